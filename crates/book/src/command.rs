@@ -1,0 +1,122 @@
+//! Commands: everything that can change the book. Each is decided at a time the sequencer
+//! gives, and is recorded in the journal exactly as given, so replay decides it again.
+
+use domain::{Currency, Money, Odds, Ratio};
+
+use crate::bet::{BetKind, PricePolicy};
+use crate::catalog::{EachWayTerms, Outcome};
+use crate::ids::{AccountId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
+use crate::player::LimitKind;
+use crate::calendar::Period;
+
+/// An idempotency key with the hash of the request body it came with. The same key with the
+/// same hash returns the first reply; with another hash it is rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Idempotency {
+    pub key: String,
+    pub body_hash: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegRequest {
+    pub selection: SelectionId,
+    /// The price the bettor saw.
+    pub price: Odds,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlaceBet {
+    pub account: AccountId,
+    pub kind: BetKind,
+    pub legs: Vec<LegRequest>,
+    /// Per line for system and each-way bets.
+    pub stake: Money,
+    pub each_way: bool,
+    pub policy: PricePolicy,
+    pub idempotency: Option<Idempotency>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSelection {
+    pub name: String,
+    pub price: Odds,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarketAction {
+    Suspend,
+    Resume,
+    Close,
+}
+
+/// A change to one responsible-gambling limit; `None` removes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitChange {
+    pub kind: LimitKind,
+    pub period: Period,
+    pub value: Option<Money>,
+}
+
+/// A change to a market's risk settings; each `Some` replaces the setting, where the inner
+/// `None` clears it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarketRiskChange {
+    pub max_stake: Option<Option<Money>>,
+    pub liability_cap: Option<Option<Money>>,
+    pub selection_liability_cap: Option<Option<Money>>,
+    pub suspend_at_liability: Option<Option<Money>>,
+    pub in_play_delay_seconds: Option<Option<u32>>,
+    pub max_payout: Option<Option<Money>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultRequest {
+    pub selection: SelectionId,
+    pub outcome: Outcome,
+    pub dead_heat: Option<Ratio>,
+    pub void_factor: Option<Ratio>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    OpenAccount { currency: Currency },
+    Deposit { account: AccountId, amount: Money, payment_ref: String, idempotency: Option<Idempotency> },
+    /// Holds the amount for the payment provider; `CompleteWithdrawal` posts or releases it.
+    Withdraw { account: AccountId, amount: Money, idempotency: Option<Idempotency> },
+    CompleteWithdrawal { account: AccountId, withdrawal: TransferId, paid: bool },
+    SetLimits { account: AccountId, changes: Vec<LimitChange> },
+    TimeOut { account: AccountId, hours: u32 },
+    SelfExclude { account: AccountId, days: u32 },
+    SetAccountRisk { account: AccountId, stake_factor: Option<Ratio>, frozen: Option<bool> },
+    CreateEvent { name: String, sport: String, competition: String, starts_at: Timestamp },
+    CreateMarket { event: EventId, name: String, kind: String, selections: Vec<NewSelection>, each_way: Option<EachWayTerms> },
+    SetPrices { market: MarketId, prices: Vec<(SelectionId, Odds)> },
+    SetMarketStatus { market: MarketId, action: MarketAction },
+    /// Takes the event and its markets in play, with a bet delay.
+    SetInPlay { event: EventId, bet_delay_seconds: u32 },
+    /// Ends the event and closes its markets.
+    EndEvent { event: EventId },
+    SetMarketRisk { market: MarketId, change: MarketRiskChange },
+    PlaceBet(PlaceBet),
+    QuoteCashout { account: AccountId, bet: BetId },
+    AcceptCashout { account: AccountId, bet: BetId, quote: QuoteId, idempotency: Option<Idempotency> },
+    SettleMarket { market: MarketId, results: Vec<ResultRequest> },
+    UnsettleMarket { market: MarketId },
+    VoidMarket { market: MarketId },
+    /// Lets time pass: decides in-play bets whose delay has ended. The sequencer sends it when
+    /// a delay is due and nothing else is.
+    Tick,
+}
+
+impl Command {
+    /// The idempotency key a command carries, with the account it is scoped to.
+    pub fn idempotency(&self) -> Option<(AccountId, &Idempotency)> {
+        match self {
+            Command::Deposit { account, idempotency, .. }
+            | Command::Withdraw { account, idempotency, .. }
+            | Command::AcceptCashout { account, idempotency, .. } => idempotency.as_ref().map(|key| (*account, key)),
+            Command::PlaceBet(place) => place.idempotency.as_ref().map(|key| (place.account, key)),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Every limit of the book in one place. Each collection, batch and string has a `*_MAX`; the
+//! relations between them are checked at compile time.
+
+/// Legs of a multiple (accumulator). A system bet's legs are fixed by its kind (at most 8).
+pub const LEGS_MAX: usize = 20;
+/// Selections of one market.
+pub const SELECTIONS_PER_MARKET_MAX: usize = 64;
+/// Markets of one event.
+pub const MARKETS_PER_EVENT_MAX: usize = 512;
+/// Bytes of a name (event, market, selection, sport, competition) or a payment reference.
+pub const NAME_BYTES_MAX: usize = 200;
+/// Bytes of an idempotency key.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+/// Lines of the largest system bet (a goliath: 247 lines), doubled for each-way.
+pub const LINES_MAX: usize = 2 * 247;
+/// Hours of a time-out.
+pub const TIME_OUT_HOURS_MAX: u32 = 24 * 42;
+/// Days of a self-exclusion (five years and a leap day).
+pub const SELF_EXCLUSION_DAYS_MAX: u32 = 5 * 365 + 1;
+/// Days of the shortest self-exclusion the book accepts (six months, UKGC LCCP 3.5).
+pub const SELF_EXCLUSION_DAYS_MIN: u32 = 182;
+/// In-play bet delay.
+pub const BET_DELAY_SECONDS_MAX: u32 = 60;
+/// Results of one settlement command.
+pub const RESULTS_MAX: usize = SELECTIONS_PER_MARKET_MAX;
+
+const _: () = assert!(LEGS_MAX >= 8, "the largest system bet (goliath) has 8 legs");
+const _: () = assert!(RESULTS_MAX >= SELECTIONS_PER_MARKET_MAX);

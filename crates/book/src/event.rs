@@ -1,0 +1,45 @@
+//! What the book tells the world after deciding a command: events for streams, projections and
+//! the audit trail, and the reply for the caller. Effects are data; the shell decides what to
+//! do with them.
+
+use domain::{Currency, Money, Odds};
+
+use crate::bet::BetStatus;
+use crate::catalog::{EventState, MarketStatus};
+use crate::ids::{AccountId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
+use crate::ledger::Transfer;
+use crate::rejection::Rejection;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BookEvent {
+    AccountOpened { account: AccountId, currency: Currency },
+    /// A ledger posting; balances of the accounts it touches changed.
+    Transferred(Transfer),
+    EventCreated { event: EventId },
+    EventStateChanged { event: EventId, state: EventState },
+    MarketCreated { market: MarketId },
+    MarketStatusChanged { market: MarketId, status: MarketStatus },
+    PriceChanged { market: MarketId, selection: SelectionId, price: Odds, version: u64 },
+    BetPlaced { bet: BetId, account: AccountId, status: BetStatus },
+    /// A bet moved from one status to another (delay ended, settled, resettled, cashed out).
+    BetStatusChanged { bet: BetId, account: AccountId, status: BetStatus, payout: Money },
+    AccountRestricted { account: AccountId },
+    LimitsChanged { account: AccountId },
+}
+
+/// A successful reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ack {
+    AccountOpened(AccountId),
+    Transfer(TransferId),
+    EventCreated(EventId),
+    MarketCreated { market: MarketId, selections: Vec<SelectionId> },
+    BetPlaced { bet: BetId, status: BetStatus },
+    CashoutQuote { quote: QuoteId, amount: Money, expires_at: Timestamp },
+    CashedOut { bet: BetId, amount: Money },
+    /// Number of bets whose settlement changed.
+    Settled { bets: u32 },
+    Done,
+}
+
+pub type Reply = Result<Ack, Rejection>;

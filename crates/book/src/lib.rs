@@ -1,0 +1,35 @@
+//! The book: a deterministic, synchronous state machine that owns the ledger, the catalog as the
+//! book sees it, bets, exposure, responsible-gambling limits and settlement.
+//!
+//! `Book::apply(now, &command, &mut events) -> Reply` is the whole interface that changes state.
+//! The crate does no IO, reads no clock, draws no random numbers, and never lets hash-map order
+//! reach its output. The engine crate wraps it in a sequencer with a journal.
+
+mod bet;
+mod book;
+mod calendar;
+mod catalog;
+mod command;
+mod config;
+pub mod constants;
+mod event;
+mod ids;
+mod invariants;
+mod ledger;
+mod placement;
+mod player;
+mod rejection;
+mod settlement;
+mod trading;
+
+pub use bet::{lines, Bet, BetKind, BetStatus, Leg, Line, PricePolicy, PriceTaken, Settlement, SystemKind};
+pub use book::{Book, BookParts, Quote, Remembered, Wallet};
+pub use calendar::Period;
+pub use catalog::{EachWayTerms, Event, EventState, Market, MarketRisk, MarketStatus, Outcome, Selection, SelectionResult};
+pub use command::{Command, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, PlaceBet, ResultRequest};
+pub use config::Config;
+pub use event::{Ack, BookEvent, Reply};
+pub use ids::{AccountId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND};
+pub use ledger::{AccountKind, Ledger, LedgerAccount, Transfer, TransferCode, TransferKind};
+pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};
+pub use rejection::Rejection;

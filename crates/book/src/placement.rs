@@ -1,0 +1,363 @@
+//! Bet placement: the book's hot path. Every check runs against the book's state at commit, in
+//! a fixed order, and the first failure is the rejection: account, shape, markets and prices,
+//! stake limits, maximum payout, responsible-gambling limits, funds, liability caps.
+
+use domain::{Money, Multiplier, MONEY_MINOR_MAX};
+
+use crate::bet::{line_payout, lines, place_odds, Bet, BetKind, BetStatus, Leg, PricePolicy, PriceTaken};
+use crate::book::Book;
+use crate::catalog::{EventState, MarketStatus};
+use crate::command::{LegRequest, PlaceBet};
+use crate::constants::LEGS_MAX;
+use crate::event::{Ack, BookEvent, Reply};
+use crate::ids::{BetId, MarketId, MILLIS_PER_SECOND};
+use crate::ledger::{TransferCode, TransferRequest};
+use crate::player::LimitKind;
+use crate::rejection::Rejection;
+
+/// Potential payout of a bet and the liability it adds to each leg's selection.
+pub(crate) struct Pricing {
+    pub potential_payout: Money,
+    pub liability: [i64; LEGS_MAX],
+}
+
+/// Prices a bet with every leg winning: each line's payout, summed, and per leg the sum over
+/// the lines that include it of the line's payout less its stake (the house's net loss on
+/// that line if the leg's selection wins).
+pub(crate) fn price(kind: BetKind, legs: &[Leg], each_way: bool, stake_per_line: Money) -> Pricing {
+    let mut liability = [0i64; LEGS_MAX];
+    if matches!(kind, BetKind::Single | BetKind::Multiple) && !each_way {
+        // One line over every leg: the common case, without allocating.
+        let mut multipliers = [Multiplier::ONE; LEGS_MAX];
+        for (slot, leg) in multipliers.iter_mut().zip(legs) {
+            *slot = Multiplier::odds(leg.odds);
+        }
+        let payout = domain::payout_floor(stake_per_line, &multipliers[..legs.len()]);
+        let net = payout.minor() - stake_per_line.minor();
+        for slot in liability.iter_mut().take(legs.len()) {
+            *slot = net;
+        }
+        return Pricing { potential_payout: payout, liability };
+    }
+    let win: Vec<Multiplier> = legs.iter().map(|leg| Multiplier::odds(leg.odds)).collect();
+    let place: Vec<Multiplier> = legs
+        .iter()
+        .map(|leg| leg.each_way.map_or(Multiplier::ZERO, |terms| place_odds(leg.odds, terms)))
+        .collect();
+    let mut potential = 0i64;
+    for line in lines(kind, legs.len(), each_way) {
+        let multipliers = if line.place { &place } else { &win };
+        let payout = line_payout(stake_per_line, line, multipliers);
+        potential += payout.minor();
+        for (index, slot) in liability.iter_mut().enumerate().take(legs.len()) {
+            if line.legs & (1 << index) != 0 {
+                *slot += payout.minor() - stake_per_line.minor();
+            }
+        }
+    }
+    Pricing { potential_payout: Money::from_minor(potential), liability }
+}
+
+/// Number of lines of a bet, each struck at the stake per line.
+fn line_count(kind: BetKind, leg_count: usize, each_way: bool) -> u32 {
+    let base = match kind {
+        BetKind::Single | BetKind::Multiple => 1,
+        BetKind::System(system) => {
+            let all = (1u32 << leg_count) - 1;
+            let small = if system.smallest_line() == 2 { leg_count as u32 } else { 0 };
+            all - small
+        }
+    };
+    if each_way {
+        base * 2
+    } else {
+        base
+    }
+}
+
+fn check_shape(place: &PlaceBet) -> Result<(), Rejection> {
+    let count = place.legs.len();
+    let fits = match place.kind {
+        BetKind::Single => count == 1,
+        BetKind::Multiple => (2..=LEGS_MAX).contains(&count),
+        BetKind::System(system) => count == system.selections(),
+    };
+    if !fits {
+        return Err(Rejection::InvalidBet { reason: "wrong number of legs for the bet type" });
+    }
+    if !place.stake.is_positive() {
+        return Err(Rejection::InvalidBet { reason: "stake must be positive" });
+    }
+    Ok(())
+}
+
+impl Book {
+    /// Rejects unless bets may be struck on `market` now.
+    pub(crate) fn check_market_open(&self, market: MarketId) -> Result<(), Rejection> {
+        let market = &self.markets[market.index()];
+        match market.status {
+            MarketStatus::Open => {}
+            MarketStatus::Suspended => return Err(Rejection::MarketSuspended),
+            MarketStatus::Closed | MarketStatus::Settled | MarketStatus::Voided => return Err(Rejection::MarketClosed),
+        }
+        let event = &self.events[market.event.index()];
+        match event.state {
+            EventState::Ended => Err(Rejection::MarketClosed),
+            // Started but not yet taken in play: nobody is pricing it live.
+            EventState::Scheduled if self.now >= event.starts_at && !market.in_play => Err(Rejection::MarketSuspended),
+            _ => Ok(()),
+        }
+    }
+
+    /// Binds a leg to the book's current price under the bettor's policy.
+    fn bind_leg(&self, request: &LegRequest, policy: PricePolicy, each_way: bool) -> Result<Leg, Rejection> {
+        let selection = self.selections.get(request.selection.index()).ok_or(Rejection::SelectionUnavailable)?;
+        self.check_market_open(selection.market)?;
+        let market = &self.markets[selection.market.index()];
+        if each_way && market.each_way.is_none() {
+            return Err(Rejection::InvalidBet { reason: "market has no each-way terms" });
+        }
+        let taken = bind_price(request.price, selection.price, policy)
+            .ok_or(Rejection::PriceChanged { selection: selection.id, current_price: selection.price })?;
+        Ok(Leg {
+            selection: selection.id,
+            market: market.id,
+            event: market.event,
+            requested: request.price,
+            odds: selection.price,
+            price_version: selection.price_version,
+            taken,
+            each_way: if each_way { market.each_way } else { None },
+            result: None,
+        })
+    }
+
+    /// The largest stake per line this customer may place on these legs.
+    fn max_stake(&self, legs: &[Leg], stake_factor: domain::Ratio) -> Money {
+        let market_max = legs
+            .iter()
+            .map(|leg| self.markets[leg.market.index()].risk.max_stake.unwrap_or(self.config.max_stake))
+            .min()
+            .unwrap_or(self.config.max_stake);
+        let scaled = i128::from(market_max.minor()) * i128::from(stake_factor.num()) / i128::from(stake_factor.den());
+        Money::from_minor(scaled.min(i128::from(MONEY_MINOR_MAX)) as i64)
+    }
+
+    fn max_payout(&self, legs: &[Leg]) -> Money {
+        legs.iter()
+            .map(|leg| self.markets[leg.market.index()].risk.max_payout.unwrap_or(self.config.max_payout))
+            .min()
+            .unwrap_or(self.config.max_payout)
+    }
+
+    /// Rejects when the bet's liability would push a selection over its cap or a market over
+    /// its cap (a market's liability is its largest selection liability).
+    fn check_liability(&self, legs: &[Leg], pricing: &Pricing) -> Result<(), Rejection> {
+        for (leg, added) in legs.iter().zip(pricing.liability) {
+            let selection = &self.selections[leg.selection.index()];
+            let risk = &self.markets[leg.market.index()].risk;
+            let after = selection.liability.minor() + added;
+            let over = |cap: Option<Money>| cap.is_some_and(|cap| after > cap.minor());
+            if added > 0 && (over(risk.selection_liability_cap) || over(risk.liability_cap)) {
+                return Err(Rejection::LiabilityLimit);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn place_bet(&mut self, place: &PlaceBet, events: &mut Vec<BookEvent>) -> Reply {
+        let player = self.player(place.account)?;
+        self.check_may_gamble(player)?;
+        check_shape(place)?;
+        let mut legs = Vec::with_capacity(place.legs.len());
+        for request in &place.legs {
+            let leg = self.bind_leg(request, place.policy, place.each_way)?;
+            if legs.iter().any(|other: &Leg| other.event == leg.event) {
+                return Err(Rejection::InvalidBet { reason: "two legs on the same event" });
+            }
+            legs.push(leg);
+        }
+        let stake = place.stake;
+        if stake < self.config.min_stake {
+            return Err(Rejection::StakeTooLow { min_stake: self.config.min_stake });
+        }
+        let max_stake = self.max_stake(&legs, player.stake_factor);
+        if stake > max_stake {
+            return Err(Rejection::StakeTooHigh { max_stake });
+        }
+        let lines = line_count(place.kind, legs.len(), place.each_way);
+        let total_stake =
+            stake.checked_mul(lines).ok_or(Rejection::StakeTooHigh { max_stake })?;
+        let pricing = price(place.kind, &legs, place.each_way, stake);
+        let max_payout = self.max_payout(&legs);
+        if pricing.potential_payout > max_payout {
+            // The largest stake per line whose payout stays within the cap (payouts grow at
+            // least linearly in the stake, so scaling down never overshoots).
+            let allowed = i128::from(stake.minor()) * i128::from(max_payout.minor()) / i128::from(pricing.potential_payout.minor());
+            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(allowed as i64) });
+        }
+        for kind in [LimitKind::Stake, LimitKind::Loss] {
+            if let Some(period) = player.exceeded_limit(kind, total_stake, self.now) {
+                return Err(Rejection::LimitReached { limit: kind, period });
+            }
+        }
+        let cash = player.cash;
+        if self.ledger.account(cash).available() < total_stake.minor() {
+            return Err(Rejection::InsufficientFunds);
+        }
+        self.check_liability(&legs, &pricing)?;
+
+        // Every check passed: commit.
+        let id = BetId(self.bets.len() as u64 + 1);
+        let house = self.ledger.house(player.currency);
+        let request = TransferRequest { debit: cash, credit: house, amount: total_stake, code: TransferCode::Stake, reference: id.0 };
+        let hold = self.ledger.hold(request, self.now).map_err(|_| Rejection::InsufficientFunds)?;
+        self.emit_transfer(hold, events);
+        let delay_seconds = legs.iter().map(|leg| self.in_play_delay_seconds(leg.market)).max().unwrap_or(0);
+        let (status, delay_until) = if delay_seconds > 0 {
+            (BetStatus::Pending, Some(self.now + u64::from(delay_seconds) * MILLIS_PER_SECOND))
+        } else {
+            (BetStatus::Accepted, None)
+        };
+        for leg in &legs {
+            self.markets[leg.market.index()].bets.push(id);
+        }
+        self.bets.push(Bet {
+            id,
+            account: place.account,
+            kind: place.kind,
+            legs,
+            each_way: place.each_way,
+            stake_per_line: stake,
+            line_count: lines,
+            total_stake,
+            potential_payout: pricing.potential_payout,
+            policy: place.policy,
+            status,
+            placed_status: status,
+            placed_at: self.now,
+            delay_until,
+            hold: Some(hold),
+            settlement: None,
+            settlement_count: 0,
+            rejection: None,
+            cashout_quote: None,
+        });
+        self.players[place.account.index()].record(self.now, 0, total_stake.minor(), total_stake.minor());
+        self.add_liability(id, 1, events);
+        if let Some(due) = delay_until {
+            self.delayed.insert((due, id));
+        }
+        events.push(BookEvent::BetPlaced { bet: id, account: place.account, status });
+        Ok(Ack::BetPlaced { bet: id, status })
+    }
+
+    /// The in-play delay of a market: its own, else its event's, and none before kick-off.
+    fn in_play_delay_seconds(&self, market: MarketId) -> u32 {
+        let market = &self.markets[market.index()];
+        if !market.in_play {
+            return 0;
+        }
+        market.risk.in_play_delay_seconds.unwrap_or(self.events[market.event.index()].bet_delay_seconds)
+    }
+
+    /// Adds (`sign` 1) or removes (`sign` -1) a bet's liability on its selections. Both
+    /// directions price the bet the same way, so what is added is exactly what is removed.
+    /// Adding may suspend a market whose liability reached its threshold.
+    pub(crate) fn add_liability(&mut self, bet: BetId, sign: i64, events: &mut Vec<BookEvent>) {
+        let found = &self.bets[bet.index()];
+        let pricing = price(found.kind, &found.legs, found.each_way, found.stake_per_line);
+        let mut to_suspend: [Option<MarketId>; LEGS_MAX] = [None; LEGS_MAX];
+        for (index, leg) in found.legs.iter().enumerate() {
+            let selection = &mut self.selections[leg.selection.index()];
+            selection.liability = Money::from_minor(selection.liability.minor() + sign * pricing.liability[index]);
+            let market = &self.markets[leg.market.index()];
+            let threshold = market.risk.suspend_at_liability;
+            if sign > 0 && market.status == MarketStatus::Open && threshold.is_some_and(|at| selection.liability >= at) {
+                to_suspend[index] = Some(leg.market);
+            }
+        }
+        for market in to_suspend.into_iter().flatten() {
+            self.change_market_status(market, MarketStatus::Suspended, events);
+        }
+    }
+
+    /// Decides a bet whose in-play delay has ended: it stands if every market is still open and
+    /// every price still satisfies the bettor's policy (binding to the price now), and its
+    /// risk still fits; otherwise it is rejected and its stake released.
+    pub(crate) fn end_delay(&mut self, bet: BetId, events: &mut Vec<BookEvent>) {
+        let found = &self.bets[bet.index()];
+        if found.status != BetStatus::Pending {
+            return;
+        }
+        let mut rebound = Vec::with_capacity(found.legs.len());
+        for leg in &found.legs {
+            let request = LegRequest { selection: leg.selection, price: leg.requested };
+            match self.bind_leg(&request, found.policy, found.each_way) {
+                Ok(new_leg) => rebound.push(new_leg),
+                Err(rejection) => return self.reject_pending(bet, rejection, events),
+            }
+        }
+        self.add_liability(bet, -1, events);
+        let found = &self.bets[bet.index()];
+        let pricing = price(found.kind, &rebound, found.each_way, found.stake_per_line);
+        let verdict = if pricing.potential_payout > self.max_payout(&rebound) {
+            Err(Rejection::StakeTooHigh { max_stake: found.stake_per_line })
+        } else {
+            self.check_liability(&rebound, &pricing)
+        };
+        if let Err(rejection) = verdict {
+            // Liability was already released above; reject without releasing it again.
+            return self.finish_rejection(bet, rejection, events);
+        }
+        let found = &mut self.bets[bet.index()];
+        found.legs = rebound;
+        found.potential_payout = pricing.potential_payout;
+        found.status = BetStatus::Accepted;
+        found.delay_until = None;
+        let account = found.account;
+        self.add_liability(bet, 1, events);
+        events.push(BookEvent::BetStatusChanged { bet, account, status: BetStatus::Accepted, payout: Money::ZERO });
+    }
+
+    /// Rejects a pending bet: releases its liability and its stake.
+    pub(crate) fn reject_pending(&mut self, bet: BetId, rejection: Rejection, events: &mut Vec<BookEvent>) {
+        self.add_liability(bet, -1, events);
+        self.finish_rejection(bet, rejection, events);
+    }
+
+    fn finish_rejection(&mut self, bet: BetId, rejection: Rejection, events: &mut Vec<BookEvent>) {
+        let now = self.now;
+        let found = &mut self.bets[bet.index()];
+        debug_assert_eq!(found.status, BetStatus::Pending);
+        found.status = BetStatus::Rejected;
+        found.rejection = Some(rejection.code());
+        let due = found.delay_until.take();
+        let (account, hold, stake) = (found.account, found.hold.take(), found.total_stake);
+        if let Some(due) = due {
+            self.delayed.remove(&(due, bet));
+        }
+        if let Some(hold) = hold {
+            if let Ok(void) = self.ledger.void_pending(hold, now) {
+                self.emit_transfer(void, events);
+            }
+        }
+        // The stake never counted: take it back out of the period's usage.
+        self.players[account.index()].record(now, 0, -stake.minor(), -stake.minor());
+        events.push(BookEvent::BetStatusChanged { bet, account, status: BetStatus::Rejected, payout: Money::ZERO });
+    }
+}
+
+/// How a requested price binds to the book's current one under a policy; `None` rejects.
+fn bind_price(requested: domain::Odds, current: domain::Odds, policy: PricePolicy) -> Option<PriceTaken> {
+    if current == requested {
+        return Some(PriceTaken::Requested);
+    }
+    match policy {
+        PricePolicy::None => None,
+        PricePolicy::Better if current > requested => Some(PriceTaken::Better),
+        PricePolicy::Better => None,
+        PricePolicy::Any if current > requested => Some(PriceTaken::Better),
+        PricePolicy::Any => Some(PriceTaken::Changed),
+    }
+}

@@ -1,0 +1,1848 @@
+//! Data-driven scenarios: every rule of the book as a short script and its transcript. Run
+//! `UPDATE_EXPECT=1 cargo test -p book` to rewrite the transcripts after a deliberate change,
+//! then read the diff.
+
+use expect_test::{expect, Expect};
+
+fn check(script: &str, expected: Expect) {
+    expected.assert_eq(&crate::script::run(script));
+}
+
+/// A funded player and a football match with a 1X2 market (sel_1..3) and an over/under market
+/// (sel_4..5), plus a second match (sel_6..8) and a third (sel_9..11) and a fourth (sel_12..14).
+const SETUP: &str = r#"
+open EUR
+deposit acc_1 100.00
+event "Arsenal v Spurs" football starts=+30d
+market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+event "Leeds v Hull" football starts=+30d
+market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+event "Lens v Lille" football starts=+30d
+market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+event "Roma v Lazio" football starts=+30d
+market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+"#;
+
+fn with_setup(script: &str) -> String {
+    let transcript = crate::script::run(&format!("{SETUP}\n----\n{script}"));
+    transcript.split_once("> # ----\n").map_or(transcript.clone(), |(_, rest)| rest.to_string())
+}
+
+fn check_setup(script: &str, expected: Expect) {
+    expected.assert_eq(&with_setup(script));
+}
+
+#[test]
+fn journey_deposit_bet_win_withdraw() {
+    check(
+        r#"
+open EUR
+deposit acc_1 50.00
+event "Arsenal v Spurs" football
+market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+bet acc_1 single 10.00 sel_1@2.50
+wallet acc_1
+settle mkt_1 sel_1=win
+wallet acc_1
+withdraw acc_1 65.00
+wallet acc_1
+complete acc_1 trf_5 paid
+wallet acc_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 50.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 50.00
+            > event "Arsenal v Spurs" football
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > bet acc_1 single 10.00 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > wallet acc_1
+              balance 40.00 available 40.00 pending_stakes 10.00 debt 0.00
+            > settle mkt_1 sel_1=win
+              ok 1 bets
+              - mkt_1 settled
+              - trf_3 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_4 posted Payout house:EUR -> cash:acc_1 25.00
+              - bet_1 won payout 25.00
+            > wallet acc_1
+              balance 65.00 available 65.00 pending_stakes 0.00 debt 0.00
+            > withdraw acc_1 65.00
+              ok trf_5
+              - trf_5 pending Withdrawal cash:acc_1 -> clearing:EUR 65.00
+            > wallet acc_1
+              balance 65.00 available 0.00 pending_stakes 0.00 debt 0.00
+            > complete acc_1 trf_5 paid
+              ok trf_6
+              - trf_6 posts trf_5 Withdrawal cash:acc_1 -> clearing:EUR 65.00
+            > wallet acc_1
+              balance 0.00 available 0.00 pending_stakes 0.00 debt 0.00
+        "#]],
+    );
+}
+
+#[test]
+fn price_change_policies() {
+    check_setup(
+        r#"
+price mkt_1 sel_1=2.60 sel_2=3.00
+bet acc_1 single 1 sel_1@2.50                 # none: moved up, rejected
+bet acc_1 single 1 sel_1@2.50 policy=better   # better: takes 2.60
+bet acc_1 single 1 sel_2@3.20 policy=better   # better: moved down, rejected
+bet acc_1 single 1 sel_2@3.20 policy=any      # any: takes 3.00
+bet acc_1 single 1 sel_2@3.00                 # the price it saw
+show bet_1
+show bet_2
+show bet_3
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > price mkt_1 sel_1=2.60 sel_2=3.00
+              ok done
+              - sel_1 price 2.60 v2
+              - sel_2 price 3.00 v2
+            > bet acc_1 single 1 sel_1@2.50
+              rejected price_changed(sel_1 now 2.60)
+            > bet acc_1 single 1 sel_1@2.50 policy=better
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_1 placed accepted
+            > bet acc_1 single 1 sel_2@3.20 policy=better
+              rejected price_changed(sel_2 now 3.00)
+            > bet acc_1 single 1 sel_2@3.20 policy=any
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_2 placed accepted
+            > bet acc_1 single 1 sel_2@3.00
+              ok bet_3 accepted
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_3 placed accepted
+            > show bet_1
+              bet_1 accepted stake 1.00 total 1.00 potential 2.60 legs sel_1@2.60(better)
+            > show bet_2
+              bet_2 accepted stake 1.00 total 1.00 potential 3.00 legs sel_2@3.00(changed)
+            > show bet_3
+              bet_3 accepted stake 1.00 total 1.00 potential 3.00 legs sel_2@3.00(requested)
+        "#]],
+    );
+}
+
+#[test]
+fn market_and_event_states_gate_bets() {
+    check_setup(
+        r#"
+suspend mkt_1
+bet acc_1 single 1 sel_1@2.50
+resume mkt_1
+bet acc_1 single 1 sel_1@2.50
+close mkt_2
+bet acc_1 single 1 sel_4@1.90
+resume mkt_2
+bet acc_1 single 1 sel_99@1.90
+time +2h                                      # kick-off passes, not in play yet
+bet acc_1 single 1 sel_6@2.00
+inplay evt_2
+bet acc_1 single 1 sel_6@2.00
+end evt_2
+bet acc_1 single 1 sel_6@2.00
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > suspend mkt_1
+              ok done
+              - mkt_1 suspended
+            > bet acc_1 single 1 sel_1@2.50
+              rejected market_suspended
+            > resume mkt_1
+              ok done
+              - mkt_1 open
+            > bet acc_1 single 1 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_1 placed accepted
+            > close mkt_2
+              ok done
+              - mkt_2 closed
+            > bet acc_1 single 1 sel_4@1.90
+              rejected market_closed
+            > resume mkt_2
+              rejected market_closed
+            > bet acc_1 single 1 sel_99@1.90
+              rejected selection_unavailable
+            > time +2h
+            > bet acc_1 single 1 sel_6@2.00
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_2 placed accepted
+            > inplay evt_2
+              ok done
+              - evt_2 InPlay
+            > bet acc_1 single 1 sel_6@2.00
+              ok bet_3 accepted
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_3 placed accepted
+            > end evt_2
+              ok done
+              - evt_2 Ended
+              - mkt_3 closed
+            > bet acc_1 single 1 sel_6@2.00
+              rejected market_closed
+        "#]],
+    );
+}
+
+#[test]
+fn bet_shapes_are_checked() {
+    check_setup(
+        r#"
+bet acc_1 multiple 1 sel_1@2.50 sel_4@1.90            # same event twice
+bet acc_1 multiple 1 sel_1@2.50                       # one leg is not a multiple
+bet acc_1 trixie 1 sel_1@2.50 sel_6@2.00              # a trixie takes three
+bet acc_1 single 0 sel_1@2.50
+bet acc_1 single 1 sel_1@2.50 ew                      # no each-way terms
+bet acc_1 multiple 1 sel_1@2.50 sel_6@2.00 sel_9@2.00
+show bet_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 multiple 1 sel_1@2.50 sel_4@1.90
+              rejected invalid_bet(two legs on the same event)
+            > bet acc_1 multiple 1 sel_1@2.50
+              rejected invalid_bet(wrong number of legs for the bet type)
+            > bet acc_1 trixie 1 sel_1@2.50 sel_6@2.00
+              rejected invalid_bet(wrong number of legs for the bet type)
+            > bet acc_1 single 0 sel_1@2.50
+              rejected invalid_bet(stake must be positive)
+            > bet acc_1 single 1 sel_1@2.50 ew
+              rejected invalid_bet(market has no each-way terms)
+            > bet acc_1 multiple 1 sel_1@2.50 sel_6@2.00 sel_9@2.00
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_1 placed accepted
+            > show bet_1
+              bet_1 accepted stake 1.00 total 1.00 potential 10.00 legs sel_1@2.50(requested) sel_6@2.00(requested) sel_9@2.00(requested)
+        "#]],
+    );
+}
+
+#[test]
+fn stake_limits_stake_factor_and_max_payout() {
+    check_setup(
+        r#"
+bet acc_1 single 0.05 sel_1@2.50
+risk mkt_1 max_stake=20.00
+bet acc_1 single 20.01 sel_1@2.50
+account-risk acc_1 factor=0.5
+bet acc_1 single 10.01 sel_1@2.50
+bet acc_1 single 10.00 sel_1@2.50
+account-risk acc_1 factor=1
+risk mkt_1 max_payout=30.00
+bet acc_1 single 12.00 sel_1@2.50               # pays exactly 30.00
+bet acc_1 single 12.01 sel_1@2.50
+bet acc_1 single 100.00 sel_6@2.00                    # more than the balance
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 single 0.05 sel_1@2.50
+              rejected stake_too_low(min 10)
+            > risk mkt_1 max_stake=20.00
+              ok done
+            > bet acc_1 single 20.01 sel_1@2.50
+              rejected stake_too_high(max 2000)
+            > account-risk acc_1 factor=0.5
+              ok done
+              - acc_1 restricted
+            > bet acc_1 single 10.01 sel_1@2.50
+              rejected stake_too_high(max 1000)
+            > bet acc_1 single 10.00 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > account-risk acc_1 factor=1
+              ok done
+              - acc_1 restricted
+            > risk mkt_1 max_payout=30.00
+              ok done
+            > bet acc_1 single 12.00 sel_1@2.50
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 12.00
+              - bet_2 placed accepted
+            > bet acc_1 single 12.01 sel_1@2.50
+              rejected stake_too_high(max 1200)
+            > bet acc_1 single 100.00 sel_6@2.00
+              rejected insufficient_funds
+        "#]],
+    );
+}
+
+#[test]
+fn liability_caps_and_automatic_suspension() {
+    check_setup(
+        r#"
+risk mkt_1 selection_cap=30.00 suspend_at=20.00
+bet acc_1 single 10 sel_1@2.50        # adds 15.00
+bet acc_1 single 10 sel_1@2.50        # would make 30.00: allowed, and suspends at 20
+exposure
+bet acc_1 single 1 sel_2@3.20
+resume mkt_1
+bet acc_1 single 1 sel_1@2.50         # 31.50 > 30.00
+risk mkt_3 liability_cap=5.00
+bet acc_1 single 5 sel_6@2.00         # 5.00 is allowed
+bet acc_1 single 1 sel_6@2.00         # 6.00 is not
+bet acc_1 single 5 sel_7@3.40         # another selection: 12.00 > 5.00
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > risk mkt_1 selection_cap=30.00 suspend_at=20.00
+              ok done
+            > bet acc_1 single 10 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_1 single 10 sel_1@2.50
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - mkt_1 suspended
+              - bet_2 placed accepted
+            > exposure
+              sel_1 30.00
+              total 30.00
+            > bet acc_1 single 1 sel_2@3.20
+              rejected market_suspended
+            > resume mkt_1
+              ok done
+              - mkt_1 open
+            > bet acc_1 single 1 sel_1@2.50
+              rejected liability_limit
+            > risk mkt_3 liability_cap=5.00
+              ok done
+            > bet acc_1 single 5 sel_6@2.00
+              ok bet_3 accepted
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 5.00
+              - bet_3 placed accepted
+            > bet acc_1 single 1 sel_6@2.00
+              rejected liability_limit
+            > bet acc_1 single 5 sel_7@3.40
+              rejected liability_limit
+        "#]],
+    );
+}
+
+#[test]
+fn in_play_delay_accepts_or_rejects_when_it_ends() {
+    check_setup(
+        r#"
+inplay evt_1 delay=5
+bet acc_1 single 10 sel_1@2.50
+wallet acc_1
+time +5s
+tick                                  # the delay ends: nothing changed, accepted
+bet acc_1 single 10 sel_1@2.50
+price mkt_1 sel_1=2.20                # a goal: the price shortens
+time +5s
+tick                                  # rejected, stake released
+bet acc_1 single 10 sel_2@3.20 policy=any
+price mkt_1 sel_2=3.50
+time +5s
+tick                                  # any: accepted at 3.50
+bet acc_1 single 10 sel_2@3.50
+suspend mkt_1
+time +5s
+bet acc_1 single 1 sel_6@2.00         # a later command also ends due delays
+show bet_3
+wallet acc_1
+exposure
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > inplay evt_1 delay=5
+              ok done
+              - evt_1 InPlay
+            > bet acc_1 single 10 sel_1@2.50
+              ok bet_1 pending
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed pending
+            > wallet acc_1
+              balance 90.00 available 90.00 pending_stakes 10.00 debt 0.00
+            > time +5s
+            > tick
+              ok done
+              - bet_1 accepted payout 0.00
+            > bet acc_1 single 10 sel_1@2.50
+              ok bet_2 pending
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed pending
+            > price mkt_1 sel_1=2.20
+              ok done
+              - sel_1 price 2.20 v2
+            > time +5s
+            > tick
+              ok done
+              - trf_4 voids trf_3 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 rejected payout 0.00
+            > bet acc_1 single 10 sel_2@3.20 policy=any
+              ok bet_3 pending
+              - trf_5 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_3 placed pending
+            > price mkt_1 sel_2=3.50
+              ok done
+              - sel_2 price 3.50 v2
+            > time +5s
+            > tick
+              ok done
+              - bet_3 accepted payout 0.00
+            > bet acc_1 single 10 sel_2@3.50
+              ok bet_4 pending
+              - trf_6 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_4 placed pending
+            > suspend mkt_1
+              ok done
+              - mkt_1 suspended
+            > time +5s
+            > bet acc_1 single 1 sel_6@2.00
+              ok bet_5 accepted
+              - trf_7 voids trf_6 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_4 rejected payout 0.00
+              - trf_8 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_5 placed accepted
+            > show bet_3
+              bet_3 accepted stake 10.00 total 10.00 potential 35.00 legs sel_2@3.50(better)
+            > wallet acc_1
+              balance 79.00 available 79.00 pending_stakes 21.00 debt 0.00
+            > exposure
+              sel_1 15.00
+              sel_2 25.00
+              sel_6 1.00
+              total 41.00
+        "#]],
+    );
+}
+
+#[test]
+fn idempotency_keys_return_the_first_reply() {
+    check_setup(
+        r#"
+bet acc_1 single 10 sel_1@2.50 key=k1
+bet acc_1 single 10 sel_1@2.50 key=k1          # same body: same bet, nothing new
+bet acc_1 single 20 sel_1@2.50 key=k1          # other body: rejected
+bet acc_1 single 999 sel_1@2.50 key=k2         # a rejection is remembered too
+deposit acc_1 1000 key=k2                      # the key with another body
+deposit acc_1 10 key=d1
+deposit acc_1 10 key=d1
+wallet acc_1
+time +24h
+bet acc_1 single 10 sel_1@2.50 key=k1          # forgotten after the retention window
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 single 10 sel_1@2.50 key=k1
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_1 single 10 sel_1@2.50 key=k1
+              ok bet_1 accepted
+            > bet acc_1 single 20 sel_1@2.50 key=k1
+              rejected idempotency_key_reused
+            > bet acc_1 single 999 sel_1@2.50 key=k2
+              rejected insufficient_funds
+            > deposit acc_1 1000 key=k2
+              rejected idempotency_key_reused
+            > deposit acc_1 10 key=d1
+              ok trf_3
+              - trf_3 posted Deposit clearing:EUR -> cash:acc_1 10.00
+            > deposit acc_1 10 key=d1
+              ok trf_3
+            > wallet acc_1
+              balance 100.00 available 100.00 pending_stakes 10.00 debt 0.00
+            > time +24h
+            > bet acc_1 single 10 sel_1@2.50 key=k1
+              ok bet_2 accepted
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed accepted
+        "#]],
+    );
+}
+
+#[test]
+fn deposit_limits_decrease_now_and_increase_after_cooling_off() {
+    check(
+        r#"
+open EUR
+limits acc_1 deposit.day=50.00
+deposit acc_1 50.00
+deposit acc_1 0.01
+limits acc_1 deposit.day=80.00                 # an increase waits 24h
+deposit acc_1 0.01
+time +23h
+deposit acc_1 0.01
+time +1h
+deposit acc_1 60.00                            # 80.00 is in force now
+limits acc_1 deposit.day=40.00 deposit.week=120.00
+deposit acc_1 0.01                             # 60.01 today > 40.00
+time +1d
+deposit acc_1 10.00                            # Friday: the week (from Monday) is at 120.01
+limits acc_1 deposit.week=none                 # a removal also waits
+deposit acc_1 1.00
+time +24h
+deposit acc_1 40.00
+time +3d
+deposit acc_1 40.00                            # a new week
+deposit acc_1 0.01
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > limits acc_1 deposit.day=50.00
+              ok done
+              - acc_1 limits changed
+            > deposit acc_1 50.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 50.00
+            > deposit acc_1 0.01
+              rejected limit_reached(deposit day)
+            > limits acc_1 deposit.day=80.00
+              ok done
+              - acc_1 limits changed
+            > deposit acc_1 0.01
+              rejected limit_reached(deposit day)
+            > time +23h
+            > deposit acc_1 0.01
+              ok trf_2
+              - trf_2 posted Deposit clearing:EUR -> cash:acc_1 0.01
+            > time +1h
+            > deposit acc_1 60.00
+              ok trf_3
+              - trf_3 posted Deposit clearing:EUR -> cash:acc_1 60.00
+            > limits acc_1 deposit.day=40.00 deposit.week=120.00
+              ok done
+              - acc_1 limits changed
+            > deposit acc_1 0.01
+              rejected limit_reached(deposit day)
+            > time +1d
+            > deposit acc_1 10.00
+              rejected limit_reached(deposit week)
+            > limits acc_1 deposit.week=none
+              ok done
+              - acc_1 limits changed
+            > deposit acc_1 1.00
+              ok trf_4
+              - trf_4 posted Deposit clearing:EUR -> cash:acc_1 1.00
+            > time +24h
+            > deposit acc_1 40.00
+              ok trf_5
+              - trf_5 posted Deposit clearing:EUR -> cash:acc_1 40.00
+            > time +3d
+            > deposit acc_1 40.00
+              ok trf_6
+              - trf_6 posted Deposit clearing:EUR -> cash:acc_1 40.00
+            > deposit acc_1 0.01
+              rejected limit_reached(deposit day)
+        "#]],
+    );
+}
+
+#[test]
+fn stake_and_loss_limits() {
+    check_setup(
+        r#"
+limits acc_1 stake.day=15.00 loss.week=25.00
+bet acc_1 single 10 sel_1@2.50
+bet acc_1 single 6 sel_6@2.00                  # 16 staked today
+time +1d
+bet acc_1 single 10 sel_6@2.00                 # new day; the week has lost at most 20 so far
+bet acc_1 single 6 sel_9@2.00                  # 16 > 15 staked today
+limits acc_1 stake.day=none
+bet acc_1 single 6 sel_9@2.00                  # the removal waits 24h
+time +1d
+bet acc_1 single 6 sel_9@2.00                  # the week could lose 26 > 25
+settle mkt_1 sel_1=win                         # wins 25: the week's net loss is -5
+bet acc_1 single 6 sel_9@2.00
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > limits acc_1 stake.day=15.00 loss.week=25.00
+              ok done
+              - acc_1 limits changed
+            > bet acc_1 single 10 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_1 single 6 sel_6@2.00
+              rejected limit_reached(stake day)
+            > time +1d
+            > bet acc_1 single 10 sel_6@2.00
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed accepted
+            > bet acc_1 single 6 sel_9@2.00
+              rejected limit_reached(stake day)
+            > limits acc_1 stake.day=none
+              ok done
+              - acc_1 limits changed
+            > bet acc_1 single 6 sel_9@2.00
+              rejected limit_reached(stake day)
+            > time +1d
+            > bet acc_1 single 6 sel_9@2.00
+              rejected limit_reached(loss week)
+            > settle mkt_1 sel_1=win
+              ok 1 bets
+              - mkt_1 settled
+              - trf_4 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_5 posted Payout house:EUR -> cash:acc_1 25.00
+              - bet_1 won payout 25.00
+            > bet acc_1 single 6 sel_9@2.00
+              ok bet_3 accepted
+              - trf_6 pending Stake cash:acc_1 -> house:EUR 6.00
+              - bet_3 placed accepted
+        "#]],
+    );
+}
+
+#[test]
+fn time_out_self_exclusion_and_freeze() {
+    check_setup(
+        r#"
+timeout acc_1 24
+bet acc_1 single 1 sel_1@2.50
+deposit acc_1 1
+withdraw acc_1 1                                # withdrawals stay possible
+time +24h
+bet acc_1 single 1 sel_1@2.50
+exclude acc_1 30                                # too short
+exclude acc_1 182
+bet acc_1 single 1 sel_1@2.50
+deposit acc_1 1
+withdraw acc_1 1
+open EUR
+deposit acc_2 10
+account-risk acc_2 frozen=true
+bet acc_2 single 1 sel_1@2.50
+withdraw acc_2 1
+account-risk acc_2 frozen=false
+bet acc_2 single 1 sel_1@2.50
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > timeout acc_1 24
+              ok done
+              - acc_1 restricted
+            > bet acc_1 single 1 sel_1@2.50
+              rejected timed_out
+            > deposit acc_1 1
+              rejected timed_out
+            > withdraw acc_1 1
+              ok trf_2
+              - trf_2 pending Withdrawal cash:acc_1 -> clearing:EUR 1.00
+            > time +24h
+            > bet acc_1 single 1 sel_1@2.50
+              ok bet_1 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_1 placed accepted
+            > exclude acc_1 30
+              rejected invalid_request(self-exclusion days out of range)
+            > exclude acc_1 182
+              ok done
+              - acc_1 restricted
+            > bet acc_1 single 1 sel_1@2.50
+              rejected self_excluded
+            > deposit acc_1 1
+              rejected self_excluded
+            > withdraw acc_1 1
+              ok trf_4
+              - trf_4 pending Withdrawal cash:acc_1 -> clearing:EUR 1.00
+            > open EUR
+              ok acc_2
+              - acc_2 opened EUR
+            > deposit acc_2 10
+              ok trf_5
+              - trf_5 posted Deposit clearing:EUR -> cash:acc_2 10.00
+            > account-risk acc_2 frozen=true
+              ok done
+              - acc_2 restricted
+            > bet acc_2 single 1 sel_1@2.50
+              rejected account_frozen
+            > withdraw acc_2 1
+              rejected account_frozen
+            > account-risk acc_2 frozen=false
+              ok done
+              - acc_2 restricted
+            > bet acc_2 single 1 sel_1@2.50
+              ok bet_2 accepted
+              - trf_6 pending Stake cash:acc_2 -> house:EUR 1.00
+              - bet_2 placed accepted
+        "#]],
+    );
+}
+
+#[test]
+fn withdrawals_hold_then_post_or_release() {
+    check_setup(
+        r#"
+withdraw acc_1 100.01
+withdraw acc_1 60.00
+bet acc_1 single 50 sel_1@2.50                 # 40.00 available
+complete acc_1 trf_2 failed
+wallet acc_1
+complete acc_1 trf_2 paid                      # already released
+withdraw acc_1 0
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > withdraw acc_1 100.01
+              rejected insufficient_funds
+            > withdraw acc_1 60.00
+              ok trf_2
+              - trf_2 pending Withdrawal cash:acc_1 -> clearing:EUR 60.00
+            > bet acc_1 single 50 sel_1@2.50
+              rejected insufficient_funds
+            > complete acc_1 trf_2 failed
+              ok trf_3
+              - trf_3 voids trf_2 Withdrawal cash:acc_1 -> clearing:EUR 60.00
+            > wallet acc_1
+              balance 100.00 available 100.00 pending_stakes 0.00 debt 0.00
+            > complete acc_1 trf_2 paid
+              rejected unknown_withdrawal
+            > withdraw acc_1 0
+              rejected invalid_request(withdrawal amount must be positive)
+        "#]],
+    );
+}
+
+#[test]
+fn settlement_win_lose_void_dead_heat_and_quarter_lines() {
+    check_setup(
+        r#"
+bet acc_1 single 10 sel_1@2.50
+bet acc_1 single 10 sel_2@3.20
+bet acc_1 single 10 sel_3@2.80
+settle mkt_1 sel_1=win/dh=1/2 sel_2=void      # sel_3 loses by default
+bet acc_1 single 10 sel_4@1.90                # a settled market takes no bets
+bet acc_1 single 10 sel_6@2.00
+bet acc_1 single 10 sel_7@3.40
+bet acc_1 single 10 sel_8@3.60
+settle mkt_3 sel_6=win/vf=1/2 sel_7=lose/vf=1/2 sel_8=lose
+wallet acc_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 single 10 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_1 single 10 sel_2@3.20
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed accepted
+            > bet acc_1 single 10 sel_3@2.80
+              ok bet_3 accepted
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_3 placed accepted
+            > settle mkt_1 sel_1=win/dh=1/2 sel_2=void
+              ok 3 bets
+              - mkt_1 settled
+              - trf_5 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_6 posted Payout house:EUR -> cash:acc_1 12.50
+              - bet_1 won payout 12.50
+              - trf_7 posts trf_3 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_8 posted Payout house:EUR -> cash:acc_1 10.00
+              - bet_2 void payout 10.00
+              - trf_9 posts trf_4 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_3 lost payout 0.00
+            > bet acc_1 single 10 sel_4@1.90
+              ok bet_4 accepted
+              - trf_10 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_4 placed accepted
+            > bet acc_1 single 10 sel_6@2.00
+              ok bet_5 accepted
+              - trf_11 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_5 placed accepted
+            > bet acc_1 single 10 sel_7@3.40
+              ok bet_6 accepted
+              - trf_12 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_6 placed accepted
+            > bet acc_1 single 10 sel_8@3.60
+              ok bet_7 accepted
+              - trf_13 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_7 placed accepted
+            > settle mkt_3 sel_6=win/vf=1/2 sel_7=lose/vf=1/2 sel_8=lose
+              ok 3 bets
+              - mkt_3 settled
+              - trf_14 posts trf_11 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_15 posted Payout house:EUR -> cash:acc_1 15.00
+              - bet_5 half_won payout 15.00
+              - trf_16 posts trf_12 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_17 posted Payout house:EUR -> cash:acc_1 5.00
+              - bet_6 half_lost payout 5.00
+              - trf_18 posts trf_13 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_7 lost payout 0.00
+            > wallet acc_1
+              balance 72.50 available 72.50 pending_stakes 10.00 debt 0.00
+        "#]],
+    );
+}
+
+#[test]
+fn multiples_settle_void_legs_at_odds_one_and_lose_early() {
+    check_setup(
+        r#"
+bet acc_1 multiple 10 sel_1@2.50 sel_6@2.00 sel_9@2.00
+bet acc_1 multiple 10 sel_2@3.20 sel_7@3.40
+settle mkt_1 sel_1=win                        # bet_2 lost already, bet_1 waits
+settle mkt_3 sel_6=void
+settle mkt_4 sel_9=win                        # 10 x 2.50 x 1 x 2.00
+wallet acc_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 multiple 10 sel_1@2.50 sel_6@2.00 sel_9@2.00
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_1 multiple 10 sel_2@3.20 sel_7@3.40
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed accepted
+            > settle mkt_1 sel_1=win
+              ok 1 bets
+              - mkt_1 settled
+              - trf_4 posts trf_3 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 lost payout 0.00
+            > settle mkt_3 sel_6=void
+              ok 0 bets
+              - mkt_3 settled
+            > settle mkt_4 sel_9=win
+              ok 1 bets
+              - mkt_4 settled
+              - trf_5 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_6 posted Payout house:EUR -> cash:acc_1 50.00
+              - bet_1 won payout 50.00
+            > wallet acc_1
+              balance 130.00 available 130.00 pending_stakes 0.00 debt 0.00
+        "#]],
+    );
+}
+
+#[test]
+fn system_bets_expand_into_lines() {
+    check_setup(
+        r#"
+bet acc_1 trixie 1 sel_1@2.50 sel_6@2.00 sel_9@2.00
+bet acc_1 patent 1 sel_1@2.50 sel_6@2.00 sel_9@2.00
+bet acc_1 yankee 1 sel_1@2.50 sel_6@2.00 sel_9@2.00 sel_12@1.50
+bet acc_1 lucky15 1 sel_1@2.50 sel_6@2.00 sel_9@2.00 sel_12@1.50
+show bet_1
+show bet_2
+show bet_3
+show bet_4
+settle mkt_1 sel_1=win
+settle mkt_3 sel_6=win
+settle mkt_4 sel_9=lose
+settle mkt_5 sel_12=void
+show bet_1
+show bet_2
+show bet_3
+show bet_4
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 trixie 1 sel_1@2.50 sel_6@2.00 sel_9@2.00
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 4.00
+              - bet_1 placed accepted
+            > bet acc_1 patent 1 sel_1@2.50 sel_6@2.00 sel_9@2.00
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 7.00
+              - bet_2 placed accepted
+            > bet acc_1 yankee 1 sel_1@2.50 sel_6@2.00 sel_9@2.00 sel_12@1.50
+              ok bet_3 accepted
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 11.00
+              - bet_3 placed accepted
+            > bet acc_1 lucky15 1 sel_1@2.50 sel_6@2.00 sel_9@2.00 sel_12@1.50
+              ok bet_4 accepted
+              - trf_5 pending Stake cash:acc_1 -> house:EUR 15.00
+              - bet_4 placed accepted
+            > show bet_1
+              bet_1 accepted stake 1.00 total 4.00 potential 24.00 legs sel_1@2.50(requested) sel_6@2.00(requested) sel_9@2.00(requested)
+            > show bet_2
+              bet_2 accepted stake 1.00 total 7.00 potential 30.50 legs sel_1@2.50(requested) sel_6@2.00(requested) sel_9@2.00(requested)
+            > show bet_3
+              bet_3 accepted stake 1.00 total 11.00 potential 69.75 legs sel_1@2.50(requested) sel_6@2.00(requested) sel_9@2.00(requested) sel_12@1.50(requested)
+            > show bet_4
+              bet_4 accepted stake 1.00 total 15.00 potential 77.75 legs sel_1@2.50(requested) sel_6@2.00(requested) sel_9@2.00(requested) sel_12@1.50(requested)
+            > settle mkt_1 sel_1=win
+              ok 0 bets
+              - mkt_1 settled
+            > settle mkt_3 sel_6=win
+              ok 0 bets
+              - mkt_3 settled
+            > settle mkt_4 sel_9=lose
+              ok 2 bets
+              - mkt_4 settled
+              - trf_6 posts trf_2 Stake cash:acc_1 -> house:EUR 4.00
+              - trf_7 posted Payout house:EUR -> cash:acc_1 5.00
+              - bet_1 won payout 5.00
+              - trf_8 posts trf_3 Stake cash:acc_1 -> house:EUR 7.00
+              - trf_9 posted Payout house:EUR -> cash:acc_1 9.50
+              - bet_2 won payout 9.50
+            > settle mkt_5 sel_12=void
+              ok 2 bets
+              - mkt_5 settled
+              - trf_10 posts trf_4 Stake cash:acc_1 -> house:EUR 11.00
+              - trf_11 posted Payout house:EUR -> cash:acc_1 14.50
+              - bet_3 won payout 14.50
+              - trf_12 posts trf_5 Stake cash:acc_1 -> house:EUR 15.00
+              - trf_13 posted Payout house:EUR -> cash:acc_1 20.00
+              - bet_4 won payout 20.00
+            > show bet_1
+              bet_1 won stake 1.00 total 4.00 potential 24.00 legs sel_1@2.50(requested) sel_6@2.00(requested) sel_9@2.00(requested) paid 5.00
+            > show bet_2
+              bet_2 won stake 1.00 total 7.00 potential 30.50 legs sel_1@2.50(requested) sel_6@2.00(requested) sel_9@2.00(requested) paid 9.50
+            > show bet_3
+              bet_3 won stake 1.00 total 11.00 potential 69.75 legs sel_1@2.50(requested) sel_6@2.00(requested) sel_9@2.00(requested) sel_12@1.50(requested) paid 14.50
+            > show bet_4
+              bet_4 won stake 1.00 total 15.00 potential 77.75 legs sel_1@2.50(requested) sel_6@2.00(requested) sel_9@2.00(requested) sel_12@1.50(requested) paid 20.00
+        "#]],
+    );
+}
+
+#[test]
+fn larger_system_bets_have_the_right_line_counts() {
+    let mut script = String::from("open EUR\ndeposit acc_1 10000\n");
+    for event in 1..=8 {
+        script.push_str(&format!("event \"Match {event}\" football starts=+30d\nmarket evt_{event} \"Winner\" A=2.00 B=2.00\n"));
+    }
+    let legs: Vec<String> = (0..8).map(|event| format!("sel_{}@2.00", event * 2 + 1)).collect();
+    for (kind, count) in [("canadian", 5), ("heinz", 6), ("super_heinz", 7), ("goliath", 8)] {
+        script.push_str(&format!("bet acc_1 {kind} 1 {}\n", legs[..count].join(" ")));
+    }
+    for bet in 1..=4 {
+        script.push_str(&format!("show bet_{bet}\n"));
+    }
+    let transcript = crate::script::run(&script);
+    let shown: Vec<&str> = transcript.lines().filter(|line| line.contains(" stake ")).collect();
+    expect![[r#"
+        [
+            "  bet_1 accepted stake 1.00 total 26.00 potential 232.00 legs sel_1@2.00(requested) sel_3@2.00(requested) sel_5@2.00(requested) sel_7@2.00(requested) sel_9@2.00(requested)",
+            "  bet_2 accepted stake 1.00 total 57.00 potential 716.00 legs sel_1@2.00(requested) sel_3@2.00(requested) sel_5@2.00(requested) sel_7@2.00(requested) sel_9@2.00(requested) sel_11@2.00(requested)",
+            "  bet_3 accepted stake 1.00 total 120.00 potential 2172.00 legs sel_1@2.00(requested) sel_3@2.00(requested) sel_5@2.00(requested) sel_7@2.00(requested) sel_9@2.00(requested) sel_11@2.00(requested) sel_13@2.00(requested)",
+            "  bet_4 accepted stake 1.00 total 247.00 potential 6544.00 legs sel_1@2.00(requested) sel_3@2.00(requested) sel_5@2.00(requested) sel_7@2.00(requested) sel_9@2.00(requested) sel_11@2.00(requested) sel_13@2.00(requested) sel_15@2.00(requested)",
+        ]
+    "#]].assert_debug_eq(&shown);
+}
+
+#[test]
+fn each_way_pays_the_place_part_at_the_fraction() {
+    check(
+        r#"
+open EUR
+deposit acc_1 100
+event "2:30 Cheltenham" horse_racing starts=+30d
+market evt_1 "Win" Ace=6.00 Bolt=11.00 Comet=4.00 Dash=9.00 Echo=13.00 ew=3@1/5
+bet acc_1 single 5 sel_1@6.00 ew              # 10.00 total: 5 to win at 6, 5 to place at 2.00
+bet acc_1 single 5 sel_2@11.00 ew
+bet acc_1 single 5 sel_3@4.00 ew
+show bet_1
+settle mkt_1 sel_1=win sel_2=place sel_4=place
+wallet acc_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "2:30 Cheltenham" horse_racing starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "Win" Ace=6.00 Bolt=11.00 Comet=4.00 Dash=9.00 Echo=13.00 ew=3@1/5
+              ok mkt_1 sel_1 sel_2 sel_3 sel_4 sel_5
+              - mkt_1 created
+            > bet acc_1 single 5 sel_1@6.00 ew
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_1 single 5 sel_2@11.00 ew
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed accepted
+            > bet acc_1 single 5 sel_3@4.00 ew
+              ok bet_3 accepted
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_3 placed accepted
+            > show bet_1
+              bet_1 accepted stake 5.00 total 10.00 potential 40.00 legs sel_1@6.00(requested)
+            > settle mkt_1 sel_1=win sel_2=place sel_4=place
+              ok 3 bets
+              - mkt_1 settled
+              - trf_5 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_6 posted Payout house:EUR -> cash:acc_1 40.00
+              - bet_1 won payout 40.00
+              - trf_7 posts trf_3 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_8 posted Payout house:EUR -> cash:acc_1 15.00
+              - bet_2 won payout 15.00
+              - trf_9 posts trf_4 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_3 lost payout 0.00
+            > wallet acc_1
+              balance 125.00 available 125.00 pending_stakes 0.00 debt 0.00
+        "#]],
+    );
+}
+
+#[test]
+fn resettlement_reverses_exactly_and_never_pays_twice() {
+    check_setup(
+        r#"
+bet acc_1 single 10 sel_1@2.50
+bet acc_1 single 10 sel_2@3.20
+settle mkt_1 sel_1=win
+settle mkt_1 sel_1=win                         # the same results: nothing changes
+settle mkt_1 sel_2=win                         # different results need an unsettle first
+wallet acc_1
+unsettle mkt_1
+wallet acc_1
+exposure
+settle mkt_1 sel_2=win
+wallet acc_1
+unsettle mkt_2                                 # nothing to unsettle
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 single 10 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_1 single 10 sel_2@3.20
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed accepted
+            > settle mkt_1 sel_1=win
+              ok 2 bets
+              - mkt_1 settled
+              - trf_4 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_5 posted Payout house:EUR -> cash:acc_1 25.00
+              - bet_1 won payout 25.00
+              - trf_6 posts trf_3 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 lost payout 0.00
+            > settle mkt_1 sel_1=win
+              ok 0 bets
+            > settle mkt_1 sel_2=win
+              rejected already_settled
+            > wallet acc_1
+              balance 105.00 available 105.00 pending_stakes 0.00 debt 0.00
+            > unsettle mkt_1
+              ok 2 bets
+              - mkt_1 closed
+              - trf_7 posted PayoutReversal cash:acc_1 -> house:EUR 25.00
+              - trf_8 posted StakeReversal house:EUR -> cash:acc_1 10.00
+              - trf_9 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 accepted payout 0.00
+              - trf_10 posted StakeReversal house:EUR -> cash:acc_1 10.00
+              - trf_11 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 accepted payout 0.00
+            > wallet acc_1
+              balance 80.00 available 80.00 pending_stakes 20.00 debt 0.00
+            > exposure
+              sel_1 15.00
+              sel_2 22.00
+              total 37.00
+            > settle mkt_1 sel_2=win
+              ok 2 bets
+              - mkt_1 settled
+              - trf_12 posts trf_9 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 lost payout 0.00
+              - trf_13 posts trf_11 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_14 posted Payout house:EUR -> cash:acc_1 32.00
+              - bet_2 won payout 32.00
+            > wallet acc_1
+              balance 112.00 available 112.00 pending_stakes 0.00 debt 0.00
+            > unsettle mkt_2
+              rejected not_settled
+        "#]],
+    );
+}
+
+#[test]
+fn resettlement_after_a_withdrawal_records_a_debt() {
+    check_setup(
+        r#"
+bet acc_1 single 100 sel_1@2.50
+settle mkt_1 sel_1=win
+withdraw acc_1 250
+complete acc_1 trf_5 paid
+unsettle mkt_1                                 # 250 to take back, nothing left in cash
+wallet acc_1
+settle mkt_1 sel_1=lose
+deposit acc_1 300                              # repays the 250 owed; the rest is free
+wallet acc_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 single 100 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 100.00
+              - bet_1 placed accepted
+            > settle mkt_1 sel_1=win
+              ok 1 bets
+              - mkt_1 settled
+              - trf_3 posts trf_2 Stake cash:acc_1 -> house:EUR 100.00
+              - trf_4 posted Payout house:EUR -> cash:acc_1 250.00
+              - bet_1 won payout 250.00
+            > withdraw acc_1 250
+              ok trf_5
+              - trf_5 pending Withdrawal cash:acc_1 -> clearing:EUR 250.00
+            > complete acc_1 trf_5 paid
+              ok trf_6
+              - trf_6 posts trf_5 Withdrawal cash:acc_1 -> clearing:EUR 250.00
+            > unsettle mkt_1
+              ok 1 bets
+              - mkt_1 closed
+              - trf_7 posted DebtRecognised debt:acc_1 -> house:EUR 250.00
+              - trf_8 posted StakeReversal house:EUR -> cash:acc_1 100.00
+              - trf_9 pending Stake cash:acc_1 -> house:EUR 100.00
+              - bet_1 accepted payout 0.00
+            > wallet acc_1
+              balance 0.00 available 0.00 pending_stakes 100.00 debt 250.00
+            > settle mkt_1 sel_1=lose
+              ok 1 bets
+              - mkt_1 settled
+              - trf_10 posts trf_9 Stake cash:acc_1 -> house:EUR 100.00
+              - bet_1 lost payout 0.00
+            > deposit acc_1 300
+              ok trf_11
+              - trf_11 posted Deposit clearing:EUR -> cash:acc_1 300.00
+              - trf_12 posted DebtRepaid cash:acc_1 -> debt:acc_1 250.00
+            > wallet acc_1
+              balance 50.00 available 50.00 pending_stakes 0.00 debt 0.00
+        "#]],
+    );
+}
+
+#[test]
+fn market_void_returns_stakes_and_rejects_delayed_bets() {
+    check_setup(
+        r#"
+bet acc_1 single 10 sel_1@2.50
+bet acc_1 multiple 10 sel_2@3.20 sel_6@2.00
+inplay evt_1 delay=5
+bet acc_1 single 10 sel_3@2.80
+void mkt_1
+void mkt_1
+settle mkt_3 sel_6=win
+wallet acc_1
+settle mkt_1 sel_1=win                         # voided: settled already
+unsettle mkt_1
+settle mkt_1 sel_1=win
+wallet acc_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 single 10 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_1 multiple 10 sel_2@3.20 sel_6@2.00
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed accepted
+            > inplay evt_1 delay=5
+              ok done
+              - evt_1 InPlay
+            > bet acc_1 single 10 sel_3@2.80
+              ok bet_3 pending
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_3 placed pending
+            > void mkt_1
+              ok 1 bets
+              - mkt_1 voided
+              - trf_5 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_6 posted Payout house:EUR -> cash:acc_1 10.00
+              - bet_1 void payout 10.00
+              - trf_7 voids trf_4 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_3 rejected payout 0.00
+            > void mkt_1
+              ok 0 bets
+            > settle mkt_3 sel_6=win
+              ok 1 bets
+              - mkt_3 settled
+              - trf_8 posts trf_3 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_9 posted Payout house:EUR -> cash:acc_1 20.00
+              - bet_2 won payout 20.00
+            > wallet acc_1
+              balance 110.00 available 110.00 pending_stakes 0.00 debt 0.00
+            > settle mkt_1 sel_1=win
+              rejected already_settled
+            > unsettle mkt_1
+              ok 2 bets
+              - mkt_1 closed
+              - trf_10 posted PayoutReversal cash:acc_1 -> house:EUR 10.00
+              - trf_11 posted StakeReversal house:EUR -> cash:acc_1 10.00
+              - trf_12 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 accepted payout 0.00
+              - trf_13 posted PayoutReversal cash:acc_1 -> house:EUR 20.00
+              - trf_14 posted StakeReversal house:EUR -> cash:acc_1 10.00
+              - trf_15 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 accepted payout 0.00
+            > settle mkt_1 sel_1=win
+              ok 2 bets
+              - mkt_1 settled
+              - trf_16 posts trf_12 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_17 posted Payout house:EUR -> cash:acc_1 25.00
+              - bet_1 won payout 25.00
+              - trf_18 posts trf_15 Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 lost payout 0.00
+            > wallet acc_1
+              balance 105.00 available 105.00 pending_stakes 0.00 debt 0.00
+        "#]],
+    );
+}
+
+#[test]
+fn cash_out_quotes_bind_to_price_versions() {
+    check_setup(
+        r#"
+bet acc_1 single 10 sel_1@2.50
+price mkt_1 sel_1=1.25                        # the bet is now likely to win
+quote acc_1 bet_1                             # 10 x 2.50 / 1.25 x 0.95 = 19.00
+cashout acc_1 bet_1 quo_1
+wallet acc_1
+bet acc_1 single 10 sel_6@2.00
+quote acc_1 bet_2
+price mkt_3 sel_6=2.10
+cashout acc_1 bet_2 quo_2                     # the price moved
+quote acc_1 bet_2
+time +6s
+cashout acc_1 bet_2 quo_3                     # too late
+quote acc_1 bet_2
+cashout acc_1 bet_2 quo_3                     # an old quote
+suspend mkt_3
+quote acc_1 bet_2
+quote acc_1 bet_1                             # cashed out already
+open EUR
+quote acc_2 bet_2                             # not their bet
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > event "Leeds v Hull" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
+              ok mkt_3 sel_6 sel_7 sel_8
+              - mkt_3 created
+            > event "Lens v Lille" football starts=+30d
+              ok evt_3
+              - evt_3 created
+            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_4 sel_9 sel_10 sel_11
+              - mkt_4 created
+            > event "Roma v Lazio" football starts=+30d
+              ok evt_4
+              - evt_4 created
+            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
+              ok mkt_5 sel_12 sel_13 sel_14
+              - mkt_5 created
+            > ----
+            > bet acc_1 single 10 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > price mkt_1 sel_1=1.25
+              ok done
+              - sel_1 price 1.25 v2
+            > quote acc_1 bet_1
+              ok quo_1 19.00 expires +5000ms
+            > cashout acc_1 bet_1 quo_1
+              ok bet_1 cashed out 19.00
+              - trf_3 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_4 posted Cashout house:EUR -> cash:acc_1 19.00
+              - bet_1 cashed_out payout 19.00
+            > wallet acc_1
+              balance 109.00 available 109.00 pending_stakes 0.00 debt 0.00
+            > bet acc_1 single 10 sel_6@2.00
+              ok bet_2 accepted
+              - trf_5 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed accepted
+            > quote acc_1 bet_2
+              ok quo_2 9.50 expires +5000ms
+            > price mkt_3 sel_6=2.10
+              ok done
+              - sel_6 price 2.10 v2
+            > cashout acc_1 bet_2 quo_2
+              rejected price_changed(sel_6 now 2.10)
+            > quote acc_1 bet_2
+              ok quo_3 9.04 expires +5000ms
+            > time +6s
+            > cashout acc_1 bet_2 quo_3
+              rejected quote_expired
+            > quote acc_1 bet_2
+              ok quo_4 9.04 expires +5000ms
+            > cashout acc_1 bet_2 quo_3
+              rejected quote_expired
+            > suspend mkt_3
+              ok done
+              - mkt_3 suspended
+            > quote acc_1 bet_2
+              rejected cashout_unavailable(a market is not open)
+            > quote acc_1 bet_1
+              rejected cashout_unavailable(bet is not open)
+            > open EUR
+              ok acc_2
+              - acc_2 opened EUR
+            > quote acc_2 bet_2
+              rejected unknown_bet
+        "#]],
+    );
+}

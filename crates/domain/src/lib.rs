@@ -1,0 +1,15 @@
+//! Exact value types of the sportsbook: money in integer minor units, odds in fixed point, factors
+//! as small rationals, and the single rounding rule for payouts.
+//!
+//! Nothing here uses floating point. Every type is built by `parse`/`new` at the boundary and is
+//! valid by construction afterwards.
+
+mod money;
+mod odds;
+mod payout;
+mod ratio;
+
+pub use money::{Currency, Money, MoneyError, MONEY_MINOR_MAX};
+pub use odds::{Odds, OddsError, ODDS_SCALE};
+pub use payout::{payout_floor, Multiplier};
+pub use ratio::{Ratio, RatioError};
