@@ -32,4 +32,4 @@ pub use event::{Ack, BookEvent, Reply};
 pub use ids::{AccountId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND};
 pub use ledger::{AccountKind, Ledger, LedgerAccount, Transfer, TransferCode, TransferKind};
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};
-pub use rejection::Rejection;
+pub use rejection::{intern_code, intern_reason, Rejection, CODES, REASONS};

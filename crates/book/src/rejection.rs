@@ -87,3 +87,85 @@ impl std::fmt::Display for Rejection {
         }
     }
 }
+
+/// Every reason text the book gives, so a decoder can turn a stored reason back into the same
+/// `&'static str`. A test checks that every reason written in the source is listed.
+pub const REASONS: &[&str] = &[
+    "a market has 1 to 64 selections",
+    "a market is not open",
+    "a selection is resulted twice",
+    "bet delay above 60 seconds",
+    "bet is not open",
+    "dead-heat factor must be in (0, 1] and void factor in [0, 1]",
+    "deposit amount out of range",
+    "deposit refused",
+    "each-way and system bets cannot be cashed out",
+    "each-way terms need places and a fraction in (0, 1]",
+    "event has ended",
+    "event has too many markets",
+    "limits cannot be negative",
+    "market has no each-way terms",
+    "names are 1 to 200 bytes",
+    "no value to cash out",
+    "payment reference too long",
+    "place results need each-way terms",
+    "risk settings cannot be negative",
+    "self-exclusion days out of range",
+    "stake factor above 100",
+    "stake must be positive",
+    "time-out hours out of range",
+    "too many limit changes",
+    "too many prices",
+    "too many results",
+    "two legs on the same event",
+    "withdrawal amount must be positive",
+    "wrong number of legs for the bet type",
+];
+
+/// The listed `&'static str` equal to `text`.
+pub fn intern_reason(text: &str) -> Option<&'static str> {
+    REASONS.iter().copied().find(|reason| *reason == text)
+}
+
+/// Every rejection code, for decoding a stored code back into a `&'static str`.
+pub const CODES: &[&str] = &[
+    "price_changed", "market_suspended", "market_closed", "selection_unavailable", "insufficient_funds",
+    "stake_too_low", "stake_too_high", "liability_limit", "limit_reached", "self_excluded", "timed_out",
+    "account_frozen", "invalid_bet", "idempotency_key_reused", "unknown_account", "unknown_event",
+    "unknown_market", "unknown_bet", "unknown_withdrawal", "invalid_request", "already_settled", "not_settled",
+    "cashout_unavailable", "quote_expired",
+];
+
+pub fn intern_code(text: &str) -> Option<&'static str> {
+    CODES.iter().copied().find(|code| *code == text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_in_the_source_is_listed() {
+        let sources = [
+            include_str!("book.rs"),
+            include_str!("placement.rs"),
+            include_str!("settlement.rs"),
+            include_str!("trading.rs"),
+        ];
+        for source in sources {
+            for (index, _) in source.match_indices("reason: \"") {
+                let rest = &source[index + "reason: \"".len()..];
+                let reason = &rest[..rest.find('"').unwrap_or(0)];
+                assert!(intern_reason(reason).is_some(), "reason {reason:?} is missing from REASONS");
+            }
+        }
+    }
+
+    #[test]
+    fn every_code_is_listed() {
+        let samples = [Rejection::MarketClosed, Rejection::QuoteExpired, Rejection::LiabilityLimit];
+        for rejection in samples {
+            assert_eq!(intern_code(rejection.code()), Some(rejection.code()));
+        }
+    }
+}

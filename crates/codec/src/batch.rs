@@ -1,0 +1,59 @@
+//! The journal record of one sequencer batch: its first command sequence number, the book time
+//! the sequencer stamped, a digest of the replies it decided, and the commands.
+//!
+//! The journal stores commands, not their effects: the book is deterministic, so replaying the
+//! commands at the stamped time rebuilds the same state, and the reply digest proves it batch by
+//! batch. Events for streams and read models are derived again on replay.
+
+use book::Command;
+
+use crate::wire::{DecodeError, Reader, Wire};
+
+/// Version 1: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`.
+pub const BATCH_FORMAT_VERSION: u8 = 1;
+/// Commands in one batch.
+pub const BATCH_COMMANDS_MAX: usize = 16_384;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub first_sequence: u64,
+    pub timestamp: u64,
+    pub reply_digest: u64,
+    pub commands: Vec<Command>,
+}
+
+/// Appends the encoding of a batch to `out`.
+pub fn encode_batch<'a>(
+    first_sequence: u64,
+    timestamp: u64,
+    reply_digest: u64,
+    commands: impl ExactSizeIterator<Item = &'a Command>,
+    out: &mut Vec<u8>,
+) {
+    debug_assert!(commands.len() <= BATCH_COMMANDS_MAX);
+    out.push(BATCH_FORMAT_VERSION);
+    first_sequence.encode(out);
+    timestamp.encode(out);
+    reply_digest.encode(out);
+    (commands.len() as u32).encode(out);
+    for command in commands {
+        command.encode(out);
+    }
+}
+
+pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
+    let mut input = Reader::new(bytes);
+    let version = u8::decode(&mut input)?;
+    if version != BATCH_FORMAT_VERSION {
+        return Err(input.error(format!("unsupported batch format version {version}")));
+    }
+    let first_sequence = u64::decode(&mut input)?;
+    let timestamp = u64::decode(&mut input)?;
+    let reply_digest = u64::decode(&mut input)?;
+    let commands: Vec<Command> = Vec::decode(&mut input)?;
+    if commands.len() > BATCH_COMMANDS_MAX {
+        return Err(input.error(format!("{} commands exceed the batch maximum", commands.len())));
+    }
+    input.finish()?;
+    Ok(Batch { first_sequence, timestamp, reply_digest, commands })
+}

@@ -1,0 +1,16 @@
+//! The versioned binary formats of the book: a journal batch (the commands the sequencer
+//! decided, with their time) and a snapshot (the whole book state).
+//!
+//! Domain types do not derive serialization; this crate owns the formats and implements `Wire`
+//! for every type it stores, field by field, so a format change is a visible edit here. Every
+//! decoder is total: bad bytes give a `DecodeError` naming the offset, never a panic.
+
+mod batch;
+mod snapshot;
+mod types;
+mod wire;
+
+pub use batch::{decode_batch, encode_batch, Batch, BATCH_COMMANDS_MAX, BATCH_FORMAT_VERSION};
+pub use snapshot::{decode_snapshot, digest, encode_snapshot, SNAPSHOT_FORMAT_VERSION};
+pub use types::{body_hash, reply_digest};
+pub use wire::{DecodeError, Reader, Wire};

@@ -1,0 +1,624 @@
+//! `Wire` for every book type that is journaled or snapshotted. Fields are written in
+//! declaration order; enums are a tag byte then their fields. Decoding validates every value
+//! the domain constrains (odds range, ratios, currencies, amounts).
+
+use book::{
+    intern_code, intern_reason, AccountId, AccountKind, Ack, Bet, BetId, BetKind, BetStatus, Command, Config, EachWayTerms,
+    Event, EventId, EventState, Idempotency, LedgerAccount, LedgerAccountId, Leg, LegRequest, LimitChange, LimitKind,
+    LimitSlot, Market, MarketAction, MarketId, MarketRisk, MarketRiskChange, MarketStatus, NewSelection, Outcome,
+    PendingLimit, Period, PlaceBet, Player, PricePolicy, PriceTaken, Quote, QuoteId, Rejection, Remembered, Reply,
+    ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind, Transfer, TransferCode, TransferId,
+    TransferKind, Usage,
+};
+use domain::{Currency, Money, Odds, Ratio, MONEY_MINOR_MAX};
+
+use crate::wire::{DecodeError, Reader, Wire};
+use crate::wire_struct;
+
+impl Wire for Money {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.minor().encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let minor = i64::decode(input)?;
+        if minor.abs() > MONEY_MINOR_MAX {
+            return Err(input.error(format!("amount {minor} out of range")));
+        }
+        Ok(Money::from_minor(minor))
+    }
+}
+
+impl Wire for Odds {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.scaled().encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let scaled = u32::decode(input)?;
+        Odds::from_scaled(scaled).map_err(|_| input.error(format!("odds {scaled} out of range")))
+    }
+}
+
+impl Wire for Ratio {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.num().encode(out);
+        self.den().encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (num, den) = (u32::decode(input)?, u32::decode(input)?);
+        Ratio::new(num, den).map_err(|_| input.error(format!("ratio {num}/{den} invalid")))
+    }
+}
+
+impl Wire for Currency {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.code().as_bytes());
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let bytes = input.take(3)?;
+        let code = std::str::from_utf8(bytes).map_err(|_| input.error("currency code"))?;
+        Currency::parse(code).map_err(|_| input.error(format!("unknown currency {code:?}")))
+    }
+}
+
+macro_rules! wire_id {
+    ($($ty:ident),*) => {$(
+        impl Wire for $ty {
+            fn encode(&self, out: &mut Vec<u8>) {
+                self.0.encode(out);
+            }
+            fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+                Ok($ty(u64::decode(input)?))
+            }
+        }
+    )*};
+}
+
+wire_id!(AccountId, EventId, MarketId, SelectionId, BetId, TransferId, LedgerAccountId, QuoteId);
+
+/// Fieldless enums: the tag is the variant's position in the list. Append, never reorder.
+macro_rules! wire_unit_enum {
+    ($ty:ident { $($variant:ident),* $(,)? }) => {
+        impl Wire for $ty {
+            fn encode(&self, out: &mut Vec<u8>) {
+                const VARIANTS: &[$ty] = &[$($ty::$variant),*];
+                let tag = VARIANTS.iter().position(|variant| variant == self).unwrap_or(0);
+                out.push(tag as u8);
+            }
+            fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+                const VARIANTS: &[$ty] = &[$($ty::$variant),*];
+                let tag = u8::decode(input)?;
+                VARIANTS.get(usize::from(tag)).copied().ok_or_else(|| input.error(format!(concat!(stringify!($ty), " tag {}"), tag)))
+            }
+        }
+    };
+}
+
+wire_unit_enum!(SystemKind { Trixie, Patent, Yankee, Lucky15, Canadian, Heinz, SuperHeinz, Goliath });
+wire_unit_enum!(PricePolicy { None, Better, Any });
+wire_unit_enum!(BetStatus { Pending, Accepted, Rejected, Won, Lost, Void, HalfWon, HalfLost, CashedOut });
+wire_unit_enum!(PriceTaken { Requested, Better, Changed });
+wire_unit_enum!(EventState { Scheduled, InPlay, Ended });
+wire_unit_enum!(MarketStatus { Open, Suspended, Closed, Settled, Voided });
+wire_unit_enum!(Outcome { Win, Lose, Void, Place });
+wire_unit_enum!(MarketAction { Suspend, Resume, Close });
+wire_unit_enum!(LimitKind { Deposit, Loss, Stake });
+wire_unit_enum!(Period { Day, Week, Month });
+wire_unit_enum!(TransferCode {
+    Deposit,
+    Withdrawal,
+    Stake,
+    Payout,
+    Cashout,
+    PayoutReversal,
+    StakeReversal,
+    DebtRecognised,
+    DebtRepaid
+});
+
+impl Wire for BetKind {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            BetKind::Single => out.push(0),
+            BetKind::Multiple => out.push(1),
+            BetKind::System(system) => {
+                out.push(2);
+                system.encode(out);
+            }
+        }
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match u8::decode(input)? {
+            0 => Ok(BetKind::Single),
+            1 => Ok(BetKind::Multiple),
+            2 => Ok(BetKind::System(SystemKind::decode(input)?)),
+            tag => Err(input.error(format!("BetKind tag {tag}"))),
+        }
+    }
+}
+
+impl Wire for AccountKind {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            AccountKind::PlayerCash(account) => {
+                out.push(0);
+                account.encode(out);
+            }
+            AccountKind::PlayerDebt(account) => {
+                out.push(1);
+                account.encode(out);
+            }
+            AccountKind::House => out.push(2),
+            AccountKind::PaymentClearing => out.push(3),
+        }
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match u8::decode(input)? {
+            0 => Ok(AccountKind::PlayerCash(AccountId::decode(input)?)),
+            1 => Ok(AccountKind::PlayerDebt(AccountId::decode(input)?)),
+            2 => Ok(AccountKind::House),
+            3 => Ok(AccountKind::PaymentClearing),
+            tag => Err(input.error(format!("AccountKind tag {tag}"))),
+        }
+    }
+}
+
+impl Wire for TransferKind {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            TransferKind::Posted => out.push(0),
+            TransferKind::Pending => out.push(1),
+            TransferKind::PostPending(id) => {
+                out.push(2);
+                id.encode(out);
+            }
+            TransferKind::VoidPending(id) => {
+                out.push(3);
+                id.encode(out);
+            }
+        }
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match u8::decode(input)? {
+            0 => Ok(TransferKind::Posted),
+            1 => Ok(TransferKind::Pending),
+            2 => Ok(TransferKind::PostPending(TransferId::decode(input)?)),
+            3 => Ok(TransferKind::VoidPending(TransferId::decode(input)?)),
+            tag => Err(input.error(format!("TransferKind tag {tag}"))),
+        }
+    }
+}
+
+wire_struct!(Idempotency { key, body_hash });
+wire_struct!(LegRequest { selection, price });
+wire_struct!(PlaceBet { account, kind, legs, stake, each_way, policy, idempotency });
+wire_struct!(NewSelection { name, price });
+wire_struct!(LimitChange { kind, period, value });
+wire_struct!(MarketRiskChange {
+    max_stake,
+    liability_cap,
+    selection_liability_cap,
+    suspend_at_liability,
+    in_play_delay_seconds,
+    max_payout
+});
+wire_struct!(ResultRequest { selection, outcome, dead_heat, void_factor });
+wire_struct!(EachWayTerms { places, fraction });
+wire_struct!(MarketRisk { max_stake, liability_cap, selection_liability_cap, suspend_at_liability, in_play_delay_seconds, max_payout });
+wire_struct!(SelectionResult { selection, outcome, dead_heat, void_factor });
+wire_struct!(Leg { selection, market, event, requested, odds, price_version, taken, each_way, result });
+wire_struct!(Settlement { payout, stake_posted, payout_transfer, at });
+wire_struct!(Event { id, name, sport, competition, starts_at, state, bet_delay_seconds, markets });
+wire_struct!(Market { id, event, name, kind, status, in_play, selections, each_way, risk, settlement_version, results, bets });
+wire_struct!(Selection { id, market, name, price, price_version, liability });
+wire_struct!(PendingLimit { value, effective_at });
+wire_struct!(LimitSlot { current, pending });
+wire_struct!(Usage { period_index, deposited, staked, net_loss });
+wire_struct!(Player { id, currency, cash, debt, stake_factor, frozen, timed_out_until, excluded_until, limits, usage });
+wire_struct!(LedgerAccount { id, kind, currency, debits_posted, credits_posted, debits_pending, credits_pending, debits_pending_stakes });
+wire_struct!(Transfer { id, debit, credit, amount, code, kind, reference, timestamp });
+wire_struct!(Quote { id, bet, amount, expires_at, price_versions });
+wire_struct!(Remembered { body_hash, reply, at });
+wire_struct!(Config {
+    min_stake,
+    max_stake,
+    max_payout,
+    deposit_max,
+    idempotency_retention_ms,
+    cashout_quote_ttl_ms,
+    cashout_margin,
+    limit_increase_cooling_off_ms
+});
+
+/// A `&'static str` from a fixed list, stored as its text.
+fn encode_static(text: &str, out: &mut Vec<u8>) {
+    text.to_string().encode(out);
+}
+
+fn decode_static(
+    input: &mut Reader<'_>,
+    intern: fn(&str) -> Option<&'static str>,
+) -> Result<&'static str, DecodeError> {
+    let text = String::decode(input)?;
+    intern(&text).ok_or_else(|| input.error(format!("unknown text {text:?}")))
+}
+
+impl Wire for Bet {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.id.encode(out);
+        self.account.encode(out);
+        self.kind.encode(out);
+        self.legs.encode(out);
+        self.each_way.encode(out);
+        self.stake_per_line.encode(out);
+        self.line_count.encode(out);
+        self.total_stake.encode(out);
+        self.potential_payout.encode(out);
+        self.policy.encode(out);
+        self.status.encode(out);
+        self.placed_status.encode(out);
+        self.placed_at.encode(out);
+        self.delay_until.encode(out);
+        self.hold.encode(out);
+        self.settlement.encode(out);
+        self.settlement_count.encode(out);
+        match self.rejection {
+            None => out.push(0),
+            Some(code) => {
+                out.push(1);
+                encode_static(code, out);
+            }
+        }
+        self.cashout_quote.encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Bet {
+            id: Wire::decode(input)?,
+            account: Wire::decode(input)?,
+            kind: Wire::decode(input)?,
+            legs: Wire::decode(input)?,
+            each_way: Wire::decode(input)?,
+            stake_per_line: Wire::decode(input)?,
+            line_count: Wire::decode(input)?,
+            total_stake: Wire::decode(input)?,
+            potential_payout: Wire::decode(input)?,
+            policy: Wire::decode(input)?,
+            status: Wire::decode(input)?,
+            placed_status: Wire::decode(input)?,
+            placed_at: Wire::decode(input)?,
+            delay_until: Wire::decode(input)?,
+            hold: Wire::decode(input)?,
+            settlement: Wire::decode(input)?,
+            settlement_count: Wire::decode(input)?,
+            rejection: match u8::decode(input)? {
+                0 => None,
+                1 => Some(decode_static(input, intern_code)?),
+                tag => return Err(input.error(format!("option tag {tag}"))),
+            },
+            cashout_quote: Wire::decode(input)?,
+        })
+    }
+}
+
+impl Wire for Rejection {
+    fn encode(&self, out: &mut Vec<u8>) {
+        encode_static(self.code(), out);
+        match self {
+            Rejection::PriceChanged { selection, current_price } => {
+                selection.encode(out);
+                current_price.encode(out);
+            }
+            Rejection::StakeTooLow { min_stake } => min_stake.encode(out),
+            Rejection::StakeTooHigh { max_stake } => max_stake.encode(out),
+            Rejection::LimitReached { limit, period } => {
+                limit.encode(out);
+                period.encode(out);
+            }
+            Rejection::InvalidBet { reason }
+            | Rejection::InvalidRequest { reason }
+            | Rejection::CashoutUnavailable { reason } => encode_static(reason, out),
+            _ => {}
+        }
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let code = decode_static(input, intern_code)?;
+        Ok(match code {
+            "price_changed" => Rejection::PriceChanged { selection: Wire::decode(input)?, current_price: Wire::decode(input)? },
+            "market_suspended" => Rejection::MarketSuspended,
+            "market_closed" => Rejection::MarketClosed,
+            "selection_unavailable" => Rejection::SelectionUnavailable,
+            "insufficient_funds" => Rejection::InsufficientFunds,
+            "stake_too_low" => Rejection::StakeTooLow { min_stake: Wire::decode(input)? },
+            "stake_too_high" => Rejection::StakeTooHigh { max_stake: Wire::decode(input)? },
+            "liability_limit" => Rejection::LiabilityLimit,
+            "limit_reached" => Rejection::LimitReached { limit: Wire::decode(input)?, period: Wire::decode(input)? },
+            "self_excluded" => Rejection::SelfExcluded,
+            "timed_out" => Rejection::TimedOut,
+            "account_frozen" => Rejection::AccountFrozen,
+            "invalid_bet" => Rejection::InvalidBet { reason: decode_static(input, intern_reason)? },
+            "idempotency_key_reused" => Rejection::IdempotencyKeyReused,
+            "unknown_account" => Rejection::UnknownAccount,
+            "unknown_event" => Rejection::UnknownEvent,
+            "unknown_market" => Rejection::UnknownMarket,
+            "unknown_bet" => Rejection::UnknownBet,
+            "unknown_withdrawal" => Rejection::UnknownWithdrawal,
+            "invalid_request" => Rejection::InvalidRequest { reason: decode_static(input, intern_reason)? },
+            "already_settled" => Rejection::AlreadySettled,
+            "not_settled" => Rejection::NotSettled,
+            "cashout_unavailable" => Rejection::CashoutUnavailable { reason: decode_static(input, intern_reason)? },
+            "quote_expired" => Rejection::QuoteExpired,
+            other => return Err(input.error(format!("rejection {other}"))),
+        })
+    }
+}
+
+impl Wire for Ack {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Ack::AccountOpened(account) => {
+                out.push(0);
+                account.encode(out);
+            }
+            Ack::Transfer(transfer) => {
+                out.push(1);
+                transfer.encode(out);
+            }
+            Ack::EventCreated(event) => {
+                out.push(2);
+                event.encode(out);
+            }
+            Ack::MarketCreated { market, selections } => {
+                out.push(3);
+                market.encode(out);
+                selections.encode(out);
+            }
+            Ack::BetPlaced { bet, status } => {
+                out.push(4);
+                bet.encode(out);
+                status.encode(out);
+            }
+            Ack::CashoutQuote { quote, amount, expires_at } => {
+                out.push(5);
+                quote.encode(out);
+                amount.encode(out);
+                expires_at.encode(out);
+            }
+            Ack::CashedOut { bet, amount } => {
+                out.push(6);
+                bet.encode(out);
+                amount.encode(out);
+            }
+            Ack::Settled { bets } => {
+                out.push(7);
+                bets.encode(out);
+            }
+            Ack::Done => out.push(8),
+        }
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match u8::decode(input)? {
+            0 => Ack::AccountOpened(Wire::decode(input)?),
+            1 => Ack::Transfer(Wire::decode(input)?),
+            2 => Ack::EventCreated(Wire::decode(input)?),
+            3 => Ack::MarketCreated { market: Wire::decode(input)?, selections: Wire::decode(input)? },
+            4 => Ack::BetPlaced { bet: Wire::decode(input)?, status: Wire::decode(input)? },
+            5 => Ack::CashoutQuote { quote: Wire::decode(input)?, amount: Wire::decode(input)?, expires_at: Wire::decode(input)? },
+            6 => Ack::CashedOut { bet: Wire::decode(input)?, amount: Wire::decode(input)? },
+            7 => Ack::Settled { bets: Wire::decode(input)? },
+            8 => Ack::Done,
+            tag => return Err(input.error(format!("Ack tag {tag}"))),
+        })
+    }
+}
+
+impl Wire for Reply {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Ok(ack) => {
+                out.push(0);
+                ack.encode(out);
+            }
+            Err(rejection) => {
+                out.push(1);
+                rejection.encode(out);
+            }
+        }
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match u8::decode(input)? {
+            0 => Ok(Ok(Ack::decode(input)?)),
+            1 => Ok(Err(Rejection::decode(input)?)),
+            tag => Err(input.error(format!("Reply tag {tag}"))),
+        }
+    }
+}
+
+impl Wire for Command {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Command::OpenAccount { currency } => {
+                out.push(0);
+                currency.encode(out);
+            }
+            Command::Deposit { account, amount, payment_ref, idempotency } => {
+                out.push(1);
+                account.encode(out);
+                amount.encode(out);
+                payment_ref.encode(out);
+                idempotency.encode(out);
+            }
+            Command::Withdraw { account, amount, idempotency } => {
+                out.push(2);
+                account.encode(out);
+                amount.encode(out);
+                idempotency.encode(out);
+            }
+            Command::CompleteWithdrawal { account, withdrawal, paid } => {
+                out.push(3);
+                account.encode(out);
+                withdrawal.encode(out);
+                paid.encode(out);
+            }
+            Command::SetLimits { account, changes } => {
+                out.push(4);
+                account.encode(out);
+                changes.encode(out);
+            }
+            Command::TimeOut { account, hours } => {
+                out.push(5);
+                account.encode(out);
+                hours.encode(out);
+            }
+            Command::SelfExclude { account, days } => {
+                out.push(6);
+                account.encode(out);
+                days.encode(out);
+            }
+            Command::SetAccountRisk { account, stake_factor, frozen } => {
+                out.push(7);
+                account.encode(out);
+                stake_factor.encode(out);
+                frozen.encode(out);
+            }
+            Command::CreateEvent { name, sport, competition, starts_at } => {
+                out.push(8);
+                name.encode(out);
+                sport.encode(out);
+                competition.encode(out);
+                starts_at.encode(out);
+            }
+            Command::CreateMarket { event, name, kind, selections, each_way } => {
+                out.push(9);
+                event.encode(out);
+                name.encode(out);
+                kind.encode(out);
+                selections.encode(out);
+                each_way.encode(out);
+            }
+            Command::SetPrices { market, prices } => {
+                out.push(10);
+                market.encode(out);
+                prices.encode(out);
+            }
+            Command::SetMarketStatus { market, action } => {
+                out.push(11);
+                market.encode(out);
+                action.encode(out);
+            }
+            Command::SetInPlay { event, bet_delay_seconds } => {
+                out.push(12);
+                event.encode(out);
+                bet_delay_seconds.encode(out);
+            }
+            Command::EndEvent { event } => {
+                out.push(13);
+                event.encode(out);
+            }
+            Command::SetMarketRisk { market, change } => {
+                out.push(14);
+                market.encode(out);
+                change.encode(out);
+            }
+            Command::PlaceBet(place) => {
+                out.push(15);
+                place.encode(out);
+            }
+            Command::QuoteCashout { account, bet } => {
+                out.push(16);
+                account.encode(out);
+                bet.encode(out);
+            }
+            Command::AcceptCashout { account, bet, quote, idempotency } => {
+                out.push(17);
+                account.encode(out);
+                bet.encode(out);
+                quote.encode(out);
+                idempotency.encode(out);
+            }
+            Command::SettleMarket { market, results } => {
+                out.push(18);
+                market.encode(out);
+                results.encode(out);
+            }
+            Command::UnsettleMarket { market } => {
+                out.push(19);
+                market.encode(out);
+            }
+            Command::VoidMarket { market } => {
+                out.push(20);
+                market.encode(out);
+            }
+            Command::Tick => out.push(21),
+        }
+    }
+
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let d = input;
+        Ok(match u8::decode(d)? {
+            0 => Command::OpenAccount { currency: Wire::decode(d)? },
+            1 => Command::Deposit {
+                account: Wire::decode(d)?,
+                amount: Wire::decode(d)?,
+                payment_ref: Wire::decode(d)?,
+                idempotency: Wire::decode(d)?,
+            },
+            2 => Command::Withdraw { account: Wire::decode(d)?, amount: Wire::decode(d)?, idempotency: Wire::decode(d)? },
+            3 => Command::CompleteWithdrawal { account: Wire::decode(d)?, withdrawal: Wire::decode(d)?, paid: Wire::decode(d)? },
+            4 => Command::SetLimits { account: Wire::decode(d)?, changes: Wire::decode(d)? },
+            5 => Command::TimeOut { account: Wire::decode(d)?, hours: Wire::decode(d)? },
+            6 => Command::SelfExclude { account: Wire::decode(d)?, days: Wire::decode(d)? },
+            7 => Command::SetAccountRisk { account: Wire::decode(d)?, stake_factor: Wire::decode(d)?, frozen: Wire::decode(d)? },
+            8 => Command::CreateEvent {
+                name: Wire::decode(d)?,
+                sport: Wire::decode(d)?,
+                competition: Wire::decode(d)?,
+                starts_at: Wire::decode(d)?,
+            },
+            9 => Command::CreateMarket {
+                event: Wire::decode(d)?,
+                name: Wire::decode(d)?,
+                kind: Wire::decode(d)?,
+                selections: Wire::decode(d)?,
+                each_way: Wire::decode(d)?,
+            },
+            10 => Command::SetPrices { market: Wire::decode(d)?, prices: Wire::decode(d)? },
+            11 => Command::SetMarketStatus { market: Wire::decode(d)?, action: Wire::decode(d)? },
+            12 => Command::SetInPlay { event: Wire::decode(d)?, bet_delay_seconds: Wire::decode(d)? },
+            13 => Command::EndEvent { event: Wire::decode(d)? },
+            14 => Command::SetMarketRisk { market: Wire::decode(d)?, change: Wire::decode(d)? },
+            15 => Command::PlaceBet(Wire::decode(d)?),
+            16 => Command::QuoteCashout { account: Wire::decode(d)?, bet: Wire::decode(d)? },
+            17 => Command::AcceptCashout {
+                account: Wire::decode(d)?,
+                bet: Wire::decode(d)?,
+                quote: Wire::decode(d)?,
+                idempotency: Wire::decode(d)?,
+            },
+            18 => Command::SettleMarket { market: Wire::decode(d)?, results: Wire::decode(d)? },
+            19 => Command::UnsettleMarket { market: Wire::decode(d)? },
+            20 => Command::VoidMarket { market: Wire::decode(d)? },
+            21 => Command::Tick,
+            tag => return Err(d.error(format!("Command tag {tag}"))),
+        })
+    }
+}
+
+/// FNV-1a over bytes: a small, stable, non-cryptographic hash.
+fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
+    bytes.iter().fold(seed, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The hash of a request body that the gateway passes with an idempotency key. Any stable hash
+/// of the bytes will do; this one needs no dependency.
+pub fn body_hash(body: &[u8]) -> u64 {
+    fnv1a(body, FNV_OFFSET)
+}
+
+/// A running digest of replies: the sequencer stores the digest of a batch's replies in the
+/// journal, and replay checks that deciding the batch again gives the same replies.
+pub fn reply_digest(digest: u64, reply: &Reply, scratch: &mut Vec<u8>) -> u64 {
+    scratch.clear();
+    reply.encode(scratch);
+    fnv1a(scratch, digest ^ FNV_OFFSET)
+}

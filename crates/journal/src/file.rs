@@ -1,0 +1,523 @@
+//! File backend of the journal: a directory of segment files, each named by the position of its
+//! first record, group-committed with one `fdatasync` per append.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::record::{
+    self, ScanErrorKind, SegmentScan, RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
+    RECORD_PAYLOAD_BYTES_MAX,
+};
+use crate::{Journal, JournalError, Position};
+
+/// Default size at which the journal starts a new segment.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// Largest allowed `segment_bytes_max`. Open reads one whole segment into memory to verify
+/// it, so this bounds the memory recovery needs.
+pub const SEGMENT_BYTES_MAX_LIMIT_MAX: u64 = 1024 * 1024 * 1024;
+
+/// Largest segment file open accepts. A segment exceeds `segment_bytes_max` only by holding a
+/// single record larger than it; anything bigger was not written by this journal.
+pub const SEGMENT_FILE_BYTES_MAX: u64 = SEGMENT_BYTES_MAX_LIMIT_MAX + RECORD_BYTES_MAX as u64;
+
+/// Read buffer of `read_from`; large enough to amortise syscalls over small records.
+pub const READ_BUFFER_BYTES_MAX: usize = 256 * 1024;
+
+/// Suffix of segment file names.
+pub const SEGMENT_SUFFIX: &str = ".seg";
+
+/// Digits of the zero-padded first position in a segment file name (`u64::MAX` has 20).
+const SEGMENT_NAME_DIGITS: usize = 20;
+
+/// The visitor of [`Journal::read_from`].
+type Visitor<'a> = dyn FnMut(Position, &[u8]) -> Result<(), JournalError> + 'a;
+
+/// Options of [`FileJournal::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileJournalOptions {
+    /// Start a new segment when the current one would grow beyond this many bytes. A record
+    /// larger than this gets a segment of its own.
+    pub segment_bytes_max: u64,
+    /// Sync every append. `false` is only for benchmarks of the in-memory path: appends are
+    /// then not durable.
+    pub sync: bool,
+}
+
+impl Default for FileJournalOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            sync: true,
+        }
+    }
+}
+
+/// What [`FileJournal::open`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Records in the retained segments (earlier ones may have been pruned).
+    pub records: u64,
+    /// Bytes of a torn tail cut off the last segment.
+    pub truncated_bytes: u64,
+    /// Segment files in the directory after open.
+    pub segments: usize,
+    /// Position of the first retained record.
+    pub first_position: Position,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    first: Position,
+    path: PathBuf,
+}
+
+/// The embedded, file-backed journal. One writer per directory.
+#[derive(Debug)]
+pub struct FileJournal {
+    dir: PathBuf,
+    options: FileJournalOptions,
+    /// Oldest first; never empty, the last one is the segment appended to.
+    segments: Vec<Segment>,
+    active: File,
+    active_bytes: u64,
+    next_position: Position,
+    poisoned: bool,
+    /// Reused encoding buffer: no allocation per append once it fits the largest record.
+    buf: Vec<u8>,
+}
+
+impl FileJournal {
+    /// Opens (creating if needed) the journal in `dir`, verifying every record and cutting off a
+    /// torn tail left by a crash during the last append.
+    pub fn open(
+        dir: &Path,
+        options: FileJournalOptions,
+    ) -> Result<(FileJournal, OpenReport), JournalError> {
+        if options.segment_bytes_max == 0 || options.segment_bytes_max > SEGMENT_BYTES_MAX_LIMIT_MAX
+        {
+            return Err(JournalError::InvalidOptions {
+                reason: format!(
+                    "segment_bytes_max must be in 1..={SEGMENT_BYTES_MAX_LIMIT_MAX}, got {}",
+                    options.segment_bytes_max
+                ),
+            });
+        }
+        create_dir_durably(dir)?;
+
+        let mut segments: Vec<Segment> = list_segments(dir)?
+            .into_iter()
+            .map(|(first, path)| Segment { first, path })
+            .collect();
+        let mut report = OpenReport::default();
+        let mut expected: Option<Position> = None;
+        let mut active_bytes = 0;
+        let count = segments.len();
+        for (index, segment) in segments.iter().enumerate() {
+            if let Some(expected) = expected {
+                if segment.first != expected {
+                    return Err(JournalError::Corrupt {
+                        position: expected,
+                        segment: segment.path.clone(),
+                        offset: 0,
+                        reason: format!(
+                            "segment starts at position {} but the previous one ends before {expected}",
+                            segment.first
+                        ),
+                    });
+                }
+            }
+            let is_last = index + 1 == count;
+            let scan = scan_segment_file(segment, is_last)?;
+            if let Some(torn) = &scan.torn_tail {
+                truncate_file(&segment.path, scan.valid_bytes)?;
+                report.truncated_bytes = torn.bytes;
+            }
+            report.records += scan.records;
+            active_bytes = scan.valid_bytes;
+            expected = Some(segment.first.checked_add(scan.records).ok_or_else(|| {
+                JournalError::Corrupt {
+                    position: segment.first,
+                    segment: segment.path.clone(),
+                    offset: 0,
+                    reason: "positions overflow u64".to_owned(),
+                }
+            })?);
+        }
+
+        if segments.is_empty() {
+            let path = segment_path(dir, 0);
+            create_segment_file(dir, &path)?;
+            segments.push(Segment { first: 0, path });
+        }
+        let first_position = segments[0].first;
+        let next_position = expected.unwrap_or(first_position);
+        let active_path = &segments[segments.len() - 1].path;
+        let active = OpenOptions::new()
+            .append(true)
+            .open(active_path)
+            .map_err(|source| io_error("open segment for append", active_path, source))?;
+
+        report.segments = segments.len();
+        report.first_position = first_position;
+        let journal = FileJournal {
+            dir: dir.to_owned(),
+            options,
+            segments,
+            active,
+            active_bytes,
+            next_position,
+            poisoned: false,
+            buf: Vec::new(),
+        };
+        Ok((journal, report))
+    }
+
+    /// Directory of the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Position of the oldest record still on disk (earlier ones were pruned).
+    pub fn first_position(&self) -> Position {
+        self.segments[0].first
+    }
+
+    /// Number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Whether an earlier write or sync failure poisoned this journal.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Deletes whole segments whose records all have positions `< position` (after a snapshot
+    /// covering them was saved). The segment being appended to is never deleted, so positions
+    /// stay stable. Returns how many segments were deleted.
+    pub fn remove_segments_before(&mut self, position: Position) -> Result<usize, JournalError> {
+        let mut removed = 0;
+        // Oldest first, so a crash midway still leaves a contiguous run of segments.
+        while self.segments.len() > 1 && self.segments[1].first <= position {
+            let path = &self.segments[0].path;
+            fs::remove_file(path).map_err(|source| io_error("remove segment", path, source))?;
+            self.segments.remove(0);
+            removed += 1;
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Path of the segment appended to (the last one; `segments` is never empty).
+    fn active_path(&self) -> &Path {
+        &self.segments[self.segments.len() - 1].path
+    }
+
+    fn poison<T>(&mut self, err: JournalError) -> Result<T, JournalError> {
+        self.poisoned = true;
+        Err(err)
+    }
+
+    /// Starts a new segment for the record at `next_position`.
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        let path = segment_path(&self.dir, self.next_position);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| io_error("create segment", &path, source))?;
+        // From here the file exists; if its directory entry cannot be made durable the
+        // directory's state is unknown, so the journal must be reopened (rescanned).
+        if self.options.sync {
+            if let Err(err) = sync_dir(&self.dir) {
+                return self.poison(err);
+            }
+        }
+        self.segments.push(Segment {
+            first: self.next_position,
+            path,
+        });
+        self.active = file;
+        self.active_bytes = 0;
+        Ok(())
+    }
+
+    fn read_segment(
+        &self,
+        segment: &Segment,
+        end: Position,
+        from: Position,
+        payload: &mut Vec<u8>,
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), JournalError> {
+        let path = &segment.path;
+        let file = File::open(path)
+            .map_err(|source| io_error("open segment for reading", path, source))?;
+        let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES_MAX, file);
+        let mut offset = 0u64;
+        let corrupt = |position: Position, offset: u64, reason: String| JournalError::Corrupt {
+            position,
+            segment: path.clone(),
+            offset,
+            reason,
+        };
+        for position in segment.first..end {
+            let mut header_bytes = [0u8; RECORD_HEADER_BYTES];
+            read_exact_or_corrupt(&mut reader, &mut header_bytes, path, position, offset)?;
+            let header = record::decode_header(&header_bytes).map_err(|err| match err {
+                record::DecodeError::UnsupportedVersion { version } => {
+                    JournalError::UnsupportedVersion { version, position }
+                }
+                other => corrupt(position, offset, other.to_string()),
+            })?;
+            if header.position != position {
+                return Err(corrupt(
+                    position,
+                    offset,
+                    format!("record carries position {}", header.position),
+                ));
+            }
+            if position < from {
+                // Open verified these records; skipping avoids reading payloads not asked for.
+                reader
+                    .seek_relative(i64::from(header.len))
+                    .map_err(|source| io_error("seek in segment", path, source))?;
+            } else {
+                payload.clear();
+                payload.resize(header.len as usize, 0);
+                read_exact_or_corrupt(&mut reader, payload, path, position, offset)?;
+                record::verify_record(&header, &header_bytes, payload)
+                    .map_err(|err| corrupt(position, offset, err.to_string()))?;
+                visit(position, payload)?;
+            }
+            offset += header.record_bytes() as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Journal for FileJournal {
+    fn append(&mut self, payload: &[u8]) -> Result<Position, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+            return Err(JournalError::RecordTooLarge {
+                len: payload.len(),
+                max: RECORD_PAYLOAD_BYTES_MAX,
+            });
+        }
+        let position = self.next_position;
+        let next = position
+            .checked_add(1)
+            .ok_or_else(|| JournalError::Corrupt {
+                position,
+                segment: self.active_path().to_owned(),
+                offset: self.active_bytes,
+                reason: "journal positions exhausted".to_owned(),
+            })?;
+        let record_bytes = (RECORD_HEADER_BYTES + payload.len()) as u64;
+        if self.active_bytes > 0
+            && self.active_bytes + record_bytes > self.options.segment_bytes_max
+        {
+            self.rotate()?;
+        }
+        record::encode_record(&mut self.buf, position, payload)?;
+
+        // One write per record keeps a crash to at most one torn record at the tail.
+        if let Err(source) = self.active.write_all(&self.buf) {
+            let path = self.active_path().to_owned();
+            // Part of the record may be in the file: appending more would bury it mid-segment.
+            return self.poison(io_error("write record", &path, source));
+        }
+        if self.options.sync {
+            if let Err(source) = self.active.sync_data() {
+                return self.poison(JournalError::SyncFailed { source });
+            }
+        }
+        self.active_bytes += record_bytes;
+        self.next_position = next;
+        Ok(position)
+    }
+
+    fn next_position(&self) -> Position {
+        self.next_position
+    }
+
+    fn read_from(
+        &self,
+        from: Position,
+        visit: &mut dyn FnMut(Position, &[u8]) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
+        let first_available = self.first_position();
+        if from < first_available {
+            return Err(JournalError::Pruned {
+                requested: from,
+                first_available,
+            });
+        }
+        if from >= self.next_position {
+            return Ok(());
+        }
+        // The last segment starting at or before `from`; index 0 qualifies, checked above.
+        let start = self.segments.partition_point(|s| s.first <= from) - 1;
+        let mut payload = Vec::new();
+        for (index, segment) in self.segments.iter().enumerate().skip(start) {
+            let end = self
+                .segments
+                .get(index + 1)
+                .map_or(self.next_position, |next| next.first);
+            // Reading stops at `next_position`: bytes of a failed (poisoned) append are never
+            // returned.
+            self.read_segment(segment, end, from, &mut payload, visit)?;
+        }
+        Ok(())
+    }
+}
+
+/// Segment files in `dir` as `(first position, path)`, oldest first. Other files are ignored.
+pub fn list_segments(dir: &Path) -> Result<Vec<(Position, PathBuf)>, JournalError> {
+    let entries =
+        fs::read_dir(dir).map_err(|source| io_error("list journal directory", dir, source))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| io_error("list journal directory", dir, source))?;
+        let name = entry.file_name();
+        let Some(first) = name.to_str().and_then(parse_segment_name) else {
+            continue;
+        };
+        segments.push((first, entry.path()));
+    }
+    segments.sort_unstable_by_key(|(first, _)| *first);
+    Ok(segments)
+}
+
+/// Path of the segment whose first record has position `first`.
+pub fn segment_path(dir: &Path, first: Position) -> PathBuf {
+    dir.join(format!(
+        "{first:0width$}{SEGMENT_SUFFIX}",
+        width = SEGMENT_NAME_DIGITS
+    ))
+}
+
+fn parse_segment_name(name: &str) -> Option<Position> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != SEGMENT_NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Verifies one segment. A torn tail is only acceptable in the last segment: anywhere else the
+/// records after it were acknowledged.
+fn scan_segment_file(segment: &Segment, is_last: bool) -> Result<SegmentScan, JournalError> {
+    let path = &segment.path;
+    let len = fs::metadata(path)
+        .map_err(|source| io_error("stat segment", path, source))?
+        .len();
+    if len > SEGMENT_FILE_BYTES_MAX {
+        return Err(JournalError::Corrupt {
+            position: segment.first,
+            segment: path.clone(),
+            offset: 0,
+            reason: format!(
+                "segment file of {len} bytes exceeds the maximum of {SEGMENT_FILE_BYTES_MAX}"
+            ),
+        });
+    }
+    let bytes = fs::read(path).map_err(|source| io_error("read segment", path, source))?;
+    let scan = record::scan_segment(&bytes, segment.first).map_err(|err| match err.kind {
+        ScanErrorKind::UnsupportedVersion(version) => JournalError::UnsupportedVersion {
+            version,
+            position: err.position,
+        },
+        ScanErrorKind::Corrupt(reason) => JournalError::Corrupt {
+            position: err.position,
+            segment: path.clone(),
+            offset: err.offset,
+            reason,
+        },
+    })?;
+    match &scan.torn_tail {
+        Some(torn) if !is_last => Err(JournalError::Corrupt {
+            position: segment.first + scan.records,
+            segment: path.clone(),
+            offset: torn.offset,
+            reason: format!("{} (in a segment that is not the last)", torn.reason),
+        }),
+        _ => Ok(scan),
+    }
+}
+
+fn read_exact_or_corrupt(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    path: &Path,
+    position: Position,
+    offset: u64,
+) -> Result<(), JournalError> {
+    reader.read_exact(buf).map_err(|source| {
+        if source.kind() == ErrorKind::UnexpectedEof {
+            JournalError::Corrupt {
+                position,
+                segment: path.to_owned(),
+                offset,
+                reason: "segment ends inside a record that open verified".to_owned(),
+            }
+        } else {
+            io_error("read segment", path, source)
+        }
+    })
+}
+
+fn truncate_file(path: &Path, len: u64) -> Result<(), JournalError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| io_error("open segment to truncate torn tail", path, source))?;
+    file.set_len(len)
+        .map_err(|source| io_error("truncate torn tail", path, source))?;
+    // The cut must be durable before new records land after it.
+    file.sync_all()
+        .map_err(|source| io_error("sync truncated segment", path, source))
+}
+
+fn create_segment_file(dir: &Path, path: &Path) -> Result<(), JournalError> {
+    OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|source| io_error("create segment", path, source))?;
+    sync_dir(dir)
+}
+
+/// Creates `dir` if missing and makes its entry in the parent durable.
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), JournalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|source| io_error("create directory", dir, source))?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+/// Syncs a directory so that created, renamed or removed entries survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| io_error("sync directory", dir, source))
+}
+
+pub(crate) fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> JournalError {
+    JournalError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}

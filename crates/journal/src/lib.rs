@@ -1,0 +1,139 @@
+//! Durable, append-only journal of the book engine: the `Journal` trait, its error type and backends.
+//!
+//! The engine's sequencer encodes each batch of commands as one opaque payload and appends it
+//! with one sync (group commit); nothing is acknowledged before [`Journal::append`] returns `Ok`.
+//! Recovery loads the newest snapshot from [`snapshot::SnapshotStore`] and replays the journal
+//! from the snapshot's position with [`Journal::read_from`].
+//!
+//! Backends: [`FileJournal`] (segment files, the embedded default), [`MemoryJournal`] (tests)
+//! and [`FaultyJournal`] (fault injection for tests and the deterministic simulator).
+//! [`conformance`] holds the checks every backend must pass.
+
+use std::path::PathBuf;
+
+pub mod conformance;
+pub mod faulty;
+pub mod file;
+pub mod memory;
+pub mod record;
+pub mod snapshot;
+pub mod testing;
+
+pub use faulty::{FaultKind, FaultPlan, FaultyJournal};
+pub use file::{FileJournal, FileJournalOptions, OpenReport};
+pub use memory::MemoryJournal;
+pub use record::RECORD_PAYLOAD_BYTES_MAX;
+pub use snapshot::SnapshotStore;
+
+/// Position of a record: 0 for the first record ever appended, then +1 per record.
+///
+/// Positions are never reused or renumbered, not even after old segments are pruned, so a
+/// snapshot can name the first record it does not include.
+pub type Position = u64;
+
+/// Everything that can go wrong in the journal and the snapshot store.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// An I/O operation other than the durability sync failed.
+    #[error("journal i/o error: {op} on {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A bad record that is not a torn tail. It is reported rather than dropped, because the
+    /// records after it were acknowledged to clients.
+    #[error(
+        "corrupt journal record at position {position} in {} at byte offset {offset}: {reason}",
+        segment.display()
+    )]
+    Corrupt {
+        position: Position,
+        segment: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+
+    /// Writing or syncing a record failed. The journal is poisoned afterwards: a failed fsync
+    /// cannot be retried safely (the kernel may have dropped the dirty pages and report success
+    /// on the next try, see PostgreSQL's "fsyncgate"), so only a reopen, which rescans what
+    /// really is on disk, may continue.
+    #[error("journal sync failed, the journal is poisoned until reopened: {source}")]
+    SyncFailed {
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An earlier write or sync failed; see [`JournalError::SyncFailed`].
+    #[error("journal is poisoned by an earlier write or sync failure; reopen it to continue")]
+    Poisoned,
+
+    /// The payload is larger than [`RECORD_PAYLOAD_BYTES_MAX`]; nothing was written.
+    #[error("journal record payload of {len} bytes exceeds the maximum of {max} bytes")]
+    RecordTooLarge { len: usize, max: usize },
+
+    /// A record written by a newer (or unknown) format version.
+    #[error("journal record at position {position} has unsupported format version {version}")]
+    UnsupportedVersion { version: u8, position: Position },
+
+    /// The requested records were removed by [`FileJournal::remove_segments_before`].
+    #[error(
+        "journal records before position {first_available} were pruned; requested {requested}"
+    )]
+    Pruned {
+        requested: Position,
+        first_available: Position,
+    },
+
+    /// A snapshot larger than [`snapshot::SNAPSHOT_PAYLOAD_BYTES_MAX`]; nothing was written.
+    #[error("snapshot of {len} bytes exceeds the maximum of {max} bytes")]
+    SnapshotTooLarge { len: u64, max: u64 },
+
+    /// Options that the backend cannot work with.
+    #[error("invalid journal options: {reason}")]
+    InvalidOptions { reason: String },
+}
+
+/// An append-only log of opaque payloads with consecutive positions.
+pub trait Journal: Send {
+    /// Appends one record durably (written and synced) and returns its position.
+    fn append(&mut self, payload: &[u8]) -> Result<Position, JournalError>;
+
+    /// Position the next append will get (= number of records ever appended).
+    fn next_position(&self) -> Position;
+
+    /// Calls `visit(position, payload)` for every record with position >= from, in order.
+    ///
+    /// Stops at the first error, including one returned by `visit`, and returns it.
+    /// `from` at or beyond [`Journal::next_position`] visits nothing.
+    // Spelled out rather than aliased: implementers in other crates copy this signature, and
+    // an alias with its own lifetime would make the written-out form mismatch.
+    #[allow(clippy::type_complexity)]
+    fn read_from(
+        &self,
+        from: Position,
+        visit: &mut dyn FnMut(Position, &[u8]) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError>;
+}
+
+// Lets callers pick a backend at run time (`Box<dyn Journal>`) and still wrap it, e.g. in
+// `FaultyJournal`.
+impl<J: Journal + ?Sized> Journal for Box<J> {
+    fn append(&mut self, payload: &[u8]) -> Result<Position, JournalError> {
+        (**self).append(payload)
+    }
+
+    fn next_position(&self) -> Position {
+        (**self).next_position()
+    }
+
+    fn read_from(
+        &self,
+        from: Position,
+        visit: &mut dyn FnMut(Position, &[u8]) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
+        (**self).read_from(from, visit)
+    }
+}

@@ -1,0 +1,307 @@
+//! Snapshot store: atomically written, checksummed snapshots of engine state, each tagged with
+//! the journal position of the first record it does not include.
+//!
+//! File `snapshot-<position:020>.bin` layout (little endian), version 1:
+//! `magic: u32` ([`SNAPSHOT_MAGIC`]), `version: u8`, `reserved: [u8; 3]` (0), `position: u64`,
+//! `len: u64`, `crc32c: u32` over the 24 bytes before it and the payload, then the payload.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::file::{create_dir_durably, io_error, sync_dir};
+use crate::{JournalError, Position};
+
+/// Snapshots kept on disk; older ones are deleted after each save. More than one so that a
+/// corrupt newest snapshot still leaves something to recover from.
+pub const SNAPSHOTS_KEPT_MAX: usize = 3;
+
+/// Largest snapshot payload. Loading reads a snapshot whole, so this bounds its memory.
+pub const SNAPSHOT_PAYLOAD_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+
+/// "SNAP" in file order.
+pub const SNAPSHOT_MAGIC: u32 = u32::from_le_bytes(*b"SNAP");
+
+/// The only snapshot format version this build reads and writes.
+pub const SNAPSHOT_VERSION: u8 = 1;
+
+/// Size of the fixed snapshot header.
+pub const SNAPSHOT_HEADER_BYTES: usize = 28;
+
+/// Header bytes covered by the CRC (everything before the CRC field).
+const CRC_COVERED_HEADER_BYTES: usize = 24;
+
+const NAME_PREFIX: &str = "snapshot-";
+const NAME_SUFFIX: &str = ".bin";
+const TMP_SUFFIX: &str = ".tmp";
+const NAME_DIGITS: usize = 20;
+
+/// Why bytes are not a valid snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotDecodeError {
+    #[error("snapshot of {len} bytes is shorter than its header")]
+    Truncated { len: usize },
+    #[error("bad snapshot magic {found:#010x}")]
+    BadMagic { found: u32 },
+    #[error("unsupported snapshot version {version}")]
+    UnsupportedVersion { version: u8 },
+    #[error("snapshot header says {declared} payload bytes, file has {actual}")]
+    LengthMismatch { declared: u64, actual: u64 },
+    #[error("snapshot crc32c mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("snapshot has nonzero reserved bytes")]
+    Reserved,
+    #[error("snapshot header says position {header} but its file name says {name}")]
+    PositionMismatch { header: Position, name: Position },
+}
+
+/// Encodes a snapshot file's bytes.
+pub fn encode_snapshot(position: Position, payload: &[u8]) -> Result<Vec<u8>, JournalError> {
+    let len = payload.len() as u64;
+    if len > SNAPSHOT_PAYLOAD_BYTES_MAX {
+        return Err(JournalError::SnapshotTooLarge {
+            len,
+            max: SNAPSHOT_PAYLOAD_BYTES_MAX,
+        });
+    }
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+    out.extend_from_slice(&SNAPSHOT_MAGIC.to_le_bytes());
+    out.push(SNAPSHOT_VERSION);
+    out.extend_from_slice(&[0; 3]);
+    out.extend_from_slice(&position.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out), payload);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+/// Decodes and verifies a snapshot file's bytes: returns its position and payload.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(Position, &[u8]), SnapshotDecodeError> {
+    let Some((header, payload)) = bytes.split_first_chunk::<SNAPSHOT_HEADER_BYTES>() else {
+        return Err(SnapshotDecodeError::Truncated { len: bytes.len() });
+    };
+    let u32_at =
+        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let u64_at = |i: usize| (u64::from(u32_at(i + 4)) << 32) | u64::from(u32_at(i));
+    let magic = u32_at(0);
+    if magic != SNAPSHOT_MAGIC {
+        return Err(SnapshotDecodeError::BadMagic { found: magic });
+    }
+    if header[4] != SNAPSHOT_VERSION {
+        return Err(SnapshotDecodeError::UnsupportedVersion { version: header[4] });
+    }
+    let position = u64_at(8);
+    let declared = u64_at(16);
+    if declared != payload.len() as u64 {
+        return Err(SnapshotDecodeError::LengthMismatch {
+            declared,
+            actual: payload.len() as u64,
+        });
+    }
+    let stored = u32_at(CRC_COVERED_HEADER_BYTES);
+    let computed =
+        crc32c::crc32c_append(crc32c::crc32c(&header[..CRC_COVERED_HEADER_BYTES]), payload);
+    if stored != computed {
+        return Err(SnapshotDecodeError::CrcMismatch { stored, computed });
+    }
+    if header[5..8] != [0; 3] {
+        return Err(SnapshotDecodeError::Reserved);
+    }
+    Ok((position, payload))
+}
+
+/// A snapshot file `load` passed over because it failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedSnapshot {
+    pub position: Position,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Result of [`SnapshotStore::load_latest_detailed`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotLoad {
+    /// The newest valid snapshot: (position of the first record not included, payload).
+    pub latest: Option<(Position, Vec<u8>)>,
+    /// Newer snapshots that were corrupt, newest first.
+    pub skipped: Vec<SkippedSnapshot>,
+}
+
+/// A directory of snapshots. One writer per directory.
+#[derive(Debug)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+    corrupt_skipped: AtomicU64,
+}
+
+impl SnapshotStore {
+    /// Opens (creating if needed) the store in `dir` and deletes temp files of interrupted saves.
+    pub fn open(dir: &Path) -> Result<SnapshotStore, JournalError> {
+        create_dir_durably(dir)?;
+        let entries =
+            fs::read_dir(dir).map_err(|source| io_error("list snapshot directory", dir, source))?;
+        for entry in entries {
+            let entry = entry.map_err(|source| io_error("list snapshot directory", dir, source))?;
+            let name = entry.file_name();
+            let is_tmp = name
+                .to_str()
+                .is_some_and(|n| n.starts_with(NAME_PREFIX) && n.ends_with(TMP_SUFFIX));
+            if is_tmp {
+                let path = entry.path();
+                fs::remove_file(&path).map_err(|source| {
+                    io_error("remove leftover snapshot temp file", &path, source)
+                })?;
+            }
+        }
+        Ok(SnapshotStore {
+            dir: dir.to_owned(),
+            corrupt_skipped: AtomicU64::new(0),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the snapshot for `position`.
+    pub fn path_for(&self, position: Position) -> PathBuf {
+        self.dir.join(format!(
+            "{NAME_PREFIX}{position:0NAME_DIGITS$}{NAME_SUFFIX}"
+        ))
+    }
+
+    /// Corrupt snapshots skipped by [`SnapshotStore::load_latest`] since open.
+    pub fn corrupt_skipped(&self) -> u64 {
+        self.corrupt_skipped.load(Ordering::Relaxed)
+    }
+
+    /// Durably saves a snapshot taken just before journal record `position`, then deletes all
+    /// but the newest [`SNAPSHOTS_KEPT_MAX`]. A crash leaves either the old set or the new
+    /// snapshot complete, never a partial one under the final name.
+    pub fn save(&self, position: Position, bytes: &[u8]) -> Result<(), JournalError> {
+        let encoded = encode_snapshot(position, bytes)?;
+        let path = self.path_for(position);
+        let mut tmp_name = path.clone().into_os_string();
+        tmp_name.push(TMP_SUFFIX);
+        let tmp = PathBuf::from(tmp_name);
+        if let Err(err) = write_synced(&tmp, &encoded) {
+            // Best effort: a leftover is also removed by the next open.
+            let _ = fs::remove_file(&tmp);
+            return Err(err);
+        }
+        fs::rename(&tmp, &path).map_err(|source| io_error("rename snapshot", &path, source))?;
+        sync_dir(&self.dir)?;
+        self.prune()
+    }
+
+    /// The newest valid snapshot; corrupt newer ones are skipped and counted in
+    /// [`SnapshotStore::corrupt_skipped`]. A corrupt snapshot is never returned.
+    pub fn load_latest(&self) -> Result<Option<(Position, Vec<u8>)>, JournalError> {
+        Ok(self.load_latest_detailed()?.latest)
+    }
+
+    /// Like [`SnapshotStore::load_latest`], also saying which snapshots were skipped and why.
+    pub fn load_latest_detailed(&self) -> Result<SnapshotLoad, JournalError> {
+        let mut load = SnapshotLoad::default();
+        for (name_position, path) in self.list()?.into_iter().rev() {
+            match self.read_verified(name_position, &path)? {
+                Ok(payload) => {
+                    load.latest = Some((name_position, payload));
+                    break;
+                }
+                Err(reason) => {
+                    self.corrupt_skipped.fetch_add(1, Ordering::Relaxed);
+                    load.skipped.push(SkippedSnapshot {
+                        position: name_position,
+                        path,
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(load)
+    }
+
+    /// Snapshot files as `(position, path)`, oldest first.
+    pub fn list(&self) -> Result<Vec<(Position, PathBuf)>, JournalError> {
+        let dir = &self.dir;
+        let entries =
+            fs::read_dir(dir).map_err(|source| io_error("list snapshot directory", dir, source))?;
+        let mut snapshots = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| io_error("list snapshot directory", dir, source))?;
+            if let Some(position) = entry.file_name().to_str().and_then(parse_name) {
+                snapshots.push((position, entry.path()));
+            }
+        }
+        snapshots.sort_unstable_by_key(|(position, _)| *position);
+        Ok(snapshots)
+    }
+
+    /// Reads one snapshot: the outer error is I/O, the inner one why the file is not valid.
+    fn read_verified(
+        &self,
+        name_position: Position,
+        path: &Path,
+    ) -> Result<Result<Vec<u8>, String>, JournalError> {
+        let len = fs::metadata(path)
+            .map_err(|source| io_error("stat snapshot", path, source))?
+            .len();
+        let len_max = SNAPSHOT_HEADER_BYTES as u64 + SNAPSHOT_PAYLOAD_BYTES_MAX;
+        if len > len_max {
+            return Ok(Err(format!(
+                "snapshot file of {len} bytes exceeds the maximum of {len_max}"
+            )));
+        }
+        let mut bytes = fs::read(path).map_err(|source| io_error("read snapshot", path, source))?;
+        let payload_len = match decode_snapshot(&bytes) {
+            Ok((header, _)) if header != name_position => {
+                let err = SnapshotDecodeError::PositionMismatch {
+                    header,
+                    name: name_position,
+                };
+                return Ok(Err(err.to_string()));
+            }
+            Ok((_, payload)) => payload.len(),
+            Err(err) => return Ok(Err(err.to_string())),
+        };
+        // Reuse the read buffer instead of copying the payload out of it.
+        bytes.drain(..bytes.len() - payload_len);
+        Ok(Ok(bytes))
+    }
+
+    fn prune(&self) -> Result<(), JournalError> {
+        let snapshots = self.list()?;
+        let excess = snapshots.len().saturating_sub(SNAPSHOTS_KEPT_MAX);
+        for (_, path) in &snapshots[..excess] {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::NotFound => {}
+                Err(source) => return Err(io_error("remove old snapshot", path, source)),
+            }
+        }
+        if excess > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    let mut file =
+        File::create(path).map_err(|source| io_error("create snapshot temp file", path, source))?;
+    file.write_all(bytes)
+        .map_err(|source| io_error("write snapshot temp file", path, source))?;
+    file.sync_all()
+        .map_err(|source| io_error("sync snapshot temp file", path, source))
+}
+
+fn parse_name(name: &str) -> Option<Position> {
+    let digits = name.strip_prefix(NAME_PREFIX)?.strip_suffix(NAME_SUFFIX)?;
+    if digits.len() != NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
