@@ -1,0 +1,26 @@
+//! Operational failures of the engine. Business rejections are not errors: they are replies.
+
+use journal::{JournalError, Position};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error("journal record at position {position} cannot be decoded: {source}")]
+    Decode { position: Position, source: codec::DecodeError },
+    #[error("snapshot cannot be decoded: {0}")]
+    Snapshot(codec::DecodeError),
+    #[error("replay of the batch at position {position} decided differently than recorded (reply digest {recorded:#x}, replayed {replayed:#x})")]
+    Diverged { position: Position, recorded: u64, replayed: u64 },
+    /// The journal failed to make a batch durable. The engine stops accepting commands: a
+    /// failed sync cannot be retried safely, and nothing that was not durable is acknowledged.
+    #[error("the engine stopped after a journal failure: {0}")]
+    Stopped(String),
+    /// The inbox is full: shed load rather than queue without bound.
+    #[error("the engine's inbox is full")]
+    Overloaded,
+    #[error("the engine has shut down")]
+    ShutDown,
+    #[error("cannot start the sequencer thread: {0}")]
+    Spawn(std::io::Error),
+}

@@ -1,0 +1,35 @@
+//! The engine runs the book: one sequencer thread owns it, drains a bounded inbox in batches,
+//! stamps each batch with the time, decides every command, appends the batch to the journal
+//! with one sync (group commit), and only then replies. Recovery loads the latest snapshot and
+//! replays the journal after it, checking each batch's reply digest.
+
+mod clock;
+mod error;
+mod recovery;
+mod sequencer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::EngineError;
+pub use recovery::{recover, Recovered, RecoveryReport};
+pub use sequencer::{Committed, EngineHandle, EngineOptions, EngineStats, Outcome, INBOX_MAX_DEFAULT, BATCH_COMMANDS_MAX_DEFAULT};
+
+use std::path::Path;
+
+use journal::{FileJournal, FileJournalOptions, SnapshotStore};
+
+/// Opens (or creates) a data directory with the embedded file journal and snapshot store,
+/// recovers the book from it and starts the sequencer.
+pub fn open_data_dir(
+    dir: &Path,
+    config: book::Config,
+    clock: Box<dyn Clock>,
+    options: EngineOptions,
+) -> Result<(EngineHandle, RecoveryReport), EngineError> {
+    let (journal, opened) = FileJournal::open(&dir.join("journal"), FileJournalOptions::default())?;
+    let snapshots = SnapshotStore::open(&dir.join("snapshots"))?;
+    let mut recovered = recover(&journal, Some(&snapshots), config)?;
+    recovered.report.truncated_bytes = opened.truncated_bytes;
+    let report = recovered.report;
+    let handle = EngineHandle::start(Box::new(journal), Some(snapshots), recovered, clock, options)?;
+    Ok((handle, report))
+}

@@ -1,0 +1,375 @@
+//! The sequencer: the one thread that owns the book.
+//!
+//! It blocks for the first request, drains up to `batch_commands_max` more without waiting,
+//! stamps the batch with one time, decides every command, appends the batch to the journal as
+//! ONE record with ONE sync, and only then sends the replies, publishes the events and runs the
+//! reads that arrived with the batch. A failed append stops the engine for good: the replies of
+//! that batch and of everything after it are errors, never acknowledgements.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use book::{Book, BookEvent, Command, Reply};
+use codec::{encode_batch, reply_digest, BATCH_COMMANDS_MAX};
+use journal::{Journal, Position, SnapshotStore};
+
+use crate::clock::Clock;
+use crate::error::EngineError;
+use crate::recovery::{encode_snapshot_payload, Recovered};
+
+/// Requests waiting for the sequencer; beyond this, `try_submit` sheds load.
+pub const INBOX_MAX_DEFAULT: usize = 65_536;
+/// Commands decided and journaled together.
+pub const BATCH_COMMANDS_MAX_DEFAULT: usize = 4_096;
+
+const _: () = assert!(BATCH_COMMANDS_MAX_DEFAULT <= BATCH_COMMANDS_MAX);
+
+/// What a caller gets back: the book's reply once it is durable, or why there is none.
+pub type Outcome = Result<Reply, EngineError>;
+
+/// A batch that is durable, with the events its commands produced.
+#[derive(Debug)]
+pub struct Committed<'a> {
+    pub position: Position,
+    pub first_sequence: u64,
+    pub timestamp: u64,
+    pub events: &'a [BookEvent],
+}
+
+type CommitHook = Box<dyn FnMut(&Committed<'_>) + Send>;
+type ReadFn = Box<dyn FnOnce(&Book) + Send>;
+
+pub struct EngineOptions {
+    pub inbox_max: usize,
+    pub batch_commands_max: usize,
+    /// Take a snapshot after this many commands (0: only at shutdown).
+    pub snapshot_every_commands: u64,
+    /// Called on the sequencer thread after each durable batch (streams, read models).
+    pub on_commit: Option<CommitHook>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            inbox_max: INBOX_MAX_DEFAULT,
+            batch_commands_max: BATCH_COMMANDS_MAX_DEFAULT,
+            snapshot_every_commands: 1_000_000,
+            on_commit: None,
+        }
+    }
+}
+
+/// Counters the sequencer keeps, readable from any thread.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub batches: AtomicU64,
+    pub commands: AtomicU64,
+    pub last_batch_commands: AtomicU64,
+    pub journal_sync_nanos_total: AtomicU64,
+    pub journal_sync_nanos_max: AtomicU64,
+    pub snapshots: AtomicU64,
+    /// Requests submitted and not yet taken by the sequencer.
+    pub inbox_depth: AtomicU64,
+    pub stopped: AtomicBool,
+}
+
+enum Request {
+    Command { command: Command, reply: Option<oneshot::Sender<Outcome>> },
+    Read(ReadFn),
+    Snapshot(oneshot::Sender<Result<Position, EngineError>>),
+    Shutdown,
+}
+
+/// A cheap, cloneable handle to a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inbox: SyncSender<Request>,
+    stats: Arc<EngineStats>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("EngineHandle").field("stats", &self.stats).finish()
+    }
+}
+
+impl EngineHandle {
+    /// Starts the sequencer on a recovered book.
+    pub fn start(
+        journal: Box<dyn Journal>,
+        snapshots: Option<SnapshotStore>,
+        recovered: Recovered,
+        clock: Box<dyn Clock>,
+        mut options: EngineOptions,
+    ) -> Result<EngineHandle, EngineError> {
+        let (inbox, requests) = mpsc::sync_channel(options.inbox_max.max(1));
+        let stats = Arc::new(EngineStats::default());
+        let sequencer = Sequencer {
+            last_now: recovered.book.now(),
+            book: recovered.book,
+            journal,
+            snapshots,
+            clock,
+            next_sequence: recovered.report.next_sequence,
+            commands_since_snapshot: 0,
+            batch_commands_max: options.batch_commands_max.clamp(1, BATCH_COMMANDS_MAX),
+            snapshot_every_commands: options.snapshot_every_commands,
+            on_commit: options.on_commit.take(),
+            stats: Arc::clone(&stats),
+            stopped: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("book-sequencer".to_string())
+            .spawn(move || sequencer.run(requests))
+            .map_err(EngineError::Spawn)?;
+        Ok(EngineHandle { inbox, stats, thread: Arc::new(Mutex::new(Some(thread))) })
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Enqueues a command without blocking; fails fast with `Overloaded` when the inbox is full.
+    pub fn try_submit(&self, command: Command) -> Result<oneshot::Receiver<Outcome>, EngineError> {
+        let (reply, receiver) = oneshot::channel();
+        self.stats.inbox_depth.fetch_add(1, Ordering::Relaxed);
+        match self.inbox.try_send(Request::Command { command, reply: Some(reply) }) {
+            Ok(()) => Ok(receiver),
+            Err(error) => {
+                self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
+                Err(match error {
+                    TrySendError::Full(_) => EngineError::Overloaded,
+                    TrySendError::Disconnected(_) => EngineError::ShutDown,
+                })
+            }
+        }
+    }
+
+    /// Enqueues a command, waiting for room in the inbox.
+    pub fn submit_waiting(&self, command: Command) -> Result<oneshot::Receiver<Outcome>, EngineError> {
+        let (reply, receiver) = oneshot::channel();
+        self.stats.inbox_depth.fetch_add(1, Ordering::Relaxed);
+        self.inbox.send(Request::Command { command, reply: Some(reply) }).map_err(|_| {
+            self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
+            EngineError::ShutDown
+        })?;
+        Ok(receiver)
+    }
+
+    /// Submits a command and blocks until its reply is durable.
+    pub fn submit(&self, command: Command) -> Outcome {
+        self.submit_waiting(command)?.recv().map_err(|_| EngineError::ShutDown)?
+    }
+
+    /// Runs `read` on the sequencer thread against committed state, and returns its result.
+    pub fn read<R: Send + 'static>(&self, read: impl FnOnce(&Book) -> R + Send + 'static) -> Result<R, EngineError> {
+        let (sender, receiver) = oneshot::channel();
+        let job: ReadFn = Box::new(move |book| {
+            let _ = sender.send(read(book));
+        });
+        self.inbox.send(Request::Read(job)).map_err(|_| EngineError::ShutDown)?;
+        receiver.recv().map_err(|_| EngineError::ShutDown)
+    }
+
+    /// Takes a snapshot now; returns the journal position it covers.
+    pub fn snapshot(&self) -> Result<Position, EngineError> {
+        let (sender, receiver) = oneshot::channel();
+        self.inbox.send(Request::Snapshot(sender)).map_err(|_| EngineError::ShutDown)?;
+        receiver.recv().map_err(|_| EngineError::ShutDown)?
+    }
+
+    /// Stops the sequencer after the requests already queued, taking a final snapshot.
+    pub fn shutdown(&self) {
+        let _ = self.inbox.send(Request::Shutdown);
+        let thread = self.thread.lock().ok().and_then(|mut thread| thread.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Sequencer {
+    book: Book,
+    journal: Box<dyn Journal>,
+    snapshots: Option<SnapshotStore>,
+    clock: Box<dyn Clock>,
+    last_now: u64,
+    next_sequence: u64,
+    commands_since_snapshot: u64,
+    batch_commands_max: usize,
+    snapshot_every_commands: u64,
+    on_commit: Option<CommitHook>,
+    stats: Arc<EngineStats>,
+    /// Set after a journal failure: why the engine refuses everything now.
+    stopped: Option<String>,
+}
+
+/// One batch being assembled.
+#[derive(Default)]
+struct Pending {
+    commands: Vec<Command>,
+    replies: Vec<Option<oneshot::Sender<Outcome>>>,
+    reads: Vec<ReadFn>,
+    snapshots: Vec<oneshot::Sender<Result<Position, EngineError>>>,
+    shutdown: bool,
+}
+
+impl Pending {
+    fn add(&mut self, request: Request, stats: &EngineStats) {
+        match request {
+            Request::Command { command, reply } => {
+                stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
+                self.commands.push(command);
+                self.replies.push(reply);
+            }
+            Request::Read(read) => self.reads.push(read),
+            Request::Snapshot(reply) => self.snapshots.push(reply),
+            Request::Shutdown => self.shutdown = true,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.commands.clear();
+        self.replies.clear();
+        self.reads.clear();
+        self.snapshots.clear();
+    }
+}
+
+impl Sequencer {
+    fn run(mut self, requests: Receiver<Request>) {
+        let mut pending = Pending::default();
+        let mut events: Vec<BookEvent> = Vec::with_capacity(4 * self.batch_commands_max);
+        let mut record: Vec<u8> = Vec::with_capacity(64 * self.batch_commands_max);
+        let mut scratch = Vec::new();
+        loop {
+            // Wait for work, but no longer than the next in-play delay that falls due.
+            let first = match self.book.next_delay_due() {
+                Some(due) if self.stopped.is_none() => {
+                    let wait = due.saturating_sub(self.clock.now_ms());
+                    match requests.recv_timeout(Duration::from_millis(wait)) {
+                        Ok(request) => Some(request),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match requests.recv() {
+                    Ok(request) => Some(request),
+                    Err(_) => break,
+                },
+            };
+            match first {
+                Some(request) => pending.add(request, &self.stats),
+                // The delay fell due with nothing else to do: decide it with a tick, journaled
+                // like any command so that replay ends the delay at the same time.
+                None => {
+                    pending.commands.push(Command::Tick);
+                    pending.replies.push(None);
+                }
+            }
+            while pending.commands.len() < self.batch_commands_max && !pending.shutdown {
+                match requests.try_recv() {
+                    Ok(request) => pending.add(request, &self.stats),
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut pending, &mut events, &mut record, &mut scratch);
+            for read in pending.reads.drain(..) {
+                if self.stopped.is_none() {
+                    read(&self.book);
+                }
+            }
+            for reply in pending.snapshots.drain(..) {
+                let _ = reply.send(self.take_snapshot());
+            }
+            if pending.shutdown {
+                break;
+            }
+            pending.clear();
+        }
+        if self.stopped.is_none() {
+            let _ = self.take_snapshot();
+        }
+    }
+
+    fn commit(&mut self, pending: &mut Pending, events: &mut Vec<BookEvent>, record: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        if pending.commands.is_empty() {
+            return;
+        }
+        if let Some(reason) = &self.stopped {
+            for reply in pending.replies.drain(..).flatten() {
+                let _ = reply.send(Err(EngineError::Stopped(reason.clone())));
+            }
+            return;
+        }
+        // Book time never goes backwards, whatever the wall clock does.
+        let now = self.clock.now_ms().max(self.last_now);
+        self.last_now = now;
+        events.clear();
+        let mut replies: Vec<Reply> = Vec::with_capacity(pending.commands.len());
+        let mut digest = 0u64;
+        for command in &pending.commands {
+            let reply = self.book.apply(now, command, events);
+            digest = reply_digest(digest, &reply, scratch);
+            replies.push(reply);
+        }
+        record.clear();
+        let first_sequence = self.next_sequence;
+        encode_batch(first_sequence, now, digest, pending.commands.iter(), record);
+        let started = Instant::now();
+        let appended = self.journal.append(record);
+        let sync_nanos = started.elapsed().as_nanos() as u64;
+        let position = match appended {
+            Ok(position) => position,
+            Err(error) => {
+                // The book has applied a batch that is not durable: it must never be served.
+                // Stop, refuse this batch and everything after it; a restart recovers the book
+                // from the journal, which does not contain this batch.
+                let reason = error.to_string();
+                self.stats.stopped.store(true, Ordering::SeqCst);
+                for reply in pending.replies.drain(..).flatten() {
+                    let _ = reply.send(Err(EngineError::Stopped(reason.clone())));
+                }
+                self.stopped = Some(reason);
+                return;
+            }
+        };
+        let count = pending.commands.len() as u64;
+        self.next_sequence += count;
+        self.commands_since_snapshot += count;
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.commands.fetch_add(count, Ordering::Relaxed);
+        self.stats.last_batch_commands.store(count, Ordering::Relaxed);
+        self.stats.journal_sync_nanos_total.fetch_add(sync_nanos, Ordering::Relaxed);
+        self.stats.journal_sync_nanos_max.fetch_max(sync_nanos, Ordering::Relaxed);
+        for (reply, sender) in replies.into_iter().zip(pending.replies.drain(..)) {
+            if let Some(sender) = sender {
+                let _ = sender.send(Ok(reply));
+            }
+        }
+        if let Some(on_commit) = self.on_commit.as_mut() {
+            on_commit(&Committed { position, first_sequence, timestamp: now, events });
+        }
+        if self.snapshot_every_commands > 0 && self.commands_since_snapshot >= self.snapshot_every_commands {
+            let _ = self.take_snapshot();
+        }
+    }
+
+    fn take_snapshot(&mut self) -> Result<Position, EngineError> {
+        if let Some(reason) = &self.stopped {
+            return Err(EngineError::Stopped(reason.clone()));
+        }
+        let position = self.journal.next_position();
+        if let Some(store) = &self.snapshots {
+            let payload = encode_snapshot_payload(self.next_sequence, &self.book);
+            store.save(position, &payload)?;
+            self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+        }
+        self.commands_since_snapshot = 0;
+        Ok(position)
+    }
+}

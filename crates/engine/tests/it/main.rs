@@ -1,0 +1,6 @@
+//! Integration tests of the engine: durability, recovery and the sequencer's batching, on the
+//! real file journal in a temporary directory.
+
+mod recovery;
+mod sequencer;
+mod workload;
