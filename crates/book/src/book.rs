@@ -13,7 +13,9 @@ use crate::bet::Bet;
 use crate::catalog::{Event, Market, Selection};
 use crate::command::{Command, Idempotency, LimitChange};
 use crate::config::Config;
-use crate::constants::{NAME_BYTES_MAX, IDEMPOTENCY_KEY_BYTES_MAX, SELF_EXCLUSION_DAYS_MAX, SELF_EXCLUSION_DAYS_MIN, TIME_OUT_HOURS_MAX};
+use crate::constants::{
+    IDEMPOTENCY_KEY_BYTES_MAX, NAME_BYTES_MAX, SELF_EXCLUSION_DAYS_MAX, SELF_EXCLUSION_DAYS_MIN, TIME_OUT_HOURS_MAX,
+};
 use crate::event::{Ack, BookEvent, Reply};
 use crate::ids::{AccountId, BetId, QuoteId, Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR};
 use crate::ledger::{AccountKind, Ledger, TransferCode, TransferKind, TransferRequest};
@@ -123,7 +125,9 @@ impl Book {
     fn decide(&mut self, command: &Command, events: &mut Vec<BookEvent>) -> Reply {
         match command {
             Command::OpenAccount { currency } => Ok(self.open_account(*currency, events)),
-            Command::Deposit { account, amount, payment_ref, .. } => self.deposit(*account, *amount, payment_ref, events),
+            Command::Deposit { account, amount, payment_ref, .. } => {
+                self.deposit(*account, *amount, payment_ref, events)
+            }
             Command::Withdraw { account, amount, .. } => self.withdraw(*account, *amount, events),
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
                 self.complete_withdrawal(*account, *withdrawal, *paid, events)
@@ -266,8 +270,15 @@ impl Book {
         }
         let (currency, cash) = (player.currency, player.cash);
         let clearing = self.ledger.clearing(currency);
-        let request = TransferRequest { debit: clearing, credit: cash, amount, code: TransferCode::Deposit, reference: account.0 };
-        let transfer = self.post(request, events).map_err(|_| Rejection::InvalidRequest { reason: "deposit refused" })?;
+        let request = TransferRequest {
+            debit: clearing,
+            credit: cash,
+            amount,
+            code: TransferCode::Deposit,
+            reference: account.0,
+        };
+        let transfer =
+            self.post(request, events).map_err(|_| Rejection::InvalidRequest { reason: "deposit refused" })?;
         self.players[account.index()].record(self.now, amount.minor(), 0, 0);
         self.repay_debt(account, events);
         Ok(Ack::Transfer(transfer))
@@ -287,8 +298,13 @@ impl Book {
             return Err(Rejection::InsufficientFunds);
         }
         let clearing = self.ledger.clearing(currency);
-        let request =
-            TransferRequest { debit: cash, credit: clearing, amount, code: TransferCode::Withdrawal, reference: account.0 };
+        let request = TransferRequest {
+            debit: cash,
+            credit: clearing,
+            amount,
+            code: TransferCode::Withdrawal,
+            reference: account.0,
+        };
         let transfer = self.ledger.hold(request, self.now).map_err(|_| Rejection::InsufficientFunds)?;
         self.emit_transfer(transfer, events);
         Ok(Ack::Transfer(transfer))
@@ -311,8 +327,11 @@ impl Book {
         if !is_own_open_withdrawal {
             return Err(Rejection::UnknownWithdrawal);
         }
-        let result =
-            if paid { self.ledger.post_pending(withdrawal, self.now) } else { self.ledger.void_pending(withdrawal, self.now) };
+        let result = if paid {
+            self.ledger.post_pending(withdrawal, self.now)
+        } else {
+            self.ledger.void_pending(withdrawal, self.now)
+        };
         let transfer = result.map_err(|_| Rejection::UnknownWithdrawal)?;
         self.emit_transfer(transfer, events);
         Ok(Ack::Transfer(transfer))
@@ -498,7 +517,9 @@ impl Book {
             .idempotency_order
             .iter()
             .filter_map(|(_, account, key)| {
-                self.idempotency.get(&(*account, key.clone())).map(|remembered| (*account, key.clone(), remembered.clone()))
+                self.idempotency
+                    .get(&(*account, key.clone()))
+                    .map(|remembered| (*account, key.clone(), remembered.clone()))
             })
             .collect();
         BookParts {
@@ -518,7 +539,8 @@ impl Book {
     }
 
     pub fn from_parts(parts: BookParts) -> Book {
-        let idempotency_order = parts.idempotency.iter().map(|(account, key, remembered)| (remembered.at, *account, key.clone())).collect();
+        let idempotency_order =
+            parts.idempotency.iter().map(|(account, key, remembered)| (remembered.at, *account, key.clone())).collect();
         Book {
             config: parts.config,
             now: parts.now,
@@ -531,7 +553,11 @@ impl Book {
             delayed: parts.delayed.into_iter().collect(),
             quotes: parts.quotes.into_iter().map(|quote| (quote.id, quote)).collect(),
             quotes_issued: parts.quotes_issued,
-            idempotency: parts.idempotency.into_iter().map(|(account, key, remembered)| ((account, key), remembered)).collect(),
+            idempotency: parts
+                .idempotency
+                .into_iter()
+                .map(|(account, key, remembered)| ((account, key), remembered))
+                .collect(),
             idempotency_order,
         }
     }

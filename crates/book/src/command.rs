@@ -4,10 +4,10 @@
 use domain::{Currency, Money, Odds, Ratio};
 
 use crate::bet::{BetKind, PricePolicy};
+use crate::calendar::Period;
 use crate::catalog::{EachWayTerms, Outcome};
 use crate::ids::{AccountId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
 use crate::player::LimitKind;
-use crate::calendar::Period;
 
 /// An idempotency key with the hash of the request body it came with. The same key with the
 /// same hash returns the first reply; with another hash it is rejected.
@@ -79,30 +79,98 @@ pub struct ResultRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    OpenAccount { currency: Currency },
-    Deposit { account: AccountId, amount: Money, payment_ref: String, idempotency: Option<Idempotency> },
+    OpenAccount {
+        currency: Currency,
+    },
+    Deposit {
+        account: AccountId,
+        amount: Money,
+        payment_ref: String,
+        idempotency: Option<Idempotency>,
+    },
     /// Holds the amount for the payment provider; `CompleteWithdrawal` posts or releases it.
-    Withdraw { account: AccountId, amount: Money, idempotency: Option<Idempotency> },
-    CompleteWithdrawal { account: AccountId, withdrawal: TransferId, paid: bool },
-    SetLimits { account: AccountId, changes: Vec<LimitChange> },
-    TimeOut { account: AccountId, hours: u32 },
-    SelfExclude { account: AccountId, days: u32 },
-    SetAccountRisk { account: AccountId, stake_factor: Option<Ratio>, frozen: Option<bool> },
-    CreateEvent { name: String, sport: String, competition: String, starts_at: Timestamp },
-    CreateMarket { event: EventId, name: String, kind: String, selections: Vec<NewSelection>, each_way: Option<EachWayTerms> },
-    SetPrices { market: MarketId, prices: Vec<(SelectionId, Odds)> },
-    SetMarketStatus { market: MarketId, action: MarketAction },
+    Withdraw {
+        account: AccountId,
+        amount: Money,
+        idempotency: Option<Idempotency>,
+    },
+    CompleteWithdrawal {
+        account: AccountId,
+        withdrawal: TransferId,
+        paid: bool,
+    },
+    SetLimits {
+        account: AccountId,
+        changes: Vec<LimitChange>,
+    },
+    TimeOut {
+        account: AccountId,
+        hours: u32,
+    },
+    SelfExclude {
+        account: AccountId,
+        days: u32,
+    },
+    SetAccountRisk {
+        account: AccountId,
+        stake_factor: Option<Ratio>,
+        frozen: Option<bool>,
+    },
+    CreateEvent {
+        name: String,
+        sport: String,
+        competition: String,
+        starts_at: Timestamp,
+    },
+    CreateMarket {
+        event: EventId,
+        name: String,
+        kind: String,
+        selections: Vec<NewSelection>,
+        each_way: Option<EachWayTerms>,
+    },
+    SetPrices {
+        market: MarketId,
+        prices: Vec<(SelectionId, Odds)>,
+    },
+    SetMarketStatus {
+        market: MarketId,
+        action: MarketAction,
+    },
     /// Takes the event and its markets in play, with a bet delay.
-    SetInPlay { event: EventId, bet_delay_seconds: u32 },
+    SetInPlay {
+        event: EventId,
+        bet_delay_seconds: u32,
+    },
     /// Ends the event and closes its markets.
-    EndEvent { event: EventId },
-    SetMarketRisk { market: MarketId, change: MarketRiskChange },
+    EndEvent {
+        event: EventId,
+    },
+    SetMarketRisk {
+        market: MarketId,
+        change: MarketRiskChange,
+    },
     PlaceBet(PlaceBet),
-    QuoteCashout { account: AccountId, bet: BetId },
-    AcceptCashout { account: AccountId, bet: BetId, quote: QuoteId, idempotency: Option<Idempotency> },
-    SettleMarket { market: MarketId, results: Vec<ResultRequest> },
-    UnsettleMarket { market: MarketId },
-    VoidMarket { market: MarketId },
+    QuoteCashout {
+        account: AccountId,
+        bet: BetId,
+    },
+    AcceptCashout {
+        account: AccountId,
+        bet: BetId,
+        quote: QuoteId,
+        idempotency: Option<Idempotency>,
+    },
+    SettleMarket {
+        market: MarketId,
+        results: Vec<ResultRequest>,
+    },
+    UnsettleMarket {
+        market: MarketId,
+    },
+    VoidMarket {
+        market: MarketId,
+    },
     /// Lets time pass: decides in-play bets whose delay has ended. The sequencer sends it when
     /// a delay is due and nothing else is.
     Tick,

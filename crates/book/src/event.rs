@@ -12,19 +12,50 @@ use crate::rejection::Rejection;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BookEvent {
-    AccountOpened { account: AccountId, currency: Currency },
+    AccountOpened {
+        account: AccountId,
+        currency: Currency,
+    },
     /// A ledger posting; balances of the accounts it touches changed.
     Transferred(Transfer),
-    EventCreated { event: EventId },
-    EventStateChanged { event: EventId, state: EventState },
-    MarketCreated { market: MarketId },
-    MarketStatusChanged { market: MarketId, status: MarketStatus },
-    PriceChanged { market: MarketId, selection: SelectionId, price: Odds, version: u64 },
-    BetPlaced { bet: BetId, account: AccountId, status: BetStatus },
+    EventCreated {
+        event: EventId,
+    },
+    EventStateChanged {
+        event: EventId,
+        state: EventState,
+    },
+    MarketCreated {
+        market: MarketId,
+    },
+    MarketStatusChanged {
+        market: MarketId,
+        status: MarketStatus,
+    },
+    PriceChanged {
+        market: MarketId,
+        selection: SelectionId,
+        price: Odds,
+        version: u64,
+    },
+    BetPlaced {
+        bet: BetId,
+        account: AccountId,
+        status: BetStatus,
+    },
     /// A bet moved from one status to another (delay ended, settled, resettled, cashed out).
-    BetStatusChanged { bet: BetId, account: AccountId, status: BetStatus, payout: Money },
-    AccountRestricted { account: AccountId },
-    LimitsChanged { account: AccountId },
+    BetStatusChanged {
+        bet: BetId,
+        account: AccountId,
+        status: BetStatus,
+        payout: Money,
+    },
+    AccountRestricted {
+        account: AccountId,
+    },
+    LimitsChanged {
+        account: AccountId,
+    },
 }
 
 /// A successful reply.
@@ -33,12 +64,27 @@ pub enum Ack {
     AccountOpened(AccountId),
     Transfer(TransferId),
     EventCreated(EventId),
-    MarketCreated { market: MarketId, selections: Vec<SelectionId> },
-    BetPlaced { bet: BetId, status: BetStatus },
-    CashoutQuote { quote: QuoteId, amount: Money, expires_at: Timestamp },
-    CashedOut { bet: BetId, amount: Money },
+    MarketCreated {
+        market: MarketId,
+        selections: Vec<SelectionId>,
+    },
+    BetPlaced {
+        bet: BetId,
+        status: BetStatus,
+    },
+    CashoutQuote {
+        quote: QuoteId,
+        amount: Money,
+        expires_at: Timestamp,
+    },
+    CashedOut {
+        bet: BetId,
+        amount: Money,
+    },
     /// Number of bets whose settlement changed.
-    Settled { bets: u32 },
+    Settled {
+        bets: u32,
+    },
     Done,
 }
 

@@ -34,7 +34,11 @@ impl Book {
         }
         for (selection, expected) in self.selections.iter().zip(&liability) {
             if selection.liability.minor() != *expected {
-                return Err(format!("{} liability {} but its open bets add up to {expected}", selection.id, selection.liability.minor()));
+                return Err(format!(
+                    "{} liability {} but its open bets add up to {expected}",
+                    selection.id,
+                    selection.liability.minor()
+                ));
             }
         }
         for (player, expected) in self.players.iter().zip(&pending_stakes) {

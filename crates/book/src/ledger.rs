@@ -126,8 +126,9 @@ pub struct TransferRequest {
 pub struct Ledger {
     accounts: Vec<LedgerAccount>,
     transfers: Vec<Transfer>,
-    /// Pending transfers not yet posted or voided.
-    open_pending: BTreeMap<TransferId, ()>,
+    /// Pending transfers not yet posted or voided: bit `index` of the transfer id. A bitset
+    /// because ids are dense and this is on the hot path of every bet.
+    open_pending: Vec<u64>,
     /// House and payment-clearing accounts, one pair per currency, created on first use.
     system: BTreeMap<Currency, (LedgerAccountId, LedgerAccountId)>,
 }
@@ -185,11 +186,28 @@ impl Ledger {
     }
 
     pub fn is_open_pending(&self, id: TransferId) -> bool {
-        self.open_pending.contains_key(&id)
+        let index = id.index();
+        self.open_pending.get(index / 64).is_some_and(|word| word & (1 << (index % 64)) != 0)
     }
 
     pub fn open_pending(&self) -> impl Iterator<Item = TransferId> + '_ {
-        self.open_pending.keys().copied()
+        self.open_pending.iter().enumerate().flat_map(|(word_index, word)| {
+            (0..64)
+                .filter(move |bit| word & (1u64 << bit) != 0)
+                .map(move |bit| TransferId((word_index * 64 + bit) as u64 + 1))
+        })
+    }
+
+    fn set_open(&mut self, id: TransferId, open: bool) {
+        let index = id.index();
+        if self.open_pending.len() <= index / 64 {
+            self.open_pending.resize(index / 64 + 1, 0);
+        }
+        if open {
+            self.open_pending[index / 64] |= 1 << (index % 64);
+        } else {
+            self.open_pending[index / 64] &= !(1 << (index % 64));
+        }
     }
 
     pub fn system_currencies(&self) -> impl Iterator<Item = (Currency, LedgerAccountId, LedgerAccountId)> + '_ {
@@ -232,7 +250,12 @@ impl Ledger {
         self.apply(request, kind, now)
     }
 
-    fn apply(&mut self, request: TransferRequest, kind: TransferKind, now: Timestamp) -> Result<TransferId, LedgerError> {
+    fn apply(
+        &mut self,
+        request: TransferRequest,
+        kind: TransferKind,
+        now: Timestamp,
+    ) -> Result<TransferId, LedgerError> {
         let amount = request.amount.minor();
         if amount <= 0 || request.debit == request.credit {
             return Err(LedgerError::AmountInvalid);
@@ -285,12 +308,8 @@ impl Ledger {
             }
         }
         match kind {
-            TransferKind::Pending => {
-                self.open_pending.insert(id, ());
-            }
-            TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) => {
-                self.open_pending.remove(&pending);
-            }
+            TransferKind::Pending => self.set_open(id, true),
+            TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) => self.set_open(pending, false),
             TransferKind::Posted => {}
         }
         self.transfers.push(Transfer {
@@ -355,7 +374,7 @@ impl Ledger {
                 }
             }
         }
-        if open != self.open_pending {
+        if !open.keys().copied().eq(self.open_pending()) {
             return Err("open pending transfers differ from the log".to_string());
         }
         for (stored, derived) in self.accounts.iter().zip(&rebuilt) {
@@ -390,11 +409,15 @@ impl Ledger {
         open_pending: Vec<TransferId>,
         system: Vec<(Currency, LedgerAccountId, LedgerAccountId)>,
     ) -> Ledger {
-        Ledger {
+        let mut ledger = Ledger {
             accounts,
             transfers,
-            open_pending: open_pending.into_iter().map(|id| (id, ())).collect(),
+            open_pending: Vec::new(),
             system: system.into_iter().map(|(currency, house, clearing)| (currency, (house, clearing))).collect(),
+        };
+        for id in open_pending {
+            ledger.set_open(id, true);
         }
+        ledger
     }
 }

@@ -25,11 +25,19 @@ mod trading;
 pub use bet::{lines, Bet, BetKind, BetStatus, Leg, Line, PricePolicy, PriceTaken, Settlement, SystemKind};
 pub use book::{Book, BookParts, Quote, Remembered, Wallet};
 pub use calendar::Period;
-pub use catalog::{EachWayTerms, Event, EventState, Market, MarketRisk, MarketStatus, Outcome, Selection, SelectionResult};
-pub use command::{Command, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, PlaceBet, ResultRequest};
+pub use catalog::{
+    EachWayTerms, Event, EventState, Market, MarketRisk, MarketStatus, Outcome, Selection, SelectionResult,
+};
+pub use command::{
+    Command, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, PlaceBet,
+    ResultRequest,
+};
 pub use config::Config;
 pub use event::{Ack, BookEvent, Reply};
-pub use ids::{AccountId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND};
+pub use ids::{
+    AccountId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId, MILLIS_PER_DAY,
+    MILLIS_PER_HOUR, MILLIS_PER_SECOND,
+};
 pub use ledger::{AccountKind, Ledger, LedgerAccount, Transfer, TransferCode, TransferKind};
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};
 pub use rejection::{intern_code, intern_reason, Rejection, CODES, REASONS};

@@ -40,10 +40,8 @@ pub(crate) fn price(kind: BetKind, legs: &[Leg], each_way: bool, stake_per_line:
         return Pricing { potential_payout: payout, liability };
     }
     let win: Vec<Multiplier> = legs.iter().map(|leg| Multiplier::odds(leg.odds)).collect();
-    let place: Vec<Multiplier> = legs
-        .iter()
-        .map(|leg| leg.each_way.map_or(Multiplier::ZERO, |terms| place_odds(leg.odds, terms)))
-        .collect();
+    let place: Vec<Multiplier> =
+        legs.iter().map(|leg| leg.each_way.map_or(Multiplier::ZERO, |terms| place_odds(leg.odds, terms))).collect();
     let mut potential = 0i64;
     for line in lines(kind, legs.len(), each_way) {
         let multipliers = if line.place { &place } else { &win };
@@ -186,14 +184,14 @@ impl Book {
             return Err(Rejection::StakeTooHigh { max_stake });
         }
         let lines = line_count(place.kind, legs.len(), place.each_way);
-        let total_stake =
-            stake.checked_mul(lines).ok_or(Rejection::StakeTooHigh { max_stake })?;
+        let total_stake = stake.checked_mul(lines).ok_or(Rejection::StakeTooHigh { max_stake })?;
         let pricing = price(place.kind, &legs, place.each_way, stake);
         let max_payout = self.max_payout(&legs);
         if pricing.potential_payout > max_payout {
             // The largest stake per line whose payout stays within the cap (payouts grow at
             // least linearly in the stake, so scaling down never overshoots).
-            let allowed = i128::from(stake.minor()) * i128::from(max_payout.minor()) / i128::from(pricing.potential_payout.minor());
+            let allowed = i128::from(stake.minor()) * i128::from(max_payout.minor())
+                / i128::from(pricing.potential_payout.minor());
             return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(allowed as i64) });
         }
         for kind in [LimitKind::Stake, LimitKind::Loss] {
@@ -210,7 +208,13 @@ impl Book {
         // Every check passed: commit.
         let id = BetId(self.bets.len() as u64 + 1);
         let house = self.ledger.house(player.currency);
-        let request = TransferRequest { debit: cash, credit: house, amount: total_stake, code: TransferCode::Stake, reference: id.0 };
+        let request = TransferRequest {
+            debit: cash,
+            credit: house,
+            amount: total_stake,
+            code: TransferCode::Stake,
+            reference: id.0,
+        };
         let hold = self.ledger.hold(request, self.now).map_err(|_| Rejection::InsufficientFunds)?;
         self.emit_transfer(hold, events);
         let delay_seconds = legs.iter().map(|leg| self.in_play_delay_seconds(leg.market)).max().unwrap_or(0);
@@ -244,7 +248,7 @@ impl Book {
             cashout_quote: None,
         });
         self.players[place.account.index()].record(self.now, 0, total_stake.minor(), total_stake.minor());
-        self.add_liability(id, 1, events);
+        self.shift_liability(id, &pricing, 1, events);
         if let Some(due) = delay_until {
             self.delayed.insert((due, id));
         }
@@ -267,13 +271,20 @@ impl Book {
     pub(crate) fn add_liability(&mut self, bet: BetId, sign: i64, events: &mut Vec<BookEvent>) {
         let found = &self.bets[bet.index()];
         let pricing = price(found.kind, &found.legs, found.each_way, found.stake_per_line);
+        self.shift_liability(bet, &pricing, sign, events);
+    }
+
+    /// `add_liability` with the bet's pricing already computed.
+    fn shift_liability(&mut self, bet: BetId, pricing: &Pricing, sign: i64, events: &mut Vec<BookEvent>) {
+        let found = &self.bets[bet.index()];
         let mut to_suspend: [Option<MarketId>; LEGS_MAX] = [None; LEGS_MAX];
         for (index, leg) in found.legs.iter().enumerate() {
             let selection = &mut self.selections[leg.selection.index()];
             selection.liability = Money::from_minor(selection.liability.minor() + sign * pricing.liability[index]);
             let market = &self.markets[leg.market.index()];
             let threshold = market.risk.suspend_at_liability;
-            if sign > 0 && market.status == MarketStatus::Open && threshold.is_some_and(|at| selection.liability >= at) {
+            if sign > 0 && market.status == MarketStatus::Open && threshold.is_some_and(|at| selection.liability >= at)
+            {
                 to_suspend[index] = Some(leg.market);
             }
         }

@@ -113,6 +113,10 @@ impl Player {
 
     /// The first limit of `kind` that `amount` more would exceed, by period.
     pub fn exceeded_limit(&self, kind: LimitKind, amount: Money, now: Timestamp) -> Option<Period> {
+        // Most players set no limits; skip the calendar arithmetic for them.
+        if self.limits[kind.slot()].iter().all(|slot| slot.current.is_none() && slot.pending.is_none()) {
+            return None;
+        }
         Period::ALL.into_iter().find(|period| {
             let Some(limit) = self.limits[kind.slot()][period.slot()].effective(now) else {
                 return false;

@@ -9,19 +9,31 @@ use crate::player::LimitKind;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rejection {
-    PriceChanged { selection: SelectionId, current_price: Odds },
+    PriceChanged {
+        selection: SelectionId,
+        current_price: Odds,
+    },
     MarketSuspended,
     MarketClosed,
     SelectionUnavailable,
     InsufficientFunds,
-    StakeTooLow { min_stake: Money },
-    StakeTooHigh { max_stake: Money },
+    StakeTooLow {
+        min_stake: Money,
+    },
+    StakeTooHigh {
+        max_stake: Money,
+    },
     LiabilityLimit,
-    LimitReached { limit: LimitKind, period: Period },
+    LimitReached {
+        limit: LimitKind,
+        period: Period,
+    },
     SelfExcluded,
     TimedOut,
     AccountFrozen,
-    InvalidBet { reason: &'static str },
+    InvalidBet {
+        reason: &'static str,
+    },
     IdempotencyKeyReused,
     UnknownAccount,
     UnknownEvent,
@@ -29,11 +41,15 @@ pub enum Rejection {
     UnknownBet,
     UnknownWithdrawal,
     /// A well-formed request the book cannot apply (a name too long, an amount of zero ...).
-    InvalidRequest { reason: &'static str },
+    InvalidRequest {
+        reason: &'static str,
+    },
     /// The market already has different results; unsettle it first.
     AlreadySettled,
     NotSettled,
-    CashoutUnavailable { reason: &'static str },
+    CashoutUnavailable {
+        reason: &'static str,
+    },
     QuoteExpired,
 }
 
@@ -129,11 +145,30 @@ pub fn intern_reason(text: &str) -> Option<&'static str> {
 
 /// Every rejection code, for decoding a stored code back into a `&'static str`.
 pub const CODES: &[&str] = &[
-    "price_changed", "market_suspended", "market_closed", "selection_unavailable", "insufficient_funds",
-    "stake_too_low", "stake_too_high", "liability_limit", "limit_reached", "self_excluded", "timed_out",
-    "account_frozen", "invalid_bet", "idempotency_key_reused", "unknown_account", "unknown_event",
-    "unknown_market", "unknown_bet", "unknown_withdrawal", "invalid_request", "already_settled", "not_settled",
-    "cashout_unavailable", "quote_expired",
+    "price_changed",
+    "market_suspended",
+    "market_closed",
+    "selection_unavailable",
+    "insufficient_funds",
+    "stake_too_low",
+    "stake_too_high",
+    "liability_limit",
+    "limit_reached",
+    "self_excluded",
+    "timed_out",
+    "account_frozen",
+    "invalid_bet",
+    "idempotency_key_reused",
+    "unknown_account",
+    "unknown_event",
+    "unknown_market",
+    "unknown_bet",
+    "unknown_withdrawal",
+    "invalid_request",
+    "already_settled",
+    "not_settled",
+    "cashout_unavailable",
+    "quote_expired",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {

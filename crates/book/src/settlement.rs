@@ -19,7 +19,12 @@ use crate::ledger::{TransferCode, TransferRequest};
 use crate::rejection::Rejection;
 
 impl Book {
-    pub(crate) fn settle_market(&mut self, market: MarketId, requests: &[ResultRequest], events: &mut Vec<BookEvent>) -> Reply {
+    pub(crate) fn settle_market(
+        &mut self,
+        market: MarketId,
+        requests: &[ResultRequest],
+        events: &mut Vec<BookEvent>,
+    ) -> Reply {
         let found = self.markets.get(market.index()).ok_or(Rejection::UnknownMarket)?;
         if requests.len() > RESULTS_MAX {
             return Err(Rejection::InvalidRequest { reason: "too many results" });
@@ -27,7 +32,12 @@ impl Book {
         let mut results: Vec<SelectionResult> = found
             .selections
             .iter()
-            .map(|&selection| SelectionResult { selection, outcome: Outcome::Lose, dead_heat: Ratio::ONE, void_factor: Ratio::ZERO })
+            .map(|&selection| SelectionResult {
+                selection,
+                outcome: Outcome::Lose,
+                dead_heat: Ratio::ONE,
+                void_factor: Ratio::ZERO,
+            })
             .collect();
         for request in requests {
             let slot = results
@@ -37,14 +47,20 @@ impl Book {
             let dead_heat = request.dead_heat.unwrap_or(Ratio::ONE);
             let void_factor = request.void_factor.unwrap_or(Ratio::ZERO);
             if !dead_heat.is_unit_fraction() || void_factor.num() > void_factor.den() {
-                return Err(Rejection::InvalidRequest { reason: "dead-heat factor must be in (0, 1] and void factor in [0, 1]" });
+                return Err(Rejection::InvalidRequest {
+                    reason: "dead-heat factor must be in (0, 1] and void factor in [0, 1]",
+                });
             }
             if request.outcome == Outcome::Place && found.each_way.is_none() {
                 return Err(Rejection::InvalidRequest { reason: "place results need each-way terms" });
             }
             *slot = SelectionResult { selection: request.selection, outcome: request.outcome, dead_heat, void_factor };
         }
-        if requests.iter().enumerate().any(|(index, request)| requests[..index].iter().any(|other| other.selection == request.selection)) {
+        if requests
+            .iter()
+            .enumerate()
+            .any(|(index, request)| requests[..index].iter().any(|other| other.selection == request.selection))
+        {
             return Err(Rejection::InvalidRequest { reason: "a selection is resulted twice" });
         }
         match found.status {
@@ -66,14 +82,25 @@ impl Book {
         let results = found
             .selections
             .iter()
-            .map(|&selection| SelectionResult { selection, outcome: Outcome::Void, dead_heat: Ratio::ONE, void_factor: Ratio::ZERO })
+            .map(|&selection| SelectionResult {
+                selection,
+                outcome: Outcome::Void,
+                dead_heat: Ratio::ONE,
+                void_factor: Ratio::ZERO,
+            })
             .collect();
         let changed = self.apply_results(market, results, MarketStatus::Voided, events);
         Ok(Ack::Settled { bets: changed })
     }
 
     /// Writes results onto the market and its bets and settles every bet they decide.
-    fn apply_results(&mut self, market: MarketId, results: Vec<SelectionResult>, status: MarketStatus, events: &mut Vec<BookEvent>) -> u32 {
+    fn apply_results(
+        &mut self,
+        market: MarketId,
+        results: Vec<SelectionResult>,
+        status: MarketStatus,
+        events: &mut Vec<BookEvent>,
+    ) -> u32 {
         let found = &mut self.markets[market.index()];
         found.settlement_version += 1;
         found.results = results;
@@ -138,7 +165,11 @@ impl Book {
                 leg.result.map(|result| {
                     let win = leg_multiplier(&result, Multiplier::odds(leg.odds), None);
                     let place = match leg.each_way {
-                        Some(terms) => leg_multiplier(&result, Multiplier::odds(leg.odds), Some(crate::bet::place_odds(leg.odds, terms))),
+                        Some(terms) => leg_multiplier(
+                            &result,
+                            Multiplier::odds(leg.odds),
+                            Some(crate::bet::place_odds(leg.odds, terms)),
+                        ),
                         None => Multiplier::ZERO,
                     };
                     (win, place)
@@ -233,17 +264,36 @@ impl Book {
             let from_cash = settlement.payout.minor().min(free);
             let shortfall = settlement.payout.minor() - from_cash;
             if from_cash > 0 {
-                let request = TransferRequest { debit: cash, credit: house, amount: Money::from_minor(from_cash), code: TransferCode::PayoutReversal, reference: bet.0 };
+                let request = TransferRequest {
+                    debit: cash,
+                    credit: house,
+                    amount: Money::from_minor(from_cash),
+                    code: TransferCode::PayoutReversal,
+                    reference: bet.0,
+                };
                 let _ = self.post(request, events);
             }
             if shortfall > 0 {
-                let request = TransferRequest { debit: debt, credit: house, amount: Money::from_minor(shortfall), code: TransferCode::DebtRecognised, reference: bet.0 };
+                let request = TransferRequest {
+                    debit: debt,
+                    credit: house,
+                    amount: Money::from_minor(shortfall),
+                    code: TransferCode::DebtRecognised,
+                    reference: bet.0,
+                };
                 let _ = self.post(request, events);
             }
         }
-        let stake_back = TransferRequest { debit: house, credit: cash, amount: stake, code: TransferCode::StakeReversal, reference: bet.0 };
+        let stake_back = TransferRequest {
+            debit: house,
+            credit: cash,
+            amount: stake,
+            code: TransferCode::StakeReversal,
+            reference: bet.0,
+        };
         let _ = self.post(stake_back, events);
-        let hold_request = TransferRequest { debit: cash, credit: house, amount: stake, code: TransferCode::Stake, reference: bet.0 };
+        let hold_request =
+            TransferRequest { debit: cash, credit: house, amount: stake, code: TransferCode::Stake, reference: bet.0 };
         let hold = self.ledger.hold(hold_request, now).ok();
         debug_assert!(hold.is_some(), "the returned stake covers the new hold");
         if let Some(hold) = hold {
@@ -275,9 +325,12 @@ impl Book {
             match result {
                 Some((win, _)) => multipliers.push(win),
                 None => {
-                    self.check_market_open(leg.market).map_err(|_| Rejection::CashoutUnavailable { reason: "a market is not open" })?;
+                    self.check_market_open(leg.market)
+                        .map_err(|_| Rejection::CashoutUnavailable { reason: "a market is not open" })?;
                     let current = self.selections[leg.selection.index()].price;
-                    multipliers.push(Multiplier::odds(leg.odds).times(Multiplier::ratio_of(domain::ODDS_SCALE, current.scaled())));
+                    multipliers.push(
+                        Multiplier::odds(leg.odds).times(Multiplier::ratio_of(domain::ODDS_SCALE, current.scaled())),
+                    );
                 }
             }
         }
@@ -291,7 +344,8 @@ impl Book {
 
     pub(crate) fn quote_cashout(&mut self, account: AccountId, bet: BetId) -> Reply {
         let found = self.bets.get(bet.index()).filter(|found| found.account == account).ok_or(Rejection::UnknownBet)?;
-        let price_versions = found.legs.iter().map(|leg| self.selections[leg.selection.index()].price_version).collect();
+        let price_versions =
+            found.legs.iter().map(|leg| self.selections[leg.selection.index()].price_version).collect();
         let amount = self.cashout_value(bet)?;
         self.quotes_issued += 1;
         let id = QuoteId(self.quotes_issued);
@@ -304,7 +358,13 @@ impl Book {
         Ok(Ack::CashoutQuote { quote: id, amount, expires_at })
     }
 
-    pub(crate) fn accept_cashout(&mut self, account: AccountId, bet: BetId, quote: QuoteId, events: &mut Vec<BookEvent>) -> Reply {
+    pub(crate) fn accept_cashout(
+        &mut self,
+        account: AccountId,
+        bet: BetId,
+        quote: QuoteId,
+        events: &mut Vec<BookEvent>,
+    ) -> Reply {
         let found = self.bets.get(bet.index()).filter(|found| found.account == account).ok_or(Rejection::UnknownBet)?;
         let offer = self.quotes.get(&quote).filter(|offer| offer.bet == bet).ok_or(Rejection::QuoteExpired)?;
         if offer.expires_at < self.now {
@@ -319,7 +379,8 @@ impl Book {
                 return Err(Rejection::PriceChanged { selection: selection.id, current_price: selection.price });
             }
             if leg.result.is_none() {
-                self.check_market_open(leg.market).map_err(|_| Rejection::CashoutUnavailable { reason: "a market is not open" })?;
+                self.check_market_open(leg.market)
+                    .map_err(|_| Rejection::CashoutUnavailable { reason: "a market is not open" })?;
             }
         }
         let amount = offer.amount;

@@ -75,7 +75,9 @@ impl Book {
         }
         if let Some(terms) = each_way {
             if terms.places == 0 || !terms.fraction.is_unit_fraction() {
-                return Err(Rejection::InvalidRequest { reason: "each-way terms need places and a fraction in (0, 1]" });
+                return Err(Rejection::InvalidRequest {
+                    reason: "each-way terms need places and a fraction in (0, 1]",
+                });
             }
         }
         let in_play = parent.state == EventState::InPlay;
@@ -112,7 +114,12 @@ impl Book {
         Ok(Ack::MarketCreated { market: id, selections: selection_ids })
     }
 
-    pub(crate) fn set_prices(&mut self, market: MarketId, prices: &[(SelectionId, Odds)], events: &mut Vec<BookEvent>) -> Reply {
+    pub(crate) fn set_prices(
+        &mut self,
+        market: MarketId,
+        prices: &[(SelectionId, Odds)],
+        events: &mut Vec<BookEvent>,
+    ) -> Reply {
         let found = self.markets.get(market.index()).ok_or(Rejection::UnknownMarket)?;
         if found.status.is_resulted() {
             return Err(Rejection::MarketClosed);
@@ -120,7 +127,8 @@ impl Book {
         if prices.len() > SELECTIONS_PER_MARKET_MAX {
             return Err(Rejection::InvalidRequest { reason: "too many prices" });
         }
-        let belongs = |selection: SelectionId| self.selections.get(selection.index()).is_some_and(|s| s.market == market);
+        let belongs =
+            |selection: SelectionId| self.selections.get(selection.index()).is_some_and(|s| s.market == market);
         if !prices.iter().all(|(selection, _)| belongs(*selection)) {
             return Err(Rejection::SelectionUnavailable);
         }
@@ -140,7 +148,12 @@ impl Book {
         Ok(Ack::Done)
     }
 
-    pub(crate) fn set_market_status(&mut self, market: MarketId, action: MarketAction, events: &mut Vec<BookEvent>) -> Reply {
+    pub(crate) fn set_market_status(
+        &mut self,
+        market: MarketId,
+        action: MarketAction,
+        events: &mut Vec<BookEvent>,
+    ) -> Reply {
         let found = self.markets.get(market.index()).ok_or(Rejection::UnknownMarket)?;
         let from = found.status;
         let to = match (action, from) {
@@ -202,9 +215,15 @@ impl Book {
 
     pub(crate) fn set_market_risk(&mut self, market: MarketId, change: &MarketRiskChange) -> Reply {
         let found = self.markets.get_mut(market.index()).ok_or(Rejection::UnknownMarket)?;
-        let negative = [change.max_stake, change.liability_cap, change.selection_liability_cap, change.suspend_at_liability, change.max_payout]
-            .into_iter()
-            .any(|value| value.flatten().is_some_and(|money| money.minor() < 0));
+        let negative = [
+            change.max_stake,
+            change.liability_cap,
+            change.selection_liability_cap,
+            change.suspend_at_liability,
+            change.max_payout,
+        ]
+        .into_iter()
+        .any(|value| value.flatten().is_some_and(|money| money.minor() < 0));
         if negative {
             return Err(Rejection::InvalidRequest { reason: "risk settings cannot be negative" });
         }

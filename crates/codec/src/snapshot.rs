@@ -61,7 +61,8 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
     };
     input.finish()?;
     let book = Book::from_parts(parts);
-    book.check_invariants().map_err(|violation| DecodeError { offset: 0, reason: format!("snapshot invalid: {violation}") })?;
+    book.check_invariants()
+        .map_err(|violation| DecodeError { offset: 0, reason: format!("snapshot invalid: {violation}") })?;
     Ok(book)
 }
 

@@ -3,12 +3,12 @@
 //! the domain constrains (odds range, ratios, currencies, amounts).
 
 use book::{
-    intern_code, intern_reason, AccountId, AccountKind, Ack, Bet, BetId, BetKind, BetStatus, Command, Config, EachWayTerms,
-    Event, EventId, EventState, Idempotency, LedgerAccount, LedgerAccountId, Leg, LegRequest, LimitChange, LimitKind,
-    LimitSlot, Market, MarketAction, MarketId, MarketRisk, MarketRiskChange, MarketStatus, NewSelection, Outcome,
-    PendingLimit, Period, PlaceBet, Player, PricePolicy, PriceTaken, Quote, QuoteId, Rejection, Remembered, Reply,
-    ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind, Transfer, TransferCode, TransferId,
-    TransferKind, Usage,
+    intern_code, intern_reason, AccountId, AccountKind, Ack, Bet, BetId, BetKind, BetStatus, Command, Config,
+    EachWayTerms, Event, EventId, EventState, Idempotency, LedgerAccount, LedgerAccountId, Leg, LegRequest,
+    LimitChange, LimitKind, LimitSlot, Market, MarketAction, MarketId, MarketRisk, MarketRiskChange, MarketStatus,
+    NewSelection, Outcome, PendingLimit, Period, PlaceBet, Player, PricePolicy, PriceTaken, Quote, QuoteId, Rejection,
+    Remembered, Reply, ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind, Transfer,
+    TransferCode, TransferId, TransferKind, Usage,
 };
 use domain::{Currency, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
@@ -203,18 +203,47 @@ wire_struct!(MarketRiskChange {
 });
 wire_struct!(ResultRequest { selection, outcome, dead_heat, void_factor });
 wire_struct!(EachWayTerms { places, fraction });
-wire_struct!(MarketRisk { max_stake, liability_cap, selection_liability_cap, suspend_at_liability, in_play_delay_seconds, max_payout });
+wire_struct!(MarketRisk {
+    max_stake,
+    liability_cap,
+    selection_liability_cap,
+    suspend_at_liability,
+    in_play_delay_seconds,
+    max_payout
+});
 wire_struct!(SelectionResult { selection, outcome, dead_heat, void_factor });
 wire_struct!(Leg { selection, market, event, requested, odds, price_version, taken, each_way, result });
 wire_struct!(Settlement { payout, stake_posted, payout_transfer, at });
 wire_struct!(Event { id, name, sport, competition, starts_at, state, bet_delay_seconds, markets });
-wire_struct!(Market { id, event, name, kind, status, in_play, selections, each_way, risk, settlement_version, results, bets });
+wire_struct!(Market {
+    id,
+    event,
+    name,
+    kind,
+    status,
+    in_play,
+    selections,
+    each_way,
+    risk,
+    settlement_version,
+    results,
+    bets
+});
 wire_struct!(Selection { id, market, name, price, price_version, liability });
 wire_struct!(PendingLimit { value, effective_at });
 wire_struct!(LimitSlot { current, pending });
 wire_struct!(Usage { period_index, deposited, staked, net_loss });
 wire_struct!(Player { id, currency, cash, debt, stake_factor, frozen, timed_out_until, excluded_until, limits, usage });
-wire_struct!(LedgerAccount { id, kind, currency, debits_posted, credits_posted, debits_pending, credits_pending, debits_pending_stakes });
+wire_struct!(LedgerAccount {
+    id,
+    kind,
+    currency,
+    debits_posted,
+    credits_posted,
+    debits_pending,
+    credits_pending,
+    debits_pending_stakes
+});
 wire_struct!(Transfer { id, debit, credit, amount, code, kind, reference, timestamp });
 wire_struct!(Quote { id, bet, amount, expires_at, price_versions });
 wire_struct!(Remembered { body_hash, reply, at });
@@ -322,7 +351,9 @@ impl Wire for Rejection {
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let code = decode_static(input, intern_code)?;
         Ok(match code {
-            "price_changed" => Rejection::PriceChanged { selection: Wire::decode(input)?, current_price: Wire::decode(input)? },
+            "price_changed" => {
+                Rejection::PriceChanged { selection: Wire::decode(input)?, current_price: Wire::decode(input)? }
+            }
             "market_suspended" => Rejection::MarketSuspended,
             "market_closed" => Rejection::MarketClosed,
             "selection_unavailable" => Rejection::SelectionUnavailable,
@@ -401,7 +432,11 @@ impl Wire for Ack {
             2 => Ack::EventCreated(Wire::decode(input)?),
             3 => Ack::MarketCreated { market: Wire::decode(input)?, selections: Wire::decode(input)? },
             4 => Ack::BetPlaced { bet: Wire::decode(input)?, status: Wire::decode(input)? },
-            5 => Ack::CashoutQuote { quote: Wire::decode(input)?, amount: Wire::decode(input)?, expires_at: Wire::decode(input)? },
+            5 => Ack::CashoutQuote {
+                quote: Wire::decode(input)?,
+                amount: Wire::decode(input)?,
+                expires_at: Wire::decode(input)?,
+            },
             6 => Ack::CashedOut { bet: Wire::decode(input)?, amount: Wire::decode(input)? },
             7 => Ack::Settled { bets: Wire::decode(input)? },
             8 => Ack::Done,
@@ -561,12 +596,22 @@ impl Wire for Command {
                 payment_ref: Wire::decode(d)?,
                 idempotency: Wire::decode(d)?,
             },
-            2 => Command::Withdraw { account: Wire::decode(d)?, amount: Wire::decode(d)?, idempotency: Wire::decode(d)? },
-            3 => Command::CompleteWithdrawal { account: Wire::decode(d)?, withdrawal: Wire::decode(d)?, paid: Wire::decode(d)? },
+            2 => {
+                Command::Withdraw { account: Wire::decode(d)?, amount: Wire::decode(d)?, idempotency: Wire::decode(d)? }
+            }
+            3 => Command::CompleteWithdrawal {
+                account: Wire::decode(d)?,
+                withdrawal: Wire::decode(d)?,
+                paid: Wire::decode(d)?,
+            },
             4 => Command::SetLimits { account: Wire::decode(d)?, changes: Wire::decode(d)? },
             5 => Command::TimeOut { account: Wire::decode(d)?, hours: Wire::decode(d)? },
             6 => Command::SelfExclude { account: Wire::decode(d)?, days: Wire::decode(d)? },
-            7 => Command::SetAccountRisk { account: Wire::decode(d)?, stake_factor: Wire::decode(d)?, frozen: Wire::decode(d)? },
+            7 => Command::SetAccountRisk {
+                account: Wire::decode(d)?,
+                stake_factor: Wire::decode(d)?,
+                frozen: Wire::decode(d)?,
+            },
             8 => Command::CreateEvent {
                 name: Wire::decode(d)?,
                 sport: Wire::decode(d)?,

@@ -126,9 +126,9 @@ impl Odds {
     pub fn decimal(self) -> String {
         let whole = self.0 / ODDS_SCALE;
         let fraction = self.0 % ODDS_SCALE;
-        if fraction % 100 == 0 {
+        if fraction.is_multiple_of(100) {
             format!("{whole}.{:02}", fraction / 100)
-        } else if fraction % 10 == 0 {
+        } else if fraction.is_multiple_of(10) {
             format!("{whole}.{:03}", fraction / 10)
         } else {
             format!("{whole}.{fraction:04}")
@@ -207,7 +207,11 @@ mod tests {
         ];
         for (input, decimal, fractional, american) in cases {
             let odds = Odds::parse(input).unwrap();
-            assert_eq!((odds.decimal().as_str(), odds.fractional().as_str(), odds.american().as_str()), (decimal, fractional, american), "{input}");
+            assert_eq!(
+                (odds.decimal().as_str(), odds.fractional().as_str(), odds.american().as_str()),
+                (decimal, fractional, american),
+                "{input}"
+            );
         }
     }
 }

@@ -70,7 +70,8 @@ impl Ratio {
         }
         let den = 10u32.pow(fraction.len() as u32);
         let whole: u32 = whole.parse().map_err(|_| RatioError::Malformed)?;
-        let fraction: u32 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| RatioError::Malformed)? };
+        let fraction: u32 =
+            if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| RatioError::Malformed)? };
         let num = whole.checked_mul(den).and_then(|n| n.checked_add(fraction)).ok_or(RatioError::OutOfRange)?;
         Ratio::new(num, den)
     }

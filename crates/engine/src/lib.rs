@@ -11,7 +11,9 @@ mod sequencer;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use recovery::{recover, Recovered, RecoveryReport};
-pub use sequencer::{Committed, EngineHandle, EngineOptions, EngineStats, Outcome, INBOX_MAX_DEFAULT, BATCH_COMMANDS_MAX_DEFAULT};
+pub use sequencer::{
+    Committed, EngineHandle, EngineOptions, EngineStats, Outcome, BATCH_COMMANDS_MAX_DEFAULT, INBOX_MAX_DEFAULT,
+};
 
 use std::path::Path;
 

@@ -46,7 +46,11 @@ fn decode_snapshot_payload(bytes: &[u8]) -> Result<(u64, Book), EngineError> {
     Ok((u64::from_le_bytes(sequence_bytes), book))
 }
 
-pub fn recover(journal: &dyn Journal, snapshots: Option<&SnapshotStore>, config: Config) -> Result<Recovered, EngineError> {
+pub fn recover(
+    journal: &dyn Journal,
+    snapshots: Option<&SnapshotStore>,
+    config: Config,
+) -> Result<Recovered, EngineError> {
     let mut book = Book::new(config);
     let mut next_sequence = 0u64;
     let mut from = 0;
@@ -65,30 +69,31 @@ pub fn recover(journal: &dyn Journal, snapshots: Option<&SnapshotStore>, config:
     let mut events = Vec::new();
     let mut scratch = Vec::new();
     let mut failure: Option<EngineError> = None;
-    journal.read_from(from, &mut |position, payload| {
-        let batch = match decode_batch(payload) {
-            Ok(batch) => batch,
-            Err(source) => {
-                failure = Some(EngineError::Decode { position, source });
+    journal
+        .read_from(from, &mut |position, payload| {
+            let batch = match decode_batch(payload) {
+                Ok(batch) => batch,
+                Err(source) => {
+                    failure = Some(EngineError::Decode { position, source });
+                    return Err(JournalError::Poisoned);
+                }
+            };
+            let mut digest = 0u64;
+            for command in &batch.commands {
+                events.clear();
+                let reply = book.apply(batch.timestamp, command, &mut events);
+                digest = reply_digest(digest, &reply, &mut scratch);
+            }
+            if digest != batch.reply_digest {
+                failure = Some(EngineError::Diverged { position, recorded: batch.reply_digest, replayed: digest });
                 return Err(JournalError::Poisoned);
             }
-        };
-        let mut digest = 0u64;
-        for command in &batch.commands {
-            events.clear();
-            let reply = book.apply(batch.timestamp, command, &mut events);
-            digest = reply_digest(digest, &reply, &mut scratch);
-        }
-        if digest != batch.reply_digest {
-            failure = Some(EngineError::Diverged { position, recorded: batch.reply_digest, replayed: digest });
-            return Err(JournalError::Poisoned);
-        }
-        next_sequence = batch.first_sequence + batch.commands.len() as u64;
-        replayed_batches += 1;
-        replayed_commands += batch.commands.len() as u64;
-        Ok(())
-    })
-    .map_err(|error| failure.take().unwrap_or(EngineError::Journal(error)))?;
+            next_sequence = batch.first_sequence + batch.commands.len() as u64;
+            replayed_batches += 1;
+            replayed_commands += batch.commands.len() as u64;
+            Ok(())
+        })
+        .map_err(|error| failure.take().unwrap_or(EngineError::Journal(error)))?;
     let report = RecoveryReport {
         position: journal.next_position(),
         next_sequence,

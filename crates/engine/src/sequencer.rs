@@ -296,7 +296,13 @@ impl Sequencer {
         }
     }
 
-    fn commit(&mut self, pending: &mut Pending, events: &mut Vec<BookEvent>, record: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+    fn commit(
+        &mut self,
+        pending: &mut Pending,
+        events: &mut Vec<BookEvent>,
+        record: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) {
         if pending.commands.is_empty() {
             return;
         }

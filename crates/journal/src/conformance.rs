@@ -39,18 +39,10 @@ pub fn run_all<H: JournalHarness>(harness: &mut H) {
 /// A fresh journal has no records.
 pub fn empty_journal<H: JournalHarness>(harness: &mut H) {
     let journal = harness.open();
-    assert_eq!(
-        journal.next_position(),
-        0,
-        "conformance: a fresh journal must have next_position 0"
-    );
+    assert_eq!(journal.next_position(), 0, "conformance: a fresh journal must have next_position 0");
     for from in [0, 1, 100] {
         let got = read_all(&journal, from);
-        assert!(
-            got.is_empty(),
-            "conformance: read_from({from}) on an empty journal visited {} records",
-            got.len()
-        );
+        assert!(got.is_empty(), "conformance: read_from({from}) on an empty journal visited {} records", got.len());
     }
 }
 
@@ -98,11 +90,7 @@ pub fn empty_and_large_payloads<H: JournalHarness>(harness: &mut H, model: &mut 
     check_contents(&journal, model, "after empty and large payloads");
     drop(journal);
     let journal = harness.open();
-    check_contents(
-        &journal,
-        model,
-        "after reopening with empty and large payloads",
-    );
+    check_contents(&journal, model, "after reopening with empty and large payloads");
 }
 
 /// A payload over [`RECORD_PAYLOAD_BYTES_MAX`] is refused without writing or poisoning.
@@ -110,11 +98,9 @@ pub fn oversized_payload_is_rejected<H: JournalHarness>(harness: &mut H, model: 
     let mut journal = harness.open();
     let oversized = vec![0u8; RECORD_PAYLOAD_BYTES_MAX + 1];
     match journal.append(&oversized) {
-        Err(JournalError::RecordTooLarge { len, .. }) => assert_eq!(
-            len,
-            oversized.len(),
-            "conformance: RecordTooLarge must report the payload length"
-        ),
+        Err(JournalError::RecordTooLarge { len, .. }) => {
+            assert_eq!(len, oversized.len(), "conformance: RecordTooLarge must report the payload length")
+        }
         other => {
             panic!("conformance: an oversized append must fail with RecordTooLarge, got {other:?}")
         }
@@ -127,10 +113,7 @@ pub fn oversized_payload_is_rejected<H: JournalHarness>(harness: &mut H, model: 
 
 /// An error returned by the visitor stops the read and is returned.
 pub fn visitor_error_stops_reading<H: JournalHarness>(harness: &mut H, model: &[Vec<u8>]) {
-    assert!(
-        model.len() >= 3,
-        "conformance: visitor_error_stops_reading needs at least 3 records"
-    );
+    assert!(model.len() >= 3, "conformance: visitor_error_stops_reading needs at least 3 records");
     let journal = harness.open();
     let mut visited = 0;
     let result = journal.read_from(0, &mut |_, _| {
@@ -145,10 +128,7 @@ pub fn visitor_error_stops_reading<H: JournalHarness>(harness: &mut H, model: &[
         matches!(result, Err(JournalError::Poisoned)),
         "conformance: read_from must return the visitor's error, got {result:?}"
     );
-    assert_eq!(
-        visited, 3,
-        "conformance: read_from must stop at the visitor's first error"
-    );
+    assert_eq!(visited, 3, "conformance: read_from must stop at the visitor's first error");
 }
 
 /// After dropping and reopening, every record is there and appends continue after them.
@@ -197,19 +177,11 @@ pub fn read_while_appending<H: JournalHarness>(harness: &mut H, model: &mut Vec<
     check_contents(&journal, model, "after reads interleaved with appends");
 }
 
-fn append_checked<J: Journal>(
-    journal: &mut J,
-    model: &mut Vec<Vec<u8>>,
-    payload: Vec<u8>,
-) -> Position {
+fn append_checked<J: Journal>(journal: &mut J, model: &mut Vec<Vec<u8>>, payload: Vec<u8>) -> Position {
     let expected = model.len() as Position;
-    let position = journal
-        .append(&payload)
-        .unwrap_or_else(|err| panic!("conformance: append #{expected} failed: {err}"));
-    assert_eq!(
-        position, expected,
-        "conformance: append returned position {position}, expected {expected}"
-    );
+    let position =
+        journal.append(&payload).unwrap_or_else(|err| panic!("conformance: append #{expected} failed: {err}"));
+    assert_eq!(position, expected, "conformance: append returned position {position}, expected {expected}");
     model.push(payload);
     check_next_position(journal, model, "after append");
     position
@@ -266,7 +238,5 @@ fn read_all<J: Journal>(journal: &J, from: Position) -> Vec<(Position, Vec<u8>)>
 
 /// A payload whose bytes depend on their index, so misplaced chunks are detected.
 fn patterned(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(seed) ^ ((i >> 8) as u8))
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(seed) ^ ((i >> 8) as u8)).collect()
 }

@@ -41,10 +41,7 @@ impl FaultPlan {
 
     /// Fails the `n`th append (0-based).
     pub fn fail_sync_at(n: u64) -> Self {
-        Self {
-            fail_at: Some(n),
-            ..Self::default()
-        }
+        Self { fail_at: Some(n), ..Self::default() }
     }
 
     /// Fails each append with probability `per_million / 1_000_000`, drawn from a PRNG seeded
@@ -68,9 +65,10 @@ impl FaultPlan {
     /// Decides whether append number `n` fails. Draws from the PRNG on every call so the
     /// decision for an append depends only on the seed and `n`.
     fn fires(&mut self, n: u64) -> bool {
-        let drawn = self.probability.as_mut().is_some_and(|p| {
-            p.rng.next_u64() % u64::from(FAULT_PER_MILLION_MAX) < u64::from(p.per_million)
-        });
+        let drawn = self
+            .probability
+            .as_mut()
+            .is_some_and(|p| p.rng.next_u64() % u64::from(FAULT_PER_MILLION_MAX) < u64::from(p.per_million));
         drawn || self.fail_at == Some(n)
     }
 }
@@ -87,13 +85,7 @@ pub struct FaultyJournal<J: Journal> {
 
 impl<J: Journal> FaultyJournal<J> {
     pub fn new(inner: J, plan: FaultPlan) -> Self {
-        Self {
-            inner,
-            plan,
-            appends: 0,
-            faults_fired: 0,
-            poisoned: false,
-        }
+        Self { inner, plan, appends: 0, faults_fired: 0, poisoned: false }
     }
 
     /// Injected failures so far (at most one, as the wrapper is poisoned after it).
@@ -135,9 +127,7 @@ impl<J: Journal> Journal for FaultyJournal<J> {
         if self.plan.kind == FaultKind::WrittenButUnacknowledged {
             self.inner.append(payload)?;
         }
-        Err(JournalError::SyncFailed {
-            source: io::Error::other(format!("injected sync failure at append {n}")),
-        })
+        Err(JournalError::SyncFailed { source: io::Error::other(format!("injected sync failure at append {n}")) })
     }
 
     fn next_position(&self) -> Position {

@@ -6,8 +6,7 @@ use std::io::{BufReader, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::record::{
-    self, ScanErrorKind, SegmentScan, RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
-    RECORD_PAYLOAD_BYTES_MAX,
+    self, ScanErrorKind, SegmentScan, RECORD_BYTES_MAX, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX,
 };
 use crate::{Journal, JournalError, Position};
 
@@ -47,10 +46,7 @@ pub struct FileJournalOptions {
 
 impl Default for FileJournalOptions {
     fn default() -> Self {
-        Self {
-            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
-            sync: true,
-        }
+        Self { segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT, sync: true }
     }
 }
 
@@ -91,12 +87,8 @@ pub struct FileJournal {
 impl FileJournal {
     /// Opens (creating if needed) the journal in `dir`, verifying every record and cutting off a
     /// torn tail left by a crash during the last append.
-    pub fn open(
-        dir: &Path,
-        options: FileJournalOptions,
-    ) -> Result<(FileJournal, OpenReport), JournalError> {
-        if options.segment_bytes_max == 0 || options.segment_bytes_max > SEGMENT_BYTES_MAX_LIMIT_MAX
-        {
+    pub fn open(dir: &Path, options: FileJournalOptions) -> Result<(FileJournal, OpenReport), JournalError> {
+        if options.segment_bytes_max == 0 || options.segment_bytes_max > SEGMENT_BYTES_MAX_LIMIT_MAX {
             return Err(JournalError::InvalidOptions {
                 reason: format!(
                     "segment_bytes_max must be in 1..={SEGMENT_BYTES_MAX_LIMIT_MAX}, got {}",
@@ -106,10 +98,8 @@ impl FileJournal {
         }
         create_dir_durably(dir)?;
 
-        let mut segments: Vec<Segment> = list_segments(dir)?
-            .into_iter()
-            .map(|(first, path)| Segment { first, path })
-            .collect();
+        let mut segments: Vec<Segment> =
+            list_segments(dir)?.into_iter().map(|(first, path)| Segment { first, path }).collect();
         let mut report = OpenReport::default();
         let mut expected: Option<Position> = None;
         let mut active_bytes = 0;
@@ -136,13 +126,11 @@ impl FileJournal {
             }
             report.records += scan.records;
             active_bytes = scan.valid_bytes;
-            expected = Some(segment.first.checked_add(scan.records).ok_or_else(|| {
-                JournalError::Corrupt {
-                    position: segment.first,
-                    segment: segment.path.clone(),
-                    offset: 0,
-                    reason: "positions overflow u64".to_owned(),
-                }
+            expected = Some(segment.first.checked_add(scan.records).ok_or_else(|| JournalError::Corrupt {
+                position: segment.first,
+                segment: segment.path.clone(),
+                offset: 0,
+                reason: "positions overflow u64".to_owned(),
             })?);
         }
 
@@ -237,10 +225,7 @@ impl FileJournal {
                 return self.poison(err);
             }
         }
-        self.segments.push(Segment {
-            first: self.next_position,
-            path,
-        });
+        self.segments.push(Segment { first: self.next_position, path });
         self.active = file;
         self.active_bytes = 0;
         Ok(())
@@ -255,8 +240,7 @@ impl FileJournal {
         visit: &mut Visitor<'_>,
     ) -> Result<(), JournalError> {
         let path = &segment.path;
-        let file = File::open(path)
-            .map_err(|source| io_error("open segment for reading", path, source))?;
+        let file = File::open(path).map_err(|source| io_error("open segment for reading", path, source))?;
         let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES_MAX, file);
         let mut offset = 0u64;
         let corrupt = |position: Position, offset: u64, reason: String| JournalError::Corrupt {
@@ -275,11 +259,7 @@ impl FileJournal {
                 other => corrupt(position, offset, other.to_string()),
             })?;
             if header.position != position {
-                return Err(corrupt(
-                    position,
-                    offset,
-                    format!("record carries position {}", header.position),
-                ));
+                return Err(corrupt(position, offset, format!("record carries position {}", header.position)));
             }
             if position < from {
                 // Open verified these records; skipping avoids reading payloads not asked for.
@@ -306,24 +286,17 @@ impl Journal for FileJournal {
             return Err(JournalError::Poisoned);
         }
         if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
-            return Err(JournalError::RecordTooLarge {
-                len: payload.len(),
-                max: RECORD_PAYLOAD_BYTES_MAX,
-            });
+            return Err(JournalError::RecordTooLarge { len: payload.len(), max: RECORD_PAYLOAD_BYTES_MAX });
         }
         let position = self.next_position;
-        let next = position
-            .checked_add(1)
-            .ok_or_else(|| JournalError::Corrupt {
-                position,
-                segment: self.active_path().to_owned(),
-                offset: self.active_bytes,
-                reason: "journal positions exhausted".to_owned(),
-            })?;
+        let next = position.checked_add(1).ok_or_else(|| JournalError::Corrupt {
+            position,
+            segment: self.active_path().to_owned(),
+            offset: self.active_bytes,
+            reason: "journal positions exhausted".to_owned(),
+        })?;
         let record_bytes = (RECORD_HEADER_BYTES + payload.len()) as u64;
-        if self.active_bytes > 0
-            && self.active_bytes + record_bytes > self.options.segment_bytes_max
-        {
+        if self.active_bytes > 0 && self.active_bytes + record_bytes > self.options.segment_bytes_max {
             self.rotate()?;
         }
         record::encode_record(&mut self.buf, position, payload)?;
@@ -355,10 +328,7 @@ impl Journal for FileJournal {
     ) -> Result<(), JournalError> {
         let first_available = self.first_position();
         if from < first_available {
-            return Err(JournalError::Pruned {
-                requested: from,
-                first_available,
-            });
+            return Err(JournalError::Pruned { requested: from, first_available });
         }
         if from >= self.next_position {
             return Ok(());
@@ -367,10 +337,7 @@ impl Journal for FileJournal {
         let start = self.segments.partition_point(|s| s.first <= from) - 1;
         let mut payload = Vec::new();
         for (index, segment) in self.segments.iter().enumerate().skip(start) {
-            let end = self
-                .segments
-                .get(index + 1)
-                .map_or(self.next_position, |next| next.first);
+            let end = self.segments.get(index + 1).map_or(self.next_position, |next| next.first);
             // Reading stops at `next_position`: bytes of a failed (poisoned) append are never
             // returned.
             self.read_segment(segment, end, from, &mut payload, visit)?;
@@ -381,8 +348,7 @@ impl Journal for FileJournal {
 
 /// Segment files in `dir` as `(first position, path)`, oldest first. Other files are ignored.
 pub fn list_segments(dir: &Path) -> Result<Vec<(Position, PathBuf)>, JournalError> {
-    let entries =
-        fs::read_dir(dir).map_err(|source| io_error("list journal directory", dir, source))?;
+    let entries = fs::read_dir(dir).map_err(|source| io_error("list journal directory", dir, source))?;
     let mut segments = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|source| io_error("list journal directory", dir, source))?;
@@ -398,10 +364,7 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(Position, PathBuf)>, JournalErro
 
 /// Path of the segment whose first record has position `first`.
 pub fn segment_path(dir: &Path, first: Position) -> PathBuf {
-    dir.join(format!(
-        "{first:0width$}{SEGMENT_SUFFIX}",
-        width = SEGMENT_NAME_DIGITS
-    ))
+    dir.join(format!("{first:0width$}{SEGMENT_SUFFIX}", width = SEGMENT_NAME_DIGITS))
 }
 
 fn parse_segment_name(name: &str) -> Option<Position> {
@@ -416,31 +379,23 @@ fn parse_segment_name(name: &str) -> Option<Position> {
 /// records after it were acknowledged.
 fn scan_segment_file(segment: &Segment, is_last: bool) -> Result<SegmentScan, JournalError> {
     let path = &segment.path;
-    let len = fs::metadata(path)
-        .map_err(|source| io_error("stat segment", path, source))?
-        .len();
+    let len = fs::metadata(path).map_err(|source| io_error("stat segment", path, source))?.len();
     if len > SEGMENT_FILE_BYTES_MAX {
         return Err(JournalError::Corrupt {
             position: segment.first,
             segment: path.clone(),
             offset: 0,
-            reason: format!(
-                "segment file of {len} bytes exceeds the maximum of {SEGMENT_FILE_BYTES_MAX}"
-            ),
+            reason: format!("segment file of {len} bytes exceeds the maximum of {SEGMENT_FILE_BYTES_MAX}"),
         });
     }
     let bytes = fs::read(path).map_err(|source| io_error("read segment", path, source))?;
     let scan = record::scan_segment(&bytes, segment.first).map_err(|err| match err.kind {
-        ScanErrorKind::UnsupportedVersion(version) => JournalError::UnsupportedVersion {
-            version,
-            position: err.position,
-        },
-        ScanErrorKind::Corrupt(reason) => JournalError::Corrupt {
-            position: err.position,
-            segment: path.clone(),
-            offset: err.offset,
-            reason,
-        },
+        ScanErrorKind::UnsupportedVersion(version) => {
+            JournalError::UnsupportedVersion { version, position: err.position }
+        }
+        ScanErrorKind::Corrupt(reason) => {
+            JournalError::Corrupt { position: err.position, segment: path.clone(), offset: err.offset, reason }
+        }
     })?;
     match &scan.torn_tail {
         Some(torn) if !is_last => Err(JournalError::Corrupt {
@@ -479,11 +434,9 @@ fn truncate_file(path: &Path, len: u64) -> Result<(), JournalError> {
         .write(true)
         .open(path)
         .map_err(|source| io_error("open segment to truncate torn tail", path, source))?;
-    file.set_len(len)
-        .map_err(|source| io_error("truncate torn tail", path, source))?;
+    file.set_len(len).map_err(|source| io_error("truncate torn tail", path, source))?;
     // The cut must be durable before new records land after it.
-    file.sync_all()
-        .map_err(|source| io_error("sync truncated segment", path, source))
+    file.sync_all().map_err(|source| io_error("sync truncated segment", path, source))
 }
 
 fn create_segment_file(dir: &Path, path: &Path) -> Result<(), JournalError> {
@@ -509,15 +462,9 @@ pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), JournalError> {
 
 /// Syncs a directory so that created, renamed or removed entries survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| io_error("sync directory", dir, source))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| io_error("sync directory", dir, source))
 }
 
 pub(crate) fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> JournalError {
-    JournalError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
+    JournalError::Io { op, path: path.to_owned(), source }
 }

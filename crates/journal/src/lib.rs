@@ -49,12 +49,7 @@ pub enum JournalError {
         "corrupt journal record at position {position} in {} at byte offset {offset}: {reason}",
         segment.display()
     )]
-    Corrupt {
-        position: Position,
-        segment: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { position: Position, segment: PathBuf, offset: u64, reason: String },
 
     /// Writing or syncing a record failed. The journal is poisoned afterwards: a failed fsync
     /// cannot be retried safely (the kernel may have dropped the dirty pages and report success
@@ -79,13 +74,8 @@ pub enum JournalError {
     UnsupportedVersion { version: u8, position: Position },
 
     /// The requested records were removed by [`FileJournal::remove_segments_before`].
-    #[error(
-        "journal records before position {first_available} were pruned; requested {requested}"
-    )]
-    Pruned {
-        requested: Position,
-        first_available: Position,
-    },
+    #[error("journal records before position {first_available} were pruned; requested {requested}")]
+    Pruned { requested: Position, first_available: Position },
 
     /// A snapshot larger than [`snapshot::SNAPSHOT_PAYLOAD_BYTES_MAX`]; nothing was written.
     #[error("snapshot of {len} bytes exceeds the maximum of {max} bytes")]

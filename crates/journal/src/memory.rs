@@ -34,10 +34,7 @@ impl Journal for MemoryJournal {
     fn append(&mut self, payload: &[u8]) -> Result<Position, JournalError> {
         // Same limit as the file backend, so tests cannot depend on what production rejects.
         if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
-            return Err(JournalError::RecordTooLarge {
-                len: payload.len(),
-                max: RECORD_PAYLOAD_BYTES_MAX,
-            });
+            return Err(JournalError::RecordTooLarge { len: payload.len(), max: RECORD_PAYLOAD_BYTES_MAX });
         }
         let mut records = self.lock();
         records.push(payload.to_vec());
@@ -57,10 +54,7 @@ impl Journal for MemoryJournal {
         // visitor may append through another clone without deadlocking.
         let end = self.next_position();
         for position in from..end {
-            let Some(payload) = usize::try_from(position)
-                .ok()
-                .and_then(|index| self.lock().get(index).cloned())
-            else {
+            let Some(payload) = usize::try_from(position).ok().and_then(|index| self.lock().get(index).cloned()) else {
                 break;
             };
             visit(position, &payload)?;

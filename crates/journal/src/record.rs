@@ -67,11 +67,7 @@ pub enum DecodeError {
     TooLarge { len: u32, max: usize },
     /// The whole record is present but its checksum does not match.
     #[error("record crc32c mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    CrcMismatch {
-        stored: u32,
-        computed: u32,
-        record_bytes: usize,
-    },
+    CrcMismatch { stored: u32, computed: u32, record_bytes: usize },
     /// The checksum matches but flags/reserved bits this version does not define are set.
     #[error("record has unknown flags {flags:#04x} / reserved {reserved:#06x}")]
     UnknownFlags { flags: u8, reserved: u16 },
@@ -79,11 +75,7 @@ pub enum DecodeError {
 
 /// Encodes one record into `buf` (cleared first). Reusing `buf` keeps appends allocation-free
 /// once it has grown to the largest record seen.
-pub fn encode_record(
-    buf: &mut Vec<u8>,
-    position: Position,
-    payload: &[u8],
-) -> Result<(), JournalError> {
+pub fn encode_record(buf: &mut Vec<u8>, position: Position, payload: &[u8]) -> Result<(), JournalError> {
     let len = checked_payload_len(payload.len())?;
     buf.clear();
     buf.reserve(RECORD_HEADER_BYTES + payload.len());
@@ -102,10 +94,7 @@ pub fn encode_record(
 /// Checks a payload length against [`RECORD_PAYLOAD_BYTES_MAX`] and narrows it to the header's
 /// `u32` field.
 pub fn checked_payload_len(len: usize) -> Result<u32, JournalError> {
-    let too_large = JournalError::RecordTooLarge {
-        len,
-        max: RECORD_PAYLOAD_BYTES_MAX,
-    };
+    let too_large = JournalError::RecordTooLarge { len, max: RECORD_PAYLOAD_BYTES_MAX };
     if len > RECORD_PAYLOAD_BYTES_MAX {
         return Err(too_large);
     }
@@ -121,10 +110,7 @@ pub fn record_crc(covered_header: &[u8], payload: &[u8]) -> u32 {
 /// payload too: see [`verify_record`].
 pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
     let Some(h) = bytes.first_chunk::<RECORD_HEADER_BYTES>() else {
-        return Err(DecodeError::Incomplete {
-            needed: RECORD_HEADER_BYTES,
-            available: bytes.len(),
-        });
+        return Err(DecodeError::Incomplete { needed: RECORD_HEADER_BYTES, available: bytes.len() });
     };
     let magic = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     if magic != RECORD_MAGIC {
@@ -137,10 +123,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
     }
     let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
     if len as usize > RECORD_PAYLOAD_BYTES_MAX {
-        return Err(DecodeError::TooLarge {
-            len,
-            max: RECORD_PAYLOAD_BYTES_MAX,
-        });
+        return Err(DecodeError::TooLarge { len, max: RECORD_PAYLOAD_BYTES_MAX });
     }
     Ok(RecordHeader {
         version,
@@ -154,31 +137,17 @@ pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
 
 /// Checks the CRC of a record whose header was decoded from `header_bytes` (at least
 /// [`RECORD_HEADER_BYTES`] long) and whose payload is `payload`, then the flags.
-pub fn verify_record(
-    header: &RecordHeader,
-    header_bytes: &[u8],
-    payload: &[u8],
-) -> Result<(), DecodeError> {
+pub fn verify_record(header: &RecordHeader, header_bytes: &[u8], payload: &[u8]) -> Result<(), DecodeError> {
     let covered = header_bytes
         .get(..CRC_COVERED_HEADER_BYTES)
-        .ok_or(DecodeError::Incomplete {
-            needed: RECORD_HEADER_BYTES,
-            available: header_bytes.len(),
-        })?;
+        .ok_or(DecodeError::Incomplete { needed: RECORD_HEADER_BYTES, available: header_bytes.len() })?;
     let computed = record_crc(covered, payload);
     if computed != header.crc32c {
-        return Err(DecodeError::CrcMismatch {
-            stored: header.crc32c,
-            computed,
-            record_bytes: header.record_bytes(),
-        });
+        return Err(DecodeError::CrcMismatch { stored: header.crc32c, computed, record_bytes: header.record_bytes() });
     }
     // Flags are only trusted once the CRC says the header is what the writer wrote.
     if header.flags != 0 || header.reserved != 0 {
-        return Err(DecodeError::UnknownFlags {
-            flags: header.flags,
-            reserved: header.reserved,
-        });
+        return Err(DecodeError::UnknownFlags { flags: header.flags, reserved: header.reserved });
     }
     Ok(())
 }
@@ -189,10 +158,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(RecordHeader, &[u8], usize), Decod
     let header = decode_header(bytes)?;
     let consumed = header.record_bytes();
     let Some(record) = bytes.get(..consumed) else {
-        return Err(DecodeError::Incomplete {
-            needed: consumed,
-            available: bytes.len(),
-        });
+        return Err(DecodeError::Incomplete { needed: consumed, available: bytes.len() });
     };
     let (header_bytes, payload) = record.split_at(RECORD_HEADER_BYTES);
     verify_record(&header, header_bytes, payload)?;
@@ -257,11 +223,7 @@ pub fn scan_segment(bytes: &[u8], first_position: Position) -> Result<SegmentSca
         let torn = |reason: String| SegmentScan {
             records,
             valid_bytes: offset as u64,
-            torn_tail: Some(TornTail {
-                offset: offset as u64,
-                bytes: rest.len() as u64,
-                reason,
-            }),
+            torn_tail: Some(TornTail { offset: offset as u64, bytes: rest.len() as u64, reason }),
         };
         match decode_record(rest) {
             Ok((header, _, consumed)) => {
@@ -277,9 +239,9 @@ pub fn scan_segment(bytes: &[u8], first_position: Position) -> Result<SegmentSca
                 }
                 offset += consumed;
                 records += 1;
-                position = position.checked_add(1).ok_or_else(|| {
-                    corrupt(offset, position, "position overflows u64".to_owned())
-                })?;
+                position = position
+                    .checked_add(1)
+                    .ok_or_else(|| corrupt(offset, position, "position overflows u64".to_owned()))?;
             }
             Err(DecodeError::UnsupportedVersion { version }) => {
                 return Err(ScanError {
@@ -296,16 +258,10 @@ pub fn scan_segment(bytes: &[u8], first_position: Position) -> Result<SegmentSca
                 if is_all_zero(after) {
                     return Ok(torn(format!("last record is torn: {err}")));
                 }
-                return Err(corrupt(
-                    offset,
-                    position,
-                    format!("{err}, followed by {} more bytes", after.len()),
-                ));
+                return Err(corrupt(offset, position, format!("{err}, followed by {} more bytes", after.len())));
             }
             Err(
-                err @ (DecodeError::Incomplete { .. }
-                | DecodeError::BadMagic { .. }
-                | DecodeError::TooLarge { .. }),
+                err @ (DecodeError::Incomplete { .. } | DecodeError::BadMagic { .. } | DecodeError::TooLarge { .. }),
             ) => {
                 if is_all_zero(rest) {
                     return Ok(torn("trailing zero bytes".to_owned()));
@@ -314,21 +270,14 @@ pub fn scan_segment(bytes: &[u8], first_position: Position) -> Result<SegmentSca
                     return Err(corrupt(
                         offset,
                         position,
-                        format!(
-                            "{err}, but a valid record follows at byte offset {}",
-                            offset + found
-                        ),
+                        format!("{err}, but a valid record follows at byte offset {}", offset + found),
                     ));
                 }
                 return Ok(torn(format!("last record is torn: {err}")));
             }
         }
     }
-    Ok(SegmentScan {
-        records,
-        valid_bytes: offset as u64,
-        torn_tail: None,
-    })
+    Ok(SegmentScan { records, valid_bytes: offset as u64, torn_tail: None })
 }
 
 fn is_all_zero(bytes: &[u8]) -> bool {

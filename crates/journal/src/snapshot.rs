@@ -60,10 +60,7 @@ pub enum SnapshotDecodeError {
 pub fn encode_snapshot(position: Position, payload: &[u8]) -> Result<Vec<u8>, JournalError> {
     let len = payload.len() as u64;
     if len > SNAPSHOT_PAYLOAD_BYTES_MAX {
-        return Err(JournalError::SnapshotTooLarge {
-            len,
-            max: SNAPSHOT_PAYLOAD_BYTES_MAX,
-        });
+        return Err(JournalError::SnapshotTooLarge { len, max: SNAPSHOT_PAYLOAD_BYTES_MAX });
     }
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
     out.extend_from_slice(&SNAPSHOT_MAGIC.to_le_bytes());
@@ -82,8 +79,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Position, &[u8]), SnapshotDecode
     let Some((header, payload)) = bytes.split_first_chunk::<SNAPSHOT_HEADER_BYTES>() else {
         return Err(SnapshotDecodeError::Truncated { len: bytes.len() });
     };
-    let u32_at =
-        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let u32_at = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
     let u64_at = |i: usize| (u64::from(u32_at(i + 4)) << 32) | u64::from(u32_at(i));
     let magic = u32_at(0);
     if magic != SNAPSHOT_MAGIC {
@@ -95,14 +91,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Position, &[u8]), SnapshotDecode
     let position = u64_at(8);
     let declared = u64_at(16);
     if declared != payload.len() as u64 {
-        return Err(SnapshotDecodeError::LengthMismatch {
-            declared,
-            actual: payload.len() as u64,
-        });
+        return Err(SnapshotDecodeError::LengthMismatch { declared, actual: payload.len() as u64 });
     }
     let stored = u32_at(CRC_COVERED_HEADER_BYTES);
-    let computed =
-        crc32c::crc32c_append(crc32c::crc32c(&header[..CRC_COVERED_HEADER_BYTES]), payload);
+    let computed = crc32c::crc32c_append(crc32c::crc32c(&header[..CRC_COVERED_HEADER_BYTES]), payload);
     if stored != computed {
         return Err(SnapshotDecodeError::CrcMismatch { stored, computed });
     }
@@ -140,25 +132,18 @@ impl SnapshotStore {
     /// Opens (creating if needed) the store in `dir` and deletes temp files of interrupted saves.
     pub fn open(dir: &Path) -> Result<SnapshotStore, JournalError> {
         create_dir_durably(dir)?;
-        let entries =
-            fs::read_dir(dir).map_err(|source| io_error("list snapshot directory", dir, source))?;
+        let entries = fs::read_dir(dir).map_err(|source| io_error("list snapshot directory", dir, source))?;
         for entry in entries {
             let entry = entry.map_err(|source| io_error("list snapshot directory", dir, source))?;
             let name = entry.file_name();
-            let is_tmp = name
-                .to_str()
-                .is_some_and(|n| n.starts_with(NAME_PREFIX) && n.ends_with(TMP_SUFFIX));
+            let is_tmp = name.to_str().is_some_and(|n| n.starts_with(NAME_PREFIX) && n.ends_with(TMP_SUFFIX));
             if is_tmp {
                 let path = entry.path();
-                fs::remove_file(&path).map_err(|source| {
-                    io_error("remove leftover snapshot temp file", &path, source)
-                })?;
+                fs::remove_file(&path)
+                    .map_err(|source| io_error("remove leftover snapshot temp file", &path, source))?;
             }
         }
-        Ok(SnapshotStore {
-            dir: dir.to_owned(),
-            corrupt_skipped: AtomicU64::new(0),
-        })
+        Ok(SnapshotStore { dir: dir.to_owned(), corrupt_skipped: AtomicU64::new(0) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -167,9 +152,7 @@ impl SnapshotStore {
 
     /// Path of the snapshot for `position`.
     pub fn path_for(&self, position: Position) -> PathBuf {
-        self.dir.join(format!(
-            "{NAME_PREFIX}{position:0NAME_DIGITS$}{NAME_SUFFIX}"
-        ))
+        self.dir.join(format!("{NAME_PREFIX}{position:0NAME_DIGITS$}{NAME_SUFFIX}"))
     }
 
     /// Corrupt snapshots skipped by [`SnapshotStore::load_latest`] since open.
@@ -213,11 +196,7 @@ impl SnapshotStore {
                 }
                 Err(reason) => {
                     self.corrupt_skipped.fetch_add(1, Ordering::Relaxed);
-                    load.skipped.push(SkippedSnapshot {
-                        position: name_position,
-                        path,
-                        reason,
-                    });
+                    load.skipped.push(SkippedSnapshot { position: name_position, path, reason });
                 }
             }
         }
@@ -227,8 +206,7 @@ impl SnapshotStore {
     /// Snapshot files as `(position, path)`, oldest first.
     pub fn list(&self) -> Result<Vec<(Position, PathBuf)>, JournalError> {
         let dir = &self.dir;
-        let entries =
-            fs::read_dir(dir).map_err(|source| io_error("list snapshot directory", dir, source))?;
+        let entries = fs::read_dir(dir).map_err(|source| io_error("list snapshot directory", dir, source))?;
         let mut snapshots = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| io_error("list snapshot directory", dir, source))?;
@@ -241,27 +219,16 @@ impl SnapshotStore {
     }
 
     /// Reads one snapshot: the outer error is I/O, the inner one why the file is not valid.
-    fn read_verified(
-        &self,
-        name_position: Position,
-        path: &Path,
-    ) -> Result<Result<Vec<u8>, String>, JournalError> {
-        let len = fs::metadata(path)
-            .map_err(|source| io_error("stat snapshot", path, source))?
-            .len();
+    fn read_verified(&self, name_position: Position, path: &Path) -> Result<Result<Vec<u8>, String>, JournalError> {
+        let len = fs::metadata(path).map_err(|source| io_error("stat snapshot", path, source))?.len();
         let len_max = SNAPSHOT_HEADER_BYTES as u64 + SNAPSHOT_PAYLOAD_BYTES_MAX;
         if len > len_max {
-            return Ok(Err(format!(
-                "snapshot file of {len} bytes exceeds the maximum of {len_max}"
-            )));
+            return Ok(Err(format!("snapshot file of {len} bytes exceeds the maximum of {len_max}")));
         }
         let mut bytes = fs::read(path).map_err(|source| io_error("read snapshot", path, source))?;
         let payload_len = match decode_snapshot(&bytes) {
             Ok((header, _)) if header != name_position => {
-                let err = SnapshotDecodeError::PositionMismatch {
-                    header,
-                    name: name_position,
-                };
+                let err = SnapshotDecodeError::PositionMismatch { header, name: name_position };
                 return Ok(Err(err.to_string()));
             }
             Ok((_, payload)) => payload.len(),
@@ -290,12 +257,9 @@ impl SnapshotStore {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    let mut file =
-        File::create(path).map_err(|source| io_error("create snapshot temp file", path, source))?;
-    file.write_all(bytes)
-        .map_err(|source| io_error("write snapshot temp file", path, source))?;
-    file.sync_all()
-        .map_err(|source| io_error("sync snapshot temp file", path, source))
+    let mut file = File::create(path).map_err(|source| io_error("create snapshot temp file", path, source))?;
+    file.write_all(bytes).map_err(|source| io_error("write snapshot temp file", path, source))?;
+    file.sync_all().map_err(|source| io_error("sync snapshot temp file", path, source))
 }
 
 fn parse_name(name: &str) -> Option<Position> {

@@ -21,17 +21,12 @@ pub struct RecordSpan {
 
 /// Segment files of the journal in `dir`, oldest first.
 pub fn segment_paths(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
-    Ok(list_segments(dir)?
-        .into_iter()
-        .map(|(_, path)| path)
-        .collect())
+    Ok(list_segments(dir)?.into_iter().map(|(_, path)| path).collect())
 }
 
 /// The newest segment file of the journal in `dir`.
 pub fn last_segment(dir: &Path) -> Result<PathBuf, JournalError> {
-    segment_paths(dir)?
-        .pop()
-        .ok_or_else(|| invalid_input(dir, "journal directory has no segment"))
+    segment_paths(dir)?.pop().ok_or_else(|| invalid_input(dir, "journal directory has no segment"))
 }
 
 /// Spans of the well-formed records at the start of a segment file (headers only are
@@ -47,11 +42,7 @@ pub fn record_spans(segment: &Path) -> Result<Vec<RecordSpan>, JournalError> {
         if header.record_bytes() > rest.len() {
             break;
         }
-        spans.push(RecordSpan {
-            position: header.position,
-            offset: offset as u64,
-            len: header.record_bytes() as u64,
-        });
+        spans.push(RecordSpan { position: header.position, offset: offset as u64, len: header.record_bytes() as u64 });
         offset += header.record_bytes();
     }
     Ok(spans)
@@ -62,18 +53,12 @@ pub fn record_spans(segment: &Path) -> Result<Vec<RecordSpan>, JournalError> {
 /// length). Returns the number of bytes cut.
 pub fn tear_last_record(dir: &Path, keep_bytes: u64) -> Result<u64, JournalError> {
     let segment = last_segment(dir)?;
-    let last = record_spans(&segment)?
-        .pop()
-        .ok_or_else(|| invalid_input(&segment, "last segment has no record to tear"))?;
+    let last =
+        record_spans(&segment)?.pop().ok_or_else(|| invalid_input(&segment, "last segment has no record to tear"))?;
     if keep_bytes >= last.len {
-        return Err(invalid_input(
-            &segment,
-            "keep_bytes must be less than the last record's length",
-        ));
+        return Err(invalid_input(&segment, "keep_bytes must be less than the last record's length"));
     }
-    let file_len = fs::metadata(&segment)
-        .map_err(|source| io_error("stat segment", &segment, source))?
-        .len();
+    let file_len = fs::metadata(&segment).map_err(|source| io_error("stat segment", &segment, source))?.len();
     let new_len = last.offset + keep_bytes;
     set_len(&segment, new_len)?;
     Ok(file_len - new_len)
@@ -82,12 +67,9 @@ pub fn tear_last_record(dir: &Path, keep_bytes: u64) -> Result<u64, JournalError
 /// Appends `bytes` to the last segment, like a crash that left garbage after the last record.
 pub fn append_garbage(dir: &Path, bytes: &[u8]) -> Result<(), JournalError> {
     let segment = last_segment(dir)?;
-    let mut file = OpenOptions::new()
-        .append(true)
-        .open(&segment)
-        .map_err(|source| io_error("open segment", &segment, source))?;
-    file.write_all(bytes)
-        .map_err(|source| io_error("append garbage", &segment, source))
+    let mut file =
+        OpenOptions::new().append(true).open(&segment).map_err(|source| io_error("open segment", &segment, source))?;
+    file.write_all(bytes).map_err(|source| io_error("append garbage", &segment, source))
 }
 
 /// Inverts every bit of the byte at `offset` in `path`.
@@ -108,10 +90,7 @@ pub fn overwrite(path: &Path, offset: u64, with: &[u8]) -> Result<(), JournalErr
         .ok()
         .and_then(|start| Some(start..start.checked_add(with.len())?))
         .ok_or_else(|| invalid_input(path, "offset out of range"))?;
-    bytes
-        .get_mut(range)
-        .ok_or_else(|| invalid_input(path, "range past the end of the file"))?
-        .copy_from_slice(with);
+    bytes.get_mut(range).ok_or_else(|| invalid_input(path, "range past the end of the file"))?.copy_from_slice(with);
     fs::write(path, &bytes).map_err(|source| io_error("write file", path, source))
 }
 
@@ -125,9 +104,5 @@ pub fn set_len(path: &Path, len: u64) -> Result<(), JournalError> {
 }
 
 fn invalid_input(path: &Path, message: &'static str) -> JournalError {
-    io_error(
-        "testing helper",
-        path,
-        io::Error::new(io::ErrorKind::InvalidInput, message),
-    )
+    io_error("testing helper", path, io::Error::new(io::ErrorKind::InvalidInput, message))
 }

@@ -1349,7 +1349,9 @@ show bet_4
 fn larger_system_bets_have_the_right_line_counts() {
     let mut script = String::from("open EUR\ndeposit acc_1 10000\n");
     for event in 1..=8 {
-        script.push_str(&format!("event \"Match {event}\" football starts=+30d\nmarket evt_{event} \"Winner\" A=2.00 B=2.00\n"));
+        script.push_str(&format!(
+            "event \"Match {event}\" football starts=+30d\nmarket evt_{event} \"Winner\" A=2.00 B=2.00\n"
+        ));
     }
     let legs: Vec<String> = (0..8).map(|event| format!("sel_{}@2.00", event * 2 + 1)).collect();
     for (kind, count) in [("canadian", 5), ("heinz", 6), ("super_heinz", 7), ("goliath", 8)] {

@@ -204,8 +204,13 @@ impl Script {
                     })
                     .collect(),
             },
-            "timeout" => Command::TimeOut { account: AccountId(id(&words[1], "acc_")), hours: words[2].parse().expect("hours") },
-            "exclude" => Command::SelfExclude { account: AccountId(id(&words[1], "acc_")), days: words[2].parse().expect("days") },
+            "timeout" => {
+                Command::TimeOut { account: AccountId(id(&words[1], "acc_")), hours: words[2].parse().expect("hours") }
+            }
+            "exclude" => Command::SelfExclude {
+                account: AccountId(id(&words[1], "acc_")),
+                days: words[2].parse().expect("days"),
+            },
             "account-risk" => Command::SetAccountRisk {
                 account: AccountId(id(&words[1], "acc_")),
                 stake_factor: option(&words, "factor").map(|f| Ratio::parse(f).expect("factor")),
@@ -231,7 +236,10 @@ impl Script {
                     .collect(),
                 each_way: option(&words, "ew").map(|terms| {
                     let (places, fraction) = terms.split_once('@').expect("places@fraction");
-                    EachWayTerms { places: places.parse().expect("places"), fraction: Ratio::parse(fraction).expect("fraction") }
+                    EachWayTerms {
+                        places: places.parse().expect("places"),
+                        fraction: Ratio::parse(fraction).expect("fraction"),
+                    }
                 }),
             },
             "price" => Command::SetPrices {
@@ -258,7 +266,8 @@ impl Script {
             },
             "end" => Command::EndEvent { event: EventId(id(&words[1], "evt_")) },
             "risk" => {
-                let money_option = |name: &str| option(&words, name).map(|v| if v == "none" { None } else { Some(money(v)) });
+                let money_option =
+                    |name: &str| option(&words, name).map(|v| if v == "none" { None } else { Some(money(v)) });
                 Command::SetMarketRisk {
                     market: MarketId(id(&words[1], "mkt_")),
                     change: MarketRiskChange {
@@ -282,7 +291,10 @@ impl Script {
                     .filter(|word| word.starts_with("sel_"))
                     .map(|word| {
                         let (selection, price) = word.split_once('@').expect("sel@price");
-                        LegRequest { selection: SelectionId(id(selection, "sel_")), price: Odds::parse(price).expect("odds") }
+                        LegRequest {
+                            selection: SelectionId(id(selection, "sel_")),
+                            price: Odds::parse(price).expect("odds"),
+                        }
                     })
                     .collect();
                 Command::PlaceBet(PlaceBet {
@@ -299,7 +311,9 @@ impl Script {
                     idempotency: key(&words, &body),
                 })
             }
-            "quote" => Command::QuoteCashout { account: AccountId(id(&words[1], "acc_")), bet: BetId(id(&words[2], "bet_")) },
+            "quote" => {
+                Command::QuoteCashout { account: AccountId(id(&words[1], "acc_")), bet: BetId(id(&words[2], "bet_")) }
+            }
             "cashout" => Command::AcceptCashout {
                 account: AccountId(id(&words[1], "acc_")),
                 bet: BetId(id(&words[2], "bet_")),
@@ -410,7 +424,9 @@ impl Script {
             BookEvent::EventStateChanged { event, state } => format!("{event} {state:?}"),
             BookEvent::MarketCreated { market } => format!("{market} created"),
             BookEvent::MarketStatusChanged { market, status } => format!("{market} {}", status.as_str()),
-            BookEvent::PriceChanged { selection, price, version, .. } => format!("{selection} price {price} v{version}"),
+            BookEvent::PriceChanged { selection, price, version, .. } => {
+                format!("{selection} price {price} v{version}")
+            }
             BookEvent::BetPlaced { bet, status, .. } => format!("{bet} placed {}", status.as_str()),
             BookEvent::BetStatusChanged { bet, status, payout, .. } => {
                 format!("{bet} {} payout {}", status.as_str(), show(*payout))

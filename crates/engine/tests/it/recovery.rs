@@ -21,13 +21,15 @@ fn run_workload(dir: &std::path::Path, seed: u64, commands: usize, options: Engi
         }
         let _reply = engine.submit(random_command(&mut rng)).expect("durable");
     }
-    let digest = engine.read(|book| codec::digest(book)).expect("read");
+    let digest = engine.read(codec::digest).expect("read");
     engine.shutdown();
     digest
 }
 
 fn reopen_digest(dir: &std::path::Path) -> (String, engine::RecoveryReport) {
-    let (engine, report) = open_data_dir(dir, Config::default(), Box::new(ManualClock::new(START)), EngineOptions::default()).expect("reopen");
+    let (engine, report) =
+        open_data_dir(dir, Config::default(), Box::new(ManualClock::new(START)), EngineOptions::default())
+            .expect("reopen");
     let digest = engine.read(|book| {
         book.check_invariants().expect("invariants after recovery");
         codec::digest(book)
@@ -69,7 +71,8 @@ fn a_snapshot_in_the_middle_plus_the_journal_after_it() {
 #[test]
 fn a_torn_final_record_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
-    let written = run_workload(dir.path(), 3, 300, EngineOptions { snapshot_every_commands: 0, ..EngineOptions::default() });
+    let written =
+        run_workload(dir.path(), 3, 300, EngineOptions { snapshot_every_commands: 0, ..EngineOptions::default() });
     std::fs::remove_dir_all(dir.path().join("snapshots")).unwrap();
     // A crash in the middle of writing one more record leaves half of it on disk.
     journal::testing::append_garbage(&dir.path().join("journal"), &[0x4a, 0x52, 0x4e, 0x4c, 1, 0, 0, 0, 200]).unwrap();
@@ -87,9 +90,9 @@ fn corruption_in_the_middle_names_the_position() {
     let spans = journal::testing::record_spans(&journal::testing::last_segment(&journal_dir).unwrap()).unwrap();
     let offset = spans[3].offset;
     journal::testing::flip_byte(&journal::testing::last_segment(&journal_dir).unwrap(), offset + 30).unwrap();
-    let error = open_data_dir(dir.path(), Config::default(), Box::new(ManualClock::new(START)), EngineOptions::default())
-        .err()
-        .expect("corruption must not open");
+    let error =
+        open_data_dir(dir.path(), Config::default(), Box::new(ManualClock::new(START)), EngineOptions::default())
+            .expect_err("corruption must not open");
     let message = error.to_string();
     assert!(message.contains("position 3"), "{message}");
 }
@@ -102,7 +105,7 @@ fn replay_that_decides_differently_refuses_to_start() {
     // Other rules than the ones the journal was decided with: stakes above 5.00 now fail.
     let config = Config { max_stake: domain::Money::from_minor(500), ..Config::default() };
     let (journal, _) = FileJournal::open(&dir.path().join("journal"), FileJournalOptions::default()).unwrap();
-    let error = engine::recover(&journal, None, config).err().expect("must diverge");
+    let error = engine::recover(&journal, None, config).expect_err("must diverge");
     assert!(matches!(error, engine::EngineError::Diverged { .. }), "{error}");
 }
 

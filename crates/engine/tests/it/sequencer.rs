@@ -15,7 +15,14 @@ fn start(journal: Box<dyn journal::Journal>, clock: ManualClock) -> EngineHandle
 }
 
 fn empty_report() -> engine::RecoveryReport {
-    engine::RecoveryReport { position: 0, next_sequence: 0, snapshot_position: None, replayed_batches: 0, replayed_commands: 0, truncated_bytes: 0 }
+    engine::RecoveryReport {
+        position: 0,
+        next_sequence: 0,
+        snapshot_position: None,
+        replayed_batches: 0,
+        replayed_commands: 0,
+        truncated_bytes: 0,
+    }
 }
 
 #[test]
@@ -30,7 +37,8 @@ fn concurrent_submitters_share_batches() {
             let engine = engine.clone();
             std::thread::spawn(move || {
                 let mut rng = Rng::new(thread);
-                let receivers: Vec<_> = (0..500).map(|_| engine.submit_waiting(random_command(&mut rng)).unwrap()).collect();
+                let receivers: Vec<_> =
+                    (0..500).map(|_| engine.submit_waiting(random_command(&mut rng)).unwrap()).collect();
                 for receiver in receivers {
                     let _reply = receiver.recv().unwrap().expect("durable");
                 }
@@ -45,7 +53,7 @@ fn concurrent_submitters_share_batches() {
     let batches = stats.batches.load(Ordering::Relaxed);
     assert_eq!(commands, setup().len() as u64 + 4_000);
     assert!(batches < commands / 4, "group commit: {batches} batches for {commands} commands");
-    let live = engine.read(|book| codec::digest(book)).unwrap();
+    let live = engine.read(codec::digest).unwrap();
     engine.shutdown();
     let replayed = recover(&journal, None, Config::default()).unwrap();
     assert_eq!(codec::digest(&replayed.book), live);
@@ -61,7 +69,7 @@ fn a_failed_sync_is_never_acknowledged_and_stops_the_engine() {
     for command in setup() {
         engine.submit(command).unwrap().expect("accepted");
     }
-    let acknowledged = engine.read(|book| codec::digest(book)).unwrap();
+    let acknowledged = engine.read(codec::digest).unwrap();
     let mut rng = Rng::new(9);
     let failed = engine.submit(random_command(&mut rng));
     assert!(matches!(failed, Err(EngineError::Stopped(_))), "{failed:?}");
@@ -87,7 +95,10 @@ fn the_sequencer_ends_in_play_delays_on_its_own() {
         .submit(Command::PlaceBet(book::PlaceBet {
             account: book::AccountId(1),
             kind: book::BetKind::Single,
-            legs: vec![book::LegRequest { selection: book::SelectionId(1), price: domain::Odds::parse("2.50").unwrap() }],
+            legs: vec![book::LegRequest {
+                selection: book::SelectionId(1),
+                price: domain::Odds::parse("2.50").unwrap(),
+            }],
             stake: domain::Money::from_minor(1_000),
             each_way: false,
             policy: book::PricePolicy::None,
@@ -105,7 +116,7 @@ fn the_sequencer_ends_in_play_delays_on_its_own() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(status, BetStatus::Accepted);
-    let live = engine.read(|book| codec::digest(book)).unwrap();
+    let live = engine.read(codec::digest).unwrap();
     engine.shutdown();
     assert_eq!(codec::digest(&recover(&journal, None, Config::default()).unwrap().book), live);
 }
@@ -115,7 +126,8 @@ fn a_full_inbox_sheds_load_instead_of_queueing() {
     let journal = MemoryJournal::new();
     let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report() };
     let options = EngineOptions { inbox_max: 4, ..EngineOptions::default() };
-    let engine = EngineHandle::start(Box::new(journal), None, recovered, Box::new(ManualClock::new(START)), options).unwrap();
+    let engine =
+        EngineHandle::start(Box::new(journal), None, recovered, Box::new(ManualClock::new(START)), options).unwrap();
     // Hold the sequencer inside a read so nothing drains the inbox.
     let (release, wait) = std::sync::mpsc::channel::<()>();
     let blocker = engine.clone();

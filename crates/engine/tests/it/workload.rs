@@ -1,7 +1,10 @@
 //! A small deterministic workload for engine tests: players, fixtures, bets of every kind,
 //! price moves, settlements and resettlements, drawn from a seeded generator.
 
-use book::{AccountId, BetKind, Command, EventId, LegRequest, MarketId, NewSelection, Outcome, PlaceBet, PricePolicy, ResultRequest, SelectionId, SystemKind};
+use book::{
+    AccountId, BetKind, Command, EventId, LegRequest, MarketId, NewSelection, Outcome, PlaceBet, PricePolicy,
+    ResultRequest, SelectionId, SystemKind,
+};
 use domain::{Currency, Money, Odds};
 
 /// 2026-11-25T12:00:00Z.
@@ -39,15 +42,28 @@ pub fn setup() -> Vec<Command> {
         commands.push(Command::OpenAccount { currency: Currency::EUR });
     }
     for player in 1..=PLAYERS {
-        commands.push(Command::Deposit { account: AccountId(player), amount: Money::from_minor(100_000), payment_ref: format!("psp-{player}"), idempotency: None });
+        commands.push(Command::Deposit {
+            account: AccountId(player),
+            amount: Money::from_minor(100_000),
+            payment_ref: format!("psp-{player}"),
+            idempotency: None,
+        });
     }
     for event in 1..=EVENTS {
-        commands.push(Command::CreateEvent { name: format!("Match {event}"), sport: "football".into(), competition: String::new(), starts_at: START + 30 * 86_400_000 });
+        commands.push(Command::CreateEvent {
+            name: format!("Match {event}"),
+            sport: "football".into(),
+            competition: String::new(),
+            starts_at: START + 30 * 86_400_000,
+        });
         commands.push(Command::CreateMarket {
             event: EventId(event),
             name: "1X2".into(),
             kind: "1x2".into(),
-            selections: ["Home", "Draw", "Away"].iter().map(|name| NewSelection { name: (*name).into(), price: Odds::parse("2.50").unwrap() }).collect(),
+            selections: ["Home", "Draw", "Away"]
+                .iter()
+                .map(|name| NewSelection { name: (*name).into(), price: Odds::parse("2.50").unwrap() })
+                .collect(),
             each_way: None,
         });
     }
@@ -75,23 +91,40 @@ pub fn random_command(rng: &mut Rng) -> Command {
         }
         60..=69 => {
             let first = 1 + rng.below(EVENTS - 2);
-            let legs = (first..first + 3).map(|event| LegRequest { selection: selection(rng, event), price: price(rng) }).collect();
+            let legs = (first..first + 3)
+                .map(|event| LegRequest { selection: selection(rng, event), price: price(rng) })
+                .collect();
             let kind = if rng.below(2) == 0 { BetKind::Multiple } else { BetKind::System(SystemKind::Trixie) };
-            Command::PlaceBet(PlaceBet { account, kind, legs, stake: Money::from_minor(100), each_way: false, policy: PricePolicy::Any, idempotency: None })
+            Command::PlaceBet(PlaceBet {
+                account,
+                kind,
+                legs,
+                stake: Money::from_minor(100),
+                each_way: false,
+                policy: PricePolicy::Any,
+                idempotency: None,
+            })
         }
         70..=84 => {
             let event = 1 + rng.below(EVENTS);
             let chosen = selection(rng, event);
             Command::SetPrices { market: MarketId(event), prices: vec![(chosen, price(rng))] }
         }
-        85..=92 => Command::Deposit { account, amount: Money::from_minor(1_000), payment_ref: "psp".into(), idempotency: None },
+        85..=92 => {
+            Command::Deposit { account, amount: Money::from_minor(1_000), payment_ref: "psp".into(), idempotency: None }
+        }
         93..=96 => Command::Withdraw { account, amount: Money::from_minor(500), idempotency: None },
         _ => {
             let market = MarketId(1 + rng.below(EVENTS));
             match rng.below(3) {
                 0 => Command::SettleMarket {
                     market,
-                    results: vec![ResultRequest { selection: SelectionId(3 * market.0 - 2 + rng.below(3)), outcome: Outcome::Win, dead_heat: None, void_factor: None }],
+                    results: vec![ResultRequest {
+                        selection: SelectionId(3 * market.0 - 2 + rng.below(3)),
+                        outcome: Outcome::Win,
+                        dead_heat: None,
+                        void_factor: None,
+                    }],
                 },
                 1 => Command::UnsettleMarket { market },
                 _ => Command::VoidMarket { market },

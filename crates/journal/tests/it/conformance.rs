@@ -13,9 +13,7 @@ impl JournalHarness for FileHarness {
     type J = FileJournal;
 
     fn open(&mut self) -> FileJournal {
-        FileJournal::open(self.dir.path(), self.options.clone())
-            .expect("open file journal")
-            .0
+        FileJournal::open(self.dir.path(), self.options.clone()).expect("open file journal").0
     }
 }
 
@@ -33,10 +31,7 @@ impl JournalHarness for MemoryHarness {
 fn file_journal_with_tiny_segments_conforms() {
     let mut harness = FileHarness {
         dir: TempDir::new().unwrap(),
-        options: FileJournalOptions {
-            segment_bytes_max: 4096,
-            sync: true,
-        },
+        options: FileJournalOptions { segment_bytes_max: 4096, sync: true },
     };
     run_all(&mut harness);
     let (journal, report) = FileJournal::open(harness.dir.path(), harness.options.clone()).unwrap();
@@ -50,10 +45,7 @@ fn file_journal_with_tiny_segments_conforms() {
 
 #[test]
 fn file_journal_with_default_options_conforms() {
-    let mut harness = FileHarness {
-        dir: TempDir::new().unwrap(),
-        options: FileJournalOptions::default(),
-    };
+    let mut harness = FileHarness { dir: TempDir::new().unwrap(), options: FileJournalOptions::default() };
     run_all(&mut harness);
 }
 
@@ -61,10 +53,7 @@ fn file_journal_with_default_options_conforms() {
 fn file_journal_without_sync_conforms() {
     let mut harness = FileHarness {
         dir: TempDir::new().unwrap(),
-        options: FileJournalOptions {
-            segment_bytes_max: 512,
-            sync: false,
-        },
+        options: FileJournalOptions { segment_bytes_max: 512, sync: false },
     };
     run_all(&mut harness);
 }

@@ -1,8 +1,6 @@
 //! FaultyJournal: injected sync failures poison the wrapper like the real backend does.
 
-use journal::{
-    FaultKind, FaultPlan, FaultyJournal, FileJournal, Journal, JournalError, MemoryJournal,
-};
+use journal::{FaultKind, FaultPlan, FaultyJournal, FileJournal, Journal, JournalError, MemoryJournal};
 use tempfile::TempDir;
 
 use crate::{payloads, sample_payloads, tiny_options};
@@ -15,16 +13,10 @@ fn sync_failure_at_n_poisons_and_keeps_earlier_records() {
     for (i, record) in records.iter().enumerate().take(3) {
         assert_eq!(journal.append(record).unwrap(), i as u64);
     }
-    assert!(matches!(
-        journal.append(&records[3]),
-        Err(JournalError::SyncFailed { .. })
-    ));
+    assert!(matches!(journal.append(&records[3]), Err(JournalError::SyncFailed { .. })));
     assert!(journal.is_poisoned());
     for record in &records[4..] {
-        assert!(matches!(
-            journal.append(record),
-            Err(JournalError::Poisoned)
-        ));
+        assert!(matches!(journal.append(record), Err(JournalError::Poisoned)));
     }
     assert_eq!(journal.faults_fired(), 1);
     assert_eq!(journal.appends(), 6);
@@ -43,10 +35,7 @@ fn written_but_unacknowledged_record_may_appear_after_reopen() {
     let plan = FaultPlan::fail_sync_at(1).with_kind(FaultKind::WrittenButUnacknowledged);
     let mut journal = FaultyJournal::new(memory.clone(), plan);
     journal.append(b"a").unwrap();
-    assert!(matches!(
-        journal.append(b"b"),
-        Err(JournalError::SyncFailed { .. })
-    ));
+    assert!(matches!(journal.append(b"b"), Err(JournalError::SyncFailed { .. })));
     assert!(matches!(journal.append(b"c"), Err(JournalError::Poisoned)));
     assert_eq!(memory.records(), vec![b"a".to_vec(), b"b".to_vec()]);
 }
@@ -62,10 +51,7 @@ fn wraps_the_file_backend() {
             journal.append(record).unwrap();
         }
         assert!(journal.append(&records[7]).is_err());
-        assert!(matches!(
-            journal.append(&records[8]),
-            Err(JournalError::Poisoned)
-        ));
+        assert!(matches!(journal.append(&records[8]), Err(JournalError::Poisoned)));
     }
     let (journal, report) = FileJournal::open(dir.path(), tiny_options()).unwrap();
     assert_eq!(report.records, 7);
@@ -74,31 +60,19 @@ fn wraps_the_file_backend() {
 
 /// Index of the first failing append under a probability plan, within `limit` appends.
 fn first_fault(seed: u64, per_million: u32, limit: u64) -> Option<u64> {
-    let mut journal = FaultyJournal::new(
-        MemoryJournal::new(),
-        FaultPlan::fail_sync_with_probability(seed, per_million),
-    );
+    let mut journal =
+        FaultyJournal::new(MemoryJournal::new(), FaultPlan::fail_sync_with_probability(seed, per_million));
     (0..limit).find(|_| matches!(journal.append(b"x"), Err(JournalError::SyncFailed { .. })))
 }
 
 #[test]
 fn probability_mode_is_deterministic_per_seed() {
-    let seeds: Vec<Option<u64>> = (0..20)
-        .map(|seed| first_fault(seed, 100_000, 1_000))
-        .collect();
-    let again: Vec<Option<u64>> = (0..20)
-        .map(|seed| first_fault(seed, 100_000, 1_000))
-        .collect();
+    let seeds: Vec<Option<u64>> = (0..20).map(|seed| first_fault(seed, 100_000, 1_000)).collect();
+    let again: Vec<Option<u64>> = (0..20).map(|seed| first_fault(seed, 100_000, 1_000)).collect();
     assert_eq!(seeds, again);
-    assert!(
-        seeds.iter().all(Option::is_some),
-        "10% faults must fire within 1000 appends"
-    );
+    assert!(seeds.iter().all(Option::is_some), "10% faults must fire within 1000 appends");
     let distinct: std::collections::BTreeSet<_> = seeds.iter().collect();
-    assert!(
-        distinct.len() > 3,
-        "different seeds must fail at different appends: {seeds:?}"
-    );
+    assert!(distinct.len() > 3, "different seeds must fail at different appends: {seeds:?}");
 }
 
 #[test]

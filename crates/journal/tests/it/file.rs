@@ -5,8 +5,7 @@ use std::fs;
 
 use journal::file::segment_path;
 use journal::testing::{
-    append_garbage, flip_byte, last_segment, overwrite, record_spans, segment_paths, set_len,
-    tear_last_record,
+    append_garbage, flip_byte, last_segment, overwrite, record_spans, segment_paths, set_len, tear_last_record,
 };
 use journal::{FileJournal, FileJournalOptions, Journal, JournalError};
 use tempfile::TempDir;
@@ -28,10 +27,7 @@ fn filled() -> (TempDir, Vec<Vec<u8>>) {
 fn filled_single_segment() -> (TempDir, Vec<Vec<u8>>) {
     let dir = TempDir::new().unwrap();
     let records = sample_payloads(RECORDS);
-    let options = FileJournalOptions {
-        segment_bytes_max: 1 << 20,
-        sync: true,
-    };
+    let options = FileJournalOptions { segment_bytes_max: 1 << 20, sync: true };
     let (mut journal, _) = FileJournal::open(dir.path(), options).unwrap();
     append_all(&mut journal, &records);
     (dir, records)
@@ -50,28 +46,15 @@ fn fresh_directory_is_created_with_one_empty_segment() {
     let dir = root.path().join("a").join("journal");
     let (journal, report) = open(&dir);
     assert_eq!(journal.next_position(), 0);
-    assert_eq!(
-        report,
-        journal::OpenReport {
-            segments: 1,
-            ..Default::default()
-        }
-    );
-    assert_eq!(
-        segment_paths(&dir).unwrap(),
-        vec![dir.join("00000000000000000000.seg")]
-    );
+    assert_eq!(report, journal::OpenReport { segments: 1, ..Default::default() });
+    assert_eq!(segment_paths(&dir).unwrap(), vec![dir.join("00000000000000000000.seg")]);
 }
 
 #[test]
 fn segments_are_named_by_their_first_position() {
     let (dir, _) = filled();
     let paths = segment_paths(dir.path()).unwrap();
-    assert!(
-        paths.len() > 3,
-        "tiny segments must rotate, got {}",
-        paths.len()
-    );
+    assert!(paths.len() > 3, "tiny segments must rotate, got {}", paths.len());
     for path in paths {
         let spans = record_spans(&path).unwrap();
         let first = spans[0].position;
@@ -82,11 +65,7 @@ fn segments_are_named_by_their_first_position() {
 #[test]
 fn torn_last_record_is_truncated_at_every_cut_point() {
     let (probe, _) = filled();
-    let last_len = record_spans(&last_segment(probe.path()).unwrap())
-        .unwrap()
-        .last()
-        .unwrap()
-        .len;
+    let last_len = record_spans(&last_segment(probe.path()).unwrap()).unwrap().last().unwrap().len;
     // Inside the header (1, 10, 23), right after it (24), inside the payload, one byte short.
     for keep in [1, 4, 10, 23, 24, 25, last_len / 2, last_len - 1] {
         let (dir, records) = filled();
@@ -98,17 +77,11 @@ fn torn_last_record_is_truncated_at_every_cut_point() {
         assert_eq!(report.records, RECORDS as u64 - 1);
         assert_eq!(journal.next_position(), RECORDS as u64 - 1);
         assert_eq!(payloads(&journal), records[..RECORDS - 1]);
-        assert_eq!(
-            journal.append(b"after the tear").unwrap(),
-            RECORDS as u64 - 1
-        );
+        assert_eq!(journal.append(b"after the tear").unwrap(), RECORDS as u64 - 1);
         drop(journal);
 
         let (journal, report) = open(dir.path());
-        assert_eq!(
-            report.truncated_bytes, 0,
-            "keep {keep}: the cut must have been durable"
-        );
+        assert_eq!(report.truncated_bytes, 0, "keep {keep}: the cut must have been durable");
         let mut expected = records[..RECORDS - 1].to_vec();
         expected.push(b"after the tear".to_vec());
         assert_eq!(payloads(&journal), expected);
@@ -127,10 +100,7 @@ fn cut_exactly_at_a_record_boundary_truncates_nothing() {
 #[test]
 fn torn_only_record_of_last_segment_leaves_an_empty_segment_to_append_to() {
     let dir = TempDir::new().unwrap();
-    let options = FileJournalOptions {
-        segment_bytes_max: 1,
-        sync: true,
-    };
+    let options = FileJournalOptions { segment_bytes_max: 1, sync: true };
     let records = sample_payloads(5);
     {
         let (mut journal, _) = FileJournal::open(dir.path(), options.clone()).unwrap();
@@ -140,12 +110,7 @@ fn torn_only_record_of_last_segment_leaves_an_empty_segment_to_append_to() {
     let (mut journal, report) = FileJournal::open(dir.path(), options.clone()).unwrap();
     assert_eq!(report.truncated_bytes, 5);
     assert_eq!(report.segments, 5);
-    assert_eq!(
-        fs::metadata(last_segment(dir.path()).unwrap())
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(fs::metadata(last_segment(dir.path()).unwrap()).unwrap().len(), 0);
     assert_eq!(journal.append(b"again").unwrap(), 4);
     assert_eq!(journal.append(b"more").unwrap(), 5);
     drop(journal);
@@ -232,12 +197,7 @@ fn flipped_payload_byte_in_an_early_segment_is_corrupt() {
     let victim = spans[1];
     flip_byte(&first, victim.offset + 24 + 1).unwrap();
     match open_err(dir.path()) {
-        JournalError::Corrupt {
-            position,
-            segment,
-            offset,
-            reason,
-        } => {
+        JournalError::Corrupt { position, segment, offset, reason } => {
             assert_eq!(position, victim.position);
             assert_eq!(segment, first);
             assert_eq!(offset, victim.offset);
@@ -265,11 +225,7 @@ fn bad_crc_in_the_last_segment_followed_by_records_is_corrupt() {
     assert!(spans.len() >= 2, "need a record after the damaged one");
     flip_byte(&segment, spans[0].offset + spans[0].len - 1).unwrap();
     match open_err(dir.path()) {
-        JournalError::Corrupt {
-            position,
-            segment: path,
-            ..
-        } => {
+        JournalError::Corrupt { position, segment: path, .. } => {
             assert_eq!(position, spans[0].position);
             assert_eq!(path, segment);
         }
@@ -288,9 +244,7 @@ fn unreadable_header_followed_by_a_valid_record_is_corrupt() {
         // and the record's extent is unknown: the valid record after it must not be dropped.
         overwrite(&segment, spans[0].offset + field_offset + 1, &[0xFF, 0xFF]).unwrap();
         match open_err(dir.path()) {
-            JournalError::Corrupt {
-                position, reason, ..
-            } => {
+            JournalError::Corrupt { position, reason, .. } => {
                 assert_eq!(position, spans[0].position, "{what}");
                 assert!(reason.contains("valid record follows"), "{what}: {reason}");
             }
@@ -308,12 +262,7 @@ fn torn_record_in_a_segment_that_is_not_the_last_is_corrupt() {
     let last = spans.last().unwrap();
     set_len(middle, last.offset + 10).unwrap();
     match open_err(dir.path()) {
-        JournalError::Corrupt {
-            position,
-            segment,
-            offset,
-            ..
-        } => {
+        JournalError::Corrupt { position, segment, offset, .. } => {
             assert_eq!(position, last.position);
             assert_eq!(&segment, middle);
             assert_eq!(offset, last.offset);
@@ -329,9 +278,7 @@ fn missing_middle_segment_is_a_position_gap() {
     let missing_first = record_spans(&paths[1]).unwrap()[0].position;
     fs::remove_file(&paths[1]).unwrap();
     match open_err(dir.path()) {
-        JournalError::Corrupt {
-            position, segment, ..
-        } => {
+        JournalError::Corrupt { position, segment, .. } => {
             assert_eq!(position, missing_first);
             assert_eq!(segment, paths[2]);
         }
@@ -347,12 +294,7 @@ fn record_with_wrong_position_is_corrupt() {
     let renamed = segment_path(dir.path(), 1);
     fs::rename(&first, &renamed).unwrap();
     match open_err(dir.path()) {
-        JournalError::Corrupt {
-            position,
-            segment,
-            reason,
-            ..
-        } => {
+        JournalError::Corrupt { position, segment, reason, .. } => {
             assert_eq!(position, 1);
             assert_eq!(segment, renamed);
             assert!(reason.contains("position"), "{reason}");
@@ -398,20 +340,14 @@ fn remove_segments_before_prunes_whole_segments_and_keeps_positions() {
     assert_eq!(journal.segment_count(), segments_before - removed);
     let first = journal.first_position();
     assert!(first > 0 && first <= 12, "first retained position {first}");
-    assert_eq!(
-        segment_paths(dir.path()).unwrap().len(),
-        journal.segment_count()
-    );
+    assert_eq!(segment_paths(dir.path()).unwrap().len(), journal.segment_count());
 
     let tail = read_all(&journal, first);
     assert_eq!(tail.len(), RECORDS - first as usize);
     assert_eq!(tail[0], (first, records[first as usize].clone()));
     for requested in [0, first - 1] {
         match journal.read_from(requested, &mut |_, _| Ok(())) {
-            Err(JournalError::Pruned {
-                requested: r,
-                first_available,
-            }) => {
+            Err(JournalError::Pruned { requested: r, first_available }) => {
                 assert_eq!((r, first_available), (requested, first));
             }
             other => panic!("expected Pruned, got {other:?}"),
@@ -424,10 +360,7 @@ fn remove_segments_before_prunes_whole_segments_and_keeps_positions() {
     assert_eq!(report.first_position, first);
     assert_eq!(report.records, RECORDS as u64 + 1 - first);
     assert_eq!(journal.next_position(), RECORDS as u64 + 1);
-    assert_eq!(
-        read_all(&journal, RECORDS as u64),
-        vec![(RECORDS as u64, b"new".to_vec())]
-    );
+    assert_eq!(read_all(&journal, RECORDS as u64), vec![(RECORDS as u64, b"new".to_vec())]);
 
     // Everything but the active segment can go; positions still continue.
     journal.remove_segments_before(u64::MAX).unwrap();
@@ -450,14 +383,8 @@ fn unrelated_files_in_the_directory_are_ignored() {
 fn invalid_options_are_rejected() {
     let dir = TempDir::new().unwrap();
     for segment_bytes_max in [0, journal::file::SEGMENT_BYTES_MAX_LIMIT_MAX + 1] {
-        let options = FileJournalOptions {
-            segment_bytes_max,
-            sync: true,
-        };
-        assert!(matches!(
-            FileJournal::open(dir.path(), options),
-            Err(JournalError::InvalidOptions { .. })
-        ));
+        let options = FileJournalOptions { segment_bytes_max, sync: true };
+        assert!(matches!(FileJournal::open(dir.path(), options), Err(JournalError::InvalidOptions { .. })));
     }
 }
 
@@ -470,10 +397,7 @@ fn io_error_names_the_operation_and_path() {
     assert!(matches!(err, JournalError::Io { .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("create directory"), "{message}");
-    assert!(
-        message.contains(&not_a_dir.display().to_string()),
-        "{message}"
-    );
+    assert!(message.contains(&not_a_dir.display().to_string()), "{message}");
 }
 
 #[test]
@@ -487,8 +411,5 @@ fn oversized_record_gets_its_own_segment() {
     assert_eq!(journal.segment_count(), 3);
     drop(journal);
     let (journal, _) = open(dir.path());
-    assert_eq!(
-        payloads(&journal),
-        vec![b"small".to_vec(), big, b"after".to_vec()]
-    );
+    assert_eq!(payloads(&journal), vec![b"small".to_vec(), big, b"after".to_vec()]);
 }

@@ -16,10 +16,7 @@ use journal::{FileJournal, FileJournalOptions, Journal, Position};
 pub const TINY_SEGMENT_BYTES: u64 = 256;
 
 pub fn tiny_options() -> FileJournalOptions {
-    FileJournalOptions {
-        segment_bytes_max: TINY_SEGMENT_BYTES,
-        sync: true,
-    }
+    FileJournalOptions { segment_bytes_max: TINY_SEGMENT_BYTES, sync: true }
 }
 
 pub fn open(dir: &Path) -> (FileJournal, journal::OpenReport) {
@@ -43,9 +40,7 @@ pub fn payloads(journal: &impl Journal) -> Vec<Vec<u8>> {
 
 /// `count` distinct payloads of varying length.
 pub fn sample_payloads(count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|i| (0..(i * 13) % 90 + 1).map(|j| (i * 7 + j) as u8).collect())
-        .collect()
+    (0..count).map(|i| (0..(i * 13) % 90 + 1).map(|j| (i * 7 + j) as u8).collect()).collect()
 }
 
 pub fn append_all(journal: &mut impl Journal, payloads: &[Vec<u8>]) {

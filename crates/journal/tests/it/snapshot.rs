@@ -2,9 +2,7 @@
 
 use std::fs;
 
-use journal::snapshot::{
-    decode_snapshot, encode_snapshot, SnapshotDecodeError, SNAPSHOTS_KEPT_MAX,
-};
+use journal::snapshot::{decode_snapshot, encode_snapshot, SnapshotDecodeError, SNAPSHOTS_KEPT_MAX};
 use journal::testing::flip_byte;
 use journal::SnapshotStore;
 use tempfile::TempDir;
@@ -26,13 +24,8 @@ fn save_then_load_latest() {
     let store = SnapshotStore::open(dir.path()).unwrap();
     store.save(10, b"state at 10").unwrap();
     store.save(25, b"state at 25").unwrap();
-    assert_eq!(
-        store.load_latest().unwrap(),
-        Some((25, b"state at 25".to_vec()))
-    );
-    assert!(store
-        .path_for(25)
-        .ends_with("snapshot-00000000000000000025.bin"));
+    assert_eq!(store.load_latest().unwrap(), Some((25, b"state at 25".to_vec())));
+    assert!(store.path_for(25).ends_with("snapshot-00000000000000000025.bin"));
 
     // A reopened store sees the same; empty snapshots are valid too.
     let store = SnapshotStore::open(dir.path()).unwrap();
@@ -50,10 +43,7 @@ fn keeps_only_the_newest_snapshots() {
     }
     assert_eq!(SNAPSHOTS_KEPT_MAX, 3);
     assert_eq!(snapshot_files(&store), vec![5, 7, 9]);
-    assert_eq!(
-        store.load_latest().unwrap(),
-        Some((9, 9u64.to_le_bytes().to_vec()))
-    );
+    assert_eq!(store.load_latest().unwrap(), Some((9, 9u64.to_le_bytes().to_vec())));
 }
 
 #[test]
@@ -68,15 +58,8 @@ fn corrupt_newest_falls_back_to_an_older_snapshot() {
 
     let load = store.load_latest_detailed().unwrap();
     assert_eq!(load.latest, Some((1, b"one".to_vec())));
-    assert_eq!(
-        load.skipped.iter().map(|s| s.position).collect::<Vec<_>>(),
-        vec![3, 2]
-    );
-    assert!(
-        load.skipped[0].reason.contains("crc"),
-        "{}",
-        load.skipped[0].reason
-    );
+    assert_eq!(load.skipped.iter().map(|s| s.position).collect::<Vec<_>>(), vec![3, 2]);
+    assert!(load.skipped[0].reason.contains("crc"), "{}", load.skipped[0].reason);
     assert_eq!(store.load_latest().unwrap(), Some((1, b"one".to_vec())));
     assert_eq!(store.corrupt_skipped(), 4);
 }
@@ -123,18 +106,9 @@ fn temp_file_leftovers_are_ignored_and_cleaned_up() {
 fn encoding_round_trips_and_rejects_damage() {
     let encoded = encode_snapshot(77, b"payload").unwrap();
     assert_eq!(decode_snapshot(&encoded).unwrap(), (77, &b"payload"[..]));
-    assert!(matches!(
-        decode_snapshot(&encoded[..10]),
-        Err(SnapshotDecodeError::Truncated { .. })
-    ));
-    assert!(matches!(
-        decode_snapshot(&encoded[..encoded.len() - 1]),
-        Err(SnapshotDecodeError::LengthMismatch { .. })
-    ));
+    assert!(matches!(decode_snapshot(&encoded[..10]), Err(SnapshotDecodeError::Truncated { .. })));
+    assert!(matches!(decode_snapshot(&encoded[..encoded.len() - 1]), Err(SnapshotDecodeError::LengthMismatch { .. })));
     let mut versioned = encoded.clone();
     versioned[4] = 2;
-    assert_eq!(
-        decode_snapshot(&versioned),
-        Err(SnapshotDecodeError::UnsupportedVersion { version: 2 })
-    );
+    assert_eq!(decode_snapshot(&versioned), Err(SnapshotDecodeError::UnsupportedVersion { version: 2 }));
 }
