@@ -26,7 +26,7 @@ market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
 
 fn with_setup(script: &str) -> String {
     let transcript = crate::script::run(&format!("{SETUP}\n----\n{script}"));
-    transcript.split_once("> # ----\n").map_or(transcript.clone(), |(_, rest)| rest.to_string())
+    transcript.split_once("> ----\n").map_or(transcript.clone(), |(_, rest)| rest.to_string())
 }
 
 fn check_setup(script: &str, expected: Expect) {
@@ -106,40 +106,6 @@ show bet_2
 show bet_3
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > price mkt_1 sel_1=2.60 sel_2=3.00
               ok done
               - sel_1 price 2.60 v2
@@ -190,40 +156,6 @@ end evt_2
 bet acc_1 single 1 sel_6@2.00
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > suspend mkt_1
               ok done
               - mkt_1 suspended
@@ -280,40 +212,6 @@ bet acc_1 multiple 1 sel_1@2.50 sel_6@2.00 sel_9@2.00
 show bet_1
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 multiple 1 sel_1@2.50 sel_4@1.90
               rejected invalid_bet(two legs on the same event)
             > bet acc_1 multiple 1 sel_1@2.50
@@ -351,40 +249,6 @@ bet acc_1 single 12.01 sel_1@2.50
 bet acc_1 single 100.00 sel_6@2.00                    # more than the balance
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 single 0.05 sel_1@2.50
               rejected stake_too_low(min 10)
             > risk mkt_1 max_stake=20.00
@@ -434,40 +298,6 @@ bet acc_1 single 1 sel_6@2.00         # 6.00 is not
 bet acc_1 single 5 sel_7@3.40         # another selection: 12.00 > 5.00
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > risk mkt_1 selection_cap=30.00 suspend_at=20.00
               ok done
             > bet acc_1 single 10 sel_1@2.50
@@ -529,40 +359,6 @@ wallet acc_1
 exposure
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > inplay evt_1 delay=5
               ok done
               - evt_1 InPlay
@@ -642,40 +438,6 @@ time +24h
 bet acc_1 single 10 sel_1@2.50 key=k1          # forgotten after the retention window
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 single 10 sel_1@2.50 key=k1
               ok bet_1 accepted
               - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
@@ -801,40 +563,6 @@ settle mkt_1 sel_1=win                         # wins 25: the week's net loss is
 bet acc_1 single 6 sel_9@2.00
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > limits acc_1 stake.day=15.00 loss.week=25.00
               ok done
               - acc_1 limits changed
@@ -897,40 +625,6 @@ account-risk acc_2 frozen=false
 bet acc_2 single 1 sel_1@2.50
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > timeout acc_1 24
               ok done
               - acc_1 restricted
@@ -995,40 +689,6 @@ complete acc_1 trf_2 paid                      # already released
 withdraw acc_1 0
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > withdraw acc_1 100.01
               rejected insufficient_funds
             > withdraw acc_1 60.00
@@ -1065,40 +725,6 @@ settle mkt_3 sel_6=win/vf=1/2 sel_7=lose/vf=1/2 sel_8=lose
 wallet acc_1
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 single 10 sel_1@2.50
               ok bet_1 accepted
               - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
@@ -1167,40 +793,6 @@ settle mkt_4 sel_9=win                        # 10 x 2.50 x 1 x 2.00
 wallet acc_1
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 multiple 10 sel_1@2.50 sel_6@2.00 sel_9@2.00
               ok bet_1 accepted
               - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
@@ -1251,40 +843,6 @@ show bet_3
 show bet_4
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 trixie 1 sel_1@2.50 sel_6@2.00 sel_9@2.00
               ok bet_1 accepted
               - trf_2 pending Stake cash:acc_1 -> house:EUR 4.00
@@ -1449,40 +1007,6 @@ wallet acc_1
 unsettle mkt_2                                 # nothing to unsettle
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 single 10 sel_1@2.50
               ok bet_1 accepted
               - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
@@ -1552,40 +1076,6 @@ deposit acc_1 300                              # repays the 250 owed; the rest i
 wallet acc_1
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 single 100 sel_1@2.50
               ok bet_1 accepted
               - trf_2 pending Stake cash:acc_1 -> house:EUR 100.00
@@ -1644,40 +1134,6 @@ settle mkt_1 sel_1=win
 wallet acc_1
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 single 10 sel_1@2.50
               ok bet_1 accepted
               - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
@@ -1763,40 +1219,6 @@ open EUR
 quote acc_2 bet_2                             # not their bet
 "#,
         expect![[r#"
-            > open EUR
-              ok acc_1
-              - acc_1 opened EUR
-            > deposit acc_1 100.00
-              ok trf_1
-              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
-            > event "Arsenal v Spurs" football starts=+30d
-              ok evt_1
-              - evt_1 created
-            > market evt_1 "1X2" Home=2.50 Draw=3.20 Away=2.80
-              ok mkt_1 sel_1 sel_2 sel_3
-              - mkt_1 created
-            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
-              ok mkt_2 sel_4 sel_5
-              - mkt_2 created
-            > event "Leeds v Hull" football starts=+30d
-              ok evt_2
-              - evt_2 created
-            > market evt_2 "1X2" Home=2.00 Draw=3.40 Away=3.60
-              ok mkt_3 sel_6 sel_7 sel_8
-              - mkt_3 created
-            > event "Lens v Lille" football starts=+30d
-              ok evt_3
-              - evt_3 created
-            > market evt_3 "1X2" Home=2.00 Draw=3.00 Away=4.00
-              ok mkt_4 sel_9 sel_10 sel_11
-              - mkt_4 created
-            > event "Roma v Lazio" football starts=+30d
-              ok evt_4
-              - evt_4 created
-            > market evt_4 "1X2" Home=1.50 Draw=4.00 Away=6.00
-              ok mkt_5 sel_12 sel_13 sel_14
-              - mkt_5 created
-            > ----
             > bet acc_1 single 10 sel_1@2.50
               ok bet_1 accepted
               - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
