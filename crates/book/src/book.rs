@@ -111,6 +111,9 @@ impl Book {
         self.advance(now, events);
         let remembered = command.idempotency().map(|(account, key)| (account, key.clone()));
         if let Some((account, key)) = &remembered {
+            if key.key.is_empty() || key.key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+                return Err(Rejection::InvalidRequest { reason: "idempotency keys are 1 to 128 bytes" });
+            }
             if let Some(reply) = self.recall(*account, key) {
                 return reply;
             }
@@ -210,9 +213,6 @@ impl Book {
     }
 
     fn remember(&mut self, account: AccountId, key: Idempotency, reply: Reply) {
-        if key.key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
-            return;
-        }
         self.idempotency_order.push_back((self.now, account, key.key.clone()));
         self.idempotency.insert((account, key.key), Remembered { body_hash: key.body_hash, reply, at: self.now });
     }

@@ -119,6 +119,7 @@ pub const REASONS: &[&str] = &[
     "each-way terms need places and a fraction in (0, 1]",
     "event has ended",
     "event has too many markets",
+    "idempotency keys are 1 to 128 bytes",
     "limits cannot be negative",
     "market has no each-way terms",
     "names are 1 to 200 bytes",

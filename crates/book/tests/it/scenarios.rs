@@ -436,6 +436,7 @@ deposit acc_1 10 key=d1
 wallet acc_1
 time +24h
 bet acc_1 single 10 sel_1@2.50 key=k1          # forgotten after the retention window
+bet acc_1 single 10 sel_1@2.50 key=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
 "#,
         expect![[r#"
             > bet acc_1 single 10 sel_1@2.50 key=k1
@@ -462,6 +463,8 @@ bet acc_1 single 10 sel_1@2.50 key=k1          # forgotten after the retention w
               ok bet_2 accepted
               - trf_4 pending Stake cash:acc_1 -> house:EUR 10.00
               - bet_2 placed accepted
+            > bet acc_1 single 10 sel_1@2.50 key=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+              rejected invalid_request(idempotency keys are 1 to 128 bytes)
         "#]],
     );
 }
