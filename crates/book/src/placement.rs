@@ -42,18 +42,24 @@ pub(crate) fn price(kind: BetKind, legs: &[Leg], each_way: bool, stake_per_line:
     let win: Vec<Multiplier> = legs.iter().map(|leg| Multiplier::odds(leg.odds)).collect();
     let place: Vec<Multiplier> =
         legs.iter().map(|leg| leg.each_way.map_or(Multiplier::ZERO, |terms| place_odds(leg.odds, terms))).collect();
-    let mut potential = 0i64;
+    // Sums of line payouts can pass the money maximum even when each line is within it; they
+    // are summed wide and clamped, and a clamped payout is refused by placement.
+    let mut potential = 0i128;
+    let mut wide_liability = [0i128; LEGS_MAX];
     for line in lines(kind, legs.len(), each_way) {
         let multipliers = if line.place { &place } else { &win };
-        let payout = line_payout(stake_per_line, line, multipliers);
-        potential += payout.minor();
-        for (index, slot) in liability.iter_mut().enumerate().take(legs.len()) {
+        let payout = i128::from(line_payout(stake_per_line, line, multipliers).minor());
+        potential += payout;
+        for (index, slot) in wide_liability.iter_mut().enumerate().take(legs.len()) {
             if line.legs & (1 << index) != 0 {
-                *slot += payout.minor() - stake_per_line.minor();
+                *slot += payout - i128::from(stake_per_line.minor());
             }
         }
     }
-    Pricing { potential_payout: Money::from_minor(potential), liability }
+    for (slot, wide) in liability.iter_mut().zip(wide_liability) {
+        *slot = wide.clamp(-i128::from(MONEY_MINOR_MAX), i128::from(MONEY_MINOR_MAX)) as i64;
+    }
+    Pricing { potential_payout: Money::from_minor(potential.min(i128::from(MONEY_MINOR_MAX)) as i64), liability }
 }
 
 /// Number of lines of a bet, each struck at the stake per line.
@@ -154,9 +160,11 @@ impl Book {
         for (leg, added) in legs.iter().zip(pricing.liability) {
             let selection = &self.selections[leg.selection.index()];
             let risk = &self.markets[leg.market.index()].risk;
-            let after = selection.liability.minor() + added;
-            let over = |cap: Option<Money>| cap.is_some_and(|cap| after > cap.minor());
-            if added > 0 && (over(risk.selection_liability_cap) || over(risk.liability_cap)) {
+            let after = i128::from(selection.liability.minor()) + i128::from(added);
+            let over = |cap: Option<Money>| cap.is_some_and(|cap| after > i128::from(cap.minor()));
+            // Beyond the money maximum no cap can be checked; such liability is refused outright.
+            let unrepresentable = after >= i128::from(MONEY_MINOR_MAX);
+            if added > 0 && (unrepresentable || over(risk.selection_liability_cap) || over(risk.liability_cap)) {
                 return Err(Rejection::LiabilityLimit);
             }
         }
@@ -187,7 +195,7 @@ impl Book {
         let total_stake = stake.checked_mul(lines).ok_or(Rejection::StakeTooHigh { max_stake })?;
         let pricing = price(place.kind, &legs, place.each_way, stake);
         let max_payout = self.max_payout(&legs);
-        if pricing.potential_payout > max_payout {
+        if pricing.potential_payout > max_payout || pricing.potential_payout.minor() >= MONEY_MINOR_MAX {
             // The largest stake per line whose payout stays within the cap (payouts grow at
             // least linearly in the stake, so scaling down never overshoots).
             let allowed = i128::from(stake.minor()) * i128::from(max_payout.minor())
@@ -353,8 +361,10 @@ impl Book {
                 self.emit_transfer(void, events);
             }
         }
-        // The stake never counted: take it back out of the period's usage.
-        self.players[account.index()].record(now, 0, -stake.minor(), -stake.minor());
+        // The stake never counted: take it back out of the usage of the periods it was counted
+        // in, where those are still current (a new period starts from zero anyway).
+        let placed_at = self.bets[bet.index()].placed_at;
+        self.players[account.index()].unrecord_stake(placed_at, now, stake.minor());
         events.push(BookEvent::BetStatusChanged { bet, account, status: BetStatus::Rejected, payout: Money::ZERO });
     }
 }

@@ -132,6 +132,18 @@ impl Player {
         })
     }
 
+    /// Takes back a stake counted at `counted_at`, in the periods that are still current at
+    /// `now`. A period that has rolled over since started from zero and never held it.
+    pub fn unrecord_stake(&mut self, counted_at: Timestamp, now: Timestamp, staked: i64) {
+        for period in Period::ALL {
+            if period.index(counted_at) == period.index(now) {
+                let usage = self.usage_mut(period, now);
+                usage.staked -= staked;
+                usage.net_loss -= staked;
+            }
+        }
+    }
+
     /// Records usage in every period.
     pub fn record(&mut self, now: Timestamp, deposited: i64, staked: i64, net_loss: i64) {
         for period in Period::ALL {

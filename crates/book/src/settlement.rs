@@ -384,6 +384,11 @@ impl Book {
             }
         }
         let amount = offer.amount;
+        // A leg resulted since the quote (a dead heat, a void) changes the value without
+        // changing any price version: the quote must still be what a fresh one would pay.
+        if self.cashout_value(bet)? != amount {
+            return Err(Rejection::QuoteExpired);
+        }
         self.quotes.remove(&quote);
         self.pay(bet, amount, BetStatus::CashedOut, events);
         Ok(Ack::CashedOut { bet, amount })

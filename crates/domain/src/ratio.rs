@@ -68,12 +68,16 @@ impl Ratio {
         if fraction.len() > 6 {
             return Err(RatioError::TooPrecise);
         }
-        let den = 10u32.pow(fraction.len() as u32);
-        let whole: u32 = whole.parse().map_err(|_| RatioError::Malformed)?;
-        let fraction: u32 =
+        let den = 10u64.pow(fraction.len() as u32);
+        let whole: u64 = whole.parse().map_err(|_| RatioError::Malformed)?;
+        let fraction: u64 =
             if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| RatioError::Malformed)? };
-        let num = whole.checked_mul(den).and_then(|n| n.checked_add(fraction)).ok_or(RatioError::OutOfRange)?;
-        Ratio::new(num, den)
+        // Reduce in 64 bits first: "46874.984375" is 2999999/64, which fits in 32 bits although
+        // 46874984375/1000000 does not.
+        let num = whole * den + fraction;
+        let divisor = gcd(num, den).max(1);
+        let num = u32::try_from(num / divisor).map_err(|_| RatioError::OutOfRange)?;
+        Ratio::new(num, (den / divisor) as u32)
     }
 
     pub const fn num(self) -> u32 {
@@ -148,5 +152,9 @@ mod tests {
         assert!(Ratio::parse("1/3").unwrap().is_unit_fraction());
         assert!(!Ratio::parse("0").unwrap().is_unit_fraction());
         assert_eq!(Ratio::parse("0.25").unwrap().complement(), Ratio::new(3, 4).unwrap());
+        // Shown with six places, read back although the unreduced numerator passes 32 bits.
+        let large = Ratio::new(2_999_999, 64).unwrap();
+        assert_eq!(large.to_string(), "46874.984375");
+        assert_eq!(Ratio::parse(&large.to_string()), Ok(large));
     }
 }
