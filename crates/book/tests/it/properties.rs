@@ -1321,7 +1321,7 @@ proptest! {
     /// once and exactly what its settlement says, cash-outs paying what a new quote would, and
     /// remembered idempotency keys answered with their first reply.
     ///
-    /// FAILS in most runs until the book is fixed: it finds the four bugs that the regression
+    /// Before the fixes it failed in most runs: it found the four bugs that the regression
     /// tests at the end of this file pin down (usage made negative by a delayed bet rejected in
     /// a later period, stale cash-out quotes, and two overflows past `MONEY_MINOR_MAX`).
     #[test]
