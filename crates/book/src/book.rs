@@ -18,8 +18,8 @@ use crate::constants::{
 };
 use crate::event::{Ack, BookEvent, Reply};
 use crate::ids::{AccountId, BetId, QuoteId, Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR};
-use crate::ledger::{AccountKind, Ledger, TransferCode, TransferKind, TransferRequest};
-use crate::player::{LimitKind, LimitSlot, PendingLimit, Player};
+use crate::ledger::{Ledger, TransferCode, TransferKind, TransferRequest};
+use crate::player::{LimitKind, PendingLimit, Player};
 use crate::rejection::Rejection;
 
 /// A cash-out offer, bound to the price versions it was computed from.
@@ -71,6 +71,9 @@ pub struct Book {
     pub(crate) idempotency: HashMap<(AccountId, String), Remembered>,
     /// Keys in the order they were stored, for expiry (book time only moves forward).
     pub(crate) idempotency_order: VecDeque<(Timestamp, AccountId, String)>,
+    /// Registered usernames; rebuilt from the players' profiles when restored.
+    pub(crate) usernames: BTreeMap<String, AccountId>,
+    pub(crate) api_keys: Vec<crate::identity::ApiKey>,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -90,6 +93,7 @@ pub struct BookParts {
     pub quotes_issued: u64,
     /// Sorted by storage order.
     pub idempotency: Vec<(AccountId, String, Remembered)>,
+    pub api_keys: Vec<crate::identity::ApiKey>,
 }
 
 impl Book {
@@ -115,6 +119,7 @@ impl Book {
                 return Err(Rejection::InvalidRequest { reason: "idempotency keys are 1 to 128 bytes" });
             }
             if let Some(reply) = self.recall(*account, key) {
+                events.push(BookEvent::IdempotentReplay { account: *account });
                 return reply;
             }
         }
@@ -127,7 +132,12 @@ impl Book {
 
     fn decide(&mut self, command: &Command, events: &mut Vec<BookEvent>) -> Reply {
         match command {
-            Command::OpenAccount { currency } => Ok(self.open_account(*currency, events)),
+            Command::OpenAccount { currency } => Ok(Ack::AccountOpened(self.open_player(*currency, events))),
+            Command::RegisterPlayer { username, password_hash, date_of_birth, country, currency } => {
+                self.register_player(username, password_hash, *date_of_birth, country, *currency, events)
+            }
+            Command::CreateApiKey { name, key_hash, scopes } => self.create_api_key(name, key_hash, *scopes, events),
+            Command::RevokeApiKey { key } => self.revoke_api_key(*key, events),
             Command::Deposit { account, amount, payment_ref, .. } => {
                 self.deposit(*account, *amount, payment_ref, events)
             }
@@ -218,26 +228,6 @@ impl Book {
     }
 
     // ---- accounts and money -------------------------------------------------------------
-
-    fn open_account(&mut self, currency: Currency, events: &mut Vec<BookEvent>) -> Ack {
-        let id = AccountId(self.players.len() as u64 + 1);
-        let cash = self.ledger.open_account(AccountKind::PlayerCash(id), currency);
-        let debt = self.ledger.open_account(AccountKind::PlayerDebt(id), currency);
-        self.players.push(Player {
-            id,
-            currency,
-            cash,
-            debt,
-            stake_factor: Ratio::ONE,
-            frozen: false,
-            timed_out_until: 0,
-            excluded_until: 0,
-            limits: [[LimitSlot::default(); 3]; 3],
-            usage: Default::default(),
-        });
-        events.push(BookEvent::AccountOpened { account: id, currency });
-        Ack::AccountOpened(id)
-    }
 
     pub(crate) fn player(&self, account: AccountId) -> Result<&Player, Rejection> {
         self.players.get(account.index()).ok_or(Rejection::UnknownAccount)
@@ -535,10 +525,16 @@ impl Book {
             quotes: self.quotes.values().cloned().collect(),
             quotes_issued: self.quotes_issued,
             idempotency,
+            api_keys: self.api_keys.clone(),
         }
     }
 
     pub fn from_parts(parts: BookParts) -> Book {
+        let usernames = parts
+            .players
+            .iter()
+            .filter_map(|player| player.profile.as_ref().map(|profile| (profile.username.clone(), player.id)))
+            .collect();
         let idempotency_order =
             parts.idempotency.iter().map(|(account, key, remembered)| (remembered.at, *account, key.clone())).collect();
         Book {
@@ -559,6 +555,8 @@ impl Book {
                 .map(|(account, key, remembered)| ((account, key), remembered))
                 .collect(),
             idempotency_order,
+            usernames,
+            api_keys: parts.api_keys,
         }
     }
 }

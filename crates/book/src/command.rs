@@ -1,12 +1,12 @@
 //! Commands: everything that can change the book. Each is decided at a time the sequencer
 //! gives, and is recorded in the journal exactly as given, so replay decides it again.
 
-use domain::{Currency, Money, Odds, Ratio};
+use domain::{Currency, Date, Money, Odds, Ratio};
 
 use crate::bet::{BetKind, PricePolicy};
 use crate::calendar::Period;
 use crate::catalog::{EachWayTerms, Outcome};
-use crate::ids::{AccountId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
+use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
 use crate::player::LimitKind;
 
 /// An idempotency key with the hash of the request body it came with. The same key with the
@@ -79,8 +79,26 @@ pub struct ResultRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// Opens an account without credentials (tests, internal accounts).
     OpenAccount {
         currency: Currency,
+    },
+    /// Registers a player; the password is hashed at the edge, never seen by the book.
+    RegisterPlayer {
+        username: String,
+        password_hash: String,
+        date_of_birth: Date,
+        country: String,
+        currency: Currency,
+    },
+    /// Issues an operator API key from the hash of its secret.
+    CreateApiKey {
+        name: String,
+        key_hash: String,
+        scopes: u8,
+    },
+    RevokeApiKey {
+        key: ApiKeyId,
     },
     Deposit {
         account: AccountId,

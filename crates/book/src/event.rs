@@ -6,7 +6,7 @@ use domain::{Currency, Money, Odds};
 
 use crate::bet::BetStatus;
 use crate::catalog::{EventState, MarketStatus};
-use crate::ids::{AccountId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
+use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
 use crate::ledger::Transfer;
 use crate::rejection::Rejection;
 
@@ -53,6 +53,11 @@ pub enum BookEvent {
     AccountRestricted {
         account: AccountId,
     },
+    ApiKeysChanged,
+    /// A command answered from its idempotency key: nothing was decided again.
+    IdempotentReplay {
+        account: AccountId,
+    },
     LimitsChanged {
         account: AccountId,
     },
@@ -62,6 +67,7 @@ pub enum BookEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ack {
     AccountOpened(AccountId),
+    ApiKeyCreated(ApiKeyId),
     Transfer(TransferId),
     EventCreated(EventId),
     MarketCreated {

@@ -53,6 +53,10 @@ id_type!(
     LedgerAccountId, "led_"
 );
 id_type!(
+    /// An operator API key.
+    ApiKeyId, "key_"
+);
+id_type!(
     /// A cash-out quote.
     QuoteId, "quo_"
 );

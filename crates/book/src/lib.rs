@@ -13,6 +13,7 @@ mod command;
 mod config;
 pub mod constants;
 mod event;
+mod identity;
 mod ids;
 mod invariants;
 mod ledger;
@@ -34,9 +35,10 @@ pub use command::{
 };
 pub use config::Config;
 pub use event::{Ack, BookEvent, Reply};
+pub use identity::{normalise_username, scopes, ApiKey, Profile, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX};
 pub use ids::{
-    AccountId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId, MILLIS_PER_DAY,
-    MILLIS_PER_HOUR, MILLIS_PER_SECOND,
+    AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId,
+    MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
 pub use ledger::{AccountKind, Ledger, LedgerAccount, Transfer, TransferCode, TransferKind};
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};

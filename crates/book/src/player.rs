@@ -88,6 +88,8 @@ pub struct Player {
     pub limits: [[LimitSlot; 3]; 3],
     /// `[period]`.
     pub usage: [Usage; 3],
+    /// Set for players who registered with a username.
+    pub profile: Option<crate::identity::Profile>,
 }
 
 impl Player {

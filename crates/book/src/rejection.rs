@@ -51,6 +51,8 @@ pub enum Rejection {
         reason: &'static str,
     },
     QuoteExpired,
+    Underage,
+    UsernameTaken,
 }
 
 impl Rejection {
@@ -81,6 +83,8 @@ impl Rejection {
             Rejection::NotSettled => "not_settled",
             Rejection::CashoutUnavailable { .. } => "cashout_unavailable",
             Rejection::QuoteExpired => "quote_expired",
+            Rejection::Underage => "underage",
+            Rejection::UsernameTaken => "username_taken",
         }
     }
 }
@@ -107,11 +111,14 @@ impl std::fmt::Display for Rejection {
 /// Every reason text the book gives, so a decoder can turn a stored reason back into the same
 /// `&'static str`. A test checks that every reason written in the source is listed.
 pub const REASONS: &[&str] = &[
+    "API key refused",
     "a market has 1 to 64 selections",
     "a market is not open",
     "a selection is resulted twice",
+    "an API key needs a SHA-256 hash and known scopes",
     "bet delay above 60 seconds",
     "bet is not open",
+    "country must be an ISO 3166-1 alpha-2 code",
     "dead-heat factor must be in (0, 1] and void factor in [0, 1]",
     "deposit amount out of range",
     "deposit refused",
@@ -124,6 +131,7 @@ pub const REASONS: &[&str] = &[
     "market has no each-way terms",
     "names are 1 to 200 bytes",
     "no value to cash out",
+    "password hash out of range",
     "payment reference too long",
     "place results need each-way terms",
     "risk settings cannot be negative",
@@ -135,6 +143,8 @@ pub const REASONS: &[&str] = &[
     "too many prices",
     "too many results",
     "two legs on the same event",
+    "unknown API key",
+    "usernames are 3 to 32 of a-z, 0-9, _ . -",
     "withdrawal amount must be positive",
     "wrong number of legs for the bet type",
 ];
@@ -170,6 +180,8 @@ pub const CODES: &[&str] = &[
     "not_settled",
     "cashout_unavailable",
     "quote_expired",
+    "underage",
+    "username_taken",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {
@@ -187,6 +199,7 @@ mod tests {
             include_str!("placement.rs"),
             include_str!("settlement.rs"),
             include_str!("trading.rs"),
+            include_str!("identity.rs"),
         ];
         for source in sources {
             for (index, _) in source.match_indices("reason: \"") {

@@ -28,6 +28,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.quotes.encode(&mut out);
     parts.quotes_issued.encode(&mut out);
     parts.idempotency.encode(&mut out);
+    parts.api_keys.encode(&mut out);
     out
 }
 
@@ -58,6 +59,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         quotes: Wire::decode(&mut input)?,
         quotes_issued: Wire::decode(&mut input)?,
         idempotency: Wire::decode(&mut input)?,
+        api_keys: Wire::decode(&mut input)?,
     };
     input.finish()?;
     let book = Book::from_parts(parts);

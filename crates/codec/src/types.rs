@@ -3,14 +3,14 @@
 //! the domain constrains (odds range, ratios, currencies, amounts).
 
 use book::{
-    intern_code, intern_reason, AccountId, AccountKind, Ack, Bet, BetId, BetKind, BetStatus, Command, Config,
-    EachWayTerms, Event, EventId, EventState, Idempotency, LedgerAccount, LedgerAccountId, Leg, LegRequest,
+    intern_code, intern_reason, AccountId, AccountKind, Ack, ApiKey, ApiKeyId, Bet, BetId, BetKind, BetStatus, Command,
+    Config, EachWayTerms, Event, EventId, EventState, Idempotency, LedgerAccount, LedgerAccountId, Leg, LegRequest,
     LimitChange, LimitKind, LimitSlot, Market, MarketAction, MarketId, MarketRisk, MarketRiskChange, MarketStatus,
-    NewSelection, Outcome, PendingLimit, Period, PlaceBet, Player, PricePolicy, PriceTaken, Quote, QuoteId, Rejection,
-    Remembered, Reply, ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind, Transfer,
-    TransferCode, TransferId, TransferKind, Usage,
+    NewSelection, Outcome, PendingLimit, Period, PlaceBet, Player, PricePolicy, PriceTaken, Profile, Quote, QuoteId,
+    Rejection, Remembered, Reply, ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind,
+    Transfer, TransferCode, TransferId, TransferKind, Usage,
 };
-use domain::{Currency, Money, Odds, Ratio, MONEY_MINOR_MAX};
+use domain::{Currency, Date, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::wire::{DecodeError, Reader, Wire};
 use crate::wire_struct;
@@ -73,7 +73,19 @@ macro_rules! wire_id {
     )*};
 }
 
-wire_id!(AccountId, EventId, MarketId, SelectionId, BetId, TransferId, LedgerAccountId, QuoteId);
+wire_id!(AccountId, EventId, MarketId, SelectionId, BetId, TransferId, LedgerAccountId, QuoteId, ApiKeyId);
+
+impl Wire for Date {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.year().encode(out);
+        self.month().encode(out);
+        self.day().encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (year, month, day) = (u16::decode(input)?, u8::decode(input)?, u8::decode(input)?);
+        Date::new(year, month, day).map_err(|_| input.error(format!("date {year}-{month}-{day} invalid")))
+    }
+}
 
 /// Fieldless enums: the tag is the variant's position in the list. Append, never reorder.
 macro_rules! wire_unit_enum {
@@ -233,7 +245,19 @@ wire_struct!(Selection { id, market, name, price, price_version, liability });
 wire_struct!(PendingLimit { value, effective_at });
 wire_struct!(LimitSlot { current, pending });
 wire_struct!(Usage { period_index, deposited, staked, net_loss });
-wire_struct!(Player { id, currency, cash, debt, stake_factor, frozen, timed_out_until, excluded_until, limits, usage });
+wire_struct!(Player {
+    id,
+    currency,
+    cash,
+    debt,
+    stake_factor,
+    frozen,
+    timed_out_until,
+    excluded_until,
+    limits,
+    usage,
+    profile
+});
 wire_struct!(LedgerAccount {
     id,
     kind,
@@ -245,6 +269,8 @@ wire_struct!(LedgerAccount {
     debits_pending_stakes
 });
 wire_struct!(Transfer { id, debit, credit, amount, code, kind, reference, timestamp });
+wire_struct!(Profile { username, password_hash, date_of_birth, country, registered_at });
+wire_struct!(ApiKey { id, name, key_hash, scopes, revoked, created_at });
 wire_struct!(Quote { id, bet, amount, expires_at, price_versions });
 wire_struct!(Remembered { body_hash, reply, at });
 wire_struct!(Config {
@@ -377,6 +403,8 @@ impl Wire for Rejection {
             "not_settled" => Rejection::NotSettled,
             "cashout_unavailable" => Rejection::CashoutUnavailable { reason: decode_static(input, intern_reason)? },
             "quote_expired" => Rejection::QuoteExpired,
+            "underage" => Rejection::Underage,
+            "username_taken" => Rejection::UsernameTaken,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -423,6 +451,10 @@ impl Wire for Ack {
                 bets.encode(out);
             }
             Ack::Done => out.push(8),
+            Ack::ApiKeyCreated(key) => {
+                out.push(9);
+                key.encode(out);
+            }
         }
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -440,6 +472,7 @@ impl Wire for Ack {
             6 => Ack::CashedOut { bet: Wire::decode(input)?, amount: Wire::decode(input)? },
             7 => Ack::Settled { bets: Wire::decode(input)? },
             8 => Ack::Done,
+            9 => Ack::ApiKeyCreated(Wire::decode(input)?),
             tag => return Err(input.error(format!("Ack tag {tag}"))),
         })
     }
@@ -583,6 +616,24 @@ impl Wire for Command {
                 market.encode(out);
             }
             Command::Tick => out.push(21),
+            Command::RegisterPlayer { username, password_hash, date_of_birth, country, currency } => {
+                out.push(22);
+                username.encode(out);
+                password_hash.encode(out);
+                date_of_birth.encode(out);
+                country.encode(out);
+                currency.encode(out);
+            }
+            Command::CreateApiKey { name, key_hash, scopes } => {
+                out.push(23);
+                name.encode(out);
+                key_hash.encode(out);
+                scopes.encode(out);
+            }
+            Command::RevokeApiKey { key } => {
+                out.push(24);
+                key.encode(out);
+            }
         }
     }
 
@@ -642,6 +693,17 @@ impl Wire for Command {
             19 => Command::UnsettleMarket { market: Wire::decode(d)? },
             20 => Command::VoidMarket { market: Wire::decode(d)? },
             21 => Command::Tick,
+            22 => Command::RegisterPlayer {
+                username: Wire::decode(d)?,
+                password_hash: Wire::decode(d)?,
+                date_of_birth: Wire::decode(d)?,
+                country: Wire::decode(d)?,
+                currency: Wire::decode(d)?,
+            },
+            23 => {
+                Command::CreateApiKey { name: Wire::decode(d)?, key_hash: Wire::decode(d)?, scopes: Wire::decode(d)? }
+            }
+            24 => Command::RevokeApiKey { key: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }

@@ -4,11 +4,13 @@
 //! Nothing here uses floating point. Every type is built by `parse`/`new` at the boundary and is
 //! valid by construction afterwards.
 
+mod date;
 mod money;
 mod odds;
 mod payout;
 mod ratio;
 
+pub use date::{Date, DateError};
 pub use money::{Currency, Money, MoneyError, MONEY_MINOR_MAX};
 pub use odds::{Odds, OddsError, ODDS_SCALE};
 pub use payout::{payout_floor, Multiplier};

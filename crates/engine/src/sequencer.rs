@@ -34,6 +34,9 @@ pub type Outcome = Result<Reply, EngineError>;
 #[derive(Debug)]
 pub struct Committed<'a> {
     pub position: Position,
+    pub commands: u64,
+    /// How long the journal append (write and sync) took.
+    pub sync_nanos: u64,
     pub first_sequence: u64,
     pub timestamp: u64,
     pub events: &'a [BookEvent],
@@ -173,6 +176,22 @@ impl EngineHandle {
         });
         self.inbox.send(Request::Read(job)).map_err(|_| EngineError::ShutDown)?;
         receiver.recv().map_err(|_| EngineError::ShutDown)
+    }
+
+    /// `read` for async callers: await the receiver instead of blocking a runtime thread.
+    pub fn read_async<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Book) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<R>, EngineError> {
+        let (sender, receiver) = oneshot::channel();
+        let job: ReadFn = Box::new(move |book| {
+            let _ = sender.send(read(book));
+        });
+        match self.inbox.try_send(Request::Read(job)) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::ShutDown),
+        }
     }
 
     /// Takes a snapshot now; returns the journal position it covers.
@@ -358,7 +377,7 @@ impl Sequencer {
             }
         }
         if let Some(on_commit) = self.on_commit.as_mut() {
-            on_commit(&Committed { position, first_sequence, timestamp: now, events });
+            on_commit(&Committed { position, commands: count, sync_nanos, first_sequence, timestamp: now, events });
         }
         if self.snapshot_every_commands > 0 && self.commands_since_snapshot >= self.snapshot_every_commands {
             let _ = self.take_snapshot();

@@ -82,6 +82,9 @@ pub struct FileJournal {
     poisoned: bool,
     /// Reused encoding buffer: no allocation per append once it fits the largest record.
     buf: Vec<u8>,
+    /// Held for the journal's lifetime: a second process appending to the same directory would
+    /// interleave records, so only one may open it.
+    _lock: File,
 }
 
 impl FileJournal {
@@ -97,6 +100,7 @@ impl FileJournal {
             });
         }
         create_dir_durably(dir)?;
+        let lock = lock_dir(dir)?;
 
         let mut segments: Vec<Segment> =
             list_segments(dir)?.into_iter().map(|(first, path)| Segment { first, path }).collect();
@@ -158,6 +162,7 @@ impl FileJournal {
             next_position,
             poisoned: false,
             buf: Vec::new(),
+            _lock: lock,
         };
         Ok((journal, report))
     }
@@ -467,4 +472,20 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 
 pub(crate) fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> JournalError {
     JournalError::Io { op, path: path.to_owned(), source }
+}
+
+/// Takes an exclusive advisory lock on `dir/LOCK` for as long as the returned file is open.
+fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| JournalError::Io { op: "open lock file", path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Locked { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(JournalError::Io { op: "lock", path, source }),
+    }
 }

@@ -64,6 +64,9 @@ pub enum JournalError {
     /// An earlier write or sync failed; see [`JournalError::SyncFailed`].
     #[error("journal is poisoned by an earlier write or sync failure; reopen it to continue")]
     Poisoned,
+    /// Another process has the journal open.
+    #[error("the journal in {} is in use by another process", path.display())]
+    Locked { path: PathBuf },
 
     /// The payload is larger than [`RECORD_PAYLOAD_BYTES_MAX`]; nothing was written.
     #[error("journal record payload of {len} bytes exceeds the maximum of {max} bytes")]

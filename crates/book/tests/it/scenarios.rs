@@ -445,17 +445,21 @@ bet acc_1 single 10 sel_1@2.50 key=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
               - bet_1 placed accepted
             > bet acc_1 single 10 sel_1@2.50 key=k1
               ok bet_1 accepted
+              - acc_1 replayed an idempotent command
             > bet acc_1 single 20 sel_1@2.50 key=k1
               rejected idempotency_key_reused
+              - acc_1 replayed an idempotent command
             > bet acc_1 single 999 sel_1@2.50 key=k2
               rejected insufficient_funds
             > deposit acc_1 1000 key=k2
               rejected idempotency_key_reused
+              - acc_1 replayed an idempotent command
             > deposit acc_1 10 key=d1
               ok trf_3
               - trf_3 posted Deposit clearing:EUR -> cash:acc_1 10.00
             > deposit acc_1 10 key=d1
               ok trf_3
+              - acc_1 replayed an idempotent command
             > wallet acc_1
               balance 100.00 available 100.00 pending_stakes 10.00 debt 0.00
             > time +24h
@@ -1270,6 +1274,52 @@ quote acc_2 bet_2                             # not their bet
               - acc_2 opened EUR
             > quote acc_2 bet_2
               rejected unknown_bet
+        "#]],
+    );
+}
+
+#[test]
+fn registration_checks_age_and_unique_usernames() {
+    check(
+        r#"
+register alice 2008-11-25 GB                   # 18 today
+register bob 2008-11-26 GB                     # 18 tomorrow
+register ALICE 1990-01-01 GB                   # usernames ignore case
+register al 1990-01-01 GB
+register carol 1990-01-01 gb
+time +1d
+register bob 2008-11-26 GB
+apikey trader 0000000000000000000000000000000000000000000000000000000000000001 1
+apikey again 0000000000000000000000000000000000000000000000000000000000000001 1
+apikey short 00 1
+revoke key_1
+"#,
+        expect![[r#"
+            > register alice 2008-11-25 GB
+              ok acc_1
+              - acc_1 opened EUR
+            > register bob 2008-11-26 GB
+              rejected underage
+            > register ALICE 1990-01-01 GB
+              rejected username_taken
+            > register al 1990-01-01 GB
+              rejected invalid_request(usernames are 3 to 32 of a-z, 0-9, _ . -)
+            > register carol 1990-01-01 gb
+              rejected invalid_request(country must be an ISO 3166-1 alpha-2 code)
+            > time +1d
+            > register bob 2008-11-26 GB
+              ok acc_2
+              - acc_2 opened EUR
+            > apikey trader 0000000000000000000000000000000000000000000000000000000000000001 1
+              ok key_1
+              - api keys changed
+            > apikey again 0000000000000000000000000000000000000000000000000000000000000001 1
+              rejected invalid_request(API key refused)
+            > apikey short 00 1
+              rejected invalid_request(an API key needs a SHA-256 hash and known scopes)
+            > revoke key_1
+              ok done
+              - api keys changed
         "#]],
     );
 }

@@ -174,6 +174,19 @@ impl Script {
                 return;
             }
             "open" => Command::OpenAccount { currency: Currency::parse(&words[1]).expect("currency") },
+            "register" => Command::RegisterPlayer {
+                username: words[1].clone(),
+                password_hash: "$argon2id$test".to_string(),
+                date_of_birth: domain::Date::parse(&words[2]).expect("date of birth"),
+                country: words[3].clone(),
+                currency: Currency::EUR,
+            },
+            "apikey" => Command::CreateApiKey {
+                name: words[1].clone(),
+                key_hash: words[2].clone(),
+                scopes: words[3].parse().expect("scope bits"),
+            },
+            "revoke" => Command::RevokeApiKey { key: book::ApiKeyId(id(&words[1], "key_")) },
             "deposit" => Command::Deposit {
                 account: AccountId(id(&words[1], "acc_")),
                 amount: money(&words[2]),
@@ -376,6 +389,7 @@ impl Script {
     fn ack(&self, ack: &Ack) -> String {
         match ack {
             Ack::AccountOpened(account) => account.to_string(),
+            Ack::ApiKeyCreated(key) => key.to_string(),
             Ack::Transfer(transfer) => transfer.to_string(),
             Ack::EventCreated(event) => event.to_string(),
             Ack::MarketCreated { market, selections } => {
@@ -432,6 +446,8 @@ impl Script {
                 format!("{bet} {} payout {}", status.as_str(), show(*payout))
             }
             BookEvent::AccountRestricted { account } => format!("{account} restricted"),
+            BookEvent::ApiKeysChanged => "api keys changed".to_string(),
+            BookEvent::IdempotentReplay { account } => format!("{account} replayed an idempotent command"),
             BookEvent::LimitsChanged { account } => format!("{account} limits changed"),
         }
     }

@@ -67,6 +67,19 @@ pub fn setup() -> Vec<Command> {
             each_way: None,
         });
     }
+    // A registered player (acc_21) and an operator key, so identity round trips too.
+    commands.push(Command::RegisterPlayer {
+        username: "derby_fan".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        date_of_birth: domain::Date::parse("1990-05-17").expect("date"),
+        country: "GB".into(),
+        currency: Currency::EUR,
+    });
+    commands.push(Command::CreateApiKey {
+        name: "trader".into(),
+        key_hash: "ab".repeat(32),
+        scopes: book::scopes::TRADING,
+    });
     commands
 }
 

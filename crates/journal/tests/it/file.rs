@@ -413,3 +413,13 @@ fn oversized_record_gets_its_own_segment() {
     let (journal, _) = open(dir.path());
     assert_eq!(payloads(&journal), vec![b"small".to_vec(), big, b"after".to_vec()]);
 }
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_while_the_first_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = journal::FileJournal::open(dir.path(), journal::FileJournalOptions::default()).unwrap();
+    let second = journal::FileJournal::open(dir.path(), journal::FileJournalOptions::default());
+    assert!(matches!(second, Err(journal::JournalError::Locked { .. })), "{:?}", second.err());
+    drop(first);
+    assert!(journal::FileJournal::open(dir.path(), journal::FileJournalOptions::default()).is_ok());
+}
