@@ -1,0 +1,274 @@
+//! Wire shapes of the API: what requests may contain (unknown fields rejected) and how book
+//! state is rendered (money and odds as strings, ids as opaque strings, times in RFC 3339).
+//! Domain types derive no serialization; this module owns the JSON.
+
+use axum::http::HeaderMap;
+use book::{Bet, Book, Market, Selection};
+use domain::{Currency, Money, Odds};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::time::format_rfc3339;
+use crate::{PAGE_ITEMS_DEFAULT, PAGE_ITEMS_MAX};
+
+/// Bytes of an `Idempotency-Key` header.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = book::constants::IDEMPOTENCY_KEY_BYTES_MAX;
+
+/// Parses an id such as `bet_12` with its prefix; anything else is 404 (ids are opaque).
+pub fn parse_id(text: &str, prefix: &str, what: &str) -> Result<u64, ApiError> {
+    text.strip_prefix(prefix)
+        .filter(|digits| !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|byte| byte.is_ascii_digit()))
+        .and_then(|digits| digits.parse().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found(what))
+}
+
+pub fn parse_money(currency: Currency, text: &str, field: &str) -> Result<Money, ApiError> {
+    currency.parse_amount(text).map_err(|error| ApiError::invalid(format!("{field}: {error}")).with("field", field))
+}
+
+pub fn parse_odds(text: &str, field: &str) -> Result<Odds, ApiError> {
+    Odds::parse(text).map_err(|error| ApiError::invalid(format!("{field}: {error}")).with("field", field))
+}
+
+/// The `Idempotency-Key` header with the hash of the body it came with.
+pub fn idempotency(headers: &HeaderMap, body: &[u8]) -> Result<Option<book::Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+        return Err(ApiError::invalid("Idempotency-Key must be 1 to 128 bytes"));
+    }
+    Ok(Some(book::Idempotency { key: key.to_string(), body_hash: codec::body_hash(body) }))
+}
+
+/// A price in every format the API shows.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PriceView {
+    /// Decimal odds, the exact price paid: `"2.50"`.
+    pub price: String,
+    pub fractional: String,
+    pub american: String,
+}
+
+impl PriceView {
+    pub fn of(odds: Odds) -> PriceView {
+        PriceView { price: odds.decimal(), fractional: odds.fractional(), american: odds.american() }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SelectionView {
+    pub id: String,
+    pub name: String,
+    pub price: String,
+    pub fractional: String,
+    pub american: String,
+    pub price_version: u64,
+}
+
+impl SelectionView {
+    pub fn of(selection: &Selection) -> SelectionView {
+        let price = PriceView::of(selection.price);
+        SelectionView {
+            id: selection.id.to_string(),
+            name: selection.name.clone(),
+            price: price.price,
+            fractional: price.fractional,
+            american: price.american,
+            price_version: selection.price_version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EachWayView {
+    pub places: u32,
+    /// The fraction of the odds the place part pays: `"1/5"`.
+    pub fraction: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MarketView {
+    pub id: String,
+    pub event_id: String,
+    pub name: String,
+    pub kind: String,
+    /// `open`, `suspended`, `closed`, `settled` or `voided`.
+    pub status: String,
+    pub in_play: bool,
+    /// Prices are stale (the feed is late) and bets may be refused.
+    pub delayed: bool,
+    pub each_way: Option<EachWayView>,
+    pub selections: Vec<SelectionView>,
+}
+
+impl MarketView {
+    pub fn of(book: &Book, market: &Market) -> MarketView {
+        MarketView {
+            id: market.id.to_string(),
+            event_id: market.event.to_string(),
+            name: market.name.clone(),
+            kind: market.kind.clone(),
+            status: market.status.as_str().to_string(),
+            in_play: market.in_play,
+            delayed: false,
+            each_way: market
+                .each_way
+                .map(|terms| EachWayView { places: terms.places, fraction: terms.fraction.to_string() }),
+            selections: market.selections.iter().filter_map(|id| book.selection(*id)).map(SelectionView::of).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    pub id: String,
+    pub name: String,
+    pub sport: String,
+    pub competition: String,
+    pub starts_at: String,
+    /// `scheduled`, `in_play` or `ended`.
+    pub state: String,
+    pub markets: Vec<MarketView>,
+}
+
+impl EventView {
+    pub fn of(book: &Book, event: &book::Event) -> EventView {
+        EventView {
+            id: event.id.to_string(),
+            name: event.name.clone(),
+            sport: event.sport.clone(),
+            competition: event.competition.clone(),
+            starts_at: format_rfc3339(event.starts_at),
+            state: match event.state {
+                book::EventState::Scheduled => "scheduled",
+                book::EventState::InPlay => "in_play",
+                book::EventState::Ended => "ended",
+            }
+            .to_string(),
+            markets: event
+                .markets
+                .iter()
+                .filter_map(|id| book.market(*id))
+                .map(|market| MarketView::of(book, market))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LegView {
+    pub selection_id: String,
+    pub market_id: String,
+    pub event_id: String,
+    /// The price the leg is bound to (what it pays).
+    pub price: String,
+    /// The price the bettor asked for.
+    pub requested_price: String,
+    /// `requested`, `better` or `changed`.
+    pub price_taken: String,
+    pub price_version: u64,
+    /// The leg's result once its market is resulted: `win`, `lose`, `void`, `place`.
+    pub result: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BetView {
+    pub id: String,
+    pub status: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The system kind for system bets.
+    pub system: Option<String>,
+    pub each_way: bool,
+    pub legs: Vec<LegView>,
+    /// Per line.
+    pub stake: String,
+    pub lines: u32,
+    pub total_stake: String,
+    pub potential_payout: String,
+    pub accept_price_changes: String,
+    pub placed_at: String,
+    /// Amount paid at settlement or cash-out.
+    pub payout: Option<String>,
+    pub settled_at: Option<String>,
+    /// Why a pending bet was rejected when its delay ended.
+    pub rejection_code: Option<String>,
+}
+
+impl BetView {
+    /// Renders a bet. `as_placed` shows the status it was first given, so that a retried
+    /// placement gets the same body as the first.
+    pub fn of(bet: &Bet, currency: Currency, as_placed: bool) -> BetView {
+        let (kind, system) = match bet.kind {
+            book::BetKind::Single => ("single", None),
+            book::BetKind::Multiple => ("multiple", None),
+            book::BetKind::System(system) => ("system", Some(system.as_str().to_string())),
+        };
+        let settlement = bet.settlement.filter(|_| !as_placed);
+        BetView {
+            id: bet.id.to_string(),
+            status: if as_placed { bet.placed_status } else { bet.status }.as_str().to_string(),
+            kind: kind.to_string(),
+            system,
+            each_way: bet.each_way,
+            legs: bet
+                .legs
+                .iter()
+                .map(|leg| LegView {
+                    selection_id: leg.selection.to_string(),
+                    market_id: leg.market.to_string(),
+                    event_id: leg.event.to_string(),
+                    price: leg.odds.decimal(),
+                    requested_price: leg.requested.decimal(),
+                    price_taken: leg.taken.as_str().to_string(),
+                    price_version: leg.price_version,
+                    result: if as_placed { None } else { leg.result.map(|result| result.outcome.as_str().to_string()) },
+                })
+                .collect(),
+            stake: currency.format(bet.stake_per_line),
+            lines: bet.line_count,
+            total_stake: currency.format(bet.total_stake),
+            potential_payout: currency.format(bet.potential_payout),
+            accept_price_changes: bet.policy.as_str().to_string(),
+            placed_at: format_rfc3339(bet.placed_at),
+            payout: settlement.map(|settlement| currency.format(settlement.payout)),
+            settled_at: settlement.map(|settlement| format_rfc3339(settlement.at)),
+            rejection_code: if as_placed { None } else { bet.rejection.map(str::to_string) },
+        }
+    }
+}
+
+/// `?limit=&cursor=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(PAGE_ITEMS_DEFAULT),
+            Some(limit) if (1..=PAGE_ITEMS_MAX).contains(&limit) => Ok(limit),
+            Some(_) => Err(ApiError::invalid(format!("limit must be 1 to {PAGE_ITEMS_MAX}"))),
+        }
+    }
+
+    /// The cursor is the opaque id of the last item of the previous page.
+    pub fn after(&self, prefix: &str) -> Result<Option<u64>, ApiError> {
+        match &self.cursor {
+            None => Ok(None),
+            Some(cursor) => {
+                parse_id(cursor, prefix, "cursor").map(Some).map_err(|_| ApiError::invalid("unknown cursor"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

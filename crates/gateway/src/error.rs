@@ -1,0 +1,186 @@
+//! The one mapping from failures to HTTP: every error is `{"error": {"code", "message", ...}}`
+//! with a stable code and the status of `../shared/API.md`. Internal errors are logged, never
+//! shown: the client sees `internal` and the request id.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use book::Rejection;
+use domain::Currency;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Map<String, Value>,
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), details: Map::new(), retry_after_seconds: None }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after_seconds = Some(seconds);
+        self
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn unauthenticated() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid bearer token or API key is required")
+    }
+
+    pub fn forbidden() -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this credential may not do that")
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    pub fn overloaded() -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the book is busy; retry shortly").retry_after(1)
+    }
+
+    pub fn unavailable() -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the book is not accepting requests")
+            .retry_after(5)
+    }
+
+    pub fn rate_limited(retry_after_seconds: u64) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests")
+            .retry_after(retry_after_seconds)
+    }
+
+    /// An operational failure: logged with its cause, shown to the client without it.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%cause, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+
+    /// A book rejection with the status of the API contract and its details, with amounts in
+    /// the player's currency.
+    pub fn from_rejection(rejection: &Rejection, currency: Currency) -> ApiError {
+        use StatusCode as S;
+        let status = match rejection {
+            Rejection::PriceChanged { .. }
+            | Rejection::MarketSuspended
+            | Rejection::MarketClosed
+            | Rejection::SelectionUnavailable
+            | Rejection::AlreadySettled
+            | Rejection::NotSettled
+            | Rejection::CashoutUnavailable { .. }
+            | Rejection::QuoteExpired
+            | Rejection::UsernameTaken => S::CONFLICT,
+            Rejection::SelfExcluded | Rejection::TimedOut | Rejection::AccountFrozen => S::FORBIDDEN,
+            Rejection::UnknownAccount
+            | Rejection::UnknownEvent
+            | Rejection::UnknownMarket
+            | Rejection::UnknownBet
+            | Rejection::UnknownWithdrawal => S::NOT_FOUND,
+            _ => S::UNPROCESSABLE_ENTITY,
+        };
+        let message = match rejection {
+            Rejection::InvalidBet { reason }
+            | Rejection::InvalidRequest { reason }
+            | Rejection::CashoutUnavailable { reason } => (*reason).to_string(),
+            other => other.code().replace('_', " "),
+        };
+        let mut error = ApiError::new(status, rejection.code(), message);
+        match rejection {
+            Rejection::PriceChanged { selection, current_price } => {
+                error =
+                    error.with("selection_id", selection.to_string()).with("current_price", current_price.decimal());
+            }
+            Rejection::StakeTooLow { min_stake } => error = error.with("min_stake", currency.format(*min_stake)),
+            Rejection::StakeTooHigh { max_stake } => error = error.with("max_stake", currency.format(*max_stake)),
+            Rejection::LimitReached { limit, period } => {
+                error = error.with("limit", limit.as_str()).with("period", period.as_str());
+            }
+            _ => {}
+        }
+        error
+    }
+}
+
+impl From<engine::EngineError> for ApiError {
+    fn from(error: engine::EngineError) -> ApiError {
+        match error {
+            engine::EngineError::Overloaded => ApiError::overloaded(),
+            engine::EngineError::Stopped(reason) => {
+                tracing::error!(%reason, "book stopped");
+                ApiError::unavailable()
+            }
+            engine::EngineError::ShutDown => ApiError::unavailable(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert("code".into(), json!(self.code));
+        body.insert("message".into(), json!(self.message));
+        body.extend(self.details);
+        let mut response = (self.status, axum::Json(json!({ "error": body }))).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// `axum::Json` whose rejections are API errors: malformed or unknown fields are 400
+/// `invalid_request`, a body over the limit is 413 `payload_too_large`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+pub fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::BytesRejection(bytes) if bytes.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ),
+        other => ApiError::invalid(other.body_text()),
+    }
+}
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

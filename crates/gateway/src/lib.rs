@@ -1,0 +1,158 @@
+//! The gateway: the public HTTP API of `../shared/API.md` in front of the book.
+//!
+//! Stateless apart from caches: every decision is the book's. A handler validates and parses
+//! the request into a book `Command`, submits it through the engine (bounded: a full book
+//! answers 503 at once), waits for the durable reply, and renders it. Reads run against the
+//! book's committed state.
+
+mod auth;
+mod catalog;
+mod dto;
+mod error;
+mod operators;
+mod ops;
+mod players;
+mod time;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use book::{Book, Command, Reply};
+use engine::EngineHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use auth::{hash_password, random_token, sha256_hex, Auth, Principal, API_KEY_PREFIX};
+pub use error::ApiError;
+pub use time::{format_rfc3339, parse_rfc3339};
+
+/// Bytes of a request body; larger bodies get 413.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// Requests waiting on the book at once; beyond it, 503 `overloaded` at once.
+pub const BOOK_IN_FLIGHT_MAX: usize = 8_192;
+/// How long a request waits for the book before giving up with 503.
+pub const BOOK_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Items of one page of a list.
+pub const PAGE_ITEMS_MAX: usize = 200;
+pub const PAGE_ITEMS_DEFAULT: usize = 50;
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Secret of the HS256 access tokens (from the environment or a file, never the repo).
+    pub jwt_secret: Vec<u8>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// `SPORTSBOOK_ADMIN_KEY`: a bootstrap operator key with every scope.
+    pub admin_key: Option<String>,
+    pub body_bytes_max: usize,
+    pub book_in_flight_max: usize,
+    pub book_reply_timeout: Duration,
+}
+
+impl GatewayConfig {
+    pub fn new(jwt_secret: Vec<u8>) -> GatewayConfig {
+        GatewayConfig {
+            jwt_secret,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3_600),
+            admin_key: None,
+            body_bytes_max: BODY_BYTES_MAX,
+            book_in_flight_max: BOOK_IN_FLIGHT_MAX,
+            book_reply_timeout: BOOK_REPLY_TIMEOUT,
+        }
+    }
+}
+
+struct Inner {
+    engine: EngineHandle,
+    config: GatewayConfig,
+    auth: Auth,
+    in_flight: Semaphore,
+}
+
+/// Shared state of every handler: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    /// Builds the state and loads the operator keys from the book.
+    pub async fn new(engine: EngineHandle, config: GatewayConfig) -> Result<AppState, ApiError> {
+        let auth = Auth::new(
+            &config.jwt_secret,
+            config.access_token_ttl,
+            config.refresh_token_ttl,
+            config.admin_key.as_deref(),
+        );
+        let state =
+            AppState(Arc::new(Inner { in_flight: Semaphore::new(config.book_in_flight_max), engine, config, auth }));
+        state.reload_api_keys().await?;
+        Ok(state)
+    }
+
+    pub fn engine(&self) -> &EngineHandle {
+        &self.0.engine
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.0.config
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.0.auth
+    }
+
+    pub async fn reload_api_keys(&self) -> Result<(), ApiError> {
+        let keys = self.read(|book| book.api_keys().to_vec()).await?;
+        self.auth().load_api_keys(&keys);
+        Ok(())
+    }
+
+    /// Submits a command and waits for its durable reply. A full book is 503 at once, never a
+    /// growing queue.
+    pub async fn submit(&self, command: Command) -> Result<Reply, ApiError> {
+        let _permit = self.0.in_flight.try_acquire().map_err(|_| ApiError::overloaded())?;
+        let receiver = self.engine().try_submit(command)?;
+        match tokio::time::timeout(self.config().book_reply_timeout, receiver).await {
+            Ok(Ok(outcome)) => Ok(outcome?),
+            Ok(Err(_)) => Err(ApiError::unavailable()),
+            Err(_) => Err(ApiError::overloaded()),
+        }
+    }
+
+    /// Runs `read` against the book's committed state.
+    pub async fn read<R: Send + 'static>(&self, read: impl FnOnce(&Book) -> R + Send + 'static) -> Result<R, ApiError> {
+        let _permit = self.0.in_flight.try_acquire().map_err(|_| ApiError::overloaded())?;
+        let receiver = self.engine().read_async(read)?;
+        match tokio::time::timeout(self.config().book_reply_timeout, receiver).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(ApiError::unavailable()),
+            Err(_) => Err(ApiError::overloaded()),
+        }
+    }
+}
+
+/// The whole API as a router.
+pub fn app(state: AppState) -> Router {
+    let body_bytes_max = state.config().body_bytes_max;
+    Router::new()
+        .merge(ops::routes())
+        .merge(players::routes())
+        .merge(catalog::routes())
+        .merge(operators::routes())
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

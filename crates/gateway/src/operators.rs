@@ -1,0 +1,9 @@
+//! Operator routes: trading, risk, exposure, settlement.
+
+use axum::Router;
+
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}

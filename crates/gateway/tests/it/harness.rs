@@ -1,0 +1,192 @@
+//! `spawn_app`: the engine on a temporary data directory and the gateway on 127.0.0.1:0,
+//! with helpers to register players and call the API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use engine::{EngineHandle, EngineOptions, SystemClock};
+use gateway::{AppState, GatewayConfig};
+use serde_json::{json, Value};
+
+pub const ADMIN_KEY: &str = "sk_test_bootstrap_admin_key";
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub engine: EngineHandle,
+    pub data_dir: PathBuf,
+    /// Keeps the temporary directory alive (None when the caller owns the directory).
+    _dir: Option<tempfile::TempDir>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().to_path_buf();
+    spawn_app_on(&path, Some(dir), GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec())).await
+}
+
+/// Starts the stack on an existing data directory (to test restarts).
+pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, mut config: GatewayConfig) -> TestApp {
+    config.admin_key = Some(ADMIN_KEY.to_string());
+    let (engine, _) = tokio::task::spawn_blocking({
+        let path = path.to_path_buf();
+        move || engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), EngineOptions::default())
+    })
+    .await
+    .expect("join")
+    .expect("open data directory");
+    let state = AppState::new(engine.clone(), config).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        gateway::serve(listener, state, async move {
+            let _ = signal.await;
+        })
+        .await
+        .expect("serve");
+    });
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        engine,
+        data_dir: path.to_path_buf(),
+        _dir: dir,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+pub struct Player {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub username: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Stops the server and the engine (taking a final snapshot) and gives back the directory.
+    pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.shutdown()).await.expect("join");
+        (self.data_dir.clone(), self._dir.take())
+    }
+
+    /// Sends a request; returns the status and the JSON body (`Value::Null` when empty).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    /// Registers and logs in a player born in 1990.
+    pub async fn player(&self, username: &str) -> Player {
+        let password = "correct horse battery staple";
+        let (status, body) = self
+            .call(
+                "POST",
+                "/v1/auth/register",
+                None,
+                Some(json!({"username": username, "password": password, "date_of_birth": "1990-05-17", "country": "GB", "currency": "EUR"})),
+            )
+            .await;
+        assert_eq!(status, 201, "register {username}: {body}");
+        let (status, tokens) =
+            self.call("POST", "/v1/auth/login", None, Some(json!({"username": username, "password": password}))).await;
+        assert_eq!(status, 200, "login {username}: {tokens}");
+        Player {
+            access_token: tokens["access_token"].as_str().expect("access token").to_string(),
+            refresh_token: tokens["refresh_token"].as_str().expect("refresh token").to_string(),
+            username: username.to_string(),
+        }
+    }
+
+    /// A player with `amount` deposited.
+    pub async fn funded_player(&self, username: &str, amount: &str) -> Player {
+        let player = self.player(username).await;
+        let (status, body) = self
+            .call(
+                "POST",
+                "/v1/wallet/deposits",
+                Some(&player.access_token),
+                Some(json!({"amount": amount, "payment_ref": "test"})),
+            )
+            .await;
+        assert_eq!(status, 201, "deposit: {body}");
+        player
+    }
+
+    /// Creates an event starting in a day with a 1X2 market; returns (event id, market id,
+    /// selection ids).
+    pub async fn football_match(&self, name: &str) -> (String, String, Vec<String>) {
+        let starts_at = gateway::format_rfc3339(now_ms() + 86_400_000);
+        let (status, event) = self
+            .call(
+                "POST",
+                "/v1/admin/events",
+                Some(ADMIN_KEY),
+                Some(json!({"name": name, "sport": "football", "starts_at": starts_at})),
+            )
+            .await;
+        assert_eq!(status, 201, "event: {event}");
+        let event_id = event["id"].as_str().expect("event id").to_string();
+        let (status, market) = self
+            .call(
+                "POST",
+                &format!("/v1/admin/events/{event_id}/markets"),
+                Some(ADMIN_KEY),
+                Some(json!({"name": "Match result", "kind": "1x2", "selections": [
+                    {"name": "Home", "price": "2.50"}, {"name": "Draw", "price": "3.20"}, {"name": "Away", "price": "2.80"}
+                ]})),
+            )
+            .await;
+        assert_eq!(status, 201, "market: {market}");
+        let selections = market["selections"]
+            .as_array()
+            .expect("selections")
+            .iter()
+            .map(|selection| selection["id"].as_str().expect("selection id").to_string())
+            .collect();
+        (event_id, market["id"].as_str().expect("market id").to_string(), selections)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}

@@ -1,0 +1,1 @@
+//! The player journey and the errors of player routes.
