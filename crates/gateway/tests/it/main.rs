@@ -1,5 +1,9 @@
 //! Black-box tests of the HTTP API over a real socket: each test starts the whole stack (engine
 //! on a fresh data directory, gateway on port 0) with `spawn_app`.
 
+mod catalog;
+mod edge;
 mod harness;
+mod operators;
+mod ops;
 mod players;
