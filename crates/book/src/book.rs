@@ -74,6 +74,8 @@ pub struct Book {
     /// Registered usernames; rebuilt from the players' profiles when restored.
     pub(crate) usernames: BTreeMap<String, AccountId>,
     pub(crate) api_keys: Vec<crate::identity::ApiKey>,
+    /// Each player's bets, oldest first. Derived; rebuilt when restored.
+    pub(crate) bets_by_account: Vec<Vec<BetId>>,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -485,6 +487,11 @@ impl Book {
         &self.bets
     }
 
+    /// A player's bets, oldest first.
+    pub fn bets_of(&self, account: AccountId) -> &[BetId] {
+        self.bets_by_account.get(account.index()).map_or(&[], Vec::as_slice)
+    }
+
     pub fn bet(&self, bet: BetId) -> Option<&Bet> {
         self.bets.get(bet.index())
     }
@@ -535,6 +542,12 @@ impl Book {
             .iter()
             .filter_map(|player| player.profile.as_ref().map(|profile| (profile.username.clone(), player.id)))
             .collect();
+        let mut bets_by_account: Vec<Vec<BetId>> = vec![Vec::new(); parts.players.len()];
+        for bet in &parts.bets {
+            if let Some(list) = bets_by_account.get_mut(bet.account.index()) {
+                list.push(bet.id);
+            }
+        }
         let idempotency_order =
             parts.idempotency.iter().map(|(account, key, remembered)| (remembered.at, *account, key.clone())).collect();
         Book {
@@ -557,6 +570,7 @@ impl Book {
             idempotency_order,
             usernames,
             api_keys: parts.api_keys,
+            bets_by_account,
         }
     }
 }

@@ -47,6 +47,32 @@ impl Book {
                 return Err(format!("{} holds {held} for stakes but its open bets stake {expected}", player.id));
             }
         }
+        // The derived indexes, rebuilt in one pass each and compared.
+        let mut bets_by_account: Vec<Vec<crate::ids::BetId>> = vec![Vec::new(); self.players.len()];
+        for bet in &self.bets {
+            bets_by_account[bet.account.index()].push(bet.id);
+        }
+        let mut postings: Vec<Vec<crate::ids::TransferId>> = vec![Vec::new(); self.ledger.accounts().len()];
+        for transfer in self.ledger.transfers() {
+            for account in [transfer.debit, transfer.credit] {
+                if matches!(
+                    self.ledger.account(account).kind,
+                    crate::ledger::AccountKind::PlayerCash(_) | crate::ledger::AccountKind::PlayerDebt(_)
+                ) {
+                    postings[account.index()].push(transfer.id);
+                }
+            }
+        }
+        for player in &self.players {
+            if self.bets_of(player.id) != bets_by_account[player.id.index()].as_slice() {
+                return Err(format!("the bet index of {} differs from the bets", player.id));
+            }
+            for account in [player.cash, player.debt] {
+                if self.ledger.postings_of(account) != postings[account.index()].as_slice() {
+                    return Err(format!("the posting index of {account} differs from the transfers"));
+                }
+            }
+        }
         for (due, bet) in &self.delayed {
             let found = self.bets.get(bet.index()).ok_or_else(|| format!("delayed {bet} does not exist"))?;
             if found.status != BetStatus::Pending || found.delay_until != Some(*due) {

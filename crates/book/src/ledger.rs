@@ -126,6 +126,9 @@ pub struct TransferRequest {
 pub struct Ledger {
     accounts: Vec<LedgerAccount>,
     transfers: Vec<Transfer>,
+    /// For each player account (cash or debt), the transfers that touch it, oldest first: the
+    /// player's statement without scanning the whole log. Derived; rebuilt when restored.
+    postings: Vec<Vec<TransferId>>,
     /// Pending transfers not yet posted or voided: bit `index` of the transfer id. A bitset
     /// because ids are dense and this is on the hot path of every bet.
     open_pending: Vec<u64>,
@@ -312,6 +315,11 @@ impl Ledger {
             TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) => self.set_open(pending, false),
             TransferKind::Posted => {}
         }
+        for account in [request.debit, request.credit] {
+            if matches!(self.accounts[account.index()].kind, AccountKind::PlayerCash(_) | AccountKind::PlayerDebt(_)) {
+                self.index_posting(account, id);
+            }
+        }
         self.transfers.push(Transfer {
             id,
             debit: request.debit,
@@ -323,6 +331,19 @@ impl Ledger {
             timestamp: now,
         });
         Ok(id)
+    }
+
+    fn index_posting(&mut self, account: LedgerAccountId, transfer: TransferId) {
+        if self.postings.len() <= account.index() {
+            self.postings.resize_with(account.index() + 1, Vec::new);
+        }
+        self.postings[account.index()].push(transfer);
+    }
+
+    /// The transfers touching a player's cash or debt account, oldest first (empty for house
+    /// and clearing accounts, which are not indexed).
+    pub fn postings_of(&self, account: LedgerAccountId) -> &[TransferId] {
+        self.postings.get(account.index()).map_or(&[], Vec::as_slice)
     }
 
     /// Rebuilds every account total from the transfer log and checks it against the running
@@ -411,13 +432,23 @@ impl Ledger {
     ) -> Ledger {
         let mut ledger = Ledger {
             accounts,
-            transfers,
+            transfers: Vec::new(),
+            postings: Vec::new(),
             open_pending: Vec::new(),
             system: system.into_iter().map(|(currency, house, clearing)| (currency, (house, clearing))).collect(),
         };
         for id in open_pending {
             ledger.set_open(id, true);
         }
+        for transfer in &transfers {
+            for account in [transfer.debit, transfer.credit] {
+                let kind = ledger.accounts.get(account.index()).map(|account| account.kind);
+                if matches!(kind, Some(AccountKind::PlayerCash(_) | AccountKind::PlayerDebt(_))) {
+                    ledger.index_posting(account, transfer.id);
+                }
+            }
+        }
+        ledger.transfers = transfers;
         ledger
     }
 }

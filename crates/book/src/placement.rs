@@ -234,6 +234,10 @@ impl Book {
         for leg in &legs {
             self.markets[leg.market.index()].bets.push(id);
         }
+        if self.bets_by_account.len() <= place.account.index() {
+            self.bets_by_account.resize_with(place.account.index() + 1, Vec::new);
+        }
+        self.bets_by_account[place.account.index()].push(id);
         self.bets.push(Bet {
             id,
             account: place.account,
