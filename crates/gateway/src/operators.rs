@@ -1,9 +1,739 @@
-//! Operator routes: trading, risk, exposure, settlement.
+//! Operator routes: fixtures, markets and prices, market status and in-play, risk settings,
+//! exposure, settlement and API keys. Every route wants an operator API key holding one of the
+//! scopes of `../shared/API.md` ("Operators"): no valid credential is 401, a player token or a
+//! key without the scope is 403.
+//!
+//! The scope is checked before the path and the body are looked at, so a caller without it
+//! learns nothing from their validation. Malformed input (odds, money, factors, ids in the body,
+//! empty lists) is refused here with 400 `invalid_request` naming the field; everything else is
+//! the book's decision.
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
 use axum::Router;
+use book::{
+    scopes, AccountId, Ack, ApiKeyId, Book, Command, EachWayTerms, EventId, MarketAction, MarketId, MarketRiskChange,
+    NewSelection, Outcome, Rejection, ResultRequest, SelectionId,
+};
+use domain::{Currency, Money, Odds, Ratio};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::AppState;
+use crate::dto::{parse_id, parse_money, parse_odds, EventView, MarketView, PageQuery};
+use crate::error::{ApiError, Json};
+use crate::time::parse_rfc3339;
+use crate::{random_token, sha256_hex, AppState, Principal, API_KEY_PREFIX};
+
+/// Markets carry no currency in the book: their risk settings and the liabilities of their
+/// selections are plain amounts in minor units. The API shows and parses them in EUR, the
+/// default currency of new players (a book with players in several currencies adds their
+/// minor units together; per-currency exposure is not modelled yet).
+const MARKET_CURRENCY: Currency = Currency::EUR;
+
+/// Market kind when a request names none.
+const MARKET_KIND_DEFAULT: &str = "other";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/admin/events", post(create_event))
+        .route("/v1/admin/events/{id}/markets", post(create_market))
+        .route("/v1/admin/events/{id}/in-play", post(set_in_play))
+        .route("/v1/admin/events/{id}/end", post(end_event))
+        .route("/v1/admin/markets/{id}/prices", put(set_prices))
+        .route("/v1/admin/markets/{id}/suspend", post(suspend_market))
+        .route("/v1/admin/markets/{id}/resume", post(resume_market))
+        .route("/v1/admin/markets/{id}/close", post(close_market))
+        .route("/v1/admin/markets/{id}/risk", put(set_market_risk))
+        .route("/v1/admin/markets/{id}/settle", post(settle_market))
+        .route("/v1/admin/markets/{id}/unsettle", post(unsettle_market))
+        .route("/v1/admin/markets/{id}/void", post(void_market))
+        .route("/v1/admin/accounts/{id}/risk", put(set_account_risk))
+        .route("/v1/admin/exposure", get(exposure))
+        .route("/v1/admin/api-keys", post(create_api_key))
+        .route("/v1/admin/api-keys/{id}", delete(revoke_api_key))
+}
+
+// ---- requests ---------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEventRequest {
+    pub name: String,
+    pub sport: String,
+    pub competition: Option<String>,
+    /// RFC 3339 UTC: `"2026-11-25T20:00:00Z"`.
+    pub starts_at: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMarketRequest {
+    pub name: String,
+    /// Free text such as `1x2`, `over_under`, `winner`; `other` when absent.
+    pub kind: Option<String>,
+    /// 1 to 64 selections.
+    pub selections: Vec<NewSelectionRequest>,
+    pub each_way: Option<EachWayRequest>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSelectionRequest {
+    pub name: String,
+    /// Odds: decimal `"2.50"`, fractional `"3/2"` or American `"+150"`.
+    pub price: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EachWayRequest {
+    pub places: u32,
+    /// The fraction of the odds the place part pays: `"1/5"` or `"0.2"`.
+    pub fraction: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPricesRequest {
+    pub prices: Vec<PriceRequest>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceRequest {
+    pub selection_id: String,
+    pub price: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InPlayRequest {
+    /// Seconds a bet placed in play waits before it is decided, 0 to 60.
+    pub bet_delay_seconds: u32,
+}
+
+/// Each field absent leaves the setting as it is; `null` clears it (the book's default, or no
+/// cap). Money in EUR.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarketRiskRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub max_stake: Option<Option<String>>,
+    /// Cap on the market's worst-case liability (its largest selection liability).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub liability_cap: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub selection_liability_cap: Option<Option<String>>,
+    /// The market suspends itself when a selection's liability reaches this.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub suspend_at_liability: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, required = false)]
+    pub in_play_delay_seconds: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub max_payout: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`, by `default`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Absent or `null` fields leave the setting as it is.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRiskRequest {
+    /// Scales the customer's maximum stake: `"0.5"`, `"1/3"`, `"1"`, at most `"100"`.
+    pub stake_factor: Option<String>,
+    pub frozen: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleRequest {
+    /// Selections not named lose.
+    pub results: Vec<ResultRequestBody>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultRequestBody {
+    pub selection_id: String,
+    pub outcome: OutcomeName,
+    /// `"0.5"` or `"1/3"`: in (0, 1]; 1 when absent.
+    pub dead_heat_factor: Option<String>,
+    /// The part of the stake refunded (`"0.5"` for an Asian quarter line); 0 when absent.
+    pub void_factor: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeName {
+    Win,
+    Lose,
+    Void,
+    /// Placed within the each-way places without winning.
+    Place,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    pub name: String,
+    /// Any of `trading`, `settlement`, `feed`, `compliance`, `admin`.
+    pub scopes: Vec<String>,
+}
+
+// ---- responses --------------------------------------------------------------------------------
+
+/// A market's risk settings; `null` is the book's default, or no cap. Money in EUR.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MarketRiskView {
+    pub market_id: String,
+    pub max_stake: Option<String>,
+    pub liability_cap: Option<String>,
+    pub selection_liability_cap: Option<String>,
+    pub suspend_at_liability: Option<String>,
+    pub in_play_delay_seconds: Option<u32>,
+    pub max_payout: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountRiskView {
+    pub account_id: String,
+    pub stake_factor: String,
+    pub frozen: bool,
+}
+
+/// Liability over open bets: what the house loses if a selection wins. Money in EUR.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExposureView {
+    /// Markets with a nonzero liability, in id order.
+    pub items: Vec<MarketExposureView>,
+    pub next_cursor: Option<String>,
+    /// Sum of every market's liability over the whole book (not only this page). A multiple
+    /// counts in each market it has a leg in.
+    pub total: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MarketExposureView {
+    pub market_id: String,
+    pub event_id: String,
+    /// The worst case: the largest liability of its selections.
+    pub liability: String,
+    pub selections: Vec<SelectionExposureView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SelectionExposureView {
+    pub selection_id: String,
+    pub liability: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SettlementView {
+    pub market_id: String,
+    /// `open`, `suspended`, `closed`, `settled` or `voided`.
+    pub status: String,
+    /// Increases on every settlement, void and unsettlement.
+    pub settlement_version: u32,
+    /// Bets whose settlement changed (0 when the same results are sent again).
+    pub bets_settled: u32,
+}
+
+/// A new API key. `key` is shown this once; the book keeps only its SHA-256.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiKeyCreatedView {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub key: String,
+}
+
+// ---- fixtures and markets ---------------------------------------------------------------------
+
+/// `POST /v1/admin/events` (trading) → 201 event.
+pub(crate) async fn create_event(
+    principal: Principal,
+    State(state): State<AppState>,
+    body: Result<Json<CreateEventRequest>, ApiError>,
+) -> Result<(StatusCode, Json<EventView>), ApiError> {
+    principal.require_scope(scopes::TRADING)?;
+    let Json(request) = body?;
+    let starts_at = parse_rfc3339(&request.starts_at).ok_or_else(|| {
+        ApiError::invalid("starts_at: not an RFC 3339 UTC time such as 2026-11-25T20:00:00Z").with("field", "starts_at")
+    })?;
+    let command = Command::CreateEvent {
+        name: request.name,
+        sport: request.sport,
+        competition: request.competition.unwrap_or_default(),
+        starts_at,
+    };
+    let event = match decide(&state, command).await? {
+        Ack::EventCreated(event) => event,
+        other => return Err(unexpected(&other)),
+    };
+    Ok((StatusCode::CREATED, Json(event_view(&state, event).await?)))
+}
+
+/// `POST /v1/admin/events/{id}/markets` (trading) → 201 market with its selections.
+pub(crate) async fn create_market(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<CreateMarketRequest>, ApiError>,
+) -> Result<(StatusCode, Json<MarketView>), ApiError> {
+    principal.require_scope(scopes::TRADING)?;
+    let Json(request) = body?;
+    let event = EventId(path_id(path, "evt_", "event")?);
+    let selections_max = book::constants::SELECTIONS_PER_MARKET_MAX;
+    if request.selections.is_empty() || request.selections.len() > selections_max {
+        return Err(ApiError::invalid(format!("selections: a market has 1 to {selections_max} selections"))
+            .with("field", "selections"));
+    }
+    let selections = request
+        .selections
+        .into_iter()
+        .enumerate()
+        .map(|(index, selection)| {
+            let price = parse_odds(&selection.price, &format!("selections[{index}].price"))?;
+            Ok(NewSelection { name: selection.name, price })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let each_way = request
+        .each_way
+        .map(|terms| {
+            let fraction = parse_ratio(&terms.fraction, "each_way.fraction")?;
+            Ok::<_, ApiError>(EachWayTerms { places: terms.places, fraction })
+        })
+        .transpose()?;
+    let command = Command::CreateMarket {
+        event,
+        name: request.name,
+        kind: request.kind.unwrap_or_else(|| MARKET_KIND_DEFAULT.to_string()),
+        selections,
+        each_way,
+    };
+    let market = match decide(&state, command).await? {
+        Ack::MarketCreated { market, .. } => market,
+        other => return Err(unexpected(&other)),
+    };
+    Ok((StatusCode::CREATED, Json(market_view(&state, market).await?)))
+}
+
+/// `PUT /v1/admin/markets/{id}/prices` (trading or feed): a changed price gets a new version.
+pub(crate) async fn set_prices(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<SetPricesRequest>, ApiError>,
+) -> Result<Json<MarketView>, ApiError> {
+    principal.require_scope(scopes::TRADING | scopes::FEED)?;
+    let Json(request) = body?;
+    let market = MarketId(path_id(path, "mkt_", "market")?);
+    let prices_max = book::constants::SELECTIONS_PER_MARKET_MAX;
+    if request.prices.is_empty() || request.prices.len() > prices_max {
+        return Err(ApiError::invalid(format!("prices: 1 to {prices_max} prices")).with("field", "prices"));
+    }
+    let prices = request
+        .prices
+        .iter()
+        .enumerate()
+        .map(|(index, price)| {
+            let selection = body_id(&price.selection_id, "sel_", &format!("prices[{index}].selection_id"))?;
+            let odds: Odds = parse_odds(&price.price, &format!("prices[{index}].price"))?;
+            Ok((SelectionId(selection), odds))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    decide(&state, Command::SetPrices { market, prices }).await?;
+    Ok(Json(market_view(&state, market).await?))
+}
+
+/// `POST /v1/admin/markets/{id}/suspend` (trading).
+pub(crate) async fn suspend_market(
+    principal: Principal,
+    state: State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<MarketView>, ApiError> {
+    change_market_status(principal, state, path, MarketAction::Suspend).await
+}
+
+/// `POST /v1/admin/markets/{id}/resume` (trading).
+pub(crate) async fn resume_market(
+    principal: Principal,
+    state: State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<MarketView>, ApiError> {
+    change_market_status(principal, state, path, MarketAction::Resume).await
+}
+
+/// `POST /v1/admin/markets/{id}/close` (trading): no more bets; results come later.
+pub(crate) async fn close_market(
+    principal: Principal,
+    state: State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<MarketView>, ApiError> {
+    change_market_status(principal, state, path, MarketAction::Close).await
+}
+
+async fn change_market_status(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    action: MarketAction,
+) -> Result<Json<MarketView>, ApiError> {
+    principal.require_scope(scopes::TRADING)?;
+    let market = MarketId(path_id(path, "mkt_", "market")?);
+    decide(&state, Command::SetMarketStatus { market, action }).await?;
+    Ok(Json(market_view(&state, market).await?))
+}
+
+/// `POST /v1/admin/events/{id}/in-play` (trading or feed): the event and its markets go in
+/// play, with a delay on bets.
+pub(crate) async fn set_in_play(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<InPlayRequest>, ApiError>,
+) -> Result<Json<EventView>, ApiError> {
+    principal.require_scope(scopes::TRADING | scopes::FEED)?;
+    let Json(request) = body?;
+    let event = EventId(path_id(path, "evt_", "event")?);
+    decide(&state, Command::SetInPlay { event, bet_delay_seconds: request.bet_delay_seconds }).await?;
+    Ok(Json(event_view(&state, event).await?))
+}
+
+/// `POST /v1/admin/events/{id}/end` (trading): the event ends and its open markets close.
+pub(crate) async fn end_event(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<EventView>, ApiError> {
+    principal.require_scope(scopes::TRADING)?;
+    let event = EventId(path_id(path, "evt_", "event")?);
+    decide(&state, Command::EndEvent { event }).await?;
+    Ok(Json(event_view(&state, event).await?))
+}
+
+// ---- risk -------------------------------------------------------------------------------------
+
+/// `PUT /v1/admin/markets/{id}/risk` (trading) → the market's risk settings after the change.
+pub(crate) async fn set_market_risk(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<MarketRiskRequest>, ApiError>,
+) -> Result<Json<MarketRiskView>, ApiError> {
+    principal.require_scope(scopes::TRADING)?;
+    let Json(request) = body?;
+    let market = MarketId(path_id(path, "mkt_", "market")?);
+    let change = MarketRiskChange {
+        max_stake: money_setting(request.max_stake, "max_stake")?,
+        liability_cap: money_setting(request.liability_cap, "liability_cap")?,
+        selection_liability_cap: money_setting(request.selection_liability_cap, "selection_liability_cap")?,
+        suspend_at_liability: money_setting(request.suspend_at_liability, "suspend_at_liability")?,
+        in_play_delay_seconds: request.in_play_delay_seconds,
+        max_payout: money_setting(request.max_payout, "max_payout")?,
+    };
+    decide(&state, Command::SetMarketRisk { market, change }).await?;
+    let view = state
+        .read(move |book| {
+            book.market(market).map(|found| {
+                let risk = found.risk;
+                let money = |amount: Option<Money>| amount.map(|amount| MARKET_CURRENCY.format(amount));
+                MarketRiskView {
+                    market_id: market.to_string(),
+                    max_stake: money(risk.max_stake),
+                    liability_cap: money(risk.liability_cap),
+                    selection_liability_cap: money(risk.selection_liability_cap),
+                    suspend_at_liability: money(risk.suspend_at_liability),
+                    in_play_delay_seconds: risk.in_play_delay_seconds,
+                    max_payout: money(risk.max_payout),
+                }
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("market"))?;
+    Ok(Json(view))
+}
+
+/// A market's worst case, its largest selection liability; `None` when no selection has any.
+fn market_liability(book: &Book, market: &book::Market) -> Option<Money> {
+    let liabilities = market.selections.iter().filter_map(|selection| book.selection(*selection)).map(|s| s.liability);
+    if liabilities.clone().all(|liability| liability.minor() == 0) {
+        return None;
+    }
+    liabilities.max()
+}
+
+fn money_setting(value: Option<Option<String>>, field: &str) -> Result<Option<Option<Money>>, ApiError> {
+    value.map(|inner| inner.map(|text| parse_money(MARKET_CURRENCY, &text, field)).transpose()).transpose()
+}
+
+/// `PUT /v1/admin/accounts/{id}/risk` (trading): stake factor and freeze of a customer.
+pub(crate) async fn set_account_risk(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<AccountRiskRequest>, ApiError>,
+) -> Result<Json<AccountRiskView>, ApiError> {
+    principal.require_scope(scopes::TRADING)?;
+    let Json(request) = body?;
+    let account = AccountId(path_id(path, "acc_", "account")?);
+    let stake_factor = request.stake_factor.map(|text| parse_ratio(&text, "stake_factor")).transpose()?;
+    decide(&state, Command::SetAccountRisk { account, stake_factor, frozen: request.frozen }).await?;
+    let view = state
+        .read(move |book| {
+            book.players().get(account.index()).map(|player| AccountRiskView {
+                account_id: account.to_string(),
+                stake_factor: player.stake_factor.to_string(),
+                frozen: player.frozen,
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    Ok(Json(view))
+}
+
+/// `GET /v1/admin/exposure?limit=&cursor=` (trading): liability per market and selection over
+/// open bets, only markets with some.
+pub(crate) async fn exposure(
+    principal: Principal,
+    State(state): State<AppState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<ExposureView>, ApiError> {
+    principal.require_scope(scopes::TRADING)?;
+    let Query(page) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
+    let limit = page.limit()?;
+    let after = page.after("mkt_")?;
+    let view = state
+        .read(move |book| {
+            let total: i64 =
+                book.markets().iter().filter_map(|market| market_liability(book, market)).map(Money::minor).sum();
+            // Market ids are dense from 1, so the markets after the cursor's id start at that index.
+            let start = after.map_or(0, |id| usize::try_from(id).unwrap_or(usize::MAX));
+            let mut exposed = book.markets().get(start..).unwrap_or_default().iter().filter_map(|market| {
+                market_liability(book, market).map(|liability| MarketExposureView {
+                    market_id: market.id.to_string(),
+                    event_id: market.event.to_string(),
+                    liability: MARKET_CURRENCY.format(liability),
+                    selections: market
+                        .selections
+                        .iter()
+                        .filter_map(|selection| book.selection(*selection))
+                        .map(|selection| SelectionExposureView {
+                            selection_id: selection.id.to_string(),
+                            liability: MARKET_CURRENCY.format(selection.liability),
+                        })
+                        .collect(),
+                })
+            });
+            let items: Vec<MarketExposureView> = exposed.by_ref().take(limit).collect();
+            // Look one past the page so the last page says so with a null cursor.
+            let more = items.len() == limit && exposed.next().is_some();
+            let next_cursor = if more { items.last().map(|market| market.market_id.clone()) } else { None };
+            ExposureView { items, next_cursor, total: MARKET_CURRENCY.format(Money::from_minor(total)) }
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+// ---- settlement -------------------------------------------------------------------------------
+
+/// `POST /v1/admin/markets/{id}/settle` (settlement): results per selection; the rest lose.
+/// Sending the same results again changes nothing.
+pub(crate) async fn settle_market(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<SettleRequest>, ApiError>,
+) -> Result<Json<SettlementView>, ApiError> {
+    principal.require_scope(scopes::SETTLEMENT)?;
+    let Json(request) = body?;
+    let market = MarketId(path_id(path, "mkt_", "market")?);
+    let results_max = book::constants::RESULTS_MAX;
+    // An empty list would settle every selection as a loser: too easy to send by mistake.
+    if request.results.is_empty() || request.results.len() > results_max {
+        return Err(ApiError::invalid(format!("results: 1 to {results_max} results")).with("field", "results"));
+    }
+    let results = request
+        .results
+        .iter()
+        .enumerate()
+        .map(|(index, result)| {
+            let field = |name: &str| format!("results[{index}].{name}");
+            Ok(ResultRequest {
+                selection: SelectionId(body_id(&result.selection_id, "sel_", &field("selection_id"))?),
+                outcome: match result.outcome {
+                    OutcomeName::Win => Outcome::Win,
+                    OutcomeName::Lose => Outcome::Lose,
+                    OutcomeName::Void => Outcome::Void,
+                    OutcomeName::Place => Outcome::Place,
+                },
+                dead_heat: result
+                    .dead_heat_factor
+                    .as_deref()
+                    .map(|text| parse_ratio(text, &field("dead_heat_factor")))
+                    .transpose()?,
+                void_factor: result
+                    .void_factor
+                    .as_deref()
+                    .map(|text| parse_ratio(text, &field("void_factor")))
+                    .transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    resulted(&state, market, Command::SettleMarket { market, results }).await
+}
+
+/// `POST /v1/admin/markets/{id}/unsettle` (settlement): reverses the settlement exactly; the
+/// market is closed and its bets open again.
+pub(crate) async fn unsettle_market(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<SettlementView>, ApiError> {
+    principal.require_scope(scopes::SETTLEMENT)?;
+    let market = MarketId(path_id(path, "mkt_", "market")?);
+    resulted(&state, market, Command::UnsettleMarket { market }).await
+}
+
+/// `POST /v1/admin/markets/{id}/void` (settlement): every bet on the market is void.
+pub(crate) async fn void_market(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<SettlementView>, ApiError> {
+    principal.require_scope(scopes::SETTLEMENT)?;
+    let market = MarketId(path_id(path, "mkt_", "market")?);
+    resulted(&state, market, Command::VoidMarket { market }).await
+}
+
+async fn resulted(state: &AppState, market: MarketId, command: Command) -> Result<Json<SettlementView>, ApiError> {
+    let bets_settled = match decide(state, command).await? {
+        Ack::Settled { bets } => bets,
+        other => return Err(unexpected(&other)),
+    };
+    let view = state
+        .read(move |book| {
+            book.market(market).map(|found| SettlementView {
+                market_id: market.to_string(),
+                status: found.status.as_str().to_string(),
+                settlement_version: found.settlement_version,
+                bets_settled,
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("market"))?;
+    Ok(Json(view))
+}
+
+// ---- API keys ---------------------------------------------------------------------------------
+
+/// `POST /v1/admin/api-keys` (admin) → 201 with the key, shown this once. It works at once.
+pub(crate) async fn create_api_key(
+    principal: Principal,
+    State(state): State<AppState>,
+    body: Result<Json<CreateApiKeyRequest>, ApiError>,
+) -> Result<(StatusCode, Json<ApiKeyCreatedView>), ApiError> {
+    principal.require_scope(scopes::ADMIN)?;
+    let Json(request) = body?;
+    let mut scope_bits = 0u8;
+    for name in &request.scopes {
+        let (_, bit) = scopes::NAMES
+            .iter()
+            .find(|(known, _)| known == name)
+            .ok_or_else(|| ApiError::invalid(format!("scopes: unknown scope {name:?}")).with("field", "scopes"))?;
+        scope_bits |= bit;
+    }
+    if scope_bits == 0 {
+        return Err(ApiError::invalid("scopes: name at least one scope").with("field", "scopes"));
+    }
+    let key = format!("{API_KEY_PREFIX}{}", random_token());
+    let command =
+        Command::CreateApiKey { name: request.name.clone(), key_hash: sha256_hex(key.as_bytes()), scopes: scope_bits };
+    let id = match decide(&state, command).await? {
+        Ack::ApiKeyCreated(id) => id,
+        other => return Err(unexpected(&other)),
+    };
+    state.reload_api_keys().await?;
+    let scope_names =
+        scopes::NAMES.iter().filter(|(_, bit)| scope_bits & bit != 0).map(|(name, _)| (*name).to_string()).collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiKeyCreatedView { id: id.to_string(), name: request.name, scopes: scope_names, key }),
+    ))
+}
+
+/// `DELETE /v1/admin/api-keys/{id}` (admin) → 204; the key stops working at once.
+pub(crate) async fn revoke_api_key(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    principal.require_scope(scopes::ADMIN)?;
+    let key = ApiKeyId(path_id(path, "key_", "API key")?);
+    // Keys are never deleted, only revoked, so one that exists now still exists at the revoke.
+    let exists = state.read(move |book| book.api_keys().get(key.index()).is_some()).await?;
+    if !exists {
+        return Err(ApiError::not_found("API key"));
+    }
+    decide(&state, Command::RevokeApiKey { key }).await?;
+    // A failed reload is an error, not a 204: the revoked key would still be accepted.
+    state.reload_api_keys().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+/// Submits a command; a book rejection becomes its API error. Unknown ids come only from the
+/// path in these routes, so they are 404 `not_found` like a malformed path id.
+async fn decide(state: &AppState, command: Command) -> Result<Ack, ApiError> {
+    state.submit(command).await?.map_err(|rejection| match rejection {
+        Rejection::UnknownEvent => ApiError::not_found("event"),
+        Rejection::UnknownMarket => ApiError::not_found("market"),
+        Rejection::UnknownAccount => ApiError::not_found("account"),
+        other => ApiError::from_rejection(&other, MARKET_CURRENCY),
+    })
+}
+
+fn unexpected(ack: &Ack) -> ApiError {
+    ApiError::internal(format!("unexpected reply from the book: {ack:?}"))
+}
+
+async fn event_view(state: &AppState, event: EventId) -> Result<EventView, ApiError> {
+    state
+        .read(move |book| book.events().get(event.index()).map(|found| EventView::of(book, found)))
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))
+}
+
+async fn market_view(state: &AppState, market: MarketId) -> Result<MarketView, ApiError> {
+    state
+        .read(move |book| book.market(market).map(|found| MarketView::of(book, found)))
+        .await?
+        .ok_or_else(|| ApiError::not_found("market"))
+}
+
+/// The id in the path; a malformed one is 404 like an unknown one (ids are opaque).
+fn path_id(path: Result<Path<String>, PathRejection>, prefix: &str, what: &str) -> Result<u64, ApiError> {
+    let Path(text) = path.map_err(|_| ApiError::not_found(what))?;
+    parse_id(&text, prefix, what)
+}
+
+/// An id in the body: a malformed one is 400 naming the field, not 404.
+fn body_id(text: &str, prefix: &str, field: &str) -> Result<u64, ApiError> {
+    parse_id(text, prefix, field)
+        .map_err(|_| ApiError::invalid(format!("{field}: not an id such as {prefix}1")).with("field", field))
+}
+
+fn parse_ratio(text: &str, field: &str) -> Result<Ratio, ApiError> {
+    Ratio::parse(text).map_err(|error| ApiError::invalid(format!("{field}: {error}")).with("field", field))
 }

@@ -1,9 +1,820 @@
-//! Player routes.
+//! Player routes: registration and tokens, the wallet (deposits through the sandbox payment
+//! provider, withdrawals, statement), bets and cash-out, responsible-gambling limits, time-outs
+//! and self-exclusion. A player sees and touches only their own resources: ids of other
+//! players' bets are simply not found.
 
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use book::{
+    Ack, BetId, BetKind, BetStatus, Command, LegRequest, LimitChange, LimitKind, Period, PlaceBet, PricePolicy,
+    Rejection, SystemKind, TransferCode, TransferKind,
+};
+use domain::{Currency, Date};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::auth::{hash_password, verify_password, Principal, PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN};
+use crate::dto::{idempotency, parse_id, parse_money, parse_odds, BetView, Page, PageQuery};
+use crate::error::{ApiError, Json};
+use crate::time::format_rfc3339;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/auth/register", post(register))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/wallet", get(wallet))
+        .route("/v1/wallet/deposits", post(deposit))
+        .route("/v1/wallet/withdrawals", post(withdraw))
+        .route("/v1/wallet/transactions", get(transactions))
+        .route("/v1/bets", post(place_bet).get(list_bets))
+        .route("/v1/bets/{id}", get(get_bet))
+        .route("/v1/bets/{id}/cashout", get(quote_cashout).post(accept_cashout))
+        .route("/v1/limits", get(get_limits).put(put_limits))
+        .route("/v1/self-exclusion", post(self_exclude))
+        .route("/v1/time-out", post(time_out))
+}
+
+/// The raw body (for the idempotency hash) and its parse. Over the body limit is 413.
+fn parse_body<T: DeserializeOwned>(body: &Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = match body {
+        Ok(bytes) => bytes,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            ));
+        }
+        Err(rejection) => return Err(ApiError::invalid(rejection.body_text())),
+    };
+    serde_json::from_slice(bytes).map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))
+}
+
+fn body_bytes(body: &Result<Bytes, BytesRejection>) -> &[u8] {
+    body.as_ref().map_or(&[], |bytes| bytes.as_ref())
+}
+
+/// A book reply: the ack, or the rejection as an API error in the player's currency.
+fn accepted(reply: book::Reply, currency: Currency) -> Result<Ack, ApiError> {
+    reply.map_err(|rejection| ApiError::from_rejection(&rejection, currency))
+}
+
+// ---- registration and tokens ------------------------------------------------------------
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub password: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_birth: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    /// ISO 4217; `EUR` when absent.
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PlayerView {
+    pub id: String,
+    pub username: String,
+    pub date_of_birth: String,
+    pub country: String,
+    pub currency: String,
+    pub created_at: String,
+}
+
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    Json(request): Json<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let date_of_birth = Date::parse(&request.date_of_birth)
+        .map_err(|_| ApiError::invalid("date_of_birth must be a date YYYY-MM-DD").with("field", "date_of_birth"))?;
+    let currency = Currency::parse(request.currency.as_deref().unwrap_or("EUR"))
+        .map_err(|_| ApiError::invalid("unknown currency").with("field", "currency"))?;
+    if !(PASSWORD_BYTES_MIN..=PASSWORD_BYTES_MAX).contains(&request.password.len()) {
+        return Err(ApiError::invalid(format!("passwords are {PASSWORD_BYTES_MIN} to {PASSWORD_BYTES_MAX} bytes"))
+            .with("field", "password"));
+    }
+    let username = book::normalise_username(&request.username)
+        .ok_or_else(|| ApiError::invalid("usernames are 3 to 32 of a-z, 0-9, _ . -").with("field", "username"))?;
+    let password = request.password;
+    let password_hash =
+        tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)??;
+    let command = Command::RegisterPlayer {
+        username: username.clone(),
+        password_hash,
+        date_of_birth,
+        country: request.country.clone(),
+        currency,
+    };
+    let Ack::AccountOpened(account) = accepted(state.submit(command).await?, currency)? else {
+        return Err(ApiError::internal("registration answered with another ack"));
+    };
+    let created_at = state
+        .read(move |book| book.players().get(account.index()).and_then(|p| p.profile.as_ref().map(|p| p.registered_at)))
+        .await?;
+    let view = PlayerView {
+        id: account.to_string(),
+        username,
+        date_of_birth: date_of_birth.to_string(),
+        country: request.country,
+        currency: currency.code().to_string(),
+        created_at: format_rfc3339(created_at.unwrap_or_default()),
+    };
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenView {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds the access token is valid.
+    pub expires_in: u64,
+    pub token_type: &'static str,
+}
+
+impl From<crate::auth::TokenPair> for TokenView {
+    fn from(pair: crate::auth::TokenPair) -> TokenView {
+        TokenView {
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
+            expires_in: pair.expires_in,
+            token_type: "Bearer",
+        }
+    }
+}
+
+/// A valid argon2 hash of nothing anyone knows: verifying against it when the username is
+/// unknown makes a miss cost the same time as a wrong password.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Wt0ZkmjKPSXeUFUJPgPv7yhcIxGrCE+XRJQpHMPVfs";
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    Json(request): Json<LoginRequest>,
+) -> Result<Json<TokenView>, ApiError> {
+    state.auth().check_login_allowed(&request.username, address.ip())?;
+    let username = request.username.clone();
+    let found = state
+        .read(move |book| {
+            let account = book.account_by_username(&username)?;
+            let player = book.players().get(account.index())?;
+            Some((account, player.currency, player.profile.as_ref()?.password_hash.clone()))
+        })
+        .await?;
+    let password = request.password;
+    let hash = found.as_ref().map_or(DUMMY_HASH.to_string(), |(_, _, hash)| hash.clone());
+    let verified =
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
+    let succeeded = verified && found.is_some();
+    state.auth().record_login(&request.username, address.ip(), succeeded);
+    match found {
+        Some((account, currency, _)) if succeeded => Ok(Json(state.auth().issue(account, currency)?.into())),
+        _ => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "wrong username or password")),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+pub(crate) async fn refresh(
+    State(state): State<AppState>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<Json<TokenView>, ApiError> {
+    Ok(Json(state.auth().refresh(&request.refresh_token)?.into()))
+}
+
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.auth().revoke(&request.refresh_token)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- wallet -------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WalletView {
+    pub currency: String,
+    /// Cash with the stakes of open bets already taken out.
+    pub balance: String,
+    /// What can be staked or withdrawn now.
+    pub available: String,
+    /// Total stake of open bets.
+    pub pending_stakes: String,
+    /// Owed after a resettlement took back winnings already spent; repaid from new credits.
+    pub debt: String,
+}
+
+pub(crate) async fn wallet(State(state): State<AppState>, principal: Principal) -> Result<Json<WalletView>, ApiError> {
+    let (account, currency) = principal.player()?;
+    let wallet = state.read(move |book| book.wallet(account)).await?.ok_or_else(|| ApiError::not_found("account"))?;
+    Ok(Json(WalletView {
+        currency: currency.code().to_string(),
+        balance: currency.format(wallet.balance),
+        available: currency.format(wallet.available),
+        pending_stakes: currency.format(wallet.pending_stakes),
+        debt: currency.format(wallet.debt),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DepositRequest {
+    pub amount: String,
+    /// The payment provider's reference.
+    pub payment_ref: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TransactionView {
+    pub id: String,
+    /// `deposit`, `withdrawal`, `stake`, `payout`, `cashout`, `payout_reversal`,
+    /// `stake_reversal`, `debt_recognised`, `debt_repaid`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Signed, from the player's side: positive credits the player.
+    pub amount: String,
+    /// `posted`, `pending`, `posts` (completes a pending one) or `voids` (releases it).
+    pub status: String,
+    /// The pending transfer a `posts`/`voids` entry completes.
+    pub pending_id: Option<String>,
+    /// The bet it belongs to, for bet transfers.
+    pub bet_id: Option<String>,
+    pub created_at: String,
+}
+
+fn code_name(code: TransferCode) -> &'static str {
+    match code {
+        TransferCode::Deposit => "deposit",
+        TransferCode::Withdrawal => "withdrawal",
+        TransferCode::Stake => "stake",
+        TransferCode::Payout => "payout",
+        TransferCode::Cashout => "cashout",
+        TransferCode::PayoutReversal => "payout_reversal",
+        TransferCode::StakeReversal => "stake_reversal",
+        TransferCode::DebtRecognised => "debt_recognised",
+        TransferCode::DebtRepaid => "debt_repaid",
+    }
+}
+
+/// Renders a transfer from the side of one of the player's ledger accounts.
+fn transaction_view(transfer: &book::Transfer, own: &[book::LedgerAccountId], currency: Currency) -> TransactionView {
+    let sign = if own.contains(&transfer.credit) { 1 } else { -1 };
+    let (status, pending) = match transfer.kind {
+        TransferKind::Posted => ("posted", None),
+        TransferKind::Pending => ("pending", None),
+        TransferKind::PostPending(pending) => ("posts", Some(pending.to_string())),
+        TransferKind::VoidPending(pending) => ("voids", Some(pending.to_string())),
+    };
+    let bet_codes = [
+        TransferCode::Stake,
+        TransferCode::Payout,
+        TransferCode::Cashout,
+        TransferCode::PayoutReversal,
+        TransferCode::StakeReversal,
+        TransferCode::DebtRecognised,
+    ];
+    TransactionView {
+        id: transfer.id.to_string(),
+        kind: code_name(transfer.code).to_string(),
+        amount: currency.format(domain::Money::from_minor(sign * transfer.amount.minor())),
+        status: status.to_string(),
+        pending_id: pending,
+        bet_id: bet_codes.contains(&transfer.code).then(|| BetId(transfer.reference).to_string()),
+        created_at: format_rfc3339(transfer.timestamp),
+    }
+}
+
+async fn render_transfer(
+    state: &AppState,
+    transfer: book::TransferId,
+    currency: Currency,
+    account: book::AccountId,
+) -> Result<TransactionView, ApiError> {
+    state
+        .read(move |book| {
+            let player = book.players().get(account.index())?;
+            let own = [player.cash, player.debt];
+            book.ledger().transfer(transfer).map(|found| transaction_view(found, &own, currency))
+        })
+        .await?
+        .ok_or_else(|| ApiError::internal("a transfer the book acknowledged is missing"))
+}
+
+pub(crate) async fn deposit(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (account, currency) = principal.player()?;
+    let request: DepositRequest = parse_body(&body)?;
+    let amount = parse_money(currency, &request.amount, "amount")?;
+    let command = Command::Deposit {
+        account,
+        amount,
+        payment_ref: request.payment_ref,
+        idempotency: idempotency(&headers, body_bytes(&body))?,
+    };
+    let Ack::Transfer(transfer) = accepted(state.submit(command).await?, currency)? else {
+        return Err(ApiError::internal("deposit answered with another ack"));
+    };
+    let view = render_transfer(&state, transfer, currency, account).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalRequest {
+    pub amount: String,
+}
+
+pub(crate) async fn withdraw(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (account, currency) = principal.player()?;
+    let request: WithdrawalRequest = parse_body(&body)?;
+    let amount = parse_money(currency, &request.amount, "amount")?;
+    let command = Command::Withdraw { account, amount, idempotency: idempotency(&headers, body_bytes(&body))? };
+    let Ack::Transfer(withdrawal) = accepted(state.submit(command).await?, currency)? else {
+        return Err(ApiError::internal("withdrawal answered with another ack"));
+    };
+    // The sandbox payment provider pays at once. A retry finds the hold already completed,
+    // which the book answers with `unknown_withdrawal`: nothing to do then.
+    let completion = state.submit(Command::CompleteWithdrawal { account, withdrawal, paid: true }).await?;
+    if let Err(rejection) = &completion {
+        if *rejection != Rejection::UnknownWithdrawal {
+            return Err(ApiError::from_rejection(rejection, currency));
+        }
+    }
+    let view = render_transfer(&state, withdrawal, currency, account).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+pub(crate) async fn transactions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Page<TransactionView>>, ApiError> {
+    let (account, currency) = principal.player()?;
+    let limit = page.limit()?;
+    let after = page.after("trf_")?;
+    let (items, more) = state
+        .read(move |book| {
+            let Some(player) = book.players().get(account.index()) else { return (Vec::new(), false) };
+            let own = [player.cash, player.debt];
+            // Both accounts' postings, newest first, without duplicates (a debt repayment
+            // touches both).
+            let mut ids: Vec<book::TransferId> = book
+                .ledger()
+                .postings_of(player.cash)
+                .iter()
+                .chain(book.ledger().postings_of(player.debt))
+                .copied()
+                .collect();
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.dedup();
+            let mut selected = ids.into_iter().filter(|id| after.is_none_or(|after| id.0 < after));
+            let items: Vec<TransactionView> = selected
+                .by_ref()
+                .take(limit)
+                .filter_map(|id| book.ledger().transfer(id))
+                .map(|transfer| transaction_view(transfer, &own, currency))
+                .collect();
+            (items, selected.next().is_some())
+        })
+        .await?;
+    let next_cursor = if more { items.last().map(|item| item.id.clone()) } else { None };
+    Ok(Json(Page { items, next_cursor }))
+}
+
+// ---- bets -----------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegBody {
+    pub selection_id: String,
+    /// The decimal price the bettor saw.
+    pub price: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceBetRequest {
+    /// `single`, `multiple` or `system`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For system bets: `trixie`, `patent`, `yankee`, `lucky15`, `canadian`, `heinz`,
+    /// `super_heinz`, `goliath`.
+    pub system: Option<String>,
+    pub legs: Vec<LegBody>,
+    /// Per line for system and each-way bets.
+    pub stake: String,
+    /// `none` (default), `better` or `any`.
+    pub accept_price_changes: Option<String>,
+    #[serde(default)]
+    pub each_way: bool,
+}
+
+fn invalid_bet(reason: &str) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bet", reason)
+}
+
+fn parse_place_bet(
+    request: PlaceBetRequest,
+    account: book::AccountId,
+    currency: Currency,
+) -> Result<PlaceBet, ApiError> {
+    let kind = match (request.kind.as_str(), request.system.as_deref()) {
+        ("single", None) => BetKind::Single,
+        ("multiple", None) => BetKind::Multiple,
+        ("system", Some(system)) => {
+            BetKind::System(SystemKind::parse(system).ok_or_else(|| invalid_bet("unknown system kind"))?)
+        }
+        ("system", None) => return Err(invalid_bet("a system bet names its system")),
+        ("single" | "multiple", Some(_)) => return Err(invalid_bet("only system bets name a system")),
+        _ => return Err(ApiError::invalid("type must be single, multiple or system").with("field", "type")),
+    };
+    if request.legs.is_empty() || request.legs.len() > book::constants::LEGS_MAX {
+        return Err(invalid_bet("a bet has 1 to 20 legs"));
+    }
+    let mut legs = Vec::with_capacity(request.legs.len());
+    for leg in &request.legs {
+        let selection = parse_id(&leg.selection_id, "sel_", "selection").map_err(|_| {
+            ApiError::new(StatusCode::CONFLICT, "selection_unavailable", "selection withdrawn or unknown")
+                .with("selection_id", leg.selection_id.clone())
+        })?;
+        legs.push(LegRequest { selection: book::SelectionId(selection), price: parse_odds(&leg.price, "legs.price")? });
+    }
+    let policy = match request.accept_price_changes.as_deref().unwrap_or("none") {
+        "none" => PricePolicy::None,
+        "better" => PricePolicy::Better,
+        "any" => PricePolicy::Any,
+        _ => {
+            return Err(ApiError::invalid("accept_price_changes must be none, better or any")
+                .with("field", "accept_price_changes"))
+        }
+    };
+    Ok(PlaceBet {
+        account,
+        kind,
+        legs,
+        stake: parse_money(currency, &request.stake, "stake")?,
+        each_way: request.each_way,
+        policy,
+        idempotency: None,
+    })
+}
+
+pub(crate) async fn place_bet(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (account, currency) = principal.player()?;
+    let request: PlaceBetRequest = parse_body(&body)?;
+    let mut place = parse_place_bet(request, account, currency)?;
+    place.idempotency = idempotency(&headers, body_bytes(&body))?;
+    let ack = accepted(state.submit(Command::PlaceBet(place)).await?, currency)?;
+    let Ack::BetPlaced { bet, status } = ack else {
+        return Err(ApiError::internal("placement answered with another ack"));
+    };
+    // Rendered as placed, so a retry with the same key gets the same body.
+    let view = state
+        .read(move |book| book.bet(bet).map(|found| BetView::of(found, currency, true)))
+        .await?
+        .ok_or_else(|| ApiError::internal("an acknowledged bet is missing"))?;
+    let code = if status == BetStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::CREATED };
+    Ok((code, Json(view)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BetsQuery {
+    /// `open` (pending or accepted) or `settled` (everything else).
+    pub status: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+pub(crate) async fn list_bets(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<BetsQuery>,
+) -> Result<Json<Page<BetView>>, ApiError> {
+    let (account, currency) = principal.player()?;
+    let open = match query.status.as_deref() {
+        None => None,
+        Some("open") => Some(true),
+        Some("settled") => Some(false),
+        Some(_) => return Err(ApiError::invalid("status must be open or settled").with("field", "status")),
+    };
+    let page = PageQuery { limit: query.limit, cursor: query.cursor };
+    let limit = page.limit()?;
+    let after = page.after("bet_")?;
+    let (items, more) = state
+        .read(move |book| {
+            let mut selected = book
+                .bets_of(account)
+                .iter()
+                .rev()
+                .filter(|id| after.is_none_or(|after| id.0 < after))
+                .filter_map(|id| book.bet(*id))
+                .filter(|bet| open.is_none_or(|open| bet.status.is_open() == open));
+            let items: Vec<BetView> =
+                selected.by_ref().take(limit).map(|bet| BetView::of(bet, currency, false)).collect();
+            (items, selected.next().is_some())
+        })
+        .await?;
+    let next_cursor = if more { items.last().map(|item| item.id.clone()) } else { None };
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// The player's own bet, or 404.
+fn own_bet(id: &str) -> Result<BetId, ApiError> {
+    parse_id(id, "bet_", "bet").map(BetId)
+}
+
+pub(crate) async fn get_bet(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<BetView>, ApiError> {
+    let (account, currency) = principal.player()?;
+    let bet = own_bet(&id)?;
+    state
+        .read(move |book| {
+            book.bet(bet).filter(|found| found.account == account).map(|found| BetView::of(found, currency, false))
+        })
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("bet"))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CashoutQuoteView {
+    pub quote_id: String,
+    pub bet_id: String,
+    pub amount: String,
+    pub expires_at: String,
+}
+
+pub(crate) async fn quote_cashout(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<CashoutQuoteView>, ApiError> {
+    let (account, currency) = principal.player()?;
+    let bet = own_bet(&id)?;
+    let ack = accepted(state.submit(Command::QuoteCashout { account, bet }).await?, currency).map_err(|error| {
+        if error.code == "unknown_bet" {
+            ApiError::not_found("bet")
+        } else {
+            error
+        }
+    })?;
+    let Ack::CashoutQuote { quote, amount, expires_at } = ack else {
+        return Err(ApiError::internal("a quote answered with another ack"));
+    };
+    Ok(Json(CashoutQuoteView {
+        quote_id: quote.to_string(),
+        bet_id: bet.to_string(),
+        amount: currency.format(amount),
+        expires_at: format_rfc3339(expires_at),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CashoutRequest {
+    pub quote_id: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CashoutView {
+    pub bet_id: String,
+    pub amount: String,
+    pub status: String,
+}
+
+pub(crate) async fn accept_cashout(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CashoutView>, ApiError> {
+    let (account, currency) = principal.player()?;
+    let bet = own_bet(&id)?;
+    let request: CashoutRequest = parse_body(&body)?;
+    let quote = parse_id(&request.quote_id, "quo_", "quote")
+        .map_err(|_| ApiError::new(StatusCode::CONFLICT, "quote_expired", "the quote is unknown or expired"))?;
+    let command = Command::AcceptCashout {
+        account,
+        bet,
+        quote: book::QuoteId(quote),
+        idempotency: idempotency(&headers, body_bytes(&body))?,
+    };
+    let ack = accepted(state.submit(command).await?, currency).map_err(|error| {
+        if error.code == "unknown_bet" {
+            ApiError::not_found("bet")
+        } else {
+            error
+        }
+    })?;
+    let Ack::CashedOut { bet, amount } = ack else {
+        return Err(ApiError::internal("a cash-out answered with another ack"));
+    };
+    Ok(Json(CashoutView { bet_id: bet.to_string(), amount: currency.format(amount), status: "cashed_out".to_string() }))
+}
+
+// ---- responsible gambling -----------------------------------------------------------------
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PendingLimitView {
+    pub value: Option<String>,
+    pub effective_at: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LimitView {
+    /// The limit in force now (null: none).
+    pub value: Option<String>,
+    /// A raised or removed limit waiting out its cooling-off.
+    pub pending: Option<PendingLimitView>,
+    /// Used in the current period.
+    pub used: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PeriodLimitsView {
+    pub day: LimitView,
+    pub week: LimitView,
+    pub month: LimitView,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LimitsView {
+    pub deposit: PeriodLimitsView,
+    pub loss: PeriodLimitsView,
+    pub stake: PeriodLimitsView,
+    pub timed_out_until: Option<String>,
+    pub self_excluded_until: Option<String>,
+}
+
+pub(crate) async fn get_limits(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<LimitsView>, ApiError> {
+    let (account, currency) = principal.player()?;
+    state
+        .read(move |book| {
+            let now = book.now();
+            let player = book.players().get(account.index())?;
+            let slot = |kind: LimitKind, period: Period| {
+                let slot = player.limits[kind.slot()][period.slot()];
+                let usage = player.usage(period, now);
+                let used = match kind {
+                    LimitKind::Deposit => usage.deposited,
+                    LimitKind::Stake => usage.staked,
+                    LimitKind::Loss => usage.net_loss.max(0),
+                };
+                LimitView {
+                    value: slot.effective(now).map(|value| currency.format(value)),
+                    pending: slot.pending.filter(|pending| pending.effective_at > now).map(|pending| {
+                        PendingLimitView {
+                            value: pending.value.map(|value| currency.format(value)),
+                            effective_at: format_rfc3339(pending.effective_at),
+                        }
+                    }),
+                    used: currency.format(domain::Money::from_minor(used)),
+                }
+            };
+            let periods = |kind| PeriodLimitsView {
+                day: slot(kind, Period::Day),
+                week: slot(kind, Period::Week),
+                month: slot(kind, Period::Month),
+            };
+            Some(LimitsView {
+                deposit: periods(LimitKind::Deposit),
+                loss: periods(LimitKind::Loss),
+                stake: periods(LimitKind::Stake),
+                timed_out_until: (player.timed_out_until > now).then(|| format_rfc3339(player.timed_out_until)),
+                self_excluded_until: (player.excluded_until > now).then(|| format_rfc3339(player.excluded_until)),
+            })
+        })
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("account"))
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodLimitsBody {
+    /// A money string sets the limit, `null` removes it, absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub day: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub week: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub month: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    pub deposit: Option<PeriodLimitsBody>,
+    pub loss: Option<PeriodLimitsBody>,
+    pub stake: Option<PeriodLimitsBody>,
+}
+
+pub(crate) async fn put_limits(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(request): Json<LimitsRequest>,
+) -> Result<Json<LimitsView>, ApiError> {
+    let (account, currency) = principal.player()?;
+    let mut changes = Vec::new();
+    for (kind, body) in
+        [(LimitKind::Deposit, &request.deposit), (LimitKind::Loss, &request.loss), (LimitKind::Stake, &request.stake)]
+    {
+        let Some(body) = body else { continue };
+        for (period, value) in [(Period::Day, &body.day), (Period::Week, &body.week), (Period::Month, &body.month)] {
+            let Some(value) = value else { continue };
+            let field = format!("{}.{}", kind.as_str(), period.as_str());
+            let value = value.as_deref().map(|text| parse_money(currency, text, &field)).transpose()?;
+            changes.push(LimitChange { kind, period, value });
+        }
+    }
+    accepted(state.submit(Command::SetLimits { account, changes }).await?, currency)?;
+    get_limits(State(state), principal).await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelfExclusionRequest {
+    /// At least 182 (six months).
+    pub days: u32,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeOutRequest {
+    pub hours: u32,
+}
+
+pub(crate) async fn self_exclude(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(request): Json<SelfExclusionRequest>,
+) -> Result<Json<LimitsView>, ApiError> {
+    let (account, currency) = principal.player()?;
+    accepted(state.submit(Command::SelfExclude { account, days: request.days }).await?, currency)?;
+    get_limits(State(state), principal).await
+}
+
+pub(crate) async fn time_out(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(request): Json<TimeOutRequest>,
+) -> Result<Json<LimitsView>, ApiError> {
+    let (account, currency) = principal.player()?;
+    accepted(state.submit(Command::TimeOut { account, hours: request.hours }).await?, currency)?;
+    get_limits(State(state), principal).await
 }
