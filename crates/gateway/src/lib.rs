@@ -9,6 +9,8 @@ mod auth;
 mod catalog;
 mod dto;
 mod error;
+mod limits;
+mod metrics;
 mod operators;
 mod ops;
 mod players;
@@ -24,9 +26,18 @@ use book::{Book, Command, Reply};
 use engine::EngineHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 pub use auth::{hash_password, random_token, sha256_hex, Auth, Principal, API_KEY_PREFIX};
 pub use error::ApiError;
+pub use limits::{
+    RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL, HTTP_IN_FLIGHT_MAX, RATE_LIMIT_KEYS_MAX,
+    RATE_PER_ADDRESS_PER_SECOND, RATE_PER_PRINCIPAL_PER_SECOND, REQUEST_TIMEOUT,
+};
+pub use metrics::{Metrics, ShedReason, METRICS_CONTENT_TYPE};
+pub use ops::{RequestIds, READY_BOOK_TIMEOUT, REQUEST_ID_BYTES_MAX};
 pub use time::{format_rfc3339, parse_rfc3339};
 
 /// Bytes of a request body; larger bodies get 413.
@@ -50,6 +61,16 @@ pub struct GatewayConfig {
     pub body_bytes_max: usize,
     pub book_in_flight_max: usize,
     pub book_reply_timeout: Duration,
+    /// Rate limit per client address; `None` turns it off (e.g. for a benchmark from one host).
+    pub rate_limit_per_address: Option<RateLimit>,
+    /// Rate limit per credential (`Authorization` header); `None` turns it off.
+    pub rate_limit_per_principal: Option<RateLimit>,
+    /// Keys remembered per rate-limit table.
+    pub rate_limit_keys_max: usize,
+    /// HTTP requests handled at once; beyond it, 503 `overloaded` at once.
+    pub http_in_flight_max: usize,
+    /// How long a request may take before it is answered 503 `timeout`.
+    pub request_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -62,6 +83,11 @@ impl GatewayConfig {
             body_bytes_max: BODY_BYTES_MAX,
             book_in_flight_max: BOOK_IN_FLIGHT_MAX,
             book_reply_timeout: BOOK_REPLY_TIMEOUT,
+            rate_limit_per_address: Some(RateLimit::PER_ADDRESS),
+            rate_limit_per_principal: Some(RateLimit::PER_PRINCIPAL),
+            rate_limit_keys_max: RATE_LIMIT_KEYS_MAX,
+            http_in_flight_max: HTTP_IN_FLIGHT_MAX,
+            request_timeout: REQUEST_TIMEOUT,
         }
     }
 }
@@ -71,6 +97,9 @@ struct Inner {
     config: GatewayConfig,
     auth: Auth,
     in_flight: Semaphore,
+    metrics: Metrics,
+    rate_limits: RateLimits,
+    http_in_flight: Semaphore,
 }
 
 /// Shared state of every handler: cheap to clone.
@@ -78,16 +107,26 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    /// Builds the state and loads the operator keys from the book.
-    pub async fn new(engine: EngineHandle, config: GatewayConfig) -> Result<AppState, ApiError> {
+    /// Builds the state and loads the operator keys from the book. `metrics` is the registry
+    /// whose `Metrics::engine_hook` the engine was started with.
+    pub async fn new(engine: EngineHandle, config: GatewayConfig, metrics: Metrics) -> Result<AppState, ApiError> {
         let auth = Auth::new(
             &config.jwt_secret,
             config.access_token_ttl,
             config.refresh_token_ttl,
             config.admin_key.as_deref(),
         );
-        let state =
-            AppState(Arc::new(Inner { in_flight: Semaphore::new(config.book_in_flight_max), engine, config, auth }));
+        let rate_limits =
+            RateLimits::new(config.rate_limit_per_address, config.rate_limit_per_principal, config.rate_limit_keys_max);
+        let state = AppState(Arc::new(Inner {
+            in_flight: Semaphore::new(config.book_in_flight_max),
+            http_in_flight: limits::http_in_flight(config.http_in_flight_max),
+            engine,
+            config,
+            auth,
+            metrics,
+            rate_limits,
+        }));
         state.reload_api_keys().await?;
         Ok(state)
     }
@@ -102,6 +141,19 @@ impl AppState {
 
     pub fn auth(&self) -> &Auth {
         &self.0.auth
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.0.rate_limits
+    }
+
+    /// The bound on HTTP requests in flight (`GatewayConfig::http_in_flight_max`).
+    pub fn http_in_flight(&self) -> &Semaphore {
+        &self.0.http_in_flight
     }
 
     pub async fn reload_api_keys(&self) -> Result<(), ApiError> {
@@ -135,14 +187,34 @@ impl AppState {
 }
 
 /// The whole API as a router.
+///
+/// Every request, outermost first: gets a request id (the client's `x-request-id` if fit, else
+/// a new one) that is echoed in the response; runs in a `tracing` span that logs its answer;
+/// is counted and timed by route template; passes admission control (rate limits, the
+/// in-flight bound, the deadline; see `limits.rs`); and reaches its handler with the body
+/// limit in force. The layers run after routing, so the route template is known to all.
 pub fn app(state: AppState) -> Router {
     let body_bytes_max = state.config().body_bytes_max;
+    let operations = ServiceBuilder::new()
+        .map_request(ops::drop_unfit_request_id)
+        .layer(SetRequestIdLayer::new(ops::REQUEST_ID_HEADER.clone(), RequestIds::new()))
+        .layer(PropagateRequestIdLayer::new(ops::REQUEST_ID_HEADER.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(ops::request_span)
+                .on_response(ops::log_response)
+                // `log_response` already logs every status, 5xx included.
+                .on_failure(()),
+        )
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::observe))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit));
     Router::new()
         .merge(ops::routes())
         .merge(players::routes())
         .merge(catalog::routes())
         .merge(operators::routes())
         .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(operations)
         .with_state(state)
 }
 

@@ -1,9 +1,140 @@
-//! Operations: health, readiness, metrics, the OpenAPI document.
+//! Operations: health, readiness and metrics routes, and what every request carries for
+//! operators: a request id (taken from `x-request-id` or made here, echoed in the response), a
+//! `tracing` span with method, route, status and latency, and the HTTP metrics.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use serde_json::json;
+use tower_http::request_id::{MakeRequestId, RequestId};
+use tracing::Span;
 
+use crate::metrics::{METRICS_CONTENT_TYPE, ROUTE_UNMATCHED};
 use crate::AppState;
 
+/// How long `/readyz` waits for the book to answer a read before calling it unready.
+pub const READY_BOOK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes of a client's `x-request-id`; longer or non-printable ids are replaced by our own.
+pub const REQUEST_ID_BYTES_MAX: usize = 128;
+
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+}
+
+/// The process is up and serving HTTP.
+async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+}
+
+/// Ready to take traffic: the book has not stopped on a journal failure (so the journal is
+/// writable) and answers a read promptly. The read goes straight to the engine, not through
+/// the gateway's in-flight bound, so that a busy gateway is not reported as a broken one.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut reasons: Vec<&'static str> = Vec::new();
+    if state.engine().stats().stopped.load(Ordering::SeqCst) {
+        reasons.push("journal_failed");
+    }
+    match state.engine().read_async(|_| ()) {
+        Ok(receiver) => match tokio::time::timeout(READY_BOOK_TIMEOUT, receiver).await {
+            Ok(Ok(())) => {}
+            // The sequencer drops reads once stopped; that reason is already given.
+            Ok(Err(_)) if !reasons.is_empty() => {}
+            Ok(Err(_)) => reasons.push("book_stopped"),
+            Err(_) => reasons.push("book_unresponsive"),
+        },
+        Err(engine::EngineError::Overloaded) => reasons.push("book_overloaded"),
+        Err(_) => reasons.push("book_stopped"),
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+    } else {
+        let body = json!({"status": "unavailable", "reasons": reasons});
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    }
+}
+
+/// Prometheus scrape in the OpenMetrics text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics().encode(state.engine().stats());
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], text).into_response()
+}
+
+/// Request ids `<process prefix>-<counter>`: unique within the process, and across processes
+/// with high probability, without a UUID dependency.
+#[derive(Clone, Debug)]
+pub struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> RequestIds {
+        RequestIds::new()
+    }
+}
+
+impl RequestIds {
+    pub fn new() -> RequestIds {
+        let prefix = format!("{:08x}", rand::random::<u32>());
+        RequestIds { prefix: prefix.into(), next: Arc::new(AtomicU64::new(1)) }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{number:012x}", self.prefix)).ok().map(RequestId::new)
+    }
+}
+
+/// Drops a client's request id that is too long or not printable ASCII, so that one is made
+/// instead: ids end up in logs and response headers.
+pub fn drop_unfit_request_id<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    let fit = request.headers().get(&REQUEST_ID_HEADER).is_none_or(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty() && bytes.len() <= REQUEST_ID_BYTES_MAX && bytes.iter().all(u8::is_ascii_graphic)
+    });
+    if !fit {
+        request.headers_mut().remove(&REQUEST_ID_HEADER);
+    }
+    request
+}
+
+/// The route template of a request (`/v1/bets/{id}`), never the raw path.
+fn route_of<B>(request: &axum::http::Request<B>) -> &str {
+    request.extensions().get::<MatchedPath>().map_or(ROUTE_UNMATCHED, MatchedPath::as_str)
+}
+
+/// The span of one request: every event logged while handling it carries these fields.
+pub fn request_span<B>(request: &axum::http::Request<B>) -> Span {
+    let request_id = request.headers().get(&REQUEST_ID_HEADER).and_then(|value| value.to_str().ok()).unwrap_or("");
+    tracing::info_span!("request", method = %request.method(), route = route_of(request), request_id)
+}
+
+/// Logs the answer of a request, with its status and latency, in its span.
+pub fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &Span) {
+    let status = response.status().as_u16();
+    // Microsecond resolution is plenty and keeps the number short.
+    let latency_ms = latency.as_micros() as f64 / 1e3;
+    tracing::info!(parent: span, status, latency_ms, "answered");
+}
+
+/// Middleware: counts every answered request by route template, method and status, and times
+/// it, including requests refused by admission control.
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = route_of(&request).to_string();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    state.metrics().record_http(&route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
 }

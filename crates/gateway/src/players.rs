@@ -499,10 +499,28 @@ pub(crate) async fn place_bet(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let result = place_bet_inner(&state, &principal, &headers, &body).await;
+    let outcome = match &result {
+        Ok((status, _)) if *status == StatusCode::ACCEPTED => "pending",
+        Ok(_) => "accepted",
+        Err(error) => error.code,
+    };
+    state.metrics().record_bet(outcome, started.elapsed().as_secs_f64());
+    let (status, view) = result?;
+    Ok((status, Json(view)).into_response())
+}
+
+async fn place_bet_inner(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: &Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, BetView), ApiError> {
     let (account, currency) = principal.player()?;
-    let request: PlaceBetRequest = parse_body(&body)?;
+    let request: PlaceBetRequest = parse_body(body)?;
     let mut place = parse_place_bet(request, account, currency)?;
-    place.idempotency = idempotency(&headers, body_bytes(&body))?;
+    place.idempotency = idempotency(headers, body_bytes(body))?;
     let ack = accepted(state.submit(Command::PlaceBet(place)).await?, currency)?;
     let Ack::BetPlaced { bet, status } = ack else {
         return Err(ApiError::internal("placement answered with another ack"));
@@ -513,7 +531,7 @@ pub(crate) async fn place_bet(
         .await?
         .ok_or_else(|| ApiError::internal("an acknowledged bet is missing"))?;
     let code = if status == BetStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::CREATED };
-    Ok((code, Json(view)).into_response())
+    Ok((code, view))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use engine::{EngineHandle, EngineOptions, SystemClock};
-use gateway::{AppState, GatewayConfig};
+use gateway::{AppState, GatewayConfig, Metrics};
 use serde_json::{json, Value};
 
 pub const ADMIN_KEY: &str = "sk_test_bootstrap_admin_key";
@@ -30,14 +30,27 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the stack on an existing data directory (to test restarts).
 pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, mut config: GatewayConfig) -> TestApp {
     config.admin_key = Some(ADMIN_KEY.to_string());
+    let metrics = Metrics::new();
+    let options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
     let (engine, _) = tokio::task::spawn_blocking({
         let path = path.to_path_buf();
-        move || engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), EngineOptions::default())
+        move || engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options)
     })
     .await
     .expect("join")
     .expect("open data directory");
-    let state = AppState::new(engine.clone(), config).await.expect("state");
+    serve_engine(engine, path.to_path_buf(), dir, config, metrics).await
+}
+
+/// Serves the gateway in front of an engine that is already running (e.g. on a faulty journal).
+pub async fn serve_engine(
+    engine: EngineHandle,
+    data_dir: PathBuf,
+    dir: Option<tempfile::TempDir>,
+    config: GatewayConfig,
+    metrics: Metrics,
+) -> TestApp {
+    let state = AppState::new(engine.clone(), config, metrics).await.expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
@@ -52,7 +65,7 @@ pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, mut confi
         address,
         client: reqwest::Client::new(),
         engine,
-        data_dir: path.to_path_buf(),
+        data_dir,
         _dir: dir,
         shutdown: Some(shutdown),
         server: Some(server),

@@ -1,1 +1,146 @@
-//! Black-box tests: ops.
+//! Black-box tests: health, readiness, metrics and request ids.
+
+use book::Command;
+use engine::{EngineOptions, SystemClock};
+use gateway::{GatewayConfig, Metrics};
+use journal::{FaultPlan, FaultyJournal, MemoryJournal};
+use serde_json::json;
+
+use crate::harness::{serve_engine, spawn_app, TestApp};
+
+async fn metrics_text(app: &TestApp) -> String {
+    let response = app.client.get(app.url("/metrics")).send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().expect("content type").to_string();
+    assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    response.text().await.expect("body")
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_ok() {
+    let app = spawn_app().await;
+    assert_eq!(app.call("GET", "/healthz", None, None).await, (200, json!({"status": "ok"})));
+    assert_eq!(app.call("GET", "/readyz", None, None).await, (200, json!({"status": "ok"})));
+}
+
+#[tokio::test]
+async fn readyz_is_unavailable_once_the_engine_has_shut_down() {
+    let app = spawn_app().await;
+    let engine = app.engine.clone();
+    tokio::task::spawn_blocking(move || engine.shutdown()).await.expect("join");
+    let (status, body) = app.call("GET", "/readyz", None, None).await;
+    assert_eq!((status, body), (503, json!({"status": "unavailable", "reasons": ["book_stopped"]})));
+    // The process is still up.
+    assert_eq!(app.call("GET", "/healthz", None, None).await.0, 200);
+}
+
+#[tokio::test]
+async fn readyz_is_unavailable_after_a_journal_failure() {
+    let metrics = Metrics::new();
+    let journal = FaultyJournal::new(MemoryJournal::new(), FaultPlan::fail_sync_at(0));
+    let recovered = engine::recover(&journal, None, book::Config::default()).expect("recover");
+    let options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    let engine =
+        engine::EngineHandle::start(Box::new(journal), None, recovered, Box::new(SystemClock), options).expect("start");
+    let config = GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
+    let app = serve_engine(engine.clone(), std::env::temp_dir(), None, config, metrics).await;
+    assert_eq!(app.call("GET", "/readyz", None, None).await.0, 200);
+
+    // The first append fails its sync: the engine stops for good.
+    let outcome = tokio::task::spawn_blocking(move || engine.submit(Command::Tick)).await.expect("join");
+    assert!(outcome.is_err(), "{outcome:?}");
+    let (status, body) = app.call("GET", "/readyz", None, None).await;
+    assert_eq!((status, body), (503, json!({"status": "unavailable", "reasons": ["journal_failed"]})));
+    let text = metrics_text(&app).await;
+    assert!(text.contains("\nsportsbook_book_stopped 1\n"), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_name_every_series_and_count_requests_by_route_template() {
+    let app = spawn_app().await;
+    assert_eq!(app.call("GET", "/healthz", None, None).await.0, 200);
+    assert_eq!(app.call("GET", "/v1/events/evt_424242", None, None).await.0, 404);
+    assert_eq!(app.call("GET", "/no/such/path", None, None).await.0, 404);
+    let text = metrics_text(&app).await;
+    for name in [
+        "sportsbook_bet_placement_seconds",
+        "sportsbook_bets",
+        "sportsbook_book_batch_commands",
+        "sportsbook_journal_sync_seconds",
+        "sportsbook_idempotency_hits",
+        "sportsbook_book_inbox_depth",
+        "sportsbook_http_requests",
+        "sportsbook_http_request_seconds",
+        "sportsbook_http_shed",
+    ] {
+        assert!(text.contains(&format!("\n# TYPE {name} ")), "{name} missing:\n{text}");
+    }
+    assert!(text.contains(r#"sportsbook_bets_total{code="accepted"} 0"#), "{text}");
+    assert!(text.contains(r#"sportsbook_http_shed_total{reason="overloaded"} 0"#), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(text.contains(r#"sportsbook_http_requests_total{route="/healthz",method="GET",status="200"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"sportsbook_http_requests_total{route="/v1/events/{id}",method="GET",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="unmatched""#), "{text}");
+    assert!(!text.contains("evt_424242") && !text.contains("/no/such/path"), "raw paths leak into labels:\n{text}");
+    assert!(text.contains(r#"sportsbook_http_request_seconds_count{route="/healthz"} 1"#), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_follow_the_engine_and_idempotent_replays() {
+    let app = spawn_app().await;
+    let player = app.funded_player("metered", "50.00").await;
+    let deposit = json!({"amount": "5.00", "payment_ref": "again"});
+    for _ in 0..2 {
+        let (status, body) = app
+            .call_with(
+                "POST",
+                "/v1/wallet/deposits",
+                Some(&player.access_token),
+                Some(deposit.clone()),
+                &[("Idempotency-Key", "metered-deposit-1")],
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let text = metrics_text(&app).await;
+    assert!(text.contains("\nsportsbook_idempotency_hits_total 1\n"), "{text}");
+    let batches = series_value(&text, "sportsbook_book_batch_commands_count");
+    assert!(batches >= 3.0, "register, deposit, deposit: {batches} batches\n{text}");
+    assert!(series_value(&text, "sportsbook_journal_sync_seconds_count") >= batches, "{text}");
+    assert!(text.contains("\nsportsbook_book_inbox_depth 0\n"), "{text}");
+}
+
+/// The value of an unlabelled series.
+fn series_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let app = spawn_app().await;
+    let response =
+        app.client.get(app.url("/healthz")).header("x-request-id", "client-id-42").send().await.expect("request");
+    assert_eq!(response.headers()["x-request-id"], "client-id-42");
+
+    // Made when missing, also on errors, and different every time.
+    let mut made = Vec::new();
+    for path in ["/healthz", "/no/such/path"] {
+        let response = app.client.get(app.url(path)).send().await.expect("request");
+        let id = response.headers()["x-request-id"].to_str().expect("id").to_string();
+        assert!(!id.is_empty());
+        made.push(id);
+    }
+    assert_ne!(made[0], made[1]);
+
+    // An unfit id (too long) is replaced, not echoed.
+    let long = "x".repeat(gateway::REQUEST_ID_BYTES_MAX + 1);
+    let response = app.client.get(app.url("/healthz")).header("x-request-id", &long).send().await.expect("request");
+    let id = response.headers()["x-request-id"].to_str().expect("id");
+    assert!(!id.is_empty() && id != long, "{id}");
+}

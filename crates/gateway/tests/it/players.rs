@@ -18,6 +18,10 @@ async fn wallet(app: &TestApp, token: &str) -> Value {
 async fn the_full_journey_register_deposit_bet_settle_withdraw() {
     let app = spawn_app().await;
     let player = app.funded_player("alice", "100.00").await;
+    assert_eq!(player.username, "alice");
+    let (status, _) =
+        app.call("POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": player.refresh_token}))).await;
+    assert_eq!(status, 200, "the login's refresh token works");
     let (_, market, selections) = app.football_match("Arsenal v Spurs").await;
 
     let (status, placed) =
@@ -241,10 +245,17 @@ async fn fifty_concurrent_identical_requests_make_exactly_one_bet() {
     let body = bet(&selections[0], "2.50", "10.00");
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let (client, url, token, body) = (app.client.clone(), app.url("/v1/bets"), player.access_token.clone(), body.clone());
+        let (client, url, token, body) =
+            (app.client.clone(), app.url("/v1/bets"), player.access_token.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            let response =
-                client.post(url).bearer_auth(token).header("Idempotency-Key", "derby-1").json(&body).send().await.expect("send");
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", "derby-1")
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
             let status = response.status().as_u16();
             (status, response.json::<Value>().await.expect("json"))
         }));

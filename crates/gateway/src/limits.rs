@@ -1,0 +1,258 @@
+//! Admission control in front of the handlers: rate limits per client address and per
+//! credential (429 `rate_limited` with `Retry-After`), a bound on HTTP requests in flight
+//! (503 `overloaded`) and a deadline per request (503 `timeout`).
+//!
+//! Rate limits are token buckets kept as GCRA ("generic cell rate algorithm"): one theoretical
+//! arrival time per key instead of a token count and a refill time. A key whose arrival time has
+//! passed is a full bucket and carries no information, so it can be dropped at any time; that
+//! is how the tables stay within `GatewayConfig::rate_limit_keys_max`.
+//!
+//! Operations routes (`/healthz`, `/readyz`, `/metrics`) are exempt: probes and scrapes must
+//! see the process as it is, not as throttled.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use crate::metrics::ShedReason;
+use crate::AppState;
+
+/// Requests per second one client address may sustain, and how many it may send at once.
+/// Generous: many players can share an address behind a NAT.
+pub const RATE_PER_ADDRESS_PER_SECOND: u32 = 1_000;
+pub const BURST_PER_ADDRESS: u32 = 2_000;
+/// Requests per second one credential (player token or API key) may sustain, and its burst.
+pub const RATE_PER_PRINCIPAL_PER_SECOND: u32 = 100;
+pub const BURST_PER_PRINCIPAL: u32 = 200;
+/// Keys remembered per rate-limit table (addresses, credentials); idle keys are evicted first.
+pub const RATE_LIMIT_KEYS_MAX: usize = 100_000;
+/// HTTP requests being handled at once; beyond it, 503 `overloaded` at once.
+pub const HTTP_IN_FLIGHT_MAX: usize = 16_384;
+/// How long a request may take before it is answered 503 `timeout`.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shards of a rate-limit table, so that concurrent requests rarely wait on one lock.
+const RATE_LIMIT_SHARDS: usize = 16;
+
+const _: () = assert!(BURST_PER_ADDRESS >= RATE_PER_ADDRESS_PER_SECOND);
+const _: () = assert!(BURST_PER_PRINCIPAL >= RATE_PER_PRINCIPAL_PER_SECOND);
+const _: () = assert!(RATE_LIMIT_KEYS_MAX >= RATE_LIMIT_SHARDS);
+// Every request waiting on the book holds an HTTP slot too, so the book's bound is the tighter.
+const _: () = assert!(crate::BOOK_IN_FLIGHT_MAX <= HTTP_IN_FLIGHT_MAX);
+// A request waiting on the book gets the book's 503 before the gateway's deadline cuts it off.
+const _: () = assert!(crate::BOOK_REPLY_TIMEOUT.as_secs() < REQUEST_TIMEOUT.as_secs());
+
+/// A sustained rate and a burst: `burst` requests may arrive at once, then one every
+/// `1 / per_second` seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    pub const PER_ADDRESS: RateLimit = RateLimit { per_second: RATE_PER_ADDRESS_PER_SECOND, burst: BURST_PER_ADDRESS };
+    pub const PER_PRINCIPAL: RateLimit =
+        RateLimit { per_second: RATE_PER_PRINCIPAL_PER_SECOND, burst: BURST_PER_PRINCIPAL };
+
+    /// Nanoseconds between two requests at the sustained rate.
+    fn interval_nanos(self) -> u64 {
+        1_000_000_000 / u64::from(self.per_second.max(1))
+    }
+
+    /// How far ahead of now a key's arrival time may run: the burst less the request at hand.
+    fn tolerance_nanos(self) -> u64 {
+        self.interval_nanos().saturating_mul(u64::from(self.burst.max(1) - 1))
+    }
+}
+
+/// One rate-limit table: theoretical arrival times (nanoseconds since `epoch`) by key.
+struct RateTable<K> {
+    limit: RateLimit,
+    keys_per_shard_max: usize,
+    epoch: Instant,
+    hasher: RandomState,
+    shards: Vec<Mutex<HashMap<K, u64>>>,
+}
+
+impl<K: Hash + Eq> RateTable<K> {
+    fn new(limit: RateLimit, keys_max: usize, epoch: Instant) -> RateTable<K> {
+        RateTable {
+            limit,
+            keys_per_shard_max: (keys_max / RATE_LIMIT_SHARDS).max(1),
+            epoch,
+            hasher: RandomState::new(),
+            shards: (0..RATE_LIMIT_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    /// Takes one request from `key`'s bucket, or says how long until one is available.
+    fn acquire(&self, key: K, now: Instant) -> Result<(), Duration> {
+        let now_nanos = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        let shard_index = (self.hasher.hash_one(&key) as usize) % self.shards.len();
+        // A poisoned lock only means another request panicked mid-update of a plain integer map.
+        let mut shard = self.shards[shard_index].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if shard.len() >= self.keys_per_shard_max && !shard.contains_key(&key) {
+            evict(&mut shard, now_nanos, self.keys_per_shard_max);
+        }
+        let arrival = shard.get(&key).copied().unwrap_or(0).max(now_nanos);
+        let ahead = arrival - now_nanos;
+        if ahead > self.limit.tolerance_nanos() {
+            return Err(Duration::from_nanos(ahead - self.limit.tolerance_nanos()));
+        }
+        shard.insert(key, arrival + self.limit.interval_nanos());
+        Ok(())
+    }
+}
+
+/// Makes room in a full shard: first forget idle keys (full buckets), then, if every key is
+/// busy, the half that will be idle soonest. Runs at most once per `keys_max / 2` new keys, so
+/// its cost is constant per request on average.
+fn evict<K: Hash + Eq>(shard: &mut HashMap<K, u64>, now_nanos: u64, keys_max: usize) {
+    shard.retain(|_, arrival| *arrival > now_nanos);
+    if shard.len() < keys_max {
+        return;
+    }
+    let mut arrivals: Vec<u64> = shard.values().copied().collect();
+    let middle = arrivals.len() / 2;
+    let (_, median, _) = arrivals.select_nth_unstable(middle);
+    let median = *median;
+    shard.retain(|_, arrival| *arrival > median);
+    debug_assert!(shard.len() < keys_max);
+}
+
+/// The rate-limit tables of the gateway.
+pub struct RateLimits {
+    by_address: Option<RateTable<IpAddr>>,
+    /// Keyed by a hash of the `Authorization` header: cheap, and a credential that fails
+    /// authentication is limited like one that passes.
+    by_credential: Option<RateTable<u64>>,
+    credential_hasher: RandomState,
+}
+
+impl RateLimits {
+    pub fn new(per_address: Option<RateLimit>, per_principal: Option<RateLimit>, keys_max: usize) -> RateLimits {
+        let epoch = Instant::now();
+        RateLimits {
+            by_address: per_address.map(|limit| RateTable::new(limit, keys_max, epoch)),
+            by_credential: per_principal.map(|limit| RateTable::new(limit, keys_max, epoch)),
+            credential_hasher: RandomState::new(),
+        }
+    }
+
+    /// Admits a request from `address` carrying `authorization` (the raw header), or returns
+    /// how long the client should wait.
+    pub fn check(&self, address: Option<IpAddr>, authorization: Option<&[u8]>) -> Result<(), Duration> {
+        let now = Instant::now();
+        if let (Some(table), Some(address)) = (&self.by_address, address) {
+            table.acquire(address, now)?;
+        }
+        if let (Some(table), Some(authorization)) = (&self.by_credential, authorization) {
+            table.acquire(self.credential_hasher.hash_one(authorization), now)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a path is exempt from admission control.
+fn is_exempt(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// Whole seconds to wait, rounded up and at least one, for `Retry-After`.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// Middleware: rate limits, then the in-flight bound, then the deadline.
+pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if is_exempt(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let authorization = request.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes());
+    if let Err(wait) = state.rate_limits().check(address, authorization) {
+        state.metrics().record_shed(ShedReason::RateLimited);
+        return ApiError::rate_limited(retry_after_seconds(wait)).into_response();
+    }
+    let Ok(_permit) = state.http_in_flight().try_acquire() else {
+        state.metrics().record_shed(ShedReason::Overloaded);
+        return ApiError::overloaded().into_response();
+    };
+    match tokio::time::timeout(state.config().request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            // The handler is dropped here. A command it had submitted is still decided by the
+            // book; the client learns the outcome by retrying with the same idempotency key.
+            state.metrics().record_shed(ShedReason::Timeout);
+            request_timeout().into_response()
+        }
+    }
+}
+
+fn request_timeout() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the request took too long; retry shortly").retry_after(1)
+}
+
+/// The semaphore of `admit`, sized by `GatewayConfig::http_in_flight_max`.
+pub fn http_in_flight(max: usize) -> Semaphore {
+    Semaphore::new(max.min(Semaphore::MAX_PERMITS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_sustained_rate() {
+        let limit = RateLimit { per_second: 10, burst: 3 };
+        let epoch = Instant::now();
+        let table = RateTable::<u32>::new(limit, 100, epoch);
+        let start = epoch + Duration::from_secs(1);
+        for _ in 0..3 {
+            assert_eq!(table.acquire(7, start), Ok(()));
+        }
+        let wait = table.acquire(7, start).expect_err("burst spent");
+        assert_eq!(wait, Duration::from_millis(100));
+        assert_eq!(table.acquire(8, start), Ok(()), "another key has its own bucket");
+        assert_eq!(table.acquire(7, start + Duration::from_millis(100)), Ok(()));
+        assert!(table.acquire(7, start + Duration::from_millis(100)).is_err());
+        // Idle for long enough, the bucket is full again.
+        let later = start + Duration::from_secs(10);
+        for _ in 0..3 {
+            assert_eq!(table.acquire(7, later), Ok(()));
+        }
+        assert!(table.acquire(7, later).is_err());
+    }
+
+    #[test]
+    fn tables_stay_bounded() {
+        let limit = RateLimit { per_second: 1, burst: 5 };
+        let epoch = Instant::now();
+        let keys_max = 4 * RATE_LIMIT_SHARDS;
+        let table = RateTable::<u32>::new(limit, keys_max, epoch);
+        let now = epoch + Duration::from_secs(1);
+        for key in 0..10_000 {
+            assert_eq!(table.acquire(key, now), Ok(()));
+        }
+        let keys: usize = table.shards.iter().map(|shard| shard.lock().expect("lock").len()).sum();
+        assert!(keys <= keys_max, "{keys} keys");
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1_001)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(3)), 3);
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+    }
+}

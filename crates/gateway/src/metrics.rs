@@ -1,0 +1,271 @@
+//! Prometheus metrics: one registry per process, fed by the HTTP layer, the bet routes and the
+//! engine's commit hook, and rendered in the OpenMetrics text format at `GET /metrics`.
+//!
+//! Every label has a bounded set of values: routes are matched path templates (never raw
+//! paths), methods outside the standard ones are `other`, and outcomes are the stable codes of
+//! the API. An unbounded label would let a client grow the registry without limit.
+
+use std::sync::Arc;
+
+use axum::http::Method;
+use book::BookEvent;
+use engine::{Committed, EngineStats};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The content type of what `Metrics::encode` produces (OpenMetrics text, which Prometheus
+/// scrapes natively).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The route label of a request that matched no route: one value for every unknown path.
+pub const ROUTE_UNMATCHED: &str = "unmatched";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Why a request was refused before reaching its handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShedReason {
+    /// A rate limit of the client address or the credential (429).
+    RateLimited,
+    /// Too many HTTP requests in flight (503).
+    Overloaded,
+    /// The request took longer than `GatewayConfig::request_timeout` (503).
+    Timeout,
+}
+
+impl ShedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShedReason::RateLimited => "rate_limited",
+            ShedReason::Overloaded => "overloaded",
+            ShedReason::Timeout => "timeout",
+        }
+    }
+}
+
+struct Inner {
+    registry: Registry,
+    bet_placement_seconds: HistogramFamily<OutcomeLabels>,
+    bets: Family<CodeLabels, Counter>,
+    book_batch_commands: Histogram,
+    journal_sync_seconds: Histogram,
+    idempotency_hits: Counter,
+    book_inbox_depth: Gauge,
+    book_stopped: Gauge,
+    http_requests: Family<HttpLabels, Counter>,
+    http_request_seconds: HistogramFamily<RouteLabels>,
+    http_shed: Family<ReasonLabels, Counter>,
+}
+
+/// The process's metrics; cheap to clone (one shared registry).
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+/// Latencies of requests and bets: 100 µs to about 6.5 s.
+fn request_seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let bet_placement_seconds: HistogramFamily<OutcomeLabels> =
+            Family::new_with_constructor(request_seconds_histogram);
+        registry.register(
+            "sportsbook_bet_placement_seconds",
+            "Time to place a bet, from request to durable decision, by outcome (status or rejection code)",
+            bet_placement_seconds.clone(),
+        );
+        let bets = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "sportsbook_bets",
+            "Bets placed, by code (accepted, pending or rejection code)",
+            bets.clone(),
+        );
+        // 1 to 4,096 commands: up to `engine::BATCH_COMMANDS_MAX_DEFAULT`.
+        let book_batch_commands = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "sportsbook_book_batch_commands",
+            "Commands per durable batch of the book (group commit)",
+            book_batch_commands.clone(),
+        );
+        // 10 µs to about 5 s.
+        let journal_sync_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
+        registry.register(
+            "sportsbook_journal_sync_seconds",
+            "Time of one journal append (write and sync) per batch",
+            journal_sync_seconds.clone(),
+        );
+        let idempotency_hits = Counter::default();
+        registry.register(
+            "sportsbook_idempotency_hits",
+            "Commands answered from their idempotency key without deciding again",
+            idempotency_hits.clone(),
+        );
+        let book_inbox_depth = Gauge::default();
+        registry.register(
+            "sportsbook_book_inbox_depth",
+            "Commands submitted to the book and not yet taken by the sequencer",
+            book_inbox_depth.clone(),
+        );
+        let book_stopped = Gauge::default();
+        registry.register(
+            "sportsbook_book_stopped",
+            "1 after a journal failure stopped the book, else 0",
+            book_stopped.clone(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "sportsbook_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            http_requests.clone(),
+        );
+        let http_request_seconds: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(request_seconds_histogram);
+        registry.register(
+            "sportsbook_http_request_seconds",
+            "Time to answer an HTTP request, by route template",
+            http_request_seconds.clone(),
+        );
+        let http_shed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sportsbook_http_shed",
+            "HTTP requests refused before their handler, by reason (rate_limited, overloaded, timeout)",
+            http_shed.clone(),
+        );
+        // Series that exist before their first event, so that rates over them start at zero.
+        for outcome in ["accepted", "pending"] {
+            let _ = bets.get_or_create(&CodeLabels { code: outcome.to_string() });
+            let _ = bet_placement_seconds.get_or_create(&OutcomeLabels { outcome: outcome.to_string() });
+        }
+        for reason in [ShedReason::RateLimited, ShedReason::Overloaded, ShedReason::Timeout] {
+            let _ = http_shed.get_or_create(&ReasonLabels { reason: reason.as_str() });
+        }
+        Metrics(Arc::new(Inner {
+            registry,
+            bet_placement_seconds,
+            bets,
+            book_batch_commands,
+            journal_sync_seconds,
+            idempotency_hits,
+            book_inbox_depth,
+            book_stopped,
+            http_requests,
+            http_request_seconds,
+            http_shed,
+        }))
+    }
+
+    /// Records a bet placement: `outcome` is `accepted`, `pending` or the rejection code.
+    pub fn record_bet(&self, outcome: &str, seconds: f64) {
+        let inner = &self.0;
+        inner.bets.get_or_create(&CodeLabels { code: outcome.to_string() }).inc();
+        inner.bet_placement_seconds.get_or_create(&OutcomeLabels { outcome: outcome.to_string() }).observe(seconds);
+    }
+
+    /// Records an answered HTTP request. `route` is the matched path template (or
+    /// `ROUTE_UNMATCHED`).
+    pub fn record_http(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        let inner = &self.0;
+        inner
+            .http_requests
+            .get_or_create(&HttpLabels { route: route.to_string(), method: method_label(method), status })
+            .inc();
+        inner.http_request_seconds.get_or_create(&RouteLabels { route: route.to_string() }).observe(seconds);
+    }
+
+    pub fn record_shed(&self, reason: ShedReason) {
+        self.0.http_shed.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+    }
+
+    /// The hook to pass as `EngineOptions::on_commit`: it runs on the sequencer thread after
+    /// each durable batch, so it only updates atomics and never blocks.
+    pub fn engine_hook(&self) -> Box<dyn FnMut(&Committed<'_>) + Send> {
+        let metrics = self.clone();
+        Box::new(move |committed: &Committed<'_>| metrics.record_commit(committed))
+    }
+
+    fn record_commit(&self, committed: &Committed<'_>) {
+        let inner = &self.0;
+        inner.book_batch_commands.observe(committed.commands as f64);
+        inner.journal_sync_seconds.observe(committed.sync_nanos as f64 / 1e9);
+        let replays =
+            committed.events.iter().filter(|event| matches!(event, BookEvent::IdempotentReplay { .. })).count();
+        if replays > 0 {
+            inner.idempotency_hits.inc_by(replays as u64);
+        }
+    }
+
+    /// Renders every metric in the OpenMetrics text format (`METRICS_CONTENT_TYPE`), reading
+    /// the engine's gauges at this moment.
+    pub fn encode(&self, stats: &EngineStats) -> String {
+        use std::sync::atomic::Ordering;
+        let inner = &self.0;
+        let depth = stats.inbox_depth.load(Ordering::Relaxed);
+        inner.book_inbox_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        inner.book_stopped.set(i64::from(stats.stopped.load(Ordering::Relaxed)));
+        let mut text = String::new();
+        // Writing into a String cannot fail; an encoder error would be a bug in a metric.
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &inner.registry) {
+            tracing::error!(%error, "encoding metrics");
+        }
+        text
+    }
+}
+
+/// The method as a label value: the standard methods by name, anything else `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
