@@ -1,12 +1,14 @@
-//! The `sportsbook` command: `demo` runs a simulated match day through the engine on an
-//! embedded data directory; `verify` recovers a data directory and checks it.
+//! The `sportsbook` command: `serve` runs the HTTP API over the engine on a data directory
+//! (with `--demo`, a live simulated catalog); `admin` issues and lists operator keys offline;
+//! `demo` runs a simulated match day through the engine alone; `verify` recovers a data
+//! directory and checks it.
 
-mod demo;
-
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use sportsbook::serve::{LogFormat, ServeOptions};
 
 #[derive(Parser)]
 #[command(name = "sportsbook", version, about = "An exact, durable sportsbook engine")]
@@ -15,8 +17,44 @@ struct Cli {
     command: Commands,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Commands {
+    /// Serves the HTTP API over the book on a data directory until Ctrl-C or SIGTERM.
+    ///
+    /// Environment: SPORTSBOOK_ADMIN_KEY (a bootstrap operator key with every scope; must
+    /// start with `sk_`), SPORTSBOOK_JWT_SECRET or SPORTSBOOK_JWT_SECRET_FILE (the token
+    /// signing secret; generated once into DIR/jwt-secret when neither is set), RUST_LOG
+    /// (log filter, default `info`).
+    Serve {
+        /// Address to listen on; port 0 picks a free port (the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Data directory (journal, snapshots, the generated JWT secret); created if missing.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Seeds a catalog, a demo player and an operator key into an empty data directory,
+        /// and runs a live simulation (prices, kick-offs, goals, results, new fixtures).
+        #[arg(long)]
+        demo: bool,
+        /// Seed of the demo simulation (random when omitted).
+        #[arg(long, requires = "demo")]
+        seed: Option<u64>,
+        /// Log lines as text or JSON, on standard error.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormatArg,
+    },
+    /// Operator API keys, issued and listed directly on a data directory (the server must not
+    /// be running on it).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommands,
+    },
     /// Seeds a catalog and players, runs a match day of bets, price moves, in-play delays and
     /// settlements through the engine, then proves the ledger balances and that recovery
     /// rebuilds the same book.
@@ -36,21 +74,53 @@ enum Commands {
     },
 }
 
+#[derive(Subcommand)]
+enum AdminCommands {
+    /// Issues an operator API key and prints it once; only its hash is stored.
+    CreateKey {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Scopes, comma separated: trading, settlement, feed, compliance, admin (or all).
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// A name for the key, shown in listings and the audit trail.
+        #[arg(long)]
+        name: String,
+    },
+    /// Lists the operator API keys (ids, names, scopes; never the keys).
+    ListKeys {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Commands::Serve { listen, data_dir, demo, seed, log_format } => {
+            let log_format = match log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            };
+            sportsbook::serve::run(ServeOptions { listen, data_dir, demo, seed, log_format })
+        }
+        Commands::Admin { command: AdminCommands::CreateKey { data_dir, scope, name } } => {
+            let scopes = sportsbook::admin::parse_scopes(&scope)?;
+            sportsbook::admin::create_key(&data_dir, &name, scopes)
+        }
+        Commands::Admin { command: AdminCommands::ListKeys { data_dir } } => sportsbook::admin::list_keys(&data_dir),
         Commands::Demo { data_dir, bets } => {
             let temporary = match &data_dir {
                 Some(_) => None,
                 None => Some(tempfile_dir()?),
             };
             let dir = data_dir.unwrap_or_else(|| temporary.clone().unwrap_or_default());
-            demo::run(&dir, bets)?;
+            sportsbook::demo::run(&dir, bets)?;
             if let Some(temporary) = temporary {
                 std::fs::remove_dir_all(&temporary).with_context(|| format!("removing {}", temporary.display()))?;
             }
             Ok(())
         }
-        Commands::Verify { data_dir } => verify(&data_dir),
+        Commands::Verify { data_dir } => sportsbook::verify(&data_dir),
     }
 }
 
@@ -58,27 +128,4 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("sportsbook-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
-}
-
-fn verify(dir: &std::path::Path) -> anyhow::Result<()> {
-    let (engine, report) = engine::open_data_dir(
-        dir,
-        book::Config::default(),
-        Box::new(engine::SystemClock),
-        engine::EngineOptions::default(),
-    )
-    .with_context(|| format!("recovering {}", dir.display()))?;
-    println!(
-        "recovered {}: snapshot at {:?}, {} batches ({} commands) replayed, {} torn bytes cut",
-        dir.display(),
-        report.snapshot_position,
-        report.replayed_batches,
-        report.replayed_commands,
-        report.truncated_bytes
-    );
-    let (checked, digest) = engine.read(|book| (book.check_invariants(), codec::digest(book)))?;
-    engine.shutdown();
-    checked.map_err(|violation| anyhow::anyhow!("invariant violated: {violation}"))?;
-    println!("invariants hold; state digest {digest}");
-    Ok(())
 }

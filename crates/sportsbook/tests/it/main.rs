@@ -1,12 +1,13 @@
-//! Black-box tests of the `sportsbook` binary.
+//! Black-box tests of the `sportsbook` binary: the engine-only demo and verify here; `serve`,
+//! `admin` and the demo simulation in their modules.
 
+mod admin;
+mod serve;
+mod server;
+mod simulation;
 mod tidy;
 
-use std::process::Command;
-
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sportsbook"))
-}
+use server::binary;
 
 #[test]
 fn the_demo_runs_and_recovers_the_same_book() {

@@ -1,0 +1,376 @@
+//! `sportsbook serve`: every role in one process. Opens the data directory (the engine
+//! recovers the book), serves the gateway on a multi-threaded tokio runtime, and with `--demo`
+//! seeds an empty directory and runs the live simulation next to it.
+//!
+//! Shutdown on Ctrl-C or SIGTERM goes outside in: the gateway stops accepting and drains its
+//! requests (bounded by `SHUTDOWN_GRACE`), the simulation stops, the runtime winds down, and
+//! last the engine stops after the commands already queued and writes a snapshot. Nothing the
+//! engine acknowledged is lost at any point in between: every reply follows its fsync.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use book::{scopes, Ack, Command};
+use domain::{Currency, Date, Money};
+use engine::{Clock, EngineHandle, EngineOptions, SystemClock};
+use gateway::{AppState, GatewayConfig, Metrics};
+
+use crate::secrets::{self, env_value};
+use crate::simulation::{self, Simulation, SimulationHandle, SimulationOptions};
+
+/// How long the gateway may take to finish its requests after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the runtime waits for its remaining tasks after the gateway stopped.
+const RUNTIME_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The demo player's username, and what a fresh demo deposits for them (EUR 1,000.00).
+pub const DEMO_USERNAME: &str = "demo";
+const DEMO_DEPOSIT_MINOR: i64 = 100_000;
+/// The demo player's credentials, kept in the data directory so a restart prints them again.
+pub const DEMO_CREDENTIALS_FILE_NAME: &str = "demo-player";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub demo: bool,
+    /// Seed of the demo simulation; random when `None`.
+    pub seed: Option<u64>,
+    pub log_format: LogFormat,
+}
+
+/// What the demo prints at start-up.
+struct DemoBanner {
+    /// (username, password) when known: created now, or kept from the first run.
+    player: Option<(String, String)>,
+    /// The operator key when it can be shown: `SPORTSBOOK_ADMIN_KEY`, or generated now.
+    operator_key: Option<String>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+}
+
+pub fn run(options: ServeOptions) -> anyhow::Result<()> {
+    init_logging(options.log_format);
+    // Refuse a bad bootstrap key before touching anything.
+    let admin_key = secrets::admin_key(env_value(secrets::ADMIN_KEY_ENV))?;
+    let dir = &options.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let (jwt_secret, secret_source) = secrets::jwt_secret(
+        env_value(secrets::JWT_SECRET_ENV),
+        env_value(secrets::JWT_SECRET_FILE_ENV).map(PathBuf::from),
+        dir,
+    )?;
+    tracing::info!(source = %secret_source, "JWT secret loaded");
+    if let Some(key) = &admin_key {
+        if key.len() < secrets::ADMIN_KEY_BYTES_RECOMMENDED {
+            tracing::warn!("{} is short: fine for a demo, use a long random key in production", secrets::ADMIN_KEY_ENV);
+        }
+    }
+
+    // The gateway's metrics follow every durable batch through the engine's commit hook.
+    let metrics = Metrics::new();
+    let engine_options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    let (engine, report) = crate::open_engine_with(dir, engine_options)?;
+    tracing::info!(
+        data_dir = %dir.display(),
+        snapshot_position = ?report.snapshot_position,
+        replayed_batches = report.replayed_batches,
+        replayed_commands = report.replayed_commands,
+        truncated_bytes = report.truncated_bytes,
+        "book recovered"
+    );
+    let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
+    let mut config = GatewayConfig::new(jwt_secret);
+    config.admin_key = admin_key;
+    let served = serve_engine(&engine, &options, fresh, config, metrics);
+    // Last: the engine decides what is queued, then writes a snapshot.
+    engine.shutdown();
+    if engine.stats().stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        tracing::error!("engine stopped after a journal failure; recovery will replay the journal");
+    } else {
+        tracing::info!("engine stopped; snapshot written");
+    }
+    served
+}
+
+/// Everything between opening the engine and shutting it down: the demo, the runtime, the
+/// gateway until a signal, then the simulation and the runtime stopped in that order.
+fn serve_engine(
+    engine: &EngineHandle,
+    options: &ServeOptions,
+    fresh: bool,
+    config: GatewayConfig,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
+    let admin_key = config.admin_key.as_deref();
+    let (banner, simulation) = if options.demo {
+        let (banner, simulation) = prepare_demo(engine, &options.data_dir, fresh, admin_key, options.seed)?;
+        (Some(banner), simulation)
+    } else {
+        (None, None)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sportsbook-gateway")
+        .build()
+        .context("starting the tokio runtime")?;
+    let served =
+        runtime.block_on(serve_until_signal(engine.clone(), config, metrics, options.listen, banner, simulation));
+    let (served, simulation) = match served {
+        Ok((outcome, simulation)) => (outcome, simulation),
+        Err(error) => (Err(error), None),
+    };
+    if let Some(simulation) = simulation {
+        let stats = simulation.stop();
+        tracing::info!(?stats, "simulation stopped");
+    }
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_GRACE);
+    served
+}
+
+type Served = (anyhow::Result<()>, Option<SimulationHandle>);
+
+async fn serve_until_signal(
+    engine: EngineHandle,
+    config: GatewayConfig,
+    metrics: Metrics,
+    listen: SocketAddr,
+    banner: Option<DemoBanner>,
+    simulation: Option<Simulation>,
+) -> anyhow::Result<Served> {
+    let state = AppState::new(engine.clone(), config, metrics)
+        .await
+        .map_err(|error| anyhow::anyhow!("starting the gateway: {}: {}", error.code, error.message))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%address, "gateway listening");
+    println!("listening on http://{address}");
+    if let Some(banner) = &banner {
+        print_banner(address, banner);
+    }
+    let simulation = match simulation {
+        Some(simulation) => {
+            Some(simulation::spawn(simulation, engine, Box::new(SystemClock)).context("starting the simulation")?)
+        }
+        None => None,
+    };
+
+    let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(gateway::serve(listener, state, async move {
+        let _ = gateway_stopped.await;
+    }));
+    let outcome = tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "shutting down: the gateway stops accepting and drains");
+            let _ = stop_gateway.send(());
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(error))) => Err(error).context("serving HTTP"),
+                Ok(Err(join)) => Err(anyhow::anyhow!("the gateway task failed: {join}")),
+                Err(_) => {
+                    tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open after the grace period; closing them");
+                    server.abort();
+                    Ok(())
+                }
+            }
+        }
+        finished = &mut server => match finished {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the gateway stopped by itself")),
+            Ok(Err(error)) => Err(error).context("serving HTTP"),
+            Err(join) => Err(anyhow::anyhow!("the gateway task failed: {join}")),
+        },
+    };
+    Ok((outcome, simulation))
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM, naming which.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => "SIGINT",
+        () = terminate => "SIGTERM",
+    }
+}
+
+/// Seeds an empty data directory for the demo (catalog, punters, the demo player, an operator
+/// key), or takes over the simulated catalog of an earlier run of the demo.
+fn prepare_demo(
+    engine: &EngineHandle,
+    dir: &Path,
+    fresh: bool,
+    admin_key: Option<&str>,
+    seed: Option<u64>,
+) -> anyhow::Result<(DemoBanner, Option<Simulation>)> {
+    let seed = seed.unwrap_or_else(rand::random);
+    let mut simulation = Simulation::new(SimulationOptions { seed, ..SimulationOptions::default() });
+    let now = SystemClock.now_ms();
+    let credentials_path = dir.join(DEMO_CREDENTIALS_FILE_NAME);
+    if !fresh {
+        let operator_key = admin_key.map(str::to_string);
+        // Only a book the demo seeded gets simulated punters and fixtures: `--demo` on an
+        // operator's real data directory must not trade its catalog.
+        let Some(player) = read_credentials(&credentials_path) else {
+            tracing::warn!(
+                data_dir = %dir.display(),
+                "--demo: this data directory holds a book the demo did not seed; serving it without the simulation"
+            );
+            return Ok((DemoBanner { player: None, operator_key }, None));
+        };
+        simulation.adopt(engine, now).context("taking over the demo catalog")?;
+        tracing::info!(seed, fixtures = simulation.fixtures_active(), "demo resumed on an existing book");
+        return Ok((DemoBanner { player: Some(player), operator_key }, Some(simulation)));
+    }
+    tracing::info!(seed, "seeding the demo into an empty data directory");
+    let password = format!("demo-{}", &gateway::random_token()[..16]);
+    let player = register_demo_player(engine, &password)?;
+    write_credentials(&credentials_path, DEMO_USERNAME, &password)?;
+    tracing::info!(account = %player, username = DEMO_USERNAME, "demo player registered and funded");
+    simulation.seed(engine, now).context("seeding the demo catalog")?;
+    let operator_key = match admin_key {
+        Some(key) => key.to_string(),
+        None => create_operator_key(engine)?,
+    };
+    Ok((
+        DemoBanner { player: Some((DEMO_USERNAME.to_string(), password)), operator_key: Some(operator_key) },
+        Some(simulation),
+    ))
+}
+
+fn accepted(engine: &EngineHandle, command: Command) -> anyhow::Result<Ack> {
+    engine
+        .submit(command)
+        .context("the engine failed")?
+        .map_err(|rejection| anyhow::anyhow!("the book refused: {rejection}"))
+}
+
+fn register_demo_player(engine: &EngineHandle, password: &str) -> anyhow::Result<book::AccountId> {
+    let password_hash = gateway::hash_password(password)
+        .map_err(|error| anyhow::anyhow!("hashing the demo password: {}", error.message))?;
+    let date_of_birth = Date::new(1990, 5, 17).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let account = match accepted(
+        engine,
+        Command::RegisterPlayer {
+            username: DEMO_USERNAME.to_string(),
+            password_hash,
+            date_of_birth,
+            country: "GB".to_string(),
+            currency: Currency::EUR,
+        },
+    )
+    .context("registering the demo player")?
+    {
+        Ack::AccountOpened(account) => account,
+        other => bail!("unexpected reply {other:?}"),
+    };
+    accepted(
+        engine,
+        Command::Deposit {
+            account,
+            amount: Money::from_minor(DEMO_DEPOSIT_MINOR),
+            payment_ref: "demo-welcome".to_string(),
+            idempotency: None,
+        },
+    )
+    .context("funding the demo player")?;
+    Ok(account)
+}
+
+/// A fresh operator key with every scope; the book keeps only its hash.
+fn create_operator_key(engine: &EngineHandle) -> anyhow::Result<String> {
+    let key = format!("{}{}", gateway::API_KEY_PREFIX, gateway::random_token());
+    accepted(
+        engine,
+        Command::CreateApiKey {
+            name: "demo operator".to_string(),
+            key_hash: gateway::sha256_hex(key.as_bytes()),
+            scopes: scopes::ALL,
+        },
+    )
+    .context("creating the demo operator key")?;
+    Ok(key)
+}
+
+fn write_credentials(path: &Path, username: &str, password: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "username={username}\npassword={password}")
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_credentials(path: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    Some((field("username")?, field("password")?))
+}
+
+fn print_banner(address: SocketAddr, banner: &DemoBanner) {
+    let url = format!("http://{address}");
+    println!();
+    match &banner.player {
+        Some((username, password)) => println!("demo player: username {username} password {password}"),
+        None => println!("demo player: not known (the data directory was not seeded by --demo)"),
+    }
+    match &banner.operator_key {
+        Some(key) => println!("operator key: {key}"),
+        None => println!(
+            "operator key: shown only at the first start; set {} or run `sportsbook admin create-key`",
+            secrets::ADMIN_KEY_ENV
+        ),
+    }
+    println!();
+    println!("try:");
+    println!("  curl {url}/healthz");
+    println!("  curl {url}/v1/events");
+    if let Some((username, password)) = &banner.player {
+        println!(
+            "  curl -X POST {url}/v1/auth/login -H 'content-type: application/json' -d '{{\"username\":\"{username}\",\"password\":\"{password}\"}}'"
+        );
+    }
+    if let Some(key) = &banner.operator_key {
+        println!("  curl -H 'authorization: Bearer {key}' {url}/v1/admin/exposure");
+    }
+    println!();
+}
