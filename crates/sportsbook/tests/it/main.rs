@@ -2,6 +2,7 @@
 //! `admin` and the demo simulation in their modules.
 
 mod admin;
+mod crash;
 mod serve;
 mod server;
 mod simulation;

@@ -132,6 +132,12 @@ impl Server {
         body["access_token"].as_str().expect("access token").to_string()
     }
 
+    /// `kill -9`: the process dies at once, whatever it was doing.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(mut self) -> (ExitStatus, String) {
         let signalled = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill");
