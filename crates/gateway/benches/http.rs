@@ -44,10 +44,12 @@ async fn start(dir: &std::path::Path) -> Stack {
     let metrics = gateway::Metrics::new();
     let options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
     let path = dir.to_path_buf();
-    let (engine, _) = tokio::task::spawn_blocking(move || engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options))
-        .await
-        .expect("join")
-        .expect("open");
+    let (engine, _) = tokio::task::spawn_blocking(move || {
+        engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options)
+    })
+    .await
+    .expect("join")
+    .expect("open");
     let mut config = GatewayConfig::new(b"bench-secret-bench-secret-bench-secret".to_vec());
     config.admin_key = Some(ADMIN_KEY.to_string());
     // The benchmark measures the book path, not the rate limiter.
@@ -70,18 +72,37 @@ async fn start(dir: &std::path::Path) -> Stack {
             "username": username, "password": password, "date_of_birth": "1990-01-01", "country": "GB", "currency": "EUR"
         }))).await;
         assert_eq!(status, 201, "{body}");
-        let (_, login) = call(&client, format!("{base}/v1/auth/login"), None, Some(json!({"username": username, "password": password}))).await;
+        let (_, login) = call(
+            &client,
+            format!("{base}/v1/auth/login"),
+            None,
+            Some(json!({"username": username, "password": password})),
+        )
+        .await;
         let token = login["access_token"].as_str().expect("token").to_string();
-        let (status, body) = call(&client, format!("{base}/v1/wallet/deposits"), Some(&token), Some(json!({"amount": "100000.00", "payment_ref": "bench"}))).await;
+        let (status, body) = call(
+            &client,
+            format!("{base}/v1/wallet/deposits"),
+            Some(&token),
+            Some(json!({"amount": "100000.00", "payment_ref": "bench"})),
+        )
+        .await;
         assert_eq!(status, 201, "{body}");
         tokens.push(token);
     }
     let mut selections = Vec::new();
     let starts_at = gateway::format_rfc3339(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64) + 86_400_000,
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+            + 86_400_000,
     );
     for index in 0..5 {
-        let (_, event) = call(&client, format!("{base}/v1/admin/events"), Some(ADMIN_KEY), Some(json!({"name": format!("Match {index}"), "sport": "football", "starts_at": starts_at}))).await;
+        let (_, event) = call(
+            &client,
+            format!("{base}/v1/admin/events"),
+            Some(ADMIN_KEY),
+            Some(json!({"name": format!("Match {index}"), "sport": "football", "starts_at": starts_at})),
+        )
+        .await;
         let event_id = event["id"].as_str().expect("event id");
         let (_, market) = call(&client, format!("{base}/v1/admin/events/{event_id}/markets"), Some(ADMIN_KEY), Some(json!({
             "name": "Match result", "selections": [{"name": "Home", "price": "2.10"}, {"name": "Draw", "price": "3.40"}, {"name": "Away", "price": "3.60"}]
@@ -114,8 +135,17 @@ async fn concurrent(stack: &Stack, duration: Duration, bets: bool) -> (Vec<Durat
                 let started = Instant::now();
                 let ok = if bets {
                     // 90% of bets on the first three selections: a hot market.
-                    let selection = if sequence % 10 < 9 { &selections[sequence % 3] } else { &selections[sequence % selections.len()] };
-                    let response = client.post(format!("{base}/v1/bets")).bearer_auth(&token).json(&bet_body(selection)).send().await;
+                    let selection = if sequence % 10 < 9 {
+                        &selections[sequence % 3]
+                    } else {
+                        &selections[sequence % selections.len()]
+                    };
+                    let response = client
+                        .post(format!("{base}/v1/bets"))
+                        .bearer_auth(&token)
+                        .json(&bet_body(selection))
+                        .send()
+                        .await;
                     response.is_ok_and(|response| response.status().as_u16() == 201)
                 } else {
                     let response = client.get(format!("{base}/healthz")).send().await;
@@ -153,7 +183,13 @@ fn main() {
         let mut latencies = Vec::with_capacity(SEQUENTIAL_BETS);
         for index in 0..SEQUENTIAL_BETS {
             let started = Instant::now();
-            let (status, body) = call(&stack.client, format!("{}/v1/bets", stack.base), Some(&stack.tokens[0]), Some(bet_body(&stack.selections[index % 3]))).await;
+            let (status, body) = call(
+                &stack.client,
+                format!("{}/v1/bets", stack.base),
+                Some(&stack.tokens[0]),
+                Some(bet_body(&stack.selections[index % 3])),
+            )
+            .await;
             assert_eq!(status, 201, "{body}");
             latencies.push(started.elapsed());
         }
@@ -163,7 +199,11 @@ fn main() {
         println!("baseline: GET /healthz at {CONNECTIONS} connections for 3 s ...");
         let (health, _) = concurrent(&stack, Duration::from_secs(3), false).await;
         let health_rate = health.len() as f64 / 3.0;
-        println!("  {health_rate:.0} requests/s  p50 {:.2?}  p99 {:.2?}", percentile(&health, 0.50), percentile(&health, 0.99));
+        println!(
+            "  {health_rate:.0} requests/s  p50 {:.2?}  p99 {:.2?}",
+            percentile(&health, 0.50),
+            percentile(&health, 0.99)
+        );
 
         println!("bets at {CONNECTIONS} connections for {seconds} s (90% on one hot market) ...");
         let (bets, failures) = concurrent(&stack, Duration::from_secs(seconds), true).await;

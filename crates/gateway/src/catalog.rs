@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Items per page, 1 to 200 (50 when absent).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -53,6 +54,20 @@ impl EventStateFilter {
 }
 
 /// `GET /v1/events`: events in the order they were created, each with its markets.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "catalog",
+    summary = "Events",
+    description = "Events in the order they were created, each with its markets. No credential needed.",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "Events in the order they were created, each with its markets, selections and \
+            current prices", body = Page<EventView>),
+        (status = 400, description = "Bad `limit`, `cursor` or `state`, or an unknown parameter \
+            (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
     query: Result<Query<EventsQuery>, QueryRejection>,
@@ -82,6 +97,18 @@ pub(crate) async fn list_events(
 }
 
 /// `GET /v1/events/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    tag = "catalog",
+    summary = "An event",
+    description = "No credential needed.",
+    params(("id" = String, Path, description = "An event id", example = "evt_1")),
+    responses(
+        (status = 200, description = "The event with its markets, selections and current prices", body = EventView),
+        (status = 404, description = "No such event (`not_found`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn get_event(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -96,6 +123,18 @@ pub(crate) async fn get_event(
 }
 
 /// `GET /v1/markets/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/markets/{id}",
+    tag = "catalog",
+    summary = "A market",
+    description = "No credential needed.",
+    params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    responses(
+        (status = 200, description = "The market with its status, selections and current prices", body = MarketView),
+        (status = 404, description = "No such market (`not_found`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn get_market(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,

@@ -98,6 +98,7 @@ pub struct MarketView {
     pub in_play: bool,
     /// Prices are stale (the feed is late) and bets may be refused.
     pub delayed: bool,
+    #[schema(required = true)]
     pub each_way: Option<EachWayView>,
     pub selections: Vec<SelectionView>,
 }
@@ -169,6 +170,7 @@ pub struct LegView {
     pub price_taken: String,
     pub price_version: u64,
     /// The leg's result once its market is resulted: `win`, `lose`, `void`, `place`.
+    #[schema(required = true)]
     pub result: Option<String>,
 }
 
@@ -179,6 +181,7 @@ pub struct BetView {
     #[serde(rename = "type")]
     pub kind: String,
     /// The system kind for system bets.
+    #[schema(required = true)]
     pub system: Option<String>,
     pub each_way: bool,
     pub legs: Vec<LegView>,
@@ -190,9 +193,12 @@ pub struct BetView {
     pub accept_price_changes: String,
     pub placed_at: String,
     /// Amount paid at settlement or cash-out.
+    #[schema(required = true)]
     pub payout: Option<String>,
+    #[schema(required = true)]
     pub settled_at: Option<String>,
     /// Why a pending bet was rejected when its delay ended.
+    #[schema(required = true)]
     pub rejection_code: Option<String>,
 }
 
@@ -242,9 +248,32 @@ impl BetView {
 /// `?limit=&cursor=`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page, 1 to 200 (50 when absent).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+/// The `Idempotency-Key` header of the writes that move money or place bets: the same key
+/// with the same body returns the first response again; with another body it is 422
+/// `idempotency_key_reused`. Only documents the header, which `idempotency` reads.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(dead_code, reason = "documents the header read by `idempotency`")]
+pub struct IdempotencyKey {
+    /// 1 to 128 bytes of visible ASCII, kept at least 24 hours.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[!-~]{1,128}$",
+        example = "6f1c2a9e-7d55-4a8e-9f0b-3c1d2e4f5a6b"
+    )]
+    key: Option<String>,
 }
 
 impl PageQuery {
@@ -267,8 +296,11 @@ impl PageQuery {
     }
 }
 
+/// A page of a list.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// The `cursor` of the next page; null on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }

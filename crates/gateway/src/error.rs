@@ -2,6 +2,8 @@
 //! with a stable code and the status of `../shared/API.md`. Internal errors are logged, never
 //! shown: the client sees `internal` and the request id.
 
+use std::borrow::Cow;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -9,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use book::Rejection;
 use domain::Currency;
 use serde_json::{json, Map, Value};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -126,6 +130,33 @@ impl From<engine::EngineError> for ApiError {
             engine::EngineError::ShutDown => ApiError::unavailable(),
             other => ApiError::internal(other),
         }
+    }
+}
+
+/// The JSON of every error response, as `IntoResponse` renders it: the `Error` schema of the
+/// OpenAPI document. Details besides `code` and `message` depend on the code (`current_price`,
+/// `min_stake`, `field` ...), so the inner object allows more properties.
+impl utoipa::PartialSchema for ApiError {
+    fn schema() -> RefOr<Schema> {
+        let text = |description: &str| ObjectBuilder::new().schema_type(Type::String).description(Some(description));
+        let error = ObjectBuilder::new()
+            .property("code", text("Stable snake_case code of the failure, such as `price_changed`."))
+            .required("code")
+            .property("message", text("Human text; not for matching."))
+            .required("message")
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .description(Some("The code, the message and the details of this code."));
+        ObjectBuilder::new()
+            .property("error", error)
+            .required("error")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ApiError {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Error")
     }
 }
 

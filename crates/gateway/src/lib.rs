@@ -11,6 +11,7 @@ mod dto;
 mod error;
 mod limits;
 mod metrics;
+mod openapi;
 mod operators;
 mod ops;
 mod players;
@@ -213,6 +214,11 @@ pub fn app(state: AppState) -> Router {
         .merge(players::routes())
         .merge(catalog::routes())
         .merge(operators::routes())
+        // Unknown paths and methods answer in the API's error shape too.
+        .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(operations)
         .with_state(state)

@@ -59,20 +59,30 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEventRequest {
+    #[schema(example = "Arsenal v Chelsea")]
     pub name: String,
+    #[schema(example = "football")]
     pub sport: String,
+    #[schema(example = "Premier League")]
     pub competition: Option<String>,
     /// RFC 3339 UTC: `"2026-11-25T20:00:00Z"`.
+    #[schema(
+        example = "2026-11-25T20:00:00Z",
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|\+00:00)$"
+    )]
     pub starts_at: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMarketRequest {
+    #[schema(example = "Match result")]
     pub name: String,
     /// Free text such as `1x2`, `over_under`, `winner`; `other` when absent.
+    #[schema(example = "1x2")]
     pub kind: Option<String>,
     /// 1 to 64 selections.
+    #[schema(min_items = 1, max_items = 64)]
     pub selections: Vec<NewSelectionRequest>,
     pub each_way: Option<EachWayRequest>,
 }
@@ -80,29 +90,36 @@ pub struct CreateMarketRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSelectionRequest {
+    #[schema(example = "Home")]
     pub name: String,
     /// Odds: decimal `"2.50"`, fractional `"3/2"` or American `"+150"`.
+    #[schema(example = "2.50", pattern = r"^([0-9]{1,6}(\.[0-9]{1,4})?|[0-9]{1,9}/[0-9]{1,9}|[+-][0-9]{3,9})$")]
     pub price: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EachWayRequest {
+    #[schema(example = 3)]
     pub places: u32,
     /// The fraction of the odds the place part pays: `"1/5"` or `"0.2"`.
+    #[schema(example = "1/5", pattern = r"^([0-9]{1,9}(\.[0-9]{1,6})?|[0-9]{1,9}/[0-9]{1,9})$")]
     pub fraction: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPricesRequest {
+    #[schema(min_items = 1, max_items = 64)]
     pub prices: Vec<PriceRequest>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceRequest {
+    #[schema(example = "sel_1")]
     pub selection_id: String,
+    #[schema(example = "2.40", pattern = r"^([0-9]{1,6}(\.[0-9]{1,4})?|[0-9]{1,9}/[0-9]{1,9}|[+-][0-9]{3,9})$")]
     pub price: String,
 }
 
@@ -110,6 +127,7 @@ pub struct PriceRequest {
 #[serde(deny_unknown_fields)]
 pub struct InPlayRequest {
     /// Seconds a bet placed in play waits before it is decided, 0 to 60.
+    #[schema(example = 5, maximum = 60)]
     pub bet_delay_seconds: u32,
 }
 
@@ -119,24 +137,24 @@ pub struct InPlayRequest {
 #[serde(deny_unknown_fields)]
 pub struct MarketRiskRequest {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, required = false)]
+    #[schema(value_type = Option<String>, required = false, pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub max_stake: Option<Option<String>>,
     /// Cap on the market's worst-case liability (its largest selection liability).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, required = false)]
+    #[schema(value_type = Option<String>, required = false, pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub liability_cap: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, required = false)]
+    #[schema(value_type = Option<String>, required = false, pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub selection_liability_cap: Option<Option<String>>,
     /// The market suspends itself when a selection's liability reaches this.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, required = false)]
+    #[schema(value_type = Option<String>, required = false, pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub suspend_at_liability: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>, required = false)]
+    #[schema(value_type = Option<u32>, required = false, maximum = 60)]
     pub in_play_delay_seconds: Option<Option<u32>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, required = false)]
+    #[schema(value_type = Option<String>, required = false, pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub max_payout: Option<Option<String>>,
 }
 
@@ -150,6 +168,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> R
 #[serde(deny_unknown_fields)]
 pub struct AccountRiskRequest {
     /// Scales the customer's maximum stake: `"0.5"`, `"1/3"`, `"1"`, at most `"100"`.
+    #[schema(example = "0.5", pattern = r"^([0-9]{1,9}(\.[0-9]{1,6})?|[0-9]{1,9}/[0-9]{1,9})$")]
     pub stake_factor: Option<String>,
     pub frozen: Option<bool>,
 }
@@ -158,17 +177,21 @@ pub struct AccountRiskRequest {
 #[serde(deny_unknown_fields)]
 pub struct SettleRequest {
     /// Selections not named lose.
+    #[schema(min_items = 1, max_items = 64)]
     pub results: Vec<ResultRequestBody>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultRequestBody {
+    #[schema(example = "sel_1")]
     pub selection_id: String,
     pub outcome: OutcomeName,
     /// `"0.5"` or `"1/3"`: in (0, 1]; 1 when absent.
+    #[schema(example = "0.5", pattern = r"^([0-9]{1,9}(\.[0-9]{1,6})?|[0-9]{1,9}/[0-9]{1,9})$")]
     pub dead_heat_factor: Option<String>,
     /// The part of the stake refunded (`"0.5"` for an Asian quarter line); 0 when absent.
+    #[schema(example = "0.5", pattern = r"^([0-9]{1,9}(\.[0-9]{1,6})?|[0-9]{1,9}/[0-9]{1,9})$")]
     pub void_factor: Option<String>,
 }
 
@@ -185,8 +208,10 @@ pub enum OutcomeName {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
+    #[schema(example = "trading desk")]
     pub name: String,
     /// Any of `trading`, `settlement`, `feed`, `compliance`, `admin`.
+    #[schema(example = json!(["trading"]), min_items = 1)]
     pub scopes: Vec<String>,
 }
 
@@ -196,11 +221,17 @@ pub struct CreateApiKeyRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MarketRiskView {
     pub market_id: String,
+    #[schema(required = true)]
     pub max_stake: Option<String>,
+    #[schema(required = true)]
     pub liability_cap: Option<String>,
+    #[schema(required = true)]
     pub selection_liability_cap: Option<String>,
+    #[schema(required = true)]
     pub suspend_at_liability: Option<String>,
+    #[schema(required = true)]
     pub in_play_delay_seconds: Option<u32>,
+    #[schema(required = true)]
     pub max_payout: Option<String>,
 }
 
@@ -216,6 +247,7 @@ pub struct AccountRiskView {
 pub struct ExposureView {
     /// Markets with a nonzero liability, in id order.
     pub items: Vec<MarketExposureView>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
     /// Sum of every market's liability over the whole book (not only this page). A multiple
     /// counts in each market it has a leg in.
@@ -260,6 +292,27 @@ pub struct ApiKeyCreatedView {
 // ---- fixtures and markets ---------------------------------------------------------------------
 
 /// `POST /v1/admin/events` (trading) → 201 event.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/events",
+    tag = "operators",
+    summary = "Create an event",
+    description = "Creates a fixture. Scope: `trading`.",
+    security(("bearer" = [])),
+    request_body = CreateEventRequest,
+    responses(
+        (status = 201, description = "The new event (no markets yet)", body = EventView),
+        (status = 400, description = "Malformed body, unknown field or bad `starts_at` (`invalid_request`, names the \
+            `field`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "A field the book refuses, such as a name over 200 bytes \
+            (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn create_event(
     principal: Principal,
     State(state): State<AppState>,
@@ -284,6 +337,29 @@ pub(crate) async fn create_event(
 }
 
 /// `POST /v1/admin/events/{id}/markets` (trading) → 201 market with its selections.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/events/{id}/markets",
+    tag = "operators",
+    summary = "Create a market",
+    description = "Creates a market with its selections and their first prices. Scope: `trading`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "An event id", example = "evt_1")),
+    request_body = CreateMarketRequest,
+    responses(
+        (status = 201, description = "The new market with its selections", body = MarketView),
+        (status = 400, description = "Malformed body, unknown field, bad odds or fraction, or no or too many \
+            selections (`invalid_request`, names the `field`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such event (`not_found`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "The book refuses it: the event has ended or has too many markets, a name is too \
+            long ... (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn create_market(
     principal: Principal,
     State(state): State<AppState>,
@@ -329,6 +405,30 @@ pub(crate) async fn create_market(
 }
 
 /// `PUT /v1/admin/markets/{id}/prices` (trading or feed): a changed price gets a new version.
+#[utoipa::path(
+    put,
+    path = "/v1/admin/markets/{id}/prices",
+    tag = "operators",
+    summary = "Set prices",
+    description = "Sets prices; a changed price gets a new price version. Scope: `trading` or `feed`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    request_body = SetPricesRequest,
+    responses(
+        (status = 200, description = "The market with its new prices", body = MarketView),
+        (status = 400, description = "Malformed body, unknown field, bad selection id or odds, or no or too many \
+            prices (`invalid_request`, names the `field`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such market (`not_found`)", body = ApiError),
+        (status = 409, description = "The market is closed (`market_closed`), or a selection is not in it \
+            (`selection_unavailable`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "The book refuses it (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn set_prices(
     principal: Principal,
     State(state): State<AppState>,
@@ -357,6 +457,22 @@ pub(crate) async fn set_prices(
 }
 
 /// `POST /v1/admin/markets/{id}/suspend` (trading).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/markets/{id}/suspend",
+    tag = "operators",
+    summary = "Suspend a market",
+    description = "Suspends the market: no bets until it resumes. Scope: `trading`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    responses(
+        (status = 200, description = "The market, suspended", body = MarketView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such market (`not_found`)", body = ApiError),
+        (status = 409, description = "The market is closed, settled or voided (`market_closed`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn suspend_market(
     principal: Principal,
     state: State<AppState>,
@@ -366,6 +482,22 @@ pub(crate) async fn suspend_market(
 }
 
 /// `POST /v1/admin/markets/{id}/resume` (trading).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/markets/{id}/resume",
+    tag = "operators",
+    summary = "Resume a market",
+    description = "Opens a suspended market again. Scope: `trading`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    responses(
+        (status = 200, description = "The market, open", body = MarketView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such market (`not_found`)", body = ApiError),
+        (status = 409, description = "The market is closed, settled or voided (`market_closed`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn resume_market(
     principal: Principal,
     state: State<AppState>,
@@ -375,6 +507,22 @@ pub(crate) async fn resume_market(
 }
 
 /// `POST /v1/admin/markets/{id}/close` (trading): no more bets; results come later.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/markets/{id}/close",
+    tag = "operators",
+    summary = "Close a market",
+    description = "Closes the market: no more bets; results come later. Closing a closed market changes nothing. \
+        Scope: `trading`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    responses(
+        (status = 200, description = "The market, closed", body = MarketView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such market (`not_found`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn close_market(
     principal: Principal,
     state: State<AppState>,
@@ -397,6 +545,28 @@ async fn change_market_status(
 
 /// `POST /v1/admin/events/{id}/in-play` (trading or feed): the event and its markets go in
 /// play, with a delay on bets.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/events/{id}/in-play",
+    tag = "operators",
+    summary = "Put an event in play",
+    description = "Marks the event and its markets in play, with a delay on bets. Scope: `trading` or `feed`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "An event id", example = "evt_1")),
+    request_body = InPlayRequest,
+    responses(
+        (status = 200, description = "The event, in play", body = EventView),
+        (status = 400, description = "Malformed body or unknown field (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such event (`not_found`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "The event has ended, or the delay is above 60 seconds \
+            (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn set_in_play(
     principal: Principal,
     State(state): State<AppState>,
@@ -411,6 +581,21 @@ pub(crate) async fn set_in_play(
 }
 
 /// `POST /v1/admin/events/{id}/end` (trading): the event ends and its open markets close.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/events/{id}/end",
+    tag = "operators",
+    summary = "End an event",
+    description = "Ends the event; its open and suspended markets close. Scope: `trading`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "An event id", example = "evt_1")),
+    responses(
+        (status = 200, description = "The event, ended", body = EventView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such event (`not_found`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn end_event(
     principal: Principal,
     State(state): State<AppState>,
@@ -425,6 +610,30 @@ pub(crate) async fn end_event(
 // ---- risk -------------------------------------------------------------------------------------
 
 /// `PUT /v1/admin/markets/{id}/risk` (trading) → the market's risk settings after the change.
+#[utoipa::path(
+    put,
+    path = "/v1/admin/markets/{id}/risk",
+    tag = "operators",
+    summary = "Set a market's risk settings",
+    description = "Changes a market's risk settings: liability caps, maximum stake and payout, in-play delay. Scope: \
+        `trading`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    request_body = MarketRiskRequest,
+    responses(
+        (status = 200, description = "The market's risk settings after the change", body = MarketRiskView),
+        (status = 400, description = "Malformed body, unknown field or bad money (`invalid_request`, names the \
+            `field`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such market (`not_found`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "A negative amount or a delay above 60 seconds \
+            (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn set_market_risk(
     principal: Principal,
     State(state): State<AppState>,
@@ -478,6 +687,28 @@ fn money_setting(value: Option<Option<String>>, field: &str) -> Result<Option<Op
 }
 
 /// `PUT /v1/admin/accounts/{id}/risk` (trading): stake factor and freeze of a customer.
+#[utoipa::path(
+    put,
+    path = "/v1/admin/accounts/{id}/risk",
+    tag = "operators",
+    summary = "Set an account's risk settings",
+    description = "Changes a customer's stake factor or freezes the account. Scope: `trading`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A player's account id", example = "acc_1")),
+    request_body = AccountRiskRequest,
+    responses(
+        (status = 200, description = "The account's risk settings after the change", body = AccountRiskView),
+        (status = 400, description = "Malformed body, unknown field or bad stake factor (`invalid_request`, names the \
+            `field`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such account (`not_found`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "A stake factor above 100 (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn set_account_risk(
     principal: Principal,
     State(state): State<AppState>,
@@ -504,6 +735,22 @@ pub(crate) async fn set_account_risk(
 
 /// `GET /v1/admin/exposure?limit=&cursor=` (trading): liability per market and selection over
 /// open bets, only markets with some.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/exposure",
+    tag = "operators",
+    summary = "Exposure",
+    description = "Liability per market and selection over open bets, only markets with some. Scope: `trading`.",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of markets with a liability, and the book's total", body = ExposureView),
+        (status = 400, description = "Bad `limit` or `cursor`, or an unknown parameter \
+            (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn exposure(
     principal: Principal,
     State(state): State<AppState>,
@@ -549,6 +796,32 @@ pub(crate) async fn exposure(
 
 /// `POST /v1/admin/markets/{id}/settle` (settlement): results per selection; the rest lose.
 /// Sending the same results again changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/markets/{id}/settle",
+    tag = "operators",
+    summary = "Settle a market",
+    description = "Settles the market with results per selection; selections not named lose. Sending the same results \
+        again changes nothing. Scope: `settlement`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    request_body = SettleRequest,
+    responses(
+        (status = 200, description = "The market, settled", body = SettlementView),
+        (status = 400, description = "Malformed body, unknown field, bad selection id or factor, or no or too many \
+            results (`invalid_request`, names the `field`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such market (`not_found`)", body = ApiError),
+        (status = 409, description = "Already settled with other results (`already_settled`), or a selection is not in \
+            the market (`selection_unavailable`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "Results the book refuses: a selection resulted twice, `place` without each-way \
+            terms, a factor out of range (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn settle_market(
     principal: Principal,
     State(state): State<AppState>,
@@ -595,6 +868,22 @@ pub(crate) async fn settle_market(
 
 /// `POST /v1/admin/markets/{id}/unsettle` (settlement): reverses the settlement exactly; the
 /// market is closed and its bets open again.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/markets/{id}/unsettle",
+    tag = "operators",
+    summary = "Unsettle a market",
+    description = "Reverses the settlement exactly; the market is closed and its bets open again. Scope: `settlement`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    responses(
+        (status = 200, description = "The market, closed again", body = SettlementView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such market (`not_found`)", body = ApiError),
+        (status = 409, description = "The market is not settled (`not_settled`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn unsettle_market(
     principal: Principal,
     State(state): State<AppState>,
@@ -606,6 +895,22 @@ pub(crate) async fn unsettle_market(
 }
 
 /// `POST /v1/admin/markets/{id}/void` (settlement): every bet on the market is void.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/markets/{id}/void",
+    tag = "operators",
+    summary = "Void a market",
+    description = "Voids every bet on the market. Scope: `settlement`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    responses(
+        (status = 200, description = "The market, voided", body = SettlementView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such market (`not_found`)", body = ApiError),
+        (status = 409, description = "The market is settled; unsettle it first (`already_settled`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn void_market(
     principal: Principal,
     State(state): State<AppState>,
@@ -638,6 +943,27 @@ async fn resulted(state: &AppState, market: MarketId, command: Command) -> Resul
 // ---- API keys ---------------------------------------------------------------------------------
 
 /// `POST /v1/admin/api-keys` (admin) → 201 with the key, shown this once. It works at once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/api-keys",
+    tag = "operators",
+    summary = "Create an API key",
+    description = "Issues an operator API key; it works at once. Scope: `admin`.",
+    security(("bearer" = [])),
+    request_body = CreateApiKeyRequest,
+    responses(
+        (status = 201, description = "The new key, shown this once", body = ApiKeyCreatedView),
+        (status = 400, description = "Malformed body, unknown field, or no or unknown scopes (`invalid_request`, names \
+            the `field`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "A name the book refuses, such as one over 200 bytes \
+            (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn create_api_key(
     principal: Principal,
     State(state): State<AppState>,
@@ -673,6 +999,21 @@ pub(crate) async fn create_api_key(
 }
 
 /// `DELETE /v1/admin/api-keys/{id}` (admin) → 204; the key stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/api-keys/{id}",
+    tag = "operators",
+    summary = "Revoke an API key",
+    description = "Revokes an operator API key; it stops working at once. Scope: `admin`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "An API key id", example = "key_1")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such API key (`not_found`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn revoke_api_key(
     principal: Principal,
     State(state): State<AppState>,

@@ -1,9 +1,10 @@
-//! Operations: health, readiness and metrics routes, and what every request carries for
-//! operators: a request id (taken from `x-request-id` or made here, echoed in the response), a
-//! `tracing` span with method, route, status and latency, and the HTTP metrics.
+//! Operations: the health, readiness, metrics and OpenAPI document routes, and what every
+//! request carries for operators: a request id (taken from `x-request-id` or made here, echoed
+//! in the response), a `tracing` span with method, route, status and latency, and the HTTP
+//! metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -16,6 +17,7 @@ use serde_json::json;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Span;
 
+use crate::error::ApiError;
 use crate::metrics::{METRICS_CONTENT_TYPE, ROUTE_UNMATCHED};
 use crate::AppState;
 
@@ -27,18 +29,54 @@ pub const REQUEST_ID_BYTES_MAX: usize = 128;
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
+}
+
+/// The body of `/healthz` and `/readyz`. Only documents the JSON that the handlers build.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documents the JSON built by `healthz` and `readyz`")]
+pub struct Health {
+    /// `ok`, or `unavailable` from `/readyz`.
+    #[schema(example = "ok")]
+    status: String,
+    /// Why `/readyz` is unavailable: `journal_failed`, `book_stopped`, `book_unresponsive` or
+    /// `book_overloaded`. Absent when ready.
+    reasons: Option<Vec<String>>,
 }
 
 /// The process is up and serving HTTP.
-async fn healthz() -> Response {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    description = "The process is up and serving HTTP.",
+    responses((status = 200, description = "The process is up", body = Health)),
+)]
+pub(crate) async fn healthz() -> Response {
     (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
 }
 
 /// Ready to take traffic: the book has not stopped on a journal failure (so the journal is
 /// writable) and answers a read promptly. The read goes straight to the engine, not through
 /// the gateway's in-flight bound, so that a busy gateway is not reported as a broken one.
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    description = "Ready to take traffic: the journal is writable and the book answers promptly.",
+    responses(
+        (status = 200, description = "Ready to take traffic", body = Health),
+        (status = 503, description = "Not ready, with the `reasons` (this body, not an `Error`; no \
+            `Retry-After`)", body = Health),
+    ),
+)]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let mut reasons: Vec<&'static str> = Vec::new();
     if state.engine().stats().stopped.load(Ordering::SeqCst) {
         reasons.push("journal_failed");
@@ -63,9 +101,41 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus scrape in the OpenMetrics text format.
-async fn metrics(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Metrics",
+    description = "Prometheus metrics in the OpenMetrics text format.",
+    responses(
+        (status = 200, description = "Prometheus metrics in the OpenMetrics text \
+            format", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    ),
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let text = state.metrics().encode(state.engine().stats());
     ([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], text).into_response()
+}
+
+/// This API's OpenAPI document, rendered once.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    summary = "This document",
+    description = "The OpenAPI document of this API.",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this \
+        API", body = Object, content_type = "application/json")),
+)]
+pub(crate) async fn openapi_json() -> Response {
+    static DOCUMENT: LazyLock<Result<String, String>> =
+        LazyLock::new(|| crate::openapi::document().to_json().map_err(|error| error.to_string()));
+    match &*DOCUMENT {
+        Ok(text) => {
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text.as_str()).into_response()
+        }
+        Err(cause) => ApiError::internal(cause).into_response(),
+    }
 }
 
 /// Request ids `<process prefix>-<counter>`: unique within the process, and across processes

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::auth::{hash_password, verify_password, Principal, PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN};
-use crate::dto::{idempotency, parse_id, parse_money, parse_odds, BetView, Page, PageQuery};
+use crate::dto::{idempotency, parse_id, parse_money, parse_odds, BetView, IdempotencyKey, Page, PageQuery};
 use crate::error::{ApiError, Json};
 use crate::time::format_rfc3339;
 use crate::AppState;
@@ -74,13 +74,18 @@ fn accepted(reply: book::Reply, currency: Currency) -> Result<Ack, ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(example = "alice", pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
+    #[schema(example = "correct horse battery staple", min_length = 8, max_length = 128)]
     pub password: String,
     /// `YYYY-MM-DD`.
+    #[schema(example = "1990-05-17", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub date_of_birth: String,
     /// ISO 3166-1 alpha-2.
+    #[schema(example = "GB", pattern = r"^[A-Z]{2}$")]
     pub country: String,
     /// ISO 4217; `EUR` when absent.
+    #[schema(example = "EUR", pattern = r"^[A-Z]{3}$")]
     pub currency: Option<String>,
 }
 
@@ -94,6 +99,24 @@ pub struct PlayerView {
     pub created_at: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/register",
+    tag = "players",
+    summary = "Register a player",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The new player", body = PlayerView),
+        (status = 400, description = "Malformed body, unknown field or invalid field (`invalid_request`, names the \
+            `field`)", body = ApiError),
+        (status = 409, description = "The username is taken (`username_taken`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "Under 18 (`underage`), or a field the book refuses \
+            (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn register(
     State(state): State<AppState>,
     Json(request): Json<RegisterRequest>,
@@ -138,7 +161,9 @@ pub(crate) async fn register(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(example = "alice")]
     pub username: String,
+    #[schema(example = "correct horse battery staple")]
     pub password: String,
 }
 
@@ -167,6 +192,23 @@ impl From<crate::auth::TokenPair> for TokenView {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Wt0ZkmjKPSXeUFUJPgPv7yhcIxGrCE+XRJQpHMPVfs";
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "players",
+    summary = "Log in",
+    description = "Exchanges a username and password for a short-lived JWT access token and a refresh token. Repeated \
+        failures for a username or from an address are throttled with 429.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A new access token and refresh token", body = TokenView),
+        (status = 400, description = "Malformed body or unknown field (`invalid_request`)", body = ApiError),
+        (status = 401, description = "Wrong username or password (`unauthenticated`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn login(
     State(state): State<AppState>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
@@ -199,6 +241,22 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/refresh",
+    tag = "players",
+    summary = "Refresh the tokens",
+    description = "Exchanges a refresh token for a new pair; the old refresh token stops working.",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair; the refresh token sent stops working", body = TokenView),
+        (status = 400, description = "Malformed body or unknown field (`invalid_request`)", body = ApiError),
+        (status = 401, description = "Unknown, used or expired refresh token (`unauthenticated`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     Json(request): Json<RefreshRequest>,
@@ -206,6 +264,21 @@ pub(crate) async fn refresh(
     Ok(Json(state.auth().refresh(&request.refresh_token)?.into()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/auth/logout",
+    tag = "players",
+    summary = "Log out",
+    description = "Revokes a refresh token.",
+    request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "The refresh token is revoked (also when it was unknown)"),
+        (status = 400, description = "Malformed body or unknown field (`invalid_request`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn logout(
     State(state): State<AppState>,
     Json(request): Json<RefreshRequest>,
@@ -229,6 +302,21 @@ pub struct WalletView {
     pub debt: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/wallet",
+    tag = "players",
+    summary = "The wallet",
+    description = "`balance` is the cash with the stakes of open bets already taken out; `pending_stakes` the total \
+        stake of open bets; `available` what can be staked or withdrawn now.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The player's wallet", body = WalletView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+        (status = 404, description = "The token's account does not exist (`not_found`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn wallet(State(state): State<AppState>, principal: Principal) -> Result<Json<WalletView>, ApiError> {
     let (account, currency) = principal.player()?;
     let wallet = state.read(move |book| book.wallet(account)).await?.ok_or_else(|| ApiError::not_found("account"))?;
@@ -244,8 +332,10 @@ pub(crate) async fn wallet(State(state): State<AppState>, principal: Principal) 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositRequest {
+    #[schema(example = "10.50", pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub amount: String,
     /// The payment provider's reference.
+    #[schema(example = "psp_7f3a", max_length = 200)]
     pub payment_ref: String,
 }
 
@@ -261,8 +351,10 @@ pub struct TransactionView {
     /// `posted`, `pending`, `posts` (completes a pending one) or `voids` (releases it).
     pub status: String,
     /// The pending transfer a `posts`/`voids` entry completes.
+    #[schema(required = true)]
     pub pending_id: Option<String>,
     /// The bet it belongs to, for bet transfers.
+    #[schema(required = true)]
     pub bet_id: Option<String>,
     pub created_at: String,
 }
@@ -325,6 +417,29 @@ async fn render_transfer(
         .ok_or_else(|| ApiError::internal("a transfer the book acknowledged is missing"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/wallet/deposits",
+    tag = "players",
+    summary = "Deposit",
+    description = "Deposits through the sandbox payment provider. Idempotent with `Idempotency-Key`.",
+    security(("bearer" = [])),
+    params(IdempotencyKey),
+    request_body = DepositRequest,
+    responses(
+        (status = 201, description = "The deposit's posting", body = TransactionView),
+        (status = 400, description = "Malformed body, unknown field, bad amount or bad `Idempotency-Key` \
+            (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`), or the account may not deposit now \
+            (`self_excluded`, `timed_out`, `account_frozen`)", body = ApiError),
+        (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 422, description = "A deposit limit would be exceeded (`limit_reached`), the amount is refused \
+            (`invalid_request`), or the idempotency key was used with another body \
+            (`idempotency_key_reused`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn deposit(
     State(state): State<AppState>,
     principal: Principal,
@@ -350,9 +465,34 @@ pub(crate) async fn deposit(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
+    #[schema(example = "5.00", pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub amount: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/wallet/withdrawals",
+    tag = "players",
+    summary = "Withdraw",
+    description = "Never more than is withdrawable. Idempotent with `Idempotency-Key`.",
+    security(("bearer" = [])),
+    params(IdempotencyKey),
+    request_body = WithdrawalRequest,
+    responses(
+        (status = 201, description = "The withdrawal's hold, paid out at once by the sandbox payment \
+            provider", body = TransactionView),
+        (status = 400, description = "Malformed body, unknown field, bad amount or bad `Idempotency-Key` \
+            (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`), or the account is frozen \
+            (`account_frozen`)", body = ApiError),
+        (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 422, description = "More than is withdrawable (`insufficient_funds`), the amount is refused \
+            (`invalid_request`), or the idempotency key was used with another body \
+            (`idempotency_key_reused`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn withdraw(
     State(state): State<AppState>,
     principal: Principal,
@@ -378,12 +518,29 @@ pub(crate) async fn withdraw(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/wallet/transactions",
+    tag = "players",
+    summary = "The statement",
+    description = "The player's ledger postings, newest first.",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "The player's ledger postings, newest first", body = Page<TransactionView>),
+        (status = 400, description = "Bad `limit` or `cursor`, or an unknown parameter \
+            (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn transactions(
     State(state): State<AppState>,
     principal: Principal,
-    Query(page): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<TransactionView>>, ApiError> {
     let (account, currency) = principal.player()?;
+    let Query(page) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
     let limit = page.limit()?;
     let after = page.after("trf_")?;
     let (items, more) = state
@@ -420,8 +577,10 @@ pub(crate) async fn transactions(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegBody {
+    #[schema(example = "sel_1")]
     pub selection_id: String,
     /// The decimal price the bettor saw.
+    #[schema(example = "2.50", pattern = r"^([0-9]{1,6}(\.[0-9]{1,4})?|[0-9]{1,9}/[0-9]{1,9}|[+-][0-9]{3,9})$")]
     pub price: String,
 }
 
@@ -430,14 +589,19 @@ pub struct LegBody {
 pub struct PlaceBetRequest {
     /// `single`, `multiple` or `system`.
     #[serde(rename = "type")]
+    #[schema(example = "single", pattern = r"^(single|multiple|system)$")]
     pub kind: String,
     /// For system bets: `trixie`, `patent`, `yankee`, `lucky15`, `canadian`, `heinz`,
     /// `super_heinz`, `goliath`.
+    #[schema(pattern = r"^(trixie|patent|yankee|lucky15|canadian|heinz|super_heinz|goliath)$")]
     pub system: Option<String>,
+    #[schema(min_items = 1, max_items = 20)]
     pub legs: Vec<LegBody>,
     /// Per line for system and each-way bets.
+    #[schema(example = "10.00", pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub stake: String,
     /// `none` (default), `better` or `any`.
+    #[schema(example = "none", pattern = r"^(none|better|any)$")]
     pub accept_price_changes: Option<String>,
     #[serde(default)]
     pub each_way: bool,
@@ -493,6 +657,34 @@ fn parse_place_bet(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/bets",
+    tag = "players",
+    summary = "Place a bet",
+    description = "A single, multiple or system bet. The bet is bound to the price at commit; `accept_price_changes` \
+        says which price moves the bettor accepts. Idempotent with `Idempotency-Key`.",
+    security(("bearer" = [])),
+    params(IdempotencyKey),
+    request_body = PlaceBetRequest,
+    responses(
+        (status = 201, description = "Accepted, bound to the price at commit", body = BetView),
+        (status = 202, description = "Pending: an in-play delay applies; the final status comes from `GET \
+            /v1/bets/{id}`", body = BetView),
+        (status = 400, description = "Malformed body, unknown field, bad money or odds, or bad `Idempotency-Key` \
+            (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`), or the account may not bet now \
+            (`self_excluded`, `timed_out`, `account_frozen`)", body = ApiError),
+        (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
+        (status = 409, description = "`price_changed` (with `current_price`), `market_suspended`, `market_closed` or \
+            `selection_unavailable`", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 422, description = "`insufficient_funds`, `stake_too_low` (with `min_stake`), `stake_too_high` (with \
+            `max_stake`), `liability_limit`, `limit_reached` (with `limit`, `period`), `invalid_bet`, \
+            `invalid_request` or `idempotency_key_reused`", body = ApiError),
+    ),
+)]
 pub(crate) async fn place_bet(
     State(state): State<AppState>,
     principal: Principal,
@@ -536,19 +728,40 @@ async fn place_bet_inner(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BetsQuery {
     /// `open` (pending or accepted) or `settled` (everything else).
+    #[param(pattern = "^(open|settled)$", example = "open")]
     pub status: Option<String>,
+    /// Items per page, 1 to 200 (50 when absent).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/bets",
+    tag = "players",
+    summary = "The player's bets",
+    security(("bearer" = [])),
+    params(BetsQuery),
+    responses(
+        (status = 200, description = "The player's bets, newest first", body = Page<BetView>),
+        (status = 400, description = "Bad `status`, `limit` or `cursor`, or an unknown parameter \
+            (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn list_bets(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<BetsQuery>,
+    query: Result<Query<BetsQuery>, QueryRejection>,
 ) -> Result<Json<Page<BetView>>, ApiError> {
     let (account, currency) = principal.player()?;
+    let Query(query) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
     let open = match query.status.as_deref() {
         None => None,
         Some("open") => Some(true),
@@ -577,17 +790,32 @@ pub(crate) async fn list_bets(
 }
 
 /// The player's own bet, or 404.
-fn own_bet(id: &str) -> Result<BetId, ApiError> {
-    parse_id(id, "bet_", "bet").map(BetId)
+fn own_bet(path: Result<Path<String>, PathRejection>) -> Result<BetId, ApiError> {
+    let Path(id) = path.map_err(|_| ApiError::not_found("bet"))?;
+    parse_id(&id, "bet_", "bet").map(BetId)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/bets/{id}",
+    tag = "players",
+    summary = "A bet",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A bet id", example = "bet_1")),
+    responses(
+        (status = 200, description = "The bet", body = BetView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such bet of this player (`not_found`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn get_bet(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<BetView>, ApiError> {
     let (account, currency) = principal.player()?;
-    let bet = own_bet(&id)?;
+    let bet = own_bet(path)?;
     state
         .read(move |book| {
             book.bet(bet).filter(|found| found.account == account).map(|found| BetView::of(found, currency, false))
@@ -605,13 +833,28 @@ pub struct CashoutQuoteView {
     pub expires_at: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/bets/{id}/cashout",
+    tag = "players",
+    summary = "Quote a cash-out",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A bet id", example = "bet_1")),
+    responses(
+        (status = 200, description = "A cash-out quote, valid until `expires_at`", body = CashoutQuoteView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such bet of this player (`not_found`)", body = ApiError),
+        (status = 409, description = "The bet cannot be cashed out now (`cashout_unavailable`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn quote_cashout(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CashoutQuoteView>, ApiError> {
     let (account, currency) = principal.player()?;
-    let bet = own_bet(&id)?;
+    let bet = own_bet(path)?;
     let ack = accepted(state.submit(Command::QuoteCashout { account, bet }).await?, currency).map_err(|error| {
         if error.code == "unknown_bet" {
             ApiError::not_found("bet")
@@ -633,6 +876,7 @@ pub(crate) async fn quote_cashout(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CashoutRequest {
+    #[schema(example = "quo_1")]
     pub quote_id: String,
 }
 
@@ -643,15 +887,37 @@ pub struct CashoutView {
     pub status: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/bets/{id}/cashout",
+    tag = "players",
+    summary = "Accept a cash-out quote",
+    description = "Idempotent with `Idempotency-Key`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A bet id", example = "bet_1"), IdempotencyKey),
+    request_body = CashoutRequest,
+    responses(
+        (status = 200, description = "Cashed out", body = CashoutView),
+        (status = 400, description = "Malformed body, unknown field or bad `Idempotency-Key` \
+            (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such bet of this player (`not_found`)", body = ApiError),
+        (status = 409, description = "`quote_expired`, `cashout_unavailable` or `price_changed`", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 422, description = "The idempotency key was used with another body \
+            (`idempotency_key_reused`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn accept_cashout(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CashoutView>, ApiError> {
     let (account, currency) = principal.player()?;
-    let bet = own_bet(&id)?;
+    let bet = own_bet(path)?;
     let request: CashoutRequest = parse_body(&body)?;
     let quote = parse_id(&request.quote_id, "quo_", "quote")
         .map_err(|_| ApiError::new(StatusCode::CONFLICT, "quote_expired", "the quote is unknown or expired"))?;
@@ -678,6 +944,7 @@ pub(crate) async fn accept_cashout(
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PendingLimitView {
+    #[schema(required = true)]
     pub value: Option<String>,
     pub effective_at: String,
 }
@@ -685,8 +952,10 @@ pub struct PendingLimitView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LimitView {
     /// The limit in force now (null: none).
+    #[schema(required = true)]
     pub value: Option<String>,
     /// A raised or removed limit waiting out its cooling-off.
+    #[schema(required = true)]
     pub pending: Option<PendingLimitView>,
     /// Used in the current period.
     pub used: String,
@@ -704,10 +973,26 @@ pub struct LimitsView {
     pub deposit: PeriodLimitsView,
     pub loss: PeriodLimitsView,
     pub stake: PeriodLimitsView,
+    #[schema(required = true)]
     pub timed_out_until: Option<String>,
+    #[schema(required = true)]
     pub self_excluded_until: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/limits",
+    tag = "players",
+    summary = "Responsible-gambling limits",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deposit, loss and stake limits per period, time-out and \
+            self-exclusion", body = LimitsView),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+        (status = 404, description = "The token's account does not exist (`not_found`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn get_limits(
     State(state): State<AppState>,
     principal: Principal,
@@ -764,13 +1049,13 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> R
 pub struct PeriodLimitsBody {
     /// A money string sets the limit, `null` removes it, absent leaves it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub day: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub week: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub month: Option<Option<String>>,
 }
 
@@ -782,6 +1067,28 @@ pub struct LimitsRequest {
     pub stake: Option<PeriodLimitsBody>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/limits",
+    tag = "players",
+    summary = "Set responsible-gambling limits",
+    description = "A money string sets a limit, `null` removes it, an absent field leaves it.",
+    security(("bearer" = [])),
+    request_body = LimitsRequest,
+    responses(
+        (status = 200, description = "The limits after the change: lower limits apply at once, higher or removed ones \
+            after a cooling-off", body = LimitsView),
+        (status = 400, description = "Malformed body, unknown field or bad money (`invalid_request`, names the \
+            `field`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+        (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "A limit the book refuses (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn put_limits(
     State(state): State<AppState>,
     principal: Principal,
@@ -808,15 +1115,37 @@ pub(crate) async fn put_limits(
 #[serde(deny_unknown_fields)]
 pub struct SelfExclusionRequest {
     /// At least 182 (six months).
+    #[schema(example = 182)]
     pub days: u32,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeOutRequest {
+    #[schema(example = 24)]
     pub hours: u32,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/self-exclusion",
+    tag = "players",
+    summary = "Self-exclude",
+    description = "Takes effect at once for at least 182 days.",
+    security(("bearer" = [])),
+    request_body = SelfExclusionRequest,
+    responses(
+        (status = 200, description = "Excluded at once; the limits with `self_excluded_until`", body = LimitsView),
+        (status = 400, description = "Malformed body or unknown field (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+        (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "Days out of range (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn self_exclude(
     State(state): State<AppState>,
     principal: Principal,
@@ -827,6 +1156,26 @@ pub(crate) async fn self_exclude(
     get_limits(State(state), principal).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/time-out",
+    tag = "players",
+    summary = "Take a time-out",
+    description = "Takes effect at once.",
+    security(("bearer" = [])),
+    request_body = TimeOutRequest,
+    responses(
+        (status = 200, description = "Timed out at once; the limits with `timed_out_until`", body = LimitsView),
+        (status = 400, description = "Malformed body or unknown field (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+        (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
+        (status = 422, description = "Hours out of range (`invalid_request`)", body = ApiError),
+    ),
+)]
 pub(crate) async fn time_out(
     State(state): State<AppState>,
     principal: Principal,

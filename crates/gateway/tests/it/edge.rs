@@ -147,3 +147,14 @@ async fn a_malformed_body_is_400() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "invalid_request", "{body}");
 }
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_with_the_error_shape() {
+    let app = crate::harness::spawn_app().await;
+    let (status, body) = app.call("GET", "/v1/nowhere", None, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = app.call("DELETE", "/v1/wallet", None, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+    let (status, body) = app.call("GET", "/v1/bets?status=open&unknown=1", None, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
+}

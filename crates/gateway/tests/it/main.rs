@@ -4,6 +4,7 @@
 mod catalog;
 mod edge;
 mod harness;
+mod openapi;
 mod operators;
 mod ops;
 mod players;

@@ -1,0 +1,223 @@
+//! The OpenAPI document of the API, served at `GET /openapi.json`: every route of `app` with
+//! its parameters, bodies and responses, from the `#[utoipa::path]` annotations next to the
+//! handlers and the `ToSchema` derives of the wire types.
+//!
+//! Responses every route can give are added here once rather than on each handler: 429
+//! `rate_limited` and 503 `overloaded`/`timeout`/`unavailable` (both with `Retry-After`) from
+//! admission control and the bounded book, and 500 `internal`.
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
+use utoipa::{Modify, OpenApi};
+
+use crate::{catalog, dto, error, operators, ops, players};
+
+/// Name of the one security scheme: `Authorization: Bearer <token>`.
+pub const SECURITY_SCHEME: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sportsbook",
+        description = "The public HTTP JSON API v1 of the sportsbook: players (registration, tokens, wallet, bets, \
+            cash-out, responsible gambling), the catalog (events, markets, prices), operators (trading, risk, \
+            settlement, API keys) and operations (health, readiness, metrics). Money and odds are decimal strings; ids \
+            are opaque strings; times are RFC 3339 UTC. Every error is `{\"error\": {\"code\", \"message\", \
+            ...details}}` (the `Error` schema).",
+    ),
+    paths(
+        players::register,
+        players::login,
+        players::refresh,
+        players::logout,
+        players::wallet,
+        players::deposit,
+        players::withdraw,
+        players::transactions,
+        players::place_bet,
+        players::list_bets,
+        players::get_bet,
+        players::quote_cashout,
+        players::accept_cashout,
+        players::get_limits,
+        players::put_limits,
+        players::self_exclude,
+        players::time_out,
+        catalog::list_events,
+        catalog::get_event,
+        catalog::get_market,
+        operators::create_event,
+        operators::create_market,
+        operators::set_in_play,
+        operators::end_event,
+        operators::set_prices,
+        operators::suspend_market,
+        operators::resume_market,
+        operators::close_market,
+        operators::set_market_risk,
+        operators::set_account_risk,
+        operators::exposure,
+        operators::settle_market,
+        operators::unsettle_market,
+        operators::void_market,
+        operators::create_api_key,
+        operators::revoke_api_key,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi_json,
+    ),
+    components(schemas(
+        error::ApiError,
+        players::RegisterRequest,
+        players::PlayerView,
+        players::LoginRequest,
+        players::RefreshRequest,
+        players::TokenView,
+        players::WalletView,
+        players::DepositRequest,
+        players::WithdrawalRequest,
+        players::TransactionView,
+        players::LegBody,
+        players::PlaceBetRequest,
+        players::CashoutQuoteView,
+        players::CashoutRequest,
+        players::CashoutView,
+        players::PendingLimitView,
+        players::LimitView,
+        players::PeriodLimitsView,
+        players::LimitsView,
+        players::PeriodLimitsBody,
+        players::LimitsRequest,
+        players::SelfExclusionRequest,
+        players::TimeOutRequest,
+        catalog::EventStateFilter,
+        dto::PriceView,
+        dto::SelectionView,
+        dto::EachWayView,
+        dto::MarketView,
+        dto::EventView,
+        dto::LegView,
+        dto::BetView,
+        dto::Page<dto::EventView>,
+        dto::Page<dto::BetView>,
+        dto::Page<players::TransactionView>,
+        operators::CreateEventRequest,
+        operators::CreateMarketRequest,
+        operators::NewSelectionRequest,
+        operators::EachWayRequest,
+        operators::SetPricesRequest,
+        operators::PriceRequest,
+        operators::InPlayRequest,
+        operators::MarketRiskRequest,
+        operators::AccountRiskRequest,
+        operators::SettleRequest,
+        operators::ResultRequestBody,
+        operators::OutcomeName,
+        operators::CreateApiKeyRequest,
+        operators::MarketRiskView,
+        operators::AccountRiskView,
+        operators::ExposureView,
+        operators::MarketExposureView,
+        operators::SelectionExposureView,
+        operators::SettlementView,
+        operators::ApiKeyCreatedView,
+        ops::Health,
+    )),
+    modifiers(&BearerScheme, &CommonResponses),
+    tags(
+        (name = "players", description = "Registration, tokens, the wallet, bets and cash-out, responsible gambling. A \
+            player's JWT access token, except for the `/v1/auth` routes."),
+        (name = "catalog", description = "Events and markets with their selections and current prices. Open to every \
+            caller."),
+        (name = "operators", description = "Fixtures, prices, market status, risk, exposure, settlement and API keys. \
+            An operator API key (`sk_...`) with the scope each route names; `admin` holds every scope."),
+        (name = "operations", description = "Health, readiness, metrics and this document. No credential."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The document as served.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The `bearer` scheme: players send their JWT access token, operators their API key.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT or API key")
+            .description(Some(
+                "`Authorization: Bearer <token>`: a player's JWT access token from `/v1/auth/login` or \
+                 `/v1/auth/refresh`, or an operator API key `sk_...`. A missing or invalid credential is 401 \
+                 `unauthenticated`; a valid one without the scope or for another player's resource is 403 \
+                 `forbidden` (or 404).",
+            ))
+            .build();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(SECURITY_SCHEME, SecurityScheme::Http(scheme));
+    }
+}
+
+/// Adds the responses every route can give to every operation that does not document the
+/// status itself (`/readyz` documents its own 503).
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let common = [
+            ("429", error_response("Too many requests from this address or credential (`rate_limited`)", true)),
+            ("500", error_response("An operational failure; `x-request-id` names the request (`internal`)", false)),
+            (
+                "503",
+                error_response(
+                    "Overloaded: the book or the server is busy (`overloaded`), the request took too long \
+                     (`timeout`), or the book is not accepting requests (`unavailable`)",
+                    true,
+                ),
+            ),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_responses(operation, &common);
+            }
+        }
+    }
+}
+
+fn add_responses(operation: &mut Operation, common: &[(&str, Response)]) {
+    for (status, response) in common {
+        operation.responses.responses.entry((*status).to_string()).or_insert_with(|| RefOr::T(response.clone()));
+    }
+}
+
+/// A response with the `Error` body, and `Retry-After` when the client should retry.
+fn error_response(description: &str, retry_after: bool) -> Response {
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build();
+    let mut response = ResponseBuilder::new().description(description).content("application/json", content);
+    if retry_after {
+        let header = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+            .description(Some("Whole seconds to wait before retrying"))
+            .build();
+        response = response.header("Retry-After", header);
+    }
+    response.build()
+}
