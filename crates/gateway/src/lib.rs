@@ -217,7 +217,11 @@ pub fn app(state: AppState) -> Router {
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(operations)
