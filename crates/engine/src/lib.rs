@@ -1,7 +1,8 @@
 //! The engine runs the book: one sequencer thread owns it, drains a bounded inbox in batches,
 //! stamps each batch with the time, decides every command, appends the batch to the journal
 //! with one sync (group commit), and only then replies. Recovery loads the latest snapshot and
-//! replays the journal after it, checking each batch's reply digest.
+//! replays the journal after it, checking each batch's reply digest. A hash chain over the
+//! journal's records (`chain_next`) makes the audit trail tamper-evident.
 
 mod clock;
 mod error;
@@ -10,9 +11,10 @@ mod sequencer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
-pub use recovery::{recover, Recovered, RecoveryReport};
+pub use recovery::{chain_next, recover, ChainHead, Recovered, RecoveryReport, CHAIN_HEAD_GENESIS};
 pub use sequencer::{
-    Committed, EngineHandle, EngineOptions, EngineStats, Outcome, BATCH_COMMANDS_MAX_DEFAULT, INBOX_MAX_DEFAULT,
+    Committed, EngineHandle, EngineOptions, EngineStats, JournalPage, Outcome, AUDIT_PAGE_BYTES_MAX,
+    AUDIT_PAGE_RECORDS_MAX, BATCH_COMMANDS_MAX_DEFAULT, INBOX_MAX_DEFAULT,
 };
 
 use std::path::Path;

@@ -2,12 +2,37 @@
 //! time the sequencer stamped. Each batch's replies must hash to the digest recorded with it;
 //! a difference means the code or the data changed under us, and recovery stops rather than
 //! serve a book that is not the one the journal describes.
+//!
+//! Recovery also rebuilds the journal's hash chain (`chain_next`): the snapshot stores the head
+//! at its position, and every record replayed after it extends the head.
 
 use book::{Book, Config};
 use codec::{decode_batch, decode_snapshot, reply_digest};
 use journal::{Journal, JournalError, Position, SnapshotStore};
+use sha2::{Digest, Sha256};
 
 use crate::error::EngineError;
+
+/// The head of the journal's hash chain: SHA-256 over every record so far.
+pub type ChainHead = [u8; 32];
+
+/// The head of an empty journal.
+pub const CHAIN_HEAD_GENESIS: ChainHead = [0; 32];
+
+/// Extends the hash chain by the record appended at `position`:
+/// `SHA-256(head || position as u64 little-endian || record)`.
+///
+/// The chain makes the journal tamper-evident: changing, dropping or reordering any record
+/// changes every head after it. The position is hashed so that records cannot be moved; the
+/// record is the journal payload (the encoded batch), not the journal's own framing, so the
+/// chain does not depend on the backend.
+pub fn chain_next(head: &ChainHead, position: Position, record: &[u8]) -> ChainHead {
+    let mut hasher = Sha256::new();
+    hasher.update(head);
+    hasher.update(position.to_le_bytes());
+    hasher.update(record);
+    hasher.finalize().into()
+}
 
 #[derive(Debug)]
 pub struct Recovered {
@@ -27,23 +52,45 @@ pub struct RecoveryReport {
     pub replayed_commands: u64,
     /// Bytes of a torn tail the journal cut off when it was opened.
     pub truncated_bytes: u64,
+    /// Head of the journal's hash chain at `position`; the sequencer continues it.
+    /// `CHAIN_HEAD_GENESIS` for an empty journal.
+    pub chain_head: ChainHead,
 }
 
-/// A snapshot payload: the next command sequence, then the codec's snapshot.
-pub(crate) fn encode_snapshot_payload(next_sequence: u64, book: &Book) -> Vec<u8> {
-    let mut payload = next_sequence.to_le_bytes().to_vec();
+/// Bytes of the snapshot payload's header: `next_sequence` then the chain head.
+const SNAPSHOT_PAYLOAD_HEADER_BYTES: usize = 8 + 32;
+
+/// A snapshot payload, in this layout (there is no older one in use):
+///
+/// | bytes | field |
+/// | --- | --- |
+/// | 0..8 | `next_sequence`, u64 little-endian |
+/// | 8..40 | the journal's chain head at the snapshot's position |
+/// | 40.. | the codec's snapshot of the book (`codec::encode_snapshot`, itself versioned) |
+pub(crate) fn encode_snapshot_payload(next_sequence: u64, chain_head: &ChainHead, book: &Book) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(SNAPSHOT_PAYLOAD_HEADER_BYTES);
+    payload.extend_from_slice(&next_sequence.to_le_bytes());
+    payload.extend_from_slice(chain_head);
     payload.extend_from_slice(&codec::encode_snapshot(book));
     payload
 }
 
-fn decode_snapshot_payload(bytes: &[u8]) -> Result<(u64, Book), EngineError> {
-    let (sequence, rest) = bytes.split_at_checked(8).ok_or_else(|| {
+fn decode_snapshot_payload(bytes: &[u8]) -> Result<(u64, ChainHead, Book), EngineError> {
+    let (header, rest) = bytes.split_at_checked(SNAPSHOT_PAYLOAD_HEADER_BYTES).ok_or_else(|| {
         EngineError::Snapshot(codec::DecodeError { offset: 0, reason: "snapshot shorter than its header".to_string() })
     })?;
-    let mut sequence_bytes = [0u8; 8];
-    sequence_bytes.copy_from_slice(sequence);
-    let book = decode_snapshot(rest).map_err(EngineError::Snapshot)?;
-    Ok((u64::from_le_bytes(sequence_bytes), book))
+    let (sequence_bytes, head_bytes) = header.split_at(8);
+    let mut sequence = [0u8; 8];
+    sequence.copy_from_slice(sequence_bytes);
+    let mut chain_head = CHAIN_HEAD_GENESIS;
+    chain_head.copy_from_slice(head_bytes);
+    let book = decode_snapshot(rest).map_err(|error| {
+        EngineError::Snapshot(codec::DecodeError {
+            offset: error.offset + SNAPSHOT_PAYLOAD_HEADER_BYTES,
+            reason: error.reason,
+        })
+    })?;
+    Ok((u64::from_le_bytes(sequence), chain_head, book))
 }
 
 pub fn recover(
@@ -53,13 +100,15 @@ pub fn recover(
 ) -> Result<Recovered, EngineError> {
     let mut book = Book::new(config);
     let mut next_sequence = 0u64;
+    let mut chain_head = CHAIN_HEAD_GENESIS;
     let mut from = 0;
     let mut snapshot_position = None;
     if let Some(store) = snapshots {
         if let Some((position, bytes)) = store.load_latest()? {
-            let (sequence, restored) = decode_snapshot_payload(&bytes)?;
+            let (sequence, head, restored) = decode_snapshot_payload(&bytes)?;
             book = restored;
             next_sequence = sequence;
+            chain_head = head;
             from = position;
             snapshot_position = Some(position);
         }
@@ -88,6 +137,7 @@ pub fn recover(
                 failure = Some(EngineError::Diverged { position, recorded: batch.reply_digest, replayed: digest });
                 return Err(JournalError::Poisoned);
             }
+            chain_head = chain_next(&chain_head, position, payload);
             next_sequence = batch.first_sequence + batch.commands.len() as u64;
             replayed_batches += 1;
             replayed_commands += batch.commands.len() as u64;
@@ -101,6 +151,7 @@ pub fn recover(
         replayed_batches,
         replayed_commands,
         truncated_bytes: 0,
+        chain_head,
     };
     Ok(Recovered { book, report })
 }

@@ -5,6 +5,10 @@
 //! ONE record with ONE sync, and only then sends the replies, publishes the events and runs the
 //! reads that arrived with the batch. A failed append stops the engine for good: the replies of
 //! that batch and of everything after it are errors, never acknowledgements.
+//!
+//! The sequencer also keeps the head of the journal's hash chain (`chain_next`), extended with
+//! every record it appends, and serves the audit trail: the chain head and pages of raw journal
+//! records, read on this thread between batches like the book reads.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -14,18 +18,28 @@ use std::time::{Duration, Instant};
 
 use book::{Book, BookEvent, Command, Reply};
 use codec::{encode_batch, reply_digest, BATCH_COMMANDS_MAX};
-use journal::{Journal, Position, SnapshotStore};
+use journal::{Journal, JournalError, Position, SnapshotStore};
 
 use crate::clock::Clock;
 use crate::error::EngineError;
-use crate::recovery::{encode_snapshot_payload, Recovered};
+use crate::recovery::{chain_next, encode_snapshot_payload, ChainHead, Recovered};
 
 /// Requests waiting for the sequencer; beyond this, `try_submit` sheds load.
 pub const INBOX_MAX_DEFAULT: usize = 65_536;
 /// Commands decided and journaled together.
 pub const BATCH_COMMANDS_MAX_DEFAULT: usize = 4_096;
 
+/// Journal records in one `journal_page`: the sequencer reads them between batches, so this
+/// bounds how long an audit read holds it up.
+pub const AUDIT_PAGE_RECORDS_MAX: usize = 1_024;
+/// Payload bytes of one `journal_page`, beyond which it ends early (after at least one record).
+pub const AUDIT_PAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 const _: () = assert!(BATCH_COMMANDS_MAX_DEFAULT <= BATCH_COMMANDS_MAX);
+const _: () = assert!(AUDIT_PAGE_RECORDS_MAX > 0 && AUDIT_PAGE_BYTES_MAX > 0);
+
+/// Raw journal records with their positions, oldest first.
+pub type JournalPage = Vec<(Position, Vec<u8>)>;
 
 /// What a caller gets back: the book's reply once it is durable, or why there is none.
 pub type Outcome = Result<Reply, EngineError>;
@@ -44,6 +58,8 @@ pub struct Committed<'a> {
 
 type CommitHook = Box<dyn FnMut(&Committed<'_>) + Send>;
 type ReadFn = Box<dyn FnOnce(&Book) + Send>;
+/// A look at the sequencer's own state (chain head, journal): durable data only.
+type InspectFn = Box<dyn FnOnce(&Sequencer) + Send>;
 
 pub struct EngineOptions {
     pub inbox_max: usize,
@@ -82,6 +98,7 @@ pub struct EngineStats {
 enum Request {
     Command { command: Command, reply: Option<oneshot::Sender<Outcome>> },
     Read(ReadFn),
+    Inspect(InspectFn),
     Snapshot(oneshot::Sender<Result<Position, EngineError>>),
     Shutdown,
 }
@@ -118,6 +135,7 @@ impl EngineHandle {
             snapshots,
             clock,
             next_sequence: recovered.report.next_sequence,
+            chain_head: recovered.report.chain_head,
             commands_since_snapshot: 0,
             batch_commands_max: options.batch_commands_max.clamp(1, BATCH_COMMANDS_MAX),
             snapshot_every_commands: options.snapshot_every_commands,
@@ -194,6 +212,62 @@ impl EngineHandle {
         }
     }
 
+    /// The head of the journal's hash chain and the position after the last record it covers
+    /// (the journal's next position): both as of the last durable batch.
+    pub fn chain_head(&self) -> Result<(ChainHead, Position), EngineError> {
+        self.inspect_waiting(Sequencer::chain_head)?.recv().map_err(|_| EngineError::ShutDown)
+    }
+
+    /// `chain_head` for async callers: fails fast with `Overloaded` when the inbox is full.
+    pub fn chain_head_async(&self) -> Result<oneshot::Receiver<(ChainHead, Position)>, EngineError> {
+        self.inspect_async(Sequencer::chain_head)
+    }
+
+    /// Up to `limit` raw journal records from position `from` on, oldest first, read on the
+    /// sequencer thread. `limit` is cut to `AUDIT_PAGE_RECORDS_MAX`, and a page ends early once
+    /// it holds `AUDIT_PAGE_BYTES_MAX` bytes; empty when `from` is at or past the end.
+    pub fn journal_page(&self, from: Position, limit: usize) -> Result<JournalPage, EngineError> {
+        self.inspect_waiting(move |sequencer| sequencer.journal_page(from, limit))?
+            .recv()
+            .map_err(|_| EngineError::ShutDown)?
+    }
+
+    /// `journal_page` for async callers: fails fast with `Overloaded` when the inbox is full.
+    pub fn journal_page_async(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> Result<oneshot::Receiver<Result<JournalPage, EngineError>>, EngineError> {
+        self.inspect_async(move |sequencer| sequencer.journal_page(from, limit))
+    }
+
+    fn inspect_waiting<R: Send + 'static>(
+        &self,
+        inspect: impl FnOnce(&Sequencer) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<R>, EngineError> {
+        let (sender, receiver) = oneshot::channel();
+        let job: InspectFn = Box::new(move |sequencer| {
+            let _ = sender.send(inspect(sequencer));
+        });
+        self.inbox.send(Request::Inspect(job)).map_err(|_| EngineError::ShutDown)?;
+        Ok(receiver)
+    }
+
+    fn inspect_async<R: Send + 'static>(
+        &self,
+        inspect: impl FnOnce(&Sequencer) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<R>, EngineError> {
+        let (sender, receiver) = oneshot::channel();
+        let job: InspectFn = Box::new(move |sequencer| {
+            let _ = sender.send(inspect(sequencer));
+        });
+        match self.inbox.try_send(Request::Inspect(job)) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::ShutDown),
+        }
+    }
+
     /// Takes a snapshot now; returns the journal position it covers.
     pub fn snapshot(&self) -> Result<Position, EngineError> {
         let (sender, receiver) = oneshot::channel();
@@ -218,6 +292,8 @@ struct Sequencer {
     clock: Box<dyn Clock>,
     last_now: u64,
     next_sequence: u64,
+    /// Head of the journal's hash chain over every durable record.
+    chain_head: ChainHead,
     commands_since_snapshot: u64,
     batch_commands_max: usize,
     snapshot_every_commands: u64,
@@ -233,6 +309,7 @@ struct Pending {
     commands: Vec<Command>,
     replies: Vec<Option<oneshot::Sender<Outcome>>>,
     reads: Vec<ReadFn>,
+    inspections: Vec<InspectFn>,
     snapshots: Vec<oneshot::Sender<Result<Position, EngineError>>>,
     shutdown: bool,
 }
@@ -246,6 +323,7 @@ impl Pending {
                 self.replies.push(reply);
             }
             Request::Read(read) => self.reads.push(read),
+            Request::Inspect(inspect) => self.inspections.push(inspect),
             Request::Snapshot(reply) => self.snapshots.push(reply),
             Request::Shutdown => self.shutdown = true,
         }
@@ -255,6 +333,7 @@ impl Pending {
         self.commands.clear();
         self.replies.clear();
         self.reads.clear();
+        self.inspections.clear();
         self.snapshots.clear();
     }
 }
@@ -301,6 +380,11 @@ impl Sequencer {
                 if self.stopped.is_none() {
                     read(&self.book);
                 }
+            }
+            // Unlike reads, these see only durable data (the journal and the chain over it), so
+            // they still run after a failed append.
+            for inspect in pending.inspections.drain(..) {
+                inspect(&self);
             }
             for reply in pending.snapshots.drain(..) {
                 let _ = reply.send(self.take_snapshot());
@@ -363,6 +447,7 @@ impl Sequencer {
                 return;
             }
         };
+        self.chain_head = chain_next(&self.chain_head, position, record);
         let count = pending.commands.len() as u64;
         self.next_sequence += count;
         self.commands_since_snapshot += count;
@@ -384,13 +469,43 @@ impl Sequencer {
         }
     }
 
+    fn chain_head(&self) -> (ChainHead, Position) {
+        (self.chain_head, self.journal.next_position())
+    }
+
+    fn journal_page(&self, from: Position, limit: usize) -> Result<JournalPage, EngineError> {
+        let limit = limit.min(AUDIT_PAGE_RECORDS_MAX);
+        let mut page = JournalPage::new();
+        if limit == 0 {
+            return Ok(page);
+        }
+        let mut bytes = 0usize;
+        let mut full = false;
+        let read = self.journal.read_from(from, &mut |position, payload| {
+            page.push((position, payload.to_vec()));
+            bytes += payload.len();
+            if page.len() >= limit || bytes >= AUDIT_PAGE_BYTES_MAX {
+                // `read_from` visits up to the end unless the visitor fails: stop it here with
+                // an error that `full` marks as ours.
+                full = true;
+                return Err(JournalError::Poisoned);
+            }
+            Ok(())
+        });
+        match read {
+            Ok(()) => Ok(page),
+            Err(_) if full => Ok(page),
+            Err(error) => Err(EngineError::Journal(error)),
+        }
+    }
+
     fn take_snapshot(&mut self) -> Result<Position, EngineError> {
         if let Some(reason) = &self.stopped {
             return Err(EngineError::Stopped(reason.clone()));
         }
         let position = self.journal.next_position();
         if let Some(store) = &self.snapshots {
-            let payload = encode_snapshot_payload(self.next_sequence, &self.book);
+            let payload = encode_snapshot_payload(self.next_sequence, &self.chain_head, &self.book);
             store.save(position, &payload)?;
             self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
         }

@@ -7,6 +7,7 @@
 
 mod auth;
 mod catalog;
+mod compliance;
 mod dto;
 mod error;
 mod limits;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use book::{Book, Command, Reply};
-use engine::EngineHandle;
+use engine::{EngineError, EngineHandle};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
@@ -32,6 +33,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub use auth::{hash_password, random_token, sha256_hex, Auth, Principal, API_KEY_PREFIX};
+pub use compliance::{AUDIT_PAGE_COMMANDS_MAX, REPORT_ROWS_PER_READ_MAX, RG_EVENTS_SCAN_RECORDS_MAX};
 pub use error::ApiError;
 pub use limits::{
     RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL, HTTP_IN_FLIGHT_MAX, RATE_LIMIT_KEYS_MAX,
@@ -177,8 +179,18 @@ impl AppState {
 
     /// Runs `read` against the book's committed state.
     pub async fn read<R: Send + 'static>(&self, read: impl FnOnce(&Book) -> R + Send + 'static) -> Result<R, ApiError> {
+        self.ask(|engine| engine.read_async(read)).await
+    }
+
+    /// Sends a request that the sequencer answers between batches (a read, the chain head, a
+    /// journal page) and awaits the answer, bounded like `submit`: 503 at once when the book
+    /// is full, 503 when it does not answer in time.
+    pub(crate) async fn ask<R: Send + 'static>(
+        &self,
+        request: impl FnOnce(&EngineHandle) -> Result<oneshot::Receiver<R>, EngineError>,
+    ) -> Result<R, ApiError> {
         let _permit = self.0.in_flight.try_acquire().map_err(|_| ApiError::overloaded())?;
-        let receiver = self.engine().read_async(read)?;
+        let receiver = request(self.engine())?;
         match tokio::time::timeout(self.config().book_reply_timeout, receiver).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(ApiError::unavailable()),
@@ -214,6 +226,7 @@ pub fn app(state: AppState) -> Router {
         .merge(players::routes())
         .merge(catalog::routes())
         .merge(operators::routes())
+        .merge(compliance::routes())
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {

@@ -14,7 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::{catalog, dto, error, operators, ops, players};
+use crate::{catalog, compliance, dto, error, operators, ops, players};
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -25,7 +25,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         title = "sportsbook",
         description = "The public HTTP JSON API v1 of the sportsbook: players (registration, tokens, wallet, bets, \
             cash-out, responsible gambling), the catalog (events, markets, prices), operators (trading, risk, \
-            settlement, API keys) and operations (health, readiness, metrics). Money and odds are decimal strings; ids \
+            settlement, API keys, the audit trail and regulator reports) and operations (health, readiness, metrics). Money and odds are decimal strings; ids \
             are opaque strings; times are RFC 3339 UTC. Every error is `{\"error\": {\"code\", \"message\", \
             ...details}}` (the `Error` schema).",
     ),
@@ -66,6 +66,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
         operators::void_market,
         operators::create_api_key,
         operators::revoke_api_key,
+        compliance::audit,
+        compliance::report,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -126,6 +128,30 @@ pub const SECURITY_SCHEME: &str = "bearer";
         operators::SelectionExposureView,
         operators::SettlementView,
         operators::ApiKeyCreatedView,
+        compliance::AuditResponse,
+        compliance::AuditPageView,
+        compliance::AuditBatchView,
+        compliance::AuditCommandView,
+        compliance::AuditCommand,
+        compliance::AuditLimitChange,
+        compliance::AuditNewSelection,
+        compliance::AuditPrice,
+        compliance::AuditMarketRiskChange,
+        compliance::AuditResult,
+        compliance::AuditVerificationView,
+        compliance::ReportName,
+        compliance::ReportView,
+        compliance::TurnoverReport,
+        compliance::TurnoverView,
+        compliance::GgrReport,
+        compliance::GgrView,
+        compliance::ResettlementView,
+        compliance::LiabilitiesReport,
+        compliance::OpenBetsView,
+        compliance::RgEventsReport,
+        compliance::RgAccountView,
+        compliance::RgLimitView,
+        compliance::RgEventView,
         ops::Health,
     )),
     modifiers(&BearerScheme, &CommonResponses),
@@ -134,8 +160,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
             player's JWT access token, except for the `/v1/auth` routes."),
         (name = "catalog", description = "Events and markets with their selections and current prices. Open to every \
             caller."),
-        (name = "operators", description = "Fixtures, prices, market status, risk, exposure, settlement and API keys. \
-            An operator API key (`sk_...`) with the scope each route names; `admin` holds every scope."),
+        (name = "operators", description = "Fixtures, prices, market status, risk, exposure, settlement, API keys, \
+            the audit trail and regulator reports. An operator API key (`sk_...`) with the scope each route names; `admin` holds every scope."),
         (name = "operations", description = "Health, readiness, metrics and this document. No credential."),
     ),
 )]

@@ -29,7 +29,7 @@ use crate::{random_token, sha256_hex, AppState, Principal, API_KEY_PREFIX};
 /// selections are plain amounts in minor units. The API shows and parses them in EUR, the
 /// default currency of new players (a book with players in several currencies adds their
 /// minor units together; per-currency exposure is not modelled yet).
-const MARKET_CURRENCY: Currency = Currency::EUR;
+pub(crate) const MARKET_CURRENCY: Currency = Currency::EUR;
 
 /// Market kind when a request names none.
 const MARKET_KIND_DEFAULT: &str = "other";
@@ -674,7 +674,7 @@ pub(crate) async fn set_market_risk(
 }
 
 /// A market's worst case, its largest selection liability; `None` when no selection has any.
-fn market_liability(book: &Book, market: &book::Market) -> Option<Money> {
+pub(crate) fn market_liability(book: &Book, market: &book::Market) -> Option<Money> {
     let liabilities = market.selections.iter().filter_map(|selection| book.selection(*selection)).map(|s| s.liability);
     if liabilities.clone().all(|liability| liability.minor() == 0) {
         return None;

@@ -22,6 +22,7 @@ fn empty_report() -> engine::RecoveryReport {
         replayed_batches: 0,
         replayed_commands: 0,
         truncated_bytes: 0,
+        chain_head: engine::CHAIN_HEAD_GENESIS,
     }
 }
 

@@ -52,6 +52,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/exposure"),
     ("POST", "/v1/admin/api-keys"),
     ("DELETE", "/v1/admin/api-keys/{id}"),
+    // compliance
+    ("GET", "/v1/admin/audit"),
+    ("GET", "/v1/admin/reports/{name}"),
     // operations
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -282,7 +285,8 @@ async fn every_documented_operation_is_routed() {
         } else {
             &key
         };
-        let path = template.replace("{id}", id);
+        // Reports are named, not numbered.
+        let path = template.replace("{id}", id).replace("{name}", "turnover");
         let token = match operation["tags"][0].as_str() {
             Some("players") => Some(player.access_token.as_str()),
             Some("operators") => Some(ADMIN_KEY),

@@ -1,0 +1,1553 @@
+//! Compliance routes: the audit trail (`GET /v1/admin/audit`) and regulator reports
+//! (`GET /v1/admin/reports/{name}`). Every route wants an operator API key with the
+//! `compliance` scope (or `admin`); a player token or a key without it is 403.
+//!
+//! The audit trail is the journal itself: each record is one sequencer batch, listed with the
+//! commands it holds exactly as the book decided them, secrets left out. `?verify=true` walks
+//! the whole journal and recomputes its hash chain (`engine::chain_next`) against the head the
+//! engine keeps.
+//!
+//! Reports are computed from the book's committed state, never from a second copy: turnover
+//! from the bets, GGR from the ledger's transfers (immutable, time-stamped, so a window is
+//! exact), liabilities from the markets' exposure, responsible-gambling facts from the players
+//! and the journal. Each book read folds at most `REPORT_ROWS_PER_READ_MAX` rows, so a report
+//! over a large book holds the sequencer up in short slices; money is summed in integer minor
+//! units and formatted once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::Router;
+use book::{
+    scopes, AccountId, BetKind, BetStatus, Book, Command, LimitKind, MarketAction, Period, Timestamp, TransferCode,
+    TransferKind,
+};
+use codec::Batch;
+use domain::{Currency, Money};
+use engine::{ChainHead, EngineError, JournalPage, AUDIT_PAGE_RECORDS_MAX, CHAIN_HEAD_GENESIS};
+use journal::{JournalError, Position};
+use serde::{Deserialize, Serialize};
+
+use crate::dto::{EachWayView, PageQuery};
+use crate::error::{ApiError, Json};
+use crate::operators::{market_liability, MarketExposureView, SelectionExposureView, MARKET_CURRENCY};
+use crate::players::PendingLimitView;
+use crate::time::{format_rfc3339, parse_rfc3339};
+use crate::{AppState, Principal, PAGE_ITEMS_MAX};
+
+/// Commands in one page of the audit trail. A page ends before the batch that would pass it,
+/// but always holds at least one batch (a batch has at most `codec::BATCH_COMMANDS_MAX`).
+pub const AUDIT_PAGE_COMMANDS_MAX: usize = 2_000;
+/// Rows (bets, transfers, players) a report folds in one book read.
+pub const REPORT_ROWS_PER_READ_MAX: usize = 65_536;
+/// Journal records one page of the `rg-events` report reads at most; a page that reaches it
+/// ends with a cursor, however few events it found.
+pub const RG_EVENTS_SCAN_RECORDS_MAX: usize = 65_536;
+
+// One record more than a page of batches is read, to tell whether another page follows.
+const _: () = assert!(PAGE_ITEMS_MAX < AUDIT_PAGE_RECORDS_MAX);
+const _: () = assert!(AUDIT_PAGE_RECORDS_MAX <= RG_EVENTS_SCAN_RECORDS_MAX);
+
+/// What the `rg-events` report can and cannot say, sent with it.
+const RG_EVENTS_NOTE: &str = "`accounts` is the state now: every account with a self-exclusion or time-out in force, \
+    a freeze, or a limit set or waiting out its cooling-off. `events` are the responsible-gambling commands in the \
+    window, read from the journal with the book time they were decided at; the journal records commands and a digest \
+    of the replies, not the replies, so a command the book refused (say, a self-exclusion shorter than the minimum) is \
+    listed too. The state in `accounts` is what the accepted ones left.";
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/admin/audit", get(audit)).route("/v1/admin/reports/{name}", get(report))
+}
+
+// ---- the audit trail --------------------------------------------------------------------------
+
+/// `?limit=&cursor=` or `?verify=true`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Batches per page, 1 to 200 (50 when absent).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `true`: verify the journal's hash chain instead of listing (takes no `limit` or `cursor`).
+    pub verify: Option<bool>,
+}
+
+/// A page of the audit trail or, with `?verify=true`, the verification of its hash chain.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum AuditResponse {
+    Page(AuditPageView),
+    Verification(AuditVerificationView),
+}
+
+/// Journal batches, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPageView {
+    pub items: Vec<AuditBatchView>,
+    /// The `cursor` of the next page; null on the last page (more may be appended later).
+    #[schema(required = true, example = "pos_50")]
+    pub next_cursor: Option<String>,
+}
+
+/// One journal record: a batch of commands the sequencer decided at one time and made durable
+/// with one sync.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditBatchView {
+    /// The record's journal position (from 0), the unit the hash chain covers.
+    pub position: u64,
+    /// Sequence number of the batch's first command.
+    pub sequence_from: u64,
+    /// Sequence number of its last command.
+    pub sequence_to: u64,
+    /// Book time the batch was decided at.
+    pub recorded_at: String,
+    /// Digest of the replies the book decided (hex); replaying the batch must reproduce it.
+    #[schema(example = "00f3a2c1d4e5b6a7")]
+    pub reply_digest: String,
+    pub commands: Vec<AuditCommandView>,
+}
+
+/// A command with its sequence number. Password and API key hashes are never shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditCommandView {
+    pub sequence: u64,
+    #[serde(flatten)]
+    pub command: AuditCommand,
+}
+
+/// A book command as journaled, by `type`. Money is a decimal string in the account's currency
+/// (EUR for market settings); ids are the API's ids.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuditCommand {
+    OpenAccount {
+        currency: String,
+    },
+    /// The password hash is left out.
+    RegisterPlayer {
+        username: String,
+        date_of_birth: String,
+        country: String,
+        currency: String,
+    },
+    /// The key's hash is left out.
+    CreateApiKey {
+        name: String,
+        scopes: Vec<String>,
+    },
+    RevokeApiKey {
+        api_key_id: String,
+    },
+    Deposit {
+        account_id: String,
+        amount: String,
+        payment_ref: String,
+        #[schema(required = true)]
+        idempotency_key: Option<String>,
+    },
+    Withdraw {
+        account_id: String,
+        amount: String,
+        #[schema(required = true)]
+        idempotency_key: Option<String>,
+    },
+    CompleteWithdrawal {
+        account_id: String,
+        /// The pending withdrawal transfer.
+        withdrawal_id: String,
+        paid: bool,
+    },
+    SetLimits {
+        account_id: String,
+        changes: Vec<AuditLimitChange>,
+    },
+    TimeOut {
+        account_id: String,
+        hours: u32,
+    },
+    SelfExclude {
+        account_id: String,
+        days: u32,
+    },
+    SetAccountRisk {
+        account_id: String,
+        #[schema(required = true)]
+        stake_factor: Option<String>,
+        #[schema(required = true)]
+        frozen: Option<bool>,
+    },
+    CreateEvent {
+        name: String,
+        sport: String,
+        competition: String,
+        starts_at: String,
+    },
+    CreateMarket {
+        event_id: String,
+        name: String,
+        kind: String,
+        selections: Vec<AuditNewSelection>,
+        #[schema(required = true)]
+        each_way: Option<EachWayView>,
+    },
+    SetPrices {
+        market_id: String,
+        prices: Vec<AuditPrice>,
+    },
+    SetMarketStatus {
+        market_id: String,
+        /// `suspend`, `resume` or `close`.
+        action: String,
+    },
+    SetInPlay {
+        event_id: String,
+        bet_delay_seconds: u32,
+    },
+    EndEvent {
+        event_id: String,
+    },
+    SetMarketRisk {
+        market_id: String,
+        change: AuditMarketRiskChange,
+    },
+    /// The bet's id is the book's reply, which the journal does not hold.
+    PlaceBet {
+        account_id: String,
+        /// `single`, `multiple` or `system`.
+        bet_type: String,
+        #[schema(required = true)]
+        system: Option<String>,
+        each_way: bool,
+        /// The prices the bettor asked for.
+        legs: Vec<AuditPrice>,
+        /// Per line.
+        stake: String,
+        accept_price_changes: String,
+        #[schema(required = true)]
+        idempotency_key: Option<String>,
+    },
+    QuoteCashout {
+        account_id: String,
+        bet_id: String,
+    },
+    AcceptCashout {
+        account_id: String,
+        bet_id: String,
+        quote_id: String,
+        #[schema(required = true)]
+        idempotency_key: Option<String>,
+    },
+    SettleMarket {
+        market_id: String,
+        results: Vec<AuditResult>,
+    },
+    UnsettleMarket {
+        market_id: String,
+    },
+    VoidMarket {
+        market_id: String,
+    },
+    /// Time passing: the sequencer ends due in-play delays.
+    Tick,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditLimitChange {
+    /// `deposit`, `loss` or `stake`.
+    pub kind: String,
+    /// `day`, `week` or `month`.
+    pub period: String,
+    /// The new limit; null removes it.
+    #[schema(required = true)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditNewSelection {
+    pub name: String,
+    pub price: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPrice {
+    pub selection_id: String,
+    pub price: String,
+}
+
+/// The settings a market risk change names; an absent field was left as it was, `null` was
+/// cleared. Money in EUR.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct AuditMarketRiskChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub max_stake: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub liability_cap: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub selection_liability_cap: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub suspend_at_liability: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u32>, required = false)]
+    pub in_play_delay_seconds: Option<Option<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub max_payout: Option<Option<String>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditResult {
+    pub selection_id: String,
+    /// `win`, `lose`, `void` or `place`.
+    pub outcome: String,
+    #[schema(required = true)]
+    pub dead_heat_factor: Option<String>,
+    #[schema(required = true)]
+    pub void_factor: Option<String>,
+}
+
+/// The journal's hash chain recomputed from its records, against the engine's live head.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditVerificationView {
+    /// Every record from position 0 to the live head was read and the recomputed head equals it.
+    pub verified: bool,
+    /// Records hashed.
+    pub records: u64,
+    /// The head recomputed from the records (hex SHA-256).
+    #[schema(example = "5f1c0e3a9b7d2c4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e")]
+    pub head: String,
+    /// The head the engine keeps, as of the start of the walk (hex SHA-256).
+    pub expected_head: String,
+    /// Why not verified; null when verified.
+    #[schema(required = true)]
+    pub reason: Option<String>,
+}
+
+/// `GET /v1/admin/audit` (compliance): journal batches oldest first, or `?verify=true`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    tag = "operators",
+    summary = "Audit trail",
+    description = "The journal: every batch of commands the book decided, oldest first, with its position, sequence \
+        numbers and book time; password and API key hashes are never shown. A page holds at most `limit` batches and \
+        about 2,000 commands. With `?verify=true`, walks the whole journal from position 0, recomputes its hash chain \
+        (`head = SHA-256(head || position u64 LE || record)` from 32 zero bytes) and compares it with the head the \
+        engine keeps; the walk reads 1,024 records per book read and runs within the request deadline (30 s), so a \
+        journal too large for it answers 503 `timeout`. Scope: `compliance`.",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of batches (`{items, next_cursor}`), or with `?verify=true` the \
+            verification (`{verified, records, head, expected_head, reason}`)", body = AuditResponse),
+        (status = 400, description = "Bad `limit`, `cursor` or `verify`, `verify` with `limit` or `cursor`, or an \
+            unknown parameter (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+    ),
+)]
+pub(crate) async fn audit(
+    principal: Principal,
+    State(state): State<AppState>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<AuditResponse>, ApiError> {
+    principal.require_scope(scopes::COMPLIANCE)?;
+    let Query(query) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
+    if query.verify == Some(true) {
+        if query.limit.is_some() || query.cursor.is_some() {
+            return Err(ApiError::invalid("verify takes no limit or cursor"));
+        }
+        return Ok(Json(AuditResponse::Verification(verify(&state).await?)));
+    }
+    let page = PageQuery { limit: query.limit, cursor: None };
+    let limit = page.limit()?;
+    let from = query.cursor.as_deref().map(parse_position_cursor).transpose()?.unwrap_or(0);
+    Ok(Json(AuditResponse::Page(audit_page(&state, from, limit).await?)))
+}
+
+async fn audit_page(state: &AppState, from: Position, limit: usize) -> Result<AuditPageView, ApiError> {
+    let records = journal_page(state, from, limit).await??;
+    let batches = blocking(move || decode_audit_page(records)).await??;
+    let accounts = batches.iter().flat_map(|(_, batch)| batch.commands.iter().filter_map(command_account));
+    let currencies = account_currencies(state, accounts.collect()).await?;
+    let next = batches.last().map_or(from, |(position, _)| position + 1);
+    let items = blocking(move || {
+        batches.iter().map(|(position, batch)| batch_view(*position, batch, &currencies)).collect::<Vec<_>>()
+    })
+    .await?;
+    // Asked after the page was read: a record appended since is after `next` or is `next`.
+    let (_, end) = chain_head(state).await?;
+    let next_cursor = (next < end).then(|| format!("pos_{next}"));
+    Ok(AuditPageView { items, next_cursor })
+}
+
+/// Decodes the records of a page, keeping whole batches up to `AUDIT_PAGE_COMMANDS_MAX`
+/// commands (at least one batch).
+fn decode_audit_page(records: JournalPage) -> Result<Vec<(Position, Batch)>, ApiError> {
+    let mut batches = Vec::with_capacity(records.len());
+    let mut commands = 0usize;
+    for (position, record) in records {
+        let batch = decode(position, &record)?;
+        commands += batch.commands.len();
+        if !batches.is_empty() && commands > AUDIT_PAGE_COMMANDS_MAX {
+            break;
+        }
+        batches.push((position, batch));
+    }
+    Ok(batches)
+}
+
+fn batch_view(position: Position, batch: &Batch, currencies: &BTreeMap<AccountId, Currency>) -> AuditBatchView {
+    let count = batch.commands.len() as u64;
+    AuditBatchView {
+        position,
+        sequence_from: batch.first_sequence,
+        sequence_to: batch.first_sequence + count.saturating_sub(1),
+        recorded_at: format_rfc3339(batch.timestamp),
+        reply_digest: format!("{:016x}", batch.reply_digest),
+        commands: batch
+            .commands
+            .iter()
+            .enumerate()
+            .map(|(index, command)| AuditCommandView {
+                sequence: batch.first_sequence + index as u64,
+                command: audit_command(command, currencies),
+            })
+            .collect(),
+    }
+}
+
+/// Renders one command. Secrets (password and API key hashes) are left out by construction:
+/// every field shown is named here.
+fn audit_command(command: &Command, currencies: &BTreeMap<AccountId, Currency>) -> AuditCommand {
+    let currency_of = |account: &AccountId| currencies.get(account).copied().unwrap_or(MARKET_CURRENCY);
+    let money = |account: &AccountId, amount: Money| currency_of(account).format(amount);
+    let idempotency_key = |key: &Option<book::Idempotency>| key.as_ref().map(|key| key.key.clone());
+    match command {
+        Command::OpenAccount { currency } => AuditCommand::OpenAccount { currency: currency.to_string() },
+        Command::RegisterPlayer { username, password_hash: _, date_of_birth, country, currency } => {
+            AuditCommand::RegisterPlayer {
+                username: username.clone(),
+                date_of_birth: date_of_birth.to_string(),
+                country: country.clone(),
+                currency: currency.to_string(),
+            }
+        }
+        Command::CreateApiKey { name, key_hash: _, scopes: bits } => AuditCommand::CreateApiKey {
+            name: name.clone(),
+            scopes: scopes::NAMES
+                .iter()
+                .filter(|(_, bit)| bits & bit != 0)
+                .map(|(scope, _)| (*scope).to_string())
+                .collect(),
+        },
+        Command::RevokeApiKey { key } => AuditCommand::RevokeApiKey { api_key_id: key.to_string() },
+        Command::Deposit { account, amount, payment_ref, idempotency } => AuditCommand::Deposit {
+            account_id: account.to_string(),
+            amount: money(account, *amount),
+            payment_ref: payment_ref.clone(),
+            idempotency_key: idempotency_key(idempotency),
+        },
+        Command::Withdraw { account, amount, idempotency } => AuditCommand::Withdraw {
+            account_id: account.to_string(),
+            amount: money(account, *amount),
+            idempotency_key: idempotency_key(idempotency),
+        },
+        Command::CompleteWithdrawal { account, withdrawal, paid } => AuditCommand::CompleteWithdrawal {
+            account_id: account.to_string(),
+            withdrawal_id: withdrawal.to_string(),
+            paid: *paid,
+        },
+        Command::SetLimits { account, changes } => AuditCommand::SetLimits {
+            account_id: account.to_string(),
+            changes: changes
+                .iter()
+                .map(|change| AuditLimitChange {
+                    kind: change.kind.as_str().to_string(),
+                    period: change.period.as_str().to_string(),
+                    value: change.value.map(|value| money(account, value)),
+                })
+                .collect(),
+        },
+        Command::TimeOut { account, hours } => AuditCommand::TimeOut { account_id: account.to_string(), hours: *hours },
+        Command::SelfExclude { account, days } => {
+            AuditCommand::SelfExclude { account_id: account.to_string(), days: *days }
+        }
+        Command::SetAccountRisk { account, stake_factor, frozen } => AuditCommand::SetAccountRisk {
+            account_id: account.to_string(),
+            stake_factor: stake_factor.map(|factor| factor.to_string()),
+            frozen: *frozen,
+        },
+        Command::CreateEvent { name, sport, competition, starts_at } => AuditCommand::CreateEvent {
+            name: name.clone(),
+            sport: sport.clone(),
+            competition: competition.clone(),
+            starts_at: format_rfc3339(*starts_at),
+        },
+        Command::CreateMarket { event, name, kind, selections, each_way } => AuditCommand::CreateMarket {
+            event_id: event.to_string(),
+            name: name.clone(),
+            kind: kind.clone(),
+            selections: selections
+                .iter()
+                .map(|selection| AuditNewSelection { name: selection.name.clone(), price: selection.price.decimal() })
+                .collect(),
+            each_way: each_way.map(|terms| EachWayView { places: terms.places, fraction: terms.fraction.to_string() }),
+        },
+        Command::SetPrices { market, prices } => AuditCommand::SetPrices {
+            market_id: market.to_string(),
+            prices: prices
+                .iter()
+                .map(|(selection, price)| AuditPrice { selection_id: selection.to_string(), price: price.decimal() })
+                .collect(),
+        },
+        Command::SetMarketStatus { market, action } => AuditCommand::SetMarketStatus {
+            market_id: market.to_string(),
+            action: match action {
+                MarketAction::Suspend => "suspend",
+                MarketAction::Resume => "resume",
+                MarketAction::Close => "close",
+            }
+            .to_string(),
+        },
+        Command::SetInPlay { event, bet_delay_seconds } => {
+            AuditCommand::SetInPlay { event_id: event.to_string(), bet_delay_seconds: *bet_delay_seconds }
+        }
+        Command::EndEvent { event } => AuditCommand::EndEvent { event_id: event.to_string() },
+        Command::SetMarketRisk { market, change } => {
+            let eur = |setting: Option<Option<Money>>| {
+                setting.map(|value| value.map(|amount| MARKET_CURRENCY.format(amount)))
+            };
+            AuditCommand::SetMarketRisk {
+                market_id: market.to_string(),
+                change: AuditMarketRiskChange {
+                    max_stake: eur(change.max_stake),
+                    liability_cap: eur(change.liability_cap),
+                    selection_liability_cap: eur(change.selection_liability_cap),
+                    suspend_at_liability: eur(change.suspend_at_liability),
+                    in_play_delay_seconds: change.in_play_delay_seconds,
+                    max_payout: eur(change.max_payout),
+                },
+            }
+        }
+        Command::PlaceBet(place) => {
+            let (bet_type, system) = match place.kind {
+                BetKind::Single => ("single", None),
+                BetKind::Multiple => ("multiple", None),
+                BetKind::System(system) => ("system", Some(system.as_str().to_string())),
+            };
+            AuditCommand::PlaceBet {
+                account_id: place.account.to_string(),
+                bet_type: bet_type.to_string(),
+                system,
+                each_way: place.each_way,
+                legs: place
+                    .legs
+                    .iter()
+                    .map(|leg| AuditPrice { selection_id: leg.selection.to_string(), price: leg.price.decimal() })
+                    .collect(),
+                stake: money(&place.account, place.stake),
+                accept_price_changes: place.policy.as_str().to_string(),
+                idempotency_key: idempotency_key(&place.idempotency),
+            }
+        }
+        Command::QuoteCashout { account, bet } => {
+            AuditCommand::QuoteCashout { account_id: account.to_string(), bet_id: bet.to_string() }
+        }
+        Command::AcceptCashout { account, bet, quote, idempotency } => AuditCommand::AcceptCashout {
+            account_id: account.to_string(),
+            bet_id: bet.to_string(),
+            quote_id: quote.to_string(),
+            idempotency_key: idempotency_key(idempotency),
+        },
+        Command::SettleMarket { market, results } => AuditCommand::SettleMarket {
+            market_id: market.to_string(),
+            results: results
+                .iter()
+                .map(|result| AuditResult {
+                    selection_id: result.selection.to_string(),
+                    outcome: result.outcome.as_str().to_string(),
+                    dead_heat_factor: result.dead_heat.map(|factor| factor.to_string()),
+                    void_factor: result.void_factor.map(|factor| factor.to_string()),
+                })
+                .collect(),
+        },
+        Command::UnsettleMarket { market } => AuditCommand::UnsettleMarket { market_id: market.to_string() },
+        Command::VoidMarket { market } => AuditCommand::VoidMarket { market_id: market.to_string() },
+        Command::Tick => AuditCommand::Tick,
+    }
+}
+
+/// The account a command is about, for the currency of its amounts.
+fn command_account(command: &Command) -> Option<AccountId> {
+    match command {
+        Command::Deposit { account, .. }
+        | Command::Withdraw { account, .. }
+        | Command::CompleteWithdrawal { account, .. }
+        | Command::SetLimits { account, .. }
+        | Command::TimeOut { account, .. }
+        | Command::SelfExclude { account, .. }
+        | Command::SetAccountRisk { account, .. }
+        | Command::QuoteCashout { account, .. }
+        | Command::AcceptCashout { account, .. } => Some(*account),
+        Command::PlaceBet(place) => Some(place.account),
+        _ => None,
+    }
+}
+
+/// Walks the journal from position 0 up to the live head's position, recomputing the chain.
+/// Records are read a page at a time on the sequencer and hashed on the blocking pool.
+async fn verify(state: &AppState) -> Result<AuditVerificationView, ApiError> {
+    let (expected, end) = chain_head(state).await?;
+    let mut head = CHAIN_HEAD_GENESIS;
+    let mut position: Position = 0;
+    let mut reason = None;
+    while position < end && reason.is_none() {
+        let records = match journal_page(state, position, AUDIT_PAGE_RECORDS_MAX).await? {
+            Ok(records) => records,
+            Err(EngineError::Journal(JournalError::Corrupt { position, .. })) => {
+                reason = Some(format!("the journal record at position {position} is corrupt"));
+                break;
+            }
+            Err(EngineError::Journal(JournalError::Pruned { first_available, .. })) => {
+                reason = Some(format!("the journal records before position {first_available} were removed"));
+                break;
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let before = position;
+        (head, position) = blocking(move || extend_chain(head, position, end, &records)).await?;
+        if position == before {
+            reason = Some(format!("the journal has no record at position {position}"));
+        }
+    }
+    if reason.is_none() && head != expected {
+        reason = Some("the head recomputed from the journal differs from the engine's".to_string());
+    }
+    Ok(AuditVerificationView {
+        verified: reason.is_none(),
+        records: position,
+        head: hex::encode(head),
+        expected_head: hex::encode(expected),
+        reason,
+    })
+}
+
+/// Extends `head` by the records at `position`, `position + 1`, ... below `end`; stops at a gap.
+fn extend_chain(
+    mut head: ChainHead,
+    mut position: Position,
+    end: Position,
+    records: &[(Position, Vec<u8>)],
+) -> (ChainHead, Position) {
+    for (at, record) in records {
+        if *at != position || *at >= end {
+            break;
+        }
+        head = engine::chain_next(&head, *at, record);
+        position += 1;
+    }
+    (head, position)
+}
+
+// ---- reports ----------------------------------------------------------------------------------
+
+/// The reports `GET /v1/admin/reports/{name}` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "kebab-case")]
+pub enum ReportName {
+    Turnover,
+    Ggr,
+    Liabilities,
+    RgEvents,
+}
+
+impl ReportName {
+    pub const ALL: [ReportName; 4] =
+        [ReportName::Turnover, ReportName::Ggr, ReportName::Liabilities, ReportName::RgEvents];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportName::Turnover => "turnover",
+            ReportName::Ggr => "ggr",
+            ReportName::Liabilities => "liabilities",
+            ReportName::RgEvents => "rg-events",
+        }
+    }
+}
+
+/// `?from=&to=&limit=&cursor=`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// Start of the window on book time, inclusive (RFC 3339 UTC); the beginning when absent.
+    /// Not for `liabilities`, which are as of now.
+    #[param(example = "2026-11-01T00:00:00Z")]
+    pub from: Option<String>,
+    /// End of the window, exclusive; now when absent. Not for `liabilities`.
+    #[param(example = "2026-12-01T00:00:00Z")]
+    pub to: Option<String>,
+    /// `liabilities` and `rg-events` only: items per page, 1 to 200 (50 when absent).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<usize>,
+    /// `liabilities` and `rg-events` only: `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A report, by `report`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(tag = "report")]
+pub enum ReportView {
+    #[serde(rename = "turnover")]
+    Turnover(TurnoverReport),
+    #[serde(rename = "ggr")]
+    Ggr(GgrReport),
+    #[serde(rename = "liabilities")]
+    Liabilities(LiabilitiesReport),
+    #[serde(rename = "rg-events")]
+    RgEvents(RgEventsReport),
+}
+
+/// Bets placed and settled in the window, by currency.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TurnoverReport {
+    /// The window's start as given; null: the beginning.
+    #[schema(required = true)]
+    pub from: Option<String>,
+    /// The window's end as given; null: now.
+    #[schema(required = true)]
+    pub to: Option<String>,
+    /// Book time the report was computed at.
+    pub as_of: String,
+    /// Currencies with any bet placed or settled in the window, by code.
+    pub currencies: Vec<TurnoverView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TurnoverView {
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Bets placed in the window and accepted (not those refused or still in an in-play delay).
+    pub bets_placed: u64,
+    /// Their total stakes.
+    pub stakes_placed: String,
+    /// Settlements in the window (by result, void or cash-out) less the settlements reversed in
+    /// it: a bet settled, unsettled and settled again counts once.
+    pub bets_settled: i64,
+    /// Their stakes, on the same terms.
+    pub stakes_settled: String,
+}
+
+/// Gross gaming revenue of the settlements in the window, by currency, with the reversals of
+/// earlier settlements (resettlements) apart.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GgrReport {
+    #[schema(required = true)]
+    pub from: Option<String>,
+    #[schema(required = true)]
+    pub to: Option<String>,
+    pub as_of: String,
+    /// Currencies with any settlement or reversal in the window, by code.
+    pub currencies: Vec<GgrView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GgrView {
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Stakes of the bets settled in the window (by result, void or cash-out); a bet settled
+    /// again after a reversal counts again.
+    pub stakes_settled: String,
+    /// Paid at those settlements, cash-outs and void refunds included.
+    pub payouts: String,
+    /// The part of `payouts` paid by cash-out.
+    pub cashouts: String,
+    /// `stakes_settled - payouts`.
+    pub gross_gaming_revenue: String,
+    pub resettlements: ResettlementView,
+    /// `gross_gaming_revenue + resettlements.adjustment`.
+    pub net_gaming_revenue: String,
+}
+
+/// Settlements reversed in the window (the resettled wager adjustment).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResettlementView {
+    /// Payouts taken back from the players.
+    pub payouts_reversed: String,
+    /// The part of `payouts_reversed` the players' cash no longer covered, now owed as debt.
+    pub recognised_as_debt: String,
+    /// Settled stakes given back to be held again on the reopened bets.
+    pub stakes_reversed: String,
+    /// `payouts_reversed - stakes_reversed`: what the reversals add to revenue.
+    pub adjustment: String,
+}
+
+/// Open exposure now: liability per market and the open stakes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LiabilitiesReport {
+    pub as_of: String,
+    /// Open bets (accepted, or waiting out an in-play delay) and their stakes, by currency, over
+    /// the whole book.
+    pub open_bets: Vec<OpenBetsView>,
+    /// Sum of every market's worst-case liability over the whole book, in EUR like the exposure;
+    /// a multiple counts in each market it has a leg in.
+    pub total_liability: String,
+    /// Markets with a liability, in id order (a page of them).
+    pub items: Vec<MarketExposureView>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OpenBetsView {
+    #[schema(example = "EUR")]
+    pub currency: String,
+    pub bets: u64,
+    pub stakes: String,
+}
+
+/// Responsible-gambling facts: accounts with measures in force now, then the commands in the
+/// window. Walk `next_cursor` to the end: the first pages list accounts, later ones events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RgEventsReport {
+    #[schema(required = true)]
+    pub from: Option<String>,
+    #[schema(required = true)]
+    pub to: Option<String>,
+    pub as_of: String,
+    /// What the two lists can and cannot say.
+    pub note: String,
+    /// Accounts with a measure in force now, in id order.
+    pub accounts: Vec<RgAccountView>,
+    /// Responsible-gambling commands decided in the window, oldest first. A page ends on a
+    /// whole batch, so it may hold a few more than `limit`.
+    pub events: Vec<RgEventView>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RgAccountView {
+    pub account_id: String,
+    pub frozen: bool,
+    #[schema(required = true)]
+    pub self_excluded_until: Option<String>,
+    #[schema(required = true)]
+    pub timed_out_until: Option<String>,
+    /// Limits set or waiting out a cooling-off.
+    pub limits: Vec<RgLimitView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RgLimitView {
+    /// `deposit`, `loss` or `stake`.
+    pub kind: String,
+    /// `day`, `week` or `month`.
+    pub period: String,
+    /// In force now; null: none.
+    #[schema(required = true)]
+    pub value: Option<String>,
+    /// A raised or removed limit waiting out its cooling-off.
+    #[schema(required = true)]
+    pub pending: Option<PendingLimitView>,
+}
+
+/// A `set_limits`, `time_out`, `self_exclude` or `set_account_risk` command from the journal.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RgEventView {
+    /// The journal position of its batch.
+    pub position: u64,
+    /// Book time it was decided at.
+    pub recorded_at: String,
+    #[serde(flatten)]
+    pub command: AuditCommandView,
+}
+
+/// `GET /v1/admin/reports/{name}` (compliance).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/reports/{name}",
+    tag = "operators",
+    summary = "Regulator report",
+    description = "`turnover`: bets placed (accepted) and settled in the window, by currency. `ggr`: stakes settled \
+        in the window less their payouts (cash-outs included), by currency, with reversals of settlements \
+        (resettlements) apart and the net. `liabilities`: open exposure per market now and the open stakes \
+        (paginated; no window). `rg-events`: accounts with responsible-gambling measures in force now, then the \
+        responsible-gambling commands of the window from the journal (paginated). The window is on book time: `from` \
+        inclusive, `to` exclusive. Money is exact, in the currency named. Scope: `compliance`.",
+    security(("bearer" = [])),
+    params(("name" = ReportName, Path, description = "The report", example = "turnover"), ReportQuery),
+    responses(
+        (status = 200, description = "The report, its kind in `report`", body = ReportView),
+        (status = 400, description = "Bad `from`, `to`, `limit` or `cursor`, `from` after `to`, a parameter the \
+            report does not take, or an unknown parameter (`invalid_request`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such report (`not_found`)", body = ApiError),
+    ),
+)]
+pub(crate) async fn report(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Json<ReportView>, ApiError> {
+    principal.require_scope(scopes::COMPLIANCE)?;
+    let Path(name) = path.map_err(|_| ApiError::not_found("report"))?;
+    let name = ReportName::ALL
+        .into_iter()
+        .find(|known| known.as_str() == name)
+        .ok_or_else(|| ApiError::not_found("report"))?;
+    let Query(query) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
+    let window = Window::parse(&query)?;
+    let paginated = matches!(name, ReportName::Liabilities | ReportName::RgEvents);
+    if !paginated && (query.limit.is_some() || query.cursor.is_some()) {
+        return Err(ApiError::invalid(format!("the {} report takes no limit or cursor", name.as_str())));
+    }
+    let page = PageQuery { limit: query.limit, cursor: query.cursor };
+    let view = match name {
+        ReportName::Turnover => ReportView::Turnover(turnover(&state, window).await?),
+        ReportName::Ggr => ReportView::Ggr(ggr(&state, window).await?),
+        ReportName::Liabilities => {
+            if query.from.is_some() || query.to.is_some() {
+                return Err(ApiError::invalid("liabilities are as of now: from and to do not apply"));
+            }
+            ReportView::Liabilities(liabilities(&state, &page).await?)
+        }
+        ReportName::RgEvents => ReportView::RgEvents(rg_events(&state, window, &page).await?),
+    };
+    Ok(Json(view))
+}
+
+/// A window on book time: `from` inclusive, `to` exclusive.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+}
+
+impl Window {
+    fn parse(query: &ReportQuery) -> Result<Window, ApiError> {
+        let parse = |text: &Option<String>, field: &str| {
+            text.as_deref()
+                .map(|text| {
+                    parse_rfc3339(text).ok_or_else(|| {
+                        ApiError::invalid(format!("{field}: not an RFC 3339 UTC time such as 2026-11-25T20:00:00Z"))
+                            .with("field", field)
+                    })
+                })
+                .transpose()
+        };
+        let window = Window { from: parse(&query.from, "from")?, to: parse(&query.to, "to")? };
+        if let (Some(from), Some(to)) = (window.from, window.to) {
+            if from > to {
+                return Err(ApiError::invalid("from is after to").with("field", "from"));
+            }
+        }
+        Ok(window)
+    }
+
+    fn start(self) -> Timestamp {
+        self.from.unwrap_or(0)
+    }
+
+    fn end(self) -> Timestamp {
+        self.to.unwrap_or(Timestamp::MAX)
+    }
+
+    /// The indices of a time-ordered list that fall in the window.
+    fn rows<T>(self, rows: &[T], at: impl Fn(&T) -> Timestamp) -> Range<usize> {
+        rows.partition_point(|row| at(row) < self.start())..rows.partition_point(|row| at(row) < self.end())
+    }
+
+    fn shown(self) -> (Option<String>, Option<String>) {
+        (self.from.map(format_rfc3339), self.to.map(format_rfc3339))
+    }
+}
+
+/// Folds rows of one of the book's append-only, time-ordered lists (bets, transfers), at most
+/// `REPORT_ROWS_PER_READ_MAX` per book read so that a large book holds the sequencer up only
+/// in short slices. The range is fixed by the first read; rows appended later are not counted.
+/// Returns the totals and the book time of the first read.
+async fn fold_rows<A: Send + 'static>(
+    state: &AppState,
+    totals: A,
+    rows: impl FnOnce(&Book) -> Range<usize> + Send + 'static,
+    fold: impl Fn(&Book, Range<usize>, &mut A) + Copy + Send + 'static,
+) -> Result<(A, Timestamp), ApiError> {
+    let (range, mut next, mut totals, as_of) = state
+        .read(move |book| {
+            let mut totals = totals;
+            let range = rows(book);
+            let end = range.end.min(range.start.saturating_add(REPORT_ROWS_PER_READ_MAX));
+            fold(book, range.start..end, &mut totals);
+            (range, end, totals, book.now())
+        })
+        .await?;
+    while next < range.end {
+        let start = next;
+        let end = range.end.min(start.saturating_add(REPORT_ROWS_PER_READ_MAX));
+        totals = state
+            .read(move |book| {
+                fold(book, start..end, &mut totals);
+                totals
+            })
+            .await?;
+        next = end;
+    }
+    Ok((totals, as_of))
+}
+
+/// Minor units summed in `i128`: a sum of many `i64` amounts cannot overflow it.
+type Minor = i128;
+
+type ByCurrency<T> = BTreeMap<Currency, T>;
+
+/// Shows a sum of minor units with the currency's decimal places, like `Currency::format`.
+fn format_minor(currency: Currency, minor: Minor) -> String {
+    if let Ok(minor) = i64::try_from(minor) {
+        return currency.format(Money::from_minor(minor));
+    }
+    let sign = if minor < 0 { "-" } else { "" };
+    let magnitude = minor.unsigned_abs();
+    let exponent = u32::from(currency.exponent());
+    if exponent == 0 {
+        return format!("{sign}{magnitude}");
+    }
+    let divisor = 10u128.pow(exponent);
+    let width = exponent as usize;
+    format!("{sign}{}.{:0width$}", magnitude / divisor, magnitude % divisor)
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PlacedTotals {
+    bets: u64,
+    stakes: Minor,
+}
+
+/// What settlements moved in a window, from the ledger.
+#[derive(Clone, Copy, Debug, Default)]
+struct SettlementTotals {
+    settlements: i64,
+    stakes_settled: Minor,
+    payouts: Minor,
+    cashouts: Minor,
+    reversals: i64,
+    payouts_reversed: Minor,
+    recognised_as_debt: Minor,
+    stakes_reversed: Minor,
+}
+
+/// Accepted bets by the currency of their account.
+fn fold_placed(book: &Book, rows: Range<usize>, totals: &mut ByCurrency<PlacedTotals>) {
+    for bet in &book.bets()[rows] {
+        // Accepted at placement or when its in-play delay ended; a refused bet never stood.
+        if matches!(bet.status, BetStatus::Pending | BetStatus::Rejected) {
+            continue;
+        }
+        let Some(player) = book.players().get(bet.account.index()) else { continue };
+        let line = totals.entry(player.currency).or_default();
+        line.bets += 1;
+        line.stakes += Minor::from(bet.total_stake.minor());
+    }
+}
+
+/// Settlement money by transfer code. Settling posts the stake hold (`Stake`, posting a
+/// pending transfer) and pays the payout or the cash-out; a reversal takes the payout back
+/// (`PayoutReversal` from cash, `DebtRecognised` for what cash no longer covers) and gives the
+/// stake back (`StakeReversal`) before holding it again. Deposits, withdrawals, stake holds and
+/// their releases move no revenue.
+fn fold_settlements(book: &Book, rows: Range<usize>, totals: &mut ByCurrency<SettlementTotals>) {
+    let ledger = book.ledger();
+    for transfer in &ledger.transfers()[rows] {
+        let amount = Minor::from(transfer.amount.minor());
+        let posted = transfer.kind == TransferKind::Posted;
+        let currency = || ledger.account(transfer.debit).currency;
+        match (transfer.code, transfer.kind) {
+            (TransferCode::Stake, TransferKind::PostPending(_)) => {
+                let totals = totals.entry(currency()).or_default();
+                totals.settlements += 1;
+                totals.stakes_settled += amount;
+            }
+            (TransferCode::Payout, _) if posted => totals.entry(currency()).or_default().payouts += amount,
+            (TransferCode::Cashout, _) if posted => {
+                let totals = totals.entry(currency()).or_default();
+                totals.payouts += amount;
+                totals.cashouts += amount;
+            }
+            (TransferCode::PayoutReversal, _) if posted => {
+                totals.entry(currency()).or_default().payouts_reversed += amount
+            }
+            (TransferCode::DebtRecognised, _) if posted => {
+                let totals = totals.entry(currency()).or_default();
+                totals.payouts_reversed += amount;
+                totals.recognised_as_debt += amount;
+            }
+            (TransferCode::StakeReversal, _) if posted => {
+                let totals = totals.entry(currency()).or_default();
+                totals.reversals += 1;
+                totals.stakes_reversed += amount;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn settlement_totals(
+    state: &AppState,
+    window: Window,
+) -> Result<(ByCurrency<SettlementTotals>, Timestamp), ApiError> {
+    fold_rows(
+        state,
+        ByCurrency::new(),
+        // Transfers are stamped with book time as they are made, so they are in time order.
+        move |book| window.rows(book.ledger().transfers(), |transfer| transfer.timestamp),
+        fold_settlements,
+    )
+    .await
+}
+
+async fn turnover(state: &AppState, window: Window) -> Result<TurnoverReport, ApiError> {
+    let (placed, as_of) = fold_rows(
+        state,
+        ByCurrency::new(),
+        // Bets get their ids and `placed_at` as they are placed, so they are in time order.
+        move |book| window.rows(book.bets(), |bet| bet.placed_at),
+        fold_placed,
+    )
+    .await?;
+    let (settled, _) = settlement_totals(state, window).await?;
+    let currencies: BTreeSet<Currency> = placed.keys().chain(settled.keys()).copied().collect();
+    let (from, to) = window.shown();
+    Ok(TurnoverReport {
+        from,
+        to,
+        as_of: format_rfc3339(as_of),
+        currencies: currencies
+            .into_iter()
+            .map(|currency| {
+                let placed = placed.get(&currency).copied().unwrap_or_default();
+                let settled = settled.get(&currency).copied().unwrap_or_default();
+                TurnoverView {
+                    currency: currency.to_string(),
+                    bets_placed: placed.bets,
+                    stakes_placed: format_minor(currency, placed.stakes),
+                    bets_settled: settled.settlements - settled.reversals,
+                    stakes_settled: format_minor(currency, settled.stakes_settled - settled.stakes_reversed),
+                }
+            })
+            .collect(),
+    })
+}
+
+async fn ggr(state: &AppState, window: Window) -> Result<GgrReport, ApiError> {
+    let (settled, as_of) = settlement_totals(state, window).await?;
+    let (from, to) = window.shown();
+    Ok(GgrReport {
+        from,
+        to,
+        as_of: format_rfc3339(as_of),
+        currencies: settled
+            .into_iter()
+            .map(|(currency, totals)| {
+                let gross = totals.stakes_settled - totals.payouts;
+                let adjustment = totals.payouts_reversed - totals.stakes_reversed;
+                let money = |minor| format_minor(currency, minor);
+                GgrView {
+                    currency: currency.to_string(),
+                    stakes_settled: money(totals.stakes_settled),
+                    payouts: money(totals.payouts),
+                    cashouts: money(totals.cashouts),
+                    gross_gaming_revenue: money(gross),
+                    resettlements: ResettlementView {
+                        payouts_reversed: money(totals.payouts_reversed),
+                        recognised_as_debt: money(totals.recognised_as_debt),
+                        stakes_reversed: money(totals.stakes_reversed),
+                        adjustment: money(adjustment),
+                    },
+                    net_gaming_revenue: money(gross + adjustment),
+                }
+            })
+            .collect(),
+    })
+}
+
+/// Exposure per market as `GET /v1/admin/exposure` shows it, with the open bets and stakes by
+/// currency: every open bet holds its stake as one open pending `Stake` transfer.
+async fn liabilities(state: &AppState, page: &PageQuery) -> Result<LiabilitiesReport, ApiError> {
+    let limit = page.limit()?;
+    let after = page.after("mkt_")?;
+    state
+        .read(move |book| {
+            let ledger = book.ledger();
+            let mut open: ByCurrency<PlacedTotals> = ByCurrency::new();
+            for hold in ledger.open_pending().filter_map(|id| ledger.transfer(id)) {
+                if hold.code == TransferCode::Stake {
+                    let totals = open.entry(ledger.account(hold.debit).currency).or_default();
+                    totals.bets += 1;
+                    totals.stakes += Minor::from(hold.amount.minor());
+                }
+            }
+            let total: Minor = book
+                .markets()
+                .iter()
+                .filter_map(|market| market_liability(book, market))
+                .map(|liability| Minor::from(liability.minor()))
+                .sum();
+            // Market ids are dense from 1, so the markets after the cursor's id start at that index.
+            let start = after.map_or(0, |id| usize::try_from(id).unwrap_or(usize::MAX));
+            let mut exposed = book.markets().get(start..).unwrap_or_default().iter().filter_map(|market| {
+                market_liability(book, market).map(|liability| MarketExposureView {
+                    market_id: market.id.to_string(),
+                    event_id: market.event.to_string(),
+                    liability: MARKET_CURRENCY.format(liability),
+                    selections: market
+                        .selections
+                        .iter()
+                        .filter_map(|selection| book.selection(*selection))
+                        .map(|selection| SelectionExposureView {
+                            selection_id: selection.id.to_string(),
+                            liability: MARKET_CURRENCY.format(selection.liability),
+                        })
+                        .collect(),
+                })
+            });
+            let items: Vec<MarketExposureView> = exposed.by_ref().take(limit).collect();
+            let more = items.len() == limit && exposed.next().is_some();
+            let next_cursor = if more { items.last().map(|market| market.market_id.clone()) } else { None };
+            LiabilitiesReport {
+                as_of: format_rfc3339(book.now()),
+                open_bets: open
+                    .into_iter()
+                    .map(|(currency, totals)| OpenBetsView {
+                        currency: currency.to_string(),
+                        bets: totals.bets,
+                        stakes: format_minor(currency, totals.stakes),
+                    })
+                    .collect(),
+                total_liability: format_minor(MARKET_CURRENCY, total),
+                items,
+                next_cursor,
+            }
+        })
+        .await
+}
+
+/// Where a page of the `rg-events` report starts.
+#[derive(Clone, Copy, Debug)]
+enum RgCursor {
+    /// Accounts in force, from this index of the players.
+    Accounts(usize),
+    /// Events, from this journal position.
+    Events(Position),
+}
+
+async fn rg_events(state: &AppState, window: Window, page: &PageQuery) -> Result<RgEventsReport, ApiError> {
+    let limit = page.limit()?;
+    let mut cursor = match page.cursor.as_deref() {
+        None => RgCursor::Accounts(0),
+        Some(text) if text.starts_with("acc_") => {
+            let after = page.after("acc_")?.unwrap_or(0);
+            RgCursor::Accounts(usize::try_from(after).unwrap_or(usize::MAX))
+        }
+        Some(text) => RgCursor::Events(parse_position_cursor(text)?),
+    };
+    let mut accounts = Vec::new();
+    let mut as_of = None;
+    if let RgCursor::Accounts(start) = cursor {
+        let (found, next, players, now) = rg_accounts(state, start, limit).await?;
+        accounts = found;
+        as_of = Some(now);
+        cursor = if next < players {
+            RgCursor::Accounts(next)
+        } else {
+            RgCursor::Events(first_position_at(state, window.start()).await?)
+        };
+    }
+    let (events, next_cursor) = match cursor {
+        // `rg_accounts` stops before the last player only with a full page.
+        RgCursor::Accounts(_) => (Vec::new(), accounts.last().map(|account| account.account_id.clone())),
+        RgCursor::Events(from) if accounts.len() == limit => (Vec::new(), Some(format!("pos_{from}"))),
+        RgCursor::Events(from) => {
+            let (events, next) = rg_journal_events(state, window, from, limit - accounts.len()).await?;
+            (events, next.map(|position| format!("pos_{position}")))
+        }
+    };
+    let as_of = match as_of {
+        Some(now) => now,
+        None => state.read(|book| book.now()).await?,
+    };
+    let (from, to) = window.shown();
+    Ok(RgEventsReport {
+        from,
+        to,
+        as_of: format_rfc3339(as_of),
+        note: RG_EVENTS_NOTE.to_string(),
+        accounts,
+        events,
+        next_cursor,
+    })
+}
+
+/// Up to `limit` accounts with a measure in force, from player index `start`, reading at most
+/// `REPORT_ROWS_PER_READ_MAX` players per book read. Returns them, the index to go on from,
+/// the number of players, and the book time.
+async fn rg_accounts(
+    state: &AppState,
+    mut start: usize,
+    limit: usize,
+) -> Result<(Vec<RgAccountView>, usize, usize, Timestamp), ApiError> {
+    let mut found = Vec::new();
+    loop {
+        let room = limit - found.len();
+        let (mut more, next, players, now) = state
+            .read(move |book| {
+                let now = book.now();
+                let players = book.players();
+                let end = players.len().min(start.saturating_add(REPORT_ROWS_PER_READ_MAX));
+                let mut found = Vec::new();
+                let mut next = start;
+                for player in players.get(start..end).unwrap_or_default() {
+                    if found.len() == room {
+                        break;
+                    }
+                    next += 1;
+                    if let Some(view) = rg_account(player, now) {
+                        found.push(view);
+                    }
+                }
+                (found, next, players.len(), now)
+            })
+            .await?;
+        found.append(&mut more);
+        start = next;
+        if found.len() == limit || next >= players {
+            return Ok((found, next, players, now));
+        }
+    }
+}
+
+/// The account's responsible-gambling measures in force at `now`; `None` when it has none.
+fn rg_account(player: &book::Player, now: Timestamp) -> Option<RgAccountView> {
+    let currency = player.currency;
+    let mut limits = Vec::new();
+    for kind in LimitKind::ALL {
+        for period in Period::ALL {
+            let slot = player.limits[kind.slot()][period.slot()];
+            let value = slot.effective(now);
+            let pending = slot.pending.filter(|pending| pending.effective_at > now);
+            if value.is_none() && pending.is_none() {
+                continue;
+            }
+            limits.push(RgLimitView {
+                kind: kind.as_str().to_string(),
+                period: period.as_str().to_string(),
+                value: value.map(|value| currency.format(value)),
+                pending: pending.map(|pending| PendingLimitView {
+                    value: pending.value.map(|value| currency.format(value)),
+                    effective_at: format_rfc3339(pending.effective_at),
+                }),
+            });
+        }
+    }
+    let self_excluded_until = (player.excluded_until > now).then(|| format_rfc3339(player.excluded_until));
+    let timed_out_until = (player.timed_out_until > now).then(|| format_rfc3339(player.timed_out_until));
+    if limits.is_empty() && !player.frozen && self_excluded_until.is_none() && timed_out_until.is_none() {
+        return None;
+    }
+    Some(RgAccountView {
+        account_id: player.id.to_string(),
+        frozen: player.frozen,
+        self_excluded_until,
+        timed_out_until,
+        limits,
+    })
+}
+
+fn is_rg_command(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::SetLimits { .. }
+            | Command::TimeOut { .. }
+            | Command::SelfExclude { .. }
+            | Command::SetAccountRisk { .. }
+    )
+}
+
+/// Responsible-gambling commands of one batch, with their sequence numbers.
+struct RgBatch {
+    position: Position,
+    timestamp: Timestamp,
+    commands: Vec<(u64, Command)>,
+}
+
+/// The responsible-gambling commands of the window from journal position `from` on: at least
+/// `room` of them (a page ends on a whole batch) unless the window or the journal ends first,
+/// reading at most `RG_EVENTS_SCAN_RECORDS_MAX` records. Returns them and the position to go on
+/// from (`None` at the end of the window or of the journal).
+async fn rg_journal_events(
+    state: &AppState,
+    window: Window,
+    from: Position,
+    room: usize,
+) -> Result<(Vec<RgEventView>, Option<Position>), ApiError> {
+    let (_, end) = chain_head(state).await?;
+    let mut batches: Vec<RgBatch> = Vec::new();
+    let mut found = 0usize;
+    let mut position = from;
+    let mut done = position >= end;
+    while !done && found < room && position - from < RG_EVENTS_SCAN_RECORDS_MAX as u64 {
+        let scan_left = RG_EVENTS_SCAN_RECORDS_MAX - usize::try_from(position - from).unwrap_or(usize::MAX);
+        let records = journal_page(state, position, AUDIT_PAGE_RECORDS_MAX.min(scan_left)).await??;
+        if records.is_empty() {
+            break;
+        }
+        let room_left = room - found;
+        // Decoded and filtered off the runtime.
+        let (mut kept, next, past_window) =
+            blocking(move || rg_batches(records, window, position, room_left)).await??;
+        found += kept.iter().map(|batch| batch.commands.len()).sum::<usize>();
+        batches.append(&mut kept);
+        done = past_window || next >= end;
+        position = next;
+    }
+    let accounts = batches.iter().flat_map(|batch| batch.commands.iter().filter_map(|(_, c)| command_account(c)));
+    let currencies = account_currencies(state, accounts.collect()).await?;
+    let events = batches
+        .iter()
+        .flat_map(|batch| batch.commands.iter().map(move |(sequence, command)| (batch, *sequence, command)))
+        .map(|(batch, sequence, command)| RgEventView {
+            position: batch.position,
+            recorded_at: format_rfc3339(batch.timestamp),
+            command: AuditCommandView { sequence, command: audit_command(command, &currencies) },
+        })
+        .collect();
+    Ok((events, (!done).then_some(position)))
+}
+
+/// The responsible-gambling commands of the records in the window, stopping after the batch
+/// that brings them to `room`. Returns them, the position after the last record looked at, and
+/// whether a record past the window's end was reached.
+fn rg_batches(
+    records: JournalPage,
+    window: Window,
+    mut next: Position,
+    room: usize,
+) -> Result<(Vec<RgBatch>, Position, bool), ApiError> {
+    let mut kept = Vec::new();
+    let mut found = 0;
+    for (position, record) in records {
+        let batch = decode(position, &record)?;
+        // Batches are in time order: the first one past the window ends it.
+        if batch.timestamp >= window.end() {
+            return Ok((kept, next, true));
+        }
+        next = position + 1;
+        if batch.timestamp < window.start() {
+            continue;
+        }
+        let commands: Vec<(u64, Command)> = batch
+            .commands
+            .into_iter()
+            .enumerate()
+            .filter(|(_, command)| is_rg_command(command))
+            .map(|(index, command)| (batch.first_sequence + index as u64, command))
+            .collect();
+        if commands.is_empty() {
+            continue;
+        }
+        found += commands.len();
+        kept.push(RgBatch { position, timestamp: batch.timestamp, commands });
+        if found >= room {
+            break;
+        }
+    }
+    Ok((kept, next, false))
+}
+
+/// The first journal position whose batch was decided at or after `at` (the journal's end when
+/// none): a binary search, one record per book read, as batch times never go backwards.
+async fn first_position_at(state: &AppState, at: Timestamp) -> Result<Position, ApiError> {
+    if at == 0 {
+        return Ok(0);
+    }
+    let (_, end) = chain_head(state).await?;
+    let (mut low, mut high) = (0, end);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let records = journal_page(state, middle, 1).await??;
+        let Some((position, record)) = records.first() else { return Ok(middle) };
+        if decode(*position, record)?.timestamp < at {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(low)
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+async fn chain_head(state: &AppState) -> Result<(ChainHead, Position), ApiError> {
+    state.ask(|engine| engine.chain_head_async()).await
+}
+
+/// A page of raw journal records. The inner error is the journal's, which `verify` reports as a
+/// finding rather than a failure.
+async fn journal_page(
+    state: &AppState,
+    from: Position,
+    limit: usize,
+) -> Result<Result<JournalPage, EngineError>, ApiError> {
+    state.ask(|engine| engine.journal_page_async(from, limit)).await
+}
+
+/// Runs CPU-bound work (hashing, decoding, rendering pages) on the blocking pool, off the
+/// runtime's worker threads.
+async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Result<R, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)
+}
+
+/// A journal record as a batch. Recovery decoded every record it replayed, so one that does
+/// not decode was changed since (or predates the snapshot): `?verify=true` tells which.
+fn decode(position: Position, record: &[u8]) -> Result<Batch, ApiError> {
+    codec::decode_batch(record)
+        .map_err(|error| ApiError::internal(format!("journal record at position {position} does not decode: {error}")))
+}
+
+/// The currency of each account (accounts never change currency). An account the book does not
+/// know (named by a refused command) is left out and shown in EUR.
+async fn account_currencies(
+    state: &AppState,
+    accounts: BTreeSet<AccountId>,
+) -> Result<BTreeMap<AccountId, Currency>, ApiError> {
+    if accounts.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    state
+        .read(move |book| {
+            accounts
+                .into_iter()
+                .filter_map(|account| book.players().get(account.index()).map(|player| (account, player.currency)))
+                .collect()
+        })
+        .await
+}
+
+/// A journal position cursor, `pos_123`.
+fn parse_position_cursor(text: &str) -> Result<Position, ApiError> {
+    text.strip_prefix("pos_")
+        .filter(|digits| !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|byte| byte.is_ascii_digit()))
+        .and_then(|digits| digits.parse().ok())
+        .ok_or_else(|| ApiError::invalid("unknown cursor"))
+}
