@@ -1,0 +1,135 @@
+//! Mutants: bugs injected from outside the book, which the simulator must catch. Each test
+//! runs a few seeds with one bug and asserts that the run fails, with a message that says what
+//! went wrong.
+
+use std::sync::Arc;
+
+use book::{Command, PricePolicy};
+use journal::{Journal, JournalError, Position};
+use sim::{CommandTransform, Failure, JournalKind, JournalWrapper, SimOptions};
+
+const OPS: u64 = 2_000;
+
+/// Runs seeds until one fails; panics when none does.
+fn first_failure(mutate: impl Fn(&mut SimOptions)) -> Failure {
+    for seed in 1..=4 {
+        let mut options = SimOptions::new(seed, OPS);
+        mutate(&mut options);
+        if let Err(failure) = sim::run(options) {
+            return failure;
+        }
+    }
+    panic!("the mutant survived every seed")
+}
+
+fn transform(change: impl Fn(&mut Command) + Send + Sync + 'static) -> CommandTransform {
+    Arc::new(move |command: &Command| {
+        let mut command = command.clone();
+        change(&mut command);
+        command
+    })
+}
+
+#[test]
+fn a_dead_heat_paid_at_full_odds_is_caught() {
+    // The engine never sees dead-heat factors, so it pays a dead heat at full odds.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::SettleMarket { results, .. } = command {
+                for result in results {
+                    result.dead_heat = None;
+                }
+            }
+        }));
+    });
+    let message = failure.to_string();
+    assert!(message.starts_with("FAILED at seed "), "{message}");
+    assert!(message.contains("differ"), "{message}");
+}
+
+#[test]
+fn a_skipped_void_factor_is_caught() {
+    // An Asian quarter line settled as a plain win or loss.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::SettleMarket { results, .. } = command {
+                for result in results {
+                    result.void_factor = None;
+                }
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
+fn a_price_accepted_against_the_bettors_policy_is_caught() {
+    // Bets that asked for the price they saw take whatever the book offers.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::PlaceBet(place) = command {
+                if place.policy == PricePolicy::None {
+                    place.policy = PricePolicy::Any;
+                }
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("reply differs"), "{failure}");
+}
+
+/// A journal that acknowledges every append but silently drops every `every`-th record, as a
+/// backend that replies before its write is durable would after a crash.
+struct LyingJournal {
+    inner: Box<dyn Journal>,
+    every: u64,
+    appends: u64,
+}
+
+impl Journal for LyingJournal {
+    fn append(&mut self, payload: &[u8]) -> Result<Position, JournalError> {
+        self.appends += 1;
+        if self.appends.is_multiple_of(self.every) {
+            return Ok(self.inner.next_position());
+        }
+        self.inner.append(payload)
+    }
+
+    fn next_position(&self) -> Position {
+        self.inner.next_position()
+    }
+
+    fn read_from(
+        &self,
+        from: Position,
+        visit: &mut dyn FnMut(Position, &[u8]) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
+        self.inner.read_from(from, visit)
+    }
+}
+
+fn lying(every: u64) -> JournalWrapper {
+    Arc::new(move |inner| Box::new(LyingJournal { inner, every, appends: 0 }))
+}
+
+#[test]
+fn an_acknowledged_command_lost_by_the_journal_is_caught() {
+    for journal in [JournalKind::Memory, JournalKind::File] {
+        let failure = first_failure(|options| {
+            options.journal = journal;
+            options.journal_wrapper = Some(lying(97));
+        });
+        let message = failure.to_string();
+        assert!(message.contains("is missing from the journal"), "{journal:?}: {message}");
+    }
+}
+
+#[test]
+fn the_lost_command_is_caught_without_any_injected_fault() {
+    // Even with faults off, the final recovery checks the journal against what was acknowledged.
+    let failure = first_failure(|options| {
+        options.faults = false;
+        options.journal_wrapper = Some(lying(500));
+    });
+    assert_eq!(failure.step, OPS, "{failure}");
+    assert!(failure.to_string().contains("is missing from the journal"), "{failure}");
+}
