@@ -103,6 +103,11 @@ impl Currency {
             .ok_or(MoneyError::UnknownCurrency)
     }
 
+    /// Every currency the book accepts.
+    pub fn all() -> impl Iterator<Item = Currency> {
+        CURRENCIES.iter().filter_map(|(code, _)| Currency::parse(code).ok())
+    }
+
     pub fn code(&self) -> &str {
         // The code is one of the ASCII entries of `CURRENCIES`.
         std::str::from_utf8(&self.code).unwrap_or("???")
