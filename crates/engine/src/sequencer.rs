@@ -192,7 +192,7 @@ impl EngineHandle {
         let job: ReadFn = Box::new(move |book| {
             let _ = sender.send(read(book));
         });
-        self.inbox.send(Request::Read(job)).map_err(|_| EngineError::ShutDown)?;
+        self.enqueue(Request::Read(job), true)?;
         receiver.recv().map_err(|_| EngineError::ShutDown)
     }
 
@@ -205,11 +205,8 @@ impl EngineHandle {
         let job: ReadFn = Box::new(move |book| {
             let _ = sender.send(read(book));
         });
-        match self.inbox.try_send(Request::Read(job)) {
-            Ok(()) => Ok(receiver),
-            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(EngineError::ShutDown),
-        }
+        self.enqueue(Request::Read(job), false)?;
+        Ok(receiver)
     }
 
     /// The head of the journal's hash chain and the position after the last record it covers
@@ -245,33 +242,44 @@ impl EngineHandle {
         &self,
         inspect: impl FnOnce(&Sequencer) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<R>, EngineError> {
-        let (sender, receiver) = oneshot::channel();
-        let job: InspectFn = Box::new(move |sequencer| {
-            let _ = sender.send(inspect(sequencer));
-        });
-        self.inbox.send(Request::Inspect(job)).map_err(|_| EngineError::ShutDown)?;
-        Ok(receiver)
+        self.inspect(inspect, true)
     }
 
     fn inspect_async<R: Send + 'static>(
         &self,
         inspect: impl FnOnce(&Sequencer) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<R>, EngineError> {
+        self.inspect(inspect, false)
+    }
+
+    fn inspect<R: Send + 'static>(
+        &self,
+        inspect: impl FnOnce(&Sequencer) -> R + Send + 'static,
+        wait: bool,
+    ) -> Result<oneshot::Receiver<R>, EngineError> {
         let (sender, receiver) = oneshot::channel();
         let job: InspectFn = Box::new(move |sequencer| {
             let _ = sender.send(inspect(sequencer));
         });
-        match self.inbox.try_send(Request::Inspect(job)) {
-            Ok(()) => Ok(receiver),
-            Err(TrySendError::Full(_)) => Err(EngineError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(EngineError::ShutDown),
+        self.enqueue(Request::Inspect(job), wait)?;
+        Ok(receiver)
+    }
+
+    /// Puts a request in the inbox: waiting for room, or failing fast with `Overloaded`.
+    fn enqueue(&self, request: Request, wait: bool) -> Result<(), EngineError> {
+        if wait {
+            return self.inbox.send(request).map_err(|_| EngineError::ShutDown);
         }
+        self.inbox.try_send(request).map_err(|error| match error {
+            TrySendError::Full(_) => EngineError::Overloaded,
+            TrySendError::Disconnected(_) => EngineError::ShutDown,
+        })
     }
 
     /// Takes a snapshot now; returns the journal position it covers.
     pub fn snapshot(&self) -> Result<Position, EngineError> {
         let (sender, receiver) = oneshot::channel();
-        self.inbox.send(Request::Snapshot(sender)).map_err(|_| EngineError::ShutDown)?;
+        self.enqueue(Request::Snapshot(sender), true)?;
         receiver.recv().map_err(|_| EngineError::ShutDown)?
     }
 

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dto::{EachWayView, PageQuery};
 use crate::error::{ApiError, Json};
-use crate::operators::{market_liability, MarketExposureView, SelectionExposureView, MARKET_CURRENCY};
+use crate::operators::{exposure_page, market_liability, MarketExposureView, MARKET_CURRENCY};
 use crate::players::PendingLimitView;
 use crate::time::{format_rfc3339, parse_rfc3339};
 use crate::{AppState, Principal, PAGE_ITEMS_MAX};
@@ -1204,27 +1204,7 @@ async fn liabilities(state: &AppState, page: &PageQuery) -> Result<LiabilitiesRe
                 .filter_map(|market| market_liability(book, market))
                 .map(|liability| Minor::from(liability.minor()))
                 .sum();
-            // Market ids are dense from 1, so the markets after the cursor's id start at that index.
-            let start = after.map_or(0, |id| usize::try_from(id).unwrap_or(usize::MAX));
-            let mut exposed = book.markets().get(start..).unwrap_or_default().iter().filter_map(|market| {
-                market_liability(book, market).map(|liability| MarketExposureView {
-                    market_id: market.id.to_string(),
-                    event_id: market.event.to_string(),
-                    liability: MARKET_CURRENCY.format(liability),
-                    selections: market
-                        .selections
-                        .iter()
-                        .filter_map(|selection| book.selection(*selection))
-                        .map(|selection| SelectionExposureView {
-                            selection_id: selection.id.to_string(),
-                            liability: MARKET_CURRENCY.format(selection.liability),
-                        })
-                        .collect(),
-                })
-            });
-            let items: Vec<MarketExposureView> = exposed.by_ref().take(limit).collect();
-            let more = items.len() == limit && exposed.next().is_some();
-            let next_cursor = if more { items.last().map(|market| market.market_id.clone()) } else { None };
+            let (items, next_cursor) = exposure_page(book, after, limit);
             LiabilitiesReport {
                 as_of: format_rfc3339(book.now()),
                 open_bets: open

@@ -674,6 +674,38 @@ pub(crate) async fn set_market_risk(
 }
 
 /// A market's worst case, its largest selection liability; `None` when no selection has any.
+/// One page of markets with open liability, after the market id `after`, and the cursor of the
+/// next page (None on the last one). Shared by the exposure route and the liabilities report.
+pub(crate) fn exposure_page(
+    book: &Book,
+    after: Option<u64>,
+    limit: usize,
+) -> (Vec<MarketExposureView>, Option<String>) {
+    // Market ids are dense from 1, so the markets after the cursor's id start at that index.
+    let start = after.map_or(0, |id| usize::try_from(id).unwrap_or(usize::MAX));
+    let mut exposed = book.markets().get(start..).unwrap_or_default().iter().filter_map(|market| {
+        market_liability(book, market).map(|liability| MarketExposureView {
+            market_id: market.id.to_string(),
+            event_id: market.event.to_string(),
+            liability: MARKET_CURRENCY.format(liability),
+            selections: market
+                .selections
+                .iter()
+                .filter_map(|selection| book.selection(*selection))
+                .map(|selection| SelectionExposureView {
+                    selection_id: selection.id.to_string(),
+                    liability: MARKET_CURRENCY.format(selection.liability),
+                })
+                .collect(),
+        })
+    });
+    let items: Vec<MarketExposureView> = exposed.by_ref().take(limit).collect();
+    // Look one past the page so the last page says so with a null cursor.
+    let more = items.len() == limit && exposed.next().is_some();
+    let next_cursor = if more { items.last().map(|market| market.market_id.clone()) } else { None };
+    (items, next_cursor)
+}
+
 pub(crate) fn market_liability(book: &Book, market: &book::Market) -> Option<Money> {
     let liabilities = market.selections.iter().filter_map(|selection| book.selection(*selection)).map(|s| s.liability);
     if liabilities.clone().all(|liability| liability.minor() == 0) {
@@ -764,28 +796,7 @@ pub(crate) async fn exposure(
         .read(move |book| {
             let total: i64 =
                 book.markets().iter().filter_map(|market| market_liability(book, market)).map(Money::minor).sum();
-            // Market ids are dense from 1, so the markets after the cursor's id start at that index.
-            let start = after.map_or(0, |id| usize::try_from(id).unwrap_or(usize::MAX));
-            let mut exposed = book.markets().get(start..).unwrap_or_default().iter().filter_map(|market| {
-                market_liability(book, market).map(|liability| MarketExposureView {
-                    market_id: market.id.to_string(),
-                    event_id: market.event.to_string(),
-                    liability: MARKET_CURRENCY.format(liability),
-                    selections: market
-                        .selections
-                        .iter()
-                        .filter_map(|selection| book.selection(*selection))
-                        .map(|selection| SelectionExposureView {
-                            selection_id: selection.id.to_string(),
-                            liability: MARKET_CURRENCY.format(selection.liability),
-                        })
-                        .collect(),
-                })
-            });
-            let items: Vec<MarketExposureView> = exposed.by_ref().take(limit).collect();
-            // Look one past the page so the last page says so with a null cursor.
-            let more = items.len() == limit && exposed.next().is_some();
-            let next_cursor = if more { items.last().map(|market| market.market_id.clone()) } else { None };
+            let (items, next_cursor) = exposure_page(book, after, limit);
             ExposureView { items, next_cursor, total: MARKET_CURRENCY.format(Money::from_minor(total)) }
         })
         .await?;
