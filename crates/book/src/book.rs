@@ -17,6 +17,7 @@ use crate::constants::{
     IDEMPOTENCY_KEY_BYTES_MAX, NAME_BYTES_MAX, SELF_EXCLUSION_DAYS_MAX, SELF_EXCLUSION_DAYS_MIN, TIME_OUT_HOURS_MAX,
 };
 use crate::event::{Ack, BookEvent, Reply};
+use crate::feed::{FeedBook, FeedParts};
 use crate::ids::{AccountId, BetId, QuoteId, Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR};
 use crate::ledger::{Ledger, TransferCode, TransferKind, TransferRequest};
 use crate::player::{LimitKind, PendingLimit, Player};
@@ -76,6 +77,7 @@ pub struct Book {
     pub(crate) api_keys: Vec<crate::identity::ApiKey>,
     /// Each player's bets, oldest first. Derived; rebuilt when restored.
     pub(crate) bets_by_account: Vec<Vec<BetId>>,
+    pub(crate) feed: FeedBook,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -96,6 +98,7 @@ pub struct BookParts {
     /// Sorted by storage order.
     pub idempotency: Vec<(AccountId, String, Remembered)>,
     pub api_keys: Vec<crate::identity::ApiKey>,
+    pub feed: FeedParts,
 }
 
 impl Book {
@@ -170,6 +173,8 @@ impl Book {
             Command::SettleMarket { market, results } => self.settle_market(*market, results, events),
             Command::UnsettleMarket { market } => self.unsettle_market(*market, events),
             Command::VoidMarket { market } => self.void_market(*market, events),
+            Command::Feed(message) => self.apply_feed(message, events),
+            Command::FeedHealth { provider, stale } => self.set_feed_health(provider, *stale, events),
             Command::Tick => Ok(Ack::Done),
         }
     }
@@ -533,6 +538,7 @@ impl Book {
             quotes_issued: self.quotes_issued,
             idempotency,
             api_keys: self.api_keys.clone(),
+            feed: self.feed.to_parts(),
         }
     }
 
@@ -571,6 +577,7 @@ impl Book {
             usernames,
             api_keys: parts.api_keys,
             bets_by_account,
+            feed: FeedBook::from_parts(parts.feed),
         }
     }
 }

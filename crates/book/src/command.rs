@@ -6,6 +6,7 @@ use domain::{Currency, Date, Money, Odds, Ratio};
 use crate::bet::{BetKind, PricePolicy};
 use crate::calendar::Period;
 use crate::catalog::{EachWayTerms, Outcome};
+use crate::feed::{FeedMessage, StaleMode};
 use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
 use crate::player::LimitKind;
 
@@ -188,6 +189,14 @@ pub enum Command {
     },
     VoidMarket {
         market: MarketId,
+    },
+    /// A message of an odds provider, through a feed adapter.
+    Feed(FeedMessage),
+    /// A feed adapter's judgement of a provider: stale (with what to do to its markets) or
+    /// fresh again.
+    FeedHealth {
+        provider: String,
+        stale: Option<StaleMode>,
     },
     /// Lets time pass: decides in-play bets whose delay has ended. The sequencer sends it when
     /// a delay is due and nothing else is.

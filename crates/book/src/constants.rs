@@ -26,3 +26,10 @@ pub const RESULTS_MAX: usize = SELECTIONS_PER_MARKET_MAX;
 
 const _: () = assert!(LEGS_MAX >= 8, "the largest system bet (goliath) has 8 legs");
 const _: () = assert!(RESULTS_MAX >= SELECTIONS_PER_MARKET_MAX);
+/// Items in one feed message (an odds change for every market of an event fits).
+pub const FEED_ITEMS_MAX: usize = 1024;
+/// How many sequences below the highest the book remembers per provider; older ones are
+/// treated as duplicates.
+pub const FEED_WINDOW: u64 = 128;
+/// The bet delay of a market whose feed is stale in `delay` mode, pre-match or in play.
+pub const FEED_DELAYED_BET_DELAY_SECONDS: u32 = 5;

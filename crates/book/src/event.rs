@@ -6,6 +6,7 @@ use domain::{Currency, Money, Odds};
 
 use crate::bet::BetStatus;
 use crate::catalog::{EventState, MarketStatus};
+use crate::feed::FeedApplied;
 use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
 use crate::ledger::Transfer;
 use crate::rejection::Rejection;
@@ -92,6 +93,7 @@ pub enum Ack {
         bets: u32,
     },
     Done,
+    Feed(FeedApplied),
 }
 
 pub type Reply = Result<Ack, Rejection>;

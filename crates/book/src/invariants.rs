@@ -10,6 +10,7 @@ impl Book {
     /// Checks every invariant; returns a description of the first violation.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.ledger.verify()?;
+        self.check_feed_invariants()?;
         let mut liability = vec![0i64; self.selections.len()];
         let mut pending_stakes = vec![0i64; self.players.len()];
         for bet in &self.bets {

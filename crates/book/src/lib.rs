@@ -13,6 +13,7 @@ mod command;
 mod config;
 pub mod constants;
 mod event;
+mod feed;
 mod identity;
 mod ids;
 mod invariants;
@@ -35,6 +36,10 @@ pub use command::{
 };
 pub use config::Config;
 pub use event::{Ack, BookEvent, Reply};
+pub use feed::{
+    FeedApplied, FeedBook, FeedItem, FeedMessage, FeedOdds, FeedParts, FeedResult, FeedSelection, ProviderFeed,
+    StaleMode,
+};
 pub use identity::{normalise_username, scopes, ApiKey, Profile, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX};
 pub use ids::{
     AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId,

@@ -8,7 +8,7 @@ use crate::bet::{line_payout, lines, place_odds, Bet, BetKind, BetStatus, Leg, P
 use crate::book::Book;
 use crate::catalog::{EventState, MarketStatus};
 use crate::command::{LegRequest, PlaceBet};
-use crate::constants::LEGS_MAX;
+use crate::constants::{FEED_DELAYED_BET_DELAY_SECONDS, LEGS_MAX};
 use crate::event::{Ack, BookEvent, Reply};
 use crate::ids::{BetId, MarketId, MILLIS_PER_SECOND};
 use crate::ledger::{TransferCode, TransferRequest};
@@ -268,13 +268,15 @@ impl Book {
         Ok(Ack::BetPlaced { bet: id, status })
     }
 
-    /// The in-play delay of a market: its own, else its event's, and none before kick-off.
+    /// The bet delay of a market: in play, its own, else its event's; none before kick-off.
+    /// A market whose feed is stale in `delay` mode takes at least the feed delay, pre-match too.
     fn in_play_delay_seconds(&self, market: MarketId) -> u32 {
+        let feed_delay = if self.feed.is_delayed(market) { FEED_DELAYED_BET_DELAY_SECONDS } else { 0 };
         let market = &self.markets[market.index()];
         if !market.in_play {
-            return 0;
+            return feed_delay;
         }
-        market.risk.in_play_delay_seconds.unwrap_or(self.events[market.event.index()].bet_delay_seconds)
+        market.risk.in_play_delay_seconds.unwrap_or(self.events[market.event.index()].bet_delay_seconds).max(feed_delay)
     }
 
     /// Adds (`sign` 1) or removes (`sign` -1) a bet's liability on its selections. Both

@@ -10,7 +10,7 @@ use crate::event::{Ack, BookEvent, Reply};
 use crate::ids::{EventId, MarketId, SelectionId, Timestamp};
 use crate::rejection::Rejection;
 
-fn check_name(name: &str) -> Result<(), Rejection> {
+pub(crate) fn check_name(name: &str) -> Result<(), Rejection> {
     if name.is_empty() || name.len() > NAME_BYTES_MAX {
         Err(Rejection::InvalidRequest { reason: "names are 1 to 200 bytes" })
     } else {

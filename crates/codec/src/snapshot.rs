@@ -5,8 +5,9 @@ use sha2::{Digest, Sha256};
 
 use crate::wire::{DecodeError, Reader, Wire};
 
-/// Version 1: `version u8` then the fields of `BookParts` in declaration order.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 1;
+/// Version 2: `version u8` then the fields of `BookParts` in declaration order (version 1
+/// had no feed state).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
 
 pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     let parts = book.to_parts();
@@ -29,6 +30,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.quotes_issued.encode(&mut out);
     parts.idempotency.encode(&mut out);
     parts.api_keys.encode(&mut out);
+    parts.feed.encode(&mut out);
     out
 }
 
@@ -60,6 +62,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         quotes_issued: Wire::decode(&mut input)?,
         idempotency: Wire::decode(&mut input)?,
         api_keys: Wire::decode(&mut input)?,
+        feed: Wire::decode(&mut input)?,
     };
     input.finish()?;
     let book = Book::from_parts(parts);

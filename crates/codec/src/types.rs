@@ -10,6 +10,9 @@ use book::{
     Rejection, Remembered, Reply, ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind,
     Transfer, TransferCode, TransferId, TransferKind, Usage,
 };
+use book::{
+    FeedApplied, FeedItem, FeedMessage, FeedOdds, FeedParts, FeedResult, FeedSelection, ProviderFeed, StaleMode,
+};
 use domain::{Currency, Date, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::wire::{DecodeError, Reader, Wire};
@@ -113,6 +116,7 @@ wire_unit_enum!(EventState { Scheduled, InPlay, Ended });
 wire_unit_enum!(MarketStatus { Open, Suspended, Closed, Settled, Voided });
 wire_unit_enum!(Outcome { Win, Lose, Void, Place });
 wire_unit_enum!(MarketAction { Suspend, Resume, Close });
+wire_unit_enum!(StaleMode { Suspend, Delay });
 wire_unit_enum!(LimitKind { Deposit, Loss, Stake });
 wire_unit_enum!(Period { Day, Week, Month });
 wire_unit_enum!(TransferCode {
@@ -273,6 +277,101 @@ wire_struct!(Profile { username, password_hash, date_of_birth, country, register
 wire_struct!(ApiKey { id, name, key_hash, scopes, revoked, created_at });
 wire_struct!(Quote { id, bet, amount, expires_at, price_versions });
 wire_struct!(Remembered { body_hash, reply, at });
+wire_struct!(FeedMessage { provider, sequence, timestamp, items });
+wire_struct!(FeedSelection { id, name, price });
+wire_struct!(FeedOdds { market, prices, active });
+wire_struct!(FeedResult { selection, outcome, dead_heat, void_factor });
+wire_struct!(FeedApplied { duplicate, applied, stale, ignored });
+wire_struct!(ProviderFeed { name, highest, window, stale, markets, suspended, delayed });
+wire_struct!(FeedParts { providers, events, markets, selections, odds_stamps });
+
+impl Wire for FeedItem {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            FeedItem::Fixture { event, name, sport, competition, starts_at } => {
+                out.push(0);
+                event.encode(out);
+                name.encode(out);
+                sport.encode(out);
+                competition.encode(out);
+                starts_at.encode(out);
+            }
+            FeedItem::Market { event, market, name, kind, selections, each_way } => {
+                out.push(1);
+                event.encode(out);
+                market.encode(out);
+                name.encode(out);
+                kind.encode(out);
+                selections.encode(out);
+                each_way.encode(out);
+            }
+            FeedItem::Odds { event, markets } => {
+                out.push(2);
+                event.encode(out);
+                markets.encode(out);
+            }
+            FeedItem::BetStop { event, markets } => {
+                out.push(3);
+                event.encode(out);
+                markets.encode(out);
+            }
+            FeedItem::InPlay { event, bet_delay_seconds } => {
+                out.push(4);
+                event.encode(out);
+                bet_delay_seconds.encode(out);
+            }
+            FeedItem::Ended { event } => {
+                out.push(5);
+                event.encode(out);
+            }
+            FeedItem::Settlement { event, market, results } => {
+                out.push(6);
+                event.encode(out);
+                market.encode(out);
+                results.encode(out);
+            }
+            FeedItem::Cancel { event, market } => {
+                out.push(7);
+                event.encode(out);
+                market.encode(out);
+            }
+            FeedItem::Rollback { event, market } => {
+                out.push(8);
+                event.encode(out);
+                market.encode(out);
+            }
+            FeedItem::SnapshotComplete => out.push(9),
+        }
+    }
+    fn decode(d: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match u8::decode(d)? {
+            0 => FeedItem::Fixture {
+                event: Wire::decode(d)?,
+                name: Wire::decode(d)?,
+                sport: Wire::decode(d)?,
+                competition: Wire::decode(d)?,
+                starts_at: Wire::decode(d)?,
+            },
+            1 => FeedItem::Market {
+                event: Wire::decode(d)?,
+                market: Wire::decode(d)?,
+                name: Wire::decode(d)?,
+                kind: Wire::decode(d)?,
+                selections: Wire::decode(d)?,
+                each_way: Wire::decode(d)?,
+            },
+            2 => FeedItem::Odds { event: Wire::decode(d)?, markets: Wire::decode(d)? },
+            3 => FeedItem::BetStop { event: Wire::decode(d)?, markets: Wire::decode(d)? },
+            4 => FeedItem::InPlay { event: Wire::decode(d)?, bet_delay_seconds: Wire::decode(d)? },
+            5 => FeedItem::Ended { event: Wire::decode(d)? },
+            6 => FeedItem::Settlement { event: Wire::decode(d)?, market: Wire::decode(d)?, results: Wire::decode(d)? },
+            7 => FeedItem::Cancel { event: Wire::decode(d)?, market: Wire::decode(d)? },
+            8 => FeedItem::Rollback { event: Wire::decode(d)?, market: Wire::decode(d)? },
+            9 => FeedItem::SnapshotComplete,
+            tag => return Err(d.error(format!("FeedItem tag {tag}"))),
+        })
+    }
+}
 wire_struct!(Config {
     min_stake,
     max_stake,
@@ -455,6 +554,10 @@ impl Wire for Ack {
                 out.push(9);
                 key.encode(out);
             }
+            Ack::Feed(applied) => {
+                out.push(10);
+                applied.encode(out);
+            }
         }
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -473,6 +576,7 @@ impl Wire for Ack {
             7 => Ack::Settled { bets: Wire::decode(input)? },
             8 => Ack::Done,
             9 => Ack::ApiKeyCreated(Wire::decode(input)?),
+            10 => Ack::Feed(Wire::decode(input)?),
             tag => return Err(input.error(format!("Ack tag {tag}"))),
         })
     }
@@ -634,6 +738,15 @@ impl Wire for Command {
                 out.push(24);
                 key.encode(out);
             }
+            Command::Feed(message) => {
+                out.push(25);
+                message.encode(out);
+            }
+            Command::FeedHealth { provider, stale } => {
+                out.push(26);
+                provider.encode(out);
+                stale.encode(out);
+            }
         }
     }
 
@@ -704,6 +817,8 @@ impl Wire for Command {
                 Command::CreateApiKey { name: Wire::decode(d)?, key_hash: Wire::decode(d)?, scopes: Wire::decode(d)? }
             }
             24 => Command::RevokeApiKey { key: Wire::decode(d)? },
+            25 => Command::Feed(Wire::decode(d)?),
+            26 => Command::FeedHealth { provider: Wire::decode(d)?, stale: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }

@@ -170,6 +170,18 @@ impl<A: Wire, B: Wire, C: Wire> Wire for (A, B, C) {
     }
 }
 
+impl<A: Wire, B: Wire, C: Wire, D: Wire> Wire for (A, B, C, D) {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+        self.1.encode(out);
+        self.2.encode(out);
+        self.3.encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok((A::decode(input)?, B::decode(input)?, C::decode(input)?, D::decode(input)?))
+    }
+}
+
 impl<T: Wire, const N: usize> Wire for [T; N] {
     fn encode(&self, out: &mut Vec<u8>) {
         for item in self {

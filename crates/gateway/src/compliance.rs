@@ -255,6 +255,16 @@ pub enum AuditCommand {
     },
     /// Time passing: the sequencer ends due in-play delays.
     Tick,
+    /// A provider's message as the feed role normalised it (the native JSON feed's form).
+    Feed {
+        #[schema(value_type = Object)]
+        message: serde_json::Value,
+    },
+    /// The feed role judged a provider stale (`stale`: `suspend` or `delay`) or fresh again.
+    FeedHealth {
+        provider: String,
+        stale: Option<String>,
+    },
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -584,6 +594,19 @@ fn audit_command(command: &Command, currencies: &BTreeMap<AccountId, Currency>) 
         Command::UnsettleMarket { market } => AuditCommand::UnsettleMarket { market_id: market.to_string() },
         Command::VoidMarket { market } => AuditCommand::VoidMarket { market_id: market.to_string() },
         Command::Tick => AuditCommand::Tick,
+        Command::Feed(message) => AuditCommand::Feed {
+            message: serde_json::to_value(::feed::json::JsonMessage::from_book(message)).unwrap_or_default(),
+        },
+        Command::FeedHealth { provider, stale } => AuditCommand::FeedHealth {
+            provider: provider.clone(),
+            stale: stale.map(|mode| {
+                match mode {
+                    book::StaleMode::Suspend => "suspend",
+                    book::StaleMode::Delay => "delay",
+                }
+                .to_string()
+            }),
+        },
     }
 }
 

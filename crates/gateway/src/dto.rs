@@ -96,7 +96,8 @@ pub struct MarketView {
     /// `open`, `suspended`, `closed`, `settled` or `voided`.
     pub status: String,
     pub in_play: bool,
-    /// Prices are stale (the feed is late) and bets may be refused.
+    /// Prices may be behind: the market's feed is stale and the operator chose to keep it open
+    /// with cached odds; bets wait out a delay before they are accepted.
     pub delayed: bool,
     #[schema(required = true)]
     pub each_way: Option<EachWayView>,
@@ -112,7 +113,7 @@ impl MarketView {
             kind: market.kind.clone(),
             status: market.status.as_str().to_string(),
             in_play: market.in_play,
-            delayed: false,
+            delayed: book.feed().is_delayed(market.id),
             each_way: market
                 .each_way
                 .map(|terms| EachWayView { places: terms.places, fraction: terms.fraction.to_string() }),

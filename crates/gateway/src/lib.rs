@@ -10,6 +10,7 @@ mod catalog;
 mod compliance;
 mod dto;
 mod error;
+mod feed;
 mod limits;
 mod metrics;
 mod openapi;
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ::feed::{FeedHub, ProviderSettings};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use book::{Book, Command, Reply};
@@ -74,6 +76,9 @@ pub struct GatewayConfig {
     pub http_in_flight_max: usize,
     /// How long a request may take before it is answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// How feed providers are watched unless configured one by one (staleness limit, what
+    /// happens to their markets when stale).
+    pub feed_defaults: ProviderSettings,
 }
 
 impl GatewayConfig {
@@ -91,6 +96,7 @@ impl GatewayConfig {
             rate_limit_keys_max: RATE_LIMIT_KEYS_MAX,
             http_in_flight_max: HTTP_IN_FLIGHT_MAX,
             request_timeout: REQUEST_TIMEOUT,
+            feed_defaults: ProviderSettings::default(),
         }
     }
 }
@@ -103,6 +109,7 @@ struct Inner {
     metrics: Metrics,
     rate_limits: RateLimits,
     http_in_flight: Semaphore,
+    feed: FeedHub,
 }
 
 /// Shared state of every handler: cheap to clone.
@@ -121,7 +128,10 @@ impl AppState {
         );
         let rate_limits =
             RateLimits::new(config.rate_limit_per_address, config.rate_limit_per_principal, config.rate_limit_keys_max);
+        let feed = FeedHub::new(engine.clone(), metrics.feed().clone(), config.feed_defaults);
+        feed.spawn_watchdog();
         let state = AppState(Arc::new(Inner {
+            feed,
             in_flight: Semaphore::new(config.book_in_flight_max),
             http_in_flight: limits::http_in_flight(config.http_in_flight_max),
             engine,
@@ -148,6 +158,11 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The feed role: providers' freshness, failover and the push route's way to the book.
+    pub fn feed(&self) -> &FeedHub {
+        &self.0.feed
     }
 
     pub fn rate_limits(&self) -> &RateLimits {
@@ -227,6 +242,7 @@ pub fn app(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(operators::routes())
         .merge(compliance::routes())
+        .merge(feed::routes())
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {

@@ -86,6 +86,7 @@ struct Inner {
     http_requests: Family<HttpLabels, Counter>,
     http_request_seconds: HistogramFamily<RouteLabels>,
     http_shed: Family<ReasonLabels, Counter>,
+    feed: feed::FeedMetrics,
 }
 
 /// The process's metrics; cheap to clone (one shared registry).
@@ -184,8 +185,11 @@ impl Metrics {
         for reason in [ShedReason::RateLimited, ShedReason::Overloaded, ShedReason::Timeout] {
             let _ = http_shed.get_or_create(&ReasonLabels { reason: reason.as_str() });
         }
+        let feed = feed::FeedMetrics::new();
+        feed.register(&mut registry);
         Metrics(Arc::new(Inner {
             registry,
+            feed,
             bet_placement_seconds,
             bets,
             book_batch_commands,
@@ -197,6 +201,11 @@ impl Metrics {
             http_request_seconds,
             http_shed,
         }))
+    }
+
+    /// The feed role's metrics, in the same registry.
+    pub fn feed(&self) -> &feed::FeedMetrics {
+        &self.0.feed
     }
 
     /// Records a bet placement: `outcome` is `accepted`, `pending` or the rejection code.

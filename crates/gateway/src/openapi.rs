@@ -14,7 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::{catalog, compliance, dto, error, operators, ops, players};
+use crate::{catalog, compliance, dto, error, feed, operators, ops, players};
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -68,6 +68,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         operators::revoke_api_key,
         compliance::audit,
         compliance::report,
+        feed::push_messages,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -153,6 +154,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         compliance::RgLimitView,
         compliance::RgEventView,
         ops::Health,
+        feed::FeedBatch,
+        feed::FeedBatchResult,
+        feed::FeedResultView,
+        feed::FeedItemRefusal,
     )),
     modifiers(&BearerScheme, &CommonResponses),
     tags(
@@ -162,6 +167,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
             caller."),
         (name = "operators", description = "Fixtures, prices, market status, risk, exposure, settlement, API keys, \
             the audit trail and regulator reports. An operator API key (`sk_...`) with the scope each route names; `admin` holds every scope."),
+        (name = "feed", description = "Odds providers push normalised feed messages. An API key with the `feed` \
+            scope."),
         (name = "operations", description = "Health, readiness, metrics and this document. No credential."),
     ),
 )]

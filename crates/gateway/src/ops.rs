@@ -43,9 +43,11 @@ pub struct Health {
     /// `ok`, or `unavailable` from `/readyz`.
     #[schema(example = "ok")]
     status: String,
-    /// Why `/readyz` is unavailable: `journal_failed`, `book_stopped`, `book_unresponsive` or
-    /// `book_overloaded`. Absent when ready.
+    /// Why `/readyz` is unavailable: `journal_failed`, `book_stopped`, `book_unresponsive`,
+    /// `book_overloaded` or `feed_stale`. Absent when ready.
     reasons: Option<Vec<String>>,
+    /// With `feed_stale`: the providers with no fresh source.
+    stale_providers: Option<Vec<String>>,
 }
 
 /// The process is up and serving HTTP.
@@ -69,7 +71,8 @@ pub(crate) async fn healthz() -> Response {
     path = "/readyz",
     tag = "operations",
     summary = "Readiness",
-    description = "Ready to take traffic: the journal is writable and the book answers promptly.",
+    description = "Ready to take traffic: the journal is writable, the book answers promptly and no feed \
+        provider is stale.",
     responses(
         (status = 200, description = "Ready to take traffic", body = Health),
         (status = 503, description = "Not ready, with the `reasons` (this body, not an `Error`; no \
@@ -92,10 +95,17 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         Err(engine::EngineError::Overloaded) => reasons.push("book_overloaded"),
         Err(_) => reasons.push("book_stopped"),
     }
+    let stale = state.feed().stale_providers();
+    if !stale.is_empty() {
+        reasons.push("feed_stale");
+    }
     if reasons.is_empty() {
         (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
     } else {
-        let body = json!({"status": "unavailable", "reasons": reasons});
+        let mut body = json!({"status": "unavailable", "reasons": reasons});
+        if !stale.is_empty() {
+            body["stale_providers"] = json!(stale);
+        }
         (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
     }
 }

@@ -643,6 +643,9 @@ impl Auditor {
             Command::UnsettleMarket { market } => self.unsettle_market(market.0),
             Command::VoidMarket { market } => self.void_market(market.0),
             Command::Tick => Ok(Ack::Done),
+            // The workload sends no feed commands; the book's scenarios and the feed crate's
+            // tests cover them.
+            Command::Feed(_) | Command::FeedHealth { .. } => unreachable!("the simulator sends no feed commands"),
         }
     }
 

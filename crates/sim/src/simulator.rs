@@ -897,6 +897,7 @@ pub fn reply_code(reply: &Reply) -> &'static str {
         Ok(Ack::CashedOut { .. }) => "ok.cashed_out",
         Ok(Ack::Settled { .. }) => "ok.settled",
         Ok(Ack::Done) => "ok.done",
+        Ok(Ack::Feed(_)) => "ok.feed",
         Err(rejection) => rejection.code(),
     }
 }

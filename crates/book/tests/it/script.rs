@@ -402,6 +402,13 @@ impl Script {
             Ack::CashedOut { bet, amount } => format!("{bet} cashed out {}", show(*amount)),
             Ack::Settled { bets } => format!("{bets} bets"),
             Ack::Done => "done".to_string(),
+            Ack::Feed(applied) => format!(
+                "feed duplicate={} applied={} stale={} ignored={}",
+                applied.duplicate,
+                applied.applied,
+                applied.stale,
+                applied.ignored.len()
+            ),
         }
     }
 

@@ -4,6 +4,7 @@
 mod catalog;
 mod compliance;
 mod edge;
+mod feed;
 mod harness;
 mod openapi;
 mod operators;

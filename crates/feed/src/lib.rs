@@ -1,0 +1,19 @@
+//! The feed role: odds providers in, book commands out.
+//!
+//! - `json`: the native JSON feed (`POST /v1/feed/messages`, a provider's WebSocket stream);
+//! - `uof`: a Sportradar-UOF-style XML adapter;
+//! - `runtime`: the supervisor that follows each provider's primary and backup sources, fails
+//!   over, suspends a stale provider's markets and asks for a recovery snapshot;
+//! - `transport`: the WebSocket and AMQP sources, and the provider side the simulator uses;
+//! - `simulator`: a provider that makes up fixtures, prices, goals and results.
+mod error;
+pub mod json;
+pub mod metrics;
+pub mod runtime;
+pub mod simulator;
+pub mod transport;
+pub mod uof;
+
+pub use error::FeedError;
+pub use metrics::FeedMetrics;
+pub use runtime::{Control, FeedHub, ProviderSettings, ProviderView, SourceHandle};

@@ -1,0 +1,91 @@
+//! The feed's metrics, registered into the gateway's registry so one `/metrics` shows them.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub provider: String,
+    /// `applied`, `duplicate`, `stale`, `partial`, `refused`, `heartbeat`, `invalid`,
+    /// `standby` (from a source that is not the active one) or `shed` (the book was full).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SwitchLabel {
+    pub provider: String,
+    /// `failover` (to another source), `stale` (no fresh source: markets suspended or
+    /// delayed), `fresh` (the provider is back), `recovery` (a snapshot was requested).
+    pub kind: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct FeedMetrics {
+    pub staleness_ms: Family<ProviderLabel, Gauge>,
+    pub messages: Family<OutcomeLabel, Counter>,
+    pub switches: Family<SwitchLabel, Counter>,
+    pub stale_providers: Gauge,
+    /// From the provider's timestamp to the book's durable reply.
+    pub feed_to_book_seconds: Histogram,
+}
+
+impl Default for FeedMetrics {
+    fn default() -> FeedMetrics {
+        FeedMetrics::new()
+    }
+}
+
+impl FeedMetrics {
+    pub fn new() -> FeedMetrics {
+        FeedMetrics {
+            staleness_ms: Family::default(),
+            messages: Family::default(),
+            switches: Family::default(),
+            stale_providers: Gauge::default(),
+            feed_to_book_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+        }
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "sportsbook_feed_staleness_milliseconds",
+            "Milliseconds since the last message or heartbeat of each provider's active source",
+            self.staleness_ms.clone(),
+        );
+        registry.register("sportsbook_feed_messages", "Feed messages by provider and outcome", self.messages.clone());
+        registry.register(
+            "sportsbook_feed_switches",
+            "Source failovers, stale and fresh transitions, and recovery requests by provider",
+            self.switches.clone(),
+        );
+        registry.register(
+            "sportsbook_feed_stale_providers",
+            "Providers with no fresh source now",
+            self.stale_providers.clone(),
+        );
+        registry.register(
+            "sportsbook_feed_to_book_seconds",
+            "Delay from a feed message's provider timestamp to the book's durable decision",
+            self.feed_to_book_seconds.clone(),
+        );
+    }
+
+    pub fn count(&self, provider: &str, outcome: &str) {
+        self.messages
+            .get_or_create(&OutcomeLabel { provider: provider.to_string(), outcome: outcome.to_string() })
+            .inc();
+    }
+
+    pub fn switch(&self, provider: &str, kind: &str) {
+        self.switches.get_or_create(&SwitchLabel { provider: provider.to_string(), kind: kind.to_string() }).inc();
+    }
+}

@@ -1,0 +1,408 @@
+//! The feed supervisor: follows each provider's sources, forwards the active source's messages
+//! to the book, and watches freshness.
+//!
+//! A provider has one or more sources (primary first, then backups; `POST /v1/feed/messages`
+//! is the source `http`). Every message or heartbeat from a source marks it fresh. A watchdog
+//! checks every `WATCHDOG_INTERVAL`:
+//! - when the active source is silent for longer than `stale_after`, or disconnected, and
+//!   another source is fresh, it switches to that one and asks it for a recovery;
+//! - when no source is fresh, it tells the book the provider is stale (`FeedHealth`): the
+//!   provider's markets are suspended or marked delayed, as configured;
+//! - when the active source is fresh again, it tells the book and asks for a recovery; the
+//!   markets reopen when the provider's `snapshot_complete` reaches the book.
+//!
+//! Every switch is logged and counted.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use book::{Ack, Command, FeedApplied, FeedMessage, Reply, StaleMode};
+use engine::{EngineError, EngineHandle, Outcome};
+use tokio::sync::mpsc;
+
+use crate::metrics::FeedMetrics;
+
+/// How often the watchdog checks freshness.
+pub const WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
+/// Control requests queued per source.
+pub const SOURCE_CONTROL_QUEUE_MAX: usize = 16;
+/// The source name of messages pushed over `POST /v1/feed/messages`.
+pub const HTTP_SOURCE: &str = "http";
+
+/// How a provider is watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// Silence after which a source is no longer fresh.
+    pub stale_after: Duration,
+    pub on_stale: StaleMode,
+}
+
+impl Default for ProviderSettings {
+    fn default() -> ProviderSettings {
+        ProviderSettings { stale_after: Duration::from_secs(10), on_stale: StaleMode::Suspend }
+    }
+}
+
+/// What the supervisor asks of a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Replay current prices (messages after `after`, provider time) and end with
+    /// `snapshot_complete`.
+    Recover { after: u64, request_id: u64 },
+}
+
+#[derive(Debug)]
+struct SourceState {
+    name: String,
+    connected: bool,
+    last_seen: Option<Instant>,
+    controls: Option<mpsc::Sender<Control>>,
+}
+
+#[derive(Debug)]
+struct ProviderState {
+    settings: ProviderSettings,
+    sources: Vec<SourceState>,
+    active: usize,
+    stale: bool,
+    /// Provider time of the last message forwarded.
+    last_timestamp: u64,
+}
+
+impl ProviderState {
+    fn fresh(&self, source: usize, now: Instant) -> bool {
+        let source = &self.sources[source];
+        source.connected && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= self.settings.stale_after)
+    }
+}
+
+/// What the provider's state looks like from outside (readiness, tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderView {
+    pub provider: String,
+    pub active_source: String,
+    pub stale: bool,
+    pub silent_for: Option<Duration>,
+}
+
+struct Inner {
+    engine: EngineHandle,
+    metrics: FeedMetrics,
+    defaults: ProviderSettings,
+    providers: Mutex<BTreeMap<String, ProviderState>>,
+    request_ids: std::sync::atomic::AtomicU64,
+}
+
+/// The feed role's shared state: the gateway pushes through it, sources report to it, the
+/// watchdog runs over it.
+#[derive(Clone)]
+pub struct FeedHub(Arc<Inner>);
+
+impl std::fmt::Debug for FeedHub {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("FeedHub").finish_non_exhaustive()
+    }
+}
+
+/// A source's side of the hub.
+#[derive(Debug)]
+pub struct SourceHandle {
+    hub: FeedHub,
+    provider: String,
+    index: usize,
+    /// Requests from the supervisor (recoveries).
+    pub controls: mpsc::Receiver<Control>,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// A feed message's outcome as a metric label.
+pub fn outcome_label(reply: &Reply) -> &'static str {
+    match reply {
+        Ok(Ack::Feed(FeedApplied { duplicate: true, .. })) => "duplicate",
+        Ok(Ack::Feed(FeedApplied { ignored, applied, .. })) if !ignored.is_empty() => {
+            if *applied > 0 {
+                "partial"
+            } else {
+                "refused"
+            }
+        }
+        Ok(Ack::Feed(FeedApplied { applied: 0, stale, .. })) if *stale > 0 => "stale",
+        Ok(_) => "applied",
+        Err(_) => "refused",
+    }
+}
+
+impl FeedHub {
+    pub fn new(engine: EngineHandle, metrics: FeedMetrics, defaults: ProviderSettings) -> FeedHub {
+        FeedHub(Arc::new(Inner {
+            engine,
+            metrics,
+            defaults,
+            providers: Mutex::new(BTreeMap::new()),
+            request_ids: std::sync::atomic::AtomicU64::new(1),
+        }))
+    }
+
+    pub fn metrics(&self) -> &FeedMetrics {
+        &self.0.metrics
+    }
+
+    fn with_provider<R>(&self, provider: &str, apply: impl FnOnce(&mut ProviderState) -> R) -> R {
+        let mut providers = self.0.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = providers.entry(provider.to_string()).or_insert_with(|| ProviderState {
+            settings: self.0.defaults,
+            sources: Vec::new(),
+            active: 0,
+            stale: false,
+            last_timestamp: 0,
+        });
+        apply(state)
+    }
+
+    /// Sets how a provider is watched (before its sources start).
+    pub fn configure(&self, provider: &str, settings: ProviderSettings) {
+        self.with_provider(provider, |state| state.settings = settings);
+    }
+
+    fn source_index(state: &mut ProviderState, name: &str) -> usize {
+        match state.sources.iter().position(|source| source.name == name) {
+            Some(index) => index,
+            None => {
+                state.sources.push(SourceState {
+                    name: name.to_string(),
+                    connected: false,
+                    last_seen: None,
+                    controls: None,
+                });
+                state.sources.len() - 1
+            }
+        }
+    }
+
+    /// Adds a source that the supervisor can ask for recoveries. Sources added first are
+    /// preferred: the first is the primary.
+    pub fn add_source(&self, provider: &str, name: &str) -> SourceHandle {
+        let (sender, controls) = mpsc::channel(SOURCE_CONTROL_QUEUE_MAX);
+        let index = self.with_provider(provider, |state| {
+            let index = Self::source_index(state, name);
+            state.sources[index].controls = Some(sender);
+            index
+        });
+        SourceHandle { hub: self.clone(), provider: provider.to_string(), index, controls }
+    }
+
+    /// A message pushed over HTTP: the `http` source is fresh, and the message goes to the
+    /// book whichever source is active (the provider chose to push it).
+    pub fn push(&self, message: FeedMessage) -> Result<oneshot::Receiver<Outcome>, EngineError> {
+        self.touch_http(&message.provider);
+        self.with_provider(&message.provider, |state| {
+            state.last_timestamp = state.last_timestamp.max(message.timestamp)
+        });
+        self.0.engine.try_submit(Command::Feed(message))
+    }
+
+    /// A heartbeat (or any message) pushed over HTTP.
+    pub fn touch_http(&self, provider: &str) {
+        self.with_provider(provider, |state| {
+            let index = Self::source_index(state, HTTP_SOURCE);
+            let source = &mut state.sources[index];
+            source.connected = true;
+            source.last_seen = Some(Instant::now());
+        });
+    }
+
+    /// Counts a book reply to a feed message and its feed-to-book delay.
+    pub fn record(&self, provider: &str, timestamp: u64, reply: &Reply) {
+        self.0.metrics.count(provider, outcome_label(reply));
+        let lag_ms = wall_ms().saturating_sub(timestamp);
+        self.0.metrics.feed_to_book_seconds.observe(lag_ms as f64 / 1000.0);
+    }
+
+    pub fn providers(&self) -> Vec<ProviderView> {
+        let now = Instant::now();
+        let providers = self.0.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        providers
+            .iter()
+            .map(|(name, state)| ProviderView {
+                provider: name.clone(),
+                active_source: state.sources.get(state.active).map(|source| source.name.clone()).unwrap_or_default(),
+                stale: state.stale,
+                silent_for: state.sources.get(state.active).and_then(|source| source.last_seen).map(|seen| now - seen),
+            })
+            .collect()
+    }
+
+    /// Providers with no fresh source now.
+    pub fn stale_providers(&self) -> Vec<String> {
+        self.providers().into_iter().filter(|view| view.stale).map(|view| view.provider).collect()
+    }
+
+    /// One watchdog pass: failovers, stale and fresh transitions. Returns the book commands to
+    /// send (sent by `run_watchdog`; returned for tests).
+    pub fn check(&self) -> Vec<Command> {
+        let now = Instant::now();
+        let mut commands = Vec::new();
+        let mut providers = self.0.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut stale_count = 0;
+        for (name, state) in providers.iter_mut() {
+            if state.sources.is_empty() {
+                continue;
+            }
+            if let Some(seen) = state.sources[state.active].last_seen {
+                let silent = now.duration_since(seen).as_millis() as i64;
+                self.0
+                    .metrics
+                    .staleness_ms
+                    .get_or_create(&crate::metrics::ProviderLabel { provider: name.clone() })
+                    .set(silent);
+            }
+            if !state.fresh(state.active, now) {
+                if let Some(next) =
+                    (0..state.sources.len()).find(|index| *index != state.active && state.fresh(*index, now))
+                {
+                    tracing::warn!(
+                        provider = %name,
+                        from = %state.sources[state.active].name,
+                        to = %state.sources[next].name,
+                        "feed source failover"
+                    );
+                    state.active = next;
+                    self.0.metrics.switch(name, "failover");
+                    self.request_recovery(name, state);
+                } else if !state.stale {
+                    tracing::error!(provider = %name, mode = ?state.settings.on_stale, "feed stale: no fresh source");
+                    state.stale = true;
+                    self.0.metrics.switch(name, "stale");
+                    commands.push(Command::FeedHealth { provider: name.clone(), stale: Some(state.settings.on_stale) });
+                }
+            } else if state.stale {
+                tracing::info!(provider = %name, source = %state.sources[state.active].name, "feed fresh again; recovering");
+                state.stale = false;
+                self.0.metrics.switch(name, "fresh");
+                commands.push(Command::FeedHealth { provider: name.clone(), stale: None });
+                self.request_recovery(name, state);
+            }
+            stale_count += i64::from(state.stale);
+        }
+        self.0.metrics.stale_providers.set(stale_count);
+        commands
+    }
+
+    fn request_recovery(&self, name: &str, state: &ProviderState) {
+        let Some(controls) = &state.sources[state.active].controls else { return };
+        let request_id = self.0.request_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if controls.try_send(Control::Recover { after: state.last_timestamp, request_id }).is_ok() {
+            self.0.metrics.switch(name, "recovery");
+            tracing::info!(provider = %name, source = %state.sources[state.active].name, request_id, "feed recovery requested");
+        }
+    }
+
+    /// Runs the watchdog until the hub is dropped by everyone else.
+    pub fn spawn_watchdog(&self) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(WATCHDOG_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let hub = FeedHub(inner);
+                for command in hub.check() {
+                    // The book must hear of a stale feed even when it is busy.
+                    match hub.0.engine.submit_waiting(command) {
+                        Ok(reply) => {
+                            if let Ok(Err(error)) = reply.await.map_err(|_| ()) {
+                                tracing::error!(%error, "feed health not recorded");
+                            }
+                        }
+                        Err(error) => tracing::error!(%error, "feed health not sent"),
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl SourceHandle {
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    fn update(&self, apply: impl FnOnce(&mut ProviderState, usize)) {
+        self.hub.with_provider(&self.provider, |state| apply(state, self.index));
+    }
+
+    /// The source (re)connected; a recovery is requested if it is the active one.
+    pub fn connected(&self) {
+        self.update(|state, index| {
+            state.sources[index].connected = true;
+        });
+        let hub = &self.hub;
+        let providers = hub.0.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(state) = providers.get(&self.provider) {
+            if state.active == self.index {
+                hub.request_recovery(&self.provider, state);
+            }
+        }
+    }
+
+    pub fn disconnected(&self) {
+        self.update(|state, index| state.sources[index].connected = false);
+    }
+
+    /// A heartbeat: the source is alive.
+    pub fn alive(&self) {
+        self.update(|state, index| state.sources[index].last_seen = Some(Instant::now()));
+        self.hub.0.metrics.count(&self.provider, "heartbeat");
+    }
+
+    /// A message from this source: forwarded to the book if this source is active, and counted
+    /// (not forwarded) if it is a standby.
+    pub async fn message(&self, message: FeedMessage) {
+        let active = self.hub.with_provider(&self.provider, |state| {
+            state.sources[self.index].last_seen = Some(Instant::now());
+            let active = state.active == self.index;
+            if active {
+                state.last_timestamp = state.last_timestamp.max(message.timestamp);
+            }
+            active
+        });
+        if !active {
+            self.hub.0.metrics.count(&self.provider, "standby");
+            return;
+        }
+        let timestamp = message.timestamp;
+        match self.hub.0.engine.submit_waiting(Command::Feed(message)) {
+            Ok(receiver) => {
+                // Replies are awaited off the source's read loop so that reading keeps pace;
+                // the book keeps the submission order.
+                let hub = self.hub.clone();
+                let provider = self.provider.clone();
+                tokio::spawn(async move {
+                    match receiver.await {
+                        Ok(Ok(reply)) => hub.record(&provider, timestamp, &reply),
+                        Ok(Err(error)) => {
+                            hub.0.metrics.count(&provider, "shed");
+                            tracing::warn!(%provider, %error, "feed message not applied");
+                        }
+                        Err(_) => hub.0.metrics.count(&provider, "shed"),
+                    }
+                });
+            }
+            Err(error) => {
+                self.hub.0.metrics.count(&self.provider, "shed");
+                tracing::warn!(provider = %self.provider, %error, "feed message not submitted");
+            }
+        }
+    }
+
+    /// A message that could not be understood.
+    pub fn invalid(&self, reason: &str) {
+        self.hub.0.metrics.count(&self.provider, "invalid");
+        tracing::warn!(provider = %self.provider, reason, "feed message refused");
+    }
+}

@@ -1,0 +1,358 @@
+//! Real transports on both sides of a feed.
+//!
+//! Our side (sources, reporting to a `SourceHandle`):
+//! - `follow_websocket`: follows a provider's WebSocket stream of JSON messages; asks for a
+//!   recovery with `{"op": "recover", "after", "request_id"}`;
+//! - `follow_amqp`: consumes UOF-style XML from a topic exchange on RabbitMQ; asks for a
+//!   recovery by publishing `<recovery_request>` to `<exchange>.recovery`.
+//!
+//! Both reconnect with back-off until their task is aborted.
+//!
+//! The provider's side, for the simulator and tests: `WebSocketProvider` and `AmqpProvider`
+//! publish feed messages and hand recovery requests back.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use book::FeedMessage;
+use futures_util::{SinkExt, StreamExt};
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::json::{JsonMessage, FEED_BATCH_MAX};
+use crate::runtime::{Control, SourceHandle};
+use crate::uof::{self, UofEvent, UofTranslator};
+
+/// Back-off between reconnection attempts.
+pub const RECONNECT_DELAY: Duration = Duration::from_millis(250);
+/// Bytes of one WebSocket frame from a provider.
+pub const WEBSOCKET_FRAME_BYTES_MAX: usize = 4 << 20;
+/// Messages buffered per provider-side subscriber before it is dropped as too slow.
+pub const PROVIDER_QUEUE_MAX: usize = 65_536;
+
+/// Parses one frame: a message or an array of messages.
+pub fn parse_frame(text: &str) -> Result<Vec<JsonMessage>, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|error| error.to_string())?;
+    let messages: Vec<JsonMessage> = if value.is_array() {
+        serde_json::from_value(value).map_err(|error| error.to_string())?
+    } else {
+        vec![serde_json::from_value(value).map_err(|error| error.to_string())?]
+    };
+    if messages.len() > FEED_BATCH_MAX {
+        return Err(format!("more than {FEED_BATCH_MAX} messages in a frame"));
+    }
+    Ok(messages)
+}
+
+async fn deliver_json(source: &SourceHandle, messages: Vec<JsonMessage>) {
+    for message in messages {
+        if message.is_heartbeat() {
+            source.alive();
+            continue;
+        }
+        match message.to_book() {
+            Ok(message) => source.message(message).await,
+            Err(error) => source.invalid(&error.to_string()),
+        }
+    }
+}
+
+/// Follows a provider's WebSocket stream until the task is aborted.
+pub async fn follow_websocket(mut source: SourceHandle, url: String) {
+    let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    config.max_message_size = Some(WEBSOCKET_FRAME_BYTES_MAX);
+    config.max_frame_size = Some(WEBSOCKET_FRAME_BYTES_MAX);
+    loop {
+        match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false).await {
+            Ok((stream, _)) => {
+                tracing::info!(provider = source.provider(), %url, "feed websocket connected");
+                let (mut sink, mut stream) = stream.split();
+                source.connected();
+                loop {
+                    tokio::select! {
+                        frame = stream.next() => match frame {
+                            Some(Ok(Message::Text(text))) => match parse_frame(&text) {
+                                Ok(messages) => deliver_json(&source, messages).await,
+                                Err(error) => source.invalid(&error),
+                            },
+                            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                            Some(Ok(_)) => {}
+                        },
+                        control = source.controls.recv() => {
+                            let Some(Control::Recover { after, request_id }) = control else { break };
+                            let request = serde_json::json!({"op": "recover", "after": after, "request_id": request_id});
+                            if sink.send(Message::text(request.to_string())).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                tracing::warn!(provider = source.provider(), %url, "feed websocket lost");
+                source.disconnected();
+            }
+            Err(error) => {
+                tracing::debug!(provider = source.provider(), %url, %error, "feed websocket connect failed");
+            }
+        }
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+async fn amqp_channel(url: &str) -> Result<(Connection, Channel), lapin::Error> {
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    Ok((connection, channel))
+}
+
+async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(exchange, ExchangeKind::Topic, ExchangeDeclareOptions::default(), FieldTable::default())
+        .await
+}
+
+/// A private queue bound to every routing key of an exchange.
+async fn subscribe(channel: &Channel, exchange: &str) -> Result<lapin::Consumer, lapin::Error> {
+    declare_exchange(channel, exchange).await?;
+    let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
+    let queue = channel.queue_declare("", options, FieldTable::default()).await?;
+    channel
+        .queue_bind(queue.name().as_str(), exchange, "#", QueueBindOptions::default(), FieldTable::default())
+        .await?;
+    let options = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+    channel.basic_consume(queue.name().as_str(), "", options, FieldTable::default()).await
+}
+
+/// Consumes UOF-style XML from `exchange` on the broker at `url` until the task is aborted.
+pub async fn follow_amqp(mut source: SourceHandle, url: String, exchange: String, product: u32, in_play_delay: u32) {
+    let mut translator = UofTranslator::new(source.provider(), in_play_delay);
+    loop {
+        let session = async {
+            let (connection, channel) = amqp_channel(&url).await?;
+            let consumer = subscribe(&channel, &exchange).await?;
+            declare_exchange(&channel, &format!("{exchange}.recovery")).await?;
+            Ok::<_, lapin::Error>((connection, channel, consumer))
+        };
+        match session.await {
+            Ok((connection, channel, mut consumer)) => {
+                tracing::info!(provider = source.provider(), %exchange, "feed AMQP consumer connected");
+                translator.forget();
+                source.connected();
+                loop {
+                    tokio::select! {
+                        delivery = consumer.next() => match delivery {
+                            Some(Ok(delivery)) => match std::str::from_utf8(&delivery.data) {
+                                Ok(xml) => match translator.translate(xml) {
+                                    Ok(UofEvent::Alive { subscribed, .. }) => {
+                                        source.alive();
+                                        if !subscribed {
+                                            // The producer lost our session: ask for a recovery.
+                                            source.connected();
+                                        }
+                                    }
+                                    Ok(UofEvent::Feed(message)) => source.message(message).await,
+                                    Err(error) => source.invalid(&error.to_string()),
+                                },
+                                Err(_) => source.invalid("message is not UTF-8"),
+                            },
+                            Some(Err(_)) | None => break,
+                        },
+                        control = source.controls.recv() => {
+                            let Some(Control::Recover { after, request_id }) = control else { break };
+                            let body = format!(r#"<recovery_request product="{product}" after="{after}" request_id="{request_id}"/>"#);
+                            let published = channel
+                                .basic_publish(&format!("{exchange}.recovery"), "recovery.request", BasicPublishOptions::default(), body.as_bytes(), BasicProperties::default())
+                                .await;
+                            if published.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                tracing::warn!(provider = source.provider(), %exchange, "feed AMQP consumer lost");
+                source.disconnected();
+                let _ = connection.close(200, "reconnecting").await;
+            }
+            Err(error) => tracing::debug!(provider = source.provider(), %exchange, %error, "feed AMQP connect failed"),
+        }
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+/// A recovery request a provider received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveryRequest {
+    pub after: u64,
+    pub request_id: u64,
+}
+
+/// The provider's side of a WebSocket feed: every connected client gets every message.
+#[derive(Debug)]
+pub struct WebSocketProvider {
+    address: SocketAddr,
+    frames: broadcast::Sender<Arc<str>>,
+    task: tokio::task::JoinHandle<()>,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl WebSocketProvider {
+    /// Listens on `address`; recovery requests from clients arrive on the returned receiver.
+    pub async fn bind(address: SocketAddr) -> std::io::Result<(WebSocketProvider, mpsc::Receiver<RecoveryRequest>)> {
+        let listener = TcpListener::bind(address).await?;
+        let address = listener.local_addr()?;
+        let (frames, _) = broadcast::channel::<Arc<str>>(PROVIDER_QUEUE_MAX);
+        let (recoveries, receiver) = mpsc::channel(64);
+        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let task = {
+            let frames = frames.clone();
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let mut outgoing = frames.subscribe();
+                    let recoveries = recoveries.clone();
+                    let connection = tokio::spawn(async move {
+                        let Ok(socket) = tokio_tungstenite::accept_async(stream).await else { return };
+                        let (mut sink, mut stream) = socket.split();
+                        loop {
+                            tokio::select! {
+                                frame = outgoing.recv() => match frame {
+                                    Ok(frame) => {
+                                        if sink.send(Message::text(frame.to_string())).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                    Err(_) => return,
+                                },
+                                incoming = stream.next() => match incoming {
+                                    Some(Ok(Message::Text(text))) => {
+                                        let request: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                                        if request["op"] == "recover" {
+                                            let _ = recoveries.try_send(RecoveryRequest {
+                                                after: request["after"].as_u64().unwrap_or(0),
+                                                request_id: request["request_id"].as_u64().unwrap_or(0),
+                                            });
+                                        }
+                                    }
+                                    Some(Ok(_)) => {}
+                                    _ => return,
+                                },
+                            }
+                        }
+                    });
+                    connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(connection.abort_handle());
+                }
+            })
+        };
+        Ok((WebSocketProvider { address, frames, task, connections }, receiver))
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.address)
+    }
+
+    /// Sends messages to every connected client, as one frame.
+    pub fn publish(&self, messages: &[FeedMessage]) {
+        let batch: Vec<JsonMessage> = messages.iter().map(JsonMessage::from_book).collect();
+        let frame = serde_json::to_string(&batch).unwrap_or_default();
+        let _ = self.frames.send(Arc::from(frame));
+    }
+
+    pub fn alive(&self, provider: &str, timestamp: u64) {
+        let frame = serde_json::json!({"provider": provider, "sequence": 1, "timestamp": timestamp, "items": [{"type": "alive"}]});
+        let _ = self.frames.send(Arc::from(frame.to_string()));
+    }
+
+    /// Stops listening and drops every connection: a provider that died.
+    pub fn kill(&self) {
+        self.task.abort();
+        for connection in self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+impl Drop for WebSocketProvider {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The provider's side of a UOF-style AMQP feed: publishes XML to a topic exchange and
+/// hands back the recovery requests published to `<exchange>.recovery`.
+pub struct AmqpProvider {
+    connection: Connection,
+    channel: Channel,
+    exchange: String,
+    product: u32,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for AmqpProvider {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("AmqpProvider").field("exchange", &self.exchange).finish_non_exhaustive()
+    }
+}
+
+impl AmqpProvider {
+    pub async fn connect(
+        url: &str,
+        exchange: &str,
+        product: u32,
+    ) -> Result<(AmqpProvider, mpsc::Receiver<RecoveryRequest>), lapin::Error> {
+        let (connection, channel) = amqp_channel(url).await?;
+        declare_exchange(&channel, exchange).await?;
+        let mut requests = subscribe(&channel, &format!("{exchange}.recovery")).await?;
+        let (sender, receiver) = mpsc::channel(64);
+        let task = tokio::spawn(async move {
+            while let Some(Ok(delivery)) = requests.next().await {
+                let text = String::from_utf8_lossy(&delivery.data).to_string();
+                let Ok(document) = roxmltree::Document::parse(&text) else { continue };
+                let root = document.root_element();
+                let number = |name: &str| root.attribute(name).and_then(|value| value.parse().ok()).unwrap_or(0);
+                let _ = sender.try_send(RecoveryRequest { after: number("after"), request_id: number("request_id") });
+            }
+        });
+        Ok((AmqpProvider { connection, channel, exchange: exchange.to_string(), product, task }, receiver))
+    }
+
+    pub async fn publish(&self, message: &FeedMessage) -> Result<(), String> {
+        let (routing, xml) = uof::render(message, self.product).map_err(|error| error.to_string())?;
+        self.send(&routing, &xml).await
+    }
+
+    /// Publishes a raw XML message.
+    pub async fn send(&self, routing: &str, xml: &str) -> Result<(), String> {
+        self.channel
+            .basic_publish(
+                &self.exchange,
+                routing,
+                BasicPublishOptions::default(),
+                xml.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+
+    pub async fn alive(&self, timestamp: u64, subscribed: bool) -> Result<(), String> {
+        let (routing, xml) = uof::render_alive(self.product, timestamp, subscribed);
+        self.send(&routing, &xml).await
+    }
+
+    /// Closes the connection: a provider that died.
+    pub async fn close(self) {
+        self.task.abort();
+        let _ = self.connection.close(200, "provider stopped").await;
+    }
+}

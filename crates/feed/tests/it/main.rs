@@ -1,0 +1,8 @@
+//! The feed role's tests: the book's feed decisions (`book_rules`), the supervisor over real
+//! WebSocket connections (`websocket`), and the UOF-style adapter over the real RabbitMQ on
+//! 127.0.0.1:5672 (`amqp`).
+
+mod amqp;
+mod book_rules;
+mod support;
+mod websocket;

@@ -1,0 +1,56 @@
+//! A real engine on a temporary data directory, with a hub over it.
+
+use std::time::Duration;
+
+use book::{Book, Command, Reply};
+use engine::{EngineHandle, EngineOptions, SystemClock};
+use feed::{FeedHub, FeedMetrics, ProviderSettings};
+
+pub struct Stack {
+    pub engine: EngineHandle,
+    pub hub: FeedHub,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub fn start(settings: ProviderSettings) -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (engine, _) =
+            engine::open_data_dir(dir.path(), book::Config::default(), Box::new(SystemClock), EngineOptions::default())
+                .expect("engine");
+        let hub = FeedHub::new(engine.clone(), FeedMetrics::new(), settings);
+        hub.spawn_watchdog();
+        Stack { engine, hub, _dir: dir }
+    }
+
+    pub fn submit(&self, command: Command) -> Reply {
+        self.engine.submit(command).expect("engine")
+    }
+
+    pub fn read<R: Send + 'static>(&self, read: impl FnOnce(&Book) -> R + Send + 'static) -> R {
+        self.engine.read(read).expect("read")
+    }
+
+    /// Waits until `check` holds on the book, or fails with `what`.
+    pub async fn until(&self, what: &str, check: impl Fn(&Book) -> bool + Send + Sync + Clone + 'static) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let check = check.clone();
+            if self.engine.read(move |book| check(book)).expect("read") {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.engine.shutdown();
+    }
+}
+
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
+}
