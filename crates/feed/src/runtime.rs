@@ -189,6 +189,10 @@ impl FeedHub {
         let (sender, controls) = mpsc::channel(SOURCE_CONTROL_QUEUE_MAX);
         let index = self.with_provider(provider, |state| {
             let index = Self::source_index(state, name);
+            // A new source is presumed up: it has `stale_after` to connect and speak before it
+            // counts as silent.
+            state.sources[index].connected = true;
+            state.sources[index].last_seen = Some(Instant::now());
             state.sources[index].controls = Some(sender);
             index
         });
@@ -336,10 +340,12 @@ impl SourceHandle {
         self.hub.with_provider(&self.provider, |state| apply(state, self.index));
     }
 
-    /// The source (re)connected; a recovery is requested if it is the active one.
+    /// The source (re)connected; a recovery is requested if it is the active one. It has
+    /// `stale_after` to send something before it counts as silent.
     pub fn connected(&self) {
         self.update(|state, index| {
             state.sources[index].connected = true;
+            state.sources[index].last_seen = Some(Instant::now());
         });
         let hub = &self.hub;
         let providers = hub.0.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
