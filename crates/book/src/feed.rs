@@ -208,6 +208,26 @@ impl FeedBook {
         self.selections.get(&(market, outcome.to_string())).copied()
     }
 
+    /// A provider's events, by its ids.
+    pub fn events_of<'a>(&'a self, provider: &'a str) -> impl Iterator<Item = (&'a str, EventId)> + 'a {
+        self.events
+            .iter()
+            .filter(move |((owner, _), _)| owner == provider)
+            .map(|((_, event), id)| (event.as_str(), *id))
+    }
+
+    /// A provider's markets of one event, by its ids.
+    pub fn markets_of<'a>(
+        &'a self,
+        provider: &'a str,
+        event: &'a str,
+    ) -> impl Iterator<Item = (&'a str, MarketId)> + 'a {
+        self.markets
+            .iter()
+            .filter(move |((owner, of, _), _)| owner == provider && of == event)
+            .map(|((_, _, market), id)| (market.as_str(), *id))
+    }
+
     /// Whether the market's odds may be behind because its feed is stale.
     pub fn is_delayed(&self, market: MarketId) -> bool {
         self.delayed.contains(&market)

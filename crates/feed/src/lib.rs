@@ -9,6 +9,7 @@
 mod error;
 pub mod json;
 pub mod metrics;
+pub mod provider;
 pub mod runtime;
 pub mod simulator;
 pub mod transport;

@@ -43,6 +43,11 @@ pub struct SimulatorConfig {
     /// Probability per in-play step that a goal is scored.
     pub goal: f64,
     pub chaos: Chaos,
+    /// Fixture ids are this prefix and a number: a provider never reuses an id.
+    pub id_prefix: String,
+    /// The first message's sequence is one more than this: a provider's sequences keep
+    /// increasing across its restarts (the book remembers the highest it applied).
+    pub sequence_after: u64,
 }
 
 impl SimulatorConfig {
@@ -55,6 +60,8 @@ impl SimulatorConfig {
             kick_off: 0.02,
             goal: 0.03,
             chaos: Chaos::NONE,
+            id_prefix: "sim:match:".to_string(),
+            sequence_after: 0,
         }
     }
 }
@@ -100,7 +107,8 @@ fn odds(hundredths: u32) -> Odds {
 impl FeedSimulator {
     pub fn new(config: SimulatorConfig) -> FeedSimulator {
         let rng = StdRng::seed_from_u64(config.seed);
-        FeedSimulator { config, rng, sequence: 0, fixtures: Vec::new(), created: 0, held: None }
+        let sequence = config.sequence_after;
+        FeedSimulator { config, rng, sequence, fixtures: Vec::new(), created: 0, held: None }
     }
 
     pub fn provider(&self) -> &str {
@@ -144,7 +152,7 @@ impl FeedSimulator {
 
     fn new_fixture(&mut self, now: u64) -> Vec<FeedMessage> {
         self.created += 1;
-        let id = format!("sim:match:{}", self.created);
+        let id = format!("{}{}", self.config.id_prefix, self.created);
         let home = self.rng.random_range(150..400u32);
         let away = self.rng.random_range(150..400u32);
         let fixture = SimFixture {

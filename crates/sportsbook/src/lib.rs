@@ -1,9 +1,11 @@
 //! The `sportsbook` binary's parts, as a library so that tests can drive them: `serve` (the
 //! gateway over the engine, with the live demo), `admin` (operator keys offline), the engine-only
-//! `demo`, and `verify`.
+//! `demo`, `verify`, and the feed role (`feeds`: sources, the demo's simulated provider,
+//! `feed-sim`).
 
 pub mod admin;
 pub mod demo;
+pub mod feeds;
 mod names;
 pub mod pricing;
 pub mod secrets;

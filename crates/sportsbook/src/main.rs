@@ -23,6 +23,12 @@ enum LogFormatArg {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum StaleArg {
+    Suspend,
+    Delay,
+}
+
 #[derive(Subcommand)]
 enum Commands {
     /// Serves the HTTP API over the book on a data directory until Ctrl-C or SIGTERM.
@@ -48,6 +54,54 @@ enum Commands {
         /// Log lines as text or JSON, on standard error.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
+        /// An odds provider's source to follow, repeatable, primary first: NAME=ws+URL (the
+        /// native JSON feed over WebSocket) or NAME=uof+AMQP_URL#EXCHANGE (UOF-style XML).
+        #[arg(long = "feed-source")]
+        feed_sources: Vec<sportsbook::feeds::FeedSource>,
+        /// Seconds of silence after which a provider's source is stale; with no fresh source
+        /// left, its markets are suspended or delayed (`--feed-on-stale`).
+        #[arg(long, default_value_t = 10)]
+        feed_stale_after: u64,
+        /// What a stale provider's markets do: `suspend` (bets refused) or `delay` (cached
+        /// odds flagged `delayed`; bets wait out a delay).
+        #[arg(long, value_enum, default_value = "suspend")]
+        feed_on_stale: StaleArg,
+    },
+    /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
+    /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
+    /// the same messages). Until Ctrl-C or --duration.
+    FeedSim {
+        /// Provider name in the messages.
+        #[arg(long, default_value = "sim")]
+        provider: String,
+        /// Serve the JSON feed on this WebSocket address (repeatable: primary, backup).
+        #[arg(long)]
+        websocket: Vec<std::net::SocketAddr>,
+        /// Publish UOF-style XML to this broker ...
+        #[arg(long)]
+        amqp_url: Option<String>,
+        /// ... on these exchanges (repeatable).
+        #[arg(long, requires = "amqp_url")]
+        exchange: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        fixtures: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 100)]
+        price_changes_per_second: u32,
+        /// Wall-clock milliseconds of one simulated match minute.
+        #[arg(long, default_value_t = 1_000)]
+        minute_ms: u64,
+        /// Chaos: probabilities of dropping, duplicating and reordering a message.
+        #[arg(long, default_value_t = 0.0)]
+        drop: f64,
+        #[arg(long, default_value_t = 0.0)]
+        duplicate: f64,
+        #[arg(long, default_value_t = 0.0)]
+        reorder: f64,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
     },
     /// Operator API keys, issued and listed directly on a data directory (the server must not
     /// be running on it).
@@ -96,12 +150,57 @@ enum AdminCommands {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Commands::Serve { listen, data_dir, demo, seed, log_format } => {
+        Commands::Serve { listen, data_dir, demo, seed, log_format, feed_sources, feed_stale_after, feed_on_stale } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
             };
-            sportsbook::serve::run(ServeOptions { listen, data_dir, demo, seed, log_format })
+            let feed_settings = gateway::ProviderSettings {
+                stale_after: std::time::Duration::from_secs(feed_stale_after.max(1)),
+                on_stale: match feed_on_stale {
+                    StaleArg::Suspend => book::StaleMode::Suspend,
+                    StaleArg::Delay => book::StaleMode::Delay,
+                },
+            };
+            sportsbook::serve::run(ServeOptions {
+                listen,
+                data_dir,
+                demo,
+                seed,
+                log_format,
+                feed_sources,
+                feed_settings,
+            })
+        }
+        Commands::FeedSim {
+            provider,
+            websocket,
+            amqp_url,
+            exchange,
+            fixtures,
+            seed,
+            price_changes_per_second,
+            minute_ms,
+            drop,
+            duplicate,
+            reorder,
+            duration,
+        } => {
+            for (name, probability) in [("--drop", drop), ("--duplicate", duplicate), ("--reorder", reorder)] {
+                anyhow::ensure!((0.0..=1.0).contains(&probability), "{name} is a probability in [0, 1]");
+            }
+            sportsbook::feeds::run_feed_sim(sportsbook::feeds::FeedSimOptions {
+                provider,
+                websocket,
+                amqp_url,
+                exchanges: exchange,
+                fixtures,
+                seed,
+                price_changes_per_second,
+                minute: std::time::Duration::from_millis(minute_ms.max(1)),
+                chaos: feed::simulator::Chaos { drop, duplicate, reorder },
+                duration: duration.map(std::time::Duration::from_secs),
+            })
         }
         Commands::Admin { command: AdminCommands::CreateKey { data_dir, scope, name } } => {
             let scopes = sportsbook::admin::parse_scopes(&scope)?;

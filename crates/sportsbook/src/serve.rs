@@ -45,6 +45,10 @@ pub struct ServeOptions {
     /// Seed of the demo simulation; random when `None`.
     pub seed: Option<u64>,
     pub log_format: LogFormat,
+    /// Odds providers' sources to follow, primary first.
+    pub feed_sources: Vec<crate::feeds::FeedSource>,
+    /// How providers are watched: silence limit and what a stale feed does to its markets.
+    pub feed_settings: gateway::ProviderSettings,
 }
 
 /// What the demo prints at start-up.
@@ -98,6 +102,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
     let mut config = GatewayConfig::new(jwt_secret);
     config.admin_key = admin_key;
+    config.feed_defaults = options.feed_settings;
     let served = serve_engine(&engine, &options, fresh, config, metrics);
     // Last: the engine decides what is queued, then writes a snapshot.
     engine.shutdown();
@@ -130,8 +135,7 @@ fn serve_engine(
         .thread_name("sportsbook-gateway")
         .build()
         .context("starting the tokio runtime")?;
-    let served =
-        runtime.block_on(serve_until_signal(engine.clone(), config, metrics, options.listen, banner, simulation));
+    let served = runtime.block_on(serve_until_signal(engine.clone(), config, metrics, options, banner, simulation));
     let (served, simulation) = match served {
         Ok((outcome, simulation)) => (outcome, simulation),
         Err(error) => (Err(error), None),
@@ -150,13 +154,20 @@ async fn serve_until_signal(
     engine: EngineHandle,
     config: GatewayConfig,
     metrics: Metrics,
-    listen: SocketAddr,
+    options: &ServeOptions,
     banner: Option<DemoBanner>,
     simulation: Option<Simulation>,
 ) -> anyhow::Result<Served> {
+    let listen = options.listen;
     let state = AppState::new(engine.clone(), config, metrics)
         .await
         .map_err(|error| anyhow::anyhow!("starting the gateway: {}: {}", error.code, error.message))?;
+    // The feed role: the sources given, and in the demo a simulated provider in process.
+    let mut feed_tasks = crate::feeds::follow(state.feed(), &options.feed_sources);
+    if options.demo {
+        let seed = options.seed.unwrap_or_else(rand::random);
+        feed_tasks.push(crate::feeds::spawn_demo_feed(state.feed(), &engine, seed).await?);
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%address, "gateway listening");
@@ -196,6 +207,9 @@ async fn serve_until_signal(
             Err(join) => Err(anyhow::anyhow!("the gateway task failed: {join}")),
         },
     };
+    for task in feed_tasks {
+        task.abort();
+    }
     Ok((outcome, simulation))
 }
 

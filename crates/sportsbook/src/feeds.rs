@@ -1,0 +1,239 @@
+//! The feed role in the serving process: the providers' sources given on the command line
+//! (`--feed-source`), the simulated in-process provider of the demo, and `sportsbook
+//! feed-sim`, which runs the simulator as a provider of its own (WebSocket or UOF over AMQP)
+//! for other processes to follow.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use book::{FeedItem, FeedMessage, MarketStatus};
+use engine::EngineHandle;
+use feed::provider::{Output, Pace};
+use feed::simulator::{Chaos, FeedSimulator, SimulatorConfig};
+use feed::transport::{follow_amqp, follow_websocket, AmqpProvider, WebSocketProvider};
+use feed::FeedHub;
+
+/// The provider name of the demo's simulated feed.
+pub const DEMO_PROVIDER: &str = "sim";
+/// Fixtures the demo's simulated feed keeps running.
+pub const DEMO_FIXTURES: usize = 4;
+/// The product id the UOF-style adapter and the simulator use.
+pub const UOF_PRODUCT: u32 = 1;
+/// Bet delay of events the UOF-style adapter sees go live.
+pub const UOF_IN_PLAY_DELAY_SECONDS: u32 = 5;
+
+/// One source of a provider: `NAME=ws+URL` or `NAME=uof+AMQP_URL#EXCHANGE`. Sources of one
+/// provider are given in order of preference: the first is the primary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedSource {
+    pub provider: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    WebSocket { url: String },
+    Uof { amqp_url: String, exchange: String },
+}
+
+impl std::str::FromStr for FeedSource {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<FeedSource, String> {
+        let usage = "a feed source is NAME=ws+URL or NAME=uof+AMQP_URL#EXCHANGE";
+        let (provider, rest) = text.split_once('=').ok_or(usage)?;
+        if provider.is_empty() || provider.len() > 200 {
+            return Err("a provider name is 1 to 200 bytes".to_string());
+        }
+        let kind = if let Some(url) = rest.strip_prefix("ws+") {
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                return Err(format!("{url:?} is not a ws:// or wss:// URL"));
+            }
+            SourceKind::WebSocket { url: url.to_string() }
+        } else if let Some(location) = rest.strip_prefix("uof+") {
+            let (amqp_url, exchange) = location.split_once('#').ok_or(usage)?;
+            if !amqp_url.starts_with("amqp://") || exchange.is_empty() {
+                return Err(usage.to_string());
+            }
+            SourceKind::Uof { amqp_url: amqp_url.to_string(), exchange: exchange.to_string() }
+        } else {
+            return Err(usage.to_string());
+        };
+        Ok(FeedSource { provider: provider.to_string(), kind })
+    }
+}
+
+impl FeedSource {
+    /// A name for the source in logs and metrics: `primary`, then `backup`, `backup2` ...
+    fn role(position: usize) -> String {
+        match position {
+            0 => "primary".to_string(),
+            1 => "backup".to_string(),
+            n => format!("backup{n}"),
+        }
+    }
+}
+
+/// Starts following every source; returns the tasks (aborted at shutdown).
+pub fn follow(hub: &FeedHub, sources: &[FeedSource]) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut positions = std::collections::BTreeMap::<&str, usize>::new();
+    sources
+        .iter()
+        .map(|source| {
+            let position = positions.entry(&source.provider).or_default();
+            let handle = hub.add_source(&source.provider, &FeedSource::role(*position));
+            *position += 1;
+            tracing::info!(provider = %source.provider, source = ?source.kind, "following a feed source");
+            match &source.kind {
+                SourceKind::WebSocket { url } => tokio::spawn(follow_websocket(handle, url.clone())),
+                SourceKind::Uof { amqp_url, exchange } => tokio::spawn(follow_amqp(
+                    handle,
+                    amqp_url.clone(),
+                    exchange.clone(),
+                    UOF_PRODUCT,
+                    UOF_IN_PLAY_DELAY_SECONDS,
+                )),
+            }
+        })
+        .collect()
+}
+
+/// The demo's simulated provider, in process: its fixtures from an earlier run are abandoned
+/// (markets voided, events ended) and new ones start, with sequences after the last one the
+/// book applied.
+pub async fn spawn_demo_feed(
+    hub: &FeedHub,
+    engine: &EngineHandle,
+    seed: u64,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (highest, leftovers) = engine
+        .read_async(|book| {
+            let feed = book.feed();
+            let highest = feed.provider(DEMO_PROVIDER).map_or(0, |provider| provider.highest);
+            let leftovers: Vec<(String, Vec<String>)> = feed
+                .events_of(DEMO_PROVIDER)
+                .filter(|(_, event)| book.events()[event.index()].state != book::EventState::Ended)
+                .map(|(external, _)| {
+                    let markets = feed
+                        .markets_of(DEMO_PROVIDER, external)
+                        .filter(|(_, market)| {
+                            book.market(*market).is_some_and(|found| !found.status.is_resulted())
+                                && book.market(*market).is_some_and(|found| found.status != MarketStatus::Closed)
+                        })
+                        .map(|(key, _)| key.to_string())
+                        .collect();
+                    (external.to_string(), markets)
+                })
+                .collect();
+            (highest, leftovers)
+        })
+        .context("reading the book")?
+        .await
+        .context("reading the book")?;
+    let now = wall_ms();
+    let mut sequence = highest;
+    let source = hub.add_source(DEMO_PROVIDER, "in-process");
+    for (event, markets) in leftovers {
+        let mut items: Vec<FeedItem> =
+            markets.into_iter().map(|market| FeedItem::Cancel { event: event.clone(), market }).collect();
+        items.push(FeedItem::Ended { event });
+        sequence += 1;
+        source.message(FeedMessage { provider: DEMO_PROVIDER.to_string(), sequence, timestamp: now, items }).await;
+    }
+    let mut config = SimulatorConfig::new(DEMO_PROVIDER, DEMO_FIXTURES, seed);
+    config.id_prefix = format!("sim:{now}:");
+    config.sequence_after = sequence;
+    config.kick_off = 0.05;
+    let simulator = FeedSimulator::new(config);
+    let pace = Pace { price_changes_per_second: 10, minute: Duration::from_secs(2) };
+    Ok(tokio::spawn(feed::provider::run(simulator, vec![Output::InProcess(source)], Vec::new(), pace)))
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// What `sportsbook feed-sim` publishes to.
+#[derive(Clone, Debug)]
+pub struct FeedSimOptions {
+    pub provider: String,
+    pub websocket: Vec<SocketAddr>,
+    pub amqp_url: Option<String>,
+    pub exchanges: Vec<String>,
+    pub fixtures: usize,
+    pub seed: u64,
+    pub price_changes_per_second: u32,
+    pub minute: Duration,
+    pub chaos: Chaos,
+    /// Stop after this long (none: until Ctrl-C).
+    pub duration: Option<Duration>,
+}
+
+/// Runs the simulator as a provider until Ctrl-C or `duration`: one WebSocket endpoint per
+/// address and one AMQP exchange per name, all carrying the same messages.
+pub fn run_feed_sim(options: FeedSimOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    runtime.block_on(async move {
+        let mut outputs = Vec::new();
+        let mut recoveries = Vec::new();
+        for address in &options.websocket {
+            let (server, requests) =
+                WebSocketProvider::bind(*address).await.with_context(|| format!("listening on {address}"))?;
+            println!("feed provider {} on {}", options.provider, server.url());
+            outputs.push(Output::WebSocket(server));
+            recoveries.push(requests);
+        }
+        if let Some(url) = &options.amqp_url {
+            for exchange in &options.exchanges {
+                let (amqp, requests) = AmqpProvider::connect(url, exchange, UOF_PRODUCT)
+                    .await
+                    .with_context(|| format!("connecting to {url} for exchange {exchange}"))?;
+                println!("feed provider {} publishing UOF XML to exchange {exchange}", options.provider);
+                outputs.push(Output::Amqp(amqp));
+                recoveries.push(requests);
+            }
+        }
+        anyhow::ensure!(!outputs.is_empty(), "give at least one --websocket address or --amqp-url with --exchange");
+        let mut config = SimulatorConfig::new(&options.provider, options.fixtures, options.seed);
+        config.chaos = options.chaos;
+        config.sequence_after = wall_ms();
+        let pace = Pace { price_changes_per_second: options.price_changes_per_second, minute: options.minute };
+        let task = tokio::spawn(feed::provider::run(FeedSimulator::new(config), outputs, recoveries, pace));
+        let stop = async {
+            match options.duration {
+                Some(duration) => tokio::time::sleep(duration).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = stop => {}
+        }
+        task.abort();
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse_or_say_what_they_should_be() {
+        assert_eq!(
+            "sr=uof+amqp://guest:guest@127.0.0.1:5672/%2f#uof.primary".parse::<FeedSource>(),
+            Ok(FeedSource {
+                provider: "sr".to_string(),
+                kind: SourceKind::Uof {
+                    amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_string(),
+                    exchange: "uof.primary".to_string()
+                }
+            })
+        );
+        assert!("p=ws+ws://127.0.0.1:9000".parse::<FeedSource>().is_ok());
+        for bad in ["p", "p=ws+http://x", "=ws+ws://x", "p=uof+amqp://x", "p=ftp+x"] {
+            assert!(bad.parse::<FeedSource>().is_err(), "{bad}");
+        }
+    }
+}
