@@ -21,7 +21,7 @@ pub enum Output {
     /// Straight to the hub, in this process (the demo).
     InProcess(SourceHandle),
     WebSocket(WebSocketProvider),
-    Amqp(AmqpProvider),
+    Amqp(Box<AmqpProvider>),
 }
 
 impl Output {

@@ -190,7 +190,7 @@ pub fn run_feed_sim(options: FeedSimOptions) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("connecting to {url} for exchange {exchange}"))?;
                 println!("feed provider {} publishing UOF XML to exchange {exchange}", options.provider);
-                outputs.push(Output::Amqp(amqp));
+                outputs.push(Output::Amqp(Box::new(amqp)));
                 recoveries.push(requests);
             }
         }
