@@ -42,7 +42,7 @@ async fn call(client: &reqwest::Client, url: String, token: Option<&str>, body: 
 
 async fn start(dir: &std::path::Path) -> Stack {
     let metrics = gateway::Metrics::new();
-    let options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    let options = EngineOptions { on_commit: vec![metrics.engine_hook()], ..EngineOptions::default() };
     let path = dir.to_path_buf();
     let (engine, _) = tokio::task::spawn_blocking(move || {
         engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options)

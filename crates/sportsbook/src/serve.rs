@@ -85,7 +85,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
 
     // The gateway's metrics follow every durable batch through the engine's commit hook.
     let metrics = Metrics::new();
-    let engine_options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    let engine_options = EngineOptions { on_commit: vec![metrics.engine_hook()], ..EngineOptions::default() };
     let (engine, report) = crate::open_engine_with(dir, engine_options)?;
     tracing::info!(
         data_dir = %dir.display(),

@@ -31,7 +31,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, mut config: GatewayConfig) -> TestApp {
     config.admin_key = Some(ADMIN_KEY.to_string());
     let metrics = Metrics::new();
-    let options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    let options = EngineOptions { on_commit: vec![metrics.engine_hook()], ..EngineOptions::default() };
     let (engine, _) = tokio::task::spawn_blocking({
         let path = path.to_path_buf();
         move || engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options)

@@ -39,7 +39,7 @@ async fn readyz_is_unavailable_after_a_journal_failure() {
     let metrics = Metrics::new();
     let journal = FaultyJournal::new(MemoryJournal::new(), FaultPlan::fail_sync_at(0));
     let recovered = engine::recover(&journal, None, book::Config::default()).expect("recover");
-    let options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    let options = EngineOptions { on_commit: vec![metrics.engine_hook()], ..EngineOptions::default() };
     let engine =
         engine::EngineHandle::start(Box::new(journal), None, recovered, Box::new(SystemClock), options).expect("start");
     let config = GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
