@@ -16,6 +16,7 @@ mod openapi;
 mod operators;
 mod ops;
 mod players;
+mod stream;
 mod time;
 
 use std::net::SocketAddr;
@@ -41,6 +42,13 @@ pub use limits::{
 };
 pub use metrics::{Metrics, ShedReason, METRICS_CONTENT_TYPE};
 pub use ops::{RequestIds, READY_BOOK_TIMEOUT, REQUEST_ID_BYTES_MAX};
+pub use stream::{
+    StreamConfig, Streams, STREAM_CLIENT_MESSAGES_BURST, STREAM_CLIENT_MESSAGES_PER_SECOND,
+    STREAM_CLIENT_MESSAGE_BYTES_MAX, STREAM_CONNECTIONS_MAX, STREAM_CONNECTIONS_PER_PRINCIPAL_MAX,
+    STREAM_DISPATCH_BATCHES_MAX, STREAM_HEARTBEAT_INTERVAL, STREAM_IDLE_TIMEOUT, STREAM_QUEUE_MESSAGES_HARD_MAX,
+    STREAM_QUEUE_MESSAGES_MAX, STREAM_RETAINED_UPDATES_MAX, STREAM_SNAPSHOT_BETS_MAX, STREAM_SUBSCRIPTIONS_MAX,
+    STREAM_WRITE_TIMEOUT,
+};
 pub use time::{format_rfc3339, parse_rfc3339};
 
 /// Bytes of a request body; larger bodies get 413.
@@ -74,6 +82,8 @@ pub struct GatewayConfig {
     pub http_in_flight_max: usize,
     /// How long a request may take before it is answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// Limits of `GET /v1/stream` (subscriptions, connections, queues, heartbeats).
+    pub stream: StreamConfig,
 }
 
 impl GatewayConfig {
@@ -91,6 +101,7 @@ impl GatewayConfig {
             rate_limit_keys_max: RATE_LIMIT_KEYS_MAX,
             http_in_flight_max: HTTP_IN_FLIGHT_MAX,
             request_timeout: REQUEST_TIMEOUT,
+            stream: StreamConfig::default(),
         }
     }
 }
@@ -103,6 +114,7 @@ struct Inner {
     metrics: Metrics,
     rate_limits: RateLimits,
     http_in_flight: Semaphore,
+    streams: Streams,
 }
 
 /// Shared state of every handler: cheap to clone.
@@ -110,9 +122,16 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    /// Builds the state and loads the operator keys from the book. `metrics` is the registry
-    /// whose `Metrics::engine_hook` the engine was started with.
-    pub async fn new(engine: EngineHandle, config: GatewayConfig, metrics: Metrics) -> Result<AppState, ApiError> {
+    /// Builds the state, starts the stream's dispatcher and loads the operator keys from the
+    /// book. `metrics` and `streams` are the ones whose `engine_hook`s the engine was started
+    /// with (`Streams::new(&config, &metrics)`).
+    pub async fn new(
+        engine: EngineHandle,
+        config: GatewayConfig,
+        metrics: Metrics,
+        streams: Streams,
+    ) -> Result<AppState, ApiError> {
+        streams.start(engine.clone());
         let auth = Auth::new(
             &config.jwt_secret,
             config.access_token_ttl,
@@ -129,6 +148,7 @@ impl AppState {
             auth,
             metrics,
             rate_limits,
+            streams,
         }));
         state.reload_api_keys().await?;
         Ok(state)
@@ -148,6 +168,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    pub fn streams(&self) -> &Streams {
+        &self.0.streams
     }
 
     pub fn rate_limits(&self) -> &RateLimits {
@@ -227,6 +251,7 @@ pub fn app(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(operators::routes())
         .merge(compliance::routes())
+        .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
@@ -247,6 +272,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let streams = state.streams().clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Upgraded connections are not HTTP requests that graceful shutdown waits for: tell
+        // the stream's clients to go (close frame `going_away`).
+        streams.close_all();
+    };
     axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

@@ -9,3 +9,4 @@ mod openapi;
 mod operators;
 mod ops;
 mod players;
+mod stream;

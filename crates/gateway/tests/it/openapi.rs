@@ -55,6 +55,8 @@ const ROUTES: &[(&str, &str)] = &[
     // compliance
     ("GET", "/v1/admin/audit"),
     ("GET", "/v1/admin/reports/{name}"),
+    // stream
+    ("GET", "/v1/stream"),
     // operations
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -146,7 +148,7 @@ fn difference(left: &BTreeSet<(String, String)>, right: &BTreeSet<(String, Strin
 }
 
 #[tokio::test]
-async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_four_tags() {
+async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_five_tags() {
     let app = spawn_app().await;
     let (value, document) = fetch_document(&app).await;
     assert!(value["openapi"].as_str().is_some_and(|version| version.starts_with("3.1")), "{}", value["openapi"]);
@@ -155,7 +157,7 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_four_tags() {
     assert_eq!(value["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let tags: BTreeSet<&str> =
         value["tags"].as_array().expect("tags").iter().map(|tag| tag["name"].as_str().expect("name")).collect();
-    assert_eq!(tags, BTreeSet::from(["catalog", "operations", "operators", "players"]));
+    assert_eq!(tags, BTreeSet::from(["catalog", "operations", "operators", "players", "stream"]));
     for (method, path, operation) in operations(&value) {
         let tag = operation["tags"].as_array().and_then(|tags| tags.first()).and_then(Value::as_str);
         assert!(tag.is_some_and(|tag| tags.contains(tag)), "{method} {path} has no known tag");
