@@ -54,9 +54,14 @@ pub struct Committed<'a> {
     pub first_sequence: u64,
     pub timestamp: u64,
     pub events: &'a [BookEvent],
+    /// The book with the batch applied, for hooks that attach what their readers need (a
+    /// market's event, an account's new balance). Read-only: hooks observe, never decide.
+    pub book: &'a Book,
 }
 
-type CommitHook = Box<dyn FnMut(&Committed<'_>) + Send>;
+/// Called on the sequencer thread after each durable batch. It holds up the next batch while it
+/// runs, so it must be cheap and must never block (no IO, no locks a slow reader can hold).
+pub type CommitHook = Box<dyn FnMut(&Committed<'_>) + Send>;
 type ReadFn = Box<dyn FnOnce(&Book) + Send>;
 /// A look at the sequencer's own state (chain head, journal): durable data only.
 type InspectFn = Box<dyn FnOnce(&Sequencer) + Send>;
@@ -66,8 +71,9 @@ pub struct EngineOptions {
     pub batch_commands_max: usize,
     /// Take a snapshot after this many commands (0: only at shutdown).
     pub snapshot_every_commands: u64,
-    /// Called on the sequencer thread after each durable batch (streams, read models).
-    pub on_commit: Option<CommitHook>,
+    /// Called in order on the sequencer thread after each durable batch (metrics, streams,
+    /// read models).
+    pub on_commit: Vec<CommitHook>,
 }
 
 impl Default for EngineOptions {
@@ -76,7 +82,7 @@ impl Default for EngineOptions {
             inbox_max: INBOX_MAX_DEFAULT,
             batch_commands_max: BATCH_COMMANDS_MAX_DEFAULT,
             snapshot_every_commands: 1_000_000,
-            on_commit: None,
+            on_commit: Vec::new(),
         }
     }
 }
@@ -139,7 +145,7 @@ impl EngineHandle {
             commands_since_snapshot: 0,
             batch_commands_max: options.batch_commands_max.clamp(1, BATCH_COMMANDS_MAX),
             snapshot_every_commands: options.snapshot_every_commands,
-            on_commit: options.on_commit.take(),
+            on_commit: std::mem::take(&mut options.on_commit),
             stats: Arc::clone(&stats),
             stopped: None,
         };
@@ -305,7 +311,7 @@ struct Sequencer {
     commands_since_snapshot: u64,
     batch_commands_max: usize,
     snapshot_every_commands: u64,
-    on_commit: Option<CommitHook>,
+    on_commit: Vec<CommitHook>,
     stats: Arc<EngineStats>,
     /// Set after a journal failure: why the engine refuses everything now.
     stopped: Option<String>,
@@ -469,8 +475,19 @@ impl Sequencer {
                 let _ = sender.send(Ok(reply));
             }
         }
-        if let Some(on_commit) = self.on_commit.as_mut() {
-            on_commit(&Committed { position, commands: count, sync_nanos, first_sequence, timestamp: now, events });
+        if !self.on_commit.is_empty() {
+            let committed = Committed {
+                position,
+                commands: count,
+                sync_nanos,
+                first_sequence,
+                timestamp: now,
+                events,
+                book: &self.book,
+            };
+            for on_commit in &mut self.on_commit {
+                on_commit(&committed);
+            }
         }
         if self.snapshot_every_commands > 0 && self.commands_since_snapshot >= self.snapshot_every_commands {
             let _ = self.take_snapshot();

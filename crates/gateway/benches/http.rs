@@ -41,8 +41,15 @@ async fn call(client: &reqwest::Client, url: String, token: Option<&str>, body: 
 }
 
 async fn start(dir: &std::path::Path) -> Stack {
+    let mut config = GatewayConfig::new(b"bench-secret-bench-secret-bench-secret".to_vec());
+    config.admin_key = Some(ADMIN_KEY.to_string());
+    // The benchmark measures the book path, not the rate limiter.
+    config.rate_limit_per_address = None;
+    config.rate_limit_per_principal = None;
     let metrics = gateway::Metrics::new();
-    let options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    let streams = gateway::Streams::new(&config, &metrics);
+    let options =
+        EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
     let path = dir.to_path_buf();
     let (engine, _) = tokio::task::spawn_blocking(move || {
         engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options)
@@ -50,12 +57,7 @@ async fn start(dir: &std::path::Path) -> Stack {
     .await
     .expect("join")
     .expect("open");
-    let mut config = GatewayConfig::new(b"bench-secret-bench-secret-bench-secret".to_vec());
-    config.admin_key = Some(ADMIN_KEY.to_string());
-    // The benchmark measures the book path, not the rate limiter.
-    config.rate_limit_per_address = None;
-    config.rate_limit_per_principal = None;
-    let state = AppState::new(engine, config, metrics).await.expect("state");
+    let state = AppState::new(engine, config, metrics, streams).await.expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move {

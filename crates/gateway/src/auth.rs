@@ -193,7 +193,7 @@ impl Auth {
         }
     }
 
-    fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+    pub(crate) fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
         if token.starts_with(API_KEY_PREFIX) {
             let hash = sha256_hex(token.as_bytes());
             if self.bootstrap_key_hash.as_deref() == Some(hash.as_str()) {

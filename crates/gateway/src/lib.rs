@@ -17,6 +17,7 @@ mod openapi;
 mod operators;
 mod ops;
 mod players;
+mod stream;
 mod time;
 
 use std::net::SocketAddr;
@@ -43,6 +44,13 @@ pub use limits::{
 };
 pub use metrics::{Metrics, ShedReason, METRICS_CONTENT_TYPE};
 pub use ops::{RequestIds, READY_BOOK_TIMEOUT, REQUEST_ID_BYTES_MAX};
+pub use stream::{
+    StreamConfig, Streams, STREAM_CLIENT_MESSAGES_BURST, STREAM_CLIENT_MESSAGES_PER_SECOND,
+    STREAM_CLIENT_MESSAGE_BYTES_MAX, STREAM_CONNECTIONS_MAX, STREAM_CONNECTIONS_PER_PRINCIPAL_MAX,
+    STREAM_DISPATCH_BATCHES_MAX, STREAM_HEARTBEAT_INTERVAL, STREAM_IDLE_TIMEOUT, STREAM_QUEUE_MESSAGES_HARD_MAX,
+    STREAM_QUEUE_MESSAGES_MAX, STREAM_RETAINED_UPDATES_MAX, STREAM_SNAPSHOT_BETS_MAX, STREAM_SUBSCRIPTIONS_MAX,
+    STREAM_WRITE_TIMEOUT,
+};
 pub use time::{format_rfc3339, parse_rfc3339};
 
 /// Bytes of a request body; larger bodies get 413.
@@ -79,6 +87,8 @@ pub struct GatewayConfig {
     /// How feed providers are watched unless configured one by one (staleness limit, what
     /// happens to their markets when stale).
     pub feed_defaults: ProviderSettings,
+    /// Limits of `GET /v1/stream` (subscriptions, connections, queues, heartbeats).
+    pub stream: StreamConfig,
 }
 
 impl GatewayConfig {
@@ -97,6 +107,7 @@ impl GatewayConfig {
             http_in_flight_max: HTTP_IN_FLIGHT_MAX,
             request_timeout: REQUEST_TIMEOUT,
             feed_defaults: ProviderSettings::default(),
+            stream: StreamConfig::default(),
         }
     }
 }
@@ -110,6 +121,7 @@ struct Inner {
     rate_limits: RateLimits,
     http_in_flight: Semaphore,
     feed: FeedHub,
+    streams: Streams,
 }
 
 /// Shared state of every handler: cheap to clone.
@@ -117,9 +129,16 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    /// Builds the state and loads the operator keys from the book. `metrics` is the registry
-    /// whose `Metrics::engine_hook` the engine was started with.
-    pub async fn new(engine: EngineHandle, config: GatewayConfig, metrics: Metrics) -> Result<AppState, ApiError> {
+    /// Builds the state, starts the stream's dispatcher and loads the operator keys from the
+    /// book. `metrics` and `streams` are the ones whose `engine_hook`s the engine was started
+    /// with (`Streams::new(&config, &metrics)`).
+    pub async fn new(
+        engine: EngineHandle,
+        config: GatewayConfig,
+        metrics: Metrics,
+        streams: Streams,
+    ) -> Result<AppState, ApiError> {
+        streams.start(engine.clone());
         let auth = Auth::new(
             &config.jwt_secret,
             config.access_token_ttl,
@@ -139,6 +158,7 @@ impl AppState {
             auth,
             metrics,
             rate_limits,
+            streams,
         }));
         state.reload_api_keys().await?;
         Ok(state)
@@ -163,6 +183,10 @@ impl AppState {
     /// The feed role: providers' freshness, failover and the push route's way to the book.
     pub fn feed(&self) -> &FeedHub {
         &self.0.feed
+    }
+
+    pub fn streams(&self) -> &Streams {
+        &self.0.streams
     }
 
     pub fn rate_limits(&self) -> &RateLimits {
@@ -243,6 +267,7 @@ pub fn app(state: AppState) -> Router {
         .merge(operators::routes())
         .merge(compliance::routes())
         .merge(feed::routes())
+        .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
@@ -263,6 +288,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let streams = state.streams().clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Upgraded connections are not HTTP requests that graceful shutdown waits for: tell
+        // the stream's clients to go (close frame `going_away`).
+        streams.close_all();
+    };
     axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

@@ -87,6 +87,14 @@ struct Inner {
     http_request_seconds: HistogramFamily<RouteLabels>,
     http_shed: Family<ReasonLabels, Counter>,
     feed: feed::FeedMetrics,
+    stream_connections: Gauge,
+    stream_subscriptions: Gauge,
+    stream_messages: Counter,
+    stream_conflated: Counter,
+    stream_dropped: Counter,
+    stream_slow_consumers: Counter,
+    stream_resyncs: Counter,
+    stream_lag_seconds: Histogram,
 }
 
 /// The process's metrics; cheap to clone (one shared registry).
@@ -177,6 +185,52 @@ impl Metrics {
             "HTTP requests refused before their handler, by reason (rate_limited, overloaded, timeout)",
             http_shed.clone(),
         );
+        let stream_connections = Gauge::default();
+        registry.register(
+            "sportsbook_stream_connections",
+            "Open WebSocket stream connections",
+            stream_connections.clone(),
+        );
+        let stream_subscriptions = Gauge::default();
+        registry.register(
+            "sportsbook_stream_subscriptions",
+            "Stream subscriptions (markets, events, accounts) over every connection",
+            stream_subscriptions.clone(),
+        );
+        let stream_messages = Counter::default();
+        registry.register("sportsbook_stream_messages", "Stream messages written to sockets", stream_messages.clone());
+        let stream_conflated = Counter::default();
+        registry.register(
+            "sportsbook_stream_conflated",
+            "Queued prices replaced by a newer price of the same selection for a slow client",
+            stream_conflated.clone(),
+        );
+        let stream_dropped = Counter::default();
+        registry.register(
+            "sportsbook_stream_dropped",
+            "Stream updates dropped: lost before the dispatcher (every connection then resyncs) or queued for a \
+             connection closed as a slow consumer",
+            stream_dropped.clone(),
+        );
+        let stream_slow_consumers = Counter::default();
+        registry.register(
+            "sportsbook_stream_slow_consumers",
+            "Stream connections closed as slow consumers (slow_consumer)",
+            stream_slow_consumers.clone(),
+        );
+        let stream_resyncs = Counter::default();
+        registry.register(
+            "sportsbook_stream_resyncs",
+            "Fresh snapshots sent to a connection after updates were lost",
+            stream_resyncs.clone(),
+        );
+        // 50 µs to about 3.3 s.
+        let stream_lag_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 17));
+        registry.register(
+            "sportsbook_stream_lag_seconds",
+            "Time from a batch being durable to its update being written to a subscriber's socket",
+            stream_lag_seconds.clone(),
+        );
         // Series that exist before their first event, so that rates over them start at zero.
         for outcome in ["accepted", "pending"] {
             let _ = bets.get_or_create(&CodeLabels { code: outcome.to_string() });
@@ -200,6 +254,14 @@ impl Metrics {
             http_requests,
             http_request_seconds,
             http_shed,
+            stream_connections,
+            stream_subscriptions,
+            stream_messages,
+            stream_conflated,
+            stream_dropped,
+            stream_slow_consumers,
+            stream_resyncs,
+            stream_lag_seconds,
         }))
     }
 
@@ -228,6 +290,41 @@ impl Metrics {
 
     pub fn record_shed(&self, reason: ShedReason) {
         self.0.http_shed.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+    }
+
+    pub(crate) fn record_stream_connections(&self, delta: i64) {
+        self.0.stream_connections.inc_by(delta);
+    }
+
+    pub(crate) fn record_stream_subscriptions(&self, delta: i64) {
+        self.0.stream_subscriptions.inc_by(delta);
+    }
+
+    /// Messages written to one socket, with the lag of those that carry book updates.
+    pub(crate) fn record_stream_sent(&self, messages: u64, lags_seconds: &[f64]) {
+        self.0.stream_messages.inc_by(messages);
+        for lag in lags_seconds {
+            self.0.stream_lag_seconds.observe(*lag);
+        }
+    }
+
+    pub(crate) fn record_stream_conflated(&self) {
+        self.0.stream_conflated.inc();
+    }
+
+    /// Updates the hook could not hand to the dispatcher.
+    pub(crate) fn record_stream_lost(&self, updates: u64) {
+        self.0.stream_dropped.inc_by(updates);
+    }
+
+    /// A connection closed as a slow consumer, with the messages queued for it.
+    pub(crate) fn record_stream_slow_consumer(&self, dropped: u64) {
+        self.0.stream_slow_consumers.inc();
+        self.0.stream_dropped.inc_by(dropped);
+    }
+
+    pub(crate) fn record_stream_resync(&self) {
+        self.0.stream_resyncs.inc();
     }
 
     /// The hook to pass as `EngineOptions::on_commit`: it runs on the sequencer thread after

@@ -14,7 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::{catalog, compliance, dto, error, feed, operators, ops, players};
+use crate::{catalog, compliance, dto, error, feed, operators, ops, players, stream};
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -25,7 +25,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         title = "sportsbook",
         description = "The public HTTP JSON API v1 of the sportsbook: players (registration, tokens, wallet, bets, \
             cash-out, responsible gambling), the catalog (events, markets, prices), operators (trading, risk, \
-            settlement, API keys, the audit trail and regulator reports) and operations (health, readiness, metrics). Money and odds are decimal strings; ids \
+            settlement, API keys, the audit trail and regulator reports), the live stream (WebSocket) and operations (health, readiness, metrics). Money and odds are decimal strings; ids \
             are opaque strings; times are RFC 3339 UTC. Every error is `{\"error\": {\"code\", \"message\", \
             ...details}}` (the `Error` schema).",
     ),
@@ -69,6 +69,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         compliance::audit,
         compliance::report,
         feed::push_messages,
+        stream::connection::stream,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -169,6 +170,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
             the audit trail and regulator reports. An operator API key (`sk_...`) with the scope each route names; `admin` holds every scope."),
         (name = "feed", description = "Odds providers push normalised feed messages. An API key with the `feed` \
             scope."),
+        (name = "stream", description = "Live prices, market status and the player's own bets and balance over a \
+            WebSocket (`GET /v1/stream`); the message shapes are in the operation's description."),
         (name = "operations", description = "Health, readiness, metrics and this document. No credential."),
     ),
 )]

@@ -870,9 +870,9 @@ impl Simulator {
         published.lock().unwrap_or_else(PoisonError::into_inner).clear();
         let options = EngineOptions {
             snapshot_every_commands: self.faults.between(50, 600),
-            on_commit: Some(Box::new(move |committed: &engine::Committed<'_>| {
+            on_commit: vec![Box::new(move |committed: &engine::Committed<'_>| {
                 published.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(committed.events);
-            })),
+            })],
             ..EngineOptions::default()
         };
         let store = self.snapshot_store()?;

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use book::{scopes, Ack, Command};
 use domain::{Currency, Date, Money};
 use engine::{Clock, EngineHandle, EngineOptions, SystemClock};
-use gateway::{AppState, GatewayConfig, Metrics};
+use gateway::{AppState, GatewayConfig, Metrics, Streams};
 
 use crate::secrets::{self, env_value};
 use crate::simulation::{self, Simulation, SimulationHandle, SimulationOptions};
@@ -88,8 +88,14 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     }
 
     // The gateway's metrics follow every durable batch through the engine's commit hook.
+    let mut config = GatewayConfig::new(jwt_secret);
+    config.admin_key = admin_key;
+    config.feed_defaults = options.feed_settings;
     let metrics = Metrics::new();
-    let engine_options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    // The stream follows them too: its hook hands every batch's updates to the dispatcher.
+    let streams = Streams::new(&config, &metrics);
+    let engine_options =
+        EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
     let (engine, report) = crate::open_engine_with(dir, engine_options)?;
     tracing::info!(
         data_dir = %dir.display(),
@@ -100,10 +106,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         "book recovered"
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
-    let mut config = GatewayConfig::new(jwt_secret);
-    config.admin_key = admin_key;
-    config.feed_defaults = options.feed_settings;
-    let served = serve_engine(&engine, &options, fresh, config, metrics);
+    let served = serve_engine(&engine, &options, fresh, config, metrics, streams);
     // Last: the engine decides what is queued, then writes a snapshot.
     engine.shutdown();
     if engine.stats().stopped.load(std::sync::atomic::Ordering::SeqCst) {
@@ -122,6 +125,7 @@ fn serve_engine(
     fresh: bool,
     config: GatewayConfig,
     metrics: Metrics,
+    streams: Streams,
 ) -> anyhow::Result<()> {
     let admin_key = config.admin_key.as_deref();
     let (banner, simulation) = if options.demo {
@@ -135,7 +139,8 @@ fn serve_engine(
         .thread_name("sportsbook-gateway")
         .build()
         .context("starting the tokio runtime")?;
-    let served = runtime.block_on(serve_until_signal(engine.clone(), config, metrics, options, banner, simulation));
+    let served =
+        runtime.block_on(serve_until_signal(engine.clone(), config, metrics, streams, options, banner, simulation));
     let (served, simulation) = match served {
         Ok((outcome, simulation)) => (outcome, simulation),
         Err(error) => (Err(error), None),
@@ -154,12 +159,13 @@ async fn serve_until_signal(
     engine: EngineHandle,
     config: GatewayConfig,
     metrics: Metrics,
+    streams: Streams,
     options: &ServeOptions,
     banner: Option<DemoBanner>,
     simulation: Option<Simulation>,
 ) -> anyhow::Result<Served> {
     let listen = options.listen;
-    let state = AppState::new(engine.clone(), config, metrics)
+    let state = AppState::new(engine.clone(), config, metrics, streams)
         .await
         .map_err(|error| anyhow::anyhow!("starting the gateway: {}: {}", error.code, error.message))?;
     // The feed role: the sources given, and in the demo a simulated provider in process.

@@ -151,3 +151,38 @@ fn a_full_inbox_sheds_load_instead_of_queueing() {
     }
     engine.shutdown();
 }
+
+#[test]
+fn every_commit_hook_sees_each_durable_batch_with_the_book_after_it() {
+    use std::sync::{Arc, Mutex};
+    // Two hooks, as the gateway installs them (metrics and the stream): both run, in order,
+    // after every batch, and see the book with that batch applied.
+    let seen: Arc<Mutex<Vec<(usize, u64, usize)>>> = Arc::default();
+    let hook = |index: usize| -> engine::CommitHook {
+        let seen = Arc::clone(&seen);
+        Box::new(move |committed: &engine::Committed<'_>| {
+            let markets = committed.book.markets().len();
+            seen.lock().unwrap().push((index, committed.first_sequence, markets));
+        })
+    };
+    let options = EngineOptions { on_commit: vec![hook(0), hook(1)], ..EngineOptions::default() };
+    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report() };
+    let engine = EngineHandle::start(
+        Box::new(MemoryJournal::new()),
+        None,
+        recovered,
+        Box::new(ManualClock::new(START)),
+        options,
+    )
+    .expect("start");
+    let mut expected = Vec::new();
+    for (sequence, command) in setup().into_iter().enumerate() {
+        engine.submit(command).unwrap().expect("accepted");
+        let markets = engine.read(|book| book.markets().len()).unwrap();
+        expected.push((0, sequence as u64, markets));
+        expected.push((1, sequence as u64, markets));
+    }
+    engine.shutdown();
+    assert_eq!(*seen.lock().unwrap(), expected);
+    assert!(expected.iter().any(|(_, _, markets)| *markets > 0), "the setup creates markets");
+}

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use engine::{EngineHandle, EngineOptions, SystemClock};
-use gateway::{AppState, GatewayConfig, Metrics};
+use gateway::{AppState, GatewayConfig, Metrics, Streams};
 use serde_json::{json, Value};
 
 pub const ADMIN_KEY: &str = "sk_test_bootstrap_admin_key";
@@ -31,7 +31,9 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, mut config: GatewayConfig) -> TestApp {
     config.admin_key = Some(ADMIN_KEY.to_string());
     let metrics = Metrics::new();
-    let options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    let streams = Streams::new(&config, &metrics);
+    let options =
+        EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
     let (engine, _) = tokio::task::spawn_blocking({
         let path = path.to_path_buf();
         move || engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options)
@@ -39,7 +41,7 @@ pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, mut confi
     .await
     .expect("join")
     .expect("open data directory");
-    serve_engine(engine, path.to_path_buf(), dir, config, metrics).await
+    serve_engine(engine, path.to_path_buf(), dir, config, metrics, streams).await
 }
 
 /// Serves the gateway in front of an engine that is already running (e.g. on a faulty journal).
@@ -49,8 +51,9 @@ pub async fn serve_engine(
     dir: Option<tempfile::TempDir>,
     config: GatewayConfig,
     metrics: Metrics,
+    streams: Streams,
 ) -> TestApp {
-    let state = AppState::new(engine.clone(), config, metrics).await.expect("state");
+    let state = AppState::new(engine.clone(), config, metrics, streams).await.expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();

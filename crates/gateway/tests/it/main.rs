@@ -10,3 +10,4 @@ mod openapi;
 mod operators;
 mod ops;
 mod players;
+mod stream;

@@ -56,6 +56,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/audit"),
     ("POST", "/v1/feed/messages"),
     ("GET", "/v1/admin/reports/{name}"),
+    // stream
+    ("GET", "/v1/stream"),
     // operations
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -156,7 +158,7 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_its_tags() {
     assert_eq!(value["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let tags: BTreeSet<&str> =
         value["tags"].as_array().expect("tags").iter().map(|tag| tag["name"].as_str().expect("name")).collect();
-    assert_eq!(tags, BTreeSet::from(["catalog", "feed", "operations", "operators", "players"]));
+    assert_eq!(tags, BTreeSet::from(["catalog", "feed", "operations", "operators", "players", "stream"]));
     for (method, path, operation) in operations(&value) {
         let tag = operation["tags"].as_array().and_then(|tags| tags.first()).and_then(Value::as_str);
         assert!(tag.is_some_and(|tag| tags.contains(tag)), "{method} {path} has no known tag");

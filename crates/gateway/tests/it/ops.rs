@@ -37,13 +37,15 @@ async fn readyz_is_unavailable_once_the_engine_has_shut_down() {
 #[tokio::test]
 async fn readyz_is_unavailable_after_a_journal_failure() {
     let metrics = Metrics::new();
+    let config = GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
+    let streams = gateway::Streams::new(&config, &metrics);
     let journal = FaultyJournal::new(MemoryJournal::new(), FaultPlan::fail_sync_at(0));
     let recovered = engine::recover(&journal, None, book::Config::default()).expect("recover");
-    let options = EngineOptions { on_commit: Some(metrics.engine_hook()), ..EngineOptions::default() };
+    let options =
+        EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
     let engine =
         engine::EngineHandle::start(Box::new(journal), None, recovered, Box::new(SystemClock), options).expect("start");
-    let config = GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
-    let app = serve_engine(engine.clone(), std::env::temp_dir(), None, config, metrics).await;
+    let app = serve_engine(engine.clone(), std::env::temp_dir(), None, config, metrics, streams).await;
     assert_eq!(app.call("GET", "/readyz", None, None).await.0, 200);
 
     // The first append fails its sync: the engine stops for good.
