@@ -491,3 +491,46 @@ async fn a_slow_consumer_is_conflated_then_disconnected_while_others_keep_up() {
     set_price(&app, &market, &selections[0], "9.50").await;
     assert_eq!(next(&mut normal).await["price"], "9.50");
 }
+
+/// The whole path of a price: a provider pushes an odds change to `POST /v1/feed/messages`, the
+/// book applies it, and a subscribed client receives the new price; a duplicate of the message
+/// sends nothing more.
+#[tokio::test]
+async fn a_feed_odds_change_reaches_a_subscribed_client_once() {
+    let app = spawn_app().await;
+    let now = crate::harness::now_ms();
+    let fixture = json!({"provider": "acme", "sequence": 1, "timestamp": now, "items": [
+        {"type": "fixture", "event": "m9", "name": "Feed FC v Stream United", "sport": "football", "starts_at": now + 86_400_000},
+        {"type": "market", "event": "m9", "market": "1x2", "name": "Match result",
+         "selections": [{"id": "h", "name": "Home", "price": "2.00"}, {"id": "a", "name": "Away", "price": "1.90"}]}]});
+    let (status, body) =
+        app.call("POST", "/v1/feed/messages", Some(ADMIN_KEY), Some(json!({"messages": [fixture]}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, events) = app.call("GET", "/v1/events", None, None).await;
+    let event = events["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["name"] == "Feed FC v Stream United")
+        .expect("event")
+        .clone();
+    let market = event["markets"][0]["id"].as_str().expect("market").to_string();
+    let home = event["markets"][0]["selections"][0]["id"].as_str().expect("selection").to_string();
+
+    let mut client = connect(&app, ADMIN_KEY).await;
+    send(&mut client, json!({"op": "subscribe", "markets": [market]})).await;
+    let snapshot = next(&mut client).await;
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    let odds = json!({"provider": "acme", "sequence": 2, "timestamp": now + 5, "items": [
+        {"type": "odds_change", "event": "m9", "markets": [{"market": "1x2", "prices": [{"selection": "h", "price": "2.25"}]}]}]});
+    let (status, body) =
+        app.call("POST", "/v1/feed/messages", Some(ADMIN_KEY), Some(json!({"messages": [odds.clone()]}))).await;
+    assert_eq!((status, body["results"][0]["status"].as_str()), (200, Some("applied")), "{body}");
+    let price = next(&mut client).await;
+    assert_eq!(price["type"], "price", "{price}");
+    assert_eq!((price["selection_id"].as_str(), price["price"].as_str()), (Some(home.as_str()), Some("2.25")));
+    assert!(seq(&price) > seq(&snapshot));
+    let (_, body) = app.call("POST", "/v1/feed/messages", Some(ADMIN_KEY), Some(json!({"messages": [odds]}))).await;
+    assert_eq!(body["results"][0]["status"], "duplicate");
+    assert_silent(&mut client, Duration::from_millis(300)).await;
+}
