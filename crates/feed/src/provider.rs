@@ -73,6 +73,9 @@ pub struct Pace {
     pub price_changes_per_second: u32,
     /// Wall time of one simulated match minute.
     pub minute: Duration,
+    /// Stop the first output after this long (the primary dies; its backups go on): for
+    /// trying failover.
+    pub stop_first_after: Option<Duration>,
 }
 
 fn wall_ms() -> u64 {
@@ -97,8 +100,18 @@ pub async fn run(
     let mut last_heartbeat = tokio::time::Instant::now();
     let mut last_minute = tokio::time::Instant::now();
     let mut owed = 0.0f64;
+    let started = tokio::time::Instant::now();
+    let mut stop_first_after = pace.stop_first_after;
     loop {
         interval.tick().await;
+        if stop_first_after.is_some_and(|after| started.elapsed() >= after) && !outputs.is_empty() {
+            stop_first_after = None;
+            tracing::warn!("simulated provider: the primary output stops now");
+            drop(outputs.remove(0));
+            if !recoveries.is_empty() {
+                drop(recoveries.remove(0));
+            }
+        }
         let now = wall_ms();
         let mut batch = Vec::new();
         let mut recover = outputs.iter_mut().any(|output| output.take_recovery().is_some());

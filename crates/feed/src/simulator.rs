@@ -84,6 +84,8 @@ struct SimMarket {
 #[derive(Clone, Debug)]
 struct SimFixture {
     id: String,
+    /// How the fixture was announced (name, sport, start).
+    announcement: FeedItem,
     phase: Phase,
     score: (u32, u32),
     markets: Vec<SimMarket>,
@@ -155,8 +157,16 @@ impl FeedSimulator {
         let id = format!("{}{}", self.config.id_prefix, self.created);
         let home = self.rng.random_range(150..400u32);
         let away = self.rng.random_range(150..400u32);
+        let announcement = FeedItem::Fixture {
+            event: id.clone(),
+            name: format!("Sim {} v Sim {}", self.created * 2 - 1, self.created * 2),
+            sport: "football".to_string(),
+            competition: "Simulated League".to_string(),
+            starts_at: now + 3_600_000,
+        };
         let fixture = SimFixture {
             id: id.clone(),
+            announcement: announcement.clone(),
             phase: Phase::Scheduled,
             score: (0, 0),
             markets: vec![
@@ -172,18 +182,19 @@ impl FeedSimulator {
                 },
             ],
         };
-        let fixture_item = FeedItem::Fixture {
-            event: id.clone(),
-            name: format!("Sim {} v Sim {}", self.created * 2 - 1, self.created * 2),
-            sport: "football".to_string(),
-            competition: "Simulated League".to_string(),
-            starts_at: now + 3_600_000,
-        };
-        let market_items = fixture
+        self.fixtures.push(fixture);
+        let market_items = self.market_items(self.fixtures.len() - 1);
+        vec![self.message(now, vec![announcement]), self.message(now, market_items)]
+    }
+
+    /// The fixture's markets with their current prices.
+    fn market_items(&self, index: usize) -> Vec<FeedItem> {
+        let fixture = &self.fixtures[index];
+        fixture
             .markets
             .iter()
             .map(|market| FeedItem::Market {
-                event: id.clone(),
+                event: fixture.id.clone(),
                 market: market.key.to_string(),
                 name: if market.key == "1" { "1X2".to_string() } else { "Total 2.5".to_string() },
                 kind: if market.key == "1" { "1x2".to_string() } else { "total".to_string() },
@@ -198,9 +209,7 @@ impl FeedSimulator {
                     .collect(),
                 each_way: None,
             })
-            .collect();
-        self.fixtures.push(fixture);
-        vec![self.message(now, vec![fixture_item]), self.message(now, market_items)]
+            .collect()
     }
 
     /// Creates the fixtures: what a provider sends when a session starts.
@@ -212,15 +221,24 @@ impl FeedSimulator {
         out
     }
 
-    /// The current prices of every open market and `snapshot_complete`: a recovery.
+    /// A recovery: every fixture not finished (announced again, so that a consumer that
+    /// missed the start learns it), its markets with their current prices and state, then
+    /// `snapshot_complete`.
     pub fn snapshot(&mut self, now: u64) -> Vec<FeedMessage> {
         let mut out = Vec::new();
         for index in 0..self.fixtures.len() {
             if self.fixtures[index].phase == Phase::Ended {
                 continue;
             }
-            let item = self.odds_item(index, None);
-            out.push(self.message(now, vec![item]));
+            let announcement = self.fixtures[index].announcement.clone();
+            out.push(self.message(now, vec![announcement]));
+            let mut items = self.market_items(index);
+            items.push(self.odds_item(index, None));
+            if let Phase::InPlay { .. } = self.fixtures[index].phase {
+                let (event, bet_delay_seconds) = (self.fixtures[index].id.clone(), self.config.in_play_delay_seconds);
+                items.push(FeedItem::InPlay { event, bet_delay_seconds });
+            }
+            out.push(self.message(now, items));
         }
         out.push(self.message(now, vec![FeedItem::SnapshotComplete]));
         out

@@ -146,7 +146,7 @@ pub async fn spawn_demo_feed(
     config.sequence_after = sequence;
     config.kick_off = 0.05;
     let simulator = FeedSimulator::new(config);
-    let pace = Pace { price_changes_per_second: 10, minute: Duration::from_secs(2) };
+    let pace = Pace { price_changes_per_second: 10, minute: Duration::from_secs(2), stop_first_after: None };
     Ok(tokio::spawn(feed::provider::run(simulator, vec![Output::InProcess(source)], Vec::new(), pace)))
 }
 
@@ -168,6 +168,8 @@ pub struct FeedSimOptions {
     pub chaos: Chaos,
     /// Stop after this long (none: until Ctrl-C).
     pub duration: Option<Duration>,
+    /// Stop the first endpoint (the primary) after this long, to watch a server fail over.
+    pub stop_first_after: Option<Duration>,
 }
 
 /// Runs the simulator as a provider until Ctrl-C or `duration`: one WebSocket endpoint per
@@ -198,7 +200,11 @@ pub fn run_feed_sim(options: FeedSimOptions) -> anyhow::Result<()> {
         let mut config = SimulatorConfig::new(&options.provider, options.fixtures, options.seed);
         config.chaos = options.chaos;
         config.sequence_after = wall_ms();
-        let pace = Pace { price_changes_per_second: options.price_changes_per_second, minute: options.minute };
+        let pace = Pace {
+            price_changes_per_second: options.price_changes_per_second,
+            minute: options.minute,
+            stop_first_after: options.stop_first_after,
+        };
         let task = tokio::spawn(feed::provider::run(FeedSimulator::new(config), outputs, recoveries, pace));
         let stop = async {
             match options.duration {

@@ -102,6 +102,10 @@ enum Commands {
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<u64>,
+        /// Stop the first endpoint (the primary) after this many seconds, to watch a server
+        /// fail over to the second.
+        #[arg(long)]
+        stop_primary_after: Option<u64>,
     },
     /// Operator API keys, issued and listed directly on a data directory (the server must not
     /// be running on it).
@@ -185,6 +189,7 @@ fn main() -> anyhow::Result<()> {
             duplicate,
             reorder,
             duration,
+            stop_primary_after,
         } => {
             for (name, probability) in [("--drop", drop), ("--duplicate", duplicate), ("--reorder", reorder)] {
                 anyhow::ensure!((0.0..=1.0).contains(&probability), "{name} is a probability in [0, 1]");
@@ -200,6 +205,7 @@ fn main() -> anyhow::Result<()> {
                 minute: std::time::Duration::from_millis(minute_ms.max(1)),
                 chaos: feed::simulator::Chaos { drop, duplicate, reorder },
                 duration: duration.map(std::time::Duration::from_secs),
+                stop_first_after: stop_primary_after.map(std::time::Duration::from_secs),
             })
         }
         Commands::Admin { command: AdminCommands::CreateKey { data_dir, scope, name } } => {
