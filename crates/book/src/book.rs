@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::constants::{
     IDEMPOTENCY_KEY_BYTES_MAX, NAME_BYTES_MAX, SELF_EXCLUSION_DAYS_MAX, SELF_EXCLUSION_DAYS_MIN, TIME_OUT_HOURS_MAX,
 };
+use crate::degraded::{Degraded, DegradedParts};
 use crate::event::{Ack, BookEvent, Reply};
 use crate::feed::{FeedBook, FeedParts};
 use crate::ids::{AccountId, BetId, QuoteId, Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR};
@@ -78,6 +79,7 @@ pub struct Book {
     /// Each player's bets, oldest first. Derived; rebuilt when restored.
     pub(crate) bets_by_account: Vec<Vec<BetId>>,
     pub(crate) feed: FeedBook,
+    pub(crate) degraded: Degraded,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -99,6 +101,7 @@ pub struct BookParts {
     pub idempotency: Vec<(AccountId, String, Remembered)>,
     pub api_keys: Vec<crate::identity::ApiKey>,
     pub feed: FeedParts,
+    pub degraded: DegradedParts,
 }
 
 impl Book {
@@ -175,6 +178,12 @@ impl Book {
             Command::VoidMarket { market } => self.void_market(*market, events),
             Command::Feed(message) => self.apply_feed(message, events),
             Command::FeedHealth { provider, stale } => self.set_feed_health(provider, *stale, events),
+            Command::SetTradingMode { pre_match_only, cached_odds } => {
+                self.set_trading_mode(*pre_match_only, *cached_odds)
+            }
+            Command::SetMarketThrottle { market, bets_per_second } => {
+                self.set_market_throttle(*market, *bets_per_second)
+            }
             Command::Tick => Ok(Ack::Done),
         }
     }
@@ -539,6 +548,7 @@ impl Book {
             idempotency,
             api_keys: self.api_keys.clone(),
             feed: self.feed.to_parts(),
+            degraded: self.degraded.to_parts(),
         }
     }
 
@@ -578,6 +588,7 @@ impl Book {
             api_keys: parts.api_keys,
             bets_by_account,
             feed: FeedBook::from_parts(parts.feed),
+            degraded: Degraded::from_parts(parts.degraded),
         }
     }
 }

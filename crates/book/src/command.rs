@@ -198,6 +198,16 @@ pub enum Command {
         provider: String,
         stale: Option<StaleMode>,
     },
+    /// The operator's degraded-mode switches; `None` leaves a switch as it is.
+    SetTradingMode {
+        pre_match_only: Option<bool>,
+        cached_odds: Option<bool>,
+    },
+    /// A market's acceptance throttle in bets per second; `None` removes it.
+    SetMarketThrottle {
+        market: MarketId,
+        bets_per_second: Option<u32>,
+    },
     /// Lets time pass: decides in-play bets whose delay has ended. The sequencer sends it when
     /// a delay is due and nothing else is.
     Tick,

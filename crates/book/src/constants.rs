@@ -26,6 +26,8 @@ pub const RESULTS_MAX: usize = SELECTIONS_PER_MARKET_MAX;
 
 const _: () = assert!(LEGS_MAX >= 8, "the largest system bet (goliath) has 8 legs");
 const _: () = assert!(RESULTS_MAX >= SELECTIONS_PER_MARKET_MAX);
+/// The highest acceptance throttle of a market, in bets a second.
+pub const MARKET_BETS_PER_SECOND_MAX: u32 = 1_000_000;
 /// Items in one feed message (an odds change for every market of an event fits).
 pub const FEED_ITEMS_MAX: usize = 1024;
 /// How many sequences below the highest the book remembers per provider; older ones are

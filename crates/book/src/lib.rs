@@ -12,6 +12,7 @@ mod catalog;
 mod command;
 mod config;
 pub mod constants;
+mod degraded;
 mod event;
 mod feed;
 mod identity;
@@ -35,6 +36,7 @@ pub use command::{
     ResultRequest,
 };
 pub use config::Config;
+pub use degraded::{Degraded, DegradedParts, Throttle, TradingMode};
 pub use event::{Ack, BookEvent, Reply};
 pub use feed::{
     FeedApplied, FeedBook, FeedItem, FeedMessage, FeedOdds, FeedParts, FeedResult, FeedSelection, ProviderFeed,

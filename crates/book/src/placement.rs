@@ -183,6 +183,7 @@ impl Book {
             }
             legs.push(leg);
         }
+        self.check_trading_mode(&legs)?;
         let stake = place.stake;
         if stake < self.config.min_stake {
             return Err(Rejection::StakeTooLow { min_stake: self.config.min_stake });
@@ -212,10 +213,12 @@ impl Book {
             return Err(Rejection::InsufficientFunds);
         }
         self.check_liability(&legs, &pricing)?;
+        let currency = player.currency;
+        self.admit_to_markets(&legs)?;
 
         // Every check passed: commit.
         let id = BetId(self.bets.len() as u64 + 1);
-        let house = self.ledger.house(player.currency);
+        let house = self.ledger.house(currency);
         let request = TransferRequest {
             debit: cash,
             credit: house,
@@ -271,7 +274,7 @@ impl Book {
     /// The bet delay of a market: in play, its own, else its event's; none before kick-off.
     /// A market whose feed is stale in `delay` mode takes at least the feed delay, pre-match too.
     fn in_play_delay_seconds(&self, market: MarketId) -> u32 {
-        let feed_delay = if self.feed.is_delayed(market) { FEED_DELAYED_BET_DELAY_SECONDS } else { 0 };
+        let feed_delay = if self.is_delayed(market) { FEED_DELAYED_BET_DELAY_SECONDS } else { 0 };
         let market = &self.markets[market.index()];
         if !market.in_play {
             return feed_delay;

@@ -53,6 +53,10 @@ pub enum Rejection {
     QuoteExpired,
     Underage,
     UsernameTaken,
+    /// The market's acceptance throttle is empty: retry after this long.
+    MarketThrottled {
+        retry_after_ms: u64,
+    },
 }
 
 impl Rejection {
@@ -85,6 +89,7 @@ impl Rejection {
             Rejection::QuoteExpired => "quote_expired",
             Rejection::Underage => "underage",
             Rejection::UsernameTaken => "username_taken",
+            Rejection::MarketThrottled { .. } => "market_throttled",
         }
     }
 }
@@ -115,6 +120,8 @@ pub const REASONS: &[&str] = &[
     "a market has 1 to 64 selections",
     "a market is not open",
     "a selection is resulted twice",
+    "a throttle allows at least one bet a second",
+    "a throttle allows at most 1,000,000 bets a second",
     "an API key needs a SHA-256 hash and known scopes",
     "bet delay above 60 seconds",
     "bet is not open",
@@ -186,6 +193,7 @@ pub const CODES: &[&str] = &[
     "quote_expired",
     "underage",
     "username_taken",
+    "market_throttled",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {

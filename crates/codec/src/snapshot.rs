@@ -5,9 +5,9 @@ use sha2::{Digest, Sha256};
 
 use crate::wire::{DecodeError, Reader, Wire};
 
-/// Version 2: `version u8` then the fields of `BookParts` in declaration order (version 1
-/// had no feed state).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// Version 3: `version u8` then the fields of `BookParts` in declaration order (version 1
+/// had no feed state, version 2 no degraded modes).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 
 pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     let parts = book.to_parts();
@@ -31,6 +31,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.idempotency.encode(&mut out);
     parts.api_keys.encode(&mut out);
     parts.feed.encode(&mut out);
+    parts.degraded.encode(&mut out);
     out
 }
 
@@ -63,6 +64,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         idempotency: Wire::decode(&mut input)?,
         api_keys: Wire::decode(&mut input)?,
         feed: Wire::decode(&mut input)?,
+        degraded: Wire::decode(&mut input)?,
     };
     input.finish()?;
     let book = Book::from_parts(parts);

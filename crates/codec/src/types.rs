@@ -10,6 +10,7 @@ use book::{
     Rejection, Remembered, Reply, ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind,
     Transfer, TransferCode, TransferId, TransferKind, Usage,
 };
+use book::{DegradedParts, Throttle, TradingMode};
 use book::{
     FeedApplied, FeedItem, FeedMessage, FeedOdds, FeedParts, FeedResult, FeedSelection, ProviderFeed, StaleMode,
 };
@@ -284,6 +285,9 @@ wire_struct!(FeedResult { selection, outcome, dead_heat, void_factor });
 wire_struct!(FeedApplied { duplicate, applied, stale, ignored });
 wire_struct!(ProviderFeed { name, highest, window, stale, markets, suspended, delayed });
 wire_struct!(FeedParts { providers, events, markets, selections, odds_stamps });
+wire_struct!(TradingMode { pre_match_only, cached_odds });
+wire_struct!(Throttle { market, bets_per_second, tokens_milli, refilled_at });
+wire_struct!(DegradedParts { mode, throttles });
 
 impl Wire for FeedItem {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -470,6 +474,7 @@ impl Wire for Rejection {
             Rejection::InvalidBet { reason }
             | Rejection::InvalidRequest { reason }
             | Rejection::CashoutUnavailable { reason } => encode_static(reason, out),
+            Rejection::MarketThrottled { retry_after_ms } => retry_after_ms.encode(out),
             _ => {}
         }
     }
@@ -504,6 +509,7 @@ impl Wire for Rejection {
             "quote_expired" => Rejection::QuoteExpired,
             "underage" => Rejection::Underage,
             "username_taken" => Rejection::UsernameTaken,
+            "market_throttled" => Rejection::MarketThrottled { retry_after_ms: Wire::decode(input)? },
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -747,6 +753,16 @@ impl Wire for Command {
                 provider.encode(out);
                 stale.encode(out);
             }
+            Command::SetTradingMode { pre_match_only, cached_odds } => {
+                out.push(27);
+                pre_match_only.encode(out);
+                cached_odds.encode(out);
+            }
+            Command::SetMarketThrottle { market, bets_per_second } => {
+                out.push(28);
+                market.encode(out);
+                bets_per_second.encode(out);
+            }
         }
     }
 
@@ -819,6 +835,8 @@ impl Wire for Command {
             24 => Command::RevokeApiKey { key: Wire::decode(d)? },
             25 => Command::Feed(Wire::decode(d)?),
             26 => Command::FeedHealth { provider: Wire::decode(d)?, stale: Wire::decode(d)? },
+            27 => Command::SetTradingMode { pre_match_only: Wire::decode(d)?, cached_odds: Wire::decode(d)? },
+            28 => Command::SetMarketThrottle { market: Wire::decode(d)?, bets_per_second: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }

@@ -260,6 +260,16 @@ pub enum AuditCommand {
         #[schema(value_type = Object)]
         message: serde_json::Value,
     },
+    /// The operator's degraded-mode switches (absent: unchanged).
+    SetTradingMode {
+        pre_match_only: Option<bool>,
+        cached_odds: Option<bool>,
+    },
+    /// A market's acceptance throttle (absent: removed).
+    SetMarketThrottle {
+        market_id: String,
+        bets_per_second: Option<u32>,
+    },
     /// The feed role judged a provider stale (`stale`: `suspend` or `delay`) or fresh again.
     FeedHealth {
         provider: String,
@@ -597,6 +607,12 @@ fn audit_command(command: &Command, currencies: &BTreeMap<AccountId, Currency>) 
         Command::Feed(message) => AuditCommand::Feed {
             message: serde_json::to_value(::feed::json::JsonMessage::from_book(message)).unwrap_or_default(),
         },
+        Command::SetTradingMode { pre_match_only, cached_odds } => {
+            AuditCommand::SetTradingMode { pre_match_only: *pre_match_only, cached_odds: *cached_odds }
+        }
+        Command::SetMarketThrottle { market, bets_per_second } => {
+            AuditCommand::SetMarketThrottle { market_id: market.to_string(), bets_per_second: *bets_per_second }
+        }
         Command::FeedHealth { provider, stale } => AuditCommand::FeedHealth {
             provider: provider.clone(),
             stale: stale.map(|mode| {

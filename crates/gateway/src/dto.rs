@@ -113,7 +113,7 @@ impl MarketView {
             kind: market.kind.clone(),
             status: market.status.as_str().to_string(),
             in_play: market.in_play,
-            delayed: book.feed().is_delayed(market.id),
+            delayed: book.is_delayed(market.id),
             each_way: market
                 .each_way
                 .map(|terms| EachWayView { places: terms.places, fraction: terms.fraction.to_string() }),

@@ -89,6 +89,7 @@ impl ApiError {
             | Rejection::QuoteExpired
             | Rejection::UsernameTaken => S::CONFLICT,
             Rejection::SelfExcluded | Rejection::TimedOut | Rejection::AccountFrozen => S::FORBIDDEN,
+            Rejection::MarketThrottled { .. } => S::TOO_MANY_REQUESTS,
             Rejection::UnknownAccount
             | Rejection::UnknownEvent
             | Rejection::UnknownMarket
@@ -112,6 +113,9 @@ impl ApiError {
             Rejection::StakeTooHigh { max_stake } => error = error.with("max_stake", currency.format(*max_stake)),
             Rejection::LimitReached { limit, period } => {
                 error = error.with("limit", limit.as_str()).with("period", period.as_str());
+            }
+            Rejection::MarketThrottled { retry_after_ms } => {
+                error = error.retry_after(retry_after_ms.div_ceil(1_000).max(1));
             }
             _ => {}
         }

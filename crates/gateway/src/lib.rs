@@ -6,8 +6,10 @@
 //! book's committed state.
 
 mod auth;
+mod breaker;
 mod catalog;
 mod compliance;
+mod degraded;
 mod dto;
 mod error;
 mod feed;
@@ -28,6 +30,7 @@ pub use ::feed::{FeedHub, ProviderSettings};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use book::{Book, Command, Reply};
+pub use breaker::{Admit, Breaker, BreakerState, BREAKER_FAILURES, BREAKER_OPEN_FOR};
 use engine::{EngineError, EngineHandle};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -121,6 +124,7 @@ struct Inner {
     rate_limits: RateLimits,
     http_in_flight: Semaphore,
     feed: FeedHub,
+    read_breaker: Breaker,
     streams: Streams,
 }
 
@@ -151,6 +155,7 @@ impl AppState {
         feed.spawn_watchdog();
         let state = AppState(Arc::new(Inner {
             feed,
+            read_breaker: Breaker::new(breaker::BREAKER_FAILURES, breaker::BREAKER_OPEN_FOR),
             in_flight: Semaphore::new(config.book_in_flight_max),
             http_in_flight: limits::http_in_flight(config.http_in_flight_max),
             engine,
@@ -228,13 +233,49 @@ impl AppState {
         &self,
         request: impl FnOnce(&EngineHandle) -> Result<oneshot::Receiver<R>, EngineError>,
     ) -> Result<R, ApiError> {
-        let _permit = self.0.in_flight.try_acquire().map_err(|_| ApiError::overloaded())?;
-        let receiver = request(self.engine())?;
-        match tokio::time::timeout(self.config().book_reply_timeout, receiver).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) => Err(ApiError::unavailable()),
-            Err(_) => Err(ApiError::overloaded()),
+        let breaker = &self.0.read_breaker;
+        if let Admit::Refuse(wait) = breaker.admit() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the book is not answering reads in time; retry shortly",
+            )
+            .retry_after(wait.as_secs().max(1)));
         }
+        let Ok(_permit) = self.0.in_flight.try_acquire() else {
+            breaker.release();
+            return Err(ApiError::overloaded());
+        };
+        let receiver = match request(self.engine()) {
+            Ok(receiver) => receiver,
+            Err(error) => {
+                breaker.release();
+                return Err(error.into());
+            }
+        };
+        let answer = tokio::time::timeout(self.config().book_reply_timeout, receiver).await;
+        match answer {
+            Ok(Ok(value)) => {
+                breaker.success();
+                Ok(value)
+            }
+            Ok(Err(_)) => {
+                breaker.release();
+                Err(ApiError::unavailable())
+            }
+            Err(_) => {
+                if breaker.failure() {
+                    tracing::warn!(open_for = ?breaker::BREAKER_OPEN_FOR, "book reads time out: breaker open");
+                    self.metrics().record_breaker_open("book_reads");
+                }
+                Err(ApiError::overloaded())
+            }
+        }
+    }
+
+    /// The breaker around reads of the book.
+    pub fn read_breaker(&self) -> &Breaker {
+        &self.0.read_breaker
     }
 }
 
@@ -267,6 +308,7 @@ pub fn app(state: AppState) -> Router {
         .merge(operators::routes())
         .merge(compliance::routes())
         .merge(feed::routes())
+        .merge(degraded::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })

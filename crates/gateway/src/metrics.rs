@@ -47,6 +47,16 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SwitchLabels {
+    switch: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DependencyLabels {
+    dependency: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -83,6 +93,9 @@ struct Inner {
     idempotency_hits: Counter,
     book_inbox_depth: Gauge,
     book_stopped: Gauge,
+    trading_mode: Family<SwitchLabels, Gauge>,
+    breaker_state: Family<DependencyLabels, Gauge>,
+    breaker_opens: Family<DependencyLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_request_seconds: HistogramFamily<RouteLabels>,
     http_shed: Family<ReasonLabels, Counter>,
@@ -239,6 +252,29 @@ impl Metrics {
         for reason in [ShedReason::RateLimited, ShedReason::Overloaded, ShedReason::Timeout] {
             let _ = http_shed.get_or_create(&ReasonLabels { reason: reason.as_str() });
         }
+        let trading_mode = Family::<SwitchLabels, Gauge>::default();
+        registry.register(
+            "sportsbook_trading_mode",
+            "Degraded-mode switches of the book: 1 on, 0 off (pre_match_only, cached_odds)",
+            trading_mode.clone(),
+        );
+        let breaker_state = Family::<DependencyLabels, Gauge>::default();
+        registry.register(
+            "sportsbook_breaker_state",
+            "Circuit breakers by dependency: 0 closed, 1 open (failing fast), 2 half-open (probing)",
+            breaker_state.clone(),
+        );
+        let breaker_opens = Family::<DependencyLabels, Counter>::default();
+        registry.register(
+            "sportsbook_breaker_opens",
+            "Times a circuit breaker opened, by dependency",
+            breaker_opens.clone(),
+        );
+        for switch in ["pre_match_only", "cached_odds"] {
+            let _ = trading_mode.get_or_create(&SwitchLabels { switch });
+        }
+        let _ = breaker_state.get_or_create(&DependencyLabels { dependency: "book_reads" });
+        let _ = breaker_opens.get_or_create(&DependencyLabels { dependency: "book_reads" });
         let feed = feed::FeedMetrics::new();
         feed.register(&mut registry);
         Metrics(Arc::new(Inner {
@@ -251,6 +287,9 @@ impl Metrics {
             idempotency_hits,
             book_inbox_depth,
             book_stopped,
+            trading_mode,
+            breaker_state,
+            breaker_opens,
             http_requests,
             http_request_seconds,
             http_shed,
@@ -334,8 +373,24 @@ impl Metrics {
         Box::new(move |committed: &Committed<'_>| metrics.record_commit(committed))
     }
 
+    /// A circuit breaker opened.
+    pub fn record_breaker_open(&self, dependency: &'static str) {
+        self.0.breaker_opens.get_or_create(&DependencyLabels { dependency }).inc();
+    }
+
+    /// The state of a circuit breaker, read at scrape time.
+    pub fn set_breaker_state(&self, dependency: &'static str, state: i64) {
+        self.0.breaker_state.get_or_create(&DependencyLabels { dependency }).set(state);
+    }
+
     fn record_commit(&self, committed: &Committed<'_>) {
         let inner = &self.0;
+        let mode = committed.book.degraded().mode();
+        inner
+            .trading_mode
+            .get_or_create(&SwitchLabels { switch: "pre_match_only" })
+            .set(i64::from(mode.pre_match_only));
+        inner.trading_mode.get_or_create(&SwitchLabels { switch: "cached_odds" }).set(i64::from(mode.cached_odds));
         inner.book_batch_commands.observe(committed.commands as f64);
         inner.journal_sync_seconds.observe(committed.sync_nanos as f64 / 1e9);
         let replays =

@@ -14,7 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::{catalog, compliance, dto, error, feed, operators, ops, players, stream};
+use crate::{catalog, compliance, degraded, dto, error, feed, operators, ops, players, stream};
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -69,6 +69,9 @@ pub const SECURITY_SCHEME: &str = "bearer";
         compliance::audit,
         compliance::report,
         feed::push_messages,
+        degraded::trading_mode,
+        degraded::set_trading_mode,
+        degraded::set_market_throttle,
         stream::connection::stream,
         ops::healthz,
         ops::readyz,
@@ -156,6 +159,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         compliance::RgEventView,
         ops::Health,
         feed::FeedBatch,
+        degraded::TradingModeRequest,
+        degraded::TradingModeView,
+        degraded::ThrottleRequest,
+        degraded::ThrottleView,
         feed::FeedBatchResult,
         feed::FeedResultView,
         feed::FeedItemRefusal,

@@ -123,6 +123,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     ),
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics().set_breaker_state("book_reads", state.read_breaker().state().gauge());
     let text = state.metrics().encode(state.engine().stats());
     ([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], text).into_response()
 }

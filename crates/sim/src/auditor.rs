@@ -645,7 +645,12 @@ impl Auditor {
             Command::Tick => Ok(Ack::Done),
             // The workload sends no feed commands; the book's scenarios and the feed crate's
             // tests cover them.
-            Command::Feed(_) | Command::FeedHealth { .. } => unreachable!("the simulator sends no feed commands"),
+            Command::Feed(_)
+            | Command::FeedHealth { .. }
+            | Command::SetTradingMode { .. }
+            | Command::SetMarketThrottle { .. } => {
+                unreachable!("the simulator sends no feed or degraded-mode commands")
+            }
         }
     }
 

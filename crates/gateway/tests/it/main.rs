@@ -3,6 +3,7 @@
 
 mod catalog;
 mod compliance;
+mod degraded;
 mod edge;
 mod feed;
 mod harness;

@@ -55,6 +55,9 @@ const ROUTES: &[(&str, &str)] = &[
     // compliance
     ("GET", "/v1/admin/audit"),
     ("POST", "/v1/feed/messages"),
+    ("GET", "/v1/admin/trading-mode"),
+    ("PUT", "/v1/admin/trading-mode"),
+    ("PUT", "/v1/admin/markets/{id}/throttle"),
     ("GET", "/v1/admin/reports/{name}"),
     // stream
     ("GET", "/v1/stream"),
