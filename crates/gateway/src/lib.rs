@@ -5,6 +5,7 @@
 //! answers 503 at once), waits for the durable reply, and renders it. Reads run against the
 //! book's committed state.
 
+mod admission;
 mod auth;
 mod breaker;
 mod catalog;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ::feed::{FeedHub, ProviderSettings};
+pub use admission::{Admission, ADMISSION_INTERVAL, ADMISSION_TARGET};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use book::{Book, Command, Reply};
@@ -92,6 +94,8 @@ pub struct GatewayConfig {
     pub feed_defaults: ProviderSettings,
     /// Limits of `GET /v1/stream` (subscriptions, connections, queues, heartbeats).
     pub stream: StreamConfig,
+    /// The standing queue delay of the book beyond which new commands are shed (503).
+    pub admission_target: Duration,
 }
 
 impl GatewayConfig {
@@ -111,6 +115,7 @@ impl GatewayConfig {
             request_timeout: REQUEST_TIMEOUT,
             feed_defaults: ProviderSettings::default(),
             stream: StreamConfig::default(),
+            admission_target: ADMISSION_TARGET,
         }
     }
 }
@@ -125,6 +130,7 @@ struct Inner {
     http_in_flight: Semaphore,
     feed: FeedHub,
     read_breaker: Breaker,
+    admission: Admission,
     streams: Streams,
 }
 
@@ -156,6 +162,7 @@ impl AppState {
         let state = AppState(Arc::new(Inner {
             feed,
             read_breaker: Breaker::new(breaker::BREAKER_FAILURES, breaker::BREAKER_OPEN_FOR),
+            admission: Admission::new(config.admission_target, admission::ADMISSION_INTERVAL),
             in_flight: Semaphore::new(config.book_in_flight_max),
             http_in_flight: limits::http_in_flight(config.http_in_flight_max),
             engine,
@@ -212,9 +219,16 @@ impl AppState {
     /// Submits a command and waits for its durable reply. A full book is 503 at once, never a
     /// growing queue.
     pub async fn submit(&self, command: Command) -> Result<Reply, ApiError> {
+        if !self.0.admission.admit() {
+            self.metrics().record_shed(ShedReason::QueueDelay);
+            return Err(ApiError::overloaded());
+        }
         let _permit = self.0.in_flight.try_acquire().map_err(|_| ApiError::overloaded())?;
+        let started = std::time::Instant::now();
         let receiver = self.engine().try_submit(command)?;
-        match tokio::time::timeout(self.config().book_reply_timeout, receiver).await {
+        let answer = tokio::time::timeout(self.config().book_reply_timeout, receiver).await;
+        self.0.admission.record(started.elapsed());
+        match answer {
             Ok(Ok(outcome)) => Ok(outcome?),
             Ok(Err(_)) => Err(ApiError::unavailable()),
             Err(_) => Err(ApiError::overloaded()),

@@ -72,6 +72,8 @@ pub enum ShedReason {
     Overloaded,
     /// The request took longer than `GatewayConfig::request_timeout` (503).
     Timeout,
+    /// The book's queue stood above `ADMISSION_TARGET` (503): admission control.
+    QueueDelay,
 }
 
 impl ShedReason {
@@ -80,6 +82,7 @@ impl ShedReason {
             ShedReason::RateLimited => "rate_limited",
             ShedReason::Overloaded => "overloaded",
             ShedReason::Timeout => "timeout",
+            ShedReason::QueueDelay => "queue_delay",
         }
     }
 }
@@ -195,7 +198,8 @@ impl Metrics {
         let http_shed = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "sportsbook_http_shed",
-            "HTTP requests refused before their handler, by reason (rate_limited, overloaded, timeout)",
+            "HTTP requests refused before their handler or the book, by reason (rate_limited, overloaded, timeout, \
+             queue_delay)",
             http_shed.clone(),
         );
         let stream_connections = Gauge::default();
@@ -249,7 +253,7 @@ impl Metrics {
             let _ = bets.get_or_create(&CodeLabels { code: outcome.to_string() });
             let _ = bet_placement_seconds.get_or_create(&OutcomeLabels { outcome: outcome.to_string() });
         }
-        for reason in [ShedReason::RateLimited, ShedReason::Overloaded, ShedReason::Timeout] {
+        for reason in [ShedReason::RateLimited, ShedReason::Overloaded, ShedReason::Timeout, ShedReason::QueueDelay] {
             let _ = http_shed.get_or_create(&ReasonLabels { reason: reason.as_str() });
         }
         let trading_mode = Family::<SwitchLabels, Gauge>::default();

@@ -180,3 +180,82 @@ async fn reads_that_keep_timing_out_open_the_breaker_fail_fast_and_recover() {
     let (_, metrics) = app.call("GET", "/metrics", None, None).await;
     assert!(metrics.as_str().expect("text").contains(r#"sportsbook_breaker_state{dependency="book_reads"} 0"#));
 }
+
+/// Admission control: when even the fastest command of an interval took longer than the
+/// target, the next interval refuses new commands at once with 503 and `Retry-After`; an
+/// interval with nothing to judge admits again. With a target no reply can meet, the gateway
+/// alternates between deciding and shedding, and never lets a request wait.
+#[tokio::test]
+async fn a_queue_above_the_target_sheds_the_next_interval_then_admits_again() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().to_path_buf();
+    let mut config = gateway::GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
+    config.admission_target = Duration::from_nanos(1);
+    let app = spawn_app_on(&path, Some(dir), config).await;
+    // Set up between sheds: each reply makes the next interval shed.
+    let admitted = |method: &'static str, path: String, token: Option<String>, body: Value| {
+        let app = &app;
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let (status, answer) = app.call(method, &path, token.as_deref(), Some(body.clone())).await;
+                if status != 503 {
+                    assert!(status < 300, "{path}: {answer}");
+                    return answer;
+                }
+            }
+        }
+    };
+    let event = admitted("POST", "/v1/admin/events".into(), Some(ADMIN_KEY.into()), json!({"name": "Queue FC v Backlog United", "sport": "football", "starts_at": gateway::format_rfc3339(crate::harness::now_ms() + 86_400_000)})).await;
+    let market = admitted(
+        "POST",
+        format!("/v1/admin/events/{}/markets", event["id"].as_str().expect("id")),
+        Some(ADMIN_KEY.into()),
+        json!({"name": "Match result", "selections": [{"name": "Home", "price": "2.50"}, {"name": "Away", "price": "2.80"}]}),
+    )
+    .await;
+    let selections = [market["selections"][0]["id"].as_str().expect("id").to_string()];
+    admitted("POST", "/v1/auth/register".into(), None, json!({"username": "queued", "password": "correct horse battery staple", "date_of_birth": "1990-05-17", "country": "GB", "currency": "EUR"})).await;
+    let tokens = admitted(
+        "POST",
+        "/v1/auth/login".into(),
+        None,
+        json!({"username": "queued", "password": "correct horse battery staple"}),
+    )
+    .await;
+    let token = tokens["access_token"].as_str().expect("token").to_string();
+    admitted(
+        "POST",
+        "/v1/wallet/deposits".into(),
+        Some(token.clone()),
+        json!({"amount": "100.00", "payment_ref": "test"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (mut decided, mut shed) = (0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_millis(800);
+    while std::time::Instant::now() < deadline {
+        let started = std::time::Instant::now();
+        let (status, body, retry_after) = bet(&app, &token, &selections[0], "2.50").await;
+        match status {
+            201 => decided += 1,
+            503 => {
+                assert_eq!(body["error"]["code"], "overloaded", "{body}");
+                assert_eq!(retry_after.as_deref(), Some("1"));
+                assert!(started.elapsed() < Duration::from_millis(100), "shed at once");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(decided > 0 && shed > 0, "decided {decided}, shed {shed}");
+    let (_, metrics) = app.call("GET", "/metrics", None, None).await;
+    let metrics = metrics.as_str().expect("text").to_string();
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"sportsbook_http_shed_total{reason="queue_delay"} "#))
+        .and_then(|value| value.parse().ok())
+        .expect("the queue_delay series");
+    assert!(counted >= shed, "counted {counted}, seen {shed}");
+}
