@@ -168,9 +168,10 @@ async fn serve_until_signal(
     let state = AppState::new(engine.clone(), config, metrics, streams)
         .await
         .map_err(|error| anyhow::anyhow!("starting the gateway: {}: {}", error.code, error.message))?;
-    // The feed role: the sources given, and in the demo a simulated provider in process.
+    // The feed role: the sources given, and in the demo (on a book it seeded) a simulated
+    // provider in process.
     let mut feed_tasks = crate::feeds::follow(state.feed(), &options.feed_sources);
-    if options.demo {
+    if simulation.is_some() {
         let seed = options.seed.unwrap_or_else(rand::random);
         feed_tasks.push(crate::feeds::spawn_demo_feed(state.feed(), &engine, seed).await?);
     }
