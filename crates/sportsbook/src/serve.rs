@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use book::{scopes, Ack, Command};
 use domain::{Currency, Date, Money};
 use engine::{Clock, EngineHandle, EngineOptions, SystemClock};
-use gateway::{AppState, GatewayConfig, Metrics};
+use gateway::{AppState, GatewayConfig, Metrics, RateLimit};
 
 use crate::secrets::{self, env_value};
 use crate::simulation::{self, Simulation, SimulationHandle, SimulationOptions};
@@ -45,6 +45,9 @@ pub struct ServeOptions {
     /// Seed of the demo simulation; random when `None`.
     pub seed: Option<u64>,
     pub log_format: LogFormat,
+    /// Rate limits per client address and per credential; `None` turns one off (benchmarks).
+    pub rate_limit_per_address: Option<RateLimit>,
+    pub rate_limit_per_credential: Option<RateLimit>,
 }
 
 /// What the demo prints at start-up.
@@ -98,6 +101,15 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
     let mut config = GatewayConfig::new(jwt_secret);
     config.admin_key = admin_key;
+    config.rate_limit_per_address = options.rate_limit_per_address;
+    config.rate_limit_per_principal = options.rate_limit_per_credential;
+    if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
+        tracing::warn!(
+            per_address = ?options.rate_limit_per_address,
+            per_credential = ?options.rate_limit_per_credential,
+            "a rate limit is off: for benchmarks, not for production"
+        );
+    }
     let served = serve_engine(&engine, &options, fresh, config, metrics);
     // Last: the engine decides what is queued, then writes a snapshot.
     engine.shutdown();
