@@ -58,7 +58,8 @@ pub async fn run_open_loop<T: Target>(
             (schedule.phases()[index].name.clone(), start, end)
         })
         .collect();
-    let recorder = Arc::new(Mutex::new(Recorder::new(phases)));
+    let horizon = schedule.duration() + options.send_grace + options.request_timeout;
+    let recorder = Arc::new(Mutex::new(Recorder::new(phases, horizon)));
     let total = schedule.len();
     let progress = progress_bar(options.progress, total, label);
     let slots = Arc::new(Semaphore::new(concurrency));

@@ -37,6 +37,9 @@ const DEPOSIT_MINOR_MAX: u64 = 10_000_000;
 const DEPOSITS_PER_PLAYER_MAX: u64 = 100;
 /// Players get this many times the stakes the run is expected to take from them.
 const FUNDING_MARGIN: f64 = 2.0;
+/// How long one setup or background request may take: a registration waits for an argon2 hash
+/// on a machine that may be busy, and must not fail on the bets' shorter `--timeout`.
+const SETUP_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Access tokens live 15 minutes (`GatewayConfig::access_token_ttl`); refresh well before.
 const TOKEN_REFRESH_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
@@ -318,12 +321,13 @@ impl Setup<'_> {
         token: Option<&str>,
         body: Value,
     ) -> Result<Value, String> {
-        let mut request = self.client.request(method, format!("{}{path}", self.base_url)).json(&body);
+        let mut request =
+            self.client.request(method, format!("{}{path}", self.base_url)).json(&body).timeout(SETUP_REQUEST_TIMEOUT);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         request = request.header("idempotency-key", format!("setup-{}", next_setup_key()));
-        let response = request.send().await.map_err(|error| format!("{path}: {error}"))?;
+        let response = request.send().await.map_err(|error| format!("{path}: {}", with_causes(&error)))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -434,6 +438,19 @@ impl Setup<'_> {
             .collect::<Result<_, _>>()
             .map_err(LoadgenError::Setup)
     }
+}
+
+/// An error with its chain of causes: reqwest's own message ("error sending request") alone
+/// does not say what went wrong.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn bearer(token: &str) -> Result<HeaderValue, LoadgenError> {

@@ -101,6 +101,8 @@ pub struct PhaseSpec {
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {
     pub cpus: usize,
+    /// `/proc/loadavg` when the run ended: other work on the same cores shows here.
+    pub load_average: Option<String>,
     pub os: &'static str,
     pub arch: &'static str,
 }
@@ -126,7 +128,8 @@ pub struct RunReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct Ratio {
     pub phase: String,
-    /// Accepted bets per second, ours ÷ the baseline's (above 1: we take more).
+    /// Accepted bets per second, ours ÷ the baseline's (above 1: we take more); null when the
+    /// baseline accepted nothing in the phase.
     pub throughput: f64,
     /// p99 latency of accepted bets, ours ÷ the baseline's (below 1: ours is lower).
     pub p99: f64,
@@ -191,6 +194,7 @@ pub async fn run(options: &Options) -> Result<ResultFile, LoadgenError> {
         workload: options.workload.clone(),
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(1, |cpus| cpus.get()),
+            load_average: std::fs::read_to_string("/proc/loadavg").ok().map(|text| text.trim().to_string()),
             os: std::env::consts::OS,
             arch: std::env::consts::ARCH,
         },
@@ -316,14 +320,31 @@ pub fn summary(result: &ResultFile) -> String {
             let _ = writeln!(out, "  bets stored in the baseline's table: {stored}");
         }
     }
+    if let Some(load) = &result.machine.load_average {
+        let _ = writeln!(out, "\nload average at the end (1, 5, 15 min ...): {load}");
+    }
     if !result.ratios.is_empty() {
         let _ = writeln!(out, "\nours / baseline");
         for ratio in &result.ratios {
-            let _ =
-                writeln!(out, "  {:<8} throughput {:>7.2}x   p99 {:>7.3}x", ratio.phase, ratio.throughput, ratio.p99);
+            let _ = writeln!(
+                out,
+                "  {:<8} throughput {}   p99 {}",
+                ratio.phase,
+                times(ratio.throughput, 2),
+                times(ratio.p99, 3)
+            );
         }
     }
     out
+}
+
+/// `12.34x`, or `n/a` when the baseline had nothing to divide by.
+fn times(value: f64, digits: usize) -> String {
+    if value.is_finite() {
+        format!("{value:>7.digits$}x")
+    } else {
+        "    n/a".to_string()
+    }
 }
 
 fn other_outcomes(phase: &PhaseReport) -> String {

@@ -70,6 +70,8 @@ struct Counts {
     missed_sends: u64,
     /// Sent more than `LATE_SEND_THRESHOLD` after their intended time.
     late_sends: u64,
+    /// When the last accepted bet of the phase was answered, from the start of the run.
+    last_accepted_answer: Duration,
 }
 
 /// A send this much after its intended time counts as late (the generator itself fell behind,
@@ -109,9 +111,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// `phases`: name, start and end offset of each phase.
-    pub fn new(phases: Vec<(String, Duration, Duration)>) -> Recorder {
-        let total = phases.last().map_or(Duration::ZERO, |phase| phase.2);
+    /// `phases`: name, start and end offset of each phase; `horizon`: the latest an answer can
+    /// come (the end of the schedule, the sending grace and the request timeout), so that the
+    /// per-second buckets also show how a target drains what it queued.
+    pub fn new(phases: Vec<(String, Duration, Duration)>, horizon: Duration) -> Recorder {
+        let total = phases.last().map_or(Duration::ZERO, |phase| phase.2).max(horizon);
         Recorder {
             phase_names: phases.iter().map(|phase| phase.0.clone()).collect(),
             phase_bounds: phases.iter().map(|phase| (phase.1, phase.2)).collect(),
@@ -156,6 +160,7 @@ impl Recorder {
                     counts.pending += 1;
                 }
                 stats.accepted.saturating_record(latency_micros);
+                counts.last_accepted_answer = counts.last_accepted_answer.max(intended + latency);
                 second.accepted += 1;
                 second.latency.saturating_record(latency_micros);
             }
@@ -200,8 +205,11 @@ impl Recorder {
             .enumerate()
             .map(|(index, stats)| {
                 let (start, end) = self.phase_bounds[index];
-                let seconds = (end - start).as_secs_f64();
                 let counts = &stats.counts;
+                // Over the phase, or until its last accepted bet was answered if that was later:
+                // a target that queues bets and answers them after the phase is not credited
+                // with the phase's rate.
+                let seconds = (end - start).max(counts.last_accepted_answer.saturating_sub(start)).as_secs_f64();
                 PhaseReport {
                     name: self.phase_names[index].clone(),
                     start_s: start.as_secs_f64(),
@@ -243,6 +251,7 @@ impl Recorder {
             into.transport_errors += from.transport_errors;
             into.missed_sends += from.missed_sends;
             into.late_sends += from.late_sends;
+            into.last_accepted_answer = into.last_accepted_answer.max(from.last_accepted_answer);
             for (map, other) in [
                 (&mut into.rejected, &from.rejected),
                 (&mut into.shed, &from.shed),
@@ -263,8 +272,10 @@ impl Recorder {
         one.phase_reports().remove(0)
     }
 
+    /// Every second up to the last one in which an answer came.
     pub fn second_reports(&self) -> Vec<SecondReport> {
-        self.seconds
+        let used = self.seconds.iter().rposition(|second| second.sent > 0).map_or(0, |last| last + 1);
+        self.seconds[..used]
             .iter()
             .enumerate()
             .map(|(second, stats)| SecondReport {
@@ -328,7 +339,9 @@ pub struct PhaseReport {
     pub missed_sends: u64,
     pub accepted: u64,
     pub pending: u64,
-    /// Accepted bets over the phase's scheduled length.
+    /// Accepted bets over the phase's length, or over the time until the last of them was
+    /// answered if that was longer (a target that falls behind is not credited with the rate
+    /// it was offered).
     pub accepted_per_second: f64,
     /// Latency of accepted bets, from the intended send time to the end of the response.
     pub latency_ms: Percentiles,
@@ -384,8 +397,10 @@ mod tests {
 
     #[test]
     fn outcomes_land_in_their_phase_and_second() {
-        let mut recorder =
-            Recorder::new(vec![("calm".to_string(), ms(0), ms(2_000)), ("spike".to_string(), ms(2_000), ms(3_000))]);
+        let mut recorder = Recorder::new(
+            vec![("calm".to_string(), ms(0), ms(2_000)), ("spike".to_string(), ms(2_000), ms(3_000))],
+            ms(5_000),
+        );
         for index in 0..100 {
             recorder.record(0, ms(10 * index), Duration::ZERO, ms(index + 1), &Outcome::Accepted);
         }
@@ -412,7 +427,8 @@ mod tests {
         let phases = recorder.phase_reports();
         let calm = &phases[0];
         assert_eq!((calm.sent, calm.accepted, calm.pending, calm.late_sends), (101, 100, 1, 1));
-        assert_eq!(calm.accepted_per_second, 50.0);
+        // The pending bet was answered at 2.2 s: the phase's bets took 2.2 s, not 2.
+        assert!((calm.accepted_per_second - 100.0 / 2.2).abs() < 1e-9, "{}", calm.accepted_per_second);
         let latency = &calm.latency_ms;
         assert_eq!(latency.count, 101);
         assert!((50.0..=51.1).contains(&latency.p50), "{latency:?}");
@@ -434,13 +450,13 @@ mod tests {
         assert_eq!(total.rejections.get("price_changed"), Some(&2));
 
         let seconds = recorder.second_reports();
-        assert_eq!(seconds.len(), 4);
+        assert_eq!(seconds.len(), 6);
         // 100 accepted in the first second (answers by 1 s), the pending one answered at 2.2 s.
         assert_eq!(seconds[0].accepted + seconds[1].accepted, 100);
         assert_eq!(seconds[2].accepted, 1);
         assert_eq!(seconds[2].rejected, 2);
-        // The timeout (answered at 12.3 s) is clamped into the last second.
-        assert_eq!(seconds[3].failed, 1);
+        // The timeout (answered at 12.3 s, past the horizon) is clamped into the last second.
+        assert_eq!(seconds[5].failed, 1);
         assert!(seconds.iter().all(|second| second.p50_ms <= second.p99_ms && second.p99_ms <= second.max_ms));
     }
 }

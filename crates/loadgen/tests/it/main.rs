@@ -60,7 +60,8 @@ fn options(target: TargetKind, base_url: String) -> Options {
         sportsbook: SportsbookOptions {
             base_url,
             admin_key: ADMIN_KEY.to_string(),
-            players: 4,
+            // Two argon2 hashes each, slow in a debug build: few players.
+            players: 2,
             price_updates_per_second: 20.0,
             concurrency: 64,
             request_timeout: Duration::from_secs(5),
