@@ -95,22 +95,34 @@ pub struct SetupReport {
     pub seconds: f64,
 }
 
+/// Examples of retries answered differently kept for the report.
+const DIFFERENT_ANSWER_EXAMPLES_MAX: usize = 10;
+
 /// Idempotent retries: a bet sent again with the same key must get the first answer back.
 #[derive(Debug, Default)]
 struct RetryCounters {
     sent: AtomicU64,
     same_answer: AtomicU64,
+    after_shed: AtomicU64,
     different_answer: AtomicU64,
     failed: AtomicU64,
+    different_examples: std::sync::Mutex<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RetryReport {
     pub sent: u64,
+    /// The retry got the first answer again, byte for byte.
     pub same_answer: u64,
+    /// The first attempt was shed (429/503: it never reached the book, or the gateway gave up
+    /// waiting for it), so the retry is a fresh attempt and nothing is compared.
+    pub after_shed: u64,
+    /// The first answer was final and the retry got another one: an idempotency violation.
     pub different_answer: u64,
     /// The retry itself failed (timeout, transport, shed).
     pub failed: u64,
+    /// A few of the differences: first status and code → retry status and code.
+    pub different_examples: Vec<String>,
 }
 
 pub struct SportsbookTarget {
@@ -191,8 +203,15 @@ impl SportsbookTarget {
         RetryReport {
             sent: self.retries.sent.load(Ordering::Relaxed),
             same_answer: self.retries.same_answer.load(Ordering::Relaxed),
+            after_shed: self.retries.after_shed.load(Ordering::Relaxed),
             different_answer: self.retries.different_answer.load(Ordering::Relaxed),
             failed: self.retries.failed.load(Ordering::Relaxed),
+            different_examples: self
+                .retries
+                .different_examples
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
         }
     }
 
@@ -253,6 +272,10 @@ struct Answer {
     body: Vec<u8>,
 }
 
+fn is_shed(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 503)
+}
+
 impl Answer {
     fn outcome(&self) -> Outcome {
         let code = || {
@@ -287,20 +310,27 @@ impl Target for SportsbookTarget {
             // book must answer with the first reply, not place a second bet. Not counted as a
             // bet or in the latency of the first.
             self.retries.sent.fetch_add(1, Ordering::Relaxed);
-            match self.send(authorization, &key, body).await {
-                Ok(again) if again.status == first.status && again.body == first.body => {
-                    self.retries.same_answer.fetch_add(1, Ordering::Relaxed);
+            let counter = match self.send(authorization, &key, body).await {
+                Ok(_) if is_shed(first.status) => &self.retries.after_shed,
+                Ok(again) if again.status == first.status && again.body == first.body => &self.retries.same_answer,
+                Ok(again) if is_shed(again.status) => &self.retries.failed,
+                Ok(again) => {
+                    let mut examples =
+                        self.retries.different_examples.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    if examples.len() < DIFFERENT_ANSWER_EXAMPLES_MAX {
+                        examples.push(format!(
+                            "{} {:?} -> {} {:?}",
+                            first.status,
+                            first.outcome(),
+                            again.status,
+                            again.outcome()
+                        ));
+                    }
+                    &self.retries.different_answer
                 }
-                Ok(again) if matches!(again.status.as_u16(), 429 | 503) => {
-                    self.retries.failed.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(_) => {
-                    self.retries.different_answer.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    self.retries.failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+                Err(_) => &self.retries.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         first.outcome()
     }

@@ -305,9 +305,14 @@ pub fn summary(result: &ResultFile) -> String {
         if let Some(retries) = &run.idempotent_retries {
             let _ = writeln!(
                 out,
-                "  idempotent retries: {} sent, {} same answer, {} different, {} failed",
-                retries.sent, retries.same_answer, retries.different_answer, retries.failed
+                "  idempotent retries: {} sent, {} same answer, {} after a shed first try, {} different, {} failed",
+                retries.sent, retries.same_answer, retries.after_shed, retries.different_answer, retries.failed
             );
+        }
+        if let Some(retries) = &run.idempotent_retries {
+            for example in &retries.different_examples {
+                let _ = writeln!(out, "    different: {example}");
+            }
         }
         if let Some(prices) = &run.price_updates {
             let _ = writeln!(
