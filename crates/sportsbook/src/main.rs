@@ -1,13 +1,15 @@
 //! The `sportsbook` command: `serve` runs the HTTP API over the engine on a data directory
 //! (with `--demo`, a live simulated catalog); `admin` issues and lists operator keys offline;
 //! `demo` runs a simulated match day through the engine alone; `verify` recovers a data
-//! directory and checks it.
+//! directory and checks it; `loadgen` drives a running server (and the PostgreSQL baseline)
+//! with an open-loop workload.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use gateway::RateLimit;
 use sportsbook::serve::{LogFormat, ServeOptions};
 
 #[derive(Parser)]
@@ -66,6 +68,14 @@ enum Commands {
         /// odds flagged `delayed`; bets wait out a delay).
         #[arg(long, value_enum, default_value = "suspend")]
         feed_on_stale: StaleArg,
+        /// Requests per second one client address may sustain, `N/s` (burst 2N) or `off`.
+        /// For benchmarks from one address (`sportsbook loadgen`); the default suits production.
+        #[arg(long, value_parser = parse_rate_limit, default_value = "1000/s")]
+        rate_limit_per_address: RateLimitArg,
+        /// Requests per second one credential (player token or API key) may sustain, `N/s`
+        /// (burst 2N) or `off`. For benchmarks that drive many bets through few players.
+        #[arg(long, value_parser = parse_rate_limit, default_value = "100/s")]
+        rate_limit_per_credential: RateLimitArg,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -107,6 +117,10 @@ enum Commands {
         #[arg(long)]
         stop_primary_after: Option<u64>,
     },
+    /// An open-loop load generator against a running `serve` on this machine, and the
+    /// PostgreSQL one-transaction-per-bet baseline with the same workload: percentiles,
+    /// throughput, rejections and shed requests per phase, a JSON result and an SVG plot.
+    Loadgen(loadgen::cli::Args),
     /// Operator API keys, issued and listed directly on a data directory (the server must not
     /// be running on it).
     Admin {
@@ -154,7 +168,18 @@ enum AdminCommands {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Commands::Serve { listen, data_dir, demo, seed, log_format, feed_sources, feed_stale_after, feed_on_stale } => {
+        Commands::Serve {
+            listen,
+            data_dir,
+            demo,
+            seed,
+            log_format,
+            feed_sources,
+            feed_stale_after,
+            feed_on_stale,
+            rate_limit_per_address,
+            rate_limit_per_credential,
+        } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
@@ -174,6 +199,8 @@ fn main() -> anyhow::Result<()> {
                 log_format,
                 feed_sources,
                 feed_settings,
+                rate_limit_per_address: rate_limit_per_address.0,
+                rate_limit_per_credential: rate_limit_per_credential.0,
             })
         }
         Commands::FeedSim {
@@ -208,6 +235,7 @@ fn main() -> anyhow::Result<()> {
                 stop_first_after: stop_primary_after.map(std::time::Duration::from_secs),
             })
         }
+        Commands::Loadgen(args) => loadgen::cli::run(&args).map_err(anyhow::Error::from),
         Commands::Admin { command: AdminCommands::CreateKey { data_dir, scope, name } } => {
             let scopes = sportsbook::admin::parse_scopes(&scope)?;
             sportsbook::admin::create_key(&data_dir, &name, scopes)
@@ -229,8 +257,45 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A rate limit flag: `off`, or `N/s` (also plain `N`) with a burst of twice the rate, the
+/// ratio of the gateway's defaults.
+#[derive(Clone, Copy, Debug)]
+struct RateLimitArg(Option<RateLimit>);
+
+fn parse_rate_limit(value: &str) -> Result<RateLimitArg, String> {
+    if value == "off" {
+        return Ok(RateLimitArg(None));
+    }
+    let per_second: u32 = value
+        .strip_suffix("/s")
+        .unwrap_or(value)
+        .parse()
+        .ok()
+        .filter(|&rate| rate > 0)
+        .ok_or_else(|| format!("`{value}`: expected `off` or a rate such as `1000/s`"))?;
+    Ok(RateLimitArg(Some(RateLimit { per_second, burst: per_second.saturating_mul(2) })))
+}
+
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("sportsbook-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_flags() {
+        assert_eq!(parse_rate_limit("off").expect("off").0, None);
+        assert_eq!(parse_rate_limit("50/s").expect("rate").0, Some(RateLimit { per_second: 50, burst: 100 }));
+        assert_eq!(parse_rate_limit("7").expect("rate").0, Some(RateLimit { per_second: 7, burst: 14 }));
+        for refused in ["0/s", "-1", "fast", "10/m"] {
+            assert!(parse_rate_limit(refused).is_err(), "{refused}");
+        }
+        // The defaults of the flags are the gateway's.
+        assert_eq!(parse_rate_limit("1000/s").expect("rate").0, Some(RateLimit::PER_ADDRESS));
+        assert_eq!(parse_rate_limit("100/s").expect("rate").0, Some(RateLimit::PER_PRINCIPAL));
+    }
 }

@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use book::{scopes, Ack, Command};
 use domain::{Currency, Date, Money};
 use engine::{Clock, EngineHandle, EngineOptions, SystemClock};
-use gateway::{AppState, GatewayConfig, Metrics, Streams};
+use gateway::{AppState, GatewayConfig, Metrics, RateLimit, Streams};
 
 use crate::secrets::{self, env_value};
 use crate::simulation::{self, Simulation, SimulationHandle, SimulationOptions};
@@ -49,6 +49,9 @@ pub struct ServeOptions {
     pub feed_sources: Vec<crate::feeds::FeedSource>,
     /// How providers are watched: silence limit and what a stale feed does to its markets.
     pub feed_settings: gateway::ProviderSettings,
+    /// Rate limits per client address and per credential; `None` turns one off (benchmarks).
+    pub rate_limit_per_address: Option<RateLimit>,
+    pub rate_limit_per_credential: Option<RateLimit>,
 }
 
 /// What the demo prints at start-up.
@@ -91,6 +94,15 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     let mut config = GatewayConfig::new(jwt_secret);
     config.admin_key = admin_key;
     config.feed_defaults = options.feed_settings;
+    config.rate_limit_per_address = options.rate_limit_per_address;
+    config.rate_limit_per_principal = options.rate_limit_per_credential;
+    if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
+        tracing::warn!(
+            per_address = ?options.rate_limit_per_address,
+            per_credential = ?options.rate_limit_per_credential,
+            "a rate limit is off: for benchmarks, not for production"
+        );
+    }
     let metrics = Metrics::new();
     // The stream follows them too: its hook hands every batch's updates to the dispatcher.
     let streams = Streams::new(&config, &metrics);

@@ -1,0 +1,228 @@
+//! The command line of `sportsbook loadgen`: flags to `Options`, then the run, the summary on
+//! standard output, and the JSON and SVG files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args as ClapArgs, ValueEnum};
+
+use crate::driver::{OpenLoopOptions, CONCURRENCY_MAX};
+use crate::http::SportsbookOptions;
+use crate::postgres::PostgresOptions;
+use crate::schedule::{DerbyShape, ProfileKind};
+use crate::workload::{BetMix, WorkloadOptions};
+use crate::{LoadgenError, Options, TargetKind};
+
+/// The environment variable the server takes its bootstrap operator key from.
+const ADMIN_KEY_ENV: &str = "SPORTSBOOK_ADMIN_KEY";
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TargetArg {
+    /// The sportsbook over HTTP at --url.
+    Sportsbook,
+    /// The PostgreSQL one-transaction-per-bet baseline at --pg.
+    PostgresBaseline,
+    /// The sportsbook, then the baseline with the same schedule and bets; prints the ratios.
+    Both,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProfileArg {
+    /// A constant rate (default 20,000/s for 30 s).
+    Steady,
+    /// A base rate (default 1,500/s), a ramp to --spike-factor times it, a hold, a decay, calm again.
+    Derby,
+    /// A long moderate constant rate (default 2,000/s for 600 s).
+    Soak,
+}
+
+/// Flags of `sportsbook loadgen`.
+#[derive(Clone, Debug, ClapArgs)]
+pub struct Args {
+    #[arg(long, value_enum, default_value = "sportsbook")]
+    pub target: TargetArg,
+    #[arg(long, value_enum, default_value = "steady")]
+    pub profile: ProfileArg,
+    /// Bets per second (the derby's base rate).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of a steady or soak run.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Derby: the spike's rate as a multiple of the base rate.
+    #[arg(long, default_value_t = 15.0)]
+    pub spike_factor: f64,
+    /// Derby: seconds at the base rate before the spike, and again after it.
+    #[arg(long, default_value_t = 10.0)]
+    pub calm_seconds: f64,
+    /// Derby: seconds from the base rate to the spike.
+    #[arg(long, default_value_t = 5.0)]
+    pub ramp_seconds: f64,
+    /// Derby: seconds at the spike rate.
+    #[arg(long, default_value_t = 20.0)]
+    pub hold_seconds: f64,
+    /// Derby: seconds from the spike back to the base rate.
+    #[arg(long, default_value_t = 10.0)]
+    pub decay_seconds: f64,
+    /// Requests in the run at most, whatever rate and duration say.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub requests_max: u64,
+    /// Requests in flight at once; beyond it, requests wait in the generator and are late.
+    #[arg(long, default_value_t = 2_048)]
+    pub concurrency: usize,
+    /// Seconds before an unanswered request counts as a timeout.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// The sportsbook's base URL (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An operator key with the trading scope (default: $SPORTSBOOK_ADMIN_KEY).
+    #[arg(long)]
+    pub admin_key: Option<String>,
+    /// Players registered, logged in and funded before the run (each costs an argon2 hash).
+    #[arg(long, default_value_t = 200)]
+    pub players: usize,
+    /// Markets created (one event each), ranked by Zipf popularity; the baseline gets as many rows.
+    #[arg(long, default_value_t = 1_000)]
+    pub markets: usize,
+    /// Zipf exponent of market popularity (1.2: the five hottest of 1,000 take about 47%).
+    #[arg(long, default_value_t = 1.2)]
+    pub zipf: f64,
+    /// Price updates per second through the operator API while bets flow.
+    #[arg(long, default_value_t = 50.0)]
+    pub price_updates: f64,
+    #[arg(long, default_value_t = 10)]
+    pub multiple_percent: u32,
+    #[arg(long, default_value_t = 5)]
+    pub system_percent: u32,
+    /// Bets sent a second time with the same Idempotency-Key.
+    #[arg(long, default_value_t = 2)]
+    pub retry_percent: u32,
+    /// Seed of the workload: the same seed gives the same bets in the same order.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// PostgreSQL connection string of the baseline (local only).
+    #[arg(long, default_value = "host=127.0.0.1 port=5432 user=postgres dbname=test")]
+    pub pg: String,
+    /// Connections of the baseline's pool (the baseline's README measures 8 and 64).
+    #[arg(long, default_value_t = 64)]
+    pub pg_pool: usize,
+    /// Wallet rows of the baseline (its schema.sql has 100,000).
+    #[arg(long, default_value_t = 100_000)]
+    pub pg_wallets: u32,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the plot here (default: --out with .svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, LoadgenError> {
+    Duration::try_from_secs_f64(value).map_err(|_| LoadgenError::Config(format!("--{flag} {value}: not a duration")))
+}
+
+impl Args {
+    pub fn options(&self) -> Result<Options, LoadgenError> {
+        let profile = match self.profile {
+            ProfileArg::Steady => ProfileKind::Steady,
+            ProfileArg::Derby => ProfileKind::Derby,
+            ProfileArg::Soak => ProfileKind::Soak,
+        };
+        if profile == ProfileKind::Derby && self.duration.is_some() {
+            return Err(LoadgenError::Config(
+                "--duration is for steady and soak; a derby is shaped by --calm/ramp/hold/decay-seconds".to_string(),
+            ));
+        }
+        if !(1..=CONCURRENCY_MAX).contains(&self.concurrency) {
+            return Err(LoadgenError::Config(format!("--concurrency must be 1 to {CONCURRENCY_MAX}")));
+        }
+        if self.multiple_percent + self.system_percent > 100 || self.retry_percent > 100 {
+            return Err(LoadgenError::Config("percentages must add up to at most 100".to_string()));
+        }
+        if !(self.zipf >= 0.0 && self.zipf <= 10.0) {
+            return Err(LoadgenError::Config("--zipf must be 0 to 10".to_string()));
+        }
+        let derby = DerbyShape {
+            spike_factor: self.spike_factor,
+            calm: seconds(self.calm_seconds, "calm-seconds")?,
+            ramp: seconds(self.ramp_seconds, "ramp-seconds")?,
+            hold: seconds(self.hold_seconds, "hold-seconds")?,
+            decay: seconds(self.decay_seconds, "decay-seconds")?,
+        };
+        let duration = self.duration.map(|value| seconds(value, "duration")).transpose()?;
+        let target = match self.target {
+            TargetArg::Sportsbook => TargetKind::Sportsbook,
+            TargetArg::PostgresBaseline => TargetKind::PostgresBaseline,
+            TargetArg::Both => TargetKind::Both,
+        };
+        let admin_key = self.admin_key.clone().or_else(|| std::env::var(ADMIN_KEY_ENV).ok());
+        if target != TargetKind::PostgresBaseline && admin_key.is_none() {
+            return Err(LoadgenError::Config(format!(
+                "the sportsbook target creates markets: give --admin-key or set {ADMIN_KEY_ENV} to the server's key"
+            )));
+        }
+        if target != TargetKind::PostgresBaseline {
+            crate::http::check_loopback(&self.url)?;
+        }
+        let request_timeout = seconds(self.timeout, "timeout")?;
+        Ok(Options {
+            target,
+            profile,
+            phases: Options::phases_of(profile, self.rate, duration, &derby),
+            requests_max: self.requests_max,
+            workload: WorkloadOptions {
+                seed: self.seed,
+                markets: self.markets,
+                zipf_exponent: self.zipf,
+                mix: BetMix {
+                    multiple_percent: self.multiple_percent,
+                    system_percent: self.system_percent,
+                    retry_percent: self.retry_percent,
+                    ..BetMix::default()
+                },
+                ..WorkloadOptions::default()
+            },
+            sportsbook: SportsbookOptions {
+                base_url: self.url.clone(),
+                admin_key: admin_key.unwrap_or_default(),
+                players: self.players,
+                price_updates_per_second: self.price_updates,
+                concurrency: self.concurrency,
+                request_timeout,
+                progress: !self.quiet,
+            },
+            postgres: PostgresOptions {
+                connection: self.pg.clone(),
+                pool_connections: self.pg_pool,
+                wallets: self.pg_wallets,
+                markets: self.markets,
+            },
+            open_loop: OpenLoopOptions {
+                concurrency: self.concurrency,
+                request_timeout,
+                send_grace: Duration::from_secs(5),
+                progress: !self.quiet,
+            },
+        })
+    }
+}
+
+/// `sportsbook loadgen`: runs, prints the summary, writes the files.
+pub fn run(args: &Args) -> Result<(), LoadgenError> {
+    let options = args.options()?;
+    let result = crate::run_blocking(&options)?;
+    print!("{}", crate::summary(&result));
+    let plot = args.plot.clone().or_else(|| args.out.as_ref().map(|out| out.with_extension("svg")));
+    crate::write_outputs(&result, args.out.as_deref(), plot.as_deref())?;
+    if let Some(out) = &args.out {
+        println!("\nresult: {}", out.display());
+    }
+    if let Some(plot) = &plot {
+        println!("plot: {}", plot.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,403 @@
+//! What each request is: a bet drawn from the run's seed and its sequence number alone, so
+//! the sportsbook and the PostgreSQL baseline get exactly the same bets in the same order
+//! (player, markets by Zipf rank, kind, stake, price policy), and a request can be drawn on any
+//! task without sharing a random number generator.
+//!
+//! Prices live in a `PriceTable` both the bets and the price driver see: bets name the price
+//! the table holds when they are sent (what the bettor saw), and the price driver moves it.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::zipf::Zipf;
+
+/// Selections of every market the generator creates (a match result: home, draw, away).
+pub const SELECTIONS_PER_MARKET: usize = 3;
+/// Legs of the largest multiple drawn.
+pub const MULTIPLE_LEGS_MAX: usize = 4;
+/// Draws before giving up on finding distinct markets for a multiple's legs.
+const DISTINCT_MARKET_DRAWS_MAX: usize = 64;
+/// Prices in hundredths: 1.01 to 50.00, starting between 1.50 and 6.00.
+pub const PRICE_HUNDREDTHS_MIN: u32 = 101;
+pub const PRICE_HUNDREDTHS_MAX: u32 = 5_000;
+const INITIAL_PRICE_HUNDREDTHS: (u32, u32) = (150, 600);
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, fast generator whose seeding is one addition,
+/// so every request can have its own stream.
+#[derive(Clone, Debug)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64 { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1), 53 bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `low..=high`.
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        debug_assert!(low <= high);
+        low + self.next_u64() % (high - low + 1)
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn percent(&mut self, percent: u32) -> bool {
+        self.next_u64() % 100 < u64::from(percent)
+    }
+}
+
+/// Percentages of the bet mix.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BetMix {
+    /// Multiples (accumulators of 2 to `MULTIPLE_LEGS_MAX` legs on distinct markets).
+    pub multiple_percent: u32,
+    /// System bets (a trixie on 3 legs or a yankee on 4, half each).
+    pub system_percent: u32,
+    /// Price policies: `better` and `any`; the rest take `none`.
+    pub policy_better_percent: u32,
+    pub policy_any_percent: u32,
+    /// Bets sent a second time with the same Idempotency-Key after the first answer.
+    pub retry_percent: u32,
+}
+
+impl Default for BetMix {
+    fn default() -> BetMix {
+        BetMix {
+            multiple_percent: 10,
+            system_percent: 5,
+            policy_better_percent: 25,
+            policy_any_percent: 15,
+            retry_percent: 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct WorkloadOptions {
+    pub seed: u64,
+    pub markets: usize,
+    /// Zipf exponent of market popularity.
+    pub zipf_exponent: f64,
+    pub mix: BetMix,
+    /// Stake per line in minor units, uniform: the baseline's `random(100, 10000)`.
+    pub stake_minor_min: u64,
+    pub stake_minor_max: u64,
+}
+
+impl Default for WorkloadOptions {
+    fn default() -> WorkloadOptions {
+        WorkloadOptions {
+            seed: 1,
+            markets: 1_000,
+            zipf_exponent: 1.2,
+            mix: BetMix::default(),
+            stake_minor_min: 100,
+            stake_minor_max: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemKind {
+    Trixie,
+    Yankee,
+}
+
+impl SystemKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemKind::Trixie => "trixie",
+            SystemKind::Yankee => "yankee",
+        }
+    }
+
+    /// Lines: a trixie is 3 doubles and a treble, a yankee 6 doubles, 4 trebles and a four-fold.
+    pub fn lines(self) -> u64 {
+        match self {
+            SystemKind::Trixie => 4,
+            SystemKind::Yankee => 11,
+        }
+    }
+
+    pub fn legs(self) -> usize {
+        match self {
+            SystemKind::Trixie => 3,
+            SystemKind::Yankee => 4,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BetKind {
+    Single,
+    Multiple,
+    System(SystemKind),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PricePolicy {
+    None,
+    Better,
+    Any,
+}
+
+impl PricePolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            PricePolicy::None => "none",
+            PricePolicy::Better => "better",
+            PricePolicy::Any => "any",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leg {
+    /// Zipf rank of the market: 0 is the hottest.
+    pub market: usize,
+    pub selection: usize,
+}
+
+/// One bet to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BetSpec {
+    pub sequence: u64,
+    /// A uniform draw each target maps onto its own accounts (players or wallet rows).
+    pub account_draw: u64,
+    pub kind: BetKind,
+    /// Distinct markets, one leg each.
+    pub legs: Vec<Leg>,
+    pub stake_minor: u64,
+    pub policy: PricePolicy,
+    /// Send again with the same Idempotency-Key once the first answer is in.
+    pub retry: bool,
+}
+
+impl BetSpec {
+    /// Lines the stake applies to.
+    pub fn lines(&self) -> u64 {
+        match self.kind {
+            BetKind::System(system) => system.lines(),
+            BetKind::Single | BetKind::Multiple => 1,
+        }
+    }
+
+    pub fn total_stake_minor(&self) -> u64 {
+        self.stake_minor * self.lines()
+    }
+}
+
+/// Draws the bets of a run.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    options: WorkloadOptions,
+    zipf: Zipf,
+}
+
+impl Workload {
+    pub fn new(options: WorkloadOptions) -> Workload {
+        let zipf = Zipf::new(options.markets, options.zipf_exponent);
+        Workload { options, zipf }
+    }
+
+    pub fn options(&self) -> &WorkloadOptions {
+        &self.options
+    }
+
+    pub fn zipf(&self) -> &Zipf {
+        &self.zipf
+    }
+
+    /// The bet of request `sequence`: the same for every target and every run with this seed.
+    pub fn bet(&self, sequence: u64) -> BetSpec {
+        // Two rounds of mixing so that neighbouring sequence numbers get unrelated streams.
+        let mut random = SplitMix64::new(SplitMix64::new(self.options.seed ^ sequence.rotate_left(32)).next_u64());
+        let mix = &self.options.mix;
+        let roll = random.next_u64() % 100;
+        let kind = if roll < u64::from(mix.system_percent) {
+            BetKind::System(if random.percent(50) { SystemKind::Trixie } else { SystemKind::Yankee })
+        } else if roll < u64::from(mix.system_percent + mix.multiple_percent) {
+            BetKind::Multiple
+        } else {
+            BetKind::Single
+        };
+        let leg_count = match kind {
+            BetKind::Single => 1,
+            BetKind::Multiple => random.between(2, MULTIPLE_LEGS_MAX as u64) as usize,
+            BetKind::System(system) => system.legs(),
+        }
+        .min(self.options.markets);
+        let mut legs: Vec<Leg> = Vec::with_capacity(leg_count);
+        for _ in 0..DISTINCT_MARKET_DRAWS_MAX {
+            if legs.len() == leg_count {
+                break;
+            }
+            let market = self.zipf.sample(random.next_f64());
+            if legs.iter().all(|leg| leg.market != market) {
+                legs.push(Leg { market, selection: (random.next_u64() % SELECTIONS_PER_MARKET as u64) as usize });
+            }
+        }
+        // Too few distinct markets drawn (a tiny catalog with a steep exponent): bet a single.
+        let kind = if legs.len() == leg_count { kind } else { BetKind::Single };
+        legs.truncate(if kind == BetKind::Single { 1 } else { legs.len() });
+        let policy_roll = (random.next_u64() % 100) as u32;
+        let policy = if policy_roll < mix.policy_better_percent {
+            PricePolicy::Better
+        } else if policy_roll < mix.policy_better_percent + mix.policy_any_percent {
+            PricePolicy::Any
+        } else {
+            PricePolicy::None
+        };
+        BetSpec {
+            sequence,
+            account_draw: random.next_u64(),
+            kind,
+            legs,
+            stake_minor: random.between(self.options.stake_minor_min, self.options.stake_minor_max),
+            policy,
+            retry: random.percent(mix.retry_percent),
+        }
+    }
+
+    /// The mean total stake of a bet, for funding the players.
+    pub fn mean_total_stake_minor(&self) -> f64 {
+        let mix = &self.options.mix;
+        let stake = (self.options.stake_minor_min + self.options.stake_minor_max) as f64 / 2.0;
+        let system_lines = (SystemKind::Trixie.lines() + SystemKind::Yankee.lines()) as f64 / 2.0;
+        let system = f64::from(mix.system_percent) / 100.0;
+        stake * (1.0 - system + system * system_lines)
+    }
+}
+
+/// Current prices, in hundredths, of every selection of every market (by Zipf rank).
+#[derive(Debug)]
+pub struct PriceTable {
+    prices: Vec<AtomicU32>,
+}
+
+impl PriceTable {
+    /// Initial prices drawn from the seed, the same for every target.
+    pub fn new(seed: u64, markets: usize) -> PriceTable {
+        let mut random = SplitMix64::new(seed ^ 0x5052_4943_4553);
+        let (low, high) = INITIAL_PRICE_HUNDREDTHS;
+        let prices = (0..markets * SELECTIONS_PER_MARKET)
+            .map(|_| AtomicU32::new(random.between(u64::from(low), u64::from(high)) as u32))
+            .collect();
+        PriceTable { prices }
+    }
+
+    pub fn get(&self, leg: Leg) -> u32 {
+        self.prices[leg.market * SELECTIONS_PER_MARKET + leg.selection].load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, leg: Leg, hundredths: u32) {
+        self.prices[leg.market * SELECTIONS_PER_MARKET + leg.selection].store(hundredths, Ordering::Relaxed);
+    }
+
+    /// The market's prices after one move: each selection by up to ±5%, within the bounds.
+    pub fn moved(&self, market: usize, random: &mut SplitMix64) -> [u32; SELECTIONS_PER_MARKET] {
+        std::array::from_fn(|selection| {
+            let current = f64::from(self.get(Leg { market, selection }));
+            let factor = 1.0 + (random.next_f64() - 0.5) / 10.0;
+            ((current * factor).round() as u32).clamp(PRICE_HUNDREDTHS_MIN, PRICE_HUNDREDTHS_MAX)
+        })
+    }
+}
+
+/// "2.50" from 250.
+pub fn format_price(hundredths: u32) -> String {
+    format!("{}.{:02}", hundredths / 100, hundredths % 100)
+}
+
+/// "12.34" from 1234 minor units (every currency the generator uses has two decimals).
+pub fn format_money(minor: u64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bets_depend_on_seed_and_sequence_only() {
+        let workload = Workload::new(WorkloadOptions::default());
+        let again = Workload::new(WorkloadOptions::default());
+        for sequence in [0, 1, 2, 99, 1_000_000] {
+            assert_eq!(workload.bet(sequence), again.bet(sequence));
+        }
+        let other = Workload::new(WorkloadOptions { seed: 2, ..WorkloadOptions::default() });
+        assert_ne!(workload.bet(5), other.bet(5));
+    }
+
+    #[test]
+    fn the_mix_matches_its_percentages() {
+        let workload = Workload::new(WorkloadOptions::default());
+        let draws = 100_000u64;
+        let (mut singles, mut multiples, mut systems, mut retries, mut any) = (0, 0, 0, 0, 0);
+        let mut stake_total = 0u64;
+        for sequence in 0..draws {
+            let bet = workload.bet(sequence);
+            let markets: Vec<usize> = bet.legs.iter().map(|leg| leg.market).collect();
+            let mut distinct = markets.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), markets.len(), "legs on distinct markets: {bet:?}");
+            assert!((100..=10_000).contains(&bet.stake_minor));
+            match bet.kind {
+                BetKind::Single => {
+                    assert_eq!(bet.legs.len(), 1);
+                    singles += 1;
+                }
+                BetKind::Multiple => {
+                    assert!((2..=MULTIPLE_LEGS_MAX).contains(&bet.legs.len()));
+                    multiples += 1;
+                }
+                BetKind::System(system) => {
+                    assert_eq!(bet.legs.len(), system.legs());
+                    systems += 1;
+                }
+            }
+            retries += u64::from(bet.retry);
+            any += u64::from(bet.policy == PricePolicy::Any);
+            stake_total += bet.total_stake_minor();
+        }
+        let share = |count: u64| count as f64 * 100.0 / draws as f64;
+        assert!((84.0..86.0).contains(&share(singles)), "{}", share(singles));
+        assert!((9.0..11.0).contains(&share(multiples)));
+        assert!((4.5..5.5).contains(&share(systems)));
+        assert!((1.5..2.5).contains(&share(retries)));
+        assert!((14.0..16.0).contains(&share(any)));
+        let mean = stake_total as f64 / draws as f64;
+        let expected = workload.mean_total_stake_minor();
+        assert!((mean - expected).abs() / expected < 0.03, "{mean} vs {expected}");
+    }
+
+    #[test]
+    fn prices_move_within_bounds() {
+        let table = PriceTable::new(1, 10);
+        let mut random = SplitMix64::new(3);
+        for _ in 0..10_000 {
+            let moved = table.moved(0, &mut random);
+            for (selection, price) in moved.into_iter().enumerate() {
+                assert!((PRICE_HUNDREDTHS_MIN..=PRICE_HUNDREDTHS_MAX).contains(&price));
+                table.set(Leg { market: 0, selection }, price);
+            }
+        }
+        assert_eq!(format_price(250), "2.50");
+        assert_eq!(format_price(101), "1.01");
+        assert_eq!(format_money(1_234), "12.34");
+        assert_eq!(format_money(5), "0.05");
+    }
+}
