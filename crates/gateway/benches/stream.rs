@@ -411,6 +411,8 @@ struct Phase {
     expected: u64,
     seconds: f64,
     not_applied: u64,
+    /// From sending a request to its reply: the changes are durable in the book.
+    replies: Histogram<u64>,
     server: ServerCounts,
 }
 
@@ -524,6 +526,12 @@ fn report(name: &str, subscribers: usize, phase: &Phase) {
         phase.server.resyncs,
         phase.not_applied,
     );
+    println!(
+        "  feed request send->durable reply: p50 {:.2?}  p99 {:.2?}  max {:.2?}",
+        Duration::from_micros(phase.replies.value_at_quantile(0.5)),
+        Duration::from_micros(phase.replies.value_at_quantile(0.99)),
+        Duration::from_micros(phase.replies.max()),
+    );
 }
 
 /// Opens `subscribers` subscribers, sends `seconds × rate` changes, and collects the delays.
@@ -618,8 +626,15 @@ async fn phase(options: &Options, mut plan: Plan<'_>, subscribers: usize, second
         for (code, _) in &changes {
             options.times.slots[(*code % PRICE_CODES) as usize].store(now, Ordering::Relaxed);
         }
-        in_flight
-            .push((watchers, tokio::spawn((options.sender)(changes.into_iter().map(|(_, change)| change).collect()))));
+        let request = (options.sender)(changes.into_iter().map(|(_, change)| change).collect());
+        in_flight.push((
+            watchers,
+            tokio::spawn(async move {
+                let sent = Instant::now();
+                let result = request.await;
+                (sent.elapsed(), result)
+            }),
+        ));
         if Instant::now() >= progress_at {
             let now_delivered = delivered.load(Ordering::Relaxed);
             println!(
@@ -633,8 +648,11 @@ async fn phase(options: &Options, mut plan: Plan<'_>, subscribers: usize, second
     }
     // Only changes the book applied are expected to reach anyone.
     let mut not_applied = 0;
+    let mut replies = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram");
     for (watchers, request) in in_flight {
-        match request.await.expect("join") {
+        let (took, result) = request.await.expect("join");
+        let _ = replies.record((took.as_micros() as u64).max(1));
+        match result {
             Ok(sent) => {
                 for (watching, applied) in watchers.iter().zip(sent) {
                     if applied {
@@ -673,6 +691,7 @@ async fn phase(options: &Options, mut plan: Plan<'_>, subscribers: usize, second
         expected,
         seconds: sending.as_secs_f64(),
         not_applied,
+        replies,
         server: ServerCounts {
             messages: after.messages - before.messages,
             conflated: after.conflated - before.conflated,
