@@ -245,7 +245,7 @@ impl Metrics {
         let stream_lag_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 17));
         registry.register(
             "sportsbook_stream_lag_seconds",
-            "Time from a batch being durable to its update being written to a subscriber's socket",
+            "Time from a batch being durable to its update being written to a subscriber's socket (one observation per socket write, of its oldest update)",
             stream_lag_seconds.clone(),
         );
         // Series that exist before their first event, so that rates over them start at zero.
@@ -344,10 +344,12 @@ impl Metrics {
     }
 
     /// Messages written to one socket, with the lag of those that carry book updates.
-    pub(crate) fn record_stream_sent(&self, messages: u64, lags_seconds: &[f64]) {
+    /// One socket write of `messages`; `oldest_lag_seconds`: how long after its commit the
+    /// oldest update in the write was written.
+    pub(crate) fn record_stream_sent(&self, messages: u64, oldest_lag_seconds: Option<f64>) {
         self.0.stream_messages.inc_by(messages);
-        for lag in lags_seconds {
-            self.0.stream_lag_seconds.observe(*lag);
+        if let Some(lag) = oldest_lag_seconds {
+            self.0.stream_lag_seconds.observe(lag);
         }
     }
 

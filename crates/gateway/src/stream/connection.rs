@@ -334,26 +334,27 @@ async fn write(
         tokio::time::interval_at(tokio::time::Instant::now() + config.heartbeat_interval, config.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut frames: Vec<Frame> = Vec::new();
-    let mut lags: Vec<f64> = Vec::new();
     loop {
         tokio::select! {
             _ = outbox.changed() => {
                 let closed = outbox.drain(&mut frames);
                 if !frames.is_empty() {
-                    // Feed every frame, then flush once: one write for a burst of updates.
-                    for frame in &frames {
-                        let sent = tokio::time::timeout(config.write_timeout, sink.feed(Message::Text(frame.text.clone()))).await;
-                        if !matches!(sent, Ok(Ok(()))) {
-                            return;
+                    // Feed every frame, then flush once: one write for a burst of updates, and
+                    // one timer for the whole write rather than one per frame.
+                    let written = tokio::time::timeout(config.write_timeout, async {
+                        for frame in &frames {
+                            sink.feed(Message::Text(frame.text.clone())).await?;
                         }
-                    }
-                    if !matches!(tokio::time::timeout(config.write_timeout, sink.flush()).await, Ok(Ok(()))) {
+                        sink.flush().await
+                    })
+                    .await;
+                    if !matches!(written, Ok(Ok(()))) {
                         return;
                     }
-                    let now = Instant::now();
-                    lags.clear();
-                    lags.extend(frames.iter().filter_map(|frame| frame.committed_at).map(|at| now.duration_since(at).as_secs_f64()));
-                    metrics.record_stream_sent(frames.len() as u64, &lags);
+                    // One lag observation per write: its oldest frame's, the one that waited
+                    // longest. Observing every frame took a lock shared by every connection.
+                    let oldest = frames.iter().filter_map(|frame| frame.committed_at).min();
+                    metrics.record_stream_sent(frames.len() as u64, oldest.map(|at| at.elapsed().as_secs_f64()));
                     frames.clear();
                 }
                 if let Some(reason) = closed {

@@ -84,15 +84,16 @@ pub(crate) struct Dispatcher {
     engine: EngineHandle,
     items: mpsc::Sender<Item>,
     connections: HashMap<ConnectionId, Connection>,
-    by_key: HashMap<Key, HashSet<ConnectionId>>,
+    /// Live subscriptions only, with the outbox they deliver to: an update goes to every
+    /// outbox under its keys without looking the connection up. Pending subscriptions are not
+    /// here (their deltas are in the snapshot to come).
+    by_key: HashMap<Key, HashMap<ConnectionId, Arc<Outbox>>>,
     ring: VecDeque<Retained>,
     /// Every update after this sequence is in the ring or still to come: a resume from at
     /// least here can be served by replay.
     complete_after: u64,
     /// The highest sequence dispatched.
     last_seq: u64,
-    /// Scratch: the connections an update goes to.
-    targets: Vec<ConnectionId>,
 }
 
 impl Dispatcher {
@@ -115,7 +116,6 @@ impl Dispatcher {
             ring: VecDeque::new(),
             complete_after: start,
             last_seq: start,
-            targets: Vec::new(),
         }
     }
 
@@ -156,9 +156,11 @@ impl Dispatcher {
                 let Some(state) = self.connections.get_mut(&connection) else { return };
                 let mut removed = 0;
                 for key in keys {
-                    if state.live.remove(&key) | state.pending.remove(&key) {
+                    if state.live.remove(&key) {
                         removed += 1;
                         unindex(&mut self.by_key, key, connection);
+                    } else if state.pending.remove(&key) {
+                        removed += 1;
                     }
                 }
                 self.metrics.record_stream_subscriptions(-(removed as i64));
@@ -173,11 +175,10 @@ impl Dispatcher {
             }
             Control::Close { connection } => {
                 if let Some(state) = self.connections.remove(&connection) {
-                    let keys: Vec<Key> = state.live.iter().chain(state.pending.iter()).copied().collect();
-                    for key in &keys {
+                    for key in &state.live {
                         unindex(&mut self.by_key, *key, connection);
                     }
-                    self.metrics.record_stream_subscriptions(-(keys.len() as i64));
+                    self.metrics.record_stream_subscriptions(-(state.subscriptions() as i64));
                 }
             }
             Control::CloseAll => {
@@ -206,9 +207,6 @@ impl Dispatcher {
             state.error("too_many_subscriptions", &message);
             return;
         }
-        for key in &new {
-            self.by_key.entry(*key).or_default().insert(connection);
-        }
         self.metrics.record_stream_subscriptions(new.len() as i64);
         // A resume that the ring still covers is served by replaying what was missed.
         let resume_from = state.resume_from.take();
@@ -217,6 +215,9 @@ impl Dispatcher {
                 if retained.keys.iter().flatten().any(|key| new.contains(key)) {
                     deliver(&state.outbox, retained.frame.clone(), &self.metrics);
                 }
+            }
+            for key in &new {
+                self.by_key.entry(*key).or_default().insert(connection, Arc::clone(&state.outbox));
             }
             state.live.extend(new);
             return;
@@ -243,9 +244,9 @@ impl Dispatcher {
             // client may subscribe again.
             if let Some(state) = self.connections.get_mut(&connection) {
                 state.error("overloaded", "the book is busy; subscribe again shortly");
+                // Pending subscriptions are not in the index yet.
                 for key in &keys {
                     state.pending.remove(key);
-                    unindex(&mut self.by_key, *key, connection);
                 }
                 self.metrics.record_stream_subscriptions(-(keys.len() as i64));
             }
@@ -267,22 +268,17 @@ impl Dispatcher {
         let seq = update.seq;
         self.last_seq = self.last_seq.max(seq);
         let (keys, frame) = render(&update, committed_at);
-        self.targets.clear();
-        for key in keys.iter().flatten() {
-            if let Some(connections) = self.by_key.get(key) {
-                self.targets.extend(connections.iter().copied());
-            }
+        // The index holds live subscriptions only: a pending one gets this in its snapshot.
+        let first = keys[0].and_then(|key| self.by_key.get(&key));
+        for outbox in first.into_iter().flat_map(HashMap::values) {
+            deliver(outbox, frame.clone(), &self.metrics);
         }
-        if keys[1].is_some() {
+        if let Some(second) = keys[1].and_then(|key| self.by_key.get(&key)) {
             // Subscribed to both the market and its event: one copy.
-            self.targets.sort_unstable();
-            self.targets.dedup();
-        }
-        for connection in &self.targets {
-            let Some(state) = self.connections.get(connection) else { continue };
-            // Only through live subscriptions: a pending one gets this in its snapshot.
-            if keys.iter().flatten().any(|key| state.live.contains(key)) {
-                deliver(&state.outbox, frame.clone(), &self.metrics);
+            for (connection, outbox) in second {
+                if !first.is_some_and(|first| first.contains_key(connection)) {
+                    deliver(outbox, frame.clone(), &self.metrics);
+                }
             }
         }
         self.ring.push_back(Retained { seq, keys, frame });
@@ -316,7 +312,6 @@ impl Dispatcher {
         for key in keys {
             if ready.missing.contains(&key) {
                 missing += 1;
-                unindex(&mut self.by_key, key, ready.connection);
                 let message = match key {
                     Key::Market(market) => format!("market {market} not found"),
                     Key::Event(event) => format!("event {event} not found"),
@@ -325,6 +320,7 @@ impl Dispatcher {
                 state.error("not_found", &message);
             } else {
                 state.live.insert(key);
+                self.by_key.entry(key).or_default().insert(ready.connection, Arc::clone(&state.outbox));
             }
         }
         self.metrics.record_stream_subscriptions(-missing);
@@ -342,6 +338,9 @@ impl Dispatcher {
         let connections: Vec<ConnectionId> = self.connections.keys().copied().collect();
         for connection in connections {
             let Some(state) = self.connections.get_mut(&connection) else { continue };
+            for key in &state.live {
+                unindex(&mut self.by_key, *key, connection);
+            }
             let keys: Vec<Key> = state.live.drain().chain(state.pending.drain()).collect();
             if keys.is_empty() {
                 continue;
@@ -353,7 +352,7 @@ impl Dispatcher {
     }
 }
 
-fn unindex(by_key: &mut HashMap<Key, HashSet<ConnectionId>>, key: Key, connection: ConnectionId) {
+fn unindex(by_key: &mut HashMap<Key, HashMap<ConnectionId, Arc<Outbox>>>, key: Key, connection: ConnectionId) {
     if let Some(connections) = by_key.get_mut(&key) {
         connections.remove(&connection);
         if connections.is_empty() {
