@@ -101,8 +101,30 @@ pub struct EngineStats {
     pub stopped: AtomicBool,
 }
 
+/// What a command's submitter gets back.
+enum Responder {
+    /// The reply, once durable.
+    Reply(oneshot::Sender<Outcome>),
+    /// The reply and the book right after the batch, on the sequencer thread (a view built
+    /// from both saves the caller a second trip through the inbox).
+    Then(ThenFn),
+}
+
+impl Responder {
+    fn fail(self, book: &Book, error: EngineError) {
+        match self {
+            Responder::Reply(sender) => {
+                let _ = sender.send(Err(error));
+            }
+            Responder::Then(then) => then(book, Err(error)),
+        }
+    }
+}
+
+type ThenFn = Box<dyn FnOnce(&Book, Outcome) + Send>;
+
 enum Request {
-    Command { command: Command, reply: Option<oneshot::Sender<Outcome>> },
+    Command { command: Command, reply: Option<Responder> },
     Read(ReadFn),
     Inspect(InspectFn),
     Snapshot(oneshot::Sender<Result<Position, EngineError>>),
@@ -164,7 +186,36 @@ impl EngineHandle {
     pub fn try_submit(&self, command: Command) -> Result<oneshot::Receiver<Outcome>, EngineError> {
         let (reply, receiver) = oneshot::channel();
         self.stats.inbox_depth.fetch_add(1, Ordering::Relaxed);
-        match self.inbox.try_send(Request::Command { command, reply: Some(reply) }) {
+        match self.inbox.try_send(Request::Command { command, reply: Some(Responder::Reply(reply)) }) {
+            Ok(()) => Ok(receiver),
+            Err(error) => {
+                self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
+                Err(match error {
+                    TrySendError::Full(_) => EngineError::Overloaded,
+                    TrySendError::Disconnected(_) => EngineError::ShutDown,
+                })
+            }
+        }
+    }
+
+    /// `try_submit`, and once the reply is durable, `then(book, reply)` on the sequencer thread
+    /// against the book as that batch left it; its result comes back with the reply. One trip
+    /// through the inbox instead of a command and then a read. `then` must be quick: the
+    /// sequencer waits for it.
+    pub fn try_submit_then<R: Send + 'static>(
+        &self,
+        command: Command,
+        then: impl FnOnce(&Book, &Reply) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<(Reply, R), EngineError>>, EngineError> {
+        let (sender, receiver) = oneshot::channel();
+        let then: ThenFn = Box::new(move |book, outcome| {
+            let _ = sender.send(outcome.map(|reply| {
+                let view = then(book, &reply);
+                (reply, view)
+            }));
+        });
+        self.stats.inbox_depth.fetch_add(1, Ordering::Relaxed);
+        match self.inbox.try_send(Request::Command { command, reply: Some(Responder::Then(then)) }) {
             Ok(()) => Ok(receiver),
             Err(error) => {
                 self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
@@ -180,7 +231,7 @@ impl EngineHandle {
     pub fn submit_waiting(&self, command: Command) -> Result<oneshot::Receiver<Outcome>, EngineError> {
         let (reply, receiver) = oneshot::channel();
         self.stats.inbox_depth.fetch_add(1, Ordering::Relaxed);
-        self.inbox.send(Request::Command { command, reply: Some(reply) }).map_err(|_| {
+        self.inbox.send(Request::Command { command, reply: Some(Responder::Reply(reply)) }).map_err(|_| {
             self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
             EngineError::ShutDown
         })?;
@@ -321,7 +372,7 @@ struct Sequencer {
 #[derive(Default)]
 struct Pending {
     commands: Vec<Command>,
-    replies: Vec<Option<oneshot::Sender<Outcome>>>,
+    replies: Vec<Option<Responder>>,
     reads: Vec<ReadFn>,
     inspections: Vec<InspectFn>,
     snapshots: Vec<oneshot::Sender<Result<Position, EngineError>>>,
@@ -425,7 +476,7 @@ impl Sequencer {
         }
         if let Some(reason) = &self.stopped {
             for reply in pending.replies.drain(..).flatten() {
-                let _ = reply.send(Err(EngineError::Stopped(reason.clone())));
+                reply.fail(&self.book, EngineError::Stopped(reason.clone()));
             }
             return;
         }
@@ -455,7 +506,7 @@ impl Sequencer {
                 let reason = error.to_string();
                 self.stats.stopped.store(true, Ordering::SeqCst);
                 for reply in pending.replies.drain(..).flatten() {
-                    let _ = reply.send(Err(EngineError::Stopped(reason.clone())));
+                    reply.fail(&self.book, EngineError::Stopped(reason.clone()));
                 }
                 self.stopped = Some(reason);
                 return;
@@ -470,9 +521,13 @@ impl Sequencer {
         self.stats.last_batch_commands.store(count, Ordering::Relaxed);
         self.stats.journal_sync_nanos_total.fetch_add(sync_nanos, Ordering::Relaxed);
         self.stats.journal_sync_nanos_max.fetch_max(sync_nanos, Ordering::Relaxed);
-        for (reply, sender) in replies.into_iter().zip(pending.replies.drain(..)) {
-            if let Some(sender) = sender {
-                let _ = sender.send(Ok(reply));
+        for (reply, responder) in replies.into_iter().zip(pending.replies.drain(..)) {
+            match responder {
+                Some(Responder::Reply(sender)) => {
+                    let _ = sender.send(Ok(reply));
+                }
+                Some(Responder::Then(then)) => then(&self.book, Ok(reply)),
+                None => {}
             }
         }
         if !self.on_commit.is_empty() {

@@ -186,3 +186,38 @@ fn every_commit_hook_sees_each_durable_batch_with_the_book_after_it() {
     assert_eq!(*seen.lock().unwrap(), expected);
     assert!(expected.iter().any(|(_, _, markets)| *markets > 0), "the setup creates markets");
 }
+
+/// `try_submit_then` gives the durable reply and a view of the book as that batch left it, in
+/// one trip; after a failed sync it gives the error and never shows the book.
+#[test]
+fn submit_then_reads_the_book_after_the_durable_batch_and_never_after_a_failed_one() {
+    let memory = MemoryJournal::new();
+    let faulty = FaultyJournal::new(memory.clone(), FaultPlan::fail_sync_at(2));
+    let engine = start(Box::new(faulty), ManualClock::new(START));
+    let Ok(Ack::AccountOpened(account)) =
+        engine.submit(Command::OpenAccount { currency: domain::Currency::EUR }).unwrap()
+    else {
+        panic!("open")
+    };
+    let deposit = |minor| Command::Deposit {
+        account,
+        amount: domain::Money::from_minor(minor),
+        payment_ref: "p".to_string(),
+        idempotency: None,
+    };
+    let receiver = engine
+        .try_submit_then(deposit(500), move |book, reply| {
+            assert!(reply.is_ok(), "the view is built from the reply it comes with");
+            book.wallet(account).map(|wallet| wallet.balance.minor())
+        })
+        .expect("submitted");
+    let (reply, balance) = receiver.recv().expect("answered").expect("durable");
+    assert!(matches!(reply, Ok(Ack::Transfer(_))), "{reply:?}");
+    assert_eq!(balance, Some(500));
+    // The third batch fails to sync: an error, and the closure never sees that book.
+    let receiver = engine
+        .try_submit_then(deposit(700), |_, _| -> u64 { panic!("a book that is not durable was shown") })
+        .expect("submitted");
+    assert!(matches!(receiver.recv().expect("answered"), Err(EngineError::Stopped(_))));
+    engine.shutdown();
+}
