@@ -13,8 +13,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use recovery::{chain_next, recover, ChainHead, Recovered, RecoveryReport, CHAIN_HEAD_GENESIS};
 pub use sequencer::{
-    CommitHook, Committed, EngineHandle, EngineOptions, EngineStats, JournalPage, Outcome, AUDIT_PAGE_BYTES_MAX,
-    AUDIT_PAGE_RECORDS_MAX, BATCH_COMMANDS_MAX_DEFAULT, INBOX_MAX_DEFAULT,
+    CommitHook, Committed, EngineHandle, EngineOptions, EngineStats, JournalPage, Outcome, OutcomeWith,
+    AUDIT_PAGE_BYTES_MAX, AUDIT_PAGE_RECORDS_MAX, BATCH_COMMANDS_MAX_DEFAULT, INBOX_MAX_DEFAULT,
 };
 
 use std::path::Path;

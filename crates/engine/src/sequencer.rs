@@ -44,6 +44,9 @@ pub type JournalPage = Vec<(Position, Vec<u8>)>;
 /// What a caller gets back: the book's reply once it is durable, or why there is none.
 pub type Outcome = Result<Reply, EngineError>;
 
+/// `Outcome` with a view of the book taken right after the reply's batch.
+pub type OutcomeWith<R> = Result<(Reply, R), EngineError>;
+
 /// A batch that is durable, with the events its commands produced.
 #[derive(Debug)]
 pub struct Committed<'a> {
@@ -206,7 +209,7 @@ impl EngineHandle {
         &self,
         command: Command,
         then: impl FnOnce(&Book, &Reply) -> R + Send + 'static,
-    ) -> Result<oneshot::Receiver<Result<(Reply, R), EngineError>>, EngineError> {
+    ) -> Result<oneshot::Receiver<OutcomeWith<R>>, EngineError> {
         let (sender, receiver) = oneshot::channel();
         let then: ThenFn = Box::new(move |book, outcome| {
             let _ = sender.send(outcome.map(|reply| {
