@@ -219,13 +219,24 @@ impl AppState {
     /// Submits a command and waits for its durable reply. A full book is 503 at once, never a
     /// growing queue.
     pub async fn submit(&self, command: Command) -> Result<Reply, ApiError> {
+        self.submit_then(command, |_, _| ()).await.map(|(reply, ())| reply)
+    }
+
+    /// `submit`, with `then(book, reply)` run on the sequencer thread right after the reply's
+    /// batch is durable: one trip to the book for a command and what its answer shows. Keep
+    /// `then` to copying what is needed; format it here, off the sequencer thread.
+    pub async fn submit_then<R: Send + 'static>(
+        &self,
+        command: Command,
+        then: impl FnOnce(&Book, &Reply) -> R + Send + 'static,
+    ) -> Result<(Reply, R), ApiError> {
         if !self.0.admission.admit() {
             self.metrics().record_shed(ShedReason::QueueDelay);
             return Err(ApiError::overloaded());
         }
         let _permit = self.0.in_flight.try_acquire().map_err(|_| ApiError::overloaded())?;
         let started = std::time::Instant::now();
-        let receiver = self.engine().try_submit(command)?;
+        let receiver = self.engine().try_submit_then(command, then)?;
         let answer = tokio::time::timeout(self.config().book_reply_timeout, receiver).await;
         self.0.admission.record(started.elapsed());
         match answer {

@@ -713,14 +713,21 @@ async fn place_bet_inner(
     let request: PlaceBetRequest = parse_body(body)?;
     let mut place = parse_place_bet(request, account, currency)?;
     place.idempotency = idempotency(headers, body_bytes(body))?;
-    let ack = accepted(state.submit(Command::PlaceBet(place)).await?, currency)?;
-    let Ack::BetPlaced { bet, status } = ack else {
+    // One trip to the book: the bet is copied on the sequencer thread right after its batch is
+    // durable, and rendered here.
+    let (reply, placed) = state
+        .submit_then(Command::PlaceBet(place), |book, reply| match reply {
+            Ok(Ack::BetPlaced { bet, .. }) => book.bet(*bet).cloned(),
+            _ => None,
+        })
+        .await?;
+    let ack = accepted(reply, currency)?;
+    let Ack::BetPlaced { status, .. } = ack else {
         return Err(ApiError::internal("placement answered with another ack"));
     };
     // Rendered as placed, so a retry with the same key gets the same body.
-    let view = state
-        .read(move |book| book.bet(bet).map(|found| BetView::of(found, currency, true)))
-        .await?
+    let view = placed
+        .map(|found| BetView::of(&found, currency, true))
         .ok_or_else(|| ApiError::internal("an acknowledged bet is missing"))?;
     let code = if status == BetStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::CREATED };
     Ok((code, view))
