@@ -293,11 +293,6 @@ pub const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
         "the largest stake a StakeTooHigh rejection offers does not fit when the potential payout \
          is clamped at the money maximum (it is the refused stake itself, or near it)",
     ),
-    (
-        "api-key-case",
-        "a new API key whose hash differs from a stored one only in letter case is not refused \
-         as a duplicate",
-    ),
 ];
 
 /// Which of `KNOWN_DEVIATIONS` the model holds the book to.
@@ -306,11 +301,10 @@ pub struct Strict {
     pub end_of_delay: bool,
     pub amounts: bool,
     pub stake_hint: bool,
-    pub api_key_case: bool,
 }
 
 impl Strict {
-    pub const ALL: Strict = Strict { end_of_delay: true, amounts: true, stake_hint: true, api_key_case: true };
+    pub const ALL: Strict = Strict { end_of_delay: true, amounts: true, stake_hint: true };
 
     /// `all`, or names of `KNOWN_DEVIATIONS` separated by commas.
     pub fn parse(list: &str) -> Result<Strict, String> {
@@ -321,12 +315,7 @@ impl Strict {
                 "end-of-delay" => strict.end_of_delay = true,
                 "amounts" => strict.amounts = true,
                 "stake-hint" => strict.stake_hint = true,
-                "api-key-case" => strict.api_key_case = true,
-                _ => {
-                    return Err(format!(
-                        "unknown deviation {name:?}: all, end-of-delay, amounts, stake-hint, api-key-case"
-                    ))
-                }
+                _ => return Err(format!("unknown deviation {name:?}: all, end-of-delay, amounts, stake-hint")),
             }
         }
         Ok(strict)
@@ -888,13 +877,8 @@ impl Auditor {
             return Err(invalid("an API key needs a SHA-256 hash and known scopes"));
         }
         let hash = key_hash.to_ascii_lowercase();
-        // Hashes are stored in lower case, so a duplicate is one whatever its case. The book
-        // compares them as given (the last of `KNOWN_DEVIATIONS`).
-        let duplicate = if self.strict.api_key_case {
-            self.api_keys.iter().any(|(stored, _)| *stored == hash)
-        } else {
-            self.api_keys.iter().any(|(stored, _)| stored == key_hash)
-        };
+        // Hashes are stored in lower case, so a duplicate is one whatever its case.
+        let duplicate = self.api_keys.iter().any(|(stored, _)| *stored == hash);
         if self.api_keys.len() >= API_KEYS_MAX || duplicate {
             return Err(invalid("API key refused"));
         }

@@ -1323,3 +1323,28 @@ revoke key_1
         "#]],
     );
 }
+
+#[test]
+fn api_key_hashes_are_unique_in_any_letter_case() {
+    // Hashes are stored in lower case; the same hash in upper case is the same key.
+    check(
+        r#"
+apikey desk 00000000000000000000000000000000000000000000000000000000000000ab 1
+apikey shout 00000000000000000000000000000000000000000000000000000000000000AB 3
+apikey mixed 00000000000000000000000000000000000000000000000000000000000000Ab 3
+apikey other 00000000000000000000000000000000000000000000000000000000000000AC 3
+"#,
+        expect![[r#"
+            > apikey desk 00000000000000000000000000000000000000000000000000000000000000ab 1
+              ok key_1
+              - api keys changed
+            > apikey shout 00000000000000000000000000000000000000000000000000000000000000AB 3
+              rejected invalid_request(API key refused)
+            > apikey mixed 00000000000000000000000000000000000000000000000000000000000000Ab 3
+              rejected invalid_request(API key refused)
+            > apikey other 00000000000000000000000000000000000000000000000000000000000000AC 3
+              ok key_2
+              - api keys changed
+        "#]],
+    );
+}
