@@ -20,10 +20,8 @@
 //! The order of checks is part of the rules here: when two things are wrong with a command the
 //! book answers with the first, and so must the model.
 //!
-//! Checked only in their invariant form: the largest stake a `StakeTooHigh` rejection offers
-//! (the model repeats the book's scaling, and strict runs check that the offered stake fits,
-//! rather than searching for the true largest stake), and that every amount stays within the
-//! money range (strict runs, see `Strict`). The simulator adds the invariants no model is needed for: money
+//! Checked only in its invariant form: that every amount stays within the money range (strict
+//! runs, see `Strict`). The simulator adds the invariants no model is needed for: money
 //! conserved in the book's ledger, no negative balance, a bet settled at most once between
 //! reversals, exposure equal to the open liabilities, and the book's own `check_invariants`.
 
@@ -266,56 +264,36 @@ pub struct Auditor {
     /// What the command being applied did, for the simulator to compare.
     pub bet_changes: Vec<BetChange>,
     pub transfers_made: Vec<ExpectedTransfer>,
-    /// Rules the model checks only in their invariant form, broken by a reply it had to follow.
-    pub violations: Vec<String>,
 }
 
 /// Where the book is known to break the rules the model states, reported with reproductions.
 /// With a deviation off in `Strict` the model follows the book there (and the simulator stays
-/// away from amounts near the money maximum, where the first four live); with it on, runs fail
-/// until the book is fixed.
-pub const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
-    (
-        "end-of-delay",
-        "an in-play bet whose price rises during its delay is accepted with a potential payout \
-         clamped at the money maximum, which placement refuses; it is then paid the clamped \
-         amount (a multiple) or more than the money maximum (a system bet)",
-    ),
-    (
-        "amounts",
-        "unsettling a market re-adds the liability of the bets it reopens without a bound, and \
-         nothing bounds a balance: a selection's liability or a player's balance passes the money \
-         maximum (a panic in debug builds; in release the next snapshot cannot be decoded, so \
-         recovery from it fails)",
-    ),
-    (
-        "stake-hint",
-        "the largest stake a StakeTooHigh rejection offers does not fit when the potential payout \
-         is clamped at the money maximum (it is the refused stake itself, or near it)",
-    ),
-];
+/// away from amounts near the money maximum, where it lives); with it on, runs fail until the
+/// book is fixed.
+pub const KNOWN_DEVIATIONS: &[(&str, &str)] = &[(
+    "amounts",
+    "unsettling a market re-adds the liability of the bets it reopens without a bound, and \
+     nothing bounds a balance: a selection's liability or a player's balance passes the money \
+     maximum (a panic in debug builds; in release the next snapshot cannot be decoded, so \
+     recovery from it fails)",
+)];
 
 /// Which of `KNOWN_DEVIATIONS` the model holds the book to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Strict {
-    pub end_of_delay: bool,
     pub amounts: bool,
-    pub stake_hint: bool,
 }
 
 impl Strict {
-    pub const ALL: Strict = Strict { end_of_delay: true, amounts: true, stake_hint: true };
+    pub const ALL: Strict = Strict { amounts: true };
 
     /// `all`, or names of `KNOWN_DEVIATIONS` separated by commas.
     pub fn parse(list: &str) -> Result<Strict, String> {
         let mut strict = Strict::default();
         for name in list.split(',').map(str::trim) {
             match name {
-                "all" => strict = Strict::ALL,
-                "end-of-delay" => strict.end_of_delay = true,
-                "amounts" => strict.amounts = true,
-                "stake-hint" => strict.stake_hint = true,
-                _ => return Err(format!("unknown deviation {name:?}: all, end-of-delay, amounts, stake-hint")),
+                "all" | "amounts" => strict.amounts = true,
+                _ => return Err(format!("unknown deviation {name:?}: all, amounts")),
             }
         }
         Ok(strict)
@@ -323,7 +301,7 @@ impl Strict {
 
     /// Whether runs should try amounts up to the money maximum.
     pub fn whales(self) -> bool {
-        self.end_of_delay || self.amounts || self.stake_hint
+        self.amounts
     }
 }
 
@@ -479,7 +457,6 @@ impl Auditor {
             keys: BTreeMap::new(),
             bet_changes: Vec::new(),
             transfers_made: Vec::new(),
-            violations: Vec::new(),
         }
     }
 
@@ -1257,27 +1234,27 @@ impl Auditor {
         let line_count = bet_lines(place.kind, legs.len(), place.each_way).len() as u32;
         let total_stake = i128::from(stake) * i128::from(line_count);
         if total_stake > i128::from(MONEY_MINOR_MAX) {
-            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(max_stake) });
+            // The offer keeps the total across the lines within the money range too.
+            let offered = max_stake.min(MONEY_MINOR_MAX / i64::from(line_count));
+            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(offered) });
         }
         let total_stake = total_stake as i64;
         let pricing = price(place.kind, &legs, place.each_way, stake);
         let max_payout = self.max_payout(&legs);
-        if pricing.potential > max_payout || pricing.potential >= MONEY_MINOR_MAX {
-            // The book offers the stake scaled down by how far the payout is over the cap. The
-            // rule is that the offered stake fits; the model checks that rather than deriving
-            // the largest stake that fits (a search), in strict runs only (the fourth of
-            // `KNOWN_DEVIATIONS`).
-            let allowed = (i128::from(stake) * i128::from(max_payout) / i128::from(pricing.potential)) as i64;
-            if self.strict.stake_hint && allowed > 0 {
-                let offered = price(place.kind, &legs, place.each_way, allowed).potential;
-                if offered > max_payout || offered >= MONEY_MINOR_MAX {
-                    self.violations.push(format!(
-                        "a stake of {stake} is refused offering {allowed} as the largest that fits, whose \
-                         potential payout {offered} does not fit either (cap {max_payout})"
-                    ));
+        let fits = |potential: i64| potential <= max_payout && potential < MONEY_MINOR_MAX;
+        if !fits(pricing.potential) {
+            // The offer is the largest stake per line that would pass this check: found here by
+            // halving the range below the refused stake, since payouts never fall as stakes grow.
+            let (mut low, mut high) = (0i64, stake);
+            while high - low > 1 {
+                let middle = low + (high - low) / 2;
+                if fits(price(place.kind, &legs, place.each_way, middle).potential) {
+                    low = middle;
+                } else {
+                    high = middle;
                 }
             }
-            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(allowed) });
+            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(low) });
         }
         for kind in [LimitKind::Stake, LimitKind::Loss] {
             if let Some(period) = self.limit_broken(account, kind, total_stake) {
@@ -1362,10 +1339,9 @@ impl Auditor {
         }
         self.close_liability(bet);
         let pricing = price(kind, &rebound, each_way, stake);
-        // The same payout cap as placement, which also refuses a potential payout clamped at
-        // the money maximum. The book does not (the first of `KNOWN_DEVIATIONS`).
-        let over_cap = pricing.potential > self.max_payout(&rebound)
-            || (self.strict.end_of_delay && pricing.potential >= MONEY_MINOR_MAX);
+        // The same payout bounds as placement, which refuses a potential payout at the money
+        // maximum (it may be a saturated one) as well as one over the market's cap.
+        let over_cap = pricing.potential > self.max_payout(&rebound) || pricing.potential >= MONEY_MINOR_MAX;
         let verdict = if over_cap {
             Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(stake) })
         } else {

@@ -27,7 +27,7 @@ struct Arguments {
     #[arg(long)]
     no_faults: bool,
     /// Hold the book to the intended rules it is known to break: `all`, or a comma-separated
-    /// list of end-of-delay, amounts, stake-hint (see
+    /// list of amounts (see
     /// `sim::auditor::KNOWN_DEVIATIONS`). Fails until the book is fixed.
     #[arg(long)]
     strict: Option<String>,

@@ -1348,3 +1348,94 @@ apikey other 00000000000000000000000000000000000000000000000000000000000000AC 3
         "#]],
     );
 }
+
+/// Three events whose markets may pay up to the money maximum (10 trillion), for bets whose
+/// potential payout reaches it.
+const WHALE_SETUP: &str = r#"
+open EUR
+deposit acc_1 100.00
+event "A" football starts=+30d
+market evt_1 "Winner" A=10000 B=1.01
+event "B" football starts=+30d
+market evt_2 "Winner" C=10000 D=1.01
+event "C" football starts=+30d
+market evt_3 "Winner" E=5000 F=1.01
+risk mkt_1 max_payout=10000000000000.00
+risk mkt_2 max_payout=10000000000000.00
+risk mkt_3 max_payout=10000000000000.00
+"#;
+
+#[test]
+fn a_price_rise_during_the_delay_cannot_take_a_payout_to_the_money_maximum() {
+    // 10.00 × 10000 × 10000 × 5000 is half the money maximum when placed. The third leg's
+    // price doubles during the delay: at the end of it the payout would be exactly the
+    // maximum, which placement refuses too, so the bet is rejected and its stake released.
+    let transcript = crate::script::run(&format!(
+        r#"{WHALE_SETUP}
+----
+inplay evt_3 delay=5
+bet acc_1 multiple 10.00 sel_1@10000 sel_3@10000 sel_5@5000 policy=better
+price mkt_3 sel_5=10000
+time +5s
+tick
+show bet_1
+wallet acc_1
+"#
+    ));
+    let (_, after) = transcript.split_once("> ----\n").expect("the setup is separate");
+    expect![[r#"
+        > inplay evt_3 delay=5
+          ok done
+          - evt_3 InPlay
+        > bet acc_1 multiple 10.00 sel_1@10000 sel_3@10000 sel_5@5000 policy=better
+          ok bet_1 pending
+          - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+          - bet_1 placed pending
+        > price mkt_3 sel_5=10000
+          ok done
+          - sel_5 price 10000.00 v2
+        > time +5s
+        > tick
+          ok done
+          - trf_3 voids trf_2 Stake cash:acc_1 -> house:EUR 10.00
+          - bet_1 rejected payout 0.00
+        > show bet_1
+          bet_1 rejected stake 10.00 total 10.00 potential 5000000000000.00 legs sel_1@10000.00(requested) sel_3@10000.00(requested) sel_5@5000.00(requested)
+        > wallet acc_1
+          balance 100.00 available 100.00 pending_stakes 0.00 debt 0.00
+    "#]].assert_eq(after);
+}
+
+#[test]
+fn a_stake_hint_fits_when_the_payout_saturates() {
+    // 20.00 at 10000 × 10000 × 10000 would pay twice the money maximum: the payout saturates
+    // at the maximum and is refused. The offered stake is the largest whose payout is below
+    // the maximum, and it is accepted. A trixie's lines sum past the maximum the same way.
+    let transcript = crate::script::run(&format!(
+        r#"{WHALE_SETUP}
+----
+bet acc_1 multiple 20.00 sel_1@10000 sel_3@10000 sel_5@5000
+price mkt_3 sel_5=10000
+bet acc_1 multiple 20.00 sel_1@10000 sel_3@10000 sel_5@10000
+bet acc_1 trixie 10.00 sel_1@10000 sel_3@10000 sel_5@10000
+bet acc_1 multiple 9.99 sel_1@10000 sel_3@10000 sel_5@10000
+"#
+    ));
+    let (_, after) = transcript.split_once("> ----\n").expect("the setup is separate");
+    expect![[r#"
+        > bet acc_1 multiple 20.00 sel_1@10000 sel_3@10000 sel_5@5000
+          rejected stake_too_high(max 1999)
+        > price mkt_3 sel_5=10000
+          ok done
+          - sel_5 price 10000.00 v2
+        > bet acc_1 multiple 20.00 sel_1@10000 sel_3@10000 sel_5@10000
+          rejected stake_too_high(max 999)
+        > bet acc_1 trixie 10.00 sel_1@10000 sel_3@10000 sel_5@10000
+          rejected stake_too_high(max 999)
+        > bet acc_1 multiple 9.99 sel_1@10000 sel_3@10000 sel_5@10000
+          ok bet_1 accepted
+          - trf_2 pending Stake cash:acc_1 -> house:EUR 9.99
+          - bet_1 placed accepted
+    "#]]
+    .assert_eq(after);
+}
