@@ -46,6 +46,12 @@ impl Book {
             if held != *expected {
                 return Err(format!("{} holds {held} for stakes but its open bets stake {expected}", player.id));
             }
+            // Free cash repays a debt as soon as it appears.
+            let owed = -self.ledger.account(player.debt).posted_balance();
+            let free = self.ledger.account(player.cash).available();
+            if owed > 0 && free > 0 {
+                return Err(format!("{} owes {owed} and keeps {free} of free cash", player.id));
+            }
         }
         // The derived indexes, rebuilt in one pass each and compared.
         let mut bets_by_account: Vec<Vec<crate::ids::BetId>> = vec![Vec::new(); self.players.len()];

@@ -435,6 +435,8 @@ impl Book {
                 self.emit_transfer(void, events);
             }
         }
+        // The released stake is free cash again, and repays a debt first.
+        self.repay_debt(account, events);
         // The stake never counted: take it back out of the usage of the periods it was counted
         // in, where those are still current (a new period starts from zero anyway).
         let placed_at = self.bets[bet.index()].placed_at;

@@ -405,6 +405,7 @@ impl Wire for Rejection {
             "quote_expired" => Rejection::QuoteExpired,
             "underage" => Rejection::Underage,
             "username_taken" => Rejection::UsernameTaken,
+            "amount_too_large" => Rejection::AmountTooLarge,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -728,4 +729,54 @@ pub fn reply_digest(digest: u64, reply: &Reply, scratch: &mut Vec<u8>) -> u64 {
     scratch.clear();
     reply.encode(scratch);
     fnv1a(scratch, digest ^ FNV_OFFSET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Wire + PartialEq + std::fmt::Debug>(value: &T) {
+        let mut bytes = Vec::new();
+        value.encode(&mut bytes);
+        let mut reader = Reader::new(&bytes);
+        assert_eq!(&T::decode(&mut reader).expect("decodes"), value);
+        assert_eq!(reader.remaining(), 0, "{value:?} left bytes behind");
+    }
+
+    #[test]
+    fn every_rejection_round_trips() {
+        let rejections = [
+            Rejection::PriceChanged { selection: SelectionId(7), current_price: Odds::parse("2.5").expect("odds") },
+            Rejection::MarketSuspended,
+            Rejection::MarketClosed,
+            Rejection::SelectionUnavailable,
+            Rejection::InsufficientFunds,
+            Rejection::StakeTooLow { min_stake: Money::from_minor(10) },
+            Rejection::StakeTooHigh { max_stake: Money::from_minor(MONEY_MINOR_MAX) },
+            Rejection::LiabilityLimit,
+            Rejection::LimitReached { limit: LimitKind::Loss, period: Period::Week },
+            Rejection::SelfExcluded,
+            Rejection::TimedOut,
+            Rejection::AccountFrozen,
+            Rejection::InvalidBet { reason: "two legs on the same event" },
+            Rejection::IdempotencyKeyReused,
+            Rejection::UnknownAccount,
+            Rejection::UnknownEvent,
+            Rejection::UnknownMarket,
+            Rejection::UnknownBet,
+            Rejection::UnknownWithdrawal,
+            Rejection::InvalidRequest { reason: "deposit amount out of range" },
+            Rejection::AlreadySettled,
+            Rejection::NotSettled,
+            Rejection::CashoutUnavailable { reason: "bet is not open" },
+            Rejection::QuoteExpired,
+            Rejection::Underage,
+            Rejection::UsernameTaken,
+            Rejection::AmountTooLarge,
+        ];
+        assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
+        for rejection in &rejections {
+            round_trip(rejection);
+        }
+    }
 }

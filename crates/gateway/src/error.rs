@@ -94,6 +94,9 @@ impl ApiError {
             | Rejection::UnknownMarket
             | Rejection::UnknownBet
             | Rejection::UnknownWithdrawal => S::NOT_FOUND,
+            // Well-formed, but more money than the book can hold: retrying the same request
+            // cannot succeed until balances change, like a limit.
+            Rejection::AmountTooLarge => S::UNPROCESSABLE_ENTITY,
             _ => S::UNPROCESSABLE_ENTITY,
         };
         let message = match rejection {
