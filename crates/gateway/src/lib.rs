@@ -16,6 +16,7 @@ mod openapi;
 mod operators;
 mod ops;
 mod players;
+pub mod requests;
 mod time;
 
 use std::net::SocketAddr;
