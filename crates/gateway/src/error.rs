@@ -218,3 +218,14 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amount_too_large_is_unprocessable_with_its_code() {
+        let error = ApiError::from_rejection(&Rejection::AmountTooLarge, Currency::EUR);
+        assert_eq!((error.status, error.code), (StatusCode::UNPROCESSABLE_ENTITY, "amount_too_large"));
+    }
+}

@@ -794,10 +794,15 @@ pub(crate) async fn exposure(
     let after = page.after("mkt_")?;
     let view = state
         .read(move |book| {
-            let total: i64 =
-                book.markets().iter().filter_map(|market| market_liability(book, market)).map(Money::minor).sum();
+            // Summed wide: each market's liability is within the money range, their sum need not be.
+            let total: i128 = book
+                .markets()
+                .iter()
+                .filter_map(|market| market_liability(book, market))
+                .map(|liability| i128::from(liability.minor()))
+                .sum();
             let (items, next_cursor) = exposure_page(book, after, limit);
-            ExposureView { items, next_cursor, total: MARKET_CURRENCY.format(Money::from_minor(total)) }
+            ExposureView { items, next_cursor, total: crate::compliance::format_minor(MARKET_CURRENCY, total) }
         })
         .await?;
     Ok(Json(view))

@@ -965,7 +965,8 @@ pub(crate) async fn get_limits(
                             effective_at: format_rfc3339(pending.effective_at),
                         }
                     }),
-                    used: currency.format(domain::Money::from_minor(used)),
+                    // Usage counts a whole period and may pass the money maximum.
+                    used: crate::compliance::format_minor(currency, i128::from(used)),
                 }
             };
             let periods = |kind| PeriodLimitsView {
