@@ -102,7 +102,7 @@ mod tests {
     fn a_snapshot_referring_to_unknown_ids_is_an_error() {
         let mut bytes = ledger_head(&[TransferId(1 << 60)]);
         bytes.extend_from_slice(&[0; 64]);
-        let error = decode_snapshot(&bytes).err().expect("refused");
+        let error = decode_snapshot(&bytes).expect_err("refused");
         assert!(error.reason.contains("open pending transfer"), "{error:?}");
     }
 
