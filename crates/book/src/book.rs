@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use domain::{Currency, Money, Ratio};
+use domain::{Currency, Money, Ratio, MONEY_MINOR_MAX};
 
 use crate::bet::Bet;
 use crate::catalog::{Event, Market, Selection};
@@ -275,6 +275,9 @@ impl Book {
             return Err(Rejection::LimitReached { limit: LimitKind::Deposit, period });
         }
         let (currency, cash) = (player.currency, player.cash);
+        if self.ledger.account(cash).posted_balance() + amount.minor() > MONEY_MINOR_MAX {
+            return Err(Rejection::AmountTooLarge);
+        }
         let clearing = self.ledger.clearing(currency);
         let request = TransferRequest {
             debit: clearing,
@@ -299,8 +302,12 @@ impl Book {
         if !amount.is_positive() {
             return Err(Rejection::InvalidRequest { reason: "withdrawal amount must be positive" });
         }
-        let (currency, cash) = (player.currency, player.cash);
-        if self.ledger.account(cash).available() < amount.minor() {
+        let (currency, cash, debt) = (player.currency, player.cash, player.debt);
+        // What a player owes the house comes first: only free cash beyond the debt may leave.
+        // (Every credit and every released hold repays the debt at once, so in practice a
+        // player in debt has no free cash at all.)
+        let owed = -self.ledger.account(debt).posted_balance();
+        if self.ledger.account(cash).available() - owed < amount.minor() {
             return Err(Rejection::InsufficientFunds);
         }
         let clearing = self.ledger.clearing(currency);
@@ -340,6 +347,10 @@ impl Book {
         };
         let transfer = result.map_err(|_| Rejection::UnknownWithdrawal)?;
         self.emit_transfer(transfer, events);
+        if !paid {
+            // The released money is free cash again, and repays a debt first.
+            self.repay_debt(account, events);
+        }
         Ok(Ack::Transfer(transfer))
     }
 
@@ -360,7 +371,8 @@ impl Book {
         }
     }
 
-    /// Pays back what a player owes from their free cash, after money came in.
+    /// Pays back what a player owes from their free cash, after money came in or a hold was
+    /// released: a player in debt keeps no free cash.
     pub(crate) fn repay_debt(&mut self, account: AccountId, events: &mut Vec<BookEvent>) {
         let player = &self.players[account.index()];
         let (cash, debt) = (player.cash, player.debt);

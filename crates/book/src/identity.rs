@@ -137,6 +137,9 @@ impl Book {
         if !is_sha256_hex || scopes == 0 || scopes & !scopes::ALL != 0 {
             return Err(Rejection::InvalidRequest { reason: "an API key needs a SHA-256 hash and known scopes" });
         }
+        // Hashes are stored in lower case, so a duplicate is one in any letter case: otherwise
+        // the same key could be issued twice, with two sets of scopes.
+        let key_hash = key_hash.to_ascii_lowercase();
         if self.api_keys.len() >= API_KEYS_MAX || self.api_keys.iter().any(|key| key.key_hash == key_hash) {
             return Err(Rejection::InvalidRequest { reason: "API key refused" });
         }
@@ -144,7 +147,7 @@ impl Book {
         self.api_keys.push(ApiKey {
             id,
             name: name.to_string(),
-            key_hash: key_hash.to_ascii_lowercase(),
+            key_hash,
             scopes,
             revoked: false,
             created_at: self.now,

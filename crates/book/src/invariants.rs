@@ -2,9 +2,88 @@
 //! matches its postings, every open bet holds its stake, and every selection's liability is
 //! exactly the sum of what its open bets add.
 
-use crate::bet::BetStatus;
-use crate::book::Book;
+use crate::bet::{BetKind, BetStatus};
+use crate::book::{Book, BookParts};
+use crate::constants::LEGS_MAX;
 use crate::placement::price;
+
+impl BookParts {
+    /// Checks that the parts refer only to what they contain and that every bet has a shape
+    /// the book can price: ids in storage order, every reference to an account, event,
+    /// market, selection, bet or transfer a known one, legs as many as the bet's kind takes,
+    /// stakes positive. `check_invariants` indexes by these ids and prices every open bet, so
+    /// a decoded snapshot is checked with this first (and its ledger with
+    /// `Ledger::check_parts`): a corrupt one is an error, never a panic.
+    pub fn check_structure(&self) -> Result<(), String> {
+        fn in_order<T>(items: &[T], id: impl Fn(&T) -> u64, what: &str) -> Result<(), String> {
+            match items.iter().enumerate().find(|(index, item)| id(item) != *index as u64 + 1) {
+                Some((index, item)) => Err(format!("{what} {} stored at index {index}", id(item))),
+                None => Ok(()),
+            }
+        }
+        in_order(&self.players, |player| player.id.0, "player")?;
+        in_order(&self.events, |event| event.id.0, "event")?;
+        in_order(&self.markets, |market| market.id.0, "market")?;
+        in_order(&self.selections, |selection| selection.id.0, "selection")?;
+        in_order(&self.bets, |bet| bet.id.0, "bet")?;
+        let known = |id: u64, count: usize| id >= 1 && id <= count as u64;
+        let accounts = self.ledger.accounts().len();
+        let transfers = self.ledger.transfers().len();
+        let (events, markets, selections, bets) =
+            (self.events.len(), self.markets.len(), self.selections.len(), self.bets.len());
+        for player in &self.players {
+            if !known(player.cash.0, accounts) || !known(player.debt.0, accounts) {
+                return Err(format!("{} has unknown ledger accounts", player.id));
+            }
+        }
+        for event in &self.events {
+            if !event.markets.iter().all(|market| known(market.0, markets)) {
+                return Err(format!("{} lists an unknown market", event.id));
+            }
+        }
+        for market in &self.markets {
+            let selections_known = market.selections.iter().all(|selection| known(selection.0, selections))
+                && market.results.iter().all(|result| known(result.selection.0, selections));
+            if !known(market.event.0, events) || !selections_known || !market.bets.iter().all(|bet| known(bet.0, bets))
+            {
+                return Err(format!("{} refers to an unknown event, selection or bet", market.id));
+            }
+        }
+        for selection in &self.selections {
+            if !known(selection.market.0, markets) {
+                return Err(format!("{} is in an unknown market", selection.id));
+            }
+        }
+        for bet in &self.bets {
+            let legs_fit = match bet.kind {
+                BetKind::Single => bet.legs.len() == 1,
+                BetKind::Multiple => (2..=LEGS_MAX).contains(&bet.legs.len()),
+                BetKind::System(system) => bet.legs.len() == system.selections(),
+            };
+            let legs_known = bet.legs.iter().all(|leg| {
+                known(leg.selection.0, selections) && known(leg.market.0, markets) && known(leg.event.0, events)
+            });
+            let transfers_known = bet.hold.is_none_or(|hold| known(hold.0, transfers))
+                && bet.settlement.is_none_or(|settlement| {
+                    known(settlement.stake_posted.0, transfers)
+                        && settlement.payout_transfer.is_none_or(|payout| known(payout.0, transfers))
+                });
+            if !known(bet.account.0, self.players.len()) || !legs_fit || !legs_known || !transfers_known {
+                return Err(format!("{} refers to unknown ids or has legs its kind cannot take", bet.id));
+            }
+            if !bet.stake_per_line.is_positive() || bet.total_stake.minor() < 0 {
+                return Err(format!("{} has a stake that is not positive", bet.id));
+            }
+        }
+        if let Some((_, bet)) = self.delayed.iter().find(|(_, bet)| !known(bet.0, bets)) {
+            return Err(format!("delayed {bet} does not exist"));
+        }
+        if let Some(quote) = self.quotes.iter().find(|quote| !known(quote.bet.0, bets)) {
+            return Err(format!("{} quotes an unknown bet", quote.id));
+        }
+        Ok(())
+    }
+}
 
 impl Book {
     /// Checks every invariant; returns a description of the first violation.
@@ -46,6 +125,12 @@ impl Book {
             let held = self.ledger.account(player.cash).debits_pending_stakes;
             if held != *expected {
                 return Err(format!("{} holds {held} for stakes but its open bets stake {expected}", player.id));
+            }
+            // Free cash repays a debt as soon as it appears.
+            let owed = -self.ledger.account(player.debt).posted_balance();
+            let free = self.ledger.account(player.cash).available();
+            if owed > 0 && free > 0 {
+                return Err(format!("{} owes {owed} and keeps {free} of free cash", player.id));
             }
         }
         // The derived indexes, rebuilt in one pass each and compared.

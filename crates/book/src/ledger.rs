@@ -423,6 +423,45 @@ impl Ledger {
         Ok(())
     }
 
+    /// Checks that a ledger's parts refer only to what they contain: ids in storage order,
+    /// every transfer between known accounts, every open or resolved pending transfer a known
+    /// earlier one. Run on decoded parts before `from_parts`, whose bitset and indexes, and
+    /// `verify`, index by these ids: a corrupt snapshot is then an error, never a panic or a
+    /// huge allocation.
+    pub fn check_parts(
+        accounts: &[LedgerAccount],
+        transfers: &[Transfer],
+        open_pending: &[TransferId],
+        system: &[(Currency, LedgerAccountId, LedgerAccountId)],
+    ) -> Result<(), String> {
+        let account_known = |id: LedgerAccountId| id.0 >= 1 && id.0 <= accounts.len() as u64;
+        for (index, account) in accounts.iter().enumerate() {
+            if account.id.index() != index || account.id.0 == 0 {
+                return Err(format!("ledger account {} stored at index {index}", account.id));
+            }
+        }
+        for (index, transfer) in transfers.iter().enumerate() {
+            if transfer.id.index() != index || transfer.id.0 == 0 {
+                return Err(format!("transfer {} stored at index {index}", transfer.id));
+            }
+            if !account_known(transfer.debit) || !account_known(transfer.credit) {
+                return Err(format!("transfer {} moves money between unknown accounts", transfer.id));
+            }
+            if let TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) = transfer.kind {
+                if pending.0 == 0 || pending.0 >= transfer.id.0 {
+                    return Err(format!("transfer {} resolves {pending}, not an earlier transfer", transfer.id));
+                }
+            }
+        }
+        if let Some(id) = open_pending.iter().find(|id| id.0 == 0 || id.0 > transfers.len() as u64) {
+            return Err(format!("open pending transfer {id} does not exist"));
+        }
+        if system.iter().any(|(_, house, clearing)| !account_known(*house) || !account_known(*clearing)) {
+            return Err("a house or clearing account does not exist".to_string());
+        }
+        Ok(())
+    }
+
     /// Restores a ledger from its parts (used by snapshot decoding); `verify` checks it.
     pub fn from_parts(
         accounts: Vec<LedgerAccount>,

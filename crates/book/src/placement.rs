@@ -62,6 +62,70 @@ pub(crate) fn price(kind: BetKind, legs: &[Leg], each_way: bool, stake_per_line:
     Pricing { potential_payout: Money::from_minor(potential.min(i128::from(MONEY_MINOR_MAX)) as i64), liability }
 }
 
+/// The potential payout of a bet before it saturates at the money maximum: the sum of every
+/// line's exact payout (saturating only at `u128::MAX`). Only a refusal's stake hint needs it.
+fn potential_wide(kind: BetKind, legs: &[Leg], each_way: bool, stake_per_line: Money) -> u128 {
+    let win: Vec<Multiplier> = legs.iter().map(|leg| Multiplier::odds(leg.odds)).collect();
+    let place: Vec<Multiplier> =
+        legs.iter().map(|leg| leg.each_way.map_or(Multiplier::ZERO, |terms| place_odds(leg.odds, terms))).collect();
+    let mut chosen = Vec::with_capacity(legs.len());
+    let mut total = 0u128;
+    for line in lines(kind, legs.len(), each_way) {
+        let multipliers = if line.place { &place } else { &win };
+        chosen.clear();
+        chosen.extend((0..legs.len()).filter(|index| line.legs & (1 << index) != 0).map(|index| multipliers[index]));
+        total = total.saturating_add(domain::payout_floor_wide(stake_per_line, &chosen));
+    }
+    total
+}
+
+/// The stake a `stake_too_high` refusal for the payout offers: the largest stake per line below
+/// the refused one whose potential payout is at most `cap`. Payouts never fall as the stake
+/// grows, so a search finds it. Scaling a stake down by how far its exact payout is over the cap
+/// gives a first guess that fits or is a few minor units over; a guess over the cap becomes the
+/// new upper bound and is scaled again, so even payouts far beyond the money maximum take a
+/// handful of pricings, and the search upwards from a guess that fits is short.
+fn largest_stake_that_fits(kind: BetKind, legs: &[Leg], each_way: bool, refused: Money, cap: i64) -> Money {
+    let cap = cap.max(0) as u128;
+    let payout_of = |stake: i64| potential_wide(kind, legs, each_way, Money::from_minor(stake));
+    // Invariant: `low` fits (a stake of 0 pays 0), `high` does not.
+    let (mut low, mut high) = (0i64, refused.minor());
+    loop {
+        let over = payout_of(high);
+        debug_assert!(over > cap, "the upper bound does not fit");
+        let guess = ((high as u128).saturating_mul(cap) / over.max(1)) as i64;
+        let guess = guess.min(high - 1);
+        if guess <= low {
+            break;
+        }
+        if payout_of(guess) <= cap {
+            low = guess;
+            break;
+        }
+        high = guess;
+    }
+    // Gallop up from the stake that fits, then halve the gap.
+    let mut step = 1i64;
+    while low + step < high {
+        if payout_of(low + step) <= cap {
+            low += step;
+            step = step.saturating_mul(2);
+        } else {
+            high = low + step;
+            break;
+        }
+    }
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if payout_of(middle) <= cap {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    Money::from_minor(low)
+}
+
 /// Number of lines of a bet, each struck at the stake per line.
 fn line_count(kind: BetKind, leg_count: usize, each_way: bool) -> u32 {
     let base = match kind {
@@ -193,15 +257,18 @@ impl Book {
             return Err(Rejection::StakeTooHigh { max_stake });
         }
         let lines = line_count(place.kind, legs.len(), place.each_way);
-        let total_stake = stake.checked_mul(lines).ok_or(Rejection::StakeTooHigh { max_stake })?;
+        // Offer a stake per line whose total across the lines is within the money range.
+        let total_stake = stake.checked_mul(lines).ok_or(Rejection::StakeTooHigh {
+            max_stake: max_stake.min(Money::from_minor(MONEY_MINOR_MAX / i64::from(lines))),
+        })?;
         let pricing = price(place.kind, &legs, place.each_way, stake);
         let max_payout = self.max_payout(&legs);
         if pricing.potential_payout > max_payout || pricing.potential_payout.minor() >= MONEY_MINOR_MAX {
-            // The largest stake per line whose payout stays within the cap (payouts grow at
-            // least linearly in the stake, so scaling down never overshoots).
-            let allowed = i128::from(stake.minor()) * i128::from(max_payout.minor())
-                / i128::from(pricing.potential_payout.minor());
-            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(allowed as i64) });
+            // A payout at the money maximum may be a saturated one: it is refused as too large
+            // to represent, and the hint must fit under both bounds.
+            let cap = max_payout.minor().min(MONEY_MINOR_MAX - 1);
+            let max_stake = largest_stake_that_fits(place.kind, &legs, place.each_way, stake, cap);
+            return Err(Rejection::StakeTooHigh { max_stake });
         }
         for kind in [LimitKind::Stake, LimitKind::Loss] {
             if let Some(period) = player.exceeded_limit(kind, total_stake, self.now) {
@@ -329,7 +396,10 @@ impl Book {
         self.add_liability(bet, -1, events);
         let found = &self.bets[bet.index()];
         let pricing = price(found.kind, &rebound, found.each_way, found.stake_per_line);
-        let verdict = if pricing.potential_payout > self.max_payout(&rebound) {
+        // The same bounds as placement: a potential payout at the money maximum may be a
+        // saturated one (a price rose during the delay) and would be paid short or not at all.
+        let payout = pricing.potential_payout;
+        let verdict = if payout > self.max_payout(&rebound) || payout.minor() >= MONEY_MINOR_MAX {
             Err(Rejection::StakeTooHigh { max_stake: found.stake_per_line })
         } else {
             self.check_liability(&rebound, &pricing)
@@ -370,6 +440,8 @@ impl Book {
                 self.emit_transfer(void, events);
             }
         }
+        // The released stake is free cash again, and repays a debt first.
+        self.repay_debt(account, events);
         // The stake never counted: take it back out of the usage of the periods it was counted
         // in, where those are still current (a new period starts from zero anyway).
         let placed_at = self.bets[bet.index()].placed_at;

@@ -6,7 +6,9 @@
 //! debt where the player's cash no longer covers it), the stake returns and is held again, and
 //! the bet is open once more. A market settled again with the same results changes nothing.
 
-use domain::{Money, Multiplier, Ratio};
+use std::collections::BTreeMap;
+
+use domain::{Money, Multiplier, Ratio, MONEY_MINOR_MAX};
 
 use crate::bet::{leg_multiplier, line_payout, lines, settled_status, BetKind, BetStatus, Settlement};
 use crate::book::{Book, Quote};
@@ -14,8 +16,9 @@ use crate::catalog::{MarketStatus, Outcome, SelectionResult};
 use crate::command::ResultRequest;
 use crate::constants::RESULTS_MAX;
 use crate::event::{Ack, BookEvent, Reply};
-use crate::ids::{AccountId, BetId, MarketId, QuoteId};
+use crate::ids::{AccountId, BetId, MarketId, QuoteId, SelectionId};
 use crate::ledger::{TransferCode, TransferRequest};
+use crate::placement::price;
 use crate::rejection::Rejection;
 
 impl Book {
@@ -68,7 +71,7 @@ impl Book {
             MarketStatus::Settled | MarketStatus::Voided => return Err(Rejection::AlreadySettled),
             _ => {}
         }
-        let changed = self.apply_results(market, results, MarketStatus::Settled, events);
+        let changed = self.apply_results(market, results, MarketStatus::Settled, events)?;
         Ok(Ack::Settled { bets: changed })
     }
 
@@ -89,18 +92,20 @@ impl Book {
                 void_factor: Ratio::ZERO,
             })
             .collect();
-        let changed = self.apply_results(market, results, MarketStatus::Voided, events);
+        let changed = self.apply_results(market, results, MarketStatus::Voided, events)?;
         Ok(Ack::Settled { bets: changed })
     }
 
-    /// Writes results onto the market and its bets and settles every bet they decide.
+    /// Writes results onto the market and its bets and settles every bet they decide, unless
+    /// the payouts would take a balance past the money maximum.
     fn apply_results(
         &mut self,
         market: MarketId,
         results: Vec<SelectionResult>,
         status: MarketStatus,
         events: &mut Vec<BookEvent>,
-    ) -> u32 {
+    ) -> Result<u32, Rejection> {
+        self.check_settlement_amounts(market, &results)?;
         let found = &mut self.markets[market.index()];
         found.settlement_version += 1;
         found.results = results;
@@ -122,7 +127,70 @@ impl Book {
                 changed += 1;
             }
         }
-        changed
+        Ok(changed)
+    }
+
+    /// Refuses results whose payouts would take a player's cash past the money maximum. It
+    /// runs before anything changes, so a refused settlement has no effect at all: per player,
+    /// the posted cash plus what the settlement pays less the stakes it takes must fit (a
+    /// debt repaid from the payouts only lowers the cash further).
+    fn check_settlement_amounts(&self, market: MarketId, results: &[SelectionResult]) -> Result<(), Rejection> {
+        let mut change: BTreeMap<AccountId, i128> = BTreeMap::new();
+        for &bet in &self.markets[market.index()].bets {
+            let found = &self.bets[bet.index()];
+            if found.status != BetStatus::Accepted {
+                continue;
+            }
+            if let Some((payout, _)) = self.decided_payout(bet, Some((market, results))) {
+                *change.entry(found.account).or_default() +=
+                    i128::from(payout.minor()) - i128::from(found.total_stake.minor());
+            }
+        }
+        for (account, change) in change {
+            let cash = self.ledger.account(self.players[account.index()].cash).posted_balance();
+            if i128::from(cash) + change > i128::from(MONEY_MINOR_MAX) {
+                return Err(Rejection::AmountTooLarge);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses an unsettlement whose reversals would take a player's cash or debt, or a
+    /// selection's liability, past the money maximum. It runs before anything changes, and
+    /// bounds each from above: every reopened bet's stake comes back to the cash, its whole
+    /// payout may become debt, and its liability counts again on its selections (the positive
+    /// parts only, so no order of the reversals passes the maximum on the way).
+    fn check_unsettlement_amounts(&self, market: MarketId) -> Result<(), Rejection> {
+        let mut returned: BTreeMap<AccountId, (i128, i128)> = BTreeMap::new();
+        let mut liability: BTreeMap<SelectionId, i128> = BTreeMap::new();
+        for &bet in &self.markets[market.index()].bets {
+            let found = &self.bets[bet.index()];
+            let Some(settlement) = found.settlement.filter(|_| found.status.is_settled_by_result()) else {
+                continue;
+            };
+            let entry = returned.entry(found.account).or_default();
+            entry.0 += i128::from(found.total_stake.minor());
+            entry.1 += i128::from(settlement.payout.minor());
+            let pricing = price(found.kind, &found.legs, found.each_way, found.stake_per_line);
+            for (leg, added) in found.legs.iter().zip(pricing.liability) {
+                *liability.entry(leg.selection).or_default() += i128::from(added.max(0));
+            }
+        }
+        let max = i128::from(MONEY_MINOR_MAX);
+        for (account, (stakes, payouts)) in returned {
+            let player = &self.players[account.index()];
+            let cash = self.ledger.account(player.cash).posted_balance();
+            let owed = -self.ledger.account(player.debt).posted_balance();
+            if i128::from(cash) + stakes > max || i128::from(owed) + payouts > max {
+                return Err(Rejection::AmountTooLarge);
+            }
+        }
+        for (selection, added) in liability {
+            if i128::from(self.selections[selection.index()].liability.minor()) + added > max {
+                return Err(Rejection::AmountTooLarge);
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn unsettle_market(&mut self, market: MarketId, events: &mut Vec<BookEvent>) -> Reply {
@@ -130,6 +198,7 @@ impl Book {
         if !found.status.is_resulted() {
             return Err(Rejection::NotSettled);
         }
+        self.check_unsettlement_amounts(market)?;
         let found = &mut self.markets[market.index()];
         found.settlement_version += 1;
         found.results.clear();
@@ -156,13 +225,24 @@ impl Book {
     }
 
     /// The multiplier of every leg, for the win part and the place part. `None` for a leg
-    /// without a result yet.
-    fn leg_multipliers(&self, bet: BetId) -> Vec<Option<(Multiplier, Multiplier)>> {
+    /// without a result yet. With `resulting`, legs on that market take those results instead
+    /// of their own (results about to be written).
+    fn leg_multipliers(
+        &self,
+        bet: BetId,
+        resulting: Option<(MarketId, &[SelectionResult])>,
+    ) -> Vec<Option<(Multiplier, Multiplier)>> {
         self.bets[bet.index()]
             .legs
             .iter()
             .map(|leg| {
-                leg.result.map(|result| {
+                let result = match resulting {
+                    Some((market, results)) if leg.market == market => {
+                        results.iter().find(|result| result.selection == leg.selection).copied()
+                    }
+                    _ => leg.result,
+                };
+                result.map(|result| {
                     let win = leg_multiplier(&result, Multiplier::odds(leg.odds), None);
                     let place = match leg.each_way {
                         Some(terms) => leg_multiplier(
@@ -184,13 +264,25 @@ impl Book {
         if found.status != BetStatus::Accepted {
             return false;
         }
-        let multipliers = self.leg_multipliers(bet);
+        let Some((payout, lost_early)) = self.decided_payout(bet, None) else {
+            return false;
+        };
+        let status = if lost_early { BetStatus::Lost } else { settled_status(found, payout) };
+        self.pay(bet, payout, status, events);
+        true
+    }
+
+    /// The payout an accepted bet's results decide, and whether it is lost before every leg
+    /// has a result; `None` while they decide nothing yet. `resulting` as `leg_multipliers`.
+    fn decided_payout(&self, bet: BetId, resulting: Option<(MarketId, &[SelectionResult])>) -> Option<(Money, bool)> {
+        let found = &self.bets[bet.index()];
+        let multipliers = self.leg_multipliers(bet, resulting);
         let all_resulted = multipliers.iter().all(Option::is_some);
         // A single or multiple with a leg that pays nothing in any part is lost already.
         let already_lost = !matches!(found.kind, BetKind::System(_))
             && multipliers.iter().flatten().any(|(win, place)| win.num() == 0 && place.num() == 0);
         if !all_resulted && !already_lost {
-            return false;
+            return None;
         }
         let payout = if already_lost {
             Money::ZERO
@@ -203,9 +295,7 @@ impl Book {
             }
             Money::from_minor(total)
         };
-        let status = if already_lost && !all_resulted { BetStatus::Lost } else { settled_status(found, payout) };
-        self.pay(bet, payout, status, events);
-        true
+        Some((payout, already_lost && !all_resulted))
     }
 
     /// Posts the stake to the house and pays `payout` to the player: the end of an open bet by
@@ -319,7 +409,7 @@ impl Book {
         if found.each_way || matches!(found.kind, BetKind::System(_)) {
             return Err(Rejection::CashoutUnavailable { reason: "each-way and system bets cannot be cashed out" });
         }
-        let resulted = self.leg_multipliers(bet);
+        let resulted = self.leg_multipliers(bet, None);
         let mut multipliers = Vec::with_capacity(found.legs.len() + 1);
         for (leg, result) in found.legs.iter().zip(resulted) {
             match result {
@@ -388,6 +478,11 @@ impl Book {
         // changing any price version: the quote must still be what a fresh one would pay.
         if self.cashout_value(bet)? != amount {
             return Err(Rejection::QuoteExpired);
+        }
+        let stake = found.total_stake.minor();
+        let cash = self.ledger.account(self.players[account.index()].cash).posted_balance();
+        if i128::from(cash) + i128::from(amount.minor()) - i128::from(stake) > i128::from(MONEY_MINOR_MAX) {
+            return Err(Rejection::AmountTooLarge);
         }
         self.quotes.remove(&quote);
         self.pay(bet, amount, BetStatus::CashedOut, events);

@@ -25,7 +25,8 @@ impl Wire for Money {
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let minor = i64::decode(input)?;
-        if minor.abs() > MONEY_MINOR_MAX {
+        // A range test rather than `abs`, which overflows on `i64::MIN`.
+        if !(-MONEY_MINOR_MAX..=MONEY_MINOR_MAX).contains(&minor) {
             return Err(input.error(format!("amount {minor} out of range")));
         }
         Ok(Money::from_minor(minor))
@@ -49,7 +50,13 @@ impl Wire for Ratio {
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let (num, den) = (u32::decode(input)?, u32::decode(input)?);
-        Ratio::new(num, den).map_err(|_| input.error(format!("ratio {num}/{den} invalid")))
+        let ratio = Ratio::new(num, den).map_err(|_| input.error(format!("ratio {num}/{den} invalid")))?;
+        // Ratios are stored in lowest terms: one encoding per value, so a record's bytes (which
+        // the audit chain hashes) are determined by what it means.
+        if (ratio.num(), ratio.den()) != (num, den) {
+            return Err(input.error(format!("ratio {num}/{den} not in lowest terms")));
+        }
+        Ok(ratio)
     }
 }
 
@@ -510,6 +517,7 @@ impl Wire for Rejection {
             "underage" => Rejection::Underage,
             "username_taken" => Rejection::UsernameTaken,
             "market_throttled" => Rejection::MarketThrottled { retry_after_ms: Wire::decode(input)? },
+            "amount_too_large" => Rejection::AmountTooLarge,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -861,4 +869,83 @@ pub fn reply_digest(digest: u64, reply: &Reply, scratch: &mut Vec<u8>) -> u64 {
     scratch.clear();
     reply.encode(scratch);
     fnv1a(scratch, digest ^ FNV_OFFSET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Wire + PartialEq + std::fmt::Debug>(value: &T) {
+        let mut bytes = Vec::new();
+        value.encode(&mut bytes);
+        let mut reader = Reader::new(&bytes);
+        assert_eq!(&T::decode(&mut reader).expect("decodes"), value);
+        assert_eq!(reader.remaining(), 0, "{value:?} left bytes behind");
+    }
+
+    /// Found by the `codec_snapshot` fuzz target: `i64::MIN` as an amount overflowed `abs` in
+    /// the range check (a panic with overflow checks; without them it passed as a negative
+    /// amount far outside the money range).
+    #[test]
+    fn amounts_outside_the_money_range_are_refused() {
+        for minor in [i64::MIN, i64::MIN + 1, -MONEY_MINOR_MAX - 1, MONEY_MINOR_MAX + 1, i64::MAX] {
+            let mut bytes = Vec::new();
+            minor.encode(&mut bytes);
+            assert!(Money::decode(&mut Reader::new(&bytes)).is_err(), "{minor}");
+        }
+        for minor in [-MONEY_MINOR_MAX, -1, 0, 1, MONEY_MINOR_MAX] {
+            round_trip(&Money::from_minor(minor));
+        }
+    }
+
+    /// Found by the `codec_batch` fuzz target: a ratio not in lowest terms decoded to its
+    /// reduced value, so two different records meant the same command.
+    #[test]
+    fn a_ratio_not_in_lowest_terms_is_refused() {
+        let mut bytes = Vec::new();
+        12_288u32.encode(&mut bytes);
+        16_777_216u32.encode(&mut bytes);
+        assert!(Ratio::decode(&mut Reader::new(&bytes)).is_err());
+        round_trip(&Ratio::new(3, 4_096).expect("a ratio"));
+        round_trip(&Ratio::ZERO);
+        round_trip(&Ratio::ONE);
+    }
+
+    #[test]
+    fn every_rejection_round_trips() {
+        let rejections = [
+            Rejection::PriceChanged { selection: SelectionId(7), current_price: Odds::parse("2.5").expect("odds") },
+            Rejection::MarketSuspended,
+            Rejection::MarketClosed,
+            Rejection::SelectionUnavailable,
+            Rejection::InsufficientFunds,
+            Rejection::StakeTooLow { min_stake: Money::from_minor(10) },
+            Rejection::StakeTooHigh { max_stake: Money::from_minor(MONEY_MINOR_MAX) },
+            Rejection::LiabilityLimit,
+            Rejection::LimitReached { limit: LimitKind::Loss, period: Period::Week },
+            Rejection::SelfExcluded,
+            Rejection::TimedOut,
+            Rejection::AccountFrozen,
+            Rejection::InvalidBet { reason: "two legs on the same event" },
+            Rejection::IdempotencyKeyReused,
+            Rejection::UnknownAccount,
+            Rejection::UnknownEvent,
+            Rejection::UnknownMarket,
+            Rejection::UnknownBet,
+            Rejection::UnknownWithdrawal,
+            Rejection::InvalidRequest { reason: "deposit amount out of range" },
+            Rejection::AlreadySettled,
+            Rejection::NotSettled,
+            Rejection::CashoutUnavailable { reason: "bet is not open" },
+            Rejection::QuoteExpired,
+            Rejection::Underage,
+            Rejection::UsernameTaken,
+            Rejection::AmountTooLarge,
+            Rejection::MarketThrottled { retry_after_ms: 250 },
+        ];
+        assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
+        for rejection in &rejections {
+            round_trip(rejection);
+        }
+    }
 }

@@ -13,5 +13,5 @@ mod ratio;
 pub use date::{Date, DateError};
 pub use money::{Currency, Money, MoneyError, MONEY_MINOR_MAX};
 pub use odds::{Odds, OddsError, ODDS_SCALE};
-pub use payout::{payout_floor, Multiplier};
+pub use payout::{payout_floor, payout_floor_wide, Multiplier};
 pub use ratio::{Ratio, RatioError};

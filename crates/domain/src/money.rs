@@ -31,16 +31,16 @@ impl Money {
     }
 
     pub fn checked_add(self, other: Money) -> Option<Money> {
-        self.0.checked_add(other.0).filter(|sum| sum.abs() <= MONEY_MINOR_MAX).map(Money)
+        self.0.checked_add(other.0).filter(|sum| in_range(*sum)).map(Money)
     }
 
     pub fn checked_sub(self, other: Money) -> Option<Money> {
-        self.0.checked_sub(other.0).filter(|sum| sum.abs() <= MONEY_MINOR_MAX).map(Money)
+        self.0.checked_sub(other.0).filter(|sum| in_range(*sum)).map(Money)
     }
 
     /// Multiplies by a count (for example the number of lines of a system bet).
     pub fn checked_mul(self, count: u32) -> Option<Money> {
-        self.0.checked_mul(i64::from(count)).filter(|product| product.abs() <= MONEY_MINOR_MAX).map(Money)
+        self.0.checked_mul(i64::from(count)).filter(|product| in_range(*product)).map(Money)
     }
 
     pub fn min(self, other: Money) -> Money {
@@ -50,6 +50,12 @@ impl Money {
     pub fn max(self, other: Money) -> Money {
         Money(self.0.max(other.0))
     }
+}
+
+/// Whether minor units are within ±`MONEY_MINOR_MAX`. A range test, not `abs`, which overflows
+/// on `i64::MIN` (reachable: `-2^49 × 16384`).
+const fn in_range(minor: i64) -> bool {
+    minor >= -MONEY_MINOR_MAX && minor <= MONEY_MINOR_MAX
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +196,16 @@ impl fmt::Display for FormattedMoney {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checked_arithmetic_stays_in_range_without_overflowing() {
+        // -2^49 × 2^14 is exactly i64::MIN, whose `abs` overflows.
+        let amount = Money::from_minor(-(1 << 49));
+        assert_eq!(amount.checked_mul(1 << 14), None);
+        assert_eq!(Money::from_minor(MONEY_MINOR_MAX).checked_add(Money::from_minor(1)), None);
+        assert_eq!(Money::from_minor(-MONEY_MINOR_MAX).checked_sub(Money::from_minor(1)), None);
+        assert_eq!(Money::from_minor(-MONEY_MINOR_MAX).checked_mul(1), Some(Money::from_minor(-MONEY_MINOR_MAX)));
+    }
 
     #[test]
     fn parses_and_formats_amounts() {

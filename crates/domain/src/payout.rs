@@ -76,9 +76,16 @@ impl Multiplier {
 /// `floor(stake × Π multipliers)`, exact. This is the only place a payout is rounded.
 ///
 /// Uses `u128` while the running product fits and falls back to arbitrary precision for long
-/// accumulators at long odds; the result saturates at `i64::MAX` minor units, far beyond any
-/// maximum payout the book accepts.
+/// accumulators at long odds; the result saturates at the money maximum, which no payout the
+/// book accepts reaches.
 pub fn payout_floor(stake: Money, multipliers: &[Multiplier]) -> Money {
+    let payout = payout_floor_wide(stake, multipliers);
+    Money::from_minor(i64::try_from(payout).unwrap_or(i64::MAX).min(crate::money::MONEY_MINOR_MAX))
+}
+
+/// `payout_floor` before it saturates at the money maximum (saturating only at `u128::MAX`):
+/// how far over a cap a payout is, for scaling a refused stake down to one that fits.
+pub fn payout_floor_wide(stake: Money, multipliers: &[Multiplier]) -> u128 {
     debug_assert!(stake.minor() >= 0, "stakes are never negative");
     let stake = stake.minor().max(0) as u128;
     let mut num = Some(stake);
@@ -87,7 +94,7 @@ pub fn payout_floor(stake: Money, multipliers: &[Multiplier]) -> Money {
         num = num.and_then(|n| n.checked_mul(multiplier.num));
         den = den.and_then(|d| d.checked_mul(multiplier.den));
     }
-    let payout = match (num, den) {
+    match (num, den) {
         (Some(num), Some(den)) => num / den,
         _ => {
             let mut num = BigUint::from(stake);
@@ -98,8 +105,7 @@ pub fn payout_floor(stake: Money, multipliers: &[Multiplier]) -> Money {
             }
             u128::try_from(num / den).unwrap_or(u128::MAX)
         }
-    };
-    Money::from_minor(i64::try_from(payout).unwrap_or(i64::MAX).min(crate::money::MONEY_MINOR_MAX))
+    }
 }
 
 #[cfg(test)]

@@ -1053,8 +1053,10 @@ type Minor = i128;
 type ByCurrency<T> = BTreeMap<Currency, T>;
 
 /// Shows a sum of minor units with the currency's decimal places, like `Currency::format`.
-fn format_minor(currency: Currency, minor: Minor) -> String {
-    if let Ok(minor) = i64::try_from(minor) {
+pub(crate) fn format_minor(currency: Currency, minor: Minor) -> String {
+    // Sums of many amounts may pass the money maximum, where `Money` cannot hold them.
+    let in_range = |minor: &i64| (-domain::MONEY_MINOR_MAX..=domain::MONEY_MINOR_MAX).contains(minor);
+    if let Some(minor) = i64::try_from(minor).ok().filter(in_range) {
         return currency.format(Money::from_minor(minor));
     }
     let sign = if minor < 0 { "-" } else { "" };
@@ -1569,4 +1571,20 @@ fn parse_position_cursor(text: &str) -> Result<Position, ApiError> {
         .filter(|digits| !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|byte| byte.is_ascii_digit()))
         .and_then(|digits| digits.parse().ok())
         .ok_or_else(|| ApiError::invalid("unknown cursor"))
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    /// Sums past the money maximum (an exposure over many markets, a month's usage) are shown,
+    /// not asserted away by `Money::from_minor`.
+    #[test]
+    fn sums_beyond_the_money_maximum_are_formatted() {
+        let eur = Currency::EUR;
+        assert_eq!(format_minor(eur, 1_050), "10.50");
+        assert_eq!(format_minor(eur, -5), "-0.05");
+        assert_eq!(format_minor(eur, i128::from(domain::MONEY_MINOR_MAX) + 1), "10000000000000.01");
+        assert_eq!(format_minor(eur, -i128::from(i64::MAX) * 4), "-368934881474191032.28");
+    }
 }

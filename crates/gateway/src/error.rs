@@ -95,6 +95,9 @@ impl ApiError {
             | Rejection::UnknownMarket
             | Rejection::UnknownBet
             | Rejection::UnknownWithdrawal => S::NOT_FOUND,
+            // Well-formed, but more money than the book can hold: retrying the same request
+            // cannot succeed until balances change, like a limit.
+            Rejection::AmountTooLarge => S::UNPROCESSABLE_ENTITY,
             _ => S::UNPROCESSABLE_ENTITY,
         };
         let message = match rejection {
@@ -217,5 +220,16 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amount_too_large_is_unprocessable_with_its_code() {
+        let error = ApiError::from_rejection(&Rejection::AmountTooLarge, Currency::EUR);
+        assert_eq!((error.status, error.code), (StatusCode::UNPROCESSABLE_ENTITY, "amount_too_large"));
     }
 }

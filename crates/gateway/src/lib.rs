@@ -20,6 +20,7 @@ mod openapi;
 mod operators;
 mod ops;
 mod players;
+pub mod requests;
 mod stream;
 mod time;
 

@@ -15,7 +15,7 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 use book::{
     scopes, AccountId, Ack, ApiKeyId, Book, Command, EachWayTerms, EventId, MarketAction, MarketId, MarketRiskChange,
-    NewSelection, Outcome, Rejection, ResultRequest, SelectionId,
+    NewSelection, Rejection, SelectionId,
 };
 use domain::{Currency, Money, Odds, Ratio};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -794,10 +794,15 @@ pub(crate) async fn exposure(
     let after = page.after("mkt_")?;
     let view = state
         .read(move |book| {
-            let total: i64 =
-                book.markets().iter().filter_map(|market| market_liability(book, market)).map(Money::minor).sum();
+            // Summed wide: each market's liability is within the money range, their sum need not be.
+            let total: i128 = book
+                .markets()
+                .iter()
+                .filter_map(|market| market_liability(book, market))
+                .map(|liability| i128::from(liability.minor()))
+                .sum();
             let (items, next_cursor) = exposure_page(book, after, limit);
-            ExposureView { items, next_cursor, total: MARKET_CURRENCY.format(Money::from_minor(total)) }
+            ExposureView { items, next_cursor, total: crate::compliance::format_minor(MARKET_CURRENCY, total) }
         })
         .await?;
     Ok(Json(view))
@@ -830,7 +835,8 @@ pub(crate) async fn exposure(
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
         (status = 422, description = "Results the book refuses: a selection resulted twice, `place` without each-way \
-            terms, a factor out of range (`invalid_request`)", body = ApiError),
+            terms, a factor out of range (`invalid_request`), or payouts that would take a balance past the money \
+            maximum (`amount_too_large`; nothing changed)", body = ApiError),
     ),
 )]
 pub(crate) async fn settle_market(
@@ -842,38 +848,7 @@ pub(crate) async fn settle_market(
     principal.require_scope(scopes::SETTLEMENT)?;
     let Json(request) = body?;
     let market = MarketId(path_id(path, "mkt_", "market")?);
-    let results_max = book::constants::RESULTS_MAX;
-    // An empty list would settle every selection as a loser: too easy to send by mistake.
-    if request.results.is_empty() || request.results.len() > results_max {
-        return Err(ApiError::invalid(format!("results: 1 to {results_max} results")).with("field", "results"));
-    }
-    let results = request
-        .results
-        .iter()
-        .enumerate()
-        .map(|(index, result)| {
-            let field = |name: &str| format!("results[{index}].{name}");
-            Ok(ResultRequest {
-                selection: SelectionId(body_id(&result.selection_id, "sel_", &field("selection_id"))?),
-                outcome: match result.outcome {
-                    OutcomeName::Win => Outcome::Win,
-                    OutcomeName::Lose => Outcome::Lose,
-                    OutcomeName::Void => Outcome::Void,
-                    OutcomeName::Place => Outcome::Place,
-                },
-                dead_heat: result
-                    .dead_heat_factor
-                    .as_deref()
-                    .map(|text| parse_ratio(text, &field("dead_heat_factor")))
-                    .transpose()?,
-                void_factor: result
-                    .void_factor
-                    .as_deref()
-                    .map(|text| parse_ratio(text, &field("void_factor")))
-                    .transpose()?,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    let results = crate::requests::settle_results(&request)?;
     resulted(&state, market, Command::SettleMarket { market, results }).await
 }
 
@@ -893,6 +868,8 @@ pub(crate) async fn settle_market(
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such market (`not_found`)", body = ApiError),
         (status = 409, description = "The market is not settled (`not_settled`)", body = ApiError),
+        (status = 422, description = "Reopening its bets would take a balance, a debt or a liability past the \
+            money maximum (`amount_too_large`); nothing changed", body = ApiError),
     ),
 )]
 pub(crate) async fn unsettle_market(
@@ -920,6 +897,8 @@ pub(crate) async fn unsettle_market(
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such market (`not_found`)", body = ApiError),
         (status = 409, description = "The market is settled; unsettle it first (`already_settled`)", body = ApiError),
+        (status = 422, description = "The refunds would take a balance past the money maximum \
+            (`amount_too_large`); nothing changed", body = ApiError),
     ),
 )]
 pub(crate) async fn void_market(
@@ -1081,11 +1060,11 @@ fn path_id(path: Result<Path<String>, PathRejection>, prefix: &str, what: &str) 
 }
 
 /// An id in the body: a malformed one is 400 naming the field, not 404.
-fn body_id(text: &str, prefix: &str, field: &str) -> Result<u64, ApiError> {
+pub(crate) fn body_id(text: &str, prefix: &str, field: &str) -> Result<u64, ApiError> {
     parse_id(text, prefix, field)
         .map_err(|_| ApiError::invalid(format!("{field}: not an id such as {prefix}1")).with("field", field))
 }
 
-fn parse_ratio(text: &str, field: &str) -> Result<Ratio, ApiError> {
+pub(crate) fn parse_ratio(text: &str, field: &str) -> Result<Ratio, ApiError> {
     Ratio::parse(text).map_err(|error| ApiError::invalid(format!("{field}: {error}")).with("field", field))
 }

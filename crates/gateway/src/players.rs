@@ -12,16 +12,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use book::{
-    Ack, BetId, BetKind, BetStatus, Command, LegRequest, LimitChange, LimitKind, Period, PlaceBet, PricePolicy,
-    Rejection, SystemKind, TransferCode, TransferKind,
-};
+use book::{Ack, BetId, BetStatus, Command, LimitChange, LimitKind, Period, Rejection, TransferCode, TransferKind};
 use domain::{Currency, Date};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::auth::{hash_password, verify_password, Principal, PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN};
-use crate::dto::{idempotency, parse_id, parse_money, parse_odds, BetView, IdempotencyKey, Page, PageQuery};
+use crate::dto::{idempotency, parse_id, parse_money, BetView, IdempotencyKey, Page, PageQuery};
 use crate::error::{ApiError, Json};
 use crate::time::format_rfc3339;
 use crate::AppState;
@@ -46,18 +43,18 @@ pub fn routes() -> Router<AppState> {
 
 /// The raw body (for the idempotency hash) and its parse. Over the body limit is 413.
 fn parse_body<T: DeserializeOwned>(body: &Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let bytes = match body {
-        Ok(bytes) => bytes,
+    crate::requests::json_body(raw_body(body)?)
+}
+
+/// The raw body, or 413 `payload_too_large` over the limit.
+fn raw_body(body: &Result<Bytes, BytesRejection>) -> Result<&[u8], ApiError> {
+    match body {
+        Ok(bytes) => Ok(bytes.as_ref()),
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            ));
+            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large"))
         }
-        Err(rejection) => return Err(ApiError::invalid(rejection.body_text())),
-    };
-    serde_json::from_slice(bytes).map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))
+        Err(rejection) => Err(ApiError::invalid(rejection.body_text())),
+    }
 }
 
 fn body_bytes(body: &Result<Bytes, BytesRejection>) -> &[u8] {
@@ -436,8 +433,8 @@ async fn render_transfer(
         (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 422, description = "A deposit limit would be exceeded (`limit_reached`), the amount is refused \
-            (`invalid_request`), or the idempotency key was used with another body \
-            (`idempotency_key_reused`)", body = ApiError),
+            (`invalid_request`), the balance would pass the money maximum (`amount_too_large`), or the \
+            idempotency key was used with another body (`idempotency_key_reused`)", body = ApiError),
     ),
 )]
 pub(crate) async fn deposit(
@@ -447,14 +444,11 @@ pub(crate) async fn deposit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (account, currency) = principal.player()?;
-    let request: DepositRequest = parse_body(&body)?;
-    let amount = parse_money(currency, &request.amount, "amount")?;
-    let command = Command::Deposit {
-        account,
-        amount,
-        payment_ref: request.payment_ref,
-        idempotency: idempotency(&headers, body_bytes(&body))?,
-    };
+    let bytes = raw_body(&body)?;
+    let mut command = crate::requests::deposit(bytes, account, currency)?;
+    if let Command::Deposit { idempotency: key, .. } = &mut command {
+        *key = idempotency(&headers, bytes)?;
+    }
     let Ack::Transfer(transfer) = accepted(state.submit(command).await?, currency)? else {
         return Err(ApiError::internal("deposit answered with another ack"));
     };
@@ -500,9 +494,11 @@ pub(crate) async fn withdraw(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (account, currency) = principal.player()?;
-    let request: WithdrawalRequest = parse_body(&body)?;
-    let amount = parse_money(currency, &request.amount, "amount")?;
-    let command = Command::Withdraw { account, amount, idempotency: idempotency(&headers, body_bytes(&body))? };
+    let bytes = raw_body(&body)?;
+    let mut command = crate::requests::withdrawal(bytes, account, currency)?;
+    if let Command::Withdraw { idempotency: key, .. } = &mut command {
+        *key = idempotency(&headers, bytes)?;
+    }
     let Ack::Transfer(withdrawal) = accepted(state.submit(command).await?, currency)? else {
         return Err(ApiError::internal("withdrawal answered with another ack"));
     };
@@ -607,56 +603,6 @@ pub struct PlaceBetRequest {
     pub each_way: bool,
 }
 
-fn invalid_bet(reason: &str) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bet", reason)
-}
-
-fn parse_place_bet(
-    request: PlaceBetRequest,
-    account: book::AccountId,
-    currency: Currency,
-) -> Result<PlaceBet, ApiError> {
-    let kind = match (request.kind.as_str(), request.system.as_deref()) {
-        ("single", None) => BetKind::Single,
-        ("multiple", None) => BetKind::Multiple,
-        ("system", Some(system)) => {
-            BetKind::System(SystemKind::parse(system).ok_or_else(|| invalid_bet("unknown system kind"))?)
-        }
-        ("system", None) => return Err(invalid_bet("a system bet names its system")),
-        ("single" | "multiple", Some(_)) => return Err(invalid_bet("only system bets name a system")),
-        _ => return Err(ApiError::invalid("type must be single, multiple or system").with("field", "type")),
-    };
-    if request.legs.is_empty() || request.legs.len() > book::constants::LEGS_MAX {
-        return Err(invalid_bet("a bet has 1 to 20 legs"));
-    }
-    let mut legs = Vec::with_capacity(request.legs.len());
-    for leg in &request.legs {
-        let selection = parse_id(&leg.selection_id, "sel_", "selection").map_err(|_| {
-            ApiError::new(StatusCode::CONFLICT, "selection_unavailable", "selection withdrawn or unknown")
-                .with("selection_id", leg.selection_id.clone())
-        })?;
-        legs.push(LegRequest { selection: book::SelectionId(selection), price: parse_odds(&leg.price, "legs.price")? });
-    }
-    let policy = match request.accept_price_changes.as_deref().unwrap_or("none") {
-        "none" => PricePolicy::None,
-        "better" => PricePolicy::Better,
-        "any" => PricePolicy::Any,
-        _ => {
-            return Err(ApiError::invalid("accept_price_changes must be none, better or any")
-                .with("field", "accept_price_changes"))
-        }
-    };
-    Ok(PlaceBet {
-        account,
-        kind,
-        legs,
-        stake: parse_money(currency, &request.stake, "stake")?,
-        each_way: request.each_way,
-        policy,
-        idempotency: None,
-    })
-}
-
 #[utoipa::path(
     post,
     path = "/v1/bets",
@@ -711,7 +657,7 @@ async fn place_bet_inner(
 ) -> Result<(StatusCode, BetView), ApiError> {
     let (account, currency) = principal.player()?;
     let request: PlaceBetRequest = parse_body(body)?;
-    let mut place = parse_place_bet(request, account, currency)?;
+    let mut place = crate::requests::place_bet_from(request, account, currency)?;
     place.idempotency = idempotency(headers, body_bytes(body))?;
     // One trip to the book: the bet is copied on the sequencer thread right after its batch is
     // durable, and rendered here.
@@ -913,7 +859,8 @@ pub struct CashoutView {
         (status = 409, description = "`quote_expired`, `cashout_unavailable` or `price_changed`", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 422, description = "The idempotency key was used with another body \
-            (`idempotency_key_reused`)", body = ApiError),
+            (`idempotency_key_reused`), or the balance would pass the money maximum \
+            (`amount_too_large`)", body = ApiError),
     ),
 )]
 pub(crate) async fn accept_cashout(
@@ -1025,7 +972,8 @@ pub(crate) async fn get_limits(
                             effective_at: format_rfc3339(pending.effective_at),
                         }
                     }),
-                    used: currency.format(domain::Money::from_minor(used)),
+                    // Usage counts a whole period and may pass the money maximum.
+                    used: crate::compliance::format_minor(currency, i128::from(used)),
                 }
             };
             let periods = |kind| PeriodLimitsView {

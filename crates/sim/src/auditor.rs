@@ -20,10 +20,12 @@
 //! The order of checks is part of the rules here: when two things are wrong with a command the
 //! book answers with the first, and so must the model.
 //!
-//! Checked only in their invariant form: the largest stake a `StakeTooHigh` rejection offers
-//! (the model repeats the book's scaling, and strict runs check that the offered stake fits,
-//! rather than searching for the true largest stake), and that every amount stays within the
-//! money range (strict runs, see `Strict`). The simulator adds the invariants no model is needed for: money
+//! Where amounts reach the money maximum the model states the book's bounds too: placement and
+//! the end of a delay refuse a potential payout at it, a `stake_too_high` offers the largest
+//! stake that fits (searched here by halving), and deposits, settlements, unsettlements and
+//! cash-outs that would take a balance, a debt or a liability past it are refused whole
+//! (`amount_too_large`). A player in debt repays it from every credit and released hold and
+//! withdraws nothing while owing. The simulator adds the invariants no model is needed for: money
 //! conserved in the book's ledger, no negative balance, a bet settled at most once between
 //! reversals, exposure equal to the open liabilities, and the book's own `check_invariants`.
 
@@ -243,8 +245,6 @@ pub struct SystemBalances {
 #[derive(Clone, Debug)]
 pub struct Auditor {
     pub config: Config,
-    /// Where to hold the book to the intended rule rather than follow it (`KNOWN_DEVIATIONS`).
-    pub strict: Strict,
     pub now: u64,
     pub players: Vec<PlayerModel>,
     pub usernames: BTreeSet<String>,
@@ -266,76 +266,6 @@ pub struct Auditor {
     /// What the command being applied did, for the simulator to compare.
     pub bet_changes: Vec<BetChange>,
     pub transfers_made: Vec<ExpectedTransfer>,
-    /// Rules the model checks only in their invariant form, broken by a reply it had to follow.
-    pub violations: Vec<String>,
-}
-
-/// Where the book is known to break the rules the model states, reported with reproductions.
-/// With a deviation off in `Strict` the model follows the book there (and the simulator stays
-/// away from amounts near the money maximum, where the first four live); with it on, runs fail
-/// until the book is fixed.
-pub const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
-    (
-        "end-of-delay",
-        "an in-play bet whose price rises during its delay is accepted with a potential payout \
-         clamped at the money maximum, which placement refuses; it is then paid the clamped \
-         amount (a multiple) or more than the money maximum (a system bet)",
-    ),
-    (
-        "amounts",
-        "unsettling a market re-adds the liability of the bets it reopens without a bound, and \
-         nothing bounds a balance: a selection's liability or a player's balance passes the money \
-         maximum (a panic in debug builds; in release the next snapshot cannot be decoded, so \
-         recovery from it fails)",
-    ),
-    (
-        "stake-hint",
-        "the largest stake a StakeTooHigh rejection offers does not fit when the potential payout \
-         is clamped at the money maximum (it is the refused stake itself, or near it)",
-    ),
-    (
-        "api-key-case",
-        "a new API key whose hash differs from a stored one only in letter case is not refused \
-         as a duplicate",
-    ),
-];
-
-/// Which of `KNOWN_DEVIATIONS` the model holds the book to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Strict {
-    pub end_of_delay: bool,
-    pub amounts: bool,
-    pub stake_hint: bool,
-    pub api_key_case: bool,
-}
-
-impl Strict {
-    pub const ALL: Strict = Strict { end_of_delay: true, amounts: true, stake_hint: true, api_key_case: true };
-
-    /// `all`, or names of `KNOWN_DEVIATIONS` separated by commas.
-    pub fn parse(list: &str) -> Result<Strict, String> {
-        let mut strict = Strict::default();
-        for name in list.split(',').map(str::trim) {
-            match name {
-                "all" => strict = Strict::ALL,
-                "end-of-delay" => strict.end_of_delay = true,
-                "amounts" => strict.amounts = true,
-                "stake-hint" => strict.stake_hint = true,
-                "api-key-case" => strict.api_key_case = true,
-                _ => {
-                    return Err(format!(
-                        "unknown deviation {name:?}: all, end-of-delay, amounts, stake-hint, api-key-case"
-                    ))
-                }
-            }
-        }
-        Ok(strict)
-    }
-
-    /// Whether runs should try amounts up to the money maximum.
-    pub fn whales(self) -> bool {
-        self.end_of_delay || self.amounts || self.stake_hint
-    }
 }
 
 fn invalid(reason: &'static str) -> Rejection {
@@ -472,7 +402,6 @@ impl Auditor {
     pub fn new(config: Config) -> Auditor {
         Auditor {
             config,
-            strict: Strict::default(),
             now: 0,
             players: Vec::new(),
             usernames: BTreeSet::new(),
@@ -490,7 +419,6 @@ impl Auditor {
             keys: BTreeMap::new(),
             bet_changes: Vec::new(),
             transfers_made: Vec::new(),
-            violations: Vec::new(),
         }
     }
 
@@ -896,13 +824,8 @@ impl Auditor {
             return Err(invalid("an API key needs a SHA-256 hash and known scopes"));
         }
         let hash = key_hash.to_ascii_lowercase();
-        // Hashes are stored in lower case, so a duplicate is one whatever its case. The book
-        // compares them as given (the last of `KNOWN_DEVIATIONS`).
-        let duplicate = if self.strict.api_key_case {
-            self.api_keys.iter().any(|(stored, _)| *stored == hash)
-        } else {
-            self.api_keys.iter().any(|(stored, _)| stored == key_hash)
-        };
+        // Hashes are stored in lower case, so a duplicate is one whatever its case.
+        let duplicate = self.api_keys.iter().any(|(stored, _)| *stored == hash);
         if self.api_keys.len() >= API_KEYS_MAX || duplicate {
             return Err(invalid("API key refused"));
         }
@@ -922,6 +845,9 @@ impl Auditor {
         if let Some(period) = self.limit_broken(account, LimitKind::Deposit, amount) {
             return Err(Rejection::LimitReached { limit: LimitKind::Deposit, period });
         }
+        if player.cash + amount > MONEY_MINOR_MAX {
+            return Err(Rejection::AmountTooLarge);
+        }
         let currency = player.currency;
         let id = self.transfer(TransferCode::Deposit, Movement::Posted, amount);
         self.system_mut(currency).clearing -= amount;
@@ -940,7 +866,8 @@ impl Auditor {
         if amount <= 0 {
             return Err(invalid("withdrawal amount must be positive"));
         }
-        if player.available() < amount {
+        // Money owed to the house is not the player's to withdraw.
+        if player.available() - player.debt < amount {
             return Err(Rejection::InsufficientFunds);
         }
         let id = self.transfer(TransferCode::Withdrawal, Movement::Hold, amount);
@@ -966,6 +893,9 @@ impl Auditor {
         if paid {
             player.cash -= amount;
             self.system_mut(currency).clearing += amount;
+        } else {
+            // The money is the player's again, and what they owe is paid from it first.
+            self.repay_debt(account);
         }
         Ok(Ack::Transfer(TransferId(id)))
     }
@@ -1281,27 +1211,27 @@ impl Auditor {
         let line_count = bet_lines(place.kind, legs.len(), place.each_way).len() as u32;
         let total_stake = i128::from(stake) * i128::from(line_count);
         if total_stake > i128::from(MONEY_MINOR_MAX) {
-            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(max_stake) });
+            // The offer keeps the total across the lines within the money range too.
+            let offered = max_stake.min(MONEY_MINOR_MAX / i64::from(line_count));
+            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(offered) });
         }
         let total_stake = total_stake as i64;
         let pricing = price(place.kind, &legs, place.each_way, stake);
         let max_payout = self.max_payout(&legs);
-        if pricing.potential > max_payout || pricing.potential >= MONEY_MINOR_MAX {
-            // The book offers the stake scaled down by how far the payout is over the cap. The
-            // rule is that the offered stake fits; the model checks that rather than deriving
-            // the largest stake that fits (a search), in strict runs only (the fourth of
-            // `KNOWN_DEVIATIONS`).
-            let allowed = (i128::from(stake) * i128::from(max_payout) / i128::from(pricing.potential)) as i64;
-            if self.strict.stake_hint && allowed > 0 {
-                let offered = price(place.kind, &legs, place.each_way, allowed).potential;
-                if offered > max_payout || offered >= MONEY_MINOR_MAX {
-                    self.violations.push(format!(
-                        "a stake of {stake} is refused offering {allowed} as the largest that fits, whose \
-                         potential payout {offered} does not fit either (cap {max_payout})"
-                    ));
+        let fits = |potential: i64| potential <= max_payout && potential < MONEY_MINOR_MAX;
+        if !fits(pricing.potential) {
+            // The offer is the largest stake per line that would pass this check: found here by
+            // halving the range below the refused stake, since payouts never fall as stakes grow.
+            let (mut low, mut high) = (0i64, stake);
+            while high - low > 1 {
+                let middle = low + (high - low) / 2;
+                if fits(price(place.kind, &legs, place.each_way, middle).potential) {
+                    low = middle;
+                } else {
+                    high = middle;
                 }
             }
-            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(allowed) });
+            return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(low) });
         }
         for kind in [LimitKind::Stake, LimitKind::Loss] {
             if let Some(period) = self.limit_broken(account, kind, total_stake) {
@@ -1386,10 +1316,9 @@ impl Auditor {
         }
         self.close_liability(bet);
         let pricing = price(kind, &rebound, each_way, stake);
-        // The same payout cap as placement, which also refuses a potential payout clamped at
-        // the money maximum. The book does not (the first of `KNOWN_DEVIATIONS`).
-        let over_cap = pricing.potential > self.max_payout(&rebound)
-            || (self.strict.end_of_delay && pricing.potential >= MONEY_MINOR_MAX);
+        // The same payout bounds as placement, which refuses a potential payout at the money
+        // maximum (it may be a saturated one) as well as one over the market's cap.
+        let over_cap = pricing.potential > self.max_payout(&rebound) || pricing.potential >= MONEY_MINOR_MAX;
         let verdict = if over_cap {
             Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(stake) })
         } else {
@@ -1426,8 +1355,10 @@ impl Auditor {
             self.delayed.remove(&(due, bet));
         }
         self.transfer(TransferCode::Stake, Movement::VoidHold, stake);
+        self.player_mut(account).pending_stakes -= stake;
+        // The stake is free again, and pays a debt first.
+        self.repay_debt(account);
         let player = self.player_mut(account);
-        player.pending_stakes -= stake;
         for period in PERIODS {
             if period_number(period, placed_at) == period_number(period, now) {
                 let usage = &mut player.usage[period_slot(period)];
@@ -1456,9 +1387,21 @@ impl Auditor {
 
     /// Settles an accepted bet if its results decide it; returns whether it settled.
     fn try_settle(&mut self, bet: u64) -> bool {
+        match self.decision(bet) {
+            Some((amount, status)) => {
+                self.pay(bet, amount, status);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What the results in force decide for an accepted bet: its payout and status, or `None`
+    /// while they decide nothing yet.
+    fn decision(&self, bet: u64) -> Option<(i64, BetStatus)> {
         let found = &self.bets[bet as usize - 1];
         if found.status != BetStatus::Accepted {
-            return false;
+            return None;
         }
         let results: Vec<Option<ResultModel>> = found.legs.iter().map(|leg| self.leg_result(leg)).collect();
         let all_resulted = results.iter().all(Option::is_some);
@@ -1471,7 +1414,7 @@ impl Auditor {
                 })
             });
         if !all_resulted && !lost_already {
-            return false;
+            return None;
         }
         let amount = if lost_already {
             0
@@ -1509,8 +1452,7 @@ impl Auditor {
         } else {
             BetStatus::Won
         };
-        self.pay(bet, amount, status);
-        true
+        Some((amount, status))
     }
 
     /// Ends an open bet by result or cash-out: the stake goes to the house, the payout to the
@@ -1626,6 +1568,7 @@ impl Auditor {
             MarketStatus::Settled | MarketStatus::Voided => return Err(Rejection::AlreadySettled),
             _ => {}
         }
+        self.check_results_fit(market, &results, MarketStatus::Settled)?;
         Ok(Ack::Settled { bets: self.apply_results(market, results, MarketStatus::Settled) })
     }
 
@@ -1636,7 +1579,7 @@ impl Auditor {
             MarketStatus::Settled => return Err(Rejection::AlreadySettled),
             _ => {}
         }
-        let results = found
+        let results: Vec<ResultModel> = found
             .selections
             .iter()
             .map(|&selection| ResultModel {
@@ -1646,7 +1589,39 @@ impl Auditor {
                 void_factor: Ratio::ZERO,
             })
             .collect();
+        self.check_results_fit(market, &results, MarketStatus::Voided)?;
         Ok(Ack::Settled { bets: self.apply_results(market, results, MarketStatus::Voided) })
+    }
+
+    /// Refuses results under which some player's cash would end past the money maximum, not
+    /// counting what it repays of a debt: the market is resulted for a moment, each open bet's
+    /// decision read, and the market put back as it was.
+    fn check_results_fit(
+        &mut self,
+        market: u64,
+        results: &[ResultModel],
+        status: MarketStatus,
+    ) -> Result<(), Rejection> {
+        let found = self.market_mut(market);
+        let saved =
+            (std::mem::replace(&mut found.results, results.to_vec()), std::mem::replace(&mut found.status, status));
+        let bets = found.bets.clone();
+        let mut change: BTreeMap<u64, i128> = BTreeMap::new();
+        for bet in bets {
+            if let Some((amount, _)) = self.decision(bet) {
+                let found = &self.bets[bet as usize - 1];
+                *change.entry(found.account).or_default() += i128::from(amount) - i128::from(found.total_stake);
+            }
+        }
+        let found = self.market_mut(market);
+        (found.results, found.status) = saved;
+        let over = change.into_iter().any(|(account, change)| {
+            i128::from(self.players[account as usize - 1].cash) + change > i128::from(MONEY_MINOR_MAX)
+        });
+        if over {
+            return Err(Rejection::AmountTooLarge);
+        }
+        Ok(())
     }
 
     /// Results a market and settles every bet they decide, oldest first. A bet still in its
@@ -1673,6 +1648,33 @@ impl Auditor {
         let found = self.market(market).ok_or(Rejection::UnknownMarket)?;
         if !found.is_resulted() {
             return Err(Rejection::NotSettled);
+        }
+        // Nothing may pass the money maximum, bounded from above: every reopened bet's stake
+        // back in cash, its whole payout as debt, its liability (where positive) on its
+        // selections again.
+        let max = i128::from(MONEY_MINOR_MAX);
+        let mut cash: BTreeMap<u64, i128> = BTreeMap::new();
+        let mut debt: BTreeMap<u64, i128> = BTreeMap::new();
+        let mut liability: BTreeMap<u64, i128> = BTreeMap::new();
+        for &bet in &found.bets {
+            let bet = &self.bets[bet as usize - 1];
+            if !matches!(
+                bet.status,
+                BetStatus::Won | BetStatus::Lost | BetStatus::Void | BetStatus::HalfWon | BetStatus::HalfLost
+            ) {
+                continue;
+            }
+            let player = &self.players[bet.account as usize - 1];
+            *cash.entry(bet.account).or_insert(i128::from(player.cash)) += i128::from(bet.total_stake);
+            *debt.entry(bet.account).or_insert(i128::from(player.debt)) += i128::from(bet.payout.unwrap_or(0));
+            let pricing = price(bet.kind, &bet.legs, bet.each_way, bet.stake_per_line);
+            for (leg, added) in bet.legs.iter().zip(pricing.liability) {
+                let now = i128::from(self.selections[leg.selection as usize - 1].liability);
+                *liability.entry(leg.selection).or_insert(now) += i128::from(added.max(0));
+            }
+        }
+        if cash.values().chain(debt.values()).chain(liability.values()).any(|&amount| amount > max) {
+            return Err(Rejection::AmountTooLarge);
         }
         let found = self.market_mut(market);
         found.settlement_version += 1;
@@ -1780,6 +1782,11 @@ impl Auditor {
         if self.cashout_value(bet)? != offer.amount {
             return Err(Rejection::QuoteExpired);
         }
+        let cash_after = i128::from(self.players[account as usize - 1].cash) + i128::from(offer.amount)
+            - i128::from(self.bets[bet as usize - 1].total_stake);
+        if cash_after > i128::from(MONEY_MINOR_MAX) {
+            return Err(Rejection::AmountTooLarge);
+        }
         self.quotes.remove(&quote);
         self.pay(bet, offer.amount, BetStatus::CashedOut);
         Ok(Ack::CashedOut { bet: BetId(bet), amount: Money::from_minor(offer.amount) })
@@ -1795,6 +1802,9 @@ impl Auditor {
             if player.available() < 0 || player.pending_stakes < 0 || player.pending_withdrawals < 0 || player.debt < 0
             {
                 return Err(format!("model: acc_{} has negative money: {player:?}", player.id));
+            }
+            if player.debt > 0 && player.available() > 0 {
+                return Err(format!("model: acc_{} owes {} and keeps free cash: {player:?}", player.id, player.debt));
             }
             *sums.entry(player.currency).or_default() += player.cash - player.debt;
         }

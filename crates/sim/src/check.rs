@@ -99,9 +99,7 @@ pub fn check_amounts(book: &Book) -> Result<(), String> {
 /// Everything the model knows, compared with the book.
 pub fn compare_all(book: &Book, auditor: &Auditor) -> Result<(), String> {
     check_book(book)?;
-    if auditor.strict.amounts {
-        check_amounts(book)?;
-    }
+    check_amounts(book)?;
     auditor.self_check()?;
     ensure(book.now() == auditor.now, || format!("book time {} but model time {}", book.now(), auditor.now))?;
     compare_players(book, auditor)?;

@@ -20,9 +20,8 @@
 //! cargo run --release -p sim -- --seeds 1..1000 --ops 100000
 //! ```
 //!
-//! `--strict all` (or a list of names) holds the book to the intended rules where it is known
-//! to break them (`auditor::KNOWN_DEVIATIONS`, mostly with amounts up to the money maximum);
-//! such runs fail until the book is fixed.
+//! A quarter of the seeds run a whale configuration, with deposits, stakes and payouts up to the
+//! money maximum, where payouts saturate and balances and liabilities meet their bound.
 //!
 //! `tests/it/mutants.rs` injects bugs from outside the book (command transforms, a journal that
 //! acknowledges what it then loses) and checks that the simulator catches each one.

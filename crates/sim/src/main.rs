@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use sim::auditor::Strict;
 use sim::{JournalKind, Report, SimOptions};
 
 #[derive(Parser, Debug)]
@@ -26,11 +25,6 @@ struct Arguments {
     /// Run without failed syncs, crashes and torn tails.
     #[arg(long)]
     no_faults: bool,
-    /// Hold the book to the intended rules it is known to break: `all`, or a comma-separated
-    /// list of end-of-delay, amounts, stake-hint, api-key-case (see
-    /// `sim::auditor::KNOWN_DEVIATIONS`). Fails until the book is fixed.
-    #[arg(long)]
-    strict: Option<String>,
     /// Print only failures and a summary line per seed.
     #[arg(long)]
     quiet: bool,
@@ -73,13 +67,6 @@ fn print_report(report: &Report, seconds: f64) {
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
-    let strict = match arguments.strict.as_deref().map(Strict::parse).transpose() {
-        Ok(strict) => strict.unwrap_or_default(),
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
     let seeds = match parse_seeds(&arguments) {
         Ok(seeds) => seeds,
         Err(message) => {
@@ -92,7 +79,6 @@ fn main() -> ExitCode {
     for seed in seeds.clone() {
         let mut options = SimOptions::new(seed, arguments.ops);
         options.faults = !arguments.no_faults;
-        options.strict = strict;
         options.journal = match arguments.journal.as_str() {
             "memory" => JournalKind::Memory,
             "file" => JournalKind::File,

@@ -594,8 +594,8 @@ impl Workload {
         }
         let key_hash = if !auditor.api_keys.is_empty() && self.rng.chance(1, 10) {
             let stored = auditor.api_keys[self.rng.index(auditor.api_keys.len())].0.clone();
-            // Strict runs also try a duplicate in upper case (see `KNOWN_DEVIATIONS`).
-            if auditor.strict.api_key_case && self.rng.chance(1, 2) {
+            // A duplicate in upper case is the same key.
+            if self.rng.chance(1, 2) {
                 stored.to_ascii_uppercase()
             } else {
                 stored

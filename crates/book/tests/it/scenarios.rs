@@ -1323,3 +1323,513 @@ revoke key_1
         "#]],
     );
 }
+
+#[test]
+fn api_key_hashes_are_unique_in_any_letter_case() {
+    // Hashes are stored in lower case; the same hash in upper case is the same key.
+    check(
+        r#"
+apikey desk 00000000000000000000000000000000000000000000000000000000000000ab 1
+apikey shout 00000000000000000000000000000000000000000000000000000000000000AB 3
+apikey mixed 00000000000000000000000000000000000000000000000000000000000000Ab 3
+apikey other 00000000000000000000000000000000000000000000000000000000000000AC 3
+"#,
+        expect![[r#"
+            > apikey desk 00000000000000000000000000000000000000000000000000000000000000ab 1
+              ok key_1
+              - api keys changed
+            > apikey shout 00000000000000000000000000000000000000000000000000000000000000AB 3
+              rejected invalid_request(API key refused)
+            > apikey mixed 00000000000000000000000000000000000000000000000000000000000000Ab 3
+              rejected invalid_request(API key refused)
+            > apikey other 00000000000000000000000000000000000000000000000000000000000000AC 3
+              ok key_2
+              - api keys changed
+        "#]],
+    );
+}
+
+/// Three events whose markets may pay up to the money maximum (10 trillion), for bets whose
+/// potential payout reaches it.
+const WHALE_SETUP: &str = r#"
+open EUR
+deposit acc_1 100.00
+event "A" football starts=+30d
+market evt_1 "Winner" A=10000 B=1.01
+event "B" football starts=+30d
+market evt_2 "Winner" C=10000 D=1.01
+event "C" football starts=+30d
+market evt_3 "Winner" E=5000 F=1.01
+risk mkt_1 max_payout=10000000000000.00
+risk mkt_2 max_payout=10000000000000.00
+risk mkt_3 max_payout=10000000000000.00
+"#;
+
+#[test]
+fn a_price_rise_during_the_delay_cannot_take_a_payout_to_the_money_maximum() {
+    // 10.00 × 10000 × 10000 × 5000 is half the money maximum when placed. The third leg's
+    // price doubles during the delay: at the end of it the payout would be exactly the
+    // maximum, which placement refuses too, so the bet is rejected and its stake released.
+    let transcript = crate::script::run(&format!(
+        r#"{WHALE_SETUP}
+----
+inplay evt_3 delay=5
+bet acc_1 multiple 10.00 sel_1@10000 sel_3@10000 sel_5@5000 policy=better
+price mkt_3 sel_5=10000
+time +5s
+tick
+show bet_1
+wallet acc_1
+"#
+    ));
+    let (_, after) = transcript.split_once("> ----\n").expect("the setup is separate");
+    expect![[r#"
+        > inplay evt_3 delay=5
+          ok done
+          - evt_3 InPlay
+        > bet acc_1 multiple 10.00 sel_1@10000 sel_3@10000 sel_5@5000 policy=better
+          ok bet_1 pending
+          - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+          - bet_1 placed pending
+        > price mkt_3 sel_5=10000
+          ok done
+          - sel_5 price 10000.00 v2
+        > time +5s
+        > tick
+          ok done
+          - trf_3 voids trf_2 Stake cash:acc_1 -> house:EUR 10.00
+          - bet_1 rejected payout 0.00
+        > show bet_1
+          bet_1 rejected stake 10.00 total 10.00 potential 5000000000000.00 legs sel_1@10000.00(requested) sel_3@10000.00(requested) sel_5@5000.00(requested)
+        > wallet acc_1
+          balance 100.00 available 100.00 pending_stakes 0.00 debt 0.00
+    "#]].assert_eq(after);
+}
+
+#[test]
+fn a_stake_hint_fits_when_the_payout_saturates() {
+    // 20.00 at 10000 × 10000 × 10000 would pay twice the money maximum: the payout saturates
+    // at the maximum and is refused. The offered stake is the largest whose payout is below
+    // the maximum, and it is accepted. A trixie's lines sum past the maximum the same way.
+    let transcript = crate::script::run(&format!(
+        r#"{WHALE_SETUP}
+----
+bet acc_1 multiple 20.00 sel_1@10000 sel_3@10000 sel_5@5000
+price mkt_3 sel_5=10000
+bet acc_1 multiple 20.00 sel_1@10000 sel_3@10000 sel_5@10000
+bet acc_1 trixie 10.00 sel_1@10000 sel_3@10000 sel_5@10000
+bet acc_1 multiple 9.99 sel_1@10000 sel_3@10000 sel_5@10000
+"#
+    ));
+    let (_, after) = transcript.split_once("> ----\n").expect("the setup is separate");
+    expect![[r#"
+        > bet acc_1 multiple 20.00 sel_1@10000 sel_3@10000 sel_5@5000
+          rejected stake_too_high(max 1999)
+        > price mkt_3 sel_5=10000
+          ok done
+          - sel_5 price 10000.00 v2
+        > bet acc_1 multiple 20.00 sel_1@10000 sel_3@10000 sel_5@10000
+          rejected stake_too_high(max 999)
+        > bet acc_1 trixie 10.00 sel_1@10000 sel_3@10000 sel_5@10000
+          rejected stake_too_high(max 999)
+        > bet acc_1 multiple 9.99 sel_1@10000 sel_3@10000 sel_5@10000
+          ok bet_1 accepted
+          - trf_2 pending Stake cash:acc_1 -> house:EUR 9.99
+          - bet_1 placed accepted
+    "#]]
+    .assert_eq(after);
+}
+
+#[test]
+fn a_player_in_debt_repays_from_released_holds_and_cannot_withdraw() {
+    // A win is paid, withdrawn, then taken back by a resettlement: the player's cash is all
+    // held, so the payout becomes a debt. Every hold released afterwards (a delayed bet
+    // rejected, a withdrawal the provider failed) repays the debt before the player may
+    // withdraw anything.
+    check_setup(
+        r#"
+bet acc_1 single 10.00 sel_1@2.50
+inplay evt_2 delay=5
+bet acc_1 single 20.00 sel_6@2.00
+withdraw acc_1 70.00
+settle mkt_1 sel_1=win
+withdraw acc_1 25.00
+unsettle mkt_1
+wallet acc_1
+price mkt_3 sel_6=1.80
+time +5s
+tick
+wallet acc_1
+withdraw acc_1 1.00
+complete acc_1 trf_4 failed
+wallet acc_1
+withdraw acc_1 65.01
+withdraw acc_1 65.00
+"#,
+        expect![[r#"
+            > bet acc_1 single 10.00 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > inplay evt_2 delay=5
+              ok done
+              - evt_2 InPlay
+            > bet acc_1 single 20.00 sel_6@2.00
+              ok bet_2 pending
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 20.00
+              - bet_2 placed pending
+            > withdraw acc_1 70.00
+              ok trf_4
+              - trf_4 pending Withdrawal cash:acc_1 -> clearing:EUR 70.00
+            > settle mkt_1 sel_1=win
+              ok 1 bets
+              - mkt_1 settled
+              - trf_5 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_6 posted Payout house:EUR -> cash:acc_1 25.00
+              - bet_1 won payout 25.00
+            > withdraw acc_1 25.00
+              ok trf_7
+              - trf_7 pending Withdrawal cash:acc_1 -> clearing:EUR 25.00
+            > unsettle mkt_1
+              ok 1 bets
+              - mkt_1 closed
+              - trf_8 posted DebtRecognised debt:acc_1 -> house:EUR 25.00
+              - trf_9 posted StakeReversal house:EUR -> cash:acc_1 10.00
+              - trf_10 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 accepted payout 0.00
+            > wallet acc_1
+              balance 95.00 available 0.00 pending_stakes 30.00 debt 25.00
+            > price mkt_3 sel_6=1.80
+              ok done
+              - sel_6 price 1.80 v2
+            > time +5s
+            > tick
+              ok done
+              - trf_11 voids trf_3 Stake cash:acc_1 -> house:EUR 20.00
+              - trf_12 posted DebtRepaid cash:acc_1 -> debt:acc_1 20.00
+              - bet_2 rejected payout 0.00
+            > wallet acc_1
+              balance 95.00 available 0.00 pending_stakes 10.00 debt 5.00
+            > withdraw acc_1 1.00
+              rejected insufficient_funds
+            > complete acc_1 trf_4 failed
+              ok trf_13
+              - trf_13 voids trf_4 Withdrawal cash:acc_1 -> clearing:EUR 70.00
+              - trf_14 posted DebtRepaid cash:acc_1 -> debt:acc_1 5.00
+            > wallet acc_1
+              balance 90.00 available 65.00 pending_stakes 10.00 debt 0.00
+            > withdraw acc_1 65.01
+              rejected insufficient_funds
+            > withdraw acc_1 65.00
+              ok trf_15
+              - trf_15 pending Withdrawal cash:acc_1 -> clearing:EUR 65.00
+        "#]],
+    );
+}
+
+/// A book whose limits let amounts reach the money maximum (10 trillion): deposits, stakes
+/// and payouts up to it.
+fn whale_config() -> book::Config {
+    book::Config {
+        max_stake: domain::Money::from_minor(domain::MONEY_MINOR_MAX),
+        max_payout: domain::Money::from_minor(domain::MONEY_MINOR_MAX),
+        deposit_max: domain::Money::from_minor(domain::MONEY_MINOR_MAX),
+        ..book::Config::default()
+    }
+}
+
+fn check_whale(script: &str, expected: Expect) {
+    let mut runner = crate::script::Script::new(whale_config());
+    runner.run(script);
+    expected.assert_eq(runner.output());
+}
+
+#[test]
+fn no_deposit_takes_a_balance_past_the_money_maximum() {
+    check_whale(
+        r#"
+open EUR
+deposit acc_1 9999999999999.99
+deposit acc_1 0.02
+deposit acc_1 0.01
+wallet acc_1
+deposit acc_1 0.01
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 9999999999999.99
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 9999999999999.99
+            > deposit acc_1 0.02
+              rejected amount_too_large
+            > deposit acc_1 0.01
+              ok trf_2
+              - trf_2 posted Deposit clearing:EUR -> cash:acc_1 0.01
+            > wallet acc_1
+              balance 10000000000000.00 available 10000000000000.00 pending_stakes 0.00 debt 0.00
+            > deposit acc_1 0.01
+              rejected amount_too_large
+        "#]],
+    );
+}
+
+#[test]
+fn a_settlement_that_would_overflow_a_balance_is_refused_whole() {
+    // acc_2 holds nearly the maximum; its win would pass it. The whole settlement is refused,
+    // acc_1's win included, and nothing changes until acc_2's balance makes room.
+    check_whale(
+        r#"
+open EUR
+open EUR
+deposit acc_1 100.00
+deposit acc_2 9999999999500.00
+event "Derby" football starts=+30d
+market evt_1 "1X2" Home=2.00 Draw=3.00 Away=4.00
+bet acc_1 single 10.00 sel_1@2.00
+bet acc_2 single 1000.00 sel_1@2.00
+settle mkt_1 sel_1=win
+show bet_1
+wallet acc_1
+wallet acc_2
+withdraw acc_2 1000.00
+complete acc_2 trf_5 paid
+settle mkt_1 sel_1=win
+wallet acc_2
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > open EUR
+              ok acc_2
+              - acc_2 opened EUR
+            > deposit acc_1 100.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 100.00
+            > deposit acc_2 9999999999500.00
+              ok trf_2
+              - trf_2 posted Deposit clearing:EUR -> cash:acc_2 9999999999500.00
+            > event "Derby" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > bet acc_1 single 10.00 sel_1@2.00
+              ok bet_1 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_2 single 1000.00 sel_1@2.00
+              ok bet_2 accepted
+              - trf_4 pending Stake cash:acc_2 -> house:EUR 1000.00
+              - bet_2 placed accepted
+            > settle mkt_1 sel_1=win
+              rejected amount_too_large
+            > show bet_1
+              bet_1 accepted stake 10.00 total 10.00 potential 20.00 legs sel_1@2.00(requested)
+            > wallet acc_1
+              balance 90.00 available 90.00 pending_stakes 10.00 debt 0.00
+            > wallet acc_2
+              balance 9999999998500.00 available 9999999998500.00 pending_stakes 1000.00 debt 0.00
+            > withdraw acc_2 1000.00
+              ok trf_5
+              - trf_5 pending Withdrawal cash:acc_2 -> clearing:EUR 1000.00
+            > complete acc_2 trf_5 paid
+              ok trf_6
+              - trf_6 posts trf_5 Withdrawal cash:acc_2 -> clearing:EUR 1000.00
+            > settle mkt_1 sel_1=win
+              ok 2 bets
+              - mkt_1 settled
+              - trf_7 posts trf_3 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_8 posted Payout house:EUR -> cash:acc_1 20.00
+              - bet_1 won payout 20.00
+              - trf_9 posts trf_4 Stake cash:acc_2 -> house:EUR 1000.00
+              - trf_10 posted Payout house:EUR -> cash:acc_2 2000.00
+              - bet_2 won payout 2000.00
+            > wallet acc_2
+              balance 9999999999500.00 available 9999999999500.00 pending_stakes 0.00 debt 0.00
+        "#]],
+    );
+}
+
+#[test]
+fn an_unsettlement_that_would_overflow_a_balance_is_refused_whole() {
+    // A lost stake would come back to a balance that has since filled up to the maximum.
+    check_whale(
+        r#"
+open EUR
+deposit acc_1 1000.00
+event "Derby" football starts=+30d
+market evt_1 "1X2" Home=2.00 Draw=3.00 Away=4.00
+bet acc_1 single 1000.00 sel_1@2.00
+settle mkt_1 sel_2=win
+deposit acc_1 9999999999999.99
+unsettle mkt_1
+show bet_1
+wallet acc_1
+withdraw acc_1 9999999999000.00
+complete acc_1 trf_5 paid
+unsettle mkt_1
+wallet acc_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 1000.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 1000.00
+            > event "Derby" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > bet acc_1 single 1000.00 sel_1@2.00
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 1000.00
+              - bet_1 placed accepted
+            > settle mkt_1 sel_2=win
+              ok 1 bets
+              - mkt_1 settled
+              - trf_3 posts trf_2 Stake cash:acc_1 -> house:EUR 1000.00
+              - bet_1 lost payout 0.00
+            > deposit acc_1 9999999999999.99
+              ok trf_4
+              - trf_4 posted Deposit clearing:EUR -> cash:acc_1 9999999999999.99
+            > unsettle mkt_1
+              rejected amount_too_large
+            > show bet_1
+              bet_1 lost stake 1000.00 total 1000.00 potential 2000.00 legs sel_1@2.00(requested) paid 0.00
+            > wallet acc_1
+              balance 9999999999999.99 available 9999999999999.99 pending_stakes 0.00 debt 0.00
+            > withdraw acc_1 9999999999000.00
+              ok trf_5
+              - trf_5 pending Withdrawal cash:acc_1 -> clearing:EUR 9999999999000.00
+            > complete acc_1 trf_5 paid
+              ok trf_6
+              - trf_6 posts trf_5 Withdrawal cash:acc_1 -> clearing:EUR 9999999999000.00
+            > unsettle mkt_1
+              ok 1 bets
+              - mkt_1 closed
+              - trf_7 posted StakeReversal house:EUR -> cash:acc_1 1000.00
+              - trf_8 pending Stake cash:acc_1 -> house:EUR 1000.00
+              - bet_1 accepted payout 0.00
+            > wallet acc_1
+              balance 999.99 available 999.99 pending_stakes 1000.00 debt 0.00
+        "#]],
+    );
+}
+
+#[test]
+fn an_unsettlement_that_would_overflow_a_liability_is_refused_whole() {
+    // A double loses on its second leg, so its liability leaves the first leg's selection,
+    // which then takes a bet up to nearly the money maximum. Reopening the double would put
+    // its liability back past the maximum: the unsettlement is refused.
+    check_whale(
+        r#"
+open EUR
+deposit acc_1 1000100000.00
+event "Derby" football starts=+30d
+market evt_1 "1X2" Home=2.00 Draw=3.00 Away=4.00
+event "Cup" football starts=+30d
+market evt_2 "Winner" A=10000 B=1.01
+bet acc_1 multiple 100000.00 sel_4@10000 sel_1@2.00
+settle mkt_1 sel_2=win
+bet acc_1 single 999999999.00 sel_4@10000
+exposure
+unsettle mkt_1
+exposure
+show bet_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 1000100000.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 1000100000.00
+            > event "Derby" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > event "Cup" football starts=+30d
+              ok evt_2
+              - evt_2 created
+            > market evt_2 "Winner" A=10000 B=1.01
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > bet acc_1 multiple 100000.00 sel_4@10000 sel_1@2.00
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 100000.00
+              - bet_1 placed accepted
+            > settle mkt_1 sel_2=win
+              ok 1 bets
+              - mkt_1 settled
+              - trf_3 posts trf_2 Stake cash:acc_1 -> house:EUR 100000.00
+              - bet_1 lost payout 0.00
+            > bet acc_1 single 999999999.00 sel_4@10000
+              ok bet_2 accepted
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 999999999.00
+              - bet_2 placed accepted
+            > exposure
+              sel_4 9998999990001.00
+              total 9998999990001.00
+            > unsettle mkt_1
+              rejected amount_too_large
+            > exposure
+              sel_4 9998999990001.00
+              total 9998999990001.00
+            > show bet_1
+              bet_1 lost stake 100000.00 total 100000.00 potential 2000000000.00 legs sel_4@10000.00(requested) sel_1@2.00(requested) paid 0.00
+        "#]],
+    );
+}
+
+#[test]
+fn a_cash_out_that_would_overflow_a_balance_is_refused() {
+    check_whale(
+        r#"
+open EUR
+deposit acc_1 9999999999500.00
+event "Derby" football starts=+30d
+market evt_1 "1X2" Home=2.00 Draw=3.00 Away=4.00
+bet acc_1 single 1000.00 sel_1@2.00
+price mkt_1 sel_1=1.01
+quote acc_1 bet_1
+cashout acc_1 bet_1 quo_1
+show bet_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > deposit acc_1 9999999999500.00
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 9999999999500.00
+            > event "Derby" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.00 Draw=3.00 Away=4.00
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > bet acc_1 single 1000.00 sel_1@2.00
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 1000.00
+              - bet_1 placed accepted
+            > price mkt_1 sel_1=1.01
+              ok done
+              - sel_1 price 1.01 v2
+            > quote acc_1 bet_1
+              ok quo_1 1881.18 expires +5000ms
+            > cashout acc_1 bet_1 quo_1
+              rejected amount_too_large
+            > show bet_1
+              bet_1 accepted stake 1000.00 total 1000.00 potential 2000.00 legs sel_1@2.00(requested)
+        "#]],
+    );
+}

@@ -110,6 +110,11 @@ impl Script {
         Script { book: Book::new(config), now: START, output: String::new() }
     }
 
+    /// The transcript so far.
+    pub fn output(&self) -> &str {
+        &self.output
+    }
+
     pub fn run(&mut self, script: &str) {
         for line in script.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
