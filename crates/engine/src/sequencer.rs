@@ -188,17 +188,19 @@ impl EngineHandle {
     /// Enqueues a command without blocking; fails fast with `Overloaded` when the inbox is full.
     pub fn try_submit(&self, command: Command) -> Result<oneshot::Receiver<Outcome>, EngineError> {
         let (reply, receiver) = oneshot::channel();
+        self.try_send_command(command, Responder::Reply(reply))?;
+        Ok(receiver)
+    }
+
+    fn try_send_command(&self, command: Command, responder: Responder) -> Result<(), EngineError> {
         self.stats.inbox_depth.fetch_add(1, Ordering::Relaxed);
-        match self.inbox.try_send(Request::Command { command, reply: Some(Responder::Reply(reply)) }) {
-            Ok(()) => Ok(receiver),
-            Err(error) => {
-                self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
-                Err(match error {
-                    TrySendError::Full(_) => EngineError::Overloaded,
-                    TrySendError::Disconnected(_) => EngineError::ShutDown,
-                })
+        self.inbox.try_send(Request::Command { command, reply: Some(responder) }).map_err(|error| {
+            self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
+            match error {
+                TrySendError::Full(_) => EngineError::Overloaded,
+                TrySendError::Disconnected(_) => EngineError::ShutDown,
             }
-        }
+        })
     }
 
     /// `try_submit`, and once the reply is durable, `then(book, reply)` on the sequencer thread
@@ -217,17 +219,8 @@ impl EngineHandle {
                 (reply, view)
             }));
         });
-        self.stats.inbox_depth.fetch_add(1, Ordering::Relaxed);
-        match self.inbox.try_send(Request::Command { command, reply: Some(Responder::Then(then)) }) {
-            Ok(()) => Ok(receiver),
-            Err(error) => {
-                self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
-                Err(match error {
-                    TrySendError::Full(_) => EngineError::Overloaded,
-                    TrySendError::Disconnected(_) => EngineError::ShutDown,
-                })
-            }
-        }
+        self.try_send_command(command, Responder::Then(then))?;
+        Ok(receiver)
     }
 
     /// Enqueues a command, waiting for room in the inbox.

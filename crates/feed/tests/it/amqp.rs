@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use book::{Ack, BetKind, BetStatus, Command, LegRequest, MarketStatus, PlaceBet, PricePolicy, Rejection, StaleMode};
-use domain::{Currency, Money};
+use book::{Ack, BetStatus, MarketStatus, Rejection, StaleMode};
 use feed::transport::{follow_amqp, AmqpProvider, RecoveryRequest};
 use feed::ProviderSettings;
 use tokio::sync::mpsc::Receiver;
 
-use crate::support::{wall_ms, Stack};
+use crate::support::{single, wall_ms, Stack};
 
 const RABBITMQ: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -40,31 +39,13 @@ async fn send(provider: &AmqpProvider, routing: &str, xml: String) {
 
 /// A player with money, and a bet on the home outcome of `sr:match:1`'s 1X2.
 fn bet_on_home(stack: &Stack) -> (book::AccountId, book::BetId) {
-    let Ok(Ack::AccountOpened(player)) = stack.submit(Command::OpenAccount { currency: Currency::EUR }) else {
-        panic!("open")
-    };
-    stack
-        .submit(Command::Deposit {
-            account: player,
-            amount: Money::from_minor(10_000),
-            payment_ref: "d".into(),
-            idempotency: None,
-        })
-        .expect("deposit");
+    let player = stack.funded_player();
     let (selection, price) = stack.read(|book| {
         let market = book.feed().market("uof", "sr:match:1", "1").expect("market");
         let selection = book.feed().selection(market, "1").expect("home");
         (selection, book.selection(selection).expect("selection").price)
     });
-    let reply = stack.submit(Command::PlaceBet(PlaceBet {
-        account: player,
-        kind: BetKind::Single,
-        legs: vec![LegRequest { selection, price }],
-        stake: Money::from_minor(1_000),
-        each_way: false,
-        policy: PricePolicy::None,
-        idempotency: None,
-    }));
+    let reply = stack.submit(single(player, selection, price, 1_000));
     let Ok(Ack::BetPlaced { bet, status: BetStatus::Accepted }) = reply else { panic!("bet {reply:?}") };
     (player, bet)
 }
@@ -125,15 +106,7 @@ async fn uof_odds_bet_stop_settlement_and_rollback_over_rabbitmq() {
     let selection = stack
         .read(|book| book.feed().selection(book.feed().market("uof", "sr:match:1", "1").expect("m"), "1").expect("s"));
     let price = stack.read(move |book| book.selection(selection).expect("s").price);
-    let refused = stack.submit(Command::PlaceBet(PlaceBet {
-        account: player,
-        kind: BetKind::Single,
-        legs: vec![LegRequest { selection, price }],
-        stake: Money::from_minor(100),
-        each_way: false,
-        policy: PricePolicy::Any,
-        idempotency: None,
-    }));
+    let refused = stack.submit(single(player, selection, price, 100));
     assert_eq!(refused, Err(Rejection::MarketSuspended));
 
     // Settlement: home wins; the bet pays 10.00 × 2.10.

@@ -51,6 +51,38 @@ impl Drop for Stack {
     }
 }
 
+impl Stack {
+    /// A player with 100.00 EUR.
+    pub fn funded_player(&self) -> book::AccountId {
+        let Ok(book::Ack::AccountOpened(player)) =
+            self.submit(Command::OpenAccount { currency: domain::Currency::EUR })
+        else {
+            panic!("open an account")
+        };
+        let deposit = Command::Deposit {
+            account: player,
+            amount: domain::Money::from_minor(10_000),
+            payment_ref: "d".into(),
+            idempotency: None,
+        };
+        assert!(self.submit(deposit).is_ok(), "deposit");
+        player
+    }
+}
+
+/// A single at `price` on `selection`, taking any price change.
+pub fn single(account: book::AccountId, selection: book::SelectionId, price: domain::Odds, minor: i64) -> Command {
+    Command::PlaceBet(book::PlaceBet {
+        account,
+        kind: book::BetKind::Single,
+        legs: vec![book::LegRequest { selection, price }],
+        stake: domain::Money::from_minor(minor),
+        each_way: false,
+        policy: book::PricePolicy::Any,
+        idempotency: None,
+    })
+}
+
 pub fn wall_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64
 }

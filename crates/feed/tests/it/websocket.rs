@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use book::{BetKind, Command, LegRequest, MarketStatus, PlaceBet, PricePolicy, Rejection, StaleMode};
-use domain::Money;
+use book::{MarketStatus, Rejection, StaleMode};
 use feed::simulator::{Chaos, FeedSimulator, SimulatorConfig};
 use feed::transport::{follow_websocket, WebSocketProvider};
 use feed::ProviderSettings;
 
-use crate::support::{wall_ms, Stack};
+use crate::support::{single, wall_ms, Stack};
 
 const STALE_AFTER: Duration = Duration::from_millis(600);
 
@@ -104,35 +103,14 @@ async fn a_silent_feed_suspends_its_markets_and_a_recovery_reopens_them() {
     let mut simulator = FeedSimulator::new(SimulatorConfig::new("sim", 2, 5));
     primary.publish(&simulator.start(wall_ms()));
     until_markets(&stack, &simulator).await;
-    let player = match stack.submit(Command::OpenAccount { currency: domain::Currency::EUR }) {
-        Ok(book::Ack::AccountOpened(player)) => player,
-        other => panic!("open {other:?}"),
-    };
-    stack
-        .submit(Command::Deposit {
-            account: player,
-            amount: Money::from_minor(10_000),
-            payment_ref: "d".into(),
-            idempotency: None,
-        })
-        .expect("deposit");
+    let player = stack.funded_player();
     let (event, market) = simulator.markets()[0].clone();
     let (selection, price) = stack.read(move |book| {
         let market = book.feed().market("sim", &event, &market).expect("market");
         let selection = book.market(market).expect("market").selections[0];
         (selection, book.selection(selection).expect("selection").price)
     });
-    let bet = move || {
-        Command::PlaceBet(PlaceBet {
-            account: player,
-            kind: BetKind::Single,
-            legs: vec![LegRequest { selection, price }],
-            stake: Money::from_minor(100),
-            each_way: false,
-            policy: PricePolicy::Any,
-            idempotency: None,
-        })
-    };
+    let bet = move || single(player, selection, price, 100);
 
     // Silence: no heartbeats, no messages.
     stack
