@@ -363,6 +363,7 @@ pub async fn serve(
         // the stream's clients to go (close frame `going_away`).
         streams.close_all();
     };
+    let listener = axum::serve::ListenerExt::tap_io(listener, stream::socket_options(state.streams().config()));
     axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await

@@ -353,8 +353,9 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn record_stream_conflated(&self) {
-        self.0.stream_conflated.inc();
+    /// Prices dropped from a queue because a newer price of the same selection replaced them.
+    pub(crate) fn record_stream_conflated(&self, replaced: u64) {
+        self.0.stream_conflated.inc_by(replaced);
     }
 
     /// Updates the hook could not hand to the dispatcher.

@@ -200,11 +200,7 @@ fn accept(
 async fn run(socket: WebSocket, streams: Streams, principal: Principal, admission: Admission) {
     let Some(control) = streams.control() else { return };
     let config = streams.config().clone();
-    let outbox = Arc::new(Outbox::new(
-        config.queue_messages_max,
-        config.queue_messages_hard_max,
-        streams.0.shared.current_seq(),
-    ));
+    let outbox = Arc::new(Outbox::new(&config, streams.0.shared.current_seq()));
     let account = match principal {
         Principal::Player { account, .. } => Some(account),
         Principal::Operator { .. } => None,
@@ -334,10 +330,15 @@ async fn write(
         tokio::time::interval_at(tokio::time::Instant::now() + config.heartbeat_interval, config.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut frames: Vec<Frame> = Vec::new();
+    let frames_max = config.write_frames_max.max(1);
     loop {
         tokio::select! {
-            _ = outbox.changed() => {
-                let closed = outbox.drain(&mut frames);
+            _ = outbox.changed() => loop {
+                // At most `write_frames_max` frames per write: the rest wait in the outbox, where
+                // a newer price can still replace them, instead of in tungstenite's buffer
+                // behind a write the client is not reading.
+                let closed = outbox.drain(&mut frames, frames_max);
+                let more = frames.len() == frames_max;
                 if !frames.is_empty() {
                     // Feed every frame, then flush once: one write for a burst of updates, and
                     // one timer for the whole write rather than one per frame.
@@ -361,7 +362,13 @@ async fn write(
                     close(&mut sink, reason, &config).await;
                     return;
                 }
-            }
+                if !more {
+                    // The queue was empty when drained; the next push wakes `changed`.
+                    break;
+                }
+                // A backlog: let HTTP requests and other connections run between its writes.
+                tokio::task::yield_now().await;
+            },
             _ = heartbeat.tick() => {
                 let idle = heard.lock().map(|heard| heard.elapsed()).unwrap_or_default();
                 if idle > config.idle_timeout {

@@ -211,9 +211,10 @@ impl Dispatcher {
         // A resume that the ring still covers is served by replaying what was missed.
         let resume_from = state.resume_from.take();
         if let Some(from) = resume_from.filter(|from| *from >= self.complete_after && *from <= self.last_seq) {
+            let now = Instant::now();
             for retained in self.ring.iter().filter(|retained| retained.seq > from) {
                 if retained.keys.iter().flatten().any(|key| new.contains(key)) {
-                    deliver(&state.outbox, retained.frame.clone(), &self.metrics);
+                    deliver(&state.outbox, retained.frame.clone(), now, &self.metrics);
                 }
             }
             for key in &new {
@@ -256,28 +257,30 @@ impl Dispatcher {
     fn item(&mut self, item: Item) {
         match item {
             Item::Updates { committed_at, updates } => {
+                // One clock read for the batch: it is queued everywhere within a moment.
+                let now = Instant::now();
                 for update in updates {
-                    self.dispatch(update, committed_at);
+                    self.dispatch(update, committed_at, now);
                 }
             }
             Item::Snapshot(ready) => self.snapshot_ready(ready),
         }
     }
 
-    fn dispatch(&mut self, update: Update, committed_at: Instant) {
+    fn dispatch(&mut self, update: Update, committed_at: Instant, now: Instant) {
         let seq = update.seq;
         self.last_seq = self.last_seq.max(seq);
         let (keys, frame) = render(&update, committed_at);
         // The index holds live subscriptions only: a pending one gets this in its snapshot.
         let first = keys[0].and_then(|key| self.by_key.get(&key));
         for outbox in first.into_iter().flat_map(HashMap::values) {
-            deliver(outbox, frame.clone(), &self.metrics);
+            deliver(outbox, frame.clone(), now, &self.metrics);
         }
         if let Some(second) = keys[1].and_then(|key| self.by_key.get(&key)) {
             // Subscribed to both the market and its event: one copy.
             for (connection, outbox) in second {
                 if !first.is_some_and(|first| first.contains_key(connection)) {
-                    deliver(outbox, frame.clone(), &self.metrics);
+                    deliver(outbox, frame.clone(), now, &self.metrics);
                 }
             }
         }
@@ -306,6 +309,7 @@ impl Dispatcher {
         deliver(
             &state.outbox,
             Frame { text: Utf8Bytes::from(text), seq: ready.seq, committed_at: None, selection: None },
+            Instant::now(),
             &self.metrics,
         );
         let mut missing = 0;
@@ -361,10 +365,10 @@ fn unindex(by_key: &mut HashMap<Key, HashMap<ConnectionId, Arc<Outbox>>>, key: K
     }
 }
 
-fn deliver(outbox: &Outbox, frame: Frame, metrics: &Metrics) {
-    match outbox.push(frame) {
+fn deliver(outbox: &Outbox, frame: Frame, now: Instant, metrics: &Metrics) {
+    match outbox.push(frame, now) {
         Pushed::Queued | Pushed::Closed => {}
-        Pushed::Conflated => metrics.record_stream_conflated(),
+        Pushed::Conflated { replaced } => metrics.record_stream_conflated(replaced as u64),
         Pushed::Overflowed { dropped } => metrics.record_stream_slow_consumer(dropped as u64),
     }
 }

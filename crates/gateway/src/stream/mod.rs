@@ -52,6 +52,21 @@ pub const STREAM_QUEUE_MESSAGES_MAX: usize = 1_024;
 /// before it is closed as `slow_consumer`. Prices never overflow: behind the soft limit there
 /// is at most one per selection.
 pub const STREAM_QUEUE_MESSAGES_HARD_MAX: usize = 4_096;
+/// A connection is behind, and its prices conflate, once the oldest message in its queue has
+/// waited this long: a client that cannot keep up gets the latest price per selection at most
+/// about this late (plus what its socket buffers hold), rather than a queue of old ones.
+pub const STREAM_PRICE_AGE_MAX: Duration = Duration::from_millis(250);
+/// Frames the writer takes from the queue for one socket write. What it cannot write yet stays
+/// in the queue, where it can still be conflated; the writer yields to the runtime between
+/// writes, so one connection's backlog cannot hold up HTTP requests or other connections.
+pub const STREAM_WRITE_FRAMES_MAX: usize = 64;
+/// `SO_SNDBUF` of accepted sockets (Linux doubles it for its bookkeeping, and stops
+/// autotuning it). Unbounded, the kernel grows it to megabytes, which hold tens of seconds of
+/// prices for a client that has fallen behind: the socket write succeeds, the outbox stays
+/// short and nothing conflates. 32 KiB is a few hundred price messages. The gateway cannot
+/// tell a stream from an HTTP request at accept, so HTTP responses get it too: they are small,
+/// and a larger one takes a few more writes.
+pub const STREAM_SOCKET_SEND_BUFFER_BYTES: usize = 32 * 1024;
 /// Updates retained for `resume`.
 pub const STREAM_RETAINED_UPDATES_MAX: usize = 65_536;
 /// Batches of updates (and snapshot reads) waiting for the dispatcher; beyond it updates are
@@ -75,6 +90,10 @@ pub const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STREAM_SNAPSHOT_BETS_MAX: usize = 200;
 
 const _: () = assert!(STREAM_QUEUE_MESSAGES_MAX < STREAM_QUEUE_MESSAGES_HARD_MAX);
+// The writer takes less than a queue's worth at a time, so a backlog stays conflatable.
+const _: () = assert!(0 < STREAM_WRITE_FRAMES_MAX && STREAM_WRITE_FRAMES_MAX < STREAM_QUEUE_MESSAGES_MAX);
+// Conflation by age starts long before a stuck write drops the connection.
+const _: () = assert!(STREAM_PRICE_AGE_MAX.as_millis() < STREAM_WRITE_TIMEOUT.as_millis());
 const _: () = assert!(STREAM_HEARTBEAT_INTERVAL.as_millis() < STREAM_IDLE_TIMEOUT.as_millis());
 // A snapshot of every subscription of a connection fits in its queue with room to spare.
 const _: () = assert!(STREAM_SUBSCRIPTIONS_MAX < STREAM_QUEUE_MESSAGES_MAX);
@@ -87,6 +106,10 @@ pub struct StreamConfig {
     pub connections_max: usize,
     pub queue_messages_max: usize,
     pub queue_messages_hard_max: usize,
+    pub price_age_max: Duration,
+    pub write_frames_max: usize,
+    /// `None` leaves the kernel's autotuning alone.
+    pub socket_send_buffer_bytes: Option<usize>,
     pub retained_updates_max: usize,
     pub dispatch_batches_max: usize,
     pub client_message_bytes_max: usize,
@@ -105,6 +128,9 @@ impl Default for StreamConfig {
             connections_max: STREAM_CONNECTIONS_MAX,
             queue_messages_max: STREAM_QUEUE_MESSAGES_MAX,
             queue_messages_hard_max: STREAM_QUEUE_MESSAGES_HARD_MAX,
+            price_age_max: STREAM_PRICE_AGE_MAX,
+            write_frames_max: STREAM_WRITE_FRAMES_MAX,
+            socket_send_buffer_bytes: Some(STREAM_SOCKET_SEND_BUFFER_BYTES),
             retained_updates_max: STREAM_RETAINED_UPDATES_MAX,
             dispatch_batches_max: STREAM_DISPATCH_BATCHES_MAX,
             client_message_bytes_max: STREAM_CLIENT_MESSAGE_BYTES_MAX,
@@ -113,6 +139,31 @@ impl Default for StreamConfig {
             heartbeat_interval: STREAM_HEARTBEAT_INTERVAL,
             idle_timeout: STREAM_IDLE_TIMEOUT,
             write_timeout: STREAM_WRITE_TIMEOUT,
+        }
+    }
+}
+
+/// What `serve` does to every accepted socket, before it knows whether the connection becomes
+/// a stream:
+/// - `SO_SNDBUF` bounded to `socket_send_buffer_bytes`, so a client that falls behind fills
+///   the kernel's buffers within a few hundred messages and the rest waits in its outbox, where
+///   prices conflate (see `outbox.rs`), instead of seconds of old prices in the kernel;
+/// - `TCP_NODELAY`: hyper and axum leave Nagle's algorithm on, under which a small write waits
+///   for the client's acknowledgement of the previous one (which the client may delay by up to
+///   40 ms) whenever data is in flight: a second price right after a first would be late.
+///   Frames are already batched per write (see `connection.rs`).
+///
+/// A failure is logged and the connection served anyway, with the kernel's defaults.
+pub(crate) fn socket_options(config: &StreamConfig) -> impl FnMut(&mut tokio::net::TcpStream) + Send + 'static {
+    let send_buffer_bytes = config.socket_send_buffer_bytes;
+    move |stream: &mut tokio::net::TcpStream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY on an accepted socket");
+        }
+        if let Some(bytes) = send_buffer_bytes {
+            if let Err(error) = socket2::SockRef::from(&*stream).set_send_buffer_size(bytes) {
+                tracing::debug!(%error, bytes, "could not set SO_SNDBUF on an accepted socket");
+            }
         }
     }
 }
@@ -375,4 +426,30 @@ impl Hook {
 
 fn market_status(market: &book::Market) -> UpdateKind {
     UpdateKind::MarketStatus { event: market.event, market: market.id, status: market.status, in_play: market.in_play }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::{Listener, ListenerExt};
+
+    use super::*;
+
+    /// Options are set on each accepted socket (not inherited from the listener): read them
+    /// back from the server's side of a real connection.
+    #[tokio::test]
+    async fn accepted_sockets_get_a_bounded_send_buffer_and_no_delay() {
+        // Neither the kernel's default (`tcp_wmem`) nor twice it.
+        let set = 24 * 1024;
+        let config = StreamConfig { socket_send_buffer_bytes: Some(set), ..StreamConfig::default() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let mut listener = listener.tap_io(socket_options(&config));
+        let client = tokio::net::TcpStream::connect(address);
+        let ((accepted, _), client) = tokio::join!(Listener::accept(&mut listener), client);
+        let _client = client.expect("connect");
+        let bytes = socket2::SockRef::from(&accepted).send_buffer_size().expect("SO_SNDBUF");
+        // Linux reports twice what was set (its bookkeeping overhead is included).
+        assert_eq!(bytes, 2 * set);
+        assert!(accepted.nodelay().expect("TCP_NODELAY"));
+    }
 }

@@ -405,34 +405,9 @@ async fn a_slow_consumer_is_conflated_then_disconnected_while_others_keep_up() {
     .await;
     // A market with the most selections, every price changed at once: many messages per
     // change, to fill the socket buffers between the server and the slow client.
-    let (event, _, _) = app.football_match("K v L").await;
-    let names: Vec<Value> = (0..book::constants::SELECTIONS_PER_MARKET_MAX)
-        .map(|index| json!({"name": format!("Runner {index}"), "price": "5.00"}))
-        .collect();
-    let (status, created) = app
-        .call(
-            "POST",
-            &format!("/v1/admin/events/{event}/markets"),
-            Some(ADMIN_KEY),
-            Some(json!({"name": "Winner", "selections": names})),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let market = created["id"].as_str().unwrap().to_string();
-    let selections: Vec<String> = created["selections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|selection| selection["id"].as_str().unwrap().to_string())
-        .collect();
-
+    let (market, selections) = winner_market(&app, "K v L", book::constants::SELECTIONS_PER_MARKET_MAX).await;
     // The slow client's receive buffer is small, so its socket fills sooner.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4 * 1024).expect("buffer");
-    let stream = socket.connect(app.address).await.expect("connect");
-    let mut request = format!("ws://{}/v1/stream", app.address).into_client_request().expect("request");
-    request.headers_mut().insert("authorization", format!("Bearer {ADMIN_KEY}").parse().expect("header"));
-    let (mut slow, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.expect("upgrade");
+    let mut slow = connect_with_receive_buffer(&app, SLOW_RECEIVE_BUFFER_BYTES).await;
     send(&mut slow, json!({"op": "subscribe", "markets": [market]})).await;
     assert_eq!(next(&mut slow).await["type"], "snapshot");
     let mut normal = connect(&app, ADMIN_KEY).await;
@@ -446,17 +421,7 @@ async fn a_slow_consumer_is_conflated_then_disconnected_while_others_keep_up() {
         for _ in 0..10 {
             changes += 1;
             let price = format!("{}.{:02}", 2 + changes % 7, changes % 100);
-            let prices: Vec<Value> =
-                selections.iter().map(|selection| json!({"selection_id": selection, "price": price})).collect();
-            let (status, body) = app
-                .call(
-                    "PUT",
-                    &format!("/v1/admin/markets/{market}/prices"),
-                    Some(ADMIN_KEY),
-                    Some(json!({"prices": prices})),
-                )
-                .await;
-            assert_eq!(status, 200, "{body}");
+            set_all_prices(&app, &market, &selections, &price).await;
             // Each arrives (`next` waits at most `WAIT`): the slow client holds nobody up.
             for _ in &selections {
                 let message = next(&mut normal).await;
@@ -489,6 +454,145 @@ async fn a_slow_consumer_is_conflated_then_disconnected_while_others_keep_up() {
     // The normal client is still served.
     set_price(&app, &market, &selections[0], "9.50").await;
     assert_eq!(next(&mut normal).await["price"], "9.50");
+}
+
+/// A market of `count` selections priced 5.00 in a new event: its id and the selections' ids.
+async fn winner_market(app: &TestApp, event_name: &str, count: usize) -> (String, Vec<String>) {
+    let (event, _, _) = app.football_match(event_name).await;
+    let names: Vec<Value> =
+        (0..count).map(|index| json!({"name": format!("Runner {index}"), "price": "5.00"})).collect();
+    let (status, created) = app
+        .call(
+            "POST",
+            &format!("/v1/admin/events/{event}/markets"),
+            Some(ADMIN_KEY),
+            Some(json!({"name": "Winner", "selections": names})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let market = created["id"].as_str().unwrap().to_string();
+    let selections = created["selections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|selection| selection["id"].as_str().unwrap().to_string())
+        .collect();
+    (market, selections)
+}
+
+/// The receive buffer of a client meant to fall behind (`SO_RCVBUF`, set before connecting so
+/// the window it advertises stays small).
+const SLOW_RECEIVE_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Connects as the operator with a small socket receive buffer.
+async fn connect_with_receive_buffer(app: &TestApp, bytes: usize) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(bytes as u32).expect("buffer");
+    let stream = socket.connect(app.address).await.expect("connect");
+    let mut request = format!("ws://{}/v1/stream", app.address).into_client_request().expect("request");
+    request.headers_mut().insert("authorization", format!("Bearer {ADMIN_KEY}").parse().expect("header"));
+    tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.expect("upgrade").0
+}
+
+/// Sets every selection of `market` to `price` in one change.
+async fn set_all_prices(app: &TestApp, market: &str, selections: &[String], price: &str) {
+    let prices: Vec<Value> =
+        selections.iter().map(|selection| json!({"selection_id": selection, "price": price})).collect();
+    let (status, body) = app
+        .call("PUT", &format!("/v1/admin/markets/{market}/prices"), Some(ADMIN_KEY), Some(json!({"prices": prices})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A client that stops reading: once its socket buffers are full its queue ages past
+/// `price_age_max`, and from then on each new price replaces the queued ones of its selection.
+/// When it reads again it gets what the kernel held, then the latest price per selection, not
+/// the backlog; a normal client alongside gets every update. Only age conflates here: the
+/// queue's length limit is out of reach.
+#[tokio::test]
+async fn a_client_that_stops_reading_gets_the_latest_prices_when_it_reads_again() {
+    const SEND_BUFFER_BYTES: usize = 4 * 1024;
+    const WRITE_FRAMES_MAX: usize = 4;
+    const SELECTIONS: usize = 30;
+    const ROUNDS: usize = 40;
+    let price_age_max = Duration::from_millis(50);
+    let app = spawn_with(|config| {
+        config.stream.socket_send_buffer_bytes = Some(SEND_BUFFER_BYTES);
+        config.stream.price_age_max = price_age_max;
+        config.stream.write_frames_max = WRITE_FRAMES_MAX;
+        config.stream.queue_messages_max = 100_000;
+        config.stream.queue_messages_hard_max = 100_000;
+        config.rate_limit_per_address = None;
+        config.rate_limit_per_principal = None;
+        // One change per round: on a busy disk a single slow fsync is the fastest reply of
+        // its admission interval, and admission control would shed the next round.
+        config.admission_target = Duration::from_secs(3_600);
+    })
+    .await;
+    let (market, selections) = winner_market(&app, "M v N", SELECTIONS).await;
+    let mut slow = connect_with_receive_buffer(&app, SLOW_RECEIVE_BUFFER_BYTES).await;
+    send(&mut slow, json!({"op": "subscribe", "markets": [market]})).await;
+    assert_eq!(next(&mut slow).await["type"], "snapshot");
+    let mut normal = connect(&app, ADMIN_KEY).await;
+    send(&mut normal, json!({"op": "subscribe", "markets": [market]})).await;
+    assert_eq!(next(&mut normal).await["type"], "snapshot");
+
+    // Each round sets every selection to a price unique in the test; the slow client reads
+    // nothing. The normal client reads every round before the next, so its queue is empty
+    // whenever a price comes and it never conflates.
+    let price_of = |round: usize| format!("{}.{:02}", 2 + round / 100, round % 100);
+    let mut frame_bytes_min = usize::MAX;
+    for round in 1..=ROUNDS {
+        let price = price_of(round);
+        set_all_prices(&app, &market, &selections, &price).await;
+        for selection in &selections {
+            let message = next(&mut normal).await;
+            assert_eq!((&message["selection_id"], &message["price"]), (&json!(selection), &json!(price)), "{message}");
+            frame_bytes_min = frame_bytes_min.min(message.to_string().len());
+        }
+        // Let the slow client's queue age past the limit between rounds (a sleep to let time
+        // pass, not a bound on how long anything takes).
+        tokio::time::sleep(price_age_max + Duration::from_millis(10)).await;
+    }
+
+    // The slow client reads again, until it has the last price of every selection.
+    let last = price_of(ROUNDS);
+    let mut seen: Vec<(String, String, u64)> = Vec::new();
+    let mut missing: std::collections::HashSet<&String> = selections.iter().collect();
+    while !missing.is_empty() {
+        let message = next(&mut slow).await;
+        assert_eq!(message["type"], "price", "{message}");
+        let selection = message["selection_id"].as_str().unwrap().to_string();
+        let price = message["price"].as_str().unwrap().to_string();
+        if price == last {
+            missing.remove(&selection);
+        }
+        seen.push((selection, price, seq(&message)));
+    }
+    // In order, and each selection's prices only ever newer.
+    assert!(seen.windows(2).all(|pair| pair[0].2 < pair[1].2), "sequences go up");
+    for selection in &selections {
+        let rounds: Vec<&str> = seen.iter().filter(|seen| &seen.0 == selection).map(|seen| seen.1.as_str()).collect();
+        assert!(rounds.windows(2).all(|pair| pair[0] < pair[1]), "{selection}: {rounds:?}");
+    }
+    // Old prices come only from what was already past the outbox when the client stopped: the
+    // kernel's buffers (Linux doubles both sizes) and the writer's frames in hand. After the
+    // first latest price, nothing old.
+    let first_latest = seen.iter().position(|seen| seen.1 == last).expect("a latest price");
+    assert!(seen[first_latest..].iter().all(|seen| seen.1 == last), "old after new: {seen:?}");
+    let held_max = 2 * (SEND_BUFFER_BYTES + SLOW_RECEIVE_BUFFER_BYTES) / frame_bytes_min + WRITE_FRAMES_MAX;
+    assert!(first_latest <= held_max, "{first_latest} old prices, more than the {held_max} the buffers hold");
+    assert_eq!(seen.len() - first_latest, SELECTIONS);
+    // Every price the slow client did not get was conflated (none was dropped, it was not
+    // closed, and the normal client conflated nothing).
+    let pushed = (ROUNDS * SELECTIONS) as f64;
+    assert_eq!(metric(&app, "sportsbook_stream_conflated_total").await, pushed - seen.len() as f64);
+    assert_eq!(metric(&app, "sportsbook_stream_slow_consumers_total").await, 0.0);
+
+    // Both stay live.
+    set_price(&app, &market, &selections[0], "9.50").await;
+    assert_eq!(next(&mut normal).await["price"], "9.50");
+    assert_eq!(next(&mut slow).await["price"], "9.50");
 }
 
 /// The whole path of a price: a provider pushes an odds change to `POST /v1/feed/messages`, the
