@@ -6,7 +6,9 @@
 //! makes even the fastest one slow. When the smallest exceeds `ADMISSION_TARGET`, the next
 //! interval refuses new commands at once (503 `overloaded` with `Retry-After`), which drains the
 //! queue; commands already admitted still finish and report, so the following interval sees
-//! whether the queue is gone. An interval with no replies ends the shedding.
+//! whether the queue is gone. An interval with fewer than `ADMISSION_SAMPLES_MIN` replies
+//! judges nothing: at low traffic one slow sync is not a standing queue, and there is no load
+//! to shed.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,12 +17,16 @@ use std::time::{Duration, Instant};
 pub const ADMISSION_TARGET: Duration = Duration::from_millis(50);
 /// How often the gateway judges the queue.
 pub const ADMISSION_INTERVAL: Duration = Duration::from_millis(100);
+/// Replies an interval needs before it can judge the queue standing.
+pub const ADMISSION_SAMPLES_MIN: u32 = 32;
 
 #[derive(Debug)]
 struct Window {
     started: Instant,
     /// The fastest reply in this window.
     fastest: Option<Duration>,
+    /// Replies in this window.
+    samples: u32,
     /// Whether this window sheds (decided when the previous one ended).
     shedding: bool,
 }
@@ -29,15 +35,17 @@ struct Window {
 pub struct Admission {
     target: Duration,
     interval: Duration,
+    samples_min: u32,
     window: Mutex<Window>,
 }
 
 impl Admission {
-    pub fn new(target: Duration, interval: Duration) -> Admission {
+    pub fn new(target: Duration, interval: Duration, samples_min: u32) -> Admission {
         Admission {
             target,
             interval,
-            window: Mutex::new(Window { started: Instant::now(), fastest: None, shedding: false }),
+            samples_min: samples_min.max(1),
+            window: Mutex::new(Window { started: Instant::now(), fastest: None, samples: 0, shedding: false }),
         }
     }
 
@@ -45,8 +53,10 @@ impl Admission {
         if now.duration_since(window.started) < self.interval {
             return;
         }
-        window.shedding = window.fastest.is_some_and(|fastest| fastest > self.target);
+        window.shedding =
+            window.samples >= self.samples_min && window.fastest.is_some_and(|fastest| fastest > self.target);
         window.fastest = None;
+        window.samples = 0;
         window.started = now;
     }
 
@@ -62,6 +72,7 @@ impl Admission {
         let mut window = self.window.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.roll(&mut window, Instant::now());
         window.fastest = Some(window.fastest.map_or(took, |fastest| fastest.min(took)));
+        window.samples = window.samples.saturating_add(1);
     }
 
     /// Whether the gateway is shedding now.
@@ -76,7 +87,7 @@ mod tests {
 
     #[test]
     fn a_standing_queue_sheds_the_next_interval_and_a_drained_one_stops_it() {
-        let admission = Admission::new(Duration::from_millis(50), Duration::from_millis(20));
+        let admission = Admission::new(Duration::from_millis(50), Duration::from_millis(20), 2);
         // A burst: one slow reply among fast ones is not a standing queue.
         admission.record(Duration::from_millis(200));
         admission.record(Duration::from_millis(3));
@@ -90,9 +101,14 @@ mod tests {
         assert!(admission.shedding());
         // The admitted commands drain quickly: the interval after admits again.
         admission.record(Duration::from_millis(4));
+        admission.record(Duration::from_millis(6));
         std::thread::sleep(Duration::from_millis(25));
         assert!(admission.admit());
         // Nothing came back in an interval: no evidence of a queue.
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(admission.admit());
+        // One slow reply alone (low traffic) judges nothing.
+        admission.record(Duration::from_millis(300));
         std::thread::sleep(Duration::from_millis(25));
         assert!(admission.admit());
     }

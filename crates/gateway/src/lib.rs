@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ::feed::{FeedHub, ProviderSettings};
-pub use admission::{Admission, ADMISSION_INTERVAL, ADMISSION_TARGET};
+pub use admission::{Admission, ADMISSION_INTERVAL, ADMISSION_SAMPLES_MIN, ADMISSION_TARGET};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use book::{Book, Command, Reply};
@@ -97,6 +97,8 @@ pub struct GatewayConfig {
     pub stream: StreamConfig,
     /// The standing queue delay of the book beyond which new commands are shed (503).
     pub admission_target: Duration,
+    /// Replies an interval needs before admission control judges it.
+    pub admission_samples_min: u32,
 }
 
 impl GatewayConfig {
@@ -117,6 +119,7 @@ impl GatewayConfig {
             feed_defaults: ProviderSettings::default(),
             stream: StreamConfig::default(),
             admission_target: ADMISSION_TARGET,
+            admission_samples_min: ADMISSION_SAMPLES_MIN,
         }
     }
 }
@@ -163,7 +166,11 @@ impl AppState {
         let state = AppState(Arc::new(Inner {
             feed,
             read_breaker: Breaker::new(breaker::BREAKER_FAILURES, breaker::BREAKER_OPEN_FOR),
-            admission: Admission::new(config.admission_target, admission::ADMISSION_INTERVAL),
+            admission: Admission::new(
+                config.admission_target,
+                admission::ADMISSION_INTERVAL,
+                config.admission_samples_min,
+            ),
             in_flight: Semaphore::new(config.book_in_flight_max),
             http_in_flight: limits::http_in_flight(config.http_in_flight_max),
             engine,

@@ -191,6 +191,7 @@ async fn a_queue_above_the_target_sheds_the_next_interval_then_admits_again() {
     let path = dir.path().to_path_buf();
     let mut config = gateway::GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
     config.admission_target = Duration::from_nanos(1);
+    config.admission_samples_min = 1;
     let app = spawn_app_on(&path, Some(dir), config).await;
     // Set up between sheds: each reply makes the next interval shed.
     let admitted = |method: &'static str, path: String, token: Option<String>, body: Value| {

@@ -524,9 +524,6 @@ async fn a_client_that_stops_reading_gets_the_latest_prices_when_it_reads_again(
         config.stream.queue_messages_hard_max = 100_000;
         config.rate_limit_per_address = None;
         config.rate_limit_per_principal = None;
-        // One change per round: on a busy disk a single slow fsync is the fastest reply of
-        // its admission interval, and admission control would shed the next round.
-        config.admission_target = Duration::from_secs(3_600);
     })
     .await;
     let (market, selections) = winner_market(&app, "M v N", SELECTIONS).await;
