@@ -7,9 +7,11 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, ValueEnum};
 
 use crate::driver::{OpenLoopOptions, CONCURRENCY_MAX};
-use crate::http::SportsbookOptions;
+use crate::http::{PriceRoute, SportsbookOptions};
 use crate::postgres::PostgresOptions;
+use crate::provider::{FEED_BATCH_MAX, FEED_BATCH_MIN};
 use crate::schedule::{DerbyShape, ProfileKind};
+use crate::subscribers::SubscriberOptions;
 use crate::workload::{BetMix, WorkloadOptions};
 use crate::{LoadgenError, Options, TargetKind};
 
@@ -24,6 +26,14 @@ pub enum TargetArg {
     PostgresBaseline,
     /// The sportsbook, then the baseline with the same schedule and bets; prints the ratios.
     Both,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PriceRouteArg {
+    /// As an odds provider: fixtures, markets and batched odds_change messages on POST /v1/feed/messages.
+    Feed,
+    /// As an operator: markets on /v1/admin/events, one PUT /v1/admin/markets/{id}/prices at a time.
+    Admin,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -88,9 +98,24 @@ pub struct Args {
     /// Zipf exponent of market popularity (1.2: the five hottest of 1,000 take about 47%).
     #[arg(long, default_value_t = 1.2)]
     pub zipf: f64,
-    /// Price updates per second through the operator API while bets flow.
+    /// Price changes per second while bets flow (a market's three prices each), hot markets most.
     #[arg(long, default_value_t = 50.0)]
     pub price_updates: f64,
+    /// How markets are created and prices moved: through the feed, as an odds provider, or
+    /// through the operator API.
+    #[arg(long, value_enum, default_value = "feed")]
+    pub price_route: PriceRouteArg,
+    /// Feed route: one request every this many milliseconds carries the changes due by then,
+    /// each request sent without waiting for the last.
+    #[arg(long, default_value_t = 100)]
+    pub feed_batch_ms: u64,
+    /// WebSocket subscribers on GET /v1/stream reading prices (players' tokens, at most 16
+    /// connections per player); 0 for none.
+    #[arg(long, default_value_t = 200)]
+    pub subscribers: usize,
+    /// Markets each subscriber watches, drawn by the same Zipf popularity as the bets.
+    #[arg(long, default_value_t = 4)]
+    pub subscriber_markets: usize,
     #[arg(long, default_value_t = 10)]
     pub multiple_percent: u32,
     #[arg(long, default_value_t = 5)]
@@ -169,6 +194,23 @@ impl Args {
             crate::http::check_loopback(&self.url)?;
         }
         let request_timeout = seconds(self.timeout, "timeout")?;
+        let connections_max = self.players.saturating_mul(crate::subscribers::CONNECTIONS_PER_PLAYER_MAX);
+        if self.subscribers > connections_max {
+            return Err(LoadgenError::Config(format!(
+                "--subscribers {} is more than {connections_max}: the server allows {} stream connections per \
+                 player; raise --players",
+                self.subscribers,
+                crate::subscribers::CONNECTIONS_PER_PLAYER_MAX
+            )));
+        }
+        let feed_batch = Duration::from_millis(self.feed_batch_ms);
+        if !(FEED_BATCH_MIN..=FEED_BATCH_MAX).contains(&feed_batch) {
+            return Err(LoadgenError::Config(format!(
+                "--feed-batch-ms must be {} to {}",
+                FEED_BATCH_MIN.as_millis(),
+                FEED_BATCH_MAX.as_millis()
+            )));
+        }
         Ok(Options {
             target,
             profile,
@@ -191,6 +233,12 @@ impl Args {
                 admin_key: admin_key.unwrap_or_default(),
                 players: self.players,
                 price_updates_per_second: self.price_updates,
+                price_route: match self.price_route {
+                    PriceRouteArg::Feed => PriceRoute::Feed,
+                    PriceRouteArg::Admin => PriceRoute::Admin,
+                },
+                feed_batch,
+                subscribers: SubscriberOptions { count: self.subscribers, markets_each: self.subscriber_markets },
                 concurrency: self.concurrency,
                 request_timeout,
                 progress: !self.quiet,

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -24,7 +24,7 @@ use crate::workload::{BetSpec, Workload};
 pub const CONCURRENCY_MAX: usize = 16_384;
 /// Time between building the schedule and its first intended send, so the first requests are
 /// not late before the run has begun.
-const START_LEAD: Duration = Duration::from_millis(200);
+pub const START_LEAD: Duration = Duration::from_millis(200);
 
 /// Where bets go: the sportsbook over HTTP, or the PostgreSQL baseline.
 pub trait Target: Send + Sync + 'static {
@@ -51,19 +51,39 @@ pub async fn run_open_loop<T: Target>(
     options: &OpenLoopOptions,
     label: &str,
 ) -> Recorder {
-    let concurrency = options.concurrency.clamp(1, CONCURRENCY_MAX);
-    let phases = (0..schedule.phases().len())
+    run_open_loop_from(Instant::now() + START_LEAD, schedule, workload, target, options, label).await
+}
+
+/// The phases of `schedule` as (name, start, end) offsets from its start.
+pub fn phase_offsets(schedule: &Schedule) -> Vec<(String, Duration, Duration)> {
+    (0..schedule.phases().len())
         .map(|index| {
             let (start, end) = schedule.phase_bounds(index);
             (schedule.phases()[index].name.clone(), start, end)
         })
-        .collect();
-    let horizon = schedule.duration() + options.send_grace + options.request_timeout;
-    let recorder = Arc::new(Mutex::new(Recorder::new(phases, horizon)));
+        .collect()
+}
+
+/// The latest an answer can come, from the start of the schedule.
+pub fn horizon(schedule: &Schedule, options: &OpenLoopOptions) -> Duration {
+    schedule.duration() + options.send_grace + options.request_timeout
+}
+
+/// `run_open_loop` with the schedule starting at `start`, so that background work (the
+/// subscribers) can place what it sees on the same timeline.
+pub async fn run_open_loop_from<T: Target>(
+    start: Instant,
+    schedule: &Schedule,
+    workload: &Arc<Workload>,
+    target: Arc<T>,
+    options: &OpenLoopOptions,
+    label: &str,
+) -> Recorder {
+    let concurrency = options.concurrency.clamp(1, CONCURRENCY_MAX);
+    let recorder = Arc::new(Mutex::new(Recorder::new(phase_offsets(schedule), horizon(schedule, options))));
     let total = schedule.len();
     let progress = progress_bar(options.progress, total, label);
     let slots = Arc::new(Semaphore::new(concurrency));
-    let start = Instant::now() + START_LEAD;
     let sending_closes = start + schedule.duration() + options.send_grace;
     let mut arrivals = schedule.arrivals();
     for arrival in arrivals.by_ref() {
@@ -119,17 +139,35 @@ fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
     recorder.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Every bar and status line of the process, drawn together on standard error.
+fn bars() -> &'static MultiProgress {
+    static BARS: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+    BARS.get_or_init(MultiProgress::new)
+}
+
 pub(crate) fn progress_bar(shown: bool, total: u64, label: &str) -> ProgressBar {
     if !shown {
         return ProgressBar::hidden();
     }
-    let progress = ProgressBar::new(total);
+    let progress = bars().add(ProgressBar::new(total));
     progress.set_style(
         ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     progress.set_prefix(label.to_string());
     progress
+}
+
+/// A line under the progress bars whose message the caller updates (prices, subscribers).
+pub(crate) fn status_line(shown: bool, label: &str) -> ProgressBar {
+    if !shown {
+        return ProgressBar::hidden();
+    }
+    let status = bars().add(ProgressBar::new_spinner());
+    status
+        .set_style(ProgressStyle::with_template("{prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    status.set_prefix(label.to_string());
+    status
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The sportsbook target: sets up players and markets through the public API, places bets
-//! with `POST /v1/bets`, and moves prices through the operator route while bets flow.
+//! with `POST /v1/bets`, and (with `--price-route admin`) moves prices through the operator
+//! route while bets flow; the feed route's setup and price driver are in `provider.rs`.
 //!
 //! Setup creates its own catalog instead of betting on whatever the demo seeded, so the number
 //! of markets, their prices and which ones are hot (Zipf rank → market) are the same as the
@@ -19,8 +20,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::driver::{progress_bar, Target};
+use crate::provider::FeedProvider;
 use crate::stats::Outcome;
-use crate::workload::{format_money, format_price, BetKind, BetSpec, Leg, PriceTable, Workload, SELECTIONS_PER_MARKET};
+use crate::subscribers::{SendTimes, SubscriberOptions};
+use crate::workload::{
+    format_money, format_price, BetKind, BetSpec, Leg, PriceMoves, PriceTable, Workload, SELECTIONS_PER_MARKET,
+};
 use crate::LoadgenError;
 
 /// Players and markets a run may set up.
@@ -63,13 +68,29 @@ pub fn check_loopback(base_url: &str) -> Result<(), LoadgenError> {
     Ok(())
 }
 
+/// How the run creates its markets and moves their prices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceRoute {
+    /// As an odds provider: fixtures, markets and `odds_change` messages on
+    /// `POST /v1/feed/messages`, batched, with heartbeats.
+    Feed,
+    /// As an operator: `POST /v1/admin/events`, `.../markets` and one
+    /// `PUT /v1/admin/markets/{id}/prices` at a time.
+    Admin,
+}
+
 #[derive(Clone, Debug)]
 pub struct SportsbookOptions {
     pub base_url: String,
     pub admin_key: String,
     pub players: usize,
-    /// Price updates per second through `PUT /v1/admin/markets/{id}/prices`, hot markets most.
+    /// Price changes per second, hot markets most.
     pub price_updates_per_second: f64,
+    pub price_route: PriceRoute,
+    /// Feed route: one request carries the changes due in this interval.
+    pub feed_batch: Duration,
+    pub subscribers: SubscriberOptions,
     pub concurrency: usize,
     pub request_timeout: Duration,
     pub progress: bool,
@@ -80,9 +101,9 @@ struct Player {
     access: RwLock<(HeaderValue, String)>,
 }
 
-struct Market {
-    id: String,
-    selections: [String; SELECTIONS_PER_MARKET],
+pub(crate) struct Market {
+    pub(crate) id: String,
+    pub(crate) selections: [String; SELECTIONS_PER_MARKET],
 }
 
 /// What setup built.
@@ -90,6 +111,7 @@ struct Market {
 pub struct SetupReport {
     pub players: usize,
     pub markets: usize,
+    pub price_route: PriceRoute,
     pub deposits_per_player: u64,
     pub deposit_minor: u64,
     pub seconds: f64,
@@ -134,6 +156,7 @@ pub struct SportsbookTarget {
     markets: Vec<Market>,
     prices: Arc<PriceTable>,
     retries: RetryCounters,
+    feed: Option<Arc<FeedProvider>>,
 }
 
 impl SportsbookTarget {
@@ -177,11 +200,23 @@ impl SportsbookTarget {
         let players = setup.players(&run_id, options.players, deposits_per_player, &progress).await?;
         progress.finish_and_clear();
         let progress = progress_bar(options.progress, markets as u64, "markets");
-        let created = setup.markets(&run_id, markets, &prices, &progress).await?;
+        let (created, feed) = match options.price_route {
+            PriceRoute::Admin => (setup.markets(&run_id, markets, &prices, &progress).await?, None),
+            PriceRoute::Feed => {
+                let provider = Arc::new(FeedProvider::new(client.clone(), &base_url, &options.admin_key));
+                // Heartbeats from before the first fixture to the end of the run: a silent
+                // provider's markets are suspended.
+                provider.start_heartbeats();
+                let created =
+                    crate::provider::create_markets(&provider, &base_url, &run_id, markets, &prices, &progress).await?;
+                (created, Some(provider))
+            }
+        };
         progress.finish_and_clear();
         let report = SetupReport {
             players: players.len(),
             markets: created.len(),
+            price_route: options.price_route,
             deposits_per_player,
             deposit_minor: DEPOSIT_MINOR_MAX,
             seconds: started.elapsed().as_secs_f64(),
@@ -195,8 +230,41 @@ impl SportsbookTarget {
             markets: created,
             prices,
             retries: RetryCounters::default(),
+            feed,
         };
         Ok((target, report))
+    }
+
+    pub fn player_count(&self) -> usize {
+        self.players.len()
+    }
+
+    /// `Bearer <access token>` of player `index`, as it is now.
+    pub fn player_authorization(&self, index: usize) -> HeaderValue {
+        self.players[index].access.read().unwrap_or_else(|poisoned| poisoned.into_inner()).0.clone()
+    }
+
+    /// The book's id of the market of Zipf rank `rank`.
+    pub fn market_id(&self, rank: usize) -> &str {
+        &self.markets[rank].id
+    }
+
+    /// `ws://.../v1/stream` on the same server.
+    pub fn stream_url(&self) -> String {
+        format!("ws{}/v1/stream", self.base_url.trim_start_matches("http"))
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    /// The run's odds provider (the feed route).
+    pub fn feed(&self) -> Option<&Arc<FeedProvider>> {
+        self.feed.as_ref()
     }
 
     pub fn retry_report(&self) -> RetryReport {
@@ -337,7 +405,7 @@ impl Target for SportsbookTarget {
 }
 
 /// The HTTP calls of setup and of the background drivers, with their bodies.
-struct Setup<'a> {
+pub(crate) struct Setup<'a> {
     client: &'a Client,
     base_url: &'a str,
     admin_key: &'a str,
@@ -472,7 +540,7 @@ impl Setup<'_> {
 
 /// An error with its chain of causes: reqwest's own message ("error sending request") alone
 /// does not say what went wrong.
-fn with_causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -511,19 +579,18 @@ pub fn rfc3339(time: SystemTime) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3_600, rest % 3_600 / 60, rest % 60)
 }
 
-/// Moves prices while bets flow: `PUT /v1/admin/markets/{id}/prices` at a constant rate, markets
-/// drawn by the same Zipf popularity as the bets (hot markets move most). Bets see a new price
-/// once the book has acknowledged it, so some bets with policy `none` meet a price that moved
-/// in between and are rejected with `price_changed`, as real bettors are.
-///
-/// This is the first of the background drivers. The feed driver (`POST /v1/feed/messages`)
-/// and the WebSocket subscribers (`GET /v1/stream`) go next to it, each with its own report
-/// in `BackgroundReport`, once those endpoints exist.
+/// Moves prices while bets flow with `--price-route admin`: `PUT /v1/admin/markets/{id}/prices`
+/// at a constant rate, one request at a time, markets drawn by the same Zipf popularity as the
+/// bets (hot markets move most). Bets see a new price once the book has acknowledged it, so
+/// some bets with policy `none` meet a price that moved in between and are rejected with
+/// `price_changed`, as real bettors are. Each price is unique in the run and its send time
+/// goes into `send_times`, for the subscribers.
 pub async fn drive_prices(
     target: Arc<SportsbookTarget>,
     workload: Arc<Workload>,
     admin_key: String,
     per_second: f64,
+    send_times: Arc<SendTimes>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> PriceDriverReport {
     let mut report = PriceDriverReport::default();
@@ -531,14 +598,13 @@ pub async fn drive_prices(
         return report;
     }
     let interval = Duration::from_secs_f64(1.0 / per_second);
-    let mut random = crate::workload::SplitMix64::new(workload.options().seed ^ 0x0DD5);
+    let mut moves = PriceMoves::new(workload.options().seed);
     let mut next = tokio::time::Instant::now();
     let setup = Setup { client: &target.client, base_url: &target.base_url, admin_key: &admin_key };
     while !*stop.borrow() {
         tokio::time::sleep_until(next).await;
         next += interval;
-        let market = workload.zipf().sample(random.next_f64());
-        let moved = target.prices.moved(market, &mut random);
+        let (market, moved) = moves.next(&workload, &target.prices);
         let prices: Vec<Value> = moved
             .iter()
             .enumerate()
@@ -548,6 +614,7 @@ pub async fn drive_prices(
             .collect();
         let path = format!("/v1/admin/markets/{}/prices", target.markets[market].id);
         report.sent += 1;
+        send_times.mark(moved);
         match setup.call(Method::PUT, &path, Some(&admin_key), json!({"prices": prices})).await {
             Ok(_) => {
                 report.applied += 1;

@@ -5,8 +5,9 @@
 //! `Workload` that turns each send into a bet from the seed alone, a `Target` that places it
 //! (`SportsbookTarget` over HTTP, `PostgresTarget` as one transaction per bet), and the
 //! open-loop dispatcher of `driver.rs` that sends each bet on time and records its outcome and
-//! its latency from the intended send time. Background drivers (prices moving through the
-//! operator API; later the feed and WebSocket subscribers) run beside the bets.
+//! its latency from the intended send time. Beside the bets run the price driver (an odds
+//! provider on the feed route, `provider.rs`, or the operator route) and WebSocket
+//! subscribers reading the prices (`subscribers.rs`).
 //!
 //! The generator only aims at this machine: `--url` must be a loopback address and `--pg` a
 //! local database.
@@ -16,8 +17,10 @@ pub mod driver;
 pub mod http;
 pub mod plot;
 pub mod postgres;
+pub mod provider;
 pub mod schedule;
 pub mod stats;
+pub mod subscribers;
 pub mod workload;
 pub mod zipf;
 
@@ -26,11 +29,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::driver::{run_open_loop, OpenLoopOptions};
-use crate::http::{PriceDriverReport, RetryReport, SportsbookOptions, SportsbookTarget};
+use crate::driver::{run_open_loop, run_open_loop_from, OpenLoopOptions};
+use crate::http::{PriceDriverReport, PriceRoute, RetryReport, SportsbookOptions, SportsbookTarget};
 use crate::postgres::{PostgresOptions, PostgresTarget};
+use crate::provider::FeedDriverReport;
 use crate::schedule::{DerbyShape, Phase, ProfileKind, Schedule};
 use crate::stats::{PhaseReport, Recorder, SecondReport};
+use crate::subscribers::{SendTimes, StreamReport, Subscribers};
 use crate::workload::{PriceTable, Workload, WorkloadOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +122,15 @@ pub struct RunReport {
     pub seconds: Vec<SecondReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotent_retries: Option<RetryReport>,
+    /// Prices moved through the operator route (`--price-route admin`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price_updates: Option<PriceDriverReport>,
+    /// Prices moved through the feed (`--price-route feed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed: Option<FeedDriverReport>,
+    /// The WebSocket subscribers (`--subscribers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamReport>,
     /// Bets in the baseline's table after the run (a check on the accepted count).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bets_stored: Option<i64>,
@@ -212,6 +224,8 @@ fn report_of(target: &str, setup: serde_json::Value, recorder: &Recorder) -> Run
         seconds: recorder.second_reports(),
         idempotent_retries: None,
         price_updates: None,
+        feed: None,
+        stream: None,
         bets_stored: None,
     }
 }
@@ -221,27 +235,112 @@ async fn run_sportsbook(
     schedule: &Schedule,
     workload: &Arc<Workload>,
 ) -> Result<RunReport, LoadgenError> {
+    let sportsbook = &options.sportsbook;
     let prices = Arc::new(PriceTable::new(options.workload.seed, options.workload.markets));
     let expected_bets = schedule.len();
-    let (target, setup) = SportsbookTarget::setup(&options.sportsbook, workload, prices, expected_bets).await?;
+    let (target, setup) = SportsbookTarget::setup(sportsbook, workload, prices, expected_bets).await?;
     let target = Arc::new(target);
+    let send_times = Arc::new(SendTimes::default());
+    let subscribers = if sportsbook.subscribers.count > 0 {
+        let phases = driver::phase_offsets(schedule);
+        let horizon = driver::horizon(schedule, &options.open_loop);
+        let progress = driver::status_line(sportsbook.progress, "subscribers");
+        progress.set_message(format!("opening {} WebSocket connections ...", sportsbook.subscribers.count));
+        let opened =
+            Subscribers::open(&target, workload, &sportsbook.subscribers, send_times.clone(), &phases, horizon).await;
+        progress.finish_and_clear();
+        if opened.is_err() {
+            if let Some(provider) = target.feed() {
+                provider.stop_heartbeats();
+            }
+        }
+        Some(opened?)
+    } else {
+        None
+    };
+    let start = tokio::time::Instant::now() + driver::START_LEAD;
+    if let Some(subscribers) = &subscribers {
+        subscribers.start_run(start);
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let price_driver = tokio::spawn(http::drive_prices(
-        target.clone(),
-        workload.clone(),
-        options.sportsbook.admin_key.clone(),
-        options.sportsbook.price_updates_per_second,
-        stopped.clone(),
-    ));
-    let refresher = tokio::spawn(http::refresh_tokens(target.clone(), stopped));
-    let recorder = run_open_loop(schedule, workload, target.clone(), &options.open_loop, "sportsbook").await;
+    let (admin_driver, feed_driver) = match sportsbook.price_route {
+        PriceRoute::Admin => (
+            Some(tokio::spawn(http::drive_prices(
+                target.clone(),
+                workload.clone(),
+                sportsbook.admin_key.clone(),
+                sportsbook.price_updates_per_second,
+                send_times.clone(),
+                stopped.clone(),
+            ))),
+            None,
+        ),
+        PriceRoute::Feed => (
+            None,
+            Some(tokio::spawn(provider::drive_feed_prices(
+                target.clone(),
+                workload.clone(),
+                sportsbook.price_updates_per_second,
+                sportsbook.feed_batch,
+                send_times.clone(),
+                stopped.clone(),
+            ))),
+        ),
+    };
+    let refresher = tokio::spawn(http::refresh_tokens(target.clone(), stopped.clone()));
+    let status = subscribers.as_ref().map(|subscribers| {
+        let line = driver::status_line(sportsbook.progress, "stream");
+        let progress = subscribers_progress(subscribers);
+        tokio::spawn(show_stream_progress(line, progress, stopped))
+    });
+    let recorder =
+        run_open_loop_from(start, schedule, workload, target.clone(), &options.open_loop, "sportsbook").await;
     let _ = stop.send(true);
-    let price_updates = price_driver.await.unwrap_or_default();
-    let _ = refresher.await;
     let mut report = report_of("sportsbook", serde_json::to_value(&setup).unwrap_or_default(), &recorder);
+    if let Some(driver) = admin_driver {
+        report.price_updates = Some(driver.await.unwrap_or_default());
+    }
+    if let Some(driver) = feed_driver {
+        report.feed = driver.await.ok().flatten();
+    }
+    if let Some(provider) = target.feed() {
+        provider.stop_heartbeats();
+    }
+    let _ = refresher.await;
+    if let Some(status) = status {
+        let _ = status.await;
+    }
+    if let Some(subscribers) = subscribers {
+        report.stream = Some(subscribers.finish().await);
+    }
     report.idempotent_retries = Some(target.retry_report());
-    report.price_updates = Some(price_updates);
     Ok(report)
+}
+
+type StreamProgress = Arc<dyn Fn() -> (u64, usize) + Send + Sync>;
+
+fn subscribers_progress(subscribers: &Subscribers) -> StreamProgress {
+    Arc::new(subscribers.progress_handle())
+}
+
+/// The subscribers' line under the progress bar: connections open and messages read a second.
+async fn show_stream_progress(
+    line: indicatif::ProgressBar,
+    progress: StreamProgress,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = progress().0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let (messages, open) = progress();
+        line.set_message(format!("{open} subscribers open, {} messages/s read", messages - last));
+        last = messages;
+    }
+    line.finish_and_clear();
 }
 
 async fn run_postgres(
@@ -317,8 +416,60 @@ pub fn summary(result: &ResultFile) -> String {
         if let Some(prices) = &run.price_updates {
             let _ = writeln!(
                 out,
-                "  price updates: {} sent, {} applied, {} failed",
+                "  price updates (operator route): {} sent, {} applied, {} failed",
                 prices.sent, prices.applied, prices.failed
+            );
+        }
+        if let Some(feed) = &run.feed {
+            let _ = writeln!(
+                out,
+                "  feed: {} price changes in {} requests ({} failed): {} applied, {} duplicate, {} stale, {} refused; \
+                 reply p50 {:.2} ms p99 {:.2} ms; {} heartbeats ({} failed)",
+                feed.changes,
+                feed.requests,
+                feed.failed_requests,
+                feed.applied,
+                feed.duplicate,
+                feed.stale,
+                feed.refused,
+                feed.reply_ms.p50,
+                feed.reply_ms.p99,
+                feed.heartbeats,
+                feed.heartbeats_failed
+            );
+        }
+        if let Some(stream) = &run.stream {
+            let _ = writeln!(
+                out,
+                "  stream: {} subscribers watching {} markets each; {} connections ({} reconnections), {} open at the end",
+                stream.subscribers, stream.markets_each, stream.connections, stream.reconnections, stream.open_at_end
+            );
+            let _ = writeln!(
+                out,
+                "  {:<8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}  (delay in ms from sending a change to reading it)",
+                "phase", "messages", "msg/s", "prices", "p50", "p99", "p99.9", "max"
+            );
+            for phase in stream.phases.iter().chain(std::iter::once(&stream.total)) {
+                let delay = &phase.delay_ms;
+                let _ = writeln!(
+                    out,
+                    "  {:<8} {:>9} {:>9.0} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                    phase.name,
+                    phase.messages,
+                    phase.messages_per_second,
+                    phase.prices,
+                    delay.p50,
+                    delay.p99,
+                    delay.p999,
+                    delay.max
+                );
+            }
+            let closes: Vec<String> = stream.closes.iter().map(|(reason, count)| format!("{reason} {count}")).collect();
+            let _ = writeln!(
+                out,
+                "  stream errors and closes: {}; prices no change of the run set: {}",
+                if closes.is_empty() { "none".to_string() } else { closes.join(", ") },
+                stream.unmatched_prices
             );
         }
         if let Some(stored) = run.bets_stored {
@@ -392,8 +543,15 @@ pub fn write_outputs(
         write(path, json + "\n")?;
     }
     if let Some(path) = plot_path {
-        let series: Vec<plot::Series<'_>> =
-            result.runs.iter().map(|run| plot::Series { name: &run.target, seconds: &run.seconds }).collect();
+        let series: Vec<plot::Series<'_>> = result
+            .runs
+            .iter()
+            .map(|run| plot::Series {
+                name: &run.target,
+                seconds: &run.seconds,
+                stream: run.stream.as_ref().map_or(&[], |stream| stream.seconds.as_slice()),
+            })
+            .collect();
         let title = format!("sportsbook loadgen: {} profile", result.profile);
         write(path, plot::svg(&title, &series))?;
     }

@@ -1,12 +1,14 @@
 //! A hand-rolled SVG of one or more runs over time: accepted bets per second on top, p50 and
 //! p99 latency per second below on a logarithmic scale (a few milliseconds and tens of seconds
 //! must both be readable when a run is compared with a baseline that collapses), one colour
-//! per run. A few hundred lines of plotting library
+//! per run; with subscribers, their price delay p99 per second dotted in the latency panel.
+//! A few hundred lines of plotting library
 //! would cost more compile time than this whole file.
 
 use std::fmt::Write;
 
 use crate::stats::SecondReport;
+use crate::subscribers::StreamSecondReport;
 
 const WIDTH: f64 = 900.0;
 const PANEL_HEIGHT: f64 = 240.0;
@@ -60,6 +62,8 @@ impl Scale {
 pub struct Series<'a> {
     pub name: &'a str,
     pub seconds: &'a [SecondReport],
+    /// The subscribers' seconds, if the run had any.
+    pub stream: &'a [StreamSecondReport],
 }
 
 /// The SVG document.
@@ -73,7 +77,12 @@ pub fn svg(title: &str, series: &[Series<'_>]) -> String {
     let latency_max = 10f64.powf(
         series
             .iter()
-            .flat_map(|one| one.seconds.iter().map(|second| second.p99_ms))
+            .flat_map(|one| {
+                one.seconds
+                    .iter()
+                    .map(|second| second.p99_ms)
+                    .chain(one.stream.iter().map(|second| second.delay_p99_ms))
+            })
             .fold(10.0, f64::max)
             .log10()
             .ceil(),
@@ -90,16 +99,24 @@ pub fn svg(title: &str, series: &[Series<'_>]) -> String {
     let top = MARGIN_TOP;
     let bottom = MARGIN_TOP + PANEL_HEIGHT + PANEL_GAP;
     axes(&mut out, top, seconds, throughput, "accepted bets / s");
-    axes(&mut out, bottom, seconds, latency, "latency ms, log scale (solid p99, dashed p50)");
+    let label = if series.iter().any(|one| !one.stream.is_empty()) {
+        "latency ms, log scale (solid p99, dashed p50; dotted: subscribers' price delay p99)"
+    } else {
+        "latency ms, log scale (solid p99, dashed p50)"
+    };
+    axes(&mut out, bottom, seconds, latency, label);
     for (index, one) in series.iter().enumerate() {
         let colour = COLOURS[index % COLOURS.len()];
         let accepted: Vec<(f64, f64)> =
             one.seconds.iter().map(|second| (second.second as f64, second.accepted as f64)).collect();
-        polyline(&mut out, top, seconds, throughput, &accepted, colour, false);
+        polyline(&mut out, top, seconds, throughput, &accepted, colour, SOLID);
         let p99: Vec<(f64, f64)> = one.seconds.iter().map(|second| (second.second as f64, second.p99_ms)).collect();
-        polyline(&mut out, bottom, seconds, latency, &p99, colour, false);
+        polyline(&mut out, bottom, seconds, latency, &p99, colour, SOLID);
         let p50: Vec<(f64, f64)> = one.seconds.iter().map(|second| (second.second as f64, second.p50_ms)).collect();
-        polyline(&mut out, bottom, seconds, latency, &p50, colour, true);
+        polyline(&mut out, bottom, seconds, latency, &p50, colour, DASHED);
+        let delay: Vec<(f64, f64)> =
+            one.stream.iter().map(|second| (second.second as f64, second.delay_p99_ms)).collect();
+        polyline(&mut out, bottom, seconds, latency, &delay, colour, DOTTED);
         let legend_x = WIDTH - MARGIN_RIGHT - 220.0;
         let legend_y = 20.0 + 16.0 * index as f64;
         let _ = writeln!(
@@ -160,7 +177,11 @@ fn axes(out: &mut String, top: f64, seconds: f64, scale: Scale, label: &str) {
     let _ = writeln!(out, r#"<text x="{left}" y="{}">{}</text>"#, top - 6.0, escape(label));
 }
 
-fn polyline(out: &mut String, top: f64, seconds: f64, scale: Scale, points: &[(f64, f64)], colour: &str, dashed: bool) {
+const SOLID: &str = "";
+const DASHED: &str = r#" stroke-dasharray="4 3""#;
+const DOTTED: &str = r#" stroke-dasharray="1 3""#;
+
+fn polyline(out: &mut String, top: f64, seconds: f64, scale: Scale, points: &[(f64, f64)], colour: &str, dash: &str) {
     if points.is_empty() {
         return;
     }
@@ -168,7 +189,6 @@ fn polyline(out: &mut String, top: f64, seconds: f64, scale: Scale, points: &[(f
         .iter()
         .map(|&(second, value)| format!("{:.1},{:.1}", x_of(second + 0.5, seconds), y_of(value, top, scale)))
         .collect();
-    let dash = if dashed { r#" stroke-dasharray="4 3""# } else { "" };
     let _ = writeln!(
         out,
         r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>"#,
@@ -230,12 +250,20 @@ mod tests {
     fn a_plot_has_a_line_per_run_and_metric() {
         let ours: Vec<SecondReport> = (0..10).map(|index| second(index, 1_000 + index * 100, 3.0)).collect();
         let theirs: Vec<SecondReport> = (0..10).map(|index| second(index, 200, 40.0)).collect();
+        let stream: Vec<StreamSecondReport> = (0..10)
+            .map(|index| StreamSecondReport { second: index, messages: 50, delay_p50_ms: 1.0, delay_p99_ms: 4.0 })
+            .collect();
         let document = svg(
             "steady <test>",
-            &[Series { name: "sportsbook", seconds: &ours }, Series { name: "postgres", seconds: &theirs }],
+            &[
+                Series { name: "sportsbook", seconds: &ours, stream: &stream },
+                Series { name: "postgres", seconds: &theirs, stream: &[] },
+            ],
         );
         assert!(document.starts_with("<svg") && document.trim_end().ends_with("</svg>"));
-        assert_eq!(document.matches("<polyline").count(), 6);
+        assert_eq!(document.matches("<polyline").count(), 7, "three lines a run, and the subscribers' delay");
+        assert_eq!(document.matches(r#"stroke-dasharray="1 3""#).count(), 1);
+        assert!(document.contains("subscribers' price delay p99"));
         assert!(document.contains("steady &lt;test&gt;"));
         // Throughput rounded up to 2k bets/s; latency in powers of ten from 0.1 ms to 100 ms.
         assert!(document.contains(">2k<"), "{document}");

@@ -249,7 +249,7 @@ impl BaselineBet {
     fn of(bet: &BetSpec, wallets: u32, prices: &PriceTable) -> BaselineBet {
         let mut odds: i64 = 100;
         for leg in &bet.legs {
-            odds = (odds * i64::from(prices.get(*leg)) / 100).min(i64::from(i32::MAX));
+            odds = (odds * i64::from(prices.get(*leg) / 100) / 100).min(i64::from(i32::MAX));
         }
         let stake = bet.total_stake_minor() as i64;
         let mut markets: Vec<i32> = bet.legs.iter().map(|leg| leg.market as i32 + 1).collect();
@@ -339,8 +339,8 @@ mod tests {
     #[test]
     fn a_multiple_locks_its_markets_in_order() {
         let prices = PriceTable::new(1, 10);
-        prices.set(Leg { market: 7, selection: 0 }, 250);
-        prices.set(Leg { market: 2, selection: 1 }, 200);
+        prices.set(Leg { market: 7, selection: 0 }, 25_000);
+        prices.set(Leg { market: 2, selection: 1 }, 20_000);
         let bet = BetSpec {
             sequence: 0,
             account_draw: 100_001,

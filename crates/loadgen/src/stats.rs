@@ -11,10 +11,10 @@ use serde::Serialize;
 /// The largest latency the histograms tell apart; longer ones are recorded as this.
 pub const LATENCY_MICROS_MAX: u64 = 120_000_000;
 /// Significant decimal digits of the per-phase histograms (0.1% resolution).
-const PHASE_SIGNIFICANT_DIGITS: u8 = 3;
+pub(crate) const PHASE_SIGNIFICANT_DIGITS: u8 = 3;
 /// The per-second histograms only feed a plot: 1% resolution is plenty and keeps a long soak
 /// (one histogram per second) small.
-const SECOND_SIGNIFICANT_DIGITS: u8 = 2;
+pub(crate) const SECOND_SIGNIFICANT_DIGITS: u8 = 2;
 
 /// How one request ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,11 +36,11 @@ pub enum Outcome {
     Transport,
 }
 
-fn latency_histogram(digits: u8) -> Histogram<u64> {
+pub(crate) fn latency_histogram(digits: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MICROS_MAX, digits).expect("valid histogram bounds")
 }
 
-fn micros(latency: Duration) -> u64 {
+pub(crate) fn micros(latency: Duration) -> u64 {
     u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, LATENCY_MICROS_MAX)
 }
 
@@ -293,7 +293,7 @@ impl Recorder {
     }
 }
 
-fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+pub(crate) fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
     if histogram.is_empty() {
         return 0.0;
     }
@@ -313,7 +313,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(histogram: &Histogram<u64>) -> Percentiles {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Percentiles {
         Percentiles {
             count: histogram.len(),
             p50: quantile_ms(histogram, 0.50),

@@ -16,9 +16,12 @@ pub const SELECTIONS_PER_MARKET: usize = 3;
 pub const MULTIPLE_LEGS_MAX: usize = 4;
 /// Draws before giving up on finding distinct markets for a multiple's legs.
 const DISTINCT_MARKET_DRAWS_MAX: usize = 64;
-/// Prices in hundredths: 1.01 to 50.00, starting between 1.50 and 6.00.
-pub const PRICE_HUNDREDTHS_MIN: u32 = 101;
-pub const PRICE_HUNDREDTHS_MAX: u32 = 5_000;
+/// Prices in ten-thousandths (the book's odds scale): 1.01 to 50.00, starting between 1.50
+/// and 6.00 in whole hundredths. Moves walk in hundredths; the price drivers then make each
+/// price unique in the run (`UniquePrices`), which takes the last two decimals.
+pub const PRICE_SCALE: u32 = 10_000;
+pub const PRICE_MIN: u32 = 10_100;
+pub const PRICE_MAX: u32 = 500_000;
 const INITIAL_PRICE_HUNDREDTHS: (u32, u32) = (150, 600);
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a tiny, fast generator whose seeding is one addition,
@@ -281,7 +284,7 @@ impl Workload {
     }
 }
 
-/// Current prices, in hundredths, of every selection of every market (by Zipf rank).
+/// Current prices, in ten-thousandths, of every selection of every market (by Zipf rank).
 #[derive(Debug)]
 pub struct PriceTable {
     prices: Vec<AtomicU32>,
@@ -293,7 +296,7 @@ impl PriceTable {
         let mut random = SplitMix64::new(seed ^ 0x5052_4943_4553);
         let (low, high) = INITIAL_PRICE_HUNDREDTHS;
         let prices = (0..markets * SELECTIONS_PER_MARKET)
-            .map(|_| AtomicU32::new(random.between(u64::from(low), u64::from(high)) as u32))
+            .map(|_| AtomicU32::new(random.between(u64::from(low), u64::from(high)) as u32 * 100))
             .collect();
         PriceTable { prices }
     }
@@ -302,23 +305,104 @@ impl PriceTable {
         self.prices[leg.market * SELECTIONS_PER_MARKET + leg.selection].load(Ordering::Relaxed)
     }
 
-    pub fn set(&self, leg: Leg, hundredths: u32) {
-        self.prices[leg.market * SELECTIONS_PER_MARKET + leg.selection].store(hundredths, Ordering::Relaxed);
+    pub fn set(&self, leg: Leg, price: u32) {
+        self.prices[leg.market * SELECTIONS_PER_MARKET + leg.selection].store(price, Ordering::Relaxed);
     }
 
-    /// The market's prices after one move: each selection by up to ±5%, within the bounds.
+    /// The market's prices after one move: each selection by up to ±5%, to whole hundredths,
+    /// within the bounds.
     pub fn moved(&self, market: usize, random: &mut SplitMix64) -> [u32; SELECTIONS_PER_MARKET] {
         std::array::from_fn(|selection| {
-            let current = f64::from(self.get(Leg { market, selection }));
+            let current = f64::from(self.get(Leg { market, selection })) / 100.0;
             let factor = 1.0 + (random.next_f64() - 0.5) / 10.0;
-            ((current * factor).round() as u32).clamp(PRICE_HUNDREDTHS_MIN, PRICE_HUNDREDTHS_MAX)
+            ((current * factor).round() as u32 * 100).clamp(PRICE_MIN, PRICE_MAX)
         })
     }
 }
 
-/// "2.50" from 250.
-pub fn format_price(hundredths: u32) -> String {
-    format!("{}.{:02}", hundredths / 100, hundredths % 100)
+/// Gives every price change a price no other change of the run had, as close as it can to
+/// the price the move wanted, so that a subscriber knows from a price alone which change it
+/// got (and when that change was sent). Between 1.01 and 50.00 there are 489,901 prices; a run
+/// that uses them all starts again, and a delivery of a price from before that is not matched.
+#[derive(Clone, Debug)]
+pub struct UniquePrices {
+    used: Vec<bool>,
+    claimed: usize,
+}
+
+impl Default for UniquePrices {
+    fn default() -> UniquePrices {
+        UniquePrices { used: vec![false; (PRICE_MAX - PRICE_MIN + 1) as usize], claimed: 0 }
+    }
+}
+
+impl UniquePrices {
+    /// The unused price nearest `wanted` (below it first on a tie), now used.
+    pub fn claim(&mut self, wanted: u32) -> u32 {
+        if self.claimed == self.used.len() {
+            self.used.fill(false);
+            self.claimed = 0;
+        }
+        let wanted = (wanted.clamp(PRICE_MIN, PRICE_MAX) - PRICE_MIN) as usize;
+        let last = self.used.len() - 1;
+        let index = (0..=last)
+            .flat_map(|distance| [wanted.checked_sub(distance), Some(wanted + distance).filter(|up| *up <= last)])
+            .flatten()
+            .find(|index| !self.used[*index])
+            .expect("an unused price exists: the table is emptied when full");
+        self.used[index] = true;
+        self.claimed += 1;
+        PRICE_MIN + index as u32
+    }
+}
+
+/// The price drivers' changes: a market by Zipf popularity (hot markets move most), each of
+/// its selections moved by `PriceTable::moved`, then made unique in the run.
+#[derive(Clone, Debug)]
+pub struct PriceMoves {
+    random: SplitMix64,
+    unique: UniquePrices,
+}
+
+impl PriceMoves {
+    pub fn new(seed: u64) -> PriceMoves {
+        PriceMoves { random: SplitMix64::new(seed ^ 0x0DD5), unique: UniquePrices::default() }
+    }
+
+    /// The next change: its market (Zipf rank) and the new price of each selection.
+    pub fn next(&mut self, workload: &Workload, prices: &PriceTable) -> (usize, [u32; SELECTIONS_PER_MARKET]) {
+        let market = workload.zipf().sample(self.random.next_f64());
+        let moved = prices.moved(market, &mut self.random);
+        (market, moved.map(|price| self.unique.claim(price)))
+    }
+}
+
+/// "2.50" from 25,000 and "2.5013" from 25,013: at least two decimals, at most four.
+pub fn format_price(price: u32) -> String {
+    let (whole, fraction) = (price / PRICE_SCALE, price % PRICE_SCALE);
+    if fraction.is_multiple_of(100) {
+        format!("{whole}.{:02}", fraction / 100)
+    } else if fraction.is_multiple_of(10) {
+        format!("{whole}.{:03}", fraction / 10)
+    } else {
+        format!("{whole}.{fraction:04}")
+    }
+}
+
+/// The price in ten-thousandths of a decimal price as the API renders it ("2.5", "2.50",
+/// "2.5013"), if it has at most four decimals.
+pub fn parse_price(text: &str) -> Option<u32> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 4 || !fraction.bytes().all(|digit| digit.is_ascii_digit()) {
+        return None;
+    }
+    let mut price = whole.parse::<u32>().ok()?.checked_mul(PRICE_SCALE)?;
+    let mut scale = PRICE_SCALE / 10;
+    for digit in fraction.bytes() {
+        price = price.checked_add(u32::from(digit - b'0') * scale)?;
+        scale /= 10;
+    }
+    Some(price)
 }
 
 /// "12.34" from 1234 minor units (every currency the generator uses has two decimals).
@@ -391,13 +475,43 @@ mod tests {
         for _ in 0..10_000 {
             let moved = table.moved(0, &mut random);
             for (selection, price) in moved.into_iter().enumerate() {
-                assert!((PRICE_HUNDREDTHS_MIN..=PRICE_HUNDREDTHS_MAX).contains(&price));
+                assert!((PRICE_MIN..=PRICE_MAX).contains(&price));
+                assert_eq!(price % 100, 0, "moves are whole hundredths");
                 table.set(Leg { market: 0, selection }, price);
             }
         }
-        assert_eq!(format_price(250), "2.50");
-        assert_eq!(format_price(101), "1.01");
+        assert_eq!(format_price(25_000), "2.50");
+        assert_eq!(format_price(10_100), "1.01");
+        assert_eq!(format_price(25_010), "2.501");
+        assert_eq!(format_price(25_013), "2.5013");
         assert_eq!(format_money(1_234), "12.34");
         assert_eq!(format_money(5), "0.05");
+        for price in [10_100, 25_000, 25_010, 25_013, 500_000] {
+            assert_eq!(parse_price(&format_price(price)), Some(price));
+        }
+        assert_eq!(parse_price("2.5"), Some(25_000));
+        assert_eq!(parse_price("3"), Some(30_000));
+        assert_eq!(parse_price("2.50131"), None);
+        assert_eq!(parse_price("2.5x"), None);
+    }
+
+    #[test]
+    fn unique_prices_never_repeat_and_stay_near_the_wanted_price() {
+        let mut unique = UniquePrices::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1_000 {
+            let price = unique.claim(25_000);
+            assert!(seen.insert(price), "{price} twice");
+            assert!(price.abs_diff(25_000) <= 500, "{price}");
+        }
+        assert_eq!(unique.claim(1), PRICE_MIN);
+        assert_eq!(unique.claim(1), PRICE_MIN + 1);
+        assert_eq!(unique.claim(u32::MAX), PRICE_MAX);
+        // Once every price is used, the table starts again rather than failing.
+        let mut small = UniquePrices::default();
+        let total = (PRICE_MAX - PRICE_MIN + 1) as usize;
+        small.used.fill(true);
+        small.claimed = total;
+        assert_eq!(small.claim(30_000), 30_000);
     }
 }

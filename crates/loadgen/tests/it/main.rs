@@ -9,9 +9,10 @@ use domain::Money;
 use engine::{EngineOptions, SystemClock};
 use gateway::{AppState, GatewayConfig};
 use loadgen::driver::OpenLoopOptions;
-use loadgen::http::SportsbookOptions;
+use loadgen::http::{PriceRoute, SportsbookOptions};
 use loadgen::postgres::PostgresOptions;
 use loadgen::schedule::{Phase, ProfileKind};
+use loadgen::subscribers::SubscriberOptions;
 use loadgen::workload::{BetMix, WorkloadOptions};
 use loadgen::{Options, ResultFile, RunReport, TargetKind};
 
@@ -65,6 +66,9 @@ fn options(target: TargetKind, base_url: String) -> Options {
             // Two argon2 hashes each, slow in a debug build: few players.
             players: 2,
             price_updates_per_second: 20.0,
+            price_route: PriceRoute::Feed,
+            feed_batch: Duration::from_millis(50),
+            subscribers: SubscriberOptions { count: 8, markets_each: 3 },
             concurrency: 64,
             request_timeout: Duration::from_secs(5),
             progress: false,
@@ -82,6 +86,26 @@ fn options(target: TargetKind, base_url: String) -> Options {
             progress: false,
         },
     }
+}
+
+/// Subscribers read the prices the run moved, and the delay of each from its feed request.
+fn assert_stream_sane(run: &RunReport, subscribers: usize) {
+    let stream = run.stream.as_ref().expect("stream reported");
+    assert_eq!(stream.subscribers, subscribers);
+    assert_eq!(stream.open_at_end, subscribers, "{stream:?}");
+    assert_eq!(stream.connections, subscribers as u64, "nobody reconnected: {stream:?}");
+    assert!(stream.closes.is_empty(), "{:?}", stream.closes);
+    assert_eq!(stream.phases.len(), 2);
+    let total = &stream.total;
+    // Most subscribers watch the hottest market, which takes a fifth of the changes.
+    assert!(total.prices >= 20, "{total:?}");
+    assert!(total.delay_ms.count * 10 >= total.prices * 9, "prices matched to their change: {stream:?}");
+    let delay = &total.delay_ms;
+    assert!(delay.p50 > 0.0 && delay.p50 <= delay.p99 && delay.p99 <= delay.p999 && delay.p999 <= delay.max);
+    assert!(delay.p50 < 1_000.0, "{delay:?}");
+    assert!(total.messages_per_second > 0.0);
+    let read: u64 = stream.seconds.iter().map(|second| second.messages).sum();
+    assert_eq!(read, total.messages, "every message lands in a second");
 }
 
 fn assert_sane(run: &RunReport) {
@@ -106,7 +130,7 @@ fn assert_sane(run: &RunReport) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_run_against_the_sportsbook_counts_bets_rejections_and_retries() {
+async fn a_short_run_against_the_sportsbook_counts_bets_rejections_retries_feed_and_stream() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let base_url = spawn_app(dir.path()).await;
     let result: ResultFile = loadgen::run(&options(TargetKind::Sportsbook, base_url)).await.expect("the run completes");
@@ -120,10 +144,23 @@ async fn a_short_run_against_the_sportsbook_counts_bets_rejections_and_retries()
     let retries = run.idempotent_retries.as_ref().expect("retries reported");
     assert!(retries.sent > 20, "{retries:?}");
     assert_eq!(retries.different_answer, 0, "a retried key gets the first answer: {retries:?}");
-    let prices = run.price_updates.as_ref().expect("price updates reported");
-    assert!(prices.applied > 10 && prices.failed == 0, "{prices:?}");
+    // The markets came through the feed and were bet on; their prices moved through it too.
+    assert_eq!(run.setup["price_route"], "feed");
+    assert!(run.price_updates.is_none());
+    let feed = run.feed.as_ref().expect("feed reported");
+    assert!(feed.changes >= 30 && feed.requests > 5, "{feed:?}");
+    assert_eq!(feed.failed_requests, 0, "{feed:?}");
+    assert_eq!(feed.applied + feed.duplicate + feed.stale + feed.refused, feed.changes, "{feed:?}");
+    assert!(feed.applied * 10 >= feed.changes * 9, "almost every change applies: {feed:?}");
+    assert_eq!(feed.refused, 0, "{feed:?}");
+    assert!(feed.heartbeats >= 2 && feed.heartbeats_failed == 0, "{feed:?}");
+    assert!(feed.reply_ms.count == feed.requests && feed.reply_ms.p50 > 0.0);
+    assert_stream_sane(run, 8);
 
     let json = serde_json::to_value(&result).expect("serializes");
+    assert!(json["runs"][0]["feed"]["applied"].as_u64().is_some_and(|applied| applied > 0));
+    assert!(json["runs"][0]["stream"]["total"]["delay_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0));
+
     assert!(json["runs"][0]["phases"][1]["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0));
     let plot_dir = tempfile::tempdir().expect("temporary directory");
     let (json_path, plot_path) = (plot_dir.path().join("result.json"), plot_dir.path().join("result.svg"));
@@ -157,4 +194,21 @@ async fn both_targets_get_the_same_schedule_and_their_ratios() {
     assert!(total.throughput > 0.0 && total.p99 > 0.0, "{total:?}");
     let expected = ours.total.accepted_per_second / baseline.total.accepted_per_second;
     assert!((total.throughput - expected).abs() < 1e-9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_price_route_still_moves_prices_that_subscribers_read() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let base_url = spawn_app(dir.path()).await;
+    let mut options = options(TargetKind::Sportsbook, base_url);
+    options.sportsbook.price_route = PriceRoute::Admin;
+    options.sportsbook.subscribers = SubscriberOptions { count: 4, markets_each: 2 };
+    let result = loadgen::run(&options).await.expect("the run completes");
+    let run = &result.runs[0];
+    assert_sane(run);
+    assert_eq!(run.setup["price_route"], "admin");
+    assert!(run.feed.is_none());
+    let prices = run.price_updates.as_ref().expect("price updates reported");
+    assert!(prices.applied > 10 && prices.failed == 0, "{prices:?}");
+    assert_stream_sane(run, 4);
 }
