@@ -1,7 +1,7 @@
 //! A simulated odds provider: fixtures with a 1X2 and a total-goals market, prices on a random
 //! walk, kick-offs that take events in play, goals that stop betting and reprice, and full time
 //! that settles. It speaks in the book's feed messages; transports render them as JSON or UOF
-//! XML. `Chaos` drops, duplicates and reorders messages on request, the way real feeds misbehave.
+//! XML. `Chaos` drops, duplicates, reorders and delays messages on request, the way real feeds misbehave.
 //!
 //! Seeded and driven by the caller's clock: the same seed and the same times give the same
 //! messages, so tests can reproduce what they saw.
@@ -25,11 +25,17 @@ pub struct Chaos {
     pub duplicate: f64,
     /// Probability that a message swaps places with the next one.
     pub reorder: f64,
+    /// Probability that a message is held back and sent after 2 to `DELAY_MESSAGES_MAX` later
+    /// ones (a slow path at the provider).
+    pub delay: f64,
 }
 
 impl Chaos {
-    pub const NONE: Chaos = Chaos { drop: 0.0, duplicate: 0.0, reorder: 0.0 };
+    pub const NONE: Chaos = Chaos { drop: 0.0, duplicate: 0.0, reorder: 0.0, delay: 0.0 };
 }
+
+/// The most later messages a delayed message waits for.
+pub const DELAY_MESSAGES_MAX: u32 = 20;
 
 #[derive(Clone, Debug)]
 pub struct SimulatorConfig {
@@ -100,6 +106,8 @@ pub struct FeedSimulator {
     created: u64,
     /// A message held back to be sent after the next one (reordering).
     held: Option<FeedMessage>,
+    /// Delayed messages, with how many later messages each still waits for.
+    delayed: Vec<(u32, FeedMessage)>,
 }
 
 fn odds(hundredths: u32) -> Odds {
@@ -110,7 +118,7 @@ impl FeedSimulator {
     pub fn new(config: SimulatorConfig) -> FeedSimulator {
         let rng = StdRng::seed_from_u64(config.seed);
         let sequence = config.sequence_after;
-        FeedSimulator { config, rng, sequence, fixtures: Vec::new(), created: 0, held: None }
+        FeedSimulator { config, rng, sequence, fixtures: Vec::new(), created: 0, held: None, delayed: Vec::new() }
     }
 
     pub fn provider(&self) -> &str {
@@ -407,6 +415,21 @@ impl FeedSimulator {
             if self.rng.random_bool(chaos.duplicate) {
                 out.push(message.clone());
             }
+            // Delayed messages come out once enough later ones have gone before them.
+            for waiting in &mut self.delayed {
+                waiting.0 = waiting.0.saturating_sub(1);
+            }
+            let due: Vec<FeedMessage> = {
+                let (due, waiting): (Vec<_>, Vec<_>) = self.delayed.drain(..).partition(|(left, _)| *left == 0);
+                self.delayed = waiting;
+                due.into_iter().map(|(_, message)| message).collect()
+            };
+            if self.rng.random_bool(chaos.delay) {
+                let wait = self.rng.random_range(2..=DELAY_MESSAGES_MAX);
+                self.delayed.push((wait, message));
+                out.extend(due);
+                continue;
+            }
             match self.held.take() {
                 Some(held) => {
                     out.push(message);
@@ -415,6 +438,7 @@ impl FeedSimulator {
                 None if self.rng.random_bool(chaos.reorder) => self.held = Some(message),
                 None => out.push(message),
             }
+            out.extend(due);
         }
         out
     }
@@ -446,9 +470,9 @@ mod tests {
     }
 
     #[test]
-    fn chaos_drops_duplicates_and_reorders() {
+    fn chaos_drops_duplicates_reorders_and_delays() {
         let mut config = SimulatorConfig::new("sim", 2, 1);
-        config.chaos = Chaos { drop: 0.1, duplicate: 0.1, reorder: 0.1 };
+        config.chaos = Chaos { drop: 0.1, duplicate: 0.1, reorder: 0.1, delay: 0.05 };
         let mut simulator = FeedSimulator::new(config);
         simulator.start(0);
         let sent: Vec<FeedMessage> = (0..500).filter_map(|step| simulator.price_change(step)).collect();
@@ -458,5 +482,15 @@ mod tests {
         assert!(sequences.windows(2).any(|pair| pair[0] == pair[1]), "some duplicated");
         assert!(sequences.windows(2).any(|pair| pair[0] > pair[1]), "some reordered");
         assert!(sequences.iter().max() > Some(&(sequences.len() as u64 / 2)));
+        // Reordering moves a message one place; delay moves it several.
+        let mut highest = 0;
+        let mut late = 0;
+        for &sequence in &sequences {
+            if sequence + 2 < highest {
+                late += 1;
+            }
+            highest = highest.max(sequence);
+        }
+        assert!(late > 0, "some delayed behind several later messages");
     }
 }

@@ -109,6 +109,9 @@ enum Commands {
         duplicate: f64,
         #[arg(long, default_value_t = 0.0)]
         reorder: f64,
+        /// Chaos: probability of holding a message back behind 2 to 20 later ones.
+        #[arg(long, default_value_t = 0.0)]
+        delay: f64,
         /// Stop after this many seconds.
         #[arg(long)]
         duration: Option<u64>,
@@ -215,10 +218,13 @@ fn main() -> anyhow::Result<()> {
             drop,
             duplicate,
             reorder,
+            delay,
             duration,
             stop_primary_after,
         } => {
-            for (name, probability) in [("--drop", drop), ("--duplicate", duplicate), ("--reorder", reorder)] {
+            for (name, probability) in
+                [("--drop", drop), ("--duplicate", duplicate), ("--reorder", reorder), ("--delay", delay)]
+            {
                 anyhow::ensure!((0.0..=1.0).contains(&probability), "{name} is a probability in [0, 1]");
             }
             sportsbook::feeds::run_feed_sim(sportsbook::feeds::FeedSimOptions {
@@ -230,7 +236,7 @@ fn main() -> anyhow::Result<()> {
                 seed,
                 price_changes_per_second,
                 minute: std::time::Duration::from_millis(minute_ms.max(1)),
-                chaos: feed::simulator::Chaos { drop, duplicate, reorder },
+                chaos: feed::simulator::Chaos { drop, duplicate, reorder, delay },
                 duration: duration.map(std::time::Duration::from_secs),
                 stop_first_after: stop_primary_after.map(std::time::Duration::from_secs),
             })

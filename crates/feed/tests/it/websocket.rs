@@ -150,7 +150,7 @@ async fn duplicated_and_reordered_messages_leave_the_newest_prices() {
     let source = tokio::spawn(follow_websocket(stack.hub.add_source("sim", "primary"), primary.url()));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut config = SimulatorConfig::new("sim", 2, 9);
-    config.chaos = Chaos { drop: 0.0, duplicate: 0.2, reorder: 0.3 };
+    config.chaos = Chaos { drop: 0.0, duplicate: 0.2, reorder: 0.3, delay: 0.1 };
     let mut simulator = FeedSimulator::new(config);
     primary.publish(&simulator.start(wall_ms()));
     until_markets(&stack, &simulator).await;
