@@ -70,6 +70,26 @@ pub struct DegradedParts {
     pub throttles: Vec<Throttle>,
 }
 
+impl DegradedParts {
+    /// Throttles are in market order, one per known market, with a rate in range and no more
+    /// tokens than their burst: the one encoding of a valid state.
+    pub fn check_structure(&self, markets: usize) -> Result<(), String> {
+        let mut previous = 0;
+        for throttle in &self.throttles {
+            let rate_fits = (1..=MARKET_BETS_PER_SECOND_MAX).contains(&throttle.bets_per_second);
+            if throttle.market.0 <= previous
+                || throttle.market.0 > markets as u64
+                || !rate_fits
+                || throttle.tokens_milli > throttle.capacity_milli()
+            {
+                return Err(format!("throttle of {} out of order, unknown or out of range", throttle.market));
+            }
+            previous = throttle.market.0;
+        }
+        Ok(())
+    }
+}
+
 impl Degraded {
     pub fn mode(&self) -> TradingMode {
         self.mode

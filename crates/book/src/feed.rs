@@ -187,6 +187,49 @@ pub struct FeedParts {
     pub odds_stamps: Vec<(MarketId, Timestamp, u64)>,
 }
 
+/// Whether keys are in strictly increasing order: the one encoding of a map.
+fn strictly_increasing<K: Ord>(keys: impl Iterator<Item = K>) -> bool {
+    let mut previous: Option<K> = None;
+    for key in keys {
+        if previous.as_ref().is_some_and(|previous| *previous >= key) {
+            return false;
+        }
+        previous = Some(key);
+    }
+    true
+}
+
+impl FeedParts {
+    /// Ids point inside the book's tables (`events`, `markets`, `selections` are their sizes)
+    /// and every map is in its one canonical order, so that a decoded snapshot encodes back to
+    /// the same bytes.
+    pub fn check_structure(&self, events: usize, markets: usize, selections: usize) -> Result<(), String> {
+        let known = |id: u64, count: usize| id >= 1 && id <= count as u64;
+        let mut names = BTreeSet::new();
+        for provider in &self.providers {
+            let lists = provider.markets.iter().chain(&provider.suspended).chain(&provider.delayed);
+            if provider.name.is_empty()
+                || !names.insert(provider.name.as_str())
+                || !lists.into_iter().all(|m| known(m.0, markets))
+            {
+                return Err(format!("feed provider {:?} is unnamed, repeated or lists unknown markets", provider.name));
+            }
+        }
+        let canonical = strictly_increasing(self.events.iter().map(|(p, e, _)| (p, e)))
+            && strictly_increasing(self.markets.iter().map(|(p, e, m, _)| (p, e, m)))
+            && strictly_increasing(self.selections.iter().map(|(m, o, _)| (m, o)))
+            && strictly_increasing(self.odds_stamps.iter().map(|(m, _, _)| m));
+        let ids_known = self.events.iter().all(|(_, _, id)| known(id.0, events))
+            && self.markets.iter().all(|(_, _, _, id)| known(id.0, markets))
+            && self.selections.iter().all(|(market, _, id)| known(market.0, markets) && known(id.0, selections))
+            && self.odds_stamps.iter().all(|(market, _, _)| known(market.0, markets));
+        if !canonical || !ids_known {
+            return Err("feed mapping out of order or naming unknown ids".to_string());
+        }
+        Ok(())
+    }
+}
+
 impl FeedBook {
     pub fn providers(&self) -> &[ProviderFeed] {
         &self.providers

@@ -81,7 +81,18 @@ impl BookParts {
         if let Some(quote) = self.quotes.iter().find(|quote| !known(quote.bet.0, bets)) {
             return Err(format!("{} quotes an unknown bet", quote.id));
         }
-        Ok(())
+        // Idempotency keys: one entry per (account, key), in the order they were stored (expiry
+        // walks them front to back). The account may be unknown: a refusal is remembered too.
+        let mut keys = std::collections::BTreeSet::new();
+        let mut stored_at = 0;
+        for (account, key, remembered) in &self.idempotency {
+            if !keys.insert((account.0, key.as_str())) || remembered.at < stored_at {
+                return Err(format!("idempotency key {key:?} of {account} repeated or out of order"));
+            }
+            stored_at = remembered.at;
+        }
+        self.feed.check_structure(events, markets, selections)?;
+        self.degraded.check_structure(markets)
     }
 }
 

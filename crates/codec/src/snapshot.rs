@@ -111,6 +111,41 @@ mod tests {
         assert!(error.reason.contains("open pending transfer"), "{error:?}");
     }
 
+    /// Found by the `codec_snapshot` fuzz target: two throttles of one market decoded into one,
+    /// so the snapshot did not encode back to itself. Maps must come in their one order.
+    #[test]
+    fn a_snapshot_whose_maps_repeat_a_key_is_an_error() {
+        let mut book = Book::new(Config::default());
+        let mut events = Vec::new();
+        let create = book::Command::CreateEvent {
+            name: "E".into(),
+            sport: "football".into(),
+            competition: String::new(),
+            starts_at: 1,
+        };
+        book.apply(1, &create, &mut events).expect("event");
+        let market = book::Command::CreateMarket {
+            event: book::EventId(1),
+            name: "M".into(),
+            kind: String::new(),
+            selections: vec![book::NewSelection { name: "A".into(), price: domain::Odds::parse("2").expect("odds") }],
+            each_way: None,
+        };
+        book.apply(1, &market, &mut events).expect("market");
+        let throttle = book::Command::SetMarketThrottle { market: book::MarketId(1), bets_per_second: Some(5) };
+        book.apply(1, &throttle, &mut events).expect("throttle");
+        let bytes = encode_snapshot(&book);
+        assert_eq!(encode_snapshot(&decode_snapshot(&bytes).expect("decodes")), bytes);
+        // The throttle list is the last field: repeat its one entry.
+        let entry = 8 + 4 + 8 + 8;
+        let mut repeated = bytes[..bytes.len() - 4 - entry].to_vec();
+        repeated.extend_from_slice(&2u32.to_le_bytes());
+        repeated.extend_from_slice(&bytes[bytes.len() - entry..]);
+        repeated.extend_from_slice(&bytes[bytes.len() - entry..]);
+        let error = decode_snapshot(&repeated).expect_err("refused");
+        assert!(error.reason.contains("throttle"), "{error:?}");
+    }
+
     #[test]
     fn an_empty_book_round_trips() {
         let book = Book::new(Config::default());
