@@ -298,13 +298,13 @@ impl SportsbookTarget {
         let (kind, system) = match bet.kind {
             BetKind::Single => ("single", String::new()),
             BetKind::Multiple => ("multiple", String::new()),
-            BetKind::System(system) => ("system", format!(r#","system":"{}""#, system.name())),
+            BetKind::System(system) => ("system", format!(r#","system":"{}""#, system.as_str())),
         };
         format!(
             r#"{{"type":"{kind}"{system},"legs":[{}],"stake":"{}","accept_price_changes":"{}"}}"#,
             legs.join(","),
             format_money(bet.stake_minor),
-            bet.policy.name()
+            bet.policy.as_str()
         )
     }
 

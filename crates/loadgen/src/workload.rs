@@ -8,6 +8,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub use book::{BetKind, PricePolicy, SystemKind};
+
 use crate::zipf::Zipf;
 
 /// Selections of every market the generator creates (a match result: home, draw, away).
@@ -113,60 +115,6 @@ impl Default for WorkloadOptions {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SystemKind {
-    Trixie,
-    Yankee,
-}
-
-impl SystemKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            SystemKind::Trixie => "trixie",
-            SystemKind::Yankee => "yankee",
-        }
-    }
-
-    /// Lines: a trixie is 3 doubles and a treble, a yankee 6 doubles, 4 trebles and a four-fold.
-    pub fn lines(self) -> u64 {
-        match self {
-            SystemKind::Trixie => 4,
-            SystemKind::Yankee => 11,
-        }
-    }
-
-    pub fn legs(self) -> usize {
-        match self {
-            SystemKind::Trixie => 3,
-            SystemKind::Yankee => 4,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BetKind {
-    Single,
-    Multiple,
-    System(SystemKind),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PricePolicy {
-    None,
-    Better,
-    Any,
-}
-
-impl PricePolicy {
-    pub fn name(self) -> &'static str {
-        match self {
-            PricePolicy::None => "none",
-            PricePolicy::Better => "better",
-            PricePolicy::Any => "any",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Leg {
     /// Zipf rank of the market: 0 is the hottest.
     pub market: usize,
@@ -192,7 +140,7 @@ impl BetSpec {
     /// Lines the stake applies to.
     pub fn lines(&self) -> u64 {
         match self.kind {
-            BetKind::System(system) => system.lines(),
+            BetKind::System(_) => book::lines(self.kind, self.legs.len(), false).len() as u64,
             BetKind::Single | BetKind::Multiple => 1,
         }
     }
@@ -239,7 +187,7 @@ impl Workload {
         let leg_count = match kind {
             BetKind::Single => 1,
             BetKind::Multiple => random.between(2, MULTIPLE_LEGS_MAX as u64) as usize,
-            BetKind::System(system) => system.legs(),
+            BetKind::System(system) => system.selections(),
         }
         .min(self.options.markets);
         let mut legs: Vec<Leg> = Vec::with_capacity(leg_count);
@@ -278,7 +226,8 @@ impl Workload {
     pub fn mean_total_stake_minor(&self) -> f64 {
         let mix = &self.options.mix;
         let stake = (self.options.stake_minor_min + self.options.stake_minor_max) as f64 / 2.0;
-        let system_lines = (SystemKind::Trixie.lines() + SystemKind::Yankee.lines()) as f64 / 2.0;
+        let lines = |kind: SystemKind| book::lines(BetKind::System(kind), kind.selections(), false).len();
+        let system_lines = (lines(SystemKind::Trixie) + lines(SystemKind::Yankee)) as f64 / 2.0;
         let system = f64::from(mix.system_percent) / 100.0;
         stake * (1.0 - system + system * system_lines)
     }
@@ -449,7 +398,7 @@ mod tests {
                     multiples += 1;
                 }
                 BetKind::System(system) => {
-                    assert_eq!(bet.legs.len(), system.legs());
+                    assert_eq!(bet.legs.len(), system.selections());
                     systems += 1;
                 }
             }
