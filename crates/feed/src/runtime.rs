@@ -202,21 +202,23 @@ impl FeedHub {
     /// A message pushed over HTTP: the `http` source is fresh, and the message goes to the
     /// book whichever source is active (the provider chose to push it).
     pub fn push(&self, message: FeedMessage) -> Result<oneshot::Receiver<Outcome>, EngineError> {
-        self.touch_http(&message.provider);
         self.with_provider(&message.provider, |state| {
-            state.last_timestamp = state.last_timestamp.max(message.timestamp)
+            Self::heard_over_http(state);
+            state.last_timestamp = state.last_timestamp.max(message.timestamp);
         });
         self.0.engine.try_submit(Command::Feed(message))
     }
 
     /// A heartbeat (or any message) pushed over HTTP.
     pub fn touch_http(&self, provider: &str) {
-        self.with_provider(provider, |state| {
-            let index = Self::source_index(state, HTTP_SOURCE);
-            let source = &mut state.sources[index];
-            source.connected = true;
-            source.last_seen = Some(Instant::now());
-        });
+        self.with_provider(provider, Self::heard_over_http);
+    }
+
+    fn heard_over_http(state: &mut ProviderState) {
+        let index = Self::source_index(state, HTTP_SOURCE);
+        let source = &mut state.sources[index];
+        source.connected = true;
+        source.last_seen = Some(Instant::now());
     }
 
     /// Counts a book reply to a feed message and its feed-to-book delay.
@@ -346,14 +348,10 @@ impl SourceHandle {
         self.update(|state, index| {
             state.sources[index].connected = true;
             state.sources[index].last_seen = Some(Instant::now());
-        });
-        let hub = &self.hub;
-        let providers = hub.0.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(state) = providers.get(&self.provider) {
-            if state.active == self.index {
-                hub.request_recovery(&self.provider, state);
+            if state.active == index {
+                self.hub.request_recovery(&self.provider, state);
             }
-        }
+        });
     }
 
     pub fn disconnected(&self) {

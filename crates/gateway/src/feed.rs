@@ -146,11 +146,7 @@ pub(crate) async fn push_messages(
     for (sequence, entry) in pending {
         results.push(match entry {
             Ok((provider, timestamp, receiver)) => {
-                let reply = match tokio::time::timeout(state.config().book_reply_timeout, receiver).await {
-                    Ok(Ok(outcome)) => outcome?,
-                    Ok(Err(_)) => return Err(ApiError::unavailable()),
-                    Err(_) => return Err(ApiError::overloaded()),
-                };
+                let reply = state.durable_reply(receiver).await?;
                 hub.record(&provider, timestamp, &reply);
                 result_view(sequence, &reply)
             }

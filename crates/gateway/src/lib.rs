@@ -245,9 +245,18 @@ impl AppState {
         let _permit = self.0.in_flight.try_acquire().map_err(|_| ApiError::overloaded())?;
         let started = std::time::Instant::now();
         let receiver = self.engine().try_submit_then(command, then)?;
-        let answer = tokio::time::timeout(self.config().book_reply_timeout, receiver).await;
+        let answer = self.durable_reply(receiver).await;
         self.0.admission.record(started.elapsed());
-        match answer {
+        answer
+    }
+
+    /// Waits for a submitted command's durable outcome, at most `book_reply_timeout`: a book
+    /// that stopped is 503 `unavailable`, one too slow 503 `overloaded`.
+    pub(crate) async fn durable_reply<R>(
+        &self,
+        receiver: oneshot::Receiver<Result<R, EngineError>>,
+    ) -> Result<R, ApiError> {
+        match tokio::time::timeout(self.config().book_reply_timeout, receiver).await {
             Ok(Ok(outcome)) => Ok(outcome?),
             Ok(Err(_)) => Err(ApiError::unavailable()),
             Err(_) => Err(ApiError::overloaded()),
