@@ -48,7 +48,7 @@ pub use limits::{
     RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL, HTTP_IN_FLIGHT_MAX, RATE_LIMIT_KEYS_MAX,
     RATE_PER_ADDRESS_PER_SECOND, RATE_PER_PRINCIPAL_PER_SECOND, REQUEST_TIMEOUT,
 };
-pub use metrics::{Metrics, ShedReason, METRICS_CONTENT_TYPE};
+pub use metrics::{log_write_errors, record_log_write_error, Metrics, ShedReason, METRICS_CONTENT_TYPE};
 pub use ops::{RequestIds, READY_BOOK_TIMEOUT, REQUEST_ID_BYTES_MAX};
 pub use stream::{
     StreamConfig, Streams, STREAM_CLIENT_MESSAGES_BURST, STREAM_CLIENT_MESSAGES_PER_SECOND,

@@ -5,7 +5,7 @@
 //! paths), methods outside the standard ones are `other`, and outcomes are the stable codes of
 //! the API. An unbounded label would let a client grow the registry without limit.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::http::Method;
 use book::BookEvent;
@@ -20,6 +20,22 @@ use prometheus_client::registry::Registry;
 /// The content type of what `Metrics::encode` produces (OpenMetrics text, which Prometheus
 /// scrapes natively).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Log lines (and printed lines) that could not be written: a full disk or a closed pipe under
+/// standard error or output. One counter per process, because logging is set up before any
+/// `Metrics` exists; every registry shows it.
+static LOG_WRITE_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// Counts a log line (or printed line) that could not be written; the line is dropped. Logging
+/// must never take the server down, so writers call this instead of failing or panicking.
+pub fn record_log_write_error() {
+    LOG_WRITE_ERRORS.inc();
+}
+
+/// Log lines dropped so far because they could not be written.
+pub fn log_write_errors() -> u64 {
+    LOG_WRITE_ERRORS.get()
+}
 
 /// The route label of a request that matched no route: one value for every unknown path.
 pub const ROUTE_UNMATCHED: &str = "unmatched";
@@ -279,6 +295,11 @@ impl Metrics {
         }
         let _ = breaker_state.get_or_create(&DependencyLabels { dependency: "book_reads" });
         let _ = breaker_opens.get_or_create(&DependencyLabels { dependency: "book_reads" });
+        registry.register(
+            "sportsbook_log_write_errors",
+            "Log lines dropped because standard error (or output) could not be written, e.g. a full disk",
+            LOG_WRITE_ERRORS.clone(),
+        );
         let feed = feed::FeedMetrics::new();
         feed.register(&mut registry);
         Metrics(Arc::new(Inner {

@@ -18,6 +18,7 @@ use domain::{Currency, Date, Money};
 use engine::{Clock, EngineHandle, EngineOptions, SystemClock};
 use gateway::{AppState, GatewayConfig, Metrics, RateLimit, Streams};
 
+use crate::output::{print_text, LossyStderr};
 use crate::secrets::{self, env_value};
 use crate::simulation::{self, Simulation, SimulationHandle, SimulationOptions};
 
@@ -65,7 +66,9 @@ struct DemoBanner {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log line that cannot be written is dropped and counted, never a panic (`output.rs`).
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LossyStderr).log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
@@ -190,7 +193,7 @@ async fn serve_until_signal(
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%address, "gateway listening");
-    println!("listening on http://{address}");
+    print_text(&format!("listening on http://{address}\n"));
     if let Some(banner) = &banner {
         print_banner(address, banner);
     }
@@ -380,30 +383,38 @@ fn read_credentials(path: &Path) -> Option<(String, String)> {
 }
 
 fn print_banner(address: SocketAddr, banner: &DemoBanner) {
+    use std::fmt::Write;
     let url = format!("http://{address}");
-    println!();
+    // Writing into a String cannot fail.
+    let mut text = String::from("\n");
     match &banner.player {
-        Some((username, password)) => println!("demo player: username {username} password {password}"),
-        None => println!("demo player: not known (the data directory was not seeded by --demo)"),
+        Some((username, password)) => {
+            let _ = writeln!(text, "demo player: username {username} password {password}");
+        }
+        None => text.push_str("demo player: not known (the data directory was not seeded by --demo)\n"),
     }
     match &banner.operator_key {
-        Some(key) => println!("operator key: {key}"),
-        None => println!(
-            "operator key: shown only at the first start; set {} or run `sportsbook admin create-key`",
-            secrets::ADMIN_KEY_ENV
-        ),
+        Some(key) => {
+            let _ = writeln!(text, "operator key: {key}");
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "operator key: shown only at the first start; set {} or run `sportsbook admin create-key`",
+                secrets::ADMIN_KEY_ENV
+            );
+        }
     }
-    println!();
-    println!("try:");
-    println!("  curl {url}/healthz");
-    println!("  curl {url}/v1/events");
+    let _ = writeln!(text, "\ntry:\n  curl {url}/healthz\n  curl {url}/v1/events");
     if let Some((username, password)) = &banner.player {
-        println!(
+        let _ = writeln!(
+            text,
             "  curl -X POST {url}/v1/auth/login -H 'content-type: application/json' -d '{{\"username\":\"{username}\",\"password\":\"{password}\"}}'"
         );
     }
     if let Some(key) = &banner.operator_key {
-        println!("  curl -H 'authorization: Bearer {key}' {url}/v1/admin/exposure");
+        let _ = writeln!(text, "  curl -H 'authorization: Bearer {key}' {url}/v1/admin/exposure");
     }
-    println!();
+    text.push('\n');
+    print_text(&text);
 }
