@@ -127,6 +127,9 @@ struct Inner {
     stream_slow_consumers: Counter,
     stream_resyncs: Counter,
     stream_lag_seconds: Histogram,
+    http_connections: Gauge,
+    http_connections_closed: Family<ReasonLabels, Counter>,
+    accept_errors: Counter,
 }
 
 /// The process's metrics; cheap to clone (one shared registry).
@@ -295,6 +298,28 @@ impl Metrics {
         }
         let _ = breaker_state.get_or_create(&DependencyLabels { dependency: "book_reads" });
         let _ = breaker_opens.get_or_create(&DependencyLabels { dependency: "book_reads" });
+        let http_connections = Gauge::default();
+        registry.register(
+            "sportsbook_http_connections",
+            "Open HTTP connections (WebSocket streams leave them once upgraded)",
+            http_connections.clone(),
+        );
+        let http_connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sportsbook_http_connections_closed",
+            "HTTP connections closed or refused by the server, by reason (header_timeout, idle_timeout, evicted: \
+             closed to make room at the cap, refused: answered 503 at the cap)",
+            http_connections_closed.clone(),
+        );
+        for reason in crate::connections::CloseReason::ALL {
+            let _ = http_connections_closed.get_or_create(&ReasonLabels { reason: reason.as_str() });
+        }
+        let accept_errors = Counter::default();
+        registry.register(
+            "sportsbook_accept_errors",
+            "Errors accepting connections that were not about one connection (out of files or memory)",
+            accept_errors.clone(),
+        );
         registry.register(
             "sportsbook_log_write_errors",
             "Log lines dropped because standard error (or output) could not be written, e.g. a full disk",
@@ -326,6 +351,9 @@ impl Metrics {
             stream_slow_consumers,
             stream_resyncs,
             stream_lag_seconds,
+            http_connections,
+            http_connections_closed,
+            accept_errors,
         }))
     }
 
@@ -354,6 +382,18 @@ impl Metrics {
 
     pub fn record_shed(&self, reason: ShedReason) {
         self.0.http_shed.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+    }
+
+    pub(crate) fn record_http_connections(&self, delta: i64) {
+        self.0.http_connections.inc_by(delta);
+    }
+
+    pub(crate) fn record_connection_closed(&self, reason: crate::connections::CloseReason) {
+        self.0.http_connections_closed.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+    }
+
+    pub(crate) fn record_accept_error(&self) {
+        self.0.accept_errors.inc();
     }
 
     pub(crate) fn record_stream_connections(&self, delta: i64) {
