@@ -10,8 +10,8 @@
 //!   room; when every connection is busy, the new one is answered 503 `overloaded` with
 //!   `Retry-After` and closed.
 //! - An accept error that is not about one connection (EMFILE, ENFILE, ENOBUFS, ENOMEM) never
-//!   stops the loop and never spins: it closes the oldest idle connections (to free files) and
-//!   pauses `ACCEPT_ERROR_BACKOFF`.
+//!   stops the loop and never spins: it closes an eighth of the connections, the longest idle
+//!   (to free files), and pauses briefly, or `ACCEPT_ERROR_BACKOFF` when none was idle.
 //!
 //! Closing is graceful where a response may be on its way (hyper's `graceful_shutdown`: an
 //! idle connection closes at once, one in the middle of a response finishes it first, for at
@@ -60,8 +60,13 @@ pub const CONNECTIONS_MAX: usize = 10_000;
 /// How long a connection told to close may take to finish the response it is writing.
 pub const CONNECTION_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Pause of the accept loop after an accept error that is not about one connection (out of
-/// files or memory), so that it never spins.
+/// files or memory) when no idle connection could be closed, so that it never spins.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause after such an error when idle connections were closed to free files: long enough for
+/// them to go.
+const ACCEPT_ERROR_RETRY: Duration = Duration::from_millis(5);
+/// Share of the open connections closed after such an error (the longest idle of them).
+const ACCEPT_ERROR_SHARE: usize = 8;
 /// Connections being refused at once (answered 503 and drained); beyond it a refused
 /// connection is closed without an answer.
 pub const REFUSALS_IN_FLIGHT_MAX: usize = 64;
@@ -199,6 +204,10 @@ impl Table {
             return true;
         }
         self.evict_idle(self.eviction_batch()) > 0
+    }
+
+    fn accept_error_batch(&self) -> usize {
+        (self.lock().len() / ACCEPT_ERROR_SHARE).clamp(1, EVICTION_BATCH_MAX)
     }
 
     fn eviction_batch(&self) -> usize {
@@ -408,11 +417,14 @@ pub(crate) async fn serve(
             Err(error) if is_connection_error(&error) => continue,
             Err(error) => {
                 metrics.record_accept_error();
-                let evicted = table.evict_idle(table.eviction_batch());
-                tracing::warn!(%error, evicted, pause = ?ACCEPT_ERROR_BACKOFF, "accepting a connection failed");
+                // Out of files (or memory): free some by closing the longest idle connections,
+                // give them a moment to go, and pause longer when there was none to close.
+                let evicted = table.evict_idle(table.accept_error_batch());
+                let pause = if evicted > 0 { ACCEPT_ERROR_RETRY } else { ACCEPT_ERROR_BACKOFF };
+                tracing::warn!(%error, evicted, ?pause, "accepting a connection failed");
                 tokio::select! {
                     () = &mut shutdown => break,
-                    () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
+                    () = tokio::time::sleep(pause) => continue,
                 }
             }
         };

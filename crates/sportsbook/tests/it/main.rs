@@ -2,6 +2,7 @@
 //! `admin` and the demo simulation in their modules.
 
 mod admin;
+mod connections;
 mod crash;
 mod logging;
 mod serve;
