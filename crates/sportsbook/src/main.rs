@@ -80,7 +80,7 @@ enum Commands {
         /// HTTP connections open at once. At the cap the longest idle are closed; with every
         /// one busy a new one is answered 503. Keep it, plus the stream's 50,000 WebSocket
         /// connections at most, below `ulimit -n`.
-        #[arg(long, default_value_t = gateway::CONNECTIONS_MAX, value_parser = clap::value_parser!(u64).range(1..).map(|n| n as usize))]
+        #[arg(long, default_value_t = gateway::CONNECTIONS_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         connections_max: usize,
         /// Seconds a client has to send a complete request head (from connecting, or from the
         /// first byte of a request on a kept-alive connection).
