@@ -140,7 +140,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     ),
 )]
 pub(crate) async fn metrics(State(state): State<AppState>, request: Request) -> Response {
-    if let Err(refused) = metrics_access(&state, &request) {
+    if let Some(refused) = metrics_refusal(&state, &request) {
         return refused;
     }
     state.metrics().set_breaker_state("book_reads", state.read_breaker().state().gauge());
@@ -148,15 +148,16 @@ pub(crate) async fn metrics(State(state): State<AppState>, request: Request) -> 
     ([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], text).into_response()
 }
 
-/// Who may scrape `/metrics` (`GatewayConfig::metrics_key`, `metrics_listener_separate`): with
-/// a key, whoever sends it as a bearer token, on either listener; without one, any client of
-/// the metrics listener, and on the main listener a client on a loopback address whose request
-/// carries no forwarding header (a proxy on the same host relaying someone else).
-fn metrics_access(state: &AppState, request: &Request) -> Result<(), Response> {
+/// The answer to a request that may not scrape `/metrics`, `None` when it may. Who may
+/// (`GatewayConfig::metrics_key`, `metrics_listener_separate`): with a key, whoever sends it as
+/// a bearer token, on either listener; without one, any client of the metrics listener, and on
+/// the main listener a client on a loopback address whose request carries no forwarding header
+/// (a proxy on the same host relaying someone else).
+fn metrics_refusal(state: &AppState, request: &Request) -> Option<Response> {
     let config = state.config();
     let listener = request.extensions().get::<ListenerKind>().copied().unwrap_or(ListenerKind::Main);
     if listener == ListenerKind::Main && config.metrics_listener_separate {
-        return Err(ApiError::not_found("route").into_response());
+        return Some(ApiError::not_found("route").into_response());
     }
     if let Some(key) = &config.metrics_key {
         let given = request
@@ -167,7 +168,7 @@ fn metrics_access(state: &AppState, request: &Request) -> Result<(), Response> {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
         if given.is_some_and(|given| same_secret(given, key)) {
-            return Ok(());
+            return None;
         }
         let mut refused = ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -176,10 +177,10 @@ fn metrics_access(state: &AppState, request: &Request) -> Result<(), Response> {
         )
         .into_response();
         refused.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Err(refused);
+        return Some(refused);
     }
     if listener == ListenerKind::Metrics {
-        return Ok(());
+        return None;
     }
     let loopback = request
         .extensions()
@@ -188,15 +189,17 @@ fn metrics_access(state: &AppState, request: &Request) -> Result<(), Response> {
     let forwarded =
         ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|name| request.headers().contains_key(*name));
     if loopback && !forwarded {
-        return Ok(());
+        return None;
     }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "/metrics answers loopback clients only; set SPORTSBOOK_METRICS_KEY or --metrics-listen to scrape it from \
+    Some(
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "/metrics answers loopback clients only; set SPORTSBOOK_METRICS_KEY or --metrics-listen to scrape it from \
          elsewhere",
+        )
+        .into_response(),
     )
-    .into_response())
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
