@@ -346,7 +346,9 @@ impl tokio::io::AsyncRead for WatchedStream {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before && this.slot.idle() {
+        let progressed = matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        // Cheap checks first: this runs on every read, of upgraded WebSockets too.
+        if progressed && this.slot.first_byte_us.load(Ordering::Relaxed) == 0 && this.slot.idle() {
             let now = this.table.now_us() + 1;
             if this.slot.first_byte_us.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 // The head's deadline is earlier than the idle one the task sleeps until.

@@ -86,7 +86,7 @@ async fn metric(app: &TestApp, line_prefix: &str) -> f64 {
 
 #[tokio::test]
 async fn a_half_sent_head_and_a_silent_connection_are_closed_after_the_header_timeout() {
-    let timeout = Duration::from_millis(400);
+    let timeout = Duration::from_millis(800);
     let app = spawn_with(|config| {
         config.header_read_timeout = timeout;
         config.keep_alive_idle_timeout = Duration::from_secs(60);
@@ -115,7 +115,7 @@ async fn a_half_sent_head_and_a_silent_connection_are_closed_after_the_header_ti
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_and_an_active_one_is_not() {
-    let idle_timeout = Duration::from_millis(500);
+    let idle_timeout = Duration::from_millis(800);
     let app = spawn_with(|config| {
         config.header_read_timeout = Duration::from_secs(30);
         config.keep_alive_idle_timeout = idle_timeout;
@@ -235,8 +235,8 @@ async fn at_the_connection_cap_with_every_connection_busy_a_new_one_gets_503() {
 #[tokio::test]
 async fn a_websocket_stream_outlives_the_http_timeouts_and_the_cap() {
     let app = spawn_with(|config| {
-        config.header_read_timeout = Duration::from_millis(300);
-        config.keep_alive_idle_timeout = Duration::from_millis(300);
+        config.header_read_timeout = Duration::from_millis(700);
+        config.keep_alive_idle_timeout = Duration::from_millis(700);
         config.connections_max = 2;
     })
     .await;
@@ -255,7 +255,7 @@ async fn a_websocket_stream_outlives_the_http_timeouts_and_the_cap() {
     for _ in 0..4 {
         others.push(TcpStream::connect(app.address).await.expect("connect"));
     }
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
     client.send(Message::text(json!({"op": "subscribe", "markets": [market]}).to_string())).await.expect("send");
     let snapshot = loop {
         let message = tokio::time::timeout(WAIT, client.next()).await.expect("a message in time");
