@@ -10,6 +10,7 @@ mod auth;
 mod breaker;
 mod catalog;
 mod compliance;
+mod connections;
 mod degraded;
 mod dto;
 mod error;
@@ -24,7 +25,6 @@ pub mod requests;
 mod stream;
 mod time;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,12 +43,16 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{hash_password, random_token, sha256_hex, Auth, Principal, API_KEY_PREFIX};
 pub use compliance::{AUDIT_PAGE_COMMANDS_MAX, REPORT_ROWS_PER_READ_MAX, RG_EVENTS_SCAN_RECORDS_MAX};
+pub use connections::{
+    ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, CONNECTION_CLOSE_GRACE, HEADER_READ_TIMEOUT, KEEP_ALIVE_IDLE_TIMEOUT,
+    REFUSALS_IN_FLIGHT_MAX,
+};
 pub use error::ApiError;
 pub use limits::{
     RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL, HTTP_IN_FLIGHT_MAX, RATE_LIMIT_KEYS_MAX,
     RATE_PER_ADDRESS_PER_SECOND, RATE_PER_PRINCIPAL_PER_SECOND, REQUEST_TIMEOUT,
 };
-pub use metrics::{Metrics, ShedReason, METRICS_CONTENT_TYPE};
+pub use metrics::{log_write_errors, record_log_write_error, Metrics, ShedReason, METRICS_CONTENT_TYPE};
 pub use ops::{RequestIds, READY_BOOK_TIMEOUT, REQUEST_ID_BYTES_MAX};
 pub use stream::{
     StreamConfig, Streams, STREAM_CLIENT_MESSAGES_BURST, STREAM_CLIENT_MESSAGES_PER_SECOND,
@@ -99,6 +103,19 @@ pub struct GatewayConfig {
     pub admission_target: Duration,
     /// Replies an interval needs before admission control judges it.
     pub admission_samples_min: u32,
+    // Connections and `/metrics` (issue 11, items 3 and 14; `connections.rs`, `ops.rs`).
+    /// Time a client has to send a complete request head (`HEADER_READ_TIMEOUT`).
+    pub header_read_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request (`KEEP_ALIVE_IDLE_TIMEOUT`).
+    pub keep_alive_idle_timeout: Duration,
+    /// HTTP connections open at once; at the cap the longest idle are closed, and with every
+    /// one busy a new one is answered 503 (`CONNECTIONS_MAX`).
+    pub connections_max: usize,
+    /// A bearer token required on `/metrics` (`SPORTSBOOK_METRICS_KEY`). Without one, the
+    /// main listener answers `/metrics` to loopback clients only.
+    pub metrics_key: Option<String>,
+    /// `/metrics` is served on its own listener (`serve_metrics`), not on the main one.
+    pub metrics_listener_separate: bool,
 }
 
 impl GatewayConfig {
@@ -120,6 +137,11 @@ impl GatewayConfig {
             stream: StreamConfig::default(),
             admission_target: ADMISSION_TARGET,
             admission_samples_min: ADMISSION_SAMPLES_MIN,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            keep_alive_idle_timeout: KEEP_ALIVE_IDLE_TIMEOUT,
+            connections_max: CONNECTIONS_MAX,
+            metrics_key: None,
+            metrics_listener_separate: false,
         }
     }
 }
@@ -366,7 +388,20 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+impl GatewayConfig {
+    fn connection_limits(&self) -> connections::ConnectionLimits {
+        connections::ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.keep_alive_idle_timeout,
+            connections_max: self.connections_max.max(1),
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, with the connection limits of the
+/// config (`connections.rs`). On shutdown: no new connections, the stream's clients are told
+/// to go (`going_away`), idle connections close and requests in progress finish; it returns
+/// when every connection is gone (the caller bounds the wait).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -379,8 +414,24 @@ pub async fn serve(
         // the stream's clients to go (close frame `going_away`).
         streams.close_all();
     };
-    let listener = axum::serve::ListenerExt::tap_io(listener, stream::socket_options(state.streams().config()));
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
+    let limits = state.config().connection_limits();
+    let metrics = state.metrics().clone();
+    let socket_options = stream::socket_options(state.streams().config());
+    connections::serve(listener, app(state), connections::ListenerKind::Main, limits, metrics, socket_options, shutdown)
+        .await
+}
+
+/// Serves `/metrics` alone on `listener` (`serve --metrics-listen`) until `shutdown` completes,
+/// with the same connection limits. Set `GatewayConfig::metrics_listener_separate` so that the
+/// main listener stops answering it.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = state.config().connection_limits();
+    let metrics = state.metrics().clone();
+    let router = ops::metrics_routes().with_state(state);
+    connections::serve(listener, router, connections::ListenerKind::Metrics, limits, metrics, |_: &mut _| {}, shutdown)
         .await
 }

@@ -5,7 +5,7 @@
 //! paths), methods outside the standard ones are `other`, and outcomes are the stable codes of
 //! the API. An unbounded label would let a client grow the registry without limit.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::http::Method;
 use book::BookEvent;
@@ -20,6 +20,22 @@ use prometheus_client::registry::Registry;
 /// The content type of what `Metrics::encode` produces (OpenMetrics text, which Prometheus
 /// scrapes natively).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Log lines (and printed lines) that could not be written: a full disk or a closed pipe under
+/// standard error or output. One counter per process, because logging is set up before any
+/// `Metrics` exists; every registry shows it.
+static LOG_WRITE_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// Counts a log line (or printed line) that could not be written; the line is dropped. Logging
+/// must never take the server down, so writers call this instead of failing or panicking.
+pub fn record_log_write_error() {
+    LOG_WRITE_ERRORS.inc();
+}
+
+/// Log lines dropped so far because they could not be written.
+pub fn log_write_errors() -> u64 {
+    LOG_WRITE_ERRORS.get()
+}
 
 /// The route label of a request that matched no route: one value for every unknown path.
 pub const ROUTE_UNMATCHED: &str = "unmatched";
@@ -111,6 +127,9 @@ struct Inner {
     stream_slow_consumers: Counter,
     stream_resyncs: Counter,
     stream_lag_seconds: Histogram,
+    http_connections: Gauge,
+    http_connections_closed: Family<ReasonLabels, Counter>,
+    accept_errors: Counter,
 }
 
 /// The process's metrics; cheap to clone (one shared registry).
@@ -279,6 +298,33 @@ impl Metrics {
         }
         let _ = breaker_state.get_or_create(&DependencyLabels { dependency: "book_reads" });
         let _ = breaker_opens.get_or_create(&DependencyLabels { dependency: "book_reads" });
+        let http_connections = Gauge::default();
+        registry.register(
+            "sportsbook_http_connections",
+            "Open HTTP connections (WebSocket streams leave them once upgraded)",
+            http_connections.clone(),
+        );
+        let http_connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sportsbook_http_connections_closed",
+            "HTTP connections closed or refused by the server, by reason (header_timeout, idle_timeout, evicted: \
+             closed to make room at the cap, refused: answered 503 at the cap)",
+            http_connections_closed.clone(),
+        );
+        for reason in crate::connections::CloseReason::ALL {
+            let _ = http_connections_closed.get_or_create(&ReasonLabels { reason: reason.as_str() });
+        }
+        let accept_errors = Counter::default();
+        registry.register(
+            "sportsbook_accept_errors",
+            "Errors accepting connections that were not about one connection (out of files or memory)",
+            accept_errors.clone(),
+        );
+        registry.register(
+            "sportsbook_log_write_errors",
+            "Log lines dropped because standard error (or output) could not be written, e.g. a full disk",
+            LOG_WRITE_ERRORS.clone(),
+        );
         let feed = feed::FeedMetrics::new();
         feed.register(&mut registry);
         Metrics(Arc::new(Inner {
@@ -305,6 +351,9 @@ impl Metrics {
             stream_slow_consumers,
             stream_resyncs,
             stream_lag_seconds,
+            http_connections,
+            http_connections_closed,
+            accept_errors,
         }))
     }
 
@@ -333,6 +382,18 @@ impl Metrics {
 
     pub fn record_shed(&self, reason: ShedReason) {
         self.0.http_shed.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+    }
+
+    pub(crate) fn record_http_connections(&self, delta: i64) {
+        self.0.http_connections.inc_by(delta);
+    }
+
+    pub(crate) fn record_connection_closed(&self, reason: crate::connections::CloseReason) {
+        self.0.http_connections_closed.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+    }
+
+    pub(crate) fn record_accept_error(&self) {
+        self.0.accept_errors.inc();
     }
 
     pub(crate) fn record_stream_connections(&self, delta: i64) {

@@ -179,7 +179,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
             scope."),
         (name = "stream", description = "Live prices, market status and the player's own bets and balance over a \
             WebSocket (`GET /v1/stream`); the message shapes are in the operation's description."),
-        (name = "operations", description = "Health, readiness, metrics and this document. No credential."),
+        (name = "operations", description = "Health, readiness, metrics and this document. No credential, except \
+            `/metrics`: a metrics key, or loopback clients only (see the operation)."),
     ),
 )]
 pub struct ApiDoc;

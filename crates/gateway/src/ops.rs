@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +19,7 @@ use serde_json::json;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Span;
 
+use crate::connections::ListenerKind;
 use crate::error::ApiError;
 use crate::metrics::{METRICS_CONTENT_TYPE, ROUTE_UNMATCHED};
 use crate::AppState;
@@ -27,6 +30,11 @@ pub const READY_BOOK_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REQUEST_ID_BYTES_MAX: usize = 128;
 
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `/metrics` alone: the router of the metrics listener (`serve_metrics`).
+pub fn metrics_routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics)).fallback(|| async { ApiError::not_found("route") })
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -116,16 +124,89 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     path = "/metrics",
     tag = "operations",
     summary = "Metrics",
-    description = "Prometheus metrics in the OpenMetrics text format.",
+    description = "Prometheus metrics in the OpenMetrics text format. Not public: with a metrics key \
+        configured (`SPORTSBOOK_METRICS_KEY`) it takes `Authorization: Bearer <key>`; without one, the main \
+        listener answers loopback clients only (and no request carrying a forwarding header). With \
+        `--metrics-listen` it is served on that address instead, and the main listener answers 404.",
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus metrics in the OpenMetrics text \
             format", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "A metrics key is configured and the request does not carry it \
+            (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "No metrics key is configured and the client is not on a loopback \
+            address (`forbidden`)", body = ApiError),
+        (status = 404, description = "`/metrics` is served on its own listener (`not_found`)", body = ApiError),
     ),
 )]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(refused) = metrics_refusal(&state, &request) {
+        return refused;
+    }
     state.metrics().set_breaker_state("book_reads", state.read_breaker().state().gauge());
     let text = state.metrics().encode(state.engine().stats());
     ([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], text).into_response()
+}
+
+/// The answer to a request that may not scrape `/metrics`, `None` when it may. Who may
+/// (`GatewayConfig::metrics_key`, `metrics_listener_separate`): with a key, whoever sends it as
+/// a bearer token, on either listener; without one, any client of the metrics listener, and on
+/// the main listener a client on a loopback address whose request carries no forwarding header
+/// (a proxy on the same host relaying someone else).
+fn metrics_refusal(state: &AppState, request: &Request) -> Option<Response> {
+    let config = state.config();
+    let listener = request.extensions().get::<ListenerKind>().copied().unwrap_or(ListenerKind::Main);
+    if listener == ListenerKind::Main && config.metrics_listener_separate {
+        return Some(ApiError::not_found("route").into_response());
+    }
+    if let Some(key) = &config.metrics_key {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        if given.is_some_and(|given| same_secret(given, key)) {
+            return None;
+        }
+        let mut refused = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "/metrics takes the metrics key as a bearer token",
+        )
+        .into_response();
+        refused.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Some(refused);
+    }
+    if listener == ListenerKind::Metrics {
+        return None;
+    }
+    let loopback = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| peer.ip().to_canonical().is_loopback());
+    let forwarded =
+        ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|name| request.headers().contains_key(*name));
+    if loopback && !forwarded {
+        return None;
+    }
+    Some(
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "/metrics answers loopback clients only; set SPORTSBOOK_METRICS_KEY or --metrics-listen to scrape it from \
+         elsewhere",
+        )
+        .into_response(),
+    )
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (given, expected) = (Sha256::digest(given.as_bytes()), Sha256::digest(expected.as_bytes()));
+    given.iter().zip(expected.iter()).fold(0u8, |differ, (a, b)| differ | (a ^ b)) == 0
 }
 
 /// This API's OpenAPI document, rendered once.

@@ -182,7 +182,7 @@ pub fn run_feed_sim(options: FeedSimOptions) -> anyhow::Result<()> {
         for address in &options.websocket {
             let (server, requests) =
                 WebSocketProvider::bind(*address).await.with_context(|| format!("listening on {address}"))?;
-            println!("feed provider {} on {}", options.provider, server.url());
+            crate::output::print_text(&format!("feed provider {} on {}\n", options.provider, server.url()));
             outputs.push(Output::WebSocket(server));
             recoveries.push(requests);
         }
@@ -191,7 +191,10 @@ pub fn run_feed_sim(options: FeedSimOptions) -> anyhow::Result<()> {
                 let (amqp, requests) = AmqpProvider::connect(url, exchange, UOF_PRODUCT)
                     .await
                     .with_context(|| format!("connecting to {url} for exchange {exchange}"))?;
-                println!("feed provider {} publishing UOF XML to exchange {exchange}", options.provider);
+                crate::output::print_text(&format!(
+                    "feed provider {} publishing UOF XML to exchange {exchange}\n",
+                    options.provider
+                ));
                 outputs.push(Output::Amqp(Box::new(amqp)));
                 recoveries.push(requests);
             }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod demo;
 pub mod feeds;
 mod names;
+pub mod output;
 pub mod pricing;
 pub mod secrets;
 pub mod serve;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use gateway::RateLimit;
-use sportsbook::serve::{LogFormat, ServeOptions};
+use sportsbook::serve::{ConnectionOptions, LogFormat, ServeOptions};
 
 #[derive(Parser)]
 #[command(name = "sportsbook", version, about = "An exact, durable sportsbook engine")]
@@ -38,7 +38,8 @@ enum Commands {
     /// Environment: SPORTSBOOK_ADMIN_KEY (a bootstrap operator key with every scope; must
     /// start with `sk_`), SPORTSBOOK_JWT_SECRET or SPORTSBOOK_JWT_SECRET_FILE (the token
     /// signing secret; generated once into DIR/jwt-secret when neither is set), RUST_LOG
-    /// (log filter, default `info`).
+    /// (log filter, default `info`), SPORTSBOOK_METRICS_KEY (a bearer token `/metrics`
+    /// requires).
     Serve {
         /// Address to listen on; port 0 picks a free port (the address is printed).
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -76,6 +77,24 @@ enum Commands {
         /// (burst 2N) or `off`. For benchmarks that drive many bets through few players.
         #[arg(long, value_parser = parse_rate_limit, default_value = "100/s")]
         rate_limit_per_credential: RateLimitArg,
+        /// HTTP connections open at once. At the cap the longest idle are closed; with every
+        /// one busy a new one is answered 503. Keep it, plus the stream's 50,000 WebSocket
+        /// connections at most, below `ulimit -n`.
+        #[arg(long, default_value_t = gateway::CONNECTIONS_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        connections_max: usize,
+        /// Seconds a client has to send a complete request head (from connecting, or from the
+        /// first byte of a request on a kept-alive connection).
+        #[arg(long, default_value_t = gateway::HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+        header_read_timeout: u64,
+        /// Seconds a kept-alive connection may wait for its next request. Behind a load
+        /// balancer, above the balancer's idle timeout.
+        #[arg(long, default_value_t = gateway::KEEP_ALIVE_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+        keep_alive_idle_timeout: u64,
+        /// Serves `/metrics` on this address (e.g. a private interface) instead of the main
+        /// listener. Without it, `/metrics` answers loopback clients only, or whoever sends
+        /// SPORTSBOOK_METRICS_KEY as a bearer token when that is set.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -182,6 +201,10 @@ fn main() -> anyhow::Result<()> {
             feed_on_stale,
             rate_limit_per_address,
             rate_limit_per_credential,
+            connections_max,
+            header_read_timeout,
+            keep_alive_idle_timeout,
+            metrics_listen,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -204,6 +227,12 @@ fn main() -> anyhow::Result<()> {
                 feed_settings,
                 rate_limit_per_address: rate_limit_per_address.0,
                 rate_limit_per_credential: rate_limit_per_credential.0,
+                connections: ConnectionOptions {
+                    connections_max,
+                    header_read_timeout: std::time::Duration::from_secs(header_read_timeout),
+                    keep_alive_idle_timeout: std::time::Duration::from_secs(keep_alive_idle_timeout),
+                    metrics_listen,
+                },
             })
         }
         Commands::FeedSim {

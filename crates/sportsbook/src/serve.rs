@@ -18,6 +18,7 @@ use domain::{Currency, Date, Money};
 use engine::{Clock, EngineHandle, EngineOptions, SystemClock};
 use gateway::{AppState, GatewayConfig, Metrics, RateLimit, Streams};
 
+use crate::output::{print_text, LossyStderr};
 use crate::secrets::{self, env_value};
 use crate::simulation::{self, Simulation, SimulationHandle, SimulationOptions};
 
@@ -52,7 +53,43 @@ pub struct ServeOptions {
     /// Rate limits per client address and per credential; `None` turns one off (benchmarks).
     pub rate_limit_per_address: Option<RateLimit>,
     pub rate_limit_per_credential: Option<RateLimit>,
+    /// Connections and `/metrics` (issue 11, items 3 and 14).
+    pub connections: ConnectionOptions,
 }
+
+/// How `serve` bounds its HTTP connections and where it serves `/metrics`.
+#[derive(Clone, Debug)]
+pub struct ConnectionOptions {
+    /// `--connections-max`: HTTP connections open at once.
+    pub connections_max: usize,
+    /// `--header-read-timeout`: time a client has to send a request head.
+    pub header_read_timeout: Duration,
+    /// `--keep-alive-idle-timeout`: time a kept-alive connection may wait for a request.
+    pub keep_alive_idle_timeout: Duration,
+    /// `--metrics-listen`: serve `/metrics` there, not on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> ConnectionOptions {
+        ConnectionOptions {
+            connections_max: gateway::CONNECTIONS_MAX,
+            header_read_timeout: gateway::HEADER_READ_TIMEOUT,
+            keep_alive_idle_timeout: gateway::KEEP_ALIVE_IDLE_TIMEOUT,
+            metrics_listen: None,
+        }
+    }
+}
+
+/// The bearer token `/metrics` requires, from the environment (never a flag: command lines
+/// are visible to every user of the host). Unset: `/metrics` answers loopback clients only on
+/// the main listener, anyone on `--metrics-listen`.
+pub const METRICS_KEY_ENV: &str = "SPORTSBOOK_METRICS_KEY";
+/// Files the process needs besides HTTP connections (journal, snapshots, the runtime, a few
+/// streams): with fewer left under `ulimit -n` than `--connections-max`, a warning says so.
+pub const FILES_RESERVED: u64 = 256;
+/// Below this length a metrics key is accepted but logged as weak.
+pub const METRICS_KEY_BYTES_RECOMMENDED: usize = 32;
 
 /// What the demo prints at start-up.
 struct DemoBanner {
@@ -65,7 +102,9 @@ struct DemoBanner {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log line that cannot be written is dropped and counted, never a panic (`output.rs`).
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LossyStderr).log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
@@ -76,6 +115,15 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     init_logging(options.log_format);
     // Refuse a bad bootstrap key before touching anything.
     let admin_key = secrets::admin_key(env_value(secrets::ADMIN_KEY_ENV))?;
+    let metrics_key = env_value(METRICS_KEY_ENV);
+    if let Some(key) = &metrics_key {
+        if !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+            bail!("{METRICS_KEY_ENV} must be printable ASCII without spaces; refusing to start");
+        }
+        if key.len() < METRICS_KEY_BYTES_RECOMMENDED {
+            tracing::warn!("{METRICS_KEY_ENV} is short: use a long random key (for example `openssl rand -hex 32`)");
+        }
+    }
     let dir = &options.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
     let (jwt_secret, secret_source) = secrets::jwt_secret(
@@ -96,6 +144,21 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     config.feed_defaults = options.feed_settings;
     config.rate_limit_per_address = options.rate_limit_per_address;
     config.rate_limit_per_principal = options.rate_limit_per_credential;
+    config.connections_max = options.connections.connections_max;
+    if let Some(files) = open_files_limit() {
+        if options.connections.connections_max as u64 + FILES_RESERVED > files {
+            tracing::warn!(
+                files,
+                connections_max = options.connections.connections_max,
+                "the open files limit (ulimit -n) is below --connections-max plus {FILES_RESERVED}: past it, accepting \
+                 fails (EMFILE) and idle connections are closed to make room; raise the limit or lower the cap"
+            );
+        }
+    }
+    config.header_read_timeout = options.connections.header_read_timeout;
+    config.keep_alive_idle_timeout = options.connections.keep_alive_idle_timeout;
+    config.metrics_key = metrics_key;
+    config.metrics_listener_separate = options.connections.metrics_listen.is_some();
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
             per_address = ?options.rate_limit_per_address,
@@ -187,10 +250,26 @@ async fn serve_until_signal(
         let seed = options.seed.unwrap_or_else(rand::random);
         feed_tasks.push(crate::feeds::spawn_demo_feed(state.feed(), &engine, seed).await?);
     }
+    let metrics_server = match options.connections.metrics_listen {
+        Some(metrics_listen) => {
+            let listener = tokio::net::TcpListener::bind(metrics_listen)
+                .await
+                .with_context(|| format!("listening for /metrics on {metrics_listen}"))?;
+            let address = listener.local_addr().context("reading the bound metrics address")?;
+            tracing::info!(%address, "metrics listening");
+            print_text(&format!("metrics on http://{address}/metrics\n"));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(gateway::serve_metrics(listener, state.clone(), async move {
+                let _ = stopped.await;
+            }));
+            Some((stop, server))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%address, "gateway listening");
-    println!("listening on http://{address}");
+    print_text(&format!("listening on http://{address}\n"));
     if let Some(banner) = &banner {
         print_banner(address, banner);
     }
@@ -229,7 +308,20 @@ async fn serve_until_signal(
     for task in feed_tasks {
         task.abort();
     }
+    if let Some((stop, mut server)) = metrics_server {
+        let _ = stop.send(());
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+            server.abort();
+        }
+    }
     Ok((outcome, simulation))
+}
+
+/// The process's soft limit of open files, where the platform tells (Linux).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM, naming which.
@@ -380,30 +472,38 @@ fn read_credentials(path: &Path) -> Option<(String, String)> {
 }
 
 fn print_banner(address: SocketAddr, banner: &DemoBanner) {
+    use std::fmt::Write;
     let url = format!("http://{address}");
-    println!();
+    // Writing into a String cannot fail.
+    let mut text = String::from("\n");
     match &banner.player {
-        Some((username, password)) => println!("demo player: username {username} password {password}"),
-        None => println!("demo player: not known (the data directory was not seeded by --demo)"),
+        Some((username, password)) => {
+            let _ = writeln!(text, "demo player: username {username} password {password}");
+        }
+        None => text.push_str("demo player: not known (the data directory was not seeded by --demo)\n"),
     }
     match &banner.operator_key {
-        Some(key) => println!("operator key: {key}"),
-        None => println!(
-            "operator key: shown only at the first start; set {} or run `sportsbook admin create-key`",
-            secrets::ADMIN_KEY_ENV
-        ),
+        Some(key) => {
+            let _ = writeln!(text, "operator key: {key}");
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "operator key: shown only at the first start; set {} or run `sportsbook admin create-key`",
+                secrets::ADMIN_KEY_ENV
+            );
+        }
     }
-    println!();
-    println!("try:");
-    println!("  curl {url}/healthz");
-    println!("  curl {url}/v1/events");
+    let _ = writeln!(text, "\ntry:\n  curl {url}/healthz\n  curl {url}/v1/events");
     if let Some((username, password)) = &banner.player {
-        println!(
+        let _ = writeln!(
+            text,
             "  curl -X POST {url}/v1/auth/login -H 'content-type: application/json' -d '{{\"username\":\"{username}\",\"password\":\"{password}\"}}'"
         );
     }
     if let Some(key) = &banner.operator_key {
-        println!("  curl -H 'authorization: Bearer {key}' {url}/v1/admin/exposure");
+        let _ = writeln!(text, "  curl -H 'authorization: Bearer {key}' {url}/v1/admin/exposure");
     }
-    println!();
+    text.push('\n');
+    print_text(&text);
 }

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod compliance;
+mod connections;
 mod degraded;
 mod edge;
 mod feed;

@@ -146,3 +146,94 @@ async fn request_ids_are_echoed_or_made() {
     let id = response.headers()["x-request-id"].to_str().expect("id");
     assert!(!id.is_empty() && id != long, "{id}");
 }
+
+async fn scrape(url: &str, headers: &[(&str, &str)]) -> (u16, Option<String>, String) {
+    let mut request = reqwest::Client::new().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let challenge =
+        response.headers().get("www-authenticate").and_then(|value| value.to_str().ok()).map(str::to_string);
+    (status, challenge, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn with_a_metrics_key_metrics_take_it_as_a_bearer_token() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().to_path_buf();
+    let mut config = GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
+    config.metrics_key = Some("mk_test_metrics_key_0123456789abcdef".to_string());
+    let app = crate::harness::spawn_app_on(&path, Some(dir), config).await;
+    let url = app.url("/metrics");
+    for headers in [&[][..], &[("authorization", "Bearer mk_wrong")][..], &[("authorization", "Basic bWs6bWs=")][..]] {
+        let (status, challenge, body) = scrape(&url, headers).await;
+        assert_eq!((status, challenge.as_deref()), (401, Some("Bearer")), "{headers:?}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], "unauthenticated");
+    }
+    // An operator API key is not the metrics key.
+    let (status, _, _) = scrape(&url, &[("authorization", &format!("Bearer {}", crate::harness::ADMIN_KEY))]).await;
+    assert_eq!(status, 401);
+    let (status, _, text) = scrape(&url, &[("authorization", "bearer mk_test_metrics_key_0123456789abcdef")]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("sportsbook_http_requests_total"), "{text}");
+    // The rest of the API is untouched by it.
+    assert_eq!(app.call("GET", "/healthz", None, None).await.0, 200);
+    assert_eq!(app.call("GET", "/openapi.json", None, None).await.0, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_key_metrics_answer_loopback_clients_only_and_not_through_a_proxy() {
+    let app = spawn_app().await;
+    let url = app.url("/metrics");
+    assert_eq!(scrape(&url, &[]).await.0, 200);
+    for forwarded in
+        [("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=203.0.113.9"), ("x-real-ip", "203.0.113.9")]
+    {
+        let (status, _, body) = scrape(&url, &[forwarded]).await;
+        assert_eq!(status, 403, "{forwarded:?}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], "forbidden");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_on_their_own_listener_are_not_on_the_main_one() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut config = GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
+    config.metrics_listener_separate = true;
+    let metrics = Metrics::new();
+    let streams = gateway::Streams::new(&config, &metrics);
+    let options =
+        EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
+    let (engine, _) = engine::open_data_dir(dir.path(), book::Config::default(), Box::new(SystemClock), options)
+        .expect("open data directory");
+    let state = gateway::AppState::new(engine.clone(), config, metrics, streams).await.expect("state");
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let private = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (main_address, private_address) = (main.local_addr().expect("address"), private.local_addr().expect("address"));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let main_server = tokio::spawn(gateway::serve(main, state.clone(), until_stopped(stopped.clone())));
+    let private_server = tokio::spawn(gateway::serve_metrics(private, state, until_stopped(stopped)));
+
+    let (status, _, body) = scrape(&format!("http://{main_address}/metrics"), &[]).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, text) = scrape(&format!("http://{private_address}/metrics"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("sportsbook_http_requests_total"), "{text}");
+    // The metrics listener serves nothing else; the main one serves the rest.
+    assert_eq!(scrape(&format!("http://{private_address}/v1/events"), &[]).await.0, 404);
+    assert_eq!(scrape(&format!("http://{main_address}/v1/events"), &[]).await.0, 200);
+
+    let _ = stop.send(true);
+    main_server.await.expect("join").expect("serve");
+    private_server.await.expect("join").expect("serve metrics");
+    tokio::task::spawn_blocking(move || engine.shutdown()).await.expect("join");
+}

@@ -2,7 +2,9 @@
 //! `admin` and the demo simulation in their modules.
 
 mod admin;
+mod connections;
 mod crash;
+mod logging;
 mod serve;
 mod server;
 mod simulation;

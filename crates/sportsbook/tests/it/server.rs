@@ -19,7 +19,13 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sportsbook"));
     // Hermetic: nothing from the environment running the tests leaks into the server.
-    for name in ["SPORTSBOOK_ADMIN_KEY", "SPORTSBOOK_JWT_SECRET", "SPORTSBOOK_JWT_SECRET_FILE", "RUST_LOG"] {
+    for name in [
+        "SPORTSBOOK_ADMIN_KEY",
+        "SPORTSBOOK_JWT_SECRET",
+        "SPORTSBOOK_JWT_SECRET_FILE",
+        "SPORTSBOOK_METRICS_KEY",
+        "RUST_LOG",
+    ] {
         command.env_remove(name);
     }
     command
