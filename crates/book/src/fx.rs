@@ -86,8 +86,9 @@ impl Book {
         self.fx.rate(currency).ok_or(Rejection::FxRateMissing)
     }
 
-    /// Replaces the whole table. The base currency may change only while no bet is open: open
-    /// bets' liabilities are counted in the base they were placed under.
+    /// Replaces the whole table. The base currency may change only before the first market:
+    /// markets' risk settings and open bets' liabilities are amounts in the base currency, and
+    /// would silently change meaning under another.
     pub(crate) fn set_fx_rates(&mut self, base: Currency, rates: &[(Currency, ExchangeRate)]) -> Reply {
         if rates.len() > FX_RATES_MAX {
             return Err(Rejection::InvalidRequest { reason: "too many exchange rates" });
@@ -100,8 +101,8 @@ impl Book {
         if sorted.windows(2).any(|pair| pair[0].0 == pair[1].0) {
             return Err(Rejection::InvalidRequest { reason: "a currency has two rates" });
         }
-        if base != self.fx.base && self.bets.iter().any(|bet| bet.status.is_open()) {
-            return Err(Rejection::InvalidRequest { reason: "the base currency cannot change while bets are open" });
+        if base != self.fx.base && !self.markets.is_empty() {
+            return Err(Rejection::InvalidRequest { reason: "the base currency is fixed once a market exists" });
         }
         self.fx = FxTable { base, version: self.fx.version + 1, set_at: self.now, rates: sorted };
         Ok(Ack::Done)

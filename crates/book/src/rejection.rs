@@ -149,7 +149,7 @@ pub const REASONS: &[&str] = &[
     "limits cannot be negative",
     "market has no each-way terms",
     "names are 1 to 200 bytes",
-    "the base currency cannot change while bets are open",
+    "the base currency is fixed once a market exists",
     "the base currency has no rate",
     "no value to cash out",
     "password hash out of range",

@@ -14,6 +14,7 @@ mod degraded;
 mod dto;
 mod error;
 mod feed;
+mod fx;
 mod limits;
 mod metrics;
 mod openapi;
@@ -44,6 +45,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::{hash_password, random_token, sha256_hex, Auth, Principal, API_KEY_PREFIX};
 pub use compliance::{AUDIT_PAGE_COMMANDS_MAX, REPORT_ROWS_PER_READ_MAX, RG_EVENTS_SCAN_RECORDS_MAX};
 pub use error::ApiError;
+pub use fx::FX_RATES_AGE_MAX;
 pub use limits::{
     RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL, HTTP_IN_FLIGHT_MAX, RATE_LIMIT_KEYS_MAX,
     RATE_PER_ADDRESS_PER_SECOND, RATE_PER_PRINCIPAL_PER_SECOND, REQUEST_TIMEOUT,
@@ -99,6 +101,8 @@ pub struct GatewayConfig {
     pub admission_target: Duration,
     /// Replies an interval needs before admission control judges it.
     pub admission_samples_min: u32,
+    /// How old the exchange-rate table may get before `/readyz` warns `fx_rates_stale`.
+    pub fx_rates_age_max: Duration,
 }
 
 impl GatewayConfig {
@@ -120,6 +124,7 @@ impl GatewayConfig {
             stream: StreamConfig::default(),
             admission_target: ADMISSION_TARGET,
             admission_samples_min: ADMISSION_SAMPLES_MIN,
+            fx_rates_age_max: FX_RATES_AGE_MAX,
         }
     }
 }
@@ -351,6 +356,7 @@ pub fn app(state: AppState) -> Router {
         .merge(compliance::routes())
         .merge(feed::routes())
         .merge(degraded::routes())
+        .merge(fx::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })
