@@ -3,6 +3,7 @@
 
 mod catalog;
 mod compliance;
+mod currencies;
 mod degraded;
 mod edge;
 mod feed;
