@@ -67,12 +67,12 @@ impl AppliedRate {
 
     /// A cap in the base currency, in `currency`, rounded down.
     pub fn cap_in(&self, cap: Money, currency: Currency) -> Money {
-        self.rate.from_base_floor(cap, currency, self.base)
+        self.rate.base_to_currency_floor(cap, currency, self.base)
     }
 
     /// A lower bound in the base currency, in `currency`, rounded up.
     pub fn floor_in(&self, bound: Money, currency: Currency) -> Money {
-        self.rate.from_base_ceil(bound, currency, self.base)
+        self.rate.base_to_currency_ceil(bound, currency, self.base)
     }
 }
 

@@ -61,7 +61,8 @@ impl BookParts {
         }
         // Exchange rates: sorted by currency, one each, none for the base currency.
         let rates = &self.fx.rates;
-        if !rates.windows(2).all(|pair| pair[0].0 < pair[1].0) || rates.iter().any(|(currency, _)| *currency == self.fx.base)
+        if !rates.windows(2).all(|pair| pair[0].0 < pair[1].0)
+            || rates.iter().any(|(currency, _)| *currency == self.fx.base)
         {
             return Err("exchange rates out of order, repeated or for the base currency".to_string());
         }
@@ -132,7 +133,10 @@ impl Book {
                 let pricing = price(bet.kind, &bet.legs, bet.each_way, bet.stake_per_line);
                 let currency = self.players[bet.account.index()].currency;
                 if bet.fx.base != self.fx.base {
-                    return Err(format!("{} is open under base {} but the base is {}", bet.id, bet.fx.base, self.fx.base));
+                    return Err(format!(
+                        "{} is open under base {} but the base is {}",
+                        bet.id, bet.fx.base, self.fx.base
+                    ));
                 }
                 let base = pricing.base_liability(&bet.fx, currency);
                 for ((leg, added), added_base) in bet.legs.iter().zip(pricing.liability).zip(base) {

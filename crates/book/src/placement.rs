@@ -256,7 +256,13 @@ impl Book {
     /// Rejects when the bet's liability would push a selection over its cap or a market over
     /// its cap (a market's liability is its largest selection liability). Caps are in the base
     /// currency and compared with base-currency liabilities (each bet's converted rounding up).
-    fn check_liability(&self, legs: &[Leg], pricing: &Pricing, fx: &AppliedRate, currency: Currency) -> Result<(), Rejection> {
+    fn check_liability(
+        &self,
+        legs: &[Leg],
+        pricing: &Pricing,
+        fx: &AppliedRate,
+        currency: Currency,
+    ) -> Result<(), Rejection> {
         let base = pricing.base_liability(fx, currency);
         for ((leg, added), added_base) in legs.iter().zip(pricing.liability).zip(base) {
             let selection = &self.selections[leg.selection.index()];
@@ -265,7 +271,8 @@ impl Book {
             let over = |cap: Option<Money>| cap.is_some_and(|cap| after > i128::from(cap.minor()));
             // Beyond the money maximum no cap can be checked; such liability is refused outright,
             // in the base currency and in the bettor's own.
-            let own = selection.liabilities.iter().find(|(listed, _)| *listed == currency).map_or(0, |(_, m)| m.minor());
+            let own =
+                selection.liabilities.iter().find(|(listed, _)| *listed == currency).map_or(0, |(_, m)| m.minor());
             let unrepresentable = after >= i128::from(MONEY_MINOR_MAX)
                 || i128::from(own) + i128::from(added) >= i128::from(MONEY_MINOR_MAX);
             if added > 0 && (unrepresentable || over(risk.selection_liability_cap) || over(risk.liability_cap)) {

@@ -193,7 +193,9 @@ impl Book {
             let found = &self.selections[selection.index()];
             let now = match currency {
                 None => found.liability.minor(),
-                Some(currency) => found.liabilities.iter().find(|(listed, _)| *listed == currency).map_or(0, |(_, m)| m.minor()),
+                Some(currency) => {
+                    found.liabilities.iter().find(|(listed, _)| *listed == currency).map_or(0, |(_, m)| m.minor())
+                }
             };
             if i128::from(now) + added > max {
                 return Err(Rejection::AmountTooLarge);

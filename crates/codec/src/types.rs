@@ -10,11 +10,11 @@ use book::{
     Rejection, Remembered, Reply, ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind,
     Transfer, TransferCode, TransferId, TransferKind, Usage,
 };
+use book::{AppliedRate, FxTable};
 use book::{DegradedParts, Throttle, TradingMode};
 use book::{
     FeedApplied, FeedItem, FeedMessage, FeedOdds, FeedParts, FeedResult, FeedSelection, ProviderFeed, StaleMode,
 };
-use book::{AppliedRate, FxTable};
 use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::wire::{DecodeError, Reader, Wire};
@@ -29,7 +29,8 @@ impl Wire for ExchangeRate {
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let (mantissa, scale) = (u64::decode(input)?, u8::decode(input)?);
-        ExchangeRate::new(mantissa, scale).map_err(|_| input.error(format!("exchange rate {mantissa}e-{scale} invalid")))
+        ExchangeRate::new(mantissa, scale)
+            .map_err(|_| input.error(format!("exchange rate {mantissa}e-{scale} invalid")))
     }
 }
 

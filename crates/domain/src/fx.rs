@@ -6,9 +6,9 @@
 //! direction that lets no more risk through:
 //!
 //! - a limit set in the base currency (a stake or payout cap) converted into a player's
-//!   currency rounds DOWN (`from_base_floor`), so a converted cap never admits more than the cap;
+//!   currency rounds DOWN (`base_to_currency_floor`), so a converted cap never admits more than the cap;
 //! - a lower bound (a minimum stake) converted into a player's currency rounds UP
-//!   (`from_base_ceil`), so it is never below the bound;
+//!   (`base_to_currency_ceil`), so it is never below the bound;
 //! - an amount at risk (a stake or a liability) converted into the base currency rounds UP,
 //!   towards positive infinity (`to_base_ceil`), so exposure is never under-counted.
 //!
@@ -99,19 +99,19 @@ impl ExchangeRate {
 
     /// `amount` (minor units of `base`) in minor units of `currency`, rounded down (towards
     /// negative infinity): a cap converted this way never admits more than the cap.
-    pub fn from_base_floor(self, amount: Money, currency: Currency, base: Currency) -> Money {
-        let (numerator, denominator) = self.from_base_parts(amount, currency, base);
+    pub fn base_to_currency_floor(self, amount: Money, currency: Currency, base: Currency) -> Money {
+        let (numerator, denominator) = self.base_to_currency_parts(amount, currency, base);
         clamp(numerator.div_euclid(denominator))
     }
 
     /// `amount` (minor units of `base`) in minor units of `currency`, rounded up: a lower bound
     /// converted this way is never below the bound.
-    pub fn from_base_ceil(self, amount: Money, currency: Currency, base: Currency) -> Money {
-        let (numerator, denominator) = self.from_base_parts(amount, currency, base);
+    pub fn base_to_currency_ceil(self, amount: Money, currency: Currency, base: Currency) -> Money {
+        let (numerator, denominator) = self.base_to_currency_parts(amount, currency, base);
         clamp(div_ceil(numerator, denominator))
     }
 
-    fn from_base_parts(self, amount: Money, currency: Currency, base: Currency) -> (i128, i128) {
+    fn base_to_currency_parts(self, amount: Money, currency: Currency, base: Currency) -> (i128, i128) {
         let numerator = i128::from(amount.minor()) * i128::from(self.mantissa) * pow10(currency.exponent());
         let denominator = pow10(self.scale) * pow10(base.exponent());
         (numerator, denominator)
@@ -174,27 +174,27 @@ mod tests {
         let (eur, jpy, krw, bhd) = (currency("EUR"), currency("JPY"), currency("KRW"), currency("BHD"));
         let yen = ExchangeRate::parse("160.00").expect("rate");
         // €100.00 is ¥16,000 exactly; ¥20,000 is €125.00.
-        assert_eq!(yen.from_base_floor(Money::from_minor(10_000), jpy, eur), Money::from_minor(16_000));
+        assert_eq!(yen.base_to_currency_floor(Money::from_minor(10_000), jpy, eur), Money::from_minor(16_000));
         assert_eq!(yen.to_base_ceil(Money::from_minor(20_000), jpy, eur), Money::from_minor(12_500));
         // ¥1 is 0.625 cents: up to 1 cent at risk; €0.01 admits no whole yen more than 1.
         assert_eq!(yen.to_base_ceil(Money::from_minor(1), jpy, eur), Money::from_minor(1));
-        assert_eq!(yen.from_base_floor(Money::from_minor(1), jpy, eur), Money::from_minor(1));
-        assert_eq!(yen.from_base_ceil(Money::from_minor(1), jpy, eur), Money::from_minor(2));
+        assert_eq!(yen.base_to_currency_floor(Money::from_minor(1), jpy, eur), Money::from_minor(1));
+        assert_eq!(yen.base_to_currency_ceil(Money::from_minor(1), jpy, eur), Money::from_minor(2));
         // A negative liability rounds towards positive infinity too.
         assert_eq!(yen.to_base_ceil(Money::from_minor(-1), jpy, eur), Money::ZERO);
         let won = ExchangeRate::parse("1540.5").expect("rate");
         // ₩10,000 is €6.4914...: €6.50 of risk.
         assert_eq!(won.to_base_ceil(Money::from_minor(10_000), krw, eur), Money::from_minor(650));
-        assert_eq!(won.from_base_floor(Money::from_minor(10_000), krw, eur), Money::from_minor(154_050));
+        assert_eq!(won.base_to_currency_floor(Money::from_minor(10_000), krw, eur), Money::from_minor(154_050));
         let dinar = ExchangeRate::parse("0.41").expect("rate");
         // €100.00 is 41.000 BHD; 1 fils is 0.2439 cents, at risk as 1 cent.
-        assert_eq!(dinar.from_base_floor(Money::from_minor(10_000), bhd, eur), Money::from_minor(41_000));
+        assert_eq!(dinar.base_to_currency_floor(Money::from_minor(10_000), bhd, eur), Money::from_minor(41_000));
         assert_eq!(dinar.to_base_ceil(Money::from_minor(1), bhd, eur), Money::from_minor(1));
         assert_eq!(ExchangeRate::ONE.to_base_ceil(Money::from_minor(1234), eur, eur), Money::from_minor(1234));
         // Extremes saturate instead of overflowing.
         let strong = ExchangeRate::parse("999999999.99999999").expect("rate");
         let most = Money::from_minor(MONEY_MINOR_MAX);
-        assert_eq!(strong.from_base_floor(most, bhd, jpy), most);
+        assert_eq!(strong.base_to_currency_floor(most, bhd, jpy), most);
         assert_eq!(ExchangeRate::parse("0.00000001").expect("rate").to_base_ceil(most, jpy, bhd), most);
     }
 }

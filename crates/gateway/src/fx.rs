@@ -103,7 +103,10 @@ pub(crate) fn is_stale(version: u64, set_at: Timestamp, now: Timestamp, age_max:
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
     ),
 )]
-pub(crate) async fn fx_rates(principal: Principal, State(state): State<AppState>) -> Result<Json<FxRatesView>, ApiError> {
+pub(crate) async fn fx_rates(
+    principal: Principal,
+    State(state): State<AppState>,
+) -> Result<Json<FxRatesView>, ApiError> {
     principal.require_scope(scopes::TRADING)?;
     Ok(Json(state.read(|book| view(book.fx())).await?))
 }

@@ -770,7 +770,10 @@ pub(crate) fn market_liabilities_by_currency(book: &Book, market: &book::Market)
 pub(crate) fn amounts_view(amounts: &[(Currency, Money)]) -> Vec<CurrencyAmountView> {
     amounts
         .iter()
-        .map(|(currency, amount)| CurrencyAmountView { currency: currency.to_string(), liability: currency.format(*amount) })
+        .map(|(currency, amount)| CurrencyAmountView {
+            currency: currency.to_string(),
+            liability: currency.format(*amount),
+        })
         .collect()
 }
 

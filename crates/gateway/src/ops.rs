@@ -110,9 +110,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-    let fx_stale = fx_table.filter(|(version, set_at)| {
-        crate::fx::is_stale(*version, *set_at, now, state.config().fx_rates_age_max)
-    });
+    let fx_stale = fx_table
+        .filter(|(version, set_at)| crate::fx::is_stale(*version, *set_at, now, state.config().fx_rates_age_max));
     let mut body = if reasons.is_empty() {
         json!({"status": "ok"})
     } else {

@@ -250,7 +250,10 @@ impl RateModel {
     /// `(mantissa × 10^e_currency) / (10^scale × 10^e_base)`.
     fn minor_per_base_minor(&self, currency: Currency) -> (u128, u128) {
         let ten = |exponent: u8| 10u128.pow(u32::from(exponent));
-        (u128::from(self.rate.mantissa()) * ten(currency.exponent()), ten(self.rate.scale()) * ten(self.base.exponent()))
+        (
+            u128::from(self.rate.mantissa()) * ten(currency.exponent()),
+            ten(self.rate.scale()) * ten(self.base.exponent()),
+        )
     }
 
     /// A limit of the base currency in `currency`, rounded down (`up`: rounded up).
@@ -1213,8 +1216,7 @@ impl Auditor {
             }
             let selection = &self.selections[leg.selection as usize - 1];
             let after = i128::from(selection.liability) + i128::from(fx.at_risk_in_base(added, currency));
-            let own_after =
-                i128::from(selection.by_currency.get(&currency).copied().unwrap_or(0)) + i128::from(added);
+            let own_after = i128::from(selection.by_currency.get(&currency).copied().unwrap_or(0)) + i128::from(added);
             let risk = &self.markets[leg.market as usize - 1].risk;
             let over = |cap: Option<Money>| cap.is_some_and(|cap| after > i128::from(cap.minor()));
             let too_large = after >= i128::from(MONEY_MINOR_MAX) || own_after >= i128::from(MONEY_MINOR_MAX);

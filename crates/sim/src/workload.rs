@@ -266,7 +266,8 @@ impl Workload {
     }
 
     fn currency(&mut self) -> Currency {
-        let code = ["EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "GBP", "GBP", "JPY", "KRW", "BHD", "JPY"][self.rng.index(12)];
+        let code =
+            ["EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "GBP", "GBP", "JPY", "KRW", "BHD", "JPY"][self.rng.index(12)];
         Currency::parse(code).expect("known currency")
     }
 

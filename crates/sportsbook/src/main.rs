@@ -76,6 +76,10 @@ enum Commands {
         /// (burst 2N) or `off`. For benchmarks that drive many bets through few players.
         #[arg(long, value_parser = parse_rate_limit, default_value = "100/s")]
         rate_limit_per_credential: RateLimitArg,
+        /// Seconds after which the operator's exchange-rate table (`PUT /v1/admin/fx-rates`) is
+        /// stale: `/readyz` then warns `fx_rates_stale` (the node stays ready).
+        #[arg(long, default_value_t = gateway::FX_RATES_AGE_MAX.as_secs())]
+        fx_rates_age_max: u64,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -182,6 +186,7 @@ fn main() -> anyhow::Result<()> {
             feed_on_stale,
             rate_limit_per_address,
             rate_limit_per_credential,
+            fx_rates_age_max,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -204,6 +209,7 @@ fn main() -> anyhow::Result<()> {
                 feed_settings,
                 rate_limit_per_address: rate_limit_per_address.0,
                 rate_limit_per_credential: rate_limit_per_credential.0,
+                fx_rates_age_max: std::time::Duration::from_secs(fx_rates_age_max),
             })
         }
         Commands::FeedSim {

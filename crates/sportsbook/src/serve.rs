@@ -52,6 +52,8 @@ pub struct ServeOptions {
     /// Rate limits per client address and per credential; `None` turns one off (benchmarks).
     pub rate_limit_per_address: Option<RateLimit>,
     pub rate_limit_per_credential: Option<RateLimit>,
+    /// Age of the exchange-rate table past which `/readyz` warns.
+    pub fx_rates_age_max: std::time::Duration,
 }
 
 /// What the demo prints at start-up.
@@ -96,6 +98,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     config.feed_defaults = options.feed_settings;
     config.rate_limit_per_address = options.rate_limit_per_address;
     config.rate_limit_per_principal = options.rate_limit_per_credential;
+    config.fx_rates_age_max = options.fx_rates_age_max;
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
             per_address = ?options.rate_limit_per_address,

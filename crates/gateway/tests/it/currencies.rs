@@ -72,8 +72,7 @@ async fn market(app: &TestApp, event_name: &str, selections: &[(&str, &str)]) ->
         )
         .await;
     assert_eq!(status, 201, "event: {event}");
-    let selections: Vec<Value> =
-        selections.iter().map(|(name, price)| json!({"name": name, "price": price})).collect();
+    let selections: Vec<Value> = selections.iter().map(|(name, price)| json!({"name": name, "price": price})).collect();
     let path = format!("/v1/admin/events/{}/markets", event["id"].as_str().expect("event id"));
     let (status, market) =
         app.call("POST", &path, Some(ADMIN_KEY), Some(json!({"name": event_name, "selections": selections}))).await;
