@@ -64,3 +64,34 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands })
 }
+
+#[cfg(test)]
+mod tests {
+    use book::Command;
+    use domain::{Currency, ExchangeRate};
+
+    use super::*;
+
+    fn with_version(version: u8, commands: &[Command]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_batch(1, 2, 3, commands.iter(), &mut bytes);
+        bytes[0] = version;
+        bytes
+    }
+
+    /// Version 2 only added a command: a version 1 batch still decodes, but not one holding
+    /// the new command, and unknown versions are refused.
+    #[test]
+    fn version_1_batches_decode_without_exchange_rates() {
+        let tick = [Command::Tick];
+        assert_eq!(decode_batch(&with_version(1, &tick)).expect("version 1").commands, tick);
+        let rates = [Command::SetFxRates {
+            base: Currency::EUR,
+            rates: vec![(Currency::parse("JPY").expect("JPY"), ExchangeRate::parse("160.00").expect("rate"))],
+        }];
+        assert_eq!(decode_batch(&with_version(2, &rates)).expect("version 2").commands, rates);
+        assert!(decode_batch(&with_version(1, &rates)).is_err());
+        assert!(decode_batch(&with_version(0, &tick)).is_err());
+        assert!(decode_batch(&with_version(3, &tick)).is_err());
+    }
+}

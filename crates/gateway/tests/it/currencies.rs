@@ -282,6 +282,22 @@ async fn fx_rates_are_versioned_validated_and_for_traders_only() {
     let (status, got) = app.call("GET", "/v1/admin/fx-rates", Some(ADMIN_KEY), None).await;
     assert_eq!((status, &got["version"]), (200, &json!(2)), "{got}");
 
+    // Journaled: the audit trail shows the tables as sent (the refused ones too: the book
+    // decided them).
+    let (status, audit) = app.call("GET", "/v1/admin/audit?limit=100", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, 200, "{audit}");
+    let tables: Vec<&Value> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .flat_map(|batch| batch["commands"].as_array().expect("commands"))
+        .filter(|command| command["type"] == "set_fx_rates")
+        .collect();
+    assert_eq!(tables.len(), 4, "{audit}");
+    assert_eq!((&tables[0]["base"], &tables[0]["rates"]), (&json!("GBP"), &json!({"EUR": "1.17"})), "{audit}");
+    assert_eq!(tables[1]["base"], "EUR", "{audit}");
+    assert_eq!(tables[1]["rates"], json!({"GBP": "0.8547", "JPY": "160.00"}), "{audit}");
+
     let player = player_in(&app, "punter", "EUR", "10.00").await;
     let (status, error) = app.call("GET", "/v1/admin/fx-rates", Some(&player.access_token), None).await;
     assert_error(status, &error, 403, "forbidden");
