@@ -26,8 +26,12 @@ impl Pricing {
     /// Each leg's liability (in the bettor's `currency`) in the base currency of `fx`, rounded
     /// up: the amount counted against the base-currency caps, and later removed again.
     pub(crate) fn base_liability(&self, fx: &AppliedRate, currency: Currency) -> [i64; LEGS_MAX] {
+        if currency == fx.base {
+            // The hot path: a bet in the base currency converts at one, exactly.
+            return self.liability;
+        }
         let mut base = [0i64; LEGS_MAX];
-        for (slot, added) in base.iter_mut().zip(self.liability) {
+        for (slot, added) in base.iter_mut().zip(self.liability).filter(|(_, added)| *added != 0) {
             *slot = fx.to_base(Money::from_minor(added), currency).minor();
         }
         base
