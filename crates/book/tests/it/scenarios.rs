@@ -2000,3 +2000,67 @@ wallet acc_4
         "#]],
     );
 }
+
+/// The automatic suspension threshold is in the base currency too: a small stake in a currency
+/// with many minor units to the euro does not suspend a market, a EUR-sized one does.
+#[test]
+fn a_cheap_currency_cannot_suspend_a_market() {
+    check(
+        r#"
+fx EUR KRW=1540.5
+open KRW
+open EUR
+deposit acc_1 1000000KRW
+deposit acc_2 500.00
+event "Arsenal v Spurs" football starts=+30d
+market evt_1 "1X2" Home=2.00 Draw=3.20 Away=2.80
+risk mkt_1 suspend_at=100.00
+bet acc_1 single 100000KRW sel_1@2.00   # ₩100,000 of liability is €64.92 (64.9139 rounded up)
+exposure
+bet acc_2 single 35.08 sel_1@2.00       # €35.08 more reaches €100.00: the market suspends
+exposure
+bet acc_1 single 1000KRW sel_2@3.20
+"#,
+        expect![[r#"
+            > fx EUR KRW=1540.5
+              ok done
+            > open KRW
+              ok acc_1
+              - acc_1 opened KRW
+            > open EUR
+              ok acc_2
+              - acc_2 opened EUR
+            > deposit acc_1 1000000KRW
+              ok trf_1
+              - trf_1 posted Deposit clearing:KRW -> cash:acc_1 1000000
+            > deposit acc_2 500.00
+              ok trf_2
+              - trf_2 posted Deposit clearing:EUR -> cash:acc_2 500.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.00 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > risk mkt_1 suspend_at=100.00
+              ok done
+            > bet acc_1 single 100000KRW sel_1@2.00
+              ok bet_1 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:KRW 100000
+              - bet_1 placed accepted
+            > exposure
+              sel_1 64.92 (KRW 100000)
+              total 64.92
+            > bet acc_2 single 35.08 sel_1@2.00
+              ok bet_2 accepted
+              - trf_4 pending Stake cash:acc_2 -> house:EUR 35.08
+              - mkt_1 suspended
+              - bet_2 placed accepted
+            > exposure
+              sel_1 100.00 (EUR 35.08, KRW 100000)
+              total 100.00
+            > bet acc_1 single 1000KRW sel_2@3.20
+              rejected market_suspended
+        "#]],
+    );
+}
