@@ -78,7 +78,8 @@ pub(crate) async fn healthz() -> Response {
     tag = "operations",
     summary = "Readiness",
     description = "Ready to take traffic: the journal is writable, the book answers promptly and no feed \
-        provider is stale.",
+        provider is stale. An exchange-rate table older than the configured age is a warning \
+        (`warnings: [\"fx_rates_stale\"]`, `fx_rates_age_seconds`), not a reason to be unready.",
     responses(
         (status = 200, description = "Ready to take traffic", body = Health),
         (status = 503, description = "Not ready, with the `reasons` (this body, not an `Error`; no \
