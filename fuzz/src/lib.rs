@@ -7,13 +7,18 @@ use domain::{Currency, Money, Odds};
 /// The time the helper book runs at: 2026-11-25T12:00:00Z.
 pub const NOW_MS: u64 = 1_795_608_000_000;
 
-/// A book with two funded players (`acc_1` in EUR, `acc_2` in JPY), an event with a 1X2
+/// A book with two funded players (`acc_1` in EUR, `acc_2` in JPY at 160 yen to the euro), an event with a 1X2
 /// market (`sel_1..3`) and a second event with a winner market (`sel_4..5`), so that fuzzed
 /// commands reach the book's real checks rather than stopping at unknown ids.
 pub fn small_book() -> Book {
     let mut book = Book::new(Config::default());
     let odds = |text: &str| Odds::parse(text).expect("valid odds");
     let commands = [
+        // JPY bets need a rate against the base currency (EUR) to meet the book's limits.
+        Command::SetFxRates {
+            base: Currency::EUR,
+            rates: vec![(Currency::parse("JPY").expect("JPY"), domain::ExchangeRate::parse("160.00").expect("rate"))],
+        },
         Command::OpenAccount { currency: Currency::EUR },
         Command::OpenAccount { currency: Currency::parse("JPY").expect("JPY") },
         Command::Deposit {

@@ -208,6 +208,8 @@ pub struct Bet {
     pub settlement_count: u32,
     pub rejection: Option<&'static str>,
     pub cashout_quote: Option<QuoteId>,
+    /// The exchange rate its liability was converted into the base currency with, at placement.
+    pub fx: crate::fx::AppliedRate,
 }
 
 /// Which legs a line combines (bit i = leg i) and whether it is the place part.

@@ -80,6 +80,7 @@ pub struct Book {
     pub(crate) bets_by_account: Vec<Vec<BetId>>,
     pub(crate) feed: FeedBook,
     pub(crate) degraded: Degraded,
+    pub(crate) fx: crate::fx::FxTable,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -102,6 +103,7 @@ pub struct BookParts {
     pub api_keys: Vec<crate::identity::ApiKey>,
     pub feed: FeedParts,
     pub degraded: DegradedParts,
+    pub fx: crate::fx::FxTable,
 }
 
 impl Book {
@@ -184,6 +186,7 @@ impl Book {
             Command::SetMarketThrottle { market, bets_per_second } => {
                 self.set_market_throttle(*market, *bets_per_second)
             }
+            Command::SetFxRates { base, rates } => self.set_fx_rates(*base, rates),
             Command::Tick => Ok(Ack::Done),
         }
     }
@@ -561,6 +564,7 @@ impl Book {
             api_keys: self.api_keys.clone(),
             feed: self.feed.to_parts(),
             degraded: self.degraded.to_parts(),
+            fx: self.fx.clone(),
         }
     }
 
@@ -601,6 +605,7 @@ impl Book {
             bets_by_account,
             feed: FeedBook::from_parts(parts.feed),
             degraded: Degraded::from_parts(parts.degraded),
+            fx: parts.fx,
         }
     }
 }

@@ -130,7 +130,10 @@ pub struct Selection {
     pub price: Odds,
     /// Increases on every change of `price`.
     pub price_version: u64,
-    /// The house's net loss if this selection wins, over open bets: for every open bet line
-    /// that includes it, the line's potential payout less the line's stake.
+    /// The house's net loss if this selection wins, over open bets, in the base currency: for
+    /// every open bet line that includes it, the line's potential payout less the line's stake,
+    /// converted with the bet's recorded rate (rounded up per bet and leg).
     pub liability: Money,
+    /// The same liability in each bettor's own currency, sorted by currency, without zeros.
+    pub liabilities: Vec<(domain::Currency, Money)>,
 }

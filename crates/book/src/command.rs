@@ -1,7 +1,7 @@
 //! Commands: everything that can change the book. Each is decided at a time the sequencer
 //! gives, and is recorded in the journal exactly as given, so replay decides it again.
 
-use domain::{Currency, Date, Money, Odds, Ratio};
+use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio};
 
 use crate::bet::{BetKind, PricePolicy};
 use crate::calendar::Period;
@@ -207,6 +207,12 @@ pub enum Command {
     SetMarketThrottle {
         market: MarketId,
         bets_per_second: Option<u32>,
+    },
+    /// Replaces the operator's exchange-rate table: 1 unit of `base` buys `rate` units of each
+    /// listed currency. Risk settings are in the base currency.
+    SetFxRates {
+        base: Currency,
+        rates: Vec<(Currency, ExchangeRate)>,
     },
     /// Lets time pass: decides in-play bets whose delay has ended. The sequencer sends it when
     /// a delay is due and nothing else is.

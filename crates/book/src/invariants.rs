@@ -5,7 +5,8 @@
 use crate::bet::{BetKind, BetStatus};
 use crate::book::{Book, BookParts};
 use crate::constants::LEGS_MAX;
-use crate::placement::price;
+use crate::placement::{price, shift_currency_liability};
+use domain::Money;
 
 impl BookParts {
     /// Checks that the parts refer only to what they contain and that every bet has a shape
@@ -53,6 +54,17 @@ impl BookParts {
             if !known(selection.market.0, markets) {
                 return Err(format!("{} is in an unknown market", selection.id));
             }
+            let sorted = selection.liabilities.windows(2).all(|pair| pair[0].0 < pair[1].0);
+            if !sorted || selection.liabilities.iter().any(|(_, amount)| amount.minor() == 0) {
+                return Err(format!("{} has per-currency liabilities out of order or zero", selection.id));
+            }
+        }
+        // Exchange rates: sorted by currency, one each, none for the base currency.
+        let rates = &self.fx.rates;
+        if !rates.windows(2).all(|pair| pair[0].0 < pair[1].0)
+            || rates.iter().any(|(currency, _)| *currency == self.fx.base)
+        {
+            return Err("exchange rates out of order, repeated or for the base currency".to_string());
         }
         for bet in &self.bets {
             let legs_fit = match bet.kind {
@@ -102,6 +114,7 @@ impl Book {
         self.ledger.verify()?;
         self.check_feed_invariants()?;
         let mut liability = vec![0i64; self.selections.len()];
+        let mut liabilities: Vec<Vec<(domain::Currency, Money)>> = vec![Vec::new(); self.selections.len()];
         let mut pending_stakes = vec![0i64; self.players.len()];
         for bet in &self.bets {
             let open = bet.status.is_open();
@@ -118,9 +131,26 @@ impl Book {
             if open {
                 pending_stakes[bet.account.index()] += bet.total_stake.minor();
                 let pricing = price(bet.kind, &bet.legs, bet.each_way, bet.stake_per_line);
-                for (leg, added) in bet.legs.iter().zip(pricing.liability) {
-                    liability[leg.selection.index()] += added;
+                let currency = self.players[bet.account.index()].currency;
+                if bet.fx.base != self.fx.base {
+                    return Err(format!(
+                        "{} is open under base {} but the base is {}",
+                        bet.id, bet.fx.base, self.fx.base
+                    ));
                 }
+                let base = pricing.base_liability(&bet.fx, currency);
+                for ((leg, added), added_base) in bet.legs.iter().zip(pricing.liability).zip(base) {
+                    liability[leg.selection.index()] += added_base;
+                    shift_currency_liability(&mut liabilities[leg.selection.index()], currency, added);
+                }
+            }
+        }
+        for (selection, expected) in self.selections.iter().zip(&liabilities) {
+            if selection.liabilities != *expected {
+                return Err(format!(
+                    "{} liabilities {:?} but its open bets add up to {expected:?}",
+                    selection.id, selection.liabilities
+                ));
             }
         }
         for (selection, expected) in self.selections.iter().zip(&liability) {

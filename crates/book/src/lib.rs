@@ -15,6 +15,7 @@ pub mod constants;
 mod degraded;
 mod event;
 mod feed;
+mod fx;
 mod identity;
 mod ids;
 mod invariants;
@@ -42,6 +43,7 @@ pub use feed::{
     FeedApplied, FeedBook, FeedItem, FeedMessage, FeedOdds, FeedParts, FeedResult, FeedSelection, ProviderFeed,
     StaleMode,
 };
+pub use fx::{AppliedRate, FxTable, FX_RATES_MAX};
 pub use identity::{normalise_username, scopes, ApiKey, Profile, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX};
 pub use ids::{
     AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId,

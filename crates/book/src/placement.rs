@@ -2,7 +2,7 @@
 //! a fixed order, and the first failure is the rejection: account, shape, markets and prices,
 //! stake limits, maximum payout, responsible-gambling limits, funds, liability caps.
 
-use domain::{Money, Multiplier, MONEY_MINOR_MAX};
+use domain::{Currency, Money, Multiplier, MONEY_MINOR_MAX};
 
 use crate::bet::{line_payout, lines, place_odds, Bet, BetKind, BetStatus, Leg, PricePolicy, PriceTaken};
 use crate::book::Book;
@@ -10,6 +10,7 @@ use crate::catalog::{EventState, MarketStatus};
 use crate::command::{LegRequest, PlaceBet};
 use crate::constants::{FEED_DELAYED_BET_DELAY_SECONDS, LEGS_MAX};
 use crate::event::{Ack, BookEvent, Reply};
+use crate::fx::AppliedRate;
 use crate::ids::{BetId, MarketId, MILLIS_PER_SECOND};
 use crate::ledger::{TransferCode, TransferRequest};
 use crate::player::LimitKind;
@@ -19,6 +20,39 @@ use crate::rejection::Rejection;
 pub(crate) struct Pricing {
     pub potential_payout: Money,
     pub liability: [i64; LEGS_MAX],
+}
+
+impl Pricing {
+    /// Each leg's liability (in the bettor's `currency`) in the base currency of `fx`, rounded
+    /// up: the amount counted against the base-currency caps, and later removed again.
+    pub(crate) fn base_liability(&self, fx: &AppliedRate, currency: Currency) -> [i64; LEGS_MAX] {
+        if currency == fx.base {
+            // The hot path: a bet in the base currency converts at one, exactly.
+            return self.liability;
+        }
+        let mut base = [0i64; LEGS_MAX];
+        for (slot, added) in base.iter_mut().zip(self.liability).filter(|(_, added)| *added != 0) {
+            *slot = fx.to_base(Money::from_minor(added), currency).minor();
+        }
+        base
+    }
+}
+
+/// Adds `delta` to the entry of `currency` in a selection's per-currency liabilities, keeping
+/// the list sorted and free of zeros.
+pub(crate) fn shift_currency_liability(list: &mut Vec<(Currency, Money)>, currency: Currency, delta: i64) {
+    match list.binary_search_by_key(&currency, |(listed, _)| *listed) {
+        Ok(index) => {
+            let sum = list[index].1.minor() + delta;
+            if sum == 0 {
+                list.remove(index);
+            } else {
+                list[index].1 = Money::from_minor(sum);
+            }
+        }
+        Err(index) if delta != 0 => list.insert(index, (currency, Money::from_minor(delta))),
+        Err(_) => {}
+    }
 }
 
 /// Prices a bet with every leg winning: each line's payout, summed, and per leg the sum over
@@ -200,34 +234,51 @@ impl Book {
         })
     }
 
-    /// The largest stake per line this customer may place on these legs.
-    fn max_stake(&self, legs: &[Leg], stake_factor: domain::Ratio) -> Money {
+    /// The largest stake per line this customer may place on these legs, in their currency: the
+    /// base-currency limit converted (rounded down), then scaled by the stake factor.
+    fn max_stake(&self, legs: &[Leg], stake_factor: domain::Ratio, fx: &AppliedRate, currency: Currency) -> Money {
         let market_max = legs
             .iter()
             .map(|leg| self.markets[leg.market.index()].risk.max_stake.unwrap_or(self.config.max_stake))
             .min()
             .unwrap_or(self.config.max_stake);
+        let market_max = fx.cap_in(market_max, currency);
         let scaled = i128::from(market_max.minor()) * i128::from(stake_factor.num()) / i128::from(stake_factor.den());
         Money::from_minor(scaled.min(i128::from(MONEY_MINOR_MAX)) as i64)
     }
 
-    fn max_payout(&self, legs: &[Leg]) -> Money {
-        legs.iter()
+    /// The largest potential payout on these legs, in the bettor's currency (rounded down).
+    fn max_payout(&self, legs: &[Leg], fx: &AppliedRate, currency: Currency) -> Money {
+        let base = legs
+            .iter()
             .map(|leg| self.markets[leg.market.index()].risk.max_payout.unwrap_or(self.config.max_payout))
             .min()
-            .unwrap_or(self.config.max_payout)
+            .unwrap_or(self.config.max_payout);
+        fx.cap_in(base, currency)
     }
 
     /// Rejects when the bet's liability would push a selection over its cap or a market over
-    /// its cap (a market's liability is its largest selection liability).
-    fn check_liability(&self, legs: &[Leg], pricing: &Pricing) -> Result<(), Rejection> {
-        for (leg, added) in legs.iter().zip(pricing.liability) {
+    /// its cap (a market's liability is its largest selection liability). Caps are in the base
+    /// currency and compared with base-currency liabilities (each bet's converted rounding up).
+    fn check_liability(
+        &self,
+        legs: &[Leg],
+        pricing: &Pricing,
+        fx: &AppliedRate,
+        currency: Currency,
+    ) -> Result<(), Rejection> {
+        let base = pricing.base_liability(fx, currency);
+        for ((leg, added), added_base) in legs.iter().zip(pricing.liability).zip(base) {
             let selection = &self.selections[leg.selection.index()];
             let risk = &self.markets[leg.market.index()].risk;
-            let after = i128::from(selection.liability.minor()) + i128::from(added);
+            let after = i128::from(selection.liability.minor()) + i128::from(added_base);
             let over = |cap: Option<Money>| cap.is_some_and(|cap| after > i128::from(cap.minor()));
-            // Beyond the money maximum no cap can be checked; such liability is refused outright.
-            let unrepresentable = after >= i128::from(MONEY_MINOR_MAX);
+            // Beyond the money maximum no cap can be checked; such liability is refused outright,
+            // in the base currency and in the bettor's own.
+            let own =
+                selection.liabilities.iter().find(|(listed, _)| *listed == currency).map_or(0, |(_, m)| m.minor());
+            let unrepresentable = after >= i128::from(MONEY_MINOR_MAX)
+                || i128::from(own) + i128::from(added) >= i128::from(MONEY_MINOR_MAX);
             if added > 0 && (unrepresentable || over(risk.selection_liability_cap) || over(risk.liability_cap)) {
                 return Err(Rejection::LiabilityLimit);
             }
@@ -248,11 +299,15 @@ impl Book {
             legs.push(leg);
         }
         self.check_trading_mode(&legs)?;
+        // Every limit is in the base currency: without a rate none can be applied.
+        let currency = player.currency;
+        let fx = self.rate_for(currency)?;
         let stake = place.stake;
-        if stake < self.config.min_stake {
-            return Err(Rejection::StakeTooLow { min_stake: self.config.min_stake });
+        let min_stake = fx.floor_in(self.config.min_stake, currency);
+        if stake < min_stake {
+            return Err(Rejection::StakeTooLow { min_stake });
         }
-        let max_stake = self.max_stake(&legs, player.stake_factor);
+        let max_stake = self.max_stake(&legs, player.stake_factor, &fx, currency);
         if stake > max_stake {
             return Err(Rejection::StakeTooHigh { max_stake });
         }
@@ -262,7 +317,7 @@ impl Book {
             max_stake: max_stake.min(Money::from_minor(MONEY_MINOR_MAX / i64::from(lines))),
         })?;
         let pricing = price(place.kind, &legs, place.each_way, stake);
-        let max_payout = self.max_payout(&legs);
+        let max_payout = self.max_payout(&legs, &fx, currency);
         if pricing.potential_payout > max_payout || pricing.potential_payout.minor() >= MONEY_MINOR_MAX {
             // A payout at the money maximum may be a saturated one: it is refused as too large
             // to represent, and the hint must fit under both bounds.
@@ -279,8 +334,7 @@ impl Book {
         if self.ledger.account(cash).available() < total_stake.minor() {
             return Err(Rejection::InsufficientFunds);
         }
-        self.check_liability(&legs, &pricing)?;
-        let currency = player.currency;
+        self.check_liability(&legs, &pricing, &fx, currency)?;
         self.admit_to_markets(&legs)?;
 
         // Every check passed: commit.
@@ -328,6 +382,7 @@ impl Book {
             settlement_count: 0,
             rejection: None,
             cashout_quote: None,
+            fx,
         });
         self.players[place.account.index()].record(self.now, 0, total_stake.minor(), total_stake.minor());
         self.shift_liability(id, &pricing, 1, events);
@@ -358,13 +413,17 @@ impl Book {
         self.shift_liability(bet, &pricing, sign, events);
     }
 
-    /// `add_liability` with the bet's pricing already computed.
+    /// `add_liability` with the bet's pricing already computed. The base-currency liability
+    /// uses the rate recorded on the bet, so removing a bet removes exactly what it added.
     fn shift_liability(&mut self, bet: BetId, pricing: &Pricing, sign: i64, events: &mut Vec<BookEvent>) {
         let found = &self.bets[bet.index()];
+        let currency = self.players[found.account.index()].currency;
+        let base = pricing.base_liability(&found.fx, currency);
         let mut to_suspend: [Option<MarketId>; LEGS_MAX] = [None; LEGS_MAX];
         for (index, leg) in found.legs.iter().enumerate() {
             let selection = &mut self.selections[leg.selection.index()];
-            selection.liability = Money::from_minor(selection.liability.minor() + sign * pricing.liability[index]);
+            selection.liability = Money::from_minor(selection.liability.minor() + sign * base[index]);
+            shift_currency_liability(&mut selection.liabilities, currency, sign * pricing.liability[index]);
             let market = &self.markets[leg.market.index()];
             let threshold = market.risk.suspend_at_liability;
             if sign > 0 && market.status == MarketStatus::Open && threshold.is_some_and(|at| selection.liability >= at)
@@ -396,13 +455,15 @@ impl Book {
         self.add_liability(bet, -1, events);
         let found = &self.bets[bet.index()];
         let pricing = price(found.kind, &rebound, found.each_way, found.stake_per_line);
-        // The same bounds as placement: a potential payout at the money maximum may be a
-        // saturated one (a price rose during the delay) and would be paid short or not at all.
+        // The same bounds as placement, with the rate recorded at placement: a potential payout
+        // at the money maximum may be a saturated one (a price rose during the delay) and would
+        // be paid short or not at all.
+        let (fx, currency) = (found.fx, self.players[found.account.index()].currency);
         let payout = pricing.potential_payout;
-        let verdict = if payout > self.max_payout(&rebound) || payout.minor() >= MONEY_MINOR_MAX {
+        let verdict = if payout > self.max_payout(&rebound, &fx, currency) || payout.minor() >= MONEY_MINOR_MAX {
             Err(Rejection::StakeTooHigh { max_stake: found.stake_per_line })
         } else {
-            self.check_liability(&rebound, &pricing)
+            self.check_liability(&rebound, &pricing, &fx, currency)
         };
         if let Err(rejection) = verdict {
             // Liability was already released above; reject without releasing it again.

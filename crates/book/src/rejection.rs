@@ -60,6 +60,9 @@ pub enum Rejection {
     /// The command would take a balance, a debt, a liability or a payout past the money
     /// maximum (`domain::MONEY_MINOR_MAX`), which no stored amount may exceed.
     AmountTooLarge,
+    /// The bettor's currency has no exchange rate against the base currency, so the book's
+    /// limits (all set in the base currency) cannot be applied to it.
+    FxRateMissing,
 }
 
 impl Rejection {
@@ -94,6 +97,7 @@ impl Rejection {
             Rejection::UsernameTaken => "username_taken",
             Rejection::MarketThrottled { .. } => "market_throttled",
             Rejection::AmountTooLarge => "amount_too_large",
+            Rejection::FxRateMissing => "fx_rate_missing",
         }
     }
 }
@@ -122,6 +126,7 @@ impl std::fmt::Display for Rejection {
 pub const REASONS: &[&str] = &[
     "API key refused",
     "a market has 1 to 64 selections",
+    "a currency has two rates",
     "a market is not open",
     "a selection is resulted twice",
     "a throttle allows at least one bet a second",
@@ -144,6 +149,8 @@ pub const REASONS: &[&str] = &[
     "limits cannot be negative",
     "market has no each-way terms",
     "names are 1 to 200 bytes",
+    "the base currency is fixed once a market exists",
+    "the base currency has no rate",
     "no value to cash out",
     "password hash out of range",
     "payment reference too long",
@@ -153,6 +160,7 @@ pub const REASONS: &[&str] = &[
     "stake factor above 100",
     "stake must be positive",
     "time-out hours out of range",
+    "too many exchange rates",
     "too many items in a feed message",
     "too many limit changes",
     "too many prices",
@@ -199,6 +207,7 @@ pub const CODES: &[&str] = &[
     "username_taken",
     "market_throttled",
     "amount_too_large",
+    "fx_rate_missing",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {
@@ -217,6 +226,7 @@ mod tests {
             include_str!("settlement.rs"),
             include_str!("trading.rs"),
             include_str!("identity.rs"),
+            include_str!("fx.rs"),
         ];
         for source in sources {
             for (index, _) in source.match_indices("reason: \"") {

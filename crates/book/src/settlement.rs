@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use domain::{Money, Multiplier, Ratio, MONEY_MINOR_MAX};
+use domain::{Currency, Money, Multiplier, Ratio, MONEY_MINOR_MAX};
 
 use crate::bet::{leg_multiplier, line_payout, lines, settled_status, BetKind, BetStatus, Settlement};
 use crate::book::{Book, Quote};
@@ -162,7 +162,8 @@ impl Book {
     /// parts only, so no order of the reversals passes the maximum on the way).
     fn check_unsettlement_amounts(&self, market: MarketId) -> Result<(), Rejection> {
         let mut returned: BTreeMap<AccountId, (i128, i128)> = BTreeMap::new();
-        let mut liability: BTreeMap<SelectionId, i128> = BTreeMap::new();
+        // Per selection: the base-currency liability (`None`) and each currency's own.
+        let mut liability: BTreeMap<(SelectionId, Option<Currency>), i128> = BTreeMap::new();
         for &bet in &self.markets[market.index()].bets {
             let found = &self.bets[bet.index()];
             let Some(settlement) = found.settlement.filter(|_| found.status.is_settled_by_result()) else {
@@ -172,8 +173,11 @@ impl Book {
             entry.0 += i128::from(found.total_stake.minor());
             entry.1 += i128::from(settlement.payout.minor());
             let pricing = price(found.kind, &found.legs, found.each_way, found.stake_per_line);
-            for (leg, added) in found.legs.iter().zip(pricing.liability) {
-                *liability.entry(leg.selection).or_default() += i128::from(added.max(0));
+            let currency = self.players[found.account.index()].currency;
+            let base = pricing.base_liability(&found.fx, currency);
+            for ((leg, added), added_base) in found.legs.iter().zip(pricing.liability).zip(base) {
+                *liability.entry((leg.selection, None)).or_default() += i128::from(added_base.max(0));
+                *liability.entry((leg.selection, Some(currency))).or_default() += i128::from(added.max(0));
             }
         }
         let max = i128::from(MONEY_MINOR_MAX);
@@ -185,8 +189,15 @@ impl Book {
                 return Err(Rejection::AmountTooLarge);
             }
         }
-        for (selection, added) in liability {
-            if i128::from(self.selections[selection.index()].liability.minor()) + added > max {
+        for ((selection, currency), added) in liability {
+            let found = &self.selections[selection.index()];
+            let now = match currency {
+                None => found.liability.minor(),
+                Some(currency) => {
+                    found.liabilities.iter().find(|(listed, _)| *listed == currency).map_or(0, |(_, m)| m.minor())
+                }
+            };
+            if i128::from(now) + added > max {
                 return Err(Rejection::AmountTooLarge);
             }
         }

@@ -92,6 +92,7 @@ impl Book {
                 price: selection.price,
                 price_version: 1,
                 liability: domain::Money::ZERO,
+                liabilities: Vec::new(),
             });
             selection_ids.push(selection_id);
         }

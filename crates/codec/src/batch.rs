@@ -9,8 +9,12 @@ use book::Command;
 
 use crate::wire::{DecodeError, Reader, Wire};
 
-/// Version 1: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`.
-pub const BATCH_FORMAT_VERSION: u8 = 1;
+/// Version 2: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`.
+/// Version 2 added the `SetFxRates` command; a version 1 batch is the same layout without it,
+/// so both decode.
+pub const BATCH_FORMAT_VERSION: u8 = 2;
+/// The oldest batch format still decoded.
+pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
 pub const BATCH_COMMANDS_MAX: usize = 16_384;
 
@@ -44,7 +48,7 @@ pub fn encode_batch<'a>(
 pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     let mut input = Reader::new(bytes);
     let version = u8::decode(&mut input)?;
-    if version != BATCH_FORMAT_VERSION {
+    if !(BATCH_FORMAT_VERSION_MIN..=BATCH_FORMAT_VERSION).contains(&version) {
         return Err(input.error(format!("unsupported batch format version {version}")));
     }
     let first_sequence = u64::decode(&mut input)?;
@@ -54,6 +58,40 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     if commands.len() > BATCH_COMMANDS_MAX {
         return Err(input.error(format!("{} commands exceed the batch maximum", commands.len())));
     }
+    if version < 2 && commands.iter().any(|command| matches!(command, Command::SetFxRates { .. })) {
+        return Err(input.error("exchange rates in a version 1 batch"));
+    }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands })
+}
+
+#[cfg(test)]
+mod tests {
+    use book::Command;
+    use domain::{Currency, ExchangeRate};
+
+    use super::*;
+
+    fn with_version(version: u8, commands: &[Command]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_batch(1, 2, 3, commands.iter(), &mut bytes);
+        bytes[0] = version;
+        bytes
+    }
+
+    /// Version 2 only added a command: a version 1 batch still decodes, but not one holding
+    /// the new command, and unknown versions are refused.
+    #[test]
+    fn version_1_batches_decode_without_exchange_rates() {
+        let tick = [Command::Tick];
+        assert_eq!(decode_batch(&with_version(1, &tick)).expect("version 1").commands, tick);
+        let rates = [Command::SetFxRates {
+            base: Currency::EUR,
+            rates: vec![(Currency::parse("JPY").expect("JPY"), ExchangeRate::parse("160.00").expect("rate"))],
+        }];
+        assert_eq!(decode_batch(&with_version(2, &rates)).expect("version 2").commands, rates);
+        assert!(decode_batch(&with_version(1, &rates)).is_err());
+        assert!(decode_batch(&with_version(0, &tick)).is_err());
+        assert!(decode_batch(&with_version(3, &tick)).is_err());
+    }
 }

@@ -5,9 +5,10 @@ use sha2::{Digest, Sha256};
 
 use crate::wire::{DecodeError, Reader, Wire};
 
-/// Version 3: `version u8` then the fields of `BookParts` in declaration order (version 1
-/// had no feed state, version 2 no degraded modes).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
+/// Version 4: `version u8` then the fields of `BookParts` in declaration order (version 1
+/// had no feed state, version 2 no degraded modes, version 3 no exchange rates: no table, no
+/// rate on each bet, no per-currency liabilities on each selection).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
 
 pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     let parts = book.to_parts();
@@ -32,6 +33,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.api_keys.encode(&mut out);
     parts.feed.encode(&mut out);
     parts.degraded.encode(&mut out);
+    parts.fx.encode(&mut out);
     out
 }
 
@@ -68,6 +70,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         api_keys: Wire::decode(&mut input)?,
         feed: Wire::decode(&mut input)?,
         degraded: Wire::decode(&mut input)?,
+        fx: Wire::decode(&mut input)?,
     };
     input.finish()?;
     parts.check_structure().map_err(invalid)?;
@@ -134,16 +137,49 @@ mod tests {
         book.apply(1, &market, &mut events).expect("market");
         let throttle = book::Command::SetMarketThrottle { market: book::MarketId(1), bets_per_second: Some(5) };
         book.apply(1, &throttle, &mut events).expect("throttle");
-        let bytes = encode_snapshot(&book);
-        assert_eq!(encode_snapshot(&decode_snapshot(&bytes).expect("decodes")), bytes);
-        // The throttle list is the last field: repeat its one entry.
+        let all = encode_snapshot(&book);
+        assert_eq!(encode_snapshot(&decode_snapshot(&all).expect("decodes")), all);
+        // The throttle list is the last field before the exchange rates: repeat its one entry.
+        let mut fx = Vec::new();
+        book.fx().encode(&mut fx);
+        let bytes = &all[..all.len() - fx.len()];
         let entry = 8 + 4 + 8 + 8;
         let mut repeated = bytes[..bytes.len() - 4 - entry].to_vec();
         repeated.extend_from_slice(&2u32.to_le_bytes());
         repeated.extend_from_slice(&bytes[bytes.len() - entry..]);
         repeated.extend_from_slice(&bytes[bytes.len() - entry..]);
+        repeated.extend_from_slice(&fx);
         let error = decode_snapshot(&repeated).expect_err("refused");
         assert!(error.reason.contains("throttle"), "{error:?}");
+    }
+
+    /// The exchange-rate table is the last field: a table that lists the base currency, or one
+    /// currency twice, is refused, and a valid one round trips.
+    #[test]
+    fn exchange_rates_round_trip_and_a_bad_table_is_an_error() {
+        let mut book = Book::new(Config::default());
+        let currency = |code: &str| domain::Currency::parse(code).expect("currency");
+        let rate = |text: &str| domain::ExchangeRate::parse(text).expect("rate");
+        let rates = vec![(currency("JPY"), rate("160.00")), (currency("GBP"), rate("0.85"))];
+        book.apply(7, &book::Command::SetFxRates { base: currency("EUR"), rates }, &mut Vec::new()).expect("rates");
+        let bytes = encode_snapshot(&book);
+        let restored = decode_snapshot(&bytes).expect("decodes");
+        assert_eq!(restored.fx().version, 1);
+        assert_eq!(restored.fx().set_at, 7);
+        assert_eq!(encode_snapshot(&restored), bytes);
+        let mut fx = Vec::new();
+        book.fx().encode(&mut fx);
+        for bad in [
+            vec![(currency("GBP"), rate("0.85")), (currency("GBP"), rate("0.86"))],
+            vec![(currency("EUR"), rate("1"))],
+            vec![(currency("JPY"), rate("160")), (currency("GBP"), rate("0.85"))],
+        ] {
+            let table = book::FxTable { base: currency("EUR"), version: 1, set_at: 7, rates: bad };
+            let mut corrupt = bytes[..bytes.len() - fx.len()].to_vec();
+            table.encode(&mut corrupt);
+            let error = decode_snapshot(&corrupt).expect_err("refused");
+            assert!(error.reason.contains("exchange rates"), "{error:?}");
+        }
     }
 
     #[test]

@@ -10,14 +10,34 @@ use book::{
     Rejection, Remembered, Reply, ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind,
     Transfer, TransferCode, TransferId, TransferKind, Usage,
 };
+use book::{AppliedRate, FxTable};
 use book::{DegradedParts, Throttle, TradingMode};
 use book::{
     FeedApplied, FeedItem, FeedMessage, FeedOdds, FeedParts, FeedResult, FeedSelection, ProviderFeed, StaleMode,
 };
-use domain::{Currency, Date, Money, Odds, Ratio, MONEY_MINOR_MAX};
+use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::wire::{DecodeError, Reader, Wire};
 use crate::wire_struct;
+
+// ---- exchange rates (snapshot format 4, batch format 2) ------------------------------------
+
+impl Wire for ExchangeRate {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.mantissa().encode(out);
+        self.scale().encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (mantissa, scale) = (u64::decode(input)?, u8::decode(input)?);
+        ExchangeRate::new(mantissa, scale)
+            .map_err(|_| input.error(format!("exchange rate {mantissa}e-{scale} invalid")))
+    }
+}
+
+wire_struct!(AppliedRate { base, version, rate });
+wire_struct!(FxTable { base, version, set_at, rates });
+
+// ---- end of exchange rates ----------------------------------------------------------------
 
 impl Wire for Money {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -253,7 +273,7 @@ wire_struct!(Market {
     results,
     bets
 });
-wire_struct!(Selection { id, market, name, price, price_version, liability });
+wire_struct!(Selection { id, market, name, price, price_version, liability, liabilities });
 wire_struct!(PendingLimit { value, effective_at });
 wire_struct!(LimitSlot { current, pending });
 wire_struct!(Usage { period_index, deposited, staked, net_loss });
@@ -434,6 +454,7 @@ impl Wire for Bet {
             }
         }
         self.cashout_quote.encode(out);
+        self.fx.encode(out);
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Bet {
@@ -460,6 +481,7 @@ impl Wire for Bet {
                 tag => return Err(input.error(format!("option tag {tag}"))),
             },
             cashout_quote: Wire::decode(input)?,
+            fx: Wire::decode(input)?,
         })
     }
 }
@@ -518,6 +540,7 @@ impl Wire for Rejection {
             "username_taken" => Rejection::UsernameTaken,
             "market_throttled" => Rejection::MarketThrottled { retry_after_ms: Wire::decode(input)? },
             "amount_too_large" => Rejection::AmountTooLarge,
+            "fx_rate_missing" => Rejection::FxRateMissing,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -771,6 +794,12 @@ impl Wire for Command {
                 market.encode(out);
                 bets_per_second.encode(out);
             }
+            // ---- exchange rates (batch format 2) ----
+            Command::SetFxRates { base, rates } => {
+                out.push(40);
+                base.encode(out);
+                rates.encode(out);
+            }
         }
     }
 
@@ -845,6 +874,7 @@ impl Wire for Command {
             26 => Command::FeedHealth { provider: Wire::decode(d)?, stale: Wire::decode(d)? },
             27 => Command::SetTradingMode { pre_match_only: Wire::decode(d)?, cached_odds: Wire::decode(d)? },
             28 => Command::SetMarketThrottle { market: Wire::decode(d)?, bets_per_second: Wire::decode(d)? },
+            40 => Command::SetFxRates { base: Wire::decode(d)?, rates: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }
@@ -942,6 +972,7 @@ mod tests {
             Rejection::UsernameTaken,
             Rejection::AmountTooLarge,
             Rejection::MarketThrottled { retry_after_ms: 250 },
+            Rejection::FxRateMissing,
         ];
         assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
         for rejection in &rejections {

@@ -5,12 +5,14 @@
 //! valid by construction afterwards.
 
 mod date;
+mod fx;
 mod money;
 mod odds;
 mod payout;
 mod ratio;
 
 pub use date::{Date, DateError};
+pub use fx::{ExchangeRate, ExchangeRateError, FX_RATE_DECIMALS_MAX, FX_RATE_WHOLE_MAX};
 pub use money::{Currency, Money, MoneyError, MONEY_MINOR_MAX};
 pub use odds::{Odds, OddsError, ODDS_SCALE};
 pub use payout::{payout_floor, payout_floor_wide, Multiplier};

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dto::{EachWayView, PageQuery};
 use crate::error::{ApiError, Json};
-use crate::operators::{exposure_page, market_liability, MarketExposureView, MARKET_CURRENCY};
+use crate::operators::{exposure_page, market_liability, total_by_currency, CurrencyAmountView, MarketExposureView};
 use crate::players::PendingLimitView;
 use crate::time::{format_rfc3339, parse_rfc3339};
 use crate::{AppState, Principal, PAGE_ITEMS_MAX};
@@ -275,6 +275,12 @@ pub enum AuditCommand {
         provider: String,
         stale: Option<String>,
     },
+    /// The operator's exchange-rate table: 1 unit of `base` = `rates[code]` units.
+    SetFxRates {
+        base: String,
+        #[schema(value_type = std::collections::BTreeMap<String, String>)]
+        rates: BTreeMap<String, String>,
+    },
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -426,7 +432,7 @@ fn decode_audit_page(records: JournalPage) -> Result<Vec<(Position, Batch)>, Api
     Ok(batches)
 }
 
-fn batch_view(position: Position, batch: &Batch, currencies: &BTreeMap<AccountId, Currency>) -> AuditBatchView {
+fn batch_view(position: Position, batch: &Batch, currencies: &Currencies) -> AuditBatchView {
     let count = batch.commands.len() as u64;
     AuditBatchView {
         position,
@@ -448,8 +454,8 @@ fn batch_view(position: Position, batch: &Batch, currencies: &BTreeMap<AccountId
 
 /// Renders one command. Secrets (password and API key hashes) are left out by construction:
 /// every field shown is named here.
-fn audit_command(command: &Command, currencies: &BTreeMap<AccountId, Currency>) -> AuditCommand {
-    let currency_of = |account: &AccountId| currencies.get(account).copied().unwrap_or(MARKET_CURRENCY);
+fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
+    let currency_of = |account: &AccountId| currencies.accounts.get(account).copied().unwrap_or(currencies.base);
     let money = |account: &AccountId, amount: Money| currency_of(account).format(amount);
     let idempotency_key = |key: &Option<book::Idempotency>| key.as_ref().map(|key| key.key.clone());
     match command {
@@ -544,8 +550,9 @@ fn audit_command(command: &Command, currencies: &BTreeMap<AccountId, Currency>) 
         }
         Command::EndEvent { event } => AuditCommand::EndEvent { event_id: event.to_string() },
         Command::SetMarketRisk { market, change } => {
+            // Risk settings are in the base currency, fixed since the first market existed.
             let eur = |setting: Option<Option<Money>>| {
-                setting.map(|value| value.map(|amount| MARKET_CURRENCY.format(amount)))
+                setting.map(|value| value.map(|amount| currencies.base.format(amount)))
             };
             AuditCommand::SetMarketRisk {
                 market_id: market.to_string(),
@@ -613,6 +620,10 @@ fn audit_command(command: &Command, currencies: &BTreeMap<AccountId, Currency>) 
         Command::SetMarketThrottle { market, bets_per_second } => {
             AuditCommand::SetMarketThrottle { market_id: market.to_string(), bets_per_second: *bets_per_second }
         }
+        Command::SetFxRates { base, rates } => AuditCommand::SetFxRates {
+            base: base.to_string(),
+            rates: rates.iter().map(|(currency, rate)| (currency.to_string(), rate.to_string())).collect(),
+        },
         Command::FeedHealth { provider, stale } => AuditCommand::FeedHealth {
             provider: provider.clone(),
             stale: stale.map(|mode| {
@@ -838,9 +849,14 @@ pub struct LiabilitiesReport {
     /// Open bets (accepted, or waiting out an in-play delay) and their stakes, by currency, over
     /// the whole book.
     pub open_bets: Vec<OpenBetsView>,
-    /// Sum of every market's worst-case liability over the whole book, in EUR like the exposure;
-    /// a multiple counts in each market it has a leg in.
+    /// Sum of every market's worst-case liability over the whole book, in the base currency like
+    /// the exposure; a multiple counts in each market it has a leg in.
     pub total_liability: String,
+    /// The base currency of `total_liability`.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Per bettor currency, the sum over markets of each market's worst case in that currency.
+    pub total_liability_by_currency: Vec<CurrencyAmountView>,
     /// Markets with a liability, in id order (a page of them).
     pub items: Vec<MarketExposureView>,
     #[schema(required = true)]
@@ -1256,7 +1272,9 @@ async fn liabilities(state: &AppState, page: &PageQuery) -> Result<LiabilitiesRe
                         stakes: format_minor(currency, totals.stakes),
                     })
                     .collect(),
-                total_liability: format_minor(MARKET_CURRENCY, total),
+                total_liability: format_minor(book.fx().base, total),
+                currency: book.fx().base.to_string(),
+                total_liability_by_currency: total_by_currency(book),
                 items,
                 next_cursor,
             }
@@ -1548,19 +1566,21 @@ fn decode(position: Position, record: &[u8]) -> Result<Batch, ApiError> {
 
 /// The currency of each account (accounts never change currency). An account the book does not
 /// know (named by a refused command) is left out and shown in EUR.
-async fn account_currencies(
-    state: &AppState,
-    accounts: BTreeSet<AccountId>,
-) -> Result<BTreeMap<AccountId, Currency>, ApiError> {
-    if accounts.is_empty() {
-        return Ok(BTreeMap::new());
-    }
+/// What amounts in journaled commands are shown in: each account's currency, and the base
+/// currency for market risk settings.
+struct Currencies {
+    accounts: BTreeMap<AccountId, Currency>,
+    base: Currency,
+}
+
+async fn account_currencies(state: &AppState, accounts: BTreeSet<AccountId>) -> Result<Currencies, ApiError> {
     state
-        .read(move |book| {
-            accounts
+        .read(move |book| Currencies {
+            accounts: accounts
                 .into_iter()
                 .filter_map(|account| book.players().get(account.index()).map(|player| (account, player.currency)))
-                .collect()
+                .collect(),
+            base: book.fx().base,
         })
         .await
 }

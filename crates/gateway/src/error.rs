@@ -114,6 +114,7 @@ impl ApiError {
             }
             Rejection::StakeTooLow { min_stake } => error = error.with("min_stake", currency.format(*min_stake)),
             Rejection::StakeTooHigh { max_stake } => error = error.with("max_stake", currency.format(*max_stake)),
+            Rejection::FxRateMissing => error = error.with("currency", currency.code()),
             Rejection::LimitReached { limit, period } => {
                 error = error.with("limit", limit.as_str()).with("period", period.as_str());
             }

@@ -15,6 +15,7 @@ mod degraded;
 mod dto;
 mod error;
 mod feed;
+mod fx;
 mod limits;
 mod metrics;
 mod openapi;
@@ -48,6 +49,7 @@ pub use connections::{
     REFUSALS_IN_FLIGHT_MAX,
 };
 pub use error::ApiError;
+pub use fx::FX_RATES_AGE_MAX;
 pub use limits::{
     RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL, HTTP_IN_FLIGHT_MAX, RATE_LIMIT_KEYS_MAX,
     RATE_PER_ADDRESS_PER_SECOND, RATE_PER_PRINCIPAL_PER_SECOND, REQUEST_TIMEOUT,
@@ -116,6 +118,8 @@ pub struct GatewayConfig {
     pub metrics_key: Option<String>,
     /// `/metrics` is served on its own listener (`serve_metrics`), not on the main one.
     pub metrics_listener_separate: bool,
+    /// How old the exchange-rate table may get before `/readyz` warns `fx_rates_stale`.
+    pub fx_rates_age_max: Duration,
 }
 
 impl GatewayConfig {
@@ -142,6 +146,7 @@ impl GatewayConfig {
             connections_max: CONNECTIONS_MAX,
             metrics_key: None,
             metrics_listener_separate: false,
+            fx_rates_age_max: FX_RATES_AGE_MAX,
         }
     }
 }
@@ -373,6 +378,7 @@ pub fn app(state: AppState) -> Router {
         .merge(compliance::routes())
         .merge(feed::routes())
         .merge(degraded::routes())
+        .merge(fx::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })

@@ -14,7 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::{catalog, compliance, degraded, dto, error, feed, operators, ops, players, stream};
+use crate::{catalog, compliance, degraded, dto, error, feed, fx, operators, ops, players, stream};
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -66,6 +66,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
         operators::void_market,
         operators::create_api_key,
         operators::revoke_api_key,
+        fx::fx_rates,
+        fx::set_fx_rates,
         compliance::audit,
         compliance::report,
         feed::push_messages,
@@ -113,6 +115,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
         dto::Page<dto::EventView>,
         dto::Page<dto::BetView>,
         dto::Page<players::TransactionView>,
+        fx::FxRatesRequest,
+        fx::FxRatesView,
         operators::CreateEventRequest,
         operators::CreateMarketRequest,
         operators::NewSelectionRequest,
@@ -131,6 +135,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         operators::ExposureView,
         operators::MarketExposureView,
         operators::SelectionExposureView,
+        operators::CurrencyAmountView,
         operators::SettlementView,
         operators::ApiKeyCreatedView,
         compliance::AuditResponse,

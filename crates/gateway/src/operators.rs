@@ -25,11 +25,9 @@ use crate::error::{ApiError, Json};
 use crate::time::parse_rfc3339;
 use crate::{random_token, sha256_hex, AppState, Principal, API_KEY_PREFIX};
 
-/// Markets carry no currency in the book: their risk settings and the liabilities of their
-/// selections are plain amounts in minor units. The API shows and parses them in EUR, the
-/// default currency of new players (a book with players in several currencies adds their
-/// minor units together; per-currency exposure is not modelled yet).
-pub(crate) const MARKET_CURRENCY: Currency = Currency::EUR;
+/// Operator commands' rejections carry no amounts (those that do, `stake_too_low` and
+/// `stake_too_high`, answer bets), so the currency they are rendered with never shows.
+const OPERATOR_REJECTION_CURRENCY: Currency = Currency::EUR;
 
 /// Market kind when a request names none.
 const MARKET_KIND_DEFAULT: &str = "other";
@@ -221,6 +219,10 @@ pub struct CreateApiKeyRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MarketRiskView {
     pub market_id: String,
+    /// The book's base currency: every amount here is in it, and applies to bets in other
+    /// currencies through the exchange rates (`GET /v1/admin/fx-rates`).
+    #[schema(example = "EUR")]
+    pub currency: String,
     #[schema(required = true)]
     pub max_stake: Option<String>,
     #[schema(required = true)]
@@ -242,30 +244,59 @@ pub struct AccountRiskView {
     pub frozen: bool,
 }
 
-/// Liability over open bets: what the house loses if a selection wins. Money in EUR.
+/// Liability over open bets: what the house loses if a selection wins. Each amount carries its
+/// `currency`: `liability` and `total` are in the base currency (each bet converted with the
+/// rate in force when it was placed, rounded up), `by_currency` in each bettor's currency.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExposureView {
     /// Markets with a nonzero liability, in id order.
     pub items: Vec<MarketExposureView>,
     #[schema(required = true)]
     pub next_cursor: Option<String>,
-    /// Sum of every market's liability over the whole book (not only this page). A multiple
-    /// counts in each market it has a leg in.
+    /// Sum of every market's base-currency liability over the whole book (not only this page).
+    /// A multiple counts in each market it has a leg in.
     pub total: String,
+    /// The base currency of `total`.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Per bettor currency, the sum over markets of each market's worst case in that currency.
+    pub total_by_currency: Vec<CurrencyAmountView>,
+    /// The version of the exchange-rate table in force.
+    pub fx_version: u64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MarketExposureView {
     pub market_id: String,
     pub event_id: String,
-    /// The worst case: the largest liability of its selections.
+    /// The worst case in the base currency: the largest base liability of its selections.
     pub liability: String,
+    /// The base currency.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Per bettor currency, that currency's worst case over the selections.
+    pub by_currency: Vec<CurrencyAmountView>,
     pub selections: Vec<SelectionExposureView>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SelectionExposureView {
     pub selection_id: String,
+    /// In the base currency.
+    pub liability: String,
+    /// The base currency.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// The liability of bets in each currency, in that currency.
+    pub by_currency: Vec<CurrencyAmountView>,
+}
+
+/// An amount in a named currency.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CurrencyAmountView {
+    #[schema(example = "JPY")]
+    pub currency: String,
+    #[schema(example = "20000")]
     pub liability: String,
 }
 
@@ -643,22 +674,26 @@ pub(crate) async fn set_market_risk(
     principal.require_scope(scopes::TRADING)?;
     let Json(request) = body?;
     let market = MarketId(path_id(path, "mkt_", "market")?);
+    // Risk settings are in the base currency, which is fixed once a market exists.
+    let base = state.read(|book| book.fx().base).await?;
     let change = MarketRiskChange {
-        max_stake: money_setting(request.max_stake, "max_stake")?,
-        liability_cap: money_setting(request.liability_cap, "liability_cap")?,
-        selection_liability_cap: money_setting(request.selection_liability_cap, "selection_liability_cap")?,
-        suspend_at_liability: money_setting(request.suspend_at_liability, "suspend_at_liability")?,
+        max_stake: money_setting(base, request.max_stake, "max_stake")?,
+        liability_cap: money_setting(base, request.liability_cap, "liability_cap")?,
+        selection_liability_cap: money_setting(base, request.selection_liability_cap, "selection_liability_cap")?,
+        suspend_at_liability: money_setting(base, request.suspend_at_liability, "suspend_at_liability")?,
         in_play_delay_seconds: request.in_play_delay_seconds,
-        max_payout: money_setting(request.max_payout, "max_payout")?,
+        max_payout: money_setting(base, request.max_payout, "max_payout")?,
     };
     decide(&state, Command::SetMarketRisk { market, change }).await?;
     let view = state
         .read(move |book| {
             book.market(market).map(|found| {
                 let risk = found.risk;
-                let money = |amount: Option<Money>| amount.map(|amount| MARKET_CURRENCY.format(amount));
+                let base = book.fx().base;
+                let money = |amount: Option<Money>| amount.map(|amount| base.format(amount));
                 MarketRiskView {
                     market_id: market.to_string(),
+                    currency: base.to_string(),
                     max_stake: money(risk.max_stake),
                     liability_cap: money(risk.liability_cap),
                     selection_liability_cap: money(risk.selection_liability_cap),
@@ -683,18 +718,23 @@ pub(crate) fn exposure_page(
 ) -> (Vec<MarketExposureView>, Option<String>) {
     // Market ids are dense from 1, so the markets after the cursor's id start at that index.
     let start = after.map_or(0, |id| usize::try_from(id).unwrap_or(usize::MAX));
+    let base = book.fx().base;
     let mut exposed = book.markets().get(start..).unwrap_or_default().iter().filter_map(|market| {
         market_liability(book, market).map(|liability| MarketExposureView {
             market_id: market.id.to_string(),
             event_id: market.event.to_string(),
-            liability: MARKET_CURRENCY.format(liability),
+            liability: base.format(liability),
+            currency: base.to_string(),
+            by_currency: amounts_view(&market_liabilities_by_currency(book, market)),
             selections: market
                 .selections
                 .iter()
                 .filter_map(|selection| book.selection(*selection))
                 .map(|selection| SelectionExposureView {
                     selection_id: selection.id.to_string(),
-                    liability: MARKET_CURRENCY.format(selection.liability),
+                    liability: base.format(selection.liability),
+                    currency: base.to_string(),
+                    by_currency: amounts_view(&selection.liabilities),
                 })
                 .collect(),
         })
@@ -714,8 +754,52 @@ pub(crate) fn market_liability(book: &Book, market: &book::Market) -> Option<Mon
     liabilities.max()
 }
 
-fn money_setting(value: Option<Option<String>>, field: &str) -> Result<Option<Option<Money>>, ApiError> {
-    value.map(|inner| inner.map(|text| parse_money(MARKET_CURRENCY, &text, field)).transpose()).transpose()
+/// A market's worst case in each bettor currency: per currency, the largest liability of its
+/// selections in that currency (currencies with nothing at risk on any selection are left out).
+pub(crate) fn market_liabilities_by_currency(book: &Book, market: &book::Market) -> Vec<(Currency, Money)> {
+    let mut worst: std::collections::BTreeMap<Currency, Money> = std::collections::BTreeMap::new();
+    for selection in market.selections.iter().filter_map(|selection| book.selection(*selection)) {
+        for (currency, amount) in &selection.liabilities {
+            let entry = worst.entry(*currency).or_insert(*amount);
+            *entry = (*entry).max(*amount);
+        }
+    }
+    worst.into_iter().collect()
+}
+
+pub(crate) fn amounts_view(amounts: &[(Currency, Money)]) -> Vec<CurrencyAmountView> {
+    amounts
+        .iter()
+        .map(|(currency, amount)| CurrencyAmountView {
+            currency: currency.to_string(),
+            liability: currency.format(*amount),
+        })
+        .collect()
+}
+
+/// Per currency, the sum over every market of its worst case in that currency, summed wide.
+pub(crate) fn total_by_currency(book: &Book) -> Vec<CurrencyAmountView> {
+    let mut totals: std::collections::BTreeMap<Currency, i128> = std::collections::BTreeMap::new();
+    for market in book.markets() {
+        for (currency, amount) in market_liabilities_by_currency(book, market) {
+            *totals.entry(currency).or_default() += i128::from(amount.minor());
+        }
+    }
+    totals
+        .into_iter()
+        .map(|(currency, total)| CurrencyAmountView {
+            currency: currency.to_string(),
+            liability: crate::compliance::format_minor(currency, total),
+        })
+        .collect()
+}
+
+fn money_setting(
+    base: Currency,
+    value: Option<Option<String>>,
+    field: &str,
+) -> Result<Option<Option<Money>>, ApiError> {
+    value.map(|inner| inner.map(|text| parse_money(base, &text, field)).transpose()).transpose()
 }
 
 /// `PUT /v1/admin/accounts/{id}/risk` (trading): stake factor and freeze of a customer.
@@ -802,7 +886,15 @@ pub(crate) async fn exposure(
                 .map(|liability| i128::from(liability.minor()))
                 .sum();
             let (items, next_cursor) = exposure_page(book, after, limit);
-            ExposureView { items, next_cursor, total: crate::compliance::format_minor(MARKET_CURRENCY, total) }
+            let base = book.fx().base;
+            ExposureView {
+                items,
+                next_cursor,
+                total: crate::compliance::format_minor(base, total),
+                currency: base.to_string(),
+                total_by_currency: total_by_currency(book),
+                fx_version: book.fx().version,
+            }
         })
         .await?;
     Ok(Json(view))
@@ -1031,7 +1123,7 @@ async fn decide(state: &AppState, command: Command) -> Result<Ack, ApiError> {
         Rejection::UnknownEvent => ApiError::not_found("event"),
         Rejection::UnknownMarket => ApiError::not_found("market"),
         Rejection::UnknownAccount => ApiError::not_found("account"),
-        other => ApiError::from_rejection(&other, MARKET_CURRENCY),
+        other => ApiError::from_rejection(&other, OPERATOR_REJECTION_CURRENCY),
     })
 }
 

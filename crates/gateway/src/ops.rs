@@ -56,6 +56,12 @@ pub struct Health {
     reasons: Option<Vec<String>>,
     /// With `feed_stale`: the providers with no fresh source.
     stale_providers: Option<Vec<String>>,
+    /// What an operator should look at without taking the node out of service:
+    /// `fx_rates_stale` (the exchange-rate table is older than the configured limit). Absent
+    /// when there is none.
+    warnings: Option<Vec<String>>,
+    /// With `fx_rates_stale`: the table's age in seconds.
+    fx_rates_age_seconds: Option<u64>,
 }
 
 /// The process is up and serving HTTP.
@@ -80,7 +86,8 @@ pub(crate) async fn healthz() -> Response {
     tag = "operations",
     summary = "Readiness",
     description = "Ready to take traffic: the journal is writable, the book answers promptly and no feed \
-        provider is stale.",
+        provider is stale. An exchange-rate table older than the configured age is a warning \
+        (`warnings: [\"fx_rates_stale\"]`, `fx_rates_age_seconds`), not a reason to be unready.",
     responses(
         (status = 200, description = "Ready to take traffic", body = Health),
         (status = 503, description = "Not ready, with the `reasons` (this body, not an `Error`; no \
@@ -92,9 +99,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if state.engine().stats().stopped.load(Ordering::SeqCst) {
         reasons.push("journal_failed");
     }
-    match state.engine().read_async(|_| ()) {
+    let mut fx_table = None;
+    match state.engine().read_async(|book| (book.fx().version, book.fx().set_at)) {
         Ok(receiver) => match tokio::time::timeout(READY_BOOK_TIMEOUT, receiver).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(table)) => fx_table = Some(table),
             // The sequencer drops reads once stopped; that reason is already given.
             Ok(Err(_)) if !reasons.is_empty() => {}
             Ok(Err(_)) => reasons.push("book_stopped"),
@@ -107,15 +115,27 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if !stale.is_empty() {
         reasons.push("feed_stale");
     }
-    if reasons.is_empty() {
-        (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+    // Warnings: the node still takes traffic.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    let fx_stale = fx_table
+        .filter(|(version, set_at)| crate::fx::is_stale(*version, *set_at, now, state.config().fx_rates_age_max));
+    let mut body = if reasons.is_empty() {
+        json!({"status": "ok"})
     } else {
         let mut body = json!({"status": "unavailable", "reasons": reasons});
         if !stale.is_empty() {
             body["stale_providers"] = json!(stale);
         }
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+        body
+    };
+    if let Some((_, set_at)) = fx_stale {
+        body["warnings"] = json!(["fx_rates_stale"]);
+        body["fx_rates_age_seconds"] = json!(now.saturating_sub(set_at) / 1_000);
     }
+    let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Prometheus scrape in the OpenMetrics text format.

@@ -627,8 +627,9 @@ pub struct PlaceBetRequest {
             `selection_unavailable`", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 422, description = "`insufficient_funds`, `stake_too_low` (with `min_stake`), `stake_too_high` (with \
-            `max_stake`), `liability_limit`, `limit_reached` (with `limit`, `period`), `invalid_bet`, \
-            `invalid_request` or `idempotency_key_reused`", body = ApiError),
+            `max_stake`; both in the player's currency, converted from the base currency), `liability_limit`, \
+            `limit_reached` (with `limit`, `period`), `fx_rate_missing` (with `currency`: no exchange rate for the \
+            player's currency), `invalid_bet`, `invalid_request` or `idempotency_key_reused`", body = ApiError),
     ),
 )]
 pub(crate) async fn place_bet(

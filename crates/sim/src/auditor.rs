@@ -17,6 +17,13 @@
 //! dead heats, void factors and each-way place terms, resettlement with debt, voids, cash-out
 //! quotes and their acceptance, and idempotency keys with their 24-hour retention.
 //!
+//! Currencies: the operator's exchange-rate table (one base currency, a rate per other
+//! currency, versioned) and every conversion: stake and payout limits, all in the base
+//! currency, are converted into the bettor's currency rounding down (the minimum stake rounding
+//! up); a bet's liability is counted in its own currency and, converted with the rate in force
+//! at placement (rounding up), in the base currency, where the caps apply. The conversions are
+//! written here as exact fractions, not taken from `domain`.
+//!
 //! The order of checks is part of the rules here: when two things are wrong with a command the
 //! book answers with the first, and so must the model.
 //!
@@ -37,7 +44,7 @@ use book::{
     NewSelection, Outcome, Period, PlaceBet, PricePolicy, QuoteId, Rejection, Reply, ResultRequest, SelectionId,
     SystemKind, TransferCode, TransferId,
 };
-use domain::{Currency, Date, Money, Odds, Ratio, MONEY_MINOR_MAX};
+use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::exact::{payout, Fraction, ODDS_SCALE};
 
@@ -172,8 +179,11 @@ pub struct SelectionModel {
     /// Decimal odds × 10,000.
     pub price: u32,
     pub version: u64,
-    /// Sum over open bets of what they would cost the house if this selection won.
+    /// Sum over open bets of what they would cost the house if this selection won, in the base
+    /// currency (each bet's share converted when it was placed).
     pub liability: i64,
+    /// The same per bettor currency, in that currency; no zero entries.
+    pub by_currency: BTreeMap<Currency, i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -209,8 +219,59 @@ pub struct BetModel {
     pub settlements: u32,
     pub rejection: Option<&'static str>,
     pub quote: Option<u64>,
-    /// What this bet adds to each leg's selection liability while open; empty when closed.
+    /// What this bet adds to each leg's selection liability while open, in its currency;
+    /// empty when closed.
     pub liability: Vec<i64>,
+    /// The same in the base currency.
+    pub liability_base: Vec<i64>,
+    /// The rate the bet was converted with at placement.
+    pub fx: RateModel,
+}
+
+/// The exchange-rate table as the model sees it.
+#[derive(Clone, Debug)]
+pub struct FxModel {
+    pub base: Currency,
+    pub version: u64,
+    pub set_at: u64,
+    pub rates: BTreeMap<Currency, ExchangeRate>,
+}
+
+/// A rate as applied to one bet: units of its currency per unit of `base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateModel {
+    pub base: Currency,
+    pub version: u64,
+    pub rate: ExchangeRate,
+}
+
+impl RateModel {
+    /// The rate as a fraction of minor units: minor units of `currency` per minor unit of base,
+    /// `(mantissa × 10^e_currency) / (10^scale × 10^e_base)`.
+    fn minor_per_base_minor(&self, currency: Currency) -> (u128, u128) {
+        let ten = |exponent: u8| 10u128.pow(u32::from(exponent));
+        (
+            u128::from(self.rate.mantissa()) * ten(currency.exponent()),
+            ten(self.rate.scale()) * ten(self.base.exponent()),
+        )
+    }
+
+    /// A limit of the base currency in `currency`, rounded down (`up`: rounded up).
+    fn limit_in(&self, amount: i64, currency: Currency, up: bool) -> i64 {
+        assert!(amount >= 0, "limits are never negative");
+        let (num, den) = self.minor_per_base_minor(currency);
+        let product = amount as u128 * num;
+        let quotient = if up { product.div_ceil(den) } else { product / den };
+        quotient.min(MONEY_MINOR_MAX as u128) as i64
+    }
+
+    /// An amount at risk in `currency`, in the base currency, rounded towards +infinity.
+    fn at_risk_in_base(&self, amount: i64, currency: Currency) -> i64 {
+        let (num, den) = self.minor_per_base_minor(currency);
+        let magnitude = u128::from(amount.unsigned_abs()) * den;
+        let converted = if amount >= 0 { magnitude.div_ceil(num) as i128 } else { -((magnitude / num) as i128) };
+        converted.clamp(-i128::from(MONEY_MINOR_MAX), i128::from(MONEY_MINOR_MAX)) as i64
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -266,6 +327,7 @@ pub struct Auditor {
     /// What the command being applied did, for the simulator to compare.
     pub bet_changes: Vec<BetChange>,
     pub transfers_made: Vec<ExpectedTransfer>,
+    pub fx: FxModel,
 }
 
 fn invalid(reason: &'static str) -> Rejection {
@@ -419,6 +481,7 @@ impl Auditor {
             keys: BTreeMap::new(),
             bet_changes: Vec::new(),
             transfers_made: Vec::new(),
+            fx: FxModel { base: Currency::EUR, version: 0, set_at: 0, rates: BTreeMap::new() },
         }
     }
 
@@ -571,6 +634,7 @@ impl Auditor {
             Command::UnsettleMarket { market } => self.unsettle_market(market.0),
             Command::VoidMarket { market } => self.void_market(market.0),
             Command::Tick => Ok(Ack::Done),
+            Command::SetFxRates { base, rates } => self.set_fx_rates(*base, rates),
             // The workload sends no feed commands; the book's scenarios and the feed crate's
             // tests cover them.
             Command::Feed(_)
@@ -651,12 +715,15 @@ impl Auditor {
 
     /// Open bets' liability on every selection, summed from scratch (the model's own check of
     /// its running totals).
-    pub fn liability_from_scratch(&self) -> Vec<i64> {
-        let mut liability = vec![0i64; self.selections.len()];
+    pub fn liability_from_scratch(&self) -> Vec<(i64, BTreeMap<Currency, i64>)> {
+        let mut liability = vec![(0i64, BTreeMap::new()); self.selections.len()];
         for bet in self.bets.iter().filter(|bet| matches!(bet.status, BetStatus::Pending | BetStatus::Accepted)) {
             let pricing = price(bet.kind, &bet.legs, bet.each_way, bet.stake_per_line);
+            let currency = self.players[bet.account as usize - 1].currency;
             for (leg, added) in bet.legs.iter().zip(pricing.liability) {
-                liability[leg.selection as usize - 1] += added;
+                let (base, by_currency) = &mut liability[leg.selection as usize - 1];
+                *base += bet.fx.at_risk_in_base(added, currency);
+                add_by_currency(by_currency, currency, added);
             }
         }
         liability
@@ -979,6 +1046,7 @@ impl Auditor {
                 price: selection.price.scaled(),
                 version: 1,
                 liability: 0,
+                by_currency: BTreeMap::new(),
             });
             ids.push(SelectionId(selection_id));
         }
@@ -1109,36 +1177,50 @@ impl Auditor {
         })
     }
 
-    fn max_stake(&self, legs: &[LegModel], factor: Ratio) -> i64 {
+    fn max_stake(&self, legs: &[LegModel], factor: Ratio, fx: &RateModel, currency: Currency) -> i64 {
         let default = self.config.max_stake.minor();
         let market_max = legs
             .iter()
             .map(|leg| self.markets[leg.market as usize - 1].risk.max_stake.map_or(default, Money::minor))
             .min()
             .unwrap_or(default);
+        let market_max = fx.limit_in(market_max, currency, false);
         let scaled = i128::from(market_max) * i128::from(factor.num()) / i128::from(factor.den());
         scaled.min(i128::from(MONEY_MINOR_MAX)) as i64
     }
 
-    fn max_payout(&self, legs: &[LegModel]) -> i64 {
+    fn max_payout(&self, legs: &[LegModel], fx: &RateModel, currency: Currency) -> i64 {
         let default = self.config.max_payout.minor();
-        legs.iter()
+        let base = legs
+            .iter()
             .map(|leg| self.markets[leg.market as usize - 1].risk.max_payout.map_or(default, Money::minor))
             .min()
-            .unwrap_or(default)
+            .unwrap_or(default);
+        fx.limit_in(base, currency, false)
     }
 
     /// Whether adding `liability` would break a selection or market cap. Beyond the money
     /// maximum no cap can be checked, so such liability is refused too.
-    fn liability_fits(&self, legs: &[LegModel], liability: &[i64]) -> Result<(), Rejection> {
+    /// Caps are in the base currency and compared with base liabilities; the bettor's own
+    /// currency total must stay representable too.
+    fn liability_fits(
+        &self,
+        legs: &[LegModel],
+        liability: &[i64],
+        fx: &RateModel,
+        currency: Currency,
+    ) -> Result<(), Rejection> {
         for (leg, &added) in legs.iter().zip(liability) {
             if added <= 0 {
                 continue;
             }
-            let after = i128::from(self.selections[leg.selection as usize - 1].liability) + i128::from(added);
+            let selection = &self.selections[leg.selection as usize - 1];
+            let after = i128::from(selection.liability) + i128::from(fx.at_risk_in_base(added, currency));
+            let own_after = i128::from(selection.by_currency.get(&currency).copied().unwrap_or(0)) + i128::from(added);
             let risk = &self.markets[leg.market as usize - 1].risk;
             let over = |cap: Option<Money>| cap.is_some_and(|cap| after > i128::from(cap.minor()));
-            if after >= i128::from(MONEY_MINOR_MAX) || over(risk.selection_liability_cap) || over(risk.liability_cap) {
+            let too_large = after >= i128::from(MONEY_MINOR_MAX) || own_after >= i128::from(MONEY_MINOR_MAX);
+            if too_large || over(risk.selection_liability_cap) || over(risk.liability_cap) {
                 return Err(Rejection::LiabilityLimit);
             }
         }
@@ -1148,12 +1230,15 @@ impl Auditor {
     /// Counts an open bet's liability on its selections; a market whose threshold is reached
     /// suspends itself.
     fn open_liability(&mut self, bet: u64, liability: Vec<i64>) {
-        let legs: Vec<(u64, u64)> =
-            self.bets[bet as usize - 1].legs.iter().map(|leg| (leg.selection, leg.market)).collect();
+        let found = &self.bets[bet as usize - 1];
+        let legs: Vec<(u64, u64)> = found.legs.iter().map(|leg| (leg.selection, leg.market)).collect();
+        let (fx, currency) = (found.fx, self.players[found.account as usize - 1].currency);
+        let liability_base: Vec<i64> = liability.iter().map(|&added| fx.at_risk_in_base(added, currency)).collect();
         let mut to_suspend = Vec::new();
-        for (&(selection, market), &added) in legs.iter().zip(&liability) {
+        for ((&(selection, market), &added), &added_base) in legs.iter().zip(&liability).zip(&liability_base) {
             let selection = &mut self.selections[selection as usize - 1];
-            selection.liability += added;
+            selection.liability += added_base;
+            add_by_currency(&mut selection.by_currency, currency, added);
             let market_found = &self.markets[market as usize - 1];
             let threshold = market_found.risk.suspend_at_liability;
             if market_found.status == MarketStatus::Open
@@ -1165,16 +1250,52 @@ impl Auditor {
         for market in to_suspend {
             self.market_mut(market).status = MarketStatus::Suspended;
         }
-        self.bet_mut(bet).liability = liability;
+        let found = self.bet_mut(bet);
+        found.liability = liability;
+        found.liability_base = liability_base;
     }
 
     fn close_liability(&mut self, bet: u64) {
         let found = &mut self.bets[bet as usize - 1];
         let liability = std::mem::take(&mut found.liability);
+        let liability_base = std::mem::take(&mut found.liability_base);
+        let account = found.account;
         let selections: Vec<u64> = found.legs.iter().map(|leg| leg.selection).collect();
-        for (selection, removed) in selections.into_iter().zip(liability) {
-            self.selections[selection as usize - 1].liability -= removed;
+        let currency = self.players[account as usize - 1].currency;
+        for ((selection, removed), removed_base) in selections.into_iter().zip(liability).zip(liability_base) {
+            let selection = &mut self.selections[selection as usize - 1];
+            selection.liability -= removed_base;
+            add_by_currency(&mut selection.by_currency, currency, -removed);
         }
+    }
+
+    /// The operator's table, replaced whole; the base is fixed once a market exists.
+    fn set_fx_rates(&mut self, base: Currency, rates: &[(Currency, ExchangeRate)]) -> Reply {
+        if rates.len() > 64 {
+            return Err(invalid("too many exchange rates"));
+        }
+        if rates.iter().any(|(currency, _)| *currency == base) {
+            return Err(invalid("the base currency has no rate"));
+        }
+        let table: BTreeMap<Currency, ExchangeRate> = rates.iter().copied().collect();
+        if table.len() != rates.len() {
+            return Err(invalid("a currency has two rates"));
+        }
+        if base != self.fx.base && !self.markets.is_empty() {
+            return Err(invalid("the base currency is fixed once a market exists"));
+        }
+        self.fx = FxModel { base, version: self.fx.version + 1, set_at: self.now, rates: table };
+        Ok(Ack::Done)
+    }
+
+    /// The rate a bet in `currency` converts with now; none for a currency without a rate.
+    fn rate_now(&self, currency: Currency) -> Result<RateModel, Rejection> {
+        let rate = if currency == self.fx.base {
+            ExchangeRate::ONE
+        } else {
+            *self.fx.rates.get(&currency).ok_or(Rejection::FxRateMissing)?
+        };
+        Ok(RateModel { base: self.fx.base, version: self.fx.version, rate })
     }
 
     fn place_bet(&mut self, place: &PlaceBet) -> Reply {
@@ -1200,11 +1321,14 @@ impl Auditor {
             }
             legs.push(leg);
         }
+        let currency = player.currency;
+        let fx = self.rate_now(currency)?;
         let stake = place.stake.minor();
-        if stake < self.config.min_stake.minor() {
-            return Err(Rejection::StakeTooLow { min_stake: self.config.min_stake });
+        let min_stake = fx.limit_in(self.config.min_stake.minor(), currency, true);
+        if stake < min_stake {
+            return Err(Rejection::StakeTooLow { min_stake: Money::from_minor(min_stake) });
         }
-        let max_stake = self.max_stake(&legs, player.stake_factor);
+        let max_stake = self.max_stake(&legs, player.stake_factor, &fx, currency);
         if stake > max_stake {
             return Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(max_stake) });
         }
@@ -1217,7 +1341,7 @@ impl Auditor {
         }
         let total_stake = total_stake as i64;
         let pricing = price(place.kind, &legs, place.each_way, stake);
-        let max_payout = self.max_payout(&legs);
+        let max_payout = self.max_payout(&legs, &fx, currency);
         let fits = |potential: i64| potential <= max_payout && potential < MONEY_MINOR_MAX;
         if !fits(pricing.potential) {
             // The offer is the largest stake per line that would pass this check: found here by
@@ -1241,7 +1365,7 @@ impl Auditor {
         if player.available() < total_stake {
             return Err(Rejection::InsufficientFunds);
         }
-        self.liability_fits(&legs, &pricing.liability)?;
+        self.liability_fits(&legs, &pricing.liability, &fx, currency)?;
 
         let id = self.bets.len() as u64 + 1;
         self.transfer(TransferCode::Stake, Movement::Hold, total_stake);
@@ -1285,6 +1409,8 @@ impl Auditor {
             rejection: None,
             quote: None,
             liability: Vec::new(),
+            liability_base: Vec::new(),
+            fx,
         });
         self.record_usage(account, 0, total_stake, total_stake);
         self.open_liability(id, pricing.liability);
@@ -1316,13 +1442,17 @@ impl Auditor {
         }
         self.close_liability(bet);
         let pricing = price(kind, &rebound, each_way, stake);
-        // The same payout bounds as placement, which refuses a potential payout at the money
-        // maximum (it may be a saturated one) as well as one over the market's cap.
-        let over_cap = pricing.potential > self.max_payout(&rebound) || pricing.potential >= MONEY_MINOR_MAX;
+        // The same payout bounds as placement, with the rate of the placement, which refuses a
+        // potential payout at the money maximum (it may be a saturated one) as well as one over
+        // the market's cap.
+        let found = &self.bets[bet as usize - 1];
+        let (fx, currency) = (found.fx, self.players[found.account as usize - 1].currency);
+        let over_cap =
+            pricing.potential > self.max_payout(&rebound, &fx, currency) || pricing.potential >= MONEY_MINOR_MAX;
         let verdict = if over_cap {
             Err(Rejection::StakeTooHigh { max_stake: Money::from_minor(stake) })
         } else {
-            self.liability_fits(&rebound, &pricing.liability)
+            self.liability_fits(&rebound, &pricing.liability, &fx, currency)
         };
         if let Err(rejection) = verdict {
             return self.reject(bet, rejection);
@@ -1655,7 +1785,8 @@ impl Auditor {
         let max = i128::from(MONEY_MINOR_MAX);
         let mut cash: BTreeMap<u64, i128> = BTreeMap::new();
         let mut debt: BTreeMap<u64, i128> = BTreeMap::new();
-        let mut liability: BTreeMap<u64, i128> = BTreeMap::new();
+        // Per selection, base-currency (`None`) and own-currency liabilities.
+        let mut liability: BTreeMap<(u64, Option<Currency>), i128> = BTreeMap::new();
         for &bet in &found.bets {
             let bet = &self.bets[bet as usize - 1];
             if !matches!(
@@ -1669,8 +1800,12 @@ impl Auditor {
             *debt.entry(bet.account).or_insert(i128::from(player.debt)) += i128::from(bet.payout.unwrap_or(0));
             let pricing = price(bet.kind, &bet.legs, bet.each_way, bet.stake_per_line);
             for (leg, added) in bet.legs.iter().zip(pricing.liability) {
-                let now = i128::from(self.selections[leg.selection as usize - 1].liability);
-                *liability.entry(leg.selection).or_insert(now) += i128::from(added.max(0));
+                let selection = &self.selections[leg.selection as usize - 1];
+                let added_base = bet.fx.at_risk_in_base(added, player.currency);
+                let now = i128::from(selection.liability);
+                *liability.entry((leg.selection, None)).or_insert(now) += i128::from(added_base.max(0));
+                let own = i128::from(selection.by_currency.get(&player.currency).copied().unwrap_or(0));
+                *liability.entry((leg.selection, Some(player.currency))).or_insert(own) += i128::from(added.max(0));
             }
         }
         if cash.values().chain(debt.values()).chain(liability.values()).any(|&amount| amount > max) {
@@ -1814,11 +1949,11 @@ impl Auditor {
                 return Err(format!("model: {currency} is not conserved: off by {total}"));
             }
         }
-        for (selection, expected) in self.selections.iter().zip(self.liability_from_scratch()) {
-            if selection.liability != expected {
+        for (selection, (expected, by_currency)) in self.selections.iter().zip(self.liability_from_scratch()) {
+            if selection.liability != expected || selection.by_currency != by_currency {
                 return Err(format!(
-                    "model: sel_{} liability {} but open bets add {expected}",
-                    selection.id, selection.liability
+                    "model: sel_{} liability {} {:?} but open bets add {expected} {by_currency:?}",
+                    selection.id, selection.liability, selection.by_currency
                 ));
             }
         }
@@ -1828,6 +1963,15 @@ impl Auditor {
     /// The total liability of every open bet: the exposure the house carries.
     pub fn exposure(&self) -> i64 {
         self.selections.iter().map(|selection| selection.liability).sum()
+    }
+}
+
+/// Adds `delta` to a currency's entry, dropping it at zero.
+fn add_by_currency(by_currency: &mut BTreeMap<Currency, i64>, currency: Currency, delta: i64) {
+    let entry = by_currency.entry(currency).or_insert(0);
+    *entry += delta;
+    if *entry == 0 {
+        by_currency.remove(&currency);
     }
 }
 

@@ -217,12 +217,28 @@ fn compare_catalog(book: &Book, auditor: &Auditor) -> Result<(), String> {
         format!("{} selections, model {}", book.selections().len(), auditor.selections.len())
     })?;
     for (selection, model) in book.selections().iter().zip(&auditor.selections) {
-        let found = (selection.price.scaled(), selection.price_version, selection.liability.minor());
-        let expected = (model.price, model.version, model.liability);
+        let by_currency: Vec<(Currency, i64)> =
+            selection.liabilities.iter().map(|(currency, amount)| (*currency, amount.minor())).collect();
+        let found = (selection.price.scaled(), selection.price_version, selection.liability.minor(), by_currency);
+        let expected = (
+            model.price,
+            model.version,
+            model.liability,
+            model.by_currency.iter().map(|(currency, amount)| (*currency, *amount)).collect::<Vec<_>>(),
+        );
         ensure(found == expected, || {
-            format!("{} (price, version, liability) {found:?}, model {expected:?}", selection.id)
+            format!("{} (price, version, liability, by currency) {found:?}, model {expected:?}", selection.id)
         })?;
     }
+    let fx = book.fx();
+    let found = (fx.base, fx.version, fx.set_at, fx.rates.clone());
+    let expected = (
+        auditor.fx.base,
+        auditor.fx.version,
+        auditor.fx.set_at,
+        auditor.fx.rates.iter().map(|(currency, rate)| (*currency, *rate)).collect::<Vec<_>>(),
+    );
+    ensure(found == expected, || format!("exchange rates {found:?}, model {expected:?}"))?;
     Ok(())
 }
 
@@ -288,6 +304,9 @@ fn compare_bets(book: &Book, auditor: &Auditor) -> Result<(), String> {
             })
             .collect();
         ensure(legs == expected, || format!("{} legs {legs:?}, model {expected:?}", bet.id))?;
+        let found = (bet.fx.base, bet.fx.version, bet.fx.rate);
+        let expected = (model.fx.base, model.fx.version, model.fx.rate);
+        ensure(found == expected, || format!("{} converted with {found:?}, model {expected:?}", bet.id))?;
     }
     Ok(())
 }

@@ -120,7 +120,8 @@ pub struct Report {
     pub replies_by_code: BTreeMap<&'static str, u64>,
     pub faults: BTreeMap<&'static str, u64>,
     /// Bet statuses and transfer codes the engine published, e.g. `bet.half_won`,
-    /// `transfer.DebtRecognised`: evidence of which paths a run exercised.
+    /// `transfer.DebtRecognised`, and bets placed per currency (`bet_placed.JPY`): evidence of
+    /// which paths a run exercised.
     pub published: BTreeMap<String, u64>,
     pub crashes: u64,
     pub recoveries: u64,
@@ -512,6 +513,10 @@ impl Simulator {
         for event in &events {
             match event {
                 BookEvent::BetPlaced { bet, account, status } => {
+                    let currency = self.auditor.players.get(account.index()).map(|player| player.currency);
+                    if let Some(currency) = currency {
+                        *self.report.published.entry(format!("bet_placed.{currency}")).or_default() += 1;
+                    }
                     changes.push(BetChange::Placed { bet: *bet, account: *account, status: *status });
                 }
                 BookEvent::BetStatusChanged { bet, account, status, payout } => {

@@ -146,7 +146,7 @@ impl Workload {
         }
         // Fixtures are created only while there are few enough.
         let create_event = if live.len() < LIVE_EVENTS_MAX { 2 } else { 0 };
-        let weights: [u64; 28] = [
+        let weights: [u64; 29] = [
             20, // single
             7,  // multiple
             5,  // system
@@ -175,6 +175,7 @@ impl Workload {
             2, // account risk
             1, // api keys
             1, // open account
+            2, // exchange rates
         ];
         match self.rng.weighted(&weights) {
             0 => self.bet(auditor, BetShape::Single),
@@ -207,6 +208,7 @@ impl Workload {
             24 => self.self_exclude(auditor),
             25 => self.account_risk(auditor),
             26 => self.api_key(auditor),
+            28 => self.fx_rates(auditor),
             _ => Step { label: "open_account", op: Op::Command(Command::OpenAccount { currency: self.currency() }) },
         }
     }
@@ -264,7 +266,8 @@ impl Workload {
     }
 
     fn currency(&mut self) -> Currency {
-        let code = ["EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "GBP", "GBP", "JPY"][self.rng.index(10)];
+        let code =
+            ["EUR", "EUR", "EUR", "EUR", "EUR", "EUR", "GBP", "GBP", "JPY", "KRW", "BHD", "JPY"][self.rng.index(12)];
         Currency::parse(code).expect("known currency")
     }
 
@@ -788,6 +791,34 @@ impl Workload {
             change.max_stake = Some(Some(money(-1)));
         }
         Step { label: "market_risk", op: Op::Command(Command::SetMarketRisk { market: MarketId(market), change }) }
+    }
+
+    /// A new exchange-rate table against EUR: rates near the market for GBP, JPY, KRW and
+    /// BHD, each now and then left out (its players cannot bet until the next table), and a few
+    /// tables the book refuses (a rate for the base, another base once markets exist).
+    fn fx_rates(&mut self, auditor: &Auditor) -> Step {
+        let currency = |code: &str| Currency::parse(code).expect("known currency");
+        let candidates: [(&str, &[&str]); 4] = [
+            ("GBP", &["0.85", "0.8612", "0.79", "1.1"]),
+            ("JPY", &["160.00", "158.4", "171.25", "0.5"]),
+            ("KRW", &["1540.5", "1450", "1612.37"]),
+            ("BHD", &["0.41", "0.376", "0.4099"]),
+        ];
+        let mut rates = Vec::new();
+        for (code, choices) in candidates {
+            if self.rng.chance(9, 10) {
+                let text = choices[self.rng.index(choices.len())];
+                rates.push((currency(code), domain::ExchangeRate::parse(text).expect("a valid rate")));
+            }
+        }
+        let mut base = auditor.fx.base;
+        match self.rng.below(40) {
+            0 => rates.push((base, domain::ExchangeRate::ONE)),
+            1 => base = currency("GBP"),
+            2 if !rates.is_empty() => rates.push(rates[0]),
+            _ => {}
+        }
+        Step { label: "fx_rates", op: Op::Command(Command::SetFxRates { base, rates }) }
     }
 
     // ---- settlement --------------------------------------------------------------------------

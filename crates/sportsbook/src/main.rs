@@ -95,6 +95,10 @@ enum Commands {
         /// SPORTSBOOK_METRICS_KEY as a bearer token when that is set.
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Seconds after which the operator's exchange-rate table (`PUT /v1/admin/fx-rates`) is
+        /// stale: `/readyz` then warns `fx_rates_stale` (the node stays ready).
+        #[arg(long, default_value_t = gateway::FX_RATES_AGE_MAX.as_secs())]
+        fx_rates_age_max: u64,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -205,6 +209,7 @@ fn main() -> anyhow::Result<()> {
             header_read_timeout,
             keep_alive_idle_timeout,
             metrics_listen,
+            fx_rates_age_max,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -233,6 +238,7 @@ fn main() -> anyhow::Result<()> {
                     keep_alive_idle_timeout: std::time::Duration::from_secs(keep_alive_idle_timeout),
                     metrics_listen,
                 },
+                fx_rates_age_max: std::time::Duration::from_secs(fx_rates_age_max),
             })
         }
         Commands::FeedSim {

@@ -55,6 +55,8 @@ pub struct ServeOptions {
     pub rate_limit_per_credential: Option<RateLimit>,
     /// Connections and `/metrics` (issue 11, items 3 and 14).
     pub connections: ConnectionOptions,
+    /// Age of the exchange-rate table past which `/readyz` warns.
+    pub fx_rates_age_max: std::time::Duration,
 }
 
 /// How `serve` bounds its HTTP connections and where it serves `/metrics`.
@@ -159,6 +161,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     config.keep_alive_idle_timeout = options.connections.keep_alive_idle_timeout;
     config.metrics_key = metrics_key;
     config.metrics_listener_separate = options.connections.metrics_listen.is_some();
+    config.fx_rates_age_max = options.fx_rates_age_max;
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
             per_address = ?options.rate_limit_per_address,

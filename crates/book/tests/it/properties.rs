@@ -25,7 +25,7 @@ use book::{
     SystemKind, Timestamp, TransferCode, TransferId, TransferKind, Wallet, MILLIS_PER_DAY, MILLIS_PER_HOUR,
     MILLIS_PER_SECOND,
 };
-use domain::{Currency, Money, Odds, Ratio, MONEY_MINOR_MAX, ODDS_SCALE};
+use domain::{Currency, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX, ODDS_SCALE};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -687,6 +687,25 @@ struct Runner {
 
 impl Runner {
     fn new(checks: Checks) -> Runner {
+        let mut runner = Runner::without_rates(checks);
+        // Rates for every generated currency but the base, so bets in them meet the book's
+        // limits (in EUR) through a conversion; the table is the first command of the log.
+        let rates = CURRENCY_CODES[1..]
+            .iter()
+            .zip(["0.85", "160.00", "0.41"])
+            .map(|(code, rate)| {
+                (Currency::parse(code).expect("a listed currency"), ExchangeRate::parse(rate).expect("a rate"))
+            })
+            .collect();
+        let command = Command::SetFxRates { base: Currency::EUR, rates };
+        let mut events = Vec::new();
+        let reply = runner.book.apply(runner.now, &command, &mut events);
+        assert!(reply.is_ok(), "{reply:?}");
+        runner.log.push(Applied { at: runner.now, command, reply, events });
+        runner
+    }
+
+    fn without_rates(checks: Checks) -> Runner {
         Runner {
             checks,
             book: Book::new(Config::default()),

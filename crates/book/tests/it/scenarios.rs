@@ -1833,3 +1833,234 @@ show bet_1
         "#]],
     );
 }
+
+/// Money in every currency: risk settings are in the base currency (EUR); a KRW stake counts
+/// against a EUR cap at its converted value (rounded up), a JPY stake limit is the base limit
+/// converted (rounded down) and shown in yen, the minimum stake converts rounding up, a
+/// currency without a rate cannot bet, and a bet's liability leaves exactly as it came, with
+/// the rate it was placed at, even after the rates change.
+#[test]
+fn currencies_convert_through_the_operator_rates() {
+    check(
+        r#"
+open KRW
+deposit acc_1 1000000KRW
+event "Arsenal v Spurs" football starts=+30d
+market evt_1 "1X2" Home=2.00 Draw=3.20 Away=2.80
+bet acc_1 single 10000KRW sel_1@2.00   # no rate yet
+fx EUR GBP=0.85 JPY=160.00 KRW=1540.5 BHD=0.41
+fx GBP JPY=190.00                     # the base is fixed once a market exists
+open EUR
+open GBP
+open JPY
+open BHD
+deposit acc_2 500.00
+deposit acc_3 500.00GBP
+deposit acc_4 100000JPY
+deposit acc_5 100.000BHD
+risk mkt_1 liability_cap=100.00
+market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+risk mkt_2 max_stake=100.00
+bet acc_1 single 10000KRW sel_1@2.00  # ₩10,000 of liability is €6.50 (6.4914 rounded up)
+exposure
+bet acc_2 single 93.50 sel_1@2.00     # the EUR bettor still has €93.50 of room
+bet acc_2 single 0.10 sel_1@2.00
+exposure
+bet acc_4 single 16000JPY sel_4@1.90  # €100.00 is ¥16,000
+bet acc_4 single 16001JPY sel_4@1.90
+bet acc_4 single 20000JPY sel_4@1.90
+bet acc_5 single 41.001BHD sel_4@1.90 # €100.00 is 41.000 BHD
+bet acc_3 single 85.01GBP sel_4@1.90  # €100.00 is £85.00
+bet acc_1 single 154KRW sel_4@1.90    # €0.10 is ₩154.05: the minimum rounds up to ₩155
+bet acc_1 single 155KRW sel_4@1.90
+fx EUR GBP=0.85 JPY=160.00 KRW=1000 BHD=0.41
+exposure
+fx EUR GBP=0.85 JPY=160.00 BHD=0.41
+bet acc_1 single 10000KRW sel_4@1.90  # KRW has no rate any more
+settle mkt_1 sel_2=win
+settle mkt_2 sel_5=win
+exposure
+wallet acc_1
+wallet acc_4
+"#,
+        expect![[r#"
+            > open KRW
+              ok acc_1
+              - acc_1 opened KRW
+            > deposit acc_1 1000000KRW
+              ok trf_1
+              - trf_1 posted Deposit clearing:KRW -> cash:acc_1 1000000
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.00 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > bet acc_1 single 10000KRW sel_1@2.00
+              rejected fx_rate_missing
+            > fx EUR GBP=0.85 JPY=160.00 KRW=1540.5 BHD=0.41
+              ok done
+            > fx GBP JPY=190.00
+              rejected invalid_request(the base currency is fixed once a market exists)
+            > open EUR
+              ok acc_2
+              - acc_2 opened EUR
+            > open GBP
+              ok acc_3
+              - acc_3 opened GBP
+            > open JPY
+              ok acc_4
+              - acc_4 opened JPY
+            > open BHD
+              ok acc_5
+              - acc_5 opened BHD
+            > deposit acc_2 500.00
+              ok trf_2
+              - trf_2 posted Deposit clearing:EUR -> cash:acc_2 500.00
+            > deposit acc_3 500.00GBP
+              ok trf_3
+              - trf_3 posted Deposit clearing:GBP -> cash:acc_3 500.00
+            > deposit acc_4 100000JPY
+              ok trf_4
+              - trf_4 posted Deposit clearing:JPY -> cash:acc_4 100000
+            > deposit acc_5 100.000BHD
+              ok trf_5
+              - trf_5 posted Deposit clearing:BHD -> cash:acc_5 100.000
+            > risk mkt_1 liability_cap=100.00
+              ok done
+            > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
+              ok mkt_2 sel_4 sel_5
+              - mkt_2 created
+            > risk mkt_2 max_stake=100.00
+              ok done
+            > bet acc_1 single 10000KRW sel_1@2.00
+              ok bet_1 accepted
+              - trf_6 pending Stake cash:acc_1 -> house:KRW 10000
+              - bet_1 placed accepted
+            > exposure
+              sel_1 6.50 (KRW 10000)
+              total 6.50
+            > bet acc_2 single 93.50 sel_1@2.00
+              ok bet_2 accepted
+              - trf_7 pending Stake cash:acc_2 -> house:EUR 93.50
+              - bet_2 placed accepted
+            > bet acc_2 single 0.10 sel_1@2.00
+              rejected liability_limit
+            > exposure
+              sel_1 100.00 (EUR 93.50, KRW 10000)
+              total 100.00
+            > bet acc_4 single 16000JPY sel_4@1.90
+              ok bet_3 accepted
+              - trf_8 pending Stake cash:acc_4 -> house:JPY 16000
+              - bet_3 placed accepted
+            > bet acc_4 single 16001JPY sel_4@1.90
+              rejected stake_too_high(max 16000)
+            > bet acc_4 single 20000JPY sel_4@1.90
+              rejected stake_too_high(max 16000)
+            > bet acc_5 single 41.001BHD sel_4@1.90
+              rejected stake_too_high(max 41000)
+            > bet acc_3 single 85.01GBP sel_4@1.90
+              rejected stake_too_high(max 8500)
+            > bet acc_1 single 154KRW sel_4@1.90
+              rejected stake_too_low(min 155)
+            > bet acc_1 single 155KRW sel_4@1.90
+              ok bet_4 accepted
+              - trf_9 pending Stake cash:acc_1 -> house:KRW 155
+              - bet_4 placed accepted
+            > fx EUR GBP=0.85 JPY=160.00 KRW=1000 BHD=0.41
+              ok done
+            > exposure
+              sel_1 100.00 (EUR 93.50, KRW 10000)
+              sel_4 90.10 (JPY 14400, KRW 139)
+              total 190.10
+            > fx EUR GBP=0.85 JPY=160.00 BHD=0.41
+              ok done
+            > bet acc_1 single 10000KRW sel_4@1.90
+              rejected fx_rate_missing
+            > settle mkt_1 sel_2=win
+              ok 2 bets
+              - mkt_1 settled
+              - trf_10 posts trf_6 Stake cash:acc_1 -> house:KRW 10000
+              - bet_1 lost payout 0.00
+              - trf_11 posts trf_7 Stake cash:acc_2 -> house:EUR 93.50
+              - bet_2 lost payout 0.00
+            > settle mkt_2 sel_5=win
+              ok 2 bets
+              - mkt_2 settled
+              - trf_12 posts trf_8 Stake cash:acc_4 -> house:JPY 16000
+              - bet_3 lost payout 0.00
+              - trf_13 posts trf_9 Stake cash:acc_1 -> house:KRW 155
+              - bet_4 lost payout 0.00
+            > exposure
+              total 0.00
+            > wallet acc_1
+              balance 989845 available 989845 pending_stakes 0 debt 0
+            > wallet acc_4
+              balance 84000 available 84000 pending_stakes 0 debt 0
+        "#]],
+    );
+}
+
+/// The automatic suspension threshold is in the base currency too: a small stake in a currency
+/// with many minor units to the euro does not suspend a market, a EUR-sized one does.
+#[test]
+fn a_cheap_currency_cannot_suspend_a_market() {
+    check(
+        r#"
+fx EUR KRW=1540.5
+open KRW
+open EUR
+deposit acc_1 1000000KRW
+deposit acc_2 500.00
+event "Arsenal v Spurs" football starts=+30d
+market evt_1 "1X2" Home=2.00 Draw=3.20 Away=2.80
+risk mkt_1 suspend_at=100.00
+bet acc_1 single 100000KRW sel_1@2.00   # ₩100,000 of liability is €64.92 (64.9139 rounded up)
+exposure
+bet acc_2 single 35.08 sel_1@2.00       # €35.08 more reaches €100.00: the market suspends
+exposure
+bet acc_1 single 1000KRW sel_2@3.20
+"#,
+        expect![[r#"
+            > fx EUR KRW=1540.5
+              ok done
+            > open KRW
+              ok acc_1
+              - acc_1 opened KRW
+            > open EUR
+              ok acc_2
+              - acc_2 opened EUR
+            > deposit acc_1 1000000KRW
+              ok trf_1
+              - trf_1 posted Deposit clearing:KRW -> cash:acc_1 1000000
+            > deposit acc_2 500.00
+              ok trf_2
+              - trf_2 posted Deposit clearing:EUR -> cash:acc_2 500.00
+            > event "Arsenal v Spurs" football starts=+30d
+              ok evt_1
+              - evt_1 created
+            > market evt_1 "1X2" Home=2.00 Draw=3.20 Away=2.80
+              ok mkt_1 sel_1 sel_2 sel_3
+              - mkt_1 created
+            > risk mkt_1 suspend_at=100.00
+              ok done
+            > bet acc_1 single 100000KRW sel_1@2.00
+              ok bet_1 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:KRW 100000
+              - bet_1 placed accepted
+            > exposure
+              sel_1 64.92 (KRW 100000)
+              total 64.92
+            > bet acc_2 single 35.08 sel_1@2.00
+              ok bet_2 accepted
+              - trf_4 pending Stake cash:acc_2 -> house:EUR 35.08
+              - mkt_1 suspended
+              - bet_2 placed accepted
+            > exposure
+              sel_1 100.00 (EUR 35.08, KRW 100000)
+              total 100.00
+            > bet acc_1 single 1000KRW sel_2@3.20
+              rejected market_suspended
+        "#]],
+    );
+}

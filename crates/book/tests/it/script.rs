@@ -47,8 +47,15 @@ fn id(text: &str, prefix: &str) -> u64 {
         .unwrap_or_else(|| panic!("expected {prefix}N, got {text:?}"))
 }
 
+/// An amount in EUR (`"10.00"`), or in the currency written after it (`"20000JPY"`).
 fn money(text: &str) -> Money {
-    Currency::EUR.parse_amount(text).unwrap_or_else(|error| panic!("bad amount {text:?}: {error}"))
+    let (amount, currency) = match text.len().checked_sub(3).map(|at| text.split_at(at)) {
+        Some((amount, code)) if code.bytes().all(|byte| byte.is_ascii_uppercase()) => {
+            (amount, Currency::parse(code).unwrap_or_else(|_| panic!("unknown currency in {text:?}")))
+        }
+        _ => (text, Currency::EUR),
+    };
+    currency.parse_amount(amount).unwrap_or_else(|error| panic!("bad amount {text:?}: {error}"))
 }
 
 fn show(amount: Money) -> String {
@@ -143,6 +150,7 @@ impl Script {
             "wallet" => {
                 let account = AccountId(id(&words[1], "acc_"));
                 let wallet = self.book.wallet(account).expect("wallet of a known account");
+                let show = |amount: Money| wallet.currency.format(amount);
                 self.output.push_str(&format!(
                     "  balance {} available {} pending_stakes {} debt {}\n",
                     show(wallet.balance),
@@ -153,8 +161,20 @@ impl Script {
                 return;
             }
             "exposure" => {
+                // In the base currency; the per-currency amounts when any bet is in another.
+                let base = self.book.fx().base;
                 for selection in self.book.selections().iter().filter(|s| s.liability.minor() != 0) {
-                    self.output.push_str(&format!("  {} {}\n", selection.id, show(selection.liability)));
+                    let by_currency = if selection.liabilities.iter().all(|(currency, _)| *currency == base) {
+                        String::new()
+                    } else {
+                        let amounts: Vec<String> = selection
+                            .liabilities
+                            .iter()
+                            .map(|(currency, amount)| format!("{currency} {}", currency.format(*amount)))
+                            .collect();
+                        format!(" ({})", amounts.join(", "))
+                    };
+                    self.output.push_str(&format!("  {} {}{by_currency}\n", selection.id, show(selection.liability)));
                 }
                 self.output.push_str(&format!("  total {}\n", show(Money::from_minor(self.book.exposure()))));
                 return;
@@ -376,6 +396,20 @@ impl Script {
             "unsettle" => Command::UnsettleMarket { market: MarketId(id(&words[1], "mkt_")) },
             "void" => Command::VoidMarket { market: MarketId(id(&words[1], "mkt_")) },
             "tick" => Command::Tick,
+            // fx EUR JPY=160.00 KRW=1540.5
+            "fx" => Command::SetFxRates {
+                base: Currency::parse(&words[1]).expect("base currency"),
+                rates: words[2..]
+                    .iter()
+                    .map(|word| {
+                        let (code, rate) = word.split_once('=').expect("CODE=rate");
+                        (
+                            Currency::parse(code).expect("currency"),
+                            domain::ExchangeRate::parse(rate).expect("exchange rate"),
+                        )
+                    })
+                    .collect(),
+            },
             other => panic!("unknown script command {other:?}"),
         };
         let mut events = Vec::new();
@@ -443,7 +477,7 @@ impl Script {
                     transfer.code,
                     self.ledger_account(transfer.debit),
                     self.ledger_account(transfer.credit),
-                    show(transfer.amount)
+                    self.book.ledger().account(transfer.debit).currency.format(transfer.amount)
                 )
             }
             BookEvent::EventCreated { event } => format!("{event} created"),

@@ -376,11 +376,14 @@ async fn reports_show_exact_turnover_ggr_and_liabilities_after_a_resettlement() 
         liabilities,
         json!({"report": "liabilities", "as_of": liabilities["as_of"],
                "open_bets": [{"currency": "EUR", "bets": 1, "stakes": "4.00"}],
-               "total_liability": "8.80",
-               "items": [{"market_id": open_market, "event_id": open_event, "liability": "8.80", "selections": [
-                   {"selection_id": open[0], "liability": "0.00"},
-                   {"selection_id": open[1], "liability": "8.80"},
-                   {"selection_id": open[2], "liability": "0.00"}]}],
+               "total_liability": "8.80", "currency": "EUR",
+               "total_liability_by_currency": [{"currency": "EUR", "liability": "8.80"}],
+               "items": [{"market_id": open_market, "event_id": open_event, "liability": "8.80", "currency": "EUR",
+                          "by_currency": [{"currency": "EUR", "liability": "8.80"}], "selections": [
+                   {"selection_id": open[0], "liability": "0.00", "currency": "EUR", "by_currency": []},
+                   {"selection_id": open[1], "liability": "8.80", "currency": "EUR",
+                    "by_currency": [{"currency": "EUR", "liability": "8.80"}]},
+                   {"selection_id": open[2], "liability": "0.00", "currency": "EUR", "by_currency": []}]}],
                "next_cursor": null})
     );
 

@@ -4,6 +4,7 @@
 mod catalog;
 mod compliance;
 mod connections;
+mod currencies;
 mod degraded;
 mod edge;
 mod feed;

@@ -58,6 +58,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/trading-mode"),
     ("PUT", "/v1/admin/trading-mode"),
     ("PUT", "/v1/admin/markets/{id}/throttle"),
+    ("GET", "/v1/admin/fx-rates"),
+    ("PUT", "/v1/admin/fx-rates"),
     ("GET", "/v1/admin/reports/{name}"),
     // stream
     ("GET", "/v1/stream"),

@@ -295,7 +295,7 @@ async fn market_risk_is_set_cleared_and_enforced() {
     assert_eq!(status, 200, "{risk}");
     assert_eq!(
         risk,
-        json!({"market_id": market, "max_stake": "50.00", "liability_cap": "10000.00", "selection_liability_cap": null,
+        json!({"market_id": market, "currency": "EUR", "max_stake": "50.00", "liability_cap": "10000.00", "selection_liability_cap": null,
                "suspend_at_liability": null, "in_play_delay_seconds": 7, "max_payout": null})
     );
 
@@ -364,7 +364,11 @@ async fn exposure_shows_liability_of_open_bets() {
 
     let (status, exposure) = app.call("GET", "/v1/admin/exposure", Some(ADMIN_KEY), None).await;
     assert_eq!(status, 200, "{exposure}");
-    assert_eq!(exposure, json!({"items": [], "next_cursor": null, "total": "0.00"}));
+    assert_eq!(
+        exposure,
+        json!({"items": [], "next_cursor": null, "total": "0.00", "currency": "EUR", "total_by_currency": [],
+               "fx_version": 0})
+    );
 
     // 10.00 at 2.50 on Home: the house loses 15.00 if Home wins.
     let (status, body) = bet(&app, &player, &selections[0], "2.50", "10.00").await;
@@ -375,11 +379,15 @@ async fn exposure_shows_liability_of_open_bets() {
     assert_eq!(status, 200, "{exposure}");
     assert_eq!(
         exposure,
-        json!({"items": [{"market_id": market, "event_id": event, "liability": "15.00", "selections": [
-            {"selection_id": selections[0], "liability": "15.00"},
-            {"selection_id": selections[1], "liability": "11.00"},
-            {"selection_id": selections[2], "liability": "0.00"},
-        ]}], "next_cursor": null, "total": "15.00"})
+        json!({"items": [{"market_id": market, "event_id": event, "liability": "15.00", "currency": "EUR",
+                          "by_currency": [{"currency": "EUR", "liability": "15.00"}], "selections": [
+            {"selection_id": selections[0], "liability": "15.00", "currency": "EUR",
+             "by_currency": [{"currency": "EUR", "liability": "15.00"}]},
+            {"selection_id": selections[1], "liability": "11.00", "currency": "EUR",
+             "by_currency": [{"currency": "EUR", "liability": "11.00"}]},
+            {"selection_id": selections[2], "liability": "0.00", "currency": "EUR", "by_currency": []},
+        ]}], "next_cursor": null, "total": "15.00", "currency": "EUR",
+        "total_by_currency": [{"currency": "EUR", "liability": "15.00"}], "fx_version": 0})
     );
     assert!(!exposure.to_string().contains(&quiet_market), "{exposure}");
 

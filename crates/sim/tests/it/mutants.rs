@@ -133,3 +133,26 @@ fn the_lost_command_is_caught_without_any_injected_fault() {
     assert_eq!(failure.step, OPS, "{failure}");
     assert!(failure.to_string().contains("is missing from the journal"), "{failure}");
 }
+
+#[test]
+fn a_book_that_counts_minor_units_across_currencies_is_caught() {
+    // The bug: a yen, a won or a fils counted as a euro cent. The engine is given rates
+    // that make every minor unit worth one of the base currency's; the model keeps the real ones.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::SetFxRates { base, rates } = command {
+                for (currency, rate) in rates.iter_mut() {
+                    let (from, to) = (i32::from(currency.exponent()), i32::from(base.exponent()));
+                    *rate = if from >= to {
+                        domain::ExchangeRate::new(10u64.pow((from - to) as u32), 0)
+                    } else {
+                        domain::ExchangeRate::new(1, (to - from) as u8)
+                    }
+                    .expect("a rate in range");
+                }
+            }
+        }));
+    });
+    let message = failure.to_string();
+    assert!(message.starts_with("FAILED at seed "), "{message}");
+}

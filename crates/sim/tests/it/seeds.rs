@@ -16,9 +16,19 @@ fn run(seed: u64, journal: JournalKind) -> Report {
 
 #[test]
 fn memory_journal_seeds() {
+    let mut placed = std::collections::BTreeSet::new();
+    let mut unpriced = 0;
     for seed in [2, 4, 6, 8] {
-        run(seed, JournalKind::Memory);
+        let report = run(seed, JournalKind::Memory);
+        placed.extend(report.published.keys().filter_map(|key| key.strip_prefix("bet_placed.")).map(String::from));
+        unpriced += report.replies_by_code.get("fx_rate_missing").copied().unwrap_or(0);
     }
+    // The model predicted bets in every currency, converted through the rates, and the
+    // refusals of currencies the table left out.
+    for currency in ["EUR", "GBP", "JPY", "KRW", "BHD"] {
+        assert!(placed.contains(currency), "no bet placed in {currency}: {placed:?}");
+    }
+    assert!(unpriced > 0, "no bet refused for a missing exchange rate");
 }
 
 #[test]
