@@ -52,6 +52,10 @@ pub struct ServeOptions {
     /// Rate limits per client address and per credential; `None` turns one off (benchmarks).
     pub rate_limit_per_address: Option<RateLimit>,
     pub rate_limit_per_credential: Option<RateLimit>,
+    /// Reverse proxies whose forwarding headers name the client (`--trusted-proxy`).
+    pub trusted_proxies: Vec<gateway::IpNet>,
+    /// Password hashes computed at once (`--password-hash-workers`).
+    pub password_hash_workers: usize,
 }
 
 /// What the demo prints at start-up.
@@ -96,6 +100,8 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     config.feed_defaults = options.feed_settings;
     config.rate_limit_per_address = options.rate_limit_per_address;
     config.rate_limit_per_principal = options.rate_limit_per_credential;
+    config.trusted_proxies = options.trusted_proxies.clone();
+    config.password_hash_workers = options.password_hash_workers;
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
             per_address = ?options.rate_limit_per_address,
