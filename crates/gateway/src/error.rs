@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::middleware::Next;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use book::Rejection;
 use domain::Currency;

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use ipnet::IpNet;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
 use crate::auth::{bearer_token, Authenticated, PrincipalKey};
@@ -405,7 +405,10 @@ mod tests {
         let spoofed = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7")]);
         assert_eq!(limits.client_address(proxy, &spoofed), client, "what the client wrote itself is not believed");
         let rfc = headers(&[("forwarded", r#"for="[2001:db8::17]:4711";proto=https, for=10.0.0.2"#)]);
-        assert_eq!(limits.client_address("::1".parse().expect("ip"), &rfc), "2001:db8::17".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            limits.client_address("::1".parse().expect("ip"), &rfc),
+            "2001:db8::17".parse::<IpAddr>().expect("ip")
+        );
         let garbage = headers(&[("x-forwarded-for", "203.0.113.7, unknown")]);
         assert_eq!(limits.client_address(proxy, &garbage), proxy, "an unreadable hop ends the chain");
         assert_eq!(limits.client_address(proxy, &HeaderMap::new()), proxy);

@@ -16,7 +16,7 @@ use domain::{Currency, Date};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::auth::{check_new_password, hash_password, verify_password, LoginKey, Principal};
+use crate::auth::{check_new_password, hash_password_in, verify_password_in, LoginKey, Principal};
 use crate::dto::{idempotency, parse_id, parse_money, BetView, IdempotencyKey, Page, PageQuery};
 use crate::error::{require_json, ApiError, Json};
 use crate::limits::ClientAddress;
@@ -132,7 +132,7 @@ pub(crate) async fn register(
     let username = book::normalise_username(&request.username)
         .ok_or_else(|| ApiError::invalid("usernames are 3 to 32 of a-z, 0-9, _ . -").with("field", "username"))?;
     let password = request.password;
-    let password_hash = state.auth().hashers().run(move || hash_password(&password)).await??;
+    let password_hash = state.auth().hashers().run(move |memory| hash_password_in(memory, &password)).await??;
     let command = Command::RegisterPlayer {
         username: username.clone(),
         password_hash,
@@ -234,7 +234,7 @@ pub(crate) async fn login(
     let reservation = state.auth().reserve_login(key)?;
     let password = request.password;
     let hash = found.as_ref().map_or(DUMMY_HASH.to_string(), |(_, _, hash)| hash.clone());
-    let verified = state.auth().hashers().run(move || verify_password(&password, &hash)).await?;
+    let verified = state.auth().hashers().run(move |memory| verify_password_in(memory, &password, &hash)).await?;
     match found {
         Some((account, currency, _)) if verified => {
             reservation.succeeded();

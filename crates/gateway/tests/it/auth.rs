@@ -131,13 +131,8 @@ async fn the_rate_limit_counts_a_principal_however_its_token_is_spelled() {
         .collect();
     let mut statuses = Vec::new();
     for spelling in &spellings {
-        let response = app
-            .client
-            .get(app.url("/v1/wallet"))
-            .header("authorization", spelling)
-            .send()
-            .await
-            .expect("request");
+        let response =
+            app.client.get(app.url("/v1/wallet")).header("authorization", spelling).send().await.expect("request");
         statuses.push(response.status().as_u16());
     }
     let ok = statuses.iter().filter(|status| **status == 200).count();
@@ -163,8 +158,7 @@ async fn logout_revokes_the_access_tokens_of_its_session_only() {
         assert_eq!(app.call("GET", "/v1/wallet", Some(token), None).await.0, 200);
     }
 
-    let (status, _) =
-        app.call("POST", "/v1/auth/logout", None, Some(json!({"refresh_token": rotated_refresh}))).await;
+    let (status, _) = app.call("POST", "/v1/auth/logout", None, Some(json!({"refresh_token": rotated_refresh}))).await;
     assert_eq!(status, 204);
     for token in [first.access_token.as_str(), rotated_access] {
         let (status, body) = app.call("GET", "/v1/wallet", Some(token), None).await;
@@ -233,7 +227,10 @@ async fn passwords_are_8_to_128_characters_and_not_common() {
     };
     // Seven characters of two bytes each: 14 bytes, but 7 characters.
     let (status, body) = register("short", "ééééééé").await;
-    assert_eq!((status, code(&body), body["error"]["field"].as_str()), (400, Some("invalid_request"), Some("password")));
+    assert_eq!(
+        (status, code(&body), body["error"]["field"].as_str()),
+        (400, Some("invalid_request"), Some("password"))
+    );
     let (status, body) = register("long", &"x".repeat(gateway::PASSWORD_CHARS_MAX + 1)).await;
     assert_eq!((status, code(&body)), (400, Some("invalid_request")), "{body}");
     for common in ["password1", "Password123", "iloveyou1", "qwertyuiop", "1q2w3e4r5t"] {

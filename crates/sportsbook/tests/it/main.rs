@@ -3,6 +3,7 @@
 
 mod admin;
 mod crash;
+mod hashing;
 mod serve;
 mod server;
 mod simulation;
