@@ -105,6 +105,8 @@ pub struct PlayerView {
     path = "/v1/auth/register",
     tag = "players",
     summary = "Register a player",
+    description = "Passwords are 8 to 128 characters and not among the most common ones (NIST SP 800-63B). They are \
+        hashed on a bounded pool: past it, 503 `overloaded` with `Retry-After`.",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "The new player", body = PlayerView),
@@ -116,8 +118,6 @@ pub struct PlayerView {
             (`unsupported_media_type`)", body = ApiError),
         (status = 422, description = "Under 18 (`underage`), a password among the most common ones \
             (`weak_password`, with `field`), or a field the book refuses (`invalid_request`)", body = ApiError),
-        (status = 503, description = "Too many registrations and logins being hashed at once (`overloaded`); \
-            `Retry-After`", body = ApiError),
     ),
 )]
 pub(crate) async fn register(
@@ -197,8 +197,9 @@ const DUMMY_HASH: &str =
     tag = "players",
     summary = "Log in",
     description = "Exchanges a username and password for a short-lived JWT access token and a refresh token. Failures \
-        throttle the account that failed (and unknown usernames per client address) with 429, never another account: \
-        attempts being verified count as failures until they succeed.",
+        throttle the account that failed (and unknown usernames per client address) with 429 `rate_limited`, never \
+        another account: attempts being verified count as failures until they succeed. Passwords are verified on a \
+        bounded pool: past it, 503 `overloaded` with `Retry-After`.",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "A new access token and refresh token", body = TokenView),
@@ -207,10 +208,6 @@ const DUMMY_HASH: &str =
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
-        (status = 429, description = "Too many failures for this account, or for unknown usernames from this \
-            address (`rate_limited`); `Retry-After`", body = ApiError),
-        (status = 503, description = "Too many registrations and logins being hashed at once (`overloaded`); \
-            `Retry-After`", body = ApiError),
     ),
 )]
 pub(crate) async fn login(

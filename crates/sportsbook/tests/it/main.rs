@@ -2,8 +2,8 @@
 //! `admin` and the demo simulation in their modules.
 
 mod admin;
+mod auth;
 mod crash;
-mod hashing;
 mod serve;
 mod server;
 mod simulation;

@@ -1,6 +1,7 @@
-//! Password hashing under a flood, against the real binary: registrations past the hash pool
-//! are shed with 503 `overloaded` and `Retry-After`, and the resident memory stays flat (each
-//! argon2 hash holds 19 MiB; unbounded, 150 concurrent registrations took 2.9 GB).
+//! Authentication against the real binary: a flood of registrations past the password hash
+//! pool is shed with 503 `overloaded` and `Retry-After` while the resident memory stays flat
+//! (each argon2 hash holds 19 MiB; unbounded, 150 concurrent registrations took 2.9 GB), and
+//! `--trusted-proxy` decides whose `X-Forwarded-For` names the client.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,11 +27,17 @@ fn register(address: &str, index: usize) -> (u16, Option<String>, String) {
     let body = format!(
         r#"{{"username":"flood{index}","password":"correct horse battery staple","date_of_birth":"1990-01-01","country":"GB"}}"#
     );
+    post(address, "/v1/auth/register", &body, &[])
+}
+
+/// POSTs a JSON body with extra header lines; returns the status, `Retry-After` and the body.
+fn post(address: &str, path: &str, body: &str, headers: &[&str]) -> (u16, Option<String>, String) {
     let mut stream = TcpStream::connect(address).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let extra: String = headers.iter().map(|header| format!("{header}\r\n")).collect();
     let head = format!(
-        "POST /v1/auth/register HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         {extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes())).expect("send");
@@ -69,4 +76,28 @@ fn a_flood_of_registrations_is_shed_and_memory_stays_flat() {
     assert!(peak <= PEAK_RESIDENT_MIB_MAX, "peak resident memory {peak} MiB after {REGISTRATIONS} registrations");
     // The server is healthy afterwards and a shed client gets in on retry.
     assert_eq!(register(address, REGISTRATIONS).0, 201);
+}
+
+#[test]
+fn forwarded_for_names_the_client_only_from_a_trusted_proxy() {
+    let login = r#"{"username":"nobody","password":"correct horse battery staple"}"#;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let behind_proxy = Server::start(&dir.path().join("proxied"), &["--trusted-proxy", "127.0.0.0/8"], &[]);
+    let from = |client: &str| format!("X-Forwarded-For: {client}");
+    for _ in 0..gateway::LOGIN_FAILURES_MAX {
+        assert_eq!(post(&behind_proxy.address, "/v1/auth/login", login, &[&from("203.0.113.1")]).0, 401);
+    }
+    assert_eq!(post(&behind_proxy.address, "/v1/auth/login", login, &[&from("203.0.113.1")]).0, 429);
+    assert_eq!(
+        post(&behind_proxy.address, "/v1/auth/login", login, &[&from("203.0.113.2")]).0,
+        401,
+        "another client behind the proxy has its own throttle"
+    );
+
+    let direct = Server::start(&dir.path().join("direct"), &[], &[]);
+    for index in 0..gateway::LOGIN_FAILURES_MAX {
+        assert_eq!(post(&direct.address, "/v1/auth/login", login, &[&from(&format!("203.0.113.{index}"))]).0, 401);
+    }
+    let (status, _, body) = post(&direct.address, "/v1/auth/login", login, &[&from("198.51.100.77")]);
+    assert_eq!(status, 429, "a client cannot pick its own address: {body}");
 }
