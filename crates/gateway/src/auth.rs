@@ -591,7 +591,8 @@ impl Auth {
 }
 
 /// Makes room in a full login throttle: forgets keys whose window has passed, then, if none
-/// has, the idle half with the oldest windows.
+/// has, the idle half with the oldest windows, unknown usernames' addresses before accounts (so
+/// that filling the table from many addresses does not wipe an account's failures first).
 fn forget_login_keys(logins: &mut HashMap<LoginKey, LoginAttempts>, now: Instant) {
     logins.retain(|_, attempts| {
         attempts.in_flight > 0 || now.saturating_duration_since(attempts.window_started) < LOGIN_WINDOW
@@ -599,13 +600,13 @@ fn forget_login_keys(logins: &mut HashMap<LoginKey, LoginAttempts>, now: Instant
     if logins.len() < LOGIN_THROTTLE_KEYS_MAX {
         return;
     }
-    let mut idle: Vec<(Instant, LoginKey)> = logins
+    let mut idle: Vec<(bool, Instant, LoginKey)> = logins
         .iter()
         .filter(|(_, attempts)| attempts.in_flight == 0)
-        .map(|(key, attempts)| (attempts.window_started, *key))
+        .map(|(key, attempts)| (matches!(key, LoginKey::Account(_)), attempts.window_started, *key))
         .collect();
-    idle.sort_unstable_by_key(|(started, _)| *started);
-    for (_, key) in idle.iter().take(idle.len().div_ceil(2)) {
+    idle.sort_unstable_by_key(|(account, started, _)| (*account, *started));
+    for (_, _, key) in idle.iter().take(idle.len().div_ceil(2)) {
         logins.remove(key);
     }
 }
