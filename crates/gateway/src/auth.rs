@@ -4,7 +4,9 @@
 //! throttling per account (and per address for unknown usernames), and the password policy.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
@@ -323,8 +325,10 @@ pub struct Auth {
     access_ttl: Duration,
     refresh_ttl: Duration,
     refresh: Mutex<HashMap<[u8; 32], RefreshEntry>>,
-    /// Sessions logged out, with the instant their last access token expires.
-    revoked: RwLock<HashMap<SessionId, Instant>>,
+    /// Sessions logged out, with the Unix second their last access token expires.
+    revoked: RwLock<HashMap<SessionId, u64>>,
+    /// Where the revocations are kept across restarts (`GatewayConfig::revoked_sessions_path`).
+    revoked_file: Option<Mutex<RevocationFile>>,
     /// SHA-256 hex of every live API key, with its id and scopes; loaded from the book.
     api_keys: Mutex<HashMap<String, (ApiKeyId, u8)>>,
     bootstrap_key_hash: Option<String>,
@@ -410,17 +414,95 @@ pub struct AuthOptions<'a> {
     pub bootstrap_key: Option<&'a str>,
     pub password_hash_workers: usize,
     pub password_hash_queue_max: usize,
+    pub revoked_sessions_path: Option<&'a Path>,
+}
+
+/// The file of logged-out sessions: one line `<sid hex> <unix second it expires>` per logout,
+/// appended; rewritten with only the live ones at start and after every
+/// `REVOKED_SESSIONS_MAX` appends, so it stays bounded.
+struct RevocationFile {
+    path: PathBuf,
+    file: std::fs::File,
+    appended: usize,
+}
+
+impl RevocationFile {
+    /// Reads the live revocations of `path` (a missing file is none) and rewrites the file
+    /// with only those.
+    fn open(path: &Path, now: u64) -> std::io::Result<(RevocationFile, HashMap<SessionId, u64>)> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => return Err(error),
+        };
+        let mut live = HashMap::new();
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            let session = fields.next().and_then(|hex| SessionId::from_str_radix(hex, 16).ok());
+            let until = fields.next().and_then(|seconds| seconds.parse::<u64>().ok());
+            // A torn last line (a crash mid-write) is skipped.
+            if let (Some(session), Some(until)) = (session, until) {
+                if until > now && live.len() < REVOKED_SESSIONS_MAX {
+                    live.insert(session, until);
+                }
+            }
+        }
+        let file = rewrite(path, &live)?;
+        Ok((RevocationFile { path: path.to_path_buf(), file, appended: 0 }, live))
+    }
+
+    fn append(&mut self, session: SessionId, until: u64, live: &HashMap<SessionId, u64>) -> std::io::Result<()> {
+        if self.appended >= REVOKED_SESSIONS_MAX {
+            self.file = rewrite(&self.path, live)?;
+            self.appended = 0;
+        }
+        self.file.write_all(format!("{session:032x} {until}\n").as_bytes())?;
+        self.appended += 1;
+        Ok(())
+    }
+}
+
+/// Writes `live` to a temporary file, renames it over `path` and opens it for appending. Only
+/// the owner may read it (session ids are not secrets, but nobody else needs them).
+fn rewrite(path: &Path, live: &HashMap<SessionId, u64>) -> std::io::Result<std::fs::File> {
+    let temporary = path.with_extension("tmp");
+    let mut text = String::new();
+    for (session, until) in live {
+        text.push_str(&format!("{session:032x} {until}\n"));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    let mut append = std::fs::OpenOptions::new();
+    append.append(true);
+    append.open(path)
 }
 
 impl Auth {
     pub fn new(options: AuthOptions<'_>) -> Auth {
+        let (revoked_file, revoked) = match options.revoked_sessions_path {
+            None => (None, HashMap::new()),
+            Some(path) => match RevocationFile::open(path, unix_seconds()) {
+                Ok((file, live)) => (Some(Mutex::new(file)), live),
+                Err(error) => {
+                    tracing::error!(%error, path = %path.display(), "revoked sessions: cannot use the file; kept in memory only");
+                    (None, HashMap::new())
+                }
+            },
+        };
         Auth {
             encoding: EncodingKey::from_secret(options.secret),
             decoding: DecodingKey::from_secret(options.secret),
             access_ttl: options.access_ttl,
             refresh_ttl: options.refresh_ttl,
             refresh: Mutex::new(HashMap::new()),
-            revoked: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(revoked),
+            revoked_file,
             api_keys: Mutex::new(HashMap::new()),
             bootstrap_key_hash: options.bootstrap_key.map(|key| sha256_hex(key.as_bytes())),
             logins: Mutex::new(HashMap::new()),
@@ -478,16 +560,18 @@ impl Auth {
     }
 
     /// Logs out: the refresh token stops working, and so does every access token of its
-    /// session. Refresh tokens and revocations live in memory alike: a restart forgets both
-    /// (and with them every session, which must log in again to get a refresh token).
+    /// session, until the last of them expires. Refresh tokens live in memory (a restart
+    /// forgets them); revocations are also appended to `revoked_sessions_path` when set, so a
+    /// restart does not revive an access token that was logged out.
     pub fn revoke(&self, refresh_token: &str) -> Result<(), ApiError> {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
         let Some(entry) = self.refresh.lock().map_err(ApiError::internal)?.remove(&key) else { return Ok(()) };
-        // The session's newest access token was issued at the latest now.
-        let expires = Instant::now() + self.access_ttl;
+        // The session's newest access token was issued at the latest now (`exp` is whole
+        // seconds after `iat`).
+        let now = unix_seconds();
+        let expires = now + self.access_ttl.as_secs() + 1;
         let mut revoked = self.revoked.write().map_err(ApiError::internal)?;
         if revoked.len() >= REVOKED_SESSIONS_MAX {
-            let now = Instant::now();
             revoked.retain(|_, until| *until > now);
         }
         if revoked.len() >= REVOKED_SESSIONS_MAX {
@@ -501,13 +585,20 @@ impl Auth {
             }
         }
         revoked.insert(entry.session, expires);
+        if let Some(file) = &self.revoked_file {
+            let written = file.lock().map_err(ApiError::internal)?.append(entry.session, expires, &revoked);
+            if let Err(error) = written {
+                // The session is revoked in memory all the same; only a restart would forget it.
+                tracing::error!(%error, "revoked sessions: could not write the file");
+            }
+        }
         Ok(())
     }
 
     fn session_revoked(&self, session: &str) -> bool {
         let Ok(session) = SessionId::from_str_radix(session, 16) else { return true };
         let Ok(revoked) = self.revoked.read() else { return true };
-        revoked.get(&session).is_some_and(|until| *until > Instant::now())
+        revoked.get(&session).is_some_and(|until| *until > unix_seconds())
     }
 
     /// Replaces the API key cache with the book's live keys.
@@ -740,6 +831,7 @@ mod tests {
             bootstrap_key: None,
             password_hash_workers: 1,
             password_hash_queue_max: 1,
+            revoked_sessions_path: None,
         });
         let key = LoginKey::Account(AccountId(1));
         let held: Vec<_> = (0..LOGIN_FAILURES_MAX).map(|_| auth.reserve_login(key).expect("reserved")).collect();

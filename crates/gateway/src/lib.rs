@@ -102,6 +102,10 @@ pub struct GatewayConfig {
     pub password_hash_workers: usize,
     /// Password hashes waiting for a worker; past it, 503 `overloaded` with `Retry-After`.
     pub password_hash_queue_max: usize,
+    /// File keeping logged-out sessions until their access tokens expire, so that a restart
+    /// does not revive them; `None` keeps them in memory only. `serve` uses
+    /// `DIR/revoked-sessions`.
+    pub revoked_sessions_path: Option<std::path::PathBuf>,
     /// Keys remembered per rate-limit table.
     pub rate_limit_keys_max: usize,
     /// HTTP requests handled at once; beyond it, 503 `overloaded` at once.
@@ -134,6 +138,7 @@ impl GatewayConfig {
             trusted_proxies: Vec::new(),
             password_hash_workers: password_hash_workers_default(),
             password_hash_queue_max: PASSWORD_HASH_QUEUE_MAX,
+            revoked_sessions_path: None,
             rate_limit_keys_max: RATE_LIMIT_KEYS_MAX,
             http_in_flight_max: HTTP_IN_FLIGHT_MAX,
             request_timeout: REQUEST_TIMEOUT,
@@ -181,6 +186,7 @@ impl AppState {
             bootstrap_key: config.admin_key.as_deref(),
             password_hash_workers: config.password_hash_workers,
             password_hash_queue_max: config.password_hash_queue_max,
+            revoked_sessions_path: config.revoked_sessions_path.as_deref(),
         });
         let rate_limits = RateLimits::new(
             config.rate_limit_per_address,

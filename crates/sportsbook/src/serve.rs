@@ -21,6 +21,9 @@ use gateway::{AppState, GatewayConfig, Metrics, RateLimit, Streams};
 use crate::secrets::{self, env_value};
 use crate::simulation::{self, Simulation, SimulationHandle, SimulationOptions};
 
+/// The file in the data directory where logged-out sessions are kept until their access
+/// tokens expire.
+pub const REVOKED_SESSIONS_FILE: &str = "revoked-sessions";
 /// How long the gateway may take to finish its requests after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the runtime waits for its remaining tasks after the gateway stopped.
@@ -102,6 +105,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     config.rate_limit_per_principal = options.rate_limit_per_credential;
     config.trusted_proxies = options.trusted_proxies.clone();
     config.password_hash_workers = options.password_hash_workers;
+    config.revoked_sessions_path = Some(dir.join(REVOKED_SESSIONS_FILE));
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
             per_address = ?options.rate_limit_per_address,

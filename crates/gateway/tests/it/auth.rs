@@ -305,3 +305,28 @@ async fn every_route_with_a_json_body_refuses_another_content_type() {
     let (status, wallet) = app.call("GET", "/v1/wallet", Some(player_token), None).await;
     assert_eq!((status, wallet["balance"].as_str()), (200, Some("50.00")), "nothing was deposited or withdrawn");
 }
+
+#[tokio::test]
+async fn a_restart_does_not_revive_a_logged_out_access_token() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().to_path_buf();
+    let with_file = || {
+        let mut config = config();
+        config.revoked_sessions_path = Some(path.join("revoked-sessions"));
+        config
+    };
+    let app = spawn_app_on(&path, None, with_file()).await;
+    let leaving = app.player("leaving").await;
+    let staying = app.player("staying").await;
+    let (status, _) =
+        app.call("POST", "/v1/auth/logout", None, Some(json!({"refresh_token": leaving.refresh_token}))).await;
+    assert_eq!(status, 204);
+    assert_eq!(app.call("GET", "/v1/wallet", Some(&leaving.access_token), None).await.0, 401);
+    app.stop().await;
+
+    let app = spawn_app_on(&path, None, with_file()).await;
+    let (status, body) = app.call("GET", "/v1/wallet", Some(&leaving.access_token), None).await;
+    assert_eq!((status, code(&body)), (401, Some("unauthenticated")), "still logged out after the restart");
+    assert_eq!(app.call("GET", "/v1/wallet", Some(&staying.access_token), None).await.0, 200);
+    app.stop().await;
+}
