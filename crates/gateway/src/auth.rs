@@ -1,17 +1,22 @@
-//! Authentication and authorisation: argon2 password hashes, short-lived JWT access tokens,
-//! rotating refresh tokens, operator API keys stored as SHA-256 hashes with scopes, and login
-//! throttling per account and per address.
+//! Authentication and authorisation: argon2 password hashes (computed on a bounded pool of
+//! worker threads), short-lived JWT access tokens bound to a session, rotating refresh tokens,
+//! sessions revoked at logout, operator API keys stored as SHA-256 hashes with scopes, login
+//! throttling per account (and per address for unknown usernames), and the password policy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
 use book::{scopes, AccountId, ApiKeyId};
 use domain::Currency;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
@@ -22,22 +27,222 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// Failed logins allowed per account and per address in `LOGIN_WINDOW` before throttling.
+/// Failed logins allowed per account (and per address for unknown usernames) in
+/// `LOGIN_WINDOW` before throttling. Attempts being verified count as failures until they
+/// succeed, so no more than this many guesses are ever evaluated at once or in a window.
 pub const LOGIN_FAILURES_MAX: u32 = 5;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Bytes of a password.
-pub const PASSWORD_BYTES_MIN: usize = 8;
-pub const PASSWORD_BYTES_MAX: usize = 128;
+/// Accounts and addresses the login throttle remembers; past it, expired windows are
+/// forgotten first, then the oldest idle ones.
+pub const LOGIN_THROTTLE_KEYS_MAX: usize = 100_000;
+/// Characters (Unicode scalar values, not bytes) of a password, per NIST SP 800-63B: at least
+/// 8, and long passphrases allowed.
+pub const PASSWORD_CHARS_MIN: usize = 8;
+pub const PASSWORD_CHARS_MAX: usize = 128;
+/// Password hashes computed at once by default: one worker thread per core, at most this many.
+/// Each argon2 hash holds 19 MiB while it runs, so this bounds the memory of hashing.
+pub const PASSWORD_HASH_WORKERS_MAX: usize = 16;
+/// Password hashes waiting for a worker; past it, 503 `overloaded` with `Retry-After`.
+pub const PASSWORD_HASH_QUEUE_MAX: usize = 64;
 /// Refresh tokens alive at once, across players: beyond it the oldest expire first.
 pub const REFRESH_TOKENS_MAX: usize = 1_000_000;
+/// Sessions logged out whose access tokens have not yet expired; past it, the revocations
+/// closest to their expiry are forgotten first (and a warning is logged).
+pub const REVOKED_SESSIONS_MAX: usize = 1_000_000;
 /// Prefix of operator API keys, so a key is never mistaken for a JWT.
 pub const API_KEY_PREFIX: &str = "sk_";
+
+/// The bundled list of common passwords (8 characters or more, lower case), refused at
+/// registration as NIST SP 800-63B asks. See the file's header for where it comes from.
+const COMMON_PASSWORDS_TEXT: &str = include_str!("common_passwords.txt");
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    COMMON_PASSWORDS_TEXT.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect()
+});
+
+/// Default number of password hash workers: the cores, within `1..=PASSWORD_HASH_WORKERS_MAX`.
+pub fn password_hash_workers_default() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from).clamp(1, PASSWORD_HASH_WORKERS_MAX)
+}
+
+/// Checks a new password: 400 `invalid_request` (field `password`) outside
+/// `PASSWORD_CHARS_MIN..=PASSWORD_CHARS_MAX` characters, 422 `weak_password` when it is one of
+/// the bundled common passwords (compared in lower case).
+pub fn check_new_password(password: &str) -> Result<(), ApiError> {
+    let characters = password.chars().count();
+    if !(PASSWORD_CHARS_MIN..=PASSWORD_CHARS_MAX).contains(&characters) {
+        return Err(ApiError::invalid(format!(
+            "passwords are {PASSWORD_CHARS_MIN} to {PASSWORD_CHARS_MAX} characters"
+        ))
+        .with("field", "password"));
+    }
+    if COMMON_PASSWORDS.contains(password.to_lowercase().as_str()) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "weak_password",
+            "this password is one of the most common ones; choose another",
+        )
+        .with("field", "password"));
+    }
+    Ok(())
+}
+
+type HashJob = Box<dyn FnOnce(&mut HashMemory) + Send>;
+
+/// Argon2's working memory (19 MiB with the default parameters), kept by a worker and reused
+/// by every hash it computes. Allocated afresh per hash, the freed blocks stay resident: glibc
+/// raises its mmap threshold after the first free and then keeps such blocks in its arenas,
+/// so resident memory grew by about one hash per request.
+#[derive(Default)]
+pub struct HashMemory(Vec<Block>);
+
+impl HashMemory {
+    fn blocks(&mut self, count: usize) -> &mut [Block] {
+        if self.0.len() < count {
+            self.0.resize(count, Block::new());
+        }
+        &mut self.0[..count]
+    }
+}
+
+/// The memory cost of a stored hash we agree to verify: a hash asking for more (which we never
+/// write) is refused rather than allocated.
+const VERIFY_BLOCKS_MAX: usize = 4 * Params::DEFAULT_M_COST as usize;
+
+/// argon2 of `password` and `salt` into an output of `output_len` bytes, in `memory`.
+fn argon2_output(
+    memory: &mut HashMemory,
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: Salt<'_>,
+    output_len: usize,
+) -> Result<Output, argon2::password_hash::Error> {
+    let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let blocks = memory.blocks(argon2.params().block_count());
+    Output::init_with(output_len, |out| {
+        argon2.hash_password_into_with_memory(password, salt_bytes, out, &mut *blocks).map_err(Into::into)
+    })
+}
+
+/// A fixed set of worker threads computing password hashes, fed by a bounded queue: memory
+/// stays flat whatever the arrival rate (at most `workers` hashes of 19 MiB at once), and a
+/// full queue is 503 `overloaded` at once rather than a growing backlog. Threads of their own,
+/// not tokio's blocking pool, because that pool grows to hundreds of threads, each of which
+/// would keep its own allocator arena of freed hash memory.
+pub struct PasswordHashPool {
+    jobs: SyncSender<HashJob>,
+    workers: usize,
+    in_flight: Arc<AtomicUsize>,
+    in_flight_peak: Arc<AtomicUsize>,
+}
+
+impl PasswordHashPool {
+    pub fn new(workers: usize, queue_max: usize) -> PasswordHashPool {
+        let workers = workers.max(1);
+        let (jobs, receiver) = sync_channel::<HashJob>(queue_max);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..workers {
+            let receiver = Arc::clone(&receiver);
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-hash-{index}"))
+                .spawn(move || hash_worker(&receiver));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "could not start a password hash worker");
+            }
+        }
+        PasswordHashPool {
+            jobs,
+            workers,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            in_flight_peak: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Runs `work` on a worker and awaits its result; 503 `overloaded` at once when the queue
+    /// is full. The work runs to the end even if the caller goes away.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut HashMemory) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let (sender, receiver) = oneshot::channel();
+        let in_flight = Arc::clone(&self.in_flight);
+        let in_flight_peak = Arc::clone(&self.in_flight_peak);
+        let job: HashJob = Box::new(move |memory| {
+            let _running = InFlight::enter(&in_flight, &in_flight_peak);
+            let _ = sender.send(work(memory));
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many logins and registrations at once; retry shortly",
+                )
+                .retry_after(1))
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(ApiError::internal("the password hash workers stopped")),
+        }
+        receiver.await.map_err(|_| ApiError::internal("a password hash worker failed"))
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The most hashes that ever ran at once.
+    pub fn in_flight_peak(&self) -> usize {
+        self.in_flight_peak.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a hash in flight until dropped (also when the hash panics).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(in_flight: &'a AtomicUsize, peak: &AtomicUsize) -> InFlight<'a> {
+        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One worker: takes jobs until the pool is dropped. A panicking job loses its reply (the
+/// caller answers 500) but not the worker.
+fn hash_worker(receiver: &Mutex<Receiver<HashJob>>) {
+    let mut memory = HashMemory::default();
+    loop {
+        let job = match receiver.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory))).is_err() {
+            tracing::error!("a password hash job panicked");
+        }
+    }
+}
 
 /// Who is calling.
 #[derive(Clone, Debug)]
 pub enum Principal {
     Player { account: AccountId, currency: Currency },
     Operator { key: Option<ApiKeyId>, scopes: u8 },
+}
+
+/// The identity a per-credential rate limit counts by: however a credential is spelled, one
+/// player or one API key is one bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PrincipalKey {
+    Player(AccountId),
+    ApiKey(ApiKeyId),
+    Bootstrap,
 }
 
 impl Principal {
@@ -65,6 +270,14 @@ impl Principal {
             Principal::Operator { key: None, .. } => "bootstrap".to_string(),
         }
     }
+
+    pub fn key(&self) -> PrincipalKey {
+        match self {
+            Principal::Player { account, .. } => PrincipalKey::Player(*account),
+            Principal::Operator { key: Some(key), .. } => PrincipalKey::ApiKey(*key),
+            Principal::Operator { key: None, .. } => PrincipalKey::Bootstrap,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,17 +286,37 @@ struct Claims {
     cur: String,
     exp: u64,
     iat: u64,
+    /// The session: shared by every access token issued from one login and its refreshes, and
+    /// revoked as a whole at logout. Absent in tokens issued before sessions existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
 }
+
+/// A login session: 128 random bits, in hex in the `sid` claim.
+type SessionId = u128;
 
 struct RefreshEntry {
     account: AccountId,
     currency: Currency,
+    session: SessionId,
     expires: Instant,
 }
 
-#[derive(Default)]
-struct LoginFailures {
-    by_key: HashMap<String, (u32, Instant)>,
+/// What the login throttle keys on: the account that failed, or, for usernames that name no
+/// account, the client address. A login for an account that did not fail is never throttled
+/// by someone else's failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LoginKey {
+    Account(AccountId),
+    UnknownUsernameFrom(IpAddr),
+}
+
+/// Failures in the current window and attempts being verified now.
+#[derive(Clone, Copy, Debug)]
+struct LoginAttempts {
+    failures: u32,
+    in_flight: u32,
+    window_started: Instant,
 }
 
 pub struct Auth {
@@ -92,10 +325,15 @@ pub struct Auth {
     access_ttl: Duration,
     refresh_ttl: Duration,
     refresh: Mutex<HashMap<[u8; 32], RefreshEntry>>,
+    /// Sessions logged out, with the Unix second their last access token expires.
+    revoked: RwLock<HashMap<SessionId, u64>>,
+    /// Where the revocations are kept across restarts (`GatewayConfig::revoked_sessions_path`).
+    revoked_file: Option<Mutex<RevocationFile>>,
     /// SHA-256 hex of every live API key, with its id and scopes; loaded from the book.
     api_keys: Mutex<HashMap<String, (ApiKeyId, u8)>>,
     bootstrap_key_hash: Option<String>,
-    failures: Mutex<LoginFailures>,
+    logins: Mutex<HashMap<LoginKey, LoginAttempts>>,
+    hashers: PasswordHashPool,
 }
 
 pub struct TokenPair {
@@ -119,37 +357,179 @@ pub fn random_token() -> String {
     hex::encode(bytes)
 }
 
-/// Hashes a password with argon2id and a random salt (slow on purpose: run off the runtime).
+/// Hashes a password with argon2id and a random salt, in PHC string format (slow on purpose:
+/// the gateway runs it on its `PasswordHashPool`, in the worker's memory).
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(ApiError::internal)
+    hash_password_in(&mut HashMemory::default(), password)
 }
 
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+pub fn hash_password_in(memory: &mut HashMemory, password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut OsRng);
+    let argon2 = Argon2::default();
+    let params = argon2.params().clone();
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output =
+        argon2_output(memory, &argon2, password.as_bytes(), salt.as_salt(), output_len).map_err(ApiError::internal)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::default().ident(),
+        version: Some(Version::default().into()),
+        params: ParamsString::try_from(&params).map_err(ApiError::internal)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches the PHC string `hash` (compared in constant time).
+pub fn verify_password_in(memory: &mut HashMemory, password: &str, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else { return false };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else { return false };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else { return false };
+    if params.block_count() > VERIFY_BLOCKS_MAX {
+        return false;
+    }
+    let argon2 = Argon2::new(algorithm, version, params);
+    argon2_output(memory, &argon2, password.as_bytes(), salt, expected.len()).is_ok_and(|computed| computed == expected)
+}
+
+/// The token of `Authorization: Bearer <token>`: the scheme in any case, any spaces or tabs
+/// around the token. `None` when the header is missing or not a bearer credential.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Settings of `Auth`.
+pub struct AuthOptions<'a> {
+    pub secret: &'a [u8],
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub bootstrap_key: Option<&'a str>,
+    pub password_hash_workers: usize,
+    pub password_hash_queue_max: usize,
+    pub revoked_sessions_path: Option<&'a Path>,
+}
+
+/// The file of logged-out sessions: one line `<sid hex> <unix second it expires>` per logout,
+/// appended; rewritten with only the live ones at start and after every
+/// `REVOKED_SESSIONS_MAX` appends, so it stays bounded.
+struct RevocationFile {
+    path: PathBuf,
+    file: std::fs::File,
+    appended: usize,
+}
+
+impl RevocationFile {
+    /// Reads the live revocations of `path` (a missing file is none) and rewrites the file
+    /// with only those.
+    fn open(path: &Path, now: u64) -> std::io::Result<(RevocationFile, HashMap<SessionId, u64>)> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => return Err(error),
+        };
+        let mut live = HashMap::new();
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            let session = fields.next().and_then(|hex| SessionId::from_str_radix(hex, 16).ok());
+            let until = fields.next().and_then(|seconds| seconds.parse::<u64>().ok());
+            // A torn last line (a crash mid-write) is skipped.
+            if let (Some(session), Some(until)) = (session, until) {
+                if until > now && live.len() < REVOKED_SESSIONS_MAX {
+                    live.insert(session, until);
+                }
+            }
+        }
+        let file = rewrite(path, &live)?;
+        Ok((RevocationFile { path: path.to_path_buf(), file, appended: 0 }, live))
+    }
+
+    fn append(&mut self, session: SessionId, until: u64, live: &HashMap<SessionId, u64>) -> std::io::Result<()> {
+        if self.appended >= REVOKED_SESSIONS_MAX {
+            self.file = rewrite(&self.path, live)?;
+            self.appended = 0;
+        }
+        self.file.write_all(format!("{session:032x} {until}\n").as_bytes())?;
+        self.appended += 1;
+        Ok(())
+    }
+}
+
+/// Writes `live` to a temporary file, renames it over `path` and opens it for appending. Only
+/// the owner may read it (session ids are not secrets, but nobody else needs them).
+fn rewrite(path: &Path, live: &HashMap<SessionId, u64>) -> std::io::Result<std::fs::File> {
+    let temporary = path.with_extension("tmp");
+    let mut text = String::new();
+    for (session, until) in live {
+        text.push_str(&format!("{session:032x} {until}\n"));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    let mut append = std::fs::OpenOptions::new();
+    append.append(true);
+    append.open(path)
 }
 
 impl Auth {
-    pub fn new(secret: &[u8], access_ttl: Duration, refresh_ttl: Duration, bootstrap_key: Option<&str>) -> Auth {
+    pub fn new(options: AuthOptions<'_>) -> Auth {
+        let (revoked_file, revoked) = match options.revoked_sessions_path {
+            None => (None, HashMap::new()),
+            Some(path) => match RevocationFile::open(path, unix_seconds()) {
+                Ok((file, live)) => (Some(Mutex::new(file)), live),
+                Err(error) => {
+                    tracing::error!(%error, path = %path.display(), "revoked sessions: cannot use the file; kept in memory only");
+                    (None, HashMap::new())
+                }
+            },
+        };
         Auth {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            access_ttl,
-            refresh_ttl,
+            encoding: EncodingKey::from_secret(options.secret),
+            decoding: DecodingKey::from_secret(options.secret),
+            access_ttl: options.access_ttl,
+            refresh_ttl: options.refresh_ttl,
             refresh: Mutex::new(HashMap::new()),
+            revoked: RwLock::new(revoked),
+            revoked_file,
             api_keys: Mutex::new(HashMap::new()),
-            bootstrap_key_hash: bootstrap_key.map(|key| sha256_hex(key.as_bytes())),
-            failures: Mutex::new(LoginFailures::default()),
+            bootstrap_key_hash: options.bootstrap_key.map(|key| sha256_hex(key.as_bytes())),
+            logins: Mutex::new(HashMap::new()),
+            hashers: PasswordHashPool::new(options.password_hash_workers, options.password_hash_queue_max),
         }
     }
 
+    /// The pool every password hash and verification runs on.
+    pub fn hashers(&self) -> &PasswordHashPool {
+        &self.hashers
+    }
+
+    /// Issues the tokens of a new session (a login).
     pub fn issue(&self, account: AccountId, currency: Currency) -> Result<TokenPair, ApiError> {
+        let mut session = [0u8; 16];
+        rand::rng().fill_bytes(&mut session);
+        self.issue_in(account, currency, SessionId::from_le_bytes(session))
+    }
+
+    fn issue_in(&self, account: AccountId, currency: Currency, session: SessionId) -> Result<TokenPair, ApiError> {
         let now = unix_seconds();
         let claims = Claims {
             sub: account.to_string(),
             cur: currency.code().to_string(),
             iat: now,
             exp: now + self.access_ttl.as_secs(),
+            sid: Some(format!("{session:032x}")),
         };
         let access_token =
             jsonwebtoken::encode(&Header::default(), &claims, &self.encoding).map_err(ApiError::internal)?;
@@ -161,25 +541,64 @@ impl Auth {
         }
         refresh.insert(
             Sha256::digest(refresh_token.as_bytes()).into(),
-            RefreshEntry { account, currency, expires: Instant::now() + self.refresh_ttl },
+            RefreshEntry { account, currency, session, expires: Instant::now() + self.refresh_ttl },
         );
         Ok(TokenPair { access_token, refresh_token, expires_in: self.access_ttl.as_secs() })
     }
 
-    /// Exchanges a refresh token for a new pair; the old token stops working.
+    /// Exchanges a refresh token for a new pair of the same session; the old token stops
+    /// working.
     pub fn refresh(&self, refresh_token: &str) -> Result<TokenPair, ApiError> {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
         let entry = self.refresh.lock().map_err(ApiError::internal)?.remove(&key);
         match entry {
-            Some(entry) if entry.expires > Instant::now() => self.issue(entry.account, entry.currency),
+            Some(entry) if entry.expires > Instant::now() => {
+                self.issue_in(entry.account, entry.currency, entry.session)
+            }
             _ => Err(ApiError::unauthenticated()),
         }
     }
 
+    /// Logs out: the refresh token stops working, and so does every access token of its
+    /// session, until the last of them expires. Refresh tokens live in memory (a restart
+    /// forgets them); revocations are also appended to `revoked_sessions_path` when set, so a
+    /// restart does not revive an access token that was logged out.
     pub fn revoke(&self, refresh_token: &str) -> Result<(), ApiError> {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
-        self.refresh.lock().map_err(ApiError::internal)?.remove(&key);
+        let Some(entry) = self.refresh.lock().map_err(ApiError::internal)?.remove(&key) else { return Ok(()) };
+        // The session's newest access token was issued at the latest now (`exp` is whole
+        // seconds after `iat`).
+        let now = unix_seconds();
+        let expires = now + self.access_ttl.as_secs() + 1;
+        let mut revoked = self.revoked.write().map_err(ApiError::internal)?;
+        if revoked.len() >= REVOKED_SESSIONS_MAX {
+            revoked.retain(|_, until| *until > now);
+        }
+        if revoked.len() >= REVOKED_SESSIONS_MAX {
+            let soonest = revoked.iter().min_by_key(|(_, until)| **until).map(|(session, _)| *session);
+            if let Some(soonest) = soonest {
+                tracing::warn!(
+                    revoked_sessions_max = REVOKED_SESSIONS_MAX,
+                    "revoked sessions full: forgetting the one closest to expiry"
+                );
+                revoked.remove(&soonest);
+            }
+        }
+        revoked.insert(entry.session, expires);
+        if let Some(file) = &self.revoked_file {
+            let written = file.lock().map_err(ApiError::internal)?.append(entry.session, expires, &revoked);
+            if let Err(error) = written {
+                // The session is revoked in memory all the same; only a restart would forget it.
+                tracing::error!(%error, "revoked sessions: could not write the file");
+            }
+        }
         Ok(())
+    }
+
+    fn session_revoked(&self, session: &str) -> bool {
+        let Ok(session) = SessionId::from_str_radix(session, 16) else { return true };
+        let Ok(revoked) = self.revoked.read() else { return true };
+        revoked.get(&session).is_some_and(|until| *until > unix_seconds())
     }
 
     /// Replaces the API key cache with the book's live keys.
@@ -207,6 +626,9 @@ impl Auth {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &Validation::default())
             .map_err(|_| ApiError::unauthenticated())?;
+        if data.claims.sid.as_deref().is_some_and(|session| self.session_revoked(session)) {
+            return Err(ApiError::unauthenticated());
+        }
         let account = data
             .claims
             .sub
@@ -218,50 +640,205 @@ impl Auth {
         Ok(Principal::Player { account, currency })
     }
 
-    /// Refuses a login attempt while the account or the address has failed too often.
-    pub fn check_login_allowed(&self, username: &str, address: IpAddr) -> Result<(), ApiError> {
-        let failures = self.failures.lock().map_err(ApiError::internal)?;
-        for key in [format!("user:{}", username.to_ascii_lowercase()), format!("addr:{address}")] {
-            if let Some((count, since)) = failures.by_key.get(&key) {
-                let elapsed = since.elapsed();
-                if *count >= LOGIN_FAILURES_MAX && elapsed < LOGIN_WINDOW {
-                    return Err(ApiError::rate_limited((LOGIN_WINDOW - elapsed).as_secs().max(1)));
-                }
-            }
+    /// Reserves one login attempt for `key`: counted as a failure from now on, so that
+    /// concurrent guesses cannot all pass the check before any of them is recorded. 429 when
+    /// the failures and the attempts in flight reach `LOGIN_FAILURES_MAX` in the window.
+    pub fn reserve_login(&self, key: LoginKey) -> Result<LoginReservation<'_>, ApiError> {
+        let mut logins = self.logins.lock().map_err(ApiError::internal)?;
+        let now = Instant::now();
+        if logins.len() >= LOGIN_THROTTLE_KEYS_MAX && !logins.contains_key(&key) {
+            forget_login_keys(&mut logins, now);
         }
-        Ok(())
+        let attempts = logins.entry(key).or_insert(LoginAttempts { failures: 0, in_flight: 0, window_started: now });
+        if now.saturating_duration_since(attempts.window_started) >= LOGIN_WINDOW {
+            attempts.failures = 0;
+            attempts.window_started = now;
+        }
+        if attempts.failures + attempts.in_flight >= LOGIN_FAILURES_MAX {
+            let wait = if attempts.failures >= LOGIN_FAILURES_MAX {
+                LOGIN_WINDOW.saturating_sub(now.saturating_duration_since(attempts.window_started)).as_secs().max(1)
+            } else {
+                1
+            };
+            return Err(ApiError::rate_limited(wait));
+        }
+        attempts.in_flight += 1;
+        Ok(LoginReservation { auth: self, key, settled: false })
     }
 
-    pub fn record_login(&self, username: &str, address: IpAddr, succeeded: bool) {
-        let Ok(mut failures) = self.failures.lock() else { return };
-        let user_key = format!("user:{}", username.to_ascii_lowercase());
-        if succeeded {
-            failures.by_key.remove(&user_key);
-            return;
+    fn settle_login(&self, key: LoginKey, outcome: Option<bool>) {
+        let Ok(mut logins) = self.logins.lock() else { return };
+        let Some(attempts) = logins.get_mut(&key) else { return };
+        attempts.in_flight = attempts.in_flight.saturating_sub(1);
+        match outcome {
+            Some(true) => attempts.failures = 0,
+            Some(false) => attempts.failures += 1,
+            None => {}
         }
-        let now = Instant::now();
-        for key in [user_key, format!("addr:{address}")] {
-            let entry = failures.by_key.entry(key).or_insert((0, now));
-            if entry.1.elapsed() >= LOGIN_WINDOW {
-                *entry = (0, now);
-            }
-            entry.0 += 1;
+        if attempts.failures == 0 && attempts.in_flight == 0 {
+            logins.remove(&key);
         }
     }
 }
+
+/// Makes room in a full login throttle: forgets keys whose window has passed, then, if none
+/// has, the idle half with the oldest windows, unknown usernames' addresses before accounts (so
+/// that filling the table from many addresses does not wipe an account's failures first).
+fn forget_login_keys(logins: &mut HashMap<LoginKey, LoginAttempts>, now: Instant) {
+    logins.retain(|_, attempts| {
+        attempts.in_flight > 0 || now.saturating_duration_since(attempts.window_started) < LOGIN_WINDOW
+    });
+    if logins.len() < LOGIN_THROTTLE_KEYS_MAX {
+        return;
+    }
+    let mut idle: Vec<(bool, Instant, LoginKey)> = logins
+        .iter()
+        .filter(|(_, attempts)| attempts.in_flight == 0)
+        .map(|(key, attempts)| (matches!(key, LoginKey::Account(_)), attempts.window_started, *key))
+        .collect();
+    idle.sort_unstable_by_key(|(account, started, _)| (*account, *started));
+    for (_, _, key) in idle.iter().take(idle.len().div_ceil(2)) {
+        logins.remove(key);
+    }
+}
+
+/// One login attempt counted in the throttle until it is settled: `succeeded` clears the
+/// account's failures, `failed` keeps it as a failure; dropped unsettled (the hash pool was
+/// full, the client went away) it is released without counting.
+pub struct LoginReservation<'a> {
+    auth: &'a Auth,
+    key: LoginKey,
+    settled: bool,
+}
+
+impl LoginReservation<'_> {
+    pub fn succeeded(mut self) {
+        self.settled = true;
+        self.auth.settle_login(self.key, Some(true));
+    }
+
+    pub fn failed(mut self) {
+        self.settled = true;
+        self.auth.settle_login(self.key, Some(false));
+    }
+}
+
+impl Drop for LoginReservation<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.auth.settle_login(self.key, None);
+        }
+    }
+}
+
+/// The principal `limits::admit` already authenticated for this request, so that the handler
+/// does not verify the token twice.
+#[derive(Clone, Debug)]
+pub(crate) struct Authenticated(pub Principal);
 
 /// Extracts the principal from `Authorization: Bearer ...`; 401 when missing or invalid.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(ApiError::unauthenticated)?;
+        if let Some(Authenticated(principal)) = parts.extensions.get::<Authenticated>() {
+            return Ok(principal.clone());
+        }
+        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
         state.auth().authenticate(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_spellings_give_one_token() {
+        for spelling in ["Bearer abc", "Bearer  abc", "bearer abc", "BEARER\tabc", " Bearer abc  ", "Bearer \t abc"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, spelling.parse().expect("header"));
+            assert_eq!(bearer_token(&headers), Some("abc"), "{spelling:?}");
+        }
+        for refused in ["Basic abc", "Bearer", "Bearer   ", "Bearerabc"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, refused.parse().expect("header"));
+            assert_eq!(bearer_token(&headers), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn password_policy_counts_characters_and_refuses_common_ones() {
+        assert!(COMMON_PASSWORDS.len() > 10_000, "{} common passwords", COMMON_PASSWORDS.len());
+        // Seven characters of 2 bytes each: 14 bytes, still too short.
+        assert_eq!(check_new_password("ééééééé").expect_err("short").code, "invalid_request");
+        assert!(check_new_password("éééééééé").is_ok());
+        assert_eq!(check_new_password(&"a".repeat(PASSWORD_CHARS_MAX + 1)).expect_err("long").code, "invalid_request");
+        for common in ["password", "Password1", "12345678", "iloveyou", "QWERTYUIOP"] {
+            let error = check_new_password(common).expect_err(common);
+            assert_eq!((error.status, error.code), (StatusCode::UNPROCESSABLE_ENTITY, "weak_password"), "{common}");
+        }
+        assert!(check_new_password("correct horse battery staple").is_ok());
+    }
+
+    #[test]
+    fn hashes_in_reused_memory_are_standard_argon2id() {
+        let mut memory = HashMemory::default();
+        let hash = hash_password_in(&mut memory, "correct horse battery staple").expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        // The argon2 crate's own verifier agrees, and ours verifies with the same memory.
+        use argon2::PasswordVerifier;
+        let parsed = PasswordHash::new(&hash).expect("phc");
+        assert!(Argon2::default().verify_password(b"correct horse battery staple", &parsed).is_ok());
+        assert!(verify_password_in(&mut memory, "correct horse battery staple", &hash));
+        assert!(!verify_password_in(&mut memory, "correct horse battery stapler", &hash));
+        let other = {
+            use argon2::PasswordHasher;
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default().hash_password(b"tr0ub4dor&3", &salt).expect("hash").to_string()
+        };
+        assert!(verify_password_in(&mut memory, "tr0ub4dor&3", &other));
+        assert!(!verify_password_in(&mut memory, "tr0ub4dor&3", "not a hash"));
+    }
+
+    #[test]
+    fn hash_pool_never_runs_more_than_its_workers() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let pool = PasswordHashPool::new(2, 1_000);
+        runtime.block_on(async {
+            let jobs = (0..40).map(|_| pool.run(|_| std::thread::sleep(Duration::from_millis(5))));
+            for result in futures_util::future::join_all(jobs).await {
+                result.expect("queued");
+            }
+        });
+        assert_eq!(pool.in_flight_peak(), 2);
+        let full = PasswordHashPool::new(1, 1);
+        runtime.block_on(async {
+            let jobs = (0..10).map(|_| full.run(|_| std::thread::sleep(Duration::from_millis(20))));
+            let results = futures_util::future::join_all(jobs).await;
+            let refused =
+                results.iter().filter(|result| result.as_ref().is_err_and(|error| error.code == "overloaded"));
+            assert!(refused.count() >= 7, "one running, one queued, the rest refused");
+        });
+    }
+
+    #[test]
+    fn reservations_bound_concurrent_guesses() {
+        let auth = Auth::new(AuthOptions {
+            secret: b"secret",
+            access_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(60),
+            bootstrap_key: None,
+            password_hash_workers: 1,
+            password_hash_queue_max: 1,
+            revoked_sessions_path: None,
+        });
+        let key = LoginKey::Account(AccountId(1));
+        let held: Vec<_> = (0..LOGIN_FAILURES_MAX).map(|_| auth.reserve_login(key).expect("reserved")).collect();
+        assert_eq!(auth.reserve_login(key).err().map(|error| error.code), Some("rate_limited"));
+        let other = LoginKey::Account(AccountId(2));
+        auth.reserve_login(other).expect("another account is not throttled").failed();
+        drop(held);
+        auth.reserve_login(key).expect("released without counting").succeeded();
     }
 }

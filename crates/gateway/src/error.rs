@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use book::Rejection;
 use domain::Currency;
@@ -209,12 +210,32 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(bytes) if bytes.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
         }
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send Content-Type: application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
         other => ApiError::invalid(other.body_text()),
+    }
+}
+
+/// 415 `unsupported_media_type`, as `Json` answers without a JSON `Content-Type`.
+pub fn unsupported_media_type() -> ApiError {
+    ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send Content-Type: application/json")
+}
+
+/// Whether `Content-Type` says JSON, by the rule of `axum::Json`: `application/json` or
+/// `application/<anything>+json`, with or without parameters.
+pub fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else { return false };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// Middleware for handlers that read a JSON body as bytes: 415 unless it is declared JSON.
+pub async fn require_json(request: Request, next: Next) -> Response {
+    if is_json_content_type(request.headers()) {
+        next.run(request).await
+    } else {
+        unsupported_media_type().into_response()
     }
 }
 

@@ -42,7 +42,12 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use auth::{hash_password, random_token, sha256_hex, Auth, Principal, API_KEY_PREFIX};
+pub use auth::{
+    check_new_password, hash_password, password_hash_workers_default, random_token, sha256_hex, Auth, AuthOptions,
+    PasswordHashPool, Principal, PrincipalKey, API_KEY_PREFIX, LOGIN_FAILURES_MAX, LOGIN_THROTTLE_KEYS_MAX,
+    LOGIN_WINDOW, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, PASSWORD_HASH_QUEUE_MAX, PASSWORD_HASH_WORKERS_MAX,
+    REVOKED_SESSIONS_MAX,
+};
 pub use compliance::{AUDIT_PAGE_COMMANDS_MAX, REPORT_ROWS_PER_READ_MAX, RG_EVENTS_SCAN_RECORDS_MAX};
 pub use connections::{
     ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, CONNECTION_CLOSE_GRACE, HEADER_READ_TIMEOUT, KEEP_ALIVE_IDLE_TIMEOUT,
@@ -50,9 +55,11 @@ pub use connections::{
 };
 pub use error::ApiError;
 pub use fx::FX_RATES_AGE_MAX;
+pub use ipnet::IpNet;
 pub use limits::{
-    RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL, HTTP_IN_FLIGHT_MAX, RATE_LIMIT_KEYS_MAX,
-    RATE_PER_ADDRESS_PER_SECOND, RATE_PER_PRINCIPAL_PER_SECOND, REQUEST_TIMEOUT,
+    parse_trusted_proxy, ClientAddress, RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL,
+    HTTP_IN_FLIGHT_MAX, RATE_LIMIT_KEYS_MAX, RATE_PER_ADDRESS_PER_SECOND, RATE_PER_PRINCIPAL_PER_SECOND,
+    REQUEST_TIMEOUT, TRUSTED_PROXIES_MAX,
 };
 pub use metrics::{log_write_errors, record_log_write_error, Metrics, ShedReason, METRICS_CONTENT_TYPE};
 pub use ops::{RequestIds, READY_BOOK_TIMEOUT, REQUEST_ID_BYTES_MAX};
@@ -88,8 +95,23 @@ pub struct GatewayConfig {
     pub book_reply_timeout: Duration,
     /// Rate limit per client address; `None` turns it off (e.g. for a benchmark from one host).
     pub rate_limit_per_address: Option<RateLimit>,
-    /// Rate limit per credential (`Authorization` header); `None` turns it off.
+    /// Rate limit per authenticated principal (player account or API key, however its
+    /// credential is spelled); `None` turns it off.
     pub rate_limit_per_principal: Option<RateLimit>,
+    /// Addresses (or CIDR ranges) of reverse proxies whose `Forwarded` / `X-Forwarded-For`
+    /// name the client: per-address limits and login throttles then count the client, not the
+    /// proxy. From any other peer the headers are ignored. Empty by default; at most
+    /// `TRUSTED_PROXIES_MAX` entries.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Password hashes (registrations, logins) computed at once: one argon2 hash holds 19 MiB
+    /// while it runs. Defaults to the cores, at most `PASSWORD_HASH_WORKERS_MAX`.
+    pub password_hash_workers: usize,
+    /// Password hashes waiting for a worker; past it, 503 `overloaded` with `Retry-After`.
+    pub password_hash_queue_max: usize,
+    /// File keeping logged-out sessions until their access tokens expire, so that a restart
+    /// does not revive them; `None` keeps them in memory only. `serve` uses
+    /// `DIR/revoked-sessions`.
+    pub revoked_sessions_path: Option<std::path::PathBuf>,
     /// Keys remembered per rate-limit table.
     pub rate_limit_keys_max: usize,
     /// HTTP requests handled at once; beyond it, 503 `overloaded` at once.
@@ -134,6 +156,10 @@ impl GatewayConfig {
             book_reply_timeout: BOOK_REPLY_TIMEOUT,
             rate_limit_per_address: Some(RateLimit::PER_ADDRESS),
             rate_limit_per_principal: Some(RateLimit::PER_PRINCIPAL),
+            trusted_proxies: Vec::new(),
+            password_hash_workers: password_hash_workers_default(),
+            password_hash_queue_max: PASSWORD_HASH_QUEUE_MAX,
+            revoked_sessions_path: None,
             rate_limit_keys_max: RATE_LIMIT_KEYS_MAX,
             http_in_flight_max: HTTP_IN_FLIGHT_MAX,
             request_timeout: REQUEST_TIMEOUT,
@@ -180,14 +206,21 @@ impl AppState {
         streams: Streams,
     ) -> Result<AppState, ApiError> {
         streams.start(engine.clone());
-        let auth = Auth::new(
-            &config.jwt_secret,
-            config.access_token_ttl,
-            config.refresh_token_ttl,
-            config.admin_key.as_deref(),
+        let auth = Auth::new(AuthOptions {
+            secret: &config.jwt_secret,
+            access_ttl: config.access_token_ttl,
+            refresh_ttl: config.refresh_token_ttl,
+            bootstrap_key: config.admin_key.as_deref(),
+            password_hash_workers: config.password_hash_workers,
+            password_hash_queue_max: config.password_hash_queue_max,
+            revoked_sessions_path: config.revoked_sessions_path.as_deref(),
+        });
+        let rate_limits = RateLimits::new(
+            config.rate_limit_per_address,
+            config.rate_limit_per_principal,
+            config.rate_limit_keys_max,
+            &config.trusted_proxies,
         );
-        let rate_limits =
-            RateLimits::new(config.rate_limit_per_address, config.rate_limit_per_principal, config.rate_limit_keys_max);
         let feed = FeedHub::new(engine.clone(), metrics.feed().clone(), config.feed_defaults);
         feed.spawn_watchdog();
         let state = AppState(Arc::new(Inner {

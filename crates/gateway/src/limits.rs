@@ -1,11 +1,17 @@
 //! Admission control in front of the handlers: rate limits per client address and per
-//! credential (429 `rate_limited` with `Retry-After`), a bound on HTTP requests in flight
+//! authenticated principal (429 `rate_limited` with `Retry-After`), a bound on HTTP requests in flight
 //! (503 `overloaded`) and a deadline per request (503 `timeout`).
 //!
 //! Rate limits are token buckets kept as GCRA ("generic cell rate algorithm"): one theoretical
 //! arrival time per key instead of a token count and a refill time. A key whose arrival time has
 //! passed is a full bucket and carries no information, so it can be dropped at any time; that
 //! is how the tables stay within `GatewayConfig::rate_limit_keys_max`.
+//!
+//! The client address is the TCP peer, unless the peer is one of
+//! `GatewayConfig::trusted_proxies`: then it is the nearest address of `Forwarded` (or, without
+//! it, `X-Forwarded-For`) that is not itself a trusted proxy. Anyone else's forwarding headers
+//! are ignored, so a client cannot pick its own address. The principal is authenticated here,
+//! once, so that however a credential is spelled one player or one key is one bucket.
 //!
 //! Operations routes (`/healthz`, `/readyz`, `/metrics`) are exempt: probes and scrapes must
 //! see the process as it is, not as throttled.
@@ -17,12 +23,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
+use crate::auth::{bearer_token, Authenticated, PrincipalKey};
 use crate::error::ApiError;
 use crate::metrics::ShedReason;
 use crate::AppState;
@@ -31,7 +40,7 @@ use crate::AppState;
 /// Generous: many players can share an address behind a NAT.
 pub const RATE_PER_ADDRESS_PER_SECOND: u32 = 1_000;
 pub const BURST_PER_ADDRESS: u32 = 2_000;
-/// Requests per second one credential (player token or API key) may sustain, and its burst.
+/// Requests per second one principal (player account or API key) may sustain, and its burst.
 pub const RATE_PER_PRINCIPAL_PER_SECOND: u32 = 100;
 pub const BURST_PER_PRINCIPAL: u32 = 200;
 /// Keys remembered per rate-limit table (addresses, credentials); idle keys are evicted first.
@@ -40,6 +49,10 @@ pub const RATE_LIMIT_KEYS_MAX: usize = 100_000;
 pub const HTTP_IN_FLIGHT_MAX: usize = 16_384;
 /// How long a request may take before it is answered 503 `timeout`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Entries of `GatewayConfig::trusted_proxies`.
+pub const TRUSTED_PROXIES_MAX: usize = 64;
+/// Addresses of one request's forwarding headers looked at, from the nearest.
+const FORWARDED_HOPS_MAX: usize = 32;
 /// Shards of a rate-limit table, so that concurrent requests rarely wait on one lock.
 const RATE_LIMIT_SHARDS: usize = 16;
 
@@ -130,36 +143,148 @@ fn evict<K: Hash + Eq>(shard: &mut HashMap<K, u64>, now_nanos: u64, keys_max: us
     debug_assert!(shard.len() < keys_max);
 }
 
-/// The rate-limit tables of the gateway.
+/// The rate-limit tables of the gateway, and who may say where a request came from.
 pub struct RateLimits {
     by_address: Option<RateTable<IpAddr>>,
-    /// Keyed by a hash of the `Authorization` header: cheap, and a credential that fails
-    /// authentication is limited like one that passes.
-    by_credential: Option<RateTable<u64>>,
-    credential_hasher: RandomState,
+    /// Keyed by the authenticated principal, not the header's bytes: a credential that fails
+    /// authentication is answered 401 and limited by its address only.
+    by_principal: Option<RateTable<PrincipalKey>>,
+    trusted_proxies: Vec<IpNet>,
 }
 
 impl RateLimits {
-    pub fn new(per_address: Option<RateLimit>, per_principal: Option<RateLimit>, keys_max: usize) -> RateLimits {
+    pub fn new(
+        per_address: Option<RateLimit>,
+        per_principal: Option<RateLimit>,
+        keys_max: usize,
+        trusted_proxies: &[IpNet],
+    ) -> RateLimits {
         let epoch = Instant::now();
+        if trusted_proxies.len() > TRUSTED_PROXIES_MAX {
+            tracing::warn!(trusted_proxies_max = TRUSTED_PROXIES_MAX, "too many trusted proxies: the rest are ignored");
+        }
         RateLimits {
             by_address: per_address.map(|limit| RateTable::new(limit, keys_max, epoch)),
-            by_credential: per_principal.map(|limit| RateTable::new(limit, keys_max, epoch)),
-            credential_hasher: RandomState::new(),
+            by_principal: per_principal.map(|limit| RateTable::new(limit, keys_max, epoch)),
+            trusted_proxies: trusted_proxies.iter().take(TRUSTED_PROXIES_MAX).copied().collect(),
         }
     }
 
-    /// Admits a request from `address` carrying `authorization` (the raw header), or returns
-    /// how long the client should wait.
-    pub fn check(&self, address: Option<IpAddr>, authorization: Option<&[u8]>) -> Result<(), Duration> {
+    /// Admits a request from `address` by `principal` (when it authenticated), or returns how
+    /// long the client should wait.
+    pub fn check(&self, address: Option<IpAddr>, principal: Option<PrincipalKey>) -> Result<(), Duration> {
         let now = Instant::now();
         if let (Some(table), Some(address)) = (&self.by_address, address) {
             table.acquire(address, now)?;
         }
-        if let (Some(table), Some(authorization)) = (&self.by_credential, authorization) {
-            table.acquire(self.credential_hasher.hash_one(authorization), now)?;
+        if let (Some(table), Some(principal)) = (&self.by_principal, principal) {
+            table.acquire(principal, now)?;
         }
         Ok(())
+    }
+
+    fn trusted(&self, address: IpAddr) -> bool {
+        let address = canonical(address);
+        self.trusted_proxies.iter().any(|proxy| proxy.contains(&address))
+    }
+
+    /// The client's address: `peer` itself unless it is a trusted proxy; then the nearest
+    /// forwarded address that is not a trusted proxy (the farthest one when all are).
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusted(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for hop in forwarded_chain(headers).into_iter().rev() {
+            // A hop that is not an address ("unknown", an obfuscated name, garbage) ends the
+            // chain: what lies beyond it cannot be checked.
+            let Some(hop) = hop else { break };
+            client = hop;
+            if !self.trusted(hop) {
+                break;
+            }
+        }
+        canonical(client)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4, so one client is one key however it is written.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        IpAddr::V4(_) => address,
+    }
+}
+
+/// The forwarded addresses, farthest (the original client) first: `Forwarded`'s `for=` when
+/// the header is present (RFC 7239), else `X-Forwarded-For`. `None` for a hop that is not an
+/// address. At most the nearest `FORWARDED_HOPS_MAX`.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let forwarded: Vec<&str> = headers.get_all("forwarded").iter().filter_map(|value| value.to_str().ok()).collect();
+    let mut chain: Vec<Option<IpAddr>> = if forwarded.is_empty() {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|hop| parse_hop(hop.trim()))
+            .collect()
+    } else {
+        forwarded
+            .into_iter()
+            .flat_map(|value| value.split(','))
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(name, _)| name.trim().eq_ignore_ascii_case("for"))
+                    .and_then(|(_, value)| parse_hop(value.trim().trim_matches('"')))
+            })
+            .collect()
+    };
+    let skip = chain.len().saturating_sub(FORWARDED_HOPS_MAX);
+    chain.drain(..skip);
+    chain
+}
+
+/// One hop: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(address) = hop.parse::<IpAddr>() {
+        return Some(address);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(address, _)| address.parse().ok());
+    }
+    hop.parse::<SocketAddr>().ok().map(|address| address.ip())
+}
+
+/// Parses a `--trusted-proxy` value: an address (`10.0.0.7`, `::1`) or a CIDR range
+/// (`10.0.0.0/8`).
+pub fn parse_trusted_proxy(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{value:?} is not an IP address or CIDR range"))
+}
+
+/// The client address of a request, as `admit` worked it out (the peer, or the forwarded
+/// address when the peer is a trusted proxy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(address) = parts.extensions.get::<ClientAddress>() {
+            return Ok(*address);
+        }
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| ClientAddress(canonical(info.0.ip())))
+            .ok_or_else(|| ApiError::internal("no client address on the request"))
     }
 }
 
@@ -174,13 +299,21 @@ fn retry_after_seconds(wait: Duration) -> u64 {
 }
 
 /// Middleware: rate limits, then the in-flight bound, then the deadline.
-pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn admit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     if is_exempt(request.uri().path()) {
         return next.run(request).await;
     }
-    let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let authorization = request.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes());
-    if let Err(wait) = state.rate_limits().check(address, authorization) {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let address = peer.map(|peer| state.rate_limits().client_address(peer, request.headers()));
+    let principal = bearer_token(request.headers()).and_then(|token| state.auth().authenticate(token).ok());
+    let principal_key = principal.as_ref().map(crate::auth::Principal::key);
+    if let Some(address) = address {
+        request.extensions_mut().insert(ClientAddress(address));
+    }
+    if let Some(principal) = principal {
+        request.extensions_mut().insert(Authenticated(principal));
+    }
+    if let Err(wait) = state.rate_limits().check(address, principal_key) {
         state.metrics().record_shed(ShedReason::RateLimited);
         return ApiError::rate_limited(retry_after_seconds(wait)).into_response();
     }
@@ -246,6 +379,41 @@ mod tests {
         }
         let keys: usize = table.shards.iter().map(|shard| shard.lock().expect("lock").len()).sum();
         assert!(keys <= keys_max, "{keys} keys");
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                value.parse().expect("value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let proxies = [parse_trusted_proxy("10.0.0.0/8").expect("cidr"), parse_trusted_proxy("::1").expect("address")];
+        let limits = RateLimits::new(None, None, 100, &proxies);
+        let proxy: IpAddr = "10.1.2.3".parse().expect("ip");
+        let stranger: IpAddr = "198.51.100.9".parse().expect("ip");
+        let client: IpAddr = "203.0.113.7".parse().expect("ip");
+        let forwarded = headers(&[("x-forwarded-for", "203.0.113.7, 10.9.9.9")]);
+        assert_eq!(limits.client_address(proxy, &forwarded), client, "nearest untrusted hop");
+        assert_eq!(limits.client_address(stranger, &forwarded), stranger, "ignored from anyone else");
+        let spoofed = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7")]);
+        assert_eq!(limits.client_address(proxy, &spoofed), client, "what the client wrote itself is not believed");
+        let rfc = headers(&[("forwarded", r#"for="[2001:db8::17]:4711";proto=https, for=10.0.0.2"#)]);
+        assert_eq!(
+            limits.client_address("::1".parse().expect("ip"), &rfc),
+            "2001:db8::17".parse::<IpAddr>().expect("ip")
+        );
+        let garbage = headers(&[("x-forwarded-for", "203.0.113.7, unknown")]);
+        assert_eq!(limits.client_address(proxy, &garbage), proxy, "an unreadable hop ends the chain");
+        assert_eq!(limits.client_address(proxy, &HeaderMap::new()), proxy);
+        assert!(parse_trusted_proxy("10.0.0.0/33").is_err());
+        assert!(parse_trusted_proxy("proxy.local").is_err());
     }
 
     #[test]

@@ -3,11 +3,10 @@
 //! and self-exclusion. A player sees and touches only their own resources: ids of other
 //! players' bets are simply not found.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,25 +16,29 @@ use domain::{Currency, Date};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::auth::{hash_password, verify_password, Principal, PASSWORD_BYTES_MAX, PASSWORD_BYTES_MIN};
+use crate::auth::{check_new_password, hash_password_in, verify_password_in, LoginKey, Principal};
 use crate::dto::{idempotency, parse_id, parse_money, BetView, IdempotencyKey, Page, PageQuery};
-use crate::error::{ApiError, Json};
+use crate::error::{require_json, ApiError, Json};
+use crate::limits::ClientAddress;
 use crate::time::format_rfc3339;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
+    // The routes that read their body as bytes (to hash it for the idempotency key) check its
+    // Content-Type here; the others through the `Json` extractor.
+    let json = || axum::middleware::from_fn(require_json);
     Router::new()
         .route("/v1/auth/register", post(register))
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/wallet", get(wallet))
-        .route("/v1/wallet/deposits", post(deposit))
-        .route("/v1/wallet/withdrawals", post(withdraw))
+        .route("/v1/wallet/deposits", post(deposit.layer(json())))
+        .route("/v1/wallet/withdrawals", post(withdraw.layer(json())))
         .route("/v1/wallet/transactions", get(transactions))
-        .route("/v1/bets", post(place_bet).get(list_bets))
+        .route("/v1/bets", post(place_bet.layer(json())).get(list_bets))
         .route("/v1/bets/{id}", get(get_bet))
-        .route("/v1/bets/{id}/cashout", get(quote_cashout).post(accept_cashout))
+        .route("/v1/bets/{id}/cashout", get(quote_cashout).post(accept_cashout.layer(json())))
         .route("/v1/limits", get(get_limits).put(put_limits))
         .route("/v1/self-exclusion", post(self_exclude))
         .route("/v1/time-out", post(time_out))
@@ -73,6 +76,7 @@ fn accepted(reply: book::Reply, currency: Currency) -> Result<Ack, ApiError> {
 pub struct RegisterRequest {
     #[schema(example = "alice", pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
+    /// 8 to 128 characters (not bytes), and not one of the most common passwords.
     #[schema(example = "correct horse battery staple", min_length = 8, max_length = 128)]
     pub password: String,
     /// `YYYY-MM-DD`.
@@ -101,6 +105,8 @@ pub struct PlayerView {
     path = "/v1/auth/register",
     tag = "players",
     summary = "Register a player",
+    description = "Passwords are 8 to 128 characters and not among the most common ones (NIST SP 800-63B). They are \
+        hashed on a bounded pool: past it, 503 `overloaded` with `Retry-After`.",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "The new player", body = PlayerView),
@@ -110,8 +116,8 @@ pub struct PlayerView {
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
-        (status = 422, description = "Under 18 (`underage`), or a field the book refuses \
-            (`invalid_request`)", body = ApiError),
+        (status = 422, description = "Under 18 (`underage`), a password among the most common ones \
+            (`weak_password`, with `field`), or a field the book refuses (`invalid_request`)", body = ApiError),
     ),
 )]
 pub(crate) async fn register(
@@ -122,15 +128,11 @@ pub(crate) async fn register(
         .map_err(|_| ApiError::invalid("date_of_birth must be a date YYYY-MM-DD").with("field", "date_of_birth"))?;
     let currency = Currency::parse(request.currency.as_deref().unwrap_or("EUR"))
         .map_err(|_| ApiError::invalid("unknown currency").with("field", "currency"))?;
-    if !(PASSWORD_BYTES_MIN..=PASSWORD_BYTES_MAX).contains(&request.password.len()) {
-        return Err(ApiError::invalid(format!("passwords are {PASSWORD_BYTES_MIN} to {PASSWORD_BYTES_MAX} bytes"))
-            .with("field", "password"));
-    }
+    check_new_password(&request.password)?;
     let username = book::normalise_username(&request.username)
         .ok_or_else(|| ApiError::invalid("usernames are 3 to 32 of a-z, 0-9, _ . -").with("field", "username"))?;
     let password = request.password;
-    let password_hash =
-        tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)??;
+    let password_hash = state.auth().hashers().run(move |memory| hash_password_in(memory, &password)).await??;
     let command = Command::RegisterPlayer {
         username: username.clone(),
         password_hash,
@@ -194,8 +196,10 @@ const DUMMY_HASH: &str =
     path = "/v1/auth/login",
     tag = "players",
     summary = "Log in",
-    description = "Exchanges a username and password for a short-lived JWT access token and a refresh token. Repeated \
-        failures for a username or from an address are throttled with 429.",
+    description = "Exchanges a username and password for a short-lived JWT access token and a refresh token. Failures \
+        throttle the account that failed (and unknown usernames per client address) with 429 `rate_limited`, never \
+        another account: attempts being verified count as failures until they succeed. Passwords are verified on a \
+        bounded pool: past it, 503 `overloaded` with `Retry-After`.",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "A new access token and refresh token", body = TokenView),
@@ -208,10 +212,9 @@ const DUMMY_HASH: &str =
 )]
 pub(crate) async fn login(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ClientAddress(address): ClientAddress,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<TokenView>, ApiError> {
-    state.auth().check_login_allowed(&request.username, address.ip())?;
     let username = request.username.clone();
     let found = state
         .read(move |book| {
@@ -220,15 +223,24 @@ pub(crate) async fn login(
             Some((account, player.currency, player.profile.as_ref()?.password_hash.clone()))
         })
         .await?;
+    let key = match &found {
+        Some((account, _, _)) => LoginKey::Account(*account),
+        None => LoginKey::UnknownUsernameFrom(address),
+    };
+    // Counted as a failure before the hash is verified: concurrent guesses cannot all pass.
+    let reservation = state.auth().reserve_login(key)?;
     let password = request.password;
     let hash = found.as_ref().map_or(DUMMY_HASH.to_string(), |(_, _, hash)| hash.clone());
-    let verified =
-        tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
-    let succeeded = verified && found.is_some();
-    state.auth().record_login(&request.username, address.ip(), succeeded);
+    let verified = state.auth().hashers().run(move |memory| verify_password_in(memory, &password, &hash)).await?;
     match found {
-        Some((account, currency, _)) if succeeded => Ok(Json(state.auth().issue(account, currency)?.into())),
-        _ => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "wrong username or password")),
+        Some((account, currency, _)) if verified => {
+            reservation.succeeded();
+            Ok(Json(state.auth().issue(account, currency)?.into()))
+        }
+        _ => {
+            reservation.failed();
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "wrong username or password"))
+        }
     }
 }
 
@@ -266,10 +278,12 @@ pub(crate) async fn refresh(
     path = "/v1/auth/logout",
     tag = "players",
     summary = "Log out",
-    description = "Revokes a refresh token.",
+    description = "Revokes a refresh token and its session: every access token issued from the same login (and its \
+        refreshes) stops working at once.",
     request_body = RefreshRequest,
     responses(
-        (status = 204, description = "The refresh token is revoked (also when it was unknown)"),
+        (status = 204, description = "The refresh token and its session's access tokens are revoked (also when it \
+            was unknown)"),
         (status = 400, description = "Malformed body or unknown field (`invalid_request`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
@@ -432,6 +446,8 @@ async fn render_transfer(
             (`self_excluded`, `timed_out`, `account_frozen`)", body = ApiError),
         (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
         (status = 422, description = "A deposit limit would be exceeded (`limit_reached`), the amount is refused \
             (`invalid_request`), the balance would pass the money maximum (`amount_too_large`), or the \
             idempotency key was used with another body (`idempotency_key_reused`)", body = ApiError),
@@ -482,6 +498,8 @@ pub struct WithdrawalRequest {
             (`account_frozen`)", body = ApiError),
         (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
         (status = 422, description = "More than is withdrawable (`insufficient_funds`), the amount is refused \
             (`invalid_request`), or the idempotency key was used with another body \
             (`idempotency_key_reused`)", body = ApiError),
@@ -626,6 +644,8 @@ pub struct PlaceBetRequest {
         (status = 409, description = "`price_changed` (with `current_price`), `market_suspended`, `market_closed` or \
             `selection_unavailable`", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
         (status = 422, description = "`insufficient_funds`, `stake_too_low` (with `min_stake`), `stake_too_high` (with \
             `max_stake`; both in the player's currency, converted from the base currency), `liability_limit`, \
             `limit_reached` (with `limit`, `period`), `fx_rate_missing` (with `currency`: no exchange rate for the \
@@ -859,6 +879,8 @@ pub struct CashoutView {
         (status = 404, description = "No such bet of this player (`not_found`)", body = ApiError),
         (status = 409, description = "`quote_expired`, `cashout_unavailable` or `price_changed`", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` \
+            (`unsupported_media_type`)", body = ApiError),
         (status = 422, description = "The idempotency key was used with another body \
             (`idempotency_key_reused`), or the balance would pass the money maximum \
             (`amount_too_large`)", body = ApiError),

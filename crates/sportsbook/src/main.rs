@@ -73,7 +73,8 @@ enum Commands {
         /// For benchmarks from one address (`sportsbook loadgen`); the default suits production.
         #[arg(long, value_parser = parse_rate_limit, default_value = "1000/s")]
         rate_limit_per_address: RateLimitArg,
-        /// Requests per second one credential (player token or API key) may sustain, `N/s`
+        /// Requests per second one principal (player account or API key, however its token is
+        /// spelled) may sustain, `N/s`
         /// (burst 2N) or `off`. For benchmarks that drive many bets through few players.
         #[arg(long, value_parser = parse_rate_limit, default_value = "100/s")]
         rate_limit_per_credential: RateLimitArg,
@@ -99,6 +100,15 @@ enum Commands {
         /// stale: `/readyz` then warns `fx_rates_stale` (the node stays ready).
         #[arg(long, default_value_t = gateway::FX_RATES_AGE_MAX.as_secs())]
         fx_rates_age_max: u64,
+        /// A reverse proxy or load balancer (an address or a CIDR range), repeatable: from it,
+        /// `Forwarded` / `X-Forwarded-For` name the client for per-address limits and login
+        /// throttles. From anyone else they are ignored.
+        #[arg(long = "trusted-proxy", value_parser = gateway::parse_trusted_proxy)]
+        trusted_proxies: Vec<gateway::IpNet>,
+        /// Password hashes (registrations, logins) computed at once, each holding 19 MiB;
+        /// beyond them and a bounded queue, 503 `overloaded`. Default: the cores, at most 16.
+        #[arg(long)]
+        password_hash_workers: Option<usize>,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -210,6 +220,8 @@ fn main() -> anyhow::Result<()> {
             keep_alive_idle_timeout,
             metrics_listen,
             fx_rates_age_max,
+            trusted_proxies,
+            password_hash_workers,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -239,6 +251,9 @@ fn main() -> anyhow::Result<()> {
                     metrics_listen,
                 },
                 fx_rates_age_max: std::time::Duration::from_secs(fx_rates_age_max),
+                trusted_proxies,
+                password_hash_workers: password_hash_workers
+                    .map_or_else(gateway::password_hash_workers_default, |workers| workers.max(1)),
             })
         }
         Commands::FeedSim {

@@ -22,6 +22,9 @@ use crate::output::{print_text, LossyStderr};
 use crate::secrets::{self, env_value};
 use crate::simulation::{self, Simulation, SimulationHandle, SimulationOptions};
 
+/// The file in the data directory where logged-out sessions are kept until their access
+/// tokens expire.
+pub const REVOKED_SESSIONS_FILE: &str = "revoked-sessions";
 /// How long the gateway may take to finish its requests after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the runtime waits for its remaining tasks after the gateway stopped.
@@ -57,6 +60,10 @@ pub struct ServeOptions {
     pub connections: ConnectionOptions,
     /// Age of the exchange-rate table past which `/readyz` warns.
     pub fx_rates_age_max: std::time::Duration,
+    /// Reverse proxies whose forwarding headers name the client (`--trusted-proxy`).
+    pub trusted_proxies: Vec<gateway::IpNet>,
+    /// Password hashes computed at once (`--password-hash-workers`).
+    pub password_hash_workers: usize,
 }
 
 /// How `serve` bounds its HTTP connections and where it serves `/metrics`.
@@ -162,6 +169,9 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     config.metrics_key = metrics_key;
     config.metrics_listener_separate = options.connections.metrics_listen.is_some();
     config.fx_rates_age_max = options.fx_rates_age_max;
+    config.trusted_proxies = options.trusted_proxies.clone();
+    config.password_hash_workers = options.password_hash_workers;
+    config.revoked_sessions_path = Some(dir.join(REVOKED_SESSIONS_FILE));
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
             per_address = ?options.rate_limit_per_address,

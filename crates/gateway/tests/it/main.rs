@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP API over a real socket: each test starts the whole stack (engine
 //! on a fresh data directory, gateway on port 0) with `spawn_app`.
 
+mod auth;
 mod catalog;
 mod compliance;
 mod connections;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod connections;
+mod auth;
 mod crash;
 mod logging;
 mod serve;
