@@ -490,6 +490,7 @@ impl Simulator {
         let label = match kind {
             FaultKind::Lost => "sync_failed_lost",
             FaultKind::WrittenButUnacknowledged => "sync_failed_written",
+            FaultKind::StorageFull => "storage_full",
         };
         *self.report.faults.entry(label).or_default() += 1;
         if submitted.len() > 1 {

@@ -10,7 +10,7 @@ use journal::{FaultPlan, FaultyJournal, MemoryJournal};
 use crate::workload::{random_command, setup, Rng, START};
 
 fn start(journal: Box<dyn journal::Journal>, clock: ManualClock) -> EngineHandle {
-    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report() };
+    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     EngineHandle::start(journal, None, recovered, Box::new(clock), EngineOptions::default()).expect("start")
 }
 
@@ -23,6 +23,7 @@ fn empty_report() -> engine::RecoveryReport {
         replayed_commands: 0,
         truncated_bytes: 0,
         chain_head: engine::CHAIN_HEAD_GENESIS,
+        skipped_snapshots: 0,
     }
 }
 
@@ -125,7 +126,7 @@ fn the_sequencer_ends_in_play_delays_on_its_own() {
 #[test]
 fn a_full_inbox_sheds_load_instead_of_queueing() {
     let journal = MemoryJournal::new();
-    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report() };
+    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     let options = EngineOptions { inbox_max: 4, ..EngineOptions::default() };
     let engine =
         EngineHandle::start(Box::new(journal), None, recovered, Box::new(ManualClock::new(START)), options).unwrap();
@@ -166,7 +167,7 @@ fn every_commit_hook_sees_each_durable_batch_with_the_book_after_it() {
         })
     };
     let options = EngineOptions { on_commit: vec![hook(0), hook(1)], ..EngineOptions::default() };
-    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report() };
+    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     let engine = EngineHandle::start(
         Box::new(MemoryJournal::new()),
         None,
