@@ -84,6 +84,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if state.engine().stats().stopped.load(Ordering::SeqCst) {
         reasons.push("journal_failed");
     }
+    if state.engine().stats().storage_full.load(Ordering::SeqCst) {
+        reasons.push("storage_full");
+    }
     match state.engine().read_async(|_| ()) {
         Ok(receiver) => match tokio::time::timeout(READY_BOOK_TIMEOUT, receiver).await {
             Ok(Ok(())) => {}

@@ -77,7 +77,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     // Refuse a bad bootstrap key before touching anything.
     let admin_key = secrets::admin_key(env_value(secrets::ADMIN_KEY_ENV))?;
     let dir = &options.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    crate::secure_data_dir(dir)?;
     let (jwt_secret, secret_source) = secrets::jwt_secret(
         env_value(secrets::JWT_SECRET_ENV),
         env_value(secrets::JWT_SECRET_FILE_ENV).map(PathBuf::from),

@@ -3,6 +3,7 @@
 
 mod admin;
 mod crash;
+mod journal;
 mod serve;
 mod server;
 mod simulation;
