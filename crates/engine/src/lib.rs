@@ -59,8 +59,10 @@ pub fn open_data_dir_detailed(
     let mut recovered = recover(&journal, Some(&snapshots), config)?;
     recovered.report.truncated_bytes = opened.truncated_bytes;
     let report = recovered.report;
-    let findings =
-        OpenFindings { skipped_snapshots: std::mem::take(&mut recovered.skipped_snapshots), tightened: opened.tightened };
+    let findings = OpenFindings {
+        skipped_snapshots: std::mem::take(&mut recovered.skipped_snapshots),
+        tightened: opened.tightened,
+    };
     let handle = EngineHandle::start(Box::new(journal), Some(snapshots), recovered, clock, options)?;
     Ok((handle, report, findings))
 }

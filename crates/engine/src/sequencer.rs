@@ -609,9 +609,15 @@ impl Sequencer {
             {
                 self.book = recovered.book;
             }
-            Ok(recovered) => self.stop(format!(
-                "after a full disk, the journal recovers to sequence {} but the engine was at {}",
+            Ok(recovered) if recovered.report.next_sequence < self.next_sequence => self.stop(format!(
+                "after a full disk, an acknowledged command is missing from the journal: it recovers to \
+                 sequence {} but the engine was at {}",
                 recovered.report.next_sequence, self.next_sequence
+            )),
+            Ok(recovered) => self.stop(format!(
+                "after a full disk, the journal recovers to sequence {} and chain head {:02x?} but the engine \
+                 was at {} and {:02x?}",
+                recovered.report.next_sequence, recovered.report.chain_head, self.next_sequence, self.chain_head
             )),
             Err(error) => self.stop(format!("after a full disk, rebuilding the book failed: {error}")),
         }

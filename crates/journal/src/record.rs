@@ -314,11 +314,7 @@ pub const TORN_SECTOR_BYTES: usize = 512;
 /// [`TORN_SECTOR_BYTES`]-aligned sector of zero bytes.
 fn has_zero_sector(record: &[u8], start: usize) -> bool {
     let first = start.next_multiple_of(TORN_SECTOR_BYTES) - start;
-    record
-        .get(first..)
-        .unwrap_or_default()
-        .chunks_exact(TORN_SECTOR_BYTES)
-        .any(is_all_zero)
+    record.get(first..).unwrap_or_default().chunks_exact(TORN_SECTOR_BYTES).any(is_all_zero)
 }
 
 /// If `rest` (at least a header long) is the complete record at `position` once the header

@@ -156,7 +156,11 @@ pub fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
     let files = [secrets::JWT_SECRET_FILE_NAME, serve::DEMO_CREDENTIALS_FILE_NAME];
     let mut paths = vec![(dir.to_owned(), journal::file::PRIVATE_DIR_MODE)];
     paths.extend(
-        files.iter().map(|name| dir.join(name)).filter(|path| path.exists()).map(|path| (path, journal::file::PRIVATE_FILE_MODE)),
+        files
+            .iter()
+            .map(|name| dir.join(name))
+            .filter(|path| path.exists())
+            .map(|path| (path, journal::file::PRIVATE_FILE_MODE)),
     );
     for (path, mode) in paths {
         if journal::file::tighten(&path, mode)? {

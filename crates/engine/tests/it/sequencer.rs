@@ -10,7 +10,8 @@ use journal::{FaultPlan, FaultyJournal, MemoryJournal};
 use crate::workload::{random_command, setup, Rng, START};
 
 fn start(journal: Box<dyn journal::Journal>, clock: ManualClock) -> EngineHandle {
-    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
+    let recovered =
+        Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     EngineHandle::start(journal, None, recovered, Box::new(clock), EngineOptions::default()).expect("start")
 }
 
@@ -126,7 +127,8 @@ fn the_sequencer_ends_in_play_delays_on_its_own() {
 #[test]
 fn a_full_inbox_sheds_load_instead_of_queueing() {
     let journal = MemoryJournal::new();
-    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
+    let recovered =
+        Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     let options = EngineOptions { inbox_max: 4, ..EngineOptions::default() };
     let engine =
         EngineHandle::start(Box::new(journal), None, recovered, Box::new(ManualClock::new(START)), options).unwrap();
@@ -167,7 +169,8 @@ fn every_commit_hook_sees_each_durable_batch_with_the_book_after_it() {
         })
     };
     let options = EngineOptions { on_commit: vec![hook(0), hook(1)], ..EngineOptions::default() };
-    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
+    let recovered =
+        Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     let engine = EngineHandle::start(
         Box::new(MemoryJournal::new()),
         None,
@@ -231,11 +234,8 @@ fn a_full_disk_refuses_commands_then_resumes_without_a_restart() {
     let memory = MemoryJournal::new();
     let plan = FaultPlan::fail_sync_at(1).with_kind(journal::FaultKind::StorageFull).with_full_attempts(2);
     let faulty = FaultyJournal::new(memory.clone(), plan);
-    let recovered = Recovered {
-        book: book::Book::new(Config::default()),
-        report: empty_report(),
-        skipped_snapshots: Vec::new(),
-    };
+    let recovered =
+        Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     let retry = std::time::Duration::from_millis(300);
     let options = EngineOptions { storage_full_retry: retry, ..EngineOptions::default() };
     let engine =

@@ -2,7 +2,9 @@
 
 use std::fs;
 
-use journal::{FaultKind, FaultPlan, FaultyJournal, FileJournal, FileJournalOptions, Journal, JournalError, MemoryJournal};
+use journal::{
+    FaultKind, FaultPlan, FaultyJournal, FileJournal, FileJournalOptions, Journal, JournalError, MemoryJournal,
+};
 use tempfile::TempDir;
 
 use crate::{payloads, sample_payloads, tiny_options};

@@ -229,7 +229,10 @@ fn repair_below_a_snapshot_never_reuses_positions() {
     let last = *record_spans(&segment).unwrap().last().unwrap();
     flip_byte(&segment, last.offset + last.len - 1).unwrap();
     let with_floor = FileJournalOptions { min_next_position: 5, ..options };
-    assert!(matches!(FileJournal::open(&journal_dir, with_floor.clone()), Err(JournalError::Corrupt { position: 4, .. })));
+    assert!(matches!(
+        FileJournal::open(&journal_dir, with_floor.clone()),
+        Err(JournalError::Corrupt { position: 4, .. })
+    ));
 
     let backup = root.path().join("cut");
     let report = journal::repair::truncate_at(&journal_dir, snapshots.dir(), 4, &backup).unwrap();
