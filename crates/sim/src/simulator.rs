@@ -925,6 +925,9 @@ impl Simulator {
                     Err(error) => error.to_string(),
                     Ok(reply) => format!("{reply:?}"),
                 };
+                // A crash and recovery check the journal against what was acknowledged first,
+                // naming a lost command if that is why the rebuild failed.
+                self.crash(Some(FaultKind::StorageFull))?;
                 return self.fail(format!("the engine stopped after a full disk: {reason}"));
             }
             if std::time::Instant::now() > deadline {
