@@ -43,8 +43,9 @@ pub struct Health {
     /// `ok`, or `unavailable` from `/readyz`.
     #[schema(example = "ok")]
     status: String,
-    /// Why `/readyz` is unavailable: `journal_failed`, `book_stopped`, `book_unresponsive`,
-    /// `book_overloaded` or `feed_stale`. Absent when ready.
+    /// Why `/readyz` is unavailable: `journal_failed`, `storage_full` (the journal's disk is
+    /// full: commands are refused until there is room, then taken again without a restart),
+    /// `book_stopped`, `book_unresponsive`, `book_overloaded` or `feed_stale`. Absent when ready.
     reasons: Option<Vec<String>>,
     /// With `feed_stale`: the providers with no fresh source.
     stale_providers: Option<Vec<String>>,

@@ -52,10 +52,11 @@ pub enum JournalError {
     )]
     Corrupt { position: Position, segment: PathBuf, offset: u64, reason: String },
 
-    /// Writing or syncing a record failed. The journal is poisoned afterwards: a failed fsync
-    /// cannot be retried safely (the kernel may have dropped the dirty pages and report success
-    /// on the next try, see PostgreSQL's "fsyncgate"), so only a reopen, which rescans what
-    /// really is on disk, may continue.
+    /// Syncing a record failed. The journal is poisoned afterwards: a failed fsync cannot be
+    /// retried safely (the kernel may have dropped the dirty pages and report success on the
+    /// next try, see PostgreSQL's "fsyncgate"), so only a reopen, which rescans what really is
+    /// on disk, may continue. (A failed write poisons too, as [`JournalError::Io`], except a
+    /// full disk: [`JournalError::StorageFull`].)
     #[error("journal sync failed, the journal is poisoned until reopened: {source}")]
     SyncFailed {
         #[source]
