@@ -115,6 +115,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         replayed_batches = report.replayed_batches,
         replayed_commands = report.replayed_commands,
         truncated_bytes = report.truncated_bytes,
+        skipped_snapshots = report.skipped_snapshots,
         "book recovered"
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
