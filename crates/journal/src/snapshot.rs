@@ -10,7 +10,7 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::file::{create_dir_durably, io_error, private_file, sync_dir, tighten, PRIVATE_DIR_MODE};
+use crate::file::{create_dir_durably, io_error, private_file, sync_dir, tighten, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::{JournalError, Position};
 
 /// Snapshots kept on disk; older ones are deleted after each save. More than one so that a
@@ -142,6 +142,9 @@ impl SnapshotStore {
                 let path = entry.path();
                 fs::remove_file(&path)
                     .map_err(|source| io_error("remove leftover snapshot temp file", &path, source))?;
+            } else if name.to_str().and_then(parse_name).is_some() {
+                // Snapshots hold password hashes and dates of birth: owner-only.
+                tighten(&entry.path(), PRIVATE_FILE_MODE)?;
             }
         }
         Ok(SnapshotStore { dir: dir.to_owned(), corrupt_skipped: AtomicU64::new(0) })

@@ -317,6 +317,10 @@ fn files_and_directories_are_private() {
     store.save(3, b"snapshot").unwrap();
     assert_eq!(mode(store.dir()), 0o700);
     assert_eq!(mode(&store.path_for(3)), 0o600);
+    fs::set_permissions(store.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(store.path_for(3), fs::Permissions::from_mode(0o644)).unwrap();
+    let store = journal::SnapshotStore::open(&root.path().join("snapshots")).unwrap();
+    assert_eq!((mode(store.dir()), mode(&store.path_for(3))), (0o700, 0o600));
 }
 
 #[test]
