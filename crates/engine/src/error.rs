@@ -16,6 +16,11 @@ pub enum EngineError {
     /// failed sync cannot be retried safely, and nothing that was not durable is acknowledged.
     #[error("the engine stopped after a journal failure: {0}")]
     Stopped(String),
+    /// The journal's disk is full: the command was not journaled and not decided (the book is
+    /// as before it). The engine refuses commands until the disk has room again, which it
+    /// checks every `EngineOptions::storage_full_retry`, and then resumes without a restart.
+    #[error("the journal's disk is full; the command was not taken")]
+    StorageFull,
     /// The inbox is full: shed load rather than queue without bound.
     #[error("the engine's inbox is full")]
     Overloaded,

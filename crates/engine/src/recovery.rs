@@ -8,6 +8,7 @@
 
 use book::{Book, Config};
 use codec::{decode_batch, decode_snapshot, reply_digest};
+use journal::snapshot::SkippedSnapshot;
 use journal::{Journal, JournalError, Position, SnapshotStore};
 use sha2::{Digest, Sha256};
 
@@ -38,6 +39,9 @@ pub fn chain_next(head: &ChainHead, position: Position, record: &[u8]) -> ChainH
 pub struct Recovered {
     pub book: Book,
     pub report: RecoveryReport,
+    /// Snapshots newer than the one used that failed verification, newest first: the caller
+    /// logs each as a warning (recovery fell back to an older snapshot or to the journal).
+    pub skipped_snapshots: Vec<SkippedSnapshot>,
 }
 
 /// What recovery found, for logs and tests.
@@ -55,6 +59,8 @@ pub struct RecoveryReport {
     /// Head of the journal's hash chain at `position`; the sequencer continues it.
     /// `CHAIN_HEAD_GENESIS` for an empty journal.
     pub chain_head: ChainHead,
+    /// Corrupt snapshots passed over (see `Recovered::skipped_snapshots`).
+    pub skipped_snapshots: u64,
 }
 
 /// Bytes of the snapshot payload's header: `next_sequence` then the chain head.
@@ -103,8 +109,26 @@ pub fn recover(
     let mut chain_head = CHAIN_HEAD_GENESIS;
     let mut from = 0;
     let mut snapshot_position = None;
+    let mut skipped_snapshots = Vec::new();
     if let Some(store) = snapshots {
-        if let Some((position, bytes)) = store.load_latest()? {
+        let load = store.load_latest_detailed()?;
+        skipped_snapshots = load.skipped;
+        // Every snapshot file, valid or not, was saved once the journal had reached its
+        // position: a journal ending before it lost records, and appending to it would put new
+        // records where recovery from that snapshot never reads.
+        let highest = store.highest_position()?;
+        if journal.next_position() < highest {
+            return Err(EngineError::Journal(JournalError::Corrupt {
+                position: journal.next_position(),
+                segment: store.dir().to_owned(),
+                offset: 0,
+                reason: format!(
+                    "the journal ends at position {} but a snapshot covers positions up to {highest}: records are missing",
+                    journal.next_position()
+                ),
+            }));
+        }
+        if let Some((position, bytes)) = load.latest {
             let (sequence, head, restored) = decode_snapshot_payload(&bytes)?;
             book = restored;
             next_sequence = sequence;
@@ -152,6 +176,7 @@ pub fn recover(
         replayed_commands,
         truncated_bytes: 0,
         chain_head,
+        skipped_snapshots: skipped_snapshots.len() as u64,
     };
-    Ok(Recovered { book, report })
+    Ok(Recovered { book, report, skipped_snapshots })
 }

@@ -4,7 +4,11 @@
 //! stamps the batch with one time, decides every command, appends the batch to the journal as
 //! ONE record with ONE sync, and only then sends the replies, publishes the events and runs the
 //! reads that arrived with the batch. A failed append stops the engine for good: the replies of
-//! that batch and of everything after it are errors, never acknowledgements.
+//! that batch and of everything after it are errors, never acknowledgements. The one exception
+//! is a full disk at write time (`JournalError::StorageFull`: nothing written, no sync tried,
+//! the journal unchanged): the batch is refused, the book is rebuilt from the journal (it had
+//! decided the batch), commands are refused with `EngineError::StorageFull` while the disk is
+//! full, and every `storage_full_retry` the sequencer checks for room and then resumes.
 //!
 //! The sequencer also keeps the head of the journal's hash chain (`chain_next`), extended with
 //! every record it appends, and serves the audit trail: the chain head and pages of raw journal
@@ -22,12 +26,15 @@ use journal::{Journal, JournalError, Position, SnapshotStore};
 
 use crate::clock::Clock;
 use crate::error::EngineError;
-use crate::recovery::{chain_next, encode_snapshot_payload, ChainHead, Recovered};
+use crate::recovery::{chain_next, encode_snapshot_payload, recover, ChainHead, Recovered};
 
 /// Requests waiting for the sequencer; beyond this, `try_submit` sheds load.
 pub const INBOX_MAX_DEFAULT: usize = 65_536;
 /// Commands decided and journaled together.
 pub const BATCH_COMMANDS_MAX_DEFAULT: usize = 4_096;
+
+/// How often a sequencer that found the disk full checks whether there is room again.
+pub const STORAGE_FULL_RETRY_DEFAULT: Duration = Duration::from_secs(1);
 
 /// Journal records in one `journal_page`: the sequencer reads them between batches, so this
 /// bounds how long an audit read holds it up.
@@ -77,6 +84,8 @@ pub struct EngineOptions {
     /// Called in order on the sequencer thread after each durable batch (metrics, streams,
     /// read models).
     pub on_commit: Vec<CommitHook>,
+    /// While the journal's disk is full, how often to check for room again.
+    pub storage_full_retry: Duration,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +95,7 @@ impl Default for EngineOptions {
             batch_commands_max: BATCH_COMMANDS_MAX_DEFAULT,
             snapshot_every_commands: 1_000_000,
             on_commit: Vec::new(),
+            storage_full_retry: STORAGE_FULL_RETRY_DEFAULT,
         }
     }
 }
@@ -102,6 +112,10 @@ pub struct EngineStats {
     /// Requests submitted and not yet taken by the sequencer.
     pub inbox_depth: AtomicU64,
     pub stopped: AtomicBool,
+    /// The journal's disk is full: commands are refused until there is room again.
+    pub storage_full: AtomicBool,
+    /// Appends that found the disk full.
+    pub storage_full_events: AtomicU64,
 }
 
 /// What a command's submitter gets back.
@@ -173,6 +187,8 @@ impl EngineHandle {
             on_commit: std::mem::take(&mut options.on_commit),
             stats: Arc::clone(&stats),
             stopped: None,
+            storage_full: None,
+            storage_full_retry: options.storage_full_retry,
         };
         let thread = std::thread::Builder::new()
             .name("book-sequencer".to_string())
@@ -362,6 +378,16 @@ struct Sequencer {
     stats: Arc<EngineStats>,
     /// Set after a journal failure: why the engine refuses everything now.
     stopped: Option<String>,
+    /// Set while the journal's disk is full.
+    storage_full: Option<StorageFull>,
+    storage_full_retry: Duration,
+}
+
+/// The journal's disk was full at the last append or space check.
+struct StorageFull {
+    checked: Instant,
+    /// Size of the record that did not fit: the space check asks for at least this.
+    record_bytes: usize,
 }
 
 /// One batch being assembled.
@@ -406,23 +432,32 @@ impl Sequencer {
         let mut record: Vec<u8> = Vec::with_capacity(64 * self.batch_commands_max);
         let mut scratch = Vec::new();
         loop {
-            // Wait for work, but no longer than the next in-play delay that falls due.
-            let first = match self.book.next_delay_due() {
-                Some(due) if self.stopped.is_none() => {
-                    let wait = due.saturating_sub(self.clock.now_ms());
-                    match requests.recv_timeout(Duration::from_millis(wait)) {
-                        Ok(request) => Some(request),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-                _ => match requests.recv() {
+            // Wait for work, but no longer than the next in-play delay that falls due or, while
+            // the disk is full, than the next check for room.
+            let wait = match (&self.storage_full, self.book.next_delay_due()) {
+                _ if self.stopped.is_some() => None,
+                (Some(_), _) => Some(self.storage_full_retry),
+                (None, Some(due)) => Some(Duration::from_millis(due.saturating_sub(self.clock.now_ms()))),
+                (None, None) => None,
+            };
+            let first = match wait {
+                Some(wait) => match requests.recv_timeout(wait) {
+                    Ok(request) => Some(request),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match requests.recv() {
                     Ok(request) => Some(request),
                     Err(_) => break,
                 },
             };
             match first {
                 Some(request) => pending.add(request, &self.stats),
+                // Nothing arrived while the disk is full: only check for room.
+                None if self.storage_full.is_some() => {
+                    self.space_is_back();
+                    continue;
+                }
                 // The delay fell due with nothing else to do: decide it with a tick, journaled
                 // like any command so that replay ends the delay at the same time.
                 None => {
@@ -476,6 +511,14 @@ impl Sequencer {
             }
             return;
         }
+        if self.storage_full.as_ref().is_some_and(|full| full.checked.elapsed() < self.storage_full_retry)
+            || (self.storage_full.is_some() && !self.space_is_back())
+        {
+            for reply in pending.replies.drain(..).flatten() {
+                reply.fail(&self.book, EngineError::StorageFull);
+            }
+            return;
+        }
         // Book time never goes backwards, whatever the wall clock does.
         let now = self.clock.now_ms().max(self.last_now);
         self.last_now = now;
@@ -495,6 +538,10 @@ impl Sequencer {
         let sync_nanos = started.elapsed().as_nanos() as u64;
         let position = match appended {
             Ok(position) => position,
+            Err(JournalError::StorageFull { .. }) => {
+                self.refuse_for_full_disk(pending, record.len());
+                return;
+            }
             Err(error) => {
                 // The book has applied a batch that is not durable: it must never be served.
                 // Stop, refuse this batch and everything after it; a restart recovers the book
@@ -543,6 +590,64 @@ impl Sequencer {
         if self.snapshot_every_commands > 0 && self.commands_since_snapshot >= self.snapshot_every_commands {
             let _ = self.take_snapshot();
         }
+    }
+
+    /// The append found the disk full and left the journal as it was: refuse the batch, and
+    /// since the book decided it, rebuild the book from what is durable.
+    fn refuse_for_full_disk(&mut self, pending: &mut Pending, record_bytes: usize) {
+        self.stats.storage_full.store(true, Ordering::SeqCst);
+        self.stats.storage_full_events.fetch_add(1, Ordering::Relaxed);
+        self.storage_full = Some(StorageFull { checked: Instant::now(), record_bytes });
+        for reply in pending.replies.drain(..).flatten() {
+            reply.fail(&self.book, EngineError::StorageFull);
+        }
+        let rebuilt = recover(self.journal.as_ref(), self.snapshots.as_ref(), *self.book.config());
+        match rebuilt {
+            Ok(recovered)
+                if recovered.report.next_sequence == self.next_sequence
+                    && recovered.report.chain_head == self.chain_head =>
+            {
+                self.book = recovered.book;
+            }
+            Ok(recovered) if recovered.report.next_sequence < self.next_sequence => self.stop(format!(
+                "after a full disk, an acknowledged command is missing from the journal: it recovers to \
+                 sequence {} but the engine was at {}",
+                recovered.report.next_sequence, self.next_sequence
+            )),
+            Ok(recovered) => self.stop(format!(
+                "after a full disk, the journal recovers to sequence {} and chain head {:02x?} but the engine \
+                 was at {} and {:02x?}",
+                recovered.report.next_sequence, recovered.report.chain_head, self.next_sequence, self.chain_head
+            )),
+            Err(error) => self.stop(format!("after a full disk, rebuilding the book failed: {error}")),
+        }
+    }
+
+    /// While the disk is full: whether it has room again (checked now), which ends the state.
+    fn space_is_back(&mut self) -> bool {
+        let Some(full) = &mut self.storage_full else {
+            return true;
+        };
+        match self.journal.check_space(full.record_bytes) {
+            Ok(()) => {
+                self.storage_full = None;
+                self.stats.storage_full.store(false, Ordering::SeqCst);
+                true
+            }
+            Err(JournalError::StorageFull { .. }) => {
+                full.checked = Instant::now();
+                false
+            }
+            Err(error) => {
+                self.stop(format!("checking the journal's disk for room failed: {error}"));
+                false
+            }
+        }
+    }
+
+    fn stop(&mut self, reason: String) {
+        self.stats.stopped.store(true, Ordering::SeqCst);
+        self.stopped = Some(reason);
     }
 
     fn chain_head(&self) -> (ChainHead, Position) {

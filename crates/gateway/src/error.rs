@@ -137,6 +137,8 @@ impl From<engine::EngineError> for ApiError {
                 ApiError::unavailable()
             }
             engine::EngineError::ShutDown => ApiError::unavailable(),
+            // Nothing was journaled; the engine resumes by itself once the disk has room.
+            engine::EngineError::StorageFull => ApiError::unavailable(),
             other => ApiError::internal(other),
         }
     }

@@ -51,8 +51,9 @@ pub struct Health {
     /// `ok`, or `unavailable` from `/readyz`.
     #[schema(example = "ok")]
     status: String,
-    /// Why `/readyz` is unavailable: `journal_failed`, `book_stopped`, `book_unresponsive`,
-    /// `book_overloaded` or `feed_stale`. Absent when ready.
+    /// Why `/readyz` is unavailable: `journal_failed`, `storage_full` (the journal's disk is
+    /// full: commands are refused until there is room, then taken again without a restart),
+    /// `book_stopped`, `book_unresponsive`, `book_overloaded` or `feed_stale`. Absent when ready.
     reasons: Option<Vec<String>>,
     /// With `feed_stale`: the providers with no fresh source.
     stale_providers: Option<Vec<String>>,
@@ -98,6 +99,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let mut reasons: Vec<&'static str> = Vec::new();
     if state.engine().stats().stopped.load(Ordering::SeqCst) {
         reasons.push("journal_failed");
+    }
+    if state.engine().stats().storage_full.load(Ordering::SeqCst) {
+        reasons.push("storage_full");
     }
     let mut fx_table = None;
     match state.engine().read_async(|book| (book.fx().version, book.fx().set_at)) {

@@ -1,5 +1,7 @@
 //! Fault-injecting journal wrapper for tests and the deterministic simulator: makes chosen
-//! appends fail their sync and then stays poisoned, like the real file backend.
+//! appends fail their sync and then stays poisoned, like the real file backend; or makes them
+//! find the disk full ([`FaultKind::StorageFull`]), which does not poison: the disk stays full
+//! for a number of attempts, then has room again.
 
 use std::io;
 
@@ -17,7 +19,15 @@ pub enum FaultKind {
     /// The record reaches the inner journal but the append still reports `SyncFailed`: the
     /// fsyncgate case, where a reopen may or may not find an unacknowledged record.
     WrittenButUnacknowledged,
+    /// The write finds the disk full: nothing reaches the inner journal, the append reports
+    /// [`JournalError::StorageFull`] and the wrapper is *not* poisoned. The next
+    /// [`FaultPlan::with_full_attempts`] appends or [`Journal::check_space`] calls find the
+    /// disk still full; after them there is room again.
+    StorageFull,
 }
+
+/// Default of [`FaultPlan::with_full_attempts`].
+pub const FULL_ATTEMPTS_DEFAULT: u64 = 2;
 
 /// When the wrapper injects a failure. The count is of appends through the wrapper, from 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,6 +35,7 @@ pub struct FaultPlan {
     fail_at: Option<u64>,
     probability: Option<Probability>,
     kind: FaultKind,
+    full_attempts: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +67,13 @@ impl FaultPlan {
         }
     }
 
+    /// With [`FaultKind::StorageFull`]: how many attempts after the failed append (appends or
+    /// space checks) still find the disk full.
+    pub fn with_full_attempts(mut self, attempts: u64) -> Self {
+        self.full_attempts = Some(attempts);
+        self
+    }
+
     /// Sets what a failed append leaves in the inner journal.
     pub fn with_kind(mut self, kind: FaultKind) -> Self {
         self.kind = kind;
@@ -81,11 +99,27 @@ pub struct FaultyJournal<J: Journal> {
     appends: u64,
     faults_fired: u64,
     poisoned: bool,
+    /// Attempts that still find the disk full after a [`FaultKind::StorageFull`].
+    full_remaining: u64,
 }
 
 impl<J: Journal> FaultyJournal<J> {
     pub fn new(inner: J, plan: FaultPlan) -> Self {
-        Self { inner, plan, appends: 0, faults_fired: 0, poisoned: false }
+        Self { inner, plan, appends: 0, faults_fired: 0, poisoned: false, full_remaining: 0 }
+    }
+
+    /// Whether the injected full disk has no room yet.
+    pub fn is_full(&self) -> bool {
+        self.full_remaining > 0
+    }
+
+    /// Takes one attempt off a full disk: `Err(StorageFull)` while it is still full.
+    fn still_full(&mut self, what: &str) -> Result<(), JournalError> {
+        if self.full_remaining == 0 {
+            return Ok(());
+        }
+        self.full_remaining -= 1;
+        Err(storage_full(what))
     }
 
     /// Injected failures so far (at most one, as the wrapper is poisoned after it).
@@ -119,10 +153,16 @@ impl<J: Journal> Journal for FaultyJournal<J> {
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
-        if !self.plan.fires(n) {
+        let fires = self.plan.fires(n);
+        self.still_full("append")?;
+        if !fires {
             return self.inner.append(payload);
         }
         self.faults_fired += 1;
+        if self.plan.kind == FaultKind::StorageFull {
+            self.full_remaining = self.plan.full_attempts.unwrap_or(FULL_ATTEMPTS_DEFAULT);
+            return Err(storage_full(&format!("append {n}")));
+        }
         self.poisoned = true;
         if self.plan.kind == FaultKind::WrittenButUnacknowledged {
             self.inner.append(payload)?;
@@ -134,12 +174,23 @@ impl<J: Journal> Journal for FaultyJournal<J> {
         self.inner.next_position()
     }
 
+    fn check_space(&mut self, bytes: usize) -> Result<(), JournalError> {
+        self.still_full("space check")?;
+        self.inner.check_space(bytes)
+    }
+
     fn read_from(
         &self,
         from: Position,
         visit: &mut dyn FnMut(Position, &[u8]) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {
         self.inner.read_from(from, visit)
+    }
+}
+
+fn storage_full(what: &str) -> JournalError {
+    JournalError::StorageFull {
+        source: io::Error::new(io::ErrorKind::StorageFull, format!("injected full disk at {what}")),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, ErrorKind, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::record::{
@@ -30,6 +31,21 @@ pub const SEGMENT_SUFFIX: &str = ".seg";
 /// Digits of the zero-padded first position in a segment file name (`u64::MAX` has 20).
 const SEGMENT_NAME_DIGITS: usize = 20;
 
+/// Mode of every file the journal and the snapshot store create: the journal holds password
+/// hashes and dates of birth, so only the owner may read it.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Mode of the directories they create; existing directories with group or other bits are
+/// tightened to this on open.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Name of the file [`FileJournal::check_space`] writes and removes to see whether the disk
+/// has room again. Not a segment name, so open ignores a leftover.
+const SPACE_PROBE_NAME: &str = "space-probe.tmp";
+
+/// Smallest write of [`FileJournal::check_space`]: room for a typical batch, not just a header.
+pub const SPACE_PROBE_BYTES_MIN: usize = 64 * 1024;
+
 /// The visitor of [`Journal::read_from`].
 type Visitor<'a> = dyn FnMut(Position, &[u8]) -> Result<(), JournalError> + 'a;
 
@@ -42,11 +58,16 @@ pub struct FileJournalOptions {
     /// Sync every append. `false` is only for benchmarks of the in-memory path: appends are
     /// then not durable.
     pub sync: bool,
+    /// The journal is known to have reached this position (the highest position a snapshot
+    /// covers). Open refuses a journal that ends below it, and never cuts a torn tail below
+    /// it: appending there would reuse positions the snapshot already covers, and recovery,
+    /// which replays from the snapshot on, would silently skip the new records.
+    pub min_next_position: Position,
 }
 
 impl Default for FileJournalOptions {
     fn default() -> Self {
-        Self { segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT, sync: true }
+        Self { segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT, sync: true, min_next_position: 0 }
     }
 }
 
@@ -61,6 +82,8 @@ pub struct OpenReport {
     pub segments: usize,
     /// Position of the first retained record.
     pub first_position: Position,
+    /// Directories and segment files whose group/other permission bits open removed.
+    pub tightened: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,17 +103,39 @@ pub struct FileJournal {
     active_bytes: u64,
     next_position: Position,
     poisoned: bool,
+    /// Opened with [`FileJournal::open_read_only`]: appends are refused, nothing is written.
+    read_only: bool,
     /// Reused encoding buffer: no allocation per append once it fits the largest record.
     buf: Vec<u8>,
     /// Held for the journal's lifetime: a second process appending to the same directory would
-    /// interleave records, so only one may open it.
-    _lock: File,
+    /// interleave records, so only one may open it. A read-only open holds a shared lock
+    /// (`None` when there is no LOCK file: it never creates one).
+    _lock: Option<File>,
 }
 
 impl FileJournal {
     /// Opens (creating if needed) the journal in `dir`, verifying every record and cutting off a
-    /// torn tail left by a crash during the last append.
+    /// torn tail left by a crash during the last append. A complete record that fails its
+    /// checksum is corruption ([`JournalError::Corrupt`]), never cut: see
+    /// [`record::scan_segment`] and [`crate::repair`] for the operator's way forward.
     pub fn open(dir: &Path, options: FileJournalOptions) -> Result<(FileJournal, OpenReport), JournalError> {
+        Self::open_mode(dir, options, false)
+    }
+
+    /// Opens an existing journal without writing anything: no directory or LOCK file is
+    /// created, a torn tail is reported in [`OpenReport::truncated_bytes`] but not cut (reads
+    /// stop before it), permissions are left alone, and [`Journal::append`] is refused. Holds
+    /// a shared lock on LOCK when it exists, so a running writer makes it fail with
+    /// [`JournalError::Locked`]. For `sportsbook verify`.
+    pub fn open_read_only(dir: &Path) -> Result<(FileJournal, OpenReport), JournalError> {
+        Self::open_mode(dir, FileJournalOptions::default(), true)
+    }
+
+    fn open_mode(
+        dir: &Path,
+        options: FileJournalOptions,
+        read_only: bool,
+    ) -> Result<(FileJournal, OpenReport), JournalError> {
         if options.segment_bytes_max == 0 || options.segment_bytes_max > SEGMENT_BYTES_MAX_LIMIT_MAX {
             return Err(JournalError::InvalidOptions {
                 reason: format!(
@@ -99,14 +144,25 @@ impl FileJournal {
                 ),
             });
         }
-        create_dir_durably(dir)?;
-        let lock = lock_dir(dir)?;
+        let mut report = OpenReport::default();
+        let lock = if read_only {
+            if !dir.is_dir() {
+                return Err(io_error("open journal directory", dir, std::io::Error::from(ErrorKind::NotFound)));
+            }
+            lock_dir_shared(dir)?
+        } else {
+            create_dir_durably(dir)?;
+            if tighten(dir, PRIVATE_DIR_MODE)? {
+                report.tightened.push(dir.to_owned());
+            }
+            Some(lock_dir(dir)?)
+        };
 
         let mut segments: Vec<Segment> =
             list_segments(dir)?.into_iter().map(|(first, path)| Segment { first, path }).collect();
-        let mut report = OpenReport::default();
         let mut expected: Option<Position> = None;
         let mut active_bytes = 0;
+        let mut torn_cut: Option<(PathBuf, u64)> = None;
         let count = segments.len();
         for (index, segment) in segments.iter().enumerate() {
             if let Some(expected) = expected {
@@ -122,10 +178,13 @@ impl FileJournal {
                     });
                 }
             }
+            if !read_only && tighten(&segment.path, PRIVATE_FILE_MODE)? {
+                report.tightened.push(segment.path.clone());
+            }
             let is_last = index + 1 == count;
             let scan = scan_segment_file(segment, is_last)?;
             if let Some(torn) = &scan.torn_tail {
-                truncate_file(&segment.path, scan.valid_bytes)?;
+                torn_cut = Some((segment.path.clone(), scan.valid_bytes));
                 report.truncated_bytes = torn.bytes;
             }
             report.records += scan.records;
@@ -137,19 +196,48 @@ impl FileJournal {
                 reason: "positions overflow u64".to_owned(),
             })?);
         }
-
-        if segments.is_empty() {
-            let path = segment_path(dir, 0);
-            create_segment_file(dir, &path)?;
-            segments.push(Segment { first: 0, path });
-        }
-        let first_position = segments[0].first;
+        let first_position = segments.first().map_or(0, |segment| segment.first);
         let next_position = expected.unwrap_or(first_position);
-        let active_path = &segments[segments.len() - 1].path;
-        let active = OpenOptions::new()
-            .append(true)
-            .open(active_path)
-            .map_err(|source| io_error("open segment for append", active_path, source))?;
+        if next_position < options.min_next_position {
+            // Checked before anything is cut or created: the journal lost records a snapshot
+            // says it had, and appending would reuse their positions.
+            let (segment, offset) = match (&torn_cut, segments.last()) {
+                (Some((path, valid)), _) => (path.clone(), *valid),
+                (None, Some(last)) => (last.path.clone(), active_bytes),
+                (None, None) => (dir.to_owned(), 0),
+            };
+            return Err(JournalError::Corrupt {
+                position: next_position,
+                segment,
+                offset,
+                reason: format!(
+                    "the journal ends at position {next_position} but a snapshot covers positions up to {}: \
+                     records are missing, and appending would reuse their positions",
+                    options.min_next_position
+                ),
+            });
+        }
+        if !read_only {
+            if let Some((path, valid_bytes)) = &torn_cut {
+                truncate_file(path, *valid_bytes)?;
+            }
+            if segments.is_empty() {
+                let path = segment_path(dir, 0);
+                create_segment_file(dir, &path)?;
+                segments.push(Segment { first: 0, path });
+            }
+        }
+        let active = match segments.last() {
+            Some(last) if read_only => File::open(&last.path),
+            Some(last) => OpenOptions::new().append(true).open(&last.path),
+            // Read only and empty: nothing to read; a handle on the directory stands in.
+            None => File::open(dir),
+        }
+        .map_err(|source| io_error("open segment for append", dir, source))?;
+        if segments.is_empty() {
+            // Only read-only opens get here; `first_position` needs a segment.
+            segments.push(Segment { first: 0, path: segment_path(dir, 0) });
+        }
 
         report.segments = segments.len();
         report.first_position = first_position;
@@ -161,6 +249,7 @@ impl FileJournal {
             active_bytes,
             next_position,
             poisoned: false,
+            read_only,
             buf: Vec::new(),
             _lock: lock,
         };
@@ -218,11 +307,12 @@ impl FileJournal {
     /// Starts a new segment for the record at `next_position`.
     fn rotate(&mut self) -> Result<(), JournalError> {
         let path = segment_path(&self.dir, self.next_position);
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|source| io_error("create segment", &path, source))?;
+        let file = match private_file().append(true).create_new(true).open(&path) {
+            Ok(file) => file,
+            // Nothing was created (or an empty file that open accepts): nothing to undo.
+            Err(source) if is_storage_full(&source) => return Err(JournalError::StorageFull { source }),
+            Err(source) => return Err(io_error("create segment", &path, source)),
+        };
         // From here the file exists; if its directory entry cannot be made durable the
         // directory's state is unknown, so the journal must be reopened (rescanned).
         if self.options.sync {
@@ -287,6 +377,9 @@ impl FileJournal {
 
 impl Journal for FileJournal {
     fn append(&mut self, payload: &[u8]) -> Result<Position, JournalError> {
+        if self.read_only {
+            return Err(JournalError::ReadOnly);
+        }
         if self.poisoned {
             return Err(JournalError::Poisoned);
         }
@@ -309,6 +402,17 @@ impl Journal for FileJournal {
         // One write per record keeps a crash to at most one torn record at the tail.
         if let Err(source) = self.active.write_all(&self.buf) {
             let path = self.active_path().to_owned();
+            if is_storage_full(&source) {
+                // The disk (or quota) is full. The write failed before any sync was tried, so
+                // no sync ever failed and the page cache holds nothing the kernel may drop:
+                // cutting the file back to the last good record and syncing that cut leaves
+                // the journal exactly as it was, and appends may be retried once space is
+                // back. If the cut itself fails, the file's state is unknown: poison.
+                return match truncate_file(&path, self.active_bytes) {
+                    Ok(()) => Err(JournalError::StorageFull { source }),
+                    Err(err) => self.poison(err),
+                };
+            }
             // Part of the record may be in the file: appending more would bury it mid-segment.
             return self.poison(io_error("write record", &path, source));
         }
@@ -324,6 +428,28 @@ impl Journal for FileJournal {
 
     fn next_position(&self) -> Position {
         self.next_position
+    }
+
+    /// Writes `bytes` (at least [`SPACE_PROBE_BYTES_MIN`]) to a probe file in the journal
+    /// directory and removes it: `Err(StorageFull)` while the disk has no room for them.
+    fn check_space(&mut self, bytes: usize) -> Result<(), JournalError> {
+        if self.read_only {
+            return Err(JournalError::ReadOnly);
+        }
+        let path = self.dir.join(SPACE_PROBE_NAME);
+        let written = private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(&vec![0u8; bytes.max(SPACE_PROBE_BYTES_MIN)]));
+        let removed = fs::remove_file(&path);
+        match (written, removed) {
+            (Err(source), _) if is_storage_full(&source) => Err(JournalError::StorageFull { source }),
+            (Err(source), _) => Err(io_error("write space probe", &path, source)),
+            (Ok(()), Err(source)) => Err(io_error("remove space probe", &path, source)),
+            (Ok(()), Ok(())) => Ok(()),
+        }
     }
 
     fn read_from(
@@ -434,7 +560,7 @@ fn read_exact_or_corrupt(
     })
 }
 
-fn truncate_file(path: &Path, len: u64) -> Result<(), JournalError> {
+pub(crate) fn truncate_file(path: &Path, len: u64) -> Result<(), JournalError> {
     let file = OpenOptions::new()
         .write(true)
         .open(path)
@@ -445,7 +571,7 @@ fn truncate_file(path: &Path, len: u64) -> Result<(), JournalError> {
 }
 
 fn create_segment_file(dir: &Path, path: &Path) -> Result<(), JournalError> {
-    OpenOptions::new()
+    private_file()
         .append(true)
         .create_new(true)
         .open(path)
@@ -453,12 +579,42 @@ fn create_segment_file(dir: &Path, path: &Path) -> Result<(), JournalError> {
     sync_dir(dir)
 }
 
-/// Creates `dir` if missing and makes its entry in the parent durable.
+/// Whether an I/O error says the disk or the user's quota is full (`ENOSPC`, `EDQUOT`).
+pub fn is_storage_full(error: &std::io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+}
+
+/// `OpenOptions` that create files with [`PRIVATE_FILE_MODE`].
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(PRIVATE_FILE_MODE);
+    options
+}
+
+/// Removes the group and other bits of `path` beyond `mode` (a directory or file made by an
+/// older version, or by hand). Returns whether it changed anything.
+pub fn tighten(path: &Path, mode: u32) -> Result<bool, JournalError> {
+    let metadata = fs::metadata(path).map_err(|source| io_error("stat", path, source))?;
+    let current = metadata.permissions().mode() & 0o777;
+    if current & !mode & 0o077 == 0 {
+        return Ok(false);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(current & mode))
+        .map_err(|source| io_error("tighten permissions", path, source))?;
+    Ok(true)
+}
+
+/// Creates `dir` (and missing parents) with [`PRIVATE_DIR_MODE`] if missing, and makes its
+/// entry in the parent durable.
 pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), JournalError> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir).map_err(|source| io_error("create directory", dir, source))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)
+        .map_err(|source| io_error("create directory", dir, source))?;
     match dir.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
         _ => Ok(()),
@@ -475,9 +631,9 @@ pub(crate) fn io_error(op: &'static str, path: &Path, source: std::io::Error) ->
 }
 
 /// Takes an exclusive advisory lock on `dir/LOCK` for as long as the returned file is open.
-fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, JournalError> {
     let path = dir.join("LOCK");
-    let file = std::fs::OpenOptions::new()
+    let file = private_file()
         .create(true)
         .truncate(false)
         .write(true)
@@ -485,6 +641,22 @@ fn lock_dir(dir: &Path) -> Result<File, JournalError> {
         .map_err(|source| JournalError::Io { op: "open lock file", path: path.clone(), source })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Locked { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(JournalError::Io { op: "lock", path, source }),
+    }
+}
+
+/// Takes a shared advisory lock on `dir/LOCK` if the file exists (never creating it): a
+/// reader then cannot run beside a writer. `None` when there is no LOCK file.
+fn lock_dir_shared(dir: &Path) -> Result<Option<File>, JournalError> {
+    let path = dir.join("LOCK");
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(JournalError::Io { op: "open lock file", path, source }),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Locked { path }),
         Err(std::fs::TryLockError::Error(source)) => Err(JournalError::Io { op: "lock", path, source }),
     }

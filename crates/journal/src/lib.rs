@@ -16,6 +16,7 @@ pub mod faulty;
 pub mod file;
 pub mod memory;
 pub mod record;
+pub mod repair;
 pub mod snapshot;
 pub mod testing;
 
@@ -51,15 +52,31 @@ pub enum JournalError {
     )]
     Corrupt { position: Position, segment: PathBuf, offset: u64, reason: String },
 
-    /// Writing or syncing a record failed. The journal is poisoned afterwards: a failed fsync
-    /// cannot be retried safely (the kernel may have dropped the dirty pages and report success
-    /// on the next try, see PostgreSQL's "fsyncgate"), so only a reopen, which rescans what
-    /// really is on disk, may continue.
+    /// Syncing a record failed. The journal is poisoned afterwards: a failed fsync cannot be
+    /// retried safely (the kernel may have dropped the dirty pages and report success on the
+    /// next try, see PostgreSQL's "fsyncgate"), so only a reopen, which rescans what really is
+    /// on disk, may continue. (A failed write poisons too, as [`JournalError::Io`], except a
+    /// full disk: [`JournalError::StorageFull`].)
     #[error("journal sync failed, the journal is poisoned until reopened: {source}")]
     SyncFailed {
         #[source]
         source: std::io::Error,
     },
+
+    /// The disk or the quota was full when a record was written (`ENOSPC`/`EDQUOT` from the
+    /// write or the allocation of a new segment, before any sync). The journal cut the partial
+    /// record off again and synced the cut, so it is exactly as before the append and **not**
+    /// poisoned: appends may be retried once there is room ([`Journal::check_space`]). A full
+    /// disk reported by the sync itself is a [`JournalError::SyncFailed`] and poisons.
+    #[error("the journal's disk is full; nothing was written: {source}")]
+    StorageFull {
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The journal was opened read-only ([`FileJournal::open_read_only`]).
+    #[error("the journal is open read-only")]
+    ReadOnly,
 
     /// An earlier write or sync failed; see [`JournalError::SyncFailed`].
     #[error("journal is poisoned by an earlier write or sync failure; reopen it to continue")]
@@ -97,6 +114,13 @@ pub trait Journal: Send {
     /// Position the next append will get (= number of records ever appended).
     fn next_position(&self) -> Position;
 
+    /// After a [`JournalError::StorageFull`]: whether a record of `bytes` would fit now,
+    /// without appending it. Backends without a disk have room.
+    fn check_space(&mut self, bytes: usize) -> Result<(), JournalError> {
+        let _ = bytes;
+        Ok(())
+    }
+
     /// Calls `visit(position, payload)` for every record with position >= from, in order.
     ///
     /// Stops at the first error, including one returned by `visit`, and returns it.
@@ -120,6 +144,10 @@ impl<J: Journal + ?Sized> Journal for Box<J> {
 
     fn next_position(&self) -> Position {
         (**self).next_position()
+    }
+
+    fn check_space(&mut self, bytes: usize) -> Result<(), JournalError> {
+        (**self).check_space(bytes)
     }
 
     fn read_from(

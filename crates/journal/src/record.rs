@@ -202,14 +202,25 @@ pub enum ScanErrorKind {
 /// Scans the records of one segment whose first record must have position `first_position`.
 ///
 /// Appends are sequential and each is synced before the next starts, so a crash can only
-/// damage the last record. Hence bad bytes are a *torn tail* only when nothing valid follows:
-/// - the header or payload extends past the end, or the magic/length is unreadable, and no
-///   valid record starts anywhere after it (otherwise acknowledged records would be lost);
-/// - a complete record with a bad CRC followed only by zero bytes (or nothing);
-/// - zero bytes (a crash after the file grew but before the data reached the disk).
+/// damage the last record; and segments are append-only, never preallocated nor overwritten,
+/// so what a crash leaves of that record is a *prefix* of it (the file is short), blocks that
+/// never reached the disk (they read as zeros), or bytes that are not a record of ours at all
+/// (a crash before the header landed). A flipped bit does none of these: it leaves the file
+/// its full length and the record's header in place. Hence, for bad bytes after the last
+/// good record with no valid record after them:
+/// - all zero bytes, fewer bytes than a header, or bytes whose header is not this record's
+///   (wrong magic, version, position) are a *torn tail*;
+/// - a header of this record whose length runs past the end of the bytes is a torn tail (a
+///   short write), unless the bytes to the end are the complete record with a damaged
+///   length field (its CRC checks with the length the bytes have): corruption;
+/// - a *complete* record (its length fits the bytes) with a bad CRC is **corruption**, unless
+///   one of its whole [`TORN_SECTOR_BYTES`]-aligned sectors (aligned in the segment) reads
+///   all zero: a block that never reached the disk;
+/// - bytes that are this record with one header field damaged (the CRC checks once magic,
+///   version, flags, length and position are what they must be) are corruption.
 ///
-/// Everything else is a [`ScanError`]. Whether a torn tail may be truncated (only in the last
-/// segment) is the caller's decision.
+/// Everything else, and any bad record with a valid one after it, is a [`ScanError`]. Whether
+/// a torn tail may be truncated (only in the last segment) is the caller's decision.
 pub fn scan_segment(bytes: &[u8], first_position: Position) -> Result<SegmentScan, ScanError> {
     let mut offset = 0usize;
     let mut position = first_position;
@@ -255,10 +266,18 @@ pub fn scan_segment(bytes: &[u8], first_position: Position) -> Result<SegmentSca
             }
             Err(err @ DecodeError::CrcMismatch { record_bytes, .. }) => {
                 let after = rest.get(record_bytes..).unwrap_or_default();
-                if is_all_zero(after) {
-                    return Ok(torn(format!("last record is torn: {err}")));
+                if !is_all_zero(after) {
+                    return Err(corrupt(offset, position, format!("{err}, followed by {} more bytes", after.len())));
                 }
-                return Err(corrupt(offset, position, format!("{err}, followed by {} more bytes", after.len())));
+                let record = rest.get(..record_bytes).unwrap_or(rest);
+                if has_zero_sector(record, offset) {
+                    return Ok(torn(format!("last record is torn (a sector of it never reached the disk): {err}")));
+                }
+                return Err(corrupt(
+                    offset,
+                    position,
+                    format!("{err} in a complete last record: corruption, not a torn write"),
+                ));
             }
             Err(
                 err @ (DecodeError::Incomplete { .. } | DecodeError::BadMagic { .. } | DecodeError::TooLarge { .. }),
@@ -273,11 +292,49 @@ pub fn scan_segment(bytes: &[u8], first_position: Position) -> Result<SegmentSca
                         format!("{err}, but a valid record follows at byte offset {}", offset + found),
                     ));
                 }
+                if let Some(field) = complete_record_with_damaged_header(rest, position) {
+                    return Err(corrupt(
+                        offset,
+                        position,
+                        format!("{err}: the bytes to the end are this complete record with a damaged {field}"),
+                    ));
+                }
                 return Ok(torn(format!("last record is torn: {err}")));
             }
         }
     }
     Ok(SegmentScan { records, valid_bytes: offset as u64, torn_tail: None })
+}
+
+/// Sector size a torn write is assumed to lose whole (the smallest disk sector): a block of a
+/// record that never reached the disk reads as this many zero bytes at an aligned offset.
+pub const TORN_SECTOR_BYTES: usize = 512;
+
+/// Whether `record`, which starts at byte `start` of its segment, holds a whole
+/// [`TORN_SECTOR_BYTES`]-aligned sector of zero bytes.
+fn has_zero_sector(record: &[u8], start: usize) -> bool {
+    let first = start.next_multiple_of(TORN_SECTOR_BYTES) - start;
+    record.get(first..).unwrap_or_default().chunks_exact(TORN_SECTOR_BYTES).any(is_all_zero)
+}
+
+/// If `rest` (at least a header long) is the complete record at `position` once the header
+/// fields a bit flip may have damaged are restored (magic, version, flags, reserved, length
+/// = the bytes present, position), the name of the field that differs; `None` otherwise.
+fn complete_record_with_damaged_header(rest: &[u8], position: Position) -> Option<&'static str> {
+    let (stored, payload) = rest.split_first_chunk::<RECORD_HEADER_BYTES>()?;
+    let len = u32::try_from(payload.len()).ok().filter(|&len| len as usize <= RECORD_PAYLOAD_BYTES_MAX)?;
+    let mut canonical = [0u8; RECORD_HEADER_BYTES];
+    canonical[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
+    canonical[4] = RECORD_VERSION;
+    canonical[8..12].copy_from_slice(&len.to_le_bytes());
+    canonical[12..20].copy_from_slice(&position.to_le_bytes());
+    let stored_crc = u32::from_le_bytes([stored[20], stored[21], stored[22], stored[23]]);
+    if record_crc(&canonical[..CRC_COVERED_HEADER_BYTES], payload) != stored_crc {
+        return None;
+    }
+    let fields: [(&'static str, std::ops::Range<usize>); 5] =
+        [("magic", 0..4), ("version", 4..5), ("flags", 5..8), ("length", 8..12), ("position", 12..20)];
+    fields.into_iter().find(|(_, range)| stored[range.clone()] != canonical[range.clone()]).map(|(name, _)| name)
 }
 
 fn is_all_zero(bytes: &[u8]) -> bool {

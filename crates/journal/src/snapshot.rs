@@ -5,12 +5,12 @@
 //! `magic: u32` ([`SNAPSHOT_MAGIC`]), `version: u8`, `reserved: [u8; 3]` (0), `position: u64`,
 //! `len: u64`, `crc32c: u32` over the 24 bytes before it and the payload, then the payload.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::file::{create_dir_durably, io_error, sync_dir};
+use crate::file::{create_dir_durably, io_error, private_file, sync_dir, tighten, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::{JournalError, Position};
 
 /// Snapshots kept on disk; older ones are deleted after each save. More than one so that a
@@ -132,6 +132,7 @@ impl SnapshotStore {
     /// Opens (creating if needed) the store in `dir` and deletes temp files of interrupted saves.
     pub fn open(dir: &Path) -> Result<SnapshotStore, JournalError> {
         create_dir_durably(dir)?;
+        tighten(dir, PRIVATE_DIR_MODE)?;
         let entries = fs::read_dir(dir).map_err(|source| io_error("list snapshot directory", dir, source))?;
         for entry in entries {
             let entry = entry.map_err(|source| io_error("list snapshot directory", dir, source))?;
@@ -141,13 +142,29 @@ impl SnapshotStore {
                 let path = entry.path();
                 fs::remove_file(&path)
                     .map_err(|source| io_error("remove leftover snapshot temp file", &path, source))?;
+            } else if name.to_str().and_then(parse_name).is_some() {
+                // Snapshots hold password hashes and dates of birth: owner-only.
+                tighten(&entry.path(), PRIVATE_FILE_MODE)?;
             }
         }
         Ok(SnapshotStore { dir: dir.to_owned(), corrupt_skipped: AtomicU64::new(0) })
     }
 
+    /// Opens an existing store without writing anything (no directory created, no leftover
+    /// temp file removed): for `sportsbook verify`. A missing directory is an empty store.
+    pub fn open_read_only(dir: &Path) -> SnapshotStore {
+        SnapshotStore { dir: dir.to_owned(), corrupt_skipped: AtomicU64::new(0) }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The highest position any snapshot file is named for, valid or not: the journal is
+    /// known to have reached it, since a snapshot is only saved once every record before its
+    /// position is durable. `0` without snapshots.
+    pub fn highest_position(&self) -> Result<Position, JournalError> {
+        Ok(self.list()?.last().map_or(0, |(position, _)| *position))
     }
 
     /// Path of the snapshot for `position`.
@@ -206,7 +223,12 @@ impl SnapshotStore {
     /// Snapshot files as `(position, path)`, oldest first.
     pub fn list(&self) -> Result<Vec<(Position, PathBuf)>, JournalError> {
         let dir = &self.dir;
-        let entries = fs::read_dir(dir).map_err(|source| io_error("list snapshot directory", dir, source))?;
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            // Only a read-only store can lack its directory.
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(io_error("list snapshot directory", dir, source)),
+        };
         let mut snapshots = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| io_error("list snapshot directory", dir, source))?;
@@ -257,7 +279,12 @@ impl SnapshotStore {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    let mut file = File::create(path).map_err(|source| io_error("create snapshot temp file", path, source))?;
+    let mut file = private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|source| io_error("create snapshot temp file", path, source))?;
     file.write_all(bytes).map_err(|source| io_error("write snapshot temp file", path, source))?;
     file.sync_all().map_err(|source| io_error("sync snapshot temp file", path, source))
 }

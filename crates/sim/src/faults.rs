@@ -20,6 +20,9 @@ use journal::{FaultKind, FaultPlan, FaultyJournal, Journal, JournalError, Positi
 struct SwitchState {
     armed: Option<Armed>,
     fired: Option<FaultKind>,
+    /// After a fired `FaultKind::StorageFull`: appends and space checks that still find the
+    /// disk full.
+    full_remaining: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +46,35 @@ impl FaultSwitch {
         let mut state = self.lock();
         state.armed = Some(Armed { kind, any_batch: command_is_tick });
         state.fired = None;
+    }
+
+    /// Makes the next batch holding a command find the disk full, and the `attempts` appends
+    /// or space checks after it too; then there is room again. Not a poisoning fault: the
+    /// engine refuses commands meanwhile and resumes by itself.
+    pub fn arm_storage_full(&self, attempts: u64, command_is_tick: bool) {
+        let mut state = self.lock();
+        state.armed = Some(Armed { kind: FaultKind::StorageFull, any_batch: command_is_tick });
+        state.fired = None;
+        state.full_remaining = attempts;
+    }
+
+    /// Whether an injected full disk still has no room.
+    pub fn is_full(&self) -> bool {
+        self.lock().full_remaining > 0
+    }
+
+    /// One attempt on the injected full disk: an error while it is still full.
+    fn storage_full_attempt(&self, fired: bool) -> Result<(), JournalError> {
+        let mut state = self.lock();
+        if !fired {
+            if state.full_remaining == 0 {
+                return Ok(());
+            }
+            state.full_remaining -= 1;
+        }
+        Err(JournalError::StorageFull {
+            source: std::io::Error::new(std::io::ErrorKind::StorageFull, "injected full disk"),
+        })
     }
 
     /// The fault that fired since arming, clearing it.
@@ -99,6 +131,10 @@ impl Journal for SimJournal {
                 _ => None,
             }
         };
+        // A full disk is not a failed sync: nothing written, nothing poisoned.
+        if fire == Some(FaultKind::StorageFull) || self.switch.is_full() {
+            self.switch.storage_full_attempt(fire.is_some())?;
+        }
         if let (Some(kind), Inner::Healthy(_)) = (fire, &self.inner) {
             if let Inner::Healthy(durable) = std::mem::replace(&mut self.inner, Inner::Switching) {
                 let plan = FaultPlan::fail_sync_at(0).with_kind(kind);
@@ -114,6 +150,15 @@ impl Journal for SimJournal {
 
     fn next_position(&self) -> Position {
         self.journal().next_position()
+    }
+
+    fn check_space(&mut self, bytes: usize) -> Result<(), JournalError> {
+        self.switch.storage_full_attempt(false)?;
+        match &mut self.inner {
+            Inner::Healthy(journal) => journal.check_space(bytes),
+            Inner::Failed(journal) => journal.check_space(bytes),
+            Inner::Switching => unreachable!("the journal is never left switching"),
+        }
     }
 
     fn read_from(

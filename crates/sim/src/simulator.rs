@@ -19,7 +19,17 @@
 //! - a crash at a random step, after a shutdown that leaves every snapshot, all but the
 //!   newest, none, or the newest with a flipped byte (which recovery must skip);
 //! - with the file journal, garbage after the last record or a torn unacknowledged record,
-//!   which recovery must cut off.
+//!   which recovery must cut off;
+//! - with the file journal, a flipped byte in the last (complete, acknowledged) record at a
+//!   crash: opening the journal must refuse it as corruption at that record's position and cut
+//!   nothing. Then the operator's way forward: when the newest snapshot covers the record,
+//!   `journal::repair::truncate_at` (the journal continues at the snapshot's position and
+//!   nothing acknowledged is lost), else the record restored from the backup the refusal asks
+//!   for. Half the time a second crash follows right after the repair, and every later crash
+//!   checks that no position below the snapshot was reused;
+//! - a full disk at write time: the step's commands are refused with `StorageFull`, the engine
+//!   is not stopped, the model goes back to before the step, and the engine resumes by itself
+//!   once the (injected) disk has room, without a restart.
 //!
 //! After every crash the recovered book must equal the book before the crash (by digest), the
 //! book replayed from the journal alone, and the model.
@@ -79,6 +89,10 @@ pub struct SimOptions {
     pub faults: bool,
     /// One step in this many fails its sync (when faults are on).
     pub sync_failure_one_in: u64,
+    /// One step in this many finds the disk full (when faults are on).
+    pub storage_full_one_in: u64,
+    /// One crash in this many flips a byte of the last journal record (file journal).
+    pub corrupt_tail_one_in: u64,
     /// One step in this many is preceded by a crash (when faults are on).
     pub crash_one_in: u64,
     /// Steps between full comparisons of the book with the model.
@@ -100,6 +114,8 @@ impl SimOptions {
             // Each crash replays the whole journal twice, so long runs crash less often: about
             // 130 times at most, and as often as short runs before that.
             sync_failure_one_in: 250.max(ops / 80),
+            storage_full_one_in: 250.max(ops / 80),
+            corrupt_tail_one_in: 3,
             crash_one_in: 400.max(ops / 50),
             full_check_every: 100.max(ops / 100),
             work_dir: std::env::temp_dir(),
@@ -200,6 +216,11 @@ struct Simulator {
     kind: JournalKind,
     faults_on: bool,
     sync_failure_one_in: u64,
+    storage_full_one_in: u64,
+    corrupt_tail_one_in: u64,
+    /// After a repair that moved the journal up to a snapshot's position: the journal starts
+    /// there, so the snapshot (or a newer one) must stay, and there is no replay from scratch.
+    journal_floor: Option<Position>,
     crash_one_in: u64,
     full_check_every: u64,
     command_transform: Option<CommandTransform>,
@@ -267,6 +288,9 @@ impl Simulator {
             kind: options.journal,
             faults_on: options.faults,
             sync_failure_one_in: options.sync_failure_one_in.max(1),
+            storage_full_one_in: options.storage_full_one_in.max(1),
+            corrupt_tail_one_in: options.corrupt_tail_one_in.max(1),
+            journal_floor: None,
             crash_one_in: options.crash_one_in.max(1),
             full_check_every: options.full_check_every.max(1),
             command_transform: options.command_transform,
@@ -366,6 +390,7 @@ impl Simulator {
         } else {
             None
         };
+        let mut fault = fault.or_else(|| self.storage_full_fault());
         let model_before = fault.map(|_| self.auditor.clone());
         let mut submitted = Vec::new();
         let mut receivers = Vec::new();
@@ -391,8 +416,17 @@ impl Simulator {
             let time = self.clock_now();
             let predicted = self.auditor.apply(time, &original);
             let command = self.transformed(&original);
-            if let (0, Some(kind)) = (index, fault) {
-                self.switch.arm(kind, command == Command::Tick);
+            match (index, fault) {
+                // A full disk armed for a tick could hit a tick batch the sequencer makes on
+                // its own, which the disk may then outlast or not depending on timing: only
+                // steps that start with a command find the disk full.
+                (0, Some(FaultKind::StorageFull)) if command == Command::Tick => fault = None,
+                (0, Some(FaultKind::StorageFull)) => {
+                    let attempts = self.faults.below(4);
+                    self.switch.arm_storage_full(attempts, false);
+                }
+                (0, Some(kind)) => self.switch.arm(kind, command == Command::Tick),
+                _ => {}
             }
             let receiver = self
                 .engine()?
@@ -409,6 +443,9 @@ impl Simulator {
             .map(|receiver| receiver.recv().unwrap_or(Err(engine::EngineError::ShutDown)))
             .collect();
         match (fault, model_before) {
+            (Some(FaultKind::StorageFull), Some(model_before)) => {
+                self.storage_full_step(submitted, outcomes, model_before)
+            }
             (Some(kind), Some(model_before)) => self.failed_sync(kind, submitted, outcomes, model_before),
             _ => self.acknowledge(submitted, outcomes),
         }
@@ -491,6 +528,7 @@ impl Simulator {
         let label = match kind {
             FaultKind::Lost => "sync_failed_lost",
             FaultKind::WrittenButUnacknowledged => "sync_failed_written",
+            FaultKind::StorageFull => "storage_full",
         };
         *self.report.faults.entry(label).or_default() += 1;
         if submitted.len() > 1 {
@@ -611,6 +649,8 @@ impl Simulator {
         self.report.crashes += 1;
         let use_snapshots = self.drop_snapshots()?;
         let expected_truncation = self.damage_tail(fault.is_none())?;
+        let repaired =
+            if fault.is_none() && expected_truncation == 0 { self.corrupt_tail(use_snapshots)? } else { false };
         let (journal, truncated) = self.open_durable()?;
         if truncated != expected_truncation {
             return self
@@ -620,11 +660,15 @@ impl Simulator {
         let store = if use_snapshots { Some(self.snapshot_store()?) } else { None };
         let recovered = engine::recover(journal.as_ref(), store.as_ref(), self.config)
             .map_err(|error| (self.step, format!("recovery failed: {error}")))?;
-        let replayed = engine::recover(journal.as_ref(), None, self.config)
-            .map_err(|error| (self.step, format!("replay from scratch failed: {error}")))?;
         let digest = codec::digest(&recovered.book);
-        if codec::digest(&replayed.book) != digest {
-            return self.fail("the book recovered from the snapshot differs from the journal replayed from scratch");
+        // After a repair up to a snapshot the journal starts there: no replay from scratch.
+        if self.journal_floor.is_none() {
+            let replayed = engine::recover(journal.as_ref(), None, self.config)
+                .map_err(|error| (self.step, format!("replay from scratch failed: {error}")))?;
+            if codec::digest(&replayed.book) != digest {
+                return self
+                    .fail("the book recovered from the snapshot differs from the journal replayed from scratch");
+            }
         }
         if let Some(before) = before {
             if before != digest {
@@ -654,7 +698,13 @@ impl Simulator {
             .recv()
             .unwrap_or(Err(engine::EngineError::ShutDown));
         let entry = Submitted { step: self.step, time, original: Command::Tick, command: Command::Tick, predicted };
-        self.acknowledge(vec![entry], vec![outcome])
+        self.acknowledge(vec![entry], vec![outcome])?;
+        // A restart between them: a crash right after the repair and a command.
+        if repaired && self.faults.chance(1, 2) {
+            *self.report.faults.entry("crash_after_repair").or_default() += 1;
+            return self.crash(None);
+        }
+        Ok(())
     }
 
     /// Chooses which snapshots the crash leaves: all, all but the newest, none, the newest
@@ -663,7 +713,10 @@ impl Simulator {
     fn drop_snapshots(&mut self) -> Result<bool, Fail> {
         let store = self.snapshot_store()?;
         let snapshots = store.list().map_err(|error| (self.step, format!("list snapshots: {error}")))?;
-        let choice = self.faults.below(5);
+        let mut choice = self.faults.below(5);
+        if self.journal_floor.is_some_and(|floor| !self.may_lose_newest_snapshot(&snapshots, floor, choice)) {
+            choice = 0;
+        }
         let remove = match choice {
             1 => 1.min(snapshots.len()),
             2 => snapshots.len(),
@@ -733,13 +786,170 @@ impl Simulator {
         match &self.durable {
             Durable::Memory(journal) => Ok((Box::new(journal.clone()), 0)),
             Durable::File(dir) => {
-                // Small segments, so that runs roll over many of them.
-                let options = FileJournalOptions { segment_bytes_max: 256 * 1024, ..FileJournalOptions::default() };
+                // Small segments, so that runs roll over many of them. Opened, as the server
+                // does, knowing the highest snapshot position: never below it.
+                let floor = self
+                    .snapshot_store()?
+                    .highest_position()
+                    .map_err(|error| (self.step, format!("list snapshots: {error}")))?;
+                let options = FileJournalOptions {
+                    segment_bytes_max: 256 * 1024,
+                    min_next_position: floor,
+                    ..FileJournalOptions::default()
+                };
                 let (journal, opened) = FileJournal::open(dir, options)
                     .map_err(|error| (self.step, format!("open the journal: {error}")))?;
                 Ok((Box::new(journal), opened.truncated_bytes))
             }
         }
+    }
+
+    // ---- a corrupt last record and the operator's repair --------------------------------------
+
+    /// At a crash of a healthy engine, with the file journal, sometimes: flips a byte of the
+    /// last record (complete and acknowledged). Opening must refuse it as corruption at its
+    /// position and cut nothing. Then the operator: a repair when the newest snapshot covers
+    /// the record (nothing acknowledged is lost; the journal continues at the snapshot's
+    /// position), else the record restored from the backup. Returns whether it repaired.
+    fn corrupt_tail(&mut self, use_snapshots: bool) -> Result<bool, Fail> {
+        let Durable::File(dir) = &self.durable else {
+            return Ok(false);
+        };
+        let dir = dir.clone();
+        if !self.faults.chance(1, self.corrupt_tail_one_in) {
+            return Ok(false);
+        }
+        let fail = |what: &str, error: journal::JournalError| (self.step, format!("{what}: {error}"));
+        let segment = journal::testing::last_segment(&dir).map_err(|error| fail("corrupt tail", error))?;
+        let Some(last) = journal::testing::record_spans(&segment).map_err(|error| fail("corrupt tail", error))?.pop()
+        else {
+            return Ok(false);
+        };
+        let backup = std::fs::read(&segment).map_err(|error| (self.step, format!("back up the segment: {error}")))?;
+        journal::testing::flip_byte(&segment, last.offset + self.faults.below(last.len))
+            .map_err(|error| fail("flip a byte", error))?;
+        let damaged = std::fs::read(&segment).map_err(|error| (self.step, format!("read the segment: {error}")))?;
+        match self.open_durable() {
+            Err((_, message)) if message.contains(&format!("position {}", last.position)) => {}
+            Err((_, message)) => {
+                return self.fail(format!("a corrupt last record was refused for another reason: {message}"));
+            }
+            Ok((_, cut)) => {
+                return self.fail(format!(
+                    "a complete last record with a flipped byte was taken for a torn tail ({cut} bytes cut): \
+                     the acknowledged record at position {} is silently lost",
+                    last.position
+                ));
+            }
+        }
+        let after = std::fs::read(&segment).map_err(|error| (self.step, format!("read the segment: {error}")))?;
+        if after != damaged {
+            return self.fail("the refused open changed the corrupt segment");
+        }
+        *self.report.faults.entry("corrupt_tail_refused").or_default() += 1;
+
+        let store = self.snapshot_store()?;
+        let newest_valid = store.load_latest().map_err(|error| fail("load snapshots", error))?.map(|(at, _)| at);
+        let highest = store.highest_position().map_err(|error| fail("list snapshots", error))?;
+        let covered = use_snapshots && newest_valid == Some(highest) && highest > last.position;
+        if !covered {
+            std::fs::write(&segment, &backup).map_err(|error| (self.step, format!("restore the record: {error}")))?;
+            *self.report.faults.entry("corrupt_tail_restored").or_default() += 1;
+            return Ok(false);
+        }
+        let cut_dir = dir.with_file_name(format!("journal-cut-{}-{}", last.position, self.report.crashes));
+        let repaired = journal::repair::truncate_at(&dir, &self.snapshots_dir, last.position, &cut_dir)
+            .map_err(|error| fail("repair", error))?;
+        if repaired.next_position != highest || !repaired.covered_by_snapshot() {
+            return self.fail(format!("the repair below the snapshot at {highest} went wrong: {repaired:?}"));
+        }
+        // The acknowledged commands up to the snapshot are in it, not in the journal any more.
+        self.verified = (highest, self.acknowledged.len());
+        self.journal_floor = Some(highest);
+        *self.report.faults.entry("corrupt_tail_repaired").or_default() += 1;
+        Ok(true)
+    }
+
+    /// After a repair up to `floor`, recovery needs a valid snapshot at or after it: the crash
+    /// may drop or corrupt the newest snapshot (`choice` 1 or 4) only if the one before it is at
+    /// or after the floor, and never drop them all or recover without them (2, 3).
+    fn may_lose_newest_snapshot(&self, snapshots: &[(Position, PathBuf)], floor: Position, choice: u64) -> bool {
+        let valid =
+            |path: &PathBuf| std::fs::read(path).is_ok_and(|bytes| journal::snapshot::decode_snapshot(&bytes).is_ok());
+        let older = snapshots.len().saturating_sub(1);
+        match choice {
+            0 => true,
+            // An older snapshot at or after the floor that is itself valid (an earlier crash
+            // may have corrupted one).
+            1 | 4 => snapshots[..older].iter().any(|(position, path)| *position >= floor && valid(path)),
+            _ => false,
+        }
+    }
+
+    // ---- a full disk --------------------------------------------------------------------------
+
+    /// Sometimes (when faults are on): the next step's batch finds the disk full.
+    fn storage_full_fault(&mut self) -> Option<FaultKind> {
+        (self.faults_on && self.faults.chance(1, self.storage_full_one_in)).then_some(FaultKind::StorageFull)
+    }
+
+    /// The step's batch found the disk full: every command was refused with `StorageFull`, the
+    /// engine did not stop, and nothing of the step is in the book (the model goes back to
+    /// before it). The engine must resume by itself once the disk has room, without a restart;
+    /// then a tick catches book time up with the clock.
+    fn storage_full_step(
+        &mut self,
+        submitted: Vec<Submitted>,
+        outcomes: Vec<engine::Outcome>,
+        model_before: Auditor,
+    ) -> Result<(), Fail> {
+        let fired = self.switch.take_fired();
+        if fired != Some(FaultKind::StorageFull) {
+            return self.fail(format!("an armed full disk did not fire (fired {fired:?})"));
+        }
+        for (entry, outcome) in submitted.iter().zip(&outcomes) {
+            match outcome {
+                Err(engine::EngineError::StorageFull) => {}
+                Ok(reply) => {
+                    return self.fail(format!("{:?} was acknowledged ({reply:?}) on a full disk", entry.original));
+                }
+                Err(error) => {
+                    return self.fail(format!("{:?} failed with {error} instead of StorageFull", entry.original));
+                }
+            }
+        }
+        if self.engine()?.stats().stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return self.fail("a full disk stopped the engine");
+        }
+        self.auditor = model_before;
+        *self.report.faults.entry("storage_full").or_default() += 1;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.engine()?.stats().storage_full.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.engine()?.stats().stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                let reason = match self.engine()?.submit(Command::Tick) {
+                    Err(error) => error.to_string(),
+                    Ok(reply) => format!("{reply:?}"),
+                };
+                // A crash and recovery check the journal against what was acknowledged first,
+                // naming a lost command if that is why the rebuild failed.
+                self.crash(Some(FaultKind::StorageFull))?;
+                return self.fail(format!("the engine stopped after a full disk: {reason}"));
+            }
+            if std::time::Instant::now() > deadline {
+                return self.fail("the engine did not resume after the disk had room again");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let time = self.clock_now();
+        let predicted = self.auditor.apply(time, &Command::Tick);
+        let outcome = self
+            .engine()?
+            .submit_waiting(Command::Tick)
+            .map_err(|error| (self.step, format!("the engine refused a tick after a full disk: {error}")))?
+            .recv()
+            .unwrap_or(Err(engine::EngineError::ShutDown));
+        let entry = Submitted { step: self.step, time, original: Command::Tick, command: Command::Tick, predicted };
+        self.acknowledge(vec![entry], vec![outcome])
     }
 
     fn snapshot_store(&self) -> Result<SnapshotStore, Fail> {
@@ -865,6 +1075,8 @@ impl Simulator {
         published.lock().unwrap_or_else(PoisonError::into_inner).clear();
         let options = EngineOptions {
             snapshot_every_commands: self.faults.between(50, 600),
+            // The injected full disk has room again after a few checks: check often.
+            storage_full_retry: std::time::Duration::from_millis(1),
             on_commit: vec![Box::new(move |committed: &engine::Committed<'_>| {
                 published.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(committed.events);
             })],

@@ -19,38 +19,154 @@ use anyhow::Context;
 use engine::{EngineError, EngineHandle, EngineOptions, RecoveryReport, SystemClock};
 
 /// Opens a data directory on the real clock. A directory another process holds (a running
-/// server) is refused with a message that says so.
+/// server) is refused with a message that says so; a corrupt journal with the position and the
+/// operator's way forward (`sportsbook repair`).
 pub fn open_engine(dir: &Path) -> anyhow::Result<(EngineHandle, RecoveryReport)> {
     open_engine_with(dir, EngineOptions::default())
 }
 
-/// `open_engine` with options (the server passes the gateway's commit hook).
+/// `open_engine` with options (the server passes the gateway's commit hook). Corrupt snapshots
+/// passed over and permissions tightened are logged as warnings.
 pub fn open_engine_with(dir: &Path, options: EngineOptions) -> anyhow::Result<(EngineHandle, RecoveryReport)> {
-    match engine::open_data_dir(dir, book::Config::default(), Box::new(SystemClock), options) {
-        Ok(opened) => Ok(opened),
-        Err(EngineError::Journal(journal::JournalError::Locked { .. })) => anyhow::bail!(
-            "the data directory {} is in use by another process (is a sportsbook server running on it?); stop it first",
-            dir.display()
-        ),
-        Err(error) => Err(error).with_context(|| format!("opening the data directory {}", dir.display())),
+    match engine::open_data_dir_detailed(dir, book::Config::default(), Box::new(SystemClock), options) {
+        Ok((engine, report, findings)) => {
+            for skipped in &findings.skipped_snapshots {
+                tracing::warn!(
+                    path = %skipped.path.display(),
+                    position = skipped.position,
+                    reason = %skipped.reason,
+                    "corrupt snapshot skipped; recovered from an older snapshot and the journal"
+                );
+            }
+            for path in &findings.tightened {
+                tracing::warn!(path = %path.display(), "permissions were looser than owner-only; tightened");
+            }
+            Ok((engine, report))
+        }
+        Err(error) => Err(explain_open_error(dir, error)),
     }
 }
 
-/// Recovers a data directory (latest snapshot plus journal), checks every invariant and prints
-/// the state digest.
+/// An operator's message for a data directory that cannot be opened.
+fn explain_open_error(dir: &Path, error: EngineError) -> anyhow::Error {
+    match error {
+        EngineError::Journal(journal::JournalError::Locked { .. }) => anyhow::anyhow!(
+            "the data directory {} is in use by another process (is a sportsbook server running on it?); stop it first",
+            dir.display()
+        ),
+        EngineError::Journal(
+            ref corrupt @ (journal::JournalError::Corrupt { position, .. }
+            | journal::JournalError::UnsupportedVersion { position, .. }),
+        ) => anyhow::anyhow!(
+            "the journal in {} is corrupt, refusing to start so that no acknowledged record is silently dropped:\n  \
+             {corrupt}\n\
+             Nothing was changed. To go on without the records from position {position} on, back up the data \
+             directory, then run\n  \
+             sportsbook repair --data-dir {} --truncate-at {position}\n\
+             which copies everything it cuts into the data directory first (a snapshot that covers them keeps \
+             their effect; otherwise the operations in them are lost and must be redone from the copy).",
+            dir.display(),
+            dir.display()
+        ),
+        error => anyhow::Error::new(error).context(format!("opening the data directory {}", dir.display())),
+    }
+}
+
+/// Recovers a data directory (latest snapshot plus journal) without writing anything to it,
+/// checks every invariant and prints the state digest. A torn tail is reported, not cut; a
+/// corrupt journal or snapshot makes it fail (non-zero exit).
 pub fn verify(dir: &Path) -> anyhow::Result<()> {
-    let (engine, report) = open_engine(dir)?;
+    let recovered =
+        engine::recover_read_only(dir, book::Config::default()).map_err(|error| explain_open_error(dir, error))?;
+    let report = recovered.report;
     println!(
-        "recovered {}: snapshot at {:?}, {} batches ({} commands) replayed, {} torn bytes cut",
+        "recovered {} (read-only): snapshot at {:?}, {} batches ({} commands) replayed, journal ends at position {}",
         dir.display(),
         report.snapshot_position,
         report.replayed_batches,
         report.replayed_commands,
-        report.truncated_bytes
+        report.position
     );
-    let (checked, digest) = engine.read(|book| (book.check_invariants(), codec::digest(book)))?;
-    engine.shutdown();
-    checked.map_err(|violation| anyhow::anyhow!("invariant violated: {violation}"))?;
+    if report.truncated_bytes > 0 {
+        println!(
+            "torn tail: {} bytes after the last record (an unacknowledged write); the next start cuts them",
+            report.truncated_bytes
+        );
+    }
+    for skipped in &recovered.skipped_snapshots {
+        println!("warning: corrupt snapshot {} skipped: {}", skipped.path.display(), skipped.reason);
+    }
+    let book = recovered.book;
+    book.check_invariants().map_err(|violation| anyhow::anyhow!("invariant violated: {violation}"))?;
+    let digest = codec::digest(&book);
+    anyhow::ensure!(
+        recovered.skipped_snapshots.is_empty(),
+        "{} corrupt snapshot(s) skipped (see above); invariants hold, state digest {digest}",
+        recovered.skipped_snapshots.len()
+    );
     println!("invariants hold; state digest {digest}");
+    Ok(())
+}
+
+/// `sportsbook repair --truncate-at POSITION`: cuts the journal so that its next record gets
+/// `position`, after copying everything cut into `DIR/journal-cut-<position>-<unix seconds>`.
+/// Run only after a backup, with the server stopped; never run automatically.
+pub fn repair(dir: &Path, position: journal::Position) -> anyhow::Result<()> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default();
+    let backup = dir.join(format!("journal-cut-{position}-{seconds}"));
+    let report = journal::repair::truncate_at(&dir.join("journal"), &dir.join("snapshots"), position, &backup)
+        .map_err(|error| match error {
+            journal::JournalError::Locked { .. } => explain_open_error(dir, EngineError::Journal(error)),
+            error => anyhow::Error::new(error).context(format!("repairing the journal in {}", dir.display())),
+        })?;
+    println!(
+        "cut the journal at position {}: {} bytes copied to {}",
+        report.cut_at,
+        report.bytes_cut,
+        report.backup_dir.display()
+    );
+    if report.covered_by_snapshot() {
+        println!(
+            "the snapshot at position {} holds the effect of every cut record: nothing acknowledged is lost; \
+             the journal continues at position {}",
+            report.snapshot_position, report.next_position
+        );
+    } else {
+        println!(
+            "no snapshot covers the cut records: the operations in them are no longer in the book (the copy has \
+             them); the journal continues at position {}",
+            report.next_position
+        );
+    }
+    Ok(())
+}
+
+/// Creates the data directory owner-only (0700) if missing; tightens it, and the secrets kept
+/// in it, when they are looser (with a warning): the journal and snapshots hold password
+/// hashes and dates of birth.
+pub fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(journal::file::PRIVATE_DIR_MODE)
+        .create(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let files = [secrets::JWT_SECRET_FILE_NAME, serve::DEMO_CREDENTIALS_FILE_NAME];
+    let mut paths = vec![(dir.to_owned(), journal::file::PRIVATE_DIR_MODE)];
+    paths.extend(
+        files
+            .iter()
+            .map(|name| dir.join(name))
+            .filter(|path| path.exists())
+            .map(|path| (path, journal::file::PRIVATE_FILE_MODE)),
+    );
+    for (path, mode) in paths {
+        if journal::file::tighten(&path, mode)? {
+            tracing::warn!(path = %path.display(), "permissions were looser than owner-only; tightened");
+        }
+    }
     Ok(())
 }

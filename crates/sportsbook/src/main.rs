@@ -174,11 +174,24 @@ enum Commands {
         #[arg(long, default_value_t = 50_000)]
         bets: u64,
     },
-    /// Recovers a data directory (latest snapshot plus journal), checks every invariant and
-    /// prints the state digest.
+    /// Recovers a data directory (latest snapshot plus journal) without writing to it, checks
+    /// every invariant and prints the state digest. Exits non-zero on a corrupt journal or
+    /// snapshot.
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
+    },
+    /// The way forward after a corrupt journal (the server refuses to start and names the
+    /// position): cuts the journal at a position after copying everything it cuts into
+    /// DIR/journal-cut-POSITION-SECONDS. Back up the data directory first; the server must be
+    /// stopped. If a snapshot covers the cut records nothing is lost and the journal continues
+    /// at the snapshot's position; otherwise the operations in them are gone from the book.
+    Repair {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The first journal position to cut (the corrupt record's, from the error message).
+        #[arg(long)]
+        truncate_at: u64,
     },
 }
 
@@ -310,6 +323,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Commands::Verify { data_dir } => sportsbook::verify(&data_dir),
+        Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
     }
 }
 

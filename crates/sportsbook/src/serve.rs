@@ -134,7 +134,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         }
     }
     let dir = &options.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    crate::secure_data_dir(dir)?;
     let (jwt_secret, secret_source) = secrets::jwt_secret(
         env_value(secrets::JWT_SECRET_ENV),
         env_value(secrets::JWT_SECRET_FILE_ENV).map(PathBuf::from),
@@ -191,6 +191,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         replayed_batches = report.replayed_batches,
         replayed_commands = report.replayed_commands,
         truncated_bytes = report.truncated_bytes,
+        skipped_snapshots = report.skipped_snapshots,
         "book recovered"
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;

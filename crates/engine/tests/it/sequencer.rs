@@ -10,7 +10,8 @@ use journal::{FaultPlan, FaultyJournal, MemoryJournal};
 use crate::workload::{random_command, setup, Rng, START};
 
 fn start(journal: Box<dyn journal::Journal>, clock: ManualClock) -> EngineHandle {
-    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report() };
+    let recovered =
+        Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     EngineHandle::start(journal, None, recovered, Box::new(clock), EngineOptions::default()).expect("start")
 }
 
@@ -23,6 +24,7 @@ fn empty_report() -> engine::RecoveryReport {
         replayed_commands: 0,
         truncated_bytes: 0,
         chain_head: engine::CHAIN_HEAD_GENESIS,
+        skipped_snapshots: 0,
     }
 }
 
@@ -125,7 +127,8 @@ fn the_sequencer_ends_in_play_delays_on_its_own() {
 #[test]
 fn a_full_inbox_sheds_load_instead_of_queueing() {
     let journal = MemoryJournal::new();
-    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report() };
+    let recovered =
+        Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     let options = EngineOptions { inbox_max: 4, ..EngineOptions::default() };
     let engine =
         EngineHandle::start(Box::new(journal), None, recovered, Box::new(ManualClock::new(START)), options).unwrap();
@@ -166,7 +169,8 @@ fn every_commit_hook_sees_each_durable_batch_with_the_book_after_it() {
         })
     };
     let options = EngineOptions { on_commit: vec![hook(0), hook(1)], ..EngineOptions::default() };
-    let recovered = Recovered { book: book::Book::new(Config::default()), report: empty_report() };
+    let recovered =
+        Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
     let engine = EngineHandle::start(
         Box::new(MemoryJournal::new()),
         None,
@@ -220,4 +224,40 @@ fn submit_then_reads_the_book_after_the_durable_batch_and_never_after_a_failed_o
         .expect("submitted");
     assert!(matches!(receiver.recv().expect("answered"), Err(EngineError::Stopped(_))));
     engine.shutdown();
+}
+
+/// Issue 11 item 10: a full disk at write time refuses the batch with `StorageFull` (nothing
+/// acknowledged, the book rebuilt without it), refuses commands while the disk stays full, and
+/// resumes without a restart once the space check finds room. A failed sync still stops.
+#[test]
+fn a_full_disk_refuses_commands_then_resumes_without_a_restart() {
+    let memory = MemoryJournal::new();
+    let plan = FaultPlan::fail_sync_at(1).with_kind(journal::FaultKind::StorageFull).with_full_attempts(2);
+    let faulty = FaultyJournal::new(memory.clone(), plan);
+    let recovered =
+        Recovered { book: book::Book::new(Config::default()), report: empty_report(), skipped_snapshots: Vec::new() };
+    let retry = std::time::Duration::from_millis(300);
+    let options = EngineOptions { storage_full_retry: retry, ..EngineOptions::default() };
+    let engine =
+        EngineHandle::start(Box::new(faulty), None, recovered, Box::new(ManualClock::new(START)), options).unwrap();
+    let open = || engine.submit(Command::OpenAccount { currency: domain::Currency::EUR });
+    let Ok(Ack::AccountOpened(first)) = open().unwrap() else { panic!("first account") };
+    let before = engine.read(codec::digest).unwrap();
+    assert!(matches!(open(), Err(EngineError::StorageFull)));
+    assert!(engine.stats().storage_full.load(Ordering::SeqCst));
+    assert!(!engine.stats().stopped.load(Ordering::SeqCst));
+    // The refused account is not in the book: reads see the durable state only.
+    assert_eq!(engine.read(codec::digest).unwrap(), before);
+    assert!(matches!(open(), Err(EngineError::StorageFull)), "refused while the disk is full");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while engine.stats().storage_full.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "the engine never found room again");
+        std::thread::sleep(retry);
+    }
+    let Ok(Ack::AccountOpened(second)) = open().unwrap() else { panic!("second account") };
+    assert_ne!(second, first);
+    assert_eq!(engine.stats().storage_full_events.load(Ordering::Relaxed), 1);
+    let live = engine.read(codec::digest).unwrap();
+    engine.shutdown();
+    assert_eq!(codec::digest(&recover(&memory, None, Config::default()).unwrap().book), live);
 }

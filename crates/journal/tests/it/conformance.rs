@@ -31,7 +31,7 @@ impl JournalHarness for MemoryHarness {
 fn file_journal_with_tiny_segments_conforms() {
     let mut harness = FileHarness {
         dir: TempDir::new().unwrap(),
-        options: FileJournalOptions { segment_bytes_max: 4096, sync: true },
+        options: FileJournalOptions { segment_bytes_max: 4096, sync: true, min_next_position: 0 },
     };
     run_all(&mut harness);
     let (journal, report) = FileJournal::open(harness.dir.path(), harness.options.clone()).unwrap();
@@ -53,7 +53,7 @@ fn file_journal_with_default_options_conforms() {
 fn file_journal_without_sync_conforms() {
     let mut harness = FileHarness {
         dir: TempDir::new().unwrap(),
-        options: FileJournalOptions { segment_bytes_max: 512, sync: false },
+        options: FileJournalOptions { segment_bytes_max: 512, sync: false, min_next_position: 0 },
     };
     run_all(&mut harness);
 }

@@ -27,7 +27,7 @@ fn filled() -> (TempDir, Vec<Vec<u8>>) {
 fn filled_single_segment() -> (TempDir, Vec<Vec<u8>>) {
     let dir = TempDir::new().unwrap();
     let records = sample_payloads(RECORDS);
-    let options = FileJournalOptions { segment_bytes_max: 1 << 20, sync: true };
+    let options = FileJournalOptions { segment_bytes_max: 1 << 20, sync: true, min_next_position: 0 };
     let (mut journal, _) = FileJournal::open(dir.path(), options).unwrap();
     append_all(&mut journal, &records);
     (dir, records)
@@ -100,7 +100,7 @@ fn cut_exactly_at_a_record_boundary_truncates_nothing() {
 #[test]
 fn torn_only_record_of_last_segment_leaves_an_empty_segment_to_append_to() {
     let dir = TempDir::new().unwrap();
-    let options = FileJournalOptions { segment_bytes_max: 1, sync: true };
+    let options = FileJournalOptions { segment_bytes_max: 1, sync: true, min_next_position: 0 };
     let records = sample_payloads(5);
     {
         let (mut journal, _) = FileJournal::open(dir.path(), options.clone()).unwrap();
@@ -120,16 +120,207 @@ fn torn_only_record_of_last_segment_leaves_an_empty_segment_to_append_to() {
     assert_eq!(payloads(&journal), expected);
 }
 
+/// Flipping any byte of a complete last record is corruption with its position, never a torn
+/// tail: the record was acknowledged. Nothing is truncated.
 #[test]
-fn bad_crc_of_the_last_record_at_eof_is_a_torn_tail() {
-    let (dir, records) = filled();
+fn any_flipped_byte_of_a_complete_last_record_is_corruption_not_a_torn_tail() {
+    let (dir, _) = filled_single_segment();
+    let segment = last_segment(dir.path()).unwrap();
+    let last = *record_spans(&segment).unwrap().last().unwrap();
+    let pristine = fs::read(&segment).unwrap();
+    for byte in 0..last.len {
+        flip_byte(&segment, last.offset + byte).unwrap();
+        match FileJournal::open(dir.path(), tiny_options()) {
+            Err(JournalError::Corrupt { position, offset, segment: path, .. }) => {
+                assert_eq!((position, offset, &path), (last.position, last.offset, &segment), "byte {byte}");
+            }
+            // The version byte: reported as such, also without a cut.
+            Err(JournalError::UnsupportedVersion { position, .. }) if byte == 4 => {
+                assert_eq!(position, last.position);
+            }
+            Err(other) => panic!("byte {byte}: expected Corrupt, got {other:?}"),
+            Ok((_, report)) => panic!("byte {byte}: opened (cut {} bytes)", report.truncated_bytes),
+        }
+        let mut expected = pristine.clone();
+        expected[(last.offset + byte) as usize] ^= 0xFF;
+        assert_eq!(fs::read(&segment).unwrap(), expected, "byte {byte}: open changed the segment");
+        fs::write(&segment, &pristine).unwrap();
+    }
+}
+
+#[test]
+fn bad_crc_of_a_complete_last_record_followed_by_zeros_is_corruption() {
+    let (dir, _) = filled();
     let segment = last_segment(dir.path()).unwrap();
     let len = fs::metadata(&segment).unwrap().len();
     flip_byte(&segment, len - 1).unwrap();
-    let last_len = record_spans(&segment).unwrap().last().unwrap().len;
-    let (journal, report) = open(dir.path());
-    assert_eq!(report.truncated_bytes, last_len);
+    append_garbage(dir.path(), &[0; 64]).unwrap();
+    assert!(matches!(open_err(dir.path()), JournalError::Corrupt { .. }));
+    assert_eq!(fs::metadata(&segment).unwrap().len(), len + 64, "nothing cut");
+}
+
+/// A block of the last record that never reached the disk reads as zeros: that is a torn
+/// write, and it is cut.
+#[test]
+fn a_complete_last_record_with_a_zeroed_sector_is_a_torn_tail() {
+    let dir = TempDir::new().unwrap();
+    let options = FileJournalOptions { segment_bytes_max: 1 << 20, sync: true, min_next_position: 0 };
+    let (mut journal, _) = FileJournal::open(dir.path(), options.clone()).unwrap();
+    journal.append(b"first").unwrap();
+    journal.append(&[0xAB; 3000]).unwrap();
+    drop(journal);
+    let segment = last_segment(dir.path()).unwrap();
+    let last = *record_spans(&segment).unwrap().last().unwrap();
+    let sector = (last.offset + 24).next_multiple_of(512);
+    overwrite(&segment, sector, &[0; 512]).unwrap();
+    let (journal, report) = FileJournal::open(dir.path(), options).unwrap();
+    assert_eq!(report.truncated_bytes, last.len);
+    assert_eq!(payloads(&journal), vec![b"first".to_vec()]);
+}
+
+/// A crash during the last append leaves a prefix of the record: still cut, as before.
+#[test]
+fn a_partial_last_record_is_still_a_torn_tail() {
+    let (dir, records) = filled_single_segment();
+    let cut = tear_last_record(dir.path(), 30).unwrap();
+    let (mut journal, report) = open(dir.path());
+    assert_eq!(report.truncated_bytes, 30);
+    assert!(cut > 0);
     assert_eq!(payloads(&journal), records[..RECORDS - 1]);
+    assert_eq!(journal.append(b"again").unwrap(), (RECORDS - 1) as u64);
+}
+
+/// A cut below the highest snapshot position is refused before anything is cut, and a journal
+/// that ends below it is refused: appending there would reuse positions a snapshot covers.
+#[test]
+fn open_refuses_a_journal_ending_below_a_snapshot_and_cuts_nothing() {
+    let (dir, _) = filled_single_segment();
+    let floor = RECORDS as u64;
+    let options = || FileJournalOptions { min_next_position: floor, ..tiny_options() };
+    assert!(FileJournal::open(dir.path(), options()).is_ok());
+    // A real torn write of the record at `floor - 1` is impossible (a snapshot at `floor` was
+    // saved after it was synced); if the bytes say so anyway, open refuses rather than cut.
+    tear_last_record(dir.path(), 30).unwrap();
+    let segment = last_segment(dir.path()).unwrap();
+    let len = fs::metadata(&segment).unwrap().len();
+    match FileJournal::open(dir.path(), options()) {
+        Err(JournalError::Corrupt { position, reason, .. }) => {
+            assert_eq!(position, floor - 1);
+            assert!(reason.contains("snapshot"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(fs::metadata(&segment).unwrap().len(), len, "nothing cut");
+}
+
+/// `repair::truncate_at` below a snapshot: the journal continues at the snapshot's position, so
+/// the next record never reuses a position the snapshot covers; the cut bytes are kept.
+#[test]
+fn repair_below_a_snapshot_never_reuses_positions() {
+    let root = TempDir::new().unwrap();
+    let journal_dir = root.path().join("journal");
+    let snapshots = journal::SnapshotStore::open(&root.path().join("snapshots")).unwrap();
+    let options = FileJournalOptions { segment_bytes_max: 1 << 20, sync: true, min_next_position: 0 };
+    let (mut journal, _) = FileJournal::open(&journal_dir, options.clone()).unwrap();
+    append_all(&mut journal, &sample_payloads(5));
+    snapshots.save(5, b"state after 5 records").unwrap();
+    drop(journal);
+    let segment = last_segment(&journal_dir).unwrap();
+    let last = *record_spans(&segment).unwrap().last().unwrap();
+    flip_byte(&segment, last.offset + last.len - 1).unwrap();
+    let with_floor = FileJournalOptions { min_next_position: 5, ..options };
+    assert!(matches!(
+        FileJournal::open(&journal_dir, with_floor.clone()),
+        Err(JournalError::Corrupt { position: 4, .. })
+    ));
+
+    let backup = root.path().join("cut");
+    let report = journal::repair::truncate_at(&journal_dir, snapshots.dir(), 4, &backup).unwrap();
+    assert_eq!((report.cut_at, report.next_position, report.snapshot_position), (4, 5, 5));
+    assert!(report.covered_by_snapshot());
+    let kept: u64 = fs::read_dir(&backup).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(kept >= report.bytes_cut && report.bytes_cut == last.len, "{kept} {report:?}");
+
+    // Restart, append, "crash", restart: the new record is at 5, where recovery reads.
+    let (mut journal, _) = FileJournal::open(&journal_dir, with_floor.clone()).unwrap();
+    assert_eq!(journal.append(b"after the repair").unwrap(), 5);
+    drop(journal);
+    let (journal, _) = FileJournal::open(&journal_dir, with_floor).unwrap();
+    assert_eq!(read_all(&journal, 5), vec![(5, b"after the repair".to_vec())]);
+}
+
+/// Without a snapshot beyond it, the repair cuts at the position and the journal goes on there.
+#[test]
+fn repair_without_a_snapshot_cuts_at_the_position_and_keeps_a_copy() {
+    let (dir, records) = filled_single_segment();
+    let segment = last_segment(dir.path()).unwrap();
+    let last = *record_spans(&segment).unwrap().last().unwrap();
+    flip_byte(&segment, last.offset + 30).unwrap();
+    let backup = dir.path().join("cut");
+    let no_snapshots = dir.path().join("no-snapshots");
+    // Cutting after the bad record, or at a record that is not there, is refused.
+    assert!(journal::repair::truncate_at(dir.path(), &no_snapshots, RECORDS as u64, &backup).is_err());
+    assert!(!backup.exists());
+    let report = journal::repair::truncate_at(dir.path(), &no_snapshots, last.position, &backup).unwrap();
+    assert_eq!(report.next_position, last.position);
+    let copy = fs::read_dir(&backup).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(fs::metadata(&copy).unwrap().len(), last.len);
+    let (journal, report) = open(dir.path());
+    assert_eq!(report.truncated_bytes, 0);
+    assert_eq!(payloads(&journal), records[..RECORDS - 1]);
+}
+
+/// `open_read_only` writes nothing: a torn tail is reported, not cut; no LOCK is created; and
+/// appends are refused.
+#[test]
+fn read_only_open_never_writes() {
+    let (dir, records) = filled_single_segment();
+    fs::remove_file(dir.path().join("LOCK")).unwrap();
+    tear_last_record(dir.path(), 10).unwrap();
+    let segment = last_segment(dir.path()).unwrap();
+    let before = fs::read(&segment).unwrap();
+    let (mut journal, report) = FileJournal::open_read_only(dir.path()).unwrap();
+    assert_eq!(report.truncated_bytes, 10);
+    assert_eq!(payloads(&journal), records[..RECORDS - 1]);
+    assert!(matches!(journal.append(b"x"), Err(JournalError::ReadOnly)));
+    drop(journal);
+    assert_eq!(fs::read(&segment).unwrap(), before);
+    assert!(!dir.path().join("LOCK").exists());
+    // Beside a writer it is refused.
+    let (_writer, _) = open(dir.path());
+    assert!(matches!(FileJournal::open_read_only(dir.path()), Err(JournalError::Locked { .. })));
+}
+
+/// Files are created 0600 in 0700 directories; a looser existing directory is tightened.
+#[test]
+fn files_and_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = TempDir::new().unwrap();
+    let dir = root.path().join("journal");
+    let mode = |path: &std::path::Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let (mut journal, _) = FileJournal::open(&dir, tiny_options()).unwrap();
+    append_all(&mut journal, &sample_payloads(10));
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("LOCK")), 0o600);
+    for segment in segment_paths(&dir).unwrap() {
+        assert_eq!(mode(&segment), 0o600, "{}", segment.display());
+    }
+    drop(journal);
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let first = segment_paths(&dir).unwrap().remove(0);
+    fs::set_permissions(&first, fs::Permissions::from_mode(0o644)).unwrap();
+    let (_journal, report) = open(&dir);
+    assert_eq!((mode(&dir), mode(&first)), (0o700, 0o600));
+    assert_eq!(report.tightened, vec![dir.clone(), first]);
+
+    let store = journal::SnapshotStore::open(&root.path().join("snapshots")).unwrap();
+    store.save(3, b"snapshot").unwrap();
+    assert_eq!(mode(store.dir()), 0o700);
+    assert_eq!(mode(&store.path_for(3)), 0o600);
+    fs::set_permissions(store.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(store.path_for(3), fs::Permissions::from_mode(0o644)).unwrap();
+    let store = journal::SnapshotStore::open(&root.path().join("snapshots")).unwrap();
+    assert_eq!((mode(store.dir()), mode(&store.path_for(3))), (0o700, 0o600));
 }
 
 #[test]
@@ -142,18 +333,6 @@ fn trailing_zeros_are_truncated() {
         assert_eq!(payloads(&journal), records);
         assert_eq!(journal.append(b"x").unwrap(), RECORDS as u64);
     }
-}
-
-#[test]
-fn bad_crc_followed_by_zeros_is_a_torn_tail() {
-    let (dir, records) = filled();
-    let segment = last_segment(dir.path()).unwrap();
-    let len = fs::metadata(&segment).unwrap().len();
-    flip_byte(&segment, len - 1).unwrap();
-    append_garbage(dir.path(), &[0; 64]).unwrap();
-    let (journal, report) = open(dir.path());
-    assert_eq!(payloads(&journal), records[..RECORDS - 1]);
-    assert!(report.truncated_bytes > 64);
 }
 
 #[test]
@@ -383,7 +562,7 @@ fn unrelated_files_in_the_directory_are_ignored() {
 fn invalid_options_are_rejected() {
     let dir = TempDir::new().unwrap();
     for segment_bytes_max in [0, journal::file::SEGMENT_BYTES_MAX_LIMIT_MAX + 1] {
-        let options = FileJournalOptions { segment_bytes_max, sync: true };
+        let options = FileJournalOptions { segment_bytes_max, sync: true, min_next_position: 0 };
         assert!(matches!(FileJournal::open(dir.path(), options), Err(JournalError::InvalidOptions { .. })));
     }
 }

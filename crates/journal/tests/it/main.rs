@@ -16,7 +16,7 @@ use journal::{FileJournal, FileJournalOptions, Journal, Position};
 pub const TINY_SEGMENT_BYTES: u64 = 256;
 
 pub fn tiny_options() -> FileJournalOptions {
-    FileJournalOptions { segment_bytes_max: TINY_SEGMENT_BYTES, sync: true }
+    FileJournalOptions { segment_bytes_max: TINY_SEGMENT_BYTES, sync: true, min_next_position: 0 }
 }
 
 pub fn open(dir: &Path) -> (FileJournal, journal::OpenReport) {

@@ -23,7 +23,7 @@ proptest! {
         from in any::<prop::sample::Index>(),
     ) {
         let dir = TempDir::new().unwrap();
-        let options = FileJournalOptions { segment_bytes_max, sync: true };
+        let options = FileJournalOptions { segment_bytes_max, sync: true, min_next_position: 0 };
         let records: Vec<Vec<u8>> = sizes
             .iter()
             .enumerate()

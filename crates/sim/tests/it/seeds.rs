@@ -40,12 +40,21 @@ fn file_journal_seeds() {
 
 #[test]
 fn a_seed_reproduces_its_run() {
-    // Seed 15 has group commits and both kinds of failed sync within its first 2,000 steps.
-    let first = run(15, JournalKind::File);
-    let second = run(15, JournalKind::File);
-    assert!(first.faults.contains_key("sync_failed_written"), "{first:?}");
-    assert!(first.faults.contains_key("sync_failed_lost"), "{first:?}");
-    assert!(first.faults.contains_key("sync_failed_in_a_group"), "{first:?}");
+    // Seed 8 has group commits, both kinds of failed sync, full disks, and a corrupt last
+    // record refused, repaired below a snapshot and followed by a crash, in 2,000 steps.
+    let first = run(8, JournalKind::File);
+    let second = run(8, JournalKind::File);
+    for fault in [
+        "sync_failed_written",
+        "sync_failed_lost",
+        "sync_failed_in_a_group",
+        "storage_full",
+        "corrupt_tail_refused",
+        "corrupt_tail_repaired",
+        "crash_after_repair",
+    ] {
+        assert!(first.faults.contains_key(fault), "{fault}: {first:?}");
+    }
     assert_eq!(first.final_digest, second.final_digest);
     assert_eq!(first.ops_by_kind, second.ops_by_kind);
     assert_eq!(first.replies_by_code, second.replies_by_code);

@@ -6,6 +6,7 @@ mod connections;
 mod auth;
 mod crash;
 mod logging;
+mod journal;
 mod serve;
 mod server;
 mod simulation;
