@@ -8,6 +8,7 @@ pub mod demo;
 pub mod feeds;
 mod names;
 pub mod pricing;
+pub mod projection;
 pub mod secrets;
 pub mod serve;
 pub mod simulation;

@@ -1,8 +1,8 @@
 //! The `sportsbook` command: `serve` runs the HTTP API over the engine on a data directory
 //! (with `--demo`, a live simulated catalog); `admin` issues and lists operator keys offline;
 //! `demo` runs a simulated match day through the engine alone; `verify` recovers a data
-//! directory and checks it; `loadgen` drives a running server (and the PostgreSQL baseline)
-//! with an open-loop workload.
+//! directory and checks it; `projector` keeps the read models; `loadgen` drives a running
+//! server (and the PostgreSQL baseline) with an open-loop workload.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -147,6 +147,32 @@ enum Commands {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Projects a data directory's journal into the read models (bets, statements, audit,
+    /// report inputs, accounts), exactly once, and exits when caught up (or keeps following
+    /// with --follow). Safe beside a running server, and safe to kill at any moment.
+    Projector {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// `sqlite` (DATA_DIR/projector/read-models.sqlite3), `sqlite:PATH`, or a
+        /// `postgres://user@host:port/db` URL.
+        #[arg(long, value_parser = sportsbook::projection::parse_store, default_value = "sqlite")]
+        store: sportsbook::projection::StoreArg,
+        /// The PostgreSQL schema of the models (created if missing).
+        #[arg(long, default_value = projector::POSTGRES_SCHEMA_DEFAULT)]
+        schema: String,
+        /// Empties the models and projects the whole journal again.
+        #[arg(long)]
+        rebuild: bool,
+        /// Keeps following the journal after catching up, until killed.
+        #[arg(long)]
+        follow: bool,
+        /// Rows one transaction collects before it commits.
+        #[arg(long, default_value_t = projector::COMMIT_ROWS_DEFAULT)]
+        commit_rows: usize,
+        /// Prints the SHA-256 of the models' content at the end (equal models, equal digest).
+        #[arg(long)]
+        digest: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -260,6 +286,17 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Commands::Verify { data_dir } => sportsbook::verify(&data_dir),
+        Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest } => {
+            sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
+                data_dir,
+                store,
+                schema,
+                rebuild,
+                follow,
+                commit_rows,
+                digest,
+            })
+        }
     }
 }
 
