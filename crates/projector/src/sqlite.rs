@@ -17,6 +17,9 @@ use crate::ProjectorError;
 /// The store's file name inside `DATA_DIR/projector/`.
 pub const SQLITE_FILE_NAME: &str = "read-models.sqlite3";
 
+/// How long a statement waits for a lock another connection holds before failing.
+pub const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
@@ -47,6 +50,8 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(error("open"))?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(error("journal_mode"))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(error("synchronous"))?;
+        // A reader (the gateway, a test) may hold the file for a moment; wait rather than fail.
+        conn.busy_timeout(SQLITE_BUSY_TIMEOUT).map_err(error("busy_timeout"))?;
         conn.set_prepared_statement_cache_capacity(32);
         let mut store = SqliteStore { conn };
         store.migrate()?;

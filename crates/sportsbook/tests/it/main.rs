@@ -3,6 +3,7 @@
 
 mod admin;
 mod crash;
+mod projector;
 mod serve;
 mod server;
 mod simulation;
