@@ -78,6 +78,8 @@ pub struct Projector {
     committed: Position,
     start: Start,
     progress: Progress,
+    /// Batches projected by this process (committed or not).
+    applied: u64,
 }
 
 impl std::fmt::Debug for Projector {
@@ -215,6 +217,7 @@ impl Projector {
             committed: position,
             start,
             progress: Progress::default(),
+            applied: 0,
         };
         if !projector.changes.is_empty() {
             projector.commit()?;
@@ -263,46 +266,63 @@ impl Projector {
         Ok(())
     }
 
+    /// Reads up to one transaction's worth of batches and commits them. Returns the batches
+    /// applied and whether the journal may hold more right now.
+    fn step(&mut self) -> Result<(u64, bool), ProjectorError> {
+        let mut applied = 0u64;
+        let commit_rows = self.options.commit_rows.max(1);
+        let crash_after = self.options.crash_after_batches.map(|limit| limit.saturating_sub(self.applied));
+        let follower = &mut self.follower;
+        let changes = &mut self.changes;
+        let mut crashed = false;
+        let polled = self.cursor.poll(&mut |position, payload| {
+            follower.project(position, payload, changes)?;
+            applied += 1;
+            if crash_after.is_some_and(|limit| applied >= limit) {
+                crashed = true;
+                return Ok(Flow::Stop);
+            }
+            Ok(if changes.rows() >= commit_rows { Flow::Stop } else { Flow::Continue })
+        })?;
+        self.applied += applied;
+        if crashed {
+            return Err(ProjectorError::CrashForTest { applied: self.applied });
+        }
+        if !self.changes.is_empty() {
+            self.commit()?;
+        }
+        Ok((applied, polled.stopped))
+    }
+
     /// Applies everything the journal holds now and commits it; returns the batches applied.
     /// `report` is called about every [`PROGRESS_INTERVAL`] during a long catch-up.
     pub fn catch_up(&mut self, report: &mut dyn FnMut(&Progress)) -> Result<u64, ProjectorError> {
         let mut applied = 0u64;
         let mut last_report = Instant::now();
         loop {
-            let commit_rows = self.options.commit_rows.max(1);
-            let crash_after = self.options.crash_after_batches;
-            let follower = &mut self.follower;
-            let changes = &mut self.changes;
-            let mut crashed = false;
-            let polled = self.cursor.poll(&mut |position, payload| {
-                follower.project(position, payload, changes)?;
-                applied += 1;
-                if crash_after.is_some_and(|limit| applied >= limit) {
-                    crashed = true;
-                    return Ok(Flow::Stop);
-                }
-                Ok(if changes.rows() >= commit_rows { Flow::Stop } else { Flow::Continue })
-            })?;
-            if crashed {
-                return Err(ProjectorError::CrashForTest { applied });
-            }
-            if !self.changes.is_empty() {
-                self.commit()?;
-            }
+            let (batches, more) = self.step()?;
+            applied += batches;
             if last_report.elapsed() >= PROGRESS_INTERVAL {
                 report(&self.progress);
                 last_report = Instant::now();
             }
-            if !polled.stopped {
+            if !more {
                 return Ok(applied);
             }
         }
     }
 
     /// Catches up, then keeps following the journal until `stop` is set.
+    /// `stop` is checked between transactions, so a long catch-up stops promptly too.
     pub fn follow(&mut self, stop: &AtomicBool, report: &mut dyn FnMut(&Progress)) -> Result<(), ProjectorError> {
+        let mut last_report = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            if self.catch_up(report)? == 0 {
+            let (_, more) = self.step()?;
+            if last_report.elapsed() >= PROGRESS_INTERVAL && more {
+                report(&self.progress);
+                last_report = Instant::now();
+            }
+            if !more {
                 std::thread::sleep(FOLLOW_POLL_INTERVAL);
             }
         }

@@ -76,6 +76,13 @@ enum Commands {
         /// (burst 2N) or `off`. For benchmarks that drive many bets through few players.
         #[arg(long, value_parser = parse_rate_limit, default_value = "100/s")]
         rate_limit_per_credential: RateLimitArg,
+        /// The in-process projector's read-model store: `sqlite` (DATA_DIR/projector/
+        /// read-models.sqlite3), `sqlite:PATH`, a `postgres://` URL, or `off`.
+        #[arg(long, value_parser = parse_projector_store, default_value = "sqlite")]
+        projector: ProjectorArg,
+        /// The PostgreSQL schema of the read models.
+        #[arg(long, default_value = projector::POSTGRES_SCHEMA_DEFAULT)]
+        projector_schema: String,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -208,6 +215,8 @@ fn main() -> anyhow::Result<()> {
             feed_on_stale,
             rate_limit_per_address,
             rate_limit_per_credential,
+            projector,
+            projector_schema,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -230,6 +239,8 @@ fn main() -> anyhow::Result<()> {
                 feed_settings,
                 rate_limit_per_address: rate_limit_per_address.0,
                 rate_limit_per_credential: rate_limit_per_credential.0,
+                projector: projector.0,
+                projector_schema,
             })
         }
         Commands::FeedSim {
@@ -317,6 +328,17 @@ fn parse_rate_limit(value: &str) -> Result<RateLimitArg, String> {
         .filter(|&rate| rate > 0)
         .ok_or_else(|| format!("`{value}`: expected `off` or a rate such as `1000/s`"))?;
     Ok(RateLimitArg(Some(RateLimit { per_second, burst: per_second.saturating_mul(2) })))
+}
+
+/// `--projector`: a store, or `off`.
+#[derive(Clone, Debug)]
+struct ProjectorArg(Option<sportsbook::projection::StoreArg>);
+
+fn parse_projector_store(value: &str) -> Result<ProjectorArg, String> {
+    if value == "off" {
+        return Ok(ProjectorArg(None));
+    }
+    sportsbook::projection::parse_store(value).map(|store| ProjectorArg(Some(store)))
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -5,7 +5,8 @@
 //! any moment: every commit carries its checkpoint).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -119,6 +120,89 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
         println!("store digest {}", projector::digest(projector.store())?);
     }
     Ok(())
+}
+
+/// The projector inside `serve`: its own thread, reading the journal's files (never the
+/// engine's inbox or lock), so it cannot slow the sequencer beyond sharing the CPU.
+#[derive(Debug)]
+pub struct ProjectorThread {
+    stop: Arc<AtomicBool>,
+    position: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProjectorThread {
+    /// The journal position the read models are at (committed).
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Relaxed)
+    }
+
+    /// Stops after the transaction in progress and waits for the thread.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the projector on its own thread, following the data directory's journal into
+/// `store`. A failure is logged and ends the projector, never the server.
+pub fn spawn(data_dir: &Path, store: StoreArg, schema: String) -> anyhow::Result<ProjectorThread> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let position = Arc::new(AtomicU64::new(0));
+    let args = ProjectorArgs {
+        data_dir: data_dir.to_owned(),
+        store,
+        schema,
+        rebuild: false,
+        follow: true,
+        commit_rows: projector::COMMIT_ROWS_DEFAULT,
+        digest: false,
+    };
+    let (thread_stop, thread_position) = (stop.clone(), position.clone());
+    let thread = std::thread::Builder::new()
+        .name("projector".to_owned())
+        .spawn(move || {
+            let opened = open_store(&args).and_then(|store| {
+                let options = ProjectorOptions::new(&args.data_dir);
+                Projector::open(store, options, false).context("opening the projector")
+            });
+            let mut projector = match opened {
+                Ok(projector) => projector,
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "the projector did not start; read models stay as they are"
+                    );
+                    return;
+                }
+            };
+            tracing::info!(start = ?projector.start(), "projector following the journal");
+            let mut report = |progress: &Progress| {
+                thread_position.store(progress.position, Ordering::Relaxed);
+                tracing::info!(position = progress.position, rows = progress.rows, "projector catching up");
+            };
+            thread_position.store(projector.position(), Ordering::Relaxed);
+            // `follow` reports only during long catch-ups; the position is also kept current
+            // between its transactions through this loop.
+            while !thread_stop.load(Ordering::Relaxed) {
+                match projector.catch_up(&mut report) {
+                    Ok(applied) => {
+                        thread_position.store(projector.position(), Ordering::Relaxed);
+                        if applied == 0 {
+                            std::thread::sleep(projector::projector::FOLLOW_POLL_INTERVAL);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the projector stopped; read models stay at their last commit");
+                        return;
+                    }
+                }
+            }
+        })
+        .context("starting the projector thread")?;
+    Ok(ProjectorThread { stop, position, thread: Some(thread) })
 }
 
 #[cfg(test)]

@@ -52,6 +52,10 @@ pub struct ServeOptions {
     /// Rate limits per client address and per credential; `None` turns one off (benchmarks).
     pub rate_limit_per_address: Option<RateLimit>,
     pub rate_limit_per_credential: Option<RateLimit>,
+    /// The read models' store for the in-process projector (its own thread); `None`: off.
+    pub projector: Option<crate::projection::StoreArg>,
+    /// The PostgreSQL schema of the read models.
+    pub projector_schema: String,
 }
 
 /// What the demo prints at start-up.
@@ -118,7 +122,14 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         "book recovered"
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
+    let projector = match &options.projector {
+        Some(store) => Some(crate::projection::spawn(dir, store.clone(), options.projector_schema.clone())?),
+        None => None,
+    };
     let served = serve_engine(&engine, &options, fresh, config, metrics, streams);
+    if let Some(projector) = projector {
+        projector.stop();
+    }
     // Last: the engine decides what is queued, then writes a snapshot.
     engine.shutdown();
     if engine.stats().stopped.load(std::sync::atomic::Ordering::SeqCst) {

@@ -73,3 +73,57 @@ fn the_projector_refuses_what_is_not_a_data_directory_and_a_bad_store() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("expected `sqlite`"));
 }
+
+/// The models' rows of `table` in the SQLite store of a data directory (empty until created).
+fn sqlite_rows(data: &std::path::Path, table: &projector::schema::Table) -> Vec<Vec<projector::schema::Value>> {
+    let path = data.join("projector").join(projector::SQLITE_FILE_NAME);
+    if !path.exists() {
+        return Vec::new();
+    }
+    SqliteStore::open(&path).and_then(|mut store| store.rows(table)).unwrap_or_default()
+}
+
+#[test]
+fn serve_runs_the_projector_beside_the_engine_by_default() {
+    use projector::schema::{Value, ACCOUNTS, BETS};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let server = crate::server::Server::start(&data, &["--demo", "--seed", "3"], &[]);
+    // The demo seeds its player; the simulation bets. Both reach the read models while the
+    // server runs (the projector reads the journal the engine holds locked).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let demo_player = sqlite_rows(&data, &ACCOUNTS)
+            .iter()
+            .any(|row| row[ACCOUNTS.index_of("username")] == Value::Text("demo".into()));
+        if demo_player && !sqlite_rows(&data, &BETS).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the read models never showed the demo player and a bet:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("projector following the journal"), "{log}");
+
+    // After the server stopped, the standalone projector finds the store it kept.
+    let resumed = binary().args(["projector", "--digest", "--data-dir"]).arg(&data).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(resumed.status.success(), "{stdout}");
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resumed at journal position"));
+    let rebuilt =
+        binary().args(["projector", "--rebuild", "--digest", "--data-dir"]).arg(&data).output().expect("runs");
+    assert_eq!(digest_of(&stdout), digest_of(&String::from_utf8_lossy(&rebuilt.stdout)));
+}
+
+#[test]
+fn serve_with_the_projector_off_keeps_no_read_models() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let server = crate::server::Server::start(&data, &["--projector", "off"], &[]);
+    let (status, _) = server.get("/healthz", None);
+    assert_eq!(status, 200);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(!data.join("projector").exists());
+}
