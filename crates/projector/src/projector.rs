@@ -112,27 +112,38 @@ fn snapshot_files(data_dir: &Path) -> Vec<(Position, PathBuf)> {
     files
 }
 
-/// The newest readable snapshot at or before `at` (any position when `None`), as a follower
-/// book with its checkpoint. Unreadable ones are skipped (the engine may be pruning them).
-fn load_snapshot(data_dir: &Path, at: Option<Position>) -> Option<(Book, Checkpoint)> {
-    for (position, path) in snapshot_files(data_dir).into_iter().rev() {
-        if at.is_some_and(|at| position > at) {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(&path) else { continue };
-        let Ok((header_position, payload)) = journal::snapshot::decode_snapshot(&bytes) else { continue };
-        if header_position != position {
-            continue;
-        }
-        // Like recovery, the book decides with the configuration the snapshot carries.
-        let Ok((_next_sequence, chain_head, book)) = engine::decode_snapshot_payload_for_follower(payload) else {
-            continue;
-        };
-        let checkpoint =
-            Checkpoint { next_position: position, chain_head, batches: 0, commands: 0, base_position: position };
-        return Some((book, checkpoint));
+/// A snapshot file as a follower book with its checkpoint; `None` when unreadable (the engine
+/// may be pruning it) or not a valid snapshot.
+fn read_snapshot(position: Position, path: &Path) -> Option<(Book, Checkpoint)> {
+    let bytes = std::fs::read(path).ok()?;
+    let (header_position, payload) = journal::snapshot::decode_snapshot(&bytes).ok()?;
+    if header_position != position {
+        return None;
     }
-    None
+    // Like recovery, the book decides with the configuration the snapshot carries.
+    let (_next_sequence, chain_head, book) = engine::decode_snapshot_payload_for_follower(payload).ok()?;
+    let checkpoint =
+        Checkpoint { next_position: position, chain_head, batches: 0, commands: 0, base_position: position };
+    Some((book, checkpoint))
+}
+
+/// The newest readable snapshot at or before `at` and not before `first_available`: where a
+/// follower catching up to a checkpoint can begin.
+fn snapshot_at_or_before(data_dir: &Path, at: Position, first_available: Position) -> Option<(Book, Checkpoint)> {
+    snapshot_files(data_dir)
+        .into_iter()
+        .rev()
+        .filter(|(position, _)| (first_available..=at).contains(position))
+        .find_map(|(position, path)| read_snapshot(position, &path))
+}
+
+/// The oldest readable snapshot the journal continues from (at or after `first_available`):
+/// where models that cannot begin at position 0 begin, keeping as much history as there is.
+fn snapshot_from(data_dir: &Path, first_available: Position) -> Option<(Book, Checkpoint)> {
+    snapshot_files(data_dir)
+        .into_iter()
+        .filter(|(position, _)| *position >= first_available)
+        .find_map(|(position, path)| read_snapshot(position, &path))
 }
 
 impl Projector {
@@ -160,8 +171,7 @@ impl Projector {
                 (Follower::new(Book::new(options.config), checkpoint), Start::Genesis)
             }
             None => {
-                let (book, checkpoint) = load_snapshot(&options.data_dir, None)
-                    .filter(|(_, checkpoint)| checkpoint.next_position >= first_available)
+                let (book, checkpoint) = snapshot_from(&options.data_dir, first_available)
                     .ok_or(ProjectorError::NoStart { first_available })?;
                 let position = checkpoint.next_position;
                 let mut follower = Follower::new(book, checkpoint);
@@ -169,10 +179,11 @@ impl Projector {
                 (follower, Start::Snapshot(position))
             }
             Some(stored) => {
-                let (book, checkpoint) = match load_snapshot(&options.data_dir, Some(stored.next_position)) {
+                let snapshot = snapshot_at_or_before(&options.data_dir, stored.next_position, first_available);
+                let (book, checkpoint) = match snapshot {
                     // A snapshot saves replaying everything before it.
-                    Some(found) if found.1.next_position >= first_available => found,
-                    _ => (
+                    Some(found) => found,
+                    None => (
                         Book::new(options.config),
                         Checkpoint {
                             next_position: 0,

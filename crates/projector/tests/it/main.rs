@@ -6,6 +6,7 @@
 
 mod conformance;
 mod exactly_once;
+mod snapshot_start;
 mod workload;
 
 use std::path::Path;

@@ -57,6 +57,11 @@ impl Run {
         let clock = ManualClock::new(START);
         let options = EngineOptions { snapshot_every_commands: 0, ..EngineOptions::default() };
         let (engine, _) = open_data_dir(dir, Config::default(), Box::new(clock.clone()), options).expect("open engine");
+        Run::with_engine(engine, clock, seed)
+    }
+
+    /// On an engine the caller opened (`clock` must be the engine's).
+    pub fn with_engine(engine: EngineHandle, clock: ManualClock, seed: u64) -> Run {
         Run { engine, clock, replies: Vec::new(), rng: Rng::new(seed), withdrawals: Vec::new(), bets: Vec::new() }
     }
 
