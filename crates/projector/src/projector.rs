@@ -246,9 +246,11 @@ impl Projector {
         self.committed
     }
 
-    /// Records the journal holds beyond [`Projector::position`], as of the last poll.
-    pub fn lag(&self) -> u64 {
-        self.cursor.next_position().saturating_sub(self.committed)
+    /// Journal records written beyond [`Projector::position`] (read but uncommitted, and not
+    /// yet read): the projector's lag in batches. Reads segment headers, not payloads.
+    pub fn lag(&mut self) -> Result<u64, ProjectorError> {
+        let read_uncommitted = self.cursor.next_position().saturating_sub(self.committed);
+        Ok(read_uncommitted + self.cursor.records_ahead()?)
     }
 
     pub fn progress(&self) -> Progress {

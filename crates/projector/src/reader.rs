@@ -124,6 +124,46 @@ impl JournalCursor {
         }
     }
 
+    /// Complete records written beyond the cursor (checked by their headers' framing only; a
+    /// record being written at the tail is not counted). Does not move the cursor.
+    pub fn records_ahead(&mut self) -> Result<u64, crate::ProjectorError> {
+        if self.at.is_none() && !self.locate()? {
+            return Ok(0);
+        }
+        let Some((first, path, offset)) = self.at.clone() else { return Ok(0) };
+        let mut ahead = 0u64;
+        let segments = list_segments(&self.dir)?;
+        let mut current = Some((first, path, offset));
+        while let Some((start, path, offset)) = current.take() {
+            let length = std::fs::metadata(&path).map_err(|source| io("stat segment", &path, source))?.len();
+            let file = File::open(&path).map_err(|source| io("open segment for reading", &path, source))?;
+            let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES_MAX, file);
+            reader.seek(SeekFrom::Start(offset)).map_err(|source| io("seek in segment", &path, source))?;
+            let mut at = offset;
+            let mut position = if start == first { self.next } else { start };
+            loop {
+                let mut header_bytes = [0u8; RECORD_HEADER_BYTES];
+                if !read_full(&mut reader, &mut header_bytes, &path)? {
+                    break;
+                }
+                let Ok(header) = decode_header(&header_bytes) else { break };
+                let end = at + header.record_bytes() as u64;
+                if header.position != position || end > length {
+                    break;
+                }
+                reader.seek_relative(i64::from(header.len)).map_err(|source| io("seek in segment", &path, source))?;
+                at = end;
+                position += 1;
+                ahead += 1;
+            }
+            current = segments
+                .iter()
+                .find(|(next_start, _)| *next_start == position && *next_start > start)
+                .map(|(next_start, next_path)| (*next_start, next_path.clone(), 0));
+        }
+        Ok(ahead)
+    }
+
     /// Finds the segment and offset of `next`. False when the journal has no record at or
     /// before it yet (an empty or missing journal).
     fn locate(&mut self) -> Result<bool, crate::ProjectorError> {

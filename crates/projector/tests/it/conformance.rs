@@ -288,7 +288,7 @@ fn conformance(backend: Backend, name: &str) -> String {
     let store = open_store(backend, scratch.path(), name, true);
     let mut projector = project(finished.dir.path(), store, false);
     assert_eq!(projector.start(), projector::Start::Genesis);
-    assert_eq!(projector.lag(), 0);
+    assert_eq!(projector.lag().expect("lag"), 0);
     let book = &finished.book;
     let store = projector.store();
     assert_eq!(store.schema_version().expect("version"), projector::schema::SCHEMA_VERSION);

@@ -118,9 +118,13 @@ fn the_projector_follows_a_journal_a_running_engine_holds() {
         Projector::open(store, ProjectorOptions::new(data.path()), false).expect("open beside the engine");
     let first = projector.catch_up(&mut |_| {}).expect("catch up");
     assert!(first > 20, "{first} batches");
+    assert_eq!(projector.lag().expect("lag"), 0);
     run.steps(20);
+    let lag = projector.lag().expect("lag");
     let second = projector.catch_up(&mut |_| {}).expect("catch up again");
     assert!(second > 20, "{second} more batches");
+    assert_eq!(lag, second, "the lag counted the batches then applied");
+    assert_eq!(projector.lag().expect("lag"), 0);
     let engine_book = run.engine.read(codec::digest).expect("read");
     assert_eq!(codec::digest(projector.book()), engine_book, "the follower book is the engine's");
     let live = digest(projector.store()).expect("digest");
