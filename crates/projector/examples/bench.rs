@@ -22,6 +22,19 @@ const WAVE: usize = 4_096;
 /// 2026-11-25T12:00:00Z.
 const START: u64 = 1_795_608_000_000;
 
+/// User plus system CPU seconds of this process so far (Linux `/proc/self/stat`; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line; after the name the state (field 3) is
+    // index 0, so they are indexes 11 and 12.
+    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<f64>().ok()).unwrap_or(0.0);
+    // The kernel's USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let bets: u64 = args.next().map(|text| text.parse()).transpose()?.unwrap_or(200_000);
@@ -47,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         setup.push(Command::OpenAccount { currency: Currency::EUR });
         setup.push(Command::Deposit {
             account: AccountId(player),
-            amount: Money::from_minor(100_000_000),
+            amount: Money::from_minor(10_000_000),
             payment_ref: format!("psp-{player}"),
             idempotency: None,
         });
@@ -117,19 +130,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let measure = |name: &str, store: Box<dyn Store>| -> Result<String, Box<dyn std::error::Error>> {
         let began = Instant::now();
+        let cpu_began = cpu_seconds();
         let mut projector = Projector::open(store, ProjectorOptions::new(dir.path()), false)?;
         projector.catch_up(&mut |_| {})?;
         let seconds = began.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu_began;
         let progress = projector.progress();
         println!(
-            "{name:>8}: {} rows in {} commits, {:.2} s: {:.0} rows/s, {:.0} bets/s ({} batches, {} commands)",
+            "{name:>8}: {} rows in {} commits, {:.2} s: {:.0} rows/s, {:.0} bets/s ({} batches, {} commands); \
+             projector CPU {:.2} s ({:.0} rows per CPU-second, the database server's CPU not counted)",
             progress.rows,
             progress.commits,
             seconds,
             progress.rows as f64 / seconds,
             bets as f64 / seconds,
             progress.batches,
-            progress.commands
+            progress.commands,
+            cpu,
+            progress.rows as f64 / cpu.max(1e-9)
         );
         Ok(digest(projector.store())?)
     };
