@@ -21,6 +21,7 @@
 pub mod follower;
 pub mod postgres;
 pub mod projector;
+pub mod query;
 pub mod reader;
 pub mod schema;
 pub mod sqlite;

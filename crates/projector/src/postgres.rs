@@ -195,7 +195,31 @@ impl Store for PostgresStore {
 
     fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError> {
         let sql = format!("SELECT {} FROM {} ORDER BY {}", table.column_list(), table.name, table.key_list());
-        let rows = self.runtime.block_on(self.client.query(&sql, &[])).map_err(error("select"))?;
+        self.select_sql(table, &sql, &[])
+    }
+
+    fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let (sql, params) = query.sql(&|index| format!("${index}"))?;
+        self.select_sql(query.table, &sql, &params)
+    }
+}
+
+impl PostgresStore {
+    fn select_sql(&mut self, table: &Table, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let params: Vec<Box<dyn ToSql + Sync + Send>> = params
+            .iter()
+            .map(|value| -> Box<dyn ToSql + Sync + Send> {
+                match value {
+                    Value::Null => Box::new(Option::<i64>::None),
+                    Value::Bool(value) => Box::new(*value),
+                    Value::Int(value) => Box::new(*value),
+                    Value::Text(value) => Box::new(value.clone()),
+                }
+            })
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|param| param.as_ref() as &(dyn ToSql + Sync)).collect();
+        let rows = self.runtime.block_on(self.client.query(sql, &params)).map_err(error("select"))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let mut values = Vec::with_capacity(table.columns.len());

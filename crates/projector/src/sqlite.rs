@@ -121,8 +121,19 @@ impl Store for SqliteStore {
 
     fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError> {
         let sql = format!("SELECT {} FROM {} ORDER BY {}", table.column_list(), table.name, table.key_list());
-        let mut statement = self.conn.prepare(&sql).map_err(error("prepare select"))?;
-        let mut rows = statement.query([]).map_err(error("select"))?;
+        self.select_sql(table, &sql, &[])
+    }
+
+    fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let (sql, params) = query.sql(&|index| format!("?{index}"))?;
+        self.select_sql(query.table, &sql, &params)
+    }
+}
+
+impl SqliteStore {
+    fn select_sql(&mut self, table: &Table, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(error("prepare select"))?;
+        let mut rows = statement.query(params_from_iter(params.iter())).map_err(error("select"))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(error("select"))? {
             let mut values = Vec::with_capacity(table.columns.len());

@@ -27,6 +27,9 @@ pub trait Store: Send {
 
     /// Every row of `table`, in primary-key order.
     fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError>;
+
+    /// The rows a [`crate::query::Query`] selects.
+    fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError>;
 }
 
 /// The checkpoint a store is at, `None` when it holds nothing yet.

@@ -282,6 +282,73 @@ pub fn check_accounts(store: &mut dyn Store, book: &Book) {
     assert!(rows.iter().any(|row| get(t, row, "frozen").bool() == Some(true)), "a frozen account");
 }
 
+/// The reads the gateway will serve from, paged by cursor, against the book.
+fn check_queries(store: &mut dyn Store, book: &Book) {
+    use projector::query::{audit_from, bets_of_player, search_accounts, statement_of};
+    for player in book.players().iter().take(6) {
+        let account = player.id.0;
+        for open in [None, Some(true), Some(false)] {
+            let expected: Vec<i64> = book
+                .bets_of(player.id)
+                .iter()
+                .rev()
+                .filter(|id| open.is_none_or(|open| book.bet(**id).expect("bet").status.is_open() == open))
+                .map(|id| id.0 as i64)
+                .collect();
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = bets_of_player(store, account, cursor, open, 7).expect("bets page");
+                seen.extend(page.iter().map(|row| int(&BETS, row, "id")));
+                if page.len() < 7 {
+                    break;
+                }
+                cursor = seen.last().map(|id| *id as u64);
+            }
+            assert_eq!(seen, expected, "{} bets, open {open:?}", player.id);
+        }
+        let all: Vec<i64> = store
+            .rows(&STATEMENTS)
+            .expect("statements")
+            .iter()
+            .filter(|row| int(&STATEMENTS, row, "account") == account as i64)
+            .map(|row| int(&STATEMENTS, row, "transfer"))
+            .rev()
+            .collect();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = statement_of(store, account, cursor, 5).expect("statement page");
+            seen.extend(page.iter().map(|row| int(&STATEMENTS, row, "transfer")));
+            if page.len() < 5 {
+                break;
+            }
+            cursor = seen.last().map(|id| *id as u64);
+        }
+        assert_eq!(seen, all, "{}'s statement, newest first", player.id);
+    }
+    let page = audit_from(store, 40, 10).expect("audit page");
+    assert_eq!(page.len(), 10);
+    assert_eq!(int(&AUDIT, &page[0], "position"), 40);
+    let keys: Vec<(i64, i64)> =
+        page.iter().map(|row| (int(&AUDIT, row, "position"), int(&AUDIT, row, "ordinal"))).collect();
+    assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "in journal order");
+
+    let derby = book
+        .players()
+        .iter()
+        .find(|p| p.profile.as_ref().is_some_and(|p| p.username == "derby_fan"))
+        .expect("derby_fan");
+    for q in ["derby", "DERBY_F", "derby_fan", &derby.id.to_string(), &derby.id.0.to_string()] {
+        let found: Vec<i64> =
+            search_accounts(store, q, 10).expect("search").iter().map(|row| int(&ACCOUNTS, row, "id")).collect();
+        assert_eq!(found, vec![derby.id.0 as i64], "search {q:?}");
+    }
+    for q in ["derby%", "_erby", "nobody"] {
+        assert!(search_accounts(store, q, 10).expect("search").is_empty(), "search {q:?} is literal");
+    }
+}
+
 fn conformance(backend: Backend, name: &str) -> String {
     let finished = finished();
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -297,6 +364,7 @@ fn conformance(backend: Backend, name: &str) -> String {
     check_audit(store, &finished.outcomes);
     check_daily_totals(store, book);
     check_accounts(store, book);
+    check_queries(store, book);
     dump(store).expect("dump")
 }
 
