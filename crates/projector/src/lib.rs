@@ -71,6 +71,11 @@ pub enum ProjectorError {
          start from"
     )]
     NoStart { first_available: Position },
+    #[error(
+        "another projector writes to this store: its checkpoint is at {found:?}, this one expected {expected:?}; \
+         run one projector per store"
+    )]
+    ConcurrentWriter { expected: Option<Position>, found: Option<Position> },
     #[error("read-model store: {0}")]
     Store(String),
     /// Only from `ProjectorOptions::crash_after_batches`.

@@ -3,13 +3,14 @@
 //! all of a commit in one transaction. The client is `tokio-postgres` on a private
 //! current-thread runtime: the projector is a plain thread and blocks on each call.
 
+use journal::Position;
 use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 use crate::follower::Changes;
 use crate::schema::{self, Table, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
-use crate::store::{conflict_clause, Store, ROWS_PER_STATEMENT_MAX};
+use crate::store::{check_previous, conflict_clause, Store, ROWS_PER_STATEMENT_MAX};
 use crate::ProjectorError;
 
 /// The schema the models live in unless told otherwise.
@@ -149,10 +150,21 @@ impl Store for PostgresStore {
         Ok(row.get(0))
     }
 
-    fn commit(&mut self, changes: &Changes) -> Result<(), ProjectorError> {
+    fn commit(&mut self, changes: &Changes, previous: Option<Position>) -> Result<(), ProjectorError> {
         let client = &mut self.client;
         self.runtime.block_on(async {
             let tx = client.transaction().await.map_err(error("begin"))?;
+            // One writer at a time: the lock makes the checkpoint read below stay true until
+            // this transaction ends (even when there is no checkpoint row yet).
+            tx.batch_execute("LOCK TABLE projector_checkpoint IN SHARE ROW EXCLUSIVE MODE")
+                .await
+                .map_err(error("lock checkpoint"))?;
+            let found = tx
+                .query_opt("SELECT next_position FROM projector_checkpoint WHERE id = 1", &[])
+                .await
+                .map_err(error("read checkpoint"))?
+                .map(|row| row.get::<_, i64>(0));
+            check_previous(found, previous)?;
             for (table, rows) in changes.tables() {
                 if rows.len() == 0 {
                     continue;

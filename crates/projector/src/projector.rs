@@ -80,6 +80,8 @@ pub struct Projector {
     progress: Progress,
     /// Batches projected by this process (committed or not).
     applied: u64,
+    /// Whether the store has a checkpoint (at `committed`).
+    stored: bool,
 }
 
 impl std::fmt::Debug for Projector {
@@ -229,6 +231,7 @@ impl Projector {
             start,
             progress: Progress::default(),
             applied: 0,
+            stored: matches!(start, Start::Resumed { .. }),
         };
         if !projector.changes.is_empty() {
             projector.commit()?;
@@ -267,7 +270,8 @@ impl Projector {
     }
 
     fn commit(&mut self) -> Result<(), ProjectorError> {
-        self.store.commit(&self.changes)?;
+        self.store.commit(&self.changes, self.stored.then_some(self.committed))?;
+        self.stored = true;
         self.progress.rows += self.changes.rows() as u64;
         self.progress.commits += 1;
         self.changes.clear();

@@ -6,12 +6,13 @@
 
 use std::path::Path;
 
+use journal::Position;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params_from_iter, Connection, ToSql};
+use rusqlite::{params_from_iter, Connection, OptionalExtension, ToSql, TransactionBehavior};
 
 use crate::follower::Changes;
 use crate::schema::{self, Table, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
-use crate::store::{conflict_clause, Store};
+use crate::store::{check_previous, conflict_clause, Store};
 use crate::ProjectorError;
 
 /// The store's file name inside `DATA_DIR/projector/`.
@@ -89,8 +90,14 @@ impl Store for SqliteStore {
             .map_err(error("schema version"))
     }
 
-    fn commit(&mut self, changes: &Changes) -> Result<(), ProjectorError> {
-        let tx = self.conn.transaction().map_err(error("begin"))?;
+    fn commit(&mut self, changes: &Changes, previous: Option<Position>) -> Result<(), ProjectorError> {
+        // IMMEDIATE: the write lock from the start, so the checkpoint read below stays true.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(error("begin"))?;
+        let found: Option<i64> = tx
+            .query_row("SELECT next_position FROM projector_checkpoint WHERE id = 1", [], |row| row.get(0))
+            .optional()
+            .map_err(error("read checkpoint"))?;
+        check_previous(found, previous)?;
         for (table, rows) in changes.tables() {
             if rows.len() == 0 {
                 continue;

@@ -3,6 +3,7 @@
 //! journal batches and the checkpoint row (the position after the last of them) in one
 //! transaction: a store is always at a batch boundary, never between two.
 
+use journal::Position;
 use sha2::{Digest, Sha256};
 
 use crate::follower::{Changes, Checkpoint};
@@ -19,8 +20,10 @@ pub trait Store: Send {
     /// The newest applied migration.
     fn schema_version(&mut self) -> Result<i64, ProjectorError>;
 
-    /// Writes every row of `changes` (its checkpoint row included) in one transaction.
-    fn commit(&mut self, changes: &Changes) -> Result<(), ProjectorError>;
+    /// Writes every row of `changes` (its checkpoint row included) in one transaction, if the
+    /// store's checkpoint is still at `previous` (`None`: no checkpoint yet); otherwise
+    /// another writer moved it, nothing is written, and the error is `ConcurrentWriter`.
+    fn commit(&mut self, changes: &Changes, previous: Option<Position>) -> Result<(), ProjectorError>;
 
     /// Deletes every row of the models (a rebuild), in one transaction.
     fn clear(&mut self) -> Result<(), ProjectorError>;
@@ -60,6 +63,16 @@ pub fn dump(store: &mut dyn Store) -> Result<String, ProjectorError> {
 /// SHA-256 of [`dump`], hex.
 pub fn digest(store: &mut dyn Store) -> Result<String, ProjectorError> {
     Ok(hex::encode(Sha256::digest(dump(store)?.as_bytes())))
+}
+
+/// The check of [`Store::commit`]: `found` is the checkpoint's position in the transaction.
+pub(crate) fn check_previous(found: Option<i64>, previous: Option<Position>) -> Result<(), ProjectorError> {
+    let found = found.map(|position| position as Position);
+    if found == previous {
+        Ok(())
+    } else {
+        Err(ProjectorError::ConcurrentWriter { expected: previous, found })
+    }
 }
 
 /// The `ON CONFLICT` tail of an insert into `table` (shared by both backends).

@@ -156,3 +156,31 @@ fn a_store_built_from_another_journal_is_refused() {
     assert!(rebuilt.position() > 0);
     let _ = digest(rebuilt.store()).expect("digest");
 }
+
+fn two_writers(backend: Backend, name: &str) {
+    let data_dir = finished().dir.path();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    drop(open_store(backend, scratch.path(), name, true));
+    let options = ProjectorOptions { commit_rows: 500, ..ProjectorOptions::new(data_dir) };
+    let mut first =
+        Projector::open(open_store(backend, scratch.path(), name, false), options.clone(), false).expect("open");
+    let mut second = Projector::open(open_store(backend, scratch.path(), name, false), options, false).expect("open");
+    first.catch_up(&mut |_| {}).expect("the first writer");
+    match second.catch_up(&mut |_| {}) {
+        Err(ProjectorError::ConcurrentWriter { expected: None, found: Some(found) }) => {
+            assert_eq!(found, first.position())
+        }
+        other => panic!("expected a refused second writer, got {other:?}"),
+    }
+    assert_eq!(digest(first.store()).expect("digest"), reference(), "the second writer wrote nothing");
+}
+
+#[test]
+fn sqlite_refuses_a_second_writer() {
+    two_writers(Backend::Sqlite, "writers");
+}
+
+#[test]
+fn postgres_refuses_a_second_writer() {
+    two_writers(Backend::Postgres, "writers");
+}
