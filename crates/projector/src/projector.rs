@@ -285,7 +285,7 @@ impl Projector {
 
     /// Reads up to one transaction's worth of batches and commits them. Returns the batches
     /// applied and whether the journal may hold more right now.
-    fn step(&mut self) -> Result<(u64, bool), ProjectorError> {
+    pub fn step(&mut self) -> Result<(u64, bool), ProjectorError> {
         let mut applied = 0u64;
         let commit_rows = self.options.commit_rows.max(1);
         let crash_after = self.options.crash_after_batches.map(|limit| limit.saturating_sub(self.applied));

@@ -179,18 +179,20 @@ pub fn spawn(data_dir: &Path, store: StoreArg, schema: String) -> anyhow::Result
                 }
             };
             tracing::info!(start = ?projector.start(), "projector following the journal");
-            let mut report = |progress: &Progress| {
-                thread_position.store(progress.position, Ordering::Relaxed);
-                tracing::info!(position = progress.position, rows = progress.rows, "projector catching up");
-            };
             thread_position.store(projector.position(), Ordering::Relaxed);
-            // `follow` reports only during long catch-ups; the position is also kept current
-            // between its transactions through this loop.
+            // One transaction at a time, so a stop request is seen promptly even during a long
+            // catch-up.
+            let mut last_report = Instant::now();
             while !thread_stop.load(Ordering::Relaxed) {
-                match projector.catch_up(&mut report) {
-                    Ok(applied) => {
+                match projector.step() {
+                    Ok((_, more)) => {
                         thread_position.store(projector.position(), Ordering::Relaxed);
-                        if applied == 0 {
+                        if more && last_report.elapsed() >= projector::projector::PROGRESS_INTERVAL {
+                            let progress = projector.progress();
+                            tracing::info!(position = progress.position, rows = progress.rows, "projector catching up");
+                            last_report = Instant::now();
+                        }
+                        if !more {
                             std::thread::sleep(projector::projector::FOLLOW_POLL_INTERVAL);
                         }
                     }
