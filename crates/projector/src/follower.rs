@@ -19,14 +19,21 @@ use engine::{chain_next, ChainHead, CHAIN_HEAD_GENESIS};
 use journal::Position;
 
 use crate::schema::{
-    Table, Value, ACCOUNTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS, STATEMENTS, TABLES, TRANSFERS,
+    Merge, Table, Value, ACCOUNTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS, STATEMENTS, TABLES,
+    TRANSFERS,
 };
 use crate::ProjectorError;
 
 /// Rows waiting to be committed, by table, keyed by primary key (an upsert keeps the newest
 /// row of a key; an `Add` table sums).
-/// Pending rows of one table by primary key.
-type Rows = BTreeMap<Vec<Value>, Vec<Value>>;
+/// Pending rows of one table: appended (an append-only table's keys are unique by
+/// construction) or by primary key (an upsert keeps the newest row of a key; an `Add` table
+/// sums).
+#[derive(Debug)]
+enum Rows {
+    Append(Vec<Vec<Value>>),
+    Keyed(BTreeMap<Vec<Value>, Vec<Value>>),
+}
 
 #[derive(Debug)]
 pub struct Changes {
@@ -36,7 +43,11 @@ pub struct Changes {
 
 impl Default for Changes {
     fn default() -> Changes {
-        Changes { tables: TABLES.iter().map(|table| (*table, BTreeMap::new())).collect(), rows: 0 }
+        let rows = |table: &Table| match table.merge {
+            Merge::Insert => Rows::Append(Vec::new()),
+            Merge::Upsert | Merge::Add => Rows::Keyed(BTreeMap::new()),
+        };
+        Changes { tables: TABLES.iter().map(|table| (*table, rows(table))).collect(), rows: 0 }
     }
 }
 
@@ -46,19 +57,28 @@ impl Changes {
         &mut self.tables[index].1
     }
 
-    /// Adds or replaces a row (by its key).
+    /// Adds a row, or replaces the pending row of its key in a keyed table.
     pub fn put(&mut self, table: &Table, row: Vec<Value>) {
         debug_assert_eq!(row.len(), table.columns.len(), "{}", table.name);
-        let key = row[..table.key].to_vec();
-        if self.slot(table).insert(key, row).is_none() {
+        let added = match self.slot(table) {
+            Rows::Append(rows) => {
+                rows.push(row);
+                true
+            }
+            Rows::Keyed(rows) => rows.insert(row[..table.key].to_vec(), row).is_none(),
+        };
+        if added {
             self.rows += 1;
         }
     }
 
     /// Adds a row's integer columns to the pending row of its key.
     fn add(&mut self, table: &Table, row: Vec<Value>) {
+        let Rows::Keyed(slot) = self.slot(table) else {
+            debug_assert!(false, "{} is not keyed", table.name);
+            return;
+        };
         let key = row[..table.key].to_vec();
-        let slot = self.slot(table);
         match slot.get_mut(&key) {
             Some(existing) => {
                 for (stored, added) in existing.iter_mut().zip(row).skip(table.key) {
@@ -83,14 +103,23 @@ impl Changes {
         self.rows == 0
     }
 
-    /// Each table with its pending rows, in key order.
-    pub fn tables(&self) -> impl Iterator<Item = (&'static Table, impl ExactSizeIterator<Item = &Vec<Value>>)> {
-        self.tables.iter().map(|(table, rows)| (*table, rows.values()))
+    /// Each table with its pending rows (keyed tables in key order).
+    pub fn tables(&self) -> impl Iterator<Item = (&'static Table, Vec<&Vec<Value>>)> + '_ {
+        self.tables.iter().map(|(table, rows)| {
+            let rows = match rows {
+                Rows::Append(rows) => rows.iter().collect(),
+                Rows::Keyed(rows) => rows.values().collect(),
+            };
+            (*table, rows)
+        })
     }
 
     pub fn clear(&mut self) {
         for (_, rows) in &mut self.tables {
-            rows.clear();
+            match rows {
+                Rows::Append(rows) => rows.clear(),
+                Rows::Keyed(rows) => rows.clear(),
+            }
         }
         self.rows = 0;
     }

@@ -166,7 +166,7 @@ impl Store for PostgresStore {
                 .map(|row| row.get::<_, i64>(0));
             check_previous(found, previous)?;
             for (table, rows) in changes.tables() {
-                if rows.len() == 0 {
+                if rows.is_empty() {
                     continue;
                 }
                 let arrays = table
@@ -183,7 +183,6 @@ impl Store for PostgresStore {
                     conflict_clause(table)
                 );
                 let statement = tx.prepare(&sql).await.map_err(error("prepare insert"))?;
-                let rows: Vec<&Vec<Value>> = rows.collect();
                 for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
                     let params: Vec<Box<dyn ToSql + Sync + Send>> = table
                         .columns

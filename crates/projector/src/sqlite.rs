@@ -99,7 +99,7 @@ impl Store for SqliteStore {
             .map_err(error("read checkpoint"))?;
         check_previous(found, previous)?;
         for (table, rows) in changes.tables() {
-            if rows.len() == 0 {
+            if rows.is_empty() {
                 continue;
             }
             let placeholders =
