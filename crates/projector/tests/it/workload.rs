@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use book::{
-    AccountId, Ack, BetKind, BetStatus, Command, Config, EventId, LegRequest, MarketId, NewSelection, Outcome,
-    PlaceBet, PricePolicy, Reply, ResultRequest, SelectionId, SystemKind, TransferId,
+    AccountId, Ack, BetKind, BetStatus, Command, Config, EventId, LegRequest, MarketId, NewSelection, PlaceBet,
+    PricePolicy, Reply, ResultRequest, SelectionId, SystemKind, TransferId,
 };
 use domain::{Currency, Money, Odds};
 use engine::{open_data_dir, EngineHandle, EngineOptions, ManualClock};
@@ -292,6 +292,5 @@ pub fn coverage(book: &book::Book) -> Vec<&'static str> {
             missing.push(name);
         }
     }
-    let _ = Outcome::Win;
     missing
 }
