@@ -97,11 +97,22 @@ impl PostgresStore {
         self.batch(&format!(
             "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version BIGINT PRIMARY KEY, name TEXT NOT NULL)"
         ))?;
-        let applied = self.schema_version()?;
-        for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version > applied) {
+        for (version, name, sql) in MIGRATIONS {
             let client = &mut self.client;
             self.runtime.block_on(async {
                 let tx = client.transaction().await.map_err(error("begin migration"))?;
+                // Checked again under the lock: another process may be migrating too.
+                tx.batch_execute(&format!("LOCK TABLE {MIGRATIONS_TABLE} IN SHARE ROW EXCLUSIVE MODE"))
+                    .await
+                    .map_err(error("lock migrations"))?;
+                let applied: i64 = tx
+                    .query_one(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), &[])
+                    .await
+                    .map_err(error("schema version"))?
+                    .get(0);
+                if applied >= *version {
+                    return Ok(());
+                }
                 for statement in schema::statements(sql) {
                     tx.batch_execute(statement).await.map_err(error("migration"))?;
                 }

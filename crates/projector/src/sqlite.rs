@@ -65,9 +65,18 @@ impl SqliteStore {
                 "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version BIGINT PRIMARY KEY, name TEXT NOT NULL)"
             ))
             .map_err(error("migrations table"))?;
-        let applied = self.schema_version()?;
-        for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version > applied) {
-            let tx = self.conn.transaction().map_err(error("begin migration"))?;
+        for (version, name, sql) in MIGRATIONS {
+            // Checked again under the write lock: another process may be migrating too.
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(error("begin migration"))?;
+            let applied: i64 = tx
+                .query_row(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), [], |row| row.get(0))
+                .map_err(error("schema version"))?;
+            if applied >= *version {
+                continue;
+            }
             for statement in schema::statements(sql) {
                 tx.execute_batch(statement).map_err(error("migration"))?;
             }
