@@ -256,3 +256,76 @@ fn decode_error(position: Position, path: &Path, offset: u64, error: DecodeError
         other => corrupt(position, path, offset, other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use journal::{FileJournal, FileJournalOptions, Journal};
+
+    use super::*;
+
+    fn read_all(cursor: &mut JournalCursor) -> Vec<(Position, Vec<u8>)> {
+        let mut seen = Vec::new();
+        cursor
+            .poll(&mut |position, payload| {
+                seen.push((position, payload.to_vec()));
+                Ok(Flow::Continue)
+            })
+            .expect("poll");
+        seen
+    }
+
+    #[test]
+    fn a_record_being_written_is_read_once_it_is_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut journal, _) = FileJournal::open(dir.path(), FileJournalOptions::default()).expect("open");
+        for index in 0..3u8 {
+            journal.append(&[index; 10]).expect("append");
+        }
+        let mut cursor = JournalCursor::new(dir.path(), 0);
+        assert_eq!(read_all(&mut cursor).len(), 3, "read beside the writer, without its lock");
+        assert_eq!(cursor.records_ahead().expect("ahead"), 0);
+
+        // The engine's next record, written in two parts.
+        let mut record = Vec::new();
+        journal::record::encode_record(&mut record, 3, &[7; 100]).expect("encode");
+        let (_, segment) = list_segments(dir.path()).expect("segments").pop().expect("a segment");
+        let mut file = std::fs::OpenOptions::new().append(true).open(&segment).expect("segment");
+        for cut in [5, RECORD_HEADER_BYTES + 40] {
+            file.write_all(&record[..cut]).expect("write");
+            assert!(read_all(&mut cursor).is_empty(), "nothing before the record is whole ({cut} bytes)");
+            assert_eq!(cursor.records_ahead().expect("ahead"), 0);
+            file.set_len(file.metadata().expect("stat").len() - cut as u64).expect("cut");
+        }
+        file.write_all(&record).expect("write");
+        assert_eq!(cursor.records_ahead().expect("ahead"), 1);
+        assert_eq!(read_all(&mut cursor), vec![(3, vec![7; 100])]);
+        assert_eq!(cursor.next_position(), 4);
+    }
+
+    #[test]
+    fn rotations_are_followed_and_a_cursor_starts_anywhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = FileJournalOptions { segment_bytes_max: 200, ..FileJournalOptions::default() };
+        let (mut journal, _) = FileJournal::open(dir.path(), options).expect("open");
+        let mut cursor = JournalCursor::new(dir.path(), 0);
+        for index in 0..40u64 {
+            journal.append(&index.to_le_bytes()).expect("append");
+            if index % 7 == 0 {
+                assert_eq!(read_all(&mut cursor).last().map(|(position, _)| *position), Some(index));
+            }
+        }
+        assert!(list_segments(dir.path()).expect("segments").len() > 5, "several segments");
+        read_all(&mut cursor);
+        assert_eq!(cursor.next_position(), 40);
+        let mut middle = JournalCursor::new(dir.path(), 23);
+        assert_eq!(middle.records_ahead().expect("ahead"), 17);
+        let seen = read_all(&mut middle);
+        assert_eq!(
+            seen.first().map(|(position, payload)| (*position, payload.clone())),
+            Some((23, 23u64.to_le_bytes().to_vec()))
+        );
+        assert_eq!(seen.len(), 17);
+    }
+}
