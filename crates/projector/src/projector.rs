@@ -43,6 +43,9 @@ pub struct ProjectorOptions {
     /// Test hook standing for a crash: stop after projecting this many batches in this process
     /// and return without committing what was collected since the last commit.
     pub crash_after_batches: Option<u64>,
+    /// Called about every [`PROGRESS_INTERVAL`] while a resume replays the journal up to the
+    /// store's checkpoint (no rows are written then): `(position reached, checkpoint)`.
+    pub on_replay: Option<fn(Position, Position)>,
 }
 
 impl ProjectorOptions {
@@ -52,6 +55,7 @@ impl ProjectorOptions {
             config: Config::default(),
             commit_rows: COMMIT_ROWS_DEFAULT,
             crash_after_batches: None,
+            on_replay: None,
         }
     }
 }
@@ -201,8 +205,15 @@ impl Projector {
                 cursor = JournalCursor::new(&journal, replayed_from);
                 let target = stored.next_position;
                 if replayed_from < target {
+                    let mut last_report = Instant::now();
                     cursor.poll(&mut |position, payload| {
                         follower.replay(position, payload)?;
+                        if let Some(on_replay) = options.on_replay {
+                            if last_report.elapsed() >= PROGRESS_INTERVAL {
+                                on_replay(position + 1, target);
+                                last_report = Instant::now();
+                            }
+                        }
                         Ok(if position + 1 >= target { Flow::Stop } else { Flow::Continue })
                     })?;
                 }

@@ -76,7 +76,13 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
     );
     let store = open_store(args)?;
     let kind = store.kind();
-    let options = ProjectorOptions { commit_rows: args.commit_rows.max(1), ..ProjectorOptions::new(&args.data_dir) };
+    let options = ProjectorOptions {
+        commit_rows: args.commit_rows.max(1),
+        on_replay: Some(|position, checkpoint| {
+            eprintln!("projector: replaying the journal to the store's checkpoint: {position} of {checkpoint}")
+        }),
+        ..ProjectorOptions::new(&args.data_dir)
+    };
     let began = Instant::now();
     let mut projector = Projector::open(store, options, args.rebuild).context("opening the projector")?;
     match projector.start() {
