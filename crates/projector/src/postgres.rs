@@ -31,6 +31,13 @@ fn error(context: &str) -> impl Fn(tokio_postgres::Error) -> ProjectorError + '_
     move |source| ProjectorError::Store(format!("postgres: {context}: {source}"))
 }
 
+/// The connection error with its cause (tokio-postgres keeps the reason, e.g. "Connection
+/// refused", in the source).
+fn cannot_connect(url: &str, error: &tokio_postgres::Error) -> ProjectorError {
+    let cause = std::error::Error::source(error).map(|cause| format!(": {cause}")).unwrap_or_default();
+    ProjectorError::Store(format!("postgres: cannot connect to {url}: {error}{cause}"))
+}
+
 /// A schema name we accept: it is spliced into SQL.
 fn valid_schema(schema: &str) -> bool {
     !schema.is_empty()
@@ -52,9 +59,8 @@ impl PostgresStore {
             .enable_all()
             .build()
             .map_err(|source| ProjectorError::Store(format!("postgres: runtime: {source}")))?;
-        let (client, connection) = runtime
-            .block_on(tokio_postgres::connect(url, NoTls))
-            .map_err(|source| ProjectorError::Store(format!("postgres: cannot connect to {url}: {source}")))?;
+        let (client, connection) =
+            runtime.block_on(tokio_postgres::connect(url, NoTls)).map_err(|source| cannot_connect(url, &source))?;
         runtime.spawn(async move {
             // Ends when the client is dropped; an error surfaces on the next call.
             let _ = connection.await;
@@ -75,9 +81,8 @@ impl PostgresStore {
             .build()
             .map_err(|source| ProjectorError::Store(format!("postgres: runtime: {source}")))?;
         runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(url, NoTls)
-                .await
-                .map_err(|source| ProjectorError::Store(format!("postgres: cannot connect to {url}: {source}")))?;
+            let (client, connection) =
+                tokio_postgres::connect(url, NoTls).await.map_err(|source| cannot_connect(url, &source))?;
             let connection = tokio::spawn(connection);
             client
                 .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
