@@ -4,7 +4,7 @@
 //! typed reads built on it. Pages are keyed by id (a cursor is the last id seen), newest first,
 //! like the gateway's lists.
 
-use crate::schema::{Table, Value, ACCOUNTS, AUDIT, BETS, STATEMENTS};
+use crate::schema::{Table, Value, ACCOUNTS, AUDIT, BETS, BET_LEGS, STATEMENTS};
 use crate::store::Store;
 use crate::ProjectorError;
 
@@ -21,6 +21,8 @@ pub enum Filter {
     Prefix(&'static str, String),
     /// One of the values (`true`) or none of them (`false`).
     In(&'static str, Vec<Value>, bool),
+    /// Bets (`id`) with a leg whose column (`market`, `event`, `selection`) has the value.
+    HasLeg(&'static str, Value),
 }
 
 impl Filter {
@@ -31,6 +33,7 @@ impl Filter {
             | Filter::Ge(column, _)
             | Filter::Prefix(column, _)
             | Filter::In(column, _, _) => column,
+            Filter::HasLeg(_, _) => "id",
         }
     }
 }
@@ -79,6 +82,13 @@ impl Query {
                     let negation = if *inside { "" } else { "NOT " };
                     sql.push_str(&format!("{column} {negation}IN ({})", slots.join(", ")));
                     params.extend(values.iter().cloned());
+                }
+                Filter::HasLeg(leg_column, value) => {
+                    if !BET_LEGS.columns.iter().any(|column| column.name == *leg_column) {
+                        return Err(ProjectorError::Store(format!("no column {leg_column} in bet_legs")));
+                    }
+                    sql.push_str(&format!("id IN (SELECT bet FROM bet_legs WHERE {leg_column} = {slot})"));
+                    params.push(value.clone());
                 }
                 Filter::Prefix(column, prefix) => {
                     // `\` escapes the pattern characters of the prefix on both stores.
@@ -131,6 +141,61 @@ pub fn bets_of_player(
         .filter(|row| open.is_none_or(|open| matches!(row[status].text(), Some("pending" | "accepted")) == open))
         .take(limit)
         .collect())
+}
+
+/// What the operator's bet search (`GET /v1/admin/bets`) filters on; `None` is no filter.
+/// Times are milliseconds since the epoch, windows `[from, to)`; money in minor units.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BetSearch {
+    pub account: Option<u64>,
+    pub event: Option<u64>,
+    pub market: Option<u64>,
+    /// A bet status (`accepted`, `won`, ...).
+    pub status: Option<String>,
+    pub placed_from: Option<u64>,
+    pub placed_to: Option<u64>,
+    pub settled_from: Option<u64>,
+    pub settled_to: Option<u64>,
+    pub stake_at_least: Option<i64>,
+    /// The cursor: bets with a smaller id.
+    pub before: Option<u64>,
+}
+
+/// The operator's bet search, newest first.
+pub fn search_bets(store: &mut dyn Store, search: &BetSearch, limit: usize) -> Result<Vec<Vec<Value>>, ProjectorError> {
+    let int = |value: u64| Value::Int(value as i64);
+    let mut filters = Vec::new();
+    if let Some(account) = search.account {
+        filters.push(Filter::Eq("account", int(account)));
+    }
+    if let Some(event) = search.event {
+        filters.push(Filter::HasLeg("event", int(event)));
+    }
+    if let Some(market) = search.market {
+        filters.push(Filter::HasLeg("market", int(market)));
+    }
+    if let Some(status) = &search.status {
+        filters.push(Filter::Eq("status", Value::Text(status.clone())));
+    }
+    if let Some(from) = search.placed_from {
+        filters.push(Filter::Ge("placed_at", int(from)));
+    }
+    if let Some(to) = search.placed_to {
+        filters.push(Filter::Lt("placed_at", int(to)));
+    }
+    if let Some(from) = search.settled_from {
+        filters.push(Filter::Ge("settled_at", int(from)));
+    }
+    if let Some(to) = search.settled_to {
+        filters.push(Filter::Lt("settled_at", int(to)));
+    }
+    if let Some(stake) = search.stake_at_least {
+        filters.push(Filter::Ge("total_stake", Value::Int(stake)));
+    }
+    if let Some(before) = search.before {
+        filters.push(Filter::Lt("id", int(before)));
+    }
+    store.select(&Query { table: &BETS, filters, order: vec![("id", true)], limit })
 }
 
 /// A player's statement, newest transfer first, before the transfer id `before`

@@ -327,6 +327,50 @@ fn check_queries(store: &mut dyn Store, book: &Book) {
         }
         assert_eq!(seen, all, "{}'s statement, newest first", player.id);
     }
+    // The operator's search, paged, against the book.
+    use projector::query::{search_bets, BetSearch};
+    let settled_at = book.bets().iter().filter_map(|bet| bet.settlement.map(|s| s.at)).min().expect("a settlement");
+    let placed_mid = book.bets()[book.bets().len() / 2].placed_at;
+    let searches = [
+        BetSearch { market: Some(3), ..BetSearch::default() },
+        BetSearch { event: Some(4), status: Some("lost".into()), ..BetSearch::default() },
+        BetSearch {
+            account: Some(book.bets()[10].account.0),
+            stake_at_least: Some(book.bets()[10].total_stake.minor()),
+            ..BetSearch::default()
+        },
+        BetSearch { placed_from: Some(placed_mid), settled_from: Some(settled_at), ..BetSearch::default() },
+        BetSearch { placed_to: Some(placed_mid), market: Some(5), ..BetSearch::default() },
+    ];
+    for search in searches {
+        let expected: Vec<i64> = book
+            .bets()
+            .iter()
+            .rev()
+            .filter(|bet| search.account.is_none_or(|account| bet.account.0 == account))
+            .filter(|bet| search.market.is_none_or(|market| bet.legs.iter().any(|leg| leg.market.0 == market)))
+            .filter(|bet| search.event.is_none_or(|event| bet.legs.iter().any(|leg| leg.event.0 == event)))
+            .filter(|bet| search.status.as_deref().is_none_or(|status| bet.status.as_str() == status))
+            .filter(|bet| search.placed_from.is_none_or(|from| bet.placed_at >= from))
+            .filter(|bet| search.placed_to.is_none_or(|to| bet.placed_at < to))
+            .filter(|bet| search.settled_from.is_none_or(|from| bet.settlement.is_some_and(|s| s.at >= from)))
+            .filter(|bet| search.stake_at_least.is_none_or(|stake| bet.total_stake.minor() >= stake))
+            .map(|bet| bet.id.0 as i64)
+            .collect();
+        assert!(!expected.is_empty(), "a search that finds something: {search:?}");
+        let mut seen = Vec::new();
+        let mut cursor = BetSearch { ..search.clone() };
+        loop {
+            let page = search_bets(store, &cursor, 9).expect("search page");
+            seen.extend(page.iter().map(|row| int(&BETS, row, "id")));
+            if page.len() < 9 {
+                break;
+            }
+            cursor.before = seen.last().map(|id| *id as u64);
+        }
+        assert_eq!(seen, expected, "{search:?}");
+    }
+
     let page = audit_from(store, 40, 10).expect("audit page");
     assert_eq!(page.len(), 10);
     assert_eq!(int(&AUDIT, &page[0], "position"), 40);
