@@ -11,7 +11,9 @@ mod sequencer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
-pub use recovery::{chain_next, recover, ChainHead, Recovered, RecoveryReport, CHAIN_HEAD_GENESIS};
+pub use recovery::{
+    chain_next, decode_snapshot_payload_for_follower, recover, ChainHead, Recovered, RecoveryReport, CHAIN_HEAD_GENESIS,
+};
 pub use sequencer::{
     CommitHook, Committed, EngineHandle, EngineOptions, EngineStats, JournalPage, Outcome, OutcomeWith,
     AUDIT_PAGE_BYTES_MAX, AUDIT_PAGE_RECORDS_MAX, BATCH_COMMANDS_MAX_DEFAULT, INBOX_MAX_DEFAULT,

@@ -180,3 +180,11 @@ pub fn recover(
     };
     Ok(Recovered { book, report, skipped_snapshots })
 }
+
+// ---- for followers that read a data directory on their own (the projector) ----------------
+
+/// Decodes a snapshot payload as the engine writes it (the payload inside a snapshot file of
+/// `journal::SnapshotStore`): `(next_sequence, chain head, book)` at the snapshot's position.
+pub fn decode_snapshot_payload_for_follower(bytes: &[u8]) -> Result<(u64, ChainHead, Book), EngineError> {
+    decode_snapshot_payload(bytes)
+}

@@ -9,6 +9,7 @@ pub mod feeds;
 mod names;
 pub mod output;
 pub mod pricing;
+pub mod projection;
 pub mod secrets;
 pub mod serve;
 pub mod simulation;

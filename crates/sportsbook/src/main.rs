@@ -1,8 +1,8 @@
 //! The `sportsbook` command: `serve` runs the HTTP API over the engine on a data directory
 //! (with `--demo`, a live simulated catalog); `admin` issues and lists operator keys offline;
 //! `demo` runs a simulated match day through the engine alone; `verify` recovers a data
-//! directory and checks it; `loadgen` drives a running server (and the PostgreSQL baseline)
-//! with an open-loop workload.
+//! directory and checks it; `projector` keeps the read models; `loadgen` drives a running
+//! server (and the PostgreSQL baseline) with an open-loop workload.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -109,6 +109,13 @@ enum Commands {
         /// beyond them and a bounded queue, 503 `overloaded`. Default: the cores, at most 16.
         #[arg(long)]
         password_hash_workers: Option<usize>,
+        /// The in-process projector's read-model store: `sqlite` (DATA_DIR/projector/
+        /// read-models.sqlite3), `sqlite:PATH`, a `postgres://` URL, or `off`.
+        #[arg(long, value_parser = parse_projector_store, default_value = "sqlite")]
+        projector: ProjectorArg,
+        /// The PostgreSQL schema of the read models.
+        #[arg(long, default_value = projector::POSTGRES_SCHEMA_DEFAULT)]
+        projector_schema: String,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -193,6 +200,32 @@ enum Commands {
         #[arg(long)]
         truncate_at: u64,
     },
+    /// Projects a data directory's journal into the read models (bets, statements, audit,
+    /// report inputs, accounts), exactly once, and exits when caught up (or keeps following
+    /// with --follow). Safe beside a running server, and safe to kill at any moment.
+    Projector {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// `sqlite` (DATA_DIR/projector/read-models.sqlite3), `sqlite:PATH`, or a
+        /// `postgres://user@host:port/db` URL.
+        #[arg(long, value_parser = sportsbook::projection::parse_store, default_value = "sqlite")]
+        store: sportsbook::projection::StoreArg,
+        /// The PostgreSQL schema of the models (created if missing).
+        #[arg(long, default_value = projector::POSTGRES_SCHEMA_DEFAULT)]
+        schema: String,
+        /// Empties the models and projects the whole journal again.
+        #[arg(long)]
+        rebuild: bool,
+        /// Keeps following the journal after catching up, until killed.
+        #[arg(long)]
+        follow: bool,
+        /// Rows one transaction collects before it commits.
+        #[arg(long, default_value_t = projector::COMMIT_ROWS_DEFAULT)]
+        commit_rows: usize,
+        /// Prints the SHA-256 of the models' content at the end (equal models, equal digest).
+        #[arg(long)]
+        digest: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +268,8 @@ fn main() -> anyhow::Result<()> {
             fx_rates_age_max,
             trusted_proxies,
             password_hash_workers,
+            projector,
+            projector_schema,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -267,6 +302,8 @@ fn main() -> anyhow::Result<()> {
                 trusted_proxies,
                 password_hash_workers: password_hash_workers
                     .map_or_else(gateway::password_hash_workers_default, |workers| workers.max(1)),
+                projector: projector.0,
+                projector_schema,
             })
         }
         Commands::FeedSim {
@@ -324,6 +361,17 @@ fn main() -> anyhow::Result<()> {
         }
         Commands::Verify { data_dir } => sportsbook::verify(&data_dir),
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
+        Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest } => {
+            sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
+                data_dir,
+                store,
+                schema,
+                rebuild,
+                follow,
+                commit_rows,
+                digest,
+            })
+        }
     }
 }
 
@@ -344,6 +392,17 @@ fn parse_rate_limit(value: &str) -> Result<RateLimitArg, String> {
         .filter(|&rate| rate > 0)
         .ok_or_else(|| format!("`{value}`: expected `off` or a rate such as `1000/s`"))?;
     Ok(RateLimitArg(Some(RateLimit { per_second, burst: per_second.saturating_mul(2) })))
+}
+
+/// `--projector`: a store, or `off`.
+#[derive(Clone, Debug)]
+struct ProjectorArg(Option<sportsbook::projection::StoreArg>);
+
+fn parse_projector_store(value: &str) -> Result<ProjectorArg, String> {
+    if value == "off" {
+        return Ok(ProjectorArg(None));
+    }
+    sportsbook::projection::parse_store(value).map(|store| ProjectorArg(Some(store)))
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

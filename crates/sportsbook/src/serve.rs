@@ -64,6 +64,10 @@ pub struct ServeOptions {
     pub trusted_proxies: Vec<gateway::IpNet>,
     /// Password hashes computed at once (`--password-hash-workers`).
     pub password_hash_workers: usize,
+    /// The read models' store for the in-process projector (its own thread); `None`: off.
+    pub projector: Option<crate::projection::StoreArg>,
+    /// The PostgreSQL schema of the read models.
+    pub projector_schema: String,
 }
 
 /// How `serve` bounds its HTTP connections and where it serves `/metrics`.
@@ -195,7 +199,14 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         "book recovered"
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
+    let projector = match &options.projector {
+        Some(store) => Some(crate::projection::spawn(dir, store.clone(), options.projector_schema.clone())?),
+        None => None,
+    };
     let served = serve_engine(&engine, &options, fresh, config, metrics, streams);
+    if let Some(projector) = projector {
+        projector.stop();
+    }
     // Last: the engine decides what is queued, then writes a snapshot.
     engine.shutdown();
     if engine.stats().stopped.load(std::sync::atomic::Ordering::SeqCst) {

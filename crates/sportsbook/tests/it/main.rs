@@ -7,6 +7,7 @@ mod auth;
 mod crash;
 mod logging;
 mod journal;
+mod projector;
 mod serve;
 mod server;
 mod simulation;

@@ -1,0 +1,779 @@
+//! The follower: a book of its own that decides every journaled batch again (the book is
+//! deterministic), checks the replies against the digest the sequencer recorded, and turns the
+//! events and the book's state after each batch into rows of the read models.
+//!
+//! Balances after each transfer are computed here, transfer by transfer, with the ledger's own
+//! rules on a mirror of the ledger's running totals; after each batch the mirror of every
+//! account the batch touched is compared with the follower book's ledger, so a statement's
+//! `balance_after` can never drift from the book.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use book::{
+    AccountId, AccountKind, Ack, Bet, BetId, BetKind, BetStatus, Book, BookEvent, Command, LedgerAccountId, Reply,
+    Transfer, TransferCode, TransferKind, MILLIS_PER_DAY,
+};
+use codec::{decode_batch, reply_digest};
+use domain::Currency;
+use engine::{chain_next, ChainHead, CHAIN_HEAD_GENESIS};
+use journal::Position;
+
+use crate::schema::{
+    Merge, Table, Value, ACCOUNTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS, STATEMENTS, TABLES,
+    TRANSFERS,
+};
+use crate::ProjectorError;
+
+/// Rows waiting to be committed, by table, keyed by primary key (an upsert keeps the newest
+/// row of a key; an `Add` table sums).
+/// Pending rows of one table: appended (an append-only table's keys are unique by
+/// construction) or by primary key (an upsert keeps the newest row of a key; an `Add` table
+/// sums).
+#[derive(Debug)]
+enum Rows {
+    Append(Vec<Vec<Value>>),
+    Keyed(BTreeMap<Vec<Value>, Vec<Value>>),
+}
+
+#[derive(Debug)]
+pub struct Changes {
+    tables: Vec<(&'static Table, Rows)>,
+    rows: usize,
+}
+
+impl Default for Changes {
+    fn default() -> Changes {
+        let rows = |table: &Table| match table.merge {
+            Merge::Insert => Rows::Append(Vec::new()),
+            Merge::Upsert | Merge::Add => Rows::Keyed(BTreeMap::new()),
+        };
+        Changes { tables: TABLES.iter().map(|table| (*table, rows(table))).collect(), rows: 0 }
+    }
+}
+
+impl Changes {
+    fn slot(&mut self, table: &Table) -> &mut Rows {
+        let index = TABLES.iter().position(|candidate| candidate.name == table.name).expect("a known table");
+        &mut self.tables[index].1
+    }
+
+    /// Adds a row, or replaces the pending row of its key in a keyed table.
+    pub fn put(&mut self, table: &Table, row: Vec<Value>) {
+        debug_assert_eq!(row.len(), table.columns.len(), "{}", table.name);
+        let added = match self.slot(table) {
+            Rows::Append(rows) => {
+                rows.push(row);
+                true
+            }
+            Rows::Keyed(rows) => rows.insert(row[..table.key].to_vec(), row).is_none(),
+        };
+        if added {
+            self.rows += 1;
+        }
+    }
+
+    /// Adds a row's integer columns to the pending row of its key.
+    fn add(&mut self, table: &Table, row: Vec<Value>) {
+        let Rows::Keyed(slot) = self.slot(table) else {
+            debug_assert!(false, "{} is not keyed", table.name);
+            return;
+        };
+        let key = row[..table.key].to_vec();
+        match slot.get_mut(&key) {
+            Some(existing) => {
+                for (stored, added) in existing.iter_mut().zip(row).skip(table.key) {
+                    if let (Value::Int(stored), Value::Int(added)) = (stored, added) {
+                        *stored += added;
+                    }
+                }
+            }
+            None => {
+                slot.insert(key, row);
+                self.rows += 1;
+            }
+        }
+    }
+
+    /// Rows pending, counting an upserted key once.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Each table with its pending rows (keyed tables in key order).
+    pub fn tables(&self) -> impl Iterator<Item = (&'static Table, Vec<&Vec<Value>>)> + '_ {
+        self.tables.iter().map(|(table, rows)| {
+            let rows = match rows {
+                Rows::Append(rows) => rows.iter().collect(),
+                Rows::Keyed(rows) => rows.values().collect(),
+            };
+            (*table, rows)
+        })
+    }
+
+    pub fn clear(&mut self) {
+        for (_, rows) in &mut self.tables {
+            match rows {
+                Rows::Append(rows) => rows.clear(),
+                Rows::Keyed(rows) => rows.clear(),
+            }
+        }
+        self.rows = 0;
+    }
+}
+
+/// Where a store is: the journal position after the last applied batch and the chain head
+/// there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub next_position: Position,
+    pub chain_head: ChainHead,
+    pub batches: u64,
+    pub commands: u64,
+    /// The position the models begin at: 0, or the snapshot they were seeded from.
+    pub base_position: Position,
+}
+
+impl Checkpoint {
+    pub fn row(&self) -> Vec<Value> {
+        vec![
+            Value::Int(1),
+            int(self.next_position),
+            Value::Text(hex::encode(self.chain_head)),
+            int(self.batches),
+            int(self.commands),
+            int(self.base_position),
+        ]
+    }
+
+    pub fn from_row(row: &[Value]) -> Result<Checkpoint, ProjectorError> {
+        let bad = || ProjectorError::Store(format!("unreadable checkpoint row {row:?}"));
+        let number = |index: usize| row.get(index).and_then(Value::int).map(|value| value as u64).ok_or_else(bad);
+        let head_text = row.get(2).and_then(Value::text).ok_or_else(bad)?;
+        let mut chain_head = CHAIN_HEAD_GENESIS;
+        hex::decode_to_slice(head_text, &mut chain_head).map_err(|_| bad())?;
+        Ok(Checkpoint {
+            next_position: number(1)?,
+            chain_head,
+            batches: number(3)?,
+            commands: number(4)?,
+            base_position: number(5)?,
+        })
+    }
+}
+
+/// Running totals of one ledger account, kept with the ledger's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mirror {
+    kind: AccountKind,
+    currency: Currency,
+    posted: i64,
+    debits_pending: i64,
+    pending_stakes: i64,
+}
+
+/// A follower book and what the projector needs beside it.
+#[derive(Debug)]
+pub struct Follower {
+    book: Book,
+    checkpoint: Checkpoint,
+    mirror: Vec<Mirror>,
+    /// Bets waiting out an in-play delay: counted as placed when they leave it accepted.
+    pending_bets: BTreeSet<BetId>,
+    /// Each market's `settlement_version` as last projected: when it moves, the results of
+    /// the legs on it changed (a multiple's leg can be resulted while the bet stays open).
+    settlement_versions: Vec<u32>,
+    events: Vec<BookEvent>,
+    scratch: Vec<u8>,
+}
+
+fn int(value: u64) -> Value {
+    Value::Int(value as i64)
+}
+
+impl Follower {
+    /// A follower at `checkpoint` on `book`, the state the journal leads to at
+    /// `checkpoint.next_position`.
+    pub fn new(book: Book, checkpoint: Checkpoint) -> Follower {
+        let mut follower = Follower {
+            book,
+            checkpoint,
+            mirror: Vec::new(),
+            pending_bets: BTreeSet::new(),
+            settlement_versions: Vec::new(),
+            events: Vec::new(),
+            scratch: Vec::new(),
+        };
+        follower.resync();
+        follower
+    }
+
+    /// Takes the mirror and the pending bets from the book (after a replay without rows).
+    fn resync(&mut self) {
+        self.mirror = self
+            .book
+            .ledger()
+            .accounts()
+            .iter()
+            .map(|account| Mirror {
+                kind: account.kind,
+                currency: account.currency,
+                posted: account.posted_balance(),
+                debits_pending: account.debits_pending,
+                pending_stakes: account.debits_pending_stakes,
+            })
+            .collect();
+        self.pending_bets =
+            self.book.bets().iter().filter(|bet| bet.status == BetStatus::Pending).map(|bet| bet.id).collect();
+        self.settlement_versions = self.book.markets().iter().map(|market| market.settlement_version).collect();
+    }
+
+    pub fn book(&self) -> &Book {
+        &self.book
+    }
+
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// Takes the counters of a store's checkpoint after replaying up to it.
+    pub fn restore_counts(&mut self, stored: &Checkpoint) {
+        self.checkpoint.batches = stored.batches;
+        self.checkpoint.commands = stored.commands;
+        self.checkpoint.base_position = stored.base_position;
+    }
+
+    /// Rows for everything the book holds, for models that begin at a snapshot: every account,
+    /// every bet as it stands (no status history before the snapshot), every transfer with the
+    /// balances after it (the ledger's log replayed from zero), and the report inputs they
+    /// imply. The audit view begins at the snapshot.
+    pub fn seed(&mut self, changes: &mut Changes) -> Result<(), ProjectorError> {
+        let position = self.checkpoint.next_position;
+        self.mirror.clear();
+        for index in 0..self.book.ledger().transfers().len() {
+            let transfer = self.book.ledger().transfers()[index].clone();
+            self.transfer(position, &transfer, changes);
+        }
+        for index in 0..self.mirror.len() {
+            self.check_mirror(position, LedgerAccountId(index as u64 + 1))?;
+        }
+        self.resync();
+        for bet in self.book.bets() {
+            let currency = self.currency_of(bet.account);
+            if !matches!(bet.status, BetStatus::Pending | BetStatus::Rejected) {
+                self.count_placed(bet.id, changes);
+            }
+            changes.put(&BETS, bet_row(bet, currency, position));
+            for (index, leg) in bet.legs.iter().enumerate() {
+                changes.put(&BET_LEGS, leg_row(bet.id, index, leg));
+            }
+        }
+        for player in self.book.players() {
+            changes.put(&ACCOUNTS, account_row(player, position));
+        }
+        changes.put(&CHECKPOINT, self.checkpoint.row());
+        Ok(())
+    }
+
+    /// Decides a batch again without producing rows (catching up to a store's checkpoint).
+    pub fn replay(&mut self, position: Position, payload: &[u8]) -> Result<(), ProjectorError> {
+        self.decide(position, payload, None)?;
+        self.resync();
+        Ok(())
+    }
+
+    /// Decides a batch again and adds the rows it produced, and the new checkpoint, to
+    /// `changes`. On an error nothing of the batch should be committed.
+    pub fn project(&mut self, position: Position, payload: &[u8], changes: &mut Changes) -> Result<(), ProjectorError> {
+        self.decide(position, payload, Some(changes))
+    }
+
+    fn decide(
+        &mut self,
+        position: Position,
+        payload: &[u8],
+        mut changes: Option<&mut Changes>,
+    ) -> Result<(), ProjectorError> {
+        if position != self.checkpoint.next_position {
+            return Err(ProjectorError::Gap { expected: self.checkpoint.next_position, found: position });
+        }
+        let batch = decode_batch(payload).map_err(|source| ProjectorError::Decode { position, source })?;
+        let at = batch.timestamp;
+        let mut digest = 0u64;
+        let mut touched_bets = BTreeSet::new();
+        let mut touched_accounts = BTreeSet::new();
+        let mut touched_ledger = BTreeSet::new();
+        let mut ordinal = 0i64;
+        let mut resulted_markets = BTreeSet::new();
+        let mut feed = false;
+        let mut events = std::mem::take(&mut self.events);
+        for (index, command) in batch.commands.iter().enumerate() {
+            events.clear();
+            let reply = self.book.apply(at, command, &mut events);
+            digest = reply_digest(digest, &reply, &mut self.scratch);
+            let Some(changes) = changes.as_deref_mut() else { continue };
+            match command {
+                Command::SettleMarket { market, .. }
+                | Command::UnsettleMarket { market }
+                | Command::VoidMarket { market } => {
+                    resulted_markets.insert(*market);
+                }
+                Command::Feed(_) | Command::FeedHealth { .. } => feed = true,
+                _ => {}
+            }
+            changes.put(
+                &AUDIT,
+                vec![
+                    int(position),
+                    Value::Int(index as i64),
+                    int(batch.first_sequence + index as u64),
+                    int(at),
+                    Value::from(command_name(command)),
+                    Value::from(command_account(command).map(|account| account.0 as i64)),
+                    Value::from(match &reply {
+                        Ok(_) => "ok",
+                        Err(rejection) => rejection.code(),
+                    }),
+                    Value::from(reply_reference(&reply)),
+                ],
+            );
+            for event in &events {
+                match event {
+                    BookEvent::AccountOpened { account, .. }
+                    | BookEvent::AccountRestricted { account }
+                    | BookEvent::LimitsChanged { account } => {
+                        touched_accounts.insert(*account);
+                    }
+                    BookEvent::Transferred(transfer) => {
+                        touched_ledger.insert(transfer.debit);
+                        touched_ledger.insert(transfer.credit);
+                        self.transfer(position, transfer, changes);
+                    }
+                    BookEvent::BetPlaced { bet, status, .. } => {
+                        touched_bets.insert(*bet);
+                        changes.put(
+                            &BET_HISTORY,
+                            vec![
+                                int(position),
+                                Value::Int(ordinal),
+                                int(bet.0),
+                                int(at),
+                                status.as_str().into(),
+                                Value::Int(0),
+                            ],
+                        );
+                        ordinal += 1;
+                        match status {
+                            BetStatus::Pending => {
+                                self.pending_bets.insert(*bet);
+                            }
+                            BetStatus::Rejected => {}
+                            _ => self.count_placed(*bet, changes),
+                        }
+                    }
+                    BookEvent::BetStatusChanged { bet, status, payout, .. } => {
+                        touched_bets.insert(*bet);
+                        changes.put(
+                            &BET_HISTORY,
+                            vec![
+                                int(position),
+                                Value::Int(ordinal),
+                                int(bet.0),
+                                int(at),
+                                status.as_str().into(),
+                                Value::Int(payout.minor()),
+                            ],
+                        );
+                        ordinal += 1;
+                        if *status != BetStatus::Pending
+                            && self.pending_bets.remove(bet)
+                            && *status != BetStatus::Rejected
+                        {
+                            self.count_placed(*bet, changes);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.events = events;
+        if digest != batch.reply_digest {
+            return Err(ProjectorError::Diverged { position, recorded: batch.reply_digest, replayed: digest });
+        }
+        self.checkpoint.chain_head = chain_next(&self.checkpoint.chain_head, position, payload);
+        self.checkpoint.next_position = position + 1;
+        self.checkpoint.batches += 1;
+        self.checkpoint.commands += batch.commands.len() as u64;
+        let Some(changes) = changes else { return Ok(()) };
+        for ledger in touched_ledger {
+            self.check_mirror(position, ledger)?;
+        }
+        if feed {
+            resulted_markets.extend(self.book.markets().iter().map(|market| market.id));
+        }
+        for market in resulted_markets {
+            let Some(found) = self.book.market(market) else { continue };
+            if self.settlement_versions.len() <= market.index() {
+                self.settlement_versions.resize(market.index() + 1, 0);
+            }
+            if self.settlement_versions[market.index()] != found.settlement_version {
+                self.settlement_versions[market.index()] = found.settlement_version;
+                touched_bets.extend(found.bets.iter().copied());
+            }
+        }
+        for bet in touched_bets {
+            let bet = self.book.bet(bet).ok_or(ProjectorError::Missing { position, what: "bet" })?;
+            let currency = self.currency_of(bet.account);
+            changes.put(&BETS, bet_row(bet, currency, position));
+            for (index, leg) in bet.legs.iter().enumerate() {
+                changes.put(&BET_LEGS, leg_row(bet.id, index, leg));
+            }
+        }
+        for account in touched_accounts {
+            let player = self
+                .book
+                .players()
+                .get(account.index())
+                .ok_or(ProjectorError::Missing { position, what: "account" })?;
+            changes.put(&ACCOUNTS, account_row(player, position));
+        }
+        changes.put(&CHECKPOINT, self.checkpoint.row());
+        Ok(())
+    }
+
+    fn currency_of(&self, account: AccountId) -> String {
+        self.book.players().get(account.index()).map_or_else(String::new, |player| player.currency.to_string())
+    }
+
+    /// Counts an accepted bet in the report inputs of the day it was placed.
+    fn count_placed(&self, bet: BetId, changes: &mut Changes) {
+        let Some(bet) = self.book.bet(bet) else { return };
+        let mut row = daily_row(bet.placed_at, self.currency_of(bet.account));
+        row[2] = Value::Int(1);
+        row[3] = Value::Int(bet.total_stake.minor());
+        changes.add(&DAILY_TOTALS, row);
+    }
+
+    fn mirror_of(&mut self, ledger: LedgerAccountId) -> &mut Mirror {
+        // Accounts the ledger opened since: they start at zero and every transfer on them is an
+        // event we see in order.
+        let accounts = self.book.ledger().accounts();
+        while self.mirror.len() <= ledger.index() && self.mirror.len() < accounts.len() {
+            let account = &accounts[self.mirror.len()];
+            self.mirror.push(Mirror {
+                kind: account.kind,
+                currency: account.currency,
+                posted: 0,
+                debits_pending: 0,
+                pending_stakes: 0,
+            });
+        }
+        &mut self.mirror[ledger.index()]
+    }
+
+    fn check_mirror(&self, position: Position, ledger: LedgerAccountId) -> Result<(), ProjectorError> {
+        let account = self.book.ledger().account(ledger);
+        let mirror =
+            self.mirror.get(ledger.index()).ok_or(ProjectorError::Missing { position, what: "ledger account" })?;
+        if mirror.posted != account.posted_balance()
+            || mirror.debits_pending != account.debits_pending
+            || mirror.pending_stakes != account.debits_pending_stakes
+        {
+            return Err(ProjectorError::BalanceDiverged { position, ledger_account: ledger.0 });
+        }
+        Ok(())
+    }
+
+    fn transfer(&mut self, position: Position, transfer: &Transfer, changes: &mut Changes) {
+        let amount = transfer.amount.minor();
+        let is_stake = transfer.code == TransferCode::Stake;
+        {
+            let debit = self.mirror_of(transfer.debit);
+            match transfer.kind {
+                TransferKind::Posted => debit.posted -= amount,
+                TransferKind::Pending => {
+                    debit.debits_pending += amount;
+                    if is_stake {
+                        debit.pending_stakes += amount;
+                    }
+                }
+                TransferKind::PostPending(_) | TransferKind::VoidPending(_) => {
+                    debit.debits_pending -= amount;
+                    if is_stake {
+                        debit.pending_stakes -= amount;
+                    }
+                    if matches!(transfer.kind, TransferKind::PostPending(_)) {
+                        debit.posted -= amount;
+                    }
+                }
+            }
+        }
+        {
+            let credit = self.mirror_of(transfer.credit);
+            if matches!(transfer.kind, TransferKind::Posted | TransferKind::PostPending(_)) {
+                credit.posted += amount;
+            }
+        }
+        let currency = self.mirror[transfer.debit.index()].currency;
+        let (status, pending) = match transfer.kind {
+            TransferKind::Posted => ("posted", None),
+            TransferKind::Pending => ("pending", None),
+            TransferKind::PostPending(pending) => ("posts", Some(pending.0 as i64)),
+            TransferKind::VoidPending(pending) => ("voids", Some(pending.0 as i64)),
+        };
+        let code = code_name(transfer.code);
+        changes.put(
+            &TRANSFERS,
+            vec![
+                int(transfer.id.0),
+                int(position),
+                int(transfer.debit.0),
+                int(transfer.credit.0),
+                currency.to_string().into(),
+                Value::Int(amount),
+                code.into(),
+                status.into(),
+                pending.into(),
+                int(transfer.reference),
+                int(transfer.timestamp),
+            ],
+        );
+        let bet = is_bet_code(transfer.code).then_some(transfer.reference as i64);
+        let owner = |kind: AccountKind| match kind {
+            AccountKind::PlayerCash(account) | AccountKind::PlayerDebt(account) => Some(account),
+            _ => None,
+        };
+        let debit_owner = owner(self.mirror[transfer.debit.index()].kind);
+        let credit_owner = owner(self.mirror[transfer.credit.index()].kind);
+        let mut owners = [credit_owner, debit_owner];
+        if owners[0] == owners[1] {
+            owners[1] = None;
+        }
+        for account in owners.into_iter().flatten() {
+            let Some(player) = self.book.players().get(account.index()) else { continue };
+            let cash = self.mirror.get(player.cash.index()).copied();
+            let debt = self.mirror.get(player.debt.index()).map_or(0, |debt| debt.posted);
+            let (posted, debits_pending, pending_stakes) =
+                cash.map_or((0, 0, 0), |cash| (cash.posted, cash.debits_pending, cash.pending_stakes));
+            let sign = if credit_owner == Some(account) { 1 } else { -1 };
+            changes.put(
+                &STATEMENTS,
+                vec![
+                    int(account.0),
+                    int(transfer.id.0),
+                    int(position),
+                    int(transfer.timestamp),
+                    code.into(),
+                    status.into(),
+                    Value::Int(sign * amount),
+                    bet.into(),
+                    Value::Int(posted - pending_stakes),
+                    Value::Int(posted - debits_pending),
+                    Value::Int(pending_stakes),
+                    Value::Int(-debt),
+                ],
+            );
+        }
+        // Settlement money, on the terms of the GGR report (`gateway::compliance`).
+        let posted = transfer.kind == TransferKind::Posted;
+        let mut row = daily_row(transfer.timestamp, currency.to_string());
+        let mut set = |column: usize, value: i64| row[column] = Value::Int(value);
+        match (transfer.code, transfer.kind) {
+            (TransferCode::Stake, TransferKind::PostPending(_)) => {
+                set(4, 1);
+                set(5, amount);
+            }
+            (TransferCode::Payout, _) if posted => set(6, amount),
+            (TransferCode::Cashout, _) if posted => {
+                set(6, amount);
+                set(7, amount);
+            }
+            (TransferCode::PayoutReversal, _) if posted => set(9, amount),
+            (TransferCode::DebtRecognised, _) if posted => {
+                set(9, amount);
+                set(10, amount);
+            }
+            (TransferCode::StakeReversal, _) if posted => {
+                set(8, 1);
+                set(11, amount);
+            }
+            _ => return,
+        }
+        changes.add(&DAILY_TOTALS, row);
+    }
+}
+
+fn account_row(player: &book::Player, position: Position) -> Vec<Value> {
+    let profile = player.profile.as_ref();
+    vec![
+        int(player.id.0),
+        player.currency.to_string().into(),
+        profile.map(|profile| profile.username.clone()).into(),
+        profile.map(|profile| profile.country.clone()).into(),
+        profile.map(|profile| profile.registered_at as i64).into(),
+        player.frozen.into(),
+        int(player.timed_out_until),
+        int(player.excluded_until),
+        player.stake_factor.to_string().into(),
+        int(position),
+    ]
+}
+
+/// A `DAILY_TOTALS` row of zeros for the day of `at`.
+fn daily_row(at: u64, currency: String) -> Vec<Value> {
+    let mut row = vec![int(at / MILLIS_PER_DAY), Value::Text(currency)];
+    row.resize(DAILY_TOTALS.columns.len(), Value::Int(0));
+    row
+}
+
+pub fn bet_kind_name(kind: BetKind) -> &'static str {
+    match kind {
+        BetKind::Single => "single",
+        BetKind::Multiple => "multiple",
+        BetKind::System(system) => system.as_str(),
+    }
+}
+
+fn bet_row(bet: &Bet, currency: String, position: Position) -> Vec<Value> {
+    vec![
+        int(bet.id.0),
+        int(bet.account.0),
+        currency.into(),
+        bet_kind_name(bet.kind).into(),
+        bet.each_way.into(),
+        Value::Int(bet.stake_per_line.minor()),
+        Value::Int(i64::from(bet.line_count)),
+        Value::Int(bet.total_stake.minor()),
+        Value::Int(bet.potential_payout.minor()),
+        bet.policy.as_str().into(),
+        bet.status.as_str().into(),
+        bet.placed_status.as_str().into(),
+        int(bet.placed_at),
+        bet.delay_until.map(|at| at as i64).into(),
+        bet.settlement.map(|settlement| settlement.at as i64).into(),
+        bet.settlement.map(|settlement| settlement.payout.minor()).into(),
+        Value::Int(i64::from(bet.settlement_count)),
+        bet.rejection.into(),
+        int(position),
+    ]
+}
+
+fn leg_row(bet: BetId, index: usize, leg: &book::Leg) -> Vec<Value> {
+    vec![
+        int(bet.0),
+        Value::Int(index as i64),
+        int(leg.selection.0),
+        int(leg.market.0),
+        int(leg.event.0),
+        Value::Int(i64::from(leg.requested.scaled())),
+        Value::Int(i64::from(leg.odds.scaled())),
+        int(leg.price_version),
+        leg.taken.as_str().into(),
+        leg.each_way.map(|terms| i64::from(terms.places)).into(),
+        leg.each_way.map(|terms| terms.fraction.to_string()).into(),
+        leg.result.map(|result| result.outcome.as_str()).into(),
+        leg.result.map(|result| result.dead_heat.to_string()).into(),
+        leg.result.map(|result| result.void_factor.to_string()).into(),
+    ]
+}
+
+/// The transfer codes whose `reference` is a bet id.
+pub fn is_bet_code(code: TransferCode) -> bool {
+    matches!(
+        code,
+        TransferCode::Stake
+            | TransferCode::Payout
+            | TransferCode::Cashout
+            | TransferCode::PayoutReversal
+            | TransferCode::StakeReversal
+            | TransferCode::DebtRecognised
+    )
+}
+
+/// The names `GET /v1/wallet/transactions` uses.
+pub fn code_name(code: TransferCode) -> &'static str {
+    match code {
+        TransferCode::Deposit => "deposit",
+        TransferCode::Withdrawal => "withdrawal",
+        TransferCode::Stake => "stake",
+        TransferCode::Payout => "payout",
+        TransferCode::Cashout => "cashout",
+        TransferCode::PayoutReversal => "payout_reversal",
+        TransferCode::StakeReversal => "stake_reversal",
+        TransferCode::DebtRecognised => "debt_recognised",
+        TransferCode::DebtRepaid => "debt_repaid",
+    }
+}
+
+/// A command's kind in snake case (the audit trail's `type`).
+pub fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::OpenAccount { .. } => "open_account",
+        Command::RegisterPlayer { .. } => "register_player",
+        Command::CreateApiKey { .. } => "create_api_key",
+        Command::RevokeApiKey { .. } => "revoke_api_key",
+        Command::Deposit { .. } => "deposit",
+        Command::Withdraw { .. } => "withdraw",
+        Command::CompleteWithdrawal { .. } => "complete_withdrawal",
+        Command::SetLimits { .. } => "set_limits",
+        Command::TimeOut { .. } => "time_out",
+        Command::SelfExclude { .. } => "self_exclude",
+        Command::SetAccountRisk { .. } => "set_account_risk",
+        Command::CreateEvent { .. } => "create_event",
+        Command::CreateMarket { .. } => "create_market",
+        Command::SetPrices { .. } => "set_prices",
+        Command::SetMarketStatus { .. } => "set_market_status",
+        Command::SetInPlay { .. } => "set_in_play",
+        Command::EndEvent { .. } => "end_event",
+        Command::SetMarketRisk { .. } => "set_market_risk",
+        Command::PlaceBet(_) => "place_bet",
+        Command::QuoteCashout { .. } => "quote_cashout",
+        Command::AcceptCashout { .. } => "accept_cashout",
+        Command::SettleMarket { .. } => "settle_market",
+        Command::UnsettleMarket { .. } => "unsettle_market",
+        Command::VoidMarket { .. } => "void_market",
+        Command::Feed(_) => "feed",
+        Command::FeedHealth { .. } => "feed_health",
+        Command::SetTradingMode { .. } => "set_trading_mode",
+        Command::SetMarketThrottle { .. } => "set_market_throttle",
+        Command::SetFxRates { .. } => "set_fx_rates",
+        Command::Tick => "tick",
+    }
+}
+
+/// The player account a command is about: the only actor a command carries today (operator
+/// commands name no operator).
+pub fn command_account(command: &Command) -> Option<AccountId> {
+    match command {
+        Command::Deposit { account, .. }
+        | Command::Withdraw { account, .. }
+        | Command::CompleteWithdrawal { account, .. }
+        | Command::SetLimits { account, .. }
+        | Command::TimeOut { account, .. }
+        | Command::SelfExclude { account, .. }
+        | Command::SetAccountRisk { account, .. }
+        | Command::QuoteCashout { account, .. }
+        | Command::AcceptCashout { account, .. } => Some(*account),
+        Command::PlaceBet(place) => Some(place.account),
+        _ => None,
+    }
+}
+
+/// What an accepted command created or changed, as the API names it.
+fn reply_reference(reply: &Reply) -> Option<String> {
+    match reply.as_ref().ok()? {
+        Ack::AccountOpened(account) => Some(account.to_string()),
+        Ack::ApiKeyCreated(key) => Some(key.to_string()),
+        Ack::Transfer(transfer) => Some(transfer.to_string()),
+        Ack::EventCreated(event) => Some(event.to_string()),
+        Ack::MarketCreated { market, .. } => Some(market.to_string()),
+        Ack::BetPlaced { bet, .. } => Some(bet.to_string()),
+        Ack::CashoutQuote { quote, .. } => Some(quote.to_string()),
+        Ack::CashedOut { bet, .. } => Some(bet.to_string()),
+        Ack::Settled { bets } => Some(format!("{bets} bets")),
+        Ack::Done | Ack::Feed(_) => None,
+    }
+}

@@ -1,0 +1,266 @@
+//! The PostgreSQL store (cluster mode): the same tables in a schema of its own, written with one
+//! multi-row statement per table and chunk (`INSERT … SELECT * FROM unnest($1::BIGINT[], …)`),
+//! all of a commit in one transaction. The client is `tokio-postgres` on a private
+//! current-thread runtime: the projector is a plain thread and blocks on each call.
+
+use journal::Position;
+use tokio::runtime::Runtime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls};
+
+use crate::follower::Changes;
+use crate::schema::{self, Table, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
+use crate::store::{check_previous, conflict_clause, Store, ROWS_PER_STATEMENT_MAX};
+use crate::ProjectorError;
+
+/// The schema the models live in unless told otherwise.
+pub const POSTGRES_SCHEMA_DEFAULT: &str = "projector";
+
+pub struct PostgresStore {
+    runtime: Runtime,
+    client: Client,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+fn error(context: &str) -> impl Fn(tokio_postgres::Error) -> ProjectorError + '_ {
+    move |source| ProjectorError::Store(format!("postgres: {context}: {source}"))
+}
+
+/// The connection error with its cause (tokio-postgres keeps the reason, e.g. "Connection
+/// refused", in the source).
+fn cannot_connect(url: &str, error: &tokio_postgres::Error) -> ProjectorError {
+    let cause = std::error::Error::source(error).map(|cause| format!(": {cause}")).unwrap_or_default();
+    ProjectorError::Store(format!("postgres: cannot connect to {url}: {error}{cause}"))
+}
+
+/// A schema name we accept: it is spliced into SQL.
+fn valid_schema(schema: &str) -> bool {
+    !schema.is_empty()
+        && schema.len() <= 63
+        && schema.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+        && !schema.as_bytes()[0].is_ascii_digit()
+}
+
+impl PostgresStore {
+    /// Connects (`postgres://user@host:port/db`), creates `schema` if missing, and applies the
+    /// migrations it lacks there.
+    pub fn connect(url: &str, schema: &str) -> Result<PostgresStore, ProjectorError> {
+        if !valid_schema(schema) {
+            return Err(ProjectorError::Store(format!(
+                "postgres: schema `{schema}` must be lower-case letters, digits and `_`"
+            )));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ProjectorError::Store(format!("postgres: runtime: {source}")))?;
+        let (client, connection) =
+            runtime.block_on(tokio_postgres::connect(url, NoTls)).map_err(|source| cannot_connect(url, &source))?;
+        runtime.spawn(async move {
+            // Ends when the client is dropped; an error surfaces on the next call.
+            let _ = connection.await;
+        });
+        let mut store = PostgresStore { runtime, client };
+        store.batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Drops `schema` and everything in it (tests, and an operator starting over).
+    pub fn drop_schema(url: &str, schema: &str) -> Result<(), ProjectorError> {
+        if !valid_schema(schema) {
+            return Err(ProjectorError::Store(format!("postgres: bad schema name `{schema}`")));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ProjectorError::Store(format!("postgres: runtime: {source}")))?;
+        runtime.block_on(async {
+            let (client, connection) =
+                tokio_postgres::connect(url, NoTls).await.map_err(|source| cannot_connect(url, &source))?;
+            let connection = tokio::spawn(connection);
+            client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await
+                .map_err(error("drop schema"))?;
+            drop(client);
+            let _ = connection.await;
+            Ok(())
+        })
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), ProjectorError> {
+        self.runtime.block_on(self.client.batch_execute(sql)).map_err(error("statement"))
+    }
+
+    fn migrate(&mut self) -> Result<(), ProjectorError> {
+        self.batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version BIGINT PRIMARY KEY, name TEXT NOT NULL)"
+        ))?;
+        for (version, name, sql) in MIGRATIONS {
+            let client = &mut self.client;
+            self.runtime.block_on(async {
+                let tx = client.transaction().await.map_err(error("begin migration"))?;
+                // Checked again under the lock: another process may be migrating too.
+                tx.batch_execute(&format!("LOCK TABLE {MIGRATIONS_TABLE} IN SHARE ROW EXCLUSIVE MODE"))
+                    .await
+                    .map_err(error("lock migrations"))?;
+                let applied: i64 = tx
+                    .query_one(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), &[])
+                    .await
+                    .map_err(error("schema version"))?
+                    .get(0);
+                if applied >= *version {
+                    return Ok(());
+                }
+                for statement in schema::statements(sql) {
+                    tx.batch_execute(statement).await.map_err(error("migration"))?;
+                }
+                tx.execute(
+                    &format!("INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES ($1, $2)"),
+                    &[version, name],
+                )
+                .await
+                .map_err(error("record migration"))?;
+                tx.commit().await.map_err(error("commit migration"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn sql_type(ty: Type) -> &'static str {
+    match ty {
+        Type::Int => "BIGINT",
+        Type::Text => "TEXT",
+        Type::Bool => "BOOLEAN",
+    }
+}
+
+/// One column of a chunk as a typed array parameter.
+fn column_array(rows: &[&Vec<Value>], index: usize, ty: Type) -> Box<dyn ToSql + Sync + Send> {
+    match ty {
+        Type::Int => Box::new(rows.iter().map(|row| row[index].int()).collect::<Vec<Option<i64>>>()),
+        Type::Text => {
+            Box::new(rows.iter().map(|row| row[index].text().map(str::to_owned)).collect::<Vec<Option<String>>>())
+        }
+        Type::Bool => Box::new(rows.iter().map(|row| row[index].bool()).collect::<Vec<Option<bool>>>()),
+    }
+}
+
+impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn schema_version(&mut self) -> Result<i64, ProjectorError> {
+        let row = self
+            .runtime
+            .block_on(self.client.query_one(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), &[]))
+            .map_err(error("schema version"))?;
+        Ok(row.get(0))
+    }
+
+    fn commit(&mut self, changes: &Changes, previous: Option<Position>) -> Result<(), ProjectorError> {
+        let client = &mut self.client;
+        self.runtime.block_on(async {
+            let tx = client.transaction().await.map_err(error("begin"))?;
+            // One writer at a time: the lock makes the checkpoint read below stay true until
+            // this transaction ends (even when there is no checkpoint row yet).
+            tx.batch_execute("LOCK TABLE projector_checkpoint IN SHARE ROW EXCLUSIVE MODE")
+                .await
+                .map_err(error("lock checkpoint"))?;
+            let found = tx
+                .query_opt("SELECT next_position FROM projector_checkpoint WHERE id = 1", &[])
+                .await
+                .map_err(error("read checkpoint"))?
+                .map(|row| row.get::<_, i64>(0));
+            check_previous(found, previous)?;
+            for (table, rows) in changes.tables() {
+                if rows.is_empty() {
+                    continue;
+                }
+                let arrays = table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(index, column)| format!("${}::{}[]", index + 1, sql_type(column.ty)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT INTO {} ({}) SELECT * FROM unnest({arrays}){}",
+                    table.name,
+                    table.column_list(),
+                    conflict_clause(table)
+                );
+                let statement = tx.prepare(&sql).await.map_err(error("prepare insert"))?;
+                for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
+                    let params: Vec<Box<dyn ToSql + Sync + Send>> = table
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .map(|(index, column)| column_array(chunk, index, column.ty))
+                        .collect();
+                    let params: Vec<&(dyn ToSql + Sync)> =
+                        params.iter().map(|param| param.as_ref() as &(dyn ToSql + Sync)).collect();
+                    tx.execute(&statement, &params).await.map_err(error(table.name))?;
+                }
+            }
+            tx.commit().await.map_err(error("commit"))
+        })
+    }
+
+    fn clear(&mut self) -> Result<(), ProjectorError> {
+        let names = TABLES.iter().map(|table| table.name).collect::<Vec<_>>().join(", ");
+        self.batch(&format!("TRUNCATE {names}"))
+    }
+
+    fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let sql = format!("SELECT {} FROM {} ORDER BY {}", table.column_list(), table.name, table.key_list());
+        self.select_sql(table, &sql, &[])
+    }
+
+    fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let (sql, params) = query.sql(&|index| format!("${index}"))?;
+        self.select_sql(query.table, &sql, &params)
+    }
+}
+
+impl PostgresStore {
+    fn select_sql(&mut self, table: &Table, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let params: Vec<Box<dyn ToSql + Sync + Send>> = params
+            .iter()
+            .map(|value| -> Box<dyn ToSql + Sync + Send> {
+                match value {
+                    Value::Null => Box::new(Option::<i64>::None),
+                    Value::Bool(value) => Box::new(*value),
+                    Value::Int(value) => Box::new(*value),
+                    Value::Text(value) => Box::new(value.clone()),
+                }
+            })
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|param| param.as_ref() as &(dyn ToSql + Sync)).collect();
+        let rows = self.runtime.block_on(self.client.query(sql, &params)).map_err(error("select"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = Vec::with_capacity(table.columns.len());
+            for (index, column) in table.columns.iter().enumerate() {
+                let value = match column.ty {
+                    Type::Int => row.try_get::<_, Option<i64>>(index).map(Value::from),
+                    Type::Text => row.try_get::<_, Option<String>>(index).map(Value::from),
+                    Type::Bool => row.try_get::<_, Option<bool>>(index).map(Value::from),
+                }
+                .map_err(error(column.name))?;
+                values.push(value);
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}

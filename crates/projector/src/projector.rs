@@ -1,0 +1,359 @@
+//! The projector loop: open a store, put a follower book where the store's checkpoint says,
+//! then read the journal from there and commit rows in transactions that carry their
+//! checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use book::{Book, Config};
+use engine::CHAIN_HEAD_GENESIS;
+use journal::Position;
+
+use crate::follower::{Changes, Checkpoint, Follower};
+use crate::reader::{Flow, JournalCursor};
+use crate::store::{self, Store};
+use crate::ProjectorError;
+
+/// Rows a transaction collects before it commits (it also commits when it has read all there
+/// is). Larger transactions write faster; the lag a reader sees grows with them.
+pub const COMMIT_ROWS_DEFAULT: usize = 50_000;
+/// How long `--follow` sleeps when the journal has nothing new.
+pub const FOLLOW_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often progress is reported during a long catch-up.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How far a projector got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The journal position the store is at (after its last committed batch).
+    pub position: Position,
+    pub batches: u64,
+    pub commands: u64,
+    /// Rows committed by this process.
+    pub rows: u64,
+    pub commits: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectorOptions {
+    pub data_dir: PathBuf,
+    pub config: Config,
+    pub commit_rows: usize,
+    /// Test hook standing for a crash: stop after projecting this many batches in this process
+    /// and return without committing what was collected since the last commit.
+    pub crash_after_batches: Option<u64>,
+    /// Called about every [`PROGRESS_INTERVAL`] while a resume replays the journal up to the
+    /// store's checkpoint (no rows are written then): `(position reached, checkpoint)`.
+    pub on_replay: Option<fn(Position, Position)>,
+}
+
+impl ProjectorOptions {
+    pub fn new(data_dir: &Path) -> ProjectorOptions {
+        ProjectorOptions {
+            data_dir: data_dir.to_owned(),
+            config: Config::default(),
+            commit_rows: COMMIT_ROWS_DEFAULT,
+            crash_after_batches: None,
+            on_replay: None,
+        }
+    }
+}
+
+/// What happened when the projector opened its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// An empty store, projecting from journal position 0.
+    Genesis,
+    /// An empty store on a journal whose early segments are gone: the models begin at this
+    /// snapshot's position (rows for what the snapshot's book held are seeded).
+    Snapshot(Position),
+    /// The store's checkpoint, reached by replaying the journal (from a snapshot at or before
+    /// it, or from 0) without writing.
+    Resumed { checkpoint: Position, replayed_from: Position },
+}
+
+pub struct Projector {
+    store: Box<dyn Store>,
+    follower: Follower,
+    cursor: JournalCursor,
+    changes: Changes,
+    options: ProjectorOptions,
+    committed: Position,
+    start: Start,
+    progress: Progress,
+    /// Batches projected by this process (committed or not).
+    applied: u64,
+    /// Whether the store has a checkpoint (at `committed`).
+    stored: bool,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Projector").field("committed", &self.committed).field("start", &self.start).finish()
+    }
+}
+
+/// The journal directory of a data directory.
+pub fn journal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal")
+}
+
+/// Snapshot files of a data directory, `(position, path)`, oldest first, read without
+/// `SnapshotStore::open` (which would remove a running engine's temporary files).
+fn snapshot_files(data_dir: &Path) -> Vec<(Position, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("snapshots")) else { return Vec::new() };
+    let mut files: Vec<(Position, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let digits = name.strip_prefix("snapshot-")?.strip_suffix(".bin")?;
+            if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+                return None;
+            }
+            Some((digits.parse().ok()?, entry.path()))
+        })
+        .collect();
+    files.sort_unstable_by_key(|(position, _)| *position);
+    files
+}
+
+/// A snapshot file as a follower book with its checkpoint; `None` when unreadable (the engine
+/// may be pruning it) or not a valid snapshot.
+fn read_snapshot(position: Position, path: &Path) -> Option<(Book, Checkpoint)> {
+    let bytes = std::fs::read(path).ok()?;
+    let (header_position, payload) = journal::snapshot::decode_snapshot(&bytes).ok()?;
+    if header_position != position {
+        return None;
+    }
+    // Like recovery, the book decides with the configuration the snapshot carries.
+    let (_next_sequence, chain_head, book) = engine::decode_snapshot_payload_for_follower(payload).ok()?;
+    let checkpoint =
+        Checkpoint { next_position: position, chain_head, batches: 0, commands: 0, base_position: position };
+    Some((book, checkpoint))
+}
+
+/// The newest readable snapshot at or before `at` and not before `first_available`: where a
+/// follower catching up to a checkpoint can begin.
+fn snapshot_at_or_before(data_dir: &Path, at: Position, first_available: Position) -> Option<(Book, Checkpoint)> {
+    snapshot_files(data_dir)
+        .into_iter()
+        .rev()
+        .filter(|(position, _)| (first_available..=at).contains(position))
+        .find_map(|(position, path)| read_snapshot(position, &path))
+}
+
+/// The oldest readable snapshot the journal continues from (at or after `first_available`):
+/// where models that cannot begin at position 0 begin, keeping as much history as there is.
+fn snapshot_from(data_dir: &Path, first_available: Position) -> Option<(Book, Checkpoint)> {
+    snapshot_files(data_dir)
+        .into_iter()
+        .filter(|(position, _)| *position >= first_available)
+        .find_map(|(position, path)| read_snapshot(position, &path))
+}
+
+impl Projector {
+    /// Opens the projector on `store`: with `rebuild`, the store is emptied first. An empty
+    /// store starts at journal position 0 (or, when the journal no longer holds it, at the
+    /// newest snapshot); a store with a checkpoint resumes there.
+    pub fn open(store: Box<dyn Store>, options: ProjectorOptions, rebuild: bool) -> Result<Projector, ProjectorError> {
+        let mut store = store;
+        if rebuild {
+            store.clear()?;
+        }
+        let journal = journal_dir(&options.data_dir);
+        let mut cursor = JournalCursor::new(&journal, 0);
+        let first_available = cursor.first_available()?.unwrap_or(0);
+        let mut changes = Changes::default();
+        let (follower, start) = match store::checkpoint(store.as_mut())? {
+            None if first_available == 0 => {
+                let checkpoint = Checkpoint {
+                    next_position: 0,
+                    chain_head: CHAIN_HEAD_GENESIS,
+                    batches: 0,
+                    commands: 0,
+                    base_position: 0,
+                };
+                (Follower::new(Book::new(options.config), checkpoint), Start::Genesis)
+            }
+            None => {
+                let (book, checkpoint) = snapshot_from(&options.data_dir, first_available)
+                    .ok_or(ProjectorError::NoStart { first_available })?;
+                let position = checkpoint.next_position;
+                let mut follower = Follower::new(book, checkpoint);
+                follower.seed(&mut changes)?;
+                (follower, Start::Snapshot(position))
+            }
+            Some(stored) => {
+                let snapshot = snapshot_at_or_before(&options.data_dir, stored.next_position, first_available);
+                let (book, checkpoint) = match snapshot {
+                    // A snapshot saves replaying everything before it.
+                    Some(found) => found,
+                    None => (
+                        Book::new(options.config),
+                        Checkpoint {
+                            next_position: 0,
+                            chain_head: CHAIN_HEAD_GENESIS,
+                            batches: 0,
+                            commands: 0,
+                            base_position: 0,
+                        },
+                    ),
+                };
+                let replayed_from = checkpoint.next_position;
+                let mut follower = Follower::new(book, checkpoint);
+                cursor = JournalCursor::new(&journal, replayed_from);
+                let target = stored.next_position;
+                if replayed_from < target {
+                    let mut last_report = Instant::now();
+                    cursor.poll(&mut |position, payload| {
+                        follower.replay(position, payload)?;
+                        if let Some(on_replay) = options.on_replay {
+                            if last_report.elapsed() >= PROGRESS_INTERVAL {
+                                on_replay(position + 1, target);
+                                last_report = Instant::now();
+                            }
+                        }
+                        Ok(if position + 1 >= target { Flow::Stop } else { Flow::Continue })
+                    })?;
+                }
+                if follower.checkpoint().next_position != target {
+                    return Err(ProjectorError::JournalBehind {
+                        store: target,
+                        journal: follower.checkpoint().next_position,
+                    });
+                }
+                if follower.checkpoint().chain_head != stored.chain_head {
+                    return Err(ProjectorError::ChainMismatch { position: target });
+                }
+                follower.restore_counts(&stored);
+                (follower, Start::Resumed { checkpoint: target, replayed_from })
+            }
+        };
+        let position = follower.checkpoint().next_position;
+        let cursor = if cursor.next_position() == position { cursor } else { JournalCursor::new(&journal, position) };
+        let mut projector = Projector {
+            store,
+            follower,
+            cursor,
+            changes,
+            options,
+            committed: position,
+            start,
+            progress: Progress::default(),
+            applied: 0,
+            stored: matches!(start, Start::Resumed { .. }),
+        };
+        if !projector.changes.is_empty() {
+            projector.commit()?;
+        }
+        projector.progress.position = projector.committed;
+        Ok(projector)
+    }
+
+    pub fn start(&self) -> Start {
+        self.start
+    }
+
+    /// The journal position the store is at: every batch before it is in the models.
+    pub fn position(&self) -> Position {
+        self.committed
+    }
+
+    /// Journal records written beyond [`Projector::position`] (read but uncommitted, and not
+    /// yet read): the projector's lag in batches. Reads segment headers, not payloads.
+    pub fn lag(&mut self) -> Result<u64, ProjectorError> {
+        let read_uncommitted = self.cursor.next_position().saturating_sub(self.committed);
+        Ok(read_uncommitted + self.cursor.records_ahead()?)
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    pub fn store(&mut self) -> &mut dyn Store {
+        self.store.as_mut()
+    }
+
+    /// The follower book, at the position of the last batch read.
+    pub fn book(&self) -> &Book {
+        self.follower.book()
+    }
+
+    fn commit(&mut self) -> Result<(), ProjectorError> {
+        self.store.commit(&self.changes, self.stored.then_some(self.committed))?;
+        self.stored = true;
+        self.progress.rows += self.changes.rows() as u64;
+        self.progress.commits += 1;
+        self.changes.clear();
+        self.committed = self.follower.checkpoint().next_position;
+        let checkpoint = self.follower.checkpoint();
+        self.progress.position = self.committed;
+        self.progress.batches = checkpoint.batches;
+        self.progress.commands = checkpoint.commands;
+        Ok(())
+    }
+
+    /// Reads up to one transaction's worth of batches and commits them. Returns the batches
+    /// applied and whether the journal may hold more right now.
+    pub fn step(&mut self) -> Result<(u64, bool), ProjectorError> {
+        let mut applied = 0u64;
+        let commit_rows = self.options.commit_rows.max(1);
+        let crash_after = self.options.crash_after_batches.map(|limit| limit.saturating_sub(self.applied));
+        let follower = &mut self.follower;
+        let changes = &mut self.changes;
+        let mut crashed = false;
+        let polled = self.cursor.poll(&mut |position, payload| {
+            follower.project(position, payload, changes)?;
+            applied += 1;
+            if crash_after.is_some_and(|limit| applied >= limit) {
+                crashed = true;
+                return Ok(Flow::Stop);
+            }
+            Ok(if changes.rows() >= commit_rows { Flow::Stop } else { Flow::Continue })
+        })?;
+        self.applied += applied;
+        if crashed {
+            return Err(ProjectorError::CrashForTest { applied: self.applied });
+        }
+        if !self.changes.is_empty() {
+            self.commit()?;
+        }
+        Ok((applied, polled.stopped))
+    }
+
+    /// Applies everything the journal holds now and commits it; returns the batches applied.
+    /// `report` is called about every [`PROGRESS_INTERVAL`] during a long catch-up.
+    pub fn catch_up(&mut self, report: &mut dyn FnMut(&Progress)) -> Result<u64, ProjectorError> {
+        let mut applied = 0u64;
+        let mut last_report = Instant::now();
+        loop {
+            let (batches, more) = self.step()?;
+            applied += batches;
+            if last_report.elapsed() >= PROGRESS_INTERVAL {
+                report(&self.progress);
+                last_report = Instant::now();
+            }
+            if !more {
+                return Ok(applied);
+            }
+        }
+    }
+
+    /// Catches up, then keeps following the journal until `stop` is set.
+    /// `stop` is checked between transactions, so a long catch-up stops promptly too.
+    pub fn follow(&mut self, stop: &AtomicBool, report: &mut dyn FnMut(&Progress)) -> Result<(), ProjectorError> {
+        let mut last_report = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let (_, more) = self.step()?;
+            if last_report.elapsed() >= PROGRESS_INTERVAL && more {
+                report(&self.progress);
+                last_report = Instant::now();
+            }
+            if !more {
+                std::thread::sleep(FOLLOW_POLL_INTERVAL);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,445 @@
+//! The read models' tables, described once for both stores, and their versioned migrations.
+//!
+//! Every table is written the same way on SQLite and PostgreSQL: rows are vectors of
+//! [`Value`]s in the column order below; the first `key` columns are the primary key. A table
+//! is append-only (`Merge::Insert`), keeps the latest row per key (`Merge::Upsert`) or adds its
+//! numeric columns to the stored ones (`Merge::Add`, the daily report inputs). The migration
+//! SQL is plain (BIGINT, TEXT, BOOLEAN) so one text serves both stores; a later version adds a
+//! migration, never edits an applied one.
+
+use std::fmt::Write as _;
+
+/// A column's type. Integers are 64-bit: money in minor units, times in milliseconds since
+/// the epoch, ids and journal positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Type {
+    Int,
+    Text,
+    Bool,
+}
+
+/// One value of a row. `Null` only in nullable columns.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Text(String),
+}
+
+impl Value {
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Value::Int(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Value::Text(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    pub fn bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// The canonical text of the value in a dump: the same on every store.
+    pub fn write_canonical(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push('~'),
+            Value::Bool(value) => out.push_str(if *value { "t" } else { "f" }),
+            Value::Int(value) => {
+                let _ = write!(out, "{value}");
+            }
+            Value::Text(value) => {
+                let _ = write!(out, "{value:?}");
+            }
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(value: i64) -> Value {
+        Value::Int(value)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(value: bool) -> Value {
+        Value::Bool(value)
+    }
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Value {
+        Value::Text(value)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(value: &str) -> Value {
+        Value::Text(value.to_owned())
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(value: Option<T>) -> Value {
+        value.map_or(Value::Null, Into::into)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// Rows are only ever added; a key is written once.
+    Insert,
+    /// The newest row per key replaces the stored one.
+    Upsert,
+    /// Non-key columns (all integers) are added to the stored row's.
+    Add,
+}
+
+#[derive(Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: Type,
+    pub nullable: bool,
+}
+
+const fn col(name: &'static str, ty: Type) -> Column {
+    Column { name, ty, nullable: false }
+}
+
+const fn opt(name: &'static str, ty: Type) -> Column {
+    Column { name, ty, nullable: true }
+}
+
+#[derive(Debug)]
+pub struct Table {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    /// The first `key` columns are the primary key (and the order of a dump).
+    pub key: usize,
+    pub merge: Merge,
+}
+
+impl Table {
+    pub fn column_list(&self) -> String {
+        self.columns.iter().map(|column| column.name).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn key_list(&self) -> String {
+        self.columns[..self.key].iter().map(|column| column.name).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn index_of(&self, name: &str) -> usize {
+        self.columns.iter().position(|column| column.name == name).unwrap_or_else(|| panic!("no column {name}"))
+    }
+}
+
+use Type::{Bool, Int, Text};
+
+/// Where the projector is: the journal position after the last applied batch and the head of
+/// the journal's hash chain there, written in the same transaction as the rows of the batches.
+pub const CHECKPOINT: Table = Table {
+    name: "projector_checkpoint",
+    columns: &[
+        col("id", Int),
+        col("next_position", Int),
+        col("chain_head", Text),
+        col("batches", Int),
+        col("commands", Int),
+        // Where the models begin: 0, or the snapshot position they were seeded from.
+        col("base_position", Int),
+    ],
+    key: 1,
+    merge: Merge::Upsert,
+};
+
+/// Player accounts (registered players and accounts opened without credentials), for operator
+/// search: id, username, and the status facts (`frozen`, `timed_out_until`, `excluded_until`;
+/// whether a time-out is in force depends on the time of the read).
+pub const ACCOUNTS: Table = Table {
+    name: "accounts",
+    columns: &[
+        col("id", Int),
+        col("currency", Text),
+        opt("username", Text),
+        opt("country", Text),
+        opt("registered_at", Int),
+        col("frozen", Bool),
+        col("timed_out_until", Int),
+        col("excluded_until", Int),
+        col("stake_factor", Text),
+        col("updated_position", Int),
+    ],
+    key: 1,
+    merge: Merge::Upsert,
+};
+
+/// Bets as they stand: stake, status, settlement and payout.
+pub const BETS: Table = Table {
+    name: "bets",
+    columns: &[
+        col("id", Int),
+        col("account", Int),
+        col("currency", Text),
+        col("kind", Text),
+        col("each_way", Bool),
+        col("stake_per_line", Int),
+        col("line_count", Int),
+        col("total_stake", Int),
+        col("potential_payout", Int),
+        col("policy", Text),
+        col("status", Text),
+        col("placed_status", Text),
+        col("placed_at", Int),
+        opt("delay_until", Int),
+        opt("settled_at", Int),
+        opt("payout", Int),
+        col("settlement_count", Int),
+        opt("rejection", Text),
+        col("updated_position", Int),
+    ],
+    key: 1,
+    merge: Merge::Upsert,
+};
+
+/// The legs of each bet, with the price struck and, once resulted, the result.
+pub const BET_LEGS: Table = Table {
+    name: "bet_legs",
+    columns: &[
+        col("bet", Int),
+        col("leg", Int),
+        col("selection", Int),
+        col("market", Int),
+        col("event", Int),
+        col("requested_odds", Int),
+        col("odds", Int),
+        col("price_version", Int),
+        col("taken", Text),
+        opt("each_way_places", Int),
+        opt("each_way_fraction", Text),
+        opt("result", Text),
+        opt("dead_heat", Text),
+        opt("void_factor", Text),
+    ],
+    key: 2,
+    merge: Merge::Upsert,
+};
+
+/// Every status a bet took: placement (`placed`) then every change, with the journal position
+/// and book time it happened at.
+pub const BET_HISTORY: Table = Table {
+    name: "bet_history",
+    columns: &[
+        col("position", Int),
+        col("ordinal", Int),
+        col("bet", Int),
+        col("at", Int),
+        col("status", Text),
+        col("payout", Int),
+    ],
+    key: 2,
+    merge: Merge::Insert,
+};
+
+/// Every ledger transfer (house and clearing accounts included).
+pub const TRANSFERS: Table = Table {
+    name: "transfers",
+    columns: &[
+        col("id", Int),
+        col("position", Int),
+        col("debit", Int),
+        col("credit", Int),
+        col("currency", Text),
+        col("amount", Int),
+        col("code", Text),
+        col("status", Text),
+        opt("pending_id", Int),
+        col("reference", Int),
+        col("at", Int),
+    ],
+    key: 1,
+    merge: Merge::Insert,
+};
+
+/// Account statements: every transfer touching a player's cash or debt account, signed from
+/// the player's side, with the wallet right after it (`balance` = posted cash less held
+/// stakes, `available` = posted cash less every pending debit, as `GET /v1/wallet`).
+pub const STATEMENTS: Table = Table {
+    name: "statements",
+    columns: &[
+        col("account", Int),
+        col("transfer", Int),
+        col("position", Int),
+        col("at", Int),
+        col("code", Text),
+        col("status", Text),
+        col("amount", Int),
+        opt("bet", Int),
+        col("balance_after", Int),
+        col("available_after", Int),
+        col("pending_stakes_after", Int),
+        col("debt_after", Int),
+    ],
+    key: 2,
+    merge: Merge::Insert,
+};
+
+/// The audit view: every command the sequencer decided, with its journal position, sequence
+/// number, book time, kind, the account it concerns (the only actor a command carries today),
+/// and the outcome (`ok` with what it created, or the rejection code).
+pub const AUDIT: Table = Table {
+    name: "audit",
+    columns: &[
+        col("position", Int),
+        col("ordinal", Int),
+        col("sequence", Int),
+        col("at", Int),
+        col("command", Text),
+        opt("account", Int),
+        col("outcome", Text),
+        opt("reference", Text),
+    ],
+    key: 2,
+    merge: Merge::Insert,
+};
+
+/// Regulator report inputs per UTC day (days since the epoch) and currency, on the terms of
+/// `GET /v1/admin/reports/{turnover,ggr}`: accepted bets and stakes by the day they were
+/// placed; settlement money by the day of the transfer.
+pub const DAILY_TOTALS: Table = Table {
+    name: "daily_totals",
+    columns: &[
+        col("day", Int),
+        col("currency", Text),
+        col("bets_placed", Int),
+        col("stakes_placed", Int),
+        col("settlements", Int),
+        col("stakes_settled", Int),
+        col("payouts", Int),
+        col("cashouts", Int),
+        col("reversals", Int),
+        col("payouts_reversed", Int),
+        col("recognised_as_debt", Int),
+        col("stakes_reversed", Int),
+    ],
+    key: 2,
+    merge: Merge::Add,
+};
+
+/// Every table of the models, in the order a commit writes them and a dump lists them.
+pub const TABLES: [&Table; 9] =
+    [&CHECKPOINT, &ACCOUNTS, &BETS, &BET_LEGS, &BET_HISTORY, &TRANSFERS, &STATEMENTS, &AUDIT, &DAILY_TOTALS];
+
+/// The migrations table: which versions are applied.
+pub const MIGRATIONS_TABLE: &str = "projector_migrations";
+
+/// `(version, name, SQL)`, applied in order, each in its own transaction with its row in
+/// `projector_migrations`. The SQL is valid on SQLite and PostgreSQL alike.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "read models",
+    "
+CREATE TABLE projector_checkpoint (
+    id BIGINT PRIMARY KEY, next_position BIGINT NOT NULL, chain_head TEXT NOT NULL,
+    batches BIGINT NOT NULL, commands BIGINT NOT NULL, base_position BIGINT NOT NULL
+);
+CREATE TABLE accounts (
+    id BIGINT PRIMARY KEY, currency TEXT NOT NULL, username TEXT, country TEXT, registered_at BIGINT,
+    frozen BOOLEAN NOT NULL, timed_out_until BIGINT NOT NULL, excluded_until BIGINT NOT NULL,
+    stake_factor TEXT NOT NULL, updated_position BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX accounts_username ON accounts (username);
+CREATE TABLE bets (
+    id BIGINT PRIMARY KEY, account BIGINT NOT NULL, currency TEXT NOT NULL, kind TEXT NOT NULL,
+    each_way BOOLEAN NOT NULL, stake_per_line BIGINT NOT NULL, line_count BIGINT NOT NULL,
+    total_stake BIGINT NOT NULL, potential_payout BIGINT NOT NULL, policy TEXT NOT NULL,
+    status TEXT NOT NULL, placed_status TEXT NOT NULL, placed_at BIGINT NOT NULL, delay_until BIGINT,
+    settled_at BIGINT, payout BIGINT, settlement_count BIGINT NOT NULL, rejection TEXT,
+    updated_position BIGINT NOT NULL
+);
+CREATE INDEX bets_account ON bets (account, id);
+CREATE INDEX bets_placed_at ON bets (placed_at);
+CREATE INDEX bets_settled_at ON bets (settled_at);
+CREATE INDEX bets_status ON bets (status, id);
+CREATE TABLE bet_legs (
+    bet BIGINT NOT NULL, leg BIGINT NOT NULL, selection BIGINT NOT NULL, market BIGINT NOT NULL,
+    event BIGINT NOT NULL, requested_odds BIGINT NOT NULL, odds BIGINT NOT NULL,
+    price_version BIGINT NOT NULL, taken TEXT NOT NULL, each_way_places BIGINT,
+    each_way_fraction TEXT, result TEXT, dead_heat TEXT, void_factor TEXT,
+    PRIMARY KEY (bet, leg)
+);
+CREATE INDEX bet_legs_market ON bet_legs (market, bet);
+CREATE INDEX bet_legs_event ON bet_legs (event, bet);
+CREATE TABLE bet_history (
+    position BIGINT NOT NULL, ordinal BIGINT NOT NULL, bet BIGINT NOT NULL, at BIGINT NOT NULL,
+    status TEXT NOT NULL, payout BIGINT NOT NULL,
+    PRIMARY KEY (position, ordinal)
+);
+CREATE INDEX bet_history_bet ON bet_history (bet, position, ordinal);
+CREATE TABLE transfers (
+    id BIGINT PRIMARY KEY, position BIGINT NOT NULL, debit BIGINT NOT NULL, credit BIGINT NOT NULL,
+    currency TEXT NOT NULL, amount BIGINT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL,
+    pending_id BIGINT, reference BIGINT NOT NULL, at BIGINT NOT NULL
+);
+CREATE INDEX transfers_at ON transfers (at);
+CREATE TABLE statements (
+    account BIGINT NOT NULL, transfer BIGINT NOT NULL, position BIGINT NOT NULL, at BIGINT NOT NULL,
+    code TEXT NOT NULL, status TEXT NOT NULL, amount BIGINT NOT NULL, bet BIGINT,
+    balance_after BIGINT NOT NULL, available_after BIGINT NOT NULL,
+    pending_stakes_after BIGINT NOT NULL, debt_after BIGINT NOT NULL,
+    PRIMARY KEY (account, transfer)
+);
+CREATE TABLE audit (
+    position BIGINT NOT NULL, ordinal BIGINT NOT NULL, sequence BIGINT NOT NULL, at BIGINT NOT NULL,
+    command TEXT NOT NULL, account BIGINT, outcome TEXT NOT NULL, reference TEXT,
+    PRIMARY KEY (position, ordinal)
+);
+CREATE INDEX audit_account ON audit (account, position);
+CREATE INDEX audit_at ON audit (at);
+CREATE TABLE daily_totals (
+    day BIGINT NOT NULL, currency TEXT NOT NULL, bets_placed BIGINT NOT NULL,
+    stakes_placed BIGINT NOT NULL, settlements BIGINT NOT NULL, stakes_settled BIGINT NOT NULL,
+    payouts BIGINT NOT NULL, cashouts BIGINT NOT NULL, reversals BIGINT NOT NULL,
+    payouts_reversed BIGINT NOT NULL, recognised_as_debt BIGINT NOT NULL, stakes_reversed BIGINT NOT NULL,
+    PRIMARY KEY (day, currency)
+);
+",
+)];
+
+/// The newest schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Splits a migration into statements (none of ours has a `;` inside a literal).
+pub fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|statement| !statement.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_is_created_by_the_migrations_with_its_columns_in_order() {
+        for table in TABLES {
+            let create = format!("CREATE TABLE {} (", table.name);
+            let sql = MIGRATIONS.iter().map(|(_, _, sql)| *sql).collect::<String>();
+            let start = sql.find(&create).unwrap_or_else(|| panic!("{} is not created", table.name)) + create.len();
+            let body = &sql[start..];
+            let mut at = 0;
+            for column in table.columns {
+                let needle = format!("{} ", column.name);
+                let found = body[at..].find(&needle).unwrap_or_else(|| panic!("{}.{}", table.name, column.name));
+                at += found + needle.len();
+            }
+            assert!(table.key >= 1 && table.key <= table.columns.len());
+        }
+    }
+}

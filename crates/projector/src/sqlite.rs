@@ -1,0 +1,175 @@
+//! The embedded store: one SQLite file inside the data directory (`rusqlite`, SQLite built in).
+//!
+//! WAL mode with `synchronous = NORMAL`: a commit is atomic and the file is never left
+//! inconsistent; a power loss may drop the last commits, which the projector then applies again
+//! from the older checkpoint (rows and checkpoint go together, so nothing is applied twice).
+
+use std::path::Path;
+
+use journal::Position;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params_from_iter, Connection, OptionalExtension, ToSql, TransactionBehavior};
+
+use crate::follower::Changes;
+use crate::schema::{self, Table, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
+use crate::store::{check_previous, conflict_clause, Store};
+use crate::ProjectorError;
+
+/// The store's file name inside `DATA_DIR/projector/`.
+pub const SQLITE_FILE_NAME: &str = "read-models.sqlite3";
+
+/// How long a statement waits for a lock another connection holds before failing.
+pub const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn error(context: &str) -> impl Fn(rusqlite::Error) -> ProjectorError + '_ {
+    move |source| ProjectorError::Store(format!("sqlite: {context}: {source}"))
+}
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Bool(value) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*value))),
+            Value::Int(value) => ToSqlOutput::Borrowed(ValueRef::Integer(*value)),
+            Value::Text(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file and applies the migrations it lacks.
+    pub fn open(path: &Path) -> Result<SqliteStore, ProjectorError> {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|source| ProjectorError::Store(format!("creating {}: {source}", parent.display())))?;
+        }
+        let conn = Connection::open(path).map_err(error("open"))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(error("journal_mode"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(error("synchronous"))?;
+        // A reader (the gateway, a test) may hold the file for a moment; wait rather than fail.
+        conn.busy_timeout(SQLITE_BUSY_TIMEOUT).map_err(error("busy_timeout"))?;
+        conn.set_prepared_statement_cache_capacity(32);
+        let mut store = SqliteStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), ProjectorError> {
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version BIGINT PRIMARY KEY, name TEXT NOT NULL)"
+            ))
+            .map_err(error("migrations table"))?;
+        for (version, name, sql) in MIGRATIONS {
+            // Checked again under the write lock: another process may be migrating too.
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(error("begin migration"))?;
+            let applied: i64 = tx
+                .query_row(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), [], |row| row.get(0))
+                .map_err(error("schema version"))?;
+            if applied >= *version {
+                continue;
+            }
+            for statement in schema::statements(sql) {
+                tx.execute_batch(statement).map_err(error("migration"))?;
+            }
+            tx.execute(&format!("INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES (?1, ?2)"), (version, name))
+                .map_err(error("record migration"))?;
+            tx.commit().map_err(error("commit migration"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn schema_version(&mut self) -> Result<i64, ProjectorError> {
+        self.conn
+            .query_row(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), [], |row| row.get(0))
+            .map_err(error("schema version"))
+    }
+
+    fn commit(&mut self, changes: &Changes, previous: Option<Position>) -> Result<(), ProjectorError> {
+        // IMMEDIATE: the write lock from the start, so the checkpoint read below stays true.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(error("begin"))?;
+        let found: Option<i64> = tx
+            .query_row("SELECT next_position FROM projector_checkpoint WHERE id = 1", [], |row| row.get(0))
+            .optional()
+            .map_err(error("read checkpoint"))?;
+        check_previous(found, previous)?;
+        for (table, rows) in changes.tables() {
+            if rows.is_empty() {
+                continue;
+            }
+            let placeholders =
+                (1..=table.columns.len()).map(|index| format!("?{index}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({placeholders}){}",
+                table.name,
+                table.column_list(),
+                conflict_clause(table)
+            );
+            let mut statement = tx.prepare_cached(&sql).map_err(error("prepare insert"))?;
+            for row in rows {
+                statement.execute(params_from_iter(row.iter())).map_err(error(table.name))?;
+            }
+        }
+        tx.commit().map_err(error("commit"))
+    }
+
+    fn clear(&mut self) -> Result<(), ProjectorError> {
+        let tx = self.conn.transaction().map_err(error("begin"))?;
+        for table in TABLES {
+            tx.execute(&format!("DELETE FROM {}", table.name), []).map_err(error("clear"))?;
+        }
+        tx.commit().map_err(error("commit clear"))
+    }
+
+    fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let sql = format!("SELECT {} FROM {} ORDER BY {}", table.column_list(), table.name, table.key_list());
+        self.select_sql(table, &sql, &[])
+    }
+
+    fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let (sql, params) = query.sql(&|index| format!("?{index}"))?;
+        self.select_sql(query.table, &sql, &params)
+    }
+}
+
+impl SqliteStore {
+    fn select_sql(&mut self, table: &Table, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(error("prepare select"))?;
+        let mut rows = statement.query(params_from_iter(params.iter())).map_err(error("select"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(error("select"))? {
+            let mut values = Vec::with_capacity(table.columns.len());
+            for (index, column) in table.columns.iter().enumerate() {
+                let value = match (row.get_ref(index).map_err(error("read"))?, column.ty) {
+                    (ValueRef::Null, _) => Value::Null,
+                    (ValueRef::Integer(value), Type::Bool) => Value::Bool(value != 0),
+                    (ValueRef::Integer(value), Type::Int) => Value::Int(value),
+                    (ValueRef::Text(text), Type::Text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
+                    (other, _) => {
+                        return Err(ProjectorError::Store(format!(
+                            "sqlite: {}.{} holds {other:?}",
+                            table.name, column.name
+                        )))
+                    }
+                };
+                values.push(value);
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}

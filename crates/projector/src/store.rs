@@ -1,0 +1,96 @@
+//! The read-model store: one trait, two backends (SQLite embedded, PostgreSQL for cluster
+//! mode), the same tables and the same migrations. A commit writes the rows of one or more
+//! journal batches and the checkpoint row (the position after the last of them) in one
+//! transaction: a store is always at a batch boundary, never between two.
+
+use journal::Position;
+use sha2::{Digest, Sha256};
+
+use crate::follower::{Changes, Checkpoint};
+use crate::schema::{Table, Value, CHECKPOINT, TABLES};
+use crate::ProjectorError;
+
+/// Rows one multi-row statement writes at most (PostgreSQL arrays, SQLite batches).
+pub const ROWS_PER_STATEMENT_MAX: usize = 10_000;
+
+pub trait Store: Send {
+    /// `sqlite` or `postgres`, for logs.
+    fn kind(&self) -> &'static str;
+
+    /// The newest applied migration.
+    fn schema_version(&mut self) -> Result<i64, ProjectorError>;
+
+    /// Writes every row of `changes` (its checkpoint row included) in one transaction, if the
+    /// store's checkpoint is still at `previous` (`None`: no checkpoint yet); otherwise
+    /// another writer moved it, nothing is written, and the error is `ConcurrentWriter`.
+    fn commit(&mut self, changes: &Changes, previous: Option<Position>) -> Result<(), ProjectorError>;
+
+    /// Deletes every row of the models (a rebuild), in one transaction.
+    fn clear(&mut self) -> Result<(), ProjectorError>;
+
+    /// Every row of `table`, in primary-key order.
+    fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError>;
+
+    /// The rows a [`crate::query::Query`] selects.
+    fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError>;
+}
+
+/// The checkpoint a store is at, `None` when it holds nothing yet.
+pub fn checkpoint(store: &mut dyn Store) -> Result<Option<Checkpoint>, ProjectorError> {
+    store.rows(&CHECKPOINT)?.first().map(|row| Checkpoint::from_row(row)).transpose()
+}
+
+/// Every row of every table as canonical text, the same for equal models on either backend:
+/// `table|value|value…` per row, in table order and key order.
+pub fn dump(store: &mut dyn Store) -> Result<String, ProjectorError> {
+    let mut out = String::new();
+    for table in TABLES {
+        let mut rows = store.rows(table)?;
+        // Key order by value, not by a database collation.
+        rows.sort_by(|a, b| a[..table.key].cmp(&b[..table.key]));
+        for row in rows {
+            out.push_str(table.name);
+            for value in &row {
+                out.push('|');
+                value.write_canonical(&mut out);
+            }
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// SHA-256 of [`dump`], hex.
+pub fn digest(store: &mut dyn Store) -> Result<String, ProjectorError> {
+    Ok(hex::encode(Sha256::digest(dump(store)?.as_bytes())))
+}
+
+/// The check of [`Store::commit`]: `found` is the checkpoint's position in the transaction.
+pub(crate) fn check_previous(found: Option<i64>, previous: Option<Position>) -> Result<(), ProjectorError> {
+    let found = found.map(|position| position as Position);
+    if found == previous {
+        Ok(())
+    } else {
+        Err(ProjectorError::ConcurrentWriter { expected: previous, found })
+    }
+}
+
+/// The `ON CONFLICT` tail of an insert into `table` (shared by both backends).
+pub(crate) fn conflict_clause(table: &Table) -> String {
+    let assignments = |render: &dyn Fn(&str) -> String| {
+        table.columns[table.key..].iter().map(|column| render(column.name)).collect::<Vec<_>>().join(", ")
+    };
+    match table.merge {
+        crate::schema::Merge::Insert => String::new(),
+        crate::schema::Merge::Upsert => format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            table.key_list(),
+            assignments(&|name| format!("{name} = excluded.{name}"))
+        ),
+        crate::schema::Merge::Add => format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            table.key_list(),
+            assignments(&|name| format!("{name} = {}.{name} + excluded.{name}", table.name))
+        ),
+    }
+}

@@ -1,0 +1,187 @@
+//! Exactly once: a projector that dies after any batch (before its transaction commits)
+//! resumes from its store's checkpoint and ends with models equal to a rebuild from scratch;
+//! running it again changes nothing; a store built from another journal is refused.
+
+use projector::{digest, Projector, ProjectorError, ProjectorOptions, Start};
+
+use crate::{finished, open_store, project, workload, Backend};
+
+/// The digest of the finished workload's models projected in one go.
+fn reference() -> String {
+    static REFERENCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    REFERENCE
+        .get_or_init(|| {
+            let scratch = tempfile::tempdir().expect("tempdir");
+            let mut projector =
+                project(finished().dir.path(), open_store(Backend::Sqlite, scratch.path(), "reference", true), false);
+            digest(projector.store()).expect("digest")
+        })
+        .clone()
+}
+
+fn crash_and_resume(backend: Backend, name: &str) {
+    let data_dir = finished().dir.path();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let reference = reference();
+    let total = {
+        let projector = project(data_dir, open_store(backend, scratch.path(), name, true), false);
+        projector.progress().batches
+    };
+    assert!(total > 300, "a workload of {total} batches");
+    for crash_after in [1, 2, 37, 150, total / 2 + 1, total - 1] {
+        let store = open_store(backend, scratch.path(), name, true);
+        let options = ProjectorOptions {
+            commit_rows: 97,
+            crash_after_batches: Some(crash_after),
+            ..ProjectorOptions::new(data_dir)
+        };
+        let mut projector = Projector::open(store, options, false).expect("open");
+        match projector.catch_up(&mut |_| {}) {
+            Err(ProjectorError::CrashForTest { applied }) => assert_eq!(applied, crash_after),
+            other => panic!("expected the simulated crash, got {other:?}"),
+        }
+        let committed = projector.position();
+        assert!(committed < crash_after, "the batches since the last commit were not committed");
+        drop(projector);
+
+        // A second crash right after resuming, then the resume that finishes.
+        let store = open_store(backend, scratch.path(), name, false);
+        let options =
+            ProjectorOptions { commit_rows: 97, crash_after_batches: Some(3), ..ProjectorOptions::new(data_dir) };
+        let mut projector = Projector::open(store, options, false).expect("reopen");
+        assert_eq!(projector.position(), committed, "resumes where its store says");
+        if committed > 0 {
+            assert!(matches!(projector.start(), Start::Resumed { checkpoint, .. } if checkpoint == committed));
+        }
+        assert!(matches!(projector.catch_up(&mut |_| {}), Err(ProjectorError::CrashForTest { .. })));
+        drop(projector);
+
+        let mut projector = project(data_dir, open_store(backend, scratch.path(), name, false), false);
+        assert_eq!(projector.progress().batches, total);
+        assert_eq!(
+            digest(projector.store()).expect("digest"),
+            reference,
+            "{backend:?}: crash after {crash_after} batches"
+        );
+    }
+}
+
+#[test]
+fn sqlite_resumes_after_a_crash_to_the_models_of_a_rebuild() {
+    crash_and_resume(Backend::Sqlite, "crash");
+}
+
+#[test]
+fn postgres_resumes_after_a_crash_to_the_models_of_a_rebuild() {
+    crash_and_resume(Backend::Postgres, "crash");
+}
+
+fn rerun_and_rebuild(backend: Backend, name: &str) {
+    let data_dir = finished().dir.path();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let first = {
+        let mut projector = project(data_dir, open_store(backend, scratch.path(), name, true), false);
+        digest(projector.store()).expect("digest")
+    };
+    assert_eq!(first, reference());
+    let mut again =
+        Projector::open(open_store(backend, scratch.path(), name, false), ProjectorOptions::new(data_dir), false)
+            .expect("reopen");
+    assert_eq!(again.catch_up(&mut |_| {}).expect("catch up"), 0, "nothing new to apply");
+    assert_eq!(digest(again.store()).expect("digest"), first, "a re-run changes nothing");
+    drop(again);
+    let mut rebuilt = project(data_dir, open_store(backend, scratch.path(), name, false), true);
+    assert_eq!(rebuilt.start(), Start::Genesis, "a rebuild starts from scratch");
+    assert_eq!(digest(rebuilt.store()).expect("digest"), first, "a rebuild gives equal models");
+}
+
+#[test]
+fn sqlite_rerun_and_rebuild_give_equal_models() {
+    rerun_and_rebuild(Backend::Sqlite, "rerun");
+}
+
+#[test]
+fn postgres_rerun_and_rebuild_give_equal_models() {
+    rerun_and_rebuild(Backend::Postgres, "rerun");
+}
+
+#[test]
+fn the_projector_follows_a_journal_a_running_engine_holds() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut run = workload::Run::open(data.path(), 11);
+    run.setup();
+    run.steps(20);
+    // The engine holds the journal's lock; the projector reads the segments without it.
+    let store = open_store(Backend::Sqlite, scratch.path(), "live", true);
+    let mut projector =
+        Projector::open(store, ProjectorOptions::new(data.path()), false).expect("open beside the engine");
+    let first = projector.catch_up(&mut |_| {}).expect("catch up");
+    assert!(first > 20, "{first} batches");
+    assert_eq!(projector.lag().expect("lag"), 0);
+    run.steps(20);
+    let lag = projector.lag().expect("lag");
+    let second = projector.catch_up(&mut |_| {}).expect("catch up again");
+    assert!(second > 20, "{second} more batches");
+    assert_eq!(lag, second, "the lag counted the batches then applied");
+    assert_eq!(projector.lag().expect("lag"), 0);
+    let engine_book = run.engine.read(codec::digest).expect("read");
+    assert_eq!(codec::digest(projector.book()), engine_book, "the follower book is the engine's");
+    let live = digest(projector.store()).expect("digest");
+    drop(projector);
+    run.shutdown();
+    let mut rebuilt = project(data.path(), open_store(Backend::Sqlite, scratch.path(), "live_rebuilt", true), false);
+    assert_eq!(digest(rebuilt.store()).expect("digest"), live, "followed live = projected after the fact");
+}
+
+#[test]
+fn a_store_built_from_another_journal_is_refused() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut run = workload::Run::open(other.path(), 99);
+    run.setup();
+    run.steps(200);
+    run.shutdown();
+    // A store of the shared workload, opened on a different (longer) journal.
+    drop(project(finished().dir.path(), open_store(Backend::Sqlite, scratch.path(), "foreign", true), false));
+    let error = Projector::open(
+        open_store(Backend::Sqlite, scratch.path(), "foreign", false),
+        ProjectorOptions::new(other.path()),
+        false,
+    )
+    .expect_err("a foreign store");
+    assert!(matches!(error, ProjectorError::ChainMismatch { .. } | ProjectorError::Diverged { .. }), "{error}");
+    // `--rebuild` repairs it.
+    let mut rebuilt = project(other.path(), open_store(Backend::Sqlite, scratch.path(), "foreign", false), true);
+    let mut fresh = project(other.path(), open_store(Backend::Sqlite, scratch.path(), "native", true), false);
+    assert!(rebuilt.position() > 0);
+    assert_eq!(digest(rebuilt.store()).expect("digest"), digest(fresh.store()).expect("digest"));
+}
+
+fn two_writers(backend: Backend, name: &str) {
+    let data_dir = finished().dir.path();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    drop(open_store(backend, scratch.path(), name, true));
+    let options = ProjectorOptions { commit_rows: 500, ..ProjectorOptions::new(data_dir) };
+    let mut first =
+        Projector::open(open_store(backend, scratch.path(), name, false), options.clone(), false).expect("open");
+    let mut second = Projector::open(open_store(backend, scratch.path(), name, false), options, false).expect("open");
+    first.catch_up(&mut |_| {}).expect("the first writer");
+    match second.catch_up(&mut |_| {}) {
+        Err(ProjectorError::ConcurrentWriter { expected: None, found: Some(found) }) => {
+            assert_eq!(found, first.position())
+        }
+        other => panic!("expected a refused second writer, got {other:?}"),
+    }
+    assert_eq!(digest(first.store()).expect("digest"), reference(), "the second writer wrote nothing");
+}
+
+#[test]
+fn sqlite_refuses_a_second_writer() {
+    two_writers(Backend::Sqlite, "writers");
+}
+
+#[test]
+fn postgres_refuses_a_second_writer() {
+    two_writers(Backend::Postgres, "writers");
+}
