@@ -45,9 +45,15 @@ impl SqliteStore {
     /// Opens (creating if needed) the store file and applies the migrations it lacks.
     pub fn open(path: &Path) -> Result<SqliteStore, ProjectorError> {
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
+            // Owner-only, like the rest of the data directory: the models hold usernames and
+            // every player's money.
+            std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+                .create(parent)
                 .map_err(|source| ProjectorError::Store(format!("creating {}: {source}", parent.display())))?;
         }
+        // SQLite creates its files 0644 and gives the `-wal` and `-shm` files the mode of the
+        // database file: create (or tighten) that one owner-only first.
+        private_file(path).map_err(|source| ProjectorError::Store(format!("creating {}: {source}", path.display())))?;
         let conn = Connection::open(path).map_err(error("open"))?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(error("journal_mode"))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(error("synchronous"))?;
@@ -172,4 +178,11 @@ impl SqliteStore {
         }
         Ok(out)
     }
+}
+
+/// Creates `path` with mode 0600 if missing (never truncating it), and makes an existing one 0600.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
