@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use book::{Ack, BetId, BetStatus, Command, LimitChange, LimitKind, Period, Rejection, TransferCode, TransferKind};
+use book::{Ack, BetId, BetStatus, Command, LimitChange, LimitKind, Period, TransferCode, TransferKind};
 use domain::{Currency, Date};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -426,7 +426,7 @@ async fn render_transfer(
     responses(
         (status = 201, description = "The deposit's posting", body = TransactionView),
         (status = 400, description = "Malformed body, unknown field, bad amount or bad `Idempotency-Key` \
-            (`invalid_request`)", body = ApiError),
+            (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`), or the account may not deposit now \
             (`self_excluded`, `timed_out`, `account_frozen`)", body = ApiError),
@@ -447,7 +447,7 @@ pub(crate) async fn deposit(
     let bytes = raw_body(&body)?;
     let mut command = crate::requests::deposit(bytes, account, currency)?;
     if let Command::Deposit { idempotency: key, .. } = &mut command {
-        *key = idempotency(&headers, bytes)?;
+        *key = Some(idempotency(&headers, bytes)?);
     }
     let Ack::Transfer(transfer) = accepted(state.submit(command).await?, currency)? else {
         return Err(ApiError::internal("deposit answered with another ack"));
@@ -473,10 +473,11 @@ pub struct WithdrawalRequest {
     params(IdempotencyKey),
     request_body = WithdrawalRequest,
     responses(
-        (status = 201, description = "The withdrawal's hold, paid out at once by the sandbox payment \
-            provider", body = TransactionView),
+        (status = 201, description = "The withdrawal's hold. The payments step asks the payment provider and \
+            posts or voids it whether or not this request stays; the sandbox provider pays at once, before \
+            the answer", body = TransactionView),
         (status = 400, description = "Malformed body, unknown field, bad amount or bad `Idempotency-Key` \
-            (`invalid_request`)", body = ApiError),
+            (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`), or the account is frozen \
             (`account_frozen`)", body = ApiError),
@@ -497,19 +498,26 @@ pub(crate) async fn withdraw(
     let bytes = raw_body(&body)?;
     let mut command = crate::requests::withdrawal(bytes, account, currency)?;
     if let Command::Withdraw { idempotency: key, .. } = &mut command {
-        *key = idempotency(&headers, bytes)?;
+        *key = Some(idempotency(&headers, bytes)?);
     }
-    let Ack::Transfer(withdrawal) = accepted(state.submit(command).await?, currency)? else {
-        return Err(ApiError::internal("withdrawal answered with another ack"));
-    };
-    // The sandbox payment provider pays at once. A retry finds the hold already completed,
-    // which the book answers with `unknown_withdrawal`: nothing to do then.
-    let completion = state.submit(Command::CompleteWithdrawal { account, withdrawal, paid: true }).await?;
-    if let Err(rejection) = &completion {
-        if *rejection != Rejection::UnknownWithdrawal {
-            return Err(ApiError::from_rejection(rejection, currency));
+    // The hold and its payment must not depend on this request staying alive: a client that
+    // hangs up makes axum drop this future. So both run in a task of their own, and the
+    // request only waits for it (the command reaches the book whatever happens to the request,
+    // hence `Handed`). The payment job goes on after `payment_wait`, and the payments sweep
+    // takes up a hold whose reply came too late for this task (`payments.rs`).
+    crate::outcome::Handed::mark_current();
+    let task = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let Ack::Transfer(withdrawal) = accepted(state.submit(command).await?, currency)? else {
+                return Err(ApiError::internal("withdrawal answered with another ack"));
+            };
+            // A retry finds the hold completed already: the job then has nothing to do.
+            state.payments().pay_and_wait(withdrawal, state.config().payment_wait).await;
+            Ok(withdrawal)
         }
-    }
+    });
+    let withdrawal = task.await.map_err(ApiError::internal)??;
     let view = render_transfer(&state, withdrawal, currency, account).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -618,7 +626,7 @@ pub struct PlaceBetRequest {
         (status = 202, description = "Pending: an in-play delay applies; the final status comes from `GET \
             /v1/bets/{id}`", body = BetView),
         (status = 400, description = "Malformed body, unknown field, bad money or odds, or bad `Idempotency-Key` \
-            (`invalid_request`)", body = ApiError),
+            (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`), or the account may not bet now \
             (`self_excluded`, `timed_out`, `account_frozen`)", body = ApiError),
@@ -658,7 +666,7 @@ async fn place_bet_inner(
     let (account, currency) = principal.player()?;
     let request: PlaceBetRequest = parse_body(body)?;
     let mut place = crate::requests::place_bet_from(request, account, currency)?;
-    place.idempotency = idempotency(headers, body_bytes(body))?;
+    place.idempotency = Some(idempotency(headers, body_bytes(body))?);
     // One trip to the book: the bet is copied on the sequencer thread right after its batch is
     // durable, and rendered here.
     let (reply, placed) = state
@@ -852,7 +860,7 @@ pub struct CashoutView {
     responses(
         (status = 200, description = "Cashed out", body = CashoutView),
         (status = 400, description = "Malformed body, unknown field or bad `Idempotency-Key` \
-            (`invalid_request`)", body = ApiError),
+            (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
         (status = 404, description = "No such bet of this player (`not_found`)", body = ApiError),
@@ -879,7 +887,7 @@ pub(crate) async fn accept_cashout(
         account,
         bet,
         quote: book::QuoteId(quote),
-        idempotency: idempotency(&headers, body_bytes(&body))?,
+        idempotency: Some(idempotency(&headers, body_bytes(&body))?),
     };
     let ack = accepted(state.submit(command).await?, currency).map_err(|error| {
         if error.code == "unknown_bet" {

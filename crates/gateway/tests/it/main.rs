@@ -10,5 +10,6 @@ mod harness;
 mod openapi;
 mod operators;
 mod ops;
+mod payments;
 mod players;
 mod stream;
