@@ -60,6 +60,9 @@ pub enum Rejection {
     /// The command would take a balance, a debt, a liability or a payout past the money
     /// maximum (`domain::MONEY_MINOR_MAX`), which no stored amount may exceed.
     AmountTooLarge,
+    /// The account was credited with this payment reference already: a provider's payment
+    /// credits at most once.
+    DuplicatePaymentRef,
 }
 
 impl Rejection {
@@ -94,6 +97,7 @@ impl Rejection {
             Rejection::UsernameTaken => "username_taken",
             Rejection::MarketThrottled { .. } => "market_throttled",
             Rejection::AmountTooLarge => "amount_too_large",
+            Rejection::DuplicatePaymentRef => "duplicate_payment_ref",
         }
     }
 }
@@ -146,7 +150,7 @@ pub const REASONS: &[&str] = &[
     "names are 1 to 200 bytes",
     "no value to cash out",
     "password hash out of range",
-    "payment reference too long",
+    "payment references are 1 to 200 bytes",
     "place results need each-way terms",
     "risk settings cannot be negative",
     "self-exclusion days out of range",
@@ -199,6 +203,7 @@ pub const CODES: &[&str] = &[
     "username_taken",
     "market_throttled",
     "amount_too_large",
+    "duplicate_payment_ref",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {

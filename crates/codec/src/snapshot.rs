@@ -5,9 +5,9 @@ use sha2::{Digest, Sha256};
 
 use crate::wire::{DecodeError, Reader, Wire};
 
-/// Version 3: `version u8` then the fields of `BookParts` in declaration order (version 1
-/// had no feed state, version 2 no degraded modes).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
+/// Version 4: `version u8` then the fields of `BookParts` in declaration order (version 1
+/// had no feed state, version 2 no degraded modes, version 3 no payment references).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
 
 pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     let parts = book.to_parts();
@@ -32,6 +32,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.api_keys.encode(&mut out);
     parts.feed.encode(&mut out);
     parts.degraded.encode(&mut out);
+    parts.payment_refs.encode(&mut out);
     out
 }
 
@@ -68,6 +69,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         api_keys: Wire::decode(&mut input)?,
         feed: Wire::decode(&mut input)?,
         degraded: Wire::decode(&mut input)?,
+        payment_refs: Wire::decode(&mut input)?,
     };
     input.finish()?;
     parts.check_structure().map_err(invalid)?;
@@ -136,14 +138,46 @@ mod tests {
         book.apply(1, &throttle, &mut events).expect("throttle");
         let bytes = encode_snapshot(&book);
         assert_eq!(encode_snapshot(&decode_snapshot(&bytes).expect("decodes")), bytes);
-        // The throttle list is the last field: repeat its one entry.
+        // The throttle list is the last field before the (empty) payment references: repeat
+        // its one entry.
+        let (bytes, payment_refs) = bytes.split_at(bytes.len() - 4);
         let entry = 8 + 4 + 8 + 8;
         let mut repeated = bytes[..bytes.len() - 4 - entry].to_vec();
         repeated.extend_from_slice(&2u32.to_le_bytes());
         repeated.extend_from_slice(&bytes[bytes.len() - entry..]);
         repeated.extend_from_slice(&bytes[bytes.len() - entry..]);
+        repeated.extend_from_slice(payment_refs);
         let error = decode_snapshot(&repeated).expect_err("refused");
         assert!(error.reason.contains("throttle"), "{error:?}");
+    }
+
+    /// The payment references a book remembers survive a snapshot, and a snapshot that repeats
+    /// one (or names an unknown account) is refused.
+    #[test]
+    fn payment_references_round_trip_and_are_checked() {
+        let mut book = Book::new(Config::default());
+        let mut events = Vec::new();
+        let open = book::Command::OpenAccount { currency: domain::Currency::EUR };
+        book.apply(1, &open, &mut events).expect("account");
+        let deposit = |payment_ref: &str| book::Command::Deposit {
+            account: book::AccountId(1),
+            amount: domain::Money::from_minor(500),
+            payment_ref: payment_ref.to_string(),
+            idempotency: None,
+        };
+        book.apply(1, &deposit("psp-1"), &mut events).expect("deposit");
+        book.apply(1, &deposit("psp-2"), &mut events).expect("deposit");
+        let bytes = encode_snapshot(&book);
+        let mut restored = decode_snapshot(&bytes).expect("decodes");
+        assert_eq!(encode_snapshot(&restored), bytes);
+        assert_eq!(restored.apply(2, &deposit("psp-1"), &mut events), Err(book::Rejection::DuplicatePaymentRef));
+        // The last entry repeated.
+        let mut repeated = bytes[..bytes.len() - 2 * 16 - 4].to_vec();
+        repeated.extend_from_slice(&2u32.to_le_bytes());
+        repeated.extend_from_slice(&bytes[bytes.len() - 16..]);
+        repeated.extend_from_slice(&bytes[bytes.len() - 16..]);
+        let error = decode_snapshot(&repeated).expect_err("refused");
+        assert!(error.reason.contains("payment references"), "{error:?}");
     }
 
     #[test]

@@ -518,6 +518,7 @@ impl Wire for Rejection {
             "username_taken" => Rejection::UsernameTaken,
             "market_throttled" => Rejection::MarketThrottled { retry_after_ms: Wire::decode(input)? },
             "amount_too_large" => Rejection::AmountTooLarge,
+            "duplicate_payment_ref" => Rejection::DuplicatePaymentRef,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -942,6 +943,7 @@ mod tests {
             Rejection::UsernameTaken,
             Rejection::AmountTooLarge,
             Rejection::MarketThrottled { retry_after_ms: 250 },
+            Rejection::DuplicatePaymentRef,
         ];
         assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
         for rejection in &rejections {

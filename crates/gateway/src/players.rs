@@ -128,6 +128,8 @@ pub(crate) async fn register(
     }
     let username = book::normalise_username(&request.username)
         .ok_or_else(|| ApiError::invalid("usernames are 3 to 32 of a-z, 0-9, _ . -").with("field", "username"))?;
+    // Bounded before the book, like every free-text field (ISO 3166-1 alpha-2).
+    crate::requests::check_text(&request.country, "country", 2, 2)?;
     let password = request.password;
     let password_hash =
         tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)??;

@@ -168,7 +168,7 @@ impl TestApp {
                 "POST",
                 "/v1/wallet/deposits",
                 Some(&player.access_token),
-                Some(json!({"amount": amount, "payment_ref": "test"})),
+                Some(json!({"amount": amount, "payment_ref": format!("test-{}", fresh_idempotency_key())})),
             )
             .await;
         assert_eq!(status, 201, "deposit: {body}");

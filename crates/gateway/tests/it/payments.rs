@@ -319,8 +319,8 @@ async fn a_write_stuck_behind_a_slow_journal_is_outcome_unknown_and_its_retry_re
             config.book_reply_timeout = Duration::from_millis(300);
             1_500
         } else {
-            config.request_timeout = Duration::from_secs(2);
-            4_000
+            config.request_timeout = Duration::from_secs(5);
+            6_000
         };
         let (app, delay_ms) = spawn_on_slow_journal(config).await;
         let (_, token) = player(&app, "slowsync").await;
@@ -354,4 +354,142 @@ async fn a_write_stuck_behind_a_slow_journal_is_outcome_unknown_and_its_retry_re
         assert_eq!(settled["balance"], "90.00", "{deadline}: one withdrawal, never two: {settled}");
         app.stop().await;
     }
+}
+
+// ---- item 7: a payment reference credits at most once -----------------------------------------
+
+/// Item 7: ten deposits with one payment reference and ten different keys credited 500.00;
+/// now the first credits and the others are 409 `duplicate_payment_ref`, across a restart.
+#[tokio::test]
+async fn a_payment_reference_credits_at_most_once_across_restarts() {
+    let app = spawn_app().await;
+    let (_, token) = player(&app, "oneref").await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let (status, answer) = deposit(&app, &token, "50.00", "psp-same-ref").await;
+        if status != 201 {
+            assert_eq!(answer["error"]["code"], "duplicate_payment_ref", "{answer}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(wallet(&app, &token).await["balance"], "50.00");
+    // Another reference credits; another player may use the same one (references are per
+    // account: the provider tells whose payment it is).
+    assert_eq!(deposit(&app, &token, "5.00", "psp-other-ref").await.0, 201);
+    let (_, someone_else) = player(&app, "otherref").await;
+    assert_eq!(deposit(&app, &someone_else, "5.00", "psp-same-ref").await.0, 201);
+    let (path, dir) = app.stop().await;
+
+    let app = spawn_app_on(&path, dir, config()).await;
+    let (status, answer) = deposit(&app, &token, "50.00", "psp-same-ref").await;
+    assert_eq!((status, &answer["error"]["code"]), (409, &json!("duplicate_payment_ref")), "{answer}");
+    assert_eq!(wallet(&app, &token).await["balance"], "55.00");
+}
+
+// ---- item 9: refused requests do not grow the journal -------------------------------------------
+
+/// Bytes of every file under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| {
+            let entry = entry.expect("entry");
+            let metadata = entry.metadata().expect("metadata");
+            if metadata.is_dir() {
+                bytes_under(&entry.path())
+            } else {
+                metadata.len()
+            }
+        })
+        .sum()
+}
+
+/// Item 9: a hundred deposits with a 60 KB `payment_ref` added 6.5 MB to the journal while
+/// being refused. Every free-text field is now bounded before the book: requests over a limit
+/// are 400 `invalid_request` naming the field, and the journal does not grow by a byte.
+#[tokio::test]
+async fn requests_refused_for_oversized_text_leave_the_journal_as_it_was() {
+    let app = spawn_app().await;
+    let (_, token) = player(&app, "bigref").await;
+    assert_eq!(deposit(&app, &token, "10.00", "psp-bigref").await.0, 201);
+    let (event, _, _) = app.football_match("Sized FC v Bounded Town").await;
+    let journal = app.data_dir.join("journal");
+    let before = bytes_under(&journal);
+    let huge = "x".repeat(60_000);
+    let long = "x".repeat(book::constants::NAME_BYTES_MAX + 1);
+    for _ in 0..100 {
+        let (status, answer) = deposit(&app, &token, "1.00", &huge).await;
+        assert_eq!((status, &answer["error"]["field"]), (400, &json!("payment_ref")), "{answer}");
+    }
+    let event_path = format!("/v1/admin/events/{event}/markets");
+    let starts_at = gateway::format_rfc3339(crate::harness::now_ms() + 86_400_000);
+    let register = json!({"username": "longcountry", "password": "correct horse battery staple",
+                          "date_of_birth": "1990-05-17", "country": long});
+    let feed_message = json!({"messages": [{"provider": "sized", "sequence": 1, "timestamp": 1,
+                                            "items": [{"type": "bet_stop", "event": long}]}]});
+    let refused: Vec<(&str, &str, Option<&str>, Value, &str)> = vec![
+        ("POST", "/v1/wallet/deposits", Some(&token), json!({"amount": "1.00", "payment_ref": ""}), "payment_ref"),
+        ("POST", "/v1/auth/register", None, register, "country"),
+        (
+            "POST",
+            "/v1/admin/events",
+            Some(ADMIN_KEY),
+            json!({"name": long, "sport": "football", "starts_at": starts_at}),
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/admin/events",
+            Some(ADMIN_KEY),
+            json!({"name": "E", "sport": long, "starts_at": starts_at}),
+            "sport",
+        ),
+        (
+            "POST",
+            "/v1/admin/events",
+            Some(ADMIN_KEY),
+            json!({"name": "E", "sport": "football", "competition": long, "starts_at": starts_at}),
+            "competition",
+        ),
+        (
+            "POST",
+            &event_path,
+            Some(ADMIN_KEY),
+            json!({"name": long, "selections": [{"name": "A", "price": "2.00"}]}),
+            "name",
+        ),
+        (
+            "POST",
+            &event_path,
+            Some(ADMIN_KEY),
+            json!({"name": "M", "kind": long, "selections": [{"name": "A", "price": "2.00"}]}),
+            "kind",
+        ),
+        (
+            "POST",
+            &event_path,
+            Some(ADMIN_KEY),
+            json!({"name": "M", "selections": [{"name": long, "price": "2.00"}]}),
+            "selections[0].name",
+        ),
+        ("POST", "/v1/admin/api-keys", Some(ADMIN_KEY), json!({"name": long, "scopes": ["feed"]}), "name"),
+    ];
+    for (method, path, credential, body, field) in refused {
+        let (status, answer) = app.call(method, path, credential, Some(body)).await;
+        assert_eq!((status, &answer["error"]["field"]), (400, &json!(field)), "{path}: {answer}");
+    }
+    let (status, pushed) = app.call("POST", "/v1/feed/messages", Some(ADMIN_KEY), Some(feed_message)).await;
+    assert_eq!(status, 200, "{pushed}");
+    assert_eq!(pushed["results"][0]["status"], "refused", "{pushed}");
+    assert_eq!(bytes_under(&journal), before, "refused requests reached the journal");
+    // What the book refuses after it is well-formed (here: more than the balance) is journaled,
+    // but each is small and bounded by the limits above.
+    for _ in 0..100 {
+        let (status, _) =
+            app.call("POST", "/v1/wallet/withdrawals", Some(&token), Some(json!({"amount": "999.00"}))).await;
+        assert_eq!(status, 422);
+    }
+    let grown = bytes_under(&journal) - before;
+    assert!(grown < 100 * 1_024, "100 refused withdrawals added {grown} bytes");
 }
