@@ -133,3 +133,29 @@ fn the_lost_command_is_caught_without_any_injected_fault() {
     assert_eq!(failure.step, OPS, "{failure}");
     assert!(failure.to_string().contains("is missing from the journal"), "{failure}");
 }
+
+#[test]
+fn a_payment_reference_credited_twice_is_caught() {
+    // Each reference made unique on its way to the book: a payment sent again credits again.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::Deposit { payment_ref, amount, .. } = command {
+                payment_ref.push_str(&format!("-{}", amount.minor()));
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
+fn a_withdrawal_hold_left_open_by_a_lost_completion_is_caught() {
+    // The book never hears the payments step: a hold whose client hung up stays pending.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::CompleteWithdrawal { withdrawal, .. } = command {
+                withdrawal.0 += 1_000_000;
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}

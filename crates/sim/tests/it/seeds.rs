@@ -36,6 +36,12 @@ fn a_seed_reproduces_its_run() {
     assert!(first.faults.contains_key("sync_failed_written"), "{first:?}");
     assert!(first.faults.contains_key("sync_failed_lost"), "{first:?}");
     assert!(first.faults.contains_key("sync_failed_in_a_group"), "{first:?}");
+    // Clients gone once their command reached the book, their retries, the payments step and
+    // repeated payment references all happen, and the model predicted every reply.
+    for label in ["client.hung_up", "gateway.timeout", "retry.unknown", "payments.sweep"] {
+        assert!(first.ops_by_kind.contains_key(label), "{label}: {:?}", first.ops_by_kind);
+    }
+    assert!(first.replies_by_code.contains_key("duplicate_payment_ref"), "{:?}", first.replies_by_code);
     assert_eq!(first.final_digest, second.final_digest);
     assert_eq!(first.ops_by_kind, second.ops_by_kind);
     assert_eq!(first.replies_by_code, second.replies_by_code);
