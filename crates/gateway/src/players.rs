@@ -333,8 +333,8 @@ pub(crate) async fn wallet(State(state): State<AppState>, principal: Principal) 
 pub struct DepositRequest {
     #[schema(example = "10.50", pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub amount: String,
-    /// The payment provider's reference.
-    #[schema(example = "psp_7f3a", max_length = 200)]
+    /// The payment provider's reference: 1 to 200 bytes; credits the account at most once.
+    #[schema(example = "psp_7f3a", min_length = 1, max_length = 200)]
     pub payment_ref: String,
 }
 
@@ -421,7 +421,8 @@ async fn render_transfer(
     path = "/v1/wallet/deposits",
     tag = "players",
     summary = "Deposit",
-    description = "Deposits through the sandbox payment provider. Idempotent with `Idempotency-Key`.",
+    description = "Deposits through the sandbox payment provider. Idempotent with `Idempotency-Key` (required). \
+        `payment_ref` is 1 to 200 bytes and credits the account at most once.",
     security(("bearer" = [])),
     params(IdempotencyKey),
     request_body = DepositRequest,
@@ -433,6 +434,8 @@ async fn render_transfer(
         (status = 403, description = "Not a player token (`forbidden`), or the account may not deposit now \
             (`self_excluded`, `timed_out`, `account_frozen`)", body = ApiError),
         (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
+        (status = 409, description = "This payment reference credited the account already: a provider's payment \
+            credits once (`duplicate_payment_ref`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 422, description = "A deposit limit would be exceeded (`limit_reached`), the amount is refused \
             (`invalid_request`), the balance would pass the money maximum (`amount_too_large`), or the \

@@ -215,6 +215,8 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_its_tags() {
         assert!(unknown["description"].as_str().is_some_and(|text| text.contains("outcome_unknown")), "{path}");
         assert_eq!(key["schema"]["maxLength"], json!(book::constants::IDEMPOTENCY_KEY_BYTES_MAX), "{path}");
     }
+    let duplicate = &value["paths"]["/v1/wallet/deposits"]["post"]["responses"]["409"]["description"];
+    assert!(duplicate.as_str().is_some_and(|text| text.contains("duplicate_payment_ref")), "{duplicate}");
     let metrics = &value["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
     assert!(metrics.get(gateway::METRICS_CONTENT_TYPE).is_some(), "{metrics}");
 }
