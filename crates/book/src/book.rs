@@ -276,8 +276,13 @@ impl Book {
         if !amount.is_positive() || amount > self.config.deposit_max {
             return Err(Rejection::InvalidRequest { reason: "deposit amount out of range" });
         }
-        if payment_ref.is_empty() || payment_ref.len() > PAYMENT_REF_BYTES_MAX {
-            return Err(Rejection::InvalidRequest { reason: "payment references are 1 to 200 bytes" });
+        // The reason for a long reference is the one older journals recorded, so that they
+        // replay to the same replies.
+        if payment_ref.len() > PAYMENT_REF_BYTES_MAX {
+            return Err(Rejection::InvalidRequest { reason: "payment reference too long" });
+        }
+        if payment_ref.is_empty() {
+            return Err(Rejection::InvalidRequest { reason: "payment reference missing" });
         }
         let payment = (account, payment_ref_hash(payment_ref));
         if self.payment_refs.contains(&payment) {

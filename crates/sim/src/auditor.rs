@@ -844,8 +844,11 @@ impl Auditor {
         if amount <= 0 || amount > self.config.deposit_max.minor() {
             return Err(invalid("deposit amount out of range"));
         }
-        if payment_ref.is_empty() || payment_ref.len() > PAYMENT_REF_BYTES_MAX {
-            return Err(invalid("payment references are 1 to 200 bytes"));
+        if payment_ref.len() > PAYMENT_REF_BYTES_MAX {
+            return Err(invalid("payment reference too long"));
+        }
+        if payment_ref.is_empty() {
+            return Err(invalid("payment reference missing"));
         }
         if self.payment_refs.contains(&(account, payment_ref.to_string())) {
             return Err(Rejection::DuplicatePaymentRef);

@@ -457,7 +457,7 @@ wallet acc_1
               ok trf_2
               - trf_2 posted Deposit clearing:EUR -> cash:acc_2 50.00
             > deposit acc_1 50 ref=""
-              rejected invalid_request(payment references are 1 to 200 bytes)
+              rejected invalid_request(payment reference missing)
             > wallet acc_1
               balance 50.00 available 50.00 pending_stakes 0.00 debt 0.00
         "#]],
