@@ -35,3 +35,16 @@ pub const FEED_ITEMS_MAX: usize = 1024;
 pub const FEED_WINDOW: u64 = 128;
 /// The bet delay of a market whose feed is stale in `delay` mode, pre-match or in play.
 pub const FEED_DELAYED_BET_DELAY_SECONDS: u32 = 5;
+
+// ---- free text: every string a command carries has a named limit, checked by the gateway
+// before the book (so a refused request never reaches the journal) and by the book again.
+
+/// Bytes of a payment provider's reference of a deposit (at least 1).
+pub const PAYMENT_REF_BYTES_MAX: usize = 200;
+/// Bytes of a reason an operator gives (resolving a payment, settling, voiding ...).
+pub const REASON_BYTES_MAX: usize = 500;
+/// Bytes of an operator API key's name.
+pub const API_KEY_NAME_BYTES_MAX: usize = NAME_BYTES_MAX;
+/// Bytes of a feed provider's id, and of the provider's ids of events, markets and outcomes.
+pub const FEED_ID_BYTES_MAX: usize = NAME_BYTES_MAX;
+const _: () = assert!(PAYMENT_REF_BYTES_MAX <= NAME_BYTES_MAX);

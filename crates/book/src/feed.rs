@@ -24,7 +24,7 @@ use domain::{Odds, Ratio};
 use crate::book::Book;
 use crate::catalog::{EachWayTerms, MarketStatus, Outcome};
 use crate::command::{MarketAction, NewSelection, ResultRequest};
-use crate::constants::{FEED_ITEMS_MAX, FEED_WINDOW, NAME_BYTES_MAX};
+use crate::constants::{FEED_ID_BYTES_MAX, FEED_ITEMS_MAX, FEED_WINDOW, NAME_BYTES_MAX};
 use crate::event::{Ack, BookEvent, Reply};
 use crate::ids::{EventId, MarketId, SelectionId, Timestamp};
 use crate::rejection::Rejection;
@@ -338,6 +338,45 @@ impl ProviderFeed {
         }
         self.window |= 1u128 << age;
         true
+    }
+}
+
+impl FeedMessage {
+    /// Whether every id and name of the message is 1 to `FEED_ID_BYTES_MAX` bytes (a
+    /// competition may be empty), so that an edge can refuse a malformed message before it
+    /// reaches the journal. The book checks each item again when it applies it.
+    pub fn check_text(&self) -> Result<(), &'static str> {
+        let id = |text: &str| !text.is_empty() && text.len() <= FEED_ID_BYTES_MAX;
+        let optional = |text: &str| text.len() <= FEED_ID_BYTES_MAX;
+        let fits = id(&self.provider)
+            && self.items.iter().all(|item| match item {
+                FeedItem::Fixture { event, name, sport, competition, .. } => {
+                    id(event) && id(name) && id(sport) && optional(competition)
+                }
+                FeedItem::Market { event, market, name, kind, selections, .. } => {
+                    id(event)
+                        && id(market)
+                        && id(name)
+                        && optional(kind)
+                        && selections.iter().all(|selection| id(&selection.id) && id(&selection.name))
+                }
+                FeedItem::Odds { event, markets } => {
+                    id(event)
+                        && markets.iter().all(|odds| id(&odds.market) && odds.prices.iter().all(|(price, _)| id(price)))
+                }
+                FeedItem::BetStop { event, markets } => id(event) && markets.iter().all(|market| id(market)),
+                FeedItem::InPlay { event, .. } | FeedItem::Ended { event } => id(event),
+                FeedItem::Settlement { event, market, results } => {
+                    id(event) && id(market) && results.iter().all(|result| id(&result.selection))
+                }
+                FeedItem::Cancel { event, market } | FeedItem::Rollback { event, market } => id(event) && id(market),
+                FeedItem::SnapshotComplete => true,
+            });
+        if fits {
+            Ok(())
+        } else {
+            Err("feed ids and names are 1 to 200 bytes")
+        }
     }
 }
 

@@ -104,7 +104,15 @@ impl BookParts {
             stored_at = remembered.at;
         }
         self.feed.check_structure(events, markets, selections)?;
-        self.degraded.check_structure(markets)
+        self.degraded.check_structure(markets)?;
+        // In their one order, each once, of known accounts.
+        if !self.payment_refs.windows(2).all(|pair| pair[0] < pair[1]) {
+            return Err("payment references out of order or repeated".to_string());
+        }
+        match self.payment_refs.iter().find(|(account, _)| !known(account.0, self.players.len())) {
+            Some((account, _)) => Err(format!("a payment reference of unknown {account}")),
+            None => Ok(()),
+        }
     }
 }
 

@@ -27,7 +27,7 @@ mod settlement;
 mod trading;
 
 pub use bet::{lines, Bet, BetKind, BetStatus, Leg, Line, PricePolicy, PriceTaken, Settlement, SystemKind};
-pub use book::{Book, BookParts, Quote, Remembered, Wallet};
+pub use book::{payment_ref_hash, Book, BookParts, Quote, Remembered, Wallet};
 pub use calendar::Period;
 pub use catalog::{
     EachWayTerms, Event, EventState, Market, MarketRisk, MarketStatus, Outcome, Selection, SelectionResult,

@@ -63,6 +63,9 @@ pub enum Rejection {
     /// The bettor's currency has no exchange rate against the base currency, so the book's
     /// limits (all set in the base currency) cannot be applied to it.
     FxRateMissing,
+    /// The account was credited with this payment reference already: a provider's payment
+    /// credits at most once.
+    DuplicatePaymentRef,
 }
 
 impl Rejection {
@@ -98,6 +101,7 @@ impl Rejection {
             Rejection::MarketThrottled { .. } => "market_throttled",
             Rejection::AmountTooLarge => "amount_too_large",
             Rejection::FxRateMissing => "fx_rate_missing",
+            Rejection::DuplicatePaymentRef => "duplicate_payment_ref",
         }
     }
 }
@@ -153,6 +157,7 @@ pub const REASONS: &[&str] = &[
     "the base currency has no rate",
     "no value to cash out",
     "password hash out of range",
+    "payment reference missing",
     "payment reference too long",
     "place results need each-way terms",
     "risk settings cannot be negative",
@@ -208,6 +213,7 @@ pub const CODES: &[&str] = &[
     "market_throttled",
     "amount_too_large",
     "fx_rate_missing",
+    "duplicate_payment_ref",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {

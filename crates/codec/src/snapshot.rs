@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256};
 use crate::wire::{DecodeError, Reader, Wire};
 
 /// Version 4: `version u8` then the fields of `BookParts` in declaration order (version 1
-/// had no feed state, version 2 no degraded modes, version 3 no exchange rates: no table, no
-/// rate on each bet, no per-currency liabilities on each selection).
+/// had no feed state, version 2 no degraded modes, version 3 no exchange rates (no table, no
+/// rate on each bet, no per-currency liabilities on each selection) and no payment references).
 pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
 
 pub fn encode_snapshot(book: &Book) -> Vec<u8> {
@@ -34,6 +34,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.feed.encode(&mut out);
     parts.degraded.encode(&mut out);
     parts.fx.encode(&mut out);
+    parts.payment_refs.encode(&mut out);
     out
 }
 
@@ -71,6 +72,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         feed: Wire::decode(&mut input)?,
         degraded: Wire::decode(&mut input)?,
         fx: Wire::decode(&mut input)?,
+        payment_refs: Wire::decode(&mut input)?,
     };
     input.finish()?;
     parts.check_structure().map_err(invalid)?;
@@ -139,22 +141,24 @@ mod tests {
         book.apply(1, &throttle, &mut events).expect("throttle");
         let all = encode_snapshot(&book);
         assert_eq!(encode_snapshot(&decode_snapshot(&all).expect("decodes")), all);
-        // The throttle list is the last field before the exchange rates: repeat its one entry.
+        // The throttle list is the last field before the exchange rates and the (empty)
+        // payment references: repeat its one entry.
         let mut fx = Vec::new();
         book.fx().encode(&mut fx);
-        let bytes = &all[..all.len() - fx.len()];
+        let (bytes, tail) = all.split_at(all.len() - fx.len() - 4);
         let entry = 8 + 4 + 8 + 8;
         let mut repeated = bytes[..bytes.len() - 4 - entry].to_vec();
         repeated.extend_from_slice(&2u32.to_le_bytes());
         repeated.extend_from_slice(&bytes[bytes.len() - entry..]);
         repeated.extend_from_slice(&bytes[bytes.len() - entry..]);
-        repeated.extend_from_slice(&fx);
+        repeated.extend_from_slice(tail);
         let error = decode_snapshot(&repeated).expect_err("refused");
         assert!(error.reason.contains("throttle"), "{error:?}");
     }
 
-    /// The exchange-rate table is the last field: a table that lists the base currency, or one
-    /// currency twice, is refused, and a valid one round trips.
+    /// The exchange-rate table comes before the (empty) payment references, the last field: a
+    /// table that lists the base currency, or one currency twice, is refused, and a valid one
+    /// round trips.
     #[test]
     fn exchange_rates_round_trip_and_a_bad_table_is_an_error() {
         let mut book = Book::new(Config::default());
@@ -169,17 +173,48 @@ mod tests {
         assert_eq!(encode_snapshot(&restored), bytes);
         let mut fx = Vec::new();
         book.fx().encode(&mut fx);
+        let payment_refs = &bytes[bytes.len() - 4..];
         for bad in [
             vec![(currency("GBP"), rate("0.85")), (currency("GBP"), rate("0.86"))],
             vec![(currency("EUR"), rate("1"))],
             vec![(currency("JPY"), rate("160")), (currency("GBP"), rate("0.85"))],
         ] {
             let table = book::FxTable { base: currency("EUR"), version: 1, set_at: 7, rates: bad };
-            let mut corrupt = bytes[..bytes.len() - fx.len()].to_vec();
+            let mut corrupt = bytes[..bytes.len() - fx.len() - 4].to_vec();
             table.encode(&mut corrupt);
+            corrupt.extend_from_slice(payment_refs);
             let error = decode_snapshot(&corrupt).expect_err("refused");
             assert!(error.reason.contains("exchange rates"), "{error:?}");
         }
+    }
+
+    /// The payment references a book remembers survive a snapshot, and a snapshot that repeats
+    /// one (or names an unknown account) is refused.
+    #[test]
+    fn payment_references_round_trip_and_are_checked() {
+        let mut book = Book::new(Config::default());
+        let mut events = Vec::new();
+        let open = book::Command::OpenAccount { currency: domain::Currency::EUR };
+        book.apply(1, &open, &mut events).expect("account");
+        let deposit = |payment_ref: &str| book::Command::Deposit {
+            account: book::AccountId(1),
+            amount: domain::Money::from_minor(500),
+            payment_ref: payment_ref.to_string(),
+            idempotency: None,
+        };
+        book.apply(1, &deposit("psp-1"), &mut events).expect("deposit");
+        book.apply(1, &deposit("psp-2"), &mut events).expect("deposit");
+        let bytes = encode_snapshot(&book);
+        let mut restored = decode_snapshot(&bytes).expect("decodes");
+        assert_eq!(encode_snapshot(&restored), bytes);
+        assert_eq!(restored.apply(2, &deposit("psp-1"), &mut events), Err(book::Rejection::DuplicatePaymentRef));
+        // The last entry repeated.
+        let mut repeated = bytes[..bytes.len() - 2 * 16 - 4].to_vec();
+        repeated.extend_from_slice(&2u32.to_le_bytes());
+        repeated.extend_from_slice(&bytes[bytes.len() - 16..]);
+        repeated.extend_from_slice(&bytes[bytes.len() - 16..]);
+        let error = decode_snapshot(&repeated).expect_err("refused");
+        assert!(error.reason.contains("payment references"), "{error:?}");
     }
 
     #[test]

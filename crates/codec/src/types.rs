@@ -541,6 +541,7 @@ impl Wire for Rejection {
             "market_throttled" => Rejection::MarketThrottled { retry_after_ms: Wire::decode(input)? },
             "amount_too_large" => Rejection::AmountTooLarge,
             "fx_rate_missing" => Rejection::FxRateMissing,
+            "duplicate_payment_ref" => Rejection::DuplicatePaymentRef,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -973,6 +974,7 @@ mod tests {
             Rejection::AmountTooLarge,
             Rejection::MarketThrottled { retry_after_ms: 250 },
             Rejection::FxRateMissing,
+            Rejection::DuplicatePaymentRef,
         ];
         assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
         for rejection in &rejections {

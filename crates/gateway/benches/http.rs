@@ -33,11 +33,17 @@ async fn call(client: &reqwest::Client, url: String, token: Option<&str>, body: 
         request = request.bearer_auth(token);
     }
     if let Some(body) = body {
-        request = request.json(&body);
+        // Money writes take an idempotency key; a fresh one for each request.
+        request = request.json(&body).header("idempotency-key", fresh_key());
     }
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn fresh_key() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!("bench-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 async fn start(dir: &std::path::Path) -> Stack {
@@ -86,7 +92,7 @@ async fn start(dir: &std::path::Path) -> Stack {
             &client,
             format!("{base}/v1/wallet/deposits"),
             Some(&token),
-            Some(json!({"amount": "100000.00", "payment_ref": "bench"})),
+            Some(json!({"amount": "100000.00", "payment_ref": format!("bench-{username}")})),
         )
         .await;
         assert_eq!(status, 201, "{body}");
@@ -145,6 +151,7 @@ async fn concurrent(stack: &Stack, duration: Duration, bets: bool) -> (Vec<Durat
                     let response = client
                         .post(format!("{base}/v1/bets"))
                         .bearer_auth(&token)
+                        .header("idempotency-key", fresh_key())
                         .json(&bet_body(selection))
                         .send()
                         .await;

@@ -31,14 +31,24 @@ pub fn parse_odds(text: &str, field: &str) -> Result<Odds, ApiError> {
     Odds::parse(text).map_err(|error| ApiError::invalid(format!("{field}: {error}")).with("field", field))
 }
 
-/// The `Idempotency-Key` header with the hash of the body it came with.
-pub fn idempotency(headers: &HeaderMap, body: &[u8]) -> Result<Option<book::Idempotency>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+/// The `Idempotency-Key` header with the hash of the body it came with. Every write that moves
+/// money or places a bet requires one (`../shared/API.md`): without it a client that times out
+/// cannot learn whether its request happened, and a blind retry could do it twice. A missing
+/// key is 400 `idempotency_key_required`.
+pub fn idempotency(headers: &HeaderMap, body: &[u8]) -> Result<book::Idempotency, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+            "this write moves money or places a bet: send an Idempotency-Key header (1 to 128 bytes of visible \
+             ASCII), and the same key when retrying",
+        ));
+    };
     let key = value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key must be visible ASCII"))?;
     if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
         return Err(ApiError::invalid("Idempotency-Key must be 1 to 128 bytes"));
     }
-    Ok(Some(book::Idempotency { key: key.to_string(), body_hash: codec::body_hash(body) }))
+    Ok(book::Idempotency { key: key.to_string(), body_hash: codec::body_hash(body) })
 }
 
 /// A price in every format the API shows.
@@ -260,14 +270,17 @@ pub struct PageQuery {
 
 /// The `Idempotency-Key` header of the writes that move money or place bets: the same key
 /// with the same body returns the first response again; with another body it is 422
-/// `idempotency_key_reused`. Only documents the header, which `idempotency` reads.
+/// `idempotency_key_reused`. Required: without it the write is 400 `idempotency_key_required`.
+/// Only documents the header, which `idempotency` reads.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 #[expect(dead_code, reason = "documents the header read by `idempotency`")]
 pub struct IdempotencyKey {
-    /// 1 to 128 bytes of visible ASCII, kept at least 24 hours.
+    /// 1 to 128 bytes of visible ASCII, kept at least 24 hours. Required; retry a request
+    /// answered 504 `outcome_unknown` with the same key.
     #[param(
         rename = "Idempotency-Key",
+        required = true,
         nullable = false,
         min_length = 1,
         max_length = 128,

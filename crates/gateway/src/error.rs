@@ -89,6 +89,8 @@ impl ApiError {
             | Rejection::CashoutUnavailable { .. }
             | Rejection::QuoteExpired
             | Rejection::UsernameTaken => S::CONFLICT,
+            // The payment was credited already: the same request again cannot succeed.
+            Rejection::DuplicatePaymentRef => S::CONFLICT,
             Rejection::SelfExcluded | Rejection::TimedOut | Rejection::AccountFrozen => S::FORBIDDEN,
             Rejection::MarketThrottled { .. } => S::TOO_MANY_REQUESTS,
             Rejection::UnknownAccount

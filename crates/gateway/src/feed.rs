@@ -129,7 +129,11 @@ pub(crate) async fn push_messages(
             pending.push((message.sequence, Err(("heartbeat", None))));
             continue;
         }
-        match message.to_book() {
+        // Ids and names are bounded before the book: a refused message never reaches the journal.
+        let checked = message.to_book().and_then(|book_message| {
+            book_message.check_text().map_err(::feed::FeedError::invalid).map(|()| book_message)
+        });
+        match checked {
             Ok(book_message) => {
                 let timestamp = book_message.timestamp;
                 let provider = book_message.provider.clone();

@@ -21,6 +21,8 @@ mod metrics;
 mod openapi;
 mod operators;
 mod ops;
+mod outcome;
+mod payments;
 mod players;
 pub mod requests;
 mod stream;
@@ -63,6 +65,11 @@ pub use limits::{
 };
 pub use metrics::{log_write_errors, record_log_write_error, Metrics, ShedReason, METRICS_CONTENT_TYPE};
 pub use ops::{RequestIds, READY_BOOK_TIMEOUT, REQUEST_ID_BYTES_MAX};
+pub use outcome::outcome_unknown;
+pub use payments::{
+    PayFuture, PaymentProvider, Payments, Payout, PayoutOutcome, ProviderError, SandboxProvider, PAYMENT_JOBS_MAX,
+    PAYMENT_PROVIDER_TIMEOUT, PAYMENT_SWEEP_INTERVAL, PAYMENT_WAIT,
+};
 pub use stream::{
     StreamConfig, Streams, STREAM_CLIENT_MESSAGES_BURST, STREAM_CLIENT_MESSAGES_PER_SECOND,
     STREAM_CLIENT_MESSAGE_BYTES_MAX, STREAM_CONNECTIONS_MAX, STREAM_CONNECTIONS_PER_PRINCIPAL_MAX,
@@ -76,7 +83,9 @@ pub use time::{format_rfc3339, parse_rfc3339};
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 /// Requests waiting on the book at once; beyond it, 503 `overloaded` at once.
 pub const BOOK_IN_FLIGHT_MAX: usize = 8_192;
-/// How long a request waits for the book before giving up with 503.
+/// How long a request waits for the book's reply to a read before giving up with 503, and for
+/// the durable reply to a command before giving up with 504 `outcome_unknown` (the command was
+/// handed to the book: it may still be decided).
 pub const BOOK_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Items of one page of a list.
 pub const PAGE_ITEMS_MAX: usize = 200;
@@ -142,6 +151,12 @@ pub struct GatewayConfig {
     pub metrics_listener_separate: bool,
     /// How old the exchange-rate table may get before `/readyz` warns `fx_rates_stale`.
     pub fx_rates_age_max: Duration,
+    /// Who pays withdrawals out (`payments.rs`); the sandbox provider pays at once.
+    pub payment_provider: Arc<dyn PaymentProvider>,
+    /// How often open withdrawal holds without a payment job are looked for (and retried).
+    pub payment_sweep_interval: Duration,
+    /// How long the withdrawal route waits for the payment before answering with the hold.
+    pub payment_wait: Duration,
 }
 
 impl GatewayConfig {
@@ -173,6 +188,9 @@ impl GatewayConfig {
             metrics_key: None,
             metrics_listener_separate: false,
             fx_rates_age_max: FX_RATES_AGE_MAX,
+            payment_provider: Arc::new(SandboxProvider),
+            payment_sweep_interval: PAYMENT_SWEEP_INTERVAL,
+            payment_wait: PAYMENT_WAIT,
         }
     }
 }
@@ -189,6 +207,7 @@ struct Inner {
     read_breaker: Breaker,
     admission: Admission,
     streams: Streams,
+    payments: Payments,
 }
 
 /// Shared state of every handler: cheap to clone.
@@ -223,6 +242,9 @@ impl AppState {
         );
         let feed = FeedHub::new(engine.clone(), metrics.feed().clone(), config.feed_defaults);
         feed.spawn_watchdog();
+        // The payments step resumes what a restart left open at once (`payments.rs`).
+        let payments = Payments::new(engine.clone(), config.payment_provider.clone());
+        payments.start(config.payment_sweep_interval);
         let state = AppState(Arc::new(Inner {
             feed,
             read_breaker: Breaker::new(breaker::BREAKER_FAILURES, breaker::BREAKER_OPEN_FOR),
@@ -239,6 +261,7 @@ impl AppState {
             metrics,
             rate_limits,
             streams,
+            payments,
         }));
         state.reload_api_keys().await?;
         Ok(state)
@@ -267,6 +290,11 @@ impl AppState {
 
     pub fn streams(&self) -> &Streams {
         &self.0.streams
+    }
+
+    /// The payments step: withdrawal holds on their way to the payment provider.
+    pub fn payments(&self) -> &Payments {
+        &self.0.payments
     }
 
     pub fn rate_limits(&self) -> &RateLimits {
@@ -310,16 +338,26 @@ impl AppState {
         answer
     }
 
-    /// Waits for a submitted command's durable outcome, at most `book_reply_timeout`: a book
-    /// that stopped is 503 `unavailable`, one too slow 503 `overloaded`.
+    /// Waits for a submitted command's durable outcome, at most `book_reply_timeout`. The
+    /// command reached the book, so whatever keeps its reply from coming (too slow a journal,
+    /// a book that stopped with it in flight) is 504 `outcome_unknown`, never a code that means
+    /// "not done": the client retries with the same idempotency key to learn the outcome.
     pub(crate) async fn durable_reply<R>(
         &self,
         receiver: oneshot::Receiver<Result<R, EngineError>>,
     ) -> Result<R, ApiError> {
+        outcome::Handed::mark_current();
         match tokio::time::timeout(self.config().book_reply_timeout, receiver).await {
-            Ok(Ok(outcome)) => Ok(outcome?),
-            Ok(Err(_)) => Err(ApiError::unavailable()),
-            Err(_) => Err(ApiError::overloaded()),
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(error))) => {
+                tracing::warn!(%error, "a command in flight has no durable reply");
+                Err(outcome_unknown())
+            }
+            Ok(Err(_)) => {
+                tracing::warn!("the book stopped with a command in flight");
+                Err(outcome_unknown())
+            }
+            Err(_) => Err(outcome_unknown()),
         }
     }
 
@@ -412,6 +450,7 @@ pub fn app(state: AppState) -> Router {
         .merge(feed::routes())
         .merge(degraded::routes())
         .merge(fx::routes())
+        .merge(payments::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })

@@ -321,12 +321,17 @@ pub async fn admit(State(state): State<AppState>, mut request: Request, next: Ne
         state.metrics().record_shed(ShedReason::Overloaded);
         return ApiError::overloaded().into_response();
     };
-    match tokio::time::timeout(state.config().request_timeout, next.run(request)).await {
+    let handed = crate::outcome::Handed::default();
+    match tokio::time::timeout(state.config().request_timeout, handed.scope(next.run(request))).await {
         Ok(response) => response,
         Err(_) => {
             // The handler is dropped here. A command it had submitted is still decided by the
-            // book; the client learns the outcome by retrying with the same idempotency key.
+            // book; the client learns the outcome by retrying with the same idempotency key,
+            // so such a request answers 504 `outcome_unknown`, never "not done" (`outcome.rs`).
             state.metrics().record_shed(ShedReason::Timeout);
+            if handed.is_marked() {
+                return crate::outcome::outcome_unknown().into_response();
+            }
             request_timeout().into_response()
         }
     }

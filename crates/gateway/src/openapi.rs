@@ -4,7 +4,9 @@
 //!
 //! Responses every route can give are added here once rather than on each handler: 429
 //! `rate_limited` and 503 `overloaded`/`timeout`/`unavailable` (both with `Retry-After`) from
-//! admission control and the bounded book, and 500 `internal`.
+//! admission control and the bounded book, and 500 `internal`; and on every write (POST, PUT,
+//! PATCH, DELETE) 504 `outcome_unknown`: the command reached the book but its reply did not
+//! come in time (`outcome.rs`).
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
@@ -14,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::{catalog, compliance, degraded, dto, error, feed, fx, operators, ops, players, stream};
+use crate::{catalog, compliance, degraded, dto, error, feed, fx, operators, ops, payments, players, stream};
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -71,6 +73,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
         compliance::audit,
         compliance::report,
         feed::push_messages,
+        payments::list_payments,
+        payments::resolve_payment,
         degraded::trading_mode,
         degraded::set_trading_mode,
         degraded::set_market_throttle,
@@ -171,6 +175,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         feed::FeedBatchResult,
         feed::FeedResultView,
         feed::FeedItemRefusal,
+        payments::PaymentView,
+        payments::ResolvePaymentRequest,
+        payments::ResolveOutcome,
+        dto::Page<payments::PaymentView>,
     )),
     modifiers(&BearerScheme, &CommonResponses),
     tags(
@@ -233,6 +241,17 @@ impl Modify for CommonResponses {
                 ),
             ),
         ];
+        // Any write may hand a command to the book; a request that then gives up waiting
+        // cannot say it was not done.
+        let outcome_unknown = (
+            "504",
+            error_response(
+                "The command reached the book but its outcome is not known yet (`outcome_unknown`): it may \
+                 have been done. Retry with the same `Idempotency-Key` to learn the first outcome; never retry \
+                 a money write without it",
+                true,
+            ),
+        );
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -246,6 +265,10 @@ impl Modify for CommonResponses {
             ];
             for operation in operations.into_iter().flatten() {
                 add_responses(operation, &common);
+            }
+            let writes = [&mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in writes.into_iter().flatten() {
+                add_responses(operation, std::slice::from_ref(&outcome_unknown));
             }
         }
     }

@@ -333,15 +333,14 @@ pub struct ApiKeyCreatedView {
     request_body = CreateEventRequest,
     responses(
         (status = 201, description = "The new event (no markets yet)", body = EventView),
-        (status = 400, description = "Malformed body, unknown field or bad `starts_at` (`invalid_request`, names the \
-            `field`)", body = ApiError),
+        (status = 400, description = "Malformed body, unknown field, bad `starts_at`, or a name, sport or \
+            competition over 200 bytes (`invalid_request`, names the `field`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
-        (status = 422, description = "A field the book refuses, such as a name over 200 bytes \
-            (`invalid_request`)", body = ApiError),
+        (status = 422, description = "A field the book refuses (`invalid_request`)", body = ApiError),
     ),
 )]
 pub(crate) async fn create_event(
@@ -351,6 +350,11 @@ pub(crate) async fn create_event(
 ) -> Result<(StatusCode, Json<EventView>), ApiError> {
     principal.require_scope(scopes::TRADING)?;
     let Json(request) = body?;
+    // Free text is bounded before the book, so a refused request never reaches the journal.
+    let name_max = book::constants::NAME_BYTES_MAX;
+    crate::requests::check_text(&request.name, "name", 1, name_max)?;
+    crate::requests::check_text(&request.sport, "sport", 1, name_max)?;
+    crate::requests::check_text(request.competition.as_deref().unwrap_or(""), "competition", 0, name_max)?;
     let starts_at = parse_rfc3339(&request.starts_at).ok_or_else(|| {
         ApiError::invalid("starts_at: not an RFC 3339 UTC time such as 2026-11-25T20:00:00Z").with("field", "starts_at")
     })?;
@@ -379,8 +383,8 @@ pub(crate) async fn create_event(
     request_body = CreateMarketRequest,
     responses(
         (status = 201, description = "The new market with its selections", body = MarketView),
-        (status = 400, description = "Malformed body, unknown field, bad odds or fraction, or no or too many \
-            selections (`invalid_request`, names the `field`)", body = ApiError),
+        (status = 400, description = "Malformed body, unknown field, bad odds or fraction, no or too many \
+            selections, or a name or kind over 200 bytes (`invalid_request`, names the `field`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such event (`not_found`)", body = ApiError),
@@ -405,11 +409,15 @@ pub(crate) async fn create_market(
         return Err(ApiError::invalid(format!("selections: a market has 1 to {selections_max} selections"))
             .with("field", "selections"));
     }
+    let name_max = book::constants::NAME_BYTES_MAX;
+    crate::requests::check_text(&request.name, "name", 1, name_max)?;
+    crate::requests::check_text(request.kind.as_deref().unwrap_or(MARKET_KIND_DEFAULT), "kind", 0, name_max)?;
     let selections = request
         .selections
         .into_iter()
         .enumerate()
         .map(|(index, selection)| {
+            crate::requests::check_text(&selection.name, &format!("selections[{index}].name"), 1, name_max)?;
             let price = parse_odds(&selection.price, &format!("selections[{index}].price"))?;
             Ok(NewSelection { name: selection.name, price })
         })
@@ -1035,15 +1043,14 @@ async fn resulted(state: &AppState, market: MarketId, command: Command) -> Resul
     request_body = CreateApiKeyRequest,
     responses(
         (status = 201, description = "The new key, shown this once", body = ApiKeyCreatedView),
-        (status = 400, description = "Malformed body, unknown field, or no or unknown scopes (`invalid_request`, names \
-            the `field`)", body = ApiError),
+        (status = 400, description = "Malformed body, unknown field, no or unknown scopes, or a name empty or over \
+            200 bytes (`invalid_request`, names the `field`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
-        (status = 422, description = "A name the book refuses, such as one over 200 bytes \
-            (`invalid_request`)", body = ApiError),
+        (status = 422, description = "A key the book refuses (`invalid_request`)", body = ApiError),
     ),
 )]
 pub(crate) async fn create_api_key(
@@ -1053,6 +1060,7 @@ pub(crate) async fn create_api_key(
 ) -> Result<(StatusCode, Json<ApiKeyCreatedView>), ApiError> {
     principal.require_scope(scopes::ADMIN)?;
     let Json(request) = body?;
+    crate::requests::check_text(&request.name, "name", 1, book::constants::API_KEY_NAME_BYTES_MAX)?;
     let mut scope_bits = 0u8;
     for name in &request.scopes {
         let (_, bit) = scopes::NAMES

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use book::{Ack, BetId, BetStatus, Command, LimitChange, LimitKind, Period, Rejection, TransferCode, TransferKind};
+use book::{Ack, BetId, BetStatus, Command, LimitChange, LimitKind, Period, TransferCode, TransferKind};
 use domain::{Currency, Date};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -131,6 +131,8 @@ pub(crate) async fn register(
     check_new_password(&request.password)?;
     let username = book::normalise_username(&request.username)
         .ok_or_else(|| ApiError::invalid("usernames are 3 to 32 of a-z, 0-9, _ . -").with("field", "username"))?;
+    // Bounded before the book, like every free-text field (ISO 3166-1 alpha-2).
+    crate::requests::check_text(&request.country, "country", 2, 2)?;
     let password = request.password;
     let password_hash = state.auth().hashers().run(move |memory| hash_password_in(memory, &password)).await??;
     let command = Command::RegisterPlayer {
@@ -345,8 +347,8 @@ pub(crate) async fn wallet(State(state): State<AppState>, principal: Principal) 
 pub struct DepositRequest {
     #[schema(example = "10.50", pattern = r"^[0-9]{1,18}(\.[0-9]+)?$")]
     pub amount: String,
-    /// The payment provider's reference.
-    #[schema(example = "psp_7f3a", max_length = 200)]
+    /// The payment provider's reference: 1 to 200 bytes; credits the account at most once.
+    #[schema(example = "psp_7f3a", min_length = 1, max_length = 200)]
     pub payment_ref: String,
 }
 
@@ -433,18 +435,21 @@ async fn render_transfer(
     path = "/v1/wallet/deposits",
     tag = "players",
     summary = "Deposit",
-    description = "Deposits through the sandbox payment provider. Idempotent with `Idempotency-Key`.",
+    description = "Deposits through the sandbox payment provider. Idempotent with `Idempotency-Key` (required). \
+        `payment_ref` is 1 to 200 bytes and credits the account at most once.",
     security(("bearer" = [])),
     params(IdempotencyKey),
     request_body = DepositRequest,
     responses(
         (status = 201, description = "The deposit's posting", body = TransactionView),
         (status = 400, description = "Malformed body, unknown field, bad amount or bad `Idempotency-Key` \
-            (`invalid_request`)", body = ApiError),
+            (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`), or the account may not deposit now \
             (`self_excluded`, `timed_out`, `account_frozen`)", body = ApiError),
         (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
+        (status = 409, description = "This payment reference credited the account already: a provider's payment \
+            credits once (`duplicate_payment_ref`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
@@ -463,7 +468,7 @@ pub(crate) async fn deposit(
     let bytes = raw_body(&body)?;
     let mut command = crate::requests::deposit(bytes, account, currency)?;
     if let Command::Deposit { idempotency: key, .. } = &mut command {
-        *key = idempotency(&headers, bytes)?;
+        *key = Some(idempotency(&headers, bytes)?);
     }
     let Ack::Transfer(transfer) = accepted(state.submit(command).await?, currency)? else {
         return Err(ApiError::internal("deposit answered with another ack"));
@@ -489,10 +494,11 @@ pub struct WithdrawalRequest {
     params(IdempotencyKey),
     request_body = WithdrawalRequest,
     responses(
-        (status = 201, description = "The withdrawal's hold, paid out at once by the sandbox payment \
-            provider", body = TransactionView),
+        (status = 201, description = "The withdrawal's hold. The payments step asks the payment provider and \
+            posts or voids it whether or not this request stays; the sandbox provider pays at once, before \
+            the answer", body = TransactionView),
         (status = 400, description = "Malformed body, unknown field, bad amount or bad `Idempotency-Key` \
-            (`invalid_request`)", body = ApiError),
+            (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`), or the account is frozen \
             (`account_frozen`)", body = ApiError),
@@ -515,19 +521,26 @@ pub(crate) async fn withdraw(
     let bytes = raw_body(&body)?;
     let mut command = crate::requests::withdrawal(bytes, account, currency)?;
     if let Command::Withdraw { idempotency: key, .. } = &mut command {
-        *key = idempotency(&headers, bytes)?;
+        *key = Some(idempotency(&headers, bytes)?);
     }
-    let Ack::Transfer(withdrawal) = accepted(state.submit(command).await?, currency)? else {
-        return Err(ApiError::internal("withdrawal answered with another ack"));
-    };
-    // The sandbox payment provider pays at once. A retry finds the hold already completed,
-    // which the book answers with `unknown_withdrawal`: nothing to do then.
-    let completion = state.submit(Command::CompleteWithdrawal { account, withdrawal, paid: true }).await?;
-    if let Err(rejection) = &completion {
-        if *rejection != Rejection::UnknownWithdrawal {
-            return Err(ApiError::from_rejection(rejection, currency));
+    // The hold and its payment must not depend on this request staying alive: a client that
+    // hangs up makes axum drop this future. So both run in a task of their own, and the
+    // request only waits for it (the command reaches the book whatever happens to the request,
+    // hence `Handed`). The payment job goes on after `payment_wait`, and the payments sweep
+    // takes up a hold whose reply came too late for this task (`payments.rs`).
+    crate::outcome::Handed::mark_current();
+    let task = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let Ack::Transfer(withdrawal) = accepted(state.submit(command).await?, currency)? else {
+                return Err(ApiError::internal("withdrawal answered with another ack"));
+            };
+            // A retry finds the hold completed already: the job then has nothing to do.
+            state.payments().pay_and_wait(withdrawal, state.config().payment_wait).await;
+            Ok(withdrawal)
         }
-    }
+    });
+    let withdrawal = task.await.map_err(ApiError::internal)??;
     let view = render_transfer(&state, withdrawal, currency, account).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -636,7 +649,7 @@ pub struct PlaceBetRequest {
         (status = 202, description = "Pending: an in-play delay applies; the final status comes from `GET \
             /v1/bets/{id}`", body = BetView),
         (status = 400, description = "Malformed body, unknown field, bad money or odds, or bad `Idempotency-Key` \
-            (`invalid_request`)", body = ApiError),
+            (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`), or the account may not bet now \
             (`self_excluded`, `timed_out`, `account_frozen`)", body = ApiError),
@@ -679,7 +692,7 @@ async fn place_bet_inner(
     let (account, currency) = principal.player()?;
     let request: PlaceBetRequest = parse_body(body)?;
     let mut place = crate::requests::place_bet_from(request, account, currency)?;
-    place.idempotency = idempotency(headers, body_bytes(body))?;
+    place.idempotency = Some(idempotency(headers, body_bytes(body))?);
     // One trip to the book: the bet is copied on the sequencer thread right after its batch is
     // durable, and rendered here.
     let (reply, placed) = state
@@ -873,7 +886,7 @@ pub struct CashoutView {
     responses(
         (status = 200, description = "Cashed out", body = CashoutView),
         (status = 400, description = "Malformed body, unknown field or bad `Idempotency-Key` \
-            (`invalid_request`)", body = ApiError),
+            (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
         (status = 404, description = "No such bet of this player (`not_found`)", body = ApiError),
@@ -902,7 +915,7 @@ pub(crate) async fn accept_cashout(
         account,
         bet,
         quote: book::QuoteId(quote),
-        idempotency: idempotency(&headers, body_bytes(&body))?,
+        idempotency: Some(idempotency(&headers, body_bytes(&body))?),
     };
     let ack = accepted(state.submit(command).await?, currency).map_err(|error| {
         if error.code == "unknown_bet" {

@@ -82,10 +82,22 @@ pub(crate) fn place_bet_from(
     })
 }
 
+/// Free text of a request: `bytes_min` to `bytes_max` bytes, or 400 `invalid_request` naming
+/// the field. Checked here, before the book, so that a refused request never reaches the
+/// journal (each one the book refuses is journaled with its command).
+pub fn check_text(text: &str, field: &str, bytes_min: usize, bytes_max: usize) -> Result<(), ApiError> {
+    if (bytes_min..=bytes_max).contains(&text.len()) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!("{field}: {bytes_min} to {bytes_max} bytes")).with("field", field))
+    }
+}
+
 /// `POST /v1/wallet/deposits`.
 pub fn deposit(body: &[u8], account: AccountId, currency: Currency) -> Result<Command, ApiError> {
     let request: DepositRequest = json_body(body)?;
     let amount = parse_money(currency, &request.amount, "amount")?;
+    check_text(&request.payment_ref, "payment_ref", 1, book::constants::PAYMENT_REF_BYTES_MAX)?;
     Ok(Command::Deposit { account, amount, payment_ref: request.payment_ref, idempotency: None })
 }
 

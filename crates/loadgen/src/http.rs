@@ -136,8 +136,9 @@ pub struct RetryReport {
     pub sent: u64,
     /// The retry got the first answer again, byte for byte.
     pub same_answer: u64,
-    /// The first attempt was shed (429/503: it never reached the book, or the gateway gave up
-    /// waiting for it), so the retry is a fresh attempt and nothing is compared.
+    /// The first answer was not final: shed (429/503: it never reached the book) or 504
+    /// `outcome_unknown` (it reached the book, the gateway gave up waiting for it), so the
+    /// retry is the first final answer and nothing is compared.
     pub after_shed: u64,
     /// The first answer was final and the retry got another one: an idempotency violation.
     pub different_answer: u64,
@@ -340,8 +341,10 @@ struct Answer {
     body: Vec<u8>,
 }
 
+/// 429/503: shed before the book. 504 `outcome_unknown`: the bet reached the book but its
+/// reply did not come in time; a retry with the same key learns the outcome.
 fn is_shed(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 503)
+    matches!(status.as_u16(), 429 | 503 | 504)
 }
 
 impl Answer {
@@ -356,6 +359,8 @@ impl Answer {
             201 => Outcome::Accepted,
             202 => Outcome::Pending,
             429 | 503 => Outcome::Shed { code: code(), retry_after_seconds: self.retry_after },
+            // `outcome_unknown`: no answer in time, like a client-side timeout.
+            504 => Outcome::Timeout,
             400..=499 => Outcome::Rejected { code: code() },
             _ => Outcome::Unexpected { code: code() },
         }

@@ -52,6 +52,7 @@ const DAY_MS: u64 = 86_400_000;
 const HOUR_MS: u64 = 3_600_000;
 /// Bounds the book documents in its API; repeated here on purpose, as rules to check against.
 const NAME_BYTES_MAX: usize = 200;
+const PAYMENT_REF_BYTES_MAX: usize = 200;
 const KEY_BYTES_MAX: usize = 128;
 const SELECTIONS_MAX: usize = 64;
 const MARKETS_PER_EVENT_MAX: usize = 512;
@@ -324,6 +325,9 @@ pub struct Auditor {
     /// Bets waiting out an in-play delay, by when it ends.
     delayed: BTreeSet<(u64, u64)>,
     keys: BTreeMap<(u64, String), RememberedReply>,
+    /// The payment references each account was credited with, in full: a reference credits
+    /// an account once. (The book keeps a hash; the model keeps the text.)
+    pub payment_refs: BTreeSet<(u64, String)>,
     /// What the command being applied did, for the simulator to compare.
     pub bet_changes: Vec<BetChange>,
     pub transfers_made: Vec<ExpectedTransfer>,
@@ -479,6 +483,7 @@ impl Auditor {
             system: BTreeMap::new(),
             delayed: BTreeSet::new(),
             keys: BTreeMap::new(),
+            payment_refs: BTreeSet::new(),
             bet_changes: Vec::new(),
             transfers_made: Vec::new(),
             fx: FxModel { base: Currency::EUR, version: 0, set_at: 0, rates: BTreeMap::new() },
@@ -906,8 +911,14 @@ impl Auditor {
         if amount <= 0 || amount > self.config.deposit_max.minor() {
             return Err(invalid("deposit amount out of range"));
         }
-        if payment_ref.len() > NAME_BYTES_MAX {
+        if payment_ref.len() > PAYMENT_REF_BYTES_MAX {
             return Err(invalid("payment reference too long"));
+        }
+        if payment_ref.is_empty() {
+            return Err(invalid("payment reference missing"));
+        }
+        if self.payment_refs.contains(&(account, payment_ref.to_string())) {
+            return Err(Rejection::DuplicatePaymentRef);
         }
         if let Some(period) = self.limit_broken(account, LimitKind::Deposit, amount) {
             return Err(Rejection::LimitReached { limit: LimitKind::Deposit, period });
@@ -919,6 +930,7 @@ impl Auditor {
         let id = self.transfer(TransferCode::Deposit, Movement::Posted, amount);
         self.system_mut(currency).clearing -= amount;
         self.player_mut(account).cash += amount;
+        self.payment_refs.insert((account, payment_ref.to_string()));
         self.record_usage(account, amount, 0, 0);
         self.repay_debt(account);
         Ok(Ack::Transfer(TransferId(id)))

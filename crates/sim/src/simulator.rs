@@ -31,6 +31,14 @@
 //!   is not stopped, the model goes back to before the step, and the engine resumes by itself
 //!   once the (injected) disk has room, without a restart.
 //!
+//! Clients the book cannot see (the workload's): a client that hangs up once its command
+//! reached the book never retries, and a withdrawal's hold it leaves is paid out by the payments
+//! step; a client answered 504 `outcome_unknown` by the gateway retries later with the same key
+//! and must get the first outcome. The payments step (`payments.sweep`) runs now and then and
+//! after every recovery, as the gateway's sweep does on start; at the end it runs to its end
+//! and no withdrawal hold may be left open, in the book or the model. Deposits now and then
+//! send a payment reference again, which credits an account once.
+//!
 //! After every crash the recovered book must equal the book before the crash (by digest), the
 //! book replayed from the journal alone, and the model.
 //!
@@ -345,6 +353,7 @@ impl Simulator {
         }
         // The end: a last crash and recovery checks the journal, the snapshot and the replay.
         self.step = self.ops;
+        self.finish_payments()?;
         self.crash(None)?;
         let digest = self.read(codec::digest)?;
         self.report.final_digest = digest;
@@ -699,10 +708,48 @@ impl Simulator {
             .unwrap_or(Err(engine::EngineError::ShutDown));
         let entry = Submitted { step: self.step, time, original: Command::Tick, command: Command::Tick, predicted };
         self.acknowledge(vec![entry], vec![outcome])?;
+        // The payments step resumes on start: every withdrawal hold left open (its client hung
+        // up, or the process died before the provider's answer was journaled) is paid out.
+        self.workload.resume_payments(&self.auditor);
         // A restart between them: a crash right after the repair and a command.
         if repaired && self.faults.chance(1, 2) {
             *self.report.faults.entry("crash_after_repair").or_default() += 1;
             return self.crash(None);
+        }
+        Ok(())
+    }
+
+    /// Runs the payments step to its end, with no other traffic: every withdrawal hold is
+    /// then completed, in the model and in the book, and none stays pending for ever.
+    fn finish_payments(&mut self) -> Result<(), Fail> {
+        self.workload.resume_payments(&self.auditor);
+        while self.workload.is_sweeping() {
+            let step = self.workload.next(&self.auditor);
+            let Op::Command(original) = step.op else { return self.fail("the payments step let time pass") };
+            *self.report.ops_by_kind.entry(step.label).or_default() += 1;
+            let time = self.clock_now();
+            let predicted = self.auditor.apply(time, &original);
+            let command = self.transformed(&original);
+            let outcome = self
+                .engine()?
+                .submit_waiting(command.clone())
+                .map_err(|error| (self.step, format!("the engine refused {original:?}: {error}")))?
+                .recv()
+                .unwrap_or(Err(engine::EngineError::ShutDown));
+            let entry = Submitted { step: self.step, time, original, command, predicted };
+            self.acknowledge(vec![entry], vec![outcome])?;
+        }
+        let open = self.read(|book| {
+            let ledger = book.ledger();
+            ledger
+                .open_pending()
+                .filter(|id| {
+                    ledger.transfer(*id).is_some_and(|transfer| transfer.code == book::TransferCode::Withdrawal)
+                })
+                .count()
+        })?;
+        if open > 0 || self.auditor.withdrawals.values().any(|found| found.open) {
+            return self.fail(format!("{open} withdrawal holds still open after the payments step"));
         }
         Ok(())
     }

@@ -77,7 +77,20 @@ pub struct Workload {
     keys_issued: u64,
     names_issued: u64,
     recent_keyed: VecDeque<Command>,
+    /// Commands that reached the book while their client was gone: it hung up, or the
+    /// gateway answered 504 `outcome_unknown`. A timed-out client retries with the same key
+    /// later (`retry.unknown`); one that hung up never comes back.
+    unanswered: VecDeque<Command>,
+    /// Recent deposits' accounts and payment references, to send one again.
+    recent_refs: VecDeque<(AccountId, String)>,
+    /// Withdrawal holds the payments step is completing, one a step (`payments.sweep`): what
+    /// the gateway's sweep does at start and every interval, whether or not a client waits.
+    sweep: VecDeque<(u64, u64)>,
 }
+
+/// Commands without an answer kept for a retry, and deposits kept for a repeated reference.
+const UNANSWERED_MAX: usize = 32;
+const RECENT_REFS_MAX: usize = 32;
 
 /// The hash a client would send with an idempotency key: of the command without its key.
 pub fn body_hash(command: &Command) -> u64 {
@@ -129,11 +142,91 @@ const SPORTS: [&str; 3] = ["football", "racing", "tennis"];
 
 impl Workload {
     pub fn new(rng: Rng) -> Workload {
-        Workload { rng, keys_issued: 0, names_issued: 0, recent_keyed: VecDeque::new() }
+        Workload {
+            rng,
+            keys_issued: 0,
+            names_issued: 0,
+            recent_keyed: VecDeque::new(),
+            unanswered: VecDeque::new(),
+            recent_refs: VecDeque::new(),
+            sweep: VecDeque::new(),
+        }
+    }
+
+    /// The payments step resumes: every withdrawal hold open in the model is paid out, one a
+    /// step, before anything else (called after every recovery, and by `payments.sweep`).
+    pub fn resume_payments(&mut self, auditor: &Auditor) {
+        self.sweep = auditor
+            .withdrawals
+            .iter()
+            .filter(|(_, found)| found.open)
+            .map(|(id, found)| (*id, found.account))
+            .collect();
+    }
+
+    /// Whether the payments step has holds left to complete.
+    pub fn is_sweeping(&self) -> bool {
+        !self.sweep.is_empty()
+    }
+
+    /// The next hold of a sweep still open, paid out as the sandbox provider does.
+    fn sweep_step(&mut self, auditor: &Auditor) -> Option<Step> {
+        while let Some((withdrawal, account)) = self.sweep.pop_front() {
+            if auditor.withdrawals.get(&withdrawal).is_some_and(|found| found.open) {
+                let command = Command::CompleteWithdrawal {
+                    account: AccountId(account),
+                    withdrawal: TransferId(withdrawal),
+                    paid: true,
+                };
+                return Some(Step { label: "payments.sweep", op: Op::Command(command) });
+            }
+        }
+        None
+    }
+
+    /// A money command whose client is gone once it reached the book: it hung up (never
+    /// retried; a withdrawal's hold is left to the payments step), or the gateway gave up
+    /// waiting and answered 504 `outcome_unknown` (retried with the same key later).
+    fn unanswered_command(&mut self, auditor: &Auditor) -> Step {
+        let step = match self.rng.below(3) {
+            0 => self.deposit(auditor),
+            1 => self.withdraw(auditor),
+            _ => self.bet(auditor, BetShape::Single),
+        };
+        let Op::Command(mut command) = step.op else { return step };
+        // Keys are required on these routes: a client that may not see its answer sends one.
+        if key_of(&command).is_none_or(|key| key.key.is_empty() || key.key.len() > 128) {
+            self.keys_issued += 1;
+            set_key(&mut command, Some(Idempotency { key: format!("key-{}", self.keys_issued), body_hash: 0 }));
+        }
+        let hung_up = self.rng.chance(1, 2);
+        let label = if hung_up { "client.hung_up" } else { "gateway.timeout" };
+        let step = self.keyed(label, command);
+        if !hung_up {
+            if let Op::Command(command) = &step.op {
+                if self.unanswered.len() == UNANSWERED_MAX {
+                    self.unanswered.pop_front();
+                }
+                self.unanswered.push_back(command.clone());
+            }
+        }
+        step
+    }
+
+    /// A client that was answered 504 `outcome_unknown` sends the same request with the same
+    /// key: it must get the first outcome, never a second deposit, withdrawal or bet.
+    fn retry_unknown(&mut self, auditor: &Auditor) -> Step {
+        match self.unanswered.pop_front() {
+            Some(command) => Step { label: "retry.unknown", op: Op::Command(command) },
+            None => self.unanswered_command(auditor),
+        }
     }
 
     /// The next step, chosen against the model as it is now.
     pub fn next(&mut self, auditor: &Auditor) -> Step {
+        if let Some(step) = self.sweep_step(auditor) {
+            return step;
+        }
         let live = live_events(auditor);
         if auditor.players.len() < 4 {
             return self.register(auditor);
@@ -146,7 +239,7 @@ impl Workload {
         }
         // Fixtures are created only while there are few enough.
         let create_event = if live.len() < LIVE_EVENTS_MAX { 2 } else { 0 };
-        let weights: [u64; 29] = [
+        let weights: [u64; 32] = [
             20, // single
             7,  // multiple
             5,  // system
@@ -176,6 +269,9 @@ impl Workload {
             1, // api keys
             1, // open account
             2, // exchange rates
+            2, // a client gone after its command reached the book
+            2, // its retry with the same key
+            1, // the payments sweep
         ];
         match self.rng.weighted(&weights) {
             0 => self.bet(auditor, BetShape::Single),
@@ -209,6 +305,12 @@ impl Workload {
             25 => self.account_risk(auditor),
             26 => self.api_key(auditor),
             28 => self.fx_rates(auditor),
+            29 => self.unanswered_command(auditor),
+            30 => self.retry_unknown(auditor),
+            31 => {
+                self.resume_payments(auditor);
+                self.sweep_step(auditor).unwrap_or_else(|| self.deposit(auditor))
+            }
             _ => Step { label: "open_account", op: Op::Command(Command::OpenAccount { currency: self.currency() }) },
         }
     }
@@ -463,7 +565,20 @@ impl Workload {
             _ => self.rng.between(1_000, 200_000) as i64,
         };
         self.names_issued += 1;
-        let payment_ref = if self.rng.chance(1, 50) { "x".repeat(201) } else { format!("psp-{}", self.names_issued) };
+        // Now and then the same payment again (under another key or none): refused, unless
+        // for another account; and a reference empty or too long.
+        let (account, payment_ref) = match self.rng.below(50) {
+            0 => (account, "x".repeat(201)),
+            1 => (account, String::new()),
+            2..=5 if !self.recent_refs.is_empty() => {
+                self.rng.pick(self.recent_refs.make_contiguous()).cloned().expect("not empty")
+            }
+            _ => (account, format!("psp-{}", self.names_issued)),
+        };
+        if self.recent_refs.len() == RECENT_REFS_MAX {
+            self.recent_refs.pop_front();
+        }
+        self.recent_refs.push_back((account, payment_ref.clone()));
         let command = Command::Deposit { account, amount: money(amount), payment_ref, idempotency: self.maybe_key() };
         self.keyed("deposit", command)
     }

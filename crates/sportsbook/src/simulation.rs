@@ -461,12 +461,15 @@ impl Simulation {
     }
 
     fn fund(&mut self, engine: &EngineHandle, account: AccountId) -> Result<(), EngineError> {
+        // A payment reference credits an account once: each funding is a payment of its own,
+        // named after the ledger's length (unique, and across restarts too).
+        let transfers = engine.read(|book| book.ledger().transfers().len())?;
         self.submit(
             engine,
             Command::Deposit {
                 account,
                 amount: Money::from_minor(PUNTER_FUNDING_MINOR),
-                payment_ref: format!("simulation-{account}"),
+                payment_ref: format!("simulation-{account}-{transfers}"),
                 idempotency: None,
             },
         )?;

@@ -423,6 +423,48 @@ exposure
 }
 
 #[test]
+fn a_payment_reference_credits_at_most_once() {
+    check(
+        r#"
+open EUR
+open EUR
+deposit acc_1 50 ref=psp-7 key=a
+deposit acc_1 50 ref=psp-7 key=a              # a retry with its key: the first reply
+deposit acc_1 50 ref=psp-7 key=b              # the same payment under another key: refused
+deposit acc_1 50 ref=psp-7                    # or none
+deposit acc_2 50 ref=psp-7                    # references are per account
+deposit acc_1 50 ref=""                       # a reference is 1 to 200 bytes
+wallet acc_1
+"#,
+        expect![[r#"
+            > open EUR
+              ok acc_1
+              - acc_1 opened EUR
+            > open EUR
+              ok acc_2
+              - acc_2 opened EUR
+            > deposit acc_1 50 ref=psp-7 key=a
+              ok trf_1
+              - trf_1 posted Deposit clearing:EUR -> cash:acc_1 50.00
+            > deposit acc_1 50 ref=psp-7 key=a
+              ok trf_1
+              - acc_1 replayed an idempotent command
+            > deposit acc_1 50 ref=psp-7 key=b
+              rejected duplicate_payment_ref
+            > deposit acc_1 50 ref=psp-7
+              rejected duplicate_payment_ref
+            > deposit acc_2 50 ref=psp-7
+              ok trf_2
+              - trf_2 posted Deposit clearing:EUR -> cash:acc_2 50.00
+            > deposit acc_1 50 ref=""
+              rejected invalid_request(payment reference missing)
+            > wallet acc_1
+              balance 50.00 available 50.00 pending_stakes 0.00 debt 0.00
+        "#]],
+    );
+}
+
+#[test]
 fn idempotency_keys_return_the_first_reply() {
     check_setup(
         r#"

@@ -215,7 +215,9 @@ impl Script {
             "deposit" => Command::Deposit {
                 account: AccountId(id(&words[1], "acc_")),
                 amount: money(&words[2]),
-                payment_ref: option(&words, "ref").unwrap_or("psp").to_string(),
+                // A fresh reference unless the line names one: each payment credits once.
+                payment_ref: option(&words, "ref")
+                    .map_or_else(|| format!("psp-{}", self.book.ledger().transfers().len() + 1), str::to_string),
                 idempotency: key(&words, &body),
             },
             "withdraw" => Command::Withdraw {

@@ -33,7 +33,8 @@ async fn register(app: &TestApp, username: &str) -> (Player, String) {
 }
 
 async fn deposit(app: &TestApp, player: &Player, amount: &str) {
-    let body = json!({"amount": amount, "payment_ref": "psp-1"});
+    // Each deposit is a payment of its own: a reference credits once.
+    let body = json!({"amount": amount, "payment_ref": format!("psp-{}", crate::harness::fresh_idempotency_key())});
     let (status, answer) = app.call("POST", "/v1/wallet/deposits", Some(&player.access_token), Some(body)).await;
     assert_eq!(status, 201, "deposit: {answer}");
 }
@@ -131,16 +132,24 @@ async fn the_audit_trail_lists_the_journey_in_order_without_secrets() {
         json!({"sequence": 0, "type": "register_player", "username": "auditee", "date_of_birth": "1990-05-17",
                "country": "GB", "currency": "EUR"})
     );
+    // The reference and the key are the client's (fresh for each deposit).
+    let mut deposit = commands[1].clone();
+    let payment_ref = deposit["payment_ref"].take();
+    let key = deposit["idempotency_key"].take();
+    assert!(payment_ref.as_str().is_some_and(|text| text.starts_with("psp-")), "{payment_ref}");
+    assert!(key.as_str().is_some_and(|text| !text.is_empty()), "{key}");
     assert_eq!(
-        commands[1],
-        json!({"sequence": 1, "type": "deposit", "account_id": account, "amount": "50.00", "payment_ref": "psp-1",
+        deposit,
+        json!({"sequence": 1, "type": "deposit", "account_id": account, "amount": "50.00", "payment_ref": null,
                "idempotency_key": null})
     );
     assert_eq!(commands[2], json!({"sequence": 2, "type": "create_api_key", "name": "desk", "scopes": ["trading"]}));
     assert_eq!(commands[4]["event_id"], json!(event));
     assert_eq!(commands[4]["selections"][0], json!({"name": "Home", "price": "2.50"}));
+    let mut placed = commands[5].clone();
+    assert!(placed["idempotency_key"].take().as_str().is_some_and(|key| !key.is_empty()), "{placed}");
     assert_eq!(
-        commands[5],
+        placed,
         json!({"sequence": 5, "type": "place_bet", "account_id": account, "bet_type": "single", "system": null,
                "each_way": false, "legs": [{"selection_id": selections[0], "price": "2.50"}], "stake": "10.00",
                "accept_price_changes": "none", "idempotency_key": null})

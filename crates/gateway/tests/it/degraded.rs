@@ -12,6 +12,7 @@ async fn bet(app: &TestApp, token: &str, selection: &str, price: &str) -> (u16, 
         .client
         .post(app.url("/v1/bets"))
         .bearer_auth(token)
+        .header("idempotency-key", crate::harness::fresh_idempotency_key())
         .json(&json!({"type": "single", "stake": "1.00", "legs": [{"selection_id": selection, "price": price}], "accept_price_changes": "any"}))
         .send()
         .await

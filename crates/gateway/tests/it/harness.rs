@@ -112,6 +112,7 @@ impl TestApp {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
+        let method_name = method;
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
@@ -119,6 +120,12 @@ impl TestApp {
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
+        }
+        // Like a client library, give every write that needs one a fresh idempotency key unless
+        // the test chose its own (`call_without_key` sends none).
+        let chose_key = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"));
+        if !chose_key && needs_idempotency_key(method_name, path) {
+            request = request.header("idempotency-key", fresh_idempotency_key());
         }
         if let Some(body) = body {
             request = request.json(&body);
@@ -161,7 +168,7 @@ impl TestApp {
                 "POST",
                 "/v1/wallet/deposits",
                 Some(&player.access_token),
-                Some(json!({"amount": amount, "payment_ref": "test"})),
+                Some(json!({"amount": amount, "payment_ref": format!("test-{}", fresh_idempotency_key())})),
             )
             .await;
         assert_eq!(status, 201, "deposit: {body}");
@@ -205,4 +212,22 @@ impl TestApp {
 
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// Whether `METHOD path` is a write that moves money or places a bet, which takes an
+/// `Idempotency-Key` (400 `idempotency_key_required` without one).
+pub fn needs_idempotency_key(method: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    method == "POST"
+        && (path == "/v1/wallet/deposits"
+            || path == "/v1/wallet/withdrawals"
+            || path == "/v1/bets"
+            || (path.starts_with("/v1/bets/") && path.ends_with("/cashout")))
+}
+
+/// A key no other request of this test process uses.
+pub fn fresh_idempotency_key() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }

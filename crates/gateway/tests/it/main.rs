@@ -13,5 +13,6 @@ mod harness;
 mod openapi;
 mod operators;
 mod ops;
+mod payments;
 mod players;
 mod stream;

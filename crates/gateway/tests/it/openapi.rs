@@ -54,6 +54,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/admin/api-keys/{id}"),
     // compliance
     ("GET", "/v1/admin/audit"),
+    ("GET", "/v1/admin/payments"),
+    ("POST", "/v1/admin/payments/{id}/resolve"),
     ("POST", "/v1/feed/messages"),
     ("GET", "/v1/admin/trading-mode"),
     ("PUT", "/v1/admin/trading-mode"),
@@ -210,8 +212,13 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_its_tags() {
             .find(|parameter| parameter["name"] == "Idempotency-Key")
             .expect("Idempotency-Key");
         assert_eq!(key["in"], "header");
+        assert_eq!(key["required"], true, "{path}: 400 idempotency_key_required without it");
+        let unknown = &value["paths"][path][operation]["responses"]["504"];
+        assert!(unknown["description"].as_str().is_some_and(|text| text.contains("outcome_unknown")), "{path}");
         assert_eq!(key["schema"]["maxLength"], json!(book::constants::IDEMPOTENCY_KEY_BYTES_MAX), "{path}");
     }
+    let duplicate = &value["paths"]["/v1/wallet/deposits"]["post"]["responses"]["409"]["description"];
+    assert!(duplicate.as_str().is_some_and(|text| text.contains("duplicate_payment_ref")), "{duplicate}");
     let metrics = &value["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
     assert!(metrics.get(gateway::METRICS_CONTENT_TYPE).is_some(), "{metrics}");
 }

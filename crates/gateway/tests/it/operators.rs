@@ -61,7 +61,7 @@ async fn player_with_account(app: &TestApp, username: &str, amount: &str) -> (Pl
             "POST",
             "/v1/wallet/deposits",
             Some(&player.access_token),
-            Some(json!({"amount": amount, "payment_ref": "t"})),
+            Some(json!({"amount": amount, "payment_ref": format!("t-{}", crate::harness::fresh_idempotency_key())})),
         )
         .await;
     assert_eq!(status, 201, "deposit: {body}");

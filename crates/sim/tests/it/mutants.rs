@@ -156,3 +156,29 @@ fn a_book_that_counts_minor_units_across_currencies_is_caught() {
     let message = failure.to_string();
     assert!(message.starts_with("FAILED at seed "), "{message}");
 }
+
+#[test]
+fn a_payment_reference_credited_twice_is_caught() {
+    // Each reference made unique on its way to the book: a payment sent again credits again.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::Deposit { payment_ref, amount, .. } = command {
+                payment_ref.push_str(&format!("-{}", amount.minor()));
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
+fn a_withdrawal_hold_left_open_by_a_lost_completion_is_caught() {
+    // The book never hears the payments step: a hold whose client hung up stays pending.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::CompleteWithdrawal { withdrawal, .. } = command {
+                withdrawal.0 += 1_000_000;
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}

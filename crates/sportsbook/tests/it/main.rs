@@ -2,11 +2,11 @@
 //! `admin` and the demo simulation in their modules.
 
 mod admin;
-mod connections;
 mod auth;
+mod connections;
 mod crash;
-mod logging;
 mod journal;
+mod logging;
 mod projector;
 mod serve;
 mod server;
