@@ -349,6 +349,9 @@ impl AppState {
         outcome::Handed::mark_current();
         match tokio::time::timeout(self.config().book_reply_timeout, receiver).await {
             Ok(Ok(Ok(reply))) => Ok(reply),
+            // A full disk refused the batch before anything of it was durable, and the book
+            // was rebuilt without it: the outcome is known (not done), so 503 `unavailable`.
+            Ok(Ok(Err(EngineError::StorageFull))) => Err(ApiError::from(EngineError::StorageFull)),
             Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "a command in flight has no durable reply");
                 Err(outcome_unknown())
