@@ -230,4 +230,56 @@ impl Command {
             _ => None,
         }
     }
+    /// The player account a command is about, if any (operator commands name none).
+    pub fn account(&self) -> Option<AccountId> {
+        match self {
+            Command::Deposit { account, .. }
+            | Command::Withdraw { account, .. }
+            | Command::CompleteWithdrawal { account, .. }
+            | Command::SetLimits { account, .. }
+            | Command::TimeOut { account, .. }
+            | Command::SelfExclude { account, .. }
+            | Command::SetAccountRisk { account, .. }
+            | Command::QuoteCashout { account, .. }
+            | Command::AcceptCashout { account, .. } => Some(*account),
+            Command::PlaceBet(place) => Some(place.account),
+            _ => None,
+        }
+    }
+
+    /// The command's kind in snake case: the audit trail's `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::OpenAccount { .. } => "open_account",
+            Command::RegisterPlayer { .. } => "register_player",
+            Command::CreateApiKey { .. } => "create_api_key",
+            Command::RevokeApiKey { .. } => "revoke_api_key",
+            Command::Deposit { .. } => "deposit",
+            Command::Withdraw { .. } => "withdraw",
+            Command::CompleteWithdrawal { .. } => "complete_withdrawal",
+            Command::SetLimits { .. } => "set_limits",
+            Command::TimeOut { .. } => "time_out",
+            Command::SelfExclude { .. } => "self_exclude",
+            Command::SetAccountRisk { .. } => "set_account_risk",
+            Command::CreateEvent { .. } => "create_event",
+            Command::CreateMarket { .. } => "create_market",
+            Command::SetPrices { .. } => "set_prices",
+            Command::SetMarketStatus { .. } => "set_market_status",
+            Command::SetInPlay { .. } => "set_in_play",
+            Command::EndEvent { .. } => "end_event",
+            Command::SetMarketRisk { .. } => "set_market_risk",
+            Command::PlaceBet(_) => "place_bet",
+            Command::QuoteCashout { .. } => "quote_cashout",
+            Command::AcceptCashout { .. } => "accept_cashout",
+            Command::SettleMarket { .. } => "settle_market",
+            Command::UnsettleMarket { .. } => "unsettle_market",
+            Command::VoidMarket { .. } => "void_market",
+            Command::Feed(_) => "feed",
+            Command::FeedHealth { .. } => "feed_health",
+            Command::SetTradingMode { .. } => "set_trading_mode",
+            Command::SetMarketThrottle { .. } => "set_market_throttle",
+            Command::SetFxRates { .. } => "set_fx_rates",
+            Command::Tick => "tick",
+        }
+    }
 }

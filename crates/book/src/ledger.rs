@@ -78,6 +78,23 @@ pub enum TransferCode {
     DebtRepaid,
 }
 
+impl TransferCode {
+    /// The name statements and reports use (`GET /v1/wallet/transactions`' `type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TransferCode::Deposit => "deposit",
+            TransferCode::Withdrawal => "withdrawal",
+            TransferCode::Stake => "stake",
+            TransferCode::Payout => "payout",
+            TransferCode::Cashout => "cashout",
+            TransferCode::PayoutReversal => "payout_reversal",
+            TransferCode::StakeReversal => "stake_reversal",
+            TransferCode::DebtRecognised => "debt_recognised",
+            TransferCode::DebtRepaid => "debt_repaid",
+        }
+    }
+}
+
 /// How a transfer affects balances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransferKind {

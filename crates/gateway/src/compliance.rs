@@ -403,7 +403,7 @@ pub(crate) async fn audit(
 async fn audit_page(state: &AppState, from: Position, limit: usize) -> Result<AuditPageView, ApiError> {
     let records = journal_page(state, from, limit).await??;
     let batches = blocking(move || decode_audit_page(records)).await??;
-    let accounts = batches.iter().flat_map(|(_, batch)| batch.commands.iter().filter_map(command_account));
+    let accounts = batches.iter().flat_map(|(_, batch)| batch.commands.iter().filter_map(Command::account));
     let currencies = account_currencies(state, accounts.collect()).await?;
     let next = batches.last().map_or(from, |(position, _)| position + 1);
     let items = blocking(move || {
@@ -634,23 +634,6 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
                 .to_string()
             }),
         },
-    }
-}
-
-/// The account a command is about, for the currency of its amounts.
-fn command_account(command: &Command) -> Option<AccountId> {
-    match command {
-        Command::Deposit { account, .. }
-        | Command::Withdraw { account, .. }
-        | Command::CompleteWithdrawal { account, .. }
-        | Command::SetLimits { account, .. }
-        | Command::TimeOut { account, .. }
-        | Command::SelfExclude { account, .. }
-        | Command::SetAccountRisk { account, .. }
-        | Command::QuoteCashout { account, .. }
-        | Command::AcceptCashout { account, .. } => Some(*account),
-        Command::PlaceBet(place) => Some(place.account),
-        _ => None,
     }
 }
 
@@ -1460,7 +1443,7 @@ async fn rg_journal_events(
         done = past_window || next >= end;
         position = next;
     }
-    let accounts = batches.iter().flat_map(|batch| batch.commands.iter().filter_map(|(_, c)| command_account(c)));
+    let accounts = batches.iter().flat_map(|batch| batch.commands.iter().filter_map(|(_, c)| c.account()));
     let currencies = account_currencies(state, accounts.collect()).await?;
     let events = batches
         .iter()

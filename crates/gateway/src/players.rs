@@ -372,20 +372,6 @@ pub struct TransactionView {
     pub created_at: String,
 }
 
-fn code_name(code: TransferCode) -> &'static str {
-    match code {
-        TransferCode::Deposit => "deposit",
-        TransferCode::Withdrawal => "withdrawal",
-        TransferCode::Stake => "stake",
-        TransferCode::Payout => "payout",
-        TransferCode::Cashout => "cashout",
-        TransferCode::PayoutReversal => "payout_reversal",
-        TransferCode::StakeReversal => "stake_reversal",
-        TransferCode::DebtRecognised => "debt_recognised",
-        TransferCode::DebtRepaid => "debt_repaid",
-    }
-}
-
 /// Renders a transfer from the side of one of the player's ledger accounts.
 fn transaction_view(transfer: &book::Transfer, own: &[book::LedgerAccountId], currency: Currency) -> TransactionView {
     let sign = if own.contains(&transfer.credit) { 1 } else { -1 };
@@ -405,7 +391,7 @@ fn transaction_view(transfer: &book::Transfer, own: &[book::LedgerAccountId], cu
     ];
     TransactionView {
         id: transfer.id.to_string(),
-        kind: code_name(transfer.code).to_string(),
+        kind: transfer.code.name().to_string(),
         amount: currency.format(domain::Money::from_minor(sign * transfer.amount.minor())),
         status: status.to_string(),
         pending_id: pending,

@@ -331,8 +331,8 @@ impl Follower {
                     Value::Int(index as i64),
                     int(batch.first_sequence + index as u64),
                     int(at),
-                    Value::from(command_name(command)),
-                    Value::from(command_account(command).map(|account| account.0 as i64)),
+                    Value::from(command.name()),
+                    Value::from(command.account().map(|account| account.0 as i64)),
                     Value::from(match &reply {
                         Ok(_) => "ok",
                         Err(rejection) => rejection.code(),
@@ -524,7 +524,7 @@ impl Follower {
             TransferKind::PostPending(pending) => ("posts", Some(pending.0 as i64)),
             TransferKind::VoidPending(pending) => ("voids", Some(pending.0 as i64)),
         };
-        let code = code_name(transfer.code);
+        let code = transfer.code.name();
         changes.put(
             &TRANSFERS,
             vec![
@@ -691,75 +691,6 @@ pub fn is_bet_code(code: TransferCode) -> bool {
             | TransferCode::StakeReversal
             | TransferCode::DebtRecognised
     )
-}
-
-/// The names `GET /v1/wallet/transactions` uses.
-pub fn code_name(code: TransferCode) -> &'static str {
-    match code {
-        TransferCode::Deposit => "deposit",
-        TransferCode::Withdrawal => "withdrawal",
-        TransferCode::Stake => "stake",
-        TransferCode::Payout => "payout",
-        TransferCode::Cashout => "cashout",
-        TransferCode::PayoutReversal => "payout_reversal",
-        TransferCode::StakeReversal => "stake_reversal",
-        TransferCode::DebtRecognised => "debt_recognised",
-        TransferCode::DebtRepaid => "debt_repaid",
-    }
-}
-
-/// A command's kind in snake case (the audit trail's `type`).
-pub fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::OpenAccount { .. } => "open_account",
-        Command::RegisterPlayer { .. } => "register_player",
-        Command::CreateApiKey { .. } => "create_api_key",
-        Command::RevokeApiKey { .. } => "revoke_api_key",
-        Command::Deposit { .. } => "deposit",
-        Command::Withdraw { .. } => "withdraw",
-        Command::CompleteWithdrawal { .. } => "complete_withdrawal",
-        Command::SetLimits { .. } => "set_limits",
-        Command::TimeOut { .. } => "time_out",
-        Command::SelfExclude { .. } => "self_exclude",
-        Command::SetAccountRisk { .. } => "set_account_risk",
-        Command::CreateEvent { .. } => "create_event",
-        Command::CreateMarket { .. } => "create_market",
-        Command::SetPrices { .. } => "set_prices",
-        Command::SetMarketStatus { .. } => "set_market_status",
-        Command::SetInPlay { .. } => "set_in_play",
-        Command::EndEvent { .. } => "end_event",
-        Command::SetMarketRisk { .. } => "set_market_risk",
-        Command::PlaceBet(_) => "place_bet",
-        Command::QuoteCashout { .. } => "quote_cashout",
-        Command::AcceptCashout { .. } => "accept_cashout",
-        Command::SettleMarket { .. } => "settle_market",
-        Command::UnsettleMarket { .. } => "unsettle_market",
-        Command::VoidMarket { .. } => "void_market",
-        Command::Feed(_) => "feed",
-        Command::FeedHealth { .. } => "feed_health",
-        Command::SetTradingMode { .. } => "set_trading_mode",
-        Command::SetMarketThrottle { .. } => "set_market_throttle",
-        Command::SetFxRates { .. } => "set_fx_rates",
-        Command::Tick => "tick",
-    }
-}
-
-/// The player account a command is about: the only actor a command carries today (operator
-/// commands name no operator).
-pub fn command_account(command: &Command) -> Option<AccountId> {
-    match command {
-        Command::Deposit { account, .. }
-        | Command::Withdraw { account, .. }
-        | Command::CompleteWithdrawal { account, .. }
-        | Command::SetLimits { account, .. }
-        | Command::TimeOut { account, .. }
-        | Command::SelfExclude { account, .. }
-        | Command::SetAccountRisk { account, .. }
-        | Command::QuoteCashout { account, .. }
-        | Command::AcceptCashout { account, .. } => Some(*account),
-        Command::PlaceBet(place) => Some(place.account),
-        _ => None,
-    }
 }
 
 /// What an accepted command created or changed, as the API names it.
