@@ -6,11 +6,13 @@
 
 mod clock;
 mod error;
+mod follower;
 mod recovery;
 mod sequencer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
+pub use follower::FOLLOWER_QUEUE_BATCHES_MAX;
 pub use recovery::{chain_next, recover, ChainHead, Recovered, RecoveryReport, CHAIN_HEAD_GENESIS};
 pub use sequencer::{
     CommitHook, Committed, EngineHandle, EngineOptions, EngineStats, JournalPage, Outcome, OutcomeWith,
