@@ -12,7 +12,7 @@ mod sequencer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
-pub use follower::FOLLOWER_QUEUE_BATCHES_MAX;
+pub use follower::FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT;
 pub use recovery::{chain_next, recover, ChainHead, Recovered, RecoveryReport, CHAIN_HEAD_GENESIS};
 pub use sequencer::{
     CommitHook, Committed, EngineHandle, EngineOptions, EngineStats, JournalPage, Outcome, OutcomeWith,

@@ -26,7 +26,7 @@ use journal::{Journal, JournalError, Position, SnapshotStore};
 
 use crate::clock::Clock;
 use crate::error::EngineError;
-use crate::follower::{DurableBatch, Follower, ToFollower, FOLLOWER_QUEUE_BATCHES_MAX};
+use crate::follower::{DurableBatch, Follower, ToFollower, FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT};
 use crate::recovery::{chain_next, encode_snapshot_payload, recover, ChainHead, Recovered};
 
 /// Requests waiting for the sequencer; beyond this, `try_submit` sheds load.
@@ -88,6 +88,9 @@ pub struct EngineOptions {
     pub on_commit: Vec<CommitHook>,
     /// While the journal's disk is full, how often to check for room again.
     pub storage_full_retry: Duration,
+    /// Commands the snapshot follower may be behind before it is detached (periodic snapshots
+    /// are then skipped until the next start).
+    pub follower_queue_commands_max: u64,
 }
 
 impl Default for EngineOptions {
@@ -98,6 +101,7 @@ impl Default for EngineOptions {
             snapshot_every_commands: 1_000_000,
             on_commit: Vec::new(),
             storage_full_retry: STORAGE_FULL_RETRY_DEFAULT,
+            follower_queue_commands_max: FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT,
         }
     }
 }
@@ -126,9 +130,10 @@ pub struct EngineStats {
     pub snapshots_skipped: AtomicU64,
     /// Snapshot saves that failed (the next interval tries again).
     pub snapshot_failures: AtomicU64,
-    /// Batches handed to the follower and not yet applied by it.
-    pub follower_queue_depth: AtomicU64,
-    /// Times the follower fell `FOLLOWER_QUEUE_BATCHES_MAX` batches behind and was detached.
+    /// Commands handed to the follower and not yet applied by it.
+    pub follower_queue_commands: AtomicU64,
+    /// Times the follower fell `EngineOptions::follower_queue_commands_max` behind and was
+    /// detached.
     pub follower_detached: AtomicU64,
     /// The follower decided a batch differently than the sequencer and stopped.
     pub follower_failed: AtomicBool,
@@ -139,6 +144,9 @@ pub struct EngineStats {
     pub sequencer_pause_nanos_max: AtomicU64,
     /// The same maximum since the last `take_recent_pause_max` (one scraper resets it).
     pub sequencer_pause_nanos_max_recent: AtomicU64,
+    /// The longest sequencer cycle without its journal append (write and sync): the time the
+    /// sequencer itself spends per batch, whatever the disk does.
+    pub sequencer_work_nanos_max: AtomicU64,
     /// Requests submitted and not yet taken by the sequencer.
     pub inbox_depth: AtomicU64,
     pub stopped: AtomicBool,
@@ -225,12 +233,17 @@ impl EngineHandle {
                     snapshot_every_commands: options.snapshot_every_commands,
                     stats: Arc::clone(&stats),
                 };
-                let (sender, batches) = mpsc::sync_channel(FOLLOWER_QUEUE_BATCHES_MAX);
+                // Unbounded as a channel, bounded by the sequencer's count of queued commands.
+                let (sender, batches) = mpsc::channel();
                 let thread = std::thread::Builder::new()
                     .name("book-snapshots".to_string())
                     .spawn(move || follower.run(batches))
                     .map_err(EngineError::Spawn)?;
-                Some(FollowerLink { sender: Some(sender), thread })
+                Some(FollowerLink {
+                    sender: Some(sender),
+                    thread,
+                    queue_commands_max: options.follower_queue_commands_max.max(1),
+                })
             }
             None => None,
         };
@@ -244,6 +257,7 @@ impl EngineHandle {
             next_sequence: recovered.report.next_sequence,
             chain_head: recovered.report.chain_head,
             commands_since_snapshot: 0,
+            cycle_sync_nanos: 0,
             batch_commands_max: options.batch_commands_max.clamp(1, BATCH_COMMANDS_MAX),
             snapshot_every_commands: options.snapshot_every_commands,
             on_commit: std::mem::take(&mut options.on_commit),
@@ -427,8 +441,10 @@ impl EngineHandle {
 /// The sequencer's end of the snapshot follower.
 struct FollowerLink {
     /// `None` once detached: the follower fell behind, failed, or the engine is stopping.
-    sender: Option<SyncSender<ToFollower>>,
+    sender: Option<mpsc::Sender<ToFollower>>,
     thread: JoinHandle<()>,
+    /// `EngineOptions::follower_queue_commands_max`.
+    queue_commands_max: u64,
 }
 
 struct Sequencer {
@@ -443,6 +459,8 @@ struct Sequencer {
     /// Head of the journal's hash chain over every durable record.
     chain_head: ChainHead,
     commands_since_snapshot: u64,
+    /// Time of this cycle's journal append, for `EngineStats::sequencer_work_nanos_max`.
+    cycle_sync_nanos: u64,
     batch_commands_max: usize,
     snapshot_every_commands: u64,
     on_commit: Vec<CommitHook>,
@@ -560,6 +578,8 @@ impl Sequencer {
             let pause = cycle.elapsed().as_nanos() as u64;
             self.stats.sequencer_pause_nanos_max.fetch_max(pause, Ordering::Relaxed);
             self.stats.sequencer_pause_nanos_max_recent.fetch_max(pause, Ordering::Relaxed);
+            let work = pause.saturating_sub(std::mem::take(&mut self.cycle_sync_nanos));
+            self.stats.sequencer_work_nanos_max.fetch_max(work, Ordering::Relaxed);
             if pending.shutdown {
                 break;
             }
@@ -582,34 +602,37 @@ impl Sequencer {
     fn request_snapshot(&mut self, reply: oneshot::Sender<Result<Position, EngineError>>) {
         if self.stopped.is_none() {
             if let Some(sender) = self.follower.as_ref().and_then(|link| link.sender.as_ref()) {
-                self.stats.follower_queue_depth.fetch_add(1, Ordering::Relaxed);
-                match sender.try_send(ToFollower::Snapshot(reply)) {
+                match sender.send(ToFollower::Snapshot(reply)) {
                     Ok(()) => {
                         self.commands_since_snapshot = 0;
                         return;
                     }
-                    Err(TrySendError::Full(ToFollower::Snapshot(reply)))
-                    | Err(TrySendError::Disconnected(ToFollower::Snapshot(reply))) => {
-                        self.stats.follower_queue_depth.fetch_sub(1, Ordering::Relaxed);
+                    Err(mpsc::SendError(ToFollower::Snapshot(reply))) => {
+                        // The follower stopped.
                         self.detach_follower();
                         let _ = reply.send(self.take_snapshot());
                         return;
                     }
-                    Err(_) => unreachable!("try_send gives back what it was given"),
+                    Err(_) => unreachable!("send gives back what it was given"),
                 }
             }
         }
         let _ = reply.send(self.take_snapshot());
     }
 
-    /// Hands a durable batch to the follower without ever waiting for it.
+    /// Hands a durable batch to the follower without ever waiting for it: past its bound, or
+    /// once it stopped, the follower is detached instead.
     fn hand_to_follower(&mut self, batch: DurableBatch) {
-        let Some(sender) = self.follower.as_ref().and_then(|link| link.sender.as_ref()) else {
+        let Some(link) = &self.follower else {
             return;
         };
-        self.stats.follower_queue_depth.fetch_add(1, Ordering::Relaxed);
-        if sender.try_send(ToFollower::Batch(batch)).is_err() {
-            self.stats.follower_queue_depth.fetch_sub(1, Ordering::Relaxed);
+        let Some(sender) = &link.sender else {
+            return;
+        };
+        let commands = batch.commands.len() as u64;
+        let queued = self.stats.follower_queue_commands.fetch_add(commands, Ordering::Relaxed);
+        if queued + commands > link.queue_commands_max || sender.send(ToFollower::Batch(batch)).is_err() {
+            self.stats.follower_queue_commands.fetch_sub(commands, Ordering::Relaxed);
             self.detach_follower();
         }
     }
@@ -669,6 +692,7 @@ impl Sequencer {
         let started = Instant::now();
         let appended = self.journal.append(record);
         let sync_nanos = started.elapsed().as_nanos() as u64;
+        self.cycle_sync_nanos = sync_nanos;
         let position = match appended {
             Ok(position) => position,
             Err(JournalError::StorageFull { .. }) => {

@@ -120,13 +120,14 @@ struct EngineSeries {
     sync: std::sync::Mutex<()>,
     pause_seconds_max: Gauge<f64, AtomicU64>,
     pause_seconds_interval_max: Gauge<f64, AtomicU64>,
+    work_seconds_max: Gauge<f64, AtomicU64>,
     snapshots: Family<WriterLabels, Counter>,
     snapshot_seconds: Family<WriterLabels, Counter<f64, AtomicU64>>,
     snapshot_seconds_max: Family<WriterLabels, Gauge<f64, AtomicU64>>,
     snapshots_skipped: Counter,
     snapshot_failures: Counter,
     follower_detached: Counter,
-    follower_queue_depth: Gauge,
+    follower_queue_commands: Gauge,
     follower_failed: Gauge,
 }
 
@@ -136,13 +137,14 @@ impl EngineSeries {
             sync: std::sync::Mutex::new(()),
             pause_seconds_max: Gauge::default(),
             pause_seconds_interval_max: Gauge::default(),
+            work_seconds_max: Gauge::default(),
             snapshots: Family::default(),
             snapshot_seconds: Family::default(),
             snapshot_seconds_max: Family::default(),
             snapshots_skipped: Counter::default(),
             snapshot_failures: Counter::default(),
             follower_detached: Counter::default(),
-            follower_queue_depth: Gauge::default(),
+            follower_queue_commands: Gauge::default(),
             follower_failed: Gauge::default(),
         };
         registry.register(
@@ -155,6 +157,12 @@ impl EngineSeries {
             "sportsbook_sequencer_pause_seconds_interval_max",
             "Longest sequencer cycle since the previous scrape",
             series.pause_seconds_interval_max.clone(),
+        );
+        registry.register(
+            "sportsbook_sequencer_work_seconds_max",
+            "Longest sequencer cycle since start without its journal append (the sequencer's own time, whatever \
+             the disk does)",
+            series.work_seconds_max.clone(),
         );
         registry.register(
             "sportsbook_snapshots",
@@ -188,9 +196,9 @@ impl EngineSeries {
             series.follower_detached.clone(),
         );
         registry.register(
-            "sportsbook_snapshot_follower_queue_depth",
+            "sportsbook_snapshot_follower_queue_commands",
             "Durable batches handed to the snapshot follower and not yet applied",
-            series.follower_queue_depth.clone(),
+            series.follower_queue_commands.clone(),
         );
         registry.register(
             "sportsbook_snapshot_follower_failed",
@@ -213,6 +221,7 @@ impl EngineSeries {
         let _one_at_a_time = self.sync.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.pause_seconds_max.set(seconds(stats.sequencer_pause_nanos_max.load(Relaxed)));
         self.pause_seconds_interval_max.set(stats.take_recent_pause_max().as_secs_f64());
+        self.work_seconds_max.set(seconds(stats.sequencer_work_nanos_max.load(Relaxed)));
         let by_writer = [
             (
                 "follower",
@@ -240,7 +249,7 @@ impl EngineSeries {
         catch_up(&self.snapshots_skipped, stats.snapshots_skipped.load(Relaxed));
         catch_up(&self.snapshot_failures, stats.snapshot_failures.load(Relaxed));
         catch_up(&self.follower_detached, stats.follower_detached.load(Relaxed));
-        self.follower_queue_depth.set(i64::try_from(stats.follower_queue_depth.load(Relaxed)).unwrap_or(i64::MAX));
+        self.follower_queue_commands.set(i64::try_from(stats.follower_queue_commands.load(Relaxed)).unwrap_or(i64::MAX));
         self.follower_failed.set(i64::from(stats.follower_failed.load(Relaxed)));
     }
 }

@@ -146,3 +146,45 @@ fn without_a_snapshot_store_nothing_is_encoded_and_the_pause_is_still_measured()
     assert!(stats.sequencer_pause_nanos_max.load(Ordering::Relaxed) > 0);
     engine.shutdown();
 }
+
+#[test]
+fn a_follower_too_far_behind_is_detached_and_its_snapshots_are_skipped_never_taken_by_the_sequencer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("snapshots");
+    let journal = MemoryJournal::new();
+    // One queued command at most: any batch of two or more commands finds it full.
+    let options =
+        EngineOptions { snapshot_every_commands: 5, follower_queue_commands_max: 1, ..EngineOptions::default() };
+    let engine = start(&journal, &store_dir, options);
+    for command in setup() {
+        engine.submit(command).expect("durable").expect("accepted");
+    }
+    let mut rng = Rng::new(31);
+    let stats = engine.stats();
+    // Submitted without waiting, commands pile up and the sequencer takes several per batch.
+    for _ in 0..100 {
+        let receivers: Vec<_> =
+            (0..500).map(|_| engine.submit_waiting(random_command(&mut rng)).expect("submit")).collect();
+        for receiver in receivers {
+            let _reply = receiver.recv().expect("reply").expect("durable");
+        }
+        if stats.follower_detached.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+    }
+    assert_eq!(stats.follower_detached.load(Ordering::Relaxed), 1);
+    for _ in 0..20 {
+        let _reply = engine.submit(random_command(&mut rng)).expect("durable");
+    }
+    assert!(stats.snapshots_skipped.load(Ordering::Relaxed) >= 3, "{stats:?}");
+    assert_eq!(stats.snapshots_sequencer.load(Ordering::Relaxed), 0, "a periodic snapshot was encoded by the sequencer");
+    // An explicit snapshot is still taken: by the sequencer, since the follower is gone.
+    let position = engine.snapshot().expect("snapshot");
+    assert_eq!(stats.snapshots_sequencer.load(Ordering::Relaxed), 1);
+    let live = engine.read(codec::digest).unwrap();
+    engine.shutdown();
+    let store = SnapshotStore::open(&store_dir).unwrap();
+    assert!(store.highest_position().unwrap() >= position);
+    let recovered = recover(&journal, Some(&store), Config::default()).unwrap();
+    assert_eq!(codec::digest(&recovered.book), live);
+}
