@@ -746,7 +746,8 @@ impl Sequencer {
         }
         if self.follower.is_some() {
             // The follower counts commands and writes the periodic snapshots itself.
-            let commands = std::mem::replace(&mut pending.commands, Vec::with_capacity(self.batch_commands_max));
+            // Moved, not copied; the next batch's vector grows from empty as commands arrive.
+            let commands = std::mem::take(&mut pending.commands);
             self.hand_to_follower(DurableBatch {
                 position,
                 first_sequence,
