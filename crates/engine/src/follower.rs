@@ -103,7 +103,12 @@ impl Follower {
         }
     }
 
-    fn apply(&mut self, batch: &DurableBatch, events: &mut Vec<BookEvent>, scratch: &mut Vec<u8>) -> Result<(), String> {
+    fn apply(
+        &mut self,
+        batch: &DurableBatch,
+        events: &mut Vec<BookEvent>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), String> {
         if batch.position != self.position || batch.first_sequence != self.next_sequence {
             return Err(format!(
                 "batch at position {} (sequence {}) handed to a follower at position {} (sequence {})",

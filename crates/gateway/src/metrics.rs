@@ -249,7 +249,8 @@ impl EngineSeries {
         catch_up(&self.snapshots_skipped, stats.snapshots_skipped.load(Relaxed));
         catch_up(&self.snapshot_failures, stats.snapshot_failures.load(Relaxed));
         catch_up(&self.follower_detached, stats.follower_detached.load(Relaxed));
-        self.follower_queue_commands.set(i64::try_from(stats.follower_queue_commands.load(Relaxed)).unwrap_or(i64::MAX));
+        self.follower_queue_commands
+            .set(i64::try_from(stats.follower_queue_commands.load(Relaxed)).unwrap_or(i64::MAX));
         self.follower_failed.set(i64::from(stats.follower_failed.load(Relaxed)));
     }
 }

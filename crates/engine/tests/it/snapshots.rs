@@ -51,8 +51,11 @@ fn follower_snapshots_are_what_the_sequencer_would_write_and_recover_to_the_live
     let store_dir = dir.path().join("snapshots");
     let journal = MemoryJournal::new();
     let live: LiveStates = Arc::default();
-    let options =
-        EngineOptions { snapshot_every_commands: 97, on_commit: vec![recording_hook(&live)], ..EngineOptions::default() };
+    let options = EngineOptions {
+        snapshot_every_commands: 97,
+        on_commit: vec![recording_hook(&live)],
+        ..EngineOptions::default()
+    };
     let engine = start(&journal, &store_dir, options);
     let store = SnapshotStore::open_read_only(&store_dir);
     let mut checked: BTreeSet<Position> = BTreeSet::new();
@@ -177,7 +180,11 @@ fn a_follower_too_far_behind_is_detached_and_its_snapshots_are_skipped_never_tak
         let _reply = engine.submit(random_command(&mut rng)).expect("durable");
     }
     assert!(stats.snapshots_skipped.load(Ordering::Relaxed) >= 3, "{stats:?}");
-    assert_eq!(stats.snapshots_sequencer.load(Ordering::Relaxed), 0, "a periodic snapshot was encoded by the sequencer");
+    assert_eq!(
+        stats.snapshots_sequencer.load(Ordering::Relaxed),
+        0,
+        "a periodic snapshot was encoded by the sequencer"
+    );
     // An explicit snapshot is still taken: by the sequencer, since the follower is gone.
     let position = engine.snapshot().expect("snapshot");
     assert_eq!(stats.snapshots_sequencer.load(Ordering::Relaxed), 1);
