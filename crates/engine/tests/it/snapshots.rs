@@ -195,3 +195,55 @@ fn a_follower_too_far_behind_is_detached_and_its_snapshots_are_skipped_never_tak
     let recovered = recover(&journal, Some(&store), Config::default()).unwrap();
     assert_eq!(codec::digest(&recovered.book), live);
 }
+
+/// A full disk refuses a batch and the sequencer rebuilds its book (from the follower's
+/// snapshots and the journal); the follower never saw the refused batch and goes on writing
+/// snapshots that recover to the live book.
+#[test]
+fn after_a_full_disk_the_follower_goes_on_from_the_durable_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("snapshots");
+    let memory = MemoryJournal::new();
+    let plan = journal::FaultPlan::fail_sync_at(setup().len() as u64 + 3)
+        .with_kind(journal::FaultKind::StorageFull)
+        .with_full_attempts(1);
+    let faulty = journal::FaultyJournal::new(memory.clone(), plan);
+    let store = SnapshotStore::open(&store_dir).unwrap();
+    let recovered = recover(&memory, Some(&store), Config::default()).unwrap();
+    let retry = std::time::Duration::from_millis(100);
+    let options = EngineOptions { snapshot_every_commands: 1, storage_full_retry: retry, ..EngineOptions::default() };
+    let engine =
+        EngineHandle::start(Box::new(faulty), Some(store), recovered, Box::new(ManualClock::new(START)), options)
+            .unwrap();
+    for command in setup() {
+        engine.submit(command).expect("durable").expect("accepted");
+    }
+    let mut rng = Rng::new(41);
+    let mut refused = 0;
+    for _ in 0..60 {
+        match engine.submit(random_command(&mut rng)) {
+            Ok(_) => {}
+            Err(engine::EngineError::StorageFull) => {
+                refused += 1;
+                std::thread::sleep(retry);
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+    let stats = engine.stats();
+    assert!(refused >= 1 && stats.storage_full_events.load(Ordering::Relaxed) == 1, "refused {refused}");
+    assert!(!stats.stopped.load(Ordering::SeqCst));
+    // The newest snapshot, once the follower has written it, is at the live position.
+    let (_, end) = engine.chain_head().unwrap();
+    let live = engine.read(codec::digest).unwrap();
+    assert_eq!(engine.snapshot().unwrap(), end);
+    assert!(!stats.follower_failed.load(Ordering::SeqCst), "{:?}", stats.follower_failure);
+    assert_eq!(stats.follower_detached.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.snapshots_sequencer.load(Ordering::Relaxed), 0);
+    let store = SnapshotStore::open_read_only(&store_dir);
+    assert_eq!(store.highest_position().unwrap(), end);
+    let from_snapshot = recover(&memory, Some(&store), Config::default()).unwrap();
+    assert_eq!(from_snapshot.report.snapshot_position, Some(end));
+    assert_eq!(codec::digest(&from_snapshot.book), live);
+    engine.shutdown();
+}
