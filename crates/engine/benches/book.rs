@@ -3,7 +3,16 @@
 //! with the file journal and group commit at batch sizes 1, 64 and 1024. Batch size 1 (one
 //! fdatasync per bet) is the baseline measured in the same run; the ratios are against it.
 //!
-//! Sizes can be changed with `BENCH_DECISIONS` and `BENCH_DURABLE_BETS`.
+//! Then the sequencer's longest pause while periodic snapshots are taken with a large book: the
+//! book is filled flat out with `BENCH_PAUSE_BETS` bets (default 1,000,000), then
+//! `BENCH_PACED_BETS` more (default 200,000) are placed at `BENCH_PACED_RATE` per second
+//! (default 20,000), with a snapshot every `BENCH_SNAPSHOT_EVERY` commands (default 200,000,
+//! so one falls into the paced phase). For the paced phase it reports the slowest placements,
+//! the longest gap between two durable batches seen by a commit hook, and the engine's own
+//! counters (longest sequencer cycle with and without the journal append, snapshots by writer).
+//!
+//! Sizes can be changed with `BENCH_DECISIONS` and `BENCH_DURABLE_BETS`; `BENCH_ONLY=pause`
+//! runs only the pause measurement.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -155,8 +164,125 @@ fn durable(batch_commands_max: usize, bets: u64) -> Durable {
     Durable { bets_per_second: bets as f64 / elapsed.as_secs_f64(), batches, p50: at(0.50), p99: at(0.99) }
 }
 
+/// The longest gap between two commit hooks, in nanoseconds: under a saturating load, the
+/// longest the sequencer went without finishing a batch.
+fn gap_hook(longest: &std::sync::Arc<std::sync::atomic::AtomicU64>) -> engine::CommitHook {
+    let longest = std::sync::Arc::clone(longest);
+    let mut last: Option<Instant> = None;
+    Box::new(move |_committed: &engine::Committed<'_>| {
+        let now = Instant::now();
+        if let Some(last) = last {
+            longest.fetch_max(now.duration_since(last).as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        last = Some(now);
+    })
+}
+
+fn pause(fill: u64, snapshot_every: u64, paced: u64, rate: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let longest_gap = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let options = EngineOptions {
+        snapshot_every_commands: snapshot_every,
+        on_commit: vec![gap_hook(&longest_gap)],
+        ..EngineOptions::default()
+    };
+    let (engine, _) = open_data_dir(dir.path(), Config::default(), Box::new(SystemClock), options).expect("open");
+    for command in setup_commands() {
+        engine.submit(command).expect("durable").expect("accepted");
+    }
+    // Fill the book as fast as the engine takes bets.
+    let window = 2 * engine::BATCH_COMMANDS_MAX_DEFAULT;
+    let mut pending: VecDeque<oneshot::Receiver<engine::Outcome>> = VecDeque::new();
+    let started = Instant::now();
+    for sequence in 0..fill {
+        if pending.len() >= window {
+            pending.pop_front().expect("in flight").recv().expect("reply").expect("durable").expect("accepted");
+        }
+        pending.push_back(engine.submit_waiting(bet(sequence)).expect("submit"));
+    }
+    for receiver in pending.drain(..) {
+        receiver.recv().expect("reply").expect("durable").expect("accepted");
+    }
+    println!("  filled the book with {fill} bets in {:.1?}", started.elapsed());
+    // Then the measured phase: `paced` bets at `rate` per second, with the periodic snapshots
+    // of the full book falling into it. The maxima count from here.
+    longest_gap.store(0, Relaxed);
+    let stats = engine.stats();
+    stats.sequencer_pause_nanos_max.store(0, Relaxed);
+    stats.sequencer_work_nanos_max.store(0, Relaxed);
+    stats.journal_sync_nanos_max.store(0, Relaxed);
+    let snapshots_before = (stats.snapshots_follower.load(Relaxed), stats.snapshots_sequencer.load(Relaxed));
+    let mut in_flight: VecDeque<(Instant, oneshot::Receiver<engine::Outcome>)> = VecDeque::new();
+    let mut latencies = Vec::with_capacity(paced as usize);
+    let started = Instant::now();
+    for index in 0..paced {
+        let due = started + Duration::from_secs_f64(index as f64 / rate.max(1) as f64);
+        while let Some((sent, receiver)) = in_flight.front() {
+            match receiver.try_recv() {
+                Ok(outcome) => {
+                    outcome.expect("durable").expect("accepted");
+                    latencies.push(sent.elapsed());
+                    in_flight.pop_front();
+                }
+                Err(oneshot::TryRecvError::Empty) => break,
+                Err(error) => panic!("reply lost: {error:?}"),
+            }
+        }
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        in_flight.push_back((Instant::now(), engine.submit_waiting(bet(fill + index)).expect("submit")));
+    }
+    for (sent, receiver) in in_flight.drain(..) {
+        receiver.recv().expect("reply").expect("durable").expect("accepted");
+        latencies.push(sent.elapsed());
+    }
+    let elapsed = started.elapsed();
+    let nanos = |value: u64| Duration::from_nanos(value);
+    latencies.sort();
+    let at = |quantile: f64| latencies[((latencies.len() as f64 - 1.0) * quantile) as usize];
+    println!(
+        "  then {paced} bets at {rate}/s in {elapsed:.1?} ({:.0} bets/s), snapshot every {snapshot_every} commands",
+        paced as f64 / elapsed.as_secs_f64()
+    );
+    println!("  placement p50 {:.2?}  p99 {:.2?}  p99.9 {:.2?}  max {:.2?}", at(0.5), at(0.99), at(0.999), at(1.0));
+    println!("  longest gap between durable batches (commit hook): {:.2?}", nanos(longest_gap.load(Relaxed)));
+    println!(
+        "  longest sequencer cycle (EngineStats): {:.2?}  without its journal append: {:.2?}  longest journal \
+         append: {:.2?}",
+        nanos(stats.sequencer_pause_nanos_max.load(Relaxed)),
+        nanos(stats.sequencer_work_nanos_max.load(Relaxed)),
+        nanos(stats.journal_sync_nanos_max.load(Relaxed))
+    );
+    println!(
+        "  snapshots in the measured phase: follower {}, sequencer {} (longest follower snapshot {:.2?}); skipped \
+         {}, follower detached {}",
+        stats.snapshots_follower.load(Relaxed) - snapshots_before.0,
+        stats.snapshots_sequencer.load(Relaxed) - snapshots_before.1,
+        nanos(stats.snapshot_nanos_max_follower.load(Relaxed)),
+        stats.snapshots_skipped.load(Relaxed),
+        stats.follower_detached.load(Relaxed)
+    );
+    engine.shutdown();
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument filters nothing here.
+    if std::env::var("BENCH_ONLY").as_deref() != Ok("pause") {
+        throughput();
+    }
+    println!();
+    println!("sequencer pauses with a large book and periodic snapshots:");
+    pause(
+        env_or("BENCH_PAUSE_BETS", 1_000_000),
+        env_or("BENCH_SNAPSHOT_EVERY", 200_000),
+        env_or("BENCH_PACED_BETS", 200_000),
+        env_or("BENCH_PACED_RATE", 20_000),
+    );
+}
+
+fn throughput() {
     let decisions = env_or("BENCH_DECISIONS", 1_000_000);
     let durable_bets = env_or("BENCH_DURABLE_BETS", 300_000);
     println!(

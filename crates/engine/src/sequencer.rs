@@ -26,6 +26,7 @@ use journal::{Journal, JournalError, Position, SnapshotStore};
 
 use crate::clock::Clock;
 use crate::error::EngineError;
+use crate::follower::{DurableBatch, Follower, ToFollower, FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT};
 use crate::recovery::{chain_next, encode_snapshot_payload, recover, ChainHead, Recovered};
 
 /// Requests waiting for the sequencer; beyond this, `try_submit` sheds load.
@@ -79,13 +80,17 @@ type InspectFn = Box<dyn FnOnce(&Sequencer) + Send>;
 pub struct EngineOptions {
     pub inbox_max: usize,
     pub batch_commands_max: usize,
-    /// Take a snapshot after this many commands (0: only at shutdown).
+    /// Take a snapshot after this many commands (0: only at shutdown). Periodic snapshots are
+    /// written by the snapshot follower (`crate::follower`), never on the sequencer thread.
     pub snapshot_every_commands: u64,
     /// Called in order on the sequencer thread after each durable batch (metrics, streams,
     /// read models).
     pub on_commit: Vec<CommitHook>,
     /// While the journal's disk is full, how often to check for room again.
     pub storage_full_retry: Duration,
+    /// Commands the snapshot follower may be behind before it is detached (periodic snapshots
+    /// are then skipped until the next start).
+    pub follower_queue_commands_max: u64,
 }
 
 impl Default for EngineOptions {
@@ -96,6 +101,7 @@ impl Default for EngineOptions {
             snapshot_every_commands: 1_000_000,
             on_commit: Vec::new(),
             storage_full_retry: STORAGE_FULL_RETRY_DEFAULT,
+            follower_queue_commands_max: FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT,
         }
     }
 }
@@ -108,7 +114,39 @@ pub struct EngineStats {
     pub last_batch_commands: AtomicU64,
     pub journal_sync_nanos_total: AtomicU64,
     pub journal_sync_nanos_max: AtomicU64,
+    /// Snapshots written, by either writer.
     pub snapshots: AtomicU64,
+    /// Snapshots encoded and written on the sequencer thread: only at shutdown, for an explicit
+    /// `snapshot()` while the follower is detached, and when there is no follower. Each one
+    /// pauses every command for as long as it takes.
+    pub snapshots_sequencer: AtomicU64,
+    pub snapshot_nanos_total_sequencer: AtomicU64,
+    pub snapshot_nanos_max_sequencer: AtomicU64,
+    /// Snapshots written by the follower from its own book (the periodic ones).
+    pub snapshots_follower: AtomicU64,
+    pub snapshot_nanos_total_follower: AtomicU64,
+    pub snapshot_nanos_max_follower: AtomicU64,
+    /// Periodic snapshots not written because the follower was detached.
+    pub snapshots_skipped: AtomicU64,
+    /// Snapshot saves that failed (the next interval tries again).
+    pub snapshot_failures: AtomicU64,
+    /// Commands handed to the follower and not yet applied by it.
+    pub follower_queue_commands: AtomicU64,
+    /// Times the follower fell `EngineOptions::follower_queue_commands_max` behind and was
+    /// detached.
+    pub follower_detached: AtomicU64,
+    /// The follower decided a batch differently than the sequencer and stopped.
+    pub follower_failed: AtomicBool,
+    pub follower_failure: Mutex<Option<String>>,
+    /// The longest sequencer cycle since start: from taking a batch's first request to being
+    /// ready to wait for the next (decide, append and sync, replies, hooks, reads). Every
+    /// command that arrives meanwhile waits at least this long.
+    pub sequencer_pause_nanos_max: AtomicU64,
+    /// The same maximum since the last `take_recent_pause_max` (one scraper resets it).
+    pub sequencer_pause_nanos_max_recent: AtomicU64,
+    /// The longest sequencer cycle without its journal append (write and sync): the time the
+    /// sequencer itself spends per batch, whatever the disk does.
+    pub sequencer_work_nanos_max: AtomicU64,
     /// Requests submitted and not yet taken by the sequencer.
     pub inbox_depth: AtomicU64,
     pub stopped: AtomicBool,
@@ -116,6 +154,14 @@ pub struct EngineStats {
     pub storage_full: AtomicBool,
     /// Appends that found the disk full.
     pub storage_full_events: AtomicU64,
+}
+
+impl EngineStats {
+    /// The longest sequencer cycle since the last call (or since start), resetting it: for a
+    /// metrics scraper that exports the maximum per scrape interval.
+    pub fn take_recent_pause_max(&self) -> Duration {
+        Duration::from_nanos(self.sequencer_pause_nanos_max_recent.swap(0, Ordering::Relaxed))
+    }
 }
 
 /// What a command's submitter gets back.
@@ -173,7 +219,36 @@ impl EngineHandle {
     ) -> Result<EngineHandle, EngineError> {
         let (inbox, requests) = mpsc::sync_channel(options.inbox_max.max(1));
         let stats = Arc::new(EngineStats::default());
+        let snapshots = snapshots.map(Arc::new);
+        // The follower starts from a copy of the recovered book: a one-time cost at start,
+        // before anything is served.
+        let follower = match &snapshots {
+            Some(store) => {
+                let follower = Follower {
+                    book: recovered.book.clone(),
+                    position: recovered.report.position,
+                    next_sequence: recovered.report.next_sequence,
+                    chain_head: recovered.report.chain_head,
+                    store: Arc::clone(store),
+                    snapshot_every_commands: options.snapshot_every_commands,
+                    stats: Arc::clone(&stats),
+                };
+                // Unbounded as a channel, bounded by the sequencer's count of queued commands.
+                let (sender, batches) = mpsc::channel();
+                let thread = std::thread::Builder::new()
+                    .name("book-snapshots".to_string())
+                    .spawn(move || follower.run(batches))
+                    .map_err(EngineError::Spawn)?;
+                Some(FollowerLink {
+                    sender: Some(sender),
+                    thread,
+                    queue_commands_max: options.follower_queue_commands_max.max(1),
+                })
+            }
+            None => None,
+        };
         let sequencer = Sequencer {
+            follower,
             last_now: recovered.book.now(),
             book: recovered.book,
             journal,
@@ -182,6 +257,7 @@ impl EngineHandle {
             next_sequence: recovered.report.next_sequence,
             chain_head: recovered.report.chain_head,
             commands_since_snapshot: 0,
+            cycle_sync_nanos: 0,
             batch_commands_max: options.batch_commands_max.clamp(1, BATCH_COMMANDS_MAX),
             snapshot_every_commands: options.snapshot_every_commands,
             on_commit: std::mem::take(&mut options.on_commit),
@@ -362,16 +438,29 @@ impl EngineHandle {
     }
 }
 
+/// The sequencer's end of the snapshot follower.
+struct FollowerLink {
+    /// `None` once detached: the follower fell behind, failed, or the engine is stopping.
+    sender: Option<mpsc::Sender<ToFollower>>,
+    thread: JoinHandle<()>,
+    /// `EngineOptions::follower_queue_commands_max`.
+    queue_commands_max: u64,
+}
+
 struct Sequencer {
     book: Book,
     journal: Box<dyn Journal>,
-    snapshots: Option<SnapshotStore>,
+    snapshots: Option<Arc<SnapshotStore>>,
+    /// Writes the periodic snapshots; `None` without a snapshot store.
+    follower: Option<FollowerLink>,
     clock: Box<dyn Clock>,
     last_now: u64,
     next_sequence: u64,
     /// Head of the journal's hash chain over every durable record.
     chain_head: ChainHead,
     commands_since_snapshot: u64,
+    /// Time of this cycle's journal append, for `EngineStats::sequencer_work_nanos_max`.
+    cycle_sync_nanos: u64,
     batch_commands_max: usize,
     snapshot_every_commands: u64,
     on_commit: Vec<CommitHook>,
@@ -451,6 +540,7 @@ impl Sequencer {
                     Err(_) => break,
                 },
             };
+            let cycle = Instant::now();
             match first {
                 Some(request) => pending.add(request, &self.stats),
                 // Nothing arrived while the disk is full: only check for room.
@@ -483,16 +573,82 @@ impl Sequencer {
                 inspect(&self);
             }
             for reply in pending.snapshots.drain(..) {
-                let _ = reply.send(self.take_snapshot());
+                self.request_snapshot(reply);
             }
+            let pause = cycle.elapsed().as_nanos() as u64;
+            self.stats.sequencer_pause_nanos_max.fetch_max(pause, Ordering::Relaxed);
+            self.stats.sequencer_pause_nanos_max_recent.fetch_max(pause, Ordering::Relaxed);
+            let work = pause.saturating_sub(std::mem::take(&mut self.cycle_sync_nanos));
+            self.stats.sequencer_work_nanos_max.fetch_max(work, Ordering::Relaxed);
             if pending.shutdown {
                 break;
             }
             pending.clear();
         }
+        // Let the follower finish what it was handed (and any snapshot it owes), so that one
+        // writer at a time uses the store; then the final snapshot, here, since nothing else
+        // runs any more.
+        if let Some(link) = self.follower.take() {
+            drop(link.sender);
+            let _ = link.thread.join();
+        }
         if self.stopped.is_none() {
             let _ = self.take_snapshot();
         }
+    }
+
+    /// An explicit `snapshot()`: by the follower when it is attached (after every batch it was
+    /// handed, so at the sequencer's current position), else here.
+    fn request_snapshot(&mut self, reply: oneshot::Sender<Result<Position, EngineError>>) {
+        if self.stopped.is_none() {
+            if let Some(sender) = self.follower.as_ref().and_then(|link| link.sender.as_ref()) {
+                match sender.send(ToFollower::Snapshot(reply)) {
+                    Ok(()) => {
+                        self.commands_since_snapshot = 0;
+                        return;
+                    }
+                    Err(mpsc::SendError(ToFollower::Snapshot(reply))) => {
+                        // The follower stopped.
+                        self.detach_follower();
+                        let _ = reply.send(self.take_snapshot());
+                        return;
+                    }
+                    Err(_) => unreachable!("send gives back what it was given"),
+                }
+            }
+        }
+        let _ = reply.send(self.take_snapshot());
+    }
+
+    /// Hands a durable batch to the follower without ever waiting for it: past its bound, or
+    /// once it stopped, the follower is detached instead.
+    fn hand_to_follower(&mut self, batch: DurableBatch) {
+        let Some(link) = &self.follower else {
+            return;
+        };
+        let Some(sender) = &link.sender else {
+            return;
+        };
+        let commands = batch.commands.len() as u64;
+        let queued = self.stats.follower_queue_commands.fetch_add(commands, Ordering::Relaxed);
+        if queued + commands > link.queue_commands_max || sender.send(ToFollower::Batch(batch)).is_err() {
+            self.stats.follower_queue_commands.fetch_sub(commands, Ordering::Relaxed);
+            self.detach_follower();
+        }
+    }
+
+    /// Stops feeding the follower (it is too far behind, or it stopped): it applies what it
+    /// was handed and ends. Periodic snapshots are skipped from now on, and counted.
+    fn detach_follower(&mut self) {
+        if let Some(link) = &mut self.follower {
+            if link.sender.take().is_some() {
+                self.stats.follower_detached.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn follower_attached(&self) -> bool {
+        self.follower.as_ref().is_some_and(|link| link.sender.is_some())
     }
 
     fn commit(
@@ -536,6 +692,7 @@ impl Sequencer {
         let started = Instant::now();
         let appended = self.journal.append(record);
         let sync_nanos = started.elapsed().as_nanos() as u64;
+        self.cycle_sync_nanos = sync_nanos;
         let position = match appended {
             Ok(position) => position,
             Err(JournalError::StorageFull { .. }) => {
@@ -587,8 +744,31 @@ impl Sequencer {
                 on_commit(&committed);
             }
         }
+        if self.follower.is_some() {
+            // The follower counts commands and writes the periodic snapshots itself.
+            // Moved, not copied; the next batch's vector grows from empty as commands arrive.
+            let commands = std::mem::take(&mut pending.commands);
+            self.hand_to_follower(DurableBatch {
+                position,
+                first_sequence,
+                timestamp: now,
+                reply_digest: digest,
+                commands,
+                chain_head: self.chain_head,
+            });
+        }
         if self.snapshot_every_commands > 0 && self.commands_since_snapshot >= self.snapshot_every_commands {
-            let _ = self.take_snapshot();
+            if self.follower.is_none() {
+                // No snapshot store: nothing to write, nothing to encode.
+                self.commands_since_snapshot = 0;
+            } else if self.follower_attached() {
+                self.commands_since_snapshot = 0;
+            } else {
+                // Never encode here in steady state: a detached follower means this snapshot
+                // is skipped, and recovery replays a longer journal tail instead.
+                self.stats.snapshots_skipped.fetch_add(1, Ordering::Relaxed);
+                self.commands_since_snapshot = 0;
+            }
         }
     }
 
@@ -601,7 +781,7 @@ impl Sequencer {
         for reply in pending.replies.drain(..).flatten() {
             reply.fail(&self.book, EngineError::StorageFull);
         }
-        let rebuilt = recover(self.journal.as_ref(), self.snapshots.as_ref(), *self.book.config());
+        let rebuilt = recover(self.journal.as_ref(), self.snapshots.as_deref(), *self.book.config());
         match rebuilt {
             Ok(recovered)
                 if recovered.report.next_sequence == self.next_sequence
@@ -686,9 +866,14 @@ impl Sequencer {
         }
         let position = self.journal.next_position();
         if let Some(store) = &self.snapshots {
+            let started = Instant::now();
             let payload = encode_snapshot_payload(self.next_sequence, &self.chain_head, &self.book);
             store.save(position, &payload)?;
+            let nanos = started.elapsed().as_nanos() as u64;
             self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+            self.stats.snapshots_sequencer.fetch_add(1, Ordering::Relaxed);
+            self.stats.snapshot_nanos_total_sequencer.fetch_add(nanos, Ordering::Relaxed);
+            self.stats.snapshot_nanos_max_sequencer.fetch_max(nanos, Ordering::Relaxed);
         }
         self.commands_since_snapshot = 0;
         Ok(position)

@@ -5,6 +5,7 @@
 //! paths), methods outside the standard ones are `other`, and outcomes are the stable codes of
 //! the API. An unbounded label would let a client grow the registry without limit.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock};
 
 use axum::http::Method;
@@ -103,8 +104,168 @@ impl ShedReason {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriterLabels {
+    writer: &'static str,
+}
+
+/// The two snapshot writers: the follower (periodic and explicit snapshots) and the sequencer
+/// (the final one at shutdown, or any while the follower is detached).
+const SNAPSHOT_WRITERS: [&str; 2] = ["follower", "sequencer"];
+
+/// Engine series that mirror `EngineStats` atomics, brought up to date at each scrape.
+struct EngineSeries {
+    /// Scrapes bring counters up to the engine's totals one at a time, so that two at once
+    /// cannot both add the same difference.
+    sync: std::sync::Mutex<()>,
+    pause_seconds_max: Gauge<f64, AtomicU64>,
+    pause_seconds_interval_max: Gauge<f64, AtomicU64>,
+    work_seconds_max: Gauge<f64, AtomicU64>,
+    snapshots: Family<WriterLabels, Counter>,
+    snapshot_seconds: Family<WriterLabels, Counter<f64, AtomicU64>>,
+    snapshot_seconds_max: Family<WriterLabels, Gauge<f64, AtomicU64>>,
+    snapshots_skipped: Counter,
+    snapshot_failures: Counter,
+    follower_detached: Counter,
+    follower_queue_commands: Gauge,
+    follower_failed: Gauge,
+}
+
+impl EngineSeries {
+    fn new(registry: &mut Registry) -> EngineSeries {
+        let series = EngineSeries {
+            sync: std::sync::Mutex::new(()),
+            pause_seconds_max: Gauge::default(),
+            pause_seconds_interval_max: Gauge::default(),
+            work_seconds_max: Gauge::default(),
+            snapshots: Family::default(),
+            snapshot_seconds: Family::default(),
+            snapshot_seconds_max: Family::default(),
+            snapshots_skipped: Counter::default(),
+            snapshot_failures: Counter::default(),
+            follower_detached: Counter::default(),
+            follower_queue_commands: Gauge::default(),
+            follower_failed: Gauge::default(),
+        };
+        registry.register(
+            "sportsbook_sequencer_pause_seconds_max",
+            "Longest sequencer cycle since start (take a batch, decide, append and sync, reply, hooks, reads): every \
+             command arriving meanwhile waits",
+            series.pause_seconds_max.clone(),
+        );
+        registry.register(
+            "sportsbook_sequencer_pause_seconds_interval_max",
+            "Longest sequencer cycle since the previous scrape",
+            series.pause_seconds_interval_max.clone(),
+        );
+        registry.register(
+            "sportsbook_sequencer_work_seconds_max",
+            "Longest sequencer cycle since start without its journal append (the sequencer's own time, whatever \
+             the disk does)",
+            series.work_seconds_max.clone(),
+        );
+        registry.register(
+            "sportsbook_snapshots",
+            "Book snapshots written, by writer (follower: periodic, off the sequencer; sequencer: at shutdown or \
+             while the follower is detached)",
+            series.snapshots.clone(),
+        );
+        registry.register(
+            "sportsbook_snapshot_seconds",
+            "Time spent encoding and writing snapshots, by writer",
+            series.snapshot_seconds.clone(),
+        );
+        registry.register(
+            "sportsbook_snapshot_seconds_max",
+            "Longest snapshot (encode and write), by writer",
+            series.snapshot_seconds_max.clone(),
+        );
+        registry.register(
+            "sportsbook_snapshots_skipped",
+            "Periodic snapshots skipped because the snapshot follower was detached",
+            series.snapshots_skipped.clone(),
+        );
+        registry.register(
+            "sportsbook_snapshot_failures",
+            "Snapshot saves by the follower that failed (the next interval tries again)",
+            series.snapshot_failures.clone(),
+        );
+        registry.register(
+            "sportsbook_snapshot_follower_detached",
+            "Times the snapshot follower fell too far behind and was detached",
+            series.follower_detached.clone(),
+        );
+        registry.register(
+            "sportsbook_snapshot_follower_queue_commands",
+            "Durable batches handed to the snapshot follower and not yet applied",
+            series.follower_queue_commands.clone(),
+        );
+        registry.register(
+            "sportsbook_snapshot_follower_failed",
+            "1 once the snapshot follower decided a batch differently than the sequencer and stopped, else 0",
+            series.follower_failed.clone(),
+        );
+        for writer in SNAPSHOT_WRITERS {
+            let labels = WriterLabels { writer };
+            let _ = series.snapshots.get_or_create(&labels);
+            let _ = series.snapshot_seconds.get_or_create(&labels);
+            let _ = series.snapshot_seconds_max.get_or_create(&labels);
+        }
+        series
+    }
+
+    /// Brings every series up to `stats`, and takes the pause maximum since the last scrape.
+    fn update(&self, stats: &EngineStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let seconds = |nanos: u64| nanos as f64 / 1e9;
+        let _one_at_a_time = self.sync.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.pause_seconds_max.set(seconds(stats.sequencer_pause_nanos_max.load(Relaxed)));
+        self.pause_seconds_interval_max.set(stats.take_recent_pause_max().as_secs_f64());
+        self.work_seconds_max.set(seconds(stats.sequencer_work_nanos_max.load(Relaxed)));
+        let by_writer = [
+            (
+                "follower",
+                &stats.snapshots_follower,
+                &stats.snapshot_nanos_total_follower,
+                &stats.snapshot_nanos_max_follower,
+            ),
+            (
+                "sequencer",
+                &stats.snapshots_sequencer,
+                &stats.snapshot_nanos_total_sequencer,
+                &stats.snapshot_nanos_max_sequencer,
+            ),
+        ];
+        for (writer, count, total, max) in by_writer {
+            let labels = WriterLabels { writer };
+            catch_up(&self.snapshots.get_or_create(&labels), count.load(Relaxed));
+            let spent = self.snapshot_seconds.get_or_create(&labels);
+            let behind = seconds(total.load(Relaxed)) - spent.get();
+            if behind > 0.0 {
+                spent.inc_by(behind);
+            }
+            self.snapshot_seconds_max.get_or_create(&labels).set(seconds(max.load(Relaxed)));
+        }
+        catch_up(&self.snapshots_skipped, stats.snapshots_skipped.load(Relaxed));
+        catch_up(&self.snapshot_failures, stats.snapshot_failures.load(Relaxed));
+        catch_up(&self.follower_detached, stats.follower_detached.load(Relaxed));
+        self.follower_queue_commands
+            .set(i64::try_from(stats.follower_queue_commands.load(Relaxed)).unwrap_or(i64::MAX));
+        self.follower_failed.set(i64::from(stats.follower_failed.load(Relaxed)));
+    }
+}
+
+/// Raises a counter that mirrors an engine total to that total.
+fn catch_up(counter: &Counter, total: u64) {
+    let have = counter.get();
+    if total > have {
+        counter.inc_by(total - have);
+    }
+}
+
 struct Inner {
     registry: Registry,
+    engine: EngineSeries,
     bet_placement_seconds: HistogramFamily<OutcomeLabels>,
     bets: Family<CodeLabels, Counter>,
     book_batch_commands: Histogram,
@@ -327,7 +488,9 @@ impl Metrics {
         );
         let feed = feed::FeedMetrics::new();
         feed.register(&mut registry);
+        let engine = EngineSeries::new(&mut registry);
         Metrics(Arc::new(Inner {
+            engine,
             registry,
             feed,
             bet_placement_seconds,
@@ -476,6 +639,7 @@ impl Metrics {
         let depth = stats.inbox_depth.load(Ordering::Relaxed);
         inner.book_inbox_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
         inner.book_stopped.set(i64::from(stats.stopped.load(Ordering::Relaxed)));
+        inner.engine.update(stats);
         let mut text = String::new();
         // Writing into a String cannot fail; an encoder error would be a bug in a metric.
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &inner.registry) {

@@ -32,6 +32,13 @@ pub const SNAPSHOT_HEADER_BYTES: usize = 28;
 /// Header bytes covered by the CRC (everything before the CRC field).
 const CRC_COVERED_HEADER_BYTES: usize = 24;
 
+/// A snapshot is written and synced this many bytes at a time. On ext4 (data=ordered) the
+/// journal's own fdatasync also flushes every other file's dirty data in the same transaction:
+/// a snapshot written whole and synced once would hold up the journal's sync of a batch for as
+/// long as it takes to write the snapshot out (measured: 430 ms at 1.2M bets). Syncing in
+/// chunks keeps what the journal can wait for to one chunk.
+pub const SNAPSHOT_WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
 const NAME_PREFIX: &str = "snapshot-";
 const NAME_SUFFIX: &str = ".bin";
 const TMP_SUFFIX: &str = ".tmp";
@@ -285,7 +292,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
         .truncate(true)
         .open(path)
         .map_err(|source| io_error("create snapshot temp file", path, source))?;
-    file.write_all(bytes).map_err(|source| io_error("write snapshot temp file", path, source))?;
+    for chunk in bytes.chunks(SNAPSHOT_WRITE_CHUNK_BYTES) {
+        file.write_all(chunk).map_err(|source| io_error("write snapshot temp file", path, source))?;
+        file.sync_data().map_err(|source| io_error("sync snapshot temp file", path, source))?;
+    }
     file.sync_all().map_err(|source| io_error("sync snapshot temp file", path, source))
 }
 

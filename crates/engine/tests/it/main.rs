@@ -4,4 +4,5 @@
 mod chain;
 mod recovery;
 mod sequencer;
+mod snapshots;
 mod workload;

@@ -115,6 +115,53 @@ async fn metrics_follow_the_engine_and_idempotent_replays() {
     assert!(text.contains("\nsportsbook_book_inbox_depth 0\n"), "{text}");
 }
 
+#[tokio::test]
+async fn metrics_show_the_longest_sequencer_pause_and_snapshots_by_writer() {
+    let metrics = Metrics::new();
+    let config = GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
+    let streams = gateway::Streams::new(&config, &metrics);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    // A snapshot after every batch: each one is the follower's, none the sequencer's.
+    let options = EngineOptions {
+        snapshot_every_commands: 1,
+        on_commit: vec![metrics.engine_hook(), streams.engine_hook()],
+        ..EngineOptions::default()
+    };
+    let path = dir.path().to_path_buf();
+    let (engine, _) = tokio::task::spawn_blocking(move || {
+        engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options)
+    })
+    .await
+    .expect("join")
+    .expect("open");
+    let app = serve_engine(engine.clone(), dir.path().to_path_buf(), Some(dir), config, metrics, streams).await;
+    let _player = app.funded_player("paused", "10.00").await;
+    let follower = r#"sportsbook_snapshots_total{writer="follower"} "#;
+    let mut text = metrics_text(&app).await;
+    for _ in 0..100 {
+        if labelled_value(&text, follower) >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        text = metrics_text(&app).await;
+    }
+    assert!(labelled_value(&text, follower) >= 2.0, "{text}");
+    assert!(text.contains("\nsportsbook_snapshots_total{writer=\"sequencer\"} 0\n"), "{text}");
+    assert!(labelled_value(&text, r#"sportsbook_snapshot_seconds_total{writer="follower"} "#) > 0.0, "{text}");
+    assert!(series_value(&text, "sportsbook_sequencer_pause_seconds_max") > 0.0, "{text}");
+    assert!(text.contains("\n# TYPE sportsbook_sequencer_pause_seconds_interval_max gauge\n"), "{text}");
+    assert!(text.contains("\nsportsbook_snapshots_skipped_total 0\n"), "{text}");
+    assert!(text.contains("\nsportsbook_snapshot_follower_failed 0\n"), "{text}");
+}
+
+/// The value of a series given with its labels and the space after them.
+fn labelled_value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+}
+
 /// The value of an unlabelled series.
 fn series_value(text: &str, name: &str) -> f64 {
     text.lines()
