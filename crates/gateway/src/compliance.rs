@@ -27,6 +27,8 @@ use std::ops::Range;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use book::{
@@ -760,6 +762,11 @@ pub struct ReportQuery {
     pub limit: Option<usize>,
     /// `liabilities` and `rg-events` only: `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// `json` (the default) or, for `turnover` and `ggr`, `csv`: one row per currency
+    /// (`line` = `currency`), then the base total (`line` = `base_total`) or, when it is null,
+    /// a `missing_rate` row per currency without a rate.
+    #[param(example = "csv")]
+    pub format: Option<String>,
 }
 
 /// A report, by `report`.
@@ -972,9 +979,10 @@ pub struct RgEventView {
     security(("bearer" = [])),
     params(("name" = ReportName, Path, description = "The report", example = "turnover"), ReportQuery),
     responses(
-        (status = 200, description = "The report, its kind in `report`", body = ReportView),
-        (status = 400, description = "Bad `from`, `to`, `limit` or `cursor`, `from` after `to`, a parameter the \
-            report does not take, or an unknown parameter (`invalid_request`)", body = ApiError),
+        (status = 200, description = "The report, its kind in `report`; with `?format=csv` (turnover and ggr) the same \
+            figures as `text/csv`", content((ReportView = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Bad `from`, `to`, `limit`, `cursor` or `format`, `from` after `to`, a parameter \
+            the report does not take, or an unknown parameter (`invalid_request`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such report (`not_found`)", body = ApiError),
@@ -985,7 +993,7 @@ pub(crate) async fn report(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ReportQuery>, QueryRejection>,
-) -> Result<Json<ReportView>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require_scope(scopes::COMPLIANCE)?;
     let Path(name) = path.map_err(|_| ApiError::not_found("report"))?;
     let name = ReportName::ALL
@@ -998,6 +1006,16 @@ pub(crate) async fn report(
     if !paginated && (query.limit.is_some() || query.cursor.is_some()) {
         return Err(ApiError::invalid(format!("the {} report takes no limit or cursor", name.as_str())));
     }
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") if matches!(name, ReportName::Turnover | ReportName::Ggr) => true,
+        Some("csv") => {
+            return Err(
+                ApiError::invalid("format: csv is available for the turnover and ggr reports").with("field", "format")
+            )
+        }
+        Some(_) => return Err(ApiError::invalid("format: json or csv").with("field", "format")),
+    };
     let page = PageQuery { limit: query.limit, cursor: query.cursor };
     let view = match name {
         ReportName::Turnover => ReportView::Turnover(turnover(&state, window).await?),
@@ -1010,7 +1028,111 @@ pub(crate) async fn report(
         }
         ReportName::RgEvents => ReportView::RgEvents(rg_events(&state, window, &page).await?),
     };
-    Ok(Json(view))
+    match view {
+        ReportView::Turnover(report) if csv => Ok(csv_response("turnover", &turnover_csv(&report))),
+        ReportView::Ggr(report) if csv => Ok(csv_response("ggr", &ggr_csv(&report))),
+        view => Ok(Json(view).into_response()),
+    }
+}
+
+fn csv_response(name: &str, body: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Rows of `line,currency,...`: the currencies, then the base total or the missing rates. Every
+/// field is a currency code, a count or a decimal amount, so nothing needs quoting.
+fn csv_rows(
+    header: &[&str],
+    currencies: impl Iterator<Item = Vec<String>>,
+    base_total: Option<Vec<String>>,
+    missing_rates: &[String],
+) -> String {
+    let mut out = format!("line,{}\r\n", header.join(","));
+    let mut row = |line: &str, fields: Vec<String>| {
+        out.push_str(line);
+        for field in fields {
+            out.push(',');
+            out.push_str(&field);
+        }
+        out.push_str("\r\n");
+    };
+    for fields in currencies {
+        row("currency", fields);
+    }
+    match base_total {
+        Some(fields) => row("base_total", fields),
+        None => {
+            for currency in missing_rates {
+                let mut fields = vec![currency.clone()];
+                fields.resize(header.len(), String::new());
+                row("missing_rate", fields);
+            }
+        }
+    }
+    out
+}
+
+const TURNOVER_CSV_HEADER: [&str; 5] = ["currency", "bets_placed", "stakes_placed", "bets_settled", "stakes_settled"];
+
+fn turnover_csv(report: &TurnoverReport) -> String {
+    let fields = |line: &TurnoverView| {
+        vec![
+            line.currency.clone(),
+            line.bets_placed.to_string(),
+            line.stakes_placed.clone(),
+            line.bets_settled.to_string(),
+            line.stakes_settled.clone(),
+        ]
+    };
+    csv_rows(
+        &TURNOVER_CSV_HEADER,
+        report.currencies.iter().map(fields),
+        report.base_total.as_ref().map(fields),
+        &report.missing_rates,
+    )
+}
+
+const GGR_CSV_HEADER: [&str; 10] = [
+    "currency",
+    "stakes_settled",
+    "payouts",
+    "cashouts",
+    "gross_gaming_revenue",
+    "payouts_reversed",
+    "recognised_as_debt",
+    "stakes_reversed",
+    "adjustment",
+    "net_gaming_revenue",
+];
+
+fn ggr_csv(report: &GgrReport) -> String {
+    let fields = |line: &GgrView| {
+        vec![
+            line.currency.clone(),
+            line.stakes_settled.clone(),
+            line.payouts.clone(),
+            line.cashouts.clone(),
+            line.gross_gaming_revenue.clone(),
+            line.resettlements.payouts_reversed.clone(),
+            line.resettlements.recognised_as_debt.clone(),
+            line.resettlements.stakes_reversed.clone(),
+            line.resettlements.adjustment.clone(),
+            line.net_gaming_revenue.clone(),
+        ]
+    };
+    csv_rows(
+        &GGR_CSV_HEADER,
+        report.currencies.iter().map(fields),
+        report.base_total.as_ref().map(fields),
+        &report.missing_rates,
+    )
 }
 
 /// A window on book time: `from` inclusive, `to` exclusive.

@@ -441,4 +441,40 @@ async fn reports_total_in_the_base_currency_at_each_bets_rate_and_the_deposit_ca
     );
     assert_eq!(report["base_total"], ggr_line("EUR", "24.92", "36.83", "-11.91"), "{report}");
     assert_eq!(report["missing_rates"], json!([]), "{report}");
+
+    // The same as CSV: a row per currency, then the base total.
+    let csv = |name: &str| {
+        let url = app.url(&format!("/v1/admin/reports/{name}?format=csv"));
+        async move {
+            let response = reqwest::Client::new().get(url).bearer_auth(ADMIN_KEY).send().await.expect("request");
+            assert_eq!(response.status().as_u16(), 200);
+            let content_type = response.headers()["content-type"].to_str().expect("content type").to_string();
+            assert_eq!(content_type, "text/csv; charset=utf-8");
+            response.text().await.expect("body")
+        }
+    };
+    assert_eq!(
+        csv("turnover").await,
+        "line,currency,bets_placed,stakes_placed,bets_settled,stakes_settled\r\n\
+         currency,EUR,1,10.00,1,10.00\r\n\
+         currency,JPY,1,1000,1,1000\r\n\
+         currency,KRW,2,13333,2,13333\r\n\
+         base_total,EUR,4,24.92,4,24.92\r\n"
+    );
+    assert_eq!(
+        csv("ggr").await,
+        "line,currency,stakes_settled,payouts,cashouts,gross_gaming_revenue,payouts_reversed,recognised_as_debt,\
+         stakes_reversed,adjustment,net_gaming_revenue\r\n\
+         currency,EUR,10.00,20.00,0.00,-10.00,0.00,0.00,0.00,0.00,-10.00\r\n\
+         currency,JPY,1000,2000,0,-1000,0,0,0,0,-1000\r\n\
+         currency,KRW,13333,6666,0,6667,0,0,0,0,6667\r\n\
+         base_total,EUR,24.92,36.83,0.00,-11.91,0.00,0.00,0.00,0.00,-11.91\r\n"
+    );
+    for (path, field) in
+        [("/v1/admin/reports/liabilities?format=csv", "format"), ("/v1/admin/reports/turnover?format=xml", "format")]
+    {
+        let (status, body) = app.call("GET", path, Some(ADMIN_KEY), None).await;
+        assert_error(status, &body, 400, "invalid_request");
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
 }
