@@ -1811,6 +1811,8 @@ fn parse_position_cursor(text: &str) -> Result<Position, ApiError> {
 
 #[cfg(test)]
 mod format_tests {
+    use domain::ExchangeRate;
+
     use super::*;
 
     /// Sums past the money maximum (an exposure over many markets, a month's usage) are shown,
@@ -1822,5 +1824,45 @@ mod format_tests {
         assert_eq!(format_minor(eur, -5), "-0.05");
         assert_eq!(format_minor(eur, i128::from(domain::MONEY_MINOR_MAX) + 1), "10000000000000.01");
         assert_eq!(format_minor(eur, -i128::from(i64::MAX) * 4), "-368934881474191032.28");
+    }
+
+    /// A currency whose money cannot be converted leaves the base total null and is named,
+    /// never summed in part; the CSV lists it instead of a base row.
+    #[test]
+    fn a_missing_rate_makes_the_base_total_absent_and_named() {
+        let (eur, jpy) = (Currency::EUR, Currency::parse("JPY").expect("JPY"));
+        let rate = ExchangeRate::parse("160.00").expect("rate");
+        let applied = AppliedRate { base: eur, version: 1, rate };
+        let mut totals: Totals<PlacedTotals> = Totals::default();
+        let stake = |totals: &mut PlacedTotals, amount: Minor| {
+            totals.bets += 1;
+            totals.stakes += amount;
+        };
+        // ¥1 is 0.625 cents: 1 cent, rounded up.
+        totals.add(jpy, 1, in_base(Some(applied), Money::from_minor(1), jpy), stake);
+        totals.add(
+            eur,
+            250,
+            in_base(Some(AppliedRate { rate: ExchangeRate::ONE, ..applied }), Money::from_minor(250), eur),
+            stake,
+        );
+        assert_eq!(totals.base().map(|base| (base.bets, base.stakes)), Some((2, 251)));
+        totals.add(jpy, 5, in_base(None, Money::from_minor(5), jpy), stake);
+        assert!(totals.base().is_none());
+        assert_eq!(totals.missing_rates(), vec!["JPY".to_string()]);
+        assert_eq!(totals.by_currency.get(&jpy).map(|line| (line.bets, line.stakes)), Some((2, 6)));
+
+        let report = TurnoverReport {
+            from: None,
+            to: None,
+            as_of: "2026-12-06T00:00:00Z".to_string(),
+            currencies: Vec::new(),
+            base_total: None,
+            missing_rates: totals.missing_rates(),
+        };
+        assert_eq!(
+            turnover_csv(&report),
+            "line,currency,bets_placed,stakes_placed,bets_settled,stakes_settled\r\nmissing_rate,JPY,,,,\r\n"
+        );
     }
 }
