@@ -276,7 +276,14 @@ impl Book {
     fn deposit(&mut self, account: AccountId, amount: Money, payment_ref: &str, events: &mut Vec<BookEvent>) -> Reply {
         let player = self.player(account)?;
         self.check_may_gamble(player)?;
-        if !amount.is_positive() || amount > self.config.deposit_max {
+        if !amount.is_positive() {
+            return Err(Rejection::InvalidRequest { reason: "deposit amount out of range" });
+        }
+        // The cap is in the base currency: converted into the player's at the rate now, rounded
+        // down (against the player, like every cap). Without a rate there is no cap to apply, and
+        // the deposit is refused like a bet would be.
+        let cap = self.rate_for(player.currency)?.cap_in(self.config.deposit_max, player.currency);
+        if amount > cap {
             return Err(Rejection::InvalidRequest { reason: "deposit amount out of range" });
         }
         // The reason for a long reference is the one older journals recorded, so that they

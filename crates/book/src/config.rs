@@ -13,7 +13,8 @@ pub struct Config {
     pub max_stake: Money,
     /// Largest potential payout of one bet on a market without its own.
     pub max_payout: Money,
-    /// Largest single deposit.
+    /// Largest single deposit, in the base currency: a deposit in another currency is checked
+    /// against it converted at the current rate, rounded down (`fx::AppliedRate::cap_in`).
     pub deposit_max: Money,
     /// How long an idempotency key is remembered (at least 24 hours).
     pub idempotency_retention_ms: Timestamp,

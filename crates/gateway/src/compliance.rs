@@ -13,17 +13,27 @@
 //! and the journal. Each book read folds at most `REPORT_ROWS_PER_READ_MAX` rows, so a report
 //! over a large book holds the sequencer up in short slices; money is summed in integer minor
 //! units and formatted once.
+//!
+//! Turnover and GGR also carry a total in the base currency (`base_total`): each bet's money is
+//! converted with the rate recorded on that bet when it was placed (`Bet::fx`, what its risk was
+//! measured in, so a report over a window never changes when the table does), one transfer or
+//! stake at a time, rounded up to the base's minor unit (`AppliedRate::to_base`, the one rule of
+//! `domain::fx`), then summed; revenue and the other derived figures are computed from those
+//! sums. Money not tied to a bet would convert at the current table. A currency that cannot be
+//! converted is listed in `missing_rates` and the base total is null, never a partial sum.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use book::{
-    scopes, AccountId, BetKind, BetStatus, Book, Command, LimitKind, MarketAction, Period, Timestamp, TransferCode,
-    TransferKind,
+    scopes, AccountId, AppliedRate, BetId, BetKind, BetStatus, Book, Command, LimitKind, MarketAction, Period,
+    Timestamp, Transfer, TransferCode, TransferKind,
 };
 use codec::Batch;
 use domain::{Currency, Money};
@@ -735,6 +745,11 @@ pub struct ReportQuery {
     pub limit: Option<usize>,
     /// `liabilities` and `rg-events` only: `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// `json` (the default) or, for `turnover` and `ggr`, `csv`: one row per currency
+    /// (`line` = `currency`), then the base total (`line` = `base_total`) or, when it is null,
+    /// a `missing_rate` row per currency without a rate.
+    #[param(example = "csv")]
+    pub format: Option<String>,
 }
 
 /// A report, by `report`.
@@ -764,6 +779,14 @@ pub struct TurnoverReport {
     pub as_of: String,
     /// Currencies with any bet placed or settled in the window, by code.
     pub currencies: Vec<TurnoverView>,
+    /// The same totals over every currency, in the base currency (`currency` is the base): each
+    /// bet's stake converted with the rate recorded on the bet at placement, rounded up to the
+    /// base's minor unit, then summed. Null when `missing_rates` lists a currency.
+    #[schema(required = true)]
+    pub base_total: Option<TurnoverView>,
+    /// Currencies whose money could not be converted into the base currency (no rate); empty
+    /// unless a rate is missing.
+    pub missing_rates: Vec<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -792,6 +815,15 @@ pub struct GgrReport {
     pub as_of: String,
     /// Currencies with any settlement or reversal in the window, by code.
     pub currencies: Vec<GgrView>,
+    /// The same over every currency, in the base currency (`currency` is the base): each
+    /// settlement, payout and reversal converted with the rate recorded on its bet at placement,
+    /// rounded up to the base's minor unit, then summed; revenue and the adjustment are computed
+    /// from those sums. Null when `missing_rates` lists a currency.
+    #[schema(required = true)]
+    pub base_total: Option<GgrView>,
+    /// Currencies whose money could not be converted into the base currency (no rate); empty
+    /// unless a rate is missing.
+    pub missing_rates: Vec<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -922,13 +954,18 @@ pub struct RgEventView {
         (resettlements) apart and the net. `liabilities`: open exposure per market now and the open stakes \
         (paginated; no window). `rg-events`: accounts with responsible-gambling measures in force now, then the \
         responsible-gambling commands of the window from the journal (paginated). The window is on book time: `from` \
-        inclusive, `to` exclusive. Money is exact, in the currency named. Scope: `compliance`.",
+        inclusive, `to` exclusive. Money is exact, in the currency named. `turnover` and `ggr` add `base_total`, the \
+        same figures over every currency in the base currency: each bet's money is converted with the rate recorded on \
+        the bet when it was placed (not today's table), one amount at a time, rounded up to the base currency's minor \
+        unit, then summed. A currency that cannot be converted (no rate) is listed in `missing_rates` and \
+        `base_total` is null. Scope: `compliance`.",
     security(("bearer" = [])),
     params(("name" = ReportName, Path, description = "The report", example = "turnover"), ReportQuery),
     responses(
-        (status = 200, description = "The report, its kind in `report`", body = ReportView),
-        (status = 400, description = "Bad `from`, `to`, `limit` or `cursor`, `from` after `to`, a parameter the \
-            report does not take, or an unknown parameter (`invalid_request`)", body = ApiError),
+        (status = 200, description = "The report, its kind in `report`; with `?format=csv` (turnover and ggr) the same \
+            figures as `text/csv`", content((ReportView = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Bad `from`, `to`, `limit`, `cursor` or `format`, `from` after `to`, a parameter \
+            the report does not take, or an unknown parameter (`invalid_request`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such report (`not_found`)", body = ApiError),
@@ -939,7 +976,7 @@ pub(crate) async fn report(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ReportQuery>, QueryRejection>,
-) -> Result<Json<ReportView>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require_scope(scopes::COMPLIANCE)?;
     let Path(name) = path.map_err(|_| ApiError::not_found("report"))?;
     let name = ReportName::ALL
@@ -952,6 +989,16 @@ pub(crate) async fn report(
     if !paginated && (query.limit.is_some() || query.cursor.is_some()) {
         return Err(ApiError::invalid(format!("the {} report takes no limit or cursor", name.as_str())));
     }
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") if matches!(name, ReportName::Turnover | ReportName::Ggr) => true,
+        Some("csv") => {
+            return Err(
+                ApiError::invalid("format: csv is available for the turnover and ggr reports").with("field", "format")
+            )
+        }
+        Some(_) => return Err(ApiError::invalid("format: json or csv").with("field", "format")),
+    };
     let page = PageQuery { limit: query.limit, cursor: query.cursor };
     let view = match name {
         ReportName::Turnover => ReportView::Turnover(turnover(&state, window).await?),
@@ -964,7 +1011,111 @@ pub(crate) async fn report(
         }
         ReportName::RgEvents => ReportView::RgEvents(rg_events(&state, window, &page).await?),
     };
-    Ok(Json(view))
+    match view {
+        ReportView::Turnover(report) if csv => Ok(csv_response("turnover", &turnover_csv(&report))),
+        ReportView::Ggr(report) if csv => Ok(csv_response("ggr", &ggr_csv(&report))),
+        view => Ok(Json(view).into_response()),
+    }
+}
+
+fn csv_response(name: &str, body: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Rows of `line,currency,...`: the currencies, then the base total or the missing rates. Every
+/// field is a currency code, a count or a decimal amount, so nothing needs quoting.
+fn csv_rows(
+    header: &[&str],
+    currencies: impl Iterator<Item = Vec<String>>,
+    base_total: Option<Vec<String>>,
+    missing_rates: &[String],
+) -> String {
+    let mut out = format!("line,{}\r\n", header.join(","));
+    let mut row = |line: &str, fields: Vec<String>| {
+        out.push_str(line);
+        for field in fields {
+            out.push(',');
+            out.push_str(&field);
+        }
+        out.push_str("\r\n");
+    };
+    for fields in currencies {
+        row("currency", fields);
+    }
+    match base_total {
+        Some(fields) => row("base_total", fields),
+        None => {
+            for currency in missing_rates {
+                let mut fields = vec![currency.clone()];
+                fields.resize(header.len(), String::new());
+                row("missing_rate", fields);
+            }
+        }
+    }
+    out
+}
+
+const TURNOVER_CSV_HEADER: [&str; 5] = ["currency", "bets_placed", "stakes_placed", "bets_settled", "stakes_settled"];
+
+fn turnover_csv(report: &TurnoverReport) -> String {
+    let fields = |line: &TurnoverView| {
+        vec![
+            line.currency.clone(),
+            line.bets_placed.to_string(),
+            line.stakes_placed.clone(),
+            line.bets_settled.to_string(),
+            line.stakes_settled.clone(),
+        ]
+    };
+    csv_rows(
+        &TURNOVER_CSV_HEADER,
+        report.currencies.iter().map(fields),
+        report.base_total.as_ref().map(fields),
+        &report.missing_rates,
+    )
+}
+
+const GGR_CSV_HEADER: [&str; 10] = [
+    "currency",
+    "stakes_settled",
+    "payouts",
+    "cashouts",
+    "gross_gaming_revenue",
+    "payouts_reversed",
+    "recognised_as_debt",
+    "stakes_reversed",
+    "adjustment",
+    "net_gaming_revenue",
+];
+
+fn ggr_csv(report: &GgrReport) -> String {
+    let fields = |line: &GgrView| {
+        vec![
+            line.currency.clone(),
+            line.stakes_settled.clone(),
+            line.payouts.clone(),
+            line.cashouts.clone(),
+            line.gross_gaming_revenue.clone(),
+            line.resettlements.payouts_reversed.clone(),
+            line.resettlements.recognised_as_debt.clone(),
+            line.resettlements.stakes_reversed.clone(),
+            line.resettlements.adjustment.clone(),
+            line.net_gaming_revenue.clone(),
+        ]
+    };
+    csv_rows(
+        &GGR_CSV_HEADER,
+        report.currencies.iter().map(fields),
+        report.base_total.as_ref().map(fields),
+        &report.missing_rates,
+    )
 }
 
 /// A window on book time: `from` inclusive, `to` exclusive.
@@ -1088,18 +1239,95 @@ struct SettlementTotals {
     stakes_reversed: Minor,
 }
 
+/// Totals by currency and, converted, in the base currency.
+#[derive(Clone, Debug, Default)]
+struct Totals<T> {
+    by_currency: ByCurrency<T>,
+    base: T,
+    /// Currencies with money that could not be converted.
+    missing_rates: BTreeSet<Currency>,
+}
+
+impl<T: Default> Totals<T> {
+    /// Adds one amount of `currency` to its line and, converted, to the base line.
+    fn add(&mut self, currency: Currency, amount: Minor, in_base: Option<Minor>, effect: fn(&mut T, Minor)) {
+        effect(self.by_currency.entry(currency).or_default(), amount);
+        match in_base {
+            Some(in_base) => effect(&mut self.base, in_base),
+            None => {
+                self.missing_rates.insert(currency);
+            }
+        }
+    }
+
+    /// The base line, unless a currency could not be converted.
+    fn base(&self) -> Option<&T> {
+        self.missing_rates.is_empty().then_some(&self.base)
+    }
+
+    fn missing_rates(&self) -> Vec<String> {
+        self.missing_rates.iter().map(Currency::to_string).collect()
+    }
+}
+
+/// The rate a bet's money converts into the base currency with: the one recorded on the bet at
+/// placement. Money not tied to a bet converts at the current table. `None`: no rate (or a bet
+/// recorded against another base, which the book does not allow once a market exists).
+fn rate_for(book: &Book, bet: Option<BetId>, currency: Currency) -> Option<AppliedRate> {
+    let base = book.fx().base;
+    match bet.and_then(|bet| book.bet(bet)) {
+        Some(bet) => Some(bet.fx).filter(|rate| rate.base == base),
+        None => book.fx().rate(currency),
+    }
+}
+
+/// `amount` of `currency` in the base currency, rounded up (`AppliedRate::to_base`).
+fn in_base(rate: Option<AppliedRate>, amount: Money, currency: Currency) -> Option<Minor> {
+    rate.map(|rate| Minor::from(rate.to_base(amount, currency).minor()))
+}
+
 /// Accepted bets by the currency of their account.
-fn fold_placed(book: &Book, rows: Range<usize>, totals: &mut ByCurrency<PlacedTotals>) {
+fn fold_placed(book: &Book, rows: Range<usize>, totals: &mut Totals<PlacedTotals>) {
     for bet in &book.bets()[rows] {
         // Accepted at placement or when its in-play delay ended; a refused bet never stood.
         if matches!(bet.status, BetStatus::Pending | BetStatus::Rejected) {
             continue;
         }
         let Some(player) = book.players().get(bet.account.index()) else { continue };
-        let line = totals.entry(player.currency).or_default();
-        line.bets += 1;
-        line.stakes += Minor::from(bet.total_stake.minor());
+        let currency = player.currency;
+        let base = in_base(rate_for(book, Some(bet.id), currency), bet.total_stake, currency);
+        totals.add(currency, Minor::from(bet.total_stake.minor()), base, |line, stake| {
+            line.bets += 1;
+            line.stakes += stake;
+        });
     }
+}
+
+/// What a transfer adds to the settlement totals, by its code; `None`: it moves no revenue.
+fn settlement_effect(transfer: &Transfer) -> Option<fn(&mut SettlementTotals, Minor)> {
+    let posted = transfer.kind == TransferKind::Posted;
+    let effect: fn(&mut SettlementTotals, Minor) = match (transfer.code, transfer.kind) {
+        (TransferCode::Stake, TransferKind::PostPending(_)) => |totals, amount| {
+            totals.settlements += 1;
+            totals.stakes_settled += amount;
+        },
+        (TransferCode::Payout, _) if posted => |totals, amount| totals.payouts += amount,
+        (TransferCode::Cashout, _) if posted => |totals, amount| {
+            totals.payouts += amount;
+            totals.cashouts += amount;
+        },
+        (TransferCode::PayoutReversal, _) if posted => |totals, amount| totals.payouts_reversed += amount,
+        (TransferCode::DebtRecognised, _) if posted => |totals, amount| {
+            totals.payouts_reversed += amount;
+            totals.recognised_as_debt += amount;
+        },
+        (TransferCode::StakeReversal, _) if posted => |totals, amount| {
+            totals.reversals += 1;
+            totals.stakes_reversed += amount;
+        },
+        _ => return None,
+    };
+    Some(effect)
 }
 
 /// Settlement money by transfer code. Settling posts the stake hold (`Stake`, posting a
@@ -1107,49 +1335,24 @@ fn fold_placed(book: &Book, rows: Range<usize>, totals: &mut ByCurrency<PlacedTo
 /// (`PayoutReversal` from cash, `DebtRecognised` for what cash no longer covers) and gives the
 /// stake back (`StakeReversal`) before holding it again. Deposits, withdrawals, stake holds and
 /// their releases move no revenue.
-fn fold_settlements(book: &Book, rows: Range<usize>, totals: &mut ByCurrency<SettlementTotals>) {
+fn fold_settlements(book: &Book, rows: Range<usize>, totals: &mut Totals<SettlementTotals>) {
     let ledger = book.ledger();
     for transfer in &ledger.transfers()[rows] {
-        let amount = Minor::from(transfer.amount.minor());
-        let posted = transfer.kind == TransferKind::Posted;
-        let currency = || ledger.account(transfer.debit).currency;
-        match (transfer.code, transfer.kind) {
-            (TransferCode::Stake, TransferKind::PostPending(_)) => {
-                let totals = totals.entry(currency()).or_default();
-                totals.settlements += 1;
-                totals.stakes_settled += amount;
-            }
-            (TransferCode::Payout, _) if posted => totals.entry(currency()).or_default().payouts += amount,
-            (TransferCode::Cashout, _) if posted => {
-                let totals = totals.entry(currency()).or_default();
-                totals.payouts += amount;
-                totals.cashouts += amount;
-            }
-            (TransferCode::PayoutReversal, _) if posted => {
-                totals.entry(currency()).or_default().payouts_reversed += amount
-            }
-            (TransferCode::DebtRecognised, _) if posted => {
-                let totals = totals.entry(currency()).or_default();
-                totals.payouts_reversed += amount;
-                totals.recognised_as_debt += amount;
-            }
-            (TransferCode::StakeReversal, _) if posted => {
-                let totals = totals.entry(currency()).or_default();
-                totals.reversals += 1;
-                totals.stakes_reversed += amount;
-            }
-            _ => {}
-        }
+        let Some(effect) = settlement_effect(transfer) else { continue };
+        let currency = ledger.account(transfer.debit).currency;
+        // Every settlement transfer's reference is its bet.
+        let base = in_base(rate_for(book, Some(BetId(transfer.reference)), currency), transfer.amount, currency);
+        totals.add(currency, Minor::from(transfer.amount.minor()), base, effect);
     }
 }
 
 async fn settlement_totals(
     state: &AppState,
     window: Window,
-) -> Result<(ByCurrency<SettlementTotals>, Timestamp), ApiError> {
+) -> Result<(Totals<SettlementTotals>, Timestamp), ApiError> {
     fold_rows(
         state,
-        ByCurrency::new(),
+        Totals::default(),
         // Transfers are stamped with book time as they are made, so they are in time order.
         move |book| window.rows(book.ledger().transfers(), |transfer| transfer.timestamp),
         fold_settlements,
@@ -1160,14 +1363,28 @@ async fn settlement_totals(
 async fn turnover(state: &AppState, window: Window) -> Result<TurnoverReport, ApiError> {
     let (placed, as_of) = fold_rows(
         state,
-        ByCurrency::new(),
+        Totals::default(),
         // Bets get their ids and `placed_at` as they are placed, so they are in time order.
         move |book| window.rows(book.bets(), |bet| bet.placed_at),
         fold_placed,
     )
     .await?;
     let (settled, _) = settlement_totals(state, window).await?;
-    let currencies: BTreeSet<Currency> = placed.keys().chain(settled.keys()).copied().collect();
+    let base = state.read(|book| book.fx().base).await?;
+    let currencies: BTreeSet<Currency> = placed.by_currency.keys().chain(settled.by_currency.keys()).copied().collect();
+    let view = |currency: Currency, placed: PlacedTotals, settled: SettlementTotals| TurnoverView {
+        currency: currency.to_string(),
+        bets_placed: placed.bets,
+        stakes_placed: format_minor(currency, placed.stakes),
+        bets_settled: settled.settlements - settled.reversals,
+        stakes_settled: format_minor(currency, settled.stakes_settled - settled.stakes_reversed),
+    };
+    let mut missing = placed.missing_rates.clone();
+    missing.extend(settled.missing_rates.iter().copied());
+    let base_total = match (placed.base(), settled.base()) {
+        (Some(placed), Some(settled)) => Some(view(base, *placed, *settled)),
+        _ => None,
+    };
     let (from, to) = window.shown();
     Ok(TurnoverReport {
         from,
@@ -1176,49 +1393,48 @@ async fn turnover(state: &AppState, window: Window) -> Result<TurnoverReport, Ap
         currencies: currencies
             .into_iter()
             .map(|currency| {
-                let placed = placed.get(&currency).copied().unwrap_or_default();
-                let settled = settled.get(&currency).copied().unwrap_or_default();
-                TurnoverView {
-                    currency: currency.to_string(),
-                    bets_placed: placed.bets,
-                    stakes_placed: format_minor(currency, placed.stakes),
-                    bets_settled: settled.settlements - settled.reversals,
-                    stakes_settled: format_minor(currency, settled.stakes_settled - settled.stakes_reversed),
-                }
+                let placed = placed.by_currency.get(&currency).copied().unwrap_or_default();
+                let settled = settled.by_currency.get(&currency).copied().unwrap_or_default();
+                view(currency, placed, settled)
             })
             .collect(),
+        base_total,
+        missing_rates: missing.iter().map(Currency::to_string).collect(),
     })
+}
+
+/// One currency's GGR figures (the base currency's for the base total).
+fn ggr_view(currency: Currency, totals: &SettlementTotals) -> GgrView {
+    let gross = totals.stakes_settled - totals.payouts;
+    let adjustment = totals.payouts_reversed - totals.stakes_reversed;
+    let money = |minor| format_minor(currency, minor);
+    GgrView {
+        currency: currency.to_string(),
+        stakes_settled: money(totals.stakes_settled),
+        payouts: money(totals.payouts),
+        cashouts: money(totals.cashouts),
+        gross_gaming_revenue: money(gross),
+        resettlements: ResettlementView {
+            payouts_reversed: money(totals.payouts_reversed),
+            recognised_as_debt: money(totals.recognised_as_debt),
+            stakes_reversed: money(totals.stakes_reversed),
+            adjustment: money(adjustment),
+        },
+        net_gaming_revenue: money(gross + adjustment),
+    }
 }
 
 async fn ggr(state: &AppState, window: Window) -> Result<GgrReport, ApiError> {
     let (settled, as_of) = settlement_totals(state, window).await?;
+    let base = state.read(|book| book.fx().base).await?;
     let (from, to) = window.shown();
     Ok(GgrReport {
         from,
         to,
         as_of: format_rfc3339(as_of),
-        currencies: settled
-            .into_iter()
-            .map(|(currency, totals)| {
-                let gross = totals.stakes_settled - totals.payouts;
-                let adjustment = totals.payouts_reversed - totals.stakes_reversed;
-                let money = |minor| format_minor(currency, minor);
-                GgrView {
-                    currency: currency.to_string(),
-                    stakes_settled: money(totals.stakes_settled),
-                    payouts: money(totals.payouts),
-                    cashouts: money(totals.cashouts),
-                    gross_gaming_revenue: money(gross),
-                    resettlements: ResettlementView {
-                        payouts_reversed: money(totals.payouts_reversed),
-                        recognised_as_debt: money(totals.recognised_as_debt),
-                        stakes_reversed: money(totals.stakes_reversed),
-                        adjustment: money(adjustment),
-                    },
-                    net_gaming_revenue: money(gross + adjustment),
-                }
-            })
-            .collect(),
+        currencies: settled.by_currency.iter().map(|(currency, totals)| ggr_view(*currency, totals)).collect(),
+        base_total: settled.base().map(|totals| ggr_view(base, totals)),
+        missing_rates: settled.missing_rates(),
     })
 }
 
@@ -1578,6 +1794,8 @@ fn parse_position_cursor(text: &str) -> Result<Position, ApiError> {
 
 #[cfg(test)]
 mod format_tests {
+    use domain::ExchangeRate;
+
     use super::*;
 
     /// Sums past the money maximum (an exposure over many markets, a month's usage) are shown,
@@ -1589,5 +1807,45 @@ mod format_tests {
         assert_eq!(format_minor(eur, -5), "-0.05");
         assert_eq!(format_minor(eur, i128::from(domain::MONEY_MINOR_MAX) + 1), "10000000000000.01");
         assert_eq!(format_minor(eur, -i128::from(i64::MAX) * 4), "-368934881474191032.28");
+    }
+
+    /// A currency whose money cannot be converted leaves the base total null and is named,
+    /// never summed in part; the CSV lists it instead of a base row.
+    #[test]
+    fn a_missing_rate_makes_the_base_total_absent_and_named() {
+        let (eur, jpy) = (Currency::EUR, Currency::parse("JPY").expect("JPY"));
+        let rate = ExchangeRate::parse("160.00").expect("rate");
+        let applied = AppliedRate { base: eur, version: 1, rate };
+        let mut totals: Totals<PlacedTotals> = Totals::default();
+        let stake = |totals: &mut PlacedTotals, amount: Minor| {
+            totals.bets += 1;
+            totals.stakes += amount;
+        };
+        // ¥1 is 0.625 cents: 1 cent, rounded up.
+        totals.add(jpy, 1, in_base(Some(applied), Money::from_minor(1), jpy), stake);
+        totals.add(
+            eur,
+            250,
+            in_base(Some(AppliedRate { rate: ExchangeRate::ONE, ..applied }), Money::from_minor(250), eur),
+            stake,
+        );
+        assert_eq!(totals.base().map(|base| (base.bets, base.stakes)), Some((2, 251)));
+        totals.add(jpy, 5, in_base(None, Money::from_minor(5), jpy), stake);
+        assert!(totals.base().is_none());
+        assert_eq!(totals.missing_rates(), vec!["JPY".to_string()]);
+        assert_eq!(totals.by_currency.get(&jpy).map(|line| (line.bets, line.stakes)), Some((2, 6)));
+
+        let report = TurnoverReport {
+            from: None,
+            to: None,
+            as_of: "2026-12-06T00:00:00Z".to_string(),
+            currencies: Vec::new(),
+            base_total: None,
+            missing_rates: totals.missing_rates(),
+        };
+        assert_eq!(
+            turnover_csv(&report),
+            "line,currency,bets_placed,stakes_placed,bets_settled,stakes_settled\r\nmissing_rate,JPY,,,,\r\n"
+        );
     }
 }

@@ -422,7 +422,9 @@ async fn render_transfer(
     tag = "players",
     summary = "Deposit",
     description = "Deposits through the sandbox payment provider. Idempotent with `Idempotency-Key` (required). \
-        `payment_ref` is 1 to 200 bytes and credits the account at most once.",
+        `payment_ref` is 1 to 200 bytes and credits the account at most once. The largest single deposit is set in \
+        the base currency (100,000.00 EUR by default) and applies to the player's currency through the current \
+        exchange rate, rounded down.",
     security(("bearer" = [])),
     params(IdempotencyKey),
     request_body = DepositRequest,
@@ -440,7 +442,8 @@ async fn render_transfer(
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
         (status = 422, description = "A deposit limit would be exceeded (`limit_reached`), the amount is refused \
-            (`invalid_request`), the balance would pass the money maximum (`amount_too_large`), or the \
+            (`invalid_request`: not positive, or over the largest deposit converted into the player's currency), the \
+            player's currency has no exchange rate (`fx_rate_missing`, with `currency`), the balance would pass the money maximum (`amount_too_large`), or the \
             idempotency key was used with another body (`idempotency_key_reused`)", body = ApiError),
     ),
 )]

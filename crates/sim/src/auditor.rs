@@ -21,7 +21,9 @@
 //! currency, versioned) and every conversion: stake and payout limits, all in the base
 //! currency, are converted into the bettor's currency rounding down (the minimum stake rounding
 //! up); a bet's liability is counted in its own currency and, converted with the rate in force
-//! at placement (rounding up), in the base currency, where the caps apply. The conversions are
+//! at placement (rounding up), in the base currency, where the caps apply; the deposit cap is in
+//! the base currency too, converted at the rate now (rounding down; no rate: `fx_rate_missing`).
+//! The conversions are
 //! written here as exact fractions, not taken from `domain`.
 //!
 //! The order of checks is part of the rules here: when two things are wrong with a command the
@@ -908,7 +910,12 @@ impl Auditor {
     fn deposit(&mut self, account: u64, amount: i64, payment_ref: &str) -> Reply {
         let player = self.player(account)?;
         self.may_gamble(player)?;
-        if amount <= 0 || amount > self.config.deposit_max.minor() {
+        if amount <= 0 {
+            return Err(invalid("deposit amount out of range"));
+        }
+        // The cap is in the base currency, converted at the rate now and rounded down.
+        let cap = self.rate_now(player.currency)?.limit_in(self.config.deposit_max.minor(), player.currency, false);
+        if amount > cap {
             return Err(invalid("deposit amount out of range"));
         }
         if payment_ref.len() > PAYMENT_REF_BYTES_MAX {

@@ -557,10 +557,29 @@ impl Workload {
     fn deposit(&mut self, auditor: &Auditor) -> Step {
         let account = self.any_account(auditor);
         let deposit_max = auditor.config.deposit_max.minor();
+        // The cap is in the base currency: in the player's currency at the rate now, rounded
+        // down (worked out here on its own terms; the auditor's model decides).
+        let currency = auditor.players.get((account.0 as usize).wrapping_sub(1)).map(|player| player.currency);
+        let rate = currency.and_then(|currency| {
+            if currency == auditor.fx.base {
+                return Some((1u128, 1u128));
+            }
+            let rate = auditor.fx.rates.get(&currency)?;
+            let ten = |exponent: u8| 10u128.pow(u32::from(exponent));
+            Some((
+                u128::from(rate.mantissa()) * ten(currency.exponent()),
+                ten(rate.scale()) * ten(auditor.fx.base.exponent()),
+            ))
+        });
+        let cap = rate.map_or(deposit_max, |(num, den)| {
+            (deposit_max as u128 * num / den).min(domain::MONEY_MINOR_MAX as u128) as i64
+        });
         let amount = match self.rng.below(100) {
             0..=2 => 0,
             3 => -500,
-            4..=6 => deposit_max + self.rng.between(1, 1_000) as i64,
+            // At the converted cap and just past it.
+            4..=5 => cap + self.rng.between(0, 2) as i64,
+            6 => deposit_max + self.rng.between(1, 1_000) as i64,
             7..=16 => self.rng.between(1_000, deposit_max as u64) as i64,
             _ => self.rng.between(1_000, 200_000) as i64,
         };

@@ -1886,12 +1886,13 @@ fn currencies_convert_through_the_operator_rates() {
     check(
         r#"
 open KRW
-deposit acc_1 1000000KRW
+deposit acc_1 1000000KRW                # no rate yet: the deposit cap cannot apply
 event "Arsenal v Spurs" football starts=+30d
 market evt_1 "1X2" Home=2.00 Draw=3.20 Away=2.80
 bet acc_1 single 10000KRW sel_1@2.00   # no rate yet
 fx EUR GBP=0.85 JPY=160.00 KRW=1540.5 BHD=0.41
 fx GBP JPY=190.00                     # the base is fixed once a market exists
+deposit acc_1 1000000KRW
 open EUR
 open GBP
 open JPY
@@ -1900,6 +1901,9 @@ deposit acc_2 500.00
 deposit acc_3 500.00GBP
 deposit acc_4 100000JPY
 deposit acc_5 100.000BHD
+deposit acc_4 16000001JPY             # the €100,000.00 deposit cap is ¥16,000,000
+deposit acc_5 41000.001BHD            # and 41,000.000 BHD
+deposit acc_5 41000.000BHD
 risk mkt_1 liability_cap=100.00
 market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
 risk mkt_2 max_stake=100.00
@@ -1930,8 +1934,7 @@ wallet acc_4
               ok acc_1
               - acc_1 opened KRW
             > deposit acc_1 1000000KRW
-              ok trf_1
-              - trf_1 posted Deposit clearing:KRW -> cash:acc_1 1000000
+              rejected fx_rate_missing
             > event "Arsenal v Spurs" football starts=+30d
               ok evt_1
               - evt_1 created
@@ -1944,6 +1947,9 @@ wallet acc_4
               ok done
             > fx GBP JPY=190.00
               rejected invalid_request(the base currency is fixed once a market exists)
+            > deposit acc_1 1000000KRW
+              ok trf_1
+              - trf_1 posted Deposit clearing:KRW -> cash:acc_1 1000000
             > open EUR
               ok acc_2
               - acc_2 opened EUR
@@ -1968,6 +1974,13 @@ wallet acc_4
             > deposit acc_5 100.000BHD
               ok trf_5
               - trf_5 posted Deposit clearing:BHD -> cash:acc_5 100.000
+            > deposit acc_4 16000001JPY
+              rejected invalid_request(deposit amount out of range)
+            > deposit acc_5 41000.001BHD
+              rejected invalid_request(deposit amount out of range)
+            > deposit acc_5 41000.000BHD
+              ok trf_6
+              - trf_6 posted Deposit clearing:BHD -> cash:acc_5 41000.000
             > risk mkt_1 liability_cap=100.00
               ok done
             > market evt_1 "Total goals 2.5" Over=1.90 Under=1.90
@@ -1977,14 +1990,14 @@ wallet acc_4
               ok done
             > bet acc_1 single 10000KRW sel_1@2.00
               ok bet_1 accepted
-              - trf_6 pending Stake cash:acc_1 -> house:KRW 10000
+              - trf_7 pending Stake cash:acc_1 -> house:KRW 10000
               - bet_1 placed accepted
             > exposure
               sel_1 6.50 (KRW 10000)
               total 6.50
             > bet acc_2 single 93.50 sel_1@2.00
               ok bet_2 accepted
-              - trf_7 pending Stake cash:acc_2 -> house:EUR 93.50
+              - trf_8 pending Stake cash:acc_2 -> house:EUR 93.50
               - bet_2 placed accepted
             > bet acc_2 single 0.10 sel_1@2.00
               rejected liability_limit
@@ -1993,7 +2006,7 @@ wallet acc_4
               total 100.00
             > bet acc_4 single 16000JPY sel_4@1.90
               ok bet_3 accepted
-              - trf_8 pending Stake cash:acc_4 -> house:JPY 16000
+              - trf_9 pending Stake cash:acc_4 -> house:JPY 16000
               - bet_3 placed accepted
             > bet acc_4 single 16001JPY sel_4@1.90
               rejected stake_too_high(max 16000)
@@ -2007,7 +2020,7 @@ wallet acc_4
               rejected stake_too_low(min 155)
             > bet acc_1 single 155KRW sel_4@1.90
               ok bet_4 accepted
-              - trf_9 pending Stake cash:acc_1 -> house:KRW 155
+              - trf_10 pending Stake cash:acc_1 -> house:KRW 155
               - bet_4 placed accepted
             > fx EUR GBP=0.85 JPY=160.00 KRW=1000 BHD=0.41
               ok done
@@ -2022,16 +2035,16 @@ wallet acc_4
             > settle mkt_1 sel_2=win
               ok 2 bets
               - mkt_1 settled
-              - trf_10 posts trf_6 Stake cash:acc_1 -> house:KRW 10000
+              - trf_11 posts trf_7 Stake cash:acc_1 -> house:KRW 10000
               - bet_1 lost payout 0.00
-              - trf_11 posts trf_7 Stake cash:acc_2 -> house:EUR 93.50
+              - trf_12 posts trf_8 Stake cash:acc_2 -> house:EUR 93.50
               - bet_2 lost payout 0.00
             > settle mkt_2 sel_5=win
               ok 2 bets
               - mkt_2 settled
-              - trf_12 posts trf_8 Stake cash:acc_4 -> house:JPY 16000
+              - trf_13 posts trf_9 Stake cash:acc_4 -> house:JPY 16000
               - bet_3 lost payout 0.00
-              - trf_13 posts trf_9 Stake cash:acc_1 -> house:KRW 155
+              - trf_14 posts trf_10 Stake cash:acc_1 -> house:KRW 155
               - bet_4 lost payout 0.00
             > exposure
               total 0.00

@@ -347,6 +347,10 @@ async fn reports_show_exact_turnover_ggr_and_liabilities_after_a_resettlement() 
                                   "stakes_reversed": "10.00", "adjustment": "15.00"},
                 "net_gaming_revenue": "1.00"}])
     );
+    // In the base currency itself every conversion is exact: the base total is the EUR line.
+    assert_eq!(ggr["base_total"], ggr["currencies"][0], "{ggr}");
+    assert_eq!(turnover["base_total"], turnover["currencies"][0], "{turnover}");
+    assert_eq!((&ggr["missing_rates"], &turnover["missing_rates"]), (&json!([]), &json!([])));
     // The net is what the house kept: Ann's lost 10.00 less the 9.00 Cat's cash-out won.
     let line = &ggr["currencies"][0];
     assert_eq!(

@@ -12,6 +12,14 @@ use crate::harness::{now_ms, spawn_app, spawn_app_on, Player, TestApp, ADMIN_KEY
 
 /// Registers a player holding `currency`, logs in and deposits `amount` (in that currency).
 async fn player_in(app: &TestApp, username: &str, currency: &str, amount: &str) -> Player {
+    let player = registered(app, username, currency).await;
+    let (status, body) = deposit(app, &player, amount).await;
+    assert_eq!(status, 201, "deposit {username}: {body}");
+    player
+}
+
+/// Registers a player holding `currency` and logs in.
+async fn registered(app: &TestApp, username: &str, currency: &str) -> Player {
     let password = "correct horse battery staple";
     let (status, body) = app
         .call(
@@ -26,23 +34,24 @@ async fn player_in(app: &TestApp, username: &str, currency: &str, amount: &str) 
     let (status, tokens) =
         app.call("POST", "/v1/auth/login", None, Some(json!({"username": username, "password": password}))).await;
     assert_eq!(status, 200, "login {username}: {tokens}");
-    let player = Player {
+    Player {
         access_token: tokens["access_token"].as_str().expect("access token").to_string(),
         refresh_token: tokens["refresh_token"].as_str().expect("refresh token").to_string(),
         username: username.to_string(),
-    };
-    let key = format!("deposit-{username}");
-    let (status, body) = app
-        .call_with(
-            "POST",
-            "/v1/wallet/deposits",
-            Some(&player.access_token),
-            Some(json!({"amount": amount, "payment_ref": key})),
-            &[("Idempotency-Key", &key)],
-        )
-        .await;
-    assert_eq!(status, 201, "deposit {username}: {body}");
-    player
+    }
+}
+
+/// Deposits `amount` (in the player's currency) under a fresh key and payment reference.
+async fn deposit(app: &TestApp, player: &Player, amount: &str) -> (u16, Value) {
+    let key = format!("deposit-{}-{amount}-{}", player.username, now_ms());
+    app.call_with(
+        "POST",
+        "/v1/wallet/deposits",
+        Some(&player.access_token),
+        Some(json!({"amount": amount, "payment_ref": key})),
+        &[("Idempotency-Key", &key)],
+    )
+    .await
 }
 
 /// Places a single at `price` with no price changes accepted, under a fresh idempotency key.
@@ -99,15 +108,16 @@ async fn put_rates(app: &TestApp, body: Value) -> (u16, Value) {
 async fn five_currencies_on_one_market_meet_the_base_limits_through_the_rates() {
     let app = spawn_app().await;
     let eur = player_in(&app, "euro", "EUR", "500.00").await;
-    let gbp = player_in(&app, "pound", "GBP", "500.00").await;
-    let jpy = player_in(&app, "yen", "JPY", "100000").await;
-    let krw = player_in(&app, "won", "KRW", "1000000").await;
-    let bhd = player_in(&app, "dinar", "BHD", "100.000").await;
+    let krw = registered(&app, "won", "KRW").await;
     let (result, result_selections) = market(&app, "Arsenal v Spurs", &[("Home", "2.00"), ("Draw", "3.40")]).await;
     let (goals, goals_selections) = market(&app, "Leeds v Hull", &[("Over", "1.90"), ("Under", "1.90")]).await;
     let (home, over, under) = (&result_selections[0], &goals_selections[0], &goals_selections[1]);
 
-    // No rate yet: limits in the base currency cannot be applied to won, so won cannot bet.
+    // No rate yet: limits in the base currency (the deposit cap, the stake limits) cannot be
+    // applied to won, so won can neither deposit nor bet.
+    let (status, body) = deposit(&app, &krw, "1000000").await;
+    assert_error(status, &body, 422, "fx_rate_missing");
+    assert_eq!(body["error"]["currency"], "KRW", "{body}");
     let (status, body) = bet(&app, &krw, home, "2.00", "10000").await;
     assert_error(status, &body, 422, "fx_rate_missing");
     assert_eq!(body["error"]["currency"], "KRW", "{body}");
@@ -120,6 +130,11 @@ async fn five_currencies_on_one_market_meet_the_base_limits_through_the_rates() 
     assert_eq!(status, 200, "{table}");
     assert_eq!(table["version"], 1, "{table}");
     assert_eq!(table["rates"], rates, "{table}");
+    let gbp = player_in(&app, "pound", "GBP", "500.00").await;
+    let jpy = player_in(&app, "yen", "JPY", "100000").await;
+    let bhd = player_in(&app, "dinar", "BHD", "100.000").await;
+    let (status, body) = deposit(&app, &krw, "1000000").await;
+    assert_eq!(status, 201, "{body}");
 
     // Risk settings are in the base currency.
     let (status, risk) = app
@@ -337,4 +352,129 @@ async fn a_stale_exchange_rate_table_is_a_readyz_warning() {
     assert_eq!(status, 200, "{table}");
     let (status, body) = app.call("GET", "/readyz", None, None).await;
     assert_eq!((status, &body), (200, &json!({"status": "ok"})));
+}
+
+/// The turnover and GGR reports keep each currency apart and add a total in the base currency:
+/// each bet's money converted with the rate recorded on the bet when it was placed, one amount at
+/// a time, rounded up to the cent. The deposit cap (€100,000.00 by default) is in the base
+/// currency too, converted at the rate now and rounded down.
+#[tokio::test]
+async fn reports_total_in_the_base_currency_at_each_bets_rate_and_the_deposit_cap_converts() {
+    let app = spawn_app().await;
+    let (status, table) = put_rates(&app, json!({"base": "EUR", "rates": {"JPY": "160.00", "KRW": "1540.5"}})).await;
+    assert_eq!(status, 200, "{table}");
+    let eur = player_in(&app, "euro", "EUR", "500.00").await;
+    let jpy = player_in(&app, "yen", "JPY", "100000").await;
+    let krw = player_in(&app, "won", "KRW", "1000000").await;
+
+    // €100,000.00 is ¥16,000,000: a yen more is refused, the cap itself accepted.
+    let (status, body) = deposit(&app, &jpy, "16000001").await;
+    assert_error(status, &body, 422, "invalid_request");
+    let (status, body) = deposit(&app, &jpy, "16000000").await;
+    assert_eq!(status, 201, "{body}");
+
+    let (market_id, selections) = market(&app, "Arsenal v Spurs", &[("Home", "2.00"), ("Away", "3.00")]).await;
+    let (home, away) = (&selections[0], &selections[1]);
+    for (player, selection, price, stake) in [
+        (&eur, home, "2.00", "10.00"),
+        (&jpy, home, "2.00", "1000"),
+        (&krw, away, "3.00", "10000"),
+        (&krw, home, "2.00", "3333"),
+    ] {
+        let (status, body) = bet(&app, player, selection, price, stake).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // The table changes before settlement: the reports keep each bet's placement rate.
+    let (status, table) = put_rates(&app, json!({"base": "EUR", "rates": {"JPY": "100", "KRW": "1000"}})).await;
+    assert_eq!(status, 200, "{table}");
+    // ¥10,000,000 is the cap now.
+    let (status, body) = deposit(&app, &jpy, "10000001").await;
+    assert_error(status, &body, 422, "invalid_request");
+    let (status, body) = deposit(&app, &jpy, "10000000").await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/v1/admin/markets/{market_id}/settle"),
+            Some(ADMIN_KEY),
+            Some(json!({"results": [{"selection_id": home, "outcome": "win"}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // At 160.00 and 1540.5, rounded up to the cent one amount at a time: ¥1,000 = €6.25,
+    // ¥2,000 = €12.50, ₩10,000 = €6.4914 = €6.50, ₩3,333 = €2.1636 = €2.17, ₩6,666 = €4.3271 =
+    // €4.33. Stakes €10.00 + €6.25 + €6.50 + €2.17 = €24.92; payouts €20.00 + €12.50 + €4.33 =
+    // €36.83.
+    let turnover_line = |currency: &str, bets: u64, stakes: &str| {
+        json!({"currency": currency, "bets_placed": bets, "stakes_placed": stakes, "bets_settled": bets,
+               "stakes_settled": stakes})
+    };
+    let (status, report) = app.call("GET", "/v1/admin/reports/turnover", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["currencies"],
+        json!([turnover_line("EUR", 1, "10.00"), turnover_line("JPY", 1, "1000"), turnover_line("KRW", 2, "13333")]),
+        "{report}"
+    );
+    assert_eq!(report["base_total"], turnover_line("EUR", 4, "24.92"), "{report}");
+    assert_eq!(report["missing_rates"], json!([]), "{report}");
+
+    let zero = |currency: &str| if currency == "JPY" || currency == "KRW" { "0" } else { "0.00" };
+    let ggr_line = |currency: &str, stakes: &str, payouts: &str, revenue: &str| {
+        json!({"currency": currency, "stakes_settled": stakes, "payouts": payouts, "cashouts": zero(currency),
+               "gross_gaming_revenue": revenue,
+               "resettlements": {"payouts_reversed": zero(currency), "recognised_as_debt": zero(currency),
+                                 "stakes_reversed": zero(currency), "adjustment": zero(currency)},
+               "net_gaming_revenue": revenue})
+    };
+    let (status, report) = app.call("GET", "/v1/admin/reports/ggr", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["currencies"],
+        json!([
+            ggr_line("EUR", "10.00", "20.00", "-10.00"),
+            ggr_line("JPY", "1000", "2000", "-1000"),
+            ggr_line("KRW", "13333", "6666", "6667"),
+        ]),
+        "{report}"
+    );
+    assert_eq!(report["base_total"], ggr_line("EUR", "24.92", "36.83", "-11.91"), "{report}");
+    assert_eq!(report["missing_rates"], json!([]), "{report}");
+
+    // The same as CSV: a row per currency, then the base total.
+    let csv = |name: &str| {
+        let url = app.url(&format!("/v1/admin/reports/{name}?format=csv"));
+        async move {
+            let response = reqwest::Client::new().get(url).bearer_auth(ADMIN_KEY).send().await.expect("request");
+            assert_eq!(response.status().as_u16(), 200);
+            let content_type = response.headers()["content-type"].to_str().expect("content type").to_string();
+            assert_eq!(content_type, "text/csv; charset=utf-8");
+            response.text().await.expect("body")
+        }
+    };
+    assert_eq!(
+        csv("turnover").await,
+        "line,currency,bets_placed,stakes_placed,bets_settled,stakes_settled\r\n\
+         currency,EUR,1,10.00,1,10.00\r\n\
+         currency,JPY,1,1000,1,1000\r\n\
+         currency,KRW,2,13333,2,13333\r\n\
+         base_total,EUR,4,24.92,4,24.92\r\n"
+    );
+    assert_eq!(
+        csv("ggr").await,
+        "line,currency,stakes_settled,payouts,cashouts,gross_gaming_revenue,payouts_reversed,recognised_as_debt,\
+         stakes_reversed,adjustment,net_gaming_revenue\r\n\
+         currency,EUR,10.00,20.00,0.00,-10.00,0.00,0.00,0.00,0.00,-10.00\r\n\
+         currency,JPY,1000,2000,0,-1000,0,0,0,0,-1000\r\n\
+         currency,KRW,13333,6666,0,6667,0,0,0,0,6667\r\n\
+         base_total,EUR,24.92,36.83,0.00,-11.91,0.00,0.00,0.00,0.00,-11.91\r\n"
+    );
+    for (path, field) in
+        [("/v1/admin/reports/liabilities?format=csv", "format"), ("/v1/admin/reports/turnover?format=xml", "format")]
+    {
+        let (status, body) = app.call("GET", path, Some(ADMIN_KEY), None).await;
+        assert_error(status, &body, 400, "invalid_request");
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
 }

@@ -89,7 +89,11 @@ impl Run {
     }
 
     pub fn setup(&mut self) {
-        let mut commands = Vec::new();
+        // A rate for the GBP player's deposit (the deposit cap is in the base currency), taken
+        // away again after it: the workload keeps a player whose bets are refused
+        // (`fx_rate_missing`).
+        let pound = (Currency::parse("GBP").expect("GBP"), domain::ExchangeRate::parse("0.85").expect("rate"));
+        let mut commands = vec![Command::SetFxRates { base: Currency::EUR, rates: vec![pound] }];
         for _ in 0..PLAYERS - 2 {
             commands.push(Command::OpenAccount { currency: Currency::EUR });
         }
@@ -112,6 +116,7 @@ impl Run {
                 idempotency: None,
             });
         }
+        commands.push(Command::SetFxRates { base: Currency::EUR, rates: Vec::new() });
         for event in 1..=EVENTS {
             commands.push(Command::CreateEvent {
                 name: format!("Match {event}"),
