@@ -53,11 +53,19 @@ fn crash_and_resume(backend: Backend, name: &str) {
         if committed > 0 {
             assert!(matches!(projector.start(), Start::Resumed { checkpoint, .. } if checkpoint == committed));
         }
-        assert!(matches!(projector.catch_up(&mut |_| {}), Err(ProjectorError::CrashForTest { .. })));
+        // It crashes again after 3 batches unless fewer than that were left to apply.
+        let second = projector.catch_up(&mut |_| {});
+        if total - committed > 3 {
+            assert!(matches!(second, Err(ProjectorError::CrashForTest { applied: 3 })), "{second:?}");
+        } else {
+            assert!(second.is_ok(), "{second:?}");
+        }
         drop(projector);
 
         let mut projector = project(data_dir, open_store(backend, scratch.path(), name, false), false);
-        assert_eq!(projector.progress().batches, total);
+        if total - committed > 3 {
+            assert_eq!(projector.progress().batches, total);
+        }
         assert_eq!(
             digest(projector.store()).expect("digest"),
             reference,
