@@ -53,9 +53,10 @@ fn crash_and_resume(backend: Backend, name: &str) {
         if committed > 0 {
             assert!(matches!(projector.start(), Start::Resumed { checkpoint, .. } if checkpoint == committed));
         }
-        // It crashes again after 3 batches unless fewer than that were left to apply.
+        // It crashes again on its 3rd batch unless fewer than 3 were left to apply (how the engine
+        // groups the workload into batches varies from run to run).
         let second = projector.catch_up(&mut |_| {});
-        if total - committed > 3 {
+        if total - committed >= 3 {
             assert!(matches!(second, Err(ProjectorError::CrashForTest { applied: 3 })), "{second:?}");
         } else {
             assert!(second.is_ok(), "{second:?}");
@@ -63,7 +64,7 @@ fn crash_and_resume(backend: Backend, name: &str) {
         drop(projector);
 
         let mut projector = project(data_dir, open_store(backend, scratch.path(), name, false), false);
-        if total - committed > 3 {
+        if total - committed >= 3 {
             assert_eq!(projector.progress().batches, total);
         }
         assert_eq!(
