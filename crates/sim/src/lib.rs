@@ -30,8 +30,10 @@ pub mod auditor;
 pub mod check;
 pub mod exact;
 pub mod faults;
+pub mod projection;
+pub mod readmodels;
 pub mod rng;
 pub mod simulator;
 pub mod workload;
 
-pub use simulator::{run, CommandTransform, Failure, JournalKind, JournalWrapper, Report, SimOptions};
+pub use simulator::{run, CommandTransform, Failure, JournalKind, JournalWrapper, ReadModelTamper, Report, SimOptions};
