@@ -36,18 +36,17 @@ const SEED_DEFAULT: u64 = 12;
 
 /// The process faults of the read side, each exercised in every run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ProcessFault {
-    KillServe,
-    KillProjector,
-    KillBoth,
+enum Kill {
+    Serve,
+    Projector,
+    Both,
 }
 
-const PROCESS_FAULTS: [ProcessFault; 3] =
-    [ProcessFault::KillServe, ProcessFault::KillProjector, ProcessFault::KillBoth];
+const PROCESS_FAULTS: [Kill; 3] = [Kill::Serve, Kill::Projector, Kill::Both];
 
 /// The rounds of a run: every fault once in a seeded order, then seeded draws; each with the
 /// milliseconds of load before it strikes.
-fn schedule(rng: &mut StdRng) -> Vec<(ProcessFault, u64)> {
+fn schedule(rng: &mut StdRng) -> Vec<(Kill, u64)> {
     let mut faults = PROCESS_FAULTS.to_vec();
     for index in (1..faults.len()).rev() {
         faults.swap(index, rng.random_range(0..=index));
@@ -202,25 +201,25 @@ fn the_read_models_survive_kill_dash_nine_of_the_server_and_the_projector_exactl
         std::thread::sleep(Duration::from_millis(*delay_ms));
         *counts
             .entry(match fault {
-                ProcessFault::KillServe => "kill_serve",
-                ProcessFault::KillProjector => "kill_projector",
-                ProcessFault::KillBoth => "kill_both",
+                Kill::Serve => "kill_serve",
+                Kill::Projector => "kill_projector",
+                Kill::Both => "kill_both",
             })
             .or_default() += 1;
         match fault {
-            ProcessFault::KillServe => {
+            Kill::Serve => {
                 stop.store(true, Ordering::Relaxed);
                 server.kill();
                 server = start_server(&data);
             }
-            ProcessFault::KillProjector => {
+            Kill::Projector => {
                 kill_dash_nine(projector.as_mut().expect("a projector"));
                 // The server keeps taking bets while the projector is down, then it catches up.
                 std::thread::sleep(Duration::from_millis(rng.random_range(100..500)));
                 stop.store(true, Ordering::Relaxed);
                 projector = Some(start_projector(&data, &standalone_store, rng.random_range(1..400)));
             }
-            ProcessFault::KillBoth => {
+            Kill::Both => {
                 stop.store(true, Ordering::Relaxed);
                 kill_dash_nine(projector.as_mut().expect("a projector"));
                 server.kill();
