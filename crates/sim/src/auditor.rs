@@ -49,6 +49,7 @@ use book::{
 use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::exact::{payout, Fraction, ODDS_SCALE};
+use crate::readmodels::{Log, LoggedTransfer};
 
 const DAY_MS: u64 = 86_400_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -334,6 +335,8 @@ pub struct Auditor {
     pub bet_changes: Vec<BetChange>,
     pub transfers_made: Vec<ExpectedTransfer>,
     pub fx: FxModel,
+    /// Every transfer and bet status so far: what the read models must hold (`readmodels`).
+    pub log: Log,
 }
 
 fn invalid(reason: &'static str) -> Rejection {
@@ -488,6 +491,7 @@ impl Auditor {
             payment_refs: BTreeSet::new(),
             bet_changes: Vec::new(),
             transfers_made: Vec::new(),
+            log: Log::default(),
             fx: FxModel { base: Currency::EUR, version: 0, set_at: 0, rates: BTreeMap::new() },
         }
     }
@@ -769,11 +773,35 @@ impl Auditor {
     // ---- money -----------------------------------------------------------------------------
 
     /// Records one ledger transfer and returns its id.
-    fn transfer(&mut self, code: TransferCode, movement: Movement, amount: i64) -> u64 {
+    /// `account` is the player whose cash or debt it moves; `bet` the bet it belongs to.
+    fn transfer(&mut self, account: u64, bet: Option<u64>, code: TransferCode, movement: Movement, amount: i64) -> u64 {
         assert!(amount > 0, "the ledger records only positive amounts");
         self.transfers += 1;
         self.transfers_made.push((code, movement, amount));
+        self.log.transfers.push(LoggedTransfer {
+            id: self.transfers,
+            account,
+            bet,
+            code,
+            movement,
+            amount,
+            at: self.now,
+        });
         self.transfers
+    }
+
+    /// A bet event: for the simulator to compare, and kept in the bet's history.
+    fn bet_change(&mut self, change: BetChange) {
+        let (bet, status, payout) = match change {
+            BetChange::Placed { bet, status, .. } => (bet, status, 0),
+            BetChange::Changed { bet, status, payout, .. } => (bet, status, payout),
+        };
+        let history = &mut self.log.history;
+        if history.len() < bet.0 as usize {
+            history.resize(bet.0 as usize, Vec::new());
+        }
+        history[bet.0 as usize - 1].push((status, payout, self.now));
+        self.bet_changes.push(change);
     }
 
     fn system_mut(&mut self, currency: Currency) -> &mut SystemBalances {
@@ -828,7 +856,7 @@ impl Auditor {
         let player = &self.players[account as usize - 1];
         let amount = player.debt.min(player.available());
         if amount > 0 {
-            self.transfer(TransferCode::DebtRepaid, Movement::Posted, amount);
+            self.transfer(account, None, TransferCode::DebtRepaid, Movement::Posted, amount);
             let player = self.player_mut(account);
             player.cash -= amount;
             player.debt -= amount;
@@ -934,7 +962,7 @@ impl Auditor {
             return Err(Rejection::AmountTooLarge);
         }
         let currency = player.currency;
-        let id = self.transfer(TransferCode::Deposit, Movement::Posted, amount);
+        let id = self.transfer(account, None, TransferCode::Deposit, Movement::Posted, amount);
         self.system_mut(currency).clearing -= amount;
         self.player_mut(account).cash += amount;
         self.payment_refs.insert((account, payment_ref.to_string()));
@@ -956,7 +984,7 @@ impl Auditor {
         if player.available() - player.debt < amount {
             return Err(Rejection::InsufficientFunds);
         }
-        let id = self.transfer(TransferCode::Withdrawal, Movement::Hold, amount);
+        let id = self.transfer(account, None, TransferCode::Withdrawal, Movement::Hold, amount);
         self.player_mut(account).pending_withdrawals += amount;
         self.withdrawals.insert(id, WithdrawalModel { account, amount, open: true });
         Ok(Ack::Transfer(TransferId(id)))
@@ -970,7 +998,7 @@ impl Auditor {
             _ => return Err(Rejection::UnknownWithdrawal),
         };
         let movement = if paid { Movement::PostHold } else { Movement::VoidHold };
-        let id = self.transfer(TransferCode::Withdrawal, movement, amount);
+        let id = self.transfer(account, None, TransferCode::Withdrawal, movement, amount);
         if let Some(found) = self.withdrawals.get_mut(&withdrawal) {
             found.open = false;
         }
@@ -1387,7 +1415,7 @@ impl Auditor {
         self.liability_fits(&legs, &pricing.liability, &fx, currency)?;
 
         let id = self.bets.len() as u64 + 1;
-        self.transfer(TransferCode::Stake, Movement::Hold, total_stake);
+        self.transfer(account, Some(id), TransferCode::Stake, Movement::Hold, total_stake);
         self.player_mut(account).pending_stakes += total_stake;
         let delay_seconds = legs
             .iter()
@@ -1436,7 +1464,7 @@ impl Auditor {
         if let Some(due) = delay_until {
             self.delayed.insert((due, id));
         }
-        self.bet_changes.push(BetChange::Placed { bet: BetId(id), account: AccountId(account), status });
+        self.bet_change(BetChange::Placed { bet: BetId(id), account: AccountId(account), status });
         Ok(Ack::BetPlaced { bet: BetId(id), status })
     }
 
@@ -1483,7 +1511,7 @@ impl Auditor {
         found.delay_until = None;
         let account = found.account;
         self.open_liability(bet, pricing.liability);
-        self.bet_changes.push(BetChange::Changed {
+        self.bet_change(BetChange::Changed {
             bet: BetId(bet),
             account: AccountId(account),
             status: BetStatus::Accepted,
@@ -1503,7 +1531,7 @@ impl Auditor {
         if let Some(due) = due {
             self.delayed.remove(&(due, bet));
         }
-        self.transfer(TransferCode::Stake, Movement::VoidHold, stake);
+        self.transfer(account, Some(bet), TransferCode::Stake, Movement::VoidHold, stake);
         self.player_mut(account).pending_stakes -= stake;
         // The stake is free again, and pays a debt first.
         self.repay_debt(account);
@@ -1515,7 +1543,7 @@ impl Auditor {
                 usage.net_loss -= stake;
             }
         }
-        self.bet_changes.push(BetChange::Changed {
+        self.bet_change(BetChange::Changed {
             bet: BetId(bet),
             account: AccountId(account),
             status: BetStatus::Rejected,
@@ -1611,14 +1639,14 @@ impl Auditor {
         let found = &self.bets[bet as usize - 1];
         let (account, stake) = (found.account, found.total_stake);
         let currency = self.players[account as usize - 1].currency;
-        self.transfer(TransferCode::Stake, Movement::PostHold, stake);
+        self.transfer(account, Some(bet), TransferCode::Stake, Movement::PostHold, stake);
         let player = self.player_mut(account);
         player.pending_stakes -= stake;
         player.cash -= stake;
         self.system_mut(currency).house += stake;
         if amount > 0 {
             let code = if status == BetStatus::CashedOut { TransferCode::Cashout } else { TransferCode::Payout };
-            self.transfer(code, Movement::Posted, amount);
+            self.transfer(account, Some(bet), code, Movement::Posted, amount);
             self.player_mut(account).cash += amount;
             self.system_mut(currency).house -= amount;
         }
@@ -1629,12 +1657,7 @@ impl Auditor {
         found.quote = None;
         self.record_usage(account, 0, 0, -amount);
         self.repay_debt(account);
-        self.bet_changes.push(BetChange::Changed {
-            bet: BetId(bet),
-            account: AccountId(account),
-            status,
-            payout: amount,
-        });
+        self.bet_change(BetChange::Changed { bet: BetId(bet), account: AccountId(account), status, payout: amount });
     }
 
     /// Undoes a settlement: the payout comes back (from cash, the rest as debt), the stake is
@@ -1648,17 +1671,17 @@ impl Auditor {
             let from_cash = amount.min(self.players[account as usize - 1].available().max(0));
             let shortfall = amount - from_cash;
             if from_cash > 0 {
-                self.transfer(TransferCode::PayoutReversal, Movement::Posted, from_cash);
+                self.transfer(account, Some(bet), TransferCode::PayoutReversal, Movement::Posted, from_cash);
                 self.player_mut(account).cash -= from_cash;
             }
             if shortfall > 0 {
-                self.transfer(TransferCode::DebtRecognised, Movement::Posted, shortfall);
+                self.transfer(account, Some(bet), TransferCode::DebtRecognised, Movement::Posted, shortfall);
                 self.player_mut(account).debt += shortfall;
             }
             self.system_mut(currency).house += amount;
         }
-        self.transfer(TransferCode::StakeReversal, Movement::Posted, stake);
-        self.transfer(TransferCode::Stake, Movement::Hold, stake);
+        self.transfer(account, Some(bet), TransferCode::StakeReversal, Movement::Posted, stake);
+        self.transfer(account, Some(bet), TransferCode::Stake, Movement::Hold, stake);
         self.system_mut(currency).house -= stake;
         let player = self.player_mut(account);
         player.cash += stake;
@@ -1669,7 +1692,7 @@ impl Auditor {
         self.record_usage(account, 0, 0, amount);
         let pricing = price(kind, &self.bets[bet as usize - 1].legs, each_way, stake_per_line);
         self.open_liability(bet, pricing.liability);
-        self.bet_changes.push(BetChange::Changed {
+        self.bet_change(BetChange::Changed {
             bet: BetId(bet),
             account: AccountId(account),
             status: BetStatus::Accepted,

@@ -20,6 +20,12 @@
 //! cargo run --release -p sim -- --seeds 1..1000 --ops 100000
 //! ```
 //!
+//! On the file journal the real projector follows the run's data directory into SQLite and is
+//! killed at moments drawn from the seed (`projection`); the auditor predicts its read models
+//! (`readmodels`: bets and legs, bet histories, statements with the balance after every
+//! transfer, transfers, the audit view, daily report totals, accounts), checked at intervals,
+//! at crashes and at the end, where the store must also equal a rebuild from scratch.
+//!
 //! A quarter of the seeds run a whale configuration, with deposits, stakes and payouts up to the
 //! money maximum, where payouts saturate and balances and liabilities meet their bound.
 //!
@@ -30,8 +36,10 @@ pub mod auditor;
 pub mod check;
 pub mod exact;
 pub mod faults;
+pub mod projection;
+pub mod readmodels;
 pub mod rng;
 pub mod simulator;
 pub mod workload;
 
-pub use simulator::{run, CommandTransform, Failure, JournalKind, JournalWrapper, Report, SimOptions};
+pub use simulator::{run, CommandTransform, Failure, JournalKind, JournalWrapper, ReadModelTamper, Report, SimOptions};

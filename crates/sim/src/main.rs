@@ -25,6 +25,9 @@ struct Arguments {
     /// Run without failed syncs, crashes and torn tails.
     #[arg(long)]
     no_faults: bool,
+    /// Run without the projector and its read-model checks (file journal runs have them).
+    #[arg(long)]
+    no_read_models: bool,
     /// Print only failures and a summary line per seed.
     #[arg(long)]
     quiet: bool,
@@ -62,6 +65,12 @@ fn print_report(report: &Report, seconds: f64) {
         "  crashes {}, recoveries {}, full checks {}, bets {}",
         report.crashes, report.recoveries, report.full_checks, report.bets
     );
+    if report.read_model_checks > 0 {
+        println!(
+            "  read models: {} checks against the auditor, {} rows compared",
+            report.read_model_checks, report.read_model_rows
+        );
+    }
     println!("  final digest {}", report.final_digest);
 }
 
@@ -79,6 +88,7 @@ fn main() -> ExitCode {
     for seed in seeds.clone() {
         let mut options = SimOptions::new(seed, arguments.ops);
         options.faults = !arguments.no_faults;
+        options.read_models = !arguments.no_read_models;
         options.journal = match arguments.journal.as_str() {
             "memory" => JournalKind::Memory,
             "file" => JournalKind::File,

@@ -58,6 +58,8 @@ use journal::{FaultKind, FileJournal, FileJournalOptions, Journal, MemoryJournal
 use crate::auditor::{Auditor, BetChange, ExpectedTransfer, Movement};
 use crate::check;
 use crate::faults::{FaultSwitch, SimJournal};
+use crate::projection::SimProjector;
+use crate::readmodels::AuditEntry;
 use crate::rng::Rng;
 use crate::workload::{Op, Workload, START_MS};
 
@@ -86,6 +88,9 @@ pub type CommandTransform = Arc<dyn Fn(&Command) -> Command + Send + Sync>;
 pub type JournalWrapper = Arc<dyn Fn(Box<dyn Journal>) -> Box<dyn Journal> + Send + Sync>;
 /// Called every tenth of the run with the step reached.
 pub type ProgressFn = Box<dyn FnMut(u64, &Report)>;
+/// Called with the read-model store's file (SQLite) right before each check of the read
+/// models: a test's way of damaging a row, which the check must then report.
+pub type ReadModelTamper = Arc<dyn Fn(&Path) + Send + Sync>;
 
 /// How to run one simulation. `SimOptions::new(seed, ops)` has every fault on.
 pub struct SimOptions {
@@ -110,6 +115,13 @@ pub struct SimOptions {
     pub command_transform: Option<CommandTransform>,
     pub journal_wrapper: Option<JournalWrapper>,
     pub progress: Option<ProgressFn>,
+    /// With the file journal: run the projector beside the engine (killed at random moments)
+    /// and check its read models against the auditor's prediction.
+    pub read_models: bool,
+    /// Steps between checks of the read models (also at every crash of a healthy engine and
+    /// at the end).
+    pub read_model_check_every: u64,
+    pub read_model_tamper: Option<ReadModelTamper>,
 }
 
 impl SimOptions {
@@ -130,6 +142,9 @@ impl SimOptions {
             command_transform: None,
             journal_wrapper: None,
             progress: None,
+            read_models: true,
+            read_model_check_every: 500.max(ops / 20),
+            read_model_tamper: None,
         }
     }
 }
@@ -150,6 +165,9 @@ pub struct Report {
     pub crashes: u64,
     pub recoveries: u64,
     pub full_checks: u64,
+    /// Checks of the projector's read models against the auditor, and rows compared.
+    pub read_model_checks: u64,
+    pub read_model_rows: u64,
     pub bets: u64,
     pub final_digest: String,
 }
@@ -217,6 +235,8 @@ struct Acknowledged {
     step: u64,
     time: u64,
     command: Command,
+    /// `ok` or the rejection's code: what the audit view must show.
+    outcome: &'static str,
 }
 
 struct Simulator {
@@ -257,6 +277,12 @@ struct Simulator {
     bet_open: Vec<bool>,
     step: u64,
     report: Report,
+    /// The projector and its read models (file journal runs with `read_models`).
+    projection: Option<SimProjector>,
+    read_model_check_every: u64,
+    read_model_tamper: Option<ReadModelTamper>,
+    /// Decides when the projector runs (its own stream: the faults' draws stay as they were).
+    projection_rng: Rng,
 }
 
 /// The book's configuration for a seed: the defaults, varied a little so limits bite
@@ -286,6 +312,9 @@ impl Simulator {
         let config = config_for(&mut rng);
         let faults = rng.fork(1);
         let workload = Workload::new(rng.fork(2));
+        let mut projection_rng = rng.fork(3);
+        let projection = (options.read_models && options.journal == JournalKind::File)
+            .then(|| SimProjector::new(dir, config, projection_rng.fork(1)));
         std::fs::create_dir_all(dir).map_err(|error| (0, format!("cannot create {}: {error}", dir.display())))?;
         let durable = match options.journal {
             JournalKind::Memory => Durable::Memory(MemoryJournal::new()),
@@ -321,6 +350,10 @@ impl Simulator {
             bet_open: Vec::new(),
             step: 0,
             report: Report { seed: options.seed, journal: options.journal.as_str(), ..Report::default() },
+            projection,
+            read_model_check_every: options.read_model_check_every.max(1),
+            read_model_tamper: options.read_model_tamper,
+            projection_rng,
         };
         let (journal, _) = simulator.open_durable()?;
         let recovered =
@@ -344,6 +377,13 @@ impl Simulator {
             if step.is_multiple_of(self.full_check_every) {
                 self.full_check()?;
             }
+            self.advance_projector()?;
+            if step.is_multiple_of(self.read_model_check_every) {
+                let wallets = self.read(|book| {
+                    (1..=book.players().len() as u64).map(|id| book.wallet(book::AccountId(id))).collect::<Vec<_>>()
+                })?;
+                self.check_read_models(&wallets)?;
+            }
             self.report.steps = step;
             if step.is_multiple_of(tenth) {
                 if let Some(progress) = self.progress.as_mut() {
@@ -357,6 +397,9 @@ impl Simulator {
         self.crash(None)?;
         let digest = self.read(codec::digest)?;
         self.report.final_digest = digest;
+        // The engine journals ticks of its own: stopped, the journal holds still for both.
+        self.stop();
+        self.compare_with_rebuild()?;
         self.report.bets = self.auditor.bets.len() as u64;
         Ok(())
     }
@@ -496,7 +539,13 @@ impl Simulator {
             }
             described.push(format!("{:?}", entry.original));
             if entry.command != Command::Tick {
-                self.acknowledged.push(Acknowledged { step: entry.step, time: entry.time, command: entry.command });
+                let outcome = reply_outcome(&reply);
+                self.acknowledged.push(Acknowledged {
+                    step: entry.step,
+                    time: entry.time,
+                    command: entry.command,
+                    outcome,
+                });
             }
         }
         self.check_step(&described.join("; "))
@@ -648,6 +697,9 @@ impl Simulator {
             check::compare_all(&book, &self.auditor).map_err(|message| {
                 (self.step, format!("before a crash, the book differs from the model: {message}"))
             })?;
+            let wallets: Vec<_> =
+                (1..=book.players().len() as u64).map(|id| book.wallet(book::AccountId(id))).collect();
+            self.check_read_models(&wallets)?;
             Some(codec::digest(&book))
         } else {
             None
@@ -655,11 +707,22 @@ impl Simulator {
         if let Some(engine) = self.engine.take() {
             engine.shutdown();
         }
+        self.projector_at_crash(fault.is_none())?;
         self.report.crashes += 1;
         let use_snapshots = self.drop_snapshots()?;
         let expected_truncation = self.damage_tail(fault.is_none())?;
         let repaired =
             if fault.is_none() && expected_truncation == 0 { self.corrupt_tail(use_snapshots)? } else { false };
+        if repaired {
+            // The repair moved the segments the projector was reading: it restarts, at the
+            // snapshot the journal now begins at (it had read everything up to there).
+            // After a repair the journal begins at a snapshot the engine will prune: a projector
+            // killed once it is gone could not resume (a known limit), so no more kills.
+            if let Some(projection) = self.projection.as_mut() {
+                projection.kill(&mut self.report.faults, "projector_killed_by_repair");
+                projection.stop_kills();
+            }
+        }
         let (journal, truncated) = self.open_durable()?;
         if truncated != expected_truncation {
             return self
@@ -708,6 +771,13 @@ impl Simulator {
             .unwrap_or(Err(engine::EngineError::ShutDown));
         let entry = Submitted { step: self.step, time, original: Command::Tick, command: Command::Tick, predicted };
         self.acknowledge(vec![entry], vec![outcome])?;
+        if repaired {
+            // Resumes at once, while the snapshot the journal begins at is there.
+            let step = self.step;
+            if let Some(projection) = self.projection.as_mut() {
+                projection.catch_up(&mut self.report.faults).map_err(|message| (step, message))?;
+            }
+        }
         // The payments step resumes on start: every withdrawal hold left open (its client hung
         // up, or the process died before the provider's answer was journaled) is paid out.
         self.workload.resume_payments(&self.auditor);
@@ -999,6 +1069,76 @@ impl Simulator {
         self.acknowledge(vec![entry], vec![outcome])
     }
 
+    // ---- the projector and its read models ------------------------------------------------------
+
+    /// Between steps, now and then: the projector reads on (and is sometimes killed).
+    fn advance_projector(&mut self) -> Result<(), Fail> {
+        let step = self.step;
+        let Some(projection) = self.projection.as_mut() else { return Ok(()) };
+        if self.projection_rng.chance(1, 8) {
+            projection.advance(&mut self.report.faults).map_err(|message| (step, message))?;
+        }
+        Ok(())
+    }
+
+    /// At a crash of the engine: a healthy engine's journal is read to its end first (the
+    /// projector had it all before the journal is damaged); the projector running inside the
+    /// server dies with it half the time. After a failed sync nothing more is read: the
+    /// batch in doubt may be in the file, and the recovery decides whether it stays.
+    fn projector_at_crash(&mut self, healthy: bool) -> Result<(), Fail> {
+        let step = self.step;
+        let Some(projection) = self.projection.as_mut() else { return Ok(()) };
+        if healthy {
+            projection.catch_up(&mut self.report.faults).map_err(|message| (step, message))?;
+        }
+        if self.journal_floor.is_none() && self.projection_rng.chance(1, 2) {
+            projection.kill(&mut self.report.faults, "projector_killed_with_engine");
+        }
+        Ok(())
+    }
+
+    /// The projector's read models against the auditor's prediction (the projector catches up
+    /// first). `wallets`: the book's wallets now.
+    fn check_read_models(&mut self, wallets: &[Option<book::Wallet>]) -> Result<(), Fail> {
+        let step = self.step;
+        let Some(projection) = self.projection.as_mut() else { return Ok(()) };
+        let audit: Vec<AuditEntry> = self
+            .acknowledged
+            .iter()
+            .map(|entry| AuditEntry {
+                at: entry.time,
+                command: entry.command.name(),
+                account: entry.command.account().map(|account| account.0),
+                outcome: entry.outcome,
+            })
+            .collect();
+        let path = projection.store_path();
+        let store = projection.store(&mut self.report.faults).map_err(|message| (step, message))?;
+        if let Some(tamper) = &self.read_model_tamper {
+            tamper(&path);
+        }
+        let checked = crate::readmodels::check(store, &self.auditor, &audit, wallets)
+            .map_err(|message| (step, format!("the read models differ from the auditor's prediction:\n  {message}")))?;
+        self.report.read_model_checks += 1;
+        self.report.read_model_rows += checked.rows;
+        Ok(())
+    }
+
+    /// At the end: the store the killed and resumed projector kept equals a rebuild from
+    /// scratch, by digest. (After a repair the journal begins at a snapshot, so a rebuild
+    /// begins there too and holds less history: not compared.)
+    fn compare_with_rebuild(&mut self) -> Result<(), Fail> {
+        let step = self.step;
+        let Some(projection) = self.projection.as_mut() else { return Ok(()) };
+        if self.journal_floor.is_some() {
+            *self.report.faults.entry("rebuild_not_compared_after_repair").or_default() += 1;
+            return Ok(());
+        }
+        projection.compare_with_rebuild(&mut self.report.faults).map_err(|message| (step, message))?;
+        *self.report.faults.entry("rebuild_compared").or_default() += 1;
+        Ok(())
+    }
+
     fn snapshot_store(&self) -> Result<SnapshotStore, Fail> {
         SnapshotStore::open(&self.snapshots_dir).map_err(|error| (self.step, format!("open snapshots: {error}")))
     }
@@ -1095,10 +1235,16 @@ impl Simulator {
                 if remaining == 0 {
                     break;
                 }
-                let _unseen = self.auditor.apply(entry.time, &entry.original);
+                let reply = self.auditor.apply(entry.time, &entry.original);
                 if entry.command != Command::Tick {
                     remaining -= 1;
-                    self.acknowledged.push(Acknowledged { step: entry.step, time: entry.time, command: entry.command });
+                    let outcome = reply_outcome(&reply);
+                    self.acknowledged.push(Acknowledged {
+                        step: entry.step,
+                        time: entry.time,
+                        command: entry.command,
+                        outcome,
+                    });
                     next += 1;
                 }
             }
@@ -1134,6 +1280,14 @@ impl Simulator {
             .map_err(|error| (self.step, format!("start the engine: {error}")))?;
         self.engine = Some(engine);
         Ok(())
+    }
+}
+
+/// A reply as the audit view shows its outcome: `ok` or the rejection's code.
+fn reply_outcome(reply: &Reply) -> &'static str {
+    match reply {
+        Ok(_) => "ok",
+        Err(rejection) => rejection.code(),
     }
 }
 

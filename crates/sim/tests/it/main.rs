@@ -2,4 +2,5 @@
 //! caught.
 
 mod mutants;
+mod read_models;
 mod seeds;

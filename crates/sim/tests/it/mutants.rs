@@ -128,10 +128,25 @@ fn the_lost_command_is_caught_without_any_injected_fault() {
     // Even with faults off, the final recovery checks the journal against what was acknowledged.
     let failure = first_failure(|options| {
         options.faults = false;
+        options.read_models = false;
         options.journal_wrapper = Some(lying(500));
     });
     assert_eq!(failure.step, OPS, "{failure}");
     assert!(failure.to_string().contains("is missing from the journal"), "{failure}");
+}
+
+#[test]
+fn the_lost_command_is_missing_from_the_read_models_before_the_end() {
+    // With the projector beside the engine, the read models miss the acknowledged command at
+    // the first check after it was lost, long before the final recovery.
+    let failure = first_failure(|options| {
+        options.faults = false;
+        options.journal = JournalKind::File;
+        options.read_model_check_every = 100;
+        options.journal_wrapper = Some(lying(500));
+    });
+    assert!(failure.step < OPS, "{failure}");
+    assert!(failure.to_string().contains("the read models differ from the auditor's prediction"), "{failure}");
 }
 
 #[test]

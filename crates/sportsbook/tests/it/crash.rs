@@ -32,7 +32,13 @@ fn send(address: &str, token: &str, sent: &Sent) -> Option<(u16, Value)> {
     request_with_key(address, path, token, &sent.body, &sent.key)
 }
 
-fn request_with_key(address: &str, path: &str, token: &str, body: &Value, key: &str) -> Option<(u16, Value)> {
+pub(crate) fn request_with_key(
+    address: &str,
+    path: &str,
+    token: &str,
+    body: &Value,
+    key: &str,
+) -> Option<(u16, Value)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -237,7 +243,7 @@ fn kill_dash_nine_under_load_loses_nothing_acknowledged_and_applies_nothing_twic
     );
 }
 
-fn parse_cents(text: &str) -> i64 {
+pub(crate) fn parse_cents(text: &str) -> i64 {
     let negative = text.starts_with('-');
     let digits: String = text.chars().filter(char::is_ascii_digit).collect();
     let value: i64 = digits.parse().expect("an amount");
@@ -248,7 +254,7 @@ fn parse_cents(text: &str) -> i64 {
     }
 }
 
-fn gateway_time_in_a_day() -> String {
+pub(crate) fn gateway_time_in_a_day() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     gateway::format_rfc3339(now + 86_400_000)
 }
