@@ -159,10 +159,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 
 /// What `/readyz` says of the projector.
 struct ProjectorReadiness {
-    /// `projector_lagging` (more than `GatewayConfig::projector_lag_ready_max` records behind)
-    /// or `projector_failed`: the node is not ready.
+    /// `projector_lagging` (more than `GatewayConfig::projector_lag_ready_max` records behind):
+    /// the node is not ready.
     reason: Option<&'static str>,
-    /// `projector_off`: history routes answer 503, the node still takes bets.
+    /// `projector_off` or `projector_failed` (failed or stopped; a failing store is retried):
+    /// history routes answer 503, the node still takes bets.
     warning: Option<&'static str>,
     detail: Option<serde_json::Value>,
 }
@@ -183,21 +184,19 @@ fn projector_readiness(state: &AppState) -> ProjectorReadiness {
     let published = models.published();
     let position = published.position();
     let lag = journal.saturating_sub(position);
-    let (reason, name, message) = match published.state() {
+    let reason = (lag > state.config().projector_lag_ready_max).then_some("projector_lagging");
+    let (warning, name, message) = match published.state() {
+        // The node still takes bets; history answers 503 until the projector is back.
         projector::ProjectorState::Failed(message) => (Some("projector_failed"), "failed", Some(message)),
         projector::ProjectorState::Stopped => (Some("projector_failed"), "stopped", None),
-        projector::ProjectorState::Starting => {
-            ((lag > state.config().projector_lag_ready_max).then_some("projector_lagging"), "starting", None)
-        }
-        projector::ProjectorState::Running => {
-            ((lag > state.config().projector_lag_ready_max).then_some("projector_lagging"), "running", None)
-        }
+        projector::ProjectorState::Starting => (None, "starting", None),
+        projector::ProjectorState::Running => (None, "running", None),
     };
     let mut detail = json!({"state": name, "position": position, "lag_records": lag});
     if let Some(message) = message {
         detail["message"] = json!(message);
     }
-    ProjectorReadiness { reason, warning: None, detail: Some(detail).filter(|_| reason.is_some()) }
+    ProjectorReadiness { reason, warning, detail: Some(detail).filter(|_| reason.is_some() || warning.is_some()) }
 }
 
 /// Prometheus scrape in the OpenMetrics text format.

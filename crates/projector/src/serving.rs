@@ -143,54 +143,75 @@ impl Drop for ProjectorThread {
     }
 }
 
+/// How long the projector waits before reopening after a store or journal failure.
+pub const PROJECTOR_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether a failure may pass by itself (a full disk, a lost connection, a file being
+/// rotated): the projector reopens at its checkpoint and goes on. The others (a divergence,
+/// a rewritten journal, a second writer) need an operator.
+fn transient(error: &ProjectorError) -> bool {
+    matches!(error, ProjectorError::Store(_) | ProjectorError::Journal(_))
+}
+
 /// Starts a projector on its own thread: `open` opens it (store, follower book, replay to the
 /// checkpoint) on that thread, then it follows the journal one transaction at a time,
-/// publishing each commit to `published`. A failure is logged, published as
-/// [`ProjectorState::Failed`] and ends the projector, never the process.
+/// publishing each commit to `published`. A failure is logged and published as
+/// [`ProjectorState::Failed`]; a transient one (the store or the journal failing, say a full
+/// disk) is retried every [`PROJECTOR_RETRY_INTERVAL`] by opening again at the checkpoint
+/// (exactly once: rows and checkpoint commit together), any other ends the projector. Never
+/// the process.
 pub fn spawn(
-    open: impl FnOnce() -> Result<Projector, ProjectorError> + Send + 'static,
+    open: impl Fn() -> Result<Projector, ProjectorError> + Send + 'static,
     published: Arc<Published>,
 ) -> std::io::Result<ProjectorThread> {
     let stop = Arc::new(AtomicBool::new(false));
     let (thread_stop, thread_published) = (stop.clone(), published.clone());
     let thread = std::thread::Builder::new().name("projector".to_owned()).spawn(move || {
         let published = thread_published;
-        let mut projector = match open() {
-            Ok(projector) => projector,
-            Err(error) => {
-                tracing::error!(%error, "the projector did not start; read models stay as they are");
-                published.set_state(ProjectorState::Failed(format!("the projector did not start: {error}")));
+        while !thread_stop.load(Ordering::Relaxed) {
+            let error = match open() {
+                Ok(mut projector) => match follow(&mut projector, &thread_stop, &published) {
+                    Ok(()) => return,
+                    Err(error) => error,
+                },
+                Err(error) => error,
+            };
+            published.set_state(ProjectorState::Failed(error.to_string()));
+            if !transient(&error) {
+                tracing::error!(%error, "the projector stopped; read models stay at their last commit");
                 return;
             }
-        };
-        tracing::info!(start = ?projector.start(), "projector following the journal");
-        published.publish(projector.position(), projector.chain_head());
-        published.set_state(ProjectorState::Running);
-        // One transaction at a time, so a stop request is seen promptly even during a long
-        // catch-up.
-        let mut last_report = Instant::now();
-        while !thread_stop.load(Ordering::Relaxed) {
-            match projector.step() {
-                Ok((_, more)) => {
-                    published.publish(projector.position(), projector.chain_head());
-                    if more && last_report.elapsed() >= PROGRESS_INTERVAL {
-                        let progress = projector.progress();
-                        tracing::info!(position = progress.position, rows = progress.rows, "projector catching up");
-                        last_report = Instant::now();
-                    }
-                    if !more {
-                        std::thread::sleep(FOLLOW_POLL_INTERVAL);
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, "the projector stopped; read models stay at their last commit");
-                    published.set_state(ProjectorState::Failed(error.to_string()));
-                    return;
-                }
+            tracing::warn!(%error, retry_in = ?PROJECTOR_RETRY_INTERVAL, "the projector failed; retrying");
+            let deadline = Instant::now() + PROJECTOR_RETRY_INTERVAL;
+            while Instant::now() < deadline && !thread_stop.load(Ordering::Relaxed) {
+                std::thread::sleep(FOLLOW_POLL_INTERVAL);
             }
         }
     })?;
     Ok(ProjectorThread { stop, published, thread: Some(thread) })
+}
+
+/// Follows the journal until `stop` is set, publishing each commit.
+fn follow(projector: &mut Projector, stop: &AtomicBool, published: &Published) -> Result<(), ProjectorError> {
+    tracing::info!(start = ?projector.start(), "projector following the journal");
+    published.publish(projector.position(), projector.chain_head());
+    published.set_state(ProjectorState::Running);
+    // One transaction at a time, so a stop request is seen promptly even during a long
+    // catch-up.
+    let mut last_report = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let (_, more) = projector.step()?;
+        published.publish(projector.position(), projector.chain_head());
+        if more && last_report.elapsed() >= PROGRESS_INTERVAL {
+            let progress = projector.progress();
+            tracing::info!(position = progress.position, rows = progress.rows, "projector catching up");
+            last_report = Instant::now();
+        }
+        if !more {
+            std::thread::sleep(FOLLOW_POLL_INTERVAL);
+        }
+    }
+    Ok(())
 }
 
 /// Where readers connect.

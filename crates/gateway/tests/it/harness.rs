@@ -77,7 +77,7 @@ pub fn start_projector(data_dir: &Path, config: &mut GatewayConfig) -> projector
     let thread = projector::spawn(
         move || {
             let store = projector::SqliteStore::open(&opened_path)?;
-            projector::Projector::open(Box::new(store), options, false)
+            projector::Projector::open(Box::new(store), options.clone(), false)
         },
         published.clone(),
     )
