@@ -202,7 +202,7 @@ async fn operators_search_bets_by_player_market_status_time_and_stake_in_pages()
     let (_, by_player) = app.call("GET", &format!("/v1/admin/bets?player={alice_id}"), Some(&compliance), None).await;
     assert_eq!(ids(&by_player).len(), 3);
     let (_, by_market) = app.call("GET", &format!("/v1/admin/bets?market={market_b}"), Some(&trader), None).await;
-    assert_eq!(ids(&by_market), [bob_bet.clone()]);
+    assert_eq!(ids(&by_market), std::slice::from_ref(&bob_bet));
     let (_, by_event) = app.call("GET", &format!("/v1/admin/bets?event={event_a}"), Some(&trader), None).await;
     assert_eq!(ids(&by_event).len(), 3);
     let (_, by_stake) = app.call("GET", "/v1/admin/bets?min_stake=5.00", Some(&trader), None).await;
