@@ -109,6 +109,10 @@ impl Default for EngineOptions {
 /// Counters the sequencer keeps, readable from any thread.
 #[derive(Debug, Default)]
 pub struct EngineStats {
+    /// The journal position after the last durable batch: every batch before it is durable.
+    /// Stored before that batch's replies are sent, so a client holding a reply reads a
+    /// position at or past its command's (read-your-writes waits on it).
+    pub committed_position: AtomicU64,
     pub batches: AtomicU64,
     pub commands: AtomicU64,
     pub last_batch_commands: AtomicU64,
@@ -219,6 +223,7 @@ impl EngineHandle {
     ) -> Result<EngineHandle, EngineError> {
         let (inbox, requests) = mpsc::sync_channel(options.inbox_max.max(1));
         let stats = Arc::new(EngineStats::default());
+        stats.committed_position.store(journal.next_position(), Ordering::Release);
         let snapshots = snapshots.map(Arc::new);
         // The follower starts from a copy of the recovered book: a one-time cost at start,
         // before anything is served.
@@ -716,6 +721,7 @@ impl Sequencer {
         let count = pending.commands.len() as u64;
         self.next_sequence += count;
         self.commands_since_snapshot += count;
+        self.stats.committed_position.store(position + 1, Ordering::Release);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.commands.fetch_add(count, Ordering::Relaxed);
         self.stats.last_batch_commands.store(count, Ordering::Relaxed);

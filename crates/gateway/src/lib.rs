@@ -16,6 +16,7 @@ mod dto;
 mod error;
 mod feed;
 mod fx;
+mod history;
 mod limits;
 mod metrics;
 mod openapi;
@@ -57,6 +58,10 @@ pub use connections::{
 };
 pub use error::ApiError;
 pub use fx::FX_RATES_AGE_MAX;
+pub use history::{
+    ACCOUNT_QUERY_BYTES_MAX, ACCOUNT_RECENT_ITEMS, JOURNAL_POSITION_HEADER, MIN_POSITION_HEADER,
+    PROJECTOR_LAG_READY_MAX, READ_YOUR_WRITES_WAIT,
+};
 pub use ipnet::IpNet;
 pub use limits::{
     parse_trusted_proxy, ClientAddress, RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL,
@@ -157,6 +162,19 @@ pub struct GatewayConfig {
     pub payment_sweep_interval: Duration,
     /// How long the withdrawal route waits for the payment before answering with the hold.
     pub payment_wait: Duration,
+    /// The read models the history routes serve from (bets, statements, the customer view,
+    /// operator search), kept by a projector in this process; `None` (`serve --projector off`):
+    /// those routes answer 503 `unavailable`.
+    pub read_models: Option<projector::ReadModels>,
+    /// How long a history read waits for the models to reach the reader's last write before
+    /// answering 503 `unavailable` (`READ_YOUR_WRITES_WAIT`).
+    pub read_your_writes_wait: Duration,
+    /// Journal records the models may be behind before `/readyz` says `projector_lagging`
+    /// (`PROJECTOR_LAG_READY_MAX`).
+    pub projector_lag_ready_max: u64,
+    /// The projector was turned off on purpose (`serve --projector off`): `/readyz` warns
+    /// `projector_off` (the node still takes bets; history routes answer 503).
+    pub projector_off_warning: bool,
 }
 
 impl GatewayConfig {
@@ -191,6 +209,10 @@ impl GatewayConfig {
             payment_provider: Arc::new(SandboxProvider),
             payment_sweep_interval: PAYMENT_SWEEP_INTERVAL,
             payment_wait: PAYMENT_WAIT,
+            read_models: None,
+            read_your_writes_wait: READ_YOUR_WRITES_WAIT,
+            projector_lag_ready_max: PROJECTOR_LAG_READY_MAX,
+            projector_off_warning: false,
         }
     }
 }
@@ -208,6 +230,7 @@ struct Inner {
     admission: Admission,
     streams: Streams,
     payments: Payments,
+    history: history::History,
 }
 
 /// Shared state of every handler: cheap to clone.
@@ -262,6 +285,7 @@ impl AppState {
             rate_limits,
             streams,
             payments,
+            history: history::History::new(),
         }));
         state.reload_api_keys().await?;
         Ok(state)
@@ -295,6 +319,11 @@ impl AppState {
     /// The payments step: withdrawal holds on their way to the payment provider.
     pub fn payments(&self) -> &Payments {
         &self.0.payments
+    }
+
+    /// Read-your-writes bookkeeping of the history routes.
+    pub(crate) fn history(&self) -> &history::History {
+        &self.0.history
     }
 
     pub fn rate_limits(&self) -> &RateLimits {
@@ -348,7 +377,12 @@ impl AppState {
     ) -> Result<R, ApiError> {
         outcome::Handed::mark_current();
         match tokio::time::timeout(self.config().book_reply_timeout, receiver).await {
-            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Ok(reply))) => {
+                // Stored before the reply was sent: at or past this command's batch.
+                let committed = self.engine().stats().committed_position.load(std::sync::atomic::Ordering::Acquire);
+                outcome::Handed::record_position(committed);
+                Ok(reply)
+            }
             // A full disk refused the batch before anything of it was durable, and the book
             // was rebuilt without it: the outcome is known (not done), so 503 `unavailable`.
             Ok(Ok(Err(EngineError::StorageFull))) => Err(ApiError::from(EngineError::StorageFull)),
@@ -450,6 +484,7 @@ pub fn app(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(operators::routes())
         .merge(compliance::routes())
+        .merge(history::routes())
         .merge(feed::routes())
         .merge(degraded::routes())
         .merge(fx::routes())

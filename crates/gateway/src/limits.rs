@@ -323,7 +323,15 @@ pub async fn admit(State(state): State<AppState>, mut request: Request, next: Ne
     };
     let handed = crate::outcome::Handed::default();
     match tokio::time::timeout(state.config().request_timeout, handed.scope(next.run(request))).await {
-        Ok(response) => response,
+        Ok(mut response) => {
+            // Read-your-writes: the write's journal position goes out with its answer
+            // (`history.rs`).
+            let position = handed.position();
+            if position > 0 {
+                state.history().record_write(position, response.headers_mut());
+            }
+            response
+        }
         Err(_) => {
             // The handler is dropped here. A command it had submitted is still decided by the
             // book; the client learns the outcome by retrying with the same idempotency key,

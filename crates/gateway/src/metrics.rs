@@ -291,6 +291,57 @@ struct Inner {
     http_connections: Gauge,
     http_connections_closed: Family<ReasonLabels, Counter>,
     accept_errors: Counter,
+    projector: ProjectorSeries,
+}
+
+/// The read side, set at each scrape from what the projector published.
+struct ProjectorSeries {
+    journal_position: Gauge,
+    position: Gauge,
+    lag_records: Gauge,
+    up: Gauge,
+    read_waits: Family<ReasonLabels, Counter>,
+}
+
+impl ProjectorSeries {
+    fn new(registry: &mut Registry) -> ProjectorSeries {
+        let series = ProjectorSeries {
+            journal_position: Gauge::default(),
+            position: Gauge::default(),
+            lag_records: Gauge::default(),
+            up: Gauge::default(),
+            read_waits: Family::default(),
+        };
+        registry.register(
+            "sportsbook_journal_position",
+            "The journal position after the last durable batch",
+            series.journal_position.clone(),
+        );
+        registry.register(
+            "sportsbook_projector_position",
+            "The journal position the read models are at (after their last committed batch)",
+            series.position.clone(),
+        );
+        registry.register(
+            "sportsbook_projector_lag_records",
+            "Journal records durable but not yet in the read models",
+            series.lag_records.clone(),
+        );
+        registry.register(
+            "sportsbook_projector_up",
+            "1 while the projector follows the journal, 0 when it is off, starting, stopped or failed",
+            series.up.clone(),
+        );
+        registry.register(
+            "sportsbook_history_read_waits",
+            "History reads by how they met read-your-writes: immediate, waited, timed_out",
+            series.read_waits.clone(),
+        );
+        for reason in ["immediate", "waited", "timed_out"] {
+            let _ = series.read_waits.get_or_create(&ReasonLabels { reason });
+        }
+        series
+    }
 }
 
 /// The process's metrics; cheap to clone (one shared registry).
@@ -489,6 +540,7 @@ impl Metrics {
         let feed = feed::FeedMetrics::new();
         feed.register(&mut registry);
         let engine = EngineSeries::new(&mut registry);
+        let projector = ProjectorSeries::new(&mut registry);
         Metrics(Arc::new(Inner {
             engine,
             registry,
@@ -517,6 +569,7 @@ impl Metrics {
             http_connections,
             http_connections_closed,
             accept_errors,
+            projector,
         }))
     }
 
@@ -629,6 +682,23 @@ impl Metrics {
         if replays > 0 {
             inner.idempotency_hits.inc_by(replays as u64);
         }
+    }
+
+    /// A history read met read-your-writes `immediate`ly, `waited`, or `timed_out`.
+    pub fn record_read_wait(&self, how: &'static str) {
+        self.0.projector.read_waits.get_or_create(&ReasonLabels { reason: how }).inc();
+    }
+
+    /// The read side at this moment: the journal's end, and the read models' position when a
+    /// projector runs in this process (`None`: off).
+    pub fn set_projector(&self, journal_position: u64, models: Option<(u64, bool)>) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        let series = &self.0.projector;
+        series.journal_position.set(gauge(journal_position));
+        let (position, up) = models.unwrap_or((0, false));
+        series.position.set(gauge(position));
+        series.lag_records.set(gauge(journal_position.saturating_sub(position)));
+        series.up.set(i64::from(up));
     }
 
     /// Renders every metric in the OpenMetrics text format (`METRICS_CONTENT_TYPE`), reading

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::{catalog, compliance, degraded, dto, error, feed, fx, operators, ops, payments, players, stream};
+use crate::{catalog, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments, players, stream};
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -72,6 +72,9 @@ pub const SECURITY_SCHEME: &str = "bearer";
         fx::set_fx_rates,
         compliance::audit,
         compliance::report,
+        history::search_bets,
+        history::search_accounts,
+        history::customer_view,
         feed::push_messages,
         payments::list_payments,
         payments::resolve_payment,
@@ -179,6 +182,12 @@ pub const SECURITY_SCHEME: &str = "bearer";
         payments::ResolvePaymentRequest,
         payments::ResolveOutcome,
         dto::Page<payments::PaymentView>,
+        history::AdminBetView,
+        history::AccountSummaryView,
+        history::KycView,
+        history::CustomerView,
+        dto::Page<history::AdminBetView>,
+        dto::Page<history::AccountSummaryView>,
     )),
     modifiers(&BearerScheme, &CommonResponses),
     tags(
@@ -269,8 +278,29 @@ impl Modify for CommonResponses {
             let writes = [&mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             for operation in writes.into_iter().flatten() {
                 add_responses(operation, std::slice::from_ref(&outcome_unknown));
+                add_journal_position(operation);
             }
         }
+    }
+}
+
+/// Read-your-writes (`history.rs`): an answer to a write whose command reached the journal
+/// carries the journal position it is durable below.
+fn add_journal_position(operation: &mut Operation) {
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else { continue };
+        if !status.starts_with('2') && !status.starts_with('4') {
+            continue;
+        }
+        let header = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+            .description(Some(
+                "When the request's command reached the journal: the journal position it is durable below. Send it \
+                 as `X-Min-Position` on a history read to see the write (the same credential's writes are waited \
+                 for without it)",
+            ))
+            .build();
+        response.headers.insert("X-Journal-Position".to_string(), header);
     }
 }
 

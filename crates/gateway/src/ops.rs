@@ -119,6 +119,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if !stale.is_empty() {
         reasons.push("feed_stale");
     }
+    // The read side: history routes serve from the models.
+    let projector = projector_readiness(&state);
+    if let Some(reason) = projector.reason {
+        reasons.push(reason);
+    }
     // Warnings: the node still takes traffic.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -134,12 +139,64 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         }
         body
     };
+    let mut warnings = Vec::new();
     if let Some((_, set_at)) = fx_stale {
-        body["warnings"] = json!(["fx_rates_stale"]);
+        warnings.push("fx_rates_stale");
         body["fx_rates_age_seconds"] = json!(now.saturating_sub(set_at) / 1_000);
+    }
+    if let Some(warning) = projector.warning {
+        warnings.push(warning);
+    }
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    if let Some(detail) = projector.detail {
+        body["projector"] = detail;
     }
     let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
+}
+
+/// What `/readyz` says of the projector.
+struct ProjectorReadiness {
+    /// `projector_lagging` (more than `GatewayConfig::projector_lag_ready_max` records behind):
+    /// the node is not ready.
+    reason: Option<&'static str>,
+    /// `projector_off` or `projector_failed` (failed or stopped; a failing store is retried):
+    /// history routes answer 503, the node still takes bets.
+    warning: Option<&'static str>,
+    detail: Option<serde_json::Value>,
+}
+
+fn projector_readiness(state: &AppState) -> ProjectorReadiness {
+    let journal = state.engine().stats().committed_position.load(Ordering::Acquire);
+    let Some(models) = &state.config().read_models else {
+        // Library users without a projector (tests of other parts) are not told about it.
+        let off = state.config().projector_off_warning;
+        return ProjectorReadiness {
+            reason: None,
+            warning: off.then_some("projector_off"),
+            detail: off.then(|| {
+                json!({"state": "off", "message": "history routes answer 503 unavailable: the projector is off (serve --projector off)"})
+            }),
+        };
+    };
+    let published = models.published();
+    let position = published.position();
+    let lag = journal.saturating_sub(position);
+    let reason = (lag > state.config().projector_lag_ready_max).then_some("projector_lagging");
+    let (warning, name, message) = match published.state() {
+        // The node still takes bets; history answers 503 until the projector is back.
+        projector::ProjectorState::Failed(message) => (Some("projector_failed"), "failed", Some(message)),
+        projector::ProjectorState::Stopped => (Some("projector_failed"), "stopped", None),
+        projector::ProjectorState::Starting => (None, "starting", None),
+        projector::ProjectorState::Running => (None, "running", None),
+    };
+    let mut detail = json!({"state": name, "position": position, "lag_records": lag});
+    if let Some(message) = message {
+        detail["message"] = json!(message);
+    }
+    ProjectorReadiness { reason, warning, detail: Some(detail).filter(|_| reason.is_some() || warning.is_some()) }
 }
 
 /// Prometheus scrape in the OpenMetrics text format.
@@ -168,6 +225,12 @@ pub(crate) async fn metrics(State(state): State<AppState>, request: Request) -> 
         return refused;
     }
     state.metrics().set_breaker_state("book_reads", state.read_breaker().state().gauge());
+    let journal = state.engine().stats().committed_position.load(Ordering::Acquire);
+    let models = state.config().read_models.as_ref().map(|models| {
+        let published = models.published();
+        (published.position(), published.state() == projector::ProjectorState::Running)
+    });
+    state.metrics().set_projector(journal, models);
     let text = state.metrics().encode(state.engine().stats());
     ([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], text).into_response()
 }

@@ -13,7 +13,7 @@
 //! the deadline layer sets up around the handler's future.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -24,9 +24,10 @@ tokio::task_local! {
     static HANDED: Handed;
 }
 
-/// Whether the request being handled has handed a command to the engine.
+/// Whether the request being handled has handed a command to the engine, and the journal
+/// position its durable reply was seen at (0: none yet; read-your-writes, `history.rs`).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Handed(Arc<AtomicBool>);
+pub(crate) struct Handed(Arc<(AtomicBool, AtomicU64)>);
 
 impl Handed {
     /// Runs `future` (the handler) with this flag as the request's.
@@ -36,11 +37,22 @@ impl Handed {
 
     /// Marks the current request, if it runs in a scope: its command reached the engine.
     pub(crate) fn mark_current() {
-        let _ = HANDED.try_with(|handed| handed.0.store(true, Ordering::Release));
+        let _ = HANDED.try_with(|handed| handed.0 .0.store(true, Ordering::Release));
     }
 
     pub(crate) fn is_marked(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0 .0.load(Ordering::Acquire)
+    }
+
+    /// Records on the current request, if it runs in a scope, that a durable reply came when
+    /// the journal was committed up to `position` (at or past the command's own batch).
+    pub(crate) fn record_position(position: u64) {
+        let _ = HANDED.try_with(|handed| handed.0 .1.fetch_max(position, Ordering::AcqRel));
+    }
+
+    /// The journal position the request's writes are durable below; 0 when it wrote nothing.
+    pub(crate) fn position(&self) -> u64 {
+        self.0 .1.load(Ordering::Acquire)
     }
 }
 

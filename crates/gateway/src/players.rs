@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use book::{Ack, BetId, BetStatus, Command, LimitChange, LimitKind, Period, TransferCode, TransferKind};
+use book::{
+    AccountId, Ack, BetId, BetStatus, Book, Command, LimitChange, LimitKind, Period, TransferCode, TransferKind,
+};
 use domain::{Currency, Date};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -539,9 +541,10 @@ pub(crate) async fn withdraw(
     path = "/v1/wallet/transactions",
     tag = "players",
     summary = "The statement",
-    description = "The player's ledger postings, newest first.",
+    description = "The player's ledger postings, newest first, from the read models. Read-your-writes: waits (at \
+        most 2 s) until the models hold this player's last write and `X-Min-Position`, else 503 `unavailable`.",
     security(("bearer" = [])),
-    params(PageQuery),
+    params(PageQuery, crate::history::MinPosition),
     responses(
         (status = 200, description = "The player's ledger postings, newest first", body = Page<TransactionView>),
         (status = 400, description = "Bad `limit` or `cursor`, or an unknown parameter \
@@ -553,39 +556,12 @@ pub(crate) async fn withdraw(
 pub(crate) async fn transactions(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<TransactionView>>, ApiError> {
     let (account, currency) = principal.player()?;
     let Query(page) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
-    let limit = page.limit()?;
-    let after = page.after("trf_")?;
-    let (items, more) = state
-        .read(move |book| {
-            let Some(player) = book.players().get(account.index()) else { return (Vec::new(), false) };
-            let own = [player.cash, player.debt];
-            // Both accounts' postings, newest first, without duplicates (a debt repayment
-            // touches both).
-            let mut ids: Vec<book::TransferId> = book
-                .ledger()
-                .postings_of(player.cash)
-                .iter()
-                .chain(book.ledger().postings_of(player.debt))
-                .copied()
-                .collect();
-            ids.sort_unstable_by(|a, b| b.cmp(a));
-            ids.dedup();
-            let mut selected = ids.into_iter().filter(|id| after.is_none_or(|after| id.0 < after));
-            let items: Vec<TransactionView> = selected
-                .by_ref()
-                .take(limit)
-                .filter_map(|id| book.ledger().transfer(id))
-                .map(|transfer| transaction_view(transfer, &own, currency))
-                .collect();
-            (items, selected.next().is_some())
-        })
-        .await?;
-    let next_cursor = if more { items.last().map(|item| item.id.clone()) } else { None };
-    Ok(Json(Page { items, next_cursor }))
+    crate::history::player_transactions(&state, &headers, account, currency, &page).await.map(Json)
 }
 
 // ---- bets -----------------------------------------------------------------------------------
@@ -721,8 +697,10 @@ pub struct BetsQuery {
     path = "/v1/bets",
     tag = "players",
     summary = "The player's bets",
+    description = "From the read models. Read-your-writes: waits (at most 2 s) until the models hold this player's \
+        last write and `X-Min-Position`, else 503 `unavailable`.",
     security(("bearer" = [])),
-    params(BetsQuery),
+    params(BetsQuery, crate::history::MinPosition),
     responses(
         (status = 200, description = "The player's bets, newest first", body = Page<BetView>),
         (status = 400, description = "Bad `status`, `limit` or `cursor`, or an unknown parameter \
@@ -734,9 +712,10 @@ pub struct BetsQuery {
 pub(crate) async fn list_bets(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     query: Result<Query<BetsQuery>, QueryRejection>,
 ) -> Result<Json<Page<BetView>>, ApiError> {
-    let (account, currency) = principal.player()?;
+    let (account, _) = principal.player()?;
     let Query(query) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
     let open = match query.status.as_deref() {
         None => None,
@@ -745,24 +724,7 @@ pub(crate) async fn list_bets(
         Some(_) => return Err(ApiError::invalid("status must be open or settled").with("field", "status")),
     };
     let page = PageQuery { limit: query.limit, cursor: query.cursor };
-    let limit = page.limit()?;
-    let after = page.after("bet_")?;
-    let (items, more) = state
-        .read(move |book| {
-            let mut selected = book
-                .bets_of(account)
-                .iter()
-                .rev()
-                .filter(|id| after.is_none_or(|after| id.0 < after))
-                .filter_map(|id| book.bet(*id))
-                .filter(|bet| open.is_none_or(|open| bet.status.is_open() == open));
-            let items: Vec<BetView> =
-                selected.by_ref().take(limit).map(|bet| BetView::of(bet, currency, false)).collect();
-            (items, selected.next().is_some())
-        })
-        .await?;
-    let next_cursor = if more { items.last().map(|item| item.id.clone()) } else { None };
-    Ok(Json(Page { items, next_cursor }))
+    crate::history::player_bets(&state, &headers, account, open, &page).await.map(Json)
 }
 
 /// The player's own bet, or 404.
@@ -776,10 +738,13 @@ fn own_bet(path: Result<Path<String>, PathRejection>) -> Result<BetId, ApiError>
     path = "/v1/bets/{id}",
     tag = "players",
     summary = "A bet",
+    description = "From the read models. Read-your-writes: waits (at most 2 s) until the models hold this player's \
+        last write and `X-Min-Position`, else 503 `unavailable`.",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "A bet id", example = "bet_1")),
+    params(("id" = String, Path, description = "A bet id", example = "bet_1"), crate::history::MinPosition),
     responses(
         (status = 200, description = "The bet", body = BetView),
+        (status = 400, description = "A bad `X-Min-Position` (`invalid_request`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
         (status = 404, description = "No such bet of this player (`not_found`)", body = ApiError),
@@ -788,17 +753,12 @@ fn own_bet(path: Result<Path<String>, PathRejection>) -> Result<BetId, ApiError>
 pub(crate) async fn get_bet(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<BetView>, ApiError> {
-    let (account, currency) = principal.player()?;
+    let (account, _) = principal.player()?;
     let bet = own_bet(path)?;
-    state
-        .read(move |book| {
-            book.bet(bet).filter(|found| found.account == account).map(|found| BetView::of(found, currency, false))
-        })
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("bet"))
+    crate::history::player_bet(&state, &headers, account, bet).await.map(Json)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -978,45 +938,47 @@ pub(crate) async fn get_limits(
 ) -> Result<Json<LimitsView>, ApiError> {
     let (account, currency) = principal.player()?;
     state
-        .read(move |book| {
-            let now = book.now();
-            let player = book.players().get(account.index())?;
-            let slot = |kind: LimitKind, period: Period| {
-                let slot = player.limits[kind.slot()][period.slot()];
-                let usage = player.usage(period, now);
-                let used = match kind {
-                    LimitKind::Deposit => usage.deposited,
-                    LimitKind::Stake => usage.staked,
-                    LimitKind::Loss => usage.net_loss.max(0),
-                };
-                LimitView {
-                    value: slot.effective(now).map(|value| currency.format(value)),
-                    pending: slot.pending.filter(|pending| pending.effective_at > now).map(|pending| {
-                        PendingLimitView {
-                            value: pending.value.map(|value| currency.format(value)),
-                            effective_at: format_rfc3339(pending.effective_at),
-                        }
-                    }),
-                    // Usage counts a whole period and may pass the money maximum.
-                    used: crate::compliance::format_minor(currency, i128::from(used)),
-                }
-            };
-            let periods = |kind| PeriodLimitsView {
-                day: slot(kind, Period::Day),
-                week: slot(kind, Period::Week),
-                month: slot(kind, Period::Month),
-            };
-            Some(LimitsView {
-                deposit: periods(LimitKind::Deposit),
-                loss: periods(LimitKind::Loss),
-                stake: periods(LimitKind::Stake),
-                timed_out_until: (player.timed_out_until > now).then(|| format_rfc3339(player.timed_out_until)),
-                self_excluded_until: (player.excluded_until > now).then(|| format_rfc3339(player.excluded_until)),
-            })
-        })
+        .read(move |book| limits_view(book, account, currency))
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("account"))
+}
+
+/// A player's limits, their usage and measures in force, on the book's clock (decision state:
+/// the book's, not the read models').
+pub(crate) fn limits_view(book: &Book, account: AccountId, currency: Currency) -> Option<LimitsView> {
+    let now = book.now();
+    let player = book.players().get(account.index())?;
+    let slot = |kind: LimitKind, period: Period| {
+        let slot = player.limits[kind.slot()][period.slot()];
+        let usage = player.usage(period, now);
+        let used = match kind {
+            LimitKind::Deposit => usage.deposited,
+            LimitKind::Stake => usage.staked,
+            LimitKind::Loss => usage.net_loss.max(0),
+        };
+        LimitView {
+            value: slot.effective(now).map(|value| currency.format(value)),
+            pending: slot.pending.filter(|pending| pending.effective_at > now).map(|pending| PendingLimitView {
+                value: pending.value.map(|value| currency.format(value)),
+                effective_at: format_rfc3339(pending.effective_at),
+            }),
+            // Usage counts a whole period and may pass the money maximum.
+            used: crate::compliance::format_minor(currency, i128::from(used)),
+        }
+    };
+    let periods = |kind| PeriodLimitsView {
+        day: slot(kind, Period::Day),
+        week: slot(kind, Period::Week),
+        month: slot(kind, Period::Month),
+    };
+    Some(LimitsView {
+        deposit: periods(LimitKind::Deposit),
+        loss: periods(LimitKind::Loss),
+        stake: periods(LimitKind::Stake),
+        timed_out_until: (player.timed_out_until > now).then(|| format_rfc3339(player.timed_out_until)),
+        self_excluded_until: (player.excluded_until > now).then(|| format_rfc3339(player.excluded_until)),
+    })
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

@@ -24,12 +24,14 @@ pub mod projector;
 pub mod query;
 pub mod reader;
 pub mod schema;
+pub mod serving;
 pub mod sqlite;
 pub mod store;
 
 pub use follower::{Changes, Checkpoint, Follower};
 pub use postgres::{PostgresStore, POSTGRES_SCHEMA_DEFAULT};
 pub use projector::{journal_dir, Progress, Projector, ProjectorOptions, Start, COMMIT_ROWS_DEFAULT};
+pub use serving::{spawn, sqlite_path, ProjectorState, ProjectorThread, Published, ReadModels, ReadStore, READERS_MAX};
 pub use sqlite::{SqliteStore, SQLITE_FILE_NAME};
 pub use store::{digest, dump, Store};
 

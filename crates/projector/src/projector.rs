@@ -80,6 +80,8 @@ pub struct Projector {
     changes: Changes,
     options: ProjectorOptions,
     committed: Position,
+    /// The chain head at `committed`.
+    committed_chain: engine::ChainHead,
     start: Start,
     progress: Progress,
     /// Batches projected by this process (committed or not).
@@ -231,6 +233,7 @@ impl Projector {
             }
         };
         let position = follower.checkpoint().next_position;
+        let committed_chain = follower.checkpoint().chain_head;
         let cursor = if cursor.next_position() == position { cursor } else { JournalCursor::new(&journal, position) };
         let mut projector = Projector {
             store,
@@ -239,6 +242,7 @@ impl Projector {
             changes,
             options,
             committed: position,
+            committed_chain,
             start,
             progress: Progress::default(),
             applied: 0,
@@ -258,6 +262,11 @@ impl Projector {
     /// The journal position the store is at: every batch before it is in the models.
     pub fn position(&self) -> Position {
         self.committed
+    }
+
+    /// The journal's hash-chain head at [`Projector::position`].
+    pub fn chain_head(&self) -> engine::ChainHead {
+        self.committed_chain
     }
 
     /// Journal records written beyond [`Projector::position`] (read but uncommitted, and not
@@ -287,6 +296,7 @@ impl Projector {
         self.progress.commits += 1;
         self.changes.clear();
         self.committed = self.follower.checkpoint().next_position;
+        self.committed_chain = self.follower.checkpoint().chain_head;
         let checkpoint = self.follower.checkpoint();
         self.progress.position = self.committed;
         self.progress.batches = checkpoint.batches;

@@ -65,6 +65,19 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// A reader's connection to an existing store (the projector creates and migrates it):
+    /// never creates the file, refuses writes (`query_only`), and waits out the writer's locks.
+    /// In WAL mode a reader sees the last committed transaction and never blocks the writer.
+    pub fn open_reader(path: &Path) -> Result<SqliteStore, ProjectorError> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).map_err(error("open reader"))?;
+        conn.busy_timeout(SQLITE_BUSY_TIMEOUT).map_err(error("busy_timeout"))?;
+        conn.pragma_update(None, "query_only", true).map_err(error("query_only"))?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(SqliteStore { conn })
+    }
+
     fn migrate(&mut self) -> Result<(), ProjectorError> {
         self.conn
             .execute_batch(&format!(

@@ -5,7 +5,7 @@
 //! any moment: every commit carries its checkpoint).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,7 +53,7 @@ pub struct ProjectorArgs {
 
 /// The embedded store's path in a data directory.
 pub fn sqlite_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("projector").join(projector::SQLITE_FILE_NAME)
+    projector::sqlite_path(data_dir)
 }
 
 pub fn open_store(args: &ProjectorArgs) -> anyhow::Result<Box<dyn Store>> {
@@ -128,35 +128,17 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The projector inside `serve`: its own thread, reading the journal's files (never the
-/// engine's inbox or lock), so it cannot slow the sequencer beyond sharing the CPU.
-#[derive(Debug)]
-pub struct ProjectorThread {
-    stop: Arc<AtomicBool>,
-    position: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ProjectorThread {
-    /// The journal position the read models are at (committed).
-    pub fn position(&self) -> u64 {
-        self.position.load(Ordering::Relaxed)
-    }
-
-    /// Stops after the transaction in progress and waits for the thread.
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Starts the projector on its own thread, following the data directory's journal into
-/// `store`. A failure is logged and ends the projector, never the server.
-pub fn spawn(data_dir: &Path, store: StoreArg, schema: String) -> anyhow::Result<ProjectorThread> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let position = Arc::new(AtomicU64::new(0));
+/// Starts the projector inside `serve` on its own thread (`projector::spawn`), following the
+/// data directory's journal into `store` (reading the journal's files, never the engine's inbox
+/// or lock, so it cannot slow the sequencer beyond sharing the CPU). Each commit is published
+/// to `published`, which the gateway's history routes wait on. A failure is logged and ends the
+/// projector, never the server.
+pub fn spawn(
+    data_dir: &Path,
+    store: StoreArg,
+    schema: String,
+    published: Arc<projector::Published>,
+) -> anyhow::Result<projector::ProjectorThread> {
     let args = ProjectorArgs {
         data_dir: data_dir.to_owned(),
         store,
@@ -166,51 +148,22 @@ pub fn spawn(data_dir: &Path, store: StoreArg, schema: String) -> anyhow::Result
         commit_rows: projector::COMMIT_ROWS_DEFAULT,
         digest: false,
     };
-    let (thread_stop, thread_position) = (stop.clone(), position.clone());
-    let thread = std::thread::Builder::new()
-        .name("projector".to_owned())
-        .spawn(move || {
-            let opened = open_store(&args).and_then(|store| {
-                let options = ProjectorOptions::new(&args.data_dir);
-                Projector::open(store, options, false).context("opening the projector")
-            });
-            let mut projector = match opened {
-                Ok(projector) => projector,
-                Err(error) => {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "the projector did not start; read models stay as they are"
-                    );
-                    return;
-                }
-            };
-            tracing::info!(start = ?projector.start(), "projector following the journal");
-            thread_position.store(projector.position(), Ordering::Relaxed);
-            // One transaction at a time, so a stop request is seen promptly even during a long
-            // catch-up.
-            let mut last_report = Instant::now();
-            while !thread_stop.load(Ordering::Relaxed) {
-                match projector.step() {
-                    Ok((_, more)) => {
-                        thread_position.store(projector.position(), Ordering::Relaxed);
-                        if more && last_report.elapsed() >= projector::projector::PROGRESS_INTERVAL {
-                            let progress = projector.progress();
-                            tracing::info!(position = progress.position, rows = progress.rows, "projector catching up");
-                            last_report = Instant::now();
-                        }
-                        if !more {
-                            std::thread::sleep(projector::projector::FOLLOW_POLL_INTERVAL);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "the projector stopped; read models stay at their last commit");
-                        return;
-                    }
-                }
-            }
-        })
-        .context("starting the projector thread")?;
-    Ok(ProjectorThread { stop, position, thread: Some(thread) })
+    projector::spawn(
+        move || {
+            let store = open_store(&args).map_err(|error| projector::ProjectorError::Store(format!("{error:#}")))?;
+            Projector::open(store, ProjectorOptions::new(&args.data_dir), false)
+        },
+        published,
+    )
+    .context("starting the projector thread")
+}
+
+/// Where the gateway's readers find the models `store` names.
+pub fn read_store(data_dir: &Path, store: &StoreArg, schema: &str) -> projector::ReadStore {
+    match store {
+        StoreArg::Sqlite(path) => projector::ReadStore::Sqlite(path.clone().unwrap_or_else(|| sqlite_path(data_dir))),
+        StoreArg::Postgres(url) => projector::ReadStore::Postgres { url: url.clone(), schema: schema.to_owned() },
+    }
 }
 
 #[cfg(test)]

@@ -199,9 +199,21 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         "book recovered"
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
+    // The history routes read the models the projector keeps; without it they answer 503.
+    let mut config = config;
     let projector = match &options.projector {
-        Some(store) => Some(crate::projection::spawn(dir, store.clone(), options.projector_schema.clone())?),
-        None => None,
+        Some(store) => {
+            let published = projector::Published::new();
+            let thread =
+                crate::projection::spawn(dir, store.clone(), options.projector_schema.clone(), published.clone())?;
+            let read_store = crate::projection::read_store(dir, store, &options.projector_schema);
+            config.read_models = Some(projector::ReadModels::new(read_store, published));
+            Some(thread)
+        }
+        None => {
+            config.projector_off_warning = true;
+            None
+        }
     };
     let served = serve_engine(&engine, &options, fresh, config, metrics, streams);
     if let Some(projector) = projector {

@@ -15,6 +15,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub engine: EngineHandle,
     pub data_dir: PathBuf,
+    /// The projector keeping the read models (a temporary SQLite store in the data directory)
+    /// beside the engine, as `serve` runs it; `None` when the engine has no journal on disk.
+    pub projector: Option<projector::ProjectorThread>,
     /// Keeps the temporary directory alive (None when the caller owns the directory).
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -41,7 +44,46 @@ pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, mut confi
     .await
     .expect("join")
     .expect("open data directory");
-    serve_engine(engine, path.to_path_buf(), dir, config, metrics, streams).await
+    let projector = start_projector(path, &mut config);
+    let mut app = serve_engine(engine, path.to_path_buf(), dir, config, metrics, streams).await;
+    app.projector = Some(projector);
+    app
+}
+
+/// The stack as `serve --projector off` runs it: no read models, history routes answer 503.
+pub async fn spawn_app_without_projector() -> TestApp {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().to_path_buf();
+    let mut config = GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
+    config.admin_key = Some(ADMIN_KEY.to_string());
+    config.projector_off_warning = true;
+    let metrics = Metrics::new();
+    let streams = Streams::new(&config, &metrics);
+    let options =
+        EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
+    let engine = engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options)
+        .expect("open data directory")
+        .0;
+    serve_engine(engine, path, Some(dir), config, metrics, streams).await
+}
+
+/// Starts a real projector following `data_dir`'s journal into the SQLite store of the data
+/// directory (`projector::sqlite_path`), and points the gateway's history routes at it.
+pub fn start_projector(data_dir: &Path, config: &mut GatewayConfig) -> projector::ProjectorThread {
+    let published = projector::Published::new();
+    let store_path = projector::sqlite_path(data_dir);
+    let options = projector::ProjectorOptions::new(data_dir);
+    let opened_path = store_path.clone();
+    let thread = projector::spawn(
+        move || {
+            let store = projector::SqliteStore::open(&opened_path)?;
+            projector::Projector::open(Box::new(store), options.clone(), false)
+        },
+        published.clone(),
+    )
+    .expect("start the projector");
+    config.read_models = Some(projector::ReadModels::new(projector::ReadStore::Sqlite(store_path), published));
+    thread
 }
 
 /// Serves the gateway in front of an engine that is already running (e.g. on a faulty journal).
@@ -69,6 +111,7 @@ pub async fn serve_engine(
         client: reqwest::Client::new(),
         engine,
         data_dir,
+        projector: None,
         _dir: dir,
         shutdown: Some(shutdown),
         server: Some(server),
@@ -93,6 +136,9 @@ impl TestApp {
         }
         if let Some(server) = self.server.take() {
             let _ = server.await;
+        }
+        if let Some(projector) = self.projector.take() {
+            tokio::task::spawn_blocking(move || projector.stop()).await.expect("join");
         }
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.shutdown()).await.expect("join");

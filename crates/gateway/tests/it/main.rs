@@ -15,4 +15,5 @@ mod operators;
 mod ops;
 mod payments;
 mod players;
+mod reads;
 mod stream;

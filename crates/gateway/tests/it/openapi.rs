@@ -54,6 +54,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/admin/api-keys/{id}"),
     // compliance
     ("GET", "/v1/admin/audit"),
+    ("GET", "/v1/admin/bets"),
+    ("GET", "/v1/admin/accounts"),
+    ("GET", "/v1/admin/accounts/{id}"),
     ("GET", "/v1/admin/payments"),
     ("POST", "/v1/admin/payments/{id}/resolve"),
     ("POST", "/v1/feed/messages"),

@@ -1,0 +1,309 @@
+//! The projector as a service of the process it runs in (`serve`, the gateway's tests): a
+//! thread that follows the journal ([`spawn`]), what it publishes to the readers in the same
+//! process ([`Published`]: the committed journal position and the chain head there, and whether
+//! it is running), and the readers' handle ([`ReadModels`]: a small pool of store connections
+//! used off the async runtime, and a bounded wait for a position).
+//!
+//! **Read-your-writes.** A reader that must see a write waits until the published position is
+//! past the write's journal position ([`ReadModels::wait_for`], bounded by the caller). The
+//! position is published after the transaction that holds the rows committed, so a reader that
+//! sees it also sees the rows.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::ChainHead;
+use journal::Position;
+use tokio::sync::{watch, Semaphore};
+
+use crate::projector::{Projector, FOLLOW_POLL_INTERVAL, PROGRESS_INTERVAL};
+use crate::sqlite::SqliteStore;
+use crate::store::Store;
+use crate::{PostgresStore, ProjectorError};
+
+/// Store connections the readers of one process hold at most (queries beyond it wait for one).
+pub const READERS_MAX: usize = 4;
+
+/// What the projector thread is doing, for `/readyz` and the history routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectorState {
+    /// Opening its store and replaying to the checkpoint: nothing is published yet.
+    Starting,
+    /// Following the journal; `position` is what the models hold.
+    Running,
+    /// Stopped by its owner (shutdown, a test).
+    Stopped,
+    /// Stopped by an error; the models stay at their last commit.
+    Failed(String),
+}
+
+/// What the projector publishes to readers in the same process.
+#[derive(Debug)]
+pub struct Published {
+    /// The journal position the models are at (after their last committed batch).
+    position: watch::Sender<Position>,
+    chain_head: Mutex<ChainHead>,
+    state: Mutex<ProjectorState>,
+}
+
+impl Default for Published {
+    fn default() -> Published {
+        Published {
+            position: watch::Sender::new(0),
+            chain_head: Mutex::new(engine::CHAIN_HEAD_GENESIS),
+            state: Mutex::new(ProjectorState::Starting),
+        }
+    }
+}
+
+impl Published {
+    pub fn new() -> Arc<Published> {
+        Arc::new(Published::default())
+    }
+
+    /// The journal position the models are at: every batch before it is in them.
+    pub fn position(&self) -> Position {
+        *self.position.borrow()
+    }
+
+    /// The journal's hash-chain head at [`Published::position`].
+    pub fn chain_head(&self) -> ChainHead {
+        *self.chain_head.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn state(&self) -> ProjectorState {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Called after a commit: the models hold every batch before `position`.
+    pub fn publish(&self, position: Position, chain_head: ChainHead) {
+        *self.chain_head.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = chain_head;
+        self.position.send_if_modified(|current| {
+            let moved = position != *current;
+            *current = position;
+            moved
+        });
+    }
+
+    pub fn set_state(&self, state: ProjectorState) {
+        *self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = state;
+    }
+
+    /// Waits until the models are at `position` or past it, at most `timeout`; whether they
+    /// are. Cheap when they already are.
+    pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
+        if self.position() >= position {
+            return true;
+        }
+        let mut receiver = self.position.subscribe();
+        let reached = matches!(tokio::time::timeout(timeout, receiver.wait_for(|at| *at >= position)).await, Ok(Ok(_)));
+        reached
+    }
+}
+
+/// The projector's thread, following the journal into its store until stopped.
+#[derive(Debug)]
+pub struct ProjectorThread {
+    stop: Arc<AtomicBool>,
+    published: Arc<Published>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProjectorThread {
+    /// The journal position the read models are at (committed).
+    pub fn position(&self) -> Position {
+        self.published.position()
+    }
+
+    pub fn published(&self) -> &Arc<Published> {
+        &self.published
+    }
+
+    /// Stops after the transaction in progress and waits for the thread.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if !matches!(self.published.state(), ProjectorState::Failed(_)) {
+            self.published.set_state(ProjectorState::Stopped);
+        }
+    }
+}
+
+impl Drop for ProjectorThread {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// How long the projector waits before reopening after a store or journal failure.
+pub const PROJECTOR_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether a failure may pass by itself (a full disk, a lost connection, a file being
+/// rotated): the projector reopens at its checkpoint and goes on. The others (a divergence,
+/// a rewritten journal, a second writer) need an operator.
+fn transient(error: &ProjectorError) -> bool {
+    matches!(error, ProjectorError::Store(_) | ProjectorError::Journal(_))
+}
+
+/// Starts a projector on its own thread: `open` opens it (store, follower book, replay to the
+/// checkpoint) on that thread, then it follows the journal one transaction at a time,
+/// publishing each commit to `published`. A failure is logged and published as
+/// [`ProjectorState::Failed`]; a transient one (the store or the journal failing, say a full
+/// disk) is retried every [`PROJECTOR_RETRY_INTERVAL`] by opening again at the checkpoint
+/// (exactly once: rows and checkpoint commit together), any other ends the projector. Never
+/// the process.
+pub fn spawn(
+    open: impl Fn() -> Result<Projector, ProjectorError> + Send + 'static,
+    published: Arc<Published>,
+) -> std::io::Result<ProjectorThread> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (thread_stop, thread_published) = (stop.clone(), published.clone());
+    let thread = std::thread::Builder::new().name("projector".to_owned()).spawn(move || {
+        let published = thread_published;
+        while !thread_stop.load(Ordering::Relaxed) {
+            let error = match open() {
+                Ok(mut projector) => match follow(&mut projector, &thread_stop, &published) {
+                    Ok(()) => return,
+                    Err(error) => error,
+                },
+                Err(error) => error,
+            };
+            published.set_state(ProjectorState::Failed(error.to_string()));
+            if !transient(&error) {
+                tracing::error!(%error, "the projector stopped; read models stay at their last commit");
+                return;
+            }
+            tracing::warn!(%error, retry_in = ?PROJECTOR_RETRY_INTERVAL, "the projector failed; retrying");
+            let deadline = Instant::now() + PROJECTOR_RETRY_INTERVAL;
+            while Instant::now() < deadline && !thread_stop.load(Ordering::Relaxed) {
+                std::thread::sleep(FOLLOW_POLL_INTERVAL);
+            }
+        }
+    })?;
+    Ok(ProjectorThread { stop, published, thread: Some(thread) })
+}
+
+/// Follows the journal until `stop` is set, publishing each commit.
+fn follow(projector: &mut Projector, stop: &AtomicBool, published: &Published) -> Result<(), ProjectorError> {
+    tracing::info!(start = ?projector.start(), "projector following the journal");
+    published.publish(projector.position(), projector.chain_head());
+    published.set_state(ProjectorState::Running);
+    // One transaction at a time, so a stop request is seen promptly even during a long
+    // catch-up.
+    let mut last_report = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let (_, more) = projector.step()?;
+        published.publish(projector.position(), projector.chain_head());
+        if more && last_report.elapsed() >= PROGRESS_INTERVAL {
+            let progress = projector.progress();
+            tracing::info!(position = progress.position, rows = progress.rows, "projector catching up");
+            last_report = Instant::now();
+        }
+        if !more {
+            std::thread::sleep(FOLLOW_POLL_INTERVAL);
+        }
+    }
+    Ok(())
+}
+
+/// Where readers connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadStore {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: String },
+}
+
+impl ReadStore {
+    fn open(&self) -> Result<Box<dyn Store>, ProjectorError> {
+        Ok(match self {
+            ReadStore::Sqlite(path) => Box::new(SqliteStore::open_reader(path)?),
+            ReadStore::Postgres { url, schema } => Box::new(PostgresStore::connect(url, schema)?),
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReadStore::Sqlite(_) => "sqlite",
+            ReadStore::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+struct ReadInner {
+    store: ReadStore,
+    published: Arc<Published>,
+    idle: Mutex<Vec<Box<dyn Store>>>,
+    permits: Semaphore,
+}
+
+/// The readers' handle to the models of one store: queries run on the blocking pool, on at most
+/// [`READERS_MAX`] connections kept open between queries. Cheap to clone.
+#[derive(Clone)]
+pub struct ReadModels(Arc<ReadInner>);
+
+impl std::fmt::Debug for ReadModels {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ReadModels")
+            .field("store", &self.0.store)
+            .field("position", &self.0.published.position())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadModels {
+    pub fn new(store: ReadStore, published: Arc<Published>) -> ReadModels {
+        ReadModels(Arc::new(ReadInner {
+            store,
+            published,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(READERS_MAX),
+        }))
+    }
+
+    pub fn published(&self) -> &Published {
+        &self.0.published
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.0.store.kind()
+    }
+
+    /// Runs `query` on a connection of the pool, on the blocking pool (never on the async
+    /// runtime's threads). A connection that failed is dropped rather than reused.
+    pub async fn query<R: Send + 'static>(
+        &self,
+        query: impl FnOnce(&mut dyn Store) -> Result<R, ProjectorError> + Send + 'static,
+    ) -> Result<R, ProjectorError> {
+        let _permit =
+            self.0.permits.acquire().await.map_err(|_| ProjectorError::Store("the read pool is closed".to_owned()))?;
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let idle = inner.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+            let mut store = match idle {
+                Some(store) => store,
+                None => inner.store.open()?,
+            };
+            let result = query(store.as_mut());
+            if result.is_ok() {
+                inner.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(store);
+            }
+            result
+        })
+        .await
+        .map_err(|error| ProjectorError::Store(format!("a read-model query did not finish: {error}")))?
+    }
+}
+
+/// The embedded store's path in a data directory.
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("projector").join(crate::SQLITE_FILE_NAME)
+}
