@@ -49,6 +49,8 @@ pub struct ProjectorArgs {
     pub commit_rows: usize,
     /// Print the digest of the store's content at the end.
     pub digest: bool,
+    /// The journal's archive (`--journal-archive`, default DATA_DIR/archive).
+    pub archive_dir: PathBuf,
 }
 
 /// The embedded store's path in a data directory.
@@ -81,6 +83,7 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
         on_replay: Some(|position, checkpoint| {
             eprintln!("projector: replaying the journal to the store's checkpoint: {position} of {checkpoint}")
         }),
+        archive_dir: Some(args.archive_dir.clone()),
         ..ProjectorOptions::new(&args.data_dir)
     };
     let began = Instant::now();
@@ -143,6 +146,12 @@ impl ProjectorThread {
         self.position.load(Ordering::Relaxed)
     }
 
+    /// The committed position, shared: `EngineHandle::hold_retention` keeps the journal from it
+    /// on live. It is 0 until the projector has opened its store.
+    pub fn position_hold(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.position)
+    }
+
     /// Stops after the transaction in progress and waits for the thread.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -154,7 +163,7 @@ impl ProjectorThread {
 
 /// Starts the projector on its own thread, following the data directory's journal into
 /// `store`. A failure is logged and ends the projector, never the server.
-pub fn spawn(data_dir: &Path, store: StoreArg, schema: String) -> anyhow::Result<ProjectorThread> {
+pub fn spawn(data_dir: &Path, store: StoreArg, schema: String, archive_dir: &Path) -> anyhow::Result<ProjectorThread> {
     let stop = Arc::new(AtomicBool::new(false));
     let position = Arc::new(AtomicU64::new(0));
     let args = ProjectorArgs {
@@ -165,13 +174,17 @@ pub fn spawn(data_dir: &Path, store: StoreArg, schema: String) -> anyhow::Result
         follow: true,
         commit_rows: projector::COMMIT_ROWS_DEFAULT,
         digest: false,
+        archive_dir: archive_dir.to_owned(),
     };
     let (thread_stop, thread_position) = (stop.clone(), position.clone());
     let thread = std::thread::Builder::new()
         .name("projector".to_owned())
         .spawn(move || {
             let opened = open_store(&args).and_then(|store| {
-                let options = ProjectorOptions::new(&args.data_dir);
+                let options = ProjectorOptions {
+                    archive_dir: Some(args.archive_dir.clone()),
+                    ..ProjectorOptions::new(&args.data_dir)
+                };
                 Projector::open(store, options, false).context("opening the projector")
             });
             let mut projector = match opened {
