@@ -8,6 +8,7 @@ mod clock;
 mod error;
 mod follower;
 mod recovery;
+mod retention;
 mod sequencer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -16,13 +17,19 @@ pub use follower::FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT;
 pub use recovery::{
     chain_next, decode_snapshot_payload_for_follower, recover, ChainHead, Recovered, RecoveryReport, CHAIN_HEAD_GENESIS,
 };
+pub use retention::{
+    verify_history, ChainVerification, JournalRetention, RetentionHold, ARCHIVE_DIR_NAME, ARCHIVE_FAILURES_WARN,
+    RETENTION_INTERVAL_DEFAULT,
+};
 pub use sequencer::{
     CommitHook, Committed, EngineHandle, EngineOptions, EngineStats, JournalPage, Outcome, OutcomeWith,
     AUDIT_PAGE_BYTES_MAX, AUDIT_PAGE_RECORDS_MAX, BATCH_COMMANDS_MAX_DEFAULT, INBOX_MAX_DEFAULT,
 };
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use journal::archive::{History, WithArchive};
 use journal::{FileJournal, FileJournalOptions, SnapshotStore};
 
 /// Opens (or creates) a data directory with the embedded file journal and snapshot store,
@@ -56,18 +63,39 @@ pub fn open_data_dir_detailed(
     clock: Box<dyn Clock>,
     options: EngineOptions,
 ) -> Result<(EngineHandle, RecoveryReport, OpenFindings), EngineError> {
-    let snapshots = SnapshotStore::open(&dir.join("snapshots"))?;
-    let journal_options =
-        FileJournalOptions { min_next_position: snapshots.highest_position()?, ..FileJournalOptions::default() };
-    let (journal, opened) = FileJournal::open(&dir.join("journal"), journal_options)?;
-    let mut recovered = recover(&journal, Some(&snapshots), config)?;
+    let snapshots = SnapshotStore::open(&dir.join("snapshots"))?.with_keep(options.snapshots_keep);
+    let journal_options = FileJournalOptions {
+        min_next_position: snapshots.highest_position()?,
+        segment_bytes_max: options.journal_segment_bytes_max,
+        ..FileJournalOptions::default()
+    };
+    let journal_dir = dir.join("journal");
+    let archive_dir = archive_dir(dir, options.journal_archive.as_deref());
+    let (journal, opened) = FileJournal::open(&journal_dir, journal_options)?;
+    // Recovery reads archived records too, should it have to start below the live journal
+    // (every kept snapshot corrupt).
+    let live_first = journal.first_position();
+    let with_archive =
+        WithArchive { live: &journal, live_first, history: History::new(&journal_dir, Some(&archive_dir)) };
+    let mut recovered = recover(&with_archive, Some(&snapshots), config)?;
     recovered.report.truncated_bytes = opened.truncated_bytes;
     let report = recovered.report;
     let findings = OpenFindings {
         skipped_snapshots: std::mem::take(&mut recovered.skipped_snapshots),
         tightened: opened.tightened,
     };
-    let handle = EngineHandle::start(Box::new(journal), Some(snapshots), recovered, clock, options)?;
+    let retention = (options.journal_retention, options.retention_interval, options.snapshots_keep);
+    let files = Arc::new(retention::JournalFiles::new(&journal_dir, &archive_dir, live_first));
+    let handle = EngineHandle::start(Box::new(journal), Some(snapshots), recovered, clock, options)?
+        .with_files(Arc::clone(&files));
+    if retention.0 == JournalRetention::Archive {
+        if let Err(error) =
+            files.start_archiver(&dir.join("snapshots"), retention.2, retention.1, handle.stats_shared())
+        {
+            handle.shutdown();
+            return Err(error);
+        }
+    }
     Ok((handle, report, findings))
 }
 
@@ -76,9 +104,30 @@ pub fn open_data_dir_detailed(
 /// only read, no snapshot is saved and no sequencer runs. Fails with `JournalError::Locked`
 /// while a server holds the directory. For `sportsbook verify`.
 pub fn recover_read_only(dir: &Path, config: book::Config) -> Result<Recovered, EngineError> {
-    let (journal, opened) = FileJournal::open_read_only(&dir.join("journal"))?;
+    recover_read_only_with_archive(dir, None, config)
+}
+
+/// The archive directory of a data directory: `archive`, or `DIR/archive` when `None`.
+pub fn archive_dir(dir: &Path, archive: Option<&Path>) -> PathBuf {
+    archive.map_or_else(|| dir.join(ARCHIVE_DIR_NAME), Path::to_owned)
+}
+
+/// `recover_read_only` with the journal's archive in `archive` (`None`: `DIR/archive`), read
+/// when recovery starts below the live journal.
+pub fn recover_read_only_with_archive(
+    dir: &Path,
+    archive: Option<&Path>,
+    config: book::Config,
+) -> Result<Recovered, EngineError> {
+    let journal_dir = dir.join("journal");
+    let (journal, opened) = FileJournal::open_read_only(&journal_dir)?;
     let snapshots = SnapshotStore::open_read_only(&dir.join("snapshots"));
-    let mut recovered = recover(&journal, Some(&snapshots), config)?;
+    let with_archive = WithArchive {
+        live: &journal,
+        live_first: journal.first_position(),
+        history: History::new(&journal_dir, Some(&archive_dir(dir, archive))),
+    };
+    let mut recovered = recover(&with_archive, Some(&snapshots), config)?;
     recovered.report.truncated_bytes = opened.truncated_bytes;
     Ok(recovered)
 }

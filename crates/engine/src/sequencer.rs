@@ -91,6 +91,19 @@ pub struct EngineOptions {
     /// Commands the snapshot follower may be behind before it is detached (periodic snapshots
     /// are then skipped until the next start).
     pub follower_queue_commands_max: u64,
+    /// What happens to journal segments recovery no longer needs (`crate::retention`); only
+    /// `open_data_dir` acts on it. Off by default here; `serve` archives by default.
+    pub journal_retention: crate::retention::JournalRetention,
+    /// Where archived segments go; `None`: `DATA_DIR/archive`. Recovery and the audit route read
+    /// archives from here whatever `journal_retention` says.
+    pub journal_archive: Option<std::path::PathBuf>,
+    /// How often the archiver runs.
+    pub retention_interval: Duration,
+    /// Snapshots the store keeps (`journal::snapshot::SNAPSHOTS_KEPT_MAX` by default).
+    pub snapshots_keep: usize,
+    /// Size at which the file journal starts a new segment (the unit retention archives);
+    /// `journal::file::SEGMENT_BYTES_MAX_DEFAULT` by default.
+    pub journal_segment_bytes_max: u64,
 }
 
 impl Default for EngineOptions {
@@ -102,6 +115,11 @@ impl Default for EngineOptions {
             on_commit: Vec::new(),
             storage_full_retry: STORAGE_FULL_RETRY_DEFAULT,
             follower_queue_commands_max: FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT,
+            journal_retention: crate::retention::JournalRetention::Off,
+            journal_archive: None,
+            retention_interval: crate::retention::RETENTION_INTERVAL_DEFAULT,
+            snapshots_keep: journal::snapshot::SNAPSHOTS_KEPT_MAX,
+            journal_segment_bytes_max: journal::file::SEGMENT_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -158,6 +176,16 @@ pub struct EngineStats {
     pub storage_full: AtomicBool,
     /// Appends that found the disk full.
     pub storage_full_events: AtomicU64,
+    /// Journal segments the archiver moved into the archive (`crate::retention`).
+    pub journal_segments_archived: AtomicU64,
+    /// Bytes of those segments.
+    pub journal_archived_bytes: AtomicU64,
+    /// Bytes of their archive files (compressed).
+    pub journal_archive_bytes: AtomicU64,
+    /// Archiver runs that failed.
+    pub journal_archive_failures: AtomicU64,
+    /// Archiver runs that failed since the last one that succeeded.
+    pub journal_archive_failures_consecutive: AtomicU64,
 }
 
 impl EngineStats {
@@ -204,6 +232,9 @@ pub struct EngineHandle {
     inbox: SyncSender<Request>,
     stats: Arc<EngineStats>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// The journal's files, for engines on a data directory (`crate::open_data_dir`): archived
+    /// records, chain verification, the archiver.
+    files: Option<Arc<crate::retention::JournalFiles>>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -275,7 +306,86 @@ impl EngineHandle {
             .name("book-sequencer".to_string())
             .spawn(move || sequencer.run(requests))
             .map_err(EngineError::Spawn)?;
-        Ok(EngineHandle { inbox, stats, thread: Arc::new(Mutex::new(Some(thread))) })
+        Ok(EngineHandle { inbox, stats, thread: Arc::new(Mutex::new(Some(thread))), files: None })
+    }
+
+    pub(crate) fn with_files(mut self, files: Arc<crate::retention::JournalFiles>) -> EngineHandle {
+        self.files = Some(files);
+        self
+    }
+
+    pub(crate) fn stats_shared(&self) -> Arc<EngineStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Registers a reader's checkpoint that holds journal retention back: no segment holding a
+    /// position at or after it is archived (`crate::retention`). No effect on an engine without
+    /// a data directory.
+    pub fn hold_retention(&self, hold: crate::retention::RetentionHold) {
+        if let Some(files) = &self.files {
+            files.hold(hold);
+        }
+    }
+
+    /// Every position below this is archived, out of the live journal: the first live position
+    /// (0 for an engine without a data directory).
+    pub fn archived_below(&self) -> Position {
+        self.files.as_ref().map_or(0, |files| files.archived_below.load(Ordering::SeqCst))
+    }
+
+    /// Recomputes the journal's hash chain from position 0 up to the engine's position (across
+    /// archived and live segments, read from the files on the calling thread, never on the
+    /// sequencer's) and compares it with the engine's head. Blocking: call it off async
+    /// runtimes' workers. Without a data directory the records are read page by page through
+    /// the sequencer.
+    pub fn verify_chain(&self) -> Result<crate::retention::ChainVerification, EngineError> {
+        let (expected, end) = self.chain_head()?;
+        if let Some(files) = &self.files {
+            return crate::retention::verify_history(&files.history, expected, end);
+        }
+        let mut head = crate::recovery::CHAIN_HEAD_GENESIS;
+        let mut position: Position = 0;
+        let mut reason = None;
+        let mut problem = None;
+        while position < end && reason.is_none() {
+            let page = match self.journal_page(position, AUDIT_PAGE_RECORDS_MAX) {
+                Ok(page) => page,
+                Err(EngineError::Journal(JournalError::Corrupt { position, segment, .. })) => {
+                    reason = Some(format!("the journal record at position {position} is corrupt"));
+                    problem = Some((position, Some(segment)));
+                    break;
+                }
+                Err(EngineError::Journal(JournalError::Pruned { requested, first_available })) => {
+                    reason = Some(format!("the journal records before position {first_available} were removed"));
+                    problem = Some((requested, None));
+                    break;
+                }
+                Err(other) => return Err(other),
+            };
+            let before = position;
+            for (at, record) in &page {
+                if *at != position || *at >= end {
+                    break;
+                }
+                head = chain_next(&head, *at, record);
+                position += 1;
+            }
+            if position == before {
+                reason = Some(format!("the journal has no record at position {position}"));
+                problem = Some((position, None));
+            }
+        }
+        if reason.is_none() && head != expected {
+            reason = Some("the head recomputed from the journal differs from the engine's".to_owned());
+        }
+        Ok(crate::retention::ChainVerification {
+            verified: reason.is_none(),
+            records: position,
+            head,
+            expected_head: expected,
+            reason,
+            problem,
+        })
     }
 
     pub fn stats(&self) -> &EngineStats {
@@ -374,6 +484,10 @@ impl EngineHandle {
     /// sequencer thread. `limit` is cut to `AUDIT_PAGE_RECORDS_MAX`, and a page ends early once
     /// it holds `AUDIT_PAGE_BYTES_MAX` bytes; empty when `from` is at or past the end.
     pub fn journal_page(&self, from: Position, limit: usize) -> Result<JournalPage, EngineError> {
+        if let Some(files) = self.files.as_ref().filter(|files| from < files.archived_below.load(Ordering::SeqCst)) {
+            // Archived records are read (and decompressed) here, never on the sequencer.
+            return files.archived_page(from, limit.min(AUDIT_PAGE_RECORDS_MAX), AUDIT_PAGE_BYTES_MAX);
+        }
         self.inspect_waiting(move |sequencer| sequencer.journal_page(from, limit))?
             .recv()
             .map_err(|_| EngineError::ShutDown)?
@@ -385,6 +499,20 @@ impl EngineHandle {
         from: Position,
         limit: usize,
     ) -> Result<oneshot::Receiver<Result<JournalPage, EngineError>>, EngineError> {
+        if let Some(files) = self.files.as_ref().filter(|files| from < files.archived_below.load(Ordering::SeqCst)) {
+            // Archived records are read on a thread of their own, never on the sequencer nor on
+            // the caller's (an async runtime's worker).
+            let files = Arc::clone(files);
+            let (sender, receiver) = oneshot::channel();
+            std::thread::Builder::new()
+                .name("journal-archive-read".to_owned())
+                .spawn(move || {
+                    let page = files.archived_page(from, limit.min(AUDIT_PAGE_RECORDS_MAX), AUDIT_PAGE_BYTES_MAX);
+                    let _ = sender.send(page);
+                })
+                .map_err(EngineError::Spawn)?;
+            return Ok(receiver);
+        }
         self.inspect_async(move |sequencer| sequencer.journal_page(from, limit))
     }
 
@@ -435,6 +563,9 @@ impl EngineHandle {
 
     /// Stops the sequencer after the requests already queued, taking a final snapshot.
     pub fn shutdown(&self) {
+        if let Some(files) = &self.files {
+            files.stop();
+        }
         let _ = self.inbox.send(Request::Shutdown);
         let thread = self.thread.lock().ok().and_then(|mut thread| thread.take());
         if let Some(thread) = thread {

@@ -37,8 +37,8 @@ use book::{
 };
 use codec::Batch;
 use domain::{Currency, Money};
-use engine::{ChainHead, EngineError, JournalPage, AUDIT_PAGE_RECORDS_MAX, CHAIN_HEAD_GENESIS};
-use journal::{JournalError, Position};
+use engine::{ChainHead, EngineError, JournalPage, AUDIT_PAGE_RECORDS_MAX};
+use journal::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::dto::{EachWayView, PageQuery};
@@ -647,59 +647,19 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
     }
 }
 
-/// Walks the journal from position 0 up to the live head's position, recomputing the chain.
-/// Records are read a page at a time on the sequencer and hashed on the blocking pool.
+/// Walks the journal from position 0 up to the live head's position, recomputing the chain:
+/// `EngineHandle::verify_chain` reads archived and live segments from their files (never on the
+/// sequencer) on the blocking pool.
 async fn verify(state: &AppState) -> Result<AuditVerificationView, ApiError> {
-    let (expected, end) = chain_head(state).await?;
-    let mut head = CHAIN_HEAD_GENESIS;
-    let mut position: Position = 0;
-    let mut reason = None;
-    while position < end && reason.is_none() {
-        let records = match journal_page(state, position, AUDIT_PAGE_RECORDS_MAX).await? {
-            Ok(records) => records,
-            Err(EngineError::Journal(JournalError::Corrupt { position, .. })) => {
-                reason = Some(format!("the journal record at position {position} is corrupt"));
-                break;
-            }
-            Err(EngineError::Journal(JournalError::Pruned { first_available, .. })) => {
-                reason = Some(format!("the journal records before position {first_available} were removed"));
-                break;
-            }
-            Err(other) => return Err(other.into()),
-        };
-        let before = position;
-        (head, position) = blocking(move || extend_chain(head, position, end, &records)).await?;
-        if position == before {
-            reason = Some(format!("the journal has no record at position {position}"));
-        }
-    }
-    if reason.is_none() && head != expected {
-        reason = Some("the head recomputed from the journal differs from the engine's".to_string());
-    }
+    let engine = state.engine().clone();
+    let verification = blocking(move || engine.verify_chain()).await??;
     Ok(AuditVerificationView {
-        verified: reason.is_none(),
-        records: position,
-        head: hex::encode(head),
-        expected_head: hex::encode(expected),
-        reason,
+        verified: verification.verified,
+        records: verification.records,
+        head: hex::encode(verification.head),
+        expected_head: hex::encode(verification.expected_head),
+        reason: verification.reason,
     })
-}
-
-/// Extends `head` by the records at `position`, `position + 1`, ... below `end`; stops at a gap.
-fn extend_chain(
-    mut head: ChainHead,
-    mut position: Position,
-    end: Position,
-    records: &[(Position, Vec<u8>)],
-) -> (ChainHead, Position) {
-    for (at, record) in records {
-        if *at != position || *at >= end {
-            break;
-        }
-        head = engine::chain_next(&head, *at, record);
-        position += 1;
-    }
-    (head, position)
 }
 
 // ---- reports ----------------------------------------------------------------------------------

@@ -129,6 +129,10 @@ struct EngineSeries {
     follower_detached: Counter,
     follower_queue_commands: Gauge,
     follower_failed: Gauge,
+    journal_segments_archived: Counter,
+    journal_archived_bytes: Counter,
+    journal_archive_bytes: Counter,
+    journal_archive_failures: Counter,
 }
 
 impl EngineSeries {
@@ -146,6 +150,10 @@ impl EngineSeries {
             follower_detached: Counter::default(),
             follower_queue_commands: Gauge::default(),
             follower_failed: Gauge::default(),
+            journal_segments_archived: Counter::default(),
+            journal_archived_bytes: Counter::default(),
+            journal_archive_bytes: Counter::default(),
+            journal_archive_failures: Counter::default(),
         };
         registry.register(
             "sportsbook_sequencer_pause_seconds_max",
@@ -205,6 +213,26 @@ impl EngineSeries {
             "1 once the snapshot follower decided a batch differently than the sequencer and stopped, else 0",
             series.follower_failed.clone(),
         );
+        registry.register(
+            "sportsbook_journal_segments_archived",
+            "Journal segments moved out of the live journal into the compressed archive (journal retention)",
+            series.journal_segments_archived.clone(),
+        );
+        registry.register(
+            "sportsbook_journal_archived_bytes",
+            "Bytes of the journal segments archived (before compression)",
+            series.journal_archived_bytes.clone(),
+        );
+        registry.register(
+            "sportsbook_journal_archive_bytes",
+            "Bytes of the archive files written for them (compressed)",
+            series.journal_archive_bytes.clone(),
+        );
+        registry.register(
+            "sportsbook_journal_archive_failures",
+            "Archiver runs that failed (the segments stay live; the next run tries again)",
+            series.journal_archive_failures.clone(),
+        );
         for writer in SNAPSHOT_WRITERS {
             let labels = WriterLabels { writer };
             let _ = series.snapshots.get_or_create(&labels);
@@ -252,6 +280,10 @@ impl EngineSeries {
         self.follower_queue_commands
             .set(i64::try_from(stats.follower_queue_commands.load(Relaxed)).unwrap_or(i64::MAX));
         self.follower_failed.set(i64::from(stats.follower_failed.load(Relaxed)));
+        catch_up(&self.journal_segments_archived, stats.journal_segments_archived.load(Relaxed));
+        catch_up(&self.journal_archived_bytes, stats.journal_archived_bytes.load(Relaxed));
+        catch_up(&self.journal_archive_bytes, stats.journal_archive_bytes.load(Relaxed));
+        catch_up(&self.journal_archive_failures, stats.journal_archive_failures.load(Relaxed));
     }
 }
 

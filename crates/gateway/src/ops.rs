@@ -58,11 +58,14 @@ pub struct Health {
     /// With `feed_stale`: the providers with no fresh source.
     stale_providers: Option<Vec<String>>,
     /// What an operator should look at without taking the node out of service:
-    /// `fx_rates_stale` (the exchange-rate table is older than the configured limit). Absent
-    /// when there is none.
+    /// `fx_rates_stale` (the exchange-rate table is older than the configured limit),
+    /// `journal_archive_failing` (journal retention failed `ARCHIVE_FAILURES_WARN` times in a
+    /// row; the segments stay in the live journal). Absent when there is none.
     warnings: Option<Vec<String>>,
     /// With `fx_rates_stale`: the table's age in seconds.
     fx_rates_age_seconds: Option<u64>,
+    /// With `journal_archive_failing`: failed archiver runs in a row.
+    journal_archive_failures: Option<u64>,
 }
 
 /// The process is up and serving HTTP.
@@ -88,7 +91,8 @@ pub(crate) async fn healthz() -> Response {
     summary = "Readiness",
     description = "Ready to take traffic: the journal is writable, the book answers promptly and no feed \
         provider is stale. An exchange-rate table older than the configured age is a warning \
-        (`warnings: [\"fx_rates_stale\"]`, `fx_rates_age_seconds`), not a reason to be unready.",
+        (`warnings: [\"fx_rates_stale\"]`, `fx_rates_age_seconds`), not a reason to be unready; so is \
+        journal retention failing repeatedly (`journal_archive_failing`, `journal_archive_failures`).",
     responses(
         (status = 200, description = "Ready to take traffic", body = Health),
         (status = 503, description = "Not ready, with the `reasons` (this body, not an `Error`; no \
@@ -139,13 +143,19 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         }
         body
     };
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<&'static str> = Vec::new();
     if let Some((_, set_at)) = fx_stale {
         warnings.push("fx_rates_stale");
         body["fx_rates_age_seconds"] = json!(now.saturating_sub(set_at) / 1_000);
     }
     if let Some(warning) = projector.warning {
         warnings.push(warning);
+    }
+    let archive_failures = state.engine().stats().journal_archive_failures_consecutive.load(Ordering::Relaxed);
+    if archive_failures >= engine::ARCHIVE_FAILURES_WARN {
+        // Archiving is housekeeping: the live journal keeps the segments, so it only warns.
+        warnings.push("journal_archive_failing");
+        body["journal_archive_failures"] = json!(archive_failures);
     }
     if !warnings.is_empty() {
         body["warnings"] = json!(warnings);

@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+pub mod archive;
 pub mod conformance;
 pub mod faulty;
 pub mod file;
@@ -20,6 +21,7 @@ pub mod repair;
 pub mod snapshot;
 pub mod testing;
 
+pub use archive::History;
 pub use faulty::{FaultKind, FaultPlan, FaultyJournal};
 pub use file::{FileJournal, FileJournalOptions, OpenReport};
 pub use memory::MemoryJournal;

@@ -13,9 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::file::{create_dir_durably, io_error, private_file, sync_dir, tighten, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 use crate::{JournalError, Position};
 
-/// Snapshots kept on disk; older ones are deleted after each save. More than one so that a
-/// corrupt newest snapshot still leaves something to recover from.
+/// Snapshots kept on disk by default (`serve --snapshots-keep`); older ones are deleted after
+/// each save. More than one so that a corrupt newest snapshot still leaves something to recover
+/// from. Deleting is safe: a snapshot is derived from the journal, which retention archives and
+/// never deletes, so any older snapshot can be rebuilt by replaying it.
 pub const SNAPSHOTS_KEPT_MAX: usize = 3;
+
+/// Largest `--snapshots-keep`.
+pub const SNAPSHOTS_KEEP_LIMIT: usize = 1_000;
 
 /// Largest snapshot payload. Loading reads a snapshot whole, so this bounds its memory.
 pub const SNAPSHOT_PAYLOAD_BYTES_MAX: u64 = 1024 * 1024 * 1024;
@@ -133,6 +138,8 @@ pub struct SnapshotLoad {
 pub struct SnapshotStore {
     dir: PathBuf,
     corrupt_skipped: AtomicU64,
+    /// Snapshots kept after a save (at least 1).
+    keep: usize,
 }
 
 impl SnapshotStore {
@@ -154,13 +161,33 @@ impl SnapshotStore {
                 tighten(&entry.path(), PRIVATE_FILE_MODE)?;
             }
         }
-        Ok(SnapshotStore { dir: dir.to_owned(), corrupt_skipped: AtomicU64::new(0) })
+        Ok(SnapshotStore { dir: dir.to_owned(), corrupt_skipped: AtomicU64::new(0), keep: SNAPSHOTS_KEPT_MAX })
     }
 
     /// Opens an existing store without writing anything (no directory created, no leftover
     /// temp file removed): for `sportsbook verify`. A missing directory is an empty store.
     pub fn open_read_only(dir: &Path) -> SnapshotStore {
-        SnapshotStore { dir: dir.to_owned(), corrupt_skipped: AtomicU64::new(0) }
+        SnapshotStore { dir: dir.to_owned(), corrupt_skipped: AtomicU64::new(0), keep: SNAPSHOTS_KEPT_MAX }
+    }
+
+    /// Keeps the newest `keep` snapshots (clamped to `1..=SNAPSHOTS_KEEP_LIMIT`) after each save
+    /// instead of [`SNAPSHOTS_KEPT_MAX`].
+    pub fn with_keep(mut self, keep: usize) -> SnapshotStore {
+        self.keep = keep.clamp(1, SNAPSHOTS_KEEP_LIMIT);
+        self
+    }
+
+    /// How many snapshots a save keeps.
+    pub fn keep(&self) -> usize {
+        self.keep
+    }
+
+    /// The oldest of the snapshots a save keeps (the newest [`SnapshotStore::keep`] files, valid
+    /// or not): recovery may fall back as far as it, so the journal from its position on must
+    /// stay live. `None` without snapshots.
+    pub fn oldest_kept_position(&self) -> Result<Option<Position>, JournalError> {
+        let snapshots = self.list()?;
+        Ok(snapshots.get(snapshots.len().saturating_sub(self.keep)).map(|(position, _)| *position))
     }
 
     pub fn dir(&self) -> &Path {
@@ -185,7 +212,7 @@ impl SnapshotStore {
     }
 
     /// Durably saves a snapshot taken just before journal record `position`, then deletes all
-    /// but the newest [`SNAPSHOTS_KEPT_MAX`]. A crash leaves either the old set or the new
+    /// but the newest [`SnapshotStore::keep`]. A crash leaves either the old set or the new
     /// snapshot complete, never a partial one under the final name.
     pub fn save(&self, position: Position, bytes: &[u8]) -> Result<(), JournalError> {
         let encoded = encode_snapshot(position, bytes)?;
@@ -270,7 +297,7 @@ impl SnapshotStore {
 
     fn prune(&self) -> Result<(), JournalError> {
         let snapshots = self.list()?;
-        let excess = snapshots.len().saturating_sub(SNAPSHOTS_KEPT_MAX);
+        let excess = snapshots.len().saturating_sub(self.keep);
         for (_, path) in &snapshots[..excess] {
             match fs::remove_file(path) {
                 Ok(()) => {}

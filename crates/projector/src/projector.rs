@@ -46,6 +46,10 @@ pub struct ProjectorOptions {
     /// Called about every [`PROGRESS_INTERVAL`] while a resume replays the journal up to the
     /// store's checkpoint (no rows are written then): `(position reached, checkpoint)`.
     pub on_replay: Option<fn(Position, Position)>,
+    /// Where the journal's archived segments are (`None`: none are read). Positions the live
+    /// journal no longer holds are read from there, so a rebuild or a projector far behind
+    /// still starts at position 0.
+    pub archive_dir: Option<PathBuf>,
 }
 
 impl ProjectorOptions {
@@ -56,6 +60,7 @@ impl ProjectorOptions {
             commit_rows: COMMIT_ROWS_DEFAULT,
             crash_after_batches: None,
             on_replay: None,
+            archive_dir: Some(data_dir.join(engine::ARCHIVE_DIR_NAME)),
         }
     }
 }
@@ -164,7 +169,9 @@ impl Projector {
             store.clear()?;
         }
         let journal = journal_dir(&options.data_dir);
-        let mut cursor = JournalCursor::new(&journal, 0);
+        let archive = options.archive_dir.clone();
+        let cursor_at = |next: Position| JournalCursor::with_archive(&journal, next, archive.as_deref());
+        let mut cursor = cursor_at(0);
         let first_available = cursor.first_available()?.unwrap_or(0);
         let mut changes = Changes::default();
         let (follower, start) = match store::checkpoint(store.as_mut())? {
@@ -204,7 +211,7 @@ impl Projector {
                 };
                 let replayed_from = checkpoint.next_position;
                 let mut follower = Follower::new(book, checkpoint);
-                cursor = JournalCursor::new(&journal, replayed_from);
+                cursor = cursor_at(replayed_from);
                 let target = stored.next_position;
                 if replayed_from < target {
                     let mut last_report = Instant::now();
@@ -234,7 +241,7 @@ impl Projector {
         };
         let position = follower.checkpoint().next_position;
         let committed_chain = follower.checkpoint().chain_head;
-        let cursor = if cursor.next_position() == position { cursor } else { JournalCursor::new(&journal, position) };
+        let cursor = if cursor.next_position() == position { cursor } else { cursor_at(position) };
         let mut projector = Projector {
             store,
             follower,

@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use journal::archive::History;
 use journal::file::{list_segments, READ_BUFFER_BYTES_MAX};
 use journal::record::{decode_header, verify_record, DecodeError, RECORD_HEADER_BYTES};
 use journal::{JournalError, Position};
@@ -23,6 +24,9 @@ use journal::{JournalError, Position};
 #[derive(Debug)]
 pub struct JournalCursor {
     dir: PathBuf,
+    /// The journal's history with its archive: positions below the live journal are read from
+    /// archived segments (journal retention, `journal::archive`).
+    archive: Option<History>,
     next: Position,
     /// `(first position of the segment, path, byte offset of record `next`)`.
     at: Option<(Position, PathBuf, u64)>,
@@ -56,7 +60,22 @@ enum Next {
 impl JournalCursor {
     /// A cursor at `next` in the journal directory `dir` (`DATA_DIR/journal`).
     pub fn new(dir: &Path, next: Position) -> JournalCursor {
-        JournalCursor { dir: dir.to_owned(), next, at: None, payload: Vec::new() }
+        JournalCursor { dir: dir.to_owned(), archive: None, next, at: None, payload: Vec::new() }
+    }
+
+    /// A cursor that also reads archived segments in `archive_dir` (`None`: live segments only).
+    pub fn with_archive(dir: &Path, next: Position, archive_dir: Option<&Path>) -> JournalCursor {
+        let archive = archive_dir.map(|archive| History::new(dir, Some(archive)));
+        JournalCursor { dir: dir.to_owned(), archive, next, at: None, payload: Vec::new() }
+    }
+
+    /// The first live position, when `next` is below it and an archive can serve it.
+    fn archived_until(&self) -> Result<Option<Position>, JournalError> {
+        let Some(history) = &self.archive else { return Ok(None) };
+        if self.at.is_some() {
+            return Ok(None);
+        }
+        Ok(history.first_live()?.filter(|first_live| self.next < *first_live))
     }
 
     /// Position of the next record to read.
@@ -67,6 +86,9 @@ impl JournalCursor {
     /// The first position the journal still holds (0 unless old segments were removed), or
     /// `None` when it has no segment yet.
     pub fn first_available(&self) -> Result<Option<Position>, JournalError> {
+        if let Some(history) = &self.archive {
+            return history.first_available();
+        }
         if !self.dir.is_dir() {
             return Ok(None);
         }
@@ -77,6 +99,32 @@ impl JournalCursor {
     /// what is written or until `visit` says stop.
     pub fn poll(&mut self, visit: &mut Visitor<'_>) -> Result<Polled, crate::ProjectorError> {
         let mut polled = Polled::default();
+        if let (Some(until), Some(history)) = (self.archived_until()?, self.archive.clone()) {
+            // Archived records first (decompressed from the start of their archive each poll;
+            // only a projector far behind, or rebuilding, reads them).
+            let mut failure = None;
+            let read =
+                history.read_archived(self.next, until, &mut |position, payload| match visit(position, payload) {
+                    Ok(flow) => {
+                        polled.records += 1;
+                        Ok(flow == Flow::Continue)
+                    }
+                    Err(error) => {
+                        failure = Some(error);
+                        Err(JournalError::Poisoned)
+                    }
+                });
+            let (reached, stopped) = match read {
+                Ok(done) => done,
+                Err(_) if failure.is_some() => return Err(failure.take().expect("set above")),
+                Err(error) => return Err(error.into()),
+            };
+            self.next = reached;
+            if stopped {
+                polled.stopped = true;
+                return Ok(polled);
+            }
+        }
         loop {
             if self.at.is_none() && !self.locate()? {
                 return Ok(polled);
@@ -127,6 +175,10 @@ impl JournalCursor {
     /// Complete records written beyond the cursor (checked by their headers' framing only; a
     /// record being written at the tail is not counted). Does not move the cursor.
     pub fn records_ahead(&mut self) -> Result<u64, crate::ProjectorError> {
+        if let Some(until) = self.archived_until()? {
+            let mut live = JournalCursor::new(&self.dir, until);
+            return Ok(until - self.next + live.records_ahead()?);
+        }
         if self.at.is_none() && !self.locate()? {
             return Ok(0);
         }

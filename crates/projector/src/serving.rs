@@ -10,7 +10,7 @@
 //! sees it also sees the rows.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,9 @@ pub struct Published {
     position: watch::Sender<Position>,
     chain_head: Mutex<ChainHead>,
     state: Mutex<ProjectorState>,
+    /// The same position for the engine's journal retention (`EngineHandle::hold_retention`):
+    /// segments from it on stay live. 0 until the projector has opened its store.
+    hold: Arc<AtomicU64>,
 }
 
 impl Default for Published {
@@ -54,6 +57,7 @@ impl Default for Published {
             position: watch::Sender::new(0),
             chain_head: Mutex::new(engine::CHAIN_HEAD_GENESIS),
             state: Mutex::new(ProjectorState::Starting),
+            hold: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -77,8 +81,15 @@ impl Published {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// The committed position, shared with the engine's journal retention, which keeps the
+    /// segments from it on live (the projector could read them archived, but more slowly).
+    pub fn retention_hold(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.hold)
+    }
+
     /// Called after a commit: the models hold every batch before `position`.
     pub fn publish(&self, position: Position, chain_head: ChainHead) {
+        self.hold.store(position, Ordering::Relaxed);
         *self.chain_head.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = chain_head;
         self.position.send_if_modified(|current| {
             let moved = position != *current;

@@ -26,6 +26,12 @@ enum LogFormatArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum RetentionArg {
+    Off,
+    Archive,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum StaleArg {
     Suspend,
     Delay,
@@ -116,6 +122,21 @@ enum Commands {
         /// The PostgreSQL schema of the read models.
         #[arg(long, default_value = projector::POSTGRES_SCHEMA_DEFAULT)]
         projector_schema: String,
+        /// What happens to journal segments recovery no longer needs (wholly below the oldest
+        /// kept snapshot and the projector's checkpoint): `archive` compresses them into
+        /// --journal-archive and removes them from the live journal (never deletes them);
+        /// `off` keeps every segment live for ever.
+        #[arg(long, value_enum, default_value = "archive")]
+        journal_retention: RetentionArg,
+        /// Where archived journal segments go. Default: DATA_DIR/archive. `verify`, `projector`
+        /// and recovery read archives from there.
+        #[arg(long)]
+        journal_archive: Option<PathBuf>,
+        /// Snapshots kept in DATA_DIR/snapshots (older ones are deleted: the journal, live and
+        /// archived, rebuilds any of them). Retention never archives what the oldest kept one
+        /// needs.
+        #[arg(long, default_value_t = journal::snapshot::SNAPSHOTS_KEPT_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=journal::snapshot::SNAPSHOTS_KEEP_LIMIT as u64))]
+        snapshots_keep: usize,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -187,6 +208,10 @@ enum Commands {
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
+        /// The journal's archive (default DATA_DIR/archive): the hash chain is recomputed from
+        /// position 0 across archived and live segments.
+        #[arg(long)]
+        archive: Option<PathBuf>,
     },
     /// The way forward after a corrupt journal (the server refuses to start and names the
     /// position): cuts the journal at a position after copying everything it cuts into
@@ -225,6 +250,10 @@ enum Commands {
         /// Prints the SHA-256 of the models' content at the end (equal models, equal digest).
         #[arg(long)]
         digest: bool,
+        /// The journal's archive (default DATA_DIR/archive): records no longer in the live
+        /// journal are read from there.
+        #[arg(long)]
+        journal_archive: Option<PathBuf>,
     },
 }
 
@@ -270,6 +299,9 @@ fn main() -> anyhow::Result<()> {
             password_hash_workers,
             projector,
             projector_schema,
+            journal_retention,
+            journal_archive,
+            snapshots_keep,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -304,6 +336,12 @@ fn main() -> anyhow::Result<()> {
                     .map_or_else(gateway::password_hash_workers_default, |workers| workers.max(1)),
                 projector: projector.0,
                 projector_schema,
+                journal_retention: match journal_retention {
+                    RetentionArg::Off => engine::JournalRetention::Off,
+                    RetentionArg::Archive => engine::JournalRetention::Archive,
+                },
+                journal_archive,
+                snapshots_keep,
             })
         }
         Commands::FeedSim {
@@ -359,10 +397,11 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Commands::Verify { data_dir } => sportsbook::verify(&data_dir),
+        Commands::Verify { data_dir, archive } => sportsbook::verify_with_archive(&data_dir, archive.as_deref()),
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
-        Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest } => {
+        Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {
             sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
+                archive_dir: engine::archive_dir(&data_dir, journal_archive.as_deref()),
                 data_dir,
                 store,
                 schema,

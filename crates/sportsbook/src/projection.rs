@@ -49,6 +49,8 @@ pub struct ProjectorArgs {
     pub commit_rows: usize,
     /// Print the digest of the store's content at the end.
     pub digest: bool,
+    /// The journal's archive (`--journal-archive`, default DATA_DIR/archive).
+    pub archive_dir: PathBuf,
 }
 
 /// The embedded store's path in a data directory.
@@ -81,6 +83,7 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
         on_replay: Some(|position, checkpoint| {
             eprintln!("projector: replaying the journal to the store's checkpoint: {position} of {checkpoint}")
         }),
+        archive_dir: Some(args.archive_dir.clone()),
         ..ProjectorOptions::new(&args.data_dir)
     };
     let began = Instant::now();
@@ -138,6 +141,7 @@ pub fn spawn(
     store: StoreArg,
     schema: String,
     published: Arc<projector::Published>,
+    archive_dir: &Path,
 ) -> anyhow::Result<projector::ProjectorThread> {
     let args = ProjectorArgs {
         data_dir: data_dir.to_owned(),
@@ -147,11 +151,14 @@ pub fn spawn(
         follow: true,
         commit_rows: projector::COMMIT_ROWS_DEFAULT,
         digest: false,
+        archive_dir: archive_dir.to_owned(),
     };
     projector::spawn(
         move || {
             let store = open_store(&args).map_err(|error| projector::ProjectorError::Store(format!("{error:#}")))?;
-            Projector::open(store, ProjectorOptions::new(&args.data_dir), false)
+            let options =
+                ProjectorOptions { archive_dir: Some(args.archive_dir.clone()), ..ProjectorOptions::new(&args.data_dir) };
+            Projector::open(store, options, false)
         },
         published,
     )

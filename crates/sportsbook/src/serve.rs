@@ -68,6 +68,12 @@ pub struct ServeOptions {
     pub projector: Option<crate::projection::StoreArg>,
     /// The PostgreSQL schema of the read models.
     pub projector_schema: String,
+    /// `--journal-retention`.
+    pub journal_retention: engine::JournalRetention,
+    /// `--journal-archive`; `None`: DATA_DIR/archive.
+    pub journal_archive: Option<PathBuf>,
+    /// `--snapshots-keep`.
+    pub snapshots_keep: usize,
 }
 
 /// How `serve` bounds its HTTP connections and where it serves `/metrics`.
@@ -186,8 +192,14 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     // The stream follows them too: its hook hands every batch's updates to the dispatcher.
     let streams = Streams::new(&config, &metrics);
-    let engine_options =
-        EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
+    let archive_dir = engine::archive_dir(dir, options.journal_archive.as_deref());
+    let engine_options = EngineOptions {
+        on_commit: vec![metrics.engine_hook(), streams.engine_hook()],
+        journal_retention: options.journal_retention,
+        journal_archive: Some(archive_dir.clone()),
+        snapshots_keep: options.snapshots_keep,
+        ..EngineOptions::default()
+    };
     let (engine, report) = crate::open_engine_with(dir, engine_options)?;
     tracing::info!(
         data_dir = %dir.display(),
@@ -205,7 +217,16 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         Some(store) => {
             let published = projector::Published::new();
             let thread =
-                crate::projection::spawn(dir, store.clone(), options.projector_schema.clone(), published.clone())?;
+                crate::projection::spawn(
+                dir,
+                store.clone(),
+                options.projector_schema.clone(),
+                published.clone(),
+                &archive_dir,
+            )?;
+            // Segments the projector has not committed stay live (it could read them archived,
+            // but more slowly).
+            engine.hold_retention(published.retention_hold());
             let read_store = crate::projection::read_store(dir, store, &options.projector_schema);
             config.read_models = Some(projector::ReadModels::new(read_store, published));
             Some(thread)

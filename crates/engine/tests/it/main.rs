@@ -3,6 +3,7 @@
 
 mod chain;
 mod recovery;
+mod retention;
 mod sequencer;
 mod snapshots;
 mod workload;

@@ -1,6 +1,7 @@
 //! Integration tests of the journal crate: conformance of every backend, crash recovery of the
 //! file backend, fault injection, snapshots and property tests.
 
+mod archive;
 mod conformance;
 mod faulty;
 mod file;

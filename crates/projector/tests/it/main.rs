@@ -4,6 +4,7 @@
 //! PostgreSQL must be reachable at 127.0.0.1:5432 (user `postgres`, trust, database `test`);
 //! each test uses a schema of its own. Without it the PostgreSQL tests fail, saying so.
 
+mod archived;
 mod conformance;
 mod exactly_once;
 mod snapshot_start;

@@ -13,7 +13,7 @@ use crate::{open_store, project, workload, Backend};
 /// Segments this small make the workload span many of them.
 const SEGMENT_BYTES: u64 = 16 * 1024;
 
-fn open_engine(dir: &std::path::Path) -> (EngineHandle, ManualClock) {
+pub fn open_engine(dir: &std::path::Path) -> (EngineHandle, ManualClock) {
     let (journal, _) = FileJournal::open(
         &dir.join("journal"),
         FileJournalOptions { segment_bytes_max: SEGMENT_BYTES, ..FileJournalOptions::default() },

@@ -9,6 +9,7 @@ mod crash;
 mod journal;
 mod logging;
 mod projector;
+mod retention;
 mod serve;
 mod server;
 mod simulation;
