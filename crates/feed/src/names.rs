@@ -149,8 +149,7 @@ impl MarketDescriptions {
                             if outcomes.len() >= MAX_OUTCOMES {
                                 return Err(DocumentError::TooMany(MAX_OUTCOMES, "outcomes"));
                             }
-                            let missing =
-                                |attribute| DocumentError::MissingAttribute { element: "outcome", attribute };
+                            let missing = |attribute| DocumentError::MissingAttribute { element: "outcome", attribute };
                             let oid = outcome.attribute("id").filter(|v| !v.is_empty()).ok_or(missing("id"))?;
                             let oname = outcome.attribute("name").ok_or(missing("name"))?;
                             outcomes.insert(bounded(oid)?, bounded(oname)?);
@@ -161,9 +160,10 @@ impl MarketDescriptions {
                             if specifiers.len() >= MAX_SPECIFIERS {
                                 return Err(DocumentError::TooMany(MAX_SPECIFIERS, "specifiers"));
                             }
-                            let sname = spec.attribute("name").filter(|v| !v.is_empty()).ok_or(
-                                DocumentError::MissingAttribute { element: "specifier", attribute: "name" },
-                            )?;
+                            let sname = spec
+                                .attribute("name")
+                                .filter(|v| !v.is_empty())
+                                .ok_or(DocumentError::MissingAttribute { element: "specifier", attribute: "name" })?;
                             let stype = spec.attribute("type").unwrap_or("string");
                             specifiers.push((bounded(sname)?, bounded(stype)?));
                         }
@@ -644,7 +644,8 @@ impl Fixture {
             ),
             None => None,
         };
-        let attr = |n: Option<roxmltree::Node<'_, '_>>, a: &str| n.and_then(|n| n.attribute(a)).map(bounded).transpose();
+        let attr =
+            |n: Option<roxmltree::Node<'_, '_>>, a: &str| n.and_then(|n| n.attribute(a)).map(bounded).transpose();
         Ok(Fixture {
             id,
             name,
@@ -662,7 +663,13 @@ impl Fixture {
 /// `2024-05-01T18:30:00+02:00`, `…Z`, optional fraction → Unix ms.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -690,7 +697,11 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
             let oh: i64 = rest[1..3].parse().ok()?;
             let om: i64 = rest[4..6].parse().ok()?;
             let total = oh * 60 + om;
-            if &rest[..1] == "-" { -total } else { total }
+            if &rest[..1] == "-" {
+                -total
+            } else {
+                total
+            }
         }
         _ => return None,
     };
@@ -919,7 +930,8 @@ mod tests {
         for (xml, code) in cases {
             assert_eq!(MarketDescriptions::parse(xml).unwrap_err().code(), code, "{xml}");
         }
-        let dup = "<market_descriptions><market id=\"1\" name=\"a\"/><market id=\"1\" name=\"b\"/></market_descriptions>";
+        let dup =
+            "<market_descriptions><market id=\"1\" name=\"a\"/><market id=\"1\" name=\"b\"/></market_descriptions>";
         let d = MarketDescriptions::parse(dup).unwrap();
         assert_eq!((d.len(), d.duplicates, d.get(1).unwrap().name.as_str()), (1, 1, "a"));
     }

@@ -223,9 +223,9 @@ impl ProducerRecovery {
         }
         match self.state {
             State::Up => {
-                let gap = self.last_alive_ts.is_some_and(|prev| {
-                    timestamp.saturating_sub(prev) > millis(self.config.max_inactivity)
-                });
+                let gap = self
+                    .last_alive_ts
+                    .is_some_and(|prev| timestamp.saturating_sub(prev) > millis(self.config.max_inactivity));
                 if gap {
                     return self.go_down(now, DownReason::AliveGap);
                 }
@@ -303,9 +303,8 @@ impl ProducerRecovery {
     fn tick_with(&mut self, now: u64, ids: Option<&mut RequestIds>) -> Vec<Action> {
         match self.state.clone() {
             State::Up => {
-                let silent = self.last_alive_at.is_some_and(|at| {
-                    now.saturating_sub(at) > millis(self.config.max_inactivity)
-                });
+                let silent =
+                    self.last_alive_at.is_some_and(|at| now.saturating_sub(at) > millis(self.config.max_inactivity));
                 if silent {
                     let mut actions = self.go_down(now, DownReason::AliveTimeout);
                     if let Some(ids) = ids {
@@ -356,8 +355,7 @@ impl ProducerRecovery {
         // measured back from it (the provider measures from its own now, which is later, so
         // leave a margin of one inactivity period).
         let newest = self.last_alive_ts.unwrap_or(last).max(last);
-        let window = millis(self.config.recovery_window)
-            .saturating_sub(millis(self.config.max_inactivity));
+        let window = millis(self.config.recovery_window).saturating_sub(millis(self.config.max_inactivity));
         let earliest = newest.saturating_sub(window);
         if last < earliest {
             self.counts.after_clamped += 1;

@@ -45,8 +45,7 @@ pub struct ApiSettings {
 impl ApiSettings {
     /// Settings with the provider's usual producer names (1 `liveodds`, 3 `pre`).
     pub fn new(base_url: impl Into<String>, access_token: impl Into<String>) -> Self {
-        let producer_names =
-            [(1, "liveodds"), (3, "pre")].into_iter().map(|(id, n)| (id, n.to_string())).collect();
+        let producer_names = [(1, "liveodds"), (3, "pre")].into_iter().map(|(id, n)| (id, n.to_string())).collect();
         Self {
             base_url: base_url.into(),
             access_token: access_token.into(),
@@ -142,16 +141,9 @@ impl UofApi {
 
     /// The URL of a recovery request (exposed for logs and tests).
     pub fn recovery_url(&self, request: &RecoveryRequest) -> Result<String, ApiError> {
-        let name = self
-            .settings
-            .producer_names
-            .get(&request.producer)
-            .ok_or(ApiError::UnknownProducer(request.producer))?;
-        let mut url = format!(
-            "{}/v1/{}/recovery/initiate_request?",
-            self.base,
-            path_value(name)?
-        );
+        let name =
+            self.settings.producer_names.get(&request.producer).ok_or(ApiError::UnknownProducer(request.producer))?;
+        let mut url = format!("{}/v1/{}/recovery/initiate_request?", self.base, path_value(name)?);
         if let Some(after) = request.after {
             url.push_str(&format!("after={after}&"));
         }
@@ -171,10 +163,7 @@ impl UofApi {
 
     /// The market descriptions XML (`markets.xml`, with mappings as the SDKs ask).
     pub async fn market_descriptions(&self) -> Result<String, ApiError> {
-        let url = format!(
-            "{}/v1/descriptions/{}/markets.xml?include_mappings=true",
-            self.base, self.settings.language
-        );
+        let url = format!("{}/v1/descriptions/{}/markets.xml?include_mappings=true", self.base, self.settings.language);
         self.send(self.http.get(&url), &url).await
     }
 
@@ -191,11 +180,8 @@ impl UofApi {
 
     async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<String, ApiError> {
         let transport = |source| ApiError::Transport { url: url.to_string(), source };
-        let mut response = request
-            .header("x-access-token", &self.settings.access_token)
-            .send()
-            .await
-            .map_err(transport)?;
+        let mut response =
+            request.header("x-access-token", &self.settings.access_token).send().await.map_err(transport)?;
         let status = response.status();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
