@@ -172,10 +172,11 @@ impl MarketDescriptions {
                 }
             }
             let description = MarketDescription { id, name, groups, outcomes, specifiers };
-            if out.markets.contains_key(&id) {
-                out.duplicates += 1;
-            } else {
-                out.markets.insert(id, description);
+            match out.markets.entry(id) {
+                std::collections::btree_map::Entry::Occupied(_) => out.duplicates += 1,
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(description);
+                }
             }
         }
         Ok(out)

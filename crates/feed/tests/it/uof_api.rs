@@ -243,7 +243,7 @@ async fn names_from_the_api_are_cached_and_survive_an_outage() {
     *provider.serving.lock().unwrap() = false;
     let (cached, source, failure) = store.descriptions().await;
     assert_eq!(source, DescriptionsSource::Cache);
-    assert_eq!(failure.expect("the API failure is reported").to_string().contains("500"), true);
+    assert!(failure.expect("the API failure is reported").to_string().contains("500"));
     assert_eq!(cached.get(18).map(|m| m.name.as_str()), Some("Total goals"));
     let again = store.fixture("sr:match:42", true).await.expect("cached fixture");
     assert_eq!(again, fixture);
