@@ -386,8 +386,10 @@ impl AmqpProvider {
 
     /// Publishes a message; `request_id` marks a recovery replay.
     pub async fn publish(&self, message: &FeedMessage, request_id: Option<u64>) -> Result<(), String> {
-        let (routing, xml) = uof::render(message, self.producer(), request_id).map_err(|error| error.to_string())?;
-        self.send(&routing, &xml).await
+        for (routing, xml) in uof::render(message, self.producer(), request_id).map_err(|error| error.to_string())? {
+            self.send(&routing, &xml).await?;
+        }
+        Ok(())
     }
 
     /// Publishes a raw XML message.

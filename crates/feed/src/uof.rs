@@ -596,11 +596,54 @@ fn window_attrs(from: Option<u64>, to: Option<u64>) -> String {
     text
 }
 
-/// The XML a producer sends for a feed message (the simulator's side), with the routing key it
-/// is published under, as the provider's schema has it: no sequence. One message becomes one
-/// XML document; `request_id` marks a recovery replay (and names the request a
-/// `snapshot_complete` ends).
-pub fn render(message: &FeedMessage, producer: Producer, request_id: Option<u64>) -> Result<(String, String), Refusal> {
+/// The XML documents a producer sends for a feed message (the simulator's side), each with
+/// the routing key it is published under, as the provider's schema has it: no sequence. Items
+/// that one `odds_change` carries (markets, prices, the event going live or ending, for one
+/// event) go in one document; every other item is a document of its own. `request_id` marks a
+/// recovery replay (and names the request a `snapshot_complete` ends).
+pub fn render(
+    message: &FeedMessage,
+    producer: Producer,
+    request_id: Option<u64>,
+) -> Result<Vec<(String, String)>, Refusal> {
+    let odds_event = |item: &FeedItem| match item {
+        FeedItem::Market { event, .. }
+        | FeedItem::Odds { event, .. }
+        | FeedItem::Markets { event, .. }
+        | FeedItem::InPlay { event, .. }
+        | FeedItem::Ended { event } => Some(event.clone()),
+        _ => None,
+    };
+    let mut documents = Vec::new();
+    let mut run: Vec<FeedItem> = Vec::new();
+    let flush = |run: &mut Vec<FeedItem>, documents: &mut Vec<(String, String)>| -> Result<(), Refusal> {
+        if !run.is_empty() {
+            let part = FeedMessage { items: std::mem::take(run), ..message.clone() };
+            documents.push(render_one(&part, producer, request_id)?);
+        }
+        Ok(())
+    };
+    for item in &message.items {
+        match odds_event(item) {
+            Some(event) if run.first().and_then(odds_event).is_none_or(|first| first == event) => {
+                run.push(item.clone());
+            }
+            Some(_) => {
+                flush(&mut run, &mut documents)?;
+                run.push(item.clone());
+            }
+            None => {
+                flush(&mut run, &mut documents)?;
+                run.push(item.clone());
+                flush(&mut run, &mut documents)?;
+            }
+        }
+    }
+    flush(&mut run, &mut documents)?;
+    Ok(documents)
+}
+
+fn render_one(message: &FeedMessage, producer: Producer, request_id: Option<u64>) -> Result<(String, String), Refusal> {
     let product = producer.product;
     let request = request_id.map(|id| format!(r#" request_id="{id}""#)).unwrap_or_default();
     let head = |tag: &str, event: &str| {

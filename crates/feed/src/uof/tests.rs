@@ -333,10 +333,11 @@ fn rendered_messages_are_schema_shaped_and_translate_back() {
             ],
         }],
     };
-    let (routing, xml) = render(&message, producer, None).expect("render");
+    let documents = render(&message, producer, None).expect("render");
+    let [(routing, xml)] = &documents[..] else { panic!("{documents:?}") };
     assert_eq!(routing, "hi.-.live.bet_settlement.1.sr:match.9.-");
     assert!(!xml.contains("sequence"), "{xml}");
-    let (back, refused) = feed(&xml);
+    let (back, refused) = feed(xml);
     assert!(refused.is_empty());
     assert_eq!(back.items, message.items);
     let (routing, xml) = render_alive(Producer { product: 3, live: false, sport_id: 1 }, 5, false);
@@ -358,9 +359,25 @@ fn rendered_messages_are_schema_shaped_and_translate_back() {
             starts_at: 500,
         }],
     };
-    let (routing, xml) = render(&fixture, prematch, Some(4)).expect("render");
+    let documents = render(&fixture, prematch, Some(4)).expect("render");
+    let [(routing, xml)] = &documents[..] else { panic!("{documents:?}") };
     assert_eq!(routing, "lo.pre.-.fixture_change.1.sr:match.9.-");
     assert!(xml.contains(r#"request_id="4""#) && !xml.contains("name="), "{xml}");
+    // A fixture with its markets is a fixture_change, then one odds_change.
+    let mut opening = fixture.clone();
+    opening.items.push(FeedItem::Market {
+        event: "sr:match:9".into(),
+        market: "1".into(),
+        name: "1X2".into(),
+        kind: "1x2".into(),
+        selections: vec![book::FeedSelection { id: "1".into(), name: "Home".into(), price: odds("2.5") }],
+        each_way: None,
+    });
+    opening.items.push(FeedItem::InPlay { event: "sr:match:9".into(), bet_delay_seconds: 5 });
+    let documents = render(&opening, producer, None).expect("render");
+    let kinds: Vec<&str> = documents.iter().map(|(routing, _)| routing.split('.').nth(3).expect("type")).collect();
+    assert_eq!(kinds, ["fixture_change", "odds_change"]);
+    assert!(documents[1].1.contains(r#"<sport_event_status status="1" match_status="6"/>"#), "{}", documents[1].1);
 }
 
 #[test]

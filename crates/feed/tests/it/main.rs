@@ -5,4 +5,5 @@
 mod amqp;
 mod book_rules;
 mod support;
+mod uof_rules;
 mod websocket;
