@@ -1158,16 +1158,21 @@ impl Book {
             return Ok(());
         }
         if windows.len() >= FEED_CANCEL_WINDOWS_MAX {
-            if windows.is_empty() {
-                self.feed.windows.remove(&market);
-            }
             return Err(Rejection::InvalidRequest { reason: "too many cancellation windows on a market" });
         }
         windows.push(window);
         for bet in self.bets_in_window(market, window) {
-            match self.bets[bet.index()].status {
+            let found = &self.bets[bet.index()];
+            let void_here = found
+                .legs
+                .iter()
+                .filter(|leg| leg.market == market)
+                .all(|leg| leg.result.is_some_and(|result| result.outcome == Outcome::Void));
+            match found.status {
                 BetStatus::Pending => self.reject_pending(bet, Rejection::MarketClosed, events),
                 BetStatus::Accepted => {}
+                // Already void on this market (the whole market was cancelled): nothing to redo.
+                status if status.is_settled_by_result() && void_here => continue,
                 status if status.is_settled_by_result() => self.reverse_settlement(bet, events),
                 _ => continue,
             }

@@ -118,14 +118,21 @@ impl Book {
                 self.reject_pending(bet, Rejection::MarketClosed, events);
                 continue;
             }
-            // A bet in a feed cancellation window stays void whatever the market's results.
-            if self.feed.in_cancel_window(market, self.bets[bet.index()].placed_at) {
-                continue;
-            }
+            // A bet in a feed cancellation window is void on this market whatever its results.
+            let windowed = self.feed.in_cancel_window(market, self.bets[bet.index()].placed_at);
             let results = &self.markets[market.index()].results;
             let found = &mut self.bets[bet.index()];
             for leg in found.legs.iter_mut().filter(|leg| leg.market == market) {
-                leg.result = results.iter().find(|result| result.selection == leg.selection).copied();
+                leg.result = if windowed {
+                    Some(SelectionResult {
+                        selection: leg.selection,
+                        outcome: Outcome::Void,
+                        dead_heat: Ratio::ONE,
+                        void_factor: Ratio::ZERO,
+                    })
+                } else {
+                    results.iter().find(|result| result.selection == leg.selection).copied()
+                };
             }
             if self.try_settle(bet, events) {
                 changed += 1;

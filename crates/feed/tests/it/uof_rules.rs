@@ -317,3 +317,27 @@ fn fixture_changes_move_the_start_and_a_cancelled_fixture_stops_its_markets() {
     ));
     assert_eq!(world.status("1"), MarketStatus::Suspended);
 }
+
+#[test]
+fn an_open_ended_cancellation_voids_later_bets_too_and_takes_no_more() {
+    let mut world = World::new();
+    fixture(&mut world);
+    world.xml(&format!(
+        r#"<odds_change product="1" event_id="{EVENT}" timestamp="{{now}}"><odds><market id="1" status="1"><outcome id="1" odds="2.0" active="1"/><outcome id="2" odds="2.0" active="1"/></market></odds></odds_change>"#
+    ));
+    let before = world.bet("1", "2.0", 1_000).expect("bet before");
+    let start = world.now + 5;
+    let during = world.bet("2", "2.0", 1_000).expect("bet in the window");
+    world.xml(&format!(
+        r#"<bet_cancel product="1" event_id="{EVENT}" timestamp="{{now}}" start_time="{start}"><market id="1"/></bet_cancel>"#
+    ));
+    assert_eq!((world.bet_status(before), world.bet_status(during)), (BetStatus::Accepted, BetStatus::Void));
+    // From start_time on, bets would be cancelled: none are taken.
+    assert_eq!(world.bet("1", "2.0", 1_000), Err(book::Rejection::MarketSuspended));
+    world.xml(&format!(
+        r#"<bet_settlement product="1" event_id="{EVENT}" timestamp="{{now}}" certainty="2"><outcomes><market id="1"><outcome id="1" result="1"/><outcome id="2" result="1" void_factor="0.5"/></market></outcomes></bet_settlement>"#
+    ));
+    assert_eq!((world.bet_status(before), world.bet_status(during)), (BetStatus::Won, BetStatus::Void));
+    assert_eq!(world.balance(), 100_000 - 1_000 + 2_000);
+    world.snapshot_round_trip();
+}
