@@ -13,7 +13,7 @@
 //!
 //! A provider with producers (the Unified Odds Feed's `product`s) has each tracked on its own:
 //! a producer is down when its `alive` says `subscribed="0"` or when none came for
-//! `stale_after`, and up again when its `alive` returns; while any producer is down the provider
+//! `stale_after` (at least `PRODUCER_SILENCE_MIN`), and up again when its `alive` returns; while any producer is down the provider
 //! is not fresh, so its markets are suspended (or delayed) until the recovery completes.
 //!
 //! Every switch is logged and counted; every refused message and refused item is logged with
@@ -31,6 +31,9 @@ use crate::metrics::FeedMetrics;
 
 /// How often the watchdog checks freshness.
 pub const WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest silence after which a producer (UOF `product`) is down: its `alive` comes
+/// about every 10 s, and the provider's SDKs wait at least 20 s.
+pub const PRODUCER_SILENCE_MIN: Duration = Duration::from_secs(20);
 /// Control requests queued per source.
 pub const SOURCE_CONTROL_QUEUE_MAX: usize = 16;
 /// The source name of messages pushed over `POST /v1/feed/messages`.
@@ -310,7 +313,7 @@ impl FeedHub {
             if state.sources.is_empty() {
                 continue;
             }
-            let stale_after = state.settings.stale_after;
+            let stale_after = state.settings.stale_after.max(PRODUCER_SILENCE_MIN);
             for (product, producer) in &mut state.producers {
                 if !producer.down && now.duration_since(producer.last_alive) > stale_after {
                     producer.down = true;

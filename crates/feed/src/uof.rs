@@ -459,9 +459,9 @@ impl UofTranslator {
             let void_factor = match outcome.attribute("void_factor") {
                 None => None,
                 Some(text) => match text.parse::<f64>() {
-                    Ok(factor) if factor == 1.0 => Some(Ratio::ONE),
-                    Ok(factor) if factor == 0.5 => Some(Ratio::HALF),
-                    Ok(factor) if factor == 0.0 => None,
+                    Ok(1.0) => Some(Ratio::ONE),
+                    Ok(0.5) => Some(Ratio::HALF),
+                    Ok(0.0) => None,
                     _ => return Err(Refusal::new("bad_void_factor", format!("market {key} void_factor={text:?}"))),
                 },
             };
