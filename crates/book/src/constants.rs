@@ -33,6 +33,11 @@ pub const FEED_ITEMS_MAX: usize = 1024;
 /// How many sequences below the highest the book remembers per provider; older ones are
 /// treated as duplicates.
 pub const FEED_WINDOW: u64 = 128;
+/// Content digests of sequence-less feed messages (a UOF feed has no sequence) the book
+/// remembers per provider: a message whose digest is among them is a duplicate.
+pub const FEED_DIGESTS_MAX: usize = 4096;
+/// Cancellation windows (`bet_cancel` with `start_time`/`end_time`) in force on one market.
+pub const FEED_CANCEL_WINDOWS_MAX: usize = 64;
 /// The bet delay of a market whose feed is stale in `delay` mode, pre-match or in play.
 pub const FEED_DELAYED_BET_DELAY_SECONDS: u32 = 5;
 

@@ -40,8 +40,8 @@ pub use config::Config;
 pub use degraded::{Degraded, DegradedParts, Throttle, TradingMode};
 pub use event::{Ack, BookEvent, Reply};
 pub use feed::{
-    FeedApplied, FeedBook, FeedItem, FeedMessage, FeedOdds, FeedParts, FeedResult, FeedSelection, ProviderFeed,
-    StaleMode,
+    FeedApplied, FeedBook, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, FeedOdds, FeedOutcome, FeedParts,
+    FeedResult, FeedSelection, ProviderFeed, StaleMode,
 };
 pub use fx::{AppliedRate, FxTable, FX_RATES_MAX};
 pub use identity::{normalise_username, scopes, ApiKey, Profile, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX};

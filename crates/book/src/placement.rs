@@ -215,6 +215,14 @@ impl Book {
     fn bind_leg(&self, request: &LegRequest, policy: PricePolicy, each_way: bool) -> Result<Leg, Rejection> {
         let selection = self.selections.get(request.selection.index()).ok_or(Rejection::SelectionUnavailable)?;
         self.check_market_open(selection.market)?;
+        if self.feed.is_inactive(selection.id) {
+            // The feed provider marked the outcome inactive.
+            return Err(Rejection::SelectionUnavailable);
+        }
+        if self.feed.in_cancel_window(selection.market, self.now) {
+            // The feed provider cancels the bets placed now (an open-ended bet_cancel).
+            return Err(Rejection::MarketSuspended);
+        }
         let market = &self.markets[selection.market.index()];
         if each_way && market.each_way.is_none() {
             return Err(Rejection::InvalidBet { reason: "market has no each-way terms" });

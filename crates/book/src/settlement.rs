@@ -118,10 +118,21 @@ impl Book {
                 self.reject_pending(bet, Rejection::MarketClosed, events);
                 continue;
             }
+            // A bet in a feed cancellation window is void on this market whatever its results.
+            let windowed = self.feed.in_cancel_window(market, self.bets[bet.index()].placed_at);
             let results = &self.markets[market.index()].results;
             let found = &mut self.bets[bet.index()];
             for leg in found.legs.iter_mut().filter(|leg| leg.market == market) {
-                leg.result = results.iter().find(|result| result.selection == leg.selection).copied();
+                leg.result = if windowed {
+                    Some(SelectionResult {
+                        selection: leg.selection,
+                        outcome: Outcome::Void,
+                        dead_heat: Ratio::ONE,
+                        void_factor: Ratio::ZERO,
+                    })
+                } else {
+                    results.iter().find(|result| result.selection == leg.selection).copied()
+                };
             }
             if self.try_settle(bet, events) {
                 changed += 1;
@@ -218,6 +229,11 @@ impl Book {
         self.change_market_status(market, MarketStatus::Closed, events);
         let mut changed = 0;
         for bet in bets {
+            if self.feed.in_cancel_window(market, self.bets[bet.index()].placed_at) {
+                // Cancelled by the feed for its placement time: withdrawing the market's
+                // results does not reopen it.
+                continue;
+            }
             let found = &mut self.bets[bet.index()];
             if found.status == BetStatus::CashedOut || found.status == BetStatus::Rejected {
                 continue;
@@ -270,7 +286,7 @@ impl Book {
     }
 
     /// Settles an accepted bet if its results decide it. Returns whether it settled.
-    fn try_settle(&mut self, bet: BetId, events: &mut Vec<BookEvent>) -> bool {
+    pub(crate) fn try_settle(&mut self, bet: BetId, events: &mut Vec<BookEvent>) -> bool {
         let found = &self.bets[bet.index()];
         if found.status != BetStatus::Accepted {
             return false;
@@ -348,7 +364,7 @@ impl Book {
 
     /// Undoes a settlement exactly: the payout comes back, the posted stake returns and is held
     /// again, and the bet's liability is counted again.
-    fn reverse_settlement(&mut self, bet: BetId, events: &mut Vec<BookEvent>) {
+    pub(crate) fn reverse_settlement(&mut self, bet: BetId, events: &mut Vec<BookEvent>) {
         let now = self.now;
         let found = &mut self.bets[bet.index()];
         let Some(settlement) = found.settlement.take() else {

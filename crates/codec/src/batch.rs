@@ -9,10 +9,12 @@ use book::Command;
 
 use crate::wire::{DecodeError, Reader, Wire};
 
-/// Version 2: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`.
-/// Version 2 added the `SetFxRates` command; a version 1 batch is the same layout without it,
-/// so both decode.
-pub const BATCH_FORMAT_VERSION: u8 = 2;
+/// Version 3: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`.
+/// Version 2 added the `SetFxRates` command; version 3 added the feed items `Announce`,
+/// `Markets`, `CancelWindow` and `RollbackCancel` and feed messages without a sequence
+/// (`sequence` 0, de-duplicated by content). Older batches are the same layout without them,
+/// so all decode.
+pub const BATCH_FORMAT_VERSION: u8 = 3;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
@@ -61,8 +63,26 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     if version < 2 && commands.iter().any(|command| matches!(command, Command::SetFxRates { .. })) {
         return Err(input.error("exchange rates in a version 1 batch"));
     }
+    if version < 3 && commands.iter().any(uses_version_3_feed) {
+        return Err(input.error("a version 3 feed message in an older batch"));
+    }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands })
+}
+
+/// Whether a command is a feed message only version 3 batches carry.
+fn uses_version_3_feed(command: &Command) -> bool {
+    let Command::Feed(message) = command else { return false };
+    message.sequence == 0
+        || message.items.iter().any(|item| {
+            matches!(
+                item,
+                book::FeedItem::Announce { .. }
+                    | book::FeedItem::Markets { .. }
+                    | book::FeedItem::CancelWindow { .. }
+                    | book::FeedItem::RollbackCancel { .. }
+            )
+        })
 }
 
 #[cfg(test)]
@@ -92,6 +112,31 @@ mod tests {
         assert_eq!(decode_batch(&with_version(2, &rates)).expect("version 2").commands, rates);
         assert!(decode_batch(&with_version(1, &rates)).is_err());
         assert!(decode_batch(&with_version(0, &tick)).is_err());
-        assert!(decode_batch(&with_version(3, &tick)).is_err());
+        assert!(decode_batch(&with_version(4, &tick)).is_err());
+    }
+
+    /// Version 3 added sequence-less feed messages and new feed items: older batches holding
+    /// them are refused, a version 2 batch of sequenced feed messages still decodes.
+    #[test]
+    fn version_2_batches_decode_without_sequence_less_feed_messages() {
+        let message = |sequence: u64, items: Vec<book::FeedItem>| {
+            [Command::Feed(book::FeedMessage { provider: "p".to_string(), sequence, timestamp: 5, items })]
+        };
+        let old = message(1, vec![book::FeedItem::SnapshotComplete]);
+        assert_eq!(decode_batch(&with_version(2, &old)).expect("version 2").commands, old);
+        let sequence_less = message(0, vec![book::FeedItem::SnapshotComplete]);
+        assert!(decode_batch(&with_version(2, &sequence_less)).is_err());
+        assert_eq!(decode_batch(&with_version(3, &sequence_less)).expect("version 3").commands, sequence_less);
+        let window = message(
+            7,
+            vec![book::FeedItem::CancelWindow {
+                event: "e".to_string(),
+                market: "m".to_string(),
+                from: Some(1),
+                to: None,
+            }],
+        );
+        assert!(decode_batch(&with_version(2, &window)).is_err());
+        assert_eq!(decode_batch(&with_version(3, &window)).expect("version 3").commands, window);
     }
 }

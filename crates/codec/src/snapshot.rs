@@ -5,10 +5,11 @@ use sha2::{Digest, Sha256};
 
 use crate::wire::{DecodeError, Reader, Wire};
 
-/// Version 4: `version u8` then the fields of `BookParts` in declaration order (version 1
+/// Version 5: `version u8` then the fields of `BookParts` in declaration order (version 1
 /// had no feed state, version 2 no degraded modes, version 3 no exchange rates (no table, no
-/// rate on each bet, no per-currency liabilities on each selection) and no payment references).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 4;
+/// rate on each bet, no per-currency liabilities on each selection) and no payment references,
+/// version 4 no feed content digests, inactive feed selections or cancellation windows).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 5;
 
 pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     let parts = book.to_parts();

@@ -13,7 +13,8 @@ use book::{
 use book::{AppliedRate, FxTable};
 use book::{DegradedParts, Throttle, TradingMode};
 use book::{
-    FeedApplied, FeedItem, FeedMessage, FeedOdds, FeedParts, FeedResult, FeedSelection, ProviderFeed, StaleMode,
+    FeedApplied, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, FeedOdds, FeedOutcome, FeedParts, FeedResult,
+    FeedSelection, ProviderFeed, StaleMode,
 };
 use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
@@ -145,6 +146,7 @@ wire_unit_enum!(MarketStatus { Open, Suspended, Closed, Settled, Voided });
 wire_unit_enum!(Outcome { Win, Lose, Void, Place });
 wire_unit_enum!(MarketAction { Suspend, Resume, Close });
 wire_unit_enum!(StaleMode { Suspend, Delay });
+wire_unit_enum!(FeedMarketStatus { Active, Inactive, Suspended, HandedOver, Settled, Cancelled });
 wire_unit_enum!(LimitKind { Deposit, Loss, Stake });
 wire_unit_enum!(Period { Day, Week, Month });
 wire_unit_enum!(TransferCode {
@@ -310,8 +312,10 @@ wire_struct!(FeedSelection { id, name, price });
 wire_struct!(FeedOdds { market, prices, active });
 wire_struct!(FeedResult { selection, outcome, dead_heat, void_factor });
 wire_struct!(FeedApplied { duplicate, applied, stale, ignored });
-wire_struct!(ProviderFeed { name, highest, window, stale, markets, suspended, delayed });
-wire_struct!(FeedParts { providers, events, markets, selections, odds_stamps });
+wire_struct!(FeedMarket { market, name, kind, status, outcomes });
+wire_struct!(FeedOutcome { id, name, odds, active });
+wire_struct!(ProviderFeed { name, highest, window, stale, markets, suspended, delayed, recent });
+wire_struct!(FeedParts { providers, events, markets, selections, odds_stamps, inactive, windows });
 wire_struct!(TradingMode { pre_match_only, cached_odds });
 wire_struct!(Throttle { market, bets_per_second, tokens_milli, refilled_at });
 wire_struct!(DegradedParts { mode, throttles });
@@ -372,6 +376,34 @@ impl Wire for FeedItem {
                 market.encode(out);
             }
             FeedItem::SnapshotComplete => out.push(9),
+            FeedItem::Announce { event, name, sport, competition, starts_at, reschedule } => {
+                out.push(10);
+                event.encode(out);
+                name.encode(out);
+                sport.encode(out);
+                competition.encode(out);
+                starts_at.encode(out);
+                reschedule.encode(out);
+            }
+            FeedItem::Markets { event, markets } => {
+                out.push(11);
+                event.encode(out);
+                markets.encode(out);
+            }
+            FeedItem::CancelWindow { event, market, from, to } => {
+                out.push(12);
+                event.encode(out);
+                market.encode(out);
+                from.encode(out);
+                to.encode(out);
+            }
+            FeedItem::RollbackCancel { event, market, from, to } => {
+                out.push(13);
+                event.encode(out);
+                market.encode(out);
+                from.encode(out);
+                to.encode(out);
+            }
         }
     }
     fn decode(d: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -399,6 +431,27 @@ impl Wire for FeedItem {
             7 => FeedItem::Cancel { event: Wire::decode(d)?, market: Wire::decode(d)? },
             8 => FeedItem::Rollback { event: Wire::decode(d)?, market: Wire::decode(d)? },
             9 => FeedItem::SnapshotComplete,
+            10 => FeedItem::Announce {
+                event: Wire::decode(d)?,
+                name: Wire::decode(d)?,
+                sport: Wire::decode(d)?,
+                competition: Wire::decode(d)?,
+                starts_at: Wire::decode(d)?,
+                reschedule: Wire::decode(d)?,
+            },
+            11 => FeedItem::Markets { event: Wire::decode(d)?, markets: Wire::decode(d)? },
+            12 => FeedItem::CancelWindow {
+                event: Wire::decode(d)?,
+                market: Wire::decode(d)?,
+                from: Wire::decode(d)?,
+                to: Wire::decode(d)?,
+            },
+            13 => FeedItem::RollbackCancel {
+                event: Wire::decode(d)?,
+                market: Wire::decode(d)?,
+                from: Wire::decode(d)?,
+                to: Wire::decode(d)?,
+            },
             tag => return Err(d.error(format!("FeedItem tag {tag}"))),
         })
     }

@@ -260,78 +260,89 @@ impl JsonMessage {
         Ok(FeedMessage { provider: self.provider.clone(), sequence: self.sequence, timestamp: self.timestamp, items })
     }
 
-    /// The JSON form of a book feed message (what a simulated provider sends).
+    /// The JSON form of a book feed message (what a simulated provider sends). Items of the
+    /// Unified Odds Feed adapter (`Announce`, `Markets`, `CancelWindow`, `RollbackCancel`)
+    /// have no JSON form and are left out.
     pub fn from_book(message: &FeedMessage) -> JsonMessage {
         let items = message
             .items
             .iter()
-            .map(|item| match item {
-                FeedItem::Fixture { event, name, sport, competition, starts_at } => JsonItem::Fixture {
-                    event: event.clone(),
-                    name: name.clone(),
-                    sport: sport.clone(),
-                    competition: competition.clone(),
-                    starts_at: *starts_at,
-                },
-                FeedItem::Market { event, market, name, kind, selections, each_way } => JsonItem::Market {
-                    event: event.clone(),
-                    market: market.clone(),
-                    name: name.clone(),
-                    kind: kind.clone(),
-                    selections: selections
-                        .iter()
-                        .map(|selection| JsonSelection {
-                            id: selection.id.clone(),
-                            name: selection.name.clone(),
-                            price: selection.price.decimal(),
-                        })
-                        .collect(),
-                    each_way: each_way
-                        .map(|terms| JsonEachWay { places: terms.places, fraction: terms.fraction.to_string() }),
-                },
-                FeedItem::Odds { event, markets } => JsonItem::OddsChange {
-                    event: event.clone(),
-                    markets: markets
-                        .iter()
-                        .map(|odds| JsonOdds {
-                            market: odds.market.clone(),
-                            prices: odds
-                                .prices
-                                .iter()
-                                .map(|(selection, price)| JsonPrice {
-                                    selection: selection.clone(),
-                                    price: price.decimal(),
-                                })
-                                .collect(),
-                            active: odds.active,
-                        })
-                        .collect(),
-                },
-                FeedItem::BetStop { event, markets } => {
-                    JsonItem::BetStop { event: event.clone(), markets: markets.clone() }
-                }
-                FeedItem::InPlay { event, bet_delay_seconds } => {
-                    JsonItem::InPlay { event: event.clone(), bet_delay_seconds: *bet_delay_seconds }
-                }
-                FeedItem::Ended { event } => JsonItem::Ended { event: event.clone() },
-                FeedItem::Settlement { event, market, results } => JsonItem::Settlement {
-                    event: event.clone(),
-                    market: market.clone(),
-                    results: results
-                        .iter()
-                        .map(|result| JsonResult {
-                            selection: result.selection.clone(),
-                            outcome: outcome_name(result.outcome).to_string(),
-                            dead_heat_factor: result.dead_heat.map(|factor| factor.to_string()),
-                            void_factor: result.void_factor.map(|factor| factor.to_string()),
-                        })
-                        .collect(),
-                },
-                FeedItem::Cancel { event, market } => JsonItem::Cancel { event: event.clone(), market: market.clone() },
-                FeedItem::Rollback { event, market } => {
-                    JsonItem::Rollback { event: event.clone(), market: market.clone() }
-                }
-                FeedItem::SnapshotComplete => JsonItem::SnapshotComplete {},
+            .filter_map(|item| -> Option<JsonItem> {
+                Some(match item {
+                    FeedItem::Fixture { event, name, sport, competition, starts_at } => JsonItem::Fixture {
+                        event: event.clone(),
+                        name: name.clone(),
+                        sport: sport.clone(),
+                        competition: competition.clone(),
+                        starts_at: *starts_at,
+                    },
+                    FeedItem::Market { event, market, name, kind, selections, each_way } => JsonItem::Market {
+                        event: event.clone(),
+                        market: market.clone(),
+                        name: name.clone(),
+                        kind: kind.clone(),
+                        selections: selections
+                            .iter()
+                            .map(|selection| JsonSelection {
+                                id: selection.id.clone(),
+                                name: selection.name.clone(),
+                                price: selection.price.decimal(),
+                            })
+                            .collect(),
+                        each_way: each_way
+                            .map(|terms| JsonEachWay { places: terms.places, fraction: terms.fraction.to_string() }),
+                    },
+                    FeedItem::Odds { event, markets } => JsonItem::OddsChange {
+                        event: event.clone(),
+                        markets: markets
+                            .iter()
+                            .map(|odds| JsonOdds {
+                                market: odds.market.clone(),
+                                prices: odds
+                                    .prices
+                                    .iter()
+                                    .map(|(selection, price)| JsonPrice {
+                                        selection: selection.clone(),
+                                        price: price.decimal(),
+                                    })
+                                    .collect(),
+                                active: odds.active,
+                            })
+                            .collect(),
+                    },
+                    FeedItem::BetStop { event, markets } => {
+                        JsonItem::BetStop { event: event.clone(), markets: markets.clone() }
+                    }
+                    FeedItem::InPlay { event, bet_delay_seconds } => {
+                        JsonItem::InPlay { event: event.clone(), bet_delay_seconds: *bet_delay_seconds }
+                    }
+                    FeedItem::Ended { event } => JsonItem::Ended { event: event.clone() },
+                    FeedItem::Settlement { event, market, results } => JsonItem::Settlement {
+                        event: event.clone(),
+                        market: market.clone(),
+                        results: results
+                            .iter()
+                            .map(|result| JsonResult {
+                                selection: result.selection.clone(),
+                                outcome: outcome_name(result.outcome).to_string(),
+                                dead_heat_factor: result.dead_heat.map(|factor| factor.to_string()),
+                                void_factor: result.void_factor.map(|factor| factor.to_string()),
+                            })
+                            .collect(),
+                    },
+                    FeedItem::Cancel { event, market } => {
+                        JsonItem::Cancel { event: event.clone(), market: market.clone() }
+                    }
+                    FeedItem::Rollback { event, market } => {
+                        JsonItem::Rollback { event: event.clone(), market: market.clone() }
+                    }
+                    FeedItem::SnapshotComplete => JsonItem::SnapshotComplete {},
+                    // The Unified Odds Feed's items have no JSON form.
+                    FeedItem::Announce { .. }
+                    | FeedItem::Markets { .. }
+                    | FeedItem::CancelWindow { .. }
+                    | FeedItem::RollbackCancel { .. } => return None,
+                })
             })
             .collect();
         JsonMessage {

@@ -28,8 +28,30 @@ pub struct SwitchLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub provider: String,
+    /// Why a message or an item of one was refused or skipped: the adapter's reason
+    /// (`uof::Refusal::reason`, `unknown_message`) or the book's rejection code prefixed
+    /// `book_` (`book_unknown_market`).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProducerLabel {
+    pub provider: String,
+    pub product: u32,
+    /// `down` (no alive in time, or alive with subscribed=0), `up` (alive again),
+    /// `recovery` (a recovery was asked of it), `snapshot_complete` (its replay ended).
+    pub kind: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct FeedMetrics {
+    /// Refused messages and refused items, by reason.
+    pub refusals: Family<ReasonLabel, Counter>,
+    /// Producer (UOF `product`) state changes.
+    pub producers: Family<ProducerLabel, Counter>,
     pub staleness_ms: Family<ProviderLabel, Gauge>,
     pub messages: Family<OutcomeLabel, Counter>,
     pub switches: Family<SwitchLabel, Counter>,
@@ -47,6 +69,8 @@ impl Default for FeedMetrics {
 impl FeedMetrics {
     pub fn new() -> FeedMetrics {
         FeedMetrics {
+            refusals: Family::default(),
+            producers: Family::default(),
             staleness_ms: Family::default(),
             messages: Family::default(),
             switches: Family::default(),
@@ -62,6 +86,16 @@ impl FeedMetrics {
             self.staleness_ms.clone(),
         );
         registry.register("sportsbook_feed_messages", "Feed messages by provider and outcome", self.messages.clone());
+        registry.register(
+            "sportsbook_feed_refusals",
+            "Refused or skipped feed messages and items, by provider and reason",
+            self.refusals.clone(),
+        );
+        registry.register(
+            "sportsbook_feed_producer_changes",
+            "Producer state changes (down, up, recovery, snapshot_complete) by provider and product",
+            self.producers.clone(),
+        );
         registry.register(
             "sportsbook_feed_switches",
             "Source failovers, stale and fresh transitions, and recovery requests by provider",
@@ -82,6 +116,21 @@ impl FeedMetrics {
     pub fn count(&self, provider: &str, outcome: &str) {
         self.messages
             .get_or_create(&OutcomeLabel { provider: provider.to_string(), outcome: outcome.to_string() })
+            .inc();
+    }
+
+    pub fn refusal(&self, provider: &str, reason: &str) {
+        self.refusals.get_or_create(&ReasonLabel { provider: provider.to_string(), reason: reason.to_string() }).inc();
+    }
+
+    /// How many refusals of `reason` were counted for `provider`.
+    pub fn refusals_of(&self, provider: &str, reason: &str) -> u64 {
+        self.refusals.get_or_create(&ReasonLabel { provider: provider.to_string(), reason: reason.to_string() }).get()
+    }
+
+    pub fn producer(&self, provider: &str, product: u32, kind: &str) {
+        self.producers
+            .get_or_create(&ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() })
             .inc();
     }
 

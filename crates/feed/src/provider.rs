@@ -26,6 +26,12 @@ pub enum Output {
 
 impl Output {
     async fn publish(&mut self, messages: &[FeedMessage]) {
+        self.publish_replay(messages, None).await;
+    }
+
+    /// Publishes messages; `request_id` marks a recovery replay (a UOF producer stamps it on
+    /// every message of the replay and on its `snapshot_complete`).
+    async fn publish_replay(&mut self, messages: &[FeedMessage], request_id: Option<u64>) {
         match self {
             Output::InProcess(source) => {
                 for message in messages {
@@ -35,7 +41,7 @@ impl Output {
             Output::WebSocket(provider) => provider.publish(messages),
             Output::Amqp(provider) => {
                 for message in messages {
-                    if let Err(error) = provider.publish(message).await {
+                    if let Err(error) = provider.publish(message, request_id).await {
                         tracing::warn!(%error, "simulated provider could not publish");
                     }
                 }
@@ -114,14 +120,20 @@ pub async fn run(
         }
         let now = wall_ms();
         let mut batch = Vec::new();
-        let mut recover = outputs.iter_mut().any(|output| output.take_recovery().is_some());
+        let mut recover = None;
+        for output in &mut outputs {
+            recover = output.take_recovery().or(recover);
+        }
         for receiver in &mut recoveries {
-            while receiver.try_recv().is_ok() {
-                recover = true;
+            while let Ok(request) = receiver.try_recv() {
+                recover = Some(request.request_id);
             }
         }
-        if recover {
-            batch.extend(simulator.snapshot(now));
+        if let Some(request_id) = recover {
+            let replay = simulator.snapshot(now);
+            for output in &mut outputs {
+                output.publish_replay(&replay, Some(request_id)).await;
+            }
         }
         if last_minute.elapsed() >= pace.minute {
             last_minute = tokio::time::Instant::now();

@@ -11,7 +11,13 @@
 //! - when the active source is fresh again, it tells the book and asks for a recovery; the
 //!   markets reopen when the provider's `snapshot_complete` reaches the book.
 //!
-//! Every switch is logged and counted.
+//! A provider with producers (the Unified Odds Feed's `product`s) has each tracked on its own:
+//! a producer is down when its `alive` says `subscribed="0"` or when none came for
+//! `stale_after` (at least `PRODUCER_SILENCE_MIN`), and up again when its `alive` returns; while any producer is down the provider
+//! is not fresh, so its markets are suspended (or delayed) until the recovery completes.
+//!
+//! Every switch is logged and counted; every refused message and refused item is logged with
+//! its reason and counted by reason (`sportsbook_feed_refusals`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +31,9 @@ use crate::metrics::FeedMetrics;
 
 /// How often the watchdog checks freshness.
 pub const WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest silence after which a producer (UOF `product`) is down: its `alive` comes
+/// about every 10 s, and the provider's SDKs wait at least 20 s.
+pub const PRODUCER_SILENCE_MIN: Duration = Duration::from_secs(20);
 /// Control requests queued per source.
 pub const SOURCE_CONTROL_QUEUE_MAX: usize = 16;
 /// The source name of messages pushed over `POST /v1/feed/messages`.
@@ -60,9 +69,27 @@ struct SourceState {
     controls: Option<mpsc::Sender<Control>>,
 }
 
+/// One producer of a provider (UOF `product`).
+#[derive(Debug)]
+struct ProducerState {
+    last_alive: Instant,
+    down: bool,
+    /// The last recovery request that has not completed yet.
+    recovering: Option<u64>,
+}
+
+/// A producer as seen from outside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerView {
+    pub product: u32,
+    pub down: bool,
+    pub recovering: Option<u64>,
+}
+
 #[derive(Debug)]
 struct ProviderState {
     settings: ProviderSettings,
+    producers: BTreeMap<u32, ProducerState>,
     sources: Vec<SourceState>,
     active: usize,
     stale: bool,
@@ -73,7 +100,9 @@ struct ProviderState {
 impl ProviderState {
     fn fresh(&self, source: usize, now: Instant) -> bool {
         let source = &self.sources[source];
-        source.connected && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= self.settings.stale_after)
+        !self.producers.values().any(|producer| producer.down)
+            && source.connected
+            && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= self.settings.stale_after)
     }
 }
 
@@ -84,6 +113,7 @@ pub struct ProviderView {
     pub active_source: String,
     pub stale: bool,
     pub silent_for: Option<Duration>,
+    pub producers: Vec<ProducerView>,
 }
 
 struct Inner {
@@ -155,6 +185,7 @@ impl FeedHub {
         let mut providers = self.0.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let state = providers.entry(provider.to_string()).or_insert_with(|| ProviderState {
             settings: self.0.defaults,
+            producers: BTreeMap::new(),
             sources: Vec::new(),
             active: 0,
             stale: false,
@@ -224,6 +255,21 @@ impl FeedHub {
     /// Counts a book reply to a feed message and its feed-to-book delay.
     pub fn record(&self, provider: &str, timestamp: u64, reply: &Reply) {
         self.0.metrics.count(provider, outcome_label(reply));
+        match reply {
+            Ok(Ack::Feed(FeedApplied { ignored, .. })) => {
+                for (index, rejection) in ignored {
+                    let reason = format!("book_{}", rejection.code());
+                    self.0.metrics.refusal(provider, &reason);
+                    tracing::warn!(%provider, item = index, %reason, detail = %rejection, "feed item refused by the book");
+                }
+            }
+            Err(rejection) => {
+                let reason = format!("book_{}", rejection.code());
+                self.0.metrics.refusal(provider, &reason);
+                tracing::warn!(%provider, %reason, detail = %rejection, "feed message refused by the book");
+            }
+            Ok(_) => {}
+        }
         let lag_ms = wall_ms().saturating_sub(timestamp);
         self.0.metrics.feed_to_book_seconds.observe(lag_ms as f64 / 1000.0);
     }
@@ -238,6 +284,15 @@ impl FeedHub {
                 active_source: state.sources.get(state.active).map(|source| source.name.clone()).unwrap_or_default(),
                 stale: state.stale,
                 silent_for: state.sources.get(state.active).and_then(|source| source.last_seen).map(|seen| now - seen),
+                producers: state
+                    .producers
+                    .iter()
+                    .map(|(product, producer)| ProducerView {
+                        product: *product,
+                        down: producer.down,
+                        recovering: producer.recovering,
+                    })
+                    .collect(),
             })
             .collect()
     }
@@ -257,6 +312,14 @@ impl FeedHub {
         for (name, state) in providers.iter_mut() {
             if state.sources.is_empty() {
                 continue;
+            }
+            let stale_after = state.settings.stale_after.max(PRODUCER_SILENCE_MIN);
+            for (product, producer) in &mut state.producers {
+                if !producer.down && now.duration_since(producer.last_alive) > stale_after {
+                    producer.down = true;
+                    self.0.metrics.producer(name, *product, "down");
+                    tracing::error!(provider = %name, product, silent_ms = stale_after.as_millis() as u64, "feed producer down: no alive in time");
+                }
             }
             if let Some(seen) = state.sources[state.active].last_seen {
                 let silent = now.duration_since(seen).as_millis() as i64;
@@ -298,10 +361,14 @@ impl FeedHub {
         commands
     }
 
-    fn request_recovery(&self, name: &str, state: &ProviderState) {
+    fn request_recovery(&self, name: &str, state: &mut ProviderState) {
         let Some(controls) = &state.sources[state.active].controls else { return };
         let request_id = self.0.request_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if controls.try_send(Control::Recover { after: state.last_timestamp, request_id }).is_ok() {
+            for (product, producer) in &mut state.producers {
+                producer.recovering = Some(request_id);
+                self.0.metrics.producer(name, *product, "recovery");
+            }
             self.0.metrics.switch(name, "recovery");
             tracing::info!(provider = %name, source = %state.sources[state.active].name, request_id, "feed recovery requested");
         }
@@ -407,6 +474,66 @@ impl SourceHandle {
     /// A message that could not be understood.
     pub fn invalid(&self, reason: &str) {
         self.hub.0.metrics.count(&self.provider, "invalid");
+        self.hub.0.metrics.refusal(&self.provider, "invalid");
         tracing::warn!(provider = %self.provider, reason, "feed message refused");
+    }
+
+    /// A message refused whole, with a stable reason code and the detail.
+    pub fn refused(&self, reason: &str, detail: &str) {
+        self.hub.0.metrics.count(&self.provider, "invalid");
+        self.hub.0.metrics.refusal(&self.provider, reason);
+        tracing::warn!(provider = %self.provider, reason, detail, "feed message refused");
+    }
+
+    /// A part of a message refused or skipped (the rest applies), with its reason.
+    pub fn item_refused(&self, reason: &str, detail: &str) {
+        self.hub.0.metrics.refusal(&self.provider, reason);
+        tracing::warn!(provider = %self.provider, reason, detail, "feed item refused");
+    }
+
+    /// A producer's `alive`: it is up, unless it says our session is not subscribed, which
+    /// takes it down and asks for a recovery.
+    pub fn producer_alive(&self, product: u32, subscribed: bool) {
+        let provider = self.provider.clone();
+        let hub = self.hub.clone();
+        self.update(|state, index| {
+            state.sources[index].last_seen = Some(Instant::now());
+            let producer = state.producers.entry(product).or_insert_with(|| ProducerState {
+                last_alive: Instant::now(),
+                down: false,
+                recovering: None,
+            });
+            producer.last_alive = Instant::now();
+            if !subscribed {
+                if !producer.down {
+                    producer.down = true;
+                    hub.0.metrics.producer(&provider, product, "down");
+                    tracing::error!(%provider, product, "feed producer down: alive with subscribed=0");
+                }
+                if state.active == index {
+                    hub.request_recovery(&provider, state);
+                }
+            } else if producer.down {
+                producer.down = false;
+                hub.0.metrics.producer(&provider, product, "up");
+                tracing::info!(%provider, product, "feed producer up: alive again");
+            }
+        });
+        self.hub.0.metrics.count(&self.provider, "heartbeat");
+    }
+
+    /// A producer's `snapshot_complete` for `request_id`.
+    pub fn snapshot_complete(&self, product: u32, request_id: u64) {
+        let provider = self.provider.clone();
+        let hub = self.hub.clone();
+        self.update(|state, _| {
+            if let Some(producer) = state.producers.get_mut(&product) {
+                if producer.recovering == Some(request_id) {
+                    producer.recovering = None;
+                }
+            }
+            hub.0.metrics.producer(&provider, product, "snapshot_complete");
+            tracing::info!(%provider, product, request_id, "feed producer recovery complete");
+        });
     }
 }

@@ -3,13 +3,19 @@
 //! Our side (sources, reporting to a `SourceHandle`):
 //! - `follow_websocket`: follows a provider's WebSocket stream of JSON messages; asks for a
 //!   recovery with `{"op": "recover", "after", "request_id"}`;
-//! - `follow_amqp`: consumes UOF-style XML from a topic exchange on RabbitMQ; asks for a
-//!   recovery by publishing `<recovery_request>` to `<exchange>.recovery`.
+//! - `follow_amqp`: consumes Unified Odds Feed XML as the provider's SDKs do: it never
+//!   declares the provider's exchange, it binds a private queue to the existing exchange with
+//!   routing-key filters (`uof::Interest`); a missing exchange is the broker's error, logged as
+//!   it is. Routing keys are parsed; `alive` and `snapshot_complete` track each producer. It
+//!   asks for a recovery by publishing `<recovery_request>` to `<exchange>.recovery` (on a
+//!   channel of its own, so a broker refusal there cannot stop the consumer).
 //!
 //! Both reconnect with back-off until their task is aborted.
 //!
 //! The provider's side, for the simulator and tests: `WebSocketProvider` and `AmqpProvider`
-//! publish feed messages and hand recovery requests back.
+//! publish feed messages and hand recovery requests back. `AmqpProvider` declares its exchange
+//! durable (a topic exchange, as the provider's is) and publishes schema-true XML under real
+//! routing keys.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,8 +34,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::json::{JsonMessage, FEED_BATCH_MAX};
 use crate::runtime::{Control, SourceHandle};
-use crate::uof::{self, UofEvent, UofTranslator};
+use crate::uof::{self, Interest, Producer, RoutingKey, UofEvent, UofTranslator};
 
+/// The provider's pre-match producer (Betradar Ctrl); the others publish as live producers.
+pub const PREMATCH_PRODUCT: u32 = 3;
+/// The sport id the simulated provider's routing keys carry (soccer).
+pub const SIMULATED_SPORT_ID: u32 = 1;
 /// Back-off between reconnection attempts.
 pub const RECONNECT_DELAY: Duration = Duration::from_millis(250);
 /// Bytes of one WebSocket frame from a provider.
@@ -111,77 +121,119 @@ async fn amqp_channel(url: &str) -> Result<(Connection, Channel), lapin::Error> 
     Ok((connection, channel))
 }
 
+/// Declares an exchange of ours (the simulated provider's): a durable topic exchange, as the
+/// provider's own is.
 async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), lapin::Error> {
-    channel
-        .exchange_declare(exchange, ExchangeKind::Topic, ExchangeDeclareOptions::default(), FieldTable::default())
-        .await
+    let options = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    channel.exchange_declare(exchange, ExchangeKind::Topic, options, FieldTable::default()).await
 }
 
-/// A private queue bound to every routing key of an exchange.
-async fn subscribe(channel: &Channel, exchange: &str) -> Result<lapin::Consumer, lapin::Error> {
-    declare_exchange(channel, exchange).await?;
+/// A private queue bound to an existing exchange with routing-key patterns. The exchange is
+/// never declared here: binding to one that does not exist fails with the broker's error.
+async fn subscribe(channel: &Channel, exchange: &str, bindings: &[&str]) -> Result<lapin::Consumer, lapin::Error> {
     let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
     let queue = channel.queue_declare("", options, FieldTable::default()).await?;
-    channel
-        .queue_bind(queue.name().as_str(), exchange, "#", QueueBindOptions::default(), FieldTable::default())
-        .await?;
+    for binding in bindings {
+        channel
+            .queue_bind(queue.name().as_str(), exchange, binding, QueueBindOptions::default(), FieldTable::default())
+            .await?;
+    }
     let options = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
     channel.basic_consume(queue.name().as_str(), "", options, FieldTable::default()).await
 }
 
-/// Consumes UOF-style XML from `exchange` on the broker at `url` until the task is aborted.
+/// The longest back-off between reconnection attempts of an AMQP session.
+pub const AMQP_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(30);
+
+/// Hands one delivery to the hub: parses its routing key and translates its XML; refusals are
+/// logged and counted by reason.
+pub async fn deliver_uof(source: &SourceHandle, translator: &UofTranslator, routing_key: &str, body: &[u8]) {
+    let routing = match RoutingKey::parse(routing_key) {
+        Ok(routing) => Some(routing),
+        Err(refusal) => {
+            // The body still says what it is; the key only adds the sport.
+            source.item_refused(refusal.reason, &refusal.detail);
+            None
+        }
+    };
+    let Ok(xml) = std::str::from_utf8(body) else {
+        source.refused("not_utf8", "message is not UTF-8");
+        return;
+    };
+    let translation = match translator.translate(xml, routing.as_ref()) {
+        Ok(translation) => translation,
+        Err(refusal) => {
+            source.refused(refusal.reason, &refusal.detail);
+            return;
+        }
+    };
+    for refusal in &translation.refused {
+        source.item_refused(refusal.reason, &refusal.detail);
+    }
+    match translation.event {
+        UofEvent::Alive { product, subscribed, .. } => source.producer_alive(product, subscribed),
+        UofEvent::SnapshotComplete { product, request_id, message } => {
+            source.snapshot_complete(product, request_id);
+            source.message(message).await;
+        }
+        UofEvent::Feed { message, .. } => {
+            if !message.items.is_empty() {
+                source.message(message).await;
+            }
+        }
+        UofEvent::Unknown { kind } => source.item_refused("unknown_message", &format!("<{kind}> skipped")),
+    }
+}
+
+/// Consumes Unified Odds Feed XML from `exchange` on the broker at `url` until the task is
+/// aborted, reconnecting with a doubling back-off (from `RECONNECT_DELAY` to
+/// `AMQP_RECONNECT_DELAY_MAX`).
 pub async fn follow_amqp(mut source: SourceHandle, url: String, exchange: String, product: u32, in_play_delay: u32) {
-    let mut translator = UofTranslator::new(source.provider(), in_play_delay);
+    let translator = UofTranslator::new(source.provider(), in_play_delay);
+    let mut delay = RECONNECT_DELAY;
     loop {
         let session = async {
             let (connection, channel) = amqp_channel(&url).await?;
-            let consumer = subscribe(&channel, &exchange).await?;
-            declare_exchange(&channel, &format!("{exchange}.recovery")).await?;
-            Ok::<_, lapin::Error>((connection, channel, consumer))
+            let consumer = subscribe(&channel, &exchange, Interest::All.bindings()).await?;
+            let requests = connection.create_channel().await?;
+            Ok::<_, lapin::Error>((connection, channel, requests, consumer))
         };
         match session.await {
-            Ok((connection, channel, mut consumer)) => {
+            Ok((connection, _channel, requests, mut consumer)) => {
                 tracing::info!(provider = source.provider(), %exchange, "feed AMQP consumer connected");
-                translator.forget();
+                delay = RECONNECT_DELAY;
                 source.connected();
-                loop {
+                let reason = loop {
                     tokio::select! {
                         delivery = consumer.next() => match delivery {
-                            Some(Ok(delivery)) => match std::str::from_utf8(&delivery.data) {
-                                Ok(xml) => match translator.translate(xml) {
-                                    Ok(UofEvent::Alive { subscribed, .. }) => {
-                                        source.alive();
-                                        if !subscribed {
-                                            // The producer lost our session: ask for a recovery.
-                                            source.connected();
-                                        }
-                                    }
-                                    Ok(UofEvent::Feed(message)) => source.message(message).await,
-                                    Err(error) => source.invalid(&error.to_string()),
-                                },
-                                Err(_) => source.invalid("message is not UTF-8"),
-                            },
-                            Some(Err(_)) | None => break,
+                            Some(Ok(delivery)) => {
+                                deliver_uof(&source, &translator, delivery.routing_key.as_str(), &delivery.data).await;
+                            }
+                            Some(Err(error)) => break error.to_string(),
+                            None => break "the consumer ended".to_string(),
                         },
                         control = source.controls.recv() => {
-                            let Some(Control::Recover { after, request_id }) = control else { break };
+                            let Some(Control::Recover { after, request_id }) = control else { break "the hub stopped".to_string() };
                             let body = format!(r#"<recovery_request product="{product}" after="{after}" request_id="{request_id}"/>"#);
-                            let published = channel
+                            let published = requests
                                 .basic_publish(&format!("{exchange}.recovery"), "recovery.request", BasicPublishOptions::default(), body.as_bytes(), BasicProperties::default())
                                 .await;
-                            if published.is_err() {
-                                break;
+                            if let Err(error) = published {
+                                tracing::error!(provider = source.provider(), %exchange, %error, "feed recovery request not delivered");
                             }
                         }
                     }
-                }
-                tracing::warn!(provider = source.provider(), %exchange, "feed AMQP consumer lost");
+                };
+                tracing::warn!(provider = source.provider(), %exchange, %reason, "feed AMQP consumer lost");
                 source.disconnected();
                 let _ = connection.close(200, "reconnecting").await;
             }
-            Err(error) => tracing::debug!(provider = source.provider(), %exchange, %error, "feed AMQP connect failed"),
+            Err(error) => {
+                tracing::error!(provider = source.provider(), %exchange, %error, retry_ms = delay.as_millis() as u64, "feed AMQP connect failed");
+            }
         }
-        tokio::time::sleep(RECONNECT_DELAY).await;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(AMQP_RECONNECT_DELAY_MAX);
     }
 }
 
@@ -311,7 +363,9 @@ impl AmqpProvider {
     ) -> Result<(AmqpProvider, mpsc::Receiver<RecoveryRequest>), lapin::Error> {
         let (connection, channel) = amqp_channel(url).await?;
         declare_exchange(&channel, exchange).await?;
-        let mut requests = subscribe(&channel, &format!("{exchange}.recovery")).await?;
+        let recovery = format!("{exchange}.recovery");
+        declare_exchange(&channel, &recovery).await?;
+        let mut requests = subscribe(&channel, &recovery, &["#"]).await?;
         let (sender, receiver) = mpsc::channel(64);
         let task = tokio::spawn(async move {
             while let Some(Ok(delivery)) = requests.next().await {
@@ -325,9 +379,17 @@ impl AmqpProvider {
         Ok((AmqpProvider { connection, channel, exchange: exchange.to_string(), product, task }, receiver))
     }
 
-    pub async fn publish(&self, message: &FeedMessage) -> Result<(), String> {
-        let (routing, xml) = uof::render(message, self.product).map_err(|error| error.to_string())?;
-        self.send(&routing, &xml).await
+    /// The producer this provider publishes as.
+    pub fn producer(&self) -> Producer {
+        Producer { product: self.product, live: self.product != PREMATCH_PRODUCT, sport_id: SIMULATED_SPORT_ID }
+    }
+
+    /// Publishes a message; `request_id` marks a recovery replay.
+    pub async fn publish(&self, message: &FeedMessage, request_id: Option<u64>) -> Result<(), String> {
+        for (routing, xml) in uof::render(message, self.producer(), request_id).map_err(|error| error.to_string())? {
+            self.send(&routing, &xml).await?;
+        }
+        Ok(())
     }
 
     /// Publishes a raw XML message.
@@ -346,7 +408,7 @@ impl AmqpProvider {
     }
 
     pub async fn alive(&self, timestamp: u64, subscribed: bool) -> Result<(), String> {
-        let (routing, xml) = uof::render_alive(self.product, timestamp, subscribed);
+        let (routing, xml) = uof::render_alive(self.producer(), timestamp, subscribed);
         self.send(&routing, &xml).await
     }
 

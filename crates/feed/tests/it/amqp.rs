@@ -1,9 +1,11 @@
-//! The UOF-style adapter against the real RabbitMQ on 127.0.0.1:5672 (guest/guest; it runs on
-//! every machine of this project, and these tests fail, naming it, when it does not).
+//! The Unified Odds Feed adapter against the real RabbitMQ on 127.0.0.1:5672 (guest/guest; it
+//! runs on every machine of this project, and these tests fail, naming it, when it does not).
+//! Every message is shaped as the provider's schema has it (no sequence attribute) and
+//! published under a real routing key to a durable topic exchange the adapter never declares.
 
 use std::time::Duration;
 
-use book::{Ack, BetStatus, MarketStatus, Rejection, StaleMode};
+use book::{Ack, BetStatus, FeedItem, FeedMessage, MarketStatus, Rejection, StaleMode};
 use feed::transport::{follow_amqp, AmqpProvider, RecoveryRequest};
 use feed::ProviderSettings;
 use tokio::sync::mpsc::Receiver;
@@ -11,9 +13,10 @@ use tokio::sync::mpsc::Receiver;
 use crate::support::{single, wall_ms, Stack};
 
 const RABBITMQ: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const EVENT: &str = "sr:match:1";
 
-async fn provider(exchange: &str) -> (AmqpProvider, Receiver<RecoveryRequest>) {
-    AmqpProvider::connect(RABBITMQ, exchange, 1).await.unwrap_or_else(|error| {
+async fn provider(exchange: &str, product: u32) -> (AmqpProvider, Receiver<RecoveryRequest>) {
+    AmqpProvider::connect(RABBITMQ, exchange, product).await.unwrap_or_else(|error| {
         panic!("RabbitMQ must run on 127.0.0.1:5672 with guest/guest for the UOF adapter tests: {error}")
     })
 }
@@ -22,27 +25,31 @@ fn exchange(name: &str) -> String {
     format!("uof-test-{name}-{}-{}", std::process::id(), wall_ms())
 }
 
-struct Match {
-    sequence: u64,
-}
-
-impl Match {
-    fn next(&mut self) -> u64 {
-        self.sequence += 1;
-        self.sequence
-    }
-}
-
 async fn send(provider: &AmqpProvider, routing: &str, xml: String) {
     provider.send(routing, &xml).await.expect("publish");
 }
 
-/// A player with money, and a bet on the home outcome of `sr:match:1`'s 1X2.
-fn bet_on_home(stack: &Stack) -> (book::AccountId, book::BetId) {
+fn live(kind: &str) -> String {
+    format!("hi.-.live.{kind}.1.sr:match.1.-")
+}
+
+fn prematch(kind: &str) -> String {
+    format!("lo.pre.-.{kind}.1.sr:match.1.-")
+}
+
+fn market_id(book: &book::Book, key: &str) -> book::MarketId {
+    book.feed().market("uof", EVENT, key).expect("market")
+}
+
+fn status(stack: &Stack, key: &'static str) -> MarketStatus {
+    stack.read(move |book| book.market(market_id(book, key)).expect("m").status)
+}
+
+/// A player with money, and a bet on outcome `outcome` of market 1.
+fn bet_on(stack: &Stack, outcome: &'static str) -> (book::AccountId, book::BetId) {
     let player = stack.funded_player();
-    let (selection, price) = stack.read(|book| {
-        let market = book.feed().market("uof", "sr:match:1", "1").expect("market");
-        let selection = book.feed().selection(market, "1").expect("home");
+    let (selection, price) = stack.read(move |book| {
+        let selection = book.feed().selection(market_id(book, "1"), outcome).expect("outcome");
         (selection, book.selection(selection).expect("selection").price)
     });
     let reply = stack.submit(single(player, selection, price, 1_000));
@@ -50,100 +57,185 @@ fn bet_on_home(stack: &Stack) -> (book::AccountId, book::BetId) {
     (player, bet)
 }
 
-fn odds_change(sequence: u64, home: &str, status: &str) -> String {
+fn odds_change(product: u32, home: &str, status: &str) -> String {
     format!(
-        r#"<odds_change product="1" event_id="sr:match:1" timestamp="{}" sequence="{sequence}"><odds>
-        <market id="1" status="{status}"><outcome id="1" odds="{home}" active="1"/><outcome id="2" odds="3.4" active="1"/>
-        <outcome id="3" odds="3.1" active="1"/></market></odds></odds_change>"#,
-        wall_ms()
+        r#"<odds_change product="{product}" event_id="{EVENT}" timestamp="{}"><sport_event_status status="0" match_status="0"/><odds>
+        <market id="1" status="{status}"><market_metadata next_betstop="{}"/><outcome id="1" odds="{home}" active="1"/><outcome id="2" odds="3.4" active="1"/>
+        <outcome id="3" active="1"/></market></odds></odds_change>"#,
+        wall_ms(),
+        wall_ms() + 60_000
     )
 }
 
+fn balance(stack: &Stack, player: book::AccountId) -> i64 {
+    stack.read(move |book| book.wallet(player).expect("wallet").balance.minor())
+}
+
+fn refusals(stack: &Stack, reason: &str) -> u64 {
+    stack.hub.metrics().refusals_of("uof", reason)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uof_odds_bet_stop_settlement_and_rollback_over_rabbitmq() {
+async fn every_message_type_and_market_status_over_rabbitmq() {
     let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
     let exchange = exchange("flow");
-    let (provider, mut recoveries) = provider(&exchange).await;
+    // The provider's exchange exists (durable) before the adapter binds to it.
+    let (provider, mut recoveries) = provider(&exchange, 3).await;
     let source =
         tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
     // On connecting, the adapter asks the producer for a recovery.
     let request =
         tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
     assert!(request.is_some());
-    let mut game = Match { sequence: 0 };
 
-    let sequence = game.next();
-    send(&provider, "hi.-.live.fixture_change.1.sr:match.1", format!(
-        r#"<fixture_change product="1" event_id="sr:match:1" timestamp="{}" sequence="{sequence}" start_time="{}" name="Derby" sport="football"/>"#,
-        wall_ms(),
-        wall_ms() + 3_600_000
-    ))
-    .await;
-    send(&provider, "hi.-.live.odds_change.1.sr:match.1", odds_change(game.next(), "2.10", "1")).await;
-    stack.until("market priced", |book| book.feed().market("uof", "sr:match:1", "1").is_some()).await;
-    let name =
-        stack.read(|book| book.events()[book.feed().event("uof", "sr:match:1").expect("event").index()].name.clone());
-    assert_eq!(name, "Derby");
-    let (player, bet) = bet_on_home(&stack);
-
-    // A bet stop blocks bets at once.
-    let sequence = game.next();
+    // fixture_change and a pre-match odds_change (product 3) whose outcome 3 has no odds yet.
     send(
         &provider,
-        "hi.-.live.bet_stop.1.sr:match.1",
+        &prematch("fixture_change"),
         format!(
-            r#"<bet_stop product="1" event_id="sr:match:1" timestamp="{}" sequence="{sequence}" groups="all"/>"#,
+            r#"<fixture_change product="3" event_id="{EVENT}" timestamp="{}" change_type="1" start_time="{}"/>"#,
+            wall_ms(),
+            wall_ms() + 3_600_000
+        ),
+    )
+    .await;
+    send(&provider, &prematch("odds_change"), odds_change(3, "2.10", "1")).await;
+    stack.until("market priced", |book| book.feed().market("uof", EVENT, "1").is_some()).await;
+    assert_eq!(stack.read(|book| book.feed().selection(market_id(book, "1"), "3")), None);
+    assert_eq!(refusals(&stack, "book_selection_unavailable"), 0, "an outcome without odds is no refusal");
+    let (player, bet) = bet_on(&stack, "1");
+    let before = balance(&stack, player);
+
+    // Every market status, from the live producer (product 1).
+    for (code, expected) in [
+        ("0", MarketStatus::Suspended),
+        ("1", MarketStatus::Open),
+        ("-1", MarketStatus::Suspended),
+        ("1", MarketStatus::Open),
+        ("-3", MarketStatus::Suspended),
+        ("1", MarketStatus::Open),
+        ("-4", MarketStatus::Suspended),
+        ("1", MarketStatus::Open),
+    ] {
+        send(&provider, &live("odds_change"), odds_change(1, "2.10", code)).await;
+        stack
+            .until("status followed", move |book| book.market(market_id(book, "1")).expect("m").status == expected)
+            .await;
+    }
+    // Handed over (the pre-match producer hands it to live): its prices no longer count.
+    send(&provider, &prematch("odds_change"), odds_change(3, "9.90", "-2")).await;
+    // Outcome 3 priced later becomes a selection; a price of ten decimal places rounds down.
+    send(
+        &provider,
+        &live("odds_change"),
+        format!(
+            r#"<odds_change product="1" event_id="{EVENT}" timestamp="{}"><odds><market id="1" status="1"><outcome id="1" odds="2.10" active="1"/><outcome id="2" odds="3.4" active="1"/><outcome id="3" odds="3.1234567891" active="1"/></market></odds></odds_change>"#,
+            wall_ms()
+        ),
+    )
+    .await;
+    stack.until("outcome 3 priced", |book| book.feed().selection(market_id(book, "1"), "3").is_some()).await;
+    let (home, away) = stack.read(|book| {
+        let price = |outcome| {
+            book.selection(book.feed().selection(market_id(book, "1"), outcome).expect("s")).expect("s").price.decimal()
+        };
+        (price("1"), price("3"))
+    });
+    assert_eq!((home.as_str(), away.as_str()), ("2.10", "3.1234"));
+
+    // bet_stop with groups and market_status suspends; bets are refused.
+    send(
+        &provider,
+        &live("bet_stop"),
+        format!(
+            r#"<bet_stop product="1" event_id="{EVENT}" timestamp="{}" groups="goals|all" market_status="-1"/>"#,
             wall_ms()
         ),
     )
     .await;
     stack
-        .until("suspended", |book| {
-            book.market(book.feed().market("uof", "sr:match:1", "1").expect("m")).expect("m").status
-                == MarketStatus::Suspended
-        })
+        .until("suspended", |book| book.market(market_id(book, "1")).expect("m").status == MarketStatus::Suspended)
         .await;
-    let selection = stack
-        .read(|book| book.feed().selection(book.feed().market("uof", "sr:match:1", "1").expect("m"), "1").expect("s"));
+    let selection = stack.read(|book| book.feed().selection(market_id(book, "1"), "1").expect("s"));
     let price = stack.read(move |book| book.selection(selection).expect("s").price);
-    let refused = stack.submit(single(player, selection, price, 100));
-    assert_eq!(refused, Err(Rejection::MarketSuspended));
+    assert_eq!(stack.submit(single(player, selection, price, 100)), Err(Rejection::MarketSuspended));
 
     // Settlement: home wins; the bet pays 10.00 × 2.10.
-    let before = stack.read(move |book| book.wallet(player).expect("wallet").balance.minor());
-    let sequence = game.next();
-    send(&provider, "hi.-.live.bet_settlement.1.sr:match.1", format!(
-        r#"<bet_settlement product="1" event_id="sr:match:1" timestamp="{}" sequence="{sequence}" certainty="2"><outcomes>
-        <market id="1"><outcome id="1" result="1"/><outcome id="2" result="0"/><outcome id="3" result="0"/></market>
-        </outcomes></bet_settlement>"#,
-        wall_ms()
-    ))
-    .await;
+    let settlement = |home: u8| {
+        format!(
+            r#"<bet_settlement product="1" event_id="{EVENT}" timestamp="{}" certainty="2"><outcomes>
+            <market id="1"><outcome id="1" result="{home}"/><outcome id="2" result="{}"/><outcome id="3" result="0"/></market>
+            </outcomes></bet_settlement>"#,
+            wall_ms(),
+            1 - home
+        )
+    };
+    send(&provider, &live("bet_settlement"), settlement(1)).await;
     stack.until("settled", move |book| book.bet(bet).expect("bet").status == BetStatus::Won).await;
-    assert_eq!(stack.read(move |book| book.wallet(player).expect("wallet").balance.minor()), before + 2_100);
+    assert_eq!(balance(&stack, player), before + 2_100);
 
     // Rollback: the bet is open again and the payout is taken back exactly.
-    let sequence = game.next();
-    send(&provider, "hi.-.live.rollback_bet_settlement.1.sr:match.1", format!(
-        r#"<rollback_bet_settlement product="1" event_id="sr:match:1" timestamp="{}" sequence="{sequence}"><market id="1"/></rollback_bet_settlement>"#,
-        wall_ms()
-    ))
+    send(
+        &provider,
+        &live("rollback_bet_settlement"),
+        format!(r#"<rollback_bet_settlement product="1" event_id="{EVENT}" timestamp="{}"><market id="1"/></rollback_bet_settlement>"#, wall_ms()),
+    )
     .await;
     stack.until("rolled back", move |book| book.bet(bet).expect("bet").status == BetStatus::Accepted).await;
-    assert_eq!(stack.read(move |book| book.wallet(player).expect("wallet").balance.minor()), before);
+    assert_eq!(balance(&stack, player), before);
 
-    // The same settlement delivered twice (a redelivery) applies once.
-    let sequence = game.next();
-    let settle = format!(
-        r#"<bet_settlement product="1" event_id="sr:match:1" timestamp="{}" sequence="{sequence}" certainty="2"><outcomes>
-        <market id="1"><outcome id="1" result="0"/><outcome id="2" result="1"/><outcome id="3" result="0"/></market>
-        </outcomes></bet_settlement>"#,
-        wall_ms()
-    );
-    send(&provider, "hi.-.live.bet_settlement.1.sr:match.1", settle.clone()).await;
-    send(&provider, "hi.-.live.bet_settlement.1.sr:match.1", settle).await;
+    // bet_cancel for a window before the bet: the bet stands. Then one around it: void.
+    let placed = stack.read(move |book| book.bet(bet).expect("bet").placed_at);
+    send(
+        &provider,
+        &live("bet_cancel"),
+        format!(r#"<bet_cancel product="1" event_id="{EVENT}" timestamp="{}" start_time="1" end_time="{placed}"><market id="1" void_reason="1"/></bet_cancel>"#, wall_ms()),
+    )
+    .await;
+    send(
+        &provider,
+        &live("bet_cancel"),
+        format!(r#"<bet_cancel product="1" event_id="{EVENT}" timestamp="{}" start_time="{placed}" end_time="{}"><market id="1" void_reason="1"/></bet_cancel>"#, wall_ms(), placed + 1),
+    )
+    .await;
+    stack.until("void", move |book| book.bet(bet).expect("bet").status == BetStatus::Void).await;
+    assert_eq!(balance(&stack, player), before + 1_000);
+    // rollback_bet_cancel of that window reopens it.
+    send(
+        &provider,
+        &live("rollback_bet_cancel"),
+        format!(r#"<rollback_bet_cancel product="1" event_id="{EVENT}" timestamp="{}" start_time="{placed}" end_time="{}"><market id="1"/></rollback_bet_cancel>"#, wall_ms(), placed + 1),
+    )
+    .await;
+    stack.until("reopened", move |book| book.bet(bet).expect("bet").status == BetStatus::Accepted).await;
+    assert_eq!(balance(&stack, player), before);
+
+    // The same settlement delivered twice (a redelivery) applies once; an undecided one
+    // settles nothing and is counted.
+    let settle = settlement(0);
+    send(&provider, &live("bet_settlement"), settle.clone()).await;
+    send(&provider, &live("bet_settlement"), settle).await;
     stack.until("lost", move |book| book.bet(bet).expect("bet").status == BetStatus::Lost).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(
+        &provider,
+        &live("bet_settlement"),
+        format!(r#"<bet_settlement product="1" event_id="{EVENT}" timestamp="{}" certainty="1"><outcomes><market id="2"><outcome id="1" result="-1"/></market></outcomes></bet_settlement>"#, wall_ms()),
+    )
+    .await;
+    // Unknown message types and elements are skipped with a count.
+    send(
+        &provider,
+        &live("cashout"),
+        format!(r#"<cashout product="1" event_id="{EVENT}" timestamp="{}"/>"#, wall_ms()),
+    )
+    .await;
+    send(&provider, "not-a-key", r#"<alive product="1" timestamp="1" subscribed="1"/>"#.to_string()).await;
+    send(&provider, &live("odds_change"), "<odds_change".to_string()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while refusals(&stack, "xml") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the malformed message was not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let duplicates = stack
         .hub
         .metrics()
@@ -151,7 +243,75 @@ async fn uof_odds_bet_stop_settlement_and_rollback_over_rabbitmq() {
         .get_or_create(&feed::metrics::OutcomeLabel { provider: "uof".into(), outcome: "duplicate".into() })
         .get();
     assert_eq!(duplicates, 1);
-    assert_eq!(stack.read(move |book| book.wallet(player).expect("wallet").balance.minor()), before);
+    assert_eq!(balance(&stack, player), before, "lost: the stake held since placement is gone, nothing more");
+    for reason in ["undecided_result", "unknown_message", "routing_key", "xml"] {
+        assert_eq!(refusals(&stack, reason), 1, "{reason}");
+    }
+    // A cancelled fixture stops its markets.
+    send(
+        &provider,
+        &prematch("fixture_change"),
+        format!(
+            r#"<fixture_change product="3" event_id="{EVENT}" timestamp="{}" change_type="3" start_time="{}"/>"#,
+            wall_ms(),
+            wall_ms()
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status(&stack, "1"), MarketStatus::Settled, "a settled market stays settled");
+    source.abort();
+    provider.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alive_with_subscribed_0_takes_the_producer_down_until_its_snapshot_completes() {
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
+    let exchange = exchange("subscribed");
+    let (provider, mut recoveries) = provider(&exchange, 1).await;
+    let source =
+        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
+    tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
+    send(&provider, &live("odds_change"), odds_change(1, "2.10", "1")).await;
+    provider.alive(wall_ms(), true).await.expect("alive");
+    stack.until("market priced", |book| book.feed().market("uof", EVENT, "1").is_some()).await;
+    while recoveries.try_recv().is_ok() {}
+    // The producer lost our session: down, markets suspended, recovery asked.
+    provider.alive(wall_ms(), false).await.expect("alive");
+    let request =
+        tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
+    stack
+        .until("suspended", |book| book.market(market_id(book, "1")).expect("m").status == MarketStatus::Suspended)
+        .await;
+    let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof").expect("uof");
+    assert!(view.producers.iter().any(|producer| producer.product == 1 && producer.down), "{view:?}");
+    // It is back, the replay arrives with the request id and ends with snapshot_complete.
+    provider.alive(wall_ms(), true).await.expect("alive");
+    let replay = odds_change(1, "2.20", "1")
+        .replace(r#" timestamp="#, &format!(r#" request_id="{}" timestamp="#, request.request_id));
+    send(&provider, &live("odds_change"), replay).await;
+    let mut complete = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while status(&stack, "1") != MarketStatus::Open {
+        assert!(tokio::time::Instant::now() < deadline, "never reopened");
+        // Answer every recovery request (a fresh provider asks again).
+        while let Ok(request) = recoveries.try_recv() {
+            complete = request.request_id;
+        }
+        let request_id = if complete == 0 { request.request_id } else { complete };
+        send(
+            &provider,
+            "-.-.-.snapshot_complete.-.-.-.-",
+            format!(r#"<snapshot_complete request_id="{request_id}" product="1" timestamp="{}"/>"#, wall_ms()),
+        )
+        .await;
+        provider.alive(wall_ms(), true).await.expect("alive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let home = stack.read(|book| {
+        book.selection(book.market(market_id(book, "1")).expect("m").selections[0]).expect("s").price.decimal()
+    });
+    assert_eq!(home, "2.20");
     source.abort();
     provider.close().await;
 }
@@ -161,15 +321,14 @@ async fn a_producer_that_stops_sending_alive_is_down_until_its_recovery_complete
     let stack =
         Stack::start(ProviderSettings { stale_after: Duration::from_millis(800), on_stale: StaleMode::Suspend });
     let exchange = exchange("alive");
-    let (provider, mut recoveries) = provider(&exchange).await;
+    let (provider, mut recoveries) = provider(&exchange, 1).await;
     let source =
         tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
     tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
-    let mut game = Match { sequence: 0 };
-    send(&provider, "hi.-.live.odds_change.1.sr:match.1", odds_change(game.next(), "2.10", "1")).await;
+    send(&provider, &live("odds_change"), odds_change(1, "2.10", "1")).await;
     provider.alive(wall_ms(), true).await.expect("alive");
-    stack.until("market priced", |book| book.feed().market("uof", "sr:match:1", "1").is_some()).await;
-    let market = stack.read(|book| book.feed().market("uof", "sr:match:1", "1").expect("m"));
+    stack.until("market priced", |book| book.feed().market("uof", EVENT, "1").is_some()).await;
+    let market = stack.read(|book| market_id(book, "1"));
     // No more alive messages: the producer is down and its markets are suspended.
     stack.until("suspended", move |book| book.market(market).expect("m").status == MarketStatus::Suspended).await;
     assert_eq!(stack.hub.stale_providers(), vec!["uof".to_string()]);
@@ -178,16 +337,11 @@ async fn a_producer_that_stops_sending_alive_is_down_until_its_recovery_complete
     provider.alive(wall_ms(), true).await.expect("alive");
     let request =
         tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
-    send(&provider, "hi.-.live.odds_change.1.sr:match.1", odds_change(game.next(), "2.20", "1")).await;
-    let sequence = game.next();
+    send(&provider, &live("odds_change"), odds_change(1, "2.20", "1")).await;
     send(
         &provider,
-        "-.-.-.snapshot_complete.-.-.-",
-        format!(
-            r#"<snapshot_complete product="1" request_id="{}" timestamp="{}" sequence="{sequence}"/>"#,
-            request.request_id,
-            wall_ms()
-        ),
+        "-.-.-.snapshot_complete.-.-.-.-",
+        format!(r#"<snapshot_complete request_id="{}" product="1" timestamp="{}"/>"#, request.request_id, wall_ms()),
     )
     .await;
     for _ in 0..5 {
@@ -198,6 +352,72 @@ async fn a_producer_that_stops_sending_alive_is_down_until_its_recovery_complete
     let home = stack
         .read(move |book| book.selection(book.market(market).expect("m").selections[0]).expect("s").price.decimal());
     assert_eq!(home, "2.20");
+    source.abort();
+    provider.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adapter_binds_to_an_existing_durable_exchange_and_never_declares_one() {
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
+    // No such exchange: the binding fails with the broker's error and nothing is created.
+    let missing = exchange("missing");
+    let source =
+        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), missing.clone(), 1, 5));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    source.abort();
+    // Declaring it passively proves it does not exist: the adapter declared nothing.
+    let connection =
+        lapin::Connection::connect(RABBITMQ, lapin::ConnectionProperties::default()).await.expect("rabbitmq");
+    let channel = connection.create_channel().await.expect("channel");
+    let passive = lapin::options::ExchangeDeclareOptions { passive: true, ..Default::default() };
+    let found = channel
+        .exchange_declare(&missing, lapin::ExchangeKind::Topic, passive, lapin::types::FieldTable::default())
+        .await;
+    assert!(found.is_err(), "the adapter must not declare the provider's exchange");
+    // The simulated provider's exchange is durable: a durable passive-free declaration of the
+    // same kind succeeds (a non-durable one would fail with PRECONDITION_FAILED).
+    let existing = exchange("durable");
+    let (provider, _recoveries) = provider(&existing, 1).await;
+    let channel = connection.create_channel().await.expect("channel");
+    let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
+    channel
+        .exchange_declare(&existing, lapin::ExchangeKind::Topic, durable, lapin::types::FieldTable::default())
+        .await
+        .expect("the provider's exchange is a durable topic exchange");
+    let _ = connection.close(200, "done").await;
+    provider.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_messages_published_by_the_provider_side_are_schema_true() {
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
+    let exchange = exchange("sim");
+    let (provider, mut recoveries) = provider(&exchange, 1).await;
+    let source =
+        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
+    // Bound and consuming once it asks for its first recovery.
+    tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
+    let mut simulator = feed::simulator::FeedSimulator::new(feed::simulator::SimulatorConfig::new("uof", 3, 7));
+    let opening: Vec<FeedMessage> = simulator.start(wall_ms());
+    assert!(!opening.is_empty());
+    for message in &opening {
+        provider.publish(message, None).await.expect("publish");
+    }
+    let markets = opening
+        .iter()
+        .flat_map(|message| &message.items)
+        .filter(|item| matches!(item, FeedItem::Market { .. }))
+        .count();
+    stack
+        .until("every simulated market arrives", move |book| {
+            book.feed()
+                .providers()
+                .iter()
+                .find(|provider| provider.name == "uof")
+                .is_some_and(|p| p.markets.len() == markets)
+        })
+        .await;
+    assert_eq!(stack.hub.metrics().refusals_of("uof", "missing_attribute"), 0);
     source.abort();
     provider.close().await;
 }

@@ -239,10 +239,13 @@ fn unknown_ids_are_refused_item_by_item_and_the_rest_applies() {
     assert_eq!(applied.applied, 1);
     assert_eq!(applied.ignored, vec![(0, Rejection::UnknownMarket), (2, Rejection::UnknownEvent)]);
     assert_eq!(world.price("1"), odds("3.3"));
-    assert!(matches!(
-        world.apply(Command::Feed(FeedMessage { provider: "p".into(), sequence: 0, timestamp: 1, items: vec![] })),
-        Err(Rejection::InvalidRequest { .. })
-    ));
+    // A message without a sequence (0) is identified by its content: once, then a duplicate.
+    let sequence_less =
+        || Command::Feed(FeedMessage { provider: "p".into(), sequence: 0, timestamp: 1, items: vec![] });
+    assert!(matches!(world.apply(sequence_less()), Ok(Ack::Feed(FeedApplied { duplicate: false, .. }))));
+    assert!(matches!(world.apply(sequence_less()), Ok(Ack::Feed(FeedApplied { duplicate: true, .. }))));
+    let too_long = Command::Feed(FeedMessage { provider: "p".repeat(201), sequence: 0, timestamp: 1, items: vec![] });
+    assert!(matches!(world.apply(too_long), Err(Rejection::InvalidRequest { .. })));
 }
 
 #[test]

@@ -7,4 +7,5 @@ mod amqp;
 mod book_rules;
 mod support;
 mod uof_api;
+mod uof_rules;
 mod websocket;
