@@ -9,10 +9,10 @@ use book::Command;
 
 use crate::wire::{DecodeError, Reader, Wire};
 
-/// Version 2: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`.
-/// Version 2 added the `SetFxRates` command; a version 1 batch is the same layout without it,
-/// so both decode.
-pub const BATCH_FORMAT_VERSION: u8 = 2;
+/// Version 3: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`.
+/// Version 2 added the `SetFxRates` command and version 3 `SetResettlementWindow`; older
+/// batches are the same layout without them, so all three decode.
+pub const BATCH_FORMAT_VERSION: u8 = 3;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
@@ -61,6 +61,9 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     if version < 2 && commands.iter().any(|command| matches!(command, Command::SetFxRates { .. })) {
         return Err(input.error("exchange rates in a version 1 batch"));
     }
+    if version < 3 && commands.iter().any(|command| matches!(command, Command::SetResettlementWindow { .. })) {
+        return Err(input.error("a resettlement window in a version 1 or 2 batch"));
+    }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands })
 }
@@ -92,6 +95,16 @@ mod tests {
         assert_eq!(decode_batch(&with_version(2, &rates)).expect("version 2").commands, rates);
         assert!(decode_batch(&with_version(1, &rates)).is_err());
         assert!(decode_batch(&with_version(0, &tick)).is_err());
-        assert!(decode_batch(&with_version(3, &tick)).is_err());
+        assert!(decode_batch(&with_version(4, &tick)).is_err());
+    }
+
+    /// Version 3 only added `SetResettlementWindow`: refused in older batches.
+    #[test]
+    fn version_3_batches_carry_the_resettlement_window() {
+        let window = [Command::SetResettlementWindow { window_ms: 2_000 }];
+        assert_eq!(decode_batch(&with_version(3, &window)).expect("version 3").commands, window);
+        assert!(decode_batch(&with_version(2, &window)).is_err());
+        let tick = [Command::Tick];
+        assert_eq!(decode_batch(&with_version(2, &tick)).expect("version 2").commands, tick);
     }
 }
