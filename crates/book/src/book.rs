@@ -830,11 +830,8 @@ impl Book {
                 closing_bets.insert((at, bet.id));
             }
         }
-        let closing_markets = parts
-            .markets
-            .iter()
-            .filter_map(|market| market.closed_at.map(|closed| (closed, market.id)))
-            .collect();
+        let closing_markets =
+            parts.markets.iter().filter_map(|market| market.closed_at.map(|closed| (closed, market.id))).collect();
         let idempotency_order = parts.idempotency.iter().map(|(hash, remembered)| (remembered.at, *hash)).collect();
         let mut book = Book {
             config: parts.config,
@@ -865,7 +862,8 @@ impl Book {
         };
         // What a live book would have let leave by now has left (every command ends with
         // `forget_closed`); entries still due are those a live book keeps waiting too.
-        book.closing_markets.retain(|&(closed, _)| closed.saturating_add(book.config.resettlement_window_ms) > book.now);
+        book.closing_markets
+            .retain(|&(closed, _)| closed.saturating_add(book.config.resettlement_window_ms) > book.now);
         book.closing_bets.retain(|&(closed, _)| closed.saturating_add(book.config.resettlement_window_ms) > book.now);
         book
     }

@@ -87,9 +87,10 @@ impl BookParts {
                 BetKind::Multiple => (2..=LEGS_MAX).contains(&bet.legs.len()),
                 BetKind::System(system) => bet.legs.len() == system.selections(),
             };
-            let legs_known = bet.legs.iter().all(|leg| {
-                selection_held(leg.selection.0) && market_held(leg.market.0) && event_held(leg.event.0)
-            });
+            let legs_known = bet
+                .legs
+                .iter()
+                .all(|leg| selection_held(leg.selection.0) && market_held(leg.market.0) && event_held(leg.event.0));
             // A held bet's markets are held; its hold is an open transfer (so held), its
             // settlement's transfers may have left already.
             let transfers_known = bet.hold.is_none_or(|hold| self.ledger.is_open_pending(hold))
@@ -169,7 +170,8 @@ impl Book {
                 }
                 let base = pricing.base_liability(&bet.fx, currency);
                 for ((leg, added), added_base) in bet.legs.iter().zip(pricing.liability).zip(base) {
-                    let (Some(sum), Some(list)) = (liability.get_mut(&leg.selection), liabilities.get_mut(&leg.selection))
+                    let (Some(sum), Some(list)) =
+                        (liability.get_mut(&leg.selection), liabilities.get_mut(&leg.selection))
                     else {
                         return Err(format!("{} has a leg on {}, which is not held", bet.id, leg.selection));
                     };

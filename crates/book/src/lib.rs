@@ -20,9 +20,9 @@ mod identity;
 mod ids;
 mod invariants;
 mod ledger;
-mod records;
 mod placement;
 mod player;
+mod records;
 mod rejection;
 mod settlement;
 mod trading;
@@ -54,6 +54,6 @@ pub use ids::{
     MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
 pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};
-pub use records::Records;
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};
+pub use records::Records;
 pub use rejection::{intern_code, intern_reason, Rejection, CODES, REASONS};

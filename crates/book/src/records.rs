@@ -87,6 +87,16 @@ impl<T> Records<T> {
         self.items.range(index..).map(|(_, item)| item)
     }
 
+    /// Held records with their indexes (`id - 1`), in id order.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = (usize, &T)> + '_ {
+        self.items.iter().map(|(index, item)| (*index, item))
+    }
+
+    /// Held records with indexes in `range`, in id order.
+    pub fn range(&self, range: std::ops::Range<usize>) -> impl DoubleEndedIterator<Item = &T> + '_ {
+        self.items.range(range).map(|(_, item)| item)
+    }
+
     /// The held record with the lowest id.
     pub fn first(&self) -> Option<&T> {
         self.items.values().next()

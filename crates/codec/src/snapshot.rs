@@ -163,21 +163,31 @@ mod tests {
         apply(&mut book, 1, deposit).expect("deposit");
         for round in 0..2u64 {
             let at = 10 + round * 10_000;
-            let create =
-                Command::CreateEvent { name: "E".into(), sport: "football".into(), competition: String::new(), starts_at: at + 1_000_000 };
+            let create = Command::CreateEvent {
+                name: "E".into(),
+                sport: "football".into(),
+                competition: String::new(),
+                starts_at: at + 1_000_000,
+            };
             apply(&mut book, at, create).expect("event");
             let market = Command::CreateMarket {
                 event: EventId(round + 1),
                 name: "M".into(),
                 kind: String::new(),
-                selections: vec![book::NewSelection { name: "A".into(), price: domain::Odds::parse("2").expect("odds") }],
+                selections: vec![book::NewSelection {
+                    name: "A".into(),
+                    price: domain::Odds::parse("2").expect("odds"),
+                }],
                 each_way: None,
             };
             apply(&mut book, at, market).expect("market");
             let bet = Command::PlaceBet(PlaceBet {
                 account: book::AccountId(1),
                 kind: book::BetKind::Single,
-                legs: vec![book::LegRequest { selection: SelectionId(round + 1), price: domain::Odds::parse("2").expect("odds") }],
+                legs: vec![book::LegRequest {
+                    selection: SelectionId(round + 1),
+                    price: domain::Odds::parse("2").expect("odds"),
+                }],
                 stake: Money::from_minor(100),
                 each_way: false,
                 policy: book::PricePolicy::None,
@@ -186,7 +196,12 @@ mod tests {
             apply(&mut book, at, bet).expect("bet");
             let settle = Command::SettleMarket {
                 market: MarketId(round + 1),
-                results: vec![ResultRequest { selection: SelectionId(round + 1), outcome: Outcome::Win, dead_heat: None, void_factor: None }],
+                results: vec![ResultRequest {
+                    selection: SelectionId(round + 1),
+                    outcome: Outcome::Win,
+                    dead_heat: None,
+                    void_factor: None,
+                }],
             };
             apply(&mut book, at + 1, settle).expect("settle");
         }

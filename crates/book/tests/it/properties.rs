@@ -984,7 +984,11 @@ impl Runner {
                 frozen: *frozen,
             },
             Step::CreateEvent { starts_in, unnamed } => Command::CreateEvent {
-                name: if *unnamed { String::new() } else { format!("Event {}", self.book.events().issued() as usize + 1) },
+                name: if *unnamed {
+                    String::new()
+                } else {
+                    format!("Event {}", self.book.events().issued() as usize + 1)
+                },
                 sport: "football".to_string(),
                 competition: String::new(),
                 starts_at: self.now.saturating_add_signed(*starts_in),
@@ -1047,7 +1051,9 @@ impl Runner {
             Step::SettleMarket { market, rotation, results } => self.settle_market(*market, *rotation, results),
             Step::UnsettleMarket { market } => {
                 let resulted = self.markets_where(|market| market.status.is_resulted());
-                Command::UnsettleMarket { market: MarketId(market.focused_id(&resulted, self.book.markets().issued() as usize)) }
+                Command::UnsettleMarket {
+                    market: MarketId(market.focused_id(&resulted, self.book.markets().issued() as usize)),
+                }
             }
             Step::VoidMarket { market } => Command::VoidMarket { market: self.market_to_result(*market) },
             Step::Tick => Command::Tick,
