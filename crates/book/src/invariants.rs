@@ -252,18 +252,14 @@ impl Book {
     /// held record refers only to held ones, and the closing queues list what will leave.
     fn check_window_invariants(&self) -> Result<(), String> {
         for market in &self.markets {
-            match market.closed_at {
-                Some(closed) if self.window_closed(closed) => {
-                    if market.bets.is_empty() {
-                        return Err(format!("{} is past its resettlement window without bets but held", market.id));
-                    }
+            if let Some(closed) = market.closed_at {
+                let past = self.window_closed(closed);
+                if past && market.bets.is_empty() {
+                    return Err(format!("{} is past its resettlement window without bets but held", market.id));
                 }
-                Some(closed) => {
-                    if !self.closing_markets.contains(&(closed, market.id)) {
-                        return Err(format!("{} closed at {closed} but is not waiting out its window", market.id));
-                    }
+                if !past && !self.closing_markets.contains(&(closed, market.id)) {
+                    return Err(format!("{} closed at {closed} but is not waiting out its window", market.id));
                 }
-                None => {}
             }
             if !market.bets.iter().all(|bet| self.bets.contains(bet.index())) {
                 return Err(format!("{} lists a bet that left the book", market.id));

@@ -55,8 +55,11 @@ fn a_settled_market_leaves_the_book_after_its_resettlement_window() {
     assert!(status == 200 || status == 204, "{status} {body}");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let starts_at = gateway::format_rfc3339(now + 86_400_000);
-    let (status, event) =
-        admin("POST", "/v1/admin/events", json!({"name": "Bounded Derby", "sport": "football", "starts_at": starts_at}));
+    let (status, event) = admin(
+        "POST",
+        "/v1/admin/events",
+        json!({"name": "Bounded Derby", "sport": "football", "starts_at": starts_at}),
+    );
     assert_eq!(status, 201, "{event}");
     let event_id = event["id"].as_str().expect("event id").to_string();
     let (status, market) = admin(
