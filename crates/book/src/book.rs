@@ -7,11 +7,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use sha2::{Digest, Sha256};
+
 use domain::{Currency, Money, Ratio, MONEY_MINOR_MAX};
 
 use crate::bet::Bet;
 use crate::catalog::{Event, Market, Selection};
-use crate::command::{Command, Idempotency, LimitChange};
+use crate::command::{Command, LimitChange};
 use crate::config::Config;
 use crate::constants::{
     IDEMPOTENCY_KEY_BYTES_MAX, PAYMENT_REF_BYTES_MAX, SELF_EXCLUSION_DAYS_MAX, SELF_EXCLUSION_DAYS_MIN,
@@ -20,9 +22,10 @@ use crate::constants::{
 use crate::degraded::{Degraded, DegradedParts};
 use crate::event::{Ack, BookEvent, Reply};
 use crate::feed::{FeedBook, FeedParts};
-use crate::ids::{AccountId, BetId, QuoteId, Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR};
+use crate::ids::{AccountId, BetId, MarketId, QuoteId, Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR};
 use crate::ledger::{Ledger, TransferCode, TransferKind, TransferRequest};
 use crate::player::{LimitKind, PendingLimit, Player};
+use crate::records::Records;
 use crate::rejection::Rejection;
 
 /// A cash-out offer, bound to the price versions it was computed from.
@@ -36,12 +39,41 @@ pub struct Quote {
     pub price_versions: Vec<u64>,
 }
 
-/// What an idempotency key remembers.
+/// What an idempotency key remembers, under `idempotency_key_hash(account, key)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Remembered {
     pub body_hash: u64,
     pub reply: Reply,
     pub at: Timestamp,
+}
+
+/// The 128 bits an idempotency key is remembered by: the first 16 bytes of
+/// SHA-256(account id as u64 little-endian || key). Stable (stored in snapshots); a collision
+/// between two keys is as likely as one of SHA-256's truncated to 128 bits (negligible), and
+/// nobody can aim one at another account's key.
+pub fn idempotency_key_hash(account: AccountId, key: &str) -> u128 {
+    let mut hasher = Sha256::new();
+    hasher.update(account.0.to_le_bytes());
+    hasher.update(key.as_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(bytes)
+}
+
+/// The book's sizes, for metrics and the memory bound (`Book::sizes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BookSizes {
+    pub open_bets: u64,
+    /// Bets held that are no longer open (settled, cashed out, rejected) and wait out the
+    /// resettlement window.
+    pub closed_bets: u64,
+    pub bets_issued: u64,
+    pub markets: u64,
+    pub events: u64,
+    pub transfers: u64,
+    pub transfers_issued: u64,
+    pub idempotency_keys: u64,
 }
 
 /// A player's money as they see it.
@@ -63,17 +95,27 @@ pub struct Book {
     pub(crate) now: Timestamp,
     pub(crate) ledger: Ledger,
     pub(crate) players: Vec<Player>,
-    pub(crate) events: Vec<Event>,
-    pub(crate) markets: Vec<Market>,
-    pub(crate) selections: Vec<Selection>,
-    pub(crate) bets: Vec<Bet>,
+    pub(crate) events: Records<Event>,
+    pub(crate) markets: Records<Market>,
+    pub(crate) selections: Records<Selection>,
+    pub(crate) bets: Records<Bet>,
+    /// Bets open now (`Pending` or `Accepted`).
+    pub(crate) open_bets: u64,
     /// Bets waiting out an in-play delay, by when it ends.
     pub(crate) delayed: BTreeSet<(Timestamp, BetId)>,
     pub(crate) quotes: BTreeMap<QuoteId, Quote>,
     pub(crate) quotes_issued: u64,
-    pub(crate) idempotency: HashMap<(AccountId, String), Remembered>,
+    /// Idempotency keys of the last `Config::idempotency_window_ms`, by `idempotency_key_hash`.
+    /// A hash map is fine here: nothing iterates it (expiry and snapshots follow the order).
+    pub(crate) idempotency: HashMap<u128, Remembered>,
     /// Keys in the order they were stored, for expiry (book time only moves forward).
-    pub(crate) idempotency_order: VecDeque<(Timestamp, AccountId, String)>,
+    pub(crate) idempotency_order: VecDeque<(Timestamp, u128)>,
+    /// Resulted markets by when they closed: their resettlement windows, oldest first.
+    /// Derived (rebuilt from `Market::closed_at` when restored).
+    pub(crate) closing_markets: BTreeSet<(Timestamp, MarketId)>,
+    /// Bets closed on their own (cashed out, rejected after a delay) by when they closed.
+    /// Derived.
+    pub(crate) closing_bets: BTreeSet<(Timestamp, BetId)>,
     /// Registered usernames; rebuilt from the players' profiles when restored.
     pub(crate) usernames: BTreeMap<String, AccountId>,
     pub(crate) api_keys: Vec<crate::identity::ApiKey>,
@@ -97,15 +139,21 @@ pub struct BookParts {
     pub now: Timestamp,
     pub ledger: Ledger,
     pub players: Vec<Player>,
+    /// The events, markets, selections and bets still held, in id order, and how many ids
+    /// of each were ever issued.
     pub events: Vec<Event>,
+    pub events_issued: u64,
     pub markets: Vec<Market>,
+    pub markets_issued: u64,
     pub selections: Vec<Selection>,
+    pub selections_issued: u64,
     pub bets: Vec<Bet>,
+    pub bets_issued: u64,
     pub delayed: Vec<(Timestamp, BetId)>,
     pub quotes: Vec<Quote>,
     pub quotes_issued: u64,
-    /// Sorted by storage order.
-    pub idempotency: Vec<(AccountId, String, Remembered)>,
+    /// By `idempotency_key_hash`, in storage order.
+    pub idempotency: Vec<(u128, Remembered)>,
     pub api_keys: Vec<crate::identity::ApiKey>,
     pub feed: FeedParts,
     pub degraded: DegradedParts,
@@ -131,20 +179,26 @@ impl Book {
     /// Decides one command at `now`. Pushes what happened into `events`; returns the reply.
     pub fn apply(&mut self, now: Timestamp, command: &Command, events: &mut Vec<BookEvent>) -> Reply {
         self.advance(now, events);
-        let remembered = command.idempotency().map(|(account, key)| (account, key.clone()));
-        if let Some((account, key)) = &remembered {
+        let mut remembered = None;
+        if let Some((account, key)) = command.idempotency() {
             if key.key.is_empty() || key.key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
                 return Err(Rejection::InvalidRequest { reason: "idempotency keys are 1 to 128 bytes" });
             }
-            if let Some(reply) = self.recall(*account, key) {
-                events.push(BookEvent::IdempotentReplay { account: *account });
+            let hash = idempotency_key_hash(account, &key.key);
+            if let Some(reply) = self.recall(hash, key.body_hash) {
+                events.push(BookEvent::IdempotentReplay { account });
                 return reply;
             }
+            remembered = Some((hash, key.body_hash));
         }
         let reply = self.decide(command, events);
-        if let Some((account, key)) = remembered {
-            self.remember(account, key, reply.clone());
+        if let Some((hash, body_hash)) = remembered {
+            self.remember(hash, body_hash, reply.clone());
         }
+        // A command may close what is already past its window (a window made shorter, a bet
+        // rejected after a delay longer than the window): it leaves now, not at the next
+        // command, so that a book restored from a snapshot decides exactly like this one.
+        self.forget_closed();
         reply
     }
 
@@ -195,6 +249,7 @@ impl Book {
                 self.set_market_throttle(*market, *bets_per_second)
             }
             Command::SetFxRates { base, rates } => self.set_fx_rates(*base, rates),
+            Command::SetResettlementWindow { window_ms } => self.set_resettlement_window(*window_ms),
             Command::Tick => Ok(Ack::Done),
         }
     }
@@ -204,13 +259,13 @@ impl Book {
     fn advance(&mut self, now: Timestamp, events: &mut Vec<BookEvent>) {
         debug_assert!(now >= self.now, "book time moves forward only");
         self.now = now.max(self.now);
-        let retention = self.config.idempotency_retention_ms;
-        while let Some((at, _, _)) = self.idempotency_order.front() {
-            if at.saturating_add(retention) > self.now {
+        let window = self.config.idempotency_window_ms;
+        while let Some((at, _)) = self.idempotency_order.front() {
+            if at.saturating_add(window) > self.now {
                 break;
             }
-            if let Some((_, account, key)) = self.idempotency_order.pop_front() {
-                self.idempotency.remove(&(account, key));
+            if let Some((_, hash)) = self.idempotency_order.pop_front() {
+                self.idempotency.remove(&hash);
             }
         }
         while let Some((&id, quote)) = self.quotes.first_key_value() {
@@ -233,6 +288,7 @@ impl Book {
             self.delayed.remove(&(due, bet));
             self.end_delay(bet, events);
         }
+        self.forget_closed();
     }
 
     /// When the next in-play delay ends, for the sequencer's timer.
@@ -240,18 +296,176 @@ impl Book {
         self.delayed.first().map(|(due, _)| *due)
     }
 
-    fn recall(&self, account: AccountId, key: &Idempotency) -> Option<Reply> {
-        let remembered = self.idempotency.get(&(account, key.key.clone()))?;
-        if remembered.body_hash == key.body_hash {
+    fn recall(&self, hash: u128, body_hash: u64) -> Option<Reply> {
+        let remembered = self.idempotency.get(&hash)?;
+        if remembered.body_hash == body_hash {
             Some(remembered.reply.clone())
         } else {
             Some(Err(Rejection::IdempotencyKeyReused))
         }
     }
 
-    fn remember(&mut self, account: AccountId, key: Idempotency, reply: Reply) {
-        self.idempotency_order.push_back((self.now, account, key.key.clone()));
-        self.idempotency.insert((account, key.key), Remembered { body_hash: key.body_hash, reply, at: self.now });
+    fn remember(&mut self, hash: u128, body_hash: u64, reply: Reply) {
+        self.idempotency_order.push_back((self.now, hash));
+        self.idempotency.insert(hash, Remembered { body_hash, reply, at: self.now });
+    }
+
+    /// What the book remembers of `key` of `account`, while it is within the book's window.
+    pub fn remembered(&self, account: AccountId, key: &str) -> Option<&Remembered> {
+        self.idempotency.get(&idempotency_key_hash(account, key))
+    }
+
+    // ---- the resettlement window: what leaves the book --------------------------------------
+
+    fn set_resettlement_window(&mut self, window_ms: u64) -> Reply {
+        use crate::config::{RESETTLEMENT_WINDOW_MAX_MS, RESETTLEMENT_WINDOW_MIN_MS};
+        if !(RESETTLEMENT_WINDOW_MIN_MS..=RESETTLEMENT_WINDOW_MAX_MS).contains(&window_ms) {
+            return Err(Rejection::InvalidRequest { reason: "resettlement window out of range" });
+        }
+        self.config.resettlement_window_ms = window_ms;
+        Ok(Ack::Done)
+    }
+
+    /// Whether a market that closed at `closed_at` is past its resettlement window now.
+    pub fn window_closed(&self, closed_at: Timestamp) -> bool {
+        closed_at.saturating_add(self.config.resettlement_window_ms) <= self.now
+    }
+
+    /// Lets leave what is past its resettlement window: bets closed on their own, resulted
+    /// markets with their settled bets (a market stays while a bet still held has a leg on
+    /// it), events whose last market left, and every transfer (`Ledger::forget_until`).
+    /// Deterministic: driven by book time and the closing order only.
+    pub(crate) fn forget_closed(&mut self) {
+        let Some(cutoff) = self.now.checked_sub(self.config.resettlement_window_ms) else { return };
+        while let Some(&(closed, bet)) = self.closing_bets.first() {
+            if closed > cutoff {
+                break;
+            }
+            self.closing_bets.remove(&(closed, bet));
+            self.forget_bet(bet, None);
+        }
+        while let Some(&(closed, market)) = self.closing_markets.first() {
+            if closed > cutoff {
+                break;
+            }
+            self.closing_markets.remove(&(closed, market));
+            self.market_window_closed(market);
+        }
+        self.ledger.forget_until(cutoff);
+    }
+
+    /// Records that `market` was resulted now (its window starts) or unsettled (it ends).
+    pub(crate) fn set_market_closed(&mut self, market: MarketId, closed: bool) {
+        let now = self.now;
+        let Some(found) = self.markets.get_mut(market.index()) else { return };
+        if let Some(previous) = found.closed_at.take() {
+            self.closing_markets.remove(&(previous, market));
+        }
+        if closed {
+            found.closed_at = Some(now);
+            self.closing_markets.insert((now, market));
+        }
+    }
+
+    /// Records that an open bet closed on its own (cash-out, rejection): it leaves once its
+    /// window passed, whatever its markets do.
+    pub(crate) fn bet_closed_alone(&mut self, bet: BetId, at: Timestamp) {
+        self.closing_bets.insert((at, bet));
+    }
+
+    fn market_window_closed(&mut self, market: MarketId) {
+        let Some(found) = self.markets.get(market.index()) else { return };
+        if !found.closed_at.is_some_and(|closed| self.window_closed(closed)) {
+            return;
+        }
+        let leaving: Vec<BetId> = found.bets.iter().copied().filter(|bet| self.bet_may_leave(*bet)).collect();
+        for bet in &leaving {
+            self.forget_bet(*bet, Some(market));
+        }
+        if let Some(found) = self.markets.get_mut(market.index()) {
+            if !leaving.is_empty() {
+                let bets = &self.bets;
+                found.bets.retain(|bet| bets.contains(bet.index()));
+            }
+            if found.bets.is_empty() {
+                self.forget_market(market);
+            }
+        }
+    }
+
+    /// A bet settled by results leaves once every market it has a leg on is past its window
+    /// (an unsettle of any of them would reopen it). Bets closed on their own leave by
+    /// `closing_bets`; open bets stay.
+    fn bet_may_leave(&self, bet: BetId) -> bool {
+        let Some(found) = self.bets.get(bet.index()) else { return false };
+        found.status.is_settled_by_result()
+            && found.legs.iter().all(|leg| {
+                self.markets
+                    .get(leg.market.index())
+                    .is_none_or(|market| market.closed_at.is_some_and(|closed| self.window_closed(closed)))
+            })
+    }
+
+    /// Removes a bet and its index entries; a market it leaves empty and past its window
+    /// leaves too. `pruned_by` is the market whose caller prunes its bet list in one pass.
+    fn forget_bet(&mut self, bet: BetId, pruned_by: Option<MarketId>) {
+        let Some(found) = self.bets.remove(bet.index()) else { return };
+        if found.status.is_open() {
+            self.open_bets = self.open_bets.saturating_sub(1);
+        }
+        if let Some(list) = self.bets_by_account.get_mut(found.account.index()) {
+            if let Ok(at) = list.binary_search(&bet) {
+                list.remove(at);
+            }
+        }
+        for leg in &found.legs {
+            if Some(leg.market) == pruned_by {
+                continue;
+            }
+            let Some(market) = self.markets.get_mut(leg.market.index()) else { continue };
+            if let Ok(at) = market.bets.binary_search(&bet) {
+                market.bets.remove(at);
+            }
+            let closed = market.closed_at;
+            if market.bets.is_empty() && closed.is_some_and(|closed| self.window_closed(closed)) {
+                self.forget_market(leg.market);
+            }
+        }
+    }
+
+    /// Removes a market without bets, its selections, its feed mapping and throttle; the
+    /// event leaves with its last market.
+    fn forget_market(&mut self, market: MarketId) {
+        let Some(found) = self.markets.remove(market.index()) else { return };
+        for selection in &found.selections {
+            self.selections.remove(selection.index());
+        }
+        if let Some(previous) = found.closed_at {
+            self.closing_markets.remove(&(previous, market));
+        }
+        self.feed.forget_market(market);
+        self.degraded.throttles.remove(&market);
+        let Some(event) = self.events.get_mut(found.event.index()) else { return };
+        event.markets.retain(|listed| *listed != market);
+        if event.markets.is_empty() {
+            let event = event.id;
+            self.events.remove(event.index());
+            self.feed.forget_event(event);
+        }
+    }
+
+    /// The book's sizes now.
+    pub fn sizes(&self) -> BookSizes {
+        BookSizes {
+            open_bets: self.open_bets,
+            closed_bets: (self.bets.len() as u64).saturating_sub(self.open_bets),
+            bets_issued: self.bets.issued(),
+            markets: self.markets.len() as u64,
+            events: self.events.len() as u64,
+            transfers: self.ledger.transfers().len() as u64,
+            transfers_issued: self.ledger.transfers().issued(),
+            idempotency_keys: self.idempotency.len() as u64,
+        }
     }
 
     // ---- accounts and money -------------------------------------------------------------
@@ -525,19 +739,21 @@ impl Book {
         &self.players
     }
 
-    pub fn events(&self) -> &[Event] {
+    /// The events held, in id order (`issued()` counts every one ever created).
+    pub fn events(&self) -> &Records<Event> {
         &self.events
     }
 
-    pub fn markets(&self) -> &[Market] {
+    pub fn markets(&self) -> &Records<Market> {
         &self.markets
     }
 
-    pub fn selections(&self) -> &[Selection] {
+    pub fn selections(&self) -> &Records<Selection> {
         &self.selections
     }
 
-    pub fn bets(&self) -> &[Bet] {
+    /// The bets held: open ones, and closed ones within their resettlement window.
+    pub fn bets(&self) -> &Records<Bet> {
         &self.bets
     }
 
@@ -567,21 +783,21 @@ impl Book {
         let idempotency = self
             .idempotency_order
             .iter()
-            .filter_map(|(_, account, key)| {
-                self.idempotency
-                    .get(&(*account, key.clone()))
-                    .map(|remembered| (*account, key.clone(), remembered.clone()))
-            })
+            .filter_map(|(_, hash)| self.idempotency.get(hash).map(|remembered| (*hash, remembered.clone())))
             .collect();
         BookParts {
             config: self.config,
             now: self.now,
             ledger: self.ledger.clone(),
             players: self.players.clone(),
-            events: self.events.clone(),
-            markets: self.markets.clone(),
-            selections: self.selections.clone(),
-            bets: self.bets.clone(),
+            events: self.events.to_vec(),
+            events_issued: self.events.issued(),
+            markets: self.markets.to_vec(),
+            markets_issued: self.markets.issued(),
+            selections: self.selections.to_vec(),
+            selections_issued: self.selections.issued(),
+            bets: self.bets.to_vec(),
+            bets_issued: self.bets.issued(),
             delayed: self.delayed.iter().copied().collect(),
             quotes: self.quotes.values().cloned().collect(),
             quotes_issued: self.quotes_issued,
@@ -601,31 +817,41 @@ impl Book {
             .filter_map(|player| player.profile.as_ref().map(|profile| (profile.username.clone(), player.id)))
             .collect();
         let mut bets_by_account: Vec<Vec<BetId>> = vec![Vec::new(); parts.players.len()];
+        let mut closing_bets = BTreeSet::new();
+        let mut open_bets = 0;
         for bet in &parts.bets {
             if let Some(list) = bets_by_account.get_mut(bet.account.index()) {
                 list.push(bet.id);
             }
+            if bet.status.is_open() {
+                open_bets += 1;
+            }
+            if let Some(at) = closed_alone_at(bet) {
+                closing_bets.insert((at, bet.id));
+            }
         }
-        let idempotency_order =
-            parts.idempotency.iter().map(|(account, key, remembered)| (remembered.at, *account, key.clone())).collect();
-        Book {
+        let closing_markets =
+            parts.markets.iter().filter_map(|market| market.closed_at.map(|closed| (closed, market.id))).collect();
+        let idempotency_order = parts.idempotency.iter().map(|(hash, remembered)| (remembered.at, *hash)).collect();
+        let mut book = Book {
             config: parts.config,
             now: parts.now,
             ledger: parts.ledger,
             players: parts.players,
-            events: parts.events,
-            markets: parts.markets,
-            selections: parts.selections,
-            bets: parts.bets,
+            events: Records::from_parts(parts.events_issued, parts.events, |event| event.id.index()),
+            markets: Records::from_parts(parts.markets_issued, parts.markets, |market| market.id.index()),
+            selections: Records::from_parts(parts.selections_issued, parts.selections, |selection| {
+                selection.id.index()
+            }),
+            bets: Records::from_parts(parts.bets_issued, parts.bets, |bet| bet.id.index()),
+            open_bets,
             delayed: parts.delayed.into_iter().collect(),
             quotes: parts.quotes.into_iter().map(|quote| (quote.id, quote)).collect(),
             quotes_issued: parts.quotes_issued,
-            idempotency: parts
-                .idempotency
-                .into_iter()
-                .map(|(account, key, remembered)| ((account, key), remembered))
-                .collect(),
+            idempotency: parts.idempotency.into_iter().collect(),
             idempotency_order,
+            closing_markets,
+            closing_bets,
             usernames,
             api_keys: parts.api_keys,
             bets_by_account,
@@ -633,7 +859,23 @@ impl Book {
             degraded: Degraded::from_parts(parts.degraded),
             fx: parts.fx,
             payment_refs: parts.payment_refs.into_iter().collect(),
-        }
+        };
+        // What a live book would have let leave by now has left (every command ends with
+        // `forget_closed`); entries still due are those a live book keeps waiting too.
+        book.closing_markets
+            .retain(|&(closed, _)| closed.saturating_add(book.config.resettlement_window_ms) > book.now);
+        book.closing_bets.retain(|&(closed, _)| closed.saturating_add(book.config.resettlement_window_ms) > book.now);
+        book
+    }
+}
+
+/// When a bet closed on its own, if it did: a cash-out at its settlement, a rejection after a
+/// delay at its placement (rejected bets leave a window after they were placed).
+pub(crate) fn closed_alone_at(bet: &Bet) -> Option<Timestamp> {
+    match bet.status {
+        crate::bet::BetStatus::CashedOut => bet.settlement.as_ref().map(|settlement| settlement.at),
+        crate::bet::BetStatus::Rejected => Some(bet.placed_at),
+        _ => None,
     }
 }
 

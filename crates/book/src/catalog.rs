@@ -118,8 +118,11 @@ pub struct Market {
     pub settlement_version: u32,
     /// The results in force, one per selection, when the market is settled or voided.
     pub results: Vec<SelectionResult>,
-    /// Every bet with a leg on this market, in placement order.
+    /// Every bet with a leg on this market still in the book, in placement order.
     pub bets: Vec<BetId>,
+    /// When the market was last settled or voided; `None` while it is not resulted. The
+    /// resettlement window runs from here (`Config::resettlement_window_ms`).
+    pub closed_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -210,6 +210,13 @@ pub enum Command {
     },
     /// Replaces the operator's exchange-rate table: 1 unit of `base` buys `rate` units of each
     /// listed currency. Risk settings are in the base currency.
+    /// Sets the resettlement window (`Config::resettlement_window_ms`): how long a closed
+    /// market, its settled bets and every transfer stay in the book. Journaled, so that every
+    /// replay decides with the window in force at the time (`serve --resettlement-window`
+    /// submits it at start when the book's differs).
+    SetResettlementWindow {
+        window_ms: u64,
+    },
     SetFxRates {
         base: Currency,
         rates: Vec<(Currency, ExchangeRate)>,
@@ -279,6 +286,7 @@ impl Command {
             Command::SetTradingMode { .. } => "set_trading_mode",
             Command::SetMarketThrottle { .. } => "set_market_throttle",
             Command::SetFxRates { .. } => "set_fx_rates",
+            Command::SetResettlementWindow { .. } => "set_resettlement_window",
             Command::Tick => "tick",
         }
     }

@@ -5,6 +5,19 @@ use domain::{Money, Ratio};
 
 use crate::ids::{Timestamp, MILLIS_PER_DAY, MILLIS_PER_SECOND};
 
+/// The book's idempotency window by default: 10 minutes.
+pub const IDEMPOTENCY_WINDOW_DEFAULT_MS: Timestamp = 10 * 60 * MILLIS_PER_SECOND;
+/// The resettlement window by default: 7 days, the longest a sportsbook usually corrects a
+/// result (a late disqualification, a data provider's correction) before it is final.
+pub const RESETTLEMENT_WINDOW_DEFAULT_MS: Timestamp = 7 * MILLIS_PER_DAY;
+/// The shortest resettlement window `SetResettlementWindow` accepts: one second.
+pub const RESETTLEMENT_WINDOW_MIN_MS: Timestamp = MILLIS_PER_SECOND;
+/// The longest: ten years (a window is a bound, not "for ever").
+pub const RESETTLEMENT_WINDOW_MAX_MS: Timestamp = 3_653 * MILLIS_PER_DAY;
+/// The window a snapshot written before the book was bounded decodes with: nothing leaves,
+/// so its journal replays exactly as it was decided.
+pub const RESETTLEMENT_WINDOW_NEVER_MS: Timestamp = u64::MAX / 4;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Smallest stake per line.
@@ -16,8 +29,17 @@ pub struct Config {
     /// Largest single deposit, in the base currency: a deposit in another currency is checked
     /// against it converted at the current rate, rounded down (`fx::AppliedRate::cap_in`).
     pub deposit_max: Money,
-    /// How long an idempotency key is remembered (at least 24 hours).
-    pub idempotency_retention_ms: Timestamp,
+    /// How long the book itself remembers an idempotency key (`IDEMPOTENCY_WINDOW_DEFAULT_MS`,
+    /// 10 minutes). Older retries are answered from the projector's read model, which keeps
+    /// the first reply of every keyed command for the full retention; the window must exceed
+    /// the projector's largest allowed lag, so that a key is in the read model before the book
+    /// forgets it (`../../ARCHITECTURE.md`, "Idempotency: the book's window and the read model").
+    pub idempotency_window_ms: Timestamp,
+    /// How long a settled or voided market (and its bets, and every transfer) stays in the book
+    /// after it closed: an unsettle or void after it is refused (`resettlement_window_closed`)
+    /// and the market, its settled bets and their transfers leave the book
+    /// (`RESETTLEMENT_WINDOW_DEFAULT_MS`, 7 days; `serve --resettlement-window`).
+    pub resettlement_window_ms: Timestamp,
     /// How long a cash-out quote is valid.
     pub cashout_quote_ttl_ms: Timestamp,
     /// The house's margin taken off the fair value of a cash-out.
@@ -33,7 +55,8 @@ impl Default for Config {
             max_stake: Money::from_minor(1_000_000),
             max_payout: Money::from_minor(100_000_000),
             deposit_max: Money::from_minor(10_000_000),
-            idempotency_retention_ms: MILLIS_PER_DAY,
+            idempotency_window_ms: IDEMPOTENCY_WINDOW_DEFAULT_MS,
+            resettlement_window_ms: RESETTLEMENT_WINDOW_DEFAULT_MS,
             cashout_quote_ttl_ms: 5 * MILLIS_PER_SECOND,
             cashout_margin: Ratio::new(5, 100).unwrap_or(Ratio::ZERO),
             limit_increase_cooling_off_ms: MILLIS_PER_DAY,

@@ -73,12 +73,12 @@ pub struct DegradedParts {
 impl DegradedParts {
     /// Throttles are in market order, one per known market, with a rate in range and no more
     /// tokens than their burst: the one encoding of a valid state.
-    pub fn check_structure(&self, markets: usize) -> Result<(), String> {
+    pub fn check_structure(&self, market_held: &dyn Fn(u64) -> bool) -> Result<(), String> {
         let mut previous = 0;
         for throttle in &self.throttles {
             let rate_fits = (1..=MARKET_BETS_PER_SECOND_MAX).contains(&throttle.bets_per_second);
             if throttle.market.0 <= previous
-                || throttle.market.0 > markets as u64
+                || !market_held(throttle.market.0)
                 || !rate_fits
                 || throttle.tokens_milli > throttle.capacity_milli()
             {

@@ -328,15 +328,19 @@ impl FeedParts {
     /// Ids point inside the book's tables (`events`, `markets`, `selections` are their sizes)
     /// and every map is in its one canonical order, so that a decoded snapshot encodes back to
     /// the same bytes.
-    pub fn check_structure(&self, events: usize, markets: usize, selections: usize) -> Result<(), String> {
-        let known = |id: u64, count: usize| id >= 1 && id <= count as u64;
+    pub fn check_structure(
+        &self,
+        event_held: &dyn Fn(u64) -> bool,
+        market_held: &dyn Fn(u64) -> bool,
+        selection_held: &dyn Fn(u64) -> bool,
+    ) -> Result<(), String> {
         let mut names = BTreeSet::new();
         for provider in &self.providers {
             let lists = provider.markets.iter().chain(&provider.suspended).chain(&provider.delayed);
             if provider.name.is_empty()
                 || provider.recent.len() > FEED_DIGESTS_MAX
                 || !names.insert(provider.name.as_str())
-                || !lists.into_iter().all(|m| known(m.0, markets))
+                || !lists.into_iter().all(|m| market_held(m.0))
             {
                 return Err(format!("feed provider {:?} is unnamed, repeated or lists unknown markets", provider.name));
             }
@@ -347,13 +351,13 @@ impl FeedParts {
             && strictly_increasing(self.odds_stamps.iter().map(|(m, _, _)| m))
             && strictly_increasing(self.inactive.iter())
             && strictly_increasing(self.windows.iter().map(|(m, _)| m));
-        let ids_known = self.events.iter().all(|(_, _, id)| known(id.0, events))
-            && self.markets.iter().all(|(_, _, _, id)| known(id.0, markets))
-            && self.selections.iter().all(|(market, _, id)| known(market.0, markets) && known(id.0, selections))
-            && self.odds_stamps.iter().all(|(market, _, _)| known(market.0, markets))
-            && self.inactive.iter().all(|selection| known(selection.0, selections))
+        let ids_known = self.events.iter().all(|(_, _, id)| event_held(id.0))
+            && self.markets.iter().all(|(_, _, _, id)| market_held(id.0))
+            && self.selections.iter().all(|(market, _, id)| market_held(market.0) && selection_held(id.0))
+            && self.odds_stamps.iter().all(|(market, _, _)| market_held(market.0))
+            && self.inactive.iter().all(|selection| selection_held(selection.0))
             && self.windows.iter().all(|(market, windows)| {
-                known(market.0, markets)
+                market_held(market.0)
                     && !windows.is_empty()
                     && windows.len() <= FEED_CANCEL_WINDOWS_MAX
                     && windows.iter().all(|(from, to)| from < to)
@@ -366,6 +370,26 @@ impl FeedParts {
 }
 
 impl FeedBook {
+    /// Drops every trace of a market that left the book: a provider's later messages about it
+    /// find an unknown market (`unknown_market`, reported per item, never a panic).
+    pub(crate) fn forget_market(&mut self, market: MarketId) {
+        for provider in &mut self.providers {
+            for list in [&mut provider.markets, &mut provider.suspended, &mut provider.delayed] {
+                list.retain(|listed| *listed != market);
+            }
+        }
+        self.markets.retain(|_, id| *id != market);
+        self.selections.retain(|(owner, _), _| *owner != market);
+        self.odds_stamps.remove(&market);
+        self.delayed.remove(&market);
+    }
+
+    /// Drops the mapping of an event that left the book: a provider's fixture for it later
+    /// creates a new event.
+    pub(crate) fn forget_event(&mut self, event: EventId) {
+        self.events.retain(|_, id| *id != event);
+    }
+
     pub fn providers(&self) -> &[ProviderFeed] {
         &self.providers
     }

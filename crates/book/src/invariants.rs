@@ -22,36 +22,51 @@ impl BookParts {
                 None => Ok(()),
             }
         }
+        /// Held records: ids strictly increasing, none above the count issued.
+        fn held_ids<T>(items: &[T], issued: u64, id: impl Fn(&T) -> u64, what: &str) -> Result<Vec<u64>, String> {
+            let mut ids = Vec::with_capacity(items.len());
+            for item in items {
+                let id = id(item);
+                if id == 0 || id > issued || ids.last().is_some_and(|last| *last >= id) {
+                    return Err(format!("{what} {id} out of order or never issued"));
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        }
         in_order(&self.players, |player| player.id.0, "player")?;
-        in_order(&self.events, |event| event.id.0, "event")?;
-        in_order(&self.markets, |market| market.id.0, "market")?;
-        in_order(&self.selections, |selection| selection.id.0, "selection")?;
-        in_order(&self.bets, |bet| bet.id.0, "bet")?;
+        let event_ids = held_ids(&self.events, self.events_issued, |event| event.id.0, "event")?;
+        let market_ids = held_ids(&self.markets, self.markets_issued, |market| market.id.0, "market")?;
+        let selection_ids =
+            held_ids(&self.selections, self.selections_issued, |selection| selection.id.0, "selection")?;
+        let bet_ids = held_ids(&self.bets, self.bets_issued, |bet| bet.id.0, "bet")?;
         let known = |id: u64, count: usize| id >= 1 && id <= count as u64;
         let accounts = self.ledger.accounts().len();
-        let transfers = self.ledger.transfers().len();
-        let (events, markets, selections, bets) =
-            (self.events.len(), self.markets.len(), self.selections.len(), self.bets.len());
+        let transfers_issued = self.ledger.transfers().issued();
+        let event_held = |id: u64| event_ids.binary_search(&id).is_ok();
+        let market_held = |id: u64| market_ids.binary_search(&id).is_ok();
+        let selection_held = |id: u64| selection_ids.binary_search(&id).is_ok();
+        let bet_held = |id: u64| bet_ids.binary_search(&id).is_ok();
+        let transfer_issued = |id: u64| id >= 1 && id <= transfers_issued;
         for player in &self.players {
             if !known(player.cash.0, accounts) || !known(player.debt.0, accounts) {
                 return Err(format!("{} has unknown ledger accounts", player.id));
             }
         }
         for event in &self.events {
-            if !event.markets.iter().all(|market| known(market.0, markets)) {
+            if !event.markets.iter().all(|market| market_held(market.0)) {
                 return Err(format!("{} lists an unknown market", event.id));
             }
         }
         for market in &self.markets {
-            let selections_known = market.selections.iter().all(|selection| known(selection.0, selections))
-                && market.results.iter().all(|result| known(result.selection.0, selections));
-            if !known(market.event.0, events) || !selections_known || !market.bets.iter().all(|bet| known(bet.0, bets))
-            {
+            let selections_known = market.selections.iter().all(|selection| selection_held(selection.0))
+                && market.results.iter().all(|result| selection_held(result.selection.0));
+            if !event_held(market.event.0) || !selections_known || !market.bets.iter().all(|bet| bet_held(bet.0)) {
                 return Err(format!("{} refers to an unknown event, selection or bet", market.id));
             }
         }
         for selection in &self.selections {
-            if !known(selection.market.0, markets) {
+            if !market_held(selection.market.0) {
                 return Err(format!("{} is in an unknown market", selection.id));
             }
             let sorted = selection.liabilities.windows(2).all(|pair| pair[0].0 < pair[1].0);
@@ -72,13 +87,16 @@ impl BookParts {
                 BetKind::Multiple => (2..=LEGS_MAX).contains(&bet.legs.len()),
                 BetKind::System(system) => bet.legs.len() == system.selections(),
             };
-            let legs_known = bet.legs.iter().all(|leg| {
-                known(leg.selection.0, selections) && known(leg.market.0, markets) && known(leg.event.0, events)
-            });
-            let transfers_known = bet.hold.is_none_or(|hold| known(hold.0, transfers))
+            let legs_known = bet
+                .legs
+                .iter()
+                .all(|leg| selection_held(leg.selection.0) && market_held(leg.market.0) && event_held(leg.event.0));
+            // A held bet's markets are held; its hold is an open transfer (so held), its
+            // settlement's transfers may have left already.
+            let transfers_known = bet.hold.is_none_or(|hold| self.ledger.is_open_pending(hold))
                 && bet.settlement.is_none_or(|settlement| {
-                    known(settlement.stake_posted.0, transfers)
-                        && settlement.payout_transfer.is_none_or(|payout| known(payout.0, transfers))
+                    transfer_issued(settlement.stake_posted.0)
+                        && settlement.payout_transfer.is_none_or(|payout| transfer_issued(payout.0))
                 });
             if !known(bet.account.0, self.players.len()) || !legs_fit || !legs_known || !transfers_known {
                 return Err(format!("{} refers to unknown ids or has legs its kind cannot take", bet.id));
@@ -87,24 +105,24 @@ impl BookParts {
                 return Err(format!("{} has a stake that is not positive", bet.id));
             }
         }
-        if let Some((_, bet)) = self.delayed.iter().find(|(_, bet)| !known(bet.0, bets)) {
+        if let Some((_, bet)) = self.delayed.iter().find(|(_, bet)| !bet_held(bet.0)) {
             return Err(format!("delayed {bet} does not exist"));
         }
-        if let Some(quote) = self.quotes.iter().find(|quote| !known(quote.bet.0, bets)) {
+        if let Some(quote) = self.quotes.iter().find(|quote| !bet_held(quote.bet.0)) {
             return Err(format!("{} quotes an unknown bet", quote.id));
         }
-        // Idempotency keys: one entry per (account, key), in the order they were stored (expiry
-        // walks them front to back). The account may be unknown: a refusal is remembered too.
+        // Idempotency keys: one entry per key hash, in the order they were stored (expiry
+        // walks them front to back).
         let mut keys = std::collections::BTreeSet::new();
         let mut stored_at = 0;
-        for (account, key, remembered) in &self.idempotency {
-            if !keys.insert((account.0, key.as_str())) || remembered.at < stored_at {
-                return Err(format!("idempotency key {key:?} of {account} repeated or out of order"));
+        for (hash, remembered) in &self.idempotency {
+            if !keys.insert(*hash) || remembered.at < stored_at {
+                return Err(format!("idempotency key {hash:032x} repeated or out of order"));
             }
             stored_at = remembered.at;
         }
-        self.feed.check_structure(events, markets, selections)?;
-        self.degraded.check_structure(markets)?;
+        self.feed.check_structure(&event_held, &market_held, &selection_held)?;
+        self.degraded.check_structure(&market_held)?;
         // In their one order, each once, of known accounts.
         if !self.payment_refs.windows(2).all(|pair| pair[0] < pair[1]) {
             return Err("payment references out of order or repeated".to_string());
@@ -121,8 +139,11 @@ impl Book {
     pub fn check_invariants(&self) -> Result<(), String> {
         self.ledger.verify()?;
         self.check_feed_invariants()?;
-        let mut liability = vec![0i64; self.selections.len()];
-        let mut liabilities: Vec<Vec<(domain::Currency, Money)>> = vec![Vec::new(); self.selections.len()];
+        let mut liability: std::collections::BTreeMap<crate::ids::SelectionId, i64> =
+            self.selections.iter().map(|selection| (selection.id, 0)).collect();
+        let mut liabilities: std::collections::BTreeMap<crate::ids::SelectionId, Vec<(domain::Currency, Money)>> =
+            self.selections.iter().map(|selection| (selection.id, Vec::new())).collect();
+        let mut open_bets = 0;
         let mut pending_stakes = vec![0i64; self.players.len()];
         for bet in &self.bets {
             let open = bet.status.is_open();
@@ -137,6 +158,7 @@ impl Book {
                 return Err(format!("{} is {} but carries a settlement", bet.id, bet.status.as_str()));
             }
             if open {
+                open_bets += 1;
                 pending_stakes[bet.account.index()] += bet.total_stake.minor();
                 let pricing = price(bet.kind, &bet.legs, bet.each_way, bet.stake_per_line);
                 let currency = self.players[bet.account.index()].currency;
@@ -148,12 +170,21 @@ impl Book {
                 }
                 let base = pricing.base_liability(&bet.fx, currency);
                 for ((leg, added), added_base) in bet.legs.iter().zip(pricing.liability).zip(base) {
-                    liability[leg.selection.index()] += added_base;
-                    shift_currency_liability(&mut liabilities[leg.selection.index()], currency, added);
+                    let (Some(sum), Some(list)) =
+                        (liability.get_mut(&leg.selection), liabilities.get_mut(&leg.selection))
+                    else {
+                        return Err(format!("{} has a leg on {}, which is not held", bet.id, leg.selection));
+                    };
+                    *sum += added_base;
+                    shift_currency_liability(list, currency, added);
                 }
             }
         }
-        for (selection, expected) in self.selections.iter().zip(&liabilities) {
+        if open_bets != self.open_bets {
+            return Err(format!("{} bets are open but the book counts {}", open_bets, self.open_bets));
+        }
+        self.check_window_invariants()?;
+        for (selection, expected) in self.selections.iter().zip(liabilities.values()) {
             if selection.liabilities != *expected {
                 return Err(format!(
                     "{} liabilities {:?} but its open bets add up to {expected:?}",
@@ -161,7 +192,7 @@ impl Book {
                 ));
             }
         }
-        for (selection, expected) in self.selections.iter().zip(&liability) {
+        for (selection, expected) in self.selections.iter().zip(liability.values()) {
             if selection.liability.minor() != *expected {
                 return Err(format!(
                     "{} liability {} but its open bets add up to {expected}",
@@ -213,6 +244,42 @@ impl Book {
             if found.status != BetStatus::Pending || found.delay_until != Some(*due) {
                 return Err(format!("delayed {bet} is {} due {:?}", found.status.as_str(), found.delay_until));
             }
+        }
+        Ok(())
+    }
+
+    /// The resettlement window holds: nothing past it that could leave is still held, every
+    /// held record refers only to held ones, and the closing queues list what will leave.
+    fn check_window_invariants(&self) -> Result<(), String> {
+        for market in &self.markets {
+            if let Some(closed) = market.closed_at {
+                let past = self.window_closed(closed);
+                if past && market.bets.is_empty() {
+                    return Err(format!("{} is past its resettlement window without bets but held", market.id));
+                }
+                if !past && !self.closing_markets.contains(&(closed, market.id)) {
+                    return Err(format!("{} closed at {closed} but is not waiting out its window", market.id));
+                }
+            }
+            if !market.bets.iter().all(|bet| self.bets.contains(bet.index())) {
+                return Err(format!("{} lists a bet that left the book", market.id));
+            }
+            if !self.events.contains(market.event.index()) {
+                return Err(format!("{} belongs to an event that left the book", market.id));
+            }
+        }
+        for bet in &self.bets {
+            if let Some(closed) = crate::book::closed_alone_at(bet) {
+                if self.window_closed(closed) {
+                    return Err(format!("{} closed at {closed}, past its window, but is held", bet.id));
+                }
+            }
+            if !bet.legs.iter().all(|leg| self.markets.contains(leg.market.index())) {
+                return Err(format!("{} has a leg on a market that left the book", bet.id));
+            }
+        }
+        if self.closing_markets.len() > self.markets.len() || self.closing_bets.len() > self.bets.len() {
+            return Err("the closing queues list more than the book holds".to_string());
         }
         Ok(())
     }

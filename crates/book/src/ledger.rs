@@ -8,11 +8,12 @@
 //! and may. `Ledger::verify` recomputes every total from the transfer log: the totals are a
 //! cache of the postings, never a second source of truth.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use domain::{Currency, Money};
 
 use crate::ids::{AccountId, LedgerAccountId, Timestamp, TransferId};
+use crate::records::Records;
 
 /// What a ledger account stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,16 +140,35 @@ pub struct TransferRequest {
     pub reference: u64,
 }
 
+/// What transfers that left the ledger added to one account's totals (`Ledger::folded`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Folded {
+    pub debits_posted: i64,
+    pub credits_posted: i64,
+    pub debits_pending: i64,
+    pub credits_pending: i64,
+    pub debits_pending_stakes: i64,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
     accounts: Vec<LedgerAccount>,
-    transfers: Vec<Transfer>,
-    /// For each player account (cash or debt), the transfers that touch it, oldest first: the
-    /// player's statement without scanning the whole log. Derived; rebuilt when restored.
+    /// For each account, the sum of what every transfer that left the ledger did to its
+    /// totals: the running totals are always `folded` plus the transfers still held, which is
+    /// what `verify` checks without the history.
+    folded: Vec<Folded>,
+    /// The transfers still held: open pending ones, and the rest until their resettlement
+    /// window passed (`Ledger::forget_until`).
+    transfers: Records<Transfer>,
+    /// Transfers with ids up to this one were considered for leaving (ids and times grow
+    /// together, so this is a cursor over time).
+    swept: u64,
+    /// For each player account (cash or debt), the held transfers that touch it, oldest
+    /// first: the player's recent statement without scanning the log. Derived; rebuilt when
+    /// restored.
     postings: Vec<Vec<TransferId>>,
-    /// Pending transfers not yet posted or voided: bit `index` of the transfer id. A bitset
-    /// because ids are dense and this is on the hot path of every bet.
-    open_pending: Vec<u64>,
+    /// Pending transfers not yet posted or voided.
+    open_pending: BTreeSet<TransferId>,
     /// House and payment-clearing accounts, one pair per currency, created on first use.
     system: BTreeMap<Currency, (LedgerAccountId, LedgerAccountId)>,
 }
@@ -156,6 +176,7 @@ pub struct Ledger {
 impl Ledger {
     pub fn open_account(&mut self, kind: AccountKind, currency: Currency) -> LedgerAccountId {
         let id = LedgerAccountId(self.accounts.len() as u64 + 1);
+        self.folded.push(Folded::default());
         self.accounts.push(LedgerAccount {
             id,
             kind,
@@ -197,36 +218,75 @@ impl Ledger {
         &self.accounts
     }
 
-    pub fn transfers(&self) -> &[Transfer] {
+    /// The transfers still held, in id order (`transfers().issued()` counts every one ever).
+    pub fn transfers(&self) -> &Records<Transfer> {
         &self.transfers
     }
 
+    /// A held transfer; `None` for one that never existed or has left the ledger.
     pub fn transfer(&self, id: TransferId) -> Option<&Transfer> {
         self.transfers.get(id.index())
     }
 
+    /// What the transfers that left added to each account, by account index.
+    pub fn folded(&self) -> &[Folded] {
+        &self.folded
+    }
+
+    /// Transfers with ids up to this one were considered for leaving.
+    pub fn swept(&self) -> u64 {
+        self.swept
+    }
+
     pub fn is_open_pending(&self, id: TransferId) -> bool {
-        let index = id.index();
-        self.open_pending.get(index / 64).is_some_and(|word| word & (1 << (index % 64)) != 0)
+        self.open_pending.contains(&id)
     }
 
     pub fn open_pending(&self) -> impl Iterator<Item = TransferId> + '_ {
-        self.open_pending.iter().enumerate().flat_map(|(word_index, word)| {
-            (0..64)
-                .filter(move |bit| word & (1u64 << bit) != 0)
-                .map(move |bit| TransferId((word_index * 64 + bit) as u64 + 1))
-        })
+        self.open_pending.iter().copied()
     }
 
     fn set_open(&mut self, id: TransferId, open: bool) {
-        let index = id.index();
-        if self.open_pending.len() <= index / 64 {
-            self.open_pending.resize(index / 64 + 1, 0);
-        }
         if open {
-            self.open_pending[index / 64] |= 1 << (index % 64);
+            self.open_pending.insert(id);
         } else {
-            self.open_pending[index / 64] &= !(1 << (index % 64));
+            self.open_pending.remove(&id);
+        }
+    }
+
+    /// Lets every transfer stamped at or before `cutoff` leave, except open pending ones (a
+    /// pending transfer leaves with the transfer that resolves it). What each one did to its
+    /// accounts is added to `folded`, so balances and `verify` are unchanged.
+    pub(crate) fn forget_until(&mut self, cutoff: Timestamp) {
+        while self.swept < self.transfers.issued() {
+            let index = self.swept as usize;
+            let Some(transfer) = self.transfers.get(index) else {
+                self.swept += 1;
+                continue;
+            };
+            if transfer.timestamp > cutoff {
+                break;
+            }
+            let (id, kind) = (transfer.id, transfer.kind);
+            self.swept += 1;
+            if let TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) = kind {
+                self.forget(pending);
+            }
+            if !self.open_pending.contains(&id) {
+                self.forget(id);
+            }
+        }
+    }
+
+    fn forget(&mut self, id: TransferId) {
+        let Some(transfer) = self.transfers.remove(id.index()) else { return };
+        add_effect(&mut self.folded, &transfer);
+        for account in [transfer.debit, transfer.credit] {
+            if let Some(list) = self.postings.get_mut(account.index()) {
+                if let Ok(at) = list.binary_search(&id) {
+                    list.remove(at);
+                }
+            }
         }
     }
 
@@ -258,7 +318,9 @@ impl Ledger {
         if !self.is_open_pending(pending) {
             return Err(LedgerError::NotPending);
         }
-        let original = &self.transfers[pending.index()];
+        let Some(original) = self.transfers.get(pending.index()) else {
+            return Err(LedgerError::NotPending);
+        };
         let request = TransferRequest {
             debit: original.debit,
             credit: original.credit,
@@ -291,7 +353,7 @@ impl Ledger {
         if adds_debit && !debit.kind.may_go_negative() && debit.available() < amount {
             return Err(LedgerError::InsufficientFunds);
         }
-        let id = TransferId(self.transfers.len() as u64 + 1);
+        let id = TransferId(self.transfers.issued() + 1);
         let is_stake = request.code == TransferCode::Stake;
         {
             let debit = &mut self.accounts[request.debit.index()];
@@ -363,60 +425,48 @@ impl Ledger {
         self.postings.get(account.index()).map_or(&[], Vec::as_slice)
     }
 
-    /// Rebuilds every account total from the transfer log and checks it against the running
-    /// totals, that each currency's posted and pending balances sum to zero, and that no
-    /// player cash is negative. Returns a description of the first violation.
+    /// Rebuilds every account total from what left the ledger (`folded`) and the transfers
+    /// it holds, and checks it against the running totals; that each currency's posted and
+    /// pending balances sum to zero; that every resolution of a held pending transfer finds
+    /// it open; and that no player cash is negative. Returns the first violation.
     pub fn verify(&self) -> Result<(), String> {
-        let mut rebuilt: Vec<LedgerAccount> = self
-            .accounts
-            .iter()
-            .map(|account| LedgerAccount {
-                debits_posted: 0,
-                credits_posted: 0,
-                debits_pending: 0,
-                credits_pending: 0,
-                debits_pending_stakes: 0,
-                ..account.clone()
-            })
-            .collect();
-        let mut open: BTreeMap<TransferId, ()> = BTreeMap::new();
-        for (index, transfer) in self.transfers.iter().enumerate() {
-            if transfer.id.index() != index {
-                return Err(format!("transfer {} stored at index {index}", transfer.id));
+        if self.folded.len() != self.accounts.len() {
+            return Err(format!("{} folded totals for {} accounts", self.folded.len(), self.accounts.len()));
+        }
+        let mut rebuilt = self.folded.clone();
+        let mut open: BTreeSet<TransferId> = BTreeSet::new();
+        let mut previous = 0;
+        for transfer in &self.transfers {
+            if transfer.id.0 <= previous || transfer.id.0 > self.transfers.issued() {
+                return Err(format!("transfer {} out of order", transfer.id));
             }
-            let amount = transfer.amount.minor();
-            let stake = transfer.code == TransferCode::Stake;
-            let (debit, credit) = (transfer.debit.index(), transfer.credit.index());
+            previous = transfer.id.0;
             match transfer.kind {
-                TransferKind::Posted => {
-                    rebuilt[debit].debits_posted += amount;
-                    rebuilt[credit].credits_posted += amount;
-                }
                 TransferKind::Pending => {
-                    rebuilt[debit].debits_pending += amount;
-                    rebuilt[debit].debits_pending_stakes += if stake { amount } else { 0 };
-                    rebuilt[credit].credits_pending += amount;
-                    open.insert(transfer.id, ());
+                    open.insert(transfer.id);
                 }
                 TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) => {
-                    if open.remove(&pending).is_none() {
+                    // A pending transfer that left was resolved before it left.
+                    if self.transfers.contains(pending.index()) && !open.remove(&pending) {
                         return Err(format!("transfer {} resolves {pending}, which is not open", transfer.id));
                     }
-                    rebuilt[debit].debits_pending -= amount;
-                    rebuilt[debit].debits_pending_stakes -= if stake { amount } else { 0 };
-                    rebuilt[credit].credits_pending -= amount;
-                    if matches!(transfer.kind, TransferKind::PostPending(_)) {
-                        rebuilt[debit].debits_posted += amount;
-                        rebuilt[credit].credits_posted += amount;
-                    }
                 }
+                TransferKind::Posted => {}
             }
+            add_effect(&mut rebuilt, transfer);
         }
-        if !open.keys().copied().eq(self.open_pending()) {
+        if !open.iter().eq(self.open_pending.iter()) {
             return Err("open pending transfers differ from the log".to_string());
         }
         for (stored, derived) in self.accounts.iter().zip(&rebuilt) {
-            if stored != derived {
+            let totals = Folded {
+                debits_posted: stored.debits_posted,
+                credits_posted: stored.credits_posted,
+                debits_pending: stored.debits_pending,
+                credits_pending: stored.credits_pending,
+                debits_pending_stakes: stored.debits_pending_stakes,
+            };
+            if totals != *derived {
                 return Err(format!("account {} totals {stored:?} differ from the postings {derived:?}", stored.id));
             }
             if !stored.kind.may_go_negative() && stored.available() < 0 {
@@ -440,27 +490,31 @@ impl Ledger {
         Ok(())
     }
 
-    /// Checks that a ledger's parts refer only to what they contain: ids in storage order,
-    /// every transfer between known accounts, every open or resolved pending transfer a known
-    /// earlier one. Run on decoded parts before `from_parts`, whose bitset and indexes, and
-    /// `verify`, index by these ids: a corrupt snapshot is then an error, never a panic or a
-    /// huge allocation.
-    pub fn check_parts(
-        accounts: &[LedgerAccount],
-        transfers: &[Transfer],
-        open_pending: &[TransferId],
-        system: &[(Currency, LedgerAccountId, LedgerAccountId)],
-    ) -> Result<(), String> {
+    /// Checks that a ledger's parts refer only to what they contain: accounts in storage
+    /// order with one folded total each, held transfers in increasing id order below the count
+    /// issued, between known accounts, every resolution naming an earlier transfer, every open
+    /// pending transfer a held one. Run on decoded parts before `from_parts`, whose indexes
+    /// and `verify` index by these ids: a corrupt snapshot is then an error, never a panic.
+    pub fn check_parts(parts: &LedgerParts) -> Result<(), String> {
+        let accounts = &parts.accounts;
         let account_known = |id: LedgerAccountId| id.0 >= 1 && id.0 <= accounts.len() as u64;
         for (index, account) in accounts.iter().enumerate() {
             if account.id.index() != index || account.id.0 == 0 {
                 return Err(format!("ledger account {} stored at index {index}", account.id));
             }
         }
-        for (index, transfer) in transfers.iter().enumerate() {
-            if transfer.id.index() != index || transfer.id.0 == 0 {
-                return Err(format!("transfer {} stored at index {index}", transfer.id));
+        if parts.folded.len() != accounts.len() {
+            return Err(format!("{} folded totals for {} ledger accounts", parts.folded.len(), accounts.len()));
+        }
+        if parts.swept > parts.transfers_issued {
+            return Err(format!("transfers swept up to {} of {}", parts.swept, parts.transfers_issued));
+        }
+        let mut previous = 0;
+        for transfer in &parts.transfers {
+            if transfer.id.0 <= previous || transfer.id.0 > parts.transfers_issued {
+                return Err(format!("transfer {} out of order or never issued", transfer.id));
             }
+            previous = transfer.id.0;
             if !account_known(transfer.debit) || !account_known(transfer.credit) {
                 return Err(format!("transfer {} moves money between unknown accounts", transfer.id));
             }
@@ -470,33 +524,45 @@ impl Ledger {
                 }
             }
         }
-        if let Some(id) = open_pending.iter().find(|id| id.0 == 0 || id.0 > transfers.len() as u64) {
-            return Err(format!("open pending transfer {id} does not exist"));
+        let held = |id: TransferId| parts.transfers.binary_search_by_key(&id, |transfer| transfer.id).is_ok();
+        if let Some(id) = parts.open_pending.iter().find(|id| !held(**id)) {
+            return Err(format!("open pending transfer {id} is not held"));
         }
-        if system.iter().any(|(_, house, clearing)| !account_known(*house) || !account_known(*clearing)) {
+        if !parts.open_pending.windows(2).all(|pair| pair[0] < pair[1]) {
+            return Err("open pending transfers out of order".to_string());
+        }
+        if parts.system.iter().any(|(_, house, clearing)| !account_known(*house) || !account_known(*clearing)) {
             return Err("a house or clearing account does not exist".to_string());
         }
         Ok(())
     }
 
-    /// Restores a ledger from its parts (used by snapshot decoding); `verify` checks it.
-    pub fn from_parts(
-        accounts: Vec<LedgerAccount>,
-        transfers: Vec<Transfer>,
-        open_pending: Vec<TransferId>,
-        system: Vec<(Currency, LedgerAccountId, LedgerAccountId)>,
-    ) -> Ledger {
-        let mut ledger = Ledger {
-            accounts,
-            transfers: Vec::new(),
-            postings: Vec::new(),
-            open_pending: Vec::new(),
-            system: system.into_iter().map(|(currency, house, clearing)| (currency, (house, clearing))).collect(),
-        };
-        for id in open_pending {
-            ledger.set_open(id, true);
+    /// Every part of the ledger, for snapshots.
+    pub fn to_parts(&self) -> LedgerParts {
+        LedgerParts {
+            accounts: self.accounts.clone(),
+            folded: self.folded.clone(),
+            transfers: self.transfers.to_vec(),
+            transfers_issued: self.transfers.issued(),
+            swept: self.swept,
+            open_pending: self.open_pending.iter().copied().collect(),
+            system: self.system_currencies().collect(),
         }
-        for transfer in &transfers {
+    }
+
+    /// Restores a ledger from its parts (used by snapshot decoding); `check_parts` first,
+    /// `verify` after.
+    pub fn from_parts(parts: LedgerParts) -> Ledger {
+        let mut ledger = Ledger {
+            accounts: parts.accounts,
+            folded: parts.folded,
+            transfers: Records::default(),
+            swept: parts.swept,
+            postings: Vec::new(),
+            open_pending: parts.open_pending.into_iter().collect(),
+            system: parts.system.into_iter().map(|(currency, house, clearing)| (currency, (house, clearing))).collect(),
+        };
+        for transfer in &parts.transfers {
             for account in [transfer.debit, transfer.credit] {
                 let kind = ledger.accounts.get(account.index()).map(|account| account.kind);
                 if matches!(kind, Some(AccountKind::PlayerCash(_) | AccountKind::PlayerDebt(_))) {
@@ -504,7 +570,52 @@ impl Ledger {
                 }
             }
         }
-        ledger.transfers = transfers;
+        ledger.transfers = Records::from_parts(parts.transfers_issued, parts.transfers, |transfer| transfer.id.index());
         ledger
+    }
+}
+
+/// Every part of a ledger, for snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerParts {
+    pub accounts: Vec<LedgerAccount>,
+    /// One per account.
+    pub folded: Vec<Folded>,
+    /// The held transfers, in id order.
+    pub transfers: Vec<Transfer>,
+    pub transfers_issued: u64,
+    pub swept: u64,
+    /// Sorted.
+    pub open_pending: Vec<TransferId>,
+    pub system: Vec<(Currency, LedgerAccountId, LedgerAccountId)>,
+}
+
+/// Adds what `transfer` does to its two accounts' totals.
+fn add_effect(totals: &mut [Folded], transfer: &Transfer) {
+    let amount = transfer.amount.minor();
+    let stake = if transfer.code == TransferCode::Stake { amount } else { 0 };
+    let (debit, credit) = (transfer.debit.index(), transfer.credit.index());
+    if debit >= totals.len() || credit >= totals.len() {
+        return;
+    }
+    match transfer.kind {
+        TransferKind::Posted => {
+            totals[debit].debits_posted += amount;
+            totals[credit].credits_posted += amount;
+        }
+        TransferKind::Pending => {
+            totals[debit].debits_pending += amount;
+            totals[debit].debits_pending_stakes += stake;
+            totals[credit].credits_pending += amount;
+        }
+        TransferKind::PostPending(_) | TransferKind::VoidPending(_) => {
+            totals[debit].debits_pending -= amount;
+            totals[debit].debits_pending_stakes -= stake;
+            totals[credit].credits_pending -= amount;
+            if matches!(transfer.kind, TransferKind::PostPending(_)) {
+                totals[debit].debits_posted += amount;
+                totals[credit].credits_posted += amount;
+            }
+        }
     }
 }

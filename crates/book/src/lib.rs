@@ -22,12 +22,13 @@ mod invariants;
 mod ledger;
 mod placement;
 mod player;
+mod records;
 mod rejection;
 mod settlement;
 mod trading;
 
 pub use bet::{lines, Bet, BetKind, BetStatus, Leg, Line, PricePolicy, PriceTaken, Settlement, SystemKind};
-pub use book::{payment_ref_hash, Book, BookParts, Quote, Remembered, Wallet};
+pub use book::{idempotency_key_hash, payment_ref_hash, Book, BookParts, BookSizes, Quote, Remembered, Wallet};
 pub use calendar::Period;
 pub use catalog::{
     EachWayTerms, Event, EventState, Market, MarketRisk, MarketStatus, Outcome, Selection, SelectionResult,
@@ -36,7 +37,10 @@ pub use command::{
     Command, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, PlaceBet,
     ResultRequest,
 };
-pub use config::Config;
+pub use config::{
+    Config, IDEMPOTENCY_WINDOW_DEFAULT_MS, RESETTLEMENT_WINDOW_DEFAULT_MS, RESETTLEMENT_WINDOW_MAX_MS,
+    RESETTLEMENT_WINDOW_MIN_MS, RESETTLEMENT_WINDOW_NEVER_MS,
+};
 pub use degraded::{Degraded, DegradedParts, Throttle, TradingMode};
 pub use event::{Ack, BookEvent, Reply};
 pub use feed::{
@@ -49,6 +53,7 @@ pub use ids::{
     AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId,
     MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
-pub use ledger::{AccountKind, Ledger, LedgerAccount, Transfer, TransferCode, TransferKind};
+pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};
+pub use records::Records;
 pub use rejection::{intern_code, intern_reason, Rejection, CODES, REASONS};

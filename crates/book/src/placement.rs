@@ -346,7 +346,7 @@ impl Book {
         self.admit_to_markets(&legs)?;
 
         // Every check passed: commit.
-        let id = BetId(self.bets.len() as u64 + 1);
+        let id = BetId(self.bets.issued() + 1);
         let house = self.ledger.house(currency);
         let request = TransferRequest {
             debit: cash,
@@ -370,6 +370,7 @@ impl Book {
             self.bets_by_account.resize_with(place.account.index() + 1, Vec::new);
         }
         self.bets_by_account[place.account.index()].push(id);
+        self.open_bets += 1;
         self.bets.push(Bet {
             id,
             account: place.account,
@@ -499,6 +500,10 @@ impl Book {
         debug_assert_eq!(found.status, BetStatus::Pending);
         found.status = BetStatus::Rejected;
         found.rejection = Some(rejection.code());
+        let placed_at = found.placed_at;
+        self.open_bets = self.open_bets.saturating_sub(1);
+        self.bet_closed_alone(bet, placed_at);
+        let found = &mut self.bets[bet.index()];
         let due = found.delay_until.take();
         let (account, hold, stake) = (found.account, found.hold.take(), found.total_stake);
         if let Some(due) = due {

@@ -66,6 +66,9 @@ pub enum Rejection {
     /// The account was credited with this payment reference already: a provider's payment
     /// credits at most once.
     DuplicatePaymentRef,
+    /// The market closed longer ago than the resettlement window (`Config::resettlement_window_ms`):
+    /// its results are final and it may have left the book.
+    ResettlementWindowClosed,
 }
 
 impl Rejection {
@@ -102,6 +105,7 @@ impl Rejection {
             Rejection::AmountTooLarge => "amount_too_large",
             Rejection::FxRateMissing => "fx_rate_missing",
             Rejection::DuplicatePaymentRef => "duplicate_payment_ref",
+            Rejection::ResettlementWindowClosed => "resettlement_window_closed",
         }
     }
 }
@@ -160,6 +164,7 @@ pub const REASONS: &[&str] = &[
     "payment reference missing",
     "payment reference too long",
     "place results need each-way terms",
+    "resettlement window out of range",
     "risk settings cannot be negative",
     "self-exclusion days out of range",
     "stake factor above 100",
@@ -214,6 +219,7 @@ pub const CODES: &[&str] = &[
     "amount_too_large",
     "fx_rate_missing",
     "duplicate_payment_ref",
+    "resettlement_window_closed",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {

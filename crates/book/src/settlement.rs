@@ -22,13 +22,26 @@ use crate::placement::price;
 use crate::rejection::Rejection;
 
 impl Book {
+    /// A market whose results may still change: held, and not past its resettlement window
+    /// (`resettlement_window_closed` otherwise, also for a market that already left the book).
+    fn resultable_market(&self, market: MarketId) -> Result<&crate::catalog::Market, Rejection> {
+        if self.markets.is_forgotten(market.index()) {
+            return Err(Rejection::ResettlementWindowClosed);
+        }
+        let found = self.markets.get(market.index()).ok_or(Rejection::UnknownMarket)?;
+        if found.closed_at.is_some_and(|closed| self.window_closed(closed)) {
+            return Err(Rejection::ResettlementWindowClosed);
+        }
+        Ok(found)
+    }
+
     pub(crate) fn settle_market(
         &mut self,
         market: MarketId,
         requests: &[ResultRequest],
         events: &mut Vec<BookEvent>,
     ) -> Reply {
-        let found = self.markets.get(market.index()).ok_or(Rejection::UnknownMarket)?;
+        let found = self.resultable_market(market)?;
         if requests.len() > RESULTS_MAX {
             return Err(Rejection::InvalidRequest { reason: "too many results" });
         }
@@ -76,7 +89,7 @@ impl Book {
     }
 
     pub(crate) fn void_market(&mut self, market: MarketId, events: &mut Vec<BookEvent>) -> Reply {
-        let found = self.markets.get(market.index()).ok_or(Rejection::UnknownMarket)?;
+        let found = self.resultable_market(market)?;
         match found.status {
             MarketStatus::Voided => return Ok(Ack::Settled { bets: 0 }),
             MarketStatus::Settled => return Err(Rejection::AlreadySettled),
@@ -111,6 +124,7 @@ impl Book {
         found.results = results;
         let bets = found.bets.clone();
         self.change_market_status(market, status, events);
+        self.set_market_closed(market, true);
         let mut changed = 0;
         for bet in bets {
             if self.bets[bet.index()].status == BetStatus::Pending {
@@ -216,7 +230,7 @@ impl Book {
     }
 
     pub(crate) fn unsettle_market(&mut self, market: MarketId, events: &mut Vec<BookEvent>) -> Reply {
-        let found = self.markets.get(market.index()).ok_or(Rejection::UnknownMarket)?;
+        let found = self.resultable_market(market)?;
         if !found.status.is_resulted() {
             return Err(Rejection::NotSettled);
         }
@@ -227,6 +241,7 @@ impl Book {
         let bets = found.bets.clone();
         // Results are withdrawn; no bets until the market is resettled or reopened.
         self.change_market_status(market, MarketStatus::Closed, events);
+        self.set_market_closed(market, false);
         let mut changed = 0;
         for bet in bets {
             if self.feed.in_cancel_window(market, self.bets[bet.index()].placed_at) {
@@ -355,6 +370,11 @@ impl Book {
         let found = &mut self.bets[bet.index()];
         found.status = status;
         found.settlement = Some(Settlement { payout, stake_posted, payout_transfer, at: now });
+        self.open_bets = self.open_bets.saturating_sub(1);
+        if status == BetStatus::CashedOut {
+            self.bet_closed_alone(bet, now);
+        }
+        let found = &mut self.bets[bet.index()];
         found.settlement_count += 1;
         found.cashout_quote = None;
         self.players[account.index()].record(now, 0, 0, -payout.minor());
@@ -419,6 +439,7 @@ impl Book {
         let found = &mut self.bets[bet.index()];
         found.hold = hold;
         found.status = BetStatus::Accepted;
+        self.open_bets += 1;
         self.players[account.index()].record(now, 0, 0, settlement.payout.minor());
         self.add_liability(bet, 1, events);
         events.push(BookEvent::BetStatusChanged { bet, account, status: BetStatus::Accepted, payout: Money::ZERO });

@@ -32,7 +32,7 @@ impl Book {
         if competition.len() > NAME_BYTES_MAX {
             return Err(Rejection::InvalidRequest { reason: "names are 1 to 200 bytes" });
         }
-        let id = EventId(self.events.len() as u64 + 1);
+        let id = EventId(self.events.issued() + 1);
         self.events.push(Event {
             id,
             name: name.to_string(),
@@ -81,10 +81,10 @@ impl Book {
             }
         }
         let in_play = parent.state == EventState::InPlay;
-        let id = MarketId(self.markets.len() as u64 + 1);
+        let id = MarketId(self.markets.issued() + 1);
         let mut selection_ids = Vec::with_capacity(selections.len());
         for selection in selections {
-            let selection_id = SelectionId(self.selections.len() as u64 + 1);
+            let selection_id = SelectionId(self.selections.issued() + 1);
             self.selections.push(Selection {
                 id: selection_id,
                 market: id,
@@ -109,6 +109,7 @@ impl Book {
             settlement_version: 0,
             results: Vec::new(),
             bets: Vec::new(),
+            closed_at: None,
         });
         self.events[event.index()].markets.push(id);
         events.push(BookEvent::MarketCreated { market: id });

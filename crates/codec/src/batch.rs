@@ -10,10 +10,10 @@ use book::Command;
 use crate::wire::{DecodeError, Reader, Wire};
 
 /// Version 3: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`.
-/// Version 2 added the `SetFxRates` command; version 3 added the feed items `Announce`,
-/// `Markets`, `CancelWindow` and `RollbackCancel` and feed messages without a sequence
-/// (`sequence` 0, de-duplicated by content). Older batches are the same layout without them,
-/// so all decode.
+/// Version 2 added the `SetFxRates` command; version 3 added `SetResettlementWindow`, the feed
+/// items `Announce`, `Markets`, `CancelWindow` and `RollbackCancel` and feed messages without a
+/// sequence (`sequence` 0, de-duplicated by content). Older batches are the same layout without
+/// them, so all decode.
 pub const BATCH_FORMAT_VERSION: u8 = 3;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
@@ -65,6 +65,9 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     }
     if version < 3 && commands.iter().any(uses_version_3_feed) {
         return Err(input.error("a version 3 feed message in an older batch"));
+    }
+    if version < 3 && commands.iter().any(|command| matches!(command, Command::SetResettlementWindow { .. })) {
+        return Err(input.error("a resettlement window in a version 1 or 2 batch"));
     }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands })
@@ -138,5 +141,15 @@ mod tests {
         );
         assert!(decode_batch(&with_version(2, &window)).is_err());
         assert_eq!(decode_batch(&with_version(3, &window)).expect("version 3").commands, window);
+    }
+
+    /// Version 3 also added `SetResettlementWindow`: refused in older batches.
+    #[test]
+    fn version_3_batches_carry_the_resettlement_window() {
+        let window = [Command::SetResettlementWindow { window_ms: 2_000 }];
+        assert_eq!(decode_batch(&with_version(3, &window)).expect("version 3").commands, window);
+        assert!(decode_batch(&with_version(2, &window)).is_err());
+        let tick = [Command::Tick];
+        assert_eq!(decode_batch(&with_version(2, &tick)).expect("version 2").commands, tick);
     }
 }

@@ -10,7 +10,7 @@ use book::{
     Rejection, Remembered, Reply, ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind,
     Transfer, TransferCode, TransferId, TransferKind, Usage,
 };
-use book::{AppliedRate, FxTable};
+use book::{AppliedRate, Folded, FxTable};
 use book::{DegradedParts, Throttle, TradingMode};
 use book::{
     FeedApplied, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, FeedOdds, FeedOutcome, FeedParts, FeedResult,
@@ -273,7 +273,8 @@ wire_struct!(Market {
     risk,
     settlement_version,
     results,
-    bets
+    bets,
+    closed_at
 });
 wire_struct!(Selection { id, market, name, price, price_version, liability, liabilities });
 wire_struct!(PendingLimit { value, effective_at });
@@ -307,6 +308,7 @@ wire_struct!(Profile { username, password_hash, date_of_birth, country, register
 wire_struct!(ApiKey { id, name, key_hash, scopes, revoked, created_at });
 wire_struct!(Quote { id, bet, amount, expires_at, price_versions });
 wire_struct!(Remembered { body_hash, reply, at });
+wire_struct!(Folded { debits_posted, credits_posted, debits_pending, credits_pending, debits_pending_stakes });
 wire_struct!(FeedMessage { provider, sequence, timestamp, items });
 wire_struct!(FeedSelection { id, name, price });
 wire_struct!(FeedOdds { market, prices, active });
@@ -461,7 +463,8 @@ wire_struct!(Config {
     max_stake,
     max_payout,
     deposit_max,
-    idempotency_retention_ms,
+    idempotency_window_ms,
+    resettlement_window_ms,
     cashout_quote_ttl_ms,
     cashout_margin,
     limit_increase_cooling_off_ms
@@ -579,6 +582,7 @@ impl Wire for Rejection {
             "account_frozen" => Rejection::AccountFrozen,
             "invalid_bet" => Rejection::InvalidBet { reason: decode_static(input, intern_reason)? },
             "idempotency_key_reused" => Rejection::IdempotencyKeyReused,
+            "resettlement_window_closed" => Rejection::ResettlementWindowClosed,
             "unknown_account" => Rejection::UnknownAccount,
             "unknown_event" => Rejection::UnknownEvent,
             "unknown_market" => Rejection::UnknownMarket,
@@ -854,6 +858,11 @@ impl Wire for Command {
                 base.encode(out);
                 rates.encode(out);
             }
+            // ---- the resettlement window (batch format 3) ----
+            Command::SetResettlementWindow { window_ms } => {
+                out.push(41);
+                window_ms.encode(out);
+            }
         }
     }
 
@@ -929,6 +938,7 @@ impl Wire for Command {
             27 => Command::SetTradingMode { pre_match_only: Wire::decode(d)?, cached_odds: Wire::decode(d)? },
             28 => Command::SetMarketThrottle { market: Wire::decode(d)?, bets_per_second: Wire::decode(d)? },
             40 => Command::SetFxRates { base: Wire::decode(d)?, rates: Wire::decode(d)? },
+            41 => Command::SetResettlementWindow { window_ms: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }
@@ -1028,6 +1038,7 @@ mod tests {
             Rejection::MarketThrottled { retry_after_ms: 250 },
             Rejection::FxRateMissing,
             Rejection::DuplicatePaymentRef,
+            Rejection::ResettlementWindowClosed,
         ];
         assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
         for rejection in &rejections {

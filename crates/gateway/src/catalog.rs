@@ -82,7 +82,7 @@ pub(crate) async fn list_events(
         .read(move |book| {
             // Event ids are dense from 1, so the events after the cursor's id start at that index.
             let start = after.map_or(0, |id| usize::try_from(id).unwrap_or(usize::MAX));
-            let mut matching = book.events().get(start..).unwrap_or_default().iter().filter(|event| {
+            let mut matching = book.events().range_from(start).filter(|event| {
                 sport.as_deref().is_none_or(|sport| event.sport.eq_ignore_ascii_case(sport))
                     && wanted.is_none_or(|wanted| event.state == wanted)
             });

@@ -285,6 +285,10 @@ pub enum AuditCommand {
         provider: String,
         stale: Option<String>,
     },
+    /// The resettlement window, in milliseconds (`serve --resettlement-window`).
+    SetResettlementWindow {
+        window_ms: u64,
+    },
     /// The operator's exchange-rate table: 1 unit of `base` = `rates[code]` units.
     SetFxRates {
         base: String,
@@ -630,6 +634,7 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
         Command::SetMarketThrottle { market, bets_per_second } => {
             AuditCommand::SetMarketThrottle { market_id: market.to_string(), bets_per_second: *bets_per_second }
         }
+        Command::SetResettlementWindow { window_ms } => AuditCommand::SetResettlementWindow { window_ms: *window_ms },
         Command::SetFxRates { base, rates } => AuditCommand::SetFxRates {
             base: base.to_string(),
             rates: rates.iter().map(|(currency, rate)| (currency.to_string(), rate.to_string())).collect(),
@@ -1115,8 +1120,13 @@ impl Window {
     }
 
     /// The indices of a time-ordered list that fall in the window.
-    fn rows<T>(self, rows: &[T], at: impl Fn(&T) -> Timestamp) -> Range<usize> {
-        rows.partition_point(|row| at(row) < self.start())..rows.partition_point(|row| at(row) < self.end())
+    /// The indexes of the held rows in the window (the book holds bets and transfers only
+    /// until their resettlement window passed; older history is the read models' job).
+    fn rows<T>(self, rows: &book::Records<T>, at: impl Fn(&T) -> Timestamp) -> Range<usize> {
+        let first_at_or_after = |time: Timestamp| {
+            rows.entries().find(|(_, row)| at(row) >= time).map_or(rows.issued() as usize, |(index, _)| index)
+        };
+        first_at_or_after(self.start())..first_at_or_after(self.end())
     }
 
     fn shown(self) -> (Option<String>, Option<String>) {
@@ -1248,7 +1258,7 @@ fn in_base(rate: Option<AppliedRate>, amount: Money, currency: Currency) -> Opti
 
 /// Accepted bets by the currency of their account.
 fn fold_placed(book: &Book, rows: Range<usize>, totals: &mut Totals<PlacedTotals>) {
-    for bet in &book.bets()[rows] {
+    for bet in book.bets().range(rows) {
         // Accepted at placement or when its in-play delay ended; a refused bet never stood.
         if matches!(bet.status, BetStatus::Pending | BetStatus::Rejected) {
             continue;
@@ -1297,7 +1307,7 @@ fn settlement_effect(transfer: &Transfer) -> Option<fn(&mut SettlementTotals, Mi
 /// their releases move no revenue.
 fn fold_settlements(book: &Book, rows: Range<usize>, totals: &mut Totals<SettlementTotals>) {
     let ledger = book.ledger();
-    for transfer in &ledger.transfers()[rows] {
+    for transfer in ledger.transfers().range(rows) {
         let Some(effect) = settlement_effect(transfer) else { continue };
         let currency = ledger.account(transfer.debit).currency;
         // Every settlement transfer's reference is its bet.

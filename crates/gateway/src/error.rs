@@ -91,6 +91,9 @@ impl ApiError {
             | Rejection::UsernameTaken => S::CONFLICT,
             // The payment was credited already: the same request again cannot succeed.
             Rejection::DuplicatePaymentRef => S::CONFLICT,
+            // The market's results are final: past its resettlement window (it may have left
+            // the book already). The same request cannot succeed later either.
+            Rejection::ResettlementWindowClosed => S::CONFLICT,
             Rejection::SelfExcluded | Rejection::TimedOut | Rejection::AccountFrozen => S::FORBIDDEN,
             Rejection::MarketThrottled { .. } => S::TOO_MANY_REQUESTS,
             Rejection::UnknownAccount

@@ -64,6 +64,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SizeLabels {
+    what: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SwitchLabels {
     switch: &'static str,
 }
@@ -306,6 +311,7 @@ struct Inner {
     book_inbox_depth: Gauge,
     book_stopped: Gauge,
     trading_mode: Family<SwitchLabels, Gauge>,
+    book_size: Family<SizeLabels, Gauge>,
     breaker_state: Family<DependencyLabels, Gauge>,
     breaker_opens: Family<DependencyLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
@@ -525,6 +531,14 @@ impl Metrics {
             "Degraded-mode switches of the book: 1 on, 0 off (pre_match_only, cached_odds)",
             trading_mode.clone(),
         );
+        let book_size = Family::<SizeLabels, Gauge>::default();
+        registry.register(
+            "sportsbook_book_size",
+            "What the book holds, after the last batch: open_bets, closed_bets (settled, cashed out or rejected, \
+             waiting out the resettlement window), markets, events, transfers, idempotency_keys (within the book's \
+             window); bets_issued and transfers_issued count every one ever",
+            book_size.clone(),
+        );
         let breaker_state = Family::<DependencyLabels, Gauge>::default();
         registry.register(
             "sportsbook_breaker_state",
@@ -585,6 +599,7 @@ impl Metrics {
             book_inbox_depth,
             book_stopped,
             trading_mode,
+            book_size,
             breaker_state,
             breaker_opens,
             http_requests,
@@ -707,6 +722,19 @@ impl Metrics {
             .get_or_create(&SwitchLabels { switch: "pre_match_only" })
             .set(i64::from(mode.pre_match_only));
         inner.trading_mode.get_or_create(&SwitchLabels { switch: "cached_odds" }).set(i64::from(mode.cached_odds));
+        let sizes = committed.book.sizes();
+        for (what, value) in [
+            ("open_bets", sizes.open_bets),
+            ("closed_bets", sizes.closed_bets),
+            ("bets_issued", sizes.bets_issued),
+            ("markets", sizes.markets),
+            ("events", sizes.events),
+            ("transfers", sizes.transfers),
+            ("transfers_issued", sizes.transfers_issued),
+            ("idempotency_keys", sizes.idempotency_keys),
+        ] {
+            inner.book_size.get_or_create(&SizeLabels { what }).set(value as i64);
+        }
         inner.book_batch_commands.observe(committed.commands as f64);
         inner.journal_sync_seconds.observe(committed.sync_nanos as f64 / 1e9);
         let replays =

@@ -727,7 +727,7 @@ pub(crate) fn exposure_page(
     // Market ids are dense from 1, so the markets after the cursor's id start at that index.
     let start = after.map_or(0, |id| usize::try_from(id).unwrap_or(usize::MAX));
     let base = book.fx().base;
-    let mut exposed = book.markets().get(start..).unwrap_or_default().iter().filter_map(|market| {
+    let mut exposed = book.markets().range_from(start).filter_map(|market| {
         market_liability(book, market).map(|liability| MarketExposureView {
             market_id: market.id.to_string(),
             event_id: market.event.to_string(),
@@ -929,8 +929,9 @@ pub(crate) async fn exposure(
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such market (`not_found`)", body = ApiError),
-        (status = 409, description = "Already settled with other results (`already_settled`), or a selection is not in \
-            the market (`selection_unavailable`)", body = ApiError),
+        (status = 409, description = "Already settled with other results (`already_settled`), a selection is not in \
+            the market (`selection_unavailable`), or the market closed longer ago than the resettlement window \
+            (`resettlement_window_closed`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
@@ -967,7 +968,9 @@ pub(crate) async fn settle_market(
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such market (`not_found`)", body = ApiError),
-        (status = 409, description = "The market is not settled (`not_settled`)", body = ApiError),
+        (status = 409, description = "The market is not settled (`not_settled`), or it was settled longer ago than \
+            the resettlement window (`serve --resettlement-window`, 7 days by default): its results are final \
+            (`resettlement_window_closed`)", body = ApiError),
         (status = 422, description = "Reopening its bets would take a balance, a debt or a liability past the \
             money maximum (`amount_too_large`); nothing changed", body = ApiError),
     ),
@@ -996,7 +999,8 @@ pub(crate) async fn unsettle_market(
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such market (`not_found`)", body = ApiError),
-        (status = 409, description = "The market is settled; unsettle it first (`already_settled`)", body = ApiError),
+        (status = 409, description = "The market is settled; unsettle it first (`already_settled`), or it closed \
+            longer ago than the resettlement window (`resettlement_window_closed`)", body = ApiError),
         (status = 422, description = "The refunds would take a balance past the money maximum \
             (`amount_too_large`); nothing changed", body = ApiError),
     ),

@@ -206,3 +206,52 @@ pub fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Parses a window: a whole number with a unit, `s`, `m`, `h` or `d` (`5s`, `90m`, `7d`), into
+/// milliseconds within the book's bounds (`book::RESETTLEMENT_WINDOW_MIN_MS` to `_MAX_MS`).
+pub fn parse_window(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?}: expected a number and a unit, e.g. 7d"))?;
+    let unit_ms = match unit {
+        "s" => book::MILLIS_PER_SECOND,
+        "m" => 60 * book::MILLIS_PER_SECOND,
+        "h" => book::MILLIS_PER_HOUR,
+        "d" => book::MILLIS_PER_DAY,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    let window = number.checked_mul(unit_ms).ok_or_else(|| format!("{text:?} is too long"))?;
+    if !(book::RESETTLEMENT_WINDOW_MIN_MS..=book::RESETTLEMENT_WINDOW_MAX_MS).contains(&window) {
+        return Err(format!("{text:?}: the window is 1s to 3653d"));
+    }
+    Ok(window)
+}
+
+/// Makes the book's resettlement window `window_ms`: a journaled command when the recovered
+/// book's differs (so that every replay, the snapshot follower and the projector decide with
+/// the window in force at the time), nothing otherwise.
+pub fn set_resettlement_window(engine: &engine::EngineHandle, window_ms: u64) -> anyhow::Result<()> {
+    let current = engine.read(|book| book.config().resettlement_window_ms)?;
+    if current != window_ms {
+        match engine.submit(book::Command::SetResettlementWindow { window_ms })? {
+            Ok(_) => tracing::info!(window_ms, previous_ms = current, "resettlement window set"),
+            Err(rejection) => anyhow::bail!("resettlement window refused: {rejection}"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod window_tests {
+    #[test]
+    fn windows_parse_with_their_unit_and_bounds() {
+        assert_eq!(super::parse_window("5s"), Ok(5_000));
+        assert_eq!(super::parse_window("7d"), Ok(7 * 86_400_000));
+        assert_eq!(super::parse_window("90m"), Ok(5_400_000));
+        assert!(super::parse_window("0s").is_err());
+        assert!(super::parse_window("7").is_err());
+        assert!(super::parse_window("7w").is_err());
+        assert!(super::parse_window("99999999999999999d").is_err());
+    }
+}

@@ -106,6 +106,12 @@ enum Commands {
         /// stale: `/readyz` then warns `fx_rates_stale` (the node stays ready).
         #[arg(long, default_value_t = gateway::FX_RATES_AGE_MAX.as_secs())]
         fx_rates_age_max: u64,
+        /// How long a settled or voided market, its settled bets and every transfer stay in the
+        /// book (`5s`, `90m`, `12h`, `7d`): an unsettle or void after it is refused (409
+        /// `resettlement_window_closed`), and they leave the book's memory and snapshots (the
+        /// read models keep the history). Journaled when it changes, so replays agree.
+        #[arg(long, default_value = "7d", value_parser = sportsbook::parse_window)]
+        resettlement_window: u64,
         /// A reverse proxy or load balancer (an address or a CIDR range), repeatable: from it,
         /// `Forwarded` / `X-Forwarded-For` name the client for per-address limits and login
         /// throttles. From anyone else they are ignored.
@@ -295,6 +301,7 @@ fn main() -> anyhow::Result<()> {
             keep_alive_idle_timeout,
             metrics_listen,
             fx_rates_age_max,
+            resettlement_window,
             trusted_proxies,
             password_hash_workers,
             projector,
@@ -331,6 +338,7 @@ fn main() -> anyhow::Result<()> {
                     metrics_listen,
                 },
                 fx_rates_age_max: std::time::Duration::from_secs(fx_rates_age_max),
+                resettlement_window_ms: resettlement_window,
                 trusted_proxies,
                 password_hash_workers: password_hash_workers
                     .map_or_else(gateway::password_hash_workers_default, |workers| workers.max(1)),

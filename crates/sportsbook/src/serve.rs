@@ -60,6 +60,8 @@ pub struct ServeOptions {
     pub connections: ConnectionOptions,
     /// Age of the exchange-rate table past which `/readyz` warns.
     pub fx_rates_age_max: std::time::Duration,
+    /// The book's resettlement window (`--resettlement-window`), in milliseconds.
+    pub resettlement_window_ms: u64,
     /// Reverse proxies whose forwarding headers name the client (`--trusted-proxy`).
     pub trusted_proxies: Vec<gateway::IpNet>,
     /// Password hashes computed at once (`--password-hash-workers`).
@@ -211,6 +213,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         "book recovered"
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
+    crate::set_resettlement_window(&engine, options.resettlement_window_ms)?;
     // The history routes read the models the projector keeps; without it they answer 503.
     let mut config = config;
     let projector = match &options.projector {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod bounded;
 mod chaos;
 mod connections;
 mod crash;

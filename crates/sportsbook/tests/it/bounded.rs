@@ -1,0 +1,140 @@
+//! The book bounded by open state, from the outside: `serve --resettlement-window 2s`. A
+//! settled market cannot be unsettled once its window passed (409
+//! `resettlement_window_closed`), and its bets, the market and its transfers leave the book
+//! (the book's sizes in `/metrics` fall) while balances stay.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::server::{request, Server};
+
+const ADMIN_KEY: &str = "sk_bounded_test_admin_key";
+
+fn post_keyed(address: &str, path: &str, token: &str, body: &Value, key: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let body = body.to_string();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nIdempotency-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes())).expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("receive");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+}
+
+/// `sportsbook_book_size{what="..."}` from `/metrics`.
+fn book_size(server: &Server, what: &str) -> i64 {
+    let (status, body) = server.get("/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    let text = body.as_str().expect("metrics text");
+    let prefix = format!("sportsbook_book_size{{what=\"{what}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in the metrics"))
+}
+
+#[test]
+fn a_settled_market_leaves_the_book_after_its_resettlement_window() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--resettlement-window", "2s"],
+        &[("SPORTSBOOK_ADMIN_KEY", ADMIN_KEY), ("SPORTSBOOK_JWT_SECRET", "bounded-test-secret-bounded-test-secret-01")],
+    );
+    let address = server.address.clone();
+    let admin = |method: &str, path: &str, body: Value| request(&address, method, path, Some(ADMIN_KEY), Some(&body));
+    let (status, body) = admin("PUT", "/v1/admin/fx-rates", json!({"base": "EUR", "rates": {}}));
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let starts_at = gateway::format_rfc3339(now + 86_400_000);
+    let (status, event) = admin(
+        "POST",
+        "/v1/admin/events",
+        json!({"name": "Bounded Derby", "sport": "football", "starts_at": starts_at}),
+    );
+    assert_eq!(status, 201, "{event}");
+    let event_id = event["id"].as_str().expect("event id").to_string();
+    let (status, market) = admin(
+        "POST",
+        &format!("/v1/admin/events/{event_id}/markets"),
+        json!({"name": "Match result", "selections": [{"name": "Home", "price": "2.00"}, {"name": "Away", "price": "2.00"}]}),
+    );
+    assert_eq!(status, 201, "{market}");
+    let market_id = market["id"].as_str().expect("market id").to_string();
+    let home = market["selections"][0]["id"].as_str().expect("selection").to_string();
+    let away = market["selections"][1]["id"].as_str().expect("selection").to_string();
+
+    let (status, body) = server.post(
+        "/v1/auth/register",
+        None,
+        &json!({"username": "bounded", "password": "bounded test password", "date_of_birth": "1990-01-01", "country": "GB"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let token = server.login("bounded", "bounded test password");
+    let (status, body) =
+        post_keyed(&address, "/v1/wallet/deposits", &token, &json!({"amount": "50.00", "payment_ref": "psp-1"}), "d1");
+    assert_eq!(status, 201, "{body}");
+    for bet in 0..3 {
+        let legs = json!([{"selection_id": if bet == 0 { &away } else { &home }, "price": "2.00"}]);
+        let (status, body) = post_keyed(
+            &address,
+            "/v1/bets",
+            &token,
+            &json!({"type": "single", "legs": legs, "stake": "5.00"}),
+            &format!("bet-{bet}"),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(book_size(&server, "open_bets"), 3);
+    let settle = json!({"results": [{"selection_id": home, "outcome": "win"}]});
+    let (status, body) = admin("POST", &format!("/v1/admin/markets/{market_id}/settle"), settle);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(book_size(&server, "open_bets"), 0);
+    assert_eq!(book_size(&server, "closed_bets"), 3);
+    // Within the window an unsettle works; settle again and wait the window out.
+    let (status, body) = admin("POST", &format!("/v1/admin/markets/{market_id}/unsettle"), json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(book_size(&server, "open_bets"), 3);
+    let settle = json!({"results": [{"selection_id": home, "outcome": "win"}]});
+    let (status, body) = admin("POST", &format!("/v1/admin/markets/{market_id}/settle"), settle);
+    assert_eq!(status, 200, "{body}");
+    let transfers_settled = book_size(&server, "transfers");
+    std::thread::sleep(Duration::from_millis(2_500));
+    let (status, body) = admin("POST", &format!("/v1/admin/markets/{market_id}/unsettle"), json!({}));
+    assert_eq!((status, &body["error"]["code"]), (409, &json!("resettlement_window_closed")), "{body}");
+    let (status, body) = admin("POST", &format!("/v1/admin/markets/{market_id}/void"), json!({}));
+    assert_eq!((status, &body["error"]["code"]), (409, &json!("resettlement_window_closed")), "{body}");
+    // The refused commands moved book time on: the bets, the market and the event have left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while book_size(&server, "closed_bets") != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(book_size(&server, "closed_bets"), 0);
+    assert_eq!(book_size(&server, "open_bets"), 0);
+    assert_eq!(book_size(&server, "bets_issued"), 3);
+    assert_eq!(book_size(&server, "markets"), 0);
+    assert!(book_size(&server, "transfers") < transfers_settled, "transfers left the ledger");
+    // Balances stay: 50 deposited, 15 staked, two winners paid 10 each.
+    let (status, wallet) = server.get("/v1/wallet", Some(&token));
+    assert_eq!(status, 200, "{wallet}");
+    assert_eq!(wallet["balance"], json!("55.00"), "{wallet}");
+    // A bet on the market that left is refused with a stable code, not a panic.
+    let (status, body) = post_keyed(
+        &address,
+        "/v1/bets",
+        &token,
+        &json!({"type": "single", "legs": [{"selection_id": home, "price": "2.00"}], "stake": "5.00"}),
+        "bet-late",
+    );
+    assert!(status == 409 || status == 404, "{status} {body}");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "exit {status}; log:\n{log}");
+}
