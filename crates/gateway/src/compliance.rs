@@ -2,25 +2,29 @@
 //! (`GET /v1/admin/reports/{name}`). Every route wants an operator API key with the
 //! `compliance` scope (or `admin`); a player token or a key without it is 403.
 //!
-//! The audit trail is the journal itself: each record is one sequencer batch, listed with the
-//! commands it holds exactly as the book decided them, secrets left out. `?verify=true` walks
-//! the whole journal and recomputes its hash chain (`engine::chain_next`) against the head the
-//! engine keeps.
+//! Both read the read models (`crates/projector`) once they hold every write acknowledged
+//! before the request (`AppState::read_models`, the wait of `history.rs`; 503 `unavailable`
+//! past it or with the projector off).
 //!
-//! Reports are computed from the book's committed state, never from a second copy: turnover
-//! from the bets, GGR from the ledger's transfers (immutable, time-stamped, so a window is
-//! exact), liabilities from the markets' exposure, responsible-gambling facts from the players
-//! and the journal. Each book read folds at most `REPORT_ROWS_PER_READ_MAX` rows, so a report
-//! over a large book holds the sequencer up in short slices; money is summed in integer minor
-//! units and formatted once.
+//! The audit trail is the `audit` model: one row per command the sequencer decided, with its
+//! journal position, sequence number, book time, its batch's reply digest and the command as
+//! journaled (secrets blanked by the projector), listed a batch at a time, rendered here. The
+//! journal stays the evidence: `?verify=true` walks it from position 0 through the engine and
+//! recomputes its hash chain (`engine::chain_next`) against the head the engine keeps.
+//!
+//! Turnover and GGR are SQL aggregates over the `bets` and `transfers` models in the window;
+//! liabilities are open state and read the book (the markets' exposure, the open stake holds);
+//! responsible-gambling facts come from the `accounts`, `account_limits` and `audit` models.
+//! Money is summed in integer minor units (`i128` here) and formatted once.
 //!
 //! Turnover and GGR also carry a total in the base currency (`base_total`): each bet's money is
 //! converted with the rate recorded on that bet when it was placed (`Bet::fx`, what its risk was
 //! measured in, so a report over a window never changes when the table does), one transfer or
 //! stake at a time, rounded up to the base's minor unit (`AppliedRate::to_base`, the one rule of
-//! `domain::fx`), then summed; revenue and the other derived figures are computed from those
-//! sums. Money not tied to a bet would convert at the current table. A currency that cannot be
-//! converted is listed in `missing_rates` and the base total is null, never a partial sum.
+//! `domain::fx`), by the projector (`base_stake`, `base_amount`), then summed; revenue and the
+//! other derived figures are computed from those sums. A currency whose money cannot be
+//! converted (no rate, or converted into another base than the book's now) is listed in
+//! `missing_rates` and the base total is null, never a partial sum.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -1047,7 +1051,9 @@ pub struct RgEventView {
         in the window less their payouts (cash-outs included), by currency, with reversals of settlements \
         (resettlements) apart and the net. `liabilities`: open exposure per market now and the open stakes \
         (paginated; no window). `rg-events`: accounts with responsible-gambling measures in force now, then the \
-        responsible-gambling commands of the window from the journal (paginated). The window is on book time: `from` \
+        responsible-gambling commands of the window from the audit view (paginated). Turnover, GGR and rg-events \
+        read the read models once they hold every write acknowledged before the request (at most 2 s, then 503 \
+        `unavailable`). The window is on book time: `from` \
         inclusive, `to` exclusive. Money is exact, in the currency named. `turnover` and `ggr` add `base_total`, the \
         same figures over every currency in the base currency: each bet's money is converted with the rate recorded on \
         the bet when it was placed (not today's table), one amount at a time, rounded up to the base currency's minor \
