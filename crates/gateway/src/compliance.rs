@@ -2,64 +2,58 @@
 //! (`GET /v1/admin/reports/{name}`). Every route wants an operator API key with the
 //! `compliance` scope (or `admin`); a player token or a key without it is 403.
 //!
-//! The audit trail is the journal itself: each record is one sequencer batch, listed with the
-//! commands it holds exactly as the book decided them, secrets left out. `?verify=true` walks
-//! the whole journal and recomputes its hash chain (`engine::chain_next`) against the head the
-//! engine keeps.
+//! Both read the read models (`crates/projector`) once they hold every write acknowledged
+//! before the request (`AppState::read_models`, the wait of `history.rs`; 503 `unavailable`
+//! past it or with the projector off).
 //!
-//! Reports are computed from the book's committed state, never from a second copy: turnover
-//! from the bets, GGR from the ledger's transfers (immutable, time-stamped, so a window is
-//! exact), liabilities from the markets' exposure, responsible-gambling facts from the players
-//! and the journal. Each book read folds at most `REPORT_ROWS_PER_READ_MAX` rows, so a report
-//! over a large book holds the sequencer up in short slices; money is summed in integer minor
-//! units and formatted once.
+//! The audit trail is the `audit` model: one row per command the sequencer decided, with its
+//! journal position, sequence number, book time, its batch's reply digest and the command as
+//! journaled (secrets blanked by the projector), listed a batch at a time, rendered here. The
+//! journal stays the evidence: `?verify=true` walks it from position 0 through the engine and
+//! recomputes its hash chain (`engine::chain_next`) against the head the engine keeps.
+//!
+//! Turnover and GGR are SQL aggregates over the `bets` and `transfers` models in the window;
+//! liabilities are open state and read the book (the markets' exposure, the open stake holds);
+//! responsible-gambling facts come from the `accounts`, `account_limits` and `audit` models.
+//! Money is summed in integer minor units (`i128` here) and formatted once.
 //!
 //! Turnover and GGR also carry a total in the base currency (`base_total`): each bet's money is
 //! converted with the rate recorded on that bet when it was placed (`Bet::fx`, what its risk was
 //! measured in, so a report over a window never changes when the table does), one transfer or
 //! stake at a time, rounded up to the base's minor unit (`AppliedRate::to_base`, the one rule of
-//! `domain::fx`), then summed; revenue and the other derived figures are computed from those
-//! sums. Money not tied to a bet would convert at the current table. A currency that cannot be
-//! converted is listed in `missing_rates` and the base total is null, never a partial sum.
+//! `domain::fx`), by the projector (`base_stake`, `base_amount`), then summed; revenue and the
+//! other derived figures are computed from those sums. A currency whose money cannot be
+//! converted (no rate, or converted into another base than the book's now) is listed in
+//! `missing_rates` and the base total is null, never a partial sum.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use book::{
-    scopes, AccountId, AppliedRate, BetId, BetKind, BetStatus, Book, Command, LimitKind, MarketAction, Period,
-    Timestamp, Transfer, TransferCode, TransferKind,
-};
-use codec::Batch;
+use book::{scopes, AccountId, BetKind, Command, LimitKind, MarketAction, Period, Timestamp, TransferCode};
 use domain::{Currency, Money};
-use engine::{ChainHead, EngineError, JournalPage, AUDIT_PAGE_RECORDS_MAX};
-use journal::Position;
+use engine::{ChainHead, EngineError, JournalPage, AUDIT_PAGE_RECORDS_MAX, CHAIN_HEAD_GENESIS};
+use journal::{JournalError, Position};
+use projector::query::{sum_of, Aggregate, Filter, Query as ModelQuery, QUERY_ROWS_MAX};
+use projector::schema::{Value, ACCOUNTS, ACCOUNT_LIMITS, AUDIT, BETS, TRANSFERS};
+use projector::{ProjectorError, ReadModels, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::dto::{EachWayView, PageQuery};
 use crate::error::{ApiError, Json};
+use crate::history::store_error;
 use crate::operators::{exposure_page, market_liability, total_by_currency, CurrencyAmountView, MarketExposureView};
 use crate::players::PendingLimitView;
 use crate::time::{format_rfc3339, parse_rfc3339};
-use crate::{AppState, Principal, PAGE_ITEMS_MAX};
+use crate::{AppState, Principal};
 
 /// Commands in one page of the audit trail. A page ends before the batch that would pass it,
 /// but always holds at least one batch (a batch has at most `codec::BATCH_COMMANDS_MAX`).
 pub const AUDIT_PAGE_COMMANDS_MAX: usize = 2_000;
-/// Rows (bets, transfers, players) a report folds in one book read.
-pub const REPORT_ROWS_PER_READ_MAX: usize = 65_536;
-/// Journal records one page of the `rg-events` report reads at most; a page that reaches it
-/// ends with a cursor, however few events it found.
-pub const RG_EVENTS_SCAN_RECORDS_MAX: usize = 65_536;
-
-// One record more than a page of batches is read, to tell whether another page follows.
-const _: () = assert!(PAGE_ITEMS_MAX < AUDIT_PAGE_RECORDS_MAX);
-const _: () = assert!(AUDIT_PAGE_RECORDS_MAX <= RG_EVENTS_SCAN_RECORDS_MAX);
 
 /// What the `rg-events` report can and cannot say, sent with it.
 const RG_EVENTS_NOTE: &str = "`accounts` is the state now: every account with a self-exclusion or time-out in force, \
@@ -398,6 +392,7 @@ pub struct AuditVerificationView {
 pub(crate) async fn audit(
     principal: Principal,
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<AuditResponse>, ApiError> {
     principal.require_scope(scopes::COMPLIANCE)?;
@@ -411,55 +406,158 @@ pub(crate) async fn audit(
     let page = PageQuery { limit: query.limit, cursor: None };
     let limit = page.limit()?;
     let from = query.cursor.as_deref().map(parse_position_cursor).transpose()?.unwrap_or(0);
-    Ok(Json(AuditResponse::Page(audit_page(&state, from, limit).await?)))
+    Ok(Json(AuditResponse::Page(audit_page(&state, &headers, from, limit).await?)))
 }
 
-async fn audit_page(state: &AppState, from: Position, limit: usize) -> Result<AuditPageView, ApiError> {
-    let records = journal_page(state, from, limit).await??;
-    let batches = blocking(move || decode_audit_page(records)).await??;
-    let accounts = batches.iter().flat_map(|(_, batch)| batch.commands.iter().filter_map(Command::account));
-    let currencies = account_currencies(state, accounts.collect()).await?;
-    let next = batches.last().map_or(from, |(position, _)| position + 1);
-    let items = blocking(move || {
-        batches.iter().map(|(position, batch)| batch_view(*position, batch, &currencies)).collect::<Vec<_>>()
-    })
-    .await?;
-    // Asked after the page was read: a record appended since is after `next` or is `next`.
-    let (_, end) = chain_head(state).await?;
+async fn audit_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    from: Position,
+    limit: usize,
+) -> Result<AuditPageView, ApiError> {
+    let models = state.read_models(headers).await?;
+    let base = state.read(|book| book.fx().base).await?;
+    let (batches, currencies) = models
+        .query(move |store| {
+            let batches = audit_batches(store, from, limit)?;
+            let accounts = batches.iter().flat_map(|batch| batch.commands.iter().filter_map(|(_, c)| c.account()));
+            let currencies = account_currencies(store, accounts.collect(), base)?;
+            Ok((batches, currencies))
+        })
+        .await
+        .map_err(store_error)?;
+    let next = batches.last().map_or(from, |batch| batch.position + 1);
+    // Asked after the page was read: the models commit whole batches, so a batch at or past
+    // `next` committed since is on a later page.
+    let end = models.published().position();
+    let items =
+        blocking(move || batches.iter().map(|batch| batch_view(batch, &currencies)).collect::<Vec<_>>()).await?;
     let next_cursor = (next < end).then(|| format!("pos_{next}"));
     Ok(AuditPageView { items, next_cursor })
 }
 
-/// Decodes the records of a page, keeping whole batches up to `AUDIT_PAGE_COMMANDS_MAX`
-/// commands (at least one batch).
-fn decode_audit_page(records: JournalPage) -> Result<Vec<(Position, Batch)>, ApiError> {
-    let mut batches = Vec::with_capacity(records.len());
+/// One journal batch as the audit view holds it: its commands with their sequence numbers.
+struct ModelBatch {
+    position: Position,
+    at: Timestamp,
+    reply_digest: String,
+    commands: Vec<(u64, Command)>,
+}
+
+// Columns of an `audit` row.
+const AUDIT_POSITION: usize = 0;
+const AUDIT_SEQUENCE: usize = 2;
+const AUDIT_AT: usize = 3;
+const AUDIT_REPLY_DIGEST: usize = 8;
+const AUDIT_BODY: usize = 9;
+
+fn audit_int(row: &[Value], column: usize) -> Result<u64, ProjectorError> {
+    row.get(column)
+        .and_then(Value::int)
+        .map(|value| value as u64)
+        .ok_or_else(|| ProjectorError::Store(format!("an audit row without column {column}: {row:?}")))
+}
+
+/// The command an audit row holds. Rows written before migration 2 have none.
+fn audit_row_command(row: &[Value]) -> Result<(u64, Command), ProjectorError> {
+    let position = audit_int(row, AUDIT_POSITION)?;
+    let body = row.get(AUDIT_BODY).and_then(Value::text).ok_or_else(|| {
+        ProjectorError::Store(format!(
+            "the audit row at journal position {position} has no command body (written before migration 2); \
+             rebuild the read models (sportsbook projector --rebuild)"
+        ))
+    })?;
+    let command = projector::follower::decode_audit_body(body).ok_or_else(|| {
+        ProjectorError::Store(format!("the audit row at journal position {position} holds an unreadable command"))
+    })?;
+    Ok((audit_int(row, AUDIT_SEQUENCE)?, command))
+}
+
+/// Whole batches of the audit view from journal position `from` on, oldest first: at most
+/// `limit` of them and `AUDIT_PAGE_COMMANDS_MAX` commands, but at least one batch. Reads
+/// `QUERY_ROWS_MAX` rows at a time; a batch longer than that is read in parts.
+fn audit_batches(store: &mut dyn Store, from: Position, limit: usize) -> Result<Vec<ModelBatch>, ProjectorError> {
+    let order = vec![("position", false), ("ordinal", false)];
+    let mut batches: Vec<ModelBatch> = Vec::new();
     let mut commands = 0usize;
-    for (position, record) in records {
-        let batch = decode(position, &record)?;
-        commands += batch.commands.len();
-        if !batches.is_empty() && commands > AUDIT_PAGE_COMMANDS_MAX {
+    let mut next = from;
+    'read: loop {
+        let query = ModelQuery {
+            table: &AUDIT,
+            filters: vec![Filter::Ge("position", Value::Int(next as i64))],
+            order: order.clone(),
+            limit: QUERY_ROWS_MAX,
+        };
+        let rows = store.select(&query)?;
+        let full = rows.len() == QUERY_ROWS_MAX;
+        let mut groups: Vec<Vec<Vec<Value>>> = Vec::new();
+        for row in rows {
+            let position = audit_int(&row, AUDIT_POSITION)?;
+            match groups.last_mut() {
+                Some(group) if audit_int(&group[0], AUDIT_POSITION)? == position => group.push(row),
+                _ => groups.push(vec![row]),
+            }
+        }
+        let count = groups.len();
+        for (index, mut group) in groups.into_iter().enumerate() {
+            let position = audit_int(&group[0], AUDIT_POSITION)?;
+            if full && index + 1 == count {
+                if index > 0 {
+                    // The read may have cut this batch: read it again whole.
+                    next = position;
+                    continue 'read;
+                }
+                // One batch longer than a read: the rest of it.
+                loop {
+                    let rest = store.select(&ModelQuery {
+                        table: &AUDIT,
+                        filters: vec![
+                            Filter::Eq("position", Value::Int(position as i64)),
+                            Filter::Ge("ordinal", Value::Int(group.len() as i64)),
+                        ],
+                        order: order.clone(),
+                        limit: QUERY_ROWS_MAX,
+                    })?;
+                    if rest.is_empty() {
+                        break;
+                    }
+                    group.extend(rest);
+                }
+            }
+            if batches.len() == limit || (!batches.is_empty() && commands + group.len() > AUDIT_PAGE_COMMANDS_MAX) {
+                break 'read;
+            }
+            commands += group.len();
+            let first = &group[0];
+            batches.push(ModelBatch {
+                position,
+                at: audit_int(first, AUDIT_AT)?,
+                reply_digest: first.get(AUDIT_REPLY_DIGEST).and_then(Value::text).unwrap_or_default().to_owned(),
+                commands: group.iter().map(|row| audit_row_command(row)).collect::<Result<_, _>>()?,
+            });
+            next = position + 1;
+        }
+        if !full {
             break;
         }
-        batches.push((position, batch));
     }
     Ok(batches)
 }
 
-fn batch_view(position: Position, batch: &Batch, currencies: &Currencies) -> AuditBatchView {
-    let count = batch.commands.len() as u64;
+fn batch_view(batch: &ModelBatch, currencies: &Currencies) -> AuditBatchView {
+    let sequence_from = batch.commands.first().map_or(0, |(sequence, _)| *sequence);
+    let sequence_to = batch.commands.last().map_or(sequence_from, |(sequence, _)| *sequence);
     AuditBatchView {
-        position,
-        sequence_from: batch.first_sequence,
-        sequence_to: batch.first_sequence + count.saturating_sub(1),
-        recorded_at: format_rfc3339(batch.timestamp),
-        reply_digest: format!("{:016x}", batch.reply_digest),
+        position: batch.position,
+        sequence_from,
+        sequence_to,
+        recorded_at: format_rfc3339(batch.at),
+        reply_digest: batch.reply_digest.clone(),
         commands: batch
             .commands
             .iter()
-            .enumerate()
-            .map(|(index, command)| AuditCommandView {
-                sequence: batch.first_sequence + index as u64,
+            .map(|(sequence, command)| AuditCommandView {
+                sequence: *sequence,
                 command: audit_command(command, currencies),
             })
             .collect(),
@@ -652,19 +750,59 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
     }
 }
 
-/// Walks the journal from position 0 up to the live head's position, recomputing the chain:
-/// `EngineHandle::verify_chain` reads archived and live segments from their files (never on the
-/// sequencer) on the blocking pool.
+/// Walks the journal from position 0 up to the live head's position, recomputing the chain.
+/// Records are read a page at a time on the sequencer and hashed on the blocking pool.
 async fn verify(state: &AppState) -> Result<AuditVerificationView, ApiError> {
-    let engine = state.engine().clone();
-    let verification = blocking(move || engine.verify_chain()).await??;
+    let (expected, end) = chain_head(state).await?;
+    let mut head = CHAIN_HEAD_GENESIS;
+    let mut position: Position = 0;
+    let mut reason = None;
+    while position < end && reason.is_none() {
+        let records = match journal_page(state, position, AUDIT_PAGE_RECORDS_MAX).await? {
+            Ok(records) => records,
+            Err(EngineError::Journal(JournalError::Corrupt { position, .. })) => {
+                reason = Some(format!("the journal record at position {position} is corrupt"));
+                break;
+            }
+            Err(EngineError::Journal(JournalError::Pruned { first_available, .. })) => {
+                reason = Some(format!("the journal records before position {first_available} were removed"));
+                break;
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let before = position;
+        (head, position) = blocking(move || extend_chain(head, position, end, &records)).await?;
+        if position == before {
+            reason = Some(format!("the journal has no record at position {position}"));
+        }
+    }
+    if reason.is_none() && head != expected {
+        reason = Some("the head recomputed from the journal differs from the engine's".to_string());
+    }
     Ok(AuditVerificationView {
-        verified: verification.verified,
-        records: verification.records,
-        head: hex::encode(verification.head),
-        expected_head: hex::encode(verification.expected_head),
-        reason: verification.reason,
+        verified: reason.is_none(),
+        records: position,
+        head: hex::encode(head),
+        expected_head: hex::encode(expected),
+        reason,
     })
+}
+
+/// Extends `head` by the records at `position`, `position + 1`, ... below `end`; stops at a gap.
+fn extend_chain(
+    mut head: ChainHead,
+    mut position: Position,
+    end: Position,
+    records: &[(Position, Vec<u8>)],
+) -> (ChainHead, Position) {
+    for (at, record) in records {
+        if *at != position || *at >= end {
+            break;
+        }
+        head = engine::chain_next(&head, *at, record);
+        position += 1;
+    }
+    (head, position)
 }
 
 // ---- reports ----------------------------------------------------------------------------------
@@ -918,7 +1056,9 @@ pub struct RgEventView {
         in the window less their payouts (cash-outs included), by currency, with reversals of settlements \
         (resettlements) apart and the net. `liabilities`: open exposure per market now and the open stakes \
         (paginated; no window). `rg-events`: accounts with responsible-gambling measures in force now, then the \
-        responsible-gambling commands of the window from the journal (paginated). The window is on book time: `from` \
+        responsible-gambling commands of the window from the audit view (paginated). Turnover, GGR and rg-events \
+        read the read models once they hold every write acknowledged before the request (at most 2 s, then 503 \
+        `unavailable`). The window is on book time: `from` \
         inclusive, `to` exclusive. Money is exact, in the currency named. `turnover` and `ggr` add `base_total`, the \
         same figures over every currency in the base currency: each bet's money is converted with the rate recorded on \
         the bet when it was placed (not today's table), one amount at a time, rounded up to the base currency's minor \
@@ -939,6 +1079,7 @@ pub struct RgEventView {
 pub(crate) async fn report(
     principal: Principal,
     State(state): State<AppState>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -966,15 +1107,19 @@ pub(crate) async fn report(
     };
     let page = PageQuery { limit: query.limit, cursor: query.cursor };
     let view = match name {
-        ReportName::Turnover => ReportView::Turnover(turnover(&state, window).await?),
-        ReportName::Ggr => ReportView::Ggr(ggr(&state, window).await?),
+        ReportName::Turnover => {
+            ReportView::Turnover(turnover(&state, &state.read_models(&headers).await?, window).await?)
+        }
+        ReportName::Ggr => ReportView::Ggr(ggr(&state, &state.read_models(&headers).await?, window).await?),
         ReportName::Liabilities => {
             if query.from.is_some() || query.to.is_some() {
                 return Err(ApiError::invalid("liabilities are as of now: from and to do not apply"));
             }
             ReportView::Liabilities(liabilities(&state, &page).await?)
         }
-        ReportName::RgEvents => ReportView::RgEvents(rg_events(&state, window, &page).await?),
+        ReportName::RgEvents => {
+            ReportView::RgEvents(rg_events(&state, &state.read_models(&headers).await?, window, &page).await?)
+        }
     };
     match view {
         ReportView::Turnover(report) if csv => Ok(csv_response("turnover", &turnover_csv(&report))),
@@ -1111,60 +1256,9 @@ impl Window {
         Ok(window)
     }
 
-    fn start(self) -> Timestamp {
-        self.from.unwrap_or(0)
-    }
-
-    fn end(self) -> Timestamp {
-        self.to.unwrap_or(Timestamp::MAX)
-    }
-
-    /// The indices of a time-ordered list that fall in the window.
-    /// The indexes of the held rows in the window (the book holds bets and transfers only
-    /// until their resettlement window passed; older history is the read models' job).
-    fn rows<T>(self, rows: &book::Records<T>, at: impl Fn(&T) -> Timestamp) -> Range<usize> {
-        let first_at_or_after = |time: Timestamp| {
-            rows.entries().find(|(_, row)| at(row) >= time).map_or(rows.issued() as usize, |(index, _)| index)
-        };
-        first_at_or_after(self.start())..first_at_or_after(self.end())
-    }
-
     fn shown(self) -> (Option<String>, Option<String>) {
         (self.from.map(format_rfc3339), self.to.map(format_rfc3339))
     }
-}
-
-/// Folds rows of one of the book's append-only, time-ordered lists (bets, transfers), at most
-/// `REPORT_ROWS_PER_READ_MAX` per book read so that a large book holds the sequencer up only
-/// in short slices. The range is fixed by the first read; rows appended later are not counted.
-/// Returns the totals and the book time of the first read.
-async fn fold_rows<A: Send + 'static>(
-    state: &AppState,
-    totals: A,
-    rows: impl FnOnce(&Book) -> Range<usize> + Send + 'static,
-    fold: impl Fn(&Book, Range<usize>, &mut A) + Copy + Send + 'static,
-) -> Result<(A, Timestamp), ApiError> {
-    let (range, mut next, mut totals, as_of) = state
-        .read(move |book| {
-            let mut totals = totals;
-            let range = rows(book);
-            let end = range.end.min(range.start.saturating_add(REPORT_ROWS_PER_READ_MAX));
-            fold(book, range.start..end, &mut totals);
-            (range, end, totals, book.now())
-        })
-        .await?;
-    while next < range.end {
-        let start = next;
-        let end = range.end.min(start.saturating_add(REPORT_ROWS_PER_READ_MAX));
-        totals = state
-            .read(move |book| {
-                fold(book, start..end, &mut totals);
-                totals
-            })
-            .await?;
-        next = end;
-    }
-    Ok((totals, as_of))
 }
 
 /// Minor units summed in `i128`: a sum of many `i64` amounts cannot overflow it.
@@ -1219,11 +1313,12 @@ struct Totals<T> {
 }
 
 impl<T: Default> Totals<T> {
-    /// Adds one amount of `currency` to its line and, converted, to the base line.
-    fn add(&mut self, currency: Currency, amount: Minor, in_base: Option<Minor>, effect: fn(&mut T, Minor)) {
-        effect(self.by_currency.entry(currency).or_default(), amount);
+    /// Adds `count` rows of `currency` summing to `amount` to its line and, converted
+    /// (`in_base`: the sum of each row converted, `None` when any could not be), to the base line.
+    fn add(&mut self, currency: Currency, count: i64, amount: Minor, in_base: Option<Minor>, effect: Effect<T>) {
+        effect(self.by_currency.entry(currency).or_default(), count, amount);
         match in_base {
-            Some(in_base) => effect(&mut self.base, in_base),
+            Some(in_base) => effect(&mut self.base, count, in_base),
             None => {
                 self.missing_rates.insert(currency);
             }
@@ -1240,59 +1335,103 @@ impl<T: Default> Totals<T> {
     }
 }
 
-/// The rate a bet's money converts into the base currency with: the one recorded on the bet at
-/// placement. Money not tied to a bet converts at the current table. `None`: no rate (or a bet
-/// recorded against another base, which the book does not allow once a market exists).
-fn rate_for(book: &Book, bet: Option<BetId>, currency: Currency) -> Option<AppliedRate> {
-    let base = book.fx().base;
-    match bet.and_then(|bet| book.bet(bet)) {
-        Some(bet) => Some(bet.fx).filter(|rate| rate.base == base),
-        None => book.fx().rate(currency),
+/// What a group of rows adds to a line: their count and the sum of their amounts.
+type Effect<T> = fn(&mut T, i64, Minor);
+
+/// One group of an aggregate over amounts converted into the base currency: `group` columns,
+/// then `COUNT(*)`, the sum and count of the amount, the sum and count of the base amount.
+struct Converted {
+    currency: Currency,
+    count: i64,
+    amount: Minor,
+    /// The base amounts' sum, when every row of the group has one in `base`.
+    in_base: Option<Minor>,
+}
+
+/// Reads a group (`[currency, fx_base, …extra, count, amount sum, amount count, base sum,
+/// base count]`) of an aggregate whose group starts with the currency and the rate's base.
+fn converted(row: &[Value], extra: usize, base: Currency) -> Result<Converted, ProjectorError> {
+    let bad = || ProjectorError::Store(format!("an unreadable report row {row:?}"));
+    let currency = row.first().and_then(Value::text).and_then(|code| Currency::parse(code).ok()).ok_or_else(bad)?;
+    let at = 2 + extra;
+    let count = row.get(at).and_then(Value::int).ok_or_else(bad)?;
+    let amount = sum_of(row.get(at + 1).ok_or_else(bad)?)?;
+    let base_sum = sum_of(row.get(at + 3).ok_or_else(bad)?)?;
+    let base_count = row.get(at + 4).and_then(Value::int).ok_or_else(bad)?;
+    let same_base = row.get(1).and_then(Value::text) == Some(base.code());
+    Ok(Converted { currency, count, amount, in_base: (same_base && base_count == count).then_some(base_sum) })
+}
+
+/// The window's filters on a time column.
+fn window_filters(window: Window, column: &'static str) -> Vec<Filter> {
+    let mut filters = Vec::new();
+    if let Some(from) = window.from {
+        filters.push(Filter::Ge(column, Value::Int(i64::try_from(from).unwrap_or(i64::MAX))));
     }
-}
-
-/// `amount` of `currency` in the base currency, rounded up (`AppliedRate::to_base`).
-fn in_base(rate: Option<AppliedRate>, amount: Money, currency: Currency) -> Option<Minor> {
-    rate.map(|rate| Minor::from(rate.to_base(amount, currency).minor()))
-}
-
-/// Accepted bets by the currency of their account.
-fn fold_placed(book: &Book, rows: Range<usize>, totals: &mut Totals<PlacedTotals>) {
-    for bet in book.bets().range(rows) {
-        // Accepted at placement or when its in-play delay ended; a refused bet never stood.
-        if matches!(bet.status, BetStatus::Pending | BetStatus::Rejected) {
-            continue;
-        }
-        let Some(player) = book.players().get(bet.account.index()) else { continue };
-        let currency = player.currency;
-        let base = in_base(rate_for(book, Some(bet.id), currency), bet.total_stake, currency);
-        totals.add(currency, Minor::from(bet.total_stake.minor()), base, |line, stake| {
-            line.bets += 1;
-            line.stakes += stake;
-        });
+    if let Some(to) = window.to {
+        filters.push(Filter::Lt(column, Value::Int(i64::try_from(to).unwrap_or(i64::MAX))));
     }
+    filters
 }
 
-/// What a transfer adds to the settlement totals, by its code; `None`: it moves no revenue.
-fn settlement_effect(transfer: &Transfer) -> Option<fn(&mut SettlementTotals, Minor)> {
-    let posted = transfer.kind == TransferKind::Posted;
-    let effect: fn(&mut SettlementTotals, Minor) = match (transfer.code, transfer.kind) {
-        (TransferCode::Stake, TransferKind::PostPending(_)) => |totals, amount| {
-            totals.settlements += 1;
+/// Bets placed in the window and accepted (at placement or when their in-play delay ended; a
+/// refused bet never stood), by the currency of their account: from the `bets` model, each
+/// stake converted with the rate recorded on the bet at placement (`base_stake`).
+fn placed_totals(
+    store: &mut dyn Store,
+    window: Window,
+    base: Currency,
+) -> Result<Totals<PlacedTotals>, ProjectorError> {
+    let mut filters = window_filters(window, "placed_at");
+    filters.push(Filter::In("status", vec![Value::from("pending"), Value::from("rejected")], false));
+    let rows = store.aggregate(&Aggregate {
+        table: &BETS,
+        filters,
+        group: vec!["currency", "fx_base"],
+        sums: vec!["total_stake", "base_stake"],
+    })?;
+    let mut totals = Totals::default();
+    for row in rows {
+        let group = converted(&row, 0, base)?;
+        totals.add(
+            group.currency,
+            group.count,
+            group.amount,
+            group.in_base,
+            |line: &mut PlacedTotals, count, stake| {
+                line.bets += count as u64;
+                line.stakes += stake;
+            },
+        );
+    }
+    Ok(totals)
+}
+
+/// What a group of transfers adds to the settlement totals, by code and status; `None`: it
+/// moves no revenue. Settling posts the stake hold (`stake`, `posts` a pending transfer) and
+/// pays the payout or the cash-out; a reversal takes the payout back (`payout_reversal` from
+/// cash, `debt_recognised` for what cash no longer covers) and gives the stake back
+/// (`stake_reversal`) before holding it again. Deposits, withdrawals, stake holds and their
+/// releases move no revenue.
+fn settlement_effect(code: &str, status: &str) -> Option<Effect<SettlementTotals>> {
+    let posted = status == "posted";
+    let effect: Effect<SettlementTotals> = match (code, status) {
+        ("stake", "posts") => |totals, count, amount| {
+            totals.settlements += count;
             totals.stakes_settled += amount;
         },
-        (TransferCode::Payout, _) if posted => |totals, amount| totals.payouts += amount,
-        (TransferCode::Cashout, _) if posted => |totals, amount| {
+        ("payout", _) if posted => |totals, _, amount| totals.payouts += amount,
+        ("cashout", _) if posted => |totals, _, amount| {
             totals.payouts += amount;
             totals.cashouts += amount;
         },
-        (TransferCode::PayoutReversal, _) if posted => |totals, amount| totals.payouts_reversed += amount,
-        (TransferCode::DebtRecognised, _) if posted => |totals, amount| {
+        ("payout_reversal", _) if posted => |totals, _, amount| totals.payouts_reversed += amount,
+        ("debt_recognised", _) if posted => |totals, _, amount| {
             totals.payouts_reversed += amount;
             totals.recognised_as_debt += amount;
         },
-        (TransferCode::StakeReversal, _) if posted => |totals, amount| {
-            totals.reversals += 1;
+        ("stake_reversal", _) if posted => |totals, count, amount| {
+            totals.reversals += count;
             totals.stakes_reversed += amount;
         },
         _ => return None,
@@ -1300,47 +1439,46 @@ fn settlement_effect(transfer: &Transfer) -> Option<fn(&mut SettlementTotals, Mi
     Some(effect)
 }
 
-/// Settlement money by transfer code. Settling posts the stake hold (`Stake`, posting a
-/// pending transfer) and pays the payout or the cash-out; a reversal takes the payout back
-/// (`PayoutReversal` from cash, `DebtRecognised` for what cash no longer covers) and gives the
-/// stake back (`StakeReversal`) before holding it again. Deposits, withdrawals, stake holds and
-/// their releases move no revenue.
-fn fold_settlements(book: &Book, rows: Range<usize>, totals: &mut Totals<SettlementTotals>) {
-    let ledger = book.ledger();
-    for transfer in ledger.transfers().range(rows) {
-        let Some(effect) = settlement_effect(transfer) else { continue };
-        let currency = ledger.account(transfer.debit).currency;
-        // Every settlement transfer's reference is its bet.
-        let base = in_base(rate_for(book, Some(BetId(transfer.reference)), currency), transfer.amount, currency);
-        totals.add(currency, Minor::from(transfer.amount.minor()), base, effect);
-    }
-}
-
-async fn settlement_totals(
-    state: &AppState,
+/// Settlement money of the window from the `transfers` model (stamped with book time as they
+/// were made), each amount converted with the rate recorded on its bet at placement
+/// (`base_amount`).
+fn settlement_totals(
+    store: &mut dyn Store,
     window: Window,
-) -> Result<(Totals<SettlementTotals>, Timestamp), ApiError> {
-    fold_rows(
-        state,
-        Totals::default(),
-        // Transfers are stamped with book time as they are made, so they are in time order.
-        move |book| window.rows(book.ledger().transfers(), |transfer| transfer.timestamp),
-        fold_settlements,
-    )
-    .await
+    base: Currency,
+) -> Result<Totals<SettlementTotals>, ProjectorError> {
+    let mut filters = window_filters(window, "at");
+    let codes = ["stake", "payout", "cashout", "payout_reversal", "debt_recognised", "stake_reversal"];
+    filters.push(Filter::In("code", codes.into_iter().map(Value::from).collect(), true));
+    let rows = store.aggregate(&Aggregate {
+        table: &TRANSFERS,
+        filters,
+        group: vec!["currency", "fx_base", "code", "status"],
+        sums: vec!["amount", "base_amount"],
+    })?;
+    let mut totals = Totals::default();
+    for row in rows {
+        let (Some(code), Some(status)) = (row[2].text(), row[3].text()) else {
+            return Err(ProjectorError::Store(format!("an unreadable report row {row:?}")));
+        };
+        let Some(effect) = settlement_effect(code, status) else { continue };
+        let group = converted(&row, 2, base)?;
+        totals.add(group.currency, group.count, group.amount, group.in_base, effect);
+    }
+    Ok(totals)
 }
 
-async fn turnover(state: &AppState, window: Window) -> Result<TurnoverReport, ApiError> {
-    let (placed, as_of) = fold_rows(
-        state,
-        Totals::default(),
-        // Bets get their ids and `placed_at` as they are placed, so they are in time order.
-        move |book| window.rows(book.bets(), |bet| bet.placed_at),
-        fold_placed,
-    )
-    .await?;
-    let (settled, _) = settlement_totals(state, window).await?;
-    let base = state.read(|book| book.fx().base).await?;
+/// The book time and the base currency now (decision state, from the book).
+async fn now_and_base(state: &AppState) -> Result<(Timestamp, Currency), ApiError> {
+    state.read(|book| (book.now(), book.fx().base)).await
+}
+
+async fn turnover(state: &AppState, models: &ReadModels, window: Window) -> Result<TurnoverReport, ApiError> {
+    let (as_of, base) = now_and_base(state).await?;
+    let (placed, settled) = models
+        .query(move |store| Ok((placed_totals(store, window, base)?, settlement_totals(store, window, base)?)))
+        .await
+        .map_err(store_error)?;
     let currencies: BTreeSet<Currency> = placed.by_currency.keys().chain(settled.by_currency.keys()).copied().collect();
     let view = |currency: Currency, placed: PlacedTotals, settled: SettlementTotals| TurnoverView {
         currency: currency.to_string(),
@@ -1394,9 +1532,9 @@ fn ggr_view(currency: Currency, totals: &SettlementTotals) -> GgrView {
     }
 }
 
-async fn ggr(state: &AppState, window: Window) -> Result<GgrReport, ApiError> {
-    let (settled, as_of) = settlement_totals(state, window).await?;
-    let base = state.read(|book| book.fx().base).await?;
+async fn ggr(state: &AppState, models: &ReadModels, window: Window) -> Result<GgrReport, ApiError> {
+    let (as_of, base) = now_and_base(state).await?;
+    let settled = models.query(move |store| settlement_totals(store, window, base)).await.map_err(store_error)?;
     let (from, to) = window.shown();
     Ok(GgrReport {
         from,
@@ -1454,52 +1592,64 @@ async fn liabilities(state: &AppState, page: &PageQuery) -> Result<LiabilitiesRe
 /// Where a page of the `rg-events` report starts.
 #[derive(Clone, Copy, Debug)]
 enum RgCursor {
-    /// Accounts in force, from this index of the players.
-    Accounts(usize),
+    /// Accounts in force, from this account id on.
+    Accounts(u64),
     /// Events, from this journal position.
     Events(Position),
 }
 
-async fn rg_events(state: &AppState, window: Window, page: &PageQuery) -> Result<RgEventsReport, ApiError> {
+async fn rg_events(
+    state: &AppState,
+    models: &ReadModels,
+    window: Window,
+    page: &PageQuery,
+) -> Result<RgEventsReport, ApiError> {
     let limit = page.limit()?;
-    let mut cursor = match page.cursor.as_deref() {
-        None => RgCursor::Accounts(0),
+    let cursor = match page.cursor.as_deref() {
+        None => RgCursor::Accounts(1),
         Some(text) if text.starts_with("acc_") => {
-            let after = page.after("acc_")?.unwrap_or(0);
-            RgCursor::Accounts(usize::try_from(after).unwrap_or(usize::MAX))
+            RgCursor::Accounts(page.after("acc_")?.unwrap_or(0).saturating_add(1))
         }
         Some(text) => RgCursor::Events(parse_position_cursor(text)?),
     };
-    let mut accounts = Vec::new();
-    let mut as_of = None;
-    if let RgCursor::Accounts(start) = cursor {
-        let (found, next, players, now) = rg_accounts(state, start, limit).await?;
-        accounts = found;
-        as_of = Some(now);
-        cursor = if next < players {
-            RgCursor::Accounts(next)
-        } else {
-            RgCursor::Events(first_position_at(state, window.start()).await?)
-        };
-    }
-    let (events, next_cursor) = match cursor {
-        // `rg_accounts` stops before the last player only with a full page.
-        RgCursor::Accounts(_) => (Vec::new(), accounts.last().map(|account| account.account_id.clone())),
-        RgCursor::Events(from) if accounts.len() == limit => (Vec::new(), Some(format!("pos_{from}"))),
-        RgCursor::Events(from) => {
-            let (events, next) = rg_journal_events(state, window, from, limit - accounts.len()).await?;
-            (events, next.map(|position| format!("pos_{position}")))
-        }
-    };
-    let as_of = match as_of {
-        Some(now) => now,
-        None => state.read(|book| book.now()).await?,
-    };
+    let (now, base) = now_and_base(state).await?;
+    let (accounts, events, next_cursor) = models
+        .query(move |store| {
+            let mut accounts = Vec::new();
+            let mut from = 0;
+            if let RgCursor::Accounts(start) = cursor {
+                let next;
+                (accounts, next) = rg_accounts(store, start, limit, now)?;
+                if let Some(next) = next {
+                    // Accounts left to look at: the next page goes on with them.
+                    return Ok((accounts, Vec::new(), Some(format!("acc_{}", next - 1))));
+                }
+            } else if let RgCursor::Events(position) = cursor {
+                from = position;
+            }
+            if accounts.len() == limit {
+                return Ok((accounts, Vec::new(), Some(format!("pos_{from}"))));
+            }
+            let (batches, next) = rg_model_events(store, window, from, limit - accounts.len())?;
+            let touched = batches.iter().filter_map(|(_, _, _, command)| command.account());
+            let currencies = account_currencies(store, touched.collect(), base)?;
+            let events = batches
+                .iter()
+                .map(|(position, at, sequence, command)| RgEventView {
+                    position: *position,
+                    recorded_at: format_rfc3339(*at),
+                    command: AuditCommandView { sequence: *sequence, command: audit_command(command, &currencies) },
+                })
+                .collect();
+            Ok((accounts, events, next.map(|position| format!("pos_{position}"))))
+        })
+        .await
+        .map_err(store_error)?;
     let (from, to) = window.shown();
     Ok(RgEventsReport {
         from,
         to,
-        as_of: format_rfc3339(as_of),
+        as_of: format_rfc3339(now),
         note: RG_EVENTS_NOTE.to_string(),
         accounts,
         events,
@@ -1507,201 +1657,165 @@ async fn rg_events(state: &AppState, window: Window, page: &PageQuery) -> Result
     })
 }
 
-/// Up to `limit` accounts with a measure in force, from player index `start`, reading at most
-/// `REPORT_ROWS_PER_READ_MAX` players per book read. Returns them, the index to go on from,
-/// the number of players, and the book time.
-async fn rg_accounts(
-    state: &AppState,
-    mut start: usize,
+/// Accounts (of the `accounts` model) one page of the `rg-events` report looks at most; a page
+/// that reaches it ends with a cursor, however few accounts with measures it found.
+pub const RG_ACCOUNTS_SCAN_MAX: usize = 65_536;
+/// Accounts read at a time: their limits (nine slots each) fit in one read.
+const RG_ACCOUNTS_PER_READ: usize = QUERY_ROWS_MAX / 9;
+
+/// Up to `limit` accounts with a measure in force at `now`, from account id `start` on, in id
+/// order, from the `accounts` and `account_limits` models. Returns them and, when accounts
+/// are left to look at, the id to go on from.
+fn rg_accounts(
+    store: &mut dyn Store,
+    start: u64,
     limit: usize,
-) -> Result<(Vec<RgAccountView>, usize, usize, Timestamp), ApiError> {
+    now: Timestamp,
+) -> Result<(Vec<RgAccountView>, Option<u64>), ProjectorError> {
     let mut found = Vec::new();
+    let mut next = start;
+    let mut scanned = 0usize;
     loop {
-        let room = limit - found.len();
-        let (mut more, next, players, now) = state
-            .read(move |book| {
-                let now = book.now();
-                let players = book.players();
-                let end = players.len().min(start.saturating_add(REPORT_ROWS_PER_READ_MAX));
-                let mut found = Vec::new();
-                let mut next = start;
-                for player in players.get(start..end).unwrap_or_default() {
-                    if found.len() == room {
-                        break;
-                    }
-                    next += 1;
-                    if let Some(view) = rg_account(player, now) {
-                        found.push(view);
-                    }
+        let rows = store.select(&ModelQuery {
+            table: &ACCOUNTS,
+            filters: vec![Filter::Ge("id", Value::Int(next as i64))],
+            order: vec![("id", false)],
+            limit: RG_ACCOUNTS_PER_READ,
+        })?;
+        let Some(last) = rows.last().and_then(|row| row[0].int()) else { return Ok((found, None)) };
+        let limits = store.select(&ModelQuery {
+            table: &ACCOUNT_LIMITS,
+            filters: vec![Filter::Ge("account", Value::Int(next as i64)), Filter::Lt("account", Value::Int(last + 1))],
+            order: vec![("account", false)],
+            limit: QUERY_ROWS_MAX,
+        })?;
+        let full = rows.len() == RG_ACCOUNTS_PER_READ;
+        for row in rows {
+            let id = row[0].int().unwrap_or_default();
+            next = id as u64 + 1;
+            scanned += 1;
+            let slots: Vec<&Vec<Value>> = limits.iter().filter(|limit| limit[0].int() == Some(id)).collect();
+            if let Some(view) = rg_account(&row, &slots, now)? {
+                found.push(view);
+                if found.len() == limit {
+                    return Ok((found, Some(next)));
                 }
-                (found, next, players.len(), now)
-            })
-            .await?;
-        found.append(&mut more);
-        start = next;
-        if found.len() == limit || next >= players {
-            return Ok((found, next, players, now));
+            }
+        }
+        if !full {
+            return Ok((found, None));
+        }
+        if scanned >= RG_ACCOUNTS_SCAN_MAX {
+            return Ok((found, Some(next)));
         }
     }
 }
 
-/// The account's responsible-gambling measures in force at `now`; `None` when it has none.
-fn rg_account(player: &book::Player, now: Timestamp) -> Option<RgAccountView> {
-    let currency = player.currency;
+/// The account's responsible-gambling measures in force at `now` (an `accounts` row and its
+/// `account_limits` rows); `None` when it has none.
+fn rg_account(
+    account: &[Value],
+    slots: &[&Vec<Value>],
+    now: Timestamp,
+) -> Result<Option<RgAccountView>, ProjectorError> {
+    let bad = || ProjectorError::Store(format!("an unreadable account row {account:?}"));
+    let id = account.first().and_then(Value::int).ok_or_else(bad)?;
+    let currency = account.get(1).and_then(Value::text).and_then(|code| Currency::parse(code).ok()).ok_or_else(bad)?;
+    let frozen = account.get(5).and_then(Value::bool).ok_or_else(bad)?;
+    let timed_out_until = account.get(6).and_then(Value::int).ok_or_else(bad)? as u64;
+    let excluded_until = account.get(7).and_then(Value::int).ok_or_else(bad)? as u64;
+    let money = |value: &Value| value.int().map(|minor| currency.format(Money::from_minor(minor)));
     let mut limits = Vec::new();
     for kind in LimitKind::ALL {
         for period in Period::ALL {
-            let slot = player.limits[kind.slot()][period.slot()];
-            let value = slot.effective(now);
-            let pending = slot.pending.filter(|pending| pending.effective_at > now);
+            let Some(slot) = slots
+                .iter()
+                .find(|slot| slot[1].text() == Some(kind.as_str()) && slot[2].text() == Some(period.as_str()))
+            else {
+                continue;
+            };
+            // `current_value`, `pending`, `pending_value`, `pending_at`.
+            let pending_at = slot[6].int().map(|at| at as u64);
+            let pending = (slot[4].bool() == Some(true)).then_some(pending_at).flatten();
+            // The limit in force now: a pending change past its cooling-off is in force.
+            let value = match pending {
+                Some(at) if now >= at => money(&slot[5]),
+                _ => money(&slot[3]),
+            };
+            let pending = pending.filter(|at| *at > now);
             if value.is_none() && pending.is_none() {
                 continue;
             }
             limits.push(RgLimitView {
                 kind: kind.as_str().to_string(),
                 period: period.as_str().to_string(),
-                value: value.map(|value| currency.format(value)),
-                pending: pending.map(|pending| PendingLimitView {
-                    value: pending.value.map(|value| currency.format(value)),
-                    effective_at: format_rfc3339(pending.effective_at),
-                }),
+                value,
+                pending: pending
+                    .map(|at| PendingLimitView { value: money(&slot[5]), effective_at: format_rfc3339(at) }),
             });
         }
     }
-    let self_excluded_until = (player.excluded_until > now).then(|| format_rfc3339(player.excluded_until));
-    let timed_out_until = (player.timed_out_until > now).then(|| format_rfc3339(player.timed_out_until));
-    if limits.is_empty() && !player.frozen && self_excluded_until.is_none() && timed_out_until.is_none() {
-        return None;
+    let self_excluded_until = (excluded_until > now).then(|| format_rfc3339(excluded_until));
+    let timed_out_until = (timed_out_until > now).then(|| format_rfc3339(timed_out_until));
+    if limits.is_empty() && !frozen && self_excluded_until.is_none() && timed_out_until.is_none() {
+        return Ok(None);
     }
-    Some(RgAccountView {
-        account_id: player.id.to_string(),
-        frozen: player.frozen,
+    Ok(Some(RgAccountView {
+        account_id: AccountId(id as u64).to_string(),
+        frozen,
         self_excluded_until,
         timed_out_until,
         limits,
-    })
+    }))
 }
 
-fn is_rg_command(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::SetLimits { .. }
-            | Command::TimeOut { .. }
-            | Command::SelfExclude { .. }
-            | Command::SetAccountRisk { .. }
-    )
-}
+/// The responsible-gambling commands of the audit view.
+const RG_COMMANDS: [&str; 4] = ["set_limits", "time_out", "self_exclude", "set_account_risk"];
 
-/// Responsible-gambling commands of one batch, with their sequence numbers.
-struct RgBatch {
-    position: Position,
-    timestamp: Timestamp,
-    commands: Vec<(u64, Command)>,
-}
+/// An event of the `rg-events` report: journal position, book time, sequence, command.
+type RgEvent = (Position, Timestamp, u64, Command);
 
-/// The responsible-gambling commands of the window from journal position `from` on: at least
-/// `room` of them (a page ends on a whole batch) unless the window or the journal ends first,
-/// reading at most `RG_EVENTS_SCAN_RECORDS_MAX` records. Returns them and the position to go on
-/// from (`None` at the end of the window or of the journal).
-async fn rg_journal_events(
-    state: &AppState,
+/// The responsible-gambling commands of the window from journal position `from` on, from the
+/// audit view: at least `room` of them (a page ends on a whole batch) unless they end first.
+/// Returns them and the position to go on from (`None`: no more).
+fn rg_model_events(
+    store: &mut dyn Store,
     window: Window,
     from: Position,
     room: usize,
-) -> Result<(Vec<RgEventView>, Option<Position>), ApiError> {
-    let (_, end) = chain_head(state).await?;
-    let mut batches: Vec<RgBatch> = Vec::new();
-    let mut found = 0usize;
-    let mut position = from;
-    let mut done = position >= end;
-    while !done && found < room && position - from < RG_EVENTS_SCAN_RECORDS_MAX as u64 {
-        let scan_left = RG_EVENTS_SCAN_RECORDS_MAX - usize::try_from(position - from).unwrap_or(usize::MAX);
-        let records = journal_page(state, position, AUDIT_PAGE_RECORDS_MAX.min(scan_left)).await??;
-        if records.is_empty() {
-            break;
+) -> Result<(Vec<RgEvent>, Option<Position>), ProjectorError> {
+    let mut filters = window_filters(window, "at");
+    filters.push(Filter::In("command", RG_COMMANDS.into_iter().map(Value::from).collect(), true));
+    filters.push(Filter::Ge("position", Value::Int(from as i64)));
+    let rows = store.select(&ModelQuery {
+        table: &AUDIT,
+        filters,
+        order: vec![("position", false), ("ordinal", false)],
+        limit: QUERY_ROWS_MAX,
+    })?;
+    let full = rows.len() == QUERY_ROWS_MAX;
+    let mut events: Vec<RgEvent> = Vec::new();
+    for row in &rows {
+        let position = audit_int(row, AUDIT_POSITION)?;
+        if events.len() >= room && events.last().is_some_and(|event| event.0 != position) {
+            return Ok((events, Some(position)));
         }
-        let room_left = room - found;
-        // Decoded and filtered off the runtime.
-        let (mut kept, next, past_window) =
-            blocking(move || rg_batches(records, window, position, room_left)).await??;
-        found += kept.iter().map(|batch| batch.commands.len()).sum::<usize>();
-        batches.append(&mut kept);
-        done = past_window || next >= end;
-        position = next;
+        let (sequence, command) = audit_row_command(row)?;
+        events.push((position, audit_int(row, AUDIT_AT)?, sequence, command));
     }
-    let accounts = batches.iter().flat_map(|batch| batch.commands.iter().filter_map(|(_, c)| c.account()));
-    let currencies = account_currencies(state, accounts.collect()).await?;
-    let events = batches
-        .iter()
-        .flat_map(|batch| batch.commands.iter().map(move |(sequence, command)| (batch, *sequence, command)))
-        .map(|(batch, sequence, command)| RgEventView {
-            position: batch.position,
-            recorded_at: format_rfc3339(batch.timestamp),
-            command: AuditCommandView { sequence, command: audit_command(command, &currencies) },
-        })
-        .collect();
-    Ok((events, (!done).then_some(position)))
-}
-
-/// The responsible-gambling commands of the records in the window, stopping after the batch
-/// that brings them to `room`. Returns them, the position after the last record looked at, and
-/// whether a record past the window's end was reached.
-fn rg_batches(
-    records: JournalPage,
-    window: Window,
-    mut next: Position,
-    room: usize,
-) -> Result<(Vec<RgBatch>, Position, bool), ApiError> {
-    let mut kept = Vec::new();
-    let mut found = 0;
-    for (position, record) in records {
-        let batch = decode(position, &record)?;
-        // Batches are in time order: the first one past the window ends it.
-        if batch.timestamp >= window.end() {
-            return Ok((kept, next, true));
-        }
-        next = position + 1;
-        if batch.timestamp < window.start() {
-            continue;
-        }
-        let commands: Vec<(u64, Command)> = batch
-            .commands
-            .into_iter()
-            .enumerate()
-            .filter(|(_, command)| is_rg_command(command))
-            .map(|(index, command)| (batch.first_sequence + index as u64, command))
-            .collect();
-        if commands.is_empty() {
-            continue;
-        }
-        found += commands.len();
-        kept.push(RgBatch { position, timestamp: batch.timestamp, commands });
-        if found >= room {
-            break;
-        }
+    // Every row read was taken: more may follow only after a full read, which may have cut its
+    // last batch: that batch is read again whole by the next page (unless it is the only one).
+    let (Some(first), Some(last)) = (events.first().map(|event| event.0), events.last().map(|event| event.0)) else {
+        return Ok((events, None));
+    };
+    if !full {
+        return Ok((events, None));
     }
-    Ok((kept, next, false))
-}
-
-/// The first journal position whose batch was decided at or after `at` (the journal's end when
-/// none): a binary search, one record per book read, as batch times never go backwards.
-async fn first_position_at(state: &AppState, at: Timestamp) -> Result<Position, ApiError> {
-    if at == 0 {
-        return Ok(0);
+    if first == last {
+        return Ok((events, Some(last + 1)));
     }
-    let (_, end) = chain_head(state).await?;
-    let (mut low, mut high) = (0, end);
-    while low < high {
-        let middle = low + (high - low) / 2;
-        let records = journal_page(state, middle, 1).await??;
-        let Some((position, record)) = records.first() else { return Ok(middle) };
-        if decode(*position, record)?.timestamp < at {
-            low = middle + 1;
-        } else {
-            high = middle;
-        }
-    }
-    Ok(low)
+    events.retain(|event| event.0 != last);
+    Ok((events, Some(last)))
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -1720,38 +1834,43 @@ async fn journal_page(
     state.ask(|engine| engine.journal_page_async(from, limit)).await
 }
 
-/// Runs CPU-bound work (hashing, decoding, rendering pages) on the blocking pool, off the
-/// runtime's worker threads.
+/// Runs CPU-bound work (hashing, rendering pages) on the blocking pool, off the runtime's
+/// worker threads.
 async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Result<R, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)
 }
 
-/// A journal record as a batch. Recovery decoded every record it replayed, so one that does
-/// not decode was changed since (or predates the snapshot): `?verify=true` tells which.
-fn decode(position: Position, record: &[u8]) -> Result<Batch, ApiError> {
-    codec::decode_batch(record)
-        .map_err(|error| ApiError::internal(format!("journal record at position {position} does not decode: {error}")))
-}
-
-/// The currency of each account (accounts never change currency). An account the book does not
-/// know (named by a refused command) is left out and shown in EUR.
 /// What amounts in journaled commands are shown in: each account's currency, and the base
-/// currency for market risk settings.
+/// currency for market risk settings. An account the models do not know (named by a refused
+/// command) is shown in the base currency.
 struct Currencies {
     accounts: BTreeMap<AccountId, Currency>,
     base: Currency,
 }
 
-async fn account_currencies(state: &AppState, accounts: BTreeSet<AccountId>) -> Result<Currencies, ApiError> {
-    state
-        .read(move |book| Currencies {
-            accounts: accounts
-                .into_iter()
-                .filter_map(|account| book.players().get(account.index()).map(|player| (account, player.currency)))
-                .collect(),
-            base: book.fx().base,
-        })
-        .await
+/// The currency of each account (accounts never change currency), from the `accounts` model.
+fn account_currencies(
+    store: &mut dyn Store,
+    accounts: BTreeSet<AccountId>,
+    base: Currency,
+) -> Result<Currencies, ProjectorError> {
+    let mut found = BTreeMap::new();
+    let ids: Vec<Value> = accounts.iter().map(|account| Value::Int(account.0 as i64)).collect();
+    for chunk in ids.chunks(QUERY_ROWS_MAX) {
+        let rows = store.select(&ModelQuery {
+            table: &ACCOUNTS,
+            filters: vec![Filter::In("id", chunk.to_vec(), true)],
+            order: Vec::new(),
+            limit: QUERY_ROWS_MAX,
+        })?;
+        for row in rows {
+            let currency = row[1].text().and_then(|code| Currency::parse(code).ok());
+            if let (Some(id), Some(currency)) = (row[0].int(), currency) {
+                found.insert(AccountId(id as u64), currency);
+            }
+        }
+    }
+    Ok(Currencies { accounts: found, base })
 }
 
 /// A journal position cursor, `pos_123`.
@@ -1764,8 +1883,6 @@ fn parse_position_cursor(text: &str) -> Result<Position, ApiError> {
 
 #[cfg(test)]
 mod format_tests {
-    use domain::ExchangeRate;
-
     use super::*;
 
     /// Sums past the money maximum (an exposure over many markets, a month's usage) are shown,
@@ -1783,27 +1900,45 @@ mod format_tests {
     /// never summed in part; the CSV lists it instead of a base row.
     #[test]
     fn a_missing_rate_makes_the_base_total_absent_and_named() {
-        let (eur, jpy) = (Currency::EUR, Currency::parse("JPY").expect("JPY"));
-        let rate = ExchangeRate::parse("160.00").expect("rate");
-        let applied = AppliedRate { base: eur, version: 1, rate };
-        let mut totals: Totals<PlacedTotals> = Totals::default();
-        let stake = |totals: &mut PlacedTotals, amount: Minor| {
-            totals.bets += 1;
-            totals.stakes += amount;
+        let eur = Currency::EUR;
+        // Groups of the `bets` aggregate: currency, fx_base, count, stake sum and count, base
+        // sum and count.
+        let group = |currency: &str, fx_base: Option<&str>, count: i64, stakes: &str, base: Option<&str>| {
+            vec![
+                Value::from(currency),
+                Value::from(fx_base),
+                Value::Int(count),
+                Value::from(stakes),
+                Value::Int(count),
+                Value::from(base),
+                Value::Int(if base.is_some() { count } else { 0 }),
+            ]
         };
-        // ¥1 is 0.625 cents: 1 cent, rounded up.
-        totals.add(jpy, 1, in_base(Some(applied), Money::from_minor(1), jpy), stake);
-        totals.add(
-            eur,
-            250,
-            in_base(Some(AppliedRate { rate: ExchangeRate::ONE, ..applied }), Money::from_minor(250), eur),
-            stake,
-        );
+        let mut totals: Totals<PlacedTotals> = Totals::default();
+        let add = |totals: &mut Totals<PlacedTotals>, row: Vec<Value>| {
+            let group = converted(&row, 0, eur).expect("a group");
+            totals.add(group.currency, group.count, group.amount, group.in_base, |line, count, stake| {
+                line.bets += count as u64;
+                line.stakes += stake;
+            });
+        };
+        add(&mut totals, group("JPY", Some("EUR"), 1, "1", Some("1")));
+        add(&mut totals, group("EUR", Some("EUR"), 1, "250", Some("250")));
         assert_eq!(totals.base().map(|base| (base.bets, base.stakes)), Some((2, 251)));
-        totals.add(jpy, 5, in_base(None, Money::from_minor(5), jpy), stake);
+        // A bet converted against another base is as good as none.
+        add(&mut totals, group("JPY", Some("USD"), 1, "5", Some("3")));
         assert!(totals.base().is_none());
         assert_eq!(totals.missing_rates(), vec!["JPY".to_string()]);
-        assert_eq!(totals.by_currency.get(&jpy).map(|line| (line.bets, line.stakes)), Some((2, 6)));
+        assert_eq!(
+            totals.by_currency.get(&Currency::parse("JPY").expect("JPY")).map(|line| (line.bets, line.stakes)),
+            Some((2, 6))
+        );
+        let mut partly: Totals<PlacedTotals> = Totals::default();
+        // Two bets, one of them without a base amount.
+        let mut row = group("EUR", Some("EUR"), 2, "500", Some("250"));
+        row[6] = Value::Int(1);
+        add(&mut partly, row);
+        assert!(partly.base().is_none(), "never a partial sum");
 
         let report = TurnoverReport {
             from: None,

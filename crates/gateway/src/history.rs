@@ -75,7 +75,7 @@ fn projector_unavailable(message: String) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
 }
 
-fn store_error(error: ProjectorError) -> ApiError {
+pub(crate) fn store_error(error: ProjectorError) -> ApiError {
     tracing::warn!(%error, "a read-model query failed");
     projector_unavailable("the read models could not be read; retry shortly".to_string()).retry_after(1)
 }

@@ -10,17 +10,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use book::{
-    AccountId, AccountKind, Ack, Bet, BetId, BetKind, BetStatus, Book, BookEvent, Command, LedgerAccountId, Reply,
-    Transfer, TransferCode, TransferKind, MILLIS_PER_DAY,
+    AccountId, AccountKind, Ack, AppliedRate, Bet, BetId, BetKind, BetStatus, Book, BookEvent, Command,
+    LedgerAccountId, LimitKind, Period, Reply, Transfer, TransferCode, TransferKind, MILLIS_PER_DAY,
 };
-use codec::{decode_batch, reply_digest};
-use domain::Currency;
+use codec::{decode_batch, encode_batch, reply_digest};
+use domain::{Currency, Money};
 use engine::{chain_next, ChainHead, CHAIN_HEAD_GENESIS};
 use journal::Position;
 
 use crate::schema::{
-    Merge, Table, Value, ACCOUNTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS, STATEMENTS, TABLES,
-    TRANSFERS,
+    Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS,
+    STATEMENTS, TABLES, TRANSFERS,
 };
 use crate::ProjectorError;
 
@@ -266,13 +266,16 @@ impl Follower {
             if !matches!(bet.status, BetStatus::Pending | BetStatus::Rejected) {
                 self.count_placed(bet.id, changes);
             }
-            changes.put(&BETS, bet_row(bet, currency, position));
+            changes.put(&BETS, bet_row(bet, currency, self.player_currency(bet.account), position));
             for (index, leg) in bet.legs.iter().enumerate() {
                 changes.put(&BET_LEGS, leg_row(bet.id, index, leg));
             }
         }
         for player in self.book.players() {
             changes.put(&ACCOUNTS, account_row(player, position));
+            if has_limits(player) {
+                limit_rows(player, position, changes);
+            }
         }
         changes.put(&CHECKPOINT, self.checkpoint.row());
         Ok(())
@@ -305,6 +308,7 @@ impl Follower {
         let mut digest = 0u64;
         let mut touched_bets = BTreeSet::new();
         let mut touched_accounts = BTreeSet::new();
+        let mut touched_limits = BTreeSet::new();
         let mut touched_ledger = BTreeSet::new();
         let mut ordinal = 0i64;
         let mut resulted_markets = BTreeSet::new();
@@ -338,14 +342,18 @@ impl Follower {
                         Err(rejection) => rejection.code(),
                     }),
                     Value::from(reply_reference(&reply)),
+                    Value::Text(format!("{:016x}", batch.reply_digest)),
+                    Value::Text(audit_body(batch.first_sequence + index as u64, at, command)),
                 ],
             );
             for event in &events {
                 match event {
-                    BookEvent::AccountOpened { account, .. }
-                    | BookEvent::AccountRestricted { account }
-                    | BookEvent::LimitsChanged { account } => {
+                    BookEvent::AccountOpened { account, .. } | BookEvent::AccountRestricted { account } => {
                         touched_accounts.insert(*account);
+                    }
+                    BookEvent::LimitsChanged { account } => {
+                        touched_accounts.insert(*account);
+                        touched_limits.insert(*account);
                     }
                     BookEvent::Transferred(transfer) => {
                         touched_ledger.insert(transfer.debit);
@@ -427,7 +435,7 @@ impl Follower {
         for bet in touched_bets {
             let bet = self.book.bet(bet).ok_or(ProjectorError::Missing { position, what: "bet" })?;
             let currency = self.currency_of(bet.account);
-            changes.put(&BETS, bet_row(bet, currency, position));
+            changes.put(&BETS, bet_row(bet, currency, self.player_currency(bet.account), position));
             for (index, leg) in bet.legs.iter().enumerate() {
                 changes.put(&BET_LEGS, leg_row(bet.id, index, leg));
             }
@@ -439,9 +447,16 @@ impl Follower {
                 .get(account.index())
                 .ok_or(ProjectorError::Missing { position, what: "account" })?;
             changes.put(&ACCOUNTS, account_row(player, position));
+            if touched_limits.contains(&account) || has_limits(player) {
+                limit_rows(player, position, changes);
+            }
         }
         changes.put(&CHECKPOINT, self.checkpoint.row());
         Ok(())
+    }
+
+    fn player_currency(&self, account: AccountId) -> Option<Currency> {
+        self.book.players().get(account.index()).map(|player| player.currency)
     }
 
     fn currency_of(&self, account: AccountId) -> String {
@@ -525,6 +540,13 @@ impl Follower {
             TransferKind::VoidPending(pending) => ("voids", Some(pending.0 as i64)),
         };
         let code = transfer.code.name();
+        // Converted as the reports convert: with the rate recorded on the transfer's bet at
+        // placement, else with the table's rate now (money not tied to a bet).
+        let rate = match is_bet_code(transfer.code).then(|| self.book.bet(BetId(transfer.reference))).flatten() {
+            Some(bet) => Some(bet.fx),
+            None => self.book.fx().rate(currency),
+        };
+        let (fx_base, base_amount) = in_base(rate, transfer.amount, Some(currency));
         changes.put(
             &TRANSFERS,
             vec![
@@ -539,6 +561,8 @@ impl Follower {
                 pending.into(),
                 int(transfer.reference),
                 int(transfer.timestamp),
+                fx_base,
+                base_amount,
             ],
         );
         let bet = is_bet_code(transfer.code).then_some(transfer.reference as i64);
@@ -637,7 +661,78 @@ pub fn bet_kind_name(kind: BetKind) -> &'static str {
     }
 }
 
-fn bet_row(bet: &Bet, currency: String, position: Position) -> Vec<Value> {
+/// `amount` in the rate's base currency, rounded up (`AppliedRate::to_base`), with that base:
+/// nulls when there is no rate (or no currency).
+fn in_base(rate: Option<AppliedRate>, amount: Money, currency: Option<Currency>) -> (Value, Value) {
+    match (rate, currency) {
+        (Some(rate), Some(currency)) => {
+            (Value::Text(rate.base.to_string()), Value::Int(rate.to_base(amount, currency).minor()))
+        }
+        _ => (Value::Null, Value::Null),
+    }
+}
+
+/// Whether any of the player's limit slots holds a limit or a pending change.
+fn has_limits(player: &book::Player) -> bool {
+    player.limits.iter().flatten().any(|slot| slot.current.is_some() || slot.pending.is_some())
+}
+
+/// The player's nine limit slots as `ACCOUNT_LIMITS` rows.
+fn limit_rows(player: &book::Player, position: Position, changes: &mut Changes) {
+    for kind in LimitKind::ALL {
+        for period in Period::ALL {
+            let slot = player.limits[kind.slot()][period.slot()];
+            changes.put(
+                &ACCOUNT_LIMITS,
+                vec![
+                    int(player.id.0),
+                    kind.as_str().into(),
+                    period.as_str().into(),
+                    slot.current.map(Money::minor).into(),
+                    slot.pending.is_some().into(),
+                    slot.pending.and_then(|pending| pending.value).map(Money::minor).into(),
+                    slot.pending.map(|pending| pending.effective_at as i64).into(),
+                    int(position),
+                ],
+            );
+        }
+    }
+}
+
+/// The command as journaled, as a one-command batch in the codec's format (hex), with the
+/// password and API key hashes blanked: what the audit route renders.
+pub fn audit_body(sequence: u64, at: u64, command: &Command) -> String {
+    let blanked;
+    let command = match command {
+        Command::RegisterPlayer { username, password_hash: _, date_of_birth, country, currency } => {
+            blanked = Command::RegisterPlayer {
+                username: username.clone(),
+                password_hash: String::new(),
+                date_of_birth: *date_of_birth,
+                country: country.clone(),
+                currency: *currency,
+            };
+            &blanked
+        }
+        Command::CreateApiKey { name, key_hash: _, scopes } => {
+            blanked = Command::CreateApiKey { name: name.clone(), key_hash: String::new(), scopes: *scopes };
+            &blanked
+        }
+        other => other,
+    };
+    let mut out = Vec::new();
+    encode_batch(sequence, at, 0, std::iter::once(command), &mut out);
+    hex::encode(out)
+}
+
+/// A command stored by [`audit_body`].
+pub fn decode_audit_body(body: &str) -> Option<Command> {
+    let bytes = hex::decode(body).ok()?;
+    decode_batch(&bytes).ok()?.commands.into_iter().next()
+}
+
+fn bet_row(bet: &Bet, currency: String, player_currency: Option<Currency>, position: Position) -> Vec<Value> {
+    let (fx_base, base_stake) = in_base(Some(bet.fx), bet.total_stake, player_currency);
     vec![
         int(bet.id.0),
         int(bet.account.0),
@@ -658,6 +753,8 @@ fn bet_row(bet: &Bet, currency: String, position: Position) -> Vec<Value> {
         Value::Int(i64::from(bet.settlement_count)),
         bet.rejection.into(),
         int(position),
+        fx_base,
+        base_stake,
     ]
 }
 

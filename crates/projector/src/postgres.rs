@@ -229,10 +229,27 @@ impl Store for PostgresStore {
         let (sql, params) = query.sql(&|index| format!("${index}"))?;
         self.select_sql(query.table, &sql, &params)
     }
+
+    fn aggregate(&mut self, aggregate: &crate::query::Aggregate) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let (sql, params) = aggregate.sql(&|index| format!("${index}"))?;
+        self.select_typed(aggregate.table.name, &aggregate.types(), &sql, &params)
+    }
 }
 
 impl PostgresStore {
     fn select_sql(&mut self, table: &Table, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let types: Vec<Type> = table.columns.iter().map(|column| column.ty).collect();
+        self.select_typed(table.name, &types, sql, params)
+    }
+
+    /// Runs a select whose result columns have `types`.
+    fn select_typed(
+        &mut self,
+        name: &str,
+        types: &[Type],
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, ProjectorError> {
         let params: Vec<Box<dyn ToSql + Sync + Send>> = params
             .iter()
             .map(|value| -> Box<dyn ToSql + Sync + Send> {
@@ -249,14 +266,14 @@ impl PostgresStore {
         let rows = self.runtime.block_on(self.client.query(sql, &params)).map_err(error("select"))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let mut values = Vec::with_capacity(table.columns.len());
-            for (index, column) in table.columns.iter().enumerate() {
-                let value = match column.ty {
+            let mut values = Vec::with_capacity(types.len());
+            for (index, ty) in types.iter().enumerate() {
+                let value = match ty {
                     Type::Int => row.try_get::<_, Option<i64>>(index).map(Value::from),
                     Type::Text => row.try_get::<_, Option<String>>(index).map(Value::from),
                     Type::Bool => row.try_get::<_, Option<bool>>(index).map(Value::from),
                 }
-                .map_err(error(column.name))?;
+                .map_err(error(name))?;
                 values.push(value);
             }
             out.push(values);

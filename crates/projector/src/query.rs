@@ -4,7 +4,7 @@
 //! typed reads built on it. Pages are keyed by id (a cursor is the last id seen), newest first,
 //! like the gateway's lists.
 
-use crate::schema::{Table, Value, ACCOUNTS, AUDIT, BETS, BET_LEGS, STATEMENTS};
+use crate::schema::{Table, Type, Value, ACCOUNTS, AUDIT, BETS, BET_LEGS, STATEMENTS};
 use crate::store::Store;
 use crate::ProjectorError;
 
@@ -54,54 +54,7 @@ impl Query {
         let known = |column: &str| self.table.columns.iter().any(|candidate| candidate.name == column);
         let mut sql = format!("SELECT {} FROM {}", self.table.column_list(), self.table.name);
         let mut params = Vec::new();
-        for (index, filter) in self.filters.iter().enumerate() {
-            if !known(filter.column()) {
-                return Err(ProjectorError::Store(format!("no column {} in {}", filter.column(), self.table.name)));
-            }
-            sql.push_str(if index == 0 { " WHERE " } else { " AND " });
-            let slot = placeholder(params.len() + 1);
-            match filter {
-                Filter::Eq(column, value) => {
-                    sql.push_str(&format!("{column} = {slot}"));
-                    params.push(value.clone());
-                }
-                Filter::Lt(column, value) => {
-                    sql.push_str(&format!("{column} < {slot}"));
-                    params.push(value.clone());
-                }
-                Filter::Ge(column, value) => {
-                    sql.push_str(&format!("{column} >= {slot}"));
-                    params.push(value.clone());
-                }
-                Filter::In(_, values, inside) if values.is_empty() => {
-                    sql.push_str(if *inside { "1 = 0" } else { "1 = 1" });
-                }
-                Filter::In(column, values, inside) => {
-                    let slots: Vec<String> =
-                        (0..values.len()).map(|offset| placeholder(params.len() + 1 + offset)).collect();
-                    let negation = if *inside { "" } else { "NOT " };
-                    sql.push_str(&format!("{column} {negation}IN ({})", slots.join(", ")));
-                    params.extend(values.iter().cloned());
-                }
-                Filter::HasLeg(leg_column, value) => {
-                    if !BET_LEGS.columns.iter().any(|column| column.name == *leg_column) {
-                        return Err(ProjectorError::Store(format!("no column {leg_column} in bet_legs")));
-                    }
-                    sql.push_str(&format!("id IN (SELECT bet FROM bet_legs WHERE {leg_column} = {slot})"));
-                    params.push(value.clone());
-                }
-                Filter::Prefix(column, prefix) => {
-                    // `\` escapes the pattern characters of the prefix on both stores.
-                    let escaped: String = prefix
-                        .to_ascii_lowercase()
-                        .chars()
-                        .flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] })
-                        .collect();
-                    sql.push_str(&format!("LOWER({column}) LIKE {slot} ESCAPE '\\'"));
-                    params.push(Value::Text(format!("{escaped}%")));
-                }
-            }
-        }
+        where_clause(self.table, &self.filters, placeholder, &mut sql, &mut params)?;
         if !self.order.is_empty() {
             let order = self
                 .order
@@ -118,6 +71,122 @@ impl Query {
         }
         sql.push_str(&format!(" LIMIT {}", self.limit.min(QUERY_ROWS_MAX)));
         Ok((sql, params))
+    }
+}
+
+/// Appends ` WHERE …` for `filters` to `sql` and their parameters to `params`.
+fn where_clause(
+    table: &Table,
+    filters: &[Filter],
+    placeholder: &dyn Fn(usize) -> String,
+    sql: &mut String,
+    params: &mut Vec<Value>,
+) -> Result<(), ProjectorError> {
+    let known = |column: &str| table.columns.iter().any(|candidate| candidate.name == column);
+    for (index, filter) in filters.iter().enumerate() {
+        if !known(filter.column()) {
+            return Err(ProjectorError::Store(format!("no column {} in {}", filter.column(), table.name)));
+        }
+        sql.push_str(if index == 0 { " WHERE " } else { " AND " });
+        let slot = placeholder(params.len() + 1);
+        match filter {
+            Filter::Eq(column, value) => {
+                sql.push_str(&format!("{column} = {slot}"));
+                params.push(value.clone());
+            }
+            Filter::Lt(column, value) => {
+                sql.push_str(&format!("{column} < {slot}"));
+                params.push(value.clone());
+            }
+            Filter::Ge(column, value) => {
+                sql.push_str(&format!("{column} >= {slot}"));
+                params.push(value.clone());
+            }
+            Filter::In(_, values, inside) if values.is_empty() => {
+                sql.push_str(if *inside { "1 = 0" } else { "1 = 1" });
+            }
+            Filter::In(column, values, inside) => {
+                let slots: Vec<String> =
+                    (0..values.len()).map(|offset| placeholder(params.len() + 1 + offset)).collect();
+                let negation = if *inside { "" } else { "NOT " };
+                sql.push_str(&format!("{column} {negation}IN ({})", slots.join(", ")));
+                params.extend(values.iter().cloned());
+            }
+            Filter::HasLeg(leg_column, value) => {
+                if !BET_LEGS.columns.iter().any(|column| column.name == *leg_column) {
+                    return Err(ProjectorError::Store(format!("no column {leg_column} in bet_legs")));
+                }
+                sql.push_str(&format!("id IN (SELECT bet FROM bet_legs WHERE {leg_column} = {slot})"));
+                params.push(value.clone());
+            }
+            Filter::Prefix(column, prefix) => {
+                // `\` escapes the pattern characters of the prefix on both stores.
+                let escaped: String = prefix
+                    .to_ascii_lowercase()
+                    .chars()
+                    .flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] })
+                    .collect();
+                sql.push_str(&format!("LOWER({column}) LIKE {slot} ESCAPE '\\'"));
+                params.push(Value::Text(format!("{escaped}%")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `SELECT group…, COUNT(*), CAST(SUM(c) AS TEXT), COUNT(c)… FROM table WHERE filters… GROUP BY
+/// group…`: totals both stores compute alike. A sum is text (PostgreSQL sums BIGINT as NUMERIC;
+/// read it as `i128` with [`sum_of`]); `COUNT(c)` counts the rows where `c` is not null.
+#[derive(Clone, Debug)]
+pub struct Aggregate {
+    pub table: &'static Table,
+    pub filters: Vec<Filter>,
+    pub group: Vec<&'static str>,
+    pub sums: Vec<&'static str>,
+}
+
+impl Aggregate {
+    pub fn sql(&self, placeholder: &dyn Fn(usize) -> String) -> Result<(String, Vec<Value>), ProjectorError> {
+        let known = |column: &str| self.table.columns.iter().any(|candidate| candidate.name == column);
+        if let Some(unknown) = self.group.iter().chain(&self.sums).find(|column| !known(column)) {
+            return Err(ProjectorError::Store(format!("no column {unknown} in {}", self.table.name)));
+        }
+        let mut selected: Vec<String> = self.group.iter().map(|column| (*column).to_owned()).collect();
+        selected.push("COUNT(*)".to_owned());
+        for column in &self.sums {
+            selected.push(format!("CAST(SUM({column}) AS TEXT)"));
+            selected.push(format!("COUNT({column})"));
+        }
+        let mut sql = format!("SELECT {} FROM {}", selected.join(", "), self.table.name);
+        let mut params = Vec::new();
+        where_clause(self.table, &self.filters, placeholder, &mut sql, &mut params)?;
+        if !self.group.is_empty() {
+            sql.push_str(&format!(" GROUP BY {}", self.group.join(", ")));
+        }
+        Ok((sql, params))
+    }
+
+    /// The types of a result row's values.
+    pub fn types(&self) -> Vec<Type> {
+        let mut types: Vec<Type> =
+            self.group.iter().map(|column| self.table.columns[self.table.index_of(column)].ty).collect();
+        types.push(Type::Int);
+        for _ in &self.sums {
+            types.extend([Type::Text, Type::Int]);
+        }
+        types
+    }
+}
+
+/// A sum an [`Aggregate`] returned (null when no row: 0).
+pub fn sum_of(value: &Value) -> Result<i128, ProjectorError> {
+    match value {
+        Value::Null => Ok(0),
+        Value::Text(text) => {
+            text.parse().map_err(|_| ProjectorError::Store(format!("a sum reads {text:?}, not an integer")))
+        }
+        Value::Int(value) => Ok(i128::from(*value)),
+        Value::Bool(_) => Err(ProjectorError::Store("a sum reads a boolean".to_owned())),
     }
 }
 

@@ -205,6 +205,10 @@ pub const BETS: Table = Table {
         col("settlement_count", Int),
         opt("rejection", Text),
         col("updated_position", Int),
+        // Migration 2: the base currency of the rate recorded on the bet at placement and the
+        // total stake converted with it (rounded up to the base's minor unit); null: no rate.
+        opt("fx_base", Text),
+        opt("base_stake", Int),
     ],
     key: 1,
     merge: Merge::Upsert,
@@ -264,6 +268,11 @@ pub const TRANSFERS: Table = Table {
         opt("pending_id", Int),
         col("reference", Int),
         col("at", Int),
+        // Migration 2: the amount in the base currency `fx_base`, converted with the rate
+        // recorded on the transfer's bet at placement (a transfer not tied to a bet: the table's
+        // rate when it was made), rounded up; null: no rate.
+        opt("fx_base", Text),
+        opt("base_amount", Int),
     ],
     key: 1,
     merge: Merge::Insert,
@@ -306,9 +315,34 @@ pub const AUDIT: Table = Table {
         opt("account", Int),
         col("outcome", Text),
         opt("reference", Text),
+        // Migration 2: the batch's reply digest (hex, 16 digits), and the command as journaled
+        // (a one-command batch in the codec's format, hex) with its secrets (password and API
+        // key hashes) blanked, for the audit route to render.
+        opt("reply_digest", Text),
+        opt("body", Text),
     ],
     key: 2,
     merge: Merge::Insert,
+};
+
+/// Responsible-gambling limits per account, kind (`deposit`, `loss`, `stake`) and period
+/// (`day`, `week`, `month`), as the book holds them: the limit `current`ly set and a change
+/// waiting out its cooling-off (`pending`: its value, null to remove, from `pending_at`).
+/// Written when an account's limits change; all nulls once a limit is removed.
+pub const ACCOUNT_LIMITS: Table = Table {
+    name: "account_limits",
+    columns: &[
+        col("account", Int),
+        col("kind", Text),
+        col("period", Text),
+        opt("current_value", Int),
+        col("pending", Bool),
+        opt("pending_value", Int),
+        opt("pending_at", Int),
+        col("updated_position", Int),
+    ],
+    key: 3,
+    merge: Merge::Upsert,
 };
 
 /// Regulator report inputs per UTC day (days since the epoch) and currency, on the terms of
@@ -335,18 +369,29 @@ pub const DAILY_TOTALS: Table = Table {
 };
 
 /// Every table of the models, in the order a commit writes them and a dump lists them.
-pub const TABLES: [&Table; 9] =
-    [&CHECKPOINT, &ACCOUNTS, &BETS, &BET_LEGS, &BET_HISTORY, &TRANSFERS, &STATEMENTS, &AUDIT, &DAILY_TOTALS];
+pub const TABLES: [&Table; 10] = [
+    &CHECKPOINT,
+    &ACCOUNTS,
+    &BETS,
+    &BET_LEGS,
+    &BET_HISTORY,
+    &TRANSFERS,
+    &STATEMENTS,
+    &AUDIT,
+    &DAILY_TOTALS,
+    &ACCOUNT_LIMITS,
+];
 
 /// The migrations table: which versions are applied.
 pub const MIGRATIONS_TABLE: &str = "projector_migrations";
 
 /// `(version, name, SQL)`, applied in order, each in its own transaction with its row in
 /// `projector_migrations`. The SQL is valid on SQLite and PostgreSQL alike.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "read models",
-    "
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "read models",
+        "
 CREATE TABLE projector_checkpoint (
     id BIGINT PRIMARY KEY, next_position BIGINT NOT NULL, chain_head TEXT NOT NULL,
     batches BIGINT NOT NULL, commands BIGINT NOT NULL, base_position BIGINT NOT NULL
@@ -412,7 +457,26 @@ CREATE TABLE daily_totals (
     PRIMARY KEY (day, currency)
 );
 ",
-)];
+    ),
+    (
+        2,
+        "reports and audit from the models",
+        "
+ALTER TABLE bets ADD COLUMN fx_base TEXT;
+ALTER TABLE bets ADD COLUMN base_stake BIGINT;
+ALTER TABLE transfers ADD COLUMN fx_base TEXT;
+ALTER TABLE transfers ADD COLUMN base_amount BIGINT;
+ALTER TABLE audit ADD COLUMN reply_digest TEXT;
+ALTER TABLE audit ADD COLUMN body TEXT;
+CREATE INDEX audit_command ON audit (command, position);
+CREATE TABLE account_limits (
+    account BIGINT NOT NULL, kind TEXT NOT NULL, period TEXT NOT NULL, current_value BIGINT,
+    pending BOOLEAN NOT NULL, pending_value BIGINT, pending_at BIGINT, updated_position BIGINT NOT NULL,
+    PRIMARY KEY (account, kind, period)
+);
+",
+    ),
+];
 
 /// The newest schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -163,26 +163,40 @@ impl Store for SqliteStore {
         let (sql, params) = query.sql(&|index| format!("?{index}"))?;
         self.select_sql(query.table, &sql, &params)
     }
+
+    fn aggregate(&mut self, aggregate: &crate::query::Aggregate) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let (sql, params) = aggregate.sql(&|index| format!("?{index}"))?;
+        self.select_typed(aggregate.table.name, &aggregate.types(), &sql, &params)
+    }
 }
 
 impl SqliteStore {
     fn select_sql(&mut self, table: &Table, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let types: Vec<Type> = table.columns.iter().map(|column| column.ty).collect();
+        self.select_typed(table.name, &types, sql, params)
+    }
+
+    /// Runs a select whose result columns have `types`.
+    fn select_typed(
+        &mut self,
+        name: &str,
+        types: &[Type],
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, ProjectorError> {
         let mut statement = self.conn.prepare_cached(sql).map_err(error("prepare select"))?;
         let mut rows = statement.query(params_from_iter(params.iter())).map_err(error("select"))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(error("select"))? {
-            let mut values = Vec::with_capacity(table.columns.len());
-            for (index, column) in table.columns.iter().enumerate() {
-                let value = match (row.get_ref(index).map_err(error("read"))?, column.ty) {
+            let mut values = Vec::with_capacity(types.len());
+            for (index, ty) in types.iter().enumerate() {
+                let value = match (row.get_ref(index).map_err(error("read"))?, *ty) {
                     (ValueRef::Null, _) => Value::Null,
                     (ValueRef::Integer(value), Type::Bool) => Value::Bool(value != 0),
                     (ValueRef::Integer(value), Type::Int) => Value::Int(value),
                     (ValueRef::Text(text), Type::Text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
                     (other, _) => {
-                        return Err(ProjectorError::Store(format!(
-                            "sqlite: {}.{} holds {other:?}",
-                            table.name, column.name
-                        )))
+                        return Err(ProjectorError::Store(format!("sqlite: column {index} of {name} holds {other:?}")))
                     }
                 };
                 values.push(value);

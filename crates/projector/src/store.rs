@@ -33,6 +33,9 @@ pub trait Store: Send {
 
     /// The rows a [`crate::query::Query`] selects.
     fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError>;
+
+    /// The rows (one per group) an [`crate::query::Aggregate`] computes.
+    fn aggregate(&mut self, aggregate: &crate::query::Aggregate) -> Result<Vec<Vec<Value>>, ProjectorError>;
 }
 
 /// The checkpoint a store is at, `None` when it holds nothing yet.

@@ -365,3 +365,66 @@ async fn metrics_show_the_projector_position_and_lag() {
     assert!(text.contains("sportsbook_history_read_waits_total{reason=\"timed_out\"} 0"), "{text}");
     app.stop().await;
 }
+
+/// Reports and the audit trail read the models too, with the same read-your-writes: a write
+/// acknowledged before the read is in it, at once.
+#[tokio::test]
+async fn reports_and_the_audit_trail_read_their_writes_at_once() {
+    let app = spawn_app().await;
+    let player = app.funded_player("reporter", "500.00").await;
+    let (_, _, selections) = app.football_match("Report v Read").await;
+    for round in 1..=12u64 {
+        place(&app, &player, &selections[0], "1.00").await;
+        let (status, turnover) = app.call("GET", "/v1/admin/reports/turnover", Some(ADMIN_KEY), None).await;
+        assert_eq!(status, 200, "{turnover}");
+        assert_eq!(turnover["currencies"][0]["bets_placed"], json!(round), "round {round}: {turnover}");
+        assert_eq!(turnover["base_total"]["stakes_placed"], format!("{round}.00"), "{turnover}");
+        let (status, audit) = app.call("GET", "/v1/admin/audit?limit=200", Some(ADMIN_KEY), None).await;
+        assert_eq!(status, 200, "{audit}");
+        let placed = audit["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .flat_map(|batch| batch["commands"].as_array().expect("commands").iter())
+            .filter(|command| command["type"] == "place_bet")
+            .count();
+        assert_eq!(placed as u64, round, "round {round}");
+    }
+    // A limit set is in the rg-events report at once, as a measure in force and as an event.
+    let limits = json!({"stake": {"week": "100.00"}});
+    let (status, body) = app.call("PUT", "/v1/limits", Some(&player.access_token), Some(limits)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, report) = app.call("GET", "/v1/admin/reports/rg-events", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["accounts"][0]["limits"],
+        json!([{"kind": "stake", "period": "week", "value": "100.00", "pending": null}]),
+        "{report}"
+    );
+    assert_eq!(report["events"][0]["type"], "set_limits", "{report}");
+    app.stop().await;
+}
+
+/// With the projector off, the reports and the audit listing served from the models answer
+/// `unavailable`; liabilities (open state, from the book) and `?verify=true` (the journal) do not
+/// need it.
+#[tokio::test]
+async fn with_the_projector_off_reports_and_the_audit_listing_answer_unavailable() {
+    let app = spawn_app_without_projector().await;
+    for path in [
+        "/v1/admin/reports/turnover",
+        "/v1/admin/reports/ggr",
+        "/v1/admin/reports/rg-events",
+        "/v1/admin/reports/turnover?format=csv",
+        "/v1/admin/audit",
+    ] {
+        let (status, body) = app.call("GET", path, Some(ADMIN_KEY), None).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    }
+    for path in ["/v1/admin/reports/liabilities", "/v1/admin/audit?verify=true"] {
+        let (status, body) = app.call("GET", path, Some(ADMIN_KEY), None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    app.stop().await;
+}

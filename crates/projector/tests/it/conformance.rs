@@ -393,6 +393,90 @@ fn check_queries(store: &mut dyn Store, book: &Book) {
     }
 }
 
+/// The reports' aggregates (`Store::aggregate`) over `bets` and `transfers` equal the book's
+/// folds, base amounts included (each converted with the bet's recorded rate, rounded up, then
+/// summed); every audit row's body is its command.
+fn check_report_aggregates(store: &mut dyn Store, book: &Book) {
+    use projector::query::{sum_of, Aggregate, Filter};
+    let rows = store
+        .aggregate(&Aggregate {
+            table: &BETS,
+            filters: vec![Filter::In("status", vec![Value::from("pending"), Value::from("rejected")], false)],
+            group: vec!["currency", "fx_base"],
+            sums: vec!["total_stake", "base_stake"],
+        })
+        .expect("bets aggregate");
+    let found: BTreeMap<String, (i64, i128, i128)> = rows
+        .iter()
+        .map(|row| {
+            assert_eq!(row[1].text(), Some(book.fx().base.to_string().as_str()), "{row:?}");
+            assert_eq!(row[4], row[2], "every stake counted: {row:?}");
+            assert_eq!(row[6], row[2], "every bet has a base amount: {row:?}");
+            let key = row[0].text().expect("currency").to_owned();
+            (key, (row[2].int().expect("count"), sum_of(&row[3]).expect("sum"), sum_of(&row[5]).expect("sum")))
+        })
+        .collect();
+    let mut expected: BTreeMap<String, (i64, i128, i128)> = BTreeMap::new();
+    for bet in book.bets() {
+        if matches!(bet.status, BetStatus::Pending | BetStatus::Rejected) {
+            continue;
+        }
+        let currency = book.players()[bet.account.index()].currency;
+        let line = expected.entry(currency.to_string()).or_default();
+        line.0 += 1;
+        line.1 += i128::from(bet.total_stake.minor());
+        line.2 += i128::from(bet.fx.to_base(bet.total_stake, currency).minor());
+    }
+    assert_eq!(found, expected);
+    assert!(!found.is_empty());
+
+    let rows = store
+        .aggregate(&Aggregate {
+            table: &TRANSFERS,
+            filters: vec![Filter::Ge("at", Value::Int(0))],
+            group: vec!["currency", "code", "status"],
+            sums: vec!["amount"],
+        })
+        .expect("transfers aggregate");
+    let found: BTreeMap<(String, String, String), (i64, i128)> = rows
+        .iter()
+        .map(|row| {
+            let key = (0..3).map(|index| row[index].text().expect("text").to_owned()).collect::<Vec<_>>();
+            (
+                (key[0].clone(), key[1].clone(), key[2].clone()),
+                (row[3].int().expect("count"), sum_of(&row[4]).expect("sum")),
+            )
+        })
+        .collect();
+    let mut expected: BTreeMap<(String, String, String), (i64, i128)> = BTreeMap::new();
+    let ledger = book.ledger();
+    for transfer in ledger.transfers() {
+        let status = match transfer.kind {
+            TransferKind::Posted => "posted",
+            TransferKind::Pending => "pending",
+            TransferKind::PostPending(_) => "posts",
+            TransferKind::VoidPending(_) => "voids",
+        };
+        let key =
+            (ledger.account(transfer.debit).currency.to_string(), transfer.code.name().to_owned(), status.to_owned());
+        let line = expected.entry(key).or_default();
+        line.0 += 1;
+        line.1 += i128::from(transfer.amount.minor());
+    }
+    assert_eq!(found, expected);
+
+    let t = &AUDIT;
+    for row in store.rows(&AUDIT).expect("audit") {
+        let body = text(t, &row, "body");
+        let command = projector::follower::decode_audit_body(body).expect("a body decodes");
+        assert_eq!(command.name(), text(t, &row, "command"));
+        assert_eq!(text(t, &row, "reply_digest").len(), 16);
+        if let book::Command::RegisterPlayer { password_hash, .. } = &command {
+            assert!(password_hash.is_empty(), "a password hash in the audit view");
+        }
+    }
+}
+
 fn conformance(backend: Backend, name: &str) -> String {
     let finished = finished();
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -409,6 +493,7 @@ fn conformance(backend: Backend, name: &str) -> String {
     check_daily_totals(store, book);
     check_accounts(store, book);
     check_queries(store, book);
+    check_report_aggregates(store, book);
     dump(store).expect("dump")
 }
 
