@@ -13,7 +13,7 @@ mod sequencer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
-pub use follower::FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT;
+pub use follower::{lower_thread_priority, FOLLOWER_NICE, FOLLOWER_POLL_INTERVAL, FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT};
 pub use recovery::{
     chain_next, decode_snapshot_payload_for_follower, recover, ChainHead, Recovered, RecoveryReport, CHAIN_HEAD_GENESIS,
 };

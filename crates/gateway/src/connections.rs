@@ -19,7 +19,12 @@
 //! whose next head has started, is dropped at once.
 //! hyper's own `header_read_timeout` is not used: its clock also runs while a kept-alive
 //! connection waits for its next request, so it cannot tell an idle client from a slow head.
-//! Instead each connection's reads are watched (`WatchedIo`) and its task keeps the deadlines.
+//! Instead each connection's reads are watched (`WatchedStream`: the first byte of a head is
+//! noted in the connection's slot) and one sweeper task per listener looks at every slot's
+//! deadlines each `sweep_interval` (a twentieth of the shorter timeout, 10 to 250 ms), telling
+//! the connections past them to close. A request costs no timer and no extra wake-up of its
+//! connection's task (a connection task is woken only to close); a timeout fires up to one
+//! sweep interval late, never early.
 //!
 //! A connection that upgrades to a WebSocket (`/v1/stream`) leaves this table once the `101`
 //! is written; the stream's own limits (`STREAM_CONNECTIONS_MAX`, heartbeats, idle timeout)
@@ -30,7 +35,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -136,9 +141,9 @@ struct Slot {
     /// 1 + when the first byte since `idle_since_us` was read (microseconds since the epoch),
     /// 0 when none was: a request head is on its way.
     first_byte_us: AtomicU64,
-    /// Told to close (evicted, or the server shuts down).
+    /// Told to close (evicted, past a deadline, or the server shuts down).
     close: AtomicBool,
-    /// Wakes the connection's task to look at its deadlines again.
+    /// Wakes the connection's task when it is told to close.
     wake: Notify,
 }
 
@@ -148,11 +153,12 @@ impl Slot {
         self.served.store(true, Ordering::Release);
     }
 
+    /// The handler answered: the connection is idle from `now_us` (the sweeper sees the new
+    /// deadline; nothing wakes the connection's task).
     fn end_request(&self, now_us: u64) {
         self.idle_since_us.store(now_us, Ordering::Release);
         self.first_byte_us.store(0, Ordering::Release);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.wake.notify_one();
     }
 
     fn idle(&self) -> bool {
@@ -185,8 +191,29 @@ impl Table {
         self.epoch.elapsed().as_micros() as u64
     }
 
-    fn instant_of(&self, us: u64) -> Instant {
-        self.epoch + Duration::from_micros(us)
+    /// How often the sweeper looks at the deadlines: a twentieth of the shorter timeout, so a
+    /// timeout fires at most 5% late, within 10 to 250 ms.
+    fn sweep_interval(&self) -> Duration {
+        (self.limits.header_read_timeout.min(self.limits.idle_timeout) / 20)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250))
+    }
+
+    /// Tells every connection past its deadline to close, counting why. Returns how many.
+    fn sweep(&self) -> usize {
+        let now_us = self.now_us();
+        let slots = self.lock();
+        let mut closed = 0;
+        for slot in slots.values() {
+            if slot.close.load(Ordering::Acquire) {
+                continue;
+            }
+            let Some((deadline_us, reason)) = self.deadline_us(slot) else { continue };
+            if now_us >= deadline_us && self.tell_to_close(slot) {
+                self.metrics.record_connection_closed(reason);
+                closed += 1;
+            }
+        }
+        closed
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
@@ -294,19 +321,43 @@ impl Table {
         }
     }
 
-    /// When the slot's connection must have made progress, and what it is closed for if not;
-    /// `None` while a request is in a handler (the request timeout bounds it).
-    fn deadline(&self, slot: &Slot) -> Option<(Instant, CloseReason)> {
+    /// When the slot's connection must have made progress (microseconds since the epoch), and
+    /// what it is closed for if not; `None` while a request is in a handler (the request
+    /// timeout bounds it).
+    fn deadline_us(&self, slot: &Slot) -> Option<(u64, CloseReason)> {
         if !slot.idle() {
             return None;
         }
+        let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         match slot.first_byte_us.load(Ordering::Acquire) {
             0 => Some((
-                self.instant_of(slot.idle_since_us.load(Ordering::Acquire)) + self.limits.idle_timeout,
+                slot.idle_since_us.load(Ordering::Acquire).saturating_add(micros(self.limits.idle_timeout)),
                 CloseReason::IdleTimeout,
             )),
-            first => Some((self.instant_of(first - 1) + self.limits.header_read_timeout, CloseReason::HeaderTimeout)),
+            first => {
+                Some(((first - 1).saturating_add(micros(self.limits.header_read_timeout)), CloseReason::HeaderTimeout))
+            }
         }
+    }
+}
+
+/// Sweeps `table` every `sweep_interval` until the table is gone.
+async fn sweeper(table: Weak<Table>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(table) = table.upgrade() else { return };
+        table.sweep();
+    }
+}
+
+/// Stops a task when dropped (the sweeper, when `serve` returns or is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -349,11 +400,9 @@ impl tokio::io::AsyncRead for WatchedStream {
         let progressed = matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before;
         // Cheap checks first: this runs on every read, of upgraded WebSockets too.
         if progressed && this.slot.first_byte_us.load(Ordering::Relaxed) == 0 && this.slot.idle() {
+            // The sweeper reads the head's deadline from here; no wake-up.
             let now = this.table.now_us() + 1;
-            if this.slot.first_byte_us.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                // The head's deadline is earlier than the idle one the task sleeps until.
-                this.slot.wake.notify_one();
-            }
+            let _ = this.slot.first_byte_us.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
         }
         polled
     }
@@ -406,6 +455,7 @@ pub(crate) async fn serve(
         emptied: Notify::new(),
         metrics: metrics.clone(),
     });
+    let _sweeper = AbortOnDrop(tokio::spawn(sweeper(Arc::downgrade(&table), table.sweep_interval())));
     let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT_MAX));
     tokio::pin!(shutdown);
     loop {
@@ -488,17 +538,15 @@ async fn serve_connection(
     // Set once the connection was told to close: when it is dropped if still open.
     let mut closing_until: Option<Instant> = None;
     loop {
-        let deadline = match closing_until {
-            Some(until) => Some(until),
-            None => table.deadline(&slot).map(|(deadline, _)| deadline),
-        };
-        let sleep = async move {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
+        // Woken only to close: the sweeper keeps the deadlines, a request costs no timer here.
+        let grace = async move {
+            match closing_until {
+                Some(until) => tokio::time::sleep_until(until).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
+            biased;
             served = connection.as_mut() => {
                 if let Err(error) = served {
                     tracing::debug!(%error, %peer, "connection ended with an error");
@@ -506,7 +554,7 @@ async fn serve_connection(
                 return;
             }
             () = slot.wake.notified() => {}
-            () = sleep => {}
+            () = grace => {}
         }
         let now = Instant::now();
         if let Some(until) = closing_until {
@@ -521,17 +569,7 @@ async fn serve_connection(
             }
             continue;
         }
-        let mut close = slot.close.load(Ordering::Acquire);
-        if !close {
-            if let Some((deadline, reason)) = table.deadline(&slot) {
-                if now >= deadline {
-                    table.metrics.record_connection_closed(reason);
-                    table.tell_to_close(&slot);
-                    close = true;
-                }
-            }
-        }
-        if close {
+        if slot.close.load(Ordering::Acquire) {
             if slot.nothing_to_finish() {
                 return;
             }
