@@ -188,6 +188,10 @@ pub struct Args {
     /// needs one, from $SPORTSBOOK_METRICS_KEY.
     #[arg(long)]
     pub metrics_url: Option<String>,
+    /// Soak: stop sending when the resident memory (of this process through the engine, of the
+    /// server over HTTP) passes this many MiB; 0 for no limit. A guard for a shared machine.
+    #[arg(long, default_value_t = 8_192)]
+    pub rss_max_mib: u64,
     /// Write the result as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -375,6 +379,7 @@ impl Args {
             window: Duration::from_secs(self.window_seconds),
             sample_every: if engine { Duration::from_millis(100) } else { Duration::from_secs(1) },
             seed: self.seed,
+            rss_max_bytes: (self.rss_max_mib > 0).then(|| self.rss_max_mib.saturating_mul(1 << 20)),
             progress: !self.quiet,
         };
         options.check()?;

@@ -96,6 +96,9 @@ pub struct SoakOptions {
     #[serde(serialize_with = "seconds")]
     pub sample_every: Duration,
     pub seed: u64,
+    /// The run stops sending early when the target's resident memory passes this (a guard for
+    /// a shared machine: before the bounded book, memory grows with every bet).
+    pub rss_max_bytes: Option<u64>,
     /// Progress lines on standard error.
     #[serde(skip)]
     pub progress: bool,
@@ -391,6 +394,8 @@ pub struct SoakTotals {
     pub projector_lag_p99_ms: Option<f64>,
     pub projector_lag_max_ms: Option<f64>,
     pub projector_rows: Option<u64>,
+    /// Why the run stopped before its bets or duration, if it did.
+    pub stopped_early: Option<String>,
     /// After the last bet: how long the projector took to catch up (engine mode), if it did.
     pub projector_catch_up_s: Option<f64>,
 }
@@ -411,6 +416,8 @@ pub struct SoakResult {
 
 /// State shared by the dispatcher, the answer tasks, the market cycle and the sampler.
 struct Shared {
+    /// Set by the sampler when memory passes `rss_max_bytes`.
+    memory_stop: Mutex<Option<String>>,
     window: Mutex<WindowCounts>,
     all: Mutex<WindowCounts>,
     accepted: AtomicU64,
@@ -515,6 +522,7 @@ pub async fn run<T: SoakTarget>(
     let quota = options.quota();
     let live_count = options.live_markets;
     let shared = Arc::new(Shared {
+        memory_stop: Mutex::new(None),
         window: Mutex::new(WindowCounts::new()),
         all: Mutex::new(WindowCounts::new()),
         accepted: AtomicU64::new(0),
@@ -563,7 +571,7 @@ pub async fn run<T: SoakTarget>(
     let mut sequence = 0u64;
     while sequence < options.bets {
         let now = Instant::now();
-        if ends_at.is_some_and(|end| now >= end) {
+        if ends_at.is_some_and(|end| now >= end) || (sequence % 1_024 == 0 && lock(&shared.memory_stop).is_some()) {
             break;
         }
         let intended = match interval {
@@ -736,6 +744,7 @@ pub async fn run<T: SoakTarget>(
         projector_lag_p99_ms: (!all.lag.is_empty()).then(|| quantile_ms(&all.lag, 0.99)),
         projector_lag_max_ms: (!all.lag.is_empty()).then(|| all.lag.max() as f64 / 1_000.0),
         projector_rows: None,
+        stopped_early: lock(&shared.memory_stop).clone(),
         projector_catch_up_s: caught_up.map(|(seconds, _)| seconds),
     };
     let mut total = total;
@@ -809,6 +818,19 @@ async fn sample_loop<T: SoakTarget>(
             shared.with(|counts| counts.pause_max = counts.pause_max.max(pause));
         }
         rss_max = max_option(rss_max, sample.rss_bytes);
+        if let (Some(rss), Some(limit)) = (sample.rss_bytes, options.rss_max_bytes) {
+            let mut stop = lock(&shared.memory_stop);
+            if rss > limit && stop.is_none() {
+                let reason = format!(
+                    "resident memory {} MiB passed --rss-max-mib {} after {} bets",
+                    rss >> 20,
+                    limit >> 20,
+                    shared.sent.load(Ordering::Relaxed)
+                );
+                eprintln!("soak: stopping: {reason}");
+                *stop = Some(reason);
+            }
+        }
         if snapshots_at_start.is_none() {
             snapshots_at_start = sample.snapshots;
         }
@@ -1055,6 +1077,9 @@ pub fn summary(result: &SoakResult) -> String {
             .projector_catch_up_s
             .map_or(String::new(), |seconds| format!(" (caught up {seconds:.1} s after the last answer)")),
     );
+    if let Some(reason) = &total.stopped_early {
+        let _ = writeln!(out, "  stopped early: {reason}");
+    }
     if let Some(load) = &result.machine.load_average {
         let _ = writeln!(out, "  load average at the end: {load}");
     }
@@ -1115,6 +1140,7 @@ mod tests {
             window: Duration::from_secs(10),
             sample_every: Duration::from_millis(100),
             seed: 1,
+            rss_max_bytes: None,
             progress: false,
         };
         assert_eq!(options.quota(), 1_000);

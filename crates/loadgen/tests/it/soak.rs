@@ -27,6 +27,7 @@ fn options(bets: u64) -> SoakOptions {
         window: Duration::from_secs(1),
         sample_every: Duration::from_millis(50),
         seed: 7,
+        rss_max_bytes: None,
         progress: false,
     }
 }
