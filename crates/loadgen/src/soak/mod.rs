@@ -571,7 +571,9 @@ pub async fn run<T: SoakTarget>(
     let mut sequence = 0u64;
     while sequence < options.bets {
         let now = Instant::now();
-        if ends_at.is_some_and(|end| now >= end) || (sequence % 1_024 == 0 && lock(&shared.memory_stop).is_some()) {
+        if ends_at.is_some_and(|end| now >= end)
+            || (sequence.is_multiple_of(1_024) && lock(&shared.memory_stop).is_some())
+        {
             break;
         }
         let intended = match interval {
