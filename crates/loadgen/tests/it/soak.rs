@@ -149,3 +149,47 @@ fn a_resettlement_window_is_refused_until_the_book_has_one() {
     let error = EngineTarget::open(&options).expect_err("refused");
     assert!(error.to_string().contains("resettlement window"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soak_cycle_over_http_settles_markets_through_the_api() {
+    use loadgen::soak::http::{HttpTarget, HttpTargetOptions};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let base_url = super::spawn_app(dir.path()).await;
+    let http_options = HttpTargetOptions {
+        base_url,
+        metrics_url: None,
+        metrics_key: None,
+        admin_key: super::ADMIN_KEY.to_string(),
+        // Two argon2 hashes each, slow in a debug build: few players.
+        players: 2,
+        concurrency: 32,
+        request_timeout: Duration::from_secs(30),
+        server_pid: None,
+        progress: false,
+    };
+    let (target, setup) = HttpTarget::open(&http_options).await.expect("set up");
+    let target = Arc::new(target);
+    // The test server refuses stakes over 50.00.
+    let options = SoakOptions {
+        open_bets: 40,
+        live_markets: 4,
+        players: 2,
+        stake_minor_max: 5_000,
+        concurrency: 32,
+        ..options(300)
+    };
+    let result = soak::run(target.clone(), &options, serde_json::to_value(&setup).expect("json")).await.expect("run");
+    target.finish();
+    let total = &result.total;
+    assert_eq!(total.bets_sent, 300);
+    assert!(total.failed.is_empty() && total.rejected.is_empty(), "{total:?}");
+    assert_eq!(total.bets_accepted, 300);
+    // Quota 20 bets a market: about 300 × 1.2 / 20 ≈ 18 markets settled through the API.
+    assert!(total.markets_settled >= 10, "{total:?}");
+    assert_eq!(total.settle_failures, 0);
+    assert_eq!(total.markets_opened, 4 + total.markets_settled);
+    assert!(total.bets_settled_by_book > 0, "the API reports the bets it settled");
+    // Read from /metrics; the server is this process, not found by command line.
+    assert!(total.sequencer_pause_max_ms.is_some() && total.snapshots.is_some(), "{total:?}");
+    assert!(total.rss_max_mib.is_none());
+}
