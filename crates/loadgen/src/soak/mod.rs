@@ -67,7 +67,13 @@ pub const AIM_PAUSE_MS: f64 = 5.0;
 pub const AIM_LAG_MS: f64 = 1_000.0;
 pub const AIM_LAG_RATE: f64 = 20_000.0;
 /// How long the end of a run waits for the projector to catch up before reporting it behind.
-pub const CATCH_UP_WAIT_MAX: Duration = Duration::from_secs(600);
+pub const CATCH_UP_WAIT_MAX: Duration = Duration::from_secs(120);
+/// The largest projector lag the histograms hold (an hour; longer lags are recorded as this).
+const LAG_MICROS_MAX: u64 = 3_600_000_000;
+
+fn lag_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LAG_MICROS_MAX, 2).expect("valid histogram bounds")
+}
 
 /// Everything a soak run needs besides its target.
 #[derive(Clone, Debug, Serialize)]
@@ -315,7 +321,7 @@ impl WindowCounts {
             markets_settled: 0,
             bets_settled_by_book: 0,
             settle_failures: 0,
-            lag: latency_histogram(2),
+            lag: lag_histogram(),
             pause_max: Duration::ZERO,
         }
     }
@@ -814,7 +820,8 @@ async fn sample_loop<T: SoakTarget>(
         let stopping = stop.load(Ordering::Acquire);
         let sample = T::sample(&target).await;
         if let Some(lag) = sample.lag {
-            shared.with(|counts| counts.lag.saturating_record(micros(lag)));
+            let lag = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX).clamp(1, LAG_MICROS_MAX);
+            shared.with(|counts| counts.lag.saturating_record(lag));
         }
         if let Some(pause) = sample.pause_max {
             shared.with(|counts| counts.pause_max = counts.pause_max.max(pause));
