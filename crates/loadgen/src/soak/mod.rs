@@ -756,7 +756,10 @@ pub async fn run<T: SoakTarget>(
         projector_catch_up_s: caught_up.map(|(seconds, _)| seconds),
     };
     let mut total = total;
-    total.projector_rows = caught_up.and_then(|(_, rows)| rows);
+    total.projector_rows = match caught_up {
+        Some((_, rows)) => rows,
+        None => T::sample(&target).await.projector_rows,
+    };
     let aims = aims(options, &total, &windows);
     Ok(SoakResult {
         profile: "soak",
