@@ -11,12 +11,21 @@ use crate::http::{PriceRoute, SportsbookOptions};
 use crate::postgres::PostgresOptions;
 use crate::provider::{FEED_BATCH_MAX, FEED_BATCH_MIN};
 use crate::schedule::{DerbyShape, ProfileKind};
+use crate::soak::engine::{EngineTarget, EngineTargetOptions, StoreChoice};
+use crate::soak::http::{HttpTarget, HttpTargetOptions};
 use crate::subscribers::SubscriberOptions;
 use crate::workload::{BetMix, WorkloadOptions};
 use crate::{LoadgenError, Options, TargetKind};
 
+/// Players when --players is not given: over HTTP, and through the engine (no passwords).
+const PLAYERS_DEFAULT: usize = 200;
+const ENGINE_PLAYERS_DEFAULT: usize = 10_000;
+/// The soak's rate when --rate is not given: the issue's 20,000 bets a second.
+const SOAK_RATE_DEFAULT: f64 = 20_000.0;
 /// The environment variable the server takes its bootstrap operator key from.
 const ADMIN_KEY_ENV: &str = "SPORTSBOOK_ADMIN_KEY";
+/// The environment variable the server takes the `/metrics` bearer key from.
+const METRICS_KEY_ENV: &str = "SPORTSBOOK_METRICS_KEY";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum TargetArg {
@@ -26,6 +35,9 @@ pub enum TargetArg {
     PostgresBaseline,
     /// The sportsbook, then the baseline with the same schedule and bets; prints the ratios.
     Both,
+    /// The engine in this process, no HTTP: the file journal and snapshots as `serve` sets them
+    /// up, the projector following (soak profile only).
+    Engine,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -42,7 +54,10 @@ pub enum ProfileArg {
     Steady,
     /// A base rate (default 1,500/s), a ramp to --spike-factor times it, a hold, a decay, calm again.
     Derby,
-    /// A long moderate constant rate (default 2,000/s for 600 s).
+    /// Markets opened, bet on and settled in a cycle, players depositing again when low, the
+    /// open bets held about constant (--open-bets); reported per 10 s window against the aims of
+    /// issue 12. Runs --requests-max bets (or --duration) at --rate (default 20,000/s; 0: flat
+    /// out), over HTTP or through the engine in this process (--target engine).
     Soak,
 }
 
@@ -89,9 +104,10 @@ pub struct Args {
     /// An operator key with the trading scope (default: $SPORTSBOOK_ADMIN_KEY).
     #[arg(long)]
     pub admin_key: Option<String>,
-    /// Players registered, logged in and funded before the run (each costs an argon2 hash).
-    #[arg(long, default_value_t = 200)]
-    pub players: usize,
+    /// Players registered, logged in and funded before the run (each costs an argon2 hash);
+    /// default 200, and 10,000 accounts for the soak through the engine.
+    #[arg(long)]
+    pub players: Option<usize>,
     /// Markets created (one event each), ranked by Zipf popularity; the baseline gets as many rows.
     #[arg(long, default_value_t = 1_000)]
     pub markets: usize,
@@ -135,6 +151,47 @@ pub struct Args {
     /// Wallet rows of the baseline (its schema.sql has 100,000).
     #[arg(long, default_value_t = 100_000)]
     pub pg_wallets: u32,
+    /// Soak: bets open at any time, about (each market takes 2 × this ÷ --live-markets bets,
+    /// then is settled and replaced).
+    #[arg(long, default_value_t = 100_000)]
+    pub open_bets: u64,
+    /// Soak: markets taking bets at any time.
+    #[arg(long, default_value_t = 200)]
+    pub live_markets: usize,
+    /// Soak: seconds per report window (one progress line each).
+    #[arg(long, default_value_t = 10)]
+    pub window_seconds: u64,
+    /// Soak through the engine: the data directory (must be empty or new; default: a temporary
+    /// one, removed at the end).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Soak through the engine: the projector's store: `sqlite` (in the data directory),
+    /// `sqlite:PATH`, a `postgres://` URL (its schema --pg-schema is emptied first), or `off`.
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
+    /// Soak through the engine: the PostgreSQL schema of the read models.
+    #[arg(long, default_value = "loadgen_soak")]
+    pub pg_schema: String,
+    /// Soak through the engine: a snapshot every this many commands (`serve`'s default), 0 for
+    /// none but the last.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub snapshot_every: u64,
+    /// Soak through the engine: settled bets leave the book this long after settlement
+    /// (`serve --resettlement-window`), e.g. `5s`, `10m`, `7d`. Refused until the book has it.
+    #[arg(long)]
+    pub resettlement_window: Option<String>,
+    /// Soak over HTTP: the server's process id, for its resident memory (default: the one
+    /// process whose command line holds `serve` and the URL's port).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Soak over HTTP: where the server serves `/metrics` (default: on --url); the key, if it
+    /// needs one, from $SPORTSBOOK_METRICS_KEY.
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+    /// Soak: stop sending when the resident memory (of this process through the engine, of the
+    /// server over HTTP) passes this many MiB; 0 for no limit. A guard for a shared machine.
+    #[arg(long, default_value_t = 8_192)]
+    pub rss_max_mib: u64,
     /// Write the result as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -183,6 +240,9 @@ impl Args {
             TargetArg::Sportsbook => TargetKind::Sportsbook,
             TargetArg::PostgresBaseline => TargetKind::PostgresBaseline,
             TargetArg::Both => TargetKind::Both,
+            TargetArg::Engine => {
+                return Err(LoadgenError::Config("--target engine is for the soak profile only".to_string()))
+            }
         };
         let admin_key = self.admin_key.clone().or_else(|| std::env::var(ADMIN_KEY_ENV).ok());
         if target != TargetKind::PostgresBaseline && admin_key.is_none() {
@@ -194,7 +254,8 @@ impl Args {
             crate::http::check_loopback(&self.url)?;
         }
         let request_timeout = seconds(self.timeout, "timeout")?;
-        let connections_max = self.players.saturating_mul(crate::subscribers::CONNECTIONS_PER_PLAYER_MAX);
+        let players = self.players.unwrap_or(PLAYERS_DEFAULT);
+        let connections_max = players.saturating_mul(crate::subscribers::CONNECTIONS_PER_PLAYER_MAX);
         if self.subscribers > connections_max {
             return Err(LoadgenError::Config(format!(
                 "--subscribers {} is more than {connections_max}: the server allows {} stream connections per \
@@ -231,7 +292,7 @@ impl Args {
             sportsbook: SportsbookOptions {
                 base_url: self.url.clone(),
                 admin_key: admin_key.unwrap_or_default(),
-                players: self.players,
+                players,
                 price_updates_per_second: self.price_updates,
                 price_route: match self.price_route {
                     PriceRouteArg::Feed => PriceRoute::Feed,
@@ -261,6 +322,9 @@ impl Args {
 
 /// `sportsbook loadgen`: runs, prints the summary, writes the files.
 pub fn run(args: &Args) -> Result<(), LoadgenError> {
+    if matches!(args.profile, ProfileArg::Soak) {
+        return run_soak(args);
+    }
     let options = args.options()?;
     let result = crate::run_blocking(&options)?;
     print!("{}", crate::summary(&result));
@@ -271,6 +335,153 @@ pub fn run(args: &Args) -> Result<(), LoadgenError> {
     }
     if let Some(plot) = &plot {
         println!("plot: {}", plot.display());
+    }
+    Ok(())
+}
+
+/// `5s`, `10m`, `2h`, `7d`, `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("`{text}`: expected a number and a unit (5s, 10m, 7d)"))?;
+    let unit_seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: the unit must be ms, s, m, h or d")),
+    };
+    number.checked_mul(unit_seconds).map(Duration::from_secs).ok_or_else(|| format!("`{text}`: too long"))
+}
+
+impl Args {
+    /// The soak's own options from the flags.
+    pub fn soak_options(&self) -> Result<crate::soak::SoakOptions, LoadgenError> {
+        let engine = matches!(self.target, TargetArg::Engine);
+        let rate = self.rate.unwrap_or(SOAK_RATE_DEFAULT);
+        if !(rate.is_finite() && rate >= 0.0) {
+            return Err(LoadgenError::Config(format!("--rate {rate}: must be 0 (flat out) or more")));
+        }
+        let options = crate::soak::SoakOptions {
+            rate: (rate > 0.0).then_some(rate),
+            bets: self.requests_max,
+            duration: self.duration.map(|value| seconds(value, "duration")).transpose()?,
+            open_bets: self.open_bets,
+            live_markets: self.live_markets,
+            players: self.players.unwrap_or(if engine { ENGINE_PLAYERS_DEFAULT } else { PLAYERS_DEFAULT }),
+            multiple_percent: self.multiple_percent,
+            stake_minor_min: WorkloadOptions::default().stake_minor_min,
+            stake_minor_max: WorkloadOptions::default().stake_minor_max,
+            concurrency: self.concurrency,
+            request_timeout: seconds(self.timeout, "timeout")?,
+            window: Duration::from_secs(self.window_seconds),
+            sample_every: if engine { Duration::from_millis(100) } else { Duration::from_secs(1) },
+            seed: self.seed,
+            rss_max_bytes: (self.rss_max_mib > 0).then(|| self.rss_max_mib.saturating_mul(1 << 20)),
+            progress: !self.quiet,
+        };
+        options.check()?;
+        Ok(options)
+    }
+}
+
+/// `sportsbook loadgen --profile soak`.
+fn run_soak(args: &Args) -> Result<(), LoadgenError> {
+    let options = args.soak_options()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("loadgen")
+        .build()
+        .map_err(|error| LoadgenError::Config(format!("starting the tokio runtime: {error}")))?;
+    let result = match args.target {
+        TargetArg::Engine => {
+            let store = match args.store.as_str() {
+                "off" => None,
+                "sqlite" => Some(StoreChoice::Sqlite(None)),
+                value if value.starts_with("sqlite:") && value.len() > "sqlite:".len() => {
+                    Some(StoreChoice::Sqlite(Some(PathBuf::from(&value["sqlite:".len()..]))))
+                }
+                value if value.starts_with("postgres://") || value.starts_with("postgresql://") => {
+                    Some(StoreChoice::Postgres { url: value.to_string(), schema: args.pg_schema.clone() })
+                }
+                value => {
+                    return Err(LoadgenError::Config(format!(
+                        "--store `{value}`: expected sqlite, sqlite:PATH, a postgres:// URL or off"
+                    )))
+                }
+            };
+            let resettlement_window = args
+                .resettlement_window
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|error| LoadgenError::Config(format!("--resettlement-window {error}")))?;
+            let engine_options = EngineTargetOptions {
+                data_dir: args.data_dir.clone(),
+                store,
+                snapshot_every_commands: args.snapshot_every,
+                resettlement_window,
+                players: options.players,
+                idempotency_keys: true,
+            };
+            if !args.quiet {
+                eprintln!("soak: opening the engine and {} accounts ...", options.players);
+            }
+            let (target, setup) = EngineTarget::open(&engine_options)?;
+            let target = std::sync::Arc::new(target);
+            let setup = serde_json::to_value(&setup).unwrap_or_default();
+            let result = runtime.block_on(crate::soak::run(target.clone(), &options, setup));
+            if !args.quiet {
+                eprintln!("soak: stopping the projector and the engine (the final snapshot) ...");
+            }
+            target.finish();
+            result?
+        }
+        TargetArg::Sportsbook => {
+            let admin_key = args.admin_key.clone().or_else(|| std::env::var(ADMIN_KEY_ENV).ok()).ok_or_else(|| {
+                LoadgenError::Config(format!(
+                    "the soak creates and settles markets: give --admin-key or set {ADMIN_KEY_ENV} to the server's key"
+                ))
+            })?;
+            let http_options = HttpTargetOptions {
+                base_url: args.url.clone(),
+                metrics_url: args.metrics_url.clone(),
+                metrics_key: std::env::var(METRICS_KEY_ENV).ok(),
+                admin_key,
+                players: options.players,
+                concurrency: options.concurrency,
+                request_timeout: options.request_timeout,
+                server_pid: args.server_pid,
+                progress: !args.quiet,
+            };
+            runtime.block_on(async {
+                let (target, setup) = HttpTarget::open(&http_options).await?;
+                if setup.server_pid.is_none() && !args.quiet {
+                    eprintln!(
+                        "soak: the server's process was not found: its memory is not reported (give --server-pid)"
+                    );
+                }
+                let target = std::sync::Arc::new(target);
+                let setup = serde_json::to_value(&setup).unwrap_or_default();
+                let result = crate::soak::run(target.clone(), &options, setup).await;
+                target.finish();
+                result
+            })?
+        }
+        TargetArg::PostgresBaseline | TargetArg::Both => {
+            return Err(LoadgenError::Config(
+                "the soak profile runs against the sportsbook (--target sportsbook) or the engine (--target engine)"
+                    .to_string(),
+            ))
+        }
+    };
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    print!("{}", crate::soak::summary(&result));
+    if let Some(out) = &args.out {
+        crate::soak::write_result(&result, out)?;
+        println!("\nresult: {}", out.display());
     }
     Ok(())
 }

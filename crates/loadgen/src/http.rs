@@ -96,9 +96,16 @@ pub struct SportsbookOptions {
     pub progress: bool,
 }
 
-struct Player {
+pub(crate) struct Player {
     /// The current access token as a ready header value, and the refresh token.
     access: RwLock<(HeaderValue, String)>,
+}
+
+impl Player {
+    /// `Bearer <access token>`, as it is now.
+    pub(crate) fn authorization(&self) -> HeaderValue {
+        self.access.read().unwrap_or_else(|poisoned| poisoned.into_inner()).0.clone()
+    }
 }
 
 pub(crate) struct Market {
@@ -416,8 +423,12 @@ pub(crate) struct Setup<'a> {
     admin_key: &'a str,
 }
 
-impl Setup<'_> {
-    async fn call(
+impl<'a> Setup<'a> {
+    pub(crate) fn new(client: &'a Client, base_url: &'a str, admin_key: &'a str) -> Setup<'a> {
+        Setup { client, base_url, admin_key }
+    }
+
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -440,7 +451,7 @@ impl Setup<'_> {
         }
     }
 
-    async fn players(
+    pub(crate) async fn players(
         &self,
         run_id: &str,
         count: usize,
@@ -641,14 +652,24 @@ pub struct PriceDriverReport {
 }
 
 /// Keeps every player's access token fresh on runs longer than a token lives.
-pub async fn refresh_tokens(target: Arc<SportsbookTarget>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn refresh_tokens(target: Arc<SportsbookTarget>, stop: tokio::sync::watch::Receiver<bool>) {
+    refresh_players(&target.client, &target.base_url, &target.players, stop).await;
+}
+
+/// Refreshes every player's access token every `TOKEN_REFRESH_INTERVAL` until `stop`.
+pub(crate) async fn refresh_players(
+    client: &Client,
+    base_url: &str,
+    players: &[Player],
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TOKEN_REFRESH_INTERVAL) => {}
             _ = stop.changed() => return,
         }
-        let setup = Setup { client: &target.client, base_url: &target.base_url, admin_key: "" };
-        for player in &target.players {
+        let setup = Setup { client, base_url, admin_key: "" };
+        for player in players {
             let refresh = player.access.read().unwrap_or_else(|poisoned| poisoned.into_inner()).1.clone();
             let Ok(tokens) =
                 setup.call(Method::POST, "/v1/auth/refresh", None, json!({"refresh_token": refresh})).await

@@ -9,6 +9,9 @@
 //! provider on the feed route, `provider.rs`, or the operator route) and WebSocket
 //! subscribers reading the prices (`subscribers.rs`).
 //!
+//! The soak profile (`soak/`) is a run of its own: markets opened, bet on and settled in a
+//! cycle, through the engine in this process or over HTTP, reported per 10 s window.
+//!
 //! The generator only aims at this machine: `--url` must be a loopback address and `--pg` a
 //! local database.
 
@@ -19,6 +22,7 @@ pub mod plot;
 pub mod postgres;
 pub mod provider;
 pub mod schedule;
+pub mod soak;
 pub mod stats;
 pub mod subscribers;
 pub mod workload;
@@ -110,6 +114,16 @@ pub struct Machine {
     pub load_average: Option<String>,
     pub os: &'static str,
     pub arch: &'static str,
+}
+
+/// This machine, now.
+pub fn machine() -> Machine {
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(1, |cpus| cpus.get()),
+        load_average: std::fs::read_to_string("/proc/loadavg").ok().map(|text| text.trim().to_string()),
+        os: std::env::consts::OS,
+        arch: std::env::consts::ARCH,
+    }
 }
 
 /// One target's run.
@@ -204,12 +218,7 @@ pub async fn run(options: &Options) -> Result<ResultFile, LoadgenError> {
         concurrency: options.open_loop.concurrency,
         request_timeout_s: options.open_loop.request_timeout.as_secs_f64(),
         workload: options.workload.clone(),
-        machine: Machine {
-            cpus: std::thread::available_parallelism().map_or(1, |cpus| cpus.get()),
-            load_average: std::fs::read_to_string("/proc/loadavg").ok().map(|text| text.trim().to_string()),
-            os: std::env::consts::OS,
-            arch: std::env::consts::ARCH,
-        },
+        machine: machine(),
         runs,
         ratios,
     })

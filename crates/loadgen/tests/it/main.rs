@@ -3,6 +3,8 @@
 //! process) and against the real PostgreSQL on 127.0.0.1:5432, which must be running: a test
 //! that cannot reach it fails and says so.
 
+mod soak;
+
 use std::time::Duration;
 
 use domain::Money;
