@@ -81,14 +81,19 @@ impl Default for EngineTargetOptions {
 /// message rather than ignored; once the field exists, set it from `window` here and drop the
 /// refusal. This is the only place the soak needs to change for it.
 pub fn book_config(window: Option<Duration>) -> Result<Config, LoadgenError> {
-    let config = Config::default();
-    match window {
-        None => Ok(config),
-        Some(window) => Err(LoadgenError::Config(format!(
-            "--resettlement-window {window:?}: this build's book keeps every settled bet (no resettlement window \
-             yet); run without it for the figures before the bounded book"
-        ))),
+    let mut config = Config::default();
+    if let Some(window) = window {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        if !(book::RESETTLEMENT_WINDOW_MIN_MS..=book::RESETTLEMENT_WINDOW_MAX_MS).contains(&window_ms) {
+            return Err(LoadgenError::Config(format!(
+                "--resettlement-window {window:?}: must be between {} s and {} days",
+                book::RESETTLEMENT_WINDOW_MIN_MS / 1_000,
+                book::RESETTLEMENT_WINDOW_MAX_MS / 86_400_000
+            )));
+        }
+        config.resettlement_window_ms = window_ms;
     }
+    Ok(config)
 }
 
 /// Commit times of recent batches, written by the engine's commit hook.

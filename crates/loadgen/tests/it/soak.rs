@@ -137,17 +137,20 @@ fn the_soak_cycle_settles_markets_recycles_players_and_the_money_balances() {
 }
 
 #[test]
-fn a_resettlement_window_is_refused_until_the_book_has_one() {
+fn the_resettlement_window_reaches_the_book_and_a_window_out_of_bounds_is_refused() {
+    let config = loadgen::soak::engine::book_config(Some(Duration::from_secs(5))).expect("a valid window");
+    assert_eq!(config.resettlement_window_ms, 5_000);
+    assert_eq!(loadgen::soak::engine::book_config(None).expect("default"), book::Config::default());
     let dir = tempfile::tempdir().expect("temporary directory");
     let options = EngineTargetOptions {
         data_dir: Some(dir.path().join("data")),
         store: None,
-        resettlement_window: Some(Duration::from_secs(5)),
+        resettlement_window: Some(Duration::from_millis(10)),
         players: 1,
         ..EngineTargetOptions::default()
     };
     let error = EngineTarget::open(&options).expect_err("refused");
-    assert!(error.to_string().contains("resettlement window"), "{error}");
+    assert!(error.to_string().contains("resettlement-window"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
