@@ -413,10 +413,15 @@ impl FeedHub {
                     self.request_recovery(name, state);
                 } else if !state.stale {
                     tracing::error!(provider = %name, mode = ?state.settings.on_stale, "feed stale: no fresh source");
-                    // What the producers sent while the source was silent is lost: each
-                    // recovers before the markets reopen.
+                    // What the producers sent while the source was silent or gone is lost:
+                    // each recovers before the markets reopen (a producer that is down on its
+                    // own leaves the others up).
                     let ms = self.now_ms();
-                    let products: Vec<u32> = state.producers.keys().copied().collect();
+                    let source = &state.sources[state.active];
+                    let source_ok = source.connected
+                        && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= state.settings.stale_after);
+                    let products: Vec<u32> =
+                        if source_ok { Vec::new() } else { state.producers.keys().copied().collect() };
                     for product in products {
                         let Some(producer) = state.producers.get_mut(&product) else { continue };
                         if producer.recovery.is_up() {
@@ -553,6 +558,14 @@ impl FeedHub {
                     tracing::info!(provider = %name, product, "feed producer up: its recovery completed");
                     if !state.producers.values().any(ProducerState::down) {
                         reopen = state.uof.held_snapshot.take();
+                        if reopen.is_some() && state.stale {
+                            // The book's snapshot_complete ends its stale state; so does the
+                            // hub's now, so a producer that goes down again right away is
+                            // told to the book again.
+                            state.stale = false;
+                            self.0.metrics.switch(name, "fresh");
+                            tracing::info!(provider = %name, "feed fresh again: every producer recovered");
+                        }
                     }
                 }
             }

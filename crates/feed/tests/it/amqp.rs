@@ -6,8 +6,14 @@
 use std::time::Duration;
 
 use book::{Ack, BetStatus, FeedItem, FeedMessage, MarketStatus, Rejection, StaleMode};
+use std::sync::Arc;
+
+use feed::names::{MarketDescriptions, Namer};
+use feed::provider_api::ProviderApi;
 use feed::transport::{follow_amqp, AmqpProvider, RecoveryRequest};
-use feed::ProviderSettings;
+use feed::uof::UofNames;
+use feed::uof_api::{ApiSettings, UofApi};
+use feed::{ProviderSettings, UofSettings};
 use tokio::sync::mpsc::Receiver;
 
 use crate::support::{single, wall_ms, Stack};
@@ -15,10 +21,66 @@ use crate::support::{single, wall_ms, Stack};
 const RABBITMQ: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const EVENT: &str = "sr:match:1";
 
-async fn provider(exchange: &str, product: u32) -> (AmqpProvider, Receiver<RecoveryRequest>) {
-    AmqpProvider::connect(RABBITMQ, exchange, product).await.unwrap_or_else(|error| {
+const TOKEN: &str = "stand-in-token";
+
+/// The provider: its durable exchange on RabbitMQ and its HTTP API (the stand-in that takes
+/// recovery requests), with the hub's provider `uof` configured to recover through it and to
+/// name markets from the bundled descriptions.
+async fn provider(stack: &Stack, exchange: &str, product: u32) -> (AmqpProvider, ProviderApi, Receiver<RecoveryRequest>) {
+    let amqp = AmqpProvider::connect(RABBITMQ, exchange, product).await.unwrap_or_else(|error| {
         panic!("RabbitMQ must run on 127.0.0.1:5672 with guest/guest for the UOF adapter tests: {error}")
-    })
+    });
+    let (api, requests) = ProviderApi::bind("127.0.0.1:0".parse().expect("address"), TOKEN).await.expect("provider API");
+    let client = UofApi::new(ApiSettings::new(api.base_url(), TOKEN)).expect("API settings");
+    stack.hub.configure_uof(
+        "uof",
+        UofSettings {
+            api: Some(client),
+            names: Some(Arc::new(UofNames::new(Namer::new(MarketDescriptions::bundled())))),
+            ..UofSettings::default()
+        },
+    );
+    (amqp, api, requests)
+}
+
+async fn alive_of(provider: &AmqpProvider, product: u32) {
+    let xml = format!(r#"<alive product="{product}" timestamp="{}" subscribed="1"/>"#, wall_ms());
+    send(provider, "-.-.-.alive.-.-.-.-", xml).await;
+}
+
+/// Brings producers up as the provider's SDKs do: each one heard of asks the provider's API for
+/// a recovery, and is up once the `snapshot_complete` of that request arrives. Returns the
+/// requests.
+async fn recover(stack: &Stack, provider: &AmqpProvider, recoveries: &mut Receiver<RecoveryRequest>, products: &[u32]) -> Vec<RecoveryRequest> {
+    let mut requests = Vec::new();
+    for &product in products {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let request = loop {
+            // Alive until the adapter is bound and the producer asks for its recovery.
+            alive_of(provider, product).await;
+            if let Ok(Some(request)) = tokio::time::timeout(Duration::from_millis(300), recoveries.recv()).await {
+                break request;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "producer {product} never asked for a recovery");
+        };
+        send(
+            provider,
+            "-.-.-.snapshot_complete.-.-.-.-",
+            format!(r#"<snapshot_complete request_id="{}" product="{product}" timestamp="{}"/>"#, request.request_id, wall_ms()),
+        )
+        .await;
+        requests.push(request);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof").expect("uof");
+        if products.iter().all(|product| view.producers.iter().any(|p| p.product == *product && !p.down)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "producers never up: {view:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    requests
 }
 
 fn exchange(name: &str) -> String {
@@ -80,13 +142,10 @@ async fn every_message_type_and_market_status_over_rabbitmq() {
     let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
     let exchange = exchange("flow");
     // The provider's exchange exists (durable) before the adapter binds to it.
-    let (provider, mut recoveries) = provider(&exchange, 3).await;
-    let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
-    // On connecting, the adapter asks the producer for a recovery.
-    let request =
-        tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
-    assert!(request.is_some());
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 3).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    // Each producer heard of asks the provider's API for a recovery.
+    recover(&stack, &provider, &mut recoveries, &[3, 1]).await;
 
     // fixture_change and a pre-match odds_change (product 3) whose outcome 3 has no odds yet.
     send(
@@ -268,10 +327,9 @@ async fn every_message_type_and_market_status_over_rabbitmq() {
 async fn alive_with_subscribed_0_takes_the_producer_down_until_its_snapshot_completes() {
     let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
     let exchange = exchange("subscribed");
-    let (provider, mut recoveries) = provider(&exchange, 1).await;
-    let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
-    tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    recover(&stack, &provider, &mut recoveries, &[1]).await;
     send(&provider, &live("odds_change"), odds_change(1, "2.10", "1")).await;
     provider.alive(wall_ms(), true).await.expect("alive");
     stack.until("market priced", |book| book.feed().market("uof", EVENT, "1").is_some()).await;
@@ -321,10 +379,9 @@ async fn a_producer_that_stops_sending_alive_is_down_until_its_recovery_complete
     let stack =
         Stack::start(ProviderSettings { stale_after: Duration::from_millis(800), on_stale: StaleMode::Suspend });
     let exchange = exchange("alive");
-    let (provider, mut recoveries) = provider(&exchange, 1).await;
-    let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
-    tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    recover(&stack, &provider, &mut recoveries, &[1]).await;
     send(&provider, &live("odds_change"), odds_change(1, "2.10", "1")).await;
     provider.alive(wall_ms(), true).await.expect("alive");
     stack.until("market priced", |book| book.feed().market("uof", EVENT, "1").is_some()).await;
@@ -332,8 +389,8 @@ async fn a_producer_that_stops_sending_alive_is_down_until_its_recovery_complete
     // No more alive messages: the producer is down and its markets are suspended.
     stack.until("suspended", move |book| book.market(market).expect("m").status == MarketStatus::Suspended).await;
     assert_eq!(stack.hub.stale_providers(), vec!["uof".to_string()]);
-    // It comes back: alive again, a recovery is requested, the snapshot reopens the market.
-    while recoveries.try_recv().is_ok() {}
+    // The producer asks the provider's API for a recovery; alive again, the replay and the
+    // snapshot of that request reopen the market.
     provider.alive(wall_ms(), true).await.expect("alive");
     let request =
         tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
@@ -362,7 +419,7 @@ async fn the_adapter_binds_to_an_existing_durable_exchange_and_never_declares_on
     // No such exchange: the binding fails with the broker's error and nothing is created.
     let missing = exchange("missing");
     let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), missing.clone(), 1, 5));
+        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), missing.clone(), 5));
     tokio::time::sleep(Duration::from_millis(600)).await;
     source.abort();
     // Declaring it passively proves it does not exist: the adapter declared nothing.
@@ -377,7 +434,7 @@ async fn the_adapter_binds_to_an_existing_durable_exchange_and_never_declares_on
     // The simulated provider's exchange is durable: a durable passive-free declaration of the
     // same kind succeeds (a non-durable one would fail with PRECONDITION_FAILED).
     let existing = exchange("durable");
-    let (provider, _recoveries) = provider(&existing, 1).await;
+    let (provider, _api, _recoveries) = provider(&stack, &existing, 1).await;
     let channel = connection.create_channel().await.expect("channel");
     let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
     channel
@@ -392,11 +449,10 @@ async fn the_adapter_binds_to_an_existing_durable_exchange_and_never_declares_on
 async fn simulated_messages_published_by_the_provider_side_are_schema_true() {
     let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
     let exchange = exchange("sim");
-    let (provider, mut recoveries) = provider(&exchange, 1).await;
-    let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
-    // Bound and consuming once it asks for its first recovery.
-    tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    // Bound, consuming and up once its first recovery completed.
+    recover(&stack, &provider, &mut recoveries, &[1]).await;
     let mut simulator = feed::simulator::FeedSimulator::new(feed::simulator::SimulatorConfig::new("uof", 3, 7));
     let opening: Vec<FeedMessage> = simulator.start(wall_ms());
     assert!(!opening.is_empty());
