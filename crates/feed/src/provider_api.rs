@@ -73,9 +73,11 @@ async fn recovery(
     }
     let number = |name: &str| query.get(name).map(|value| value.parse::<u64>());
     let (after, request_id, node_id) = match (number("after"), number("request_id"), number("node_id")) {
-        (after, Some(Ok(request_id)), node) if !matches!(after, Some(Err(_))) && !matches!(node, Some(Err(_))) => {
-            (after.and_then(Result::ok), request_id, node.and_then(Result::ok).and_then(|node| u32::try_from(node).ok()))
-        }
+        (after, Some(Ok(request_id)), node) if !matches!(after, Some(Err(_))) && !matches!(node, Some(Err(_))) => (
+            after.and_then(Result::ok),
+            request_id,
+            node.and_then(Result::ok).and_then(|node| u32::try_from(node).ok()),
+        ),
         _ => {
             return (StatusCode::BAD_REQUEST, r#"<response response_code="BAD_REQUEST"/>"#.to_string());
         }
@@ -115,7 +117,10 @@ async fn fixture(
 
 impl ProviderApi {
     /// Listens on `address`; accepted recovery requests arrive on the returned receiver.
-    pub async fn bind(address: SocketAddr, token: &str) -> std::io::Result<(ProviderApi, mpsc::Receiver<RecoveryRequest>)> {
+    pub async fn bind(
+        address: SocketAddr,
+        token: &str,
+    ) -> std::io::Result<(ProviderApi, mpsc::Receiver<RecoveryRequest>)> {
         let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let (requests, receiver) = mpsc::channel(RECOVERY_QUEUE_MAX);
@@ -150,7 +155,11 @@ impl ProviderApi {
 
     /// Serves `xml` as the fixture of `urn`.
     pub fn set_fixture(&self, urn: &str, xml: &str) {
-        self.shared.fixtures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(urn.to_string(), xml.to_string());
+        self.shared
+            .fixtures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(urn.to_string(), xml.to_string());
     }
 }
 

@@ -376,8 +376,11 @@ impl FeedHub {
                     let mut ids = self.0.uof_ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     for (product, producer) in &mut state.producers {
                         // Requests wait for a connection: a replay sent to nobody is lost.
-                        let actions =
-                            if connected { producer.recovery.poll(ms, &mut ids) } else { producer.recovery.on_tick(ms) };
+                        let actions = if connected {
+                            producer.recovery.poll(ms, &mut ids)
+                        } else {
+                            producer.recovery.on_tick(ms)
+                        };
                         due.push((*product, actions));
                     }
                 }
@@ -385,6 +388,9 @@ impl FeedHub {
                     if let Some(message) = self.carry_out(name, state, product, actions) {
                         commands.push(Command::Feed(message));
                     }
+                }
+                if let Some(names) = &state.uof.settings.names {
+                    self.0.metrics.name_fallbacks(name, &names.namer.fallbacks);
                 }
                 if let Some(write) = Self::last_good_to_store(name, state) {
                     writes.push(write);
@@ -482,7 +488,8 @@ impl FeedHub {
     /// Sets how a Unified Odds Feed provider recovers and names (before its sources start);
     /// reads the recovery points a previous run stored.
     pub fn configure_uof(&self, provider: &str, settings: UofSettings) {
-        let stored = settings.state_dir.as_ref().map(|dir| read_last_good(&recovery_path(dir, provider))).unwrap_or_default();
+        let stored =
+            settings.state_dir.as_ref().map(|dir| read_last_good(&recovery_path(dir, provider))).unwrap_or_default();
         if !stored.is_empty() {
             tracing::info!(%provider, ?stored, "feed recovery points of a previous run");
         }
@@ -513,14 +520,21 @@ impl FeedHub {
         let ms = self.now_ms();
         let config = state.uof.settings.recovery.clone();
         let stored = state.uof.stored.get(&product).copied();
-        state.producers.entry(product).or_insert_with(|| ProducerState {
-            recovery: ProducerRecovery::new(product, config, stored, ms),
-        })
+        state
+            .producers
+            .entry(product)
+            .or_insert_with(|| ProducerState { recovery: ProducerRecovery::new(product, config, stored, ms) })
     }
 
     /// Carries out a producer's recovery actions; returns the `snapshot_complete` to forward to
     /// the book when the last producer that was down is up again.
-    fn carry_out(&self, name: &str, state: &mut ProviderState, product: u32, actions: Vec<Action>) -> Option<FeedMessage> {
+    fn carry_out(
+        &self,
+        name: &str,
+        state: &mut ProviderState,
+        product: u32,
+        actions: Vec<Action>,
+    ) -> Option<FeedMessage> {
         let mut reopen = None;
         for action in actions {
             match action {
@@ -574,7 +588,13 @@ impl FeedHub {
     }
 
     /// The provider's answer to a recovery request.
-    fn request_done(&self, provider: &str, product: u32, request_id: u64, outcome: Result<(), crate::uof_api::ApiError>) {
+    fn request_done(
+        &self,
+        provider: &str,
+        product: u32,
+        request_id: u64,
+        outcome: Result<(), crate::uof_api::ApiError>,
+    ) {
         let ms = self.now_ms();
         self.with_provider(provider, |state| {
             let Some(producer) = state.producers.get_mut(&product) else { return };

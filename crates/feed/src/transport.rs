@@ -191,7 +191,13 @@ pub async fn deliver_uof(source: &SourceHandle, translator: &UofTranslator, rout
 /// Fetches the fixture of an event the translator has no fixture for (first seen, or after a
 /// `fixture_change`), off the message path; the fixture names events and competitor outcomes
 /// translated after it arrived.
-fn fetch_fixture(names: &Arc<UofNames>, store: &Option<NameStore>, urn: &str, refresh: bool, pending: &Arc<Mutex<HashSet<String>>>) {
+fn fetch_fixture(
+    names: &Arc<UofNames>,
+    store: &Option<NameStore>,
+    urn: &str,
+    refresh: bool,
+    pending: &Arc<Mutex<HashSet<String>>>,
+) {
     let Some(store) = store.clone() else { return };
     if !refresh && names.fixture(urn).is_some() {
         return;
@@ -208,7 +214,9 @@ fn fetch_fixture(names: &Arc<UofNames>, store: &Option<NameStore>, urn: &str, re
     tokio::spawn(async move {
         match store.fixture(&urn, refresh).await {
             Ok(fixture) => names.set_fixture(fixture),
-            Err(error) => tracing::warn!(event = %urn, %error, "feed fixture not fetched; the event keeps its URN name"),
+            Err(error) => {
+                tracing::warn!(event = %urn, %error, "feed fixture not fetched; the event keeps its URN name")
+            }
         }
         pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&urn);
     });

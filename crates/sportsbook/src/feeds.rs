@@ -10,8 +10,8 @@ use anyhow::Context;
 use book::{FeedItem, FeedMessage, MarketStatus};
 use engine::EngineHandle;
 use feed::provider::{Output, Pace};
-use feed::simulator::{Chaos, FeedSimulator, SimulatorConfig};
 use feed::provider_api::ProviderApi;
+use feed::simulator::{Chaos, FeedSimulator, SimulatorConfig};
 use feed::transport::{follow_amqp, follow_websocket, AmqpProvider, WebSocketProvider};
 use feed::FeedHub;
 
@@ -136,7 +136,9 @@ pub async fn uof_settings(data_dir: &std::path::Path, options: &UofOptions) -> a
     let store = feed::names::NameStore::new(data_dir, api.clone());
     let (descriptions, from, failure) = store.descriptions().await;
     match failure {
-        Some(error) => tracing::warn!(source = ?from, markets = descriptions.len(), %error, "UOF market descriptions fell back"),
+        Some(error) => {
+            tracing::warn!(source = ?from, markets = descriptions.len(), %error, "UOF market descriptions fell back")
+        }
         None => tracing::info!(source = ?from, markets = descriptions.len(), "UOF market descriptions loaded"),
     }
     let names = std::sync::Arc::new(feed::uof::UofNames::new(feed::names::Namer::new(descriptions)));
@@ -177,12 +179,9 @@ pub async fn follow(
             tracing::info!(provider = %source.provider, source = ?source.kind, "following a feed source");
             match &source.kind {
                 SourceKind::WebSocket { url } => tokio::spawn(follow_websocket(handle, url.clone())),
-                SourceKind::Uof { amqp_url, exchange } => tokio::spawn(follow_amqp(
-                    handle,
-                    amqp_url.clone(),
-                    exchange.clone(),
-                    UOF_IN_PLAY_DELAY_SECONDS,
-                )),
+                SourceKind::Uof { amqp_url, exchange } => {
+                    tokio::spawn(follow_amqp(handle, amqp_url.clone(), exchange.clone(), UOF_IN_PLAY_DELAY_SECONDS))
+                }
             }
         })
         .collect())
