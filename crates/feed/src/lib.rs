@@ -8,12 +8,14 @@
 //! - `simulator`: a provider that makes up fixtures, prices, goals and results;
 //! - `recovery`: the UOF producer recovery state machine (pure; the runtime drives it);
 //! - `uof_api`: the UOF provider's HTTP API (recovery requests, descriptions, fixtures);
+//! - `provider_api`: the simulated provider's HTTP API (recovery requests, descriptions);
 //! - `names`: market, outcome and event names from the provider's descriptions and fixtures.
 mod error;
 pub mod json;
 pub mod metrics;
 pub mod names;
 pub mod provider;
+pub mod provider_api;
 pub mod recovery;
 pub mod runtime;
 pub mod simulator;
@@ -23,4 +25,4 @@ pub mod uof_api;
 
 pub use error::FeedError;
 pub use metrics::FeedMetrics;
-pub use runtime::{Control, FeedHub, ProviderSettings, ProviderView, SourceHandle};
+pub use runtime::{Control, FeedHub, ProviderSettings, ProviderView, SourceHandle, UofSettings};

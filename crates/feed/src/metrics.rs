@@ -46,8 +46,17 @@ pub struct ProducerLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabel {
+    pub provider: String,
+    /// `unknown_market`, `unknown_outcome`, `unfilled`, `malformed` (see `names::FallbackCounts`).
+    pub reason: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct FeedMetrics {
+    /// Market and outcome names that fell back to placeholders, by reason (since start).
+    pub name_fallbacks: Family<FallbackLabel, Gauge>,
     /// Refused messages and refused items, by reason.
     pub refusals: Family<ReasonLabel, Counter>,
     /// Producer (UOF `product`) state changes.
@@ -69,6 +78,7 @@ impl Default for FeedMetrics {
 impl FeedMetrics {
     pub fn new() -> FeedMetrics {
         FeedMetrics {
+            name_fallbacks: Family::default(),
             refusals: Family::default(),
             producers: Family::default(),
             staleness_ms: Family::default(),
@@ -84,6 +94,11 @@ impl FeedMetrics {
             "sportsbook_feed_staleness_milliseconds",
             "Milliseconds since the last message or heartbeat of each provider's active source",
             self.staleness_ms.clone(),
+        );
+        registry.register(
+            "sportsbook_feed_name_fallbacks",
+            "UOF market and outcome names that fell back to placeholders, by provider and reason",
+            self.name_fallbacks.clone(),
         );
         registry.register("sportsbook_feed_messages", "Feed messages by provider and outcome", self.messages.clone());
         registry.register(
@@ -132,6 +147,20 @@ impl FeedMetrics {
         self.producers
             .get_or_create(&ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() })
             .inc();
+    }
+
+    /// Sets the name fallbacks of `provider` from its namer's counts.
+    pub fn name_fallbacks(&self, provider: &str, counts: &crate::names::FallbackCounts) {
+        use std::sync::atomic::Ordering;
+        for (reason, count) in [
+            ("unknown_market", &counts.unknown_market),
+            ("unknown_outcome", &counts.unknown_outcome),
+            ("unfilled", &counts.unfilled),
+            ("malformed", &counts.malformed),
+        ] {
+            let label = FallbackLabel { provider: provider.to_string(), reason: reason.to_string() };
+            self.name_fallbacks.get_or_create(&label).set(count.load(Ordering::Relaxed) as i64);
+        }
     }
 
     pub fn switch(&self, provider: &str, kind: &str) {

@@ -113,8 +113,11 @@ pub async fn run(
         if stop_first_after.is_some_and(|after| started.elapsed() >= after) && !outputs.is_empty() {
             stop_first_after = None;
             tracing::warn!("simulated provider: the primary output stops now");
+            // A WebSocket output's recovery requests come with it; an AMQP provider's come
+            // through its HTTP API, which goes on.
+            let websocket = matches!(outputs[0], Output::WebSocket(_));
             drop(outputs.remove(0));
-            if !recoveries.is_empty() {
+            if websocket && !recoveries.is_empty() {
                 drop(recoveries.remove(0));
             }
         }

@@ -20,6 +20,7 @@
 //! its reason and counted by reason (`sportsbook_feed_refusals`).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,12 +29,17 @@ use engine::{EngineError, EngineHandle, Outcome};
 use tokio::sync::mpsc;
 
 use crate::metrics::FeedMetrics;
+use crate::recovery::{Action, ProducerRecovery, RecoveryConfig, RequestIds, State};
+use crate::uof::UofNames;
+use crate::uof_api::UofApi;
 
 /// How often the watchdog checks freshness.
 pub const WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
 /// The shortest silence after which a producer (UOF `product`) is down: its `alive` comes
 /// about every 10 s, and the provider's SDKs wait at least 20 s.
 pub const PRODUCER_SILENCE_MIN: Duration = Duration::from_secs(20);
+/// How often each producer's recovery state machine is polled (and `last_good` stored).
+pub const RECOVERY_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Control requests queued per source.
 pub const SOURCE_CONTROL_QUEUE_MAX: usize = 16;
 /// The source name of messages pushed over `POST /v1/feed/messages`.
@@ -53,6 +59,22 @@ impl Default for ProviderSettings {
     }
 }
 
+/// How a Unified Odds Feed provider recovers its producers and names its markets.
+#[derive(Clone, Debug, Default)]
+pub struct UofSettings {
+    /// The provider's HTTP API: recovery requests go there. Without it a producer that is down
+    /// stays down (each attempt is logged and counted as failed).
+    pub api: Option<UofApi>,
+    /// Where `last_good` (the provider timestamp a restart recovers from) is stored per
+    /// producer: `<dir>/recovery-<provider>.txt`, written atomically. `None`: not stored.
+    pub state_dir: Option<PathBuf>,
+    pub recovery: RecoveryConfig,
+    /// Market descriptions and fixtures; `None`: placeholder names.
+    pub names: Option<Arc<UofNames>>,
+    /// Where fixtures are fetched from and cached (`None`: events keep their URN names).
+    pub store: Option<crate::names::NameStore>,
+}
+
 /// What the supervisor asks of a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
@@ -69,13 +91,34 @@ struct SourceState {
     controls: Option<mpsc::Sender<Control>>,
 }
 
-/// One producer of a provider (UOF `product`).
+/// One producer of a provider (UOF `product`): its recovery state machine.
 #[derive(Debug)]
 struct ProducerState {
-    last_alive: Instant,
-    down: bool,
-    /// The last recovery request that has not completed yet.
-    recovering: Option<u64>,
+    recovery: ProducerRecovery,
+}
+
+impl ProducerState {
+    fn down(&self) -> bool {
+        !self.recovery.is_up()
+    }
+
+    fn recovering(&self) -> Option<u64> {
+        match self.recovery.state() {
+            State::Requested { request_id, .. } => Some(*request_id),
+            _ => None,
+        }
+    }
+}
+
+/// The UOF side of a provider: settings, the `last_good` stored by a previous run, and the
+/// `snapshot_complete` held back while another producer still recovers.
+#[derive(Debug, Default)]
+struct UofState {
+    settings: UofSettings,
+    stored: BTreeMap<u32, u64>,
+    saved: BTreeMap<u32, u64>,
+    held_snapshot: Option<FeedMessage>,
+    last_poll: Option<Instant>,
 }
 
 /// A producer as seen from outside.
@@ -90,6 +133,7 @@ pub struct ProducerView {
 struct ProviderState {
     settings: ProviderSettings,
     producers: BTreeMap<u32, ProducerState>,
+    uof: UofState,
     sources: Vec<SourceState>,
     active: usize,
     stale: bool,
@@ -100,7 +144,7 @@ struct ProviderState {
 impl ProviderState {
     fn fresh(&self, source: usize, now: Instant) -> bool {
         let source = &self.sources[source];
-        !self.producers.values().any(|producer| producer.down)
+        !self.producers.values().any(ProducerState::down)
             && source.connected
             && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= self.settings.stale_after)
     }
@@ -122,6 +166,11 @@ struct Inner {
     defaults: ProviderSettings,
     providers: Mutex<BTreeMap<String, ProviderState>>,
     request_ids: std::sync::atomic::AtomicU64,
+    /// Recovery request ids of the provider API, unique across restarts (seeded from the wall
+    /// clock in ms).
+    uof_ids: Mutex<RequestIds>,
+    /// The monotonic origin of the recovery state machines' clock.
+    started: Instant,
 }
 
 /// The feed role's shared state: the gateway pushes through it, sources report to it, the
@@ -174,6 +223,8 @@ impl FeedHub {
             defaults,
             providers: Mutex::new(BTreeMap::new()),
             request_ids: std::sync::atomic::AtomicU64::new(1),
+            uof_ids: Mutex::new(RequestIds::starting_at(wall_ms())),
+            started: Instant::now(),
         }))
     }
 
@@ -186,6 +237,7 @@ impl FeedHub {
         let state = providers.entry(provider.to_string()).or_insert_with(|| ProviderState {
             settings: self.0.defaults,
             producers: BTreeMap::new(),
+            uof: UofState::default(),
             sources: Vec::new(),
             active: 0,
             stale: false,
@@ -289,8 +341,8 @@ impl FeedHub {
                     .iter()
                     .map(|(product, producer)| ProducerView {
                         product: *product,
-                        down: producer.down,
-                        recovering: producer.recovering,
+                        down: producer.down(),
+                        recovering: producer.recovering(),
                     })
                     .collect(),
             })
@@ -309,16 +361,39 @@ impl FeedHub {
         let mut commands = Vec::new();
         let mut providers = self.0.providers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut stale_count = 0;
+        let mut writes = Vec::new();
         for (name, state) in providers.iter_mut() {
             if state.sources.is_empty() {
                 continue;
             }
-            let stale_after = state.settings.stale_after.max(PRODUCER_SILENCE_MIN);
-            for (product, producer) in &mut state.producers {
-                if !producer.down && now.duration_since(producer.last_alive) > stale_after {
-                    producer.down = true;
-                    self.0.metrics.producer(name, *product, "down");
-                    tracing::error!(provider = %name, product, silent_ms = stale_after.as_millis() as u64, "feed producer down: no alive in time");
+            let poll_due = state.uof.last_poll.is_none_or(|at| now.duration_since(at) >= RECOVERY_POLL_INTERVAL);
+            if poll_due && !state.producers.is_empty() {
+                state.uof.last_poll = Some(now);
+                let connected = state.sources[state.active].connected;
+                let ms = self.now_ms();
+                let mut due = Vec::new();
+                {
+                    let mut ids = self.0.uof_ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    for (product, producer) in &mut state.producers {
+                        // Requests wait for a connection: a replay sent to nobody is lost.
+                        let actions = if connected {
+                            producer.recovery.poll(ms, &mut ids)
+                        } else {
+                            producer.recovery.on_tick(ms)
+                        };
+                        due.push((*product, actions));
+                    }
+                }
+                for (product, actions) in due {
+                    if let Some(message) = self.carry_out(name, state, product, actions) {
+                        commands.push(Command::Feed(message));
+                    }
+                }
+                if let Some(names) = &state.uof.settings.names {
+                    self.0.metrics.name_fallbacks(name, &names.namer.fallbacks);
+                }
+                if let Some(write) = Self::last_good_to_store(name, state) {
+                    writes.push(write);
                 }
             }
             if let Some(seen) = state.sources[state.active].last_seen {
@@ -344,6 +419,22 @@ impl FeedHub {
                     self.request_recovery(name, state);
                 } else if !state.stale {
                     tracing::error!(provider = %name, mode = ?state.settings.on_stale, "feed stale: no fresh source");
+                    // What the producers sent while the source was silent or gone is lost:
+                    // each recovers before the markets reopen (a producer that is down on its
+                    // own leaves the others up).
+                    let ms = self.now_ms();
+                    let source = &state.sources[state.active];
+                    let source_ok = source.connected
+                        && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= state.settings.stale_after);
+                    let products: Vec<u32> =
+                        if source_ok { Vec::new() } else { state.producers.keys().copied().collect() };
+                    for product in products {
+                        let Some(producer) = state.producers.get_mut(&product) else { continue };
+                        if producer.recovery.is_up() {
+                            let actions = producer.recovery.on_disconnected(ms);
+                            self.carry_out(name, state, product, actions);
+                        }
+                    }
                     state.stale = true;
                     self.0.metrics.switch(name, "stale");
                     commands.push(Command::FeedHealth { provider: name.clone(), stale: Some(state.settings.on_stale) });
@@ -353,25 +444,196 @@ impl FeedHub {
                 state.stale = false;
                 self.0.metrics.switch(name, "fresh");
                 commands.push(Command::FeedHealth { provider: name.clone(), stale: None });
-                self.request_recovery(name, state);
+                // A provider with producers is fresh only once every one has recovered.
+                if state.producers.is_empty() {
+                    self.request_recovery(name, state);
+                }
             }
             stale_count += i64::from(state.stale);
         }
         self.0.metrics.stale_providers.set(stale_count);
+        drop(providers);
+        for (path, text) in writes {
+            if let Err(error) = write_atomically(&path, &text) {
+                tracing::error!(path = %path.display(), %error, "feed recovery point not stored");
+            }
+        }
         commands
     }
 
     fn request_recovery(&self, name: &str, state: &mut ProviderState) {
+        if !state.producers.is_empty() {
+            // UOF producers recover through the provider's API, each on its own.
+            let ms = self.now_ms();
+            let products: Vec<u32> = state.producers.keys().copied().collect();
+            for product in products {
+                let Some(producer) = state.producers.get_mut(&product) else { continue };
+                let actions = producer.recovery.on_disconnected(ms);
+                self.carry_out(name, state, product, actions);
+            }
+            return;
+        }
         let Some(controls) = &state.sources[state.active].controls else { return };
         let request_id = self.0.request_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if controls.try_send(Control::Recover { after: state.last_timestamp, request_id }).is_ok() {
-            for (product, producer) in &mut state.producers {
-                producer.recovering = Some(request_id);
-                self.0.metrics.producer(name, *product, "recovery");
-            }
             self.0.metrics.switch(name, "recovery");
             tracing::info!(provider = %name, source = %state.sources[state.active].name, request_id, "feed recovery requested");
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.started.elapsed().as_millis() as u64
+    }
+
+    /// Sets how a Unified Odds Feed provider recovers and names (before its sources start);
+    /// reads the recovery points a previous run stored.
+    pub fn configure_uof(&self, provider: &str, settings: UofSettings) {
+        let stored =
+            settings.state_dir.as_ref().map(|dir| read_last_good(&recovery_path(dir, provider))).unwrap_or_default();
+        if !stored.is_empty() {
+            tracing::info!(%provider, ?stored, "feed recovery points of a previous run");
+        }
+        self.with_provider(provider, |state| {
+            state.uof.saved = stored.clone();
+            state.uof.stored = stored;
+            state.uof.settings = settings;
+        });
+    }
+
+    /// The names of a UOF provider (market descriptions and fixtures), if configured.
+    pub fn uof_names(&self, provider: &str) -> Option<Arc<UofNames>> {
+        self.with_provider(provider, |state| state.uof.settings.names.clone())
+    }
+
+    /// The provider timestamp each producer of `provider` would recover from now.
+    pub fn last_good(&self, provider: &str) -> BTreeMap<u32, u64> {
+        self.with_provider(provider, |state| {
+            state
+                .producers
+                .iter()
+                .filter_map(|(product, producer)| producer.recovery.last_good().map(|at| (*product, at)))
+                .collect()
+        })
+    }
+
+    fn producer<'a>(&self, state: &'a mut ProviderState, product: u32) -> &'a mut ProducerState {
+        let ms = self.now_ms();
+        let config = state.uof.settings.recovery.clone();
+        let stored = state.uof.stored.get(&product).copied();
+        state
+            .producers
+            .entry(product)
+            .or_insert_with(|| ProducerState { recovery: ProducerRecovery::new(product, config, stored, ms) })
+    }
+
+    /// Carries out a producer's recovery actions; returns the `snapshot_complete` to forward to
+    /// the book when the last producer that was down is up again.
+    fn carry_out(
+        &self,
+        name: &str,
+        state: &mut ProviderState,
+        product: u32,
+        actions: Vec<Action>,
+    ) -> Option<FeedMessage> {
+        let mut reopen = None;
+        for action in actions {
+            match action {
+                Action::MarkDown(reason) => {
+                    self.0.metrics.producer(name, product, "down");
+                    tracing::error!(provider = %name, product, reason = reason.as_str(), "feed producer down; its markets wait for its recovery");
+                }
+                Action::SendRequest(request) => {
+                    self.0.metrics.producer(name, product, "recovery");
+                    self.0.metrics.switch(name, "recovery");
+                    tracing::info!(provider = %name, product, request_id = request.request_id, after = ?request.after, "feed recovery requested from the provider's API");
+                    let api = state.uof.settings.api.clone();
+                    match (api, tokio::runtime::Handle::try_current()) {
+                        (Some(api), Ok(runtime)) => {
+                            let hub = self.clone();
+                            let provider = name.to_string();
+                            runtime.spawn(async move {
+                                let outcome = api.initiate_recovery(&request).await;
+                                hub.request_done(&provider, product, request.request_id, outcome);
+                            });
+                        }
+                        (api, _) => {
+                            let why = if api.is_none() { "no provider API configured" } else { "no runtime" };
+                            self.0.metrics.producer(name, product, "recovery_failed");
+                            tracing::error!(provider = %name, product, request_id = request.request_id, reason = why, "feed recovery request not sent");
+                            let ms = self.now_ms();
+                            if let Some(producer) = state.producers.get_mut(&product) {
+                                producer.recovery.on_request_failed(ms, request.request_id);
+                            }
+                        }
+                    }
+                }
+                Action::MarkUp => {
+                    self.0.metrics.producer(name, product, "up");
+                    tracing::info!(provider = %name, product, "feed producer up: its recovery completed");
+                    if !state.producers.values().any(ProducerState::down) {
+                        reopen = state.uof.held_snapshot.take();
+                        if reopen.is_some() && state.stale {
+                            // The book's snapshot_complete ends its stale state; so does the
+                            // hub's now, so a producer that goes down again right away is
+                            // told to the book again.
+                            state.stale = false;
+                            self.0.metrics.switch(name, "fresh");
+                            tracing::info!(provider = %name, "feed fresh again: every producer recovered");
+                        }
+                    }
+                }
+            }
+        }
+        reopen
+    }
+
+    /// The provider's answer to a recovery request.
+    fn request_done(
+        &self,
+        provider: &str,
+        product: u32,
+        request_id: u64,
+        outcome: Result<(), crate::uof_api::ApiError>,
+    ) {
+        let ms = self.now_ms();
+        self.with_provider(provider, |state| {
+            let Some(producer) = state.producers.get_mut(&product) else { return };
+            match outcome {
+                Ok(()) => producer.recovery.on_request_sent(ms, request_id),
+                Err(error) => {
+                    self.0.metrics.producer(provider, product, "recovery_failed");
+                    tracing::error!(%provider, product, request_id, code = error.code(), %error, "feed recovery request failed; retried after a back-off");
+                    let actions = producer.recovery.on_request_failed(ms, request_id);
+                    self.carry_out(provider, state, product, actions);
+                }
+            }
+        });
+    }
+
+    /// A message of `product` that the book applied: it advances the producer's `last_good`.
+    fn applied(&self, provider: &str, product: u32, timestamp: u64) {
+        self.with_provider(provider, |state| {
+            if let Some(producer) = state.producers.get_mut(&product) {
+                producer.recovery.on_message(timestamp);
+            }
+        });
+    }
+
+    /// The producers' `last_good` to store, if it moved since the last write.
+    fn last_good_to_store(name: &str, state: &mut ProviderState) -> Option<(PathBuf, String)> {
+        let dir = state.uof.settings.state_dir.as_ref()?;
+        let mut current = state.uof.saved.clone();
+        for (product, producer) in &state.producers {
+            if let Some(at) = producer.recovery.last_good() {
+                current.insert(*product, at);
+            }
+        }
+        if current == state.uof.saved {
+            return None;
+        }
+        let text: String = current.iter().map(|(product, at)| format!("{product} {at}\n")).collect();
+        state.uof.saved = current;
+        Some((recovery_path(dir, name), text))
     }
 
     /// Runs the watchdog until the hub is dropped by everyone else.
@@ -405,6 +667,16 @@ impl SourceHandle {
         &self.provider
     }
 
+    /// The provider's names (UOF market descriptions and fixtures), if configured.
+    pub fn uof_names(&self) -> Option<Arc<UofNames>> {
+        self.hub.uof_names(&self.provider)
+    }
+
+    /// Where the provider's fixtures are fetched and cached, if configured.
+    pub fn name_store(&self) -> Option<crate::names::NameStore> {
+        self.hub.with_provider(&self.provider, |state| state.uof.settings.store.clone())
+    }
+
     fn update(&self, apply: impl FnOnce(&mut ProviderState, usize)) {
         self.hub.with_provider(&self.provider, |state| apply(state, self.index));
     }
@@ -422,7 +694,19 @@ impl SourceHandle {
     }
 
     pub fn disconnected(&self) {
-        self.update(|state, index| state.sources[index].connected = false);
+        let ms = self.hub.now_ms();
+        self.update(|state, index| {
+            state.sources[index].connected = false;
+            if state.active != index {
+                return;
+            }
+            let products: Vec<u32> = state.producers.keys().copied().collect();
+            for product in products {
+                let Some(producer) = state.producers.get_mut(&product) else { continue };
+                let actions = producer.recovery.on_disconnected(ms);
+                self.hub.carry_out(&self.provider, state, product, actions);
+            }
+        });
     }
 
     /// A heartbeat: the source is alive.
@@ -434,6 +718,19 @@ impl SourceHandle {
     /// A message from this source: forwarded to the book if this source is active, and counted
     /// (not forwarded) if it is a standby.
     pub async fn message(&self, message: FeedMessage) {
+        self.forward(None, message).await;
+    }
+
+    /// A message of producer `product` (UOF): applied, it advances the producer's recovery
+    /// point. A producer first heard of here starts down and recovers.
+    pub async fn producer_message(&self, product: u32, message: FeedMessage) {
+        self.update(|state, _| {
+            self.hub.producer(state, product);
+        });
+        self.forward(Some(product), message).await;
+    }
+
+    async fn forward(&self, product: Option<u32>, message: FeedMessage) {
         let active = self.hub.with_provider(&self.provider, |state| {
             state.sources[self.index].last_seen = Some(Instant::now());
             let active = state.active == self.index;
@@ -455,7 +752,13 @@ impl SourceHandle {
                 let provider = self.provider.clone();
                 tokio::spawn(async move {
                     match receiver.await {
-                        Ok(Ok(reply)) => hub.record(&provider, timestamp, &reply),
+                        Ok(Ok(reply)) => {
+                            let applied = matches!(&reply, Ok(Ack::Feed(FeedApplied { duplicate: false, applied, .. })) if *applied > 0);
+                            if let (Some(product), true) = (product, applied) {
+                                hub.applied(&provider, product, timestamp);
+                            }
+                            hub.record(&provider, timestamp, &reply);
+                        }
                         Ok(Err(error)) => {
                             hub.0.metrics.count(&provider, "shed");
                             tracing::warn!(%provider, %error, "feed message not applied");
@@ -491,49 +794,88 @@ impl SourceHandle {
         tracing::warn!(provider = %self.provider, reason, detail, "feed item refused");
     }
 
-    /// A producer's `alive`: it is up, unless it says our session is not subscribed, which
-    /// takes it down and asks for a recovery.
-    pub fn producer_alive(&self, product: u32, subscribed: bool) {
-        let provider = self.provider.clone();
-        let hub = self.hub.clone();
+    /// A producer's `alive` (`subscribed == false`: the provider dropped our session, the
+    /// producer is down and recovers).
+    pub fn producer_alive(&self, product: u32, timestamp: u64, subscribed: bool) {
+        let ms = self.hub.now_ms();
         self.update(|state, index| {
             state.sources[index].last_seen = Some(Instant::now());
-            let producer = state.producers.entry(product).or_insert_with(|| ProducerState {
-                last_alive: Instant::now(),
-                down: false,
-                recovering: None,
-            });
-            producer.last_alive = Instant::now();
-            if !subscribed {
-                if !producer.down {
-                    producer.down = true;
-                    hub.0.metrics.producer(&provider, product, "down");
-                    tracing::error!(%provider, product, "feed producer down: alive with subscribed=0");
-                }
-                if state.active == index {
-                    hub.request_recovery(&provider, state);
-                }
-            } else if producer.down {
-                producer.down = false;
-                hub.0.metrics.producer(&provider, product, "up");
-                tracing::info!(%provider, product, "feed producer up: alive again");
+            if state.active != index {
+                return;
             }
+            let actions = self.hub.producer(state, product).recovery.on_alive(ms, timestamp, subscribed);
+            self.hub.carry_out(&self.provider, state, product, actions);
         });
         self.hub.0.metrics.count(&self.provider, "heartbeat");
     }
 
-    /// A producer's `snapshot_complete` for `request_id`.
-    pub fn snapshot_complete(&self, product: u32, request_id: u64) {
-        let provider = self.provider.clone();
-        let hub = self.hub.clone();
-        self.update(|state, _| {
-            if let Some(producer) = state.producers.get_mut(&product) {
-                if producer.recovering == Some(request_id) {
-                    producer.recovering = None;
-                }
+    /// A producer's `product_down`: it is down and recovers.
+    pub fn product_down(&self, product: u32) {
+        let ms = self.hub.now_ms();
+        self.update(|state, index| {
+            state.sources[index].last_seen = Some(Instant::now());
+            if state.active != index {
+                return;
             }
-            hub.0.metrics.producer(&provider, product, "snapshot_complete");
-            tracing::info!(%provider, product, request_id, "feed producer recovery complete");
+            let actions = self.hub.producer(state, product).recovery.on_product_down(ms);
+            self.hub.carry_out(&self.provider, state, product, actions);
         });
     }
+
+    /// A producer's `snapshot_complete` for `request_id`: only the one that ends the producer's
+    /// pending request counts; the book hears of it (and reopens the provider's markets) once
+    /// no producer is down any more. Others are counted and ignored.
+    pub async fn snapshot_complete(&self, product: u32, request_id: u64, message: FeedMessage) {
+        let ms = self.hub.now_ms();
+        let forward = self.hub.with_provider(&self.provider, |state| {
+            state.sources[self.index].last_seen = Some(Instant::now());
+            if state.active != self.index {
+                return None;
+            }
+            let actions = self.hub.producer(state, product).recovery.on_snapshot_complete(ms, request_id);
+            if actions.is_empty() {
+                self.hub.0.metrics.producer(&self.provider, product, "stale_snapshot");
+                tracing::warn!(provider = %self.provider, product, request_id, "feed snapshot_complete of no pending request ignored");
+                return None;
+            }
+            self.hub.0.metrics.producer(&self.provider, product, "snapshot_complete");
+            state.uof.held_snapshot = Some(message);
+            self.hub.carry_out(&self.provider, state, product, actions)
+        });
+        if let Some(message) = forward {
+            self.message(message).await;
+        }
+    }
+}
+
+fn recovery_path(dir: &std::path::Path, provider: &str) -> PathBuf {
+    let file: String =
+        provider.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).take(200).collect();
+    dir.join(format!("recovery-{file}.txt"))
+}
+
+/// `product last_good` lines; unreadable lines are skipped (the recovery then asks from the
+/// producer's window).
+fn read_last_good(path: &std::path::Path) -> BTreeMap<u32, u64> {
+    let Ok(text) = std::fs::read_to_string(path) else { return BTreeMap::new() };
+    text.lines()
+        .filter_map(|line| {
+            let (product, at) = line.split_once(' ')?;
+            Some((product.parse().ok()?, at.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Writes a temporary file, syncs it and renames it into place: a crash leaves the old file or
+/// the new one, never a torn one.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("txt.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -6,9 +6,10 @@
 //! - `follow_amqp`: consumes Unified Odds Feed XML as the provider's SDKs do: it never
 //!   declares the provider's exchange, it binds a private queue to the existing exchange with
 //!   routing-key filters (`uof::Interest`); a missing exchange is the broker's error, logged as
-//!   it is. Routing keys are parsed; `alive` and `snapshot_complete` track each producer. It
-//!   asks for a recovery by publishing `<recovery_request>` to `<exchange>.recovery` (on a
-//!   channel of its own, so a broker refusal there cannot stop the consumer).
+//!   it is. Routing keys are parsed; `alive`, `product_down`, `snapshot_complete` and the
+//!   messages applied drive each producer's recovery in the hub, which asks the provider's
+//!   HTTP API for recoveries (never the broker). With names configured, an event's fixture is
+//!   fetched off the message path the first time it is seen and after a `fixture_change`.
 //!
 //! Both reconnect with back-off until their task is aborted.
 //!
@@ -17,6 +18,7 @@
 //! durable (a topic exchange, as the provider's is) and publishes schema-true XML under real
 //! routing keys.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,8 +35,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::json::{JsonMessage, FEED_BATCH_MAX};
+use crate::names::NameStore;
 use crate::runtime::{Control, SourceHandle};
-use crate::uof::{self, Interest, Producer, RoutingKey, UofEvent, UofTranslator};
+use crate::uof::{self, Interest, Producer, RoutingKey, UofEvent, UofNames, UofTranslator};
 
 /// The provider's pre-match producer (Betradar Ctrl); the others publish as live producers.
 pub const PREMATCH_PRODUCT: u32 = 3;
@@ -171,35 +174,82 @@ pub async fn deliver_uof(source: &SourceHandle, translator: &UofTranslator, rout
         source.item_refused(refusal.reason, &refusal.detail);
     }
     match translation.event {
-        UofEvent::Alive { product, subscribed, .. } => source.producer_alive(product, subscribed),
+        UofEvent::Alive { product, timestamp, subscribed } => source.producer_alive(product, timestamp, subscribed),
         UofEvent::SnapshotComplete { product, request_id, message } => {
-            source.snapshot_complete(product, request_id);
-            source.message(message).await;
+            source.snapshot_complete(product, request_id, message).await;
         }
-        UofEvent::Feed { message, .. } => {
+        UofEvent::ProductDown { product } => source.product_down(product),
+        UofEvent::Feed { product, message } => {
             if !message.items.is_empty() {
-                source.message(message).await;
+                source.producer_message(product, message).await;
             }
         }
         UofEvent::Unknown { kind } => source.item_refused("unknown_message", &format!("<{kind}> skipped")),
     }
 }
 
+/// Fetches the fixture of an event the translator has no fixture for (first seen, or after a
+/// `fixture_change`), off the message path; the fixture names events and competitor outcomes
+/// translated after it arrived.
+fn fetch_fixture(
+    names: &Arc<UofNames>,
+    store: &Option<NameStore>,
+    urn: &str,
+    refresh: bool,
+    pending: &Arc<Mutex<HashSet<String>>>,
+) {
+    let Some(store) = store.clone() else { return };
+    if !refresh && names.fixture(urn).is_some() {
+        return;
+    }
+    {
+        let mut pending = pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if pending.len() >= FIXTURE_FETCHES_MAX || !pending.insert(urn.to_string()) {
+            return;
+        }
+    }
+    let names = names.clone();
+    let pending = pending.clone();
+    let urn = urn.to_string();
+    tokio::spawn(async move {
+        match store.fixture(&urn, refresh).await {
+            Ok(fixture) => names.set_fixture(fixture),
+            Err(error) => {
+                tracing::warn!(event = %urn, %error, "feed fixture not fetched; the event keeps its URN name")
+            }
+        }
+        pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&urn);
+    });
+}
+
+/// Fixture fetches in flight at once per source.
+pub const FIXTURE_FETCHES_MAX: usize = 256;
+
+/// The event whose fixture a delivery calls for, from its routing key: any event message (the
+/// fixture is fetched once), a `fixture_change` (fetched again).
+fn fixture_wanted(routing_key: &str) -> Option<(String, bool)> {
+    let key = RoutingKey::parse(routing_key).ok()?;
+    let event = key.event?;
+    Some((event, key.message_type == "fixture_change"))
+}
+
 /// Consumes Unified Odds Feed XML from `exchange` on the broker at `url` until the task is
 /// aborted, reconnecting with a doubling back-off (from `RECONNECT_DELAY` to
 /// `AMQP_RECONNECT_DELAY_MAX`).
-pub async fn follow_amqp(mut source: SourceHandle, url: String, exchange: String, product: u32, in_play_delay: u32) {
-    let translator = UofTranslator::new(source.provider(), in_play_delay);
+pub async fn follow_amqp(mut source: SourceHandle, url: String, exchange: String, in_play_delay: u32) {
+    let names = source.uof_names();
+    let translator = UofTranslator::new(source.provider(), in_play_delay).with_names(names.clone());
+    let store = source.name_store();
+    let pending: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut delay = RECONNECT_DELAY;
     loop {
         let session = async {
             let (connection, channel) = amqp_channel(&url).await?;
             let consumer = subscribe(&channel, &exchange, Interest::All.bindings()).await?;
-            let requests = connection.create_channel().await?;
-            Ok::<_, lapin::Error>((connection, channel, requests, consumer))
+            Ok::<_, lapin::Error>((connection, channel, consumer))
         };
         match session.await {
-            Ok((connection, _channel, requests, mut consumer)) => {
+            Ok((connection, _channel, mut consumer)) => {
                 tracing::info!(provider = source.provider(), %exchange, "feed AMQP consumer connected");
                 delay = RECONNECT_DELAY;
                 source.connected();
@@ -207,20 +257,20 @@ pub async fn follow_amqp(mut source: SourceHandle, url: String, exchange: String
                     tokio::select! {
                         delivery = consumer.next() => match delivery {
                             Some(Ok(delivery)) => {
+                                if let Some(names) = &names {
+                                    if let Some((urn, refresh)) = fixture_wanted(delivery.routing_key.as_str()) {
+                                        fetch_fixture(names, &store, &urn, refresh, &pending);
+                                    }
+                                }
                                 deliver_uof(&source, &translator, delivery.routing_key.as_str(), &delivery.data).await;
                             }
                             Some(Err(error)) => break error.to_string(),
                             None => break "the consumer ended".to_string(),
                         },
+                        // UOF producers recover through the provider's API (the hub sends those
+                        // requests); the hub's source-level requests have nothing to do here.
                         control = source.controls.recv() => {
-                            let Some(Control::Recover { after, request_id }) = control else { break "the hub stopped".to_string() };
-                            let body = format!(r#"<recovery_request product="{product}" after="{after}" request_id="{request_id}"/>"#);
-                            let published = requests
-                                .basic_publish(&format!("{exchange}.recovery"), "recovery.request", BasicPublishOptions::default(), body.as_bytes(), BasicProperties::default())
-                                .await;
-                            if let Err(error) = published {
-                                tracing::error!(provider = source.provider(), %exchange, %error, "feed recovery request not delivered");
-                            }
+                            if control.is_none() { break "the hub stopped".to_string() }
                         }
                     }
                 };
@@ -339,14 +389,12 @@ impl Drop for WebSocketProvider {
     }
 }
 
-/// The provider's side of a UOF-style AMQP feed: publishes XML to a topic exchange and
-/// hands back the recovery requests published to `<exchange>.recovery`.
+/// The provider's side of a UOF-style AMQP feed: publishes XML to a durable topic exchange.
 pub struct AmqpProvider {
     connection: Connection,
     channel: Channel,
     exchange: String,
     product: u32,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for AmqpProvider {
@@ -356,27 +404,12 @@ impl std::fmt::Debug for AmqpProvider {
 }
 
 impl AmqpProvider {
-    pub async fn connect(
-        url: &str,
-        exchange: &str,
-        product: u32,
-    ) -> Result<(AmqpProvider, mpsc::Receiver<RecoveryRequest>), lapin::Error> {
+    /// Connects and declares the exchange (durable topic). Recovery requests reach a provider
+    /// through its HTTP API, not the broker: see `provider_api::ProviderApi`.
+    pub async fn connect(url: &str, exchange: &str, product: u32) -> Result<AmqpProvider, lapin::Error> {
         let (connection, channel) = amqp_channel(url).await?;
         declare_exchange(&channel, exchange).await?;
-        let recovery = format!("{exchange}.recovery");
-        declare_exchange(&channel, &recovery).await?;
-        let mut requests = subscribe(&channel, &recovery, &["#"]).await?;
-        let (sender, receiver) = mpsc::channel(64);
-        let task = tokio::spawn(async move {
-            while let Some(Ok(delivery)) = requests.next().await {
-                let text = String::from_utf8_lossy(&delivery.data).to_string();
-                let Ok(document) = roxmltree::Document::parse(&text) else { continue };
-                let root = document.root_element();
-                let number = |name: &str| root.attribute(name).and_then(|value| value.parse().ok()).unwrap_or(0);
-                let _ = sender.try_send(RecoveryRequest { after: number("after"), request_id: number("request_id") });
-            }
-        });
-        Ok((AmqpProvider { connection, channel, exchange: exchange.to_string(), product, task }, receiver))
+        Ok(AmqpProvider { connection, channel, exchange: exchange.to_string(), product })
     }
 
     /// The producer this provider publishes as.
@@ -414,7 +447,6 @@ impl AmqpProvider {
 
     /// Closes the connection: a provider that died.
     pub async fn close(self) {
-        self.task.abort();
         let _ = self.connection.close(200, "provider stopped").await;
     }
 }

@@ -37,10 +37,52 @@
 //!   stops its markets (the provider's `bet_cancel` messages void the bets).
 //! - **Unknown** message types and elements are skipped and counted, never an error.
 
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::{Arc, RwLock};
 
 use book::{FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, FeedOutcome, FeedResult, Outcome};
 use domain::{Odds, Ratio};
+
+use crate::names::{EventNames, Fixture, Namer};
+
+/// Fixtures kept in memory per provider (the cache on disk keeps them all); beyond it the
+/// oldest half is dropped.
+pub const FIXTURES_IN_MEMORY_MAX: usize = 65_536;
+
+/// Names of a UOF provider's markets, outcomes and events: the market descriptions (API, cache
+/// or the bundled file) and the fixtures fetched so far (fetched off the translate path; an
+/// event without one is named by its URN until it arrives).
+#[derive(Debug)]
+pub struct UofNames {
+    pub namer: Namer,
+    fixtures: RwLock<HashMap<String, Arc<Fixture>>>,
+}
+
+impl UofNames {
+    pub fn new(namer: Namer) -> UofNames {
+        UofNames { namer, fixtures: RwLock::new(HashMap::new()) }
+    }
+
+    pub fn fixture(&self, urn: &str) -> Option<Arc<Fixture>> {
+        self.fixtures.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(urn).cloned()
+    }
+
+    pub fn set_fixture(&self, fixture: Fixture) {
+        let mut fixtures = self.fixtures.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if fixtures.len() >= FIXTURES_IN_MEMORY_MAX {
+            let drop: Vec<String> = fixtures.keys().take(FIXTURES_IN_MEMORY_MAX / 2).cloned().collect();
+            for urn in drop {
+                fixtures.remove(&urn);
+            }
+        }
+        fixtures.insert(fixture.id.clone(), Arc::new(fixture));
+    }
+
+    fn event_names(&self, urn: &str) -> EventNames {
+        self.fixture(urn).map(|fixture| EventNames::from(fixture.as_ref())).unwrap_or_default()
+    }
+}
 
 /// Bytes of one XML message.
 pub const UOF_MESSAGE_BYTES_MAX: usize = 1 << 20;
@@ -82,6 +124,8 @@ pub enum UofEvent {
     SnapshotComplete { product: u32, request_id: u64, message: FeedMessage },
     /// A message for the book from producer `product`.
     Feed { product: u32, message: FeedMessage },
+    /// `<product_down product=".."/>`: the producer is down and must recover.
+    ProductDown { product: u32 },
     /// A message type the schema this adapter follows does not define: skipped.
     Unknown { kind: String },
 }
@@ -250,7 +294,11 @@ fn market_key(node: Node<'_, '_>) -> Result<String, Refusal> {
     })
 }
 
-/// Placeholder names until market descriptions are loaded: a few well-known markets by id.
+fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('|').unwrap_or((key, ""))
+}
+
+/// Placeholder names without market descriptions: a few well-known markets by id.
 fn market_name(key: &str) -> (String, String) {
     let (id, specifiers) = key.split_once('|').unwrap_or((key, ""));
     match id {
@@ -292,11 +340,19 @@ pub struct UofTranslator {
     provider: String,
     /// The bet delay of an event that goes live.
     in_play_delay_seconds: u32,
+    /// Descriptions and fixtures; `None`: placeholder names.
+    names: Option<Arc<UofNames>>,
 }
 
 impl UofTranslator {
     pub fn new(provider: &str, in_play_delay_seconds: u32) -> UofTranslator {
-        UofTranslator { provider: provider.to_string(), in_play_delay_seconds }
+        UofTranslator { provider: provider.to_string(), in_play_delay_seconds, names: None }
+    }
+
+    /// Names markets, outcomes and events from the provider's descriptions and fixtures.
+    pub fn with_names(mut self, names: Option<Arc<UofNames>>) -> UofTranslator {
+        self.names = names;
+        self
     }
 
     /// Translates one message. `routing` is the key it was published under, if known (its
@@ -337,6 +393,7 @@ impl UofTranslator {
                 let items = self.items(kind, root, &event, timestamp, routing, &mut refused)?;
                 UofEvent::Feed { product, message: self.message(timestamp, items) }
             }
+            "product_down" => UofEvent::ProductDown { product: number(root, "product")? },
             other => UofEvent::Unknown { kind: other.to_string() },
         };
         Ok(Translation { event, refused })
@@ -430,13 +487,28 @@ impl UofTranslator {
 
     fn announce(&self, event: &str, starts_at: u64, reschedule: bool, routing: Option<&RoutingKey>) -> FeedItem {
         let sport = routing.and_then(|key| key.sport_id).map_or("unknown".to_string(), |id| format!("sr:sport:{id}"));
-        FeedItem::Announce {
-            event: event.to_string(),
-            name: event.to_string(),
-            sport,
-            competition: String::new(),
-            starts_at,
-            reschedule,
+        let fixture = self.names.as_ref().and_then(|names| names.fixture(event));
+        match fixture {
+            Some(fixture) => FeedItem::Announce {
+                event: event.to_string(),
+                name: fixture.name.clone(),
+                sport: fixture.sport.clone().or_else(|| fixture.sport_id.clone()).unwrap_or(sport),
+                competition: fixture.tournament.clone().unwrap_or_default(),
+                // The fixture's start, unless it is not final or not given.
+                starts_at: match fixture.start_time_ms {
+                    Some(ms) if ms > 0 && !fixture.start_time_tbd => ms as u64,
+                    _ => starts_at,
+                },
+                reschedule,
+            },
+            None => FeedItem::Announce {
+                event: event.to_string(),
+                name: event.to_string(),
+                sport,
+                competition: String::new(),
+                starts_at,
+                reschedule,
+            },
         }
     }
 
@@ -488,6 +560,7 @@ impl UofTranslator {
         items.push(self.announce(event, timestamp, false, routing));
         unknown_children(root, &["sport_event_status", "odds_generation_properties", "odds"], refused);
         let mut markets = Vec::new();
+        let event_names = self.names.as_ref().map(|names| names.event_names(event));
         for odds in children(root).filter(|child| child.has_tag_name("odds")) {
             unknown_children(odds, &["market"], refused);
             for market in children(odds).filter(|child| child.has_tag_name("market")) {
@@ -527,9 +600,30 @@ impl UofTranslator {
                         },
                     };
                     let active = optional_number::<i64>(outcome, "active")?.is_none_or(|active| active != 0);
-                    outcomes.push(FeedOutcome { name: outcome_name(&key, &id), id, odds, active });
+                    let name = match (&self.names, &event_names) {
+                        (Some(names), Some(event_names)) => {
+                            let (market_id, specifiers) = split_key(&key);
+                            match market_id.parse::<u32>() {
+                                Ok(market_id) => names.namer.outcome_name(market_id, &id, specifiers, event_names),
+                                Err(_) => outcome_name(&key, &id),
+                            }
+                        }
+                        _ => outcome_name(&key, &id),
+                    };
+                    outcomes.push(FeedOutcome { name, id, odds, active });
                 }
-                let (name, kind) = market_name(&key);
+                let (name, kind) = match (&self.names, &event_names) {
+                    (Some(names), Some(event_names)) => {
+                        let (market_id, specifiers) = split_key(&key);
+                        match market_id.parse::<u32>() {
+                            Ok(number) => {
+                                (names.namer.market_name(number, specifiers, event_names), market_name(&key).1)
+                            }
+                            Err(_) => market_name(&key),
+                        }
+                    }
+                    _ => market_name(&key),
+                };
                 markets.push(FeedMarket { market: key, name, kind, status, outcomes });
             }
         }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use book::{FeedItem, FeedMessage, MarketStatus};
 use engine::EngineHandle;
 use feed::provider::{Output, Pace};
+use feed::provider_api::ProviderApi;
 use feed::simulator::{Chaos, FeedSimulator, SimulatorConfig};
 use feed::transport::{follow_amqp, follow_websocket, AmqpProvider, WebSocketProvider};
 use feed::FeedHub;
@@ -75,10 +76,101 @@ impl FeedSource {
     }
 }
 
-/// Starts following every source; returns the tasks (aborted at shutdown).
-pub fn follow(hub: &FeedHub, sources: &[FeedSource]) -> Vec<tokio::task::JoinHandle<()>> {
+/// The environment variable holding the UOF provider's access token (never a flag, never
+/// logged).
+pub const UOF_TOKEN_ENV: &str = "SPORTSBOOK_UOF_ACCESS_TOKEN";
+
+/// The UOF provider's API settings of `serve`.
+#[derive(Clone, Default)]
+pub struct UofOptions {
+    pub api_url: Option<String>,
+    pub node_id: Option<u32>,
+    access_token: String,
+}
+
+impl std::fmt::Debug for UofOptions {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("UofOptions")
+            .field("api_url", &self.api_url)
+            .field("node_id", &self.node_id)
+            .field("access_token", &if self.access_token.is_empty() { "(none)" } else { "(set)" })
+            .finish()
+    }
+}
+
+impl UofOptions {
+    /// Flags first, then SPORTSBOOK_UOF_API_URL / SPORTSBOOK_UOF_NODE_ID; the token from
+    /// SPORTSBOOK_UOF_ACCESS_TOKEN.
+    pub fn from_env(api_url: Option<String>, node_id: Option<u32>) -> anyhow::Result<UofOptions> {
+        let api_url = api_url.or_else(|| std::env::var("SPORTSBOOK_UOF_API_URL").ok().filter(|url| !url.is_empty()));
+        let node_id = match node_id {
+            Some(node) => Some(node),
+            None => match std::env::var("SPORTSBOOK_UOF_NODE_ID") {
+                Ok(text) if !text.is_empty() => {
+                    Some(text.parse().with_context(|| format!("SPORTSBOOK_UOF_NODE_ID={text:?} is not a number"))?)
+                }
+                _ => None,
+            },
+        };
+        Ok(UofOptions { api_url, node_id, access_token: std::env::var(UOF_TOKEN_ENV).unwrap_or_default() })
+    }
+
+    /// Settings given directly (tests).
+    pub fn new(api_url: Option<String>, node_id: Option<u32>, access_token: &str) -> UofOptions {
+        UofOptions { api_url, node_id, access_token: access_token.to_string() }
+    }
+}
+
+/// The hub's settings of a UOF provider: the API client, where recovery points and names are
+/// stored (DATA_DIR/uof/), and the market descriptions (API, else cache, else bundled).
+pub async fn uof_settings(data_dir: &std::path::Path, options: &UofOptions) -> anyhow::Result<feed::UofSettings> {
+    let api = match &options.api_url {
+        Some(url) => {
+            let mut settings = feed::uof_api::ApiSettings::new(url.clone(), options.access_token.clone());
+            settings.node_id = options.node_id;
+            Some(feed::uof_api::UofApi::new(settings).with_context(|| format!("the UOF API URL {url:?}"))?)
+        }
+        None => None,
+    };
+    let store = feed::names::NameStore::new(data_dir, api.clone());
+    let (descriptions, from, failure) = store.descriptions().await;
+    match failure {
+        Some(error) => {
+            tracing::warn!(source = ?from, markets = descriptions.len(), %error, "UOF market descriptions fell back")
+        }
+        None => tracing::info!(source = ?from, markets = descriptions.len(), "UOF market descriptions loaded"),
+    }
+    let names = std::sync::Arc::new(feed::uof::UofNames::new(feed::names::Namer::new(descriptions)));
+    Ok(feed::UofSettings {
+        api,
+        state_dir: Some(data_dir.join("uof")),
+        recovery: feed::recovery::RecoveryConfig::default(),
+        names: Some(names),
+        store: Some(store),
+    })
+}
+
+/// Starts following every source; returns the tasks (aborted at shutdown). A provider with a
+/// `uof+` source recovers through the UOF API (`--uof-api-url`); without one, a producer that
+/// goes down stays down (logged).
+pub async fn follow(
+    hub: &FeedHub,
+    sources: &[FeedSource],
+    data_dir: &std::path::Path,
+    uof: &UofOptions,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut configured = std::collections::BTreeSet::new();
+    for source in sources {
+        if matches!(source.kind, SourceKind::Uof { .. }) && configured.insert(source.provider.clone()) {
+            if uof.api_url.is_none() {
+                tracing::warn!(provider = %source.provider, "no --uof-api-url: UOF recoveries cannot be requested");
+            }
+            hub.configure_uof(&source.provider, uof_settings(data_dir, uof).await?);
+        }
+    }
     let mut positions = std::collections::BTreeMap::<&str, usize>::new();
-    sources
+    Ok(sources
         .iter()
         .map(|source| {
             let position = positions.entry(&source.provider).or_default();
@@ -87,16 +179,12 @@ pub fn follow(hub: &FeedHub, sources: &[FeedSource]) -> Vec<tokio::task::JoinHan
             tracing::info!(provider = %source.provider, source = ?source.kind, "following a feed source");
             match &source.kind {
                 SourceKind::WebSocket { url } => tokio::spawn(follow_websocket(handle, url.clone())),
-                SourceKind::Uof { amqp_url, exchange } => tokio::spawn(follow_amqp(
-                    handle,
-                    amqp_url.clone(),
-                    exchange.clone(),
-                    UOF_PRODUCT,
-                    UOF_IN_PLAY_DELAY_SECONDS,
-                )),
+                SourceKind::Uof { amqp_url, exchange } => {
+                    tokio::spawn(follow_amqp(handle, amqp_url.clone(), exchange.clone(), UOF_IN_PLAY_DELAY_SECONDS))
+                }
             }
         })
-        .collect()
+        .collect())
 }
 
 /// The demo's simulated provider, in process: its fixtures from an earlier run are abandoned
@@ -161,6 +249,8 @@ pub struct FeedSimOptions {
     pub websocket: Vec<SocketAddr>,
     pub amqp_url: Option<String>,
     pub exchanges: Vec<String>,
+    /// Where the simulated provider's HTTP API listens (UOF recovery requests).
+    pub api_listen: Option<SocketAddr>,
     pub fixtures: usize,
     pub seed: u64,
     pub price_changes_per_second: u32,
@@ -186,9 +276,18 @@ pub fn run_feed_sim(options: FeedSimOptions) -> anyhow::Result<()> {
             outputs.push(Output::WebSocket(server));
             recoveries.push(requests);
         }
+        let mut _api = None;
+        if let Some(address) = options.api_listen {
+            let token = std::env::var(UOF_TOKEN_ENV).unwrap_or_default();
+            let (api, requests) =
+                ProviderApi::bind(address, &token).await.with_context(|| format!("listening on {address}"))?;
+            crate::output::print_text(&format!("feed provider API (recovery) on {}\n", api.base_url()));
+            recoveries.push(requests);
+            _api = Some(api);
+        }
         if let Some(url) = &options.amqp_url {
             for exchange in &options.exchanges {
-                let (amqp, requests) = AmqpProvider::connect(url, exchange, UOF_PRODUCT)
+                let amqp = AmqpProvider::connect(url, exchange, UOF_PRODUCT)
                     .await
                     .with_context(|| format!("connecting to {url} for exchange {exchange}"))?;
                 crate::output::print_text(&format!(
@@ -196,7 +295,6 @@ pub fn run_feed_sim(options: FeedSimOptions) -> anyhow::Result<()> {
                     options.provider
                 ));
                 outputs.push(Output::Amqp(Box::new(amqp)));
-                recoveries.push(requests);
             }
         }
         anyhow::ensure!(!outputs.is_empty(), "give at least one --websocket address or --amqp-url with --exchange");

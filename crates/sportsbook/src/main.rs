@@ -67,6 +67,14 @@ enum Commands {
         /// native JSON feed over WebSocket) or NAME=uof+AMQP_URL#EXCHANGE (UOF-style XML).
         #[arg(long = "feed-source")]
         feed_sources: Vec<sportsbook::feeds::FeedSource>,
+        /// The UOF provider's HTTP API (recovery requests, market descriptions, fixtures) for
+        /// every `uof+` source, e.g. http://127.0.0.1:8080 (env SPORTSBOOK_UOF_API_URL). Its
+        /// access token is read from the environment only: SPORTSBOOK_UOF_ACCESS_TOKEN.
+        #[arg(long)]
+        uof_api_url: Option<String>,
+        /// `node_id` of UOF recovery requests (env SPORTSBOOK_UOF_NODE_ID).
+        #[arg(long)]
+        uof_node_id: Option<u32>,
         /// Seconds of silence after which a provider's source is stale; with no fresh source
         /// left, its markets are suspended or delayed (`--feed-on-stale`).
         #[arg(long, default_value_t = 10)]
@@ -160,6 +168,11 @@ enum Commands {
         /// ... on these exchanges (repeatable).
         #[arg(long, requires = "amqp_url")]
         exchange: Vec<String>,
+        /// Serve the simulated provider's HTTP API here (UOF recovery requests, market
+        /// descriptions): a server following the exchanges recovers through it
+        /// (`serve --uof-api-url http://ADDR`). Token: SPORTSBOOK_UOF_ACCESS_TOKEN (empty if unset).
+        #[arg(long, requires = "amqp_url")]
+        api_listen: Option<std::net::SocketAddr>,
         #[arg(long, default_value_t = 10)]
         fixtures: usize,
         #[arg(long, default_value_t = 1)]
@@ -292,6 +305,8 @@ fn main() -> anyhow::Result<()> {
             seed,
             log_format,
             feed_sources,
+            uof_api_url,
+            uof_node_id,
             feed_stale_after,
             feed_on_stale,
             rate_limit_per_address,
@@ -329,6 +344,7 @@ fn main() -> anyhow::Result<()> {
                 log_format,
                 feed_sources,
                 feed_settings,
+                uof: sportsbook::feeds::UofOptions::from_env(uof_api_url, uof_node_id)?,
                 rate_limit_per_address: rate_limit_per_address.0,
                 rate_limit_per_credential: rate_limit_per_credential.0,
                 connections: ConnectionOptions {
@@ -357,6 +373,7 @@ fn main() -> anyhow::Result<()> {
             websocket,
             amqp_url,
             exchange,
+            api_listen,
             fixtures,
             seed,
             price_changes_per_second,
@@ -378,6 +395,7 @@ fn main() -> anyhow::Result<()> {
                 websocket,
                 amqp_url,
                 exchanges: exchange,
+                api_listen,
                 fixtures,
                 seed,
                 price_changes_per_second,

@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub feed_sources: Vec<crate::feeds::FeedSource>,
     /// How providers are watched: silence limit and what a stale feed does to its markets.
     pub feed_settings: gateway::ProviderSettings,
+    /// The UOF provider's API (recovery, descriptions, fixtures) for `uof+` sources.
+    pub uof: crate::feeds::UofOptions,
     /// Rate limits per client address and per credential; `None` turns one off (benchmarks).
     pub rate_limit_per_address: Option<RateLimit>,
     pub rate_limit_per_credential: Option<RateLimit>,
@@ -219,8 +221,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     let projector = match &options.projector {
         Some(store) => {
             let published = projector::Published::new();
-            let thread =
-                crate::projection::spawn(
+            let thread = crate::projection::spawn(
                 dir,
                 store.clone(),
                 options.projector_schema.clone(),
@@ -306,7 +307,8 @@ async fn serve_until_signal(
         .map_err(|error| anyhow::anyhow!("starting the gateway: {}: {}", error.code, error.message))?;
     // The feed role: the sources given, and in the demo (on a book it seeded) a simulated
     // provider in process.
-    let mut feed_tasks = crate::feeds::follow(state.feed(), &options.feed_sources);
+    let mut feed_tasks =
+        crate::feeds::follow(state.feed(), &options.feed_sources, &options.data_dir, &options.uof).await?;
     if simulation.is_some() {
         let seed = options.seed.unwrap_or_else(rand::random);
         feed_tasks.push(crate::feeds::spawn_demo_feed(state.feed(), &engine, seed).await?);

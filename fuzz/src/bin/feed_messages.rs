@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(message.sequence, 0, "UOF messages carry no sequence");
                     message
                 }
-                UofEvent::Alive { .. } | UofEvent::Unknown { .. } => return,
+                UofEvent::Alive { .. } | UofEvent::ProductDown { .. } | UofEvent::Unknown { .. } => return,
             },
             Err(_) => return,
         }

@@ -6,8 +6,14 @@
 use std::time::Duration;
 
 use book::{Ack, BetStatus, FeedItem, FeedMessage, MarketStatus, Rejection, StaleMode};
+use std::sync::Arc;
+
+use feed::names::{MarketDescriptions, Namer};
+use feed::provider_api::ProviderApi;
 use feed::transport::{follow_amqp, AmqpProvider, RecoveryRequest};
-use feed::ProviderSettings;
+use feed::uof::UofNames;
+use feed::uof_api::{ApiSettings, UofApi};
+use feed::{ProviderSettings, UofSettings};
 use tokio::sync::mpsc::Receiver;
 
 use crate::support::{single, wall_ms, Stack};
@@ -15,10 +21,80 @@ use crate::support::{single, wall_ms, Stack};
 const RABBITMQ: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const EVENT: &str = "sr:match:1";
 
-async fn provider(exchange: &str, product: u32) -> (AmqpProvider, Receiver<RecoveryRequest>) {
-    AmqpProvider::connect(RABBITMQ, exchange, product).await.unwrap_or_else(|error| {
+const TOKEN: &str = "stand-in-token";
+
+/// The provider: its durable exchange on RabbitMQ and its HTTP API (the stand-in that takes
+/// recovery requests), with the hub's provider `uof` configured to recover through it and to
+/// name markets from the bundled descriptions.
+async fn provider(
+    stack: &Stack,
+    exchange: &str,
+    product: u32,
+) -> (AmqpProvider, ProviderApi, Receiver<RecoveryRequest>) {
+    let amqp = AmqpProvider::connect(RABBITMQ, exchange, product).await.unwrap_or_else(|error| {
         panic!("RabbitMQ must run on 127.0.0.1:5672 with guest/guest for the UOF adapter tests: {error}")
-    })
+    });
+    let (api, requests) =
+        ProviderApi::bind("127.0.0.1:0".parse().expect("address"), TOKEN).await.expect("provider API");
+    let client = UofApi::new(ApiSettings::new(api.base_url(), TOKEN)).expect("API settings");
+    stack.hub.configure_uof(
+        "uof",
+        UofSettings {
+            api: Some(client),
+            names: Some(Arc::new(UofNames::new(Namer::new(MarketDescriptions::bundled())))),
+            ..UofSettings::default()
+        },
+    );
+    (amqp, api, requests)
+}
+
+async fn alive_of(provider: &AmqpProvider, product: u32) {
+    let xml = format!(r#"<alive product="{product}" timestamp="{}" subscribed="1"/>"#, wall_ms());
+    send(provider, "-.-.-.alive.-.-.-.-", xml).await;
+}
+
+/// Brings producers up as the provider's SDKs do: each one heard of asks the provider's API for
+/// a recovery, and is up once the `snapshot_complete` of that request arrives. Returns the
+/// requests.
+async fn recover(
+    stack: &Stack,
+    provider: &AmqpProvider,
+    recoveries: &mut Receiver<RecoveryRequest>,
+    products: &[u32],
+) -> Vec<RecoveryRequest> {
+    let mut requests = Vec::new();
+    for &product in products {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let request = loop {
+            // Alive until the adapter is bound and the producer asks for its recovery.
+            alive_of(provider, product).await;
+            if let Ok(Some(request)) = tokio::time::timeout(Duration::from_millis(300), recoveries.recv()).await {
+                break request;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "producer {product} never asked for a recovery");
+        };
+        send(
+            provider,
+            "-.-.-.snapshot_complete.-.-.-.-",
+            format!(
+                r#"<snapshot_complete request_id="{}" product="{product}" timestamp="{}"/>"#,
+                request.request_id,
+                wall_ms()
+            ),
+        )
+        .await;
+        requests.push(request);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof").expect("uof");
+        if products.iter().all(|product| view.producers.iter().any(|p| p.product == *product && !p.down)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "producers never up: {view:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    requests
 }
 
 fn exchange(name: &str) -> String {
@@ -80,13 +156,10 @@ async fn every_message_type_and_market_status_over_rabbitmq() {
     let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
     let exchange = exchange("flow");
     // The provider's exchange exists (durable) before the adapter binds to it.
-    let (provider, mut recoveries) = provider(&exchange, 3).await;
-    let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
-    // On connecting, the adapter asks the producer for a recovery.
-    let request =
-        tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
-    assert!(request.is_some());
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 3).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    // Each producer heard of asks the provider's API for a recovery.
+    recover(&stack, &provider, &mut recoveries, &[3, 1]).await;
 
     // fixture_change and a pre-match odds_change (product 3) whose outcome 3 has no odds yet.
     send(
@@ -268,10 +341,9 @@ async fn every_message_type_and_market_status_over_rabbitmq() {
 async fn alive_with_subscribed_0_takes_the_producer_down_until_its_snapshot_completes() {
     let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
     let exchange = exchange("subscribed");
-    let (provider, mut recoveries) = provider(&exchange, 1).await;
-    let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
-    tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    recover(&stack, &provider, &mut recoveries, &[1]).await;
     send(&provider, &live("odds_change"), odds_change(1, "2.10", "1")).await;
     provider.alive(wall_ms(), true).await.expect("alive");
     stack.until("market priced", |book| book.feed().market("uof", EVENT, "1").is_some()).await;
@@ -321,10 +393,9 @@ async fn a_producer_that_stops_sending_alive_is_down_until_its_recovery_complete
     let stack =
         Stack::start(ProviderSettings { stale_after: Duration::from_millis(800), on_stale: StaleMode::Suspend });
     let exchange = exchange("alive");
-    let (provider, mut recoveries) = provider(&exchange, 1).await;
-    let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
-    tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    recover(&stack, &provider, &mut recoveries, &[1]).await;
     send(&provider, &live("odds_change"), odds_change(1, "2.10", "1")).await;
     provider.alive(wall_ms(), true).await.expect("alive");
     stack.until("market priced", |book| book.feed().market("uof", EVENT, "1").is_some()).await;
@@ -332,8 +403,8 @@ async fn a_producer_that_stops_sending_alive_is_down_until_its_recovery_complete
     // No more alive messages: the producer is down and its markets are suspended.
     stack.until("suspended", move |book| book.market(market).expect("m").status == MarketStatus::Suspended).await;
     assert_eq!(stack.hub.stale_providers(), vec!["uof".to_string()]);
-    // It comes back: alive again, a recovery is requested, the snapshot reopens the market.
-    while recoveries.try_recv().is_ok() {}
+    // The producer asks the provider's API for a recovery; alive again, the replay and the
+    // snapshot of that request reopen the market.
     provider.alive(wall_ms(), true).await.expect("alive");
     let request =
         tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
@@ -362,7 +433,7 @@ async fn the_adapter_binds_to_an_existing_durable_exchange_and_never_declares_on
     // No such exchange: the binding fails with the broker's error and nothing is created.
     let missing = exchange("missing");
     let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), missing.clone(), 1, 5));
+        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), missing.clone(), 5));
     tokio::time::sleep(Duration::from_millis(600)).await;
     source.abort();
     // Declaring it passively proves it does not exist: the adapter declared nothing.
@@ -377,7 +448,7 @@ async fn the_adapter_binds_to_an_existing_durable_exchange_and_never_declares_on
     // The simulated provider's exchange is durable: a durable passive-free declaration of the
     // same kind succeeds (a non-durable one would fail with PRECONDITION_FAILED).
     let existing = exchange("durable");
-    let (provider, _recoveries) = provider(&existing, 1).await;
+    let (provider, _api, _recoveries) = provider(&stack, &existing, 1).await;
     let channel = connection.create_channel().await.expect("channel");
     let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
     channel
@@ -392,11 +463,10 @@ async fn the_adapter_binds_to_an_existing_durable_exchange_and_never_declares_on
 async fn simulated_messages_published_by_the_provider_side_are_schema_true() {
     let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
     let exchange = exchange("sim");
-    let (provider, mut recoveries) = provider(&exchange, 1).await;
-    let source =
-        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 1, 5));
-    // Bound and consuming once it asks for its first recovery.
-    tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("a recovery request on connect");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    // Bound, consuming and up once its first recovery completed.
+    recover(&stack, &provider, &mut recoveries, &[1]).await;
     let mut simulator = feed::simulator::FeedSimulator::new(feed::simulator::SimulatorConfig::new("uof", 3, 7));
     let opening: Vec<FeedMessage> = simulator.start(wall_ms());
     assert!(!opening.is_empty());
@@ -418,6 +488,123 @@ async fn simulated_messages_published_by_the_provider_side_are_schema_true() {
         })
         .await;
     assert_eq!(stack.hub.metrics().refusals_of("uof", "missing_attribute"), 0);
+    source.abort();
+    provider.close().await;
+}
+
+/// The adapter over RabbitMQ with the provider's API stand-in, end to end: markets named from
+/// the bundled descriptions; a silence takes the producer down and suspends its markets; the
+/// recovery request reaches the API with `after` = the last provider timestamp applied; a
+/// `snapshot_complete` of another request changes nothing, the one of that request reopens the
+/// markets; the recovery point is stored, and a restart asks from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_recovers_through_the_provider_api_from_the_stored_point_with_named_markets() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let settings = ProviderSettings { stale_after: Duration::from_millis(800), on_stale: StaleMode::Suspend };
+    let stack = Stack::start(settings);
+    let exchange = exchange("wire");
+    let configure = |stack: &Stack, api: &ProviderApi| {
+        let mut client = ApiSettings::new(api.base_url(), TOKEN);
+        client.node_id = Some(7);
+        stack.hub.configure_uof(
+            "uof",
+            UofSettings {
+                api: Some(UofApi::new(client).expect("API settings")),
+                state_dir: Some(state.path().to_path_buf()),
+                names: Some(Arc::new(UofNames::new(Namer::new(MarketDescriptions::bundled())))),
+                ..UofSettings::default()
+            },
+        );
+    };
+    let (provider, api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    configure(&stack, &api);
+    let source =
+        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange.clone(), 5));
+    let first = recover(&stack, &provider, &mut recoveries, &[1]).await;
+    assert_eq!(first[0].after, 0, "nothing stored: a full recovery (no after)");
+    assert_eq!(api.received()[0].after, None);
+    assert_eq!(api.received()[0].node_id, Some(7));
+    // A total-goals market, named from the bundled descriptions.
+    let priced_at = wall_ms() + 5_000;
+    let total = |at: u64, over: &str, request: Option<u64>| {
+        let request = request.map_or(String::new(), |id| format!(r#" request_id="{id}""#));
+        format!(
+            r#"<odds_change product="1" event_id="{EVENT}" timestamp="{at}"{request}><odds><market id="18" specifiers="total=2.5" status="1"><outcome id="12" odds="{over}" active="1"/><outcome id="13" odds="1.85" active="1"/></market></odds></odds_change>"#
+        )
+    };
+    send(&provider, &live("odds_change"), total(priced_at, "1.95", None)).await;
+    let alive_at = priced_at + 10;
+    send(&provider, "-.-.-.alive.-.-.-.-", format!(r#"<alive product="1" timestamp="{alive_at}" subscribed="1"/>"#))
+        .await;
+    stack.until("market priced", |book| book.feed().market("uof", EVENT, "18|total=2.5").is_some()).await;
+    let (name, outcomes) = stack.read(|book| {
+        let market = book.market(market_id(book, "18|total=2.5")).expect("market");
+        let outcomes: Vec<String> =
+            market.selections.iter().map(|id| book.selection(*id).expect("selection").name.clone()).collect();
+        (market.name.clone(), outcomes)
+    });
+    assert_eq!(name, "Total");
+    assert_eq!(outcomes, vec!["over 2.5".to_string(), "under 2.5".to_string()]);
+    // A market the descriptions do not know falls back to a placeholder, counted.
+    send(
+        &provider,
+        &live("odds_change"),
+        format!(r#"<odds_change product="1" event_id="{EVENT}" timestamp="{}"><odds><market id="999999" status="1"><outcome id="1" odds="2.5"/></market></odds></odds_change>"#, priced_at + 1),
+    )
+    .await;
+    stack.until("unknown market", |book| book.feed().market("uof", EVENT, "999999").is_some()).await;
+    let fallbacks = || {
+        let label = feed::metrics::FallbackLabel { provider: "uof".to_string(), reason: "unknown_market".to_string() };
+        stack.hub.metrics().name_fallbacks.get_or_create(&label).get()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while fallbacks() < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "name fallbacks not exported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Silence: the source goes stale, the producer is down, its markets wait.
+    let market = stack.read(|book| market_id(book, "18|total=2.5"));
+    stack.until("suspended", move |book| book.market(market).expect("m").status == MarketStatus::Suspended).await;
+    let request =
+        tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
+    assert_eq!(request.after, alive_at, "after = the last provider timestamp applied while up");
+    let received = api.received().last().cloned().expect("received");
+    assert_eq!((received.producer.as_str(), received.after), ("liveodds", Some(alive_at)));
+    // Stored durably, atomically.
+    let stored = state.path().join("recovery-uof.txt");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&stored).unwrap_or_default() != format!("1 {alive_at}\n") {
+        assert!(tokio::time::Instant::now() < deadline, "recovery point not stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The provider replays; a snapshot_complete of another request reopens nothing.
+    send(&provider, &live("odds_change"), total(wall_ms() + 6_000, "2.05", Some(request.request_id))).await;
+    let complete =
+        |id: u64| format!(r#"<snapshot_complete request_id="{id}" product="1" timestamp="{}"/>"#, wall_ms() + 7_000);
+    send(&provider, "-.-.-.snapshot_complete.-.-.-.-", complete(request.request_id + 1_000)).await;
+    alive_of(&provider, 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(stack.read(move |book| book.market(market).expect("m").status), MarketStatus::Suspended);
+    send(&provider, "-.-.-.snapshot_complete.-.-.-.-", complete(request.request_id)).await;
+    for _ in 0..5 {
+        alive_of(&provider, 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.until("reopened", move |book| book.market(market).expect("m").status == MarketStatus::Open).await;
+    let over = stack
+        .read(move |book| book.selection(book.market(market).expect("m").selections[0]).expect("s").price.decimal());
+    assert_eq!(over, "2.05");
+    source.abort();
+    drop(stack);
+    // A restart asks from the stored point.
+    let restarted = Stack::start(settings);
+    let (_, api2, mut recoveries2) = crate::amqp::provider(&restarted, &exchange, 1).await;
+    configure(&restarted, &api2);
+    let source =
+        tokio::spawn(follow_amqp(restarted.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    let again = recover(&restarted, &provider, &mut recoveries2, &[1]).await;
+    assert!(again[0].after >= alive_at, "a restart recovers from the stored point: {again:?}");
+    assert_eq!(api2.received()[0].after, Some(again[0].after));
     source.abort();
     provider.close().await;
 }
