@@ -238,6 +238,9 @@ async fn a_record_forged_on_disk_fails_verification() {
     let player = app.funded_player("forger", "20.00").await;
     deposit(&app, &player, "30.00").await;
     let honest = verification(&app).await;
+    // The listing reads the read models and waits until they hold the deposit.
+    let trail = audit_trail(&app, 50).await;
+    assert_eq!(commands(&trail).last().expect("deposit")["amount"], "30.00", "{trail:?}");
     let (path, dir) = app.stop().await;
 
     // Rewrite the second deposit's record with a bigger amount and a valid checksum. The
