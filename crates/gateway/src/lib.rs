@@ -17,6 +17,7 @@ mod error;
 mod feed;
 mod fx;
 mod history;
+mod idempotency;
 mod limits;
 mod metrics;
 mod openapi;
@@ -231,6 +232,8 @@ struct Inner {
     streams: Streams,
     payments: Payments,
     history: history::History,
+    /// The book's `Config::idempotency_window_ms`, read at start (no command changes it).
+    idempotency_window_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Shared state of every handler: cheap to clone.
@@ -286,9 +289,17 @@ impl AppState {
             streams,
             payments,
             history: history::History::new(),
+            idempotency_window_ms: std::sync::atomic::AtomicU64::new(book::IDEMPOTENCY_WINDOW_DEFAULT_MS),
         }));
         state.reload_api_keys().await?;
+        let window = state.read(|book| book.config().idempotency_window_ms).await?;
+        state.0.idempotency_window_ms.store(window, std::sync::atomic::Ordering::Relaxed);
         Ok(state)
+    }
+
+    /// The book's idempotency window (`Config::idempotency_window_ms`).
+    pub fn idempotency_window_ms(&self) -> u64 {
+        self.0.idempotency_window_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn engine(&self) -> &EngineHandle {
