@@ -905,8 +905,7 @@ pub(crate) async fn accept_cashout(
     let reply = match state.first_reply(account, &key).await? {
         Some(reply) => reply,
         None => {
-            let command =
-                Command::AcceptCashout { account, bet, quote: book::QuoteId(quote), idempotency: Some(key) };
+            let command = Command::AcceptCashout { account, bet, quote: book::QuoteId(quote), idempotency: Some(key) };
             state.submit(command).await?
         }
     };

@@ -319,7 +319,11 @@ pub struct FirstReply {
 
 /// The first reply the book gave to `key` of `account` (`Idempotency-Key`), if the models hold
 /// one: what a retry after the book's window is answered with.
-pub fn first_reply(store: &mut dyn Store, account: book::AccountId, key: &str) -> Result<Option<FirstReply>, ProjectorError> {
+pub fn first_reply(
+    store: &mut dyn Store,
+    account: book::AccountId,
+    key: &str,
+) -> Result<Option<FirstReply>, ProjectorError> {
     let hash = crate::follower::key_hash_text(book::idempotency_key_hash(account, key));
     let rows = store.select(&Query {
         table: &FIRST_REPLIES,

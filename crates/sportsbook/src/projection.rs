@@ -156,8 +156,10 @@ pub fn spawn(
     projector::spawn(
         move || {
             let store = open_store(&args).map_err(|error| projector::ProjectorError::Store(format!("{error:#}")))?;
-            let options =
-                ProjectorOptions { archive_dir: Some(args.archive_dir.clone()), ..ProjectorOptions::new(&args.data_dir) };
+            let options = ProjectorOptions {
+                archive_dir: Some(args.archive_dir.clone()),
+                ..ProjectorOptions::new(&args.data_dir)
+            };
             Projector::open(store, options, false)
         },
         published,

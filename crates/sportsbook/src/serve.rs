@@ -219,8 +219,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     let projector = match &options.projector {
         Some(store) => {
             let published = projector::Published::new();
-            let thread =
-                crate::projection::spawn(
+            let thread = crate::projection::spawn(
                 dir,
                 store.clone(),
                 options.projector_schema.clone(),
