@@ -18,16 +18,16 @@
 //! a window (5 minutes) between the lookup and the book, which admission control never lets a
 //! command do. Otherwise the write waits (at most `read_your_writes_wait`) for the models to
 //! reach the committed position, then is refused with 503 `unavailable` and `Retry-After`: a
-//! keyed write is never decided on a gap. With the projector failed or stopped, keyed writes
-//! are refused the same way; with it off (`serve --projector off`) nothing can be looked up and
-//! the book's window is all there is (a documented limit of that mode).
+//! keyed write is never decided on a gap. A stopped or failed projector falls behind like a
+//! slow one: keyed writes go on for half a window after its last batch, then are refused the
+//! same way. With it off (`serve --projector off`) nothing can be looked up and the book's
+//! window is all there is (a documented limit of that mode).
 
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use book::{AccountId, Idempotency, Rejection, Reply};
-use projector::ProjectorState;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -50,41 +50,46 @@ impl AppState {
     /// have no record of the key and the book must decide. 503 `unavailable` when the models
     /// are too far behind to tell.
     pub(crate) async fn first_reply(&self, account: AccountId, key: &Idempotency) -> Result<Option<Reply>, ApiError> {
+        // A stopped or failed projector is no exception: its models still hold every key
+        // decided before their last batch, so keyed writes go on until that batch is half a
+        // window old, and wait (then 503) after.
         let Some(models) = self.config().read_models.clone() else { return Ok(None) };
-        match models.published().state() {
-            ProjectorState::Failed(reason) => {
-                return Err(unavailable(format!(
-                    "the projector stopped ({reason}): retries of keyed writes could not be recognised"
-                ))
-                .retry_after(5))
-            }
-            ProjectorState::Stopped => {
-                return Err(unavailable(
-                    "the projector is stopped: retries of keyed writes could not be recognised".to_string(),
-                )
-                .retry_after(5))
-            }
-            ProjectorState::Starting | ProjectorState::Running => {}
-        }
+        // Where the models are, taken before the lookup: a miss means only what they held then.
         let committed = self.engine().stats().committed_position.load(Ordering::Acquire);
         let published = models.published();
-        if published.position() < committed {
-            let allowed = self.idempotency_window_ms() / KEYED_WRITE_LAG_SHARE;
-            let time = published.book_time();
-            let behind = now_ms().saturating_sub(time);
-            if (time == 0 || behind > allowed)
-                && !published.wait_for(committed, self.config().read_your_writes_wait).await
-            {
-                self.metrics().record_read_wait("timed_out");
-                return Err(unavailable(format!(
-                    "the read models are {behind} ms behind the book, more than half its idempotency window \
-                     ({allowed} ms): keyed writes wait for them; retry shortly"
-                ))
-                .retry_after(1)
-                .with("models_position", published.position())
-                .with("position", committed));
-            }
+        let (position, time) = (published.position(), published.book_time());
+        let allowed = self.idempotency_window_ms() / KEYED_WRITE_LAG_SHARE;
+        let behind = now_ms().saturating_sub(time);
+        let fresh = position >= committed || (time != 0 && behind <= allowed);
+        // A key the models hold is answered whatever their lag: a first reply is final.
+        if let Some(reply) = self.lookup(&models, account, key).await? {
+            return Ok(Some(reply));
         }
+        if fresh {
+            return Ok(None);
+        }
+        // Too far behind to trust a miss: wait for them to hold every committed write, then
+        // look again.
+        if !published.wait_for(committed, self.config().read_your_writes_wait).await {
+            self.metrics().record_read_wait("timed_out");
+            return Err(unavailable(format!(
+                "the read models are {behind} ms behind the book, more than half its idempotency window \
+                 ({allowed} ms): keyed writes wait for them; retry shortly"
+            ))
+            .retry_after(1)
+            .with("models_position", published.position())
+            .with("position", committed));
+        }
+        self.lookup(&models, account, key).await
+    }
+
+    /// The key's first reply in the models, as the answer to this request.
+    async fn lookup(
+        &self,
+        models: &projector::ReadModels,
+        account: AccountId,
+        key: &Idempotency,
+    ) -> Result<Option<Reply>, ApiError> {
         let text = key.key.clone();
         let found = models
             .query(move |store| projector::query::first_reply(store, account, &text))
