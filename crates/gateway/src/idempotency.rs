@@ -16,15 +16,15 @@
 //! ([`KEYED_WRITE_LAG_SHARE`]): the key, if it was ever used, was decided after that time and
 //! the book still holds it when this write is applied, unless the write waits more than half
 //! a window (5 minutes) between the lookup and the book, which admission control never lets a
-//! command do. Otherwise the write waits (at most `read_your_writes_wait`) for the models to
-//! reach the committed position, then is refused with 503 `unavailable` and `Retry-After`: a
-//! keyed write is never decided on a gap. A stopped or failed projector falls behind like a
+//! command do. Otherwise the write waits (at most [`KEYED_WRITE_MODELS_WAIT`]) for the models
+//! to reach the committed position and looks again, or is refused with 503 `unavailable` and
+//! `Retry-After`: a keyed write is never decided on a gap. A stopped or failed projector falls behind like a
 //! slow one: keyed writes go on for half a window after its last batch, then are refused the
 //! same way. With it off (`serve --projector off`) nothing can be looked up and the book's
 //! window is all there is (a documented limit of that mode).
 
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use book::{AccountId, Idempotency, Rejection, Reply};
@@ -35,6 +35,9 @@ use crate::AppState;
 /// The read models may be at most `window / KEYED_WRITE_LAG_SHARE` behind (in book time) for a
 /// keyed write to go to the book without waiting for them.
 pub const KEYED_WRITE_LAG_SHARE: u64 = 2;
+/// How long a keyed write waits for read models too far behind (or not yet published, right
+/// after a start while the projector replays to its checkpoint) before 503 `unavailable`.
+pub const KEYED_WRITE_MODELS_WAIT: Duration = Duration::from_secs(10);
 
 fn unavailable(message: String) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -70,7 +73,7 @@ impl AppState {
         }
         // Too far behind to trust a miss: wait for them to hold every committed write, then
         // look again.
-        if !published.wait_for(committed, self.config().read_your_writes_wait).await {
+        if !published.wait_for(committed, KEYED_WRITE_MODELS_WAIT).await {
             self.metrics().record_read_wait("timed_out");
             return Err(unavailable(format!(
                 "the read models are {behind} ms behind the book, more than half its idempotency window \

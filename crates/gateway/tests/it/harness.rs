@@ -50,7 +50,6 @@ pub async fn spawn_app_with_book(
         EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
     let (engine, _) = tokio::task::spawn_blocking({
         let path = path.to_path_buf();
-        let book_config = book_config.clone();
         move || engine::open_data_dir(&path, book_config, Box::new(SystemClock), options)
     })
     .await
