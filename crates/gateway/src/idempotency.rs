@@ -18,16 +18,19 @@
 //! a window (5 minutes) between the lookup and the book, which admission control never lets a
 //! command do. Otherwise the write waits (at most [`KEYED_WRITE_MODELS_WAIT`]) for the models
 //! to reach the committed position and looks again, or is refused with 503 `unavailable` and
-//! `Retry-After`: a keyed write is never decided on a gap. A stopped or failed projector falls behind like a
-//! slow one: keyed writes go on for half a window after its last batch, then are refused the
-//! same way. With it off (`serve --projector off`) nothing can be looked up and the book's
-//! window is all there is (a documented limit of that mode).
+//! `Retry-After`: a keyed write is never decided on a gap while the projector runs.
+//!
+//! With it off (`serve --projector off`), failed (its store is not read: it may hold another
+//! journal's models) or stopped (its models are read, but a miss is final), keyed writes are
+//! still taken and only the book's window recognises a retry: a documented limit of those
+//! modes, which `/readyz` warns about.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use book::{AccountId, Idempotency, Rejection, Reply};
+use projector::ProjectorState;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -53,10 +56,15 @@ impl AppState {
     /// have no record of the key and the book must decide. 503 `unavailable` when the models
     /// are too far behind to tell.
     pub(crate) async fn first_reply(&self, account: AccountId, key: &Idempotency) -> Result<Option<Reply>, ApiError> {
-        // A stopped or failed projector is no exception: its models still hold every key
-        // decided before their last batch, so keyed writes go on until that batch is half a
-        // window old, and wait (then 503) after.
         let Some(models) = self.config().read_models.clone() else { return Ok(None) };
+        // A failed projector's store may hold models of another journal (a repaired one): not
+        // read at all. Keyed writes then have the book's window only, as with the projector
+        // off; `/readyz` warns `projector_failed`.
+        let stopped = match models.published().state() {
+            ProjectorState::Failed(_) => return Ok(None),
+            ProjectorState::Stopped => true,
+            ProjectorState::Starting | ProjectorState::Running => false,
+        };
         // Where the models are, taken before the lookup: a miss means only what they held then.
         let committed = self.engine().stats().committed_position.load(Ordering::Acquire);
         let published = models.published();
@@ -68,7 +76,9 @@ impl AppState {
         if let Some(reply) = self.lookup(&models, account, key).await? {
             return Ok(Some(reply));
         }
-        if fresh {
+        // A stopped projector's models are right but will not move: a miss leaves the book's
+        // window only (as with the projector off).
+        if fresh || stopped {
             return Ok(None);
         }
         // Too far behind to trust a miss: wait for them to hold every committed write, then

@@ -63,6 +63,7 @@ pub use history::{
     ACCOUNT_QUERY_BYTES_MAX, ACCOUNT_RECENT_ITEMS, JOURNAL_POSITION_HEADER, MIN_POSITION_HEADER,
     PROJECTOR_LAG_READY_MAX, READ_YOUR_WRITES_WAIT,
 };
+pub use idempotency::{KEYED_WRITE_LAG_SHARE, KEYED_WRITE_MODELS_WAIT};
 pub use ipnet::IpNet;
 pub use limits::{
     parse_trusted_proxy, ClientAddress, RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL,

@@ -61,6 +61,20 @@ pub async fn spawn_app_with_book(
     app
 }
 
+/// The stack with the read models `config` names and no projector thread of the harness's
+/// (the test publishes what it wants the gateway to see).
+pub async fn spawn_app_with_models(path: &Path, dir: Option<tempfile::TempDir>, mut config: GatewayConfig) -> TestApp {
+    config.admin_key = Some(ADMIN_KEY.to_string());
+    let metrics = Metrics::new();
+    let streams = Streams::new(&config, &metrics);
+    let options =
+        EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
+    let engine = engine::open_data_dir(path, book::Config::default(), Box::new(SystemClock), options)
+        .expect("open data directory")
+        .0;
+    serve_engine(engine, path.to_path_buf(), dir, config, metrics, streams).await
+}
+
 /// The stack as `serve --projector off` runs it: no read models, history routes answer 503.
 pub async fn spawn_app_without_projector() -> TestApp {
     let dir = tempfile::tempdir().expect("temporary directory");
