@@ -315,6 +315,14 @@ impl Book {
         self.idempotency.get(&idempotency_key_hash(account, key))
     }
 
+    /// Every idempotency key the book remembers, by `idempotency_key_hash`, oldest first (the
+    /// projector seeds its first replies from them when its models begin at a snapshot).
+    pub fn remembered_keys(&self) -> impl Iterator<Item = (u128, &Remembered)> + '_ {
+        self.idempotency_order
+            .iter()
+            .filter_map(|(_, hash)| self.idempotency.get(hash).map(|remembered| (*hash, remembered)))
+    }
+
     // ---- the resettlement window: what leaves the book --------------------------------------
 
     fn set_resettlement_window(&mut self, window_ms: u64) -> Reply {

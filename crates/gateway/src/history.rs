@@ -848,3 +848,65 @@ pub(crate) struct MinPosition {
     #[param(rename = "X-Min-Position", required = false, nullable = false, pattern = "^[0-9]{1,19}$", example = "42")]
     position: Option<String>,
 }
+
+// ---- keyed writes answered from the models (`idempotency.rs`) ---------------------------------
+
+impl AppState {
+    /// A bet as its placement answered, from the models (the book's `BetView::of` with
+    /// `as_placed`): for a retry answered from the models once the bet may have left the book.
+    pub(crate) async fn placed_bet_from_models(&self, bet: BetId) -> Result<Option<BetView>, ApiError> {
+        let Some(models) = self.config().read_models.clone() else { return Ok(None) };
+        let rows = models
+            .query(move |store| {
+                select_bets(
+                    store,
+                    &ModelQuery {
+                        table: &BETS,
+                        filters: vec![Filter::Eq("id", Value::Int(bet.0 as i64))],
+                        order: Vec::new(),
+                        limit: 1,
+                    },
+                )
+            })
+            .await
+            .map_err(store_error)?;
+        let Some(row) = rows.bets.first() else { return Ok(None) };
+        let mut view = bet_view(row, rows.legs.get(&int(row, 0)).map_or(&[], Vec::as_slice))?;
+        view.status = text(row, BETS.index_of("placed_status")).to_string();
+        view.payout = None;
+        view.settled_at = None;
+        view.rejection_code = None;
+        for leg in &mut view.legs {
+            leg.result = None;
+        }
+        Ok(Some(view))
+    }
+
+    /// A transfer of `account` as its statement shows it, from the models.
+    pub(crate) async fn transfer_from_models(
+        &self,
+        account: AccountId,
+        transfer: TransferId,
+        currency: Currency,
+    ) -> Result<Option<TransactionView>, ApiError> {
+        let Some(models) = self.config().read_models.clone() else { return Ok(None) };
+        let rows = models
+            .query(move |store| {
+                select_statement(
+                    store,
+                    &ModelQuery {
+                        table: &STATEMENTS,
+                        filters: vec![
+                            Filter::Eq("account", Value::Int(account.0 as i64)),
+                            Filter::Eq("transfer", Value::Int(transfer.0 as i64)),
+                        ],
+                        order: Vec::new(),
+                        limit: 1,
+                    },
+                )
+            })
+            .await
+            .map_err(store_error)?;
+        Ok(transaction_views(&rows.rows, &rows.pending, currency).into_iter().next())
+    }
+}

@@ -17,6 +17,7 @@ mod error;
 mod feed;
 mod fx;
 mod history;
+mod idempotency;
 mod limits;
 mod metrics;
 mod openapi;
@@ -62,6 +63,7 @@ pub use history::{
     ACCOUNT_QUERY_BYTES_MAX, ACCOUNT_RECENT_ITEMS, JOURNAL_POSITION_HEADER, MIN_POSITION_HEADER,
     PROJECTOR_LAG_READY_MAX, READ_YOUR_WRITES_WAIT,
 };
+pub use idempotency::{KEYED_WRITE_LAG_SHARE, KEYED_WRITE_MODELS_WAIT};
 pub use ipnet::IpNet;
 pub use limits::{
     parse_trusted_proxy, ClientAddress, RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL,
@@ -231,6 +233,8 @@ struct Inner {
     streams: Streams,
     payments: Payments,
     history: history::History,
+    /// The book's `Config::idempotency_window_ms`, read at start (no command changes it).
+    idempotency_window_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Shared state of every handler: cheap to clone.
@@ -286,9 +290,17 @@ impl AppState {
             streams,
             payments,
             history: history::History::new(),
+            idempotency_window_ms: std::sync::atomic::AtomicU64::new(book::IDEMPOTENCY_WINDOW_DEFAULT_MS),
         }));
         state.reload_api_keys().await?;
+        let window = state.read(|book| book.config().idempotency_window_ms).await?;
+        state.0.idempotency_window_ms.store(window, std::sync::atomic::Ordering::Relaxed);
         Ok(state)
+    }
+
+    /// The book's idempotency window (`Config::idempotency_window_ms`).
+    pub fn idempotency_window_ms(&self) -> u64 {
+        self.0.idempotency_window_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn engine(&self) -> &EngineHandle {

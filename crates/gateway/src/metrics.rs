@@ -744,6 +744,12 @@ impl Metrics {
         }
     }
 
+    /// A keyed write answered from the read models' first reply (a retry after the book's
+    /// idempotency window): counted with the book's own replays.
+    pub fn record_first_reply(&self) {
+        self.0.idempotency_hits.inc();
+    }
+
     /// A history read met read-your-writes `immediate`ly, `waited`, or `timed_out`.
     pub fn record_read_wait(&self, how: &'static str) {
         self.0.projector.read_waits.get_or_create(&ReasonLabels { reason: how }).inc();

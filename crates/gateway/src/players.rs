@@ -408,14 +408,21 @@ async fn render_transfer(
     currency: Currency,
     account: book::AccountId,
 ) -> Result<TransactionView, ApiError> {
-    state
+    let held = state
         .read(move |book| {
             let player = book.players().get(account.index())?;
             let own = [player.cash, player.debt];
             book.ledger().transfer(transfer).map(|found| transaction_view(found, &own, currency))
         })
-        .await?
-        .ok_or_else(|| ApiError::internal("a transfer the book acknowledged is missing"))
+        .await?;
+    match held {
+        Some(view) => Ok(view),
+        // Left the book (past the resettlement window): a retry answered from the models.
+        None => state
+            .transfer_from_models(account, transfer, currency)
+            .await?
+            .ok_or_else(|| ApiError::internal("a transfer the book acknowledged is missing")),
+    }
 }
 
 #[utoipa::path(
@@ -458,10 +465,17 @@ pub(crate) async fn deposit(
     let (account, currency) = principal.player()?;
     let bytes = raw_body(&body)?;
     let mut command = crate::requests::deposit(bytes, account, currency)?;
-    if let Command::Deposit { idempotency: key, .. } = &mut command {
-        *key = Some(idempotency(&headers, bytes)?);
-    }
-    let Ack::Transfer(transfer) = accepted(state.submit(command).await?, currency)? else {
+    let key = idempotency(&headers, bytes)?;
+    let reply = match state.first_reply(account, &key).await? {
+        Some(reply) => reply,
+        None => {
+            if let Command::Deposit { idempotency: slot, .. } = &mut command {
+                *slot = Some(key);
+            }
+            state.submit(command).await?
+        }
+    };
+    let Ack::Transfer(transfer) = accepted(reply, currency)? else {
         return Err(ApiError::internal("deposit answered with another ack"));
     };
     let view = render_transfer(&state, transfer, currency, account).await?;
@@ -511,8 +525,18 @@ pub(crate) async fn withdraw(
     let (account, currency) = principal.player()?;
     let bytes = raw_body(&body)?;
     let mut command = crate::requests::withdrawal(bytes, account, currency)?;
-    if let Command::Withdraw { idempotency: key, .. } = &mut command {
-        *key = Some(idempotency(&headers, bytes)?);
+    let key = idempotency(&headers, bytes)?;
+    // A retry after the book's window: answered from the models; the payments step completes
+    // the hold whatever happened to the first request.
+    if let Some(reply) = state.first_reply(account, &key).await? {
+        let Ack::Transfer(withdrawal) = accepted(reply, currency)? else {
+            return Err(ApiError::internal("withdrawal answered with another ack"));
+        };
+        let view = render_transfer(&state, withdrawal, currency, account).await?;
+        return Ok((StatusCode::CREATED, Json(view)).into_response());
+    }
+    if let Command::Withdraw { idempotency: slot, .. } = &mut command {
+        *slot = Some(key);
     }
     // The hold and its payment must not depend on this request staying alive: a client that
     // hangs up makes axum drop this future. So both run in a task of their own, and the
@@ -657,7 +681,24 @@ async fn place_bet_inner(
     let (account, currency) = principal.player()?;
     let request: PlaceBetRequest = parse_body(body)?;
     let mut place = crate::requests::place_bet_from(request, account, currency)?;
-    place.idempotency = Some(idempotency(headers, body_bytes(body))?);
+    let key = idempotency(headers, body_bytes(body))?;
+    if let Some(reply) = state.first_reply(account, &key).await? {
+        // A retry after the book's window: the first reply, rendered as placed like the book's.
+        let Ack::BetPlaced { bet, status } = accepted(reply, currency)? else {
+            return Err(ApiError::internal("placement answered with another ack"));
+        };
+        let held = state.read(move |book| book.bet(bet).cloned()).await?;
+        let view = match held {
+            Some(found) => BetView::of(&found, currency, true),
+            None => state
+                .placed_bet_from_models(bet)
+                .await?
+                .ok_or_else(|| ApiError::internal("an acknowledged bet is missing"))?,
+        };
+        let code = if status == BetStatus::Pending { StatusCode::ACCEPTED } else { StatusCode::CREATED };
+        return Ok((code, view));
+    }
+    place.idempotency = Some(key);
     // One trip to the book: the bet is copied on the sequencer thread right after its batch is
     // durable, and rendered here.
     let (reply, placed) = state
@@ -860,13 +901,15 @@ pub(crate) async fn accept_cashout(
     let request: CashoutRequest = parse_body(&body)?;
     let quote = parse_id(&request.quote_id, "quo_", "quote")
         .map_err(|_| ApiError::new(StatusCode::CONFLICT, "quote_expired", "the quote is unknown or expired"))?;
-    let command = Command::AcceptCashout {
-        account,
-        bet,
-        quote: book::QuoteId(quote),
-        idempotency: Some(idempotency(&headers, body_bytes(&body))?),
+    let key = idempotency(&headers, body_bytes(&body))?;
+    let reply = match state.first_reply(account, &key).await? {
+        Some(reply) => reply,
+        None => {
+            let command = Command::AcceptCashout { account, bet, quote: book::QuoteId(quote), idempotency: Some(key) };
+            state.submit(command).await?
+        }
     };
-    let ack = accepted(state.submit(command).await?, currency).map_err(|error| {
+    let ack = accepted(reply, currency).map_err(|error| {
         if error.code == "unknown_bet" {
             ApiError::not_found("bet")
         } else {

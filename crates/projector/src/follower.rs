@@ -11,16 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use book::{
     AccountId, AccountKind, Ack, AppliedRate, Bet, BetId, BetKind, BetStatus, Book, BookEvent, Command,
-    LedgerAccountId, LimitKind, Period, Reply, Transfer, TransferCode, TransferKind, MILLIS_PER_DAY,
+    LedgerAccountId, LimitKind, Period, Remembered, Reply, Transfer, TransferCode, TransferKind, MILLIS_PER_DAY,
 };
-use codec::{decode_batch, encode_batch, reply_digest};
+use codec::{decode_batch, encode_batch, reply_digest, Wire};
 use domain::{Currency, Money};
 use engine::{chain_next, ChainHead, CHAIN_HEAD_GENESIS};
 use journal::Position;
 
 use crate::schema::{
     Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS,
-    STATEMENTS, TABLES, TRANSFERS,
+    FIRST_REPLIES, STATEMENTS, TABLES, TRANSFERS,
 };
 use crate::ProjectorError;
 
@@ -45,7 +45,7 @@ impl Default for Changes {
     fn default() -> Changes {
         let rows = |table: &Table| match table.merge {
             Merge::Insert => Rows::Append(Vec::new()),
-            Merge::Upsert | Merge::Add => Rows::Keyed(BTreeMap::new()),
+            Merge::Upsert | Merge::Add | Merge::Keep => Rows::Keyed(BTreeMap::new()),
         };
         Changes { tables: TABLES.iter().map(|table| (*table, rows(table))).collect(), rows: 0 }
     }
@@ -60,11 +60,19 @@ impl Changes {
     /// Adds a row, or replaces the pending row of its key in a keyed table.
     pub fn put(&mut self, table: &Table, row: Vec<Value>) {
         debug_assert_eq!(row.len(), table.columns.len(), "{}", table.name);
+        let keep_first = table.merge == Merge::Keep;
         let added = match self.slot(table) {
             Rows::Append(rows) => {
                 rows.push(row);
                 true
             }
+            Rows::Keyed(rows) if keep_first => match rows.entry(row[..table.key].to_vec()) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(row);
+                    true
+                }
+                std::collections::btree_map::Entry::Occupied(_) => false,
+            },
             Rows::Keyed(rows) => rows.insert(row[..table.key].to_vec(), row).is_none(),
         };
         if added {
@@ -271,6 +279,11 @@ impl Follower {
                 changes.put(&BET_LEGS, leg_row(bet.id, index, leg));
             }
         }
+        // The keys the book still remembers: a retry of one of them after the book's window is
+        // answered from here (the account is not known from the hash alone).
+        for (hash, remembered) in self.book.remembered_keys() {
+            changes.put(&FIRST_REPLIES, first_reply_row(hash, None, remembered, position));
+        }
         for player in self.book.players() {
             changes.put(&ACCOUNTS, account_row(player, position));
             if has_limits(player) {
@@ -346,6 +359,15 @@ impl Follower {
                     Value::Text(audit_body(batch.first_sequence + index as u64, at, command)),
                 ],
             );
+            if let Some((account, key)) = command.idempotency() {
+                let replayed = events.iter().any(|event| matches!(event, BookEvent::IdempotentReplay { .. }));
+                // The book's first decision of the key, as it remembered it (a malformed key is
+                // refused without being remembered, and so is not written either).
+                if let Some(remembered) = self.book.remembered(account, &key.key).filter(|_| !replayed) {
+                    let hash = book::idempotency_key_hash(account, &key.key);
+                    changes.put(&FIRST_REPLIES, first_reply_row(hash, Some(account), remembered, position));
+                }
+            }
             for event in &events {
                 match event {
                     BookEvent::AccountOpened { account, .. } | BookEvent::AccountRestricted { account } => {
@@ -628,6 +650,29 @@ impl Follower {
         }
         changes.add(&DAILY_TOTALS, row);
     }
+}
+
+/// A `FIRST_REPLIES` row.
+fn first_reply_row(hash: u128, account: Option<AccountId>, remembered: &Remembered, position: Position) -> Vec<Value> {
+    let mut reply = Vec::new();
+    remembered.reply.encode(&mut reply);
+    vec![
+        Value::Text(key_hash_text(hash)),
+        Value::from(account.map(|account| account.0 as i64)),
+        Value::Text(format!("{:016x}", remembered.body_hash)),
+        int(position),
+        int(remembered.at),
+        Value::from(match &remembered.reply {
+            Ok(_) => "ok",
+            Err(rejection) => rejection.code(),
+        }),
+        Value::Text(hex::encode(reply)),
+    ]
+}
+
+/// How `FIRST_REPLIES` spells an `idempotency_key_hash`: 32 hex digits.
+pub fn key_hash_text(hash: u128) -> String {
+    format!("{hash:032x}")
 }
 
 fn account_row(player: &book::Player, position: Position) -> Vec<Value> {

@@ -4,7 +4,7 @@
 //! typed reads built on it. Pages are keyed by id (a cursor is the last id seen), newest first,
 //! like the gateway's lists.
 
-use crate::schema::{Table, Type, Value, ACCOUNTS, AUDIT, BETS, BET_LEGS, STATEMENTS};
+use crate::schema::{Table, Type, Value, ACCOUNTS, AUDIT, BETS, BET_LEGS, FIRST_REPLIES, STATEMENTS};
 use crate::store::Store;
 use crate::ProjectorError;
 
@@ -302,4 +302,46 @@ pub fn search_accounts(store: &mut dyn Store, q: &str, limit: usize) -> Result<V
         None => vec![Filter::Prefix("username", q.to_owned())],
     };
     store.select(&Query { table: &ACCOUNTS, filters, order: vec![("id", false)], limit })
+}
+
+/// The first reply of a keyed command, as the projector stored it ([`FIRST_REPLIES`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirstReply {
+    /// The hash of the body the key was first used with (`codec::body_hash`).
+    pub body_hash: u64,
+    /// The book's reply, accepted or refused.
+    pub reply: book::Reply,
+    /// The journal position of the batch that decided it.
+    pub position: u64,
+    /// Book time of that decision.
+    pub at: u64,
+}
+
+/// The first reply the book gave to `key` of `account` (`Idempotency-Key`), if the models hold
+/// one: what a retry after the book's window is answered with.
+pub fn first_reply(
+    store: &mut dyn Store,
+    account: book::AccountId,
+    key: &str,
+) -> Result<Option<FirstReply>, ProjectorError> {
+    let hash = crate::follower::key_hash_text(book::idempotency_key_hash(account, key));
+    let rows = store.select(&Query {
+        table: &FIRST_REPLIES,
+        filters: vec![Filter::Eq("key_hash", Value::Text(hash))],
+        order: Vec::new(),
+        limit: 1,
+    })?;
+    let Some(row) = rows.into_iter().next() else { return Ok(None) };
+    let bad = |what: &str| ProjectorError::Store(format!("unreadable first_replies row ({what}): {row:?}"));
+    let column = |name| FIRST_REPLIES.index_of(name);
+    let body_hash = row[column("body_hash")]
+        .text()
+        .and_then(|text| u64::from_str_radix(text, 16).ok())
+        .ok_or_else(|| bad("body_hash"))?;
+    let bytes = row[column("reply")].text().and_then(|text| hex::decode(text).ok()).ok_or_else(|| bad("reply"))?;
+    let mut reader = codec::Reader::new(&bytes);
+    let reply = <book::Reply as codec::Wire>::decode(&mut reader).map_err(|_| bad("reply"))?;
+    reader.finish().map_err(|_| bad("reply"))?;
+    let number = |name| row[column(name)].int().map(|value| value as u64).ok_or_else(|| bad(name));
+    Ok(Some(FirstReply { body_hash, reply, position: number("position")?, at: number("at")? }))
 }

@@ -102,6 +102,8 @@ pub enum Merge {
     Upsert,
     /// Non-key columns (all integers) are added to the stored row's.
     Add,
+    /// The first row per key stays; a later one of the same key is dropped.
+    Keep,
 }
 
 #[derive(Debug)]
@@ -368,8 +370,31 @@ pub const DAILY_TOTALS: Table = Table {
     merge: Merge::Add,
 };
 
+/// The first reply of every keyed command (`Command::idempotency`: bet placement, deposit,
+/// withdrawal, cash-out), accepted or refused, exactly as the book remembered it: what the
+/// gateway answers a retry with once the key has left the book's window
+/// (`Config::idempotency_window_ms`). Keyed by `idempotency_key_hash(account, key)` (32 hex
+/// digits; the hash covers the account); `body_hash` is the request body's (16 hex digits),
+/// `reply` the book's `Reply` in the codec's format (hex), `outcome` `ok` or the rejection code.
+/// Migration 3. A key is written once (`Merge::Keep`): a second first decision of a key (only
+/// possible when the book decided it again, e.g. `serve --projector off`) keeps the first.
+pub const FIRST_REPLIES: Table = Table {
+    name: "first_replies",
+    columns: &[
+        col("key_hash", Text),
+        opt("account", Int),
+        col("body_hash", Text),
+        col("position", Int),
+        col("at", Int),
+        col("outcome", Text),
+        col("reply", Text),
+    ],
+    key: 1,
+    merge: Merge::Keep,
+};
+
 /// Every table of the models, in the order a commit writes them and a dump lists them.
-pub const TABLES: [&Table; 10] = [
+pub const TABLES: [&Table; 11] = [
     &CHECKPOINT,
     &ACCOUNTS,
     &BETS,
@@ -380,6 +405,7 @@ pub const TABLES: [&Table; 10] = [
     &AUDIT,
     &DAILY_TOTALS,
     &ACCOUNT_LIMITS,
+    &FIRST_REPLIES,
 ];
 
 /// The migrations table: which versions are applied.
@@ -474,6 +500,17 @@ CREATE TABLE account_limits (
     pending BOOLEAN NOT NULL, pending_value BIGINT, pending_at BIGINT, updated_position BIGINT NOT NULL,
     PRIMARY KEY (account, kind, period)
 );
+",
+    ),
+    (
+        3,
+        "first replies of keyed commands",
+        "
+CREATE TABLE first_replies (
+    key_hash TEXT PRIMARY KEY, account BIGINT, body_hash TEXT NOT NULL, position BIGINT NOT NULL,
+    at BIGINT NOT NULL, outcome TEXT NOT NULL, reply TEXT NOT NULL
+);
+CREATE INDEX first_replies_at ON first_replies (at);
 ",
     ),
 ];

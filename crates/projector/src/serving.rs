@@ -46,6 +46,8 @@ pub struct Published {
     position: watch::Sender<Position>,
     chain_head: Mutex<ChainHead>,
     state: Mutex<ProjectorState>,
+    /// Book time of the last batch the models hold (0: none yet).
+    book_time: AtomicU64,
     /// The same position for the engine's journal retention (`EngineHandle::hold_retention`):
     /// segments from it on stay live. 0 until the projector has opened its store.
     hold: Arc<AtomicU64>,
@@ -57,6 +59,7 @@ impl Default for Published {
             position: watch::Sender::new(0),
             chain_head: Mutex::new(engine::CHAIN_HEAD_GENESIS),
             state: Mutex::new(ProjectorState::Starting),
+            book_time: AtomicU64::new(0),
             hold: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -87,9 +90,17 @@ impl Published {
         Arc::clone(&self.hold)
     }
 
-    /// Called after a commit: the models hold every batch before `position`.
-    pub fn publish(&self, position: Position, chain_head: ChainHead) {
+    /// Book time of the last batch the models hold: every keyed command decided before it has
+    /// its first reply in them (0 when they hold none).
+    pub fn book_time(&self) -> u64 {
+        self.book_time.load(Ordering::Acquire)
+    }
+
+    /// Called after a commit: the models hold every batch before `position`, the last of them
+    /// decided at `book_time`.
+    pub fn publish(&self, position: Position, chain_head: ChainHead, book_time: u64) {
         self.hold.store(position, Ordering::Relaxed);
+        self.book_time.store(book_time, Ordering::Release);
         *self.chain_head.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = chain_head;
         self.position.send_if_modified(|current| {
             let moved = position != *current;
@@ -205,14 +216,14 @@ pub fn spawn(
 /// Follows the journal until `stop` is set, publishing each commit.
 fn follow(projector: &mut Projector, stop: &AtomicBool, published: &Published) -> Result<(), ProjectorError> {
     tracing::info!(start = ?projector.start(), "projector following the journal");
-    published.publish(projector.position(), projector.chain_head());
+    published.publish(projector.position(), projector.chain_head(), projector.book().now());
     published.set_state(ProjectorState::Running);
     // One transaction at a time, so a stop request is seen promptly even during a long
     // catch-up.
     let mut last_report = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let (_, more) = projector.step()?;
-        published.publish(projector.position(), projector.chain_head());
+        published.publish(projector.position(), projector.chain_head(), projector.book().now());
         if more && last_report.elapsed() >= PROGRESS_INTERVAL {
             let progress = projector.progress();
             tracing::info!(position = progress.position, rows = progress.rows, "projector catching up");

@@ -85,6 +85,7 @@ pub(crate) fn conflict_clause(table: &Table) -> String {
     };
     match table.merge {
         crate::schema::Merge::Insert => String::new(),
+        crate::schema::Merge::Keep => format!(" ON CONFLICT ({}) DO NOTHING", table.key_list()),
         crate::schema::Merge::Upsert => format!(
             " ON CONFLICT ({}) DO UPDATE SET {}",
             table.key_list(),

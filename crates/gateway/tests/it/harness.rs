@@ -31,7 +31,18 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts the stack on an existing data directory (to test restarts).
-pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, mut config: GatewayConfig) -> TestApp {
+pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, config: GatewayConfig) -> TestApp {
+    spawn_app_with_book(path, dir, config, book::Config::default()).await
+}
+
+/// The stack with a book configuration of the test's (e.g. a short idempotency window); the
+/// projector replays with the same one.
+pub async fn spawn_app_with_book(
+    path: &Path,
+    dir: Option<tempfile::TempDir>,
+    mut config: GatewayConfig,
+    book_config: book::Config,
+) -> TestApp {
     config.admin_key = Some(ADMIN_KEY.to_string());
     let metrics = Metrics::new();
     let streams = Streams::new(&config, &metrics);
@@ -39,15 +50,29 @@ pub async fn spawn_app_on(path: &Path, dir: Option<tempfile::TempDir>, mut confi
         EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
     let (engine, _) = tokio::task::spawn_blocking({
         let path = path.to_path_buf();
-        move || engine::open_data_dir(&path, book::Config::default(), Box::new(SystemClock), options)
+        move || engine::open_data_dir(&path, book_config, Box::new(SystemClock), options)
     })
     .await
     .expect("join")
     .expect("open data directory");
-    let projector = start_projector(path, &mut config);
+    let projector = start_projector(path, &mut config, book_config);
     let mut app = serve_engine(engine, path.to_path_buf(), dir, config, metrics, streams).await;
     app.projector = Some(projector);
     app
+}
+
+/// The stack with the read models `config` names and no projector thread of the harness's
+/// (the test publishes what it wants the gateway to see).
+pub async fn spawn_app_with_models(path: &Path, dir: Option<tempfile::TempDir>, mut config: GatewayConfig) -> TestApp {
+    config.admin_key = Some(ADMIN_KEY.to_string());
+    let metrics = Metrics::new();
+    let streams = Streams::new(&config, &metrics);
+    let options =
+        EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
+    let engine = engine::open_data_dir(path, book::Config::default(), Box::new(SystemClock), options)
+        .expect("open data directory")
+        .0;
+    serve_engine(engine, path.to_path_buf(), dir, config, metrics, streams).await
 }
 
 /// The stack as `serve --projector off` runs it: no read models, history routes answer 503.
@@ -68,11 +93,17 @@ pub async fn spawn_app_without_projector() -> TestApp {
 }
 
 /// Starts a real projector following `data_dir`'s journal into the SQLite store of the data
-/// directory (`projector::sqlite_path`), and points the gateway's history routes at it.
-pub fn start_projector(data_dir: &Path, config: &mut GatewayConfig) -> projector::ProjectorThread {
+/// directory (`projector::sqlite_path`), and points the gateway's history routes at it. The
+/// projector replays with `book_config`, the engine's.
+pub fn start_projector(
+    data_dir: &Path,
+    config: &mut GatewayConfig,
+    book_config: book::Config,
+) -> projector::ProjectorThread {
     let published = projector::Published::new();
     let store_path = projector::sqlite_path(data_dir);
-    let options = projector::ProjectorOptions::new(data_dir);
+    let mut options = projector::ProjectorOptions::new(data_dir);
+    options.config = book_config;
     let opened_path = store_path.clone();
     let thread = projector::spawn(
         move || {

@@ -10,6 +10,7 @@ mod degraded;
 mod edge;
 mod feed;
 mod harness;
+mod idempotency;
 mod openapi;
 mod operators;
 mod ops;

@@ -477,6 +477,25 @@ fn check_report_aggregates(store: &mut dyn Store, book: &Book) {
     }
 }
 
+/// Every key's first reply, as the book gave it, refusals included; retries (the same body,
+/// answered from the book's window, or another body, `idempotency_key_reused`) add nothing.
+fn check_first_replies(store: &mut dyn Store, expected: &[(book::AccountId, String, u64, book::Reply)]) {
+    assert!(expected.len() > 100, "a workload with keys");
+    assert!(expected.iter().any(|(_, _, _, reply)| reply.is_err()), "a refused keyed command");
+    assert!(expected.iter().any(|(_, _, _, reply)| reply.is_ok()), "an accepted keyed command");
+    assert_eq!(store.rows(&projector::schema::FIRST_REPLIES).expect("rows").len(), expected.len());
+    for (account, key, body_hash, reply) in expected {
+        let found = projector::query::first_reply(store, *account, key).expect("query").expect("a first reply");
+        assert_eq!(found.body_hash, *body_hash, "{key}");
+        assert_eq!(&found.reply, reply, "{key}");
+        assert!(found.position > 0 && found.at >= crate::workload::START, "{key}");
+        // The hash covers the account: another player's key of the same text is not this one.
+        let other = book::AccountId(account.0 + 1_000);
+        assert_eq!(projector::query::first_reply(store, other, key).expect("query"), None);
+    }
+    assert_eq!(projector::query::first_reply(store, book::AccountId(1), "never-used").expect("query"), None);
+}
+
 fn conformance(backend: Backend, name: &str) -> String {
     let finished = finished();
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -494,6 +513,7 @@ fn conformance(backend: Backend, name: &str) -> String {
     check_accounts(store, book);
     check_queries(store, book);
     check_report_aggregates(store, book);
+    check_first_replies(store, &finished.first_replies);
     dump(store).expect("dump")
 }
 

@@ -58,6 +58,8 @@ pub struct Finished {
     pub dir: tempfile::TempDir,
     pub book: Book,
     pub outcomes: Vec<String>,
+    /// `Run::first_replies`.
+    pub first_replies: Vec<(book::AccountId, String, u64, book::Reply)>,
 }
 
 pub fn finished() -> &'static Finished {
@@ -71,8 +73,9 @@ pub fn finished() -> &'static Finished {
         let missing = workload::coverage(&book);
         assert!(missing.is_empty(), "the workload never reached: {missing:?}");
         let outcomes = run.outcomes();
+        let first_replies = run.first_replies();
         run.shutdown();
-        Finished { dir, book, outcomes }
+        Finished { dir, book, outcomes, first_replies }
     })
 }
 

@@ -50,6 +50,8 @@ pub struct Run {
     rng: Rng,
     withdrawals: Vec<(AccountId, TransferId)>,
     bets: Vec<(AccountId, book::BetId)>,
+    /// Idempotency keys handed out (`keyed`).
+    keys: u64,
 }
 
 impl Run {
@@ -62,7 +64,15 @@ impl Run {
 
     /// On an engine the caller opened (`clock` must be the engine's).
     pub fn with_engine(engine: EngineHandle, clock: ManualClock, seed: u64) -> Run {
-        Run { engine, clock, replies: Vec::new(), rng: Rng::new(seed), withdrawals: Vec::new(), bets: Vec::new() }
+        Run {
+            engine,
+            clock,
+            replies: Vec::new(),
+            rng: Rng::new(seed),
+            withdrawals: Vec::new(),
+            bets: Vec::new(),
+            keys: 0,
+        }
     }
 
     /// Submits commands in one wave and records their replies.
@@ -220,12 +230,56 @@ impl Run {
         }
     }
 
+    /// The command with an idempotency key of its own (bet placement, deposit, withdrawal,
+    /// cash-out; others unchanged). Draws nothing from the generator.
+    fn keyed(&mut self, mut command: Command) -> Command {
+        let key = book::Idempotency { key: format!("key-{}", self.keys), body_hash: 0x5eed_0000 + self.keys };
+        let slot = match &mut command {
+            Command::PlaceBet(place) => &mut place.idempotency,
+            Command::Deposit { idempotency, .. }
+            | Command::Withdraw { idempotency, .. }
+            | Command::AcceptCashout { idempotency, .. } => idempotency,
+            _ => return command,
+        };
+        *slot = Some(key);
+        self.keys += 1;
+        command
+    }
+
+    /// The last keyed command sent, again (a retry: the book answers it from its window) and
+    /// with another body (`idempotency_key_reused`).
+    fn retry_last_keyed(&mut self) {
+        let Some(command) =
+            self.replies.iter().rev().map(|(command, _)| command).find(|command| command.idempotency().is_some())
+        else {
+            return;
+        };
+        let same = command.clone();
+        let mut other = command.clone();
+        if let Command::PlaceBet(book::PlaceBet { idempotency: Some(key), .. })
+        | Command::Deposit { idempotency: Some(key), .. }
+        | Command::Withdraw { idempotency: Some(key), .. }
+        | Command::AcceptCashout { idempotency: Some(key), .. } = &mut other
+        {
+            key.body_hash ^= 1;
+        }
+        self.wave(vec![same, other]);
+    }
+
     /// `waves` waves of random commands, with withdrawals completed, cash-outs taken and time
     /// moving between them.
     pub fn steps(&mut self, waves: usize) {
         for wave in 0..waves {
-            let commands = (0..WAVE).map(|_| self.random_command()).collect();
+            let commands = (0..WAVE)
+                .map(|_| {
+                    let command = self.random_command();
+                    self.keyed(command)
+                })
+                .collect();
             self.wave(commands);
+            if wave % 7 == 3 {
+                self.retry_last_keyed();
+            }
             self.clock.advance(700);
             if let Some((account, withdrawal)) = self.withdrawals.pop() {
                 let paid = wave % 3 != 0;
@@ -236,7 +290,8 @@ impl Run {
                 self.wave(vec![Command::QuoteCashout { account, bet }]);
                 if let Some((_, Ok(Ack::CashoutQuote { quote, .. }))) = self.replies.last() {
                     let quote = *quote;
-                    self.wave(vec![Command::AcceptCashout { account, bet, quote, idempotency: None }]);
+                    let accept = self.keyed(Command::AcceptCashout { account, bet, quote, idempotency: None });
+                    self.wave(vec![accept]);
                 }
             }
             if wave % 5 == 0 {
@@ -257,6 +312,21 @@ impl Run {
                 Err(rejection) => rejection.code().to_owned(),
             })
             .collect()
+    }
+
+    /// The first reply of every idempotency key the workload used: `(account, key, body
+    /// hash, reply)`, in the order decided.
+    pub fn first_replies(&self) -> Vec<(AccountId, String, u64, Reply)> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut first = Vec::new();
+        for (command, reply) in &self.replies {
+            if let Some((account, key)) = command.idempotency() {
+                if seen.insert((account, key.key.clone())) {
+                    first.push((account, key.key.clone(), key.body_hash, reply.clone()));
+                }
+            }
+        }
+        first
     }
 
     pub fn shutdown(self) {
