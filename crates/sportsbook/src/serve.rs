@@ -302,6 +302,9 @@ async fn serve_until_signal(
     simulation: Option<Simulation>,
 ) -> anyhow::Result<Served> {
     let listen = options.listen;
+    // Before anything says "listening": a SIGTERM sent as soon as a supervisor (or a test) sees
+    // that line must shut down cleanly, not kill the process with the default action.
+    let mut signals = ShutdownSignals::install();
     let state = AppState::new(engine.clone(), config, metrics, streams)
         .await
         .map_err(|error| anyhow::anyhow!("starting the gateway: {}: {}", error.code, error.message))?;
@@ -348,7 +351,7 @@ async fn serve_until_signal(
         let _ = gateway_stopped.await;
     }));
     let outcome = tokio::select! {
-        signal = shutdown_signal() => {
+        signal = signals.recv() => {
             tracing::info!(signal, "shutting down: the gateway stops accepting and drains");
             let _ = stop_gateway.send(());
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
@@ -388,26 +391,51 @@ fn open_files_limit() -> Option<u64> {
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM, naming which.
-async fn shutdown_signal() -> &'static str {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT and SIGTERM, registered when installed (tokio's `ctrl_c()` and `signal()` futures
+/// register only once polled, which left the default action, death, until then).
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                terminate.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            ShutdownSignals {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => "SIGINT",
-        () = terminate => "SIGTERM",
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    /// The name of the first signal received.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.interrupt) => "SIGINT",
+                () = next(&mut self.terminate) => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
 
