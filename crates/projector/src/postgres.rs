@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 use crate::follower::Changes;
-use crate::schema::{self, Table, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
+use crate::schema::{self, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
 use crate::store::{check_previous, conflict_clause, Store, ROWS_PER_STATEMENT_MAX};
 use crate::ProjectorError;
 
@@ -220,29 +220,10 @@ impl Store for PostgresStore {
         self.batch(&format!("TRUNCATE {names}"))
     }
 
-    fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError> {
-        let sql = format!("SELECT {} FROM {} ORDER BY {}", table.column_list(), table.name, table.key_list());
-        self.select_sql(table, &sql, &[])
+    fn placeholder(&self, index: usize) -> String {
+        format!("${index}")
     }
 
-    fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError> {
-        let (sql, params) = query.sql(&|index| format!("${index}"))?;
-        self.select_sql(query.table, &sql, &params)
-    }
-
-    fn aggregate(&mut self, aggregate: &crate::query::Aggregate) -> Result<Vec<Vec<Value>>, ProjectorError> {
-        let (sql, params) = aggregate.sql(&|index| format!("${index}"))?;
-        self.select_typed(aggregate.table.name, &aggregate.types(), &sql, &params)
-    }
-}
-
-impl PostgresStore {
-    fn select_sql(&mut self, table: &Table, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, ProjectorError> {
-        let types: Vec<Type> = table.columns.iter().map(|column| column.ty).collect();
-        self.select_typed(table.name, &types, sql, params)
-    }
-
-    /// Runs a select whose result columns have `types`.
     fn select_typed(
         &mut self,
         name: &str,

@@ -135,6 +135,11 @@ impl Table {
         self.columns.iter().map(|column| column.name).collect::<Vec<_>>().join(", ")
     }
 
+    /// The columns' types, in order.
+    pub fn types(&self) -> Vec<Type> {
+        self.columns.iter().map(|column| column.ty).collect()
+    }
+
     pub fn key_list(&self) -> String {
         self.columns[..self.key].iter().map(|column| column.name).collect::<Vec<_>>().join(", ")
     }

@@ -7,7 +7,7 @@ use journal::Position;
 use sha2::{Digest, Sha256};
 
 use crate::follower::{Changes, Checkpoint};
-use crate::schema::{Table, Value, CHECKPOINT, TABLES};
+use crate::schema::{Table, Type, Value, CHECKPOINT, TABLES};
 use crate::ProjectorError;
 
 /// Rows one multi-row statement writes at most (PostgreSQL arrays, SQLite batches).
@@ -28,14 +28,35 @@ pub trait Store: Send {
     /// Deletes every row of the models (a rebuild), in one transaction.
     fn clear(&mut self) -> Result<(), ProjectorError>;
 
+    /// The text of the `index`th (from 1) parameter in this store's SQL (`?1`, `$1`).
+    fn placeholder(&self, index: usize) -> String;
+
+    /// Runs a select whose result columns have `types` (`name`: the table, for errors).
+    fn select_typed(
+        &mut self,
+        name: &str,
+        types: &[Type],
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, ProjectorError>;
+
     /// Every row of `table`, in primary-key order.
-    fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError>;
+    fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let sql = format!("SELECT {} FROM {} ORDER BY {}", table.column_list(), table.name, table.key_list());
+        self.select_typed(table.name, &table.types(), &sql, &[])
+    }
 
     /// The rows a [`crate::query::Query`] selects.
-    fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError>;
+    fn select(&mut self, query: &crate::query::Query) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let (sql, params) = query.sql(&|index| self.placeholder(index))?;
+        self.select_typed(query.table.name, &query.table.types(), &sql, &params)
+    }
 
     /// The rows (one per group) an [`crate::query::Aggregate`] computes.
-    fn aggregate(&mut self, aggregate: &crate::query::Aggregate) -> Result<Vec<Vec<Value>>, ProjectorError>;
+    fn aggregate(&mut self, aggregate: &crate::query::Aggregate) -> Result<Vec<Vec<Value>>, ProjectorError> {
+        let (sql, params) = aggregate.sql(&|index| self.placeholder(index))?;
+        self.select_typed(aggregate.table.name, &aggregate.types(), &sql, &params)
+    }
 }
 
 /// The checkpoint a store is at, `None` when it holds nothing yet.
