@@ -852,20 +852,7 @@ impl Book {
                 for (selection, id_in_book) in selections.iter().zip(ids) {
                     self.feed.selections.insert((id, selection.id.clone()), id_in_book);
                 }
-                let feed = &mut self.feed.providers[provider];
-                feed.markets.push(id);
-                // A market born while its feed is stale waits for the recovery like the others.
-                match feed.stale {
-                    Some(StaleMode::Suspend) => {
-                        feed.suspended.push(id);
-                        self.change_market_status(id, MarketStatus::Suspended, events);
-                    }
-                    Some(StaleMode::Delay) => {
-                        feed.delayed.push(id);
-                        self.feed.delayed.insert(id);
-                    }
-                    None => {}
-                }
+                self.adopt_market(provider, id, events);
                 Ok(true)
             }
             FeedItem::Odds { event, markets } => {
