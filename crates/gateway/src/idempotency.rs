@@ -103,11 +103,7 @@ impl AppState {
         account: AccountId,
         key: &Idempotency,
     ) -> Result<Option<Reply>, ApiError> {
-        let text = key.key.clone();
-        let found = models
-            .query(move |store| projector::query::first_reply(store, account, &text))
-            .await
-            .map_err(crate::history::store_error)?;
+        let found = models.first_reply(account, &key.key).await.map_err(crate::history::store_error)?;
         Ok(found.map(|found| {
             self.metrics().record_first_reply();
             if found.body_hash == key.body_hash {

@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use book::{
-    AccountId, BetKind, Command, Config, EventId, LegRequest, MarketId, NewSelection, Outcome, PlaceBet, PricePolicy,
-    ResultRequest, SelectionId,
+    AccountId, BetKind, Command, Config, EventId, Idempotency, LegRequest, MarketId, NewSelection, Outcome, PlaceBet,
+    PricePolicy, ResultRequest, SelectionId,
 };
 use domain::{Currency, Money, Odds};
 use engine::{open_data_dir, EngineOptions, ManualClock};
@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         state
     };
     let placing: Vec<Command> = (0..bets)
-        .map(|_| {
+        .map(|number| {
             let market = 1 + next() % MARKETS;
             Command::PlaceBet(PlaceBet {
                 account: AccountId(1 + next() % PLAYERS),
@@ -104,7 +104,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 stake: Money::from_minor(100 + 100 * (next() % 20) as i64),
                 each_way: false,
                 policy: PricePolicy::Any,
-                idempotency: None,
+                // Every bet carries its client's idempotency key, as over HTTP.
+                idempotency: Some(Idempotency { key: format!("bet-{number:016x}"), body_hash: next() }),
             })
         })
         .collect();

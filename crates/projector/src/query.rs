@@ -324,14 +324,43 @@ pub fn first_reply(
     account: book::AccountId,
     key: &str,
 ) -> Result<Option<FirstReply>, ProjectorError> {
-    let hash = crate::follower::key_hash_text(book::idempotency_key_hash(account, key));
-    let rows = store.select(&Query {
+    let hash = first_reply_hash(account, key);
+    Ok(first_replies(store, std::slice::from_ref(&hash))?.pop().flatten())
+}
+
+/// How [`FIRST_REPLIES`] keys the reply to `key` of `account`.
+pub fn first_reply_hash(account: book::AccountId, key: &str) -> String {
+    crate::follower::key_hash_text(book::idempotency_key_hash(account, key))
+}
+
+/// The first replies of many keys (by [`first_reply_hash`]), in their order, in one read
+/// transaction where the store has them: the statement is built once and each key is a
+/// point read on the primary key.
+pub fn first_replies(store: &mut dyn Store, hashes: &[String]) -> Result<Vec<Option<FirstReply>>, ProjectorError> {
+    let query = Query {
         table: &FIRST_REPLIES,
-        filters: vec![Filter::Eq("key_hash", Value::Text(hash))],
+        filters: vec![Filter::Eq("key_hash", Value::Text(String::new()))],
         order: Vec::new(),
         limit: 1,
-    })?;
-    let Some(row) = rows.into_iter().next() else { return Ok(None) };
+    };
+    let (sql, _) = query.sql(&|index| store.placeholder(index))?;
+    let types = FIRST_REPLIES.types();
+    store.begin_read()?;
+    let found = hashes
+        .iter()
+        .map(|hash| {
+            let rows = store.select_typed(FIRST_REPLIES.name, &types, &sql, &[Value::Text(hash.clone())])?;
+            rows.into_iter().next().map(|row| first_reply_of(&row)).transpose()
+        })
+        .collect::<Result<Vec<_>, _>>();
+    let ended = store.end_read();
+    let found = found?;
+    ended?;
+    Ok(found)
+}
+
+/// A [`FIRST_REPLIES`] row read back.
+fn first_reply_of(row: &[Value]) -> Result<FirstReply, ProjectorError> {
     let bad = |what: &str| ProjectorError::Store(format!("unreadable first_replies row ({what}): {row:?}"));
     let column = |name| FIRST_REPLIES.index_of(name);
     let body_hash = row[column("body_hash")]
@@ -343,5 +372,5 @@ pub fn first_reply(
     let reply = <book::Reply as codec::Wire>::decode(&mut reader).map_err(|_| bad("reply"))?;
     reader.finish().map_err(|_| bad("reply"))?;
     let number = |name| row[column(name)].int().map(|value| value as u64).ok_or_else(|| bad(name));
-    Ok(Some(FirstReply { body_hash, reply, position: number("position")?, at: number("at")? }))
+    Ok(FirstReply { body_hash, reply, position: number("position")?, at: number("at")? })
 }

@@ -16,9 +16,12 @@ use std::time::{Duration, Instant};
 
 use engine::ChainHead;
 use journal::Position;
-use tokio::sync::{watch, Semaphore};
+use std::sync::mpsc;
+
+use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::projector::{Projector, FOLLOW_POLL_INTERVAL, PROGRESS_INTERVAL};
+use crate::query::FirstReply;
 use crate::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::{PostgresStore, ProjectorError};
@@ -264,6 +267,56 @@ struct ReadInner {
     published: Arc<Published>,
     idle: Mutex<Vec<Box<dyn Store>>>,
     permits: Semaphore,
+    /// The key lookups' thread, started by the first lookup.
+    lookups: std::sync::OnceLock<Result<mpsc::Sender<Lookup>, String>>,
+}
+
+/// Key lookups one read transaction of the lookups' thread answers at most.
+pub const LOOKUPS_PER_READ_MAX: usize = 512;
+
+/// One key lookup waiting for the lookups' thread.
+struct Lookup {
+    hash: String,
+    reply: oneshot::Sender<Result<Option<FirstReply>, ProjectorError>>,
+}
+
+/// The lookups' thread: takes every lookup waiting (up to [`LOOKUPS_PER_READ_MAX`]) and
+/// answers them in one read transaction on a connection of its own. Every keyed write makes
+/// one lookup, so this is on the path of every bet: batching them turns a thread hand-over,
+/// a pooled connection and a read transaction per bet into one per batch. Ends when every
+/// `ReadModels` handle is gone.
+fn answer_lookups(store: ReadStore, receiver: mpsc::Receiver<Lookup>) {
+    let mut connection: Option<Box<dyn Store>> = None;
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < LOOKUPS_PER_READ_MAX {
+            match receiver.try_recv() {
+                Ok(lookup) => batch.push(lookup),
+                Err(_) => break,
+            }
+        }
+        let hashes: Vec<String> = batch.iter().map(|lookup| lookup.hash.clone()).collect();
+        let found = match &mut connection {
+            Some(store) => Ok(store),
+            None => store.open().map(|opened| connection.insert(opened)),
+        }
+        .and_then(|store| crate::query::first_replies(store.as_mut(), &hashes));
+        match found {
+            Ok(found) => {
+                for (lookup, found) in batch.into_iter().zip(found) {
+                    let _ = lookup.reply.send(Ok(found));
+                }
+            }
+            Err(error) => {
+                // A connection that failed is opened again for the next batch.
+                connection = None;
+                let message = error.to_string();
+                for lookup in batch {
+                    let _ = lookup.reply.send(Err(ProjectorError::Store(message.clone())));
+                }
+            }
+        }
+    }
 }
 
 /// The readers' handle to the models of one store: queries run on the blocking pool, on at most
@@ -288,7 +341,32 @@ impl ReadModels {
             published,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(READERS_MAX),
+            lookups: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The first reply of `key` of `account` in the models ([`crate::query::first_reply`]),
+    /// answered by the lookups' thread together with the other lookups waiting.
+    pub async fn first_reply(&self, account: book::AccountId, key: &str) -> Result<Option<FirstReply>, ProjectorError> {
+        let sender = self
+            .0
+            .lookups
+            .get_or_init(|| {
+                let (sender, receiver) = mpsc::channel();
+                let store = self.0.store.clone();
+                std::thread::Builder::new()
+                    .name("read-model-keys".to_owned())
+                    .spawn(move || answer_lookups(store, receiver))
+                    .map(|_| sender)
+                    .map_err(|error| format!("cannot start the key lookups' thread: {error}"))
+            })
+            .clone()
+            .map_err(ProjectorError::Store)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Lookup { hash: crate::query::first_reply_hash(account, key), reply })
+            .map_err(|_| ProjectorError::Store("the key lookups' thread has stopped".to_owned()))?;
+        answer.await.map_err(|_| ProjectorError::Store("the key lookups' thread has stopped".to_owned()))?
     }
 
     pub fn published(&self) -> &Published {

@@ -158,6 +158,14 @@ impl Store for SqliteStore {
         format!("?{index}")
     }
 
+    fn begin_read(&mut self) -> Result<(), ProjectorError> {
+        self.conn.execute_batch("BEGIN DEFERRED").map_err(error("begin read"))
+    }
+
+    fn end_read(&mut self) -> Result<(), ProjectorError> {
+        self.conn.execute_batch("COMMIT").map_err(error("end read"))
+    }
+
     fn select_typed(
         &mut self,
         name: &str,

@@ -40,6 +40,18 @@ pub trait Store: Send {
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, ProjectorError>;
 
+    /// Begins a read transaction, so that the selects up to [`Store::end_read`] see one
+    /// snapshot and share one lock (SQLite: many point reads for the price of one). A no-op
+    /// where each statement is as cheap alone.
+    fn begin_read(&mut self) -> Result<(), ProjectorError> {
+        Ok(())
+    }
+
+    /// Ends what [`Store::begin_read`] began.
+    fn end_read(&mut self) -> Result<(), ProjectorError> {
+        Ok(())
+    }
+
     /// Every row of `table`, in primary-key order.
     fn rows(&mut self, table: &Table) -> Result<Vec<Vec<Value>>, ProjectorError> {
         let sql = format!("SELECT {} FROM {} ORDER BY {}", table.column_list(), table.name, table.key_list());
