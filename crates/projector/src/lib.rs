@@ -27,6 +27,7 @@ pub mod schema;
 pub mod serving;
 pub mod sqlite;
 pub mod store;
+pub mod totals;
 
 pub use follower::{Changes, Checkpoint, Follower};
 pub use postgres::{PostgresStore, POSTGRES_SCHEMA_DEFAULT};

@@ -86,6 +86,18 @@ pub fn verify(dir: &Path) -> anyhow::Result<()> {
 /// head (stored in the snapshot, extended by replay): a record changed, lost or corrupt
 /// anywhere, archives included, fails it with the file and the position.
 pub fn verify_with_archive(dir: &Path, archive: Option<&Path>) -> anyhow::Result<()> {
+    verify_with(dir, archive, None, projector::POSTGRES_SCHEMA_DEFAULT)
+}
+
+/// `sportsbook verify [--archive DIR] [--store STORE] [--schema NAME]`: `verify_with_archive`,
+/// then the book's running totals against the full history in the read models: `store` (`None`:
+/// the embedded SQLite models, when the data directory has them). See [`verify_read_models`].
+pub fn verify_with(
+    dir: &Path,
+    archive: Option<&Path>,
+    store: Option<&projection::StoreArg>,
+    schema: &str,
+) -> anyhow::Result<()> {
     let recovered = engine::recover_read_only_with_archive(dir, archive, book::Config::default())
         .map_err(|error| explain_open_error(dir, error))?;
     let report = recovered.report;
@@ -137,7 +149,107 @@ pub fn verify_with_archive(dir: &Path, archive: Option<&Path>) -> anyhow::Result
         recovered.skipped_snapshots.len()
     );
     println!("invariants hold; state digest {digest}");
+    verify_read_models(dir, archive, store, schema, &book, &report)
+}
+
+/// The book's running totals against the full history in the read models, read-only: the
+/// models' checkpoint gives their journal position; the book is `book` when that is where
+/// recovery ended, else recovered again to exactly that position (from a snapshot at or before
+/// it). Every ledger account's totals must equal the sums of the `transfers` model, and every
+/// player's wallet their last `statements` row (`projector::totals`); a difference fails with
+/// the account and both figures. Without models (no `store` and no embedded file) there is
+/// nothing to compare; models seeded from a snapshot lack the history before it and are not
+/// compared (said so).
+pub fn verify_read_models(
+    dir: &Path,
+    archive: Option<&Path>,
+    store: Option<&projection::StoreArg>,
+    schema: &str,
+    book: &book::Book,
+    report: &engine::RecoveryReport,
+) -> anyhow::Result<()> {
+    let embedded = projection::sqlite_path(dir);
+    let (mut models, name): (Box<dyn projector::Store>, String) = match store {
+        None if !embedded.exists() => {
+            println!("no read models at {}: running totals not compared with a history", embedded.display());
+            return Ok(());
+        }
+        None | Some(projection::StoreArg::Sqlite(None)) => {
+            (open_sqlite_reader(&embedded)?, embedded.display().to_string())
+        }
+        Some(projection::StoreArg::Sqlite(Some(path))) => (open_sqlite_reader(path)?, path.display().to_string()),
+        Some(projection::StoreArg::Postgres(url)) => (
+            Box::new(
+                projector::PostgresStore::connect_reader(url, schema)
+                    .with_context(|| format!("opening the read models in {url}, schema {schema}"))?,
+            ),
+            format!("{url} (schema {schema})"),
+        ),
+    };
+    let Some(checkpoint) = projector::store::checkpoint(models.as_mut())
+        .with_context(|| format!("reading the read models' checkpoint in {name}"))?
+    else {
+        println!("the read models in {name} are empty: running totals not compared");
+        return Ok(());
+    };
+    if checkpoint.base_position > 0 {
+        println!(
+            "the read models in {name} begin at the snapshot at journal position {} (the journal before it was gone \
+             when they were built): they lack the history before it, so running totals are not compared; \
+             `sportsbook projector --rebuild` from a journal that begins at 0 makes them comparable",
+            checkpoint.base_position
+        );
+        return Ok(());
+    }
+    let at = checkpoint.next_position;
+    anyhow::ensure!(
+        at <= report.position,
+        "the read models in {name} stand at journal position {at}, beyond the journal's end {}: they were built \
+         from another journal (run `sportsbook projector --rebuild`)",
+        report.position
+    );
+    let earlier;
+    let (book, head) = if at == report.position {
+        (book, report.chain_head)
+    } else {
+        earlier = engine::recover_read_only_to(dir, archive, book::Config::default(), at)
+            .with_context(|| format!("recovering the book to journal position {at}, where the read models stand"))?;
+        (&earlier.book, earlier.report.chain_head)
+    };
+    anyhow::ensure!(
+        head == checkpoint.chain_head,
+        "the read models in {name} were built from another journal: their hash-chain head at position {at} is {}, \
+         the journal's {} (run `sportsbook projector --rebuild`)",
+        hex_head(&checkpoint.chain_head),
+        hex_head(&head)
+    );
+    let comparison = projector::totals::compare(models.as_mut(), book)
+        .with_context(|| format!("summing the history in the read models {name}"))?;
+    if !comparison.mismatches.is_empty() {
+        for mismatch in &comparison.mismatches {
+            eprintln!("running totals differ: {mismatch}");
+        }
+        anyhow::bail!(
+            "{} figure(s) of the book at journal position {at} differ from the history in the read models {name} \
+             (first: {})",
+            comparison.mismatches.len(),
+            comparison.mismatches[0]
+        );
+    }
+    println!(
+        "running totals match the read models {name} at journal position {at}: {} ledger accounts and {} players \
+         against {} transfers of history ({} still in the book)",
+        comparison.ledger_accounts, comparison.players, comparison.transfers, comparison.transfers_held
+    );
     Ok(())
+}
+
+fn open_sqlite_reader(path: &Path) -> anyhow::Result<Box<dyn projector::Store>> {
+    anyhow::ensure!(path.exists(), "no read models at {}", path.display());
+    Ok(Box::new(
+        projector::SqliteStore::open_reader(path)
+            .with_context(|| format!("opening the read models {}", path.display()))?,
+    ))
 }
 
 fn hex_head(head: &engine::ChainHead) -> String {
