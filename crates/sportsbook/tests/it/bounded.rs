@@ -242,6 +242,34 @@ fn verify_checks_the_running_totals_against_the_read_models() {
     let (total, held) = (numbers[numbers.len() - 2], numbers[numbers.len() - 1]);
     assert!(held < total, "transfers left the book: {line}");
 
+    // The same check against PostgreSQL models (`--store postgres://…`).
+    const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+    let schema = format!("verify_totals_{}", std::process::id());
+    projector::PostgresStore::drop_schema(POSTGRES_URL, &schema)
+        .unwrap_or_else(|error| panic!("this test needs PostgreSQL at {POSTGRES_URL}: {error}"));
+    let projected = binary()
+        .args(["projector", "--store", POSTGRES_URL, "--schema", &schema, "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("runs the projector");
+    assert!(projected.status.success(), "{}", String::from_utf8_lossy(&projected.stderr));
+    let output = binary()
+        .args(["verify", "--store", POSTGRES_URL, "--schema", &schema, "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("runs verify");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    projector::PostgresStore::drop_schema(POSTGRES_URL, &schema).expect("drop the schema");
+    assert!(
+        output.status.success(),
+        "verify against PostgreSQL failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("running totals match the read models {POSTGRES_URL} (schema {schema})")),
+        "{stdout}"
+    );
+
     // One payout of the history, altered: the book (which no longer holds it) and the models
     // now disagree on the player's cash and the house.
     let models = rusqlite::Connection::open(data.join("projector").join("read-models.sqlite3")).expect("models");
