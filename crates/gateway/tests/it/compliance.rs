@@ -549,9 +549,7 @@ async fn rg_events_show_measures_in_force_and_the_commands_behind_them() {
     // The same as CSV: the accounts with their limits, then a row per command (and per limit
     // change); a page of one item ends with the cursor of the next.
     let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
-    let at = |event: &Value| {
-        format!("{},{},{}", event["position"], text(&event["recorded_at"]), event["sequence"])
-    };
+    let at = |event: &Value| format!("{},{},{}", event["position"], text(&event["recorded_at"]), event["sequence"]);
     let (ann_until, bob_until) = (text(&accounts[0]["self_excluded_until"]), text(&accounts[1]["timed_out_until"]));
     assert_eq!(
         get_csv(&app, "/v1/admin/reports/rg-events?format=csv").await,
