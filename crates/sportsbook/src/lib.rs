@@ -148,8 +148,10 @@ pub fn verify_with(
         "{} corrupt snapshot(s) skipped (see above); invariants hold, state digest {digest}",
         recovered.skipped_snapshots.len()
     );
+    verify_read_models(dir, archive, store, schema, &book, &report)?;
+    // Last, and the digest as the last word: scripts and tests read it there.
     println!("invariants hold; state digest {digest}");
-    verify_read_models(dir, archive, store, schema, &book, &report)
+    Ok(())
 }
 
 /// The book's running totals against the full history in the read models, read-only: the
@@ -244,12 +246,122 @@ pub fn verify_read_models(
     Ok(())
 }
 
+/// The SQLite models, read without writing a byte to the data directory. A store whose
+/// projector closed cleanly has no `-wal` file and is opened `immutable` (no `-wal` or `-shm`
+/// created, no locks). One with a `-wal` (a projector killed, or running) cannot be read in
+/// place without SQLite writing to its `-shm`: the file and its `-wal` are copied into a
+/// private temporary directory (removed again when the store is dropped) and read there.
 fn open_sqlite_reader(path: &Path) -> anyhow::Result<Box<dyn projector::Store>> {
     anyhow::ensure!(path.exists(), "no read models at {}", path.display());
-    Ok(Box::new(
-        projector::SqliteStore::open_reader(path)
-            .with_context(|| format!("opening the read models {}", path.display()))?,
-    ))
+    let with_suffix = |path: &Path, suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let wal = with_suffix(path, "-wal");
+    if !wal.exists() {
+        let uri = format!("file:{}?mode=ro&immutable=1", uri_path(path));
+        let store = projector::SqliteStore::open_reader(Path::new(&uri))
+            .with_context(|| format!("opening the read models {}", path.display()))?;
+        return Ok(Box::new(store));
+    }
+    let copy = TemporaryCopy::new()?;
+    let target = copy.dir.join("read-models.sqlite3");
+    // The `-wal` first: a checkpoint running meanwhile only moves pages from it into the main
+    // file, which is copied after and then holds them too.
+    std::fs::copy(&wal, with_suffix(&target, "-wal")).with_context(|| format!("copying {}", wal.display()))?;
+    std::fs::copy(path, &target).with_context(|| format!("copying {}", path.display()))?;
+    println!(
+        "the read models in {} were not closed cleanly (a -wal file): reading a copy in {}",
+        path.display(),
+        copy.dir.display()
+    );
+    let store = projector::SqliteStore::open_reader(&target)
+        .with_context(|| format!("opening the copy of the read models {}", path.display()))?;
+    Ok(Box::new(CopiedStore { store, _copy: copy }))
+}
+
+/// A path as the path of a `file:` URI (`%`, `?` and `#` escaped).
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An owner-only temporary directory, removed on drop.
+struct TemporaryCopy {
+    dir: std::path::PathBuf,
+}
+
+impl TemporaryCopy {
+    fn new() -> anyhow::Result<TemporaryCopy> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("sportsbook-verify-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(journal::file::PRIVATE_DIR_MODE)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        Ok(TemporaryCopy { dir })
+    }
+}
+
+impl Drop for TemporaryCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A store read from a temporary copy, which goes when the store does.
+struct CopiedStore {
+    store: projector::SqliteStore,
+    _copy: TemporaryCopy,
+}
+
+impl projector::Store for CopiedStore {
+    fn kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    fn schema_version(&mut self) -> Result<i64, projector::ProjectorError> {
+        self.store.schema_version()
+    }
+
+    fn commit(
+        &mut self,
+        changes: &projector::Changes,
+        previous: Option<journal::Position>,
+    ) -> Result<(), projector::ProjectorError> {
+        self.store.commit(changes, previous)
+    }
+
+    fn clear(&mut self) -> Result<(), projector::ProjectorError> {
+        self.store.clear()
+    }
+
+    fn placeholder(&self, index: usize) -> String {
+        self.store.placeholder(index)
+    }
+
+    fn select_typed(
+        &mut self,
+        name: &str,
+        types: &[projector::schema::Type],
+        sql: &str,
+        params: &[projector::schema::Value],
+    ) -> Result<Vec<Vec<projector::schema::Value>>, projector::ProjectorError> {
+        self.store.select_typed(name, types, sql, params)
+    }
 }
 
 fn hex_head(head: &engine::ChainHead) -> String {
