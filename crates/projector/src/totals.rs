@@ -134,6 +134,7 @@ fn account_name(account: &LedgerAccount) -> String {
 /// Compares `book` (recovered to the models' checkpoint) with the history in `store`: every
 /// ledger account's five running totals with the sums of the `transfers` model, and every
 /// player's wallet (balance, available, held stakes, debt) with their last `statements` row.
+/// Reads the whole of both models (a scan each, grouped in the database): an offline check.
 pub fn compare(store: &mut dyn Store, book: &Book) -> Result<Comparison, ProjectorError> {
     let mut summed = ledger_totals(store)?;
     let ledger = book.ledger();
@@ -165,7 +166,8 @@ pub fn compare(store: &mut dyn Store, book: &Book) -> Result<Comparison, Project
         "statements",
         &[Type::Int, Type::Int, Type::Int, Type::Int, Type::Int],
         "SELECT s.account, s.balance_after, s.available_after, s.pending_stakes_after, s.debt_after \
-         FROM statements s WHERE s.transfer = (SELECT MAX(t.transfer) FROM statements t WHERE t.account = s.account)",
+         FROM statements s JOIN (SELECT account, MAX(transfer) AS last FROM statements GROUP BY account) m \
+         ON s.account = m.account AND s.transfer = m.last",
         &[],
     )?;
     let mut last: BTreeMap<i64, [i64; 4]> = BTreeMap::new();
