@@ -15,7 +15,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use follower::{lower_thread_priority, FOLLOWER_NICE, FOLLOWER_POLL_INTERVAL, FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT};
 pub use recovery::{
-    chain_next, decode_snapshot_payload_for_follower, recover, ChainHead, Recovered, RecoveryReport, CHAIN_HEAD_GENESIS,
+    chain_next, decode_snapshot_payload_for_follower, recover, recover_to, ChainHead, Recovered, RecoveryReport,
+    CHAIN_HEAD_GENESIS,
 };
 pub use retention::{
     verify_history, ChainVerification, JournalRetention, RetentionHold, ARCHIVE_DIR_NAME, ARCHIVE_FAILURES_WARN,
@@ -128,6 +129,27 @@ pub fn recover_read_only_with_archive(
         history: History::new(&journal_dir, Some(&archive_dir(dir, archive))),
     };
     let mut recovered = recover(&with_archive, Some(&snapshots), config)?;
+    recovered.report.truncated_bytes = opened.truncated_bytes;
+    Ok(recovered)
+}
+
+/// [`recover_read_only_with_archive`] stopping at journal position `end`: the book as it was
+/// there (from the newest valid snapshot at or before it), e.g. where read models stand.
+pub fn recover_read_only_to(
+    dir: &Path,
+    archive: Option<&Path>,
+    config: book::Config,
+    end: journal::Position,
+) -> Result<Recovered, EngineError> {
+    let journal_dir = dir.join("journal");
+    let (journal, opened) = FileJournal::open_read_only(&journal_dir)?;
+    let snapshots = SnapshotStore::open_read_only(&dir.join("snapshots"));
+    let with_archive = WithArchive {
+        live: &journal,
+        live_first: journal.first_position(),
+        history: History::new(&journal_dir, Some(&archive_dir(dir, archive))),
+    };
+    let mut recovered = recovery::recover_to(&with_archive, Some(&snapshots), config, Some(end))?;
     recovered.report.truncated_bytes = opened.truncated_bytes;
     Ok(recovered)
 }

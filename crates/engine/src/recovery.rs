@@ -104,6 +104,29 @@ pub fn recover(
     snapshots: Option<&SnapshotStore>,
     config: Config,
 ) -> Result<Recovered, EngineError> {
+    recover_to(journal, snapshots, config, None)
+}
+
+/// [`recover`], stopping at journal position `end` (`None`: the journal's end): the book as it
+/// was after the batch before `end`, from the newest valid snapshot at or before it. For
+/// comparing the book with read models that stand at `end` (`sportsbook verify`). An `end`
+/// beyond the journal's end is an error.
+pub fn recover_to(
+    journal: &dyn Journal,
+    snapshots: Option<&SnapshotStore>,
+    config: Config,
+    end: Option<Position>,
+) -> Result<Recovered, EngineError> {
+    let journal_end = journal.next_position();
+    if let Some(end) = end.filter(|end| *end > journal_end) {
+        return Err(EngineError::Journal(JournalError::Corrupt {
+            position: journal_end,
+            segment: std::path::PathBuf::new(),
+            offset: 0,
+            reason: format!("recovery to position {end} asked, but the journal ends at {journal_end}"),
+        }));
+    }
+    let end = end.unwrap_or(journal_end);
     let mut book = Book::new(config);
     let mut next_sequence = 0u64;
     let mut chain_head = CHAIN_HEAD_GENESIS;
@@ -111,7 +134,7 @@ pub fn recover(
     let mut snapshot_position = None;
     let mut skipped_snapshots = Vec::new();
     if let Some(store) = snapshots {
-        let load = store.load_latest_detailed()?;
+        let load = store.load_at_or_before(end)?;
         skipped_snapshots = load.skipped;
         // Every snapshot file, valid or not, was saved once the journal had reached its
         // position: a journal ending before it lost records, and appending to it would put new
@@ -142,34 +165,45 @@ pub fn recover(
     let mut events = Vec::new();
     let mut scratch = Vec::new();
     let mut failure: Option<EngineError> = None;
-    journal
-        .read_from(from, &mut |position, payload| {
-            let batch = match decode_batch(payload) {
-                Ok(batch) => batch,
-                Err(source) => {
-                    failure = Some(EngineError::Decode { position, source });
-                    return Err(JournalError::Poisoned);
-                }
-            };
-            let mut digest = 0u64;
-            for command in &batch.commands {
-                events.clear();
-                let reply = book.apply(batch.timestamp, command, &mut events);
-                digest = reply_digest(digest, &reply, &mut scratch);
-            }
-            if digest != batch.reply_digest {
-                failure = Some(EngineError::Diverged { position, recorded: batch.reply_digest, replayed: digest });
+    let mut reached_end = false;
+    let read = journal.read_from(from, &mut |position, payload| {
+        if position >= end {
+            reached_end = true;
+            return Err(JournalError::Poisoned);
+        }
+        let batch = match decode_batch(payload) {
+            Ok(batch) => batch,
+            Err(source) => {
+                failure = Some(EngineError::Decode { position, source });
                 return Err(JournalError::Poisoned);
             }
-            chain_head = chain_next(&chain_head, position, payload);
-            next_sequence = batch.first_sequence + batch.commands.len() as u64;
-            replayed_batches += 1;
-            replayed_commands += batch.commands.len() as u64;
-            Ok(())
-        })
-        .map_err(|error| failure.take().unwrap_or(EngineError::Journal(error)))?;
+        };
+        let mut digest = 0u64;
+        for command in &batch.commands {
+            events.clear();
+            let reply = book.apply(batch.timestamp, command, &mut events);
+            digest = reply_digest(digest, &reply, &mut scratch);
+        }
+        if digest != batch.reply_digest {
+            failure = Some(EngineError::Diverged { position, recorded: batch.reply_digest, replayed: digest });
+            return Err(JournalError::Poisoned);
+        }
+        chain_head = chain_next(&chain_head, position, payload);
+        next_sequence = batch.first_sequence + batch.commands.len() as u64;
+        replayed_batches += 1;
+        replayed_commands += batch.commands.len() as u64;
+        Ok(())
+    });
+    if let Err(error) = read {
+        if let Some(failure) = failure.take() {
+            return Err(failure);
+        }
+        if !reached_end {
+            return Err(EngineError::Journal(error));
+        }
+    }
     let report = RecoveryReport {
-        position: journal.next_position(),
+        position: end,
         next_sequence,
         snapshot_position,
         replayed_batches,

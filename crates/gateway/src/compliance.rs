@@ -848,9 +848,22 @@ pub struct ReportQuery {
     pub limit: Option<usize>,
     /// `liabilities` and `rg-events` only: `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// `json` (the default) or, for `turnover` and `ggr`, `csv`: one row per currency
-    /// (`line` = `currency`), then the base total (`line` = `base_total`) or, when it is null,
-    /// a `missing_rate` row per currency without a rate.
+    /// `json` (the default) or `csv` (`text/csv`, CRLF lines, a header row; the first column,
+    /// `line`, names what a row is, other columns a row lacks are empty; amounts are decimal
+    /// strings in the row's `currency`). `turnover`: `line,currency,bets_placed,stakes_placed,
+    /// bets_settled,stakes_settled`; `ggr`: `line,currency,stakes_settled,payouts,cashouts,
+    /// gross_gaming_revenue,payouts_reversed,recognised_as_debt,stakes_reversed,adjustment,
+    /// net_gaming_revenue`; both a `currency` row per currency, then `base_total` or, when it is
+    /// null, a `missing_rate` row per currency without a rate. `liabilities`: `line,currency,
+    /// bets,stakes,liability,market_id,event_id,selection_id,cursor` with `open_bets`,
+    /// `total_liability`, `total_liability_by_currency`, then per market `market`,
+    /// `market_by_currency`, and per selection `selection`, `selection_by_currency` rows.
+    /// `rg-events`: `line,account_id,currency,frozen,self_excluded_until,timed_out_until,kind,
+    /// period,value,pending_value,effective_at,position,recorded_at,sequence,type,hours,days,
+    /// stake_factor,cursor` with an `account` row and its `limit` rows per account, then an
+    /// `event` row per command (one per limit change of a `set_limits`). A paginated report's
+    /// CSV is one page, like its JSON, and ends with a `next_cursor` row (`cursor`) when there
+    /// is another.
     #[param(example = "csv")]
     pub format: Option<String>,
 }
@@ -1012,6 +1025,9 @@ pub struct RgEventsReport {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RgAccountView {
     pub account_id: String,
+    /// The account's currency (the CSV's `currency` column; the JSON has none).
+    #[serde(skip)]
+    pub currency: String,
     pub frozen: bool,
     #[schema(required = true)]
     pub self_excluded_until: Option<String>,
@@ -1042,6 +1058,9 @@ pub struct RgEventView {
     pub position: u64,
     /// Book time it was decided at.
     pub recorded_at: String,
+    /// The account's currency (the CSV's `currency` column; the JSON has none).
+    #[serde(skip)]
+    pub currency: Option<String>,
     #[serde(flatten)]
     pub command: AuditCommandView,
 }
@@ -1067,8 +1086,9 @@ pub struct RgEventView {
     security(("bearer" = [])),
     params(("name" = ReportName, Path, description = "The report", example = "turnover"), ReportQuery),
     responses(
-        (status = 200, description = "The report, its kind in `report`; with `?format=csv` (turnover and ggr) the same \
-            figures as `text/csv`", content((ReportView = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "The report, its kind in `report`; with `?format=csv` the same figures as \
+            `text/csv` (the columns of each report are under the `format` parameter)",
+            content((ReportView = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad `from`, `to`, `limit`, `cursor` or `format`, `from` after `to`, a parameter \
             the report does not take, or an unknown parameter (`invalid_request`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
@@ -1097,12 +1117,7 @@ pub(crate) async fn report(
     }
     let csv = match query.format.as_deref() {
         None | Some("json") => false,
-        Some("csv") if matches!(name, ReportName::Turnover | ReportName::Ggr) => true,
-        Some("csv") => {
-            return Err(
-                ApiError::invalid("format: csv is available for the turnover and ggr reports").with("field", "format")
-            )
-        }
+        Some("csv") => true,
         Some(_) => return Err(ApiError::invalid("format: json or csv").with("field", "format")),
     };
     let page = PageQuery { limit: query.limit, cursor: query.cursor };
@@ -1124,6 +1139,8 @@ pub(crate) async fn report(
     match view {
         ReportView::Turnover(report) if csv => Ok(csv_response("turnover", &turnover_csv(&report))),
         ReportView::Ggr(report) if csv => Ok(csv_response("ggr", &ggr_csv(&report))),
+        ReportView::Liabilities(report) if csv => Ok(csv_response("liabilities", &liabilities_csv(&report))),
+        ReportView::RgEvents(report) if csv => Ok(csv_response("rg-events", &rg_events_csv(&report))),
         view => Ok(Json(view).into_response()),
     }
 }
@@ -1226,6 +1243,216 @@ fn ggr_csv(report: &GgrReport) -> String {
         report.base_total.as_ref().map(fields),
         &report.missing_rates,
     )
+}
+
+/// CSV rows under a fixed header whose first column, `line`, names what a row is; a row
+/// fills the columns it has by name and leaves the others empty.
+struct CsvTable {
+    header: &'static [&'static str],
+    out: String,
+}
+
+impl CsvTable {
+    fn new(header: &'static [&'static str]) -> CsvTable {
+        CsvTable { header, out: format!("{}\r\n", header.join(",")) }
+    }
+
+    /// A row of `line` with `fields` by column name (a name not in the header is left out:
+    /// the tests of each report show every column filled).
+    fn row(&mut self, line: &str, fields: &[(&str, &str)]) {
+        let mut cells = vec![""; self.header.len()];
+        cells[0] = line;
+        for (name, value) in fields {
+            if let Some(index) = self.header.iter().position(|column| column == name) {
+                cells[index] = value;
+            }
+        }
+        for (index, cell) in cells.iter().enumerate() {
+            if index > 0 {
+                self.out.push(',');
+            }
+            csv_field(&mut self.out, cell);
+        }
+        self.out.push_str("\r\n");
+    }
+
+    fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// A field, quoted (RFC 4180) only when it holds a comma, a quote or a line break: amounts,
+/// ids, codes and times never do.
+fn csv_field(out: &mut String, field: &str) {
+    if field.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+/// The columns of `liabilities` as CSV.
+pub const LIABILITIES_CSV_HEADER: [&str; 9] =
+    ["line", "currency", "bets", "stakes", "liability", "market_id", "event_id", "selection_id", "cursor"];
+
+/// `liabilities` as CSV: `open_bets` rows (currency, bets, stakes), a `total_liability` row (the
+/// base currency), `total_liability_by_currency` rows, then per market of the page a `market`
+/// row (base liability), its `market_by_currency` rows, and per selection a `selection` row and
+/// its `selection_by_currency` rows; last, when there is a next page, a `next_cursor` row.
+fn liabilities_csv(report: &LiabilitiesReport) -> String {
+    let mut table = CsvTable::new(&LIABILITIES_CSV_HEADER);
+    for open in &report.open_bets {
+        let bets = open.bets.to_string();
+        table.row("open_bets", &[("currency", &open.currency), ("bets", &bets), ("stakes", &open.stakes)]);
+    }
+    table.row("total_liability", &[("currency", &report.currency), ("liability", &report.total_liability)]);
+    for amount in &report.total_liability_by_currency {
+        table.row("total_liability_by_currency", &[("currency", &amount.currency), ("liability", &amount.liability)]);
+    }
+    for market in &report.items {
+        let ids = [("market_id", market.market_id.as_str()), ("event_id", market.event_id.as_str())];
+        let row = |currency: &str, liability: &str, selection: &str| {
+            let mut fields = vec![("currency", currency), ("liability", liability)];
+            fields.extend(ids);
+            if !selection.is_empty() {
+                fields.push(("selection_id", selection));
+            }
+            fields.into_iter().map(|(name, value)| (name, value.to_string())).collect::<Vec<_>>()
+        };
+        let mut put = |line: &str, fields: Vec<(&str, String)>| {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (*name, value.as_str())).collect();
+            table.row(line, &fields);
+        };
+        put("market", row(&market.currency, &market.liability, ""));
+        for amount in &market.by_currency {
+            put("market_by_currency", row(&amount.currency, &amount.liability, ""));
+        }
+        for selection in &market.selections {
+            put("selection", row(&selection.currency, &selection.liability, &selection.selection_id));
+            for amount in &selection.by_currency {
+                put("selection_by_currency", row(&amount.currency, &amount.liability, &selection.selection_id));
+            }
+        }
+    }
+    if let Some(cursor) = &report.next_cursor {
+        table.row("next_cursor", &[("cursor", cursor)]);
+    }
+    table.finish()
+}
+
+/// The columns of `rg-events` as CSV.
+pub const RG_EVENTS_CSV_HEADER: [&str; 19] = [
+    "line",
+    "account_id",
+    "currency",
+    "frozen",
+    "self_excluded_until",
+    "timed_out_until",
+    "kind",
+    "period",
+    "value",
+    "pending_value",
+    "effective_at",
+    "position",
+    "recorded_at",
+    "sequence",
+    "type",
+    "hours",
+    "days",
+    "stake_factor",
+    "cursor",
+];
+
+/// `rg-events` as CSV: per account with a measure in force an `account` row (frozen, the ends
+/// of a self-exclusion or time-out) and a `limit` row per limit (value in force, a pending
+/// value and when it takes effect); then an `event` row per command (position, recorded_at,
+/// sequence, type and its figures: a `set_limits` gives a row per change, `value` empty when
+/// removed); last, when there is a next page, a `next_cursor` row.
+fn rg_events_csv(report: &RgEventsReport) -> String {
+    let mut table = CsvTable::new(&RG_EVENTS_CSV_HEADER);
+    let flag = |value: bool| if value { "true" } else { "false" };
+    for account in &report.accounts {
+        let id = [("account_id", account.account_id.as_str()), ("currency", account.currency.as_str())];
+        let mut fields = id.to_vec();
+        fields.push(("frozen", flag(account.frozen)));
+        fields.push(("self_excluded_until", account.self_excluded_until.as_deref().unwrap_or("")));
+        fields.push(("timed_out_until", account.timed_out_until.as_deref().unwrap_or("")));
+        table.row("account", &fields);
+        for limit in &account.limits {
+            let mut fields = id.to_vec();
+            fields.extend([
+                ("kind", limit.kind.as_str()),
+                ("period", limit.period.as_str()),
+                ("value", limit.value.as_deref().unwrap_or("")),
+            ]);
+            if let Some(pending) = &limit.pending {
+                fields.push(("pending_value", pending.value.as_deref().unwrap_or("")));
+                fields.push(("effective_at", &pending.effective_at));
+            }
+            table.row("limit", &fields);
+        }
+    }
+    for event in &report.events {
+        let position = event.position.to_string();
+        let sequence = event.command.sequence.to_string();
+        let common = [
+            ("currency", event.currency.as_deref().unwrap_or("")),
+            ("position", position.as_str()),
+            ("recorded_at", event.recorded_at.as_str()),
+            ("sequence", sequence.as_str()),
+        ];
+        let with = |account: &str, kind: &str, more: &[(&'static str, &str)]| {
+            let mut fields: Vec<(&str, String)> =
+                common.iter().map(|(name, value)| (*name, (*value).to_string())).collect();
+            fields.push(("account_id", account.to_string()));
+            fields.push(("type", kind.to_string()));
+            fields.extend(more.iter().map(|(name, value)| (*name, (*value).to_string())));
+            fields
+        };
+        let rows: Vec<Vec<(&str, String)>> = match &event.command.command {
+            AuditCommand::SetLimits { account_id, changes } if !changes.is_empty() => changes
+                .iter()
+                .map(|change| {
+                    with(
+                        account_id,
+                        "set_limits",
+                        &[
+                            ("kind", &change.kind),
+                            ("period", &change.period),
+                            ("value", change.value.as_deref().unwrap_or("")),
+                        ],
+                    )
+                })
+                .collect(),
+            AuditCommand::SetLimits { account_id, .. } => vec![with(account_id, "set_limits", &[])],
+            AuditCommand::TimeOut { account_id, hours } => {
+                vec![with(account_id, "time_out", &[("hours", &hours.to_string())])]
+            }
+            AuditCommand::SelfExclude { account_id, days } => {
+                vec![with(account_id, "self_exclude", &[("days", &days.to_string())])]
+            }
+            AuditCommand::SetAccountRisk { account_id, stake_factor, frozen } => vec![with(
+                account_id,
+                "set_account_risk",
+                &[("stake_factor", stake_factor.as_deref().unwrap_or("")), ("frozen", frozen.map_or("", flag))],
+            )],
+            // The report holds the four commands above only.
+            other => {
+                let kind = serde_json::to_value(other).ok().and_then(|value| value["type"].as_str().map(str::to_owned));
+                vec![with("", kind.as_deref().unwrap_or(""), &[])]
+            }
+        };
+        for fields in rows {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (*name, value.as_str())).collect();
+            table.row("event", &fields);
+        }
+    }
+    if let Some(cursor) = &report.next_cursor {
+        table.row("next_cursor", &[("cursor", cursor)]);
+    }
+    table.finish()
 }
 
 /// A window on book time: `from` inclusive, `to` exclusive.
@@ -1638,6 +1865,10 @@ async fn rg_events(
                 .map(|(position, at, sequence, command)| RgEventView {
                     position: *position,
                     recorded_at: format_rfc3339(*at),
+                    currency: command
+                        .account()
+                        .and_then(|account| currencies.accounts.get(&account))
+                        .map(ToString::to_string),
                     command: AuditCommandView { sequence: *sequence, command: audit_command(command, &currencies) },
                 })
                 .collect();
@@ -1762,6 +1993,7 @@ fn rg_account(
     }
     Ok(Some(RgAccountView {
         account_id: AccountId(id as u64).to_string(),
+        currency: currency.to_string(),
         frozen,
         self_excluded_until,
         timed_out_until,

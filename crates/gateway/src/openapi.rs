@@ -6,7 +6,9 @@
 //! `rate_limited` and 503 `overloaded`/`timeout`/`unavailable` (both with `Retry-After`) from
 //! admission control and the bounded book, and 500 `internal`; and on every write (POST, PUT,
 //! PATCH, DELETE) 504 `outcome_unknown`: the command reached the book but its reply did not
-//! come in time (`outcome.rs`).
+//! come in time (`outcome.rs`). A keyed write (one with the `Idempotency-Key` header: bets,
+//! deposits, withdrawals, cash-out accept) documents its own 503: besides those, `unavailable`
+//! while the read models are too far behind to tell whether the key was used (`idempotency.rs`).
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
@@ -250,6 +252,20 @@ impl Modify for CommonResponses {
                 ),
             ),
         ];
+        let keyed_unavailable = (
+            "503",
+            error_response(
+                &format!(
+                    "Overloaded: the book or the server is busy (`overloaded`), the request took too long \
+                     (`timeout`), or `unavailable`: the book is not accepting requests, or the read models (which \
+                     answer a retry after the book's idempotency window) are too far behind to tell whether this \
+                     `Idempotency-Key` was used; the write waited up to {} s for them and was not done. Retry with \
+                     the same key after `Retry-After`",
+                    crate::KEYED_WRITE_MODELS_WAIT.as_secs()
+                ),
+                true,
+            ),
+        );
         // Any write may hand a command to the book; a request that then gives up waiting
         // cannot say it was not done.
         let outcome_unknown = (
@@ -273,6 +289,9 @@ impl Modify for CommonResponses {
                 &mut item.trace,
             ];
             for operation in operations.into_iter().flatten() {
+                if is_keyed(operation) {
+                    add_responses(operation, std::slice::from_ref(&keyed_unavailable));
+                }
                 add_responses(operation, &common);
             }
             let writes = [&mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
@@ -302,6 +321,16 @@ fn add_journal_position(operation: &mut Operation) {
             .build();
         response.headers.insert("X-Journal-Position".to_string(), header);
     }
+}
+
+/// Whether `operation` takes the `Idempotency-Key` header (`dto::IdempotencyKey`).
+fn is_keyed(operation: &Operation) -> bool {
+    operation.parameters.as_ref().is_some_and(|parameters| {
+        parameters.iter().any(|parameter| {
+            parameter.name == "Idempotency-Key"
+                && matches!(parameter.parameter_in, utoipa::openapi::path::ParameterIn::Header)
+        })
+    })
 }
 
 fn add_responses(operation: &mut Operation, common: &[(&str, Response)]) {

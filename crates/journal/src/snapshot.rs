@@ -238,8 +238,15 @@ impl SnapshotStore {
 
     /// Like [`SnapshotStore::load_latest`], also saying which snapshots were skipped and why.
     pub fn load_latest_detailed(&self) -> Result<SnapshotLoad, JournalError> {
+        self.load_at_or_before(Position::MAX)
+    }
+
+    /// Like [`SnapshotStore::load_latest_detailed`], among the snapshots at or before `at`
+    /// only (recovering a book to a past position; `sportsbook verify` against read models).
+    pub fn load_at_or_before(&self, at: Position) -> Result<SnapshotLoad, JournalError> {
         let mut load = SnapshotLoad::default();
-        for (name_position, path) in self.list()?.into_iter().rev() {
+        let snapshots = self.list()?.into_iter().rev().filter(|(position, _)| *position <= at);
+        for (name_position, path) in snapshots {
             match self.read_verified(name_position, &path)? {
                 Ok(payload) => {
                     load.latest = Some((name_position, payload));

@@ -27,6 +27,7 @@ pub mod schema;
 pub mod serving;
 pub mod sqlite;
 pub mod store;
+pub mod totals;
 
 pub use follower::{Changes, Checkpoint, Follower};
 pub use postgres::{PostgresStore, POSTGRES_SCHEMA_DEFAULT};
@@ -73,6 +74,14 @@ pub enum ProjectorError {
          start from"
     )]
     NoStart { first_available: Position },
+    #[error(
+        "the read models stand at journal position {checkpoint}, but the journal begins at {first_available} (after \
+         a `sportsbook repair`, or segments removed) and no snapshot between {first_available} and {checkpoint} is \
+         left to rebuild the projector's book from (snapshots are pruned, `--snapshots-keep`): the models cannot \
+         resume; run `sportsbook projector --rebuild` (they then begin at the oldest snapshot the journal continues \
+         from)"
+    )]
+    NoResumePoint { checkpoint: Position, first_available: Position },
     #[error(
         "another projector writes to this store: its checkpoint is at {found:?}, this one expected {expected:?}; \
          run one projector per store"

@@ -71,6 +71,37 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// A read-only connection to models that exist (`sportsbook verify`): creates nothing,
+    /// applies no migration, and the session refuses writes (`default_transaction_read_only`).
+    pub fn connect_reader(url: &str, schema: &str) -> Result<PostgresStore, ProjectorError> {
+        if !valid_schema(schema) {
+            return Err(ProjectorError::Store(format!(
+                "postgres: schema `{schema}` must be lower-case letters, digits and `_`"
+            )));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| ProjectorError::Store(format!("postgres: runtime: {source}")))?;
+        let (client, connection) =
+            runtime.block_on(tokio_postgres::connect(url, NoTls)).map_err(|source| cannot_connect(url, &source))?;
+        runtime.spawn(async move {
+            let _ = connection.await;
+        });
+        let mut store = PostgresStore { runtime, client };
+        store.batch(&format!("SET default_transaction_read_only = on; SET search_path TO {schema}"))?;
+        let found = store.select_typed(
+            "schemata",
+            &[Type::Int],
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = $1",
+            &[Value::Text(schema.to_owned())],
+        )?;
+        if found.first().and_then(|row| row.first()).and_then(Value::int) != Some(1) {
+            return Err(ProjectorError::Store(format!("postgres: no schema `{schema}` (no read models there)")));
+        }
+        Ok(store)
+    }
+
     /// Drops `schema` and everything in it (tests, and an operator starting over).
     pub fn drop_schema(url: &str, schema: &str) -> Result<(), ProjectorError> {
         if !valid_schema(schema) {

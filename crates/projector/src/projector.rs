@@ -198,6 +198,12 @@ impl Projector {
                 let (book, checkpoint) = match snapshot {
                     // A snapshot saves replaying everything before it.
                     Some(found) => found,
+                    // Nothing to replay from: the journal no longer begins at 0 (a repair moved
+                    // it up to a snapshot, since pruned), and the records before it are not in
+                    // the archive either.
+                    None if first_available > 0 => {
+                        return Err(ProjectorError::NoResumePoint { checkpoint: stored.next_position, first_available })
+                    }
                     None => (
                         Book::new(options.config),
                         Checkpoint {

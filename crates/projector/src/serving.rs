@@ -174,7 +174,7 @@ pub const PROJECTOR_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Whether a failure may pass by itself (a full disk, a lost connection, a file being
 /// rotated): the projector reopens at its checkpoint and goes on. The others (a divergence,
 /// a rewritten journal, a second writer) need an operator.
-fn transient(error: &ProjectorError) -> bool {
+pub fn transient(error: &ProjectorError) -> bool {
     matches!(error, ProjectorError::Store(_) | ProjectorError::Journal(_))
 }
 

@@ -86,6 +86,18 @@ pub fn verify(dir: &Path) -> anyhow::Result<()> {
 /// head (stored in the snapshot, extended by replay): a record changed, lost or corrupt
 /// anywhere, archives included, fails it with the file and the position.
 pub fn verify_with_archive(dir: &Path, archive: Option<&Path>) -> anyhow::Result<()> {
+    verify_with(dir, archive, None, projector::POSTGRES_SCHEMA_DEFAULT)
+}
+
+/// `sportsbook verify [--archive DIR] [--store STORE] [--schema NAME]`: `verify_with_archive`,
+/// then the book's running totals against the full history in the read models: `store` (`None`:
+/// the embedded SQLite models, when the data directory has them). See [`verify_read_models`].
+pub fn verify_with(
+    dir: &Path,
+    archive: Option<&Path>,
+    store: Option<&projection::StoreArg>,
+    schema: &str,
+) -> anyhow::Result<()> {
     let recovered = engine::recover_read_only_with_archive(dir, archive, book::Config::default())
         .map_err(|error| explain_open_error(dir, error))?;
     let report = recovered.report;
@@ -136,8 +148,220 @@ pub fn verify_with_archive(dir: &Path, archive: Option<&Path>) -> anyhow::Result
         "{} corrupt snapshot(s) skipped (see above); invariants hold, state digest {digest}",
         recovered.skipped_snapshots.len()
     );
+    verify_read_models(dir, archive, store, schema, &book, &report)?;
+    // Last, and the digest as the last word: scripts and tests read it there.
     println!("invariants hold; state digest {digest}");
     Ok(())
+}
+
+/// The book's running totals against the full history in the read models, read-only: the
+/// models' checkpoint gives their journal position; the book is `book` when that is where
+/// recovery ended, else recovered again to exactly that position (from a snapshot at or before
+/// it). Every ledger account's totals must equal the sums of the `transfers` model, and every
+/// player's wallet their last `statements` row (`projector::totals`); a difference fails with
+/// the account and both figures. Without models (no `store` and no embedded file) there is
+/// nothing to compare; models seeded from a snapshot lack the history before it and are not
+/// compared (said so).
+pub fn verify_read_models(
+    dir: &Path,
+    archive: Option<&Path>,
+    store: Option<&projection::StoreArg>,
+    schema: &str,
+    book: &book::Book,
+    report: &engine::RecoveryReport,
+) -> anyhow::Result<()> {
+    let embedded = projection::sqlite_path(dir);
+    let (mut models, name): (Box<dyn projector::Store>, String) = match store {
+        None if !embedded.exists() => {
+            println!("no read models at {}: running totals not compared with a history", embedded.display());
+            return Ok(());
+        }
+        None | Some(projection::StoreArg::Sqlite(None)) => {
+            (open_sqlite_reader(&embedded)?, embedded.display().to_string())
+        }
+        Some(projection::StoreArg::Sqlite(Some(path))) => (open_sqlite_reader(path)?, path.display().to_string()),
+        Some(projection::StoreArg::Postgres(url)) => (
+            Box::new(
+                projector::PostgresStore::connect_reader(url, schema)
+                    .with_context(|| format!("opening the read models in {url}, schema {schema}"))?,
+            ),
+            format!("{url} (schema {schema})"),
+        ),
+    };
+    let Some(checkpoint) = projector::store::checkpoint(models.as_mut())
+        .with_context(|| format!("reading the read models' checkpoint in {name}"))?
+    else {
+        println!("the read models in {name} are empty: running totals not compared");
+        return Ok(());
+    };
+    if checkpoint.base_position > 0 {
+        println!(
+            "the read models in {name} begin at the snapshot at journal position {} (the journal before it was gone \
+             when they were built): they lack the history before it, so running totals are not compared; \
+             `sportsbook projector --rebuild` from a journal that begins at 0 makes them comparable",
+            checkpoint.base_position
+        );
+        return Ok(());
+    }
+    let at = checkpoint.next_position;
+    anyhow::ensure!(
+        at <= report.position,
+        "the read models in {name} stand at journal position {at}, beyond the journal's end {}: they were built \
+         from another journal (run `sportsbook projector --rebuild`)",
+        report.position
+    );
+    let earlier;
+    let (book, head) = if at == report.position {
+        (book, report.chain_head)
+    } else {
+        earlier = engine::recover_read_only_to(dir, archive, book::Config::default(), at)
+            .with_context(|| format!("recovering the book to journal position {at}, where the read models stand"))?;
+        (&earlier.book, earlier.report.chain_head)
+    };
+    anyhow::ensure!(
+        head == checkpoint.chain_head,
+        "the read models in {name} were built from another journal: their hash-chain head at position {at} is {}, \
+         the journal's {} (run `sportsbook projector --rebuild`)",
+        hex_head(&checkpoint.chain_head),
+        hex_head(&head)
+    );
+    let comparison = projector::totals::compare(models.as_mut(), book)
+        .with_context(|| format!("summing the history in the read models {name}"))?;
+    if !comparison.mismatches.is_empty() {
+        for mismatch in &comparison.mismatches {
+            eprintln!("running totals differ: {mismatch}");
+        }
+        anyhow::bail!(
+            "{} figure(s) of the book at journal position {at} differ from the history in the read models {name} \
+             (first: {})",
+            comparison.mismatches.len(),
+            comparison.mismatches[0]
+        );
+    }
+    println!(
+        "running totals match the read models {name} at journal position {at}: {} ledger accounts and {} players \
+         against {} transfers of history ({} still in the book)",
+        comparison.ledger_accounts, comparison.players, comparison.transfers, comparison.transfers_held
+    );
+    Ok(())
+}
+
+/// The SQLite models, read without writing a byte to the data directory. A store whose
+/// projector closed cleanly has no `-wal` file and is opened `immutable` (no `-wal` or `-shm`
+/// created, no locks). One with a `-wal` (a projector killed, or running) cannot be read in
+/// place without SQLite writing to its `-shm`: the file and its `-wal` are copied into a
+/// private temporary directory (removed again when the store is dropped) and read there.
+fn open_sqlite_reader(path: &Path) -> anyhow::Result<Box<dyn projector::Store>> {
+    anyhow::ensure!(path.exists(), "no read models at {}", path.display());
+    let with_suffix = |path: &Path, suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let wal = with_suffix(path, "-wal");
+    if !wal.exists() {
+        let uri = format!("file:{}?mode=ro&immutable=1", uri_path(path));
+        let store = projector::SqliteStore::open_reader(Path::new(&uri))
+            .with_context(|| format!("opening the read models {}", path.display()))?;
+        return Ok(Box::new(store));
+    }
+    let copy = TemporaryCopy::new()?;
+    let target = copy.dir.join("read-models.sqlite3");
+    // The `-wal` first: a checkpoint running meanwhile only moves pages from it into the main
+    // file, which is copied after and then holds them too.
+    std::fs::copy(&wal, with_suffix(&target, "-wal")).with_context(|| format!("copying {}", wal.display()))?;
+    std::fs::copy(path, &target).with_context(|| format!("copying {}", path.display()))?;
+    println!(
+        "the read models in {} were not closed cleanly (a -wal file): reading a copy in {}",
+        path.display(),
+        copy.dir.display()
+    );
+    let store = projector::SqliteStore::open_reader(&target)
+        .with_context(|| format!("opening the copy of the read models {}", path.display()))?;
+    Ok(Box::new(CopiedStore { store, _copy: copy }))
+}
+
+/// A path as the path of a `file:` URI (`%`, `?` and `#` escaped).
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An owner-only temporary directory, removed on drop.
+struct TemporaryCopy {
+    dir: std::path::PathBuf,
+}
+
+impl TemporaryCopy {
+    fn new() -> anyhow::Result<TemporaryCopy> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("sportsbook-verify-{}-{nanos}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(journal::file::PRIVATE_DIR_MODE)
+            .create(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        Ok(TemporaryCopy { dir })
+    }
+}
+
+impl Drop for TemporaryCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A store read from a temporary copy, which goes when the store does.
+struct CopiedStore {
+    store: projector::SqliteStore,
+    _copy: TemporaryCopy,
+}
+
+impl projector::Store for CopiedStore {
+    fn kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    fn schema_version(&mut self) -> Result<i64, projector::ProjectorError> {
+        self.store.schema_version()
+    }
+
+    fn commit(
+        &mut self,
+        changes: &projector::Changes,
+        previous: Option<journal::Position>,
+    ) -> Result<(), projector::ProjectorError> {
+        self.store.commit(changes, previous)
+    }
+
+    fn clear(&mut self) -> Result<(), projector::ProjectorError> {
+        self.store.clear()
+    }
+
+    fn placeholder(&self, index: usize) -> String {
+        self.store.placeholder(index)
+    }
+
+    fn select_typed(
+        &mut self,
+        name: &str,
+        types: &[projector::schema::Type],
+        sql: &str,
+        params: &[projector::schema::Value],
+    ) -> Result<Vec<Vec<projector::schema::Value>>, projector::ProjectorError> {
+        self.store.select_typed(name, types, sql, params)
+    }
 }
 
 fn hex_head(head: &engine::ChainHead) -> String {

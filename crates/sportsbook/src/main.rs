@@ -222,8 +222,9 @@ enum Commands {
         bets: u64,
     },
     /// Recovers a data directory (latest snapshot plus journal) without writing to it, checks
-    /// every invariant and prints the state digest. Exits non-zero on a corrupt journal or
-    /// snapshot.
+    /// every invariant and prints the state digest; with read models, checks the book's
+    /// running totals against their full history at their position. Exits non-zero on a
+    /// corrupt journal or snapshot, or totals that differ (naming the account and both figures).
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
@@ -231,6 +232,14 @@ enum Commands {
         /// position 0 across archived and live segments.
         #[arg(long)]
         archive: Option<PathBuf>,
+        /// The read models to check the book's running totals against: `sqlite`
+        /// (DATA_DIR/projector/read-models.sqlite3, the default when it exists), `sqlite:PATH`,
+        /// or a `postgres://` URL.
+        #[arg(long, value_parser = sportsbook::projection::parse_store)]
+        store: Option<sportsbook::projection::StoreArg>,
+        /// The PostgreSQL schema of the models.
+        #[arg(long, default_value = projector::POSTGRES_SCHEMA_DEFAULT)]
+        schema: String,
     },
     /// The way forward after a corrupt journal (the server refuses to start and names the
     /// position): cuts the journal at a position after copying everything it cuts into
@@ -423,7 +432,9 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Commands::Verify { data_dir, archive } => sportsbook::verify_with_archive(&data_dir, archive.as_deref()),
+        Commands::Verify { data_dir, archive, store, schema } => {
+            sportsbook::verify_with(&data_dir, archive.as_deref(), store.as_ref(), &schema)
+        }
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
         Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {
             sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {

@@ -60,6 +60,16 @@ async fn get_ok(app: &TestApp, path: &str) -> Value {
     body
 }
 
+/// A report as CSV (`?format=csv`), with its content type and attachment name checked.
+async fn get_csv(app: &TestApp, path: &str) -> String {
+    let response = reqwest::Client::new().get(app.url(path)).bearer_auth(ADMIN_KEY).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 200, "{path}");
+    let header = |name: &str| response.headers()[name].to_str().expect("header").to_string();
+    assert_eq!(header("content-type"), "text/csv; charset=utf-8");
+    assert!(header("content-disposition").starts_with("attachment; filename="), "{path}");
+    response.text().await.expect("body")
+}
+
 fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
     assert_eq!((status, body["error"]["code"].as_str()), (expected_status, Some(code)), "{body}");
 }
@@ -404,6 +414,24 @@ async fn reports_show_exact_turnover_ggr_and_liabilities_after_a_resettlement() 
                    {"selection_id": open[2], "liability": "0.00", "currency": "EUR", "by_currency": []}]}],
                "next_cursor": null})
     );
+    // The same as CSV: a row per fact, every amount with its currency.
+    let (market, event) = (open_market.as_str(), open_event.as_str());
+    assert_eq!(
+        get_csv(&app, "/v1/admin/reports/liabilities?format=csv").await,
+        format!(
+            "line,currency,bets,stakes,liability,market_id,event_id,selection_id,cursor\r\n\
+             open_bets,EUR,1,4.00,,,,,\r\n\
+             total_liability,EUR,,,8.80,,,,\r\n\
+             total_liability_by_currency,EUR,,,8.80,,,,\r\n\
+             market,EUR,,,8.80,{market},{event},,\r\n\
+             market_by_currency,EUR,,,8.80,{market},{event},,\r\n\
+             selection,EUR,,,0.00,{market},{event},{},\r\n\
+             selection,EUR,,,8.80,{market},{event},{},\r\n\
+             selection_by_currency,EUR,,,8.80,{market},{event},{},\r\n\
+             selection,EUR,,,0.00,{market},{event},{},\r\n",
+            open[0], open[1], open[1], open[2]
+        )
+    );
 
     for (path, code) in [
         ("/v1/admin/reports/nonsense", 404),
@@ -517,6 +545,39 @@ async fn rg_events_show_measures_in_force_and_the_commands_behind_them() {
     assert_eq!(window["next_cursor"], Value::Null, "{window}");
     let (status, body) = app.call("GET", "/v1/admin/reports/rg-events?cursor=pos_x", Some(ADMIN_KEY), None).await;
     assert_error(status, &body, 400, "invalid_request");
+
+    // The same as CSV: the accounts with their limits, then a row per command (and per limit
+    // change); a page of one item ends with the cursor of the next.
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    let at = |event: &Value| format!("{},{},{}", event["position"], text(&event["recorded_at"]), event["sequence"]);
+    let (ann_until, bob_until) = (text(&accounts[0]["self_excluded_until"]), text(&accounts[1]["timed_out_until"]));
+    assert_eq!(
+        get_csv(&app, "/v1/admin/reports/rg-events?format=csv").await,
+        format!(
+            "line,account_id,currency,frozen,self_excluded_until,timed_out_until,kind,period,value,pending_value,\
+             effective_at,position,recorded_at,sequence,type,hours,days,stake_factor,cursor\r\n\
+             account,{ann_account},EUR,false,{ann_until},,,,,,,,,,,,,,\r\n\
+             limit,{ann_account},EUR,,,,deposit,day,50.00,,,,,,,,,,\r\n\
+             account,{bob_account},EUR,false,,{bob_until},,,,,,,,,,,,,\r\n\
+             account,{cat_account},EUR,true,,,,,,,,,,,,,,,\r\n\
+             event,{ann_account},EUR,,,,deposit,day,50.00,,,{},set_limits,,,,\r\n\
+             event,{ann_account},EUR,,,,,,,,,{},self_exclude,,10,,\r\n\
+             event,{ann_account},EUR,,,,,,,,,{},self_exclude,,182,,\r\n\
+             event,{bob_account},EUR,,,,,,,,,{},time_out,24,,,\r\n\
+             event,{cat_account},EUR,true,,,,,,,,{},set_account_risk,,,,\r\n",
+            at(&events[0]),
+            at(&events[1]),
+            at(&events[2]),
+            at(&events[3]),
+            at(&events[4])
+        )
+    );
+    let first_page = get_ok(&app, "/v1/admin/reports/rg-events?limit=1").await;
+    let cursor = text(&first_page["next_cursor"]);
+    assert!(!cursor.is_empty(), "{first_page}");
+    let csv = get_csv(&app, "/v1/admin/reports/rg-events?limit=1&format=csv").await;
+    assert!(csv.ends_with(&format!("next_cursor,,,,,,,,,,,,,,,,,,{cursor}\r\n")), "{csv}");
+    assert_eq!(csv.lines().count(), 4, "header, the account, its limit, the cursor: {csv}");
 }
 
 #[tokio::test]

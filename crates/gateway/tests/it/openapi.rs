@@ -346,3 +346,35 @@ async fn every_error_response_is_the_error_schema() {
         }
     }
 }
+
+/// The keyed writes (bets, deposits, withdrawals, cash-out accept: the operations with the
+/// `Idempotency-Key` header) document the 503 `unavailable` they give while the read models are
+/// too far behind to tell whether the key was used; other operations keep the common 503.
+#[tokio::test]
+async fn keyed_writes_document_the_503_of_read_models_far_behind() {
+    let app = spawn_app().await;
+    let (value, _) = fetch_document(&app).await;
+    let keyed: BTreeSet<(String, String)> = route_set(&[
+        ("POST", "/v1/bets"),
+        ("POST", "/v1/wallet/deposits"),
+        ("POST", "/v1/wallet/withdrawals"),
+        ("POST", "/v1/bets/{id}/cashout"),
+    ]);
+    let mut found = BTreeSet::new();
+    for (method, path, operation) in operations(&value) {
+        let has_key = operation["parameters"]
+            .as_array()
+            .is_some_and(|parameters| parameters.iter().any(|parameter| parameter["name"] == "Idempotency-Key"));
+        if NOT_ERROR_BODIES.contains(&(method.as_str(), path.as_str(), "503")) {
+            continue;
+        }
+        let description = operation["responses"]["503"]["description"].as_str().expect("503 description");
+        let about_models = description.contains("read models") && description.contains("`unavailable`");
+        assert_eq!(about_models, has_key, "{method} {path}: {description}");
+        assert!(operation["responses"]["503"]["headers"].get("Retry-After").is_some(), "{method} {path}");
+        if has_key {
+            found.insert((method, path));
+        }
+    }
+    assert_eq!(found, keyed);
+}
