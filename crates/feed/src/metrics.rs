@@ -61,6 +61,8 @@ pub struct FeedMetrics {
     pub refusals: Family<ReasonLabel, Counter>,
     /// Producer (UOF `product`) state changes.
     pub producers: Family<ProducerLabel, Counter>,
+    /// Failed or lost connections of sources, by provider and code (`transport::AmqpFailure`).
+    pub connection_errors: Family<ReasonLabel, Counter>,
     pub staleness_ms: Family<ProviderLabel, Gauge>,
     pub messages: Family<OutcomeLabel, Counter>,
     pub switches: Family<SwitchLabel, Counter>,
@@ -81,6 +83,7 @@ impl FeedMetrics {
             name_fallbacks: Family::default(),
             refusals: Family::default(),
             producers: Family::default(),
+            connection_errors: Family::default(),
             staleness_ms: Family::default(),
             messages: Family::default(),
             switches: Family::default(),
@@ -112,6 +115,11 @@ impl FeedMetrics {
             self.producers.clone(),
         );
         registry.register(
+            "sportsbook_feed_connection_errors",
+            "Failed or lost feed connections (refused, certificate, missing exchange ...) by provider and code",
+            self.connection_errors.clone(),
+        );
+        registry.register(
             "sportsbook_feed_switches",
             "Source failovers, stale and fresh transitions, and recovery requests by provider",
             self.switches.clone(),
@@ -141,6 +149,26 @@ impl FeedMetrics {
     /// How many refusals of `reason` were counted for `provider`.
     pub fn refusals_of(&self, provider: &str, reason: &str) -> u64 {
         self.refusals.get_or_create(&ReasonLabel { provider: provider.to_string(), reason: reason.to_string() }).get()
+    }
+
+    pub fn connection_error(&self, provider: &str, code: &str) {
+        self.connection_errors
+            .get_or_create(&ReasonLabel { provider: provider.to_string(), reason: code.to_string() })
+            .inc();
+    }
+
+    /// How many connection errors of `code` were counted for `provider`.
+    pub fn connection_errors_of(&self, provider: &str, code: &str) -> u64 {
+        self.connection_errors
+            .get_or_create(&ReasonLabel { provider: provider.to_string(), reason: code.to_string() })
+            .get()
+    }
+
+    /// How many producer changes of `kind` were counted for `provider`'s `product`.
+    pub fn producer_changes_of(&self, provider: &str, product: u32, kind: &str) -> u64 {
+        self.producers
+            .get_or_create(&ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() })
+            .get()
     }
 
     pub fn producer(&self, provider: &str, product: u32, kind: &str) {

@@ -693,6 +693,11 @@ impl SourceHandle {
         });
     }
 
+    /// A connection attempt failed or a session was lost: counted by `code`.
+    pub fn connection_failed(&self, code: &str) {
+        self.hub.0.metrics.connection_error(&self.provider, code);
+    }
+
     pub fn disconnected(&self) {
         let ms = self.hub.now_ms();
         self.update(|state, index| {

@@ -213,24 +213,47 @@ impl RoutingKey {
 }
 
 /// What a session consumes: the routing-key patterns its queue is bound with, as the
-/// provider's SDKs bind them.
+/// provider's SDKs bind them (`MessageInterest`). Every interest but `All` also binds the
+/// system messages (`-.-.-.#`: `alive`, `snapshot_complete`, `product_down`), which drive the
+/// producers' recovery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interest {
     /// Every message (`#`).
     All,
-    /// Live messages and system messages.
+    /// Live messages (routing keys `*.*.live.…`).
     Live,
-    /// Pre-match messages and system messages.
+    /// Pre-match messages (`*.pre.*.…`).
     Prematch,
+    /// High-priority messages (`hi.…`).
+    HiPriority,
+    /// Low-priority messages (`lo.…`).
+    LoPriority,
 }
 
 impl Interest {
+    /// The names `Interest::parse` reads, in order.
+    pub const NAMES: [&'static str; 5] = ["all", "live", "prematch", "hi", "lo"];
+
     pub fn bindings(self) -> &'static [&'static str] {
         match self {
             Interest::All => &["#"],
             Interest::Live => &["*.*.live.#", "-.-.-.#"],
             Interest::Prematch => &["*.pre.*.#", "-.-.-.#"],
+            Interest::HiPriority => &["hi.#", "-.-.-.#"],
+            Interest::LoPriority => &["lo.#", "-.-.-.#"],
         }
+    }
+
+    /// `all`, `live`, `prematch`, `hi` or `lo`.
+    pub fn parse(text: &str) -> Result<Interest, String> {
+        Ok(match text {
+            "all" => Interest::All,
+            "live" => Interest::Live,
+            "prematch" => Interest::Prematch,
+            "hi" => Interest::HiPriority,
+            "lo" => Interest::LoPriority,
+            _ => return Err(format!("{text:?} is not a UOF interest (one of {})", Interest::NAMES.join(", "))),
+        })
     }
 }
 
