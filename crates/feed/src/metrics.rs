@@ -171,6 +171,17 @@ impl FeedMetrics {
             .get()
     }
 
+    /// Markets a producer going down suspended (kind `markets_suspended`).
+    pub fn producer_markets_suspended(&self, provider: &str, product: u32, count: u64) {
+        self.producers
+            .get_or_create(&ProducerLabel {
+                provider: provider.to_string(),
+                product,
+                kind: "markets_suspended".to_string(),
+            })
+            .inc_by(count);
+    }
+
     pub fn producer(&self, provider: &str, product: u32, kind: &str) {
         self.producers
             .get_or_create(&ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() })

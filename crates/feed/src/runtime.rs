@@ -11,10 +11,16 @@
 //! - when the active source is fresh again, it tells the book and asks for a recovery; the
 //!   markets reopen when the provider's `snapshot_complete` reaches the book.
 //!
-//! A provider with producers (the Unified Odds Feed's `product`s) has each tracked on its own:
-//! a producer is down when its `alive` says `subscribed="0"` or when none came for
-//! `stale_after` (at least `PRODUCER_SILENCE_MIN`), and up again when its `alive` returns; while any producer is down the provider
-//! is not fresh, so its markets are suspended (or delayed) until the recovery completes.
+//! A provider with producers (the Unified Odds Feed's `product`s) has each tracked on its own,
+//! with its own alive/down/recovery state (`recovery::ProducerRecovery`), and each owns the
+//! markets it priced last (`odds_change` of that product; a market handed over, `status="-2"`,
+//! leaves its owner). A producer that goes down (`alive subscribed="0"`, its `alive` silent
+//! beyond `max_inactivity`, `product_down`) suspends only its own markets: the hub sends the
+//! book a `bet_stop` of them (a feed message like any, in the journal), and asks the provider's
+//! API for the producer's recovery; the replay's `odds_change` reopens them. The other
+//! producers' markets stay open. A silent or lost source is the provider's staleness: all its
+//! markets wait (`FeedHealth`), every producer recovers, and the book reopens them on the
+//! `snapshot_complete` that ends the last recovery.
 //!
 //! Every switch is logged and counted; every refused message and refused item is logged with
 //! its reason and counted by reason (`sportsbook_feed_refusals`).
@@ -24,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use book::{Ack, Command, FeedApplied, FeedMessage, Reply, StaleMode};
+use book::{Ack, Command, FeedApplied, FeedItem, FeedMarketStatus, FeedMessage, Reply, StaleMode};
 use engine::{EngineError, EngineHandle, Outcome};
 use tokio::sync::mpsc;
 
@@ -38,6 +44,10 @@ pub const WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
 /// The shortest silence after which a producer (UOF `product`) is down: its `alive` comes
 /// about every 10 s, and the provider's SDKs wait at least 20 s.
 pub const PRODUCER_SILENCE_MIN: Duration = Duration::from_secs(20);
+/// Markets whose owning producer the hub remembers per provider (`(event, market)` → product);
+/// beyond it a market's owner is not tracked (counted as `owner_untracked`), and a producer
+/// going down does not suspend it (the provider's staleness still does).
+pub const PRODUCER_MARKETS_MAX: usize = 262_144;
 /// How often each producer's recovery state machine is polled (and `last_good` stored).
 pub const RECOVERY_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Control requests queued per source.
@@ -133,6 +143,9 @@ pub struct ProducerView {
 struct ProviderState {
     settings: ProviderSettings,
     producers: BTreeMap<u32, ProducerState>,
+    /// The producer that priced each market last: `(event, market)` → product (at most
+    /// `PRODUCER_MARKETS_MAX`).
+    owners: BTreeMap<(String, String), u32>,
     uof: UofState,
     sources: Vec<SourceState>,
     active: usize,
@@ -144,9 +157,7 @@ struct ProviderState {
 impl ProviderState {
     fn fresh(&self, source: usize, now: Instant) -> bool {
         let source = &self.sources[source];
-        !self.producers.values().any(ProducerState::down)
-            && source.connected
-            && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= self.settings.stale_after)
+        source.connected && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= self.settings.stale_after)
     }
 }
 
@@ -237,6 +248,7 @@ impl FeedHub {
         let state = providers.entry(provider.to_string()).or_insert_with(|| ProviderState {
             settings: self.0.defaults,
             producers: BTreeMap::new(),
+            owners: BTreeMap::new(),
             uof: UofState::default(),
             sources: Vec::new(),
             active: 0,
@@ -541,6 +553,7 @@ impl FeedHub {
                 Action::MarkDown(reason) => {
                     self.0.metrics.producer(name, product, "down");
                     tracing::error!(provider = %name, product, reason = reason.as_str(), "feed producer down; its markets wait for its recovery");
+                    self.suspend_producer(name, state, product);
                 }
                 Action::SendRequest(request) => {
                     self.0.metrics.producer(name, product, "recovery");
@@ -585,6 +598,114 @@ impl FeedHub {
             }
         }
         reopen
+    }
+
+    /// Suspends the markets `product` owns: a `bet_stop` of them goes to the book (of the ones
+    /// the book has: a market listed without odds was never created), on a task of its own.
+    /// A stale provider's markets are all suspended already.
+    fn suspend_producer(&self, name: &str, state: &ProviderState, product: u32) {
+        if state.stale {
+            return;
+        }
+        let mut by_event: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for ((event, market), owner) in &state.owners {
+            if *owner == product {
+                by_event.entry(event.clone()).or_default().push(market.clone());
+            }
+        }
+        if by_event.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let hub = self.clone();
+        let provider = name.to_string();
+        // A stamp of its own (the provider's latest time or the wall clock, whichever is later),
+        // so that two suspensions of the same markets are two messages, not a duplicate.
+        let timestamp = state.last_timestamp.max(wall_ms());
+        runtime.spawn(async move {
+            let known = {
+                let owner = provider.clone();
+                let read = hub.0.engine.read_async(move |book| {
+                    by_event
+                        .into_iter()
+                        .filter_map(|(event, markets)| {
+                            let markets: Vec<String> = markets
+                                .into_iter()
+                                .filter(|market| book.feed().market(&owner, &event, market).is_some())
+                                .collect();
+                            (!markets.is_empty()).then_some(FeedItem::BetStop { event, markets })
+                        })
+                        .collect::<Vec<_>>()
+                });
+                match read {
+                    Ok(receiver) => receiver.await.unwrap_or_default(),
+                    Err(error) => {
+                        tracing::error!(%provider, product, %error, "feed producer's markets not suspended");
+                        return;
+                    }
+                }
+            };
+            let count: usize = known
+                .iter()
+                .map(|item| if let FeedItem::BetStop { markets, .. } = item { markets.len() } else { 0 })
+                .sum();
+            if count == 0 {
+                return;
+            }
+            hub.0.metrics.producer_markets_suspended(&provider, product, count as u64);
+            tracing::warn!(%provider, product, markets = count, "feed producer down: its markets suspended");
+            for items in known.chunks(book::constants::FEED_ITEMS_MAX) {
+                let message = FeedMessage { provider: provider.clone(), sequence: 0, timestamp, items: items.to_vec() };
+                match hub.0.engine.submit_waiting(Command::Feed(message)) {
+                    Ok(reply) => {
+                        if let Ok(Ok(reply)) = reply.await {
+                            hub.record(&provider, timestamp, &reply);
+                        }
+                    }
+                    Err(error) => tracing::error!(%provider, product, %error, "feed producer's markets not suspended"),
+                }
+            }
+        });
+    }
+
+    /// Notes which producer owns the markets of a message it sent (before the book applies it).
+    fn note_owners(&self, name: &str, state: &mut ProviderState, product: u32, message: &FeedMessage) {
+        for item in &message.items {
+            match item {
+                FeedItem::Markets { event, markets } => {
+                    for market in markets {
+                        let key = (event.clone(), market.market.clone());
+                        match market.status {
+                            FeedMarketStatus::HandedOver => {
+                                if state.owners.get(&key) == Some(&product) {
+                                    state.owners.remove(&key);
+                                }
+                            }
+                            FeedMarketStatus::Settled | FeedMarketStatus::Cancelled => {
+                                state.owners.remove(&key);
+                            }
+                            _ => {
+                                if state.owners.len() < PRODUCER_MARKETS_MAX || state.owners.contains_key(&key) {
+                                    state.owners.insert(key, product);
+                                } else {
+                                    self.0.metrics.producer(name, product, "owner_untracked");
+                                }
+                            }
+                        }
+                    }
+                }
+                FeedItem::Settlement { event, market, .. } | FeedItem::Cancel { event, market } => {
+                    state.owners.remove(&(event.clone(), market.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The producer that owns each market of `provider` the hub tracks, `(event, market)` →
+    /// product.
+    pub fn market_owners(&self, provider: &str) -> BTreeMap<(String, String), u32> {
+        self.with_provider(provider, |state| state.owners.clone())
     }
 
     /// The provider's answer to a recovery request.
@@ -741,6 +862,9 @@ impl SourceHandle {
             let active = state.active == self.index;
             if active {
                 state.last_timestamp = state.last_timestamp.max(message.timestamp);
+                if let Some(product) = product {
+                    self.hub.note_owners(&self.provider, state, product, &message);
+                }
             }
             active
         });

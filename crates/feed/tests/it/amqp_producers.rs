@@ -1,0 +1,216 @@
+//! Producers tracked one by one over the real RabbitMQ: a producer that goes down (its
+//! `product_down`, or its `alive` falling silent while another producer still speaks) suspends
+//! only the markets it owns, and its own recovery brings them back; the other producer's markets
+//! stay open throughout. Messages are schema-true, under real routing keys.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use book::{MarketStatus, StaleMode};
+use feed::recovery::RecoveryConfig;
+use feed::transport::{follow_amqp, AmqpProvider};
+use feed::uof_api::{ApiSettings, UofApi};
+use feed::{ProviderSettings, UofSettings};
+
+use crate::amqp::{alive_of, exchange, live, prematch, provider, recover, send, RABBITMQ, TOKEN};
+use crate::support::{wall_ms, Stack};
+
+/// The pre-match producer (3) prices `PREMATCH_EVENT`; the live producer (1) prices
+/// `LIVE_EVENT`.
+const PREMATCH_EVENT: &str = "sr:match:31";
+const LIVE_EVENT: &str = "sr:match:11";
+
+fn odds_change(product: u32, event: &str, status: &str, request_id: Option<u64>) -> String {
+    let request = request_id.map(|id| format!(r#" request_id="{id}""#)).unwrap_or_default();
+    format!(
+        r#"<odds_change product="{product}" event_id="{event}" timestamp="{}"{request}><odds>
+        <market id="1" status="{status}"><outcome id="1" odds="2.10" active="1"/><outcome id="2" odds="3.40" active="1"/><outcome id="3" odds="3.00" active="1"/></market>
+        </odds></odds_change>"#,
+        wall_ms()
+    )
+}
+
+fn routing(product: u32, event: &str, kind: &str) -> String {
+    let id = event.rsplit(':').next().expect("urn");
+    let key = if product == 3 { prematch(kind) } else { live(kind) };
+    key.replace("sr:match.1.", &format!("sr:match.{id}."))
+}
+
+fn status(stack: &Stack, event: &'static str) -> MarketStatus {
+    stack.read(move |book| {
+        let market = book.feed().market("uof", event, "1").expect("market");
+        book.market(market).expect("m").status
+    })
+}
+
+async fn until_status(stack: &Stack, event: &'static str, expected: MarketStatus) {
+    stack
+        .until(&format!("{event} {expected:?}"), move |book| {
+            book.feed()
+                .market("uof", event, "1")
+                .is_some_and(|market| book.market(market).expect("m").status == expected)
+        })
+        .await;
+}
+
+fn changes(stack: &Stack, product: u32, kind: &str) -> u64 {
+    stack.hub.metrics().producer_changes_of("uof", product, kind)
+}
+
+/// Both producers up, each with its market open.
+async fn two_producers(
+    stack: &Stack,
+    provider: &feed::transport::AmqpProvider,
+    recoveries: &mut tokio::sync::mpsc::Receiver<feed::transport::RecoveryRequest>,
+) {
+    recover(stack, provider, recoveries, &[3, 1]).await;
+    send(provider, &routing(3, PREMATCH_EVENT, "odds_change"), odds_change(3, PREMATCH_EVENT, "1", None)).await;
+    send(provider, &routing(1, LIVE_EVENT, "odds_change"), odds_change(1, LIVE_EVENT, "1", None)).await;
+    until_status(stack, PREMATCH_EVENT, MarketStatus::Open).await;
+    until_status(stack, LIVE_EVENT, MarketStatus::Open).await;
+    let owners = stack.hub.market_owners("uof");
+    assert_eq!(owners.get(&(PREMATCH_EVENT.to_string(), "1".to_string())), Some(&3));
+    assert_eq!(owners.get(&(LIVE_EVENT.to_string(), "1".to_string())), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn product_down_suspends_only_that_producers_markets_and_its_recovery_brings_them_back() {
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
+    let exchange = exchange("producers");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    two_producers(&stack, &provider, &mut recoveries).await;
+    while recoveries.try_recv().is_ok() {}
+    let (recoveries_1, recoveries_3) = (changes(&stack, 1, "recovery"), changes(&stack, 3, "recovery"));
+
+    // The live producer goes down: its market is suspended, the pre-match one stays open.
+    send(&provider, "-.-.-.product_down.-.-.-.-", format!(r#"<product_down product="1" timestamp="{}"/>"#, wall_ms()))
+        .await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Suspended).await;
+    assert_eq!(status(&stack, PREMATCH_EVENT), MarketStatus::Open);
+    assert!(stack.hub.stale_providers().is_empty(), "one producer down is not the provider stale");
+    let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof").expect("uof");
+    assert!(view.producers.iter().any(|p| p.product == 1 && p.down), "{view:?}");
+    assert!(view.producers.iter().any(|p| p.product == 3 && !p.down), "{view:?}");
+    assert_eq!(changes(&stack, 1, "markets_suspended"), 1);
+    assert_eq!(changes(&stack, 3, "markets_suspended"), 0);
+
+    // Its recovery, asked of the provider's API for product 1 only, brings its market back.
+    let request =
+        tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
+    assert_eq!(changes(&stack, 1, "recovery"), recoveries_1 + 1);
+    assert_eq!(changes(&stack, 3, "recovery"), recoveries_3, "the pre-match producer recovers nothing");
+    send(&provider, &routing(1, LIVE_EVENT, "odds_change"), odds_change(1, LIVE_EVENT, "1", Some(request.request_id)))
+        .await;
+    send(
+        &provider,
+        "-.-.-.snapshot_complete.-.-.-.-",
+        format!(r#"<snapshot_complete request_id="{}" product="1" timestamp="{}"/>"#, request.request_id, wall_ms()),
+    )
+    .await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Open).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while changes(&stack, 1, "up") < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "producer 1 never up again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(changes(&stack, 1, "snapshot_complete"), 2, "its first recovery and this one");
+    assert_eq!(status(&stack, PREMATCH_EVENT), MarketStatus::Open);
+    assert_eq!(changes(&stack, 3, "down"), 0, "the pre-match producer never went down");
+    source.abort();
+    provider.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_producer_suspends_its_own_markets_while_the_other_speaks() {
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
+    let exchange = exchange("silent");
+    let (provider, api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    // The SDKs' inactivity of 20 s, shortened to 1 s.
+    let recovery = RecoveryConfig { max_inactivity: Duration::from_secs(1), ..RecoveryConfig::default() };
+    stack.hub.configure_uof(
+        "uof",
+        UofSettings {
+            api: Some(UofApi::new(ApiSettings::new(api.base_url(), TOKEN)).expect("API")),
+            recovery,
+            ..UofSettings::default()
+        },
+    );
+    // Both producers' alive every 200 ms, on a connection of their own, until told otherwise.
+    let prematch_alive = Arc::new(AtomicBool::new(true));
+    let heartbeat = {
+        let alive = AmqpProvider::connect(RABBITMQ, &exchange, 1).await.expect("rabbitmq");
+        let prematch_alive = prematch_alive.clone();
+        tokio::spawn(async move {
+            loop {
+                alive_of(&alive, 1).await;
+                if prematch_alive.load(Ordering::Relaxed) {
+                    alive_of(&alive, 3).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let source =
+        tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange.clone(), 5));
+    // Both heard of through their alive ask for a recovery; each request's snapshot_complete is
+    // sent for both products (only the producer whose request it is takes it).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        while let Ok(request) = recoveries.try_recv() {
+            for product in [1, 3] {
+                let xml = format!(
+                    r#"<snapshot_complete request_id="{}" product="{product}" timestamp="{}"/>"#,
+                    request.request_id,
+                    wall_ms()
+                );
+                send(&provider, "-.-.-.snapshot_complete.-.-.-.-", xml).await;
+            }
+        }
+        let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof").expect("uof");
+        if view.producers.len() == 2 && view.producers.iter().all(|p| !p.down) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "producers never up: {view:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(&provider, &routing(3, PREMATCH_EVENT, "odds_change"), odds_change(3, PREMATCH_EVENT, "1", None)).await;
+    send(&provider, &routing(1, LIVE_EVENT, "odds_change"), odds_change(1, LIVE_EVENT, "1", None)).await;
+    until_status(&stack, PREMATCH_EVENT, MarketStatus::Open).await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Open).await;
+    assert_eq!(changes(&stack, 3, "down"), 0, "not down since it came up");
+
+    // Only the live producer's alive keeps coming: the pre-match producer is down after 1 s,
+    // its market suspended; the live market stays open.
+    prematch_alive.store(false, Ordering::Relaxed);
+    let request =
+        tokio::time::timeout(Duration::from_secs(15), recoveries.recv()).await.expect("recovery").expect("open");
+    until_status(&stack, PREMATCH_EVENT, MarketStatus::Suspended).await;
+    assert_eq!(status(&stack, LIVE_EVENT), MarketStatus::Open);
+    let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof").expect("uof");
+    assert!(view.producers.iter().any(|p| p.product == 3 && p.down), "{view:?}");
+    assert!(view.producers.iter().any(|p| p.product == 1 && !p.down), "{view:?}");
+
+    // Its alive back, the replay of that request and its snapshot bring its market back.
+    prematch_alive.store(true, Ordering::Relaxed);
+    send(
+        &provider,
+        &routing(3, PREMATCH_EVENT, "odds_change"),
+        odds_change(3, PREMATCH_EVENT, "1", Some(request.request_id)),
+    )
+    .await;
+    send(
+        &provider,
+        "-.-.-.snapshot_complete.-.-.-.-",
+        format!(r#"<snapshot_complete request_id="{}" product="3" timestamp="{}"/>"#, request.request_id, wall_ms()),
+    )
+    .await;
+    until_status(&stack, PREMATCH_EVENT, MarketStatus::Open).await;
+    assert_eq!(status(&stack, LIVE_EVENT), MarketStatus::Open);
+    assert_eq!(changes(&stack, 1, "markets_suspended"), 0);
+    assert_eq!(changes(&stack, 1, "down"), 0, "the live producer never went down");
+    heartbeat.abort();
+    source.abort();
+    provider.close().await;
+}
