@@ -41,8 +41,11 @@ pub struct ReasonLabel {
 pub struct ProducerLabel {
     pub provider: String,
     pub product: u32,
-    /// `down` (no alive in time, or alive with subscribed=0), `up` (alive again),
-    /// `recovery` (a recovery was asked of it), `snapshot_complete` (its replay ended).
+    /// `down` (no alive in time, alive with subscribed=0, product_down, connection lost), `up`
+    /// (its recovery completed), `recovery` (a recovery was asked of it), `recovery_failed`,
+    /// `snapshot_complete` (its replay ended), `stale_snapshot` (of no pending request),
+    /// `markets_suspended` (markets it owned, suspended as it went down), `owner_untracked`;
+    /// in `recoveries`, the `RecoveryCounts` kinds.
     pub kind: String,
 }
 
@@ -61,6 +64,10 @@ pub struct FeedMetrics {
     pub refusals: Family<ReasonLabel, Counter>,
     /// Producer (UOF `product`) state changes.
     pub producers: Family<ProducerLabel, Counter>,
+    /// Each producer's recovery counts (`recovery::RecoveryCounts`) by provider, product and
+    /// kind: requests, request_failures, replay_timeouts, after_clamped, stale_snapshots,
+    /// completed. Gauges set from the state machines (which count since the process started).
+    pub recoveries: Family<ProducerLabel, Gauge>,
     /// Failed or lost connections of sources, by provider and code (`transport::AmqpFailure`).
     pub connection_errors: Family<ReasonLabel, Counter>,
     pub staleness_ms: Family<ProviderLabel, Gauge>,
@@ -84,6 +91,7 @@ impl FeedMetrics {
             refusals: Family::default(),
             producers: Family::default(),
             connection_errors: Family::default(),
+            recoveries: Family::default(),
             staleness_ms: Family::default(),
             messages: Family::default(),
             switches: Family::default(),
@@ -113,6 +121,11 @@ impl FeedMetrics {
             "sportsbook_feed_producer_changes",
             "Producer state changes (down, up, recovery, snapshot_complete) by provider and product",
             self.producers.clone(),
+        );
+        registry.register(
+            "sportsbook_feed_producer_recoveries",
+            "UOF recovery requests and their outcomes (requests, request_failures, replay_timeouts, after_clamped, stale_snapshots, completed) by provider and product, since start",
+            self.recoveries.clone(),
         );
         registry.register(
             "sportsbook_feed_connection_errors",
@@ -167,6 +180,28 @@ impl FeedMetrics {
     /// How many producer changes of `kind` were counted for `provider`'s `product`.
     pub fn producer_changes_of(&self, provider: &str, product: u32, kind: &str) -> u64 {
         self.producers
+            .get_or_create(&ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() })
+            .get()
+    }
+
+    /// Sets a producer's recovery counts.
+    pub fn recoveries(&self, provider: &str, product: u32, counts: &crate::recovery::RecoveryCounts) {
+        for (kind, count) in [
+            ("requests", counts.requests),
+            ("request_failures", counts.request_failures),
+            ("replay_timeouts", counts.replay_timeouts),
+            ("after_clamped", counts.after_clamped),
+            ("stale_snapshots", counts.stale_snapshots),
+            ("completed", counts.completed),
+        ] {
+            let label = ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() };
+            self.recoveries.get_or_create(&label).set(count as i64);
+        }
+    }
+
+    /// A producer's recovery count of `kind` as last exported.
+    pub fn recoveries_of(&self, provider: &str, product: u32, kind: &str) -> i64 {
+        self.recoveries
             .get_or_create(&ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() })
             .get()
     }

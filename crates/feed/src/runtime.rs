@@ -401,6 +401,9 @@ impl FeedHub {
                         commands.push(Command::Feed(message));
                     }
                 }
+                for (product, producer) in &state.producers {
+                    self.0.metrics.recoveries(name, *product, producer.recovery.counts());
+                }
                 if let Some(names) = &state.uof.settings.names {
                     self.0.metrics.name_fallbacks(name, &names.namer.fallbacks);
                 }
@@ -791,6 +794,21 @@ impl SourceHandle {
     /// The provider's names (UOF market descriptions and fixtures), if configured.
     pub fn uof_names(&self) -> Option<Arc<UofNames>> {
         self.hub.uof_names(&self.provider)
+    }
+
+    /// The provider's market keys of `event` the book has; `None` if the book cannot be read.
+    pub async fn market_keys(&self, event: &str) -> Option<Vec<String>> {
+        let (provider, event) = (self.provider.clone(), event.to_string());
+        let read = self.hub.0.engine.read_async(move |book| {
+            book.feed().markets_of(&provider, &event).map(|(key, _)| key.to_string()).collect::<Vec<_>>()
+        });
+        match read {
+            Ok(receiver) => receiver.await.ok(),
+            Err(error) => {
+                tracing::error!(provider = %self.provider, %error, "the book's markets not read");
+                None
+            }
+        }
     }
 
     /// Where the provider's fixtures are fetched and cached, if configured.

@@ -304,7 +304,13 @@ pub async fn deliver_uof(source: &SourceHandle, translator: &UofTranslator, rout
     for refusal in &translation.refused {
         source.item_refused(refusal.reason, &refusal.detail);
     }
-    match translation.event {
+    let mut event = translation.event;
+    if let (Some(groups), Some(names), UofEvent::Feed { message, .. }) =
+        (&translation.groups, translator.names(), &mut event)
+    {
+        narrow_bet_stop(source, names, groups, message).await;
+    }
+    match event {
         UofEvent::Alive { product, timestamp, subscribed } => source.producer_alive(product, timestamp, subscribed),
         UofEvent::SnapshotComplete { product, request_id, message } => {
             source.snapshot_complete(product, request_id, message).await;
@@ -317,6 +323,33 @@ pub async fn deliver_uof(source: &SourceHandle, translator: &UofTranslator, rout
         }
         UofEvent::Unknown { kind } => source.item_refused("unknown_message", &format!("<{kind}> skipped")),
     }
+}
+
+/// Narrows a `bet_stop`'s `BetStop` items (which list no market: all of the event's) to the
+/// event's markets in `groups`, as the book has them; an item left with no market is dropped
+/// (nothing of those groups to stop). If the book cannot be read, the item stops every market.
+async fn narrow_bet_stop(source: &SourceHandle, names: &UofNames, groups: &[String], message: &mut FeedMessage) {
+    let mut narrowed = Vec::with_capacity(message.items.len());
+    for item in std::mem::take(&mut message.items) {
+        match item {
+            book::FeedItem::BetStop { event, markets } if markets.is_empty() => {
+                let Some(keys) = source.market_keys(&event).await else {
+                    // Unknown markets: all of them stop, more than asked rather than less.
+                    narrowed.push(book::FeedItem::BetStop { event, markets });
+                    continue;
+                };
+                let markets: Vec<String> =
+                    keys.into_iter().filter(|key| uof::in_groups(names.namer.descriptions(), key, groups)).collect();
+                if markets.is_empty() {
+                    tracing::debug!(provider = source.provider(), %event, ?groups, "bet_stop: no market of those groups");
+                } else {
+                    narrowed.push(book::FeedItem::BetStop { event, markets });
+                }
+            }
+            other => narrowed.push(other),
+        }
+    }
+    message.items = narrowed;
 }
 
 /// Fetches the fixture of an event the translator has no fixture for (first seen, or after a

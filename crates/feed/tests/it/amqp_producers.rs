@@ -1,7 +1,8 @@
 //! Producers tracked one by one over the real RabbitMQ: a producer that goes down (its
 //! `product_down`, or its `alive` falling silent while another producer still speaks) suspends
 //! only the markets it owns, and its own recovery brings them back; the other producer's markets
-//! stay open throughout. Messages are schema-true, under real routing keys.
+//! stay open throughout. `bet_stop` stops only the markets of its `groups`. Messages are
+//! schema-true, under real routing keys.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -118,6 +119,17 @@ async fn product_down_suspends_only_that_producers_markets_and_its_recovery_brin
     assert_eq!(changes(&stack, 1, "snapshot_complete"), 2, "its first recovery and this one");
     assert_eq!(status(&stack, PREMATCH_EVENT), MarketStatus::Open);
     assert_eq!(changes(&stack, 3, "down"), 0, "the pre-match producer never went down");
+    // The recovery counts per producer, exported each second: two requests and two completed
+    // replays for the live producer, one of each for the pre-match one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let recoveries = |product, kind| stack.hub.metrics().recoveries_of("uof", product, kind);
+    while recoveries(1, "completed") < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "recovery counts never exported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((recoveries(1, "requests"), recoveries(1, "completed")), (2, 2));
+    assert_eq!((recoveries(3, "requests"), recoveries(3, "completed")), (1, 1));
+    assert_eq!(recoveries(1, "request_failures"), 0);
     source.abort();
     provider.close().await;
 }
@@ -211,6 +223,96 @@ async fn a_silent_producer_suspends_its_own_markets_while_the_other_speaks() {
     assert_eq!(changes(&stack, 1, "markets_suspended"), 0);
     assert_eq!(changes(&stack, 1, "down"), 0, "the live producer never went down");
     heartbeat.abort();
+    source.abort();
+    provider.close().await;
+}
+
+/// One market's status by its key in `EVENT`.
+fn status_of(stack: &Stack, key: &'static str) -> MarketStatus {
+    stack.read(move |book| {
+        let market = book.feed().market("uof", crate::amqp::EVENT, key).expect("market");
+        book.market(market).expect("m").status
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bet_stop_stops_only_the_markets_of_its_groups_with_its_market_status() {
+    use crate::amqp::EVENT;
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
+    let exchange = exchange("groups");
+    // The provider's descriptions name the groups: 1 and 18 are `regular_play`, 68 `1st_half`.
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    recover(&stack, &provider, &mut recoveries, &[1]).await;
+    let open_all = || {
+        format!(
+            r#"<odds_change product="1" event_id="{EVENT}" timestamp="{}"><odds>
+            <market id="1" status="1"><outcome id="1" odds="2.10" active="1"/><outcome id="2" odds="3.40" active="1"/><outcome id="3" odds="3.00" active="1"/></market>
+            <market id="18" specifiers="total=2.5" status="1"><outcome id="12" odds="1.90" active="1"/><outcome id="13" odds="1.95" active="1"/></market>
+            <market id="68" specifiers="total=1.5" status="1"><outcome id="12" odds="1.80" active="1"/><outcome id="13" odds="2.00" active="1"/></market>
+            </odds></odds_change>"#,
+            wall_ms()
+        )
+    };
+    let all_open = |book: &book::Book| {
+        ["1", "18|total=2.5", "68|total=1.5"].iter().all(|key| {
+            book.feed()
+                .market("uof", EVENT, key)
+                .is_some_and(|m| book.market(m).expect("m").status == MarketStatus::Open)
+        })
+    };
+    send(&provider, &live("odds_change"), open_all()).await;
+    stack.until("three markets open", all_open).await;
+
+    // First-half markets only, deactivated (market_status 0): 68 stops, 1 and 18 stay open.
+    let bet_stop = |groups: &str, market_status: &str| {
+        format!(
+            r#"<bet_stop product="1" event_id="{EVENT}" timestamp="{}" groups="{groups}" market_status="{market_status}"/>"#,
+            wall_ms()
+        )
+    };
+    send(&provider, &live("bet_stop"), bet_stop("1st_half", "0")).await;
+    stack
+        .until("68 stopped", |book| {
+            let market = book.feed().market("uof", EVENT, "68|total=1.5").expect("68");
+            book.market(market).expect("m").status == MarketStatus::Suspended
+        })
+        .await;
+    assert_eq!(status_of(&stack, "1"), MarketStatus::Open);
+    assert_eq!(status_of(&stack, "18|total=2.5"), MarketStatus::Open);
+
+    // A group none of the event's markets is in stops nothing; `regular_play`, suspended
+    // (market_status -1), stops 1 and 18.
+    send(&provider, &live("bet_stop"), bet_stop("corners", "-1")).await;
+    // A later message of another event marks that the bet stop was handled (one queue, in order).
+    let marker = crate::amqp::odds_change(1, "2.10", "1").replace(EVENT, "sr:match:77");
+    send(&provider, &live("odds_change").replace(".1.-", ".77.-"), marker).await;
+    stack.until("marker", |book| book.feed().market("uof", "sr:match:77", "1").is_some()).await;
+    assert_eq!(status_of(&stack, "1"), MarketStatus::Open);
+    assert_eq!(status_of(&stack, "18|total=2.5"), MarketStatus::Open);
+    send(&provider, &live("bet_stop"), bet_stop("regular_play", "-1")).await;
+    stack
+        .until("1 and 18 stopped", |book| {
+            ["1", "18|total=2.5"].iter().all(|key| {
+                let market = book.feed().market("uof", EVENT, key).expect("market");
+                book.market(market).expect("m").status == MarketStatus::Suspended
+            })
+        })
+        .await;
+
+    // The next odds_change reopens them; `all` stops every market again.
+    send(&provider, &live("odds_change"), open_all()).await;
+    stack.until("reopened", all_open).await;
+    send(&provider, &live("bet_stop"), bet_stop("all", "-1")).await;
+    stack
+        .until("all stopped", |book| {
+            book.feed()
+                .markets_of("uof", EVENT)
+                .all(|(_, market)| book.market(market).expect("m").status == MarketStatus::Suspended)
+        })
+        .await;
+    assert_eq!(crate::amqp::refusals(&stack, "unknown_market_status"), 0);
+    assert_eq!(crate::amqp::refusals(&stack, "book_unknown_market"), 0);
     source.abort();
     provider.close().await;
 }
