@@ -129,17 +129,17 @@ async fn amqps_refuses_an_unknown_ca_and_a_wrong_host_name() {
 
     // The system's roots alone do not know the test CA.
     let unknown = AmqpSource::new(amqps("localhost", &terminator), exchange.clone());
-    let failure = amqp_session(&unknown).await.err().expect("an unknown CA must be refused");
+    let failure = amqp_session(&unknown).await.expect_err("an unknown CA must be refused");
     assert_eq!(failure.code, "tls_certificate", "{failure}");
     assert!(failure.detail.contains("UnknownIssuer"), "{failure}");
     // Another CA configured: still unknown.
     let (other, _) = test_ca("another CA");
-    let failure = amqp_session(&unknown.clone().with_ca_pem(Some(other.pem()))).await.err().expect("refused");
+    let failure = amqp_session(&unknown.clone().with_ca_pem(Some(other.pem()))).await.expect_err("refused");
     assert_eq!(failure.code, "tls_certificate", "{failure}");
     // The right CA, the wrong host name: the certificate is for localhost, not 127.0.0.1.
     let wrong_host = AmqpSource::new(amqps("127.0.0.1", &terminator), exchange.clone())
         .with_ca_pem(Some(certificates.ca_pem.clone()));
-    let failure = amqp_session(&wrong_host).await.err().expect("a wrong host name must be refused");
+    let failure = amqp_session(&wrong_host).await.expect_err("a wrong host name must be refused");
     assert_eq!(failure.code, "tls_certificate", "{failure}");
     assert!(failure.detail.contains("not valid for name \"127.0.0.1\""), "{failure}");
 
@@ -197,7 +197,7 @@ async fn the_customers_virtual_host_comes_from_the_url() {
     let exchange = exchange("vhost");
     let (provider, _api, mut recoveries) = provider_at(&stack, &host.url(), &exchange, 1).await;
     // The exchange is in that virtual host only: from `/` it is missing.
-    let failure = amqp_session(&AmqpSource::new(RABBITMQ, exchange.clone())).await.err().expect("not in /");
+    let failure = amqp_session(&AmqpSource::new(RABBITMQ, exchange.clone())).await.expect_err("not in /");
     assert_eq!(failure.code, "not_found", "{failure}");
     let follower = tokio::spawn(follow_amqp_source(
         stack.hub.add_source("uof", "primary"),
@@ -215,7 +215,7 @@ async fn the_customers_virtual_host_comes_from_the_url() {
 async fn a_missing_exchange_is_the_brokers_not_found_retried_with_backoff_and_never_declared() {
     let stack = Stack::start(settings());
     let missing = exchange("absent");
-    let failure = amqp_session(&AmqpSource::new(RABBITMQ, missing.clone())).await.err().expect("no such exchange");
+    let failure = amqp_session(&AmqpSource::new(RABBITMQ, missing.clone())).await.expect_err("no such exchange");
     assert_eq!(failure.code, "not_found", "{failure}");
     assert!(
         failure.detail.contains("NOT_FOUND") && failure.detail.contains(&missing),
