@@ -41,9 +41,6 @@ use crate::uof_api::UofApi;
 
 /// How often the watchdog checks freshness.
 pub const WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
-/// The shortest silence after which a producer (UOF `product`) is down: its `alive` comes
-/// about every 10 s, and the provider's SDKs wait at least 20 s.
-pub const PRODUCER_SILENCE_MIN: Duration = Duration::from_secs(20);
 /// Markets whose owning producer the hub remembers per provider (`(event, market)` → product);
 /// beyond it a market's owner is not tracked (counted as `owner_untracked`), and a producer
 /// going down does not suspend it (the provider's staleness still does).

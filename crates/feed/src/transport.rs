@@ -3,10 +3,14 @@
 //! Our side (sources, reporting to a `SourceHandle`):
 //! - `follow_websocket`: follows a provider's WebSocket stream of JSON messages; asks for a
 //!   recovery with `{"op": "recover", "after", "request_id"}`;
-//! - `follow_amqp`: consumes Unified Odds Feed XML as the provider's SDKs do: it never
-//!   declares the provider's exchange, it binds a private queue to the existing exchange with
-//!   routing-key filters (`uof::Interest`); a missing exchange is the broker's error, logged as
-//!   it is. Routing keys are parsed; `alive`, `product_down`, `snapshot_complete` and the
+//! - `follow_amqp_source`: consumes Unified Odds Feed XML as the provider's SDKs do
+//!   (`AmqpSource`): `amqps://` with the broker's certificate and host name checked against
+//!   the system's roots plus a configured CA file, the customer's virtual host from the URL's
+//!   path; it never declares the provider's exchange, it binds a private queue to the existing
+//!   exchange with routing-key filters (`uof::Interest`); a missing exchange is the broker's
+//!   `NOT_FOUND`, a refused certificate rustls's error, each logged as it is and counted by code
+//!   (`AmqpFailure`), then retried after a jittered, doubling back-off (`amqp_backoff`).
+//!   `follow_amqp` is it with every message and the system's roots. Routing keys are parsed; `alive`, `product_down`, `snapshot_complete` and the
 //!   messages applied drive each producer's recovery in the hub, which asks the provider's
 //!   HTTP API for recoveries (never the broker). With names configured, an event's fixture is
 //!   fetched off the message path the first time it is seen and after a `fixture_change`.
