@@ -15,12 +15,13 @@
 //! with its own alive/down/recovery state (`recovery::ProducerRecovery`), and each owns the
 //! markets it priced last (`odds_change` of that product; a market handed over, `status="-2"`,
 //! leaves its owner). A producer that goes down (`alive subscribed="0"`, its `alive` silent
-//! beyond `max_inactivity`, `product_down`) suspends only its own markets: the hub sends the
-//! book a `bet_stop` of them (a feed message like any, in the journal), and asks the provider's
-//! API for the producer's recovery; the replay's `odds_change` reopens them. The other
-//! producers' markets stay open. A silent or lost source is the provider's staleness: all its
-//! markets wait (`FeedHealth`), every producer recovers, and the book reopens them on the
-//! `snapshot_complete` that ends the last recovery.
+//! beyond `max_inactivity`, `product_down`) suspends only its own markets: the hub submits a
+//! `bet_stop` of them at once (a feed message like any, in the journal, in order with what the
+//! sources submit after it), and asks the provider's API for the producer's recovery; the
+//! replay's `odds_change` reopens them. The other producers' markets stay open. A silent or
+//! lost source is the provider's staleness: all its markets wait (`FeedHealth`), every
+//! producer recovers, and the book reopens them on the `snapshot_complete` that ends the last
+//! recovery.
 //!
 //! Every switch is logged and counted; every refused message and refused item is logged with
 //! its reason and counted by reason (`sportsbook_feed_refusals`).
@@ -432,14 +433,11 @@ impl FeedHub {
                 } else if !state.stale {
                     tracing::error!(provider = %name, mode = ?state.settings.on_stale, "feed stale: no fresh source");
                     // What the producers sent while the source was silent or gone is lost:
-                    // each recovers before the markets reopen (a producer that is down on its
-                    // own leaves the others up).
+                    // each recovers before the markets reopen. The whole provider's markets
+                    // wait (`FeedHealth`), not each producer's.
+                    state.stale = true;
                     let ms = self.now_ms();
-                    let source = &state.sources[state.active];
-                    let source_ok = source.connected
-                        && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= state.settings.stale_after);
-                    let products: Vec<u32> =
-                        if source_ok { Vec::new() } else { state.producers.keys().copied().collect() };
+                    let products: Vec<u32> = state.producers.keys().copied().collect();
                     for product in products {
                         let Some(producer) = state.producers.get_mut(&product) else { continue };
                         if producer.recovery.is_up() {
@@ -447,7 +445,6 @@ impl FeedHub {
                             self.carry_out(name, state, product, actions);
                         }
                     }
-                    state.stale = true;
                     self.0.metrics.switch(name, "stale");
                     commands.push(Command::FeedHealth { provider: name.clone(), stale: Some(state.settings.on_stale) });
                 }
@@ -553,7 +550,11 @@ impl FeedHub {
                 Action::MarkDown(reason) => {
                     self.0.metrics.producer(name, product, "down");
                     tracing::error!(provider = %name, product, reason = reason.as_str(), "feed producer down; its markets wait for its recovery");
-                    self.suspend_producer(name, state, product);
+                    // A lost connection is the provider's staleness (all its markets wait, and
+                    // its snapshot reopens them); the producer's own reasons suspend its own.
+                    if reason != crate::recovery::DownReason::Disconnected {
+                        self.suspend_producer(name, state, product);
+                    }
                 }
                 Action::SendRequest(request) => {
                     self.0.metrics.producer(name, product, "recovery");
@@ -600,72 +601,46 @@ impl FeedHub {
         reopen
     }
 
-    /// Suspends the markets `product` owns: a `bet_stop` of them goes to the book (of the ones
-    /// the book has: a market listed without odds was never created), on a task of its own.
-    /// A stale provider's markets are all suspended already.
+    /// Suspends the markets `product` owns: a `bet_stop` of them (one item per market, so that
+    /// one the book does not have is refused alone) goes to the book now, in order with the
+    /// messages the sources submit after it. A stale provider's markets are all suspended
+    /// already.
     fn suspend_producer(&self, name: &str, state: &ProviderState, product: u32) {
         if state.stale {
             return;
         }
-        let mut by_event: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for ((event, market), owner) in &state.owners {
-            if *owner == product {
-                by_event.entry(event.clone()).or_default().push(market.clone());
-            }
-        }
-        if by_event.is_empty() {
+        let items: Vec<FeedItem> = state
+            .owners
+            .iter()
+            .filter(|(_, owner)| **owner == product)
+            .map(|((event, market), _)| FeedItem::BetStop { event: event.clone(), markets: vec![market.clone()] })
+            .collect();
+        if items.is_empty() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let hub = self.clone();
-        let provider = name.to_string();
+        self.0.metrics.producer_markets_suspended(name, product, items.len() as u64);
+        tracing::warn!(provider = %name, product, markets = items.len(), "feed producer down: its markets suspended");
         // A stamp of its own (the provider's latest time or the wall clock, whichever is later),
         // so that two suspensions of the same markets are two messages, not a duplicate.
         let timestamp = state.last_timestamp.max(wall_ms());
-        runtime.spawn(async move {
-            let known = {
-                let owner = provider.clone();
-                let read = hub.0.engine.read_async(move |book| {
-                    by_event
-                        .into_iter()
-                        .filter_map(|(event, markets)| {
-                            let markets: Vec<String> = markets
-                                .into_iter()
-                                .filter(|market| book.feed().market(&owner, &event, market).is_some())
-                                .collect();
-                            (!markets.is_empty()).then_some(FeedItem::BetStop { event, markets })
-                        })
-                        .collect::<Vec<_>>()
-                });
-                match read {
-                    Ok(receiver) => receiver.await.unwrap_or_default(),
-                    Err(error) => {
-                        tracing::error!(%provider, product, %error, "feed producer's markets not suspended");
-                        return;
+        for items in items.chunks(book::constants::FEED_ITEMS_MAX) {
+            let message = FeedMessage { provider: name.to_string(), sequence: 0, timestamp, items: items.to_vec() };
+            match self.0.engine.submit_waiting(Command::Feed(message)) {
+                Ok(reply) => {
+                    let (hub, provider) = (self.clone(), name.to_string());
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(async move {
+                            if let Ok(Ok(reply)) = reply.await {
+                                hub.record(&provider, timestamp, &reply);
+                            }
+                        });
                     }
                 }
-            };
-            let count: usize = known
-                .iter()
-                .map(|item| if let FeedItem::BetStop { markets, .. } = item { markets.len() } else { 0 })
-                .sum();
-            if count == 0 {
-                return;
-            }
-            hub.0.metrics.producer_markets_suspended(&provider, product, count as u64);
-            tracing::warn!(%provider, product, markets = count, "feed producer down: its markets suspended");
-            for items in known.chunks(book::constants::FEED_ITEMS_MAX) {
-                let message = FeedMessage { provider: provider.clone(), sequence: 0, timestamp, items: items.to_vec() };
-                match hub.0.engine.submit_waiting(Command::Feed(message)) {
-                    Ok(reply) => {
-                        if let Ok(Ok(reply)) = reply.await {
-                            hub.record(&provider, timestamp, &reply);
-                        }
-                    }
-                    Err(error) => tracing::error!(%provider, product, %error, "feed producer's markets not suspended"),
+                Err(error) => {
+                    tracing::error!(provider = %name, product, %error, "feed producer's markets not suspended")
                 }
             }
-        });
+        }
     }
 
     /// Notes which producer owns the markets of a message it sent (before the book applies it).
@@ -684,13 +659,18 @@ impl FeedHub {
                             FeedMarketStatus::Settled | FeedMarketStatus::Cancelled => {
                                 state.owners.remove(&key);
                             }
-                            _ => {
+                            // Owned once priced (the book creates a market with its first
+                            // odds), or already known.
+                            _ if market.outcomes.iter().any(|outcome| outcome.odds.is_some())
+                                || state.owners.contains_key(&key) =>
+                            {
                                 if state.owners.len() < PRODUCER_MARKETS_MAX || state.owners.contains_key(&key) {
                                     state.owners.insert(key, product);
                                 } else {
                                     self.0.metrics.producer(name, product, "owner_untracked");
                                 }
                             }
+                            _ => {}
                         }
                     }
                 }
