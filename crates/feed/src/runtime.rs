@@ -651,11 +651,10 @@ impl FeedHub {
                     for market in markets {
                         let key = (event.clone(), market.market.clone());
                         match market.status {
-                            FeedMarketStatus::HandedOver => {
-                                if state.owners.get(&key) == Some(&product) {
-                                    state.owners.remove(&key);
-                                }
+                            FeedMarketStatus::HandedOver if state.owners.get(&key) == Some(&product) => {
+                                state.owners.remove(&key);
                             }
+                            FeedMarketStatus::HandedOver => {}
                             FeedMarketStatus::Settled | FeedMarketStatus::Cancelled => {
                                 state.owners.remove(&key);
                             }
