@@ -64,7 +64,8 @@ enum Commands {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
         /// An odds provider's source to follow, repeatable, primary first: NAME=ws+URL (the
-        /// native JSON feed over WebSocket) or NAME=uof+AMQP_URL#EXCHANGE (UOF-style XML).
+        /// native JSON feed over WebSocket) or NAME=uof+AMQP_URL#EXCHANGE (UOF-style XML;
+        /// amqp:// or amqps://, the virtual host as the URL's path; EXCHANGE must exist).
         #[arg(long = "feed-source")]
         feed_sources: Vec<sportsbook::feeds::FeedSource>,
         /// The UOF provider's HTTP API (recovery requests, market descriptions, fixtures) for

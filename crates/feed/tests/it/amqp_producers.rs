@@ -316,3 +316,40 @@ async fn bet_stop_stops_only_the_markets_of_its_groups_with_its_market_status() 
     source.abort();
     provider.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_market_handed_over_to_the_live_producer_is_the_live_producers_to_suspend() {
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
+    let exchange = exchange("handover");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    two_producers(&stack, &provider, &mut recoveries).await;
+    // The pre-match producer hands its market over (-2); the live producer prices it.
+    send(&provider, &routing(3, PREMATCH_EVENT, "odds_change"), odds_change(3, PREMATCH_EVENT, "-2", None)).await;
+    send(&provider, &routing(1, PREMATCH_EVENT, "odds_change"), odds_change(1, PREMATCH_EVENT, "1", None)).await;
+    let key = (PREMATCH_EVENT.to_string(), "1".to_string());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stack.hub.market_owners("uof").get(&key) != Some(&1) {
+        assert!(tokio::time::Instant::now() < deadline, "never the live producer's");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The pre-match producer going down suspends nothing of it (it owns nothing now) ...
+    send(&provider, "-.-.-.product_down.-.-.-.-", format!(r#"<product_down product="3" timestamp="{}"/>"#, wall_ms()))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !stack.hub.providers().iter().any(|view| view.producers.iter().any(|p| p.product == 3 && p.down)) {
+        assert!(tokio::time::Instant::now() < deadline, "product 3 never down");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status(&stack, PREMATCH_EVENT), MarketStatus::Open);
+    assert_eq!(changes(&stack, 3, "markets_suspended"), 0);
+    // ... the live producer going down suspends it, and its own live market.
+    send(&provider, "-.-.-.product_down.-.-.-.-", format!(r#"<product_down product="1" timestamp="{}"/>"#, wall_ms()))
+        .await;
+    until_status(&stack, PREMATCH_EVENT, MarketStatus::Suspended).await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Suspended).await;
+    assert_eq!(changes(&stack, 1, "markets_suspended"), 2);
+    source.abort();
+    provider.close().await;
+}
