@@ -294,3 +294,16 @@ fn a_ca_file_is_read_with_its_limits() {
     assert!(AmqpSource::read_ca_file(&empty).unwrap_err().contains("no PEM certificate"));
     assert!(AmqpSource::read_ca_file(&dir.path().join("missing.pem")).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_and_an_unknown_virtual_host_are_the_brokers_errors_as_it_gave_them() {
+    let wrong_password = AmqpSource::new("amqp://guest:wrong@127.0.0.1:5672/%2f", "any");
+    let failure = amqp_session(&wrong_password).await.expect_err("a wrong password must be refused");
+    assert_eq!(failure.code, "access_refused", "{failure}");
+    assert!(failure.detail.contains("ACCESS_REFUSED"), "{failure}");
+    let host = format!("sportsbook-test-none-{}", wall_ms());
+    let unknown_host = AmqpSource::new(format!("amqp://guest:guest@127.0.0.1:5672/{host}"), "any");
+    let failure = amqp_session(&unknown_host).await.expect_err("an unknown virtual host must be refused");
+    assert_eq!(failure.code, "not_allowed", "{failure}");
+    assert!(failure.detail.contains("NOT_ALLOWED") && failure.detail.contains(&host), "{failure}");
+}
