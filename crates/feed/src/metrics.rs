@@ -41,8 +41,11 @@ pub struct ReasonLabel {
 pub struct ProducerLabel {
     pub provider: String,
     pub product: u32,
-    /// `down` (no alive in time, or alive with subscribed=0), `up` (alive again),
-    /// `recovery` (a recovery was asked of it), `snapshot_complete` (its replay ended).
+    /// `down` (no alive in time, alive with subscribed=0, product_down, connection lost), `up`
+    /// (its recovery completed), `recovery` (a recovery was asked of it), `recovery_failed`,
+    /// `snapshot_complete` (its replay ended), `stale_snapshot` (of no pending request),
+    /// `markets_suspended` (markets it owned, suspended as it went down), `owner_untracked`;
+    /// in `recoveries`, the `RecoveryCounts` kinds.
     pub kind: String,
 }
 
@@ -61,6 +64,12 @@ pub struct FeedMetrics {
     pub refusals: Family<ReasonLabel, Counter>,
     /// Producer (UOF `product`) state changes.
     pub producers: Family<ProducerLabel, Counter>,
+    /// Each producer's recovery counts (`recovery::RecoveryCounts`) by provider, product and
+    /// kind: requests, request_failures, replay_timeouts, after_clamped, stale_snapshots,
+    /// completed. Gauges set from the state machines (which count since the process started).
+    pub recoveries: Family<ProducerLabel, Gauge>,
+    /// Failed or lost connections of sources, by provider and code (`transport::AmqpFailure`).
+    pub connection_errors: Family<ReasonLabel, Counter>,
     pub staleness_ms: Family<ProviderLabel, Gauge>,
     pub messages: Family<OutcomeLabel, Counter>,
     pub switches: Family<SwitchLabel, Counter>,
@@ -81,6 +90,8 @@ impl FeedMetrics {
             name_fallbacks: Family::default(),
             refusals: Family::default(),
             producers: Family::default(),
+            connection_errors: Family::default(),
+            recoveries: Family::default(),
             staleness_ms: Family::default(),
             messages: Family::default(),
             switches: Family::default(),
@@ -112,6 +123,16 @@ impl FeedMetrics {
             self.producers.clone(),
         );
         registry.register(
+            "sportsbook_feed_producer_recoveries",
+            "UOF recovery requests and their outcomes (requests, request_failures, replay_timeouts, after_clamped, stale_snapshots, completed) by provider and product, since start",
+            self.recoveries.clone(),
+        );
+        registry.register(
+            "sportsbook_feed_connection_errors",
+            "Failed or lost feed connections (refused, certificate, missing exchange ...) by provider and code",
+            self.connection_errors.clone(),
+        );
+        registry.register(
             "sportsbook_feed_switches",
             "Source failovers, stale and fresh transitions, and recovery requests by provider",
             self.switches.clone(),
@@ -141,6 +162,59 @@ impl FeedMetrics {
     /// How many refusals of `reason` were counted for `provider`.
     pub fn refusals_of(&self, provider: &str, reason: &str) -> u64 {
         self.refusals.get_or_create(&ReasonLabel { provider: provider.to_string(), reason: reason.to_string() }).get()
+    }
+
+    pub fn connection_error(&self, provider: &str, code: &str) {
+        self.connection_errors
+            .get_or_create(&ReasonLabel { provider: provider.to_string(), reason: code.to_string() })
+            .inc();
+    }
+
+    /// How many connection errors of `code` were counted for `provider`.
+    pub fn connection_errors_of(&self, provider: &str, code: &str) -> u64 {
+        self.connection_errors
+            .get_or_create(&ReasonLabel { provider: provider.to_string(), reason: code.to_string() })
+            .get()
+    }
+
+    /// How many producer changes of `kind` were counted for `provider`'s `product`.
+    pub fn producer_changes_of(&self, provider: &str, product: u32, kind: &str) -> u64 {
+        self.producers
+            .get_or_create(&ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() })
+            .get()
+    }
+
+    /// Sets a producer's recovery counts.
+    pub fn recoveries(&self, provider: &str, product: u32, counts: &crate::recovery::RecoveryCounts) {
+        for (kind, count) in [
+            ("requests", counts.requests),
+            ("request_failures", counts.request_failures),
+            ("replay_timeouts", counts.replay_timeouts),
+            ("after_clamped", counts.after_clamped),
+            ("stale_snapshots", counts.stale_snapshots),
+            ("completed", counts.completed),
+        ] {
+            let label = ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() };
+            self.recoveries.get_or_create(&label).set(count as i64);
+        }
+    }
+
+    /// A producer's recovery count of `kind` as last exported.
+    pub fn recoveries_of(&self, provider: &str, product: u32, kind: &str) -> i64 {
+        self.recoveries
+            .get_or_create(&ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() })
+            .get()
+    }
+
+    /// Markets a producer going down suspended (kind `markets_suspended`).
+    pub fn producer_markets_suspended(&self, provider: &str, product: u32, count: u64) {
+        self.producers
+            .get_or_create(&ProducerLabel {
+                provider: provider.to_string(),
+                product,
+                kind: "markets_suspended".to_string(),
+            })
+            .inc_by(count);
     }
 
     pub fn producer(&self, provider: &str, product: u32, kind: &str) {

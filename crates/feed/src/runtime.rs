@@ -11,10 +11,17 @@
 //! - when the active source is fresh again, it tells the book and asks for a recovery; the
 //!   markets reopen when the provider's `snapshot_complete` reaches the book.
 //!
-//! A provider with producers (the Unified Odds Feed's `product`s) has each tracked on its own:
-//! a producer is down when its `alive` says `subscribed="0"` or when none came for
-//! `stale_after` (at least `PRODUCER_SILENCE_MIN`), and up again when its `alive` returns; while any producer is down the provider
-//! is not fresh, so its markets are suspended (or delayed) until the recovery completes.
+//! A provider with producers (the Unified Odds Feed's `product`s) has each tracked on its own,
+//! with its own alive/down/recovery state (`recovery::ProducerRecovery`), and each owns the
+//! markets it priced last (`odds_change` of that product; a market handed over, `status="-2"`,
+//! leaves its owner). A producer that goes down (`alive subscribed="0"`, its `alive` silent
+//! beyond `max_inactivity`, `product_down`) suspends only its own markets: the hub submits a
+//! `bet_stop` of them at once (a feed message like any, in the journal, in order with what the
+//! sources submit after it), and asks the provider's API for the producer's recovery; the
+//! replay's `odds_change` reopens them. The other producers' markets stay open. A silent or
+//! lost source is the provider's staleness: all its markets wait (`FeedHealth`), every
+//! producer recovers, and the book reopens them on the `snapshot_complete` that ends the last
+//! recovery.
 //!
 //! Every switch is logged and counted; every refused message and refused item is logged with
 //! its reason and counted by reason (`sportsbook_feed_refusals`).
@@ -24,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use book::{Ack, Command, FeedApplied, FeedMessage, Reply, StaleMode};
+use book::{Ack, Command, FeedApplied, FeedItem, FeedMarketStatus, FeedMessage, Reply, StaleMode};
 use engine::{EngineError, EngineHandle, Outcome};
 use tokio::sync::mpsc;
 
@@ -35,9 +42,10 @@ use crate::uof_api::UofApi;
 
 /// How often the watchdog checks freshness.
 pub const WATCHDOG_INTERVAL: Duration = Duration::from_millis(100);
-/// The shortest silence after which a producer (UOF `product`) is down: its `alive` comes
-/// about every 10 s, and the provider's SDKs wait at least 20 s.
-pub const PRODUCER_SILENCE_MIN: Duration = Duration::from_secs(20);
+/// Markets whose owning producer the hub remembers per provider (`(event, market)` → product);
+/// beyond it a market's owner is not tracked (counted as `owner_untracked`), and a producer
+/// going down does not suspend it (the provider's staleness still does).
+pub const PRODUCER_MARKETS_MAX: usize = 262_144;
 /// How often each producer's recovery state machine is polled (and `last_good` stored).
 pub const RECOVERY_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Control requests queued per source.
@@ -133,6 +141,9 @@ pub struct ProducerView {
 struct ProviderState {
     settings: ProviderSettings,
     producers: BTreeMap<u32, ProducerState>,
+    /// The producer that priced each market last: `(event, market)` → product (at most
+    /// `PRODUCER_MARKETS_MAX`).
+    owners: BTreeMap<(String, String), u32>,
     uof: UofState,
     sources: Vec<SourceState>,
     active: usize,
@@ -144,9 +155,7 @@ struct ProviderState {
 impl ProviderState {
     fn fresh(&self, source: usize, now: Instant) -> bool {
         let source = &self.sources[source];
-        !self.producers.values().any(ProducerState::down)
-            && source.connected
-            && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= self.settings.stale_after)
+        source.connected && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= self.settings.stale_after)
     }
 }
 
@@ -237,6 +246,7 @@ impl FeedHub {
         let state = providers.entry(provider.to_string()).or_insert_with(|| ProviderState {
             settings: self.0.defaults,
             producers: BTreeMap::new(),
+            owners: BTreeMap::new(),
             uof: UofState::default(),
             sources: Vec::new(),
             active: 0,
@@ -389,6 +399,9 @@ impl FeedHub {
                         commands.push(Command::Feed(message));
                     }
                 }
+                for (product, producer) in &state.producers {
+                    self.0.metrics.recoveries(name, *product, producer.recovery.counts());
+                }
                 if let Some(names) = &state.uof.settings.names {
                     self.0.metrics.name_fallbacks(name, &names.namer.fallbacks);
                 }
@@ -420,14 +433,11 @@ impl FeedHub {
                 } else if !state.stale {
                     tracing::error!(provider = %name, mode = ?state.settings.on_stale, "feed stale: no fresh source");
                     // What the producers sent while the source was silent or gone is lost:
-                    // each recovers before the markets reopen (a producer that is down on its
-                    // own leaves the others up).
+                    // each recovers before the markets reopen. The whole provider's markets
+                    // wait (`FeedHealth`), not each producer's.
+                    state.stale = true;
                     let ms = self.now_ms();
-                    let source = &state.sources[state.active];
-                    let source_ok = source.connected
-                        && source.last_seen.is_some_and(|seen| now.duration_since(seen) <= state.settings.stale_after);
-                    let products: Vec<u32> =
-                        if source_ok { Vec::new() } else { state.producers.keys().copied().collect() };
+                    let products: Vec<u32> = state.producers.keys().copied().collect();
                     for product in products {
                         let Some(producer) = state.producers.get_mut(&product) else { continue };
                         if producer.recovery.is_up() {
@@ -435,7 +445,6 @@ impl FeedHub {
                             self.carry_out(name, state, product, actions);
                         }
                     }
-                    state.stale = true;
                     self.0.metrics.switch(name, "stale");
                     commands.push(Command::FeedHealth { provider: name.clone(), stale: Some(state.settings.on_stale) });
                 }
@@ -541,6 +550,11 @@ impl FeedHub {
                 Action::MarkDown(reason) => {
                     self.0.metrics.producer(name, product, "down");
                     tracing::error!(provider = %name, product, reason = reason.as_str(), "feed producer down; its markets wait for its recovery");
+                    // A lost connection is the provider's staleness (all its markets wait, and
+                    // its snapshot reopens them); the producer's own reasons suspend its own.
+                    if reason != crate::recovery::DownReason::Disconnected {
+                        self.suspend_producer(name, state, product);
+                    }
                 }
                 Action::SendRequest(request) => {
                     self.0.metrics.producer(name, product, "recovery");
@@ -585,6 +599,92 @@ impl FeedHub {
             }
         }
         reopen
+    }
+
+    /// Suspends the markets `product` owns: a `bet_stop` of them (one item per market, so that
+    /// one the book does not have is refused alone) goes to the book now, in order with the
+    /// messages the sources submit after it. A stale provider's markets are all suspended
+    /// already.
+    fn suspend_producer(&self, name: &str, state: &ProviderState, product: u32) {
+        if state.stale {
+            return;
+        }
+        let items: Vec<FeedItem> = state
+            .owners
+            .iter()
+            .filter(|(_, owner)| **owner == product)
+            .map(|((event, market), _)| FeedItem::BetStop { event: event.clone(), markets: vec![market.clone()] })
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        self.0.metrics.producer_markets_suspended(name, product, items.len() as u64);
+        tracing::warn!(provider = %name, product, markets = items.len(), "feed producer down: its markets suspended");
+        // A stamp of its own (the provider's latest time or the wall clock, whichever is later),
+        // so that two suspensions of the same markets are two messages, not a duplicate.
+        let timestamp = state.last_timestamp.max(wall_ms());
+        for items in items.chunks(book::constants::FEED_ITEMS_MAX) {
+            let message = FeedMessage { provider: name.to_string(), sequence: 0, timestamp, items: items.to_vec() };
+            match self.0.engine.submit_waiting(Command::Feed(message)) {
+                Ok(reply) => {
+                    let (hub, provider) = (self.clone(), name.to_string());
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(async move {
+                            if let Ok(Ok(reply)) = reply.await {
+                                hub.record(&provider, timestamp, &reply);
+                            }
+                        });
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(provider = %name, product, %error, "feed producer's markets not suspended")
+                }
+            }
+        }
+    }
+
+    /// Notes which producer owns the markets of a message it sent (before the book applies it).
+    fn note_owners(&self, name: &str, state: &mut ProviderState, product: u32, message: &FeedMessage) {
+        for item in &message.items {
+            match item {
+                FeedItem::Markets { event, markets } => {
+                    for market in markets {
+                        let key = (event.clone(), market.market.clone());
+                        match market.status {
+                            FeedMarketStatus::HandedOver if state.owners.get(&key) == Some(&product) => {
+                                state.owners.remove(&key);
+                            }
+                            FeedMarketStatus::HandedOver => {}
+                            FeedMarketStatus::Settled | FeedMarketStatus::Cancelled => {
+                                state.owners.remove(&key);
+                            }
+                            // Owned once priced (the book creates a market with its first
+                            // odds), or already known.
+                            _ if market.outcomes.iter().any(|outcome| outcome.odds.is_some())
+                                || state.owners.contains_key(&key) =>
+                            {
+                                if state.owners.len() < PRODUCER_MARKETS_MAX || state.owners.contains_key(&key) {
+                                    state.owners.insert(key, product);
+                                } else {
+                                    self.0.metrics.producer(name, product, "owner_untracked");
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                FeedItem::Settlement { event, market, .. } | FeedItem::Cancel { event, market } => {
+                    state.owners.remove(&(event.clone(), market.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The producer that owns each market of `provider` the hub tracks, `(event, market)` →
+    /// product.
+    pub fn market_owners(&self, provider: &str) -> BTreeMap<(String, String), u32> {
+        self.with_provider(provider, |state| state.owners.clone())
     }
 
     /// The provider's answer to a recovery request.
@@ -672,6 +772,21 @@ impl SourceHandle {
         self.hub.uof_names(&self.provider)
     }
 
+    /// The provider's market keys of `event` the book has; `None` if the book cannot be read.
+    pub async fn market_keys(&self, event: &str) -> Option<Vec<String>> {
+        let (provider, event) = (self.provider.clone(), event.to_string());
+        let read = self.hub.0.engine.read_async(move |book| {
+            book.feed().markets_of(&provider, &event).map(|(key, _)| key.to_string()).collect::<Vec<_>>()
+        });
+        match read {
+            Ok(receiver) => receiver.await.ok(),
+            Err(error) => {
+                tracing::error!(provider = %self.provider, %error, "the book's markets not read");
+                None
+            }
+        }
+    }
+
     /// Where the provider's fixtures are fetched and cached, if configured.
     pub fn name_store(&self) -> Option<crate::names::NameStore> {
         self.hub.with_provider(&self.provider, |state| state.uof.settings.store.clone())
@@ -691,6 +806,11 @@ impl SourceHandle {
                 self.hub.request_recovery(&self.provider, state);
             }
         });
+    }
+
+    /// A connection attempt failed or a session was lost: counted by `code`.
+    pub fn connection_failed(&self, code: &str) {
+        self.hub.0.metrics.connection_error(&self.provider, code);
     }
 
     pub fn disconnected(&self) {
@@ -736,6 +856,9 @@ impl SourceHandle {
             let active = state.active == self.index;
             if active {
                 state.last_timestamp = state.last_timestamp.max(message.timestamp);
+                if let Some(product) = product {
+                    self.hub.note_owners(&self.provider, state, product, &message);
+                }
             }
             active
         });

@@ -3,10 +3,14 @@
 //! Our side (sources, reporting to a `SourceHandle`):
 //! - `follow_websocket`: follows a provider's WebSocket stream of JSON messages; asks for a
 //!   recovery with `{"op": "recover", "after", "request_id"}`;
-//! - `follow_amqp`: consumes Unified Odds Feed XML as the provider's SDKs do: it never
-//!   declares the provider's exchange, it binds a private queue to the existing exchange with
-//!   routing-key filters (`uof::Interest`); a missing exchange is the broker's error, logged as
-//!   it is. Routing keys are parsed; `alive`, `product_down`, `snapshot_complete` and the
+//! - `follow_amqp_source`: consumes Unified Odds Feed XML as the provider's SDKs do
+//!   (`AmqpSource`): `amqps://` with the broker's certificate and host name checked against
+//!   the system's roots plus a configured CA file, the customer's virtual host from the URL's
+//!   path; it never declares the provider's exchange, it binds a private queue to the existing
+//!   exchange with routing-key filters (`uof::Interest`); a missing exchange is the broker's
+//!   `NOT_FOUND`, a refused certificate rustls's error, each logged as it is and counted by code
+//!   (`AmqpFailure`), then retried after a jittered, doubling back-off (`amqp_backoff`).
+//!   `follow_amqp` is it with every message and the system's roots. Routing keys are parsed; `alive`, `product_down`, `snapshot_complete` and the
 //!   messages applied drive each producer's recovery in the hub, which asks the provider's
 //!   HTTP API for recoveries (never the broker). With names configured, an event's fixture is
 //!   fetched off the message path the first time it is seen and after a `fixture_change`.
@@ -124,6 +128,128 @@ async fn amqp_channel(url: &str) -> Result<(Connection, Channel), lapin::Error> 
     Ok((connection, channel))
 }
 
+/// Bytes of a CA file (`--feed-ca`): PEM certificates, far below this.
+pub const CA_FILE_BYTES_MAX: u64 = 1 << 20;
+
+/// An AMQP source of Unified Odds Feed messages, as the provider's SDKs connect: where the
+/// broker is, the exchange to bind to (it must exist), what to consume, and the certificates
+/// trusted for `amqps://` besides the system's roots.
+#[derive(Clone)]
+pub struct AmqpSource {
+    /// `amqp://` or `amqps://USER:PASS@HOST[:PORT]/VHOST`: the customer's virtual host is the
+    /// URL's path, percent-encoded (`%2f` is `/`); `amqps://` checks the broker's certificate
+    /// against `HOST`.
+    pub url: String,
+    pub exchange: String,
+    pub interest: Interest,
+    /// PEM certificates of extra trusted CAs (`AmqpSource::read_ca_file`).
+    pub ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for AmqpSource {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL holds the broker's password: not shown.
+        formatter
+            .debug_struct("AmqpSource")
+            .field("exchange", &self.exchange)
+            .field("interest", &self.interest)
+            .field("ca", &self.ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmqpSource {
+    /// Every message of `exchange`, the system's roots only.
+    pub fn new(url: impl Into<String>, exchange: impl Into<String>) -> AmqpSource {
+        AmqpSource { url: url.into(), exchange: exchange.into(), interest: Interest::All, ca_pem: None }
+    }
+
+    pub fn with_interest(mut self, interest: Interest) -> AmqpSource {
+        self.interest = interest;
+        self
+    }
+
+    pub fn with_ca_pem(mut self, pem: Option<String>) -> AmqpSource {
+        self.ca_pem = pem;
+        self
+    }
+
+    /// Reads a CA file: readable, at most `CA_FILE_BYTES_MAX`, at least one PEM certificate.
+    pub fn read_ca_file(path: &std::path::Path) -> Result<String, String> {
+        let shown = path.display();
+        let size = std::fs::metadata(path).map_err(|error| format!("the CA file {shown}: {error}"))?.len();
+        if size > CA_FILE_BYTES_MAX {
+            return Err(format!("the CA file {shown} is over {CA_FILE_BYTES_MAX} bytes"));
+        }
+        let pem = std::fs::read_to_string(path).map_err(|error| format!("the CA file {shown}: {error}"))?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(format!("the CA file {shown} holds no PEM certificate"));
+        }
+        Ok(pem)
+    }
+}
+
+/// Why an AMQP session could not start or ended: a stable code (metric label) and the error
+/// as the broker or the TLS layer gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AmqpFailure {
+    /// `not_found`, `access_refused`, `precondition_failed`, `not_allowed` (virtual host),
+    /// `invalid_path`, `tls_certificate`, `tls`, `io`, `protocol_<reply code>`, `other`.
+    pub code: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for AmqpFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl AmqpFailure {
+    pub fn of(error: &lapin::Error) -> AmqpFailure {
+        AmqpFailure { code: failure_code(error), detail: error.to_string() }
+    }
+}
+
+fn failure_code(error: &lapin::Error) -> String {
+    match error {
+        lapin::Error::ProtocolError(amqp) => match amqp.get_id() {
+            404 => "not_found".to_string(),
+            403 => "access_refused".to_string(),
+            406 => "precondition_failed".to_string(),
+            530 => "not_allowed".to_string(),
+            402 => "invalid_path".to_string(),
+            id => format!("protocol_{id}"),
+        },
+        lapin::Error::IOError(io) => {
+            // A TLS failure is a rustls error somewhere down the I/O error's sources.
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = io.get_ref().map(|inner| inner as _);
+            while let Some(current) = cause {
+                if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+                    return match tls {
+                        rustls::Error::InvalidCertificate(_) => "tls_certificate".to_string(),
+                        _ => "tls".to_string(),
+                    };
+                }
+                cause = current.source();
+            }
+            "io".to_string()
+        }
+        _ => "other".to_string(),
+    }
+}
+
+/// Connects as the source says (TLS for `amqps://`, with the CA file's certificates trusted
+/// besides the system's roots) and opens a channel.
+pub async fn amqp_connect(source: &AmqpSource) -> Result<(Connection, Channel), AmqpFailure> {
+    let tls = lapin::tcp::OwnedTLSConfig { identity: None, cert_chain: source.ca_pem.clone() };
+    let connection = Connection::connect_with_config(&source.url, ConnectionProperties::default(), tls)
+        .await
+        .map_err(|error| AmqpFailure::of(&error))?;
+    let channel = connection.create_channel().await.map_err(|error| AmqpFailure::of(&error))?;
+    Ok((connection, channel))
+}
+
 /// Declares an exchange of ours (the simulated provider's): a durable topic exchange, as the
 /// provider's own is.
 async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), lapin::Error> {
@@ -147,6 +273,15 @@ async fn subscribe(channel: &Channel, exchange: &str, bindings: &[&str]) -> Resu
 
 /// The longest back-off between reconnection attempts of an AMQP session.
 pub const AMQP_RECONNECT_DELAY_MAX: Duration = Duration::from_secs(30);
+
+/// The back-off before reconnection attempt `attempt` (0: the first after a failure):
+/// `RECONNECT_DELAY` doubled per attempt up to `AMQP_RECONNECT_DELAY_MAX`, then a random
+/// point in its upper half (jitter: sessions that failed together do not retry together).
+pub fn amqp_backoff(attempt: u32, random: impl FnOnce(u64) -> u64) -> Duration {
+    let ceiling = RECONNECT_DELAY.saturating_mul(1 << attempt.min(16)).min(AMQP_RECONNECT_DELAY_MAX);
+    let half = ceiling.as_millis() as u64 / 2;
+    Duration::from_millis(half + random(half + 1).min(half))
+}
 
 /// Hands one delivery to the hub: parses its routing key and translates its XML; refusals are
 /// logged and counted by reason.
@@ -173,7 +308,13 @@ pub async fn deliver_uof(source: &SourceHandle, translator: &UofTranslator, rout
     for refusal in &translation.refused {
         source.item_refused(refusal.reason, &refusal.detail);
     }
-    match translation.event {
+    let mut event = translation.event;
+    if let (Some(groups), Some(names), UofEvent::Feed { message, .. }) =
+        (&translation.groups, translator.names(), &mut event)
+    {
+        narrow_bet_stop(source, names, groups, message).await;
+    }
+    match event {
         UofEvent::Alive { product, timestamp, subscribed } => source.producer_alive(product, timestamp, subscribed),
         UofEvent::SnapshotComplete { product, request_id, message } => {
             source.snapshot_complete(product, request_id, message).await;
@@ -186,6 +327,33 @@ pub async fn deliver_uof(source: &SourceHandle, translator: &UofTranslator, rout
         }
         UofEvent::Unknown { kind } => source.item_refused("unknown_message", &format!("<{kind}> skipped")),
     }
+}
+
+/// Narrows a `bet_stop`'s `BetStop` items (which list no market: all of the event's) to the
+/// event's markets in `groups`, as the book has them; an item left with no market is dropped
+/// (nothing of those groups to stop). If the book cannot be read, the item stops every market.
+async fn narrow_bet_stop(source: &SourceHandle, names: &UofNames, groups: &[String], message: &mut FeedMessage) {
+    let mut narrowed = Vec::with_capacity(message.items.len());
+    for item in std::mem::take(&mut message.items) {
+        match item {
+            book::FeedItem::BetStop { event, markets } if markets.is_empty() => {
+                let Some(keys) = source.market_keys(&event).await else {
+                    // Unknown markets: all of them stop, more than asked rather than less.
+                    narrowed.push(book::FeedItem::BetStop { event, markets });
+                    continue;
+                };
+                let markets: Vec<String> =
+                    keys.into_iter().filter(|key| uof::in_groups(names.namer.descriptions(), key, groups)).collect();
+                if markets.is_empty() {
+                    tracing::debug!(provider = source.provider(), %event, ?groups, "bet_stop: no market of those groups");
+                } else {
+                    narrowed.push(book::FeedItem::BetStop { event, markets });
+                }
+            }
+            other => narrowed.push(other),
+        }
+    }
+    message.items = narrowed;
 }
 
 /// Fetches the fixture of an event the translator has no fixture for (first seen, or after a
@@ -233,25 +401,43 @@ fn fixture_wanted(routing_key: &str) -> Option<(String, bool)> {
     Some((event, key.message_type == "fixture_change"))
 }
 
-/// Consumes Unified Odds Feed XML from `exchange` on the broker at `url` until the task is
-/// aborted, reconnecting with a doubling back-off (from `RECONNECT_DELAY` to
-/// `AMQP_RECONNECT_DELAY_MAX`).
-pub async fn follow_amqp(mut source: SourceHandle, url: String, exchange: String, in_play_delay: u32) {
+/// Connects and binds a private queue to the source's exchange with its interest's patterns:
+/// the session `follow_amqp_source` consumes from. A missing exchange is the broker's
+/// `not_found`; nothing is declared but the queue.
+pub async fn amqp_session(amqp: &AmqpSource) -> Result<(Connection, lapin::Consumer), AmqpFailure> {
+    let (connection, channel) = amqp_connect(amqp).await?;
+    match subscribe(&channel, &amqp.exchange, amqp.interest.bindings()).await {
+        Ok(consumer) => Ok((connection, consumer)),
+        Err(error) => {
+            let _ = connection.close(200, "binding failed").await;
+            Err(AmqpFailure::of(&error))
+        }
+    }
+}
+
+/// Consumes Unified Odds Feed XML from `exchange` on the broker at `url`, every message
+/// (`Interest::All`), the system's roots trusted: `follow_amqp_source` with those settings.
+pub async fn follow_amqp(source: SourceHandle, url: String, exchange: String, in_play_delay: u32) {
+    follow_amqp_source(source, AmqpSource::new(url, exchange), in_play_delay).await
+}
+
+/// Consumes Unified Odds Feed XML as `amqp` says until the task is aborted: a private queue
+/// bound to the existing exchange with the interest's routing-key patterns. A failure (refused
+/// connection, certificate, missing exchange, lost session) is logged as the broker or the TLS
+/// layer gave it, counted by code (`sportsbook_feed_connection_errors`), and followed by a
+/// reconnection after `amqp_backoff` (reset once a session is up).
+pub async fn follow_amqp_source(mut source: SourceHandle, amqp: AmqpSource, in_play_delay: u32) {
     let names = source.uof_names();
     let translator = UofTranslator::new(source.provider(), in_play_delay).with_names(names.clone());
     let store = source.name_store();
     let pending: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut delay = RECONNECT_DELAY;
+    let exchange = amqp.exchange.clone();
+    let mut attempt = 0u32;
     loop {
-        let session = async {
-            let (connection, channel) = amqp_channel(&url).await?;
-            let consumer = subscribe(&channel, &exchange, Interest::All.bindings()).await?;
-            Ok::<_, lapin::Error>((connection, channel, consumer))
-        };
-        match session.await {
-            Ok((connection, _channel, mut consumer)) => {
-                tracing::info!(provider = source.provider(), %exchange, "feed AMQP consumer connected");
-                delay = RECONNECT_DELAY;
+        match amqp_session(&amqp).await {
+            Ok((connection, mut consumer)) => {
+                tracing::info!(provider = source.provider(), %exchange, interest = ?amqp.interest, "feed AMQP consumer connected");
+                attempt = 0;
                 source.connected();
                 let reason = loop {
                     tokio::select! {
@@ -264,26 +450,36 @@ pub async fn follow_amqp(mut source: SourceHandle, url: String, exchange: String
                                 }
                                 deliver_uof(&source, &translator, delivery.routing_key.as_str(), &delivery.data).await;
                             }
-                            Some(Err(error)) => break error.to_string(),
-                            None => break "the consumer ended".to_string(),
+                            Some(Err(error)) => break Some(AmqpFailure::of(&error)),
+                            None => break Some(AmqpFailure { code: "consumer_ended".to_string(), detail: "the consumer ended".to_string() }),
                         },
                         // UOF producers recover through the provider's API (the hub sends those
                         // requests); the hub's source-level requests have nothing to do here.
                         control = source.controls.recv() => {
-                            if control.is_none() { break "the hub stopped".to_string() }
+                            if control.is_none() { break None }
                         }
                     }
                 };
-                tracing::warn!(provider = source.provider(), %exchange, %reason, "feed AMQP consumer lost");
+                let Some(failure) = reason else {
+                    let _ = connection.close(200, "the hub stopped").await;
+                    return;
+                };
+                source.connection_failed(&failure.code);
+                tracing::warn!(provider = source.provider(), %exchange, code = %failure.code, error = %failure.detail, "feed AMQP consumer lost");
                 source.disconnected();
                 let _ = connection.close(200, "reconnecting").await;
             }
-            Err(error) => {
-                tracing::error!(provider = source.provider(), %exchange, %error, retry_ms = delay.as_millis() as u64, "feed AMQP connect failed");
+            Err(failure) => {
+                source.connection_failed(&failure.code);
+                let retry = amqp_backoff(attempt, |n| rand::random_range(0..n.max(1)));
+                tracing::error!(provider = source.provider(), %exchange, code = %failure.code, error = %failure.detail, retry_ms = retry.as_millis() as u64, "feed AMQP connect failed");
+                tokio::time::sleep(retry).await;
+                attempt = attempt.saturating_add(1);
+                continue;
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(AMQP_RECONNECT_DELAY_MAX);
+        tokio::time::sleep(amqp_backoff(attempt, |n| rand::random_range(0..n.max(1)))).await;
+        attempt = attempt.saturating_add(1);
     }
 }
 

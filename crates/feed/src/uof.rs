@@ -28,10 +28,11 @@
 //! - **`bet_cancel`** without `start_time`/`end_time` voids every bet on the market; with
 //!   them, only bets placed in `[start_time, end_time)`. `rollback_bet_cancel` withdraws the
 //!   same cancellation.
-//! - **`bet_stop`** suspends the event's markets. Its `groups` name market groups of the
-//!   provider's market descriptions, which this adapter does not load: every group stops all
-//!   of the event's markets (more than asked, never less). `market_status` 0 (inactive) or -1
-//!   (suspended) both suspend.
+//! - **`bet_stop`** suspends the event's markets in its `groups` (`all`: every market), by the
+//!   groups of the provider's market descriptions (`in_groups`; a market without a known
+//!   description is in every group, and without descriptions loaded every market stops: more
+//!   than asked, never less). `market_status` 0 (inactive) or -1 (suspended) both suspend;
+//!   another value is counted `unknown_market_status` and suspends too.
 //! - **`fixture_change`**: change types 1 (new), 2 (date and time), 4 (format) and 5
 //!   (coverage) announce the event and move its start to `start_time`; 3 (cancelled) also
 //!   stops its markets (the provider's `bet_cancel` messages void the bets).
@@ -135,6 +136,22 @@ pub enum UofEvent {
 pub struct Translation {
     pub event: UofEvent,
     pub refused: Vec<Refusal>,
+    /// A `bet_stop` naming market groups (none of them `all`), when market descriptions are
+    /// loaded: its `BetStop` item lists no market yet and is to be narrowed to the event's
+    /// markets in those groups (`in_groups`) by whoever knows the event's markets (the
+    /// transport asks the book). `None`: the item stands as it is.
+    pub groups: Option<Vec<String>>,
+}
+
+/// Whether a market (its key, `id` or `id|specifiers`) belongs to one of `groups` by its
+/// description. A market without a known description counts as in every group: a bet stop
+/// stops more than asked rather than less.
+pub fn in_groups(descriptions: &crate::names::MarketDescriptions, market_key: &str, groups: &[String]) -> bool {
+    let id = market_key.split_once('|').map_or(market_key, |(id, _)| id);
+    match id.parse::<u32>().ok().and_then(|id| descriptions.get(id)) {
+        Some(description) => description.groups.iter().any(|group| groups.contains(group)),
+        None => true,
+    }
 }
 
 /// The parts of a routing key: `{priority}.{pre}.{live}.{message_type}.{sport_id}.{urn_type}.
@@ -213,24 +230,47 @@ impl RoutingKey {
 }
 
 /// What a session consumes: the routing-key patterns its queue is bound with, as the
-/// provider's SDKs bind them.
+/// provider's SDKs bind them (`MessageInterest`). Every interest but `All` also binds the
+/// system messages (`-.-.-.#`: `alive`, `snapshot_complete`, `product_down`), which drive the
+/// producers' recovery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interest {
     /// Every message (`#`).
     All,
-    /// Live messages and system messages.
+    /// Live messages (routing keys `*.*.live.…`).
     Live,
-    /// Pre-match messages and system messages.
+    /// Pre-match messages (`*.pre.*.…`).
     Prematch,
+    /// High-priority messages (`hi.…`).
+    HiPriority,
+    /// Low-priority messages (`lo.…`).
+    LoPriority,
 }
 
 impl Interest {
+    /// The names `Interest::parse` reads, in order.
+    pub const NAMES: [&'static str; 5] = ["all", "live", "prematch", "hi", "lo"];
+
     pub fn bindings(self) -> &'static [&'static str] {
         match self {
             Interest::All => &["#"],
             Interest::Live => &["*.*.live.#", "-.-.-.#"],
             Interest::Prematch => &["*.pre.*.#", "-.-.-.#"],
+            Interest::HiPriority => &["hi.#", "-.-.-.#"],
+            Interest::LoPriority => &["lo.#", "-.-.-.#"],
         }
+    }
+
+    /// `all`, `live`, `prematch`, `hi` or `lo`.
+    pub fn parse(text: &str) -> Result<Interest, String> {
+        Ok(match text {
+            "all" => Interest::All,
+            "live" => Interest::Live,
+            "prematch" => Interest::Prematch,
+            "hi" => Interest::HiPriority,
+            "lo" => Interest::LoPriority,
+            _ => return Err(format!("{text:?} is not a UOF interest (one of {})", Interest::NAMES.join(", "))),
+        })
     }
 }
 
@@ -298,6 +338,10 @@ fn split_key(key: &str) -> (&str, &str) {
     key.split_once('|').unwrap_or((key, ""))
 }
 
+/// Groups of one `bet_stop` taken into account; more are ignored (a market in none of the
+/// first ones is not stopped by them).
+pub const BET_STOP_GROUPS_MAX: usize = 64;
+
 /// Placeholder names without market descriptions: a few well-known markets by id.
 fn market_name(key: &str) -> (String, String) {
     let (id, specifiers) = key.split_once('|').unwrap_or((key, ""));
@@ -350,6 +394,11 @@ impl UofTranslator {
     }
 
     /// Names markets, outcomes and events from the provider's descriptions and fixtures.
+    /// The descriptions and fixtures it names with, if any.
+    pub fn names(&self) -> Option<&Arc<UofNames>> {
+        self.names.as_ref()
+    }
+
     pub fn with_names(mut self, names: Option<Arc<UofNames>>) -> UofTranslator {
         self.names = names;
         self
@@ -365,6 +414,7 @@ impl UofTranslator {
         let root = document.root_element();
         let kind = root.tag_name().name();
         let mut refused = Vec::new();
+        let mut groups = None;
         let event = match kind {
             "alive" => UofEvent::Alive {
                 product: number(root, "product")?,
@@ -391,12 +441,23 @@ impl UofTranslator {
                 let timestamp = number(root, "timestamp")?;
                 let event = attr(root, "event_id")?.to_string();
                 let items = self.items(kind, root, &event, timestamp, routing, &mut refused)?;
+                if kind == "bet_stop" && self.names.is_some() {
+                    let named: Vec<String> = attr(root, "groups")?
+                        .split('|')
+                        .filter(|group| !group.is_empty())
+                        .map(str::to_string)
+                        .take(BET_STOP_GROUPS_MAX)
+                        .collect();
+                    if !named.is_empty() && !named.iter().any(|group| group == "all") {
+                        groups = Some(named);
+                    }
+                }
                 UofEvent::Feed { product, message: self.message(timestamp, items) }
             }
             "product_down" => UofEvent::ProductDown { product: number(root, "product")? },
             other => UofEvent::Unknown { kind: other.to_string() },
         };
-        Ok(Translation { event, refused })
+        Ok(Translation { event, refused, groups })
     }
 
     fn message(&self, timestamp: u64, items: Vec<FeedItem>) -> FeedMessage {

@@ -12,7 +12,7 @@ use engine::EngineHandle;
 use feed::provider::{Output, Pace};
 use feed::provider_api::ProviderApi;
 use feed::simulator::{Chaos, FeedSimulator, SimulatorConfig};
-use feed::transport::{follow_amqp, follow_websocket, AmqpProvider, WebSocketProvider};
+use feed::transport::{follow_amqp_source, follow_websocket, AmqpProvider, AmqpSource, WebSocketProvider};
 use feed::FeedHub;
 
 /// The provider name of the demo's simulated feed.
@@ -54,7 +54,7 @@ impl std::str::FromStr for FeedSource {
             SourceKind::WebSocket { url: url.to_string() }
         } else if let Some(location) = rest.strip_prefix("uof+") {
             let (amqp_url, exchange) = location.split_once('#').ok_or(usage)?;
-            if !amqp_url.starts_with("amqp://") || exchange.is_empty() {
+            if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) || exchange.is_empty() {
                 return Err(usage.to_string());
             }
             SourceKind::Uof { amqp_url: amqp_url.to_string(), exchange: exchange.to_string() }
@@ -80,11 +80,16 @@ impl FeedSource {
 /// logged).
 pub const UOF_TOKEN_ENV: &str = "SPORTSBOOK_UOF_ACCESS_TOKEN";
 
-/// The UOF provider's API settings of `serve`.
+/// The UOF provider's API and broker settings of `serve`.
 #[derive(Clone, Default)]
 pub struct UofOptions {
     pub api_url: Option<String>,
     pub node_id: Option<u32>,
+    /// PEM certificates trusted for `amqps://` sources besides the system's roots
+    /// (`--feed-ca`, env SPORTSBOOK_UOF_CA_FILE).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// What every `uof+` source consumes (`--uof-interest`, env SPORTSBOOK_UOF_INTEREST).
+    pub interest: Option<feed::uof::Interest>,
     access_token: String,
 }
 
@@ -94,31 +99,52 @@ impl std::fmt::Debug for UofOptions {
             .debug_struct("UofOptions")
             .field("api_url", &self.api_url)
             .field("node_id", &self.node_id)
+            .field("ca_file", &self.ca_file)
+            .field("interest", &self.interest)
             .field("access_token", &if self.access_token.is_empty() { "(none)" } else { "(set)" })
             .finish()
     }
 }
 
 impl UofOptions {
-    /// Flags first, then SPORTSBOOK_UOF_API_URL / SPORTSBOOK_UOF_NODE_ID; the token from
+    /// Flags first, then SPORTSBOOK_UOF_API_URL / SPORTSBOOK_UOF_NODE_ID /
+    /// SPORTSBOOK_UOF_CA_FILE / SPORTSBOOK_UOF_INTEREST; the token from
     /// SPORTSBOOK_UOF_ACCESS_TOKEN.
-    pub fn from_env(api_url: Option<String>, node_id: Option<u32>) -> anyhow::Result<UofOptions> {
-        let api_url = api_url.or_else(|| std::env::var("SPORTSBOOK_UOF_API_URL").ok().filter(|url| !url.is_empty()));
+    pub fn from_env(
+        api_url: Option<String>,
+        node_id: Option<u32>,
+        ca_file: Option<std::path::PathBuf>,
+        interest: Option<String>,
+    ) -> anyhow::Result<UofOptions> {
+        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let api_url = api_url.or_else(|| env("SPORTSBOOK_UOF_API_URL"));
         let node_id = match node_id {
             Some(node) => Some(node),
-            None => match std::env::var("SPORTSBOOK_UOF_NODE_ID") {
-                Ok(text) if !text.is_empty() => {
+            None => match env("SPORTSBOOK_UOF_NODE_ID") {
+                Some(text) => {
                     Some(text.parse().with_context(|| format!("SPORTSBOOK_UOF_NODE_ID={text:?} is not a number"))?)
                 }
-                _ => None,
+                None => None,
             },
         };
-        Ok(UofOptions { api_url, node_id, access_token: std::env::var(UOF_TOKEN_ENV).unwrap_or_default() })
+        let ca_file = ca_file.or_else(|| env("SPORTSBOOK_UOF_CA_FILE").map(std::path::PathBuf::from));
+        let interest = interest
+            .or_else(|| env("SPORTSBOOK_UOF_INTEREST"))
+            .map(|text| feed::uof::Interest::parse(&text))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        Ok(UofOptions {
+            api_url,
+            node_id,
+            ca_file,
+            interest,
+            access_token: std::env::var(UOF_TOKEN_ENV).unwrap_or_default(),
+        })
     }
 
     /// Settings given directly (tests).
     pub fn new(api_url: Option<String>, node_id: Option<u32>, access_token: &str) -> UofOptions {
-        UofOptions { api_url, node_id, access_token: access_token.to_string() }
+        UofOptions { api_url, node_id, ca_file: None, interest: None, access_token: access_token.to_string() }
     }
 }
 
@@ -169,6 +195,12 @@ pub async fn follow(
             hub.configure_uof(&source.provider, uof_settings(data_dir, uof).await?);
         }
     }
+    // Read once at start: a missing or empty CA file stops `serve` with the reason.
+    let ca_pem = match &uof.ca_file {
+        Some(path) => Some(AmqpSource::read_ca_file(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let interest = uof.interest.unwrap_or(feed::uof::Interest::All);
     let mut positions = std::collections::BTreeMap::<&str, usize>::new();
     Ok(sources
         .iter()
@@ -180,7 +212,10 @@ pub async fn follow(
             match &source.kind {
                 SourceKind::WebSocket { url } => tokio::spawn(follow_websocket(handle, url.clone())),
                 SourceKind::Uof { amqp_url, exchange } => {
-                    tokio::spawn(follow_amqp(handle, amqp_url.clone(), exchange.clone(), UOF_IN_PLAY_DELAY_SECONDS))
+                    let amqp = AmqpSource::new(amqp_url.clone(), exchange.clone())
+                        .with_interest(interest)
+                        .with_ca_pem(ca_pem.clone());
+                    tokio::spawn(follow_amqp_source(handle, amqp, UOF_IN_PLAY_DELAY_SECONDS))
                 }
             }
         })
@@ -339,6 +374,7 @@ mod tests {
             })
         );
         assert!("p=ws+ws://127.0.0.1:9000".parse::<FeedSource>().is_ok());
+        assert!("p=uof+amqps://u:p@feed.example:5671/customer#unifiedfeed".parse::<FeedSource>().is_ok());
         for bad in ["p", "p=ws+http://x", "=ws+ws://x", "p=uof+amqp://x", "p=ftp+x"] {
             assert!(bad.parse::<FeedSource>().is_err(), "{bad}");
         }

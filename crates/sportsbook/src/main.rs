@@ -64,7 +64,8 @@ enum Commands {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
         /// An odds provider's source to follow, repeatable, primary first: NAME=ws+URL (the
-        /// native JSON feed over WebSocket) or NAME=uof+AMQP_URL#EXCHANGE (UOF-style XML).
+        /// native JSON feed over WebSocket) or NAME=uof+AMQP_URL#EXCHANGE (UOF-style XML;
+        /// amqp:// or amqps://, the virtual host as the URL's path; EXCHANGE must exist).
         #[arg(long = "feed-source")]
         feed_sources: Vec<sportsbook::feeds::FeedSource>,
         /// The UOF provider's HTTP API (recovery requests, market descriptions, fixtures) for
@@ -75,6 +76,14 @@ enum Commands {
         /// `node_id` of UOF recovery requests (env SPORTSBOOK_UOF_NODE_ID).
         #[arg(long)]
         uof_node_id: Option<u32>,
+        /// A PEM file of CA certificates trusted for `amqps://` feed sources besides the
+        /// system's roots (env SPORTSBOOK_UOF_CA_FILE).
+        #[arg(long)]
+        feed_ca: Option<PathBuf>,
+        /// What `uof+` sources consume, as the provider's SDKs bind: all, live, prematch, hi
+        /// or lo (system messages always; env SPORTSBOOK_UOF_INTEREST; default all).
+        #[arg(long)]
+        uof_interest: Option<String>,
         /// Seconds of silence after which a provider's source is stale; with no fresh source
         /// left, its markets are suspended or delayed (`--feed-on-stale`).
         #[arg(long, default_value_t = 10)]
@@ -316,6 +325,8 @@ fn main() -> anyhow::Result<()> {
             feed_sources,
             uof_api_url,
             uof_node_id,
+            feed_ca,
+            uof_interest,
             feed_stale_after,
             feed_on_stale,
             rate_limit_per_address,
@@ -353,7 +364,7 @@ fn main() -> anyhow::Result<()> {
                 log_format,
                 feed_sources,
                 feed_settings,
-                uof: sportsbook::feeds::UofOptions::from_env(uof_api_url, uof_node_id)?,
+                uof: sportsbook::feeds::UofOptions::from_env(uof_api_url, uof_node_id, feed_ca, uof_interest)?,
                 rate_limit_per_address: rate_limit_per_address.0,
                 rate_limit_per_credential: rate_limit_per_credential.0,
                 connections: ConnectionOptions {

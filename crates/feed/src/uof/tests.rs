@@ -194,7 +194,35 @@ fn bet_cancel_windows_and_their_rollback() {
 }
 
 #[test]
-fn bet_stop_stops_every_market_whatever_the_groups() {
+fn bet_stop_groups_narrow_with_descriptions_and_stop_all_without() {
+    let named = UofTranslator::new("uof", 5).with_names(Some(Arc::new(UofNames::new(crate::names::Namer::new(
+        crate::names::MarketDescriptions::bundled(),
+    )))));
+    let groups = |xml: &str| named.translate(xml, None).expect("translates").groups;
+    assert_eq!(
+        groups(r#"<bet_stop product="1" event_id="e" timestamp="9" groups="1st_half|period"/>"#),
+        Some(vec!["1st_half".to_string(), "period".to_string()])
+    );
+    assert_eq!(groups(r#"<bet_stop product="1" event_id="e" timestamp="9" groups="1st_half|all"/>"#), None);
+    assert_eq!(
+        translator()
+            .translate(r#"<bet_stop product="1" event_id="e" timestamp="9" groups="1st_half"/>"#, None)
+            .expect("translates")
+            .groups,
+        None,
+        "without descriptions every market stops"
+    );
+    let descriptions = crate::names::MarketDescriptions::bundled();
+    let first_half = ["1st_half".to_string()];
+    assert!(in_groups(&descriptions, "68|total=1.5", &first_half));
+    assert!(!in_groups(&descriptions, "18|total=2.5", &first_half));
+    assert!(!in_groups(&descriptions, "1", &first_half));
+    assert!(in_groups(&descriptions, "999999|x=1", &first_half), "an unknown market is in every group");
+    assert!(in_groups(&descriptions, "not-a-number", &first_half));
+}
+
+#[test]
+fn bet_stop_items_list_no_market_and_market_status_0_or_minus_1_suspends() {
     for xml in [
         r#"<bet_stop product="1" event_id="e" timestamp="9" groups="all"/>"#,
         r#"<bet_stop product="1" event_id="e" timestamp="9" groups="goals|corners" market_status="-1"/>"#,

@@ -18,20 +18,30 @@ use tokio::sync::mpsc::Receiver;
 
 use crate::support::{single, wall_ms, Stack};
 
-const RABBITMQ: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const EVENT: &str = "sr:match:1";
+pub(crate) const RABBITMQ: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub(crate) const EVENT: &str = "sr:match:1";
 
-const TOKEN: &str = "stand-in-token";
+pub(crate) const TOKEN: &str = "stand-in-token";
 
 /// The provider: its durable exchange on RabbitMQ and its HTTP API (the stand-in that takes
 /// recovery requests), with the hub's provider `uof` configured to recover through it and to
 /// name markets from the bundled descriptions.
-async fn provider(
+pub(crate) async fn provider(
     stack: &Stack,
     exchange: &str,
     product: u32,
 ) -> (AmqpProvider, ProviderApi, Receiver<RecoveryRequest>) {
-    let amqp = AmqpProvider::connect(RABBITMQ, exchange, product).await.unwrap_or_else(|error| {
+    provider_at(stack, RABBITMQ, exchange, product).await
+}
+
+/// `provider` on the broker (and virtual host) of `url`.
+pub(crate) async fn provider_at(
+    stack: &Stack,
+    url: &str,
+    exchange: &str,
+    product: u32,
+) -> (AmqpProvider, ProviderApi, Receiver<RecoveryRequest>) {
+    let amqp = AmqpProvider::connect(url, exchange, product).await.unwrap_or_else(|error| {
         panic!("RabbitMQ must run on 127.0.0.1:5672 with guest/guest for the UOF adapter tests: {error}")
     });
     let (api, requests) =
@@ -48,7 +58,7 @@ async fn provider(
     (amqp, api, requests)
 }
 
-async fn alive_of(provider: &AmqpProvider, product: u32) {
+pub(crate) async fn alive_of(provider: &AmqpProvider, product: u32) {
     let xml = format!(r#"<alive product="{product}" timestamp="{}" subscribed="1"/>"#, wall_ms());
     send(provider, "-.-.-.alive.-.-.-.-", xml).await;
 }
@@ -56,7 +66,7 @@ async fn alive_of(provider: &AmqpProvider, product: u32) {
 /// Brings producers up as the provider's SDKs do: each one heard of asks the provider's API for
 /// a recovery, and is up once the `snapshot_complete` of that request arrives. Returns the
 /// requests.
-async fn recover(
+pub(crate) async fn recover(
     stack: &Stack,
     provider: &AmqpProvider,
     recoveries: &mut Receiver<RecoveryRequest>,
@@ -97,32 +107,32 @@ async fn recover(
     requests
 }
 
-fn exchange(name: &str) -> String {
+pub(crate) fn exchange(name: &str) -> String {
     format!("uof-test-{name}-{}-{}", std::process::id(), wall_ms())
 }
 
-async fn send(provider: &AmqpProvider, routing: &str, xml: String) {
+pub(crate) async fn send(provider: &AmqpProvider, routing: &str, xml: String) {
     provider.send(routing, &xml).await.expect("publish");
 }
 
-fn live(kind: &str) -> String {
+pub(crate) fn live(kind: &str) -> String {
     format!("hi.-.live.{kind}.1.sr:match.1.-")
 }
 
-fn prematch(kind: &str) -> String {
+pub(crate) fn prematch(kind: &str) -> String {
     format!("lo.pre.-.{kind}.1.sr:match.1.-")
 }
 
-fn market_id(book: &book::Book, key: &str) -> book::MarketId {
+pub(crate) fn market_id(book: &book::Book, key: &str) -> book::MarketId {
     book.feed().market("uof", EVENT, key).expect("market")
 }
 
-fn status(stack: &Stack, key: &'static str) -> MarketStatus {
+pub(crate) fn status(stack: &Stack, key: &'static str) -> MarketStatus {
     stack.read(move |book| book.market(market_id(book, key)).expect("m").status)
 }
 
 /// A player with money, and a bet on outcome `outcome` of market 1.
-fn bet_on(stack: &Stack, outcome: &'static str) -> (book::AccountId, book::BetId) {
+pub(crate) fn bet_on(stack: &Stack, outcome: &'static str) -> (book::AccountId, book::BetId) {
     let player = stack.funded_player();
     let (selection, price) = stack.read(move |book| {
         let selection = book.feed().selection(market_id(book, "1"), outcome).expect("outcome");
@@ -133,7 +143,7 @@ fn bet_on(stack: &Stack, outcome: &'static str) -> (book::AccountId, book::BetId
     (player, bet)
 }
 
-fn odds_change(product: u32, home: &str, status: &str) -> String {
+pub(crate) fn odds_change(product: u32, home: &str, status: &str) -> String {
     format!(
         r#"<odds_change product="{product}" event_id="{EVENT}" timestamp="{}"><sport_event_status status="0" match_status="0"/><odds>
         <market id="1" status="{status}"><market_metadata next_betstop="{}"/><outcome id="1" odds="{home}" active="1"/><outcome id="2" odds="3.4" active="1"/>
@@ -143,11 +153,11 @@ fn odds_change(product: u32, home: &str, status: &str) -> String {
     )
 }
 
-fn balance(stack: &Stack, player: book::AccountId) -> i64 {
+pub(crate) fn balance(stack: &Stack, player: book::AccountId) -> i64 {
     stack.read(move |book| book.wallet(player).expect("wallet").balance.minor())
 }
 
-fn refusals(stack: &Stack, reason: &str) -> u64 {
+pub(crate) fn refusals(stack: &Stack, reason: &str) -> u64 {
     stack.hub.metrics().refusals_of("uof", reason)
 }
 

@@ -1,9 +1,12 @@
 //! The feed role's tests: the book's feed decisions (`book_rules`), the supervisor over real
 //! WebSocket connections (`websocket`), and the UOF-style adapter over the real RabbitMQ on
-//! 127.0.0.1:5672 (`amqp`), and the UOF provider's HTTP API (recovery, names) against a local
+//! 127.0.0.1:5672 (`amqp`; TLS, virtual hosts, routing-key filters and a missing exchange in
+//! `amqp_connection`; producers down and recovering one by one in `amqp_producers`), and the UOF provider's HTTP API (recovery, names) against a local
 //! stand-in of the provider (`uof_api`).
 
 mod amqp;
+mod amqp_connection;
+mod amqp_producers;
 mod book_rules;
 mod support;
 mod uof_api;
