@@ -34,15 +34,16 @@ fn a_server_that_exits_fails_loudly_with_its_log() {
 fn dropping_the_cluster_kills_every_node_also_on_a_panic() {
     let dir = TempDir::new().unwrap();
     let started = std::panic::catch_unwind(|| {
-        let cluster = LocalCluster::start(dir.path(), 3).unwrap_or_else(|err| panic!("cannot start nats-server: {err}"));
+        let cluster =
+            LocalCluster::start(dir.path(), 3).unwrap_or_else(|err| panic!("cannot start nats-server: {err}"));
         let pids: Vec<u32> = (0..3).map(|i| cluster.pid(i).expect("running")).collect();
         assert!(pids.iter().all(|&pid| alive(pid)));
         std::panic::panic_any(pids);
     });
     let payload = started.expect_err("the closure panics");
-    let pids = payload.downcast_ref::<Vec<u32>>().unwrap_or_else(|| {
-        panic!("the cluster did not start: {:?}", payload.downcast_ref::<String>())
-    });
+    let pids = payload
+        .downcast_ref::<Vec<u32>>()
+        .unwrap_or_else(|| panic!("the cluster did not start: {:?}", payload.downcast_ref::<String>()));
     for pid in pids {
         assert!(!alive(*pid), "nats-server {pid} still runs after the panic");
     }

@@ -106,10 +106,7 @@ fn killing_one_of_three_servers_loses_no_acknowledged_record() {
     cluster.cluster.kill(first);
     let started = Instant::now();
     let slowest = append_numbered(&mut journal, 300..600);
-    eprintln!(
-        "after killing the leader {leader}: 300 appends in {:?}, the slowest {slowest:?}",
-        started.elapsed()
-    );
+    eprintln!("after killing the leader {leader}: 300 appends in {:?}, the slowest {slowest:?}", started.elapsed());
     assert_numbered(&journal, 600, "after losing the leader");
     let new_leader = journal.stream_cluster().expect("stream cluster").leader.expect("a new leader");
     assert_ne!(new_leader, leader);

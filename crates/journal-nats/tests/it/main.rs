@@ -19,7 +19,8 @@ pub struct TestCluster {
 
 pub fn start_cluster(nodes: usize) -> TestCluster {
     let dir = TempDir::new().expect("temporary directory");
-    let cluster = LocalCluster::start(dir.path(), nodes).unwrap_or_else(|err| panic!("cannot start nats-server: {err}"));
+    let cluster =
+        LocalCluster::start(dir.path(), nodes).unwrap_or_else(|err| panic!("cannot start nats-server: {err}"));
     TestCluster { cluster, _dir: dir }
 }
 
