@@ -168,8 +168,6 @@ enum WriterState {
 
 /// A journal on a JetStream stream. See the crate documentation.
 pub struct NatsJournal {
-    runtime: tokio::runtime::Runtime,
-    // Dropped before the runtime (fields drop in order), while its tasks can still run.
     context: async_nats::jetstream::Context,
     stream: stream::Stream,
     subject: String,
@@ -177,6 +175,9 @@ pub struct NatsJournal {
     next: Position,
     state: WriterState,
     append_timeout: Duration,
+    // Last: the client's handles above are dropped first (fields drop in order), while the
+    // runtime that runs their tasks still exists.
+    runtime: tokio::runtime::Runtime,
 }
 
 impl std::fmt::Debug for NatsJournal {

@@ -136,3 +136,33 @@ fn killing_one_of_three_servers_loses_no_acknowledged_record() {
     assert_numbered(&reopened, 700, "reopened");
     append_numbered(&mut reopened, 700..710);
 }
+
+#[test]
+fn an_unanswered_append_poisons_the_journal_until_reopened() {
+    let mut cluster = start_cluster(3);
+    let mut options = options(&cluster.cluster, "POISON");
+    options.append_timeout = Duration::from_secs(2);
+    let mut journal = open(&options);
+    append_numbered(&mut journal, 0..3);
+    for node in 0..3 {
+        cluster.cluster.kill(node);
+    }
+    let started = Instant::now();
+    match journal.append(&numbered(3)) {
+        Err(JournalError::Remote { op: "append", reason }) => {
+            assert!(reason.contains("no answer within 2s"), "the reason says why: {reason}")
+        }
+        other => panic!("an append no server answers must fail with Remote, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "the append gave up after {:?}", started.elapsed());
+    // Its outcome is unknown: nothing more is appended until a reopen reads the stream.
+    assert!(matches!(journal.append(&numbered(3)), Err(JournalError::Poisoned)));
+    assert_eq!(journal.next_position(), 3);
+    drop(journal);
+
+    cluster.cluster.restart_all().unwrap_or_else(|err| panic!("restart the cluster: {err}"));
+    let mut reopened = open(&options);
+    assert_eq!(reopened.next_position(), 3, "no server was up: the unanswered append was not stored");
+    append_numbered(&mut reopened, 3..6);
+    assert_numbered(&reopened, 6, "after the reopen");
+}
