@@ -1,6 +1,7 @@
 //! Append latency of the JetStream journal on a local cluster this program starts (its files in
 //! a temporary directory, every node killed at the end): sequential appends of one record size,
-//! as the sequencer makes them (one at a time, each acknowledged before the next).
+//! as the sequencer makes them (one at a time, each acknowledged before the next); then the
+//! time to read them all back through a new journal, as recovery does.
 //!
 //!     cargo run --release -p journal-nats --example append_latency -- [NODES [RECORDS [BYTES]]]
 //!
@@ -20,7 +21,7 @@ fn main() {
     let cluster = LocalCluster::start(&dir, nodes).unwrap_or_else(|err| panic!("cannot start nats-server: {err}"));
     let mut options = NatsJournalOptions::new(cluster.urls());
     options.replicas = nodes;
-    let mut journal = NatsJournal::open(options).expect("open the journal");
+    let mut journal = NatsJournal::open(options.clone()).expect("open the journal");
     let payload = vec![0x5A; bytes];
     let mut latencies: Vec<Duration> = Vec::with_capacity(records);
     let began = Instant::now();
@@ -38,6 +39,23 @@ fn main() {
         at(0.50),
         at(0.99),
         at(1.0)
+    );
+    // Reading everything back, as recovery replays the journal: a new writer, from position 0.
+    drop(journal);
+    let journal = NatsJournal::open(options).expect("reopen the journal");
+    let began = Instant::now();
+    let mut read = 0usize;
+    journal
+        .read_from(0, &mut |_, record| {
+            read += record.len();
+            Ok(())
+        })
+        .expect("read");
+    let elapsed = began.elapsed();
+    println!(
+        "read back {records} records ({} MiB) in {elapsed:?}: {:.0} records/s",
+        read >> 20,
+        records as f64 / elapsed.as_secs_f64()
     );
     drop(journal);
     drop(cluster);
