@@ -23,6 +23,9 @@ pub const NATS_SERVER_DEFAULT: &str = "/usr/sbin/nats-server";
 /// How long a node may take to listen, and the cluster to elect its JetStream meta leader.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Starts tried when a port chosen free was taken before the server bound it.
+pub const START_ATTEMPTS: usize = 3;
+
 /// `max_payload` of every node: the journal's largest record plus its headers, rounded up.
 pub const NODE_MAX_PAYLOAD: usize = crate::SERVER_MAX_PAYLOAD_MIN.next_multiple_of(1024 * 1024);
 
@@ -104,11 +107,39 @@ impl LocalCluster {
     }
 
     /// [`LocalCluster::start`] with this binary.
+    ///
+    /// Ports are free when chosen but released for the servers, so another process may take
+    /// one in between: a start that fails on a port in use is tried again on other ports (up
+    /// to [`START_ATTEMPTS`] times), from empty JetStream directories.
     pub fn start_with(binary: &Path, dir: &Path, nodes: usize) -> Result<Self, ClusterError> {
         assert!(nodes >= 1, "a cluster needs at least one node");
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(binary, dir, nodes) {
+                Err(ClusterError::NodeFailed { log, .. })
+                    if attempt < START_ATTEMPTS && log.contains("address already in use") =>
+                {
+                    for i in 0..nodes {
+                        let store = dir.join(format!("n{i}"));
+                        if store.exists() {
+                            fs::remove_dir_all(&store)
+                                .map_err(|source| io(format!("remove {}", store.display()), source))?;
+                        }
+                        let log = dir.join(format!("n{i}.log"));
+                        fs::remove_file(&log)
+                            .or_else(|err| if err.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(err) })
+                            .map_err(|source| io(format!("remove {}", log.display()), source))?;
+                    }
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(binary: &Path, dir: &Path, nodes: usize) -> Result<Self, ClusterError> {
         fs::create_dir_all(dir).map_err(|source| io(format!("create {}", dir.display()), source))?;
         // Free ports: all taken at once so that they differ, then released for the servers.
-        // Another process may take one in between; the node's log then says so.
         let listeners: Vec<TcpListener> = (0..nodes * 3)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
             .collect::<Result<_, _>>()
