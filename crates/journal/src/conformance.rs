@@ -93,19 +93,31 @@ pub fn empty_and_large_payloads<H: JournalHarness>(harness: &mut H, model: &mut 
     check_contents(&journal, model, "after reopening with empty and large payloads");
 }
 
-/// A payload over [`RECORD_PAYLOAD_BYTES_MAX`] is refused without writing or poisoning.
+/// A payload over [`Journal::payload_bytes_max`] (at most [`RECORD_PAYLOAD_BYTES_MAX`]) is
+/// refused without writing or poisoning.
 pub fn oversized_payload_is_rejected<H: JournalHarness>(harness: &mut H, model: &mut Vec<Vec<u8>>) {
     let mut journal = harness.open();
-    let oversized = vec![0u8; RECORD_PAYLOAD_BYTES_MAX + 1];
-    match journal.append(&oversized) {
-        Err(JournalError::RecordTooLarge { len, .. }) => {
-            assert_eq!(len, oversized.len(), "conformance: RecordTooLarge must report the payload length")
-        }
-        other => {
-            panic!("conformance: an oversized append must fail with RecordTooLarge, got {other:?}")
+    let max = journal.payload_bytes_max();
+    assert!(
+        max <= RECORD_PAYLOAD_BYTES_MAX,
+        "conformance: payload_bytes_max {max} exceeds the journal's format limit {RECORD_PAYLOAD_BYTES_MAX}"
+    );
+    let mut lengths = vec![RECORD_PAYLOAD_BYTES_MAX + 1];
+    if max < RECORD_PAYLOAD_BYTES_MAX {
+        lengths.push(max + 1);
+    }
+    for length in lengths {
+        let oversized = vec![0u8; length];
+        match journal.append(&oversized) {
+            Err(JournalError::RecordTooLarge { len, max: reported }) => {
+                assert_eq!(len, oversized.len(), "conformance: RecordTooLarge must report the payload length");
+                assert_eq!(reported, max, "conformance: RecordTooLarge must report payload_bytes_max");
+            }
+            other => {
+                panic!("conformance: an append of {length} bytes must fail with RecordTooLarge, got {other:?}")
+            }
         }
     }
-    drop(oversized);
     check_next_position(&journal, model, "after a refused oversized append");
     append_checked(&mut journal, model, b"after oversized".to_vec());
     check_contents(&journal, model, "after a refused oversized append");

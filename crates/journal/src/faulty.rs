@@ -174,6 +174,10 @@ impl<J: Journal> Journal for FaultyJournal<J> {
         self.inner.next_position()
     }
 
+    fn payload_bytes_max(&self) -> usize {
+        self.inner.payload_bytes_max()
+    }
+
     fn check_space(&mut self, bytes: usize) -> Result<(), JournalError> {
         self.still_full("space check")?;
         self.inner.check_space(bytes)

@@ -6,7 +6,8 @@
 //! from the snapshot's position with [`Journal::read_from`].
 //!
 //! Backends: [`FileJournal`] (segment files, the embedded default), [`MemoryJournal`] (tests)
-//! and [`FaultyJournal`] (fault injection for tests and the deterministic simulator).
+//! and [`FaultyJournal`] (fault injection for tests and the deterministic simulator); the
+//! replicated JetStream backend is the `journal-nats` crate.
 //! [`conformance`] holds the checks every backend must pass.
 
 use std::path::PathBuf;
@@ -106,6 +107,20 @@ pub enum JournalError {
     /// Options that the backend cannot work with.
     #[error("invalid journal options: {reason}")]
     InvalidOptions { reason: String },
+
+    /// A replicated journal (`journal-nats`) refused the append at `position` because another
+    /// writer has appended since this one last did: this writer was deposed. Nothing was
+    /// written, and this journal refuses every later append too; only a reopen, which reads
+    /// the new end, may append again (and only as the new writer).
+    #[error("journal append at position {position} fenced, another writer has appended: {reason}")]
+    Fenced { position: Position, reason: String },
+
+    /// A remote journal's servers failed or did not answer in time. After a failed append it
+    /// is unknown whether the record was stored, so the journal is poisoned like after a
+    /// failed sync ([`JournalError::SyncFailed`]): only a reopen, which reads what really is
+    /// stored, may continue.
+    #[error("journal backend failed during {op}: {reason}")]
+    Remote { op: &'static str, reason: String },
 }
 
 /// An append-only log of opaque payloads with consecutive positions.
@@ -115,6 +130,13 @@ pub trait Journal: Send {
 
     /// Position the next append will get (= number of records ever appended).
     fn next_position(&self) -> Position;
+
+    /// The largest payload [`Journal::append`] accepts; larger ones fail with
+    /// [`JournalError::RecordTooLarge`]. [`RECORD_PAYLOAD_BYTES_MAX`] unless the backend
+    /// stores less (the JetStream backend: 31 MiB, JetStream's file store limit).
+    fn payload_bytes_max(&self) -> usize {
+        RECORD_PAYLOAD_BYTES_MAX
+    }
 
     /// After a [`JournalError::StorageFull`]: whether a record of `bytes` would fit now,
     /// without appending it. Backends without a disk have room.
@@ -146,6 +168,10 @@ impl<J: Journal + ?Sized> Journal for Box<J> {
 
     fn next_position(&self) -> Position {
         (**self).next_position()
+    }
+
+    fn payload_bytes_max(&self) -> usize {
+        (**self).payload_bytes_max()
     }
 
     fn check_space(&mut self, bytes: usize) -> Result<(), JournalError> {
