@@ -283,6 +283,8 @@ struct Simulator {
     read_model_tamper: Option<ReadModelTamper>,
     /// Decides when the projector runs (its own stream: the faults' draws stay as they were).
     projection_rng: Rng,
+    /// The feed role's Unified Odds Feed translator, for the workload's provider messages.
+    translator: feed::uof::UofTranslator,
 }
 
 /// The book's configuration for a seed: the defaults, varied a little so limits bite
@@ -290,6 +292,10 @@ struct Simulator {
 /// maximum, where payouts saturate and every bound on a balance, a debt or a liability bites.
 fn config_for(rng: &mut Rng) -> Config {
     let mut config = Config::default();
+    // Nothing leaves the book during a run: the model keeps every record, and runs of a few
+    // thousand steps pass the default window of seven days (what leaves is the book's
+    // property tests' subject).
+    config.resettlement_window_ms = book::RESETTLEMENT_WINDOW_NEVER_MS;
     if rng.chance(1, 4) {
         // Whales: stakes and payouts up to the money maximum, where sums saturate and clamp.
         config.max_stake = Money::from_minor(10_000_000_000_000);
@@ -354,6 +360,7 @@ impl Simulator {
             read_model_check_every: options.read_model_check_every.max(1),
             read_model_tamper: options.read_model_tamper,
             projection_rng,
+            translator: feed::uof::UofTranslator::new(crate::workload::PROVIDER, 0),
         };
         let (journal, _) = simulator.open_durable()?;
         let recovered =
@@ -463,6 +470,7 @@ impl Simulator {
                     break;
                 }
                 Op::Command(command) => command,
+                Op::Feed(delivery) => self.translate(&delivery)?,
             };
             *self.report.ops_by_kind.entry(next.label).or_default() += 1;
             let time = self.clock_now();
@@ -501,6 +509,34 @@ impl Simulator {
             (Some(kind), Some(model_before)) => self.failed_sync(kind, submitted, outcomes, model_before),
             _ => self.acknowledge(submitted, outcomes),
         }
+    }
+
+    /// A provider's message as the feed role takes it: the routing key parsed, the XML
+    /// translated. The translation must be the message the workload meant, refusing exactly
+    /// what it expected refused; it is the command submitted (a `Tick` when it has no items,
+    /// since the feed role submits no empty message).
+    fn translate(&self, delivery: &crate::workload::FeedDelivery) -> Result<Command, Fail> {
+        let routing = feed::uof::RoutingKey::parse(&delivery.routing)
+            .map_err(|refusal| (self.step, format!("the routing key {:?} was refused: {refusal}", delivery.routing)))?;
+        let translation = self
+            .translator
+            .translate(&delivery.xml, Some(&routing))
+            .map_err(|refusal| (self.step, format!("the feed refused {:?}: {refusal}", delivery.xml)))?;
+        let refused: Vec<&str> = translation.refused.iter().map(|refusal| refusal.reason).collect();
+        let message = match translation.event {
+            feed::uof::UofEvent::Feed { product, message } if product == delivery.product => message,
+            other => return self.fail(format!("{:?} translated to {other:?}", delivery.xml)),
+        };
+        if message != delivery.expected || refused != delivery.refused {
+            return self.fail(format!(
+                "the UOF translation differs from the message the workload sent
+  xml:      {}
+                   feed:     {message:?} refusing {refused:?}
+  workload: {:?} refusing {:?}",
+                delivery.xml, delivery.expected, delivery.refused
+            ));
+        }
+        Ok(if message.items.is_empty() { Command::Tick } else { Command::Feed(message) })
     }
 
     /// Parks the sequencer inside a read until the returned sender is used (or dropped).
