@@ -345,6 +345,8 @@ pub struct Auditor {
     pub log: Log,
     /// The feed's mapping, windows and recent messages.
     pub feed: FeedModel,
+    /// How often the model took paths worth counting (the feed's windows), for the report.
+    pub paths: BTreeMap<&'static str, u64>,
 }
 
 fn invalid(reason: &'static str) -> Rejection {
@@ -501,6 +503,7 @@ impl Auditor {
             transfers_made: Vec::new(),
             log: Log::default(),
             feed: FeedModel::default(),
+            paths: BTreeMap::new(),
             fx: FxModel { base: Currency::EUR, version: 0, set_at: 0, rates: BTreeMap::new() },
         }
     }
@@ -1892,6 +1895,7 @@ impl Auditor {
         for bet in bets {
             if self.feed.in_window(market, self.bets[bet as usize - 1].placed_at) {
                 // Void by a cancellation window whatever the market's results: it stays so.
+                *self.paths.entry("window_kept_void_by_rollback").or_default() += 1;
                 continue;
             }
             let status = self.bets[bet as usize - 1].status;

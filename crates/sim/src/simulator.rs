@@ -408,6 +408,9 @@ impl Simulator {
         self.stop();
         self.compare_with_rebuild()?;
         self.report.bets = self.auditor.bets.len() as u64;
+        for (path, count) in &self.auditor.paths {
+            self.report.published.insert(format!("model.{path}"), *count);
+        }
         Ok(())
     }
 
@@ -567,6 +570,15 @@ impl Simulator {
                 }
             };
             *self.report.replies_by_code.entry(reply_code(&reply)).or_default() += 1;
+            if let Ok(Ack::Feed(applied)) = &reply {
+                let published = &mut self.report.published;
+                *published.entry("feed.items_applied".to_string()).or_default() += u64::from(applied.applied);
+                *published.entry("feed.items_stale".to_string()).or_default() += u64::from(applied.stale);
+                *published.entry("feed.duplicate".to_string()).or_default() += u64::from(applied.duplicate);
+                for (_, rejection) in &applied.ignored {
+                    *published.entry(format!("feed.item_refused.{}", rejection.code())).or_default() += 1;
+                }
+            }
             if reply != entry.predicted {
                 return self.fail(format!(
                     "the reply differs from the model's\n  command: {:?}\n  book:    {reply:?}\n  model:   {:?}",

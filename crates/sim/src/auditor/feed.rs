@@ -369,20 +369,27 @@ impl Auditor {
             .collect();
         self.feed.windows.entry(market).or_default().push(window);
         for (bet, void_here) in bets {
-            match self.bets[bet as usize - 1].status {
+            let path = match self.bets[bet as usize - 1].status {
                 BetStatus::Pending => {
                     self.close_liability(bet);
                     self.reject(bet, Rejection::MarketClosed);
+                    "window_rejected_pending"
                 }
                 BetStatus::Accepted => {
-                    self.try_settle(bet);
+                    if self.try_settle(bet) {
+                        "window_settled_open_bet"
+                    } else {
+                        "window_voided_leg"
+                    }
                 }
                 status if settled_by_result(status) && !void_here => {
                     self.reverse(bet);
                     self.try_settle(bet);
+                    "window_resettled_bet"
                 }
-                _ => {}
-            }
+                _ => "window_left_alone",
+            };
+            *self.paths.entry(path).or_default() += 1;
         }
         Ok(())
     }
@@ -399,16 +406,19 @@ impl Auditor {
             if self.feed.in_window(market, found.placed_at) {
                 continue;
             }
-            match found.status {
+            let path = match found.status {
                 status if settled_by_result(status) => {
                     self.reverse(bet);
                     self.try_settle(bet);
+                    "window_withdrawn_resettled"
                 }
                 BetStatus::Accepted => {
                     self.try_settle(bet);
+                    "window_withdrawn_open_bet"
                 }
-                _ => {}
-            }
+                _ => "window_withdrawn_left_alone",
+            };
+            *self.paths.entry(path).or_default() += 1;
         }
         Ok(())
     }
