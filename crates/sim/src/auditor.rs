@@ -15,7 +15,10 @@
 //! policy, stake and payout limits, limits, funds, per-selection and per-market liability caps,
 //! suspension at a liability threshold), in-play delays ended by time, settlement with
 //! dead heats, void factors and each-way place terms, resettlement with debt, voids, cash-out
-//! quotes and their acceptance, and idempotency keys with their 24-hour retention.
+//! quotes and their acceptance, and idempotency keys with their 24-hour retention; a Unified
+//! Odds Feed provider's messages in the book's form (`feed`: the id mapping, duplicates, stale
+//! odds, markets and outcomes as listed, settlements, cancellations with and without a time
+//! window, rollbacks of both).
 //!
 //! Currencies: the operator's exchange-rate table (one base currency, a rate per other
 //! currency, versioned) and every conversion: stake and payout limits, all in the base
@@ -1063,8 +1066,14 @@ impl Auditor {
             return Err(invalid("names are 1 to 200 bytes"));
         }
         let id = self.events.len() as u64 + 1;
-        let event =
-            EventModel { id, starts_at, state: EventState::Scheduled, delay_seconds: 0, markets: Vec::new(), feed: None };
+        let event = EventModel {
+            id,
+            starts_at,
+            state: EventState::Scheduled,
+            delay_seconds: 0,
+            markets: Vec::new(),
+            feed: None,
+        };
         self.events.push(event);
         Ok(Ack::EventCreated(EventId(id)))
     }

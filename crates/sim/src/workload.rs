@@ -498,7 +498,9 @@ impl Workload {
             let feed: Vec<u64> = candidates
                 .iter()
                 .copied()
-                .filter(|&market| auditor.events[auditor.markets[market as usize - 1].event as usize - 1].feed.is_some())
+                .filter(|&market| {
+                    auditor.events[auditor.markets[market as usize - 1].event as usize - 1].feed.is_some()
+                })
                 .collect();
             if !feed.is_empty() {
                 candidates = feed;

@@ -23,8 +23,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use book::{
-    Ack, BetStatus, FeedApplied, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, MarketAction,
-    MarketStatus, NewSelection, Rejection, Reply, ResultRequest, SelectionId,
+    Ack, BetStatus, FeedApplied, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, MarketAction, MarketStatus,
+    NewSelection, Rejection, Reply, ResultRequest, SelectionId,
 };
 
 use super::{invalid, name_ok, Auditor, SelectionModel, NAME_BYTES_MAX, SELECTIONS_MAX};
@@ -58,7 +58,9 @@ pub struct FeedModel {
 impl FeedModel {
     /// Whether a bet placed at `placed_at` on `market` is inside one of its windows.
     pub fn in_window(&self, market: u64, placed_at: u64) -> bool {
-        self.windows.get(&market).is_some_and(|windows| windows.iter().any(|(from, to)| *from <= placed_at && placed_at < *to))
+        self.windows
+            .get(&market)
+            .is_some_and(|windows| windows.iter().any(|(from, to)| *from <= placed_at && placed_at < *to))
     }
 
     /// The provider's outcome id of a selection.
@@ -144,11 +146,8 @@ impl Auditor {
                 Ok(true)
             }
             FeedItem::Markets { event, markets } => {
-                let event_id = *self
-                    .feed
-                    .events
-                    .get(&(provider.to_string(), event.clone()))
-                    .ok_or(Rejection::UnknownEvent)?;
+                let event_id =
+                    *self.feed.events.get(&(provider.to_string(), event.clone())).ok_or(Rejection::UnknownEvent)?;
                 let (mut refused, mut any, mut stale) = (None, false, false);
                 for listed in markets {
                     match self.feed_market(provider, timestamp, event_id, event, listed) {

@@ -169,7 +169,9 @@ impl Workload {
         if live_feed.len() < FEED_EVENTS_MIN || choice == 0 {
             return Some(self.feed_fixture(auditor));
         }
-        if let Some((_, urn)) = live_feed.iter().find(|(event, _)| auditor.events[*event as usize - 1].markets.is_empty()) {
+        if let Some((_, urn)) =
+            live_feed.iter().find(|(event, _)| auditor.events[*event as usize - 1].markets.is_empty())
+        {
             return Some(self.feed_new_market(auditor, &urn.clone()));
         }
         let markets = known_markets(auditor);
@@ -227,13 +229,8 @@ impl Workload {
 
     /// An `odds_change` that lists a market the book does not have yet.
     fn feed_new_market(&mut self, auditor: &Auditor, urn: &str) -> Step {
-        let existing: Vec<String> = auditor
-            .feed
-            .markets
-            .keys()
-            .filter(|(_, owner, _)| owner == urn)
-            .map(|(_, _, key)| key.clone())
-            .collect();
+        let existing: Vec<String> =
+            auditor.feed.markets.keys().filter(|(_, owner, _)| owner == urn).map(|(_, _, key)| key.clone()).collect();
         let candidates = ["1", "18|total=2.5", "18|total=3.5", "40", "41"];
         let fresh: Vec<&str> = candidates.iter().copied().filter(|key| !existing.iter().any(|k| k == key)).collect();
         let key = match self.rng.pick(&fresh) {
@@ -249,7 +246,8 @@ impl Workload {
         let outcomes: Vec<(String, Option<u32>, bool)> = ids
             .into_iter()
             .map(|id| {
-                let price = if ids_short(&key) { PRICES[3 + self.rng.index(10)] } else { PRICES[7 + self.rng.index(14)] };
+                let price =
+                    if ids_short(&key) { PRICES[3 + self.rng.index(10)] } else { PRICES[7 + self.rng.index(14)] };
                 // An outcome listed without odds becomes a selection when first priced.
                 let priced = !self.rng.chance(1, 12);
                 (id, priced.then_some(price), !self.rng.chance(1, 25))
@@ -292,11 +290,8 @@ impl Workload {
         }
         let status = [1, 1, 1, 1, 1, 1, -1, -1, 0, -3, -4][self.rng.index(11)];
         let last = auditor.feed.stamps.get(&known.market).copied().unwrap_or(0);
-        let timestamp = if self.rng.chance(1, 12) && last > 60_000 {
-            last - self.rng.between(1, 60_000)
-        } else {
-            auditor.now
-        };
+        let timestamp =
+            if self.rng.chance(1, 12) && last > 60_000 { last - self.rng.between(1, 60_000) } else { auditor.now };
         let (event, key) = (known.event.clone(), known.key.clone());
         self.odds_change("feed.odds", auditor, &event, &key, &outcomes, status, timestamp)
     }
@@ -377,8 +372,11 @@ impl Workload {
             ids.swap(index, self.rng.index(index + 1));
         }
         // (outcome, result attribute, void_factor text, dead_heat_factor text)
-        let mut lines: Vec<(String, &str, Option<&str>, Option<&str>)> =
-            ids.iter().enumerate().map(|(index, id)| (id.clone(), if index == 0 { "1" } else { "0" }, None, None)).collect();
+        let mut lines: Vec<(String, &str, Option<&str>, Option<&str>)> = ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| (id.clone(), if index == 0 { "1" } else { "0" }, None, None))
+            .collect();
         let mut refused = Vec::new();
         match self.rng.below(100) {
             0..=29 => {}
