@@ -291,11 +291,10 @@ struct Simulator {
 /// differently from run to run. A quarter of the seeds are whales, with amounts up to the money
 /// maximum, where payouts saturate and every bound on a balance, a debt or a liability bites.
 fn config_for(rng: &mut Rng) -> Config {
-    let mut config = Config::default();
     // Nothing leaves the book during a run: the model keeps every record, and runs of a few
     // thousand steps pass the default window of seven days (what leaves is the book's
     // property tests' subject).
-    config.resettlement_window_ms = book::RESETTLEMENT_WINDOW_NEVER_MS;
+    let mut config = Config { resettlement_window_ms: book::RESETTLEMENT_WINDOW_NEVER_MS, ..Config::default() };
     if rng.chance(1, 4) {
         // Whales: stakes and payouts up to the money maximum, where sums saturate and clamp.
         config.max_stake = Money::from_minor(10_000_000_000_000);

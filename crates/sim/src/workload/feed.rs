@@ -143,8 +143,7 @@ impl Workload {
         kind: &str,
         event: &str,
         xml: String,
-        timestamp: u64,
-        items: Vec<FeedItem>,
+        (timestamp, items): (u64, Vec<FeedItem>),
         refused: Vec<&'static str>,
     ) -> Step {
         let (product, live) = self.producer();
@@ -209,7 +208,7 @@ impl Workload {
             auditor.now
         );
         let item = announce(&urn, starts_at, true);
-        self.delivery("feed.fixture", "fixture_change", &urn, xml, auditor.now, vec![item], Vec::new())
+        self.delivery("feed.fixture", "fixture_change", &urn, xml, (auditor.now, vec![item]), Vec::new())
     }
 
     /// A fixture's start moved (`fixture_change` type 2), now and then into the past.
@@ -224,7 +223,7 @@ impl Workload {
             auditor.now
         );
         let item = announce(urn, starts_at, true);
-        self.delivery("feed.fixture_change", "fixture_change", urn, xml, auditor.now, vec![item], Vec::new())
+        self.delivery("feed.fixture_change", "fixture_change", urn, xml, (auditor.now, vec![item]), Vec::new())
     }
 
     /// An `odds_change` that lists a market the book does not have yet.
@@ -253,7 +252,7 @@ impl Workload {
                 (id, priced.then_some(price), !self.rng.chance(1, 25))
             })
             .collect();
-        self.odds_change("feed.market", auditor, urn, &key, &outcomes, 1, auditor.now)
+        self.odds_change("feed.market", urn, &key, &outcomes, 1, auditor.now)
     }
 
     /// New prices for a feed market (its known outcomes, now and then one more), with a
@@ -293,14 +292,12 @@ impl Workload {
         let timestamp =
             if self.rng.chance(1, 12) && last > 60_000 { last - self.rng.between(1, 60_000) } else { auditor.now };
         let (event, key) = (known.event.clone(), known.key.clone());
-        self.odds_change("feed.odds", auditor, &event, &key, &outcomes, status, timestamp)
+        self.odds_change("feed.odds", &event, &key, &outcomes, status, timestamp)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn odds_change(
         &mut self,
         label: &'static str,
-        _auditor: &Auditor,
         urn: &str,
         key: &str,
         outcomes: &[(String, Option<u32>, bool)],
@@ -337,7 +334,7 @@ impl Workload {
         };
         let items =
             vec![announce(urn, timestamp, false), FeedItem::Markets { event: urn.to_string(), markets: vec![market] }];
-        self.delivery(label, "odds_change", urn, xml, timestamp, items, Vec::new())
+        self.delivery(label, "odds_change", urn, xml, (timestamp, items), Vec::new())
     }
 
     /// Markets to result: mostly ones with bets that are not resulted, some resulted ones, and
@@ -445,7 +442,7 @@ impl Workload {
             Vec::new()
         };
         let label = if refused.is_empty() { "feed.settlement" } else { "feed.settlement_undecided" };
-        self.delivery(label, "bet_settlement", &urn, xml, auditor.now, items, refused)
+        self.delivery(label, "bet_settlement", &urn, xml, (auditor.now, items), refused)
     }
 
     /// A `rollback_bet_settlement`, mostly of a resulted market.
@@ -458,7 +455,7 @@ impl Workload {
             market_attrs(&key)
         );
         let items = vec![FeedItem::Rollback { event: urn.clone(), market: key }];
-        self.delivery("feed.rollback", "rollback_bet_settlement", &urn, xml, auditor.now, items, Vec::new())
+        self.delivery("feed.rollback", "rollback_bet_settlement", &urn, xml, (auditor.now, items), Vec::new())
     }
 
     /// A `bet_cancel`: the whole market, or a window whose ends are placement times of bets on
@@ -499,7 +496,7 @@ impl Workload {
         );
         let items = vec![FeedItem::CancelWindow { event: urn.clone(), market: key, from, to }];
         let label = if from.is_none() && to.is_none() { "feed.cancel" } else { "feed.cancel_window" };
-        self.delivery(label, "bet_cancel", &urn, xml, auditor.now, items, Vec::new())
+        self.delivery(label, "bet_cancel", &urn, xml, (auditor.now, items), Vec::new())
     }
 
     /// A `rollback_bet_cancel` of a window in force, of a cancelled market, or of nothing.
@@ -537,7 +534,7 @@ impl Workload {
             market_attrs(&key)
         );
         let items = vec![FeedItem::RollbackCancel { event: urn.clone(), market: key, from, to }];
-        self.delivery("feed.rollback_cancel", "rollback_bet_cancel", &urn, xml, auditor.now, items, Vec::new())
+        self.delivery("feed.rollback_cancel", "rollback_bet_cancel", &urn, xml, (auditor.now, items), Vec::new())
     }
 }
 
