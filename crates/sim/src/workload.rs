@@ -5,6 +5,9 @@
 //! spoils a fraction of them on purpose (an unknown id, a stale price, a stake below the minimum,
 //! a bad factor) so the rejection paths run as well. Nothing here reads the book: the same seed
 //! gives the same commands whatever the engine does, as long as the auditor agrees with it.
+//!
+//! It is also a Unified Odds Feed provider (`feed`): fixtures, markets, prices, settlements,
+//! cancellations and rollbacks as schema-shaped XML, each with the feed message it means.
 
 use std::collections::VecDeque;
 
