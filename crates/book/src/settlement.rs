@@ -268,18 +268,22 @@ impl Book {
 
     /// The multiplier of every leg, for the win part and the place part. `None` for a leg
     /// without a result yet. With `resulting`, legs on that market take those results instead
-    /// of their own (results about to be written).
+    /// of their own (results about to be written), except where a feed cancellation window
+    /// keeps the bet void on that market.
     fn leg_multipliers(
         &self,
         bet: BetId,
         resulting: Option<(MarketId, &[SelectionResult])>,
     ) -> Vec<Option<(Multiplier, Multiplier)>> {
-        self.bets[bet.index()]
+        let found = &self.bets[bet.index()];
+        found
             .legs
             .iter()
             .map(|leg| {
                 let result = match resulting {
-                    Some((market, results)) if leg.market == market => {
+                    Some((market, results))
+                        if leg.market == market && !self.feed.in_cancel_window(market, found.placed_at) =>
+                    {
                         results.iter().find(|result| result.selection == leg.selection).copied()
                     }
                     _ => leg.result,

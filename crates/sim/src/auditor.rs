@@ -15,7 +15,10 @@
 //! policy, stake and payout limits, limits, funds, per-selection and per-market liability caps,
 //! suspension at a liability threshold), in-play delays ended by time, settlement with
 //! dead heats, void factors and each-way place terms, resettlement with debt, voids, cash-out
-//! quotes and their acceptance, and idempotency keys with their 24-hour retention.
+//! quotes and their acceptance, and idempotency keys with their 24-hour retention; a Unified
+//! Odds Feed provider's messages in the book's form (`feed`: the id mapping, duplicates, stale
+//! odds, markets and outcomes as listed, settlements, cancellations with and without a time
+//! window, rollbacks of both).
 //!
 //! Currencies: the operator's exchange-rate table (one base currency, a rate per other
 //! currency, versioned) and every conversion: stake and payout limits, all in the base
@@ -50,6 +53,10 @@ use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::exact::{payout, Fraction, ODDS_SCALE};
 use crate::readmodels::{Log, LoggedTransfer};
+
+mod feed;
+
+pub use feed::FeedModel;
 
 const DAY_MS: u64 = 86_400_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -143,6 +150,8 @@ pub struct EventModel {
     pub state: EventState,
     pub delay_seconds: u32,
     pub markets: Vec<u64>,
+    /// The provider's id of the event, when a feed created it.
+    pub feed: Option<String>,
 }
 
 /// The result of one selection.
@@ -337,6 +346,10 @@ pub struct Auditor {
     pub fx: FxModel,
     /// Every transfer and bet status so far: what the read models must hold (`readmodels`).
     pub log: Log,
+    /// The feed's mapping, windows and recent messages.
+    pub feed: FeedModel,
+    /// How often the model took paths worth counting (the feed's windows), for the report.
+    pub paths: BTreeMap<&'static str, u64>,
 }
 
 fn invalid(reason: &'static str) -> Rejection {
@@ -492,6 +505,8 @@ impl Auditor {
             bet_changes: Vec::new(),
             transfers_made: Vec::new(),
             log: Log::default(),
+            feed: FeedModel::default(),
+            paths: BTreeMap::new(),
             fx: FxModel { base: Currency::EUR, version: 0, set_at: 0, rates: BTreeMap::new() },
         }
     }
@@ -587,19 +602,7 @@ impl Auditor {
                 Ok(Ack::Done)
             }
             Command::CreateEvent { name, sport, competition, starts_at } => {
-                if !name_ok(name) || !name_ok(sport) || competition.len() > NAME_BYTES_MAX {
-                    return Err(invalid("names are 1 to 200 bytes"));
-                }
-                let id = self.events.len() as u64 + 1;
-                let event = EventModel {
-                    id,
-                    starts_at: *starts_at,
-                    state: EventState::Scheduled,
-                    delay_seconds: 0,
-                    markets: Vec::new(),
-                };
-                self.events.push(event);
-                Ok(Ack::EventCreated(EventId(id)))
+                self.create_event(name, sport, competition, *starts_at)
             }
             Command::CreateMarket { event, name, kind, selections, each_way } => {
                 self.create_market(event.0, name, kind, selections, *each_way)
@@ -646,19 +649,18 @@ impl Auditor {
             Command::VoidMarket { market } => self.void_market(market.0),
             Command::Tick => Ok(Ack::Done),
             Command::SetFxRates { base, rates } => self.set_fx_rates(*base, rates),
-            // The workload keeps the default window and runs for less than it: nothing leaves
-            // (the book's property tests cover what does).
+            // The simulator runs with a window nothing passes (`RESETTLEMENT_WINDOW_NEVER_MS`)
+            // and the workload never changes it: nothing leaves (the book's property tests
+            // cover what does).
             Command::SetResettlementWindow { window_ms } => {
                 self.config.resettlement_window_ms = *window_ms;
                 Ok(Ack::Done)
             }
-            // The workload sends no feed commands; the book's scenarios and the feed crate's
-            // tests cover them.
-            Command::Feed(_)
-            | Command::FeedHealth { .. }
-            | Command::SetTradingMode { .. }
-            | Command::SetMarketThrottle { .. } => {
-                unreachable!("the simulator sends no feed or degraded-mode commands")
+            Command::Feed(message) => self.feed_message(message),
+            // The workload's provider is never stale and the book never degraded: the book's
+            // scenarios and the feed crate's tests cover those.
+            Command::FeedHealth { .. } | Command::SetTradingMode { .. } | Command::SetMarketThrottle { .. } => {
+                unreachable!("the simulator sends no feed-health or degraded-mode commands")
             }
         }
     }
@@ -1059,6 +1061,23 @@ impl Auditor {
 
     // ---- catalog -------------------------------------------------------------------------------
 
+    fn create_event(&mut self, name: &str, sport: &str, competition: &str, starts_at: u64) -> Reply {
+        if !name_ok(name) || !name_ok(sport) || competition.len() > NAME_BYTES_MAX {
+            return Err(invalid("names are 1 to 200 bytes"));
+        }
+        let id = self.events.len() as u64 + 1;
+        let event = EventModel {
+            id,
+            starts_at,
+            state: EventState::Scheduled,
+            delay_seconds: 0,
+            markets: Vec::new(),
+            feed: None,
+        };
+        self.events.push(event);
+        Ok(Ack::EventCreated(EventId(id)))
+    }
+
     fn create_market(
         &mut self,
         event: u64,
@@ -1203,6 +1222,13 @@ impl Auditor {
     ) -> Result<LegModel, Rejection> {
         let found = self.selection(selection).ok_or(Rejection::SelectionUnavailable)?;
         self.market_open(found.market)?;
+        if self.feed.inactive.contains(&selection) {
+            return Err(Rejection::SelectionUnavailable);
+        }
+        if self.feed.in_window(found.market, self.now) {
+            // A bet placed now would be void at once: a cancellation window is open-ended.
+            return Err(Rejection::MarketSuspended);
+        }
         let market = &self.markets[found.market as usize - 1];
         if each_way && market.each_way.is_none() {
             return Err(Rejection::InvalidBet { reason: "market has no each-way terms" });
@@ -1559,8 +1585,17 @@ impl Auditor {
 
     // ---- settlement ------------------------------------------------------------------------
 
-    /// The result of a leg's selection, while its market is resulted.
-    fn leg_result(&self, leg: &LegModel) -> Option<ResultModel> {
+    /// What a leg of a bet placed at `placed_at` is resulted with: void inside a cancellation
+    /// window of its market, else its selection's result while the market is resulted.
+    fn leg_result(&self, placed_at: u64, leg: &LegModel) -> Option<ResultModel> {
+        if self.feed.in_window(leg.market, placed_at) {
+            return Some(ResultModel {
+                selection: leg.selection,
+                outcome: Outcome::Void,
+                dead_heat: Ratio::ONE,
+                void_factor: Ratio::ZERO,
+            });
+        }
         let market = &self.markets[leg.market as usize - 1];
         if !market.is_resulted() {
             return None;
@@ -1586,7 +1621,8 @@ impl Auditor {
         if found.status != BetStatus::Accepted {
             return None;
         }
-        let results: Vec<Option<ResultModel>> = found.legs.iter().map(|leg| self.leg_result(leg)).collect();
+        let results: Vec<Option<ResultModel>> =
+            found.legs.iter().map(|leg| self.leg_result(found.placed_at, leg)).collect();
         let all_resulted = results.iter().all(Option::is_some);
         // A single or multiple with a leg that pays nothing in any part has lost already.
         let lost_already = !matches!(found.kind, BetKind::System(_))
@@ -1866,6 +1902,11 @@ impl Auditor {
         let bets = found.bets.clone();
         let mut reversed = 0;
         for bet in bets {
+            if self.feed.in_window(market, self.bets[bet as usize - 1].placed_at) {
+                // Void by a cancellation window whatever the market's results: it stays so.
+                *self.paths.entry("window_kept_void_by_rollback").or_default() += 1;
+                continue;
+            }
             let status = self.bets[bet as usize - 1].status;
             if matches!(
                 status,
@@ -1893,7 +1934,7 @@ impl Auditor {
         }
         let mut factors = Vec::new();
         for leg in &found.legs {
-            match self.leg_result(leg) {
+            match self.leg_result(found.placed_at, leg) {
                 Some(result) => factors.push(leg_factor(&result, leg.odds, None, false)),
                 None => {
                     self.market_open(leg.market)
@@ -1948,7 +1989,7 @@ impl Auditor {
             return Err(Rejection::CashoutUnavailable { reason: "bet is not open" });
         }
         for (leg, version) in found.legs.iter().zip(&offer.versions) {
-            if self.leg_result(leg).is_some() {
+            if self.leg_result(found.placed_at, leg).is_some() {
                 continue;
             }
             let selection = &self.selections[leg.selection as usize - 1];

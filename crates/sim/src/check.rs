@@ -106,6 +106,7 @@ pub fn compare_all(book: &Book, auditor: &Auditor) -> Result<(), String> {
     compare_ledger(book, auditor)?;
     compare_catalog(book, auditor)?;
     compare_bets(book, auditor)?;
+    compare_feed(book, auditor)?;
     ensure(book.exposure() == auditor.exposure(), || {
         format!("exposure {} but open liabilities add up to {}", book.exposure(), auditor.exposure())
     })?;
@@ -240,6 +241,33 @@ fn compare_catalog(book: &Book, auditor: &Auditor) -> Result<(), String> {
     );
     ensure(found == expected, || format!("exchange rates {found:?}, model {expected:?}"))?;
     Ok(())
+}
+
+/// The feed's mapping of the provider's ids, the odds stamps, the inactive outcomes and the
+/// cancellation windows in force, against the model's.
+fn compare_feed(book: &Book, auditor: &Auditor) -> Result<(), String> {
+    let parts = book.feed().to_parts();
+    let model = &auditor.feed;
+    let events: Vec<_> = parts.events.iter().map(|(provider, event, id)| ((provider, event), id.0)).collect();
+    let expected: Vec<_> = model.events.iter().map(|((provider, event), id)| ((provider, event), *id)).collect();
+    ensure(events == expected, || format!("feed events {events:?}, model {expected:?}"))?;
+    let markets: Vec<_> =
+        parts.markets.iter().map(|(provider, event, market, id)| ((provider, event, market), id.0)).collect();
+    let expected: Vec<_> =
+        model.markets.iter().map(|((provider, event, market), id)| ((provider, event, market), *id)).collect();
+    ensure(markets == expected, || format!("feed markets {markets:?}, model {expected:?}"))?;
+    let selections: Vec<_> = parts.selections.iter().map(|(market, outcome, id)| ((market.0, outcome), id.0)).collect();
+    let expected: Vec<_> = model.selections.iter().map(|((market, outcome), id)| ((*market, outcome), *id)).collect();
+    ensure(selections == expected, || format!("feed outcomes {selections:?}, model {expected:?}"))?;
+    let stamps: Vec<_> = parts.odds_stamps.iter().map(|(market, at, _)| (market.0, *at)).collect();
+    let expected: Vec<_> = model.stamps.iter().map(|(market, at)| (*market, *at)).collect();
+    ensure(stamps == expected, || format!("feed odds stamps {stamps:?}, model {expected:?}"))?;
+    let inactive: Vec<u64> = parts.inactive.iter().map(|selection| selection.0).collect();
+    let expected: Vec<u64> = model.inactive.iter().copied().collect();
+    ensure(inactive == expected, || format!("feed inactive outcomes {inactive:?}, model {expected:?}"))?;
+    let windows: Vec<_> = parts.windows.iter().map(|(market, windows)| (market.0, windows.clone())).collect();
+    let expected: Vec<_> = model.windows.iter().map(|(market, windows)| (*market, windows.clone())).collect();
+    ensure(windows == expected, || format!("feed cancellation windows {windows:?}, model {expected:?}"))
 }
 
 fn compare_bets(book: &Book, auditor: &Auditor) -> Result<(), String> {

@@ -1,6 +1,7 @@
 //! Deterministic simulation of the book engine: the proof, step by step, that no money is lost.
 //!
-//! A seeded `workload` generates commands of every kind the book knows; the `simulator` drives
+//! A seeded `workload` generates commands of every kind the book knows (and, as a Unified Odds
+//! Feed provider, XML messages that the feed role's translator turns into feed commands); the `simulator` drives
 //! the real engine with them (the sequencer thread, group commit to a `FileJournal` or a
 //! `MemoryJournal`, snapshots, recovery) on a `ManualClock` it alone moves, and the `auditor`, an
 //! independent and deliberately simple model of the rules, in lockstep. After every step the

@@ -283,13 +283,18 @@ struct Simulator {
     read_model_tamper: Option<ReadModelTamper>,
     /// Decides when the projector runs (its own stream: the faults' draws stay as they were).
     projection_rng: Rng,
+    /// The feed role's Unified Odds Feed translator, for the workload's provider messages.
+    translator: feed::uof::UofTranslator,
 }
 
 /// The book's configuration for a seed: the defaults, varied a little so limits bite
 /// differently from run to run. A quarter of the seeds are whales, with amounts up to the money
 /// maximum, where payouts saturate and every bound on a balance, a debt or a liability bites.
 fn config_for(rng: &mut Rng) -> Config {
-    let mut config = Config::default();
+    // Nothing leaves the book during a run: the model keeps every record, and runs of a few
+    // thousand steps pass the default window of seven days (what leaves is the book's
+    // property tests' subject).
+    let mut config = Config { resettlement_window_ms: book::RESETTLEMENT_WINDOW_NEVER_MS, ..Config::default() };
     if rng.chance(1, 4) {
         // Whales: stakes and payouts up to the money maximum, where sums saturate and clamp.
         config.max_stake = Money::from_minor(10_000_000_000_000);
@@ -354,6 +359,7 @@ impl Simulator {
             read_model_check_every: options.read_model_check_every.max(1),
             read_model_tamper: options.read_model_tamper,
             projection_rng,
+            translator: feed::uof::UofTranslator::new(crate::workload::PROVIDER, 0),
         };
         let (journal, _) = simulator.open_durable()?;
         let recovered =
@@ -401,6 +407,9 @@ impl Simulator {
         self.stop();
         self.compare_with_rebuild()?;
         self.report.bets = self.auditor.bets.len() as u64;
+        for (path, count) in &self.auditor.paths {
+            self.report.published.insert(format!("model.{path}"), *count);
+        }
         Ok(())
     }
 
@@ -463,6 +472,7 @@ impl Simulator {
                     break;
                 }
                 Op::Command(command) => command,
+                Op::Feed(delivery) => self.translate(&delivery)?,
             };
             *self.report.ops_by_kind.entry(next.label).or_default() += 1;
             let time = self.clock_now();
@@ -503,6 +513,34 @@ impl Simulator {
         }
     }
 
+    /// A provider's message as the feed role takes it: the routing key parsed, the XML
+    /// translated. The translation must be the message the workload meant, refusing exactly
+    /// what it expected refused; it is the command submitted (a `Tick` when it has no items,
+    /// since the feed role submits no empty message).
+    fn translate(&self, delivery: &crate::workload::FeedDelivery) -> Result<Command, Fail> {
+        let routing = feed::uof::RoutingKey::parse(&delivery.routing)
+            .map_err(|refusal| (self.step, format!("the routing key {:?} was refused: {refusal}", delivery.routing)))?;
+        let translation = self
+            .translator
+            .translate(&delivery.xml, Some(&routing))
+            .map_err(|refusal| (self.step, format!("the feed refused {:?}: {refusal}", delivery.xml)))?;
+        let refused: Vec<&str> = translation.refused.iter().map(|refusal| refusal.reason).collect();
+        let message = match translation.event {
+            feed::uof::UofEvent::Feed { product, message } if product == delivery.product => message,
+            other => return self.fail(format!("{:?} translated to {other:?}", delivery.xml)),
+        };
+        if message != delivery.expected || refused != delivery.refused {
+            return self.fail(format!(
+                "the UOF translation differs from the message the workload sent
+  xml:      {}
+                   feed:     {message:?} refusing {refused:?}
+  workload: {:?} refusing {:?}",
+                delivery.xml, delivery.expected, delivery.refused
+            ));
+        }
+        Ok(if message.items.is_empty() { Command::Tick } else { Command::Feed(message) })
+    }
+
     /// Parks the sequencer inside a read until the returned sender is used (or dropped).
     fn hold_sequencer(&self) -> Result<std::sync::mpsc::Sender<()>, Fail> {
         let (entered, wait_entered) = std::sync::mpsc::channel::<()>();
@@ -531,6 +569,15 @@ impl Simulator {
                 }
             };
             *self.report.replies_by_code.entry(reply_code(&reply)).or_default() += 1;
+            if let Ok(Ack::Feed(applied)) = &reply {
+                let published = &mut self.report.published;
+                *published.entry("feed.items_applied".to_string()).or_default() += u64::from(applied.applied);
+                *published.entry("feed.items_stale".to_string()).or_default() += u64::from(applied.stale);
+                *published.entry("feed.duplicate".to_string()).or_default() += u64::from(applied.duplicate);
+                for (_, rejection) in &applied.ignored {
+                    *published.entry(format!("feed.item_refused.{}", rejection.code())).or_default() += 1;
+                }
+            }
             if reply != entry.predicted {
                 return self.fail(format!(
                     "the reply differs from the model's\n  command: {:?}\n  book:    {reply:?}\n  model:   {:?}",

@@ -5,6 +5,9 @@
 //! spoils a fraction of them on purpose (an unknown id, a stale price, a stake below the minimum,
 //! a bad factor) so the rejection paths run as well. Nothing here reads the book: the same seed
 //! gives the same commands whatever the engine does, as long as the auditor agrees with it.
+//!
+//! It is also a Unified Odds Feed provider (`feed`): fixtures, markets, prices, settlements,
+//! cancellations and rollbacks as schema-shaped XML, each with the feed message it means.
 
 use std::collections::VecDeque;
 
@@ -17,6 +20,10 @@ use domain::{Currency, Date, Money, Odds, Ratio};
 
 use crate::auditor::Auditor;
 use crate::rng::Rng;
+
+mod feed;
+
+pub use feed::PROVIDER;
 
 /// 2026-11-25T12:00:00Z: book time when a run starts.
 pub const START_MS: u64 = 1_795_608_000_000;
@@ -62,6 +69,23 @@ pub enum Op {
     Command(Command),
     /// Let time pass by this many milliseconds, then submit a `Tick` so the book catches up.
     Advance(u64),
+    /// A provider's message: the simulator translates it as the feed role does and submits
+    /// the translation.
+    Feed(FeedDelivery),
+}
+
+/// One Unified Odds Feed message as a producer publishes it, with what the workload means by
+/// it: the feed's translator must turn `xml` (published under `routing` by producer `product`)
+/// into exactly `expected` and refuse exactly the parts named in `refused` (by reason). The
+/// auditor applies `expected`; the engine gets the translation (nothing when it has no items:
+/// the feed role submits no empty message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedDelivery {
+    pub routing: String,
+    pub xml: String,
+    pub product: u32,
+    pub expected: book::FeedMessage,
+    pub refused: Vec<&'static str>,
 }
 
 /// One step of the workload with a label for the statistics.
@@ -86,6 +110,10 @@ pub struct Workload {
     /// Withdrawal holds the payments step is completing, one a step (`payments.sweep`): what
     /// the gateway's sweep does at start and every interval, whether or not a client waits.
     sweep: VecDeque<(u64, u64)>,
+    /// Feed fixtures created so far (their URNs are numbered from it).
+    feed_events_issued: u64,
+    /// The last feed messages sent, to deliver one again.
+    feed_sent: VecDeque<FeedDelivery>,
 }
 
 /// Commands without an answer kept for a retry, and deposits kept for a repeated reference.
@@ -150,6 +178,8 @@ impl Workload {
             unanswered: VecDeque::new(),
             recent_refs: VecDeque::new(),
             sweep: VecDeque::new(),
+            feed_events_issued: 0,
+            feed_sent: VecDeque::new(),
         }
     }
 
@@ -234,12 +264,15 @@ impl Workload {
         if live.len() < LIVE_EVENTS_MIN {
             return self.create_event(auditor);
         }
-        if let Some(&event) = live.iter().find(|&&event| auditor.events[event as usize - 1].markets.is_empty()) {
+        if let Some(&event) = live.iter().find(|&&event| {
+            let found = &auditor.events[event as usize - 1];
+            found.markets.is_empty() && found.feed.is_none()
+        }) {
             return self.create_market(auditor, event);
         }
         // Fixtures are created only while there are few enough.
         let create_event = if live.len() < LIVE_EVENTS_MAX { 2 } else { 0 };
-        let weights: [u64; 32] = [
+        let weights: [u64; 41] = [
             20, // single
             7,  // multiple
             5,  // system
@@ -272,6 +305,15 @@ impl Workload {
             2, // a client gone after its command reached the book
             2, // its retry with the same key
             1, // the payments sweep
+            1, // feed: a new fixture
+            2, // feed: a new market
+            6, // feed: prices and market status
+            4, // feed: settlement
+            2, // feed: rollback of a settlement
+            3, // feed: cancellation
+            2, // feed: rollback of a cancellation
+            1, // feed: a message delivered again
+            1, // feed: a fixture rescheduled
         ];
         match self.rng.weighted(&weights) {
             0 => self.bet(auditor, BetShape::Single),
@@ -311,6 +353,7 @@ impl Workload {
                 self.resume_payments(auditor);
                 self.sweep_step(auditor).unwrap_or_else(|| self.deposit(auditor))
             }
+            choice @ 32..=40 => self.feed_step(auditor, choice - 32).unwrap_or_else(|| self.deposit(auditor)),
             _ => Step { label: "open_account", op: Op::Command(Command::OpenAccount { currency: self.currency() }) },
         }
     }
@@ -452,6 +495,20 @@ impl Workload {
                     && (!each_way || auditor.markets[market as usize - 1].each_way.is_some())
             })
             .collect();
+        if count == 1 && self.rng.chance(1, 3) {
+            // Singles on the feed's markets, often: their settlements, cancellations and
+            // rollbacks have bets to move.
+            let feed: Vec<u64> = candidates
+                .iter()
+                .copied()
+                .filter(|&market| {
+                    auditor.events[auditor.markets[market as usize - 1].event as usize - 1].feed.is_some()
+                })
+                .collect();
+            if !feed.is_empty() {
+                candidates = feed;
+            }
+        }
         let mut legs = Vec::new();
         let mut events = Vec::new();
         while legs.len() < count && !candidates.is_empty() {

@@ -330,6 +330,59 @@ async fn every_message_type_and_market_status_over_rabbitmq() {
     for reason in ["undecided_result", "unknown_message", "routing_key", "xml"] {
         assert_eq!(refusals(&stack, reason), 1, "{reason}");
     }
+    // Factors and a window in force through a resettlement. Rolled back again, the bet is
+    // cancelled by a window around it; a dead heat settled meanwhile leaves it void; the
+    // window withdrawn, the dead heat pays it half (10.00 × 2.10 / 2); rolled back and
+    // settled with a void factor of 0.5, half the stake comes back and half wins.
+    let rollback = || {
+        format!(
+            r#"<rollback_bet_settlement product="1" event_id="{EVENT}" timestamp="{}"><market id="1"/></rollback_bet_settlement>"#,
+            wall_ms()
+        )
+    };
+    let home_wins = |factor: &str| {
+        format!(
+            r#"<bet_settlement product="1" event_id="{EVENT}" timestamp="{}" certainty="2"><outcomes><market id="1"><outcome id="1" result="1" {factor}/><outcome id="2" result="0"/><outcome id="3" result="0"/></market></outcomes></bet_settlement>"#,
+            wall_ms()
+        )
+    };
+    let window = format!(r#"start_time="{placed}" end_time="{}""#, placed + 1);
+    send(&provider, &live("rollback_bet_settlement"), rollback()).await;
+    stack.until("reopened after lost", move |book| book.bet(bet).expect("bet").status == BetStatus::Accepted).await;
+    assert_eq!(balance(&stack, player), before);
+    send(
+        &provider,
+        &live("bet_cancel"),
+        format!(r#"<bet_cancel product="1" event_id="{EVENT}" timestamp="{}" {window}><market id="1" void_reason="1"/></bet_cancel>"#, wall_ms()),
+    )
+    .await;
+    stack.until("void again", move |book| book.bet(bet).expect("bet").status == BetStatus::Void).await;
+    assert_eq!(balance(&stack, player), before + 1_000);
+    send(&provider, &live("bet_settlement"), home_wins(r#"dead_heat_factor="0.5""#)).await;
+    stack
+        .until("dead heat settled", |book| {
+            book.market(market_id(book, "1")).expect("m").status == MarketStatus::Settled
+        })
+        .await;
+    assert_eq!(stack.read(move |book| book.bet(bet).expect("bet").status), BetStatus::Void, "the window holds");
+    assert_eq!(balance(&stack, player), before + 1_000);
+    send(
+        &provider,
+        &live("rollback_bet_cancel"),
+        format!(r#"<rollback_bet_cancel product="1" event_id="{EVENT}" timestamp="{}" {window}><market id="1"/></rollback_bet_cancel>"#, wall_ms()),
+    )
+    .await;
+    stack.until("dead heat paid", move |book| book.bet(bet).expect("bet").status == BetStatus::Won).await;
+    assert_eq!(balance(&stack, player), before + 1_050);
+    send(&provider, &live("rollback_bet_settlement"), rollback()).await;
+    stack
+        .until("reopened after the dead heat", move |book| book.bet(bet).expect("bet").status == BetStatus::Accepted)
+        .await;
+    assert_eq!(balance(&stack, player), before);
+    send(&provider, &live("bet_settlement"), home_wins(r#"void_factor="0.5""#)).await;
+    stack.until("half won", move |book| book.bet(bet).expect("bet").status == BetStatus::HalfWon).await;
+    assert_eq!(balance(&stack, player), before + 1_550);
+
     // A cancelled fixture stops its markets.
     send(
         &provider,

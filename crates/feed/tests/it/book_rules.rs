@@ -258,3 +258,85 @@ fn the_feed_state_survives_a_snapshot_round_trip() {
     assert_eq!(restored.feed(), world.book.feed());
     assert_eq!(codec::digest(&restored), codec::digest(&world.book));
 }
+
+#[test]
+fn a_settlement_is_bounded_by_what_it_pays_not_by_a_cancelled_legs_results() {
+    // A double whose leg on the feed market is void by a cancellation window does not settle
+    // with that market's results (its other leg is open): the bound on the player's cash must
+    // not count it as lost. Here the player's single on the same market wins, which would take
+    // the cash past the money maximum: the settlement is refused whole.
+    let config = Config {
+        max_stake: Money::from_minor(10_000_000_000_000),
+        max_payout: Money::from_minor(domain::MONEY_MINOR_MAX),
+        deposit_max: Money::from_minor(10_000_000_000_000),
+        ..Config::default()
+    };
+    let mut world = World { book: Book::new(config), now: 1_000, sequence: 0, player: book::AccountId(0) };
+    let Ok(Ack::AccountOpened(player)) = world.apply(Command::OpenAccount { currency: Currency::EUR }) else {
+        panic!("open")
+    };
+    world.player = player;
+    let stake = 10_000_000_000_000;
+    // Cash such that the single's win (two stakes) passes the maximum, and would not if the
+    // double's stake were counted as lost.
+    let mut deposits = vec![stake; 98];
+    deposits.push(1);
+    for (index, amount) in deposits.into_iter().enumerate() {
+        let deposit = Command::Deposit {
+            account: player,
+            amount: Money::from_minor(amount),
+            payment_ref: format!("d{index}"),
+            idempotency: None,
+        };
+        assert!(world.apply(deposit).is_ok(), "deposit {index}");
+    }
+    world.fixture();
+    let Ok(Ack::EventCreated(other)) = world.apply(Command::CreateEvent {
+        name: "C v D".into(),
+        sport: "football".into(),
+        competition: "L".into(),
+        starts_at: 10_000_000,
+    }) else {
+        panic!("event")
+    };
+    let Ok(Ack::MarketCreated { selections, .. }) = world.apply(Command::CreateMarket {
+        event: other,
+        name: "Match".into(),
+        kind: "1x2".into(),
+        selections: vec![book::NewSelection { name: "C".into(), price: odds("2.0") }],
+        each_way: None,
+    }) else {
+        panic!("market")
+    };
+    let place = |legs: Vec<LegRequest>, kind| {
+        Command::PlaceBet(PlaceBet {
+            account: player,
+            kind,
+            legs,
+            stake: Money::from_minor(stake),
+            each_way: false,
+            policy: PricePolicy::Any,
+            idempotency: None,
+        })
+    };
+    let leg = |selection| LegRequest { selection, price: odds("2.0") };
+    let double = place(vec![leg(world.selection("1")), leg(selections[0])], BetKind::Multiple);
+    let Ok(Ack::BetPlaced { bet: double, .. }) = world.apply(double) else { panic!("double") };
+    let single = place(vec![LegRequest { selection: world.selection("2"), price: odds("3.0") }], BetKind::Single);
+    let Ok(Ack::BetPlaced { .. }) = world.apply(single) else { panic!("single") };
+    let placed = world.book.bet(double).expect("double").placed_at;
+    let window =
+        FeedItem::CancelWindow { event: "e1".into(), market: "1x2".into(), from: Some(placed), to: Some(placed + 1) };
+    assert_eq!(world.feed(vec![window]).applied, 1);
+    assert_eq!(world.book.bet(double).expect("double").status, BetStatus::Accepted, "its other leg is open");
+    let settle = FeedItem::Settlement {
+        event: "e1".into(),
+        market: "1x2".into(),
+        results: vec![
+            FeedResult { selection: "1".into(), outcome: Outcome::Lose, dead_heat: None, void_factor: None },
+            FeedResult { selection: "2".into(), outcome: Outcome::Win, dead_heat: None, void_factor: None },
+        ],
+    };
+    assert_eq!(world.feed(vec![settle]).ignored, vec![(0, Rejection::AmountTooLarge)]);
+    assert_eq!(world.book.market(world.market()).expect("market").status, MarketStatus::Open);
+}

@@ -199,3 +199,86 @@ fn a_withdrawal_hold_left_open_by_a_lost_completion_is_caught() {
     });
     assert!(failure.to_string().contains("differ"), "{failure}");
 }
+
+/// A transform of the feed messages the engine is given (the translation of the provider's
+/// XML): the auditor still applies what the provider meant.
+fn feed_transform(change: impl Fn(&mut book::FeedItem) + Send + Sync + 'static) -> CommandTransform {
+    transform(move |command| {
+        if let Command::Feed(message) = command {
+            message.items.iter_mut().for_each(&change);
+        }
+    })
+}
+
+#[test]
+fn a_cancellation_window_off_by_one_is_caught() {
+    // The end of every window taken as inclusive: a bet placed exactly at `end_time` is voided
+    // too (the withdrawal of the window is shifted alike, so only the boundary differs).
+    let failure = first_failure(|options| {
+        options.command_transform = Some(feed_transform(|item| {
+            if let book::FeedItem::CancelWindow { from, to: Some(to), .. }
+            | book::FeedItem::RollbackCancel { from, to: Some(to), .. } = item
+            {
+                // Empty windows are refused either way: only the boundary of real ones moves.
+                if from.is_none_or(|from| from < *to) {
+                    *to += 1;
+                }
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
+fn a_dead_heat_factor_applied_twice_is_caught() {
+    // A provider's dead heat of 1/n paid at 1/n².
+    let failure = first_failure(|options| {
+        options.command_transform = Some(feed_transform(|item| {
+            if let book::FeedItem::Settlement { results, .. } = item {
+                for result in results {
+                    if let Some(factor) = result.dead_heat {
+                        result.dead_heat = Some(
+                            domain::Ratio::new(factor.num() * factor.num(), factor.den() * factor.den())
+                                .expect("a unit fraction squared"),
+                        );
+                    }
+                }
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
+fn a_rollback_that_leaves_the_payout_is_caught() {
+    // `rollback_bet_settlement` taken for a `rollback_bet_cancel` of the whole market: a settled
+    // market keeps its results and every payout stays paid.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(feed_transform(|item| {
+            if let book::FeedItem::Rollback { event, market } = item {
+                *item = book::FeedItem::RollbackCancel {
+                    event: event.clone(),
+                    market: market.clone(),
+                    from: None,
+                    to: None,
+                };
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
+fn a_cancellation_that_forgets_its_window_is_caught() {
+    // Every `bet_cancel` with a window voids the whole market instead.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(feed_transform(|item| {
+            if let book::FeedItem::CancelWindow { from, to, .. } = item {
+                if from.zip(*to).is_none_or(|(from, to)| from < to) {
+                    (*from, *to) = (None, None);
+                }
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}

@@ -18,10 +18,38 @@ fn run(seed: u64, journal: JournalKind) -> Report {
 fn memory_journal_seeds() {
     let mut placed = std::collections::BTreeSet::new();
     let mut unpriced = 0;
+    let mut paths: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for seed in [2, 4, 6, 8] {
         let report = run(seed, JournalKind::Memory);
         placed.extend(report.published.keys().filter_map(|key| key.strip_prefix("bet_placed.")).map(String::from));
         unpriced += report.replies_by_code.get("fx_rate_missing").copied().unwrap_or(0);
+        for (key, count) in &report.published {
+            *paths.entry(key.clone()).or_default() += count;
+        }
+        for (key, count) in &report.ops_by_kind {
+            *paths.entry((*key).to_string()).or_default() += count;
+        }
+    }
+    // The provider's messages went through the translator and moved money on every path the
+    // issue names: settlements (with factors), rollbacks, cancellations of whole markets and
+    // of windows, their rollbacks, settled again; stale odds, redeliveries and undecided
+    // results too. Each path counted here was predicted by the auditor, step by step.
+    for path in [
+        "feed.settlement",
+        "feed.settlement_undecided",
+        "feed.rollback",
+        "feed.cancel",
+        "feed.cancel_window",
+        "feed.rollback_cancel",
+        "feed.redelivered",
+        "feed.duplicate",
+        "feed.items_stale",
+        "model.window_settled_open_bet",
+        "model.window_resettled_bet",
+        "model.window_withdrawn_resettled",
+        "model.window_kept_void_by_rollback",
+    ] {
+        assert!(paths.get(path).copied().unwrap_or(0) > 0, "no {path}: {paths:?}");
     }
     // The model predicted bets in every currency, converted through the rates, and the
     // refusals of currencies the table left out.
