@@ -34,7 +34,7 @@ pub use catalog::{
     EachWayTerms, Event, EventState, Market, MarketRisk, MarketStatus, Outcome, Selection, SelectionResult,
 };
 pub use command::{
-    Command, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, PlaceBet,
+    Actor, Command, Origin, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, PlaceBet,
     ResultRequest,
 };
 pub use config::{
@@ -48,9 +48,12 @@ pub use feed::{
     FeedResult, FeedSelection, ProviderFeed, StaleMode,
 };
 pub use fx::{AppliedRate, FxTable, FX_RATES_MAX};
-pub use identity::{normalise_username, scopes, ApiKey, Profile, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX};
+pub use identity::{
+    normalise_username, roles, scopes, ApiKey, Profile, Staff, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX,
+    STAFF_MAX, TOTP_SECRET_BYTES_MAX,
+};
 pub use ids::{
-    AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId,
+    AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId,
     MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
 pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};

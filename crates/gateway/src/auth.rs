@@ -17,7 +17,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use book::{scopes, AccountId, ApiKeyId};
+use book::{scopes, AccountId, Actor, ApiKeyId, Origin, StaffId};
 use domain::Currency;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -234,6 +234,9 @@ fn hash_worker(receiver: &Mutex<Receiver<HashJob>>) {
 pub enum Principal {
     Player { account: AccountId, currency: Currency },
     Operator { key: Option<ApiKeyId>, scopes: u8 },
+    /// A staff member logged in with a password and a TOTP code, holding the scopes of their
+    /// roles (none on a write when their roles only read: `book::roles::read_only`).
+    Staff { staff: StaffId, scopes: u8 },
 }
 
 /// The identity a per-credential rate limit counts by: however a credential is spelled, one
@@ -243,6 +246,7 @@ pub enum PrincipalKey {
     Player(AccountId),
     ApiKey(ApiKeyId),
     Bootstrap,
+    Staff(StaffId),
 }
 
 impl Principal {
@@ -250,14 +254,32 @@ impl Principal {
     pub fn player(&self) -> Result<(AccountId, Currency), ApiError> {
         match self {
             Principal::Player { account, currency } => Ok((*account, *currency)),
-            Principal::Operator { .. } => Err(ApiError::forbidden()),
+            Principal::Operator { .. } | Principal::Staff { .. } => Err(ApiError::forbidden()),
         }
+    }
+
+    /// Who this principal is in the journal and the audit trail.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::Player { account, .. } => Actor::Player(*account),
+            Principal::Operator { key, .. } => Actor::ApiKey(*key),
+            Principal::Staff { staff, .. } => Actor::Staff(*staff),
+        }
+    }
+
+    /// The origin of a command this principal submits, without a reason.
+    pub fn origin(&self) -> Origin {
+        Origin::new(self.actor())
     }
 
     /// Succeeds for an operator holding any of `needed` (scope bits); players get 403.
     pub fn require_scope(&self, needed: u8) -> Result<(), ApiError> {
         match self {
-            Principal::Operator { scopes: held, .. } if held & (needed | scopes::ADMIN) != 0 => Ok(()),
+            Principal::Operator { scopes: held, .. } | Principal::Staff { scopes: held, .. }
+                if held & (needed | scopes::ADMIN) != 0 =>
+            {
+                Ok(())
+            }
             _ => Err(ApiError::forbidden()),
         }
     }
@@ -268,6 +290,7 @@ impl Principal {
             Principal::Player { account, .. } => account.to_string(),
             Principal::Operator { key: Some(key), .. } => key.to_string(),
             Principal::Operator { key: None, .. } => "bootstrap".to_string(),
+            Principal::Staff { staff, .. } => staff.to_string(),
         }
     }
 
@@ -276,6 +299,7 @@ impl Principal {
             Principal::Player { account, .. } => PrincipalKey::Player(*account),
             Principal::Operator { key: Some(key), .. } => PrincipalKey::ApiKey(*key),
             Principal::Operator { key: None, .. } => PrincipalKey::Bootstrap,
+            Principal::Staff { staff, .. } => PrincipalKey::Staff(*staff),
         }
     }
 }

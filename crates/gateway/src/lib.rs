@@ -37,7 +37,7 @@ pub use ::feed::{FeedHub, ProviderSettings};
 pub use admission::{Admission, ADMISSION_INTERVAL, ADMISSION_SAMPLES_MIN, ADMISSION_TARGET};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use book::{Book, Command, Reply};
+use book::{Book, Command, Origin, Reply};
 pub use breaker::{Admit, Breaker, BreakerState, BREAKER_FAILURES, BREAKER_OPEN_FOR};
 use engine::{EngineError, EngineHandle};
 use tokio::net::TcpListener;
@@ -355,8 +355,8 @@ impl AppState {
 
     /// Submits a command and waits for its durable reply. A full book is 503 at once, never a
     /// growing queue.
-    pub async fn submit(&self, command: Command) -> Result<Reply, ApiError> {
-        self.submit_then(command, |_, _| ()).await.map(|(reply, ())| reply)
+    pub async fn submit(&self, command: Command, origin: Origin) -> Result<Reply, ApiError> {
+        self.submit_then(command, origin, |_, _| ()).await.map(|(reply, ())| reply)
     }
 
     /// `submit`, with `then(book, reply)` run on the sequencer thread right after the reply's
@@ -365,6 +365,7 @@ impl AppState {
     pub async fn submit_then<R: Send + 'static>(
         &self,
         command: Command,
+        origin: Origin,
         then: impl FnOnce(&Book, &Reply) -> R + Send + 'static,
     ) -> Result<(Reply, R), ApiError> {
         if !self.0.admission.admit() {
@@ -373,7 +374,7 @@ impl AppState {
         }
         let _permit = self.0.in_flight.try_acquire().map_err(|_| ApiError::overloaded())?;
         let started = std::time::Instant::now();
-        let receiver = self.engine().try_submit_then(command, then)?;
+        let receiver = self.engine().try_submit_then((command, origin), then)?;
         let answer = self.durable_reply(receiver).await;
         self.0.admission.record(started.elapsed());
         answer

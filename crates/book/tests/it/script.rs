@@ -431,6 +431,7 @@ impl Script {
         match ack {
             Ack::AccountOpened(account) => account.to_string(),
             Ack::ApiKeyCreated(key) => key.to_string(),
+            Ack::StaffCreated(staff) => staff.to_string(),
             Ack::Transfer(transfer) => transfer.to_string(),
             Ack::EventCreated(event) => event.to_string(),
             Ack::MarketCreated { market, selections } => {
@@ -495,6 +496,7 @@ impl Script {
             }
             BookEvent::AccountRestricted { account } => format!("{account} restricted"),
             BookEvent::ApiKeysChanged => "api keys changed".to_string(),
+            BookEvent::StaffChanged => "staff changed".to_string(),
             BookEvent::IdempotentReplay { account } => format!("{account} replayed an idempotent command"),
             BookEvent::LimitsChanged { account } => format!("{account} limits changed"),
         }

@@ -256,7 +256,8 @@ async fn a_record_forged_on_disk_fails_verification() {
     let book::Command::Deposit { amount, .. } = &mut batch.commands[0] else { panic!("{batch:?}") };
     *amount = domain::Money::from_minor(amount.minor() * 10);
     payload.clear();
-    codec::encode_batch(batch.first_sequence, batch.timestamp, batch.reply_digest, batch.commands.iter(), &mut payload);
+    let entries = batch.commands.iter().zip(&batch.origins);
+    codec::encode_batch(batch.first_sequence, batch.timestamp, batch.reply_digest, entries, &mut payload);
     let mut forged = Vec::new();
     journal::record::encode_record(&mut forged, span.position, &payload).expect("encode");
     assert_eq!(forged.len() as u64, span.len, "same length, so the segment stays well-formed");
