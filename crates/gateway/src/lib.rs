@@ -26,6 +26,7 @@ mod ops;
 mod outcome;
 mod payments;
 mod players;
+mod staff;
 pub mod requests;
 mod stream;
 mod time;
@@ -293,6 +294,7 @@ impl AppState {
             idempotency_window_ms: std::sync::atomic::AtomicU64::new(book::IDEMPOTENCY_WINDOW_DEFAULT_MS),
         }));
         state.reload_api_keys().await?;
+        state.reload_staff().await?;
         let window = state.read(|book| book.config().idempotency_window_ms).await?;
         state.0.idempotency_window_ms.store(window, std::sync::atomic::Ordering::Relaxed);
         Ok(state)
@@ -350,6 +352,12 @@ impl AppState {
     pub async fn reload_api_keys(&self) -> Result<(), ApiError> {
         let keys = self.read(|book| book.api_keys().to_vec()).await?;
         self.auth().load_api_keys(&keys);
+        Ok(())
+    }
+
+    pub async fn reload_staff(&self) -> Result<(), ApiError> {
+        let staff = self.read(|book| book.staff().to_vec()).await?;
+        self.auth().load_staff(&staff);
         Ok(())
     }
 
@@ -502,6 +510,7 @@ pub fn app(state: AppState) -> Router {
         .merge(degraded::routes())
         .merge(fx::routes())
         .merge(payments::routes())
+        .merge(staff::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })
