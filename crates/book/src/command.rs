@@ -7,9 +7,7 @@ use crate::bet::{BetKind, PricePolicy};
 use crate::calendar::Period;
 use crate::catalog::{EachWayTerms, Outcome};
 use crate::feed::{FeedMessage, StaleMode};
-use crate::ids::{
-    AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId,
-};
+use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId};
 use crate::player::LimitKind;
 
 /// An idempotency key with the hash of the request body it came with. The same key with the

@@ -7,7 +7,7 @@ use domain::{Currency, Money, Odds};
 use crate::bet::BetStatus;
 use crate::catalog::{EventState, MarketStatus};
 use crate::feed::FeedApplied;
-use crate::ids::{AccountId, ApiKeyId, BetId, StaffId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
+use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId};
 use crate::ledger::Transfer;
 use crate::rejection::Rejection;
 

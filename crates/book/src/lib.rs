@@ -34,8 +34,8 @@ pub use catalog::{
     EachWayTerms, Event, EventState, Market, MarketRisk, MarketStatus, Outcome, Selection, SelectionResult,
 };
 pub use command::{
-    Actor, Command, Origin, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, PlaceBet,
-    ResultRequest,
+    Actor, Command, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, Origin,
+    PlaceBet, ResultRequest,
 };
 pub use config::{
     Config, IDEMPOTENCY_WINDOW_DEFAULT_MS, RESETTLEMENT_WINDOW_DEFAULT_MS, RESETTLEMENT_WINDOW_MAX_MS,
@@ -53,8 +53,8 @@ pub use identity::{
     STAFF_MAX, TOTP_SECRET_BYTES_MAX,
 };
 pub use ids::{
-    AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId,
-    MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
+    AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, StaffId, Timestamp,
+    TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
 pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};

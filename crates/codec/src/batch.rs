@@ -83,7 +83,9 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     if version < 3 && commands.iter().any(|command| matches!(command, Command::SetResettlementWindow { .. })) {
         return Err(input.error("a resettlement window in a version 1 or 2 batch"));
     }
-    if version < 4 && commands.iter().any(|command| matches!(command, Command::CreateStaff { .. } | Command::DisableStaff { .. })) {
+    if version < 4
+        && commands.iter().any(|command| matches!(command, Command::CreateStaff { .. } | Command::DisableStaff { .. }))
+    {
         return Err(input.error("a staff command in a batch older than version 4"));
     }
     input.finish()?;

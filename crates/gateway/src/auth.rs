@@ -235,12 +235,22 @@ fn hash_worker(receiver: &Mutex<Receiver<HashJob>>) {
 /// Who is calling.
 #[derive(Clone, Debug)]
 pub enum Principal {
-    Player { account: AccountId, currency: Currency },
-    Operator { key: Option<ApiKeyId>, scopes: u8 },
+    Player {
+        account: AccountId,
+        currency: Currency,
+    },
+    Operator {
+        key: Option<ApiKeyId>,
+        scopes: u8,
+    },
     /// A staff member logged in with a password and a TOTP code, holding the scopes of their
     /// roles; `read_only` (support alone: `book::roles::read_only`) holds them for reads only,
     /// and the extractor clears them on any other method.
-    Staff { staff: StaffId, scopes: u8, read_only: bool },
+    Staff {
+        staff: StaffId,
+        scopes: u8,
+        read_only: bool,
+    },
 }
 
 /// The identity a per-credential rate limit counts by: however a credential is spelled, one

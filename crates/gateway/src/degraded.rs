@@ -117,7 +117,10 @@ pub(crate) async fn set_trading_mode(
     principal.require_scope(scopes::TRADING)?;
     let Json(request) = body?;
     let command = Command::SetTradingMode { pre_match_only: request.pre_match_only, cached_odds: request.cached_odds };
-    state.submit(command, principal.origin()).await?.map_err(|rejection| ApiError::from_rejection(&rejection, domain::Currency::EUR))?;
+    state
+        .submit(command, principal.origin())
+        .await?
+        .map_err(|rejection| ApiError::from_rejection(&rejection, domain::Currency::EUR))?;
     Ok(Json(mode_view(&state).await?))
 }
 

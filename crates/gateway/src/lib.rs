@@ -26,8 +26,8 @@ mod ops;
 mod outcome;
 mod payments;
 mod players;
-mod staff;
 pub mod requests;
+mod staff;
 mod stream;
 mod time;
 

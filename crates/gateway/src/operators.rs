@@ -630,7 +630,8 @@ pub(crate) async fn set_in_play(
     principal.require_scope(scopes::TRADING | scopes::FEED)?;
     let Json(request) = body?;
     let event = EventId(path_id(path, "evt_", "event")?);
-    decide(&state, principal.origin(), Command::SetInPlay { event, bet_delay_seconds: request.bet_delay_seconds }).await?;
+    decide(&state, principal.origin(), Command::SetInPlay { event, bet_delay_seconds: request.bet_delay_seconds })
+        .await?;
     Ok(Json(event_view(&state, event).await?))
 }
 

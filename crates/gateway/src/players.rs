@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use book::{
-    AccountId, Ack, BetId, BetStatus, Book, Command, LimitChange, Origin, LimitKind, Period, TransferCode, TransferKind,
+    AccountId, Ack, BetId, BetStatus, Book, Command, LimitChange, LimitKind, Origin, Period, TransferCode, TransferKind,
 };
 use domain::{Currency, Date};
 use serde::de::DeserializeOwned;
@@ -144,7 +144,8 @@ pub(crate) async fn register(
         country: request.country.clone(),
         currency,
     };
-    let Ack::AccountOpened(account) = accepted(state.submit(command, Origin::system("registration")).await?, currency)? else {
+    let Ack::AccountOpened(account) = accepted(state.submit(command, Origin::system("registration")).await?, currency)?
+    else {
         return Err(ApiError::internal("registration answered with another ack"));
     };
     let created_at = state
@@ -833,13 +834,8 @@ pub(crate) async fn quote_cashout(
 ) -> Result<Json<CashoutQuoteView>, ApiError> {
     let (account, currency) = principal.player()?;
     let bet = own_bet(path)?;
-    let ack = accepted(state.submit(Command::QuoteCashout { account, bet }, principal.origin()).await?, currency).map_err(|error| {
-        if error.code == "unknown_bet" {
-            ApiError::not_found("bet")
-        } else {
-            error
-        }
-    })?;
+    let ack = accepted(state.submit(Command::QuoteCashout { account, bet }, principal.origin()).await?, currency)
+        .map_err(|error| if error.code == "unknown_bet" { ApiError::not_found("bet") } else { error })?;
     let Ack::CashoutQuote { quote, amount, expires_at } = ack else {
         return Err(ApiError::internal("a quote answered with another ack"));
     };

@@ -51,8 +51,8 @@ pub fn totp_code(secret: &[u8], step: u64) -> u32 {
     mac.update(&step.to_be_bytes());
     let digest = mac.finalize().into_bytes();
     let offset = usize::from(digest[digest.len() - 1] & 0x0f);
-    let binary = u32::from_be_bytes([digest[offset], digest[offset + 1], digest[offset + 2], digest[offset + 3]])
-        & 0x7fff_ffff;
+    let binary =
+        u32::from_be_bytes([digest[offset], digest[offset + 1], digest[offset + 2], digest[offset + 3]]) & 0x7fff_ffff;
     binary % 10u32.pow(TOTP_DIGITS)
 }
 
@@ -149,7 +149,6 @@ const DUMMY_HASH: &str =
         (status = 403, description = "The staff member is disabled (`staff_disabled`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` (`unsupported_media_type`)", body = ApiError),
-        (status = 429, description = "Too many failures (`rate_limited`, `Retry-After`)", body = ApiError),
     ),
 )]
 pub(crate) async fn login(
@@ -228,7 +227,9 @@ pub struct StaffCreatedView {
     pub staff: StaffView,
     /// The `otpauth://totp/...` URI for an authenticator app (SHA-1, 6 digits, 30 s); shown
     /// this once, never again.
-    #[schema(example = "otpauth://totp/Sportsbook:ops.anna?secret=JBSWY3DPEHPK3PXP&issuer=Sportsbook&algorithm=SHA1&digits=6&period=30")]
+    #[schema(
+        example = "otpauth://totp/Sportsbook:ops.anna?secret=JBSWY3DPEHPK3PXP&issuer=Sportsbook&algorithm=SHA1&digits=6&period=30"
+    )]
     pub otpauth_uri: String,
 }
 
@@ -278,8 +279,12 @@ pub(crate) async fn create_staff(
     let mut secret = [0u8; TOTP_SECRET_BYTES];
     rand::rng().fill_bytes(&mut secret);
     let totp_secret = data_encoding::BASE32_NOPAD.encode(&secret);
-    let command =
-        Command::CreateStaff { username: username.clone(), password_hash, totp_secret: totp_secret.clone(), roles: role_bits };
+    let command = Command::CreateStaff {
+        username: username.clone(),
+        password_hash,
+        totp_secret: totp_secret.clone(),
+        roles: role_bits,
+    };
     let (reply, created) = state
         .submit_then(command, principal.origin(), |book, reply| match reply {
             Ok(Ack::StaffCreated(id)) => book.staff().get(id.index()).cloned(),

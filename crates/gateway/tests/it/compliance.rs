@@ -130,7 +130,7 @@ async fn the_audit_trail_lists_the_journey_in_order_without_secrets() {
     assert_eq!(
         commands[0],
         json!({"sequence": 0, "type": "register_player", "username": "auditee", "date_of_birth": "1990-05-17",
-               "country": "GB", "currency": "EUR"})
+               "country": "GB", "currency": "EUR", "actor": {"kind": "system", "id": "registration"}})
     );
     // The reference and the key are the client's (fresh for each deposit).
     let mut deposit = commands[1].clone();
@@ -141,9 +141,13 @@ async fn the_audit_trail_lists_the_journey_in_order_without_secrets() {
     assert_eq!(
         deposit,
         json!({"sequence": 1, "type": "deposit", "account_id": account, "amount": "50.00", "payment_ref": null,
-               "idempotency_key": null})
+               "idempotency_key": null, "actor": {"kind": "player", "id": account}})
     );
-    assert_eq!(commands[2], json!({"sequence": 2, "type": "create_api_key", "name": "desk", "scopes": ["trading"]}));
+    assert_eq!(
+        commands[2],
+        json!({"sequence": 2, "type": "create_api_key", "name": "desk", "scopes": ["trading"],
+               "actor": {"kind": "api_key", "id": "bootstrap"}})
+    );
     assert_eq!(commands[4]["event_id"], json!(event));
     assert_eq!(commands[4]["selections"][0], json!({"name": "Home", "price": "2.50"}));
     let mut placed = commands[5].clone();
@@ -152,7 +156,7 @@ async fn the_audit_trail_lists_the_journey_in_order_without_secrets() {
         placed,
         json!({"sequence": 5, "type": "place_bet", "account_id": account, "bet_type": "single", "system": null,
                "each_way": false, "legs": [{"selection_id": selections[0], "price": "2.50"}], "stake": "10.00",
-               "accept_price_changes": "none", "idempotency_key": null})
+               "accept_price_changes": "none", "idempotency_key": null, "actor": {"kind": "player", "id": account}})
     );
 
     // Settling shows the results; then a walk one batch at a time gives the same trail.
@@ -166,7 +170,8 @@ async fn the_audit_trail_lists_the_journey_in_order_without_secrets() {
     assert_eq!(
         walked[batches.len()]["commands"][0],
         json!({"sequence": 6, "type": "settle_market", "market_id": market, "results": [
-            {"selection_id": selections[0], "outcome": "win", "dead_heat_factor": null, "void_factor": null}]})
+            {"selection_id": selections[0], "outcome": "win", "dead_heat_factor": null, "void_factor": null}],
+            "actor": {"kind": "api_key", "id": "bootstrap"}})
     );
     assert_eq!(audit_trail(&app, 4).await, walked);
     assert!(!bet_id.is_empty());
