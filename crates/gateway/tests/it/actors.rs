@@ -11,10 +11,19 @@ use serde_json::{json, Value};
 
 use crate::harness::{now_ms, spawn_app, spawn_app_on, TestApp, ADMIN_KEY};
 
-/// Every command of the audit trail, oldest first (one page: these tests write few).
+/// Every command of the audit trail, oldest first (one page: these tests write few). A 503
+/// (the read models busy on a loaded machine, with `Retry-After`) is asked again.
 pub async fn audited(app: &TestApp) -> Vec<Value> {
-    let (status, page) = app.call("GET", "/v1/admin/audit?limit=200", Some(ADMIN_KEY), None).await;
-    assert_eq!(status, 200, "{page}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let (status, page) = app.call("GET", "/v1/admin/audit?limit=200", Some(ADMIN_KEY), None).await;
+        if status == 503 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        assert_eq!(status, 200, "{page}");
+        break page;
+    };
     assert_eq!(page["next_cursor"], Value::Null, "{page}");
     page["items"]
         .as_array()
