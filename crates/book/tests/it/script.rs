@@ -212,6 +212,14 @@ impl Script {
                 scopes: words[3].parse().expect("scope bits"),
             },
             "revoke" => Command::RevokeApiKey { key: book::ApiKeyId(id(&words[1], "key_")) },
+            // `staff NAME SECRET ROLE_BITS`: the password hash is a placeholder (made at the edge).
+            "staff" => Command::CreateStaff {
+                username: words[1].clone(),
+                password_hash: "$argon2id$placeholder".to_string(),
+                totp_secret: words[2].clone(),
+                roles: words[3].parse().expect("role bits"),
+            },
+            "disable" => Command::DisableStaff { staff: book::StaffId(id(&words[1], "stf_")) },
             "deposit" => Command::Deposit {
                 account: AccountId(id(&words[1], "acc_")),
                 amount: money(&words[2]),
