@@ -63,7 +63,8 @@ fn main() {
     for (index, command) in commands.iter().enumerate() {
         let _ = book.apply(NOW_MS + 1, command, &mut events);
         let mut batch = Vec::new();
-        codec::encode_batch(index as u64 + 1, NOW_MS + 1, 0x5eed, std::iter::once(command), &mut batch);
+        let origin = book::Origin::system("seed");
+        codec::encode_batch(index as u64 + 1, NOW_MS + 1, 0x5eed, std::iter::once((command, &origin)), &mut batch);
         write("codec_batch", &format!("batch-{index}"), &batch);
         // `encode_record` clears its buffer: encode alone, then append.
         let mut record = Vec::new();
@@ -71,7 +72,8 @@ fn main() {
         segment.extend_from_slice(&record);
     }
     let mut all = Vec::new();
-    codec::encode_batch(100, NOW_MS + 2, 1, commands.iter(), &mut all);
+    let origins = vec![book::Origin::new(book::Actor::ApiKey(None)).with_reason(Some("seed".into())); commands.len()];
+    codec::encode_batch(100, NOW_MS + 2, 1, commands.iter().zip(&origins), &mut all);
     write("codec_batch", "batch-all", &all);
     write("journal_record", "segment", &segment);
     write("journal_record", "empty-record", &{

@@ -119,6 +119,7 @@ pub struct Book {
     /// Registered usernames; rebuilt from the players' profiles when restored.
     pub(crate) usernames: BTreeMap<String, AccountId>,
     pub(crate) api_keys: Vec<crate::identity::ApiKey>,
+    pub(crate) staff: Vec<crate::identity::Staff>,
     /// Each player's bets, oldest first. Derived; rebuilt when restored.
     pub(crate) bets_by_account: Vec<Vec<BetId>>,
     pub(crate) feed: FeedBook,
@@ -155,6 +156,7 @@ pub struct BookParts {
     /// By `idempotency_key_hash`, in storage order.
     pub idempotency: Vec<(u128, Remembered)>,
     pub api_keys: Vec<crate::identity::ApiKey>,
+    pub staff: Vec<crate::identity::Staff>,
     pub feed: FeedParts,
     pub degraded: DegradedParts,
     pub fx: crate::fx::FxTable,
@@ -210,6 +212,10 @@ impl Book {
             }
             Command::CreateApiKey { name, key_hash, scopes } => self.create_api_key(name, key_hash, *scopes, events),
             Command::RevokeApiKey { key } => self.revoke_api_key(*key, events),
+            Command::CreateStaff { username, password_hash, totp_secret, roles } => {
+                self.create_staff(username, password_hash, totp_secret, *roles, events)
+            }
+            Command::DisableStaff { staff } => self.disable_staff(*staff, events),
             Command::Deposit { account, amount, payment_ref, .. } => {
                 self.deposit(*account, *amount, payment_ref, events)
             }
@@ -811,6 +817,7 @@ impl Book {
             quotes_issued: self.quotes_issued,
             idempotency,
             api_keys: self.api_keys.clone(),
+            staff: self.staff.clone(),
             feed: self.feed.to_parts(),
             degraded: self.degraded.to_parts(),
             fx: self.fx.clone(),
@@ -862,6 +869,7 @@ impl Book {
             closing_bets,
             usernames,
             api_keys: parts.api_keys,
+            staff: parts.staff,
             bets_by_account,
             feed: FeedBook::from_parts(parts.feed),
             degraded: Degraded::from_parts(parts.degraded),

@@ -7,7 +7,7 @@ use domain::{Currency, Money, Odds};
 use crate::bet::BetStatus;
 use crate::catalog::{EventState, MarketStatus};
 use crate::feed::FeedApplied;
-use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, Timestamp, TransferId};
+use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId};
 use crate::ledger::Transfer;
 use crate::rejection::Rejection;
 
@@ -55,6 +55,8 @@ pub enum BookEvent {
         account: AccountId,
     },
     ApiKeysChanged,
+    /// A staff member was created or disabled.
+    StaffChanged,
     /// A command answered from its idempotency key: nothing was decided again.
     IdempotentReplay {
         account: AccountId,
@@ -69,6 +71,7 @@ pub enum BookEvent {
 pub enum Ack {
     AccountOpened(AccountId),
     ApiKeyCreated(ApiKeyId),
+    StaffCreated(StaffId),
     Transfer(TransferId),
     EventCreated(EventId),
     MarketCreated {

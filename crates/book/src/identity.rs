@@ -1,12 +1,13 @@
 //! Who may act: registered players (a username, a password hash made at the edge, a date of
-//! birth, a country) and operator API keys (a hash of the key and its scopes). They live in the
-//! book so that the journal alone rebuilds them, like every other account fact.
+//! birth, a country), operator API keys (a hash of the key and its scopes) and staff members (a
+//! username, a password hash, a TOTP secret and roles). They live in the book so that the
+//! journal alone rebuilds them, like every other account fact.
 
 use domain::{Currency, Date, Ratio};
 
 use crate::book::Book;
 use crate::event::{Ack, BookEvent, Reply};
-use crate::ids::{AccountId, ApiKeyId, Timestamp};
+use crate::ids::{AccountId, ApiKeyId, StaffId, Timestamp};
 use crate::ledger::AccountKind;
 use crate::player::{LimitSlot, Player};
 use crate::rejection::Rejection;
@@ -17,6 +18,10 @@ pub const PASSWORD_HASH_BYTES_MAX: usize = 256;
 pub const AGE_MIN_YEARS: u32 = 18;
 /// Operator API keys.
 pub const API_KEYS_MAX: usize = 1_024;
+/// Staff members, enabled or disabled.
+pub const STAFF_MAX: usize = 1_024;
+/// Bytes of a staff member's TOTP secret in base32 (RFC 4648, no padding): 160 bits take 32.
+pub const TOTP_SECRET_BYTES_MAX: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
@@ -44,6 +49,70 @@ pub mod scopes {
         ("compliance", COMPLIANCE),
         ("admin", ADMIN),
     ];
+}
+
+/// Roles of a staff member, as bits; each grants scopes (`roles::scopes_of`).
+pub mod roles {
+    use super::scopes;
+
+    pub const TRADER: u8 = 1;
+    pub const SETTLEMENT: u8 = 2;
+    pub const COMPLIANCE: u8 = 4;
+    /// Customer support: reads only (see `READ_ONLY`).
+    pub const SUPPORT: u8 = 8;
+    pub const ADMIN: u8 = 16;
+    pub const ALL: u8 = TRADER | SETTLEMENT | COMPLIANCE | SUPPORT | ADMIN;
+    pub const NAMES: [(&str, u8); 5] = [
+        ("trader", TRADER),
+        ("settlement", SETTLEMENT),
+        ("compliance", COMPLIANCE),
+        ("support", SUPPORT),
+        ("admin", ADMIN),
+    ];
+
+    /// The scopes `roles` grant: trader trading, settlement settlement, compliance compliance,
+    /// admin every scope. Support grants trading and compliance for reading only: the gateway
+    /// lets a staff member whose roles are only read-only ones (`read_only`) use those scopes
+    /// on GET requests and nothing else.
+    pub fn scopes_of(roles: u8) -> u8 {
+        let mut granted = 0;
+        if roles & TRADER != 0 {
+            granted |= scopes::TRADING;
+        }
+        if roles & SETTLEMENT != 0 {
+            granted |= scopes::SETTLEMENT;
+        }
+        if roles & COMPLIANCE != 0 {
+            granted |= scopes::COMPLIANCE;
+        }
+        if roles & SUPPORT != 0 {
+            granted |= scopes::TRADING | scopes::COMPLIANCE;
+        }
+        if roles & ADMIN != 0 {
+            granted |= scopes::ALL;
+        }
+        granted
+    }
+
+    /// Whether `roles` grant reads only (support and nothing that writes).
+    pub fn read_only(roles: u8) -> bool {
+        roles & !SUPPORT == 0
+    }
+}
+
+/// A staff member: an operator's employee who logs in with a password and a TOTP code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Staff {
+    pub id: StaffId,
+    /// Lower case; unique among staff (players have their own usernames).
+    pub username: String,
+    pub password_hash: String,
+    /// The RFC 6238 shared secret, base32 without padding. The book must hold it (the journal
+    /// rebuilds it) and the gateway must read it to check a code, so it is stored as given.
+    pub totp_secret: String,
+    pub roles: u8,
+    pub disabled: bool,
+    pub created_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +231,64 @@ impl Book {
         found.revoked = true;
         events.push(BookEvent::ApiKeysChanged);
         Ok(Ack::Done)
+    }
+
+    pub(crate) fn create_staff(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+        totp_secret: &str,
+        roles: u8,
+        events: &mut Vec<BookEvent>,
+    ) -> Reply {
+        let username = normalise_username(username)
+            .ok_or(Rejection::InvalidRequest { reason: "usernames are 3 to 32 of a-z, 0-9, _ . -" })?;
+        if password_hash.is_empty() || password_hash.len() > PASSWORD_HASH_BYTES_MAX {
+            return Err(Rejection::InvalidRequest { reason: "password hash out of range" });
+        }
+        let is_base32 = totp_secret.bytes().all(|byte| byte.is_ascii_uppercase() || (b'2'..=b'7').contains(&byte));
+        if totp_secret.len() < 16 || totp_secret.len() > TOTP_SECRET_BYTES_MAX || !is_base32 {
+            return Err(Rejection::InvalidRequest { reason: "a TOTP secret is 16 to 64 base32 characters" });
+        }
+        if roles == 0 || roles & !roles::ALL != 0 {
+            return Err(Rejection::InvalidRequest { reason: "a staff member needs known roles" });
+        }
+        if self.staff.len() >= STAFF_MAX {
+            return Err(Rejection::InvalidRequest { reason: "staff members at their maximum" });
+        }
+        if self.staff.iter().any(|staff| staff.username == username) {
+            return Err(Rejection::UsernameTaken);
+        }
+        let id = StaffId(self.staff.len() as u64 + 1);
+        self.staff.push(Staff {
+            id,
+            username,
+            password_hash: password_hash.to_string(),
+            totp_secret: totp_secret.to_string(),
+            roles,
+            disabled: false,
+            created_at: self.now,
+        });
+        events.push(BookEvent::StaffChanged);
+        Ok(Ack::StaffCreated(id))
+    }
+
+    pub(crate) fn disable_staff(&mut self, staff: StaffId, events: &mut Vec<BookEvent>) -> Reply {
+        let found =
+            self.staff.get_mut(staff.index()).ok_or(Rejection::InvalidRequest { reason: "unknown staff member" })?;
+        found.disabled = true;
+        events.push(BookEvent::StaffChanged);
+        Ok(Ack::Done)
+    }
+
+    pub fn staff(&self) -> &[Staff] {
+        &self.staff
+    }
+
+    /// The staff member with `username` (any case).
+    pub fn staff_by_username(&self, username: &str) -> Option<&Staff> {
+        let username = username.to_ascii_lowercase();
+        self.staff.iter().find(|staff| staff.username == username)
     }
 
     /// The account registered under `username` (any case).

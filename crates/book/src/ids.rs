@@ -57,6 +57,10 @@ id_type!(
     ApiKeyId, "key_"
 );
 id_type!(
+    /// A staff member (an operator's employee who logs in).
+    StaffId, "stf_"
+);
+id_type!(
     /// A cash-out quote.
     QuoteId, "quo_"
 );

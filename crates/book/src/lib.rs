@@ -34,8 +34,8 @@ pub use catalog::{
     EachWayTerms, Event, EventState, Market, MarketRisk, MarketStatus, Outcome, Selection, SelectionResult,
 };
 pub use command::{
-    Command, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, PlaceBet,
-    ResultRequest,
+    Actor, Command, Idempotency, LegRequest, LimitChange, MarketAction, MarketRiskChange, NewSelection, Origin,
+    PlaceBet, ResultRequest,
 };
 pub use config::{
     Config, IDEMPOTENCY_WINDOW_DEFAULT_MS, RESETTLEMENT_WINDOW_DEFAULT_MS, RESETTLEMENT_WINDOW_MAX_MS,
@@ -48,10 +48,13 @@ pub use feed::{
     FeedResult, FeedSelection, ProviderFeed, StaleMode,
 };
 pub use fx::{AppliedRate, FxTable, FX_RATES_MAX};
-pub use identity::{normalise_username, scopes, ApiKey, Profile, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX};
+pub use identity::{
+    normalise_username, roles, scopes, ApiKey, Profile, Staff, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX,
+    STAFF_MAX, TOTP_SECRET_BYTES_MAX,
+};
 pub use ids::{
-    AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, Timestamp, TransferId,
-    MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
+    AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, StaffId, Timestamp,
+    TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
 pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};

@@ -180,6 +180,10 @@ pub const REASONS: &[&str] = &[
     "usernames are 3 to 32 of a-z, 0-9, _ . -",
     "withdrawal amount must be positive",
     "wrong number of legs for the bet type",
+    "a TOTP secret is 16 to 64 base32 characters",
+    "a staff member needs known roles",
+    "staff members at their maximum",
+    "unknown staff member",
 ];
 
 /// The listed `&'static str` equal to `text`.

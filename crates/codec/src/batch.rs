@@ -1,20 +1,24 @@
 //! The journal record of one sequencer batch: its first command sequence number, the book time
-//! the sequencer stamped, a digest of the replies it decided, and the commands.
+//! the sequencer stamped, a digest of the replies it decided, and the commands, each with its
+//! origin (who submitted it, and why when they said).
 //!
 //! The journal stores commands, not their effects: the book is deterministic, so replaying the
 //! commands at the stamped time rebuilds the same state, and the reply digest proves it batch by
 //! batch. Events for streams and read models are derived again on replay.
 
-use book::Command;
+use book::{Command, Origin};
 
 use crate::wire::{DecodeError, Reader, Wire};
 
-/// Version 3: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`.
+/// Version 4: `version u8, first_sequence u64, timestamp u64, reply_digest u64, commands`, each
+/// command followed by its `Origin` (actor, optional reason).
 /// Version 2 added the `SetFxRates` command; version 3 added `SetResettlementWindow`, the feed
 /// items `Announce`, `Markets`, `CancelWindow` and `RollbackCancel` and feed messages without a
-/// sequence (`sequence` 0, de-duplicated by content). Older batches are the same layout without
-/// them, so all decode.
-pub const BATCH_FORMAT_VERSION: u8 = 3;
+/// sequence (`sequence` 0, de-duplicated by content); version 4 added the origin after every
+/// command and the `CreateStaff` and `DisableStaff` commands. Older batches are the same layout
+/// without them, so all decode; their commands get `Origin::unrecorded()` (the system actor
+/// `unrecorded`).
+pub const BATCH_FORMAT_VERSION: u8 = 4;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
@@ -26,14 +30,16 @@ pub struct Batch {
     pub timestamp: u64,
     pub reply_digest: u64,
     pub commands: Vec<Command>,
+    /// Who submitted each command, in the same order as `commands`.
+    pub origins: Vec<Origin>,
 }
 
-/// Appends the encoding of a batch to `out`.
+/// Appends the encoding of a batch to `out`: each command with its origin.
 pub fn encode_batch<'a>(
     first_sequence: u64,
     timestamp: u64,
     reply_digest: u64,
-    commands: impl ExactSizeIterator<Item = &'a Command>,
+    commands: impl ExactSizeIterator<Item = (&'a Command, &'a Origin)>,
     out: &mut Vec<u8>,
 ) {
     debug_assert!(commands.len() <= BATCH_COMMANDS_MAX);
@@ -42,8 +48,9 @@ pub fn encode_batch<'a>(
     timestamp.encode(out);
     reply_digest.encode(out);
     (commands.len() as u32).encode(out);
-    for command in commands {
+    for (command, origin) in commands {
         command.encode(out);
+        origin.encode(out);
     }
 }
 
@@ -56,7 +63,14 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     let first_sequence = u64::decode(&mut input)?;
     let timestamp = u64::decode(&mut input)?;
     let reply_digest = u64::decode(&mut input)?;
-    let commands: Vec<Command> = Vec::decode(&mut input)?;
+    let (commands, origins): (Vec<Command>, Vec<Origin>) = if version >= 4 {
+        let entries: Vec<(Command, Origin)> = Vec::decode(&mut input)?;
+        entries.into_iter().unzip()
+    } else {
+        let commands: Vec<Command> = Vec::decode(&mut input)?;
+        let origins = vec![Origin::unrecorded(); commands.len()];
+        (commands, origins)
+    };
     if commands.len() > BATCH_COMMANDS_MAX {
         return Err(input.error(format!("{} commands exceed the batch maximum", commands.len())));
     }
@@ -69,8 +83,13 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     if version < 3 && commands.iter().any(|command| matches!(command, Command::SetResettlementWindow { .. })) {
         return Err(input.error("a resettlement window in a version 1 or 2 batch"));
     }
+    if version < 4
+        && commands.iter().any(|command| matches!(command, Command::CreateStaff { .. } | Command::DisableStaff { .. }))
+    {
+        return Err(input.error("a staff command in a batch older than version 4"));
+    }
     input.finish()?;
-    Ok(Batch { first_sequence, timestamp, reply_digest, commands })
+    Ok(Batch { first_sequence, timestamp, reply_digest, commands, origins })
 }
 
 /// Whether a command is a feed message only version 3 batches carry.
@@ -90,15 +109,25 @@ fn uses_version_3_feed(command: &Command) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use book::Command;
+    use book::{Command, Origin};
     use domain::{Currency, ExchangeRate};
 
     use super::*;
 
+    /// A batch in the layout of `version`: before version 4, commands without origins.
     fn with_version(version: u8, commands: &[Command]) -> Vec<u8> {
         let mut bytes = Vec::new();
-        encode_batch(1, 2, 3, commands.iter(), &mut bytes);
-        bytes[0] = version;
+        if version >= 4 {
+            let origins = vec![Origin::system("test"); commands.len()];
+            encode_batch(1, 2, 3, commands.iter().zip(&origins), &mut bytes);
+            bytes[0] = version;
+            return bytes;
+        }
+        bytes.push(version);
+        1u64.encode(&mut bytes);
+        2u64.encode(&mut bytes);
+        3u64.encode(&mut bytes);
+        commands.to_vec().encode(&mut bytes);
         bytes
     }
 
@@ -115,7 +144,46 @@ mod tests {
         assert_eq!(decode_batch(&with_version(2, &rates)).expect("version 2").commands, rates);
         assert!(decode_batch(&with_version(1, &rates)).is_err());
         assert!(decode_batch(&with_version(0, &tick)).is_err());
-        assert!(decode_batch(&with_version(4, &tick)).is_err());
+        assert!(decode_batch(&with_version(5, &tick)).is_err());
+    }
+
+    /// Version 4 added an origin after every command: older batches decode with the
+    /// `unrecorded` system actor, new ones keep each command's actor and reason.
+    #[test]
+    fn version_4_batches_carry_each_commands_origin() {
+        let commands = [Command::Tick, Command::VoidMarket { market: book::MarketId(3) }];
+        let old = decode_batch(&with_version(3, &commands)).expect("version 3");
+        assert_eq!(old.commands, commands);
+        assert_eq!(old.origins, vec![Origin::unrecorded(); 2]);
+        let origins = [
+            Origin::system("sequencer"),
+            Origin::new(book::Actor::Staff(book::StaffId(7))).with_reason(Some("abandoned".to_string())),
+        ];
+        let mut bytes = Vec::new();
+        encode_batch(1, 2, 3, commands.iter().zip(&origins), &mut bytes);
+        let new = decode_batch(&bytes).expect("version 4");
+        assert_eq!(new.commands, commands);
+        assert_eq!(new.origins, origins);
+        for actor in [
+            book::Actor::ApiKey(None),
+            book::Actor::ApiKey(Some(book::ApiKeyId(2))),
+            book::Actor::Player(book::AccountId(4)),
+            book::Actor::Feed("betradar".to_string()),
+        ] {
+            let origin = [Origin::new(actor)];
+            let mut bytes = Vec::new();
+            encode_batch(1, 2, 3, commands[..1].iter().zip(&origin), &mut bytes);
+            assert_eq!(decode_batch(&bytes).expect("actor").origins, origin);
+        }
+        // A reason past its limit is refused.
+        let long = [Origin::system("x").with_reason(Some("r".repeat(book::constants::REASON_BYTES_MAX + 1)))];
+        let mut bytes = Vec::new();
+        encode_batch(1, 2, 3, commands[..1].iter().zip(&long), &mut bytes);
+        assert!(decode_batch(&bytes).is_err());
+        // Staff commands came with version 4.
+        let staff = [Command::DisableStaff { staff: book::StaffId(1) }];
+        assert!(decode_batch(&with_version(3, &staff)).is_err());
+        assert_eq!(decode_batch(&with_version(4, &staff)).expect("version 4").commands, staff);
     }
 
     /// Version 3 added sequence-less feed messages and new feed items: older batches holding

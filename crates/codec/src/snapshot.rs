@@ -13,8 +13,11 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// the feed's content digests, inactive feed selections and cancellation windows.
 /// (Version 1 had no feed state, version 2 no degraded modes, version 3 no exchange rates,
 /// version 4 kept everything for ever; none of them decodes: recovery then replays the
-/// journal from an older snapshot or from its start.)
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 5;
+/// journal from an older snapshot or from its start.) Version 6 appended the staff members;
+/// a version 5 snapshot still decodes, with none.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 6;
+/// The oldest snapshot format still decoded.
+pub const SNAPSHOT_FORMAT_VERSION_MIN: u8 = 5;
 
 pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     let parts = book.to_parts();
@@ -48,6 +51,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.degraded.encode(&mut out);
     parts.fx.encode(&mut out);
     parts.payment_refs.encode(&mut out);
+    parts.staff.encode(&mut out);
     out
 }
 
@@ -57,7 +61,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
     let mut input = Reader::new(bytes);
     let version = u8::decode(&mut input)?;
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if !(SNAPSHOT_FORMAT_VERSION_MIN..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
         return Err(input.error(format!("unsupported snapshot format version {version}")));
     }
     let config = Wire::decode(&mut input)?;
@@ -95,6 +99,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         degraded: Wire::decode(&mut input)?,
         fx: Wire::decode(&mut input)?,
         payment_refs: Wire::decode(&mut input)?,
+        staff: if version >= 6 { Wire::decode(&mut input)? } else { Vec::new() },
     };
     input.finish()?;
     parts.check_structure().map_err(invalid)?;
@@ -129,6 +134,29 @@ mod tests {
         open_pending.to_vec().encode(&mut out);
         Vec::<(domain::Currency, book::LedgerAccountId, book::LedgerAccountId)>::new().encode(&mut out);
         out
+    }
+
+    /// Version 6 appended the staff members: they round trip, and a version 5 snapshot (the
+    /// same bytes without them) still decodes, with none.
+    #[test]
+    fn staff_round_trip_and_version_5_snapshots_decode() {
+        let mut book = Book::new(Config::default());
+        let staff = book::Command::CreateStaff {
+            username: "Ops.Anna".into(),
+            password_hash: "$argon2id$hash".into(),
+            totp_secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
+            roles: book::roles::TRADER | book::roles::SUPPORT,
+        };
+        book.apply(3, &staff, &mut Vec::new()).expect("staff");
+        let bytes = encode_snapshot(&book);
+        let restored = decode_snapshot(&bytes).expect("decodes");
+        assert_eq!(restored.staff(), book.staff());
+        assert_eq!(restored.staff_by_username("ops.anna").map(|staff| staff.id), Some(book::StaffId(1)));
+        let empty = Book::new(Config::default());
+        let mut version_5 = encode_snapshot(&empty);
+        version_5.truncate(version_5.len() - 4);
+        version_5[0] = 5;
+        assert_eq!(encode_snapshot(&decode_snapshot(&version_5).expect("version 5")), encode_snapshot(&empty));
     }
 
     /// Found by the `codec_snapshot` fuzz target: an open pending transfer id of 2^60 made the
@@ -253,10 +281,10 @@ mod tests {
         let all = encode_snapshot(&book);
         assert_eq!(encode_snapshot(&decode_snapshot(&all).expect("decodes")), all);
         // The throttle list is the last field before the exchange rates and the (empty)
-        // payment references: repeat its one entry.
+        // payment references and staff: repeat its one entry.
         let mut fx = Vec::new();
         book.fx().encode(&mut fx);
-        let (bytes, tail) = all.split_at(all.len() - fx.len() - 4);
+        let (bytes, tail) = all.split_at(all.len() - fx.len() - 8);
         let entry = 8 + 4 + 8 + 8;
         let mut repeated = bytes[..bytes.len() - 4 - entry].to_vec();
         repeated.extend_from_slice(&2u32.to_le_bytes());
@@ -267,7 +295,7 @@ mod tests {
         assert!(error.reason.contains("throttle"), "{error:?}");
     }
 
-    /// The exchange-rate table comes before the (empty) payment references, the last field: a
+    /// The exchange-rate table comes before the (empty) payment references and staff: a
     /// table that lists the base currency, or one currency twice, is refused, and a valid one
     /// round trips.
     #[test]
@@ -284,16 +312,16 @@ mod tests {
         assert_eq!(encode_snapshot(&restored), bytes);
         let mut fx = Vec::new();
         book.fx().encode(&mut fx);
-        let payment_refs = &bytes[bytes.len() - 4..];
+        let payment_refs_and_staff = &bytes[bytes.len() - 8..];
         for bad in [
             vec![(currency("GBP"), rate("0.85")), (currency("GBP"), rate("0.86"))],
             vec![(currency("EUR"), rate("1"))],
             vec![(currency("JPY"), rate("160")), (currency("GBP"), rate("0.85"))],
         ] {
             let table = book::FxTable { base: currency("EUR"), version: 1, set_at: 7, rates: bad };
-            let mut corrupt = bytes[..bytes.len() - fx.len() - 4].to_vec();
+            let mut corrupt = bytes[..bytes.len() - fx.len() - 8].to_vec();
             table.encode(&mut corrupt);
-            corrupt.extend_from_slice(payment_refs);
+            corrupt.extend_from_slice(payment_refs_and_staff);
             let error = decode_snapshot(&corrupt).expect_err("refused");
             assert!(error.reason.contains("exchange rates"), "{error:?}");
         }

@@ -10,7 +10,7 @@ use book::{
     Rejection, Remembered, Reply, ResultRequest, Selection, SelectionId, SelectionResult, Settlement, SystemKind,
     Transfer, TransferCode, TransferId, TransferKind, Usage,
 };
-use book::{AppliedRate, Folded, FxTable};
+use book::{Actor, AppliedRate, Folded, FxTable, Origin, Staff, StaffId};
 use book::{DegradedParts, Throttle, TradingMode};
 use book::{
     FeedApplied, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, FeedOdds, FeedOutcome, FeedParts, FeedResult,
@@ -20,6 +20,60 @@ use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::wire::{DecodeError, Reader, Wire};
 use crate::wire_struct;
+
+// ---- who submitted a command, and why (batch format 4) -----------------------------------
+
+impl Wire for Actor {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Actor::Staff(staff) => {
+                out.push(0);
+                staff.encode(out);
+            }
+            Actor::ApiKey(key) => {
+                out.push(1);
+                key.encode(out);
+            }
+            Actor::Player(account) => {
+                out.push(2);
+                account.encode(out);
+            }
+            Actor::Feed(name) => {
+                out.push(3);
+                name.encode(out);
+            }
+            Actor::System(name) => {
+                out.push(4);
+                name.encode(out);
+            }
+        }
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match u8::decode(input)? {
+            0 => Actor::Staff(Wire::decode(input)?),
+            1 => Actor::ApiKey(Wire::decode(input)?),
+            2 => Actor::Player(Wire::decode(input)?),
+            3 => Actor::Feed(Wire::decode(input)?),
+            4 => Actor::System(Wire::decode(input)?),
+            tag => return Err(input.error(format!("Actor tag {tag}"))),
+        })
+    }
+}
+
+impl Wire for Origin {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.actor.encode(out);
+        self.reason.encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let actor = Actor::decode(input)?;
+        let reason: Option<String> = Wire::decode(input)?;
+        if reason.as_ref().is_some_and(|reason| reason.len() > book::constants::REASON_BYTES_MAX) {
+            return Err(input.error("a reason over REASON_BYTES_MAX"));
+        }
+        Ok(Origin { actor, reason })
+    }
+}
 
 // ---- exchange rates (snapshot format 4, batch format 2) ------------------------------------
 
@@ -105,7 +159,7 @@ macro_rules! wire_id {
     )*};
 }
 
-wire_id!(AccountId, EventId, MarketId, SelectionId, BetId, TransferId, LedgerAccountId, QuoteId, ApiKeyId);
+wire_id!(AccountId, EventId, MarketId, SelectionId, BetId, TransferId, LedgerAccountId, QuoteId, ApiKeyId, StaffId);
 
 impl Wire for Date {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -306,6 +360,7 @@ wire_struct!(LedgerAccount {
 wire_struct!(Transfer { id, debit, credit, amount, code, kind, reference, timestamp });
 wire_struct!(Profile { username, password_hash, date_of_birth, country, registered_at });
 wire_struct!(ApiKey { id, name, key_hash, scopes, revoked, created_at });
+wire_struct!(Staff { id, username, password_hash, totp_secret, roles, disabled, created_at });
 wire_struct!(Quote { id, bet, amount, expires_at, price_versions });
 wire_struct!(Remembered { body_hash, reply, at });
 wire_struct!(Folded { debits_posted, credits_posted, debits_pending, credits_pending, debits_pending_stakes });
@@ -653,6 +708,10 @@ impl Wire for Ack {
                 out.push(10);
                 applied.encode(out);
             }
+            Ack::StaffCreated(staff) => {
+                out.push(11);
+                staff.encode(out);
+            }
         }
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -672,6 +731,7 @@ impl Wire for Ack {
             8 => Ack::Done,
             9 => Ack::ApiKeyCreated(Wire::decode(input)?),
             10 => Ack::Feed(Wire::decode(input)?),
+            11 => Ack::StaffCreated(Wire::decode(input)?),
             tag => return Err(input.error(format!("Ack tag {tag}"))),
         })
     }
@@ -863,6 +923,18 @@ impl Wire for Command {
                 out.push(41);
                 window_ms.encode(out);
             }
+            // ---- staff members (batch format 4) ----
+            Command::CreateStaff { username, password_hash, totp_secret, roles } => {
+                out.push(42);
+                username.encode(out);
+                password_hash.encode(out);
+                totp_secret.encode(out);
+                roles.encode(out);
+            }
+            Command::DisableStaff { staff } => {
+                out.push(43);
+                staff.encode(out);
+            }
         }
     }
 
@@ -939,6 +1011,13 @@ impl Wire for Command {
             28 => Command::SetMarketThrottle { market: Wire::decode(d)?, bets_per_second: Wire::decode(d)? },
             40 => Command::SetFxRates { base: Wire::decode(d)?, rates: Wire::decode(d)? },
             41 => Command::SetResettlementWindow { window_ms: Wire::decode(d)? },
+            42 => Command::CreateStaff {
+                username: Wire::decode(d)?,
+                password_hash: Wire::decode(d)?,
+                totp_secret: Wire::decode(d)?,
+                roles: Wire::decode(d)?,
+            },
+            43 => Command::DisableStaff { staff: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }

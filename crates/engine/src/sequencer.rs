@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use book::{Book, BookEvent, Command, Reply};
+use book::{Book, BookEvent, Command, Origin, Reply};
 use codec::{encode_batch, reply_digest, BATCH_COMMANDS_MAX};
 use journal::{Journal, JournalError, Position, SnapshotStore};
 
@@ -218,8 +218,31 @@ impl Responder {
 
 type ThenFn = Box<dyn FnOnce(&Book, Outcome) + Send>;
 
+/// A command with its origin (who submitted it, and why), as the engine takes and journals it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submission {
+    pub command: Command,
+    pub origin: Origin,
+}
+
+/// The actor of a bare `Command` submitted without an origin: work inside the process that
+/// acts for nobody else (tests, the simulator, tools).
+pub const INTERNAL_ACTOR: &str = "internal";
+
+impl From<Command> for Submission {
+    fn from(command: Command) -> Submission {
+        Submission { command, origin: Origin::system(INTERNAL_ACTOR) }
+    }
+}
+
+impl From<(Command, Origin)> for Submission {
+    fn from((command, origin): (Command, Origin)) -> Submission {
+        Submission { command, origin }
+    }
+}
+
 enum Request {
-    Command { command: Command, reply: Option<Responder> },
+    Command { submission: Submission, reply: Option<Responder> },
     Read(ReadFn),
     Inspect(InspectFn),
     Snapshot(oneshot::Sender<Result<Position, EngineError>>),
@@ -393,15 +416,15 @@ impl EngineHandle {
     }
 
     /// Enqueues a command without blocking; fails fast with `Overloaded` when the inbox is full.
-    pub fn try_submit(&self, command: Command) -> Result<oneshot::Receiver<Outcome>, EngineError> {
+    pub fn try_submit(&self, command: impl Into<Submission>) -> Result<oneshot::Receiver<Outcome>, EngineError> {
         let (reply, receiver) = oneshot::channel();
-        self.try_send_command(command, Responder::Reply(reply))?;
+        self.try_send_command(command.into(), Responder::Reply(reply))?;
         Ok(receiver)
     }
 
-    fn try_send_command(&self, command: Command, responder: Responder) -> Result<(), EngineError> {
+    fn try_send_command(&self, submission: Submission, responder: Responder) -> Result<(), EngineError> {
         self.stats.inbox_depth.fetch_add(1, Ordering::Relaxed);
-        self.inbox.try_send(Request::Command { command, reply: Some(responder) }).map_err(|error| {
+        self.inbox.try_send(Request::Command { submission, reply: Some(responder) }).map_err(|error| {
             self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
             match error {
                 TrySendError::Full(_) => EngineError::Overloaded,
@@ -416,7 +439,7 @@ impl EngineHandle {
     /// sequencer waits for it.
     pub fn try_submit_then<R: Send + 'static>(
         &self,
-        command: Command,
+        command: impl Into<Submission>,
         then: impl FnOnce(&Book, &Reply) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<OutcomeWith<R>>, EngineError> {
         let (sender, receiver) = oneshot::channel();
@@ -426,15 +449,16 @@ impl EngineHandle {
                 (reply, view)
             }));
         });
-        self.try_send_command(command, Responder::Then(then))?;
+        self.try_send_command(command.into(), Responder::Then(then))?;
         Ok(receiver)
     }
 
     /// Enqueues a command, waiting for room in the inbox.
-    pub fn submit_waiting(&self, command: Command) -> Result<oneshot::Receiver<Outcome>, EngineError> {
+    pub fn submit_waiting(&self, command: impl Into<Submission>) -> Result<oneshot::Receiver<Outcome>, EngineError> {
         let (reply, receiver) = oneshot::channel();
         self.stats.inbox_depth.fetch_add(1, Ordering::Relaxed);
-        self.inbox.send(Request::Command { command, reply: Some(Responder::Reply(reply)) }).map_err(|_| {
+        let submission = command.into();
+        self.inbox.send(Request::Command { submission, reply: Some(Responder::Reply(reply)) }).map_err(|_| {
             self.stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
             EngineError::ShutDown
         })?;
@@ -442,7 +466,7 @@ impl EngineHandle {
     }
 
     /// Submits a command and blocks until its reply is durable.
-    pub fn submit(&self, command: Command) -> Outcome {
+    pub fn submit(&self, command: impl Into<Submission>) -> Outcome {
         self.submit_waiting(command)?.recv().map_err(|_| EngineError::ShutDown)?
     }
 
@@ -619,6 +643,8 @@ struct StorageFull {
 #[derive(Default)]
 struct Pending {
     commands: Vec<Command>,
+    /// Who submitted each of `commands`.
+    origins: Vec<Origin>,
     replies: Vec<Option<Responder>>,
     reads: Vec<ReadFn>,
     inspections: Vec<InspectFn>,
@@ -629,9 +655,10 @@ struct Pending {
 impl Pending {
     fn add(&mut self, request: Request, stats: &EngineStats) {
         match request {
-            Request::Command { command, reply } => {
+            Request::Command { submission, reply } => {
                 stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
-                self.commands.push(command);
+                self.commands.push(submission.command);
+                self.origins.push(submission.origin);
                 self.replies.push(reply);
             }
             Request::Read(read) => self.reads.push(read),
@@ -643,6 +670,7 @@ impl Pending {
 
     fn clear(&mut self) {
         self.commands.clear();
+        self.origins.clear();
         self.replies.clear();
         self.reads.clear();
         self.inspections.clear();
@@ -688,6 +716,7 @@ impl Sequencer {
                 // like any command so that replay ends the delay at the same time.
                 None => {
                     pending.commands.push(Command::Tick);
+                    pending.origins.push(Origin::system("sequencer"));
                     pending.replies.push(None);
                 }
             }
@@ -824,7 +853,8 @@ impl Sequencer {
         }
         record.clear();
         let first_sequence = self.next_sequence;
-        encode_batch(first_sequence, now, digest, pending.commands.iter(), record);
+        debug_assert_eq!(pending.commands.len(), pending.origins.len());
+        encode_batch(first_sequence, now, digest, pending.commands.iter().zip(&pending.origins), record);
         let started = Instant::now();
         let appended = self.journal.append(record);
         let sync_nanos = started.elapsed().as_nanos() as u64;

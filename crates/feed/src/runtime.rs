@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use book::{Ack, Command, FeedApplied, FeedItem, FeedMarketStatus, FeedMessage, Reply, StaleMode};
+use book::{Ack, Actor, Command, FeedApplied, FeedItem, FeedMarketStatus, FeedMessage, Origin, Reply, StaleMode};
 use engine::{EngineError, EngineHandle, Outcome};
 use tokio::sync::mpsc;
 
@@ -292,14 +292,15 @@ impl FeedHub {
         SourceHandle { hub: self.clone(), provider: provider.to_string(), index, controls }
     }
 
-    /// A message pushed over HTTP: the `http` source is fresh, and the message goes to the
-    /// book whichever source is active (the provider chose to push it).
-    pub fn push(&self, message: FeedMessage) -> Result<oneshot::Receiver<Outcome>, EngineError> {
+    /// A message pushed over HTTP by `actor` (the API key that called): the `http` source is
+    /// fresh, and the message goes to the book whichever source is active (the provider chose
+    /// to push it).
+    pub fn push(&self, message: FeedMessage, actor: Actor) -> Result<oneshot::Receiver<Outcome>, EngineError> {
         self.with_provider(&message.provider, |state| {
             Self::heard_over_http(state);
             state.last_timestamp = state.last_timestamp.max(message.timestamp);
         });
-        self.0.engine.try_submit(Command::Feed(message))
+        self.0.engine.try_submit((Command::Feed(message), Origin::new(actor)))
     }
 
     /// A heartbeat (or any message) pushed over HTTP.
@@ -625,7 +626,8 @@ impl FeedHub {
         let timestamp = state.last_timestamp.max(wall_ms());
         for items in items.chunks(book::constants::FEED_ITEMS_MAX) {
             let message = FeedMessage { provider: name.to_string(), sequence: 0, timestamp, items: items.to_vec() };
-            match self.0.engine.submit_waiting(Command::Feed(message)) {
+            let origin = Origin::new(Actor::Feed(name.to_string()));
+            match self.0.engine.submit_waiting((Command::Feed(message), origin)) {
                 Ok(reply) => {
                     let (hub, provider) = (self.clone(), name.to_string());
                     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -748,7 +750,12 @@ impl FeedHub {
                 let hub = FeedHub(inner);
                 for command in hub.check() {
                     // The book must hear of a stale feed even when it is busy.
-                    match hub.0.engine.submit_waiting(command) {
+                    // The watchdog is the feed adapter judging its provider.
+                    let origin = match &command {
+                        Command::FeedHealth { provider, .. } => Origin::new(Actor::Feed(provider.clone())),
+                        _ => Origin::system("feed_watchdog"),
+                    };
+                    match hub.0.engine.submit_waiting((command, origin)) {
                         Ok(reply) => {
                             if let Ok(Err(error)) = reply.await.map_err(|_| ()) {
                                 tracing::error!(%error, "feed health not recorded");
@@ -867,7 +874,8 @@ impl SourceHandle {
             return;
         }
         let timestamp = message.timestamp;
-        match self.hub.0.engine.submit_waiting(Command::Feed(message)) {
+        let origin = Origin::new(Actor::Feed(self.provider.clone()));
+        match self.hub.0.engine.submit_waiting((Command::Feed(message), origin)) {
             Ok(receiver) => {
                 // Replies are awaited off the source's read loop so that reading keeps pace;
                 // the book keeps the submission order.

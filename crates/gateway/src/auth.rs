@@ -17,7 +17,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use book::{scopes, AccountId, ApiKeyId};
+use book::{scopes, AccountId, Actor, ApiKeyId, Origin, StaffId};
 use domain::Currency;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -49,6 +49,9 @@ pub const REFRESH_TOKENS_MAX: usize = 1_000_000;
 /// Sessions logged out whose access tokens have not yet expired; past it, the revocations
 /// closest to their expiry are forgotten first (and a warning is logged).
 pub const REVOKED_SESSIONS_MAX: usize = 1_000_000;
+/// Lifetime of a staff access token. Short: staff act with wide powers, and a token cannot be
+/// refreshed (a staff member logs in again, with a fresh TOTP code).
+pub const STAFF_ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 /// Prefix of operator API keys, so a key is never mistaken for a JWT.
 pub const API_KEY_PREFIX: &str = "sk_";
 
@@ -232,8 +235,22 @@ fn hash_worker(receiver: &Mutex<Receiver<HashJob>>) {
 /// Who is calling.
 #[derive(Clone, Debug)]
 pub enum Principal {
-    Player { account: AccountId, currency: Currency },
-    Operator { key: Option<ApiKeyId>, scopes: u8 },
+    Player {
+        account: AccountId,
+        currency: Currency,
+    },
+    Operator {
+        key: Option<ApiKeyId>,
+        scopes: u8,
+    },
+    /// A staff member logged in with a password and a TOTP code, holding the scopes of their
+    /// roles; `read_only` (support alone: `book::roles::read_only`) holds them for reads only,
+    /// and the extractor clears them on any other method.
+    Staff {
+        staff: StaffId,
+        scopes: u8,
+        read_only: bool,
+    },
 }
 
 /// The identity a per-credential rate limit counts by: however a credential is spelled, one
@@ -243,6 +260,7 @@ pub enum PrincipalKey {
     Player(AccountId),
     ApiKey(ApiKeyId),
     Bootstrap,
+    Staff(StaffId),
 }
 
 impl Principal {
@@ -250,14 +268,32 @@ impl Principal {
     pub fn player(&self) -> Result<(AccountId, Currency), ApiError> {
         match self {
             Principal::Player { account, currency } => Ok((*account, *currency)),
-            Principal::Operator { .. } => Err(ApiError::forbidden()),
+            Principal::Operator { .. } | Principal::Staff { .. } => Err(ApiError::forbidden()),
         }
+    }
+
+    /// Who this principal is in the journal and the audit trail.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::Player { account, .. } => Actor::Player(*account),
+            Principal::Operator { key, .. } => Actor::ApiKey(*key),
+            Principal::Staff { staff, .. } => Actor::Staff(*staff),
+        }
+    }
+
+    /// The origin of a command this principal submits, without a reason.
+    pub fn origin(&self) -> Origin {
+        Origin::new(self.actor())
     }
 
     /// Succeeds for an operator holding any of `needed` (scope bits); players get 403.
     pub fn require_scope(&self, needed: u8) -> Result<(), ApiError> {
         match self {
-            Principal::Operator { scopes: held, .. } if held & (needed | scopes::ADMIN) != 0 => Ok(()),
+            Principal::Operator { scopes: held, .. } | Principal::Staff { scopes: held, .. }
+                if held & (needed | scopes::ADMIN) != 0 =>
+            {
+                Ok(())
+            }
             _ => Err(ApiError::forbidden()),
         }
     }
@@ -268,6 +304,7 @@ impl Principal {
             Principal::Player { account, .. } => account.to_string(),
             Principal::Operator { key: Some(key), .. } => key.to_string(),
             Principal::Operator { key: None, .. } => "bootstrap".to_string(),
+            Principal::Staff { staff, .. } => staff.to_string(),
         }
     }
 
@@ -276,6 +313,7 @@ impl Principal {
             Principal::Player { account, .. } => PrincipalKey::Player(*account),
             Principal::Operator { key: Some(key), .. } => PrincipalKey::ApiKey(*key),
             Principal::Operator { key: None, .. } => PrincipalKey::Bootstrap,
+            Principal::Staff { staff, .. } => PrincipalKey::Staff(*staff),
         }
     }
 }
@@ -290,6 +328,12 @@ struct Claims {
     /// revoked as a whole at logout. Absent in tokens issued before sessions existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sid: Option<String>,
+    /// A staff token's scopes, space-separated names as in OAuth 2.0 (RFC 8693 `scope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    /// A staff token whose scopes are for reads only (the support role).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    read_only: bool,
 }
 
 /// A login session: 128 random bits, in hex in the `sid` claim.
@@ -308,6 +352,7 @@ struct RefreshEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LoginKey {
     Account(AccountId),
+    Staff(StaffId),
     UnknownUsernameFrom(IpAddr),
 }
 
@@ -331,6 +376,11 @@ pub struct Auth {
     revoked_file: Option<Mutex<RevocationFile>>,
     /// SHA-256 hex of every live API key, with its id and scopes; loaded from the book.
     api_keys: Mutex<HashMap<String, (ApiKeyId, u8)>>,
+    /// Staff members still enabled; loaded from the book. A staff token whose member is not
+    /// here (disabled since it was issued) is refused.
+    staff_enabled: RwLock<HashSet<StaffId>>,
+    /// The last TOTP time step each staff member logged in with: a code works once.
+    staff_totp_steps: Mutex<HashMap<StaffId, u64>>,
     bootstrap_key_hash: Option<String>,
     logins: Mutex<HashMap<LoginKey, LoginAttempts>>,
     hashers: PasswordHashPool,
@@ -504,6 +554,8 @@ impl Auth {
             revoked: RwLock::new(revoked),
             revoked_file,
             api_keys: Mutex::new(HashMap::new()),
+            staff_enabled: RwLock::new(HashSet::new()),
+            staff_totp_steps: Mutex::new(HashMap::new()),
             bootstrap_key_hash: options.bootstrap_key.map(|key| sha256_hex(key.as_bytes())),
             logins: Mutex::new(HashMap::new()),
             hashers: PasswordHashPool::new(options.password_hash_workers, options.password_hash_queue_max),
@@ -530,6 +582,8 @@ impl Auth {
             iat: now,
             exp: now + self.access_ttl.as_secs(),
             sid: Some(format!("{session:032x}")),
+            scope: None,
+            read_only: false,
         };
         let access_token =
             jsonwebtoken::encode(&Header::default(), &claims, &self.encoding).map_err(ApiError::internal)?;
@@ -601,6 +655,46 @@ impl Auth {
         revoked.get(&session).is_some_and(|until| *until > unix_seconds())
     }
 
+    /// Issues a staff access token: `STAFF_ACCESS_TTL`, no refresh token (a staff member logs
+    /// in again, with a fresh code), carrying the scopes of the member's roles.
+    pub fn issue_staff(&self, staff: &book::Staff) -> Result<(String, u64), ApiError> {
+        let now = unix_seconds();
+        let granted = book::roles::scopes_of(staff.roles);
+        let names: Vec<&str> =
+            scopes::NAMES.iter().filter(|(_, bit)| granted & bit != 0).map(|(name, _)| *name).collect();
+        let claims = Claims {
+            sub: staff.id.to_string(),
+            cur: String::new(),
+            iat: now,
+            exp: now + STAFF_ACCESS_TTL.as_secs(),
+            sid: None,
+            scope: Some(names.join(" ")),
+            read_only: book::roles::read_only(staff.roles),
+        };
+        let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding).map_err(ApiError::internal)?;
+        Ok((token, STAFF_ACCESS_TTL.as_secs()))
+    }
+
+    /// Replaces the staff cache with the book's enabled staff members.
+    pub fn load_staff(&self, staff: &[book::Staff]) {
+        if let Ok(mut enabled) = self.staff_enabled.write() {
+            *enabled = staff.iter().filter(|member| !member.disabled).map(|member| member.id).collect();
+        }
+    }
+
+    /// Records that `staff` logged in with the TOTP code of `step`: false when that step or a
+    /// later one was already used (a code works once).
+    pub fn use_totp_step(&self, staff: StaffId, step: u64) -> bool {
+        let Ok(mut steps) = self.staff_totp_steps.lock() else { return false };
+        match steps.get(&staff) {
+            Some(last) if *last >= step => false,
+            _ => {
+                steps.insert(staff, step);
+                true
+            }
+        }
+    }
+
     /// Replaces the API key cache with the book's live keys.
     pub fn load_api_keys(&self, keys: &[book::ApiKey]) {
         if let Ok(mut cache) = self.api_keys.lock() {
@@ -628,6 +722,18 @@ impl Auth {
             .map_err(|_| ApiError::unauthenticated())?;
         if data.claims.sid.as_deref().is_some_and(|session| self.session_revoked(session)) {
             return Err(ApiError::unauthenticated());
+        }
+        if let Some(digits) = data.claims.sub.strip_prefix("stf_") {
+            let staff = digits.parse().map(StaffId).map_err(|_| ApiError::unauthenticated())?;
+            if !self.staff_enabled.read().map_err(ApiError::internal)?.contains(&staff) {
+                return Err(ApiError::unauthenticated());
+            }
+            let names = data.claims.scope.as_deref().unwrap_or_default();
+            let scopes = names
+                .split(' ')
+                .filter_map(|name| scopes::NAMES.iter().find(|(known, _)| *known == name).map(|(_, bit)| *bit))
+                .fold(0, |held, bit| held | bit);
+            return Ok(Principal::Staff { staff, scopes, read_only: data.claims.read_only });
         }
         let account = data
             .claims
@@ -694,7 +800,7 @@ fn forget_login_keys(logins: &mut HashMap<LoginKey, LoginAttempts>, now: Instant
     let mut idle: Vec<(bool, Instant, LoginKey)> = logins
         .iter()
         .filter(|(_, attempts)| attempts.in_flight == 0)
-        .map(|(key, attempts)| (matches!(key, LoginKey::Account(_)), attempts.window_started, *key))
+        .map(|(key, attempts)| (!matches!(key, LoginKey::UnknownUsernameFrom(_)), attempts.window_started, *key))
         .collect();
     idle.sort_unstable_by_key(|(account, started, _)| (*account, *started));
     for (_, _, key) in idle.iter().take(idle.len().div_ceil(2)) {
@@ -741,11 +847,22 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(Authenticated(principal)) = parts.extensions.get::<Authenticated>() {
-            return Ok(principal.clone());
-        }
-        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        state.auth().authenticate(token)
+        let principal = match parts.extensions.get::<Authenticated>() {
+            Some(Authenticated(principal)) => principal.clone(),
+            None => {
+                let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+                state.auth().authenticate(token)?
+            }
+        };
+        // A read-only staff member's scopes hold for reads alone.
+        Ok(match principal {
+            Principal::Staff { staff, read_only: true, .. }
+                if parts.method != axum::http::Method::GET && parts.method != axum::http::Method::HEAD =>
+            {
+                Principal::Staff { staff, scopes: 0, read_only: true }
+            }
+            other => other,
+        })
     }
 }
 

@@ -117,12 +117,46 @@ pub struct AuditBatchView {
     pub commands: Vec<AuditCommandView>,
 }
 
-/// A command with its sequence number. Password and API key hashes are never shown.
+/// A command with its sequence number, who submitted it and why. Password and API key hashes
+/// and TOTP secrets are never shown.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditCommandView {
     pub sequence: u64,
+    pub actor: ActorView,
+    /// Why, when the actor gave a reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[serde(flatten)]
     pub command: AuditCommand,
+}
+
+/// Who submitted a command: a staff member (`stf_1`), an API key (`key_2`, or `bootstrap` for
+/// `SPORTSBOOK_ADMIN_KEY`), a player (`acc_3`), a feed adapter (its source's name) or the
+/// system (the task: `sequencer`, `payments`, `registration`, `serve` ...; `unrecorded` for
+/// commands journaled before actors were).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ActorView {
+    #[schema(example = "staff")]
+    pub kind: ActorKind,
+    #[schema(example = "stf_1")]
+    pub id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Staff,
+    ApiKey,
+    Player,
+    Feed,
+    System,
+}
+
+/// A command's origin as the audit view holds it.
+#[derive(Clone, Debug)]
+struct AuditOrigin {
+    actor: ActorView,
+    reason: Option<String>,
 }
 
 /// A book command as journaled, by `type`. Money is a decimal string in the account's currency
@@ -147,6 +181,14 @@ pub enum AuditCommand {
     },
     RevokeApiKey {
         api_key_id: String,
+    },
+    /// The password hash and the TOTP secret are left out.
+    CreateStaff {
+        username: String,
+        roles: Vec<String>,
+    },
+    DisableStaff {
+        staff_id: String,
     },
     Deposit {
         account_id: String,
@@ -420,7 +462,7 @@ async fn audit_page(
     let (batches, currencies) = models
         .query(move |store| {
             let batches = audit_batches(store, from, limit)?;
-            let accounts = batches.iter().flat_map(|batch| batch.commands.iter().filter_map(|(_, c)| c.account()));
+            let accounts = batches.iter().flat_map(|batch| batch.commands.iter().filter_map(|(_, c, _)| c.account()));
             let currencies = account_currencies(store, accounts.collect(), base)?;
             Ok((batches, currencies))
         })
@@ -441,7 +483,7 @@ struct ModelBatch {
     position: Position,
     at: Timestamp,
     reply_digest: String,
-    commands: Vec<(u64, Command)>,
+    commands: Vec<(u64, Command, AuditOrigin)>,
 }
 
 // Columns of an `audit` row.
@@ -450,6 +492,9 @@ const AUDIT_SEQUENCE: usize = 2;
 const AUDIT_AT: usize = 3;
 const AUDIT_REPLY_DIGEST: usize = 8;
 const AUDIT_BODY: usize = 9;
+const AUDIT_ACTOR_KIND: usize = 10;
+const AUDIT_ACTOR_ID: usize = 11;
+const AUDIT_REASON: usize = 12;
 
 fn audit_int(row: &[Value], column: usize) -> Result<u64, ProjectorError> {
     row.get(column)
@@ -459,7 +504,7 @@ fn audit_int(row: &[Value], column: usize) -> Result<u64, ProjectorError> {
 }
 
 /// The command an audit row holds. Rows written before migration 2 have none.
-fn audit_row_command(row: &[Value]) -> Result<(u64, Command), ProjectorError> {
+fn audit_row_command(row: &[Value]) -> Result<(u64, Command, AuditOrigin), ProjectorError> {
     let position = audit_int(row, AUDIT_POSITION)?;
     let body = row.get(AUDIT_BODY).and_then(Value::text).ok_or_else(|| {
         ProjectorError::Store(format!(
@@ -470,7 +515,25 @@ fn audit_row_command(row: &[Value]) -> Result<(u64, Command), ProjectorError> {
     let command = projector::follower::decode_audit_body(body).ok_or_else(|| {
         ProjectorError::Store(format!("the audit row at journal position {position} holds an unreadable command"))
     })?;
-    Ok((audit_int(row, AUDIT_SEQUENCE)?, command))
+    Ok((audit_int(row, AUDIT_SEQUENCE)?, command, audit_row_origin(row)))
+}
+
+/// Who submitted the command of an audit row. Rows written before migration 4 have no actor:
+/// they show the system actor `unrecorded`, like commands journaled before actors were.
+fn audit_row_origin(row: &[Value]) -> AuditOrigin {
+    let text = |column: usize| row.get(column).and_then(Value::text);
+    let kind = match text(AUDIT_ACTOR_KIND) {
+        Some("staff") => ActorKind::Staff,
+        Some("api_key") => ActorKind::ApiKey,
+        Some("player") => ActorKind::Player,
+        Some("feed") => ActorKind::Feed,
+        _ => ActorKind::System,
+    };
+    let id = match text(AUDIT_ACTOR_KIND) {
+        Some(_) => text(AUDIT_ACTOR_ID).unwrap_or_default().to_string(),
+        None => book::Actor::UNRECORDED.to_string(),
+    };
+    AuditOrigin { actor: ActorView { kind, id }, reason: text(AUDIT_REASON).map(str::to_string) }
 }
 
 /// Whole batches of the audit view from journal position `from` on, oldest first: at most
@@ -545,8 +608,8 @@ fn audit_batches(store: &mut dyn Store, from: Position, limit: usize) -> Result<
 }
 
 fn batch_view(batch: &ModelBatch, currencies: &Currencies) -> AuditBatchView {
-    let sequence_from = batch.commands.first().map_or(0, |(sequence, _)| *sequence);
-    let sequence_to = batch.commands.last().map_or(sequence_from, |(sequence, _)| *sequence);
+    let sequence_from = batch.commands.first().map_or(0, |(sequence, _, _)| *sequence);
+    let sequence_to = batch.commands.last().map_or(sequence_from, |(sequence, _, _)| *sequence);
     AuditBatchView {
         position: batch.position,
         sequence_from,
@@ -556,8 +619,10 @@ fn batch_view(batch: &ModelBatch, currencies: &Currencies) -> AuditBatchView {
         commands: batch
             .commands
             .iter()
-            .map(|(sequence, command)| AuditCommandView {
+            .map(|(sequence, command, origin)| AuditCommandView {
                 sequence: *sequence,
+                actor: origin.actor.clone(),
+                reason: origin.reason.clone(),
                 command: audit_command(command, currencies),
             })
             .collect(),
@@ -589,6 +654,15 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
                 .collect(),
         },
         Command::RevokeApiKey { key } => AuditCommand::RevokeApiKey { api_key_id: key.to_string() },
+        Command::CreateStaff { username, password_hash: _, totp_secret: _, roles: bits } => AuditCommand::CreateStaff {
+            username: username.clone(),
+            roles: book::roles::NAMES
+                .iter()
+                .filter(|(_, bit)| bits & bit != 0)
+                .map(|(role, _)| (*role).to_string())
+                .collect(),
+        },
+        Command::DisableStaff { staff } => AuditCommand::DisableStaff { staff_id: staff.to_string() },
         Command::Deposit { account, amount, payment_ref, idempotency } => AuditCommand::Deposit {
             account_id: account.to_string(),
             amount: money(account, *amount),
@@ -1858,18 +1932,23 @@ async fn rg_events(
                 return Ok((accounts, Vec::new(), Some(format!("pos_{from}"))));
             }
             let (batches, next) = rg_model_events(store, window, from, limit - accounts.len())?;
-            let touched = batches.iter().filter_map(|(_, _, _, command)| command.account());
+            let touched = batches.iter().filter_map(|(_, _, _, command, _)| command.account());
             let currencies = account_currencies(store, touched.collect(), base)?;
             let events = batches
                 .iter()
-                .map(|(position, at, sequence, command)| RgEventView {
+                .map(|(position, at, sequence, command, origin)| RgEventView {
                     position: *position,
                     recorded_at: format_rfc3339(*at),
                     currency: command
                         .account()
                         .and_then(|account| currencies.accounts.get(&account))
                         .map(ToString::to_string),
-                    command: AuditCommandView { sequence: *sequence, command: audit_command(command, &currencies) },
+                    command: AuditCommandView {
+                        sequence: *sequence,
+                        actor: origin.actor.clone(),
+                        reason: origin.reason.clone(),
+                        command: audit_command(command, &currencies),
+                    },
                 })
                 .collect();
             Ok((accounts, events, next.map(|position| format!("pos_{position}"))))
@@ -2005,7 +2084,7 @@ fn rg_account(
 const RG_COMMANDS: [&str; 4] = ["set_limits", "time_out", "self_exclude", "set_account_risk"];
 
 /// An event of the `rg-events` report: journal position, book time, sequence, command.
-type RgEvent = (Position, Timestamp, u64, Command);
+type RgEvent = (Position, Timestamp, u64, Command, AuditOrigin);
 
 /// The responsible-gambling commands of the window from journal position `from` on, from the
 /// audit view: at least `room` of them (a page ends on a whole batch) unless they end first.
@@ -2032,8 +2111,8 @@ fn rg_model_events(
         if events.len() >= room && events.last().is_some_and(|event| event.0 != position) {
             return Ok((events, Some(position)));
         }
-        let (sequence, command) = audit_row_command(row)?;
-        events.push((position, audit_int(row, AUDIT_AT)?, sequence, command));
+        let (sequence, command, origin) = audit_row_command(row)?;
+        events.push((position, audit_int(row, AUDIT_AT)?, sequence, command, origin));
     }
     // Every row read was taken: more may follow only after a full read, which may have cut its
     // last batch: that batch is read again whole by the next page (unless it is the only one).

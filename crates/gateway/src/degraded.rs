@@ -117,7 +117,10 @@ pub(crate) async fn set_trading_mode(
     principal.require_scope(scopes::TRADING)?;
     let Json(request) = body?;
     let command = Command::SetTradingMode { pre_match_only: request.pre_match_only, cached_odds: request.cached_odds };
-    state.submit(command).await?.map_err(|rejection| ApiError::from_rejection(&rejection, domain::Currency::EUR))?;
+    state
+        .submit(command, principal.origin())
+        .await?
+        .map_err(|rejection| ApiError::from_rejection(&rejection, domain::Currency::EUR))?;
     Ok(Json(mode_view(&state).await?))
 }
 
@@ -155,7 +158,7 @@ pub(crate) async fn set_market_throttle(
     let Path(text) = path.map_err(|_| ApiError::not_found("market"))?;
     let market = MarketId(parse_id(&text, "mkt_", "market")?);
     let command = Command::SetMarketThrottle { market, bets_per_second: request.bets_per_second };
-    state.submit(command).await?.map_err(|rejection| match rejection {
+    state.submit(command, principal.origin()).await?.map_err(|rejection| match rejection {
         Rejection::UnknownMarket => ApiError::not_found("market"),
         other => ApiError::from_rejection(&other, domain::Currency::EUR),
     })?;

@@ -212,6 +212,29 @@ where
     }
 }
 
+/// A JSON body that may be left out: no body (no `Content-Length`, or 0, and no
+/// `Transfer-Encoding`) is `None`; a body is read like [`Json`].
+#[derive(Debug, Clone, Default)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = request.headers();
+        let has_body = headers.get(header::CONTENT_LENGTH).is_some_and(|length| length.as_bytes() != b"0")
+            || headers.contains_key(header::TRANSFER_ENCODING);
+        if !has_body {
+            return Ok(OptionalJson(None));
+        }
+        Json::<T>::from_request(request, state).await.map(|Json(value)| OptionalJson(Some(value)))
+    }
+}
+
 pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::BytesRejection(bytes) if bytes.status() == StatusCode::PAYLOAD_TOO_LARGE => {

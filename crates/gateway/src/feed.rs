@@ -137,7 +137,7 @@ pub(crate) async fn push_messages(
             Ok(book_message) => {
                 let timestamp = book_message.timestamp;
                 let provider = book_message.provider.clone();
-                let receiver = hub.push(book_message)?;
+                let receiver = hub.push(book_message, principal.actor())?;
                 pending.push((message.sequence, Ok((provider, timestamp, receiver))));
             }
             Err(error) => {

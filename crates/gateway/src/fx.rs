@@ -144,7 +144,7 @@ pub(crate) async fn set_fx_rates(
     let Json(request) = body?;
     let command = fx_rates_command(&request)?;
     // The table as this command left it, read right after its batch (a later PUT cannot slip in).
-    let (reply, table) = state.submit_then(command, |book, _| book.fx().clone()).await?;
+    let (reply, table) = state.submit_then(command, principal.origin(), |book, _| book.fx().clone()).await?;
     reply.map_err(|rejection| ApiError::from_rejection(&rejection, Currency::EUR))?;
     Ok(Json(view(&table)))
 }

@@ -27,6 +27,7 @@ mod outcome;
 mod payments;
 mod players;
 pub mod requests;
+mod staff;
 mod stream;
 mod time;
 
@@ -37,7 +38,7 @@ pub use ::feed::{FeedHub, ProviderSettings};
 pub use admission::{Admission, ADMISSION_INTERVAL, ADMISSION_SAMPLES_MIN, ADMISSION_TARGET};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use book::{Book, Command, Reply};
+use book::{Book, Command, Origin, Reply};
 pub use breaker::{Admit, Breaker, BreakerState, BREAKER_FAILURES, BREAKER_OPEN_FOR};
 use engine::{EngineError, EngineHandle};
 use tokio::net::TcpListener;
@@ -293,6 +294,7 @@ impl AppState {
             idempotency_window_ms: std::sync::atomic::AtomicU64::new(book::IDEMPOTENCY_WINDOW_DEFAULT_MS),
         }));
         state.reload_api_keys().await?;
+        state.reload_staff().await?;
         let window = state.read(|book| book.config().idempotency_window_ms).await?;
         state.0.idempotency_window_ms.store(window, std::sync::atomic::Ordering::Relaxed);
         Ok(state)
@@ -353,10 +355,16 @@ impl AppState {
         Ok(())
     }
 
+    pub async fn reload_staff(&self) -> Result<(), ApiError> {
+        let staff = self.read(|book| book.staff().to_vec()).await?;
+        self.auth().load_staff(&staff);
+        Ok(())
+    }
+
     /// Submits a command and waits for its durable reply. A full book is 503 at once, never a
     /// growing queue.
-    pub async fn submit(&self, command: Command) -> Result<Reply, ApiError> {
-        self.submit_then(command, |_, _| ()).await.map(|(reply, ())| reply)
+    pub async fn submit(&self, command: Command, origin: Origin) -> Result<Reply, ApiError> {
+        self.submit_then(command, origin, |_, _| ()).await.map(|(reply, ())| reply)
     }
 
     /// `submit`, with `then(book, reply)` run on the sequencer thread right after the reply's
@@ -365,6 +373,7 @@ impl AppState {
     pub async fn submit_then<R: Send + 'static>(
         &self,
         command: Command,
+        origin: Origin,
         then: impl FnOnce(&Book, &Reply) -> R + Send + 'static,
     ) -> Result<(Reply, R), ApiError> {
         if !self.0.admission.admit() {
@@ -373,7 +382,7 @@ impl AppState {
         }
         let _permit = self.0.in_flight.try_acquire().map_err(|_| ApiError::overloaded())?;
         let started = std::time::Instant::now();
-        let receiver = self.engine().try_submit_then(command, then)?;
+        let receiver = self.engine().try_submit_then((command, origin), then)?;
         let answer = self.durable_reply(receiver).await;
         self.0.admission.record(started.elapsed());
         answer
@@ -501,6 +510,7 @@ pub fn app(state: AppState) -> Router {
         .merge(degraded::routes())
         .merge(fx::routes())
         .merge(payments::routes())
+        .merge(staff::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })

@@ -18,7 +18,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::{catalog, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments, players, stream};
+use crate::{
+    catalog, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments, players, staff, stream,
+};
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -70,6 +72,9 @@ pub const SECURITY_SCHEME: &str = "bearer";
         operators::void_market,
         operators::create_api_key,
         operators::revoke_api_key,
+        staff::login,
+        staff::create_staff,
+        staff::disable_staff,
         fx::fx_rates,
         fx::set_fx_rates,
         compliance::audit,
@@ -136,6 +141,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         operators::MarketRiskRequest,
         operators::AccountRiskRequest,
         operators::SettleRequest,
+        operators::ReasonRequest,
         operators::ResultRequestBody,
         operators::OutcomeName,
         operators::CreateApiKeyRequest,
@@ -150,7 +156,14 @@ pub const SECURITY_SCHEME: &str = "bearer";
         compliance::AuditResponse,
         compliance::AuditPageView,
         compliance::AuditBatchView,
+        staff::StaffLoginRequest,
+        staff::StaffTokenView,
+        staff::CreateStaffRequest,
+        staff::StaffView,
+        staff::StaffCreatedView,
         compliance::AuditCommandView,
+        compliance::ActorView,
+        compliance::ActorKind,
         compliance::AuditCommand,
         compliance::AuditLimitChange,
         compliance::AuditNewSelection,
@@ -198,7 +211,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         (name = "catalog", description = "Events and markets with their selections and current prices. Open to every \
             caller."),
         (name = "operators", description = "Fixtures, prices, market status, risk, exposure, settlement, API keys, \
-            the audit trail and regulator reports. An operator API key (`sk_...`) with the scope each route names; `admin` holds every scope."),
+            the audit trail and regulator reports. An operator API key (`sk_...`) or a staff token with the scope each route names; `admin` holds every scope."),
+        (name = "staff", description = "Staff accounts: a password and a TOTP second factor give a 15-minute token \
+            with the scopes of the member's roles (trader, settlement, compliance, support, admin). Created and \
+            disabled by an `admin`."),
         (name = "feed", description = "Odds providers push normalised feed messages. An API key with the `feed` \
             scope."),
         (name = "stream", description = "Live prices, market status and the player's own bets and balance over a \

@@ -15,13 +15,13 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 use book::{
     scopes, AccountId, Ack, ApiKeyId, Book, Command, EachWayTerms, EventId, MarketAction, MarketId, MarketRiskChange,
-    NewSelection, Rejection, SelectionId,
+    NewSelection, Origin, Rejection, SelectionId,
 };
 use domain::{Currency, Money, Odds, Ratio};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::dto::{parse_id, parse_money, parse_odds, EventView, MarketView, PageQuery};
-use crate::error::{ApiError, Json};
+use crate::error::{ApiError, Json, OptionalJson};
 use crate::time::parse_rfc3339;
 use crate::{random_token, sha256_hex, AppState, Principal, API_KEY_PREFIX};
 
@@ -169,6 +169,9 @@ pub struct AccountRiskRequest {
     #[schema(example = "0.5", pattern = r"^([0-9]{1,9}(\.[0-9]{1,6})?|[0-9]{1,9}/[0-9]{1,9})$")]
     pub stake_factor: Option<String>,
     pub frozen: Option<bool>,
+    /// Why (a freeze, a stake factor): journaled with the change and shown in the audit trail.
+    #[schema(example = "bonus abuse under review", max_length = 500)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -177,6 +180,18 @@ pub struct SettleRequest {
     /// Selections not named lose.
     #[schema(min_items = 1, max_items = 64)]
     pub results: Vec<ResultRequestBody>,
+    /// Why, shown in the audit trail (a resettlement's correction, say).
+    #[schema(example = "official result", max_length = 500)]
+    pub reason: Option<String>,
+}
+
+/// The optional body of `unsettle` and `void`: why, journaled with the command and shown in
+/// the audit trail. The body may be left out.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    #[schema(example = "match abandoned", max_length = 500)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -364,7 +379,7 @@ pub(crate) async fn create_event(
         competition: request.competition.unwrap_or_default(),
         starts_at,
     };
-    let event = match decide(&state, command).await? {
+    let event = match decide(&state, principal.origin(), command).await? {
         Ack::EventCreated(event) => event,
         other => return Err(unexpected(&other)),
     };
@@ -436,7 +451,7 @@ pub(crate) async fn create_market(
         selections,
         each_way,
     };
-    let market = match decide(&state, command).await? {
+    let market = match decide(&state, principal.origin(), command).await? {
         Ack::MarketCreated { market, .. } => market,
         other => return Err(unexpected(&other)),
     };
@@ -491,7 +506,7 @@ pub(crate) async fn set_prices(
             Ok((SelectionId(selection), odds))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    decide(&state, Command::SetPrices { market, prices }).await?;
+    decide(&state, principal.origin(), Command::SetPrices { market, prices }).await?;
     Ok(Json(market_view(&state, market).await?))
 }
 
@@ -578,7 +593,7 @@ async fn change_market_status(
 ) -> Result<Json<MarketView>, ApiError> {
     principal.require_scope(scopes::TRADING)?;
     let market = MarketId(path_id(path, "mkt_", "market")?);
-    decide(&state, Command::SetMarketStatus { market, action }).await?;
+    decide(&state, principal.origin(), Command::SetMarketStatus { market, action }).await?;
     Ok(Json(market_view(&state, market).await?))
 }
 
@@ -615,7 +630,8 @@ pub(crate) async fn set_in_play(
     principal.require_scope(scopes::TRADING | scopes::FEED)?;
     let Json(request) = body?;
     let event = EventId(path_id(path, "evt_", "event")?);
-    decide(&state, Command::SetInPlay { event, bet_delay_seconds: request.bet_delay_seconds }).await?;
+    decide(&state, principal.origin(), Command::SetInPlay { event, bet_delay_seconds: request.bet_delay_seconds })
+        .await?;
     Ok(Json(event_view(&state, event).await?))
 }
 
@@ -642,7 +658,7 @@ pub(crate) async fn end_event(
 ) -> Result<Json<EventView>, ApiError> {
     principal.require_scope(scopes::TRADING)?;
     let event = EventId(path_id(path, "evt_", "event")?);
-    decide(&state, Command::EndEvent { event }).await?;
+    decide(&state, principal.origin(), Command::EndEvent { event }).await?;
     Ok(Json(event_view(&state, event).await?))
 }
 
@@ -692,7 +708,7 @@ pub(crate) async fn set_market_risk(
         in_play_delay_seconds: request.in_play_delay_seconds,
         max_payout: money_setting(base, request.max_payout, "max_payout")?,
     };
-    decide(&state, Command::SetMarketRisk { market, change }).await?;
+    decide(&state, principal.origin(), Command::SetMarketRisk { market, change }).await?;
     let view = state
         .read(move |book| {
             book.market(market).map(|found| {
@@ -843,7 +859,8 @@ pub(crate) async fn set_account_risk(
     let Json(request) = body?;
     let account = AccountId(path_id(path, "acc_", "account")?);
     let stake_factor = request.stake_factor.map(|text| parse_ratio(&text, "stake_factor")).transpose()?;
-    decide(&state, Command::SetAccountRisk { account, stake_factor, frozen: request.frozen }).await?;
+    let origin = principal.origin().with_reason(crate::requests::reason(request.reason)?);
+    decide(&state, origin, Command::SetAccountRisk { account, stake_factor, frozen: request.frozen }).await?;
     let view = state
         .read(move |book| {
             book.players().get(account.index()).map(|player| AccountRiskView {
@@ -950,7 +967,8 @@ pub(crate) async fn settle_market(
     let Json(request) = body?;
     let market = MarketId(path_id(path, "mkt_", "market")?);
     let results = crate::requests::settle_results(&request)?;
-    resulted(&state, market, Command::SettleMarket { market, results }).await
+    let origin = principal.origin().with_reason(crate::requests::reason(request.reason)?);
+    resulted(&state, origin, market, Command::SettleMarket { market, results }).await
 }
 
 /// `POST /v1/admin/markets/{id}/unsettle` (settlement): reverses the settlement exactly; the
@@ -960,9 +978,11 @@ pub(crate) async fn settle_market(
     path = "/v1/admin/markets/{id}/unsettle",
     tag = "operators",
     summary = "Unsettle a market",
-    description = "Reverses the settlement exactly; the market is closed and its bets open again. Scope: `settlement`.",
+    description = "Reverses the settlement exactly; the market is closed and its bets open again. The body (a \
+        `reason`) may be left out. Scope: `settlement`.",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    request_body(content = ReasonRequest, description = "Optional: why", content_type = "application/json"),
     responses(
         (status = 200, description = "The market, closed again", body = SettlementView),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
@@ -979,10 +999,13 @@ pub(crate) async fn unsettle_market(
     principal: Principal,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
+    body: Result<OptionalJson<ReasonRequest>, ApiError>,
 ) -> Result<Json<SettlementView>, ApiError> {
     principal.require_scope(scopes::SETTLEMENT)?;
+    let OptionalJson(request) = body?;
     let market = MarketId(path_id(path, "mkt_", "market")?);
-    resulted(&state, market, Command::UnsettleMarket { market }).await
+    let reason = crate::requests::reason(request.unwrap_or_default().reason)?;
+    resulted(&state, principal.origin().with_reason(reason), market, Command::UnsettleMarket { market }).await
 }
 
 /// `POST /v1/admin/markets/{id}/void` (settlement): every bet on the market is void.
@@ -991,9 +1014,10 @@ pub(crate) async fn unsettle_market(
     path = "/v1/admin/markets/{id}/void",
     tag = "operators",
     summary = "Void a market",
-    description = "Voids every bet on the market. Scope: `settlement`.",
+    description = "Voids every bet on the market. The body (a `reason`) may be left out. Scope: `settlement`.",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "A market id", example = "mkt_1")),
+    request_body(content = ReasonRequest, description = "Optional: why", content_type = "application/json"),
     responses(
         (status = 200, description = "The market, voided", body = SettlementView),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
@@ -1009,14 +1033,22 @@ pub(crate) async fn void_market(
     principal: Principal,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
+    body: Result<OptionalJson<ReasonRequest>, ApiError>,
 ) -> Result<Json<SettlementView>, ApiError> {
     principal.require_scope(scopes::SETTLEMENT)?;
+    let OptionalJson(request) = body?;
     let market = MarketId(path_id(path, "mkt_", "market")?);
-    resulted(&state, market, Command::VoidMarket { market }).await
+    let reason = crate::requests::reason(request.unwrap_or_default().reason)?;
+    resulted(&state, principal.origin().with_reason(reason), market, Command::VoidMarket { market }).await
 }
 
-async fn resulted(state: &AppState, market: MarketId, command: Command) -> Result<Json<SettlementView>, ApiError> {
-    let bets_settled = match decide(state, command).await? {
+async fn resulted(
+    state: &AppState,
+    origin: Origin,
+    market: MarketId,
+    command: Command,
+) -> Result<Json<SettlementView>, ApiError> {
+    let bets_settled = match decide(state, origin, command).await? {
         Ack::Settled { bets } => bets,
         other => return Err(unexpected(&other)),
     };
@@ -1079,7 +1111,7 @@ pub(crate) async fn create_api_key(
     let key = format!("{API_KEY_PREFIX}{}", random_token());
     let command =
         Command::CreateApiKey { name: request.name.clone(), key_hash: sha256_hex(key.as_bytes()), scopes: scope_bits };
-    let id = match decide(&state, command).await? {
+    let id = match decide(&state, principal.origin(), command).await? {
         Ack::ApiKeyCreated(id) => id,
         other => return Err(unexpected(&other)),
     };
@@ -1120,7 +1152,7 @@ pub(crate) async fn revoke_api_key(
     if !exists {
         return Err(ApiError::not_found("API key"));
     }
-    decide(&state, Command::RevokeApiKey { key }).await?;
+    decide(&state, principal.origin(), Command::RevokeApiKey { key }).await?;
     // A failed reload is an error, not a 204: the revoked key would still be accepted.
     state.reload_api_keys().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -1130,8 +1162,8 @@ pub(crate) async fn revoke_api_key(
 
 /// Submits a command; a book rejection becomes its API error. Unknown ids come only from the
 /// path in these routes, so they are 404 `not_found` like a malformed path id.
-async fn decide(state: &AppState, command: Command) -> Result<Ack, ApiError> {
-    state.submit(command).await?.map_err(|rejection| match rejection {
+async fn decide(state: &AppState, origin: Origin, command: Command) -> Result<Ack, ApiError> {
+    state.submit(command, origin).await?.map_err(|rejection| match rejection {
         Rejection::UnknownEvent => ApiError::not_found("event"),
         Rejection::UnknownMarket => ApiError::not_found("market"),
         Rejection::UnknownAccount => ApiError::not_found("account"),

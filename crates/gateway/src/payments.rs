@@ -35,7 +35,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use book::{scopes, AccountId, Ack, Book, Command, Rejection, TransferCode, TransferId, TransferKind};
+use book::{scopes, AccountId, Ack, Book, Command, Origin, Rejection, TransferCode, TransferId, TransferKind};
 use domain::{Currency, Money};
 use engine::{EngineError, EngineHandle};
 use serde::{Deserialize, Serialize};
@@ -234,7 +234,8 @@ impl Payments {
 /// sweep after a restart takes it up again.
 async fn submit_until_decided(engine: &EngineHandle, command: Command) -> Result<book::Reply, EngineError> {
     loop {
-        match engine.try_submit_then(command.clone(), |_, _| ()) {
+        // The payment job works for nobody who asked: the platform pays out on its own.
+        match engine.try_submit_then((command.clone(), Origin::system("payments")), |_, _| ()) {
             Ok(receiver) => {
                 return match receiver.await {
                     Ok(outcome) => outcome.map(|(reply, ())| reply),
@@ -411,7 +412,7 @@ pub struct ResolvePaymentRequest {
     /// (the hold is voided and the money is the player's again).
     #[schema(example = "paid")]
     pub outcome: ResolveOutcome,
-    /// Why, for the log.
+    /// Why: journaled with the command and shown in the audit trail.
     #[schema(example = "confirmed paid in the provider's dashboard", max_length = 500)]
     pub reason: String,
 }
@@ -470,7 +471,7 @@ pub(crate) async fn resolve_payment(
     let payout = open.ok_or_else(not_pending)?;
     let paid = request.outcome == ResolveOutcome::Paid;
     let command = Command::CompleteWithdrawal { account: payout.account, withdrawal, paid };
-    match state.submit(command).await? {
+    match state.submit(command, principal.origin().with_reason(Some(request.reason.clone()))).await? {
         Ok(Ack::Transfer(_)) => {}
         Ok(_) => return Err(ApiError::internal("a completion answered with another ack")),
         Err(Rejection::UnknownWithdrawal) => return Err(not_pending()),

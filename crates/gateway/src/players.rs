@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use book::{
-    AccountId, Ack, BetId, BetStatus, Book, Command, LimitChange, LimitKind, Period, TransferCode, TransferKind,
+    AccountId, Ack, BetId, BetStatus, Book, Command, LimitChange, LimitKind, Origin, Period, TransferCode, TransferKind,
 };
 use domain::{Currency, Date};
 use serde::de::DeserializeOwned;
@@ -144,7 +144,8 @@ pub(crate) async fn register(
         country: request.country.clone(),
         currency,
     };
-    let Ack::AccountOpened(account) = accepted(state.submit(command).await?, currency)? else {
+    let Ack::AccountOpened(account) = accepted(state.submit(command, Origin::system("registration")).await?, currency)?
+    else {
         return Err(ApiError::internal("registration answered with another ack"));
     };
     let created_at = state
@@ -472,7 +473,7 @@ pub(crate) async fn deposit(
             if let Command::Deposit { idempotency: slot, .. } = &mut command {
                 *slot = Some(key);
             }
-            state.submit(command).await?
+            state.submit(command, principal.origin()).await?
         }
     };
     let Ack::Transfer(transfer) = accepted(reply, currency)? else {
@@ -544,10 +545,11 @@ pub(crate) async fn withdraw(
     // hence `Handed`). The payment job goes on after `payment_wait`, and the payments sweep
     // takes up a hold whose reply came too late for this task (`payments.rs`).
     crate::outcome::Handed::mark_current();
+    let origin = principal.origin();
     let task = tokio::spawn({
         let state = state.clone();
         async move {
-            let Ack::Transfer(withdrawal) = accepted(state.submit(command).await?, currency)? else {
+            let Ack::Transfer(withdrawal) = accepted(state.submit(command, origin).await?, currency)? else {
                 return Err(ApiError::internal("withdrawal answered with another ack"));
             };
             // A retry finds the hold completed already: the job then has nothing to do.
@@ -702,7 +704,7 @@ async fn place_bet_inner(
     // One trip to the book: the bet is copied on the sequencer thread right after its batch is
     // durable, and rendered here.
     let (reply, placed) = state
-        .submit_then(Command::PlaceBet(place), |book, reply| match reply {
+        .submit_then(Command::PlaceBet(place), principal.origin(), |book, reply| match reply {
             Ok(Ack::BetPlaced { bet, .. }) => book.bet(*bet).cloned(),
             _ => None,
         })
@@ -832,13 +834,8 @@ pub(crate) async fn quote_cashout(
 ) -> Result<Json<CashoutQuoteView>, ApiError> {
     let (account, currency) = principal.player()?;
     let bet = own_bet(path)?;
-    let ack = accepted(state.submit(Command::QuoteCashout { account, bet }).await?, currency).map_err(|error| {
-        if error.code == "unknown_bet" {
-            ApiError::not_found("bet")
-        } else {
-            error
-        }
-    })?;
+    let ack = accepted(state.submit(Command::QuoteCashout { account, bet }, principal.origin()).await?, currency)
+        .map_err(|error| if error.code == "unknown_bet" { ApiError::not_found("bet") } else { error })?;
     let Ack::CashoutQuote { quote, amount, expires_at } = ack else {
         return Err(ApiError::internal("a quote answered with another ack"));
     };
@@ -906,7 +903,7 @@ pub(crate) async fn accept_cashout(
         Some(reply) => reply,
         None => {
             let command = Command::AcceptCashout { account, bet, quote: book::QuoteId(quote), idempotency: Some(key) };
-            state.submit(command).await?
+            state.submit(command, principal.origin()).await?
         }
     };
     let ack = accepted(reply, currency).map_err(|error| {
@@ -1092,7 +1089,7 @@ pub(crate) async fn put_limits(
             changes.push(LimitChange { kind, period, value });
         }
     }
-    accepted(state.submit(Command::SetLimits { account, changes }).await?, currency)?;
+    accepted(state.submit(Command::SetLimits { account, changes }, principal.origin()).await?, currency)?;
     get_limits(State(state), principal).await
 }
 
@@ -1137,7 +1134,7 @@ pub(crate) async fn self_exclude(
     Json(request): Json<SelfExclusionRequest>,
 ) -> Result<Json<LimitsView>, ApiError> {
     let (account, currency) = principal.player()?;
-    accepted(state.submit(Command::SelfExclude { account, days: request.days }).await?, currency)?;
+    accepted(state.submit(Command::SelfExclude { account, days: request.days }, principal.origin()).await?, currency)?;
     get_limits(State(state), principal).await
 }
 
@@ -1167,6 +1164,6 @@ pub(crate) async fn time_out(
     Json(request): Json<TimeOutRequest>,
 ) -> Result<Json<LimitsView>, ApiError> {
     let (account, currency) = principal.player()?;
-    accepted(state.submit(Command::TimeOut { account, hours: request.hours }).await?, currency)?;
+    accepted(state.submit(Command::TimeOut { account, hours: request.hours }, principal.origin()).await?, currency)?;
     get_limits(State(state), principal).await
 }

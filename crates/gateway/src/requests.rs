@@ -93,6 +93,14 @@ pub fn check_text(text: &str, field: &str, bytes_min: usize, bytes_max: usize) -
     }
 }
 
+/// An operator's optional reason (`book::Origin::reason`): 1 to `REASON_BYTES_MAX` bytes.
+pub fn reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
+    if let Some(text) = &reason {
+        check_text(text, "reason", 1, book::constants::REASON_BYTES_MAX)?;
+    }
+    Ok(reason)
+}
+
 /// `POST /v1/wallet/deposits`.
 pub fn deposit(body: &[u8], account: AccountId, currency: Currency) -> Result<Command, ApiError> {
     let request: DepositRequest = json_body(body)?;

@@ -327,7 +327,7 @@ impl Follower {
         let mut resulted_markets = BTreeSet::new();
         let mut feed = false;
         let mut events = std::mem::take(&mut self.events);
-        for (index, command) in batch.commands.iter().enumerate() {
+        for (index, (command, origin)) in batch.commands.iter().zip(&batch.origins).enumerate() {
             events.clear();
             let reply = self.book.apply(at, command, &mut events);
             digest = reply_digest(digest, &reply, &mut self.scratch);
@@ -357,6 +357,9 @@ impl Follower {
                     Value::from(reply_reference(&reply)),
                     Value::Text(format!("{:016x}", batch.reply_digest)),
                     Value::Text(audit_body(batch.first_sequence + index as u64, at, command)),
+                    Value::from(origin.actor.kind()),
+                    Value::Text(origin.actor.id()),
+                    Value::from(origin.reason.clone()),
                 ],
             );
             if let Some((account, key)) = command.idempotency() {
@@ -745,7 +748,7 @@ fn limit_rows(player: &book::Player, position: Position, changes: &mut Changes) 
 }
 
 /// The command as journaled, as a one-command batch in the codec's format (hex), with the
-/// password and API key hashes blanked: what the audit route renders.
+/// password, API key and TOTP secrets blanked: what the audit route renders.
 pub fn audit_body(sequence: u64, at: u64, command: &Command) -> String {
     let blanked;
     let command = match command {
@@ -763,10 +766,21 @@ pub fn audit_body(sequence: u64, at: u64, command: &Command) -> String {
             blanked = Command::CreateApiKey { name: name.clone(), key_hash: String::new(), scopes: *scopes };
             &blanked
         }
+        Command::CreateStaff { username, password_hash: _, totp_secret: _, roles } => {
+            blanked = Command::CreateStaff {
+                username: username.clone(),
+                password_hash: String::new(),
+                totp_secret: String::new(),
+                roles: *roles,
+            };
+            &blanked
+        }
         other => other,
     };
+    // The origin has its own columns; the body's is a placeholder.
+    let origin = book::Origin::unrecorded();
     let mut out = Vec::new();
-    encode_batch(sequence, at, 0, std::iter::once(command), &mut out);
+    encode_batch(sequence, at, 0, std::iter::once((command, &origin)), &mut out);
     hex::encode(out)
 }
 
@@ -840,6 +854,7 @@ fn reply_reference(reply: &Reply) -> Option<String> {
     match reply.as_ref().ok()? {
         Ack::AccountOpened(account) => Some(account.to_string()),
         Ack::ApiKeyCreated(key) => Some(key.to_string()),
+        Ack::StaffCreated(staff) => Some(staff.to_string()),
         Ack::Transfer(transfer) => Some(transfer.to_string()),
         Ack::EventCreated(event) => Some(event.to_string()),
         Ack::MarketCreated { market, .. } => Some(market.to_string()),

@@ -309,8 +309,8 @@ pub const STATEMENTS: Table = Table {
 };
 
 /// The audit view: every command the sequencer decided, with its journal position, sequence
-/// number, book time, kind, the account it concerns (the only actor a command carries today),
-/// and the outcome (`ok` with what it created, or the rejection code).
+/// number, book time, kind, the account it concerns, the outcome (`ok` with what it created,
+/// or the rejection code), and who submitted it and why.
 pub const AUDIT: Table = Table {
     name: "audit",
     columns: &[
@@ -327,6 +327,11 @@ pub const AUDIT: Table = Table {
         // key hashes) blanked, for the audit route to render.
         opt("reply_digest", Text),
         opt("body", Text),
+        // Migration 4: the command's origin as journaled (`book::Origin`): the actor's kind
+        // (`staff`, `api_key`, `player`, `feed`, `system`) and id, and the reason given.
+        opt("actor_kind", Text),
+        opt("actor_id", Text),
+        opt("reason", Text),
     ],
     key: 2,
     merge: Merge::Insert,
@@ -516,6 +521,15 @@ CREATE TABLE first_replies (
     at BIGINT NOT NULL, outcome TEXT NOT NULL, reply TEXT NOT NULL
 );
 CREATE INDEX first_replies_at ON first_replies (at);
+",
+    ),
+    (
+        4,
+        "who submitted each audited command, and why",
+        "
+ALTER TABLE audit ADD COLUMN actor_kind TEXT;
+ALTER TABLE audit ADD COLUMN actor_id TEXT;
+ALTER TABLE audit ADD COLUMN reason TEXT;
 ",
     ),
 ];

@@ -324,6 +324,8 @@ pub struct Auditor {
     pub usernames: BTreeSet<String>,
     /// Stored key hashes (lower case) and whether revoked.
     pub api_keys: Vec<(String, bool)>,
+    /// Staff usernames (lower case) and whether each is disabled.
+    pub staff: Vec<(String, bool)>,
     pub events: Vec<EventModel>,
     pub markets: Vec<MarketModel>,
     pub selections: Vec<SelectionModel>,
@@ -490,6 +492,7 @@ impl Auditor {
             players: Vec::new(),
             usernames: BTreeSet::new(),
             api_keys: Vec::new(),
+            staff: Vec::new(),
             events: Vec::new(),
             markets: Vec::new(),
             selections: Vec::new(),
@@ -558,6 +561,16 @@ impl Auditor {
                     Ok(Ack::Done)
                 }
                 None => Err(invalid("unknown API key")),
+            },
+            Command::CreateStaff { username, password_hash, totp_secret, roles } => {
+                self.create_staff(username, password_hash, totp_secret, *roles)
+            }
+            Command::DisableStaff { staff } => match self.staff.get_mut((staff.0 as usize).wrapping_sub(1)) {
+                Some(found) => {
+                    found.1 = true;
+                    Ok(Ack::Done)
+                }
+                None => Err(invalid("unknown staff member")),
             },
             Command::Deposit { account, amount, payment_ref, .. } => {
                 self.deposit(account.0, amount.minor(), payment_ref)
@@ -941,6 +954,30 @@ impl Auditor {
         }
         self.api_keys.push((hash, false));
         Ok(Ack::ApiKeyCreated(ApiKeyId(self.api_keys.len() as u64)))
+    }
+
+    fn create_staff(&mut self, username: &str, password_hash: &str, totp_secret: &str, roles: u8) -> Reply {
+        let Some(username) = book::normalise_username(username) else {
+            return Err(invalid("usernames are 3 to 32 of a-z, 0-9, _ . -"));
+        };
+        if password_hash.is_empty() || password_hash.len() > book::PASSWORD_HASH_BYTES_MAX {
+            return Err(invalid("password hash out of range"));
+        }
+        let base32 = totp_secret.chars().all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c));
+        if !(16..=book::TOTP_SECRET_BYTES_MAX).contains(&totp_secret.len()) || !base32 {
+            return Err(invalid("a TOTP secret is 16 to 64 base32 characters"));
+        }
+        if roles == 0 || roles & !book::roles::ALL != 0 {
+            return Err(invalid("a staff member needs known roles"));
+        }
+        if self.staff.len() >= book::STAFF_MAX {
+            return Err(invalid("staff members at their maximum"));
+        }
+        if self.staff.iter().any(|(stored, _)| *stored == username) {
+            return Err(Rejection::UsernameTaken);
+        }
+        self.staff.push((username, false));
+        Ok(Ack::StaffCreated(book::StaffId(self.staff.len() as u64)))
     }
 
     fn deposit(&mut self, account: u64, amount: i64, payment_ref: &str) -> Reply {

@@ -1343,6 +1343,7 @@ pub fn reply_code(reply: &Reply) -> &'static str {
     match reply {
         Ok(Ack::AccountOpened(_)) => "ok.account_opened",
         Ok(Ack::ApiKeyCreated(_)) => "ok.api_key_created",
+        Ok(Ack::StaffCreated(_)) => "ok.staff_created",
         Ok(Ack::Transfer(_)) => "ok.transfer",
         Ok(Ack::EventCreated(_)) => "ok.event_created",
         Ok(Ack::MarketCreated { .. }) => "ok.market_created",

@@ -48,11 +48,13 @@ pub fn create_key(dir: &Path, name: &str, scope_bits: u8) -> anyhow::Result<()> 
     require_data_dir(dir)?;
     let (engine, _) = open_engine(dir)?;
     let key = format!("{}{}", gateway::API_KEY_PREFIX, gateway::random_token());
-    let reply = engine.submit(Command::CreateApiKey {
+    let command = Command::CreateApiKey {
         name: name.to_string(),
         key_hash: gateway::sha256_hex(key.as_bytes()),
         scopes: scope_bits,
-    });
+    };
+    // Whoever runs the command at the console: the platform's own tool.
+    let reply = engine.submit((command, book::Origin::system("admin_cli")));
     engine.shutdown();
     match reply.context("the engine refused the key")? {
         Ok(Ack::ApiKeyCreated(id)) => {

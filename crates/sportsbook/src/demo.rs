@@ -27,8 +27,13 @@ fn odds(text: &str) -> Odds {
     Odds::parse(text).unwrap_or(Odds::EVENS_REFUND)
 }
 
+/// The demo's traffic is the platform's own: the system actor `demo`.
+fn demo() -> book::Origin {
+    book::Origin::system("demo")
+}
+
 fn accepted(engine: &EngineHandle, command: Command) -> anyhow::Result<Ack> {
-    let reply = engine.submit(command).context("engine")?;
+    let reply = engine.submit((command, demo())).context("engine")?;
     reply.map_err(|rejection| anyhow::anyhow!("demo command rejected: {rejection}"))
 }
 
@@ -241,7 +246,7 @@ fn place_bets(
                         Ok(())
                     };
                     for sequence in (client..bets).step_by(CLIENTS as usize) {
-                        in_flight.push_back(engine.submit_waiting(demo_bet(sequence, catalog, prices))?);
+                        in_flight.push_back(engine.submit_waiting((demo_bet(sequence, catalog, prices), demo()))?);
                         if in_flight.len() >= 256 {
                             if let Some(receiver) = in_flight.pop_front() {
                                 record(receiver.recv()?)?;
@@ -271,7 +276,7 @@ fn place_bets(
                     (*selection, Odds::from_scaled(base + wobble).unwrap_or(Odds::EVENS_REFUND))
                 })
                 .collect();
-            let _ = engine.submit(Command::SetPrices { market: *market, prices: moved })?;
+            let _ = engine.submit((Command::SetPrices { market: *market, prices: moved }, demo()))?;
         }
         for client in clients {
             let client_codes = client.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
@@ -282,7 +287,7 @@ fn place_bets(
         Ok(())
     })?;
     for market in derby_markets {
-        let _ = engine.submit(Command::SetMarketStatus { market, action: book::MarketAction::Suspend })?;
+        let _ = engine.submit((Command::SetMarketStatus { market, action: book::MarketAction::Suspend }, demo()))?;
     }
     Ok(codes)
 }

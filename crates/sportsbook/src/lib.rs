@@ -458,7 +458,8 @@ pub fn parse_window(text: &str) -> Result<u64, String> {
 pub fn set_resettlement_window(engine: &engine::EngineHandle, window_ms: u64) -> anyhow::Result<()> {
     let current = engine.read(|book| book.config().resettlement_window_ms)?;
     if current != window_ms {
-        match engine.submit(book::Command::SetResettlementWindow { window_ms })? {
+        let command = book::Command::SetResettlementWindow { window_ms };
+        match engine.submit((command, book::Origin::system("serve")))? {
             Ok(_) => tracing::info!(window_ms, previous_ms = current, "resettlement window set"),
             Err(rejection) => anyhow::bail!("resettlement window refused: {rejection}"),
         }

@@ -485,7 +485,7 @@ fn prepare_demo(
 
 fn accepted(engine: &EngineHandle, command: Command) -> anyhow::Result<Ack> {
     engine
-        .submit(command)
+        .submit((command, book::Origin::system("demo")))
         .context("the engine failed")?
         .map_err(|rejection| anyhow::anyhow!("the book refused: {rejection}"))
 }

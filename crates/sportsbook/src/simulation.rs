@@ -375,7 +375,7 @@ impl Simulation {
     }
 
     fn submit(&mut self, engine: &EngineHandle, command: Command) -> Submitted {
-        match engine.submit(command) {
+        match engine.submit((command, book::Origin::system("simulation"))) {
             Ok(Ok(ack)) => Ok(Some(ack)),
             Ok(Err(rejection)) => {
                 self.stats.rejections += 1;
@@ -1075,7 +1075,7 @@ impl Simulation {
             policy: PricePolicy::Any,
             idempotency: None,
         });
-        match engine.submit(command) {
+        match engine.submit((command, book::Origin::system("simulation"))) {
             Ok(Ok(_)) => self.stats.bets_placed += 1,
             Ok(Err(Rejection::InsufficientFunds)) => self.fund(engine, account)?,
             Ok(Err(rejection)) => {

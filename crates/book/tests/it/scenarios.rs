@@ -1367,6 +1367,46 @@ revoke key_1
 }
 
 #[test]
+fn staff_members_have_unique_names_known_roles_and_a_base32_secret() {
+    check(
+        r#"
+staff Ops.Anna JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP 1
+staff ops.anna JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP 2  # staff usernames ignore case
+staff ops.ben jbswy3dpehpk3pxp 2                  # base32 is upper case
+staff ops.ben JBSWY3DP 2                          # too short
+staff ops.ben JBSWY3DPEHPK3PXP 32                 # no such role
+staff ops.ben JBSWY3DPEHPK3PXP 0
+staff ops.ben JBSWY3DPEHPK3PXP 24
+disable stf_1
+disable stf_9
+"#,
+        expect![[r#"
+            > staff Ops.Anna JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP 1
+              ok stf_1
+              - staff changed
+            > staff ops.anna JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP 2
+              rejected username_taken
+            > staff ops.ben jbswy3dpehpk3pxp 2
+              rejected invalid_request(a TOTP secret is 16 to 64 base32 characters)
+            > staff ops.ben JBSWY3DP 2
+              rejected invalid_request(a TOTP secret is 16 to 64 base32 characters)
+            > staff ops.ben JBSWY3DPEHPK3PXP 32
+              rejected invalid_request(a staff member needs known roles)
+            > staff ops.ben JBSWY3DPEHPK3PXP 0
+              rejected invalid_request(a staff member needs known roles)
+            > staff ops.ben JBSWY3DPEHPK3PXP 24
+              ok stf_2
+              - staff changed
+            > disable stf_1
+              ok done
+              - staff changed
+            > disable stf_9
+              rejected invalid_request(unknown staff member)
+        "#]],
+    );
+}
+
+#[test]
 fn api_key_hashes_are_unique_in_any_letter_case() {
     // Hashes are stored in lower case; the same hash in upper case is the same key.
     check(

@@ -212,6 +212,14 @@ impl Script {
                 scopes: words[3].parse().expect("scope bits"),
             },
             "revoke" => Command::RevokeApiKey { key: book::ApiKeyId(id(&words[1], "key_")) },
+            // `staff NAME SECRET ROLE_BITS`: the password hash is a placeholder (made at the edge).
+            "staff" => Command::CreateStaff {
+                username: words[1].clone(),
+                password_hash: "$argon2id$placeholder".to_string(),
+                totp_secret: words[2].clone(),
+                roles: words[3].parse().expect("role bits"),
+            },
+            "disable" => Command::DisableStaff { staff: book::StaffId(id(&words[1], "stf_")) },
             "deposit" => Command::Deposit {
                 account: AccountId(id(&words[1], "acc_")),
                 amount: money(&words[2]),
@@ -431,6 +439,7 @@ impl Script {
         match ack {
             Ack::AccountOpened(account) => account.to_string(),
             Ack::ApiKeyCreated(key) => key.to_string(),
+            Ack::StaffCreated(staff) => staff.to_string(),
             Ack::Transfer(transfer) => transfer.to_string(),
             Ack::EventCreated(event) => event.to_string(),
             Ack::MarketCreated { market, selections } => {
@@ -495,6 +504,7 @@ impl Script {
             }
             BookEvent::AccountRestricted { account } => format!("{account} restricted"),
             BookEvent::ApiKeysChanged => "api keys changed".to_string(),
+            BookEvent::StaffChanged => "staff changed".to_string(),
             BookEvent::IdempotentReplay { account } => format!("{account} replayed an idempotent command"),
             BookEvent::LimitsChanged { account } => format!("{account} limits changed"),
         }

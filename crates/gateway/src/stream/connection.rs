@@ -203,7 +203,7 @@ async fn run(socket: WebSocket, streams: Streams, principal: Principal, admissio
     let outbox = Arc::new(Outbox::new(&config, streams.0.shared.current_seq()));
     let account = match principal {
         Principal::Player { account, .. } => Some(account),
-        Principal::Operator { .. } => None,
+        Principal::Operator { .. } | Principal::Staff { .. } => None,
     };
     let id = admission.id;
     if control.send(Control::Open { connection: id, outbox: Arc::clone(&outbox), account }).await.is_err() {

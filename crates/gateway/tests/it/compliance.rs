@@ -140,7 +140,7 @@ async fn the_audit_trail_lists_the_journey_in_order_without_secrets() {
     assert_eq!(
         commands[0],
         json!({"sequence": 0, "type": "register_player", "username": "auditee", "date_of_birth": "1990-05-17",
-               "country": "GB", "currency": "EUR"})
+               "country": "GB", "currency": "EUR", "actor": {"kind": "system", "id": "registration"}})
     );
     // The reference and the key are the client's (fresh for each deposit).
     let mut deposit = commands[1].clone();
@@ -151,9 +151,13 @@ async fn the_audit_trail_lists_the_journey_in_order_without_secrets() {
     assert_eq!(
         deposit,
         json!({"sequence": 1, "type": "deposit", "account_id": account, "amount": "50.00", "payment_ref": null,
-               "idempotency_key": null})
+               "idempotency_key": null, "actor": {"kind": "player", "id": account}})
     );
-    assert_eq!(commands[2], json!({"sequence": 2, "type": "create_api_key", "name": "desk", "scopes": ["trading"]}));
+    assert_eq!(
+        commands[2],
+        json!({"sequence": 2, "type": "create_api_key", "name": "desk", "scopes": ["trading"],
+               "actor": {"kind": "api_key", "id": "bootstrap"}})
+    );
     assert_eq!(commands[4]["event_id"], json!(event));
     assert_eq!(commands[4]["selections"][0], json!({"name": "Home", "price": "2.50"}));
     let mut placed = commands[5].clone();
@@ -162,7 +166,7 @@ async fn the_audit_trail_lists_the_journey_in_order_without_secrets() {
         placed,
         json!({"sequence": 5, "type": "place_bet", "account_id": account, "bet_type": "single", "system": null,
                "each_way": false, "legs": [{"selection_id": selections[0], "price": "2.50"}], "stake": "10.00",
-               "accept_price_changes": "none", "idempotency_key": null})
+               "accept_price_changes": "none", "idempotency_key": null, "actor": {"kind": "player", "id": account}})
     );
 
     // Settling shows the results; then a walk one batch at a time gives the same trail.
@@ -176,7 +180,8 @@ async fn the_audit_trail_lists_the_journey_in_order_without_secrets() {
     assert_eq!(
         walked[batches.len()]["commands"][0],
         json!({"sequence": 6, "type": "settle_market", "market_id": market, "results": [
-            {"selection_id": selections[0], "outcome": "win", "dead_heat_factor": null, "void_factor": null}]})
+            {"selection_id": selections[0], "outcome": "win", "dead_heat_factor": null, "void_factor": null}],
+            "actor": {"kind": "api_key", "id": "bootstrap"}})
     );
     assert_eq!(audit_trail(&app, 4).await, walked);
     assert!(!bet_id.is_empty());
@@ -266,7 +271,8 @@ async fn a_record_forged_on_disk_fails_verification() {
     let book::Command::Deposit { amount, .. } = &mut batch.commands[0] else { panic!("{batch:?}") };
     *amount = domain::Money::from_minor(amount.minor() * 10);
     payload.clear();
-    codec::encode_batch(batch.first_sequence, batch.timestamp, batch.reply_digest, batch.commands.iter(), &mut payload);
+    let entries = batch.commands.iter().zip(&batch.origins);
+    codec::encode_batch(batch.first_sequence, batch.timestamp, batch.reply_digest, entries, &mut payload);
     let mut forged = Vec::new();
     journal::record::encode_record(&mut forged, span.position, &payload).expect("encode");
     assert_eq!(forged.len() as u64, span.len, "same length, so the segment stays well-formed");

@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP API over a real socket: each test starts the whole stack (engine
 //! on a fresh data directory, gateway on port 0) with `spawn_app`.
 
+mod actors;
 mod auth;
 mod catalog;
 mod compliance;
@@ -17,4 +18,5 @@ mod ops;
 mod payments;
 mod players;
 mod reads;
+mod staff;
 mod stream;

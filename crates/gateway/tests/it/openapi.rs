@@ -52,6 +52,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/exposure"),
     ("POST", "/v1/admin/api-keys"),
     ("DELETE", "/v1/admin/api-keys/{id}"),
+    ("POST", "/v1/staff/login"),
+    ("POST", "/v1/admin/staff"),
+    ("POST", "/v1/admin/staff/{id}/disable"),
     // compliance
     ("GET", "/v1/admin/audit"),
     ("GET", "/v1/admin/bets"),
@@ -168,12 +171,16 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_its_tags() {
     assert_eq!(value["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let tags: BTreeSet<&str> =
         value["tags"].as_array().expect("tags").iter().map(|tag| tag["name"].as_str().expect("name")).collect();
-    assert_eq!(tags, BTreeSet::from(["catalog", "feed", "operations", "operators", "players", "stream"]));
+    assert_eq!(tags, BTreeSet::from(["catalog", "feed", "operations", "operators", "players", "staff", "stream"]));
     for (method, path, operation) in operations(&value) {
         let tag = operation["tags"].as_array().and_then(|tags| tags.first()).and_then(Value::as_str);
         assert!(tag.is_some_and(|tag| tags.contains(tag)), "{method} {path} has no known tag");
-        // Routes taking a credential say so; the `/v1/auth` routes, the catalog and operations take none.
-        let public = path.starts_with("/v1/auth/") || tag == Some("catalog") || tag == Some("operations");
+        // Routes taking a credential say so; the `/v1/auth` routes, the staff login, the catalog and
+        // operations take none.
+        let public = path.starts_with("/v1/auth/")
+            || path == "/v1/staff/login"
+            || tag == Some("catalog")
+            || tag == Some("operations");
         let secured = operation["security"] == json!([{"bearer": []}]);
         assert_eq!(secured, !public, "{method} {path}: security {}", operation["security"]);
     }

@@ -211,6 +211,12 @@ fn check_audit(store: &mut dyn Store, outcomes: &[String]) {
         rows.iter().filter(|row| text(t, row, "command") != "tick").map(|row| text(t, row, "outcome")).collect();
     assert_eq!(seen, outcomes.iter().map(String::as_str).collect::<Vec<_>>(), "every command's outcome, in order");
     assert!(rows.iter().any(|row| text(t, row, "outcome") != "ok"), "rejections are audited too");
+    // Migration 4: each row's origin as journaled (the workload submits bare commands: the
+    // engine's `internal` system actor; ticks are its own or the sequencer's).
+    for row in rows.iter().filter(|row| text(t, row, "command") != "tick") {
+        let origin = (text(t, row, "actor_kind"), text(t, row, "actor_id"));
+        assert_eq!(origin, ("system", engine::INTERNAL_ACTOR), "{row:?}");
+    }
     let checkpoint = store.rows(&CHECKPOINT).expect("checkpoint");
     assert_eq!(int(&CHECKPOINT, &checkpoint[0], "commands"), rows.len() as i64);
 }
