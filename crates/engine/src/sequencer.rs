@@ -169,6 +169,8 @@ pub struct EngineStats {
     /// The longest sequencer cycle without its journal append (write and sync): the time the
     /// sequencer itself spends per batch, whatever the disk does.
     pub sequencer_work_nanos_max: AtomicU64,
+    /// The same maximum since the last `take_recent_work_max` (one scraper resets it).
+    pub sequencer_work_nanos_max_recent: AtomicU64,
     /// Requests submitted and not yet taken by the sequencer.
     pub inbox_depth: AtomicU64,
     pub stopped: AtomicBool,
@@ -193,6 +195,13 @@ impl EngineStats {
     /// metrics scraper that exports the maximum per scrape interval.
     pub fn take_recent_pause_max(&self) -> Duration {
         Duration::from_nanos(self.sequencer_pause_nanos_max_recent.swap(0, Ordering::Relaxed))
+    }
+
+    /// The longest sequencer cycle without its journal append and sync since the last call,
+    /// resetting it: what the sequencer itself held commands up for (a snapshot encoded on its
+    /// thread would show here), apart from the disk.
+    pub fn take_recent_work_max(&self) -> Duration {
+        Duration::from_nanos(self.sequencer_work_nanos_max_recent.swap(0, Ordering::Relaxed))
     }
 }
 
@@ -745,6 +754,7 @@ impl Sequencer {
             self.stats.sequencer_pause_nanos_max_recent.fetch_max(pause, Ordering::Relaxed);
             let work = pause.saturating_sub(std::mem::take(&mut self.cycle_sync_nanos));
             self.stats.sequencer_work_nanos_max.fetch_max(work, Ordering::Relaxed);
+            self.stats.sequencer_work_nanos_max_recent.fetch_max(work, Ordering::Relaxed);
             if pending.shutdown {
                 break;
             }

@@ -126,6 +126,7 @@ struct EngineSeries {
     pause_seconds_max: Gauge<f64, AtomicU64>,
     pause_seconds_interval_max: Gauge<f64, AtomicU64>,
     work_seconds_max: Gauge<f64, AtomicU64>,
+    work_seconds_interval_max: Gauge<f64, AtomicU64>,
     snapshots: Family<WriterLabels, Counter>,
     snapshot_seconds: Family<WriterLabels, Counter<f64, AtomicU64>>,
     snapshot_seconds_max: Family<WriterLabels, Gauge<f64, AtomicU64>>,
@@ -147,6 +148,7 @@ impl EngineSeries {
             pause_seconds_max: Gauge::default(),
             pause_seconds_interval_max: Gauge::default(),
             work_seconds_max: Gauge::default(),
+            work_seconds_interval_max: Gauge::default(),
             snapshots: Family::default(),
             snapshot_seconds: Family::default(),
             snapshot_seconds_max: Family::default(),
@@ -176,6 +178,11 @@ impl EngineSeries {
             "Longest sequencer cycle since start without its journal append (the sequencer's own time, whatever \
              the disk does)",
             series.work_seconds_max.clone(),
+        );
+        registry.register(
+            "sportsbook_sequencer_work_seconds_interval_max",
+            "Longest sequencer cycle without its journal append since the previous scrape",
+            series.work_seconds_interval_max.clone(),
         );
         registry.register(
             "sportsbook_snapshots",
@@ -255,6 +262,7 @@ impl EngineSeries {
         self.pause_seconds_max.set(seconds(stats.sequencer_pause_nanos_max.load(Relaxed)));
         self.pause_seconds_interval_max.set(stats.take_recent_pause_max().as_secs_f64());
         self.work_seconds_max.set(seconds(stats.sequencer_work_nanos_max.load(Relaxed)));
+        self.work_seconds_interval_max.set(stats.take_recent_work_max().as_secs_f64());
         let by_writer = [
             (
                 "follower",

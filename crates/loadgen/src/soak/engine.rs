@@ -595,6 +595,7 @@ impl SoakTarget for EngineTarget {
             rss_bytes: rss,
             hwm_bytes: hwm,
             pause_max: Some(stats.take_recent_pause_max()),
+            work_max: Some(stats.take_recent_work_max()),
             snapshots: Some(stats.snapshots.load(Ordering::Relaxed)),
             snapshot_max: Some(Duration::from_nanos(snapshot_max)),
             lag_records,
