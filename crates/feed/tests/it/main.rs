@@ -9,6 +9,7 @@ mod amqp_connection;
 mod amqp_producers;
 mod book_rules;
 mod support;
+mod tls;
 mod uof_api;
 mod uof_rules;
 mod websocket;
