@@ -11,10 +11,15 @@
 //! producer's name in the provider's `producers.xml` (`liveodds` for 1, `pre` for 3): the
 //! settings map producer ids to names.
 //!
-//! Transport: `reqwest` (already in the workspace for the tests and the load generator) without
-//! a TLS backend, so only `http://` base URLs are accepted; an `https://` base URL is refused by
-//! [`UofApi::new`] with [`ApiError::TlsUnavailable`] rather than failing at the first request.
-//! Responses are read with a size cap ([`MAX_RESPONSE_BYTES`]) and every request has a timeout.
+//! Transport: `reqwest` (already in the workspace for the tests and the load generator) over
+//! rustls with ring, the TLS stack lapin's `amqps://` builds. An `https://` base URL (the
+//! provider's own, `https://api.betradar.com`) has the server's certificate and host name
+//! checked against the system's roots plus the PEM certificates of [`ApiSettings::ca_pem`] (the
+//! CA file `amqps://` sources trust, `--feed-ca`); `http://` stays for local stand-ins; any
+//! other scheme is refused by [`UofApi::new`]. A refused certificate is
+//! [`ApiError::Certificate`] (`tls_certificate`, rustls's reason in the message), another TLS
+//! failure [`ApiError::Tls`] (`tls`): logged and counted as every other API error. Responses are
+//! read with a size cap ([`MAX_RESPONSE_BYTES`]) and every request has a timeout.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,7 +32,8 @@ pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Where the provider's API is and how to authenticate.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    /// Scheme, host and optional port, e.g. `http://127.0.0.1:8080` (no `/v1`).
+    /// Scheme, host and optional port, e.g. `https://api.betradar.com` or
+    /// `http://127.0.0.1:8080` (no `/v1`).
     pub base_url: String,
     /// Sent as `x-access-token`.
     pub access_token: String,
@@ -40,6 +46,9 @@ pub struct ApiSettings {
     pub timeout: Duration,
     /// Producer id → the name in the recovery path.
     pub producer_names: BTreeMap<u32, String>,
+    /// PEM certificates of CAs trusted for an `https://` base URL besides the system's roots
+    /// (`AmqpSource::read_ca_file` reads them); `None`: the system's roots only.
+    pub ca_pem: Option<String>,
 }
 
 impl ApiSettings {
@@ -53,22 +62,27 @@ impl ApiSettings {
             language: "en".to_string(),
             timeout: Duration::from_secs(30),
             producer_names,
+            ca_pem: None,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("the provider API base URL `{0}` is not an http:// URL")]
+    #[error("the provider API base URL `{0}` is not an https:// or http:// URL")]
     BadBaseUrl(String),
-    #[error("https:// provider API URLs need a TLS backend this build does not include: `{0}`")]
-    TlsUnavailable(String),
+    #[error("the CA certificates for the provider API are not usable: {0}")]
+    BadCa(String),
     #[error("no name configured for producer {0} (set it in the provider's API settings)")]
     UnknownProducer(u32),
     #[error("a value in the request path is not allowed: `{0}`")]
     BadPathValue(String),
     #[error("request to {url} failed: {source}")]
     Transport { url: String, source: reqwest::Error },
+    #[error("request to {url} failed: the provider's certificate was refused: {detail}")]
+    Certificate { url: String, detail: String },
+    #[error("request to {url} failed: TLS: {detail}")]
+    Tls { url: String, detail: String },
     #[error("{url} answered {status}: {body}")]
     Status { url: String, status: u16, body: String },
     #[error("{url}: the answer exceeds {MAX_RESPONSE_BYTES} bytes")]
@@ -82,10 +96,12 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadBaseUrl(_) => "bad_base_url",
-            ApiError::TlsUnavailable(_) => "tls_unavailable",
+            ApiError::BadCa(_) => "bad_ca",
             ApiError::UnknownProducer(_) => "unknown_producer",
             ApiError::BadPathValue(_) => "bad_path_value",
             ApiError::Transport { .. } => "transport",
+            ApiError::Certificate { .. } => "tls_certificate",
+            ApiError::Tls { .. } => "tls",
             ApiError::Status { .. } => "status",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::NotUtf8 { .. } => "not_utf8",
@@ -99,6 +115,56 @@ pub struct UofApi {
     http: reqwest::Client,
     base: String,
     settings: ApiSettings,
+}
+
+/// A transport failure, told apart when TLS caused it: a rustls error somewhere down the
+/// error's sources (through `std::io::Error`s, whose own `source` skips the error they wrap).
+fn transport_error(url: &str, source: reqwest::Error) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+    while let Some(current) = cause {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            let (url, detail) = (url.to_string(), tls.to_string());
+            return match tls {
+                rustls::Error::InvalidCertificate(_) => ApiError::Certificate { url, detail },
+                _ => ApiError::Tls { url, detail },
+            };
+        }
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as _),
+            None => current.source(),
+        };
+    }
+    ApiError::Transport { url: url.to_string(), source }
+}
+
+/// The DER certificates of a PEM bundle, each checked to be a usable trust anchor (as rustls
+/// will take it), at least one.
+fn ca_certificates(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ApiError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut certificates = Vec::new();
+    for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let certificate = certificate.map_err(|error| ApiError::BadCa(format!("PEM: {error}")))?;
+        rustls::RootCertStore::empty()
+            .add(certificate.clone())
+            .map_err(|error| ApiError::BadCa(format!("certificate {}: {error}", certificates.len() + 1)))?;
+        certificates.push(certificate);
+    }
+    if certificates.is_empty() {
+        return Err(ApiError::BadCa("no PEM certificate".to_string()));
+    }
+    Ok(certificates)
+}
+
+/// An error with its sources, `: `-separated (reqwest's own message alone hides the reason).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
 }
 
 /// Path segments come from settings and feed messages (an event URN): only characters the
@@ -119,19 +185,29 @@ fn path_value(value: &str) -> Result<&str, ApiError> {
 impl UofApi {
     pub fn new(settings: ApiSettings) -> Result<Self, ApiError> {
         let base = settings.base_url.trim_end_matches('/').to_string();
-        if base.starts_with("https://") {
-            return Err(ApiError::TlsUnavailable(base));
-        }
-        let rest = base.strip_prefix("http://").ok_or_else(|| ApiError::BadBaseUrl(base.clone()))?;
+        let rest = base
+            .strip_prefix("https://")
+            .or_else(|| base.strip_prefix("http://"))
+            .ok_or_else(|| ApiError::BadBaseUrl(base.clone()))?;
         if rest.is_empty() || rest.contains(['?', '#', ' ']) {
             return Err(ApiError::BadBaseUrl(base));
         }
         path_value(&settings.language)?;
-        let http = reqwest::Client::builder()
+        // The system's roots are loaded by reqwest (`rustls-native-certs`); the CA file's
+        // certificates are added to them.
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(true)
             .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .build()
-            .map_err(|source| ApiError::Transport { url: base.clone(), source })?;
+            .connect_timeout(settings.timeout);
+        if let Some(pem) = &settings.ca_pem {
+            for certificate in ca_certificates(pem)? {
+                let certificate = reqwest::Certificate::from_der(&certificate)
+                    .map_err(|error| ApiError::BadCa(error_chain(&error)))?;
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|source| ApiError::Transport { url: base.clone(), source })?;
         Ok(Self { http, base, settings })
     }
 
@@ -179,7 +255,7 @@ impl UofApi {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<String, ApiError> {
-        let transport = |source| ApiError::Transport { url: url.to_string(), source };
+        let transport = |source| transport_error(url, source);
         let mut response =
             request.header("x-access-token", &self.settings.access_token).send().await.map_err(transport)?;
         let status = response.status();
@@ -224,10 +300,21 @@ mod tests {
 
     #[test]
     fn base_urls_and_path_values_are_checked() {
-        let err = UofApi::new(ApiSettings::new("https://api.betradar.com", "t")).unwrap_err();
-        assert_eq!(err.code(), "tls_unavailable");
-        let err = UofApi::new(ApiSettings::new("ftp://x", "t")).unwrap_err();
-        assert_eq!(err.code(), "bad_base_url");
+        let api = UofApi::new(ApiSettings::new("https://api.betradar.com/", "t")).expect("https is accepted");
+        assert_eq!(
+            api.recovery_url(&RecoveryRequest { producer: 3, request_id: 1, after: None }).unwrap(),
+            "https://api.betradar.com/v1/pre/recovery/initiate_request?request_id=1"
+        );
+        for bad in ["ftp://x", "api.betradar.com", "https://", "https://x/?a", "HTTPS://x"] {
+            let err = UofApi::new(ApiSettings::new(bad, "t")).unwrap_err();
+            assert_eq!(err.code(), "bad_base_url", "{bad}");
+            assert!(err.to_string().contains("not an https:// or http:// URL"), "{err}");
+        }
+        let mut settings = ApiSettings::new("https://api.betradar.com", "t");
+        settings.ca_pem = Some("not a certificate".to_string());
+        assert_eq!(UofApi::new(settings.clone()).unwrap_err().code(), "bad_ca");
+        settings.ca_pem = Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string());
+        assert_eq!(UofApi::new(settings).unwrap_err().code(), "bad_ca");
         assert!(path_value("sr:match:1").is_ok());
         for bad in ["", "..", "a/b", "a?b", "a b", "a%2f"] {
             assert!(path_value(bad).is_err(), "{bad}");

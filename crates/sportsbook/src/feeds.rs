@@ -85,8 +85,8 @@ pub const UOF_TOKEN_ENV: &str = "SPORTSBOOK_UOF_ACCESS_TOKEN";
 pub struct UofOptions {
     pub api_url: Option<String>,
     pub node_id: Option<u32>,
-    /// PEM certificates trusted for `amqps://` sources besides the system's roots
-    /// (`--feed-ca`, env SPORTSBOOK_UOF_CA_FILE).
+    /// PEM certificates trusted for `amqps://` sources and an `https://` API URL besides the
+    /// system's roots (`--feed-ca`, env SPORTSBOOK_UOF_CA_FILE).
     pub ca_file: Option<std::path::PathBuf>,
     /// What every `uof+` source consumes (`--uof-interest`, env SPORTSBOOK_UOF_INTEREST).
     pub interest: Option<feed::uof::Interest>,
@@ -148,13 +148,19 @@ impl UofOptions {
     }
 }
 
-/// The hub's settings of a UOF provider: the API client, where recovery points and names are
-/// stored (DATA_DIR/uof/), and the market descriptions (API, else cache, else bundled).
-pub async fn uof_settings(data_dir: &std::path::Path, options: &UofOptions) -> anyhow::Result<feed::UofSettings> {
+/// The hub's settings of a UOF provider: the API client (trusting `ca_pem`, the CA file's
+/// certificates, besides the system's roots), where recovery points and names are stored
+/// (DATA_DIR/uof/), and the market descriptions (API, else cache, else bundled).
+pub async fn uof_settings(
+    data_dir: &std::path::Path,
+    options: &UofOptions,
+    ca_pem: Option<&str>,
+) -> anyhow::Result<feed::UofSettings> {
     let api = match &options.api_url {
         Some(url) => {
             let mut settings = feed::uof_api::ApiSettings::new(url.clone(), options.access_token.clone());
             settings.node_id = options.node_id;
+            settings.ca_pem = ca_pem.map(str::to_string);
             Some(feed::uof_api::UofApi::new(settings).with_context(|| format!("the UOF API URL {url:?}"))?)
         }
         None => None,
@@ -186,20 +192,20 @@ pub async fn follow(
     data_dir: &std::path::Path,
     uof: &UofOptions,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    // Read once at start: a missing or empty CA file stops `serve` with the reason.
+    let ca_pem = match &uof.ca_file {
+        Some(path) => Some(AmqpSource::read_ca_file(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let mut configured = std::collections::BTreeSet::new();
     for source in sources {
         if matches!(source.kind, SourceKind::Uof { .. }) && configured.insert(source.provider.clone()) {
             if uof.api_url.is_none() {
                 tracing::warn!(provider = %source.provider, "no --uof-api-url: UOF recoveries cannot be requested");
             }
-            hub.configure_uof(&source.provider, uof_settings(data_dir, uof).await?);
+            hub.configure_uof(&source.provider, uof_settings(data_dir, uof, ca_pem.as_deref()).await?);
         }
     }
-    // Read once at start: a missing or empty CA file stops `serve` with the reason.
-    let ca_pem = match &uof.ca_file {
-        Some(path) => Some(AmqpSource::read_ca_file(path).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
     let interest = uof.interest.unwrap_or(feed::uof::Interest::All);
     let mut positions = std::collections::BTreeMap::<&str, usize>::new();
     Ok(sources
@@ -378,5 +384,21 @@ mod tests {
         for bad in ["p", "p=ws+http://x", "=ws+ws://x", "p=uof+amqp://x", "p=ftp+x"] {
             assert!(bad.parse::<FeedSource>().is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_https_api_url_is_taken_with_the_ca_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Port 9 on 127.0.0.1: nothing answers, the descriptions fall back to the bundled ones.
+        let options = UofOptions::new(Some("https://127.0.0.1:9".to_string()), None, "t");
+        let settings = uof_settings(dir.path(), &options, None).await.expect("https is accepted");
+        let api = settings.api.expect("an API client");
+        assert!(api.settings().ca_pem.is_none());
+        let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let error = uof_settings(dir.path(), &options, Some(pem)).await.expect_err("the CA reaches the client");
+        assert!(format!("{error:#}").contains("CA certificates for the provider API"), "{error:#}");
+        let ftp = UofOptions::new(Some("ftp://127.0.0.1".to_string()), None, "t");
+        let error = uof_settings(dir.path(), &ftp, None).await.expect_err("other schemes are refused");
+        assert!(format!("{error:#}").contains("not an https:// or http:// URL"), "{error:#}");
     }
 }

@@ -69,15 +69,16 @@ enum Commands {
         #[arg(long = "feed-source")]
         feed_sources: Vec<sportsbook::feeds::FeedSource>,
         /// The UOF provider's HTTP API (recovery requests, market descriptions, fixtures) for
-        /// every `uof+` source, e.g. http://127.0.0.1:8080 (env SPORTSBOOK_UOF_API_URL). Its
-        /// access token is read from the environment only: SPORTSBOOK_UOF_ACCESS_TOKEN.
+        /// every `uof+` source, e.g. https://api.betradar.com (certificate checked against the
+        /// system's roots and --feed-ca) or http://127.0.0.1:8088 (env SPORTSBOOK_UOF_API_URL).
+        /// Its access token is read from the environment only: SPORTSBOOK_UOF_ACCESS_TOKEN.
         #[arg(long)]
         uof_api_url: Option<String>,
         /// `node_id` of UOF recovery requests (env SPORTSBOOK_UOF_NODE_ID).
         #[arg(long)]
         uof_node_id: Option<u32>,
-        /// A PEM file of CA certificates trusted for `amqps://` feed sources besides the
-        /// system's roots (env SPORTSBOOK_UOF_CA_FILE).
+        /// A PEM file of CA certificates trusted for `amqps://` feed sources and an `https://`
+        /// --uof-api-url besides the system's roots (env SPORTSBOOK_UOF_CA_FILE).
         #[arg(long)]
         feed_ca: Option<PathBuf>,
         /// What `uof+` sources consume, as the provider's SDKs bind: all, live, prematch, hi

@@ -4,88 +4,21 @@
 //! the customer's virtual host from the URL (made with `rabbitmqctl`), routing-key filters,
 //! and a missing exchange (the broker's NOT_FOUND, retried with back-off, never declared).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use book::StaleMode;
 use feed::transport::{amqp_backoff, amqp_session, follow_amqp_source, AmqpSource};
 use feed::uof::Interest;
 use feed::ProviderSettings;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::rustls;
 
 use crate::amqp::{exchange, live, odds_change, prematch, provider, provider_at, recover, send, EVENT, RABBITMQ};
 use crate::support::{wall_ms, Stack};
+use crate::tls::{certificates, test_ca, tls_terminator, TlsTerminator};
 
 const BROKER: &str = "127.0.0.1:5672";
 
 fn settings() -> ProviderSettings {
     ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend }
-}
-
-/// A test CA and a server certificate it issued for `localhost` only.
-struct Certificates {
-    ca_pem: String,
-    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
-}
-
-fn test_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
-    let key = rcgen::KeyPair::generate().expect("CA key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
-    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
-    (params.self_signed(&key).expect("CA certificate"), key)
-}
-
-fn certificates() -> Certificates {
-    let (ca, ca_key) = test_ca("sportsbook test CA");
-    let key = rcgen::KeyPair::generate().expect("server key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
-    let server = params.signed_by(&key, &ca, &ca_key).expect("server certificate");
-    Certificates {
-        ca_pem: ca.pem(),
-        chain: vec![server.der().clone()],
-        key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    }
-}
-
-/// A TLS endpoint on 127.0.0.1 that forwards every connection to the broker in the clear.
-struct TlsTerminator {
-    address: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TlsTerminator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn tls_terminator(certificates: &Certificates) -> TlsTerminator {
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certificates.chain.clone(), certificates.key.clone_key())
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let task = tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                // A client that refuses our certificate ends here.
-                let Ok(mut client) = acceptor.accept(client).await else { return };
-                let mut broker = TcpStream::connect(BROKER)
-                    .await
-                    .unwrap_or_else(|error| panic!("RabbitMQ must run on {BROKER}: {error}"));
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
-            });
-        }
-    });
-    TlsTerminator { address, task }
 }
 
 fn amqps(host: &str, terminator: &TlsTerminator) -> String {
@@ -103,7 +36,7 @@ async fn until_errors(stack: &Stack, code: &str, at_least: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqps_with_the_ca_configured_connects_and_consumes() {
     let certificates = certificates();
-    let terminator = tls_terminator(&certificates).await;
+    let terminator = tls_terminator(&certificates, BROKER.parse().expect("address")).await;
     let stack = Stack::start(settings());
     let exchange = exchange("tls");
     let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
@@ -122,7 +55,7 @@ async fn amqps_with_the_ca_configured_connects_and_consumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqps_refuses_an_unknown_ca_and_a_wrong_host_name() {
     let certificates = certificates();
-    let terminator = tls_terminator(&certificates).await;
+    let terminator = tls_terminator(&certificates, BROKER.parse().expect("address")).await;
     let exchange = exchange("tls-refused");
     let stack = Stack::start(settings());
     let (provider, _api, _recoveries) = provider(&stack, &exchange, 1).await;

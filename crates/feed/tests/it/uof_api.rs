@@ -2,8 +2,11 @@
 //! 127.0.0.1:0: the one fake allowed, since no provider is reachable from here). The stand-in
 //! checks the access token, records every request, and serves descriptions and fixtures; the
 //! test plays the feed side by delivering the `snapshot_complete` of the request it recorded.
+//! Over `https://`, a real TLS endpoint (tokio-rustls, a test CA's certificate for `localhost`)
+//! stands in front of the stand-in.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +17,8 @@ use axum::Router;
 use feed::names::{DescriptionsSource, EventNames, NameStore, Namer};
 use feed::recovery::{Action, DownReason, ProducerRecovery, RecoveryConfig, RequestIds};
 use feed::uof_api::{ApiSettings, UofApi};
+
+use crate::tls::{certificates, test_ca, tls_terminator, Certificates, TlsTerminator};
 
 const TOKEN: &str = "secret-token";
 
@@ -254,4 +259,97 @@ async fn names_from_the_api_are_cached_and_survive_an_outage() {
     let (bundled, source, _) = NameStore::new(empty.path(), None).descriptions().await;
     assert_eq!(source, DescriptionsSource::Bundled);
     assert_eq!(bundled.get(1).map(|m| m.name.as_str()), Some("1x2"));
+}
+
+/// The provider stand-in behind a TLS endpoint whose certificate the test CA issued for
+/// `localhost`.
+async fn start_https_provider(certificates: &Certificates) -> (TlsTerminator, Shared) {
+    let (base, provider) = start_provider().await;
+    let upstream: SocketAddr = base.trim_start_matches("http://").parse().expect("address");
+    (tls_terminator(certificates, upstream).await, provider)
+}
+
+fn https_settings(host: &str, terminator: &TlsTerminator, ca_pem: Option<&str>) -> ApiSettings {
+    let mut settings = ApiSettings::new(format!("https://{host}:{}", terminator.address.port()), TOKEN);
+    settings.timeout = Duration::from_secs(5);
+    settings.ca_pem = ca_pem.map(str::to_string);
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_the_ca_configured_requests_recovery_and_fetches_descriptions() {
+    let certificates = certificates();
+    let (terminator, provider) = start_https_provider(&certificates).await;
+    let api = UofApi::new(https_settings("localhost", &terminator, Some(&certificates.ca_pem))).expect("api");
+
+    // A recovery request over TLS is accepted by the provider.
+    let mut ids = RequestIds::starting_at(500);
+    let mut live = ProducerRecovery::new(1, RecoveryConfig::default(), Some(1_714_000_000_000), 0);
+    let actions = drive(&api, &mut live, 0, &mut ids).await;
+    assert!(actions.iter().any(|a| matches!(a, Action::SendRequest(_))), "{actions:?}");
+    assert_eq!(live.counts().request_failures, 0);
+    {
+        let recorded = provider.requests.lock().unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!((recorded[0].method, recorded[0].path.as_str()), ("POST", "/v1/liveodds/recovery/initiate_request"));
+        assert_eq!(recorded[0].query.get("request_id").map(String::as_str), Some("500"));
+        assert_eq!(recorded[0].query.get("after").map(String::as_str), Some("1714000000000"));
+    }
+    assert_eq!(live.on_snapshot_complete(100, 500), vec![Action::MarkUp]);
+
+    // Market descriptions and a fixture over TLS, through the name store (then cached).
+    let dir = tempfile::tempdir().expect("dir");
+    let store = NameStore::new(dir.path(), Some(api.clone()));
+    let (descriptions, source, failure) = store.descriptions().await;
+    assert_eq!(source, DescriptionsSource::Api, "{failure:?}");
+    assert_eq!(descriptions.get(18).map(|m| m.name.as_str()), Some("Total goals"));
+    assert!(store.descriptions_path().exists());
+    let fixture = store.fixture("sr:match:42", true).await.expect("fixture");
+    assert_eq!(fixture.name, "Arsenal vs Chelsea");
+    assert_eq!(provider.requests.lock().unwrap().len(), 3);
+
+    // The token still matters over TLS.
+    let wrong = UofApi::new(ApiSettings { access_token: "wrong".to_string(), ..api.settings().clone() }).expect("api");
+    assert_eq!(wrong.market_descriptions().await.unwrap_err().code(), "status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_refuses_an_unknown_ca_and_a_wrong_host_name() {
+    let certificates = certificates();
+    let (terminator, provider) = start_https_provider(&certificates).await;
+
+    // The system's roots only: the test CA is not among them.
+    let roots_only = UofApi::new(https_settings("localhost", &terminator, None)).expect("api");
+    let mut ids = RequestIds::starting_at(1);
+    let mut live = ProducerRecovery::new(1, RecoveryConfig::default(), None, 0);
+    drive(&roots_only, &mut live, 0, &mut ids).await;
+    assert_eq!(live.counts().request_failures, 1, "the refused request counts as a failed one");
+    assert!(!live.is_up());
+    let request = feed::recovery::RecoveryRequest { producer: 1, request_id: 99, after: None };
+    let err = roots_only.initiate_recovery(&request).await.expect_err("an unknown CA must be refused");
+    assert_eq!(err.code(), "tls_certificate", "{err}");
+    assert!(err.to_string().contains("certificate was refused"), "{err}");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    let dir = tempfile::tempdir().expect("dir");
+    let (_, source, failure) = NameStore::new(dir.path(), Some(roots_only)).descriptions().await;
+    assert_eq!(source, DescriptionsSource::Bundled);
+    let failure = failure.expect("the certificate failure is reported").to_string();
+    assert!(failure.contains("certificate was refused") && failure.contains("UnknownIssuer"), "{failure}");
+
+    // Another CA configured: still refused.
+    let (other, _) = test_ca("another CA");
+    let other_ca = UofApi::new(https_settings("localhost", &terminator, Some(&other.pem()))).expect("api");
+    let err = other_ca.market_descriptions().await.expect_err("a certificate of another CA must be refused");
+    assert_eq!(err.code(), "tls_certificate", "{err}");
+
+    // The right CA, the wrong host name: the certificate is for localhost, not 127.0.0.1.
+    let wrong_host = UofApi::new(https_settings("127.0.0.1", &terminator, Some(&certificates.ca_pem))).expect("api");
+    let err = wrong_host.initiate_recovery(&request).await.expect_err("a wrong host name must be refused");
+    assert_eq!(err.code(), "tls_certificate", "{err}");
+    assert!(err.to_string().contains("not valid for name"), "{err}");
+    let err = wrong_host.market_descriptions().await.expect_err("a wrong host name must be refused");
+    assert_eq!(err.code(), "tls_certificate", "{err}");
+
+    // Nothing reached the provider.
+    assert!(provider.requests.lock().unwrap().is_empty());
 }
