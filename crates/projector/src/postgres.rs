@@ -149,7 +149,7 @@ impl PostgresStore {
                 if applied >= *version {
                     return Ok(());
                 }
-                for statement in schema::statements(sql) {
+                for statement in schema::statements(sql, schema::Backend::Postgres) {
                     tx.batch_execute(statement).await.map_err(error("migration"))?;
                 }
                 tx.execute(
