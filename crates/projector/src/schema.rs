@@ -7,6 +7,7 @@
 //! SQL is plain (BIGINT, TEXT, BOOLEAN) so one text serves both stores; a later version adds a
 //! migration, never edits an applied one.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// A column's type. Integers are 64-bit: money in minor units, times in milliseconds since
@@ -18,13 +19,15 @@ pub enum Type {
     Bool,
 }
 
-/// One value of a row. `Null` only in nullable columns.
+/// One value of a row. `Null` only in nullable columns. Text is borrowed when it is a
+/// constant (a status, a code, a kind: most of the text the projector writes), so building a
+/// row allocates only for text that is made for it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
-    Text(String),
+    Text(Cow<'static, str>),
 }
 
 impl Value {
@@ -78,13 +81,25 @@ impl From<bool> for Value {
 
 impl From<String> for Value {
     fn from(value: String) -> Value {
-        Value::Text(value)
+        Value::Text(Cow::Owned(value))
     }
 }
 
 impl From<&str> for Value {
     fn from(value: &str) -> Value {
-        Value::Text(value.to_owned())
+        Value::Text(Cow::Owned(value.to_owned()))
+    }
+}
+
+impl Value {
+    /// Constant text, borrowed rather than copied.
+    pub const fn constant(value: &'static str) -> Value {
+        Value::Text(Cow::Borrowed(value))
+    }
+
+    /// [`Value::constant`], or `Null`.
+    pub fn constant_or_null(value: Option<&'static str>) -> Value {
+        value.map_or(Value::Null, Value::constant)
     }
 }
 

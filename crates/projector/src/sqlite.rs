@@ -192,7 +192,7 @@ impl Store for SqliteStore {
                     (ValueRef::Null, _) => Value::Null,
                     (ValueRef::Integer(value), Type::Bool) => Value::Bool(value != 0),
                     (ValueRef::Integer(value), Type::Int) => Value::Int(value),
-                    (ValueRef::Text(text), Type::Text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
+                    (ValueRef::Text(text), Type::Text) => Value::from(String::from_utf8_lossy(text).into_owned()),
                     (other, _) => {
                         return Err(ProjectorError::Store(format!("sqlite: column {index} of {name} holds {other:?}")))
                     }
