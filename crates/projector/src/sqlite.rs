@@ -206,7 +206,7 @@ impl Store for SqliteStore {
 
 /// Rows one multi-row `INSERT` writes on SQLite (at most 21 columns a row: far below SQLite's
 /// 32,766 parameters).
-pub const SQLITE_ROWS_PER_INSERT: usize = 64;
+pub const SQLITE_ROWS_PER_INSERT: usize = 16;
 
 /// `INSERT INTO table (…) VALUES (?, …), … ON CONFLICT …` for `rows` rows.
 fn insert_sql(table: &schema::Table, rows: usize) -> String {
