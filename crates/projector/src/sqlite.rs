@@ -65,7 +65,7 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -SQLITE_WRITER_CACHE_KIB).map_err(error("cache_size"))?;
         // A reader (the gateway, a test) may hold the file for a moment; wait rather than fail.
         conn.busy_timeout(SQLITE_BUSY_TIMEOUT).map_err(error("busy_timeout"))?;
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(32);
         let mut store = SqliteStore { conn };
         store.migrate()?;
         Ok(store)
@@ -133,22 +133,23 @@ impl Store for SqliteStore {
             .map_err(error("read checkpoint"))?;
         check_previous(found, previous)?;
         for (table, rows) in changes.tables() {
-            // Whole groups of rows per statement (less of SQLite's per-statement work), the
-            // rest one by one: two cached statements per table.
-            let mut groups = rows.chunks_exact(SQLITE_ROWS_PER_INSERT);
-            if rows.len() >= SQLITE_ROWS_PER_INSERT {
-                let sql = insert_sql(table, SQLITE_ROWS_PER_INSERT);
-                let mut statement = tx.prepare_cached(&sql).map_err(error("prepare insert"))?;
-                for group in &mut groups {
-                    execute_rows(&mut statement, table, group)?;
-                }
+            if rows.is_empty() {
+                continue;
             }
-            let rest = groups.remainder();
-            if !rest.is_empty() {
-                let mut statement = tx.prepare_cached(&insert_sql(table, 1)).map_err(error("prepare insert"))?;
-                for row in rest {
-                    execute_rows(&mut statement, table, std::slice::from_ref(row))?;
+            let placeholders =
+                (1..=table.columns.len()).map(|index| format!("?{index}")).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({placeholders}){}",
+                table.name,
+                table.column_list(),
+                conflict_clause(table)
+            );
+            let mut statement = tx.prepare_cached(&sql).map_err(error("prepare insert"))?;
+            for row in rows {
+                for (index, value) in row.iter().enumerate() {
+                    statement.raw_bind_parameter(index + 1, value).map_err(error(table.name))?;
                 }
+                statement.raw_execute().map_err(error(table.name))?;
             }
         }
         tx.commit().map_err(error("commit"))
@@ -202,40 +203,6 @@ impl Store for SqliteStore {
         }
         Ok(out)
     }
-}
-
-/// Rows one multi-row `INSERT` writes on SQLite (at most 21 columns a row: far below SQLite's
-/// 32,766 parameters).
-pub const SQLITE_ROWS_PER_INSERT: usize = 16;
-
-/// `INSERT INTO table (…) VALUES (?, …), … ON CONFLICT …` for `rows` rows.
-fn insert_sql(table: &schema::Table, rows: usize) -> String {
-    let row = format!("({})", vec!["?"; table.columns.len()].join(", "));
-    format!(
-        "INSERT INTO {} ({}) VALUES {}{}",
-        table.name,
-        table.column_list(),
-        vec![row.as_str(); rows].join(", "),
-        conflict_clause(table)
-    )
-}
-
-/// Binds `rows` to the parameters of `statement` (made by [`insert_sql`] for as many rows) and
-/// runs it.
-fn execute_rows(
-    statement: &mut rusqlite::CachedStatement<'_>,
-    table: &schema::Table,
-    rows: &[&Vec<Value>],
-) -> Result<(), ProjectorError> {
-    let mut index = 0;
-    for row in rows {
-        for value in row.iter() {
-            index += 1;
-            statement.raw_bind_parameter(index, value).map_err(error(table.name))?;
-        }
-    }
-    statement.raw_execute().map_err(error(table.name))?;
-    Ok(())
 }
 
 /// Creates `path` with mode 0600 if missing (never truncating it), and makes an existing one 0600.
