@@ -119,6 +119,12 @@ impl Currency {
         std::str::from_utf8(&self.code).unwrap_or("???")
     }
 
+    /// [`Currency::code`] as a `'static` string (for rows built by the thousand without
+    /// allocating one per value).
+    pub fn static_code(&self) -> &'static str {
+        CURRENCIES.iter().map(|(code, _)| *code).find(|code| code.as_bytes() == self.code).unwrap_or("???")
+    }
+
     pub const fn exponent(&self) -> u8 {
         self.exponent
     }

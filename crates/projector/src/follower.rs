@@ -150,7 +150,7 @@ impl Checkpoint {
         vec![
             Value::Int(1),
             int(self.next_position),
-            Value::Text(hex::encode(self.chain_head)),
+            Value::from(hex::encode(self.chain_head)),
             int(self.batches),
             int(self.commands),
             int(self.base_position),
@@ -348,17 +348,17 @@ impl Follower {
                     Value::Int(index as i64),
                     int(batch.first_sequence + index as u64),
                     int(at),
-                    Value::from(command.name()),
+                    Value::constant(command.name()),
                     Value::from(command.account().map(|account| account.0 as i64)),
-                    Value::from(match &reply {
+                    Value::constant(match &reply {
                         Ok(_) => "ok",
                         Err(rejection) => rejection.code(),
                     }),
                     Value::from(reply_reference(&reply)),
-                    Value::Text(format!("{:016x}", batch.reply_digest)),
-                    Value::Text(audit_body(batch.first_sequence + index as u64, at, command)),
-                    Value::from(origin.actor.kind()),
-                    Value::Text(origin.actor.id()),
+                    Value::from(format!("{:016x}", batch.reply_digest)),
+                    Value::from(audit_body(batch.first_sequence + index as u64, at, command)),
+                    Value::constant(origin.actor.kind()),
+                    Value::from(origin.actor.id()),
                     Value::from(origin.reason.clone()),
                 ],
             );
@@ -394,7 +394,7 @@ impl Follower {
                                 Value::Int(ordinal),
                                 int(bet.0),
                                 int(at),
-                                status.as_str().into(),
+                                Value::constant(status.as_str()),
                                 Value::Int(0),
                             ],
                         );
@@ -416,7 +416,7 @@ impl Follower {
                                 Value::Int(ordinal),
                                 int(bet.0),
                                 int(at),
-                                status.as_str().into(),
+                                Value::constant(status.as_str()),
                                 Value::Int(payout.minor()),
                             ],
                         );
@@ -484,8 +484,8 @@ impl Follower {
         self.book.players().get(account.index()).map(|player| player.currency)
     }
 
-    fn currency_of(&self, account: AccountId) -> String {
-        self.book.players().get(account.index()).map_or_else(String::new, |player| player.currency.to_string())
+    fn currency_of(&self, account: AccountId) -> &'static str {
+        self.book.players().get(account.index()).map_or("", |player| player.currency.static_code())
     }
 
     /// Counts an accepted bet in the report inputs of the day it was placed.
@@ -579,10 +579,10 @@ impl Follower {
                 int(position),
                 int(transfer.debit.0),
                 int(transfer.credit.0),
-                currency.to_string().into(),
+                Value::constant(currency.static_code()),
                 Value::Int(amount),
-                code.into(),
-                status.into(),
+                Value::constant(code),
+                Value::constant(status),
                 pending.into(),
                 int(transfer.reference),
                 int(transfer.timestamp),
@@ -615,8 +615,8 @@ impl Follower {
                     int(transfer.id.0),
                     int(position),
                     int(transfer.timestamp),
-                    code.into(),
-                    status.into(),
+                    Value::constant(code),
+                    Value::constant(status),
                     Value::Int(sign * amount),
                     bet.into(),
                     Value::Int(posted - pending_stakes),
@@ -628,7 +628,7 @@ impl Follower {
         }
         // Settlement money, on the terms of the GGR report (`gateway::compliance`).
         let posted = transfer.kind == TransferKind::Posted;
-        let mut row = daily_row(transfer.timestamp, currency.to_string());
+        let mut row = daily_row(transfer.timestamp, currency.static_code());
         let mut set = |column: usize, value: i64| row[column] = Value::Int(value);
         match (transfer.code, transfer.kind) {
             (TransferCode::Stake, TransferKind::PostPending(_)) => {
@@ -660,16 +660,16 @@ fn first_reply_row(hash: u128, account: Option<AccountId>, remembered: &Remember
     let mut reply = Vec::new();
     remembered.reply.encode(&mut reply);
     vec![
-        Value::Text(key_hash_text(hash)),
+        Value::from(key_hash_text(hash)),
         Value::from(account.map(|account| account.0 as i64)),
-        Value::Text(format!("{:016x}", remembered.body_hash)),
+        Value::from(format!("{:016x}", remembered.body_hash)),
         int(position),
         int(remembered.at),
-        Value::from(match &remembered.reply {
+        Value::constant(match &remembered.reply {
             Ok(_) => "ok",
             Err(rejection) => rejection.code(),
         }),
-        Value::Text(hex::encode(reply)),
+        Value::from(hex::encode(reply)),
     ]
 }
 
@@ -682,7 +682,7 @@ fn account_row(player: &book::Player, position: Position) -> Vec<Value> {
     let profile = player.profile.as_ref();
     vec![
         int(player.id.0),
-        player.currency.to_string().into(),
+        Value::constant(player.currency.static_code()),
         profile.map(|profile| profile.username.clone()).into(),
         profile.map(|profile| profile.country.clone()).into(),
         profile.map(|profile| profile.registered_at as i64).into(),
@@ -695,8 +695,8 @@ fn account_row(player: &book::Player, position: Position) -> Vec<Value> {
 }
 
 /// A `DAILY_TOTALS` row of zeros for the day of `at`.
-fn daily_row(at: u64, currency: String) -> Vec<Value> {
-    let mut row = vec![int(at / MILLIS_PER_DAY), Value::Text(currency)];
+fn daily_row(at: u64, currency: &'static str) -> Vec<Value> {
+    let mut row = vec![int(at / MILLIS_PER_DAY), Value::constant(currency)];
     row.resize(DAILY_TOTALS.columns.len(), Value::Int(0));
     row
 }
@@ -714,7 +714,7 @@ pub fn bet_kind_name(kind: BetKind) -> &'static str {
 fn in_base(rate: Option<AppliedRate>, amount: Money, currency: Option<Currency>) -> (Value, Value) {
     match (rate, currency) {
         (Some(rate), Some(currency)) => {
-            (Value::Text(rate.base.to_string()), Value::Int(rate.to_base(amount, currency).minor()))
+            (Value::constant(rate.base.static_code()), Value::Int(rate.to_base(amount, currency).minor()))
         }
         _ => (Value::Null, Value::Null),
     }
@@ -734,8 +734,8 @@ fn limit_rows(player: &book::Player, position: Position, changes: &mut Changes) 
                 &ACCOUNT_LIMITS,
                 vec![
                     int(player.id.0),
-                    kind.as_str().into(),
-                    period.as_str().into(),
+                    Value::constant(kind.as_str()),
+                    Value::constant(period.as_str()),
                     slot.current.map(Money::minor).into(),
                     slot.pending.is_some().into(),
                     slot.pending.and_then(|pending| pending.value).map(Money::minor).into(),
@@ -790,27 +790,27 @@ pub fn decode_audit_body(body: &str) -> Option<Command> {
     decode_batch(&bytes).ok()?.commands.into_iter().next()
 }
 
-fn bet_row(bet: &Bet, currency: String, player_currency: Option<Currency>, position: Position) -> Vec<Value> {
+fn bet_row(bet: &Bet, currency: &'static str, player_currency: Option<Currency>, position: Position) -> Vec<Value> {
     let (fx_base, base_stake) = in_base(Some(bet.fx), bet.total_stake, player_currency);
     vec![
         int(bet.id.0),
         int(bet.account.0),
-        currency.into(),
-        bet_kind_name(bet.kind).into(),
+        Value::constant(currency),
+        Value::constant(bet_kind_name(bet.kind)),
         bet.each_way.into(),
         Value::Int(bet.stake_per_line.minor()),
         Value::Int(i64::from(bet.line_count)),
         Value::Int(bet.total_stake.minor()),
         Value::Int(bet.potential_payout.minor()),
-        bet.policy.as_str().into(),
-        bet.status.as_str().into(),
-        bet.placed_status.as_str().into(),
+        Value::constant(bet.policy.as_str()),
+        Value::constant(bet.status.as_str()),
+        Value::constant(bet.placed_status.as_str()),
         int(bet.placed_at),
         bet.delay_until.map(|at| at as i64).into(),
         bet.settlement.map(|settlement| settlement.at as i64).into(),
         bet.settlement.map(|settlement| settlement.payout.minor()).into(),
         Value::Int(i64::from(bet.settlement_count)),
-        bet.rejection.into(),
+        Value::constant_or_null(bet.rejection),
         int(position),
         fx_base,
         base_stake,
@@ -827,10 +827,10 @@ fn leg_row(bet: BetId, index: usize, leg: &book::Leg) -> Vec<Value> {
         Value::Int(i64::from(leg.requested.scaled())),
         Value::Int(i64::from(leg.odds.scaled())),
         int(leg.price_version),
-        leg.taken.as_str().into(),
+        Value::constant(leg.taken.as_str()),
         leg.each_way.map(|terms| i64::from(terms.places)).into(),
         leg.each_way.map(|terms| terms.fraction.to_string()).into(),
-        leg.result.map(|result| result.outcome.as_str()).into(),
+        Value::constant_or_null(leg.result.map(|result| result.outcome.as_str())),
         leg.result.map(|result| result.dead_heat.to_string()).into(),
         leg.result.map(|result| result.void_factor.to_string()).into(),
     ]

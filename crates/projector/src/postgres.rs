@@ -94,7 +94,7 @@ impl PostgresStore {
             "schemata",
             &[Type::Int],
             "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = $1",
-            &[Value::Text(schema.to_owned())],
+            &[Value::from(schema.to_owned())],
         )?;
         if found.first().and_then(|row| row.first()).and_then(Value::int) != Some(1) {
             return Err(ProjectorError::Store(format!("postgres: no schema `{schema}` (no read models there)")));
@@ -149,7 +149,7 @@ impl PostgresStore {
                 if applied >= *version {
                     return Ok(());
                 }
-                for statement in schema::statements(sql) {
+                for statement in schema::statements(sql, schema::Backend::Postgres) {
                     tx.batch_execute(statement).await.map_err(error("migration"))?;
                 }
                 tx.execute(

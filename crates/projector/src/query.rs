@@ -127,7 +127,7 @@ fn where_clause(
                     .flat_map(|c| if matches!(c, '%' | '_' | '\\') { vec!['\\', c] } else { vec![c] })
                     .collect();
                 sql.push_str(&format!("LOWER({column}) LIKE {slot} ESCAPE '\\'"));
-                params.push(Value::Text(format!("{escaped}%")));
+                params.push(Value::from(format!("{escaped}%")));
             }
         }
     }
@@ -244,7 +244,7 @@ pub fn search_bets(store: &mut dyn Store, search: &BetSearch, limit: usize) -> R
         filters.push(Filter::HasLeg("market", int(market)));
     }
     if let Some(status) = &search.status {
-        filters.push(Filter::Eq("status", Value::Text(status.clone())));
+        filters.push(Filter::Eq("status", Value::from(status.clone())));
     }
     if let Some(from) = search.placed_from {
         filters.push(Filter::Ge("placed_at", int(from)));
@@ -339,7 +339,7 @@ pub fn first_reply_hash(account: book::AccountId, key: &str) -> String {
 pub fn first_replies(store: &mut dyn Store, hashes: &[String]) -> Result<Vec<Option<FirstReply>>, ProjectorError> {
     let query = Query {
         table: &FIRST_REPLIES,
-        filters: vec![Filter::Eq("key_hash", Value::Text(String::new()))],
+        filters: vec![Filter::Eq("key_hash", Value::from(String::new()))],
         order: Vec::new(),
         limit: 1,
     };
@@ -349,7 +349,7 @@ pub fn first_replies(store: &mut dyn Store, hashes: &[String]) -> Result<Vec<Opt
     let found = hashes
         .iter()
         .map(|hash| {
-            let rows = store.select_typed(FIRST_REPLIES.name, &types, &sql, &[Value::Text(hash.clone())])?;
+            let rows = store.select_typed(FIRST_REPLIES.name, &types, &sql, &[Value::from(hash.clone())])?;
             rows.into_iter().next().map(|row| first_reply_of(&row)).transpose()
         })
         .collect::<Result<Vec<_>, _>>();

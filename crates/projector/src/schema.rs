@@ -7,6 +7,7 @@
 //! SQL is plain (BIGINT, TEXT, BOOLEAN) so one text serves both stores; a later version adds a
 //! migration, never edits an applied one.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// A column's type. Integers are 64-bit: money in minor units, times in milliseconds since
@@ -18,13 +19,15 @@ pub enum Type {
     Bool,
 }
 
-/// One value of a row. `Null` only in nullable columns.
+/// One value of a row. `Null` only in nullable columns. Text is borrowed when it is a
+/// constant (a status, a code, a kind: most of the text the projector writes), so building a
+/// row allocates only for text that is made for it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
-    Text(String),
+    Text(Cow<'static, str>),
 }
 
 impl Value {
@@ -78,13 +81,25 @@ impl From<bool> for Value {
 
 impl From<String> for Value {
     fn from(value: String) -> Value {
-        Value::Text(value)
+        Value::Text(Cow::Owned(value))
     }
 }
 
 impl From<&str> for Value {
     fn from(value: &str) -> Value {
-        Value::Text(value.to_owned())
+        Value::Text(Cow::Owned(value.to_owned()))
+    }
+}
+
+impl Value {
+    /// Constant text, borrowed rather than copied.
+    pub const fn constant(value: &'static str) -> Value {
+        Value::Text(Cow::Borrowed(value))
+    }
+
+    /// [`Value::constant`], or `Null`.
+    pub fn constant_or_null(value: Option<&'static str>) -> Value {
+        value.map_or(Value::Null, Value::constant)
     }
 }
 
@@ -111,14 +126,28 @@ pub struct Column {
     pub name: &'static str,
     pub ty: Type,
     pub nullable: bool,
+    /// Set when the row is first written and never changed by the book afterwards: an upsert
+    /// leaves it out of its `SET` list, so its indexes are not rewritten (SQLite rewrites an
+    /// index entry whenever a column in `SET` is indexed, whether or not the value changed).
+    pub fixed: bool,
 }
 
 const fn col(name: &'static str, ty: Type) -> Column {
-    Column { name, ty, nullable: false }
+    Column { name, ty, nullable: false, fixed: false }
 }
 
 const fn opt(name: &'static str, ty: Type) -> Column {
-    Column { name, ty, nullable: true }
+    Column { name, ty, nullable: true, fixed: false }
+}
+
+/// A [`col`] the book never changes after the row's first write ([`Column::fixed`]).
+const fn fix(name: &'static str, ty: Type) -> Column {
+    Column { name, ty, nullable: false, fixed: true }
+}
+
+/// An [`opt`] the book never changes after the row's first write ([`Column::fixed`]).
+const fn fix_opt(name: &'static str, ty: Type) -> Column {
+    Column { name, ty, nullable: true, fixed: true }
 }
 
 #[derive(Debug)]
@@ -194,18 +223,19 @@ pub const BETS: Table = Table {
     name: "bets",
     columns: &[
         col("id", Int),
-        col("account", Int),
-        col("currency", Text),
-        col("kind", Text),
-        col("each_way", Bool),
-        col("stake_per_line", Int),
-        col("line_count", Int),
-        col("total_stake", Int),
+        fix("account", Int),
+        fix("currency", Text),
+        fix("kind", Text),
+        fix("each_way", Bool),
+        fix("stake_per_line", Int),
+        fix("line_count", Int),
+        fix("total_stake", Int),
+        // Re-priced when a delayed bet is accepted.
         col("potential_payout", Int),
-        col("policy", Text),
+        fix("policy", Text),
         col("status", Text),
-        col("placed_status", Text),
-        col("placed_at", Int),
+        fix("placed_status", Text),
+        fix("placed_at", Int),
         opt("delay_until", Int),
         opt("settled_at", Int),
         opt("payout", Int),
@@ -214,8 +244,8 @@ pub const BETS: Table = Table {
         col("updated_position", Int),
         // Migration 2: the base currency of the rate recorded on the bet at placement and the
         // total stake converted with it (rounded up to the base's minor unit); null: no rate.
-        opt("fx_base", Text),
-        opt("base_stake", Int),
+        fix_opt("fx_base", Text),
+        fix_opt("base_stake", Int),
     ],
     key: 1,
     merge: Merge::Upsert,
@@ -227,9 +257,11 @@ pub const BET_LEGS: Table = Table {
     columns: &[
         col("bet", Int),
         col("leg", Int),
-        col("selection", Int),
-        col("market", Int),
-        col("event", Int),
+        // A delayed bet's legs are bound again at acceptance (odds, price version, taken), to
+        // the same selections.
+        fix("selection", Int),
+        fix("market", Int),
+        fix("event", Int),
         col("requested_odds", Int),
         col("odds", Int),
         col("price_version", Int),
@@ -532,14 +564,99 @@ ALTER TABLE audit ADD COLUMN actor_id TEXT;
 ALTER TABLE audit ADD COLUMN reason TEXT;
 ",
     ),
+    (
+        5,
+        "SQLite: keyed tables without rowid",
+        // A table whose primary key is not one integer is two B-trees in SQLite (the rows by
+        // rowid, and the key's index); `WITHOUT ROWID` makes it one, keyed by the primary key,
+        // so every insert and upsert writes one tree fewer. Rebuilt with the same columns,
+        // rows and indexes. PostgreSQL has no rowid: nothing to do there.
+        "
+/* sqlite only */ CREATE TABLE bet_legs_v5 (
+    bet BIGINT NOT NULL, leg BIGINT NOT NULL, selection BIGINT NOT NULL, market BIGINT NOT NULL,
+    event BIGINT NOT NULL, requested_odds BIGINT NOT NULL, odds BIGINT NOT NULL,
+    price_version BIGINT NOT NULL, taken TEXT NOT NULL, each_way_places BIGINT,
+    each_way_fraction TEXT, result TEXT, dead_heat TEXT, void_factor TEXT,
+    PRIMARY KEY (bet, leg)
+) WITHOUT ROWID;
+/* sqlite only */ INSERT INTO bet_legs_v5 SELECT * FROM bet_legs;
+/* sqlite only */ DROP TABLE bet_legs;
+/* sqlite only */ ALTER TABLE bet_legs_v5 RENAME TO bet_legs;
+/* sqlite only */ CREATE INDEX bet_legs_market ON bet_legs (market, bet);
+/* sqlite only */ CREATE INDEX bet_legs_event ON bet_legs (event, bet);
+/* sqlite only */ CREATE TABLE bet_history_v5 (
+    position BIGINT NOT NULL, ordinal BIGINT NOT NULL, bet BIGINT NOT NULL, at BIGINT NOT NULL,
+    status TEXT NOT NULL, payout BIGINT NOT NULL,
+    PRIMARY KEY (position, ordinal)
+) WITHOUT ROWID;
+/* sqlite only */ INSERT INTO bet_history_v5 SELECT * FROM bet_history;
+/* sqlite only */ DROP TABLE bet_history;
+/* sqlite only */ ALTER TABLE bet_history_v5 RENAME TO bet_history;
+/* sqlite only */ CREATE INDEX bet_history_bet ON bet_history (bet, position, ordinal);
+/* sqlite only */ CREATE TABLE statements_v5 (
+    account BIGINT NOT NULL, transfer BIGINT NOT NULL, position BIGINT NOT NULL, at BIGINT NOT NULL,
+    code TEXT NOT NULL, status TEXT NOT NULL, amount BIGINT NOT NULL, bet BIGINT,
+    balance_after BIGINT NOT NULL, available_after BIGINT NOT NULL,
+    pending_stakes_after BIGINT NOT NULL, debt_after BIGINT NOT NULL,
+    PRIMARY KEY (account, transfer)
+) WITHOUT ROWID;
+/* sqlite only */ INSERT INTO statements_v5 SELECT * FROM statements;
+/* sqlite only */ DROP TABLE statements;
+/* sqlite only */ ALTER TABLE statements_v5 RENAME TO statements;
+/* sqlite only */ CREATE TABLE daily_totals_v5 (
+    day BIGINT NOT NULL, currency TEXT NOT NULL, bets_placed BIGINT NOT NULL,
+    stakes_placed BIGINT NOT NULL, settlements BIGINT NOT NULL, stakes_settled BIGINT NOT NULL,
+    payouts BIGINT NOT NULL, cashouts BIGINT NOT NULL, reversals BIGINT NOT NULL,
+    payouts_reversed BIGINT NOT NULL, recognised_as_debt BIGINT NOT NULL, stakes_reversed BIGINT NOT NULL,
+    PRIMARY KEY (day, currency)
+) WITHOUT ROWID;
+/* sqlite only */ INSERT INTO daily_totals_v5 SELECT * FROM daily_totals;
+/* sqlite only */ DROP TABLE daily_totals;
+/* sqlite only */ ALTER TABLE daily_totals_v5 RENAME TO daily_totals;
+/* sqlite only */ CREATE TABLE account_limits_v5 (
+    account BIGINT NOT NULL, kind TEXT NOT NULL, period TEXT NOT NULL, current_value BIGINT,
+    pending BOOLEAN NOT NULL, pending_value BIGINT, pending_at BIGINT, updated_position BIGINT NOT NULL,
+    PRIMARY KEY (account, kind, period)
+) WITHOUT ROWID;
+/* sqlite only */ INSERT INTO account_limits_v5 SELECT * FROM account_limits;
+/* sqlite only */ DROP TABLE account_limits;
+/* sqlite only */ ALTER TABLE account_limits_v5 RENAME TO account_limits;
+/* sqlite only */ CREATE TABLE first_replies_v5 (
+    key_hash TEXT PRIMARY KEY, account BIGINT, body_hash TEXT NOT NULL, position BIGINT NOT NULL,
+    at BIGINT NOT NULL, outcome TEXT NOT NULL, reply TEXT NOT NULL
+) WITHOUT ROWID;
+/* sqlite only */ INSERT INTO first_replies_v5 SELECT * FROM first_replies;
+/* sqlite only */ DROP TABLE first_replies;
+/* sqlite only */ ALTER TABLE first_replies_v5 RENAME TO first_replies;
+/* sqlite only */ CREATE INDEX first_replies_at ON first_replies (at);
+",
+    ),
 ];
+
+/// Which store a migration runs on: a statement that begins with [`SQLITE_ONLY`] is skipped on
+/// PostgreSQL (a storage choice with no PostgreSQL equivalent, such as `WITHOUT ROWID`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The prefix of a migration statement only SQLite runs.
+pub const SQLITE_ONLY: &str = "/* sqlite only */";
 
 /// The newest schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-/// Splits a migration into statements (none of ours has a `;` inside a literal).
-pub fn statements(sql: &str) -> impl Iterator<Item = &str> {
-    sql.split(';').map(str::trim).filter(|statement| !statement.is_empty())
+/// Splits a migration into the statements `backend` runs (none of ours has a `;` inside a
+/// literal).
+pub fn statements(sql: &str, backend: Backend) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|statement| !statement.is_empty()).filter_map(move |statement| {
+        match (statement.strip_prefix(SQLITE_ONLY), backend) {
+            (Some(statement), Backend::Sqlite) => Some(statement.trim_start()),
+            (Some(_), Backend::Postgres) => None,
+            (None, _) => Some(statement),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -561,5 +678,24 @@ mod tests {
             }
             assert!(table.key >= 1 && table.key <= table.columns.len());
         }
+    }
+
+    #[test]
+    fn sqlite_only_statements_are_skipped_on_postgres() {
+        let sql = "CREATE TABLE a (x BIGINT);\n/* sqlite only */ CREATE TABLE b (x BIGINT) WITHOUT ROWID;\n";
+        assert_eq!(
+            statements(sql, Backend::Sqlite).collect::<Vec<_>>(),
+            ["CREATE TABLE a (x BIGINT)", "CREATE TABLE b (x BIGINT) WITHOUT ROWID"]
+        );
+        assert_eq!(statements(sql, Backend::Postgres).collect::<Vec<_>>(), ["CREATE TABLE a (x BIGINT)"]);
+    }
+
+    #[test]
+    fn an_upsert_sets_only_the_columns_that_can_change() {
+        let clause = crate::store::conflict_clause(&BETS);
+        assert!(clause.contains("status = excluded.status") && clause.contains("payout = excluded.payout"));
+        assert!(!clause.contains("account = ") && !clause.contains("placed_at = "), "{clause}");
+        let clause = crate::store::conflict_clause(&BET_LEGS);
+        assert!(clause.contains("result = excluded.result") && !clause.contains("market = "), "{clause}");
     }
 }

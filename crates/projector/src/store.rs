@@ -113,8 +113,14 @@ pub(crate) fn check_previous(found: Option<i64>, previous: Option<Position>) -> 
 
 /// The `ON CONFLICT` tail of an insert into `table` (shared by both backends).
 pub(crate) fn conflict_clause(table: &Table) -> String {
+    // An upsert sets only the columns that can change ([`crate::schema::Column::fixed`]).
     let assignments = |render: &dyn Fn(&str) -> String| {
-        table.columns[table.key..].iter().map(|column| render(column.name)).collect::<Vec<_>>().join(", ")
+        table.columns[table.key..]
+            .iter()
+            .filter(|column| !column.fixed)
+            .map(|column| render(column.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     match table.merge {
         crate::schema::Merge::Insert => String::new(),

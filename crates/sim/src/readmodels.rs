@@ -551,7 +551,7 @@ pub fn check(
     let expected: Keyed = totals
         .into_iter()
         .map(|((day, currency), sums)| {
-            let mut row = vec![int(day), Value::Text(currency)];
+            let mut row = vec![int(day), Value::from(currency)];
             row.extend(sums.iter().map(|sum| Value::Int(*sum)));
             (row[..2].to_vec(), row)
         })

@@ -7,6 +7,7 @@
 mod archived;
 mod conformance;
 mod exactly_once;
+mod migrations;
 mod repaired;
 mod snapshot_start;
 mod workload;

@@ -265,7 +265,7 @@ fn the_read_models_survive_kill_dash_nine_of_the_server_and_the_projector_exactl
         .map(|username| {
             accounts
                 .iter()
-                .find(|row| row[ACCOUNTS.index_of("username")] == Value::Text(username.clone()))
+                .find(|row| row[ACCOUNTS.index_of("username")] == Value::from(username.clone()))
                 .and_then(|row| row[0].int())
                 .unwrap_or_else(|| panic!("{username} is not in the accounts model"))
         })
