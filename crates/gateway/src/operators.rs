@@ -985,6 +985,8 @@ pub(crate) async fn settle_market(
     request_body(content = ReasonRequest, description = "Optional: why", content_type = "application/json"),
     responses(
         (status = 200, description = "The market, closed again", body = SettlementView),
+        (status = 400, description = "A body that is not the `reason` object: malformed, an unknown field, or a \
+            `reason` too long (`invalid_request`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such market (`not_found`)", body = ApiError),
@@ -1020,6 +1022,8 @@ pub(crate) async fn unsettle_market(
     request_body(content = ReasonRequest, description = "Optional: why", content_type = "application/json"),
     responses(
         (status = 200, description = "The market, voided", body = SettlementView),
+        (status = 400, description = "A body that is not the `reason` object: malformed, an unknown field, or a \
+            `reason` too long (`invalid_request`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such market (`not_found`)", body = ApiError),
