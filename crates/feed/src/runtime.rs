@@ -17,11 +17,17 @@
 //! leaves its owner). A producer that goes down (`alive subscribed="0"`, its `alive` silent
 //! beyond `max_inactivity`, `product_down`) suspends only its own markets: the hub submits a
 //! `bet_stop` of them at once (a feed message like any, in the journal, in order with what the
-//! sources submit after it), and asks the provider's API for the producer's recovery; the
-//! replay's `odds_change` reopens them. The other producers' markets stay open. A silent or
-//! lost source is the provider's staleness: all its markets wait (`FeedHealth`), every
-//! producer recovers, and the book reopens them on the `snapshot_complete` that ends the last
-//! recovery.
+//! sources submit after it), and asks the provider's API for the producer's recovery. Until it
+//! is up again its markets are held: its `odds_change` messages (live or replayed) still go to
+//! the book, prices and all, but an active market status in them is forwarded as suspended;
+//! the hub remembers the last status the owner gave each market. The `snapshot_complete` of
+//! its request brings it up, and the hub then submits one feed message (`Markets` items with
+//! status active and no odds, stamped with the provider's latest time) that reopens the
+//! markets it last said were active; if the provider is stale then, or its snapshot is held
+//! back for another producer's recovery, they reopen right after the `snapshot_complete` that
+//! ends it. The other producers' markets stay open. A silent or lost source is the provider's
+//! staleness: all its markets wait (`FeedHealth`), every producer recovers, and the book
+//! reopens them on the `snapshot_complete` that ends the last recovery.
 //!
 //! Every switch is logged and counted; every refused message and refused item is logged with
 //! its reason and counted by reason (`sportsbook_feed_refusals`).
