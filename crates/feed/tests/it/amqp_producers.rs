@@ -2,7 +2,8 @@
 //! `product_down`, or its `alive` falling silent while another producer still speaks) suspends
 //! only the markets it owns, and its own recovery brings them back; the other producer's markets
 //! stay open throughout; while it is down its prices still move but its markets stay suspended
-//! until its `snapshot_complete`. `bet_stop` stops only the markets of its `groups`. Messages are
+//! until its `snapshot_complete` (or, while the provider is stale, the one that ends the
+//! staleness). `bet_stop` stops only the markets of its `groups`. Messages are
 //! schema-true, under real routing keys.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -492,6 +493,55 @@ async fn a_down_producers_prices_move_but_its_markets_reopen_only_on_its_snapsho
     until_status(&stack, LIVE_INACTIVE_EVENT, MarketStatus::Open).await;
     assert_eq!(status(&stack, LIVE_EVENT), MarketStatus::Open);
     assert_eq!(changes(&stack, 1, "markets_held"), 2, "only while it was down");
+    source.abort();
+    provider.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_producers_markets_reopen_after_the_snapshot_that_ends_the_providers_staleness() {
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(1), on_stale: StaleMode::Suspend });
+    let exchange = exchange("heldstale");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    two_producers(&stack, &provider, &mut recoveries).await;
+    while recoveries.try_recv().is_ok() {}
+
+    // The live producer goes down (held); then the whole source falls silent: the provider is
+    // stale, the pre-match producer recovers too.
+    send(&provider, "-.-.-.product_down.-.-.-.-", format!(r#"<product_down product="1" timestamp="{}"/>"#, wall_ms()))
+        .await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Suspended).await;
+    let live = tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
+    until_status(&stack, PREMATCH_EVENT, MarketStatus::Suspended).await;
+    assert_eq!(stack.hub.stale_providers(), vec!["uof".to_string()]);
+    let prematch =
+        tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
+    let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof").expect("uof");
+    assert!(view.producers.iter().any(|p| p.product == 1 && p.recovering == Some(live.request_id)), "{view:?}");
+    assert!(view.producers.iter().any(|p| p.product == 3 && p.recovering == Some(prematch.request_id)), "{view:?}");
+    let snapshot = |request: u64, product: u32| {
+        format!(r#"<snapshot_complete request_id="{request}" product="{product}" timestamp="{}"/>"#, wall_ms())
+    };
+
+    // The live producer's recovery ends first: the book still waits for the provider's
+    // snapshot, so nothing reopens yet.
+    send(&provider, "-.-.-.snapshot_complete.-.-.-.-", snapshot(live.request_id, 1)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while changes(&stack, 1, "up") < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "producer 1 never up again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status(&stack, LIVE_EVENT), MarketStatus::Suspended);
+    assert_eq!(status(&stack, PREMATCH_EVENT), MarketStatus::Suspended);
+    assert_eq!(changes(&stack, 1, "markets_reopened"), 0, "waits for the provider's snapshot");
+
+    // The pre-match producer's ends the staleness: the book reopens what it held, and the live
+    // producer's market reopens right after.
+    send(&provider, "-.-.-.snapshot_complete.-.-.-.-", snapshot(prematch.request_id, 3)).await;
+    until_status(&stack, PREMATCH_EVENT, MarketStatus::Open).await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Open).await;
+    assert_eq!(changes(&stack, 1, "markets_reopened"), 1);
     source.abort();
     provider.close().await;
 }
