@@ -44,7 +44,9 @@ pub struct ProducerLabel {
     /// `down` (no alive in time, alive with subscribed=0, product_down, connection lost), `up`
     /// (its recovery completed), `recovery` (a recovery was asked of it), `recovery_failed`,
     /// `snapshot_complete` (its replay ended), `stale_snapshot` (of no pending request),
-    /// `markets_suspended` (markets it owned, suspended as it went down), `owner_untracked`;
+    /// `markets_suspended` (markets it owned, suspended as it went down), `markets_held` (an
+    /// active status it sent while down, forwarded as suspended), `markets_reopened` (markets
+    /// reopened once it was up again), `owner_untracked`;
     /// in `recoveries`, the `RecoveryCounts` kinds.
     pub kind: String,
 }
@@ -208,12 +210,14 @@ impl FeedMetrics {
 
     /// Markets a producer going down suspended (kind `markets_suspended`).
     pub fn producer_markets_suspended(&self, provider: &str, product: u32, count: u64) {
+        self.producer_markets(provider, product, "markets_suspended", count);
+    }
+
+    /// Adds `count` markets to a producer's `kind` (`markets_suspended`, `markets_held`,
+    /// `markets_reopened`).
+    pub fn producer_markets(&self, provider: &str, product: u32, kind: &str, count: u64) {
         self.producers
-            .get_or_create(&ProducerLabel {
-                provider: provider.to_string(),
-                product,
-                kind: "markets_suspended".to_string(),
-            })
+            .get_or_create(&ProducerLabel { provider: provider.to_string(), product, kind: kind.to_string() })
             .inc_by(count);
     }
 

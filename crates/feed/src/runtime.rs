@@ -17,21 +17,29 @@
 //! leaves its owner). A producer that goes down (`alive subscribed="0"`, its `alive` silent
 //! beyond `max_inactivity`, `product_down`) suspends only its own markets: the hub submits a
 //! `bet_stop` of them at once (a feed message like any, in the journal, in order with what the
-//! sources submit after it), and asks the provider's API for the producer's recovery; the
-//! replay's `odds_change` reopens them. The other producers' markets stay open. A silent or
-//! lost source is the provider's staleness: all its markets wait (`FeedHealth`), every
-//! producer recovers, and the book reopens them on the `snapshot_complete` that ends the last
-//! recovery.
+//! sources submit after it), and asks the provider's API for the producer's recovery. Until it
+//! is up again its markets are held: its `odds_change` messages (live or replayed) still go to
+//! the book, prices and all, but an active market status in them is forwarded as suspended;
+//! the hub remembers the last status the owner gave each market. The `snapshot_complete` of
+//! its request brings it up, and the hub then submits one feed message (`Markets` items with
+//! status active and no odds, stamped with the provider's latest time) that reopens the
+//! markets it last said were active; if the provider is stale then, or its snapshot is held
+//! back for another producer's recovery, they reopen right after the `snapshot_complete` that
+//! ends it. The other producers' markets stay open. A silent or lost source is the provider's
+//! staleness: all its markets wait (`FeedHealth`), every producer recovers, and the book
+//! reopens them on the `snapshot_complete` that ends the last recovery.
 //!
 //! Every switch is logged and counted; every refused message and refused item is logged with
 //! its reason and counted by reason (`sportsbook_feed_refusals`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use book::{Ack, Actor, Command, FeedApplied, FeedItem, FeedMarketStatus, FeedMessage, Origin, Reply, StaleMode};
+use book::{
+    Ack, Actor, Command, FeedApplied, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, Origin, Reply, StaleMode,
+};
 use engine::{EngineError, EngineHandle, Outcome};
 use tokio::sync::mpsc;
 
@@ -103,6 +111,10 @@ struct SourceState {
 #[derive(Debug)]
 struct ProducerState {
     recovery: ProducerRecovery,
+    /// Its markets were suspended as it went down for its own reasons: while it is down its
+    /// active statuses are forwarded as suspended, and once it is up (and the book no longer
+    /// waits for the provider's snapshot) the hub reopens those it last said were active.
+    held: bool,
 }
 
 impl ProducerState {
@@ -144,6 +156,12 @@ struct ProviderState {
     /// The producer that priced each market last: `(event, market)` → product (at most
     /// `PRODUCER_MARKETS_MAX`).
     owners: BTreeMap<(String, String), u32>,
+    /// The owned markets whose last status from their owner was active (a subset of `owners`).
+    active_markets: BTreeSet<(String, String)>,
+    /// The book holds the provider's markets for its recovery snapshot: from the hub's
+    /// `FeedHealth` stale until the `snapshot_complete` that ends the last recovery is
+    /// forwarded. A held producer's markets reopen only after it.
+    book_held: bool,
     uof: UofState,
     sources: Vec<SourceState>,
     active: usize,
@@ -247,6 +265,8 @@ impl FeedHub {
             settings: self.0.defaults,
             producers: BTreeMap::new(),
             owners: BTreeMap::new(),
+            active_markets: BTreeSet::new(),
+            book_held: false,
             uof: UofState::default(),
             sources: Vec::new(),
             active: 0,
@@ -396,9 +416,7 @@ impl FeedHub {
                     }
                 }
                 for (product, actions) in due {
-                    if let Some(message) = self.carry_out(name, state, product, actions) {
-                        commands.push(Command::Feed(message));
-                    }
+                    commands.extend(self.carry_out(name, state, product, actions).into_iter().map(Command::Feed));
                 }
                 for (product, producer) in &state.producers {
                     self.0.metrics.recoveries(name, *product, producer.recovery.counts());
@@ -437,6 +455,7 @@ impl FeedHub {
                     // each recovers before the markets reopen. The whole provider's markets
                     // wait (`FeedHealth`), not each producer's.
                     state.stale = true;
+                    state.book_held = true;
                     let ms = self.now_ms();
                     let products: Vec<u32> = state.producers.keys().copied().collect();
                     for product in products {
@@ -530,22 +549,17 @@ impl FeedHub {
         let ms = self.now_ms();
         let config = state.uof.settings.recovery.clone();
         let stored = state.uof.stored.get(&product).copied();
-        state
-            .producers
-            .entry(product)
-            .or_insert_with(|| ProducerState { recovery: ProducerRecovery::new(product, config, stored, ms) })
+        state.producers.entry(product).or_insert_with(|| ProducerState {
+            recovery: ProducerRecovery::new(product, config, stored, ms),
+            held: false,
+        })
     }
 
-    /// Carries out a producer's recovery actions; returns the `snapshot_complete` to forward to
-    /// the book when the last producer that was down is up again.
-    fn carry_out(
-        &self,
-        name: &str,
-        state: &mut ProviderState,
-        product: u32,
-        actions: Vec<Action>,
-    ) -> Option<FeedMessage> {
-        let mut reopen = None;
+    /// Carries out a producer's recovery actions; returns the messages to forward to the book,
+    /// in order: the `snapshot_complete` when the last producer that was down is up again, then
+    /// the reopening of held producers' markets.
+    fn carry_out(&self, name: &str, state: &mut ProviderState, product: u32, actions: Vec<Action>) -> Vec<FeedMessage> {
+        let mut forward = Vec::new();
         for action in actions {
             match action {
                 Action::MarkDown(reason) => {
@@ -553,8 +567,13 @@ impl FeedHub {
                     tracing::error!(provider = %name, product, reason = reason.as_str(), "feed producer down; its markets wait for its recovery");
                     // A lost connection is the provider's staleness (all its markets wait, and
                     // its snapshot reopens them); the producer's own reasons suspend its own.
-                    if reason != crate::recovery::DownReason::Disconnected {
+                    // A stale provider's markets are all suspended already, and its snapshot
+                    // reopens them.
+                    if reason != crate::recovery::DownReason::Disconnected && !state.stale {
                         self.suspend_producer(name, state, product);
+                        if let Some(producer) = state.producers.get_mut(&product) {
+                            producer.held = true;
+                        }
                     }
                 }
                 Action::SendRequest(request) => {
@@ -586,20 +605,97 @@ impl FeedHub {
                     self.0.metrics.producer(name, product, "up");
                     tracing::info!(provider = %name, product, "feed producer up: its recovery completed");
                     if !state.producers.values().any(ProducerState::down) {
-                        reopen = state.uof.held_snapshot.take();
-                        if reopen.is_some() && state.stale {
-                            // The book's snapshot_complete ends its stale state; so does the
-                            // hub's now, so a producer that goes down again right away is
-                            // told to the book again.
-                            state.stale = false;
-                            self.0.metrics.switch(name, "fresh");
-                            tracing::info!(provider = %name, "feed fresh again: every producer recovered");
+                        if let Some(snapshot) = state.uof.held_snapshot.take() {
+                            forward.push(snapshot);
+                            state.book_held = false;
+                            if state.stale {
+                                // The book's snapshot_complete ends its stale state; so does the
+                                // hub's now, so a producer that goes down again right away is
+                                // told to the book again.
+                                state.stale = false;
+                                self.0.metrics.switch(name, "fresh");
+                                tracing::info!(provider = %name, "feed fresh again: every producer recovered");
+                            }
+                        }
+                    }
+                    // Held markets reopen once the book no longer holds them for the
+                    // provider's snapshot (it would not reopen them before).
+                    if !state.book_held {
+                        let held: Vec<u32> = state
+                            .producers
+                            .iter()
+                            .filter(|(_, producer)| producer.held && !producer.down())
+                            .map(|(product, _)| *product)
+                            .collect();
+                        for product in held {
+                            forward.extend(self.reopen_producer(name, state, product));
                         }
                     }
                 }
             }
         }
-        reopen
+        forward
+    }
+
+    /// The messages that reopen the markets `product` owns and last said were active (one
+    /// `Markets` item per market, with its status and no odds), once it is up again after it
+    /// was held. Stamped with the provider's latest time (that of the `snapshot_complete` that
+    /// ended its recovery, or later), never the wall clock: the book takes the stamp as the
+    /// market's odds time, and a provider's price stamped before it would be refused as stale.
+    fn reopen_producer(&self, name: &str, state: &mut ProviderState, product: u32) -> Vec<FeedMessage> {
+        if let Some(producer) = state.producers.get_mut(&product) {
+            producer.held = false;
+        }
+        let items: Vec<FeedItem> = state
+            .owners
+            .iter()
+            .filter(|(key, owner)| **owner == product && state.active_markets.contains(*key))
+            .map(|((event, market), _)| FeedItem::Markets {
+                event: event.clone(),
+                markets: vec![FeedMarket {
+                    market: market.clone(),
+                    name: String::new(),
+                    kind: String::new(),
+                    status: FeedMarketStatus::Active,
+                    outcomes: Vec::new(),
+                }],
+            })
+            .collect();
+        if items.is_empty() {
+            return Vec::new();
+        }
+        self.0.metrics.producer_markets(name, product, "markets_reopened", items.len() as u64);
+        tracing::info!(provider = %name, product, markets = items.len(), "feed producer up: its active markets reopen");
+        items
+            .chunks(book::constants::FEED_ITEMS_MAX)
+            .map(|items| FeedMessage {
+                provider: name.to_string(),
+                sequence: 0,
+                timestamp: state.last_timestamp,
+                items: items.to_vec(),
+            })
+            .collect()
+    }
+
+    /// While `product` is held (down after its markets were suspended), the active statuses
+    /// of its message are forwarded as suspended: its prices still move, its markets stay
+    /// suspended until it is up.
+    fn hold(&self, name: &str, state: &ProviderState, product: u32, message: &mut FeedMessage) {
+        if !state.producers.get(&product).is_some_and(|producer| producer.held && producer.down()) {
+            return;
+        }
+        let mut held = 0;
+        for item in &mut message.items {
+            if let FeedItem::Markets { markets, .. } = item {
+                for market in markets.iter_mut().filter(|market| market.status == FeedMarketStatus::Active) {
+                    market.status = FeedMarketStatus::Suspended;
+                    held += 1;
+                }
+            }
+        }
+        if held > 0 {
+            self.0.metrics.producer_markets(name, product, "markets_held", held);
+        }
     }
 
     /// Suspends the markets `product` owns: a `bet_stop` of them (one item per market, so that
@@ -645,7 +741,8 @@ impl FeedHub {
         }
     }
 
-    /// Notes which producer owns the markets of a message it sent (before the book applies it).
+    /// Notes which producer owns the markets of a message it sent (before the book applies it),
+    /// and whether it last said they were active.
     fn note_owners(&self, name: &str, state: &mut ProviderState, product: u32, message: &FeedMessage) {
         for item in &message.items {
             match item {
@@ -654,10 +751,12 @@ impl FeedHub {
                         let key = (event.clone(), market.market.clone());
                         match market.status {
                             FeedMarketStatus::HandedOver if state.owners.get(&key) == Some(&product) => {
+                                state.active_markets.remove(&key);
                                 state.owners.remove(&key);
                             }
                             FeedMarketStatus::HandedOver => {}
                             FeedMarketStatus::Settled | FeedMarketStatus::Cancelled => {
+                                state.active_markets.remove(&key);
                                 state.owners.remove(&key);
                             }
                             // Owned once priced (the book creates a market with its first
@@ -666,6 +765,11 @@ impl FeedHub {
                                 || state.owners.contains_key(&key) =>
                             {
                                 if state.owners.len() < PRODUCER_MARKETS_MAX || state.owners.contains_key(&key) {
+                                    if market.status == FeedMarketStatus::Active {
+                                        state.active_markets.insert(key.clone());
+                                    } else {
+                                        state.active_markets.remove(&key);
+                                    }
                                     state.owners.insert(key, product);
                                 } else {
                                     self.0.metrics.producer(name, product, "owner_untracked");
@@ -676,7 +780,24 @@ impl FeedHub {
                     }
                 }
                 FeedItem::Settlement { event, market, .. } | FeedItem::Cancel { event, market } => {
-                    state.owners.remove(&(event.clone(), market.clone()));
+                    let key = (event.clone(), market.clone());
+                    state.active_markets.remove(&key);
+                    state.owners.remove(&key);
+                }
+                // Its bet stop (of the listed markets, or all the event's) ends their active
+                // status; the book suspends them.
+                FeedItem::BetStop { event, markets } => {
+                    let stopped: Vec<(String, String)> = state
+                        .active_markets
+                        .range((event.clone(), String::new())..)
+                        .take_while(|(of, _)| of == event)
+                        .filter(|(_, market)| markets.is_empty() || markets.contains(market))
+                        .filter(|key| state.owners.get(*key) == Some(&product))
+                        .cloned()
+                        .collect();
+                    for key in stopped {
+                        state.active_markets.remove(&key);
+                    }
                 }
                 _ => {}
             }
@@ -857,7 +978,7 @@ impl SourceHandle {
         self.forward(Some(product), message).await;
     }
 
-    async fn forward(&self, product: Option<u32>, message: FeedMessage) {
+    async fn forward(&self, product: Option<u32>, mut message: FeedMessage) {
         let active = self.hub.with_provider(&self.provider, |state| {
             state.sources[self.index].last_seen = Some(Instant::now());
             let active = state.active == self.index;
@@ -865,6 +986,7 @@ impl SourceHandle {
                 state.last_timestamp = state.last_timestamp.max(message.timestamp);
                 if let Some(product) = product {
                     self.hub.note_owners(&self.provider, state, product, &message);
+                    self.hub.hold(&self.provider, state, product, &mut message);
                 }
             }
             active
@@ -955,25 +1077,27 @@ impl SourceHandle {
 
     /// A producer's `snapshot_complete` for `request_id`: only the one that ends the producer's
     /// pending request counts; the book hears of it (and reopens the provider's markets) once
-    /// no producer is down any more. Others are counted and ignored.
+    /// no producer is down any more, and the producer's held markets that it last said were
+    /// active reopen after it. Others are counted and ignored.
     pub async fn snapshot_complete(&self, product: u32, request_id: u64, message: FeedMessage) {
         let ms = self.hub.now_ms();
         let forward = self.hub.with_provider(&self.provider, |state| {
             state.sources[self.index].last_seen = Some(Instant::now());
             if state.active != self.index {
-                return None;
+                return Vec::new();
             }
             let actions = self.hub.producer(state, product).recovery.on_snapshot_complete(ms, request_id);
             if actions.is_empty() {
                 self.hub.0.metrics.producer(&self.provider, product, "stale_snapshot");
                 tracing::warn!(provider = %self.provider, product, request_id, "feed snapshot_complete of no pending request ignored");
-                return None;
+                return Vec::new();
             }
             self.hub.0.metrics.producer(&self.provider, product, "snapshot_complete");
+            state.last_timestamp = state.last_timestamp.max(message.timestamp);
             state.uof.held_snapshot = Some(message);
             self.hub.carry_out(&self.provider, state, product, actions)
         });
-        if let Some(message) = forward {
+        for message in forward {
             self.message(message).await;
         }
     }

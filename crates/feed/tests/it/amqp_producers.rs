@@ -1,21 +1,23 @@
 //! Producers tracked one by one over the real RabbitMQ: a producer that goes down (its
 //! `product_down`, or its `alive` falling silent while another producer still speaks) suspends
 //! only the markets it owns, and its own recovery brings them back; the other producer's markets
-//! stay open throughout. `bet_stop` stops only the markets of its `groups`. Messages are
+//! stay open throughout; while it is down its prices still move but its markets stay suspended
+//! until its `snapshot_complete` (or, while the provider is stale, the one that ends the
+//! staleness). `bet_stop` stops only the markets of its `groups`. Messages are
 //! schema-true, under real routing keys.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use book::{MarketStatus, StaleMode};
+use book::{Ack, BetStatus, MarketStatus, Rejection, StaleMode};
 use feed::recovery::RecoveryConfig;
 use feed::transport::{follow_amqp, AmqpProvider};
 use feed::uof_api::{ApiSettings, UofApi};
 use feed::{ProviderSettings, UofSettings};
 
 use crate::amqp::{alive_of, exchange, live, prematch, provider, recover, send, RABBITMQ, TOKEN};
-use crate::support::{wall_ms, Stack};
+use crate::support::{single, wall_ms, Stack};
 
 /// The pre-match producer (3) prices `PREMATCH_EVENT`; the live producer (1) prices
 /// `LIVE_EVENT`.
@@ -23,10 +25,15 @@ const PREMATCH_EVENT: &str = "sr:match:31";
 const LIVE_EVENT: &str = "sr:match:11";
 
 fn odds_change(product: u32, event: &str, status: &str, request_id: Option<u64>) -> String {
+    priced(product, event, status, "2.10", request_id)
+}
+
+/// Market 1 of `event` with `home` as outcome 1's odds.
+fn priced(product: u32, event: &str, status: &str, home: &str, request_id: Option<u64>) -> String {
     let request = request_id.map(|id| format!(r#" request_id="{id}""#)).unwrap_or_default();
     format!(
         r#"<odds_change product="{product}" event_id="{event}" timestamp="{}"{request}><odds>
-        <market id="1" status="{status}"><outcome id="1" odds="2.10" active="1"/><outcome id="2" odds="3.40" active="1"/><outcome id="3" odds="3.00" active="1"/></market>
+        <market id="1" status="{status}"><outcome id="1" odds="{home}" active="1"/><outcome id="2" odds="3.40" active="1"/><outcome id="3" odds="3.00" active="1"/></market>
         </odds></odds_change>"#,
         wall_ms()
     )
@@ -350,6 +357,191 @@ async fn a_market_handed_over_to_the_live_producer_is_the_live_producers_to_susp
     until_status(&stack, PREMATCH_EVENT, MarketStatus::Suspended).await;
     until_status(&stack, LIVE_EVENT, MarketStatus::Suspended).await;
     assert_eq!(changes(&stack, 1, "markets_suspended"), 2);
+    source.abort();
+    provider.close().await;
+}
+
+/// A third event the live producer prices, which it last says is inactive while it is down.
+const LIVE_INACTIVE_EVENT: &str = "sr:match:12";
+
+/// Outcome 1 of market 1 of `event`: its selection and the book's price (decimal).
+fn home(stack: &Stack, event: &'static str) -> (book::SelectionId, domain::Odds) {
+    stack.read(move |book| {
+        let market = book.feed().market("uof", event, "1").expect("market");
+        let selection = book.feed().selection(market, "1").expect("outcome 1");
+        (selection, book.selection(selection).expect("selection").price)
+    })
+}
+
+async fn until_home_price(stack: &Stack, event: &'static str, decimal: &'static str) {
+    stack
+        .until(&format!("{event} at {decimal}"), move |book| {
+            let market = book.feed().market("uof", event, "1").expect("market");
+            let selection = book.feed().selection(market, "1").expect("outcome 1");
+            book.selection(selection).expect("selection").price.decimal() == decimal
+        })
+        .await;
+}
+
+fn bet(stack: &Stack, player: book::AccountId, event: &'static str) -> book::Reply {
+    let (selection, price) = home(stack, event);
+    stack.submit(single(player, selection, price, 100))
+}
+
+fn accepted(reply: &book::Reply) -> bool {
+    matches!(reply, Ok(Ack::BetPlaced { status: BetStatus::Accepted, .. }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_producers_prices_move_but_its_markets_reopen_only_on_its_snapshot_complete() {
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend });
+    let exchange = exchange("held");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    two_producers(&stack, &provider, &mut recoveries).await;
+    let live_inactive = routing(1, LIVE_INACTIVE_EVENT, "odds_change");
+    send(&provider, &live_inactive, odds_change(1, LIVE_INACTIVE_EVENT, "1", None)).await;
+    until_status(&stack, LIVE_INACTIVE_EVENT, MarketStatus::Open).await;
+    // Each event starts in an hour (bets on an event past its start and not in play are refused).
+    let starts_at = wall_ms() + 3_600_000;
+    for (product, event) in [(3, PREMATCH_EVENT), (1, LIVE_EVENT), (1, LIVE_INACTIVE_EVENT)] {
+        let xml = format!(
+            r#"<fixture_change product="{product}" event_id="{event}" timestamp="{}" change_type="1" start_time="{starts_at}"/>"#,
+            wall_ms()
+        );
+        send(&provider, &routing(product, event, "fixture_change"), xml).await;
+        stack
+            .until(&format!("{event} rescheduled"), move |book| {
+                let id = book.feed().event("uof", event).expect("event");
+                book.events().get(id.index()).expect("event").starts_at == starts_at
+            })
+            .await;
+    }
+    while recoveries.try_recv().is_ok() {}
+    let player = stack.funded_player();
+
+    send(&provider, "-.-.-.product_down.-.-.-.-", format!(r#"<product_down product="1" timestamp="{}"/>"#, wall_ms()))
+        .await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Suspended).await;
+    until_status(&stack, LIVE_INACTIVE_EVENT, MarketStatus::Suspended).await;
+    let request =
+        tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
+
+    // A live odds_change, active, while the producer is down: its price is the book's, its
+    // market stays suspended; the other market it prices says inactive.
+    send(&provider, &routing(1, LIVE_EVENT, "odds_change"), priced(1, LIVE_EVENT, "1", "2.50", None)).await;
+    send(&provider, &live_inactive, priced(1, LIVE_INACTIVE_EVENT, "0", "2.20", None)).await;
+    until_home_price(&stack, LIVE_EVENT, "2.50").await;
+    until_home_price(&stack, LIVE_INACTIVE_EVENT, "2.20").await;
+    assert_eq!(status(&stack, LIVE_EVENT), MarketStatus::Suspended);
+    assert_eq!(bet(&stack, player, LIVE_EVENT), Err(Rejection::MarketSuspended));
+    assert_eq!(status(&stack, PREMATCH_EVENT), MarketStatus::Open);
+    let reply = bet(&stack, player, PREMATCH_EVENT);
+    assert!(accepted(&reply), "the pre-match producer's market takes bets: {reply:?}");
+    assert_eq!(changes(&stack, 1, "markets_held"), 1, "one active status held");
+
+    // Its replay, active, still holds it; only the snapshot_complete that ends the producer's
+    // recovery reopens it, at the replay's price. The market it last said was inactive stays
+    // suspended.
+    send(
+        &provider,
+        &routing(1, LIVE_EVENT, "odds_change"),
+        priced(1, LIVE_EVENT, "1", "2.60", Some(request.request_id)),
+    )
+    .await;
+    until_home_price(&stack, LIVE_EVENT, "2.60").await;
+    assert_eq!(status(&stack, LIVE_EVENT), MarketStatus::Suspended);
+    assert_eq!(bet(&stack, player, LIVE_EVENT), Err(Rejection::MarketSuspended));
+    // A snapshot_complete of another request reopens nothing.
+    send(
+        &provider,
+        "-.-.-.snapshot_complete.-.-.-.-",
+        format!(
+            r#"<snapshot_complete request_id="{}" product="1" timestamp="{}"/>"#,
+            request.request_id + 1000,
+            wall_ms()
+        ),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while changes(&stack, 1, "stale_snapshot") < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the other request's snapshot never seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(&stack, LIVE_EVENT), MarketStatus::Suspended);
+    send(
+        &provider,
+        "-.-.-.snapshot_complete.-.-.-.-",
+        format!(r#"<snapshot_complete request_id="{}" product="1" timestamp="{}"/>"#, request.request_id, wall_ms()),
+    )
+    .await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Open).await;
+    assert_eq!(home(&stack, LIVE_EVENT).1.decimal(), "2.60");
+    let reply = bet(&stack, player, LIVE_EVENT);
+    assert!(accepted(&reply), "the live producer's market takes bets again: {reply:?}");
+    assert_eq!(status(&stack, LIVE_INACTIVE_EVENT), MarketStatus::Suspended, "last said inactive");
+    assert_eq!(status(&stack, PREMATCH_EVENT), MarketStatus::Open);
+    assert_eq!(changes(&stack, 1, "markets_reopened"), 1);
+    assert_eq!(changes(&stack, 3, "markets_suspended") + changes(&stack, 3, "markets_held"), 0);
+
+    // Up again, its prices and statuses apply as they come: a later price on the reopened
+    // market is taken (not stale against the reopening), and its active status reopens the
+    // other market.
+    send(&provider, &routing(1, LIVE_EVENT, "odds_change"), priced(1, LIVE_EVENT, "1", "2.70", None)).await;
+    send(&provider, &live_inactive, priced(1, LIVE_INACTIVE_EVENT, "1", "2.30", None)).await;
+    until_home_price(&stack, LIVE_EVENT, "2.70").await;
+    until_status(&stack, LIVE_INACTIVE_EVENT, MarketStatus::Open).await;
+    assert_eq!(status(&stack, LIVE_EVENT), MarketStatus::Open);
+    assert_eq!(changes(&stack, 1, "markets_held"), 2, "only while it was down");
+    source.abort();
+    provider.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_producers_markets_reopen_after_the_snapshot_that_ends_the_providers_staleness() {
+    let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(1), on_stale: StaleMode::Suspend });
+    let exchange = exchange("heldstale");
+    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
+    two_producers(&stack, &provider, &mut recoveries).await;
+    while recoveries.try_recv().is_ok() {}
+
+    // The live producer goes down (held); then the whole source falls silent: the provider is
+    // stale, the pre-match producer recovers too.
+    send(&provider, "-.-.-.product_down.-.-.-.-", format!(r#"<product_down product="1" timestamp="{}"/>"#, wall_ms()))
+        .await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Suspended).await;
+    let live = tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
+    until_status(&stack, PREMATCH_EVENT, MarketStatus::Suspended).await;
+    assert_eq!(stack.hub.stale_providers(), vec!["uof".to_string()]);
+    let prematch =
+        tokio::time::timeout(Duration::from_secs(10), recoveries.recv()).await.expect("recovery").expect("open");
+    let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof").expect("uof");
+    assert!(view.producers.iter().any(|p| p.product == 1 && p.recovering == Some(live.request_id)), "{view:?}");
+    assert!(view.producers.iter().any(|p| p.product == 3 && p.recovering == Some(prematch.request_id)), "{view:?}");
+    let snapshot = |request: u64, product: u32| {
+        format!(r#"<snapshot_complete request_id="{request}" product="{product}" timestamp="{}"/>"#, wall_ms())
+    };
+
+    // The live producer's recovery ends first: the book still waits for the provider's
+    // snapshot, so nothing reopens yet.
+    send(&provider, "-.-.-.snapshot_complete.-.-.-.-", snapshot(live.request_id, 1)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while changes(&stack, 1, "up") < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "producer 1 never up again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status(&stack, LIVE_EVENT), MarketStatus::Suspended);
+    assert_eq!(status(&stack, PREMATCH_EVENT), MarketStatus::Suspended);
+    assert_eq!(changes(&stack, 1, "markets_reopened"), 0, "waits for the provider's snapshot");
+
+    // The pre-match producer's ends the staleness: the book reopens what it held, and the live
+    // producer's market reopens right after.
+    send(&provider, "-.-.-.snapshot_complete.-.-.-.-", snapshot(prematch.request_id, 3)).await;
+    until_status(&stack, PREMATCH_EVENT, MarketStatus::Open).await;
+    until_status(&stack, LIVE_EVENT, MarketStatus::Open).await;
+    assert_eq!(changes(&stack, 1, "markets_reopened"), 1);
     source.abort();
     provider.close().await;
 }
