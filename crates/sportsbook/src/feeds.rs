@@ -38,6 +38,30 @@ pub enum SourceKind {
     Uof { amqp_url: String, exchange: String },
 }
 
+impl SourceKind {
+    /// For logs: the source with the password of its URL replaced by `***` (an AMQP URL's
+    /// `user:password@` is the provider's credential and has no place in a log).
+    pub fn redacted(&self) -> String {
+        match self {
+            SourceKind::WebSocket { url } => format!("ws+{}", redact_password(url)),
+            SourceKind::Uof { amqp_url, exchange } => format!("uof+{}#{exchange}", redact_password(amqp_url)),
+        }
+    }
+}
+
+/// `url` with the password of its user information (`scheme://user:password@host…`) replaced by
+/// `***`; unchanged when it has none.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+        None => url.to_string(),
+    }
+}
+
 impl std::str::FromStr for FeedSource {
     type Err = String;
 
@@ -214,7 +238,7 @@ pub async fn follow(
             let position = positions.entry(&source.provider).or_default();
             let handle = hub.add_source(&source.provider, &FeedSource::role(*position));
             *position += 1;
-            tracing::info!(provider = %source.provider, source = ?source.kind, "following a feed source");
+            tracing::info!(provider = %source.provider, source = %source.kind.redacted(), "following a feed source");
             match &source.kind {
                 SourceKind::WebSocket { url } => tokio::spawn(follow_websocket(handle, url.clone())),
                 SourceKind::Uof { amqp_url, exchange } => {
@@ -365,6 +389,23 @@ pub fn run_feed_sim(options: FeedSimOptions) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_sources_password_never_reaches_the_log() {
+        let uof = SourceKind::Uof {
+            amqp_url: "amqps://token123:s3cret@mq.example.com:5671/vhost?heartbeat=10".into(),
+            exchange: "unifiedfeed".into(),
+        };
+        assert_eq!(uof.redacted(), "uof+amqps://token123:***@mq.example.com:5671/vhost?heartbeat=10#unifiedfeed");
+        let plain = SourceKind::Uof { amqp_url: "amqp://127.0.0.1:5672/%2f".into(), exchange: "x".into() };
+        assert_eq!(plain.redacted(), "uof+amqp://127.0.0.1:5672/%2f#x");
+        let user_only = SourceKind::WebSocket { url: "ws://reader@127.0.0.1:9000/feed".into() };
+        assert_eq!(user_only.redacted(), "ws+ws://reader@127.0.0.1:9000/feed");
+        // An `@` in the path is not user information.
+        let at_in_path = SourceKind::WebSocket { url: "ws://host/feed@x:y".into() };
+        assert_eq!(at_in_path.redacted(), "ws+ws://host/feed@x:y");
+    }
+
     use super::*;
 
     #[test]
