@@ -120,17 +120,7 @@ pub fn recover_read_only_with_archive(
     archive: Option<&Path>,
     config: book::Config,
 ) -> Result<Recovered, EngineError> {
-    let journal_dir = dir.join("journal");
-    let (journal, opened) = FileJournal::open_read_only(&journal_dir)?;
-    let snapshots = SnapshotStore::open_read_only(&dir.join("snapshots"));
-    let with_archive = WithArchive {
-        live: &journal,
-        live_first: journal.first_position(),
-        history: History::new(&journal_dir, Some(&archive_dir(dir, archive))),
-    };
-    let mut recovered = recover(&with_archive, Some(&snapshots), config)?;
-    recovered.report.truncated_bytes = opened.truncated_bytes;
-    Ok(recovered)
+    recover_read_only_until(dir, archive, config, None)
 }
 
 /// [`recover_read_only_with_archive`] stopping at journal position `end`: the book as it was
@@ -141,6 +131,16 @@ pub fn recover_read_only_to(
     config: book::Config,
     end: journal::Position,
 ) -> Result<Recovered, EngineError> {
+    recover_read_only_until(dir, archive, config, Some(end))
+}
+
+/// The read-only recovery both of the above are: to the journal's end, or to `end`.
+fn recover_read_only_until(
+    dir: &Path,
+    archive: Option<&Path>,
+    config: book::Config,
+    end: Option<journal::Position>,
+) -> Result<Recovered, EngineError> {
     let journal_dir = dir.join("journal");
     let (journal, opened) = FileJournal::open_read_only(&journal_dir)?;
     let snapshots = SnapshotStore::open_read_only(&dir.join("snapshots"));
@@ -149,7 +149,7 @@ pub fn recover_read_only_to(
         live_first: journal.first_position(),
         history: History::new(&journal_dir, Some(&archive_dir(dir, archive))),
     };
-    let mut recovered = recovery::recover_to(&with_archive, Some(&snapshots), config, Some(end))?;
+    let mut recovered = recovery::recover_to(&with_archive, Some(&snapshots), config, end)?;
     recovered.report.truncated_bytes = opened.truncated_bytes;
     Ok(recovered)
 }

@@ -47,9 +47,8 @@ fn valid_schema(schema: &str) -> bool {
 }
 
 impl PostgresStore {
-    /// Connects (`postgres://user@host:port/db`), creates `schema` if missing, and applies the
-    /// migrations it lacks there.
-    pub fn connect(url: &str, schema: &str) -> Result<PostgresStore, ProjectorError> {
+    /// A connection on a runtime of its own, for `schema` (checked, not yet selected).
+    fn session(url: &str, schema: &str) -> Result<PostgresStore, ProjectorError> {
         if !valid_schema(schema) {
             return Err(ProjectorError::Store(format!(
                 "postgres: schema `{schema}` must be lower-case letters, digits and `_`"
@@ -65,7 +64,13 @@ impl PostgresStore {
             // Ends when the client is dropped; an error surfaces on the next call.
             let _ = connection.await;
         });
-        let mut store = PostgresStore { runtime, client };
+        Ok(PostgresStore { runtime, client })
+    }
+
+    /// Connects (`postgres://user@host:port/db`), creates `schema` if missing, and applies the
+    /// migrations it lacks there.
+    pub fn connect(url: &str, schema: &str) -> Result<PostgresStore, ProjectorError> {
+        let mut store = PostgresStore::session(url, schema)?;
         store.batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))?;
         store.migrate()?;
         Ok(store)
@@ -74,21 +79,7 @@ impl PostgresStore {
     /// A read-only connection to models that exist (`sportsbook verify`): creates nothing,
     /// applies no migration, and the session refuses writes (`default_transaction_read_only`).
     pub fn connect_reader(url: &str, schema: &str) -> Result<PostgresStore, ProjectorError> {
-        if !valid_schema(schema) {
-            return Err(ProjectorError::Store(format!(
-                "postgres: schema `{schema}` must be lower-case letters, digits and `_`"
-            )));
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|source| ProjectorError::Store(format!("postgres: runtime: {source}")))?;
-        let (client, connection) =
-            runtime.block_on(tokio_postgres::connect(url, NoTls)).map_err(|source| cannot_connect(url, &source))?;
-        runtime.spawn(async move {
-            let _ = connection.await;
-        });
-        let mut store = PostgresStore { runtime, client };
+        let mut store = PostgresStore::session(url, schema)?;
         store.batch(&format!("SET default_transaction_read_only = on; SET search_path TO {schema}"))?;
         let found = store.select_typed(
             "schemata",
