@@ -198,8 +198,10 @@ pub async fn uof_settings(
 }
 
 /// Starts following every source; returns the tasks (aborted at shutdown). A provider with a
-/// `uof+` source recovers through the UOF API (`--uof-api-url`); without one, a producer that
-/// goes down stays down (logged).
+/// `uof+` source recovers through the UOF API (`--uof-api-url`), and starts stale: the markets a
+/// previous run left open are suspended before `serve` listens (`FeedHub::configure_uof` is
+/// called before any source starts) until its producers have recovered. Without an API, a
+/// producer that goes down stays down and the provider starts fresh (both logged).
 pub async fn follow(
     hub: &FeedHub,
     sources: &[FeedSource],
