@@ -29,6 +29,13 @@
 //! staleness: all its markets wait (`FeedHealth`), every producer recovers, and the book
 //! reopens them on the `snapshot_complete` that ends the last recovery.
 //!
+//! A start is treated like a silence for a provider that can recover (a UOF provider with its
+//! API): the markets a previous run left open have prices of unknown age, so `configure_uof`
+//! tells the book the provider is stale before any source starts, the producers of the previous
+//! run (and any heard of meanwhile) recover, and the `snapshot_complete` that ends the last of
+//! those recoveries reopens the markets. A producer first heard of later is held from its first
+//! message until its own recovery completes.
+//!
 //! Every switch is logged and counted; every refused message and refused item is logged with
 //! its reason and counted by reason (`sportsbook_feed_refusals`).
 
@@ -162,6 +169,11 @@ struct ProviderState {
     /// `FeedHealth` stale until the `snapshot_complete` that ends the last recovery is
     /// forwarded. A held producer's markets reopen only after it.
     book_held: bool,
+    /// The provider is recovering at start (a UOF provider with an API, `configure_uof`): the
+    /// hub told the book it was stale before any of its messages, and its markets wait for the
+    /// `snapshot_complete` that ends the recoveries of every producer it knew of at start or
+    /// heard of since. Shown as stale (`/readyz`) until then.
+    starting: bool,
     uof: UofState,
     sources: Vec<SourceState>,
     active: usize,
@@ -267,6 +279,7 @@ impl FeedHub {
             owners: BTreeMap::new(),
             active_markets: BTreeSet::new(),
             book_held: false,
+            starting: false,
             uof: UofState::default(),
             sources: Vec::new(),
             active: 0,
@@ -365,7 +378,7 @@ impl FeedHub {
             .map(|(name, state)| ProviderView {
                 provider: name.clone(),
                 active_source: state.sources.get(state.active).map(|source| source.name.clone()).unwrap_or_default(),
-                stale: state.stale,
+                stale: state.stale || state.starting,
                 silent_for: state.sources.get(state.active).and_then(|source| source.last_seen).map(|seen| now - seen),
                 producers: state
                     .producers
@@ -478,7 +491,7 @@ impl FeedHub {
                     self.request_recovery(name, state);
                 }
             }
-            stale_count += i64::from(state.stale);
+            stale_count += i64::from(state.stale || state.starting);
         }
         self.0.metrics.stale_providers.set(stale_count);
         drop(providers);
@@ -516,17 +529,69 @@ impl FeedHub {
 
     /// Sets how a Unified Odds Feed provider recovers and names (before its sources start);
     /// reads the recovery points a previous run stored.
+    ///
+    /// A provider that can recover (its API is configured) starts stale: the markets a
+    /// previous run left open carry prices of unknown age, so the hub submits `FeedHealth`
+    /// stale for it now, ahead of every message its sources will submit and every bet taken
+    /// after this call, and the book suspends (or delays) them as for a silence. The producers
+    /// of the previous run (those with a stored recovery point) start down and recover; the
+    /// book reopens the markets on the `snapshot_complete` that ends the last of the
+    /// recoveries. Without an API nothing could ever end that wait, so such a provider starts
+    /// fresh (and says so in the log).
     pub fn configure_uof(&self, provider: &str, settings: UofSettings) {
         let stored =
             settings.state_dir.as_ref().map(|dir| read_last_good(&recovery_path(dir, provider))).unwrap_or_default();
         if !stored.is_empty() {
             tracing::info!(%provider, ?stored, "feed recovery points of a previous run");
         }
-        self.with_provider(provider, |state| {
+        let recovers = settings.api.is_some();
+        let hold = self.with_provider(provider, |state| {
             state.uof.saved = stored.clone();
-            state.uof.stored = stored;
+            state.uof.stored = stored.clone();
             state.uof.settings = settings;
+            if !recovers || state.starting {
+                return None;
+            }
+            state.starting = true;
+            state.book_held = true;
+            for product in stored.keys() {
+                self.producer(state, *product);
+            }
+            Some(state.settings.on_stale)
         });
+        match hold {
+            Some(mode) => {
+                tracing::warn!(%provider, ?mode, producers = ?stored.keys().collect::<Vec<_>>(), "feed provider starts stale: its markets wait for its producers' recovery");
+                self.0.metrics.switch(provider, "stale");
+                let command = Command::FeedHealth { provider: provider.to_string(), stale: Some(mode) };
+                self.submit_health(command);
+            }
+            None if !recovers => {
+                tracing::warn!(%provider, "no UOF API: the provider cannot recover, so the markets a previous run left open take bets at once");
+            }
+            None => {}
+        }
+    }
+
+    /// Submits a `FeedHealth` judgement now (in order before whatever is submitted after this
+    /// call) and logs a refusal when the book answers.
+    fn submit_health(&self, command: Command) {
+        let origin = match &command {
+            Command::FeedHealth { provider, .. } => Origin::new(Actor::Feed(provider.clone())),
+            _ => Origin::system("feed_watchdog"),
+        };
+        match self.0.engine.submit_waiting((command, origin)) {
+            Ok(reply) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Ok(Err(error)) = reply.await.map_err(|_| ()) {
+                            tracing::error!(%error, "feed health not recorded");
+                        }
+                    });
+                }
+            }
+            Err(error) => tracing::error!(%error, "feed health not sent"),
+        }
     }
 
     /// The names of a UOF provider (market descriptions and fixtures), if configured.
@@ -549,10 +614,14 @@ impl FeedHub {
         let ms = self.now_ms();
         let config = state.uof.settings.recovery.clone();
         let stored = state.uof.stored.get(&product).copied();
-        state.producers.entry(product).or_insert_with(|| ProducerState {
-            recovery: ProducerRecovery::new(product, config, stored, ms),
-            held: false,
-        })
+        // A producer first heard of while the book does not hold the provider's markets (after
+        // the start recovery, with its API to recover through) has markets that may be open
+        // on prices of unknown age: they are held until its own recovery completes.
+        let held = !state.book_held && state.uof.settings.api.is_some();
+        state
+            .producers
+            .entry(product)
+            .or_insert_with(|| ProducerState { recovery: ProducerRecovery::new(product, config, stored, ms), held })
     }
 
     /// Carries out a producer's recovery actions; returns the messages to forward to the book,
@@ -608,6 +677,11 @@ impl FeedHub {
                         if let Some(snapshot) = state.uof.held_snapshot.take() {
                             forward.push(snapshot);
                             state.book_held = false;
+                            if state.starting {
+                                state.starting = false;
+                                self.0.metrics.switch(name, "fresh");
+                                tracing::info!(provider = %name, "feed provider recovered at start: its markets reopen");
+                            }
                             if state.stale {
                                 // The book's snapshot_complete ends its stale state; so does the
                                 // hub's now, so a producer that goes down again right away is

@@ -81,15 +81,65 @@ async fn deliver_json(source: &SourceHandle, messages: Vec<JsonMessage>) {
     }
 }
 
-/// Follows a provider's WebSocket stream until the task is aborted.
+/// Query parameters of a source URL whose values are settings, not secrets (the AMQP URI
+/// parameters); every other parameter's value may be a credential (`?token=`, `?key=`, a
+/// signature) and is never logged.
+const URL_SETTINGS_SHOWN: [&str; 5] = ["heartbeat", "connection_timeout", "channel_max", "frame_max", "auth_mechanism"];
+
+/// `url` as a log may show it: the password of its user information (`scheme://user:password@
+/// host…`) and the value of every query parameter that is not a known setting replaced by
+/// `***`. The provider's credential travels in one or the other (an AMQP URL's password, a
+/// WebSocket URL's access token), and a log is read by more people than the configuration.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, after_authority) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let (before_fragment, fragment) = match after_authority.split_once('#') {
+        Some((before, fragment)) => (before, Some(fragment)),
+        None => (after_authority, None),
+    };
+    let mut shown = format!("{scheme}://{authority}");
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            shown.push_str(path);
+            shown.push('?');
+            let parameters: Vec<String> = query
+                .split('&')
+                .map(|parameter| match parameter.split_once('=') {
+                    Some((name, _)) if URL_SETTINGS_SHOWN.contains(&name) => parameter.to_string(),
+                    Some((name, _)) => format!("{name}=***"),
+                    None => parameter.to_string(),
+                })
+                .collect();
+            shown.push_str(&parameters.join("&"));
+        }
+        None => shown.push_str(before_fragment),
+    }
+    if let Some(fragment) = fragment {
+        shown.push('#');
+        shown.push_str(fragment);
+    }
+    shown
+}
+
+/// Follows a provider's WebSocket stream until the task is aborted. The URL is logged
+/// redacted (`redact_url`).
 pub async fn follow_websocket(mut source: SourceHandle, url: String) {
+    let shown = redact_url(&url);
     let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
     config.max_message_size = Some(WEBSOCKET_FRAME_BYTES_MAX);
     config.max_frame_size = Some(WEBSOCKET_FRAME_BYTES_MAX);
     loop {
         match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false).await {
             Ok((stream, _)) => {
-                tracing::info!(provider = source.provider(), %url, "feed websocket connected");
+                tracing::info!(provider = source.provider(), url = %shown, "feed websocket connected");
                 let (mut sink, mut stream) = stream.split();
                 source.connected();
                 loop {
@@ -111,11 +161,11 @@ pub async fn follow_websocket(mut source: SourceHandle, url: String) {
                         }
                     }
                 }
-                tracing::warn!(provider = source.provider(), %url, "feed websocket lost");
+                tracing::warn!(provider = source.provider(), url = %shown, "feed websocket lost");
                 source.disconnected();
             }
             Err(error) => {
-                tracing::debug!(provider = source.provider(), %url, %error, "feed websocket connect failed");
+                tracing::debug!(provider = source.provider(), url = %shown, %error, "feed websocket connect failed");
             }
         }
         tokio::time::sleep(RECONNECT_DELAY).await;
@@ -644,5 +694,35 @@ impl AmqpProvider {
     /// Closes the connection: a provider that died.
     pub async fn close(self) {
         let _ = self.connection.close(200, "provider stopped").await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_source_urls_credentials_never_reach_the_log() {
+        // A token in the query string of a WebSocket URL, user:password in its authority.
+        assert_eq!(
+            redact_url("wss://feed.example:443/v1/stream?token=s3cret&sport=1"),
+            "wss://feed.example:443/v1/stream?token=***&sport=***"
+        );
+        assert_eq!(redact_url("ws://reader:s3cret@127.0.0.1:9000/feed"), "ws://reader:***@127.0.0.1:9000/feed");
+        assert_eq!(
+            redact_url("wss://u:p@[::1]:9000/f?access_token=abc#x"),
+            "wss://u:***@[::1]:9000/f?access_token=***#x"
+        );
+        // AMQP: the password goes, the connection settings stay readable.
+        assert_eq!(
+            redact_url("amqps://token123:s3cret@mq.example.com:5671/vhost?heartbeat=10&auth_mechanism=plain"),
+            "amqps://token123:***@mq.example.com:5671/vhost?heartbeat=10&auth_mechanism=plain"
+        );
+        // Nothing secret: unchanged (a user without a password, an `@` in the path, a bare flag).
+        for plain in ["ws://127.0.0.1:9000", "ws://reader@127.0.0.1:9000/feed", "ws://host/feed@x:y", "ws://h/?debug"] {
+            assert_eq!(redact_url(plain), plain);
+        }
+        assert!(!redact_url("ws://h/?key=a%26b&token=").contains("a%26b"));
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

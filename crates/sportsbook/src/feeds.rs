@@ -39,26 +39,16 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    /// For logs: the source with the password of its URL replaced by `***` (an AMQP URL's
-    /// `user:password@` is the provider's credential and has no place in a log).
+    /// For logs: the source with the credentials of its URL replaced by `***` (an AMQP URL's
+    /// `user:password@`, a WebSocket URL's token in its query string: the provider's credential
+    /// has no place in a log), as `feed::transport::redact_url` has it.
     pub fn redacted(&self) -> String {
         match self {
-            SourceKind::WebSocket { url } => format!("ws+{}", redact_password(url)),
-            SourceKind::Uof { amqp_url, exchange } => format!("uof+{}#{exchange}", redact_password(amqp_url)),
+            SourceKind::WebSocket { url } => format!("ws+{}", feed::transport::redact_url(url)),
+            SourceKind::Uof { amqp_url, exchange } => {
+                format!("uof+{}#{exchange}", feed::transport::redact_url(amqp_url))
+            }
         }
-    }
-}
-
-/// `url` with the password of its user information (`scheme://user:password@host…`) replaced by
-/// `***`; unchanged when it has none.
-fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else { return url.to_string() };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-        None => url.to_string(),
     }
 }
 
@@ -208,8 +198,10 @@ pub async fn uof_settings(
 }
 
 /// Starts following every source; returns the tasks (aborted at shutdown). A provider with a
-/// `uof+` source recovers through the UOF API (`--uof-api-url`); without one, a producer that
-/// goes down stays down (logged).
+/// `uof+` source recovers through the UOF API (`--uof-api-url`), and starts stale: the markets a
+/// previous run left open are suspended before `serve` listens (`FeedHub::configure_uof` is
+/// called before any source starts) until its producers have recovered. Without an API, a
+/// producer that goes down stays down and the provider starts fresh (both logged).
 pub async fn follow(
     hub: &FeedHub,
     sources: &[FeedSource],

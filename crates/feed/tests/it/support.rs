@@ -9,18 +9,26 @@ use feed::{FeedHub, FeedMetrics, ProviderSettings};
 pub struct Stack {
     pub engine: EngineHandle,
     pub hub: FeedHub,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Stack {
     pub fn start(settings: ProviderSettings) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut stack = Stack::start_in(dir.path(), settings);
+        stack._dir = Some(dir);
+        stack
+    }
+
+    /// A stack on the data directory `dir`, which the caller keeps: a restart is a new stack
+    /// on the same directory once the old one is dropped.
+    pub fn start_in(dir: &std::path::Path, settings: ProviderSettings) -> Stack {
         let (engine, _) =
-            engine::open_data_dir(dir.path(), book::Config::default(), Box::new(SystemClock), EngineOptions::default())
+            engine::open_data_dir(dir, book::Config::default(), Box::new(SystemClock), EngineOptions::default())
                 .expect("engine");
         let hub = FeedHub::new(engine.clone(), FeedMetrics::new(), settings);
         hub.spawn_watchdog();
-        Stack { engine, hub, _dir: dir }
+        Stack { engine, hub, _dir: None }
     }
 
     pub fn submit(&self, command: Command) -> Reply {

@@ -1,5 +1,6 @@
 //! Black-box tests of the `sportsbook` binary: the engine-only demo and verify here; `serve`,
-//! `admin` and the demo simulation in their modules.
+//! `admin` and the demo simulation in their modules; the UOF demo (`feed-sim` and `serve`
+//! over RabbitMQ) across a restart in `uof_feed`.
 
 mod admin;
 mod auth;
@@ -15,6 +16,7 @@ mod serve;
 mod server;
 mod simulation;
 mod tidy;
+mod uof_feed;
 
 use server::binary;
 
