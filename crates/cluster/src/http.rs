@@ -74,3 +74,8 @@ async fn metrics(State(probe): State<NodeProbe>) -> impl IntoResponse {
     gauge("sportsbook_book_step_downs_total", "Times this node stepped down.", "counter", status.step_downs);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
+
+/// Serves [`app`] on `listener` until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, probe: NodeProbe) -> std::io::Result<()> {
+    axum::serve(listener, app(probe)).await
+}

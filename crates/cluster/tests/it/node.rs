@@ -137,3 +137,91 @@ fn one_leader_serves_standbys_follow_and_a_stopped_leader_hands_over() {
         node.stop().expect("a clean stop");
     }
 }
+
+/// The journal, not the lease, is what keeps a deposed leader out: a leader whose lease lapsed
+/// without its noticing (here the lease is removed under it; in production a clock running
+/// slow, or a pause between its check and its append) still believes it leads, takes
+/// commands, and the journal refuses its first append, since its successor appended the
+/// leader marker. It answers `outcome_unknown`, the client retries with the same key and the
+/// successor decides the deposit once; the deposed leader steps down saying why.
+#[test]
+fn a_leader_whose_lease_lapsed_unnoticed_is_fenced_by_the_journal_and_steps_down() {
+    let test = start_cluster(3);
+    let dir = TempDir::new().expect("temporary directory");
+    // A long lease: the deposed leader renews (and notices) only after a third of it.
+    let options = |name: &str| {
+        let mut options = node_options(&test.cluster, dir.path(), name);
+        options.lease = Duration::from_secs(30);
+        options
+    };
+    let first = BookNode::start(options("book-first")).expect("start a node");
+    let runtime = runtime();
+    let client =
+        runtime.block_on(BookClient::connect(BookClientOptions::new(test.cluster.urls()))).expect("connect a client");
+    runtime.block_on(wait_for_cluster(&client, 0));
+    assert_eq!(first.status().role, Role::Leader);
+    let opened =
+        runtime.block_on(client.submit(&Command::OpenAccount { currency: Currency::EUR }.into())).expect("an answer");
+    let Ok(Ack::AccountOpened(account)) = opened else { panic!("open: {opened:?}") };
+    let mut expected = 0i64;
+    for i in 0..10 {
+        let reply = runtime.block_on(client.submit(&deposit(account, i))).expect("an answer");
+        assert!(matches!(reply, Ok(Ack::Transfer(_))), "{reply:?}");
+        expected += 100 + i as i64;
+    }
+
+    // The lease goes away under the leader, and a second node takes it.
+    let second = BookNode::start(options("book-second")).expect("start a node");
+    runtime.block_on(async {
+        let js = crate::jetstream(&test.cluster).await;
+        let lease = js.get_key_value(cluster::lease::LEASE_BUCKET_DEFAULT).await.expect("the lease bucket");
+        lease.delete(cluster::lease::LEASE_KEY).await.expect("remove the lease");
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while second.status().role != Role::Leader {
+        assert!(Instant::now() < deadline, "the second node never led: {:?}", second.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(first.status().role, Role::Leader, "the first node noticed too early for this test");
+
+    // Both are subscribed; the queue group hands some deposits to the deposed leader.
+    for i in 10..60 {
+        let reply = runtime.block_on(client.submit(&deposit(account, i))).expect("an answer");
+        assert!(matches!(reply, Ok(Ack::Transfer(_))), "{reply:?}");
+        expected += 100 + i as i64;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = first.status();
+        if status.step_downs > 0 && status.role == Role::Follower {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the deposed leader did not step down: {status:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let reason = status.last_step_down.expect("a reason");
+    println!("the deposed leader stepped down: {reason}");
+    assert!(reason.contains("fenced, another writer has appended"), "{reason}");
+
+    let mut journal_options = NatsJournalOptions::new(test.cluster.urls());
+    journal_options.replicas = 3;
+    let reader = NatsJournal::open(journal_options).expect("open the journal");
+    let recovered = engine::recover(&reader, None, book::Config::default()).expect("recover from the journal");
+    assert_eq!(recovered.book.wallet(account).expect("the account").balance.minor(), expected);
+    let digest = codec::digest(&recovered.book);
+    let end = recovered.report.position;
+    for node in [&first, &second] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = node.status_with_digest();
+            if status.position == end {
+                assert_eq!(status.digest.as_deref(), Some(digest.as_str()), "{} differs", status.node);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} stayed at {} of {end}", status.node, status.position);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    first.stop().expect("a clean stop");
+    second.stop().expect("a clean stop");
+}
