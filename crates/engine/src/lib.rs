@@ -16,7 +16,7 @@ pub use error::EngineError;
 pub use follower::{lower_thread_priority, FOLLOWER_NICE, FOLLOWER_POLL_INTERVAL, FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT};
 pub use recovery::{
     chain_next, decode_snapshot_payload_for_follower, recover, recover_to, ChainHead, Recovered, RecoveryReport,
-    CHAIN_HEAD_GENESIS,
+    Replica, CHAIN_HEAD_GENESIS,
 };
 pub use retention::{
     verify_history, ChainVerification, JournalRetention, RetentionHold, ARCHIVE_DIR_NAME, ARCHIVE_FAILURES_WARN,

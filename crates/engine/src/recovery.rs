@@ -6,7 +6,7 @@
 //! Recovery also rebuilds the journal's hash chain (`chain_next`): the snapshot stores the head
 //! at its position, and every record replayed after it extends the head.
 
-use book::{Book, Config};
+use book::{Book, BookEvent, Config};
 use codec::{decode_batch, decode_snapshot, reply_digest};
 use journal::snapshot::SkippedSnapshot;
 use journal::{Journal, JournalError, Position, SnapshotStore};
@@ -160,10 +160,16 @@ pub fn recover_to(
             snapshot_position = Some(position);
         }
     }
-    let mut replayed_batches = 0;
-    let mut replayed_commands = 0;
-    let mut events = Vec::new();
-    let mut scratch = Vec::new();
+    let mut replica = Replica {
+        book,
+        position: from,
+        next_sequence,
+        chain_head,
+        replayed_batches: 0,
+        replayed_commands: 0,
+        events: Vec::new(),
+        scratch: Vec::new(),
+    };
     let mut failure: Option<EngineError> = None;
     let mut reached_end = false;
     let read = journal.read_from(from, &mut |position, payload| {
@@ -171,27 +177,10 @@ pub fn recover_to(
             reached_end = true;
             return Err(JournalError::Poisoned);
         }
-        let batch = match decode_batch(payload) {
-            Ok(batch) => batch,
-            Err(source) => {
-                failure = Some(EngineError::Decode { position, source });
-                return Err(JournalError::Poisoned);
-            }
-        };
-        let mut digest = 0u64;
-        for command in &batch.commands {
-            events.clear();
-            let reply = book.apply(batch.timestamp, command, &mut events);
-            digest = reply_digest(digest, &reply, &mut scratch);
-        }
-        if digest != batch.reply_digest {
-            failure = Some(EngineError::Diverged { position, recorded: batch.reply_digest, replayed: digest });
+        if let Err(error) = replica.apply_record(position, payload) {
+            failure = Some(error);
             return Err(JournalError::Poisoned);
         }
-        chain_head = chain_next(&chain_head, position, payload);
-        next_sequence = batch.first_sequence + batch.commands.len() as u64;
-        replayed_batches += 1;
-        replayed_commands += batch.commands.len() as u64;
         Ok(())
     });
     if let Err(error) = read {
@@ -202,6 +191,7 @@ pub fn recover_to(
             return Err(EngineError::Journal(error));
         }
     }
+    let Replica { book, next_sequence, chain_head, replayed_batches, replayed_commands, .. } = replica;
     let report = RecoveryReport {
         position: end,
         next_sequence,
@@ -221,4 +211,129 @@ pub fn recover_to(
 /// `journal::SnapshotStore`): `(next_sequence, chain head, book)` at the snapshot's position.
 pub fn decode_snapshot_payload_for_follower(bytes: &[u8]) -> Result<(u64, ChainHead, Book), EngineError> {
     decode_snapshot_payload(bytes)
+}
+
+// ---- a book that follows the journal record by record (cluster followers) ------------------
+
+/// A book kept warm by replaying journal records as they come, exactly as recovery replays
+/// them (recovery itself runs on one): each record's batch decided again at its stamped time,
+/// its reply digest checked, the hash chain extended. A standby book node tails the replicated
+/// journal with one, writes snapshots of it, and starts its sequencer from it on taking over
+/// ([`Replica::into_recovered`]), without a full recovery.
+#[derive(Debug)]
+pub struct Replica {
+    book: Book,
+    /// Journal position after the last record applied.
+    position: Position,
+    next_sequence: u64,
+    chain_head: ChainHead,
+    replayed_batches: u64,
+    replayed_commands: u64,
+    events: Vec<BookEvent>,
+    scratch: Vec<u8>,
+}
+
+impl Replica {
+    /// Continues from a recovered book (its report says where it stands).
+    pub fn from_recovered(recovered: Recovered) -> Replica {
+        let report = recovered.report;
+        Replica {
+            book: recovered.book,
+            position: report.position,
+            next_sequence: report.next_sequence,
+            chain_head: report.chain_head,
+            replayed_batches: report.replayed_batches,
+            replayed_commands: report.replayed_commands,
+            events: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Applies the record at `position`, which must be the next one. Fails, changing nothing
+    /// the caller may use afterwards, when the record is not the next, does not decode, or
+    /// decides differently than its reply digest says (the book is then unusable: rebuild it).
+    pub fn apply_record(&mut self, position: Position, payload: &[u8]) -> Result<(), EngineError> {
+        if position != self.position {
+            return Err(EngineError::Journal(JournalError::Corrupt {
+                position,
+                segment: std::path::PathBuf::new(),
+                offset: 0,
+                reason: format!("record at position {position} handed to a replica at position {}", self.position),
+            }));
+        }
+        let batch = decode_batch(payload).map_err(|source| EngineError::Decode { position, source })?;
+        if batch.first_sequence != self.next_sequence {
+            return Err(EngineError::Journal(JournalError::Corrupt {
+                position,
+                segment: std::path::PathBuf::new(),
+                offset: 0,
+                reason: format!(
+                    "the batch at position {position} starts at sequence {}, the replica is at {}",
+                    batch.first_sequence, self.next_sequence
+                ),
+            }));
+        }
+        let mut digest = 0u64;
+        for command in &batch.commands {
+            self.events.clear();
+            let reply = self.book.apply(batch.timestamp, command, &mut self.events);
+            digest = reply_digest(digest, &reply, &mut self.scratch);
+        }
+        if digest != batch.reply_digest {
+            return Err(EngineError::Diverged { position, recorded: batch.reply_digest, replayed: digest });
+        }
+        self.chain_head = chain_next(&self.chain_head, position, payload);
+        self.next_sequence = batch.first_sequence + batch.commands.len() as u64;
+        self.position += 1;
+        self.replayed_batches += 1;
+        self.replayed_commands += batch.commands.len() as u64;
+        Ok(())
+    }
+
+    /// Journal position after the last record applied.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// Sequence number the next command gets.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// Head of the journal's hash chain at [`Replica::position`].
+    pub fn chain_head(&self) -> ChainHead {
+        self.chain_head
+    }
+
+    /// Commands applied since the replica was made (recovery's included).
+    pub fn replayed_commands(&self) -> u64 {
+        self.replayed_commands
+    }
+
+    pub fn book(&self) -> &Book {
+        &self.book
+    }
+
+    /// Saves a snapshot of the book at its position, in the engine's layout: what the
+    /// sequencer would have written there, so recovery reads it like any other.
+    pub fn save_snapshot(&self, store: &SnapshotStore) -> Result<Position, EngineError> {
+        let payload = encode_snapshot_payload(self.next_sequence, &self.chain_head, &self.book);
+        store.save(self.position, &payload)?;
+        Ok(self.position)
+    }
+
+    /// The replica as a recovery's result, for `EngineHandle::start`.
+    pub fn into_recovered(self) -> Recovered {
+        let report = RecoveryReport {
+            position: self.position,
+            next_sequence: self.next_sequence,
+            snapshot_position: None,
+            replayed_batches: self.replayed_batches,
+            replayed_commands: self.replayed_commands,
+            truncated_bytes: 0,
+            chain_head: self.chain_head,
+            skipped_snapshots: 0,
+        };
+        Recovered { book: self.book, report, skipped_snapshots: Vec::new() }
+    }
 }

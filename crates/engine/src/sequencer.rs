@@ -174,6 +174,8 @@ pub struct EngineStats {
     /// Requests submitted and not yet taken by the sequencer.
     pub inbox_depth: AtomicU64,
     pub stopped: AtomicBool,
+    /// Why the engine stopped (the journal's error), once `stopped`.
+    pub stop_reason: Mutex<Option<String>>,
     /// The journal's disk is full: commands are refused until there is room again.
     pub storage_full: AtomicBool,
     /// Appends that found the disk full.
@@ -880,11 +882,10 @@ impl Sequencer {
                 // Stop, refuse this batch and everything after it; a restart recovers the book
                 // from the journal, which does not contain this batch.
                 let reason = error.to_string();
-                self.stats.stopped.store(true, Ordering::SeqCst);
                 for reply in pending.replies.drain(..).flatten() {
                     reply.fail(&self.book, EngineError::Stopped(reason.clone()));
                 }
-                self.stopped = Some(reason);
+                self.stop(reason);
                 return;
             }
         };
@@ -1003,6 +1004,9 @@ impl Sequencer {
     }
 
     fn stop(&mut self, reason: String) {
+        if let Ok(mut stop_reason) = self.stats.stop_reason.lock() {
+            *stop_reason = Some(reason.clone());
+        }
         self.stats.stopped.store(true, Ordering::SeqCst);
         self.stopped = Some(reason);
     }

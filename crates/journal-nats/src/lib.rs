@@ -77,6 +77,9 @@ pub const WRITER_ID_BYTES_MAX: usize = 64;
 /// through a consumer (one request to create it, then a stream of messages).
 const DIRECT_READ_RECORDS_MAX: u64 = 4;
 
+/// How often [`NatsJournal::follow`] asks whether to go on while no record arrives.
+pub const FOLLOW_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Pause between two attempts of a request whose answer was an error that may pass (no stream
 /// leader during an election, a lost connection).
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -403,6 +406,105 @@ impl NatsJournal {
             }
         }
         Ok(())
+    }
+}
+
+impl NatsJournal {
+    /// Follows the stream from `from` as records are stored, calling `visit` for each in order,
+    /// until `keep_going()` answers false; returns the position after the last record visited.
+    /// For standbys that keep a book warm: unlike [`Journal::read_from`], it does not stop at
+    /// the end the stream had when called. `keep_going` is asked between records and at least
+    /// every [`FOLLOW_CHECK_INTERVAL`] while none arrives. The ordered consumer under it is
+    /// made again from the next position whenever it fails (its server lost, an election, a
+    /// follower that paused too long); it fails only with `visit`'s error, or with
+    /// [`JournalError::Remote`] when no consumer could be made for `append_timeout`.
+    // The visitor's type as the trait spells it.
+    #[allow(clippy::type_complexity)]
+    pub fn follow(
+        &self,
+        from: Position,
+        keep_going: &dyn Fn() -> bool,
+        visit: &mut dyn FnMut(Position, &[u8]) -> Result<(), JournalError>,
+    ) -> Result<Position, JournalError> {
+        self.runtime.block_on(self.follow_async(from, keep_going, visit))
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn follow_async(
+        &self,
+        from: Position,
+        keep_going: &dyn Fn() -> bool,
+        visit: &mut dyn FnMut(Position, &[u8]) -> Result<(), JournalError>,
+    ) -> Result<Position, JournalError> {
+        let mut position = from;
+        let mut failing_since: Option<Instant> = None;
+        let mut last_error = String::new();
+        while keep_going() {
+            if let Some(since) = failing_since {
+                if since.elapsed() >= self.append_timeout {
+                    return Err(remote(
+                        "follow",
+                        format!("no consumer from position {position} for {:?}: {last_error}", self.append_timeout),
+                    ));
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            let config = OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: position + 1 },
+                ..Default::default()
+            };
+            let consumer = match self.stream.create_consumer(config).await {
+                Ok(consumer) => consumer,
+                Err(err) => {
+                    last_error = format!("creating a consumer: {err}");
+                    failing_since.get_or_insert_with(Instant::now);
+                    continue;
+                }
+            };
+            let mut messages = match consumer.messages().await {
+                Ok(messages) => messages,
+                Err(err) => {
+                    last_error = format!("reading from a consumer: {err}");
+                    failing_since.get_or_insert_with(Instant::now);
+                    continue;
+                }
+            };
+            while keep_going() {
+                let message = match tokio::time::timeout(FOLLOW_CHECK_INTERVAL, messages.next()).await {
+                    // Quiet, and the consumer reported nothing wrong: it works.
+                    Err(_) => {
+                        failing_since = None;
+                        continue;
+                    }
+                    Ok(None) => {
+                        last_error = "the consumer ended".into();
+                        failing_since.get_or_insert_with(Instant::now);
+                        break;
+                    }
+                    Ok(Some(Err(err))) => {
+                        last_error = err.to_string();
+                        failing_since.get_or_insert_with(Instant::now);
+                        break;
+                    }
+                    Ok(Some(Ok(message))) => message,
+                };
+                let sequence = message.info().map_err(|err| remote("follow", err))?.stream_sequence;
+                if sequence != position + 1 {
+                    return Err(remote(
+                        "follow",
+                        format!(
+                            "expected the record of position {position} (sequence {}), got sequence {sequence}: \
+                             the stream has a gap",
+                            position + 1
+                        ),
+                    ));
+                }
+                visit(position, &message.payload)?;
+                position += 1;
+                failing_since = None;
+            }
+        }
+        Ok(position)
     }
 }
 

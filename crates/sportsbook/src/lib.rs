@@ -4,6 +4,7 @@
 //! `feed-sim`).
 
 pub mod admin;
+pub mod book_role;
 pub mod demo;
 pub mod feeds;
 mod names;

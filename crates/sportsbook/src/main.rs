@@ -1,7 +1,8 @@
 //! The `sportsbook` command: `serve` runs the HTTP API over the engine on a data directory
 //! (with `--demo`, a live simulated catalog); `admin` issues and lists operator keys offline;
 //! `demo` runs a simulated match day through the engine alone; `verify` recovers a data
-//! directory and checks it; `projector` keeps the read models; `loadgen` drives a running
+//! directory and checks it; `projector` keeps the read models; `book` runs one book process of
+//! a cluster (leader or hot standby); `loadgen` drives a running
 //! server (and the PostgreSQL baseline) with an open-loop workload.
 
 use std::net::SocketAddr;
@@ -263,6 +264,36 @@ enum Commands {
         #[arg(long)]
         truncate_at: u64,
     },
+    /// Runs one book process of a cluster (issue 15): a hot standby that follows the journal on
+    /// NATS JetStream and takes over as leader when the lease lapses, until Ctrl-C or SIGTERM.
+    /// Prints `{"role": "book", "pid", "node", "url"}` on standard output once it listens.
+    Book {
+        /// NATS server URLs, comma-separated (`nats://127.0.0.1:4222,...`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nats: Vec<String>,
+        /// This node's own directory (its snapshots); created if missing.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The leader's lease (`3s`, `2500ms`): a dead leader is replaced after about this
+        /// long. Every node of a cluster must use the same.
+        #[arg(long, default_value = "3s", value_parser = sportsbook::book_role::parse_lease)]
+        lease: std::time::Duration,
+        /// Address of `/healthz`, `/readyz` and `/metrics`; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// The node's id in the cluster (letters, digits, '-', '_'); default `book-PID-RANDOM`.
+        #[arg(long)]
+        node_id: Option<String>,
+        /// Replicas of the journal's stream and of the lease: 3 on a 3-node NATS cluster.
+        #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5))]
+        replicas: usize,
+        /// A snapshot every this many commands, by the leader and by standbys alike.
+        #[arg(long, default_value_t = 1_000_000)]
+        snapshot_every: u64,
+        /// Log lines as text or JSON, on standard error.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormatArg,
+    },
     /// Projects a data directory's journal into the read models (bets, statements, audit,
     /// report inputs, accounts), exactly once, and exits when caught up (or keeps following
     /// with --follow). Safe beside a running server, and safe to kill at any moment.
@@ -446,6 +477,21 @@ fn main() -> anyhow::Result<()> {
         }
         Commands::Verify { data_dir, archive, store, schema } => {
             sportsbook::verify_with(&data_dir, archive.as_deref(), store.as_ref(), &schema)
+        }
+        Commands::Book { nats, data_dir, lease, listen, node_id, replicas, snapshot_every, log_format } => {
+            sportsbook::book_role::run(sportsbook::book_role::BookRoleOptions {
+                nats,
+                data_dir,
+                lease,
+                listen,
+                node_id,
+                replicas,
+                snapshot_every_commands: snapshot_every,
+                log_format: match log_format {
+                    LogFormatArg::Text => LogFormat::Text,
+                    LogFormatArg::Json => LogFormat::Json,
+                },
+            })
         }
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
         Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {

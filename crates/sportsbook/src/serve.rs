@@ -122,7 +122,7 @@ struct DemoBanner {
     operator_key: Option<String>,
 }
 
-fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A log line that cannot be written is dropped and counted, never a panic (`output.rs`).
@@ -393,7 +393,7 @@ fn open_files_limit() -> Option<u64> {
 /// Completes on Ctrl-C (SIGINT) or SIGTERM, naming which.
 /// SIGINT and SIGTERM, registered when installed (tokio's `ctrl_c()` and `signal()` futures
 /// register only once polled, which left the default action, death, until then).
-struct ShutdownSignals {
+pub(crate) struct ShutdownSignals {
     #[cfg(unix)]
     interrupt: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
@@ -401,7 +401,7 @@ struct ShutdownSignals {
 }
 
 impl ShutdownSignals {
-    fn install() -> ShutdownSignals {
+    pub(crate) fn install() -> ShutdownSignals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -415,7 +415,7 @@ impl ShutdownSignals {
     }
 
     /// The name of the first signal received.
-    async fn recv(&mut self) -> &'static str {
+    pub(crate) async fn recv(&mut self) -> &'static str {
         #[cfg(unix)]
         {
             async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod bounded;
 mod chaos;
+mod cluster;
 mod connections;
 mod crash;
 mod journal;

@@ -1,0 +1,91 @@
+//! The lease against a real 3-node cluster: compare-and-set conflicts, expiry on the servers,
+//! release, and nodes that disagree on the lease.
+
+use std::time::{Duration, Instant};
+
+use cluster::lease::{Lease, RenewError};
+use cluster::ClusterError;
+
+use crate::{jetstream, runtime, start_cluster};
+
+const LEASE: Duration = Duration::from_secs(1);
+
+#[test]
+fn a_held_lease_cannot_be_taken_and_a_stale_revision_cannot_renew_it() {
+    let test = start_cluster(3);
+    runtime().block_on(async {
+        let js = jetstream(&test.cluster).await;
+        let a = Lease::open(&js, "lease_cas", Duration::from_secs(10), 3, "node-a").await.expect("open a");
+        let b = Lease::open(&js, "lease_cas", Duration::from_secs(10), 3, "node-b").await.expect("open b");
+        assert!(a.holder().await.expect("read").is_none(), "a new bucket has no holder");
+        let first = a.try_acquire(7).await.expect("ask").expect("a takes the free lease");
+        assert!(b.try_acquire(0).await.expect("ask").is_none(), "b cannot take a held lease");
+        let (record, revision) = a.holder().await.expect("read").expect("held");
+        assert_eq!((record.node.as_str(), record.position, revision), ("node-a", 7, first.revision));
+        let second = a.renew(&first, 9).await.expect("a renews with its revision");
+        assert!(second.revision > first.revision);
+        // The revision a holder wrote before is stale once it renewed: compare-and-set refuses.
+        assert!(matches!(a.renew(&first, 10).await, Err(RenewError::Lost(_))), "a stale revision renewed");
+        // b cannot renew a lease it never had, even with the current revision under its name.
+        let third = b.renew(&second, 0).await.expect("the CAS is on the revision only");
+        assert!(matches!(a.renew(&second, 11).await, Err(RenewError::Lost(_))), "a renewed after b wrote");
+        assert_eq!(a.holder().await.expect("read").expect("held").0.node, "node-b");
+        b.release(&third).await.expect("release");
+        assert!(a.holder().await.expect("read").is_none(), "released");
+        let again = a.try_acquire(12).await.expect("ask").expect("a takes a released lease at once");
+        // Releasing with a revision that is not the current one leaves the holder alone.
+        b.release(&third).await.expect_err("a stale release is refused");
+        assert_eq!(a.holder().await.expect("read").expect("held").1, again.revision);
+    });
+}
+
+#[test]
+fn an_unrenewed_lease_lapses_on_the_servers_and_its_holder_cannot_renew_it_after() {
+    let test = start_cluster(3);
+    runtime().block_on(async {
+        let js = jetstream(&test.cluster).await;
+        let a = Lease::open(&js, "lease_expiry", LEASE, 3, "node-a").await.expect("open a");
+        let b = Lease::open(&js, "lease_expiry", LEASE, 3, "node-b").await.expect("open b");
+        let grant = a.try_acquire(0).await.expect("ask").expect("a takes the lease");
+        // Renewed, it stays a's for longer than one lease.
+        let mut grant_now = grant;
+        let renewing_until = Instant::now() + 2 * LEASE;
+        while Instant::now() < renewing_until {
+            grant_now = a.renew(&grant_now, 0).await.expect("renew");
+            assert!(b.try_acquire(0).await.expect("ask").is_none(), "taken while renewed");
+            tokio::time::sleep(LEASE / 3).await;
+        }
+        // Not renewed, it lapses: b gets it, never before a stopped leading (5/6 of the lease
+        // after a sent its last renewal), and within a few seconds.
+        let stopped_renewing = grant_now.sent_at;
+        let taken = loop {
+            if let Some(taken) = b.try_acquire(1).await.expect("ask") {
+                break taken;
+            }
+            assert!(stopped_renewing.elapsed() < LEASE + Duration::from_secs(5), "the lease never lapsed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let lapsed_after = taken.sent_at - stopped_renewing;
+        println!("a lease of {LEASE:?} lapsed {lapsed_after:?} after its last renewal was sent");
+        assert!(taken.sent_at >= a.self_fence_at(grant_now.sent_at), "taken before the holder self-fenced");
+        assert!(lapsed_after >= LEASE, "the servers removed the lease after {lapsed_after:?}, before {LEASE:?}");
+        assert!(matches!(a.renew(&grant_now, 0).await, Err(RenewError::Lost(_))), "renewed a lapsed lease");
+        assert_eq!(a.holder().await.expect("read").expect("held").0.node, "node-b");
+    });
+}
+
+#[test]
+fn nodes_that_disagree_on_the_lease_are_refused() {
+    let test = start_cluster(3);
+    runtime().block_on(async {
+        let js = jetstream(&test.cluster).await;
+        Lease::open(&js, "lease_config", LEASE, 3, "node-a").await.expect("open a");
+        let other = Lease::open(&js, "lease_config", 2 * LEASE, 3, "node-b").await;
+        assert!(
+            matches!(&other, Err(ClusterError::InvalidOptions(reason)) if reason.contains("same lease")),
+            "{other:?}"
+        );
+        let short = Lease::open(&js, "lease_short", Duration::from_millis(10), 3, "node-a").await;
+        assert!(matches!(short, Err(ClusterError::InvalidOptions(_))), "{short:?}");
+    });
+}
