@@ -58,7 +58,9 @@ impl ProducerDescription {
 
     /// The recovery window as a duration, if the list gives one (0 is taken as none).
     pub fn recovery_window(&self) -> Option<Duration> {
-        self.stateful_recovery_window_in_minutes.filter(|minutes| *minutes > 0).map(|m| Duration::from_secs(60 * u64::from(m)))
+        self.stateful_recovery_window_in_minutes
+            .filter(|minutes| *minutes > 0)
+            .map(|m| Duration::from_secs(60 * u64::from(m)))
     }
 }
 
@@ -123,9 +125,9 @@ pub fn parse(xml: &str) -> Result<Vec<ProducerDescription>, ProducersError> {
         };
         let window = match node.attribute("stateful_recovery_window_in_minutes") {
             None => None,
-            Some(value) => {
-                Some(value.parse::<u32>().map_err(|_| bad("stateful_recovery_window_in_minutes is not a number".into()))?)
-            }
+            Some(value) => Some(
+                value.parse::<u32>().map_err(|_| bad("stateful_recovery_window_in_minutes is not a number".into()))?,
+            ),
         };
         producers.push(ProducerDescription {
             id,

@@ -73,7 +73,10 @@ fn wall_ms() -> u64 {
 }
 
 fn bad_request(message: &str) -> (StatusCode, String) {
-    (StatusCode::BAD_REQUEST, format!(r#"<response response_code="BAD_REQUEST"><message>{message}</message></response>"#))
+    (
+        StatusCode::BAD_REQUEST,
+        format!(r#"<response response_code="BAD_REQUEST"><message>{message}</message></response>"#),
+    )
 }
 
 /// The simulated provider's HTTP API on a local address.

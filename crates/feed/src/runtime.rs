@@ -111,6 +111,11 @@ pub enum Control {
 struct SourceState {
     name: String,
     connected: bool,
+    /// The source said it connected (`SourceHandle::connected`: for AMQP, its queue is bound
+    /// and consumed): a recovery's replay reaches us. A new source is presumed `connected` for
+    /// freshness, not this: a request sent before the queue is bound would be replayed to
+    /// nobody (and asked again once it is).
+    session: bool,
     last_seen: Option<Instant>,
     controls: Option<mpsc::Sender<Control>>,
 }
@@ -319,6 +324,7 @@ impl FeedHub {
                 state.sources.push(SourceState {
                     name: name.to_string(),
                     connected: false,
+                    session: false,
                     last_seen: None,
                     controls: None,
                 });
@@ -363,6 +369,7 @@ impl FeedHub {
         let index = Self::source_index(state, HTTP_SOURCE);
         let source = &mut state.sources[index];
         source.connected = true;
+        source.session = true;
         source.last_seen = Some(Instant::now());
     }
 
@@ -438,7 +445,7 @@ impl FeedHub {
             let poll_due = state.uof.last_poll.is_none_or(|at| now.duration_since(at) >= RECOVERY_POLL_INTERVAL);
             if poll_due && !state.producers.is_empty() {
                 state.uof.last_poll = Some(now);
-                let connected = state.sources[state.active].connected;
+                let connected = state.sources[state.active].connected && state.sources[state.active].session;
                 let ms = self.now_ms();
                 let wall = wall_ms();
                 let mut due = Vec::new();
@@ -581,17 +588,22 @@ impl FeedHub {
             state.uof.saved = stored.clone();
             state.uof.stored = stored.clone();
             state.uof.settings = settings;
+            // Producers made from an earlier configuration's stored points or list, and never
+            // heard of, are made again from this one's.
+            state.producers.retain(|_, producer| producer.heard);
+            if recovers {
+                for product in stored.keys() {
+                    self.producer_entry(state, *product, false);
+                }
+                state.uof.listed = None;
+                state.uof.list_fetch = ListFetch::default();
+                self.fetch_producers(provider, state);
+            }
             if !recovers || state.starting {
                 return None;
             }
             state.starting = true;
             state.book_held = true;
-            for product in stored.keys() {
-                self.producer_entry(state, *product, false);
-            }
-            state.uof.listed = None;
-            state.uof.list_fetch = ListFetch::default();
-            self.fetch_producers(provider, state);
             Some(state.settings.on_stale)
         });
         match hold {
@@ -895,7 +907,12 @@ impl FeedHub {
                 forward.push(snapshot);
                 let timestamp = state.last_timestamp.max(wall_ms());
                 for items in rest.chunks(book::constants::FEED_ITEMS_MAX) {
-                    forward.push(FeedMessage { provider: name.to_string(), sequence: 0, timestamp, items: items.to_vec() });
+                    forward.push(FeedMessage {
+                        provider: name.to_string(),
+                        sequence: 0,
+                        timestamp,
+                        items: items.to_vec(),
+                    });
                 }
                 state.book_held = false;
                 if state.starting {
@@ -948,11 +965,7 @@ impl FeedHub {
     /// active now, and was never heard of in this run, is dropped (logged once); the held
     /// `snapshot_complete` goes to the book if every producer waited for is up already. Failed:
     /// logged and counted, asked again after a back-off; the provider stays stale meanwhile.
-    fn producers_listed(
-        &self,
-        provider: &str,
-        outcome: Result<Vec<ProducerDescription>, crate::uof_api::ApiError>,
-    ) {
+    fn producers_listed(&self, provider: &str, outcome: Result<Vec<ProducerDescription>, crate::uof_api::ApiError>) {
         let forward = self.with_provider(provider, |state| {
             let fetch = &mut state.uof.list_fetch;
             fetch.in_flight = false;
@@ -1194,6 +1207,7 @@ impl SourceHandle {
     pub fn connected(&self) {
         self.update(|state, index| {
             state.sources[index].connected = true;
+            state.sources[index].session = true;
             state.sources[index].last_seen = Some(Instant::now());
             if state.active == index {
                 self.hub.request_recovery(&self.provider, state);
@@ -1210,6 +1224,7 @@ impl SourceHandle {
         let ms = self.hub.now_ms();
         self.update(|state, index| {
             state.sources[index].connected = false;
+            state.sources[index].session = false;
             if state.active != index {
                 return;
             }
