@@ -31,10 +31,12 @@
 //!
 //! A start is treated like a silence for a provider that can recover (a UOF provider with its
 //! API): the markets a previous run left open have prices of unknown age, so `configure_uof`
-//! tells the book the provider is stale before any source starts, the producers of the previous
-//! run (and any heard of meanwhile) recover, and the `snapshot_complete` that ends the last of
-//! those recoveries reopens the markets. A producer first heard of later is held from its first
-//! message until its own recovery completes.
+//! tells the book the provider is stale before any source starts and fetches the provider's
+//! producers list (`producers.xml`, retried until it comes: without it the provider stays
+//! stale); the active producers of that list (and those of the previous run, at once) recover,
+//! and the `snapshot_complete` that ends the last recovery of a listed producer reopens the
+//! markets. A producer not waited for that is still down then, or first heard of later, is
+//! held until its own recovery completes.
 //!
 //! Every switch is logged and counted; every refused message and refused item is logged with
 //! its reason and counted by reason (`sportsbook_feed_refusals`).
