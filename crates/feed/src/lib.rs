@@ -9,11 +9,13 @@
 //! - `recovery`: the UOF producer recovery state machine (pure; the runtime drives it);
 //! - `uof_api`: the UOF provider's HTTP API (recovery requests, descriptions, fixtures);
 //! - `provider_api`: the simulated provider's HTTP API (recovery requests, descriptions);
+//! - `producers`: the provider's producers list (`producers.xml`);
 //! - `names`: market, outcome and event names from the provider's descriptions and fixtures.
 mod error;
 pub mod json;
 pub mod metrics;
 pub mod names;
+pub mod producers;
 pub mod provider;
 pub mod provider_api;
 pub mod recovery;

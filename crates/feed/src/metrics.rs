@@ -70,6 +70,9 @@ pub struct FeedMetrics {
     /// kind: requests, request_failures, replay_timeouts, after_clamped, stale_snapshots,
     /// completed. Gauges set from the state machines (which count since the process started).
     pub recoveries: Family<ProducerLabel, Gauge>,
+    /// Fetches of a UOF provider's producers list, by provider and outcome: `fetched`, or the
+    /// API error's code (`uof_api::ApiError::code`).
+    pub producer_lists: Family<ReasonLabel, Counter>,
     /// Failed or lost connections of sources, by provider and code (`transport::AmqpFailure`).
     pub connection_errors: Family<ReasonLabel, Counter>,
     pub staleness_ms: Family<ProviderLabel, Gauge>,
@@ -93,6 +96,7 @@ impl FeedMetrics {
             refusals: Family::default(),
             producers: Family::default(),
             connection_errors: Family::default(),
+            producer_lists: Family::default(),
             recoveries: Family::default(),
             staleness_ms: Family::default(),
             messages: Family::default(),
@@ -128,6 +132,11 @@ impl FeedMetrics {
             "sportsbook_feed_producer_recoveries",
             "UOF recovery requests and their outcomes (requests, request_failures, replay_timeouts, after_clamped, stale_snapshots, completed) by provider and product, since start",
             self.recoveries.clone(),
+        );
+        registry.register(
+            "sportsbook_feed_producer_lists",
+            "Fetches of UOF providers' producers lists by provider and outcome (fetched, or the API error code)",
+            self.producer_lists.clone(),
         );
         registry.register(
             "sportsbook_feed_connection_errors",
@@ -176,6 +185,19 @@ impl FeedMetrics {
     pub fn connection_errors_of(&self, provider: &str, code: &str) -> u64 {
         self.connection_errors
             .get_or_create(&ReasonLabel { provider: provider.to_string(), reason: code.to_string() })
+            .get()
+    }
+
+    pub fn producer_list(&self, provider: &str, outcome: &str) {
+        self.producer_lists
+            .get_or_create(&ReasonLabel { provider: provider.to_string(), reason: outcome.to_string() })
+            .inc();
+    }
+
+    /// How many producers-list fetches of `outcome` were counted for `provider`.
+    pub fn producer_lists_of(&self, provider: &str, outcome: &str) -> u64 {
+        self.producer_lists
+            .get_or_create(&ReasonLabel { provider: provider.to_string(), reason: outcome.to_string() })
             .get()
     }
 

@@ -7,6 +7,13 @@
 //! - `GET /v1/descriptions/{lang}/markets.xml`: the bundled market descriptions;
 //! - `GET /v1/sports/{lang}/sport_events/{urn}/fixture.xml`: fixtures registered with
 //!   [`ProviderApi::set_fixture`], else 404;
+//! - `GET /v1/descriptions/producers.xml`: the producers it offers ([`default_producers`]: the
+//!   live producer 1 that `feed-sim` publishes; tests set others with
+//!   [`ProviderApi::set_producers`], or `None` to answer 503 as an unreachable list);
+//!
+//! A recovery request whose `after` is older than the producer's
+//! `stateful_recovery_window_in_minutes` (measured back from the wall clock) is refused with
+//! 400, as the provider refuses it; so is one for a producer its list shows inactive.
 //!
 //! and refuses a request without the expected `x-access-token` with 403, as the provider does.
 
@@ -22,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::names::BUNDLED_MARKETS_EN;
+use crate::producers::ProducerDescription;
 use crate::transport::RecoveryRequest;
 
 /// Recovery requests queued for the simulator.
@@ -43,6 +51,32 @@ struct Shared {
     requests: mpsc::Sender<RecoveryRequest>,
     received: Mutex<Vec<ApiRecovery>>,
     fixtures: Mutex<HashMap<String, String>>,
+    producers: Mutex<Option<Vec<ProducerDescription>>>,
+}
+
+/// What the stand-in lists unless told otherwise: the live producer (1, `liveodds`, 72 h
+/// window), the one `sportsbook feed-sim` publishes.
+pub fn default_producers() -> Vec<ProducerDescription> {
+    vec![ProducerDescription {
+        id: 1,
+        name: "LO".to_string(),
+        description: "Live Odds".to_string(),
+        api_url: "http://127.0.0.1/v1/liveodds/".to_string(),
+        active: true,
+        scope: "live".to_string(),
+        stateful_recovery_window_in_minutes: Some(4320),
+    }]
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn bad_request(message: &str) -> (StatusCode, String) {
+    (
+        StatusCode::BAD_REQUEST,
+        format!(r#"<response response_code="BAD_REQUEST"><message>{message}</message></response>"#),
+    )
 }
 
 /// The simulated provider's HTTP API on a local address.
@@ -79,9 +113,29 @@ async fn recovery(
             node.and_then(Result::ok).and_then(|node| u32::try_from(node).ok()),
         ),
         _ => {
-            return (StatusCode::BAD_REQUEST, r#"<response response_code="BAD_REQUEST"/>"#.to_string());
+            return bad_request("after, request_id and node_id are numbers");
         }
     };
+    // The producer as its list describes it (by the name its api_url gives the path).
+    let listed = shared
+        .producers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .flatten()
+        .find(|listed| listed.path_name().as_deref() == Some(producer.as_str()))
+        .cloned();
+    if let Some(listed) = listed {
+        if !listed.active {
+            return bad_request("the producer is not active");
+        }
+        let window = listed.recovery_window().map(|window| window.as_millis() as u64);
+        if let (Some(after), Some(window)) = (after, window) {
+            if after < wall_ms().saturating_sub(window) {
+                return bad_request("after is older than the producer's stateful recovery window");
+            }
+        }
+    }
     shared.received.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(ApiRecovery {
         producer,
         after,
@@ -99,6 +153,16 @@ async fn markets(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> (Stat
         return (StatusCode::FORBIDDEN, String::new());
     }
     (StatusCode::OK, BUNDLED_MARKETS_EN.to_string())
+}
+
+async fn producers(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> (StatusCode, String) {
+    if !authorised(&shared, &headers) {
+        return (StatusCode::FORBIDDEN, String::new());
+    }
+    match &*shared.producers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+        Some(list) => (StatusCode::OK, crate::producers::render(list)),
+        None => (StatusCode::SERVICE_UNAVAILABLE, r#"<response response_code="SERVICE_UNAVAILABLE"/>"#.to_string()),
+    }
 }
 
 async fn fixture(
@@ -129,9 +193,11 @@ impl ProviderApi {
             requests,
             received: Mutex::new(Vec::new()),
             fixtures: Mutex::new(HashMap::new()),
+            producers: Mutex::new(Some(default_producers())),
         });
         let router = Router::new()
             .route("/v1/{producer}/recovery/initiate_request", post(recovery))
+            .route("/v1/descriptions/producers.xml", get(producers))
             .route("/v1/descriptions/{lang}/markets.xml", get(markets))
             .route("/v1/sports/{lang}/sport_events/{urn}/fixture.xml", get(fixture))
             .with_state(shared.clone());
@@ -151,6 +217,11 @@ impl ProviderApi {
     /// Every recovery request received so far, in order.
     pub fn received(&self) -> Vec<ApiRecovery> {
         self.shared.received.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Lists `producers` from now on; `None` answers the list with 503 (unreachable).
+    pub fn set_producers(&self, producers: Option<Vec<ProducerDescription>>) {
+        *self.shared.producers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = producers;
     }
 
     /// Serves `xml` as the fixture of `urn`.

@@ -23,6 +23,11 @@
 
 use std::time::Duration;
 
+/// How far inside the producer's recovery window `after` is kept: the provider measures the
+/// window from its own now, our clocks differ from it, and a request waits before it is sent
+/// (Sportradar's Java SDK keeps 10 minutes; at most half the window).
+pub const AFTER_WINDOW_MARGIN: Duration = Duration::from_secs(10 * 60);
+
 /// Limits and timings of one producer's recovery. Defaults follow the provider's SDKs: 20 s
 /// without `alive` marks a producer down (their minimum and default inactivity), a replay may
 /// take 10 minutes before it is asked again (the .NET SDK's minimum recovery execution time),
@@ -161,6 +166,8 @@ pub struct ProducerRecovery {
     last_alive_at: Option<u64>,
     /// Provider timestamp of the last `alive` while up (gap detection).
     last_alive_ts: Option<u64>,
+    /// The local wall clock (Unix ms) as last told: the provider's now, up to clock skew.
+    wall_now: Option<u64>,
     failures: u32,
     counts: RecoveryCounts,
 }
@@ -180,6 +187,7 @@ impl ProducerRecovery {
             last_good,
             last_alive_at: None,
             last_alive_ts: None,
+            wall_now: None,
             failures: 0,
             counts: RecoveryCounts::default(),
         }
@@ -201,6 +209,23 @@ impl ProducerRecovery {
     /// asks only for what it missed.
     pub fn last_good(&self) -> Option<u64> {
         self.last_good
+    }
+
+    /// The producer's own recovery window (`stateful_recovery_window_in_minutes` of the
+    /// provider's producers list), in place of the configured default.
+    pub fn set_recovery_window(&mut self, window: Duration) {
+        self.config.recovery_window = window;
+    }
+
+    pub fn recovery_window(&self) -> Duration {
+        self.config.recovery_window
+    }
+
+    /// The local wall clock in Unix ms (the runtime tells it before each poll). The provider
+    /// measures the recovery window back from its own now, which a restart's stored `after`
+    /// may be days behind before any `alive` has told the provider's time.
+    pub fn on_wall_clock(&mut self, wall_ms: u64) {
+        self.wall_now = Some(self.wall_now.map_or(wall_ms, |t| t.max(wall_ms)));
     }
 
     pub fn counts(&self) -> &RecoveryCounts {
@@ -351,12 +376,13 @@ impl ProducerRecovery {
 
     fn after_for_request(&mut self) -> Option<u64> {
         let last = self.last_good?;
-        // The newest provider time we know is the newest alive or message; the window is
-        // measured back from it (the provider measures from its own now, which is later, so
-        // leave a margin of one inactivity period).
-        let newest = self.last_alive_ts.unwrap_or(last).max(last);
-        let window = millis(self.config.recovery_window).saturating_sub(millis(self.config.max_inactivity));
-        let earliest = newest.saturating_sub(window);
+        // The provider refuses an `after` older than its window measured back from its now:
+        // the newest time we know of it (an alive, a message, or our wall clock), less a
+        // margin for the clocks' difference and the request's way there.
+        let newest = self.last_alive_ts.unwrap_or(last).max(last).max(self.wall_now.unwrap_or(0));
+        let window = millis(self.config.recovery_window);
+        let margin = millis(AFTER_WINDOW_MARGIN).min(window / 2);
+        let earliest = newest.saturating_sub(window - margin);
         if last < earliest {
             self.counts.after_clamped += 1;
             Some(earliest)
@@ -505,7 +531,30 @@ mod tests {
         // Far later, alives show the provider clock moved 2 h on.
         assert!(p.on_alive(3, 1_000_000 + 7_200_000, true).is_empty());
         let r = request(&p.poll(3, &mut ids));
-        assert_eq!(r.after, Some(1_000_000 + 7_200_000 - 3_600_000 + 20_000));
+        assert_eq!(r.after, Some(1_000_000 + 7_200_000 - 3_600_000 + 600_000));
         assert_eq!(p.counts().after_clamped, 1);
+    }
+
+    #[test]
+    fn a_stored_after_older_than_the_window_is_clamped_by_the_wall_clock_before_any_alive() {
+        let mut ids = RequestIds::starting_at(1);
+        let day = 86_400_000;
+        let now = 100 * day;
+        // Stored two days ago; the producers list gives a 10-hour window.
+        let mut p = ProducerRecovery::new(1, cfg(), Some(now - 2 * day), 0);
+        p.set_recovery_window(Duration::from_secs(10 * 3600));
+        p.on_wall_clock(now);
+        let r = request(&p.poll(0, &mut ids));
+        assert_eq!(r.after, Some(now - 10 * 3_600_000 + 600_000));
+        assert_eq!(p.counts().after_clamped, 1);
+        // Inside the window it is sent as stored; a short window keeps half of itself.
+        let mut p = ProducerRecovery::new(1, cfg(), Some(now - 3_600_000), 0);
+        p.set_recovery_window(Duration::from_secs(10 * 3600));
+        p.on_wall_clock(now);
+        assert_eq!(request(&p.poll(0, &mut ids)).after, Some(now - 3_600_000));
+        let mut p = ProducerRecovery::new(1, cfg(), Some(now - day), 0);
+        p.set_recovery_window(Duration::from_secs(600));
+        p.on_wall_clock(now);
+        assert_eq!(request(&p.poll(0, &mut ids)).after, Some(now - 300_000));
     }
 }

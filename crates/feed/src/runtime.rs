@@ -31,10 +31,12 @@
 //!
 //! A start is treated like a silence for a provider that can recover (a UOF provider with its
 //! API): the markets a previous run left open have prices of unknown age, so `configure_uof`
-//! tells the book the provider is stale before any source starts, the producers of the previous
-//! run (and any heard of meanwhile) recover, and the `snapshot_complete` that ends the last of
-//! those recoveries reopens the markets. A producer first heard of later is held from its first
-//! message until its own recovery completes.
+//! tells the book the provider is stale before any source starts and fetches the provider's
+//! producers list (`producers.xml`, retried until it comes: without it the provider stays
+//! stale); the active producers of that list (and those of the previous run, at once) recover,
+//! and the `snapshot_complete` that ends the last recovery of a listed producer reopens the
+//! markets. A producer not waited for that is still down then, or first heard of later, is
+//! held until its own recovery completes.
 //!
 //! Every switch is logged and counted; every refused message and refused item is logged with
 //! its reason and counted by reason (`sportsbook_feed_refusals`).
@@ -51,6 +53,7 @@ use engine::{EngineError, EngineHandle, Outcome};
 use tokio::sync::mpsc;
 
 use crate::metrics::FeedMetrics;
+use crate::producers::ProducerDescription;
 use crate::recovery::{Action, ProducerRecovery, RecoveryConfig, RequestIds, State};
 use crate::uof::UofNames;
 use crate::uof_api::UofApi;
@@ -110,6 +113,11 @@ pub enum Control {
 struct SourceState {
     name: String,
     connected: bool,
+    /// The source said it connected (`SourceHandle::connected`: for AMQP, its queue is bound
+    /// and consumed): a recovery's replay reaches us. A new source is presumed `connected` for
+    /// freshness, not this: a request sent before the queue is bound would be replayed to
+    /// nobody (and asked again once it is).
+    session: bool,
     last_seen: Option<Instant>,
     controls: Option<mpsc::Sender<Control>>,
 }
@@ -118,6 +126,9 @@ struct SourceState {
 #[derive(Debug)]
 struct ProducerState {
     recovery: ProducerRecovery,
+    /// Heard of in this run (a message, an alive ...), not only stored or listed: a producer
+    /// never heard of that the provider's list does not show active is forgotten.
+    heard: bool,
     /// Its markets were suspended as it went down for its own reasons: while it is down its
     /// active statuses are forwarded as suspended, and once it is up (and the book no longer
     /// waits for the provider's snapshot) the hub reopens those it last said were active.
@@ -137,15 +148,29 @@ impl ProducerState {
     }
 }
 
-/// The UOF side of a provider: settings, the `last_good` stored by a previous run, and the
-/// `snapshot_complete` held back while another producer still recovers.
+/// The UOF side of a provider: settings, the `last_good` stored by a previous run, the
+/// provider's producers list, and the `snapshot_complete` held back while another producer
+/// still recovers.
 #[derive(Debug, Default)]
 struct UofState {
     settings: UofSettings,
     stored: BTreeMap<u32, u64>,
     saved: BTreeMap<u32, u64>,
+    /// The provider's producers list (`producers.xml`) once fetched: its active producers are
+    /// the ones the provider's markets wait for. `None`: not fetched yet, nothing is released.
+    listed: Option<Vec<ProducerDescription>>,
+    list_fetch: ListFetch,
     held_snapshot: Option<FeedMessage>,
     last_poll: Option<Instant>,
+}
+
+/// Fetching the producers list: one request at a time, retried after a back-off that doubles
+/// (the recovery configuration's `backoff_initial` to `backoff_max`) until one succeeds.
+#[derive(Debug, Default)]
+struct ListFetch {
+    in_flight: bool,
+    failures: u32,
+    next_at: Option<Instant>,
 }
 
 /// A producer as seen from outside.
@@ -301,6 +326,7 @@ impl FeedHub {
                 state.sources.push(SourceState {
                     name: name.to_string(),
                     connected: false,
+                    session: false,
                     last_seen: None,
                     controls: None,
                 });
@@ -345,6 +371,7 @@ impl FeedHub {
         let index = Self::source_index(state, HTTP_SOURCE);
         let source = &mut state.sources[index];
         source.connected = true;
+        source.session = true;
         source.last_seen = Some(Instant::now());
     }
 
@@ -407,18 +434,27 @@ impl FeedHub {
         let mut stale_count = 0;
         let mut writes = Vec::new();
         for (name, state) in providers.iter_mut() {
+            let list_due = state.uof.settings.api.is_some()
+                && state.uof.listed.is_none()
+                && !state.uof.list_fetch.in_flight
+                && state.uof.list_fetch.next_at.is_none_or(|at| now >= at);
+            if list_due {
+                self.fetch_producers(name, state);
+            }
             if state.sources.is_empty() {
                 continue;
             }
             let poll_due = state.uof.last_poll.is_none_or(|at| now.duration_since(at) >= RECOVERY_POLL_INTERVAL);
             if poll_due && !state.producers.is_empty() {
                 state.uof.last_poll = Some(now);
-                let connected = state.sources[state.active].connected;
+                let connected = state.sources[state.active].connected && state.sources[state.active].session;
                 let ms = self.now_ms();
+                let wall = wall_ms();
                 let mut due = Vec::new();
                 {
                     let mut ids = self.0.uof_ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     for (product, producer) in &mut state.producers {
+                        producer.recovery.on_wall_clock(wall);
                         // Requests wait for a connection: a replay sent to nobody is lost.
                         let actions = if connected {
                             producer.recovery.poll(ms, &mut ids)
@@ -533,11 +569,16 @@ impl FeedHub {
     /// A provider that can recover (its API is configured) starts stale: the markets a
     /// previous run left open carry prices of unknown age, so the hub submits `FeedHealth`
     /// stale for it now, ahead of every message its sources will submit and every bet taken
-    /// after this call, and the book suspends (or delays) them as for a silence. The producers
-    /// of the previous run (those with a stored recovery point) start down and recover; the
-    /// book reopens the markets on the `snapshot_complete` that ends the last of the
-    /// recoveries. Without an API nothing could ever end that wait, so such a provider starts
-    /// fresh (and says so in the log).
+    /// after this call, and the book suspends (or delays) them as for a silence. The hub
+    /// fetches the provider's producers list (`producers.xml`, retried with a back-off until it
+    /// comes): the producers waited for are the active ones of that list. The producers of the
+    /// previous run (those with a stored recovery point) start down and recover at once; one
+    /// the list shows inactive or omits is dropped (logged) unless heard of meanwhile, and is
+    /// never waited for; an active one never stored recovers in full (no `after`, as the SDKs
+    /// do on a first start). The book reopens the markets on the `snapshot_complete` that ends
+    /// the last of those recoveries; until the list is fetched nothing reopens. Without an API
+    /// nothing could ever end that wait, so such a provider starts fresh (and says so in the
+    /// log).
     pub fn configure_uof(&self, provider: &str, settings: UofSettings) {
         let stored =
             settings.state_dir.as_ref().map(|dir| read_last_good(&recovery_path(dir, provider))).unwrap_or_default();
@@ -549,14 +590,22 @@ impl FeedHub {
             state.uof.saved = stored.clone();
             state.uof.stored = stored.clone();
             state.uof.settings = settings;
+            // Producers made from an earlier configuration's stored points or list, and never
+            // heard of, are made again from this one's.
+            state.producers.retain(|_, producer| producer.heard);
+            if recovers {
+                for product in stored.keys() {
+                    self.producer_entry(state, *product, false);
+                }
+                state.uof.listed = None;
+                state.uof.list_fetch = ListFetch::default();
+                self.fetch_producers(provider, state);
+            }
             if !recovers || state.starting {
                 return None;
             }
             state.starting = true;
             state.book_held = true;
-            for product in stored.keys() {
-                self.producer(state, *product);
-            }
             Some(state.settings.on_stale)
         });
         match hold {
@@ -610,18 +659,36 @@ impl FeedHub {
         })
     }
 
+    /// The producer `product`, heard of now (a message, an alive ...): created if new.
     fn producer<'a>(&self, state: &'a mut ProviderState, product: u32) -> &'a mut ProducerState {
+        let producer = self.producer_entry(state, product, true);
+        producer.heard = true;
+        producer
+    }
+
+    /// The producer `product`, created if new (down, recovering from its stored point, with its
+    /// recovery window from the producers list if fetched).
+    fn producer_entry<'a>(&self, state: &'a mut ProviderState, product: u32, heard: bool) -> &'a mut ProducerState {
         let ms = self.now_ms();
+        let window = state
+            .uof
+            .listed
+            .as_ref()
+            .and_then(|list| list.iter().find(|listed| listed.id == product))
+            .and_then(ProducerDescription::recovery_window);
         let config = state.uof.settings.recovery.clone();
         let stored = state.uof.stored.get(&product).copied();
         // A producer first heard of while the book does not hold the provider's markets (after
         // the start recovery, with its API to recover through) has markets that may be open
         // on prices of unknown age: they are held until its own recovery completes.
         let held = !state.book_held && state.uof.settings.api.is_some();
-        state
-            .producers
-            .entry(product)
-            .or_insert_with(|| ProducerState { recovery: ProducerRecovery::new(product, config, stored, ms), held })
+        state.producers.entry(product).or_insert_with(|| {
+            let mut recovery = ProducerRecovery::new(product, config, stored, ms);
+            if let Some(window) = window {
+                recovery.set_recovery_window(window);
+            }
+            ProducerState { recovery, heard, held }
+        })
     }
 
     /// Carries out a producer's recovery actions; returns the messages to forward to the book,
@@ -673,38 +740,7 @@ impl FeedHub {
                 Action::MarkUp => {
                     self.0.metrics.producer(name, product, "up");
                     tracing::info!(provider = %name, product, "feed producer up: its recovery completed");
-                    if !state.producers.values().any(ProducerState::down) {
-                        if let Some(snapshot) = state.uof.held_snapshot.take() {
-                            forward.push(snapshot);
-                            state.book_held = false;
-                            if state.starting {
-                                state.starting = false;
-                                self.0.metrics.switch(name, "fresh");
-                                tracing::info!(provider = %name, "feed provider recovered at start: its markets reopen");
-                            }
-                            if state.stale {
-                                // The book's snapshot_complete ends its stale state; so does the
-                                // hub's now, so a producer that goes down again right away is
-                                // told to the book again.
-                                state.stale = false;
-                                self.0.metrics.switch(name, "fresh");
-                                tracing::info!(provider = %name, "feed fresh again: every producer recovered");
-                            }
-                        }
-                    }
-                    // Held markets reopen once the book no longer holds them for the
-                    // provider's snapshot (it would not reopen them before).
-                    if !state.book_held {
-                        let held: Vec<u32> = state
-                            .producers
-                            .iter()
-                            .filter(|(_, producer)| producer.held && !producer.down())
-                            .map(|(product, _)| *product)
-                            .collect();
-                        for product in held {
-                            forward.extend(self.reopen_producer(name, state, product));
-                        }
-                    }
+                    forward.extend(self.release(name, state));
                 }
             }
         }
@@ -780,12 +816,7 @@ impl FeedHub {
         if state.stale {
             return;
         }
-        let items: Vec<FeedItem> = state
-            .owners
-            .iter()
-            .filter(|(_, owner)| **owner == product)
-            .map(|((event, market), _)| FeedItem::BetStop { event: event.clone(), markets: vec![market.clone()] })
-            .collect();
+        let items = Self::stop_items(state, product);
         if items.is_empty() {
             return;
         }
@@ -796,22 +827,197 @@ impl FeedHub {
         let timestamp = state.last_timestamp.max(wall_ms());
         for items in items.chunks(book::constants::FEED_ITEMS_MAX) {
             let message = FeedMessage { provider: name.to_string(), sequence: 0, timestamp, items: items.to_vec() };
-            let origin = Origin::new(Actor::Feed(name.to_string()));
-            match self.0.engine.submit_waiting((Command::Feed(message), origin)) {
-                Ok(reply) => {
-                    let (hub, provider) = (self.clone(), name.to_string());
-                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                        runtime.spawn(async move {
-                            if let Ok(Ok(reply)) = reply.await {
-                                hub.record(&provider, timestamp, &reply);
-                            }
-                        });
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(provider = %name, product, %error, "feed producer's markets not suspended")
+            self.submit_feed(name, message);
+        }
+    }
+
+    /// A `BetStop` item for each market `product` owns (one per market, so that one the book
+    /// does not have is refused alone).
+    fn stop_items(state: &ProviderState, product: u32) -> Vec<FeedItem> {
+        state
+            .owners
+            .iter()
+            .filter(|(_, owner)| **owner == product)
+            .map(|((event, market), _)| FeedItem::BetStop { event: event.clone(), markets: vec![market.clone()] })
+            .collect()
+    }
+
+    /// Submits a message of the hub's own (or one it held back) to the book now, in order
+    /// before whatever is submitted after this call; its reply is counted when it comes.
+    fn submit_feed(&self, name: &str, message: FeedMessage) {
+        let timestamp = message.timestamp;
+        let origin = Origin::new(Actor::Feed(name.to_string()));
+        match self.0.engine.submit_waiting((Command::Feed(message), origin)) {
+            Ok(reply) => {
+                let (hub, provider) = (self.clone(), name.to_string());
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Ok(Ok(reply)) = reply.await {
+                            hub.record(&provider, timestamp, &reply);
+                        }
+                    });
                 }
             }
+            Err(error) => tracing::error!(provider = %name, %error, "feed message of the hub not submitted"),
+        }
+    }
+
+    /// Whether the producers the provider's markets wait for are all up. With an API: the
+    /// active producers of its producers list (before the list is fetched, or if it shows none
+    /// active, nothing can be known to be recovered: the provider stays stale); without one,
+    /// every producer heard of.
+    fn waited_up(state: &ProviderState) -> bool {
+        if state.uof.settings.api.is_none() {
+            return !state.producers.values().any(ProducerState::down);
+        }
+        let Some(list) = &state.uof.listed else { return false };
+        let mut active = list.iter().filter(|listed| listed.active).peekable();
+        active.peek().is_some()
+            && active.all(|listed| state.producers.get(&listed.id).is_some_and(|producer| !producer.down()))
+    }
+
+    /// What the book is sent once every producer waited for is up (`waited_up`): the held
+    /// `snapshot_complete`, which reopens what the book held for the provider, carrying in the
+    /// same message (so that no bet lands between the two) the stop of the markets of each
+    /// producer still down that was not waited for, which is held from then on until its own
+    /// recovery; then the reopening of the markets of held producers that are up.
+    fn release(&self, name: &str, state: &mut ProviderState) -> Vec<FeedMessage> {
+        let mut forward = Vec::new();
+        if Self::waited_up(state) {
+            if let Some(mut snapshot) = state.uof.held_snapshot.take() {
+                let still_down: Vec<u32> = state
+                    .producers
+                    .iter()
+                    .filter(|(_, producer)| producer.down() && !producer.held)
+                    .map(|(product, _)| *product)
+                    .collect();
+                let mut stops = Vec::new();
+                for product in still_down {
+                    if let Some(producer) = state.producers.get_mut(&product) {
+                        producer.held = true;
+                    }
+                    let items = Self::stop_items(state, product);
+                    if !items.is_empty() {
+                        self.0.metrics.producer_markets_suspended(name, product, items.len() as u64);
+                        tracing::warn!(provider = %name, product, markets = items.len(), "feed producer not waited for and not recovered: its markets stay suspended until its own recovery");
+                    }
+                    stops.extend(items);
+                }
+                let room = book::constants::FEED_ITEMS_MAX.saturating_sub(snapshot.items.len());
+                let rest = stops.split_off(stops.len().min(room));
+                snapshot.items.extend(stops);
+                forward.push(snapshot);
+                let timestamp = state.last_timestamp.max(wall_ms());
+                for items in rest.chunks(book::constants::FEED_ITEMS_MAX) {
+                    forward.push(FeedMessage {
+                        provider: name.to_string(),
+                        sequence: 0,
+                        timestamp,
+                        items: items.to_vec(),
+                    });
+                }
+                state.book_held = false;
+                if state.starting {
+                    state.starting = false;
+                    self.0.metrics.switch(name, "fresh");
+                    tracing::info!(provider = %name, "feed provider recovered at start: its markets reopen");
+                }
+                if state.stale {
+                    // The book's snapshot_complete ends its stale state; so does the hub's now,
+                    // so a producer that goes down again right away is told to the book again.
+                    state.stale = false;
+                    self.0.metrics.switch(name, "fresh");
+                    tracing::info!(provider = %name, "feed fresh again: every producer recovered");
+                }
+            }
+        }
+        // Held markets reopen once the book no longer holds them for the provider's snapshot
+        // (it would not reopen them before).
+        if !state.book_held {
+            let held: Vec<u32> = state
+                .producers
+                .iter()
+                .filter(|(_, producer)| producer.held && !producer.down())
+                .map(|(product, _)| *product)
+                .collect();
+            for product in held {
+                forward.extend(self.reopen_producer(name, state, product));
+            }
+        }
+        forward
+    }
+
+    /// Asks the provider's API for its producers list on a task of its own; the answer goes
+    /// to `producers_listed`.
+    fn fetch_producers(&self, name: &str, state: &mut ProviderState) {
+        let Some(api) = state.uof.settings.api.clone() else { return };
+        // Without a runtime (a hub configured outside one) the watchdog's next pass asks.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        state.uof.list_fetch.in_flight = true;
+        let (hub, provider) = (self.clone(), name.to_string());
+        runtime.spawn(async move {
+            let outcome = api.producers().await;
+            hub.producers_listed(&provider, outcome);
+        });
+    }
+
+    /// The provider's producers list, or why it could not be had. Listed: the active producers
+    /// are the ones waited for (created if new, each with its recovery window and the name its
+    /// `api_url` gives the recovery path); a producer stored or listed before that is not
+    /// active now, and was never heard of in this run, is dropped (logged once); the held
+    /// `snapshot_complete` goes to the book if every producer waited for is up already. Failed:
+    /// logged and counted, asked again after a back-off; the provider stays stale meanwhile.
+    fn producers_listed(&self, provider: &str, outcome: Result<Vec<ProducerDescription>, crate::uof_api::ApiError>) {
+        let forward = self.with_provider(provider, |state| {
+            let fetch = &mut state.uof.list_fetch;
+            fetch.in_flight = false;
+            let list = match outcome {
+                Ok(list) => list,
+                Err(error) => {
+                    fetch.failures = fetch.failures.saturating_add(1);
+                    let config = &state.uof.settings.recovery;
+                    let shift = (fetch.failures - 1).min(16);
+                    let wait = config.backoff_initial.saturating_mul(1 << shift).min(config.backoff_max);
+                    fetch.next_at = Some(Instant::now() + wait);
+                    self.0.metrics.producer_list(provider, error.code());
+                    tracing::error!(%provider, code = error.code(), %error, retry_in = ?wait, "the provider's producers list not fetched: the producers to wait for are unknown, so the provider stays stale until it is");
+                    return Vec::new();
+                }
+            };
+            fetch.failures = 0;
+            self.0.metrics.producer_list(provider, "fetched");
+            let active: BTreeSet<u32> = list.iter().filter(|listed| listed.active).map(|listed| listed.id).collect();
+            let inactive: Vec<u32> = list.iter().filter(|listed| !listed.active).map(|listed| listed.id).collect();
+            tracing::info!(%provider, ?active, ?inactive, "the provider's producers list: its markets wait for the active ones");
+            if active.is_empty() {
+                tracing::error!(%provider, "the provider lists no active producer: nothing can recover its markets, which stay suspended");
+            }
+            let dropped: Vec<u32> = state
+                .producers
+                .iter()
+                .filter(|(product, producer)| !active.contains(product) && !producer.heard)
+                .map(|(product, _)| *product)
+                .collect();
+            for product in dropped {
+                state.producers.remove(&product);
+                let listed = if inactive.contains(&product) { "inactive" } else { "not listed" };
+                tracing::warn!(%provider, product, listed, "a stored producer the provider no longer offers is dropped: not waited for, not recovered");
+            }
+            let names = list.iter().filter_map(|listed| listed.path_name().map(|name| (listed.id, name)));
+            state.uof.settings.api = state.uof.settings.api.as_ref().map(|api| api.with_producer_names(names));
+            for listed in &list {
+                if let (Some(producer), Some(window)) = (state.producers.get_mut(&listed.id), listed.recovery_window()) {
+                    producer.recovery.set_recovery_window(window);
+                }
+            }
+            state.uof.listed = Some(list);
+            for product in &active {
+                self.producer_entry(state, *product, false);
+            }
+            self.release(provider, state)
+        });
+        for message in forward {
+            self.submit_feed(provider, message);
         }
     }
 
@@ -1003,6 +1209,7 @@ impl SourceHandle {
     pub fn connected(&self) {
         self.update(|state, index| {
             state.sources[index].connected = true;
+            state.sources[index].session = true;
             state.sources[index].last_seen = Some(Instant::now());
             if state.active == index {
                 self.hub.request_recovery(&self.provider, state);
@@ -1019,6 +1226,7 @@ impl SourceHandle {
         let ms = self.hub.now_ms();
         self.update(|state, index| {
             state.sources[index].connected = false;
+            state.sources[index].session = false;
             if state.active != index {
                 return;
             }

@@ -6,6 +6,7 @@
 //!   (`after` omitted for a full odds recovery; `node_id` only when configured);
 //! - `GET {base}/v1/descriptions/{lang}/markets.xml?include_mappings=true`;
 //! - `GET {base}/v1/sports/{lang}/sport_events/{urn}/fixture.xml`;
+//! - `GET {base}/v1/descriptions/producers.xml` (the producers it offers, [`crate::producers`]);
 //!
 //! every request with the access token in the `x-access-token` header. `{producer}` is the
 //! producer's name in the provider's `producers.xml` (`liveodds` for 1, `pre` for 3): the
@@ -89,6 +90,8 @@ pub enum ApiError {
     TooLarge { url: String },
     #[error("{url}: the answer is not UTF-8")]
     NotUtf8 { url: String },
+    #[error("{url}: {source}")]
+    Producers { url: String, source: crate::producers::ProducersError },
 }
 
 impl ApiError {
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::Status { .. } => "status",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::NotUtf8 { .. } => "not_utf8",
+            ApiError::Producers { .. } => "bad_producers",
         }
     }
 }
@@ -241,6 +245,23 @@ impl UofApi {
     pub async fn market_descriptions(&self) -> Result<String, ApiError> {
         let url = format!("{}/v1/descriptions/{}/markets.xml?include_mappings=true", self.base, self.settings.language);
         self.send(self.http.get(&url), &url).await
+    }
+
+    /// The producers the provider offers (`producers.xml`), parsed.
+    pub async fn producers(&self) -> Result<Vec<crate::producers::ProducerDescription>, ApiError> {
+        let url = format!("{}/v1/descriptions/producers.xml", self.base);
+        let xml = self.send(self.http.get(&url), &url).await?;
+        crate::producers::parse(&xml).map_err(|source| ApiError::Producers { url, source })
+    }
+
+    /// A copy whose recovery path names also cover `names` (producer id → name, e.g. from the
+    /// producers list's `api_url`s); a name the settings give is kept.
+    pub fn with_producer_names(&self, names: impl IntoIterator<Item = (u32, String)>) -> UofApi {
+        let mut api = self.clone();
+        for (id, name) in names {
+            api.settings.producer_names.entry(id).or_insert(name);
+        }
+        api
     }
 
     /// The fixture XML of one sport event (`sr:match:123`).

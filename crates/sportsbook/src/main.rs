@@ -180,7 +180,7 @@ enum Commands {
         #[arg(long, requires = "amqp_url")]
         exchange: Vec<String>,
         /// Serve the simulated provider's HTTP API here (UOF recovery requests, market
-        /// descriptions): a server following the exchanges recovers through it
+        /// descriptions, the producers list: live producer 1): a server following the exchanges recovers through it
         /// (`serve --uof-api-url http://ADDR`). Token: SPORTSBOOK_UOF_ACCESS_TOKEN (empty if unset).
         #[arg(long, requires = "amqp_url")]
         api_listen: Option<std::net::SocketAddr>,

@@ -41,11 +41,38 @@ pub(crate) async fn provider_at(
     exchange: &str,
     product: u32,
 ) -> (AmqpProvider, ProviderApi, Receiver<RecoveryRequest>) {
+    provider_listing(stack, url, exchange, product, feed::provider_api::default_producers()).await
+}
+
+/// The live (1) and pre-match (3) producers, both active, as the stand-in lists them.
+pub(crate) fn live_and_prematch() -> Vec<feed::producers::ProducerDescription> {
+    let mut producers = feed::provider_api::default_producers();
+    producers.push(feed::producers::ProducerDescription {
+        id: 3,
+        name: "Ctrl".to_string(),
+        description: "Betradar Ctrl".to_string(),
+        api_url: "http://127.0.0.1/v1/pre/".to_string(),
+        active: true,
+        scope: "prematch".to_string(),
+        stateful_recovery_window_in_minutes: Some(4320),
+    });
+    producers
+}
+
+/// `provider_at` with a stand-in whose producers list is `producers`.
+pub(crate) async fn provider_listing(
+    stack: &Stack,
+    url: &str,
+    exchange: &str,
+    product: u32,
+    producers: Vec<feed::producers::ProducerDescription>,
+) -> (AmqpProvider, ProviderApi, Receiver<RecoveryRequest>) {
     let amqp = AmqpProvider::connect(url, exchange, product).await.unwrap_or_else(|error| {
         panic!("RabbitMQ must run on 127.0.0.1:5672 with guest/guest for the UOF adapter tests: {error}")
     });
     let (api, requests) =
         ProviderApi::bind("127.0.0.1:0".parse().expect("address"), TOKEN).await.expect("provider API");
+    api.set_producers(Some(producers));
     let client = UofApi::new(ApiSettings::new(api.base_url(), TOKEN)).expect("API settings");
     stack.hub.configure_uof(
         "uof",
@@ -63,9 +90,11 @@ pub(crate) async fn alive_of(provider: &AmqpProvider, product: u32) {
     send(provider, "-.-.-.alive.-.-.-.-", xml).await;
 }
 
-/// Brings producers up as the provider's SDKs do: each one heard of asks the provider's API for
-/// a recovery, and is up once the `snapshot_complete` of that request arrives. Returns the
-/// requests.
+/// Brings producers up as the provider's SDKs do: each one heard of (or listed active by the
+/// provider's producers list) asks the provider's API for a recovery, and is up once the
+/// `snapshot_complete` of that request arrives. The stand-in's queue does not say whose request
+/// it is, so each request's `snapshot_complete` is sent for every product still down (only the
+/// producer whose request it is takes it). Returns the requests, in the order they came.
 pub(crate) async fn recover(
     stack: &Stack,
     provider: &AmqpProvider,
@@ -73,38 +102,42 @@ pub(crate) async fn recover(
     products: &[u32],
 ) -> Vec<RecoveryRequest> {
     let mut requests = Vec::new();
-    for &product in products {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        let request = loop {
-            // Alive until the adapter is bound and the producer asks for its recovery.
-            alive_of(provider, product).await;
-            if let Ok(Some(request)) = tokio::time::timeout(Duration::from_millis(300), recoveries.recv()).await {
-                break request;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "producer {product} never asked for a recovery");
-        };
-        send(
-            provider,
-            "-.-.-.snapshot_complete.-.-.-.-",
-            format!(
-                r#"<snapshot_complete request_id="{}" product="{product}" timestamp="{}"/>"#,
-                request.request_id,
-                wall_ms()
-            ),
-        )
-        .await;
-        requests.push(request);
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    let up = |product: u32| {
         let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof").expect("uof");
-        if products.iter().all(|product| view.producers.iter().any(|p| p.product == *product && !p.down)) {
-            break;
+        view.producers.iter().any(|p| p.product == product && !p.down)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let down: Vec<u32> = products.iter().copied().filter(|product| !up(*product)).collect();
+        if down.is_empty() {
+            return requests;
         }
-        assert!(tokio::time::Instant::now() < deadline, "producers never up: {view:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "producers never up: {:?}",
+            stack.hub.providers().into_iter().find(|view| view.provider == "uof")
+        );
+        // Alive until the adapter is bound and the producer asks for its recovery.
+        for product in &down {
+            alive_of(provider, *product).await;
+        }
+        if let Ok(Some(request)) = tokio::time::timeout(Duration::from_millis(300), recoveries.recv()).await {
+            for product in &down {
+                send(
+                    provider,
+                    "-.-.-.snapshot_complete.-.-.-.-",
+                    format!(
+                        r#"<snapshot_complete request_id="{}" product="{product}" timestamp="{}"/>"#,
+                        request.request_id,
+                        wall_ms()
+                    ),
+                )
+                .await;
+            }
+            requests.push(request);
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    requests
 }
 
 pub(crate) fn exchange(name: &str) -> String {

@@ -501,7 +501,9 @@ async fn a_down_producers_prices_move_but_its_markets_reopen_only_on_its_snapsho
 async fn a_held_producers_markets_reopen_after_the_snapshot_that_ends_the_providers_staleness() {
     let stack = Stack::start(ProviderSettings { stale_after: Duration::from_secs(1), on_stale: StaleMode::Suspend });
     let exchange = exchange("heldstale");
-    let (provider, _api, mut recoveries) = provider(&stack, &exchange, 1).await;
+    // The provider offers both producers: its staleness ends once both have recovered.
+    let (provider, _api, mut recoveries) =
+        crate::amqp::provider_listing(&stack, RABBITMQ, &exchange, 1, crate::amqp::live_and_prematch()).await;
     let source = tokio::spawn(follow_amqp(stack.hub.add_source("uof", "primary"), RABBITMQ.to_string(), exchange, 5));
     two_producers(&stack, &provider, &mut recoveries).await;
     while recoveries.try_recv().is_ok() {}

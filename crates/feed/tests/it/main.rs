@@ -4,12 +4,14 @@
 //! `amqp_connection`; producers down and recovering one by one in `amqp_producers`), and the UOF provider's HTTP API (recovery, names) against a local
 //! stand-in of the provider, in the clear and over https (`uof_api`); a restart on the same data
 //! directory, a UOF provider's markets held until its recovery and a JSON provider's not
-//! (`restart`); `tls` holds the test CA and the TLS endpoint both TLS suites use.
+//! (`restart`); which producers a UOF provider waits for at a start, from its producers list
+//! (`producers_list`); `tls` holds the test CA and the TLS endpoint both TLS suites use.
 
 mod amqp;
 mod amqp_connection;
 mod amqp_producers;
 mod book_rules;
+mod producers_list;
 mod restart;
 mod support;
 mod tls;

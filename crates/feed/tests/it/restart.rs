@@ -21,18 +21,18 @@ use tokio::sync::mpsc::Receiver;
 use crate::amqp::{alive_of, exchange, live, send, RABBITMQ, TOKEN};
 use crate::support::{single, wall_ms, Stack};
 
-const EVENT: &str = "sr:match:1";
+pub(crate) const EVENT: &str = "sr:match:1";
 /// An event of the pre-match producer (3), which the restarted run first hears of after its
 /// start recovery.
-const PREMATCH_EVENT: &str = "sr:match:31";
+pub(crate) const PREMATCH_EVENT: &str = "sr:match:31";
 
-fn settings() -> ProviderSettings {
+pub(crate) fn settings() -> ProviderSettings {
     ProviderSettings { stale_after: Duration::from_secs(30), on_stale: StaleMode::Suspend }
 }
 
 /// The hub's provider `uof` as `serve` configures it: the stand-in's API, recovery points
 /// stored in `state`.
-fn configure(stack: &Stack, api: &ProviderApi, state: &std::path::Path) {
+pub(crate) fn configure(stack: &Stack, api: &ProviderApi, state: &std::path::Path) {
     stack.hub.configure_uof(
         "uof",
         UofSettings {
@@ -44,7 +44,7 @@ fn configure(stack: &Stack, api: &ProviderApi, state: &std::path::Path) {
     );
 }
 
-fn bet(stack: &Stack, player: book::AccountId, event: &'static str) -> book::Reply {
+pub(crate) fn bet(stack: &Stack, player: book::AccountId, event: &'static str) -> book::Reply {
     let (selection, price) = stack.read(move |book| {
         let market = book.feed().market("uof", event, "1").expect("market");
         let selection = book.feed().selection(market, "1").expect("outcome 1");
@@ -53,15 +53,15 @@ fn bet(stack: &Stack, player: book::AccountId, event: &'static str) -> book::Rep
     stack.submit(single(player, selection, price, 100))
 }
 
-fn accepted(reply: &book::Reply) -> bool {
+pub(crate) fn accepted(reply: &book::Reply) -> bool {
     matches!(reply, Ok(Ack::BetPlaced { status: BetStatus::Accepted, .. }))
 }
 
-fn status(stack: &Stack, event: &'static str) -> MarketStatus {
+pub(crate) fn status(stack: &Stack, event: &'static str) -> MarketStatus {
     stack.read(move |book| book.market(book.feed().market("uof", event, "1").expect("market")).expect("m").status)
 }
 
-fn producer_view(stack: &Stack, product: u32) -> Option<feed::runtime::ProducerView> {
+pub(crate) fn producer_view(stack: &Stack, product: u32) -> Option<feed::runtime::ProducerView> {
     let view = stack.hub.providers().into_iter().find(|view| view.provider == "uof")?;
     view.producers.into_iter().find(|producer| producer.product == product)
 }
@@ -99,13 +99,13 @@ async fn pending_request(
     }
 }
 
-fn snapshot_complete(product: u32, request_id: u64) -> String {
+pub(crate) fn snapshot_complete(product: u32, request_id: u64) -> String {
     format!(r#"<snapshot_complete request_id="{request_id}" product="{product}" timestamp="{}"/>"#, wall_ms())
 }
 
 /// Market 1 of `event` priced by producer `product` (outcome 1 at `home`), active;
 /// `request_id` marks a replay.
-fn priced(product: u32, event: &str, home: &str, request_id: Option<u64>) -> String {
+pub(crate) fn priced(product: u32, event: &str, home: &str, request_id: Option<u64>) -> String {
     let request = request_id.map(|id| format!(r#" request_id="{id}""#)).unwrap_or_default();
     format!(
         r#"<odds_change product="{product}" event_id="{event}" timestamp="{}"{request}><odds>
@@ -116,7 +116,13 @@ fn priced(product: u32, event: &str, home: &str, request_id: Option<u64>) -> Str
 }
 
 /// The event starts in an hour (bets on an event past its start and not in play are refused).
-async fn reschedule(stack: &Stack, provider: &AmqpProvider, product: u32, event: &'static str, routing: &str) {
+pub(crate) async fn reschedule(
+    stack: &Stack,
+    provider: &AmqpProvider,
+    product: u32,
+    event: &'static str,
+    routing: &str,
+) {
     let starts_at = wall_ms() + 3_600_000;
     let xml = format!(
         r#"<fixture_change product="{product}" event_id="{event}" timestamp="{}" change_type="1" start_time="{starts_at}"/>"#,
@@ -131,7 +137,7 @@ async fn reschedule(stack: &Stack, provider: &AmqpProvider, product: u32, event:
         .await;
 }
 
-fn prematch_routing(kind: &str) -> String {
+pub(crate) fn prematch_routing(kind: &str) -> String {
     format!("lo.pre.-.{kind}.1.sr:match.31.-")
 }
 
