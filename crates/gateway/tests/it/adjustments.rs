@@ -289,3 +289,47 @@ async fn staff_are_listed_their_roles_changed_with_a_reason_and_their_tokens_log
     let (status, body) = app.call("GET", "/v1/admin/staff", Some(&admin_token), None).await;
     assert_eq!((status, code(&body)), (401, Some("unauthenticated")), "{body}");
 }
+
+#[tokio::test]
+async fn staff_give_a_reason_for_voids_resettlements_and_freezes_api_keys_may_not() {
+    let app = spawn_app().await;
+    let _player = app.funded_player("reasoned.rob", "10.00").await;
+    let account = account_of(&app, "reasoned.rob").await;
+    let (_, market, selections) = app.football_match("Reason v Rhyme").await;
+    let settler = create(&app, "reason.settler", &["trader", "settlement"]).await;
+    let token = login(&app, &settler).await;
+
+    let void = format!("/v1/admin/markets/{market}/void");
+    let (status, body) = app.call("POST", &void, Some(&token), None).await;
+    assert_eq!((status, code(&body)), (400, Some("reason_required")), "{body}");
+    let (status, body) = app.call("POST", &void, Some(&token), Some(json!({}))).await;
+    assert_eq!((status, code(&body)), (400, Some("reason_required")), "{body}");
+    let risk = format!("/v1/admin/accounts/{account}/risk");
+    let (status, body) = app.call("PUT", &risk, Some(&token), Some(json!({"frozen": true}))).await;
+    assert_eq!((status, code(&body)), (400, Some("reason_required")), "{body}");
+    let (status, body) =
+        app.call("PUT", &risk, Some(&token), Some(json!({"frozen": true, "reason": "fraud check"}))).await;
+    assert_eq!((status, &body["frozen"]), (200, &json!(true)), "{body}");
+
+    let settle = format!("/v1/admin/markets/{market}/settle");
+    let results = json!({"results": [{"selection_id": selections[0], "outcome": "win"}]});
+    let (status, body) = app.call("POST", &settle, Some(&token), Some(results)).await;
+    assert_eq!(status, 200, "{body}");
+    let unsettle = format!("/v1/admin/markets/{market}/unsettle");
+    let (status, body) = app.call("POST", &unsettle, Some(&token), None).await;
+    assert_eq!((status, code(&body)), (400, Some("reason_required")), "{body}");
+    let (status, body) = app.call("POST", &unsettle, Some(&token), Some(json!({"reason": "wrong result"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.call("POST", &void, Some(&token), Some(json!({"reason": "abandoned"}))).await;
+    assert_eq!(status, 200, "{body}");
+    // API keys keep the optional reason of the contract.
+    let (status, body) = app.call("PUT", &risk, Some(ADMIN_KEY), Some(json!({"frozen": false}))).await;
+    assert_eq!(status, 200, "{body}");
+
+    let commands = audited(&app).await;
+    let reason_of = |kind: &str| {
+        commands.iter().rev().find(|command| command["type"] == kind).map(|command| command["reason"].clone())
+    };
+    assert_eq!(reason_of("unsettle_market"), Some(json!("wrong result")));
+    assert_eq!(reason_of("void_market"), Some(json!("abandoned")));
+}
