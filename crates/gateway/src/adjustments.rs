@@ -150,7 +150,8 @@ pub struct AdjustmentView {
             body = AdjustmentView),
         (status = 400, description = "Malformed body, unknown field, a bad amount, a currency other than the \
             account's, a missing or too long `reason`, or a bad `Idempotency-Key` (`invalid_request`, names the \
-            `field`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
+            `field`), too many pending requests (`invalid_request`), or no `Idempotency-Key` \
+            (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a staff token (`forbidden`), or the member's roles may not adjust \
             balances (`adjustment_forbidden`)", body = ApiError),
@@ -160,10 +161,8 @@ pub struct AdjustmentView {
             body = ApiError),
         (status = 422, description = "A debit beyond the player's free cash (`insufficient_funds`), a balance past \
             the money maximum (`amount_too_large`), no exchange rate for the account's currency \
-            (`fx_rate_missing`), too many pending requests (`invalid_request`), or the idempotency key was used \
-            with another body (`idempotency_key_reused`)", body = ApiError),
-        (status = 503, description = "Overloaded, or the read models are too far behind to check the key \
-            (`overloaded`, `unavailable`; `Retry-After`)", body = ApiError),
+            (`fx_rate_missing`), or the idempotency key was used with another body (`idempotency_key_reused`)",
+            body = ApiError),
     ),
 )]
 pub(crate) async fn request(

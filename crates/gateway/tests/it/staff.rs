@@ -153,7 +153,8 @@ async fn a_disabled_staff_member_is_locked_out_across_a_restart() {
     let (status, body) = login_with(&app, "ops.cleo", PASSWORD, &totp(&leaving.secret, now_seconds())).await;
     assert_eq!((status, code(&body)), (403, Some("staff_disabled")), "{body}");
     let token = login(&app, &staying).await;
-    let (status, body) = app.call("POST", "/v1/admin/markets/mkt_404/void", Some(&token), None).await;
+    let body = Some(json!({"reason": "scope check"}));
+    let (status, body) = app.call("POST", "/v1/admin/markets/mkt_404/void", Some(&token), body).await;
     assert_eq!((status, code(&body)), (404, Some("not_found")), "settlement scope: {body}");
 }
 
@@ -164,7 +165,7 @@ async fn each_role_holds_the_scopes_it_maps_to() {
     let routes: [(&str, &str, &str, Option<Value>, u16); 6] = [
         ("GET", "/v1/admin/exposure", "trading read", None, 200),
         ("PUT", "/v1/admin/markets/mkt_404/risk", "trading write", Some(json!({})), 404),
-        ("POST", "/v1/admin/markets/mkt_404/void", "settlement", None, 404),
+        ("POST", "/v1/admin/markets/mkt_404/void", "settlement", Some(json!({"reason": "scope check"})), 404),
         ("GET", "/v1/admin/audit?limit=1", "compliance read", None, 200),
         ("POST", "/v1/feed/messages", "feed", Some(json!({"messages": []})), 200),
         ("POST", "/v1/admin/staff/stf_404/disable", "admin", None, 404),
