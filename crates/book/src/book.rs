@@ -130,6 +130,8 @@ pub struct Book {
     /// as the ledger keeps the deposits themselves (for ever): 16 bytes a deposit against the
     /// deposit transfer's 64.
     pub(crate) payment_refs: BTreeSet<(AccountId, u64)>,
+    /// Manual adjustments: the role limits and the requests waiting for approval.
+    pub(crate) adjustments: crate::adjustment::Adjustments,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -162,6 +164,7 @@ pub struct BookParts {
     pub fx: crate::fx::FxTable,
     /// Sorted.
     pub payment_refs: Vec<(AccountId, u64)>,
+    pub adjustments: crate::adjustment::Adjustments,
 }
 
 impl Book {
@@ -216,6 +219,17 @@ impl Book {
                 self.create_staff(username, password_hash, totp_secret, *roles, events)
             }
             Command::DisableStaff { staff } => self.disable_staff(*staff, events),
+            Command::SetStaffRoles { staff, roles } => self.set_staff_roles(*staff, *roles, events),
+            Command::RequestAdjustment { account, amount, direction, reason, staff, .. } => {
+                self.request_adjustment(*account, *amount, *direction, reason, *staff, events)
+            }
+            Command::ApproveAdjustment { adjustment, account, staff } => {
+                self.approve_adjustment(*adjustment, *account, *staff, events)
+            }
+            Command::RejectAdjustment { adjustment, account, staff, reason } => {
+                self.reject_adjustment(*adjustment, *account, *staff, reason)
+            }
+            Command::SetAdjustmentLimits { limits } => self.set_adjustment_limits(*limits),
             Command::Deposit { account, amount, payment_ref, .. } => {
                 self.deposit(*account, *amount, payment_ref, events)
             }
@@ -294,6 +308,7 @@ impl Book {
             self.delayed.remove(&(due, bet));
             self.end_delay(bet, events);
         }
+        self.expire_adjustments();
         self.forget_closed();
     }
 
@@ -822,6 +837,7 @@ impl Book {
             degraded: self.degraded.to_parts(),
             fx: self.fx.clone(),
             payment_refs: self.payment_refs.iter().copied().collect(),
+            adjustments: self.adjustments.clone(),
         }
     }
 
@@ -875,6 +891,7 @@ impl Book {
             degraded: Degraded::from_parts(parts.degraded),
             fx: parts.fx,
             payment_refs: parts.payment_refs.into_iter().collect(),
+            adjustments: parts.adjustments,
         };
         // What a live book would have let leave by now has left (every command ends with
         // `forget_closed`); entries still due are those a live book keeps waiting too.

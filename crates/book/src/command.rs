@@ -3,11 +3,14 @@
 
 use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio};
 
+use crate::adjustment::{AdjustmentDirection, AdjustmentLimits};
 use crate::bet::{BetKind, PricePolicy};
 use crate::calendar::Period;
 use crate::catalog::{EachWayTerms, Outcome};
 use crate::feed::{FeedMessage, StaleMode};
-use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId};
+use crate::ids::{
+    AccountId, AdjustmentId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId,
+};
 use crate::player::LimitKind;
 
 /// An idempotency key with the hash of the request body it came with. The same key with the
@@ -189,6 +192,41 @@ pub enum Command {
     DisableStaff {
         staff: StaffId,
     },
+    /// Replaces a staff member's roles (`roles` bits); their tokens hold the new scopes at once.
+    SetStaffRoles {
+        staff: StaffId,
+        roles: u8,
+    },
+    /// A staff member's manual credit or debit of a player's cash, with a mandatory reason:
+    /// done at once within the limit of `staff`'s roles, else pending a second staff member's
+    /// approval (`adjustment`).
+    RequestAdjustment {
+        account: AccountId,
+        /// In the player's currency; positive.
+        amount: Money,
+        direction: AdjustmentDirection,
+        reason: String,
+        staff: StaffId,
+        idempotency: Option<Idempotency>,
+    },
+    /// `staff` approves a pending adjustment of `account` (never the one who asked).
+    ApproveAdjustment {
+        adjustment: AdjustmentId,
+        account: AccountId,
+        staff: StaffId,
+    },
+    /// `staff` refuses a pending adjustment of `account`, saying why.
+    RejectAdjustment {
+        adjustment: AdjustmentId,
+        account: AccountId,
+        staff: StaffId,
+        reason: String,
+    },
+    /// Sets each role's per-adjustment limit (`serve` submits it at start when the book's
+    /// differ), journaled so that replays decide with the limits in force at the time.
+    SetAdjustmentLimits {
+        limits: AdjustmentLimits,
+    },
     Deposit {
         account: AccountId,
         amount: Money,
@@ -320,7 +358,10 @@ impl Command {
         match self {
             Command::Deposit { account, idempotency, .. }
             | Command::Withdraw { account, idempotency, .. }
-            | Command::AcceptCashout { account, idempotency, .. } => idempotency.as_ref().map(|key| (*account, key)),
+            | Command::AcceptCashout { account, idempotency, .. }
+            | Command::RequestAdjustment { account, idempotency, .. } => {
+                idempotency.as_ref().map(|key| (*account, key))
+            }
             Command::PlaceBet(place) => place.idempotency.as_ref().map(|key| (place.account, key)),
             _ => None,
         }
@@ -336,7 +377,10 @@ impl Command {
             | Command::SelfExclude { account, .. }
             | Command::SetAccountRisk { account, .. }
             | Command::QuoteCashout { account, .. }
-            | Command::AcceptCashout { account, .. } => Some(*account),
+            | Command::AcceptCashout { account, .. }
+            | Command::RequestAdjustment { account, .. }
+            | Command::ApproveAdjustment { account, .. }
+            | Command::RejectAdjustment { account, .. } => Some(*account),
             Command::PlaceBet(place) => Some(place.account),
             _ => None,
         }
@@ -351,6 +395,11 @@ impl Command {
             Command::RevokeApiKey { .. } => "revoke_api_key",
             Command::CreateStaff { .. } => "create_staff",
             Command::DisableStaff { .. } => "disable_staff",
+            Command::SetStaffRoles { .. } => "set_staff_roles",
+            Command::RequestAdjustment { .. } => "request_adjustment",
+            Command::ApproveAdjustment { .. } => "approve_adjustment",
+            Command::RejectAdjustment { .. } => "reject_adjustment",
+            Command::SetAdjustmentLimits { .. } => "set_adjustment_limits",
             Command::Deposit { .. } => "deposit",
             Command::Withdraw { .. } => "withdraw",
             Command::CompleteWithdrawal { .. } => "complete_withdrawal",

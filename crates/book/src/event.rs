@@ -7,7 +7,9 @@ use domain::{Currency, Money, Odds};
 use crate::bet::BetStatus;
 use crate::catalog::{EventState, MarketStatus};
 use crate::feed::FeedApplied;
-use crate::ids::{AccountId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId};
+use crate::ids::{
+    AccountId, AdjustmentId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId,
+};
 use crate::ledger::Transfer;
 use crate::rejection::Rejection;
 
@@ -97,6 +99,16 @@ pub enum Ack {
     },
     Done,
     Feed(FeedApplied),
+    /// A manual adjustment posted: at once within the requester's limit, or on approval.
+    AdjustmentCompleted {
+        adjustment: AdjustmentId,
+        transfer: TransferId,
+    },
+    /// A manual adjustment above the requester's limit, waiting for approval until then.
+    AdjustmentPending {
+        adjustment: AdjustmentId,
+        expires_at: Timestamp,
+    },
 }
 
 pub type Reply = Result<Ack, Rejection>;

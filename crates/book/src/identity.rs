@@ -281,6 +281,17 @@ impl Book {
         Ok(Ack::Done)
     }
 
+    pub(crate) fn set_staff_roles(&mut self, staff: StaffId, roles: u8, events: &mut Vec<BookEvent>) -> Reply {
+        if roles == 0 || roles & !roles::ALL != 0 {
+            return Err(Rejection::InvalidRequest { reason: "a staff member needs known roles" });
+        }
+        let found =
+            self.staff.get_mut(staff.index()).ok_or(Rejection::InvalidRequest { reason: "unknown staff member" })?;
+        found.roles = roles;
+        events.push(BookEvent::StaffChanged);
+        Ok(Ack::Done)
+    }
+
     pub fn staff(&self) -> &[Staff] {
         &self.staff
     }

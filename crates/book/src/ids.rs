@@ -61,6 +61,10 @@ id_type!(
     StaffId, "stf_"
 );
 id_type!(
+    /// A manual balance adjustment by staff.
+    AdjustmentId, "adj_"
+);
+id_type!(
     /// A cash-out quote.
     QuoteId, "quo_"
 );

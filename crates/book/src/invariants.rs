@@ -127,10 +127,24 @@ impl BookParts {
         if !self.payment_refs.windows(2).all(|pair| pair[0] < pair[1]) {
             return Err("payment references out of order or repeated".to_string());
         }
-        match self.payment_refs.iter().find(|(account, _)| !known(account.0, self.players.len())) {
-            Some((account, _)) => Err(format!("a payment reference of unknown {account}")),
-            None => Ok(()),
+        if let Some((account, _)) = self.payment_refs.iter().find(|(account, _)| !known(account.0, self.players.len()))
+        {
+            return Err(format!("a payment reference of unknown {account}"));
         }
+        // Pending adjustments: under their map key, issued, of known accounts and staff, with
+        // a positive amount (approving one posts it).
+        for (id, pending) in &self.adjustments.pending {
+            if pending.id != *id || id.0 == 0 || id.0 > self.adjustments.issued {
+                return Err(format!("adjustment {id} out of order or never issued"));
+            }
+            if !known(pending.account.0, self.players.len()) || !known(pending.requested_by.0, self.staff.len()) {
+                return Err(format!("adjustment {id} of an unknown account or staff member"));
+            }
+            if !pending.amount.is_positive() {
+                return Err(format!("adjustment {id} is not positive"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -27,6 +27,9 @@ pub enum AccountKind {
     House,
     /// Money in transit to or from the payment provider.
     PaymentClearing,
+    /// The operator's account for manual balance adjustments by staff (`operator:adjustments`
+    /// in the API): the other side of every adjustment, one per currency.
+    Adjustments,
 }
 
 impl AccountKind {
@@ -77,6 +80,10 @@ pub enum TransferCode {
     DebtRecognised,
     /// Repays that debt from a later credit.
     DebtRepaid,
+    /// A staff member's manual credit to a player.
+    AdjustmentCredit,
+    /// A staff member's manual debit of a player.
+    AdjustmentDebit,
 }
 
 impl TransferCode {
@@ -92,6 +99,8 @@ impl TransferCode {
             TransferCode::StakeReversal => "stake_reversal",
             TransferCode::DebtRecognised => "debt_recognised",
             TransferCode::DebtRepaid => "debt_repaid",
+            TransferCode::AdjustmentCredit => "adjustment_credit",
+            TransferCode::AdjustmentDebit => "adjustment_debit",
         }
     }
 }
@@ -171,6 +180,9 @@ pub struct Ledger {
     open_pending: BTreeSet<TransferId>,
     /// House and payment-clearing accounts, one pair per currency, created on first use.
     system: BTreeMap<Currency, (LedgerAccountId, LedgerAccountId)>,
+    /// The operator's adjustments account of each currency, created on first use. Derived
+    /// from the accounts' kinds when restored (no snapshot field of its own).
+    adjustments: BTreeMap<Currency, LedgerAccountId>,
 }
 
 impl Ledger {
@@ -198,6 +210,16 @@ impl Ledger {
     /// The payment-clearing account of a currency.
     pub fn clearing(&mut self, currency: Currency) -> LedgerAccountId {
         self.system_accounts(currency).1
+    }
+
+    /// The operator's adjustments account of a currency.
+    pub fn adjustments(&mut self, currency: Currency) -> LedgerAccountId {
+        if let Some(account) = self.adjustments.get(&currency) {
+            return *account;
+        }
+        let account = self.open_account(AccountKind::Adjustments, currency);
+        self.adjustments.insert(currency, account);
+        account
     }
 
     fn system_accounts(&mut self, currency: Currency) -> (LedgerAccountId, LedgerAccountId) {
@@ -534,6 +556,12 @@ impl Ledger {
         if parts.system.iter().any(|(_, house, clearing)| !account_known(*house) || !account_known(*clearing)) {
             return Err("a house or clearing account does not exist".to_string());
         }
+        let mut adjustment_currencies = BTreeSet::new();
+        for account in accounts.iter().filter(|account| account.kind == AccountKind::Adjustments) {
+            if !adjustment_currencies.insert(account.currency) {
+                return Err(format!("two adjustments accounts in {}", account.currency));
+            }
+        }
         Ok(())
     }
 
@@ -553,7 +581,14 @@ impl Ledger {
     /// Restores a ledger from its parts (used by snapshot decoding); `check_parts` first,
     /// `verify` after.
     pub fn from_parts(parts: LedgerParts) -> Ledger {
+        let adjustments = parts
+            .accounts
+            .iter()
+            .filter(|account| account.kind == AccountKind::Adjustments)
+            .map(|account| (account.currency, account.id))
+            .collect();
         let mut ledger = Ledger {
+            adjustments,
             accounts: parts.accounts,
             folded: parts.folded,
             transfers: Records::default(),

@@ -5,6 +5,7 @@
 //! The crate does no IO, reads no clock, draws no random numbers, and never lets hash-map order
 //! reach its output. The engine crate wraps it in a sequencer with a journal.
 
+mod adjustment;
 mod bet;
 mod book;
 mod calendar;
@@ -27,6 +28,10 @@ mod rejection;
 mod settlement;
 mod trading;
 
+pub use adjustment::{
+    Adjustment, AdjustmentDirection, AdjustmentLimit, AdjustmentLimits, Adjustments, ADJUSTMENTS_PENDING_MAX,
+    ADJUSTMENT_APPROVAL_WINDOW_MS, ADJUSTMENT_REASON_BYTES_MAX,
+};
 pub use bet::{lines, Bet, BetKind, BetStatus, Leg, Line, PricePolicy, PriceTaken, Settlement, SystemKind};
 pub use book::{idempotency_key_hash, payment_ref_hash, Book, BookParts, BookSizes, Quote, Remembered, Wallet};
 pub use calendar::Period;
@@ -53,8 +58,8 @@ pub use identity::{
     STAFF_MAX, TOTP_SECRET_BYTES_MAX,
 };
 pub use ids::{
-    AccountId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, StaffId, Timestamp,
-    TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
+    AccountId, AdjustmentId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, StaffId,
+    Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
 pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};

@@ -69,6 +69,17 @@ pub enum Rejection {
     /// The market closed longer ago than the resettlement window (`Config::resettlement_window_ms`):
     /// its results are final and it may have left the book.
     ResettlementWindowClosed,
+    /// The staff member may not adjust balances (their roles' limit forbids it, or they are
+    /// disabled).
+    AdjustmentForbidden,
+    /// No such adjustment (of that account).
+    UnknownAdjustment,
+    /// The adjustment was done, rejected or expired already.
+    AdjustmentNotPending,
+    /// Four eyes: the staff member who asked for an adjustment cannot approve it.
+    SelfApproval,
+    /// The approver's own limit does not cover the adjustment.
+    ApprovalLimit,
 }
 
 impl Rejection {
@@ -106,6 +117,11 @@ impl Rejection {
             Rejection::FxRateMissing => "fx_rate_missing",
             Rejection::DuplicatePaymentRef => "duplicate_payment_ref",
             Rejection::ResettlementWindowClosed => "resettlement_window_closed",
+            Rejection::AdjustmentForbidden => "adjustment_forbidden",
+            Rejection::UnknownAdjustment => "unknown_adjustment",
+            Rejection::AdjustmentNotPending => "adjustment_not_pending",
+            Rejection::SelfApproval => "self_approval",
+            Rejection::ApprovalLimit => "approval_limit",
         }
     }
 }
@@ -184,6 +200,10 @@ pub const REASONS: &[&str] = &[
     "a staff member needs known roles",
     "staff members at their maximum",
     "unknown staff member",
+    "adjustment limits cannot be negative",
+    "an adjustment's reason is 1 to 500 bytes",
+    "adjustment amount must be positive",
+    "pending adjustments at their maximum",
 ];
 
 /// The listed `&'static str` equal to `text`.
@@ -224,6 +244,11 @@ pub const CODES: &[&str] = &[
     "fx_rate_missing",
     "duplicate_payment_ref",
     "resettlement_window_closed",
+    "adjustment_forbidden",
+    "unknown_adjustment",
+    "adjustment_not_pending",
+    "self_approval",
+    "approval_limit",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {
@@ -243,6 +268,7 @@ mod tests {
             include_str!("trading.rs"),
             include_str!("identity.rs"),
             include_str!("fx.rs"),
+            include_str!("adjustment.rs"),
         ];
         for source in sources {
             for (index, _) in source.match_indices("reason: \"") {

@@ -17,8 +17,10 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// sequence (`sequence` 0, de-duplicated by content); version 4 added the origin after every
 /// command and the `CreateStaff` and `DisableStaff` commands. Older batches are the same layout
 /// without them, so all decode; their commands get `Origin::unrecorded()` (the system actor
-/// `unrecorded`).
-pub const BATCH_FORMAT_VERSION: u8 = 4;
+/// `unrecorded`). Version 5 added the `SetStaffRoles` command and manual adjustments
+/// (`RequestAdjustment`, `ApproveAdjustment`, `RejectAdjustment`, `SetAdjustmentLimits`);
+/// older batches holding them are refused.
+pub const BATCH_FORMAT_VERSION: u8 = 5;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
@@ -88,8 +90,23 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     {
         return Err(input.error("a staff command in a batch older than version 4"));
     }
+    if version < 5 && commands.iter().any(uses_version_5) {
+        return Err(input.error("a staff role or adjustment command in a batch older than version 5"));
+    }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands, origins })
+}
+
+/// Whether a command is one only version 5 batches carry.
+fn uses_version_5(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::SetStaffRoles { .. }
+            | Command::RequestAdjustment { .. }
+            | Command::ApproveAdjustment { .. }
+            | Command::RejectAdjustment { .. }
+            | Command::SetAdjustmentLimits { .. }
+    )
 }
 
 /// Whether a command is a feed message only version 3 batches carry.
@@ -144,7 +161,7 @@ mod tests {
         assert_eq!(decode_batch(&with_version(2, &rates)).expect("version 2").commands, rates);
         assert!(decode_batch(&with_version(1, &rates)).is_err());
         assert!(decode_batch(&with_version(0, &tick)).is_err());
-        assert!(decode_batch(&with_version(5, &tick)).is_err());
+        assert!(decode_batch(&with_version(BATCH_FORMAT_VERSION + 1, &tick)).is_err());
     }
 
     /// Version 4 added an origin after every command: older batches decode with the
@@ -209,6 +226,41 @@ mod tests {
         );
         assert!(decode_batch(&with_version(2, &window)).is_err());
         assert_eq!(decode_batch(&with_version(3, &window)).expect("version 3").commands, window);
+    }
+
+    /// Version 5 added staff roles and manual adjustments: they round trip, and older
+    /// batches holding them are refused while a version 4 batch without them still decodes.
+    #[test]
+    fn version_5_batches_carry_adjustments() {
+        let commands = [
+            Command::SetStaffRoles { staff: book::StaffId(2), roles: book::roles::COMPLIANCE },
+            Command::RequestAdjustment {
+                account: book::AccountId(3),
+                amount: domain::Money::from_minor(12_345),
+                direction: book::AdjustmentDirection::Debit,
+                reason: "goodwill reversed".to_string(),
+                staff: book::StaffId(1),
+                idempotency: Some(book::Idempotency { key: "k".to_string(), body_hash: 9 }),
+            },
+            Command::ApproveAdjustment {
+                adjustment: book::AdjustmentId(4),
+                account: book::AccountId(3),
+                staff: book::StaffId(2),
+            },
+            Command::RejectAdjustment {
+                adjustment: book::AdjustmentId(5),
+                account: book::AccountId(3),
+                staff: book::StaffId(2),
+                reason: "no evidence".to_string(),
+            },
+            Command::SetAdjustmentLimits { limits: book::AdjustmentLimits::default() },
+        ];
+        assert_eq!(decode_batch(&with_version(5, &commands)).expect("version 5").commands, commands);
+        for command in &commands {
+            assert!(decode_batch(&with_version(4, std::slice::from_ref(command))).is_err(), "{command:?}");
+        }
+        let tick = [Command::Tick];
+        assert_eq!(decode_batch(&with_version(4, &tick)).expect("version 4").commands, tick);
     }
 
     /// Version 3 also added `SetResettlementWindow`: refused in older batches.

@@ -14,8 +14,10 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// (Version 1 had no feed state, version 2 no degraded modes, version 3 no exchange rates,
 /// version 4 kept everything for ever; none of them decodes: recovery then replays the
 /// journal from an older snapshot or from its start.) Version 6 appended the staff members;
-/// a version 5 snapshot still decodes, with none.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 6;
+/// a version 5 snapshot still decodes, with none. Version 7 appended the manual adjustments
+/// (role limits, pending requests, the count issued); older snapshots decode with the default
+/// limits and none pending.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 7;
 /// The oldest snapshot format still decoded.
 pub const SNAPSHOT_FORMAT_VERSION_MIN: u8 = 5;
 
@@ -52,6 +54,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.fx.encode(&mut out);
     parts.payment_refs.encode(&mut out);
     parts.staff.encode(&mut out);
+    parts.adjustments.encode(&mut out);
     out
 }
 
@@ -100,6 +103,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         fx: Wire::decode(&mut input)?,
         payment_refs: Wire::decode(&mut input)?,
         staff: if version >= 6 { Wire::decode(&mut input)? } else { Vec::new() },
+        adjustments: if version >= 7 { Wire::decode(&mut input)? } else { book::Adjustments::default() },
     };
     input.finish()?;
     parts.check_structure().map_err(invalid)?;
@@ -136,6 +140,61 @@ mod tests {
         out
     }
 
+    /// The encoding length of the adjustments of a new book (appended by version 7).
+    fn adjustments_bytes() -> usize {
+        let mut bytes = Vec::new();
+        book::Adjustments::default().encode(&mut bytes);
+        bytes.len()
+    }
+
+    /// A snapshot of a book without adjustments in the version 6 layout (no adjustments at the
+    /// end): the tests that corrupt fields counted from the end work on it.
+    fn as_version_6(mut bytes: Vec<u8>) -> Vec<u8> {
+        bytes.truncate(bytes.len() - adjustments_bytes());
+        bytes[0] = 6;
+        bytes
+    }
+
+    /// Version 7 appended the adjustments: limits and pending requests round trip, and a
+    /// version 6 snapshot (the same bytes without them) decodes with the default limits.
+    #[test]
+    fn adjustments_round_trip_and_version_6_snapshots_decode() {
+        use book::{AdjustmentDirection, AdjustmentLimit, AdjustmentLimits, Command};
+        use domain::Money;
+        let mut book = Book::new(Config::default());
+        let apply = |book: &mut Book, now: u64, command: Command| book.apply(now, &command, &mut Vec::new());
+        apply(&mut book, 1, Command::OpenAccount { currency: domain::Currency::EUR }).expect("account");
+        let staff = Command::CreateStaff {
+            username: "support.sam".into(),
+            password_hash: "$argon2id$hash".into(),
+            totp_secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
+            roles: book::roles::SUPPORT,
+        };
+        apply(&mut book, 2, staff).expect("staff");
+        let mut limits = AdjustmentLimits::default();
+        limits.0[3] = AdjustmentLimit::UpTo(Money::from_minor(700));
+        apply(&mut book, 3, Command::SetAdjustmentLimits { limits }).expect("limits");
+        let request = |amount: i64| Command::RequestAdjustment {
+            account: book::AccountId(1),
+            amount: Money::from_minor(amount),
+            direction: AdjustmentDirection::Credit,
+            reason: "goodwill".into(),
+            staff: book::StaffId(1),
+            idempotency: None,
+        };
+        assert!(matches!(apply(&mut book, 4, request(500)), Ok(book::Ack::AdjustmentCompleted { .. })));
+        assert!(matches!(apply(&mut book, 5, request(900)), Ok(book::Ack::AdjustmentPending { .. })));
+        let restored = decode_snapshot(&encode_snapshot(&book)).expect("decodes");
+        assert_eq!(restored.adjustments(), book.adjustments());
+        assert_eq!(restored.adjustments().pending.len(), 1);
+        assert_eq!(encode_snapshot(&restored), encode_snapshot(&book));
+        let empty = Book::new(Config::default());
+        let mut version_6 = encode_snapshot(&empty);
+        version_6.truncate(version_6.len() - adjustments_bytes());
+        version_6[0] = 6;
+        assert_eq!(encode_snapshot(&decode_snapshot(&version_6).expect("version 6")), encode_snapshot(&empty));
+    }
+
     /// Version 6 appended the staff members: they round trip, and a version 5 snapshot (the
     /// same bytes without them) still decodes, with none.
     #[test]
@@ -154,7 +213,7 @@ mod tests {
         assert_eq!(restored.staff_by_username("ops.anna").map(|staff| staff.id), Some(book::StaffId(1)));
         let empty = Book::new(Config::default());
         let mut version_5 = encode_snapshot(&empty);
-        version_5.truncate(version_5.len() - 4);
+        version_5.truncate(version_5.len() - 4 - adjustments_bytes());
         version_5[0] = 5;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_5).expect("version 5")), encode_snapshot(&empty));
     }
@@ -280,6 +339,7 @@ mod tests {
         book.apply(1, &throttle, &mut events).expect("throttle");
         let all = encode_snapshot(&book);
         assert_eq!(encode_snapshot(&decode_snapshot(&all).expect("decodes")), all);
+        let all = as_version_6(all);
         // The throttle list is the last field before the exchange rates and the (empty)
         // payment references and staff: repeat its one entry.
         let mut fx = Vec::new();
@@ -310,6 +370,7 @@ mod tests {
         assert_eq!(restored.fx().version, 1);
         assert_eq!(restored.fx().set_at, 7);
         assert_eq!(encode_snapshot(&restored), bytes);
+        let bytes = as_version_6(bytes);
         let mut fx = Vec::new();
         book.fx().encode(&mut fx);
         let payment_refs_and_staff = &bytes[bytes.len() - 8..];
@@ -347,6 +408,7 @@ mod tests {
         let mut restored = decode_snapshot(&bytes).expect("decodes");
         assert_eq!(encode_snapshot(&restored), bytes);
         assert_eq!(restored.apply(2, &deposit("psp-1"), &mut events), Err(book::Rejection::DuplicatePaymentRef));
+        let bytes = as_version_6(bytes);
         // The last entry repeated.
         let mut repeated = bytes[..bytes.len() - 2 * 16 - 4].to_vec();
         repeated.extend_from_slice(&2u32.to_le_bytes());

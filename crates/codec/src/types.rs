@@ -11,6 +11,7 @@ use book::{
     Transfer, TransferCode, TransferId, TransferKind, Usage,
 };
 use book::{Actor, AppliedRate, Folded, FxTable, Origin, Staff, StaffId};
+use book::{Adjustment, AdjustmentDirection, AdjustmentId, AdjustmentLimit, AdjustmentLimits, Adjustments};
 use book::{DegradedParts, Throttle, TradingMode};
 use book::{
     FeedApplied, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, FeedOdds, FeedOutcome, FeedParts, FeedResult,
@@ -159,7 +160,19 @@ macro_rules! wire_id {
     )*};
 }
 
-wire_id!(AccountId, EventId, MarketId, SelectionId, BetId, TransferId, LedgerAccountId, QuoteId, ApiKeyId, StaffId);
+wire_id!(
+    AccountId,
+    EventId,
+    MarketId,
+    SelectionId,
+    BetId,
+    TransferId,
+    LedgerAccountId,
+    QuoteId,
+    ApiKeyId,
+    StaffId,
+    AdjustmentId
+);
 
 impl Wire for Date {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -212,7 +225,9 @@ wire_unit_enum!(TransferCode {
     PayoutReversal,
     StakeReversal,
     DebtRecognised,
-    DebtRepaid
+    DebtRepaid,
+    AdjustmentCredit,
+    AdjustmentDebit
 });
 
 impl Wire for BetKind {
@@ -249,6 +264,7 @@ impl Wire for AccountKind {
             }
             AccountKind::House => out.push(2),
             AccountKind::PaymentClearing => out.push(3),
+            AccountKind::Adjustments => out.push(4),
         }
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -257,6 +273,7 @@ impl Wire for AccountKind {
             1 => Ok(AccountKind::PlayerDebt(AccountId::decode(input)?)),
             2 => Ok(AccountKind::House),
             3 => Ok(AccountKind::PaymentClearing),
+            4 => Ok(AccountKind::Adjustments),
             tag => Err(input.error(format!("AccountKind tag {tag}"))),
         }
     }
@@ -362,6 +379,70 @@ wire_struct!(Profile { username, password_hash, date_of_birth, country, register
 wire_struct!(ApiKey { id, name, key_hash, scopes, revoked, created_at });
 wire_struct!(Staff { id, username, password_hash, totp_secret, roles, disabled, created_at });
 wire_struct!(Quote { id, bet, amount, expires_at, price_versions });
+
+// ---- manual adjustments (batch format 5, snapshot format 7) -----------------------------
+
+wire_unit_enum!(AdjustmentDirection { Credit, Debit });
+
+impl Wire for AdjustmentLimit {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            AdjustmentLimit::Forbidden => out.push(0),
+            AdjustmentLimit::UpTo(amount) => {
+                out.push(1);
+                amount.encode(out);
+            }
+            AdjustmentLimit::Unlimited => out.push(2),
+        }
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match u8::decode(input)? {
+            0 => Ok(AdjustmentLimit::Forbidden),
+            1 => {
+                let amount = Money::decode(input)?;
+                if amount.minor() < 0 {
+                    return Err(input.error("a negative adjustment limit"));
+                }
+                Ok(AdjustmentLimit::UpTo(amount))
+            }
+            2 => Ok(AdjustmentLimit::Unlimited),
+            tag => Err(input.error(format!("AdjustmentLimit tag {tag}"))),
+        }
+    }
+}
+
+impl Wire for AdjustmentLimits {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(AdjustmentLimits(Wire::decode(input)?))
+    }
+}
+
+wire_struct!(Adjustment { id, account, amount, direction, reason, requested_by, requested_at, expires_at });
+
+/// The limits, the pending requests in id order (each id once) and the count issued.
+impl Wire for Adjustments {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.limits.encode(out);
+        let pending: Vec<&Adjustment> = self.pending.values().collect();
+        (pending.len() as u32).encode(out);
+        for adjustment in pending {
+            adjustment.encode(out);
+        }
+        self.issued.encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let limits = Wire::decode(input)?;
+        let pending: Vec<Adjustment> = Wire::decode(input)?;
+        if !pending.windows(2).all(|pair| pair[0].id < pair[1].id) {
+            return Err(input.error("pending adjustments out of order or repeated"));
+        }
+        let pending = pending.into_iter().map(|adjustment| (adjustment.id, adjustment)).collect();
+        Ok(Adjustments { limits, pending, issued: Wire::decode(input)? })
+    }
+}
 wire_struct!(Remembered { body_hash, reply, at });
 wire_struct!(Folded { debits_posted, credits_posted, debits_pending, credits_pending, debits_pending_stakes });
 wire_struct!(FeedMessage { provider, sequence, timestamp, items });
@@ -654,6 +735,11 @@ impl Wire for Rejection {
             "amount_too_large" => Rejection::AmountTooLarge,
             "fx_rate_missing" => Rejection::FxRateMissing,
             "duplicate_payment_ref" => Rejection::DuplicatePaymentRef,
+            "adjustment_forbidden" => Rejection::AdjustmentForbidden,
+            "unknown_adjustment" => Rejection::UnknownAdjustment,
+            "adjustment_not_pending" => Rejection::AdjustmentNotPending,
+            "self_approval" => Rejection::SelfApproval,
+            "approval_limit" => Rejection::ApprovalLimit,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -712,6 +798,16 @@ impl Wire for Ack {
                 out.push(11);
                 staff.encode(out);
             }
+            Ack::AdjustmentCompleted { adjustment, transfer } => {
+                out.push(12);
+                adjustment.encode(out);
+                transfer.encode(out);
+            }
+            Ack::AdjustmentPending { adjustment, expires_at } => {
+                out.push(13);
+                adjustment.encode(out);
+                expires_at.encode(out);
+            }
         }
     }
     fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -732,6 +828,8 @@ impl Wire for Ack {
             9 => Ack::ApiKeyCreated(Wire::decode(input)?),
             10 => Ack::Feed(Wire::decode(input)?),
             11 => Ack::StaffCreated(Wire::decode(input)?),
+            12 => Ack::AdjustmentCompleted { adjustment: Wire::decode(input)?, transfer: Wire::decode(input)? },
+            13 => Ack::AdjustmentPending { adjustment: Wire::decode(input)?, expires_at: Wire::decode(input)? },
             tag => return Err(input.error(format!("Ack tag {tag}"))),
         })
     }
@@ -935,6 +1033,38 @@ impl Wire for Command {
                 out.push(43);
                 staff.encode(out);
             }
+            // ---- staff roles and manual adjustments (batch format 5) ----
+            Command::SetStaffRoles { staff, roles } => {
+                out.push(44);
+                staff.encode(out);
+                roles.encode(out);
+            }
+            Command::RequestAdjustment { account, amount, direction, reason, staff, idempotency } => {
+                out.push(45);
+                account.encode(out);
+                amount.encode(out);
+                direction.encode(out);
+                reason.encode(out);
+                staff.encode(out);
+                idempotency.encode(out);
+            }
+            Command::ApproveAdjustment { adjustment, account, staff } => {
+                out.push(46);
+                adjustment.encode(out);
+                account.encode(out);
+                staff.encode(out);
+            }
+            Command::RejectAdjustment { adjustment, account, staff, reason } => {
+                out.push(47);
+                adjustment.encode(out);
+                account.encode(out);
+                staff.encode(out);
+                reason.encode(out);
+            }
+            Command::SetAdjustmentLimits { limits } => {
+                out.push(48);
+                limits.encode(out);
+            }
         }
     }
 
@@ -1018,6 +1148,27 @@ impl Wire for Command {
                 roles: Wire::decode(d)?,
             },
             43 => Command::DisableStaff { staff: Wire::decode(d)? },
+            44 => Command::SetStaffRoles { staff: Wire::decode(d)?, roles: Wire::decode(d)? },
+            45 => Command::RequestAdjustment {
+                account: Wire::decode(d)?,
+                amount: Wire::decode(d)?,
+                direction: Wire::decode(d)?,
+                reason: Wire::decode(d)?,
+                staff: Wire::decode(d)?,
+                idempotency: Wire::decode(d)?,
+            },
+            46 => Command::ApproveAdjustment {
+                adjustment: Wire::decode(d)?,
+                account: Wire::decode(d)?,
+                staff: Wire::decode(d)?,
+            },
+            47 => Command::RejectAdjustment {
+                adjustment: Wire::decode(d)?,
+                account: Wire::decode(d)?,
+                staff: Wire::decode(d)?,
+                reason: Wire::decode(d)?,
+            },
+            48 => Command::SetAdjustmentLimits { limits: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }
@@ -1118,6 +1269,11 @@ mod tests {
             Rejection::FxRateMissing,
             Rejection::DuplicatePaymentRef,
             Rejection::ResettlementWindowClosed,
+            Rejection::AdjustmentForbidden,
+            Rejection::UnknownAdjustment,
+            Rejection::AdjustmentNotPending,
+            Rejection::SelfApproval,
+            Rejection::ApprovalLimit,
         ];
         assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
         for rejection in &rejections {

@@ -376,9 +376,10 @@ pub struct Auth {
     revoked_file: Option<Mutex<RevocationFile>>,
     /// SHA-256 hex of every live API key, with its id and scopes; loaded from the book.
     api_keys: Mutex<HashMap<String, (ApiKeyId, u8)>>,
-    /// Staff members still enabled; loaded from the book. A staff token whose member is not
-    /// here (disabled since it was issued) is refused.
-    staff_enabled: RwLock<HashSet<StaffId>>,
+    /// Staff members still enabled, with their roles now; loaded from the book. A staff token
+    /// whose member is not here (disabled since it was issued) is refused, and a token's
+    /// scopes are those of the member's roles now (a role change applies at once).
+    staff_enabled: RwLock<HashMap<StaffId, u8>>,
     /// The last TOTP time step each staff member logged in with: a code works once.
     staff_totp_steps: Mutex<HashMap<StaffId, u64>>,
     bootstrap_key_hash: Option<String>,
@@ -554,7 +555,7 @@ impl Auth {
             revoked: RwLock::new(revoked),
             revoked_file,
             api_keys: Mutex::new(HashMap::new()),
-            staff_enabled: RwLock::new(HashSet::new()),
+            staff_enabled: RwLock::new(HashMap::new()),
             staff_totp_steps: Mutex::new(HashMap::new()),
             bootstrap_key_hash: options.bootstrap_key.map(|key| sha256_hex(key.as_bytes())),
             logins: Mutex::new(HashMap::new()),
@@ -622,8 +623,24 @@ impl Auth {
         let Some(entry) = self.refresh.lock().map_err(ApiError::internal)?.remove(&key) else { return Ok(()) };
         // The session's newest access token was issued at the latest now (`exp` is whole
         // seconds after `iat`).
+        let expires = unix_seconds() + self.access_ttl.as_secs() + 1;
+        self.revoke_session(entry.session, expires)
+    }
+
+    /// Logs a staff member's token out: its session (one per login) is refused from now until
+    /// the token expires, across restarts like a player's logout. A token without a session
+    /// (issued before staff sessions existed) expires on its own within `STAFF_ACCESS_TTL`.
+    pub fn revoke_staff_token(&self, token: &str) -> Result<(), ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &Validation::default())
+            .map_err(|_| ApiError::unauthenticated())?;
+        let Some(session) = data.claims.sid.as_deref() else { return Ok(()) };
+        let session = SessionId::from_str_radix(session, 16).map_err(|_| ApiError::unauthenticated())?;
+        self.revoke_session(session, data.claims.exp + 1)
+    }
+
+    /// Refuses every access token of `session` until `expires` (a Unix second).
+    fn revoke_session(&self, session: SessionId, expires: u64) -> Result<(), ApiError> {
         let now = unix_seconds();
-        let expires = now + self.access_ttl.as_secs() + 1;
         let mut revoked = self.revoked.write().map_err(ApiError::internal)?;
         if revoked.len() >= REVOKED_SESSIONS_MAX {
             revoked.retain(|_, until| *until > now);
@@ -638,9 +655,9 @@ impl Auth {
                 revoked.remove(&soonest);
             }
         }
-        revoked.insert(entry.session, expires);
+        revoked.insert(session, expires);
         if let Some(file) = &self.revoked_file {
-            let written = file.lock().map_err(ApiError::internal)?.append(entry.session, expires, &revoked);
+            let written = file.lock().map_err(ApiError::internal)?.append(session, expires, &revoked);
             if let Err(error) = written {
                 // The session is revoked in memory all the same; only a restart would forget it.
                 tracing::error!(%error, "revoked sessions: could not write the file");
@@ -662,12 +679,15 @@ impl Auth {
         let granted = book::roles::scopes_of(staff.roles);
         let names: Vec<&str> =
             scopes::NAMES.iter().filter(|(_, bit)| granted & bit != 0).map(|(name, _)| *name).collect();
+        let mut session = [0u8; 16];
+        rand::rng().fill_bytes(&mut session);
         let claims = Claims {
             sub: staff.id.to_string(),
             cur: String::new(),
             iat: now,
             exp: now + STAFF_ACCESS_TTL.as_secs(),
-            sid: None,
+            // One session per login, so that `POST /v1/staff/logout` can revoke the token.
+            sid: Some(format!("{:032x}", SessionId::from_le_bytes(session))),
             scope: Some(names.join(" ")),
             read_only: book::roles::read_only(staff.roles),
         };
@@ -675,10 +695,10 @@ impl Auth {
         Ok((token, STAFF_ACCESS_TTL.as_secs()))
     }
 
-    /// Replaces the staff cache with the book's enabled staff members.
+    /// Replaces the staff cache with the book's enabled staff members and their roles.
     pub fn load_staff(&self, staff: &[book::Staff]) {
         if let Ok(mut enabled) = self.staff_enabled.write() {
-            *enabled = staff.iter().filter(|member| !member.disabled).map(|member| member.id).collect();
+            *enabled = staff.iter().filter(|member| !member.disabled).map(|member| (member.id, member.roles)).collect();
         }
     }
 
@@ -725,15 +745,17 @@ impl Auth {
         }
         if let Some(digits) = data.claims.sub.strip_prefix("stf_") {
             let staff = digits.parse().map(StaffId).map_err(|_| ApiError::unauthenticated())?;
-            if !self.staff_enabled.read().map_err(ApiError::internal)?.contains(&staff) {
-                return Err(ApiError::unauthenticated());
-            }
-            let names = data.claims.scope.as_deref().unwrap_or_default();
-            let scopes = names
-                .split(' ')
-                .filter_map(|name| scopes::NAMES.iter().find(|(known, _)| *known == name).map(|(_, bit)| *bit))
-                .fold(0, |held, bit| held | bit);
-            return Ok(Principal::Staff { staff, scopes, read_only: data.claims.read_only });
+            // The roles now, not those the token was issued with: a disabled member's token
+            // stops working and a changed member's scopes change at once.
+            let roles = self
+                .staff_enabled
+                .read()
+                .map_err(ApiError::internal)?
+                .get(&staff)
+                .copied()
+                .ok_or_else(ApiError::unauthenticated)?;
+            let scopes = book::roles::scopes_of(roles);
+            return Ok(Principal::Staff { staff, scopes, read_only: book::roles::read_only(roles) });
         }
         let account = data
             .claims

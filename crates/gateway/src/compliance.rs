@@ -190,6 +190,42 @@ pub enum AuditCommand {
     DisableStaff {
         staff_id: String,
     },
+    /// A staff member's roles replaced.
+    SetStaffRoles {
+        staff_id: String,
+        roles: Vec<String>,
+    },
+    /// A manual balance adjustment asked for by `requested_by` (the staff member; also the
+    /// record's actor).
+    RequestAdjustment {
+        account_id: String,
+        amount: String,
+        /// `credit` or `debit`.
+        direction: String,
+        reason: String,
+        requested_by: String,
+        #[schema(required = true)]
+        idempotency_key: Option<String>,
+    },
+    /// A pending adjustment approved by `approved_by` (four eyes).
+    ApproveAdjustment {
+        adjustment_id: String,
+        account_id: String,
+        approved_by: String,
+    },
+    /// A pending adjustment refused by `rejected_by`.
+    RejectAdjustment {
+        adjustment_id: String,
+        account_id: String,
+        rejected_by: String,
+        reason: String,
+    },
+    /// Each role's per-adjustment limit in the base currency's minor units (`null`: no limit;
+    /// absent: may not adjust).
+    SetAdjustmentLimits {
+        #[schema(value_type = std::collections::BTreeMap<String, Option<i64>>)]
+        limits: BTreeMap<String, Option<i64>>,
+    },
     Deposit {
         account_id: String,
         amount: String,
@@ -663,6 +699,46 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
                 .collect(),
         },
         Command::DisableStaff { staff } => AuditCommand::DisableStaff { staff_id: staff.to_string() },
+        Command::SetStaffRoles { staff, roles: bits } => AuditCommand::SetStaffRoles {
+            staff_id: staff.to_string(),
+            roles: book::roles::NAMES
+                .iter()
+                .filter(|(_, bit)| bits & bit != 0)
+                .map(|(role, _)| (*role).to_string())
+                .collect(),
+        },
+        Command::RequestAdjustment { account, amount, direction, reason, staff, idempotency } => {
+            AuditCommand::RequestAdjustment {
+                account_id: account.to_string(),
+                amount: money(account, *amount),
+                direction: direction.name().to_string(),
+                reason: reason.clone(),
+                requested_by: staff.to_string(),
+                idempotency_key: idempotency_key(idempotency),
+            }
+        }
+        Command::ApproveAdjustment { adjustment, account, staff } => AuditCommand::ApproveAdjustment {
+            adjustment_id: adjustment.to_string(),
+            account_id: account.to_string(),
+            approved_by: staff.to_string(),
+        },
+        Command::RejectAdjustment { adjustment, account, staff, reason } => AuditCommand::RejectAdjustment {
+            adjustment_id: adjustment.to_string(),
+            account_id: account.to_string(),
+            rejected_by: staff.to_string(),
+            reason: reason.clone(),
+        },
+        Command::SetAdjustmentLimits { limits } => AuditCommand::SetAdjustmentLimits {
+            limits: book::roles::NAMES
+                .iter()
+                .zip(limits.0)
+                .filter_map(|((role, _), limit)| match limit {
+                    book::AdjustmentLimit::Forbidden => None,
+                    book::AdjustmentLimit::UpTo(amount) => Some(((*role).to_string(), Some(amount.minor()))),
+                    book::AdjustmentLimit::Unlimited => Some(((*role).to_string(), None)),
+                })
+                .collect(),
+        },
         Command::Deposit { account, amount, payment_ref, idempotency } => AuditCommand::Deposit {
             account_id: account.to_string(),
             amount: money(account, *amount),

@@ -95,6 +95,10 @@ impl ApiError {
             // the book already). The same request cannot succeed later either.
             Rejection::ResettlementWindowClosed => S::CONFLICT,
             Rejection::SelfExcluded | Rejection::TimedOut | Rejection::AccountFrozen => S::FORBIDDEN,
+            // Who may adjust and approve is the book's decision from the staff member's roles.
+            Rejection::AdjustmentForbidden | Rejection::SelfApproval | Rejection::ApprovalLimit => S::FORBIDDEN,
+            Rejection::AdjustmentNotPending => S::CONFLICT,
+            Rejection::UnknownAdjustment => S::NOT_FOUND,
             Rejection::MarketThrottled { .. } => S::TOO_MANY_REQUESTS,
             Rejection::UnknownAccount
             | Rejection::UnknownEvent

@@ -5,6 +5,7 @@
 //! answers 503 at once), waits for the durable reply, and renders it. Reads run against the
 //! book's committed state.
 
+mod adjustments;
 mod admission;
 mod auth;
 mod breaker;
@@ -511,6 +512,7 @@ pub fn app(state: AppState) -> Router {
         .merge(fx::routes())
         .merge(payments::routes())
         .merge(staff::routes())
+        .merge(adjustments::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })

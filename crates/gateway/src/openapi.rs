@@ -19,7 +19,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    catalog, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments, players, staff, stream,
+    adjustments, catalog, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments, players,
+    staff, stream,
 };
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
@@ -75,6 +76,13 @@ pub const SECURITY_SCHEME: &str = "bearer";
         staff::login,
         staff::create_staff,
         staff::disable_staff,
+        staff::logout,
+        staff::list_staff,
+        staff::set_roles,
+        adjustments::request,
+        adjustments::list_pending,
+        adjustments::approve,
+        adjustments::reject,
         fx::fx_rates,
         fx::set_fx_rates,
         compliance::audit,
@@ -161,6 +169,13 @@ pub const SECURITY_SCHEME: &str = "bearer";
         staff::CreateStaffRequest,
         staff::StaffView,
         staff::StaffCreatedView,
+        staff::StaffPage,
+        staff::SetRolesRequest,
+        adjustments::AdjustmentRequest,
+        adjustments::AdjustmentView,
+        adjustments::AdjustmentPage,
+        adjustments::DirectionName,
+        adjustments::RejectAdjustmentRequest,
         compliance::AuditCommandView,
         compliance::ActorView,
         compliance::ActorKind,
@@ -214,7 +229,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
             the audit trail and regulator reports. An operator API key (`sk_...`) or a staff token with the scope each route names; `admin` holds every scope."),
         (name = "staff", description = "Staff accounts: a password and a TOTP second factor give a 15-minute token \
             with the scopes of the member's roles (trader, settlement, compliance, support, admin). Created and \
-            disabled by an `admin`."),
+            disabled by an `admin`, who also lists them and changes their roles; `POST /v1/staff/logout` revokes a \
+            token."),
+        (name = "adjustments", description = "Manual balance adjustments by staff members (never API keys), with a \
+            reason, within each role's limit; above it, four-eyes approval by another member."),
         (name = "feed", description = "Odds providers push normalised feed messages. An API key with the `feed` \
             scope."),
         (name = "stream", description = "Live prices, market status and the player's own bets and balance over a \

@@ -832,14 +832,15 @@ fn money_setting(
     path = "/v1/admin/accounts/{id}/risk",
     tag = "operators",
     summary = "Set an account's risk settings",
-    description = "Changes a customer's stake factor or freezes the account. Scope: `trading`.",
+    description = "Changes a customer's stake factor or freezes the account. A staff member must give a `reason`; \
+        an API key may leave it out. Scope: `trading`.",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "A player's account id", example = "acc_1")),
     request_body = AccountRiskRequest,
     responses(
         (status = 200, description = "The account's risk settings after the change", body = AccountRiskView),
         (status = 400, description = "Malformed body, unknown field or bad stake factor (`invalid_request`, names the \
-            `field`)", body = ApiError),
+            `field`), or a staff member gave no `reason` (`reason_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such account (`not_found`)", body = ApiError),
@@ -859,7 +860,7 @@ pub(crate) async fn set_account_risk(
     let Json(request) = body?;
     let account = AccountId(path_id(path, "acc_", "account")?);
     let stake_factor = request.stake_factor.map(|text| parse_ratio(&text, "stake_factor")).transpose()?;
-    let origin = principal.origin().with_reason(crate::requests::reason(request.reason)?);
+    let origin = principal.origin().with_reason(required_reason(&principal, request.reason)?);
     decide(&state, origin, Command::SetAccountRisk { account, stake_factor, frozen: request.frozen }).await?;
     let view = state
         .read(move |book| {
@@ -979,14 +980,15 @@ pub(crate) async fn settle_market(
     tag = "operators",
     summary = "Unsettle a market",
     description = "Reverses the settlement exactly; the market is closed and its bets open again. The body (a \
-        `reason`) may be left out. Scope: `settlement`.",
+        `reason`) may be left out by API keys; staff members must give one. Scope: `settlement`.",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "A market id", example = "mkt_1")),
     request_body(content = ReasonRequest, description = "Optional: why", content_type = "application/json"),
     responses(
         (status = 200, description = "The market, closed again", body = SettlementView),
         (status = 400, description = "A body that is not the `reason` object: malformed, an unknown field, or a \
-            `reason` too long (`invalid_request`)", body = ApiError),
+            `reason` too long (`invalid_request`), or a staff member gave no `reason` (`reason_required`)",
+            body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such market (`not_found`)", body = ApiError),
@@ -1006,7 +1008,7 @@ pub(crate) async fn unsettle_market(
     principal.require_scope(scopes::SETTLEMENT)?;
     let OptionalJson(request) = body?;
     let market = MarketId(path_id(path, "mkt_", "market")?);
-    let reason = crate::requests::reason(request.unwrap_or_default().reason)?;
+    let reason = required_reason(&principal, request.unwrap_or_default().reason)?;
     resulted(&state, principal.origin().with_reason(reason), market, Command::UnsettleMarket { market }).await
 }
 
@@ -1016,14 +1018,15 @@ pub(crate) async fn unsettle_market(
     path = "/v1/admin/markets/{id}/void",
     tag = "operators",
     summary = "Void a market",
-    description = "Voids every bet on the market. The body (a `reason`) may be left out. Scope: `settlement`.",
+    description = "Voids every bet on the market. The body (a `reason`) may be left out by API keys; staff members must give one. Scope: `settlement`.",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "A market id", example = "mkt_1")),
     request_body(content = ReasonRequest, description = "Optional: why", content_type = "application/json"),
     responses(
         (status = 200, description = "The market, voided", body = SettlementView),
         (status = 400, description = "A body that is not the `reason` object: malformed, an unknown field, or a \
-            `reason` too long (`invalid_request`)", body = ApiError),
+            `reason` too long (`invalid_request`), or a staff member gave no `reason` (`reason_required`)",
+            body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the scope (`forbidden`)", body = ApiError),
         (status = 404, description = "No such market (`not_found`)", body = ApiError),
@@ -1042,7 +1045,7 @@ pub(crate) async fn void_market(
     principal.require_scope(scopes::SETTLEMENT)?;
     let OptionalJson(request) = body?;
     let market = MarketId(path_id(path, "mkt_", "market")?);
-    let reason = crate::requests::reason(request.unwrap_or_default().reason)?;
+    let reason = required_reason(&principal, request.unwrap_or_default().reason)?;
     resulted(&state, principal.origin().with_reason(reason), market, Command::VoidMarket { market }).await
 }
 
@@ -1194,6 +1197,23 @@ async fn market_view(state: &AppState, market: MarketId) -> Result<MarketView, A
 }
 
 /// The id in the path; a malformed one is 404 like an unknown one (ids are opaque).
+/// The reason of a void, a resettlement (unsettle) or an account risk change (a freeze, a
+/// stake factor: a limit override): required of a staff member (400 `reason_required`),
+/// optional for API keys, whose existing clients send none (`../shared/API.md`: "take an
+/// optional `reason`"). Machines are named by their key; people must say why.
+fn required_reason(principal: &Principal, reason: Option<String>) -> Result<Option<String>, ApiError> {
+    let reason = crate::requests::reason(reason)?;
+    if reason.is_none() && matches!(principal, Principal::Staff { .. }) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "reason_required",
+            "a staff member gives a reason for voids, resettlements and account risk changes",
+        )
+        .with("field", "reason"));
+    }
+    Ok(reason)
+}
+
 fn path_id(path: Result<Path<String>, PathRejection>, prefix: &str, what: &str) -> Result<u64, ApiError> {
     let Path(text) = path.map_err(|_| ApiError::not_found(what))?;
     parse_id(&text, prefix, what)

@@ -7,11 +7,14 @@
 //! stop working at once). Both are book commands, so the journal keeps staff across restarts.
 //! `POST /v1/staff/login` answers a staff access token (`STAFF_ACCESS_TTL`, no refresh token);
 //! failures are throttled per member like player logins (`auth::LOGIN_FAILURES_MAX`).
+//! `POST /v1/staff/logout` revokes the caller's token. `GET /v1/admin/staff` lists members
+//! (never a secret) and `PUT /v1/admin/staff/{id}/roles` (admin, with a reason) replaces a
+//! member's roles, which their live tokens hold at once (scopes come from the roles now).
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::post;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{post, put};
 use axum::Router;
 use book::{roles, scopes, Ack, Command, Rejection, StaffId};
 use hmac::{Hmac, Mac};
@@ -19,7 +22,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{check_new_password, hash_password_in, verify_password_in, LoginKey};
-use crate::dto::parse_id;
+use crate::dto::{parse_id, PageQuery};
 use crate::error::{ApiError, Json};
 use crate::limits::ClientAddress;
 use crate::{AppState, Principal};
@@ -40,8 +43,10 @@ const _: () = assert!(TOTP_SECRET_BYTES.div_ceil(5) * 8 <= book::TOTP_SECRET_BYT
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/staff/login", post(login))
-        .route("/v1/admin/staff", post(create_staff))
+        .route("/v1/staff/logout", post(logout))
+        .route("/v1/admin/staff", post(create_staff).get(list_staff))
         .route("/v1/admin/staff/{id}/disable", post(disable_staff))
+        .route("/v1/admin/staff/{id}/roles", put(set_roles))
 }
 
 /// The RFC 6238 code of `secret` for time step `step`: HOTP (RFC 4226) over the step counter
@@ -263,16 +268,7 @@ pub(crate) async fn create_staff(
     let Json(request) = body?;
     let username = book::normalise_username(&request.username)
         .ok_or_else(|| ApiError::invalid("usernames are 3 to 32 of a-z, 0-9, _ . -").with("field", "username"))?;
-    if request.roles.is_empty() {
-        return Err(ApiError::invalid("at least one role").with("field", "roles"));
-    }
-    let mut role_bits = 0u8;
-    for name in &request.roles {
-        let (_, bit) = roles::NAMES.iter().find(|(known, _)| known == name).ok_or_else(|| {
-            ApiError::invalid("roles are trader, settlement, compliance, support and admin").with("field", "roles")
-        })?;
-        role_bits |= bit;
-    }
+    let role_bits = role_bits(&request.roles)?;
     check_new_password(&request.password)?;
     let password = request.password;
     let password_hash = state.auth().hashers().run(move |memory| hash_password_in(memory, &password)).await??;
@@ -340,6 +336,152 @@ pub(crate) async fn disable_staff(
     };
     state.reload_staff().await?;
     Ok(Json(staff_view(&disabled)))
+}
+
+/// Role names to `roles` bits: at least one, each known, or 400 naming the field.
+fn role_bits(names: &[String]) -> Result<u8, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::invalid("at least one role").with("field", "roles"));
+    }
+    let mut bits = 0u8;
+    for name in names {
+        let (_, bit) = roles::NAMES.iter().find(|(known, _)| known == name).ok_or_else(|| {
+            ApiError::invalid("roles are trader, settlement, compliance, support and admin").with("field", "roles")
+        })?;
+        bits |= bit;
+    }
+    Ok(bits)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/staff/logout",
+    tag = "staff",
+    summary = "Log a staff member out",
+    description = "Revokes the staff token the request carries: it is refused from now on (across restarts), until \
+        it would have expired. No body. Only a staff token may log out here.",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The token is revoked"),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a staff token (`forbidden`)", body = ApiError),
+    ),
+)]
+pub(crate) async fn logout(
+    principal: Principal,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let Principal::Staff { .. } = principal else { return Err(ApiError::forbidden()) };
+    let token = crate::auth::bearer_token(&headers).ok_or_else(ApiError::unauthenticated)?;
+    state.auth().revoke_staff_token(token)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A page of staff members.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StaffPage {
+    pub items: Vec<StaffView>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/staff",
+    tag = "staff",
+    summary = "List staff members",
+    description = "Every staff member, enabled or disabled, by id; never a password hash or a TOTP secret. Scope: \
+        `admin`.",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of staff members", body = StaffPage),
+        (status = 400, description = "Bad `limit` or `cursor`, or an unknown parameter (`invalid_request`)",
+            body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a credential with the scope (`forbidden`)", body = ApiError),
+    ),
+)]
+pub(crate) async fn list_staff(
+    principal: Principal,
+    State(state): State<AppState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<StaffPage>, ApiError> {
+    principal.require_scope(scopes::ADMIN)?;
+    let Query(page) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
+    let limit = page.limit()?;
+    let after = page.after("stf_")?.unwrap_or(0);
+    let mut members = state
+        .read(move |book| {
+            book.staff().iter().filter(|staff| staff.id.0 > after).take(limit + 1).cloned().collect::<Vec<_>>()
+        })
+        .await?;
+    let next_cursor = (members.len() > limit).then(|| members[limit - 1].id.to_string());
+    members.truncate(limit);
+    Ok(Json(StaffPage { items: members.iter().map(staff_view).collect(), next_cursor }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRolesRequest {
+    /// At least one of `trader`, `settlement`, `compliance`, `support`, `admin`: replaces
+    /// the member's roles.
+    #[schema(example = json!(["compliance"]))]
+    pub roles: Vec<String>,
+    /// Why (required): journaled with the change and shown in the audit trail.
+    #[schema(example = "moved to the compliance team", min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+#[utoipa::path(
+    put,
+    path = "/v1/admin/staff/{id}/roles",
+    tag = "staff",
+    summary = "Change a staff member's roles",
+    description = "Replaces a staff member's roles, with a reason. Their live tokens hold the new roles' scopes at \
+        once. Scope: `admin`.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "A staff member's id", example = "stf_1")),
+    request_body = SetRolesRequest,
+    responses(
+        (status = 200, description = "The staff member with the new roles", body = StaffView),
+        (status = 400, description = "Malformed body, unknown field, no or unknown roles, or a missing or too long \
+            `reason` (`invalid_request`, names the `field`)", body = ApiError),
+        (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "Not a credential with the scope (`forbidden`)", body = ApiError),
+        (status = 404, description = "No such staff member (`not_found`)", body = ApiError),
+        (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
+        (status = 415, description = "Not `Content-Type: application/json` (`unsupported_media_type`)", body = ApiError),
+    ),
+)]
+pub(crate) async fn set_roles(
+    principal: Principal,
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<SetRolesRequest>, ApiError>,
+) -> Result<Json<StaffView>, ApiError> {
+    principal.require_scope(scopes::ADMIN)?;
+    let Path(text) = path.map_err(|_| ApiError::not_found("staff member"))?;
+    let staff = StaffId(parse_id(&text, "stf_", "staff member").map_err(|_| ApiError::not_found("staff member"))?);
+    let Json(request) = body?;
+    let roles = role_bits(&request.roles)?;
+    crate::requests::check_text(&request.reason, "reason", 1, book::constants::REASON_BYTES_MAX)?;
+    let origin = principal.origin().with_reason(Some(request.reason));
+    let (reply, changed) = state
+        .submit_then(Command::SetStaffRoles { staff, roles }, origin, move |book, _| {
+            book.staff().get(staff.index()).cloned()
+        })
+        .await?;
+    let changed = match reply {
+        Ok(_) => changed.ok_or_else(|| ApiError::internal("the staff member is not in the book"))?,
+        Err(Rejection::InvalidRequest { reason: "unknown staff member" }) => {
+            return Err(ApiError::not_found("staff member"))
+        }
+        Err(rejection) => return Err(ApiError::from_rejection(&rejection, domain::Currency::EUR)),
+    };
+    state.reload_staff().await?;
+    Ok(Json(staff_view(&changed)))
 }
 
 #[cfg(test)]

@@ -862,6 +862,9 @@ fn reply_reference(reply: &Reply) -> Option<String> {
         Ack::CashoutQuote { quote, .. } => Some(quote.to_string()),
         Ack::CashedOut { bet, .. } => Some(bet.to_string()),
         Ack::Settled { bets } => Some(format!("{bets} bets")),
+        // The adjustment and, once done, the transfer that posted it.
+        Ack::AdjustmentCompleted { adjustment, transfer } => Some(format!("{adjustment} {transfer}")),
+        Ack::AdjustmentPending { adjustment, .. } => Some(adjustment.to_string()),
         Ack::Done | Ack::Feed(_) => None,
     }
 }

@@ -127,6 +127,7 @@ fn account_name(account: &LedgerAccount) -> String {
         AccountKind::PlayerDebt(player) => format!("{player} debt"),
         AccountKind::House => "house".to_owned(),
         AccountKind::PaymentClearing => "payment clearing".to_owned(),
+        AccountKind::Adjustments => "operator adjustments".to_owned(),
     };
     format!("{} ({owner}, {})", account.id, account.currency)
 }

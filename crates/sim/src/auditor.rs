@@ -20,6 +20,11 @@
 //! odds, markets and outcomes as listed, settlements, cancellations with and without a time
 //! window, rollbacks of both).
 //!
+//! Manual adjustments by staff: each role's limit in the base currency (the widest of a
+//! member's roles), the amount converted at the rate now rounding up, at once within it, else
+//! pending until another member whose limit covers it approves (never the requester), someone
+//! rejects it, or 24 hours pass; debits never beyond the free cash less any debt.
+//!
 //! Currencies: the operator's exchange-rate table (one base currency, a rate per other
 //! currency, versioned) and every conversion: stake and payout limits, all in the base
 //! currency, are converted into the bettor's currency rounding down (the minimum stake rounding
@@ -309,12 +314,29 @@ struct RememberedReply {
     at: u64,
 }
 
-/// Bucket balances of one currency outside the players: the house and the payment provider.
+/// Bucket balances of one currency outside the players: the house, the payment provider and
+/// the operator's adjustments.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SystemBalances {
     pub house: i64,
     pub clearing: i64,
+    pub adjustments: i64,
 }
+
+/// A manual adjustment waiting for a second staff member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingAdjustment {
+    pub account: u64,
+    pub amount: i64,
+    pub credit: bool,
+    pub requested_by: u64,
+    pub expires_at: u64,
+}
+
+/// How long a pending adjustment waits for approval: 24 hours, the API's documented window.
+const ADJUSTMENT_APPROVAL_MS: u64 = DAY_MS;
+const ADJUSTMENTS_PENDING_MAX: usize = 1_024;
+const ADJUSTMENT_REASON_BYTES_MAX: usize = 500;
 
 #[derive(Clone, Debug)]
 pub struct Auditor {
@@ -326,6 +348,13 @@ pub struct Auditor {
     pub api_keys: Vec<(String, bool)>,
     /// Staff usernames (lower case) and whether each is disabled.
     pub staff: Vec<(String, bool)>,
+    /// Each staff member's roles (`book::roles` bits), by id.
+    pub staff_roles: Vec<u8>,
+    /// Each role's adjustment limit in base minor units, in the order of `roles::NAMES`:
+    /// `None` may not adjust, `Some(i64::MAX)` without a limit.
+    pub adjustment_limits: [Option<i64>; 5],
+    pub pending_adjustments: BTreeMap<u64, PendingAdjustment>,
+    pub adjustments_issued: u64,
     pub events: Vec<EventModel>,
     pub markets: Vec<MarketModel>,
     pub selections: Vec<SelectionModel>,
@@ -493,6 +522,12 @@ impl Auditor {
             usernames: BTreeSet::new(),
             api_keys: Vec::new(),
             staff: Vec::new(),
+            staff_roles: Vec::new(),
+            // The documented defaults: traders and settlement none, compliance 1,000.00,
+            // support 50.00, admin without a limit.
+            adjustment_limits: [None, None, Some(100_000), Some(5_000), Some(i64::MAX)],
+            pending_adjustments: BTreeMap::new(),
+            adjustments_issued: 0,
             events: Vec::new(),
             markets: Vec::new(),
             selections: Vec::new(),
@@ -521,7 +556,10 @@ impl Auditor {
         let keyed = match command {
             Command::Deposit { account, idempotency, .. }
             | Command::Withdraw { account, idempotency, .. }
-            | Command::AcceptCashout { account, idempotency, .. } => idempotency.as_ref().map(|key| (account.0, key)),
+            | Command::AcceptCashout { account, idempotency, .. }
+            | Command::RequestAdjustment { account, idempotency, .. } => {
+                idempotency.as_ref().map(|key| (account.0, key))
+            }
             Command::PlaceBet(place) => place.idempotency.as_ref().map(|key| (place.account.0, key)),
             _ => None,
         };
@@ -572,6 +610,52 @@ impl Auditor {
                 }
                 None => Err(invalid("unknown staff member")),
             },
+            Command::SetStaffRoles { staff, roles } => {
+                if *roles == 0 || roles & !book::roles::ALL != 0 {
+                    return Err(invalid("a staff member needs known roles"));
+                }
+                match self.staff_roles.get_mut((staff.0 as usize).wrapping_sub(1)) {
+                    Some(found) => {
+                        *found = *roles;
+                        Ok(Ack::Done)
+                    }
+                    None => Err(invalid("unknown staff member")),
+                }
+            }
+            Command::SetAdjustmentLimits { limits } => {
+                let mut model = [None; 5];
+                for (slot, limit) in model.iter_mut().zip(limits.0) {
+                    *slot = match limit {
+                        book::AdjustmentLimit::Forbidden => None,
+                        book::AdjustmentLimit::UpTo(amount) if amount.minor() < 0 => {
+                            return Err(invalid("adjustment limits cannot be negative"))
+                        }
+                        book::AdjustmentLimit::UpTo(amount) => Some(amount.minor()),
+                        book::AdjustmentLimit::Unlimited => Some(i64::MAX),
+                    };
+                }
+                self.adjustment_limits = model;
+                Ok(Ack::Done)
+            }
+            Command::RequestAdjustment { account, amount, direction, reason, staff, .. } => self.request_adjustment(
+                account.0,
+                amount.minor(),
+                *direction == book::AdjustmentDirection::Credit,
+                reason,
+                staff.0,
+            ),
+            Command::ApproveAdjustment { adjustment, account, staff } => {
+                self.approve_adjustment(adjustment.0, account.0, staff.0)
+            }
+            Command::RejectAdjustment { adjustment, account, staff, reason } => {
+                self.pending_adjustment(adjustment.0, account.0)?;
+                self.adjustment_limit(staff.0)?;
+                if reason.is_empty() || reason.len() > ADJUSTMENT_REASON_BYTES_MAX {
+                    return Err(invalid("an adjustment's reason is 1 to 500 bytes"));
+                }
+                self.pending_adjustments.remove(&adjustment.0);
+                Ok(Ack::Done)
+            }
             Command::Deposit { account, amount, payment_ref, .. } => {
                 self.deposit(account.0, amount.minor(), payment_ref)
             }
@@ -709,6 +793,7 @@ impl Auditor {
             self.delayed.remove(&(due, bet));
             self.end_delay(bet);
         }
+        self.pending_adjustments.retain(|_, pending| pending.expires_at > now);
     }
 
     // ---- lookups -----------------------------------------------------------------------------
@@ -977,7 +1062,101 @@ impl Auditor {
             return Err(Rejection::UsernameTaken);
         }
         self.staff.push((username, false));
+        self.staff_roles.push(roles);
         Ok(Ack::StaffCreated(book::StaffId(self.staff.len() as u64)))
+    }
+
+    // ---- manual adjustments ------------------------------------------------------------------
+
+    /// A staff member's adjustment limit in base minor units (the widest of their roles').
+    fn adjustment_limit(&self, staff: u64) -> Result<i64, Rejection> {
+        let index = (staff as usize).wrapping_sub(1);
+        let (_, disabled) = self.staff.get(index).ok_or(invalid("unknown staff member"))?;
+        let roles = self.staff_roles[index];
+        let widest = book::roles::NAMES
+            .iter()
+            .zip(self.adjustment_limits)
+            .filter(|((_, bit), _)| roles & bit != 0)
+            .filter_map(|(_, limit)| limit)
+            .max();
+        match widest {
+            Some(limit) if !disabled => Ok(limit),
+            _ => Err(Rejection::AdjustmentForbidden),
+        }
+    }
+
+    fn pending_adjustment(&self, adjustment: u64, account: u64) -> Result<&PendingAdjustment, Rejection> {
+        match self.pending_adjustments.get(&adjustment) {
+            Some(found) if found.account == account => Ok(found),
+            Some(_) => Err(Rejection::UnknownAdjustment),
+            None if (1..=self.adjustments_issued).contains(&adjustment) => Err(Rejection::AdjustmentNotPending),
+            None => Err(Rejection::UnknownAdjustment),
+        }
+    }
+
+    fn request_adjustment(&mut self, account: u64, amount: i64, credit: bool, reason: &str, staff: u64) -> Reply {
+        let limit = self.adjustment_limit(staff)?;
+        if reason.is_empty() || reason.len() > ADJUSTMENT_REASON_BYTES_MAX {
+            return Err(invalid("an adjustment's reason is 1 to 500 bytes"));
+        }
+        if amount <= 0 {
+            return Err(invalid("adjustment amount must be positive"));
+        }
+        let currency = self.player(account)?.currency;
+        let in_base = self.rate_now(currency)?.at_risk_in_base(amount, currency);
+        let id = self.adjustments_issued + 1;
+        if in_base <= limit {
+            let transfer = self.post_adjustment(account, amount, credit)?;
+            self.adjustments_issued += 1;
+            return Ok(Ack::AdjustmentCompleted { adjustment: book::AdjustmentId(id), transfer: TransferId(transfer) });
+        }
+        if self.pending_adjustments.len() >= ADJUSTMENTS_PENDING_MAX {
+            return Err(invalid("pending adjustments at their maximum"));
+        }
+        self.adjustments_issued += 1;
+        let expires_at = self.now + ADJUSTMENT_APPROVAL_MS;
+        self.pending_adjustments
+            .insert(id, PendingAdjustment { account, amount, credit, requested_by: staff, expires_at });
+        Ok(Ack::AdjustmentPending { adjustment: book::AdjustmentId(id), expires_at })
+    }
+
+    fn approve_adjustment(&mut self, adjustment: u64, account: u64, staff: u64) -> Reply {
+        let found = self.pending_adjustment(adjustment, account)?.clone();
+        let limit = self.adjustment_limit(staff)?;
+        if found.requested_by == staff {
+            return Err(Rejection::SelfApproval);
+        }
+        let currency = self.player(account)?.currency;
+        if self.rate_now(currency)?.at_risk_in_base(found.amount, currency) > limit {
+            return Err(Rejection::ApprovalLimit);
+        }
+        let transfer = self.post_adjustment(account, found.amount, found.credit)?;
+        self.pending_adjustments.remove(&adjustment);
+        Ok(Ack::AdjustmentCompleted { adjustment: book::AdjustmentId(adjustment), transfer: TransferId(transfer) })
+    }
+
+    /// Moves an adjustment between the player's cash and the operator's adjustments bucket.
+    fn post_adjustment(&mut self, account: u64, amount: i64, credit: bool) -> Result<u64, Rejection> {
+        let player = self.player(account)?;
+        let currency = player.currency;
+        if credit {
+            if player.cash + amount > MONEY_MINOR_MAX {
+                return Err(Rejection::AmountTooLarge);
+            }
+            let id = self.transfer(account, None, TransferCode::AdjustmentCredit, Movement::Posted, amount);
+            self.player_mut(account).cash += amount;
+            self.system_mut(currency).adjustments -= amount;
+            self.repay_debt(account);
+            Ok(id)
+        } else {
+            if player.available() - player.debt < amount {
+                return Err(Rejection::InsufficientFunds);
+            }
+            let id = self.transfer(account, None, TransferCode::AdjustmentDebit, Movement::Posted, amount);
+            self.player_mut(account).cash -= amount;
+            self.system_mut(currency).adjustments += amount;
+            Ok(id)
+        }
     }
 
     fn deposit(&mut self, account: u64, amount: i64, payment_ref: &str) -> Reply {
@@ -2070,7 +2249,8 @@ impl Auditor {
             *sums.entry(player.currency).or_default() += player.cash - player.debt;
         }
         for (currency, balances) in &self.system {
-            let total = sums.get(currency).copied().unwrap_or(0) + balances.house + balances.clearing;
+            let total =
+                sums.get(currency).copied().unwrap_or(0) + balances.house + balances.clearing + balances.adjustments;
             if total != 0 {
                 return Err(format!("model: {currency} is not conserved: off by {total}"));
             }

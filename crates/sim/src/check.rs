@@ -173,10 +173,10 @@ fn compare_ledger(book: &Book, auditor: &Auditor) -> Result<(), String> {
                 .find(|account| account.kind == wanted && account.currency == *currency)
                 .map_or(0, |account| account.posted_balance())
         };
-        let found = (balance(AccountKind::House), balance(AccountKind::PaymentClearing));
-        ensure(found == (expected.house, expected.clearing), || {
-            format!("{currency} house and clearing {found:?}, model {:?}", (expected.house, expected.clearing))
-        })?;
+        let found =
+            (balance(AccountKind::House), balance(AccountKind::PaymentClearing), balance(AccountKind::Adjustments));
+        let model = (expected.house, expected.clearing, expected.adjustments);
+        ensure(found == model, || format!("{currency} house, clearing and adjustments {found:?}, model {model:?}"))?;
     }
     Ok(())
 }

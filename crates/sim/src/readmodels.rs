@@ -93,8 +93,8 @@ impl Buckets {
         use Movement::{Hold, PostHold, Posted, VoidHold};
         use TransferCode::*;
         match (code, movement) {
-            (Deposit | Payout | Cashout | StakeReversal, Posted) => self.cash += amount,
-            (PayoutReversal, Posted) => self.cash -= amount,
+            (Deposit | Payout | Cashout | StakeReversal | AdjustmentCredit, Posted) => self.cash += amount,
+            (PayoutReversal | AdjustmentDebit, Posted) => self.cash -= amount,
             (DebtRecognised, Posted) => self.debt += amount,
             (DebtRepaid, Posted) => {
                 self.cash -= amount;
@@ -135,11 +135,13 @@ fn signed(code: TransferCode, amount: i64) -> i64 {
         | TransferCode::Payout
         | TransferCode::Cashout
         | TransferCode::StakeReversal
-        | TransferCode::DebtRepaid => amount,
+        | TransferCode::DebtRepaid
+        | TransferCode::AdjustmentCredit => amount,
         TransferCode::Withdrawal
         | TransferCode::Stake
         | TransferCode::PayoutReversal
-        | TransferCode::DebtRecognised => -amount,
+        | TransferCode::DebtRecognised
+        | TransferCode::AdjustmentDebit => -amount,
     }
 }
 

@@ -1354,6 +1354,8 @@ pub fn reply_code(reply: &Reply) -> &'static str {
         Ok(Ack::Settled { .. }) => "ok.settled",
         Ok(Ack::Done) => "ok.done",
         Ok(Ack::Feed(_)) => "ok.feed",
+        Ok(Ack::AdjustmentCompleted { .. }) => "ok.adjustment_completed",
+        Ok(Ack::AdjustmentPending { .. }) => "ok.adjustment_pending",
         Err(rejection) => rejection.code(),
     }
 }

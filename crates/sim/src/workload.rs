@@ -116,6 +116,11 @@ pub struct Workload {
     feed_sent: VecDeque<FeedDelivery>,
 }
 
+/// The staff desk the simulation creates first, by role: support, two compliance officers, a
+/// trader and an admin.
+const STAFF_DESK: [u8; 5] =
+    [book::roles::SUPPORT, book::roles::COMPLIANCE, book::roles::COMPLIANCE, book::roles::TRADER, book::roles::ADMIN];
+
 /// Commands without an answer kept for a retry, and deposits kept for a repeated reference.
 const UNANSWERED_MAX: usize = 32;
 const RECENT_REFS_MAX: usize = 32;
@@ -133,7 +138,8 @@ fn set_key(command: &mut Command, key: Option<Idempotency>) {
     match command {
         Command::Deposit { idempotency, .. }
         | Command::Withdraw { idempotency, .. }
-        | Command::AcceptCashout { idempotency, .. } => *idempotency = key,
+        | Command::AcceptCashout { idempotency, .. }
+        | Command::RequestAdjustment { idempotency, .. } => *idempotency = key,
         Command::PlaceBet(place) => place.idempotency = key,
         _ => {}
     }
@@ -143,7 +149,8 @@ fn key_of(command: &Command) -> Option<&Idempotency> {
     match command {
         Command::Deposit { idempotency, .. }
         | Command::Withdraw { idempotency, .. }
-        | Command::AcceptCashout { idempotency, .. } => idempotency.as_ref(),
+        | Command::AcceptCashout { idempotency, .. }
+        | Command::RequestAdjustment { idempotency, .. } => idempotency.as_ref(),
         Command::PlaceBet(place) => place.idempotency.as_ref(),
         _ => None,
     }
@@ -270,9 +277,12 @@ impl Workload {
         }) {
             return self.create_market(auditor, event);
         }
+        if auditor.staff.len() < STAFF_DESK.len() {
+            return self.create_staff(auditor);
+        }
         // Fixtures are created only while there are few enough.
         let create_event = if live.len() < LIVE_EVENTS_MAX { 2 } else { 0 };
-        let weights: [u64; 41] = [
+        let weights: [u64; 43] = [
             20, // single
             7,  // multiple
             5,  // system
@@ -314,6 +324,8 @@ impl Workload {
             2, // feed: rollback of a cancellation
             1, // feed: a message delivered again
             1, // feed: a fixture rescheduled
+            2, // a staff member's manual adjustment
+            2, // another staff member approves or rejects one
         ];
         match self.rng.weighted(&weights) {
             0 => self.bet(auditor, BetShape::Single),
@@ -354,6 +366,8 @@ impl Workload {
                 self.sweep_step(auditor).unwrap_or_else(|| self.deposit(auditor))
             }
             choice @ 32..=40 => self.feed_step(auditor, choice - 32).unwrap_or_else(|| self.deposit(auditor)),
+            41 => self.adjustment(auditor),
+            42 => self.adjustment_decision(auditor),
             _ => Step { label: "open_account", op: Op::Command(Command::OpenAccount { currency: self.currency() }) },
         }
     }
@@ -779,6 +793,106 @@ impl Workload {
             _ => Some(false),
         };
         Step { label: "account_risk", op: Op::Command(Command::SetAccountRisk { account, stake_factor, frozen }) }
+    }
+
+    // ---- staff and manual adjustments -------------------------------------------------------
+
+    fn create_staff(&mut self, auditor: &Auditor) -> Step {
+        let roles = STAFF_DESK[auditor.staff.len() % STAFF_DESK.len()];
+        self.names_issued += 1;
+        let command = Command::CreateStaff {
+            username: format!("staff.{}", self.names_issued),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$simulated".to_string(),
+            totp_secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".to_string(),
+            roles,
+        };
+        Step { label: "create_staff", op: Op::Command(command) }
+    }
+
+    /// A staff member (a few ids that name nobody).
+    fn any_staff(&mut self, auditor: &Auditor) -> book::StaffId {
+        let id = self.rng.between(1, auditor.staff.len().max(1) as u64);
+        book::StaffId(self.spoil(id, auditor.staff.len()))
+    }
+
+    /// A manual credit or debit by a random member of the desk: amounts within support's limit,
+    /// above compliance's, beyond the player's cash; now and then a role change, new limits,
+    /// or a reason missing or too long.
+    fn adjustment(&mut self, auditor: &Auditor) -> Step {
+        match self.rng.below(40) {
+            0 => {
+                let staff = self.any_staff(auditor);
+                let roles = STAFF_DESK[self.rng.index(STAFF_DESK.len())];
+                return Step { label: "set_staff_roles", op: Op::Command(Command::SetStaffRoles { staff, roles }) };
+            }
+            1 => {
+                let pick = |rng: &mut crate::rng::Rng| match rng.below(4) {
+                    0 => book::AdjustmentLimit::Forbidden,
+                    1 => book::AdjustmentLimit::Unlimited,
+                    _ => book::AdjustmentLimit::UpTo(money(rng.between(0, 200_000) as i64)),
+                };
+                let limits = book::AdjustmentLimits([
+                    pick(&mut self.rng),
+                    pick(&mut self.rng),
+                    pick(&mut self.rng),
+                    pick(&mut self.rng),
+                    pick(&mut self.rng),
+                ]);
+                return Step {
+                    label: "set_adjustment_limits",
+                    op: Op::Command(Command::SetAdjustmentLimits { limits }),
+                };
+            }
+            _ => {}
+        }
+        let account = self.any_account(auditor);
+        let cash = auditor.players.get((account.0 as usize).wrapping_sub(1)).map_or(0, |player| player.available());
+        let amount = match self.rng.below(100) {
+            0..=39 => self.rng.between(1, 5_000) as i64,
+            40..=59 => self.rng.between(5_001, 100_000) as i64,
+            60..=74 => self.rng.between(100_001, 1_000_000) as i64,
+            75..=89 if cash > 0 => cash + self.rng.between(0, 2) as i64 - 1,
+            90..=93 => 0,
+            _ => self.rng.between(1, 20_000) as i64,
+        };
+        let direction =
+            if self.rng.chance(1, 2) { book::AdjustmentDirection::Credit } else { book::AdjustmentDirection::Debit };
+        let reason = match self.rng.below(40) {
+            0 => String::new(),
+            1 => "r".repeat(501),
+            _ => "goodwill".to_string(),
+        };
+        let staff = self.any_staff(auditor);
+        let command = Command::RequestAdjustment {
+            account,
+            amount: money(amount),
+            direction,
+            reason,
+            staff,
+            idempotency: self.maybe_key(),
+        };
+        self.keyed("request_adjustment", command)
+    }
+
+    /// Another (or the same) staff member approves or rejects a pending adjustment; now and
+    /// then one that is no longer pending, another account's, or none at all.
+    fn adjustment_decision(&mut self, auditor: &Auditor) -> Step {
+        let pending: Vec<(u64, u64)> =
+            auditor.pending_adjustments.iter().map(|(id, found)| (*id, found.account)).collect();
+        let (adjustment, account) = match (self.rng.pick(&pending).copied(), self.rng.below(10)) {
+            (Some((id, account)), 0..=7) => (id, AccountId(account)),
+            (Some((id, _)), 8) => (id, self.any_account(auditor)),
+            _ => (self.rng.between(0, auditor.adjustments_issued + 2), self.any_account(auditor)),
+        };
+        let adjustment = book::AdjustmentId(adjustment);
+        let staff = self.any_staff(auditor);
+        let command = if self.rng.chance(3, 4) {
+            Command::ApproveAdjustment { adjustment, account, staff }
+        } else {
+            let reason = if self.rng.chance(1, 20) { String::new() } else { "not justified".to_string() };
+            Command::RejectAdjustment { adjustment, account, staff, reason }
+        };
+        Step { label: "adjustment_decision", op: Op::Command(command) }
     }
 
     fn api_key(&mut self, auditor: &Auditor) -> Step {

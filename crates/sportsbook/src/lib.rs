@@ -468,6 +468,76 @@ pub fn set_resettlement_window(engine: &engine::EngineHandle, window_ms: u64) ->
     Ok(())
 }
 
+/// The role limits of manual adjustments `serve` runs with: the defaults (trader and
+/// settlement none, support 50.00, compliance 1000.00, admin unlimited, as amounts of `base`)
+/// with each `ROLE=AMOUNT|none|unlimited` of `overrides` applied.
+pub fn adjustment_limits(base: domain::Currency, overrides: &[String]) -> Result<book::AdjustmentLimits, String> {
+    let amount = |text: &str| base.parse_amount(text).map_err(|_| format!("{text:?} is not an amount of {base}"));
+    let mut limits = book::AdjustmentLimits([
+        book::AdjustmentLimit::Forbidden,
+        book::AdjustmentLimit::Forbidden,
+        book::AdjustmentLimit::UpTo(amount("1000")?),
+        book::AdjustmentLimit::UpTo(amount("50")?),
+        book::AdjustmentLimit::Unlimited,
+    ]);
+    for text in overrides {
+        let (role, limit) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected ROLE=LIMIT"))?;
+        let index = book::roles::NAMES
+            .iter()
+            .position(|(name, _)| *name == role)
+            .ok_or_else(|| format!("{role:?}: roles are trader, settlement, compliance, support and admin"))?;
+        limits.0[index] = match limit {
+            "none" => book::AdjustmentLimit::Forbidden,
+            "unlimited" => book::AdjustmentLimit::Unlimited,
+            text => {
+                let limit = amount(text)?;
+                if limit.minor() < 0 {
+                    return Err(format!("{text:?}: a limit is not negative"));
+                }
+                book::AdjustmentLimit::UpTo(limit)
+            }
+        };
+    }
+    Ok(limits)
+}
+
+/// Makes the book's adjustment limits those of `overrides` over the defaults, in the book's
+/// base currency: a journaled command when they differ (replays decide with the limits in
+/// force at the time), nothing otherwise.
+pub fn set_adjustment_limits(engine: &engine::EngineHandle, overrides: &[String]) -> anyhow::Result<()> {
+    let (base, current) = engine.read(|book| (book.fx().base, book.adjustments().limits))?;
+    let limits = adjustment_limits(base, overrides).map_err(|error| anyhow::anyhow!("--adjustment-limit {error}"))?;
+    if limits != current {
+        let command = book::Command::SetAdjustmentLimits { limits };
+        match engine.submit((command, book::Origin::system("serve")))? {
+            Ok(_) => tracing::info!(?limits, "adjustment limits set"),
+            Err(rejection) => anyhow::bail!("adjustment limits refused: {rejection}"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod adjustment_limit_tests {
+    use book::{AdjustmentLimit, AdjustmentLimits};
+    use domain::{Currency, Money};
+
+    #[test]
+    fn limits_are_amounts_of_the_base_currency_over_the_defaults() {
+        assert_eq!(super::adjustment_limits(Currency::EUR, &[]), Ok(AdjustmentLimits::default()));
+        let jpy = Currency::parse("JPY").expect("JPY");
+        let limits = super::adjustment_limits(jpy, &["support=5000".into(), "admin=none".into()]).expect("limits");
+        assert_eq!(limits.0[3], AdjustmentLimit::UpTo(Money::from_minor(5_000)));
+        assert_eq!(limits.0[4], AdjustmentLimit::Forbidden);
+        assert_eq!(limits.0[2], AdjustmentLimit::UpTo(Money::from_minor(1_000)), "1000 yen, whole units");
+        let eur = super::adjustment_limits(Currency::EUR, &["trader=unlimited".into()]).expect("limits");
+        assert_eq!(eur.0[0], AdjustmentLimit::Unlimited);
+        for bad in ["support", "clerk=1.00", "support=1.001", "support=-1.00", "support=lots"] {
+            assert!(super::adjustment_limits(Currency::EUR, &[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod window_tests {
     #[test]

@@ -131,6 +131,13 @@ enum Commands {
         /// read models keep the history). Journaled when it changes, so replays agree.
         #[arg(long, default_value = "7d", value_parser = sportsbook::parse_window)]
         resettlement_window: u64,
+        /// A staff role's limit per manual balance adjustment, repeatable: `ROLE=AMOUNT` in the
+        /// base currency (`support=50.00`), `ROLE=none` (may not adjust) or `ROLE=unlimited`.
+        /// Above it an adjustment needs a second staff member's approval. Defaults: trader and
+        /// settlement none, support 50.00, compliance 1000.00, admin unlimited. Journaled when
+        /// they change, so replays agree.
+        #[arg(long = "adjustment-limit", value_name = "ROLE=LIMIT")]
+        adjustment_limits: Vec<String>,
         /// A reverse proxy or load balancer (an address or a CIDR range), repeatable: from it,
         /// `Forwarded` / `X-Forwarded-For` name the client for per-address limits and login
         /// throttles. From anyone else they are ignored.
@@ -369,6 +376,7 @@ fn main() -> anyhow::Result<()> {
             metrics_listen,
             fx_rates_age_max,
             resettlement_window,
+            adjustment_limits,
             trusted_proxies,
             password_hash_workers,
             projector,
@@ -407,6 +415,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 fx_rates_age_max: std::time::Duration::from_secs(fx_rates_age_max),
                 resettlement_window_ms: resettlement_window,
+                adjustment_limits,
                 trusted_proxies,
                 password_hash_workers: password_hash_workers
                     .map_or_else(gateway::password_hash_workers_default, |workers| workers.max(1)),

@@ -64,6 +64,8 @@ pub struct ServeOptions {
     pub fx_rates_age_max: std::time::Duration,
     /// The book's resettlement window (`--resettlement-window`), in milliseconds.
     pub resettlement_window_ms: u64,
+    /// Role limits of manual adjustments (`--adjustment-limit ROLE=LIMIT`) over the defaults.
+    pub adjustment_limits: Vec<String>,
     /// Reverse proxies whose forwarding headers name the client (`--trusted-proxy`).
     pub trusted_proxies: Vec<gateway::IpNet>,
     /// Password hashes computed at once (`--password-hash-workers`).
@@ -216,6 +218,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
     crate::set_resettlement_window(&engine, options.resettlement_window_ms)?;
+    crate::set_adjustment_limits(&engine, &options.adjustment_limits)?;
     // The history routes read the models the projector keeps; without it they answer 503.
     let mut config = config;
     let projector = match &options.projector {

@@ -459,6 +459,10 @@ impl Script {
                 applied.stale,
                 applied.ignored.len()
             ),
+            Ack::AdjustmentCompleted { adjustment, transfer } => format!("{adjustment} completed {transfer}"),
+            Ack::AdjustmentPending { adjustment, expires_at } => {
+                format!("{adjustment} pending expires +{}ms", expires_at - self.now)
+            }
         }
     }
 
@@ -469,6 +473,7 @@ impl Script {
             AccountKind::PlayerDebt(player) => format!("debt:{player}"),
             AccountKind::House => format!("house:{}", account.currency),
             AccountKind::PaymentClearing => format!("clearing:{}", account.currency),
+            AccountKind::Adjustments => format!("operator:adjustments:{}", account.currency),
         }
     }
 

@@ -299,7 +299,8 @@ pub fn needs_idempotency_key(method: &str, path: &str) -> bool {
         && (path == "/v1/wallet/deposits"
             || path == "/v1/wallet/withdrawals"
             || path == "/v1/bets"
-            || (path.starts_with("/v1/bets/") && path.ends_with("/cashout")))
+            || (path.starts_with("/v1/bets/") && path.ends_with("/cashout"))
+            || (path.starts_with("/v1/admin/accounts/") && path.ends_with("/adjustments")))
 }
 
 /// A key no other request of this test process uses.

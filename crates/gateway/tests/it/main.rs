@@ -2,6 +2,7 @@
 //! on a fresh data directory, gateway on port 0) with `spawn_app`.
 
 mod actors;
+mod adjustments;
 mod auth;
 mod catalog;
 mod compliance;

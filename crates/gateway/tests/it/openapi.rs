@@ -55,6 +55,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/staff/login"),
     ("POST", "/v1/admin/staff"),
     ("POST", "/v1/admin/staff/{id}/disable"),
+    ("POST", "/v1/staff/logout"),
+    ("GET", "/v1/admin/staff"),
+    ("PUT", "/v1/admin/staff/{id}/roles"),
+    ("POST", "/v1/admin/accounts/{id}/adjustments"),
+    ("GET", "/v1/admin/adjustments"),
+    ("POST", "/v1/admin/adjustments/{id}/approve"),
+    ("POST", "/v1/admin/adjustments/{id}/reject"),
     // compliance
     ("GET", "/v1/admin/audit"),
     ("GET", "/v1/admin/bets"),
@@ -171,7 +178,10 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_its_tags() {
     assert_eq!(value["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let tags: BTreeSet<&str> =
         value["tags"].as_array().expect("tags").iter().map(|tag| tag["name"].as_str().expect("name")).collect();
-    assert_eq!(tags, BTreeSet::from(["catalog", "feed", "operations", "operators", "players", "staff", "stream"]));
+    assert_eq!(
+        tags,
+        BTreeSet::from(["adjustments", "catalog", "feed", "operations", "operators", "players", "staff", "stream"])
+    );
     for (method, path, operation) in operations(&value) {
         let tag = operation["tags"].as_array().and_then(|tags| tags.first()).and_then(Value::as_str);
         assert!(tag.is_some_and(|tag| tags.contains(tag)), "{method} {path} has no known tag");
@@ -371,6 +381,7 @@ async fn keyed_writes_document_the_503_of_read_models_far_behind() {
         ("POST", "/v1/wallet/deposits"),
         ("POST", "/v1/wallet/withdrawals"),
         ("POST", "/v1/bets/{id}/cashout"),
+        ("POST", "/v1/admin/accounts/{id}/adjustments"),
     ]);
     let mut found = BTreeSet::new();
     for (method, path, operation) in operations(&value) {

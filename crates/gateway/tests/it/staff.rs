@@ -10,16 +10,16 @@ use serde_json::{json, Value};
 use crate::actors::{actor_of, audited};
 use crate::harness::{spawn_app, spawn_app_on, TestApp, ADMIN_KEY};
 
-const PASSWORD: &str = "staff passphrase for tests";
+pub const PASSWORD: &str = "staff passphrase for tests";
 
-struct Member {
-    id: String,
-    username: String,
-    secret: Vec<u8>,
+pub struct Member {
+    pub id: String,
+    pub username: String,
+    pub secret: Vec<u8>,
 }
 
 /// RFC 6238 with SHA-1, 30-second steps and 6 digits, written here apart from the server's.
-fn totp(secret: &[u8], unix_seconds: u64) -> String {
+pub fn totp(secret: &[u8], unix_seconds: u64) -> String {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("key");
     mac.update(&(unix_seconds / 30).to_be_bytes());
     let digest = mac.finalize().into_bytes();
@@ -29,7 +29,7 @@ fn totp(secret: &[u8], unix_seconds: u64) -> String {
     format!("{:06}", value % 1_000_000)
 }
 
-fn now_seconds() -> u64 {
+pub fn now_seconds() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
 }
 
@@ -44,7 +44,7 @@ fn secret_of(uri: &str) -> Vec<u8> {
     data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).expect("base32 secret")
 }
 
-async fn create(app: &TestApp, username: &str, roles: &[&str]) -> Member {
+pub async fn create(app: &TestApp, username: &str, roles: &[&str]) -> Member {
     let body = json!({"username": username, "password": PASSWORD, "roles": roles});
     let (status, created) = app.call("POST", "/v1/admin/staff", Some(ADMIN_KEY), Some(body)).await;
     assert_eq!(status, 201, "{created}");
@@ -57,19 +57,19 @@ async fn create(app: &TestApp, username: &str, roles: &[&str]) -> Member {
     }
 }
 
-async fn login_with(app: &TestApp, username: &str, password: &str, code: &str) -> (u16, Value) {
+pub async fn login_with(app: &TestApp, username: &str, password: &str, code: &str) -> (u16, Value) {
     app.call("POST", "/v1/staff/login", None, Some(json!({"username": username, "password": password, "totp": code})))
         .await
 }
 
-async fn login(app: &TestApp, member: &Member) -> String {
+pub async fn login(app: &TestApp, member: &Member) -> String {
     let (status, body) = login_with(app, &member.username, PASSWORD, &totp(&member.secret, now_seconds())).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expires_in"], json!(900), "{body}");
     body["access_token"].as_str().expect("token").to_string()
 }
 
-fn code(body: &Value) -> Option<&str> {
+pub fn code(body: &Value) -> Option<&str> {
     body["error"]["code"].as_str()
 }
 
@@ -153,7 +153,8 @@ async fn a_disabled_staff_member_is_locked_out_across_a_restart() {
     let (status, body) = login_with(&app, "ops.cleo", PASSWORD, &totp(&leaving.secret, now_seconds())).await;
     assert_eq!((status, code(&body)), (403, Some("staff_disabled")), "{body}");
     let token = login(&app, &staying).await;
-    let (status, body) = app.call("POST", "/v1/admin/markets/mkt_404/void", Some(&token), None).await;
+    let body = Some(json!({"reason": "scope check"}));
+    let (status, body) = app.call("POST", "/v1/admin/markets/mkt_404/void", Some(&token), body).await;
     assert_eq!((status, code(&body)), (404, Some("not_found")), "settlement scope: {body}");
 }
 
@@ -164,7 +165,7 @@ async fn each_role_holds_the_scopes_it_maps_to() {
     let routes: [(&str, &str, &str, Option<Value>, u16); 6] = [
         ("GET", "/v1/admin/exposure", "trading read", None, 200),
         ("PUT", "/v1/admin/markets/mkt_404/risk", "trading write", Some(json!({})), 404),
-        ("POST", "/v1/admin/markets/mkt_404/void", "settlement", None, 404),
+        ("POST", "/v1/admin/markets/mkt_404/void", "settlement", Some(json!({"reason": "scope check"})), 404),
         ("GET", "/v1/admin/audit?limit=1", "compliance read", None, 200),
         ("POST", "/v1/feed/messages", "feed", Some(json!({"messages": []})), 200),
         ("POST", "/v1/admin/staff/stf_404/disable", "admin", None, 404),

@@ -282,3 +282,32 @@ fn a_cancellation_that_forgets_its_window_is_caught() {
     });
     assert!(failure.to_string().contains("differ"), "{failure}");
 }
+
+#[test]
+fn an_adjustment_of_a_wrong_amount_is_caught() {
+    // The engine posts every manual adjustment one minor unit more than the staff member asked.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::RequestAdjustment { amount, .. } = command {
+                *amount = domain::Money::from_minor(amount.minor() + 1);
+            }
+        }));
+    });
+    let message = failure.to_string();
+    assert!(message.contains("differ"), "{message}");
+}
+
+#[test]
+fn an_approval_by_the_requester_is_caught() {
+    // Four eyes lost: the engine takes every approval as the requester's own (who may never
+    // approve), so the model's approvals by someone else post money the book refuses.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::ApproveAdjustment { staff, .. } = command {
+                *staff = book::StaffId(1);
+            }
+        }));
+    });
+    let message = failure.to_string();
+    assert!(message.contains("differ"), "{message}");
+}
