@@ -161,6 +161,19 @@ enum Commands {
         /// needs.
         #[arg(long, default_value_t = journal::snapshot::SNAPSHOTS_KEPT_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=journal::snapshot::SNAPSHOTS_KEEP_LIMIT as u64))]
         snapshots_keep: usize,
+        /// Where the gateway keeps rate-limit buckets, login throttles, refresh tokens and
+        /// logged-out sessions: `in-process` (the default; logged-out sessions also in
+        /// DATA_DIR/revoked-sessions) or `redis://HOST[:PORT][/DB]`, shared by every gateway
+        /// naming the same server and --edge-state-prefix, so that they limit, throttle and
+        /// revoke as one (env SPORTSBOOK_EDGE_STATE). While Redis is away, limits and throttles
+        /// fall back to this process's and player tokens answer 503 (`/readyz` warns
+        /// `edge_state_unavailable`).
+        #[arg(long)]
+        edge_state: Option<String>,
+        /// The prefix of every Redis key of --edge-state (several sportsbooks may share a
+        /// server under different prefixes).
+        #[arg(long, default_value = gateway::EDGE_KEY_PREFIX_DEFAULT)]
+        edge_state_prefix: String,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -345,6 +358,8 @@ fn main() -> anyhow::Result<()> {
             journal_retention,
             journal_archive,
             snapshots_keep,
+            edge_state,
+            edge_state_prefix,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -387,6 +402,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 journal_archive,
                 snapshots_keep,
+                edge_state: sportsbook::serve::edge_state_config(edge_state, &edge_state_prefix)?,
             })
         }
         Commands::FeedSim {
