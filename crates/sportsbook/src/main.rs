@@ -174,6 +174,10 @@ enum Commands {
         /// server under different prefixes).
         #[arg(long, default_value = gateway::EDGE_KEY_PREFIX_DEFAULT)]
         edge_state_prefix: String,
+        /// Milliseconds one call to a shared --edge-state may take before the gateway applies
+        /// its failure policy (limits fall back, player tokens 503).
+        #[arg(long, default_value_t = gateway::EDGE_STATE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        edge_state_timeout_ms: u64,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -360,6 +364,7 @@ fn main() -> anyhow::Result<()> {
             snapshots_keep,
             edge_state,
             edge_state_prefix,
+            edge_state_timeout_ms,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -403,6 +408,7 @@ fn main() -> anyhow::Result<()> {
                 journal_archive,
                 snapshots_keep,
                 edge_state: sportsbook::serve::edge_state_config(edge_state, &edge_state_prefix)?,
+                edge_state_timeout: std::time::Duration::from_millis(edge_state_timeout_ms),
             })
         }
         Commands::FeedSim {

@@ -81,6 +81,8 @@ pub struct ServeOptions {
     /// `--edge-state` / `SPORTSBOOK_EDGE_STATE` with `--edge-state-prefix`: where the gateway
     /// keeps rate limits, login throttles, refresh tokens and revoked sessions.
     pub edge_state: gateway::EdgeStateConfig,
+    /// `--edge-state-timeout-ms`: the bound of one call to a shared edge state.
+    pub edge_state_timeout: Duration,
 }
 
 /// The environment variable naming the edge state when `--edge-state` is not given.
@@ -216,6 +218,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         }
     }
     config.edge_state = options.edge_state.clone();
+    config.edge_state_timeout = options.edge_state_timeout;
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
             per_address = ?options.rate_limit_per_address,

@@ -299,11 +299,15 @@ impl EdgeState {
             self.metrics.record_edge_error(op);
             return Err(EdgeError::BreakerOpen);
         }
+        // A call dropped before its verdict (the client went away) must not leave a probe
+        // of the half-open breaker outstanding for ever.
+        let mut verdict = Verdict { breaker: &self.breaker, given: false };
         let started = Instant::now();
         let result = match tokio::time::timeout(self.timeout, call(shared.as_ref())).await {
             Ok(result) => result,
             Err(_) => Err(EdgeError::Timeout(self.timeout)),
         };
+        verdict.given = true;
         self.metrics.record_edge_call(op, started.elapsed().as_secs_f64());
         match &result {
             Ok(_) => self.breaker.success(),
@@ -395,6 +399,20 @@ impl EdgeState {
             return None;
         }
         self.call(EdgeOp::Ping, |store| store.ping()).await.err().map(|_| "edge_state_unavailable")
+    }
+}
+
+/// Releases the breaker's probe turn if a call ends without a verdict.
+struct Verdict<'a> {
+    breaker: &'a Breaker,
+    given: bool,
+}
+
+impl Drop for Verdict<'_> {
+    fn drop(&mut self) {
+        if !self.given {
+            self.breaker.release();
+        }
     }
 }
 
