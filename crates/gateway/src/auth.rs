@@ -2,15 +2,15 @@
 //! worker threads), short-lived JWT access tokens bound to a session, rotating refresh tokens,
 //! sessions revoked at logout, operator API keys stored as SHA-256 hashes with scopes, login
 //! throttling per account (and per address for unknown usernames), and the password policy.
+//! Refresh tokens, revocations, login throttles and TOTP steps are edge state (`edge/`): in
+//! this process or shared by several gateways.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::{rand_core::OsRng, Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -24,6 +24,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::edge::{EdgeState, LoginReservation, RefreshGrant, SessionId, SessionUnverified};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -336,16 +337,6 @@ struct Claims {
     read_only: bool,
 }
 
-/// A login session: 128 random bits, in hex in the `sid` claim.
-type SessionId = u128;
-
-struct RefreshEntry {
-    account: AccountId,
-    currency: Currency,
-    session: SessionId,
-    expires: Instant,
-}
-
 /// What the login throttle keys on: the account that failed, or, for usernames that name no
 /// account, the client address. A login for an account that did not fail is never throttled
 /// by someone else's failures.
@@ -356,34 +347,19 @@ pub enum LoginKey {
     UnknownUsernameFrom(IpAddr),
 }
 
-/// Failures in the current window and attempts being verified now.
-#[derive(Clone, Copy, Debug)]
-struct LoginAttempts {
-    failures: u32,
-    in_flight: u32,
-    window_started: Instant,
-}
-
 pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     access_ttl: Duration,
-    refresh_ttl: Duration,
-    refresh: Mutex<HashMap<[u8; 32], RefreshEntry>>,
-    /// Sessions logged out, with the Unix second their last access token expires.
-    revoked: RwLock<HashMap<SessionId, u64>>,
-    /// Where the revocations are kept across restarts (`GatewayConfig::revoked_sessions_path`).
-    revoked_file: Option<Mutex<RevocationFile>>,
+    /// Refresh tokens, revoked sessions, login throttles and TOTP steps.
+    edge: Arc<EdgeState>,
     /// SHA-256 hex of every live API key, with its id and scopes; loaded from the book.
     api_keys: Mutex<HashMap<String, (ApiKeyId, u8)>>,
     /// Staff members still enabled, with their roles now; loaded from the book. A staff token
     /// whose member is not here (disabled since it was issued) is refused, and a token's
     /// scopes are those of the member's roles now (a role change applies at once).
     staff_enabled: RwLock<HashMap<StaffId, u8>>,
-    /// The last TOTP time step each staff member logged in with: a code works once.
-    staff_totp_steps: Mutex<HashMap<StaffId, u64>>,
     bootstrap_key_hash: Option<String>,
-    logins: Mutex<HashMap<LoginKey, LoginAttempts>>,
     hashers: PasswordHashPool,
 }
 
@@ -461,106 +437,29 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 pub struct AuthOptions<'a> {
     pub secret: &'a [u8],
     pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
     pub bootstrap_key: Option<&'a str>,
     pub password_hash_workers: usize,
     pub password_hash_queue_max: usize,
-    pub revoked_sessions_path: Option<&'a Path>,
-}
-
-/// The file of logged-out sessions: one line `<sid hex> <unix second it expires>` per logout,
-/// appended; rewritten with only the live ones at start and after every
-/// `REVOKED_SESSIONS_MAX` appends, so it stays bounded.
-struct RevocationFile {
-    path: PathBuf,
-    file: std::fs::File,
-    appended: usize,
-}
-
-impl RevocationFile {
-    /// Reads the live revocations of `path` (a missing file is none) and rewrites the file
-    /// with only those.
-    fn open(path: &Path, now: u64) -> std::io::Result<(RevocationFile, HashMap<SessionId, u64>)> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(error) => return Err(error),
-        };
-        let mut live = HashMap::new();
-        for line in text.lines() {
-            let mut fields = line.split_whitespace();
-            let session = fields.next().and_then(|hex| SessionId::from_str_radix(hex, 16).ok());
-            let until = fields.next().and_then(|seconds| seconds.parse::<u64>().ok());
-            // A torn last line (a crash mid-write) is skipped.
-            if let (Some(session), Some(until)) = (session, until) {
-                if until > now && live.len() < REVOKED_SESSIONS_MAX {
-                    live.insert(session, until);
-                }
-            }
-        }
-        let file = rewrite(path, &live)?;
-        Ok((RevocationFile { path: path.to_path_buf(), file, appended: 0 }, live))
-    }
-
-    fn append(&mut self, session: SessionId, until: u64, live: &HashMap<SessionId, u64>) -> std::io::Result<()> {
-        if self.appended >= REVOKED_SESSIONS_MAX {
-            self.file = rewrite(&self.path, live)?;
-            self.appended = 0;
-        }
-        self.file.write_all(format!("{session:032x} {until}\n").as_bytes())?;
-        self.appended += 1;
-        Ok(())
-    }
-}
-
-/// Writes `live` to a temporary file, renames it over `path` and opens it for appending. Only
-/// the owner may read it (session ids are not secrets, but nobody else needs them).
-fn rewrite(path: &Path, live: &HashMap<SessionId, u64>) -> std::io::Result<std::fs::File> {
-    let temporary = path.with_extension("tmp");
-    let mut text = String::new();
-    for (session, until) in live {
-        text.push_str(&format!("{session:032x} {until}\n"));
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&temporary)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)?;
-    let mut append = std::fs::OpenOptions::new();
-    append.append(true);
-    append.open(path)
+    pub edge: Arc<EdgeState>,
 }
 
 impl Auth {
     pub fn new(options: AuthOptions<'_>) -> Auth {
-        let (revoked_file, revoked) = match options.revoked_sessions_path {
-            None => (None, HashMap::new()),
-            Some(path) => match RevocationFile::open(path, unix_seconds()) {
-                Ok((file, live)) => (Some(Mutex::new(file)), live),
-                Err(error) => {
-                    tracing::error!(%error, path = %path.display(), "revoked sessions: cannot use the file; kept in memory only");
-                    (None, HashMap::new())
-                }
-            },
-        };
         Auth {
             encoding: EncodingKey::from_secret(options.secret),
             decoding: DecodingKey::from_secret(options.secret),
             access_ttl: options.access_ttl,
-            refresh_ttl: options.refresh_ttl,
-            refresh: Mutex::new(HashMap::new()),
-            revoked: RwLock::new(revoked),
-            revoked_file,
+            edge: options.edge,
             api_keys: Mutex::new(HashMap::new()),
             staff_enabled: RwLock::new(HashMap::new()),
-            staff_totp_steps: Mutex::new(HashMap::new()),
             bootstrap_key_hash: options.bootstrap_key.map(|key| sha256_hex(key.as_bytes())),
-            logins: Mutex::new(HashMap::new()),
             hashers: PasswordHashPool::new(options.password_hash_workers, options.password_hash_queue_max),
         }
+    }
+
+    /// The edge state: refresh tokens, revocations, login throttles, TOTP steps, rate limits.
+    pub fn edge(&self) -> &Arc<EdgeState> {
+        &self.edge
     }
 
     /// The pool every password hash and verification runs on.
@@ -568,108 +467,62 @@ impl Auth {
         &self.hashers
     }
 
-    /// Issues the tokens of a new session (a login).
-    pub fn issue(&self, account: AccountId, currency: Currency) -> Result<TokenPair, ApiError> {
+    /// Issues the tokens of a new session (a login). 503 when the edge state cannot keep the
+    /// refresh token.
+    pub async fn issue(&self, account: AccountId, currency: Currency) -> Result<TokenPair, ApiError> {
         let mut session = [0u8; 16];
         rand::rng().fill_bytes(&mut session);
-        self.issue_in(account, currency, SessionId::from_le_bytes(session))
+        self.issue_in(RefreshGrant { account, currency, session: SessionId::from_le_bytes(session) }).await
     }
 
-    fn issue_in(&self, account: AccountId, currency: Currency, session: SessionId) -> Result<TokenPair, ApiError> {
+    async fn issue_in(&self, grant: RefreshGrant) -> Result<TokenPair, ApiError> {
         let now = unix_seconds();
         let claims = Claims {
-            sub: account.to_string(),
-            cur: currency.code().to_string(),
+            sub: grant.account.to_string(),
+            cur: grant.currency.code().to_string(),
             iat: now,
             exp: now + self.access_ttl.as_secs(),
-            sid: Some(format!("{session:032x}")),
+            sid: Some(format!("{:032x}", grant.session)),
             scope: None,
             read_only: false,
         };
         let access_token =
             jsonwebtoken::encode(&Header::default(), &claims, &self.encoding).map_err(ApiError::internal)?;
         let refresh_token = random_token();
-        let mut refresh = self.refresh.lock().map_err(ApiError::internal)?;
-        if refresh.len() >= REFRESH_TOKENS_MAX {
-            let now = Instant::now();
-            refresh.retain(|_, entry| entry.expires > now);
-        }
-        refresh.insert(
-            Sha256::digest(refresh_token.as_bytes()).into(),
-            RefreshEntry { account, currency, session, expires: Instant::now() + self.refresh_ttl },
-        );
+        self.edge.put_refresh(Sha256::digest(refresh_token.as_bytes()).into(), grant).await?;
         Ok(TokenPair { access_token, refresh_token, expires_in: self.access_ttl.as_secs() })
     }
 
     /// Exchanges a refresh token for a new pair of the same session; the old token stops
-    /// working.
-    pub fn refresh(&self, refresh_token: &str) -> Result<TokenPair, ApiError> {
-        let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
-        let entry = self.refresh.lock().map_err(ApiError::internal)?.remove(&key);
-        match entry {
-            Some(entry) if entry.expires > Instant::now() => {
-                self.issue_in(entry.account, entry.currency, entry.session)
-            }
-            _ => Err(ApiError::unauthenticated()),
+    /// working (on every gateway sharing the edge state). 401 when it is unknown, used,
+    /// expired or logged out; 503 when the edge state cannot answer.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, ApiError> {
+        let token = Sha256::digest(refresh_token.as_bytes()).into();
+        match self.edge.take_refresh(token).await? {
+            Some(grant) => self.issue_in(grant).await,
+            None => Err(ApiError::unauthenticated()),
         }
     }
 
     /// Logs out: the refresh token stops working, and so does every access token of its
-    /// session, until the last of them expires. Refresh tokens live in memory (a restart
-    /// forgets them); revocations are also appended to `revoked_sessions_path` when set, so a
-    /// restart does not revive an access token that was logged out.
-    pub fn revoke(&self, refresh_token: &str) -> Result<(), ApiError> {
-        let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
-        let Some(entry) = self.refresh.lock().map_err(ApiError::internal)?.remove(&key) else { return Ok(()) };
-        // The session's newest access token was issued at the latest now (`exp` is whole
-        // seconds after `iat`).
-        let expires = unix_seconds() + self.access_ttl.as_secs() + 1;
-        self.revoke_session(entry.session, expires)
+    /// session, until the last of them expires. In process, revocations are also appended to
+    /// `revoked_sessions_path` when set, so a restart does not revive an access token that was
+    /// logged out; a shared store keeps them itself. 503 when the edge state cannot record it.
+    pub async fn revoke(&self, refresh_token: &str) -> Result<(), ApiError> {
+        self.edge.revoke(Sha256::digest(refresh_token.as_bytes()).into()).await
     }
 
     /// Logs a staff member's token out: its session (one per login) is refused from now until
-    /// the token expires, across restarts like a player's logout. A token without a session
-    /// (issued before staff sessions existed) expires on its own within `STAFF_ACCESS_TTL`.
-    pub fn revoke_staff_token(&self, token: &str) -> Result<(), ApiError> {
+    /// the token expires, on every gateway sharing the edge state and across restarts like a
+    /// player's logout. A token without a session (issued before staff sessions existed)
+    /// expires on its own within `STAFF_ACCESS_TTL`.
+    pub async fn revoke_staff_token(&self, token: &str) -> Result<(), ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &Validation::default())
             .map_err(|_| ApiError::unauthenticated())?;
         let Some(session) = data.claims.sid.as_deref() else { return Ok(()) };
         let session = SessionId::from_str_radix(session, 16).map_err(|_| ApiError::unauthenticated())?;
-        self.revoke_session(session, data.claims.exp + 1)
-    }
-
-    /// Refuses every access token of `session` until `expires` (a Unix second).
-    fn revoke_session(&self, session: SessionId, expires: u64) -> Result<(), ApiError> {
-        let now = unix_seconds();
-        let mut revoked = self.revoked.write().map_err(ApiError::internal)?;
-        if revoked.len() >= REVOKED_SESSIONS_MAX {
-            revoked.retain(|_, until| *until > now);
-        }
-        if revoked.len() >= REVOKED_SESSIONS_MAX {
-            let soonest = revoked.iter().min_by_key(|(_, until)| **until).map(|(session, _)| *session);
-            if let Some(soonest) = soonest {
-                tracing::warn!(
-                    revoked_sessions_max = REVOKED_SESSIONS_MAX,
-                    "revoked sessions full: forgetting the one closest to expiry"
-                );
-                revoked.remove(&soonest);
-            }
-        }
-        revoked.insert(session, expires);
-        if let Some(file) = &self.revoked_file {
-            let written = file.lock().map_err(ApiError::internal)?.append(session, expires, &revoked);
-            if let Err(error) = written {
-                // The session is revoked in memory all the same; only a restart would forget it.
-                tracing::error!(%error, "revoked sessions: could not write the file");
-            }
-        }
-        Ok(())
-    }
-
-    fn session_revoked(&self, session: &str) -> bool {
-        let Ok(session) = SessionId::from_str_radix(session, 16) else { return true };
-        let Ok(revoked) = self.revoked.read() else { return true };
-        revoked.get(&session).is_some_and(|until| *until > unix_seconds())
+        let ttl = Duration::from_secs(data.claims.exp.saturating_sub(unix_seconds()) + 1);
+        self.edge.revoke_session(session, ttl).await
     }
 
     /// Issues a staff access token: `STAFF_ACCESS_TTL`, no refresh token (a staff member logs
@@ -703,16 +556,9 @@ impl Auth {
     }
 
     /// Records that `staff` logged in with the TOTP code of `step`: false when that step or a
-    /// later one was already used (a code works once).
-    pub fn use_totp_step(&self, staff: StaffId, step: u64) -> bool {
-        let Ok(mut steps) = self.staff_totp_steps.lock() else { return false };
-        match steps.get(&staff) {
-            Some(last) if *last >= step => false,
-            _ => {
-                steps.insert(staff, step);
-                true
-            }
-        }
+    /// later one was already used (a code works once, on every gateway).
+    pub async fn use_totp_step(&self, staff: StaffId, step: u64) -> Result<bool, ApiError> {
+        self.edge.use_totp_step(staff, step).await
     }
 
     /// Replaces the API key cache with the book's live keys.
@@ -726,23 +572,39 @@ impl Auth {
         }
     }
 
-    pub(crate) fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+    /// Authenticates a credential, checking its session against the revocations: 401 when it
+    /// is invalid or logged out, 503 when its session cannot be checked.
+    pub(crate) async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+        let (principal, session) = self.decode(token)?;
+        if let Some(session) = session {
+            if self.edge.session_revoked(session).await? {
+                return Err(ApiError::unauthenticated());
+            }
+        }
+        Ok(principal)
+    }
+
+    /// Reads a credential without looking at revocations: the principal, and the session its
+    /// access token belongs to (to be checked by the caller).
+    pub(crate) fn decode(&self, token: &str) -> Result<(Principal, Option<SessionId>), ApiError> {
         if token.starts_with(API_KEY_PREFIX) {
             let hash = sha256_hex(token.as_bytes());
             if self.bootstrap_key_hash.as_deref() == Some(hash.as_str()) {
-                return Ok(Principal::Operator { key: None, scopes: scopes::ALL });
+                return Ok((Principal::Operator { key: None, scopes: scopes::ALL }, None));
             }
             let cache = self.api_keys.lock().map_err(ApiError::internal)?;
             return cache
                 .get(&hash)
-                .map(|(key, scopes)| Principal::Operator { key: Some(*key), scopes: *scopes })
+                .map(|(key, scopes)| (Principal::Operator { key: Some(*key), scopes: *scopes }, None))
                 .ok_or_else(ApiError::unauthenticated);
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &Validation::default())
             .map_err(|_| ApiError::unauthenticated())?;
-        if data.claims.sid.as_deref().is_some_and(|session| self.session_revoked(session)) {
-            return Err(ApiError::unauthenticated());
-        }
+        // A `sid` that is not 128 bits of hex names no session we issued.
+        let session = match data.claims.sid.as_deref() {
+            None => None,
+            Some(session) => Some(SessionId::from_str_radix(session, 16).map_err(|_| ApiError::unauthenticated())?),
+        };
         if let Some(digits) = data.claims.sub.strip_prefix("stf_") {
             let staff = digits.parse().map(StaffId).map_err(|_| ApiError::unauthenticated())?;
             // The roles now, not those the token was issued with: a disabled member's token
@@ -755,7 +617,7 @@ impl Auth {
                 .copied()
                 .ok_or_else(ApiError::unauthenticated)?;
             let scopes = book::roles::scopes_of(roles);
-            return Ok(Principal::Staff { staff, scopes, read_only: book::roles::read_only(roles) });
+            return Ok((Principal::Staff { staff, scopes, read_only: book::roles::read_only(roles) }, session));
         }
         let account = data
             .claims
@@ -765,97 +627,14 @@ impl Auth {
             .map(AccountId)
             .ok_or_else(ApiError::unauthenticated)?;
         let currency = Currency::parse(&data.claims.cur).map_err(|_| ApiError::unauthenticated())?;
-        Ok(Principal::Player { account, currency })
+        Ok((Principal::Player { account, currency }, session))
     }
 
     /// Reserves one login attempt for `key`: counted as a failure from now on, so that
     /// concurrent guesses cannot all pass the check before any of them is recorded. 429 when
     /// the failures and the attempts in flight reach `LOGIN_FAILURES_MAX` in the window.
-    pub fn reserve_login(&self, key: LoginKey) -> Result<LoginReservation<'_>, ApiError> {
-        let mut logins = self.logins.lock().map_err(ApiError::internal)?;
-        let now = Instant::now();
-        if logins.len() >= LOGIN_THROTTLE_KEYS_MAX && !logins.contains_key(&key) {
-            forget_login_keys(&mut logins, now);
-        }
-        let attempts = logins.entry(key).or_insert(LoginAttempts { failures: 0, in_flight: 0, window_started: now });
-        if now.saturating_duration_since(attempts.window_started) >= LOGIN_WINDOW {
-            attempts.failures = 0;
-            attempts.window_started = now;
-        }
-        if attempts.failures + attempts.in_flight >= LOGIN_FAILURES_MAX {
-            let wait = if attempts.failures >= LOGIN_FAILURES_MAX {
-                LOGIN_WINDOW.saturating_sub(now.saturating_duration_since(attempts.window_started)).as_secs().max(1)
-            } else {
-                1
-            };
-            return Err(ApiError::rate_limited(wait));
-        }
-        attempts.in_flight += 1;
-        Ok(LoginReservation { auth: self, key, settled: false })
-    }
-
-    fn settle_login(&self, key: LoginKey, outcome: Option<bool>) {
-        let Ok(mut logins) = self.logins.lock() else { return };
-        let Some(attempts) = logins.get_mut(&key) else { return };
-        attempts.in_flight = attempts.in_flight.saturating_sub(1);
-        match outcome {
-            Some(true) => attempts.failures = 0,
-            Some(false) => attempts.failures += 1,
-            None => {}
-        }
-        if attempts.failures == 0 && attempts.in_flight == 0 {
-            logins.remove(&key);
-        }
-    }
-}
-
-/// Makes room in a full login throttle: forgets keys whose window has passed, then, if none
-/// has, the idle half with the oldest windows, unknown usernames' addresses before accounts (so
-/// that filling the table from many addresses does not wipe an account's failures first).
-fn forget_login_keys(logins: &mut HashMap<LoginKey, LoginAttempts>, now: Instant) {
-    logins.retain(|_, attempts| {
-        attempts.in_flight > 0 || now.saturating_duration_since(attempts.window_started) < LOGIN_WINDOW
-    });
-    if logins.len() < LOGIN_THROTTLE_KEYS_MAX {
-        return;
-    }
-    let mut idle: Vec<(bool, Instant, LoginKey)> = logins
-        .iter()
-        .filter(|(_, attempts)| attempts.in_flight == 0)
-        .map(|(key, attempts)| (!matches!(key, LoginKey::UnknownUsernameFrom(_)), attempts.window_started, *key))
-        .collect();
-    idle.sort_unstable_by_key(|(account, started, _)| (*account, *started));
-    for (_, _, key) in idle.iter().take(idle.len().div_ceil(2)) {
-        logins.remove(key);
-    }
-}
-
-/// One login attempt counted in the throttle until it is settled: `succeeded` clears the
-/// account's failures, `failed` keeps it as a failure; dropped unsettled (the hash pool was
-/// full, the client went away) it is released without counting.
-pub struct LoginReservation<'a> {
-    auth: &'a Auth,
-    key: LoginKey,
-    settled: bool,
-}
-
-impl LoginReservation<'_> {
-    pub fn succeeded(mut self) {
-        self.settled = true;
-        self.auth.settle_login(self.key, Some(true));
-    }
-
-    pub fn failed(mut self) {
-        self.settled = true;
-        self.auth.settle_login(self.key, Some(false));
-    }
-}
-
-impl Drop for LoginReservation<'_> {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.auth.settle_login(self.key, None);
-        }
+    pub async fn reserve_login(&self, key: LoginKey) -> Result<LoginReservation, ApiError> {
+        self.edge.reserve_login(key).await
     }
 }
 
@@ -864,6 +643,10 @@ impl Drop for LoginReservation<'_> {
 #[derive(Clone, Debug)]
 pub(crate) struct Authenticated(pub Principal);
 
+/// The session of this request's access token was logged out (`limits::admit` checked it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SessionRevoked;
+
 /// Extracts the principal from `Authorization: Bearer ...`; 401 when missing or invalid.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
@@ -871,9 +654,11 @@ impl FromRequestParts<AppState> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let principal = match parts.extensions.get::<Authenticated>() {
             Some(Authenticated(principal)) => principal.clone(),
+            None if parts.extensions.get::<SessionRevoked>().is_some() => return Err(ApiError::unauthenticated()),
+            None if parts.extensions.get::<SessionUnverified>().is_some() => return Err(crate::edge::unavailable()),
             None => {
                 let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-                state.auth().authenticate(token)?
+                state.auth().authenticate(token).await?
             }
         };
         // A read-only staff member's scopes hold for reads alone.
@@ -963,21 +748,28 @@ mod tests {
 
     #[test]
     fn reservations_bound_concurrent_guesses() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let settings = crate::edge::EdgeSettings::new(None, None, Duration::from_secs(60), Duration::from_secs(60));
+        let edge = Arc::new(EdgeState::in_process(settings, None, crate::Metrics::new()));
         let auth = Auth::new(AuthOptions {
             secret: b"secret",
             access_ttl: Duration::from_secs(60),
-            refresh_ttl: Duration::from_secs(60),
             bootstrap_key: None,
             password_hash_workers: 1,
             password_hash_queue_max: 1,
-            revoked_sessions_path: None,
+            edge,
         });
-        let key = LoginKey::Account(AccountId(1));
-        let held: Vec<_> = (0..LOGIN_FAILURES_MAX).map(|_| auth.reserve_login(key).expect("reserved")).collect();
-        assert_eq!(auth.reserve_login(key).err().map(|error| error.code), Some("rate_limited"));
-        let other = LoginKey::Account(AccountId(2));
-        auth.reserve_login(other).expect("another account is not throttled").failed();
-        drop(held);
-        auth.reserve_login(key).expect("released without counting").succeeded();
+        runtime.block_on(async {
+            let key = LoginKey::Account(AccountId(1));
+            let mut held = Vec::new();
+            for _ in 0..LOGIN_FAILURES_MAX {
+                held.push(auth.reserve_login(key).await.expect("reserved"));
+            }
+            assert_eq!(auth.reserve_login(key).await.err().map(|error| error.code), Some("rate_limited"));
+            let other = LoginKey::Account(AccountId(2));
+            auth.reserve_login(other).await.expect("another account is not throttled").failed().await;
+            drop(held);
+            auth.reserve_login(key).await.expect("released without counting").succeeded().await;
+        });
     }
 }

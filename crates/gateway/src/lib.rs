@@ -14,6 +14,7 @@ mod compliance;
 mod connections;
 mod degraded;
 mod dto;
+mod edge;
 mod error;
 mod feed;
 mod fx;
@@ -50,14 +51,20 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{
     check_new_password, hash_password, password_hash_workers_default, random_token, sha256_hex, Auth, AuthOptions,
-    PasswordHashPool, Principal, PrincipalKey, API_KEY_PREFIX, LOGIN_FAILURES_MAX, LOGIN_THROTTLE_KEYS_MAX,
+    LoginKey, PasswordHashPool, Principal, PrincipalKey, API_KEY_PREFIX, LOGIN_FAILURES_MAX, LOGIN_THROTTLE_KEYS_MAX,
     LOGIN_WINDOW, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, PASSWORD_HASH_QUEUE_MAX, PASSWORD_HASH_WORKERS_MAX,
-    REVOKED_SESSIONS_MAX,
+    REFRESH_TOKENS_MAX, REVOKED_SESSIONS_MAX,
 };
 pub use compliance::{AUDIT_PAGE_COMMANDS_MAX, RG_ACCOUNTS_SCAN_MAX};
 pub use connections::{
     ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, CONNECTION_CLOSE_GRACE, HEADER_READ_TIMEOUT, KEEP_ALIVE_IDLE_TIMEOUT,
     REFUSALS_IN_FLIGHT_MAX,
+};
+pub use edge::{
+    check_key_prefix, check_redis_url, Checked, EdgeError, EdgeFuture, EdgeOp, EdgeSettings, EdgeState,
+    EdgeStateConfig, EdgeStore, LocalEdge, LoginOutcome, LoginReservation, RedisEdge, RefreshGrant, SessionId,
+    TokenHash, EDGE_KEY_PREFIX_BYTES_MAX, EDGE_KEY_PREFIX_DEFAULT, EDGE_STATE_BREAKER_OPEN_FOR, EDGE_STATE_TIMEOUT,
+    LOGIN_RESERVATION_TTL, TOTP_STEP_MEMORY,
 };
 pub use error::ApiError;
 pub use fx::FX_RATES_AGE_MAX;
@@ -128,8 +135,14 @@ pub struct GatewayConfig {
     pub password_hash_queue_max: usize,
     /// File keeping logged-out sessions until their access tokens expire, so that a restart
     /// does not revive them; `None` keeps them in memory only. `serve` uses
-    /// `DIR/revoked-sessions`.
+    /// `DIR/revoked-sessions`. Used by in-process edge state only (a shared store keeps them).
     pub revoked_sessions_path: Option<std::path::PathBuf>,
+    /// Where rate-limit buckets, login throttles, refresh tokens, revocations and TOTP steps
+    /// are kept: in this process (the default), or in Redis shared by several gateways
+    /// (`serve --edge-state redis://...`).
+    pub edge_state: EdgeStateConfig,
+    /// How long one call to a shared edge-state store may take (`EDGE_STATE_TIMEOUT`).
+    pub edge_state_timeout: Duration,
     /// Keys remembered per rate-limit table.
     pub rate_limit_keys_max: usize,
     /// HTTP requests handled at once; beyond it, 503 `overloaded` at once.
@@ -197,6 +210,8 @@ impl GatewayConfig {
             password_hash_workers: password_hash_workers_default(),
             password_hash_queue_max: PASSWORD_HASH_QUEUE_MAX,
             revoked_sessions_path: None,
+            edge_state: EdgeStateConfig::InProcess,
+            edge_state_timeout: EDGE_STATE_TIMEOUT,
             rate_limit_keys_max: RATE_LIMIT_KEYS_MAX,
             http_in_flight_max: HTTP_IN_FLIGHT_MAX,
             request_timeout: REQUEST_TIMEOUT,
@@ -228,6 +243,7 @@ struct Inner {
     in_flight: Semaphore,
     metrics: Metrics,
     rate_limits: RateLimits,
+    edge: Arc<EdgeState>,
     http_in_flight: Semaphore,
     feed: FeedHub,
     read_breaker: Breaker,
@@ -253,22 +269,17 @@ impl AppState {
         metrics: Metrics,
         streams: Streams,
     ) -> Result<AppState, ApiError> {
+        let edge = Arc::new(edge_state(&config, &metrics)?);
         streams.start(engine.clone());
         let auth = Auth::new(AuthOptions {
             secret: &config.jwt_secret,
             access_ttl: config.access_token_ttl,
-            refresh_ttl: config.refresh_token_ttl,
             bootstrap_key: config.admin_key.as_deref(),
             password_hash_workers: config.password_hash_workers,
             password_hash_queue_max: config.password_hash_queue_max,
-            revoked_sessions_path: config.revoked_sessions_path.as_deref(),
+            edge: Arc::clone(&edge),
         });
-        let rate_limits = RateLimits::new(
-            config.rate_limit_per_address,
-            config.rate_limit_per_principal,
-            config.rate_limit_keys_max,
-            &config.trusted_proxies,
-        );
+        let rate_limits = RateLimits::new(&config.trusted_proxies);
         let feed = FeedHub::new(engine.clone(), metrics.feed().clone(), config.feed_defaults);
         feed.spawn_watchdog();
         // The payments step resumes what a restart left open at once (`payments.rs`).
@@ -289,6 +300,7 @@ impl AppState {
             auth,
             metrics,
             rate_limits,
+            edge,
             streams,
             payments,
             history: history::History::new(),
@@ -343,6 +355,11 @@ impl AppState {
 
     pub fn rate_limits(&self) -> &RateLimits {
         &self.0.rate_limits
+    }
+
+    /// Rate-limit buckets, login throttles, refresh tokens, revocations, TOTP steps.
+    pub fn edge(&self) -> &Arc<EdgeState> {
+        &self.0.edge
     }
 
     /// The bound on HTTP requests in flight (`GatewayConfig::http_in_flight_max`).
@@ -476,6 +493,28 @@ impl AppState {
     pub fn read_breaker(&self) -> &Breaker {
         &self.0.read_breaker
     }
+}
+
+/// The edge state `config` asks for. A Redis store connects lazily: a gateway starts while
+/// Redis is away (`/readyz` warns `edge_state_unavailable`); a malformed URL or prefix is 500
+/// here (`serve` checks them first).
+fn edge_state(config: &GatewayConfig, metrics: &Metrics) -> Result<EdgeState, ApiError> {
+    let mut settings = EdgeSettings::new(
+        config.rate_limit_per_address,
+        config.rate_limit_per_principal,
+        config.access_token_ttl,
+        config.refresh_token_ttl,
+    );
+    settings.rate_limit_keys_max = config.rate_limit_keys_max;
+    Ok(match &config.edge_state {
+        EdgeStateConfig::InProcess => {
+            EdgeState::in_process(settings, config.revoked_sessions_path.as_deref(), metrics.clone())
+        }
+        EdgeStateConfig::Redis { url, prefix } => {
+            let store = RedisEdge::new(url, prefix, settings).map_err(ApiError::internal)?;
+            EdgeState::shared(Arc::new(store), settings, config.edge_state_timeout, metrics.clone())
+        }
+    })
 }
 
 /// The whole API as a router.

@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
-use crate::auth::{bearer_token, Authenticated, PrincipalKey};
+use crate::auth::{bearer_token, Authenticated};
 use crate::error::ApiError;
 use crate::metrics::ShedReason;
 use crate::AppState;
@@ -88,8 +88,9 @@ impl RateLimit {
     }
 }
 
-/// One rate-limit table: theoretical arrival times (nanoseconds since `epoch`) by key.
-struct RateTable<K> {
+/// One rate-limit table: theoretical arrival times (nanoseconds since `epoch`) by key. The
+/// in-process edge state keeps two (`edge/local.rs`); Redis keeps the same times per key.
+pub(crate) struct RateTable<K> {
     limit: RateLimit,
     keys_per_shard_max: usize,
     epoch: Instant,
@@ -98,7 +99,7 @@ struct RateTable<K> {
 }
 
 impl<K: Hash + Eq> RateTable<K> {
-    fn new(limit: RateLimit, keys_max: usize, epoch: Instant) -> RateTable<K> {
+    pub(crate) fn new(limit: RateLimit, keys_max: usize, epoch: Instant) -> RateTable<K> {
         RateTable {
             limit,
             keys_per_shard_max: (keys_max / RATE_LIMIT_SHARDS).max(1),
@@ -109,7 +110,7 @@ impl<K: Hash + Eq> RateTable<K> {
     }
 
     /// Takes one request from `key`'s bucket, or says how long until one is available.
-    fn acquire(&self, key: K, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn acquire(&self, key: K, now: Instant) -> Result<(), Duration> {
         let now_nanos = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         let shard_index = (self.hasher.hash_one(&key) as usize) % self.shards.len();
         // A poisoned lock only means another request panicked mid-update of a plain integer map.
@@ -143,44 +144,18 @@ fn evict<K: Hash + Eq>(shard: &mut HashMap<K, u64>, now_nanos: u64, keys_max: us
     debug_assert!(shard.len() < keys_max);
 }
 
-/// The rate-limit tables of the gateway, and who may say where a request came from.
+/// Who may say where a request came from. The rate-limit buckets themselves are edge state
+/// (`edge/`), in this process or shared by several gateways.
 pub struct RateLimits {
-    by_address: Option<RateTable<IpAddr>>,
-    /// Keyed by the authenticated principal, not the header's bytes: a credential that fails
-    /// authentication is answered 401 and limited by its address only.
-    by_principal: Option<RateTable<PrincipalKey>>,
     trusted_proxies: Vec<IpNet>,
 }
 
 impl RateLimits {
-    pub fn new(
-        per_address: Option<RateLimit>,
-        per_principal: Option<RateLimit>,
-        keys_max: usize,
-        trusted_proxies: &[IpNet],
-    ) -> RateLimits {
-        let epoch = Instant::now();
+    pub fn new(trusted_proxies: &[IpNet]) -> RateLimits {
         if trusted_proxies.len() > TRUSTED_PROXIES_MAX {
             tracing::warn!(trusted_proxies_max = TRUSTED_PROXIES_MAX, "too many trusted proxies: the rest are ignored");
         }
-        RateLimits {
-            by_address: per_address.map(|limit| RateTable::new(limit, keys_max, epoch)),
-            by_principal: per_principal.map(|limit| RateTable::new(limit, keys_max, epoch)),
-            trusted_proxies: trusted_proxies.iter().take(TRUSTED_PROXIES_MAX).copied().collect(),
-        }
-    }
-
-    /// Admits a request from `address` by `principal` (when it authenticated), or returns how
-    /// long the client should wait.
-    pub fn check(&self, address: Option<IpAddr>, principal: Option<PrincipalKey>) -> Result<(), Duration> {
-        let now = Instant::now();
-        if let (Some(table), Some(address)) = (&self.by_address, address) {
-            table.acquire(address, now)?;
-        }
-        if let (Some(table), Some(principal)) = (&self.by_principal, principal) {
-            table.acquire(principal, now)?;
-        }
-        Ok(())
+        RateLimits { trusted_proxies: trusted_proxies.iter().take(TRUSTED_PROXIES_MAX).copied().collect() }
     }
 
     fn trusted(&self, address: IpAddr) -> bool {
@@ -305,15 +280,28 @@ pub async fn admit(State(state): State<AppState>, mut request: Request, next: Ne
     }
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let address = peer.map(|peer| state.rate_limits().client_address(peer, request.headers()));
-    let principal = bearer_token(request.headers()).and_then(|token| state.auth().authenticate(token).ok());
-    let principal_key = principal.as_ref().map(crate::auth::Principal::key);
+    let decoded = bearer_token(request.headers()).and_then(|token| state.auth().decode(token).ok());
+    let principal_key = decoded.as_ref().map(|(principal, _)| principal.key());
+    let session = decoded.as_ref().and_then(|(_, session)| *session);
     if let Some(address) = address {
         request.extensions_mut().insert(ClientAddress(address));
     }
-    if let Some(principal) = principal {
-        request.extensions_mut().insert(Authenticated(principal));
+    // One call to the edge state: the session's revocation and both buckets.
+    let (session_check, rate) = state.edge().admit(session, address, principal_key).await;
+    match (decoded, session_check) {
+        (Some((principal, _)), Ok(false)) => {
+            request.extensions_mut().insert(Authenticated(principal));
+        }
+        // Revoked: a handler that needs the principal answers 401.
+        (Some(_), Ok(true)) => {
+            request.extensions_mut().insert(crate::auth::SessionRevoked);
+        }
+        (None, _) => {}
+        (Some(_), Err(unverified)) => {
+            request.extensions_mut().insert(unverified);
+        }
     }
-    if let Err(wait) = state.rate_limits().check(address, principal_key) {
+    if let Err(wait) = rate {
         state.metrics().record_shed(ShedReason::RateLimited);
         return ApiError::rate_limited(retry_after_seconds(wait)).into_response();
     }
@@ -408,7 +396,7 @@ mod tests {
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {
         let proxies = [parse_trusted_proxy("10.0.0.0/8").expect("cidr"), parse_trusted_proxy("::1").expect("address")];
-        let limits = RateLimits::new(None, None, 100, &proxies);
+        let limits = RateLimits::new(&proxies);
         let proxy: IpAddr = "10.1.2.3".parse().expect("ip");
         let stranger: IpAddr = "198.51.100.9".parse().expect("ip");
         let client: IpAddr = "203.0.113.7".parse().expect("ip");

@@ -79,6 +79,11 @@ struct DependencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -322,6 +327,8 @@ struct Inner {
     book_size: Family<SizeLabels, Gauge>,
     breaker_state: Family<DependencyLabels, Gauge>,
     breaker_opens: Family<DependencyLabels, Counter>,
+    edge_state_seconds: HistogramFamily<OpLabels>,
+    edge_state_errors: Family<OpLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_request_seconds: HistogramFamily<RouteLabels>,
     http_shed: Family<ReasonLabels, Counter>,
@@ -562,8 +569,28 @@ impl Metrics {
         for switch in ["pre_match_only", "cached_odds"] {
             let _ = trading_mode.get_or_create(&SwitchLabels { switch });
         }
-        let _ = breaker_state.get_or_create(&DependencyLabels { dependency: "book_reads" });
-        let _ = breaker_opens.get_or_create(&DependencyLabels { dependency: "book_reads" });
+        for dependency in ["book_reads", "edge_state"] {
+            let _ = breaker_state.get_or_create(&DependencyLabels { dependency });
+            let _ = breaker_opens.get_or_create(&DependencyLabels { dependency });
+        }
+        // 20 µs to about 5 s: a call to Redis on the same machine takes tens of µs.
+        let edge_state_seconds: HistogramFamily<OpLabels> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_02, 2.0, 18)));
+        registry.register(
+            "sportsbook_edge_state_seconds",
+            "Time of one call to the shared edge-state store (Redis), by operation, failed calls included",
+            edge_state_seconds.clone(),
+        );
+        let edge_state_errors = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "sportsbook_edge_state_errors",
+            "Calls to the shared edge-state store that failed, timed out or were not made (breaker open), by \
+             operation; each fell back to the in-process limiter or throttle, or answered 503",
+            edge_state_errors.clone(),
+        );
+        for op in crate::edge::EdgeOp::ALL {
+            let _ = edge_state_errors.get_or_create(&OpLabels { op: op.as_str() });
+        }
         let http_connections = Gauge::default();
         registry.register(
             "sportsbook_http_connections",
@@ -610,6 +637,8 @@ impl Metrics {
             book_size,
             breaker_state,
             breaker_opens,
+            edge_state_seconds,
+            edge_state_errors,
             http_requests,
             http_request_seconds,
             http_shed,
@@ -718,6 +747,16 @@ impl Metrics {
     }
 
     /// The state of a circuit breaker, read at scrape time.
+    /// One call to the shared edge-state store and how long it took.
+    pub(crate) fn record_edge_call(&self, op: crate::edge::EdgeOp, seconds: f64) {
+        self.0.edge_state_seconds.get_or_create(&OpLabels { op: op.as_str() }).observe(seconds);
+    }
+
+    /// A call to the shared edge-state store that failed (or was not made: breaker open).
+    pub(crate) fn record_edge_error(&self, op: crate::edge::EdgeOp) {
+        self.0.edge_state_errors.get_or_create(&OpLabels { op: op.as_str() }).inc();
+    }
+
     pub fn set_breaker_state(&self, dependency: &'static str, state: i64) {
         self.0.breaker_state.get_or_create(&DependencyLabels { dependency }).set(state);
     }

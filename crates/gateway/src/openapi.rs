@@ -4,7 +4,7 @@
 //!
 //! Responses every route can give are added here once rather than on each handler: 429
 //! `rate_limited` and 503 `overloaded`/`timeout`/`unavailable` (both with `Retry-After`) from
-//! admission control and the bounded book, and 500 `internal`; and on every write (POST, PUT,
+//! admission control, the bounded book and the shared edge state (`edge/`), and 500 `internal`; and on every write (POST, PUT,
 //! PATCH, DELETE) 504 `outcome_unknown`: the command reached the book but its reply did not
 //! come in time (`outcome.rs`). A keyed write (one with the `Idempotency-Key` header: bets,
 //! deposits, withdrawals, cash-out accept) documents its own 503: besides those, `unavailable`
@@ -281,7 +281,9 @@ impl Modify for CommonResponses {
                 "503",
                 error_response(
                     "Overloaded: the book or the server is busy (`overloaded`), the request took too long \
-                     (`timeout`), or the book is not accepting requests (`unavailable`)",
+                     (`timeout`), or `unavailable`: the book is not accepting requests, or the shared session state \
+                     (`serve --edge-state`) cannot be reached to check this access token, refresh token, logout or \
+                     TOTP code",
                     true,
                 ),
             ),
@@ -291,7 +293,8 @@ impl Modify for CommonResponses {
             error_response(
                 &format!(
                     "Overloaded: the book or the server is busy (`overloaded`), the request took too long \
-                     (`timeout`), or `unavailable`: the book is not accepting requests, or the read models (which \
+                     (`timeout`), or `unavailable`: the book is not accepting requests, the shared session state \
+                     cannot be reached to check this access token, or the read models (which \
                      answer a retry after the book's idempotency window) are too far behind to tell whether this \
                      `Idempotency-Key` was used; the write waited up to {} s for them and was not done. Retry with \
                      the same key after `Retry-After`",

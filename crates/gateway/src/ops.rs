@@ -92,7 +92,10 @@ pub(crate) async fn healthz() -> Response {
     description = "Ready to take traffic: the journal is writable, the book answers promptly and no feed \
         provider is stale. An exchange-rate table older than the configured age is a warning \
         (`warnings: [\"fx_rates_stale\"]`, `fx_rates_age_seconds`), not a reason to be unready; so is \
-        journal retention failing repeatedly (`journal_archive_failing`, `journal_archive_failures`).",
+        journal retention failing repeatedly (`journal_archive_failing`, `journal_archive_failures`), and a shared \
+        edge-state store (`serve --edge-state redis://...`) that does not answer (`edge_state_unavailable`: rate \
+        limits and login throttles fall back to this gateway's own, and requests with a player's access token, \
+        refreshes, logouts and staff logins answer 503 `unavailable` until it is back).",
     responses(
         (status = 200, description = "Ready to take traffic", body = Health),
         (status = 503, description = "Not ready, with the `reasons` (this body, not an `Error`; no \
@@ -149,6 +152,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         body["fx_rates_age_seconds"] = json!(now.saturating_sub(set_at) / 1_000);
     }
     if let Some(warning) = projector.warning {
+        warnings.push(warning);
+    }
+    // A warning, not a reason: every gateway shares the store (`edge/`).
+    if let Some(warning) = state.edge().readiness_warning().await {
         warnings.push(warning);
     }
     let archive_failures = state.engine().stats().journal_archive_failures_consecutive.load(Ordering::Relaxed);
@@ -235,6 +242,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, request: Request) -> 
         return refused;
     }
     state.metrics().set_breaker_state("book_reads", state.read_breaker().state().gauge());
+    state.metrics().set_breaker_state("edge_state", state.edge().breaker().state().gauge());
     let journal = state.engine().stats().committed_position.load(Ordering::Acquire);
     let models = state.config().read_models.as_ref().map(|models| {
         let published = models.published();

@@ -233,17 +233,17 @@ pub(crate) async fn login(
         None => LoginKey::UnknownUsernameFrom(address),
     };
     // Counted as a failure before the hash is verified: concurrent guesses cannot all pass.
-    let reservation = state.auth().reserve_login(key)?;
+    let reservation = state.auth().reserve_login(key).await?;
     let password = request.password;
     let hash = found.as_ref().map_or(DUMMY_HASH.to_string(), |(_, _, hash)| hash.clone());
     let verified = state.auth().hashers().run(move |memory| verify_password_in(memory, &password, &hash)).await?;
     match found {
         Some((account, currency, _)) if verified => {
-            reservation.succeeded();
-            Ok(Json(state.auth().issue(account, currency)?.into()))
+            reservation.succeeded().await;
+            Ok(Json(state.auth().issue(account, currency).await?.into()))
         }
         _ => {
-            reservation.failed();
+            reservation.failed().await;
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "wrong username or password"))
         }
     }
@@ -275,7 +275,7 @@ pub(crate) async fn refresh(
     State(state): State<AppState>,
     Json(request): Json<RefreshRequest>,
 ) -> Result<Json<TokenView>, ApiError> {
-    Ok(Json(state.auth().refresh(&request.refresh_token)?.into()))
+    Ok(Json(state.auth().refresh(&request.refresh_token).await?.into()))
 }
 
 #[utoipa::path(
@@ -299,7 +299,7 @@ pub(crate) async fn logout(
     State(state): State<AppState>,
     Json(request): Json<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
-    state.auth().revoke(&request.refresh_token)?;
+    state.auth().revoke(&request.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -168,28 +168,32 @@ pub(crate) async fn login(
         None => LoginKey::UnknownUsernameFrom(address),
     };
     // Counted as a failure before anything is verified: concurrent guesses cannot all pass.
-    let reservation = state.auth().reserve_login(key)?;
+    let reservation = state.auth().reserve_login(key).await?;
     let password = request.password;
     let hash = found.as_ref().map_or(DUMMY_HASH.to_string(), |staff| staff.password_hash.clone());
     let verified = state.auth().hashers().run(move |memory| verify_password_in(memory, &password, &hash)).await?;
     let Some(staff) = found.filter(|_| verified) else {
-        reservation.failed();
+        reservation.failed().await;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "wrong username or password"));
     };
     if staff.disabled {
-        reservation.failed();
+        reservation.failed().await;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "staff_disabled", "this staff member is disabled"));
     }
     let step = totp_step_matching(&staff.totp_secret, &request.totp, unix_seconds());
-    if !step.is_some_and(|step| state.auth().use_totp_step(staff.id, step)) {
-        reservation.failed();
+    let used = match step {
+        Some(step) => state.auth().use_totp_step(staff.id, step).await?,
+        None => false,
+    };
+    if !used {
+        reservation.failed().await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "totp_invalid",
             "a valid TOTP code of now is required (each code works once)",
         ));
     }
-    reservation.succeeded();
+    reservation.succeeded().await;
     let (access_token, expires_in) = state.auth().issue_staff(&staff)?;
     Ok(Json(StaffTokenView { access_token, expires_in }))
 }
@@ -374,7 +378,7 @@ pub(crate) async fn logout(
 ) -> Result<StatusCode, ApiError> {
     let Principal::Staff { .. } = principal else { return Err(ApiError::forbidden()) };
     let token = crate::auth::bearer_token(&headers).ok_or_else(ApiError::unauthenticated)?;
-    state.auth().revoke_staff_token(token)?;
+    state.auth().revoke_staff_token(token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

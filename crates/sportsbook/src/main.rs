@@ -169,6 +169,23 @@ enum Commands {
         /// needs.
         #[arg(long, default_value_t = journal::snapshot::SNAPSHOTS_KEPT_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=journal::snapshot::SNAPSHOTS_KEEP_LIMIT as u64))]
         snapshots_keep: usize,
+        /// Where the gateway keeps rate-limit buckets, login throttles, refresh tokens and
+        /// logged-out sessions: `in-process` (the default; logged-out sessions also in
+        /// DATA_DIR/revoked-sessions) or `redis://HOST[:PORT][/DB]`, shared by every gateway
+        /// naming the same server and --edge-state-prefix, so that they limit, throttle and
+        /// revoke as one (env SPORTSBOOK_EDGE_STATE). While Redis is away, limits and throttles
+        /// fall back to this process's and player tokens answer 503 (`/readyz` warns
+        /// `edge_state_unavailable`).
+        #[arg(long)]
+        edge_state: Option<String>,
+        /// The prefix of every Redis key of --edge-state (several sportsbooks may share a
+        /// server under different prefixes).
+        #[arg(long, default_value = gateway::EDGE_KEY_PREFIX_DEFAULT)]
+        edge_state_prefix: String,
+        /// Milliseconds one call to a shared --edge-state may take before the gateway applies
+        /// its failure policy (limits fall back, player tokens 503).
+        #[arg(long, default_value_t = gateway::EDGE_STATE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        edge_state_timeout_ms: u64,
     },
     /// Runs the feed simulator as an odds provider for servers to follow: the native JSON feed
     /// on WebSocket endpoints and/or UOF-style XML on AMQP exchanges (primary and backups carry
@@ -384,6 +401,9 @@ fn main() -> anyhow::Result<()> {
             journal_retention,
             journal_archive,
             snapshots_keep,
+            edge_state,
+            edge_state_prefix,
+            edge_state_timeout_ms,
         } => {
             let log_format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -427,6 +447,8 @@ fn main() -> anyhow::Result<()> {
                 },
                 journal_archive,
                 snapshots_keep,
+                edge_state: sportsbook::serve::edge_state_config(edge_state, &edge_state_prefix)?,
+                edge_state_timeout: std::time::Duration::from_millis(edge_state_timeout_ms),
             })
         }
         Commands::FeedSim {

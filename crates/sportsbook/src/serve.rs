@@ -80,6 +80,29 @@ pub struct ServeOptions {
     pub journal_archive: Option<PathBuf>,
     /// `--snapshots-keep`.
     pub snapshots_keep: usize,
+    /// `--edge-state` / `SPORTSBOOK_EDGE_STATE` with `--edge-state-prefix`: where the gateway
+    /// keeps rate limits, login throttles, refresh tokens and revoked sessions.
+    pub edge_state: gateway::EdgeStateConfig,
+    /// `--edge-state-timeout-ms`: the bound of one call to a shared edge state.
+    pub edge_state_timeout: Duration,
+}
+
+/// The environment variable naming the edge state when `--edge-state` is not given.
+pub const EDGE_STATE_ENV: &str = "SPORTSBOOK_EDGE_STATE";
+
+/// The edge state `serve` uses: `--edge-state`, else `SPORTSBOOK_EDGE_STATE`, else in
+/// process. `in-process`, or `redis://HOST[:PORT][/DB]` with every key under `prefix`.
+pub fn edge_state_config(flag: Option<String>, prefix: &str) -> anyhow::Result<gateway::EdgeStateConfig> {
+    let Some(value) = flag.or_else(|| env_value(EDGE_STATE_ENV)) else {
+        return Ok(gateway::EdgeStateConfig::InProcess);
+    };
+    if value == "in-process" {
+        return Ok(gateway::EdgeStateConfig::InProcess);
+    }
+    gateway::check_redis_url(&value)
+        .map_err(|error| anyhow::anyhow!("--edge-state is `in-process` or redis://HOST[:PORT][/DB]: {error}"))?;
+    gateway::check_key_prefix(prefix).map_err(|error| anyhow::anyhow!("--edge-state-prefix: {error}"))?;
+    Ok(gateway::EdgeStateConfig::Redis { url: value, prefix: prefix.to_string() })
 }
 
 /// How `serve` bounds its HTTP connections and where it serves `/metrics`.
@@ -188,6 +211,16 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     config.trusted_proxies = options.trusted_proxies.clone();
     config.password_hash_workers = options.password_hash_workers;
     config.revoked_sessions_path = Some(dir.join(REVOKED_SESSIONS_FILE));
+    match &options.edge_state {
+        gateway::EdgeStateConfig::InProcess => tracing::info!("edge state in process"),
+        gateway::EdgeStateConfig::Redis { url, prefix } => {
+            // The URL may carry a password: log where, not how.
+            let (_, host) = url.rsplit_once('@').unwrap_or(("", url.trim_start_matches("redis://")));
+            tracing::info!(redis = %host, %prefix, "edge state in Redis, shared with every gateway using it");
+        }
+    }
+    config.edge_state = options.edge_state.clone();
+    config.edge_state_timeout = options.edge_state_timeout;
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
             per_address = ?options.rate_limit_per_address,
@@ -600,4 +633,27 @@ fn print_banner(address: SocketAddr, banner: &DemoBanner) {
     }
     text.push('\n');
     print_text(&text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_state_flags() {
+        let prefix = gateway::EDGE_KEY_PREFIX_DEFAULT;
+        assert_eq!(
+            edge_state_config(Some("in-process".into()), prefix).expect("in process"),
+            gateway::EdgeStateConfig::InProcess
+        );
+        assert_eq!(
+            edge_state_config(Some("redis://127.0.0.1:6379/2".into()), "book-a:").expect("redis"),
+            gateway::EdgeStateConfig::Redis { url: "redis://127.0.0.1:6379/2".into(), prefix: "book-a:".into() }
+        );
+        for refused in ["http://127.0.0.1:6379", "redis", "rediss://127.0.0.1", "memory"] {
+            assert!(edge_state_config(Some(refused.into()), prefix).is_err(), "{refused}");
+        }
+        assert!(edge_state_config(Some("redis://127.0.0.1".into()), "has space").is_err());
+        assert!(edge_state_config(Some("redis://127.0.0.1".into()), &"p".repeat(65)).is_err());
+    }
 }

@@ -162,13 +162,13 @@ pub(crate) async fn stream(
     query: Result<Query<StreamQuery>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match accept(state, headers, query, upgrade) {
+    match accept(state, headers, query, upgrade).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-fn accept(
+async fn accept(
     state: AppState,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
@@ -176,7 +176,7 @@ fn accept(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
     let principal = token(&headers, &query).ok_or_else(ApiError::unauthenticated)?;
-    let principal = state.auth().authenticate(principal)?;
+    let principal = state.auth().authenticate(principal).await?;
     let upgrade = upgrade.map_err(|rejection| {
         let mut error = ApiError::new(
             StatusCode::UPGRADE_REQUIRED,

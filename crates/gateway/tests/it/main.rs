@@ -10,6 +10,7 @@ mod connections;
 mod currencies;
 mod degraded;
 mod edge;
+mod edge_state;
 mod feed;
 mod harness;
 mod idempotency;

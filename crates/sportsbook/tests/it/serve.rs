@@ -212,3 +212,68 @@ fn the_demo_does_not_simulate_on_a_book_it_did_not_seed() {
     assert!(events(&server).is_empty(), "no fixtures are created in an operator's book");
     assert!(server.terminate().0.success());
 }
+
+/// Registers `username` and logs in: (access token, refresh token).
+fn register_and_log_in(server: &Server, username: &str) -> (String, String) {
+    let password = "correct horse battery staple";
+    let (status, body) = server.post(
+        "/v1/auth/register",
+        None,
+        &serde_json::json!({"username": username, "password": password, "date_of_birth": "1990-05-17", "country": "GB", "currency": "EUR"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, tokens) =
+        server.post("/v1/auth/login", None, &serde_json::json!({"username": username, "password": password}));
+    assert_eq!(status, 200, "login (the edge state must be reachable): {tokens}; log:\n{}", server.log());
+    let field = |name: &str| tokens[name].as_str().expect("token").to_string();
+    (field("access_token"), field("refresh_token"))
+}
+
+/// `--edge-state redis://` (or `SPORTSBOOK_EDGE_STATE`) keeps refresh tokens in Redis: one
+/// issued before a restart still refreshes after it, where in process it dies with the
+/// process. Needs Redis at 127.0.0.1:6379 (the login fails, saying so, without it).
+#[test]
+fn edge_state_in_redis_keeps_refresh_tokens_across_a_restart() {
+    let redis = std::env::var("SPORTSBOOK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let prefix = format!("sportsbook-serve-test:{}:{}:", std::process::id(), crate::server::unique());
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--edge-state-prefix", &prefix], &[("SPORTSBOOK_EDGE_STATE", &redis)]);
+    assert!(server.log().contains("edge state in Redis"), "{}", server.log());
+    let (_, refresh) = register_and_log_in(&server, "redis_player");
+    assert!(server.terminate().0.success());
+    let restarted = Server::start(&data, &["--edge-state", &redis, "--edge-state-prefix", &prefix], &[]);
+    let (status, body) = restarted.post("/v1/auth/refresh", None, &serde_json::json!({"refresh_token": refresh}));
+    assert_eq!(status, 200, "{body}");
+    let (status, wallet) = restarted.get("/v1/wallet", body["access_token"].as_str());
+    assert_eq!(status, 200, "{wallet}");
+    let (status, ready) = restarted.get("/readyz", None);
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.get("warnings").is_none(), "{ready}");
+    assert!(restarted.terminate().0.success());
+
+    // In process (the default), the same restart forgets the refresh token.
+    let local_dir = tempfile::tempdir().expect("temporary directory");
+    let local_data = local_dir.path().join("data");
+    let local = Server::start(&local_data, &[], &[]);
+    assert!(local.log().contains("edge state in process"), "{}", local.log());
+    let (_, refresh) = register_and_log_in(&local, "local_player");
+    assert!(local.terminate().0.success());
+    let restarted = Server::start(&local_data, &["--edge-state", "in-process"], &[]);
+    let (status, _) = restarted.post("/v1/auth/refresh", None, &serde_json::json!({"refresh_token": refresh}));
+    assert_eq!(status, 401);
+    assert!(restarted.terminate().0.success());
+}
+
+#[test]
+fn serve_refuses_an_edge_state_that_is_not_redis() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let output = binary()
+        .args(["serve", "--listen", "127.0.0.1:0", "--edge-state", "http://127.0.0.1:6379", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("serve runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--edge-state is `in-process` or redis://"), "{stderr}");
+}

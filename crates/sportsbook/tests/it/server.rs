@@ -173,7 +173,7 @@ impl Drop for Server {
     }
 }
 
-fn unique() -> u64 {
+pub fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
