@@ -1,5 +1,6 @@
-//! Integration tests of the book: data-driven scenarios and property tests.
+//! Integration tests of the book: data-driven scenarios, property tests and memory bounds.
 
+mod memory;
 mod properties;
 mod scenarios;
 mod script;
