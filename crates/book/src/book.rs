@@ -141,7 +141,11 @@ pub struct Book {
     pub(crate) events: Records<Event>,
     pub(crate) markets: Records<Market>,
     pub(crate) selections: Records<Selection>,
-    pub(crate) bets: Records<Bet>,
+    /// Open bets in full, closed ones packed until they leave (`Bets`).
+    pub(crate) bets: crate::bets::Bets,
+    /// Bets unpacked or closed during the command being decided: packed again at its end
+    /// (`pack_closed`).
+    pub(crate) unpacked: Vec<BetId>,
     /// Bets open now (`Pending` or `Accepted`).
     pub(crate) open_bets: u64,
     /// Bets waiting out an in-play delay, by when it ends.
@@ -224,6 +228,12 @@ impl Book {
 
     /// Decides one command at `now`. Pushes what happened into `events`; returns the reply.
     pub fn apply(&mut self, now: Timestamp, command: &Command, events: &mut Vec<BookEvent>) -> Reply {
+        let reply = self.apply_unpacked(now, command, events);
+        self.pack_closed();
+        reply
+    }
+
+    fn apply_unpacked(&mut self, now: Timestamp, command: &Command, events: &mut Vec<BookEvent>) -> Reply {
         self.advance(now, events);
         let mut remembered = None;
         if let Some((account, key)) = command.idempotency() {
@@ -325,7 +335,8 @@ impl Book {
             }
             let bet = quote.bet;
             self.quotes.remove(&id);
-            if let Some(bet) = self.bets.get_mut(bet.index()) {
+            // A bet with a quote is open (in full); closing cleared its quote already.
+            if let Some(bet) = self.bets.full_mut(bet.index()) {
                 if bet.cashout_quote == Some(id) {
                     bet.cashout_quote = None;
                 }
@@ -371,6 +382,40 @@ impl Book {
         self.idempotency_order
             .iter()
             .filter_map(|hash| self.idempotency.get(hash).map(|kept| (*hash, kept.remembered())))
+    }
+
+    // ---- closed bets, packed ----------------------------------------------------------------
+
+    /// Unpacks a closed bet before a command may change it (cash-out paths; packed again at the
+    /// end of the command).
+    pub(crate) fn unpack_bet(&mut self, bet: BetId) {
+        if self.bets.unpack(bet.index()) {
+            self.unpacked.push(bet);
+        }
+    }
+
+    /// Unpacks every closed bet on `market` before its results change (settle, void, unsettle,
+    /// a feed's cancellation window).
+    pub(crate) fn unpack_market(&mut self, market: MarketId) {
+        let Some(found) = self.markets.get(market.index()) else { return };
+        let packed: Vec<BetId> = found.bets.iter().copied().filter(|bet| self.bets.is_packed(bet.index())).collect();
+        for bet in packed {
+            self.unpack_bet(bet);
+        }
+    }
+
+    /// Records that a bet closed (settled, cashed out, rejected): packed at the command's end.
+    pub(crate) fn bet_closing(&mut self, bet: BetId) {
+        self.unpacked.push(bet);
+    }
+
+    /// Packs every bet the command unpacked or closed that is not open (again).
+    fn pack_closed(&mut self) {
+        let mut unpacked = std::mem::take(&mut self.unpacked);
+        for bet in unpacked.drain(..) {
+            self.bets.pack(bet.index());
+        }
+        self.unpacked = unpacked;
     }
 
     // ---- the resettlement window: what leaves the book --------------------------------------
@@ -818,7 +863,7 @@ impl Book {
     }
 
     /// The bets held: open ones, and closed ones within their resettlement window.
-    pub fn bets(&self) -> &Records<Bet> {
+    pub fn bets(&self) -> &crate::bets::Bets {
         &self.bets
     }
 
@@ -827,7 +872,8 @@ impl Book {
         self.bets_by_account.get(account.index()).map_or(&[], Vec::as_slice)
     }
 
-    pub fn bet(&self, bet: BetId) -> Option<&Bet> {
+    /// A held bet: borrowed when open, unpacked when closed (`Bets`).
+    pub fn bet(&self, bet: BetId) -> Option<std::borrow::Cow<'_, Bet>> {
         self.bets.get(bet.index())
     }
 
@@ -909,7 +955,8 @@ impl Book {
             selections: Records::from_parts(parts.selections_issued, parts.selections, |selection| {
                 selection.id.index()
             }),
-            bets: Records::from_parts(parts.bets_issued, parts.bets, |bet| bet.id.index()),
+            bets: crate::bets::Bets::from_parts(parts.bets_issued, parts.bets),
+            unpacked: Vec::new(),
             open_bets,
             delayed: parts.delayed.into_iter().collect(),
             quotes: parts.quotes.into_iter().map(|quote| (quote.id, quote)).collect(),

@@ -6,6 +6,7 @@
 //! reach its output. The engine crate wraps it in a sequencer with a journal.
 
 mod bet;
+mod bets;
 mod book;
 mod calendar;
 mod catalog;
@@ -28,6 +29,7 @@ mod settlement;
 mod trading;
 
 pub use bet::{lines, Bet, BetKind, BetStatus, Leg, Line, PricePolicy, PriceTaken, Settlement, SystemKind};
+pub use bets::Bets;
 pub use book::{idempotency_key_hash, payment_ref_hash, Book, BookParts, BookSizes, Quote, Remembered, Wallet};
 pub use calendar::Period;
 pub use catalog::{

@@ -77,6 +77,13 @@ impl<T> Records<T> {
         index
     }
 
+    /// Stores `item` under an index already issued (a record moved out and back: a closed bet
+    /// unpacked, `Bets`).
+    pub(crate) fn put(&mut self, index: usize, item: T) {
+        debug_assert!(index < self.issued, "record {} was never issued", index + 1);
+        self.items.insert(index, Box::new(item));
+    }
+
     pub fn remove(&mut self, index: usize) -> Option<T> {
         self.items.remove(&index).map(|item| *item)
     }
@@ -126,7 +133,7 @@ impl<T> Index<usize> for Records<T> {
     /// only to held ones, `check_invariants`); an absent one is a bug, not bad input.
     fn index(&self, index: usize) -> &T {
         match self.items.get(&index) {
-            Some(item) => &**item,
+            Some(item) => item,
             None => panic!("record {} is not held", index + 1),
         }
     }
@@ -135,7 +142,7 @@ impl<T> Index<usize> for Records<T> {
 impl<T> IndexMut<usize> for Records<T> {
     fn index_mut(&mut self, index: usize) -> &mut T {
         match self.items.get_mut(&index) {
-            Some(item) => &mut **item,
+            Some(item) => item,
             None => panic!("record {} is not held", index + 1),
         }
     }

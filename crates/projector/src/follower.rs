@@ -289,7 +289,7 @@ impl Follower {
             if !matches!(bet.status, BetStatus::Pending | BetStatus::Rejected) {
                 self.count_placed(bet.id, changes);
             }
-            changes.put(&BETS, bet_row(bet, currency, self.player_currency(bet.account), position));
+            changes.put(&BETS, bet_row(&bet, currency, self.player_currency(bet.account), position));
             for (index, leg) in bet.legs.iter().enumerate() {
                 changes.put(&BET_LEGS, leg_row(bet.id, index, leg));
             }
@@ -475,7 +475,7 @@ impl Follower {
         for bet in touched_bets {
             let bet = self.book.bet(bet).ok_or(ProjectorError::Missing { position, what: "bet" })?;
             let currency = self.currency_of(bet.account);
-            changes.put(&BETS, bet_row(bet, currency, self.player_currency(bet.account), position));
+            changes.put(&BETS, bet_row(&bet, currency, self.player_currency(bet.account), position));
             for (index, leg) in bet.legs.iter().enumerate() {
                 changes.put(&BET_LEGS, leg_row(bet.id, index, leg));
             }

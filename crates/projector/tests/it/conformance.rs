@@ -59,10 +59,10 @@ pub fn check_bets(store: &mut dyn Store, book: &Book, history: bool) {
         assert_eq!(text(t, row, "kind"), kind);
     }
     let legs = store.rows(&BET_LEGS).expect("legs");
-    let expected: Vec<(u64, usize, &book::Leg)> = book
+    let expected: Vec<(u64, usize, book::Leg)> = book
         .bets()
         .iter()
-        .flat_map(|bet| bet.legs.iter().enumerate().map(move |(i, leg)| (bet.id.0, i, leg)))
+        .flat_map(|bet| bet.legs.iter().cloned().enumerate().map(|(i, leg)| (bet.id.0, i, leg)).collect::<Vec<_>>())
         .collect();
     assert_eq!(legs.len(), expected.len(), "one row per leg");
     let t = &BET_LEGS;
@@ -352,6 +352,8 @@ fn check_queries(store: &mut dyn Store, book: &Book) {
         let expected: Vec<i64> = book
             .bets()
             .iter()
+            .collect::<Vec<_>>()
+            .into_iter()
             .rev()
             .filter(|bet| search.account.is_none_or(|account| bet.account.0 == account))
             .filter(|bet| search.market.is_none_or(|market| bet.legs.iter().any(|leg| leg.market.0 == market)))
