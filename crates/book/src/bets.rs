@@ -1,4 +1,5 @@
-//! `Bets`: the bets the book holds, open ones as `Bet`s and closed ones packed.
+//! The bets the book holds (`BetStore`), open ones as `Bet`s and closed ones packed, and the
+//! readers' view of them (`Bets`, from `Book::bets`).
 //!
 //! A bet that is no longer open (settled, cashed out, rejected) stays in the book only so that
 //! a resettlement within its window can reverse it, and nothing decides by it until then. It
@@ -25,17 +26,19 @@ use crate::ids::{AccountId, BetId, EventId, MarketId, QuoteId, SelectionId, Tran
 use crate::records::Records;
 
 #[derive(Clone, Debug, Default)]
-pub struct Bets {
+pub(crate) struct BetStore {
     full: Records<Bet>,
     /// Closed bets by index (`id - 1`), packed.
     packed: BTreeMap<usize, Box<[u8]>>,
 }
 
-impl Bets {
+impl BetStore {
     /// Every bet held, in full, and the count of ids issued; closed bets are packed.
-    pub(crate) fn from_parts(issued: u64, bets: Vec<Bet>) -> Bets {
-        let mut found =
-            Bets { full: Records::from_parts(issued, Vec::new(), |bet: &Bet| bet.id.index()), ..Bets::default() };
+    pub(crate) fn from_parts(issued: u64, bets: Vec<Bet>) -> BetStore {
+        let mut found = BetStore {
+            full: Records::from_parts(issued, Vec::new(), |bet: &Bet| bet.id.index()),
+            ..BetStore::default()
+        };
         for bet in bets {
             let index = bet.id.index();
             if bet.status.is_open() {
@@ -160,7 +163,7 @@ impl Bets {
     }
 }
 
-impl<'a> IntoIterator for &'a Bets {
+impl<'a> IntoIterator for &'a BetStore {
     type Item = Cow<'a, Bet>;
     type IntoIter = Box<dyn Iterator<Item = Cow<'a, Bet>> + 'a>;
 
@@ -169,7 +172,7 @@ impl<'a> IntoIterator for &'a Bets {
     }
 }
 
-impl Index<usize> for Bets {
+impl Index<usize> for BetStore {
     type Output = Bet;
 
     /// An open or unpacked bet; the book unpacks a closed one before it indexes it (a bug
@@ -179,9 +182,68 @@ impl Index<usize> for Bets {
     }
 }
 
-impl IndexMut<usize> for Bets {
+impl IndexMut<usize> for BetStore {
     fn index_mut(&mut self, index: usize) -> &mut Bet {
         &mut self.full[index]
+    }
+}
+
+/// The bets a book holds, for readers (`Book::bets`): every one by id or in id order, open
+/// ones borrowed and closed ones unpacked.
+#[derive(Clone, Copy, Debug)]
+pub struct Bets<'a>(pub(crate) &'a BetStore);
+
+impl<'a> Bets<'a> {
+    /// How many ids were ever assigned: the next bet gets id `issued + 1`.
+    pub fn issued(&self) -> u64 {
+        self.0.issued()
+    }
+
+    /// How many bets are held, open and closed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, index: usize) -> bool {
+        self.0.contains(index)
+    }
+
+    /// True when the id was issued but the bet has left the book.
+    pub fn is_forgotten(&self, index: usize) -> bool {
+        self.0.is_forgotten(index)
+    }
+
+    /// The bet at `index` (`id.index()`), if held.
+    pub fn get(&self, index: usize) -> Option<Cow<'a, Bet>> {
+        self.0.get(index)
+    }
+
+    /// Every bet held, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = Cow<'a, Bet>> + 'a {
+        self.0.iter()
+    }
+
+    /// Bets held from `index` on, in id order.
+    pub fn range_from(&self, index: usize) -> impl Iterator<Item = Cow<'a, Bet>> + 'a {
+        self.0.range_from(index)
+    }
+
+    /// Every bet held, in full and in id order.
+    pub fn to_vec(&self) -> Vec<Bet> {
+        self.0.to_vec()
+    }
+}
+
+impl<'a> IntoIterator for Bets<'a> {
+    type Item = Cow<'a, Bet>;
+    type IntoIter = Box<dyn Iterator<Item = Cow<'a, Bet>> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.0.iter())
     }
 }
 

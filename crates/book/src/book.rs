@@ -142,7 +142,7 @@ pub struct Book {
     pub(crate) markets: Records<Market>,
     pub(crate) selections: Records<Selection>,
     /// Open bets in full, closed ones packed until they leave (`Bets`).
-    pub(crate) bets: crate::bets::Bets,
+    pub(crate) bets: crate::bets::BetStore,
     /// Bets unpacked or closed during the command being decided: packed again at its end
     /// (`pack_closed`).
     pub(crate) unpacked: Vec<BetId>,
@@ -863,8 +863,8 @@ impl Book {
     }
 
     /// The bets held: open ones, and closed ones within their resettlement window.
-    pub fn bets(&self) -> &crate::bets::Bets {
-        &self.bets
+    pub fn bets(&self) -> crate::bets::Bets<'_> {
+        crate::bets::Bets(&self.bets)
     }
 
     /// A player's bets, oldest first.
@@ -955,7 +955,7 @@ impl Book {
             selections: Records::from_parts(parts.selections_issued, parts.selections, |selection| {
                 selection.id.index()
             }),
-            bets: crate::bets::Bets::from_parts(parts.bets_issued, parts.bets),
+            bets: crate::bets::BetStore::from_parts(parts.bets_issued, parts.bets),
             unpacked: Vec::new(),
             open_bets,
             delayed: parts.delayed.into_iter().collect(),
