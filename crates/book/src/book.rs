@@ -47,6 +47,49 @@ pub struct Remembered {
     pub at: Timestamp,
 }
 
+/// How the book keeps a remembered key (`Book::idempotency`): 32 bytes beside its 16-byte
+/// hash, against 56 for a `Remembered` (a `Reply` is 40 bytes). At the default window (10
+/// minutes) and 15,000 bets a second a book holds 9 million keys, so their size is most of
+/// what a book bounded by open state holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Kept {
+    body_hash: u64,
+    at: Timestamp,
+    reply: KeptReply,
+}
+
+/// A remembered reply: the common ones (a bet placed, a transfer made) in 16 bytes, any other
+/// boxed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum KeptReply {
+    BetPlaced(BetId, crate::bet::BetStatus),
+    Transfer(TransferId),
+    Other(Box<Reply>),
+}
+
+impl Kept {
+    fn new(body_hash: u64, at: Timestamp, reply: Reply) -> Kept {
+        let reply = match reply {
+            Ok(Ack::BetPlaced { bet, status }) => KeptReply::BetPlaced(bet, status),
+            Ok(Ack::Transfer(transfer)) => KeptReply::Transfer(transfer),
+            other => KeptReply::Other(Box::new(other)),
+        };
+        Kept { body_hash, at, reply }
+    }
+
+    fn reply(&self) -> Reply {
+        match &self.reply {
+            KeptReply::BetPlaced(bet, status) => Ok(Ack::BetPlaced { bet: *bet, status: *status }),
+            KeptReply::Transfer(transfer) => Ok(Ack::Transfer(*transfer)),
+            KeptReply::Other(reply) => (**reply).clone(),
+        }
+    }
+
+    fn remembered(&self) -> Remembered {
+        Remembered { body_hash: self.body_hash, reply: self.reply(), at: self.at }
+    }
+}
+
 /// The 128 bits an idempotency key is remembered by: the first 16 bytes of
 /// SHA-256(account id as u64 little-endian || key). Stable (stored in snapshots); a collision
 /// between two keys is as likely as one of SHA-256's truncated to 128 bits (negligible), and
@@ -98,7 +141,11 @@ pub struct Book {
     pub(crate) events: Records<Event>,
     pub(crate) markets: Records<Market>,
     pub(crate) selections: Records<Selection>,
-    pub(crate) bets: Records<Bet>,
+    /// Open bets in full, closed ones packed until they leave (`Bets`).
+    pub(crate) bets: crate::bets::BetStore,
+    /// Bets unpacked or closed during the command being decided: packed again at its end
+    /// (`pack_closed`).
+    pub(crate) unpacked: Vec<BetId>,
     /// Bets open now (`Pending` or `Accepted`).
     pub(crate) open_bets: u64,
     /// Bets waiting out an in-play delay, by when it ends.
@@ -107,9 +154,10 @@ pub struct Book {
     pub(crate) quotes_issued: u64,
     /// Idempotency keys of the last `Config::idempotency_window_ms`, by `idempotency_key_hash`.
     /// A hash map is fine here: nothing iterates it (expiry and snapshots follow the order).
-    pub(crate) idempotency: HashMap<u128, Remembered>,
-    /// Keys in the order they were stored, for expiry (book time only moves forward).
-    pub(crate) idempotency_order: VecDeque<(Timestamp, u128)>,
+    pub(crate) idempotency: HashMap<u128, Kept>,
+    /// Keys in the order they were stored, for expiry (book time only moves forward; each
+    /// key's time is in `idempotency`).
+    pub(crate) idempotency_order: VecDeque<u128>,
     /// Resulted markets by when they closed: their resettlement windows, oldest first.
     /// Derived (rebuilt from `Market::closed_at` when restored).
     pub(crate) closing_markets: BTreeSet<(Timestamp, MarketId)>,
@@ -183,6 +231,12 @@ impl Book {
 
     /// Decides one command at `now`. Pushes what happened into `events`; returns the reply.
     pub fn apply(&mut self, now: Timestamp, command: &Command, events: &mut Vec<BookEvent>) -> Reply {
+        let reply = self.apply_unpacked(now, command, events);
+        self.pack_closed();
+        reply
+    }
+
+    fn apply_unpacked(&mut self, now: Timestamp, command: &Command, events: &mut Vec<BookEvent>) -> Reply {
         self.advance(now, events);
         let mut remembered = None;
         if let Some((account, key)) = command.idempotency() {
@@ -280,11 +334,11 @@ impl Book {
         debug_assert!(now >= self.now, "book time moves forward only");
         self.now = now.max(self.now);
         let window = self.config.idempotency_window_ms;
-        while let Some((at, _)) = self.idempotency_order.front() {
-            if at.saturating_add(window) > self.now {
+        while let Some(hash) = self.idempotency_order.front() {
+            if self.idempotency.get(hash).is_some_and(|kept| kept.at.saturating_add(window) > self.now) {
                 break;
             }
-            if let Some((_, hash)) = self.idempotency_order.pop_front() {
+            if let Some(hash) = self.idempotency_order.pop_front() {
                 self.idempotency.remove(&hash);
             }
         }
@@ -295,7 +349,8 @@ impl Book {
             }
             let bet = quote.bet;
             self.quotes.remove(&id);
-            if let Some(bet) = self.bets.get_mut(bet.index()) {
+            // A bet with a quote is open (in full); closing cleared its quote already.
+            if let Some(bet) = self.bets.full_mut(bet.index()) {
                 if bet.cashout_quote == Some(id) {
                     bet.cashout_quote = None;
                 }
@@ -318,30 +373,64 @@ impl Book {
     }
 
     fn recall(&self, hash: u128, body_hash: u64) -> Option<Reply> {
-        let remembered = self.idempotency.get(&hash)?;
-        if remembered.body_hash == body_hash {
-            Some(remembered.reply.clone())
+        let kept = self.idempotency.get(&hash)?;
+        if kept.body_hash == body_hash {
+            Some(kept.reply())
         } else {
             Some(Err(Rejection::IdempotencyKeyReused))
         }
     }
 
     fn remember(&mut self, hash: u128, body_hash: u64, reply: Reply) {
-        self.idempotency_order.push_back((self.now, hash));
-        self.idempotency.insert(hash, Remembered { body_hash, reply, at: self.now });
+        self.idempotency_order.push_back(hash);
+        self.idempotency.insert(hash, Kept::new(body_hash, self.now, reply));
     }
 
     /// What the book remembers of `key` of `account`, while it is within the book's window.
-    pub fn remembered(&self, account: AccountId, key: &str) -> Option<&Remembered> {
-        self.idempotency.get(&idempotency_key_hash(account, key))
+    pub fn remembered(&self, account: AccountId, key: &str) -> Option<Remembered> {
+        self.idempotency.get(&idempotency_key_hash(account, key)).map(Kept::remembered)
     }
 
     /// Every idempotency key the book remembers, by `idempotency_key_hash`, oldest first (the
     /// projector seeds its first replies from them when its models begin at a snapshot).
-    pub fn remembered_keys(&self) -> impl Iterator<Item = (u128, &Remembered)> + '_ {
+    pub fn remembered_keys(&self) -> impl Iterator<Item = (u128, Remembered)> + '_ {
         self.idempotency_order
             .iter()
-            .filter_map(|(_, hash)| self.idempotency.get(hash).map(|remembered| (*hash, remembered)))
+            .filter_map(|hash| self.idempotency.get(hash).map(|kept| (*hash, kept.remembered())))
+    }
+
+    // ---- closed bets, packed ----------------------------------------------------------------
+
+    /// Unpacks a closed bet before a command may change it (cash-out paths; packed again at the
+    /// end of the command).
+    pub(crate) fn unpack_bet(&mut self, bet: BetId) {
+        if self.bets.unpack(bet.index()) {
+            self.unpacked.push(bet);
+        }
+    }
+
+    /// Unpacks every closed bet on `market` before its results change (settle, void, unsettle,
+    /// a feed's cancellation window).
+    pub(crate) fn unpack_market(&mut self, market: MarketId) {
+        let Some(found) = self.markets.get(market.index()) else { return };
+        let packed: Vec<BetId> = found.bets.iter().copied().filter(|bet| self.bets.is_packed(bet.index())).collect();
+        for bet in packed {
+            self.unpack_bet(bet);
+        }
+    }
+
+    /// Records that a bet closed (settled, cashed out, rejected): packed at the command's end.
+    pub(crate) fn bet_closing(&mut self, bet: BetId) {
+        self.unpacked.push(bet);
+    }
+
+    /// Packs every bet the command unpacked or closed that is not open (again).
+    fn pack_closed(&mut self) {
+        let mut unpacked = std::mem::take(&mut self.unpacked);
+        for bet in unpacked.drain(..) {
+            self.bets.pack(bet.index());
+        }
+        self.unpacked = unpacked;
     }
 
     // ---- the resettlement window: what leaves the book --------------------------------------
@@ -636,9 +725,16 @@ impl Book {
         Ok(transfer)
     }
 
-    pub(crate) fn emit_transfer(&self, transfer: TransferId, events: &mut Vec<BookEvent>) {
-        if let Some(transfer) = self.ledger.transfer(transfer) {
-            events.push(BookEvent::Transferred(transfer.clone()));
+    /// Reports a transfer just made. A bet's transfer that is not an open hold then leaves the
+    /// ledger at once (`Ledger::let_go`): the bet's `Settlement` is what a resettlement
+    /// reverses, so the book keeps no settled bet's transfers for its window (about 150 bytes
+    /// each, two or three a bet). Deposits, withdrawals and debts stay until their window.
+    pub(crate) fn emit_transfer(&mut self, transfer: TransferId, events: &mut Vec<BookEvent>) {
+        let Some(found) = self.ledger.transfer(transfer) else { return };
+        let of_a_bet = found.code.is_of_a_bet();
+        events.push(BookEvent::Transferred(found.clone()));
+        if of_a_bet {
+            self.ledger.let_go(transfer);
         }
     }
 
@@ -782,8 +878,8 @@ impl Book {
     }
 
     /// The bets held: open ones, and closed ones within their resettlement window.
-    pub fn bets(&self) -> &Records<Bet> {
-        &self.bets
+    pub fn bets(&self) -> crate::bets::Bets<'_> {
+        crate::bets::Bets(&self.bets)
     }
 
     /// A player's bets, oldest first.
@@ -791,7 +887,8 @@ impl Book {
         self.bets_by_account.get(account.index()).map_or(&[], Vec::as_slice)
     }
 
-    pub fn bet(&self, bet: BetId) -> Option<&Bet> {
+    /// A held bet: borrowed when open, unpacked when closed (`Bets`).
+    pub fn bet(&self, bet: BetId) -> Option<std::borrow::Cow<'_, Bet>> {
         self.bets.get(bet.index())
     }
 
@@ -812,7 +909,7 @@ impl Book {
         let idempotency = self
             .idempotency_order
             .iter()
-            .filter_map(|(_, hash)| self.idempotency.get(hash).map(|remembered| (*hash, remembered.clone())))
+            .filter_map(|hash| self.idempotency.get(hash).map(|kept| (*hash, kept.remembered())))
             .collect();
         BookParts {
             config: self.config,
@@ -863,7 +960,7 @@ impl Book {
         }
         let closing_markets =
             parts.markets.iter().filter_map(|market| market.closed_at.map(|closed| (closed, market.id))).collect();
-        let idempotency_order = parts.idempotency.iter().map(|(hash, remembered)| (remembered.at, *hash)).collect();
+        let idempotency_order = parts.idempotency.iter().map(|(hash, _)| *hash).collect();
         let mut book = Book {
             config: parts.config,
             now: parts.now,
@@ -874,12 +971,17 @@ impl Book {
             selections: Records::from_parts(parts.selections_issued, parts.selections, |selection| {
                 selection.id.index()
             }),
-            bets: Records::from_parts(parts.bets_issued, parts.bets, |bet| bet.id.index()),
+            bets: crate::bets::BetStore::from_parts(parts.bets_issued, parts.bets),
+            unpacked: Vec::new(),
             open_bets,
             delayed: parts.delayed.into_iter().collect(),
             quotes: parts.quotes.into_iter().map(|quote| (quote.id, quote)).collect(),
             quotes_issued: parts.quotes_issued,
-            idempotency: parts.idempotency.into_iter().collect(),
+            idempotency: parts
+                .idempotency
+                .into_iter()
+                .map(|(hash, remembered)| (hash, Kept::new(remembered.body_hash, remembered.at, remembered.reply)))
+                .collect(),
             idempotency_order,
             closing_markets,
             closing_bets,

@@ -1172,6 +1172,7 @@ impl Book {
             return Err(Rejection::InvalidRequest { reason: "too many cancellation windows on a market" });
         }
         windows.push(window);
+        self.unpack_market(market);
         for bet in self.bets_in_window(market, window) {
             let found = &self.bets[bet.index()];
             let void_here = found
@@ -1217,6 +1218,7 @@ impl Book {
         if windows.is_empty() {
             self.feed.windows.remove(&market);
         }
+        self.unpack_market(market);
         for bet in self.bets_in_window(market, window) {
             let placed = self.bets[bet.index()].placed_at;
             if self.feed.in_cancel_window(market, placed) {

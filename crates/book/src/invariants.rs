@@ -283,7 +283,7 @@ impl Book {
             }
         }
         for bet in &self.bets {
-            if let Some(closed) = crate::book::closed_alone_at(bet) {
+            if let Some(closed) = crate::book::closed_alone_at(&bet) {
                 if self.window_closed(closed) {
                     return Err(format!("{} closed at {closed}, past its window, but is held", bet.id));
                 }

@@ -87,6 +87,19 @@ pub enum TransferCode {
 }
 
 impl TransferCode {
+    /// Money of a bet (`reference` is the bet's id): its stake, payout or cash-out and the
+    /// reversals of a resettlement.
+    pub fn is_of_a_bet(self) -> bool {
+        matches!(
+            self,
+            TransferCode::Stake
+                | TransferCode::Payout
+                | TransferCode::Cashout
+                | TransferCode::PayoutReversal
+                | TransferCode::StakeReversal
+        )
+    }
+
     /// The name statements and reports use (`GET /v1/wallet/transactions`' `type`).
     pub fn name(self) -> &'static str {
         match self {
@@ -298,6 +311,22 @@ impl Ledger {
                 self.forget(id);
             }
         }
+    }
+
+    /// Lets a transfer leave at once unless it is an open hold: a bet's transfers once it
+    /// settled (its stake's posting, its payout, the reversals of a resettlement). Nothing reads
+    /// them after: a resettlement reverses the bet's `Settlement` (payout and stake), not the
+    /// transfers, and statements come from the read models; what each did stays in `folded`, so
+    /// balances and `verify` are unchanged. A resolution takes the hold it resolved with it.
+    pub(crate) fn let_go(&mut self, id: TransferId) {
+        if self.open_pending.contains(&id) {
+            return;
+        }
+        let Some(transfer) = self.transfers.get(id.index()) else { return };
+        if let TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) = transfer.kind {
+            self.forget(pending);
+        }
+        self.forget(id);
     }
 
     fn forget(&mut self, id: TransferId) {

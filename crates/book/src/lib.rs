@@ -7,6 +7,7 @@
 
 mod adjustment;
 mod bet;
+mod bets;
 mod book;
 mod calendar;
 mod catalog;
@@ -33,6 +34,7 @@ pub use adjustment::{
     ADJUSTMENT_APPROVAL_WINDOW_MS, ADJUSTMENT_REASON_BYTES_MAX,
 };
 pub use bet::{lines, Bet, BetKind, BetStatus, Leg, Line, PricePolicy, PriceTaken, Settlement, SystemKind};
+pub use bets::Bets;
 pub use book::{idempotency_key_hash, payment_ref_hash, Book, BookParts, BookSizes, Quote, Remembered, Wallet};
 pub use calendar::Period;
 pub use catalog::{

@@ -503,6 +503,7 @@ impl Book {
         let placed_at = found.placed_at;
         self.open_bets = self.open_bets.saturating_sub(1);
         self.bet_closed_alone(bet, placed_at);
+        self.bet_closing(bet);
         let found = &mut self.bets[bet.index()];
         let due = found.delay_until.take();
         let (account, hold, stake) = (found.account, found.hold.take(), found.total_stake);

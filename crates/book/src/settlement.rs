@@ -118,6 +118,8 @@ impl Book {
         status: MarketStatus,
         events: &mut Vec<BookEvent>,
     ) -> Result<u32, Rejection> {
+        // Bets closed already (a multiple lost on another leg) take these results too.
+        self.unpack_market(market);
         self.check_settlement_amounts(market, &results)?;
         let found = &mut self.markets[market.index()];
         found.settlement_version += 1;
@@ -234,6 +236,7 @@ impl Book {
         if !found.status.is_resulted() {
             return Err(Rejection::NotSettled);
         }
+        self.unpack_market(market);
         self.check_unsettlement_amounts(market)?;
         let found = &mut self.markets[market.index()];
         found.settlement_version += 1;
@@ -374,6 +377,7 @@ impl Book {
         let found = &mut self.bets[bet.index()];
         found.status = status;
         found.settlement = Some(Settlement { payout, stake_posted, payout_transfer, at: now });
+        self.bet_closing(bet);
         self.open_bets = self.open_bets.saturating_sub(1);
         if status == BetStatus::CashedOut {
             self.bet_closed_alone(bet, now);
@@ -485,6 +489,8 @@ impl Book {
     }
 
     pub(crate) fn quote_cashout(&mut self, account: AccountId, bet: BetId) -> Reply {
+        // A closed bet answers `cashout_unavailable` as ever: unpacked to be looked at.
+        self.unpack_bet(bet);
         let found = self.bets.get(bet.index()).filter(|found| found.account == account).ok_or(Rejection::UnknownBet)?;
         let price_versions =
             found.legs.iter().map(|leg| self.selections[leg.selection.index()].price_version).collect();
@@ -507,6 +513,7 @@ impl Book {
         quote: QuoteId,
         events: &mut Vec<BookEvent>,
     ) -> Reply {
+        self.unpack_bet(bet);
         let found = self.bets.get(bet.index()).filter(|found| found.account == account).ok_or(Rejection::UnknownBet)?;
         let offer = self.quotes.get(&quote).filter(|offer| offer.bet == bet).ok_or(Rejection::QuoteExpired)?;
         if offer.expires_at < self.now {

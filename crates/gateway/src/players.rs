@@ -689,7 +689,7 @@ async fn place_bet_inner(
         let Ack::BetPlaced { bet, status } = accepted(reply, currency)? else {
             return Err(ApiError::internal("placement answered with another ack"));
         };
-        let held = state.read(move |book| book.bet(bet).cloned()).await?;
+        let held = state.read(move |book| book.bet(bet).map(std::borrow::Cow::into_owned)).await?;
         let view = match held {
             Some(found) => BetView::of(&found, currency, true),
             None => state
@@ -705,7 +705,7 @@ async fn place_bet_inner(
     // durable, and rendered here.
     let (reply, placed) = state
         .submit_then(Command::PlaceBet(place), principal.origin(), |book, reply| match reply {
-            Ok(Ack::BetPlaced { bet, .. }) => book.bet(*bet).cloned(),
+            Ok(Ack::BetPlaced { bet, .. }) => book.bet(*bet).map(std::borrow::Cow::into_owned),
             _ => None,
         })
         .await?;

@@ -260,10 +260,25 @@ impl Follower {
     /// imply. The audit view begins at the snapshot.
     pub fn seed(&mut self, changes: &mut Changes) -> Result<(), ProjectorError> {
         let position = self.checkpoint.next_position;
-        self.mirror.clear();
-        for index in 0..self.book.ledger().transfers().len() {
-            let transfer = self.book.ledger().transfers()[index].clone();
-            self.transfer(position, &transfer, changes);
+        // The balances start at what the transfers that left the book did (`Ledger::folded`:
+        // a settled bet's transfers leave at once, the rest after their window), and the held
+        // ones are replayed on top in id order.
+        let ledger = self.book.ledger();
+        self.mirror = ledger
+            .accounts()
+            .iter()
+            .zip(ledger.folded())
+            .map(|(account, folded)| Mirror {
+                kind: account.kind,
+                currency: account.currency,
+                posted: folded.credits_posted - folded.debits_posted,
+                debits_pending: folded.debits_pending,
+                pending_stakes: folded.debits_pending_stakes,
+            })
+            .collect();
+        let held: Vec<Transfer> = ledger.transfers().iter().cloned().collect();
+        for transfer in &held {
+            self.transfer(position, transfer, changes);
         }
         for index in 0..self.mirror.len() {
             self.check_mirror(position, LedgerAccountId(index as u64 + 1))?;
@@ -274,7 +289,7 @@ impl Follower {
             if !matches!(bet.status, BetStatus::Pending | BetStatus::Rejected) {
                 self.count_placed(bet.id, changes);
             }
-            changes.put(&BETS, bet_row(bet, currency, self.player_currency(bet.account), position));
+            changes.put(&BETS, bet_row(&bet, currency, self.player_currency(bet.account), position));
             for (index, leg) in bet.legs.iter().enumerate() {
                 changes.put(&BET_LEGS, leg_row(bet.id, index, leg));
             }
@@ -282,7 +297,7 @@ impl Follower {
         // The keys the book still remembers: a retry of one of them after the book's window is
         // answered from here (the account is not known from the hash alone).
         for (hash, remembered) in self.book.remembered_keys() {
-            changes.put(&FIRST_REPLIES, first_reply_row(hash, None, remembered, position));
+            changes.put(&FIRST_REPLIES, first_reply_row(hash, None, &remembered, position));
         }
         for player in self.book.players() {
             changes.put(&ACCOUNTS, account_row(player, position));
@@ -368,7 +383,7 @@ impl Follower {
                 // refused without being remembered, and so is not written either).
                 if let Some(remembered) = self.book.remembered(account, &key.key).filter(|_| !replayed) {
                     let hash = book::idempotency_key_hash(account, &key.key);
-                    changes.put(&FIRST_REPLIES, first_reply_row(hash, Some(account), remembered, position));
+                    changes.put(&FIRST_REPLIES, first_reply_row(hash, Some(account), &remembered, position));
                 }
             }
             for event in &events {
@@ -460,7 +475,7 @@ impl Follower {
         for bet in touched_bets {
             let bet = self.book.bet(bet).ok_or(ProjectorError::Missing { position, what: "bet" })?;
             let currency = self.currency_of(bet.account);
-            changes.put(&BETS, bet_row(bet, currency, self.player_currency(bet.account), position));
+            changes.put(&BETS, bet_row(&bet, currency, self.player_currency(bet.account), position));
             for (index, leg) in bet.legs.iter().enumerate() {
                 changes.put(&BET_LEGS, leg_row(bet.id, index, leg));
             }

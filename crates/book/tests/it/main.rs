@@ -1,6 +1,7 @@
-//! Integration tests of the book: data-driven scenarios and property tests.
+//! Integration tests of the book: data-driven scenarios, property tests and memory bounds.
 
 mod adjustments;
+mod memory;
 mod properties;
 mod scenarios;
 mod script;

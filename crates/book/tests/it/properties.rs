@@ -1691,7 +1691,7 @@ fn check_settlement(case: &SettlementCase) -> Result<(), TestCaseError> {
         let market = MarketId(market as u64 + 1);
         runner.execute_ok(case.settle_command(market, &selections[market.index()]))?;
     }
-    let settled = runner.book.bet(bet).expect("the bet exists").clone();
+    let settled = runner.book.bet(bet).expect("the bet exists").into_owned();
     let settlement =
         settled.settlement.ok_or_else(|| TestCaseError::fail("every leg is resulted but the bet is open"))?;
     let after_settlement = runner.book.wallet(account).expect("the account exists");

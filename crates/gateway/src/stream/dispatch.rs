@@ -457,7 +457,7 @@ fn snapshot(book: &Book, connection: ConnectionId, seq: u64, keys: Vec<Key>) -> 
                         .filter_map(|bet| book.bet(*bet))
                         .filter(|bet| bet.status.is_open())
                         .take(STREAM_SNAPSHOT_BETS_MAX)
-                        .map(|bet| BetView::of(bet, wallet.currency, false))
+                        .map(|bet| BetView::of(&bet, wallet.currency, false))
                         .collect();
                     account = Some(AccountSnapshot { balance: BalanceView::of(&wallet), open_bets });
                 }

@@ -46,7 +46,7 @@ fn a_projector_started_from_scratch_after_archiving_reads_the_archive_from_posit
     assert_eq!(projector.start(), Start::Genesis, "from position 0, through the archive");
     let store = projector.store();
     check_bets(store, &book, true);
-    check_transfers_and_statements(store, &book);
+    check_transfers_and_statements(store, &book, &crate::conformance::TransferHistory::of(data.path()));
     check_accounts(store, &book);
     let from_archive = digest(store).expect("digest");
     drop(projector);

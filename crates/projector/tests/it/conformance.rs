@@ -59,10 +59,10 @@ pub fn check_bets(store: &mut dyn Store, book: &Book, history: bool) {
         assert_eq!(text(t, row, "kind"), kind);
     }
     let legs = store.rows(&BET_LEGS).expect("legs");
-    let expected: Vec<(u64, usize, &book::Leg)> = book
+    let expected: Vec<(u64, usize, book::Leg)> = book
         .bets()
         .iter()
-        .flat_map(|bet| bet.legs.iter().enumerate().map(move |(i, leg)| (bet.id.0, i, leg)))
+        .flat_map(|bet| bet.legs.iter().cloned().enumerate().map(|(i, leg)| (bet.id.0, i, leg)).collect::<Vec<_>>())
         .collect();
     assert_eq!(legs.len(), expected.len(), "one row per leg");
     let t = &BET_LEGS;
@@ -101,12 +101,57 @@ struct Totals {
     stakes: i64,
 }
 
-pub fn check_transfers_and_statements(store: &mut dyn Store, book: &Book) {
+/// The transfers the models must hold and the balances before the first of them: every
+/// transfer the book made from where the models begin (genesis, or the snapshot they were
+/// seeded from: the transfers its book held, on top of what had left its ledger), in id order.
+/// The book itself no longer keeps them all (a settled bet's transfers leave it at once), so
+/// they are collected from the `Transferred` events of a replay of the journal.
+pub struct TransferHistory {
+    pub transfers: Vec<book::Transfer>,
+    pub opening: Vec<book::Folded>,
+}
+
+impl TransferHistory {
+    /// Replays the journal of `data` from `start` (a book and its position; genesis if `None`)
+    /// to its end.
+    pub fn replay(data: &std::path::Path, start: Option<(journal::Position, Book)>) -> TransferHistory {
+        let (position, mut book) = start.unwrap_or_else(|| (0, Book::new(book::Config::default())));
+        let opening = book.ledger().folded().to_vec();
+        let mut transfers: Vec<book::Transfer> = book.ledger().transfers().iter().cloned().collect();
+        let mut cursor = projector::reader::JournalCursor::with_archive(
+            &projector::journal_dir(data),
+            position,
+            Some(&data.join("archive")),
+        );
+        let mut events = Vec::new();
+        let mut visit = |_position: journal::Position, payload: &[u8]| {
+            let batch = codec::decode_batch(payload).expect("a batch");
+            for command in &batch.commands {
+                events.clear();
+                let _ = book.apply(batch.timestamp, command, &mut events);
+                transfers.extend(events.iter().filter_map(|event| match event {
+                    book::BookEvent::Transferred(transfer) => Some(transfer.clone()),
+                    _ => None,
+                }));
+            }
+            Ok(projector::reader::Flow::Continue)
+        };
+        while cursor.poll(&mut visit).expect("the journal").records > 0 {}
+        TransferHistory { transfers, opening }
+    }
+
+    /// From the genesis of the journal of `data`.
+    pub fn of(data: &std::path::Path) -> TransferHistory {
+        TransferHistory::replay(data, None)
+    }
+}
+
+pub fn check_transfers_and_statements(store: &mut dyn Store, book: &Book, history: &TransferHistory) {
     let ledger = book.ledger();
     let rows = store.rows(&TRANSFERS).expect("transfers");
-    assert_eq!(rows.len(), ledger.transfers().len(), "one row per transfer");
+    assert_eq!(rows.len(), history.transfers.len(), "one row per transfer");
     let t = &TRANSFERS;
-    for (row, transfer) in rows.iter().zip(ledger.transfers()) {
+    for (row, transfer) in rows.iter().zip(&history.transfers) {
         assert_eq!(int(t, row, "id") as u64, transfer.id.0);
         assert_eq!(int(t, row, "amount"), transfer.amount.minor());
         assert_eq!(int(t, row, "debit") as u64, transfer.debit.0);
@@ -115,9 +160,21 @@ pub fn check_transfers_and_statements(store: &mut dyn Store, book: &Book) {
         assert_eq!(int(t, row, "reference") as u64, transfer.reference);
     }
 
-    let mut totals: BTreeMap<LedgerAccountId, Totals> = BTreeMap::new();
+    let mut totals: BTreeMap<LedgerAccountId, Totals> = history
+        .opening
+        .iter()
+        .enumerate()
+        .map(|(index, folded)| {
+            let totals = Totals {
+                posted: folded.credits_posted - folded.debits_posted,
+                pending: folded.debits_pending,
+                stakes: folded.debits_pending_stakes,
+            };
+            (LedgerAccountId(index as u64 + 1), totals)
+        })
+        .collect();
     let mut expected = Vec::new();
-    for transfer in ledger.transfers() {
+    for transfer in &history.transfers {
         let amount = transfer.amount.minor();
         let stake = transfer.code == TransferCode::Stake;
         let debit = totals.entry(transfer.debit).or_default();
@@ -221,7 +278,7 @@ fn check_audit(store: &mut dyn Store, outcomes: &[String]) {
     assert_eq!(int(&CHECKPOINT, &checkpoint[0], "commands"), rows.len() as i64);
 }
 
-pub fn check_daily_totals(store: &mut dyn Store, book: &Book) {
+pub fn check_daily_totals(store: &mut dyn Store, book: &Book, history: &TransferHistory) {
     // (day, currency) -> [bets, stakes, settlements, stakes settled, payouts, cashouts,
     // reversals, payouts reversed, as debt, stakes reversed], folded as `gateway::compliance`.
     let mut expected: BTreeMap<(i64, String), [i64; 10]> = BTreeMap::new();
@@ -235,7 +292,7 @@ pub fn check_daily_totals(store: &mut dyn Store, book: &Book) {
         line[1] += bet.total_stake.minor();
     }
     let ledger = book.ledger();
-    for transfer in ledger.transfers() {
+    for transfer in &history.transfers {
         let amount = transfer.amount.minor();
         let posted = transfer.kind == TransferKind::Posted;
         let key = ((transfer.timestamp / MILLIS_PER_DAY) as i64, ledger.account(transfer.debit).currency.to_string());
@@ -336,13 +393,13 @@ fn check_queries(store: &mut dyn Store, book: &Book) {
     // The operator's search, paged, against the book.
     use projector::query::{search_bets, BetSearch};
     let settled_at = book.bets().iter().filter_map(|bet| bet.settlement.map(|s| s.at)).min().expect("a settlement");
-    let placed_mid = book.bets()[book.bets().len() / 2].placed_at;
+    let placed_mid = book.bets().get(book.bets().len() / 2).expect("a bet").placed_at;
     let searches = [
         BetSearch { market: Some(3), ..BetSearch::default() },
         BetSearch { event: Some(4), status: Some("lost".into()), ..BetSearch::default() },
         BetSearch {
-            account: Some(book.bets()[10].account.0),
-            stake_at_least: Some(book.bets()[10].total_stake.minor()),
+            account: Some(book.bets().get(10).expect("a bet").account.0),
+            stake_at_least: Some(book.bets().get(10).expect("a bet").total_stake.minor()),
             ..BetSearch::default()
         },
         BetSearch { placed_from: Some(placed_mid), settled_from: Some(settled_at), ..BetSearch::default() },
@@ -352,6 +409,8 @@ fn check_queries(store: &mut dyn Store, book: &Book) {
         let expected: Vec<i64> = book
             .bets()
             .iter()
+            .collect::<Vec<_>>()
+            .into_iter()
             .rev()
             .filter(|bet| search.account.is_none_or(|account| bet.account.0 == account))
             .filter(|bet| search.market.is_none_or(|market| bet.legs.iter().any(|leg| leg.market.0 == market)))
@@ -402,7 +461,7 @@ fn check_queries(store: &mut dyn Store, book: &Book) {
 /// The reports' aggregates (`Store::aggregate`) over `bets` and `transfers` equal the book's
 /// folds, base amounts included (each converted with the bet's recorded rate, rounded up, then
 /// summed); every audit row's body is its command.
-fn check_report_aggregates(store: &mut dyn Store, book: &Book) {
+fn check_report_aggregates(store: &mut dyn Store, book: &Book, history: &TransferHistory) {
     use projector::query::{sum_of, Aggregate, Filter};
     let rows = store
         .aggregate(&Aggregate {
@@ -456,7 +515,7 @@ fn check_report_aggregates(store: &mut dyn Store, book: &Book) {
         .collect();
     let mut expected: BTreeMap<(String, String, String), (i64, i128)> = BTreeMap::new();
     let ledger = book.ledger();
-    for transfer in ledger.transfers() {
+    for transfer in &history.transfers {
         let status = match transfer.kind {
             TransferKind::Posted => "posted",
             TransferKind::Pending => "pending",
@@ -513,12 +572,12 @@ fn conformance(backend: Backend, name: &str) -> String {
     let store = projector.store();
     assert_eq!(store.schema_version().expect("version"), projector::schema::SCHEMA_VERSION);
     check_bets(store, book, true);
-    check_transfers_and_statements(store, book);
+    check_transfers_and_statements(store, book, &finished.transfers);
     check_audit(store, &finished.outcomes);
-    check_daily_totals(store, book);
+    check_daily_totals(store, book, &finished.transfers);
     check_accounts(store, book);
     check_queries(store, book);
-    check_report_aggregates(store, book);
+    check_report_aggregates(store, book, &finished.transfers);
     check_first_replies(store, &finished.first_replies);
     check_running_totals(store, book);
     dump(store).expect("dump")

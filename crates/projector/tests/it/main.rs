@@ -62,6 +62,8 @@ pub struct Finished {
     pub outcomes: Vec<String>,
     /// `Run::first_replies`.
     pub first_replies: Vec<(book::AccountId, String, u64, book::Reply)>,
+    /// Every transfer the book made (`conformance::TransferHistory`).
+    pub transfers: conformance::TransferHistory,
 }
 
 pub fn finished() -> &'static Finished {
@@ -72,12 +74,13 @@ pub fn finished() -> &'static Finished {
         run.setup();
         run.steps(150);
         let book = run.engine.read(|book| book.clone()).expect("read");
-        let missing = workload::coverage(&book);
-        assert!(missing.is_empty(), "the workload never reached: {missing:?}");
         let outcomes = run.outcomes();
         let first_replies = run.first_replies();
         run.shutdown();
-        Finished { dir, book, outcomes, first_replies }
+        let transfers = conformance::TransferHistory::of(dir.path());
+        let missing = workload::coverage(&book, &transfers.transfers);
+        assert!(missing.is_empty(), "the workload never reached: {missing:?}");
+        Finished { dir, book, outcomes, first_replies, transfers }
     })
 }
 

@@ -335,7 +335,8 @@ impl Run {
 }
 
 /// Whether the workload reached the interesting cases; a weak workload makes weak tests.
-pub fn coverage(book: &book::Book) -> Vec<&'static str> {
+/// What the workload reached, from the book it ended with and every transfer it made.
+pub fn coverage(book: &book::Book, transfers: &[book::Transfer]) -> Vec<&'static str> {
     let mut missing = Vec::new();
     let bets = book.bets();
     let has = |status: BetStatus| bets.iter().any(|bet| bet.status == status);
@@ -356,7 +357,7 @@ pub fn coverage(book: &book::Book) -> Vec<&'static str> {
     if !bets.iter().any(|bet| bet.settlement_count > 1) {
         missing.push("resettlement");
     }
-    let codes: Vec<book::TransferCode> = book.ledger().transfers().iter().map(|transfer| transfer.code).collect();
+    let codes: Vec<book::TransferCode> = transfers.iter().map(|transfer| transfer.code).collect();
     for (code, name) in [
         (book::TransferCode::Withdrawal, "withdrawal"),
         (book::TransferCode::PayoutReversal, "payout reversal"),
