@@ -19,7 +19,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    catalog, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments, players, staff, stream,
+    catalog, cluster, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments, players, staff,
+    stream,
 };
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
@@ -77,6 +78,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         staff::disable_staff,
         fx::fx_rates,
         fx::set_fx_rates,
+        cluster::cluster,
         compliance::audit,
         compliance::report,
         history::search_bets,
@@ -131,6 +133,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         dto::Page<players::TransactionView>,
         fx::FxRatesRequest,
         fx::FxRatesView,
+        cluster::ClusterView,
+        cluster::LeaderView,
+        cluster::FollowerView,
+        cluster::GatewayView,
         operators::CreateEventRequest,
         operators::CreateMarketRequest,
         operators::NewSelectionRequest,
