@@ -42,6 +42,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Pause before the tail follows again after the stream could not be read.
 pub const TAIL_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
+/// A gateway whose replica is more than this many records behind the journal is not ready.
+pub const REPLICA_LAG_READY_MAX_RECORDS: u64 = 10_000;
+
+/// ... nor one whose replica's state is older than this while records wait.
+pub const REPLICA_LAG_READY_MAX: Duration = Duration::from_secs(5);
+
 /// Upper bounds (seconds) of the submit latency histogram's buckets.
 pub const SUBMIT_SECONDS_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
@@ -160,10 +166,12 @@ pub struct GatewayReplica {
     shared: Arc<Shared>,
     options: GatewayReplicaOptions,
     registry: Registry,
-    threads: Vec<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     publisher: tokio::task::JoinHandle<()>,
-    // Last: dropped after the tasks that run on it.
-    runtime: tokio::runtime::Runtime,
+    /// Taken by `stop` and shut down there, so that dropping the replica never drops a runtime
+    /// (which may not happen inside another runtime's task).
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for GatewayReplica {
@@ -266,15 +274,17 @@ impl GatewayReplica {
             options.url.clone(),
         ));
         info!(gateway = %options.gateway_id, "gateway replica following the journal");
+        let handle = runtime.handle().clone();
         Ok(GatewayReplica {
             engine,
             client,
             shared,
             options,
             registry,
-            threads: vec![tail, poller],
+            threads: Mutex::new(vec![tail, poller]),
             publisher,
-            runtime,
+            runtime: Mutex::new(Some(runtime)),
+            handle,
         })
     }
 
@@ -325,22 +335,26 @@ impl GatewayReplica {
     /// callable from any async context.
     pub async fn cluster(&self) -> Result<ClusterView, ClientError> {
         let client = self.client.clone();
-        match self.runtime.spawn(async move { client.cluster().await }).await {
+        match self.handle.spawn(async move { client.cluster().await }).await {
             Ok(view) => view,
             Err(error) => Err(ClusterError::nats("read the cluster", error).into()),
         }
     }
 
     /// Stops following, shuts the replica down (a last snapshot with a data directory) and
-    /// removes the gateway from the registry.
-    pub fn stop(mut self) {
+    /// removes the gateway from the registry. Blocking: call it outside async runtimes. Once
+    /// is enough; later calls do nothing.
+    pub fn stop(&self) {
+        let Some(runtime) = self.runtime.lock().ok().and_then(|mut runtime| runtime.take()) else { return };
         self.shared.stop.store(true, Ordering::SeqCst);
         self.engine.shutdown();
-        for thread in self.threads.drain(..) {
+        let threads = self.threads.lock().map(|mut threads| std::mem::take(&mut *threads)).unwrap_or_default();
+        for thread in threads {
             let _ = thread.join();
         }
         self.publisher.abort();
-        let _ = self.runtime.block_on(self.registry.remove(&self.options.gateway_id));
+        let _ = runtime.block_on(self.registry.remove(&self.options.gateway_id));
+        runtime.shutdown_background();
     }
 }
 

@@ -23,7 +23,9 @@ pub mod protocol;
 pub mod registry;
 
 pub use client::{BookClient, BookClientOptions, ClientError};
-pub use gateway::{GatewayHealth, GatewayReplica, GatewayReplicaOptions};
+pub use gateway::{
+    GatewayHealth, GatewayReplica, GatewayReplicaOptions, REPLICA_LAG_READY_MAX, REPLICA_LAG_READY_MAX_RECORDS,
+};
 pub use lease::{Lease, LeaseRecord, LEASE_DEFAULT};
 pub use node::{BookNode, BookNodeOptions, NodeStatus, Role};
 pub use registry::{ClusterView, NodeInfo, ROLE_GATEWAY};
