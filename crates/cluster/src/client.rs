@@ -96,6 +96,12 @@ impl BookClient {
     /// Submits a command to the leader and returns the book's reply (a business rejection is
     /// a reply), retrying across elections as the module documentation says.
     pub async fn submit(&self, submission: &Submission) -> Result<Reply, ClientError> {
+        self.submit_with_position(submission).await.map(|(reply, _)| reply)
+    }
+
+    /// [`BookClient::submit`], with the journal position after the reply's batch (a replica
+    /// that has applied that far holds the command).
+    pub async fn submit_with_position(&self, submission: &Submission) -> Result<(Reply, u64), ClientError> {
         let keyed = submission.command.idempotency().is_some();
         let payload = bytes::Bytes::from(protocol::encode_request(submission));
         let subject = protocol::submit_subject(&self.options.subject_prefix);
@@ -109,7 +115,12 @@ impl BookClient {
                 async_nats::Request::new().payload(payload.clone()).timeout(Some(self.options.attempt_timeout));
             match self.client.send_request(subject.clone(), request).await {
                 Ok(message) => match protocol::decode_answer(&message.payload) {
-                    Ok(Answer::Reply(reply)) => return Ok(reply),
+                    Ok(Answer::Reply(reply, Some(position))) => return Ok((reply, position)),
+                    Ok(Answer::Reply(_, None)) => {
+                        return Err(ClientError::OutcomeUnknown(
+                            "the leader answered in protocol version 1, without the reply's position".into(),
+                        ))
+                    }
                     Ok(Answer::Refused { refusal: Refusal::NotLeader, message }) => last = message,
                     Ok(Answer::Refused { refusal: Refusal::OutcomeUnknown, message }) if keyed => {
                         maybe_applied = true;
@@ -146,6 +157,16 @@ impl BookClient {
         }
         let reason = format!("retried for {:?}; the last attempt: {last}", self.options.retry_for);
         Err(if maybe_applied { ClientError::OutcomeUnknown(reason) } else { ClientError::NoLeader(reason) })
+    }
+
+    /// The NATS connection under the client.
+    pub fn nats(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether the NATS connection is up now (the client reconnects on its own).
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     /// One node's status with its book's state digest (the node encodes its whole book).

@@ -9,10 +9,13 @@
 //!   the deposed leader from then on), and starts the sequencer on that book.
 //! - [`protocol`] and [`client`]: gateways submit commands over NATS request/reply to
 //!   whichever node leads (`BookClient`), retrying with the same idempotency key.
+//! - [`gateway`]: `GatewayReplica`, a cluster gateway's local read replica (an engine replica
+//!   fed from the journal, commands forwarded to the leader).
 //! - [`registry`]: every node publishes its pid, role and position, and `BookClient::cluster`
 //!   reads them with the lease (`GET /v1/admin/cluster`).
 
 pub mod client;
+pub mod gateway;
 pub mod http;
 pub mod lease;
 pub mod node;
@@ -20,9 +23,12 @@ pub mod protocol;
 pub mod registry;
 
 pub use client::{BookClient, BookClientOptions, ClientError};
+pub use gateway::{
+    GatewayHealth, GatewayReplica, GatewayReplicaOptions, REPLICA_LAG_READY_MAX, REPLICA_LAG_READY_MAX_RECORDS,
+};
 pub use lease::{Lease, LeaseRecord, LEASE_DEFAULT};
 pub use node::{BookNode, BookNodeOptions, NodeStatus, Role};
-pub use registry::{ClusterView, NodeInfo};
+pub use registry::{ClusterView, NodeInfo, ROLE_GATEWAY};
 
 /// Why the cluster's machinery failed.
 #[derive(Debug, thiserror::Error)]

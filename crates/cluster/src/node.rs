@@ -118,15 +118,7 @@ impl BookNodeOptions {
         if self.servers.is_empty() {
             return invalid("no NATS server URL given".into());
         }
-        if self.node_id.is_empty()
-            || self.node_id.len() > NODE_ID_BYTES_MAX
-            || !self.node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return invalid(format!(
-                "node id {:?} must be 1 to {NODE_ID_BYTES_MAX} letters, digits, '-' or '_'",
-                self.node_id
-            ));
-        }
+        validate_node_id(&self.node_id)?;
         if !(crate::lease::LEASE_MIN..=crate::lease::LEASE_MAX).contains(&self.lease) {
             return invalid(format!(
                 "the lease must be {:?} to {:?}",
@@ -149,6 +141,19 @@ impl BookNodeOptions {
     fn snapshots(&self) -> Result<SnapshotStore, ClusterError> {
         Ok(SnapshotStore::open(&self.data_dir.join("snapshots"))?.with_keep(SNAPSHOTS_KEPT))
     }
+}
+
+/// Checks a node's (or gateway's) id: it names a registry key and a journal writer id.
+pub(crate) fn validate_node_id(id: &str) -> Result<(), ClusterError> {
+    if id.is_empty()
+        || id.len() > NODE_ID_BYTES_MAX
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ClusterError::InvalidOptions(format!(
+            "node id {id:?} must be 1 to {NODE_ID_BYTES_MAX} letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
 }
 
 /// What a node is doing.
@@ -805,11 +810,16 @@ async fn serve_submissions(client: Client, mut subscription: async_nats::Subscri
         let engine = engine.clone();
         let client = client.clone();
         tokio::spawn(async move {
-            let answer = match protocol::decode_request(&message.payload) {
+            let decoded = protocol::decode_request(&message.payload);
+            let version = decoded.as_ref().map_or(protocol::PROTOCOL_VERSION, |(_, version)| *version);
+            let answer = match decoded {
                 Err(error) => Answer::Refused { refusal: Refusal::BadRequest, message: error.to_string() },
-                Ok(submission) => match engine.try_submit(submission) {
+                Ok((submission, _)) => match engine.try_submit(submission) {
                     Ok(receiver) => match receiver.await {
-                        Ok(Ok(reply)) => Answer::Reply(reply),
+                        // Stored before the reply was sent: at or past the reply's batch.
+                        Ok(Ok(reply)) => {
+                            Answer::Reply(reply, Some(engine.stats().committed_position.load(Ordering::Acquire)))
+                        }
                         Ok(Err(error)) => {
                             Answer::Refused { refusal: Refusal::of_engine_error(&error), message: error.to_string() }
                         }
@@ -825,7 +835,7 @@ async fn serve_submissions(client: Client, mut subscription: async_nats::Subscri
                     Err(error) => Answer::Refused { refusal: Refusal::NotLeader, message: error.to_string() },
                 },
             };
-            let _ = client.publish(reply_to, protocol::encode_answer(&answer).into()).await;
+            let _ = client.publish(reply_to, protocol::encode_answer(&answer, version).into()).await;
         });
     }
 }

@@ -8,16 +8,23 @@
 //! way) and that the command reached nobody; and the payloads are the codec's, the one format
 //! every command already has.
 //!
-//! A request is `PROTOCOL_VERSION`, the command, its origin. An answer is `PROTOCOL_VERSION`,
-//! then tag 0 and the book's `Reply` (a business rejection is a reply too), or tag 1, a
-//! [`Refusal`] code and a message. The status of a node is JSON on `<prefix>.status.<node>`.
+//! A request is its version, the command, its origin. An answer is the request's version,
+//! then tag 0 and the book's `Reply` (a business rejection is a reply too) and, from version
+//! 2, the journal position after the reply's batch (a gateway's replica shows the reply once
+//! it has applied that far); or a [`Refusal`] tag and a message. The leader answers each
+//! request in the version it came in (a version 1 client keeps working during an upgrade).
+//! The status of a node is JSON on `<prefix>.status.<node>`.
 
 use book::{Command, Origin, Reply};
 use codec::{DecodeError, Reader, Wire};
 use engine::{EngineError, Submission};
 
-/// Version of the request and answer encodings.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Version of the request and answer encodings this side writes. Version 2 added the position
+/// to a reply; requests are the same in both.
+pub const PROTOCOL_VERSION: u8 = 2;
+
+/// The oldest version still read.
+pub const PROTOCOL_VERSION_MIN: u8 = 1;
 
 /// Subjects of the protocol start with this unless the options say otherwise.
 pub const SUBJECT_PREFIX_DEFAULT: &str = "sportsbook.book";
@@ -108,8 +115,9 @@ impl Refusal {
 /// The leader's answer to one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
-    /// The book decided the command (accepted or rejected) and the batch is durable.
-    Reply(Reply),
+    /// The book decided the command (accepted or rejected) and the batch is durable; the
+    /// journal position after that batch (`None` in a version 1 answer).
+    Reply(Reply, Option<u64>),
     /// No reply from the book, and why.
     Refused { refusal: Refusal, message: String },
 }
@@ -121,7 +129,8 @@ pub fn encode_request(submission: &Submission) -> Vec<u8> {
     out
 }
 
-pub fn decode_request(bytes: &[u8]) -> Result<Submission, DecodeError> {
+/// A request and the version it came in.
+pub fn decode_request(bytes: &[u8]) -> Result<(Submission, u8), DecodeError> {
     if bytes.len() > REQUEST_BYTES_MAX {
         return Err(DecodeError {
             offset: 0,
@@ -129,19 +138,23 @@ pub fn decode_request(bytes: &[u8]) -> Result<Submission, DecodeError> {
         });
     }
     let mut input = Reader::new(bytes);
-    check_version(&mut input)?;
+    let version = check_version(&mut input)?;
     let command = Command::decode(&mut input)?;
     let origin = Origin::decode(&mut input)?;
     input.finish()?;
-    Ok(Submission { command, origin })
+    Ok((Submission { command, origin }, version))
 }
 
-pub fn encode_answer(answer: &Answer) -> Vec<u8> {
-    let mut out = vec![PROTOCOL_VERSION];
+/// The answer in `version` (the request's): version 1 has no position.
+pub fn encode_answer(answer: &Answer, version: u8) -> Vec<u8> {
+    let mut out = vec![version];
     match answer {
-        Answer::Reply(reply) => {
+        Answer::Reply(reply, position) => {
             out.push(0);
             reply.encode(&mut out);
+            if version >= 2 {
+                position.unwrap_or(0).encode(&mut out);
+            }
         }
         Answer::Refused { refusal, message } => {
             out.push(refusal.tag());
@@ -157,10 +170,12 @@ pub fn encode_answer(answer: &Answer) -> Vec<u8> {
 
 pub fn decode_answer(bytes: &[u8]) -> Result<Answer, DecodeError> {
     let mut input = Reader::new(bytes);
-    check_version(&mut input)?;
+    let version = check_version(&mut input)?;
     let tag = u8::decode(&mut input)?;
     let answer = if tag == 0 {
-        Answer::Reply(Reply::decode(&mut input)?)
+        let reply = Reply::decode(&mut input)?;
+        let position = if version >= 2 { Some(u64::decode(&mut input)?) } else { None };
+        Answer::Reply(reply, position)
     } else {
         let refusal = Refusal::from_tag(tag).ok_or_else(|| input.error(format!("unknown answer tag {tag}")))?;
         Answer::Refused { refusal, message: String::decode(&mut input)? }
@@ -169,12 +184,14 @@ pub fn decode_answer(bytes: &[u8]) -> Result<Answer, DecodeError> {
     Ok(answer)
 }
 
-fn check_version(input: &mut Reader<'_>) -> Result<(), DecodeError> {
+fn check_version(input: &mut Reader<'_>) -> Result<u8, DecodeError> {
     let version = u8::decode(input)?;
-    if version != PROTOCOL_VERSION {
-        return Err(input.error(format!("protocol version {version}, this node speaks {PROTOCOL_VERSION}")));
+    if !(PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&version) {
+        return Err(input.error(format!(
+            "protocol version {version}, this node speaks {PROTOCOL_VERSION_MIN} to {PROTOCOL_VERSION}"
+        )));
     }
-    Ok(())
+    Ok(version)
 }
 
 #[cfg(test)]
@@ -189,15 +206,23 @@ mod tests {
             command: Command::OpenAccount { currency: domain_currency() },
             origin: Origin::system("test"),
         };
-        assert_eq!(decode_request(&encode_request(&submission)).unwrap(), submission);
+        assert_eq!(decode_request(&encode_request(&submission)).unwrap(), (submission.clone(), PROTOCOL_VERSION));
+        // A version 1 request (the same layout) is read, and answered in version 1.
+        let mut old = encode_request(&submission);
+        old[0] = 1;
+        assert_eq!(decode_request(&old).unwrap(), (submission, 1));
         for answer in [
-            Answer::Reply(Ok(Ack::Done)),
-            Answer::Reply(Err(Rejection::InsufficientFunds)),
+            Answer::Reply(Ok(Ack::Done), Some(7)),
+            Answer::Reply(Err(Rejection::InsufficientFunds), Some(0)),
             Answer::Refused { refusal: Refusal::NotLeader, message: "a follower".into() },
             Answer::Refused { refusal: Refusal::OutcomeUnknown, message: "fenced".into() },
         ] {
-            assert_eq!(decode_answer(&encode_answer(&answer)).unwrap(), answer);
+            assert_eq!(decode_answer(&encode_answer(&answer, PROTOCOL_VERSION)).unwrap(), answer);
         }
+        assert_eq!(
+            decode_answer(&encode_answer(&Answer::Reply(Ok(Ack::Done), Some(7)), 1)).unwrap(),
+            Answer::Reply(Ok(Ack::Done), None)
+        );
     }
 
     #[test]
@@ -206,7 +231,7 @@ mod tests {
         assert!(decode_request(&[PROTOCOL_VERSION + 1]).is_err());
         assert!(decode_request(&[PROTOCOL_VERSION, 200, 1, 2]).is_err());
         assert!(decode_answer(&[PROTOCOL_VERSION, 99]).is_err());
-        let mut trailing = encode_answer(&Answer::Reply(Ok(Ack::Done)));
+        let mut trailing = encode_answer(&Answer::Reply(Ok(Ack::Done), Some(1)), PROTOCOL_VERSION);
         trailing.push(0);
         assert!(decode_answer(&trailing).is_err());
         assert!(decode_request(&vec![PROTOCOL_VERSION; REQUEST_BYTES_MAX + 1]).is_err());

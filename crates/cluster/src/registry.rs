@@ -22,6 +22,9 @@ pub const REGISTRY_INTERVAL: Duration = Duration::from_secs(1);
 /// How long an entry lives unless refreshed: a node gone this long is no longer listed.
 pub const REGISTRY_VALUE_AGE: Duration = Duration::from_secs(5);
 
+/// The role of a gateway's entry (`sportsbook gateway` registers too).
+pub const ROLE_GATEWAY: &str = "gateway";
+
 /// Nodes listed at most (the registry of a healthy cluster holds a handful).
 pub const REGISTRY_NODES_MAX: usize = 64;
 
@@ -32,7 +35,7 @@ const _: () = assert!(REGISTRY_VALUE_AGE.as_millis() >= 3 * REGISTRY_INTERVAL.as
 pub struct NodeInfo {
     pub node: String,
     pub pid: u32,
-    /// `starting`, `follower`, `leader`, `stopping`.
+    /// A book node's `starting`, `follower`, `leader`, `stopped`; or [`ROLE_GATEWAY`].
     pub role: String,
     /// Journal position after the last record its book holds.
     pub position: u64,
@@ -47,8 +50,10 @@ pub struct NodeInfo {
 pub struct ClusterView {
     /// The lease's holder, if any, with its registry entry when it has one.
     pub leader: Option<(LeaseRecord, Option<NodeInfo>)>,
-    /// Every other node in the registry, by id.
+    /// Every other book node in the registry, by id.
     pub followers: Vec<NodeInfo>,
+    /// The gateways in the registry, by id.
+    pub gateways: Vec<NodeInfo>,
 }
 
 /// The registry bucket.
@@ -130,7 +135,9 @@ pub(crate) async fn cluster_view(
     let store =
         jetstream.get_key_value(registry_bucket).await.map_err(|err| ClusterError::nats("open the registry", err))?;
     let nodes = Registry { store }.nodes().await?;
+    let (gateways, books): (Vec<NodeInfo>, Vec<NodeInfo>) =
+        nodes.into_iter().partition(|node| node.role == ROLE_GATEWAY);
     let (leaders, followers): (Vec<NodeInfo>, Vec<NodeInfo>) =
-        nodes.into_iter().partition(|node| holder.as_ref().is_some_and(|lease| lease.node == node.node));
-    Ok(ClusterView { leader: holder.map(|lease| (lease, leaders.into_iter().next())), followers })
+        books.into_iter().partition(|node| holder.as_ref().is_some_and(|lease| lease.node == node.node));
+    Ok(ClusterView { leader: holder.map(|lease| (lease, leaders.into_iter().next())), followers, gateways })
 }

@@ -24,6 +24,14 @@ pub enum EngineError {
     /// The inbox is full: shed load rather than queue without bound.
     #[error("the engine's inbox is full")]
     Overloaded,
+    /// A replica engine's command was decided by the leader, but the replica did not apply
+    /// its batch in time (`crate::replicated`): the reply is held back rather than shown
+    /// against stale state. A retry with the same idempotency key gets the reply.
+    #[error("the command was decided at position {needed}, but the replica is still at {at}")]
+    ReplicaBehind { needed: Position, at: Position },
+    /// A replica engine found no leader to take its command: it reached no book.
+    #[error("no book leader answered; the command was not applied: {0}")]
+    NoLeader(String),
     #[error("the engine has shut down")]
     ShutDown,
     #[error("cannot start the sequencer thread: {0}")]

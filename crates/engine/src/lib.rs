@@ -8,6 +8,7 @@ mod clock;
 mod error;
 mod follower;
 mod recovery;
+mod replicated;
 mod retention;
 mod sequencer;
 
@@ -15,9 +16,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use follower::{lower_thread_priority, FOLLOWER_NICE, FOLLOWER_POLL_INTERVAL, FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT};
 pub use recovery::{
-    chain_next, decode_snapshot_payload_for_follower, recover, recover_to, ChainHead, Recovered, RecoveryReport,
-    Replica, CHAIN_HEAD_GENESIS,
+    chain_next, decode_snapshot_payload_for_follower, recover, recover_to, ChainHead, LastBatch, Recovered,
+    RecoveryReport, Replica, CHAIN_HEAD_GENESIS,
 };
+pub use replicated::{Forward, ForwardDone, Forwarded, ReplicaEngineOptions, ReplicaFeed, REPLICA_CATCH_UP_WAIT_MAX};
 pub use retention::{
     verify_history, ChainVerification, JournalRetention, RetentionHold, ARCHIVE_DIR_NAME, ARCHIVE_FAILURES_WARN,
     RETENTION_INTERVAL_DEFAULT,

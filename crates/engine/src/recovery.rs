@@ -168,6 +168,7 @@ pub fn recover_to(
         replayed_batches: 0,
         replayed_commands: 0,
         events: Vec::new(),
+        last_batch: LastBatch::default(),
         scratch: Vec::new(),
     };
     let mut failure: Option<EngineError> = None;
@@ -229,8 +230,20 @@ pub struct Replica {
     chain_head: ChainHead,
     replayed_batches: u64,
     replayed_commands: u64,
+    /// The events of the last batch applied, all its commands' (a replica engine's commit
+    /// hooks read them).
     events: Vec<BookEvent>,
+    /// The last batch applied: its first sequence, stamped time and commands.
+    last_batch: LastBatch,
     scratch: Vec<u8>,
+}
+
+/// What a replica last applied, for commit hooks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastBatch {
+    pub first_sequence: u64,
+    pub timestamp: u64,
+    pub commands: u64,
 }
 
 impl Replica {
@@ -245,6 +258,7 @@ impl Replica {
             replayed_batches: report.replayed_batches,
             replayed_commands: report.replayed_commands,
             events: Vec::new(),
+            last_batch: LastBatch::default(),
             scratch: Vec::new(),
         }
     }
@@ -274,8 +288,8 @@ impl Replica {
             }));
         }
         let mut digest = 0u64;
+        self.events.clear();
         for command in &batch.commands {
-            self.events.clear();
             let reply = self.book.apply(batch.timestamp, command, &mut self.events);
             digest = reply_digest(digest, &reply, &mut self.scratch);
         }
@@ -284,6 +298,11 @@ impl Replica {
         }
         self.chain_head = chain_next(&self.chain_head, position, payload);
         self.next_sequence = batch.first_sequence + batch.commands.len() as u64;
+        self.last_batch = LastBatch {
+            first_sequence: batch.first_sequence,
+            timestamp: batch.timestamp,
+            commands: batch.commands.len() as u64,
+        };
         self.position += 1;
         self.replayed_batches += 1;
         self.replayed_commands += batch.commands.len() as u64;
@@ -312,6 +331,16 @@ impl Replica {
 
     pub fn book(&self) -> &Book {
         &self.book
+    }
+
+    /// The events of the last record applied (every command's, in order).
+    pub fn last_events(&self) -> &[BookEvent] {
+        &self.events
+    }
+
+    /// The last record applied: first sequence, time, commands.
+    pub fn last_batch(&self) -> LastBatch {
+        self.last_batch
     }
 
     /// Saves a snapshot of the book at its position, in the engine's layout: what the

@@ -73,9 +73,17 @@ pub struct Committed<'a> {
 /// Called on the sequencer thread after each durable batch. It holds up the next batch while it
 /// runs, so it must be cheap and must never block (no IO, no locks a slow reader can hold).
 pub type CommitHook = Box<dyn FnMut(&Committed<'_>) + Send>;
-type ReadFn = Box<dyn FnOnce(&Book) + Send>;
-/// A look at the sequencer's own state (chain head, journal): durable data only.
-type InspectFn = Box<dyn FnOnce(&Sequencer) + Send>;
+pub(crate) type ReadFn = Box<dyn FnOnce(&Book) + Send>;
+/// A look at the engine's own state (chain head, journal): durable data only.
+pub(crate) type InspectFn = Box<dyn FnOnce(&dyn JournalView) + Send>;
+
+/// What an inspection sees of an engine: the sequencer's journal, or the replicated journal a
+/// replica engine follows (`crate::replicated`).
+pub(crate) trait JournalView {
+    /// The chain head and the position after the last record it covers.
+    fn chain_head(&self) -> (ChainHead, Position);
+    fn journal_page(&self, from: Position, limit: usize) -> Result<JournalPage, EngineError>;
+}
 
 pub struct EngineOptions {
     pub inbox_max: usize,
@@ -174,6 +182,9 @@ pub struct EngineStats {
     /// Requests submitted and not yet taken by the sequencer.
     pub inbox_depth: AtomicU64,
     pub stopped: AtomicBool,
+    /// The stamped time (book milliseconds) of the last batch applied: a replica engine's lag
+    /// in time is the wall clock minus this while records wait (`crate::replicated`).
+    pub last_batch_timestamp_ms: AtomicU64,
     /// Why the engine stopped (the journal's error), once `stopped`.
     pub stop_reason: Mutex<Option<String>>,
     /// The journal's disk is full: commands are refused until there is room again.
@@ -208,7 +219,7 @@ impl EngineStats {
 }
 
 /// What a command's submitter gets back.
-enum Responder {
+pub(crate) enum Responder {
     /// The reply, once durable.
     Reply(oneshot::Sender<Outcome>),
     /// The reply and the book right after the batch, on the sequencer thread (a view built
@@ -217,7 +228,7 @@ enum Responder {
 }
 
 impl Responder {
-    fn fail(self, book: &Book, error: EngineError) {
+    pub(crate) fn fail(self, book: &Book, error: EngineError) {
         match self {
             Responder::Reply(sender) => {
                 let _ = sender.send(Err(error));
@@ -227,7 +238,7 @@ impl Responder {
     }
 }
 
-type ThenFn = Box<dyn FnOnce(&Book, Outcome) + Send>;
+pub(crate) type ThenFn = Box<dyn FnOnce(&Book, Outcome) + Send>;
 
 /// A command with its origin (who submitted it, and why), as the engine takes and journals it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,23 +263,34 @@ impl From<(Command, Origin)> for Submission {
     }
 }
 
-enum Request {
-    Command { submission: Submission, reply: Option<Responder> },
+pub(crate) enum Request {
+    Command {
+        submission: Submission,
+        reply: Option<Responder>,
+    },
     Read(ReadFn),
     Inspect(InspectFn),
     Snapshot(oneshot::Sender<Result<Position, EngineError>>),
+    /// A record of the replicated journal, for a replica engine (`crate::replicated`); only a
+    /// `ReplicaFeed` sends it, and only a replica engine has one.
+    Record {
+        position: Position,
+        payload: Vec<u8>,
+    },
+    /// Wakes a replica engine: a forwarded command's answer arrived.
+    Wake,
     Shutdown,
 }
 
 /// A cheap, cloneable handle to a running engine.
 #[derive(Clone)]
 pub struct EngineHandle {
-    inbox: SyncSender<Request>,
-    stats: Arc<EngineStats>,
-    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    pub(crate) inbox: SyncSender<Request>,
+    pub(crate) stats: Arc<EngineStats>,
+    pub(crate) thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// The journal's files, for engines on a data directory (`crate::open_data_dir`): archived
     /// records, chain verification, the archiver.
-    files: Option<Arc<crate::retention::JournalFiles>>,
+    pub(crate) files: Option<Arc<crate::retention::JournalFiles>>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -507,12 +529,12 @@ impl EngineHandle {
     /// The head of the journal's hash chain and the position after the last record it covers
     /// (the journal's next position): both as of the last durable batch.
     pub fn chain_head(&self) -> Result<(ChainHead, Position), EngineError> {
-        self.inspect_waiting(Sequencer::chain_head)?.recv().map_err(|_| EngineError::ShutDown)
+        self.inspect_waiting(|view| view.chain_head())?.recv().map_err(|_| EngineError::ShutDown)
     }
 
     /// `chain_head` for async callers: fails fast with `Overloaded` when the inbox is full.
     pub fn chain_head_async(&self) -> Result<oneshot::Receiver<(ChainHead, Position)>, EngineError> {
-        self.inspect_async(Sequencer::chain_head)
+        self.inspect_async(|view| view.chain_head())
     }
 
     /// Up to `limit` raw journal records from position `from` on, oldest first, read on the
@@ -523,9 +545,7 @@ impl EngineHandle {
             // Archived records are read (and decompressed) here, never on the sequencer.
             return files.archived_page(from, limit.min(AUDIT_PAGE_RECORDS_MAX), AUDIT_PAGE_BYTES_MAX);
         }
-        self.inspect_waiting(move |sequencer| sequencer.journal_page(from, limit))?
-            .recv()
-            .map_err(|_| EngineError::ShutDown)?
+        self.inspect_waiting(move |view| view.journal_page(from, limit))?.recv().map_err(|_| EngineError::ShutDown)?
     }
 
     /// `journal_page` for async callers: fails fast with `Overloaded` when the inbox is full.
@@ -548,31 +568,31 @@ impl EngineHandle {
                 .map_err(EngineError::Spawn)?;
             return Ok(receiver);
         }
-        self.inspect_async(move |sequencer| sequencer.journal_page(from, limit))
+        self.inspect_async(move |view| view.journal_page(from, limit))
     }
 
     fn inspect_waiting<R: Send + 'static>(
         &self,
-        inspect: impl FnOnce(&Sequencer) -> R + Send + 'static,
+        inspect: impl FnOnce(&dyn JournalView) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<R>, EngineError> {
         self.inspect(inspect, true)
     }
 
     fn inspect_async<R: Send + 'static>(
         &self,
-        inspect: impl FnOnce(&Sequencer) -> R + Send + 'static,
+        inspect: impl FnOnce(&dyn JournalView) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<R>, EngineError> {
         self.inspect(inspect, false)
     }
 
     fn inspect<R: Send + 'static>(
         &self,
-        inspect: impl FnOnce(&Sequencer) -> R + Send + 'static,
+        inspect: impl FnOnce(&dyn JournalView) -> R + Send + 'static,
         wait: bool,
     ) -> Result<oneshot::Receiver<R>, EngineError> {
         let (sender, receiver) = oneshot::channel();
-        let job: InspectFn = Box::new(move |sequencer| {
-            let _ = sender.send(inspect(sequencer));
+        let job: InspectFn = Box::new(move |view| {
+            let _ = sender.send(inspect(view));
         });
         self.enqueue(Request::Inspect(job), wait)?;
         Ok(receiver)
@@ -675,6 +695,8 @@ impl Pending {
             Request::Read(read) => self.reads.push(read),
             Request::Inspect(inspect) => self.inspections.push(inspect),
             Request::Snapshot(reply) => self.snapshots.push(reply),
+            // Only a replica engine is sent these (its `ReplicaFeed` and forwarded answers).
+            Request::Record { .. } | Request::Wake => {}
             Request::Shutdown => self.shutdown = true,
         }
     }
@@ -894,6 +916,7 @@ impl Sequencer {
         self.next_sequence += count;
         self.commands_since_snapshot += count;
         self.stats.committed_position.store(position + 1, Ordering::Release);
+        self.stats.last_batch_timestamp_ms.store(now, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.commands.fetch_add(count, Ordering::Relaxed);
         self.stats.last_batch_commands.store(count, Ordering::Relaxed);
@@ -1016,29 +1039,7 @@ impl Sequencer {
     }
 
     fn journal_page(&self, from: Position, limit: usize) -> Result<JournalPage, EngineError> {
-        let limit = limit.min(AUDIT_PAGE_RECORDS_MAX);
-        let mut page = JournalPage::new();
-        if limit == 0 {
-            return Ok(page);
-        }
-        let mut bytes = 0usize;
-        let mut full = false;
-        let read = self.journal.read_from(from, &mut |position, payload| {
-            page.push((position, payload.to_vec()));
-            bytes += payload.len();
-            if page.len() >= limit || bytes >= AUDIT_PAGE_BYTES_MAX {
-                // `read_from` visits up to the end unless the visitor fails: stop it here with
-                // an error that `full` marks as ours.
-                full = true;
-                return Err(JournalError::Poisoned);
-            }
-            Ok(())
-        });
-        match read {
-            Ok(()) => Ok(page),
-            Err(_) if full => Ok(page),
-            Err(error) => Err(EngineError::Journal(error)),
-        }
+        read_journal_page(self.journal.as_ref(), from, limit)
     }
 
     fn take_snapshot(&mut self) -> Result<Position, EngineError> {
@@ -1058,5 +1059,47 @@ impl Sequencer {
         }
         self.commands_since_snapshot = 0;
         Ok(position)
+    }
+}
+
+impl JournalView for Sequencer {
+    fn chain_head(&self) -> (ChainHead, Position) {
+        Sequencer::chain_head(self)
+    }
+
+    fn journal_page(&self, from: Position, limit: usize) -> Result<JournalPage, EngineError> {
+        Sequencer::journal_page(self, from, limit)
+    }
+}
+
+/// Up to `limit` records of `journal` from `from` on (at most `AUDIT_PAGE_RECORDS_MAX`, ending
+/// early past `AUDIT_PAGE_BYTES_MAX` bytes).
+pub(crate) fn read_journal_page(
+    journal: &dyn Journal,
+    from: Position,
+    limit: usize,
+) -> Result<JournalPage, EngineError> {
+    let limit = limit.min(AUDIT_PAGE_RECORDS_MAX);
+    let mut page = JournalPage::new();
+    if limit == 0 {
+        return Ok(page);
+    }
+    let mut bytes = 0usize;
+    let mut full = false;
+    let read = journal.read_from(from, &mut |position, payload| {
+        page.push((position, payload.to_vec()));
+        bytes += payload.len();
+        if page.len() >= limit || bytes >= AUDIT_PAGE_BYTES_MAX {
+            // `read_from` visits up to the end unless the visitor fails: stop it here with an
+            // error that `full` marks as ours.
+            full = true;
+            return Err(JournalError::Poisoned);
+        }
+        Ok(())
+    });
+    match read {
+        Ok(()) => Ok(page),
+        Err(_) if full => Ok(page),
+        Err(error) => Err(EngineError::Journal(error)),
     }
 }

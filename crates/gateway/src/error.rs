@@ -148,6 +148,10 @@ impl From<engine::EngineError> for ApiError {
             engine::EngineError::ShutDown => ApiError::unavailable(),
             // Nothing was journaled; the engine resumes by itself once the disk has room.
             engine::EngineError::StorageFull => ApiError::unavailable(),
+            // Cluster mode: an election is under way, or this gateway's replica is behind.
+            engine::EngineError::NoLeader(_) | engine::EngineError::ReplicaBehind { .. } => {
+                ApiError::unavailable().retry_after(1)
+            }
             other => ApiError::internal(other),
         }
     }

@@ -10,6 +10,7 @@ mod admission;
 mod auth;
 mod breaker;
 mod catalog;
+mod cluster;
 mod compliance;
 mod connections;
 mod degraded;
@@ -55,6 +56,7 @@ pub use auth::{
     LOGIN_WINDOW, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, PASSWORD_HASH_QUEUE_MAX, PASSWORD_HASH_WORKERS_MAX,
     REFRESH_TOKENS_MAX, REVOKED_SESSIONS_MAX,
 };
+pub use cluster::{lease_expiry, ClusterStatus, ClusterView, FollowerView, GatewayView, IdentityWatch, LeaderView};
 pub use compliance::{AUDIT_PAGE_COMMANDS_MAX, RG_ACCOUNTS_SCAN_MAX};
 pub use connections::{
     ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, CONNECTION_CLOSE_GRACE, HEADER_READ_TIMEOUT, KEEP_ALIVE_IDLE_TIMEOUT,
@@ -192,6 +194,13 @@ pub struct GatewayConfig {
     /// The projector was turned off on purpose (`serve --projector off`): `/readyz` warns
     /// `projector_off` (the node still takes bets; history routes answer 503).
     pub projector_off_warning: bool,
+    /// Cluster mode (`sportsbook gateway`): the cluster's state for `/readyz`, `/metrics` and
+    /// `GET /v1/admin/cluster`; `None` on `serve`.
+    pub cluster: Option<Arc<dyn ClusterStatus>>,
+    /// Reloads the API key and staff caches when the book's change (its `engine_hook` must be
+    /// among the engine's commit hooks). A cluster gateway needs it: keys and staff change
+    /// through other gateways too.
+    pub identity_watch: Option<IdentityWatch>,
 }
 
 impl GatewayConfig {
@@ -232,11 +241,13 @@ impl GatewayConfig {
             read_your_writes_wait: READ_YOUR_WRITES_WAIT,
             projector_lag_ready_max: PROJECTOR_LAG_READY_MAX,
             projector_off_warning: false,
+            cluster: None,
+            identity_watch: None,
         }
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     engine: EngineHandle,
     config: GatewayConfig,
     auth: Auth,
@@ -306,6 +317,9 @@ impl AppState {
             history: history::History::new(),
             idempotency_window_ms: std::sync::atomic::AtomicU64::new(book::IDEMPOTENCY_WINDOW_DEFAULT_MS),
         }));
+        if let Some(watch) = &state.config().identity_watch {
+            watch.spawn_reloader(Arc::downgrade(&state.0));
+        }
         state.reload_api_keys().await?;
         state.reload_staff().await?;
         let window = state.read(|book| book.config().idempotency_window_ms).await?;
@@ -425,6 +439,13 @@ impl AppState {
             // A full disk refused the batch before anything of it was durable, and the book
             // was rebuilt without it: the outcome is known (not done), so 503 `unavailable`.
             Ok(Ok(Err(EngineError::StorageFull))) => Err(ApiError::from(EngineError::StorageFull)),
+            // Cluster mode: no leader took the command (it reached no book), or the leader
+            // decided it and this gateway's replica has not caught up in time (a retry with the
+            // same idempotency key gets the reply). Both are "retry shortly", not unknown.
+            Ok(Ok(Err(error @ (EngineError::NoLeader(_) | EngineError::ReplicaBehind { .. })))) => {
+                tracing::warn!(%error, "a command got no reply to show");
+                Err(ApiError::from(error))
+            }
             Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "a command in flight has no durable reply");
                 Err(outcome_unknown())
@@ -552,6 +573,7 @@ pub fn app(state: AppState) -> Router {
         .merge(payments::routes())
         .merge(staff::routes())
         .merge(adjustments::routes())
+        .merge(cluster::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.
         .fallback(|| async { ApiError::not_found("route") })

@@ -19,8 +19,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    adjustments, catalog, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments, players,
-    staff, stream,
+    adjustments, catalog, cluster, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments,
+    players, staff, stream,
 };
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
@@ -85,6 +85,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         adjustments::reject,
         fx::fx_rates,
         fx::set_fx_rates,
+        cluster::cluster,
         compliance::audit,
         compliance::report,
         history::search_bets,
@@ -139,6 +140,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         dto::Page<players::TransactionView>,
         fx::FxRatesRequest,
         fx::FxRatesView,
+        cluster::ClusterView,
+        cluster::LeaderView,
+        cluster::FollowerView,
+        cluster::GatewayView,
         operators::CreateEventRequest,
         operators::CreateMarketRequest,
         operators::NewSelectionRequest,

@@ -53,7 +53,10 @@ pub struct Health {
     status: String,
     /// Why `/readyz` is unavailable: `journal_failed`, `storage_full` (the journal's disk is
     /// full: commands are refused until there is room, then taken again without a restart),
-    /// `book_stopped`, `book_unresponsive`, `book_overloaded` or `feed_stale`. Absent when ready.
+    /// `book_stopped`, `book_unresponsive`, `book_overloaded` or `feed_stale`; on a cluster
+    /// gateway also `no_leader` (no book node holds the lease), `replica_lagging` (its replica
+    /// is more than `REPLICA_LAG_READY_MAX_RECORDS` records or `REPLICA_LAG_READY_MAX` behind
+    /// the journal), `nats_down`, `replica_failed`. Absent when ready.
     reasons: Option<Vec<String>>,
     /// With `feed_stale`: the providers with no fresh source.
     stale_providers: Option<Vec<String>>,
@@ -125,6 +128,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let stale = state.feed().stale_providers();
     if !stale.is_empty() {
         reasons.push("feed_stale");
+    }
+    if let Some(cluster) = &state.config().cluster {
+        reasons.extend(cluster.unready_reasons());
     }
     // The read side: history routes serve from the models.
     let projector = projector_readiness(&state);
@@ -249,7 +255,14 @@ pub(crate) async fn metrics(State(state): State<AppState>, request: Request) -> 
         (published.position(), published.state() == projector::ProjectorState::Running)
     });
     state.metrics().set_projector(journal, models);
-    let text = state.metrics().encode(state.engine().stats());
+    let mut text = state.metrics().encode(state.engine().stats());
+    if let Some(cluster) = &state.config().cluster {
+        // The OpenMetrics text ends with `# EOF`: the cluster's families go before it.
+        let end = text.rfind("# EOF").unwrap_or(text.len());
+        let mut families = String::new();
+        cluster.encode_metrics(&mut families);
+        text.insert_str(end, &families);
+    }
     ([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], text).into_response()
 }
 

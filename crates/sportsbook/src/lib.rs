@@ -7,6 +7,7 @@ pub mod admin;
 pub mod book_role;
 pub mod demo;
 pub mod feeds;
+pub mod gateway_role;
 mod names;
 pub mod output;
 pub mod pricing;

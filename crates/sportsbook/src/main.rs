@@ -318,6 +318,39 @@ enum Commands {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
     },
+    /// Runs a stateless gateway of a cluster (issue 15): the public API and WebSocket stream over
+    /// a local read replica that follows the journal on NATS, commands forwarded to the book's
+    /// leader. Needs the JWT secret all gateways share (SPORTSBOOK_JWT_SECRET or
+    /// SPORTSBOOK_JWT_SECRET_FILE). Prints `{"role": "gateway", "pid", "node", "url"}` on
+    /// standard output once it listens.
+    Gateway {
+        /// NATS server URLs, comma-separated (`nats://127.0.0.1:4222,...`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nats: Vec<String>,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The gateway's own state (its replica's snapshots, logged-out sessions); without it
+        /// every start replays the whole journal.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The gateway's id in the registry (letters, digits, '-', '_'); default
+        /// `gateway-PID-RANDOM`.
+        #[arg(long)]
+        gateway_id: Option<String>,
+        /// Replicas of the registry bucket, should this gateway create it: 3 on 3 NATS nodes.
+        #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5))]
+        replicas: usize,
+        /// Requests per second per client address (`off` for benchmarks).
+        #[arg(long, value_parser = parse_rate_limit, default_value = "1000/s")]
+        rate_limit_per_address: RateLimitArg,
+        /// Requests per second per credential (`off` for benchmarks).
+        #[arg(long, value_parser = parse_rate_limit, default_value = "100/s")]
+        rate_limit_per_credential: RateLimitArg,
+        /// Log lines as text or JSON, on standard error.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormatArg,
+    },
     /// Projects a data directory's journal into the read models (bets, statements, audit,
     /// report inputs, accounts), exactly once, and exits when caught up (or keeps following
     /// with --follow). Safe beside a running server, and safe to kill at any moment.
@@ -524,6 +557,28 @@ fn main() -> anyhow::Result<()> {
                 },
             })
         }
+        Commands::Gateway {
+            nats,
+            listen,
+            data_dir,
+            gateway_id,
+            replicas,
+            rate_limit_per_address,
+            rate_limit_per_credential,
+            log_format,
+        } => sportsbook::gateway_role::run(sportsbook::gateway_role::GatewayRoleOptions {
+            nats,
+            listen,
+            data_dir,
+            gateway_id,
+            replicas,
+            rate_limit_per_address: rate_limit_per_address.0,
+            rate_limit_per_credential: rate_limit_per_credential.0,
+            log_format: match log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            },
+        }),
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
         Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {
             sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {

@@ -2,6 +2,7 @@
 //! starts (3 clustered nodes) and kills when it ends, also on a panic. They fail, saying why,
 //! when `nats-server` is missing or does not start.
 
+mod gateway;
 mod lease;
 mod node;
 

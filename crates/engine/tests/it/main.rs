@@ -4,6 +4,7 @@
 mod bounded;
 mod chain;
 mod recovery;
+mod replicated;
 mod retention;
 mod sequencer;
 mod snapshots;

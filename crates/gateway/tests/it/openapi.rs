@@ -74,6 +74,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/admin/trading-mode"),
     ("PUT", "/v1/admin/markets/{id}/throttle"),
     ("GET", "/v1/admin/fx-rates"),
+    ("GET", "/v1/admin/cluster"),
     ("PUT", "/v1/admin/fx-rates"),
     ("GET", "/v1/admin/reports/{name}"),
     // stream

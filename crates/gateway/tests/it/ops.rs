@@ -285,3 +285,21 @@ async fn metrics_on_their_own_listener_are_not_on_the_main_one() {
     private_server.await.expect("join").expect("serve metrics");
     tokio::task::spawn_blocking(move || engine.shutdown()).await.expect("join");
 }
+
+#[tokio::test]
+async fn the_cluster_route_on_serve_names_this_process_as_the_only_node_and_takes_admins_only() {
+    let app = spawn_app().await;
+    let player = app.player("cluster_curious").await;
+    let (status, view) = app.call("GET", "/v1/admin/cluster", Some(crate::harness::ADMIN_KEY), None).await;
+    assert_eq!(status, 200, "{view}");
+    let pid = std::process::id();
+    assert_eq!(view["leader"]["pid"], pid, "{view}");
+    assert!(view["leader"]["position"].as_u64().expect("a position") >= 1, "{view}");
+    assert_eq!(view["leader"]["lease_expires_at"], serde_json::Value::Null, "{view}");
+    assert_eq!(view["followers"], json!([]), "{view}");
+    assert_eq!(view["gateways"][0]["pid"], pid, "{view}");
+    let (status, body) = app.call("GET", "/v1/admin/cluster", Some(&player.access_token), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let (status, _) = app.call("GET", "/v1/admin/cluster", None, None).await;
+    assert_eq!(status, 401);
+}

@@ -28,14 +28,14 @@ const LEASE: &str = "2s";
 const LOAD_CLIENTS: u64 = 6;
 const FAILOVER_MAX: Duration = Duration::from_secs(5);
 
-struct BookProcess {
+pub(crate) struct BookProcess {
     child: Child,
-    node: String,
+    pub(crate) node: String,
     log: PathBuf,
 }
 
 impl BookProcess {
-    fn start(cluster: &LocalCluster, dir: &Path, node: &str) -> BookProcess {
+    pub(crate) fn start(cluster: &LocalCluster, dir: &Path, node: &str) -> BookProcess {
         let log = dir.join(format!("{node}-{}.log", unique()));
         let stderr = std::fs::File::create(&log).expect("a log file");
         let mut child = binary()
@@ -52,7 +52,7 @@ impl BookProcess {
         BookProcess { child, node: node.to_owned(), log }
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
@@ -60,7 +60,7 @@ impl BookProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn signal(&self, signal: rustix::process::Signal) {
+    pub(crate) fn signal(&self, signal: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.pid()).expect("a pid");
         rustix::process::kill_process(pid, signal).expect("signal the book process");
     }
@@ -284,7 +284,7 @@ fn open_account(runtime: &tokio::runtime::Runtime, client: &BookClient) -> Accou
     account
 }
 
-fn start_nats(dir: &Path) -> LocalCluster {
+pub(crate) fn start_nats(dir: &Path) -> LocalCluster {
     LocalCluster::start(&dir.join("nats"), 3).unwrap_or_else(|err| panic!("cannot start nats-server: {err}"))
 }
 

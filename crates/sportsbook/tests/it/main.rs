@@ -7,6 +7,7 @@ mod auth;
 mod bounded;
 mod chaos;
 mod cluster;
+mod cluster_gateways;
 mod connections;
 mod crash;
 mod journal;

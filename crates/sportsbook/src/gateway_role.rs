@@ -1,0 +1,244 @@
+//! `sportsbook gateway`: a stateless gateway of a cluster (issue 15). The public HTTP API and
+//! WebSocket stream, as `serve` has them, over a local read replica of the book that follows
+//! the replicated journal on NATS, with commands forwarded to the book's leader
+//! (`cluster::GatewayReplica`). Any number run at once; a client may use any of them.
+//!
+//! It prints one JSON line on standard output once it listens (`{"role": "gateway", "pid",
+//! "node", "url"}`), logs on standard error, and stops cleanly on Ctrl-C or SIGTERM. The JWT
+//! secret must be the same on every gateway (`SPORTSBOOK_JWT_SECRET` or
+//! `SPORTSBOOK_JWT_SECRET_FILE`; it is never generated here, since a token from one gateway
+//! must work on the others); `SPORTSBOOK_ADMIN_KEY` works on every gateway given it.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use cluster::{GatewayReplica, GatewayReplicaOptions};
+use gateway::{AppState, ClusterStatus, GatewayConfig, IdentityWatch, Metrics, Streams};
+
+use crate::secrets::{self, env_value};
+use crate::serve::{init_logging, LogFormat, ShutdownSignals, REVOKED_SESSIONS_FILE, SHUTDOWN_GRACE};
+
+pub struct GatewayRoleOptions {
+    pub nats: Vec<String>,
+    pub listen: SocketAddr,
+    /// The gateway's own state: its replica's snapshots and its logged-out sessions.
+    pub data_dir: Option<PathBuf>,
+    pub gateway_id: Option<String>,
+    /// Replicas of the registry bucket, should this gateway make it.
+    pub replicas: usize,
+    /// Rate limits, as on `serve` (`None`: off).
+    pub rate_limit_per_address: Option<gateway::RateLimit>,
+    pub rate_limit_per_credential: Option<gateway::RateLimit>,
+    pub log_format: LogFormat,
+}
+
+pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
+    init_logging(options.log_format);
+    let admin_key = secrets::admin_key(env_value(secrets::ADMIN_KEY_ENV))?;
+    let (jwt_secret, source) = match (env_value(secrets::JWT_SECRET_ENV), env_value(secrets::JWT_SECRET_FILE_ENV)) {
+        (None, None) => bail!(
+            "a gateway needs the JWT secret every gateway shares: set {} or {} (a token issued by one gateway \
+             must be accepted by the others)",
+            secrets::JWT_SECRET_ENV,
+            secrets::JWT_SECRET_FILE_ENV
+        ),
+        // A directory that is never read: one of the two is set, so nothing is generated.
+        (from_env, file) => {
+            secrets::jwt_secret(from_env, file.map(PathBuf::from), std::path::Path::new("/nonexistent"))?
+        }
+    };
+    tracing::info!(%source, "JWT secret loaded");
+    if let Some(dir) = &options.data_dir {
+        crate::secure_data_dir(dir)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gateway-http")
+        .build()
+        .context("starting the HTTP runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(options.listen))
+        .with_context(|| format!("listening on {}", options.listen))?;
+    let address = listener.local_addr().context("the listen address")?;
+    let url = format!("http://{address}");
+
+    let mut config = GatewayConfig::new(jwt_secret);
+    config.admin_key = admin_key;
+    config.rate_limit_per_address = options.rate_limit_per_address;
+    config.rate_limit_per_principal = options.rate_limit_per_credential;
+    config.revoked_sessions_path = options.data_dir.as_ref().map(|dir| dir.join(REVOKED_SESSIONS_FILE));
+    // History, audit and reports read PostgreSQL models in cluster mode (not wired yet): those
+    // routes answer 503 `unavailable` saying the projector is off.
+    config.projector_off_warning = true;
+    let identity = IdentityWatch::new();
+    config.identity_watch = Some(identity.clone());
+    let metrics = Metrics::new();
+    let streams = Streams::new(&config, &metrics);
+
+    let mut replica_options = GatewayReplicaOptions::new(options.nats);
+    if let Some(id) = options.gateway_id {
+        replica_options.gateway_id = id;
+    }
+    replica_options.url = Some(url.clone());
+    replica_options.data_dir = options.data_dir.clone();
+    replica_options.replicas = options.replicas;
+    let gateway_id = replica_options.gateway_id.clone();
+    // Blocking, outside the HTTP runtime: it recovers the replica and starts its own runtime.
+    let replica = Arc::new(GatewayReplica::start(
+        replica_options,
+        vec![metrics.engine_hook(), streams.engine_hook(), identity.engine_hook()],
+    )?);
+    config.cluster = Some(Arc::new(ReplicaStatus(Arc::clone(&replica))));
+    let engine = replica.engine().clone();
+
+    let served = runtime.block_on(async {
+        let mut signals = ShutdownSignals::install();
+        let state = AppState::new(engine, config, metrics, streams)
+            .await
+            .map_err(|error| anyhow::anyhow!("starting the gateway: {}: {}", error.code, error.message))?;
+        // The gateway id is letters, digits, '-' and '_' (validated), the URL an address.
+        println!(r#"{{"role": "gateway", "pid": {}, "node": "{gateway_id}", "url": "{url}"}}"#, std::process::id());
+        tracing::info!(%url, gateway = %gateway_id, "gateway listening");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut server = tokio::spawn(gateway::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        tokio::select! {
+            signal = signals.recv() => {
+                tracing::info!(signal, "stopping the gateway: it stops accepting and drains");
+                let _ = stop.send(());
+                if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+                    server.abort();
+                }
+                Ok(())
+            }
+            finished = &mut server => match finished {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the gateway stopped by itself")),
+                Ok(Err(error)) => Err(error).context("serving HTTP"),
+                Err(join) => Err(anyhow::anyhow!("the gateway task failed: {join}")),
+            },
+        }
+    });
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    replica.stop();
+    tracing::info!("gateway stopped");
+    served
+}
+
+/// The cluster as `/readyz`, `/metrics` and `GET /v1/admin/cluster` show it.
+#[derive(Debug)]
+struct ReplicaStatus(Arc<GatewayReplica>);
+
+impl ClusterStatus for ReplicaStatus {
+    fn unready_reasons(&self) -> Vec<&'static str> {
+        let health = self.0.health();
+        let mut reasons = Vec::new();
+        if !health.nats_connected {
+            reasons.push("nats_down");
+        }
+        if !health.leader_known {
+            reasons.push("no_leader");
+        }
+        if health.lag_records > cluster::REPLICA_LAG_READY_MAX_RECORDS
+            || health.lag_seconds > cluster::REPLICA_LAG_READY_MAX.as_secs_f64()
+        {
+            reasons.push("replica_lagging");
+        }
+        if health.replica_failed.is_some() {
+            reasons.push("replica_failed");
+        }
+        reasons
+    }
+
+    fn encode_metrics(&self, out: &mut String) {
+        let health = self.0.health();
+        let gauges = [
+            (
+                "sportsbook_replica_position",
+                "Journal position the gateway's replica has applied.",
+                health.position as f64,
+            ),
+            (
+                "sportsbook_replica_lag_records",
+                "Journal records stored and not yet applied by the replica.",
+                health.lag_records as f64,
+            ),
+            (
+                "sportsbook_replica_lag_seconds",
+                "Age of the replica's state while records wait (0 when caught up).",
+                health.lag_seconds,
+            ),
+            (
+                "sportsbook_cluster_leader_known",
+                "1 while a book node holds the lease.",
+                f64::from(u8::from(health.leader_known)),
+            ),
+            (
+                "sportsbook_nats_connected",
+                "1 while the NATS connection is up.",
+                f64::from(u8::from(health.nats_connected)),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
+        }
+        let name = "sportsbook_cluster_leader_changes";
+        let _ = write!(
+            out,
+            "# HELP {name} Changes of the lease's holder seen.\n# TYPE {name} counter\n{name}_total {}\n",
+            health.leader_changes
+        );
+        let name = "sportsbook_book_submit_seconds";
+        let _ = write!(
+            out,
+            "# HELP {name} Time from forwarding a command to the leader's answer.\n# TYPE {name} histogram\n"
+        );
+        for (bound, count) in &health.submit_buckets {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = write!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n",
+            health.submit_count, health.submit_seconds_total, health.submit_count
+        );
+    }
+
+    fn view(&self) -> Pin<Box<dyn std::future::Future<Output = Result<gateway::ClusterView, String>> + Send + '_>> {
+        Box::pin(async move {
+            let view = self.0.cluster().await.map_err(|error| error.to_string())?;
+            Ok(gateway::ClusterView {
+                leader: view.leader.map(|(lease, info)| gateway::LeaderView {
+                    pid: lease.pid,
+                    // The registry's entry is refreshed more often than the lease.
+                    position: info.map_or(lease.position, |info| info.position.max(lease.position)),
+                    lease_expires_at: Some(gateway::lease_expiry(lease.renewed_at_ms + lease.lease_ms)),
+                    node: lease.node,
+                }),
+                followers: view
+                    .followers
+                    .into_iter()
+                    .map(|node| gateway::FollowerView {
+                        pid: node.pid,
+                        position: node.position,
+                        node: node.node,
+                        role: node.role,
+                    })
+                    .collect(),
+                gateways: view
+                    .gateways
+                    .into_iter()
+                    .map(|node| gateway::GatewayView {
+                        url: node.url,
+                        pid: node.pid,
+                        node: node.node,
+                        position: node.position,
+                    })
+                    .collect(),
+            })
+        })
+    }
+}
