@@ -105,6 +105,8 @@ impl Refusal {
         match error {
             EngineError::Overloaded => Refusal::Overloaded,
             EngineError::StorageFull => Refusal::StorageFull,
+            // Refused before it was decided: no batch can hold it.
+            EngineError::CommandTooLarge { .. } => Refusal::BadRequest,
             // The engine is gone or going: the command may have been in a batch whose append
             // failed in an unknown way; never claim it was not.
             _ => Refusal::OutcomeUnknown,

@@ -36,6 +36,12 @@ pub struct Batch {
     pub origins: Vec<Origin>,
 }
 
+/// Bytes before a batch's first command: version, first sequence, timestamp, reply digest and
+/// the command count, all fixed width, so the header can be written after the commands
+/// (`begin_batch`, `finish_batch`): the sequencer encodes each command as it takes it, to know
+/// the batch's exact size before deciding anything.
+pub const BATCH_HEADER_BYTES: usize = 1 + 8 + 8 + 8 + 4;
+
 /// Appends the encoding of a batch to `out`: each command with its origin.
 pub fn encode_batch<'a>(
     first_sequence: u64,
@@ -45,15 +51,41 @@ pub fn encode_batch<'a>(
     out: &mut Vec<u8>,
 ) {
     debug_assert!(commands.len() <= BATCH_COMMANDS_MAX);
-    out.push(BATCH_FORMAT_VERSION);
-    first_sequence.encode(out);
-    timestamp.encode(out);
-    reply_digest.encode(out);
-    (commands.len() as u32).encode(out);
+    let start = out.len();
+    begin_batch(out);
+    let count = commands.len();
     for (command, origin) in commands {
-        command.encode(out);
-        origin.encode(out);
+        encode_batch_entry(command, origin, out);
     }
+    finish_batch(&mut out[start..], first_sequence, timestamp, reply_digest, count);
+}
+
+/// Starts a batch at the end of `out`: a header of `BATCH_HEADER_BYTES` to be filled in by
+/// `finish_batch` once the commands are decided.
+pub fn begin_batch(out: &mut Vec<u8>) {
+    out.resize(out.len() + BATCH_HEADER_BYTES, 0);
+}
+
+/// Appends one command with its origin to a batch started with `begin_batch`; returns the bytes
+/// it took.
+pub fn encode_batch_entry(command: &Command, origin: &Origin, out: &mut Vec<u8>) -> usize {
+    let before = out.len();
+    command.encode(out);
+    origin.encode(out);
+    out.len() - before
+}
+
+/// Writes the header of a batch into its first `BATCH_HEADER_BYTES` (`batch` starts where
+/// `begin_batch` was called and holds `commands` entries after the header).
+pub fn finish_batch(batch: &mut [u8], first_sequence: u64, timestamp: u64, reply_digest: u64, commands: usize) {
+    debug_assert!(commands <= BATCH_COMMANDS_MAX);
+    let mut header = [0u8; BATCH_HEADER_BYTES];
+    header[0] = BATCH_FORMAT_VERSION;
+    header[1..9].copy_from_slice(&first_sequence.to_le_bytes());
+    header[9..17].copy_from_slice(&timestamp.to_le_bytes());
+    header[17..25].copy_from_slice(&reply_digest.to_le_bytes());
+    header[25..29].copy_from_slice(&(commands as u32).to_le_bytes());
+    batch[..BATCH_HEADER_BYTES].copy_from_slice(&header);
 }
 
 pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
@@ -261,6 +293,55 @@ mod tests {
         }
         let tick = [Command::Tick];
         assert_eq!(decode_batch(&with_version(4, &tick)).expect("version 4").commands, tick);
+    }
+
+    /// The header written after the commands (`begin_batch`, `finish_batch`) is the header
+    /// `Wire` encodes field by field, `BATCH_HEADER_BYTES` long, and every entry's bytes are
+    /// what `encode_batch_entry` says: the sequencer sizes batches by them.
+    #[test]
+    fn a_batch_finished_after_its_commands_is_the_wire_layout() {
+        let commands = [
+            Command::Tick,
+            Command::VoidMarket { market: book::MarketId(3) },
+            Command::SetResettlementWindow { window_ms: 9 },
+        ];
+        let origins = [
+            Origin::system("sequencer"),
+            Origin::new(book::Actor::Staff(book::StaffId(7))).with_reason(Some("abandoned".to_string())),
+            Origin::new(book::Actor::Feed("betradar".to_string())),
+        ];
+        let mut expected = vec![BATCH_FORMAT_VERSION];
+        u64::MAX.encode(&mut expected);
+        0x0102_0304_0506_0708u64.encode(&mut expected);
+        42u64.encode(&mut expected);
+        3u32.encode(&mut expected);
+        assert_eq!(expected.len(), BATCH_HEADER_BYTES);
+        let mut entries = 0;
+        for (command, origin) in commands.iter().zip(&origins) {
+            command.encode(&mut expected);
+            origin.encode(&mut expected);
+        }
+        let mut out = vec![0xAA];
+        begin_batch(&mut out);
+        for (command, origin) in commands.iter().zip(&origins) {
+            entries += encode_batch_entry(command, origin, &mut out);
+        }
+        finish_batch(&mut out[1..], u64::MAX, 0x0102_0304_0506_0708, 42, commands.len());
+        assert_eq!(out[0], 0xAA, "bytes before the batch untouched");
+        assert_eq!(&out[1..], &expected[..]);
+        assert_eq!(BATCH_HEADER_BYTES + entries, expected.len());
+        let mut whole = Vec::new();
+        encode_batch(u64::MAX, 0x0102_0304_0506_0708, 42, commands.iter().zip(&origins), &mut whole);
+        assert_eq!(whole, expected);
+        let decoded = decode_batch(&whole).expect("decodes");
+        assert_eq!(
+            (decoded.first_sequence, decoded.timestamp, decoded.reply_digest),
+            (u64::MAX, 0x0102_0304_0506_0708, 42)
+        );
+        assert_eq!(decoded.origins, origins);
+        let mut empty = Vec::new();
+        encode_batch(1, 2, 3, std::iter::empty::<(&Command, &Origin)>(), &mut empty);
+        assert_eq!(empty.len(), BATCH_HEADER_BYTES);
     }
 
     /// Version 3 also added `SetResettlementWindow`: refused in older batches.

@@ -21,6 +21,11 @@ pub enum EngineError {
     /// checks every `EngineOptions::storage_full_retry`, and then resumes without a restart.
     #[error("the journal's disk is full; the command was not taken")]
     StorageFull,
+    /// The command's encoding (with its origin) is larger than a journal record can hold after
+    /// the batch header: no batch could carry it, so it was refused before it was decided, and
+    /// retrying it cannot succeed. The engine goes on with the next command.
+    #[error("the command takes {bytes} bytes in the journal, more than the {max} a batch holds; it was not taken")]
+    CommandTooLarge { bytes: usize, max: usize },
     /// The inbox is full: shed load rather than queue without bound.
     #[error("the engine's inbox is full")]
     Overloaded,

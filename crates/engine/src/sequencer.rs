@@ -13,6 +13,12 @@
 //! The sequencer also keeps the head of the journal's hash chain (`chain_next`), extended with
 //! every record it appends, and serves the audit trail: the chain head and pages of raw journal
 //! records, read on this thread between batches like the book reads.
+//!
+//! A batch is bounded in bytes as well as in commands: each command is encoded into the batch's
+//! record as it is taken, and the batch ends before the command that would take the record past
+//! the journal's `payload_bytes_max` (that command starts the next batch), so an append never
+//! fails for its size. A command that fits in no batch on its own is refused undecided with
+//! `EngineError::CommandTooLarge`; the engine goes on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -21,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use book::{Book, BookEvent, Command, Origin, Reply};
-use codec::{encode_batch, reply_digest, BATCH_COMMANDS_MAX};
+use codec::{begin_batch, encode_batch_entry, finish_batch, reply_digest, BATCH_COMMANDS_MAX, BATCH_HEADER_BYTES};
 use journal::{Journal, JournalError, Position, SnapshotStore};
 
 use crate::clock::Clock;
@@ -44,6 +50,9 @@ pub const AUDIT_PAGE_RECORDS_MAX: usize = 1_024;
 pub const AUDIT_PAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 const _: () = assert!(BATCH_COMMANDS_MAX_DEFAULT <= BATCH_COMMANDS_MAX);
+// A batch's bytes are its fixed header plus its commands: the header must leave room for
+// commands in the largest record of every backend (`EngineHandle::start` checks the journal's).
+const _: () = assert!(BATCH_HEADER_BYTES < journal::RECORD_PAYLOAD_BYTES_MAX);
 const _: () = assert!(AUDIT_PAGE_RECORDS_MAX > 0 && AUDIT_PAGE_BYTES_MAX > 0);
 
 /// Raw journal records with their positions, oldest first.
@@ -308,6 +317,15 @@ impl EngineHandle {
         clock: Box<dyn Clock>,
         mut options: EngineOptions,
     ) -> Result<EngineHandle, EngineError> {
+        if journal.payload_bytes_max() <= BATCH_HEADER_BYTES {
+            return Err(EngineError::Journal(JournalError::InvalidOptions {
+                reason: format!(
+                    "records of at most {} bytes cannot hold a batch of one command (its header alone takes {})",
+                    journal.payload_bytes_max(),
+                    BATCH_HEADER_BYTES
+                ),
+            }));
+        }
         let (inbox, requests) = mpsc::sync_channel(options.inbox_max.max(1));
         let stats = Arc::new(EngineStats::default());
         stats.committed_position.store(journal.next_position(), Ordering::Release);
@@ -671,8 +689,17 @@ struct StorageFull {
 }
 
 /// One batch being assembled.
-#[derive(Default)]
 struct Pending {
+    /// The batch's journal record: a header that `commit` fills in, then every command of
+    /// `commands` with its origin, encoded as it was taken.
+    record: Vec<u8>,
+    /// The most `record` may hold: the journal's `payload_bytes_max`.
+    record_bytes_max: usize,
+    /// What `record` is allocated with, and shrunk back to after an oversized command.
+    record_capacity: usize,
+    /// The command that would have taken `record` past `record_bytes_max`: it starts the next
+    /// batch, and nothing more is taken into this one.
+    carried: Option<(Command, Origin, Option<Responder>)>,
     commands: Vec<Command>,
     /// Who submitted each of `commands`.
     origins: Vec<Origin>,
@@ -684,13 +711,36 @@ struct Pending {
 }
 
 impl Pending {
-    fn add(&mut self, request: Request, stats: &EngineStats) {
+    fn new(record_bytes_max: usize, record_capacity: usize) -> Pending {
+        let record_capacity = record_capacity.min(record_bytes_max);
+        let mut record = Vec::with_capacity(record_capacity);
+        begin_batch(&mut record);
+        Pending {
+            record,
+            record_bytes_max,
+            record_capacity,
+            carried: None,
+            commands: Vec::new(),
+            origins: Vec::new(),
+            replies: Vec::new(),
+            reads: Vec::new(),
+            inspections: Vec::new(),
+            snapshots: Vec::new(),
+            shutdown: false,
+        }
+    }
+
+    /// Whether the batch takes more requests: not after a shutdown, nor once a command had to
+    /// wait for the next batch (the requests after it must not pass it).
+    fn open(&self) -> bool {
+        !self.shutdown && self.carried.is_none()
+    }
+
+    fn add(&mut self, request: Request, stats: &EngineStats, book: &Book) {
         match request {
             Request::Command { submission, reply } => {
                 stats.inbox_depth.fetch_sub(1, Ordering::Relaxed);
-                self.commands.push(submission.command);
-                self.origins.push(submission.origin);
-                self.replies.push(reply);
+                self.take_command(submission.command, submission.origin, reply, book);
             }
             Request::Read(read) => self.reads.push(read),
             Request::Inspect(inspect) => self.inspections.push(inspect),
@@ -701,7 +751,45 @@ impl Pending {
         }
     }
 
+    /// Encodes a command into the batch's record and adds it to the batch, or, when it would
+    /// take the record past `record_bytes_max`, carries it to the next batch; a command that
+    /// would not fit even alone is refused without being decided.
+    fn take_command(&mut self, command: Command, origin: Origin, reply: Option<Responder>, book: &Book) {
+        let before = self.record.len();
+        let bytes = encode_batch_entry(&command, &origin, &mut self.record);
+        if self.record.len() <= self.record_bytes_max {
+            self.commands.push(command);
+            self.origins.push(origin);
+            self.replies.push(reply);
+            return;
+        }
+        // Cut it off again: the batch is what it was.
+        self.record.truncate(before);
+        let max = self.record_bytes_max - BATCH_HEADER_BYTES;
+        if bytes <= max {
+            self.carried = Some((command, origin, reply));
+            return;
+        }
+        self.record.shrink_to(self.record_capacity);
+        if let Some(reply) = reply {
+            reply.fail(book, EngineError::CommandTooLarge { bytes, max });
+        }
+    }
+
+    /// Starts a new batch with the command carried from the last one, if any; whether there
+    /// was one.
+    fn take_carried(&mut self, book: &Book) -> bool {
+        match self.carried.take() {
+            Some((command, origin, reply)) => {
+                self.take_command(command, origin, reply, book);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn clear(&mut self) {
+        self.record.truncate(BATCH_HEADER_BYTES);
         self.commands.clear();
         self.origins.clear();
         self.replies.clear();
@@ -713,11 +801,12 @@ impl Pending {
 
 impl Sequencer {
     fn run(mut self, requests: Receiver<Request>) {
-        let mut pending = Pending::default();
+        let mut pending = Pending::new(self.journal.payload_bytes_max(), 64 * self.batch_commands_max);
         let mut events: Vec<BookEvent> = Vec::with_capacity(4 * self.batch_commands_max);
-        let mut record: Vec<u8> = Vec::with_capacity(64 * self.batch_commands_max);
         let mut scratch = Vec::new();
         loop {
+            // A command that did not fit in the last batch starts this one, without waiting.
+            let carried = pending.take_carried(&self.book);
             // Wait for work, but no longer than the next in-play delay that falls due or, while
             // the disk is full, than the next check for room.
             let wait = match (&self.storage_full, self.book.next_delay_due()) {
@@ -727,6 +816,7 @@ impl Sequencer {
                 (None, None) => None,
             };
             let first = match wait {
+                _ if carried => None,
                 Some(wait) => match requests.recv_timeout(wait) {
                     Ok(request) => Some(request),
                     Err(RecvTimeoutError::Timeout) => None,
@@ -739,7 +829,8 @@ impl Sequencer {
             };
             let cycle = Instant::now();
             match first {
-                Some(request) => pending.add(request, &self.stats),
+                Some(request) => pending.add(request, &self.stats, &self.book),
+                None if carried => {}
                 // Nothing arrived while the disk is full: only check for room.
                 None if self.storage_full.is_some() => {
                     self.space_is_back();
@@ -747,19 +838,15 @@ impl Sequencer {
                 }
                 // The delay fell due with nothing else to do: decide it with a tick, journaled
                 // like any command so that replay ends the delay at the same time.
-                None => {
-                    pending.commands.push(Command::Tick);
-                    pending.origins.push(Origin::system("sequencer"));
-                    pending.replies.push(None);
-                }
+                None => pending.take_command(Command::Tick, Origin::system("sequencer"), None, &self.book),
             }
-            while pending.commands.len() < self.batch_commands_max && !pending.shutdown {
+            while pending.commands.len() < self.batch_commands_max && pending.open() {
                 match requests.try_recv() {
-                    Ok(request) => pending.add(request, &self.stats),
+                    Ok(request) => pending.add(request, &self.stats, &self.book),
                     Err(_) => break,
                 }
             }
-            self.commit(&mut pending, &mut events, &mut record, &mut scratch);
+            self.commit(&mut pending, &mut events, &mut scratch);
             for read in pending.reads.drain(..) {
                 if self.stopped.is_none() {
                     read(&self.book);
@@ -850,13 +937,7 @@ impl Sequencer {
         self.follower.as_ref().is_some_and(|link| link.sender.is_some())
     }
 
-    fn commit(
-        &mut self,
-        pending: &mut Pending,
-        events: &mut Vec<BookEvent>,
-        record: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
-    ) {
+    fn commit(&mut self, pending: &mut Pending, events: &mut Vec<BookEvent>, scratch: &mut Vec<u8>) {
         if pending.commands.is_empty() {
             return;
         }
@@ -885,10 +966,12 @@ impl Sequencer {
             digest = reply_digest(digest, &reply, scratch);
             replies.push(reply);
         }
-        record.clear();
         let first_sequence = self.next_sequence;
         debug_assert_eq!(pending.commands.len(), pending.origins.len());
-        encode_batch(first_sequence, now, digest, pending.commands.iter().zip(&pending.origins), record);
+        // The commands were encoded as they were taken; the header comes last.
+        finish_batch(&mut pending.record, first_sequence, now, digest, pending.commands.len());
+        let record = &pending.record;
+        debug_assert!(record.len() <= self.journal.payload_bytes_max());
         let started = Instant::now();
         let appended = self.journal.append(record);
         let sync_nanos = started.elapsed().as_nanos() as u64;

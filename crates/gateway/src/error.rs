@@ -152,6 +152,11 @@ impl From<engine::EngineError> for ApiError {
             engine::EngineError::NoLeader(_) | engine::EngineError::ReplicaBehind { .. } => {
                 ApiError::unavailable().retry_after(1)
             }
+            // Larger than a journal record can hold: the request is too large, like a body over
+            // its limit, and was not taken.
+            error @ engine::EngineError::CommandTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "command_too_large", error.to_string())
+            }
             other => ApiError::internal(other),
         }
     }
@@ -291,5 +296,12 @@ mod tests {
     fn amount_too_large_is_unprocessable_with_its_code() {
         let error = ApiError::from_rejection(&Rejection::AmountTooLarge, Currency::EUR);
         assert_eq!((error.status, error.code), (StatusCode::UNPROCESSABLE_ENTITY, "amount_too_large"));
+    }
+
+    /// A command no journal record can hold was not taken: 413 with its own code, not a 500.
+    #[test]
+    fn a_command_too_large_for_the_journal_is_payload_too_large_with_its_code() {
+        let error = ApiError::from(engine::EngineError::CommandTooLarge { bytes: 40 << 20, max: 31 << 20 });
+        assert_eq!((error.status, error.code), (StatusCode::PAYLOAD_TOO_LARGE, "command_too_large"));
     }
 }

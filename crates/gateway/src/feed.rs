@@ -105,7 +105,8 @@ fn result_view(sequence: u64, reply: &Reply) -> FeedResultView {
             (`invalid_request`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not an API key with the `feed` scope (`forbidden`)", body = ApiError),
-        (status = 413, description = "Body over 4 MiB (`payload_too_large`)", body = ApiError),
+        (status = 413, description = "Body over 4 MiB (`payload_too_large`), or a message larger than a \
+            journal record can hold (`command_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` (`unsupported_media_type`)", body = ApiError),
     ),
 )]

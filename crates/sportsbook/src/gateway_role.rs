@@ -33,6 +33,10 @@ pub struct GatewayRoleOptions {
     /// Rate limits, as on `serve` (`None`: off).
     pub rate_limit_per_address: Option<gateway::RateLimit>,
     pub rate_limit_per_credential: Option<gateway::RateLimit>,
+    /// Where the edge state lives (`--edge-state`): Redis, so that every gateway limits,
+    /// throttles and revokes as one, or this process.
+    pub edge_state: gateway::EdgeStateConfig,
+    pub edge_state_timeout: std::time::Duration,
     pub log_format: LogFormat,
 }
 
@@ -71,6 +75,14 @@ pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
     config.rate_limit_per_address = options.rate_limit_per_address;
     config.rate_limit_per_principal = options.rate_limit_per_credential;
     config.revoked_sessions_path = options.data_dir.as_ref().map(|dir| dir.join(REVOKED_SESSIONS_FILE));
+    if matches!(options.edge_state, gateway::EdgeStateConfig::InProcess) {
+        tracing::warn!(
+            "edge state in this process: rate limits, login throttles, refresh tokens and logouts are this \
+             gateway's own; use --edge-state redis://... so that every gateway shares them"
+        );
+    }
+    config.edge_state = options.edge_state;
+    config.edge_state_timeout = options.edge_state_timeout;
     // History, audit and reports read PostgreSQL models in cluster mode (not wired yet): those
     // routes answer 503 `unavailable` saying the projector is off.
     config.projector_off_warning = true;

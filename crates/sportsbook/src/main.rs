@@ -347,6 +347,18 @@ enum Commands {
         /// Requests per second per credential (`off` for benchmarks).
         #[arg(long, value_parser = parse_rate_limit, default_value = "100/s")]
         rate_limit_per_credential: RateLimitArg,
+        /// Where rate-limit buckets, login throttles, refresh tokens and logged-out sessions
+        /// live, as on `serve`: `redis://HOST[:PORT][/DB]` shared by every gateway (what a
+        /// cluster needs: a logout on one gateway refused by all), or `in-process` (each gateway
+        /// its own; env SPORTSBOOK_EDGE_STATE).
+        #[arg(long)]
+        edge_state: Option<String>,
+        /// The prefix of every Redis key of --edge-state.
+        #[arg(long, default_value = gateway::EDGE_KEY_PREFIX_DEFAULT)]
+        edge_state_prefix: String,
+        /// Milliseconds one call to a shared --edge-state may take.
+        #[arg(long, default_value_t = gateway::EDGE_STATE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        edge_state_timeout_ms: u64,
         /// Log lines as text or JSON, on standard error.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
@@ -565,6 +577,9 @@ fn main() -> anyhow::Result<()> {
             replicas,
             rate_limit_per_address,
             rate_limit_per_credential,
+            edge_state,
+            edge_state_prefix,
+            edge_state_timeout_ms,
             log_format,
         } => sportsbook::gateway_role::run(sportsbook::gateway_role::GatewayRoleOptions {
             nats,
@@ -574,6 +589,8 @@ fn main() -> anyhow::Result<()> {
             replicas,
             rate_limit_per_address: rate_limit_per_address.0,
             rate_limit_per_credential: rate_limit_per_credential.0,
+            edge_state: sportsbook::serve::edge_state_config(edge_state, &edge_state_prefix)?,
+            edge_state_timeout: std::time::Duration::from_millis(edge_state_timeout_ms),
             log_format: match log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
