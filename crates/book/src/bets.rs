@@ -41,10 +41,11 @@ impl BetStore {
         };
         for bet in bets {
             let index = bet.id.index();
-            if bet.status.is_open() {
-                found.full.put(index, bet);
-            } else {
-                found.packed.insert(index, pack(&bet));
+            match (!bet.status.is_open()).then(|| pack_checked(&bet)).flatten() {
+                Some(bytes) => {
+                    found.packed.insert(index, bytes);
+                }
+                None => found.full.put(index, bet),
             }
         }
         found
@@ -89,7 +90,7 @@ impl BetStore {
 
     /// Bets held from `index` on, in id order.
     pub fn range_from(&self, index: usize) -> impl Iterator<Item = Cow<'_, Bet>> + '_ {
-        let mut full = self.full.entries().skip_while(move |(at, _)| *at < index).peekable();
+        let mut full = self.full.entries_from(index).peekable();
         let mut packed = self.packed.range(index..).peekable();
         std::iter::from_fn(move || {
             let take_full = match (full.peek(), packed.peek()) {
@@ -157,10 +158,26 @@ impl BetStore {
         if self.full.get(index).is_none_or(|bet| bet.status.is_open()) {
             return;
         }
-        if let Some(bet) = self.full.remove(index) {
-            self.packed.insert(index, pack(&bet));
-        }
+        let Some(bytes) = self.full.get(index).and_then(pack_checked) else { return };
+        self.full.remove(index);
+        self.packed.insert(index, bytes);
     }
+}
+
+/// The bet packed, if its packed form unpacks to the very same bet; else `None`, and the bet
+/// stays in full. Readers treat a packed form that does not unpack as absent, so a bet whose
+/// packing lost something (a value a constructor re-validates on the way back, a field added to
+/// `Bet` and not to `pack`) would vanish from snapshots and resettlements without a word: the
+/// check costs one unpack per bet closed and makes that impossible.
+fn pack_checked(bet: &Bet) -> Option<Box<[u8]>> {
+    let bytes = pack(bet);
+    if unpack(bet.id, &bytes).as_ref() == Some(bet) {
+        return Some(bytes);
+    }
+    // A bug in this module, not bad input: loud in tests and fuzzing; in production the bet
+    // costs its full size and nothing else.
+    debug_assert!(false, "bet {:?} does not survive packing", bet.id);
+    None
 }
 
 impl<'a> IntoIterator for &'a BetStore {
@@ -295,7 +312,7 @@ impl Out {
         self.u64(((value << 1) ^ (value >> 63)) as u64);
     }
 
-    /// An optional unsigned number: 0 for none, else the number plus one.
+    /// An optional unsigned number: a 0 tag for none, else a 1 tag and the number.
     fn option(&mut self, value: Option<u64>) {
         match value {
             None => self.u64(0),

@@ -107,6 +107,11 @@ impl<T> Records<T> {
         self.items.iter().map(|(index, item)| (*index, &**item))
     }
 
+    /// Held records from index `from` on, with their indexes, in id order.
+    pub fn entries_from(&self, from: usize) -> impl DoubleEndedIterator<Item = (usize, &T)> + '_ {
+        self.items.range(from..).map(|(index, item)| (*index, &**item))
+    }
+
     /// Held records with indexes in `range`, in id order.
     pub fn range(&self, range: std::ops::Range<usize>) -> impl DoubleEndedIterator<Item = &T> + '_ {
         self.items.range(range).map(|(_, item)| &**item)

@@ -31,7 +31,8 @@ pub const ATTEMPT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(2);
 /// default) and a takeover, with room to spare.
 pub const RETRY_FOR_DEFAULT: Duration = Duration::from_secs(15);
 
-/// Pause between two attempts after no responders (an election under way).
+/// Pause between two attempts after no responders (an election under way) or a refusal that
+/// a retry may get past (`not_leader`, a keyed `outcome_unknown`).
 pub const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Debug)]
@@ -121,10 +122,16 @@ impl BookClient {
                             "the leader answered in protocol version 1, without the reply's position".into(),
                         ))
                     }
-                    Ok(Answer::Refused { refusal: Refusal::NotLeader, message }) => last = message,
+                    // A node that lost the lease answers at once until it unsubscribes: pause,
+                    // so that every gateway does not spin against it.
+                    Ok(Answer::Refused { refusal: Refusal::NotLeader, message }) => {
+                        last = message;
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
                     Ok(Answer::Refused { refusal: Refusal::OutcomeUnknown, message }) if keyed => {
                         maybe_applied = true;
                         last = message;
+                        tokio::time::sleep(RETRY_PAUSE).await;
                     }
                     Ok(Answer::Refused { refusal: Refusal::OutcomeUnknown, message }) => {
                         return Err(ClientError::OutcomeUnknown(message))

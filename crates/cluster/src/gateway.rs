@@ -168,8 +168,9 @@ pub struct GatewayReplica {
     registry: Registry,
     threads: Mutex<Vec<JoinHandle<()>>>,
     publisher: tokio::task::JoinHandle<()>,
-    /// Taken by `stop` and shut down there, so that dropping the replica never drops a runtime
-    /// (which may not happen inside another runtime's task).
+    /// Taken by `stop` and shut down there, so that a replica stopped with `stop` never drops
+    /// its runtime inside another runtime's task (which panics). Drop it without `stop` only
+    /// outside any runtime.
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
 }
@@ -384,6 +385,9 @@ fn engine_error(error: ClientError) -> EngineError {
         ClientError::Refused { refusal: Refusal::Overloaded, .. } => EngineError::Overloaded,
         ClientError::Refused { refusal: Refusal::StorageFull, .. } => EngineError::StorageFull,
         ClientError::NoLeader(reason) => EngineError::NoLeader(reason),
+        // Refused before it was decided (too large, or not decodable): not taken, and no retry
+        // can change that.
+        ClientError::Refused { refusal: Refusal::BadRequest, message } => EngineError::NotTaken(message),
         // Anything else may have been applied: say the outcome is unknown.
         other => EngineError::Stopped(other.to_string()),
     }

@@ -2,7 +2,11 @@
 //! while the key holds a value) and renewed with `update` on the revision the holder last
 //! wrote (compare-and-set: refused once anyone else wrote the key). The bucket's `max_age`
 //! is the lease: the server removes a value that long after it was written, so a dead
-//! leader's lease lapses on the servers' clock alone, and no node trusts another's clock.
+//! leader's lease lapses on the servers' clock alone, and no node trusts another node's clock.
+//! The servers' wall clocks do matter: a server whose clock steps ahead by more than the
+//! holder's margin (a sixth of the lease, see below) expires the value early and may let a
+//! standby in while the holder still believes it leads. Only the journal's fencing (below)
+//! keeps that case safe; keep the NATS servers' clocks synchronised (NTP, slewed, not stepped).
 //!
 //! A holder renews every third of the lease. It counts its lease from the moment it SENT the
 //! last renewal that succeeded (the server wrote it later, so the server's expiry is later
@@ -149,9 +153,25 @@ impl Lease {
         let (value, renewed_at_ms) = self.record(position);
         match self.store.create(LEASE_KEY, value).await {
             Ok(revision) => Ok(Some(Grant { revision, sent_at, renewed_at_ms })),
-            Err(err) if err.kind() == CreateErrorKind::AlreadyExists => Ok(None),
+            // Held: by another node, or by this one through an earlier attempt whose answer was
+            // lost (it landed, the caller saw an error). Then the lease is ours: adopt it rather
+            // than wait a whole lease for our own value to lapse.
+            Err(err) if err.kind() == CreateErrorKind::AlreadyExists => {
+                Ok(self.ours().await?.map(|(record, revision)| {
+                    // That write was sent when its record says, by this machine's wall clock; the
+                    // lease runs from there (never later than now).
+                    let age = Duration::from_millis(wall_clock_ms().saturating_sub(record.renewed_at_ms));
+                    let sent_at = Instant::now().checked_sub(age).unwrap_or(sent_at).min(Instant::now());
+                    Grant { revision, sent_at, renewed_at_ms: record.renewed_at_ms }
+                }))
+            }
             Err(err) => Err(ClusterError::nats("take the lease", err)),
         }
+    }
+
+    /// The lease's value and revision if this process wrote it (same node id and pid).
+    async fn ours(&self) -> Result<Option<(LeaseRecord, u64)>, ClusterError> {
+        Ok(self.holder().await?.filter(|(record, _)| record.node == self.node && record.pid == self.pid))
     }
 
     /// Renews a lease this node holds (compare-and-set on the revision it last wrote).
@@ -160,7 +180,19 @@ impl Lease {
         let (value, renewed_at_ms) = self.record(position);
         match self.store.update(LEASE_KEY, value, grant.revision).await {
             Ok(revision) => Ok(Grant { revision, sent_at, renewed_at_ms }),
-            Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => Err(RenewError::Lost(err.to_string())),
+            Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => {
+                // Someone wrote after our last known revision: another node, or this one, by an
+                // earlier renewal whose answer was lost (it landed, the caller saw an error).
+                // Ours: adopt that revision, keeping the last confirmed `sent_at` (the lease
+                // cannot have started earlier than that), so the next renewal succeeds.
+                match self.ours().await {
+                    Ok(Some((record, revision))) if revision > grant.revision => {
+                        Ok(Grant { revision, sent_at: grant.sent_at, renewed_at_ms: record.renewed_at_ms })
+                    }
+                    Ok(_) => Err(RenewError::Lost(err.to_string())),
+                    Err(read) => Err(RenewError::Unavailable(format!("{err}; reading the lease: {read}"))),
+                }
+            }
             Err(err) => Err(RenewError::Unavailable(err.to_string())),
         }
     }

@@ -242,6 +242,10 @@ struct Shared {
     failure: Mutex<Option<String>>,
     stop: AtomicBool,
     book: Mutex<BookAccess>,
+    /// Held while a digest is taken: status requests are answered one digest at a time, so a
+    /// burst of them costs the book one encode after another, never many at once (on the
+    /// leader each one pauses the sequencer for the encode).
+    digesting: Mutex<()>,
 }
 
 impl Shared {
@@ -283,35 +287,38 @@ impl Shared {
     }
 
     /// The status with the book's digest at a position it holds (blocking: encodes the book).
+    /// On a leader the encode runs on the sequencer thread and pauses it (about a second per
+    /// million bets): it is for verification (the cluster tests, an operator comparing
+    /// replicas), not for monitoring, which `status` serves.
     fn status_with_digest(&self) -> NodeStatus {
+        let _one_at_a_time = self.digesting.lock();
         let mut status = self.status();
-        let access = match self.book.lock() {
-            Ok(book) => match &*book {
+        let engine = {
+            let Ok(book) = self.book.lock() else { return status };
+            match &*book {
                 BookAccess::None => None,
-                BookAccess::Replica(replica) => Some(Ok(Arc::clone(replica))),
-                BookAccess::Engine(engine) => Some(Err(engine.clone())),
-            },
-            Err(_) => None,
+                // Encoded with the access still locked: a standby taking the lease must clear
+                // the access (`set_book`) before it takes its replica back out of the `Arc`, so
+                // it waits for this digest rather than find the replica still shared.
+                BookAccess::Replica(replica) => {
+                    if let Ok(replica) = replica.lock() {
+                        status.position = replica.position();
+                        status.digest = Some(codec::digest(replica.book()));
+                    }
+                    None
+                }
+                BookAccess::Engine(engine) => Some(engine.clone()),
+            }
         };
-        match access {
-            Some(Ok(replica)) => {
-                if let Ok(replica) = replica.lock() {
-                    status.position = replica.position();
-                    status.digest = Some(codec::digest(replica.book()));
-                }
+        if let Some(engine) = engine {
+            let stats = engine.clone();
+            // On the sequencer thread, between batches: the committed position is the book's.
+            if let Ok((position, digest)) =
+                engine.read(move |book| (stats.stats().committed_position.load(Ordering::Acquire), codec::digest(book)))
+            {
+                status.position = position;
+                status.digest = Some(digest);
             }
-            Some(Err(engine)) => {
-                let stats = engine.clone();
-                // On the sequencer thread, between batches: the committed position is the
-                // book's.
-                if let Ok((position, digest)) = engine
-                    .read(move |book| (stats.stats().committed_position.load(Ordering::Acquire), codec::digest(book)))
-                {
-                    status.position = position;
-                    status.digest = Some(digest);
-                }
-            }
-            None => {}
         }
         status
     }
@@ -347,6 +354,7 @@ impl BookNode {
             failure: Mutex::new(None),
             stop: AtomicBool::new(false),
             book: Mutex::new(BookAccess::None),
+            digesting: Mutex::new(()),
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -625,6 +633,12 @@ impl Node {
                 // Another writer appended since the open: the marker would be refused.
                 continue;
             }
+            // Opening the journal and reading it to its end may have taken long (an unreachable
+            // server is retried): check the lease again right before the marker, so that a node
+            // whose lease lapsed meanwhile does not fence the leader that took it.
+            if let Err(reason) = self.keep_lease(&mut grant, replica.position()) {
+                return Ok(LeadEnd::SteppedDown(reason));
+            }
             let mut marker = Vec::new();
             codec::encode_batch(replica.next_sequence(), replica.book().now(), 0, std::iter::empty(), &mut marker);
             match journal.append(&marker) {
@@ -660,6 +674,10 @@ impl Node {
         self.shared
             .lease_expires_at_ms
             .store(grant.renewed_at_ms + self.options.lease.as_millis() as u64, Ordering::SeqCst);
+        if let Err(reason) = self.keep_lease(&mut grant, position) {
+            engine.shutdown();
+            return Ok(LeadEnd::SteppedDown(reason));
+        }
         let subject = protocol::submit_subject(&self.options.subject_prefix);
         let subscription =
             match self.runtime.block_on(self.client.queue_subscribe(subject, SUBMIT_QUEUE_GROUP.to_owned())) {

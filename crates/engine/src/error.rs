@@ -37,6 +37,11 @@ pub enum EngineError {
     /// A replica engine found no leader to take its command: it reached no book.
     #[error("no book leader answered; the command was not applied: {0}")]
     NoLeader(String),
+    /// A replica engine's command was refused by the leader before it was decided, and
+    /// retrying it cannot succeed: larger than a journal record holds (the leader's
+    /// `CommandTooLarge`), or a request the leader could not decode.
+    #[error("the book's leader refused the command before deciding it: {0}")]
+    NotTaken(String),
     #[error("the engine has shut down")]
     ShutDown,
     #[error("cannot start the sequencer thread: {0}")]

@@ -148,14 +148,23 @@ impl From<engine::EngineError> for ApiError {
             engine::EngineError::ShutDown => ApiError::unavailable(),
             // Nothing was journaled; the engine resumes by itself once the disk has room.
             engine::EngineError::StorageFull => ApiError::unavailable(),
-            // Cluster mode: an election is under way, or this gateway's replica is behind.
-            engine::EngineError::NoLeader(_) | engine::EngineError::ReplicaBehind { .. } => {
-                ApiError::unavailable().retry_after(1)
-            }
+            // Cluster mode: an election is under way (the command reached no book).
+            engine::EngineError::NoLeader(_) => ApiError::unavailable().retry_after(1),
+            // Cluster mode: the command was decided and this gateway's replica is too far
+            // behind to show it (`submit` maps this to 504 `outcome_unknown` before it gets
+            // here; a read that waited for its own write lands here).
+            engine::EngineError::ReplicaBehind { .. } => ApiError::unavailable().retry_after(1),
             // Larger than a journal record can hold: the request is too large, like a body over
             // its limit, and was not taken.
             error @ engine::EngineError::CommandTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "command_too_large", error.to_string())
+            }
+            // Cluster mode: the leader refused the command before deciding it. Its common cause
+            // is the size above (the leader's engine, or the protocol's request limit); the
+            // other, a request the leader cannot decode, is a version skew its message names.
+            // Either way it was not taken and a retry cannot succeed.
+            engine::EngineError::NotTaken(message) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "command_too_large", message)
             }
             other => ApiError::internal(other),
         }

@@ -439,11 +439,22 @@ impl AppState {
             // A full disk refused the batch before anything of it was durable, and the book
             // was rebuilt without it: the outcome is known (not done), so 503 `unavailable`.
             Ok(Ok(Err(EngineError::StorageFull))) => Err(ApiError::from(EngineError::StorageFull)),
-            // Cluster mode: no leader took the command (it reached no book), or the leader
-            // decided it and this gateway's replica has not caught up in time (a retry with the
-            // same idempotency key gets the reply). Both are "retry shortly", not unknown.
-            Ok(Ok(Err(error @ (EngineError::NoLeader(_) | EngineError::ReplicaBehind { .. })))) => {
-                tracing::warn!(%error, "a command got no reply to show");
+            // Cluster mode: no leader took the command (it reached no book): "retry shortly".
+            Ok(Ok(Err(error @ EngineError::NoLeader(_)))) => {
+                tracing::warn!(%error, "a command reached no book");
+                Err(ApiError::from(error))
+            }
+            // Cluster mode: the leader decided the command and this gateway's replica did not
+            // catch up in time to show it. It WAS done, so never 503 (a client retrying a
+            // command without an idempotency key would do it twice): 504 `outcome_unknown`, as
+            // for any command that reached the book without a reply to show; a retry with the
+            // same idempotency key gets the reply.
+            Ok(Ok(Err(error @ EngineError::ReplicaBehind { .. }))) => {
+                tracing::warn!(%error, "a command was decided; the replica is too far behind to show it");
+                Err(outcome_unknown())
+            }
+            // Refused before it was decided (too large for a journal record): not taken.
+            Ok(Ok(Err(error @ (EngineError::NotTaken(_) | EngineError::CommandTooLarge { .. })))) => {
                 Err(ApiError::from(error))
             }
             Ok(Ok(Err(error))) => {

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cluster::{GatewayReplica, GatewayReplicaOptions};
@@ -86,6 +87,12 @@ pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
     // History, audit and reports read PostgreSQL models in cluster mode (not wired yet): those
     // routes answer 503 `unavailable` saying the projector is off.
     config.projector_off_warning = true;
+    // A forwarded command is retried through an election for `retry_for`, then its reply waits
+    // for this gateway's replica at most `REPLICA_CATCH_UP_WAIT_MAX`: the request must wait for
+    // both, or a takeover would answer 504 while the forward still retries (and may succeed)
+    // behind it, where `NoLeader` (503, "not done") was the answer to give.
+    config.book_reply_timeout =
+        cluster::client::RETRY_FOR_DEFAULT + engine::REPLICA_CATCH_UP_WAIT_MAX + Duration::from_secs(1);
     let identity = IdentityWatch::new();
     config.identity_watch = Some(identity.clone());
     let metrics = Metrics::new();

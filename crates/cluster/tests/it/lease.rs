@@ -22,10 +22,19 @@ fn a_held_lease_cannot_be_taken_and_a_stale_revision_cannot_renew_it() {
         assert!(b.try_acquire(0).await.expect("ask").is_none(), "b cannot take a held lease");
         let (record, revision) = a.holder().await.expect("read").expect("held");
         assert_eq!((record.node.as_str(), record.position, revision), ("node-a", 7, first.revision));
+        // A create whose answer was lost reads as "held" when retried: by this node, so the
+        // lease is adopted, not waited out.
+        let adopted = a.try_acquire(8).await.expect("ask").expect("a's own lease is adopted");
+        assert_eq!(adopted.revision, first.revision);
         let second = a.renew(&first, 9).await.expect("a renews with its revision");
         assert!(second.revision > first.revision);
-        // The revision a holder wrote before is stale once it renewed: compare-and-set refuses.
-        assert!(matches!(a.renew(&first, 10).await, Err(RenewError::Lost(_))), "a stale revision renewed");
+        // The revision a holder wrote before is stale once it renewed: compare-and-set refuses
+        // the write. The value is a's own (as after a renewal whose answer was lost), so a
+        // adopts the current revision, without writing, and keeps the lease's start where the
+        // last confirmed renewal put it.
+        let stale = a.renew(&first, 10).await.expect("a adopts its own newer write");
+        assert_eq!((stale.revision, stale.sent_at), (second.revision, first.sent_at));
+        assert_eq!(a.holder().await.expect("read").expect("held").0.position, 9, "nothing written");
         // b cannot renew a lease it never had, even with the current revision under its name.
         let third = b.renew(&second, 0).await.expect("the CAS is on the revision only");
         assert!(matches!(a.renew(&second, 11).await, Err(RenewError::Lost(_))), "a renewed after b wrote");
