@@ -31,7 +31,7 @@ use journal_nats::{NatsJournal, NatsJournalOptions};
 use tracing::{info, warn};
 
 use crate::client::{BookClient, BookClientOptions, ClientError};
-use crate::lease::{wall_clock_ms, LEASE_BUCKET_DEFAULT};
+use crate::lease::{wall_clock_ms, Lease, LEASE_BUCKET_DEFAULT};
 use crate::protocol::{Refusal, SUBJECT_PREFIX_DEFAULT};
 use crate::registry::{ClusterView, NodeInfo, Registry, REGISTRY_BUCKET_DEFAULT, REGISTRY_INTERVAL, ROLE_GATEWAY};
 use crate::ClusterError;
@@ -61,6 +61,10 @@ pub struct GatewayReplicaOptions {
     pub gateway_id: String,
     /// The gateway's public HTTP address, for the registry (`GET /v1/admin/cluster`).
     pub url: Option<String>,
+    /// The role of its registry entry: [`ROLE_GATEWAY`], or the feed role's
+    /// [`crate::ROLE_FEED`] / [`crate::ROLE_FEED_STANDBY`] (`sportsbook feed` follows and
+    /// forwards like a gateway); changed later with [`GatewayReplica::set_role`].
+    pub role: String,
     /// Replicas of the registry bucket, should the gateway be the first to make it.
     pub replicas: usize,
     pub journal_stream: String,
@@ -85,6 +89,7 @@ impl GatewayReplicaOptions {
             data_dir: None,
             gateway_id: format!("gateway-{}-{:04x}", std::process::id(), rand::random::<u16>()),
             url: None,
+            role: ROLE_GATEWAY.to_owned(),
             replicas: journal_nats::REPLICAS_DEFAULT,
             journal_stream: journal_nats::STREAM_DEFAULT.to_owned(),
             journal_subject: journal_nats::SUBJECT_DEFAULT.to_owned(),
@@ -166,6 +171,8 @@ pub struct GatewayReplica {
     shared: Arc<Shared>,
     options: GatewayReplicaOptions,
     registry: Registry,
+    /// The role its registry entry shows (`GatewayReplicaOptions::role`, `set_role`).
+    role: Arc<Mutex<String>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     publisher: tokio::task::JoinHandle<()>,
     /// Taken by `stop` and shut down there, so that dropping the replica never drops a runtime
@@ -267,11 +274,13 @@ impl GatewayReplica {
                 .spawn(move || run_poller(&journal, &client, &handle, &shared))
                 .map_err(|source| ClusterError::Io { op: "start the gateway's poller", source })?
         };
+        let role = Arc::new(Mutex::new(options.role.clone()));
         let publisher = runtime.spawn(publish_gateway(
             registry.clone(),
             engine.clone(),
             options.gateway_id.clone(),
             options.url.clone(),
+            Arc::clone(&role),
         ));
         info!(gateway = %options.gateway_id, "gateway replica following the journal");
         let handle = runtime.handle().clone();
@@ -281,6 +290,7 @@ impl GatewayReplica {
             shared,
             options,
             registry,
+            role,
             threads: Mutex::new(vec![tail, poller]),
             publisher,
             runtime: Mutex::new(Some(runtime)),
@@ -338,6 +348,27 @@ impl GatewayReplica {
         match self.handle.spawn(async move { client.cluster().await }).await {
             Ok(view) => view,
             Err(error) => Err(ClusterError::nats("read the cluster", error).into()),
+        }
+    }
+
+    /// Changes the role its registry entry shows (the feed role: `feed` while it holds the feed
+    /// lease, `feed_standby` while it waits), published at the next refresh (within
+    /// `REGISTRY_INTERVAL`).
+    pub fn set_role(&self, role: &str) {
+        if let Ok(mut current) = self.role.lock() {
+            role.clone_into(&mut current);
+        }
+    }
+
+    /// Opens a lease other than the book's in the cluster's key-value store, with this
+    /// replica's NATS connection, as `node` (the feed role's: one active feed per cluster).
+    /// Callable from any async context.
+    pub async fn open_lease(&self, bucket: &str, lease: Duration, node: &str) -> Result<Lease, ClusterError> {
+        let jetstream = async_nats::jetstream::new(self.client.nats().clone());
+        let (bucket, node, replicas) = (bucket.to_owned(), node.to_owned(), self.options.replicas);
+        match self.handle.spawn(async move { Lease::open(&jetstream, &bucket, lease, replicas, &node).await }).await {
+            Ok(lease) => lease,
+            Err(error) => Err(ClusterError::nats("open a lease", error)),
         }
     }
 
@@ -432,13 +463,20 @@ fn run_poller(journal: &NatsJournal, client: &BookClient, runtime: &tokio::runti
     }
 }
 
-async fn publish_gateway(registry: Registry, engine: EngineHandle, gateway: String, url: Option<String>) {
+async fn publish_gateway(
+    registry: Registry,
+    engine: EngineHandle,
+    gateway: String,
+    url: Option<String>,
+    role: Arc<Mutex<String>>,
+) {
     let mut logged = false;
     loop {
+        let role = role.lock().map_or_else(|_| ROLE_GATEWAY.to_owned(), |role| role.clone());
         let info = NodeInfo {
             node: gateway.clone(),
             pid: std::process::id(),
-            role: ROLE_GATEWAY.to_owned(),
+            role,
             position: engine.stats().committed_position.load(Ordering::Acquire),
             url: url.clone(),
             updated_at_ms: wall_clock_ms(),
