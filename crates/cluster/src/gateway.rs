@@ -48,6 +48,9 @@ pub const REPLICA_LAG_READY_MAX_RECORDS: u64 = 10_000;
 /// ... nor one whose replica's state is older than this while records wait.
 pub const REPLICA_LAG_READY_MAX: Duration = Duration::from_secs(5);
 
+/// Commands waiting to be forwarded with [`GatewayReplicaOptions::ordered`].
+pub const ORDERED_QUEUE_MAX: usize = 4_096;
+
 /// Upper bounds (seconds) of the submit latency histogram's buckets.
 pub const SUBMIT_SECONDS_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
@@ -80,6 +83,13 @@ pub struct GatewayReplicaOptions {
     pub catch_up_wait_max: Duration,
     /// How long one submission is retried across elections (`client::RETRY_FOR_DEFAULT`).
     pub retry_for: Duration,
+    /// Forwards commands one at a time, in the order they were submitted, each after the
+    /// previous one's answer (at most [`ORDERED_QUEUE_MAX`] waiting; beyond, `Overloaded`).
+    /// The feed role needs it: a provider's messages must reach the book in order (the book
+    /// takes a message whose sequence is below one applied for a duplicate), and concurrent
+    /// requests may overtake each other. A gateway forwards concurrently (requests of different
+    /// clients have no order to keep).
+    pub ordered: bool,
 }
 
 impl GatewayReplicaOptions {
@@ -100,6 +110,7 @@ impl GatewayReplicaOptions {
             snapshot_every_commands: 1_000_000,
             catch_up_wait_max: REPLICA_CATCH_UP_WAIT_MAX,
             retry_for: crate::client::RETRY_FOR_DEFAULT,
+            ordered: false,
         }
     }
 
@@ -244,8 +255,19 @@ impl GatewayReplica {
             submit_count: AtomicU64::new(0),
             submit_nanos_total: AtomicU64::new(0),
         });
-        let forward =
-            ToLeader { client: client.clone(), runtime: runtime.handle().clone(), shared: Arc::clone(&shared) };
+        let ordered = if options.ordered {
+            let (queue, waiting) = tokio::sync::mpsc::channel(ORDERED_QUEUE_MAX);
+            runtime.spawn(forward_in_order(client.clone(), Arc::clone(&shared), waiting));
+            Some(queue)
+        } else {
+            None
+        };
+        let forward = ToLeader {
+            client: client.clone(),
+            runtime: runtime.handle().clone(),
+            shared: Arc::clone(&shared),
+            ordered,
+        };
         let (engine, feed) = EngineHandle::start_replica(
             recovered,
             Box::new(reader),
@@ -394,10 +416,23 @@ struct ToLeader {
     client: BookClient,
     runtime: tokio::runtime::Handle,
     shared: Arc<Shared>,
+    /// With `GatewayReplicaOptions::ordered`: the queue of [`forward_in_order`].
+    ordered: Option<tokio::sync::mpsc::Sender<(Submission, ForwardDone)>>,
 }
 
 impl Forward for ToLeader {
     fn forward(&self, submission: Submission, done: ForwardDone) {
+        if let Some(queue) = &self.ordered {
+            // Never blocks (the replica's thread calls this): a full queue is overload.
+            if let Err(error) = queue.try_send((submission, done)) {
+                let (_, done) = match error {
+                    tokio::sync::mpsc::error::TrySendError::Full(item)
+                    | tokio::sync::mpsc::error::TrySendError::Closed(item) => item,
+                };
+                done(Err(EngineError::Overloaded));
+            }
+            return;
+        }
         let client = self.client.clone();
         let shared = Arc::clone(&self.shared);
         self.runtime.spawn(async move {
@@ -406,6 +441,21 @@ impl Forward for ToLeader {
             shared.record_submit(started.elapsed());
             done(result.map(|(reply, position)| Forwarded { reply, position }).map_err(engine_error));
         });
+    }
+}
+
+/// Forwards the queued commands one at a time, in order: the next leaves once the previous
+/// one's answer came (retries across an election included).
+async fn forward_in_order(
+    client: BookClient,
+    shared: Arc<Shared>,
+    mut waiting: tokio::sync::mpsc::Receiver<(Submission, ForwardDone)>,
+) {
+    while let Some((submission, done)) = waiting.recv().await {
+        let started = Instant::now();
+        let result = client.submit_with_position(&submission).await;
+        shared.record_submit(started.elapsed());
+        done(result.map(|(reply, position)| Forwarded { reply, position }).map_err(engine_error));
     }
 }
 

@@ -129,14 +129,14 @@ pub fn run(options: FeedRoleOptions) -> anyhow::Result<()> {
 
     let metrics = Metrics::new();
     let mut replica_options = GatewayReplicaOptions::new(options.nats.clone());
-    replica_options.gateway_id = options
-        .node_id
-        .clone()
-        .unwrap_or_else(|| format!("feed-{}-{:04x}", std::process::id(), rand::random::<u16>()));
+    replica_options.gateway_id =
+        options.node_id.clone().unwrap_or_else(|| format!("feed-{}-{:04x}", std::process::id(), rand::random::<u16>()));
     replica_options.role = cluster::ROLE_FEED_STANDBY.to_owned();
     replica_options.url = Some(url.clone());
     replica_options.data_dir = Some(options.data_dir.join("replica"));
     replica_options.replicas = options.replicas;
+    // A provider's messages must reach the book in the order they came.
+    replica_options.ordered = true;
     let node = replica_options.gateway_id.clone();
     // Blocking, outside the runtime: it recovers the replica and starts its own runtime.
     let replica = Arc::new(GatewayReplica::start(replica_options, vec![metrics.engine_hook()])?);
@@ -209,7 +209,8 @@ fn lead_while_holding(
         }
         match active.take() {
             None => {
-                let acquired = runtime.block_on(tokio::time::timeout(renew_every, lease.try_acquire(position())));
+                let acquired =
+                    runtime.block_on(async { tokio::time::timeout(renew_every, lease.try_acquire(position())).await });
                 match acquired {
                     Ok(Ok(Some(grant))) => {
                         status.takeovers.fetch_add(1, Ordering::Relaxed);
@@ -231,8 +232,9 @@ fn lead_while_holding(
             }
             Some(mut holding) => {
                 if holding.grant.sent_at.elapsed() >= renew_every {
-                    let renewed = runtime
-                        .block_on(tokio::time::timeout(renew_every, lease.renew(&holding.grant, position())));
+                    let renewed = runtime.block_on(async {
+                        tokio::time::timeout(renew_every, lease.renew(&holding.grant, position())).await
+                    });
                     match renewed {
                         Ok(Ok(grant)) => holding.grant = grant,
                         Ok(Err(RenewError::Lost(reason))) => {
@@ -258,7 +260,7 @@ fn lead_while_holding(
     if let Some(holding) = active {
         let grant = holding.grant;
         holding.stop(status);
-        match runtime.block_on(tokio::time::timeout(renew_every, lease.release(&grant))) {
+        match runtime.block_on(async { tokio::time::timeout(renew_every, lease.release(&grant)).await }) {
             Ok(Ok(())) => tracing::info!("feed lease released"),
             Ok(Err(error)) => tracing::warn!(%error, "the feed lease was not released; it lapses on its own"),
             Err(_) => tracing::warn!("releasing the feed lease timed out; it lapses on its own"),

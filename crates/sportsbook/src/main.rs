@@ -424,6 +424,32 @@ enum Commands {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
     },
+    /// Starts a whole cluster on this machine as child processes (issue 15): 3 nats-server
+    /// nodes, a book leader and a hot standby, 2 gateways (edge state in Redis), and the feed
+    /// role with the simulated provider and the demo's catalog. Progress on standard error;
+    /// then one JSON line per process on standard output (`{"role", "pid", "url"?}`) and
+    /// `ready`. The admin key and JWT secret are generated into DIR and kept; each child logs
+    /// to DIR/logs/. Ctrl-C or SIGTERM stops the children in order.
+    DevCluster {
+        /// Where everything lives (NATS files, each process's directory, logs, secrets);
+        /// created if missing, reused on the next start.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The gateways' shared edge state (keys prefixed per data directory).
+        #[arg(long, default_value = sportsbook::dev_cluster::REDIS_DEFAULT)]
+        redis: String,
+        /// PostgreSQL of the projector's read models (schema derived from the data directory).
+        #[arg(long, default_value = sportsbook::dev_cluster::POSTGRES_DEFAULT)]
+        postgres: String,
+        /// An odds provider's source for the feed role, repeatable, as on `serve`:
+        /// NAME=uof+AMQP_URL#EXCHANGE binds to an EXCHANGE that exists, never declaring it.
+        /// None: the simulated provider.
+        #[arg(long = "feed-source", value_parser = parse_feed_source_text)]
+        feed_sources: Vec<String>,
+        /// Seed of the simulated provider and the demo simulation (random when omitted).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Projects a data directory's journal into the read models (bets, statements, audit,
     /// report inputs, accounts), exactly once, and exits when caught up (or keeps following
     /// with --follow). Safe beside a running server, and safe to kill at any moment.
@@ -477,7 +503,12 @@ enum AdminCommands {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if matches!(command, Commands::Book { .. } | Commands::Gateway { .. } | Commands::Feed { .. }) {
+        // Started by `dev-cluster`: stop when it dies.
+        sportsbook::dev_cluster::die_with_parent()?;
+    }
+    match command {
         Commands::Serve {
             listen,
             data_dir,
@@ -682,6 +713,15 @@ fn main() -> anyhow::Result<()> {
             seed,
             log_format: log_format.into(),
         }),
+        Commands::DevCluster { data_dir, redis, postgres, feed_sources, seed } => {
+            sportsbook::dev_cluster::run(sportsbook::dev_cluster::DevClusterOptions {
+                data_dir,
+                redis,
+                postgres,
+                feed_sources,
+                seed,
+            })
+        }
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
         Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {
             sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
@@ -735,6 +775,11 @@ fn parse_rate_limit(value: &str) -> Result<RateLimitArg, String> {
         .filter(|&rate| rate > 0)
         .ok_or_else(|| format!("`{value}`: expected `off` or a rate such as `1000/s`"))?;
     Ok(RateLimitArg(Some(RateLimit { per_second, burst: per_second.saturating_mul(2) })))
+}
+
+/// A `--feed-source` checked as `serve` parses it, kept as given (passed on to the feed role).
+fn parse_feed_source_text(value: &str) -> Result<String, String> {
+    value.parse::<sportsbook::feeds::FeedSource>().map(|_| value.to_string())
 }
 
 /// `--projector`: a store, or `off`.
