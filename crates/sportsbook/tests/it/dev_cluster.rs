@@ -275,4 +275,5 @@ fn dev_cluster_starts_every_role_serves_bets_and_prices_on_both_gateways_and_sto
     assert!(at("stopping gateway-") < at("stopping book-"), "{stderr}");
     assert!(at("stopping book-") < at("stopping nats-server"), "{stderr}");
     assert!(!stderr.contains("exited unexpectedly") && !stderr.contains("killing it"), "{stderr}");
+    println!("{stderr}");
 }
