@@ -292,7 +292,11 @@ fn start_feeding(
         std::thread::sleep(Duration::from_millis(50));
     }
     let hub = FeedHub::new(engine.clone(), status.metrics.feed().clone(), options.feed_settings);
-    let mut tasks = vec![runtime.block_on(async { hub.spawn_watchdog() })];
+    // `spawn_watchdog` spawns on the current runtime: enter ours.
+    let mut tasks = {
+        let _entered = runtime.enter();
+        vec![hub.spawn_watchdog()]
+    };
     let simulation = if options.demo {
         let fresh = engine.read(|book| book.events().is_empty()).context("reading the book")?;
         let (player, simulation) = crate::serve::demo_book(&engine, &options.data_dir, fresh, options.seed)?;

@@ -475,6 +475,9 @@ impl ShutdownSignals {
     }
 }
 
+/// A demo player's username and password.
+pub(crate) type Credentials = (String, String);
+
 /// Seeds an empty data directory for the demo (catalog, punters, the demo player, an operator
 /// key), or takes over the simulated catalog of an earlier run of the demo.
 fn prepare_demo(
@@ -504,7 +507,7 @@ pub(crate) fn demo_book(
     dir: &Path,
     fresh: bool,
     seed: Option<u64>,
-) -> anyhow::Result<(Option<(String, String)>, Option<Simulation>)> {
+) -> anyhow::Result<(Option<Credentials>, Option<Simulation>)> {
     let seed = seed.unwrap_or_else(rand::random);
     let mut simulation = Simulation::new(SimulationOptions { seed, ..SimulationOptions::default() });
     let now = SystemClock.now_ms();
