@@ -516,8 +516,7 @@ pub(crate) fn demo_book(
         let Some(player) = read_credentials(&credentials_path) else {
             tracing::warn!(
                 data_dir = %dir.display(),
-                "--demo: this book was not seeded by the demo (no {DEMO_CREDENTIALS_FILE_NAME} here); serving it \
-                 without the simulation"
+                "--demo: this data directory holds a book the demo did not seed; serving it without the simulation"
             );
             return Ok((None, None));
         };
