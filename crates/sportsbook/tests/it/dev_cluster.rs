@@ -277,3 +277,19 @@ fn dev_cluster_starts_every_role_serves_bets_and_prices_on_both_gateways_and_sto
     assert!(!stderr.contains("exited unexpectedly") && !stderr.contains("killing it"), "{stderr}");
     println!("{stderr}");
 }
+
+#[test]
+fn dev_cluster_without_its_redis_stops_at_once_naming_it() {
+    let dir = TempDir::new().expect("temporary directory");
+    // Port 1: nothing listens there.
+    let output = binary()
+        .args(["dev-cluster", "--redis", "redis://127.0.0.1:1", "--data-dir"])
+        .arg(dir.path().join("cluster"))
+        .output()
+        .expect("run `sportsbook dev-cluster`");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("Redis is not reachable at 127.0.0.1:1"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing announced: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(!dir.path().join("cluster").join("nats").exists(), "no NATS node was started");
+}

@@ -2,7 +2,8 @@
 //! book process (the test fails saying why when `nats-server` is missing): two feed processes
 //! running the simulated provider; exactly one takes the feed lease and feeds the book, the
 //! other stays a standby that submits nothing; after SIGKILL of the active one the standby
-//! takes the lease and the provider's messages reach the book again, from it.
+//! takes the lease and the provider's messages reach the book again, from it. Neither has a
+//! message refused: the feed role forwards in submission order.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ use crate::server::binary;
 const FEED_LEASE: &str = "2s";
 /// The simulated provider's name (`sportsbook::feeds::DEMO_PROVIDER`).
 const PROVIDER: &str = "sim";
+/// The simulated provider's messages the book refused (whole or in part).
+const REFUSED: &str = "sportsbook_feed_messages_total{provider=\"sim\",outcome=\"refused\"}";
 
 struct FeedProcess {
     child: Child,
@@ -123,6 +126,8 @@ fn one_feed_process_feeds_the_other_stands_by_and_takes_over_after_a_kill_dash_n
     assert_eq!(b.metric("sportsbook_feed_active "), 0.0);
     assert_eq!(a.metric("sportsbook_feed_active "), 1.0);
     assert!(a.metric("sportsbook_feed_messages_total{provider=\"sim\",outcome=\"applied\"}") > 0.0);
+    // Forwarded in order: no odds overtook the fixture or market that creates them.
+    assert_eq!(a.metric(REFUSED), 0.0, "{}", a.log());
 
     // SIGKILL of the active feed: B takes the lease once it lapses, and feeds.
     let mut a = a;
@@ -139,6 +144,7 @@ fn one_feed_process_feeds_the_other_stands_by_and_takes_over_after_a_kill_dash_n
     }
     assert!(b.metric("sportsbook_feed_messages_total{provider=\"sim\",outcome=\"applied\"}") > 0.0, "{}", b.log());
     assert_eq!(b.metric("sportsbook_feed_takeovers_total"), 1.0);
+    assert_eq!(b.metric(REFUSED), 0.0, "{}", b.log());
     println!(
         "the standby took the feed lease {took_over:?} after the kill; the provider's sequence went {at_kill} -> {fed}"
     );
