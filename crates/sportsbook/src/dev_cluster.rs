@@ -136,6 +136,8 @@ pub fn run(options: DevClusterOptions) -> anyhow::Result<()> {
     let (_, source) = crate::secrets::jwt_secret(None, None, &dir)?;
     progress(&format!("JWT secret: {source}"));
     check_redis(&options.redis)?;
+    let _running = RunningMark::take(&dir)?;
+    stop_leftover_nats(&dir);
     let digest = gateway::sha256_hex(dir.to_string_lossy().as_bytes());
     let mut cluster = DevCluster {
         edge_prefix: format!("sportsbook-dev-{}:", &digest[..12]),
@@ -306,6 +308,9 @@ impl DevCluster {
         let nats = LocalCluster::start(&self.dir.join("nats"), NATS_NODES).context("starting the NATS nodes")?;
         let urls = nats.urls().join(",");
         progress(&format!("NATS: {urls}"));
+        // For the next start, should this process die without stopping them (SIGKILL).
+        let pids: String = (0..nats.len()).filter_map(|i| nats.pid(i)).map(|pid| format!("{pid}\n")).collect();
+        std::fs::write(self.dir.join(NATS_PIDS_FILE_NAME), pids).context("writing the NATS nodes' pids")?;
         self.nats = Some(nats);
         progress(&format!(
             "gateways' edge state: {} under the prefix {:?}; projector (not started on this build): {} schema {}",
@@ -545,6 +550,7 @@ impl DevCluster {
                     nats.kill(i);
                 }
             }
+            let _ = std::fs::remove_file(self.dir.join(NATS_PIDS_FILE_NAME));
         }
     }
 
@@ -609,6 +615,72 @@ impl Drop for DevCluster {
             }
         }
     }
+}
+
+/// The file in DIR naming the running `dev-cluster`'s pid.
+pub const RUNNING_FILE_NAME: &str = "dev-cluster.pid";
+/// The file in DIR naming the NATS nodes' pids, one a line.
+pub const NATS_PIDS_FILE_NAME: &str = "nats.pids";
+
+/// The command line of a process, NUL-separated arguments joined by spaces; `None` if it is gone.
+fn command_line(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(raw.split(|byte| *byte == 0).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" "))
+}
+
+/// `DIR/dev-cluster.pid` while this command runs on DIR: a second `dev-cluster` on the same
+/// directory (its processes would fight over the books' directories) is refused. Removed when
+/// dropped; a mark left by a process that died (or whose pid is now another program's) is
+/// taken over.
+struct RunningMark(PathBuf);
+
+impl RunningMark {
+    fn take(dir: &Path) -> anyhow::Result<RunningMark> {
+        let path = dir.join(RUNNING_FILE_NAME);
+        if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|text| text.trim().parse::<u32>().ok()) {
+            let ours = command_line(pid).is_some_and(|line| line.contains("dev-cluster"));
+            if pid != std::process::id() && ours {
+                bail!("another dev-cluster (pid {pid}) runs on {}; stop it first", dir.display());
+            }
+        }
+        std::fs::write(&path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(RunningMark(path))
+    }
+}
+
+impl Drop for RunningMark {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// NATS nodes a previous `dev-cluster` on DIR left running (it was killed with SIGKILL, which
+/// it cannot handle): each pid of `DIR/nats.pids` whose command line names this directory's
+/// node configuration is sent SIGTERM (then SIGKILL), so that the new nodes get their files.
+/// Processes that are not those nodes are never touched.
+fn stop_leftover_nats(dir: &Path) {
+    let path = dir.join(NATS_PIDS_FILE_NAME);
+    let Ok(text) = std::fs::read_to_string(&path) else { return };
+    let config = dir.join("nats").to_string_lossy().into_owned();
+    for pid in text.lines().filter_map(|line| line.trim().parse::<u32>().ok()) {
+        let leftover = command_line(pid).is_some_and(|line| line.contains("nats-server") && line.contains(&config));
+        if !leftover {
+            continue;
+        }
+        progress(&format!("stopping nats-server pid {pid} left running by an earlier dev-cluster on this directory"));
+        let _ = terminate(pid);
+        let deadline = Instant::now() + CHILD_STOP_GRACE;
+        while command_line(pid).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if command_line(pid).is_some() {
+            if let Some(target) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(target, rustix::process::Signal::KILL);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
 }
 
 /// SIGTERM to a child.
