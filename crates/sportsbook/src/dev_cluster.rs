@@ -19,7 +19,9 @@
 //! standbys, the leader, and last the NATS nodes (SIGTERM: JetStream flushes its files). The
 //! children run in their own process group, so a terminal's Ctrl-C reaches this process only
 //! and the order holds; `sportsbook` children also get `SIGTERM` from the kernel should this
-//! process die without stopping them (`SPORTSBOOK_PARENT_PID`, see `die_with_parent`).
+//! process die without stopping them (`SPORTSBOOK_PARENT_PID`, see `die_with_parent`); NATS
+//! nodes left by a `dev-cluster` killed with SIGKILL are stopped by the next one on DIR
+//! (`stop_leftover_nats`). One `dev-cluster` runs per DIR (`RunningMark`).
 //!
 //! The projector (`sportsbook projector --nats ... --store postgres://... --follow`) and the
 //! gateways' `--read-models` are not on this branch yet: [`DevCluster::roles`] is where their
