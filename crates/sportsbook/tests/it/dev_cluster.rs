@@ -3,8 +3,9 @@
 //! start, and this test fails saying so, when Redis is missing) and the feed role, prints one
 //! JSON line per process and `ready`. Then: a player betting on gateway 1 is seen on gateway 2
 //! (wallet from its replica), the feed role's prices reach WebSocket clients of both gateways,
-//! `GET /v1/admin/cluster` names the leader and the follower by the pids printed, and SIGINT
-//! stops the cluster leaving no process behind.
+//! `GET /v1/admin/cluster` names the leader and the follower by the pids printed, the follower
+//! killed with SIGKILL is reported on standard error, and SIGINT stops the cluster leaving no
+//! process behind.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -227,7 +228,7 @@ fn dev_cluster_starts_every_role_serves_bets_and_prices_on_both_gateways_and_sto
     let book_pids: Vec<u64> = cluster.of_role("book").iter().map(|book| book["pid"].as_u64().expect("a pid")).collect();
     let feed_pid = cluster.of_role("feed")[0]["pid"].as_u64().expect("a pid");
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let follower = loop {
         let view = ok(request(two, "GET", "/v1/admin/cluster", Some(admin_key), None, None), "cluster");
         let leader = view["leader"]["pid"].as_u64();
         let followers: Vec<u64> =
@@ -246,11 +247,21 @@ fn dev_cluster_starts_every_role_serves_bets_and_prices_on_both_gateways_and_sto
             && feeds == [(feed_pid, true)]
             && gateways == 2
         {
-            break;
+            break followers[0];
         }
         assert!(Instant::now() < deadline, "{view}");
         std::thread::sleep(Duration::from_millis(200));
+    };
+
+    // A child that dies is reported on standard error; the others keep running.
+    signal(follower as i32, rustix::process::Signal::KILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.stderr().contains(&format!("(pid {follower}) exited unexpectedly: signal: 9")) {
+        assert!(Instant::now() < deadline, "the follower's death was not reported:\n{}", cluster.stderr());
+        std::thread::sleep(Duration::from_millis(50));
     }
+    let (status, _) = request(one, "GET", "/v1/wallet", Some(&token), None, None);
+    assert_eq!(status, 200, "gateway 1 still serves");
 
     // Ctrl-C: every child stopped, in order, then the command itself.
     let pids = cluster.pids();
@@ -274,7 +285,8 @@ fn dev_cluster_starts_every_role_serves_bets_and_prices_on_both_gateways_and_sto
     assert!(at("stopping feed-1") < at("stopping gateway-"), "{stderr}");
     assert!(at("stopping gateway-") < at("stopping book-"), "{stderr}");
     assert!(at("stopping book-") < at("stopping nats-server"), "{stderr}");
-    assert!(!stderr.contains("exited unexpectedly") && !stderr.contains("killing it"), "{stderr}");
+    assert_eq!(stderr.matches("exited unexpectedly").count(), 1, "only the follower killed: {stderr}");
+    assert!(!stderr.contains("killing it"), "{stderr}");
     println!("{stderr}");
 }
 
