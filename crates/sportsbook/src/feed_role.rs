@@ -91,7 +91,6 @@ struct Status {
 
 /// What an active feed runs: stopped on a step-down or at the end.
 struct Active {
-    grant: Grant,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     simulation: Option<SimulationHandle>,
 }
@@ -175,8 +174,9 @@ pub fn run(options: FeedRoleOptions) -> anyhow::Result<()> {
     outcome
 }
 
-/// The lease loop until a signal: take the lease when free, feed while holding it, step down
-/// when it is lost or could not be renewed in time; at a signal, stop feeding and release it.
+/// The lease loop until a signal: take the lease when free, feed while holding it (a keeper
+/// task renews it meanwhile), step down when it is lost or could not be renewed in time; at a
+/// signal, stop feeding and release it.
 fn lead_while_holding(
     runtime: &tokio::runtime::Runtime,
     lease: &Lease,
@@ -185,17 +185,8 @@ fn lead_while_holding(
 ) -> anyhow::Result<()> {
     let mut signals = runtime.block_on(async { ShutdownSignals::install() });
     let tick = lease.duration() / 6;
-    let renew_every = lease.duration() / 3;
-    let mut active: Option<Active> = None;
+    let mut active: Option<(Active, Keeper)> = None;
     let mut last_error_logged: Option<Instant> = None;
-    let mut log_error = |what: &str, error: &dyn std::fmt::Display| {
-        // One line per lease at most: NATS down would otherwise log every tick.
-        if last_error_logged.is_none_or(|at| at.elapsed() >= lease.duration()) {
-            tracing::warn!(%error, "{what}");
-            last_error_logged = Some(Instant::now());
-        }
-    };
-    let position = || status.replica.health().position;
     loop {
         let signal = runtime.block_on(async {
             tokio::select! {
@@ -209,64 +200,131 @@ fn lead_while_holding(
         }
         match active.take() {
             None => {
+                let position = status.replica.health().position;
+                let wait = lease.duration() / 3;
                 let acquired =
-                    runtime.block_on(async { tokio::time::timeout(renew_every, lease.try_acquire(position())).await });
-                match acquired {
+                    runtime.block_on(async { tokio::time::timeout(wait, lease.try_acquire(position)).await });
+                let error = match acquired {
                     Ok(Ok(Some(grant))) => {
                         status.takeovers.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(node = %status.node, "took the feed lease: starting the feed adapters");
-                        match start_feeding(runtime, status, options, grant) {
-                            Ok(started) => active = Some(started),
+                        // Renewed from now on, also while the adapters start (which may take
+                        // longer than the lease: the replica's catching up, the demo's seeding).
+                        let keeper = Keeper::start(runtime, lease.clone(), grant, status);
+                        match start_feeding(runtime, status, options) {
+                            Ok(started) => active = Some((started, keeper)),
                             Err(error) => {
                                 // Give the lease back: another feed process may do better.
                                 tracing::error!(error = format!("{error:#}"), "the feed adapters did not start");
-                                let _ = runtime.block_on(lease.release(&grant));
+                                keeper.release(runtime, lease);
                                 return Err(error);
                             }
                         }
+                        None
                     }
-                    Ok(Ok(None)) => {}
-                    Ok(Err(error)) => log_error("cannot read the feed lease", &error),
-                    Err(_) => log_error("cannot read the feed lease", &"timed out"),
+                    Ok(Ok(None)) => None,
+                    Ok(Err(error)) => Some(error.to_string()),
+                    Err(_) => Some("timed out".to_string()),
+                };
+                // One line per lease at most: NATS down would otherwise log every tick.
+                if let Some(error) = error {
+                    if last_error_logged.is_none_or(|at| at.elapsed() >= lease.duration()) {
+                        tracing::warn!(%error, "cannot read the feed lease");
+                        last_error_logged = Some(Instant::now());
+                    }
                 }
             }
-            Some(mut holding) => {
-                if holding.grant.sent_at.elapsed() >= renew_every {
-                    let renewed = runtime.block_on(async {
-                        tokio::time::timeout(renew_every, lease.renew(&holding.grant, position())).await
-                    });
-                    match renewed {
-                        Ok(Ok(grant)) => holding.grant = grant,
-                        Ok(Err(RenewError::Lost(reason))) => {
-                            tracing::error!(%reason, "the feed lease was lost: stopping the feed adapters");
-                            status.step_downs.fetch_add(1, Ordering::Relaxed);
-                            holding.stop(status);
-                            continue;
-                        }
-                        Ok(Err(RenewError::Unavailable(reason))) => log_error("cannot renew the feed lease", &reason),
-                        Err(_) => log_error("cannot renew the feed lease", &"timed out"),
-                    }
-                }
-                if Instant::now() >= lease.self_fence_at(holding.grant.sent_at) {
-                    tracing::error!("the feed lease could not be renewed in time: stopping the feed adapters");
+            Some((holding, keeper)) => {
+                if keeper.lost() {
                     status.step_downs.fetch_add(1, Ordering::Relaxed);
+                    keeper.task.abort();
                     holding.stop(status);
-                    continue;
+                } else {
+                    active = Some((holding, keeper));
                 }
-                active = Some(holding);
             }
         }
     }
-    if let Some(holding) = active {
-        let grant = holding.grant;
+    if let Some((holding, keeper)) = active {
         holding.stop(status);
-        match runtime.block_on(async { tokio::time::timeout(renew_every, lease.release(&grant)).await }) {
+        keeper.release(runtime, lease);
+    }
+    Ok(())
+}
+
+/// Renews a lease this process holds, every third of it, on the runtime: `lost` once another
+/// process holds it, or once it went unrenewed for `SELF_FENCE_SHARE` sixths of it.
+struct Keeper {
+    grant: Arc<Mutex<Grant>>,
+    lost: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Keeper {
+    fn start(runtime: &tokio::runtime::Runtime, lease: Lease, grant: Grant, status: &Arc<Status>) -> Keeper {
+        let (shared, lost) = (Arc::new(Mutex::new(grant)), Arc::new(AtomicBool::new(false)));
+        let task = runtime.spawn({
+            let (shared, lost, status) = (Arc::clone(&shared), Arc::clone(&lost), Arc::clone(status));
+            async move {
+                let renew_every = lease.duration() / 3;
+                let mut grant = grant;
+                let mut logged = false;
+                loop {
+                    tokio::time::sleep(renew_every.saturating_sub(grant.sent_at.elapsed())).await;
+                    let position = status.replica.health().position;
+                    match tokio::time::timeout(renew_every, lease.renew(&grant, position)).await {
+                        Ok(Ok(renewed)) => {
+                            grant = renewed;
+                            logged = false;
+                            if let Ok(mut shared) = shared.lock() {
+                                *shared = renewed;
+                            }
+                        }
+                        Ok(Err(RenewError::Lost(reason))) => {
+                            tracing::error!(%reason, "the feed lease was lost: stopping the feed adapters");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(Err(RenewError::Unavailable(reason))) if !logged => {
+                            tracing::warn!(%reason, "cannot renew the feed lease");
+                            logged = true;
+                        }
+                        Ok(Err(RenewError::Unavailable(_))) => {}
+                        Err(_) if !logged => {
+                            tracing::warn!("renewing the feed lease timed out");
+                            logged = true;
+                        }
+                        Err(_) => {}
+                    }
+                    if Instant::now() >= lease.self_fence_at(grant.sent_at) {
+                        tracing::error!("the feed lease could not be renewed in time: stopping the feed adapters");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        });
+        Keeper { grant: shared, lost, task }
+    }
+
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Stops renewing and gives the lease up (a clean stop: a standby takes over at once).
+    fn release(self, runtime: &tokio::runtime::Runtime, lease: &Lease) {
+        self.task.abort();
+        if self.lost() {
+            return;
+        }
+        let Ok(grant) = self.grant.lock().map(|grant| *grant) else { return };
+        let wait = lease.duration() / 3;
+        match runtime.block_on(async { tokio::time::timeout(wait, lease.release(&grant)).await }) {
             Ok(Ok(())) => tracing::info!("feed lease released"),
             Ok(Err(error)) => tracing::warn!(%error, "the feed lease was not released; it lapses on its own"),
             Err(_) => tracing::warn!("releasing the feed lease timed out; it lapses on its own"),
         }
     }
-    Ok(())
 }
 
 /// Starts the adapters on a lease just taken: waits for the replica to reach the journal's end
@@ -276,7 +334,6 @@ fn start_feeding(
     runtime: &tokio::runtime::Runtime,
     status: &Arc<Status>,
     options: &FeedRoleOptions,
-    grant: Grant,
 ) -> anyhow::Result<Active> {
     let replica = &status.replica;
     let engine: EngineHandle = replica.engine().clone();
@@ -345,7 +402,7 @@ fn start_feeding(
         demo = options.demo,
         "feeding the book"
     );
-    Ok(Active { grant, tasks, simulation })
+    Ok(Active { tasks, simulation })
 }
 
 /// `/healthz`, `/readyz`, `/metrics` of the feed role.
