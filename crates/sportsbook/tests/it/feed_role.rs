@@ -3,7 +3,9 @@
 //! running the simulated provider; exactly one takes the feed lease and feeds the book, the
 //! other stays a standby that submits nothing; after SIGKILL of the active one the standby
 //! takes the lease and the provider's messages reach the book again, from it. Neither has a
-//! message refused: the feed role forwards in submission order.
+//! message refused: the feed role forwards in submission order. Then the active one is paused
+//! (SIGSTOP) past its lease: a third process takes over, and the paused one, continued, steps
+//! down to standby.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -57,6 +59,11 @@ impl FeedProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("signal the feed process");
+    }
+
     /// `active` or `standby`, from `/readyz`, once it answers 200.
     fn state(&self) -> Option<String> {
         let (status, body) = request(&self.address, "GET", "/readyz", None, None, None);
@@ -105,7 +112,7 @@ fn highest_applied(cluster: &LocalCluster) -> u64 {
 }
 
 #[test]
-fn one_feed_process_feeds_the_other_stands_by_and_takes_over_after_a_kill_dash_nine() {
+fn one_feed_process_feeds_the_other_stands_by_and_takes_over_after_a_kill_dash_nine_or_a_pause() {
     let dir = TempDir::new().expect("temporary directory");
     let nats = start_nats(dir.path());
     let _book = BookProcess::start(&nats, dir.path(), "book-a");
@@ -148,4 +155,19 @@ fn one_feed_process_feeds_the_other_stands_by_and_takes_over_after_a_kill_dash_n
     println!(
         "the standby took the feed lease {took_over:?} after the kill; the provider's sequence went {at_kill} -> {fed}"
     );
+
+    // SIGSTOP of the active feed past its lease: a new standby takes over; on SIGCONT the paused
+    // one learns it lost the lease and stops feeding (a standby again).
+    let c = FeedProcess::start(&nats, dir.path(), "feed-c");
+    c.wait_state("standby", Duration::from_secs(60));
+    b.signal(rustix::process::Signal::STOP);
+    let took_over = c.wait_state("active", Duration::from_secs(15));
+    b.signal(rustix::process::Signal::CONT);
+    let stepped_down = b.wait_state("standby", Duration::from_secs(10));
+    assert_eq!(b.metric("sportsbook_feed_step_downs_total"), 1.0, "{}", b.log());
+    assert_eq!(b.metric("sportsbook_feed_active "), 0.0);
+    let log = b.log();
+    assert!(log.contains("the feed lease was lost") || log.contains("could not be renewed in time"), "{log}");
+    assert_eq!(c.state().as_deref(), Some("active"), "{}", c.log());
+    println!("paused: the standby took over {took_over:?} after SIGSTOP; the paused one stood down {stepped_down:?} after SIGCONT");
 }
