@@ -4,8 +4,8 @@
 //! JSON line per process and `ready`. Then: a player betting on gateway 1 is seen on gateway 2
 //! (wallet from its replica), the feed role's prices reach WebSocket clients of both gateways,
 //! `GET /v1/admin/cluster` names the leader and the follower by the pids printed, the follower
-//! killed with SIGKILL is reported on standard error, and SIGINT stops the cluster leaving no
-//! process behind.
+//! killed with SIGKILL is reported on standard error, a logout on gateway 2 is honoured by
+//! gateway 1 (edge state in Redis), and SIGINT stops the cluster leaving no process behind.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -262,6 +262,17 @@ fn dev_cluster_starts_every_role_serves_bets_and_prices_on_both_gateways_and_sto
     }
     let (status, _) = request(one, "GET", "/v1/wallet", Some(&token), None, None);
     assert_eq!(status, 200, "gateway 1 still serves");
+
+    // The edge state is shared through Redis: a logout on gateway 2 revokes, on gateway 1, the
+    // refresh token and the access token that gateway 1 issued (and leaves no refresh token in
+    // Redis for weeks).
+    let refresh = json!({"refresh_token": tokens["refresh_token"]});
+    let (status, body) = request(two, "POST", "/v1/auth/logout", None, Some(&refresh), None);
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = request(one, "POST", "/v1/auth/refresh", None, Some(&refresh), None);
+    assert_eq!(status, 401, "a refresh token revoked on gateway 2 still works on gateway 1: {body}");
+    let (status, body) = request(one, "GET", "/v1/wallet", Some(&token), None, None);
+    assert_eq!(status, 401, "a session logged out on gateway 2 still works on gateway 1: {body}");
 
     // Ctrl-C: every child stopped, in order, then the command itself.
     let pids = cluster.pids();
