@@ -31,7 +31,7 @@ use journal_nats::{NatsJournal, NatsJournalOptions};
 use tracing::{info, warn};
 
 use crate::client::{BookClient, BookClientOptions, ClientError};
-use crate::lease::{wall_clock_ms, LEASE_BUCKET_DEFAULT};
+use crate::lease::{wall_clock_ms, Lease, LEASE_BUCKET_DEFAULT};
 use crate::protocol::{Refusal, SUBJECT_PREFIX_DEFAULT};
 use crate::registry::{ClusterView, NodeInfo, Registry, REGISTRY_BUCKET_DEFAULT, REGISTRY_INTERVAL, ROLE_GATEWAY};
 use crate::ClusterError;
@@ -48,6 +48,9 @@ pub const REPLICA_LAG_READY_MAX_RECORDS: u64 = 10_000;
 /// ... nor one whose replica's state is older than this while records wait.
 pub const REPLICA_LAG_READY_MAX: Duration = Duration::from_secs(5);
 
+/// Commands waiting to be forwarded with [`GatewayReplicaOptions::ordered`].
+pub const ORDERED_QUEUE_MAX: usize = 4_096;
+
 /// Upper bounds (seconds) of the submit latency histogram's buckets.
 pub const SUBMIT_SECONDS_BUCKETS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
@@ -61,6 +64,10 @@ pub struct GatewayReplicaOptions {
     pub gateway_id: String,
     /// The gateway's public HTTP address, for the registry (`GET /v1/admin/cluster`).
     pub url: Option<String>,
+    /// The role of its registry entry: [`ROLE_GATEWAY`], or the feed role's
+    /// [`crate::ROLE_FEED`] / [`crate::ROLE_FEED_STANDBY`] (`sportsbook feed` follows and
+    /// forwards like a gateway); changed later with [`GatewayReplica::set_role`].
+    pub role: String,
     /// Replicas of the registry bucket, should the gateway be the first to make it.
     pub replicas: usize,
     pub journal_stream: String,
@@ -76,6 +83,13 @@ pub struct GatewayReplicaOptions {
     pub catch_up_wait_max: Duration,
     /// How long one submission is retried across elections (`client::RETRY_FOR_DEFAULT`).
     pub retry_for: Duration,
+    /// Forwards commands one at a time, in the order they were submitted, each after the
+    /// previous one's answer (at most [`ORDERED_QUEUE_MAX`] waiting; beyond, `Overloaded`).
+    /// The feed role needs it: a provider's messages must reach the book in order (the book
+    /// takes a message whose sequence is below one applied for a duplicate), and concurrent
+    /// requests may overtake each other. A gateway forwards concurrently (requests of different
+    /// clients have no order to keep).
+    pub ordered: bool,
 }
 
 impl GatewayReplicaOptions {
@@ -85,6 +99,7 @@ impl GatewayReplicaOptions {
             data_dir: None,
             gateway_id: format!("gateway-{}-{:04x}", std::process::id(), rand::random::<u16>()),
             url: None,
+            role: ROLE_GATEWAY.to_owned(),
             replicas: journal_nats::REPLICAS_DEFAULT,
             journal_stream: journal_nats::STREAM_DEFAULT.to_owned(),
             journal_subject: journal_nats::SUBJECT_DEFAULT.to_owned(),
@@ -95,6 +110,7 @@ impl GatewayReplicaOptions {
             snapshot_every_commands: 1_000_000,
             catch_up_wait_max: REPLICA_CATCH_UP_WAIT_MAX,
             retry_for: crate::client::RETRY_FOR_DEFAULT,
+            ordered: false,
         }
     }
 
@@ -166,6 +182,8 @@ pub struct GatewayReplica {
     shared: Arc<Shared>,
     options: GatewayReplicaOptions,
     registry: Registry,
+    /// The role its registry entry shows (`GatewayReplicaOptions::role`, `set_role`).
+    role: Arc<Mutex<String>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     publisher: tokio::task::JoinHandle<()>,
     /// Taken by `stop` and shut down there, so that a replica stopped with `stop` never drops
@@ -238,8 +256,19 @@ impl GatewayReplica {
             submit_count: AtomicU64::new(0),
             submit_nanos_total: AtomicU64::new(0),
         });
-        let forward =
-            ToLeader { client: client.clone(), runtime: runtime.handle().clone(), shared: Arc::clone(&shared) };
+        let ordered = if options.ordered {
+            let (queue, waiting) = tokio::sync::mpsc::channel(ORDERED_QUEUE_MAX);
+            runtime.spawn(forward_in_order(client.clone(), Arc::clone(&shared), waiting));
+            Some(queue)
+        } else {
+            None
+        };
+        let forward = ToLeader {
+            client: client.clone(),
+            runtime: runtime.handle().clone(),
+            shared: Arc::clone(&shared),
+            ordered,
+        };
         let (engine, feed) = EngineHandle::start_replica(
             recovered,
             Box::new(reader),
@@ -268,11 +297,13 @@ impl GatewayReplica {
                 .spawn(move || run_poller(&journal, &client, &handle, &shared))
                 .map_err(|source| ClusterError::Io { op: "start the gateway's poller", source })?
         };
+        let role = Arc::new(Mutex::new(options.role.clone()));
         let publisher = runtime.spawn(publish_gateway(
             registry.clone(),
             engine.clone(),
             options.gateway_id.clone(),
             options.url.clone(),
+            Arc::clone(&role),
         ));
         info!(gateway = %options.gateway_id, "gateway replica following the journal");
         let handle = runtime.handle().clone();
@@ -282,6 +313,7 @@ impl GatewayReplica {
             shared,
             options,
             registry,
+            role,
             threads: Mutex::new(vec![tail, poller]),
             publisher,
             runtime: Mutex::new(Some(runtime)),
@@ -342,6 +374,27 @@ impl GatewayReplica {
         }
     }
 
+    /// Changes the role its registry entry shows (the feed role: `feed` while it holds the feed
+    /// lease, `feed_standby` while it waits), published at the next refresh (within
+    /// `REGISTRY_INTERVAL`).
+    pub fn set_role(&self, role: &str) {
+        if let Ok(mut current) = self.role.lock() {
+            role.clone_into(&mut current);
+        }
+    }
+
+    /// Opens a lease other than the book's in the cluster's key-value store, with this
+    /// replica's NATS connection, as `node` (the feed role's: one active feed per cluster).
+    /// Callable from any async context.
+    pub async fn open_lease(&self, bucket: &str, lease: Duration, node: &str) -> Result<Lease, ClusterError> {
+        let jetstream = async_nats::jetstream::new(self.client.nats().clone());
+        let (bucket, node, replicas) = (bucket.to_owned(), node.to_owned(), self.options.replicas);
+        match self.handle.spawn(async move { Lease::open(&jetstream, &bucket, lease, replicas, &node).await }).await {
+            Ok(lease) => lease,
+            Err(error) => Err(ClusterError::nats("open a lease", error)),
+        }
+    }
+
     /// Stops following, shuts the replica down (a last snapshot with a data directory) and
     /// removes the gateway from the registry. Blocking: call it outside async runtimes. Once
     /// is enough; later calls do nothing.
@@ -364,10 +417,23 @@ struct ToLeader {
     client: BookClient,
     runtime: tokio::runtime::Handle,
     shared: Arc<Shared>,
+    /// With `GatewayReplicaOptions::ordered`: the queue of [`forward_in_order`].
+    ordered: Option<tokio::sync::mpsc::Sender<(Submission, ForwardDone)>>,
 }
 
 impl Forward for ToLeader {
     fn forward(&self, submission: Submission, done: ForwardDone) {
+        if let Some(queue) = &self.ordered {
+            // Never blocks (the replica's thread calls this): a full queue is overload.
+            if let Err(error) = queue.try_send((submission, done)) {
+                let (_, done) = match error {
+                    tokio::sync::mpsc::error::TrySendError::Full(item)
+                    | tokio::sync::mpsc::error::TrySendError::Closed(item) => item,
+                };
+                done(Err(EngineError::Overloaded));
+            }
+            return;
+        }
         let client = self.client.clone();
         let shared = Arc::clone(&self.shared);
         self.runtime.spawn(async move {
@@ -376,6 +442,21 @@ impl Forward for ToLeader {
             shared.record_submit(started.elapsed());
             done(result.map(|(reply, position)| Forwarded { reply, position }).map_err(engine_error));
         });
+    }
+}
+
+/// Forwards the queued commands one at a time, in order: the next leaves once the previous
+/// one's answer came (retries across an election included).
+async fn forward_in_order(
+    client: BookClient,
+    shared: Arc<Shared>,
+    mut waiting: tokio::sync::mpsc::Receiver<(Submission, ForwardDone)>,
+) {
+    while let Some((submission, done)) = waiting.recv().await {
+        let started = Instant::now();
+        let result = client.submit_with_position(&submission).await;
+        shared.record_submit(started.elapsed());
+        done(result.map(|(reply, position)| Forwarded { reply, position }).map_err(engine_error));
     }
 }
 
@@ -436,13 +517,20 @@ fn run_poller(journal: &NatsJournal, client: &BookClient, runtime: &tokio::runti
     }
 }
 
-async fn publish_gateway(registry: Registry, engine: EngineHandle, gateway: String, url: Option<String>) {
+async fn publish_gateway(
+    registry: Registry,
+    engine: EngineHandle,
+    gateway: String,
+    url: Option<String>,
+    role: Arc<Mutex<String>>,
+) {
     let mut logged = false;
     loop {
+        let role = role.lock().map_or_else(|_| ROLE_GATEWAY.to_owned(), |role| role.clone());
         let info = NodeInfo {
             node: gateway.clone(),
             pid: std::process::id(),
-            role: ROLE_GATEWAY.to_owned(),
+            role,
             position: engine.stats().committed_position.load(Ordering::Acquire),
             url: url.clone(),
             updated_at_ms: wall_clock_ms(),

@@ -28,7 +28,7 @@ pub use gateway::{
 };
 pub use lease::{Lease, LeaseRecord, LEASE_DEFAULT};
 pub use node::{BookNode, BookNodeOptions, NodeStatus, Role};
-pub use registry::{ClusterView, NodeInfo, ROLE_GATEWAY};
+pub use registry::{ClusterView, NodeInfo, ROLE_FEED, ROLE_FEED_STANDBY, ROLE_GATEWAY};
 
 /// Why the cluster's machinery failed.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,12 @@ pub const REGISTRY_VALUE_AGE: Duration = Duration::from_secs(5);
 /// The role of a gateway's entry (`sportsbook gateway` registers too).
 pub const ROLE_GATEWAY: &str = "gateway";
 
+/// The role of the feed process that holds the feed lease and feeds the book (`sportsbook feed`).
+pub const ROLE_FEED: &str = "feed";
+
+/// The role of a feed process waiting for the feed lease (a hot standby of the feed role).
+pub const ROLE_FEED_STANDBY: &str = "feed_standby";
+
 /// Nodes listed at most (the registry of a healthy cluster holds a handful).
 pub const REGISTRY_NODES_MAX: usize = 64;
 
@@ -54,6 +60,8 @@ pub struct ClusterView {
     pub followers: Vec<NodeInfo>,
     /// The gateways in the registry, by id.
     pub gateways: Vec<NodeInfo>,
+    /// The feed processes in the registry (roles [`ROLE_FEED`] and [`ROLE_FEED_STANDBY`]), by id.
+    pub feeds: Vec<NodeInfo>,
 }
 
 /// The registry bucket.
@@ -135,9 +143,11 @@ pub(crate) async fn cluster_view(
     let store =
         jetstream.get_key_value(registry_bucket).await.map_err(|err| ClusterError::nats("open the registry", err))?;
     let nodes = Registry { store }.nodes().await?;
-    let (gateways, books): (Vec<NodeInfo>, Vec<NodeInfo>) =
+    let (gateways, others): (Vec<NodeInfo>, Vec<NodeInfo>) =
         nodes.into_iter().partition(|node| node.role == ROLE_GATEWAY);
+    let (feeds, books): (Vec<NodeInfo>, Vec<NodeInfo>) =
+        others.into_iter().partition(|node| node.role == ROLE_FEED || node.role == ROLE_FEED_STANDBY);
     let (leaders, followers): (Vec<NodeInfo>, Vec<NodeInfo>) =
         books.into_iter().partition(|node| holder.as_ref().is_some_and(|lease| lease.node == node.node));
-    Ok(ClusterView { leader: holder.map(|lease| (lease, leaders.into_iter().next())), followers, gateways })
+    Ok(ClusterView { leader: holder.map(|lease| (lease, leaders.into_iter().next())), followers, gateways, feeds })
 }

@@ -46,6 +46,9 @@ pub struct ClusterView {
     pub followers: Vec<FollowerView>,
     /// The gateways, by id.
     pub gateways: Vec<GatewayView>,
+    /// The feed processes (`sportsbook feed`), by id: the one holding the feed lease
+    /// (`active`) and its hot standbys. Empty on `serve`, whose feed runs in the process.
+    pub feeds: Vec<FeedView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -80,6 +83,19 @@ pub struct GatewayView {
     pub position: u64,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FeedView {
+    /// Its `/healthz`, `/readyz`, `/metrics` address; null when it was not given one.
+    #[schema(required = true)]
+    pub url: Option<String>,
+    pub pid: u32,
+    pub node: String,
+    /// It holds the feed lease: its adapters feed the book. A standby waits for the lease.
+    pub active: bool,
+    /// Journal position its replica has applied.
+    pub position: u64,
+}
+
 /// Formats a lease expiry (Unix milliseconds).
 pub fn lease_expiry(unix_ms: u64) -> String {
     format_rfc3339(unix_ms)
@@ -95,7 +111,7 @@ pub fn routes() -> Router<AppState> {
     path = "/v1/admin/cluster",
     tag = "operators",
     summary = "The cluster",
-    description = "Who leads the book, who follows, and the gateways, with pids and journal positions, from the \
+    description = "Who leads the book, who follows, the gateways and the feed processes, with pids and journal positions, from the \
         lease and the registry (each node refreshes its entry every second; one gone 5 s is no longer listed). \
         On `sportsbook serve` the book runs in this process: it is the leader, with no lease \
         (`lease_expires_at` null), no followers, and itself as the one gateway (`url` null). A cluster gateway \
@@ -124,6 +140,7 @@ pub(crate) async fn cluster(
                 leader: Some(LeaderView { pid, position, lease_expires_at: None, node: "serve".into() }),
                 followers: Vec::new(),
                 gateways: vec![GatewayView { url: None, pid, node: "serve".into(), position }],
+                feeds: Vec::new(),
             }))
         }
     }

@@ -56,7 +56,9 @@ pub use auth::{
     LOGIN_WINDOW, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, PASSWORD_HASH_QUEUE_MAX, PASSWORD_HASH_WORKERS_MAX,
     REFRESH_TOKENS_MAX, REVOKED_SESSIONS_MAX,
 };
-pub use cluster::{lease_expiry, ClusterStatus, ClusterView, FollowerView, GatewayView, IdentityWatch, LeaderView};
+pub use cluster::{
+    lease_expiry, ClusterStatus, ClusterView, FeedView, FollowerView, GatewayView, IdentityWatch, LeaderView,
+};
 pub use compliance::{AUDIT_PAGE_COMMANDS_MAX, RG_ACCOUNTS_SCAN_MAX};
 pub use connections::{
     ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, CONNECTION_CLOSE_GRACE, HEADER_READ_TIMEOUT, KEEP_ALIVE_IDLE_TIMEOUT,
@@ -151,6 +153,11 @@ pub struct GatewayConfig {
     pub http_in_flight_max: usize,
     /// How long a request may take before it is answered 503 `timeout`.
     pub request_timeout: Duration,
+    /// Runs the feed hub's staleness watchdog (failovers between a provider's sources, stale
+    /// and fresh transitions submitted to the book). On `serve`; off on a cluster gateway,
+    /// where the feed role (`sportsbook feed`, one active per cluster) runs it: N gateways
+    /// would submit each transition N times.
+    pub feed_watchdog: bool,
     /// How feed providers are watched unless configured one by one (staleness limit, what
     /// happens to their markets when stale).
     pub feed_defaults: ProviderSettings,
@@ -224,6 +231,7 @@ impl GatewayConfig {
             rate_limit_keys_max: RATE_LIMIT_KEYS_MAX,
             http_in_flight_max: HTTP_IN_FLIGHT_MAX,
             request_timeout: REQUEST_TIMEOUT,
+            feed_watchdog: true,
             feed_defaults: ProviderSettings::default(),
             stream: StreamConfig::default(),
             admission_target: ADMISSION_TARGET,
@@ -292,7 +300,9 @@ impl AppState {
         });
         let rate_limits = RateLimits::new(&config.trusted_proxies);
         let feed = FeedHub::new(engine.clone(), metrics.feed().clone(), config.feed_defaults);
-        feed.spawn_watchdog();
+        if config.feed_watchdog {
+            feed.spawn_watchdog();
+        }
         // The payments step resumes what a restart left open at once (`payments.rs`).
         let payments = Payments::new(engine.clone(), config.payment_provider.clone());
         payments.start(config.payment_sweep_interval);

@@ -144,6 +144,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         cluster::LeaderView,
         cluster::FollowerView,
         cluster::GatewayView,
+        cluster::FeedView,
         operators::CreateEventRequest,
         operators::CreateMarketRequest,
         operators::NewSelectionRequest,

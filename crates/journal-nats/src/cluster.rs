@@ -229,6 +229,37 @@ impl LocalCluster {
         self.nodes[i].child.as_ref().map(Child::id)
     }
 
+    /// Monitoring URL of node `i` (`http://127.0.0.1:PORT`: `/healthz`, `/varz`, `/jsz`).
+    pub fn monitor_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[i].http_port)
+    }
+
+    /// How node `i` ended, once it has (reaped then); `None` while it runs or when it was not
+    /// started. For a supervisor that reports a node dying on its own.
+    pub fn exit_status(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let status = self.nodes[i].child.as_mut().and_then(|child| child.try_wait().ok().flatten());
+        if status.is_some() {
+            self.nodes[i].child = None;
+        }
+        status
+    }
+
+    /// Waits up to `timeout` for node `i` to exit (after a SIGTERM sent by the caller: a clean
+    /// shutdown that flushes JetStream's files), reaping it; `false` if it still runs.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.nodes[i].child.as_mut().map(Child::try_wait) {
+                None | Some(Ok(Some(_))) | Some(Err(_)) => {
+                    self.nodes[i].child = None;
+                    return true;
+                }
+                Some(Ok(None)) if Instant::now() >= deadline => return false,
+                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
     /// Kills node `i` with SIGKILL (no clean shutdown) and reaps it.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

@@ -84,6 +84,8 @@ pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
     }
     config.edge_state = options.edge_state;
     config.edge_state_timeout = options.edge_state_timeout;
+    // The feed role runs the staleness watchdog, once per cluster (`sportsbook feed`).
+    config.feed_watchdog = false;
     // History, audit and reports read PostgreSQL models in cluster mode (not wired yet): those
     // routes answer 503 `unavailable` saying the projector is off.
     config.projector_off_warning = true;
@@ -251,6 +253,17 @@ impl ClusterStatus for ReplicaStatus {
                     .gateways
                     .into_iter()
                     .map(|node| gateway::GatewayView {
+                        url: node.url,
+                        pid: node.pid,
+                        node: node.node,
+                        position: node.position,
+                    })
+                    .collect(),
+                feeds: view
+                    .feeds
+                    .into_iter()
+                    .map(|node| gateway::FeedView {
+                        active: node.role == cluster::ROLE_FEED,
                         url: node.url,
                         pid: node.pid,
                         node: node.node,

@@ -6,6 +6,8 @@
 pub mod admin;
 pub mod book_role;
 pub mod demo;
+pub mod dev_cluster;
+pub mod feed_role;
 pub mod feeds;
 pub mod gateway_role;
 mod names;

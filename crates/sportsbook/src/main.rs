@@ -363,6 +363,93 @@ enum Commands {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
     },
+    /// Runs the feed role of a cluster (issue 15): the providers' sources (`--feed-source`; the
+    /// simulated provider when none is given) and the staleness watchdog, their commands
+    /// forwarded to the book's leader over NATS as a gateway's are. One feed process is active
+    /// per cluster (a lease in the cluster's key-value store); any other is a hot standby that
+    /// takes over when the active one dies. Serves /healthz, /readyz, /metrics on --listen and
+    /// prints `{"role": "feed", "pid", "node", "url"}` on standard output once it follows.
+    Feed {
+        /// NATS server URLs, comma-separated (`nats://127.0.0.1:4222,...`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nats: Vec<String>,
+        /// Address of /healthz, /readyz and /metrics; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// The feed role's own state: UOF recovery points and names, the demo player's
+        /// credentials, its replica's snapshots. Created if missing.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Its id in the registry (letters, digits, '-', '_'); default `feed-PID-RANDOM`.
+        #[arg(long)]
+        node_id: Option<String>,
+        /// The feed lease (`3s`, `2500ms`): a dead active feed is replaced after at most this
+        /// long. Every feed process of a cluster must use the same.
+        #[arg(long, default_value = "3s", value_parser = sportsbook::book_role::parse_lease)]
+        lease: std::time::Duration,
+        /// Replicas of the lease and registry buckets, should this process create them.
+        #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5))]
+        replicas: usize,
+        /// Seeds the demo (a funded demo player, the simulated catalog) into an empty book and
+        /// runs the demo's live simulation while this process feeds, as `serve --demo` does.
+        #[arg(long)]
+        demo: bool,
+        /// Seed of the simulated provider and the demo simulation (random when omitted).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// An odds provider's source, repeatable, primary first, as on `serve`: NAME=ws+URL or
+        /// NAME=uof+AMQP_URL#EXCHANGE (EXCHANGE must exist). None: the simulated provider.
+        #[arg(long = "feed-source")]
+        feed_sources: Vec<sportsbook::feeds::FeedSource>,
+        /// The UOF provider's HTTP API, as on `serve` (env SPORTSBOOK_UOF_API_URL; token from
+        /// SPORTSBOOK_UOF_ACCESS_TOKEN).
+        #[arg(long)]
+        uof_api_url: Option<String>,
+        /// `node_id` of UOF recovery requests (env SPORTSBOOK_UOF_NODE_ID).
+        #[arg(long)]
+        uof_node_id: Option<u32>,
+        /// CA certificates for `amqps://` sources and an `https://` API (env SPORTSBOOK_UOF_CA_FILE).
+        #[arg(long)]
+        feed_ca: Option<PathBuf>,
+        /// What `uof+` sources consume: all, live, prematch, hi or lo (env SPORTSBOOK_UOF_INTEREST).
+        #[arg(long)]
+        uof_interest: Option<String>,
+        /// Seconds of silence after which a provider's source is stale.
+        #[arg(long, default_value_t = 10)]
+        feed_stale_after: u64,
+        /// What a stale provider's markets do: `suspend` or `delay`.
+        #[arg(long, value_enum, default_value = "suspend")]
+        feed_on_stale: StaleArg,
+        /// Log lines as text or JSON, on standard error.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormatArg,
+    },
+    /// Starts a whole cluster on this machine as child processes (issue 15): 3 nats-server
+    /// nodes, a book leader and a hot standby, 2 gateways (edge state in Redis), and the feed
+    /// role with the simulated provider and the demo's catalog. Progress on standard error;
+    /// then one JSON line per process on standard output (`{"role", "pid", "url"?}`) and
+    /// `ready`. The admin key and JWT secret are generated into DIR and kept; each child logs
+    /// to DIR/logs/. Ctrl-C or SIGTERM stops the children in order.
+    DevCluster {
+        /// Where everything lives (NATS files, each process's directory, logs, secrets);
+        /// created if missing, reused on the next start.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The gateways' shared edge state (keys prefixed per data directory).
+        #[arg(long, default_value = sportsbook::dev_cluster::REDIS_DEFAULT)]
+        redis: String,
+        /// PostgreSQL of the projector's read models (schema derived from the data directory).
+        #[arg(long, default_value = sportsbook::dev_cluster::POSTGRES_DEFAULT)]
+        postgres: String,
+        /// An odds provider's source for the feed role, repeatable, as on `serve`:
+        /// NAME=uof+AMQP_URL#EXCHANGE binds to an EXCHANGE that exists, never declaring it.
+        /// None: the simulated provider.
+        #[arg(long = "feed-source", value_parser = parse_feed_source_text)]
+        feed_sources: Vec<String>,
+        /// Seed of the simulated provider and the demo simulation (random when omitted).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Projects a data directory's journal into the read models (bets, statements, audit,
     /// report inputs, accounts), exactly once, and exits when caught up (or keeps following
     /// with --follow). Safe beside a running server, and safe to kill at any moment.
@@ -416,7 +503,12 @@ enum AdminCommands {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if matches!(command, Commands::Book { .. } | Commands::Gateway { .. } | Commands::Feed { .. }) {
+        // Started by `dev-cluster`: stop when it dies.
+        sportsbook::dev_cluster::die_with_parent()?;
+    }
+    match command {
         Commands::Serve {
             listen,
             data_dir,
@@ -454,13 +546,7 @@ fn main() -> anyhow::Result<()> {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
             };
-            let feed_settings = gateway::ProviderSettings {
-                stale_after: std::time::Duration::from_secs(feed_stale_after.max(1)),
-                on_stale: match feed_on_stale {
-                    StaleArg::Suspend => book::StaleMode::Suspend,
-                    StaleArg::Delay => book::StaleMode::Delay,
-                },
-            };
+            let feed_settings = feed_settings(feed_stale_after, feed_on_stale);
             sportsbook::serve::run(ServeOptions {
                 listen,
                 data_dir,
@@ -596,6 +682,46 @@ fn main() -> anyhow::Result<()> {
                 LogFormatArg::Json => LogFormat::Json,
             },
         }),
+        Commands::Feed {
+            nats,
+            listen,
+            data_dir,
+            node_id,
+            lease,
+            replicas,
+            demo,
+            seed,
+            feed_sources,
+            uof_api_url,
+            uof_node_id,
+            feed_ca,
+            uof_interest,
+            feed_stale_after,
+            feed_on_stale,
+            log_format,
+        } => sportsbook::feed_role::run(sportsbook::feed_role::FeedRoleOptions {
+            nats,
+            listen,
+            data_dir,
+            node_id,
+            replicas,
+            lease,
+            feed_sources,
+            feed_settings: feed_settings(feed_stale_after, feed_on_stale),
+            uof: sportsbook::feeds::UofOptions::from_env(uof_api_url, uof_node_id, feed_ca, uof_interest)?,
+            demo,
+            seed,
+            log_format: log_format.into(),
+        }),
+        Commands::DevCluster { data_dir, redis, postgres, feed_sources, seed } => {
+            sportsbook::dev_cluster::run(sportsbook::dev_cluster::DevClusterOptions {
+                data_dir,
+                redis,
+                postgres,
+                feed_sources,
+                seed,
+            })
+        }
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
         Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {
             sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
@@ -608,6 +734,26 @@ fn main() -> anyhow::Result<()> {
                 commit_rows,
                 digest,
             })
+        }
+    }
+}
+
+/// How providers are watched: `--feed-stale-after` and `--feed-on-stale` of `serve` and `feed`.
+fn feed_settings(stale_after_seconds: u64, on_stale: StaleArg) -> gateway::ProviderSettings {
+    gateway::ProviderSettings {
+        stale_after: std::time::Duration::from_secs(stale_after_seconds.max(1)),
+        on_stale: match on_stale {
+            StaleArg::Suspend => book::StaleMode::Suspend,
+            StaleArg::Delay => book::StaleMode::Delay,
+        },
+    }
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(format: LogFormatArg) -> LogFormat {
+        match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
         }
     }
 }
@@ -629,6 +775,11 @@ fn parse_rate_limit(value: &str) -> Result<RateLimitArg, String> {
         .filter(|&rate| rate > 0)
         .ok_or_else(|| format!("`{value}`: expected `off` or a rate such as `1000/s`"))?;
     Ok(RateLimitArg(Some(RateLimit { per_second, burst: per_second.saturating_mul(2) })))
+}
+
+/// A `--feed-source` checked as `serve` parses it, kept as given (passed on to the feed role).
+fn parse_feed_source_text(value: &str) -> Result<String, String> {
+    value.parse::<sportsbook::feeds::FeedSource>().map(|_| value.to_string())
 }
 
 /// `--projector`: a store, or `off`.

@@ -37,3 +37,9 @@ pub fn print_text(text: &str) {
         gateway::record_log_write_error();
     }
 }
+
+/// Prints `text` on standard error as it is (progress lines), dropping and counting it when it
+/// cannot be written.
+pub fn print_text_stderr(text: &str) {
+    let _ = LossyStderr.write_all(text.as_bytes());
+}

@@ -475,6 +475,9 @@ impl ShutdownSignals {
     }
 }
 
+/// A demo player's username and password.
+pub(crate) type Credentials = (String, String);
+
 /// Seeds an empty data directory for the demo (catalog, punters, the demo player, an operator
 /// key), or takes over the simulated catalog of an earlier run of the demo.
 fn prepare_demo(
@@ -484,39 +487,50 @@ fn prepare_demo(
     admin_key: Option<&str>,
     seed: Option<u64>,
 ) -> anyhow::Result<(DemoBanner, Option<Simulation>)> {
+    let (player, simulation) = demo_book(engine, dir, fresh, seed)?;
+    let operator_key = match admin_key {
+        Some(key) => Some(key.to_string()),
+        // A key made now can be shown; one made at the first start cannot (only its hash is kept).
+        None if fresh => Some(create_operator_key(engine)?),
+        None => None,
+    };
+    Ok((DemoBanner { player, operator_key }, simulation))
+}
+
+/// The demo's book: on a `fresh` book, the demo player (registered, funded, its credentials
+/// written to `dir`) and the simulation's seeded catalog; on a book the demo seeded before
+/// (its credentials are in `dir`), the simulation taking over that catalog; on any other book,
+/// nothing (`--demo` must not trade an operator's real catalog). Also the feed role's
+/// (`sportsbook feed --demo`), over its replica engine.
+pub(crate) fn demo_book(
+    engine: &EngineHandle,
+    dir: &Path,
+    fresh: bool,
+    seed: Option<u64>,
+) -> anyhow::Result<(Option<Credentials>, Option<Simulation>)> {
     let seed = seed.unwrap_or_else(rand::random);
     let mut simulation = Simulation::new(SimulationOptions { seed, ..SimulationOptions::default() });
     let now = SystemClock.now_ms();
     let credentials_path = dir.join(DEMO_CREDENTIALS_FILE_NAME);
     if !fresh {
-        let operator_key = admin_key.map(str::to_string);
-        // Only a book the demo seeded gets simulated punters and fixtures: `--demo` on an
-        // operator's real data directory must not trade its catalog.
         let Some(player) = read_credentials(&credentials_path) else {
             tracing::warn!(
                 data_dir = %dir.display(),
                 "--demo: this data directory holds a book the demo did not seed; serving it without the simulation"
             );
-            return Ok((DemoBanner { player: None, operator_key }, None));
+            return Ok((None, None));
         };
         simulation.adopt(engine, now).context("taking over the demo catalog")?;
         tracing::info!(seed, fixtures = simulation.fixtures_active(), "demo resumed on an existing book");
-        return Ok((DemoBanner { player: Some(player), operator_key }, Some(simulation)));
+        return Ok((Some(player), Some(simulation)));
     }
-    tracing::info!(seed, "seeding the demo into an empty data directory");
+    tracing::info!(seed, "seeding the demo into an empty book");
     let password = format!("demo-{}", &gateway::random_token()[..16]);
     let player = register_demo_player(engine, &password)?;
     write_credentials(&credentials_path, DEMO_USERNAME, &password)?;
     tracing::info!(account = %player, username = DEMO_USERNAME, "demo player registered and funded");
     simulation.seed(engine, now).context("seeding the demo catalog")?;
-    let operator_key = match admin_key {
-        Some(key) => key.to_string(),
-        None => create_operator_key(engine)?,
-    };
-    Ok((
-        DemoBanner { player: Some((DEMO_USERNAME.to_string(), password)), operator_key: Some(operator_key) },
-        Some(simulation),
-    ))
+    Ok((Some((DEMO_USERNAME.to_string(), password)), Some(simulation)))
 }
 
 fn accepted(engine: &EngineHandle, command: Command) -> anyhow::Result<Ack> {
@@ -588,7 +602,7 @@ fn write_credentials(path: &Path, username: &str, password: &str) -> anyhow::Res
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn read_credentials(path: &Path) -> Option<(String, String)> {
+pub(crate) fn read_credentials(path: &Path) -> Option<(String, String)> {
     let text = std::fs::read_to_string(path).ok()?;
     let field = |name: &str| {
         text.lines()

@@ -94,7 +94,7 @@ impl Drop for GatewayProcess {
 }
 
 /// One HTTP/1.1 request with an optional `Idempotency-Key`.
-fn request(
+pub(crate) fn request(
     address: &str,
     method: &str,
     path: &str,

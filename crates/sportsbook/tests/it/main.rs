@@ -10,6 +10,8 @@ mod cluster;
 mod cluster_gateways;
 mod connections;
 mod crash;
+mod dev_cluster;
+mod feed_role;
 mod journal;
 mod logging;
 mod projector;
