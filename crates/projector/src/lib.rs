@@ -25,6 +25,7 @@ pub mod query;
 pub mod reader;
 pub mod schema;
 pub mod serving;
+pub mod source;
 pub mod sqlite;
 pub mod store;
 pub mod totals;
@@ -33,6 +34,7 @@ pub use follower::{Changes, Checkpoint, Follower};
 pub use postgres::{PostgresStore, POSTGRES_SCHEMA_DEFAULT};
 pub use projector::{journal_dir, Progress, Projector, ProjectorOptions, Start, COMMIT_ROWS_DEFAULT};
 pub use serving::{spawn, sqlite_path, ProjectorState, ProjectorThread, Published, ReadModels, ReadStore, READERS_MAX};
+pub use source::{FileSource, NatsSource, RecordSource};
 pub use sqlite::{SqliteStore, SQLITE_FILE_NAME};
 pub use store::{digest, dump, Store};
 
