@@ -363,12 +363,34 @@ enum Commands {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
     },
-    /// Projects a data directory's journal into the read models (bets, statements, audit,
-    /// report inputs, accounts), exactly once, and exits when caught up (or keeps following
-    /// with --follow). Safe beside a running server, and safe to kill at any moment.
+    /// Projects a data directory's journal, or with --nats a cluster's replicated journal, into
+    /// the read models (bets, statements, audit, report inputs, accounts), exactly once, and
+    /// exits when caught up (or keeps following with --follow). Safe beside a running server,
+    /// and safe to kill at any moment. With --nats --follow it prints `{"role": "projector",
+    /// "pid"}` on standard output once following.
     Projector {
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// The data directory whose file journal is projected (or --nats).
+        #[arg(long, required_unless_present = "nats", conflicts_with = "nats")]
+        data_dir: Option<PathBuf>,
+        /// Follows the cluster's replicated journal on these NATS servers instead of a data
+        /// directory's files (comma-separated `nats://127.0.0.1:4222,...`).
+        #[arg(long, value_delimiter = ',')]
+        nats: Vec<String>,
+        /// With --nats: the journal's JetStream stream (what `sportsbook book` writes).
+        #[arg(long, default_value = journal_nats::STREAM_DEFAULT, requires = "nats")]
+        stream: String,
+        /// With --nats: replicas the journal's stream has (3 on a 3-node NATS cluster).
+        #[arg(long, default_value_t = 3, requires = "nats", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5))]
+        replicas: usize,
+        /// With --nats: a data directory whose `snapshots/` holds snapshots of the journal (a
+        /// book node's on this machine): a resume replays its book from the newest at or before
+        /// the store's checkpoint instead of from position 0.
+        #[arg(long, requires = "nats")]
+        snapshots_from: Option<PathBuf>,
+        /// With --nats --follow: address of `/healthz`, `/readyz` and `/metrics`; port 0
+        /// picks a free port.
+        #[arg(long, requires = "nats")]
+        listen: Option<SocketAddr>,
         /// `sqlite` (DATA_DIR/projector/read-models.sqlite3), `sqlite:PATH`, or a
         /// `postgres://user@host:port/db` URL.
         #[arg(long, value_parser = sportsbook::projection::parse_store, default_value = "sqlite")]
@@ -597,8 +619,22 @@ fn main() -> anyhow::Result<()> {
             },
         }),
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
-        Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {
-            sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
+        Commands::Projector {
+            data_dir,
+            nats,
+            stream,
+            replicas,
+            snapshots_from,
+            listen,
+            store,
+            schema,
+            rebuild,
+            follow,
+            commit_rows,
+            digest,
+            journal_archive,
+        } => match data_dir {
+            Some(data_dir) => sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
                 archive_dir: engine::archive_dir(&data_dir, journal_archive.as_deref()),
                 data_dir,
                 store,
@@ -607,8 +643,21 @@ fn main() -> anyhow::Result<()> {
                 follow,
                 commit_rows,
                 digest,
-            })
-        }
+            }),
+            None => sportsbook::projector_role::run(&sportsbook::projector_role::NatsProjectorArgs {
+                nats,
+                stream,
+                replicas,
+                snapshots_from,
+                store,
+                schema,
+                rebuild,
+                follow,
+                commit_rows,
+                digest,
+                listen,
+            }),
+        },
     }
 }
 
