@@ -33,7 +33,10 @@ pub mod totals;
 pub use follower::{Changes, Checkpoint, Follower};
 pub use postgres::{PostgresStore, POSTGRES_SCHEMA_DEFAULT};
 pub use projector::{journal_dir, Progress, Projector, ProjectorOptions, Start, COMMIT_ROWS_DEFAULT};
-pub use serving::{spawn, sqlite_path, ProjectorState, ProjectorThread, Published, ReadModels, ReadStore, READERS_MAX};
+pub use serving::{
+    spawn, sqlite_path, watch_store, ProjectorState, ProjectorThread, Published, ReadModels, ReadStore, StoreWatch,
+    READERS_MAX,
+};
 pub use source::{FileSource, NatsSource, RecordSource};
 pub use sqlite::{SqliteStore, SQLITE_FILE_NAME};
 pub use store::{digest, dump, Store};

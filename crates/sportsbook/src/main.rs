@@ -359,6 +359,14 @@ enum Commands {
         /// Milliseconds one call to a shared --edge-state may take.
         #[arg(long, default_value_t = gateway::EDGE_STATE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         edge_state_timeout_ms: u64,
+        /// The read models `sportsbook projector --nats` writes (`postgres://user@host:port/db`):
+        /// history, audit, reports and the operator's bet and account routes are served from
+        /// them. Without it those routes answer 503 (`projector_off`).
+        #[arg(long, value_parser = sportsbook::projection::parse_store)]
+        read_models: Option<sportsbook::projection::StoreArg>,
+        /// The PostgreSQL schema of --read-models (the projector's --schema).
+        #[arg(long, default_value = projector::POSTGRES_SCHEMA_DEFAULT)]
+        read_models_schema: String,
         /// Log lines as text or JSON, on standard error.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
@@ -602,6 +610,8 @@ fn main() -> anyhow::Result<()> {
             edge_state,
             edge_state_prefix,
             edge_state_timeout_ms,
+            read_models,
+            read_models_schema,
             log_format,
         } => sportsbook::gateway_role::run(sportsbook::gateway_role::GatewayRoleOptions {
             nats,
@@ -613,6 +623,8 @@ fn main() -> anyhow::Result<()> {
             rate_limit_per_credential: rate_limit_per_credential.0,
             edge_state: sportsbook::serve::edge_state_config(edge_state, &edge_state_prefix)?,
             edge_state_timeout: std::time::Duration::from_millis(edge_state_timeout_ms),
+            read_models,
+            read_models_schema,
             log_format: match log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
