@@ -320,6 +320,7 @@ fn gateways_serve_history_from_the_cluster_projector_and_a_killed_projector_resu
         let lag = gateway_gauge(gateway, "sportsbook_projector_lag_records");
         let seconds = gateway_gauge(gateway, "sportsbook_projector_lag_seconds");
         assert!(lag > 0.0 && seconds > 0.5, "lag {lag} records, {seconds} s with the projector dead");
+        println!("projector dead: gateway {} sees a lag of {lag} records, {seconds} s", gateway.address);
     }
     let mut projector = ProjectorProcess::start(&nats, dir.path(), &schema, "projector-2");
     wait_for(acknowledged.load(Ordering::Relaxed) + 100);
@@ -356,6 +357,10 @@ fn gateways_serve_history_from_the_cluster_projector_and_a_killed_projector_resu
     let resumed = digest(&nats, &schema, false);
     let rebuilt = digest(&nats, &rebuilt_schema, true);
     assert_eq!(resumed, rebuilt, "the models a killed and restarted projector wrote equal a rebuild");
+    println!(
+        "{} writes acknowledged, the projector killed after {killed_at}; resumed digest {resumed} = rebuilt",
+        acknowledged.load(Ordering::Relaxed)
+    );
     for schema in [&schema, &rebuilt_schema] {
         projector::PostgresStore::drop_schema(POSTGRES_URL, schema).expect("drop the schema");
     }
