@@ -286,7 +286,7 @@ fn gateways_serve_history_from_the_cluster_projector_and_a_killed_projector_resu
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("load-{worker}-{i}");
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         keyed(
                             &address,
                             &token,
