@@ -37,7 +37,9 @@ pub use serving::{
     spawn, sqlite_path, watch_store, ProjectorState, ProjectorThread, Published, ReadModels, ReadStore, StoreWatch,
     READERS_MAX,
 };
-pub use source::{FileSource, NatsSource, RecordSource};
+#[cfg(feature = "nats")]
+pub use source::NatsSource;
+pub use source::{FileSource, RecordSource};
 pub use sqlite::{SqliteStore, SQLITE_FILE_NAME};
 pub use store::{digest, dump, Store};
 

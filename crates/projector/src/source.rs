@@ -14,10 +14,15 @@
 
 use std::path::{Path, PathBuf};
 
-use journal::{JournalError, Position};
+#[cfg(feature = "nats")]
+use journal::JournalError;
+use journal::Position;
+#[cfg(feature = "nats")]
 use journal_nats::{NatsJournalOptions, NatsReader};
 
-use crate::reader::{Flow, JournalCursor, Polled, Visitor};
+#[cfg(feature = "nats")]
+use crate::reader::Flow;
+use crate::reader::{JournalCursor, Polled, Visitor};
 use crate::ProjectorError;
 
 /// The records of one journal, read in order from a cursor. See the module documentation.
@@ -90,10 +95,12 @@ impl RecordSource for FileSource {
     }
 }
 
+#[cfg(feature = "nats")]
 /// Records a poll of [`NatsSource`] reads at most, so that a projector far behind still
 /// returns to its caller (to commit, to see a stop) between polls.
 pub const NATS_POLL_RECORDS_MAX: u64 = 10_000;
 
+#[cfg(feature = "nats")]
 /// The replicated journal on a NATS JetStream stream (the one `sportsbook book` writes), read
 /// with an ordered consumer kept between polls ([`NatsReader`]). Each poll asks the stream
 /// where it ends and reads up to there, so a poll never waits for records that are not stored.
@@ -105,6 +112,7 @@ pub struct NatsSource {
     snapshot_dir: Option<PathBuf>,
 }
 
+#[cfg(feature = "nats")]
 impl NatsSource {
     /// Connects to the stream of `options` (which must exist: a book node makes it).
     /// `snapshot_dir`: a data directory whose `snapshots/` holds snapshots of this journal (a
@@ -116,6 +124,7 @@ impl NatsSource {
     }
 }
 
+#[cfg(feature = "nats")]
 impl RecordSource for NatsSource {
     fn describe(&self) -> String {
         format!("NATS stream {}", self.stream)

@@ -8,6 +8,12 @@
 //! secret must be the same on every gateway (`SPORTSBOOK_JWT_SECRET` or
 //! `SPORTSBOOK_JWT_SECRET_FILE`; it is never generated here, since a token from one gateway
 //! must work on the others); `SPORTSBOOK_ADMIN_KEY` works on every gateway given it.
+//!
+//! With `--read-models postgres://...` (and `--read-models-schema`) the history, audit, report
+//! and operator routes are served from the models `sportsbook projector --nats` writes, through
+//! the same `ReadModels` as on `serve`: the store's checkpoint is polled
+//! (`projector::watch_store`) and published to the readers, so the read-your-writes wait
+//! (`X-Journal-Position` / `X-Min-Position`) holds across gateways.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
