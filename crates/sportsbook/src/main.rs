@@ -393,11 +393,11 @@ enum Commands {
         /// With --nats: a data directory whose `snapshots/` holds snapshots of the journal (a
         /// book node's on this machine): a resume replays its book from the newest at or before
         /// the store's checkpoint instead of from position 0.
-        #[arg(long, requires = "nats")]
+        #[arg(long)]
         snapshots_from: Option<PathBuf>,
         /// With --nats --follow: address of `/healthz`, `/readyz` and `/metrics`; port 0
         /// picks a free port.
-        #[arg(long, requires = "nats")]
+        #[arg(long)]
         listen: Option<SocketAddr>,
         /// `sqlite` (DATA_DIR/projector/read-models.sqlite3), `sqlite:PATH`, or a
         /// `postgres://user@host:port/db` URL.
@@ -646,6 +646,9 @@ fn main() -> anyhow::Result<()> {
             digest,
             journal_archive,
         } => match data_dir {
+            Some(_) if listen.is_some() || snapshots_from.is_some() => {
+                anyhow::bail!("--listen and --snapshots-from go with --nats (the cluster's projector), not --data-dir")
+            }
             Some(data_dir) => sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
                 archive_dir: engine::archive_dir(&data_dir, journal_archive.as_deref()),
                 data_dir,

@@ -138,9 +138,10 @@ fn journal_options(args: &NatsProjectorArgs) -> NatsJournalOptions {
 }
 
 fn open(args: &NatsProjectorArgs, rebuild: bool) -> Result<Projector, ProjectorError> {
+    // The source first: a stream the projector cannot read is said before any store is made.
+    let source = NatsSource::open(journal_options(args), args.snapshots_from.as_deref())?;
     let store =
         open_store_at(&args.store, None, &args.schema).map_err(|error| ProjectorError::Store(format!("{error:#}")))?;
-    let source = NatsSource::open(journal_options(args), args.snapshots_from.as_deref())?;
     let options = ProjectorOptions {
         commit_rows: args.commit_rows.max(1),
         on_replay: Some(|position, checkpoint| {
@@ -227,7 +228,9 @@ pub fn run(args: &NatsProjectorArgs) -> anyhow::Result<()> {
             }
             Err(error) => error,
         };
-        if !projector::serving::transient(&failure) {
+        // Options or a stream the projector cannot work with do not pass by themselves.
+        let invalid = matches!(failure, ProjectorError::Journal(journal::JournalError::InvalidOptions { .. }));
+        if invalid || !projector::serving::transient(&failure) {
             return Err(failure).context("the projector stopped");
         }
         eprintln!("projector: {failure}; opening again in {RETRY_INTERVAL:?}");
