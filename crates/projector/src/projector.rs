@@ -290,6 +290,9 @@ impl Projector {
             projector.commit()?;
         }
         projector.progress.position = projector.committed;
+        // A resumed store's counters (its checkpoint's), not this process's zero.
+        projector.progress.batches = projector.follower.checkpoint().batches;
+        projector.progress.commands = projector.follower.checkpoint().commands;
         Ok(projector)
     }
 

@@ -138,6 +138,9 @@ fn digest(cluster: &LocalCluster, schema: &str, rebuild: bool) -> String {
     let output = command.output().expect("run the projector");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    if let Some(summary) = stdout.lines().find(|line| line.starts_with("projected NATS stream")) {
+        println!("{schema}: {summary}");
+    }
     stdout
         .lines()
         .find_map(|line| line.strip_prefix("store digest "))
