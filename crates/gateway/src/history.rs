@@ -45,6 +45,8 @@ use crate::AppState;
 /// How long a history read waits for the read models to reach the reader's last write (or
 /// `X-Min-Position`) before answering 503 `unavailable`.
 pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
+/// How often a cluster gateway looks whether its replica reached a read's `X-Min-Position`.
+pub const REPLICA_POSITION_POLL: Duration = Duration::from_millis(2);
 /// Journal records the read models may be behind the journal before `/readyz` says
 /// `projector_lagging`.
 pub const PROJECTOR_LAG_READY_MAX: u64 = 10_000;
@@ -114,7 +116,18 @@ impl AppState {
             }
             ProjectorState::Starting | ProjectorState::Running => {}
         }
-        let target = journal_end.max(asked.min(self.engine().stats().committed_position.load(Ordering::Acquire)));
+        let mut committed = self.engine().stats().committed_position.load(Ordering::Acquire);
+        if asked > committed && self.config().cluster.is_some() {
+            // A cluster gateway's replica may not hold yet a write another gateway acknowledged
+            // (`X-Journal-Position` there): it is stored, and the replica follows the journal,
+            // so wait for it (bounded) before clamping to it.
+            let deadline = tokio::time::Instant::now() + self.config().read_your_writes_wait;
+            while committed < asked && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(REPLICA_POSITION_POLL).await;
+                committed = self.engine().stats().committed_position.load(Ordering::Acquire);
+            }
+        }
+        let target = journal_end.max(asked.min(committed));
         let metrics = self.metrics();
         if models.published().position() >= target {
             metrics.record_read_wait("immediate");

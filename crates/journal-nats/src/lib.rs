@@ -688,3 +688,177 @@ async fn retry<T, E: Display, F: std::future::Future<Output = Result<T, E>>>(
 fn remote(op: &'static str, err: impl Display) -> JournalError {
     JournalError::Remote { op, reason: err.to_string() }
 }
+
+/// A reader of the journal's stream for a process that follows it at its own pace and stops
+/// between records (the projector): unlike [`NatsJournal::follow`] it returns to its caller
+/// after each call, and unlike [`Journal::read_from`] it keeps its ordered consumer between
+/// calls, so following a busy stream costs one stream query per call rather than a consumer
+/// made each time. It never appends and never creates the stream.
+pub struct NatsReader {
+    stream: stream::Stream,
+    /// The consumer and the position of the next record it delivers.
+    consumer: Option<(Position, async_nats::jetstream::consumer::pull::Ordered)>,
+    wait: Duration,
+    // Last: the client's handles above are dropped first, while the runtime exists.
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for NatsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsReader")
+            .field("stream", &self.stream.cached_info().config.name)
+            .field("next", &self.consumer.as_ref().map(|(next, _)| *next))
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsReader {
+    /// Connects and opens the existing stream (checked as [`NatsJournal::open`] checks it).
+    /// Fails with [`JournalError::Remote`] when no server answers or the stream does not exist
+    /// yet (no book has opened the journal): the caller retries.
+    pub fn open(options: NatsJournalOptions) -> Result<NatsReader, JournalError> {
+        options.validate()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("journal-nats-reader")
+            .enable_all()
+            .build()
+            .map_err(|err| remote("start its runtime", err))?;
+        let stream = runtime.block_on(async {
+            let client = async_nats::ConnectOptions::new()
+                .name("sportsbook-journal-reader")
+                .connection_timeout(options.request_timeout)
+                .request_timeout(Some(options.request_timeout))
+                .connect(options.servers.as_slice())
+                .await
+                .map_err(|err| remote("connect", format!("to {}: {err}", options.servers.join(", "))))?;
+            let mut context = async_nats::jetstream::new(client);
+            context.set_timeout(options.request_timeout);
+            let stream = context
+                .get_stream(&options.stream)
+                .await
+                .map_err(|err| remote("open the stream", format!("{}: {err}", options.stream)))?;
+            Ok::<_, JournalError>(stream)
+        })?;
+        check_stream(&options, stream.cached_info())?;
+        Ok(NatsReader { stream, consumer: None, wait: options.append_timeout, runtime })
+    }
+
+    /// `(first, end)`: the first position the stream holds and the position after its last
+    /// record (`first == end` when it holds none).
+    pub fn bounds(&self) -> Result<(Position, Position), JournalError> {
+        let info = self.runtime.block_on(retry(self.wait, "read the stream's state", || self.stream.get_info()))?;
+        let end = info.state.last_sequence;
+        let first = if info.state.messages == 0 { end } else { info.state.first_sequence.saturating_sub(1) };
+        Ok((first, end))
+    }
+
+    /// Reads the records from `from` up to `end` (exclusive) in order, calling `visit` for
+    /// each, and stops early after a record for which `visit` answers false; returns the
+    /// position after the last record visited. The consumer is kept for the next call when it
+    /// starts where this one stopped, and made again from the next position whenever it fails
+    /// (its server lost, an election); past `append_timeout` without a record it fails with
+    /// [`JournalError::Remote`].
+    #[allow(clippy::type_complexity)]
+    pub fn read_range(
+        &mut self,
+        from: Position,
+        end: Position,
+        visit: &mut dyn FnMut(Position, &[u8]) -> Result<bool, JournalError>,
+    ) -> Result<Position, JournalError> {
+        let runtime = self.runtime.handle().clone();
+        runtime.block_on(self.read_range_async(from, end, visit))
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn read_range_async(
+        &mut self,
+        from: Position,
+        end: Position,
+        visit: &mut dyn FnMut(Position, &[u8]) -> Result<bool, JournalError>,
+    ) -> Result<Position, JournalError> {
+        let mut position = from;
+        let mut deadline = Instant::now() + self.wait;
+        let mut last_error = String::new();
+        if self.consumer.as_ref().is_some_and(|(next, _)| *next != from) {
+            self.consumer = None;
+        }
+        while position < end {
+            if Instant::now() >= deadline {
+                return Err(remote(
+                    "read",
+                    format!("no record at position {position} within {:?}; the last error: {last_error}", self.wait),
+                ));
+            }
+            let mut messages = match self.consumer.take() {
+                Some((_, messages)) => messages,
+                None => {
+                    if !last_error.is_empty() {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    let config = OrderedConfig {
+                        deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: position + 1 },
+                        ..Default::default()
+                    };
+                    match self.stream.create_consumer(config).await {
+                        Ok(consumer) => match consumer.messages().await {
+                            Ok(messages) => messages,
+                            Err(err) => {
+                                last_error = format!("reading from a consumer: {err}");
+                                continue;
+                            }
+                        },
+                        Err(err) => {
+                            last_error = format!("creating a consumer: {err}");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let mut healthy = true;
+            while position < end {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let message = match tokio::time::timeout(remaining, messages.next()).await {
+                    Err(_) => {
+                        last_error = "no message in time".into();
+                        healthy = false;
+                        break;
+                    }
+                    Ok(None) => {
+                        last_error = "the consumer ended".into();
+                        healthy = false;
+                        break;
+                    }
+                    Ok(Some(Err(err))) => {
+                        last_error = err.to_string();
+                        healthy = false;
+                        break;
+                    }
+                    Ok(Some(Ok(message))) => message,
+                };
+                let sequence = message.info().map_err(|err| remote("read", err))?.stream_sequence;
+                if sequence != position + 1 {
+                    return Err(remote(
+                        "read",
+                        format!(
+                            "expected the record of position {position} (sequence {}), got sequence {sequence}: \
+                             the stream has a gap",
+                            position + 1
+                        ),
+                    ));
+                }
+                let go_on = visit(position, &message.payload)?;
+                position += 1;
+                deadline = Instant::now() + self.wait;
+                if !go_on {
+                    break;
+                }
+            }
+            if healthy {
+                self.consumer = Some((position, messages));
+                return Ok(position);
+            }
+        }
+        Ok(position)
+    }
+}

@@ -25,6 +25,7 @@ pub mod query;
 pub mod reader;
 pub mod schema;
 pub mod serving;
+pub mod source;
 pub mod sqlite;
 pub mod store;
 pub mod totals;
@@ -32,7 +33,13 @@ pub mod totals;
 pub use follower::{Changes, Checkpoint, Follower};
 pub use postgres::{PostgresStore, POSTGRES_SCHEMA_DEFAULT};
 pub use projector::{journal_dir, Progress, Projector, ProjectorOptions, Start, COMMIT_ROWS_DEFAULT};
-pub use serving::{spawn, sqlite_path, ProjectorState, ProjectorThread, Published, ReadModels, ReadStore, READERS_MAX};
+pub use serving::{
+    spawn, sqlite_path, watch_store, ProjectorState, ProjectorThread, Published, ReadModels, ReadStore, StoreWatch,
+    READERS_MAX,
+};
+#[cfg(feature = "nats")]
+pub use source::NatsSource;
+pub use source::{FileSource, RecordSource};
 pub use sqlite::{SqliteStore, SQLITE_FILE_NAME};
 pub use store::{digest, dump, Store};
 

@@ -11,7 +11,8 @@ use engine::CHAIN_HEAD_GENESIS;
 use journal::Position;
 
 use crate::follower::{Changes, Checkpoint, Follower};
-use crate::reader::{Flow, JournalCursor};
+use crate::reader::Flow;
+use crate::source::{FileSource, RecordSource};
 use crate::store::{self, Store};
 use crate::ProjectorError;
 
@@ -81,7 +82,7 @@ pub enum Start {
 pub struct Projector {
     store: Box<dyn Store>,
     follower: Follower,
-    cursor: JournalCursor,
+    cursor: Box<dyn RecordSource>,
     changes: Changes,
     options: ProjectorOptions,
     committed: Position,
@@ -108,7 +109,8 @@ pub fn journal_dir(data_dir: &Path) -> PathBuf {
 
 /// Snapshot files of a data directory, `(position, path)`, oldest first, read without
 /// `SnapshotStore::open` (which would remove a running engine's temporary files).
-fn snapshot_files(data_dir: &Path) -> Vec<(Position, PathBuf)> {
+fn snapshot_files(data_dir: Option<&Path>) -> Vec<(Position, PathBuf)> {
+    let Some(data_dir) = data_dir else { return Vec::new() };
     let Ok(entries) = std::fs::read_dir(data_dir.join("snapshots")) else { return Vec::new() };
     let mut files: Vec<(Position, PathBuf)> = entries
         .filter_map(Result::ok)
@@ -142,7 +144,11 @@ fn read_snapshot(position: Position, path: &Path) -> Option<(Book, Checkpoint)> 
 
 /// The newest readable snapshot at or before `at` and not before `first_available`: where a
 /// follower catching up to a checkpoint can begin.
-fn snapshot_at_or_before(data_dir: &Path, at: Position, first_available: Position) -> Option<(Book, Checkpoint)> {
+fn snapshot_at_or_before(
+    data_dir: Option<&Path>,
+    at: Position,
+    first_available: Position,
+) -> Option<(Book, Checkpoint)> {
     snapshot_files(data_dir)
         .into_iter()
         .rev()
@@ -152,7 +158,7 @@ fn snapshot_at_or_before(data_dir: &Path, at: Position, first_available: Positio
 
 /// The oldest readable snapshot the journal continues from (at or after `first_available`):
 /// where models that cannot begin at position 0 begin, keeping as much history as there is.
-fn snapshot_from(data_dir: &Path, first_available: Position) -> Option<(Book, Checkpoint)> {
+fn snapshot_from(data_dir: Option<&Path>, first_available: Position) -> Option<(Book, Checkpoint)> {
     snapshot_files(data_dir)
         .into_iter()
         .filter(|(position, _)| *position >= first_available)
@@ -160,18 +166,32 @@ fn snapshot_from(data_dir: &Path, first_available: Position) -> Option<(Book, Ch
 }
 
 impl Projector {
-    /// Opens the projector on `store`: with `rebuild`, the store is emptied first. An empty
-    /// store starts at journal position 0 (or, when the journal no longer holds it, at the
-    /// newest snapshot); a store with a checkpoint resumes there.
+    /// Opens the projector on `store` over the data directory's file journal
+    /// ([`FileSource`]): see [`Projector::open_source`].
     pub fn open(store: Box<dyn Store>, options: ProjectorOptions, rebuild: bool) -> Result<Projector, ProjectorError> {
+        let source = FileSource::new(&options.data_dir, options.archive_dir.as_deref());
+        Projector::open_source(store, Box::new(source), options, rebuild)
+    }
+
+    /// Opens the projector on `store` reading `source`: with `rebuild`, the store is emptied
+    /// first. An empty store starts at journal position 0 (or, when the journal no longer holds
+    /// it, at the oldest snapshot the journal continues from); a store with a checkpoint resumes
+    /// there, its follower book replayed from the newest snapshot at or before it (else from 0).
+    /// `options.data_dir` is not read: the source says where its snapshots are.
+    pub fn open_source(
+        store: Box<dyn Store>,
+        source: Box<dyn RecordSource>,
+        options: ProjectorOptions,
+        rebuild: bool,
+    ) -> Result<Projector, ProjectorError> {
         let mut store = store;
         if rebuild {
             store.clear()?;
         }
-        let journal = journal_dir(&options.data_dir);
-        let archive = options.archive_dir.clone();
-        let cursor_at = |next: Position| JournalCursor::with_archive(&journal, next, archive.as_deref());
-        let mut cursor = cursor_at(0);
+        let mut cursor = source;
+        cursor.seek(0);
+        let snapshot_dir = cursor.snapshot_dir().map(Path::to_owned);
+        let snapshot_dir = snapshot_dir.as_deref();
         let first_available = cursor.first_available()?.unwrap_or(0);
         let mut changes = Changes::default();
         let (follower, start) = match store::checkpoint(store.as_mut())? {
@@ -186,15 +206,15 @@ impl Projector {
                 (Follower::new(Book::new(options.config), checkpoint), Start::Genesis)
             }
             None => {
-                let (book, checkpoint) = snapshot_from(&options.data_dir, first_available)
-                    .ok_or(ProjectorError::NoStart { first_available })?;
+                let (book, checkpoint) =
+                    snapshot_from(snapshot_dir, first_available).ok_or(ProjectorError::NoStart { first_available })?;
                 let position = checkpoint.next_position;
                 let mut follower = Follower::new(book, checkpoint);
                 follower.seed(&mut changes)?;
                 (follower, Start::Snapshot(position))
             }
             Some(stored) => {
-                let snapshot = snapshot_at_or_before(&options.data_dir, stored.next_position, first_available);
+                let snapshot = snapshot_at_or_before(snapshot_dir, stored.next_position, first_available);
                 let (book, checkpoint) = match snapshot {
                     // A snapshot saves replaying everything before it.
                     Some(found) => found,
@@ -217,11 +237,13 @@ impl Projector {
                 };
                 let replayed_from = checkpoint.next_position;
                 let mut follower = Follower::new(book, checkpoint);
-                cursor = cursor_at(replayed_from);
+                cursor.seek(replayed_from);
                 let target = stored.next_position;
-                if replayed_from < target {
-                    let mut last_report = Instant::now();
-                    cursor.poll(&mut |position, payload| {
+                let mut last_report = Instant::now();
+                // A source may return before its end (NATS reads a bounded number of records a
+                // poll): poll until the checkpoint or until a poll reads nothing.
+                while follower.checkpoint().next_position < target {
+                    let polled = cursor.poll(&mut |position, payload| {
                         follower.replay(position, payload)?;
                         if let Some(on_replay) = options.on_replay {
                             if last_report.elapsed() >= PROGRESS_INTERVAL {
@@ -231,6 +253,9 @@ impl Projector {
                         }
                         Ok(if position + 1 >= target { Flow::Stop } else { Flow::Continue })
                     })?;
+                    if polled.records == 0 {
+                        break;
+                    }
                 }
                 if follower.checkpoint().next_position != target {
                     return Err(ProjectorError::JournalBehind {
@@ -247,7 +272,7 @@ impl Projector {
         };
         let position = follower.checkpoint().next_position;
         let committed_chain = follower.checkpoint().chain_head;
-        let cursor = if cursor.next_position() == position { cursor } else { cursor_at(position) };
+        cursor.seek(position);
         let mut projector = Projector {
             store,
             follower,
@@ -265,6 +290,9 @@ impl Projector {
             projector.commit()?;
         }
         projector.progress.position = projector.committed;
+        // A resumed store's counters (its checkpoint's), not this process's zero.
+        projector.progress.batches = projector.follower.checkpoint().batches;
+        projector.progress.commands = projector.follower.checkpoint().commands;
         Ok(projector)
     }
 

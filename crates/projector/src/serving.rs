@@ -407,3 +407,104 @@ impl ReadModels {
 pub fn sqlite_path(data_dir: &Path) -> PathBuf {
     data_dir.join("projector").join(crate::SQLITE_FILE_NAME)
 }
+
+// ---- models written by a projector in another process (cluster gateways) --------------------
+
+/// How often [`watch_store`] reads the store's checkpoint.
+pub const CHECKPOINT_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long [`watch_store`] waits before connecting again after the store failed.
+pub const CHECKPOINT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A thread publishing the checkpoint of a store another process's projector writes
+/// (`sportsbook projector --nats` into PostgreSQL) to `published`, for a gateway's readers
+/// ([`ReadModels`] over the same `published`): [`watch_store`]. Stops when dropped.
+#[derive(Debug)]
+pub struct StoreWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for StoreWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads the checkpoint of `store` every [`CHECKPOINT_POLL_INTERVAL`] and publishes it: the
+/// position (and chain head), and the book time of the last batch the models hold (the newest
+/// audit row before the checkpoint). The checkpoint commits in the transaction of its rows, so
+/// a reader that sees a published position sees every row before it: read-your-writes holds
+/// across processes as it does in one. State: `Starting` until the store has a checkpoint (the
+/// projector has not committed yet), `Running` while it is read, `Failed` while the store
+/// cannot be read (connected again every [`CHECKPOINT_RETRY_INTERVAL`]); the history routes
+/// then answer 503. Whether the projector process itself is alive shows as lag (the stream
+/// moves, the checkpoint does not).
+pub fn watch_store(store: ReadStore, published: Arc<Published>) -> std::io::Result<StoreWatch> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread_stop = Arc::clone(&stop);
+    let thread = std::thread::Builder::new().name("read-model-watch".to_owned()).spawn(move || {
+        let mut connection: Option<Box<dyn Store>> = None;
+        let mut last: Option<Position> = None;
+        let mut logged = false;
+        while !thread_stop.load(Ordering::Relaxed) {
+            let read = match &mut connection {
+                Some(opened) => Ok(opened),
+                None => store.open().map(|opened| connection.insert(opened)),
+            }
+            .and_then(|opened| {
+                let checkpoint = crate::store::checkpoint(opened.as_mut())?;
+                let time = match checkpoint {
+                    Some(checkpoint) if Some(checkpoint.next_position) != last => {
+                        Some(last_book_time(opened.as_mut(), checkpoint.next_position)?)
+                    }
+                    _ => None,
+                };
+                Ok((checkpoint, time))
+            });
+            let pause = match read {
+                Ok((None, _)) => {
+                    published.set_state(ProjectorState::Starting);
+                    CHECKPOINT_POLL_INTERVAL
+                }
+                Ok((Some(checkpoint), time)) => {
+                    let time = time.unwrap_or_else(|| published.book_time());
+                    published.publish(checkpoint.next_position, checkpoint.chain_head, time);
+                    published.set_state(ProjectorState::Running);
+                    last = Some(checkpoint.next_position);
+                    logged = false;
+                    CHECKPOINT_POLL_INTERVAL
+                }
+                Err(error) => {
+                    connection = None;
+                    if !logged {
+                        tracing::warn!(%error, "cannot read the read models' checkpoint; retrying");
+                        logged = true;
+                    }
+                    published.set_state(ProjectorState::Failed(format!("the read models cannot be read: {error}")));
+                    CHECKPOINT_RETRY_INTERVAL
+                }
+            };
+            let deadline = Instant::now() + pause;
+            while Instant::now() < deadline && !thread_stop.load(Ordering::Relaxed) {
+                std::thread::sleep(pause.min(CHECKPOINT_POLL_INTERVAL));
+            }
+        }
+    })?;
+    Ok(StoreWatch { stop, thread: Some(thread) })
+}
+
+/// Book time of the newest command in the models before `position` (0 when they hold none).
+fn last_book_time(store: &mut dyn Store, position: Position) -> Result<u64, ProjectorError> {
+    let rows = store.select(&crate::query::Query {
+        table: &crate::schema::AUDIT,
+        filters: vec![crate::query::Filter::Lt("position", crate::schema::Value::Int(position as i64))],
+        order: vec![("position", true), ("ordinal", true)],
+        limit: 1,
+    })?;
+    let at = rows.first().and_then(|row| row.get(crate::schema::AUDIT.index_of("at"))).and_then(|value| value.int());
+    Ok(at.map_or(0, |at| at as u64))
+}

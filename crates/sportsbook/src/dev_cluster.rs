@@ -23,10 +23,9 @@
 //! nodes left by a `dev-cluster` killed with SIGKILL are stopped by the next one on DIR
 //! (`stop_leftover_nats`). One `dev-cluster` runs per DIR (`RunningMark`).
 //!
-//! The projector (`sportsbook projector --nats ... --store postgres://... --follow`) and the
-//! gateways' `--read-models` are not on this branch yet: [`DevCluster::roles`] is where their
-//! role entry goes (one entry, and two arguments per gateway); `--postgres` and the schema
-//! derived from DIR are ready for them.
+//! The projector (`sportsbook projector --nats ... --store postgres://... --follow`) writes the
+//! read models into PostgreSQL (`--postgres`, a schema derived from DIR), and every gateway
+//! serves history, audit and reports from them (`--read-models`).
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -236,17 +235,8 @@ impl DevCluster {
     }
 
     /// The children in start order. Stopped in reverse, the book's leader last of the books.
-    ///
-    /// The projector goes between the books and the gateways, once `sportsbook projector`
-    /// takes `--nats`: one entry
-    ///
-    /// ```text
-    /// RoleSpec { role: "projector", name: "projector".into(), args: args(&["projector", "--nats", &nats,
-    ///     "--store", &self.options.postgres, "--schema", &self.schema, "--follow"]), env: vec![],
-    ///     ready: Ready::Started }   // or its own readiness
-    /// ```
-    ///
-    /// and each gateway's arguments get `--read-models <postgres> --read-models-schema <schema>`.
+    /// The projector comes after the books (it opens the journal's stream, which the first
+    /// book creates) and before the gateways that read its models.
     fn roles(&self, nats: &str) -> Vec<RoleSpec> {
         let args = |items: &[&str]| items.iter().map(OsString::from).collect::<Vec<_>>();
         let mut roles = Vec::new();
@@ -256,11 +246,23 @@ impl DevCluster {
             book.extend([OsString::from("--data-dir"), self.dir.join(&name).into_os_string()]);
             roles.push(RoleSpec { role: "book", name, args: book, env: Vec::new(), ready: Ready::Readyz });
         }
+        let mut projector = args(&["projector", "--nats", nats, "--store", &self.options.postgres]);
+        projector.extend(args(&["--schema", &self.schema, "--follow", "--listen", "127.0.0.1:0"]));
+        // A restart replays the projector's book from book-1's newest snapshot, not from 0.
+        projector.extend([OsString::from("--snapshots-from"), self.dir.join("book-1").into_os_string()]);
+        roles.push(RoleSpec {
+            role: "projector",
+            name: "projector".into(),
+            args: projector,
+            env: Vec::new(),
+            ready: Ready::Readyz,
+        });
         let secret = self.dir.join(crate::secrets::JWT_SECRET_FILE_NAME).into_os_string();
         for i in 1..=GATEWAYS {
             let name = format!("gateway-{i}");
             let mut gateway = args(&["gateway", "--nats", nats, "--gateway-id", &name, "--listen", "127.0.0.1:0"]);
             gateway.extend(args(&["--edge-state", &self.options.redis, "--edge-state-prefix", &self.edge_prefix]));
+            gateway.extend(args(&["--read-models", &self.options.postgres, "--read-models-schema", &self.schema]));
             gateway.extend([OsString::from("--data-dir"), self.dir.join(&name).into_os_string()]);
             roles.push(RoleSpec {
                 role: "gateway",
@@ -315,7 +317,7 @@ impl DevCluster {
         std::fs::write(self.dir.join(NATS_PIDS_FILE_NAME), pids).context("writing the NATS nodes' pids")?;
         self.nats = Some(nats);
         progress(&format!(
-            "gateways' edge state: {} under the prefix {:?}; projector (not started on this build): {} schema {}",
+            "gateways' edge state: {} under the prefix {:?}; read models: {} schema {}",
             self.options.redis,
             self.edge_prefix,
             redact(&self.options.postgres),

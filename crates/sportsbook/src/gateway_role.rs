@@ -8,6 +8,12 @@
 //! secret must be the same on every gateway (`SPORTSBOOK_JWT_SECRET` or
 //! `SPORTSBOOK_JWT_SECRET_FILE`; it is never generated here, since a token from one gateway
 //! must work on the others); `SPORTSBOOK_ADMIN_KEY` works on every gateway given it.
+//!
+//! With `--read-models postgres://...` (and `--read-models-schema`) the history, audit, report
+//! and operator routes are served from the models `sportsbook projector --nats` writes, through
+//! the same `ReadModels` as on `serve`: the store's checkpoint is polled
+//! (`projector::watch_store`) and published to the readers, so the read-your-writes wait
+//! (`X-Journal-Position` / `X-Min-Position`) holds across gateways.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -38,6 +44,12 @@ pub struct GatewayRoleOptions {
     /// throttles and revokes as one, or this process.
     pub edge_state: gateway::EdgeStateConfig,
     pub edge_state_timeout: std::time::Duration,
+    /// The read models a `sportsbook projector --nats` writes (`--read-models`): the history,
+    /// audit, report and operator routes are served from them. `None`: those routes answer 503
+    /// (`projector_off`).
+    pub read_models: Option<crate::projection::StoreArg>,
+    /// Their PostgreSQL schema (`--read-models-schema`).
+    pub read_models_schema: String,
     pub log_format: LogFormat,
 }
 
@@ -86,15 +98,38 @@ pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
     config.edge_state_timeout = options.edge_state_timeout;
     // The feed role runs the staleness watchdog, once per cluster (`sportsbook feed`).
     config.feed_watchdog = false;
-    // History, audit and reports read PostgreSQL models in cluster mode (not wired yet): those
-    // routes answer 503 `unavailable` saying the projector is off.
-    config.projector_off_warning = true;
     // A forwarded command is retried through an election for `retry_for`, then its reply waits
     // for this gateway's replica at most `REPLICA_CATCH_UP_WAIT_MAX`: the request must wait for
     // both, or a takeover would answer 504 while the forward still retries (and may succeed)
     // behind it, where `NoLeader` (503, "not done") was the answer to give.
     config.book_reply_timeout =
         cluster::client::RETRY_FOR_DEFAULT + engine::REPLICA_CATCH_UP_WAIT_MAX + Duration::from_secs(1);
+    // History, audit, reports and the operator's bet and account routes read the models the
+    // cluster's projector writes; without them those routes answer 503 `unavailable` saying
+    // the projector is off. The store's checkpoint is polled (`projector::watch_store`) and
+    // published to the readers, so the read-your-writes wait works as on `serve`.
+    let (published, _watch) = match &options.read_models {
+        Some(store) => {
+            let store = match store {
+                crate::projection::StoreArg::Postgres(url) => {
+                    projector::ReadStore::Postgres { url: url.clone(), schema: options.read_models_schema.clone() }
+                }
+                crate::projection::StoreArg::Sqlite(Some(path)) => projector::ReadStore::Sqlite(path.clone()),
+                crate::projection::StoreArg::Sqlite(None) => {
+                    bail!("--read-models: a gateway has no data directory of models: give a postgres:// URL")
+                }
+            };
+            let published = projector::Published::new();
+            let watch = projector::watch_store(store.clone(), Arc::clone(&published))
+                .context("starting the read models' checkpoint watch")?;
+            config.read_models = Some(projector::ReadModels::new(store, Arc::clone(&published)));
+            (Some(published), Some(watch))
+        }
+        None => {
+            config.projector_off_warning = true;
+            (None, None)
+        }
+    };
     let identity = IdentityWatch::new();
     config.identity_watch = Some(identity.clone());
     let metrics = Metrics::new();
@@ -113,7 +148,7 @@ pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
         replica_options,
         vec![metrics.engine_hook(), streams.engine_hook(), identity.engine_hook()],
     )?);
-    config.cluster = Some(Arc::new(ReplicaStatus(Arc::clone(&replica))));
+    config.cluster = Some(Arc::new(ReplicaStatus(Arc::clone(&replica), published)));
     let engine = replica.engine().clone();
 
     let served = runtime.block_on(async {
@@ -152,7 +187,7 @@ pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
 
 /// The cluster as `/readyz`, `/metrics` and `GET /v1/admin/cluster` show it.
 #[derive(Debug)]
-struct ReplicaStatus(Arc<GatewayReplica>);
+struct ReplicaStatus(Arc<GatewayReplica>, Option<Arc<projector::Published>>);
 
 impl ClusterStatus for ReplicaStatus {
     fn unready_reasons(&self) -> Vec<&'static str> {
@@ -206,6 +241,21 @@ impl ClusterStatus for ReplicaStatus {
         ];
         for (name, help, value) in gauges {
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
+        }
+        if let Some(published) = &self.1 {
+            // How old the models' state is while records wait: the wall clock minus the book
+            // time of the last batch they hold (the replica's lag in seconds, measured alike).
+            let behind = health.position > published.position();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as u64);
+            let seconds = if behind { now.saturating_sub(published.book_time()) as f64 / 1_000.0 } else { 0.0 };
+            let name = "sportsbook_projector_lag_seconds";
+            let _ = write!(
+                out,
+                "# HELP {name} Age of the read models' state while records wait (0 when caught up).\n# TYPE {name} \
+                 gauge\n{name} {seconds}\n"
+            );
         }
         let name = "sportsbook_cluster_leader_changes";
         let _ = write!(

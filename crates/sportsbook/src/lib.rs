@@ -14,6 +14,7 @@ mod names;
 pub mod output;
 pub mod pricing;
 pub mod projection;
+pub mod projector_role;
 pub mod secrets;
 pub mod serve;
 pub mod simulation;

@@ -359,6 +359,14 @@ enum Commands {
         /// Milliseconds one call to a shared --edge-state may take.
         #[arg(long, default_value_t = gateway::EDGE_STATE_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         edge_state_timeout_ms: u64,
+        /// The read models `sportsbook projector --nats` writes (`postgres://user@host:port/db`):
+        /// history, audit, reports and the operator's bet and account routes are served from
+        /// them. Without it those routes answer 503 (`projector_off`).
+        #[arg(long, value_parser = sportsbook::projection::parse_store)]
+        read_models: Option<sportsbook::projection::StoreArg>,
+        /// The PostgreSQL schema of --read-models (the projector's --schema).
+        #[arg(long, default_value = projector::POSTGRES_SCHEMA_DEFAULT)]
+        read_models_schema: String,
         /// Log lines as text or JSON, on standard error.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
@@ -450,12 +458,34 @@ enum Commands {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Projects a data directory's journal into the read models (bets, statements, audit,
-    /// report inputs, accounts), exactly once, and exits when caught up (or keeps following
-    /// with --follow). Safe beside a running server, and safe to kill at any moment.
+    /// Projects a data directory's journal, or with --nats a cluster's replicated journal, into
+    /// the read models (bets, statements, audit, report inputs, accounts), exactly once, and
+    /// exits when caught up (or keeps following with --follow). Safe beside a running server,
+    /// and safe to kill at any moment. With --nats --follow it prints `{"role": "projector",
+    /// "pid"}` on standard output once following.
     Projector {
+        /// The data directory whose file journal is projected (or --nats).
+        #[arg(long, required_unless_present = "nats", conflicts_with = "nats")]
+        data_dir: Option<PathBuf>,
+        /// Follows the cluster's replicated journal on these NATS servers instead of a data
+        /// directory's files (comma-separated `nats://127.0.0.1:4222,...`).
+        #[arg(long, value_delimiter = ',')]
+        nats: Vec<String>,
+        /// With --nats: the journal's JetStream stream (what `sportsbook book` writes).
+        #[arg(long, default_value = journal_nats::STREAM_DEFAULT, requires = "nats")]
+        stream: String,
+        /// With --nats: replicas the journal's stream has (3 on a 3-node NATS cluster).
+        #[arg(long, default_value_t = 3, requires = "nats", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5))]
+        replicas: usize,
+        /// With --nats: a data directory whose `snapshots/` holds snapshots of the journal (a
+        /// book node's on this machine): a resume replays its book from the newest at or before
+        /// the store's checkpoint instead of from position 0.
         #[arg(long)]
-        data_dir: PathBuf,
+        snapshots_from: Option<PathBuf>,
+        /// With --nats --follow: address of `/healthz`, `/readyz` and `/metrics`; port 0
+        /// picks a free port.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// `sqlite` (DATA_DIR/projector/read-models.sqlite3), `sqlite:PATH`, or a
         /// `postgres://user@host:port/db` URL.
         #[arg(long, value_parser = sportsbook::projection::parse_store, default_value = "sqlite")]
@@ -666,6 +696,8 @@ fn main() -> anyhow::Result<()> {
             edge_state,
             edge_state_prefix,
             edge_state_timeout_ms,
+            read_models,
+            read_models_schema,
             log_format,
         } => sportsbook::gateway_role::run(sportsbook::gateway_role::GatewayRoleOptions {
             nats,
@@ -677,6 +709,8 @@ fn main() -> anyhow::Result<()> {
             rate_limit_per_credential: rate_limit_per_credential.0,
             edge_state: sportsbook::serve::edge_state_config(edge_state, &edge_state_prefix)?,
             edge_state_timeout: std::time::Duration::from_millis(edge_state_timeout_ms),
+            read_models,
+            read_models_schema,
             log_format: match log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
@@ -723,8 +757,25 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
-        Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {
-            sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
+        Commands::Projector {
+            data_dir,
+            nats,
+            stream,
+            replicas,
+            snapshots_from,
+            listen,
+            store,
+            schema,
+            rebuild,
+            follow,
+            commit_rows,
+            digest,
+            journal_archive,
+        } => match data_dir {
+            Some(_) if listen.is_some() || snapshots_from.is_some() => {
+                anyhow::bail!("--listen and --snapshots-from go with --nats (the cluster's projector), not --data-dir")
+            }
+            Some(data_dir) => sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
                 archive_dir: engine::archive_dir(&data_dir, journal_archive.as_deref()),
                 data_dir,
                 store,
@@ -733,8 +784,21 @@ fn main() -> anyhow::Result<()> {
                 follow,
                 commit_rows,
                 digest,
-            })
-        }
+            }),
+            None => sportsbook::projector_role::run(&sportsbook::projector_role::NatsProjectorArgs {
+                nats,
+                stream,
+                replicas,
+                snapshots_from,
+                store,
+                schema,
+                rebuild,
+                follow,
+                commit_rows,
+                digest,
+                listen,
+            }),
+        },
     }
 }
 

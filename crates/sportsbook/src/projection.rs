@@ -59,13 +59,23 @@ pub fn sqlite_path(data_dir: &Path) -> PathBuf {
 }
 
 pub fn open_store(args: &ProjectorArgs) -> anyhow::Result<Box<dyn Store>> {
-    Ok(match &args.store {
+    open_store_at(&args.store, Some(&args.data_dir), &args.schema)
+}
+
+/// Opens the store `store` names; the embedded SQLite default lives in `data_dir`, without which
+/// it is refused.
+pub fn open_store_at(store: &StoreArg, data_dir: Option<&Path>, schema: &str) -> anyhow::Result<Box<dyn Store>> {
+    Ok(match store {
         StoreArg::Sqlite(path) => {
-            let path = path.clone().unwrap_or_else(|| sqlite_path(&args.data_dir));
+            let path = match (path, data_dir) {
+                (Some(path), _) => path.clone(),
+                (None, Some(data_dir)) => sqlite_path(data_dir),
+                (None, None) => anyhow::bail!("the embedded SQLite store needs a data directory: give sqlite:PATH"),
+            };
             Box::new(SqliteStore::open(&path).with_context(|| format!("opening the SQLite store {}", path.display()))?)
         }
         StoreArg::Postgres(url) => Box::new(
-            PostgresStore::connect(url, &args.schema).with_context(|| format!("opening the PostgreSQL store {url}"))?,
+            PostgresStore::connect(url, schema).with_context(|| format!("opening the PostgreSQL store {url}"))?,
         ),
     })
 }

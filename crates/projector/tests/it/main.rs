@@ -8,6 +8,8 @@ mod archived;
 mod conformance;
 mod exactly_once;
 mod migrations;
+#[cfg(feature = "nats")]
+mod nats_source;
 mod repaired;
 mod snapshot_start;
 mod workload;

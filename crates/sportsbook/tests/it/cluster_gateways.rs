@@ -24,24 +24,30 @@ use tempfile::TempDir;
 use crate::cluster::{start_nats, BookProcess};
 use crate::server::binary;
 
-const ADMIN_KEY: &str = "sk_cluster_test_admin_key_0123456789abcdef";
+pub(crate) const ADMIN_KEY: &str = "sk_cluster_test_admin_key_0123456789abcdef";
 const DEPOSITS_PER_WORKER: u64 = 50;
-const JWT_SECRET: &str = "a-shared-secret-of-the-gateways-0123456789";
+pub(crate) const JWT_SECRET: &str = "a-shared-secret-of-the-gateways-0123456789";
 
-struct GatewayProcess {
+pub(crate) struct GatewayProcess {
     child: Child,
-    address: String,
+    pub(crate) address: String,
     log: std::path::PathBuf,
 }
 
 impl GatewayProcess {
     fn start(cluster: &LocalCluster, dir: &Path, name: &str) -> GatewayProcess {
+        GatewayProcess::start_with(cluster, dir, name, &[])
+    }
+
+    /// A gateway with `extra` flags (`--read-models ...`).
+    pub(crate) fn start_with(cluster: &LocalCluster, dir: &Path, name: &str, extra: &[&str]) -> GatewayProcess {
         let log = dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).expect("a log file");
         let mut child = binary()
             .args(["gateway", "--nats", &cluster.urls().join(","), "--listen", "127.0.0.1:0", "--gateway-id", name])
             .args(["--rate-limit-per-address", "off", "--rate-limit-per-credential", "off", "--data-dir"])
             .arg(dir.join(name))
+            .args(extra)
             .env("SPORTSBOOK_JWT_SECRET", JWT_SECRET)
             .env("SPORTSBOOK_ADMIN_KEY", ADMIN_KEY)
             .stdout(Stdio::piped())
@@ -57,7 +63,7 @@ impl GatewayProcess {
         GatewayProcess { child, address, log }
     }
 
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -68,12 +74,12 @@ impl GatewayProcess {
         request(&self.address, method, path, token, body, key)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits for `/readyz` 200 (a leader known, the replica caught up).
-    fn wait_ready(&self) {
+    pub(crate) fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (status, body) = self.call("GET", "/readyz", None, None, None);
@@ -130,7 +136,7 @@ pub(crate) fn request(
     (status, value)
 }
 
-fn created(answer: (u16, Value), what: &str) -> Value {
+pub(crate) fn created(answer: (u16, Value), what: &str) -> Value {
     assert!(answer.0 == 201 || answer.0 == 200, "{what}: {} {}", answer.0, answer.1);
     answer.1
 }

@@ -138,9 +138,9 @@ async fn first_price(address: &str, token: &str, markets: &[String]) -> Value {
 fn dev_cluster_starts_every_role_serves_bets_and_prices_on_both_gateways_and_stops_leaving_no_process() {
     let dir = TempDir::new().expect("temporary directory");
     let cluster = DevCluster::start(dir.path());
-    let roles = ["nats", "book", "gateway", "feed"].map(|role| cluster.of_role(role).len());
-    assert_eq!(roles, [3, 2, 2, 1], "{:?}\n{}", cluster.processes, cluster.stderr());
-    assert_eq!(cluster.processes.len(), 8, "{:?}", cluster.processes);
+    let roles = ["nats", "book", "projector", "gateway", "feed"].map(|role| cluster.of_role(role).len());
+    assert_eq!(roles, [3, 2, 1, 2, 1], "{:?}\n{}", cluster.processes, cluster.stderr());
+    assert_eq!(cluster.processes.len(), 9, "{:?}", cluster.processes);
     for process in &cluster.processes {
         assert!(process["url"].as_str().is_some_and(|url| url.starts_with("http://")), "{process}");
         assert!(alive(process["pid"].as_i64().expect("a pid") as i32), "{process}");
@@ -214,6 +214,26 @@ fn dev_cluster_starts_every_role_serves_bets_and_prices_on_both_gateways_and_sto
         assert!(Instant::now() < deadline, "gateway 2: {status} {wallet}");
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // History on gateway 2 comes from the projector's PostgreSQL models: the bet, its stake
+    // in the statement, and the audit trail's record of it.
+    let bet_id = bet["id"].as_str().expect("a bet id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, bets) = request(two, "GET", "/v1/bets", Some(&token), None, None);
+        let listed =
+            bets["items"].as_array().is_some_and(|items| items.iter().any(|item| item["id"] == bet_id.as_str()));
+        if status == 200 && listed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gateway 2's read models never showed bet {bet_id}: {status} {bets}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let transactions = ok(request(two, "GET", "/v1/wallet/transactions", Some(&token), None, None), "transactions");
+    assert!(
+        transactions["items"].as_array().is_some_and(|items| items.len() >= 2),
+        "deposit and stake: {transactions}"
+    );
 
     // The feed role's prices reach stream clients of both gateways.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");

@@ -8,6 +8,7 @@ mod bounded;
 mod chaos;
 mod cluster;
 mod cluster_gateways;
+mod cluster_read_models;
 mod connections;
 mod crash;
 mod dev_cluster;

@@ -74,6 +74,27 @@ fn the_projector_refuses_what_is_not_a_data_directory_and_a_bad_store() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("expected `sqlite`"));
 }
 
+#[test]
+fn the_nats_projector_refuses_a_data_directory_beside_nats_the_embedded_store_and_a_bad_stream() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let run = |args: &[&str]| {
+        let output = binary().arg("projector").args(args).output().expect("runs");
+        assert!(!output.status.success(), "{args:?} should be refused");
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let data_dir = dir.path().to_str().expect("a UTF-8 path");
+    let both = run(&["--nats", "nats://127.0.0.1:1", "--data-dir", data_dir]);
+    assert!(both.contains("cannot be used with"), "{both}");
+    let neither = run(&[]);
+    assert!(neither.contains("--data-dir"), "{neither}");
+    let embedded = run(&["--nats", "nats://127.0.0.1:1"]);
+    assert!(embedded.contains("give --store sqlite:PATH or a postgres:// URL"), "{embedded}");
+    let stream = run(&["--nats", "nats://127.0.0.1:1", "--store", "sqlite:/nonexistent/x.db", "--stream", "a.b"]);
+    assert!(stream.contains("stream name"), "{stream}");
+    let nats_only = run(&["--data-dir", data_dir, "--listen", "127.0.0.1:0"]);
+    assert!(nats_only.contains("--nats"), "{nats_only}");
+}
+
 /// The models' rows of `table` in the SQLite store of a data directory (empty until created).
 fn sqlite_rows(data: &std::path::Path, table: &projector::schema::Table) -> Vec<Vec<projector::schema::Value>> {
     let path = data.join("projector").join(projector::SQLITE_FILE_NAME);
