@@ -87,8 +87,9 @@ pub struct Deposit {
     pub id: TransferId,
     pub account: AccountId,
     pub amount: Money,
-    /// The `payment_ref_hash` of the payment reference it was made with.
-    pub payment_ref: u64,
+    /// The payment reference it was made with (at most `PAYMENT_REF_BYTES_MAX` bytes): the
+    /// provider is asked to collect it by it again after a restart.
+    pub payment_ref: String,
     pub created_at: Timestamp,
     pub state: DepositState,
     /// The transfer that posted or voided the hold, once the provider answered.
@@ -183,7 +184,11 @@ impl PaymentBook {
                 DepositState::Completed | DepositState::Failed => resolved && deposit.chargeback.is_none(),
                 DepositState::ChargedBack => resolved && deposit.chargeback.is_some(),
             };
-            if !consistent || !deposit.amount.is_positive() {
+            if !consistent
+                || !deposit.amount.is_positive()
+                || deposit.payment_ref.is_empty()
+                || deposit.payment_ref.len() > crate::constants::PAYMENT_REF_BYTES_MAX
+            {
                 return Err(format!("deposit {} is inconsistent", deposit.id));
             }
         }
@@ -241,7 +246,7 @@ impl Book {
             id: hold,
             account,
             amount,
-            payment_ref: payment.1,
+            payment_ref: payment_ref.to_string(),
             created_at: self.now,
             state: DepositState::Pending,
             resolution: None,
