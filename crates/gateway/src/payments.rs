@@ -1051,14 +1051,13 @@ pub struct PaymentCallbackAnswer {
         (status = 200, description = "Applied, or a replay answered as the first time", body = PaymentCallbackAnswer),
         (status = 400, description = "Malformed body, unknown field or type (`invalid_request`), or `created_at` \
             outside the window (`stale_timestamp`)", body = ApiError),
-        (status = 401, description = "Missing or wrong signature (`bad_signature`)", body = ApiError),
+        (status = 401, description = "Missing or wrong signature, or callbacks not configured \
+            (`bad_signature`)", body = ApiError),
         (status = 404, description = "Unknown provider (`not_found`), or no such deposit or withdrawal \
             (`unknown_payment`)", body = ApiError),
         (status = 409, description = "The outcome contradicts what happened already (`payment_conflict`), or a \
             delivery of the same id is being processed (`callback_in_progress`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
-        (status = 503, description = "Too busy to take it now (`overloaded`, `unavailable`); the provider retries",
-            body = ApiError),
     ),
 )]
 pub(crate) async fn payment_callback(
@@ -1087,12 +1086,17 @@ pub(crate) async fn receive_callback(
     body: &[u8],
 ) -> (StatusCode, serde_json::Value) {
     let refused = |error: ApiError| (error.status, error.body());
-    let Some(callbacks) = state.config().payment_callbacks.as_ref() else {
-        return refused(ApiError::not_found("payment provider"));
-    };
     if provider != state.payments().provider().name() {
         return refused(ApiError::not_found("payment provider"));
     }
+    // Deposits that complete at once take no callbacks: no secret, so nothing verifies.
+    let Some(callbacks) = state.config().payment_callbacks.as_ref() else {
+        return refused(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "this gateway takes no payment callbacks (no shared secret is configured)",
+        ));
+    };
     if let Err(error) = crate::callbacks::verify_signature(&callbacks.secret, headers, body) {
         return refused(error);
     }

@@ -124,7 +124,7 @@ async fn the_default_sandbox_completes_deposits_at_once_and_takes_no_callbacks()
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(wallet(&app, &player.access_token).await["available"], "25.00");
     let (status, refused) = callback(&app, "evt_1", "deposit.completed", done["id"].as_str().expect("id")).await;
-    assert_eq!((status, &refused["error"]["code"]), (404, &json!("not_found")), "{refused}");
+    assert_eq!((status, &refused["error"]["code"]), (401, &json!("bad_signature")), "{refused}");
 }
 
 #[tokio::test]
