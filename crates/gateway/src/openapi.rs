@@ -220,6 +220,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         payments::ResolvePaymentRequest,
         payments::ResolveOutcome,
         payments::PaymentDecisionRequest,
+        history::PendingPaymentView,
         payments::PaymentCallbackBody,
         payments::PaymentCallbackAnswer,
         dto::Page<payments::PaymentView>,

@@ -116,6 +116,16 @@ async fn statement(app: &TestApp, token: &str) -> Vec<(String, String, String)> 
     }
 }
 
+/// `GET /v1/admin/accounts/{id}` of the player named `username`.
+async fn customer_view(app: &TestApp, username: &str) -> Value {
+    let (status, found) = app.call("GET", &format!("/v1/admin/accounts?q={username}"), Some(ADMIN_KEY), None).await;
+    assert_eq!(status, 200, "{found}");
+    let account = found["items"][0]["id"].as_str().expect("account").to_string();
+    let (status, view) = app.call("GET", &format!("/v1/admin/accounts/{account}"), Some(ADMIN_KEY), None).await;
+    assert_eq!(status, 200, "{view}");
+    view
+}
+
 #[tokio::test]
 async fn the_default_sandbox_completes_deposits_at_once_and_takes_no_callbacks() {
     let app = spawn_app().await;
@@ -137,8 +147,18 @@ async fn a_deposit_waits_for_a_signed_callback_and_is_credited_once() {
     let id = pending["id"].as_str().expect("id").to_string();
     let held = wallet(&app, token).await;
     assert_eq!((&held["balance"], &held["available"]), (&json!("0.00"), &json!("0.00")), "{held}");
-    // The statement shows the pending deposit.
+    // The statement shows the pending deposit, and so does the customer view.
     assert!(statement(&app, token).await.contains(&("deposit".into(), "pending".into(), "50.00".into())));
+    let view = customer_view(&app, "waits").await;
+    assert_eq!(
+        (
+            &view["pending_payments"][0]["type"],
+            &view["pending_payments"][0]["amount"],
+            &view["pending_payments"][0]["id"]
+        ),
+        (&json!("deposit"), &json!("50.00"), &json!(id)),
+        "{view}"
+    );
 
     // Refused before anything is believed: no signature, a wrong one, another secret, a body
     // changed after signing, a stale or future timestamp, an unknown provider.
@@ -309,6 +329,12 @@ async fn withdrawals_are_approved_below_the_threshold_and_by_compliance_staff_ab
     tokio::time::sleep(Duration::from_millis(200)).await;
     let item = listed(large.clone()).await.expect("listed");
     assert_eq!((&item["approval"], &item["submitted"]), (&json!("awaiting_approval"), &json!(false)), "{item}");
+    let view = customer_view(&app, "withdrawer").await;
+    let waiting = view["pending_payments"].as_array().expect("pending payments");
+    assert!(
+        waiting.iter().any(|payment| payment["id"] == large.as_str() && payment["approval"] == "awaiting"),
+        "{view}"
+    );
     let approve = format!("/v1/admin/payments/{large}/approve");
     let reason = json!({"reason": "source of funds checked"});
     for (who, credential) in [("support", support.as_str()), ("trader", trader.as_str()), ("an API key", ADMIN_KEY)] {
