@@ -296,6 +296,12 @@ impl Book {
                 self.settle_deposit(*account, *deposit, *outcome, events)
             }
             Command::ApproveWithdrawal { account, withdrawal } => self.approve_withdrawal(*account, *withdrawal),
+            Command::RefuseWithdrawal { account, withdrawal } => {
+                if self.payments.is_approved(*withdrawal) {
+                    return Err(Rejection::PaymentConflict);
+                }
+                self.complete_withdrawal(*account, *withdrawal, false, events)
+            }
             Command::Withdraw { account, amount, .. } => self.withdraw(*account, *amount, events),
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
                 self.complete_withdrawal(*account, *withdrawal, *paid, events)

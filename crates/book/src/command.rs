@@ -255,6 +255,13 @@ pub enum Command {
         account: AccountId,
         withdrawal: TransferId,
     },
+    /// A compliance or admin staff member refuses a withdrawal that waits for approval: the
+    /// hold is voided and the money is the player's again. Refused for an approved hold (the
+    /// provider may have it: only its answer, or an operator's resolution, ends it).
+    RefuseWithdrawal {
+        account: AccountId,
+        withdrawal: TransferId,
+    },
     /// Holds the amount for the payment provider; `CompleteWithdrawal` posts or releases it.
     Withdraw {
         account: AccountId,
@@ -396,6 +403,7 @@ impl Command {
             | Command::BeginDeposit { account, .. }
             | Command::SettleDeposit { account, .. }
             | Command::ApproveWithdrawal { account, .. }
+            | Command::RefuseWithdrawal { account, .. }
             | Command::Withdraw { account, .. }
             | Command::CompleteWithdrawal { account, .. }
             | Command::SetLimits { account, .. }
@@ -430,6 +438,7 @@ impl Command {
             Command::BeginDeposit { .. } => "begin_deposit",
             Command::SettleDeposit { .. } => "settle_deposit",
             Command::ApproveWithdrawal { .. } => "approve_withdrawal",
+            Command::RefuseWithdrawal { .. } => "refuse_withdrawal",
             Command::Withdraw { .. } => "withdraw",
             Command::CompleteWithdrawal { .. } => "complete_withdrawal",
             Command::SetLimits { .. } => "set_limits",

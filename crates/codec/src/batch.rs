@@ -148,7 +148,13 @@ fn uses_version_5(command: &Command) -> bool {
 
 /// Whether a command is one only version 6 batches carry.
 fn uses_version_6(command: &Command) -> bool {
-    matches!(command, Command::BeginDeposit { .. } | Command::SettleDeposit { .. } | Command::ApproveWithdrawal { .. })
+    matches!(
+        command,
+        Command::BeginDeposit { .. }
+            | Command::SettleDeposit { .. }
+            | Command::ApproveWithdrawal { .. }
+            | Command::RefuseWithdrawal { .. }
+    )
 }
 
 /// Whether a command is a feed message only version 3 batches carry.
@@ -322,6 +328,7 @@ mod tests {
                 outcome: book::DepositOutcome::ChargedBack,
             },
             Command::ApproveWithdrawal { account: book::AccountId(3), withdrawal: book::TransferId(8) },
+            Command::RefuseWithdrawal { account: book::AccountId(3), withdrawal: book::TransferId(9) },
         ];
         assert_eq!(decode_batch(&with_version(6, &commands)).expect("version 6").commands, commands);
         for command in &commands {

@@ -1108,6 +1108,11 @@ impl Wire for Command {
                 account.encode(out);
                 withdrawal.encode(out);
             }
+            Command::RefuseWithdrawal { account, withdrawal } => {
+                out.push(52);
+                account.encode(out);
+                withdrawal.encode(out);
+            }
         }
     }
 
@@ -1224,6 +1229,7 @@ impl Wire for Command {
                 outcome: Wire::decode(d)?,
             },
             51 => Command::ApproveWithdrawal { account: Wire::decode(d)?, withdrawal: Wire::decode(d)? },
+            52 => Command::RefuseWithdrawal { account: Wire::decode(d)?, withdrawal: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }

@@ -255,6 +255,12 @@ pub enum AuditCommand {
         /// The pending withdrawal transfer.
         withdrawal_id: String,
     },
+    /// A withdrawal waiting for approval, refused by staff: the money is the player's again.
+    RefuseWithdrawal {
+        account_id: String,
+        /// The pending withdrawal transfer.
+        withdrawal_id: String,
+    },
     Withdraw {
         account_id: String,
         amount: String,
@@ -780,6 +786,9 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
         },
         Command::ApproveWithdrawal { account, withdrawal } => {
             AuditCommand::ApproveWithdrawal { account_id: account.to_string(), withdrawal_id: withdrawal.to_string() }
+        }
+        Command::RefuseWithdrawal { account, withdrawal } => {
+            AuditCommand::RefuseWithdrawal { account_id: account.to_string(), withdrawal_id: withdrawal.to_string() }
         }
         Command::Withdraw { account, amount, idempotency } => AuditCommand::Withdraw {
             account_id: account.to_string(),

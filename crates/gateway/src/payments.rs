@@ -964,7 +964,8 @@ pub(crate) async fn approve_payment(
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a compliance or admin staff member (`forbidden`)", body = ApiError),
         (status = 404, description = "No such withdrawal (`not_found`)", body = ApiError),
-        (status = 409, description = "The withdrawal is not pending any more, or the provider took it already \
+        (status = 409, description = "The withdrawal is not pending any more, or it is approved (the provider \
+            may have it; so is every withdrawal when no approval threshold is configured) \
             (`payment_not_pending`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
@@ -982,16 +983,18 @@ pub(crate) async fn refuse_payment(
     let withdrawal = TransferId(parse_id(&id, "trf_", "payment")?);
     crate::requests::check_text(&request.reason, "reason", 1, book::constants::REASON_BYTES_MAX)?;
     let (payout, created_at, approval) = open_hold(&state, withdrawal).await?;
-    // Money the provider took cannot be refused here: its callback (or `resolve`) ends it.
-    if state.payments().is_running(withdrawal)
-        || state.payments().0.submitted.lock().expect("submitted").contains(&withdrawal)
-    {
-        return Err(not_pending().with("reason", "the payment provider has the payout"));
+    // Only a withdrawal waiting for approval can be refused: an approved one may be with the
+    // provider already (its answer, or `resolve`, ends it). The book checks it again, in
+    // order with the approval, so a refusal racing an approval cannot void a payout.
+    let with_provider = || not_pending().with("reason", "approved: the payment provider may have the payout");
+    if matches!(approval, Approval::Approved | Approval::NotRequired) {
+        return Err(with_provider());
     }
-    let command = Command::CompleteWithdrawal { account: payout.account, withdrawal, paid: false };
+    let command = Command::RefuseWithdrawal { account: payout.account, withdrawal };
     match state.submit(command, principal.origin().with_reason(Some(request.reason.clone()))).await? {
         Ok(_) => {}
         Err(Rejection::UnknownWithdrawal) => return Err(not_pending()),
+        Err(Rejection::PaymentConflict) => return Err(with_provider()),
         Err(rejection) => return Err(ApiError::from_rejection(&rejection, payout.currency)),
     }
     tracing::info!(actor = %principal.label(), %withdrawal, reason = %request.reason, "withdrawal refused");

@@ -694,6 +694,12 @@ impl Auditor {
                     _ => Err(Rejection::UnknownWithdrawal),
                 }
             }
+            Command::RefuseWithdrawal { account, withdrawal } => {
+                if self.withdrawals.get(&withdrawal.0).is_some_and(|found| found.approved) {
+                    return Err(Rejection::PaymentConflict);
+                }
+                self.complete_withdrawal(account.0, withdrawal.0, false)
+            }
             Command::Withdraw { account, amount, .. } => self.withdraw(account.0, amount.minor()),
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
                 self.complete_withdrawal(account.0, withdrawal.0, *paid)

@@ -735,6 +735,10 @@ impl Workload {
             (Some((id, _)), 8) => (id, self.any_account(auditor)),
             _ => (self.rng.between(0, auditor.transfers + 2), self.any_account(auditor)),
         };
+        if self.rng.chance(1, 3) {
+            let command = Command::RefuseWithdrawal { account, withdrawal: TransferId(withdrawal) };
+            return Step { label: "refuse_withdrawal", op: Op::Command(command) };
+        }
         let command = Command::ApproveWithdrawal { account, withdrawal: TransferId(withdrawal) };
         Step { label: "approve_withdrawal", op: Op::Command(command) }
     }

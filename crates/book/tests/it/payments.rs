@@ -223,6 +223,22 @@ fn withdrawals_are_approved_once_and_the_approval_ends_with_the_hold() {
     assert!(!till.book.payments().is_approved(withdrawal));
     assert_eq!(till.apply(approve), Err(Rejection::UnknownWithdrawal));
     assert_eq!(till.wallet().available.minor(), 1_500);
+    // Refusal: only of a hold not approved; an approved one may be with the provider.
+    let waiting =
+        till.transfer(Command::Withdraw { account: PLAYER, amount: Money::from_minor(500), idempotency: None });
+    let approved =
+        till.transfer(Command::Withdraw { account: PLAYER, amount: Money::from_minor(400), idempotency: None });
+    till.ok(Command::ApproveWithdrawal { account: PLAYER, withdrawal: approved });
+    assert_eq!(
+        till.apply(Command::RefuseWithdrawal { account: PLAYER, withdrawal: approved }),
+        Err(Rejection::PaymentConflict)
+    );
+    till.ok(Command::RefuseWithdrawal { account: PLAYER, withdrawal: waiting });
+    assert_eq!(till.wallet().available.minor(), 1_100);
+    assert_eq!(
+        till.apply(Command::RefuseWithdrawal { account: PLAYER, withdrawal: waiting }),
+        Err(Rejection::UnknownWithdrawal)
+    );
     // A deposit is not a withdrawal to approve.
     assert_eq!(
         till.apply(Command::ApproveWithdrawal { account: PLAYER, withdrawal: deposit }),

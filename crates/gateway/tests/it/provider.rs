@@ -375,12 +375,12 @@ async fn withdrawals_are_approved_below_the_threshold_and_by_compliance_staff_ab
     assert_eq!(approvals[0]["actor"], json!({"kind": "system", "id": "payments"}));
     assert_eq!(approvals[1]["actor"]["kind"], "staff");
     assert_eq!(approvals[1]["reason"], "source of funds checked");
-    let refusal = commands
-        .iter()
-        .rev()
-        .find(|command| command["type"] == "complete_withdrawal" && command["actor"]["kind"] == "staff")
-        .expect("the refusal");
-    assert_eq!((&refusal["reason"], &refusal["paid"]), (&json!("documents expired"), &json!(false)));
+    let refusal = commands.iter().find(|command| command["type"] == "refuse_withdrawal").expect("the refusal");
+    assert_eq!((&refusal["reason"], &refusal["actor"]["kind"]), (&json!("documents expired"), &json!("staff")));
+    // An approved withdrawal cannot be refused: the provider may have it.
+    let (status, approved_one) =
+        app.call("POST", &format!("/v1/admin/payments/{large}/refuse"), Some(&compliance), Some(reason.clone())).await;
+    assert_eq!((status, &approved_one["error"]["code"]), (409, &json!("payment_not_pending")), "{approved_one}");
 }
 
 #[tokio::test]
