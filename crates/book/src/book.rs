@@ -9,15 +9,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use sha2::{Digest, Sha256};
 
-use domain::{Currency, Money, Ratio, MONEY_MINOR_MAX};
+use domain::{Currency, Money, Ratio};
 
 use crate::bet::Bet;
 use crate::catalog::{Event, Market, Selection};
 use crate::command::{Command, LimitChange};
 use crate::config::Config;
 use crate::constants::{
-    IDEMPOTENCY_KEY_BYTES_MAX, PAYMENT_REF_BYTES_MAX, SELF_EXCLUSION_DAYS_MAX, SELF_EXCLUSION_DAYS_MIN,
-    TIME_OUT_HOURS_MAX,
+    IDEMPOTENCY_KEY_BYTES_MAX, SELF_EXCLUSION_DAYS_MAX, SELF_EXCLUSION_DAYS_MIN, TIME_OUT_HOURS_MAX,
 };
 use crate::degraded::{Degraded, DegradedParts};
 use crate::event::{Ack, BookEvent, Reply};
@@ -180,6 +179,8 @@ pub struct Book {
     pub(crate) payment_refs: BTreeSet<(AccountId, u64)>,
     /// Manual adjustments: the role limits and the requests waiting for approval.
     pub(crate) adjustments: crate::adjustment::Adjustments,
+    /// Deposits waiting for (or settled by) the payment provider, and approved withdrawals.
+    pub(crate) payments: crate::payments::PaymentBook,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -213,6 +214,7 @@ pub struct BookParts {
     /// Sorted.
     pub payment_refs: Vec<(AccountId, u64)>,
     pub adjustments: crate::adjustment::Adjustments,
+    pub payments: crate::payments::PaymentParts,
 }
 
 impl Book {
@@ -286,6 +288,19 @@ impl Book {
             Command::SetAdjustmentLimits { limits } => self.set_adjustment_limits(*limits),
             Command::Deposit { account, amount, payment_ref, .. } => {
                 self.deposit(*account, *amount, payment_ref, events)
+            }
+            Command::BeginDeposit { account, amount, payment_ref, .. } => {
+                self.begin_deposit(*account, *amount, payment_ref, events)
+            }
+            Command::SettleDeposit { account, deposit, outcome } => {
+                self.settle_deposit(*account, *deposit, *outcome, events)
+            }
+            Command::ApproveWithdrawal { account, withdrawal } => self.approve_withdrawal(*account, *withdrawal),
+            Command::RefuseWithdrawal { account, withdrawal } => {
+                if self.payments.is_approved(*withdrawal) {
+                    return Err(Rejection::PaymentConflict);
+                }
+                self.complete_withdrawal(*account, *withdrawal, false, events)
             }
             Command::Withdraw { account, amount, .. } => self.withdraw(*account, *amount, events),
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
@@ -364,6 +379,7 @@ impl Book {
             self.end_delay(bet, events);
         }
         self.expire_adjustments();
+        self.forget_old_deposits();
         self.forget_closed();
     }
 
@@ -606,37 +622,7 @@ impl Book {
     }
 
     fn deposit(&mut self, account: AccountId, amount: Money, payment_ref: &str, events: &mut Vec<BookEvent>) -> Reply {
-        let player = self.player(account)?;
-        self.check_may_gamble(player)?;
-        if !amount.is_positive() {
-            return Err(Rejection::InvalidRequest { reason: "deposit amount out of range" });
-        }
-        // The cap is in the base currency: converted into the player's at the rate now, rounded
-        // down (against the player, like every cap). Without a rate there is no cap to apply, and
-        // the deposit is refused like a bet would be.
-        let cap = self.rate_for(player.currency)?.cap_in(self.config.deposit_max, player.currency);
-        if amount > cap {
-            return Err(Rejection::InvalidRequest { reason: "deposit amount out of range" });
-        }
-        // The reason for a long reference is the one older journals recorded, so that they
-        // replay to the same replies.
-        if payment_ref.len() > PAYMENT_REF_BYTES_MAX {
-            return Err(Rejection::InvalidRequest { reason: "payment reference too long" });
-        }
-        if payment_ref.is_empty() {
-            return Err(Rejection::InvalidRequest { reason: "payment reference missing" });
-        }
-        let payment = (account, payment_ref_hash(payment_ref));
-        if self.payment_refs.contains(&payment) {
-            return Err(Rejection::DuplicatePaymentRef);
-        }
-        if let Some(period) = player.exceeded_limit(LimitKind::Deposit, amount, self.now) {
-            return Err(Rejection::LimitReached { limit: LimitKind::Deposit, period });
-        }
-        let (currency, cash) = (player.currency, player.cash);
-        if self.ledger.account(cash).posted_balance() + amount.minor() > MONEY_MINOR_MAX {
-            return Err(Rejection::AmountTooLarge);
-        }
+        let (currency, cash, payment) = self.check_deposit(account, amount, payment_ref)?;
         let clearing = self.ledger.clearing(currency);
         let request = TransferRequest {
             debit: clearing,
@@ -706,6 +692,7 @@ impl Book {
             self.ledger.void_pending(withdrawal, self.now)
         };
         let transfer = result.map_err(|_| Rejection::UnknownWithdrawal)?;
+        self.payments.approved.remove(&withdrawal);
         self.emit_transfer(transfer, events);
         if !paid {
             // The released money is free cash again, and repays a debt first.
@@ -935,6 +922,7 @@ impl Book {
             fx: self.fx.clone(),
             payment_refs: self.payment_refs.iter().copied().collect(),
             adjustments: self.adjustments.clone(),
+            payments: self.payments.to_parts(),
         }
     }
 
@@ -994,6 +982,7 @@ impl Book {
             fx: parts.fx,
             payment_refs: parts.payment_refs.into_iter().collect(),
             adjustments: parts.adjustments,
+            payments: crate::payments::PaymentBook::from_parts(parts.payments),
         };
         // What a live book would have let leave by now has left (every command ends with
         // `forget_closed`); entries still due are those a live book keeps waiting too.

@@ -11,6 +11,7 @@ use crate::feed::{FeedMessage, StaleMode};
 use crate::ids::{
     AccountId, AdjustmentId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId,
 };
+use crate::payments::DepositOutcome;
 use crate::player::LimitKind;
 
 /// An idempotency key with the hash of the request body it came with. The same key with the
@@ -233,6 +234,34 @@ pub enum Command {
         payment_ref: String,
         idempotency: Option<Idempotency>,
     },
+    /// A deposit the payment provider has yet to confirm: checked like `Deposit`, then held
+    /// from the clearing account until `SettleDeposit` (`payments.rs`).
+    BeginDeposit {
+        account: AccountId,
+        amount: Money,
+        payment_ref: String,
+        idempotency: Option<Idempotency>,
+    },
+    /// The provider's word on a deposit made with `BeginDeposit` (`deposit` is its hold):
+    /// completed, failed, or charged back after it completed. Idempotent per outcome.
+    SettleDeposit {
+        account: AccountId,
+        deposit: TransferId,
+        outcome: DepositOutcome,
+    },
+    /// Approves an open withdrawal hold for payout: the payments step below the automatic
+    /// threshold, a compliance or admin staff member (with a reason) above it.
+    ApproveWithdrawal {
+        account: AccountId,
+        withdrawal: TransferId,
+    },
+    /// A compliance or admin staff member refuses a withdrawal that waits for approval: the
+    /// hold is voided and the money is the player's again. Refused for an approved hold (the
+    /// provider may have it: only its answer, or an operator's resolution, ends it).
+    RefuseWithdrawal {
+        account: AccountId,
+        withdrawal: TransferId,
+    },
     /// Holds the amount for the payment provider; `CompleteWithdrawal` posts or releases it.
     Withdraw {
         account: AccountId,
@@ -357,6 +386,7 @@ impl Command {
     pub fn idempotency(&self) -> Option<(AccountId, &Idempotency)> {
         match self {
             Command::Deposit { account, idempotency, .. }
+            | Command::BeginDeposit { account, idempotency, .. }
             | Command::Withdraw { account, idempotency, .. }
             | Command::AcceptCashout { account, idempotency, .. }
             | Command::RequestAdjustment { account, idempotency, .. } => {
@@ -370,6 +400,10 @@ impl Command {
     pub fn account(&self) -> Option<AccountId> {
         match self {
             Command::Deposit { account, .. }
+            | Command::BeginDeposit { account, .. }
+            | Command::SettleDeposit { account, .. }
+            | Command::ApproveWithdrawal { account, .. }
+            | Command::RefuseWithdrawal { account, .. }
             | Command::Withdraw { account, .. }
             | Command::CompleteWithdrawal { account, .. }
             | Command::SetLimits { account, .. }
@@ -401,6 +435,10 @@ impl Command {
             Command::RejectAdjustment { .. } => "reject_adjustment",
             Command::SetAdjustmentLimits { .. } => "set_adjustment_limits",
             Command::Deposit { .. } => "deposit",
+            Command::BeginDeposit { .. } => "begin_deposit",
+            Command::SettleDeposit { .. } => "settle_deposit",
+            Command::ApproveWithdrawal { .. } => "approve_withdrawal",
+            Command::RefuseWithdrawal { .. } => "refuse_withdrawal",
             Command::Withdraw { .. } => "withdraw",
             Command::CompleteWithdrawal { .. } => "complete_withdrawal",
             Command::SetLimits { .. } => "set_limits",

@@ -144,6 +144,20 @@ impl BookParts {
                 return Err(format!("adjustment {id} is not positive"));
             }
         }
+        // Deposits of known accounts; a pending one's hold open, approved withdrawals open.
+        crate::payments::PaymentBook::check_parts(&self.payments)?;
+        for deposit in &self.payments.deposits {
+            if !known(deposit.account.0, self.players.len()) {
+                return Err(format!("deposit {} of an unknown account", deposit.id));
+            }
+            let open = self.ledger.is_open_pending(deposit.id);
+            if (deposit.state == crate::payments::DepositState::Pending) != open {
+                return Err(format!("deposit {} is {} but its hold open is {open}", deposit.id, deposit.state.name()));
+            }
+        }
+        if let Some(id) = self.payments.approved.iter().find(|id| !self.ledger.is_open_pending(**id)) {
+            return Err(format!("approved withdrawal {id} is not an open hold"));
+        }
         Ok(())
     }
 }

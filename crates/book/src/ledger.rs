@@ -84,6 +84,12 @@ pub enum TransferCode {
     AdjustmentCredit,
     /// A staff member's manual debit of a player.
     AdjustmentDebit,
+    /// A completed deposit taken back by the payer's bank, from the player's free cash
+    /// (`reference` is the account id).
+    Chargeback,
+    /// The part of a chargeback the player's free cash did not cover: a debt the player owes
+    /// (from their debt account), repaid from their next credits.
+    ChargebackDebt,
 }
 
 impl TransferCode {
@@ -114,6 +120,8 @@ impl TransferCode {
             TransferCode::DebtRepaid => "debt_repaid",
             TransferCode::AdjustmentCredit => "adjustment_credit",
             TransferCode::AdjustmentDebit => "adjustment_debit",
+            TransferCode::Chargeback => "chargeback",
+            TransferCode::ChargebackDebt => "chargeback_debt",
         }
     }
 }

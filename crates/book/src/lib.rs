@@ -22,6 +22,7 @@ mod identity;
 mod ids;
 mod invariants;
 mod ledger;
+mod payments;
 mod placement;
 mod player;
 mod records;
@@ -64,6 +65,9 @@ pub use ids::{
     Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
 pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};
+pub use payments::{
+    Deposit, DepositOutcome, DepositState, PaymentBook, PaymentParts, CHARGEBACK_WINDOW_MS, DEPOSITS_PENDING_MAX,
+};
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};
 pub use records::Records;
 pub use rejection::{intern_code, intern_reason, Rejection, CODES, REASONS};

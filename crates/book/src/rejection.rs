@@ -80,6 +80,14 @@ pub enum Rejection {
     SelfApproval,
     /// The approver's own limit does not cover the adjustment.
     ApprovalLimit,
+    /// No such deposit of that account (or it was settled longer ago than the book
+    /// remembers).
+    UnknownPayment,
+    /// The provider's outcome contradicts what happened to the deposit already (a failure
+    /// after it completed, a chargeback before it did).
+    PaymentConflict,
+    /// Deposits waiting for the provider are at their maximum (`DEPOSITS_PENDING_MAX`).
+    PaymentsBusy,
 }
 
 impl Rejection {
@@ -122,6 +130,9 @@ impl Rejection {
             Rejection::AdjustmentNotPending => "adjustment_not_pending",
             Rejection::SelfApproval => "self_approval",
             Rejection::ApprovalLimit => "approval_limit",
+            Rejection::UnknownPayment => "unknown_payment",
+            Rejection::PaymentConflict => "payment_conflict",
+            Rejection::PaymentsBusy => "payments_busy",
         }
     }
 }
@@ -249,6 +260,9 @@ pub const CODES: &[&str] = &[
     "adjustment_not_pending",
     "self_approval",
     "approval_limit",
+    "unknown_payment",
+    "payment_conflict",
+    "payments_busy",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {
@@ -269,6 +283,7 @@ mod tests {
             include_str!("identity.rs"),
             include_str!("fx.rs"),
             include_str!("adjustment.rs"),
+            include_str!("payments.rs"),
         ];
         for source in sources {
             for (index, _) in source.match_indices("reason: \"") {

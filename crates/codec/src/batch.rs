@@ -19,8 +19,10 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// without them, so all decode; their commands get `Origin::unrecorded()` (the system actor
 /// `unrecorded`). Version 5 added the `SetStaffRoles` command and manual adjustments
 /// (`RequestAdjustment`, `ApproveAdjustment`, `RejectAdjustment`, `SetAdjustmentLimits`);
+/// older batches holding them are refused. Version 6 added payments through the provider
+/// (`BeginDeposit`, `SettleDeposit`, `ApproveWithdrawal`) and the `Chargeback` transfer code;
 /// older batches holding them are refused.
-pub const BATCH_FORMAT_VERSION: u8 = 5;
+pub const BATCH_FORMAT_VERSION: u8 = 6;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
@@ -125,6 +127,9 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     if version < 5 && commands.iter().any(uses_version_5) {
         return Err(input.error("a staff role or adjustment command in a batch older than version 5"));
     }
+    if version < 6 && commands.iter().any(uses_version_6) {
+        return Err(input.error("a payment command in a batch older than version 6"));
+    }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands, origins })
 }
@@ -138,6 +143,17 @@ fn uses_version_5(command: &Command) -> bool {
             | Command::ApproveAdjustment { .. }
             | Command::RejectAdjustment { .. }
             | Command::SetAdjustmentLimits { .. }
+    )
+}
+
+/// Whether a command is one only version 6 batches carry.
+fn uses_version_6(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::BeginDeposit { .. }
+            | Command::SettleDeposit { .. }
+            | Command::ApproveWithdrawal { .. }
+            | Command::RefuseWithdrawal { .. }
     )
 }
 
@@ -293,6 +309,31 @@ mod tests {
         }
         let tick = [Command::Tick];
         assert_eq!(decode_batch(&with_version(4, &tick)).expect("version 4").commands, tick);
+    }
+
+    /// Version 6 added payments through the provider: they round trip, and older batches
+    /// holding them are refused.
+    #[test]
+    fn version_6_batches_carry_payments() {
+        let commands = [
+            Command::BeginDeposit {
+                account: book::AccountId(3),
+                amount: domain::Money::from_minor(2_500),
+                payment_ref: "psp_1".to_string(),
+                idempotency: Some(book::Idempotency { key: "k".to_string(), body_hash: 9 }),
+            },
+            Command::SettleDeposit {
+                account: book::AccountId(3),
+                deposit: book::TransferId(7),
+                outcome: book::DepositOutcome::ChargedBack,
+            },
+            Command::ApproveWithdrawal { account: book::AccountId(3), withdrawal: book::TransferId(8) },
+            Command::RefuseWithdrawal { account: book::AccountId(3), withdrawal: book::TransferId(9) },
+        ];
+        assert_eq!(decode_batch(&with_version(6, &commands)).expect("version 6").commands, commands);
+        for command in &commands {
+            assert!(decode_batch(&with_version(5, std::slice::from_ref(command))).is_err(), "{command:?}");
+        }
     }
 
     /// The header written after the commands (`begin_batch`, `finish_batch`) is the header

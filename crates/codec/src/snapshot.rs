@@ -16,8 +16,9 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// journal from an older snapshot or from its start.) Version 6 appended the staff members;
 /// a version 5 snapshot still decodes, with none. Version 7 appended the manual adjustments
 /// (role limits, pending requests, the count issued); older snapshots decode with the default
-/// limits and none pending.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 7;
+/// limits and none pending. Version 8 appended the payments (deposits waiting for or settled by
+/// the provider, approved withdrawals); older snapshots decode with none.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 8;
 /// The oldest snapshot format still decoded.
 pub const SNAPSHOT_FORMAT_VERSION_MIN: u8 = 5;
 
@@ -55,6 +56,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.payment_refs.encode(&mut out);
     parts.staff.encode(&mut out);
     parts.adjustments.encode(&mut out);
+    parts.payments.encode(&mut out);
     out
 }
 
@@ -104,6 +106,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         payment_refs: Wire::decode(&mut input)?,
         staff: if version >= 6 { Wire::decode(&mut input)? } else { Vec::new() },
         adjustments: if version >= 7 { Wire::decode(&mut input)? } else { book::Adjustments::default() },
+        payments: if version >= 8 { Wire::decode(&mut input)? } else { book::PaymentParts::default() },
     };
     input.finish()?;
     parts.check_structure().map_err(invalid)?;
@@ -147,10 +150,17 @@ mod tests {
         bytes.len()
     }
 
-    /// A snapshot of a book without adjustments in the version 6 layout (no adjustments at the
-    /// end): the tests that corrupt fields counted from the end work on it.
+    /// The encoding length of the payments of a new book (appended by version 8).
+    fn payments_bytes() -> usize {
+        let mut bytes = Vec::new();
+        book::PaymentParts::default().encode(&mut bytes);
+        bytes.len()
+    }
+
+    /// A snapshot of a book without adjustments in the version 6 layout (no adjustments or
+    /// payments at the end): the tests that corrupt fields counted from the end work on it.
     fn as_version_6(mut bytes: Vec<u8>) -> Vec<u8> {
-        bytes.truncate(bytes.len() - adjustments_bytes());
+        bytes.truncate(bytes.len() - adjustments_bytes() - payments_bytes());
         bytes[0] = 6;
         bytes
     }
@@ -190,7 +200,7 @@ mod tests {
         assert_eq!(encode_snapshot(&restored), encode_snapshot(&book));
         let empty = Book::new(Config::default());
         let mut version_6 = encode_snapshot(&empty);
-        version_6.truncate(version_6.len() - adjustments_bytes());
+        version_6.truncate(version_6.len() - adjustments_bytes() - payments_bytes());
         version_6[0] = 6;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_6).expect("version 6")), encode_snapshot(&empty));
     }
@@ -213,7 +223,7 @@ mod tests {
         assert_eq!(restored.staff_by_username("ops.anna").map(|staff| staff.id), Some(book::StaffId(1)));
         let empty = Book::new(Config::default());
         let mut version_5 = encode_snapshot(&empty);
-        version_5.truncate(version_5.len() - 4 - adjustments_bytes());
+        version_5.truncate(version_5.len() - 4 - adjustments_bytes() - payments_bytes());
         version_5[0] = 5;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_5).expect("version 5")), encode_snapshot(&empty));
     }
@@ -416,6 +426,56 @@ mod tests {
         repeated.extend_from_slice(&bytes[bytes.len() - 16..]);
         let error = decode_snapshot(&repeated).expect_err("refused");
         assert!(error.reason.contains("payment references"), "{error:?}");
+    }
+
+    /// Version 8 appended the payments: pending and settled deposits and approved withdrawals
+    /// round trip, and a version 7 snapshot (the same bytes without them) decodes with none.
+    #[test]
+    fn payments_round_trip_and_version_7_snapshots_decode() {
+        use book::{AccountId, Ack, Command, DepositOutcome, DepositState};
+        use domain::Money;
+        let mut book = Book::new(Config::default());
+        let apply = |book: &mut Book, now: u64, command: Command| book.apply(now, &command, &mut Vec::new());
+        apply(&mut book, 1, Command::OpenAccount { currency: domain::Currency::EUR }).expect("account");
+        let begin = |payment_ref: &str| Command::BeginDeposit {
+            account: AccountId(1),
+            amount: Money::from_minor(5_000),
+            payment_ref: payment_ref.to_string(),
+            idempotency: None,
+        };
+        let Ok(Ack::Transfer(first)) = apply(&mut book, 2, begin("psp-1")) else { panic!("pending deposit") };
+        let Ok(Ack::Transfer(_pending)) = apply(&mut book, 3, begin("psp-2")) else { panic!("pending deposit") };
+        let settle =
+            Command::SettleDeposit { account: AccountId(1), deposit: first, outcome: DepositOutcome::Completed };
+        apply(&mut book, 4, settle).expect("completed");
+        let withdraw = Command::Withdraw { account: AccountId(1), amount: Money::from_minor(1_000), idempotency: None };
+        let Ok(Ack::Transfer(withdrawal)) = apply(&mut book, 5, withdraw) else { panic!("withdrawal") };
+        apply(&mut book, 6, Command::ApproveWithdrawal { account: AccountId(1), withdrawal }).expect("approved");
+        let bytes = encode_snapshot(&book);
+        let restored = decode_snapshot(&bytes).expect("decodes");
+        assert_eq!(restored.payments(), book.payments());
+        let states: Vec<DepositState> = restored.payments().deposits().map(|deposit| deposit.state).collect();
+        assert_eq!(states, [DepositState::Completed, DepositState::Pending]);
+        assert!(restored.payments().is_approved(withdrawal));
+        assert_eq!(encode_snapshot(&restored), bytes);
+        let empty = Book::new(Config::default());
+        let mut version_7 = encode_snapshot(&empty);
+        version_7.truncate(version_7.len() - payments_bytes());
+        version_7[0] = 7;
+        assert_eq!(encode_snapshot(&decode_snapshot(&version_7).expect("version 7")), encode_snapshot(&empty));
+        // A snapshot whose pending deposit has no open hold is refused.
+        let mut corrupt = bytes[..bytes.len() - payments_bytes_of(&book)].to_vec();
+        let mut parts = book.payments().to_parts();
+        parts.deposits[1].state = DepositState::Failed;
+        parts.deposits[1].resolution = Some(book::TransferId(99));
+        parts.encode(&mut corrupt);
+        assert!(decode_snapshot(&corrupt).is_err());
+    }
+
+    fn payments_bytes_of(book: &Book) -> usize {
+        let mut bytes = Vec::new();
+        book.payments().to_parts().encode(&mut bytes);
+        bytes.len()
     }
 
     #[test]

@@ -13,6 +13,7 @@ use book::{
 use book::{Actor, AppliedRate, Folded, FxTable, Origin, Staff, StaffId};
 use book::{Adjustment, AdjustmentDirection, AdjustmentId, AdjustmentLimit, AdjustmentLimits, Adjustments};
 use book::{DegradedParts, Throttle, TradingMode};
+use book::{Deposit, DepositOutcome, DepositState, PaymentParts};
 use book::{
     FeedApplied, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, FeedOdds, FeedOutcome, FeedParts, FeedResult,
     FeedSelection, ProviderFeed, StaleMode,
@@ -227,7 +228,9 @@ wire_unit_enum!(TransferCode {
     DebtRecognised,
     DebtRepaid,
     AdjustmentCredit,
-    AdjustmentDebit
+    AdjustmentDebit,
+    Chargeback,
+    ChargebackDebt
 });
 
 impl Wire for BetKind {
@@ -443,6 +446,24 @@ impl Wire for Adjustments {
         Ok(Adjustments { limits, pending, issued: Wire::decode(input)? })
     }
 }
+// ---- payments through the provider (batch format 6, snapshot format 8) -------------------
+
+wire_unit_enum!(DepositOutcome { Completed, Failed, ChargedBack });
+wire_unit_enum!(DepositState { Pending, Completed, Failed, ChargedBack });
+wire_struct!(Deposit { id, account, amount, payment_ref, created_at, state, resolution, chargeback });
+
+impl Wire for PaymentParts {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.deposits.encode(out);
+        self.approved.encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let parts = PaymentParts { deposits: Wire::decode(input)?, approved: Wire::decode(input)? };
+        book::PaymentBook::check_parts(&parts).map_err(|reason| input.error(reason))?;
+        Ok(parts)
+    }
+}
+
 wire_struct!(Remembered { body_hash, reply, at });
 wire_struct!(Folded { debits_posted, credits_posted, debits_pending, credits_pending, debits_pending_stakes });
 wire_struct!(FeedMessage { provider, sequence, timestamp, items });
@@ -740,6 +761,9 @@ impl Wire for Rejection {
             "adjustment_not_pending" => Rejection::AdjustmentNotPending,
             "self_approval" => Rejection::SelfApproval,
             "approval_limit" => Rejection::ApprovalLimit,
+            "unknown_payment" => Rejection::UnknownPayment,
+            "payment_conflict" => Rejection::PaymentConflict,
+            "payments_busy" => Rejection::PaymentsBusy,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -1065,6 +1089,30 @@ impl Wire for Command {
                 out.push(48);
                 limits.encode(out);
             }
+            // ---- payments through the provider (batch format 6) ----
+            Command::BeginDeposit { account, amount, payment_ref, idempotency } => {
+                out.push(49);
+                account.encode(out);
+                amount.encode(out);
+                payment_ref.encode(out);
+                idempotency.encode(out);
+            }
+            Command::SettleDeposit { account, deposit, outcome } => {
+                out.push(50);
+                account.encode(out);
+                deposit.encode(out);
+                outcome.encode(out);
+            }
+            Command::ApproveWithdrawal { account, withdrawal } => {
+                out.push(51);
+                account.encode(out);
+                withdrawal.encode(out);
+            }
+            Command::RefuseWithdrawal { account, withdrawal } => {
+                out.push(52);
+                account.encode(out);
+                withdrawal.encode(out);
+            }
         }
     }
 
@@ -1169,6 +1217,19 @@ impl Wire for Command {
                 reason: Wire::decode(d)?,
             },
             48 => Command::SetAdjustmentLimits { limits: Wire::decode(d)? },
+            49 => Command::BeginDeposit {
+                account: Wire::decode(d)?,
+                amount: Wire::decode(d)?,
+                payment_ref: Wire::decode(d)?,
+                idempotency: Wire::decode(d)?,
+            },
+            50 => Command::SettleDeposit {
+                account: Wire::decode(d)?,
+                deposit: Wire::decode(d)?,
+                outcome: Wire::decode(d)?,
+            },
+            51 => Command::ApproveWithdrawal { account: Wire::decode(d)?, withdrawal: Wire::decode(d)? },
+            52 => Command::RefuseWithdrawal { account: Wire::decode(d)?, withdrawal: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }
@@ -1274,6 +1335,9 @@ mod tests {
             Rejection::AdjustmentNotPending,
             Rejection::SelfApproval,
             Rejection::ApprovalLimit,
+            Rejection::UnknownPayment,
+            Rejection::PaymentConflict,
+            Rejection::PaymentsBusy,
         ];
         assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
         for rejection in &rejections {

@@ -233,6 +233,34 @@ pub enum AuditCommand {
         #[schema(required = true)]
         idempotency_key: Option<String>,
     },
+    /// A deposit waiting for the payment provider's callback.
+    BeginDeposit {
+        account_id: String,
+        amount: String,
+        payment_ref: String,
+        #[schema(required = true)]
+        idempotency_key: Option<String>,
+    },
+    /// The payment provider's word on a pending deposit.
+    SettleDeposit {
+        account_id: String,
+        /// The pending deposit transfer.
+        deposit_id: String,
+        /// `completed`, `failed` or `charged_back`.
+        outcome: String,
+    },
+    /// A withdrawal approved for payout (automatically below the threshold, by staff above it).
+    ApproveWithdrawal {
+        account_id: String,
+        /// The pending withdrawal transfer.
+        withdrawal_id: String,
+    },
+    /// A withdrawal waiting for approval, refused by staff: the money is the player's again.
+    RefuseWithdrawal {
+        account_id: String,
+        /// The pending withdrawal transfer.
+        withdrawal_id: String,
+    },
     Withdraw {
         account_id: String,
         amount: String,
@@ -745,6 +773,23 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
             payment_ref: payment_ref.clone(),
             idempotency_key: idempotency_key(idempotency),
         },
+        Command::BeginDeposit { account, amount, payment_ref, idempotency } => AuditCommand::BeginDeposit {
+            account_id: account.to_string(),
+            amount: money(account, *amount),
+            payment_ref: payment_ref.clone(),
+            idempotency_key: idempotency_key(idempotency),
+        },
+        Command::SettleDeposit { account, deposit, outcome } => AuditCommand::SettleDeposit {
+            account_id: account.to_string(),
+            deposit_id: deposit.to_string(),
+            outcome: outcome.name().to_string(),
+        },
+        Command::ApproveWithdrawal { account, withdrawal } => {
+            AuditCommand::ApproveWithdrawal { account_id: account.to_string(), withdrawal_id: withdrawal.to_string() }
+        }
+        Command::RefuseWithdrawal { account, withdrawal } => {
+            AuditCommand::RefuseWithdrawal { account_id: account.to_string(), withdrawal_id: withdrawal.to_string() }
+        }
         Command::Withdraw { account, amount, idempotency } => AuditCommand::Withdraw {
             account_id: account.to_string(),
             amount: money(account, *amount),

@@ -98,6 +98,11 @@ impl ApiError {
             // Who may adjust and approve is the book's decision from the staff member's roles.
             Rejection::AdjustmentForbidden | Rejection::SelfApproval | Rejection::ApprovalLimit => S::FORBIDDEN,
             Rejection::AdjustmentNotPending => S::CONFLICT,
+            // The provider's outcome contradicts what happened to the deposit already.
+            Rejection::PaymentConflict => S::CONFLICT,
+            Rejection::UnknownPayment => S::NOT_FOUND,
+            // Too many deposits wait for the provider: retry later.
+            Rejection::PaymentsBusy => S::SERVICE_UNAVAILABLE,
             Rejection::UnknownAdjustment => S::NOT_FOUND,
             Rejection::MarketThrottled { .. } => S::TOO_MANY_REQUESTS,
             Rejection::UnknownAccount
@@ -198,13 +203,20 @@ impl utoipa::ToSchema for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The response body: `{"error": {"code", "message", ...details}}`.
+    pub fn body(&self) -> Value {
         let mut body = Map::new();
         body.insert("code".into(), json!(self.code));
         body.insert("message".into(), json!(self.message));
-        body.extend(self.details);
-        let mut response = (self.status, axum::Json(json!({ "error": body }))).into_response();
+        body.extend(self.details.clone());
+        json!({ "error": body })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
         if let Some(seconds) = self.retry_after_seconds {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);

@@ -783,6 +783,25 @@ pub struct CustomerView {
     pub bets: Vec<BetView>,
     /// The most recent statement entries, newest first (at most 20).
     pub transactions: Vec<TransactionView>,
+    /// Payments on their way (the book's), oldest first: deposits waiting for the provider's
+    /// callback and withdrawals not yet paid out (at most 20 of each).
+    pub pending_payments: Vec<PendingPaymentView>,
+}
+
+/// A deposit or withdrawal the provider has yet to confirm.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PendingPaymentView {
+    /// The pending transfer's id.
+    #[schema(example = "trf_12")]
+    pub id: String,
+    /// `deposit` or `withdrawal`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub amount: String,
+    /// A withdrawal: `approved` or `awaiting` (an approval step is configured and it has none
+    /// yet), else `not_required`; a deposit: `not_required`.
+    pub approval: String,
+    pub created_at: String,
 }
 
 /// `GET /v1/admin/accounts/{id}` (trading or compliance).
@@ -822,13 +841,18 @@ pub(crate) async fn customer_view(
         .query(move |store| Ok((select_bets(store, &bets_query)?, select_statement(store, &statement)?)))
         .await
         .map_err(store_error)?;
+    let approvals = state.config().withdrawal_approval_above.is_some();
     let open_state = state
         .read(move |book| {
             let wallet = book.wallet(account)?;
-            Some((wallet, crate::players::limits_view(book, account, currency)?))
+            Some((
+                wallet,
+                crate::players::limits_view(book, account, currency)?,
+                pending_payments(book, account, currency, approvals),
+            ))
         })
         .await?;
-    let (wallet, limits) = open_state.ok_or_else(|| ApiError::not_found("account"))?;
+    let (wallet, limits, pending_payments) = open_state.ok_or_else(|| ApiError::not_found("account"))?;
     let summary = account_summary(&row, now_millis());
     let registered = row[ACCOUNTS.index_of("username")].text().is_some();
     Ok(Json(CustomerView {
@@ -847,7 +871,52 @@ pub(crate) async fn customer_view(
         limits,
         bets: bet_views(&bets)?,
         transactions: transaction_views(&transactions.rows, &transactions.pending, currency),
+        pending_payments,
     }))
+}
+
+/// The account's deposits waiting for the provider and withdrawal holds still open, oldest
+/// first, at most `ACCOUNT_RECENT_ITEMS` of each.
+fn pending_payments(
+    book: &book::Book,
+    account: AccountId,
+    currency: Currency,
+    approvals: bool,
+) -> Vec<PendingPaymentView> {
+    let view = |transfer: &book::Transfer, kind: &str, approval: &str| PendingPaymentView {
+        id: transfer.id.to_string(),
+        kind: kind.to_string(),
+        amount: currency.format(transfer.amount),
+        approval: approval.to_string(),
+        created_at: format_rfc3339(transfer.timestamp),
+    };
+    let ledger = book.ledger();
+    let mut views: Vec<PendingPaymentView> = book
+        .payments()
+        .pending_deposits()
+        .filter(|deposit| deposit.account == account)
+        .filter_map(|deposit| ledger.transfer(deposit.id))
+        .take(ACCOUNT_RECENT_ITEMS)
+        .map(|transfer| view(transfer, "deposit", "not_required"))
+        .collect();
+    let Some(player) = book.players().get(account.index()) else { return views };
+    let withdrawals = ledger
+        .postings_of(player.cash)
+        .iter()
+        .filter(|id| ledger.is_open_pending(**id))
+        .filter_map(|id| ledger.transfer(*id))
+        .filter(|transfer| transfer.code == book::TransferCode::Withdrawal)
+        .take(ACCOUNT_RECENT_ITEMS)
+        .map(|transfer| {
+            let approval = match (approvals, book.payments().is_approved(transfer.id)) {
+                (false, _) => "not_required",
+                (true, true) => "approved",
+                (true, false) => "awaiting",
+            };
+            view(transfer, "withdrawal", approval)
+        });
+    views.extend(withdrawals);
+    views
 }
 
 /// The `X-Min-Position` header of the history routes. Only documents the header, which

@@ -9,6 +9,7 @@ mod adjustments;
 mod admission;
 mod auth;
 mod breaker;
+mod callbacks;
 mod catalog;
 mod cluster;
 mod compliance;
@@ -56,6 +57,10 @@ pub use auth::{
     LOGIN_WINDOW, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, PASSWORD_HASH_QUEUE_MAX, PASSWORD_HASH_WORKERS_MAX,
     REFRESH_TOKENS_MAX, REVOKED_SESSIONS_MAX,
 };
+pub use callbacks::{
+    sign as sign_callback, CALLBACK_IDS_MAX, CALLBACK_ID_BYTES_MAX, CALLBACK_SECRET_BYTES_MIN, CALLBACK_WINDOW,
+    SIGNATURE_HEADER,
+};
 pub use cluster::{
     lease_expiry, ClusterStatus, ClusterView, FeedView, FollowerView, GatewayView, IdentityWatch, LeaderView,
 };
@@ -87,7 +92,8 @@ pub use metrics::{log_write_errors, record_log_write_error, Metrics, ShedReason,
 pub use ops::{RequestIds, READY_BOOK_TIMEOUT, REQUEST_ID_BYTES_MAX};
 pub use outcome::outcome_unknown;
 pub use payments::{
-    PayFuture, PaymentProvider, Payments, Payout, PayoutOutcome, ProviderError, SandboxProvider, PAYMENT_JOBS_MAX,
+    CallbackSandbox, CallbackSink, CollectFuture, Collection, DeliverFuture, PayFuture, PaymentCallbacks,
+    PaymentProvider, Payments, Payout, PayoutOutcome, ProviderError, SandboxPayouts, SandboxProvider, PAYMENT_JOBS_MAX,
     PAYMENT_PROVIDER_TIMEOUT, PAYMENT_SWEEP_INTERVAL, PAYMENT_WAIT,
 };
 pub use stream::{
@@ -188,6 +194,13 @@ pub struct GatewayConfig {
     pub payment_sweep_interval: Duration,
     /// How long the withdrawal route waits for the payment before answering with the hold.
     pub payment_wait: Duration,
+    /// Deposits wait for the provider's signed callback (`payments.rs`, `callbacks.rs`);
+    /// `None` (the default): they complete at once, as the sandbox always did.
+    pub payment_callbacks: Option<PaymentCallbacks>,
+    /// Withdrawals above this amount (in the base currency) wait for a compliance or admin
+    /// staff member's approval; at or below it the payments step approves them. `None` (the
+    /// default): no approval step.
+    pub withdrawal_approval_above: Option<domain::Money>,
     /// The read models the history routes serve from (bets, statements, the customer view,
     /// operator search), kept by a projector in this process; `None` (`serve --projector off`):
     /// those routes answer 503 `unavailable`.
@@ -245,6 +258,8 @@ impl GatewayConfig {
             payment_provider: Arc::new(SandboxProvider),
             payment_sweep_interval: PAYMENT_SWEEP_INTERVAL,
             payment_wait: PAYMENT_WAIT,
+            payment_callbacks: None,
+            withdrawal_approval_above: None,
             read_models: None,
             read_your_writes_wait: READ_YOUR_WRITES_WAIT,
             projector_lag_ready_max: PROJECTOR_LAG_READY_MAX,
@@ -304,8 +319,7 @@ impl AppState {
             feed.spawn_watchdog();
         }
         // The payments step resumes what a restart left open at once (`payments.rs`).
-        let payments = Payments::new(engine.clone(), config.payment_provider.clone());
-        payments.start(config.payment_sweep_interval);
+        let payments = Payments::new(engine.clone(), config.payment_provider.clone(), config.withdrawal_approval_above);
         let state = AppState(Arc::new(Inner {
             feed,
             read_breaker: Breaker::new(breaker::BREAKER_FAILURES, breaker::BREAKER_OPEN_FOR),
@@ -327,6 +341,27 @@ impl AppState {
             history: history::History::new(),
             idempotency_window_ms: std::sync::atomic::AtomicU64::new(book::IDEMPOTENCY_WINDOW_DEFAULT_MS),
         }));
+        // A provider in this process (the sandbox) calls back through the same route as a
+        // remote one, verification included; it holds the state weakly.
+        let weak = Arc::downgrade(&state.0);
+        let provider_name = state.payments().provider().name().to_string();
+        state.payments().provider().attach(Arc::new(move |body: Vec<u8>, signature: String| {
+            let weak = weak.clone();
+            let provider_name = provider_name.clone();
+            Box::pin(async move {
+                let Some(inner) = weak.upgrade() else { return };
+                let mut headers = axum::http::HeaderMap::new();
+                if let Ok(value) = axum::http::HeaderValue::from_str(&signature) {
+                    headers.insert(callbacks::SIGNATURE_HEADER, value);
+                }
+                let (status, answer) =
+                    payments::receive_callback(&AppState(inner), &provider_name, &headers, &body).await;
+                if !status.is_success() {
+                    tracing::warn!(%status, %answer, "the payment sandbox's callback was refused");
+                }
+            }) as payments::DeliverFuture
+        }));
+        state.payments().start(state.config().payment_sweep_interval);
         if let Some(watch) = &state.config().identity_watch {
             watch.spawn_reloader(Arc::downgrade(&state.0));
         }

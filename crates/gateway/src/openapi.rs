@@ -94,6 +94,9 @@ pub const SECURITY_SCHEME: &str = "bearer";
         feed::push_messages,
         payments::list_payments,
         payments::resolve_payment,
+        payments::approve_payment,
+        payments::refuse_payment,
+        payments::payment_callback,
         degraded::trading_mode,
         degraded::set_trading_mode,
         degraded::set_market_throttle,
@@ -217,6 +220,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         payments::PaymentView,
         payments::ResolvePaymentRequest,
         payments::ResolveOutcome,
+        payments::PaymentDecisionRequest,
+        history::PendingPaymentView,
+        payments::PaymentCallbackBody,
+        payments::PaymentCallbackAnswer,
         dto::Page<payments::PaymentView>,
         history::AdminBetView,
         history::AccountSummaryView,
@@ -239,6 +246,9 @@ pub const SECURITY_SCHEME: &str = "bearer";
             token."),
         (name = "adjustments", description = "Manual balance adjustments by staff members (never API keys), with a \
             reason, within each role's limit; above it, four-eyes approval by another member."),
+        (name = "payments", description = "Callbacks from the payment provider: signed with HMAC-SHA256 over the \
+            raw body (`Payment-Signature: sha256=<hex>`), within a timestamp window, replayed ids answered with the \
+            first answer. No bearer credential: the signature is the credential."),
         (name = "feed", description = "Odds providers push normalised feed messages. An API key with the `feed` \
             scope."),
         (name = "stream", description = "Live prices, market status and the player's own bets and balance over a \

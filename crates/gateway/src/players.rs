@@ -359,12 +359,14 @@ pub struct DepositRequest {
 pub struct TransactionView {
     pub id: String,
     /// `deposit`, `withdrawal`, `stake`, `payout`, `cashout`, `payout_reversal`,
-    /// `stake_reversal`, `debt_recognised`, `debt_repaid`.
+    /// `stake_reversal`, `debt_recognised`, `debt_repaid`, `adjustment_credit`,
+    /// `adjustment_debit`, `chargeback`, `chargeback_debt`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Signed, from the player's side: positive credits the player.
     pub amount: String,
-    /// `posted`, `pending`, `posts` (completes a pending one) or `voids` (releases it).
+    /// `posted`, `pending`, `posts` (completes a pending one) or `voids` (releases it). The
+    /// answer to a deposit says `completed`, `pending`, `failed` or `charged_back` instead.
     pub status: String,
     /// The pending transfer a `posts`/`voids` entry completes.
     #[schema(required = true)]
@@ -431,15 +433,19 @@ async fn render_transfer(
     path = "/v1/wallet/deposits",
     tag = "players",
     summary = "Deposit",
-    description = "Deposits through the sandbox payment provider. Idempotent with `Idempotency-Key` (required). \
+    description = "Deposits through the payment provider. Idempotent with `Idempotency-Key` (required). \
         `payment_ref` is 1 to 200 bytes and credits the account at most once. The largest single deposit is set in \
         the base currency (100,000.00 EUR by default) and applies to the player's currency through the current \
-        exchange rate, rounded down.",
+        exchange rate, rounded down. The answer's `status` is `completed` when the money is credited (the default \
+        sandbox completes at once) or `pending` while the provider has yet to confirm it (`serve --payments \
+        callbacks`): nothing is spendable until its callback says `completed`; a pending deposit counts against \
+        the deposit limits at once, and no longer if it fails.",
     security(("bearer" = [])),
     params(IdempotencyKey),
     request_body = DepositRequest,
     responses(
-        (status = 201, description = "The deposit's posting", body = TransactionView),
+        (status = 201, description = "The deposit: its transfer, with `status` `completed` or `pending`",
+            body = TransactionView),
         (status = 400, description = "Malformed body, unknown field, bad amount or bad `Idempotency-Key` \
             (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
@@ -466,11 +472,19 @@ pub(crate) async fn deposit(
     let (account, currency) = principal.player()?;
     let bytes = raw_body(&body)?;
     let mut command = crate::requests::deposit(bytes, account, currency)?;
+    // With a provider that answers by callback the deposit waits for it (`payments.rs`).
+    if state.config().payment_callbacks.is_some() {
+        if let Command::Deposit { account, amount, payment_ref, idempotency } = command {
+            command = Command::BeginDeposit { account, amount, payment_ref, idempotency };
+        }
+    }
     let key = idempotency(&headers, bytes)?;
     let reply = match state.first_reply(account, &key).await? {
         Some(reply) => reply,
         None => {
-            if let Command::Deposit { idempotency: slot, .. } = &mut command {
+            if let Command::Deposit { idempotency: slot, .. } | Command::BeginDeposit { idempotency: slot, .. } =
+                &mut command
+            {
                 *slot = Some(key);
             }
             state.submit(command, principal.origin()).await?
@@ -479,7 +493,13 @@ pub(crate) async fn deposit(
     let Ack::Transfer(transfer) = accepted(reply, currency)? else {
         return Err(ApiError::internal("deposit answered with another ack"));
     };
-    let view = render_transfer(&state, transfer, currency, account).await?;
+    // The deposit's state: a deposit that completed at once is not among the provider's.
+    let payment_state = state.read(move |book| book.payments().deposit(transfer).map(|deposit| deposit.state)).await?;
+    if payment_state == Some(book::DepositState::Pending) {
+        state.payments().collect(transfer);
+    }
+    let mut view = render_transfer(&state, transfer, currency, account).await?;
+    view.status = payment_state.map_or("completed", book::DepositState::name).to_string();
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 

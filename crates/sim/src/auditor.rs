@@ -54,6 +54,7 @@ use book::{
     NewSelection, Outcome, Period, PlaceBet, PricePolicy, QuoteId, Rejection, Reply, ResultRequest, SelectionId,
     SystemKind, TransferCode, TransferId,
 };
+use book::{DepositOutcome, DepositState};
 use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::exact::{payout, Fraction, ODDS_SCALE};
@@ -131,6 +132,8 @@ pub struct PlayerModel {
     pub cash: i64,
     pub pending_stakes: i64,
     pub pending_withdrawals: i64,
+    /// Deposits the provider has yet to confirm: counted in no balance.
+    pub pending_deposits: i64,
     /// What the player owes the house after a resettlement took back more than their cash.
     pub debt: i64,
     pub stake_factor: Ratio,
@@ -305,6 +308,20 @@ pub struct WithdrawalModel {
     pub account: u64,
     pub amount: i64,
     pub open: bool,
+    /// Approved for payout (`ApproveWithdrawal`).
+    pub approved: bool,
+}
+
+/// A deposit through the provider, as the model sees it.
+#[derive(Clone, Debug)]
+pub struct DepositModel {
+    pub account: u64,
+    pub amount: i64,
+    pub created_at: u64,
+    /// `pending`, `completed`, `failed` or `charged_back`.
+    pub state: DepositState,
+    pub resolution: Option<u64>,
+    pub chargeback: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -362,6 +379,8 @@ pub struct Auditor {
     pub quotes: BTreeMap<u64, QuoteModel>,
     pub quotes_issued: u64,
     pub withdrawals: BTreeMap<u64, WithdrawalModel>,
+    /// Deposits through the provider by their hold's id.
+    pub deposits: BTreeMap<u64, DepositModel>,
     /// Transfers the ledger has recorded: their ids are 1..=transfers.
     pub transfers: u64,
     pub system: BTreeMap<Currency, SystemBalances>,
@@ -535,6 +554,7 @@ impl Auditor {
             quotes: BTreeMap::new(),
             quotes_issued: 0,
             withdrawals: BTreeMap::new(),
+            deposits: BTreeMap::new(),
             transfers: 0,
             system: BTreeMap::new(),
             delayed: BTreeSet::new(),
@@ -555,6 +575,7 @@ impl Auditor {
         self.advance(now);
         let keyed = match command {
             Command::Deposit { account, idempotency, .. }
+            | Command::BeginDeposit { account, idempotency, .. }
             | Command::Withdraw { account, idempotency, .. }
             | Command::AcceptCashout { account, idempotency, .. }
             | Command::RequestAdjustment { account, idempotency, .. } => {
@@ -658,6 +679,26 @@ impl Auditor {
             }
             Command::Deposit { account, amount, payment_ref, .. } => {
                 self.deposit(account.0, amount.minor(), payment_ref)
+            }
+            Command::BeginDeposit { account, amount, payment_ref, .. } => {
+                self.begin_deposit(account.0, amount.minor(), payment_ref)
+            }
+            Command::SettleDeposit { account, deposit, outcome } => self.settle_deposit(account.0, deposit.0, *outcome),
+            Command::ApproveWithdrawal { account, withdrawal } => {
+                self.player(account.0)?;
+                match self.withdrawals.get_mut(&withdrawal.0) {
+                    Some(found) if found.account == account.0 && found.open => {
+                        found.approved = true;
+                        Ok(Ack::Transfer(*withdrawal))
+                    }
+                    _ => Err(Rejection::UnknownWithdrawal),
+                }
+            }
+            Command::RefuseWithdrawal { account, withdrawal } => {
+                if self.withdrawals.get(&withdrawal.0).is_some_and(|found| found.approved) {
+                    return Err(Rejection::PaymentConflict);
+                }
+                self.complete_withdrawal(account.0, withdrawal.0, false)
             }
             Command::Withdraw { account, amount, .. } => self.withdraw(account.0, amount.minor()),
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
@@ -980,6 +1021,7 @@ impl Auditor {
             cash: 0,
             pending_stakes: 0,
             pending_withdrawals: 0,
+            pending_deposits: 0,
             debt: 0,
             stake_factor: Ratio::ONE,
             frozen: false,
@@ -1159,7 +1201,8 @@ impl Auditor {
         }
     }
 
-    fn deposit(&mut self, account: u64, amount: i64, payment_ref: &str) -> Reply {
+    /// What a deposit checks, whether it completes at once or waits for the provider.
+    fn check_deposit(&self, account: u64, amount: i64, payment_ref: &str) -> Result<Currency, Rejection> {
         let player = self.player(account)?;
         self.may_gamble(player)?;
         if amount <= 0 {
@@ -1182,10 +1225,15 @@ impl Auditor {
         if let Some(period) = self.limit_broken(account, LimitKind::Deposit, amount) {
             return Err(Rejection::LimitReached { limit: LimitKind::Deposit, period });
         }
-        if player.cash + amount > MONEY_MINOR_MAX {
+        // Deposits still pending count: each may complete.
+        if player.cash + player.pending_deposits + amount > MONEY_MINOR_MAX {
             return Err(Rejection::AmountTooLarge);
         }
-        let currency = player.currency;
+        Ok(player.currency)
+    }
+
+    fn deposit(&mut self, account: u64, amount: i64, payment_ref: &str) -> Reply {
+        let currency = self.check_deposit(account, amount, payment_ref)?;
         let id = self.transfer(account, None, TransferCode::Deposit, Movement::Posted, amount);
         self.system_mut(currency).clearing -= amount;
         self.player_mut(account).cash += amount;
@@ -1193,6 +1241,119 @@ impl Auditor {
         self.record_usage(account, amount, 0, 0);
         self.repay_debt(account);
         Ok(Ack::Transfer(TransferId(id)))
+    }
+
+    fn begin_deposit(&mut self, account: u64, amount: i64, payment_ref: &str) -> Reply {
+        self.check_deposit(account, amount, payment_ref)?;
+        if self.deposits.values().filter(|deposit| deposit.state == DepositState::Pending).count()
+            >= book::DEPOSITS_PENDING_MAX
+        {
+            return Err(Rejection::PaymentsBusy);
+        }
+        let id = self.transfer(account, None, TransferCode::Deposit, Movement::Hold, amount);
+        self.player_mut(account).pending_deposits += amount;
+        self.payment_refs.insert((account, payment_ref.to_string()));
+        self.record_usage(account, amount, 0, 0);
+        let deposit = DepositModel {
+            account,
+            amount,
+            created_at: self.now,
+            state: DepositState::Pending,
+            resolution: None,
+            chargeback: None,
+        };
+        self.deposits.insert(id, deposit);
+        Ok(Ack::Transfer(TransferId(id)))
+    }
+
+    /// The provider's word on a deposit, as the rules say: completes or fails a pending one,
+    /// charges back a completed one (from free cash, the rest owed), answers a replay with the
+    /// first transfer, refuses a contradiction.
+    fn settle_deposit(&mut self, account: u64, id: u64, outcome: DepositOutcome) -> Reply {
+        use DepositOutcome as O;
+        use DepositState as S;
+        self.player(account)?;
+        let now = self.now;
+        let Some(deposit) = self.deposits.get(&id).filter(|deposit| {
+            deposit.account == account
+                && (deposit.state == S::Pending || deposit.created_at + book::CHARGEBACK_WINDOW_MS > now)
+        }) else {
+            return Err(Rejection::UnknownPayment);
+        };
+        let (amount, created_at, state) = (deposit.amount, deposit.created_at, deposit.state);
+        let (resolution, chargeback) = (deposit.resolution, deposit.chargeback);
+        let currency = self.players[account as usize - 1].currency;
+        match (state, outcome) {
+            (S::Pending, O::Completed) => {
+                let player = self.player(account)?;
+                if player.cash + amount > MONEY_MINOR_MAX {
+                    return Err(Rejection::AmountTooLarge);
+                }
+                let transfer = self.transfer(account, None, TransferCode::Deposit, Movement::PostHold, amount);
+                let player = self.player_mut(account);
+                player.pending_deposits -= amount;
+                player.cash += amount;
+                self.system_mut(currency).clearing -= amount;
+                self.settled(id, S::Completed, transfer);
+                self.repay_debt(account);
+                Ok(Ack::Transfer(TransferId(transfer)))
+            }
+            (S::Pending, O::Failed) => {
+                let transfer = self.transfer(account, None, TransferCode::Deposit, Movement::VoidHold, amount);
+                self.player_mut(account).pending_deposits -= amount;
+                self.settled(id, S::Failed, transfer);
+                let player = self.player_mut(account);
+                for period in PERIODS {
+                    let usage = &mut player.usage[period_slot(period)];
+                    if period_number(period, created_at) == period_number(period, now)
+                        && usage.period == period_number(period, now)
+                    {
+                        usage.deposited -= amount;
+                    }
+                }
+                Ok(Ack::Transfer(TransferId(transfer)))
+            }
+            (S::Completed, O::ChargedBack) => {
+                let player = self.player(account)?;
+                let from_cash = amount.min(player.available().max(0));
+                let shortfall = amount - from_cash;
+                if player.debt + shortfall > MONEY_MINOR_MAX {
+                    return Err(Rejection::AmountTooLarge);
+                }
+                let mut first = None;
+                if from_cash > 0 {
+                    first = Some(self.transfer(account, None, TransferCode::Chargeback, Movement::Posted, from_cash));
+                    self.player_mut(account).cash -= from_cash;
+                }
+                if shortfall > 0 {
+                    let transfer =
+                        self.transfer(account, None, TransferCode::ChargebackDebt, Movement::Posted, shortfall);
+                    first.get_or_insert(transfer);
+                    self.player_mut(account).debt += shortfall;
+                }
+                self.system_mut(currency).clearing += amount;
+                let first = first.expect("a deposit is positive");
+                if let Some(found) = self.deposits.get_mut(&id) {
+                    found.state = S::ChargedBack;
+                    found.chargeback = Some(first);
+                }
+                Ok(Ack::Transfer(TransferId(first)))
+            }
+            (S::Completed | S::ChargedBack, O::Completed) | (S::Failed, O::Failed) => {
+                resolution.map(|transfer| Ack::Transfer(TransferId(transfer))).ok_or(Rejection::UnknownPayment)
+            }
+            (S::ChargedBack, O::ChargedBack) => {
+                chargeback.map(|transfer| Ack::Transfer(TransferId(transfer))).ok_or(Rejection::UnknownPayment)
+            }
+            _ => Err(Rejection::PaymentConflict),
+        }
+    }
+
+    fn settled(&mut self, id: u64, state: DepositState, resolution: u64) {
+        if let Some(found) = self.deposits.get_mut(&id) {
+            found.state = state;
+            found.resolution = Some(resolution);
+        }
     }
 
     fn withdraw(&mut self, account: u64, amount: i64) -> Reply {
@@ -1210,7 +1371,7 @@ impl Auditor {
         }
         let id = self.transfer(account, None, TransferCode::Withdrawal, Movement::Hold, amount);
         self.player_mut(account).pending_withdrawals += amount;
-        self.withdrawals.insert(id, WithdrawalModel { account, amount, open: true });
+        self.withdrawals.insert(id, WithdrawalModel { account, amount, open: true, approved: false });
         Ok(Ack::Transfer(TransferId(id)))
     }
 
@@ -1225,6 +1386,7 @@ impl Auditor {
         let id = self.transfer(account, None, TransferCode::Withdrawal, movement, amount);
         if let Some(found) = self.withdrawals.get_mut(&withdrawal) {
             found.open = false;
+            found.approved = false;
         }
         let player = self.player_mut(account);
         player.pending_withdrawals -= amount;
@@ -2239,7 +2401,11 @@ impl Auditor {
     pub fn self_check(&self) -> Result<(), String> {
         let mut sums: BTreeMap<Currency, i64> = BTreeMap::new();
         for player in &self.players {
-            if player.available() < 0 || player.pending_stakes < 0 || player.pending_withdrawals < 0 || player.debt < 0
+            if player.available() < 0
+                || player.pending_stakes < 0
+                || player.pending_withdrawals < 0
+                || player.pending_deposits < 0
+                || player.debt < 0
             {
                 return Err(format!("model: acc_{} has negative money: {player:?}", player.id));
             }

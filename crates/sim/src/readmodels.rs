@@ -84,6 +84,7 @@ struct Buckets {
     cash: i64,
     pending_stakes: i64,
     pending_withdrawals: i64,
+    pending_deposits: i64,
     debt: i64,
 }
 
@@ -99,6 +100,14 @@ impl Buckets {
             (DebtRepaid, Posted) => {
                 self.cash -= amount;
                 self.debt -= amount;
+            }
+            (Chargeback, Posted) => self.cash -= amount,
+            (ChargebackDebt, Posted) => self.debt += amount,
+            (Deposit, Hold) => self.pending_deposits += amount,
+            (Deposit, VoidHold) => self.pending_deposits -= amount,
+            (Deposit, PostHold) => {
+                self.pending_deposits -= amount;
+                self.cash += amount;
             }
             (Withdrawal, Hold) => self.pending_withdrawals += amount,
             (Withdrawal, VoidHold) => self.pending_withdrawals -= amount,
@@ -141,7 +150,9 @@ fn signed(code: TransferCode, amount: i64) -> i64 {
         | TransferCode::Stake
         | TransferCode::PayoutReversal
         | TransferCode::DebtRecognised
-        | TransferCode::AdjustmentDebit => -amount,
+        | TransferCode::AdjustmentDebit
+        | TransferCode::Chargeback
+        | TransferCode::ChargebackDebt => -amount,
     }
 }
 
@@ -293,6 +304,7 @@ pub fn check(
             cash: player.cash,
             pending_stakes: player.pending_stakes,
             pending_withdrawals: player.pending_withdrawals,
+            pending_deposits: player.pending_deposits,
             debt: player.debt,
         };
         if money != model {

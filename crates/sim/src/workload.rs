@@ -137,6 +137,7 @@ pub fn body_hash(command: &Command) -> u64 {
 fn set_key(command: &mut Command, key: Option<Idempotency>) {
     match command {
         Command::Deposit { idempotency, .. }
+        | Command::BeginDeposit { idempotency, .. }
         | Command::Withdraw { idempotency, .. }
         | Command::AcceptCashout { idempotency, .. }
         | Command::RequestAdjustment { idempotency, .. } => *idempotency = key,
@@ -148,6 +149,7 @@ fn set_key(command: &mut Command, key: Option<Idempotency>) {
 fn key_of(command: &Command) -> Option<&Idempotency> {
     match command {
         Command::Deposit { idempotency, .. }
+        | Command::BeginDeposit { idempotency, .. }
         | Command::Withdraw { idempotency, .. }
         | Command::AcceptCashout { idempotency, .. }
         | Command::RequestAdjustment { idempotency, .. } => idempotency.as_ref(),
@@ -282,7 +284,7 @@ impl Workload {
         }
         // Fixtures are created only while there are few enough.
         let create_event = if live.len() < LIVE_EVENTS_MAX { 2 } else { 0 };
-        let weights: [u64; 43] = [
+        let weights: [u64; 45] = [
             20, // single
             7,  // multiple
             5,  // system
@@ -326,6 +328,8 @@ impl Workload {
             1, // feed: a fixture rescheduled
             2, // a staff member's manual adjustment
             2, // another staff member approves or rejects one
+            3, // the payment provider's callback on a deposit (completed, failed, charged back)
+            1, // a withdrawal approved for payout
         ];
         match self.rng.weighted(&weights) {
             0 => self.bet(auditor, BetShape::Single),
@@ -368,6 +372,8 @@ impl Workload {
             choice @ 32..=40 => self.feed_step(auditor, choice - 32).unwrap_or_else(|| self.deposit(auditor)),
             41 => self.adjustment(auditor),
             42 => self.adjustment_decision(auditor),
+            43 => self.settle_deposit(auditor),
+            44 => self.approve_withdrawal(auditor),
             _ => Step { label: "open_account", op: Op::Command(Command::OpenAccount { currency: self.currency() }) },
         }
     }
@@ -613,7 +619,9 @@ impl Workload {
         }
         let mut changed = original.clone();
         match &mut changed {
-            Command::Deposit { amount, .. } | Command::Withdraw { amount, .. } => *amount = money(amount.minor() + 1),
+            Command::Deposit { amount, .. }
+            | Command::BeginDeposit { amount, .. }
+            | Command::Withdraw { amount, .. } => *amount = money(amount.minor() + 1),
             Command::PlaceBet(place) => place.stake = money(place.stake.minor() + 1),
             Command::AcceptCashout { quote, .. } => *quote = QuoteId(quote.0 + 1),
             _ => {}
@@ -669,8 +677,70 @@ impl Workload {
             self.recent_refs.pop_front();
         }
         self.recent_refs.push_back((account, payment_ref.clone()));
+        // One in four waits for the provider's callback (`serve --payments callbacks`).
+        if self.rng.chance(1, 4) {
+            let command =
+                Command::BeginDeposit { account, amount: money(amount), payment_ref, idempotency: self.maybe_key() };
+            return self.keyed("deposit.pending", command);
+        }
         let command = Command::Deposit { account, amount: money(amount), payment_ref, idempotency: self.maybe_key() };
         self.keyed("deposit", command)
+    }
+
+    /// The provider's word on a deposit: mostly completing or failing a pending one, charging
+    /// back a completed one, delivered again, contradicting, or about a deposit that is not.
+    fn settle_deposit(&mut self, auditor: &Auditor) -> Step {
+        let pending: Vec<(u64, u64)> = auditor
+            .deposits
+            .iter()
+            .filter(|(_, found)| found.state == book::DepositState::Pending)
+            .map(|(id, found)| (*id, found.account))
+            .collect();
+        let settled: Vec<(u64, u64)> = auditor
+            .deposits
+            .iter()
+            .filter(|(_, found)| found.state != book::DepositState::Pending)
+            .map(|(id, found)| (*id, found.account))
+            .collect();
+        let choice = self.rng.below(20);
+        let from_pending = choice < 14 || settled.is_empty();
+        let picked = if from_pending { self.rng.pick(&pending).copied() } else { self.rng.pick(&settled).copied() };
+        let (deposit, account) = match (picked, self.rng.below(20)) {
+            (Some((id, account)), 0..=17) => (id, AccountId(account)),
+            (Some((id, _)), 18) => (id, self.any_account(auditor)),
+            _ => (self.rng.between(0, auditor.transfers + 2), self.any_account(auditor)),
+        };
+        let outcome = match (from_pending, self.rng.below(10)) {
+            (true, 0..=5) => book::DepositOutcome::Completed,
+            (true, 6..=8) => book::DepositOutcome::Failed,
+            (false, 0..=4) => book::DepositOutcome::ChargedBack,
+            (false, 5..=7) => book::DepositOutcome::Completed,
+            (_, _) => [book::DepositOutcome::ChargedBack, book::DepositOutcome::Failed][self.rng.index(2)],
+        };
+        let command = Command::SettleDeposit { account, deposit: TransferId(deposit), outcome };
+        Step { label: "payments.callback", op: Op::Command(command) }
+    }
+
+    /// A withdrawal approved for payout (by the payments step or a staff member), sometimes
+    /// twice, sometimes one that is not open or not the account's.
+    fn approve_withdrawal(&mut self, auditor: &Auditor) -> Step {
+        let open: Vec<(u64, u64)> = auditor
+            .withdrawals
+            .iter()
+            .filter(|(_, found)| found.open)
+            .map(|(id, found)| (*id, found.account))
+            .collect();
+        let (withdrawal, account) = match (self.rng.pick(&open).copied(), self.rng.below(10)) {
+            (Some((id, account)), 0..=7) => (id, AccountId(account)),
+            (Some((id, _)), 8) => (id, self.any_account(auditor)),
+            _ => (self.rng.between(0, auditor.transfers + 2), self.any_account(auditor)),
+        };
+        if self.rng.chance(1, 3) {
+            let command = Command::RefuseWithdrawal { account, withdrawal: TransferId(withdrawal) };
+            return Step { label: "refuse_withdrawal", op: Op::Command(command) };
+        }
+        let command = Command::ApproveWithdrawal { account, withdrawal: TransferId(withdrawal) };
+        Step { label: "approve_withdrawal", op: Op::Command(command) }
     }
 
     fn withdraw(&mut self, auditor: &Auditor) -> Step {

@@ -38,6 +38,23 @@ enum StaleArg {
     Delay,
 }
 
+/// How deposits reach the book (`serve --payments`).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PaymentsArg {
+    /// The sandbox completes every deposit at once (the default; the demo and README).
+    Instant,
+    /// Deposits stay pending until the provider's signed callback (the callback sandbox).
+    Callbacks,
+}
+
+/// What the callback sandbox does with payouts (`serve --payment-sandbox-payouts`).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SandboxPayoutsArg {
+    Pay,
+    Fail,
+    Hold,
+}
+
 #[derive(Subcommand)]
 enum Commands {
     /// Serves the HTTP API over the book on a data directory until Ctrl-C or SIGTERM.
@@ -138,6 +155,28 @@ enum Commands {
         /// they change, so replays agree.
         #[arg(long = "adjustment-limit", value_name = "ROLE=LIMIT")]
         adjustment_limits: Vec<String>,
+        /// How deposits reach the book: `instant` (the sandbox completes them at once) or
+        /// `callbacks` (they stay pending until the provider's signed callback on
+        /// `POST /v1/payments/callbacks/sandbox`; the secret is `SPORTSBOOK_PAYMENT_SECRET`, at
+        /// least 16 bytes). The callback sandbox completes deposits, fails those whose
+        /// `payment_ref` starts `fail`, charges back those starting `chargeback`, and leaves
+        /// those starting `delay` pending.
+        #[arg(long, value_enum, default_value = "instant")]
+        payments: PaymentsArg,
+        /// Seconds a callback's `created_at` may be from now (replays outside it are refused).
+        #[arg(long, default_value_t = 300)]
+        payment_callback_window: u64,
+        /// Milliseconds the callback sandbox waits before calling back.
+        #[arg(long, default_value_t = 0)]
+        payment_sandbox_delay_ms: u64,
+        /// What the callback sandbox does with payouts: `pay`, `fail`, or `hold` (never answers).
+        #[arg(long, value_enum, default_value = "pay")]
+        payment_sandbox_payouts: SandboxPayoutsArg,
+        /// Withdrawals above this amount of the base currency wait for a compliance or admin
+        /// staff member's approval (`POST /v1/admin/payments/{id}/approve`); at or below it they
+        /// are approved automatically. Default: no approval step.
+        #[arg(long, value_name = "AMOUNT")]
+        withdrawal_approval_above: Option<String>,
         /// A reverse proxy or load balancer (an address or a CIDR range), repeatable: from it,
         /// `Forwarded` / `X-Forwarded-For` name the client for per-address limits and login
         /// throttles. From anyone else they are ignored.
@@ -561,6 +600,11 @@ fn main() -> anyhow::Result<()> {
             fx_rates_age_max,
             resettlement_window,
             adjustment_limits,
+            payments,
+            payment_callback_window,
+            payment_sandbox_delay_ms,
+            payment_sandbox_payouts,
+            withdrawal_approval_above,
             trusted_proxies,
             password_hash_workers,
             projector,
@@ -597,6 +641,17 @@ fn main() -> anyhow::Result<()> {
                 fx_rates_age_max: std::time::Duration::from_secs(fx_rates_age_max),
                 resettlement_window_ms: resettlement_window,
                 adjustment_limits,
+                payments: sportsbook::serve::PaymentOptions {
+                    callbacks: matches!(payments, PaymentsArg::Callbacks),
+                    callback_window: std::time::Duration::from_secs(payment_callback_window.max(1)),
+                    sandbox_delay: std::time::Duration::from_millis(payment_sandbox_delay_ms),
+                    sandbox_payouts: match payment_sandbox_payouts {
+                        SandboxPayoutsArg::Pay => gateway::SandboxPayouts::Pay,
+                        SandboxPayoutsArg::Fail => gateway::SandboxPayouts::Fail,
+                        SandboxPayoutsArg::Hold => gateway::SandboxPayouts::Hold,
+                    },
+                    withdrawal_approval_above,
+                },
                 trusted_proxies,
                 password_hash_workers: password_hash_workers
                     .map_or_else(gateway::password_hash_workers_default, |workers| workers.max(1)),

@@ -66,6 +66,8 @@ pub struct ServeOptions {
     pub resettlement_window_ms: u64,
     /// Role limits of manual adjustments (`--adjustment-limit ROLE=LIMIT`) over the defaults.
     pub adjustment_limits: Vec<String>,
+    /// The payment provider (`--payments`, `--withdrawal-approval-above`, ...).
+    pub payments: PaymentOptions,
     /// Reverse proxies whose forwarding headers name the client (`--trusted-proxy`).
     pub trusted_proxies: Vec<gateway::IpNet>,
     /// Password hashes computed at once (`--password-hash-workers`).
@@ -252,6 +254,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
     crate::set_resettlement_window(&engine, options.resettlement_window_ms)?;
     crate::set_adjustment_limits(&engine, &options.adjustment_limits)?;
+    configure_payments(&engine, &mut config, &options.payments)?;
     // The history routes read the models the projector keeps; without it they answer 503.
     let mut config = config;
     let projector = match &options.projector {
@@ -670,4 +673,56 @@ mod tests {
         assert!(edge_state_config(Some("redis://127.0.0.1".into()), "has space").is_err());
         assert!(edge_state_config(Some("redis://127.0.0.1".into()), &"p".repeat(65)).is_err());
     }
+}
+
+/// The payment provider of `serve` (`--payments` and the flags after it).
+#[derive(Clone, Debug, Default)]
+pub struct PaymentOptions {
+    /// Deposits wait for the callback sandbox's signed callback; `false`: they complete at once.
+    pub callbacks: bool,
+    pub callback_window: std::time::Duration,
+    pub sandbox_delay: std::time::Duration,
+    pub sandbox_payouts: gateway::SandboxPayouts,
+    /// `--withdrawal-approval-above`, an amount of the book's base currency.
+    pub withdrawal_approval_above: Option<String>,
+}
+
+/// The environment variable holding the secret the payment provider signs callbacks with.
+pub const PAYMENT_SECRET_ENV: &str = "SPORTSBOOK_PAYMENT_SECRET";
+
+/// Sets the gateway's payment provider from the options: the instant sandbox by default, the
+/// callback sandbox with `--payments callbacks` (its secret from `SPORTSBOOK_PAYMENT_SECRET`).
+fn configure_payments(
+    engine: &engine::EngineHandle,
+    config: &mut GatewayConfig,
+    options: &PaymentOptions,
+) -> anyhow::Result<()> {
+    if let Some(text) = &options.withdrawal_approval_above {
+        let base = engine.read(|book| book.fx().base)?;
+        let amount = base
+            .parse_amount(text)
+            .ok()
+            .filter(|amount| amount.minor() >= 0)
+            .ok_or_else(|| anyhow::anyhow!("--withdrawal-approval-above {text:?} is not an amount of {base}"))?;
+        config.withdrawal_approval_above = Some(amount);
+        tracing::info!(%base, threshold = %base.format(amount), "withdrawals above the threshold wait for staff approval");
+    }
+    if !options.callbacks {
+        return Ok(());
+    }
+    let secret = std::env::var(PAYMENT_SECRET_ENV).unwrap_or_default().into_bytes();
+    if secret.len() < gateway::CALLBACK_SECRET_BYTES_MIN {
+        anyhow::bail!(
+            "--payments callbacks needs {PAYMENT_SECRET_ENV} of at least {} bytes; refusing to start",
+            gateway::CALLBACK_SECRET_BYTES_MIN
+        );
+    }
+    config.payment_provider = std::sync::Arc::new(gateway::CallbackSandbox::new(
+        secret.clone(),
+        options.sandbox_delay,
+        options.sandbox_payouts,
+    ));
+    config.payment_callbacks = Some(gateway::PaymentCallbacks { secret, window: options.callback_window });
+    tracing::info!("deposits wait for the payment provider's signed callback (the callback sandbox)");
+    Ok(())
 }

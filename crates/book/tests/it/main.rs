@@ -2,6 +2,7 @@
 
 mod adjustments;
 mod memory;
+mod payments;
 mod properties;
 mod scenarios;
 mod script;

@@ -19,6 +19,7 @@ mod operators;
 mod ops;
 mod payments;
 mod players;
+mod provider;
 mod reads;
 mod staff;
 mod stream;

@@ -69,6 +69,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/accounts/{id}"),
     ("GET", "/v1/admin/payments"),
     ("POST", "/v1/admin/payments/{id}/resolve"),
+    ("POST", "/v1/admin/payments/{id}/approve"),
+    ("POST", "/v1/admin/payments/{id}/refuse"),
+    ("POST", "/v1/payments/callbacks/{provider}"),
     ("POST", "/v1/feed/messages"),
     ("GET", "/v1/admin/trading-mode"),
     ("PUT", "/v1/admin/trading-mode"),
@@ -181,15 +184,26 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_its_tags() {
         value["tags"].as_array().expect("tags").iter().map(|tag| tag["name"].as_str().expect("name")).collect();
     assert_eq!(
         tags,
-        BTreeSet::from(["adjustments", "catalog", "feed", "operations", "operators", "players", "staff", "stream"])
+        BTreeSet::from([
+            "adjustments",
+            "catalog",
+            "feed",
+            "operations",
+            "operators",
+            "payments",
+            "players",
+            "staff",
+            "stream"
+        ])
     );
     for (method, path, operation) in operations(&value) {
         let tag = operation["tags"].as_array().and_then(|tags| tags.first()).and_then(Value::as_str);
         assert!(tag.is_some_and(|tag| tags.contains(tag)), "{method} {path} has no known tag");
-        // Routes taking a credential say so; the `/v1/auth` routes, the staff login, the catalog and
-        // operations take none.
+        // Routes taking a credential say so; the `/v1/auth` routes, the staff login, the catalog,
+        // operations and the payment provider's callbacks (signed instead) take none.
         let public = path.starts_with("/v1/auth/")
             || path == "/v1/staff/login"
+            || tag == Some("payments")
             || tag == Some("catalog")
             || tag == Some("operations");
         let secured = operation["security"] == json!([{"bearer": []}]);
@@ -322,7 +336,7 @@ async fn every_documented_operation_is_routed() {
             &key
         };
         // Reports are named, not numbered.
-        let path = template.replace("{id}", id).replace("{name}", "turnover");
+        let path = template.replace("{id}", id).replace("{name}", "turnover").replace("{provider}", "sandbox");
         let token = match operation["tags"][0].as_str() {
             Some("players") => Some(player.access_token.as_str()),
             Some("operators") => Some(ADMIN_KEY),

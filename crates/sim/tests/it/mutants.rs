@@ -188,6 +188,51 @@ fn a_payment_reference_credited_twice_is_caught() {
 }
 
 #[test]
+fn a_failed_deposit_credited_is_caught() {
+    // The provider's failure reaches the book as a completion: money that never arrived.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::SettleDeposit { outcome, .. } = command {
+                if *outcome == book::DepositOutcome::Failed {
+                    *outcome = book::DepositOutcome::Completed;
+                }
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
+fn a_chargeback_that_takes_nothing_is_caught() {
+    // Chargebacks lost on their way to the book: the player keeps money the bank took back.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::SettleDeposit { account, outcome: book::DepositOutcome::ChargedBack, .. } = command {
+                *command =
+                    Command::Withdraw { account: *account, amount: domain::Money::from_minor(0), idempotency: None };
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
+fn an_approval_lost_on_its_way_is_caught() {
+    // Approvals of withdrawals never reach the book.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::ApproveWithdrawal { account, withdrawal } = command {
+                *command = Command::ApproveWithdrawal {
+                    account: *account,
+                    withdrawal: book::TransferId(withdrawal.0 + 1_000_000),
+                };
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
 fn a_withdrawal_hold_left_open_by_a_lost_completion_is_caught() {
     // The book never hears the payments step: a hold whose client hung up stays pending.
     let failure = first_failure(|options| {
