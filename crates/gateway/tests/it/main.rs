@@ -14,6 +14,7 @@ mod edge_state;
 mod feed;
 mod harness;
 mod idempotency;
+mod kyc;
 mod openapi;
 mod operators;
 mod ops;
