@@ -309,7 +309,7 @@ fn parse_state(text: &str) -> Result<KycState, ApiError> {
 #[utoipa::path(
     put,
     path = "/v1/admin/accounts/{id}/kyc",
-    tag = "compliance",
+    tag = "operators",
     summary = "Set a player's KYC state by hand",
     description = "Compliance staff set a player's identity-verification state, with a reason (shown in the audit \
         trail with who did it). `expired` only follows a verification. Scope: `compliance`.",
@@ -456,7 +456,7 @@ pub struct KycCallbackAnswer {
 #[utoipa::path(
     post,
     path = "/v1/kyc/callbacks/{provider}",
-    tag = "compliance",
+    tag = "operators",
     summary = "A verification provider's webhook",
     description = "How the identity-verification provider says how a check went. Signed like the payment provider's \
         callbacks: header `Payment-Signature: sha256=<hex HMAC-SHA256 of the raw body under the shared secret>` \
