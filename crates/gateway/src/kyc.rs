@@ -210,14 +210,16 @@ pub(crate) async fn after_registration(
     username: &str,
     jurisdiction: Option<&Jurisdiction>,
 ) -> Result<(), ApiError> {
+    // No jurisdiction: the registration is the sandbox's verification, and nothing more is
+    // journaled (the player is not tracked, so nothing is restricted; the views show them
+    // verified at registration). Existing clients and journals see no change.
+    let Some(jurisdiction) = jurisdiction else { return Ok(()) };
     let reference = Some(sandbox_reference(account));
-    if let Some(jurisdiction) = jurisdiction {
-        let rules = Command::SetKycRules { account, rules: jurisdiction.rules() };
-        expect_done(state.submit(rules, Origin::system("registration")).await?)?;
-        let asked = Command::SetKycState { account, state: KycState::Pending, reference: reference.clone() };
-        expect_done(state.submit(asked, sandbox_origin()).await?)?;
-    }
-    let decided = if jurisdiction.is_some() { sandbox_decides(state.kyc(), username) } else { KycState::Verified };
+    let rules = Command::SetKycRules { account, rules: jurisdiction.rules() };
+    expect_done(state.submit(rules, Origin::system("registration")).await?)?;
+    let asked = Command::SetKycState { account, state: KycState::Pending, reference: reference.clone() };
+    expect_done(state.submit(asked, sandbox_origin()).await?)?;
+    let decided = sandbox_decides(state.kyc(), username);
     if decided != KycState::Pending {
         let answer = Command::SetKycState { account, state: decided, reference };
         expect_done(state.submit(answer, sandbox_origin()).await?)?;
@@ -257,13 +259,26 @@ pub struct KycStateView {
     /// Lifetime deposits allowed until verified, in the player's currency.
     #[schema(required = true)]
     pub deposit_cap: Option<String>,
-    /// Lifetime deposits counted against the rules.
-    pub deposited: String,
+    /// Lifetime deposits counted against the rules; null for a player under none.
+    #[schema(required = true)]
+    pub deposited: Option<String>,
 }
 
-/// The view of `account`'s verification, `None` for a player the book does not track.
+/// The view of `account`'s verification. A registered player the book does not track (no
+/// jurisdiction configured, or registered before KYC) was verified by the sandbox at
+/// registration and has no rule; `None` for an account opened without registration.
 pub(crate) fn kyc_view(book: &Book, account: AccountId, currency: Currency) -> Option<KycStateView> {
-    let kyc = book.kyc().get(account)?;
+    let Some(kyc) = book.kyc().get(account) else {
+        let profile = book.players().get(account.index())?.profile.as_ref()?;
+        return Some(KycStateView {
+            state: KycState::Verified.name().to_string(),
+            changed_at: format_rfc3339(profile.registered_at),
+            reference: None,
+            expires_at: None,
+            deposit_cap: None,
+            deposited: None,
+        });
+    };
     let now = book.now();
     let state = kyc.effective(now);
     Some(KycStateView {
@@ -275,7 +290,7 @@ pub(crate) fn kyc_view(book: &Book, account: AccountId, currency: Currency) -> O
         reference: kyc.reference.clone(),
         expires_at: kyc.expires_at().filter(|_| state == KycState::Verified).map(format_rfc3339),
         deposit_cap: kyc.rules.deposit_cap.map(|cap| currency.format(cap)),
-        deposited: currency.format(Money::from_minor(kyc.deposited)),
+        deposited: Some(currency.format(Money::from_minor(kyc.deposited))),
     })
 }
 
@@ -362,7 +377,8 @@ pub(crate) async fn set_kyc(
     summary = "My identity verification",
     description = "The player's KYC state, when it last changed, the provider's reference, and the rules that depend \
         on it (a deposit cap until verified). 404 `not_found` for an account not tracked (opened without \
-        registration).",
+        registration). A player registered where no jurisdiction is configured was verified by the sandbox at \
+        registration.",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The player's verification", body = KycStateView),
@@ -456,7 +472,7 @@ pub struct KycCallbackAnswer {
 #[utoipa::path(
     post,
     path = "/v1/kyc/callbacks/{provider}",
-    tag = "operators",
+    tag = "kyc",
     summary = "A verification provider's webhook",
     description = "How the identity-verification provider says how a check went. Signed like the payment provider's \
         callbacks: header `Payment-Signature: sha256=<hex HMAC-SHA256 of the raw body under the shared secret>` \

@@ -254,6 +254,9 @@ pub const SECURITY_SCHEME: &str = "bearer";
             token."),
         (name = "adjustments", description = "Manual balance adjustments by staff members (never API keys), with a \
             reason, within each role's limit; above it, four-eyes approval by another member."),
+        (name = "kyc", description = "Webhooks from the identity-verification provider, signed and \
+            replay-protected exactly like the payment provider's callbacks. No bearer credential: the signature is \
+            the credential."),
         (name = "payments", description = "Callbacks from the payment provider: signed with HMAC-SHA256 over the \
             raw body (`Payment-Signature: sha256=<hex>`), within a timestamp window, replayed ids answered with the \
             first answer. No bearer credential: the signature is the credential."),

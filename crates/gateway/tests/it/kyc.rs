@@ -120,10 +120,16 @@ async fn without_jurisdictions_the_sandbox_verifies_every_player_at_registration
     // No secret configured: webhooks verify nothing.
     let (status, refused) = webhook(&app, "w-0", "acc_1", "rejected").await;
     assert_eq!((status, code(&refused)), (401, Some("bad_signature")), "{refused}");
+    // Nothing more is journaled than before: existing journals and audit trails stay as they were.
     let entries = audited(&app).await;
-    let verified = entries.iter().find(|entry| entry["type"] == "set_kyc_state").expect("audited");
-    assert_eq!(verified["actor"]["id"], "kyc:sandbox", "{verified}");
-    assert_eq!(verified["state"], "verified", "{verified}");
+    assert!(entries.iter().all(|entry| entry["type"] != "set_kyc_state" && entry["type"] != "set_kyc_rules"));
+    // Staff can still track the player by hand (here: a rejection, withdrawals blocked).
+    let path = "/v1/admin/accounts/acc_1/kyc";
+    let body = json!({"state": "rejected", "reason": "forged passport reported"});
+    let (status, set) = app.call("PUT", path, Some(crate::harness::ADMIN_KEY), Some(body)).await;
+    assert_eq!((status, set["state"].as_str()), (200, Some("rejected")), "{set}");
+    let (status, refused) = withdraw(&app, &token, "10.00").await;
+    assert_eq!((status, code(&refused)), (403, Some("kyc_required")), "{refused}");
 }
 
 #[tokio::test]
