@@ -590,3 +590,48 @@ pub(crate) fn today() -> Date {
         .unwrap_or(0);
     Date::from_unix_millis(now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jurisdictions_file_is_checked() {
+        let good = r#"{"jurisdictions": [{"name": "uk", "countries": ["GB"], "age_min_years": 21,
+            "deposit_cap_minor": 20000, "reverify_above_minor": 50000, "expiry_days": 365}], "sandbox": "pending"}"#;
+        let settings = KycSettings::from_json(good).expect("valid");
+        assert_eq!(settings.sandbox, SandboxOutcome::Pending);
+        let rules = settings.jurisdiction_of("GB").expect("uk").rules();
+        assert_eq!(rules.deposit_cap, Some(Money::from_minor(20_000)));
+        assert_eq!(rules.expiry_ms, Some(365 * 86_400_000));
+        assert!(settings.jurisdiction_of("FR").is_none());
+        for bad in [
+            r#"{"jurisdictions": [{"name": "uk", "countries": ["gb"]}]}"#,
+            r#"{"jurisdictions": [{"name": "uk", "countries": ["GB"]}, {"name": "ie", "countries": ["GB"]}]}"#,
+            r#"{"jurisdictions": [{"name": "uk", "countries": ["GB"], "age_min_years": 16}]}"#,
+            r#"{"jurisdictions": [{"name": "uk", "countries": []}]}"#,
+            r#"{"jurisdictions": [{"name": "uk", "countries": ["GB"], "deposit_cap_minor": -1}]}"#,
+            r#"{"jurisdictions": [{"name": "uk", "countries": ["GB"], "expiry_days": 0}]}"#,
+            r#"{"jurisdictions": [{"name": "uk", "countries": ["GB"], "unknown": 1}]}"#,
+            r#"{"sandbox": "maybe"}"#,
+        ] {
+            assert!(KycSettings::from_json(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn registration_is_checked_against_the_jurisdiction() {
+        let settings =
+            KycSettings::from_json(r#"{"jurisdictions": [{"name": "uk", "countries": ["GB"], "age_min_years": 21}]}"#)
+                .expect("valid");
+        let today = Date::parse("2026-12-07").expect("date");
+        let adult = Date::parse("2000-01-01").expect("date");
+        let twenty = Date::parse("2006-01-01").expect("date");
+        assert!(check_registration(&settings, "GB", adult, today).expect("allowed").is_some());
+        let refused = check_registration(&settings, "US", adult, today).expect_err("not allowed");
+        assert_eq!(refused.code, "country_not_allowed");
+        let refused = check_registration(&settings, "GB", twenty, today).expect_err("under 21");
+        assert_eq!(refused.code, "underage");
+        assert!(check_registration(&KycSettings::default(), "US", twenty, today).expect("no rules").is_none());
+    }
+}
