@@ -180,6 +180,10 @@ pub struct Args {
     /// (`serve --resettlement-window`), e.g. `5s`, `10m`, `7d`. Refused until the book has it.
     #[arg(long)]
     pub resettlement_window: Option<String>,
+    /// Soak through the engine: the nice value of the projector's threads (Linux; 0 as in
+    /// `serve`, higher leaves the cores to the sequencer first).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub projector_nice: i32,
     /// Soak over HTTP: the server's process id, for its resident memory (default: the one
     /// process whose command line holds `serve` and the URL's port).
     #[arg(long)]
@@ -423,6 +427,7 @@ fn run_soak(args: &Args) -> Result<(), LoadgenError> {
                 store,
                 snapshot_every_commands: args.snapshot_every,
                 resettlement_window,
+                projector_nice: args.projector_nice,
                 players: options.players,
                 idempotency_keys: true,
             };

@@ -392,6 +392,10 @@ enum Commands {
         /// journal are read from there.
         #[arg(long)]
         journal_archive: Option<PathBuf>,
+        /// Commits each transaction on this thread instead of on a writer thread while the
+        /// next is decided (for comparing the two; the models are the same).
+        #[arg(long)]
+        no_pipeline: bool,
     },
 }
 
@@ -597,18 +601,27 @@ fn main() -> anyhow::Result<()> {
             },
         }),
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
-        Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {
-            sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
-                archive_dir: engine::archive_dir(&data_dir, journal_archive.as_deref()),
-                data_dir,
-                store,
-                schema,
-                rebuild,
-                follow,
-                commit_rows,
-                digest,
-            })
-        }
+        Commands::Projector {
+            data_dir,
+            store,
+            schema,
+            rebuild,
+            follow,
+            commit_rows,
+            digest,
+            journal_archive,
+            no_pipeline,
+        } => sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
+            archive_dir: engine::archive_dir(&data_dir, journal_archive.as_deref()),
+            data_dir,
+            store,
+            schema,
+            rebuild,
+            follow,
+            commit_rows,
+            digest,
+            pipeline: !no_pipeline,
+        }),
     }
 }
 

@@ -40,6 +40,7 @@ fn the_soak_cycle_settles_markets_recycles_players_and_the_money_balances() {
         store: Some(StoreChoice::Sqlite(None)),
         snapshot_every_commands: 1_000,
         resettlement_window: None,
+        projector_nice: 0,
         players: 20,
         idempotency_keys: true,
     };
