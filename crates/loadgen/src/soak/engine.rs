@@ -58,6 +58,8 @@ pub struct EngineTargetOptions {
     pub resettlement_window: Option<Duration>,
     /// The nice value of the projector's threads (`--projector-nice`; 0, as `serve` runs it).
     pub projector_nice: i32,
+    /// `EngineOptions::batch_commands_max` (`--batch-commands-max`; `serve` uses the default).
+    pub batch_commands_max: usize,
     pub players: usize,
     /// Bets carry an idempotency key as they do through the gateway.
     pub idempotency_keys: bool,
@@ -71,6 +73,7 @@ impl Default for EngineTargetOptions {
             snapshot_every_commands: EngineOptions::default().snapshot_every_commands,
             resettlement_window: None,
             projector_nice: 0,
+            batch_commands_max: engine::BATCH_COMMANDS_MAX_DEFAULT,
             players: 10_000,
             idempotency_keys: true,
         }
@@ -276,6 +279,7 @@ impl EngineTarget {
         let hook_commits = commits.clone();
         let engine_options = EngineOptions {
             snapshot_every_commands: options.snapshot_every_commands,
+            batch_commands_max: options.batch_commands_max,
             on_commit: vec![Box::new(move |committed| hook_commits.committed(committed.position))],
             ..EngineOptions::default()
         };
