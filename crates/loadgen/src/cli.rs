@@ -180,6 +180,15 @@ pub struct Args {
     /// (`serve --resettlement-window`), e.g. `5s`, `10m`, `7d`. Refused until the book has it.
     #[arg(long)]
     pub resettlement_window: Option<String>,
+    /// Soak through the engine: the nice value of the projector's threads (Linux; 0 as in
+    /// `serve`, higher leaves the cores to the sequencer first).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub projector_nice: i32,
+    /// Soak through the engine: the most commands the sequencer decides in one batch
+    /// (`EngineOptions::batch_commands_max`, 1 to the default 4,096).
+    #[arg(long, default_value_t = engine::BATCH_COMMANDS_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=engine::BATCH_COMMANDS_MAX_DEFAULT as u64))]
+    pub batch_commands_max: u64,
     /// Soak over HTTP: the server's process id, for its resident memory (default: the one
     /// process whose command line holds `serve` and the URL's port).
     #[arg(long)]
@@ -423,6 +432,8 @@ fn run_soak(args: &Args) -> Result<(), LoadgenError> {
                 store,
                 snapshot_every_commands: args.snapshot_every,
                 resettlement_window,
+                projector_nice: args.projector_nice,
+                batch_commands_max: args.batch_commands_max as usize,
                 players: options.players,
                 idempotency_keys: true,
             };

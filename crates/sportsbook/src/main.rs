@@ -548,6 +548,10 @@ enum Commands {
         /// journal are read from there.
         #[arg(long)]
         journal_archive: Option<PathBuf>,
+        /// Commits each transaction on this thread instead of on a writer thread while the
+        /// next is decided (for comparing the two; the models are the same).
+        #[arg(long)]
+        no_pipeline: bool,
     },
 }
 
@@ -826,6 +830,7 @@ fn main() -> anyhow::Result<()> {
             commit_rows,
             digest,
             journal_archive,
+            no_pipeline,
         } => match data_dir {
             Some(_) if listen.is_some() || snapshots_from.is_some() => {
                 anyhow::bail!("--listen and --snapshots-from go with --nats (the cluster's projector), not --data-dir")
@@ -839,6 +844,7 @@ fn main() -> anyhow::Result<()> {
                 follow,
                 commit_rows,
                 digest,
+                pipeline: !no_pipeline,
             }),
             None => sportsbook::projector_role::run(&sportsbook::projector_role::NatsProjectorArgs {
                 nats,
@@ -852,6 +858,7 @@ fn main() -> anyhow::Result<()> {
                 commit_rows,
                 digest,
                 listen,
+                pipeline: !no_pipeline,
             }),
         },
     }
