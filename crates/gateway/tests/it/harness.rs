@@ -326,6 +326,7 @@ async fn spawn_cluster(
         let mut options = projector::ProjectorOptions::new(Path::new(""));
         options.config = book_config;
         let opened_path = store_path.clone();
+        let projector_published = projector::Published::new();
         projector_thread = Some(
             projector::spawn(
                 move || {
@@ -333,10 +334,22 @@ async fn spawn_cluster(
                     let store = projector::SqliteStore::open(&opened_path)?;
                     projector::Projector::open_source(Box::new(store), Box::new(source), options.clone(), false)
                 },
-                projector::Published::new(),
+                Arc::clone(&projector_published),
             )
             .expect("start the projector"),
         );
+        // The projector process runs before its gateways (as `dev-cluster` starts them): its
+        // store exists and is migrated when the gateway first reads it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match projector_published.state() {
+                projector::ProjectorState::Running => break,
+                state if std::time::Instant::now() > deadline => {
+                    panic!("the test's projector did not start following the NATS journal: {state:?}")
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
         let store = projector::ReadStore::Sqlite(store_path);
         let published = projector::Published::new();
         watch = Some(projector::watch_store(store.clone(), Arc::clone(&published)).expect("watch the read models"));
