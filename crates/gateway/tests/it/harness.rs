@@ -28,7 +28,39 @@ pub const CLUSTER_MODE_ENV: &str = "SPORTSBOOK_TEST_CLUSTER";
 
 /// Tests that run on the embedded engine even in cluster mode, with why each cannot mean the
 /// same thing against a cluster. Matched against the test's name (`module::test`).
-pub const EMBEDDED_ONLY: &[(&str, &str)] = &[];
+pub const EMBEDDED_ONLY: &[(&str, &str)] = &[
+    (
+        "actors::a_journal_of_the_previous_batch_format_replays",
+        "writes a journal file of the previous batch format into the data directory: the file journal's",
+    ),
+    (
+        "compliance::a_record_forged_on_disk_fails_verification",
+        "rewrites a record in the file journal on disk; a JetStream stream has no file to forge",
+    ),
+    (
+        "compliance::verification_holds_across_restarts_from_a_snapshot_and_from_the_journal_alone",
+        "restarts expecting the same record count, and deletes the engine's `snapshots` directory; in a cluster \
+         every takeover appends a leader marker (a record), and the book node keeps its own snapshots",
+    ),
+    (
+        "payments::requests_refused_for_oversized_text_leave_the_journal_as_it_was",
+        "measures the bytes of the file journal under the data directory",
+    ),
+    (
+        "actors::each_actor_kind_appears_in_the_audit_trail",
+        "expects the feed watchdog's `feed_health` command; cluster gateways run no watchdog (the feed role does, \
+         `GatewayConfig::feed_watchdog` false)",
+    ),
+    (
+        "feed::a_bet_stop_blocks_bets_and_a_silent_provider_is_suspended_until_its_snapshot",
+        "a silent provider is suspended by the feed watchdog, which cluster gateways do not run (the feed role does)",
+    ),
+    (
+        "reads::a_stopped_projector_makes_reads_answer_unavailable_after_the_bound",
+        "stops the in-process projector and expects `/readyz` to say `stopped`; a cluster gateway watches the \
+         store's checkpoint (`watch_store`) and sees a stopped projector process only as lag",
+    ),
+];
 
 pub struct TestApp {
     pub address: SocketAddr,
@@ -311,10 +343,13 @@ async fn spawn_cluster(
         .expect("join")
         .expect("start the test's book node");
 
-    // As `sportsbook gateway` sets it up (`gateway_role.rs`).
-    config.feed_watchdog = false;
-    config.book_reply_timeout =
-        cluster::client::RETRY_FOR_DEFAULT + engine::REPLICA_CATCH_UP_WAIT_MAX + std::time::Duration::from_secs(1);
+    // As `sportsbook gateway` sets it up (`gateway_role.rs`), but a reply wait the test chose
+    // (e.g. a short one, to time reads out) stays.
+    let chosen_reply_timeout = config.book_reply_timeout;
+    let identity = config.for_replica(cluster::client::RETRY_FOR_DEFAULT);
+    if chosen_reply_timeout != gateway::BOOK_REPLY_TIMEOUT {
+        config.book_reply_timeout = chosen_reply_timeout;
+    }
     let mut projector_thread = None;
     let mut watch = None;
     if let ReadSide::Projector = read_side {
@@ -355,8 +390,6 @@ async fn spawn_cluster(
         watch = Some(projector::watch_store(store.clone(), Arc::clone(&published)).expect("watch the read models"));
         config.read_models = Some(projector::ReadModels::new(store, published));
     }
-    let identity = gateway::IdentityWatch::new();
-    config.identity_watch = Some(identity.clone());
     let metrics = Metrics::new();
     let streams = Streams::new(&config, &metrics);
     let mut replica_options = cluster::GatewayReplicaOptions::new(servers);
