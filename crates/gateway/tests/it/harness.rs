@@ -295,6 +295,8 @@ fn shared_cluster() -> &'static journal_nats::cluster::LocalCluster {
             pids.join(" "),
             dir.display()
         );
+        // Never waited for: it outlives this process by design (its parent becomes init).
+        #[allow(clippy::zombie_processes)]
         std::process::Command::new("sh")
             .arg("-c")
             .arg(script)
