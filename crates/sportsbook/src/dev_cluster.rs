@@ -45,8 +45,10 @@ use crate::serve::ShutdownSignals;
 pub const NATS_NODES: usize = 3;
 /// Book processes: the leader and one hot standby.
 pub const BOOK_NODES: usize = 2;
-/// Gateways.
+/// Gateways unless `--gateways` says otherwise.
 pub const GATEWAYS: usize = 2;
+/// `--gateways` at most: each is a process with its own replica of the book.
+pub const GATEWAYS_MAX: usize = 16;
 /// Redis of the gateways' edge state unless `--redis` says otherwise.
 pub const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
 /// PostgreSQL of the projector's read models unless `--postgres` says otherwise.
@@ -73,6 +75,11 @@ pub struct DevClusterOptions {
     pub feed_sources: Vec<String>,
     /// Seed of the simulated provider and the demo simulation.
     pub seed: Option<u64>,
+    /// Gateways to start (1 to [`GATEWAYS_MAX`]).
+    pub gateways: usize,
+    /// A book node that exits on its own is started again (same id and directory: it recovers
+    /// and rejoins as a follower), for the failover benchmark.
+    pub restart_books: bool,
 }
 
 /// What a child must show before the next one starts.
@@ -123,9 +130,14 @@ struct DevCluster {
     admin_key: String,
     edge_prefix: String,
     schema: String,
+    /// The NATS nodes' client URLs, comma-separated (for a book started again).
+    nats_urls: String,
 }
 
 pub fn run(options: DevClusterOptions) -> anyhow::Result<()> {
+    if !(1..=GATEWAYS_MAX).contains(&options.gateways) {
+        bail!("--gateways {}: must be 1 to {GATEWAYS_MAX}", options.gateways);
+    }
     // First: a Ctrl-C from now on is ours to handle (children are stopped in order).
     let signals_runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the signal handler")?;
@@ -150,6 +162,7 @@ pub fn run(options: DevClusterOptions) -> anyhow::Result<()> {
         nats_gone: vec![false; NATS_NODES],
         children: Vec::new(),
         admin_key,
+        nats_urls: String::new(),
     };
     let started = cluster.start(&signals_runtime, &mut signals);
     match started {
@@ -257,7 +270,7 @@ impl DevCluster {
             roles.push(RoleSpec { role: "book", name, args: book, env: Vec::new(), ready: Ready::Readyz });
         }
         let secret = self.dir.join(crate::secrets::JWT_SECRET_FILE_NAME).into_os_string();
-        for i in 1..=GATEWAYS {
+        for i in 1..=self.options.gateways {
             let name = format!("gateway-{i}");
             let mut gateway = args(&["gateway", "--nats", nats, "--gateway-id", &name, "--listen", "127.0.0.1:0"]);
             gateway.extend(args(&["--edge-state", &self.options.redis, "--edge-state-prefix", &self.edge_prefix]));
@@ -310,6 +323,7 @@ impl DevCluster {
         let nats = LocalCluster::start(&self.dir.join("nats"), NATS_NODES).context("starting the NATS nodes")?;
         let urls = nats.urls().join(",");
         progress(&format!("NATS: {urls}"));
+        self.nats_urls = urls.clone();
         // For the next start, should this process die without stopping them (SIGKILL).
         let pids: String = (0..nats.len()).filter_map(|i| nats.pid(i)).map(|pid| format!("{pid}\n")).collect();
         std::fs::write(self.dir.join(NATS_PIDS_FILE_NAME), pids).context("writing the NATS nodes' pids")?;
@@ -494,18 +508,25 @@ impl DevCluster {
             if let Some(signal) = signal {
                 return signal;
             }
-            for child in &mut self.children {
+            let mut exited = Vec::new();
+            for (index, child) in self.children.iter_mut().enumerate() {
                 if child.gone {
                     continue;
                 }
                 if let Ok(Some(status)) = child.child.try_wait() {
                     child.gone = true;
+                    exited.push(index);
                     progress(&format!(
                         "{} (pid {}) exited unexpectedly: {status}; its log: {}",
                         child.name,
                         child.child.id(),
                         self.dir.join("logs").join(format!("{}.log", child.name)).display()
                     ));
+                }
+            }
+            if self.options.restart_books {
+                for index in exited.into_iter().filter(|&index| self.children[index].role == "book") {
+                    self.restart(index);
                 }
             }
             if let Some(nats) = &mut self.nats {
@@ -593,6 +614,26 @@ impl DevCluster {
                 }
             }
             child.gone = true;
+        }
+    }
+
+    /// `--restart-books`: starts book node `index` again with its arguments (same node id and
+    /// directory), in place of the exited one, and waits until it answers `/readyz`. A failure
+    /// is reported and the node stays down (the supervisor goes on).
+    fn restart(&mut self, index: usize) {
+        let name = self.children[index].name.clone();
+        let Some(spec) = self.roles(&self.nats_urls).into_iter().find(|spec| spec.name == name) else {
+            return;
+        };
+        progress(&format!("starting {name} again (--restart-books)"));
+        let restarted = self.spawn(&spec).and_then(|running| {
+            let pid = running.pid();
+            self.children[index] = running;
+            self.wait_ready(index, spec.ready).map(|()| pid)
+        });
+        match restarted {
+            Ok(pid) => progress(&format!("{name} ready again (pid {pid})")),
+            Err(error) => progress(&format!("{name} did not start again: {error:#}")),
         }
     }
 
