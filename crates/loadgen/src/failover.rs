@@ -189,7 +189,7 @@ pub struct Discrepancy {
 /// knows: `acknowledged` must all be there, plus at most `unknown` more.
 pub fn compare_wallet(pending_stakes_minor: u64, acknowledged: u64, unknown: u64) -> Discrepancy {
     let held = pending_stakes_minor / STAKE_MINOR;
-    let uneven = u64::from(pending_stakes_minor % STAKE_MINOR != 0);
+    let uneven = u64::from(!pending_stakes_minor.is_multiple_of(STAKE_MINOR));
     Discrepancy {
         doubled: held.saturating_sub(acknowledged + unknown) + uneven,
         missing: acknowledged.saturating_sub(held),

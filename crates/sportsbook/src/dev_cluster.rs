@@ -525,8 +525,10 @@ impl DevCluster {
                 }
             }
             if self.options.restart_books {
-                for index in exited.into_iter().filter(|&index| self.children[index].role == "book") {
-                    self.restart(index);
+                for index in exited {
+                    if self.children[index].role == "book" {
+                        self.restart(index);
+                    }
                 }
             }
             if let Some(nats) = &mut self.nats {
