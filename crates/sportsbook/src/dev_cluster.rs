@@ -1,7 +1,7 @@
 //! `sportsbook dev-cluster --data-dir DIR`: a whole cluster on this machine, as child processes
 //! of this one (issue 15 item 4): 3 `nats-server` nodes (`journal_nats::cluster::LocalCluster`:
 //! free ports, the binary found as the tests find it), a book leader and a hot standby
-//! (`sportsbook book`), 2 gateways (`sportsbook gateway`, edge state in Redis under a key
+//! (`sportsbook book`), 2 gateways (`--gateways N`; `sportsbook gateway`, edge state in Redis under a key
 //! prefix derived from DIR), and the feed role (`sportsbook feed --demo`: the simulated
 //! provider and the demo's seeded catalog and simulation).
 //!
@@ -14,7 +14,8 @@
 //!
 //! Supervision: a child that exits on its own is reported on standard error (the others keep
 //! running: killing the leader to watch the standby take over is what a development cluster is
-//! for). Ctrl-C or SIGTERM stops the children in order, each with SIGTERM and a grace period
+//! for); with `--restart-books` an exited book node is started again (`DevCluster::restart`),
+//! for the failover benchmark (`sportsbook bench-failover`). Ctrl-C or SIGTERM stops the children in order, each with SIGTERM and a grace period
 //! (then SIGKILL): the feed first (nothing more is submitted), then the gateways, the book's
 //! standbys, the leader, and last the NATS nodes (SIGTERM: JetStream flushes its files). The
 //! children run in their own process group, so a terminal's Ctrl-C reaches this process only
