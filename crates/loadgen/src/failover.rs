@@ -510,8 +510,10 @@ async fn run_async(args: &Args, gateways: Vec<String>, admin_key: String) -> Res
             let (pid, node, _) = leader(&view).ok_or_else(|| LoadgenError::Check(format!("no leader: {view}")))?;
             check_is_book(pid)?;
             eprintln!("bench-failover: kill {kill} of {}: kill -9 {pid} ({node}, the leader)", args.kills);
-            let killed_at = Instant::now();
             kill9(pid)?;
+            // After `kill` returned (the process is gone): requests sent before it may have
+            // reached the old leader in time.
+            let killed_at = Instant::now();
             // The first bet accepted by a request sent after the kill.
             let first = loop {
                 let found = bench
@@ -544,23 +546,26 @@ async fn run_async(args: &Args, gateways: Vec<String>, admin_key: String) -> Res
                 times.sort();
                 times.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap_or_default()
             };
+            let failover_ms = (first - killed_at).as_secs_f64() * 1e3;
+            eprintln!(
+                "bench-failover: kill {kill} of {}: failover {failover_ms:.0} ms, outage window {:.0} ms; waiting for {node} to rejoin",
+                args.kills,
+                outage.as_secs_f64() * 1e3
+            );
             let new_leader = wait_healthy(&bench, Some((pid, node.clone())), recovery_timeout).await?;
             let report = KillReport {
                 kill,
                 killed_pid: pid,
                 killed_node: node,
                 new_leader_pid: new_leader,
-                failover_ms: (first - killed_at).as_secs_f64() * 1e3,
+                failover_ms,
                 outage_window_ms: outage.as_secs_f64() * 1e3,
                 rejoined_ms: killed_at.elapsed().as_secs_f64() * 1e3,
             };
             eprintln!(
-                "bench-failover: kill {kill} of {}: failover {:.0} ms, outage window {:.0} ms, new leader {:?}, {} back in {:.1} s",
+                "bench-failover: kill {kill} of {}: leader pid {:?}, all book nodes back {:.1} s after the kill",
                 args.kills,
-                report.failover_ms,
-                report.outage_window_ms,
                 report.new_leader_pid,
-                report.killed_node,
                 report.rejoined_ms / 1e3
             );
             kills.push(report);
@@ -593,8 +598,9 @@ async fn run_async(args: &Args, gateways: Vec<String>, admin_key: String) -> Res
 }
 
 /// Waits for a leader and a follower caught up to it; after a kill (`killed`: its pid and node),
-/// for a leader other than the killed process and the killed node back as a follower at the
-/// position the leader had when the node was first seen back. Returns the leader's pid.
+/// for a leader other than the killed process and the killed node back (as the new leader, the
+/// other node following, or as a follower) with a follower at the position the leader had when
+/// both were first seen. Returns the leader's pid.
 async fn wait_healthy(
     bench: &Bench,
     killed: Option<(u32, String)>,
@@ -605,9 +611,11 @@ async fn wait_healthy(
     let mut last = Value::Null;
     while since.elapsed() < timeout {
         if let Some(view) = bench.view().await {
-            if let Some((leader_pid, _, leader_position)) = leader(&view) {
+            if let Some((leader_pid, leader_node, leader_position)) = leader(&view) {
                 let back = followers(&view).into_iter().find(|(pid, node, _)| match &killed {
-                    Some((killed_pid, killed_node)) => node == killed_node && pid != killed_pid,
+                    Some((killed_pid, killed_node)) => {
+                        pid != killed_pid && *pid != leader_pid && (node == killed_node || leader_node == *killed_node)
+                    }
                     None => true,
                 });
                 let leader_ok = killed.as_ref().is_none_or(|(killed_pid, _)| *killed_pid != leader_pid);

@@ -78,6 +78,9 @@ pub struct DevClusterOptions {
     pub seed: Option<u64>,
     /// Gateways to start (1 to [`GATEWAYS_MAX`]).
     pub gateways: usize,
+    /// The gateways' rate limits off (`--rate-limit-per-address off --rate-limit-per-credential
+    /// off`): benchmarks send everything from one address.
+    pub no_rate_limits: bool,
     /// A book node that exits on its own is started again (same id and directory: it recovers
     /// and rejoins as a follower), for the failover benchmark.
     pub restart_books: bool,
@@ -276,6 +279,9 @@ impl DevCluster {
             let mut gateway = args(&["gateway", "--nats", nats, "--gateway-id", &name, "--listen", "127.0.0.1:0"]);
             gateway.extend(args(&["--edge-state", &self.options.redis, "--edge-state-prefix", &self.edge_prefix]));
             gateway.extend([OsString::from("--data-dir"), self.dir.join(&name).into_os_string()]);
+            if self.options.no_rate_limits {
+                gateway.extend(args(&["--rate-limit-per-address", "off", "--rate-limit-per-credential", "off"]));
+            }
             roles.push(RoleSpec {
                 role: "gateway",
                 name,

@@ -462,6 +462,9 @@ enum Commands {
         /// follower) when it exits on its own, e.g. when a failover benchmark kills the leader.
         #[arg(long)]
         restart_books: bool,
+        /// The gateways' rate limits off, for benchmarks that send everything from one address.
+        #[arg(long)]
+        no_rate_limits: bool,
     },
     /// Projects a data directory's journal into the read models (bets, statements, audit,
     /// report inputs, accounts), exactly once, and exits when caught up (or keeps following
@@ -727,17 +730,25 @@ fn main() -> anyhow::Result<()> {
             seed,
             log_format: log_format.into(),
         }),
-        Commands::DevCluster { data_dir, redis, postgres, feed_sources, seed, gateways, restart_books } => {
-            sportsbook::dev_cluster::run(sportsbook::dev_cluster::DevClusterOptions {
-                data_dir,
-                redis,
-                postgres,
-                feed_sources,
-                seed,
-                gateways,
-                restart_books,
-            })
-        }
+        Commands::DevCluster {
+            data_dir,
+            redis,
+            postgres,
+            feed_sources,
+            seed,
+            gateways,
+            restart_books,
+            no_rate_limits,
+        } => sportsbook::dev_cluster::run(sportsbook::dev_cluster::DevClusterOptions {
+            data_dir,
+            redis,
+            postgres,
+            feed_sources,
+            seed,
+            gateways,
+            restart_books,
+            no_rate_limits,
+        }),
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
         Commands::Projector { data_dir, store, schema, rebuild, follow, commit_rows, digest, journal_archive } => {
             sportsbook::projection::run(&sportsbook::projection::ProjectorArgs {
