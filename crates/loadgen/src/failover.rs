@@ -578,12 +578,21 @@ async fn run_async(args: &Args, gateways: Vec<String>, admin_key: String) -> Res
     let _ = sender.await;
     let _ = refresher.await;
     result?;
+    // The timings first: a failing check below must not hide them.
+    let failover = quantiles(kills.iter().map(|kill| kill.failover_ms));
+    eprintln!(
+        "bench-failover: {} kills: failover p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        kills.len(),
+        failover.p50_ms,
+        failover.p99_ms,
+        failover.max_ms
+    );
     let (lost, doubled, missing_stakes) = check(&bench).await?;
     let flow = bench.flow();
     Ok(FailoverReport {
         gateways,
         rate: args.rate,
-        failover: quantiles(kills.iter().map(|kill| kill.failover_ms)),
+        failover,
         outage_window: quantiles(kills.iter().map(|kill| kill.outage_window_ms)),
         kills,
         bets_acknowledged: flow.acks.len() as u64,
@@ -639,6 +648,35 @@ async fn wait_healthy(
 /// at most the unknown ones): (lost, doubled, missing stakes).
 async fn check(bench: &Arc<Bench>) -> Result<(u64, u64, u64), LoadgenError> {
     let acks = bench.flow().acks.clone();
+    // The wallets first: they come from the book, the bet reads from the read models.
+    let (mut doubled, mut missing) = (0, 0);
+    let unknown = bench.flow().unknown.clone();
+    for (player, state) in bench.players.iter().enumerate() {
+        let acknowledged = acks.iter().filter(|ack| ack.player == player).count() as u64;
+        let (status, wallet) = bench.get("/v1/wallet", state.authorization()).await.map_err(LoadgenError::Check)?;
+        let pending = wallet["pending_stakes"]
+            .as_str()
+            .and_then(parse_minor)
+            .ok_or_else(|| LoadgenError::Check(format!("player {player}'s wallet: {status} {wallet}")))?;
+        let found = compare_wallet(pending, acknowledged, unknown[player]);
+        if found.doubled > 0 || found.missing > 0 {
+            eprintln!(
+                "bench-failover: player {player}: pending stakes {pending} minor for {acknowledged} acknowledged and {} unknown bets",
+                unknown[player]
+            );
+        }
+        doubled += found.doubled;
+        missing += found.missing;
+    }
+    eprintln!("bench-failover: wallets: {doubled} bets applied twice, {missing} acknowledged stakes missing");
+    // One read alone first: a cluster whose gateways cannot serve bet reads (no projector)
+    // fails here at once, naming the cause, instead of retrying every bet.
+    if let Some(ack) = acks.first() {
+        let token = bench.players[ack.player].authorization();
+        bench.get(&format!("/v1/bets/{}", ack.bet_id), token).await.map_err(|error| {
+            LoadgenError::Check(format!("acknowledged bets cannot be read back (GET /v1/bets/{{id}}): {error}"))
+        })?;
+    }
     eprintln!("bench-failover: reading the {} acknowledged bets back ...", acks.len());
     let reads = acks.iter().map(|ack| {
         let bench = bench.clone();
