@@ -701,25 +701,6 @@ async fn check(bench: &Arc<Bench>) -> Result<(u64, u64, u64), LoadgenError> {
         .into_iter()
         .filter(|lost| *lost)
         .count() as u64;
-    let (mut doubled, mut missing) = (0, 0);
-    let unknown = bench.flow().unknown.clone();
-    for (player, state) in bench.players.iter().enumerate() {
-        let acknowledged = acks.iter().filter(|ack| ack.player == player).count() as u64;
-        let (status, wallet) = bench.get("/v1/wallet", state.authorization()).await.map_err(LoadgenError::Check)?;
-        let pending = wallet["pending_stakes"]
-            .as_str()
-            .and_then(parse_minor)
-            .ok_or_else(|| LoadgenError::Check(format!("player {player}'s wallet: {status} {wallet}")))?;
-        let found = compare_wallet(pending, acknowledged, unknown[player]);
-        if found.doubled > 0 || found.missing > 0 {
-            eprintln!(
-                "bench-failover: player {player}: pending stakes {pending} minor for {acknowledged} acknowledged and {} unknown bets",
-                unknown[player]
-            );
-        }
-        doubled += found.doubled;
-        missing += found.missing;
-    }
     Ok((lost, doubled, missing))
 }
 
