@@ -98,9 +98,11 @@ pub struct Args {
     /// Seconds before an unanswered request counts as a timeout.
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
-    /// The sportsbook's base URL (loopback only).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// The sportsbook's base URL (loopback only). Repeat it for the gateways of a cluster: bets
+    /// are spread over them round-robin per request; setup, prices and subscribers use the
+    /// first. The soak takes one.
+    #[arg(long = "url", default_value = "http://127.0.0.1:8080")]
+    pub urls: Vec<String>,
     /// An operator key with the trading scope (default: $SPORTSBOOK_ADMIN_KEY).
     #[arg(long)]
     pub admin_key: Option<String>,
@@ -216,7 +218,34 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, LoadgenError> {
     Duration::try_from_secs_f64(value).map_err(|_| LoadgenError::Config(format!("--{flag} {value}: not a duration")))
 }
 
+/// How many times `--url` may be given.
+pub const URLS_MAX: usize = 64;
+
 impl Args {
+    /// The first `--url` and the others, each given once at most.
+    pub fn base_urls(&self) -> Result<(String, Vec<String>), LoadgenError> {
+        if self.urls.len() > URLS_MAX {
+            return Err(LoadgenError::Config(format!("--url is given {} times; at most {URLS_MAX}", self.urls.len())));
+        }
+        let normalized: Vec<String> = self.urls.iter().map(|url| url.trim_end_matches('/').to_string()).collect();
+        for (index, url) in normalized.iter().enumerate() {
+            if normalized[..index].contains(url) {
+                return Err(LoadgenError::Config(format!("--url {url} is given twice")));
+            }
+        }
+        let mut urls = normalized.into_iter();
+        let first = urls.next().ok_or_else(|| LoadgenError::Config("--url: give at least one".to_string()))?;
+        Ok((first, urls.collect()))
+    }
+
+    /// The one `--url` of a profile that takes one.
+    fn single_url(&self) -> Result<String, LoadgenError> {
+        match self.base_urls()? {
+            (url, extra) if extra.is_empty() => Ok(url),
+            _ => Err(LoadgenError::Config("the soak takes one --url".to_string())),
+        }
+    }
+
     pub fn options(&self) -> Result<Options, LoadgenError> {
         let profile = match self.profile {
             ProfileArg::Steady => ProfileKind::Steady,
@@ -259,8 +288,12 @@ impl Args {
                 "the sportsbook target creates markets: give --admin-key or set {ADMIN_KEY_ENV} to the server's key"
             )));
         }
+        let (base_url, extra_urls) = self.base_urls()?;
         if target != TargetKind::PostgresBaseline {
-            crate::http::check_loopback(&self.url)?;
+            crate::http::check_loopback(&base_url)?;
+            for url in &extra_urls {
+                crate::http::check_loopback(url)?;
+            }
         }
         let request_timeout = seconds(self.timeout, "timeout")?;
         let players = self.players.unwrap_or(PLAYERS_DEFAULT);
@@ -299,7 +332,8 @@ impl Args {
                 ..WorkloadOptions::default()
             },
             sportsbook: SportsbookOptions {
-                base_url: self.url.clone(),
+                base_url,
+                extra_urls,
                 admin_key: admin_key.unwrap_or_default(),
                 players,
                 price_updates_per_second: self.price_updates,
@@ -457,7 +491,7 @@ fn run_soak(args: &Args) -> Result<(), LoadgenError> {
                 ))
             })?;
             let http_options = HttpTargetOptions {
-                base_url: args.url.clone(),
+                base_url: args.single_url()?,
                 metrics_url: args.metrics_url.clone(),
                 metrics_key: std::env::var(METRICS_KEY_ENV).ok(),
                 admin_key,
@@ -495,4 +529,50 @@ fn run_soak(args: &Args) -> Result<(), LoadgenError> {
         println!("\nresult: {}", out.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(flags: &[&str]) -> Args {
+        Cli::try_parse_from(std::iter::once("loadgen").chain(flags.iter().copied())).expect("flags parse").args
+    }
+
+    #[test]
+    fn url_repeated_spreads_over_gateways() {
+        let args = parse(&["--url", "http://127.0.0.1:1/", "--url", "http://127.0.0.1:2", "--admin-key", "sk_x"]);
+        let (first, extra) = args.base_urls().expect("two urls");
+        assert_eq!(first, "http://127.0.0.1:1");
+        assert_eq!(extra, vec!["http://127.0.0.1:2".to_string()]);
+        let options = args.options().expect("options");
+        assert_eq!(options.sportsbook.base_url, "http://127.0.0.1:1");
+        assert_eq!(options.sportsbook.extra_urls, vec!["http://127.0.0.1:2".to_string()]);
+        assert!(matches!(args.single_url(), Err(LoadgenError::Config(_))), "the soak takes one --url");
+    }
+
+    #[test]
+    fn url_single_and_default_keep_their_behaviour() {
+        let args = parse(&["--admin-key", "sk_x"]);
+        assert_eq!(args.base_urls().expect("default").0, "http://127.0.0.1:8080");
+        assert!(args.base_urls().expect("default").1.is_empty());
+        let args = parse(&["--url", "http://127.0.0.1:9", "--admin-key", "sk_x"]);
+        assert_eq!(args.single_url().expect("one url"), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn url_refused_when_repeated_or_not_loopback() {
+        let args = parse(&["--url", "http://127.0.0.1:1", "--url", "http://127.0.0.1:1/", "--admin-key", "sk_x"]);
+        assert!(matches!(args.base_urls(), Err(LoadgenError::Config(text)) if text.contains("twice")));
+        let args = parse(&["--url", "http://127.0.0.1:1", "--url", "http://10.0.0.1:2", "--admin-key", "sk_x"]);
+        assert!(matches!(args.options(), Err(LoadgenError::Config(text)) if text.contains("10.0.0.1")));
+    }
 }

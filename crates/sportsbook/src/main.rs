@@ -278,6 +278,12 @@ enum Commands {
     /// PostgreSQL one-transaction-per-bet baseline with the same workload: percentiles,
     /// throughput, rejections and shed requests per phase, a JSON result and an SVG plot.
     Loadgen(loadgen::cli::Args),
+    /// Failover time under load (issue 15): against the gateways of a `dev-cluster
+    /// --restart-books`, keeps bets flowing, kill -9s the book leader --kills times (each time
+    /// after the killed node is back and caught up), and reports the time to the first bet
+    /// accepted after each kill (p50/p99/max); fails if an acknowledged bet is lost or a bet
+    /// applied twice.
+    BenchFailover(loadgen::failover::Args),
     /// Operator API keys, issued and listed directly on a data directory (the server must not
     /// be running on it).
     Admin {
@@ -496,6 +502,16 @@ enum Commands {
         /// Seed of the simulated provider and the demo simulation (random when omitted).
         #[arg(long)]
         seed: Option<u64>,
+        /// Gateways to start (1 to 16), for the gateway scaling benchmark.
+        #[arg(long, default_value_t = sportsbook::dev_cluster::GATEWAYS)]
+        gateways: usize,
+        /// Start a book node again (same node id and directory: it recovers and rejoins as a
+        /// follower) when it exits on its own, e.g. when a failover benchmark kills the leader.
+        #[arg(long)]
+        restart_books: bool,
+        /// The gateways' rate limits off, for benchmarks that send everything from one address.
+        #[arg(long)]
+        no_rate_limits: bool,
     },
     /// Projects a data directory's journal, or with --nats a cluster's replicated journal, into
     /// the read models (bets, statements, audit, report inputs, accounts), exactly once, and
@@ -709,6 +725,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Commands::Loadgen(args) => loadgen::cli::run(&args).map_err(anyhow::Error::from),
+        Commands::BenchFailover(args) => loadgen::failover::run(&args).map_err(anyhow::Error::from),
         Commands::Admin { command: AdminCommands::CreateKey { data_dir, scope, name } } => {
             let scopes = sportsbook::admin::parse_scopes(&scope)?;
             sportsbook::admin::create_key(&data_dir, &name, scopes)
@@ -806,15 +823,25 @@ fn main() -> anyhow::Result<()> {
             seed,
             log_format: log_format.into(),
         }),
-        Commands::DevCluster { data_dir, redis, postgres, feed_sources, seed } => {
-            sportsbook::dev_cluster::run(sportsbook::dev_cluster::DevClusterOptions {
-                data_dir,
-                redis,
-                postgres,
-                feed_sources,
-                seed,
-            })
-        }
+        Commands::DevCluster {
+            data_dir,
+            redis,
+            postgres,
+            feed_sources,
+            seed,
+            gateways,
+            restart_books,
+            no_rate_limits,
+        } => sportsbook::dev_cluster::run(sportsbook::dev_cluster::DevClusterOptions {
+            data_dir,
+            redis,
+            postgres,
+            feed_sources,
+            seed,
+            gateways,
+            restart_books,
+            no_rate_limits,
+        }),
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
         Commands::Projector {
             data_dir,
