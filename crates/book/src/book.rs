@@ -5,7 +5,7 @@
 //! numbers; the same commands at the same times always give the same state, which is what
 //! makes journal replay and the simulator possible.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sha2::{Digest, Sha256};
 
@@ -67,7 +67,7 @@ enum KeptReply {
 }
 
 impl Kept {
-    fn new(body_hash: u64, at: Timestamp, reply: Reply) -> Kept {
+    pub(crate) fn new(body_hash: u64, at: Timestamp, reply: Reply) -> Kept {
         let reply = match reply {
             Ok(Ack::BetPlaced { bet, status }) => KeptReply::BetPlaced(bet, status),
             Ok(Ack::Transfer(transfer)) => KeptReply::Transfer(transfer),
@@ -153,7 +153,8 @@ pub struct Book {
     pub(crate) quotes_issued: u64,
     /// Idempotency keys of the last `Config::idempotency_window_ms`, by `idempotency_key_hash`.
     /// A hash map is fine here: nothing iterates it (expiry and snapshots follow the order).
-    pub(crate) idempotency: HashMap<u128, Kept>,
+    /// It grows a few keys per insert, never all at once (`KeyMap`).
+    pub(crate) idempotency: crate::keymap::KeyMap,
     /// Keys in the order they were stored, for expiry (book time only moves forward; each
     /// key's time is in `idempotency`).
     pub(crate) idempotency_order: VecDeque<u128>,
@@ -362,7 +363,7 @@ impl Book {
                 break;
             }
             if let Some(hash) = self.idempotency_order.pop_front() {
-                self.idempotency.remove(&hash);
+                self.idempotency.remove_oldest(&hash);
             }
         }
         while let Some((&id, quote)) = self.quotes.first_key_value() {
@@ -406,8 +407,8 @@ impl Book {
     }
 
     fn remember(&mut self, hash: u128, body_hash: u64, reply: Reply) {
+        self.idempotency.insert(hash, Kept::new(body_hash, self.now, reply), &self.idempotency_order);
         self.idempotency_order.push_back(hash);
-        self.idempotency.insert(hash, Kept::new(body_hash, self.now, reply));
     }
 
     /// What the book remembers of `key` of `account`, while it is within the book's window.

@@ -21,6 +21,7 @@ mod fx;
 mod identity;
 mod ids;
 mod invariants;
+mod keymap;
 mod kyc;
 mod ledger;
 mod payments;

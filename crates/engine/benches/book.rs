@@ -211,6 +211,7 @@ fn pause(fill: u64, snapshot_every: u64, paced: u64, rate: u64) {
     let stats = engine.stats();
     stats.sequencer_pause_nanos_max.store(0, Relaxed);
     stats.sequencer_work_nanos_max.store(0, Relaxed);
+    stats.sequencer_cpu_nanos_max.store(0, Relaxed);
     stats.journal_sync_nanos_max.store(0, Relaxed);
     let snapshots_before = (stats.snapshots_follower.load(Relaxed), stats.snapshots_sequencer.load(Relaxed));
     let mut in_flight: VecDeque<(Instant, oneshot::Receiver<engine::Outcome>)> = VecDeque::new();
@@ -254,6 +255,10 @@ fn pause(fill: u64, snapshot_every: u64, paced: u64, rate: u64) {
         nanos(stats.sequencer_pause_nanos_max.load(Relaxed)),
         nanos(stats.sequencer_work_nanos_max.load(Relaxed)),
         nanos(stats.journal_sync_nanos_max.load(Relaxed))
+    );
+    println!(
+        "  most CPU time of one sequencer cycle (its thread's clock): {:.2?}",
+        nanos(stats.sequencer_cpu_nanos_max.load(Relaxed))
     );
     println!(
         "  snapshots in the measured phase: follower {}, sequencer {} (longest follower snapshot {:.2?}); skipped \

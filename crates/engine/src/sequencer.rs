@@ -188,6 +188,13 @@ pub struct EngineStats {
     pub sequencer_work_nanos_max: AtomicU64,
     /// The same maximum since the last `take_recent_work_max` (one scraper resets it).
     pub sequencer_work_nanos_max_recent: AtomicU64,
+    /// The most CPU time the sequencer thread spent in one cycle (the thread's own CPU clock,
+    /// journal write's system time included, waiting for the sync not). Beside the cycle's
+    /// wall time it tells work from waiting: a cycle far longer in wall time than in CPU time
+    /// was the thread off the CPU (other threads or processes on the cores), not its work.
+    pub sequencer_cpu_nanos_max: AtomicU64,
+    /// The same maximum since the last `take_recent_cpu_max` (one scraper resets it).
+    pub sequencer_cpu_nanos_max_recent: AtomicU64,
     /// Requests submitted and not yet taken by the sequencer.
     pub inbox_depth: AtomicU64,
     pub stopped: AtomicBool,
@@ -225,6 +232,18 @@ impl EngineStats {
     pub fn take_recent_work_max(&self) -> Duration {
         Duration::from_nanos(self.sequencer_work_nanos_max_recent.swap(0, Ordering::Relaxed))
     }
+
+    /// The most CPU time of one sequencer cycle since the last call, resetting it (see
+    /// `sequencer_cpu_nanos_max`).
+    pub fn take_recent_cpu_max(&self) -> Duration {
+        Duration::from_nanos(self.sequencer_cpu_nanos_max_recent.swap(0, Ordering::Relaxed))
+    }
+}
+
+/// The calling thread's CPU time so far (Linux `CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
+pub(crate) fn thread_cpu_nanos() -> u64 {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    (time.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(time.tv_nsec as u64)
 }
 
 /// What a command's submitter gets back.
@@ -828,6 +847,7 @@ impl Sequencer {
                 },
             };
             let cycle = Instant::now();
+            let cycle_cpu = thread_cpu_nanos();
             match first {
                 Some(request) => pending.add(request, &self.stats, &self.book),
                 None if carried => {}
@@ -866,6 +886,9 @@ impl Sequencer {
             let work = pause.saturating_sub(std::mem::take(&mut self.cycle_sync_nanos));
             self.stats.sequencer_work_nanos_max.fetch_max(work, Ordering::Relaxed);
             self.stats.sequencer_work_nanos_max_recent.fetch_max(work, Ordering::Relaxed);
+            let cpu = thread_cpu_nanos().saturating_sub(cycle_cpu);
+            self.stats.sequencer_cpu_nanos_max.fetch_max(cpu, Ordering::Relaxed);
+            self.stats.sequencer_cpu_nanos_max_recent.fetch_max(cpu, Ordering::Relaxed);
             if pending.shutdown {
                 break;
             }

@@ -665,6 +665,24 @@ pub fn app(state: AppState) -> Router {
 }
 
 impl GatewayConfig {
+    /// The settings of a gateway whose engine is a replica forwarding commands to a cluster's
+    /// leader (`sportsbook gateway`; the gateway tests' cluster mode): no feed watchdog (the
+    /// feed role runs it, once per cluster), a reply wait covering the forward's retries
+    /// through an election (`forward_retry_for`) and the replica's catch-up
+    /// (`engine::REPLICA_CATCH_UP_WAIT_MAX`), and an identity watch reloading keys and staff
+    /// changed through other gateways. Returns the watch: its `engine_hook` must be among the
+    /// replica's commit hooks.
+    pub fn for_replica(&mut self, forward_retry_for: Duration) -> IdentityWatch {
+        self.feed_watchdog = false;
+        // The request must wait for both, or a takeover would answer 504 while the forward
+        // still retries (and may succeed) behind it, where `NoLeader` (503, "not done") was
+        // the answer to give.
+        self.book_reply_timeout = forward_retry_for + engine::REPLICA_CATCH_UP_WAIT_MAX + Duration::from_secs(1);
+        let identity = IdentityWatch::new();
+        self.identity_watch = Some(identity.clone());
+        identity
+    }
+
     fn connection_limits(&self) -> connections::ConnectionLimits {
         connections::ConnectionLimits {
             header_read_timeout: self.header_read_timeout,

@@ -132,6 +132,8 @@ struct EngineSeries {
     pause_seconds_interval_max: Gauge<f64, AtomicU64>,
     work_seconds_max: Gauge<f64, AtomicU64>,
     work_seconds_interval_max: Gauge<f64, AtomicU64>,
+    cpu_seconds_max: Gauge<f64, AtomicU64>,
+    cpu_seconds_interval_max: Gauge<f64, AtomicU64>,
     snapshots: Family<WriterLabels, Counter>,
     snapshot_seconds: Family<WriterLabels, Counter<f64, AtomicU64>>,
     snapshot_seconds_max: Family<WriterLabels, Gauge<f64, AtomicU64>>,
@@ -154,6 +156,8 @@ impl EngineSeries {
             pause_seconds_interval_max: Gauge::default(),
             work_seconds_max: Gauge::default(),
             work_seconds_interval_max: Gauge::default(),
+            cpu_seconds_max: Gauge::default(),
+            cpu_seconds_interval_max: Gauge::default(),
             snapshots: Family::default(),
             snapshot_seconds: Family::default(),
             snapshot_seconds_max: Family::default(),
@@ -177,6 +181,17 @@ impl EngineSeries {
             "sportsbook_sequencer_pause_seconds_interval_max",
             "Longest sequencer cycle since the previous scrape",
             series.pause_seconds_interval_max.clone(),
+        );
+        registry.register(
+            "sportsbook_sequencer_cpu_seconds_max",
+            "Most CPU time the sequencer thread spent in one cycle since start (a pause far longer than this was \
+             the thread waiting for a core, not working)",
+            series.cpu_seconds_max.clone(),
+        );
+        registry.register(
+            "sportsbook_sequencer_cpu_seconds_interval_max",
+            "Most CPU time the sequencer thread spent in one cycle since the previous scrape",
+            series.cpu_seconds_interval_max.clone(),
         );
         registry.register(
             "sportsbook_sequencer_work_seconds_max",
@@ -268,6 +283,8 @@ impl EngineSeries {
         self.pause_seconds_interval_max.set(stats.take_recent_pause_max().as_secs_f64());
         self.work_seconds_max.set(seconds(stats.sequencer_work_nanos_max.load(Relaxed)));
         self.work_seconds_interval_max.set(stats.take_recent_work_max().as_secs_f64());
+        self.cpu_seconds_max.set(seconds(stats.sequencer_cpu_nanos_max.load(Relaxed)));
+        self.cpu_seconds_interval_max.set(stats.take_recent_cpu_max().as_secs_f64());
         let by_writer = [
             (
                 "follower",

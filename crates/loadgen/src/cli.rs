@@ -98,9 +98,11 @@ pub struct Args {
     /// Seconds before an unanswered request counts as a timeout.
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
-    /// The sportsbook's base URL (loopback only).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// The sportsbook's base URL (loopback only). Repeat it for the gateways of a cluster: bets
+    /// are spread over them round-robin per request; setup, prices and subscribers use the
+    /// first. The soak takes one.
+    #[arg(long = "url", default_value = "http://127.0.0.1:8080")]
+    pub urls: Vec<String>,
     /// An operator key with the trading scope (default: $SPORTSBOOK_ADMIN_KEY).
     #[arg(long)]
     pub admin_key: Option<String>,
@@ -180,6 +182,15 @@ pub struct Args {
     /// (`serve --resettlement-window`), e.g. `5s`, `10m`, `7d`. Refused until the book has it.
     #[arg(long)]
     pub resettlement_window: Option<String>,
+    /// Soak through the engine: the nice value of the projector's threads (Linux; 0 as in
+    /// `serve`, higher leaves the cores to the sequencer first).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub projector_nice: i32,
+    /// Soak through the engine: the most commands the sequencer decides in one batch
+    /// (`EngineOptions::batch_commands_max`, 1 to the default 4,096).
+    #[arg(long, default_value_t = engine::BATCH_COMMANDS_MAX_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=engine::BATCH_COMMANDS_MAX_DEFAULT as u64))]
+    pub batch_commands_max: u64,
     /// Soak over HTTP: the server's process id, for its resident memory (default: the one
     /// process whose command line holds `serve` and the URL's port).
     #[arg(long)]
@@ -207,7 +218,34 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, LoadgenError> {
     Duration::try_from_secs_f64(value).map_err(|_| LoadgenError::Config(format!("--{flag} {value}: not a duration")))
 }
 
+/// How many times `--url` may be given.
+pub const URLS_MAX: usize = 64;
+
 impl Args {
+    /// The first `--url` and the others, each given once at most.
+    pub fn base_urls(&self) -> Result<(String, Vec<String>), LoadgenError> {
+        if self.urls.len() > URLS_MAX {
+            return Err(LoadgenError::Config(format!("--url is given {} times; at most {URLS_MAX}", self.urls.len())));
+        }
+        let normalized: Vec<String> = self.urls.iter().map(|url| url.trim_end_matches('/').to_string()).collect();
+        for (index, url) in normalized.iter().enumerate() {
+            if normalized[..index].contains(url) {
+                return Err(LoadgenError::Config(format!("--url {url} is given twice")));
+            }
+        }
+        let mut urls = normalized.into_iter();
+        let first = urls.next().ok_or_else(|| LoadgenError::Config("--url: give at least one".to_string()))?;
+        Ok((first, urls.collect()))
+    }
+
+    /// The one `--url` of a profile that takes one.
+    fn single_url(&self) -> Result<String, LoadgenError> {
+        match self.base_urls()? {
+            (url, extra) if extra.is_empty() => Ok(url),
+            _ => Err(LoadgenError::Config("the soak takes one --url".to_string())),
+        }
+    }
+
     pub fn options(&self) -> Result<Options, LoadgenError> {
         let profile = match self.profile {
             ProfileArg::Steady => ProfileKind::Steady,
@@ -250,8 +288,12 @@ impl Args {
                 "the sportsbook target creates markets: give --admin-key or set {ADMIN_KEY_ENV} to the server's key"
             )));
         }
+        let (base_url, extra_urls) = self.base_urls()?;
         if target != TargetKind::PostgresBaseline {
-            crate::http::check_loopback(&self.url)?;
+            crate::http::check_loopback(&base_url)?;
+            for url in &extra_urls {
+                crate::http::check_loopback(url)?;
+            }
         }
         let request_timeout = seconds(self.timeout, "timeout")?;
         let players = self.players.unwrap_or(PLAYERS_DEFAULT);
@@ -290,7 +332,8 @@ impl Args {
                 ..WorkloadOptions::default()
             },
             sportsbook: SportsbookOptions {
-                base_url: self.url.clone(),
+                base_url,
+                extra_urls,
                 admin_key: admin_key.unwrap_or_default(),
                 players,
                 price_updates_per_second: self.price_updates,
@@ -423,6 +466,8 @@ fn run_soak(args: &Args) -> Result<(), LoadgenError> {
                 store,
                 snapshot_every_commands: args.snapshot_every,
                 resettlement_window,
+                projector_nice: args.projector_nice,
+                batch_commands_max: args.batch_commands_max as usize,
                 players: options.players,
                 idempotency_keys: true,
             };
@@ -446,7 +491,7 @@ fn run_soak(args: &Args) -> Result<(), LoadgenError> {
                 ))
             })?;
             let http_options = HttpTargetOptions {
-                base_url: args.url.clone(),
+                base_url: args.single_url()?,
                 metrics_url: args.metrics_url.clone(),
                 metrics_key: std::env::var(METRICS_KEY_ENV).ok(),
                 admin_key,
@@ -484,4 +529,50 @@ fn run_soak(args: &Args) -> Result<(), LoadgenError> {
         println!("\nresult: {}", out.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(flags: &[&str]) -> Args {
+        Cli::try_parse_from(std::iter::once("loadgen").chain(flags.iter().copied())).expect("flags parse").args
+    }
+
+    #[test]
+    fn url_repeated_spreads_over_gateways() {
+        let args = parse(&["--url", "http://127.0.0.1:1/", "--url", "http://127.0.0.1:2", "--admin-key", "sk_x"]);
+        let (first, extra) = args.base_urls().expect("two urls");
+        assert_eq!(first, "http://127.0.0.1:1");
+        assert_eq!(extra, vec!["http://127.0.0.1:2".to_string()]);
+        let options = args.options().expect("options");
+        assert_eq!(options.sportsbook.base_url, "http://127.0.0.1:1");
+        assert_eq!(options.sportsbook.extra_urls, vec!["http://127.0.0.1:2".to_string()]);
+        assert!(matches!(args.single_url(), Err(LoadgenError::Config(_))), "the soak takes one --url");
+    }
+
+    #[test]
+    fn url_single_and_default_keep_their_behaviour() {
+        let args = parse(&["--admin-key", "sk_x"]);
+        assert_eq!(args.base_urls().expect("default").0, "http://127.0.0.1:8080");
+        assert!(args.base_urls().expect("default").1.is_empty());
+        let args = parse(&["--url", "http://127.0.0.1:9", "--admin-key", "sk_x"]);
+        assert_eq!(args.single_url().expect("one url"), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn url_refused_when_repeated_or_not_loopback() {
+        let args = parse(&["--url", "http://127.0.0.1:1", "--url", "http://127.0.0.1:1/", "--admin-key", "sk_x"]);
+        assert!(matches!(args.base_urls(), Err(LoadgenError::Config(text)) if text.contains("twice")));
+        let args = parse(&["--url", "http://127.0.0.1:1", "--url", "http://10.0.0.1:2", "--admin-key", "sk_x"]);
+        assert!(matches!(args.options(), Err(LoadgenError::Config(text)) if text.contains("10.0.0.1")));
+    }
 }

@@ -9,7 +9,7 @@
 //! distinct markets are always on distinct events.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -82,7 +82,11 @@ pub enum PriceRoute {
 
 #[derive(Clone, Debug)]
 pub struct SportsbookOptions {
+    /// Setup, prices, subscribers and the first share of the bets go here.
     pub base_url: String,
+    /// More base URLs of the same sportsbook (other gateways of a cluster): bets are spread
+    /// round-robin per request over `base_url` and these; empty for one server.
+    pub extra_urls: Vec<String>,
     pub admin_key: String,
     pub players: usize,
     /// Price changes per second, hot markets most.
@@ -158,7 +162,9 @@ pub struct RetryReport {
 pub struct SportsbookTarget {
     client: Client,
     base_url: String,
-    bets_url: String,
+    /// `POST /v1/bets` of each base URL, taken in turn (`next_bets_url`).
+    bets_urls: Vec<String>,
+    next_bets_url: AtomicUsize,
     run_id: String,
     players: Vec<Player>,
     markets: Vec<Market>,
@@ -176,6 +182,9 @@ impl SportsbookTarget {
         expected_bets: u64,
     ) -> Result<(SportsbookTarget, SetupReport), LoadgenError> {
         check_loopback(&options.base_url)?;
+        for url in &options.extra_urls {
+            check_loopback(url)?;
+        }
         if !(1..=PLAYERS_MAX).contains(&options.players) {
             return Err(LoadgenError::Config(format!("--players must be 1 to {PLAYERS_MAX}")));
         }
@@ -191,11 +200,16 @@ impl SportsbookTarget {
             .timeout(options.request_timeout)
             .build()
             .map_err(|error| LoadgenError::Setup(format!("building the HTTP client: {error}")))?;
-        let health = client.get(format!("{base_url}/healthz")).send().await;
-        if !health.as_ref().is_ok_and(|response| response.status().is_success()) {
-            return Err(LoadgenError::Setup(format!(
-                "{base_url}/healthz does not answer 200 ({health:?}); is `sportsbook serve` running there?"
-            )));
+        let base_urls: Vec<String> = std::iter::once(base_url.clone())
+            .chain(options.extra_urls.iter().map(|url| url.trim_end_matches('/').to_string()))
+            .collect();
+        for url in &base_urls {
+            let health = client.get(format!("{url}/healthz")).send().await;
+            if !health.as_ref().is_ok_and(|response| response.status().is_success()) {
+                return Err(LoadgenError::Setup(format!(
+                    "{url}/healthz does not answer 200 ({health:?}); is `sportsbook serve` running there?"
+                )));
+            }
         }
         // Usernames unique per run, so runs can follow each other on one server.
         let run_id = format!("{:x}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis()));
@@ -230,7 +244,8 @@ impl SportsbookTarget {
             seconds: started.elapsed().as_secs_f64(),
         };
         let target = SportsbookTarget {
-            bets_url: format!("{base_url}/v1/bets"),
+            bets_urls: base_urls.iter().map(|url| format!("{url}/v1/bets")).collect(),
+            next_bets_url: AtomicUsize::new(0),
             client,
             base_url,
             run_id,
@@ -317,9 +332,12 @@ impl SportsbookTarget {
     }
 
     async fn send(&self, authorization: HeaderValue, key: &str, body: String) -> Result<Answer, Outcome> {
+        // Round-robin per request: a retry goes to the next server, as a client behind a load
+        // balancer would, so the shared idempotency is exercised too.
+        let turn = self.next_bets_url.fetch_add(1, Ordering::Relaxed) % self.bets_urls.len();
         let response = self
             .client
-            .post(&self.bets_url)
+            .post(&self.bets_urls[turn])
             .header(AUTHORIZATION, authorization)
             .header(CONTENT_TYPE, "application/json")
             .header("idempotency-key", key)

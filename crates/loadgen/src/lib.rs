@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod driver;
+pub mod failover;
 pub mod http;
 pub mod plot;
 pub mod postgres;
@@ -52,6 +53,9 @@ pub enum LoadgenError {
     Postgres(String),
     #[error("writing {path}: {source}")]
     Output { path: String, source: std::io::Error },
+    /// The failover benchmark's run or its final check failed (lost or doubled bets).
+    #[error("failover benchmark: {0}")]
+    Check(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

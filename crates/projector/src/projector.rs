@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use book::{Book, Config};
@@ -34,6 +35,13 @@ pub struct Progress {
     /// Rows committed by this process.
     pub rows: u64,
     pub commits: u64,
+    /// Time spent reading the journal, deciding it again and building rows, by this process.
+    pub decide_nanos: u64,
+    /// Time the store spent in commits (writing rows and committing), on whichever thread.
+    pub commit_nanos: u64,
+    /// Time the deciding thread waited for a commit in flight (pipelined: what the overlap
+    /// did not hide).
+    pub wait_nanos: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +59,11 @@ pub struct ProjectorOptions {
     /// journal no longer holds are read from there, so a rebuild or a projector far behind
     /// still starts at position 0.
     pub archive_dir: Option<PathBuf>,
+    /// While behind, commit a transaction on a writer thread of its own while this one
+    /// decides the batches of the next ([`Projector::step`]). At most one commit is in flight
+    /// and each still carries its checkpoint, so exactly-once is unchanged; when the journal
+    /// has nothing more the commit is made before `step` returns.
+    pub pipeline: bool,
 }
 
 impl ProjectorOptions {
@@ -62,6 +75,7 @@ impl ProjectorOptions {
             crash_after_batches: None,
             on_replay: None,
             archive_dir: Some(data_dir.join(engine::ARCHIVE_DIR_NAME)),
+            pipeline: true,
         }
     }
 }
@@ -79,8 +93,84 @@ pub enum Start {
     Resumed { checkpoint: Position, replayed_from: Position },
 }
 
-pub struct Projector {
+/// A transaction handed to the writer thread: the store is lent with it and comes back with
+/// the (emptied) changes and the result.
+struct CommitJob {
     store: Box<dyn Store>,
+    changes: Changes,
+    previous: Option<Position>,
+}
+
+struct CommitDone {
+    store: Box<dyn Store>,
+    changes: Changes,
+    result: Result<(), ProjectorError>,
+    nanos: u64,
+}
+
+/// The writer thread of [`ProjectorOptions::pipeline`]: it commits one job at a time and
+/// frees the job's rows afterwards (freeing 50,000 rows is itself worth taking off the
+/// deciding thread).
+struct CommitThread {
+    jobs: Option<mpsc::Sender<CommitJob>>,
+    done: mpsc::Receiver<CommitDone>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CommitThread {
+    fn spawn() -> Result<CommitThread, ProjectorError> {
+        let (jobs, job_receiver) = mpsc::channel::<CommitJob>();
+        let (done_sender, done) = mpsc::channel::<CommitDone>();
+        let thread = std::thread::Builder::new()
+            .name("projector-commit".to_owned())
+            .spawn(move || {
+                for CommitJob { mut store, mut changes, previous } in job_receiver {
+                    let began = Instant::now();
+                    let result = store.commit(&changes, previous);
+                    let nanos = began.elapsed().as_nanos() as u64;
+                    changes.clear();
+                    if done_sender.send(CommitDone { store, changes, result, nanos }).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| ProjectorError::Store(format!("starting the projector's commit thread: {source}")))?;
+        Ok(CommitThread { jobs: Some(jobs), done, thread: Some(thread) })
+    }
+}
+
+impl Drop for CommitThread {
+    /// Lets a commit in flight finish (a transaction is never left half-sent), then ends.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the store will be at once the commit in flight succeeds.
+#[derive(Clone, Copy)]
+struct InFlight {
+    checkpoint: Checkpoint,
+    rows: u64,
+}
+
+pub struct Projector {
+    /// `None` only while lent to the writer thread for the commit in flight.
+    store: Option<Box<dyn Store>>,
+    /// The commit in flight on `writer` (see [`ProjectorOptions::pipeline`]).
+    in_flight: Option<InFlight>,
+    writer: Option<CommitThread>,
+    /// An emptied `Changes` to fill next, back from the writer thread.
+    spare: Option<Changes>,
+    /// A commit failure found outside `step` (by [`Projector::store`]), returned by the next
+    /// `step`.
+    deferred: Option<ProjectorError>,
+    /// Set when a pipelined commit failed: the follower book is past rows that were not
+    /// written, so this projector must not go on (it would commit later batches over the
+    /// gap); it is reopened at its store's checkpoint instead.
+    poisoned: Option<String>,
     follower: Follower,
     cursor: Box<dyn RecordSource>,
     changes: Changes,
@@ -274,7 +364,12 @@ impl Projector {
         let committed_chain = follower.checkpoint().chain_head;
         cursor.seek(position);
         let mut projector = Projector {
-            store,
+            store: Some(store),
+            in_flight: None,
+            writer: None,
+            spare: None,
+            deferred: None,
+            poisoned: None,
             follower,
             cursor,
             changes,
@@ -321,8 +416,13 @@ impl Projector {
         self.progress
     }
 
+    /// The store, once any commit in flight has finished (a failure of that commit is
+    /// returned by the next [`Projector::step`]).
     pub fn store(&mut self) -> &mut dyn Store {
-        self.store.as_mut()
+        if let Err(error) = self.finish_commit() {
+            self.deferred.get_or_insert(error);
+        }
+        self.store.as_deref_mut().expect("the store is home once no commit is in flight")
     }
 
     /// The follower book, at the position of the last batch read.
@@ -330,30 +430,97 @@ impl Projector {
         self.follower.book()
     }
 
-    fn commit(&mut self) -> Result<(), ProjectorError> {
-        self.store.commit(&self.changes, self.stored.then_some(self.committed))?;
+    /// Records a successful commit up to `checkpoint`.
+    fn committed(&mut self, checkpoint: Checkpoint, rows: u64) {
         self.stored = true;
-        self.progress.rows += self.changes.rows() as u64;
+        self.progress.rows += rows;
         self.progress.commits += 1;
-        self.changes.clear();
-        self.committed = self.follower.checkpoint().next_position;
-        self.committed_chain = self.follower.checkpoint().chain_head;
-        let checkpoint = self.follower.checkpoint();
+        self.committed = checkpoint.next_position;
+        self.committed_chain = checkpoint.chain_head;
         self.progress.position = self.committed;
         self.progress.batches = checkpoint.batches;
         self.progress.commands = checkpoint.commands;
+    }
+
+    /// Waits for the commit in flight, if any, and takes back the store.
+    fn finish_commit(&mut self) -> Result<(), ProjectorError> {
+        let Some(in_flight) = self.in_flight.take() else { return Ok(()) };
+        let writer = self.writer.as_ref().expect("a commit in flight has a writer");
+        let began = Instant::now();
+        let done = writer.done.recv().map_err(|_| {
+            ProjectorError::Store("the projector's commit thread ended with a commit in flight".to_owned())
+        })?;
+        self.progress.wait_nanos += began.elapsed().as_nanos() as u64;
+        self.progress.commit_nanos += done.nanos;
+        self.store = Some(done.store);
+        self.spare = Some(done.changes);
+        if let Err(error) = done.result {
+            self.poisoned = Some(error.to_string());
+            return Err(error);
+        }
+        self.committed(in_flight.checkpoint, in_flight.rows);
+        Ok(())
+    }
+
+    /// Commits the pending changes on this thread.
+    fn commit(&mut self) -> Result<(), ProjectorError> {
+        self.finish_commit()?;
+        let store = self.store.as_deref_mut().expect("the store is home once no commit is in flight");
+        let began = Instant::now();
+        let result = store.commit(&self.changes, self.stored.then_some(self.committed));
+        self.progress.commit_nanos += began.elapsed().as_nanos() as u64;
+        result?;
+        let rows = self.changes.rows() as u64;
+        self.changes.clear();
+        self.committed(*self.follower.checkpoint(), rows);
+        Ok(())
+    }
+
+    /// Hands the pending changes to the writer thread and returns at once; the follower goes
+    /// on deciding into an empty `Changes` meanwhile.
+    fn commit_in_background(&mut self) -> Result<(), ProjectorError> {
+        self.finish_commit()?;
+        if self.writer.is_none() {
+            self.writer = Some(CommitThread::spawn()?);
+        }
+        let store = self.store.take().expect("the store is home once no commit is in flight");
+        let changes = std::mem::replace(&mut self.changes, self.spare.take().unwrap_or_default());
+        let in_flight = InFlight { checkpoint: *self.follower.checkpoint(), rows: changes.rows() as u64 };
+        let job = CommitJob { store, changes, previous: self.stored.then_some(self.committed) };
+        let jobs = self.writer.as_ref().and_then(|writer| writer.jobs.as_ref()).expect("a running writer");
+        if let Err(mpsc::SendError(job)) = jobs.send(job) {
+            self.store = Some(job.store);
+            self.changes = job.changes;
+            return Err(ProjectorError::Store("the projector's commit thread is gone".to_owned()));
+        }
+        self.in_flight = Some(in_flight);
         Ok(())
     }
 
     /// Reads up to one transaction's worth of batches and commits them. Returns the batches
     /// applied and whether the journal may hold more right now.
+    ///
+    /// With [`ProjectorOptions::pipeline`], a transaction that stopped because it was full
+    /// (the journal holds more) is committed on the writer thread while the next `step`
+    /// decides; [`Projector::position`] then moves when that commit is done. A `step` that
+    /// read to the journal's end commits before it returns.
     pub fn step(&mut self) -> Result<(u64, bool), ProjectorError> {
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
+        if let Some(reason) = &self.poisoned {
+            return Err(ProjectorError::Store(format!(
+                "a commit on the projector's writer thread failed ({reason}); reopen the projector at its store's \
+                 checkpoint"
+            )));
+        }
         let mut applied = 0u64;
         let commit_rows = self.options.commit_rows.max(1);
         let crash_after = self.options.crash_after_batches.map(|limit| limit.saturating_sub(self.applied));
         let follower = &mut self.follower;
         let changes = &mut self.changes;
         let mut crashed = false;
+        let began = Instant::now();
         let polled = self.cursor.poll(&mut |position, payload| {
             follower.project(position, payload, changes)?;
             applied += 1;
@@ -363,11 +530,19 @@ impl Projector {
             }
             Ok(if changes.rows() >= commit_rows { Flow::Stop } else { Flow::Continue })
         })?;
+        self.progress.decide_nanos += began.elapsed().as_nanos() as u64;
         self.applied += applied;
         if crashed {
+            // The commit in flight (batches before the last commit point) may land or not,
+            // as in a real crash; what was collected since is dropped.
+            let _ = self.finish_commit();
             return Err(ProjectorError::CrashForTest { applied: self.applied });
         }
-        if !self.changes.is_empty() {
+        if self.changes.is_empty() {
+            self.finish_commit()?;
+        } else if self.options.pipeline && polled.stopped {
+            self.commit_in_background()?;
+        } else {
             self.commit()?;
         }
         Ok((applied, polled.stopped))

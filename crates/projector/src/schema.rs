@@ -631,6 +631,63 @@ ALTER TABLE audit ADD COLUMN reason TEXT;
 /* sqlite only */ CREATE INDEX first_replies_at ON first_replies (at);
 ",
     ),
+    (
+        6,
+        "SQLite: integer keys as rowids, the audit keyed by its primary key",
+        // In SQLite only a column declared exactly `INTEGER PRIMARY KEY` is the rowid: `id
+        // BIGINT PRIMARY KEY` made `bets`, `transfers` and `accounts` two B-trees each (rows by
+        // a hidden rowid, and a unique index on `id`), so every row written went into one tree
+        // more than needed. `audit`, keyed by (position, ordinal) and written in key order, is
+        // one tree by that key. Same columns, rows and indexes; PostgreSQL has nothing to do.
+        // (Number 6 is taken by another change.)
+        "
+/* sqlite only */ CREATE TABLE bets_v7 (
+    id INTEGER PRIMARY KEY, account BIGINT NOT NULL, currency TEXT NOT NULL, kind TEXT NOT NULL,
+    each_way BOOLEAN NOT NULL, stake_per_line BIGINT NOT NULL, line_count BIGINT NOT NULL,
+    total_stake BIGINT NOT NULL, potential_payout BIGINT NOT NULL, policy TEXT NOT NULL,
+    status TEXT NOT NULL, placed_status TEXT NOT NULL, placed_at BIGINT NOT NULL, delay_until BIGINT,
+    settled_at BIGINT, payout BIGINT, settlement_count BIGINT NOT NULL, rejection TEXT,
+    updated_position BIGINT NOT NULL, fx_base TEXT, base_stake BIGINT
+);
+/* sqlite only */ INSERT INTO bets_v7 SELECT * FROM bets;
+/* sqlite only */ DROP TABLE bets;
+/* sqlite only */ ALTER TABLE bets_v7 RENAME TO bets;
+/* sqlite only */ CREATE INDEX bets_account ON bets (account, id);
+/* sqlite only */ CREATE INDEX bets_placed_at ON bets (placed_at);
+/* sqlite only */ CREATE INDEX bets_settled_at ON bets (settled_at);
+/* sqlite only */ CREATE INDEX bets_status ON bets (status, id);
+/* sqlite only */ CREATE TABLE transfers_v7 (
+    id INTEGER PRIMARY KEY, position BIGINT NOT NULL, debit BIGINT NOT NULL, credit BIGINT NOT NULL,
+    currency TEXT NOT NULL, amount BIGINT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL,
+    pending_id BIGINT, reference BIGINT NOT NULL, at BIGINT NOT NULL, fx_base TEXT, base_amount BIGINT
+);
+/* sqlite only */ INSERT INTO transfers_v7 SELECT * FROM transfers;
+/* sqlite only */ DROP TABLE transfers;
+/* sqlite only */ ALTER TABLE transfers_v7 RENAME TO transfers;
+/* sqlite only */ CREATE INDEX transfers_at ON transfers (at);
+/* sqlite only */ CREATE TABLE accounts_v7 (
+    id INTEGER PRIMARY KEY, currency TEXT NOT NULL, username TEXT, country TEXT, registered_at BIGINT,
+    frozen BOOLEAN NOT NULL, timed_out_until BIGINT NOT NULL, excluded_until BIGINT NOT NULL,
+    stake_factor TEXT NOT NULL, updated_position BIGINT NOT NULL
+);
+/* sqlite only */ INSERT INTO accounts_v7 SELECT * FROM accounts;
+/* sqlite only */ DROP TABLE accounts;
+/* sqlite only */ ALTER TABLE accounts_v7 RENAME TO accounts;
+/* sqlite only */ CREATE UNIQUE INDEX accounts_username ON accounts (username);
+/* sqlite only */ CREATE TABLE audit_v7 (
+    position BIGINT NOT NULL, ordinal BIGINT NOT NULL, sequence BIGINT NOT NULL, at BIGINT NOT NULL,
+    command TEXT NOT NULL, account BIGINT, outcome TEXT NOT NULL, reference TEXT,
+    reply_digest TEXT, body TEXT, actor_kind TEXT, actor_id TEXT, reason TEXT,
+    PRIMARY KEY (position, ordinal)
+) WITHOUT ROWID;
+/* sqlite only */ INSERT INTO audit_v7 SELECT * FROM audit;
+/* sqlite only */ DROP TABLE audit;
+/* sqlite only */ ALTER TABLE audit_v7 RENAME TO audit;
+/* sqlite only */ CREATE INDEX audit_account ON audit (account, position);
+/* sqlite only */ CREATE INDEX audit_at ON audit (at);
+/* sqlite only */ CREATE INDEX audit_command ON audit (command, position);
+",
+    ),
 ];
 
 /// Which store a migration runs on: a statement that begins with [`SQLITE_ONLY`] is skipped on

@@ -1,7 +1,7 @@
 //! `sportsbook dev-cluster --data-dir DIR`: a whole cluster on this machine, as child processes
 //! of this one (issue 15 item 4): 3 `nats-server` nodes (`journal_nats::cluster::LocalCluster`:
 //! free ports, the binary found as the tests find it), a book leader and a hot standby
-//! (`sportsbook book`), 2 gateways (`sportsbook gateway`, edge state in Redis under a key
+//! (`sportsbook book`), 2 gateways (`--gateways N`; `sportsbook gateway`, edge state in Redis under a key
 //! prefix derived from DIR), and the feed role (`sportsbook feed --demo`: the simulated
 //! provider and the demo's seeded catalog and simulation).
 //!
@@ -14,7 +14,8 @@
 //!
 //! Supervision: a child that exits on its own is reported on standard error (the others keep
 //! running: killing the leader to watch the standby take over is what a development cluster is
-//! for). Ctrl-C or SIGTERM stops the children in order, each with SIGTERM and a grace period
+//! for); with `--restart-books` an exited book node is started again (`DevCluster::restart`),
+//! for the failover benchmark (`sportsbook bench-failover`). Ctrl-C or SIGTERM stops the children in order, each with SIGTERM and a grace period
 //! (then SIGKILL): the feed first (nothing more is submitted), then the gateways, the book's
 //! standbys, the leader, and last the NATS nodes (SIGTERM: JetStream flushes its files). The
 //! children run in their own process group, so a terminal's Ctrl-C reaches this process only
@@ -44,8 +45,10 @@ use crate::serve::ShutdownSignals;
 pub const NATS_NODES: usize = 3;
 /// Book processes: the leader and one hot standby.
 pub const BOOK_NODES: usize = 2;
-/// Gateways.
+/// Gateways unless `--gateways` says otherwise.
 pub const GATEWAYS: usize = 2;
+/// `--gateways` at most: each is a process with its own replica of the book.
+pub const GATEWAYS_MAX: usize = 16;
 /// Redis of the gateways' edge state unless `--redis` says otherwise.
 pub const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
 /// PostgreSQL of the projector's read models unless `--postgres` says otherwise.
@@ -72,6 +75,14 @@ pub struct DevClusterOptions {
     pub feed_sources: Vec<String>,
     /// Seed of the simulated provider and the demo simulation.
     pub seed: Option<u64>,
+    /// Gateways to start (1 to [`GATEWAYS_MAX`]).
+    pub gateways: usize,
+    /// The gateways' rate limits off (`--rate-limit-per-address off --rate-limit-per-credential
+    /// off`): benchmarks send everything from one address.
+    pub no_rate_limits: bool,
+    /// A book node that exits on its own is started again (same id and directory: it recovers
+    /// and rejoins as a follower), for the failover benchmark.
+    pub restart_books: bool,
 }
 
 /// What a child must show before the next one starts.
@@ -122,9 +133,14 @@ struct DevCluster {
     admin_key: String,
     edge_prefix: String,
     schema: String,
+    /// The NATS nodes' client URLs, comma-separated (for a book started again).
+    nats_urls: String,
 }
 
 pub fn run(options: DevClusterOptions) -> anyhow::Result<()> {
+    if !(1..=GATEWAYS_MAX).contains(&options.gateways) {
+        bail!("--gateways {}: must be 1 to {GATEWAYS_MAX}", options.gateways);
+    }
     // First: a Ctrl-C from now on is ours to handle (children are stopped in order).
     let signals_runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the signal handler")?;
@@ -149,6 +165,7 @@ pub fn run(options: DevClusterOptions) -> anyhow::Result<()> {
         nats_gone: vec![false; NATS_NODES],
         children: Vec::new(),
         admin_key,
+        nats_urls: String::new(),
     };
     let started = cluster.start(&signals_runtime, &mut signals);
     match started {
@@ -258,12 +275,15 @@ impl DevCluster {
             ready: Ready::Readyz,
         });
         let secret = self.dir.join(crate::secrets::JWT_SECRET_FILE_NAME).into_os_string();
-        for i in 1..=GATEWAYS {
+        for i in 1..=self.options.gateways {
             let name = format!("gateway-{i}");
             let mut gateway = args(&["gateway", "--nats", nats, "--gateway-id", &name, "--listen", "127.0.0.1:0"]);
             gateway.extend(args(&["--edge-state", &self.options.redis, "--edge-state-prefix", &self.edge_prefix]));
             gateway.extend(args(&["--read-models", &self.options.postgres, "--read-models-schema", &self.schema]));
             gateway.extend([OsString::from("--data-dir"), self.dir.join(&name).into_os_string()]);
+            if self.options.no_rate_limits {
+                gateway.extend(args(&["--rate-limit-per-address", "off", "--rate-limit-per-credential", "off"]));
+            }
             roles.push(RoleSpec {
                 role: "gateway",
                 name,
@@ -312,6 +332,7 @@ impl DevCluster {
         let nats = LocalCluster::start(&self.dir.join("nats"), NATS_NODES).context("starting the NATS nodes")?;
         let urls = nats.urls().join(",");
         progress(&format!("NATS: {urls}"));
+        self.nats_urls = urls.clone();
         // For the next start, should this process die without stopping them (SIGKILL).
         let pids: String = (0..nats.len()).filter_map(|i| nats.pid(i)).map(|pid| format!("{pid}\n")).collect();
         std::fs::write(self.dir.join(NATS_PIDS_FILE_NAME), pids).context("writing the NATS nodes' pids")?;
@@ -496,18 +517,27 @@ impl DevCluster {
             if let Some(signal) = signal {
                 return signal;
             }
-            for child in &mut self.children {
+            let mut exited = Vec::new();
+            for (index, child) in self.children.iter_mut().enumerate() {
                 if child.gone {
                     continue;
                 }
                 if let Ok(Some(status)) = child.child.try_wait() {
                     child.gone = true;
+                    exited.push(index);
                     progress(&format!(
                         "{} (pid {}) exited unexpectedly: {status}; its log: {}",
                         child.name,
                         child.child.id(),
                         self.dir.join("logs").join(format!("{}.log", child.name)).display()
                     ));
+                }
+            }
+            if self.options.restart_books {
+                for index in exited {
+                    if self.children[index].role == "book" {
+                        self.restart(index);
+                    }
                 }
             }
             if let Some(nats) = &mut self.nats {
@@ -595,6 +625,26 @@ impl DevCluster {
                 }
             }
             child.gone = true;
+        }
+    }
+
+    /// `--restart-books`: starts book node `index` again with its arguments (same node id and
+    /// directory), in place of the exited one, and waits until it answers `/readyz`. A failure
+    /// is reported and the node stays down (the supervisor goes on).
+    fn restart(&mut self, index: usize) {
+        let name = self.children[index].name.clone();
+        let Some(spec) = self.roles(&self.nats_urls).into_iter().find(|spec| spec.name == name) else {
+            return;
+        };
+        progress(&format!("starting {name} again (--restart-books)"));
+        let restarted = self.spawn(&spec).and_then(|running| {
+            let pid = running.pid();
+            self.children[index] = running;
+            self.wait_ready(index, spec.ready).map(|()| pid)
+        });
+        match restarted {
+            Ok(pid) => progress(&format!("{name} ready again (pid {pid})")),
+            Err(error) => progress(&format!("{name} did not start again: {error:#}")),
         }
     }
 

@@ -20,11 +20,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use cluster::{GatewayReplica, GatewayReplicaOptions};
-use gateway::{AppState, ClusterStatus, GatewayConfig, IdentityWatch, Metrics, Streams};
+use gateway::{AppState, ClusterStatus, GatewayConfig, Metrics, Streams};
 
 use crate::secrets::{self, env_value};
 use crate::serve::{init_logging, LogFormat, ShutdownSignals, REVOKED_SESSIONS_FILE, SHUTDOWN_GRACE};
@@ -96,14 +95,9 @@ pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
     }
     config.edge_state = options.edge_state;
     config.edge_state_timeout = options.edge_state_timeout;
-    // The feed role runs the staleness watchdog, once per cluster (`sportsbook feed`).
-    config.feed_watchdog = false;
-    // A forwarded command is retried through an election for `retry_for`, then its reply waits
-    // for this gateway's replica at most `REPLICA_CATCH_UP_WAIT_MAX`: the request must wait for
-    // both, or a takeover would answer 504 while the forward still retries (and may succeed)
-    // behind it, where `NoLeader` (503, "not done") was the answer to give.
-    config.book_reply_timeout =
-        cluster::client::RETRY_FOR_DEFAULT + engine::REPLICA_CATCH_UP_WAIT_MAX + Duration::from_secs(1);
+    // No feed watchdog (the feed role runs it, once per cluster), a reply wait covering a
+    // forward's retries through an election and the replica's catch-up, and the identity watch.
+    let identity = config.for_replica(cluster::client::RETRY_FOR_DEFAULT);
     // History, audit, reports and the operator's bet and account routes read the models the
     // cluster's projector writes; without them those routes answer 503 `unavailable` saying
     // the projector is off. The store's checkpoint is polled (`projector::watch_store`) and
@@ -130,8 +124,6 @@ pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
             (None, None)
         }
     };
-    let identity = IdentityWatch::new();
-    config.identity_watch = Some(identity.clone());
     let metrics = Metrics::new();
     let streams = Streams::new(&config, &metrics);
 

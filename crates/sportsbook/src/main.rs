@@ -284,6 +284,12 @@ enum Commands {
     /// PostgreSQL one-transaction-per-bet baseline with the same workload: percentiles,
     /// throughput, rejections and shed requests per phase, a JSON result and an SVG plot.
     Loadgen(loadgen::cli::Args),
+    /// Failover time under load (issue 15): against the gateways of a `dev-cluster
+    /// --restart-books`, keeps bets flowing, kill -9s the book leader --kills times (each time
+    /// after the killed node is back and caught up), and reports the time to the first bet
+    /// accepted after each kill (p50/p99/max); fails if an acknowledged bet is lost or a bet
+    /// applied twice.
+    BenchFailover(loadgen::failover::Args),
     /// Operator API keys, issued and listed directly on a data directory (the server must not
     /// be running on it).
     Admin {
@@ -502,6 +508,16 @@ enum Commands {
         /// Seed of the simulated provider and the demo simulation (random when omitted).
         #[arg(long)]
         seed: Option<u64>,
+        /// Gateways to start (1 to 16), for the gateway scaling benchmark.
+        #[arg(long, default_value_t = sportsbook::dev_cluster::GATEWAYS)]
+        gateways: usize,
+        /// Start a book node again (same node id and directory: it recovers and rejoins as a
+        /// follower) when it exits on its own, e.g. when a failover benchmark kills the leader.
+        #[arg(long)]
+        restart_books: bool,
+        /// The gateways' rate limits off, for benchmarks that send everything from one address.
+        #[arg(long)]
+        no_rate_limits: bool,
     },
     /// Projects a data directory's journal, or with --nats a cluster's replicated journal, into
     /// the read models (bets, statements, audit, report inputs, accounts), exactly once, and
@@ -554,6 +570,10 @@ enum Commands {
         /// journal are read from there.
         #[arg(long)]
         journal_archive: Option<PathBuf>,
+        /// Commits each transaction on this thread instead of on a writer thread while the
+        /// next is decided (for comparing the two; the models are the same).
+        #[arg(long)]
+        no_pipeline: bool,
     },
 }
 
@@ -713,6 +733,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Commands::Loadgen(args) => loadgen::cli::run(&args).map_err(anyhow::Error::from),
+        Commands::BenchFailover(args) => loadgen::failover::run(&args).map_err(anyhow::Error::from),
         Commands::Admin { command: AdminCommands::CreateKey { data_dir, scope, name } } => {
             let scopes = sportsbook::admin::parse_scopes(&scope)?;
             sportsbook::admin::create_key(&data_dir, &name, scopes)
@@ -810,15 +831,25 @@ fn main() -> anyhow::Result<()> {
             seed,
             log_format: log_format.into(),
         }),
-        Commands::DevCluster { data_dir, redis, postgres, feed_sources, seed } => {
-            sportsbook::dev_cluster::run(sportsbook::dev_cluster::DevClusterOptions {
-                data_dir,
-                redis,
-                postgres,
-                feed_sources,
-                seed,
-            })
-        }
+        Commands::DevCluster {
+            data_dir,
+            redis,
+            postgres,
+            feed_sources,
+            seed,
+            gateways,
+            restart_books,
+            no_rate_limits,
+        } => sportsbook::dev_cluster::run(sportsbook::dev_cluster::DevClusterOptions {
+            data_dir,
+            redis,
+            postgres,
+            feed_sources,
+            seed,
+            gateways,
+            restart_books,
+            no_rate_limits,
+        }),
         Commands::Repair { data_dir, truncate_at } => sportsbook::repair(&data_dir, truncate_at),
         Commands::Projector {
             data_dir,
@@ -834,6 +865,7 @@ fn main() -> anyhow::Result<()> {
             commit_rows,
             digest,
             journal_archive,
+            no_pipeline,
         } => match data_dir {
             Some(_) if listen.is_some() || snapshots_from.is_some() => {
                 anyhow::bail!("--listen and --snapshots-from go with --nats (the cluster's projector), not --data-dir")
@@ -847,6 +879,7 @@ fn main() -> anyhow::Result<()> {
                 follow,
                 commit_rows,
                 digest,
+                pipeline: !no_pipeline,
             }),
             None => sportsbook::projector_role::run(&sportsbook::projector_role::NatsProjectorArgs {
                 nats,
@@ -860,6 +893,7 @@ fn main() -> anyhow::Result<()> {
                 commit_rows,
                 digest,
                 listen,
+                pipeline: !no_pipeline,
             }),
         },
     }

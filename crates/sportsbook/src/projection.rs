@@ -51,6 +51,8 @@ pub struct ProjectorArgs {
     pub digest: bool,
     /// The journal's archive (`--journal-archive`, default DATA_DIR/archive).
     pub archive_dir: PathBuf,
+    /// [`ProjectorOptions::pipeline`].
+    pub pipeline: bool,
 }
 
 /// The embedded store's path in a data directory.
@@ -94,6 +96,7 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
             eprintln!("projector: replaying the journal to the store's checkpoint: {position} of {checkpoint}")
         }),
         archive_dir: Some(args.archive_dir.clone()),
+        pipeline: args.pipeline,
         ..ProjectorOptions::new(&args.data_dir)
     };
     let began = Instant::now();
@@ -110,10 +113,11 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
     let mut report = |progress: &Progress| {
         let seconds = began.elapsed().as_secs_f64().max(1e-9);
         eprintln!(
-            "projector: at journal position {}, {} rows written ({:.0} rows/s)",
+            "projector: at journal position {}, {} rows written ({:.0} rows/s, {:.0} batches/s)",
             progress.position,
             progress.rows,
-            progress.rows as f64 / seconds
+            progress.rows as f64 / seconds,
+            progress.batches as f64 / seconds
         );
     };
     if args.follow {
@@ -126,14 +130,27 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
     let progress = projector.progress();
     let seconds = began.elapsed().as_secs_f64();
     println!(
-        "projected {} to journal position {} ({} batches, {} commands): {} rows in {:.1} s ({:.0} rows/s)",
+        "projected {} to journal position {} ({} batches, {} commands): {} rows in {:.1} s ({:.0} rows/s, {:.0} \
+         batches/s, {:.0} commands/s)",
         args.data_dir.display(),
         progress.position,
         progress.batches,
         progress.commands,
         progress.rows,
         seconds,
-        progress.rows as f64 / seconds.max(1e-9)
+        progress.rows as f64 / seconds.max(1e-9),
+        progress.batches as f64 / seconds.max(1e-9),
+        progress.commands as f64 / seconds.max(1e-9)
+    );
+    // Where the time went: the journal read and decided again with rows built, the store's
+    // commits, and what of the commits the deciding thread waited for (with the commit
+    // pipelined, the rest overlapped the deciding).
+    let seconds_of = |nanos: u64| nanos as f64 / 1e9;
+    println!(
+        "time: deciding and building rows {:.1} s, store commits {:.1} s, waiting for commits {:.1} s",
+        seconds_of(progress.decide_nanos),
+        seconds_of(progress.commit_nanos),
+        seconds_of(progress.wait_nanos)
     );
     if args.digest {
         println!("store digest {}", projector::digest(projector.store())?);
@@ -162,6 +179,7 @@ pub fn spawn(
         commit_rows: projector::COMMIT_ROWS_DEFAULT,
         digest: false,
         archive_dir: archive_dir.to_owned(),
+        pipeline: true,
     };
     projector::spawn(
         move || {

@@ -59,6 +59,8 @@ pub struct NatsProjectorArgs {
     pub commit_rows: usize,
     pub digest: bool,
     pub listen: Option<SocketAddr>,
+    /// [`projector::ProjectorOptions::pipeline`].
+    pub pipeline: bool,
 }
 
 /// What the projector is doing, for `/readyz` and `/metrics`.
@@ -144,6 +146,7 @@ fn open(args: &NatsProjectorArgs, rebuild: bool) -> Result<Projector, ProjectorE
         open_store_at(&args.store, None, &args.schema).map_err(|error| ProjectorError::Store(format!("{error:#}")))?;
     let options = ProjectorOptions {
         commit_rows: args.commit_rows.max(1),
+        pipeline: args.pipeline,
         on_replay: Some(|position, checkpoint| {
             eprintln!("projector: replaying the journal to the store's checkpoint: {position} of {checkpoint}")
         }),

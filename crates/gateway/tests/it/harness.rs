@@ -1,14 +1,66 @@
 //! `spawn_app`: the engine on a temporary data directory and the gateway on 127.0.0.1:0,
 //! with helpers to register players and call the API.
+//!
+//! **Cluster mode** (issue 15: "every existing black-box test also passes against a
+//! dev-cluster gateway"). With `SPORTSBOOK_TEST_CLUSTER=1` every `spawn_app*` builds, instead
+//! of the embedded engine, the stack of `sportsbook gateway` in this process: a `BookNode`
+//! leader (its snapshots in the test's data directory) on a 3-node `LocalCluster` shared by
+//! the whole test binary, a `GatewayReplica` as the gateway's engine (commands forwarded to the
+//! leader, reads on the replica), and a projector following the NATS journal
+//! (`projector::NatsSource`) into the test's SQLite file, read by the gateway through
+//! `projector::watch_store` as `sportsbook gateway --read-models` does. Each data directory
+//! gets its own stream, subjects and buckets (named after the directory, so a restart on the
+//! same directory finds its journal again). The tests named in [`EMBEDDED_ONLY`] run embedded
+//! in both modes, each for the reason given there.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use engine::{EngineHandle, EngineOptions, SystemClock};
 use gateway::{AppState, GatewayConfig, Metrics, Streams};
 use serde_json::{json, Value};
 
 pub const ADMIN_KEY: &str = "sk_test_bootstrap_admin_key";
+
+/// Set to `1` to run every `spawn_app*` against a cluster stack (see the module documentation).
+pub const CLUSTER_MODE_ENV: &str = "SPORTSBOOK_TEST_CLUSTER";
+
+/// Tests that run on the embedded engine even in cluster mode, with why each cannot mean the
+/// same thing against a cluster. Matched against the test's name (`module::test`).
+pub const EMBEDDED_ONLY: &[(&str, &str)] = &[
+    (
+        "actors::a_journal_of_the_previous_batch_format_replays",
+        "writes a journal file of the previous batch format into the data directory: the file journal's",
+    ),
+    (
+        "compliance::a_record_forged_on_disk_fails_verification",
+        "rewrites a record in the file journal on disk; a JetStream stream has no file to forge",
+    ),
+    (
+        "compliance::verification_holds_across_restarts_from_a_snapshot_and_from_the_journal_alone",
+        "restarts expecting the same record count, and deletes the engine's `snapshots` directory; in a cluster \
+         every takeover appends a leader marker (a record), and the book node keeps its own snapshots",
+    ),
+    (
+        "payments::requests_refused_for_oversized_text_leave_the_journal_as_it_was",
+        "measures the bytes of the file journal under the data directory",
+    ),
+    (
+        "actors::each_actor_kind_appears_in_the_audit_trail",
+        "expects the feed watchdog's `feed_health` command; cluster gateways run no watchdog (the feed role does, \
+         `GatewayConfig::feed_watchdog` false)",
+    ),
+    (
+        "feed::a_bet_stop_blocks_bets_and_a_silent_provider_is_suspended_until_its_snapshot",
+        "a silent provider is suspended by the feed watchdog, which cluster gateways do not run (the feed role does)",
+    ),
+    (
+        "reads::a_stopped_projector_makes_reads_answer_unavailable_after_the_bound",
+        "stops the in-process projector and expects `/readyz` to say `stopped`; a cluster gateway watches the \
+         store's checkpoint (`watch_store`) and sees a stopped projector process only as lag",
+    ),
+];
 
 pub struct TestApp {
     pub address: SocketAddr,
@@ -17,7 +69,10 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     /// The projector keeping the read models (a temporary SQLite store in the data directory)
     /// beside the engine, as `serve` runs it; `None` when the engine has no journal on disk.
+    /// In cluster mode it follows the NATS journal.
     pub projector: Option<projector::ProjectorThread>,
+    /// In cluster mode: the book's leader, the gateway's replica and the read models' watch.
+    cluster: Option<ClusterParts>,
     /// Keeps the temporary directory alive (None when the caller owns the directory).
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -43,6 +98,9 @@ pub async fn spawn_app_with_book(
     mut config: GatewayConfig,
     book_config: book::Config,
 ) -> TestApp {
+    if cluster_mode() {
+        return spawn_cluster(path, dir, config, book_config, ReadSide::Projector).await;
+    }
     config.admin_key = Some(ADMIN_KEY.to_string());
     let metrics = Metrics::new();
     let streams = Streams::new(&config, &metrics);
@@ -64,6 +122,9 @@ pub async fn spawn_app_with_book(
 /// The stack with the read models `config` names and no projector thread of the harness's
 /// (the test publishes what it wants the gateway to see).
 pub async fn spawn_app_with_models(path: &Path, dir: Option<tempfile::TempDir>, mut config: GatewayConfig) -> TestApp {
+    if cluster_mode() {
+        return spawn_cluster(path, dir, config, book::Config::default(), ReadSide::Given).await;
+    }
     config.admin_key = Some(ADMIN_KEY.to_string());
     let metrics = Metrics::new();
     let streams = Streams::new(&config, &metrics);
@@ -82,6 +143,9 @@ pub async fn spawn_app_without_projector() -> TestApp {
     let mut config = GatewayConfig::new(b"test-secret-test-secret-test-secret".to_vec());
     config.admin_key = Some(ADMIN_KEY.to_string());
     config.projector_off_warning = true;
+    if cluster_mode() {
+        return spawn_cluster(&path, Some(dir), config, book::Config::default(), ReadSide::Given).await;
+    }
     let metrics = Metrics::new();
     let streams = Streams::new(&config, &metrics);
     let options =
@@ -143,10 +207,214 @@ pub async fn serve_engine(
         engine,
         data_dir,
         projector: None,
+        cluster: None,
         _dir: dir,
         shutdown: Some(shutdown),
         server: Some(server),
     }
+}
+
+/// Whether `spawn_app*` build cluster stacks for this test: [`CLUSTER_MODE_ENV`] is `1` and
+/// the test is not in [`EMBEDDED_ONLY`].
+pub fn cluster_mode() -> bool {
+    if std::env::var(CLUSTER_MODE_ENV).as_deref() != Ok("1") {
+        return false;
+    }
+    // libtest names each test's thread after the test; `#[tokio::test]` runs the test's future
+    // on that thread.
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or_default();
+    !EMBEDDED_ONLY.iter().any(|(test, _)| name == *test)
+}
+
+/// Where a cluster-mode gateway reads its history from.
+enum ReadSide {
+    /// A projector of the harness's follows the NATS journal into the data directory's SQLite
+    /// store; the gateway watches that store's checkpoint.
+    Projector,
+    /// Whatever the test's `GatewayConfig` says (its own models, or none).
+    Given,
+}
+
+/// The cluster parts of a cluster-mode app, stopped in this order when the app stops or drops.
+struct ClusterParts {
+    replica: Arc<cluster::GatewayReplica>,
+    node: Option<cluster::BookNode>,
+    watch: Option<projector::StoreWatch>,
+}
+
+impl ClusterParts {
+    /// Blocking: on a thread of its own, since both stop their own runtimes.
+    fn stop(&mut self) {
+        let replica = Arc::clone(&self.replica);
+        let node = self.node.take();
+        let watch = self.watch.take();
+        std::thread::spawn(move || {
+            drop(watch);
+            replica.stop();
+            if let Some(node) = node {
+                if let Err(failure) = node.stop() {
+                    panic!("the test's book node had failed: {failure}");
+                }
+            }
+        })
+        .join()
+        .expect("the cluster stack stopped");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(mut parts) = self.cluster.take() {
+            if let Some(projector) = self.projector.take() {
+                std::thread::spawn(move || projector.stop()).join().expect("the projector stopped");
+            }
+            if !std::thread::panicking() {
+                parts.stop();
+            } else {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parts.stop()));
+            }
+        }
+    }
+}
+
+/// The test binary's NATS cluster: 3 local servers, started by the first cluster-mode test.
+fn shared_cluster() -> &'static journal_nats::cluster::LocalCluster {
+    static CLUSTER: std::sync::OnceLock<journal_nats::cluster::LocalCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("sportsbook-test-cluster-").tempdir().expect("temporary directory");
+        let cluster = journal_nats::cluster::LocalCluster::start(dir.path(), 3)
+            .unwrap_or_else(|error| panic!("{CLUSTER_MODE_ENV}=1 needs nats-server: {error}"));
+        // A static is never dropped: a watcher process kills the servers and removes their
+        // files once this process is gone (after the last test, or killed).
+        let pids: Vec<String> = (0..cluster.len()).filter_map(|i| cluster.pid(i)).map(|pid| pid.to_string()).collect();
+        let dir = dir.keep();
+        let script = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 0.2; done; kill -9 {} 2>/dev/null; sleep 0.5; rm -rf '{}'",
+            std::process::id(),
+            pids.join(" "),
+            dir.display()
+        );
+        // Never waited for: it outlives this process by design (its parent becomes init).
+        #[allow(clippy::zombie_processes)]
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the test cluster's watcher (sh)");
+        cluster
+    })
+}
+
+/// The stack of a cluster gateway (`sportsbook gateway`, `crates/sportsbook/src/gateway_role.rs`)
+/// over a book leader of its own, on the shared NATS cluster.
+async fn spawn_cluster(
+    path: &Path,
+    dir: Option<tempfile::TempDir>,
+    mut config: GatewayConfig,
+    book_config: book::Config,
+    read_side: ReadSide,
+) -> TestApp {
+    use std::hash::{Hash, Hasher};
+    config.admin_key = Some(ADMIN_KEY.to_string());
+    let servers = tokio::task::spawn_blocking(|| shared_cluster().urls()).await.expect("join");
+    // Names of the data directory's own: a restart on it finds its journal and lease again.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut hasher);
+    let tag = format!("t{:016x}", hasher.finish());
+    let stream = format!("sbt_{tag}");
+    let subject = format!("sbt.{tag}.journal");
+    let subject_prefix = format!("sbt.{tag}.book");
+    let lease_bucket = format!("sbt_{tag}_lease");
+    let registry_bucket = format!("sbt_{tag}_nodes");
+
+    let mut node_options = cluster::BookNodeOptions::new(servers.clone(), path.join("cluster-book"));
+    node_options.node_id = format!("book-{tag}");
+    node_options.replicas = 3;
+    node_options.journal_stream = stream.clone();
+    node_options.journal_subject = subject.clone();
+    node_options.subject_prefix = subject_prefix.clone();
+    node_options.lease_bucket = lease_bucket.clone();
+    node_options.registry_bucket = registry_bucket.clone();
+    node_options.config = book_config;
+    let node = tokio::task::spawn_blocking(move || cluster::BookNode::start(node_options))
+        .await
+        .expect("join")
+        .expect("start the test's book node");
+
+    // As `sportsbook gateway` sets it up (`gateway_role.rs`), but a reply wait the test chose
+    // (e.g. a short one, to time reads out) stays.
+    let chosen_reply_timeout = config.book_reply_timeout;
+    let identity = config.for_replica(cluster::client::RETRY_FOR_DEFAULT);
+    if chosen_reply_timeout != gateway::BOOK_REPLY_TIMEOUT {
+        config.book_reply_timeout = chosen_reply_timeout;
+    }
+    let mut projector_thread = None;
+    let mut watch = None;
+    if let ReadSide::Projector = read_side {
+        let store_path = projector::sqlite_path(path);
+        let mut journal = journal_nats::NatsJournalOptions::new(servers.clone());
+        journal.stream = stream.clone();
+        journal.subject = subject.clone();
+        journal.replicas = 3;
+        let mut options = projector::ProjectorOptions::new(Path::new(""));
+        options.config = book_config;
+        let opened_path = store_path.clone();
+        let projector_published = projector::Published::new();
+        projector_thread = Some(
+            projector::spawn(
+                move || {
+                    let source = projector::NatsSource::open(journal.clone(), None)?;
+                    let store = projector::SqliteStore::open(&opened_path)?;
+                    projector::Projector::open_source(Box::new(store), Box::new(source), options.clone(), false)
+                },
+                Arc::clone(&projector_published),
+            )
+            .expect("start the projector"),
+        );
+        // The projector process runs before its gateways (as `dev-cluster` starts them): its
+        // store exists and is migrated when the gateway first reads it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match projector_published.state() {
+                projector::ProjectorState::Running => break,
+                state if std::time::Instant::now() > deadline => {
+                    panic!("the test's projector did not start following the NATS journal: {state:?}")
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        let store = projector::ReadStore::Sqlite(store_path);
+        let published = projector::Published::new();
+        watch = Some(projector::watch_store(store.clone(), Arc::clone(&published)).expect("watch the read models"));
+        config.read_models = Some(projector::ReadModels::new(store, published));
+    }
+    let metrics = Metrics::new();
+    let streams = Streams::new(&config, &metrics);
+    let mut replica_options = cluster::GatewayReplicaOptions::new(servers);
+    replica_options.gateway_id = format!("gateway-{tag}");
+    replica_options.data_dir = Some(path.join("cluster-gateway"));
+    replica_options.replicas = 3;
+    replica_options.journal_stream = stream;
+    replica_options.journal_subject = subject;
+    replica_options.subject_prefix = subject_prefix;
+    replica_options.lease_bucket = lease_bucket;
+    replica_options.registry_bucket = registry_bucket;
+    replica_options.config = book_config;
+    let hooks = vec![metrics.engine_hook(), streams.engine_hook(), identity.engine_hook()];
+    let replica = tokio::task::spawn_blocking(move || cluster::GatewayReplica::start(replica_options, hooks))
+        .await
+        .expect("join")
+        .expect("start the test's gateway replica");
+    let replica = Arc::new(replica);
+    let engine = replica.engine().clone();
+    let mut app = serve_engine(engine, path.to_path_buf(), dir, config, metrics, streams).await;
+    app.projector = projector_thread;
+    app.cluster = Some(ClusterParts { replica, node: Some(node), watch });
+    app
 }
 
 pub struct Player {
@@ -171,8 +439,13 @@ impl TestApp {
         if let Some(projector) = self.projector.take() {
             tokio::task::spawn_blocking(move || projector.stop()).await.expect("join");
         }
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.shutdown()).await.expect("join");
+        if let Some(mut parts) = self.cluster.take() {
+            // The replica's shutdown is the engine's (a last snapshot of the replica's).
+            tokio::task::spawn_blocking(move || parts.stop()).await.expect("join");
+        } else {
+            let engine = self.engine.clone();
+            tokio::task::spawn_blocking(move || engine.shutdown()).await.expect("join");
+        }
         (self.data_dir.clone(), self._dir.take())
     }
 

@@ -1,5 +1,6 @@
 //! Black-box tests of the HTTP API over a real socket: each test starts the whole stack (engine
-//! on a fresh data directory, gateway on port 0) with `spawn_app`.
+//! on a fresh data directory, gateway on port 0) with `spawn_app`. With
+//! `SPORTSBOOK_TEST_CLUSTER=1` they run against a cluster gateway instead (`harness.rs`).
 
 mod actors;
 mod adjustments;

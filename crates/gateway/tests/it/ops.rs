@@ -150,6 +150,7 @@ async fn metrics_show_the_longest_sequencer_pause_and_snapshots_by_writer() {
     assert!(labelled_value(&text, r#"sportsbook_snapshot_seconds_total{writer="follower"} "#) > 0.0, "{text}");
     assert!(series_value(&text, "sportsbook_sequencer_pause_seconds_max") > 0.0, "{text}");
     assert!(text.contains("\n# TYPE sportsbook_sequencer_pause_seconds_interval_max gauge\n"), "{text}");
+    assert!(text.contains("\n# TYPE sportsbook_sequencer_cpu_seconds_interval_max gauge\n"), "{text}");
     assert!(text.contains("\n# TYPE sportsbook_sequencer_work_seconds_interval_max gauge\n"), "{text}");
     assert!(text.contains("\nsportsbook_snapshots_skipped_total 0\n"), "{text}");
     assert!(text.contains("\nsportsbook_snapshot_follower_failed 0\n"), "{text}");

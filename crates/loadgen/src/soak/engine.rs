@@ -56,6 +56,10 @@ pub struct EngineTargetOptions {
     pub snapshot_every_commands: u64,
     /// `serve --resettlement-window`: see [`book_config`].
     pub resettlement_window: Option<Duration>,
+    /// The nice value of the projector's threads (`--projector-nice`; 0, as `serve` runs it).
+    pub projector_nice: i32,
+    /// `EngineOptions::batch_commands_max` (`--batch-commands-max`; `serve` uses the default).
+    pub batch_commands_max: usize,
     pub players: usize,
     /// Bets carry an idempotency key as they do through the gateway.
     pub idempotency_keys: bool,
@@ -68,6 +72,8 @@ impl Default for EngineTargetOptions {
             store: Some(StoreChoice::Sqlite(None)),
             snapshot_every_commands: EngineOptions::default().snapshot_every_commands,
             resettlement_window: None,
+            projector_nice: 0,
+            batch_commands_max: engine::BATCH_COMMANDS_MAX_DEFAULT,
             players: 10_000,
             idempotency_keys: true,
         }
@@ -150,7 +156,7 @@ struct ProjectorThread {
 }
 
 impl ProjectorThread {
-    fn spawn(data_dir: &Path, store: &StoreChoice) -> Result<ProjectorThread, LoadgenError> {
+    fn spawn(data_dir: &Path, store: &StoreChoice, nice: i32) -> Result<ProjectorThread, LoadgenError> {
         let (store, rebuild): (Box<dyn Store>, bool) = match store {
             StoreChoice::Sqlite(path) => {
                 let path = path.clone().unwrap_or_else(|| data_dir.join("projector").join(projector::SQLITE_FILE_NAME));
@@ -181,7 +187,12 @@ impl ProjectorThread {
         let thread = std::thread::Builder::new()
             .name("projector".to_string())
             .spawn(move || {
-                // As `serve` runs it: one transaction at a time, a short sleep when caught up.
+                // As `serve` runs it: one transaction at a time (the next decided while one
+                // commits), a short sleep when caught up. `--projector-nice`: its commit
+                // thread, started from this one, inherits the value.
+                if nice > 0 {
+                    let _ = engine::lower_thread_priority(nice);
+                }
                 while !thread_stop.load(Ordering::Relaxed) {
                     match projector.step() {
                         Ok((_, more)) => {
@@ -268,6 +279,7 @@ impl EngineTarget {
         let hook_commits = commits.clone();
         let engine_options = EngineOptions {
             snapshot_every_commands: options.snapshot_every_commands,
+            batch_commands_max: options.batch_commands_max,
             on_commit: vec![Box::new(move |committed| hook_commits.committed(committed.position))],
             ..EngineOptions::default()
         };
@@ -281,7 +293,9 @@ impl EngineTarget {
             )));
         }
         let projector = match &options.store {
-            Some(store) => Some(ProjectorThread::spawn(&dir, store).inspect_err(|_| engine.shutdown())?),
+            Some(store) => {
+                Some(ProjectorThread::spawn(&dir, store, options.projector_nice).inspect_err(|_| engine.shutdown())?)
+            }
             None => None,
         };
         let mut accounts = Vec::with_capacity(options.players);
@@ -596,6 +610,7 @@ impl SoakTarget for EngineTarget {
             hwm_bytes: hwm,
             pause_max: Some(stats.take_recent_pause_max()),
             work_max: Some(stats.take_recent_work_max()),
+            cpu_max: Some(stats.take_recent_cpu_max()),
             snapshots: Some(stats.snapshots.load(Ordering::Relaxed)),
             snapshot_max: Some(Duration::from_nanos(snapshot_max)),
             lag_records,

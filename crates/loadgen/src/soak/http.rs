@@ -360,6 +360,8 @@ impl SoakTarget for HttpTarget {
                 hwm_bytes,
                 pause_max: metric(&text, "sportsbook_sequencer_pause_seconds_interval_max", f64::max).map(seconds),
                 work_max: metric(&text, "sportsbook_sequencer_work_seconds_interval_max", f64::max).map(seconds),
+                // Not exported by the server.
+                cpu_max: None,
                 snapshots: metric(&text, "sportsbook_snapshots_total", |a, b| a + b).map(|count| count as u64),
                 snapshot_max: metric(&text, "sportsbook_snapshot_seconds_max", f64::max).map(seconds),
                 lag_records: metric(&text, "sportsbook_projector_lag_records", f64::max).map(|lag| lag as u64),

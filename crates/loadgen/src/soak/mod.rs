@@ -250,6 +250,9 @@ pub struct TargetSample {
     pub pause_max: Option<Duration>,
     /// The longest sequencer cycle without the journal's write and sync since the last sample.
     pub work_max: Option<Duration>,
+    /// The most CPU time of one sequencer cycle since the last sample (its thread's clock):
+    /// beside `pause_max`, the part of a pause that was the sequencer's own work.
+    pub cpu_max: Option<Duration>,
     /// Snapshots written since the start (by either writer).
     pub snapshots: Option<u64>,
     /// The longest snapshot so far.
@@ -307,6 +310,7 @@ struct WindowCounts {
     lag: Histogram<u64>,
     pause_max: Duration,
     work_max: Duration,
+    cpu_max: Duration,
 }
 
 impl WindowCounts {
@@ -327,6 +331,7 @@ impl WindowCounts {
             lag: lag_histogram(),
             pause_max: Duration::ZERO,
             work_max: Duration::ZERO,
+            cpu_max: Duration::ZERO,
         }
     }
 }
@@ -358,6 +363,8 @@ pub struct WindowReport {
     pub sequencer_pause_max_ms: Option<f64>,
     /// The same without the journal's write and sync (the sequencer's own work).
     pub sequencer_work_max_ms: Option<f64>,
+    /// The most CPU time of one sequencer cycle (engine target only).
+    pub sequencer_cpu_max_ms: Option<f64>,
     pub snapshots_in_window: Option<u64>,
     pub snapshots_total: Option<u64>,
     pub snapshot_max_s: Option<f64>,
@@ -403,6 +410,7 @@ pub struct SoakTotals {
     pub hwm_mib: Option<f64>,
     pub sequencer_pause_max_ms: Option<f64>,
     pub sequencer_work_max_ms: Option<f64>,
+    pub sequencer_cpu_max_ms: Option<f64>,
     pub snapshots: Option<u64>,
     pub projector_lag_p99_ms: Option<f64>,
     pub projector_lag_max_ms: Option<f64>,
@@ -756,6 +764,7 @@ pub async fn run<T: SoakTarget>(
         hwm_mib: max_of(|window| window.hwm_mib),
         sequencer_pause_max_ms: max_of(|window| window.sequencer_pause_max_ms),
         sequencer_work_max_ms: max_of(|window| window.sequencer_work_max_ms),
+        sequencer_cpu_max_ms: max_of(|window| window.sequencer_cpu_max_ms),
         snapshots: windows.iter().rev().find_map(|window| window.snapshots_total),
         projector_lag_p99_ms: (!all.lag.is_empty()).then(|| quantile_ms(&all.lag, 0.99)),
         projector_lag_max_ms: (!all.lag.is_empty()).then(|| all.lag.max() as f64 / 1_000.0),
@@ -840,6 +849,9 @@ async fn sample_loop<T: SoakTarget>(
         if let Some(work) = sample.work_max {
             shared.with(|counts| counts.work_max = counts.work_max.max(work));
         }
+        if let Some(cpu) = sample.cpu_max {
+            shared.with(|counts| counts.cpu_max = counts.cpu_max.max(cpu));
+        }
         rss_max = max_option(rss_max, sample.rss_bytes);
         if let (Some(rss), Some(limit)) = (sample.rss_bytes, options.rss_max_bytes) {
             let mut stop = lock(&shared.memory_stop);
@@ -870,6 +882,7 @@ async fn sample_loop<T: SoakTarget>(
             projector_rows: sample.projector_rows.or(last.projector_rows),
             pause_max: None,
             work_max: None,
+            cpu_max: None,
         };
         let now = Instant::now();
         if now.duration_since(window_began) + options.sample_every / 2 < options.window && !stopping {
@@ -899,6 +912,7 @@ async fn sample_loop<T: SoakTarget>(
             hwm_mib: last.hwm_bytes.map(mib),
             sequencer_pause_max_ms: sample.pause_max.or(last.pause_max).map(|_| counts.pause_max.as_secs_f64() * 1e3),
             sequencer_work_max_ms: sample.work_max.map(|_| counts.work_max.as_secs_f64() * 1e3),
+            sequencer_cpu_max_ms: sample.cpu_max.map(|_| counts.cpu_max.as_secs_f64() * 1e3),
             snapshots_in_window: match (last.snapshots, snapshots_at_start) {
                 (Some(now), Some(then)) => Some(now - then.min(now)),
                 _ => None,
@@ -945,7 +959,7 @@ pub fn progress_line(window: &WindowReport) -> String {
     let rejected: u64 = window.rejected.values().sum();
     format!(
         "[{:>6.0}s] {:>11} bets {:>7.0}/s p50 {:.2} p99 {:.2} max {:.1} ms | rej {rejected} fail {failed} late {} | \
-         open {} | mkts +{} -{} | rss {} hwm {} | pause {} (work {}) | snaps {} (+{}) max {} | lag {} rec {} p99 {} | rows {}/s",
+         open {} | mkts +{} -{} | rss {} hwm {} | pause {} (work {} cpu {}) | snaps {} (+{}) max {} | lag {} rec {} p99 {} | rows {}/s",
         window.end_s,
         window.bets_total,
         window.accepted_per_second,
@@ -960,6 +974,7 @@ pub fn progress_line(window: &WindowReport) -> String {
         figure(window.hwm_mib, " MiB", 0),
         figure(window.sequencer_pause_max_ms, " ms", 2),
         figure(window.sequencer_work_max_ms, " ms", 2),
+        figure(window.sequencer_cpu_max_ms, " ms", 2),
         window.snapshots_total.map_or("n/a".to_string(), |total| total.to_string()),
         window.snapshots_in_window.unwrap_or(0),
         figure(window.snapshot_max_s, " s", 2),
@@ -1093,12 +1108,13 @@ pub fn summary(result: &SoakResult) -> String {
     );
     let _ = writeln!(
         out,
-        "  memory: peak VmRSS {}, VmHWM {}; longest sequencer pause {} (work {}); snapshots {}; projector lag p99 {} max {}; \
+        "  memory: peak VmRSS {}, VmHWM {}; longest sequencer pause {} (work {}, cpu {}); snapshots {}; projector lag p99 {} max {}; \
          projector rows {}{}",
         figure(total.rss_max_mib, " MiB", 0),
         figure(total.hwm_mib, " MiB", 0),
         figure(total.sequencer_pause_max_ms, " ms", 2),
         figure(total.sequencer_work_max_ms, " ms", 2),
+        figure(total.sequencer_cpu_max_ms, " ms", 2),
         total.snapshots.map_or("n/a".to_string(), |snapshots| snapshots.to_string()),
         figure(total.projector_lag_p99_ms, " ms", 0),
         figure(total.projector_lag_max_ms, " ms", 0),

@@ -64,6 +64,7 @@ fn options(target: TargetKind, base_url: String) -> Options {
         },
         sportsbook: SportsbookOptions {
             base_url,
+            extra_urls: Vec::new(),
             admin_key: ADMIN_KEY.to_string(),
             // Two argon2 hashes each, slow in a debug build: few players.
             players: 2,

@@ -40,6 +40,8 @@ fn the_soak_cycle_settles_markets_recycles_players_and_the_money_balances() {
         store: Some(StoreChoice::Sqlite(None)),
         snapshot_every_commands: 1_000,
         resettlement_window: None,
+        projector_nice: 0,
+        batch_commands_max: engine::BATCH_COMMANDS_MAX_DEFAULT,
         players: 20,
         idempotency_keys: true,
     };

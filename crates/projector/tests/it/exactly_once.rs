@@ -194,3 +194,76 @@ fn sqlite_refuses_a_second_writer() {
 fn postgres_refuses_a_second_writer() {
     two_writers(Backend::Postgres, "writers");
 }
+
+/// The commit pipeline (`ProjectorOptions::pipeline`: a transaction committed on a writer
+/// thread while the next is decided) writes the same transactions as committing in line, and
+/// a catch-up ends with everything committed.
+fn pipelined_and_in_line(backend: Backend, name: &str) {
+    let data_dir = finished().dir.path();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut commits = Vec::new();
+    for pipeline in [true, false] {
+        let name = format!("{name}_{pipeline}");
+        let options = ProjectorOptions { commit_rows: 97, pipeline, ..ProjectorOptions::new(data_dir) };
+        let mut projector =
+            Projector::open(open_store(backend, scratch.path(), &name, true), options, false).expect("open");
+        let applied = projector.catch_up(&mut |_| {}).expect("catch up");
+        assert_eq!(projector.lag().expect("lag"), 0, "pipeline {pipeline}: everything committed");
+        assert_eq!(projector.position(), applied, "pipeline {pipeline}: the store is at the journal's end");
+        let progress = projector.progress();
+        assert!(progress.commits > 10, "pipeline {pipeline}: {} commits", progress.commits);
+        assert!(progress.commit_nanos > 0 && progress.decide_nanos > 0, "{progress:?}");
+        commits.push((progress.commits, progress.rows));
+        assert_eq!(digest(projector.store()).expect("digest"), reference(), "pipeline {pipeline}");
+    }
+    assert_eq!(commits[0], commits[1], "the same transactions either way");
+}
+
+#[test]
+fn sqlite_pipelined_commits_equal_in_line_commits() {
+    pipelined_and_in_line(Backend::Sqlite, "pipelined");
+}
+
+#[test]
+fn postgres_pipelined_commits_equal_in_line_commits() {
+    pipelined_and_in_line(Backend::Postgres, "pipelined");
+}
+
+/// A projector dropped (or killed) while a pipelined commit is in flight leaves its store at a
+/// checkpoint, the one before that commit or the one after it, and resumes from there to the
+/// models of a rebuild.
+fn dropped_with_a_commit_in_flight(backend: Backend, name: &str) {
+    let data_dir = finished().dir.path();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    for steps in [1, 2, 5] {
+        let options = ProjectorOptions { commit_rows: 97, ..ProjectorOptions::new(data_dir) };
+        let mut projector =
+            Projector::open(open_store(backend, scratch.path(), name, true), options, false).expect("open");
+        let mut read = 0;
+        for _ in 0..steps {
+            let (applied, more) = projector.step().expect("step");
+            assert!(more, "the journal holds more than {steps} transactions");
+            read += applied;
+        }
+        // The last transaction read is still being committed on the writer thread.
+        assert!(projector.position() < read, "step {steps}: a commit in flight ({} of {read})", projector.position());
+        drop(projector);
+
+        let mut resumed = project(data_dir, open_store(backend, scratch.path(), name, false), false);
+        match resumed.start() {
+            Start::Resumed { checkpoint, .. } => assert_eq!(checkpoint, read, "the commit in flight landed on drop"),
+            other => panic!("expected a resume, got {other:?}"),
+        }
+        assert_eq!(digest(resumed.store()).expect("digest"), reference(), "after {steps} steps");
+    }
+}
+
+#[test]
+fn sqlite_projector_dropped_with_a_commit_in_flight_resumes() {
+    dropped_with_a_commit_in_flight(Backend::Sqlite, "in_flight");
+}
+
+#[test]
+fn postgres_projector_dropped_with_a_commit_in_flight_resumes() {
+    dropped_with_a_commit_in_flight(Backend::Postgres, "in_flight");
+}

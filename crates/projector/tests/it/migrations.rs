@@ -1,6 +1,6 @@
 //! Migrating an existing store: a SQLite store written before the `WITHOUT ROWID` migration
-//! (keyed tables with a rowid) opened by this build is rebuilt by it, keeping every row, and
-//! the projector resumes on it.
+//! (keyed tables with a rowid), or before migration 6 (integer keys beside a hidden rowid),
+//! opened by this build is rebuilt by it, keeping every row, and the projector resumes on it.
 
 use projector::schema::{self, Backend as SchemaBackend, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
 use projector::{digest, SqliteStore, Store};
@@ -15,6 +15,92 @@ const WITHOUT_ROWID: [&str; 6] =
 fn table_sql(conn: &Connection, name: &str) -> String {
     conn.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |row| row.get(0))
         .unwrap_or_else(|error| panic!("{name}: {error}"))
+}
+
+/// A store as an older build left it: every migration before `below` applied (no rows yet).
+fn older_store(path: &std::path::Path, below: i64) -> Connection {
+    let conn = Connection::open(path).expect("open");
+    conn.execute_batch(&format!("CREATE TABLE {MIGRATIONS_TABLE} (version BIGINT PRIMARY KEY, name TEXT NOT NULL)"))
+        .expect("migrations table");
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(version, _, _)| *version < below) {
+        for statement in schema::statements(sql, SchemaBackend::Sqlite) {
+            conn.execute_batch(statement).expect("migration");
+        }
+        conn.execute(&format!("INSERT INTO {MIGRATIONS_TABLE} (version, name) VALUES (?1, ?2)"), (version, name))
+            .expect("record migration");
+    }
+    conn
+}
+
+fn copy_rows(conn: &Connection, latest_path: &std::path::Path) {
+    conn.execute("ATTACH DATABASE ?1 AS latest", [latest_path.to_str().expect("utf-8")]).expect("attach");
+    for table in TABLES {
+        let columns = table.column_list();
+        conn.execute_batch(&format!("INSERT INTO main.{0} ({columns}) SELECT {columns} FROM latest.{0}", table.name))
+            .expect("copy rows");
+    }
+    conn.execute_batch("DETACH DATABASE latest").expect("detach");
+}
+
+fn index_names(conn: &Connection) -> Vec<String> {
+    conn.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+        .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
+        .expect("indexes")
+}
+
+#[test]
+fn a_sqlite_store_before_migration_6_gets_integer_rowid_keys_and_an_audit_without_rowid() {
+    let finished = finished();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let latest_path = scratch.path().join("latest.sqlite3");
+    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
+    let expected = digest(latest.store()).expect("digest");
+    drop(latest);
+    let old_path = scratch.path().join("old.sqlite3");
+    {
+        let conn = older_store(&old_path, 6);
+        for name in ["bets", "transfers", "accounts"] {
+            assert!(table_sql(&conn, name).contains("id BIGINT PRIMARY KEY"), "{name} before migration 6");
+        }
+        copy_rows(&conn, &latest_path);
+    }
+    let mut store = SqliteStore::open(&old_path).expect("open and migrate");
+    assert_eq!(store.schema_version().expect("version"), schema::SCHEMA_VERSION);
+    assert_eq!(digest(&mut store).expect("digest"), expected, "every row kept");
+    drop(store);
+    {
+        let conn = Connection::open(&old_path).expect("open");
+        for name in ["bets", "transfers", "accounts"] {
+            assert!(table_sql(&conn, name).contains("id INTEGER PRIMARY KEY"), "{name}: {}", table_sql(&conn, name));
+            // The id is the rowid: no separate unique index on it.
+            let autoindexes: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NULL",
+                    [name],
+                    |row| row.get(0),
+                )
+                .expect("autoindexes");
+            assert_eq!(autoindexes, 0, "{name} has no key index beside its rows");
+        }
+        assert!(table_sql(&conn, "audit").ends_with("WITHOUT ROWID"), "{}", table_sql(&conn, "audit"));
+        let indexes = index_names(&conn);
+        for index in [
+            "bets_account",
+            "bets_placed_at",
+            "bets_settled_at",
+            "bets_status",
+            "transfers_at",
+            "accounts_username",
+            "audit_account",
+            "audit_at",
+            "audit_command",
+        ] {
+            assert!(indexes.iter().any(|name| name == index), "{index} rebuilt: {indexes:?}");
+        }
+    }
+    let mut resumed = project(finished.dir.path(), Box::new(SqliteStore::open(&old_path).expect("open")), false);
+    assert_eq!(resumed.lag().expect("lag"), 0);
+    assert_eq!(digest(resumed.store()).expect("digest"), expected);
 }
 
 #[test]
