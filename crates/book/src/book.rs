@@ -182,6 +182,8 @@ pub struct Book {
     pub(crate) adjustments: crate::adjustment::Adjustments,
     /// Deposits waiting for (or settled by) the payment provider, and approved withdrawals.
     pub(crate) payments: crate::payments::PaymentBook,
+    /// The tracked players' identity verifications (`kyc.rs`).
+    pub(crate) kyc: crate::kyc::KycBook,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -216,6 +218,8 @@ pub struct BookParts {
     pub payment_refs: Vec<(AccountId, u64)>,
     pub adjustments: crate::adjustment::Adjustments,
     pub payments: crate::payments::PaymentParts,
+    /// In account order.
+    pub kyc: Vec<(AccountId, crate::kyc::Kyc)>,
 }
 
 impl Book {
@@ -304,6 +308,10 @@ impl Book {
                 self.complete_withdrawal(*account, *withdrawal, false, events)
             }
             Command::Withdraw { account, amount, .. } => self.withdraw(*account, *amount, events),
+            Command::SetKycRules { account, rules } => self.set_kyc_rules(*account, *rules),
+            Command::SetKycState { account, state, reference } => {
+                self.set_kyc_state(*account, *state, reference.as_deref())
+            }
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
                 self.complete_withdrawal(*account, *withdrawal, *paid, events)
             }
@@ -636,6 +644,7 @@ impl Book {
             self.post(request, events).map_err(|_| Rejection::InvalidRequest { reason: "deposit refused" })?;
         self.payment_refs.insert(payment);
         self.players[account.index()].record(self.now, amount.minor(), 0, 0);
+        self.record_kyc_deposit(account, amount.minor());
         self.repay_debt(account, events);
         Ok(Ack::Transfer(transfer))
     }
@@ -649,6 +658,7 @@ impl Book {
         if !amount.is_positive() {
             return Err(Rejection::InvalidRequest { reason: "withdrawal amount must be positive" });
         }
+        self.check_kyc_withdrawal(account)?;
         let (currency, cash, debt) = (player.currency, player.cash, player.debt);
         // What a player owes the house comes first: only free cash beyond the debt may leave.
         // (Every credit and every released hold repays the debt at once, so in practice a
@@ -924,6 +934,7 @@ impl Book {
             payment_refs: self.payment_refs.iter().copied().collect(),
             adjustments: self.adjustments.clone(),
             payments: self.payments.to_parts(),
+            kyc: self.kyc.to_parts(),
         }
     }
 
@@ -984,6 +995,7 @@ impl Book {
             payment_refs: parts.payment_refs.into_iter().collect(),
             adjustments: parts.adjustments,
             payments: crate::payments::PaymentBook::from_parts(parts.payments),
+            kyc: crate::kyc::KycBook::from_parts(parts.kyc),
         };
         // What a live book would have let leave by now has left (every command ends with
         // `forget_closed`); entries still due are those a live book keeps waiting too.

@@ -11,6 +11,7 @@ use crate::feed::{FeedMessage, StaleMode};
 use crate::ids::{
     AccountId, AdjustmentId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId,
 };
+use crate::kyc::{KycRules, KycState};
 use crate::payments::DepositOutcome;
 use crate::player::LimitKind;
 
@@ -273,6 +274,20 @@ pub enum Command {
         withdrawal: TransferId,
         paid: bool,
     },
+    /// Tracks a player's identity verification under their jurisdiction's rules (unverified
+    /// at first), or replaces a tracked player's rules (`kyc.rs`).
+    SetKycRules {
+        account: AccountId,
+        rules: KycRules,
+    },
+    /// A player's verification moves to `state`: a provider's answer (signed callback), the
+    /// sandbox, or a compliance staff member by hand with a reason (the origin records who).
+    SetKycState {
+        account: AccountId,
+        state: KycState,
+        /// The provider's reference, when there is one.
+        reference: Option<String>,
+    },
     SetLimits {
         account: AccountId,
         changes: Vec<LimitChange>,
@@ -406,6 +421,8 @@ impl Command {
             | Command::RefuseWithdrawal { account, .. }
             | Command::Withdraw { account, .. }
             | Command::CompleteWithdrawal { account, .. }
+            | Command::SetKycRules { account, .. }
+            | Command::SetKycState { account, .. }
             | Command::SetLimits { account, .. }
             | Command::TimeOut { account, .. }
             | Command::SelfExclude { account, .. }
@@ -441,6 +458,8 @@ impl Command {
             Command::RefuseWithdrawal { .. } => "refuse_withdrawal",
             Command::Withdraw { .. } => "withdraw",
             Command::CompleteWithdrawal { .. } => "complete_withdrawal",
+            Command::SetKycRules { .. } => "set_kyc_rules",
+            Command::SetKycState { .. } => "set_kyc_state",
             Command::SetLimits { .. } => "set_limits",
             Command::TimeOut { .. } => "time_out",
             Command::SelfExclude { .. } => "self_exclude",

@@ -158,6 +158,11 @@ impl BookParts {
         if let Some(id) = self.payments.approved.iter().find(|id| !self.ledger.is_open_pending(**id)) {
             return Err(format!("approved withdrawal {id} is not an open hold"));
         }
+        // Verifications of known accounts.
+        crate::kyc::KycBook::check_parts(&self.kyc)?;
+        if let Some((account, _)) = self.kyc.iter().find(|(account, _)| !known(account.0, self.players.len())) {
+            return Err(format!("kyc record of unknown account {account}"));
+        }
         Ok(())
     }
 }

@@ -22,6 +22,7 @@ mod identity;
 mod ids;
 mod invariants;
 mod keymap;
+mod kyc;
 mod ledger;
 mod payments;
 mod placement;
@@ -65,6 +66,7 @@ pub use ids::{
     AccountId, AdjustmentId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, StaffId,
     Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
+pub use kyc::{Kyc, KycBook, KycRules, KycState, KYC_REFERENCE_BYTES_MAX};
 pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};
 pub use payments::{
     Deposit, DepositOutcome, DepositState, PaymentBook, PaymentParts, CHARGEBACK_WINDOW_MS, DEPOSITS_PENDING_MAX,

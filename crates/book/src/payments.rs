@@ -242,6 +242,7 @@ impl Book {
         self.emit_transfer(hold, events);
         self.payment_refs.insert(payment);
         self.players[account.index()].record(self.now, amount.minor(), 0, 0);
+        self.record_kyc_deposit(account, amount.minor());
         let deposit = Deposit {
             id: hold,
             account,
@@ -323,6 +324,7 @@ impl Book {
                 player.usage_mut(period, now).deposited -= amount.minor();
             }
         }
+        self.record_kyc_deposit(account, -amount.minor());
         Ok(Ack::Transfer(voided))
     }
 
@@ -434,6 +436,7 @@ impl Book {
         if let Some(period) = player.exceeded_limit(LimitKind::Deposit, amount, self.now) {
             return Err(Rejection::LimitReached { limit: LimitKind::Deposit, period });
         }
+        self.check_kyc_deposit(account, amount)?;
         let (currency, cash) = (player.currency, player.cash);
         // Pending deposits count: each may complete.
         let pending_in = self.ledger.account(cash).credits_pending;

@@ -88,6 +88,15 @@ pub enum Rejection {
     PaymentConflict,
     /// Deposits waiting for the provider are at their maximum (`DEPOSITS_PENDING_MAX`).
     PaymentsBusy,
+    /// The player must be verified (KYC) first: a withdrawal of a tracked player who is not.
+    KycRequired,
+    /// A deposit would take an unverified player's lifetime deposits past their
+    /// jurisdiction's cap.
+    KycDepositCap {
+        cap: Money,
+    },
+    /// The verification state cannot move so (`Kyc::allows`).
+    KycConflict,
 }
 
 impl Rejection {
@@ -133,6 +142,9 @@ impl Rejection {
             Rejection::UnknownPayment => "unknown_payment",
             Rejection::PaymentConflict => "payment_conflict",
             Rejection::PaymentsBusy => "payments_busy",
+            Rejection::KycRequired => "kyc_required",
+            Rejection::KycDepositCap { .. } => "kyc_deposit_cap",
+            Rejection::KycConflict => "kyc_conflict",
         }
     }
 }
@@ -173,6 +185,8 @@ pub const REASONS: &[&str] = &[
     "dead-heat factor must be in (0, 1] and void factor in [0, 1]",
     "deposit amount out of range",
     "deposit refused",
+    "kyc rules out of range",
+    "kyc reference must be 1 to 128 bytes",
     "each-way and system bets cannot be cashed out",
     "each-way terms need places and a fraction in (0, 1]",
     "event has ended",
@@ -263,6 +277,9 @@ pub const CODES: &[&str] = &[
     "unknown_payment",
     "payment_conflict",
     "payments_busy",
+    "kyc_required",
+    "kyc_deposit_cap",
+    "kyc_conflict",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use book::Command;
 use engine::{
     CommitHook, EngineError, EngineHandle, Forward, ForwardDone, Forwarded, ReplicaEngineOptions, ReplicaFeed,
     Submission, REPLICA_CATCH_UP_WAIT_MAX,
@@ -88,7 +89,9 @@ pub struct GatewayReplicaOptions {
     /// The feed role needs it: a provider's messages must reach the book in order (the book
     /// takes a message whose sequence is below one applied for a duplicate), and concurrent
     /// requests may overtake each other. A gateway forwards concurrently (requests of different
-    /// clients have no order to keep).
+    /// clients have no order to keep), except feed messages (`Command::Feed`, `FeedHealth`),
+    /// which always go through the ordered queue: a provider pushing its messages through a
+    /// gateway (`POST /v1/feed/messages`) submits the next before the previous is answered.
     pub ordered: bool,
 }
 
@@ -256,18 +259,14 @@ impl GatewayReplica {
             submit_count: AtomicU64::new(0),
             submit_nanos_total: AtomicU64::new(0),
         });
-        let ordered = if options.ordered {
-            let (queue, waiting) = tokio::sync::mpsc::channel(ORDERED_QUEUE_MAX);
-            runtime.spawn(forward_in_order(client.clone(), Arc::clone(&shared), waiting));
-            Some(queue)
-        } else {
-            None
-        };
+        let (queue, waiting) = tokio::sync::mpsc::channel(ORDERED_QUEUE_MAX);
+        runtime.spawn(forward_in_order(client.clone(), Arc::clone(&shared), waiting));
         let forward = ToLeader {
             client: client.clone(),
             runtime: runtime.handle().clone(),
             shared: Arc::clone(&shared),
-            ordered,
+            ordered: queue,
+            all_in_order: options.ordered,
         };
         let (engine, feed) = EngineHandle::start_replica(
             recovered,
@@ -417,15 +416,18 @@ struct ToLeader {
     client: BookClient,
     runtime: tokio::runtime::Handle,
     shared: Arc<Shared>,
-    /// With `GatewayReplicaOptions::ordered`: the queue of [`forward_in_order`].
-    ordered: Option<tokio::sync::mpsc::Sender<(Submission, ForwardDone)>>,
+    /// The queue of [`forward_in_order`]: every command with `GatewayReplicaOptions::ordered`,
+    /// else feed messages only.
+    ordered: tokio::sync::mpsc::Sender<(Submission, ForwardDone)>,
+    all_in_order: bool,
 }
 
 impl Forward for ToLeader {
     fn forward(&self, submission: Submission, done: ForwardDone) {
-        if let Some(queue) = &self.ordered {
+        let in_order = self.all_in_order || matches!(submission.command, Command::Feed(_) | Command::FeedHealth { .. });
+        if in_order {
             // Never blocks (the replica's thread calls this): a full queue is overload.
-            if let Err(error) = queue.try_send((submission, done)) {
+            if let Err(error) = self.ordered.try_send((submission, done)) {
                 let (_, done) = match error {
                     tokio::sync::mpsc::error::TrySendError::Full(item)
                     | tokio::sync::mpsc::error::TrySendError::Closed(item) => item,

@@ -21,8 +21,9 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// (`RequestAdjustment`, `ApproveAdjustment`, `RejectAdjustment`, `SetAdjustmentLimits`);
 /// older batches holding them are refused. Version 6 added payments through the provider
 /// (`BeginDeposit`, `SettleDeposit`, `ApproveWithdrawal`) and the `Chargeback` transfer code;
-/// older batches holding them are refused.
-pub const BATCH_FORMAT_VERSION: u8 = 6;
+/// older batches holding them are refused. Version 7 added identity verification
+/// (`SetKycRules`, `SetKycState`); older batches holding them are refused.
+pub const BATCH_FORMAT_VERSION: u8 = 7;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
@@ -129,6 +130,11 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     }
     if version < 6 && commands.iter().any(uses_version_6) {
         return Err(input.error("a payment command in a batch older than version 6"));
+    }
+    if version < 7
+        && commands.iter().any(|command| matches!(command, Command::SetKycRules { .. } | Command::SetKycState { .. }))
+    {
+        return Err(input.error("a kyc command in a batch older than version 7"));
     }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands, origins })
@@ -333,6 +339,32 @@ mod tests {
         assert_eq!(decode_batch(&with_version(6, &commands)).expect("version 6").commands, commands);
         for command in &commands {
             assert!(decode_batch(&with_version(5, std::slice::from_ref(command))).is_err(), "{command:?}");
+        }
+    }
+
+    /// Version 7 added identity verification: its commands round trip, and older batches
+    /// holding them are refused.
+    #[test]
+    fn version_7_batches_carry_kyc() {
+        let commands = [
+            Command::SetKycRules {
+                account: book::AccountId(3),
+                rules: book::KycRules {
+                    deposit_cap: Some(domain::Money::from_minor(20_000)),
+                    reverify_above: None,
+                    expiry_ms: Some(86_400_000),
+                },
+            },
+            Command::SetKycState {
+                account: book::AccountId(3),
+                state: book::KycState::Verified,
+                reference: Some("kyc_1".to_string()),
+            },
+            Command::SetKycState { account: book::AccountId(4), state: book::KycState::Expired, reference: None },
+        ];
+        assert_eq!(decode_batch(&with_version(7, &commands)).expect("version 7").commands, commands);
+        for command in &commands {
+            assert!(decode_batch(&with_version(6, std::slice::from_ref(command))).is_err(), "{command:?}");
         }
     }
 

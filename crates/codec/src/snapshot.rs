@@ -17,8 +17,9 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// a version 5 snapshot still decodes, with none. Version 7 appended the manual adjustments
 /// (role limits, pending requests, the count issued); older snapshots decode with the default
 /// limits and none pending. Version 8 appended the payments (deposits waiting for or settled by
-/// the provider, approved withdrawals); older snapshots decode with none.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 8;
+/// the provider, approved withdrawals); older snapshots decode with none. Version 9 appended
+/// the players' identity verifications (`KycBook`); older snapshots decode with none tracked.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 9;
 /// The oldest snapshot format still decoded.
 pub const SNAPSHOT_FORMAT_VERSION_MIN: u8 = 5;
 
@@ -57,6 +58,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.staff.encode(&mut out);
     parts.adjustments.encode(&mut out);
     parts.payments.encode(&mut out);
+    parts.kyc.encode(&mut out);
     out
 }
 
@@ -107,6 +109,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         staff: if version >= 6 { Wire::decode(&mut input)? } else { Vec::new() },
         adjustments: if version >= 7 { Wire::decode(&mut input)? } else { book::Adjustments::default() },
         payments: if version >= 8 { Wire::decode(&mut input)? } else { book::PaymentParts::default() },
+        kyc: if version >= 9 { Wire::decode(&mut input)? } else { Vec::new() },
     };
     input.finish()?;
     parts.check_structure().map_err(invalid)?;
@@ -157,10 +160,55 @@ mod tests {
         bytes.len()
     }
 
+    /// The encoding length of the verifications of a new book (appended by version 9).
+    fn kyc_bytes() -> usize {
+        let mut bytes = Vec::new();
+        Vec::<(book::AccountId, book::Kyc)>::new().encode(&mut bytes);
+        bytes.len()
+    }
+
+    /// Version 9 appended the verifications: they round trip, and a version 8 snapshot (the
+    /// same bytes without them) decodes with none tracked; a record of an unknown account is
+    /// refused.
+    #[test]
+    fn kyc_round_trips_and_version_8_snapshots_decode() {
+        use book::{AccountId, Command, KycRules, KycState};
+        use domain::Money;
+        let mut book = Book::new(Config::default());
+        let apply = |book: &mut Book, now: u64, command: Command| book.apply(now, &command, &mut Vec::new());
+        apply(&mut book, 1, Command::OpenAccount { currency: domain::Currency::EUR }).expect("account");
+        let rules = KycRules {
+            deposit_cap: Some(Money::from_minor(10_000)),
+            reverify_above: Some(Money::from_minor(50_000)),
+            expiry_ms: Some(1_000),
+        };
+        apply(&mut book, 2, Command::SetKycRules { account: AccountId(1), rules }).expect("rules");
+        let verified =
+            Command::SetKycState { account: AccountId(1), state: KycState::Verified, reference: Some("k1".into()) };
+        apply(&mut book, 3, verified).expect("verified");
+        let bytes = encode_snapshot(&book);
+        let restored = decode_snapshot(&bytes).expect("decodes");
+        assert_eq!(restored.kyc(), book.kyc());
+        assert_eq!(restored.kyc().get(AccountId(1)).map(|kyc| kyc.state), Some(KycState::Verified));
+        assert_eq!(encode_snapshot(&restored), bytes);
+        let empty = Book::new(Config::default());
+        let mut version_8 = encode_snapshot(&empty);
+        version_8.truncate(version_8.len() - kyc_bytes());
+        version_8[0] = 8;
+        assert_eq!(encode_snapshot(&decode_snapshot(&version_8).expect("version 8")), encode_snapshot(&empty));
+        let mut kyc_bytes_of = Vec::new();
+        book.kyc().to_parts().encode(&mut kyc_bytes_of);
+        let mut corrupt = bytes[..bytes.len() - kyc_bytes_of.len()].to_vec();
+        let mut parts = book.kyc().to_parts();
+        parts[0].0 = AccountId(9);
+        parts.encode(&mut corrupt);
+        assert!(decode_snapshot(&corrupt).is_err());
+    }
+
     /// A snapshot of a book without adjustments in the version 6 layout (no adjustments or
     /// payments at the end): the tests that corrupt fields counted from the end work on it.
     fn as_version_6(mut bytes: Vec<u8>) -> Vec<u8> {
-        bytes.truncate(bytes.len() - adjustments_bytes() - payments_bytes());
+        bytes.truncate(bytes.len() - adjustments_bytes() - payments_bytes() - kyc_bytes());
         bytes[0] = 6;
         bytes
     }
@@ -200,7 +248,7 @@ mod tests {
         assert_eq!(encode_snapshot(&restored), encode_snapshot(&book));
         let empty = Book::new(Config::default());
         let mut version_6 = encode_snapshot(&empty);
-        version_6.truncate(version_6.len() - adjustments_bytes() - payments_bytes());
+        version_6.truncate(version_6.len() - adjustments_bytes() - payments_bytes() - kyc_bytes());
         version_6[0] = 6;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_6).expect("version 6")), encode_snapshot(&empty));
     }
@@ -223,7 +271,7 @@ mod tests {
         assert_eq!(restored.staff_by_username("ops.anna").map(|staff| staff.id), Some(book::StaffId(1)));
         let empty = Book::new(Config::default());
         let mut version_5 = encode_snapshot(&empty);
-        version_5.truncate(version_5.len() - 4 - adjustments_bytes() - payments_bytes());
+        version_5.truncate(version_5.len() - 4 - adjustments_bytes() - payments_bytes() - kyc_bytes());
         version_5[0] = 5;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_5).expect("version 5")), encode_snapshot(&empty));
     }
@@ -460,15 +508,16 @@ mod tests {
         assert_eq!(encode_snapshot(&restored), bytes);
         let empty = Book::new(Config::default());
         let mut version_7 = encode_snapshot(&empty);
-        version_7.truncate(version_7.len() - payments_bytes());
+        version_7.truncate(version_7.len() - payments_bytes() - kyc_bytes());
         version_7[0] = 7;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_7).expect("version 7")), encode_snapshot(&empty));
         // A snapshot whose pending deposit has no open hold is refused.
-        let mut corrupt = bytes[..bytes.len() - payments_bytes_of(&book)].to_vec();
+        let mut corrupt = bytes[..bytes.len() - payments_bytes_of(&book) - kyc_bytes()].to_vec();
         let mut parts = book.payments().to_parts();
         parts.deposits[1].state = DepositState::Failed;
         parts.deposits[1].resolution = Some(book::TransferId(99));
         parts.encode(&mut corrupt);
+        Vec::<(AccountId, book::Kyc)>::new().encode(&mut corrupt);
         assert!(decode_snapshot(&corrupt).is_err());
     }
 

@@ -18,6 +18,7 @@ use book::{
     FeedApplied, FeedItem, FeedMarket, FeedMarketStatus, FeedMessage, FeedOdds, FeedOutcome, FeedParts, FeedResult,
     FeedSelection, ProviderFeed, StaleMode,
 };
+use book::{Kyc, KycRules, KycState};
 use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::wire::{DecodeError, Reader, Wire};
@@ -452,6 +453,12 @@ wire_unit_enum!(DepositOutcome { Completed, Failed, ChargedBack });
 wire_unit_enum!(DepositState { Pending, Completed, Failed, ChargedBack });
 wire_struct!(Deposit { id, account, amount, payment_ref, created_at, state, resolution, chargeback });
 
+// ---- identity verification (batch format 7, snapshot format 9) ----------------------------
+
+wire_unit_enum!(KycState { Unverified, Pending, Verified, Rejected, Expired });
+wire_struct!(KycRules { deposit_cap, reverify_above, expiry_ms });
+wire_struct!(Kyc { state, changed_at, reference, rules, deposited, verified_deposits });
+
 impl Wire for PaymentParts {
     fn encode(&self, out: &mut Vec<u8>) {
         self.deposits.encode(out);
@@ -717,6 +724,7 @@ impl Wire for Rejection {
             | Rejection::InvalidRequest { reason }
             | Rejection::CashoutUnavailable { reason } => encode_static(reason, out),
             Rejection::MarketThrottled { retry_after_ms } => retry_after_ms.encode(out),
+            Rejection::KycDepositCap { cap } => cap.encode(out),
             _ => {}
         }
     }
@@ -764,6 +772,9 @@ impl Wire for Rejection {
             "unknown_payment" => Rejection::UnknownPayment,
             "payment_conflict" => Rejection::PaymentConflict,
             "payments_busy" => Rejection::PaymentsBusy,
+            "kyc_required" => Rejection::KycRequired,
+            "kyc_deposit_cap" => Rejection::KycDepositCap { cap: Wire::decode(input)? },
+            "kyc_conflict" => Rejection::KycConflict,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -1113,6 +1124,17 @@ impl Wire for Command {
                 account.encode(out);
                 withdrawal.encode(out);
             }
+            Command::SetKycRules { account, rules } => {
+                out.push(53);
+                account.encode(out);
+                rules.encode(out);
+            }
+            Command::SetKycState { account, state, reference } => {
+                out.push(54);
+                account.encode(out);
+                state.encode(out);
+                reference.encode(out);
+            }
         }
     }
 
@@ -1230,6 +1252,10 @@ impl Wire for Command {
             },
             51 => Command::ApproveWithdrawal { account: Wire::decode(d)?, withdrawal: Wire::decode(d)? },
             52 => Command::RefuseWithdrawal { account: Wire::decode(d)?, withdrawal: Wire::decode(d)? },
+            53 => Command::SetKycRules { account: Wire::decode(d)?, rules: Wire::decode(d)? },
+            54 => {
+                Command::SetKycState { account: Wire::decode(d)?, state: Wire::decode(d)?, reference: Wire::decode(d)? }
+            }
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }
@@ -1338,6 +1364,9 @@ mod tests {
             Rejection::UnknownPayment,
             Rejection::PaymentConflict,
             Rejection::PaymentsBusy,
+            Rejection::KycRequired,
+            Rejection::KycDepositCap { cap: Money::from_minor(50_000) },
+            Rejection::KycConflict,
         ];
         assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
         for rejection in &rejections {

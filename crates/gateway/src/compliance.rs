@@ -261,6 +261,29 @@ pub enum AuditCommand {
         /// The pending withdrawal transfer.
         withdrawal_id: String,
     },
+    /// A player tracked for identity verification under their jurisdiction's rules.
+    SetKycRules {
+        account_id: String,
+        /// Lifetime deposits allowed until verified; null for no cap.
+        #[schema(required = true)]
+        deposit_cap: Option<String>,
+        /// Lifetime deposits past which the player is verified again; null for none.
+        #[schema(required = true)]
+        reverify_above: Option<String>,
+        /// How long a verification lasts, in seconds; null for ever.
+        #[schema(required = true)]
+        expiry_seconds: Option<u64>,
+    },
+    /// A player's verification state set: by the provider's callback, the sandbox, or
+    /// compliance staff by hand (the audit entry's actor and reason say which).
+    SetKycState {
+        account_id: String,
+        /// `unverified`, `pending`, `verified`, `rejected` or `expired`.
+        state: String,
+        /// The provider's reference.
+        #[schema(required = true)]
+        reference: Option<String>,
+    },
     Withdraw {
         account_id: String,
         amount: String,
@@ -790,6 +813,17 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
         Command::RefuseWithdrawal { account, withdrawal } => {
             AuditCommand::RefuseWithdrawal { account_id: account.to_string(), withdrawal_id: withdrawal.to_string() }
         }
+        Command::SetKycRules { account, rules } => AuditCommand::SetKycRules {
+            account_id: account.to_string(),
+            deposit_cap: rules.deposit_cap.map(|cap| money(account, cap)),
+            reverify_above: rules.reverify_above.map(|threshold| money(account, threshold)),
+            expiry_seconds: rules.expiry_ms.map(|ms| ms / 1_000),
+        },
+        Command::SetKycState { account, state, reference } => AuditCommand::SetKycState {
+            account_id: account.to_string(),
+            state: state.name().to_string(),
+            reference: reference.clone(),
+        },
         Command::Withdraw { account, amount, idempotency } => AuditCommand::Withdraw {
             account_id: account.to_string(),
             amount: money(account, *amount),

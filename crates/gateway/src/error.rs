@@ -103,6 +103,9 @@ impl ApiError {
             Rejection::UnknownPayment => S::NOT_FOUND,
             // Too many deposits wait for the provider: retry later.
             Rejection::PaymentsBusy => S::SERVICE_UNAVAILABLE,
+            // Identity verification first: the player can do something about it (verify).
+            Rejection::KycRequired | Rejection::KycDepositCap { .. } => S::FORBIDDEN,
+            Rejection::KycConflict => S::CONFLICT,
             Rejection::UnknownAdjustment => S::NOT_FOUND,
             Rejection::MarketThrottled { .. } => S::TOO_MANY_REQUESTS,
             Rejection::UnknownAccount
@@ -128,6 +131,7 @@ impl ApiError {
                     error.with("selection_id", selection.to_string()).with("current_price", current_price.decimal());
             }
             Rejection::StakeTooLow { min_stake } => error = error.with("min_stake", currency.format(*min_stake)),
+            Rejection::KycDepositCap { cap } => error = error.with("cap", currency.format(*cap)),
             Rejection::StakeTooHigh { max_stake } => error = error.with("max_stake", currency.format(*max_stake)),
             Rejection::FxRateMissing => error = error.with("currency", currency.code()),
             Rejection::LimitReached { limit, period } => {

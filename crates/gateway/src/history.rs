@@ -767,6 +767,10 @@ pub struct KycView {
     pub status: String,
     #[schema(required = true)]
     pub country: Option<String>,
+    /// The identity verification (`unverified`, `pending`, `verified`, `rejected`, `expired`,
+    /// with when and the provider's reference); null for an account the book does not track.
+    #[schema(required = true)]
+    pub verification: Option<crate::kyc::KycStateView>,
 }
 
 /// The customer view of `GET /v1/admin/accounts/{id}`.
@@ -849,16 +853,18 @@ pub(crate) async fn customer_view(
                 wallet,
                 crate::players::limits_view(book, account, currency)?,
                 pending_payments(book, account, currency, approvals),
+                crate::kyc::kyc_view(book, account, currency),
             ))
         })
         .await?;
-    let (wallet, limits, pending_payments) = open_state.ok_or_else(|| ApiError::not_found("account"))?;
+    let (wallet, limits, pending_payments, verification) = open_state.ok_or_else(|| ApiError::not_found("account"))?;
     let summary = account_summary(&row, now_millis());
     let registered = row[ACCOUNTS.index_of("username")].text().is_some();
     Ok(Json(CustomerView {
         kyc: KycView {
             status: if registered { "age_verified" } else { "none" }.to_string(),
             country: summary.country.clone(),
+            verification,
         },
         account: summary,
         wallet: WalletView {

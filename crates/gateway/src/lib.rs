@@ -22,6 +22,7 @@ mod feed;
 mod fx;
 mod history;
 mod idempotency;
+mod kyc;
 mod limits;
 mod metrics;
 mod openapi;
@@ -83,6 +84,7 @@ pub use history::{
 };
 pub use idempotency::{KEYED_WRITE_LAG_SHARE, KEYED_WRITE_MODELS_WAIT};
 pub use ipnet::IpNet;
+pub use kyc::{Jurisdiction, KycSettings, SandboxOutcome, JURISDICTIONS_MAX, KYC_SANDBOX_PROVIDER};
 pub use limits::{
     parse_trusted_proxy, ClientAddress, RateLimit, RateLimits, BURST_PER_ADDRESS, BURST_PER_PRINCIPAL,
     HTTP_IN_FLIGHT_MAX, RATE_LIMIT_KEYS_MAX, RATE_PER_ADDRESS_PER_SECOND, RATE_PER_PRINCIPAL_PER_SECOND,
@@ -197,6 +199,10 @@ pub struct GatewayConfig {
     /// Deposits wait for the provider's signed callback (`payments.rs`, `callbacks.rs`);
     /// `None` (the default): they complete at once, as the sandbox always did.
     pub payment_callbacks: Option<PaymentCallbacks>,
+    /// Identity verification: jurisdictions, the sandbox's answer, the webhooks' secret
+    /// (`kyc.rs`). The default has no jurisdiction: the sandbox verifies every player at
+    /// registration.
+    pub kyc: KycSettings,
     /// Withdrawals above this amount (in the base currency) wait for a compliance or admin
     /// staff member's approval; at or below it the payments step approves them. `None` (the
     /// default): no approval step.
@@ -259,6 +265,7 @@ impl GatewayConfig {
             payment_sweep_interval: PAYMENT_SWEEP_INTERVAL,
             payment_wait: PAYMENT_WAIT,
             payment_callbacks: None,
+            kyc: KycSettings::default(),
             withdrawal_approval_above: None,
             read_models: None,
             read_your_writes_wait: READ_YOUR_WRITES_WAIT,
@@ -285,6 +292,8 @@ pub(crate) struct Inner {
     streams: Streams,
     payments: Payments,
     history: history::History,
+    /// KYC webhook ids seen lately (`kyc.rs`).
+    kyc_seen: callbacks::SeenCallbacks,
     /// The book's `Config::idempotency_window_ms`, read at start (no command changes it).
     idempotency_window_ms: std::sync::atomic::AtomicU64,
 }
@@ -339,6 +348,7 @@ impl AppState {
             streams,
             payments,
             history: history::History::new(),
+            kyc_seen: callbacks::SeenCallbacks::default(),
             idempotency_window_ms: std::sync::atomic::AtomicU64::new(book::IDEMPOTENCY_WINDOW_DEFAULT_MS),
         }));
         // A provider in this process (the sandbox) calls back through the same route as a
@@ -383,6 +393,14 @@ impl AppState {
 
     pub fn config(&self) -> &GatewayConfig {
         &self.0.config
+    }
+
+    pub(crate) fn kyc(&self) -> &KycSettings {
+        &self.0.config.kyc
+    }
+
+    pub(crate) fn kyc_seen(&self) -> &callbacks::SeenCallbacks {
+        &self.0.kyc_seen
     }
 
     pub fn auth(&self) -> &Auth {
@@ -629,6 +647,7 @@ pub fn app(state: AppState) -> Router {
         .merge(payments::routes())
         .merge(staff::routes())
         .merge(adjustments::routes())
+        .merge(kyc::routes())
         .merge(cluster::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.

@@ -19,7 +19,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    adjustments, catalog, cluster, compliance, degraded, dto, error, feed, fx, history, operators, ops, payments,
+    adjustments, catalog, cluster, compliance, degraded, dto, error, feed, fx, history, kyc, operators, ops, payments,
     players, staff, stream,
 };
 
@@ -97,6 +97,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         payments::approve_payment,
         payments::refuse_payment,
         payments::payment_callback,
+        kyc::kyc_callback,
+        kyc::set_kyc,
+        kyc::my_kyc,
+        kyc::request_kyc,
         degraded::trading_mode,
         degraded::set_trading_mode,
         degraded::set_market_throttle,
@@ -223,6 +227,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         payments::PaymentDecisionRequest,
         history::PendingPaymentView,
         payments::PaymentCallbackBody,
+        kyc::KycCallbackBody,
+        kyc::KycCallbackAnswer,
+        kyc::KycStateView,
+        kyc::SetKycRequest,
         payments::PaymentCallbackAnswer,
         dto::Page<payments::PaymentView>,
         history::AdminBetView,
@@ -246,6 +254,9 @@ pub const SECURITY_SCHEME: &str = "bearer";
             token."),
         (name = "adjustments", description = "Manual balance adjustments by staff members (never API keys), with a \
             reason, within each role's limit; above it, four-eyes approval by another member."),
+        (name = "kyc", description = "Webhooks from the identity-verification provider, signed and \
+            replay-protected exactly like the payment provider's callbacks. No bearer credential: the signature is \
+            the credential."),
         (name = "payments", description = "Callbacks from the payment provider: signed with HMAC-SHA256 over the \
             raw body (`Payment-Signature: sha256=<hex>`), within a timestamp window, replayed ids answered with the \
             first answer. No bearer credential: the signature is the credential."),

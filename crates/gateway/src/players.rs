@@ -135,6 +135,8 @@ pub(crate) async fn register(
         .ok_or_else(|| ApiError::invalid("usernames are 3 to 32 of a-z, 0-9, _ . -").with("field", "username"))?;
     // Bounded before the book, like every free-text field (ISO 3166-1 alpha-2).
     crate::requests::check_text(&request.country, "country", 2, 2)?;
+    let today = crate::kyc::today();
+    let jurisdiction = crate::kyc::check_registration(state.kyc(), &request.country, date_of_birth, today)?;
     let password = request.password;
     let password_hash = state.auth().hashers().run(move |memory| hash_password_in(memory, &password)).await??;
     let command = Command::RegisterPlayer {
@@ -148,6 +150,7 @@ pub(crate) async fn register(
     else {
         return Err(ApiError::internal("registration answered with another ack"));
     };
+    crate::kyc::after_registration(&state, account, &username, jurisdiction.as_ref()).await?;
     let created_at = state
         .read(move |book| book.players().get(account.index()).and_then(|p| p.profile.as_ref().map(|p| p.registered_at)))
         .await?;

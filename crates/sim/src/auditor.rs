@@ -54,7 +54,7 @@ use book::{
     NewSelection, Outcome, Period, PlaceBet, PricePolicy, QuoteId, Rejection, Reply, ResultRequest, SelectionId,
     SystemKind, TransferCode, TransferId,
 };
-use book::{DepositOutcome, DepositState};
+use book::{DepositOutcome, DepositState, KycRules, KycState};
 use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::exact::{payout, Fraction, ODDS_SCALE};
@@ -355,6 +355,48 @@ const ADJUSTMENT_APPROVAL_MS: u64 = DAY_MS;
 const ADJUSTMENTS_PENDING_MAX: usize = 1_024;
 const ADJUSTMENT_REASON_BYTES_MAX: usize = 500;
 
+/// One player's identity verification as the rules say it goes: the state last set and when,
+/// the jurisdiction's rules, lifetime deposits and those at the last verification.
+#[derive(Clone, Debug)]
+pub struct KycModel {
+    pub state: KycState,
+    pub since: u64,
+    pub reference: Option<String>,
+    pub deposit_cap: Option<i64>,
+    pub reverify_above: Option<i64>,
+    pub expiry_ms: Option<u64>,
+    pub deposited: i64,
+    pub deposited_when_verified: i64,
+}
+
+impl KycModel {
+    fn fresh(now: u64) -> KycModel {
+        KycModel {
+            state: KycState::Unverified,
+            since: now,
+            reference: None,
+            deposit_cap: None,
+            reverify_above: None,
+            expiry_ms: None,
+            deposited: 0,
+            deposited_when_verified: 0,
+        }
+    }
+
+    /// Verified, and not past the expiry.
+    pub fn verified_at(&self, now: u64) -> bool {
+        self.state == KycState::Verified && self.expiry_ms.is_none_or(|expiry| now < self.since.saturating_add(expiry))
+    }
+
+    fn state_at(&self, now: u64) -> KycState {
+        if self.state == KycState::Verified && !self.verified_at(now) {
+            KycState::Expired
+        } else {
+            self.state
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Auditor {
     pub config: Config,
@@ -390,6 +432,8 @@ pub struct Auditor {
     /// The payment references each account was credited with, in full: a reference credits
     /// an account once. (The book keeps a hash; the model keeps the text.)
     pub payment_refs: BTreeSet<(u64, String)>,
+    /// Identity verifications of the players tracked, by account.
+    pub kyc: BTreeMap<u64, KycModel>,
     /// What the command being applied did, for the simulator to compare.
     pub bet_changes: Vec<BetChange>,
     pub transfers_made: Vec<ExpectedTransfer>,
@@ -560,6 +604,7 @@ impl Auditor {
             delayed: BTreeSet::new(),
             keys: BTreeMap::new(),
             payment_refs: BTreeSet::new(),
+            kyc: BTreeMap::new(),
             bet_changes: Vec::new(),
             transfers_made: Vec::new(),
             log: Log::default(),
@@ -701,6 +746,10 @@ impl Auditor {
                 self.complete_withdrawal(account.0, withdrawal.0, false)
             }
             Command::Withdraw { account, amount, .. } => self.withdraw(account.0, amount.minor()),
+            Command::SetKycRules { account, rules } => self.set_kyc_rules(account.0, *rules),
+            Command::SetKycState { account, state, reference } => {
+                self.set_kyc_state(account.0, *state, reference.as_deref())
+            }
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
                 self.complete_withdrawal(account.0, withdrawal.0, *paid)
             }
@@ -1225,6 +1274,13 @@ impl Auditor {
         if let Some(period) = self.limit_broken(account, LimitKind::Deposit, amount) {
             return Err(Rejection::LimitReached { limit: LimitKind::Deposit, period });
         }
+        if let Some(kyc) = self.kyc.get(&account) {
+            if let Some(cap) = kyc.deposit_cap {
+                if !kyc.verified_at(self.now) && kyc.deposited + amount > cap {
+                    return Err(Rejection::KycDepositCap { cap: Money::from_minor(cap) });
+                }
+            }
+        }
         // Deposits still pending count: each may complete.
         if player.cash + player.pending_deposits + amount > MONEY_MINOR_MAX {
             return Err(Rejection::AmountTooLarge);
@@ -1239,6 +1295,7 @@ impl Auditor {
         self.player_mut(account).cash += amount;
         self.payment_refs.insert((account, payment_ref.to_string()));
         self.record_usage(account, amount, 0, 0);
+        self.kyc_deposited(account, amount);
         self.repay_debt(account);
         Ok(Ack::Transfer(TransferId(id)))
     }
@@ -1254,6 +1311,7 @@ impl Auditor {
         self.player_mut(account).pending_deposits += amount;
         self.payment_refs.insert((account, payment_ref.to_string()));
         self.record_usage(account, amount, 0, 0);
+        self.kyc_deposited(account, amount);
         let deposit = DepositModel {
             account,
             amount,
@@ -1311,6 +1369,7 @@ impl Auditor {
                         usage.deposited -= amount;
                     }
                 }
+                self.kyc_deposited(account, -amount);
                 Ok(Ack::Transfer(TransferId(transfer)))
             }
             (S::Completed, O::ChargedBack) => {
@@ -1356,6 +1415,61 @@ impl Auditor {
         }
     }
 
+    /// Tracks a player under a jurisdiction's rules, or replaces their rules.
+    fn set_kyc_rules(&mut self, account: u64, rules: KycRules) -> Reply {
+        self.player(account)?;
+        let negative = [rules.deposit_cap, rules.reverify_above].into_iter().flatten().any(|cap| cap.minor() < 0);
+        if negative || rules.expiry_ms == Some(0) {
+            return Err(invalid("kyc rules out of range"));
+        }
+        let kyc = self.kyc.entry(account).or_insert_with(|| KycModel::fresh(self.now));
+        kyc.deposit_cap = rules.deposit_cap.map(|cap| cap.minor());
+        kyc.reverify_above = rules.reverify_above.map(|cap| cap.minor());
+        kyc.expiry_ms = rules.expiry_ms;
+        Ok(Ack::Done)
+    }
+
+    /// A verification's new state: the same state again (same or no reference) is a replay;
+    /// `expired` only from a verification; everything else goes.
+    fn set_kyc_state(&mut self, account: u64, state: KycState, reference: Option<&str>) -> Reply {
+        self.player(account)?;
+        if reference.is_some_and(|reference| reference.is_empty() || reference.len() > 128) {
+            return Err(invalid("kyc reference must be 1 to 128 bytes"));
+        }
+        let now = self.now;
+        let kyc = self.kyc.entry(account).or_insert_with(|| KycModel::fresh(now));
+        let current = kyc.state_at(now);
+        if current == state && reference.is_none_or(|reference| kyc.reference.as_deref() == Some(reference)) {
+            return Ok(Ack::Done);
+        }
+        if state == KycState::Expired && current != KycState::Verified && current != KycState::Expired {
+            return Err(Rejection::KycConflict);
+        }
+        kyc.state = state;
+        kyc.since = now;
+        if reference.is_some() {
+            kyc.reference = reference.map(str::to_string);
+        }
+        if state == KycState::Verified {
+            kyc.deposited_when_verified = kyc.deposited;
+        }
+        Ok(Ack::Done)
+    }
+
+    /// Lifetime deposits of a tracked player; crossing the re-verification threshold after a
+    /// verification below it asks for a new one.
+    fn kyc_deposited(&mut self, account: u64, amount: i64) {
+        let now = self.now;
+        let Some(kyc) = self.kyc.get_mut(&account) else { return };
+        kyc.deposited = (kyc.deposited + amount).max(0);
+        if let Some(threshold) = kyc.reverify_above {
+            if kyc.verified_at(now) && kyc.deposited_when_verified <= threshold && kyc.deposited > threshold {
+                kyc.state = KycState::Pending;
+                kyc.since = now;
+            }
+        }
+    }
+
     fn withdraw(&mut self, account: u64, amount: i64) -> Reply {
         let player = self.player(account)?;
         // A time-out or self-exclusion does not keep a player from their money; a freeze does.
@@ -1364,6 +1478,9 @@ impl Auditor {
         }
         if amount <= 0 {
             return Err(invalid("withdrawal amount must be positive"));
+        }
+        if self.kyc.get(&account).is_some_and(|kyc| !kyc.verified_at(self.now)) {
+            return Err(Rejection::KycRequired);
         }
         // Money owed to the house is not the player's to withdraw.
         if player.available() - player.debt < amount {

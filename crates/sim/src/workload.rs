@@ -12,9 +12,9 @@
 use std::collections::VecDeque;
 
 use book::{
-    AccountId, ApiKeyId, BetId, BetKind, BetStatus, Command, EachWayTerms, EventId, EventState, Idempotency,
-    LegRequest, LimitChange, LimitKind, MarketAction, MarketId, MarketRiskChange, MarketStatus, NewSelection, Outcome,
-    Period, PlaceBet, PricePolicy, QuoteId, ResultRequest, SelectionId, SystemKind, TransferId,
+    AccountId, ApiKeyId, BetId, BetKind, BetStatus, Command, EachWayTerms, EventId, EventState, Idempotency, KycRules,
+    KycState, LegRequest, LimitChange, LimitKind, MarketAction, MarketId, MarketRiskChange, MarketStatus, NewSelection,
+    Outcome, Period, PlaceBet, PricePolicy, QuoteId, ResultRequest, SelectionId, SystemKind, TransferId,
 };
 use domain::{Currency, Date, Money, Odds, Ratio};
 
@@ -284,7 +284,7 @@ impl Workload {
         }
         // Fixtures are created only while there are few enough.
         let create_event = if live.len() < LIVE_EVENTS_MAX { 2 } else { 0 };
-        let weights: [u64; 45] = [
+        let weights: [u64; 46] = [
             20, // single
             7,  // multiple
             5,  // system
@@ -330,6 +330,7 @@ impl Workload {
             2, // another staff member approves or rejects one
             3, // the payment provider's callback on a deposit (completed, failed, charged back)
             1, // a withdrawal approved for payout
+            2, // identity verification: a jurisdiction's rules, a provider's or staff member's state
         ];
         match self.rng.weighted(&weights) {
             0 => self.bet(auditor, BetShape::Single),
@@ -374,6 +375,7 @@ impl Workload {
             42 => self.adjustment_decision(auditor),
             43 => self.settle_deposit(auditor),
             44 => self.approve_withdrawal(auditor),
+            45 => self.kyc(auditor),
             _ => Step { label: "open_account", op: Op::Command(Command::OpenAccount { currency: self.currency() }) },
         }
     }
@@ -741,6 +743,44 @@ impl Workload {
         }
         let command = Command::ApproveWithdrawal { account, withdrawal: TransferId(withdrawal) };
         Step { label: "approve_withdrawal", op: Op::Command(command) }
+    }
+
+    /// Identity verification: a player tracked under a jurisdiction's rules (a deposit cap
+    /// until verified, re-verification above lifetime deposits, an expiry, sometimes out of
+    /// range), or a state set by the provider or staff: mostly a verification, sometimes a
+    /// move the state machine refuses, a delivery again, a reference too long.
+    fn kyc(&mut self, auditor: &Auditor) -> Step {
+        let account = self.any_account(auditor);
+        if self.rng.chance(1, 3) {
+            let amount =
+                |rng: &mut Rng, low: u64, high: u64| rng.chance(2, 3).then(|| money(rng.between(low, high) as i64));
+            let rules = KycRules {
+                deposit_cap: if self.rng.chance(1, 20) { Some(money(-1)) } else { amount(&mut self.rng, 0, 300_000) },
+                reverify_above: amount(&mut self.rng, 1_000, 1_000_000),
+                expiry_ms: match self.rng.below(10) {
+                    0 => Some(0),
+                    1..=4 => Some(self.rng.between(60_000, 30 * 86_400_000)),
+                    _ => None,
+                },
+            };
+            let command = Command::SetKycRules { account, rules };
+            return Step { label: "kyc.rules", op: Op::Command(command) };
+        }
+        let state = match self.rng.below(20) {
+            0..=9 => KycState::Verified,
+            10..=12 => KycState::Pending,
+            13..=14 => KycState::Rejected,
+            15..=17 => KycState::Expired,
+            _ => KycState::Unverified,
+        };
+        let reference = match self.rng.below(10) {
+            0..=3 => None,
+            4 => Some("k".repeat(129)),
+            5 => Some(String::new()),
+            _ => Some(format!("kyc-{}", self.rng.below(8))),
+        };
+        let command = Command::SetKycState { account, state, reference };
+        Step { label: "kyc.state", op: Op::Command(command) }
     }
 
     fn withdraw(&mut self, auditor: &Auditor) -> Step {

@@ -177,6 +177,12 @@ enum Commands {
         /// are approved automatically. Default: no approval step.
         #[arg(long, value_name = "AMOUNT")]
         withdrawal_approval_above: Option<String>,
+        /// A JSON file of KYC jurisdictions (countries, minimum age, a deposit cap until
+        /// verified, re-verification above lifetime deposits, expiry; `docs/security.md`).
+        /// Without it the sandbox verifies every player at registration. The KYC webhooks'
+        /// secret is `SPORTSBOOK_KYC_SECRET` (at least 16 bytes).
+        #[arg(long, value_name = "FILE")]
+        kyc_jurisdictions: Option<std::path::PathBuf>,
         /// A reverse proxy or load balancer (an address or a CIDR range), repeatable: from it,
         /// `Forwarded` / `X-Forwarded-For` name the client for per-address limits and login
         /// throttles. From anyone else they are ignored.
@@ -625,6 +631,7 @@ fn main() -> anyhow::Result<()> {
             payment_sandbox_delay_ms,
             payment_sandbox_payouts,
             withdrawal_approval_above,
+            kyc_jurisdictions,
             trusted_proxies,
             password_hash_workers,
             projector,
@@ -671,6 +678,7 @@ fn main() -> anyhow::Result<()> {
                         SandboxPayoutsArg::Hold => gateway::SandboxPayouts::Hold,
                     },
                     withdrawal_approval_above,
+                    kyc_jurisdictions,
                 },
                 trusted_proxies,
                 password_hash_workers: password_hash_workers

@@ -685,7 +685,13 @@ pub struct PaymentOptions {
     pub sandbox_payouts: gateway::SandboxPayouts,
     /// `--withdrawal-approval-above`, an amount of the book's base currency.
     pub withdrawal_approval_above: Option<String>,
+    /// `--kyc-jurisdictions`: a JSON file of KYC jurisdictions (`gateway::KycSettings`).
+    /// Without it the sandbox verifies every player at registration.
+    pub kyc_jurisdictions: Option<std::path::PathBuf>,
 }
+
+/// The environment variable holding the secret the KYC provider signs webhooks with.
+pub const KYC_SECRET_ENV: &str = "SPORTSBOOK_KYC_SECRET";
 
 /// The environment variable holding the secret the payment provider signs callbacks with.
 pub const PAYMENT_SECRET_ENV: &str = "SPORTSBOOK_PAYMENT_SECRET";
@@ -706,6 +712,20 @@ fn configure_payments(
             .ok_or_else(|| anyhow::anyhow!("--withdrawal-approval-above {text:?} is not an amount of {base}"))?;
         config.withdrawal_approval_above = Some(amount);
         tracing::info!(%base, threshold = %base.format(amount), "withdrawals above the threshold wait for staff approval");
+    }
+    if let Some(path) = &options.kyc_jurisdictions {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("--kyc-jurisdictions {}: {error}", path.display()))?;
+        config.kyc = gateway::KycSettings::from_json(&text)
+            .map_err(|error| anyhow::anyhow!("--kyc-jurisdictions {}: {error}", path.display()))?;
+        tracing::info!(jurisdictions = config.kyc.jurisdictions.len(), "KYC rules per jurisdiction");
+    }
+    if let Ok(secret) = std::env::var(KYC_SECRET_ENV) {
+        if secret.len() < gateway::CALLBACK_SECRET_BYTES_MIN {
+            anyhow::bail!("{KYC_SECRET_ENV} must be at least {} bytes", gateway::CALLBACK_SECRET_BYTES_MIN);
+        }
+        config.kyc.callbacks =
+            Some(gateway::PaymentCallbacks { secret: secret.into_bytes(), window: options.callback_window });
     }
     if !options.callbacks {
         return Ok(());

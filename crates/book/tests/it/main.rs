@@ -1,6 +1,7 @@
 //! Integration tests of the book: data-driven scenarios, property tests and memory bounds.
 
 mod adjustments;
+mod kyc;
 mod memory;
 mod payments;
 mod properties;

@@ -15,6 +15,7 @@ mod edge_state;
 mod feed;
 mod harness;
 mod idempotency;
+mod kyc;
 mod openapi;
 mod operators;
 mod ops;

@@ -72,6 +72,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/admin/payments/{id}/approve"),
     ("POST", "/v1/admin/payments/{id}/refuse"),
     ("POST", "/v1/payments/callbacks/{provider}"),
+    ("POST", "/v1/kyc/callbacks/{provider}"),
+    ("PUT", "/v1/admin/accounts/{id}/kyc"),
+    ("GET", "/v1/players/me/kyc"),
+    ("POST", "/v1/players/me/kyc"),
     ("POST", "/v1/feed/messages"),
     ("GET", "/v1/admin/trading-mode"),
     ("PUT", "/v1/admin/trading-mode"),
@@ -188,6 +192,7 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_its_tags() {
             "adjustments",
             "catalog",
             "feed",
+            "kyc",
             "operations",
             "operators",
             "payments",
@@ -204,6 +209,7 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_its_tags() {
         let public = path.starts_with("/v1/auth/")
             || path == "/v1/staff/login"
             || tag == Some("payments")
+            || tag == Some("kyc")
             || tag == Some("catalog")
             || tag == Some("operations");
         let secured = operation["security"] == json!([{"bearer": []}]);

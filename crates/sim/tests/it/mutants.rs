@@ -245,6 +245,35 @@ fn a_withdrawal_hold_left_open_by_a_lost_completion_is_caught() {
     assert!(failure.to_string().contains("differ"), "{failure}");
 }
 
+#[test]
+fn a_deposit_cap_dropped_on_its_way_is_caught() {
+    // The jurisdiction's rules reach the book without their cap: unverified players deposit
+    // past it.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::SetKycRules { rules, .. } = command {
+                rules.deposit_cap = None;
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
+#[test]
+fn a_rejection_delivered_as_a_verification_is_caught() {
+    // The provider's rejection reaches the book as a verification: the player withdraws.
+    let failure = first_failure(|options| {
+        options.command_transform = Some(transform(|command| {
+            if let Command::SetKycState { state, .. } = command {
+                if *state == book::KycState::Rejected {
+                    *state = book::KycState::Verified;
+                }
+            }
+        }));
+    });
+    assert!(failure.to_string().contains("differ"), "{failure}");
+}
+
 /// A transform of the feed messages the engine is given (the translation of the provider's
 /// XML): the auditor still applies what the provider meant.
 fn feed_transform(change: impl Fn(&mut book::FeedItem) + Send + Sync + 'static) -> CommandTransform {
