@@ -493,6 +493,7 @@ fn run_tail(journal: &NatsJournal, feed: &ReplicaFeed, shared: &Shared, gateway:
 }
 
 fn run_poller(journal: &NatsJournal, client: &BookClient, runtime: &tokio::runtime::Handle, shared: &Shared) {
+    let mut leader_seen: Option<Instant> = None;
     while !shared.stop.load(Ordering::SeqCst) {
         match journal.stream_next_position() {
             Ok(end) => {
@@ -504,6 +505,9 @@ fn run_poller(journal: &NatsJournal, client: &BookClient, runtime: &tokio::runti
         let view = runtime.block_on(async { tokio::time::timeout(POLL_INTERVAL * 4, client.cluster()).await });
         if let Ok(Ok(view)) = view {
             let holder = view.leader.map(|(lease, _)| format!("{}/{}", lease.node, lease.pid));
+            if holder.is_some() {
+                leader_seen = Some(Instant::now());
+            }
             shared.leader_known.store(holder.is_some(), Ordering::SeqCst);
             if let (Ok(mut seen), Some(holder)) = (shared.leader.lock(), holder) {
                 if seen.as_ref().is_some_and(|before| *before != holder) {
@@ -513,7 +517,10 @@ fn run_poller(journal: &NatsJournal, client: &BookClient, runtime: &tokio::runti
                 *seen = Some(holder);
             }
         } else {
-            shared.leader_known.store(false, Ordering::SeqCst);
+            // A read that failed or was slow (a loaded machine) says nothing of the lease: the
+            // leader last seen is still known until a lease it held then would have lapsed.
+            let known = leader_seen.is_some_and(|seen| seen.elapsed() < crate::LEASE_DEFAULT);
+            shared.leader_known.store(known, Ordering::SeqCst);
         }
         std::thread::sleep(POLL_INTERVAL);
     }

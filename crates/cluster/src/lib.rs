@@ -13,6 +13,8 @@
 //!   fed from the journal, commands forwarded to the leader).
 //! - [`registry`]: every node publishes its pid, role and position, and `BookClient::cluster`
 //!   reads them with the lease (`GET /v1/admin/cluster`).
+//! - [`status`] (feature `gateway-status`): `ReplicaStatus`, what a cluster gateway's
+//!   `/readyz`, `/metrics` and `GET /v1/admin/cluster` say of the cluster.
 
 pub mod client;
 pub mod gateway;
@@ -21,6 +23,8 @@ pub mod lease;
 pub mod node;
 pub mod protocol;
 pub mod registry;
+#[cfg(feature = "gateway-status")]
+pub mod status;
 
 pub use client::{BookClient, BookClientOptions, ClientError};
 pub use gateway::{
@@ -29,6 +33,8 @@ pub use gateway::{
 pub use lease::{Lease, LeaseRecord, LEASE_DEFAULT};
 pub use node::{BookNode, BookNodeOptions, NodeStatus, Role};
 pub use registry::{ClusterView, NodeInfo, ROLE_FEED, ROLE_FEED_STANDBY, ROLE_GATEWAY};
+#[cfg(feature = "gateway-status")]
+pub use status::ReplicaStatus;
 
 /// Why the cluster's machinery failed.
 #[derive(Debug, thiserror::Error)]

@@ -738,7 +738,7 @@ fn stop_leftover_nats(dir: &Path) {
 }
 
 /// SIGTERM to a child.
-fn terminate(pid: u32) -> std::io::Result<()> {
+pub(crate) fn terminate(pid: u32) -> std::io::Result<()> {
     let pid = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)

@@ -4,6 +4,7 @@
 //! `feed-sim`).
 
 pub mod admin;
+pub mod bench_cluster;
 pub mod book_role;
 pub mod demo;
 pub mod dev_cluster;

@@ -290,6 +290,34 @@ enum Commands {
     /// accepted after each kill (p50/p99/max); fails if an acknowledged bet is lost or a bet
     /// applied twice.
     BenchFailover(loadgen::failover::Args),
+    /// Embedded against cluster, and the gateway scaling curve, in one run (issue 15): starts
+    /// `serve`, offers it a steady load, stops it; starts `dev-cluster --gateways N
+    /// --no-rate-limits` and offers the same load over its first 1, 2, ... N gateways. Prints
+    /// accepted bets/s, p50/p99 and each cluster run against the embedded one.
+    BenchCluster {
+        /// Working directory (its `embedded/` and `cluster/` are emptied first; logs in `logs/`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Bets per second offered in every run.
+        #[arg(long, default_value_t = 1_000.0)]
+        rate: f64,
+        /// Seconds of each run.
+        #[arg(long, default_value_t = 20.0)]
+        duration: f64,
+        /// The curve's last point (1 to 8 gateways).
+        #[arg(long, default_value_t = 3)]
+        gateways: usize,
+        #[arg(long, default_value_t = 50)]
+        players: usize,
+        #[arg(long, default_value_t = 200)]
+        markets: usize,
+        /// Only the cluster's runs.
+        #[arg(long)]
+        no_embedded: bool,
+        /// Write the result as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Operator API keys, issued and listed directly on a data directory (the server must not
     /// be running on it).
     Admin {
@@ -734,6 +762,18 @@ fn main() -> anyhow::Result<()> {
         }
         Commands::Loadgen(args) => loadgen::cli::run(&args).map_err(anyhow::Error::from),
         Commands::BenchFailover(args) => loadgen::failover::run(&args).map_err(anyhow::Error::from),
+        Commands::BenchCluster { data_dir, rate, duration, gateways, players, markets, no_embedded, out } => {
+            sportsbook::bench_cluster::run(&sportsbook::bench_cluster::BenchClusterOptions {
+                data_dir,
+                rate,
+                duration,
+                gateways,
+                players,
+                markets,
+                no_embedded,
+                out,
+            })
+        }
         Commands::Admin { command: AdminCommands::CreateKey { data_dir, scope, name } } => {
             let scopes = sportsbook::admin::parse_scopes(&scope)?;
             sportsbook::admin::create_key(&data_dir, &name, scopes)

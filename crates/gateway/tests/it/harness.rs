@@ -354,6 +354,7 @@ async fn spawn_cluster(
     }
     let mut projector_thread = None;
     let mut watch = None;
+    let mut models_published = None;
     if let ReadSide::Projector = read_side {
         let store_path = projector::sqlite_path(path);
         let mut journal = journal_nats::NatsJournalOptions::new(servers.clone());
@@ -390,6 +391,7 @@ async fn spawn_cluster(
         let store = projector::ReadStore::Sqlite(store_path);
         let published = projector::Published::new();
         watch = Some(projector::watch_store(store.clone(), Arc::clone(&published)).expect("watch the read models"));
+        models_published = Some(Arc::clone(&published));
         config.read_models = Some(projector::ReadModels::new(store, published));
     }
     let metrics = Metrics::new();
@@ -410,11 +412,33 @@ async fn spawn_cluster(
         .expect("join")
         .expect("start the test's gateway replica");
     let replica = Arc::new(replica);
+    // What `/readyz`, `/metrics` and `GET /v1/admin/cluster` say of the cluster, as
+    // `sportsbook gateway` installs it.
+    let status = Arc::new(cluster::ReplicaStatus::new(Arc::clone(&replica), models_published));
+    // Traffic only once the gateway says it is ready (it has seen the leader's lease, its
+    // replica is caught up), as a load balancer would route it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let reasons = gateway::ClusterStatus::unready_reasons(status.as_ref());
+        if reasons.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the test's cluster gateway did not become ready: {reasons:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    config.cluster = Some(status);
     let engine = replica.engine().clone();
     let mut app = serve_engine(engine, path.to_path_buf(), dir, config, metrics, streams).await;
     app.projector = projector_thread;
     app.cluster = Some(ClusterParts { replica, node: Some(node), watch });
     app
+}
+
+impl TestApp {
+    /// Whether this app is a cluster stack (a book node and a gateway replica over NATS).
+    pub fn in_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
 }
 
 pub struct Player {

@@ -336,3 +336,49 @@ fn dev_cluster_without_its_redis_stops_at_once_naming_it() {
     assert!(output.stdout.is_empty(), "nothing announced: {}", String::from_utf8_lossy(&output.stdout));
     assert!(!dir.path().join("cluster").join("nats").exists(), "no NATS node was started");
 }
+
+/// `sportsbook bench-cluster` (issue 15 item 5) runs the embedded server and a 2-gateway
+/// cluster with the same offered load, one after the other, and writes every run's figures
+/// with the ratios against the embedded run; nothing it started is left running.
+#[test]
+fn bench_cluster_measures_embedded_and_each_gateway_count_in_one_run() {
+    let dir = TempDir::new().expect("a temporary directory");
+    let out = dir.path().join("result.json");
+    let output = binary()
+        .args(["bench-cluster", "--rate", "20", "--duration", "2", "--gateways", "2", "--players", "3"])
+        .args(["--markets", "3", "--data-dir"])
+        .arg(dir.path().join("bench"))
+        .arg("--out")
+        .arg(&out)
+        .env_remove("SPORTSBOOK_ADMIN_KEY")
+        .output()
+        .expect("run `sportsbook bench-cluster`");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench-cluster failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("| serve (embedded) |") && stdout.contains("| cluster, 2 gateways |"), "{stdout}");
+    let result: Value = serde_json::from_slice(&std::fs::read(&out).expect("the result file")).expect("JSON");
+    let runs = result["runs"].as_array().expect("runs");
+    let names: Vec<&str> = runs.iter().filter_map(|run| run["name"].as_str()).collect();
+    assert_eq!(names, ["serve (embedded)", "cluster, 1 gateway", "cluster, 2 gateways"], "{result}");
+    for run in runs {
+        // 40 bets offered per run; on a loaded machine a few may be shed, none may fail.
+        assert!(run["accepted"].as_u64().expect("accepted") > 0, "{run}");
+        assert_eq!(run["failed"], 0, "{run}");
+        assert!(run["p99_ms"].as_f64().expect("p99") >= run["p50_ms"].as_f64().expect("p50"), "{run}");
+    }
+    assert_eq!(runs[0]["throughput_ratio"], Value::Null, "{result}");
+    for run in &runs[1..] {
+        let ratio = run["throughput_ratio"].as_f64().expect("a ratio against the embedded run");
+        let expected =
+            run["accepted_per_second"].as_f64().expect("rate") / runs[0]["accepted_per_second"].as_f64().expect("rate");
+        assert!((ratio - expected).abs() < 1e-9, "{run}");
+    }
+    // Its children stopped cleanly (SIGTERM, not the kill after the grace period).
+    assert!(stderr.contains("stopping dev-cluster") && !stderr.contains("killing it"), "{stderr}");
+    let logs = dir.path().join("bench").join("logs");
+    let cluster_log = std::fs::read_to_string(logs.join("dev-cluster.log")).expect("dev-cluster's log");
+    assert!(cluster_log.trim_end().ends_with("dev-cluster: stopped"), "{cluster_log}");
+    let serve_log = std::fs::read_to_string(logs.join("embedded.log")).expect("serve's log");
+    assert!(serve_log.contains("engine stopped; snapshot written"), "{serve_log}");
+}
