@@ -61,6 +61,67 @@ fn verify(secret: &[u8], header: &str, body: &[u8]) -> Result<(), ()> {
     mac.verify_slice(&expected).map_err(|_| ())
 }
 
+/// What the checks read from a callback's body: its id and its time.
+pub(crate) trait CallbackBody: serde::de::DeserializeOwned {
+    fn id(&self) -> &str;
+    /// RFC 3339.
+    fn created_at(&self) -> &str;
+}
+
+/// The shared secret and timestamp window of one kind of callback.
+pub(crate) struct CallbackKeys<'a> {
+    pub secret: &'a [u8],
+    pub window: Duration,
+}
+
+/// Every check of the module's documentation, in its order (signature, body, timestamp, id),
+/// then `apply` once per callback id; a delivery seen before gets the first answer again.
+/// Status and body of the answer.
+pub(crate) async fn receive<T, F, Fut, R>(
+    keys: CallbackKeys<'_>,
+    seen: &SeenCallbacks,
+    provider: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    apply: F,
+) -> (StatusCode, serde_json::Value)
+where
+    T: CallbackBody,
+    F: FnOnce(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R, ApiError>>,
+    R: serde::Serialize,
+{
+    let refused = |error: ApiError| (error.status, error.body());
+    if let Err(error) = verify_signature(keys.secret, headers, body) {
+        return refused(error);
+    }
+    let parsed: T = match serde_json::from_slice(body) {
+        Ok(parsed) => parsed,
+        Err(error) => return refused(ApiError::invalid(format!("callback body: {error}"))),
+    };
+    let Some(created_at) = crate::time::parse_rfc3339(parsed.created_at()) else {
+        return refused(ApiError::invalid("created_at: an RFC 3339 time").with("field", "created_at"));
+    };
+    if let Err(error) = check_timestamp(created_at, keys.window) {
+        return refused(error);
+    }
+    let id = parsed.id().to_string();
+    if id.is_empty() || id.len() > CALLBACK_ID_BYTES_MAX {
+        return refused(ApiError::invalid("id: 1 to 128 bytes").with("field", "id"));
+    }
+    match seen.begin(provider, &id, keys.window) {
+        Ok(Lookup::Answered(answered)) => return (answered.status, answered.body),
+        Ok(Lookup::New) => {}
+        Err(error) => return refused(error),
+    }
+    let answer = match apply(parsed).await {
+        Ok(answer) => (StatusCode::OK, serde_json::to_value(answer).unwrap_or_default()),
+        Err(error) => refused(error),
+    };
+    seen.finish(provider, &id, Some(Answered { status: answer.0, body: answer.1.clone() }));
+    answer
+}
+
 /// Refuses a callback stamped further than `window` from now (`created_at` in ms since the
 /// epoch).
 pub fn check_timestamp(created_at_ms: u64, window: Duration) -> Result<(), ApiError> {

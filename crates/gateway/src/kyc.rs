@@ -33,7 +33,6 @@ use domain::{Currency, Date, Money};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
-use crate::callbacks::{Answered, Lookup};
 use crate::dto::parse_id;
 use crate::error::{ApiError, Json};
 use crate::time::format_rfc3339;
@@ -526,34 +525,20 @@ async fn receive_kyc_callback(
             "this gateway takes no kyc webhooks (no shared secret is configured)",
         ));
     };
-    if let Err(error) = crate::callbacks::verify_signature(&callbacks.secret, headers, body) {
-        return refused(error);
+    let keys = crate::callbacks::CallbackKeys { secret: &callbacks.secret, window: callbacks.window };
+    crate::callbacks::receive(keys, state.kyc_seen(), provider, headers, body, |parsed: KycCallbackBody| async move {
+        apply_kyc_callback(state, provider, &parsed).await
+    })
+    .await
+}
+
+impl crate::callbacks::CallbackBody for KycCallbackBody {
+    fn id(&self) -> &str {
+        &self.id
     }
-    let parsed: KycCallbackBody = match serde_json::from_slice(body) {
-        Ok(parsed) => parsed,
-        Err(error) => return refused(ApiError::invalid(format!("callback body: {error}"))),
-    };
-    let Some(created_at) = crate::time::parse_rfc3339(&parsed.created_at) else {
-        return refused(ApiError::invalid("created_at: an RFC 3339 time").with("field", "created_at"));
-    };
-    if let Err(error) = crate::callbacks::check_timestamp(created_at, callbacks.window) {
-        return refused(error);
+    fn created_at(&self) -> &str {
+        &self.created_at
     }
-    if parsed.id.is_empty() || parsed.id.len() > crate::callbacks::CALLBACK_ID_BYTES_MAX {
-        return refused(ApiError::invalid("id: 1 to 128 bytes").with("field", "id"));
-    }
-    let seen = state.kyc_seen();
-    match seen.begin(provider, &parsed.id, callbacks.window) {
-        Ok(Lookup::Answered(answered)) => return (answered.status, answered.body),
-        Ok(Lookup::New) => {}
-        Err(error) => return refused(error),
-    }
-    let answer = match apply_kyc_callback(state, provider, &parsed).await {
-        Ok(answer) => (StatusCode::OK, serde_json::to_value(answer).unwrap_or_default()),
-        Err(error) => refused(error),
-    };
-    seen.finish(provider, &parsed.id, Some(Answered { status: answer.0, body: answer.1.clone() }));
-    answer
 }
 
 async fn apply_kyc_callback(
