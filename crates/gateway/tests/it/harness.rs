@@ -10,8 +10,10 @@
 //! (`projector::NatsSource`) into the test's SQLite file, read by the gateway through
 //! `projector::watch_store` as `sportsbook gateway --read-models` does. Each data directory
 //! gets its own stream, subjects and buckets (named after the directory, so a restart on the
-//! same directory finds its journal again). The tests named in [`EMBEDDED_ONLY`] run embedded
-//! in both modes, each for the reason given there.
+//! same directory finds its journal again). The gateway gets the `cluster::ReplicaStatus` of
+//! `sportsbook gateway` (`/readyz` reasons, cluster metrics, `GET /v1/admin/cluster`), and a
+//! test starts only once it says ready. The tests named in [`EMBEDDED_ONLY`] run embedded in
+//! both modes, each for the reason given there.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
