@@ -165,9 +165,11 @@ pub struct PlayerView {
             (`unsupported_media_type`)", body = ApiError),
         (status = 422, description = "Under 18 (`underage`), a password among the most common ones \
             (`weak_password`, with `field`), or a field the book refuses (`invalid_request`)", body = ApiError),
-        (status = 503, description = "The national self-exclusion register cannot be asked (unreachable, an answer \
-            outside its protocol, or later than its timeout): `exclusion_register_unavailable` with `Retry-After`; \
-            nothing is created", body = ApiError),
+        (status = 503, description = "`exclusion_register_unavailable`: the national self-exclusion register cannot \
+            be asked (unreachable, an answer outside its protocol, or later than its timeout), nothing is created; or \
+            overloaded: the book or the server is busy (`overloaded`), the request took too long (`timeout`), or the \
+            book is not accepting requests (`unavailable`)", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 pub(crate) async fn register(
@@ -282,8 +284,11 @@ const DUMMY_HASH: &str =
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
-        (status = 503, description = "The national self-exclusion register cannot be asked \
-            (`exclusion_register_unavailable`, with `Retry-After`)", body = ApiError),
+        (status = 503, description = "`exclusion_register_unavailable`: the national self-exclusion register cannot \
+            be asked; or overloaded: the book or the server is busy (`overloaded`), the request took too long \
+            (`timeout`), or `unavailable`: the book is not accepting requests, or the shared session state cannot be \
+            reached", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 pub(crate) async fn login(

