@@ -8,10 +8,10 @@ use crate::bet::{BetKind, PricePolicy};
 use crate::calendar::Period;
 use crate::catalog::{EachWayTerms, Outcome};
 use crate::feed::{FeedMessage, StaleMode};
+use crate::identity::PersonalDetails;
 use crate::ids::{
     AccountId, AdjustmentId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId,
 };
-use crate::identity::PersonalDetails;
 use crate::kyc::{KycRules, KycState};
 use crate::payments::DepositOutcome;
 use crate::player::LimitKind;

@@ -60,8 +60,8 @@ pub use feed::{
 };
 pub use fx::{AppliedRate, FxTable, FX_RATES_MAX};
 pub use identity::{
-    normalise_username, roles, scopes, ApiKey, PersonalDetails, Profile, Staff, PERSONAL_DETAIL_BYTES_MAX, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX,
-    STAFF_MAX, TOTP_SECRET_BYTES_MAX,
+    normalise_username, roles, scopes, ApiKey, PersonalDetails, Profile, Staff, AGE_MIN_YEARS, API_KEYS_MAX,
+    PASSWORD_HASH_BYTES_MAX, PERSONAL_DETAIL_BYTES_MAX, STAFF_MAX, TOTP_SECRET_BYTES_MAX,
 };
 pub use ids::{
     AccountId, AdjustmentId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, StaffId,

@@ -119,7 +119,9 @@ impl RegisterRequest {
             let Some(value) = value else { continue };
             crate::requests::check_text(value, field, 1, book::PERSONAL_DETAIL_BYTES_MAX)?;
             if value.chars().any(char::is_control) || value.trim().is_empty() {
-                return Err(ApiError::invalid(format!("{field}: no control characters, not blank")).with("field", field));
+                return Err(
+                    ApiError::invalid(format!("{field}: no control characters, not blank")).with("field", field)
+                );
             }
         }
         if self.email.as_deref().is_some_and(|email| !email.contains('@')) {
@@ -1130,7 +1132,9 @@ pub(crate) fn limits_view(book: &Book, account: AccountId, currency: Currency) -
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
 }
 

@@ -145,13 +145,13 @@ pub(crate) async fn put_reality_check(
 ) -> Result<Json<RealityCheckView>, ApiError> {
     let (account, currency) = principal.player()?;
     let Some(interval_minutes) = request.interval_minutes else {
-        return Err(ApiError::invalid("interval_minutes is required (null stops the checks)")
-            .with("field", "interval_minutes"));
+        return Err(
+            ApiError::invalid("interval_minutes is required (null stops the checks)").with("field", "interval_minutes")
+        );
     };
     let command = Command::SetRealityCheck { account, interval_minutes };
-    let (reply, view) = state
-        .submit_then(command, principal.origin(), move |book, _| view(book, account, currency))
-        .await?;
+    let (reply, view) =
+        state.submit_then(command, principal.origin(), move |book, _| view(book, account, currency)).await?;
     reply.map_err(|rejection| ApiError::from_rejection(&rejection, currency))?;
     Ok(Json(view))
 }
@@ -177,9 +177,8 @@ pub(crate) async fn acknowledge(
 ) -> Result<Json<RealityCheckView>, ApiError> {
     let (account, currency) = principal.player()?;
     let command = Command::AcknowledgeRealityCheck { account };
-    let (reply, view) = state
-        .submit_then(command, principal.origin(), move |book, _| view(book, account, currency))
-        .await?;
+    let (reply, view) =
+        state.submit_then(command, principal.origin(), move |book, _| view(book, account, currency)).await?;
     reply.map_err(|rejection| ApiError::from_rejection(&rejection, currency))?;
     Ok(Json(view))
 }

@@ -804,9 +804,11 @@ impl Auditor {
             }
             Command::SetPersonalDetails { account, details } => {
                 self.player(account.0)?;
-                let valid = details.fields().into_iter().flatten().all(|field| {
-                    (1..=200).contains(&field.len()) && !field.chars().any(char::is_control)
-                });
+                let valid = details
+                    .fields()
+                    .into_iter()
+                    .flatten()
+                    .all(|field| (1..=200).contains(&field.len()) && !field.chars().any(char::is_control));
                 if !valid {
                     return Err(invalid("personal details out of range"));
                 }

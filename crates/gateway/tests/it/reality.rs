@@ -27,9 +27,8 @@ async fn spawn_with_clock(clock: ManualClock) -> TestApp {
     let streams = Streams::new(&config, &metrics);
     let options =
         EngineOptions { on_commit: vec![metrics.engine_hook(), streams.engine_hook()], ..EngineOptions::default() };
-    let engine = engine::open_data_dir(&path, book::Config::default(), Box::new(clock), options)
-        .expect("open data directory")
-        .0;
+    let engine =
+        engine::open_data_dir(&path, book::Config::default(), Box::new(clock), options).expect("open data directory").0;
     let projector = start_projector(&path, &mut config, book::Config::default());
     let mut app = serve_engine(engine, path, Some(dir), config, metrics, streams).await;
     app.projector = Some(projector);
@@ -87,8 +86,7 @@ async fn a_reality_check_falls_due_on_the_stream_pauses_bets_until_acknowledged(
     assert_eq!(app.call("PUT", "/v1/reality-check", None, Some(json!({"interval_minutes": 10}))).await.0, 401);
 
     // Every 10 minutes; the session starts now.
-    let (status, view) =
-        app.call("PUT", "/v1/reality-check", Some(token), Some(json!({"interval_minutes": 10}))).await;
+    let (status, view) = app.call("PUT", "/v1/reality-check", Some(token), Some(json!({"interval_minutes": 10}))).await;
     assert_eq!(status, 200, "{view}");
     assert_eq!((view["interval_minutes"].as_u64(), view["due"].as_bool()), (Some(10), Some(false)), "{view}");
     assert_eq!(view["net_position"], json!("0.00"));
@@ -132,9 +130,8 @@ async fn a_reality_check_falls_due_on_the_stream_pauses_bets_until_acknowledged(
     assert_eq!(status, 201, "{placed}");
 
     // A login starts a new session: time played and the net position count from zero.
-    let (status, _) = app
-        .call("POST", "/v1/auth/login", None, Some(json!({"username": "reality_ann", "password": PASSWORD})))
-        .await;
+    let (status, _) =
+        app.call("POST", "/v1/auth/login", None, Some(json!({"username": "reality_ann", "password": PASSWORD}))).await;
     assert_eq!(status, 200);
     let (_, session) = app.call("GET", "/v1/reality-check", Some(token), None).await;
     assert_eq!(session["net_position"], json!("0.00"), "{session}");

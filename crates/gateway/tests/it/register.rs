@@ -88,10 +88,16 @@ async fn a_player_added_to_the_register_is_refused_at_login_and_may_not_bet() {
     let (_, _, selections) = app.football_match("Register v Check").await;
 
     // Found by e-mail and date of birth: refused at the next login.
-    list(&file, json!([{"first_name": "G", "last_name": "H", "date_of_birth": "1990-05-17",
-        "email": "GRACE@example.com"}]));
+    list(
+        &file,
+        json!([{"first_name": "G", "last_name": "H", "date_of_birth": "1990-05-17",
+        "email": "GRACE@example.com"}]),
+    );
     let (status, body) = login(&app, "grace").await;
-    assert_eq!((status, &body["error"]["code"], &body["error"]["source"]), (403, &json!("self_excluded"), &json!("register")));
+    assert_eq!(
+        (status, &body["error"]["code"], &body["error"]["source"]),
+        (403, &json!("self_excluded"), &json!("register"))
+    );
     // The exclusion is the book's now: a token from before may not bet.
     let bet = json!({"type": "single", "legs": [{"selection_id": selections[0], "price": "2.50"}], "stake": "5.00",
         "accept_price_changes": "any"});
@@ -104,11 +110,7 @@ async fn a_player_added_to_the_register_is_refused_at_login_and_may_not_bet() {
     assert_eq!(excluded["actor"], json!({"kind": "system", "id": "exclusion_register"}), "{excluded}");
     // The personal details were kept (journaled with the registration), not shown in the trail.
     let details = commands.iter().find(|command| command["type"] == "set_personal_details").expect("details");
-    assert_eq!(
-        details["fields"],
-        json!(["first_name", "last_name", "email", "postcode", "address"]),
-        "{details}"
-    );
+    assert_eq!(details["fields"], json!(["first_name", "last_name", "email", "postcode", "address"]), "{details}");
     assert!(!details.to_string().contains("Hopper"), "{details}");
 }
 
