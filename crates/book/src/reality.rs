@@ -157,17 +157,20 @@ impl Book {
         Ok(Ack::Done)
     }
 
-    /// A new session (a login): time played and the net position count from now. Players
-    /// without an interval have nothing to start (the gateway does not journal it for them).
+    /// A new session (a login): time played and the net position count from now. A check
+    /// still due stays due (logging in again is no way around the pause); otherwise the next
+    /// falls due an interval from now. Players without an interval have nothing to start (the
+    /// gateway does not journal it for them).
     pub(crate) fn start_session(&mut self, account: AccountId) -> Reply {
         self.player(account)?;
         let now = self.now;
         let Some(check) = self.reality.checks.get_mut(&account) else { return Ok(Ack::Done) };
         check.session_started_at = now;
         check.net_minor = 0;
-        check.due = false;
-        let due = now.saturating_add(check.interval_ms());
-        self.reality.schedule(account, Some(due));
+        if !check.due {
+            let due = now.saturating_add(check.interval_ms());
+            self.reality.schedule(account, Some(due));
+        }
         Ok(Ack::Done)
     }
 

@@ -786,7 +786,8 @@ impl Auditor {
             Command::StartSession { account } => {
                 self.player(account.0)?;
                 let now = self.now;
-                if let Some(entry) = self.reality.get_mut(&account.0) {
+                // A check still due stays due.
+                if let Some(entry) = self.reality.get_mut(&account.0).filter(|entry| entry.1.is_some()) {
                     entry.1 = Some(now + entry.0);
                 }
                 Ok(Ack::Done)

@@ -2184,7 +2184,11 @@ acknowledge acc_1
 reality-check acc_1
 bet acc_1 single 1.00 sel_6@2.00
 time 20m
-session acc_1                         # a login: a new session, counted from zero
+session acc_1                         # a login: a new session, counted from zero; still due
+reality-check acc_1
+bet acc_1 single 1.00 sel_6@2.00      # logging in again is no way around the pause
+acknowledge acc_1
+session acc_1
 reality-check acc_1
 reality acc_1 none
 reality-check acc_1
@@ -2241,6 +2245,14 @@ reality-check acc_1
             > session acc_1
               ok done
               - acc_1 reality check due
+            > reality-check acc_1
+              every 10m session +0ms net 0 due
+            > bet acc_1 single 1.00 sel_6@2.00
+              rejected reality_check_due
+            > acknowledge acc_1
+              ok done
+            > session acc_1
+              ok done
             > reality-check acc_1
               every 10m session +0ms net 0 next in 600000ms
             > reality acc_1 none
