@@ -184,6 +184,8 @@ pub struct Book {
     pub(crate) payments: crate::payments::PaymentBook,
     /// The tracked players' identity verifications (`kyc.rs`).
     pub(crate) kyc: crate::kyc::KycBook,
+    /// The reality checks of players who chose an interval (`reality.rs`).
+    pub(crate) reality: crate::reality::RealityChecks,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -220,6 +222,8 @@ pub struct BookParts {
     pub payments: crate::payments::PaymentParts,
     /// In account order.
     pub kyc: Vec<(AccountId, crate::kyc::Kyc)>,
+    /// In account order.
+    pub reality_checks: Vec<(AccountId, crate::reality::RealityCheck)>,
 }
 
 impl Book {
@@ -312,6 +316,12 @@ impl Book {
             Command::SetKycState { account, state, reference } => {
                 self.set_kyc_state(*account, *state, reference.as_deref())
             }
+            Command::SetRealityCheck { account, interval_minutes } => {
+                self.set_reality_check(*account, *interval_minutes)
+            }
+            Command::StartSession { account } => self.start_session(*account),
+            Command::AcknowledgeRealityCheck { account } => self.acknowledge_reality_check(*account),
+            Command::SetPersonalDetails { account, details } => self.set_personal_details(*account, details),
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
                 self.complete_withdrawal(*account, *withdrawal, *paid, events)
             }
@@ -387,14 +397,20 @@ impl Book {
             self.delayed.remove(&(due, bet));
             self.end_delay(bet, events);
         }
+        self.fall_due_reality_checks(events);
         self.expire_adjustments();
         self.forget_old_deposits();
         self.forget_closed();
     }
 
-    /// When the next in-play delay ends, for the sequencer's timer.
+    /// When the next in-play delay ends or the next reality check falls due, for the
+    /// sequencer's timer.
     pub fn next_delay_due(&self) -> Option<Timestamp> {
-        self.delayed.first().map(|(due, _)| *due)
+        let delay = self.delayed.first().map(|(due, _)| *due);
+        match (delay, self.reality.next_due()) {
+            (Some(delay), Some(check)) => Some(delay.min(check)),
+            (delay, check) => delay.or(check),
+        }
     }
 
     fn recall(&self, hash: u128, body_hash: u64) -> Option<Reply> {
@@ -935,6 +951,7 @@ impl Book {
             adjustments: self.adjustments.clone(),
             payments: self.payments.to_parts(),
             kyc: self.kyc.to_parts(),
+            reality_checks: self.reality.to_parts(),
         }
     }
 
@@ -996,6 +1013,7 @@ impl Book {
             adjustments: parts.adjustments,
             payments: crate::payments::PaymentBook::from_parts(parts.payments),
             kyc: crate::kyc::KycBook::from_parts(parts.kyc),
+            reality: crate::reality::RealityChecks::from_parts(parts.reality_checks),
         };
         // What a live book would have let leave by now has left (every command ends with
         // `forget_closed`); entries still due are those a live book keeps waiting too.

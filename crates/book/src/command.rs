@@ -8,6 +8,7 @@ use crate::bet::{BetKind, PricePolicy};
 use crate::calendar::Period;
 use crate::catalog::{EachWayTerms, Outcome};
 use crate::feed::{FeedMessage, StaleMode};
+use crate::identity::PersonalDetails;
 use crate::ids::{
     AccountId, AdjustmentId, ApiKeyId, BetId, EventId, MarketId, QuoteId, SelectionId, StaffId, Timestamp, TransferId,
 };
@@ -288,6 +289,26 @@ pub enum Command {
         /// The provider's reference, when there is one.
         reference: Option<String>,
     },
+    /// A player chooses the interval of their reality checks, in minutes
+    /// (`REALITY_CHECK_INTERVAL_MINUTES_MIN..=MAX`), or stops them (`None`) (`reality.rs`).
+    SetRealityCheck {
+        account: AccountId,
+        interval_minutes: Option<u32>,
+    },
+    /// A player's session starts (a login): the time played and net position of their reality
+    /// checks count from now.
+    StartSession {
+        account: AccountId,
+    },
+    /// A player acknowledges the reality check that fell due: play resumes.
+    AcknowledgeRealityCheck {
+        account: AccountId,
+    },
+    /// A registered player's personal details (given at registration), kept in their profile.
+    SetPersonalDetails {
+        account: AccountId,
+        details: PersonalDetails,
+    },
     SetLimits {
         account: AccountId,
         changes: Vec<LimitChange>,
@@ -423,6 +444,10 @@ impl Command {
             | Command::CompleteWithdrawal { account, .. }
             | Command::SetKycRules { account, .. }
             | Command::SetKycState { account, .. }
+            | Command::SetRealityCheck { account, .. }
+            | Command::StartSession { account }
+            | Command::AcknowledgeRealityCheck { account }
+            | Command::SetPersonalDetails { account, .. }
             | Command::SetLimits { account, .. }
             | Command::TimeOut { account, .. }
             | Command::SelfExclude { account, .. }
@@ -460,6 +485,10 @@ impl Command {
             Command::CompleteWithdrawal { .. } => "complete_withdrawal",
             Command::SetKycRules { .. } => "set_kyc_rules",
             Command::SetKycState { .. } => "set_kyc_state",
+            Command::SetRealityCheck { .. } => "set_reality_check",
+            Command::StartSession { .. } => "start_session",
+            Command::AcknowledgeRealityCheck { .. } => "acknowledge_reality_check",
+            Command::SetPersonalDetails { .. } => "set_personal_details",
             Command::SetLimits { .. } => "set_limits",
             Command::TimeOut { .. } => "time_out",
             Command::SelfExclude { .. } => "self_exclude",

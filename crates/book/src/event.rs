@@ -66,6 +66,10 @@ pub enum BookEvent {
     LimitsChanged {
         account: AccountId,
     },
+    /// A player's reality check fell due: the stream tells them (`reality.rs`).
+    RealityCheckDue {
+        account: AccountId,
+    },
 }
 
 /// A successful reply.

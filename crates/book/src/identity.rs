@@ -32,6 +32,36 @@ pub struct Profile {
     /// ISO 3166-1 alpha-2.
     pub country: String,
     pub registered_at: Timestamp,
+    /// Given at registration (optional); `None` for players registered without any, or
+    /// before details were kept.
+    pub details: Option<Box<PersonalDetails>>,
+}
+
+/// Bytes of one personal detail (a name, an e-mail address, a postcode, an address).
+pub const PERSONAL_DETAIL_BYTES_MAX: usize = 200;
+
+/// A player's personal details, each optional: what the national self-exclusion register is
+/// asked about, and the address other checks (shared addresses) compare.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PersonalDetails {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub postcode: Option<String>,
+    pub address: Option<String>,
+}
+
+impl PersonalDetails {
+    pub fn fields(&self) -> [&Option<String>; 5] {
+        [&self.first_name, &self.last_name, &self.email, &self.postcode, &self.address]
+    }
+
+    /// Every detail is 1 to `PERSONAL_DETAIL_BYTES_MAX` bytes without control characters.
+    pub fn is_valid(&self) -> bool {
+        self.fields().into_iter().flatten().all(|field| {
+            !field.is_empty() && field.len() <= PERSONAL_DETAIL_BYTES_MAX && !field.chars().any(char::is_control)
+        })
+    }
 }
 
 /// Scopes of an operator API key, as bits.
@@ -166,8 +196,22 @@ impl Book {
             date_of_birth,
             country: country.to_string(),
             registered_at: self.now,
+            details: None,
         });
         Ok(Ack::AccountOpened(account))
+    }
+
+    /// Keeps a registered player's personal details in their profile.
+    pub(crate) fn set_personal_details(&mut self, account: AccountId, details: &PersonalDetails) -> Reply {
+        self.player(account)?;
+        if !details.is_valid() {
+            return Err(Rejection::InvalidRequest { reason: "personal details out of range" });
+        }
+        let Some(profile) = self.players[account.index()].profile.as_mut() else {
+            return Err(Rejection::InvalidRequest { reason: "personal details of a player without a profile" });
+        };
+        profile.details = Some(Box::new(details.clone()));
+        Ok(Ack::Done)
     }
 
     /// Opens a player account with its cash and debt ledger accounts.

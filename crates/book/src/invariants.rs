@@ -160,6 +160,12 @@ impl BookParts {
         }
         // Verifications of known accounts.
         crate::kyc::KycBook::check_parts(&self.kyc)?;
+        crate::reality::RealityChecks::check_parts(&self.reality_checks)?;
+        if let Some((account, _)) =
+            self.reality_checks.iter().find(|(account, _)| !known(account.0, self.players.len()))
+        {
+            return Err(format!("reality check of unknown account {account}"));
+        }
         if let Some((account, _)) = self.kyc.iter().find(|(account, _)| !known(account.0, self.players.len())) {
             return Err(format!("kyc record of unknown account {account}"));
         }

@@ -27,6 +27,7 @@ mod ledger;
 mod payments;
 mod placement;
 mod player;
+mod reality;
 mod records;
 mod rejection;
 mod settlement;
@@ -59,8 +60,8 @@ pub use feed::{
 };
 pub use fx::{AppliedRate, FxTable, FX_RATES_MAX};
 pub use identity::{
-    normalise_username, roles, scopes, ApiKey, Profile, Staff, AGE_MIN_YEARS, API_KEYS_MAX, PASSWORD_HASH_BYTES_MAX,
-    STAFF_MAX, TOTP_SECRET_BYTES_MAX,
+    normalise_username, roles, scopes, ApiKey, PersonalDetails, Profile, Staff, AGE_MIN_YEARS, API_KEYS_MAX,
+    PASSWORD_HASH_BYTES_MAX, PERSONAL_DETAIL_BYTES_MAX, STAFF_MAX, TOTP_SECRET_BYTES_MAX,
 };
 pub use ids::{
     AccountId, AdjustmentId, ApiKeyId, BetId, EventId, LedgerAccountId, MarketId, QuoteId, SelectionId, StaffId,
@@ -72,5 +73,8 @@ pub use payments::{
     Deposit, DepositOutcome, DepositState, PaymentBook, PaymentParts, CHARGEBACK_WINDOW_MS, DEPOSITS_PENDING_MAX,
 };
 pub use player::{LimitKind, LimitSlot, PendingLimit, Player, Usage};
+pub use reality::{
+    RealityCheck, RealityChecks, REALITY_CHECK_INTERVAL_MINUTES_MAX, REALITY_CHECK_INTERVAL_MINUTES_MIN,
+};
 pub use records::Records;
 pub use rejection::{intern_code, intern_reason, Rejection, CODES, REASONS};

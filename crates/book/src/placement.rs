@@ -297,6 +297,9 @@ impl Book {
     pub(crate) fn place_bet(&mut self, place: &PlaceBet, events: &mut Vec<BookEvent>) -> Reply {
         let player = self.player(place.account)?;
         self.check_may_gamble(player)?;
+        if self.reality.is_due(place.account) {
+            return Err(Rejection::RealityCheckDue);
+        }
         check_shape(place)?;
         let mut legs = Vec::with_capacity(place.legs.len());
         for request in &place.legs {
@@ -394,6 +397,7 @@ impl Book {
             fx,
         });
         self.players[place.account.index()].record(self.now, 0, total_stake.minor(), total_stake.minor());
+        self.record_net_position(place.account, -total_stake.minor());
         self.shift_liability(id, &pricing, 1, events);
         if let Some(due) = delay_until {
             self.delayed.insert((due, id));
@@ -521,6 +525,7 @@ impl Book {
         // in, where those are still current (a new period starts from zero anyway).
         let placed_at = self.bets[bet.index()].placed_at;
         self.players[account.index()].unrecord_stake(placed_at, now, stake.minor());
+        self.record_net_position(account, stake.minor());
         events.push(BookEvent::BetStatusChanged { bet, account, status: BetStatus::Rejected, payout: Money::ZERO });
     }
 }

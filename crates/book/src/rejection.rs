@@ -97,6 +97,10 @@ pub enum Rejection {
     },
     /// The verification state cannot move so (`Kyc::allows`).
     KycConflict,
+    /// A reality check is due and not acknowledged: play pauses until it is.
+    RealityCheckDue,
+    /// An acknowledgement with no reality check due.
+    NoRealityCheckDue,
 }
 
 impl Rejection {
@@ -145,6 +149,8 @@ impl Rejection {
             Rejection::KycRequired => "kyc_required",
             Rejection::KycDepositCap { .. } => "kyc_deposit_cap",
             Rejection::KycConflict => "kyc_conflict",
+            Rejection::RealityCheckDue => "reality_check_due",
+            Rejection::NoRealityCheckDue => "no_reality_check_due",
         }
     }
 }
@@ -187,6 +193,9 @@ pub const REASONS: &[&str] = &[
     "deposit refused",
     "kyc rules out of range",
     "kyc reference must be 1 to 128 bytes",
+    "reality check interval out of range",
+    "personal details out of range",
+    "personal details of a player without a profile",
     "each-way and system bets cannot be cashed out",
     "each-way terms need places and a fraction in (0, 1]",
     "event has ended",
@@ -280,6 +289,8 @@ pub const CODES: &[&str] = &[
     "kyc_required",
     "kyc_deposit_cap",
     "kyc_conflict",
+    "reality_check_due",
+    "no_reality_check_due",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {

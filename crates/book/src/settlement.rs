@@ -386,6 +386,7 @@ impl Book {
         found.settlement_count += 1;
         found.cashout_quote = None;
         self.players[account.index()].record(now, 0, 0, -payout.minor());
+        self.record_net_position(account, payout.minor());
         self.repay_debt(account, events);
         events.push(BookEvent::BetStatusChanged { bet, account, status, payout });
     }
@@ -449,6 +450,7 @@ impl Book {
         found.status = BetStatus::Accepted;
         self.open_bets += 1;
         self.players[account.index()].record(now, 0, 0, settlement.payout.minor());
+        self.record_net_position(account, -settlement.payout.minor());
         self.add_liability(bet, 1, events);
         events.push(BookEvent::BetStatusChanged { bet, account, status: BetStatus::Accepted, payout: Money::ZERO });
     }

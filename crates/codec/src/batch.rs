@@ -22,8 +22,11 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// older batches holding them are refused. Version 6 added payments through the provider
 /// (`BeginDeposit`, `SettleDeposit`, `ApproveWithdrawal`) and the `Chargeback` transfer code;
 /// older batches holding them are refused. Version 7 added identity verification
-/// (`SetKycRules`, `SetKycState`); older batches holding them are refused.
-pub const BATCH_FORMAT_VERSION: u8 = 7;
+/// (`SetKycRules`, `SetKycState`); older batches holding them are refused. Version 8 added
+/// reality checks and personal details (`SetRealityCheck`, `StartSession`,
+/// `AcknowledgeRealityCheck`, `SetPersonalDetails`, tags 60 to 63); older batches holding them
+/// are refused.
+pub const BATCH_FORMAT_VERSION: u8 = 8;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
@@ -91,6 +94,17 @@ pub fn finish_batch(batch: &mut [u8], first_sequence: u64, timestamp: u64, reply
     batch[..BATCH_HEADER_BYTES].copy_from_slice(&header);
 }
 
+/// Commands batch format 8 added.
+fn uses_version_8(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::SetRealityCheck { .. }
+            | Command::StartSession { .. }
+            | Command::AcknowledgeRealityCheck { .. }
+            | Command::SetPersonalDetails { .. }
+    )
+}
+
 pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
     let mut input = Reader::new(bytes);
     let version = u8::decode(&mut input)?;
@@ -135,6 +149,9 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
         && commands.iter().any(|command| matches!(command, Command::SetKycRules { .. } | Command::SetKycState { .. }))
     {
         return Err(input.error("a kyc command in a batch older than version 7"));
+    }
+    if version < 8 && commands.iter().any(uses_version_8) {
+        return Err(input.error("a reality check or personal details command in a batch older than version 8"));
     }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands, origins })
@@ -365,6 +382,31 @@ mod tests {
         assert_eq!(decode_batch(&with_version(7, &commands)).expect("version 7").commands, commands);
         for command in &commands {
             assert!(decode_batch(&with_version(6, std::slice::from_ref(command))).is_err(), "{command:?}");
+        }
+    }
+
+    /// Version 8 added reality checks and personal details: their commands round trip, and
+    /// older batches holding them are refused.
+    #[test]
+    fn version_8_batches_carry_reality_checks_and_personal_details() {
+        let account = book::AccountId(3);
+        let details = book::PersonalDetails {
+            first_name: Some("Ada".to_string()),
+            last_name: Some("Lovelace".to_string()),
+            email: None,
+            postcode: Some("SW1A 1AA".to_string()),
+            address: Some("1 Example Street".to_string()),
+        };
+        let commands = [
+            Command::SetRealityCheck { account, interval_minutes: Some(30) },
+            Command::SetRealityCheck { account, interval_minutes: None },
+            Command::StartSession { account },
+            Command::AcknowledgeRealityCheck { account },
+            Command::SetPersonalDetails { account, details },
+        ];
+        assert_eq!(decode_batch(&with_version(8, &commands)).expect("version 8").commands, commands);
+        for command in &commands {
+            assert!(decode_batch(&with_version(7, std::slice::from_ref(command))).is_err(), "{command:?}");
         }
     }
 

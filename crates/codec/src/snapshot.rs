@@ -19,7 +19,10 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// limits and none pending. Version 8 appended the payments (deposits waiting for or settled by
 /// the provider, approved withdrawals); older snapshots decode with none. Version 9 appended
 /// the players' identity verifications (`KycBook`); older snapshots decode with none tracked.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 9;
+/// Version 10 appended the reality checks (`RealityChecks`) and the registered players'
+/// personal details (kept apart from the profiles they belong to, so that the players' layout
+/// stays as it was); older snapshots decode with neither.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 10;
 /// The oldest snapshot format still decoded.
 pub const SNAPSHOT_FORMAT_VERSION_MIN: u8 = 5;
 
@@ -59,7 +62,20 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.adjustments.encode(&mut out);
     parts.payments.encode(&mut out);
     parts.kyc.encode(&mut out);
+    parts.reality_checks.encode(&mut out);
+    personal_details(&parts.players).encode(&mut out);
     out
+}
+
+/// The registered players' personal details, in account order.
+fn personal_details(players: &[book::Player]) -> Vec<(book::AccountId, book::PersonalDetails)> {
+    players
+        .iter()
+        .filter_map(|player| {
+            let details = player.profile.as_ref()?.details.as_ref()?;
+            Some((player.id, (**details).clone()))
+        })
+        .collect()
 }
 
 /// Decodes a snapshot and checks the restored book's structure (every id it refers to exists)
@@ -84,7 +100,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
     };
     let invalid = |violation: String| DecodeError { offset: 0, reason: format!("snapshot invalid: {violation}") };
     book::Ledger::check_parts(&ledger).map_err(invalid)?;
-    let parts = BookParts {
+    let mut parts = BookParts {
         config,
         now,
         ledger: book::Ledger::from_parts(ledger),
@@ -110,8 +126,21 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         adjustments: if version >= 7 { Wire::decode(&mut input)? } else { book::Adjustments::default() },
         payments: if version >= 8 { Wire::decode(&mut input)? } else { book::PaymentParts::default() },
         kyc: if version >= 9 { Wire::decode(&mut input)? } else { Vec::new() },
+        reality_checks: if version >= 10 { Wire::decode(&mut input)? } else { Vec::new() },
     };
+    let details: Vec<(book::AccountId, book::PersonalDetails)> =
+        if version >= 10 { Wire::decode(&mut input)? } else { Vec::new() };
     input.finish()?;
+    if details.windows(2).any(|pair| pair[0].0 >= pair[1].0) {
+        return Err(invalid("personal details out of account order".to_string()));
+    }
+    for (account, details) in details {
+        let profile = parts.players.get_mut(account.index()).and_then(|player| player.profile.as_mut());
+        let Some(profile) = profile.filter(|_| details.is_valid()) else {
+            return Err(invalid(format!("personal details of {account} without a profile, or out of range")));
+        };
+        profile.details = Some(Box::new(details));
+    }
     parts.check_structure().map_err(invalid)?;
     let book = Book::from_parts(parts);
     book.check_invariants().map_err(invalid)?;
@@ -160,11 +189,81 @@ mod tests {
         bytes.len()
     }
 
-    /// The encoding length of the verifications of a new book (appended by version 9).
+    /// The encoding length of the verifications of a new book (appended by version 9), with
+    /// what later versions appended (`version_10_bytes`).
     fn kyc_bytes() -> usize {
         let mut bytes = Vec::new();
         Vec::<(book::AccountId, book::Kyc)>::new().encode(&mut bytes);
-        bytes.len()
+        bytes.len() + version_10_bytes()
+    }
+
+    /// The encoding of the reality checks and personal details of a new book (appended by
+    /// version 10).
+    fn version_10_tail() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        Vec::<(book::AccountId, book::RealityCheck)>::new().encode(&mut bytes);
+        Vec::<(book::AccountId, book::PersonalDetails)>::new().encode(&mut bytes);
+        bytes
+    }
+
+    fn version_10_bytes() -> usize {
+        version_10_tail().len()
+    }
+
+    /// Version 10 appended the reality checks and the personal details: they round trip, a
+    /// version 9 snapshot (the same bytes without them) decodes with neither, and details of
+    /// an account without a profile are refused.
+    #[test]
+    fn reality_checks_and_details_round_trip_and_version_9_snapshots_decode() {
+        use book::{AccountId, Command, PersonalDetails};
+        let mut book = Book::new(Config::default());
+        let apply = |book: &mut Book, now: u64, command: Command| book.apply(now, &command, &mut Vec::new());
+        let register = Command::RegisterPlayer {
+            username: "ada".to_string(),
+            password_hash: "$argon2id$hash".to_string(),
+            date_of_birth: domain::Date::parse("1990-01-01").expect("date"),
+            country: "GB".to_string(),
+            currency: domain::Currency::EUR,
+        };
+        let now = 1_800_000_000_000;
+        apply(&mut book, now, register).expect("registered");
+        apply(&mut book, now, Command::OpenAccount { currency: domain::Currency::EUR }).expect("account");
+        let details = PersonalDetails {
+            first_name: Some("Ada".to_string()),
+            last_name: Some("Lovelace".to_string()),
+            email: Some("ada@example.com".to_string()),
+            postcode: None,
+            address: Some("1 Example Street".to_string()),
+        };
+        apply(&mut book, now, Command::SetPersonalDetails { account: AccountId(1), details: details.clone() })
+            .expect("details");
+        apply(&mut book, now, Command::SetRealityCheck { account: AccountId(1), interval_minutes: Some(10) })
+            .expect("interval");
+        apply(&mut book, now + 1, Command::SetRealityCheck { account: AccountId(2), interval_minutes: Some(20) })
+            .expect("interval");
+        // The first falls due; the second stays scheduled.
+        apply(&mut book, now + 600_000, Command::Tick).expect("tick");
+        assert!(book.reality_checks().is_due(AccountId(1)));
+        let bytes = encode_snapshot(&book);
+        let restored = decode_snapshot(&bytes).expect("decodes");
+        assert_eq!(restored.reality_checks(), book.reality_checks());
+        assert_eq!(
+            restored.players()[0].profile.as_ref().and_then(|profile| profile.details.as_deref()),
+            Some(&details)
+        );
+        assert_eq!(restored.next_delay_due(), Some(now + 1 + 20 * 60_000));
+        assert_eq!(encode_snapshot(&restored), bytes);
+        let empty = Book::new(Config::default());
+        let mut version_9 = encode_snapshot(&empty);
+        version_9.truncate(version_9.len() - version_10_bytes());
+        version_9[0] = 9;
+        assert_eq!(encode_snapshot(&decode_snapshot(&version_9).expect("version 9")), encode_snapshot(&empty));
+        // Details of the second account (opened without a profile) are refused.
+        let mut details_bytes = Vec::new();
+        vec![(AccountId(1), details.clone())].encode(&mut details_bytes);
+        let mut corrupt = bytes[..bytes.len() - details_bytes.len()].to_vec();
+        vec![(AccountId(2), details)].encode(&mut corrupt);
+        assert!(decode_snapshot(&corrupt).is_err());
     }
 
     /// Version 9 appended the verifications: they round trip, and a version 8 snapshot (the
@@ -198,10 +297,11 @@ mod tests {
         assert_eq!(encode_snapshot(&decode_snapshot(&version_8).expect("version 8")), encode_snapshot(&empty));
         let mut kyc_bytes_of = Vec::new();
         book.kyc().to_parts().encode(&mut kyc_bytes_of);
-        let mut corrupt = bytes[..bytes.len() - kyc_bytes_of.len()].to_vec();
+        let mut corrupt = bytes[..bytes.len() - kyc_bytes_of.len() - version_10_bytes()].to_vec();
         let mut parts = book.kyc().to_parts();
         parts[0].0 = AccountId(9);
         parts.encode(&mut corrupt);
+        corrupt.extend(version_10_tail());
         assert!(decode_snapshot(&corrupt).is_err());
     }
 
@@ -518,6 +618,7 @@ mod tests {
         parts.deposits[1].resolution = Some(book::TransferId(99));
         parts.encode(&mut corrupt);
         Vec::<(AccountId, book::Kyc)>::new().encode(&mut corrupt);
+        corrupt.extend(version_10_tail());
         assert!(decode_snapshot(&corrupt).is_err());
     }
 

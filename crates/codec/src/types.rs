@@ -19,6 +19,7 @@ use book::{
     FeedSelection, ProviderFeed, StaleMode,
 };
 use book::{Kyc, KycRules, KycState};
+use book::{PersonalDetails, RealityCheck};
 use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::wire::{DecodeError, Reader, Wire};
@@ -379,7 +380,27 @@ wire_struct!(LedgerAccount {
     debits_pending_stakes
 });
 wire_struct!(Transfer { id, debit, credit, amount, code, kind, reference, timestamp });
-wire_struct!(Profile { username, password_hash, date_of_birth, country, registered_at });
+// The details are not part of a profile's encoding: snapshots append them apart (format 10),
+// so that the players' layout of older snapshots stays the same.
+impl Wire for Profile {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.username.encode(out);
+        self.password_hash.encode(out);
+        self.date_of_birth.encode(out);
+        self.country.encode(out);
+        self.registered_at.encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Profile {
+            username: Wire::decode(input)?,
+            password_hash: Wire::decode(input)?,
+            date_of_birth: Wire::decode(input)?,
+            country: Wire::decode(input)?,
+            registered_at: Wire::decode(input)?,
+            details: None,
+        })
+    }
+}
 wire_struct!(ApiKey { id, name, key_hash, scopes, revoked, created_at });
 wire_struct!(Staff { id, username, password_hash, totp_secret, roles, disabled, created_at });
 wire_struct!(Quote { id, bet, amount, expires_at, price_versions });
@@ -458,6 +479,11 @@ wire_struct!(Deposit { id, account, amount, payment_ref, created_at, state, reso
 wire_unit_enum!(KycState { Unverified, Pending, Verified, Rejected, Expired });
 wire_struct!(KycRules { deposit_cap, reverify_above, expiry_ms });
 wire_struct!(Kyc { state, changed_at, reference, rules, deposited, verified_deposits });
+
+// ---- reality checks and personal details (batch format 8, snapshot format 10) --------------
+
+wire_struct!(RealityCheck { interval_minutes, session_started_at, net_minor, next_due_at, due });
+wire_struct!(PersonalDetails { first_name, last_name, email, postcode, address });
 
 impl Wire for PaymentParts {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -775,6 +801,8 @@ impl Wire for Rejection {
             "kyc_required" => Rejection::KycRequired,
             "kyc_deposit_cap" => Rejection::KycDepositCap { cap: Wire::decode(input)? },
             "kyc_conflict" => Rejection::KycConflict,
+            "reality_check_due" => Rejection::RealityCheckDue,
+            "no_reality_check_due" => Rejection::NoRealityCheckDue,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -1135,6 +1163,25 @@ impl Wire for Command {
                 state.encode(out);
                 reference.encode(out);
             }
+            // Tags 55 to 59 are another change's (batch format 8 there too).
+            Command::SetRealityCheck { account, interval_minutes } => {
+                out.push(60);
+                account.encode(out);
+                interval_minutes.encode(out);
+            }
+            Command::StartSession { account } => {
+                out.push(61);
+                account.encode(out);
+            }
+            Command::AcknowledgeRealityCheck { account } => {
+                out.push(62);
+                account.encode(out);
+            }
+            Command::SetPersonalDetails { account, details } => {
+                out.push(63);
+                account.encode(out);
+                details.encode(out);
+            }
         }
     }
 
@@ -1256,6 +1303,10 @@ impl Wire for Command {
             54 => {
                 Command::SetKycState { account: Wire::decode(d)?, state: Wire::decode(d)?, reference: Wire::decode(d)? }
             }
+            60 => Command::SetRealityCheck { account: Wire::decode(d)?, interval_minutes: Wire::decode(d)? },
+            61 => Command::StartSession { account: Wire::decode(d)? },
+            62 => Command::AcknowledgeRealityCheck { account: Wire::decode(d)? },
+            63 => Command::SetPersonalDetails { account: Wire::decode(d)?, details: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }
@@ -1367,6 +1418,8 @@ mod tests {
             Rejection::KycRequired,
             Rejection::KycDepositCap { cap: Money::from_minor(50_000) },
             Rejection::KycConflict,
+            Rejection::RealityCheckDue,
+            Rejection::NoRealityCheckDue,
         ];
         assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
         for rejection in &rejections {

@@ -284,6 +284,26 @@ pub enum AuditCommand {
         #[schema(required = true)]
         reference: Option<String>,
     },
+    /// A player chose the interval of their reality checks (null: stopped them).
+    SetRealityCheck {
+        account_id: String,
+        #[schema(required = true)]
+        interval_minutes: Option<u32>,
+    },
+    /// A player's session started (a login of a player with reality checks).
+    StartSession {
+        account_id: String,
+    },
+    /// A player acknowledged a reality check that fell due.
+    AcknowledgeRealityCheck {
+        account_id: String,
+    },
+    /// Personal details kept with a registration: which were given (the values are personal
+    /// data and stay out of the audit trail).
+    SetPersonalDetails {
+        account_id: String,
+        fields: Vec<String>,
+    },
     Withdraw {
         account_id: String,
         amount: String,
@@ -824,6 +844,23 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
             state: state.name().to_string(),
             reference: reference.clone(),
         },
+        Command::SetRealityCheck { account, interval_minutes } => {
+            AuditCommand::SetRealityCheck { account_id: account.to_string(), interval_minutes: *interval_minutes }
+        }
+        Command::StartSession { account } => AuditCommand::StartSession { account_id: account.to_string() },
+        Command::AcknowledgeRealityCheck { account } => {
+            AuditCommand::AcknowledgeRealityCheck { account_id: account.to_string() }
+        }
+        Command::SetPersonalDetails { account, details } => {
+            let names = ["first_name", "last_name", "email", "postcode", "address"];
+            let fields = names
+                .into_iter()
+                .zip(details.fields())
+                .filter(|(_, value)| value.is_some())
+                .map(|(name, _)| name.to_string())
+                .collect();
+            AuditCommand::SetPersonalDetails { account_id: account.to_string(), fields }
+        }
         Command::Withdraw { account, amount, idempotency } => AuditCommand::Withdraw {
             account_id: account.to_string(),
             amount: money(account, *amount),

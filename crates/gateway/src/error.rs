@@ -106,6 +106,9 @@ impl ApiError {
             // Identity verification first: the player can do something about it (verify).
             Rejection::KycRequired | Rejection::KycDepositCap { .. } => S::FORBIDDEN,
             Rejection::KycConflict => S::CONFLICT,
+            // Play pauses until the player acknowledges the reality check (UKGC RTS 13).
+            Rejection::RealityCheckDue => S::FORBIDDEN,
+            Rejection::NoRealityCheckDue => S::CONFLICT,
             Rejection::UnknownAdjustment => S::NOT_FOUND,
             Rejection::MarketThrottled { .. } => S::TOO_MANY_REQUESTS,
             Rejection::UnknownAccount

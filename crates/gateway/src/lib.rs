@@ -31,6 +31,8 @@ mod ops;
 mod outcome;
 mod payments;
 mod players;
+mod reality;
+pub mod register;
 pub mod requests;
 mod staff;
 mod stream;
@@ -203,6 +205,13 @@ pub struct GatewayConfig {
     /// (`kyc.rs`). The default has no jurisdiction: the sandbox verifies every player at
     /// registration.
     pub kyc: KycSettings,
+    /// The national self-exclusion register asked at registration and login (`register.rs`):
+    /// off by default here; `serve` and the demo default to the sandbox with an empty list.
+    pub exclusion_register: register::ExclusionRegisterConfig,
+    /// How long one question to the register may take (`EXCLUSION_REGISTER_TIMEOUT`).
+    pub exclusion_register_timeout: Duration,
+    /// How long a login's `NotFound` is remembered (`EXCLUSION_REGISTER_CACHE_TTL`).
+    pub exclusion_register_cache_ttl: Duration,
     /// Withdrawals above this amount (in the base currency) wait for a compliance or admin
     /// staff member's approval; at or below it the payments step approves them. `None` (the
     /// default): no approval step.
@@ -266,6 +275,9 @@ impl GatewayConfig {
             payment_wait: PAYMENT_WAIT,
             payment_callbacks: None,
             kyc: KycSettings::default(),
+            exclusion_register: register::ExclusionRegisterConfig::Off,
+            exclusion_register_timeout: register::EXCLUSION_REGISTER_TIMEOUT,
+            exclusion_register_cache_ttl: register::EXCLUSION_REGISTER_CACHE_TTL,
             withdrawal_approval_above: None,
             read_models: None,
             read_your_writes_wait: READ_YOUR_WRITES_WAIT,
@@ -294,6 +306,8 @@ pub(crate) struct Inner {
     history: history::History,
     /// KYC webhook ids seen lately (`kyc.rs`).
     kyc_seen: callbacks::SeenCallbacks,
+    /// The national self-exclusion register (`register.rs`).
+    register: register::RegisterCheck,
     /// The book's `Config::idempotency_window_ms`, read at start (no command changes it).
     idempotency_window_ms: std::sync::atomic::AtomicU64,
 }
@@ -329,6 +343,12 @@ impl AppState {
         }
         // The payments step resumes what a restart left open at once (`payments.rs`).
         let payments = Payments::new(engine.clone(), config.payment_provider.clone(), config.withdrawal_approval_above);
+        let register = register::RegisterCheck::start(
+            &config.exclusion_register,
+            config.exclusion_register_timeout,
+            config.exclusion_register_cache_ttl,
+        )
+        .await?;
         let state = AppState(Arc::new(Inner {
             feed,
             read_breaker: Breaker::new(breaker::BREAKER_FAILURES, breaker::BREAKER_OPEN_FOR),
@@ -349,6 +369,7 @@ impl AppState {
             payments,
             history: history::History::new(),
             kyc_seen: callbacks::SeenCallbacks::default(),
+            register,
             idempotency_window_ms: std::sync::atomic::AtomicU64::new(book::IDEMPOTENCY_WINDOW_DEFAULT_MS),
         }));
         // A provider in this process (the sandbox) calls back through the same route as a
@@ -401,6 +422,10 @@ impl AppState {
 
     pub(crate) fn kyc_seen(&self) -> &callbacks::SeenCallbacks {
         &self.0.kyc_seen
+    }
+
+    pub(crate) fn register(&self) -> &register::RegisterCheck {
+        &self.0.register
     }
 
     pub fn auth(&self) -> &Auth {
@@ -648,6 +673,7 @@ pub fn app(state: AppState) -> Router {
         .merge(staff::routes())
         .merge(adjustments::routes())
         .merge(kyc::routes())
+        .merge(reality::routes())
         .merge(cluster::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.

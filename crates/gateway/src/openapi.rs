@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::{
     adjustments, catalog, cluster, compliance, degraded, dto, error, feed, fx, history, kyc, operators, ops, payments,
-    players, staff, stream,
+    players, reality, staff, stream,
 };
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
@@ -54,6 +54,9 @@ pub const SECURITY_SCHEME: &str = "bearer";
         players::put_limits,
         players::self_exclude,
         players::time_out,
+        reality::get_reality_check,
+        reality::put_reality_check,
+        reality::acknowledge,
         catalog::list_events,
         catalog::get_event,
         catalog::get_market,
@@ -113,6 +116,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
     components(schemas(
         error::ApiError,
         players::RegisterRequest,
+        reality::RealityCheckRequest,
+        reality::RealityCheckView,
         players::PlayerView,
         players::LoginRequest,
         players::RefreshRequest,

@@ -90,6 +90,51 @@ pub struct RegisterRequest {
     /// ISO 4217; `EUR` when absent.
     #[schema(example = "EUR", pattern = r"^[A-Z]{3}$")]
     pub currency: Option<String>,
+    /// Personal details, each optional (1 to 200 bytes): the national self-exclusion register
+    /// is asked about them (with the date of birth), and they are kept in the player's profile.
+    #[schema(example = "Ada", min_length = 1, max_length = 200)]
+    pub first_name: Option<String>,
+    #[schema(example = "Lovelace", min_length = 1, max_length = 200)]
+    pub last_name: Option<String>,
+    #[schema(example = "ada@example.com", min_length = 3, max_length = 200)]
+    pub email: Option<String>,
+    #[schema(example = "SW1A 1AA", min_length = 1, max_length = 200)]
+    pub postcode: Option<String>,
+    #[schema(example = "1 Example Street, London", min_length = 1, max_length = 200)]
+    pub address: Option<String>,
+}
+
+impl RegisterRequest {
+    /// The personal details given, checked: each 1 to `PERSONAL_DETAIL_BYTES_MAX` bytes
+    /// without control characters, an e-mail address with an `@`.
+    fn details(&self) -> Result<book::PersonalDetails, ApiError> {
+        let fields = [
+            ("first_name", &self.first_name),
+            ("last_name", &self.last_name),
+            ("email", &self.email),
+            ("postcode", &self.postcode),
+            ("address", &self.address),
+        ];
+        for (field, value) in fields {
+            let Some(value) = value else { continue };
+            crate::requests::check_text(value, field, 1, book::PERSONAL_DETAIL_BYTES_MAX)?;
+            if value.chars().any(char::is_control) || value.trim().is_empty() {
+                return Err(
+                    ApiError::invalid(format!("{field}: no control characters, not blank")).with("field", field)
+                );
+            }
+        }
+        if self.email.as_deref().is_some_and(|email| !email.contains('@')) {
+            return Err(ApiError::invalid("email: an e-mail address").with("field", "email"));
+        }
+        Ok(book::PersonalDetails {
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            email: self.email.clone(),
+            postcode: self.postcode.clone(),
+            address: self.address.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -114,12 +159,19 @@ pub struct PlayerView {
         (status = 201, description = "The new player", body = PlayerView),
         (status = 400, description = "Malformed body, unknown field or invalid field (`invalid_request`, names the \
             `field`)", body = ApiError),
+        (status = 403, description = "The person is on the national self-exclusion register (`self_excluded`, with \
+            `\"source\": \"register\"`); nothing is created", body = ApiError),
         (status = 409, description = "The username is taken (`username_taken`)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
         (status = 422, description = "Under 18 (`underage`), a password among the most common ones \
             (`weak_password`, with `field`), or a field the book refuses (`invalid_request`)", body = ApiError),
+        (status = 503, description = "`exclusion_register_unavailable`: the national self-exclusion register cannot \
+            be asked (unreachable, an answer outside its protocol, or later than its timeout), nothing is created; or \
+            overloaded: the book or the server is busy (`overloaded`), the request took too long (`timeout`), or the \
+            book is not accepting requests (`unavailable`)", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 pub(crate) async fn register(
@@ -137,6 +189,17 @@ pub(crate) async fn register(
     crate::requests::check_text(&request.country, "country", 2, 2)?;
     let today = crate::kyc::today();
     let jurisdiction = crate::kyc::check_registration(state.kyc(), &request.country, date_of_birth, today)?;
+    let details = request.details()?;
+    let person = crate::register::Person {
+        first_name: details.first_name.clone().unwrap_or_default(),
+        last_name: details.last_name.clone().unwrap_or_default(),
+        date_of_birth,
+        email: details.email.clone().unwrap_or_default(),
+        postcode: details.postcode.clone().unwrap_or_default(),
+        mobile: String::new(),
+    };
+    // Before anything is created: an excluded person leaves no account behind.
+    crate::register::check_registration(&state, &person).await?;
     let password = request.password;
     let password_hash = state.auth().hashers().run(move |memory| hash_password_in(memory, &password)).await??;
     let command = Command::RegisterPlayer {
@@ -150,6 +213,10 @@ pub(crate) async fn register(
     else {
         return Err(ApiError::internal("registration answered with another ack"));
     };
+    if details != book::PersonalDetails::default() {
+        let command = Command::SetPersonalDetails { account, details };
+        accepted(state.submit(command, Origin::system("registration")).await?, currency)?;
+    }
     crate::kyc::after_registration(&state, account, &username, jurisdiction.as_ref()).await?;
     let created_at = state
         .read(move |book| book.players().get(account.index()).and_then(|p| p.profile.as_ref().map(|p| p.registered_at)))
@@ -213,9 +280,17 @@ const DUMMY_HASH: &str =
         (status = 200, description = "A new access token and refresh token", body = TokenView),
         (status = 400, description = "Malformed body or unknown field (`invalid_request`)", body = ApiError),
         (status = 401, description = "Wrong username or password (`unauthenticated`)", body = ApiError),
+        (status = 403, description = "The player is on the national self-exclusion register (`self_excluded`, with \
+            `\"source\": \"register\"`): no tokens, and a self-exclusion is recorded with the register as its \
+            origin", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),
+        (status = 503, description = "`exclusion_register_unavailable`: the national self-exclusion register cannot \
+            be asked; or overloaded: the book or the server is busy (`overloaded`), the request took too long \
+            (`timeout`), or `unavailable`: the book is not accepting requests, or the shared session state cannot be \
+            reached", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 pub(crate) async fn login(
@@ -228,21 +303,32 @@ pub(crate) async fn login(
         .read(move |book| {
             let account = book.account_by_username(&username)?;
             let player = book.players().get(account.index())?;
-            Some((account, player.currency, player.profile.as_ref()?.password_hash.clone()))
+            let profile = player.profile.as_ref()?;
+            let person = crate::register::Person::of(profile);
+            let reality = book.reality_checks().get(account).is_some();
+            Some((account, player.currency, profile.password_hash.clone(), person, reality))
         })
         .await?;
     let key = match &found {
-        Some((account, _, _)) => LoginKey::Account(*account),
+        Some((account, ..)) => LoginKey::Account(*account),
         None => LoginKey::UnknownUsernameFrom(address),
     };
     // Counted as a failure before the hash is verified: concurrent guesses cannot all pass.
     let reservation = state.auth().reserve_login(key).await?;
     let password = request.password;
-    let hash = found.as_ref().map_or(DUMMY_HASH.to_string(), |(_, _, hash)| hash.clone());
+    let hash = found.as_ref().map_or(DUMMY_HASH.to_string(), |(_, _, hash, ..)| hash.clone());
     let verified = state.auth().hashers().run(move |memory| verify_password_in(memory, &password, &hash)).await?;
     match found {
-        Some((account, currency, _)) if verified => {
+        Some((account, currency, _, person, reality)) if verified => {
             reservation.succeeded().await;
+            // Only the owner of the password learns that the register refuses them.
+            crate::register::check_login(&state, account, &person).await?;
+            // A new session for the reality checks; journaled only for players who chose them,
+            // so that a login stays a read for everyone else.
+            if reality {
+                let origin = Origin::new(book::Actor::Player(account));
+                accepted(state.submit(Command::StartSession { account }, origin).await?, currency)?;
+            }
             Ok(Json(state.auth().issue(account, currency).await?.into()))
         }
         _ => {
@@ -666,7 +752,8 @@ pub struct PlaceBetRequest {
             (`invalid_request`), or no `Idempotency-Key` (`idempotency_key_required`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a player token (`forbidden`), or the account may not bet now \
-            (`self_excluded`, `timed_out`, `account_frozen`)", body = ApiError),
+            (`self_excluded`, `timed_out`, `account_frozen`, or `reality_check_due`: a reality check fell due and \
+            play pauses until `POST /v1/reality-check/acknowledge`)", body = ApiError),
         (status = 404, description = "The token's account does not exist (`unknown_account`)", body = ApiError),
         (status = 409, description = "`price_changed` (with `current_price`), `market_suspended`, `market_closed` or \
             `selection_unavailable`", body = ApiError),
@@ -1045,7 +1132,9 @@ pub(crate) fn limits_view(book: &Book, account: AccountId, currency: Currency) -
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
 }
 

@@ -34,6 +34,11 @@
 //! The conversions are
 //! written here as exact fractions, not taken from `domain`.
 //!
+//! Reality checks: a player's interval (10 to 240 minutes), a check falling due an interval
+//! after it was chosen, a session started or the last acknowledgement, bets refused while one
+//! is due, an acknowledgement refused when none is; personal details kept for registered
+//! players only. (The session's net position is shown, never decided by, so it is not modelled.)
+//!
 //! The order of checks is part of the rules here: when two things are wrong with a command the
 //! book answers with the first, and so must the model.
 //!
@@ -403,6 +408,11 @@ pub struct Auditor {
     pub now: u64,
     pub players: Vec<PlayerModel>,
     pub usernames: BTreeSet<String>,
+    /// Accounts opened by registration (they have a profile for personal details).
+    pub registered: BTreeSet<u64>,
+    /// Reality checks by account: the interval in ms, and when the next check falls due
+    /// (`None`: one is due and not acknowledged).
+    pub reality: BTreeMap<u64, (u64, Option<u64>)>,
     /// Stored key hashes (lower case) and whether revoked.
     pub api_keys: Vec<(String, bool)>,
     /// Staff usernames (lower case) and whether each is disabled.
@@ -583,6 +593,8 @@ impl Auditor {
             now: 0,
             players: Vec::new(),
             usernames: BTreeSet::new(),
+            registered: BTreeSet::new(),
+            reality: BTreeMap::new(),
             api_keys: Vec::new(),
             staff: Vec::new(),
             staff_roles: Vec::new(),
@@ -753,6 +765,59 @@ impl Auditor {
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
                 self.complete_withdrawal(account.0, withdrawal.0, *paid)
             }
+            Command::SetRealityCheck { account, interval_minutes } => {
+                self.player(account.0)?;
+                let Some(minutes) = interval_minutes else {
+                    self.reality.remove(&account.0);
+                    return Ok(Ack::Done);
+                };
+                if !(10..=240).contains(minutes) {
+                    return Err(invalid("reality check interval out of range"));
+                }
+                let interval = u64::from(*minutes) * 60_000;
+                let now = self.now;
+                let entry = self.reality.entry(account.0).or_insert((interval, Some(now)));
+                entry.0 = interval;
+                if entry.1.is_some() {
+                    entry.1 = Some(now + interval);
+                }
+                Ok(Ack::Done)
+            }
+            Command::StartSession { account } => {
+                self.player(account.0)?;
+                let now = self.now;
+                // A check still due stays due.
+                if let Some(entry) = self.reality.get_mut(&account.0).filter(|entry| entry.1.is_some()) {
+                    entry.1 = Some(now + entry.0);
+                }
+                Ok(Ack::Done)
+            }
+            Command::AcknowledgeRealityCheck { account } => {
+                self.player(account.0)?;
+                let now = self.now;
+                match self.reality.get_mut(&account.0) {
+                    Some(entry) if entry.1.is_none() => {
+                        entry.1 = Some(now + entry.0);
+                        Ok(Ack::Done)
+                    }
+                    _ => Err(Rejection::NoRealityCheckDue),
+                }
+            }
+            Command::SetPersonalDetails { account, details } => {
+                self.player(account.0)?;
+                let valid = details
+                    .fields()
+                    .into_iter()
+                    .flatten()
+                    .all(|field| (1..=200).contains(&field.len()) && !field.chars().any(char::is_control));
+                if !valid {
+                    return Err(invalid("personal details out of range"));
+                }
+                if !self.registered.contains(&account.0) {
+                    return Err(invalid("personal details of a player without a profile"));
+                }
+                Ok(Ack::Done)
+            }
             Command::SetLimits { account, changes } => self.set_limits(account.0, changes),
             Command::TimeOut { account, hours } => {
                 self.player(account.0)?;
@@ -884,6 +949,11 @@ impl Auditor {
             self.end_delay(bet);
         }
         self.pending_adjustments.retain(|_, pending| pending.expires_at > now);
+        for (_, next) in self.reality.values_mut() {
+            if next.is_some_and(|due| due <= now) {
+                *next = None;
+            }
+        }
     }
 
     // ---- lookups -----------------------------------------------------------------------------
@@ -1111,7 +1181,9 @@ impl Auditor {
         if !self.usernames.insert(username) {
             return Err(Rejection::UsernameTaken);
         }
-        Ok(Ack::AccountOpened(self.open_player(currency)))
+        let account = self.open_player(currency);
+        self.registered.insert(account.0);
+        Ok(Ack::AccountOpened(account))
     }
 
     fn create_api_key(&mut self, name: &str, key_hash: &str, scopes: u8) -> Reply {
@@ -1876,6 +1948,9 @@ impl Auditor {
         let account = place.account.0;
         let player = self.player(account)?;
         self.may_gamble(player)?;
+        if self.reality.get(&account).is_some_and(|(_, next)| next.is_none()) {
+            return Err(Rejection::RealityCheckDue);
+        }
         let leg_count_fits = match place.kind {
             BetKind::Single => place.legs.len() == 1,
             BetKind::Multiple => (2..=LEGS_MAX).contains(&place.legs.len()),

@@ -183,6 +183,15 @@ enum Commands {
         /// secret is `SPORTSBOOK_KYC_SECRET` (at least 16 bytes).
         #[arg(long, value_name = "FILE")]
         kyc_jurisdictions: Option<std::path::PathBuf>,
+        /// The national self-exclusion register asked at registration and login: `sandbox`
+        /// (a GAMSTOP-like register in this process), `none`, or the URL of a GAMSTOP-like
+        /// register (its API key in `SPORTSBOOK_EXCLUSION_REGISTER_KEY`). Unreachable: 503.
+        #[arg(long, value_name = "sandbox|none|URL", default_value = "sandbox")]
+        exclusion_register: String,
+        /// The sandbox register's excluded persons: a JSON array of `{first_name, last_name,
+        /// date_of_birth, email?, status?}`, read at every question. Default: nobody.
+        #[arg(long, value_name = "FILE")]
+        exclusion_register_file: Option<std::path::PathBuf>,
         /// A reverse proxy or load balancer (an address or a CIDR range), repeatable: from it,
         /// `Forwarded` / `X-Forwarded-For` name the client for per-address limits and login
         /// throttles. From anyone else they are ignored.
@@ -660,6 +669,8 @@ fn main() -> anyhow::Result<()> {
             payment_sandbox_payouts,
             withdrawal_approval_above,
             kyc_jurisdictions,
+            exclusion_register,
+            exclusion_register_file,
             trusted_proxies,
             password_hash_workers,
             projector,
@@ -721,6 +732,11 @@ fn main() -> anyhow::Result<()> {
                 snapshots_keep,
                 edge_state: sportsbook::serve::edge_state_config(edge_state, &edge_state_prefix)?,
                 edge_state_timeout: std::time::Duration::from_millis(edge_state_timeout_ms),
+                exclusion_register: sportsbook::serve::exclusion_register_config(
+                    &exclusion_register,
+                    exclusion_register_file,
+                    std::env::var(sportsbook::serve::EXCLUSION_REGISTER_KEY_ENV).ok(),
+                )?,
             })
         }
         Commands::FeedSim {

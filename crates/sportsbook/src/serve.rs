@@ -87,6 +87,46 @@ pub struct ServeOptions {
     pub edge_state: gateway::EdgeStateConfig,
     /// `--edge-state-timeout-ms`: the bound of one call to a shared edge state.
     pub edge_state_timeout: Duration,
+    /// `--exclusion-register` with `--exclusion-register-file`: the national self-exclusion
+    /// register asked at registration and login (`gateway::register`).
+    pub exclusion_register: gateway::register::ExclusionRegisterConfig,
+}
+
+/// The environment variable holding the API key of a national self-exclusion register given
+/// by URL (never a flag: command lines are visible to every user of the host).
+pub const EXCLUSION_REGISTER_KEY_ENV: &str = "SPORTSBOOK_EXCLUSION_REGISTER_KEY";
+
+/// The register `serve` asks: `sandbox` (the default; its list in `file`, empty without
+/// one), `none`, or an `http(s)://` URL of a GAMSTOP-like register with its key from
+/// `SPORTSBOOK_EXCLUSION_REGISTER_KEY`.
+pub fn exclusion_register_config(
+    flag: &str,
+    file: Option<PathBuf>,
+    key: Option<String>,
+) -> anyhow::Result<gateway::register::ExclusionRegisterConfig> {
+    use gateway::register::ExclusionRegisterConfig as Register;
+    if file.is_some() && flag != "sandbox" {
+        bail!("--exclusion-register-file lists the sandbox's excluded persons: it needs --exclusion-register sandbox");
+    }
+    match flag {
+        "none" => Ok(Register::Off),
+        "sandbox" => {
+            if let Some(path) = &file {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|error| anyhow::anyhow!("--exclusion-register-file {}: {error}", path.display()))?;
+                gateway::register::parse_list(&text)
+                    .map_err(|error| anyhow::anyhow!("--exclusion-register-file {}: {error}", path.display()))?;
+            }
+            Ok(Register::Sandbox { file })
+        }
+        url if url.starts_with("http://") || url.starts_with("https://") => {
+            let Some(key) = key.filter(|key| !key.is_empty()) else {
+                bail!("--exclusion-register {url} needs {EXCLUSION_REGISTER_KEY_ENV}; refusing to start");
+            };
+            Ok(Register::Http { url: url.to_string(), key })
+        }
+        other => bail!("--exclusion-register is `sandbox`, `none` or an http(s):// URL, not {other:?}"),
+    }
 }
 
 /// The environment variable naming the edge state when `--edge-state` is not given.
@@ -222,6 +262,18 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         }
     }
     config.edge_state = options.edge_state.clone();
+    config.exclusion_register = options.exclusion_register.clone();
+    match &options.exclusion_register {
+        gateway::register::ExclusionRegisterConfig::Off => {
+            tracing::warn!("no national self-exclusion register is asked (--exclusion-register none)")
+        }
+        gateway::register::ExclusionRegisterConfig::Sandbox { file } => {
+            tracing::info!(file = ?file, "the exclusion register sandbox answers registrations and logins")
+        }
+        gateway::register::ExclusionRegisterConfig::Http { url, .. } => {
+            tracing::info!(%url, "registrations and logins ask the national self-exclusion register")
+        }
+    }
     config.edge_state_timeout = options.edge_state_timeout;
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
@@ -655,6 +707,24 @@ fn print_banner(address: SocketAddr, banner: &DemoBanner) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exclusion_register_flags() {
+        use gateway::register::ExclusionRegisterConfig as Register;
+        assert!(matches!(exclusion_register_config("sandbox", None, None), Ok(Register::Sandbox { file: None })));
+        assert!(matches!(exclusion_register_config("none", None, None), Ok(Register::Off)));
+        assert!(matches!(
+            exclusion_register_config("https://register.example/check", None, Some("k".into())),
+            Ok(Register::Http { .. })
+        ));
+        assert!(exclusion_register_config("https://register.example/check", None, None).is_err());
+        assert!(exclusion_register_config("gamstop", None, None).is_err());
+        assert!(exclusion_register_config("none", Some("list.json".into()), None).is_err());
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "{}").expect("write");
+        assert!(exclusion_register_config("sandbox", Some(bad), None).is_err());
+    }
 
     #[test]
     fn edge_state_flags() {

@@ -2159,3 +2159,106 @@ bet acc_1 single 1000KRW sel_2@3.20
         "#]],
     );
 }
+
+#[test]
+fn reality_checks_fall_due_pause_bets_and_count_the_net_position() {
+    check_setup(
+        r#"
+reality acc_1 5                       # below the 10 minutes minimum
+reality acc_1 241                     # above the 240 minutes maximum
+acknowledge acc_1                     # no interval: nothing due
+reality acc_1 10
+reality-check acc_1
+bet acc_1 single 10.00 sel_1@2.50
+bet acc_1 single 5.00 sel_4@1.90
+settle mkt_1 sel_1=win sel_2=lose sel_3=lose
+reality-check acc_1
+time 9m
+tick
+acknowledge acc_1                     # not due yet
+time 1m
+tick                                  # ten minutes after the choice: due
+reality-check acc_1
+bet acc_1 single 1.00 sel_6@2.00      # paused until acknowledged
+acknowledge acc_1
+reality-check acc_1
+bet acc_1 single 1.00 sel_6@2.00
+time 20m
+session acc_1                         # a login: a new session, counted from zero; still due
+reality-check acc_1
+bet acc_1 single 1.00 sel_6@2.00      # logging in again is no way around the pause
+acknowledge acc_1
+session acc_1
+reality-check acc_1
+reality acc_1 none
+reality-check acc_1
+"#,
+        expect![[r#"
+            > reality acc_1 5
+              rejected invalid_request(reality check interval out of range)
+            > reality acc_1 241
+              rejected invalid_request(reality check interval out of range)
+            > acknowledge acc_1
+              rejected no_reality_check_due
+            > reality acc_1 10
+              ok done
+            > reality-check acc_1
+              every 10m session +0ms net 0 next in 600000ms
+            > bet acc_1 single 10.00 sel_1@2.50
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > bet acc_1 single 5.00 sel_4@1.90
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 5.00
+              - bet_2 placed accepted
+            > settle mkt_1 sel_1=win sel_2=lose sel_3=lose
+              ok 1 bets
+              - mkt_1 settled
+              - trf_4 posts trf_2 Stake cash:acc_1 -> house:EUR 10.00
+              - trf_5 posted Payout house:EUR -> cash:acc_1 25.00
+              - bet_1 won payout 25.00
+            > reality-check acc_1
+              every 10m session +0ms net 1000 next in 600000ms
+            > time 9m
+            > tick
+              ok done
+            > acknowledge acc_1
+              rejected no_reality_check_due
+            > time 1m
+            > tick
+              ok done
+              - acc_1 reality check due
+            > reality-check acc_1
+              every 10m session +600000ms net 1000 due
+            > bet acc_1 single 1.00 sel_6@2.00
+              rejected reality_check_due
+            > acknowledge acc_1
+              ok done
+            > reality-check acc_1
+              every 10m session +600000ms net 1000 next in 600000ms
+            > bet acc_1 single 1.00 sel_6@2.00
+              ok bet_3 accepted
+              - trf_6 pending Stake cash:acc_1 -> house:EUR 1.00
+              - bet_3 placed accepted
+            > time 20m
+            > session acc_1
+              ok done
+              - acc_1 reality check due
+            > reality-check acc_1
+              every 10m session +0ms net 0 due
+            > bet acc_1 single 1.00 sel_6@2.00
+              rejected reality_check_due
+            > acknowledge acc_1
+              ok done
+            > session acc_1
+              ok done
+            > reality-check acc_1
+              every 10m session +0ms net 0 next in 600000ms
+            > reality acc_1 none
+              ok done
+            > reality-check acc_1
+              none
+        "#]],
+    );
+}

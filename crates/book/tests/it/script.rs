@@ -179,6 +179,24 @@ impl Script {
                 self.output.push_str(&format!("  total {}\n", show(Money::from_minor(self.book.exposure()))));
                 return;
             }
+            "reality-check" => {
+                let account = AccountId(id(&words[1], "acc_"));
+                let line = match self.book.reality_checks().get(account) {
+                    None => "  none\n".to_string(),
+                    Some(check) => format!(
+                        "  every {}m session +{}ms net {} {}\n",
+                        check.interval_minutes,
+                        self.now - check.session_started_at,
+                        check.net_minor,
+                        match check.next_due_at {
+                            Some(due) => format!("next in {}ms", due - self.now),
+                            None => "due".to_string(),
+                        }
+                    ),
+                };
+                self.output.push_str(&line);
+                return;
+            }
             "show" => {
                 let bet = self.book.bet(BetId(id(&words[1], "bet_"))).expect("known bet");
                 let legs: Vec<String> = bet
@@ -255,6 +273,12 @@ impl Script {
             "timeout" => {
                 Command::TimeOut { account: AccountId(id(&words[1], "acc_")), hours: words[2].parse().expect("hours") }
             }
+            "reality" => Command::SetRealityCheck {
+                account: AccountId(id(&words[1], "acc_")),
+                interval_minutes: (words[2] != "none").then(|| words[2].parse().expect("minutes")),
+            },
+            "session" => Command::StartSession { account: AccountId(id(&words[1], "acc_")) },
+            "acknowledge" => Command::AcknowledgeRealityCheck { account: AccountId(id(&words[1], "acc_")) },
             "exclude" => Command::SelfExclude {
                 account: AccountId(id(&words[1], "acc_")),
                 days: words[2].parse().expect("days"),
@@ -512,6 +536,7 @@ impl Script {
             BookEvent::StaffChanged => "staff changed".to_string(),
             BookEvent::IdempotentReplay { account } => format!("{account} replayed an idempotent command"),
             BookEvent::LimitsChanged { account } => format!("{account} limits changed"),
+            BookEvent::RealityCheckDue { account } => format!("{account} reality check due"),
         }
     }
 }

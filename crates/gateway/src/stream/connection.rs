@@ -138,7 +138,9 @@ fn token<'a>(headers: &'a HeaderMap, query: &'a StreamQuery) -> Option<&'a str> 
         (`markets` as `GET /v1/markets/{id}` shows them, and `account`: the wallet and open bets), then deltas with \
         a higher `seq`: `price` (`market_id`, `event_id`, `selection_id`, `price`, `price_version`), \
         `market_status` (`market_id`, `event_id`, `status`, `in_play`), `bet` (`bet_id`, `status`, `payout`?, \
-        `rejection_code`?), `balance` (the wallet as `GET /v1/wallet` shows it); `heartbeat` every 10 s; and \
+        `rejection_code`?), `balance` (the wallet as `GET /v1/wallet` shows it), `reality_check` \
+        (`session_started_at`, `time_played_seconds`, `net_position`: a reality check fell due; bets pause until \
+        `POST /v1/reality-check/acknowledge`); `heartbeat` every 10 s; and \
         `error` (`code`, `message`) with the codes `invalid_request`, `too_many_subscriptions`, `forbidden`, \
         `not_found`, `rate_limited` and `overloaded`.\n\n\
         A slow client gets conflated prices (the latest per selection); if it falls further behind it is closed \

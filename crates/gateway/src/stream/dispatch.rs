@@ -417,6 +417,16 @@ fn render(update: &Update, committed_at: Instant) -> ([Option<Key>; 2], Frame) {
             let message = wire::BalanceMessage { kind: "balance", seq, balance: BalanceView::of(wallet) };
             ([Some(Key::Account(*account)), None], wire::to_json(&message))
         }
+        UpdateKind::RealityCheck { account, currency, session_started_at, time_played_ms, net_minor } => {
+            let message = wire::RealityCheckMessage {
+                kind: "reality_check",
+                seq,
+                session_started_at: crate::time::format_rfc3339(*session_started_at),
+                time_played_seconds: time_played_ms / 1_000,
+                net_position: crate::reality::signed_money(*currency, *net_minor),
+            };
+            ([Some(Key::Account(*account)), None], wire::to_json(&message))
+        }
     };
     (keys, Frame { text: Utf8Bytes::from(text), seq, committed_at: Some(committed_at), selection })
 }

@@ -202,6 +202,14 @@ pub(crate) enum UpdateKind {
         account: AccountId,
         wallet: book::Wallet,
     },
+    /// A reality check fell due: the session so far.
+    RealityCheck {
+        account: AccountId,
+        currency: Currency,
+        session_started_at: book::Timestamp,
+        time_played_ms: u64,
+        net_minor: i64,
+    },
 }
 
 /// What flows from the sequencer thread to the dispatcher, in the sequencer's order.
@@ -389,6 +397,18 @@ impl Hook {
             BookEvent::BetPlaced { bet, account, status } => self.bet(book, *bet, *account, *status, None, updates),
             BookEvent::BetStatusChanged { bet, account, status, payout } => {
                 self.bet(book, *bet, *account, *status, Some(*payout), updates)
+            }
+            BookEvent::RealityCheckDue { account } => {
+                let Some(check) = book.reality_checks().get(*account) else { return };
+                let Some(player) = book.players().get(account.index()) else { return };
+                let kind = UpdateKind::RealityCheck {
+                    account: *account,
+                    currency: player.currency,
+                    session_started_at: check.session_started_at,
+                    time_played_ms: book.now().saturating_sub(check.session_started_at),
+                    net_minor: check.net_minor,
+                };
+                updates.push(Update { seq: shared.next_seq(), kind });
             }
             BookEvent::Transferred(transfer) => {
                 for side in [transfer.debit, transfer.credit] {

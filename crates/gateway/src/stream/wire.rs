@@ -190,6 +190,19 @@ pub(crate) struct BalanceMessage {
     pub balance: BalanceView,
 }
 
+/// A reality check fell due (`reality_check`): the session's start, time played and net
+/// position (returns less stakes, negative when lost). Bets pause until the player
+/// acknowledges (`POST /v1/reality-check/acknowledge`).
+#[derive(Serialize)]
+pub(crate) struct RealityCheckMessage {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub seq: u64,
+    pub session_started_at: String,
+    pub time_played_seconds: u64,
+    pub net_position: String,
+}
+
 /// The account part of a snapshot: the wallet and the open bets (newest first, bounded).
 #[derive(Debug, Serialize)]
 pub(crate) struct AccountSnapshot {

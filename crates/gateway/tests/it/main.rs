@@ -23,5 +23,7 @@ mod payments;
 mod players;
 mod provider;
 mod reads;
+mod reality;
+mod register;
 mod staff;
 mod stream;

@@ -31,6 +31,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/limits"),
     ("POST", "/v1/self-exclusion"),
     ("POST", "/v1/time-out"),
+    ("GET", "/v1/reality-check"),
+    ("PUT", "/v1/reality-check"),
+    ("POST", "/v1/reality-check/acknowledge"),
     // catalog
     ("GET", "/v1/events"),
     ("GET", "/v1/events/{id}"),
