@@ -1164,16 +1164,20 @@ impl Book {
         window: (Timestamp, Timestamp),
         events: &mut Vec<BookEvent>,
     ) -> Result<(), Rejection> {
-        let windows = self.feed.windows.entry(market).or_default();
-        if windows.contains(&window) {
+        let listed = self.feed.windows.get(&market).map_or(&[][..], Vec::as_slice);
+        if listed.contains(&window) {
             return Ok(());
         }
-        if windows.len() >= FEED_CANCEL_WINDOWS_MAX {
+        if listed.len() >= FEED_CANCEL_WINDOWS_MAX {
             return Err(Rejection::InvalidRequest { reason: "too many cancellation windows on a market" });
         }
-        windows.push(window);
         self.unpack_market(market);
-        for bet in self.bets_in_window(market, window) {
+        let in_window = self.bets_in_window(market, window);
+        // Before anything changes: reversing the settled bets must not take a balance or a
+        // liability past the money maximum (found by the simulator: it panicked).
+        self.check_reversal_amounts(&in_window)?;
+        self.feed.windows.entry(market).or_default().push(window);
+        for bet in in_window {
             let found = &self.bets[bet.index()];
             let void_here = found
                 .legs
@@ -1212,14 +1216,17 @@ impl Book {
         window: (Timestamp, Timestamp),
         events: &mut Vec<BookEvent>,
     ) -> Result<(), Rejection> {
+        let listed = self.feed.windows.get(&market).ok_or(Rejection::NotSettled)?;
+        let position = listed.iter().position(|listed| *listed == window).ok_or(Rejection::NotSettled)?;
+        self.unpack_market(market);
+        let in_window = self.bets_in_window(market, window);
+        self.check_reversal_amounts(&in_window)?;
         let windows = self.feed.windows.get_mut(&market).ok_or(Rejection::NotSettled)?;
-        let position = windows.iter().position(|listed| *listed == window).ok_or(Rejection::NotSettled)?;
         windows.remove(position);
         if windows.is_empty() {
             self.feed.windows.remove(&market);
         }
-        self.unpack_market(market);
-        for bet in self.bets_in_window(market, window) {
+        for bet in in_window {
             let placed = self.bets[bet.index()].placed_at;
             if self.feed.in_cancel_window(market, placed) {
                 continue;

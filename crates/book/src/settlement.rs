@@ -188,10 +188,16 @@ impl Book {
     /// payout may become debt, and its liability counts again on its selections (the positive
     /// parts only, so no order of the reversals passes the maximum on the way).
     fn check_unsettlement_amounts(&self, market: MarketId) -> Result<(), Rejection> {
+        self.check_reversal_amounts(&self.markets[market.index()].bets)
+    }
+
+    /// The check of [`Book::check_unsettlement_amounts`] over the settled bets among `bets`:
+    /// also run before a feed's cancellation window (or its rollback) reverses settlements.
+    pub(crate) fn check_reversal_amounts(&self, bets: &[BetId]) -> Result<(), Rejection> {
         let mut returned: BTreeMap<AccountId, (i128, i128)> = BTreeMap::new();
         // Per selection: the base-currency liability (`None`) and each currency's own.
         let mut liability: BTreeMap<(SelectionId, Option<Currency>), i128> = BTreeMap::new();
-        for &bet in &self.markets[market.index()].bets {
+        for &bet in bets {
             let found = &self.bets[bet.index()];
             let Some(settlement) = found.settlement.filter(|_| found.status.is_settled_by_result()) else {
                 continue;

@@ -2428,11 +2428,11 @@ impl Auditor {
         settled
     }
 
-    fn unsettle_market(&mut self, market: u64) -> Reply {
-        let found = self.market(market).ok_or(Rejection::UnknownMarket)?;
-        if !found.is_resulted() {
-            return Err(Rejection::NotSettled);
-        }
+    /// Refuses reversing the settled bets among `bets` (an unsettlement, a feed's
+    /// cancellation window or its rollback) when it could take something past the money
+    /// maximum, bounded from above: every reopened bet's stake back in cash, its whole payout
+    /// as debt, its liability (where positive) on its selections again.
+    pub(crate) fn check_reversal_fits(&self, bets: &[u64]) -> Result<(), Rejection> {
         // Nothing may pass the money maximum, bounded from above: every reopened bet's stake
         // back in cash, its whole payout as debt, its liability (where positive) on its
         // selections again.
@@ -2441,7 +2441,7 @@ impl Auditor {
         let mut debt: BTreeMap<u64, i128> = BTreeMap::new();
         // Per selection, base-currency (`None`) and own-currency liabilities.
         let mut liability: BTreeMap<(u64, Option<Currency>), i128> = BTreeMap::new();
-        for &bet in &found.bets {
+        for &bet in bets {
             let bet = &self.bets[bet as usize - 1];
             if !matches!(
                 bet.status,
@@ -2465,6 +2465,15 @@ impl Auditor {
         if cash.values().chain(debt.values()).chain(liability.values()).any(|&amount| amount > max) {
             return Err(Rejection::AmountTooLarge);
         }
+        Ok(())
+    }
+
+    fn unsettle_market(&mut self, market: u64) -> Reply {
+        let found = self.market(market).ok_or(Rejection::UnknownMarket)?;
+        if !found.is_resulted() {
+            return Err(Rejection::NotSettled);
+        }
+        self.check_reversal_fits(&found.bets)?;
         let found = self.market_mut(market);
         found.settlement_version += 1;
         found.results.clear();

@@ -1083,7 +1083,13 @@ impl Simulator {
             }
         }
         if self.engine()?.stats().stopped.load(std::sync::atomic::Ordering::SeqCst) {
-            return self.fail("a full disk stopped the engine");
+            // Its reason says what it found (e.g. an acknowledged command missing from the
+            // journal it rebuilt the book from).
+            let reason = match self.engine()?.submit(Command::Tick) {
+                Err(error) => error.to_string(),
+                Ok(reply) => format!("{reply:?}"),
+            };
+            return self.fail(format!("a full disk stopped the engine: {reason}"));
         }
         self.auditor = model_before;
         *self.report.faults.entry("storage_full").or_default() += 1;

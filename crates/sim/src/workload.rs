@@ -284,7 +284,7 @@ impl Workload {
         }
         // Fixtures are created only while there are few enough.
         let create_event = if live.len() < LIVE_EVENTS_MAX { 2 } else { 0 };
-        let weights: [u64; 46] = [
+        let weights: [u64; 47] = [
             20, // single
             7,  // multiple
             5,  // system
@@ -331,6 +331,7 @@ impl Workload {
             3, // the payment provider's callback on a deposit (completed, failed, charged back)
             1, // a withdrawal approved for payout
             2, // identity verification: a jurisdiction's rules, a provider's or staff member's state
+            3, // reality checks (an interval, a session, an acknowledgement) and personal details
         ];
         match self.rng.weighted(&weights) {
             0 => self.bet(auditor, BetShape::Single),
@@ -376,6 +377,7 @@ impl Workload {
             43 => self.settle_deposit(auditor),
             44 => self.approve_withdrawal(auditor),
             45 => self.kyc(auditor),
+            46 => self.reality_check(auditor),
             _ => Step { label: "open_account", op: Op::Command(Command::OpenAccount { currency: self.currency() }) },
         }
     }
@@ -749,6 +751,37 @@ impl Workload {
     /// until verified, re-verification above lifetime deposits, an expiry, sometimes out of
     /// range), or a state set by the provider or staff: mostly a verification, sometimes a
     /// move the state machine refuses, a delivery again, a reference too long.
+    /// A reality check interval (sometimes out of range, sometimes stopped), a login's new
+    /// session, an acknowledgement (due or not), or personal details (sometimes too long, or
+    /// of an account without a profile).
+    fn reality_check(&mut self, auditor: &Auditor) -> Step {
+        let account = self.any_account(auditor);
+        let (label, command) = match self.rng.below(10) {
+            0..=2 => {
+                let interval_minutes = match self.rng.below(10) {
+                    0 => None,
+                    1 => Some([0, 9, 241][self.rng.index(3)]),
+                    _ => Some(self.rng.between(10, 60) as u32),
+                };
+                ("reality.interval", Command::SetRealityCheck { account, interval_minutes })
+            }
+            3..=4 => ("reality.session", Command::StartSession { account }),
+            5..=8 => ("reality.acknowledge", Command::AcknowledgeRealityCheck { account }),
+            _ => {
+                let name = if self.rng.chance(1, 10) { "n".repeat(201) } else { format!("Name{}", self.rng.below(9)) };
+                let details = book::PersonalDetails {
+                    first_name: Some(name),
+                    last_name: self.rng.chance(1, 2).then(|| "Lovelace".to_string()),
+                    email: None,
+                    postcode: self.rng.chance(1, 20).then(String::new),
+                    address: Some(format!("{} Example Street", self.rng.below(50))),
+                };
+                ("reality.details", Command::SetPersonalDetails { account, details })
+            }
+        };
+        Step { label, op: Op::Command(command) }
+    }
+
     fn kyc(&mut self, auditor: &Auditor) -> Step {
         let account = self.any_account(auditor);
         if self.rng.chance(1, 3) {

@@ -366,6 +366,8 @@ impl Auditor {
                 (bet, void_here)
             })
             .collect();
+        let in_window: Vec<u64> = bets.iter().map(|(bet, _)| *bet).collect();
+        self.check_reversal_fits(&in_window)?;
         self.feed.windows.entry(market).or_default().push(window);
         for (bet, void_here) in bets {
             let path = match self.bets[bet as usize - 1].status {
@@ -394,8 +396,10 @@ impl Auditor {
     }
 
     fn rollback_cancel_window(&mut self, market: u64, window: (u64, u64)) -> Result<(), Rejection> {
+        let listed = self.feed.windows.get(&market).ok_or(Rejection::NotSettled)?;
+        let position = listed.iter().position(|listed| *listed == window).ok_or(Rejection::NotSettled)?;
+        self.check_reversal_fits(&self.bets_in_window(market, window))?;
         let windows = self.feed.windows.get_mut(&market).ok_or(Rejection::NotSettled)?;
-        let position = windows.iter().position(|listed| *listed == window).ok_or(Rejection::NotSettled)?;
         windows.remove(position);
         if windows.is_empty() {
             self.feed.windows.remove(&market);
