@@ -47,6 +47,8 @@ pub struct GatewayRoleOptions {
     pub read_models: Option<crate::projection::StoreArg>,
     /// Their PostgreSQL schema (`--read-models-schema`).
     pub read_models_schema: String,
+    /// `--exclusion-register` with `--exclusion-register-file`, as on `serve`.
+    pub exclusion_register: gateway::register::ExclusionRegisterConfig,
     pub log_format: LogFormat,
 }
 
@@ -93,6 +95,8 @@ pub fn run(options: GatewayRoleOptions) -> anyhow::Result<()> {
     }
     config.edge_state = options.edge_state;
     config.edge_state_timeout = options.edge_state_timeout;
+    crate::serve::log_exclusion_register(&options.exclusion_register);
+    config.exclusion_register = options.exclusion_register;
     // No feed watchdog (the feed role runs it, once per cluster), a reply wait covering a
     // forward's retries through an election and the replica's catch-up, and the identity watch.
     let identity = config.for_replica(cluster::client::RETRY_FOR_DEFAULT);

@@ -455,6 +455,15 @@ enum Commands {
         /// The PostgreSQL schema of --read-models (the projector's --schema).
         #[arg(long, default_value = projector::POSTGRES_SCHEMA_DEFAULT)]
         read_models_schema: String,
+        /// The national self-exclusion register asked at registration and login, as on
+        /// `serve`: `sandbox`, `none`, or a GAMSTOP-like register's URL (its key in
+        /// `SPORTSBOOK_EXCLUSION_REGISTER_KEY`).
+        #[arg(long, value_name = "sandbox|none|URL", default_value = "sandbox")]
+        exclusion_register: String,
+        /// The sandbox register's excluded persons (a JSON file), as on `serve`; give every
+        /// gateway the same file.
+        #[arg(long, value_name = "FILE")]
+        exclusion_register_file: Option<std::path::PathBuf>,
         /// Log lines as text or JSON, on standard error.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
@@ -838,6 +847,8 @@ fn main() -> anyhow::Result<()> {
             edge_state_timeout_ms,
             read_models,
             read_models_schema,
+            exclusion_register,
+            exclusion_register_file,
             log_format,
         } => sportsbook::gateway_role::run(sportsbook::gateway_role::GatewayRoleOptions {
             nats,
@@ -851,6 +862,11 @@ fn main() -> anyhow::Result<()> {
             edge_state_timeout: std::time::Duration::from_millis(edge_state_timeout_ms),
             read_models,
             read_models_schema,
+            exclusion_register: sportsbook::serve::exclusion_register_config(
+                &exclusion_register,
+                exclusion_register_file,
+                std::env::var(sportsbook::serve::EXCLUSION_REGISTER_KEY_ENV).ok(),
+            )?,
             log_format: match log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,

@@ -96,6 +96,22 @@ pub struct ServeOptions {
 /// by URL (never a flag: command lines are visible to every user of the host).
 pub const EXCLUSION_REGISTER_KEY_ENV: &str = "SPORTSBOOK_EXCLUSION_REGISTER_KEY";
 
+/// Says at start which national self-exclusion register registrations and logins ask
+/// (`serve` and `sportsbook gateway`).
+pub fn log_exclusion_register(register: &gateway::register::ExclusionRegisterConfig) {
+    match register {
+        gateway::register::ExclusionRegisterConfig::Off => {
+            tracing::warn!("no national self-exclusion register is asked (--exclusion-register none)")
+        }
+        gateway::register::ExclusionRegisterConfig::Sandbox { file } => {
+            tracing::info!(file = ?file, "the exclusion register sandbox answers registrations and logins")
+        }
+        gateway::register::ExclusionRegisterConfig::Http { url, .. } => {
+            tracing::info!(%url, "registrations and logins ask the national self-exclusion register")
+        }
+    }
+}
+
 /// The register `serve` asks: `sandbox` (the default; its list in `file`, empty without
 /// one), `none`, or an `http(s)://` URL of a GAMSTOP-like register with its key from
 /// `SPORTSBOOK_EXCLUSION_REGISTER_KEY`.
@@ -263,17 +279,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     }
     config.edge_state = options.edge_state.clone();
     config.exclusion_register = options.exclusion_register.clone();
-    match &options.exclusion_register {
-        gateway::register::ExclusionRegisterConfig::Off => {
-            tracing::warn!("no national self-exclusion register is asked (--exclusion-register none)")
-        }
-        gateway::register::ExclusionRegisterConfig::Sandbox { file } => {
-            tracing::info!(file = ?file, "the exclusion register sandbox answers registrations and logins")
-        }
-        gateway::register::ExclusionRegisterConfig::Http { url, .. } => {
-            tracing::info!(%url, "registrations and logins ask the national self-exclusion register")
-        }
-    }
+    log_exclusion_register(&options.exclusion_register);
     config.edge_state_timeout = options.edge_state_timeout;
     if options.rate_limit_per_address.is_none() || options.rate_limit_per_credential.is_none() {
         tracing::warn!(
