@@ -184,6 +184,8 @@ pub struct Book {
     pub(crate) payments: crate::payments::PaymentBook,
     /// The tracked players' identity verifications (`kyc.rs`).
     pub(crate) kyc: crate::kyc::KycBook,
+    /// AML monitoring and markers of harm: counters, open cases, shared keys (`monitor.rs`).
+    pub(crate) monitor: crate::monitor::Monitor,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -220,6 +222,7 @@ pub struct BookParts {
     pub payments: crate::payments::PaymentParts,
     /// In account order.
     pub kyc: Vec<(AccountId, crate::kyc::Kyc)>,
+    pub monitor: crate::monitor::MonitorParts,
 }
 
 impl Book {
@@ -348,6 +351,9 @@ impl Book {
             }
             Command::SetFxRates { base, rates } => self.set_fx_rates(*base, rates),
             Command::SetResettlementWindow { window_ms } => self.set_resettlement_window(*window_ms),
+            Command::SetMonitoringRules { rules } => self.set_monitoring_rules(*rules),
+            Command::CaseAction(request) => self.act_on_case(request, events),
+            Command::NoteShared { account, key } => self.note_shared(*key, *account, events),
             Command::Tick => Ok(Ack::Done),
         }
     }
@@ -645,6 +651,7 @@ impl Book {
         self.payment_refs.insert(payment);
         self.players[account.index()].record(self.now, amount.minor(), 0, 0);
         self.record_kyc_deposit(account, amount.minor());
+        self.monitor_deposit(account, amount, events);
         self.repay_debt(account, events);
         Ok(Ack::Transfer(transfer))
     }
@@ -677,6 +684,7 @@ impl Book {
         };
         let transfer = self.ledger.hold(request, self.now).map_err(|_| Rejection::InsufficientFunds)?;
         self.emit_transfer(transfer, events);
+        self.monitor_withdrawal(account, amount, events);
         Ok(Ack::Transfer(transfer))
     }
 
@@ -708,6 +716,8 @@ impl Book {
         if !paid {
             // The released money is free cash again, and repays a debt first.
             self.repay_debt(account, events);
+            // Refused by staff or failed at the provider: a marker of harm when repeated.
+            self.monitor_withdrawal_refused(account, events);
         }
         Ok(Ack::Transfer(transfer))
     }
@@ -935,6 +945,7 @@ impl Book {
             adjustments: self.adjustments.clone(),
             payments: self.payments.to_parts(),
             kyc: self.kyc.to_parts(),
+            monitor: self.monitor.to_parts(),
         }
     }
 
@@ -961,6 +972,7 @@ impl Book {
         let closing_markets =
             parts.markets.iter().filter_map(|market| market.closed_at.map(|closed| (closed, market.id))).collect();
         let idempotency_order = parts.idempotency.iter().map(|(hash, _)| *hash).collect();
+        let monitor = crate::monitor::Monitor::from_parts(parts.monitor, parts.players.len());
         let mut book = Book {
             config: parts.config,
             now: parts.now,
@@ -996,6 +1008,7 @@ impl Book {
             adjustments: parts.adjustments,
             payments: crate::payments::PaymentBook::from_parts(parts.payments),
             kyc: crate::kyc::KycBook::from_parts(parts.kyc),
+            monitor,
         };
         // What a live book would have let leave by now has left (every command ends with
         // `forget_closed`); entries still due are those a live book keeps waiting too.

@@ -66,6 +66,20 @@ pub enum BookEvent {
     LimitsChanged {
         account: AccountId,
     },
+    /// A monitoring rule fired for an account (`monitor.rs`).
+    Alert(crate::monitor::Alert),
+    /// A staff action on a case, with the case's status after it.
+    CaseActed {
+        case: crate::monitor::CaseId,
+        account: AccountId,
+        action: crate::monitor::CaseAction,
+        status: crate::monitor::CaseStatus,
+    },
+    /// A case was opened, joined by an alert, acted on or closed.
+    CaseChanged {
+        case: crate::monitor::CaseId,
+        account: AccountId,
+    },
 }
 
 /// A successful reply.

@@ -188,6 +188,7 @@ impl Book {
             usage: Default::default(),
             profile: None,
         });
+        self.watch_opened(id);
         events.push(BookEvent::AccountOpened { account: id, currency });
         id
     }

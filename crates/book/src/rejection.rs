@@ -97,6 +97,12 @@ pub enum Rejection {
     },
     /// The verification state cannot move so (`Kyc::allows`).
     KycConflict,
+    /// No such case of the monitoring queue.
+    UnknownCase,
+    /// The case was closed: it takes no more actions.
+    CaseClosed,
+    /// The case's status does not allow the action (escalating a reported case ...).
+    InvalidTransition,
 }
 
 impl Rejection {
@@ -145,6 +151,9 @@ impl Rejection {
             Rejection::KycRequired => "kyc_required",
             Rejection::KycDepositCap { .. } => "kyc_deposit_cap",
             Rejection::KycConflict => "kyc_conflict",
+            Rejection::UnknownCase => "unknown_case",
+            Rejection::CaseClosed => "case_closed",
+            Rejection::InvalidTransition => "invalid_transition",
         }
     }
 }
@@ -229,6 +238,12 @@ pub const REASONS: &[&str] = &[
     "an adjustment's reason is 1 to 500 bytes",
     "adjustment amount must be positive",
     "pending adjustments at their maximum",
+    "monitoring rules out of range",
+    "a case action needs a reason of 1 to 500 bytes",
+    "a case note or reference is at most 1,000 bytes",
+    "a note action needs a note",
+    "mark_reported needs a reference",
+    "the case has its most actions: close it",
 ];
 
 /// The listed `&'static str` equal to `text`.
@@ -280,6 +295,9 @@ pub const CODES: &[&str] = &[
     "kyc_required",
     "kyc_deposit_cap",
     "kyc_conflict",
+    "unknown_case",
+    "case_closed",
+    "invalid_transition",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {
@@ -301,6 +319,7 @@ mod tests {
             include_str!("fx.rs"),
             include_str!("adjustment.rs"),
             include_str!("payments.rs"),
+            include_str!("monitor.rs"),
         ];
         for source in sources {
             for (index, _) in source.match_indices("reason: \"") {

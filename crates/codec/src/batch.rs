@@ -22,8 +22,10 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// older batches holding them are refused. Version 6 added payments through the provider
 /// (`BeginDeposit`, `SettleDeposit`, `ApproveWithdrawal`) and the `Chargeback` transfer code;
 /// older batches holding them are refused. Version 7 added identity verification
-/// (`SetKycRules`, `SetKycState`); older batches holding them are refused.
-pub const BATCH_FORMAT_VERSION: u8 = 7;
+/// (`SetKycRules`, `SetKycState`); older batches holding them are refused. Version 8 added AML
+/// monitoring (`SetMonitoringRules`, `CaseAction`, `NoteShared`, tags 55-57); older batches
+/// holding them are refused.
+pub const BATCH_FORMAT_VERSION: u8 = 8;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
@@ -135,6 +137,13 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
         && commands.iter().any(|command| matches!(command, Command::SetKycRules { .. } | Command::SetKycState { .. }))
     {
         return Err(input.error("a kyc command in a batch older than version 7"));
+    }
+    if version < 8
+        && commands.iter().any(|command| {
+            matches!(command, Command::SetMonitoringRules { .. } | Command::CaseAction(_) | Command::NoteShared { .. })
+        })
+    {
+        return Err(input.error("a monitoring command in a batch older than version 8"));
     }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands, origins })

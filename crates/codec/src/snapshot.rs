@@ -19,7 +19,9 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// limits and none pending. Version 8 appended the payments (deposits waiting for or settled by
 /// the provider, approved withdrawals); older snapshots decode with none. Version 9 appended
 /// the players' identity verifications (`KycBook`); older snapshots decode with none tracked.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 9;
+/// Version 10 appended the monitor (`MonitorParts`: rules, per-account counters, open cases,
+/// the shared-key index); older snapshots decode with the default rules and nothing watched.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 10;
 /// The oldest snapshot format still decoded.
 pub const SNAPSHOT_FORMAT_VERSION_MIN: u8 = 5;
 
@@ -59,6 +61,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.adjustments.encode(&mut out);
     parts.payments.encode(&mut out);
     parts.kyc.encode(&mut out);
+    parts.monitor.encode(&mut out);
     out
 }
 
@@ -110,6 +113,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         adjustments: if version >= 7 { Wire::decode(&mut input)? } else { book::Adjustments::default() },
         payments: if version >= 8 { Wire::decode(&mut input)? } else { book::PaymentParts::default() },
         kyc: if version >= 9 { Wire::decode(&mut input)? } else { Vec::new() },
+        monitor: if version >= 10 { Wire::decode(&mut input)? } else { book::MonitorParts::default() },
     };
     input.finish()?;
     parts.check_structure().map_err(invalid)?;

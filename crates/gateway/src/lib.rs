@@ -23,6 +23,7 @@ mod fx;
 mod history;
 mod idempotency;
 mod kyc;
+pub mod monitoring;
 mod limits;
 mod metrics;
 mod openapi;
@@ -648,6 +649,7 @@ pub fn app(state: AppState) -> Router {
         .merge(staff::routes())
         .merge(adjustments::routes())
         .merge(kyc::routes())
+        .merge(monitoring::routes())
         .merge(cluster::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.

@@ -183,6 +183,11 @@ enum Commands {
         /// secret is `SPORTSBOOK_KYC_SECRET` (at least 16 bytes).
         #[arg(long, value_name = "FILE")]
         kyc_jurisdictions: Option<std::path::PathBuf>,
+        /// A JSON file of AML and markers-of-harm rules (the body of
+        /// `PUT /v1/admin/monitoring-rules`; `docs/compliance.md`), submitted at start when the
+        /// book's differ. Without it the book keeps the rules it has (the defaults at first).
+        #[arg(long, value_name = "FILE")]
+        monitoring_rules: Option<std::path::PathBuf>,
         /// A reverse proxy or load balancer (an address or a CIDR range), repeatable: from it,
         /// `Forwarded` / `X-Forwarded-For` name the client for per-address limits and login
         /// throttles. From anyone else they are ignored.
@@ -632,6 +637,7 @@ fn main() -> anyhow::Result<()> {
             payment_sandbox_payouts,
             withdrawal_approval_above,
             kyc_jurisdictions,
+            monitoring_rules,
             trusted_proxies,
             password_hash_workers,
             projector,
@@ -667,6 +673,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 fx_rates_age_max: std::time::Duration::from_secs(fx_rates_age_max),
                 resettlement_window_ms: resettlement_window,
+                monitoring_rules,
                 adjustment_limits,
                 payments: sportsbook::serve::PaymentOptions {
                     callbacks: matches!(payments, PaymentsArg::Callbacks),

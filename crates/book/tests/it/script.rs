@@ -430,6 +430,11 @@ impl Script {
         };
         self.output.push_str(&rendered);
         for event in &events {
+            // The monitor's alerts and cases have tests of their own (`monitor.rs`); the
+            // scenarios' transcripts show what the rules they test do.
+            if matches!(event, BookEvent::Alert(_) | BookEvent::CaseActed { .. } | BookEvent::CaseChanged { .. }) {
+                continue;
+            }
             let line = self.event(event);
             self.output.push_str(&format!("  - {line}\n"));
         }
@@ -512,6 +517,9 @@ impl Script {
             BookEvent::StaffChanged => "staff changed".to_string(),
             BookEvent::IdempotentReplay { account } => format!("{account} replayed an idempotent command"),
             BookEvent::LimitsChanged { account } => format!("{account} limits changed"),
+            BookEvent::Alert(alert) => format!("{} {} {}", alert.id, alert.account, alert.rule.as_str()),
+            BookEvent::CaseActed { case, action, .. } => format!("{case} {}", action.action.as_str()),
+            BookEvent::CaseChanged { case, .. } => format!("{case} changed"),
         }
     }
 }
