@@ -106,6 +106,9 @@ impl ApiError {
             // Identity verification first: the player can do something about it (verify).
             Rejection::KycRequired | Rejection::KycDepositCap { .. } => S::FORBIDDEN,
             Rejection::KycConflict => S::CONFLICT,
+            // The case queue (`monitoring.rs`): a case closed or a move its status forbids.
+            Rejection::UnknownCase => S::NOT_FOUND,
+            Rejection::CaseClosed | Rejection::InvalidTransition => S::CONFLICT,
             Rejection::UnknownAdjustment => S::NOT_FOUND,
             Rejection::MarketThrottled { .. } => S::TOO_MANY_REQUESTS,
             Rejection::UnknownAccount
