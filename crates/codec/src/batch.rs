@@ -380,6 +380,41 @@ mod tests {
     /// The header written after the commands (`begin_batch`, `finish_batch`) is the header
     /// `Wire` encodes field by field, `BATCH_HEADER_BYTES` long, and every entry's bytes are
     /// what `encode_batch_entry` says: the sequencer sizes batches by them.
+    /// Version 8 added AML monitoring: its commands round trip (the rules, each case action
+    /// with a note and a reference, both shared-key kinds), and older batches holding them are
+    /// refused.
+    #[test]
+    fn version_8_batches_carry_monitoring() {
+        let mut commands = vec![
+            Command::SetMonitoringRules { rules: book::MonitoringRules::default() },
+            Command::SetMonitoringRules {
+                rules: book::MonitoringRules {
+                    deposits: None,
+                    rapid_in_out: None,
+                    night_start_hour: 22,
+                    night_end_hour: 5,
+                    ..book::MonitoringRules::default()
+                },
+            },
+            Command::NoteShared { account: book::AccountId(3), key: book::SharedKey::instrument("tok_1") },
+            Command::NoteShared { account: book::AccountId(4), key: book::SharedKey::address("1 High St") },
+        ];
+        for action in book::CaseActionKind::ALL {
+            commands.push(Command::CaseAction(book::CaseActionRequest {
+                case: book::CaseId(2),
+                action,
+                by: book::Actor::Staff(book::StaffId(1)),
+                reason: "reviewed".to_string(),
+                note: Some("a note".to_string()),
+                reference: (action == book::CaseActionKind::MarkReported).then(|| "SAR-1".to_string()),
+            }));
+        }
+        assert_eq!(decode_batch(&with_version(8, &commands)).expect("version 8").commands, commands);
+        for command in &commands {
+            assert!(decode_batch(&with_version(7, std::slice::from_ref(command))).is_err(), "{command:?}");
+        }
+    }
+
     #[test]
     fn a_batch_finished_after_its_commands_is_the_wire_layout() {
         let commands = [

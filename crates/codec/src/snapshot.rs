@@ -171,6 +171,69 @@ mod tests {
         bytes.len()
     }
 
+    /// The encoding length of a book's monitor (appended by version 10).
+    fn monitor_bytes_of(book: &Book) -> usize {
+        let mut bytes = Vec::new();
+        book.monitor().to_parts().encode(&mut bytes);
+        bytes.len()
+    }
+
+    /// The encoding length of the monitor of a new book.
+    fn monitor_bytes() -> usize {
+        monitor_bytes_of(&Book::new(Config::default()))
+    }
+
+    /// Version 10 appended the monitor: rules, counters, open cases with their alerts and
+    /// actions, and the shared-key index round trip; a version 9 snapshot (the same bytes
+    /// without it) decodes with the default rules; a case of an unknown account is refused.
+    #[test]
+    fn the_monitor_round_trips_and_version_9_snapshots_decode() {
+        use book::{AccountId, Actor, CaseActionKind, CaseActionRequest, CaseId, Command, MonitoringRules, SharedKey};
+        let mut book = Book::new(Config::default());
+        let apply = |book: &mut Book, now: u64, command: Command| book.apply(now, &command, &mut Vec::new());
+        for _ in 0..3 {
+            apply(&mut book, 1, Command::OpenAccount { currency: domain::Currency::EUR }).expect("account");
+        }
+        let rules = MonitoringRules { shared_accounts_max: Some(1), ..MonitoringRules::default() };
+        apply(&mut book, 2, Command::SetMonitoringRules { rules }).expect("rules");
+        for account in [1, 2] {
+            let note = Command::NoteShared { account: AccountId(account), key: SharedKey::instrument("tok") };
+            apply(&mut book, 3, note).expect("noted");
+        }
+        let deposit = Command::Deposit {
+            account: AccountId(3),
+            amount: domain::Money::from_minor(5_000),
+            payment_ref: "p".into(),
+            idempotency: None,
+        };
+        apply(&mut book, 4, deposit).expect("deposit");
+        let note = CaseActionRequest {
+            case: CaseId(1),
+            action: CaseActionKind::Note,
+            by: Actor::System("test".into()),
+            reason: "why".into(),
+            note: Some("a note".into()),
+            reference: None,
+        };
+        apply(&mut book, 5, Command::CaseAction(note)).expect("noted");
+        assert_eq!(book.monitor().cases().count(), 2);
+        let bytes = encode_snapshot(&book);
+        let restored = decode_snapshot(&bytes).expect("decodes");
+        assert_eq!(restored.monitor(), book.monitor());
+        assert_eq!(encode_snapshot(&restored), bytes);
+        let empty = Book::new(Config::default());
+        let mut version_9 = encode_snapshot(&empty);
+        version_9.truncate(version_9.len() - monitor_bytes());
+        version_9[0] = 9;
+        assert_eq!(encode_snapshot(&decode_snapshot(&version_9).expect("version 9")), encode_snapshot(&empty));
+        let mut corrupt = bytes[..bytes.len() - monitor_bytes_of(&book)].to_vec();
+        let mut parts = book.monitor().to_parts();
+        parts.cases[0].account = AccountId(9);
+        parts.encode(&mut corrupt);
+        let error = decode_snapshot(&corrupt).expect_err("refused");
+        assert!(error.reason.contains("unknown account"), "{error:?}");
+    }
+
     /// Version 9 appended the verifications: they round trip, and a version 8 snapshot (the
     /// same bytes without them) decodes with none tracked; a record of an unknown account is
     /// refused.
@@ -197,22 +260,24 @@ mod tests {
         assert_eq!(encode_snapshot(&restored), bytes);
         let empty = Book::new(Config::default());
         let mut version_8 = encode_snapshot(&empty);
-        version_8.truncate(version_8.len() - kyc_bytes());
+        version_8.truncate(version_8.len() - kyc_bytes() - monitor_bytes());
         version_8[0] = 8;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_8).expect("version 8")), encode_snapshot(&empty));
         let mut kyc_bytes_of = Vec::new();
         book.kyc().to_parts().encode(&mut kyc_bytes_of);
-        let mut corrupt = bytes[..bytes.len() - kyc_bytes_of.len()].to_vec();
+        let monitor = bytes.len() - monitor_bytes_of(&book);
+        let mut corrupt = bytes[..monitor - kyc_bytes_of.len()].to_vec();
         let mut parts = book.kyc().to_parts();
         parts[0].0 = AccountId(9);
         parts.encode(&mut corrupt);
+        corrupt.extend_from_slice(&bytes[monitor..]);
         assert!(decode_snapshot(&corrupt).is_err());
     }
 
     /// A snapshot of a book without adjustments in the version 6 layout (no adjustments or
     /// payments at the end): the tests that corrupt fields counted from the end work on it.
     fn as_version_6(mut bytes: Vec<u8>) -> Vec<u8> {
-        bytes.truncate(bytes.len() - adjustments_bytes() - payments_bytes() - kyc_bytes());
+        bytes.truncate(bytes.len() - adjustments_bytes() - payments_bytes() - kyc_bytes() - monitor_bytes());
         bytes[0] = 6;
         bytes
     }
@@ -252,7 +317,7 @@ mod tests {
         assert_eq!(encode_snapshot(&restored), encode_snapshot(&book));
         let empty = Book::new(Config::default());
         let mut version_6 = encode_snapshot(&empty);
-        version_6.truncate(version_6.len() - adjustments_bytes() - payments_bytes() - kyc_bytes());
+        version_6.truncate(version_6.len() - adjustments_bytes() - payments_bytes() - kyc_bytes() - monitor_bytes());
         version_6[0] = 6;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_6).expect("version 6")), encode_snapshot(&empty));
     }
@@ -275,7 +340,7 @@ mod tests {
         assert_eq!(restored.staff_by_username("ops.anna").map(|staff| staff.id), Some(book::StaffId(1)));
         let empty = Book::new(Config::default());
         let mut version_5 = encode_snapshot(&empty);
-        version_5.truncate(version_5.len() - 4 - adjustments_bytes() - payments_bytes() - kyc_bytes());
+        version_5.truncate(version_5.len() - 4 - adjustments_bytes() - payments_bytes() - kyc_bytes() - monitor_bytes());
         version_5[0] = 5;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_5).expect("version 5")), encode_snapshot(&empty));
     }
@@ -470,6 +535,9 @@ mod tests {
         let mut restored = decode_snapshot(&bytes).expect("decodes");
         assert_eq!(encode_snapshot(&restored), bytes);
         assert_eq!(restored.apply(2, &deposit("psp-1"), &mut events), Err(book::Rejection::DuplicatePaymentRef));
+        // The deposits left counters in the monitor: cut it whole, then the older parts.
+        let mut bytes = bytes[..bytes.len() - monitor_bytes_of(&book)].to_vec();
+        book::MonitorParts::default().encode(&mut bytes);
         let bytes = as_version_6(bytes);
         // The last entry repeated.
         let mut repeated = bytes[..bytes.len() - 2 * 16 - 4].to_vec();
@@ -512,16 +580,17 @@ mod tests {
         assert_eq!(encode_snapshot(&restored), bytes);
         let empty = Book::new(Config::default());
         let mut version_7 = encode_snapshot(&empty);
-        version_7.truncate(version_7.len() - payments_bytes() - kyc_bytes());
+        version_7.truncate(version_7.len() - payments_bytes() - kyc_bytes() - monitor_bytes());
         version_7[0] = 7;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_7).expect("version 7")), encode_snapshot(&empty));
         // A snapshot whose pending deposit has no open hold is refused.
-        let mut corrupt = bytes[..bytes.len() - payments_bytes_of(&book) - kyc_bytes()].to_vec();
+        let mut corrupt = bytes[..bytes.len() - payments_bytes_of(&book) - kyc_bytes() - monitor_bytes_of(&book)].to_vec();
         let mut parts = book.payments().to_parts();
         parts.deposits[1].state = DepositState::Failed;
         parts.deposits[1].resolution = Some(book::TransferId(99));
         parts.encode(&mut corrupt);
         Vec::<(AccountId, book::Kyc)>::new().encode(&mut corrupt);
+        corrupt.extend_from_slice(&bytes[bytes.len() - monitor_bytes_of(&book)..]);
         assert!(decode_snapshot(&corrupt).is_err());
     }
 
