@@ -75,11 +75,8 @@ pub enum BookEvent {
         action: crate::monitor::CaseAction,
         status: crate::monitor::CaseStatus,
     },
-    /// A case was opened, joined by an alert, acted on or closed.
-    CaseChanged {
-        case: crate::monitor::CaseId,
-        account: AccountId,
-    },
+    /// A case was opened, joined by an alert, acted on or closed: as it stands after.
+    CaseChanged(crate::monitor::CaseSummary),
 }
 
 /// A successful reply.

@@ -171,7 +171,8 @@ impl BookParts {
         if let Some((account, _)) = self.monitor.watches.iter().find(|(account, _)| !known(account.0, players)) {
             return Err(format!("monitor watch of unknown account {account}"));
         }
-        let sharer_unknown = |accounts: &Vec<crate::ids::AccountId>| accounts.iter().any(|account| !known(account.0, players));
+        let sharer_unknown =
+            |accounts: &Vec<crate::ids::AccountId>| accounts.iter().any(|account| !known(account.0, players));
         if self.monitor.shared.iter().any(|(_, accounts)| sharer_unknown(accounts)) {
             return Err("a shared key of an unknown account".into());
         }

@@ -439,6 +439,33 @@ pub struct Case {
     pub reference: Option<String>,
 }
 
+/// A case's figures without its alerts and actions: what `BookEvent::CaseChanged` carries
+/// (a closed case has left the book when the event is read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseSummary {
+    pub id: CaseId,
+    pub account: AccountId,
+    pub status: CaseStatus,
+    pub opened_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub alerts_total: u32,
+    pub reference: Option<String>,
+}
+
+impl Case {
+    pub fn summary(&self) -> CaseSummary {
+        CaseSummary {
+            id: self.id,
+            account: self.account,
+            status: self.status,
+            opened_at: self.opened_at,
+            updated_at: self.updated_at,
+            alerts_total: self.alerts_total,
+            reference: self.reference.clone(),
+        }
+    }
+}
+
 /// A key accounts may share: a payment instrument (the provider's token of a card or bank
 /// account) or a postal address, held as a 64-bit FNV-1a hash of its normalised text (the
 /// journal and snapshots never hold the instrument itself).
@@ -456,8 +483,7 @@ impl SharedKey {
     /// An address: letters and digits only, lower case, so that spacing and punctuation do
     /// not hide a match.
     pub fn address(text: &str) -> SharedKey {
-        let normalised: String =
-            text.chars().filter(|c| c.is_alphanumeric()).flat_map(|c| c.to_lowercase()).collect();
+        let normalised: String = text.chars().filter(|c| c.is_alphanumeric()).flat_map(|c| c.to_lowercase()).collect();
         SharedKey::Address(key_hash(&normalised))
     }
 
@@ -889,16 +915,18 @@ impl Book {
             at: now,
             case,
         };
+        let mut summary = None;
         if let Some(found) = case.and_then(|case| monitor.cases.get_mut(&case)) {
             found.alerts_total = found.alerts_total.saturating_add(1);
             found.updated_at = now;
             if found.alerts.len() < CASE_ALERTS_MAX {
                 found.alerts.push(alert.clone());
             }
+            summary = Some(found.summary());
         }
         events.push(BookEvent::Alert(alert));
-        if let Some(case) = case {
-            events.push(BookEvent::CaseChanged { case, account });
+        if let Some(summary) = summary {
+            events.push(BookEvent::CaseChanged(summary));
         }
     }
 
@@ -957,8 +985,13 @@ impl Book {
             at: now,
         };
         events.push(BookEvent::CaseActed { case: *case, account, action: record.clone(), status: next });
+        let mut summary = None;
         if next == CaseStatus::Closed {
-            self.monitor.cases.remove(case);
+            if let Some(mut closed) = self.monitor.cases.remove(case) {
+                closed.status = CaseStatus::Closed;
+                closed.updated_at = now;
+                summary = Some(closed.summary());
+            }
             self.monitor.case_of.remove(&account);
         } else if let Some(found) = self.monitor.cases.get_mut(case) {
             found.status = next;
@@ -967,8 +1000,11 @@ impl Book {
                 found.reference = reference.clone();
             }
             found.actions.push(record);
+            summary = Some(found.summary());
         }
-        events.push(BookEvent::CaseChanged { case: *case, account });
+        if let Some(summary) = summary {
+            events.push(BookEvent::CaseChanged(summary));
+        }
         Ok(Ack::Done)
     }
 }

@@ -340,7 +340,8 @@ mod tests {
         assert_eq!(restored.staff_by_username("ops.anna").map(|staff| staff.id), Some(book::StaffId(1)));
         let empty = Book::new(Config::default());
         let mut version_5 = encode_snapshot(&empty);
-        version_5.truncate(version_5.len() - 4 - adjustments_bytes() - payments_bytes() - kyc_bytes() - monitor_bytes());
+        version_5
+            .truncate(version_5.len() - 4 - adjustments_bytes() - payments_bytes() - kyc_bytes() - monitor_bytes());
         version_5[0] = 5;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_5).expect("version 5")), encode_snapshot(&empty));
     }
@@ -584,7 +585,8 @@ mod tests {
         version_7[0] = 7;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_7).expect("version 7")), encode_snapshot(&empty));
         // A snapshot whose pending deposit has no open hold is refused.
-        let mut corrupt = bytes[..bytes.len() - payments_bytes_of(&book) - kyc_bytes() - monitor_bytes_of(&book)].to_vec();
+        let mut corrupt =
+            bytes[..bytes.len() - payments_bytes_of(&book) - kyc_bytes() - monitor_bytes_of(&book)].to_vec();
         let mut parts = book.payments().to_parts();
         parts.deposits[1].state = DepositState::Failed;
         parts.deposits[1].resolution = Some(book::TransferId(99));

@@ -12,6 +12,10 @@ use book::{
 };
 use book::{Actor, AppliedRate, Folded, FxTable, Origin, Staff, StaffId};
 use book::{Adjustment, AdjustmentDirection, AdjustmentId, AdjustmentLimit, AdjustmentLimits, Adjustments};
+use book::{
+    Alert, AlertId, Case, CaseAction, CaseActionKind, CaseActionRequest, CaseId, CaseStatus, Counters, MonitorParts,
+    MonitoringRules, RapidInOut, Rule, SharedKey, Threshold, Watch,
+};
 use book::{DegradedParts, Throttle, TradingMode};
 use book::{Deposit, DepositOutcome, DepositState, PaymentParts};
 use book::{
@@ -19,10 +23,6 @@ use book::{
     FeedSelection, ProviderFeed, StaleMode,
 };
 use book::{Kyc, KycRules, KycState};
-use book::{
-    Alert, AlertId, Case, CaseAction, CaseActionKind, CaseActionRequest, CaseId, CaseStatus, Counters, MonitorParts,
-    MonitoringRules, RapidInOut, Rule, SharedKey, Threshold, Watch,
-};
 use domain::{Currency, Date, ExchangeRate, Money, Odds, Ratio, MONEY_MINOR_MAX};
 
 use crate::wire::{DecodeError, Reader, Wire};
@@ -549,7 +549,8 @@ impl Wire for Watch {
         let last_deposit = Wire::decode(input)?;
         let turnover_since_deposit = Wire::decode(input)?;
         let refusals: Vec<u64> = Wire::decode(input)?;
-        if refusals.len() > book::REFUSED_WITHDRAWALS_MAX as usize || !refusals.windows(2).all(|pair| pair[0] <= pair[1])
+        if refusals.len() > book::REFUSED_WITHDRAWALS_MAX as usize
+            || !refusals.windows(2).all(|pair| pair[0] <= pair[1])
         {
             return Err(input.error("refusal times over their bound or out of order"));
         }

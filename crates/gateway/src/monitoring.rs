@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use book::{
-    scopes, Alert, AlertKind, Book, Case, CaseActionKind, CaseActionRequest, CaseId, CaseStatus, Command, MonitoringRules,
-    Period, RapidInOut, Rule, Threshold,
+    scopes, Alert, AlertKind, Book, Case, CaseActionKind, CaseActionRequest, CaseId, CaseStatus, Command,
+    MonitoringRules, Period, RapidInOut, Rule, Threshold,
 };
 use domain::Currency;
 use serde::{Deserialize, Serialize};
@@ -153,10 +153,10 @@ impl MonitoringRulesBody {
             deposits: threshold(&self.deposits, "deposits")?,
             withdrawals: threshold(&self.withdrawals, "withdrawals")?,
             turnover: threshold(&self.turnover, "turnover")?,
-            rapid_in_out: self.rapid_in_out.as_ref().map(|rapid| RapidInOut {
-                within_hours: rapid.within_hours,
-                turnover_percent: rapid.turnover_percent,
-            }),
+            rapid_in_out: self
+                .rapid_in_out
+                .as_ref()
+                .map(|rapid| RapidInOut { within_hours: rapid.within_hours, turnover_percent: rapid.turnover_percent }),
             shared_accounts_max: self.shared_accounts_max,
             deposits_per_day: self.deposits_per_day,
             night_bets_per_day: self.night_bets_per_day,
@@ -405,7 +405,9 @@ fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 }
 
 fn parse_account(text: &str) -> Result<book::AccountId, ApiError> {
-    parse_id(text, "acc_", "account").map(book::AccountId).map_err(|_| ApiError::invalid("unknown account").with("field", "account"))
+    parse_id(text, "acc_", "account")
+        .map(book::AccountId)
+        .map_err(|_| ApiError::invalid("unknown account").with("field", "account"))
 }
 
 fn parse_time(text: Option<&str>, field: &str) -> Result<Option<u64>, ApiError> {
@@ -603,7 +605,9 @@ pub(crate) async fn get_case(
         .await?;
     match view {
         Some(view) => Ok(Json(view)),
-        None if case.0 >= 1 && case.0 <= issued => Err(ApiError::from_rejection(&book::Rejection::CaseClosed, Currency::EUR)),
+        None if case.0 >= 1 && case.0 <= issued => {
+            Err(ApiError::from_rejection(&book::Rejection::CaseClosed, Currency::EUR))
+        }
         None => Err(unknown_case()),
     }
 }
@@ -682,7 +686,8 @@ pub(crate) async fn act_on_case(
     }
     // The case before the action: a closed case leaves the book, and the answer shows it
     // closed from what it was.
-    let before = state.read(move |book| book.monitor().case(case).map(|found| (found.clone(), is_frozen(book, found)))).await?;
+    let before =
+        state.read(move |book| book.monitor().case(case).map(|found| (found.clone(), is_frozen(book, found)))).await?;
     let origin = principal.origin().with_reason(Some(reason.clone()));
     let closing_reason = reason.clone();
     let command = Command::CaseAction(CaseActionRequest {
@@ -809,7 +814,9 @@ pub(crate) async fn suspicious_activity(
                 .monitor()
                 .cases()
                 .filter(|case| matches!(case.status, CaseStatus::Escalated | CaseStatus::Reported))
-                .filter(|case| from.is_none_or(|from| case.updated_at >= from) && to.is_none_or(|to| case.updated_at < to))
+                .filter(|case| {
+                    from.is_none_or(|from| case.updated_at >= from) && to.is_none_or(|to| case.updated_at < to)
+                })
                 .cloned()
                 .collect();
             (cases, book.fx().base)

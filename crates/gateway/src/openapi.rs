@@ -19,8 +19,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    adjustments, catalog, cluster, compliance, degraded, dto, error, feed, fx, history, kyc, monitoring, operators, ops, payments,
-    players, staff, stream,
+    adjustments, catalog, cluster, compliance, degraded, dto, error, feed, fx, history, kyc, monitoring, operators,
+    ops, payments, players, staff, stream,
 };
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.

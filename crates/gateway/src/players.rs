@@ -505,7 +505,10 @@ pub(crate) async fn deposit(
     // noting it again (a retry) changes nothing, an account is held once per instrument.
     if let Some(instrument) = instrument {
         let note = Command::NoteShared { account, key: book::SharedKey::instrument(&instrument) };
-        state.submit(note, principal.origin()).await?.map_err(|rejection| ApiError::from_rejection(&rejection, currency))?;
+        state
+            .submit(note, principal.origin())
+            .await?
+            .map_err(|rejection| ApiError::from_rejection(&rejection, currency))?;
     }
     // The deposit's state: a deposit that completed at once is not among the provider's.
     let payment_state = state.read(move |book| book.payments().deposit(transfer).map(|deposit| deposit.state)).await?;

@@ -3,9 +3,9 @@
 //! freeze by case, and alerts equal after a restore from parts and a replay (property test).
 
 use book::{
-    AccountId, Ack, Actor, AlertKind, BetKind, Book, BookEvent, CaseActionKind, CaseActionRequest, CaseId,
-    CaseStatus, Command, Config, LegRequest, MonitoringRules, NewSelection, Period, PlaceBet, PricePolicy, RapidInOut,
-    Rejection, Reply, Rule, SelectionId, SharedKey, StaffId, Threshold, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR,
+    AccountId, Ack, Actor, AlertKind, BetKind, Book, BookEvent, CaseActionKind, CaseActionRequest, CaseId, CaseStatus,
+    Command, Config, LegRequest, MonitoringRules, NewSelection, Period, PlaceBet, PricePolicy, RapidInOut, Rejection,
+    Reply, Rule, SelectionId, SharedKey, StaffId, Threshold, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR,
 };
 use domain::{Currency, Money, Odds};
 use proptest::prelude::*;
@@ -288,7 +288,11 @@ fn accounts_sharing_an_instrument_past_the_bound_are_each_alerted() {
     fired.sort();
     assert_eq!(
         fired,
-        [(AccountId(1), Rule::SharedInstrument), (AccountId(2), Rule::SharedInstrument), (AccountId(3), Rule::SharedInstrument)]
+        [
+            (AccountId(1), Rule::SharedInstrument),
+            (AccountId(2), Rule::SharedInstrument),
+            (AccountId(3), Rule::SharedInstrument)
+        ]
     );
     desk.apply(Command::NoteShared { account: AccountId(4), key: card }).expect("noted");
     assert_eq!(desk.fired.last(), Some(&(AccountId(4), Rule::SharedInstrument)), "a newcomer past the bound");
@@ -321,7 +325,10 @@ fn a_case_moves_open_escalated_reported_closed_and_a_freeze_stops_bets() {
     assert_eq!(desk.act(case, CaseActionKind::MarkReported, None, Some("SAR-123")), Ok(Ack::Done));
     assert_eq!(desk.act(case, CaseActionKind::MarkReported, None, Some("SAR-124")), Err(Rejection::InvalidTransition));
     let held = desk.book.monitor().case(case).expect("held");
-    assert_eq!((held.status, held.reference.as_deref(), held.actions.len()), (CaseStatus::Reported, Some("SAR-123"), 5));
+    assert_eq!(
+        (held.status, held.reference.as_deref(), held.actions.len()),
+        (CaseStatus::Reported, Some("SAR-123"), 5)
+    );
     // A second alert of the account joins its open case.
     desk.at(NOON + MILLIS_PER_DAY);
     desk.deposit(1_000).expect("deposit");
@@ -404,7 +411,9 @@ fn commands(steps: &[Step]) -> Vec<(u64, Command)> {
                     idempotency: None,
                 }
             }
-            Step::Withdraw(minor) => Command::Withdraw { account: PLAYER, amount: Money::from_minor(*minor), idempotency: None },
+            Step::Withdraw(minor) => {
+                Command::Withdraw { account: PLAYER, amount: Money::from_minor(*minor), idempotency: None }
+            }
             Step::Refuse => match pending.pop() {
                 Some(withdrawal) => Command::RefuseWithdrawal { account: PLAYER, withdrawal },
                 None => Command::Tick,
@@ -412,7 +421,10 @@ fn commands(steps: &[Step]) -> Vec<(u64, Command)> {
             Step::Bet(minor) => Command::PlaceBet(PlaceBet {
                 account: PLAYER,
                 kind: BetKind::Single,
-                legs: vec![LegRequest { selection: desk.selection.expect("market"), price: Odds::from_scaled(20_000).expect("odds") }],
+                legs: vec![LegRequest {
+                    selection: desk.selection.expect("market"),
+                    price: Odds::from_scaled(20_000).expect("odds"),
+                }],
                 stake: Money::from_minor(*minor),
                 each_way: false,
                 policy: PricePolicy::Any,

@@ -432,7 +432,7 @@ impl Script {
         for event in &events {
             // The monitor's alerts and cases have tests of their own (`monitor.rs`); the
             // scenarios' transcripts show what the rules they test do.
-            if matches!(event, BookEvent::Alert(_) | BookEvent::CaseActed { .. } | BookEvent::CaseChanged { .. }) {
+            if matches!(event, BookEvent::Alert(_) | BookEvent::CaseActed { .. } | BookEvent::CaseChanged(_)) {
                 continue;
             }
             let line = self.event(event);
@@ -519,7 +519,7 @@ impl Script {
             BookEvent::LimitsChanged { account } => format!("{account} limits changed"),
             BookEvent::Alert(alert) => format!("{} {} {}", alert.id, alert.account, alert.rule.as_str()),
             BookEvent::CaseActed { case, action, .. } => format!("{case} {}", action.action.as_str()),
-            BookEvent::CaseChanged { case, .. } => format!("{case} changed"),
+            BookEvent::CaseChanged(summary) => format!("{} {}", summary.id, summary.status.as_str()),
         }
     }
 }

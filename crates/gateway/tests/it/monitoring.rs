@@ -45,7 +45,8 @@ async fn id_of(app: &TestApp, username: &str) -> String {
     loop {
         let (status, body) = app.call("GET", &format!("/v1/admin/accounts?q={username}"), Some(ADMIN_KEY), None).await;
         if status == 200 {
-            if let Some(id) = body["items"].as_array().and_then(|items| items.first()).and_then(|item| item["id"].as_str())
+            if let Some(id) =
+                body["items"].as_array().and_then(|items| items.first()).and_then(|item| item["id"].as_str())
             {
                 return id.to_string();
             }
@@ -154,7 +155,8 @@ async fn deposits_open_a_case_and_a_freeze_refuses_bets_until_the_unfreeze() {
         (&json!("deposit_frequency"), &json!("harm"), &json!("2"), &json!("2"), &json!(case)),
         "{alerts}"
     );
-    let (_, none) = app.call("GET", &format!("/v1/admin/alerts?account={account}&kind=aml"), Some(ADMIN_KEY), None).await;
+    let (_, none) =
+        app.call("GET", &format!("/v1/admin/alerts?account={account}&kind=aml"), Some(ADMIN_KEY), None).await;
     assert_eq!(none["items"], json!([]), "{none}");
     let (status, bad) = app.call("GET", "/v1/admin/alerts?rule=nonsense", Some(ADMIN_KEY), None).await;
     assert_eq!((status, code(&bad)), (400, Some("invalid_request")));
@@ -221,7 +223,8 @@ async fn deposits_open_a_case_and_a_freeze_refuses_bets_until_the_unfreeze() {
     assert_eq!((status, code(&body)), (409, Some("case_closed")));
     let (status, body) = act(&app, &compliance, &case, json!({"action": "note", "reason": "late", "note": "x"})).await;
     assert_eq!((status, code(&body)), (409, Some("case_closed")));
-    let (status, body) = act(&app, &compliance, "case_999", json!({"action": "note", "reason": "r", "note": "x"})).await;
+    let (status, body) =
+        act(&app, &compliance, "case_999", json!({"action": "note", "reason": "r", "note": "x"})).await;
     assert_eq!((status, code(&body)), (404, Some("unknown_case")));
     let (status, body) = app.call("GET", "/v1/admin/cases/nonsense", Some(ADMIN_KEY), None).await;
     assert_eq!((status, code(&body)), (404, Some("unknown_case")));
@@ -243,7 +246,8 @@ async fn bets_in_the_night_hours_raise_late_night_play() {
     let (_, _, selections) = app.football_match("Night v Owls").await;
     // The night is the hours around now (the harness's clock is the system's).
     let hour = (crate::harness::now_ms() / 3_600_000) % 24;
-    set_rules(&app, json!({"night_bets_per_day": 2, "night_start_hour": hour, "night_end_hour": (hour + 2) % 24})).await;
+    set_rules(&app, json!({"night_bets_per_day": 2, "night_start_hour": hour, "night_end_hour": (hour + 2) % 24}))
+        .await;
     let player = app.funded_player("owl", "100.00").await;
     let account = id_of(&app, "owl").await;
     let (status, placed) = bet(&app, &player.access_token, &selections[0]).await;
@@ -251,8 +255,9 @@ async fn bets_in_the_night_hours_raise_late_night_play() {
     let (_, alerts) = app.call("GET", &format!("/v1/admin/alerts?account={account}"), Some(ADMIN_KEY), None).await;
     assert_eq!(alerts["items"], json!([]), "one night bet is below the count");
     bet(&app, &player.access_token, &selections[0]).await;
-    let (_, alerts) =
-        app.call("GET", &format!("/v1/admin/alerts?account={account}&rule=late_night_play"), Some(ADMIN_KEY), None).await;
+    let (_, alerts) = app
+        .call("GET", &format!("/v1/admin/alerts?account={account}&rule=late_night_play"), Some(ADMIN_KEY), None)
+        .await;
     assert_eq!(alerts["items"][0]["kind"], json!("harm"), "{alerts}");
     assert_eq!(alerts["items"][0]["value"], json!("2"), "{alerts}");
     app.stop().await;
@@ -273,7 +278,8 @@ async fn accounts_sharing_a_payment_instrument_are_each_alerted() {
     for username in ["card.one", "card.two"] {
         let account = id_of(&app, username).await;
         let (_, alerts) = app.call("GET", &format!("/v1/admin/alerts?account={account}"), Some(ADMIN_KEY), None).await;
-        let rules: Vec<&Value> = alerts["items"].as_array().expect("items").iter().map(|alert| &alert["rule"]).collect();
+        let rules: Vec<&Value> =
+            alerts["items"].as_array().expect("items").iter().map(|alert| &alert["rule"]).collect();
         assert_eq!(rules, [&json!("shared_instrument")], "{username}: {alerts}");
         assert_eq!(alerts["items"][0]["value"], json!("2"), "two accounts share it");
     }
@@ -288,7 +294,10 @@ async fn accounts_sharing_a_payment_instrument_are_each_alerted() {
     assert_eq!(status, 201, "{body}");
     let (_, alerts) = app.call("GET", &path, Some(ADMIN_KEY), None).await;
     let alert = &alerts["items"][0];
-    assert_eq!((&alert["value"], &alert["threshold"], &alert["currency"]), (&json!("1000.00"), &json!("1000.00"), &json!("EUR")));
+    assert_eq!(
+        (&alert["value"], &alert["threshold"], &alert["currency"]),
+        (&json!("1000.00"), &json!("1000.00"), &json!("EUR"))
+    );
     // Rules out of range are refused with the field's reason.
     let mut bad = rules_off();
     bad["shared_accounts_max"] = json!(0);
