@@ -6,7 +6,8 @@
 //! join a case, and each staff action is a journaled `CaseAction` command whose origin carries
 //! the actor and the reason the action requires (the audit trail shows both). The routes here
 //! read the book's open cases: a closed case has left the book, and with it its alerts (the
-//! journal and the audit trail keep them).
+//! projector's `alerts`, `cases` and `case_actions` tables and the audit trail keep them; no
+//! route reads those tables yet).
 //!
 //! Scopes: `compliance` reads (support staff too, reads only), `compliance` acts on cases,
 //! `admin` changes the rules.
