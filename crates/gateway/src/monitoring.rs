@@ -4,17 +4,19 @@
 //!
 //! The book decides everything (`book::monitor`): rules fire on book time, alerts open or
 //! join a case, and each staff action is a journaled `CaseAction` command whose origin carries
-//! the actor and the reason the action requires (the audit trail shows both). The routes here
-//! read the book's open cases: a closed case has left the book, and with it its alerts (the
-//! projector's `alerts`, `cases` and `case_actions` tables and the audit trail keep them; no
-//! route reads those tables yet).
+//! the actor and the reason the action requires (the audit trail shows both). The book keeps
+//! only the cases not closed (what its decisions need); the reads (alerts, cases, a case, the
+//! suspicious-activity report) are served from the projector's read models (`alerts`, `cases`,
+//! `case_actions`), closed cases included, with the history routes' read-your-writes wait on
+//! `X-Min-Position` and their 503 `unavailable` when there are no models (`history.rs`). An
+//! action still decides in the book (it needs the open case) and answers from it.
 //!
 //! Scopes: `compliance` reads (support staff too, reads only), `compliance` acts on cases,
 //! `admin` changes the rules.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -23,11 +25,15 @@ use book::{
     MonitoringRules, Period, RapidInOut, Rule, Threshold,
 };
 use domain::Currency;
+use projector::query::{Filter, Query as ModelQuery, QUERY_ROWS_MAX};
+use projector::schema::{Table, Value, ACCOUNTS, ALERTS, CASES, CASE_ACTIONS};
+use projector::{ProjectorError, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
 use crate::dto::{parse_id, parse_money};
 use crate::error::{ApiError, Json};
+use crate::history::store_error;
 use crate::time::{format_rfc3339, parse_rfc3339};
 use crate::AppState;
 
@@ -422,15 +428,18 @@ fn parse_time(text: Option<&str>, field: &str) -> Result<Option<u64>, ApiError> 
     get,
     path = "/v1/admin/alerts",
     tag = "monitoring",
-    summary = "Alerts of the open cases",
-    description = "Alerts raised by the monitoring rules, oldest first, of the cases not closed (a closed case's \
-        alerts are in the audit trail). Scope: `compliance`.",
+    summary = "Alerts raised by the monitoring rules",
+    description = "Alerts from the read models, oldest first, those of closed cases too. Read-your-writes: \
+        waits (at most 2 s) until the models hold every write acknowledged before the read and \
+        `X-Min-Position`, else 503 `unavailable` (also with the projector off). \
+        Scope: `compliance`.",
     security(("bearer" = [])),
-    params(AlertsQuery),
+    params(AlertsQuery, crate::history::MinPosition),
     responses(
         (status = 200, description = "A page of alerts", body = AlertPage),
         (status = 400, description = "An unknown rule, kind or parameter, a bad time, `limit` or `cursor` \
-            (`invalid_request`)", body = ApiError),
+            or `X-Min-Position` (`invalid_request`)", body = ApiError),
+        (status = 503, description = "The read models are off, failed or behind (`unavailable`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a credential with the scope (`forbidden`)", body = ApiError),
     ),
@@ -438,6 +447,7 @@ fn parse_time(text: Option<&str>, field: &str) -> Result<Option<u64>, ApiError> 
 pub(crate) async fn list_alerts(
     principal: Principal,
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<AlertsQuery>, QueryRejection>,
 ) -> Result<Json<AlertPage>, ApiError> {
     principal.require_scope(scopes::COMPLIANCE)?;
@@ -460,27 +470,26 @@ pub(crate) async fn list_alerts(
         None => 0,
         Some(cursor) => parse_id(cursor, "alr_", "cursor").map_err(|_| ApiError::invalid("unknown cursor"))?,
     };
-    let mut alerts = state
-        .read(move |book| {
-            let monitor = book.monitor();
-            let cases: Vec<&Case> = match account {
-                Some(account) => monitor.case_of(account).into_iter().collect(),
-                None => monitor.cases().collect(),
-            };
-            let mut found: Vec<Alert> = cases
-                .into_iter()
-                .flat_map(|case| case.alerts.iter())
-                .filter(|alert| alert.id.0 > after)
-                .filter(|alert| rule.is_none_or(|rule| alert.rule == rule))
-                .filter(|alert| kind.is_none_or(|kind| alert.kind() == kind))
-                .filter(|alert| from.is_none_or(|from| alert.at >= from) && to.is_none_or(|to| alert.at < to))
-                .cloned()
-                .collect();
-            found.sort_by_key(|alert| alert.id);
-            found.truncate(limit + 1);
-            found
-        })
-        .await?;
+    let mut filters = vec![Filter::Ge("id", model_int(after.saturating_add(1)))];
+    if let Some(account) = account {
+        filters.push(Filter::Eq("account", model_int(account.0)));
+    }
+    if let Some(rule) = rule {
+        filters.push(Filter::Eq("rule", Value::from(rule.as_str())));
+    }
+    if let Some(kind) = kind {
+        filters.push(Filter::Eq("kind", Value::from(kind.as_str())));
+    }
+    if let Some(from) = from {
+        filters.push(Filter::Ge("at", model_int(from)));
+    }
+    if let Some(to) = to {
+        filters.push(Filter::Lt("at", model_int(to)));
+    }
+    let models = state.read_models(&headers).await?;
+    let model_query = ModelQuery { table: &ALERTS, filters, order: vec![("id", false)], limit: limit + 1 };
+    let rows = models.query(move |store| store.select(&model_query)).await.map_err(store_error)?;
+    let mut alerts = rows.iter().map(|row| alert_of_row(row)).collect::<Result<Vec<_>, _>>()?;
     let more = alerts.len() > limit;
     alerts.truncate(limit);
     let next_cursor = if more { alerts.last().map(|alert| alert.id.to_string()) } else { None };
@@ -491,7 +500,7 @@ pub(crate) async fn list_alerts(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CasesQuery {
-    /// `open`, `escalated` or `reported` (closed cases have left the book).
+    /// `open`, `escalated`, `reported` or `closed`.
     pub status: Option<String>,
     /// Only this account's case.
     pub account: Option<String>,
@@ -514,13 +523,17 @@ pub struct CasePage {
     path = "/v1/admin/cases",
     tag = "monitoring",
     summary = "The case queue",
-    description = "Cases not closed, oldest first, each with its alerts and actions. Scope: `compliance`.",
+    description = "Cases from the read models, closed ones too, oldest first, each with its alerts and actions. Read-your-writes: \
+        waits (at most 2 s) until the models hold every write acknowledged before the read and \
+        `X-Min-Position`, else 503 `unavailable` (also with the projector off). \
+        Scope: `compliance`.",
     security(("bearer" = [])),
-    params(CasesQuery),
+    params(CasesQuery, crate::history::MinPosition),
     responses(
         (status = 200, description = "A page of cases", body = CasePage),
-        (status = 400, description = "An unknown status or parameter, a bad `limit` or `cursor` (`invalid_request`)",
+        (status = 400, description = "An unknown status or parameter, a bad `limit` or `cursor` or `X-Min-Position` (`invalid_request`)",
             body = ApiError),
+        (status = 503, description = "The read models are off, failed or behind (`unavailable`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a credential with the scope (`forbidden`)", body = ApiError),
     ),
@@ -528,6 +541,7 @@ pub struct CasePage {
 pub(crate) async fn list_cases(
     principal: Principal,
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<CasesQuery>, QueryRejection>,
 ) -> Result<Json<CasePage>, ApiError> {
     principal.require_scope(scopes::COMPLIANCE)?;
@@ -546,19 +560,17 @@ pub(crate) async fn list_cases(
         None => 0,
         Some(cursor) => parse_id(cursor, "case_", "cursor").map_err(|_| ApiError::invalid("unknown cursor"))?,
     };
-    let mut cases = state
-        .read(move |book| {
-            let monitor = book.monitor();
-            monitor
-                .cases()
-                .filter(|case| case.id.0 > after)
-                .filter(|case| status.is_none_or(|status| case.status == status))
-                .filter(|case| account.is_none_or(|account| case.account == account))
-                .take(limit + 1)
-                .map(|case| case_view(case, is_frozen(book, case)))
-                .collect::<Vec<CaseView>>()
-        })
-        .await?;
+    let mut filters = vec![Filter::Ge("id", model_int(after.saturating_add(1)))];
+    if let Some(status) = status {
+        filters.push(Filter::Eq("status", Value::from(status.as_str())));
+    }
+    if let Some(account) = account {
+        filters.push(Filter::Eq("account", model_int(account.0)));
+    }
+    let models = state.read_models(&headers).await?;
+    let model_query = ModelQuery { table: &CASES, filters, order: vec![("id", false)], limit: limit + 1 };
+    let rows = models.query(move |store| select_cases(store, &model_query)).await.map_err(store_error)?;
+    let mut cases = rows.iter().map(case_of_rows).collect::<Result<Vec<_>, _>>()?;
     let more = cases.len() > limit;
     cases.truncate(limit);
     let next_cursor = if more { cases.last().map(|case| case.id.clone()) } else { None };
@@ -579,38 +591,44 @@ fn unknown_case() -> ApiError {
     path = "/v1/admin/cases/{id}",
     tag = "monitoring",
     summary = "A case with its alerts and actions",
-    description = "A case not closed. 409 `case_closed` for a case that was closed (it left the book; the audit \
-        trail keeps its actions). Scope: `compliance`.",
+    description = "A case from the read models, closed or not, with its alerts and actions. 409 `case_closed` \
+        for a case closed before the models began (a snapshot they started from). Read-your-writes: \
+        waits (at most 2 s) until the models hold every write acknowledged before the read and \
+        `X-Min-Position`, else 503 `unavailable` (also with the projector off). \
+        Scope: `compliance`.",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "A case id", example = "case_1")),
+    params(("id" = String, Path, description = "A case id", example = "case_1"), crate::history::MinPosition),
     responses(
         (status = 200, description = "The case", body = CaseView),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a credential with the scope (`forbidden`)", body = ApiError),
+        (status = 400, description = "A bad `X-Min-Position` (`invalid_request`)", body = ApiError),
         (status = 404, description = "No such case (`unknown_case`)", body = ApiError),
-        (status = 409, description = "The case was closed (`case_closed`)", body = ApiError),
+        (status = 409, description = "The case was closed before the models began (`case_closed`)", body = ApiError),
+        (status = 503, description = "The read models are off, failed or behind (`unavailable`)", body = ApiError),
     ),
 )]
 pub(crate) async fn get_case(
     principal: Principal,
     State(state): State<AppState>,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CaseView>, ApiError> {
     principal.require_scope(scopes::COMPLIANCE)?;
     let case = parse_case(path)?;
-    let (view, issued) = state
-        .read(move |book| {
-            let view = book.monitor().case(case).map(|found| case_view(found, is_frozen(book, found)));
-            (view, book.monitor().cases_issued())
-        })
-        .await?;
-    match view {
-        Some(view) => Ok(Json(view)),
-        None if case.0 >= 1 && case.0 <= issued => {
-            Err(ApiError::from_rejection(&book::Rejection::CaseClosed, Currency::EUR))
-        }
-        None => Err(unknown_case()),
+    let models = state.read_models(&headers).await?;
+    let model_query =
+        ModelQuery { table: &CASES, filters: vec![Filter::Eq("id", model_int(case.0))], order: Vec::new(), limit: 1 };
+    let rows = models.query(move |store| select_cases(store, &model_query)).await.map_err(store_error)?;
+    if let Some(rows) = rows.first() {
+        return Ok(Json(case_of_rows(rows)?));
     }
+    // Not in the models: a case closed before the snapshot the models began from, or none.
+    let issued = state.read(|book| book.monitor().cases_issued()).await?;
+    if case.0 >= 1 && case.0 <= issued {
+        return Err(ApiError::from_rejection(&book::Rejection::CaseClosed, Currency::EUR));
+    }
+    Err(unknown_case())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -729,6 +747,189 @@ pub(crate) async fn act_on_case(
     }
 }
 
+// ---- reads from the read models ---------------------------------------------------------------
+
+/// Cases of one suspicious-activity report at most; a report that would hold more says
+/// `truncated` (narrow the window).
+pub const SUSPICIOUS_REPORT_CASES_MAX: usize = 1_000;
+
+fn cell_int(row: &[Value], table: &Table, column: &str) -> i64 {
+    row[table.index_of(column)].int().unwrap_or(0)
+}
+
+fn cell_id(row: &[Value], table: &Table, column: &str) -> u64 {
+    u64::try_from(cell_int(row, table, column)).unwrap_or(0)
+}
+
+fn cell_text<'a>(row: &'a [Value], table: &Table, column: &str) -> &'a str {
+    row[table.index_of(column)].text().unwrap_or("")
+}
+
+fn cell_opt_text(row: &[Value], table: &Table, column: &str) -> Option<String> {
+    row[table.index_of(column)].text().map(str::to_string)
+}
+
+fn model_int(value: u64) -> Value {
+    Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+fn unreadable(table: &Table, what: &str) -> ApiError {
+    ApiError::internal(format!("a read-model row of {} holds an unknown {what}", table.name))
+}
+
+/// A case as the models hold it: its row, its first alerts and its actions, and whether its
+/// account is frozen.
+struct CaseRows {
+    case: Vec<Value>,
+    alerts: Vec<Vec<Value>>,
+    actions: Vec<Vec<Value>>,
+    frozen: bool,
+}
+
+/// The cases `query` selects with their alerts (the first [`book::CASE_ALERTS_MAX`], oldest
+/// first), their actions (oldest first) and their account's `frozen`, in one read.
+fn select_cases(store: &mut dyn Store, query: &ModelQuery) -> Result<Vec<CaseRows>, ProjectorError> {
+    store.begin_read()?;
+    let found = cases_in_read(store, query);
+    let ended = store.end_read();
+    let found = found?;
+    ended?;
+    Ok(found)
+}
+
+fn cases_in_read(store: &mut dyn Store, query: &ModelQuery) -> Result<Vec<CaseRows>, ProjectorError> {
+    let cases = store.select(query)?;
+    let mut found = Vec::with_capacity(cases.len());
+    for case in cases {
+        let id = case[CASES.index_of("id")].clone();
+        let account = case[CASES.index_of("account")].clone();
+        let alerts = store.select(&ModelQuery {
+            table: &ALERTS,
+            filters: vec![Filter::Eq("case_id", id.clone())],
+            order: vec![("id", false)],
+            limit: book::CASE_ALERTS_MAX,
+        })?;
+        let actions = store.select(&ModelQuery {
+            table: &CASE_ACTIONS,
+            filters: vec![Filter::Eq("case_id", id)],
+            order: vec![("position", false), ("ordinal", false)],
+            limit: QUERY_ROWS_MAX,
+        })?;
+        let frozen = store
+            .select(&ModelQuery {
+                table: &ACCOUNTS,
+                filters: vec![Filter::Eq("id", account)],
+                order: Vec::new(),
+                limit: 1,
+            })?
+            .first()
+            .and_then(|row| row[ACCOUNTS.index_of("frozen")].bool())
+            .unwrap_or(false);
+        found.push(CaseRows { case, alerts, actions, frozen });
+    }
+    Ok(found)
+}
+
+fn alert_of_row(row: &[Value]) -> Result<Alert, ApiError> {
+    let rule = Rule::parse(cell_text(row, &ALERTS, "rule")).ok_or_else(|| unreadable(&ALERTS, "rule"))?;
+    let currency = Currency::parse(cell_text(row, &ALERTS, "currency")).map_err(|_| unreadable(&ALERTS, "currency"))?;
+    Ok(Alert {
+        id: book::AlertId(cell_id(row, &ALERTS, "id")),
+        account: book::AccountId(cell_id(row, &ALERTS, "account")),
+        rule,
+        value: cell_int(row, &ALERTS, "value"),
+        threshold: cell_int(row, &ALERTS, "threshold"),
+        currency,
+        at: cell_id(row, &ALERTS, "at"),
+        case: row[ALERTS.index_of("case_id")].int().and_then(|id| u64::try_from(id).ok()).map(CaseId),
+    })
+}
+
+fn action_of_row(row: &[Value]) -> Result<CaseActionView, ApiError> {
+    use crate::compliance::ActorKind;
+    let kind = match cell_text(row, &CASE_ACTIONS, "actor_kind") {
+        "staff" => ActorKind::Staff,
+        "api_key" => ActorKind::ApiKey,
+        "player" => ActorKind::Player,
+        "feed" => ActorKind::Feed,
+        "system" => ActorKind::System,
+        _ => return Err(unreadable(&CASE_ACTIONS, "actor kind")),
+    };
+    Ok(CaseActionView {
+        action: cell_text(row, &CASE_ACTIONS, "action").to_string(),
+        actor: crate::compliance::ActorView { kind, id: cell_text(row, &CASE_ACTIONS, "actor_id").to_string() },
+        reason: cell_text(row, &CASE_ACTIONS, "reason").to_string(),
+        note: cell_opt_text(row, &CASE_ACTIONS, "note"),
+        reference: cell_opt_text(row, &CASE_ACTIONS, "reference"),
+        at: format_rfc3339(cell_id(row, &CASE_ACTIONS, "at")),
+    })
+}
+
+fn case_of_rows(rows: &CaseRows) -> Result<CaseView, ApiError> {
+    let case = &rows.case;
+    let status = cell_text(case, &CASES, "status");
+    CaseStatus::parse(status).ok_or_else(|| unreadable(&CASES, "status"))?;
+    Ok(CaseView {
+        id: CaseId(cell_id(case, &CASES, "id")).to_string(),
+        account_id: book::AccountId(cell_id(case, &CASES, "account")).to_string(),
+        status: status.to_string(),
+        opened_at: format_rfc3339(cell_id(case, &CASES, "opened_at")),
+        updated_at: format_rfc3339(cell_id(case, &CASES, "updated_at")),
+        alerts: rows
+            .alerts
+            .iter()
+            .map(|row| alert_of_row(row).map(|alert| AlertView::new(&alert)))
+            .collect::<Result<_, _>>()?,
+        alerts_total: u32::try_from(cell_int(case, &CASES, "alerts_total")).unwrap_or(u32::MAX),
+        actions: rows.actions.iter().map(|row| action_of_row(row)).collect::<Result<_, _>>()?,
+        reference: cell_opt_text(case, &CASES, "reference"),
+        frozen: rows.frozen,
+    })
+}
+
+/// The report's cases from the models: escalated or reported now, or closed after an
+/// `escalate` or `mark_reported`, last changed in `[from, to)`, by id; `true` when there were
+/// more than [`SUSPICIOUS_REPORT_CASES_MAX`].
+fn select_suspicious(
+    store: &mut dyn Store,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<(Vec<CaseRows>, bool), ProjectorError> {
+    let statuses = ["escalated", "reported", "closed"].map(Value::from).to_vec();
+    let mut found = Vec::new();
+    let mut after = 0u64;
+    loop {
+        let mut filters = vec![Filter::In("status", statuses.clone(), true), Filter::Ge("id", model_int(after + 1))];
+        if let Some(from) = from {
+            filters.push(Filter::Ge("updated_at", model_int(from)));
+        }
+        if let Some(to) = to {
+            filters.push(Filter::Lt("updated_at", model_int(to)));
+        }
+        let page = ModelQuery { table: &CASES, filters, order: vec![("id", false)], limit: QUERY_ROWS_MAX };
+        let rows = select_cases(store, &page)?;
+        let full = rows.len() == QUERY_ROWS_MAX;
+        for rows in rows {
+            after = cell_id(&rows.case, &CASES, "id");
+            let closed = cell_text(&rows.case, &CASES, "status") == "closed";
+            let suspicious = !closed
+                || rows
+                    .actions
+                    .iter()
+                    .any(|action| matches!(cell_text(action, &CASE_ACTIONS, "action"), "escalate" | "mark_reported"));
+            if suspicious {
+                if found.len() == SUSPICIOUS_REPORT_CASES_MAX {
+                    return Ok((found, true));
+                }
+                found.push(rows);
+            }
+        }
+        if !full {
+            return Ok((found, false));
+        }
+    }
+}
+
 // ---- the suspicious-activity report -----------------------------------------------------------
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -749,7 +950,7 @@ pub struct SuspiciousActivityQuery {
 pub struct SuspiciousCaseView {
     pub case_id: String,
     pub account_id: String,
-    /// `escalated` or `reported`.
+    /// `escalated`, `reported`, or `closed` after an escalation or a report.
     pub status: String,
     pub opened_at: String,
     pub updated_at: String,
@@ -774,6 +975,8 @@ pub struct SuspiciousActivityReport {
     #[schema(required = true)]
     pub to: Option<String>,
     pub cases: Vec<SuspiciousCaseView>,
+    /// More cases matched than a report holds (1,000): narrow the window.
+    pub truncated: bool,
 }
 
 #[utoipa::path(
@@ -781,16 +984,20 @@ pub struct SuspiciousActivityReport {
     path = "/v1/admin/reports/suspicious-activity",
     tag = "monitoring",
     summary = "The suspicious-activity report",
-    description = "Cases escalated or reported (and not closed) that changed in the window, with the account, the \
-        rules that fired, the largest amount, and every action. JSON, or CSV with `?format=csv`. Scope: \
-        `compliance`.",
+    description = "Cases from the read models escalated or reported (now, or before they were closed) that last \
+        changed in the window, with the account, the rules that fired, the largest amount, and every action; at \
+        most 1,000 cases (`truncated` says when more matched). JSON, or CSV with `?format=csv`. Read-your-writes: \
+        waits (at most 2 s) until the models hold every write acknowledged before the read and \
+        `X-Min-Position`, else 503 `unavailable` (also with the projector off). \
+        Scope: `compliance`.",
     security(("bearer" = [])),
-    params(SuspiciousActivityQuery),
+    params(SuspiciousActivityQuery, crate::history::MinPosition),
     responses(
         (status = 200, description = "The report", content((SuspiciousActivityReport = "application/json"),
             (String = "text/csv"))),
-        (status = 400, description = "A bad time or `format`, an unknown parameter (`invalid_request`)",
+        (status = 400, description = "A bad time or `format`, an unknown parameter or `X-Min-Position` (`invalid_request`)",
             body = ApiError),
+        (status = 503, description = "The read models are off, failed or behind (`unavailable`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a credential with the scope (`forbidden`)", body = ApiError),
     ),
@@ -798,6 +1005,7 @@ pub struct SuspiciousActivityReport {
 pub(crate) async fn suspicious_activity(
     principal: Principal,
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<SuspiciousActivityQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     principal.require_scope(scopes::COMPLIANCE)?;
@@ -809,51 +1017,43 @@ pub(crate) async fn suspicious_activity(
     };
     let from = parse_time(query.from.as_deref(), "from")?;
     let to = parse_time(query.to.as_deref(), "to")?;
-    let (cases, base) = state
-        .read(move |book| {
-            let cases: Vec<Case> = book
-                .monitor()
-                .cases()
-                .filter(|case| matches!(case.status, CaseStatus::Escalated | CaseStatus::Reported))
-                .filter(|case| {
-                    from.is_none_or(|from| case.updated_at >= from) && to.is_none_or(|to| case.updated_at < to)
-                })
-                .cloned()
-                .collect();
-            (cases, book.fx().base)
-        })
-        .await?;
-    let cases: Vec<SuspiciousCaseView> = cases
+    let base = state.read(|book| book.fx().base).await?;
+    let models = state.read_models(&headers).await?;
+    let (rows, truncated) = models.query(move |store| select_suspicious(store, from, to)).await.map_err(store_error)?;
+    let cases: Vec<SuspiciousCaseView> = rows
         .iter()
-        .map(|case| {
+        .map(|rows| {
+            let case = case_of_rows(rows)?;
+            let alerts = rows.alerts.iter().map(|row| alert_of_row(row)).collect::<Result<Vec<_>, _>>()?;
             let mut rules: Vec<String> = Vec::new();
-            for alert in &case.alerts {
+            for alert in &alerts {
                 let name = alert.rule.as_str().to_string();
                 if !rules.contains(&name) {
                     rules.push(name);
                 }
             }
-            let largest = case.alerts.iter().filter(|alert| alert.rule.is_money()).map(|alert| alert.value).max();
-            SuspiciousCaseView {
-                case_id: case.id.to_string(),
-                account_id: case.account.to_string(),
-                status: case.status.as_str().to_string(),
-                opened_at: format_rfc3339(case.opened_at),
-                updated_at: format_rfc3339(case.updated_at),
-                reference: case.reference.clone(),
+            let largest = alerts.iter().filter(|alert| alert.rule.is_money()).map(|alert| alert.value).max();
+            Ok(SuspiciousCaseView {
+                case_id: case.id,
+                account_id: case.account_id,
+                status: case.status,
+                opened_at: case.opened_at,
+                updated_at: case.updated_at,
+                reference: case.reference,
                 rules,
                 alerts_total: case.alerts_total,
                 largest_amount: largest.map(|minor| base.format(domain::Money::from_minor(minor))),
                 currency: base.code().to_string(),
-                actions: case.actions.iter().map(action_view).collect(),
-            }
+                actions: case.actions,
+            })
         })
-        .collect();
+        .collect::<Result<_, ApiError>>()?;
     let report = SuspiciousActivityReport {
         report: "suspicious-activity".to_string(),
         from: from.map(format_rfc3339),
         to: to.map(format_rfc3339),
         cases,
+        truncated,
     };
     if csv {
         return Ok(crate::compliance::csv_response("suspicious-activity", &suspicious_csv(&report)));

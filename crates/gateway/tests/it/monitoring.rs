@@ -2,7 +2,8 @@
 //! and scope against each route, rules fired through the HTTP flows (deposits, bets in the
 //! night hours, a shared payment instrument), the case queue's actions with their reasons
 //! (a freeze refusing bets with `account_frozen` until the unfreeze), the suspicious-activity
-//! report in JSON and CSV, and the case commands in the audit trail.
+//! report in JSON and CSV, and the case commands in the audit trail. The reads come from the
+//! read models, so a closed case, its alerts and its place in the report stay served.
 //!
 //! The harness runs on the system clock, so the night-hours test sets the night to the hours
 //! around now rather than moving time (the book's unit tests move time).
@@ -10,7 +11,7 @@
 use serde_json::{json, Value};
 
 use crate::actors::audited;
-use crate::harness::{spawn_app, TestApp, ADMIN_KEY};
+use crate::harness::{spawn_app, spawn_app_without_projector, TestApp, ADMIN_KEY};
 use crate::staff::{code, create, login};
 
 /// Every rule off; a test turns on what it tests.
@@ -219,8 +220,9 @@ async fn deposits_open_a_case_and_a_freeze_refuses_bets_until_the_unfreeze() {
     // Closing takes the case out of the queue; it takes no more actions.
     let (status, body) = act(&app, &compliance, &case, json!({"action": "close", "reason": "reported, done"})).await;
     assert_eq!((status, &body["status"]), (200, &json!("closed")), "{body}");
+    // Still served, closed, from the read models.
     let (status, body) = app.call("GET", &format!("/v1/admin/cases/{case}"), Some(ADMIN_KEY), None).await;
-    assert_eq!((status, code(&body)), (409, Some("case_closed")));
+    assert_eq!((status, &body["status"]), (200, &json!("closed")), "{body}");
     let (status, body) = act(&app, &compliance, &case, json!({"action": "note", "reason": "late", "note": "x"})).await;
     assert_eq!((status, code(&body)), (409, Some("case_closed")));
     let (status, body) =
@@ -308,5 +310,155 @@ async fn accounts_sharing_a_payment_instrument_are_each_alerted() {
     assert_eq!(status, 400, "every field is required: {body}");
     let (_, rules) = app.call("GET", "/v1/admin/monitoring-rules", Some(ADMIN_KEY), None).await;
     assert_eq!((&rules["shared_accounts_max"], &rules["base_currency"]), (&json!(1), &json!("EUR")), "{rules}");
+    app.stop().await;
+}
+
+/// A case action through the raw client: status, body and the write's `X-Journal-Position`.
+async fn act_at(app: &TestApp, token: &str, case: &str, body: Value) -> (u16, Value, String) {
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/admin/cases/{case}/actions")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let position = response
+        .headers()
+        .get("x-journal-position")
+        .map(|value| value.to_str().expect("ascii").to_string())
+        .unwrap_or_default();
+    (status, response.json().await.expect("json"), position)
+}
+
+async fn read_at(app: &TestApp, path: &str, position: &str) -> (u16, Value) {
+    app.call_with("GET", path, Some(ADMIN_KEY), None, &[("x-min-position", position)]).await
+}
+
+#[tokio::test]
+async fn a_closed_case_stays_served_from_the_read_models() {
+    let app = spawn_app().await;
+    let compliance = login(&app, &create(&app, "comp.reader", &["compliance"]).await).await;
+    let (_, account, case) = player_with_case(&app, "closing").await;
+    // An action, then a read at its position sees it.
+    let (status, body, position) =
+        act_at(&app, &compliance, &case, json!({"action": "escalate", "reason": "large and frequent"})).await;
+    assert_eq!((status, &body["status"]), (200, &json!("escalated")), "{body}");
+    assert!(position.parse::<u64>().is_ok(), "a case action carries X-Journal-Position: {position:?}");
+    let (status, seen) = read_at(&app, &format!("/v1/admin/cases/{case}"), &position).await;
+    assert_eq!((status, &seen["status"]), (200, &json!("escalated")), "{seen}");
+    assert_eq!(seen["actions"][0]["reason"], json!("large and frequent"), "{seen}");
+    let (status, body, _) = act_at(
+        &app,
+        &compliance,
+        &case,
+        json!({"action": "mark_reported", "reason": "filed", "reference": "SAR-2026-42"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, position) =
+        act_at(&app, &compliance, &case, json!({"action": "close", "reason": "reported, nothing more"})).await;
+    assert_eq!((status, &body["status"]), (200, &json!("closed")), "{body}");
+    // The closed case, with its alerts and every action, at the close's position.
+    let (status, closed) = read_at(&app, &format!("/v1/admin/cases/{case}"), &position).await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(
+        (&closed["status"], &closed["account_id"], &closed["reference"], &closed["alerts_total"]),
+        (&json!("closed"), &json!(account), &json!("SAR-2026-42"), &json!(1)),
+        "{closed}"
+    );
+    assert_eq!(closed["alerts"][0]["rule"], json!("deposit_frequency"), "{closed}");
+    assert_eq!(closed["alerts"][0]["case_id"], json!(case), "{closed}");
+    let actions: Vec<&Value> =
+        closed["actions"].as_array().expect("actions").iter().map(|action| &action["action"]).collect();
+    assert_eq!(actions, [&json!("escalate"), &json!("mark_reported"), &json!("close")], "{closed}");
+    assert_eq!(closed["actions"][2]["reason"], json!("reported, nothing more"));
+    assert_eq!(closed["actions"][2]["actor"]["kind"], json!("staff"));
+    // A closed case takes no more actions; the book decides that.
+    let (status, body) = act(&app, &compliance, &case, json!({"action": "note", "reason": "late", "note": "x"})).await;
+    assert_eq!((status, code(&body)), (409, Some("case_closed")), "{body}");
+    // Listed among the closed cases, not the open ones.
+    let (status, page) = app.call("GET", "/v1/admin/cases?status=closed", Some(&compliance), None).await;
+    assert_eq!(status, 200, "{page}");
+    let ids: Vec<&Value> = page["items"].as_array().expect("items").iter().map(|item| &item["id"]).collect();
+    assert_eq!(ids, [&json!(case)], "{page}");
+    assert_eq!(page["items"][0]["actions"].as_array().map(Vec::len), Some(3), "{page}");
+    let (_, open) = app.call("GET", "/v1/admin/cases?status=open", Some(&compliance), None).await;
+    assert_eq!(open["items"], json!([]), "{open}");
+    // Its alert is still listed.
+    let (status, alerts) =
+        app.call("GET", &format!("/v1/admin/alerts?account={account}"), Some(&compliance), None).await;
+    assert_eq!(status, 200, "{alerts}");
+    assert_eq!(alerts["items"].as_array().map(Vec::len), Some(1), "{alerts}");
+    assert_eq!((&alerts["items"][0]["case_id"], &alerts["items"][0]["value"]), (&json!(case), &json!("2")));
+    // A second case, closed without an escalation or a report: listed, not in the report.
+    let (_, other_account, other) = player_with_case(&app, "closing.too").await;
+    let (status, body, position) =
+        act_at(&app, &compliance, &other, json!({"action": "close", "reason": "benign"})).await;
+    assert_eq!(status, 200, "{body}");
+    // Pages of one case, by cursor, oldest first.
+    let (status, first) = read_at(&app, "/v1/admin/cases?limit=1", &position).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["items"][0]["id"], json!(case), "{first}");
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_string();
+    let (_, second) = app.call("GET", &format!("/v1/admin/cases?limit=1&cursor={cursor}"), Some(ADMIN_KEY), None).await;
+    assert_eq!((&second["items"][0]["id"], &second["next_cursor"]), (&json!(other), &Value::Null), "{second}");
+    let (_, alert_page) = app.call("GET", "/v1/admin/alerts?limit=1", Some(ADMIN_KEY), None).await;
+    let cursor = alert_page["next_cursor"].as_str().expect("a next page of alerts").to_string();
+    let (_, alert_page) =
+        app.call("GET", &format!("/v1/admin/alerts?limit=1&cursor={cursor}"), Some(ADMIN_KEY), None).await;
+    assert_eq!(alert_page["items"][0]["account_id"], json!(other_account), "{alert_page}");
+    let (status, _) = app.call("GET", "/v1/admin/alerts?cursor=nonsense", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, 400);
+    // The report keeps the reported-then-closed case, JSON and CSV.
+    let (status, report) = app.call("GET", "/v1/admin/reports/suspicious-activity", Some(&compliance), None).await;
+    assert_eq!(status, 200, "{report}");
+    let listed: Vec<&Value> = report["cases"].as_array().expect("cases").iter().collect();
+    assert_eq!(listed.len(), 1, "only the reported case: {report}");
+    assert_eq!(
+        (&listed[0]["case_id"], &listed[0]["status"], &listed[0]["reference"], &report["truncated"]),
+        (&json!(case), &json!("closed"), &json!("SAR-2026-42"), &json!(false)),
+        "{report}"
+    );
+    assert_eq!(listed[0]["rules"], json!(["deposit_frequency"]));
+    assert_eq!(listed[0]["actions"].as_array().map(Vec::len), Some(3));
+    let response = app
+        .client
+        .get(app.url("/v1/admin/reports/suspicious-activity?format=csv"))
+        .bearer_auth(&compliance)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let csv = response.text().await.expect("body");
+    let rows: Vec<&str> = csv.split("\r\n").skip(1).filter(|line| !line.is_empty()).collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert!(rows[0].starts_with(&format!("{case},{account},closed,")), "{csv}");
+    assert!(rows[0].contains("SAR-2026-42") && rows[0].contains("close:"), "{csv}");
+    // A window that ends before the close leaves it out.
+    let (_, empty) =
+        app.call("GET", "/v1/admin/reports/suspicious-activity?to=2000-01-01T00:00:00Z", Some(&compliance), None).await;
+    assert_eq!(empty["cases"], json!([]), "{empty}");
+    // Unknown cases stay 404.
+    let (status, body) = app.call("GET", "/v1/admin/cases/case_999", Some(ADMIN_KEY), None).await;
+    assert_eq!((status, code(&body)), (404, Some("unknown_case")), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_projector_off_the_monitoring_reads_answer_unavailable() {
+    let app = spawn_app_without_projector().await;
+    for path in
+        ["/v1/admin/alerts", "/v1/admin/cases", "/v1/admin/cases/case_1", "/v1/admin/reports/suspicious-activity"]
+    {
+        let (status, body) = app.call("GET", path, Some(ADMIN_KEY), None).await;
+        assert_eq!((status, code(&body)), (503, Some("unavailable")), "{path}: {body}");
+    }
+    // The rules come from the book.
+    let (status, body) = app.call("GET", "/v1/admin/monitoring-rules", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app.call("GET", "/v1/admin/cases?limit=0", Some(ADMIN_KEY), None).await;
+    assert_eq!((status, code(&body)), (400, Some("invalid_request")), "validated before the models: {body}");
     app.stop().await;
 }
