@@ -439,7 +439,6 @@ fn parse_time(text: Option<&str>, field: &str) -> Result<Option<u64>, ApiError> 
         (status = 200, description = "A page of alerts", body = AlertPage),
         (status = 400, description = "An unknown rule, kind or parameter, a bad time, `limit` or `cursor` \
             or `X-Min-Position` (`invalid_request`)", body = ApiError),
-        (status = 503, description = "The read models are off, failed or behind (`unavailable`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a credential with the scope (`forbidden`)", body = ApiError),
     ),
@@ -533,7 +532,6 @@ pub struct CasePage {
         (status = 200, description = "A page of cases", body = CasePage),
         (status = 400, description = "An unknown status or parameter, a bad `limit` or `cursor` or `X-Min-Position` (`invalid_request`)",
             body = ApiError),
-        (status = 503, description = "The read models are off, failed or behind (`unavailable`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a credential with the scope (`forbidden`)", body = ApiError),
     ),
@@ -605,7 +603,6 @@ fn unknown_case() -> ApiError {
         (status = 400, description = "A bad `X-Min-Position` (`invalid_request`)", body = ApiError),
         (status = 404, description = "No such case (`unknown_case`)", body = ApiError),
         (status = 409, description = "The case was closed before the models began (`case_closed`)", body = ApiError),
-        (status = 503, description = "The read models are off, failed or behind (`unavailable`)", body = ApiError),
     ),
 )]
 pub(crate) async fn get_case(
@@ -997,7 +994,6 @@ pub struct SuspiciousActivityReport {
             (String = "text/csv"))),
         (status = 400, description = "A bad time or `format`, an unknown parameter or `X-Min-Position` (`invalid_request`)",
             body = ApiError),
-        (status = 503, description = "The read models are off, failed or behind (`unavailable`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
         (status = 403, description = "Not a credential with the scope (`forbidden`)", body = ApiError),
     ),
