@@ -411,6 +411,12 @@ async fn a_closed_case_stays_served_from_the_read_models() {
     assert_eq!(alert_page["items"][0]["account_id"], json!(other_account), "{alert_page}");
     let (status, _) = app.call("GET", "/v1/admin/alerts?cursor=nonsense", Some(ADMIN_KEY), None).await;
     assert_eq!(status, 400);
+    let (_, later) = app.call("GET", "/v1/admin/alerts?from=2090-01-01T00:00:00Z", Some(ADMIN_KEY), None).await;
+    assert_eq!(later["items"], json!([]), "{later}");
+    let (_, earlier) = app.call("GET", "/v1/admin/alerts?from=2000-01-01T00:00:00Z", Some(ADMIN_KEY), None).await;
+    assert_eq!(earlier["items"].as_array().map(Vec::len), Some(2), "{earlier}");
+    let (status, body) = read_at(&app, "/v1/admin/cases", "not-a-position").await;
+    assert_eq!((status, code(&body)), (400, Some("invalid_request")), "{body}");
     // The report keeps the reported-then-closed case, JSON and CSV.
     let (status, report) = app.call("GET", "/v1/admin/reports/suspicious-activity", Some(&compliance), None).await;
     assert_eq!(status, 200, "{report}");
