@@ -186,6 +186,8 @@ pub struct Book {
     pub(crate) kyc: crate::kyc::KycBook,
     /// The reality checks of players who chose an interval (`reality.rs`).
     pub(crate) reality: crate::reality::RealityChecks,
+    /// AML monitoring and markers of harm: counters, open cases, shared keys (`monitor.rs`).
+    pub(crate) monitor: crate::monitor::Monitor,
 }
 
 /// Every part of a book, for snapshots. `Book::from_parts` checks nothing; call
@@ -224,6 +226,7 @@ pub struct BookParts {
     pub kyc: Vec<(AccountId, crate::kyc::Kyc)>,
     /// In account order.
     pub reality_checks: Vec<(AccountId, crate::reality::RealityCheck)>,
+    pub monitor: crate::monitor::MonitorParts,
 }
 
 impl Book {
@@ -321,7 +324,7 @@ impl Book {
             }
             Command::StartSession { account } => self.start_session(*account),
             Command::AcknowledgeRealityCheck { account } => self.acknowledge_reality_check(*account),
-            Command::SetPersonalDetails { account, details } => self.set_personal_details(*account, details),
+            Command::SetPersonalDetails { account, details } => self.set_personal_details(*account, details, events),
             Command::CompleteWithdrawal { account, withdrawal, paid } => {
                 self.complete_withdrawal(*account, *withdrawal, *paid, events)
             }
@@ -358,6 +361,9 @@ impl Book {
             }
             Command::SetFxRates { base, rates } => self.set_fx_rates(*base, rates),
             Command::SetResettlementWindow { window_ms } => self.set_resettlement_window(*window_ms),
+            Command::SetMonitoringRules { rules } => self.set_monitoring_rules(*rules),
+            Command::CaseAction(request) => self.act_on_case(request, events),
+            Command::NoteShared { account, key } => self.note_shared(*key, *account, events),
             Command::Tick => Ok(Ack::Done),
         }
     }
@@ -661,6 +667,7 @@ impl Book {
         self.payment_refs.insert(payment);
         self.players[account.index()].record(self.now, amount.minor(), 0, 0);
         self.record_kyc_deposit(account, amount.minor());
+        self.monitor_deposit(account, amount, events);
         self.repay_debt(account, events);
         Ok(Ack::Transfer(transfer))
     }
@@ -693,6 +700,7 @@ impl Book {
         };
         let transfer = self.ledger.hold(request, self.now).map_err(|_| Rejection::InsufficientFunds)?;
         self.emit_transfer(transfer, events);
+        self.monitor_withdrawal(account, amount, events);
         Ok(Ack::Transfer(transfer))
     }
 
@@ -724,6 +732,8 @@ impl Book {
         if !paid {
             // The released money is free cash again, and repays a debt first.
             self.repay_debt(account, events);
+            // Refused by staff or failed at the provider: a marker of harm when repeated.
+            self.monitor_withdrawal_refused(account, events);
         }
         Ok(Ack::Transfer(transfer))
     }
@@ -952,6 +962,7 @@ impl Book {
             payments: self.payments.to_parts(),
             kyc: self.kyc.to_parts(),
             reality_checks: self.reality.to_parts(),
+            monitor: self.monitor.to_parts(),
         }
     }
 
@@ -978,6 +989,7 @@ impl Book {
         let closing_markets =
             parts.markets.iter().filter_map(|market| market.closed_at.map(|closed| (closed, market.id))).collect();
         let idempotency_order = parts.idempotency.iter().map(|(hash, _)| *hash).collect();
+        let monitor = crate::monitor::Monitor::from_parts(parts.monitor, parts.players.len());
         let mut book = Book {
             config: parts.config,
             now: parts.now,
@@ -1014,6 +1026,7 @@ impl Book {
             payments: crate::payments::PaymentBook::from_parts(parts.payments),
             kyc: crate::kyc::KycBook::from_parts(parts.kyc),
             reality: crate::reality::RealityChecks::from_parts(parts.reality_checks),
+            monitor,
         };
         // What a live book would have let leave by now has left (every command ends with
         // `forget_closed`); entries still due are those a live book keeps waiting too.

@@ -412,6 +412,20 @@ pub enum Command {
         base: Currency,
         rates: Vec<(Currency, ExchangeRate)>,
     },
+    /// Replaces the AML and markers-of-harm rules (`monitor.rs`); `serve --monitoring-rules`
+    /// submits it at start when the book's differ.
+    SetMonitoringRules {
+        rules: crate::monitor::MonitoringRules,
+    },
+    /// A staff action on a case of the monitoring queue (note, freeze, unfreeze, escalate,
+    /// mark reported, close), with who and why.
+    CaseAction(crate::monitor::CaseActionRequest),
+    /// Notes that `account` uses a payment instrument or a postal address that other
+    /// accounts may share (`Book::note_shared`).
+    NoteShared {
+        account: AccountId,
+        key: crate::monitor::SharedKey,
+    },
     /// Lets time pass: decides in-play bets whose delay has ended. The sequencer sends it when
     /// a delay is due and nothing else is.
     Tick,
@@ -456,7 +470,8 @@ impl Command {
             | Command::AcceptCashout { account, .. }
             | Command::RequestAdjustment { account, .. }
             | Command::ApproveAdjustment { account, .. }
-            | Command::RejectAdjustment { account, .. } => Some(*account),
+            | Command::RejectAdjustment { account, .. }
+            | Command::NoteShared { account, .. } => Some(*account),
             Command::PlaceBet(place) => Some(place.account),
             _ => None,
         }
@@ -512,6 +527,9 @@ impl Command {
             Command::SetMarketThrottle { .. } => "set_market_throttle",
             Command::SetFxRates { .. } => "set_fx_rates",
             Command::SetResettlementWindow { .. } => "set_resettlement_window",
+            Command::SetMonitoringRules { .. } => "set_monitoring_rules",
+            Command::CaseAction(_) => "case_action",
+            Command::NoteShared { .. } => "note_shared",
             Command::Tick => "tick",
         }
     }

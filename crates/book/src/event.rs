@@ -70,6 +70,17 @@ pub enum BookEvent {
     RealityCheckDue {
         account: AccountId,
     },
+    /// A monitoring rule fired for an account (`monitor.rs`).
+    Alert(crate::monitor::Alert),
+    /// A staff action on a case, with the case's status after it.
+    CaseActed {
+        case: crate::monitor::CaseId,
+        account: AccountId,
+        action: crate::monitor::CaseAction,
+        status: crate::monitor::CaseStatus,
+    },
+    /// A case was opened, joined by an alert, acted on or closed: as it stands after.
+    CaseChanged(crate::monitor::CaseSummary),
 }
 
 /// A successful reply.

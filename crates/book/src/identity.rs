@@ -202,7 +202,15 @@ impl Book {
     }
 
     /// Keeps a registered player's personal details in their profile.
-    pub(crate) fn set_personal_details(&mut self, account: AccountId, details: &PersonalDetails) -> Reply {
+    /// Keeps a registered player's personal details; a postal address is also noted in the
+    /// monitor's shared-key index (`monitor.rs`: many accounts at one address raise the
+    /// `shared_address` alert), by the address with its postcode.
+    pub(crate) fn set_personal_details(
+        &mut self,
+        account: AccountId,
+        details: &PersonalDetails,
+        events: &mut Vec<BookEvent>,
+    ) -> Reply {
         self.player(account)?;
         if !details.is_valid() {
             return Err(Rejection::InvalidRequest { reason: "personal details out of range" });
@@ -211,6 +219,10 @@ impl Book {
             return Err(Rejection::InvalidRequest { reason: "personal details of a player without a profile" });
         };
         profile.details = Some(Box::new(details.clone()));
+        if let Some(address) = details.address.as_deref().filter(|address| !address.trim().is_empty()) {
+            let text = format!("{address} {}", details.postcode.as_deref().unwrap_or_default());
+            self.note_shared(crate::monitor::SharedKey::address(&text), account, events)?;
+        }
         Ok(Ack::Done)
     }
 
@@ -232,6 +244,7 @@ impl Book {
             usage: Default::default(),
             profile: None,
         });
+        self.watch_opened(id);
         events.push(BookEvent::AccountOpened { account: id, currency });
         id
     }

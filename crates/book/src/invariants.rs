@@ -169,6 +169,19 @@ impl BookParts {
         if let Some((account, _)) = self.kyc.iter().find(|(account, _)| !known(account.0, self.players.len())) {
             return Err(format!("kyc record of unknown account {account}"));
         }
+        crate::monitor::Monitor::check_parts(&self.monitor)?;
+        let players = self.players.len();
+        if let Some(case) = self.monitor.cases.iter().find(|case| !known(case.account.0, players)) {
+            return Err(format!("case {} of unknown account {}", case.id, case.account));
+        }
+        if let Some((account, _)) = self.monitor.watches.iter().find(|(account, _)| !known(account.0, players)) {
+            return Err(format!("monitor watch of unknown account {account}"));
+        }
+        let sharer_unknown =
+            |accounts: &Vec<crate::ids::AccountId>| accounts.iter().any(|account| !known(account.0, players));
+        if self.monitor.shared.iter().any(|(_, accounts)| sharer_unknown(accounts)) {
+            return Err("a shared key of an unknown account".into());
+        }
         Ok(())
     }
 }

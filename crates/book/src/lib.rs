@@ -24,6 +24,7 @@ mod invariants;
 mod keymap;
 mod kyc;
 mod ledger;
+mod monitor;
 mod payments;
 mod placement;
 mod player;
@@ -69,6 +70,12 @@ pub use ids::{
 };
 pub use kyc::{Kyc, KycBook, KycRules, KycState, KYC_REFERENCE_BYTES_MAX};
 pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};
+pub use monitor::{
+    Alert, AlertId, AlertKind, Case, CaseAction, CaseActionKind, CaseActionRequest, CaseId, CaseStatus, CaseSummary,
+    Counters, Monitor, MonitorParts, MonitoringRules, RapidInOut, Rule, SharedKey, Threshold, Watch, CASES_OPEN_MAX,
+    CASE_ACTIONS_MAX, CASE_ALERTS_MAX, CASE_TEXT_BYTES_MAX, RAPID_WITHIN_HOURS_MAX, REFUSED_WITHDRAWALS_MAX,
+    REFUSED_WITHDRAWALS_WINDOW_MS, RULE_COUNT_MAX, SHARED_ACCOUNTS_MAX_LIMIT, SHARED_KEYS_MAX,
+};
 pub use payments::{
     Deposit, DepositOutcome, DepositState, PaymentBook, PaymentParts, CHARGEBACK_WINDOW_MS, DEPOSITS_PENDING_MAX,
 };

@@ -255,6 +255,7 @@ impl Book {
         };
         self.payments.index(&deposit);
         self.payments.deposits.insert(hold, deposit);
+        self.monitor_deposit(account, amount, events);
         Ok(Ack::Transfer(hold))
     }
 

@@ -403,6 +403,7 @@ impl Book {
             self.delayed.insert((due, id));
         }
         events.push(BookEvent::BetPlaced { bet: id, account: place.account, status });
+        self.monitor_bet(place.account, total_stake, events);
         Ok(Ack::BetPlaced { bet: id, status })
     }
 

@@ -101,6 +101,12 @@ pub enum Rejection {
     RealityCheckDue,
     /// An acknowledgement with no reality check due.
     NoRealityCheckDue,
+    /// No such case of the monitoring queue.
+    UnknownCase,
+    /// The case was closed: it takes no more actions.
+    CaseClosed,
+    /// The case's status does not allow the action (escalating a reported case ...).
+    InvalidTransition,
 }
 
 impl Rejection {
@@ -151,6 +157,9 @@ impl Rejection {
             Rejection::KycConflict => "kyc_conflict",
             Rejection::RealityCheckDue => "reality_check_due",
             Rejection::NoRealityCheckDue => "no_reality_check_due",
+            Rejection::UnknownCase => "unknown_case",
+            Rejection::CaseClosed => "case_closed",
+            Rejection::InvalidTransition => "invalid_transition",
         }
     }
 }
@@ -238,6 +247,12 @@ pub const REASONS: &[&str] = &[
     "an adjustment's reason is 1 to 500 bytes",
     "adjustment amount must be positive",
     "pending adjustments at their maximum",
+    "monitoring rules out of range",
+    "a case action needs a reason of 1 to 500 bytes",
+    "a case note or reference is at most 1,000 bytes",
+    "a note action needs a note",
+    "mark_reported needs a reference",
+    "the case has its most actions: close it",
 ];
 
 /// The listed `&'static str` equal to `text`.
@@ -291,6 +306,9 @@ pub const CODES: &[&str] = &[
     "kyc_conflict",
     "reality_check_due",
     "no_reality_check_due",
+    "unknown_case",
+    "case_closed",
+    "invalid_transition",
 ];
 
 pub fn intern_code(text: &str) -> Option<&'static str> {
@@ -312,6 +330,7 @@ mod tests {
             include_str!("fx.rs"),
             include_str!("adjustment.rs"),
             include_str!("payments.rs"),
+            include_str!("monitor.rs"),
         ];
         for source in sources {
             for (index, _) in source.match_indices("reason: \"") {

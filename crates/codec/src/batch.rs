@@ -23,9 +23,9 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// (`BeginDeposit`, `SettleDeposit`, `ApproveWithdrawal`) and the `Chargeback` transfer code;
 /// older batches holding them are refused. Version 7 added identity verification
 /// (`SetKycRules`, `SetKycState`); older batches holding them are refused. Version 8 added
-/// reality checks and personal details (`SetRealityCheck`, `StartSession`,
-/// `AcknowledgeRealityCheck`, `SetPersonalDetails`, tags 60 to 63); older batches holding them
-/// are refused.
+/// AML monitoring (`SetMonitoringRules`, `CaseAction`, `NoteShared`, tags 55 to 57), reality
+/// checks and personal details (`SetRealityCheck`, `StartSession`, `AcknowledgeRealityCheck`,
+/// `SetPersonalDetails`, tags 60 to 63); older batches holding them are refused.
 pub const BATCH_FORMAT_VERSION: u8 = 8;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
@@ -98,7 +98,10 @@ pub fn finish_batch(batch: &mut [u8], first_sequence: u64, timestamp: u64, reply
 fn uses_version_8(command: &Command) -> bool {
     matches!(
         command,
-        Command::SetRealityCheck { .. }
+        Command::SetMonitoringRules { .. }
+            | Command::CaseAction(_)
+            | Command::NoteShared { .. }
+            | Command::SetRealityCheck { .. }
             | Command::StartSession { .. }
             | Command::AcknowledgeRealityCheck { .. }
             | Command::SetPersonalDetails { .. }
@@ -151,7 +154,9 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
         return Err(input.error("a kyc command in a batch older than version 7"));
     }
     if version < 8 && commands.iter().any(uses_version_8) {
-        return Err(input.error("a reality check or personal details command in a batch older than version 8"));
+        return Err(
+            input.error("a monitoring, reality check or personal details command in a batch older than version 8")
+        );
     }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands, origins })
@@ -413,6 +418,41 @@ mod tests {
     /// The header written after the commands (`begin_batch`, `finish_batch`) is the header
     /// `Wire` encodes field by field, `BATCH_HEADER_BYTES` long, and every entry's bytes are
     /// what `encode_batch_entry` says: the sequencer sizes batches by them.
+    /// Version 8 added AML monitoring: its commands round trip (the rules, each case action
+    /// with a note and a reference, both shared-key kinds), and older batches holding them are
+    /// refused.
+    #[test]
+    fn version_8_batches_carry_monitoring() {
+        let mut commands = vec![
+            Command::SetMonitoringRules { rules: book::MonitoringRules::default() },
+            Command::SetMonitoringRules {
+                rules: book::MonitoringRules {
+                    deposits: None,
+                    rapid_in_out: None,
+                    night_start_hour: 22,
+                    night_end_hour: 5,
+                    ..book::MonitoringRules::default()
+                },
+            },
+            Command::NoteShared { account: book::AccountId(3), key: book::SharedKey::instrument("tok_1") },
+            Command::NoteShared { account: book::AccountId(4), key: book::SharedKey::address("1 High St") },
+        ];
+        for action in book::CaseActionKind::ALL {
+            commands.push(Command::CaseAction(book::CaseActionRequest {
+                case: book::CaseId(2),
+                action,
+                by: book::Actor::Staff(book::StaffId(1)),
+                reason: "reviewed".to_string(),
+                note: Some("a note".to_string()),
+                reference: (action == book::CaseActionKind::MarkReported).then(|| "SAR-1".to_string()),
+            }));
+        }
+        assert_eq!(decode_batch(&with_version(8, &commands)).expect("version 8").commands, commands);
+        for command in &commands {
+            assert!(decode_batch(&with_version(7, std::slice::from_ref(command))).is_err(), "{command:?}");
+        }
+    }
+
     #[test]
     fn a_batch_finished_after_its_commands_is_the_wire_layout() {
         let commands = [

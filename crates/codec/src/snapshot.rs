@@ -19,9 +19,11 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// limits and none pending. Version 8 appended the payments (deposits waiting for or settled by
 /// the provider, approved withdrawals); older snapshots decode with none. Version 9 appended
 /// the players' identity verifications (`KycBook`); older snapshots decode with none tracked.
-/// Version 10 appended the reality checks (`RealityChecks`) and the registered players'
+/// Version 10 appended the reality checks (`RealityChecks`), the monitor (`MonitorParts`:
+/// rules, per-account counters, open cases, the shared-key index) and the registered players'
 /// personal details (kept apart from the profiles they belong to, so that the players' layout
-/// stays as it was); older snapshots decode with neither.
+/// stays as it was); older snapshots decode with none of them (the default monitoring rules,
+/// nothing watched).
 pub const SNAPSHOT_FORMAT_VERSION: u8 = 10;
 /// The oldest snapshot format still decoded.
 pub const SNAPSHOT_FORMAT_VERSION_MIN: u8 = 5;
@@ -63,6 +65,7 @@ pub fn encode_snapshot(book: &Book) -> Vec<u8> {
     parts.payments.encode(&mut out);
     parts.kyc.encode(&mut out);
     parts.reality_checks.encode(&mut out);
+    parts.monitor.encode(&mut out);
     personal_details(&parts.players).encode(&mut out);
     out
 }
@@ -127,6 +130,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Book, DecodeError> {
         payments: if version >= 8 { Wire::decode(&mut input)? } else { book::PaymentParts::default() },
         kyc: if version >= 9 { Wire::decode(&mut input)? } else { Vec::new() },
         reality_checks: if version >= 10 { Wire::decode(&mut input)? } else { Vec::new() },
+        monitor: if version >= 10 { Wire::decode(&mut input)? } else { book::MonitorParts::default() },
     };
     let details: Vec<(book::AccountId, book::PersonalDetails)> =
         if version >= 10 { Wire::decode(&mut input)? } else { Vec::new() };
@@ -197,13 +201,26 @@ mod tests {
         bytes.len() + version_10_bytes()
     }
 
-    /// The encoding of the reality checks and personal details of a new book (appended by
-    /// version 10).
-    fn version_10_tail() -> Vec<u8> {
+    /// The encoding of what version 10 appended for `book`: its reality checks, its monitor
+    /// and its players' personal details.
+    fn version_10_tail_of(book: &Book) -> Vec<u8> {
         let mut bytes = Vec::new();
-        Vec::<(book::AccountId, book::RealityCheck)>::new().encode(&mut bytes);
-        Vec::<(book::AccountId, book::PersonalDetails)>::new().encode(&mut bytes);
+        book.reality_checks().to_parts().encode(&mut bytes);
+        book.monitor().to_parts().encode(&mut bytes);
+        personal_details(book.players()).encode(&mut bytes);
         bytes
+    }
+
+    /// The same of a new book.
+    fn version_10_tail() -> Vec<u8> {
+        version_10_tail_of(&Book::new(Config::default()))
+    }
+
+    /// The encoding length of the personal details of `book` (the last part of version 10).
+    fn details_bytes_of(book: &Book) -> usize {
+        let mut bytes = Vec::new();
+        personal_details(book.players()).encode(&mut bytes);
+        bytes.len()
     }
 
     fn version_10_bytes() -> usize {
@@ -266,6 +283,66 @@ mod tests {
         assert!(decode_snapshot(&corrupt).is_err());
     }
 
+    /// The encoding length of a book's monitor (appended by version 10).
+    fn monitor_bytes_of(book: &Book) -> usize {
+        let mut bytes = Vec::new();
+        book.monitor().to_parts().encode(&mut bytes);
+        bytes.len()
+    }
+
+    /// Version 10 appended the monitor: rules, counters, open cases with their alerts and
+    /// actions, and the shared-key index round trip; a version 9 snapshot (the same bytes
+    /// without it) decodes with the default rules; a case of an unknown account is refused.
+    #[test]
+    fn the_monitor_round_trips_and_version_9_snapshots_decode() {
+        use book::{AccountId, Actor, CaseActionKind, CaseActionRequest, CaseId, Command, MonitoringRules, SharedKey};
+        let mut book = Book::new(Config::default());
+        let apply = |book: &mut Book, now: u64, command: Command| book.apply(now, &command, &mut Vec::new());
+        for _ in 0..3 {
+            apply(&mut book, 1, Command::OpenAccount { currency: domain::Currency::EUR }).expect("account");
+        }
+        let rules = MonitoringRules { shared_accounts_max: Some(1), ..MonitoringRules::default() };
+        apply(&mut book, 2, Command::SetMonitoringRules { rules }).expect("rules");
+        for account in [1, 2] {
+            let note = Command::NoteShared { account: AccountId(account), key: SharedKey::instrument("tok") };
+            apply(&mut book, 3, note).expect("noted");
+        }
+        let deposit = Command::Deposit {
+            account: AccountId(3),
+            amount: domain::Money::from_minor(5_000),
+            payment_ref: "p".into(),
+            idempotency: None,
+        };
+        apply(&mut book, 4, deposit).expect("deposit");
+        let note = CaseActionRequest {
+            case: CaseId(1),
+            action: CaseActionKind::Note,
+            by: Actor::System("test".into()),
+            reason: "why".into(),
+            note: Some("a note".into()),
+            reference: None,
+        };
+        apply(&mut book, 5, Command::CaseAction(note)).expect("noted");
+        assert_eq!(book.monitor().cases().count(), 2);
+        let bytes = encode_snapshot(&book);
+        let restored = decode_snapshot(&bytes).expect("decodes");
+        assert_eq!(restored.monitor(), book.monitor());
+        assert_eq!(encode_snapshot(&restored), bytes);
+        let empty = Book::new(Config::default());
+        let mut version_9 = encode_snapshot(&empty);
+        version_9.truncate(version_9.len() - version_10_bytes());
+        version_9[0] = 9;
+        assert_eq!(encode_snapshot(&decode_snapshot(&version_9).expect("version 9")), encode_snapshot(&empty));
+        let details = details_bytes_of(&book);
+        let mut corrupt = bytes[..bytes.len() - monitor_bytes_of(&book) - details].to_vec();
+        let mut parts = book.monitor().to_parts();
+        parts.cases[0].account = AccountId(9);
+        parts.encode(&mut corrupt);
+        corrupt.extend_from_slice(&bytes[bytes.len() - details..]);
+        let error = decode_snapshot(&corrupt).expect_err("refused");
+        assert!(error.reason.contains("unknown account"), "{error:?}");
+    }
+
     /// Version 9 appended the verifications: they round trip, and a version 8 snapshot (the
     /// same bytes without them) decodes with none tracked; a record of an unknown account is
     /// refused.
@@ -297,11 +374,12 @@ mod tests {
         assert_eq!(encode_snapshot(&decode_snapshot(&version_8).expect("version 8")), encode_snapshot(&empty));
         let mut kyc_bytes_of = Vec::new();
         book.kyc().to_parts().encode(&mut kyc_bytes_of);
-        let mut corrupt = bytes[..bytes.len() - kyc_bytes_of.len() - version_10_bytes()].to_vec();
+        let tail = version_10_tail_of(&book);
+        let mut corrupt = bytes[..bytes.len() - kyc_bytes_of.len() - tail.len()].to_vec();
         let mut parts = book.kyc().to_parts();
         parts[0].0 = AccountId(9);
         parts.encode(&mut corrupt);
-        corrupt.extend(version_10_tail());
+        corrupt.extend(tail);
         assert!(decode_snapshot(&corrupt).is_err());
     }
 
@@ -566,6 +644,11 @@ mod tests {
         let mut restored = decode_snapshot(&bytes).expect("decodes");
         assert_eq!(encode_snapshot(&restored), bytes);
         assert_eq!(restored.apply(2, &deposit("psp-1"), &mut events), Err(book::Rejection::DuplicatePaymentRef));
+        // The deposits left counters in the monitor: cut it (and the details after it) whole,
+        // then the older parts.
+        let mut bytes = bytes[..bytes.len() - monitor_bytes_of(&book) - details_bytes_of(&book)].to_vec();
+        book::MonitorParts::default().encode(&mut bytes);
+        Vec::<(book::AccountId, book::PersonalDetails)>::new().encode(&mut bytes);
         let bytes = as_version_6(bytes);
         // The last entry repeated.
         let mut repeated = bytes[..bytes.len() - 2 * 16 - 4].to_vec();
@@ -612,13 +695,15 @@ mod tests {
         version_7[0] = 7;
         assert_eq!(encode_snapshot(&decode_snapshot(&version_7).expect("version 7")), encode_snapshot(&empty));
         // A snapshot whose pending deposit has no open hold is refused.
-        let mut corrupt = bytes[..bytes.len() - payments_bytes_of(&book) - kyc_bytes()].to_vec();
+        let tail = version_10_tail_of(&book);
+        let kyc_empty = kyc_bytes() - version_10_bytes();
+        let mut corrupt = bytes[..bytes.len() - payments_bytes_of(&book) - kyc_empty - tail.len()].to_vec();
         let mut parts = book.payments().to_parts();
         parts.deposits[1].state = DepositState::Failed;
         parts.deposits[1].resolution = Some(book::TransferId(99));
         parts.encode(&mut corrupt);
         Vec::<(AccountId, book::Kyc)>::new().encode(&mut corrupt);
-        corrupt.extend(version_10_tail());
+        corrupt.extend(tail);
         assert!(decode_snapshot(&corrupt).is_err());
     }
 

@@ -12,6 +12,10 @@ use book::{
 };
 use book::{Actor, AppliedRate, Folded, FxTable, Origin, Staff, StaffId};
 use book::{Adjustment, AdjustmentDirection, AdjustmentId, AdjustmentLimit, AdjustmentLimits, Adjustments};
+use book::{
+    Alert, AlertId, Case, CaseAction, CaseActionKind, CaseActionRequest, CaseId, CaseStatus, Counters, MonitorParts,
+    MonitoringRules, RapidInOut, Rule, SharedKey, Threshold, Watch,
+};
 use book::{DegradedParts, Throttle, TradingMode};
 use book::{Deposit, DepositOutcome, DepositState, PaymentParts};
 use book::{
@@ -484,6 +488,130 @@ wire_struct!(Kyc { state, changed_at, reference, rules, deposited, verified_depo
 
 wire_struct!(RealityCheck { interval_minutes, session_started_at, net_minor, next_due_at, due });
 wire_struct!(PersonalDetails { first_name, last_name, email, postcode, address });
+// ---- AML monitoring and markers of harm (batch format 8, snapshot format 10) -------------
+
+wire_id!(CaseId, AlertId);
+wire_unit_enum!(CaseStatus { Open, Escalated, Reported, Closed });
+wire_struct!(Threshold { period, amount });
+wire_struct!(RapidInOut { within_hours, turnover_percent });
+wire_struct!(MonitoringRules {
+    deposits,
+    withdrawals,
+    turnover,
+    rapid_in_out,
+    shared_accounts_max,
+    deposits_per_day,
+    night_bets_per_day,
+    night_start_hour,
+    night_end_hour,
+    refused_withdrawals,
+    deposit_while_withdrawal_pending
+});
+wire_struct!(Counters { period_index, deposit_count, night_bets, deposited, withdrawn, turnover });
+wire_struct!(Alert { id, account, rule, value, threshold, currency, at, case });
+wire_struct!(CaseAction { action, by, reason, note, reference, at });
+wire_struct!(Case { id, account, status, opened_at, updated_at, alerts, alerts_total, actions, reference });
+wire_struct!(CaseActionRequest { case, action, by, reason, note, reference });
+
+/// Rules by their explicit tag (`Rule::tag`).
+impl Wire for Rule {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.tag());
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let tag = u8::decode(input)?;
+        Rule::from_tag(tag).ok_or_else(|| input.error(format!("Rule tag {tag}")))
+    }
+}
+
+/// Case actions by their explicit tag (`CaseActionKind::tag`).
+impl Wire for CaseActionKind {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.tag());
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let tag = u8::decode(input)?;
+        CaseActionKind::from_tag(tag).ok_or_else(|| input.error(format!("CaseActionKind tag {tag}")))
+    }
+}
+
+impl Wire for SharedKey {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            SharedKey::Instrument(hash) => {
+                out.push(0);
+                hash.encode(out);
+            }
+            SharedKey::Address(hash) => {
+                out.push(1);
+                hash.encode(out);
+            }
+        }
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match u8::decode(input)? {
+            0 => Ok(SharedKey::Instrument(Wire::decode(input)?)),
+            1 => Ok(SharedKey::Address(Wire::decode(input)?)),
+            tag => Err(input.error(format!("SharedKey tag {tag}"))),
+        }
+    }
+}
+
+/// The counters, the last deposit, the refusal times (oldest first) and the windows fired.
+impl Wire for Watch {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.counters.encode(out);
+        self.last_deposit_at.encode(out);
+        self.last_deposit.encode(out);
+        self.turnover_since_deposit.encode(out);
+        let refusals: Vec<u64> = self.refusals.iter().copied().collect();
+        refusals.encode(out);
+        self.fired.encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let counters = Wire::decode(input)?;
+        let last_deposit_at = Wire::decode(input)?;
+        let last_deposit = Wire::decode(input)?;
+        let turnover_since_deposit = Wire::decode(input)?;
+        let refusals: Vec<u64> = Wire::decode(input)?;
+        if refusals.len() > book::REFUSED_WITHDRAWALS_MAX as usize
+            || !refusals.windows(2).all(|pair| pair[0] <= pair[1])
+        {
+            return Err(input.error("refusal times over their bound or out of order"));
+        }
+        Ok(Watch {
+            counters,
+            last_deposit_at,
+            last_deposit,
+            turnover_since_deposit,
+            refusals: refusals.into_iter().collect(),
+            fired: Wire::decode(input)?,
+        })
+    }
+}
+
+impl Wire for MonitorParts {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.rules.encode(out);
+        self.watches.encode(out);
+        self.cases.encode(out);
+        self.shared.encode(out);
+        self.alerts_issued.encode(out);
+        self.cases_issued.encode(out);
+    }
+    fn decode(input: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let parts = MonitorParts {
+            rules: Wire::decode(input)?,
+            watches: Wire::decode(input)?,
+            cases: Wire::decode(input)?,
+            shared: Wire::decode(input)?,
+            alerts_issued: Wire::decode(input)?,
+            cases_issued: Wire::decode(input)?,
+        };
+        book::Monitor::check_parts(&parts).map_err(|reason| input.error(reason))?;
+        Ok(parts)
+    }
+}
 
 impl Wire for PaymentParts {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -803,6 +931,9 @@ impl Wire for Rejection {
             "kyc_conflict" => Rejection::KycConflict,
             "reality_check_due" => Rejection::RealityCheckDue,
             "no_reality_check_due" => Rejection::NoRealityCheckDue,
+            "unknown_case" => Rejection::UnknownCase,
+            "case_closed" => Rejection::CaseClosed,
+            "invalid_transition" => Rejection::InvalidTransition,
             other => return Err(input.error(format!("rejection {other}"))),
         })
     }
@@ -1152,6 +1283,20 @@ impl Wire for Command {
                 account.encode(out);
                 withdrawal.encode(out);
             }
+            // ---- AML monitoring and markers of harm (batch format 8) ----
+            Command::SetMonitoringRules { rules } => {
+                out.push(55);
+                rules.encode(out);
+            }
+            Command::CaseAction(request) => {
+                out.push(56);
+                request.encode(out);
+            }
+            Command::NoteShared { account, key } => {
+                out.push(57);
+                account.encode(out);
+                key.encode(out);
+            }
             Command::SetKycRules { account, rules } => {
                 out.push(53);
                 account.encode(out);
@@ -1307,6 +1452,9 @@ impl Wire for Command {
             61 => Command::StartSession { account: Wire::decode(d)? },
             62 => Command::AcknowledgeRealityCheck { account: Wire::decode(d)? },
             63 => Command::SetPersonalDetails { account: Wire::decode(d)?, details: Wire::decode(d)? },
+            55 => Command::SetMonitoringRules { rules: Wire::decode(d)? },
+            56 => Command::CaseAction(Wire::decode(d)?),
+            57 => Command::NoteShared { account: Wire::decode(d)?, key: Wire::decode(d)? },
             tag => return Err(d.error(format!("Command tag {tag}"))),
         })
     }
@@ -1420,6 +1568,9 @@ mod tests {
             Rejection::KycConflict,
             Rejection::RealityCheckDue,
             Rejection::NoRealityCheckDue,
+            Rejection::UnknownCase,
+            Rejection::CaseClosed,
+            Rejection::InvalidTransition,
         ];
         assert_eq!(rejections.len(), book::CODES.len(), "a rejection is missing here");
         for rejection in &rejections {

@@ -142,6 +142,19 @@ pub struct ActorView {
     pub id: String,
 }
 
+impl ActorView {
+    pub fn of(actor: &book::Actor) -> ActorView {
+        let kind = match actor {
+            book::Actor::Staff(_) => ActorKind::Staff,
+            book::Actor::ApiKey(_) => ActorKind::ApiKey,
+            book::Actor::Player(_) => ActorKind::Player,
+            book::Actor::Feed(_) => ActorKind::Feed,
+            book::Actor::System(_) => ActorKind::System,
+        };
+        ActorView { kind, id: actor.id() }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
@@ -437,6 +450,28 @@ pub enum AuditCommand {
         base: String,
         #[schema(value_type = std::collections::BTreeMap<String, String>)]
         rates: BTreeMap<String, String>,
+    },
+    /// The AML and markers-of-harm rules replaced (thresholds in the base currency).
+    SetMonitoringRules {
+        rules: Box<crate::monitoring::MonitoringRulesBody>,
+    },
+    /// A staff action on a case of the monitoring queue (the entry's actor and reason say who
+    /// and why).
+    CaseAction {
+        case_id: String,
+        /// `note`, `freeze`, `unfreeze`, `escalate`, `mark_reported` or `close`.
+        action: String,
+        #[schema(required = true)]
+        note: Option<String>,
+        #[schema(required = true)]
+        reference: Option<String>,
+    },
+    /// An account noted as using a payment instrument (`instrument`) or a postal address
+    /// (`address`), by a hash of it.
+    NoteShared {
+        account_id: String,
+        /// `instrument` or `address`.
+        key: String,
     },
 }
 
@@ -999,6 +1034,23 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
             AuditCommand::SetMarketThrottle { market_id: market.to_string(), bets_per_second: *bets_per_second }
         }
         Command::SetResettlementWindow { window_ms } => AuditCommand::SetResettlementWindow { window_ms: *window_ms },
+        Command::SetMonitoringRules { rules } => AuditCommand::SetMonitoringRules {
+            rules: Box::new(crate::monitoring::MonitoringRulesBody::from_rules(rules, currencies.base)),
+        },
+        Command::CaseAction(request) => AuditCommand::CaseAction {
+            case_id: request.case.to_string(),
+            action: request.action.as_str().to_string(),
+            note: request.note.clone(),
+            reference: request.reference.clone(),
+        },
+        Command::NoteShared { account, key } => AuditCommand::NoteShared {
+            account_id: account.to_string(),
+            key: match key {
+                book::SharedKey::Instrument(_) => "instrument",
+                book::SharedKey::Address(_) => "address",
+            }
+            .to_string(),
+        },
         Command::SetFxRates { base, rates } => AuditCommand::SetFxRates {
             base: base.to_string(),
             rates: rates.iter().map(|(currency, rate)| (currency.to_string(), rate.to_string())).collect(),
@@ -1411,7 +1463,7 @@ pub(crate) async fn report(
     }
 }
 
-fn csv_response(name: &str, body: &str) -> Response {
+pub(crate) fn csv_response(name: &str, body: &str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -1549,7 +1601,7 @@ impl CsvTable {
 
 /// A field, quoted (RFC 4180) only when it holds a comma, a quote or a line break: amounts,
 /// ids, codes and times never do.
-fn csv_field(out: &mut String, field: &str) {
+pub(crate) fn csv_field(out: &mut String, field: &str) {
     if field.contains([',', '"', '\r', '\n']) {
         out.push('"');
         out.push_str(&field.replace('"', "\"\""));

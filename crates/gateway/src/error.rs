@@ -109,6 +109,9 @@ impl ApiError {
             // Play pauses until the player acknowledges the reality check (UKGC RTS 13).
             Rejection::RealityCheckDue => S::FORBIDDEN,
             Rejection::NoRealityCheckDue => S::CONFLICT,
+            // The case queue (`monitoring.rs`): a case closed or a move its status forbids.
+            Rejection::UnknownCase => S::NOT_FOUND,
+            Rejection::CaseClosed | Rejection::InvalidTransition => S::CONFLICT,
             Rejection::UnknownAdjustment => S::NOT_FOUND,
             Rejection::MarketThrottled { .. } => S::TOO_MANY_REQUESTS,
             Rejection::UnknownAccount

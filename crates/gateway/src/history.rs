@@ -790,6 +790,9 @@ pub struct CustomerView {
     /// Payments on their way (the book's), oldest first: deposits waiting for the provider's
     /// callback and withdrawals not yet paid out (at most 20 of each).
     pub pending_payments: Vec<PendingPaymentView>,
+    /// The account's case of the monitoring queue not closed, if any (`GET /v1/admin/cases/{id}`).
+    #[schema(required = true)]
+    pub open_case: Option<crate::monitoring::OpenCaseView>,
 }
 
 /// A deposit or withdrawal the provider has yet to confirm.
@@ -854,10 +857,12 @@ pub(crate) async fn customer_view(
                 crate::players::limits_view(book, account, currency)?,
                 pending_payments(book, account, currency, approvals),
                 crate::kyc::kyc_view(book, account, currency),
+                crate::monitoring::open_case_of(book, account),
             ))
         })
         .await?;
-    let (wallet, limits, pending_payments, verification) = open_state.ok_or_else(|| ApiError::not_found("account"))?;
+    let (wallet, limits, pending_payments, verification, open_case) =
+        open_state.ok_or_else(|| ApiError::not_found("account"))?;
     let summary = account_summary(&row, now_millis());
     let registered = row[ACCOUNTS.index_of("username")].text().is_some();
     Ok(Json(CustomerView {
@@ -878,6 +883,7 @@ pub(crate) async fn customer_view(
         bets: bet_views(&bets)?,
         transactions: transaction_views(&transactions.rows, &transactions.pending, currency),
         pending_payments,
+        open_case,
     }))
 }
 

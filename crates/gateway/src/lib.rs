@@ -25,6 +25,7 @@ mod idempotency;
 mod kyc;
 mod limits;
 mod metrics;
+pub mod monitoring;
 mod openapi;
 mod operators;
 mod ops;
@@ -674,6 +675,7 @@ pub fn app(state: AppState) -> Router {
         .merge(adjustments::routes())
         .merge(kyc::routes())
         .merge(reality::routes())
+        .merge(monitoring::routes())
         .merge(cluster::routes())
         .route("/v1/stream", axum::routing::get(stream::stream))
         // Unknown paths and methods answer in the API's error shape too.

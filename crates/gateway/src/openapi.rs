@@ -19,8 +19,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    adjustments, catalog, cluster, compliance, degraded, dto, error, feed, fx, history, kyc, operators, ops, payments,
-    players, reality, staff, stream,
+    adjustments, catalog, cluster, compliance, degraded, dto, error, feed, fx, history, kyc, monitoring, operators,
+    ops, payments, players, reality, staff, stream,
 };
 
 /// Name of the one security scheme: `Authorization: Bearer <token>`.
@@ -104,6 +104,13 @@ pub const SECURITY_SCHEME: &str = "bearer";
         kyc::set_kyc,
         kyc::my_kyc,
         kyc::request_kyc,
+        monitoring::get_rules,
+        monitoring::put_rules,
+        monitoring::list_alerts,
+        monitoring::list_cases,
+        monitoring::get_case,
+        monitoring::act_on_case,
+        monitoring::suspicious_activity,
         degraded::trading_mode,
         degraded::set_trading_mode,
         degraded::set_market_throttle,
@@ -236,6 +243,18 @@ pub const SECURITY_SCHEME: &str = "bearer";
         kyc::KycCallbackAnswer,
         kyc::KycStateView,
         kyc::SetKycRequest,
+        monitoring::ThresholdBody,
+        monitoring::RapidInOutBody,
+        monitoring::MonitoringRulesBody,
+        monitoring::AlertView,
+        monitoring::AlertPage,
+        monitoring::CaseActionView,
+        monitoring::CaseView,
+        monitoring::CasePage,
+        monitoring::CaseActionBody,
+        monitoring::OpenCaseView,
+        monitoring::SuspiciousCaseView,
+        monitoring::SuspiciousActivityReport,
         payments::PaymentCallbackAnswer,
         dto::Page<payments::PaymentView>,
         history::AdminBetView,
@@ -262,6 +281,9 @@ pub const SECURITY_SCHEME: &str = "bearer";
         (name = "kyc", description = "Webhooks from the identity-verification provider, signed and \
             replay-protected exactly like the payment provider's callbacks. No bearer credential: the signature is \
             the credential."),
+        (name = "monitoring", description = "AML monitoring and markers of harm: the rules (thresholds in the \
+            base currency), alerts, the case queue with staff actions (journaled with actor and reason), and the \
+            suspicious-activity report. Scope `compliance` (support staff read), `admin` for the rules."),
         (name = "payments", description = "Callbacks from the payment provider: signed with HMAC-SHA256 over the \
             raw body (`Payment-Signature: sha256=<hex>`), within a timestamp window, replayed ids answered with the \
             first answer. No bearer credential: the signature is the credential."),

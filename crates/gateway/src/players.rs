@@ -442,6 +442,11 @@ pub struct DepositRequest {
     /// The payment provider's reference: 1 to 200 bytes; credits the account at most once.
     #[schema(example = "psp_7f3a", min_length = 1, max_length = 200)]
     pub payment_ref: String,
+    /// The provider's token of the card or bank account paid from (1 to 200 bytes), for AML
+    /// monitoring: more accounts than the rules allow sharing one raise alerts on each.
+    #[serde(default)]
+    #[schema(example = "tok_card_4242", min_length = 1, max_length = 200)]
+    pub instrument: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -560,7 +565,7 @@ pub(crate) async fn deposit(
 ) -> Result<Response, ApiError> {
     let (account, currency) = principal.player()?;
     let bytes = raw_body(&body)?;
-    let mut command = crate::requests::deposit(bytes, account, currency)?;
+    let (mut command, instrument) = crate::requests::deposit(bytes, account, currency)?;
     // With a provider that answers by callback the deposit waits for it (`payments.rs`).
     if state.config().payment_callbacks.is_some() {
         if let Command::Deposit { account, amount, payment_ref, idempotency } = command {
@@ -582,6 +587,15 @@ pub(crate) async fn deposit(
     let Ack::Transfer(transfer) = accepted(reply, currency)? else {
         return Err(ApiError::internal("deposit answered with another ack"));
     };
+    // The instrument goes to the monitor's shared-instrument index once the deposit is taken:
+    // noting it again (a retry) changes nothing, an account is held once per instrument.
+    if let Some(instrument) = instrument {
+        let note = Command::NoteShared { account, key: book::SharedKey::instrument(&instrument) };
+        state
+            .submit(note, principal.origin())
+            .await?
+            .map_err(|rejection| ApiError::from_rejection(&rejection, currency))?;
+    }
     // The deposit's state: a deposit that completed at once is not among the provider's.
     let payment_state = state.read(move |book| book.payments().deposit(transfer).map(|deposit| deposit.state)).await?;
     if payment_state == Some(book::DepositState::Pending) {

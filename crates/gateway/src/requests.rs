@@ -101,12 +101,16 @@ pub fn reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
     Ok(reason)
 }
 
-/// `POST /v1/wallet/deposits`.
-pub fn deposit(body: &[u8], account: AccountId, currency: Currency) -> Result<Command, ApiError> {
+/// `POST /v1/wallet/deposits`: the command, and the payment instrument's token when given (the
+/// monitor's shared-instrument index takes it after the deposit, `Command::NoteShared`).
+pub fn deposit(body: &[u8], account: AccountId, currency: Currency) -> Result<(Command, Option<String>), ApiError> {
     let request: DepositRequest = json_body(body)?;
     let amount = parse_money(currency, &request.amount, "amount")?;
     check_text(&request.payment_ref, "payment_ref", 1, book::constants::PAYMENT_REF_BYTES_MAX)?;
-    Ok(Command::Deposit { account, amount, payment_ref: request.payment_ref, idempotency: None })
+    if let Some(instrument) = &request.instrument {
+        check_text(instrument, "instrument", 1, book::constants::PAYMENT_REF_BYTES_MAX)?;
+    }
+    Ok((Command::Deposit { account, amount, payment_ref: request.payment_ref, idempotency: None }, request.instrument))
 }
 
 /// `POST /v1/wallet/withdrawals`.

@@ -19,8 +19,8 @@ use engine::{chain_next, ChainHead, CHAIN_HEAD_GENESIS};
 use journal::Position;
 
 use crate::schema::{
-    Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS,
-    FIRST_REPLIES, STATEMENTS, TABLES, TRANSFERS,
+    Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, ALERTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CASES, CASE_ACTIONS,
+    CHECKPOINT, DAILY_TOTALS, FIRST_REPLIES, STATEMENTS, TABLES, TRANSFERS,
 };
 use crate::ProjectorError;
 
@@ -299,6 +299,14 @@ impl Follower {
         for (hash, remembered) in self.book.remembered_keys() {
             changes.put(&FIRST_REPLIES, first_reply_row(hash, None, &remembered, position));
         }
+        // The monitor's open cases and the alerts they hold (closed cases before the snapshot
+        // are not in it: the models begin here).
+        for case in self.book.monitor().cases() {
+            changes.put(&CASES, case_row(&case.summary(), position));
+            for alert in &case.alerts {
+                changes.put(&ALERTS, alert_row(alert, position));
+            }
+        }
         for player in self.book.players() {
             changes.put(&ACCOUNTS, account_row(player, position));
             if has_limits(player) {
@@ -339,6 +347,7 @@ impl Follower {
         let mut touched_limits = BTreeSet::new();
         let mut touched_ledger = BTreeSet::new();
         let mut ordinal = 0i64;
+        let mut action_ordinal = 0i64;
         let mut resulted_markets = BTreeSet::new();
         let mut feed = false;
         let mut events = std::mem::take(&mut self.events);
@@ -442,6 +451,28 @@ impl Follower {
                         {
                             self.count_placed(*bet, changes);
                         }
+                    }
+                    BookEvent::Alert(alert) => changes.put(&ALERTS, alert_row(alert, position)),
+                    BookEvent::CaseChanged(summary) => changes.put(&CASES, case_row(summary, position)),
+                    BookEvent::CaseActed { case, account, action, status } => {
+                        changes.put(
+                            &CASE_ACTIONS,
+                            vec![
+                                int(position),
+                                Value::Int(action_ordinal),
+                                int(case.0),
+                                int(account.0),
+                                Value::constant(action.action.as_str()),
+                                Value::constant(action.by.kind()),
+                                Value::from(action.by.id()),
+                                Value::from(action.reason.clone()),
+                                Value::from(action.note.clone()),
+                                Value::from(action.reference.clone()),
+                                Value::constant(status.as_str()),
+                                int(action.at),
+                            ],
+                        );
+                        action_ordinal += 1;
                     }
                     _ => {}
                 }
@@ -668,6 +699,36 @@ impl Follower {
         }
         changes.add(&DAILY_TOTALS, row);
     }
+}
+
+/// An `ALERTS` row.
+fn alert_row(alert: &book::Alert, position: Position) -> Vec<Value> {
+    vec![
+        int(alert.id.0),
+        int(alert.account.0),
+        Value::constant(alert.rule.as_str()),
+        Value::constant(alert.kind().as_str()),
+        Value::Int(alert.value),
+        Value::Int(alert.threshold),
+        Value::constant(alert.currency.static_code()),
+        int(alert.at),
+        Value::from(alert.case.map(|case| case.0 as i64)),
+        int(position),
+    ]
+}
+
+/// A `CASES` row.
+fn case_row(case: &book::CaseSummary, position: Position) -> Vec<Value> {
+    vec![
+        int(case.id.0),
+        int(case.account.0),
+        Value::constant(case.status.as_str()),
+        int(case.opened_at),
+        int(case.updated_at),
+        Value::Int(i64::from(case.alerts_total)),
+        Value::from(case.reference.clone()),
+        int(position),
+    ]
 }
 
 /// A `FIRST_REPLIES` row.

@@ -436,7 +436,65 @@ pub const FIRST_REPLIES: Table = Table {
 };
 
 /// Every table of the models, in the order a commit writes them and a dump lists them.
-pub const TABLES: [&Table; 11] = [
+/// Alerts raised by the monitoring rules (`book::monitor`), each once: the measured value and
+/// the threshold (minor units of the base currency for money rules, else counts).
+pub const ALERTS: Table = Table {
+    name: "alerts",
+    columns: &[
+        col("id", Int),
+        col("account", Int),
+        col("rule", Text),
+        col("kind", Text),
+        col("value", Int),
+        col("threshold", Int),
+        col("currency", Text),
+        col("at", Int),
+        opt("case_id", Int),
+        col("position", Int),
+    ],
+    key: 1,
+    merge: Merge::Insert,
+};
+
+/// Cases of the monitoring queue as they stand, closed ones included.
+pub const CASES: Table = Table {
+    name: "cases",
+    columns: &[
+        col("id", Int),
+        fix("account", Int),
+        col("status", Text),
+        fix("opened_at", Int),
+        col("updated_at", Int),
+        col("alerts_total", Int),
+        opt("reference", Text),
+        col("updated_position", Int),
+    ],
+    key: 1,
+    merge: Merge::Upsert,
+};
+
+/// Every staff action on a case, with who, why and the case's status after it.
+pub const CASE_ACTIONS: Table = Table {
+    name: "case_actions",
+    columns: &[
+        col("position", Int),
+        col("ordinal", Int),
+        col("case_id", Int),
+        col("account", Int),
+        col("action", Text),
+        col("actor_kind", Text),
+        col("actor_id", Text),
+        col("reason", Text),
+        opt("note", Text),
+        opt("reference", Text),
+        col("status", Text),
+        col("at", Int),
+    ],
+    key: 2,
+    merge: Merge::Insert,
+};
+
+pub const TABLES: [&Table; 14] = [
     &CHECKPOINT,
     &ACCOUNTS,
     &BETS,
@@ -448,6 +506,9 @@ pub const TABLES: [&Table; 11] = [
     &DAILY_TOTALS,
     &ACCOUNT_LIMITS,
     &FIRST_REPLIES,
+    &ALERTS,
+    &CASES,
+    &CASE_ACTIONS,
 ];
 
 /// The migrations table: which versions are applied.
@@ -686,6 +747,33 @@ ALTER TABLE audit ADD COLUMN reason TEXT;
 /* sqlite only */ CREATE INDEX audit_account ON audit (account, position);
 /* sqlite only */ CREATE INDEX audit_at ON audit (at);
 /* sqlite only */ CREATE INDEX audit_command ON audit (command, position);
+",
+    ),
+    (
+        7,
+        "AML monitoring: alerts, cases and case actions",
+        "
+CREATE TABLE alerts (
+    id BIGINT PRIMARY KEY, account BIGINT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
+    value BIGINT NOT NULL, threshold BIGINT NOT NULL, currency TEXT NOT NULL, at BIGINT NOT NULL,
+    case_id BIGINT, position BIGINT NOT NULL
+);
+CREATE INDEX alerts_account ON alerts (account, id);
+CREATE INDEX alerts_at ON alerts (at);
+CREATE TABLE cases (
+    id BIGINT PRIMARY KEY, account BIGINT NOT NULL, status TEXT NOT NULL, opened_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL, alerts_total BIGINT NOT NULL, reference TEXT,
+    updated_position BIGINT NOT NULL
+);
+CREATE INDEX cases_account ON cases (account, id);
+CREATE INDEX cases_status ON cases (status, id);
+CREATE TABLE case_actions (
+    position BIGINT NOT NULL, ordinal BIGINT NOT NULL, case_id BIGINT NOT NULL, account BIGINT NOT NULL,
+    action TEXT NOT NULL, actor_kind TEXT NOT NULL, actor_id TEXT NOT NULL, reason TEXT NOT NULL,
+    note TEXT, reference TEXT, status TEXT NOT NULL, at BIGINT NOT NULL,
+    PRIMARY KEY (position, ordinal)
+);
+CREATE INDEX case_actions_case ON case_actions (case_id, position);
 ",
     ),
 ];

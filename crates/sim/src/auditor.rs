@@ -914,6 +914,12 @@ impl Auditor {
             Command::FeedHealth { .. } | Command::SetTradingMode { .. } | Command::SetMarketThrottle { .. } => {
                 unreachable!("the simulator sends no feed-health or degraded-mode commands")
             }
+            // Alerts change no reply (they are events), so the model ignores the monitor; the
+            // workload sends no monitoring command (the book's unit tests and the gateway's
+            // black-box tests cover rules, cases and freezes by case).
+            Command::SetMonitoringRules { .. } | Command::CaseAction(_) | Command::NoteShared { .. } => {
+                unreachable!("the simulator sends no monitoring commands")
+            }
         }
     }
 

@@ -473,6 +473,28 @@ pub fn set_resettlement_window(engine: &engine::EngineHandle, window_ms: u64) ->
     Ok(())
 }
 
+/// Submits the monitoring rules of a JSON file (`serve --monitoring-rules`) when the book's
+/// differ, like the resettlement window: journaled, so replays decide with the rules of the
+/// time. Amounts are in the fx table's base currency.
+pub fn set_monitoring_rules(engine: &engine::EngineHandle, path: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| anyhow::anyhow!("--monitoring-rules {}: {error}", path.display()))?;
+    let body = gateway::monitoring::MonitoringRulesBody::from_json(&text)
+        .map_err(|error| anyhow::anyhow!("--monitoring-rules {}: {error}", path.display()))?;
+    let (current, base) = engine.read(|book| (*book.monitor().rules(), book.fx().base))?;
+    let rules = body
+        .to_rules(base)
+        .map_err(|error| anyhow::anyhow!("--monitoring-rules {}: {}", path.display(), error.message))?;
+    if rules != current {
+        let command = book::Command::SetMonitoringRules { rules };
+        match engine.submit((command, book::Origin::system("serve")))? {
+            Ok(_) => tracing::info!(file = %path.display(), "monitoring rules set"),
+            Err(rejection) => anyhow::bail!("monitoring rules refused: {rejection}"),
+        }
+    }
+    Ok(())
+}
+
 /// The role limits of manual adjustments `serve` runs with: the defaults (trader and
 /// settlement none, support 50.00, compliance 1000.00, admin unlimited, as amounts of `base`)
 /// with each `ROLE=AMOUNT|none|unlimited` of `overrides` applied.

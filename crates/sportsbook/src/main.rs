@@ -192,6 +192,11 @@ enum Commands {
         /// date_of_birth, email?, status?}`, read at every question. Default: nobody.
         #[arg(long, value_name = "FILE")]
         exclusion_register_file: Option<std::path::PathBuf>,
+        /// A JSON file of AML and markers-of-harm rules (the body of
+        /// `PUT /v1/admin/monitoring-rules`; `docs/compliance.md`), submitted at start when the
+        /// book's differ. Without it the book keeps the rules it has (the defaults at first).
+        #[arg(long, value_name = "FILE")]
+        monitoring_rules: Option<std::path::PathBuf>,
         /// A reverse proxy or load balancer (an address or a CIDR range), repeatable: from it,
         /// `Forwarded` / `X-Forwarded-For` name the client for per-address limits and login
         /// throttles. From anyone else they are ignored.
@@ -680,6 +685,7 @@ fn main() -> anyhow::Result<()> {
             kyc_jurisdictions,
             exclusion_register,
             exclusion_register_file,
+            monitoring_rules,
             trusted_proxies,
             password_hash_workers,
             projector,
@@ -715,6 +721,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 fx_rates_age_max: std::time::Duration::from_secs(fx_rates_age_max),
                 resettlement_window_ms: resettlement_window,
+                monitoring_rules,
                 adjustment_limits,
                 payments: sportsbook::serve::PaymentOptions {
                     callbacks: matches!(payments, PaymentsArg::Callbacks),

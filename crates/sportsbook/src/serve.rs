@@ -64,6 +64,8 @@ pub struct ServeOptions {
     pub fx_rates_age_max: std::time::Duration,
     /// The book's resettlement window (`--resettlement-window`), in milliseconds.
     pub resettlement_window_ms: u64,
+    /// `--monitoring-rules`: a JSON file of AML and markers-of-harm rules.
+    pub monitoring_rules: Option<std::path::PathBuf>,
     /// Role limits of manual adjustments (`--adjustment-limit ROLE=LIMIT`) over the defaults.
     pub adjustment_limits: Vec<String>,
     /// The payment provider (`--payments`, `--withdrawal-approval-above`, ...).
@@ -311,6 +313,9 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
     crate::set_resettlement_window(&engine, options.resettlement_window_ms)?;
+    if let Some(path) = &options.monitoring_rules {
+        crate::set_monitoring_rules(&engine, path)?;
+    }
     crate::set_adjustment_limits(&engine, &options.adjustment_limits)?;
     configure_payments(&engine, &mut config, &options.payments)?;
     // The history routes read the models the projector keeps; without it they answer 503.

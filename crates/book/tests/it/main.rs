@@ -3,6 +3,7 @@
 mod adjustments;
 mod kyc;
 mod memory;
+mod monitor;
 mod payments;
 mod properties;
 mod scenarios;

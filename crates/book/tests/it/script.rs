@@ -454,6 +454,11 @@ impl Script {
         };
         self.output.push_str(&rendered);
         for event in &events {
+            // The monitor's alerts and cases have tests of their own (`monitor.rs`); the
+            // scenarios' transcripts show what the rules they test do.
+            if matches!(event, BookEvent::Alert(_) | BookEvent::CaseActed { .. } | BookEvent::CaseChanged(_)) {
+                continue;
+            }
             let line = self.event(event);
             self.output.push_str(&format!("  - {line}\n"));
         }
@@ -537,6 +542,9 @@ impl Script {
             BookEvent::IdempotentReplay { account } => format!("{account} replayed an idempotent command"),
             BookEvent::LimitsChanged { account } => format!("{account} limits changed"),
             BookEvent::RealityCheckDue { account } => format!("{account} reality check due"),
+            BookEvent::Alert(alert) => format!("{} {} {}", alert.id, alert.account, alert.rule.as_str()),
+            BookEvent::CaseActed { case, action, .. } => format!("{case} {}", action.action.as_str()),
+            BookEvent::CaseChanged(summary) => format!("{} {}", summary.id, summary.status.as_str()),
         }
     }
 }

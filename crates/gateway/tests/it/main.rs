@@ -16,6 +16,7 @@ mod feed;
 mod harness;
 mod idempotency;
 mod kyc;
+mod monitoring;
 mod openapi;
 mod operators;
 mod ops;

@@ -87,6 +87,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/admin/cluster"),
     ("PUT", "/v1/admin/fx-rates"),
     ("GET", "/v1/admin/reports/{name}"),
+    // monitoring
+    ("GET", "/v1/admin/monitoring-rules"),
+    ("PUT", "/v1/admin/monitoring-rules"),
+    ("GET", "/v1/admin/alerts"),
+    ("GET", "/v1/admin/cases"),
+    ("GET", "/v1/admin/cases/{id}"),
+    ("POST", "/v1/admin/cases/{id}/actions"),
+    ("GET", "/v1/admin/reports/suspicious-activity"),
     // stream
     ("GET", "/v1/stream"),
     // operations
@@ -196,6 +204,7 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_its_tags() {
             "catalog",
             "feed",
             "kyc",
+            "monitoring",
             "operations",
             "operators",
             "payments",

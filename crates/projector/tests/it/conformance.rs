@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use book::{AccountKind, BetKind, BetStatus, Book, LedgerAccountId, TransferCode, TransferKind, MILLIS_PER_DAY};
 use projector::schema::{
-    Table, Value, ACCOUNTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS, STATEMENTS, TRANSFERS,
+    Table, Value, ACCOUNTS, ALERTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CASES, CHECKPOINT, DAILY_TOTALS, STATEMENTS,
+    TRANSFERS,
 };
 use projector::{dump, Store};
 
@@ -345,6 +346,27 @@ pub fn check_accounts(store: &mut dyn Store, book: &Book) {
     assert!(rows.iter().any(|row| get(t, row, "frozen").bool() == Some(true)), "a frozen account");
 }
 
+/// The monitor's alerts and cases (migration 7): every alert the book raised once, in id order,
+/// and every case the book still holds as it stands.
+fn check_monitoring(store: &mut dyn Store, book: &Book) {
+    let alerts = store.rows(&ALERTS).expect("alerts");
+    assert_eq!(alerts.len() as u64, book.monitor().alerts_issued(), "every alert once");
+    assert!(!alerts.is_empty(), "the workload raises alerts under the default rules");
+    for (index, row) in alerts.iter().enumerate() {
+        assert_eq!(int(&ALERTS, row, "id"), index as i64 + 1);
+    }
+    let cases = store.rows(&CASES).expect("cases");
+    assert_eq!(cases.len() as u64, book.monitor().cases_issued());
+    for case in book.monitor().cases() {
+        let row = cases.iter().find(|row| int(&CASES, row, "id") as u64 == case.id.0).expect("the case's row");
+        assert_eq!(int(&CASES, row, "account") as u64, case.account.0);
+        assert_eq!(text(&CASES, row, "status"), case.status.as_str());
+        assert_eq!(int(&CASES, row, "alerts_total"), i64::from(case.alerts_total));
+        let held = alerts.iter().filter(|alert| opt_int(&ALERTS, alert, "case_id") == Some(case.id.0 as i64)).count();
+        assert_eq!(held as u32, case.alerts_total, "{}", case.id);
+    }
+}
+
 /// The reads the gateway will serve from, paged by cursor, against the book.
 fn check_queries(store: &mut dyn Store, book: &Book) {
     use projector::query::{audit_from, bets_of_player, search_accounts, statement_of};
@@ -580,6 +602,7 @@ fn conformance(backend: Backend, name: &str) -> String {
     check_report_aggregates(store, book, &finished.transfers);
     check_first_replies(store, &finished.first_replies);
     check_running_totals(store, book);
+    check_monitoring(store, book);
     dump(store).expect("dump")
 }
 

@@ -277,3 +277,46 @@ fn serve_refuses_an_edge_state_that_is_not_redis() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--edge-state is `in-process` or redis://"), "{stderr}");
 }
+
+#[test]
+fn serve_monitoring_rules_from_a_file_are_the_rules_answered_and_a_bad_file_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let rules = serde_json::json!({
+        "deposits": {"period": "week", "amount": "5000.00"},
+        "withdrawals": null,
+        "turnover": {"period": "month", "amount": "25000.50"},
+        "rapid_in_out": {"within_hours": 12, "turnover_percent": 5},
+        "shared_accounts_max": 3,
+        "deposits_per_day": 7,
+        "night_bets_per_day": null,
+        "night_start_hour": 1,
+        "night_end_hour": 5,
+        "refused_withdrawals": 4,
+        "deposit_while_withdrawal_pending": true
+    });
+    let file = dir.path().join("rules.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&rules).expect("json")).expect("write");
+    let key = "sk_test_monitoring_rules_key";
+    let path = file.to_str().expect("utf-8 path");
+    let server = Server::start(&data, &["--monitoring-rules", path], &[("SPORTSBOOK_ADMIN_KEY", key)]);
+    let (status, answered) = server.get("/v1/admin/monitoring-rules", Some(key));
+    assert_eq!(status, 200, "{answered}");
+    let mut expected = rules.clone();
+    expected["base_currency"] = serde_json::json!("EUR");
+    assert_eq!(answered, expected);
+    assert!(server.terminate().0.success());
+    // A rule out of range: the server does not start, and says which file.
+    let mut bad = rules.clone();
+    bad["shared_accounts_max"] = serde_json::json!(0);
+    std::fs::write(&file, bad.to_string()).expect("write");
+    let output = binary()
+        .args(["serve", "--listen", "127.0.0.1:0", "--monitoring-rules", path, "--data-dir"])
+        .arg(&data)
+        .env("SPORTSBOOK_ADMIN_KEY", key)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--monitoring-rules"), "{stderr}");
+}
