@@ -20,7 +20,7 @@ use journal::Position;
 
 use crate::schema::{
     Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS,
-    FIRST_REPLIES, STATEMENTS, TABLES, TRANSFERS,
+    FIRST_REPLIES, TABLES, TRANSFERS,
 };
 use crate::ProjectorError;
 
@@ -278,7 +278,7 @@ impl Follower {
             .collect();
         let held: Vec<Transfer> = ledger.transfers().iter().cloned().collect();
         for transfer in &held {
-            self.transfer(position, transfer, changes);
+            self.transfer(position, transfer, changes)?;
         }
         for index in 0..self.mirror.len() {
             self.check_mirror(position, LedgerAccountId(index as u64 + 1))?;
@@ -398,7 +398,7 @@ impl Follower {
                     BookEvent::Transferred(transfer) => {
                         touched_ledger.insert(transfer.debit);
                         touched_ledger.insert(transfer.credit);
-                        self.transfer(position, transfer, changes);
+                        self.transfer(position, transfer, changes)?;
                     }
                     BookEvent::BetPlaced { bet, status, .. } => {
                         touched_bets.insert(*bet);
@@ -542,7 +542,12 @@ impl Follower {
         Ok(())
     }
 
-    fn transfer(&mut self, position: Position, transfer: &Transfer, changes: &mut Changes) {
+    fn transfer(
+        &mut self,
+        position: Position,
+        transfer: &Transfer,
+        changes: &mut Changes,
+    ) -> Result<(), ProjectorError> {
         let amount = transfer.amount.minor();
         let is_stake = transfer.code == TransferCode::Stake;
         {
@@ -587,24 +592,9 @@ impl Follower {
             None => self.book.fx().rate(currency),
         };
         let (fx_base, base_amount) = in_base(rate, transfer.amount, Some(currency));
-        changes.put(
-            &TRANSFERS,
-            vec![
-                int(transfer.id.0),
-                int(position),
-                int(transfer.debit.0),
-                int(transfer.credit.0),
-                Value::constant(currency.static_code()),
-                Value::Int(amount),
-                Value::constant(code),
-                Value::constant(status),
-                pending.into(),
-                int(transfer.reference),
-                int(transfer.timestamp),
-                fx_base,
-                base_amount,
-            ],
-        );
+        // The player's side of it, as their statement shows it (ledger accounts of two players
+        // never meet in one transfer: the other side is the house's, the payment provider's or
+        // the operator's, or the same player's debt).
         let bet = is_bet_code(transfer.code).then_some(transfer.reference as i64);
         let owner = |kind: AccountKind| match kind {
             AccountKind::PlayerCash(account) | AccountKind::PlayerDebt(account) => Some(account),
@@ -612,35 +602,52 @@ impl Follower {
         };
         let debit_owner = owner(self.mirror[transfer.debit.index()].kind);
         let credit_owner = owner(self.mirror[transfer.credit.index()].kind);
-        let mut owners = [credit_owner, debit_owner];
-        if owners[0] == owners[1] {
-            owners[1] = None;
-        }
-        for account in owners.into_iter().flatten() {
-            let Some(player) = self.book.players().get(account.index()) else { continue };
-            let cash = self.mirror.get(player.cash.index()).copied();
-            let debt = self.mirror.get(player.debt.index()).map_or(0, |debt| debt.posted);
-            let (posted, debits_pending, pending_stakes) =
-                cash.map_or((0, 0, 0), |cash| (cash.posted, cash.debits_pending, cash.pending_stakes));
-            let sign = if credit_owner == Some(account) { 1 } else { -1 };
-            changes.put(
-                &STATEMENTS,
-                vec![
+        let player = match (credit_owner, debit_owner) {
+            (Some(credit), Some(debit)) if credit != debit => {
+                return Err(ProjectorError::TwoPlayers { position, transfer: transfer.id.0 })
+            }
+            (Some(account), _) | (None, Some(account)) => {
+                self.book.players().get(account.index()).map(|player| (account, player))
+            }
+            (None, None) => None,
+        };
+        let statement = match player {
+            Some((account, player)) => {
+                let cash = self.mirror.get(player.cash.index()).copied();
+                let debt = self.mirror.get(player.debt.index()).map_or(0, |debt| debt.posted);
+                let (posted, debits_pending, pending_stakes) =
+                    cash.map_or((0, 0, 0), |cash| (cash.posted, cash.debits_pending, cash.pending_stakes));
+                let sign = if credit_owner == Some(account) { 1 } else { -1 };
+                [
                     int(account.0),
-                    int(transfer.id.0),
-                    int(position),
-                    int(transfer.timestamp),
-                    Value::constant(code),
-                    Value::constant(status),
-                    Value::Int(sign * amount),
                     bet.into(),
+                    Value::Int(sign * amount),
                     Value::Int(posted - pending_stakes),
                     Value::Int(posted - debits_pending),
                     Value::Int(pending_stakes),
                     Value::Int(-debt),
-                ],
-            );
-        }
+                ]
+            }
+            None => std::array::from_fn(|_| Value::Null),
+        };
+        let mut row = Vec::with_capacity(TRANSFERS.columns.len());
+        row.extend([
+            int(transfer.id.0),
+            int(position),
+            int(transfer.debit.0),
+            int(transfer.credit.0),
+            Value::constant(currency.static_code()),
+            Value::Int(amount),
+            Value::constant(code),
+            Value::constant(status),
+            pending.into(),
+            int(transfer.reference),
+            int(transfer.timestamp),
+            fx_base,
+            base_amount,
+        ]);
+        row.extend(statement);
+        changes.put(&TRANSFERS, row);
         // Settlement money, on the terms of the GGR report (`gateway::compliance`).
         let posted = transfer.kind == TransferKind::Posted;
         let mut row = daily_row(transfer.timestamp, currency.static_code());
@@ -664,9 +671,10 @@ impl Follower {
                 set(8, 1);
                 set(11, amount);
             }
-            _ => return,
+            _ => return Ok(()),
         }
         changes.add(&DAILY_TOTALS, row);
+        Ok(())
     }
 }
 

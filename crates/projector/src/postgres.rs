@@ -132,12 +132,14 @@ impl PostgresStore {
                 tx.batch_execute(&format!("LOCK TABLE {MIGRATIONS_TABLE} IN SHARE ROW EXCLUSIVE MODE"))
                     .await
                     .map_err(error("lock migrations"))?;
+                // Each migration once, by its own number (numbers taken by changes made side
+                // by side may land in any order).
                 let applied: i64 = tx
-                    .query_one(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), &[])
+                    .query_one(&format!("SELECT COUNT(*) FROM {MIGRATIONS_TABLE} WHERE version = $1"), &[version])
                     .await
                     .map_err(error("schema version"))?
                     .get(0);
-                if applied >= *version {
+                if applied > 0 {
                     return Ok(());
                 }
                 for statement in schema::statements(sql, schema::Backend::Postgres) {

@@ -96,10 +96,14 @@ impl SqliteStore {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(error("begin migration"))?;
+            // Each migration once, by its own number (not "every number above the newest
+            // applied"): numbers taken by changes made side by side may land in any order.
             let applied: i64 = tx
-                .query_row(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), [], |row| row.get(0))
+                .query_row(&format!("SELECT COUNT(*) FROM {MIGRATIONS_TABLE} WHERE version = ?1"), [version], |row| {
+                    row.get(0)
+                })
                 .map_err(error("schema version"))?;
-            if applied >= *version {
+            if applied > 0 {
                 continue;
             }
             for statement in schema::statements(sql, schema::Backend::Sqlite) {

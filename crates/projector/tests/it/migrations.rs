@@ -1,8 +1,9 @@
 //! Migrating an existing store: a SQLite store written before the `WITHOUT ROWID` migration
 //! (keyed tables with a rowid), or before migration 6 (integer keys beside a hidden rowid),
-//! opened by this build is rebuilt by it, keeping every row, and the projector resumes on it.
+//! opened by this build is rebuilt by it, keeping every row, and the projector resumes on it;
+//! a store before migration 8 gets its `statements` rows folded into `transfers`.
 
-use projector::schema::{self, Backend as SchemaBackend, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
+use projector::schema::{self, Backend as SchemaBackend, MIGRATIONS, MIGRATIONS_TABLE, STATEMENTS, TABLES, TRANSFERS};
 use projector::{digest, SqliteStore, Store};
 use rusqlite::Connection;
 
@@ -32,14 +33,76 @@ fn older_store(path: &std::path::Path, below: i64) -> Connection {
     conn
 }
 
+/// The columns `transfers` had before migration 8 folded the statements into it.
+const TRANSFER_COLUMNS_BEFORE_8: usize = 13;
+
+/// Copies the rows of the latest store into a store older than migration 8: `transfers`
+/// without its statement columns, and the `statements` table from the latest store's view.
 fn copy_rows(conn: &Connection, latest_path: &std::path::Path) {
     conn.execute("ATTACH DATABASE ?1 AS latest", [latest_path.to_str().expect("utf-8")]).expect("attach");
     for table in TABLES {
-        let columns = table.column_list();
+        let columns = if table.name == TRANSFERS.name {
+            TRANSFERS.columns[..TRANSFER_COLUMNS_BEFORE_8]
+                .iter()
+                .map(|column| column.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            table.column_list()
+        };
         conn.execute_batch(&format!("INSERT INTO main.{0} ({columns}) SELECT {columns} FROM latest.{0}", table.name))
             .expect("copy rows");
     }
+    let columns = STATEMENTS.column_list();
+    conn.execute_batch(&format!("INSERT INTO main.statements ({columns}) SELECT {columns} FROM latest.statements"))
+        .expect("copy statements");
     conn.execute_batch("DETACH DATABASE latest").expect("detach");
+}
+
+#[test]
+fn a_store_before_migration_8_gets_its_statements_folded_into_transfers() {
+    let finished = finished();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let latest_path = scratch.path().join("latest.sqlite3");
+    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
+    let expected = digest(latest.store()).expect("digest");
+    let statements = latest.store().rows(&STATEMENTS).expect("statements");
+    assert!(statements.len() > 100, "a workload with statements: {}", statements.len());
+    drop(latest);
+    let old_path = scratch.path().join("old.sqlite3");
+    {
+        let conn = older_store(&old_path, 8);
+        assert!(table_sql(&conn, "statements").starts_with("CREATE TABLE"), "a table before migration 8");
+        copy_rows(&conn, &latest_path);
+        let copied: i64 = conn.query_row("SELECT COUNT(*) FROM statements", [], |row| row.get(0)).expect("count");
+        assert_eq!(copied as usize, statements.len());
+    }
+    let mut store = SqliteStore::open(&old_path).expect("open and migrate");
+    assert_eq!(store.schema_version().expect("version"), schema::SCHEMA_VERSION);
+    assert_eq!(digest(&mut store).expect("digest"), expected, "every transfer has its statement columns");
+    assert_eq!(store.rows(&STATEMENTS).expect("statements"), statements, "the view shows the rows the table held");
+    drop(store);
+    {
+        let conn = Connection::open(&old_path).expect("open");
+        let kind: String = conn
+            .query_row("SELECT type FROM sqlite_master WHERE name = 'statements'", [], |row| row.get(0))
+            .expect("statements");
+        assert_eq!(kind, "view");
+        assert!(index_names(&conn).iter().any(|name| name == "transfers_account"));
+        // A page of a statement is one range of the partial index, newest first, no sort.
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT transfer, amount FROM statements WHERE account = ?1 AND transfer < ?2 \
+                 ORDER BY transfer DESC LIMIT 20",
+            )
+            .and_then(|mut statement| statement.query_map((1, 1_000_000), |row| row.get::<_, String>(3))?.collect())
+            .expect("plan");
+        assert!(plan.iter().any(|step| step.contains("USING INDEX transfers_account")), "{plan:?}");
+        assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:?}");
+    }
+    let mut resumed = project(finished.dir.path(), Box::new(SqliteStore::open(&old_path).expect("open")), false);
+    assert_eq!(resumed.lag().expect("lag"), 0);
+    assert_eq!(digest(resumed.store()).expect("digest"), expected);
 }
 
 fn index_names(conn: &Connection) -> Vec<String> {
@@ -137,16 +200,7 @@ fn an_older_sqlite_store_is_rebuilt_without_rowids_keeping_every_row() {
         for name in WITHOUT_ROWID {
             assert!(!table_sql(&conn, name).contains("WITHOUT ROWID"), "{name} before the migration");
         }
-        conn.execute("ATTACH DATABASE ?1 AS latest", [latest_path.to_str().expect("utf-8")]).expect("attach");
-        for table in TABLES {
-            let columns = table.column_list();
-            conn.execute_batch(&format!(
-                "INSERT INTO main.{0} ({columns}) SELECT {columns} FROM latest.{0}",
-                table.name
-            ))
-            .expect("copy rows");
-        }
-        conn.execute_batch("DETACH DATABASE latest").expect("detach");
+        copy_rows(&conn, &latest_path);
     }
 
     let mut store = SqliteStore::open(&old_path).expect("open and migrate");
@@ -155,7 +209,8 @@ fn an_older_sqlite_store_is_rebuilt_without_rowids_keeping_every_row() {
     drop(store);
     {
         let conn = Connection::open(&old_path).expect("open");
-        for name in WITHOUT_ROWID {
+        // (`statements` is a view since migration 8.)
+        for name in WITHOUT_ROWID.into_iter().filter(|name| *name != "statements") {
             assert!(table_sql(&conn, name).ends_with("WITHOUT ROWID"), "{name}: {}", table_sql(&conn, name));
         }
         let indexes: Vec<String> = conn
