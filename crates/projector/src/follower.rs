@@ -19,8 +19,8 @@ use engine::{chain_next, ChainHead, CHAIN_HEAD_GENESIS};
 use journal::Position;
 
 use crate::schema::{
-    Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CHECKPOINT, DAILY_TOTALS,
-    FIRST_REPLIES, TABLES, TRANSFERS,
+    updated_table, Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, AUDIT, BETS, BET_HISTORY, BET_LEGS, BET_SETTLEMENTS,
+    CHECKPOINT, DAILY_TOTALS, FIRST_REPLIES, LEG_RESULTS, TRANSFERS, WRITES,
 };
 use crate::ProjectorError;
 
@@ -45,21 +45,33 @@ impl Default for Changes {
     fn default() -> Changes {
         let rows = |table: &Table| match table.merge {
             Merge::Insert => Rows::Append(Vec::new()),
-            Merge::Upsert | Merge::Add | Merge::Keep => Rows::Keyed(BTreeMap::new()),
+            Merge::Upsert | Merge::Add | Merge::Keep | Merge::Update => Rows::Keyed(BTreeMap::new()),
         };
-        Changes { tables: TABLES.iter().map(|table| (*table, rows(table))).collect(), rows: 0 }
+        Changes { tables: WRITES.iter().map(|table| (*table, rows(table))).collect(), rows: 0 }
     }
 }
 
 impl Changes {
+    /// The pending rows of `table` (a table and its partial updates share a name).
     fn slot(&mut self, table: &Table) -> &mut Rows {
-        let index = TABLES.iter().position(|candidate| candidate.name == table.name).expect("a known table");
+        let update = table.merge == Merge::Update;
+        let index = WRITES
+            .iter()
+            .position(|candidate| candidate.name == table.name && (candidate.merge == Merge::Update) == update)
+            .expect("a known table");
         &mut self.tables[index].1
     }
 
-    /// Adds a row, or replaces the pending row of its key in a keyed table.
+    /// Adds a row, or replaces the pending row of its key in a keyed table. A partial update
+    /// ([`Merge::Update`]) of a row pending in this commit changes that row instead; a whole
+    /// row replaces a pending partial update of its key.
     pub fn put(&mut self, table: &Table, row: Vec<Value>) {
         debug_assert_eq!(row.len(), table.columns.len(), "{}", table.name);
+        match table.merge {
+            Merge::Update => return self.update(table, row),
+            Merge::Upsert => self.drop_updates(table, &row[..table.key]),
+            Merge::Insert | Merge::Add | Merge::Keep => {}
+        }
         let keep_first = table.merge == Merge::Keep;
         let added = match self.slot(table) {
             Rows::Append(rows) => {
@@ -77,6 +89,33 @@ impl Changes {
         };
         if added {
             self.rows += 1;
+        }
+    }
+
+    fn update(&mut self, update: &Table, row: Vec<Value>) {
+        let table = updated_table(update);
+        if let Rows::Keyed(pending) = self.slot(table) {
+            if let Some(whole) = pending.get_mut(&row[..update.key]) {
+                for (column, value) in update.columns.iter().zip(row).skip(update.key) {
+                    whole[table.index_of(column.name)] = value;
+                }
+                return;
+            }
+        }
+        let Rows::Keyed(updates) = self.slot(update) else { unreachable!("updates are keyed") };
+        if updates.insert(row[..update.key].to_vec(), row).is_none() {
+            self.rows += 1;
+        }
+    }
+
+    /// Forgets the pending partial updates of `key` in `table` (a whole row follows).
+    fn drop_updates(&mut self, table: &Table, key: &[Value]) {
+        for update in WRITES.iter().filter(|update| update.merge == Merge::Update && update.name == table.name) {
+            if let Rows::Keyed(updates) = self.slot(update) {
+                if updates.remove(key).is_some() {
+                    self.rows -= 1;
+                }
+            }
         }
     }
 
@@ -196,6 +235,10 @@ pub struct Follower {
     settlement_versions: Vec<u32>,
     events: Vec<BookEvent>,
     scratch: Vec<u8>,
+    /// Write a changed bet and its legs whole, as at placement, rather than only what changes
+    /// once a bet is accepted ([`BET_SETTLEMENTS`], [`LEG_RESULTS`]): for comparing the two
+    /// (`sportsbook projector --whole-bet-rows`); the models are the same.
+    whole_bet_rows: bool,
 }
 
 fn int(value: u64) -> Value {
@@ -214,6 +257,7 @@ impl Follower {
             settlement_versions: Vec::new(),
             events: Vec::new(),
             scratch: Vec::new(),
+            whole_bet_rows: false,
         };
         follower.resync();
         follower
@@ -237,6 +281,11 @@ impl Follower {
         self.pending_bets =
             self.book.bets().iter().filter(|bet| bet.status == BetStatus::Pending).map(|bet| bet.id).collect();
         self.settlement_versions = self.book.markets().iter().map(|market| market.settlement_version).collect();
+    }
+
+    /// See [`Follower::whole_bet_rows`](Follower).
+    pub fn set_whole_bet_rows(&mut self, whole_bet_rows: bool) {
+        self.whole_bet_rows = whole_bet_rows;
     }
 
     pub fn book(&self) -> &Book {
@@ -335,6 +384,11 @@ impl Follower {
         let at = batch.timestamp;
         let mut digest = 0u64;
         let mut touched_bets = BTreeSet::new();
+        // Bets placed in this batch or waiting out (or leaving) an in-play delay in it: written
+        // whole (a delayed bet's legs are bound again, its potential payout and delay change).
+        // Any other bet is already in the store as accepted, and only its settlement and its
+        // legs' results can have changed since.
+        let mut whole_bets = BTreeSet::new();
         let mut touched_accounts = BTreeSet::new();
         let mut touched_limits = BTreeSet::new();
         let mut touched_ledger = BTreeSet::new();
@@ -402,6 +456,7 @@ impl Follower {
                     }
                     BookEvent::BetPlaced { bet, status, .. } => {
                         touched_bets.insert(*bet);
+                        whole_bets.insert(*bet);
                         changes.put(
                             &BET_HISTORY,
                             vec![
@@ -424,6 +479,9 @@ impl Follower {
                     }
                     BookEvent::BetStatusChanged { bet, status, payout, .. } => {
                         touched_bets.insert(*bet);
+                        if self.pending_bets.contains(bet) {
+                            whole_bets.insert(*bet);
+                        }
                         changes.put(
                             &BET_HISTORY,
                             vec![
@@ -473,7 +531,15 @@ impl Follower {
             }
         }
         for bet in touched_bets {
+            let whole = self.whole_bet_rows || whole_bets.contains(&bet) || self.pending_bets.contains(&bet);
             let bet = self.book.bet(bet).ok_or(ProjectorError::Missing { position, what: "bet" })?;
+            if !whole {
+                changes.put(&BET_SETTLEMENTS, bet_settlement_row(&bet, position));
+                for (index, leg) in bet.legs.iter().enumerate() {
+                    changes.put(&LEG_RESULTS, leg_result_row(bet.id, index, leg));
+                }
+                continue;
+            }
             let currency = self.currency_of(bet.account);
             changes.put(&BETS, bet_row(&bet, currency, self.player_currency(bet.account), position));
             for (index, leg) in bet.legs.iter().enumerate() {
@@ -837,6 +903,30 @@ fn bet_row(bet: &Bet, currency: &'static str, player_currency: Option<Currency>,
         int(position),
         fx_base,
         base_stake,
+    ]
+}
+
+/// The columns of a `BETS` row an accepted bet can still change ([`BET_SETTLEMENTS`]), as
+/// [`bet_row`] writes them.
+fn bet_settlement_row(bet: &Bet, position: Position) -> Vec<Value> {
+    vec![
+        int(bet.id.0),
+        Value::constant(bet.status.as_str()),
+        bet.settlement.map(|settlement| settlement.at as i64).into(),
+        bet.settlement.map(|settlement| settlement.payout.minor()).into(),
+        Value::Int(i64::from(bet.settlement_count)),
+        int(position),
+    ]
+}
+
+/// A leg's result ([`LEG_RESULTS`]), as [`leg_row`] writes it.
+fn leg_result_row(bet: BetId, index: usize, leg: &book::Leg) -> Vec<Value> {
+    vec![
+        int(bet.0),
+        Value::Int(index as i64),
+        Value::constant_or_null(leg.result.map(|result| result.outcome.as_str())),
+        leg.result.map(|result| result.dead_heat.to_string()).into(),
+        leg.result.map(|result| result.void_factor.to_string()).into(),
     ]
 }
 

@@ -119,6 +119,10 @@ pub enum Merge {
     Add,
     /// The first row per key stays; a later one of the same key is dropped.
     Keep,
+    /// Some columns of a row already written (in an earlier commit, or pending in this one)
+    /// change: an `UPDATE` of those columns by key, of exactly one row each. The table's `name`
+    /// is the table it updates.
+    Update,
 }
 
 #[derive(Debug)]
@@ -274,6 +278,33 @@ pub const BET_LEGS: Table = Table {
     ],
     key: 2,
     merge: Merge::Upsert,
+};
+
+/// What of a bet changes once it is accepted (settled, voided, cashed out, resettled): an
+/// [`Merge::Update`] of [`BETS`]. A bet placed (or leaving its in-play delay) in the same batch
+/// is written whole instead; so a bet's row is written once at placement and then only these
+/// columns, rather than the whole row again at its settlement.
+pub const BET_SETTLEMENTS: Table = Table {
+    name: "bets",
+    columns: &[
+        col("id", Int),
+        col("status", Text),
+        opt("settled_at", Int),
+        opt("payout", Int),
+        col("settlement_count", Int),
+        col("updated_position", Int),
+    ],
+    key: 1,
+    merge: Merge::Update,
+};
+
+/// What of a leg changes once its bet is accepted: the result. An [`Merge::Update`] of
+/// [`BET_LEGS`], as [`BET_SETTLEMENTS`] is of [`BETS`].
+pub const LEG_RESULTS: Table = Table {
+    name: "bet_legs",
+    columns: &[col("bet", Int), col("leg", Int), opt("result", Text), opt("dead_heat", Text), opt("void_factor", Text)],
+    key: 2,
+    merge: Merge::Update,
 };
 
 /// Every status a bet took: placement (`placed`) then every change, with the journal position
@@ -468,6 +499,28 @@ pub const TABLES: [&Table; 10] = [
     &ACCOUNT_LIMITS,
     &FIRST_REPLIES,
 ];
+
+/// What a commit writes, in order: every table, then the partial updates of rows written
+/// before ([`Merge::Update`]).
+pub const WRITES: [&Table; 12] = [
+    &CHECKPOINT,
+    &ACCOUNTS,
+    &BETS,
+    &BET_LEGS,
+    &BET_HISTORY,
+    &TRANSFERS,
+    &AUDIT,
+    &DAILY_TOTALS,
+    &ACCOUNT_LIMITS,
+    &FIRST_REPLIES,
+    &BET_SETTLEMENTS,
+    &LEG_RESULTS,
+];
+
+/// The table whose rows `update` (a [`Merge::Update`]) changes.
+pub fn updated_table(update: &Table) -> &'static Table {
+    TABLES.iter().copied().find(|table| table.name == update.name).expect("an update of a known table")
+}
 
 /// The migrations table: which versions are applied.
 pub const MIGRATIONS_TABLE: &str = "projector_migrations";
@@ -791,6 +844,24 @@ mod tests {
             ["CREATE TABLE a (x BIGINT)", "CREATE TABLE b (x BIGINT) WITHOUT ROWID"]
         );
         assert_eq!(statements(sql, Backend::Postgres).collect::<Vec<_>>(), ["CREATE TABLE a (x BIGINT)"]);
+    }
+
+    #[test]
+    fn partial_updates_name_columns_their_table_has_and_come_after_every_table() {
+        for (index, table) in WRITES.iter().enumerate() {
+            if table.merge != Merge::Update {
+                assert_eq!(table.name, TABLES[index].name, "in table order");
+                continue;
+            }
+            let updated = updated_table(table);
+            assert!(index >= TABLES.len(), "{} after every table", table.name);
+            assert_eq!(table.key_list(), updated.key_list(), "{} is keyed like {}", table.name, updated.name);
+            for column in table.columns {
+                let found = &updated.columns[updated.index_of(column.name)];
+                assert_eq!((found.ty, found.nullable), (column.ty, column.nullable), "{}.{}", table.name, column.name);
+                assert!(!found.fixed, "{}.{} never changes", table.name, column.name);
+            }
+        }
     }
 
     #[test]
