@@ -19,8 +19,8 @@ use engine::{chain_next, ChainHead, CHAIN_HEAD_GENESIS};
 use journal::Position;
 
 use crate::schema::{
-    Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, ALERTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CASES, CASE_ACTIONS,
-    CHECKPOINT, DAILY_TOTALS, FIRST_REPLIES, STATEMENTS, TABLES, TRANSFERS,
+    updated_table, Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, ALERTS, AUDIT, BETS, BET_HISTORY, BET_LEGS,
+    BET_SETTLEMENTS, CASES, CASE_ACTIONS, CHECKPOINT, DAILY_TOTALS, FIRST_REPLIES, LEG_RESULTS, TRANSFERS, WRITES,
 };
 use crate::ProjectorError;
 
@@ -45,21 +45,33 @@ impl Default for Changes {
     fn default() -> Changes {
         let rows = |table: &Table| match table.merge {
             Merge::Insert => Rows::Append(Vec::new()),
-            Merge::Upsert | Merge::Add | Merge::Keep => Rows::Keyed(BTreeMap::new()),
+            Merge::Upsert | Merge::Add | Merge::Keep | Merge::Update => Rows::Keyed(BTreeMap::new()),
         };
-        Changes { tables: TABLES.iter().map(|table| (*table, rows(table))).collect(), rows: 0 }
+        Changes { tables: WRITES.iter().map(|table| (*table, rows(table))).collect(), rows: 0 }
     }
 }
 
 impl Changes {
+    /// The pending rows of `table` (a table and its partial updates share a name).
     fn slot(&mut self, table: &Table) -> &mut Rows {
-        let index = TABLES.iter().position(|candidate| candidate.name == table.name).expect("a known table");
+        let update = table.merge == Merge::Update;
+        let index = WRITES
+            .iter()
+            .position(|candidate| candidate.name == table.name && (candidate.merge == Merge::Update) == update)
+            .expect("a known table");
         &mut self.tables[index].1
     }
 
-    /// Adds a row, or replaces the pending row of its key in a keyed table.
+    /// Adds a row, or replaces the pending row of its key in a keyed table. A partial update
+    /// ([`Merge::Update`]) of a row pending in this commit changes that row instead; a whole
+    /// row replaces a pending partial update of its key.
     pub fn put(&mut self, table: &Table, row: Vec<Value>) {
         debug_assert_eq!(row.len(), table.columns.len(), "{}", table.name);
+        match table.merge {
+            Merge::Update => return self.update(table, row),
+            Merge::Upsert => self.drop_updates(table, &row[..table.key]),
+            Merge::Insert | Merge::Add | Merge::Keep => {}
+        }
         let keep_first = table.merge == Merge::Keep;
         let added = match self.slot(table) {
             Rows::Append(rows) => {
@@ -77,6 +89,33 @@ impl Changes {
         };
         if added {
             self.rows += 1;
+        }
+    }
+
+    fn update(&mut self, update: &Table, row: Vec<Value>) {
+        let table = updated_table(update);
+        if let Rows::Keyed(pending) = self.slot(table) {
+            if let Some(whole) = pending.get_mut(&row[..update.key]) {
+                for (column, value) in update.columns.iter().zip(row).skip(update.key) {
+                    whole[table.index_of(column.name)] = value;
+                }
+                return;
+            }
+        }
+        let Rows::Keyed(updates) = self.slot(update) else { unreachable!("updates are keyed") };
+        if updates.insert(row[..update.key].to_vec(), row).is_none() {
+            self.rows += 1;
+        }
+    }
+
+    /// Forgets the pending partial updates of `key` in `table` (a whole row follows).
+    fn drop_updates(&mut self, table: &Table, key: &[Value]) {
+        for update in WRITES.iter().filter(|update| update.merge == Merge::Update && update.name == table.name) {
+            if let Rows::Keyed(updates) = self.slot(update) {
+                if updates.remove(key).is_some() {
+                    self.rows -= 1;
+                }
+            }
         }
     }
 
@@ -196,6 +235,10 @@ pub struct Follower {
     settlement_versions: Vec<u32>,
     events: Vec<BookEvent>,
     scratch: Vec<u8>,
+    /// Write a changed bet and its legs whole, as at placement, rather than only what changes
+    /// once a bet is accepted ([`BET_SETTLEMENTS`], [`LEG_RESULTS`]): for comparing the two
+    /// (`sportsbook projector --whole-bet-rows`); the models are the same.
+    whole_bet_rows: bool,
 }
 
 fn int(value: u64) -> Value {
@@ -214,6 +257,7 @@ impl Follower {
             settlement_versions: Vec::new(),
             events: Vec::new(),
             scratch: Vec::new(),
+            whole_bet_rows: false,
         };
         follower.resync();
         follower
@@ -237,6 +281,11 @@ impl Follower {
         self.pending_bets =
             self.book.bets().iter().filter(|bet| bet.status == BetStatus::Pending).map(|bet| bet.id).collect();
         self.settlement_versions = self.book.markets().iter().map(|market| market.settlement_version).collect();
+    }
+
+    /// See [`Follower::whole_bet_rows`](Follower).
+    pub fn set_whole_bet_rows(&mut self, whole_bet_rows: bool) {
+        self.whole_bet_rows = whole_bet_rows;
     }
 
     pub fn book(&self) -> &Book {
@@ -278,7 +327,7 @@ impl Follower {
             .collect();
         let held: Vec<Transfer> = ledger.transfers().iter().cloned().collect();
         for transfer in &held {
-            self.transfer(position, transfer, changes);
+            self.transfer(position, transfer, changes)?;
         }
         for index in 0..self.mirror.len() {
             self.check_mirror(position, LedgerAccountId(index as u64 + 1))?;
@@ -343,6 +392,11 @@ impl Follower {
         let at = batch.timestamp;
         let mut digest = 0u64;
         let mut touched_bets = BTreeSet::new();
+        // Bets placed in this batch or waiting out (or leaving) an in-play delay in it: written
+        // whole (a delayed bet's legs are bound again, its potential payout and delay change).
+        // Any other bet is already in the store as accepted, and only its settlement and its
+        // legs' results can have changed since.
+        let mut whole_bets = BTreeSet::new();
         let mut touched_accounts = BTreeSet::new();
         let mut touched_limits = BTreeSet::new();
         let mut touched_ledger = BTreeSet::new();
@@ -407,10 +461,11 @@ impl Follower {
                     BookEvent::Transferred(transfer) => {
                         touched_ledger.insert(transfer.debit);
                         touched_ledger.insert(transfer.credit);
-                        self.transfer(position, transfer, changes);
+                        self.transfer(position, transfer, changes)?;
                     }
                     BookEvent::BetPlaced { bet, status, .. } => {
                         touched_bets.insert(*bet);
+                        whole_bets.insert(*bet);
                         changes.put(
                             &BET_HISTORY,
                             vec![
@@ -433,6 +488,9 @@ impl Follower {
                     }
                     BookEvent::BetStatusChanged { bet, status, payout, .. } => {
                         touched_bets.insert(*bet);
+                        if self.pending_bets.contains(bet) {
+                            whole_bets.insert(*bet);
+                        }
                         changes.put(
                             &BET_HISTORY,
                             vec![
@@ -504,7 +562,15 @@ impl Follower {
             }
         }
         for bet in touched_bets {
+            let whole = self.whole_bet_rows || whole_bets.contains(&bet) || self.pending_bets.contains(&bet);
             let bet = self.book.bet(bet).ok_or(ProjectorError::Missing { position, what: "bet" })?;
+            if !whole {
+                changes.put(&BET_SETTLEMENTS, bet_settlement_row(&bet, position));
+                for (index, leg) in bet.legs.iter().enumerate() {
+                    changes.put(&LEG_RESULTS, leg_result_row(bet.id, index, leg));
+                }
+                continue;
+            }
             let currency = self.currency_of(bet.account);
             changes.put(&BETS, bet_row(&bet, currency, self.player_currency(bet.account), position));
             for (index, leg) in bet.legs.iter().enumerate() {
@@ -573,7 +639,12 @@ impl Follower {
         Ok(())
     }
 
-    fn transfer(&mut self, position: Position, transfer: &Transfer, changes: &mut Changes) {
+    fn transfer(
+        &mut self,
+        position: Position,
+        transfer: &Transfer,
+        changes: &mut Changes,
+    ) -> Result<(), ProjectorError> {
         let amount = transfer.amount.minor();
         let is_stake = transfer.code == TransferCode::Stake;
         {
@@ -618,24 +689,9 @@ impl Follower {
             None => self.book.fx().rate(currency),
         };
         let (fx_base, base_amount) = in_base(rate, transfer.amount, Some(currency));
-        changes.put(
-            &TRANSFERS,
-            vec![
-                int(transfer.id.0),
-                int(position),
-                int(transfer.debit.0),
-                int(transfer.credit.0),
-                Value::constant(currency.static_code()),
-                Value::Int(amount),
-                Value::constant(code),
-                Value::constant(status),
-                pending.into(),
-                int(transfer.reference),
-                int(transfer.timestamp),
-                fx_base,
-                base_amount,
-            ],
-        );
+        // The player's side of it, as their statement shows it (ledger accounts of two players
+        // never meet in one transfer: the other side is the house's, the payment provider's or
+        // the operator's, or the same player's debt).
         let bet = is_bet_code(transfer.code).then_some(transfer.reference as i64);
         let owner = |kind: AccountKind| match kind {
             AccountKind::PlayerCash(account) | AccountKind::PlayerDebt(account) => Some(account),
@@ -643,35 +699,52 @@ impl Follower {
         };
         let debit_owner = owner(self.mirror[transfer.debit.index()].kind);
         let credit_owner = owner(self.mirror[transfer.credit.index()].kind);
-        let mut owners = [credit_owner, debit_owner];
-        if owners[0] == owners[1] {
-            owners[1] = None;
-        }
-        for account in owners.into_iter().flatten() {
-            let Some(player) = self.book.players().get(account.index()) else { continue };
-            let cash = self.mirror.get(player.cash.index()).copied();
-            let debt = self.mirror.get(player.debt.index()).map_or(0, |debt| debt.posted);
-            let (posted, debits_pending, pending_stakes) =
-                cash.map_or((0, 0, 0), |cash| (cash.posted, cash.debits_pending, cash.pending_stakes));
-            let sign = if credit_owner == Some(account) { 1 } else { -1 };
-            changes.put(
-                &STATEMENTS,
-                vec![
+        let player = match (credit_owner, debit_owner) {
+            (Some(credit), Some(debit)) if credit != debit => {
+                return Err(ProjectorError::TwoPlayers { position, transfer: transfer.id.0 })
+            }
+            (Some(account), _) | (None, Some(account)) => {
+                self.book.players().get(account.index()).map(|player| (account, player))
+            }
+            (None, None) => None,
+        };
+        let statement = match player {
+            Some((account, player)) => {
+                let cash = self.mirror.get(player.cash.index()).copied();
+                let debt = self.mirror.get(player.debt.index()).map_or(0, |debt| debt.posted);
+                let (posted, debits_pending, pending_stakes) =
+                    cash.map_or((0, 0, 0), |cash| (cash.posted, cash.debits_pending, cash.pending_stakes));
+                let sign = if credit_owner == Some(account) { 1 } else { -1 };
+                [
                     int(account.0),
-                    int(transfer.id.0),
-                    int(position),
-                    int(transfer.timestamp),
-                    Value::constant(code),
-                    Value::constant(status),
-                    Value::Int(sign * amount),
                     bet.into(),
+                    Value::Int(sign * amount),
                     Value::Int(posted - pending_stakes),
                     Value::Int(posted - debits_pending),
                     Value::Int(pending_stakes),
                     Value::Int(-debt),
-                ],
-            );
-        }
+                ]
+            }
+            None => std::array::from_fn(|_| Value::Null),
+        };
+        let mut row = Vec::with_capacity(TRANSFERS.columns.len());
+        row.extend([
+            int(transfer.id.0),
+            int(position),
+            int(transfer.debit.0),
+            int(transfer.credit.0),
+            Value::constant(currency.static_code()),
+            Value::Int(amount),
+            Value::constant(code),
+            Value::constant(status),
+            pending.into(),
+            int(transfer.reference),
+            int(transfer.timestamp),
+            fx_base,
+            base_amount,
+        ]);
+        row.extend(statement);
+        changes.put(&TRANSFERS, row);
         // Settlement money, on the terms of the GGR report (`gateway::compliance`).
         let posted = transfer.kind == TransferKind::Posted;
         let mut row = daily_row(transfer.timestamp, currency.static_code());
@@ -695,9 +768,10 @@ impl Follower {
                 set(8, 1);
                 set(11, amount);
             }
-            _ => return,
+            _ => return Ok(()),
         }
         changes.add(&DAILY_TOTALS, row);
+        Ok(())
     }
 }
 
@@ -890,6 +964,30 @@ fn bet_row(bet: &Bet, currency: &'static str, player_currency: Option<Currency>,
         int(position),
         fx_base,
         base_stake,
+    ]
+}
+
+/// The columns of a `BETS` row an accepted bet can still change ([`BET_SETTLEMENTS`]), as
+/// [`bet_row`] writes them.
+fn bet_settlement_row(bet: &Bet, position: Position) -> Vec<Value> {
+    vec![
+        int(bet.id.0),
+        Value::constant(bet.status.as_str()),
+        bet.settlement.map(|settlement| settlement.at as i64).into(),
+        bet.settlement.map(|settlement| settlement.payout.minor()).into(),
+        Value::Int(i64::from(bet.settlement_count)),
+        int(position),
+    ]
+}
+
+/// A leg's result ([`LEG_RESULTS`]), as [`leg_row`] writes it.
+fn leg_result_row(bet: BetId, index: usize, leg: &book::Leg) -> Vec<Value> {
+    vec![
+        int(bet.0),
+        Value::Int(index as i64),
+        Value::constant_or_null(leg.result.map(|result| result.outcome.as_str())),
+        leg.result.map(|result| result.dead_heat.to_string()).into(),
+        leg.result.map(|result| result.void_factor.to_string()).into(),
     ]
 }
 

@@ -62,6 +62,10 @@ pub enum ProjectorError {
     Diverged { position: Position, recorded: u64, replayed: u64 },
     #[error("after journal record {position} the projected balances of ledger account {ledger_account} differ from the book's")]
     BalanceDiverged { position: Position, ledger_account: u64 },
+    #[error(
+        "journal record {position}: transfer {transfer} moves money between two players (a statement row has one)"
+    )]
+    TwoPlayers { position: Position, transfer: u64 },
     #[error("journal record {position} refers to a {what} the follower book does not have")]
     Missing { position: Position, what: &'static str },
     #[error("expected journal record {expected}, read {found}")]

@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 use crate::follower::Changes;
-use crate::schema::{self, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
+use crate::schema::{self, Merge, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
 use crate::store::{check_previous, conflict_clause, Store, ROWS_PER_STATEMENT_MAX};
 use crate::ProjectorError;
 
@@ -132,12 +132,14 @@ impl PostgresStore {
                 tx.batch_execute(&format!("LOCK TABLE {MIGRATIONS_TABLE} IN SHARE ROW EXCLUSIVE MODE"))
                     .await
                     .map_err(error("lock migrations"))?;
+                // Each migration once, by its own number (numbers taken by changes made side
+                // by side may land in any order).
                 let applied: i64 = tx
-                    .query_one(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), &[])
+                    .query_one(&format!("SELECT COUNT(*) FROM {MIGRATIONS_TABLE} WHERE version = $1"), &[version])
                     .await
                     .map_err(error("schema version"))?
                     .get(0);
-                if applied >= *version {
+                if applied > 0 {
                     return Ok(());
                 }
                 for statement in schema::statements(sql, schema::Backend::Postgres) {
@@ -214,12 +216,32 @@ impl Store for PostgresStore {
                     .map(|(index, column)| format!("${}::{}[]", index + 1, sql_type(column.ty)))
                     .collect::<Vec<_>>()
                     .join(", ");
-                let sql = format!(
-                    "INSERT INTO {} ({}) SELECT * FROM unnest({arrays}){}",
-                    table.name,
-                    table.column_list(),
-                    conflict_clause(table)
-                );
+                let update = table.merge == Merge::Update;
+                let sql = if update {
+                    // The key and the new values as one array per column, joined by key.
+                    let set = table.columns[table.key..]
+                        .iter()
+                        .map(|column| format!("{0} = u.{0}", column.name))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let key = table.columns[..table.key]
+                        .iter()
+                        .map(|column| format!("{0}.{1} = u.{1}", table.name, column.name))
+                        .collect::<Vec<_>>()
+                        .join(" AND ");
+                    format!(
+                        "UPDATE {} SET {set} FROM unnest({arrays}) AS u ({}) WHERE {key}",
+                        table.name,
+                        table.column_list()
+                    )
+                } else {
+                    format!(
+                        "INSERT INTO {} ({}) SELECT * FROM unnest({arrays}){}",
+                        table.name,
+                        table.column_list(),
+                        conflict_clause(table)
+                    )
+                };
                 let statement = tx.prepare(&sql).await.map_err(error("prepare insert"))?;
                 for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
                     let params: Vec<Box<dyn ToSql + Sync + Send>> = table
@@ -230,7 +252,15 @@ impl Store for PostgresStore {
                         .collect();
                     let params: Vec<&(dyn ToSql + Sync)> =
                         params.iter().map(|param| param.as_ref() as &(dyn ToSql + Sync)).collect();
-                    tx.execute(&statement, &params).await.map_err(error(table.name))?;
+                    let changed = tx.execute(&statement, &params).await.map_err(error(table.name))?;
+                    // An update of a row the store does not hold would lose it without a word.
+                    if update && changed != chunk.len() as u64 {
+                        return Err(ProjectorError::Store(format!(
+                            "postgres: an update of {} changed {changed} rows of {}",
+                            table.name,
+                            chunk.len()
+                        )));
+                    }
                 }
             }
             tx.commit().await.map_err(error("commit"))

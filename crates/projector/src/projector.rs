@@ -64,6 +64,9 @@ pub struct ProjectorOptions {
     /// and each still carries its checkpoint, so exactly-once is unchanged; when the journal
     /// has nothing more the commit is made before `step` returns.
     pub pipeline: bool,
+    /// Write a bet and its legs whole whenever they change, as before the partial updates of
+    /// accepted bets (`schema::BET_SETTLEMENTS`): for comparing the two; the models are the same.
+    pub whole_bet_rows: bool,
 }
 
 impl ProjectorOptions {
@@ -76,6 +79,7 @@ impl ProjectorOptions {
             on_replay: None,
             archive_dir: Some(data_dir.join(engine::ARCHIVE_DIR_NAME)),
             pipeline: true,
+            whole_bet_rows: false,
         }
     }
 }
@@ -360,6 +364,8 @@ impl Projector {
                 (follower, Start::Resumed { checkpoint: target, replayed_from })
             }
         };
+        let mut follower = follower;
+        follower.set_whole_bet_rows(options.whole_bet_rows);
         let position = follower.checkpoint().next_position;
         let committed_chain = follower.checkpoint().chain_head;
         cursor.seek(position);

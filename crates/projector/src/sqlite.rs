@@ -11,8 +11,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OptionalExtension, ToSql, TransactionBehavior};
 
 use crate::follower::Changes;
-use crate::schema::{self, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
-use crate::store::{check_previous, conflict_clause, Store};
+use crate::schema::{self, Merge, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
+use crate::store::{check_previous, conflict_clause, update_assignments, Store};
 use crate::ProjectorError;
 
 /// The store's file name inside `DATA_DIR/projector/`.
@@ -96,10 +96,14 @@ impl SqliteStore {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(error("begin migration"))?;
+            // Each migration once, by its own number (not "every number above the newest
+            // applied"): numbers taken by changes made side by side may land in any order.
             let applied: i64 = tx
-                .query_row(&format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE}"), [], |row| row.get(0))
+                .query_row(&format!("SELECT COUNT(*) FROM {MIGRATIONS_TABLE} WHERE version = ?1"), [version], |row| {
+                    row.get(0)
+                })
                 .map_err(error("schema version"))?;
-            if applied >= *version {
+            if applied > 0 {
                 continue;
             }
             for statement in schema::statements(sql, schema::Backend::Sqlite) {
@@ -136,20 +140,33 @@ impl Store for SqliteStore {
             if rows.is_empty() {
                 continue;
             }
-            let placeholders =
-                (1..=table.columns.len()).map(|index| format!("?{index}")).collect::<Vec<_>>().join(", ");
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({placeholders}){}",
-                table.name,
-                table.column_list(),
-                conflict_clause(table)
-            );
+            let update = table.merge == Merge::Update;
+            let sql = if update {
+                format!("UPDATE {} {}", table.name, update_assignments(table, &|index| format!("?{index}")))
+            } else {
+                let placeholders =
+                    (1..=table.columns.len()).map(|index| format!("?{index}")).collect::<Vec<_>>().join(", ");
+                format!(
+                    "INSERT INTO {} ({}) VALUES ({placeholders}){}",
+                    table.name,
+                    table.column_list(),
+                    conflict_clause(table)
+                )
+            };
             let mut statement = tx.prepare_cached(&sql).map_err(error("prepare insert"))?;
             for row in rows {
                 for (index, value) in row.iter().enumerate() {
                     statement.raw_bind_parameter(index + 1, value).map_err(error(table.name))?;
                 }
-                statement.raw_execute().map_err(error(table.name))?;
+                let changed = statement.raw_execute().map_err(error(table.name))?;
+                // An update of a row the store does not hold would lose it without a word.
+                if update && changed != 1 {
+                    return Err(ProjectorError::Store(format!(
+                        "sqlite: an update of {} changed {changed} rows, not 1: {:?}",
+                        table.name,
+                        &row[..table.key]
+                    )));
+                }
             }
         }
         tx.commit().map_err(error("commit"))

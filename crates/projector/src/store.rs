@@ -123,7 +123,8 @@ pub(crate) fn conflict_clause(table: &Table) -> String {
             .join(", ")
     };
     match table.merge {
-        crate::schema::Merge::Insert => String::new(),
+        // An update is no insert (`update_sql`).
+        crate::schema::Merge::Insert | crate::schema::Merge::Update => String::new(),
         crate::schema::Merge::Keep => format!(" ON CONFLICT ({}) DO NOTHING", table.key_list()),
         crate::schema::Merge::Upsert => format!(
             " ON CONFLICT ({}) DO UPDATE SET {}",
@@ -136,4 +137,22 @@ pub(crate) fn conflict_clause(table: &Table) -> String {
             assignments(&|name| format!("{name} = {}.{name} + excluded.{name}", table.name))
         ),
     }
+}
+
+/// `SET a = P, b = P … WHERE key = P …` of an update of `table` ([`crate::schema::Merge::Update`]),
+/// with `placeholder(i)` the text of the value of the table's `i`th column (from 1).
+pub(crate) fn update_assignments(table: &Table, placeholder: &dyn Fn(usize) -> String) -> String {
+    let set = table.columns[table.key..]
+        .iter()
+        .enumerate()
+        .map(|(index, column)| format!("{} = {}", column.name, placeholder(table.key + index + 1)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key = table.columns[..table.key]
+        .iter()
+        .enumerate()
+        .map(|(index, column)| format!("{}.{} = {}", table.name, column.name, placeholder(index + 1)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!("SET {set} WHERE {key}")
 }

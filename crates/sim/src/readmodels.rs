@@ -16,7 +16,8 @@
 //!   from the transfer's movement (the auditor's running balance). At the end of the log these
 //!   running balances must equal the auditor's own wallets, and each player's last row must
 //!   equal the wallet the book reports; `transfers`: every transfer's code, status, amount,
-//!   currency, time and (for bet transfers) bet;
+//!   currency, time, player, signed amount and (for bet transfers) bet (the statements are a
+//!   view of `transfers` since the projector's migration 8: checked as both);
 //! - `audit`: one row per acknowledged command, in order, with its time, kind, account and
 //!   outcome (the sequencer's own ticks aside);
 //! - `daily_totals`: turnover and GGR inputs per UTC day and currency, summed here;
@@ -260,7 +261,9 @@ pub fn check(
         "pending_stakes_after",
         "debt_after",
     ];
-    let transfer_columns = ["id", "currency", "amount", "code", "status", "at"];
+    // Since migration 8 the statements are a view of `transfers`: the player's side of each
+    // transfer is checked there too, on the table itself.
+    let transfer_columns = ["id", "currency", "amount", "code", "status", "at", "account", "bet", "signed_amount"];
     let mut statements = Keyed::new();
     let mut transfers = Keyed::new();
     let mut bet_references = BTreeMap::new();
@@ -291,6 +294,9 @@ pub fn check(
             logged.code.name().into(),
             status_name(logged.movement).into(),
             int(logged.at),
+            int(logged.account),
+            logged.bet.map(|bet| bet as i64).into(),
+            Value::Int(signed(logged.code, logged.amount)),
         ];
         transfers.insert(row[..1].to_vec(), row);
         if let Some(bet) = logged.bet {

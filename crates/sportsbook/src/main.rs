@@ -625,6 +625,11 @@ enum Commands {
         /// next is decided (for comparing the two; the models are the same).
         #[arg(long)]
         no_pipeline: bool,
+        /// Writes a changed bet and its legs whole, as at placement, instead of only the
+        /// columns an accepted bet can change (for comparing the two; the models are the same).
+        /// Only with --data-dir.
+        #[arg(long)]
+        whole_bet_rows: bool,
     },
 }
 
@@ -945,6 +950,7 @@ fn main() -> anyhow::Result<()> {
             digest,
             journal_archive,
             no_pipeline,
+            whole_bet_rows,
         } => match data_dir {
             Some(_) if listen.is_some() || snapshots_from.is_some() => {
                 anyhow::bail!("--listen and --snapshots-from go with --nats (the cluster's projector), not --data-dir")
@@ -959,7 +965,9 @@ fn main() -> anyhow::Result<()> {
                 commit_rows,
                 digest,
                 pipeline: !no_pipeline,
+                whole_bet_rows,
             }),
+            None if whole_bet_rows => anyhow::bail!("--whole-bet-rows goes with --data-dir"),
             None => sportsbook::projector_role::run(&sportsbook::projector_role::NatsProjectorArgs {
                 nats,
                 stream,

@@ -53,6 +53,8 @@ pub struct ProjectorArgs {
     pub archive_dir: PathBuf,
     /// [`ProjectorOptions::pipeline`].
     pub pipeline: bool,
+    /// [`ProjectorOptions::whole_bet_rows`].
+    pub whole_bet_rows: bool,
 }
 
 /// The embedded store's path in a data directory.
@@ -97,6 +99,7 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
         }),
         archive_dir: Some(args.archive_dir.clone()),
         pipeline: args.pipeline,
+        whole_bet_rows: args.whole_bet_rows,
         ..ProjectorOptions::new(&args.data_dir)
     };
     let began = Instant::now();
@@ -180,6 +183,7 @@ pub fn spawn(
         digest: false,
         archive_dir: archive_dir.to_owned(),
         pipeline: true,
+        whole_bet_rows: false,
     };
     projector::spawn(
         move || {

@@ -267,3 +267,31 @@ fn sqlite_projector_dropped_with_a_commit_in_flight_resumes() {
 fn postgres_projector_dropped_with_a_commit_in_flight_resumes() {
     dropped_with_a_commit_in_flight(Backend::Postgres, "in_flight");
 }
+
+/// An accepted bet that changes (settled, voided, cashed out, resettled) is written as an
+/// update of the columns it can change (`schema::BET_SETTLEMENTS`, `LEG_RESULTS`), not whole
+/// again: the same models as writing it whole (`ProjectorOptions::whole_bet_rows`), with
+/// small transactions so that most settlements update rows of earlier commits.
+fn partial_updates_and_whole_rows(backend: Backend, name: &str) {
+    let data_dir = finished().dir.path();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    for whole_bet_rows in [false, true] {
+        let name = format!("{name}_{whole_bet_rows}");
+        let options = ProjectorOptions { commit_rows: 97, whole_bet_rows, ..ProjectorOptions::new(data_dir) };
+        let mut projector =
+            Projector::open(open_store(backend, scratch.path(), &name, true), options, false).expect("open");
+        projector.catch_up(&mut |_| {}).expect("catch up");
+        assert!(projector.progress().commits > 10, "{} commits", projector.progress().commits);
+        assert_eq!(digest(projector.store()).expect("digest"), reference(), "whole bet rows {whole_bet_rows}");
+    }
+}
+
+#[test]
+fn sqlite_partial_bet_updates_equal_whole_rows() {
+    partial_updates_and_whole_rows(Backend::Sqlite, "partial");
+}
+
+#[test]
+fn postgres_partial_bet_updates_equal_whole_rows() {
+    partial_updates_and_whole_rows(Backend::Postgres, "partial");
+}

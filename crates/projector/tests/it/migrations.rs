@@ -1,8 +1,9 @@
 //! Migrating an existing store: a SQLite store written before the `WITHOUT ROWID` migration
 //! (keyed tables with a rowid), or before migration 6 (integer keys beside a hidden rowid),
-//! opened by this build is rebuilt by it, keeping every row, and the projector resumes on it.
+//! opened by this build is rebuilt by it, keeping every row, and the projector resumes on it;
+//! a store before migration 8 gets its `statements` rows folded into `transfers`.
 
-use projector::schema::{self, Backend as SchemaBackend, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
+use projector::schema::{self, Backend as SchemaBackend, MIGRATIONS, MIGRATIONS_TABLE, STATEMENTS, TABLES, TRANSFERS};
 use projector::{digest, SqliteStore, Store};
 use rusqlite::Connection;
 
@@ -32,27 +33,45 @@ fn older_store(path: &std::path::Path, below: i64) -> Connection {
     conn
 }
 
-/// Copies the latest store's rows into the tables `conn` has; returns the tables it lacks (made
-/// by later migrations: an older build wrote no rows for them).
+/// The columns `transfers` had before migration 8 folded the statements into it.
+const TRANSFER_COLUMNS_BEFORE_8: usize = 13;
+
+/// The kind (`table`, `view`) of `name` in the store, if it has it.
+fn kind_of(conn: &Connection, name: &str) -> Option<String> {
+    conn.query_row("SELECT type FROM sqlite_master WHERE name = ?1", [name], |row| row.get(0)).ok()
+}
+
+/// Copies the latest store's rows into the tables `conn` has (a store before migration 8 gets
+/// `transfers` without its statement columns and the `statements` table from the latest
+/// store's view); returns the tables it lacks (made by later migrations: an older build wrote
+/// no rows for them).
 fn copy_rows(conn: &Connection, latest_path: &std::path::Path) -> Vec<&'static str> {
-    let present = |name: &str| {
-        conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |row| {
-            row.get::<_, i64>(0)
-        })
-        .expect("sqlite_master")
-            > 0
-    };
-    let (tables, later): (Vec<&str>, Vec<&str>) = TABLES.iter().map(|table| table.name).partition(|name| present(name));
-    copy_tables(conn, latest_path, &tables);
+    let (tables, later): (Vec<&str>, Vec<&str>) =
+        TABLES.iter().map(|table| table.name).partition(|name| kind_of(conn, name).as_deref() == Some("table"));
+    let before_8 = kind_of(conn, "statements").as_deref() == Some("table");
+    copy_tables(conn, latest_path, &tables, before_8);
     later
 }
 
-fn copy_tables(conn: &Connection, latest_path: &std::path::Path, names: &[&str]) {
+fn copy_tables(conn: &Connection, latest_path: &std::path::Path, names: &[&str], before_8: bool) {
     conn.execute("ATTACH DATABASE ?1 AS latest", [latest_path.to_str().expect("utf-8")]).expect("attach");
     for table in TABLES.iter().filter(|table| names.contains(&table.name)) {
-        let columns = table.column_list();
+        let columns = if before_8 && table.name == TRANSFERS.name {
+            TRANSFERS.columns[..TRANSFER_COLUMNS_BEFORE_8]
+                .iter()
+                .map(|column| column.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            table.column_list()
+        };
         conn.execute_batch(&format!("INSERT INTO main.{0} ({columns}) SELECT {columns} FROM latest.{0}", table.name))
             .expect("copy rows");
+    }
+    if before_8 {
+        let columns = STATEMENTS.column_list();
+        conn.execute_batch(&format!("INSERT INTO main.statements ({columns}) SELECT {columns} FROM latest.statements"))
+            .expect("copy statements");
     }
     conn.execute_batch("DETACH DATABASE latest").expect("detach");
 }
@@ -62,8 +81,54 @@ fn copy_tables(conn: &Connection, latest_path: &std::path::Path, names: &[&str])
 /// from the journal on a `--rebuild`), and the rest of the comparison is about the rows kept.
 fn migrate_then_fill(old_path: &std::path::Path, latest_path: &std::path::Path, later: &[&str]) -> SqliteStore {
     drop(SqliteStore::open(old_path).expect("open and migrate"));
-    copy_tables(&Connection::open(old_path).expect("open"), latest_path, later);
+    copy_tables(&Connection::open(old_path).expect("open"), latest_path, later, false);
     SqliteStore::open(old_path).expect("open")
+}
+
+#[test]
+fn a_store_before_migration_8_gets_its_statements_folded_into_transfers() {
+    let finished = finished();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let latest_path = scratch.path().join("latest.sqlite3");
+    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
+    let expected = digest(latest.store()).expect("digest");
+    let statements = latest.store().rows(&STATEMENTS).expect("statements");
+    assert!(statements.len() > 100, "a workload with statements: {}", statements.len());
+    drop(latest);
+    let old_path = scratch.path().join("old.sqlite3");
+    {
+        let conn = older_store(&old_path, 8);
+        assert!(table_sql(&conn, "statements").starts_with("CREATE TABLE"), "a table before migration 8");
+        assert!(copy_rows(&conn, &latest_path).is_empty(), "migration 7 made its tables before 8");
+        let copied: i64 = conn.query_row("SELECT COUNT(*) FROM statements", [], |row| row.get(0)).expect("count");
+        assert_eq!(copied as usize, statements.len());
+    }
+    let mut store = SqliteStore::open(&old_path).expect("open and migrate");
+    assert_eq!(store.schema_version().expect("version"), schema::SCHEMA_VERSION);
+    assert_eq!(digest(&mut store).expect("digest"), expected, "every transfer has its statement columns");
+    assert_eq!(store.rows(&STATEMENTS).expect("statements"), statements, "the view shows the rows the table held");
+    drop(store);
+    {
+        let conn = Connection::open(&old_path).expect("open");
+        let kind: String = conn
+            .query_row("SELECT type FROM sqlite_master WHERE name = 'statements'", [], |row| row.get(0))
+            .expect("statements");
+        assert_eq!(kind, "view");
+        assert!(index_names(&conn).iter().any(|name| name == "transfers_account"));
+        // A page of a statement is one range of the partial index, newest first, no sort.
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT transfer, amount FROM statements WHERE account = ?1 AND transfer < ?2 \
+                 ORDER BY transfer DESC LIMIT 20",
+            )
+            .and_then(|mut statement| statement.query_map((1, 1_000_000), |row| row.get::<_, String>(3))?.collect())
+            .expect("plan");
+        assert!(plan.iter().any(|step| step.contains("USING INDEX transfers_account")), "{plan:?}");
+        assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:?}");
+    }
+    let mut resumed = project(finished.dir.path(), Box::new(SqliteStore::open(&old_path).expect("open")), false);
+    assert_eq!(resumed.lag().expect("lag"), 0);
+    assert_eq!(digest(resumed.store()).expect("digest"), expected);
 }
 
 fn index_names(conn: &Connection) -> Vec<String> {
@@ -172,7 +237,8 @@ fn an_older_sqlite_store_is_rebuilt_without_rowids_keeping_every_row() {
     drop(store);
     {
         let conn = Connection::open(&old_path).expect("open");
-        for name in WITHOUT_ROWID {
+        // (`statements` is a view since migration 8.)
+        for name in WITHOUT_ROWID.into_iter().filter(|name| *name != "statements") {
             assert!(table_sql(&conn, name).ends_with("WITHOUT ROWID"), "{name}: {}", table_sql(&conn, name));
         }
         let indexes: Vec<String> = conn

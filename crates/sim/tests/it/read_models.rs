@@ -72,15 +72,17 @@ fn a_bet_with_another_stake_is_reported() {
 #[test]
 fn a_statement_with_another_balance_after_is_reported() {
     let failure = damaged(
-        "UPDATE statements SET balance_after = balance_after - 1 \
-         WHERE transfer = (SELECT min(transfer) FROM statements WHERE code = 'deposit')",
+        "UPDATE transfers SET balance_after = balance_after - 1 \
+         WHERE id = (SELECT min(transfer) FROM statements WHERE code = 'deposit')",
     );
     assert!(failure.contains("read model statements") && failure.contains("balance_after"), "{failure}");
 }
 
 #[test]
 fn a_missing_statement_row_is_reported() {
-    let failure = damaged("DELETE FROM statements WHERE transfer = (SELECT max(transfer) FROM statements)");
+    // The statements are a view of `transfers` (migration 8): a transfer that lost its
+    // player is a statement row missing.
+    let failure = damaged("UPDATE transfers SET account = NULL WHERE id = (SELECT max(transfer) FROM statements)");
     assert!(failure.contains("read model statements") && failure.contains("missing"), "{failure}");
 }
 
