@@ -18,8 +18,8 @@ fn parse(route: u8, body: &[u8]) -> Result<Command, ApiError> {
     match route % 6 {
         0 => requests::place_bet(body, AccountId(1), eur).map(Command::PlaceBet),
         1 => requests::place_bet(body, AccountId(2), jpy).map(Command::PlaceBet),
-        2 => requests::deposit(body, AccountId(1), eur),
-        3 => requests::deposit(body, AccountId(2), jpy),
+        2 => requests::deposit(body, AccountId(1), eur).map(|(command, _instrument)| command),
+        3 => requests::deposit(body, AccountId(2), jpy).map(|(command, _instrument)| command),
         4 => requests::withdrawal(body, AccountId(1), eur),
         _ => requests::settle(body, MarketId(1 + u64::from(route / 6 % 2))),
     }
