@@ -127,6 +127,11 @@ impl Book {
     pub(crate) fn set_reality_check(&mut self, account: AccountId, interval_minutes: Option<u32>) -> Reply {
         self.player(account)?;
         let Some(interval_minutes) = interval_minutes else {
+            // A check that is due is acknowledged first: stopping the checks is no way around
+            // the pause.
+            if self.reality.checks.get(&account).is_some_and(|check| check.due) {
+                return Err(Rejection::RealityCheckDue);
+            }
             if let Some(check) = self.reality.checks.get(&account) {
                 let due = check.next_due_at;
                 if let Some(due) = due {

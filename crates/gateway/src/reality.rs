@@ -131,7 +131,8 @@ pub(crate) async fn get_reality_check(
         (status = 200, description = "The reality check now", body = RealityCheckView),
         (status = 400, description = "Malformed body, unknown or missing field (`invalid_request`)", body = ApiError),
         (status = 401, description = "No valid credential (`unauthenticated`)", body = ApiError),
-        (status = 403, description = "Not a player token (`forbidden`)", body = ApiError),
+        (status = 403, description = "Not a player token (`forbidden`), or `null` while a check is due \
+            (`reality_check_due`: it is acknowledged first)", body = ApiError),
         (status = 413, description = "Body over the size limit (`payload_too_large`)", body = ApiError),
         (status = 415, description = "Not `Content-Type: application/json` \
             (`unsupported_media_type`)", body = ApiError),

@@ -768,6 +768,10 @@ impl Auditor {
             Command::SetRealityCheck { account, interval_minutes } => {
                 self.player(account.0)?;
                 let Some(minutes) = interval_minutes else {
+                    // Stopping the checks waits for a due one's acknowledgement.
+                    if self.reality.get(&account.0).is_some_and(|entry| entry.1.is_none()) {
+                        return Err(Rejection::RealityCheckDue);
+                    }
                     self.reality.remove(&account.0);
                     return Ok(Ack::Done);
                 };

@@ -120,6 +120,10 @@ async fn a_reality_check_falls_due_on_the_stream_pauses_bets_until_acknowledged(
     assert_eq!((due["due"].as_bool(), &due["next_due_at"]), (Some(true), &Value::Null), "{due}");
     let (status, body) = bet(&app, token, &selections[1]).await;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("reality_check_due")), "{body}");
+    // Stopping the checks is no way around the pause: the due one is acknowledged first.
+    let (status, body) =
+        app.call("PUT", "/v1/reality-check", Some(token), Some(json!({"interval_minutes": null}))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("reality_check_due")), "{body}");
 
     let (status, acknowledged) = app.call("POST", "/v1/reality-check/acknowledge", Some(token), None).await;
     assert_eq!((status, acknowledged["due"].as_bool()), (200, Some(false)), "{acknowledged}");
