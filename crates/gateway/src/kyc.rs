@@ -498,13 +498,11 @@ pub(crate) async fn kyc_callback(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Ok(Path(provider)) = path else { return ApiError::not_found("kyc provider").into_response() };
-    let body = match body {
+    let body = match crate::players::raw_body(&body) {
         Ok(body) => body,
-        Err(rejection) => {
-            return ApiError::new(rejection.status(), "payload_too_large", rejection.body_text()).into_response()
-        }
+        Err(error) => return error.into_response(),
     };
-    let (status, body) = receive_kyc_callback(&state, &provider, &headers, &body).await;
+    let (status, body) = receive_kyc_callback(&state, &provider, &headers, body).await;
     (status, axum::Json(body)).into_response()
 }
 

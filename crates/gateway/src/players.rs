@@ -52,7 +52,9 @@ fn parse_body<T: DeserializeOwned>(body: &Result<Bytes, BytesRejection>) -> Resu
 }
 
 /// The raw body, or 413 `payload_too_large` over the limit.
-fn raw_body(body: &Result<Bytes, BytesRejection>) -> Result<&[u8], ApiError> {
+/// The request's body, or the error its rejection calls for (413 `payload_too_large` over the
+/// size limit, else 400 `invalid_request`).
+pub(crate) fn raw_body(body: &Result<Bytes, BytesRejection>) -> Result<&[u8], ApiError> {
     match body {
         Ok(bytes) => Ok(bytes.as_ref()),
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
