@@ -15,6 +15,11 @@ use domain::{Currency, Money};
 use crate::ids::{AccountId, LedgerAccountId, Timestamp, TransferId};
 use crate::records::Records;
 
+/// The largest total an account may carry (a quarter of `i64::MAX`, some 2.3e18 minor units,
+/// 2,300 times `MONEY_MINOR_MAX`): far beyond any real book, and low enough that balances,
+/// available cash and sums over accounts computed from such totals cannot overflow.
+pub const TOTAL_MAX: i64 = i64::MAX / 4;
+
 /// What a ledger account stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccountKind {
@@ -338,8 +343,12 @@ impl Ledger {
     }
 
     fn forget(&mut self, id: TransferId) {
+        let Some(transfer) = self.transfers.get(id.index()) else { return };
+        // Cannot fail for totals the ledger reached by `apply`; if it did, the transfer stays.
+        if add_effect(&mut self.folded, transfer).is_err() {
+            return;
+        }
         let Some(transfer) = self.transfers.remove(id.index()) else { return };
-        add_effect(&mut self.folded, &transfer);
         for account in [transfer.debit, transfer.credit] {
             if let Some(list) = self.postings.get_mut(account.index()) {
                 if let Ok(at) = list.binary_search(&id) {
@@ -411,6 +420,11 @@ impl Ledger {
         let adds_debit = matches!(kind, TransferKind::Posted | TransferKind::Pending);
         if adds_debit && !debit.kind.may_go_negative() && debit.available() < amount {
             return Err(LedgerError::InsufficientFunds);
+        }
+        // Totals only grow by `amount`; none may pass `TOTAL_MAX`, so every snapshot loads.
+        let largest = [debit.debits_posted, debit.debits_pending, credit.credits_posted, credit.credits_pending];
+        if largest.iter().any(|total| *total > TOTAL_MAX - amount) {
+            return Err(LedgerError::AmountInvalid);
         }
         let id = TransferId(self.transfers.issued() + 1);
         let is_stake = request.code == TransferCode::Stake;
@@ -512,7 +526,7 @@ impl Ledger {
                 }
                 TransferKind::Posted => {}
             }
-            add_effect(&mut rebuilt, transfer);
+            add_effect(&mut rebuilt, transfer)?;
         }
         if !open.iter().eq(self.open_pending.iter()) {
             return Err("open pending transfers differ from the log".to_string());
@@ -532,12 +546,13 @@ impl Ledger {
                 return Err(format!("player cash {} is negative: {}", stored.id, stored.available()));
             }
         }
-        let mut sums: BTreeMap<Currency, (i64, i64, i64)> = BTreeMap::new();
+        // i128: a sum over every account of totals each below `TOTAL_MAX` cannot overflow it.
+        let mut sums: BTreeMap<Currency, (i128, i128, i128)> = BTreeMap::new();
         for account in &self.accounts {
             let sum = sums.entry(account.currency).or_default();
-            sum.0 += account.posted_balance();
-            sum.1 += account.debits_pending;
-            sum.2 += account.credits_pending;
+            sum.0 += i128::from(account.posted_balance());
+            sum.1 += i128::from(account.debits_pending);
+            sum.2 += i128::from(account.credits_pending);
         }
         for (currency, (posted, debits_pending, credits_pending)) in sums {
             if posted != 0 || debits_pending != credits_pending {
@@ -561,6 +576,25 @@ impl Ledger {
             if account.id.index() != index || account.id.0 == 0 {
                 return Err(format!("ledger account {} stored at index {index}", account.id));
             }
+            let totals = [
+                account.debits_posted,
+                account.credits_posted,
+                account.debits_pending,
+                account.credits_pending,
+                account.debits_pending_stakes,
+            ];
+            let folded = parts.folded.get(index).map_or([0; 5], |folded| {
+                [
+                    folded.debits_posted,
+                    folded.credits_posted,
+                    folded.debits_pending,
+                    folded.credits_pending,
+                    folded.debits_pending_stakes,
+                ]
+            });
+            if totals.iter().chain(&folded).any(|total| !(0..=TOTAL_MAX).contains(total)) {
+                return Err(format!("ledger account {} has a total outside 0..={TOTAL_MAX}", account.id));
+            }
         }
         if parts.folded.len() != accounts.len() {
             return Err(format!("{} folded totals for {} ledger accounts", parts.folded.len(), accounts.len()));
@@ -576,6 +610,9 @@ impl Ledger {
             previous = transfer.id.0;
             if !account_known(transfer.debit) || !account_known(transfer.credit) {
                 return Err(format!("transfer {} moves money between unknown accounts", transfer.id));
+            }
+            if transfer.amount.minor() <= 0 {
+                return Err(format!("transfer {} moves {} minor units", transfer.id, transfer.amount.minor()));
             }
             if let TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) = transfer.kind {
                 if pending.0 == 0 || pending.0 >= transfer.id.0 {
@@ -662,32 +699,111 @@ pub struct LedgerParts {
     pub system: Vec<(Currency, LedgerAccountId, LedgerAccountId)>,
 }
 
-/// Adds what `transfer` does to its two accounts' totals.
-fn add_effect(totals: &mut [Folded], transfer: &Transfer) {
+/// Adds what `transfer` does to its two accounts' totals; all or nothing. Checked: a live
+/// ledger's totals stay far inside `i64` (`TOTAL_MAX`), so an overflow means corrupt parts.
+fn add_effect(totals: &mut [Folded], transfer: &Transfer) -> Result<(), String> {
     let amount = transfer.amount.minor();
     let stake = if transfer.code == TransferCode::Stake { amount } else { 0 };
-    let (debit, credit) = (transfer.debit.index(), transfer.credit.index());
-    if debit >= totals.len() || credit >= totals.len() {
-        return;
+    let (d, c) = (transfer.debit.index(), transfer.credit.index());
+    if d >= totals.len() || c >= totals.len() {
+        return Ok(());
     }
-    match transfer.kind {
-        TransferKind::Posted => {
-            totals[debit].debits_posted += amount;
-            totals[credit].credits_posted += amount;
-        }
-        TransferKind::Pending => {
-            totals[debit].debits_pending += amount;
-            totals[debit].debits_pending_stakes += stake;
-            totals[credit].credits_pending += amount;
-        }
-        TransferKind::PostPending(_) | TransferKind::VoidPending(_) => {
-            totals[debit].debits_pending -= amount;
-            totals[debit].debits_pending_stakes -= stake;
-            totals[credit].credits_pending -= amount;
-            if matches!(transfer.kind, TransferKind::PostPending(_)) {
-                totals[debit].debits_posted += amount;
-                totals[credit].credits_posted += amount;
-            }
-        }
+    let overflow = || format!("transfer {} overflows its accounts' totals", transfer.id);
+    let add = |total: &mut i64, by: i64| total.checked_add(by).map(|sum| *total = sum).ok_or_else(overflow);
+    let mut debit = totals[d];
+    let (debit_sign, posts) = match transfer.kind {
+        TransferKind::Posted => (0, true),
+        TransferKind::Pending => (1, false),
+        TransferKind::PostPending(_) => (-1, true),
+        TransferKind::VoidPending(_) => (-1, false),
+    };
+    // Pending totals move by `debit_sign`; posted totals grow when the transfer posts.
+    let pending = amount.checked_mul(debit_sign).ok_or_else(overflow)?;
+    let pending_stake = stake * debit_sign;
+    add(&mut debit.debits_pending, pending)?;
+    add(&mut debit.debits_pending_stakes, pending_stake)?;
+    if posts {
+        add(&mut debit.debits_posted, amount)?;
+    }
+    let mut credit = if c == d { debit } else { totals[c] };
+    add(&mut credit.credits_pending, pending)?;
+    if posts {
+        add(&mut credit.credits_posted, amount)?;
+    }
+    if c != d {
+        totals[d] = debit;
+    }
+    totals[c] = credit;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::AccountId;
+
+    fn euro() -> Currency {
+        Currency::parse("EUR").expect("currency")
+    }
+
+    /// A ledger with one player who deposited 100 from the clearing account.
+    fn funded() -> (Ledger, LedgerAccountId, LedgerAccountId) {
+        let mut ledger = Ledger::default();
+        let clearing = ledger.clearing(euro());
+        let cash = ledger.open_account(AccountKind::PlayerCash(AccountId(1)), euro());
+        let deposit = TransferRequest {
+            debit: clearing,
+            credit: cash,
+            amount: Money::from_minor(100),
+            code: TransferCode::Deposit,
+            reference: 1,
+        };
+        ledger.post(deposit, 1).expect("deposit");
+        ledger.verify().expect("balanced");
+        (ledger, clearing, cash)
+    }
+
+    /// Found by the `codec_snapshot` fuzz target: decoded totals near `i64::MAX` made
+    /// `verify` overflow (a panic with overflow checks) where an error was due. Totals past
+    /// `TOTAL_MAX` and amounts not above zero are refused by `check_parts`; folding a transfer
+    /// is checked, and all or nothing.
+    #[test]
+    fn parts_whose_totals_overflow_are_an_error_not_a_panic() {
+        let (ledger, _, cash) = funded();
+        let mut parts = ledger.to_parts();
+        parts.accounts[cash.index()].credits_posted = i64::MAX;
+        let error = Ledger::check_parts(&parts).expect_err("refused");
+        assert!(error.contains("outside"), "{error}");
+        let mut parts = ledger.to_parts();
+        parts.folded[cash.index()].debits_posted = -1;
+        assert!(Ledger::check_parts(&parts).is_err());
+        let mut parts = ledger.to_parts();
+        parts.transfers[0].amount = Money::from_minor(0);
+        assert!(Ledger::check_parts(&parts).is_err());
+
+        let transfer = ledger.transfer(TransferId(1)).expect("held").clone();
+        let mut totals = ledger.folded().to_vec();
+        totals[cash.index()].credits_posted = i64::MAX - 10;
+        let before = totals.clone();
+        let error = add_effect(&mut totals, &transfer).expect_err("overflows");
+        assert!(error.contains("overflows"), "{error}");
+        assert_eq!(totals, before, "nothing changed");
+    }
+
+    /// A live ledger never takes a total past `TOTAL_MAX`, so every snapshot it writes loads.
+    #[test]
+    fn a_transfer_that_would_pass_the_largest_total_is_refused() {
+        let (mut ledger, clearing, cash) = funded();
+        ledger.accounts[cash.index()].credits_posted = TOTAL_MAX - 50;
+        ledger.accounts[clearing.index()].debits_posted = TOTAL_MAX - 50;
+        let request = TransferRequest {
+            debit: clearing,
+            credit: cash,
+            amount: Money::from_minor(51),
+            code: TransferCode::Deposit,
+            reference: 2,
+        };
+        assert_eq!(ledger.post(request, 2), Err(LedgerError::AmountInvalid));
+        ledger.post(TransferRequest { amount: Money::from_minor(50), ..request }, 2).expect("up to the largest");
     }
 }
