@@ -633,6 +633,22 @@ impl Monitor {
         if parts.watches.iter().any(|(_, watch)| watch.refusals.len() > REFUSED_WITHDRAWALS_MAX as usize) {
             return Err("refusals over their bound".into());
         }
+        // What `to_parts` writes, and nothing else: a snapshot has one encoding per monitor.
+        if !parts.watches.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            return Err("monitor watches out of account order".into());
+        }
+        if parts.watches.iter().any(|(account, watch)| account.0 == 0 || watch.is_default()) {
+            return Err("an empty monitor watch".into());
+        }
+        if !parts.shared.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            return Err("shared keys out of order".into());
+        }
+        for (_, accounts) in &parts.shared {
+            let distinct: std::collections::BTreeSet<_> = accounts.iter().collect();
+            if accounts.is_empty() || distinct.len() != accounts.len() {
+                return Err("a shared key with no accounts, or one twice".into());
+            }
+        }
         Ok(())
     }
 }

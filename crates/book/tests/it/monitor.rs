@@ -490,3 +490,54 @@ proptest! {
         prop_assert_eq!(format!("{:?}", restored.to_parts()), format!("{:?}", straight.to_parts()));
     }
 }
+
+/// Found by the `codec_snapshot` fuzz target: parts that `to_parts` never writes (watches out
+/// of account order or empty, shared keys out of order, a key with no accounts or one twice)
+/// decoded into a monitor that encoded back differently. They are refused.
+#[test]
+fn monitor_parts_have_one_encoding() {
+    let base = book::MonitorParts {
+        rules: MonitoringRules::default(),
+        watches: Vec::new(),
+        cases: Vec::new(),
+        shared: Vec::new(),
+        alerts_issued: 0,
+        cases_issued: 0,
+    };
+    let watch = book::Watch { last_deposit: 1, ..book::Watch::default() };
+    let ok = book::MonitorParts {
+        watches: vec![(AccountId(1), watch.clone()), (AccountId(2), watch.clone())],
+        shared: vec![
+            (SharedKey::Instrument(1), vec![AccountId(2), AccountId(1)]),
+            (SharedKey::Instrument(2), vec![AccountId(1)]),
+        ],
+        ..base.clone()
+    };
+    book::Monitor::check_parts(&ok).expect("what to_parts writes");
+    let refused = [
+        book::MonitorParts {
+            watches: vec![(AccountId(2), watch.clone()), (AccountId(1), watch.clone())],
+            ..base.clone()
+        },
+        book::MonitorParts {
+            watches: vec![(AccountId(1), watch.clone()), (AccountId(1), watch.clone())],
+            ..base.clone()
+        },
+        book::MonitorParts { watches: vec![(AccountId(1), book::Watch::default())], ..base.clone() },
+        book::MonitorParts {
+            shared: vec![
+                (SharedKey::Instrument(2), vec![AccountId(1)]),
+                (SharedKey::Instrument(1), vec![AccountId(1)]),
+            ],
+            ..base.clone()
+        },
+        book::MonitorParts { shared: vec![(SharedKey::Instrument(1), vec![])], ..base.clone() },
+        book::MonitorParts {
+            shared: vec![(SharedKey::Instrument(1), vec![AccountId(1), AccountId(1)])],
+            ..base.clone()
+        },
+    ];
+    for parts in refused {
+        assert!(book::Monitor::check_parts(&parts).is_err(), "{parts:?}");
+    }
+}
