@@ -69,7 +69,9 @@ pub use ids::{
     Timestamp, TransferId, MILLIS_PER_DAY, MILLIS_PER_HOUR, MILLIS_PER_SECOND,
 };
 pub use kyc::{Kyc, KycBook, KycRules, KycState, KYC_REFERENCE_BYTES_MAX};
-pub use ledger::{AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind};
+pub use ledger::{
+    AccountKind, Folded, Ledger, LedgerAccount, LedgerParts, Transfer, TransferCode, TransferKind, TOTAL_MAX,
+};
 pub use monitor::{
     Alert, AlertId, AlertKind, Case, CaseAction, CaseActionKind, CaseActionRequest, CaseId, CaseStatus, CaseSummary,
     Counters, Monitor, MonitorParts, MonitoringRules, RapidInOut, Rule, SharedKey, Threshold, Watch, CASES_OPEN_MAX,

@@ -6,6 +6,8 @@
 //! decoder is total: bad bytes give a `DecodeError` naming the offset, never a panic.
 
 mod batch;
+#[cfg(test)]
+mod mutation;
 mod snapshot;
 mod types;
 mod wire;
