@@ -220,6 +220,9 @@ impl Lease {
     }
 }
 
+/// How long creating a bucket's stream may take (its replicas elect a leader first).
+pub const BUCKET_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Opens a key-value bucket whose values live `max_age`, creating it if missing; refuses an
 /// existing one with another `max_age` or replica count.
 pub(crate) async fn open_bucket(
@@ -250,7 +253,11 @@ pub(crate) async fn open_bucket(
                 discard: DiscardPolicy::New,
                 ..Default::default()
             };
-            if let Err(create) = jetstream.create_stream(config).await {
+            // Creating a replicated stream waits for its replicas to elect a leader, which on a
+            // busy machine takes longer than one request.
+            let mut admin = jetstream.clone();
+            admin.set_timeout(BUCKET_CREATE_TIMEOUT);
+            if let Err(create) = admin.create_stream(config).await {
                 // Another node may have created it at the same moment (or with another
                 // configuration, which the check below reports).
                 if jetstream.get_key_value(bucket).await.is_err() {

@@ -103,8 +103,9 @@ pub struct NatsJournalOptions {
     /// Deadline of one request to a server (connecting, one publish, one stream query).
     pub request_timeout: Duration,
     /// Deadline of one append including its retries (a stream leader election after a server
-    /// loss takes a few seconds), and of the wait for each record while reading. Past it an
-    /// append fails with [`JournalError::Remote`] and poisons the journal.
+    /// loss takes a few seconds), of the wait for each record while reading, and of creating
+    /// the stream (its replicas elect a leader too). Past it an append fails with
+    /// [`JournalError::Remote`] and poisons the journal.
     pub append_timeout: Duration,
 }
 
@@ -609,13 +610,18 @@ async fn connect_and_check(
         Ok(stream) => stream,
         Err(err) if matches!(err.kind(), GetStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
         {
-            match context.create_stream(stream_config(options)).await {
+            // Creating a replicated stream waits for its replicas to elect a leader, which on a
+            // busy machine takes longer than one request: it gets the append's deadline.
+            let mut admin = context.clone();
+            admin.set_timeout(options.append_timeout.max(options.request_timeout));
+            match admin.create_stream(stream_config(options)).await {
                 Ok(stream) => stream,
                 // Another writer created it at the same time.
                 Err(err) if matches!(err.kind(), CreateStreamErrorKind::JetStream(js) if js.error_code() == ErrorCode::STREAM_NAME_EXIST) => {
                     context.get_stream(&options.stream).await.map_err(|err| remote("open the stream", err))?
                 }
-                Err(err) => return Err(remote("create the stream", err)),
+                // A creation whose answer timed out may still have happened: look once more.
+                Err(err) => context.get_stream(&options.stream).await.map_err(|_| remote("create the stream", err))?,
             }
         }
         Err(err) => return Err(remote("open the stream", err)),
