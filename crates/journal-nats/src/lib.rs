@@ -80,6 +80,10 @@ const DIRECT_READ_RECORDS_MAX: u64 = 4;
 /// How often [`NatsJournal::follow`] asks whether to go on while no record arrives.
 pub const FOLLOW_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Records a read fetches one by one (by sequence) after a consumer could not be made, before
+/// it tries a consumer again (`Journal::read_from`).
+const DIRECT_READ_FALLBACK_RECORDS: u64 = 256;
+
 /// Pause between two attempts of a request whose answer was an error that may pass (no stream
 /// leader during an election, a lost connection).
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -373,6 +377,24 @@ impl NatsJournal {
                 },
                 Err(err) => {
                     last_error = format!("creating a consumer: {err}");
+                    // Creating a consumer goes through the cluster's meta leader, which may be
+                    // electing (it was on the node just lost) or slow to answer on a busy
+                    // machine; fetching a record by its sequence needs only the stream's leader.
+                    // Read a run of records that way, then try a consumer again.
+                    let run_end = end.min(position + DIRECT_READ_FALLBACK_RECORDS);
+                    while position < run_end {
+                        match self.stream.get_raw_message(position + 1).await {
+                            Ok(message) => {
+                                visit(position, &message.payload)?;
+                                position += 1;
+                                deadline = Instant::now() + wait;
+                            }
+                            Err(err) => {
+                                last_error = format!("{last_error}; reading record {position} directly: {err}");
+                                break;
+                            }
+                        }
+                    }
                     continue;
                 }
             };
