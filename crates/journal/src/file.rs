@@ -639,12 +639,26 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File, JournalError> {
         .write(true)
         .open(&path)
         .map_err(|source| JournalError::Io { op: "open lock file", path: path.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Locked { path }),
-        Err(std::fs::TryLockError::Error(source)) => Err(JournalError::Io { op: "lock", path, source }),
+    // The lock belongs to the open file, and a child process another thread is starting holds
+    // a copy of every descriptor between its fork and its exec (which closes them): a reopen
+    // in this process (a test, the engine rebuilding after a full disk) may find its own
+    // released lock still held for that moment. Try again briefly; another process holding
+    // it keeps holding it past `LOCK_RETRY_FOR`.
+    let deadline = std::time::Instant::now() + LOCK_RETRY_FOR;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(JournalError::Locked { path }),
+            Err(std::fs::TryLockError::Error(source)) => return Err(JournalError::Io { op: "lock", path, source }),
+        }
     }
 }
+
+/// How long taking the journal's lock is tried again before the journal is reported locked.
+const LOCK_RETRY_FOR: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Takes a shared advisory lock on `dir/LOCK` if the file exists (never creating it): a
 /// reader then cannot run beside a writer. `None` when there is no LOCK file.
