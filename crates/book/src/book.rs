@@ -229,6 +229,36 @@ pub struct BookParts {
     pub monitor: crate::monitor::MonitorParts,
 }
 
+/// A book's parts borrowed for a snapshot (`Book::snapshot_parts`): the fields of
+/// `BookParts`, the large ones as references to the book's own collections. The idempotency
+/// keys are `Book::remembered_keys`, `idempotency_keys` of them.
+#[derive(Debug)]
+pub struct SnapshotParts<'a> {
+    pub config: Config,
+    pub now: Timestamp,
+    pub ledger: &'a Ledger,
+    pub players: &'a [Player],
+    pub events: &'a Records<Event>,
+    pub markets: &'a Records<Market>,
+    pub selections: &'a Records<Selection>,
+    pub bets: crate::bets::Bets<'a>,
+    pub delayed: &'a BTreeSet<(Timestamp, BetId)>,
+    pub quotes: &'a BTreeMap<QuoteId, Quote>,
+    pub quotes_issued: u64,
+    pub idempotency_keys: usize,
+    pub api_keys: &'a [crate::identity::ApiKey],
+    pub staff: &'a [crate::identity::Staff],
+    pub feed: FeedParts,
+    pub degraded: DegradedParts,
+    pub fx: &'a crate::fx::FxTable,
+    pub payment_refs: &'a BTreeSet<(AccountId, u64)>,
+    pub adjustments: &'a crate::adjustment::Adjustments,
+    pub payments: crate::payments::PaymentParts,
+    pub kyc: Vec<(AccountId, crate::kyc::Kyc)>,
+    pub reality_checks: Vec<(AccountId, crate::reality::RealityCheck)>,
+    pub monitor: crate::monitor::MonitorParts,
+}
+
 impl Book {
     pub fn new(config: Config) -> Book {
         Book { config, ..Book::default() }
@@ -959,6 +989,38 @@ impl Book {
             fx: self.fx.clone(),
             payment_refs: self.payment_refs.iter().copied().collect(),
             adjustments: self.adjustments.clone(),
+            payments: self.payments.to_parts(),
+            kyc: self.kyc.to_parts(),
+            reality_checks: self.reality.to_parts(),
+            monitor: self.monitor.to_parts(),
+        }
+    }
+
+    /// The book's parts as a snapshot writes them, without copying the book (`to_parts` copies
+    /// every part): what grows with bets, transfers, keys and players is borrowed, to be
+    /// walked once by the writer; the small parts are copied as `to_parts` copies them. The
+    /// encoding of these parts and of `to_parts()` is the same, byte for byte.
+    pub fn snapshot_parts(&self) -> SnapshotParts<'_> {
+        SnapshotParts {
+            config: self.config,
+            now: self.now,
+            ledger: &self.ledger,
+            players: &self.players,
+            events: &self.events,
+            markets: &self.markets,
+            selections: &self.selections,
+            bets: crate::bets::Bets(&self.bets),
+            delayed: &self.delayed,
+            quotes: &self.quotes,
+            quotes_issued: self.quotes_issued,
+            idempotency_keys: self.idempotency.len(),
+            api_keys: &self.api_keys,
+            staff: &self.staff,
+            feed: self.feed.to_parts(),
+            degraded: self.degraded.to_parts(),
+            fx: &self.fx,
+            payment_refs: &self.payment_refs,
+            adjustments: &self.adjustments,
             payments: self.payments.to_parts(),
             kyc: self.kyc.to_parts(),
             reality_checks: self.reality.to_parts(),

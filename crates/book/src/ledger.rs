@@ -294,6 +294,11 @@ impl Ledger {
         self.open_pending.iter().copied()
     }
 
+    /// How many pending transfers are open.
+    pub fn open_pending_count(&self) -> usize {
+        self.open_pending.len()
+    }
+
     fn set_open(&mut self, id: TransferId, open: bool) {
         if open {
             self.open_pending.insert(id);

@@ -40,7 +40,9 @@ pub use adjustment::{
 };
 pub use bet::{lines, Bet, BetKind, BetStatus, Leg, Line, PricePolicy, PriceTaken, Settlement, SystemKind};
 pub use bets::Bets;
-pub use book::{idempotency_key_hash, payment_ref_hash, Book, BookParts, BookSizes, Quote, Remembered, Wallet};
+pub use book::{
+    idempotency_key_hash, payment_ref_hash, Book, BookParts, BookSizes, Quote, Remembered, SnapshotParts, Wallet,
+};
 pub use calendar::Period;
 pub use catalog::{
     EachWayTerms, Event, EventState, Market, MarketRisk, MarketStatus, Outcome, Selection, SelectionResult,

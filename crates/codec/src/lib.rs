@@ -16,6 +16,9 @@ pub use batch::{
     begin_batch, decode_batch, encode_batch, encode_batch_entry, finish_batch, Batch, BATCH_COMMANDS_MAX,
     BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES,
 };
-pub use snapshot::{decode_snapshot, digest, encode_snapshot, SNAPSHOT_FORMAT_VERSION};
+pub use snapshot::{
+    decode_snapshot, digest, encode_parts, encode_snapshot, write_snapshot, SNAPSHOT_FORMAT_VERSION,
+    SNAPSHOT_WRITE_BUFFER_BYTES,
+};
 pub use types::{body_hash, reply_digest};
 pub use wire::{DecodeError, Reader, Wire};

@@ -34,7 +34,7 @@ use codec::reply_digest;
 use journal::{Position, SnapshotStore};
 
 use crate::error::EngineError;
-use crate::recovery::{encode_snapshot_payload, ChainHead};
+use crate::recovery::{save_snapshot_payload, ChainHead};
 use crate::sequencer::EngineStats;
 
 /// Commands handed to the follower and not yet applied, beyond which the sequencer detaches it
@@ -184,8 +184,7 @@ impl Follower {
 
     fn save(&self) -> Result<Position, EngineError> {
         let started = Instant::now();
-        let payload = encode_snapshot_payload(self.next_sequence, &self.chain_head, &self.book);
-        self.store.save(self.position, &payload)?;
+        save_snapshot_payload(&self.store, self.position, self.next_sequence, &self.chain_head, &self.book)?;
         let nanos = started.elapsed().as_nanos() as u64;
         let stats = &self.stats;
         stats.snapshots.fetch_add(1, Ordering::Relaxed);

@@ -73,12 +73,24 @@ const SNAPSHOT_PAYLOAD_HEADER_BYTES: usize = 8 + 32;
 /// | 0..8 | `next_sequence`, u64 little-endian |
 /// | 8..40 | the journal's chain head at the snapshot's position |
 /// | 40.. | the codec's snapshot of the book (`codec::encode_snapshot`, itself versioned) |
-pub(crate) fn encode_snapshot_payload(next_sequence: u64, chain_head: &ChainHead, book: &Book) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(SNAPSHOT_PAYLOAD_HEADER_BYTES);
-    payload.extend_from_slice(&next_sequence.to_le_bytes());
-    payload.extend_from_slice(chain_head);
-    payload.extend_from_slice(&codec::encode_snapshot(book));
-    payload
+///
+/// Written in pieces straight into the store's file (`codec::write_snapshot`,
+/// `SnapshotStore::save_with`): neither a copy of the book nor its whole encoding is ever held,
+/// so a snapshot costs a buffer of `codec::SNAPSHOT_WRITE_BUFFER_BYTES`, not the book's size
+/// three times over.
+pub(crate) fn save_snapshot_payload(
+    store: &SnapshotStore,
+    position: Position,
+    next_sequence: u64,
+    chain_head: &ChainHead,
+    book: &Book,
+) -> Result<(), EngineError> {
+    store.save_with(position, &mut |out| {
+        out.write_all(&next_sequence.to_le_bytes())?;
+        out.write_all(chain_head)?;
+        codec::write_snapshot(book, out)
+    })?;
+    Ok(())
 }
 
 fn decode_snapshot_payload(bytes: &[u8]) -> Result<(u64, ChainHead, Book), EngineError> {
@@ -346,8 +358,7 @@ impl Replica {
     /// Saves a snapshot of the book at its position, in the engine's layout: what the
     /// sequencer would have written there, so recovery reads it like any other.
     pub fn save_snapshot(&self, store: &SnapshotStore) -> Result<Position, EngineError> {
-        let payload = encode_snapshot_payload(self.next_sequence, &self.chain_head, &self.book);
-        store.save(self.position, &payload)?;
+        save_snapshot_payload(store, self.position, self.next_sequence, &self.chain_head, &self.book)?;
         Ok(self.position)
     }
 

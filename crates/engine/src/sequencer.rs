@@ -33,7 +33,7 @@ use journal::{Journal, JournalError, Position, SnapshotStore};
 use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::follower::{DurableBatch, Follower, ToFollower, FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT};
-use crate::recovery::{chain_next, encode_snapshot_payload, recover, ChainHead, Recovered};
+use crate::recovery::{chain_next, recover, save_snapshot_payload, ChainHead, Recovered};
 
 /// Requests waiting for the sequencer; beyond this, `try_submit` sheds load.
 pub const INBOX_MAX_DEFAULT: usize = 65_536;
@@ -1155,8 +1155,7 @@ impl Sequencer {
         let position = self.journal.next_position();
         if let Some(store) = &self.snapshots {
             let started = Instant::now();
-            let payload = encode_snapshot_payload(self.next_sequence, &self.chain_head, &self.book);
-            store.save(position, &payload)?;
+            save_snapshot_payload(store, position, self.next_sequence, &self.chain_head, &self.book)?;
             let nanos = started.elapsed().as_nanos() as u64;
             self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
             self.stats.snapshots_sequencer.fetch_add(1, Ordering::Relaxed);

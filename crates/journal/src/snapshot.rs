@@ -6,7 +6,7 @@
 //! `len: u64`, `crc32c: u32` over the 24 bytes before it and the payload, then the payload.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -75,13 +75,7 @@ pub fn encode_snapshot(position: Position, payload: &[u8]) -> Result<Vec<u8>, Jo
         return Err(JournalError::SnapshotTooLarge { len, max: SNAPSHOT_PAYLOAD_BYTES_MAX });
     }
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
-    out.extend_from_slice(&SNAPSHOT_MAGIC.to_le_bytes());
-    out.push(SNAPSHOT_VERSION);
-    out.extend_from_slice(&[0; 3]);
-    out.extend_from_slice(&position.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out), payload);
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&header(position, len, crc32c::crc32c(payload)));
     out.extend_from_slice(payload);
     Ok(out)
 }
@@ -215,12 +209,25 @@ impl SnapshotStore {
     /// but the newest [`SnapshotStore::keep`]. A crash leaves either the old set or the new
     /// snapshot complete, never a partial one under the final name.
     pub fn save(&self, position: Position, bytes: &[u8]) -> Result<(), JournalError> {
-        let encoded = encode_snapshot(position, bytes)?;
+        self.save_with(position, &mut |out| out.write_all(bytes))
+    }
+
+    /// [`SnapshotStore::save`] of the payload that `write` writes, in as many pieces as it likes:
+    /// the payload is never held whole, here or by the caller (a snapshot of a large book is
+    /// hundreds of megabytes). Its length and CRC are counted as it goes and the header is
+    /// written last, over the space kept for it. A payload over [`SNAPSHOT_PAYLOAD_BYTES_MAX`]
+    /// is refused as soon as it passes it; an error from `write` is returned as an I/O error.
+    /// Either way nothing is left under the final name.
+    pub fn save_with(
+        &self,
+        position: Position,
+        write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), JournalError> {
         let path = self.path_for(position);
         let mut tmp_name = path.clone().into_os_string();
         tmp_name.push(TMP_SUFFIX);
         let tmp = PathBuf::from(tmp_name);
-        if let Err(err) = write_synced(&tmp, &encoded) {
+        if let Err(err) = write_synced(&tmp, position, write) {
             // Best effort: a leftover is also removed by the next open.
             let _ = fs::remove_file(&tmp);
             return Err(err);
@@ -319,18 +326,79 @@ impl SnapshotStore {
     }
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    let mut file = private_file()
+/// The header of a snapshot whose payload has `len` bytes and CRC `payload_crc`.
+fn header(position: Position, len: u64, payload_crc: u32) -> [u8; SNAPSHOT_HEADER_BYTES] {
+    let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
+    header[..4].copy_from_slice(&SNAPSHOT_MAGIC.to_le_bytes());
+    header[4] = SNAPSHOT_VERSION;
+    header[8..16].copy_from_slice(&position.to_le_bytes());
+    header[16..24].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32c::crc32c_combine(crc32c::crc32c(&header[..CRC_COVERED_HEADER_BYTES]), payload_crc, len as usize);
+    header[CRC_COVERED_HEADER_BYTES..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Writes a snapshot file at `path`: room for the header, the payload as `write` writes it
+/// (synced every [`SNAPSHOT_WRITE_CHUNK_BYTES`]), then the header, and syncs it all.
+fn write_synced(
+    path: &Path,
+    position: Position,
+    write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), JournalError> {
+    let file = private_file()
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)
         .map_err(|source| io_error("create snapshot temp file", path, source))?;
-    for chunk in bytes.chunks(SNAPSHOT_WRITE_CHUNK_BYTES) {
-        file.write_all(chunk).map_err(|source| io_error("write snapshot temp file", path, source))?;
-        file.sync_data().map_err(|source| io_error("sync snapshot temp file", path, source))?;
+    let mut payload = PayloadFile { file, len: 0, crc: 0, unsynced: 0, too_large: false };
+    payload
+        .file
+        .write_all(&[0; SNAPSHOT_HEADER_BYTES])
+        .map_err(|source| io_error("write snapshot temp file", path, source))?;
+    let written = write(&mut payload);
+    let PayloadFile { mut file, len, crc, too_large, .. } = payload;
+    if too_large {
+        return Err(JournalError::SnapshotTooLarge { len, max: SNAPSHOT_PAYLOAD_BYTES_MAX });
     }
+    written.map_err(|source| io_error("write snapshot temp file", path, source))?;
+    file.seek(SeekFrom::Start(0)).map_err(|source| io_error("write snapshot temp file", path, source))?;
+    file.write_all(&header(position, len, crc)).map_err(|source| io_error("write snapshot temp file", path, source))?;
     file.sync_all().map_err(|source| io_error("sync snapshot temp file", path, source))
+}
+
+/// A snapshot's payload on its way to the file: counted, checksummed and synced in chunks.
+struct PayloadFile {
+    file: fs::File,
+    len: u64,
+    crc: u32,
+    /// Bytes written since the last sync.
+    unsynced: usize,
+    /// The payload passed `SNAPSHOT_PAYLOAD_BYTES_MAX` (and the write was refused).
+    too_large: bool,
+}
+
+impl Write for PayloadFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.len + buf.len() as u64 > SNAPSHOT_PAYLOAD_BYTES_MAX {
+            self.too_large = true;
+            self.len += buf.len() as u64;
+            return Err(std::io::Error::other("the snapshot is larger than its maximum"));
+        }
+        let written = self.file.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..written]);
+        self.len += written as u64;
+        self.unsynced += written;
+        if self.unsynced >= SNAPSHOT_WRITE_CHUNK_BYTES {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn parse_name(name: &str) -> Option<Position> {

@@ -112,3 +112,35 @@ fn encoding_round_trips_and_rejects_damage() {
     versioned[4] = 2;
     assert_eq!(decode_snapshot(&versioned), Err(SnapshotDecodeError::UnsupportedVersion { version: 2 }));
 }
+
+/// A payload written in pieces (more than one sync chunk, pieces of odd sizes) makes the file
+/// `encode_snapshot` makes of the whole payload; a writer that fails leaves no file and the
+/// snapshots before it as they were.
+#[test]
+fn a_snapshot_saved_in_pieces_is_the_same_file_and_a_failed_one_leaves_nothing() {
+    use std::io::Write;
+    let dir = TempDir::new().unwrap();
+    let store = SnapshotStore::open(dir.path()).unwrap();
+    let payload: Vec<u8> =
+        (0..journal::snapshot::SNAPSHOT_WRITE_CHUNK_BYTES * 2 + 12_345).map(|i| (i * 7 % 251) as u8).collect();
+    store
+        .save_with(40, &mut |out: &mut dyn Write| {
+            for piece in payload.chunks(65_537) {
+                out.write_all(piece)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(fs::read(store.path_for(40)).unwrap(), encode_snapshot(40, &payload).unwrap());
+    assert_eq!(store.load_latest().unwrap(), Some((40, payload.clone())));
+
+    let failed = store.save_with(50, &mut |out: &mut dyn Write| {
+        out.write_all(&payload[..1_000])?;
+        Err(std::io::Error::other("the encoder gave up"))
+    });
+    let message = failed.unwrap_err().to_string();
+    assert!(message.contains("the encoder gave up"), "{message}");
+    assert_eq!(snapshot_files(&store), vec![40]);
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file is left");
+    assert_eq!(store.load_latest().unwrap(), Some((40, payload)));
+}
