@@ -55,6 +55,7 @@ fn main() {
         },
         Command::QuoteCashout { account: AccountId(1), bet: book::BetId(1) },
         Command::Withdraw { account: AccountId(1), amount: Money::from_minor(2_000), idempotency: None },
+        Command::SetIdempotencyWindow { window_ms: 60_000 },
         Command::Tick,
     ];
     write("codec_snapshot", "small-book", &codec::encode_snapshot(&book));

@@ -391,6 +391,7 @@ impl Book {
             }
             Command::SetFxRates { base, rates } => self.set_fx_rates(*base, rates),
             Command::SetResettlementWindow { window_ms } => self.set_resettlement_window(*window_ms),
+            Command::SetIdempotencyWindow { window_ms } => self.set_idempotency_window(*window_ms),
             Command::SetMonitoringRules { rules } => self.set_monitoring_rules(*rules),
             Command::CaseAction(request) => self.act_on_case(request, events),
             Command::NoteShared { account, key } => self.note_shared(*key, *account, events),
@@ -518,6 +519,15 @@ impl Book {
             return Err(Rejection::InvalidRequest { reason: "resettlement window out of range" });
         }
         self.config.resettlement_window_ms = window_ms;
+        Ok(Ack::Done)
+    }
+
+    fn set_idempotency_window(&mut self, window_ms: u64) -> Reply {
+        use crate::config::{IDEMPOTENCY_WINDOW_MAX_MS, IDEMPOTENCY_WINDOW_MIN_MS};
+        if !(IDEMPOTENCY_WINDOW_MIN_MS..=IDEMPOTENCY_WINDOW_MAX_MS).contains(&window_ms) {
+            return Err(Rejection::InvalidRequest { reason: "idempotency window out of range" });
+        }
+        self.config.idempotency_window_ms = window_ms;
         Ok(Ack::Done)
     }
 

@@ -399,8 +399,6 @@ pub enum Command {
         market: MarketId,
         bets_per_second: Option<u32>,
     },
-    /// Replaces the operator's exchange-rate table: 1 unit of `base` buys `rate` units of each
-    /// listed currency. Risk settings are in the base currency.
     /// Sets the resettlement window (`Config::resettlement_window_ms`): how long a closed
     /// market, its settled bets and every transfer stay in the book. Journaled, so that every
     /// replay decides with the window in force at the time (`serve --resettlement-window`
@@ -408,6 +406,15 @@ pub enum Command {
     SetResettlementWindow {
         window_ms: u64,
     },
+    /// Sets the idempotency window (`Config::idempotency_window_ms`): how long the book itself
+    /// remembers a keyed command's reply. Journaled like the resettlement window
+    /// (`serve --idempotency-window`). A shorter window forgets the older keys at the next
+    /// command; retries of them are answered from the read models.
+    SetIdempotencyWindow {
+        window_ms: u64,
+    },
+    /// Replaces the operator's exchange-rate table: 1 unit of `base` buys `rate` units of each
+    /// listed currency. Risk settings are in the base currency.
     SetFxRates {
         base: Currency,
         rates: Vec<(Currency, ExchangeRate)>,
@@ -527,6 +534,7 @@ impl Command {
             Command::SetMarketThrottle { .. } => "set_market_throttle",
             Command::SetFxRates { .. } => "set_fx_rates",
             Command::SetResettlementWindow { .. } => "set_resettlement_window",
+            Command::SetIdempotencyWindow { .. } => "set_idempotency_window",
             Command::SetMonitoringRules { .. } => "set_monitoring_rules",
             Command::CaseAction(_) => "case_action",
             Command::NoteShared { .. } => "note_shared",

@@ -7,6 +7,13 @@ use crate::ids::{Timestamp, MILLIS_PER_DAY, MILLIS_PER_SECOND};
 
 /// The book's idempotency window by default: 10 minutes.
 pub const IDEMPOTENCY_WINDOW_DEFAULT_MS: Timestamp = 10 * 60 * MILLIS_PER_SECOND;
+/// The shortest idempotency window `SetIdempotencyWindow` accepts: 30 seconds. A keyed write
+/// that missed the read models must reach the book within half a window
+/// (`gateway::idempotency`), which admission control keeps far shorter than 15 s.
+pub const IDEMPOTENCY_WINDOW_MIN_MS: Timestamp = 30 * MILLIS_PER_SECOND;
+/// The longest: one day. Older retries are the read models' (they keep every first reply);
+/// a longer window only costs memory (about 85 bytes a key in each book).
+pub const IDEMPOTENCY_WINDOW_MAX_MS: Timestamp = MILLIS_PER_DAY;
 /// The resettlement window by default: 7 days, the longest a sportsbook usually corrects a
 /// result (a late disqualification, a data provider's correction) before it is final.
 pub const RESETTLEMENT_WINDOW_DEFAULT_MS: Timestamp = 7 * MILLIS_PER_DAY;
@@ -34,6 +41,7 @@ pub struct Config {
     /// the first reply of every keyed command for the full retention; the window must exceed
     /// the projector's largest allowed lag, so that a key is in the read model before the book
     /// forgets it (`../../ARCHITECTURE.md`, "Idempotency: the book's window and the read model").
+    /// Set by the journaled `SetIdempotencyWindow` (`serve --idempotency-window`).
     pub idempotency_window_ms: Timestamp,
     /// How long a settled or voided market (and its bets, and every transfer) stays in the book
     /// after it closed: an unsettle or void after it is refused (`resettlement_window_closed`)

@@ -25,8 +25,9 @@ use crate::wire::{DecodeError, Reader, Wire};
 /// (`SetKycRules`, `SetKycState`); older batches holding them are refused. Version 8 added
 /// AML monitoring (`SetMonitoringRules`, `CaseAction`, `NoteShared`, tags 55 to 57), reality
 /// checks and personal details (`SetRealityCheck`, `StartSession`, `AcknowledgeRealityCheck`,
-/// `SetPersonalDetails`, tags 60 to 63); older batches holding them are refused.
-pub const BATCH_FORMAT_VERSION: u8 = 8;
+/// `SetPersonalDetails`, tags 60 to 63); older batches holding them are refused. Version 9
+/// added `SetIdempotencyWindow` (tag 64); older batches holding it are refused.
+pub const BATCH_FORMAT_VERSION: u8 = 9;
 /// The oldest batch format still decoded.
 pub const BATCH_FORMAT_VERSION_MIN: u8 = 1;
 /// Commands in one batch.
@@ -157,6 +158,9 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, DecodeError> {
         return Err(
             input.error("a monitoring, reality check or personal details command in a batch older than version 8")
         );
+    }
+    if version < 9 && commands.iter().any(|command| matches!(command, Command::SetIdempotencyWindow { .. })) {
+        return Err(input.error("an idempotency window in a batch older than version 9"));
     }
     input.finish()?;
     Ok(Batch { first_sequence, timestamp, reply_digest, commands, origins })
@@ -507,6 +511,14 @@ mod tests {
         assert!(decode_batch(&with_version(2, &window)).is_err());
         let tick = [Command::Tick];
         assert_eq!(decode_batch(&with_version(2, &tick)).expect("version 2").commands, tick);
+    }
+
+    /// Version 9 added `SetIdempotencyWindow`: refused in older batches.
+    #[test]
+    fn version_9_batches_carry_the_idempotency_window() {
+        let window = [Command::SetIdempotencyWindow { window_ms: 60_000 }];
+        assert_eq!(decode_batch(&with_version(9, &window)).expect("version 9").commands, window);
+        assert!(decode_batch(&with_version(8, &window)).is_err());
     }
 }
 

@@ -582,65 +582,17 @@ mod tests {
     /// book goes on exactly like the live one.
     #[test]
     fn a_bounded_book_round_trips_and_decides_like_the_live_one() {
-        use book::{Command, EventId, MarketId, Outcome, PlaceBet, ResultRequest, SelectionId};
+        use book::{Command, MarketId};
         use domain::Money;
-        let mut book = Book::new(Config::default());
+        let mut book = a_funded_player(Some(2_000), 10_000);
         let mut events = Vec::new();
         let mut apply = |book: &mut Book, at: u64, command: Command| book.apply(at, &command, &mut events);
-        let eur = domain::Currency::EUR;
-        apply(&mut book, 1, Command::SetFxRates { base: eur, rates: Vec::new() }).expect("rates");
-        apply(&mut book, 1, Command::SetResettlementWindow { window_ms: 2_000 }).expect("window");
-        apply(&mut book, 1, Command::OpenAccount { currency: eur }).expect("account");
-        let deposit = Command::Deposit {
-            account: book::AccountId(1),
-            amount: Money::from_minor(10_000),
-            payment_ref: "p1".into(),
-            idempotency: None,
-        };
-        apply(&mut book, 1, deposit).expect("deposit");
         for round in 0..2u64 {
             let at = 10 + round * 10_000;
-            let create = Command::CreateEvent {
-                name: "E".into(),
-                sport: "football".into(),
-                competition: String::new(),
-                starts_at: at + 1_000_000,
-            };
-            apply(&mut book, at, create).expect("event");
-            let market = Command::CreateMarket {
-                event: EventId(round + 1),
-                name: "M".into(),
-                kind: String::new(),
-                selections: vec![book::NewSelection {
-                    name: "A".into(),
-                    price: domain::Odds::parse("2").expect("odds"),
-                }],
-                each_way: None,
-            };
-            apply(&mut book, at, market).expect("market");
-            let bet = Command::PlaceBet(PlaceBet {
-                account: book::AccountId(1),
-                kind: book::BetKind::Single,
-                legs: vec![book::LegRequest {
-                    selection: SelectionId(round + 1),
-                    price: domain::Odds::parse("2").expect("odds"),
-                }],
-                stake: Money::from_minor(100),
-                each_way: false,
-                policy: book::PricePolicy::None,
-                idempotency: None,
-            });
-            apply(&mut book, at, bet).expect("bet");
-            let settle = Command::SettleMarket {
-                market: MarketId(round + 1),
-                results: vec![ResultRequest {
-                    selection: SelectionId(round + 1),
-                    outcome: Outcome::Win,
-                    dead_heat: None,
-                    void_factor: None,
-                }],
-            };
-            apply(&mut book, at + 1, settle).expect("settle");
+            apply(&mut book, at, an_event(at + 1_000_000)).expect("event");
+            apply(&mut book, at, a_market(round + 1)).expect("market");
+            apply(&mut book, at, a_single(round + 1, None)).expect("bet");
+            apply(&mut book, at + 1, a_win(round + 1)).expect("settle");
         }
         // The first round left; the second waits out its window.
         assert!(book.bets().is_forgotten(0) && book.bets().contains(1), "{:?}", book.sizes());
@@ -723,68 +675,86 @@ mod tests {
     /// A book with one player who placed `bets` keyed bets on two markets, one of them settled
     /// (its bets closed and packed, its transfers held within the resettlement window).
     fn a_book_of_many_bets(bets: u64) -> Book {
-        use book::{Command, EventId, MarketId, Outcome, PlaceBet, ResultRequest, SelectionId};
-        use domain::Money;
-        let mut book = Book::new(Config::default());
+        let mut book = a_funded_player(None, 1_000_000);
         let mut events = Vec::new();
-        let mut apply = |book: &mut Book, at: u64, command: Command| book.apply(at, &command, &mut events);
-        let eur = domain::Currency::EUR;
-        apply(&mut book, 1, Command::SetFxRates { base: eur, rates: Vec::new() }).expect("rates");
-        apply(&mut book, 1, Command::OpenAccount { currency: eur }).expect("account");
-        let deposit = Command::Deposit {
-            account: book::AccountId(1),
-            amount: Money::from_minor(1_000_000),
-            payment_ref: "p1".into(),
-            idempotency: None,
-        };
-        apply(&mut book, 1, deposit).expect("deposit");
-        let create = Command::CreateEvent {
-            name: "E".into(),
-            sport: "football".into(),
-            competition: String::new(),
-            starts_at: 1_000_000_000,
-        };
-        apply(&mut book, 2, create).expect("event");
+        let mut apply = |book: &mut Book, at: u64, command: book::Command| book.apply(at, &command, &mut events);
+        apply(&mut book, 2, an_event(1_000_000_000)).expect("event");
         for _ in 0..2 {
-            let market = Command::CreateMarket {
-                event: EventId(1),
-                name: "M".into(),
-                kind: String::new(),
-                selections: vec![book::NewSelection {
-                    name: "A".into(),
-                    price: domain::Odds::parse("2").expect("odds"),
-                }],
-                each_way: None,
-            };
-            apply(&mut book, 2, market).expect("market");
+            apply(&mut book, 2, a_market(1)).expect("market");
         }
         for n in 0..bets {
-            let bet = Command::PlaceBet(PlaceBet {
-                account: book::AccountId(1),
-                kind: book::BetKind::Single,
-                legs: vec![book::LegRequest {
-                    selection: SelectionId(1 + n % 2),
-                    price: domain::Odds::parse("2").expect("odds"),
-                }],
-                stake: Money::from_minor(100),
-                each_way: false,
-                policy: book::PricePolicy::None,
-                idempotency: Some(book::Idempotency { key: format!("key-{n}"), body_hash: n }),
-            });
-            apply(&mut book, 10 + n, bet).expect("bet");
+            let key = book::Idempotency { key: format!("key-{n}"), body_hash: n };
+            apply(&mut book, 10 + n, a_single(1 + n % 2, Some(key))).expect("bet");
         }
-        let settle = Command::SettleMarket {
-            market: MarketId(1),
-            results: vec![ResultRequest {
-                selection: SelectionId(1),
-                outcome: Outcome::Win,
+        apply(&mut book, 20 + bets, a_win(1)).expect("settle");
+        book.check_invariants().expect("invariants");
+        book
+    }
+
+    /// A book in EUR with one player (account 1) who deposited `deposit` minor units, and the
+    /// resettlement window `window_ms` when given.
+    fn a_funded_player(window_ms: Option<u64>, deposit: i64) -> Book {
+        use book::Command;
+        let mut book = Book::new(Config::default());
+        let mut events = Vec::new();
+        let eur = domain::Currency::EUR;
+        let mut commands = vec![Command::SetFxRates { base: eur, rates: Vec::new() }];
+        commands.extend(window_ms.map(|window_ms| Command::SetResettlementWindow { window_ms }));
+        commands.push(Command::OpenAccount { currency: eur });
+        commands.push(Command::Deposit {
+            account: book::AccountId(1),
+            amount: domain::Money::from_minor(deposit),
+            payment_ref: "p1".into(),
+            idempotency: None,
+        });
+        for command in commands {
+            book.apply(1, &command, &mut events).expect("set up");
+        }
+        book
+    }
+
+    fn an_event(starts_at: u64) -> book::Command {
+        book::Command::CreateEvent { name: "E".into(), sport: "football".into(), competition: String::new(), starts_at }
+    }
+
+    /// A market of event `event` with one selection, "A" at 2.
+    fn a_market(event: u64) -> book::Command {
+        book::Command::CreateMarket {
+            event: book::EventId(event),
+            name: "M".into(),
+            kind: String::new(),
+            selections: vec![book::NewSelection { name: "A".into(), price: domain::Odds::parse("2").expect("odds") }],
+            each_way: None,
+        }
+    }
+
+    /// Player 1's single of 1.00 on `selection` at 2.
+    fn a_single(selection: u64, idempotency: Option<book::Idempotency>) -> book::Command {
+        book::Command::PlaceBet(book::PlaceBet {
+            account: book::AccountId(1),
+            kind: book::BetKind::Single,
+            legs: vec![book::LegRequest {
+                selection: book::SelectionId(selection),
+                price: domain::Odds::parse("2").expect("odds"),
+            }],
+            stake: domain::Money::from_minor(100),
+            each_way: false,
+            policy: book::PricePolicy::None,
+            idempotency,
+        })
+    }
+
+    /// Settles market `market` (whose one selection has the same id) with that selection won.
+    fn a_win(market: u64) -> book::Command {
+        book::Command::SettleMarket {
+            market: book::MarketId(market),
+            results: vec![book::ResultRequest {
+                selection: book::SelectionId(market),
+                outcome: book::Outcome::Win,
                 dead_heat: None,
                 void_factor: None,
             }],
-        };
-        apply(&mut book, 20 + bets, settle).expect("settle");
-        book.check_invariants().expect("invariants");
-        book
+        }
     }
 
     /// Found by the `codec_snapshot` fuzz target: two throttles of one market decoded into one,

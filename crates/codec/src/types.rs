@@ -1327,6 +1327,11 @@ impl Wire for Command {
                 account.encode(out);
                 details.encode(out);
             }
+            // ---- the idempotency window (batch format 9) ----
+            Command::SetIdempotencyWindow { window_ms } => {
+                out.push(64);
+                window_ms.encode(out);
+            }
         }
     }
 
@@ -1452,6 +1457,7 @@ impl Wire for Command {
             61 => Command::StartSession { account: Wire::decode(d)? },
             62 => Command::AcknowledgeRealityCheck { account: Wire::decode(d)? },
             63 => Command::SetPersonalDetails { account: Wire::decode(d)?, details: Wire::decode(d)? },
+            64 => Command::SetIdempotencyWindow { window_ms: Wire::decode(d)? },
             55 => Command::SetMonitoringRules { rules: Wire::decode(d)? },
             56 => Command::CaseAction(Wire::decode(d)?),
             57 => Command::NoteShared { account: Wire::decode(d)?, key: Wire::decode(d)? },

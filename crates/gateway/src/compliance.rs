@@ -445,6 +445,10 @@ pub enum AuditCommand {
     SetResettlementWindow {
         window_ms: u64,
     },
+    /// The book's idempotency window, in milliseconds (`serve --idempotency-window`).
+    SetIdempotencyWindow {
+        window_ms: u64,
+    },
     /// The operator's exchange-rate table: 1 unit of `base` = `rates[code]` units.
     SetFxRates {
         base: String,
@@ -1034,6 +1038,7 @@ fn audit_command(command: &Command, currencies: &Currencies) -> AuditCommand {
             AuditCommand::SetMarketThrottle { market_id: market.to_string(), bets_per_second: *bets_per_second }
         }
         Command::SetResettlementWindow { window_ms } => AuditCommand::SetResettlementWindow { window_ms: *window_ms },
+        Command::SetIdempotencyWindow { window_ms } => AuditCommand::SetIdempotencyWindow { window_ms: *window_ms },
         Command::SetMonitoringRules { rules } => AuditCommand::SetMonitoringRules {
             rules: Box::new(crate::monitoring::MonitoringRulesBody::from_rules(rules, currencies.base)),
         },

@@ -309,7 +309,8 @@ pub(crate) struct Inner {
     kyc_seen: callbacks::SeenCallbacks,
     /// The national self-exclusion register (`register.rs`).
     register: register::RegisterCheck,
-    /// The book's `Config::idempotency_window_ms`, read at start (no command changes it).
+    /// The book's `Config::idempotency_window_ms`, read at start (`SetIdempotencyWindow` is
+    /// submitted only by `serve --idempotency-window`, before the gateway is built).
     idempotency_window_ms: std::sync::atomic::AtomicU64,
 }
 

@@ -912,6 +912,11 @@ impl Auditor {
                 self.config.resettlement_window_ms = *window_ms;
                 Ok(Ack::Done)
             }
+            // The workload keeps the default window (10 minutes, longer than any run's retries)
+            // and never changes it: the book's tests cover a changed window.
+            Command::SetIdempotencyWindow { .. } => {
+                unreachable!("the simulator sends no idempotency window")
+            }
             Command::Feed(message) => self.feed_message(message),
             // The workload's provider is never stale and the book never degraded: the book's
             // scenarios and the feed crate's tests cover those.

@@ -438,8 +438,19 @@ pub fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Parses a window: a whole number with a unit, `s`, `m`, `h` or `d` (`5s`, `90m`, `7d`), into
-/// milliseconds within the book's bounds (`book::RESETTLEMENT_WINDOW_MIN_MS` to `_MAX_MS`).
+/// milliseconds within the book's bounds of a resettlement window
+/// (`book::RESETTLEMENT_WINDOW_MIN_MS` to `_MAX_MS`).
 pub fn parse_window(text: &str) -> Result<u64, String> {
+    parse_window_within(text, book::RESETTLEMENT_WINDOW_MIN_MS, book::RESETTLEMENT_WINDOW_MAX_MS)
+}
+
+/// [`parse_window`] within the bounds of an idempotency window (`book::IDEMPOTENCY_WINDOW_MIN_MS`
+/// to `_MAX_MS`: 30 s to a day).
+pub fn parse_idempotency_window(text: &str) -> Result<u64, String> {
+    parse_window_within(text, book::IDEMPOTENCY_WINDOW_MIN_MS, book::IDEMPOTENCY_WINDOW_MAX_MS)
+}
+
+fn parse_window_within(text: &str, min_ms: u64, max_ms: u64) -> Result<u64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
@@ -452,10 +463,19 @@ pub fn parse_window(text: &str) -> Result<u64, String> {
         _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
     };
     let window = number.checked_mul(unit_ms).ok_or_else(|| format!("{text:?} is too long"))?;
-    if !(book::RESETTLEMENT_WINDOW_MIN_MS..=book::RESETTLEMENT_WINDOW_MAX_MS).contains(&window) {
-        return Err(format!("{text:?}: the window is 1s to 3653d"));
+    if !(min_ms..=max_ms).contains(&window) {
+        return Err(format!("{text:?}: the window is {} to {}", show_ms(min_ms), show_ms(max_ms)));
     }
     Ok(window)
+}
+
+/// A whole number of days, hours, minutes or seconds (`3653d`, `30s`).
+fn show_ms(ms: u64) -> String {
+    let units = [(book::MILLIS_PER_DAY, "d"), (book::MILLIS_PER_HOUR, "h"), (60 * book::MILLIS_PER_SECOND, "m")];
+    match units.iter().find(|(unit, _)| ms >= *unit && ms % unit == 0) {
+        Some((unit, name)) => format!("{}{name}", ms / unit),
+        None => format!("{}s", ms / book::MILLIS_PER_SECOND),
+    }
 }
 
 /// Makes the book's resettlement window `window_ms`: a journaled command when the recovered
@@ -463,11 +483,26 @@ pub fn parse_window(text: &str) -> Result<u64, String> {
 /// the window in force at the time), nothing otherwise.
 pub fn set_resettlement_window(engine: &engine::EngineHandle, window_ms: u64) -> anyhow::Result<()> {
     let current = engine.read(|book| book.config().resettlement_window_ms)?;
+    set_window(engine, "resettlement", current, window_ms, book::Command::SetResettlementWindow { window_ms })
+}
+
+/// Makes the book's idempotency window `window_ms`, like [`set_resettlement_window`].
+pub fn set_idempotency_window(engine: &engine::EngineHandle, window_ms: u64) -> anyhow::Result<()> {
+    let current = engine.read(|book| book.config().idempotency_window_ms)?;
+    set_window(engine, "idempotency", current, window_ms, book::Command::SetIdempotencyWindow { window_ms })
+}
+
+fn set_window(
+    engine: &engine::EngineHandle,
+    name: &str,
+    current: u64,
+    window_ms: u64,
+    command: book::Command,
+) -> anyhow::Result<()> {
     if current != window_ms {
-        let command = book::Command::SetResettlementWindow { window_ms };
         match engine.submit((command, book::Origin::system("serve")))? {
-            Ok(_) => tracing::info!(window_ms, previous_ms = current, "resettlement window set"),
-            Err(rejection) => anyhow::bail!("resettlement window refused: {rejection}"),
+            Ok(_) => tracing::info!(window_ms, previous_ms = current, "{name} window set"),
+            Err(rejection) => anyhow::bail!("{name} window refused: {rejection}"),
         }
     }
     Ok(())

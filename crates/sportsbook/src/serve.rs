@@ -64,6 +64,8 @@ pub struct ServeOptions {
     pub fx_rates_age_max: std::time::Duration,
     /// The book's resettlement window (`--resettlement-window`), in milliseconds.
     pub resettlement_window_ms: u64,
+    /// The book's idempotency window (`--idempotency-window`), in milliseconds.
+    pub idempotency_window_ms: u64,
     /// `--monitoring-rules`: a JSON file of AML and markers-of-harm rules.
     pub monitoring_rules: Option<std::path::PathBuf>,
     /// Role limits of manual adjustments (`--adjustment-limit ROLE=LIMIT`) over the defaults.
@@ -313,6 +315,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
     );
     let fresh = report.snapshot_position.is_none() && report.replayed_commands == 0;
     crate::set_resettlement_window(&engine, options.resettlement_window_ms)?;
+    crate::set_idempotency_window(&engine, options.idempotency_window_ms)?;
     if let Some(path) = &options.monitoring_rules {
         crate::set_monitoring_rules(&engine, path)?;
     }

@@ -515,6 +515,54 @@ bet acc_1 single 10 sel_1@2.50 key=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
     );
 }
 
+/// The idempotency window is a journaled setting within bounds; a shorter one forgets the
+/// older keys at the next command (their retries are then the read models').
+#[test]
+fn the_idempotency_window_is_set_within_bounds_and_a_shorter_one_forgets_older_keys() {
+    check_setup(
+        r#"
+idempotency-window 29999
+idempotency-window 86400001
+bet acc_1 single 10 sel_1@2.50 key=k1
+time +2m
+bet acc_1 single 10 sel_1@2.50 key=k1          # within the default 10 minutes: the first reply
+idempotency-window 60000
+bet acc_1 single 10 sel_1@2.50 key=k1          # two minutes old, past one: decided again
+bet acc_1 single 10 sel_1@2.50 key=k3
+time +59s
+bet acc_1 single 10 sel_1@2.50 key=k3          # 59 s old: still remembered
+"#,
+        expect![[r#"
+            > idempotency-window 29999
+              rejected invalid_request(idempotency window out of range)
+            > idempotency-window 86400001
+              rejected invalid_request(idempotency window out of range)
+            > bet acc_1 single 10 sel_1@2.50 key=k1
+              ok bet_1 accepted
+              - trf_2 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_1 placed accepted
+            > time +2m
+            > bet acc_1 single 10 sel_1@2.50 key=k1
+              ok bet_1 accepted
+              - acc_1 replayed an idempotent command
+            > idempotency-window 60000
+              ok done
+            > bet acc_1 single 10 sel_1@2.50 key=k1
+              ok bet_2 accepted
+              - trf_3 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_2 placed accepted
+            > bet acc_1 single 10 sel_1@2.50 key=k3
+              ok bet_3 accepted
+              - trf_4 pending Stake cash:acc_1 -> house:EUR 10.00
+              - bet_3 placed accepted
+            > time +59s
+            > bet acc_1 single 10 sel_1@2.50 key=k3
+              ok bet_3 accepted
+              - acc_1 replayed an idempotent command
+        "#]],
+    );
+}
+
 #[test]
 fn deposit_limits_decrease_now_and_increase_after_cooling_off() {
     check(

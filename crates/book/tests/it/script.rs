@@ -430,6 +430,10 @@ impl Script {
             "unsettle" => Command::UnsettleMarket { market: MarketId(id(&words[1], "mkt_")) },
             "void" => Command::VoidMarket { market: MarketId(id(&words[1], "mkt_")) },
             "tick" => Command::Tick,
+            // idempotency-window 60000
+            "idempotency-window" => {
+                Command::SetIdempotencyWindow { window_ms: words[1].parse().expect("milliseconds") }
+            }
             // fx EUR JPY=160.00 KRW=1540.5
             "fx" => Command::SetFxRates {
                 base: Currency::parse(&words[1]).expect("base currency"),

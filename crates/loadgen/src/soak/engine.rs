@@ -54,8 +54,10 @@ pub struct EngineTargetOptions {
     pub store: Option<StoreChoice>,
     /// `EngineOptions::snapshot_every_commands` (`serve` uses the default).
     pub snapshot_every_commands: u64,
-    /// `serve --resettlement-window`: see [`book_config`].
+    /// `serve --resettlement-window`: see [`resettlement_window_ms`].
     pub resettlement_window: Option<Duration>,
+    /// `serve --idempotency-window`: journaled like the resettlement window.
+    pub idempotency_window: Option<Duration>,
     /// The nice value of the projector's threads (`--projector-nice`; 0, as `serve` runs it).
     pub projector_nice: i32,
     /// `EngineOptions::batch_commands_max` (`--batch-commands-max`; `serve` uses the default).
@@ -72,6 +74,7 @@ impl Default for EngineTargetOptions {
             store: Some(StoreChoice::Sqlite(None)),
             snapshot_every_commands: EngineOptions::default().snapshot_every_commands,
             resettlement_window: None,
+            idempotency_window: None,
             projector_nice: 0,
             batch_commands_max: engine::BATCH_COMMANDS_MAX_DEFAULT,
             players: 10_000,
@@ -80,26 +83,34 @@ impl Default for EngineTargetOptions {
     }
 }
 
-/// The book's configuration for the soak: `serve`'s (the default), with the resettlement window.
-///
-/// **Connect the resettlement window here** (issue 12, item 3: settled bets leave the book once
-/// past it). This branch's `book::Config` has no such field yet, so a window is refused with a
-/// message rather than ignored; once the field exists, set it from `window` here and drop the
-/// refusal. This is the only place the soak needs to change for it.
-pub fn book_config(window: Option<Duration>) -> Result<Config, LoadgenError> {
-    let mut config = Config::default();
-    if let Some(window) = window {
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        if !(book::RESETTLEMENT_WINDOW_MIN_MS..=book::RESETTLEMENT_WINDOW_MAX_MS).contains(&window_ms) {
-            return Err(LoadgenError::Config(format!(
-                "--resettlement-window {window:?}: must be between {} s and {} days",
-                book::RESETTLEMENT_WINDOW_MIN_MS / 1_000,
-                book::RESETTLEMENT_WINDOW_MAX_MS / 86_400_000
-            )));
-        }
-        config.resettlement_window_ms = window_ms;
+/// The soak's resettlement window in milliseconds, checked against the book's bounds (`None`:
+/// the book's default). Like `serve --resettlement-window`, it reaches the book as a journaled
+/// `SetResettlementWindow` command after the data directory is opened, not through the
+/// `Config` the engine starts with: the snapshot follower copies the engine's book, but the
+/// projector replays the journal from a default book, so a window given only as
+/// configuration would never reach the projector's book, which would then keep every settled
+/// bet for the default seven days (the soak's 300 s runs measured exactly that).
+pub fn resettlement_window_ms(window: Option<Duration>) -> Result<Option<u64>, LoadgenError> {
+    window_ms("--resettlement-window", window, book::RESETTLEMENT_WINDOW_MIN_MS, book::RESETTLEMENT_WINDOW_MAX_MS)
+}
+
+/// The soak's idempotency window in milliseconds, checked like [`resettlement_window_ms`] and
+/// journaled the same way.
+pub fn idempotency_window_ms(window: Option<Duration>) -> Result<Option<u64>, LoadgenError> {
+    window_ms("--idempotency-window", window, book::IDEMPOTENCY_WINDOW_MIN_MS, book::IDEMPOTENCY_WINDOW_MAX_MS)
+}
+
+fn window_ms(flag: &str, window: Option<Duration>, min_ms: u64, max_ms: u64) -> Result<Option<u64>, LoadgenError> {
+    let Some(window) = window else { return Ok(None) };
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    if !(min_ms..=max_ms).contains(&window_ms) {
+        return Err(LoadgenError::Config(format!(
+            "{flag} {window:?}: must be between {} s and {} s",
+            min_ms / 1_000,
+            max_ms / 1_000
+        )));
     }
-    Ok(config)
+    Ok(Some(window_ms))
 }
 
 /// Commit times of recent batches, written by the engine's commit hook.
@@ -230,6 +241,7 @@ pub struct EngineSetup {
     pub store: Option<StoreChoice>,
     pub snapshot_every_commands: u64,
     pub resettlement_window_s: Option<f64>,
+    pub idempotency_window_s: Option<f64>,
     pub players: usize,
     pub idempotency_keys: bool,
     pub setup_seconds: f64,
@@ -264,7 +276,12 @@ impl EngineTarget {
     /// deposits are the soak's own). Blocking: call it off the async runtime's workers.
     pub fn open(options: &EngineTargetOptions) -> Result<(EngineTarget, EngineSetup), LoadgenError> {
         let began = std::time::Instant::now();
-        let config = book_config(options.resettlement_window)?;
+        let windows = [
+            resettlement_window_ms(options.resettlement_window)?
+                .map(|window_ms| Command::SetResettlementWindow { window_ms }),
+            idempotency_window_ms(options.idempotency_window)?
+                .map(|window_ms| Command::SetIdempotencyWindow { window_ms }),
+        ];
         let (dir, temporary) = match &options.data_dir {
             Some(dir) => (dir.clone(), None),
             None => {
@@ -283,7 +300,7 @@ impl EngineTarget {
             on_commit: vec![Box::new(move |committed| hook_commits.committed(committed.position))],
             ..EngineOptions::default()
         };
-        let (engine, report) = engine::open_data_dir(&dir, config, Box::new(SystemClock), engine_options)
+        let (engine, report) = engine::open_data_dir(&dir, Config::default(), Box::new(SystemClock), engine_options)
             .map_err(|error| setup_error("opening the data directory")(error.to_string()))?;
         if report.snapshot_position.is_some() || report.replayed_commands > 0 {
             engine.shutdown();
@@ -291,6 +308,14 @@ impl EngineTarget {
                 "{} already holds a book: the soak needs an empty data directory",
                 dir.display()
             )));
+        }
+        for command in windows.into_iter().flatten() {
+            let name = command.name();
+            let set = engine.submit(command);
+            if !matches!(set, Ok(Ok(_))) {
+                engine.shutdown();
+                return Err(setup_error(name)(format!("{set:?}")));
+            }
         }
         let projector = match &options.store {
             Some(store) => {
@@ -323,6 +348,7 @@ impl EngineTarget {
             store: options.store.clone(),
             snapshot_every_commands: options.snapshot_every_commands,
             resettlement_window_s: options.resettlement_window.map(|window| window.as_secs_f64()),
+            idempotency_window_s: options.idempotency_window.map(|window| window.as_secs_f64()),
             players: accounts.len(),
             idempotency_keys: options.idempotency_keys,
             setup_seconds: began.elapsed().as_secs_f64(),

@@ -40,6 +40,7 @@ fn the_soak_cycle_settles_markets_recycles_players_and_the_money_balances() {
         store: Some(StoreChoice::Sqlite(None)),
         snapshot_every_commands: 1_000,
         resettlement_window: None,
+        idempotency_window: None,
         projector_nice: 0,
         batch_commands_max: engine::BATCH_COMMANDS_MAX_DEFAULT,
         players: 20,
@@ -140,10 +141,34 @@ fn the_soak_cycle_settles_markets_recycles_players_and_the_money_balances() {
 
 #[test]
 fn the_resettlement_window_reaches_the_book_and_a_window_out_of_bounds_is_refused() {
-    let config = loadgen::soak::engine::book_config(Some(Duration::from_secs(5))).expect("a valid window");
-    assert_eq!(config.resettlement_window_ms, 5_000);
-    assert_eq!(loadgen::soak::engine::book_config(None).expect("default"), book::Config::default());
+    use loadgen::soak::engine::{idempotency_window_ms, resettlement_window_ms};
+    assert_eq!(resettlement_window_ms(Some(Duration::from_secs(5))).expect("a valid window"), Some(5_000));
+    assert_eq!(resettlement_window_ms(None).expect("default"), None);
+    assert_eq!(idempotency_window_ms(Some(Duration::from_secs(60))).expect("a valid window"), Some(60_000));
+    assert!(idempotency_window_ms(Some(Duration::from_secs(5))).is_err(), "under 30 s");
+    // The windows are journaled: a book replayed from the journal with the default
+    // configuration (as the projector replays it) has them too.
     let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("window");
+    let options = EngineTargetOptions {
+        data_dir: Some(data.clone()),
+        store: None,
+        resettlement_window: Some(Duration::from_secs(5)),
+        idempotency_window: Some(Duration::from_secs(60)),
+        players: 1,
+        ..EngineTargetOptions::default()
+    };
+    {
+        let (target, _) = EngineTarget::open(&options).expect("opened");
+        target.finish();
+    }
+    let (engine, _) =
+        engine::open_data_dir(&data, book::Config::default(), Box::new(engine::SystemClock), Default::default())
+            .expect("reopened");
+    let config = engine.read(|book| *book.config()).expect("read");
+    assert_eq!((config.resettlement_window_ms, config.idempotency_window_ms), (5_000, 60_000));
+    engine.shutdown();
+
     let options = EngineTargetOptions {
         data_dir: Some(dir.path().join("data")),
         store: None,
