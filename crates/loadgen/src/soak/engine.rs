@@ -113,13 +113,29 @@ fn window_ms(flag: &str, window: Option<Duration>, min_ms: u64, max_ms: u64) -> 
     Ok(Some(window_ms))
 }
 
-/// Commit times of recent batches, written by the engine's commit hook.
+/// Commit times of recent batches, written by the engine's commit hook: every batch's in a ring
+/// of [`COMMIT_TIMES`], and every [`COMMIT_TIMES_COARSE_EVERY`]th batch's in a second ring of
+/// the same size, so that a projector far behind (more than `COMMIT_TIMES` records, minutes at
+/// these rates) still gets its lag from the commit time of a batch at most that many records
+/// before its own, rather than from the oldest batch the first ring remembers (which made long
+/// runs report too small a lag).
 struct CommitTimes {
     epoch: std::time::Instant,
     /// The journal position after the last durable batch.
     next_position: AtomicU64,
     /// Per slot: position + 1 (0: empty) and nanoseconds since `epoch`.
     ring: Box<[(AtomicU64, AtomicU64)]>,
+    /// The same for every `COMMIT_TIMES_COARSE_EVERY`th position.
+    coarse: Box<[(AtomicU64, AtomicU64)]>,
+}
+
+/// One batch in this many has its commit time kept in the coarse ring (at about 250 batches a
+/// second at 15,000 bets/s, the two rings cover 4 minutes exactly and 19 hours to within a
+/// second).
+const COMMIT_TIMES_COARSE_EVERY: u64 = 256;
+
+fn ring(len: usize) -> Box<[(AtomicU64, AtomicU64)]> {
+    (0..len).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect()
 }
 
 impl CommitTimes {
@@ -127,7 +143,8 @@ impl CommitTimes {
         CommitTimes {
             epoch: std::time::Instant::now(),
             next_position: AtomicU64::new(0),
-            ring: (0..COMMIT_TIMES).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
+            ring: ring(COMMIT_TIMES),
+            coarse: ring(COMMIT_TIMES),
         }
     }
 
@@ -136,23 +153,40 @@ impl CommitTimes {
     }
 
     fn committed(&self, position: u64) {
-        let slot = &self.ring[position as usize % COMMIT_TIMES];
-        slot.1.store(self.nanos(), Ordering::Release);
-        slot.0.store(position + 1, Ordering::Release);
+        self.record(position, self.nanos());
+    }
+
+    fn record(&self, position: u64, nanos: u64) {
+        let store = |ring: &[(AtomicU64, AtomicU64)], index: u64| {
+            let slot = &ring[index as usize % COMMIT_TIMES];
+            slot.1.store(nanos, Ordering::Release);
+            slot.0.store(position + 1, Ordering::Release);
+        };
+        store(&self.ring, position);
+        if position % COMMIT_TIMES_COARSE_EVERY == 0 {
+            store(&self.coarse, position / COMMIT_TIMES_COARSE_EVERY);
+        }
         self.next_position.store(position + 1, Ordering::Release);
     }
 
-    /// When the batch at `position` was committed, if remembered; else the oldest one kept.
+    /// When the batch at `position` was committed, if remembered; else when the last batch at
+    /// or before it that the coarse ring keeps was (earlier: the lag is then overstated by at
+    /// most `COMMIT_TIMES_COARSE_EVERY` batches' time); else the oldest one kept.
     fn committed_at(&self, position: u64) -> Option<u64> {
-        let read = |position: u64| {
-            let slot = &self.ring[position as usize % COMMIT_TIMES];
+        let read = |ring: &[(AtomicU64, AtomicU64)], index: u64, position: u64| {
+            let slot = &ring[index as usize % COMMIT_TIMES];
             let tag = slot.0.load(Ordering::Acquire);
             let nanos = slot.1.load(Ordering::Acquire);
             (tag == position + 1 && slot.0.load(Ordering::Acquire) == tag).then_some(nanos)
         };
-        read(position).or_else(|| {
+        let coarse = |position: u64| {
+            let index = position / COMMIT_TIMES_COARSE_EVERY;
+            read(&self.coarse, index, index * COMMIT_TIMES_COARSE_EVERY)
+        };
+        read(&self.ring, position, position).or_else(|| coarse(position)).or_else(|| {
             let end = self.next_position.load(Ordering::Acquire);
-            read(end.saturating_sub(COMMIT_TIMES as u64 - 1))
+            let oldest = end.saturating_sub((COMMIT_TIMES as u64 - 1) * COMMIT_TIMES_COARSE_EVERY);
+            coarse(oldest.next_multiple_of(COMMIT_TIMES_COARSE_EVERY))
         })
     }
 }
@@ -644,5 +678,27 @@ impl SoakTarget for EngineTarget {
             projector_rows: this.projector_rows.as_ref().map(|rows| rows.load(Ordering::Acquire)),
         };
         std::future::ready(sample)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch's commit time is exact within the last `COMMIT_TIMES` batches and, further back,
+    /// the time of the last coarse batch at or before it: never later than its own.
+    #[test]
+    fn commit_times_cover_a_projector_far_behind() {
+        let times = CommitTimes::new();
+        let end = 3 * COMMIT_TIMES as u64 + 1_000;
+        for position in 0..end {
+            times.record(position, position * 1_000);
+        }
+        assert_eq!(times.committed_at(end - 1), Some((end - 1) * 1_000));
+        assert_eq!(times.committed_at(end - COMMIT_TIMES as u64), Some((end - COMMIT_TIMES as u64) * 1_000));
+        let far = end - 2 * COMMIT_TIMES as u64 - 77;
+        let coarse = far / COMMIT_TIMES_COARSE_EVERY * COMMIT_TIMES_COARSE_EVERY;
+        assert_eq!(times.committed_at(far), Some(coarse * 1_000));
+        assert_eq!(times.committed_at(0), Some(0));
     }
 }

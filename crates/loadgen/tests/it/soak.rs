@@ -40,7 +40,7 @@ fn the_soak_cycle_settles_markets_recycles_players_and_the_money_balances() {
         store: Some(StoreChoice::Sqlite(None)),
         snapshot_every_commands: 1_000,
         resettlement_window: None,
-        idempotency_window: None,
+        idempotency_window: Some(Duration::from_secs(60)),
         projector_nice: 0,
         batch_commands_max: engine::BATCH_COMMANDS_MAX_DEFAULT,
         players: 20,
@@ -136,7 +136,16 @@ fn the_soak_cycle_settles_markets_recycles_players_and_the_money_balances() {
 
     // The projector's read models are at the journal's end.
     assert_eq!(target.projector_position(), Some(target.journal_position()));
+    // Every setting the run used is in the journal: a book replayed from its start with the
+    // default configuration (as the projector's is) is the engine's book, byte for byte. A
+    // setting given to the engine as configuration only would make them differ.
+    let digest = target.engine().read(codec::digest).expect("read the book");
     target.finish();
+    let snapshots = dir.path().join("data").join("snapshots");
+    std::fs::remove_dir_all(&snapshots).expect("snapshots set aside");
+    let replayed = engine::recover_read_only(&dir.path().join("data"), book::Config::default()).expect("replayed");
+    assert_eq!(replayed.report.snapshot_position, None, "replayed from the journal's start");
+    assert_eq!(codec::digest(&replayed.book), digest);
 }
 
 #[test]
