@@ -472,7 +472,7 @@ fn parse_window_within(text: &str, min_ms: u64, max_ms: u64) -> Result<u64, Stri
 /// A whole number of days, hours, minutes or seconds (`3653d`, `30s`).
 fn show_ms(ms: u64) -> String {
     let units = [(book::MILLIS_PER_DAY, "d"), (book::MILLIS_PER_HOUR, "h"), (60 * book::MILLIS_PER_SECOND, "m")];
-    match units.iter().find(|(unit, _)| ms >= *unit && ms % unit == 0) {
+    match units.iter().find(|(unit, _)| ms >= *unit && ms.is_multiple_of(*unit)) {
         Some((unit, name)) => format!("{}{name}", ms / unit),
         None => format!("{}s", ms / book::MILLIS_PER_SECOND),
     }

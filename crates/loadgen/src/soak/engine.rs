@@ -163,7 +163,7 @@ impl CommitTimes {
             slot.0.store(position + 1, Ordering::Release);
         };
         store(&self.ring, position);
-        if position % COMMIT_TIMES_COARSE_EVERY == 0 {
+        if position.is_multiple_of(COMMIT_TIMES_COARSE_EVERY) {
             store(&self.coarse, position / COMMIT_TIMES_COARSE_EVERY);
         }
         self.next_position.store(position + 1, Ordering::Release);
