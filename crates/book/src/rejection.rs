@@ -224,6 +224,7 @@ pub const REASONS: &[&str] = &[
     "payment reference too long",
     "place results need each-way terms",
     "resettlement window out of range",
+    "idempotency window out of range",
     "risk settings cannot be negative",
     "self-exclusion days out of range",
     "stake factor above 100",

@@ -83,8 +83,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Waits until the lease names a leader whose registry entry says so, with `followers`
-/// standbys following.
-async fn wait_for_cluster(client: &BookClient, followers: usize, not: Option<&str>) -> ClusterView {
+/// standbys following. On failure, says what the cluster looks like and what each of `books`
+/// logged (a standby that never joins says why only there).
+async fn wait_for_cluster(
+    client: &BookClient,
+    books: &[BookProcess],
+    followers: usize,
+    not: Option<&str>,
+) -> ClusterView {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(view) = client.cluster().await {
@@ -95,7 +101,10 @@ async fn wait_for_cluster(client: &BookClient, followers: usize, not: Option<&st
                 return view;
             }
         }
-        assert!(Instant::now() < deadline, "no leader with {followers} followers: {:?}", client.cluster().await);
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = books.iter().map(|book| format!("--- {}:\n{}", book.node, book.log())).collect();
+            panic!("no leader with {followers} followers: {:?}\n{}", client.cluster().await, logs.join("\n"));
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -303,7 +312,7 @@ fn kill_dash_nine_of_the_leader_under_load_a_standby_serves_within_5_s_and_nothi
     let mut books: Vec<BookProcess> = names.iter().map(|name| BookProcess::start(&nats, dir.path(), name)).collect();
     let runtime = runtime();
     let client = client_for(&runtime, &nats);
-    let view = runtime.block_on(wait_for_cluster(&client, 2, None));
+    let view = runtime.block_on(wait_for_cluster(&client, &books, 2, None));
     let leader = view.leader.expect("a leader").0;
     let account = open_account(&runtime, &client);
 
@@ -327,7 +336,7 @@ fn kill_dash_nine_of_the_leader_under_load_a_standby_serves_within_5_s_and_nothi
 
     // The killed node comes back as a standby: its snapshots and the journal rebuild its book.
     books[index] = BookProcess::start(&nats, dir.path(), &leader.node);
-    let view = runtime.block_on(wait_for_cluster(&client, 2, Some(&leader.node)));
+    let view = runtime.block_on(wait_for_cluster(&client, &books, 2, Some(&leader.node)));
     assert!(view.followers.iter().any(|node| node.node == leader.node), "{view:?}");
     let (digest, end) = check_journal(&nats, account, &acked);
     check_replicas(&runtime, &client, &names, &digest, end);
@@ -349,7 +358,7 @@ fn a_leader_paused_past_its_lease_is_fenced_and_steps_down_when_it_resumes() {
     let books: Vec<BookProcess> = names.iter().map(|name| BookProcess::start(&nats, dir.path(), name)).collect();
     let runtime = runtime();
     let client = client_for(&runtime, &nats);
-    let leader = runtime.block_on(wait_for_cluster(&client, 1, None)).leader.expect("a leader").0;
+    let leader = runtime.block_on(wait_for_cluster(&client, &books, 1, None)).leader.expect("a leader").0;
     let paused = books.iter().find(|book| book.node == leader.node).expect("the leader is ours");
     let account = open_account(&runtime, &client);
 
@@ -359,7 +368,7 @@ fn a_leader_paused_past_its_lease_is_fenced_and_steps_down_when_it_resumes() {
     paused.signal(rustix::process::Signal::STOP);
     // Past its lease: the standby takes over and serves, while requests the queue group hands
     // the paused leader wait in its socket.
-    let view = runtime.block_on(wait_for_cluster(&client, 0, Some(&leader.node)));
+    let view = runtime.block_on(wait_for_cluster(&client, &books, 0, Some(&leader.node)));
     let new_leader = view.leader.expect("a new leader").0;
     let acked_at_takeover = load.acked_count();
     load.wait_for_acks(acked_at_takeover + 100, Duration::from_secs(60));
