@@ -460,18 +460,15 @@ fn run_soak(args: &Args) -> Result<(), LoadgenError> {
                     )))
                 }
             };
-            let resettlement_window = args
-                .resettlement_window
-                .as_deref()
-                .map(parse_duration)
-                .transpose()
-                .map_err(|error| LoadgenError::Config(format!("--resettlement-window {error}")))?;
-            let idempotency_window = args
-                .idempotency_window
-                .as_deref()
-                .map(parse_duration)
-                .transpose()
-                .map_err(|error| LoadgenError::Config(format!("--idempotency-window {error}")))?;
+            let window = |flag: &str, value: &Option<String>| {
+                value
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(|error| LoadgenError::Config(format!("{flag} {error}")))
+            };
+            let resettlement_window = window("--resettlement-window", &args.resettlement_window)?;
+            let idempotency_window = window("--idempotency-window", &args.idempotency_window)?;
             let engine_options = EngineTargetOptions {
                 data_dir: args.data_dir.clone(),
                 store,
