@@ -632,7 +632,7 @@ mod tests {
         assert!(seeds >= 2, "{seeds} seeds decoded");
 
         let book = a_book_of_many_bets(3_000);
-        let mut pieces = Pieces::default();
+        let mut pieces = Recorder::default();
         write_snapshot(&book, &mut pieces).expect("written");
         let whole = encode_parts(&book.to_parts());
         assert!(pieces.sizes.len() > 2, "{} pieces for {} bytes", pieces.sizes.len(), whole.len());
@@ -645,20 +645,20 @@ mod tests {
         });
         // A writer that fails is an error, not a panic, however far the snapshot got.
         for fail_at in [0, 1, SNAPSHOT_WRITE_BUFFER_BYTES, whole.len() - 1] {
-            let mut failing = Pieces { fail_at: Some(fail_at), ..Pieces::default() };
+            let mut failing = Recorder { fail_at: Some(fail_at), ..Recorder::default() };
             assert!(write_snapshot(&book, &mut failing).is_err(), "failing at byte {fail_at}");
         }
     }
 
     /// Records what a snapshot writer was handed; fails once `fail_at` bytes are reached.
     #[derive(Default)]
-    struct Pieces {
+    struct Recorder {
         bytes: Vec<u8>,
         sizes: Vec<usize>,
         fail_at: Option<usize>,
     }
 
-    impl std::io::Write for Pieces {
+    impl std::io::Write for Recorder {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             if self.fail_at.is_some_and(|at| self.bytes.len() + buf.len() > at) {
                 return Err(std::io::Error::other("the disk is full"));
