@@ -611,5 +611,10 @@ mod window_tests {
         assert!(super::parse_window("7").is_err());
         assert!(super::parse_window("7w").is_err());
         assert!(super::parse_window("99999999999999999d").is_err());
+        assert_eq!(super::parse_idempotency_window("30s"), Ok(30_000));
+        assert_eq!(super::parse_idempotency_window("1d"), Ok(86_400_000));
+        assert_eq!(super::parse_idempotency_window("29s"), Err("\"29s\": the window is 30s to 1d".to_string()));
+        assert!(super::parse_idempotency_window("25h").is_err());
+        assert_eq!(super::parse_window("0s"), Err("\"0s\": the window is 1s to 3653d".to_string()));
     }
 }

@@ -46,7 +46,7 @@ fn a_settled_market_leaves_the_book_after_its_resettlement_window() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = Server::start(
         &dir.path().join("data"),
-        &["--resettlement-window", "2s"],
+        &["--resettlement-window", "2s", "--idempotency-window", "45s"],
         &[("SPORTSBOOK_ADMIN_KEY", ADMIN_KEY), ("SPORTSBOOK_JWT_SECRET", "bounded-test-secret-bounded-test-secret-01")],
     );
     let address = server.address.clone();
@@ -137,6 +137,13 @@ fn a_settled_market_leaves_the_book_after_its_resettlement_window() {
     assert!(status == 409 || status == 404, "{status} {body}");
     let (status, log) = server.terminate();
     assert!(status.success(), "exit {status}; log:\n{log}");
+    // Both windows are in the journal: the book replayed from its start with the default
+    // configuration (as the projector and every recovery replay it) has them.
+    std::fs::remove_dir_all(dir.path().join("data").join("snapshots")).expect("snapshots set aside");
+    let replayed = engine::recover_read_only(&dir.path().join("data"), book::Config::default()).expect("replayed");
+    assert_eq!(replayed.report.snapshot_position, None);
+    let config = replayed.book.config();
+    assert_eq!((config.resettlement_window_ms, config.idempotency_window_ms), (2_000, 45_000));
 }
 
 /// `sportsbook verify` checks the book's running totals against the read models' history:
