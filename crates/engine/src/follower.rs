@@ -27,15 +27,16 @@
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use book::{Book, BookEvent, Command};
 use codec::reply_digest;
-use journal::{Position, SnapshotStore};
+use journal::Position;
 
 use crate::error::EngineError;
-use crate::recovery::{save_snapshot_payload, ChainHead};
+use crate::recovery::ChainHead;
 use crate::sequencer::EngineStats;
+use crate::snapshot_writer::{SnapshotWriter, Writer};
 
 /// Commands handed to the follower and not yet applied, beyond which the sequencer detaches it
 /// rather than wait (`EngineOptions::follower_queue_commands_max`). Counted in commands, not
@@ -93,9 +94,8 @@ pub(crate) struct Follower {
     pub position: Position,
     pub next_sequence: u64,
     pub chain_head: ChainHead,
-    pub store: Arc<SnapshotStore>,
-    /// Write a snapshot after this many commands (0: only when asked).
-    pub snapshot_every_commands: u64,
+    /// Writes the snapshots, and says when a periodic one is due.
+    pub writer: SnapshotWriter,
     pub stats: Arc<EngineStats>,
 }
 
@@ -106,7 +106,6 @@ impl Follower {
         let _ = lower_thread_priority(FOLLOWER_NICE);
         let mut events: Vec<BookEvent> = Vec::new();
         let mut scratch = Vec::new();
-        let mut commands_since_snapshot = 0u64;
         // Whether the last step found anything: then sleep and drain again; else block.
         let mut busy = false;
         loop {
@@ -135,17 +134,12 @@ impl Follower {
                     }
                     let commands = batch.commands.len() as u64;
                     self.stats.follower_queue_commands.fetch_sub(commands, Ordering::Relaxed);
-                    commands_since_snapshot += commands;
-                    if self.snapshot_every_commands > 0 && commands_since_snapshot >= self.snapshot_every_commands {
-                        commands_since_snapshot = 0;
-                        // A failed save is counted; the next interval tries again.
-                        if self.save().is_err() {
-                            self.stats.snapshot_failures.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if self.writer.due(self.next_sequence) {
+                        // A failed save is counted by the writer; the next batch tries again.
+                        let _ = self.save();
                     }
                 }
                 ToFollower::Snapshot(reply) => {
-                    commands_since_snapshot = 0;
                     let _ = reply.send(self.save());
                 }
             }
@@ -183,14 +177,7 @@ impl Follower {
     }
 
     fn save(&self) -> Result<Position, EngineError> {
-        let started = Instant::now();
-        save_snapshot_payload(&self.store, self.position, self.next_sequence, &self.chain_head, &self.book)?;
-        let nanos = started.elapsed().as_nanos() as u64;
-        let stats = &self.stats;
-        stats.snapshots.fetch_add(1, Ordering::Relaxed);
-        stats.snapshots_follower.fetch_add(1, Ordering::Relaxed);
-        stats.snapshot_nanos_total_follower.fetch_add(nanos, Ordering::Relaxed);
-        stats.snapshot_nanos_max_follower.fetch_max(nanos, Ordering::Relaxed);
+        self.writer.save_as(Writer::Follower, self.position, self.next_sequence, &self.chain_head, &self.book)?;
         Ok(self.position)
     }
 }

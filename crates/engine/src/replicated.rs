@@ -152,7 +152,13 @@ impl EngineHandle {
             .spawn(move || runner.run(requests))
             .map_err(EngineError::Spawn)?;
         let feed = ReplicaFeed { inbox: inbox.clone(), stats: Arc::clone(&stats) };
-        let handle = EngineHandle { inbox, stats, thread: Arc::new(Mutex::new(Some(thread))), files: None };
+        let handle = EngineHandle {
+            inbox,
+            stats,
+            thread: Arc::new(Mutex::new(Some(thread))),
+            files: None,
+            snapshot_writer: None,
+        };
         Ok((handle, feed))
     }
 }

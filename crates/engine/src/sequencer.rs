@@ -33,7 +33,8 @@ use journal::{Journal, JournalError, Position, SnapshotStore};
 use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::follower::{DurableBatch, Follower, ToFollower, FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT};
-use crate::recovery::{chain_next, recover, save_snapshot_payload, ChainHead, Recovered};
+use crate::recovery::{chain_next, recover, ChainHead, Recovered};
+use crate::snapshot_writer::{PeriodicSnapshots, SnapshotWriter, Writer};
 
 /// Requests waiting for the sequencer; beyond this, `try_submit` sheds load.
 pub const INBOX_MAX_DEFAULT: usize = 65_536;
@@ -98,8 +99,12 @@ pub struct EngineOptions {
     pub inbox_max: usize,
     pub batch_commands_max: usize,
     /// Take a snapshot after this many commands (0: only at shutdown). Periodic snapshots are
-    /// written by the snapshot follower (`crate::follower`), never on the sequencer thread.
+    /// written by the snapshot follower (`crate::follower`) or by an external writer
+    /// (`periodic_snapshots`), not on the sequencer thread.
     pub snapshot_every_commands: u64,
+    /// Who writes the periodic snapshots: the engine's snapshot follower (the default), or a
+    /// book outside the engine through `EngineHandle::snapshot_writer` (`crate::snapshot_writer`).
+    pub periodic_snapshots: PeriodicSnapshots,
     /// Called in order on the sequencer thread after each durable batch (metrics, streams,
     /// read models).
     pub on_commit: Vec<CommitHook>,
@@ -129,6 +134,7 @@ impl Default for EngineOptions {
             inbox_max: INBOX_MAX_DEFAULT,
             batch_commands_max: BATCH_COMMANDS_MAX_DEFAULT,
             snapshot_every_commands: 1_000_000,
+            periodic_snapshots: PeriodicSnapshots::Follower,
             on_commit: Vec::new(),
             storage_full_retry: STORAGE_FULL_RETRY_DEFAULT,
             follower_queue_commands_max: FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT,
@@ -156,8 +162,8 @@ pub struct EngineStats {
     /// Snapshots written, by either writer.
     pub snapshots: AtomicU64,
     /// Snapshots encoded and written on the sequencer thread: only at shutdown, for an explicit
-    /// `snapshot()` while the follower is detached, and when there is no follower. Each one
-    /// pauses every command for as long as it takes.
+    /// `snapshot()` while the follower is detached or when there is no follower, and when an
+    /// external writer's are overdue. Each one pauses every command for as long as it takes.
     pub snapshots_sequencer: AtomicU64,
     pub snapshot_nanos_total_sequencer: AtomicU64,
     pub snapshot_nanos_max_sequencer: AtomicU64,
@@ -165,9 +171,20 @@ pub struct EngineStats {
     pub snapshots_follower: AtomicU64,
     pub snapshot_nanos_total_follower: AtomicU64,
     pub snapshot_nanos_max_follower: AtomicU64,
+    /// Snapshots written through `EngineHandle::snapshot_writer` by a book outside the engine
+    /// (`PeriodicSnapshots::External`: the in-process projector's).
+    pub snapshots_external: AtomicU64,
+    pub snapshot_nanos_total_external: AtomicU64,
+    pub snapshot_nanos_max_external: AtomicU64,
+    /// Snapshots the sequencer wrote itself because the external writer had written none for
+    /// `SNAPSHOT_OVERDUE_FACTOR` intervals (also counted in `snapshots_sequencer`).
+    pub snapshots_overdue: AtomicU64,
+    /// The next sequence number of the book at the newest snapshot written or attempted (or at
+    /// start): the periodic and overdue snapshots count commands from it.
+    pub snapshot_next_sequence: AtomicU64,
     /// Periodic snapshots not written because the follower was detached.
     pub snapshots_skipped: AtomicU64,
-    /// Snapshot saves that failed (the next interval tries again).
+    /// Snapshot saves that failed, by any writer (a periodic one is tried again later).
     pub snapshot_failures: AtomicU64,
     /// Commands handed to the follower and not yet applied by it.
     pub follower_queue_commands: AtomicU64,
@@ -319,6 +336,8 @@ pub struct EngineHandle {
     /// The journal's files, for engines on a data directory (`crate::open_data_dir`): archived
     /// records, chain verification, the archiver.
     pub(crate) files: Option<Arc<crate::retention::JournalFiles>>,
+    /// With `PeriodicSnapshots::External` and a snapshot store: the writer handed out.
+    pub(crate) snapshot_writer: Option<SnapshotWriter>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -348,18 +367,25 @@ impl EngineHandle {
         let (inbox, requests) = mpsc::sync_channel(options.inbox_max.max(1));
         let stats = Arc::new(EngineStats::default());
         stats.committed_position.store(journal.next_position(), Ordering::Release);
-        let snapshots = snapshots.map(Arc::new);
+        let snapshots = match snapshots {
+            Some(store) => Some(SnapshotWriter::new(
+                Arc::new(store),
+                Arc::clone(&stats),
+                options.snapshot_every_commands,
+                recovered.report.next_sequence,
+            )?),
+            None => None,
+        };
         // The follower starts from a copy of the recovered book: a one-time cost at start,
         // before anything is served.
         let follower = match &snapshots {
-            Some(store) => {
+            Some(writer) if options.periodic_snapshots == PeriodicSnapshots::Follower => {
                 let follower = Follower {
                     book: recovered.book.clone(),
                     position: recovered.report.position,
                     next_sequence: recovered.report.next_sequence,
                     chain_head: recovered.report.chain_head,
-                    store: Arc::clone(store),
-                    snapshot_every_commands: options.snapshot_every_commands,
+                    writer: writer.clone(),
                     stats: Arc::clone(&stats),
                 };
                 // Unbounded as a channel, bounded by the sequencer's count of queued commands.
@@ -374,8 +400,9 @@ impl EngineHandle {
                     queue_commands_max: options.follower_queue_commands_max.max(1),
                 })
             }
-            None => None,
+            _ => None,
         };
+        let snapshot_writer = snapshots.clone().filter(|_| options.periodic_snapshots == PeriodicSnapshots::External);
         let sequencer = Sequencer {
             follower,
             last_now: recovered.book.now(),
@@ -385,10 +412,9 @@ impl EngineHandle {
             clock,
             next_sequence: recovered.report.next_sequence,
             chain_head: recovered.report.chain_head,
-            commands_since_snapshot: 0,
+            skipped_through: recovered.report.next_sequence,
             cycle_sync_nanos: 0,
             batch_commands_max: options.batch_commands_max.clamp(1, BATCH_COMMANDS_MAX),
-            snapshot_every_commands: options.snapshot_every_commands,
             on_commit: std::mem::take(&mut options.on_commit),
             stats: Arc::clone(&stats),
             stopped: None,
@@ -399,7 +425,14 @@ impl EngineHandle {
             .name("book-sequencer".to_string())
             .spawn(move || sequencer.run(requests))
             .map_err(EngineError::Spawn)?;
-        Ok(EngineHandle { inbox, stats, thread: Arc::new(Mutex::new(Some(thread))), files: None })
+        Ok(EngineHandle { inbox, stats, thread: Arc::new(Mutex::new(Some(thread))), files: None, snapshot_writer })
+    }
+
+    /// The door through which a book outside the engine writes the periodic snapshots: `Some`
+    /// only when the engine was started with `PeriodicSnapshots::External` and a snapshot store
+    /// (`crate::snapshot_writer`).
+    pub fn snapshot_writer(&self) -> Option<SnapshotWriter> {
+        self.snapshot_writer.clone()
     }
 
     pub(crate) fn with_files(mut self, files: Arc<crate::retention::JournalFiles>) -> EngineHandle {
@@ -678,19 +711,21 @@ struct FollowerLink {
 struct Sequencer {
     book: Book,
     journal: Box<dyn Journal>,
-    snapshots: Option<Arc<SnapshotStore>>,
-    /// Writes the periodic snapshots; `None` without a snapshot store.
+    /// Every snapshot goes through it; `None` without a snapshot store.
+    snapshots: Option<SnapshotWriter>,
+    /// Writes the periodic snapshots; `None` without a snapshot store, or when an external
+    /// writer does (`PeriodicSnapshots::External`).
     follower: Option<FollowerLink>,
     clock: Box<dyn Clock>,
     last_now: u64,
     next_sequence: u64,
     /// Head of the journal's hash chain over every durable record.
     chain_head: ChainHead,
-    commands_since_snapshot: u64,
+    /// With a detached follower: the sequence up to which due snapshots were counted skipped.
+    skipped_through: u64,
     /// Time of this cycle's journal append, for `EngineStats::sequencer_work_nanos_max`.
     cycle_sync_nanos: u64,
     batch_commands_max: usize,
-    snapshot_every_commands: u64,
     on_commit: Vec<CommitHook>,
     stats: Arc<EngineStats>,
     /// Set after a journal failure: why the engine refuses everything now.
@@ -912,10 +947,7 @@ impl Sequencer {
         if self.stopped.is_none() {
             if let Some(sender) = self.follower.as_ref().and_then(|link| link.sender.as_ref()) {
                 match sender.send(ToFollower::Snapshot(reply)) {
-                    Ok(()) => {
-                        self.commands_since_snapshot = 0;
-                        return;
-                    }
+                    Ok(()) => return,
                     Err(mpsc::SendError(ToFollower::Snapshot(reply))) => {
                         // The follower stopped.
                         self.detach_follower();
@@ -954,10 +986,6 @@ impl Sequencer {
                 self.stats.follower_detached.fetch_add(1, Ordering::Relaxed);
             }
         }
-    }
-
-    fn follower_attached(&self) -> bool {
-        self.follower.as_ref().is_some_and(|link| link.sender.is_some())
     }
 
     fn commit(&mut self, pending: &mut Pending, events: &mut Vec<BookEvent>, scratch: &mut Vec<u8>) {
@@ -1020,7 +1048,6 @@ impl Sequencer {
         self.chain_head = chain_next(&self.chain_head, position, record);
         let count = pending.commands.len() as u64;
         self.next_sequence += count;
-        self.commands_since_snapshot += count;
         self.stats.committed_position.store(position + 1, Ordering::Release);
         self.stats.last_batch_timestamp_ms.store(now, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -1064,17 +1091,35 @@ impl Sequencer {
                 chain_head: self.chain_head,
             });
         }
-        if self.snapshot_every_commands > 0 && self.commands_since_snapshot >= self.snapshot_every_commands {
-            if self.follower.is_none() {
-                // No snapshot store: nothing to write, nothing to encode.
-                self.commands_since_snapshot = 0;
-            } else if self.follower_attached() {
-                self.commands_since_snapshot = 0;
-            } else {
-                // Never encode here in steady state: a detached follower means this snapshot
-                // is skipped, and recovery replays a longer journal tail instead.
-                self.stats.snapshots_skipped.fetch_add(1, Ordering::Relaxed);
-                self.commands_since_snapshot = 0;
+        self.periodic_snapshot();
+    }
+
+    /// The sequencer's part in periodic snapshots: none with an attached follower (it writes
+    /// them); with a detached one, skip and count the snapshot due (never encode here in steady
+    /// state: recovery replays a longer tail instead); with an external writer, write one here
+    /// only when its are overdue (`crate::snapshot_writer`).
+    fn periodic_snapshot(&mut self) {
+        let Some(writer) = &self.snapshots else { return };
+        match &self.follower {
+            Some(link) if link.sender.is_some() => {}
+            Some(_) => {
+                let since =
+                    writer.commands_since_snapshot(self.next_sequence).min(self.next_sequence - self.skipped_through);
+                if writer.every_commands() > 0 && since >= writer.every_commands() {
+                    self.stats.snapshots_skipped.fetch_add(1, Ordering::Relaxed);
+                    self.skipped_through = self.next_sequence;
+                }
+            }
+            None => {
+                if !writer.overdue(self.next_sequence) {
+                    return;
+                }
+                let position = self.journal.next_position();
+                let saved =
+                    writer.try_save_as(Writer::Sequencer, position, self.next_sequence, &self.chain_head, &self.book);
+                if let Ok(Some(_)) = saved {
+                    self.stats.snapshots_overdue.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -1088,7 +1133,8 @@ impl Sequencer {
         for reply in pending.replies.drain(..).flatten() {
             reply.fail(&self.book, EngineError::StorageFull);
         }
-        let rebuilt = recover(self.journal.as_ref(), self.snapshots.as_deref(), *self.book.config());
+        let rebuilt =
+            recover(self.journal.as_ref(), self.snapshots.as_ref().map(SnapshotWriter::store), *self.book.config());
         match rebuilt {
             Ok(recovered)
                 if recovered.report.next_sequence == self.next_sequence
@@ -1153,16 +1199,9 @@ impl Sequencer {
             return Err(EngineError::Stopped(reason.clone()));
         }
         let position = self.journal.next_position();
-        if let Some(store) = &self.snapshots {
-            let started = Instant::now();
-            save_snapshot_payload(store, position, self.next_sequence, &self.chain_head, &self.book)?;
-            let nanos = started.elapsed().as_nanos() as u64;
-            self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
-            self.stats.snapshots_sequencer.fetch_add(1, Ordering::Relaxed);
-            self.stats.snapshot_nanos_total_sequencer.fetch_add(nanos, Ordering::Relaxed);
-            self.stats.snapshot_nanos_max_sequencer.fetch_max(nanos, Ordering::Relaxed);
+        if let Some(writer) = &self.snapshots {
+            writer.save_as(Writer::Sequencer, position, self.next_sequence, &self.chain_head, &self.book)?;
         }
-        self.commands_since_snapshot = 0;
         Ok(position)
     }
 }

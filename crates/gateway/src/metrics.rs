@@ -121,7 +121,7 @@ struct WriterLabels {
 
 /// The two snapshot writers: the follower (periodic and explicit snapshots) and the sequencer
 /// (the final one at shutdown, or any while the follower is detached).
-const SNAPSHOT_WRITERS: [&str; 2] = ["follower", "sequencer"];
+const SNAPSHOT_WRITERS: [&str; 3] = ["follower", "projector", "sequencer"];
 
 /// Engine series that mirror `EngineStats` atomics, brought up to date at each scrape.
 struct EngineSeries {
@@ -138,6 +138,7 @@ struct EngineSeries {
     snapshot_seconds: Family<WriterLabels, Counter<f64, AtomicU64>>,
     snapshot_seconds_max: Family<WriterLabels, Gauge<f64, AtomicU64>>,
     snapshots_skipped: Counter,
+    snapshots_overdue: Counter,
     snapshot_failures: Counter,
     follower_detached: Counter,
     follower_queue_commands: Gauge,
@@ -162,6 +163,7 @@ impl EngineSeries {
             snapshot_seconds: Family::default(),
             snapshot_seconds_max: Family::default(),
             snapshots_skipped: Counter::default(),
+            snapshots_overdue: Counter::default(),
             snapshot_failures: Counter::default(),
             follower_detached: Counter::default(),
             follower_queue_commands: Gauge::default(),
@@ -206,8 +208,9 @@ impl EngineSeries {
         );
         registry.register(
             "sportsbook_snapshots",
-            "Book snapshots written, by writer (follower: periodic, off the sequencer; sequencer: at shutdown or \
-             while the follower is detached)",
+            "Book snapshots written, by writer (follower: periodic, by the engine's snapshot follower; projector: \
+             periodic, by the in-process projector's follower book; sequencer: at shutdown, while the follower is \
+             detached, or when the projector's are overdue)",
             series.snapshots.clone(),
         );
         registry.register(
@@ -226,8 +229,14 @@ impl EngineSeries {
             series.snapshots_skipped.clone(),
         );
         registry.register(
+            "sportsbook_snapshots_overdue",
+            "Snapshots the sequencer wrote itself because the projector had written none for four intervals (also \
+             counted as writer=\"sequencer\")",
+            series.snapshots_overdue.clone(),
+        );
+        registry.register(
             "sportsbook_snapshot_failures",
-            "Snapshot saves by the follower that failed (the next interval tries again)",
+            "Snapshot saves that failed, by any writer (a periodic one is tried again an interval later)",
             series.snapshot_failures.clone(),
         );
         registry.register(
@@ -293,6 +302,12 @@ impl EngineSeries {
                 &stats.snapshot_nanos_max_follower,
             ),
             (
+                "projector",
+                &stats.snapshots_external,
+                &stats.snapshot_nanos_total_external,
+                &stats.snapshot_nanos_max_external,
+            ),
+            (
                 "sequencer",
                 &stats.snapshots_sequencer,
                 &stats.snapshot_nanos_total_sequencer,
@@ -310,6 +325,7 @@ impl EngineSeries {
             self.snapshot_seconds_max.get_or_create(&labels).set(seconds(max.load(Relaxed)));
         }
         catch_up(&self.snapshots_skipped, stats.snapshots_skipped.load(Relaxed));
+        catch_up(&self.snapshots_overdue, stats.snapshots_overdue.load(Relaxed));
         catch_up(&self.snapshot_failures, stats.snapshot_failures.load(Relaxed));
         catch_up(&self.follower_detached, stats.follower_detached.load(Relaxed));
         self.follower_queue_commands

@@ -239,6 +239,9 @@ pub struct Follower {
     /// once a bet is accepted ([`BET_SETTLEMENTS`], [`LEG_RESULTS`]): for comparing the two
     /// (`sportsbook projector --whole-bet-rows`); the models are the same.
     whole_bet_rows: bool,
+    /// The sequence number of the next command: the first of the next batch (checked), and
+    /// what a snapshot of the book records.
+    next_sequence: u64,
 }
 
 fn int(value: u64) -> Value {
@@ -247,11 +250,12 @@ fn int(value: u64) -> Value {
 
 impl Follower {
     /// A follower at `checkpoint` on `book`, the state the journal leads to at
-    /// `checkpoint.next_position`.
-    pub fn new(book: Book, checkpoint: Checkpoint) -> Follower {
+    /// `checkpoint.next_position`, where the next command's sequence number is `next_sequence`.
+    pub fn new(book: Book, checkpoint: Checkpoint, next_sequence: u64) -> Follower {
         let mut follower = Follower {
             book,
             checkpoint,
+            next_sequence,
             mirror: Vec::new(),
             pending_bets: BTreeSet::new(),
             settlement_versions: Vec::new(),
@@ -294,6 +298,11 @@ impl Follower {
 
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.checkpoint
+    }
+
+    /// The sequence number of the next command (after the last batch decided).
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
     }
 
     /// Takes the counters of a store's checkpoint after replaying up to it.
@@ -389,6 +398,13 @@ impl Follower {
             return Err(ProjectorError::Gap { expected: self.checkpoint.next_position, found: position });
         }
         let batch = decode_batch(payload).map_err(|source| ProjectorError::Decode { position, source })?;
+        if batch.first_sequence != self.next_sequence {
+            return Err(ProjectorError::SequenceGap {
+                position,
+                expected: self.next_sequence,
+                found: batch.first_sequence,
+            });
+        }
         let at = batch.timestamp;
         let mut digest = 0u64;
         let mut touched_bets = BTreeSet::new();
@@ -542,6 +558,7 @@ impl Follower {
         }
         self.checkpoint.chain_head = chain_next(&self.checkpoint.chain_head, position, payload);
         self.checkpoint.next_position = position + 1;
+        self.next_sequence += batch.commands.len() as u64;
         self.checkpoint.batches += 1;
         self.checkpoint.commands += batch.commands.len() as u64;
         let Some(changes) = changes else { return Ok(()) };

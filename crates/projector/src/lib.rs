@@ -71,6 +71,10 @@ pub enum ProjectorError {
     #[error("expected journal record {expected}, read {found}")]
     Gap { expected: Position, found: Position },
     #[error(
+        "journal record {position} begins at command sequence {found}, but the commands before it end at {expected}"
+    )]
+    SequenceGap { position: Position, expected: u64, found: u64 },
+    #[error(
         "the store is at journal position {store} but the journal ends at {journal}: it was built from another \
          journal; run with --rebuild"
     )]

@@ -42,6 +42,10 @@ pub struct Progress {
     /// Time the deciding thread waited for a commit in flight (pipelined: what the overlap
     /// did not hide).
     pub wait_nanos: u64,
+    /// Snapshots of the follower book written for the engine ([`ProjectorOptions::snapshots`])
+    /// by this process, and the time they took (part of `decide_nanos`).
+    pub snapshots: u64,
+    pub snapshot_nanos: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +71,12 @@ pub struct ProjectorOptions {
     /// Write a bet and its legs whole whenever they change, as before the partial updates of
     /// accepted bets (`schema::BET_SETTLEMENTS`): for comparing the two; the models are the same.
     pub whole_bet_rows: bool,
+    /// Write the engine's periodic snapshots from the follower book, which is at the journal's
+    /// position anyway, so that the engine need not keep a second book for them
+    /// (`engine::PeriodicSnapshots::External`; `serve` with its projector in process). Written
+    /// between batches once one is due and its position is durable; a failure is logged and
+    /// counted by the engine, and the projector goes on.
+    pub snapshots: Option<engine::SnapshotWriter>,
 }
 
 impl ProjectorOptions {
@@ -80,6 +90,7 @@ impl ProjectorOptions {
             archive_dir: Some(data_dir.join(engine::ARCHIVE_DIR_NAME)),
             pipeline: true,
             whole_bet_rows: false,
+            snapshots: None,
         }
     }
 }
@@ -221,28 +232,28 @@ fn snapshot_files(data_dir: Option<&Path>) -> Vec<(Position, PathBuf)> {
     files
 }
 
+/// A follower book where a snapshot leaves it: the book, its checkpoint, and the sequence number
+/// of the next command.
+type FromSnapshot = (Book, Checkpoint, u64);
+
 /// A snapshot file as a follower book with its checkpoint; `None` when unreadable (the engine
 /// may be pruning it) or not a valid snapshot.
-fn read_snapshot(position: Position, path: &Path) -> Option<(Book, Checkpoint)> {
+fn read_snapshot(position: Position, path: &Path) -> Option<FromSnapshot> {
     let bytes = std::fs::read(path).ok()?;
     let (header_position, payload) = journal::snapshot::decode_snapshot(&bytes).ok()?;
     if header_position != position {
         return None;
     }
     // Like recovery, the book decides with the configuration the snapshot carries.
-    let (_next_sequence, chain_head, book) = engine::decode_snapshot_payload_for_follower(payload).ok()?;
+    let (next_sequence, chain_head, book) = engine::decode_snapshot_payload_for_follower(payload).ok()?;
     let checkpoint =
         Checkpoint { next_position: position, chain_head, batches: 0, commands: 0, base_position: position };
-    Some((book, checkpoint))
+    Some((book, checkpoint, next_sequence))
 }
 
 /// The newest readable snapshot at or before `at` and not before `first_available`: where a
 /// follower catching up to a checkpoint can begin.
-fn snapshot_at_or_before(
-    data_dir: Option<&Path>,
-    at: Position,
-    first_available: Position,
-) -> Option<(Book, Checkpoint)> {
+fn snapshot_at_or_before(data_dir: Option<&Path>, at: Position, first_available: Position) -> Option<FromSnapshot> {
     snapshot_files(data_dir)
         .into_iter()
         .rev()
@@ -252,11 +263,35 @@ fn snapshot_at_or_before(
 
 /// The oldest readable snapshot the journal continues from (at or after `first_available`):
 /// where models that cannot begin at position 0 begin, keeping as much history as there is.
-fn snapshot_from(data_dir: Option<&Path>, first_available: Position) -> Option<(Book, Checkpoint)> {
+fn snapshot_from(data_dir: Option<&Path>, first_available: Position) -> Option<FromSnapshot> {
     snapshot_files(data_dir)
         .into_iter()
         .filter(|(position, _)| *position >= first_available)
         .find_map(|(position, path)| read_snapshot(position, &path))
+}
+
+/// Writes the engine's periodic snapshot from the follower book when one is due
+/// ([`ProjectorOptions::snapshots`]). The writer refuses a position not yet durable (tried again
+/// after the next batch) and one behind the newest snapshot.
+fn snapshot_if_due(writer: &engine::SnapshotWriter, follower: &Follower, progress: &mut Progress) {
+    let next_sequence = follower.next_sequence();
+    if !writer.due(next_sequence) {
+        return;
+    }
+    let checkpoint = follower.checkpoint();
+    let began = Instant::now();
+    match writer.save(checkpoint.next_position, next_sequence, &checkpoint.chain_head, follower.book()) {
+        Ok(Some(_)) => {
+            progress.snapshots += 1;
+            progress.snapshot_nanos += began.elapsed().as_nanos() as u64;
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(
+            %error,
+            position = checkpoint.next_position,
+            "the projector could not write the engine's snapshot; the next interval tries again"
+        ),
+    }
 }
 
 impl Projector {
@@ -297,19 +332,19 @@ impl Projector {
                     commands: 0,
                     base_position: 0,
                 };
-                (Follower::new(Book::new(options.config), checkpoint), Start::Genesis)
+                (Follower::new(Book::new(options.config), checkpoint, 0), Start::Genesis)
             }
             None => {
-                let (book, checkpoint) =
+                let (book, checkpoint, next_sequence) =
                     snapshot_from(snapshot_dir, first_available).ok_or(ProjectorError::NoStart { first_available })?;
                 let position = checkpoint.next_position;
-                let mut follower = Follower::new(book, checkpoint);
+                let mut follower = Follower::new(book, checkpoint, next_sequence);
                 follower.seed(&mut changes)?;
                 (follower, Start::Snapshot(position))
             }
             Some(stored) => {
                 let snapshot = snapshot_at_or_before(snapshot_dir, stored.next_position, first_available);
-                let (book, checkpoint) = match snapshot {
+                let (book, checkpoint, next_sequence) = match snapshot {
                     // A snapshot saves replaying everything before it.
                     Some(found) => found,
                     // Nothing to replay from: the journal no longer begins at 0 (a repair moved
@@ -327,10 +362,11 @@ impl Projector {
                             commands: 0,
                             base_position: 0,
                         },
+                        0,
                     ),
                 };
                 let replayed_from = checkpoint.next_position;
-                let mut follower = Follower::new(book, checkpoint);
+                let mut follower = Follower::new(book, checkpoint, next_sequence);
                 cursor.seek(replayed_from);
                 let target = stored.next_position;
                 let mut last_report = Instant::now();
@@ -525,10 +561,15 @@ impl Projector {
         let crash_after = self.options.crash_after_batches.map(|limit| limit.saturating_sub(self.applied));
         let follower = &mut self.follower;
         let changes = &mut self.changes;
+        let snapshots = self.options.snapshots.as_ref();
+        let progress = &mut self.progress;
         let mut crashed = false;
         let began = Instant::now();
         let polled = self.cursor.poll(&mut |position, payload| {
             follower.project(position, payload, changes)?;
+            if let Some(writer) = snapshots {
+                snapshot_if_due(writer, follower, progress);
+            }
             applied += 1;
             if crash_after.is_some_and(|limit| applied >= limit) {
                 crashed = true;

@@ -236,6 +236,12 @@ enum Commands {
         /// needs.
         #[arg(long, default_value_t = journal::snapshot::SNAPSHOTS_KEPT_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=journal::snapshot::SNAPSHOTS_KEEP_LIMIT as u64))]
         snapshots_keep: usize,
+        /// A snapshot of the book every this many commands (0: only at shutdown). With the
+        /// projector on, its follower book writes them (the engine keeps no second book for
+        /// them); the sequencer writes one itself only when four intervals pass without one.
+        /// Recovery replays the journal from the newest snapshot.
+        #[arg(long, default_value_t = engine::EngineOptions::default().snapshot_every_commands)]
+        snapshot_every: u64,
         /// Where the gateway keeps rate-limit buckets, login throttles, refresh tokens and
         /// logged-out sessions: `in-process` (the default; logged-out sessions also in
         /// DATA_DIR/revoked-sessions) or `redis://HOST[:PORT][/DB]`, shared by every gateway
@@ -707,6 +713,7 @@ fn main() -> anyhow::Result<()> {
             journal_retention,
             journal_archive,
             snapshots_keep,
+            snapshot_every,
             edge_state,
             edge_state_prefix,
             edge_state_timeout_ms,
@@ -761,6 +768,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 journal_archive,
                 snapshots_keep,
+                snapshot_every_commands: snapshot_every,
                 edge_state: sportsbook::serve::edge_state_config(edge_state, &edge_state_prefix)?,
                 edge_state_timeout: std::time::Duration::from_millis(edge_state_timeout_ms),
                 exclusion_register: sportsbook::serve::exclusion_register_config(

@@ -165,13 +165,15 @@ pub fn run(args: &ProjectorArgs) -> anyhow::Result<()> {
 /// data directory's journal into `store` (reading the journal's files, never the engine's inbox
 /// or lock, so it cannot slow the sequencer beyond sharing the CPU). Each commit is published
 /// to `published`, which the gateway's history routes wait on. A failure is logged and ends the
-/// projector, never the server.
+/// projector, never the server. With `snapshots` (the engine's, `PeriodicSnapshots::External`)
+/// its follower book also writes the engine's periodic snapshots.
 pub fn spawn(
     data_dir: &Path,
     store: StoreArg,
     schema: String,
     published: Arc<projector::Published>,
     archive_dir: &Path,
+    snapshots: Option<engine::SnapshotWriter>,
 ) -> anyhow::Result<projector::ProjectorThread> {
     let args = ProjectorArgs {
         data_dir: data_dir.to_owned(),
@@ -190,6 +192,7 @@ pub fn spawn(
             let store = open_store(&args).map_err(|error| projector::ProjectorError::Store(format!("{error:#}")))?;
             let options = ProjectorOptions {
                 archive_dir: Some(args.archive_dir.clone()),
+                snapshots: snapshots.clone(),
                 ..ProjectorOptions::new(&args.data_dir)
             };
             Projector::open(store, options, false)

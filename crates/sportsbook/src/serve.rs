@@ -86,6 +86,8 @@ pub struct ServeOptions {
     pub journal_archive: Option<PathBuf>,
     /// `--snapshots-keep`.
     pub snapshots_keep: usize,
+    /// `--snapshot-every`: `EngineOptions::snapshot_every_commands`.
+    pub snapshot_every_commands: u64,
     /// `--edge-state` / `SPORTSBOOK_EDGE_STATE` with `--edge-state-prefix`: where the gateway
     /// keeps rate limits, login throttles, refresh tokens and revoked sessions.
     pub edge_state: gateway::EdgeStateConfig,
@@ -301,6 +303,15 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         journal_retention: options.journal_retention,
         journal_archive: Some(archive_dir.clone()),
         snapshots_keep: options.snapshots_keep,
+        snapshot_every_commands: options.snapshot_every_commands,
+        // The in-process projector's follower book is at the journal's position anyway: it
+        // writes the periodic snapshots, and the engine keeps no snapshot follower (a third
+        // copy of the book). Without a projector, the engine's follower writes them.
+        periodic_snapshots: if options.projector.is_some() {
+            engine::PeriodicSnapshots::External
+        } else {
+            engine::PeriodicSnapshots::Follower
+        },
         ..EngineOptions::default()
     };
     let (engine, report) = crate::open_engine_with(dir, engine_options)?;
@@ -332,6 +343,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
                 options.projector_schema.clone(),
                 published.clone(),
                 &archive_dir,
+                engine.snapshot_writer(),
             )?;
             // Segments the projector has not committed stay live (it could read them archived,
             // but more slowly).

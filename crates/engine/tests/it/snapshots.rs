@@ -247,3 +247,101 @@ fn after_a_full_disk_the_follower_goes_on_from_the_durable_batches() {
     assert_eq!(codec::digest(&from_snapshot.book), live);
     engine.shutdown();
 }
+
+/// `PeriodicSnapshots::External`: the engine keeps no follower book and hands out a
+/// `SnapshotWriter`. A snapshot written through it from another book at the same position is
+/// byte for byte the sequencer's; it is refused past the durable position and behind the
+/// newest snapshot; while none is written the sequencer writes one itself every
+/// `SNAPSHOT_OVERDUE_FACTOR` intervals, and not before.
+#[test]
+fn an_external_writer_writes_the_periodic_snapshots_and_the_sequencer_only_overdue_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("snapshots");
+    let journal = MemoryJournal::new();
+    let every = 40u64;
+    let options = EngineOptions {
+        snapshot_every_commands: every,
+        periodic_snapshots: engine::PeriodicSnapshots::External,
+        snapshots_keep: 1_000,
+        ..EngineOptions::default()
+    };
+    let engine = start(&journal, &store_dir, options);
+    let writer = engine.snapshot_writer().expect("an external writer is handed out");
+    let stats = engine.stats();
+    let mut rng = Rng::new(41);
+    let mut submit = |engine: &EngineHandle, count: u64| {
+        for _ in 0..count {
+            let _reply = engine.submit(random_command(&mut rng)).expect("durable");
+        }
+    };
+    for command in setup() {
+        engine.submit(command).expect("durable").expect("accepted");
+    }
+    let at_setup = setup().len() as u64;
+    // No external writer writes: the sequencer waits four intervals, then writes one itself.
+    submit(&engine, every * engine::SNAPSHOT_OVERDUE_FACTOR - at_setup - 1);
+    assert!(writer.due(every * engine::SNAPSHOT_OVERDUE_FACTOR - 1));
+    assert_eq!(stats.snapshots.load(Ordering::Relaxed), 0, "overdue only after four intervals");
+    submit(&engine, 1);
+    // The sequencer writes it after the batch's replies: a read is served after that.
+    engine.read(|_| ()).unwrap();
+    assert_eq!(stats.snapshots_overdue.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.snapshots_sequencer.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.snapshots_follower.load(Ordering::Relaxed), 0, "no follower runs");
+    assert!(!writer.due(every * engine::SNAPSHOT_OVERDUE_FACTOR), "counted from the overdue snapshot");
+
+    // Another book at the journal's end, as a projector's would be: its snapshot is the
+    // sequencer's at that position, byte for byte.
+    submit(&engine, every);
+    let (_, end) = engine.chain_head().unwrap();
+    let replayed = recover(&journal, None, Config::default()).unwrap();
+    assert_eq!(replayed.report.position, end);
+    let next_sequence = replayed.report.next_sequence;
+    assert!(writer.due(next_sequence));
+    let head = replayed.report.chain_head;
+    assert_eq!(writer.save(end + 1, next_sequence, &head, &replayed.book).unwrap(), None, "not durable yet");
+    assert_eq!(writer.save(end, next_sequence, &head, &replayed.book).unwrap(), Some(end));
+    assert_eq!(stats.snapshots_external.load(Ordering::Relaxed), 1);
+    assert!(!writer.due(next_sequence));
+    assert_eq!(writer.save(end, next_sequence, &head, &replayed.book).unwrap(), None, "one at that position already");
+    let path = SnapshotStore::open_read_only(&store_dir).path_for(end);
+    let external = std::fs::read(&path).unwrap();
+    assert_eq!(engine.snapshot().unwrap(), end);
+    assert_eq!(std::fs::read(&path).unwrap(), external, "the sequencer's snapshot at {end} is the same file");
+
+    // External snapshots keep the sequencer's overdue ones away.
+    let mut overdue_free = 0;
+    for _ in 0..6 {
+        submit(&engine, every);
+        let replayed = recover(&journal, None, Config::default()).unwrap();
+        let report = &replayed.report;
+        if writer.save(report.position, report.next_sequence, &report.chain_head, &replayed.book).unwrap().is_some() {
+            overdue_free += 1;
+        }
+    }
+    assert_eq!(overdue_free, 6);
+    engine.read(|_| ()).unwrap();
+    assert_eq!(stats.snapshots_overdue.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.snapshots_external.load(Ordering::Relaxed), 7);
+    assert_eq!(stats.snapshot_failures.load(Ordering::Relaxed), 0);
+    let live = engine.read(codec::digest).unwrap();
+    engine.shutdown();
+    let store = SnapshotStore::open(&store_dir).unwrap();
+    let recovered = recover(&journal, Some(&store), Config::default()).unwrap();
+    assert_eq!(codec::digest(&recovered.book), live);
+}
+
+#[test]
+fn only_an_engine_told_so_hands_out_a_snapshot_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let follower = start(&MemoryJournal::new(), &dir.path().join("a"), EngineOptions::default());
+    assert!(follower.snapshot_writer().is_none(), "its follower writes the periodic snapshots");
+    follower.shutdown();
+    let journal = MemoryJournal::new();
+    let recovered = recover(&journal, None, Config::default()).unwrap();
+    let options = EngineOptions { periodic_snapshots: engine::PeriodicSnapshots::External, ..EngineOptions::default() };
+    let storeless = EngineHandle::start(Box::new(journal), None, recovered, Box::new(ManualClock::new(START)), options)
+        .expect("start");
+    assert!(storeless.snapshot_writer().is_none(), "no snapshot store, nothing to write");
+    storeless.shutdown();
+}

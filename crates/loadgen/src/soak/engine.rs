@@ -1,10 +1,12 @@
 //! The soak through the engine in this process: no HTTP. The data directory is opened as
 //! `sportsbook serve` opens it (`engine::open_data_dir`: the file journal with a sync per
-//! batch, snapshots written by the snapshot follower every `EngineOptions::snapshot_every_commands`,
-//! the default book configuration on the system clock), and the projector follows the journal
-//! on its own thread into SQLite or PostgreSQL, as `serve` runs it. Resident memory is this
-//! process's: the book, the snapshot follower's book, the projector's follower book and the
-//! generator (whose own state is small: the open bets' counters and the live markets).
+//! batch, a snapshot every `EngineOptions::snapshot_every_commands`, the default book
+//! configuration on the system clock), and the projector follows the journal on its own thread
+//! into SQLite or PostgreSQL, as `serve` runs it: its follower book writes the engine's periodic
+//! snapshots (`engine::PeriodicSnapshots::External`). Without a projector the engine's snapshot
+//! follower writes them. Resident memory is this process's: the book, the projector's follower
+//! book (or the snapshot follower's) and the generator (whose own state is small: the open bets'
+//! counters and the live markets).
 //!
 //! Projector lag: a commit hook stamps every durable batch's journal position with the time it
 //! was committed (in a ring of `COMMIT_TIMES` entries, no lock); the lag is the time since the
@@ -201,7 +203,12 @@ struct ProjectorThread {
 }
 
 impl ProjectorThread {
-    fn spawn(data_dir: &Path, store: &StoreChoice, nice: i32) -> Result<ProjectorThread, LoadgenError> {
+    fn spawn(
+        data_dir: &Path,
+        store: &StoreChoice,
+        nice: i32,
+        snapshots: Option<engine::SnapshotWriter>,
+    ) -> Result<ProjectorThread, LoadgenError> {
         let (store, rebuild): (Box<dyn Store>, bool) = match store {
             StoreChoice::Sqlite(path) => {
                 let path = path.clone().unwrap_or_else(|| data_dir.join("projector").join(projector::SQLITE_FILE_NAME));
@@ -221,7 +228,8 @@ impl ProjectorThread {
                 (Box::new(store), true)
             }
         };
-        let mut projector = Projector::open(store, ProjectorOptions::new(data_dir), rebuild)
+        let options = ProjectorOptions { snapshots, ..ProjectorOptions::new(data_dir) };
+        let mut projector = Projector::open(store, options, rebuild)
             .map_err(|error| LoadgenError::Setup(format!("opening the projector: {error}")))?;
         let stop = Arc::new(AtomicBool::new(false));
         let position = Arc::new(AtomicU64::new(projector.position()));
@@ -332,6 +340,12 @@ impl EngineTarget {
             snapshot_every_commands: options.snapshot_every_commands,
             batch_commands_max: options.batch_commands_max,
             on_commit: vec![Box::new(move |committed| hook_commits.committed(committed.position))],
+            // As `serve` sets it: the projector's follower book writes the periodic snapshots.
+            periodic_snapshots: if options.store.is_some() {
+                engine::PeriodicSnapshots::External
+            } else {
+                engine::PeriodicSnapshots::Follower
+            },
             ..EngineOptions::default()
         };
         let (engine, report) = engine::open_data_dir(&dir, Config::default(), Box::new(SystemClock), engine_options)
@@ -352,9 +366,10 @@ impl EngineTarget {
             }
         }
         let projector = match &options.store {
-            Some(store) => {
-                Some(ProjectorThread::spawn(&dir, store, options.projector_nice).inspect_err(|_| engine.shutdown())?)
-            }
+            Some(store) => Some(
+                ProjectorThread::spawn(&dir, store, options.projector_nice, engine.snapshot_writer())
+                    .inspect_err(|_| engine.shutdown())?,
+            ),
             None => None,
         };
         let mut accounts = Vec::with_capacity(options.players);
@@ -639,10 +654,15 @@ impl SoakTarget for EngineTarget {
     fn sample(this: &Arc<Self>) -> impl std::future::Future<Output = TargetSample> + Send + 'static {
         let (rss, hwm) = process_memory(None);
         let stats = this.engine.stats();
-        let snapshot_max = stats
-            .snapshot_nanos_max_follower
-            .load(Ordering::Relaxed)
-            .max(stats.snapshot_nanos_max_sequencer.load(Ordering::Relaxed));
+        let snapshot_max = [
+            &stats.snapshot_nanos_max_follower,
+            &stats.snapshot_nanos_max_sequencer,
+            &stats.snapshot_nanos_max_external,
+        ]
+        .iter()
+        .map(|max| max.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
         let end = this.commits.next_position.load(Ordering::Acquire);
         let (lag_records, lag) = match &this.projector_position {
             Some(position) => {

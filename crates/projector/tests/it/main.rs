@@ -12,6 +12,7 @@ mod migrations;
 mod nats_source;
 mod repaired;
 mod snapshot_start;
+mod snapshots;
 mod workload;
 
 use std::path::Path;

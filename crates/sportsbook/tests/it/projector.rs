@@ -104,6 +104,16 @@ fn sqlite_rows(data: &std::path::Path, table: &projector::schema::Table) -> Vec<
     SqliteStore::open(&path).and_then(|mut store| store.rows(table)).unwrap_or_default()
 }
 
+/// The names of a process's threads (Linux).
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
 #[test]
 fn serve_runs_the_projector_beside_the_engine_by_default() {
     use projector::schema::{Value, ACCOUNTS, BETS};
@@ -123,6 +133,10 @@ fn serve_runs_the_projector_beside_the_engine_by_default() {
         assert!(Instant::now() < deadline, "the read models never showed the demo player and a bet:\n{}", server.log());
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The projector's follower book writes the periodic snapshots: no snapshot follower runs.
+    let threads = thread_names(server.pid());
+    assert!(threads.iter().any(|name| name == "projector"), "{threads:?}");
+    assert!(!threads.iter().any(|name| name == "book-snapshots"), "{threads:?}");
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
     assert!(log.contains("projector following the journal"), "{log}");
@@ -144,6 +158,10 @@ fn serve_with_the_projector_off_keeps_no_read_models() {
     let server = crate::server::Server::start(&data, &["--projector", "off"], &[]);
     let (status, _) = server.get("/healthz", None);
     assert_eq!(status, 200);
+    // Without a projector, the engine's snapshot follower writes the periodic snapshots.
+    let threads = thread_names(server.pid());
+    assert!(threads.iter().any(|name| name == "book-snapshots"), "{threads:?}");
+    assert!(!threads.iter().any(|name| name == "projector"), "{threads:?}");
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
     assert!(!data.join("projector").exists());
