@@ -48,7 +48,7 @@ fn the_projectors_follower_book_writes_the_engines_snapshots() {
     drop(projector);
     run.steps(15);
     let store = open_store(Backend::Sqlite, scratch.path(), "snapshots", false);
-    let mut crashing = Projector::open(store, projector_options(Some(40)), false).expect("open");
+    let mut crashing = Projector::open(store, projector_options(Some(10)), false).expect("open");
     assert!(matches!(crashing.catch_up(&mut |_| {}), Err(ProjectorError::CrashForTest { .. })));
     drop(crashing);
 
