@@ -184,7 +184,8 @@ pub struct Args {
     pub resettlement_window: Option<String>,
     /// Soak through the engine: the book remembers idempotency keys this long
     /// (`serve --idempotency-window`, 10 minutes by default), e.g. `60s`. Each key costs about
-    /// 85 bytes in each of the three books, so past a few minutes the keys set the memory.
+    /// 85 bytes in each of the two books (the book, the projector's follower book), so past a
+    /// few minutes the keys set the memory.
     #[arg(long)]
     pub idempotency_window: Option<String>,
     /// Soak through the engine: the nice value of the projector's threads (Linux; 0 as in

@@ -437,6 +437,13 @@ impl Projector {
         self.start
     }
 
+    /// Writes the engine's periodic snapshots through `writer` from now on
+    /// ([`ProjectorOptions::snapshots`]; `None`: writes none): for a projector that outlives an
+    /// engine (the engine was restarted beside it).
+    pub fn set_snapshot_writer(&mut self, writer: Option<engine::SnapshotWriter>) {
+        self.options.snapshots = writer;
+    }
+
     /// The journal position the store is at: every batch before it is in the models.
     pub fn position(&self) -> Position {
         self.committed

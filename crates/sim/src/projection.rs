@@ -15,6 +15,12 @@
 //!
 //! After every kill it reopens on its store, resumes at the store's checkpoint, and goes on.
 //! At the end of the run its store must equal a rebuild from scratch (`store::digest`).
+//!
+//! In half the runs (drawn from the seed) it also writes the engine's periodic snapshots, as in
+//! `serve` (`engine::PeriodicSnapshots::External`): the engine then runs no snapshot follower,
+//! and every crash recovers from snapshots the projector's follower book wrote (or the
+//! sequencer's overdue ones), checked like any other against the journal replayed from scratch
+//! and the auditor.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +40,10 @@ pub struct SimProjector {
     projector: Option<Projector>,
     /// Off once a repair moved the journal's start up to a snapshot (see `stop_kills`).
     kills: bool,
+    /// Whether this run's projector writes the engine's snapshots (drawn once per run).
+    writes_snapshots: bool,
+    /// The running engine's writer, while `writes_snapshots`.
+    snapshot_writer: Option<engine::SnapshotWriter>,
 }
 
 impl std::fmt::Debug for SimProjector {
@@ -52,8 +62,34 @@ pub fn store_path(data_dir: &Path) -> PathBuf {
 }
 
 impl SimProjector {
-    pub fn new(data_dir: &Path, config: Config, rng: Rng) -> SimProjector {
-        SimProjector { data_dir: data_dir.to_owned(), config, rng, projector: None, kills: true }
+    /// `writes_snapshots`: whether it writes the engine's snapshots; `None`: drawn, half the
+    /// runs.
+    pub fn new(data_dir: &Path, config: Config, mut rng: Rng, writes_snapshots: Option<bool>) -> SimProjector {
+        let drawn = rng.chance(1, 2);
+        let writes_snapshots = writes_snapshots.unwrap_or(drawn);
+        SimProjector {
+            data_dir: data_dir.to_owned(),
+            config,
+            rng,
+            projector: None,
+            kills: true,
+            writes_snapshots,
+            snapshot_writer: None,
+        }
+    }
+
+    /// Whether the engine should leave its periodic snapshots to this projector.
+    pub fn writes_snapshots(&self) -> bool {
+        self.writes_snapshots
+    }
+
+    /// A (re)started engine's snapshot writer: the projector writes through it from now on,
+    /// whether it outlived the engine or opens later.
+    pub fn set_snapshot_writer(&mut self, writer: Option<engine::SnapshotWriter>) {
+        self.snapshot_writer = writer.filter(|_| self.writes_snapshots);
+        if let Some(projector) = self.projector.as_mut() {
+            projector.set_snapshot_writer(self.snapshot_writer.clone());
+        }
     }
 
     pub fn store_path(&self) -> PathBuf {
@@ -69,6 +105,7 @@ impl SimProjector {
             let mut options = ProjectorOptions::new(&self.data_dir);
             options.config = self.config;
             options.commit_rows = self.rng.between(1, 400) as usize;
+            options.snapshots = self.snapshot_writer.clone();
             if self.kills && self.rng.chance(1, 2) {
                 options.crash_after_batches = Some(self.rng.between(1, 300));
             }

@@ -122,6 +122,10 @@ pub struct SimOptions {
     /// at the end).
     pub read_model_check_every: u64,
     pub read_model_tamper: Option<ReadModelTamper>,
+    /// Whether the projector writes the engine's periodic snapshots
+    /// (`engine::PeriodicSnapshots::External`, as `serve` runs it); `None`: drawn from the
+    /// seed, half the runs.
+    pub projector_writes_snapshots: Option<bool>,
 }
 
 impl SimOptions {
@@ -145,6 +149,7 @@ impl SimOptions {
             read_models: true,
             read_model_check_every: 500.max(ops / 20),
             read_model_tamper: None,
+            projector_writes_snapshots: None,
         }
     }
 }
@@ -319,7 +324,7 @@ impl Simulator {
         let workload = Workload::new(rng.fork(2));
         let mut projection_rng = rng.fork(3);
         let projection = (options.read_models && options.journal == JournalKind::File)
-            .then(|| SimProjector::new(dir, config, projection_rng.fork(1)));
+            .then(|| SimProjector::new(dir, config, projection_rng.fork(1), options.projector_writes_snapshots));
         std::fs::create_dir_all(dir).map_err(|error| (0, format!("cannot create {}: {error}", dir.display())))?;
         let durable = match options.journal {
             JournalKind::Memory => Durable::Memory(MemoryJournal::new()),
@@ -753,6 +758,15 @@ impl Simulator {
         };
         if let Some(engine) = self.engine.take() {
             engine.shutdown();
+            let stats = engine.stats();
+            for (label, count) in
+                [("snapshots_by_projector", &stats.snapshots_external), ("snapshots_overdue", &stats.snapshots_overdue)]
+            {
+                let count = count.load(std::sync::atomic::Ordering::Relaxed);
+                if count > 0 {
+                    *self.report.faults.entry(label).or_default() += count;
+                }
+            }
         }
         self.projector_at_crash(fault.is_none())?;
         self.report.crashes += 1;
@@ -1319,8 +1333,14 @@ impl Simulator {
         let journal: Box<dyn Journal> = Box::new(SimJournal::new(journal, self.switch.clone()));
         let published = Arc::clone(&self.published);
         published.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        let periodic_snapshots = if self.projection.as_ref().is_some_and(SimProjector::writes_snapshots) {
+            engine::PeriodicSnapshots::External
+        } else {
+            engine::PeriodicSnapshots::Follower
+        };
         let options = EngineOptions {
             snapshot_every_commands: self.faults.between(50, 600),
+            periodic_snapshots,
             // The injected full disk has room again after a few checks: check often.
             storage_full_retry: std::time::Duration::from_millis(1),
             on_commit: vec![Box::new(move |committed: &engine::Committed<'_>| {
@@ -1331,6 +1351,9 @@ impl Simulator {
         let store = self.snapshot_store()?;
         let engine = EngineHandle::start(journal, Some(store), recovered, Box::new(self.clock.clone()), options)
             .map_err(|error| (self.step, format!("start the engine: {error}")))?;
+        if let Some(projection) = self.projection.as_mut() {
+            projection.set_snapshot_writer(engine.snapshot_writer());
+        }
         self.engine = Some(engine);
         Ok(())
     }

@@ -151,9 +151,9 @@ enum Commands {
         /// How long the book itself remembers a keyed write's reply (`30s` to `1d`; 10 minutes
         /// by default). Older retries are answered from the read models, which keep every first
         /// reply; keyed writes wait for the read models when they are more than half this window
-        /// behind. Each key costs about 85 bytes in each book (the book, the snapshot follower's,
-        /// the projector's), so at 15,000 keyed bets/s the default window holds 9 million keys a
-        /// book. Journaled when it changes, so replays agree.
+        /// behind. Each key costs about 85 bytes in each book (the book, and the projector's
+        /// follower book, which also writes the snapshots), so at 15,000 keyed bets/s the default
+        /// window holds 9 million keys a book. Journaled when it changes, so replays agree.
         #[arg(long, default_value = "10m", value_parser = sportsbook::parse_idempotency_window)]
         idempotency_window: u64,
         /// A staff role's limit per manual balance adjustment, repeatable: `ROLE=AMOUNT` in the
