@@ -93,6 +93,10 @@ pub fn open_data_dir_detailed(
     let files = Arc::new(retention::JournalFiles::new(&journal_dir, &archive_dir, live_first));
     let handle = EngineHandle::start(Box::new(journal), Some(snapshots), recovered, clock, options)?
         .with_files(Arc::clone(&files));
+    // Snapshots an external writer leaves overdue are caught up from the journal's files.
+    if let Some(writer) = handle.snapshot_writer() {
+        writer.catch_up_from(History::new(&journal_dir, Some(&archive_dir)));
+    }
     if retention.0 == JournalRetention::Archive {
         if let Err(error) =
             files.start_archiver(&dir.join("snapshots"), retention.2, retention.1, handle.stats_shared())

@@ -93,7 +93,7 @@ pub(crate) fn save_snapshot_payload(
     Ok(())
 }
 
-fn decode_snapshot_payload(bytes: &[u8]) -> Result<(u64, ChainHead, Book), EngineError> {
+pub(crate) fn decode_snapshot_payload(bytes: &[u8]) -> Result<(u64, ChainHead, Book), EngineError> {
     let (header, rest) = bytes.split_at_checked(SNAPSHOT_PAYLOAD_HEADER_BYTES).ok_or_else(|| {
         EngineError::Snapshot(codec::DecodeError { offset: 0, reason: "snapshot shorter than its header".to_string() })
     })?;

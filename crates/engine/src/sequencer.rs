@@ -176,8 +176,15 @@ pub struct EngineStats {
     pub snapshots_external: AtomicU64,
     pub snapshot_nanos_total_external: AtomicU64,
     pub snapshot_nanos_max_external: AtomicU64,
-    /// Snapshots the sequencer wrote itself because the external writer had written none for
-    /// `SNAPSHOT_OVERDUE_FACTOR` intervals (also counted in `snapshots_sequencer`).
+    /// Snapshots written by a catch-up thread (`crate::snapshot_writer`) because the external
+    /// writer's were overdue.
+    pub snapshots_catch_up: AtomicU64,
+    pub snapshot_nanos_total_catch_up: AtomicU64,
+    pub snapshot_nanos_max_catch_up: AtomicU64,
+    /// Times the external writer had written no snapshot for `SNAPSHOT_OVERDUE_FACTOR`
+    /// intervals and one was written without it: by a catch-up thread (`snapshots_catch_up`),
+    /// or, when the engine does not know its journal's files, by the sequencer (also counted in
+    /// `snapshots_sequencer`).
     pub snapshots_overdue: AtomicU64,
     /// The next sequence number of the book at the newest snapshot written or attempted (or at
     /// start): the periodic and overdue snapshots count commands from it.
@@ -1097,7 +1104,7 @@ impl Sequencer {
     /// The sequencer's part in periodic snapshots: none with an attached follower (it writes
     /// them); with a detached one, skip and count the snapshot due (never encode here in steady
     /// state: recovery replays a longer tail instead); with an external writer, write one here
-    /// only when its are overdue (`crate::snapshot_writer`).
+    /// only when the external writer's are overdue (`crate::snapshot_writer`).
     fn periodic_snapshot(&mut self) {
         let Some(writer) = &self.snapshots else { return };
         match &self.follower {
@@ -1111,14 +1118,27 @@ impl Sequencer {
                 }
             }
             None => {
-                if !writer.overdue(self.next_sequence) {
+                if !writer.overdue(self.next_sequence) || writer.catching_up() {
                     return;
                 }
                 let position = self.journal.next_position();
-                let saved =
-                    writer.try_save_as(Writer::Sequencer, position, self.next_sequence, &self.chain_head, &self.book);
-                if let Ok(Some(_)) = saved {
-                    self.stats.snapshots_overdue.fetch_add(1, Ordering::Relaxed);
+                match writer.start_catch_up(position, self.next_sequence, *self.book.config()) {
+                    Some(true) => {
+                        self.stats.snapshots_overdue.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(false) => {}
+                    None => {
+                        let saved = writer.try_save_as(
+                            Writer::Sequencer,
+                            position,
+                            self.next_sequence,
+                            &self.chain_head,
+                            &self.book,
+                        );
+                        if let Ok(Some(_)) = saved {
+                            self.stats.snapshots_overdue.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
             }
         }

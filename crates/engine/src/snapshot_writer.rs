@@ -18,19 +18,26 @@
 //!   (`EngineStats::committed_position`): a reader of the journal's files sees a record a moment
 //!   before its sync returns, and a snapshot past the journal's durable end would, after a
 //!   machine crash, describe commands the journal lost (the engine refuses to open then);
-//! - if none is written for [`SNAPSHOT_OVERDUE_FACTOR`] times `snapshot_every_commands`, the
-//!   sequencer writes one itself (counted in `EngineStats::snapshots_overdue`): it pauses every
-//!   command while it does, but recovery stays bounded whatever the external writer does.
+//! - if none is written for [`SNAPSHOT_OVERDUE_FACTOR`] times `snapshot_every_commands`, one is
+//!   written without it (counted in `EngineStats::snapshots_overdue`), so that recovery stays
+//!   bounded whatever the external writer does. With the journal's files known
+//!   ([`SnapshotWriter::catch_up_from`]; `open_data_dir` sets them) a catch-up thread writes it
+//!   (`book-catch-up`, at `FOLLOWER_NICE`): it loads the newest snapshot, replays the durable
+//!   journal after it from the files, writes a snapshot there and ends. The sequencer never
+//!   waits for it; the process holds one more book while it runs. Without the files (an engine
+//!   on a journal of its own, tests) the sequencer writes it, pausing every command meanwhile.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::Instant;
 
-use book::Book;
-use journal::{Position, SnapshotStore};
+use book::{Book, Config};
+use journal::{History, JournalError, Position, SnapshotStore};
 
 use crate::error::EngineError;
-use crate::recovery::{save_snapshot_payload, ChainHead};
+use crate::recovery::{
+    decode_snapshot_payload, save_snapshot_payload, ChainHead, Recovered, RecoveryReport, Replica, CHAIN_HEAD_GENESIS,
+};
 use crate::sequencer::EngineStats;
 
 /// Who writes an engine's periodic snapshots (`EngineOptions::periodic_snapshots`).
@@ -58,6 +65,7 @@ pub(crate) enum Writer {
     Sequencer,
     Follower,
     External,
+    CatchUp,
 }
 
 /// What the lock guards: where the newest snapshot is.
@@ -73,6 +81,10 @@ struct Inner {
     newest: Mutex<Newest>,
     stats: Arc<EngineStats>,
     every_commands: u64,
+    /// Where the catch-up thread reads the journal (`catch_up_from`).
+    history: OnceLock<History>,
+    /// A catch-up thread is running.
+    catching_up: AtomicBool,
 }
 
 /// The door to an engine's snapshot store: every snapshot the engine's books write goes
@@ -91,7 +103,112 @@ impl SnapshotWriter {
     ) -> Result<SnapshotWriter, EngineError> {
         let position = store.highest_position()?;
         stats.snapshot_next_sequence.store(next_sequence, Ordering::Relaxed);
-        Ok(SnapshotWriter(Arc::new(Inner { store, newest: Mutex::new(Newest { position }), stats, every_commands })))
+        Ok(SnapshotWriter(Arc::new(Inner {
+            store,
+            newest: Mutex::new(Newest { position }),
+            stats,
+            every_commands,
+            history: OnceLock::new(),
+            catching_up: AtomicBool::new(false),
+        })))
+    }
+
+    /// Overdue snapshots are written by a catch-up thread reading the journal's files in
+    /// `history` (live segments and archive) rather than on the sequencer thread. Set once;
+    /// `open_data_dir` sets it.
+    pub fn catch_up_from(&self, history: History) {
+        let _ = self.0.history.set(history);
+    }
+
+    /// Whether a catch-up thread is running.
+    pub fn catching_up(&self) -> bool {
+        self.0.catching_up.load(Ordering::Acquire)
+    }
+
+    /// Starts a catch-up thread that writes a snapshot at durable position `end`, where the
+    /// next sequence number is `next_sequence`: `Some(true)` when started, `Some(false)` when
+    /// one is running already, `None` when the journal's files are not known (the caller writes
+    /// it itself). `config`: the book's, for a journal with no snapshot yet.
+    pub(crate) fn start_catch_up(&self, end: Position, next_sequence: u64, config: Config) -> Option<bool> {
+        let history = self.0.history.get()?.clone();
+        if self.0.catching_up.swap(true, Ordering::AcqRel) {
+            return Some(false);
+        }
+        let writer = self.clone();
+        let spawned = std::thread::Builder::new().name("book-catch-up".to_string()).spawn(move || {
+            // Best effort, like the snapshot follower: it only competes more at normal priority.
+            let _ = crate::follower::lower_thread_priority(crate::follower::FOLLOWER_NICE);
+            if let Err(error) = writer.catch_up(&history, end, next_sequence, config) {
+                writer.0.stats.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                // Attempted: the next one is due as if this one had been written.
+                writer.0.stats.snapshot_next_sequence.fetch_max(next_sequence, Ordering::Relaxed);
+                tracing::warn!(%error, end, "the catch-up snapshot failed; the next interval tries again");
+            }
+            writer.0.catching_up.store(false, Ordering::Release);
+        });
+        if spawned.is_err() {
+            self.0.catching_up.store(false, Ordering::Release);
+            return None;
+        }
+        Some(true)
+    }
+
+    /// The catch-up: the newest snapshot at or before `end`, the journal after it replayed from
+    /// the files up to `end`, and a snapshot of that book written at `end`.
+    fn catch_up(
+        &self,
+        history: &History,
+        end: Position,
+        next_sequence: u64,
+        config: Config,
+    ) -> Result<(), EngineError> {
+        let load = self.0.store.load_at_or_before(end)?;
+        let (snapshot_position, from_sequence, chain_head, book) = match load.latest {
+            Some((position, bytes)) => {
+                let (from_sequence, chain_head, book) = decode_snapshot_payload(&bytes)?;
+                (Some(position), from_sequence, chain_head, book)
+            }
+            None => (None, 0, CHAIN_HEAD_GENESIS, Book::new(config)),
+        };
+        let report = RecoveryReport {
+            position: snapshot_position.unwrap_or(0),
+            next_sequence: from_sequence,
+            snapshot_position,
+            replayed_batches: 0,
+            replayed_commands: 0,
+            truncated_bytes: 0,
+            chain_head,
+            skipped_snapshots: 0,
+        };
+        let recovered = Recovered { book, report, skipped_snapshots: Vec::new() };
+        let mut replica = Replica::from_recovered(recovered);
+        let mut failure = None;
+        let from = replica.position();
+        let read = history.read(from, end, &mut |position, payload| match replica.apply_record(position, payload) {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                failure = Some(error);
+                Err(JournalError::Poisoned)
+            }
+        });
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        let reached = read?;
+        if reached != end || replica.position() != end || replica.next_sequence() != next_sequence {
+            return Err(EngineError::Journal(JournalError::Corrupt {
+                position: reached,
+                segment: history.journal_dir.clone(),
+                offset: 0,
+                reason: format!(
+                    "the catch-up snapshot read the journal to position {reached} (sequence {}), not to {end} (sequence \
+                     {next_sequence})",
+                    replica.next_sequence()
+                ),
+            }));
+        }
+        self.save_as(Writer::CatchUp, end, replica.next_sequence(), &replica.chain_head(), replica.book())?;
+        Ok(())
     }
 
     pub(crate) fn store(&self) -> &SnapshotStore {
@@ -185,8 +302,9 @@ impl SnapshotWriter {
         book: &Book,
     ) -> Result<Option<Position>, EngineError> {
         // The sequencer's explicit and final snapshots are written even at the same position
-        // (a caller asked for one); an external writer behind the newest one writes nothing.
-        if writer == Writer::External && newest.position >= position {
+        // (a caller asked for one); an external or catch-up writer behind the newest one writes
+        // nothing.
+        if matches!(writer, Writer::External | Writer::CatchUp) && newest.position >= position {
             return Ok(None);
         }
         let stats = &self.0.stats;
@@ -211,6 +329,9 @@ impl SnapshotWriter {
             }
             Writer::External => {
                 (&stats.snapshots_external, &stats.snapshot_nanos_total_external, &stats.snapshot_nanos_max_external)
+            }
+            Writer::CatchUp => {
+                (&stats.snapshots_catch_up, &stats.snapshot_nanos_total_catch_up, &stats.snapshot_nanos_max_catch_up)
             }
         };
         count.fetch_add(1, Ordering::Relaxed);

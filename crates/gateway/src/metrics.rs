@@ -121,7 +121,7 @@ struct WriterLabels {
 
 /// The two snapshot writers: the follower (periodic and explicit snapshots) and the sequencer
 /// (the final one at shutdown, or any while the follower is detached).
-const SNAPSHOT_WRITERS: [&str; 3] = ["follower", "projector", "sequencer"];
+const SNAPSHOT_WRITERS: [&str; 4] = ["catch_up", "follower", "projector", "sequencer"];
 
 /// Engine series that mirror `EngineStats` atomics, brought up to date at each scrape.
 struct EngineSeries {
@@ -209,8 +209,8 @@ impl EngineSeries {
         registry.register(
             "sportsbook_snapshots",
             "Book snapshots written, by writer (follower: periodic, by the engine's snapshot follower; projector: \
-             periodic, by the in-process projector's follower book; sequencer: at shutdown, while the follower is \
-             detached, or when the projector's are overdue)",
+             periodic, by the in-process projector's follower book; catch_up: when the projector's are overdue; \
+             sequencer: at shutdown, or while the follower is detached)",
             series.snapshots.clone(),
         );
         registry.register(
@@ -230,8 +230,8 @@ impl EngineSeries {
         );
         registry.register(
             "sportsbook_snapshots_overdue",
-            "Snapshots the sequencer wrote itself because the projector had written none for four intervals (also \
-             counted as writer=\"sequencer\")",
+            "Times the projector had written no snapshot for four intervals and a catch-up thread wrote one from the \
+             journal (writer=\"catch_up\")",
             series.snapshots_overdue.clone(),
         );
         registry.register(
@@ -300,6 +300,12 @@ impl EngineSeries {
                 &stats.snapshots_follower,
                 &stats.snapshot_nanos_total_follower,
                 &stats.snapshot_nanos_max_follower,
+            ),
+            (
+                "catch_up",
+                &stats.snapshots_catch_up,
+                &stats.snapshot_nanos_total_catch_up,
+                &stats.snapshot_nanos_max_catch_up,
             ),
             (
                 "projector",

@@ -759,9 +759,11 @@ impl Simulator {
         if let Some(engine) = self.engine.take() {
             engine.shutdown();
             let stats = engine.stats();
-            for (label, count) in
-                [("snapshots_by_projector", &stats.snapshots_external), ("snapshots_overdue", &stats.snapshots_overdue)]
-            {
+            for (label, count) in [
+                ("snapshots_by_projector", &stats.snapshots_external),
+                ("snapshots_overdue", &stats.snapshots_overdue),
+                ("snapshots_caught_up", &stats.snapshots_catch_up),
+            ] {
                 let count = count.load(std::sync::atomic::Ordering::Relaxed);
                 if count > 0 {
                     *self.report.faults.entry(label).or_default() += count;
@@ -1352,6 +1354,10 @@ impl Simulator {
         let engine = EngineHandle::start(journal, Some(store), recovered, Box::new(self.clock.clone()), options)
             .map_err(|error| (self.step, format!("start the engine: {error}")))?;
         if let Some(projection) = self.projection.as_mut() {
+            // As `open_data_dir` does: overdue snapshots are caught up from the journal's files.
+            if let (Some(writer), Durable::File(journal_dir)) = (engine.snapshot_writer(), &self.durable) {
+                writer.catch_up_from(journal::History::new(journal_dir, None));
+            }
             projection.set_snapshot_writer(engine.snapshot_writer());
         }
         self.engine = Some(engine);

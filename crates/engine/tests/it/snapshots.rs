@@ -345,3 +345,55 @@ fn only_an_engine_told_so_hands_out_a_snapshot_writer() {
     assert!(storeless.snapshot_writer().is_none(), "no snapshot store, nothing to write");
     storeless.shutdown();
 }
+
+/// On a data directory an overdue snapshot is not written on the sequencer thread: a catch-up
+/// thread loads the newest snapshot, replays the journal's files after it and writes one at the
+/// durable position it was given, byte for byte what recovery gives there.
+#[test]
+fn an_overdue_snapshot_is_caught_up_from_the_journal_files_off_the_sequencer() {
+    let dir = tempfile::tempdir().unwrap();
+    let every = 40u64;
+    let options = EngineOptions {
+        snapshot_every_commands: every,
+        periodic_snapshots: engine::PeriodicSnapshots::External,
+        snapshots_keep: 1_000,
+        ..EngineOptions::default()
+    };
+    let (engine, _) =
+        engine::open_data_dir(dir.path(), Config::default(), Box::new(ManualClock::new(START)), options).unwrap();
+    let stats = engine.stats();
+    for command in setup() {
+        engine.submit(command).expect("durable").expect("accepted");
+    }
+    let mut rng = Rng::new(43);
+    // Past two overdue points, with none written by an external writer; each catch-up is
+    // waited for, so that the next one starts from its snapshot.
+    for round in 1..=2u64 {
+        while stats.snapshots_overdue.load(Ordering::Relaxed) < round {
+            let _reply = engine.submit(random_command(&mut rng)).expect("durable");
+            engine.read(|_| ()).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while stats.snapshots_catch_up.load(Ordering::Relaxed) < round {
+            assert!(std::time::Instant::now() < deadline, "no catch-up snapshot: {stats:?}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    assert_eq!(stats.snapshots_sequencer.load(Ordering::Relaxed), 0, "the sequencer wrote one");
+    assert_eq!(stats.snapshots_follower.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.snapshot_failures.load(Ordering::Relaxed), 0);
+    engine.shutdown();
+
+    let (journal, _) = journal::FileJournal::open_read_only(&dir.path().join("journal")).unwrap();
+    let snapshots = SnapshotStore::open_read_only(&dir.path().join("snapshots")).list().unwrap();
+    // Two caught up (the sequencer's final one is at the second's position or after it).
+    assert!(snapshots.len() >= 2, "{snapshots:?}");
+    for (position, path) in snapshots {
+        let file = std::fs::read(&path).unwrap();
+        let (_, payload) = journal::snapshot::decode_snapshot(&file).unwrap();
+        let replayed = engine::recover_to(&journal, None, Config::default(), Some(position)).unwrap();
+        assert_eq!(payload[..8], replayed.report.next_sequence.to_le_bytes(), "next sequence at {position}");
+        assert_eq!(payload[8..40], replayed.report.chain_head, "chain head at {position}");
+        assert!(payload[40..] == codec::encode_snapshot(&replayed.book), "the book at {position}");
+    }
+}
