@@ -36,7 +36,7 @@ use journal::Position;
 use crate::error::EngineError;
 use crate::recovery::ChainHead;
 use crate::sequencer::EngineStats;
-use crate::snapshot_writer::{SnapshotWriter, Writer};
+use crate::snapshot_writer::{BookAt, SnapshotWriter, Writer};
 
 /// Commands handed to the follower and not yet applied, beyond which the sequencer detaches it
 /// rather than wait (`EngineOptions::follower_queue_commands_max`). Counted in commands, not
@@ -177,7 +177,13 @@ impl Follower {
     }
 
     fn save(&self) -> Result<Position, EngineError> {
-        self.writer.save_as(Writer::Follower, self.position, self.next_sequence, &self.chain_head, &self.book)?;
+        let at = BookAt {
+            position: self.position,
+            next_sequence: self.next_sequence,
+            chain_head: &self.chain_head,
+            book: &self.book,
+        };
+        self.writer.save_as(Writer::Follower, at)?;
         Ok(self.position)
     }
 }

@@ -29,7 +29,7 @@ pub use sequencer::{
     CommitHook, Committed, EngineHandle, EngineOptions, EngineStats, JournalPage, Outcome, OutcomeWith, Submission,
     AUDIT_PAGE_BYTES_MAX, AUDIT_PAGE_RECORDS_MAX, BATCH_COMMANDS_MAX_DEFAULT, INBOX_MAX_DEFAULT, INTERNAL_ACTOR,
 };
-pub use snapshot_writer::{PeriodicSnapshots, SnapshotWriter, SNAPSHOT_OVERDUE_FACTOR};
+pub use snapshot_writer::{BookAt, PeriodicSnapshots, SnapshotWriter, SNAPSHOT_OVERDUE_FACTOR};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

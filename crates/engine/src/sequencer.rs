@@ -34,7 +34,7 @@ use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::follower::{DurableBatch, Follower, ToFollower, FOLLOWER_QUEUE_COMMANDS_MAX_DEFAULT};
 use crate::recovery::{chain_next, recover, ChainHead, Recovered};
-use crate::snapshot_writer::{PeriodicSnapshots, SnapshotWriter, Writer};
+use crate::snapshot_writer::{BookAt, PeriodicSnapshots, SnapshotWriter, Writer};
 
 /// Requests waiting for the sequencer; beyond this, `try_submit` sheds load.
 pub const INBOX_MAX_DEFAULT: usize = 65_536;
@@ -1128,13 +1128,7 @@ impl Sequencer {
                     }
                     Some(false) => {}
                     None => {
-                        let saved = writer.try_save_as(
-                            Writer::Sequencer,
-                            position,
-                            self.next_sequence,
-                            &self.chain_head,
-                            &self.book,
-                        );
+                        let saved = writer.try_save_as(Writer::Sequencer, self.at(position));
                         if let Ok(Some(_)) = saved {
                             self.stats.snapshots_overdue.fetch_add(1, Ordering::Relaxed);
                         }
@@ -1214,13 +1208,18 @@ impl Sequencer {
         read_journal_page(self.journal.as_ref(), from, limit)
     }
 
+    /// The book as a snapshot at `position` records it.
+    fn at(&self, position: Position) -> BookAt<'_> {
+        BookAt { position, next_sequence: self.next_sequence, chain_head: &self.chain_head, book: &self.book }
+    }
+
     fn take_snapshot(&mut self) -> Result<Position, EngineError> {
         if let Some(reason) = &self.stopped {
             return Err(EngineError::Stopped(reason.clone()));
         }
         let position = self.journal.next_position();
         if let Some(writer) = &self.snapshots {
-            writer.save_as(Writer::Sequencer, position, self.next_sequence, &self.chain_head, &self.book)?;
+            writer.save_as(Writer::Sequencer, self.at(position))?;
         }
         Ok(position)
     }

@@ -40,6 +40,18 @@ use crate::recovery::{
 };
 use crate::sequencer::EngineStats;
 
+/// A book and where it stands in the journal: what a snapshot records.
+#[derive(Clone, Copy, Debug)]
+pub struct BookAt<'a> {
+    /// The journal position after the book's last batch.
+    pub position: Position,
+    /// The sequence number of the next command.
+    pub next_sequence: u64,
+    /// The journal's hash-chain head at `position`.
+    pub chain_head: &'a ChainHead,
+    pub book: &'a Book,
+}
+
 /// Who writes an engine's periodic snapshots (`EngineOptions::periodic_snapshots`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PeriodicSnapshots {
@@ -207,7 +219,14 @@ impl SnapshotWriter {
                 ),
             }));
         }
-        self.save_as(Writer::CatchUp, end, replica.next_sequence(), &replica.chain_head(), replica.book())?;
+        let chain_head = replica.chain_head();
+        let at = BookAt {
+            position: end,
+            next_sequence: replica.next_sequence(),
+            chain_head: &chain_head,
+            book: replica.book(),
+        };
+        self.save_as(Writer::CatchUp, at)?;
         Ok(())
     }
 
@@ -238,54 +257,31 @@ impl SnapshotWriter {
                 >= self.0.every_commands.saturating_mul(SNAPSHOT_OVERDUE_FACTOR)
     }
 
-    /// Writes a snapshot of `book`, which is at journal `position` (after its last batch) with
-    /// `next_sequence` and `chain_head` there, from a book outside the engine
-    /// ([`PeriodicSnapshots::External`]). Returns the position written, or `None` when it was
-    /// not written: `position` is not durable yet (the caller tries again after a later batch),
-    /// or a snapshot at or past it exists already. Waits while another writer is saving.
-    pub fn save(
-        &self,
-        position: Position,
-        next_sequence: u64,
-        chain_head: &ChainHead,
-        book: &Book,
-    ) -> Result<Option<Position>, EngineError> {
-        if position > self.0.stats.committed_position.load(Ordering::Acquire) {
+    /// Writes a snapshot of a book outside the engine ([`PeriodicSnapshots::External`]).
+    /// Returns the position written, or `None` when it was not written: the book's position is
+    /// not durable yet (the caller tries again after a later batch), or a snapshot at or past it
+    /// exists already. Waits while another writer is saving.
+    pub fn save(&self, at: BookAt<'_>) -> Result<Option<Position>, EngineError> {
+        if at.position > self.0.stats.committed_position.load(Ordering::Acquire) {
             return Ok(None);
         }
-        let newest = self.lock();
-        self.save_locked(newest, Writer::External, position, next_sequence, chain_head, book)
+        self.save_locked(self.lock(), Writer::External, at)
     }
 
-    /// A save by the engine's own sequencer or follower (their position is always durable).
-    pub(crate) fn save_as(
-        &self,
-        writer: Writer,
-        position: Position,
-        next_sequence: u64,
-        chain_head: &ChainHead,
-        book: &Book,
-    ) -> Result<Option<Position>, EngineError> {
-        let newest = self.lock();
-        self.save_locked(newest, writer, position, next_sequence, chain_head, book)
+    /// A save by the engine's own threads (their position is always durable).
+    pub(crate) fn save_as(&self, writer: Writer, at: BookAt<'_>) -> Result<Option<Position>, EngineError> {
+        self.save_locked(self.lock(), writer, at)
     }
 
     /// [`SnapshotWriter::save_as`] unless another writer is saving right now (`Ok(None)`):
     /// for the sequencer's overdue snapshot, which must not wait for one in progress.
-    pub(crate) fn try_save_as(
-        &self,
-        writer: Writer,
-        position: Position,
-        next_sequence: u64,
-        chain_head: &ChainHead,
-        book: &Book,
-    ) -> Result<Option<Position>, EngineError> {
+    pub(crate) fn try_save_as(&self, writer: Writer, at: BookAt<'_>) -> Result<Option<Position>, EngineError> {
         let newest = match self.0.newest.try_lock() {
             Ok(newest) => newest,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return Ok(None),
         };
-        self.save_locked(newest, writer, position, next_sequence, chain_head, book)
+        self.save_locked(newest, writer, at)
     }
 
     fn lock(&self) -> MutexGuard<'_, Newest> {
@@ -296,11 +292,9 @@ impl SnapshotWriter {
         &self,
         mut newest: MutexGuard<'_, Newest>,
         writer: Writer,
-        position: Position,
-        next_sequence: u64,
-        chain_head: &ChainHead,
-        book: &Book,
+        at: BookAt<'_>,
     ) -> Result<Option<Position>, EngineError> {
+        let BookAt { position, next_sequence, chain_head, book } = at;
         // The sequencer's explicit and final snapshots are written even at the same position
         // (a caller asked for one); an external or catch-up writer behind the newest one writes
         // nothing.

@@ -280,7 +280,13 @@ fn snapshot_if_due(writer: &engine::SnapshotWriter, follower: &Follower, progres
     }
     let checkpoint = follower.checkpoint();
     let began = Instant::now();
-    match writer.save(checkpoint.next_position, next_sequence, &checkpoint.chain_head, follower.book()) {
+    let at = engine::BookAt {
+        position: checkpoint.next_position,
+        next_sequence,
+        chain_head: &checkpoint.chain_head,
+        book: follower.book(),
+    };
+    match writer.save(at) {
         Ok(Some(_)) => {
             progress.snapshots += 1;
             progress.snapshot_nanos += began.elapsed().as_nanos() as u64;

@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use book::Config;
-use engine::{chain_next, recover, ChainHead, Committed, EngineHandle, EngineOptions, ManualClock, CHAIN_HEAD_GENESIS};
+use engine::{
+    chain_next, recover, BookAt, ChainHead, Committed, EngineHandle, EngineOptions, ManualClock, CHAIN_HEAD_GENESIS,
+};
 use journal::{MemoryJournal, Position, SnapshotStore};
 use sha2::{Digest, Sha256};
 
@@ -248,6 +250,33 @@ fn after_a_full_disk_the_follower_goes_on_from_the_durable_batches() {
     engine.shutdown();
 }
 
+/// A recovered book where it stands, as a snapshot records it.
+fn book_at(recovered: &engine::Recovered) -> BookAt<'_> {
+    let report = &recovered.report;
+    BookAt {
+        position: report.position,
+        next_sequence: report.next_sequence,
+        chain_head: &report.chain_head,
+        book: &recovered.book,
+    }
+}
+
+/// Every snapshot in `store_dir` is what recovery gives at its position from the journal's
+/// files replayed from position 0, byte for byte; returns how many there are.
+fn check_snapshots_against_a_replay(data_dir: &std::path::Path) -> usize {
+    let (journal, _) = journal::FileJournal::open_read_only(&data_dir.join("journal")).unwrap();
+    let snapshots = SnapshotStore::open_read_only(&data_dir.join("snapshots")).list().unwrap();
+    for (position, path) in &snapshots {
+        let file = std::fs::read(path).unwrap();
+        let (_, payload) = journal::snapshot::decode_snapshot(&file).unwrap();
+        let replayed = engine::recover_to(&journal, None, Config::default(), Some(*position)).unwrap();
+        assert_eq!(payload[..8], replayed.report.next_sequence.to_le_bytes(), "next sequence at {position}");
+        assert_eq!(payload[8..40], replayed.report.chain_head, "chain head at {position}");
+        assert!(payload[40..] == codec::encode_snapshot(&replayed.book), "the book at {position}");
+    }
+    snapshots.len()
+}
+
 /// `PeriodicSnapshots::External`: the engine keeps no follower book and hands out a
 /// `SnapshotWriter`. A snapshot written through it from another book at the same position is
 /// byte for byte the sequencer's; it is refused past the durable position and behind the
@@ -298,12 +327,12 @@ fn an_external_writer_writes_the_periodic_snapshots_and_the_sequencer_only_overd
     assert_eq!(replayed.report.position, end);
     let next_sequence = replayed.report.next_sequence;
     assert!(writer.due(next_sequence));
-    let head = replayed.report.chain_head;
-    assert_eq!(writer.save(end + 1, next_sequence, &head, &replayed.book).unwrap(), None, "not durable yet");
-    assert_eq!(writer.save(end, next_sequence, &head, &replayed.book).unwrap(), Some(end));
+    let beyond = BookAt { position: end + 1, ..book_at(&replayed) };
+    assert_eq!(writer.save(beyond).unwrap(), None, "not durable yet");
+    assert_eq!(writer.save(book_at(&replayed)).unwrap(), Some(end));
     assert_eq!(stats.snapshots_external.load(Ordering::Relaxed), 1);
     assert!(!writer.due(next_sequence));
-    assert_eq!(writer.save(end, next_sequence, &head, &replayed.book).unwrap(), None, "one at that position already");
+    assert_eq!(writer.save(book_at(&replayed)).unwrap(), None, "one at that position already");
     let path = SnapshotStore::open_read_only(&store_dir).path_for(end);
     let external = std::fs::read(&path).unwrap();
     assert_eq!(engine.snapshot().unwrap(), end);
@@ -314,8 +343,7 @@ fn an_external_writer_writes_the_periodic_snapshots_and_the_sequencer_only_overd
     for _ in 0..6 {
         submit(&engine, every);
         let replayed = recover(&journal, None, Config::default()).unwrap();
-        let report = &replayed.report;
-        if writer.save(report.position, report.next_sequence, &report.chain_head, &replayed.book).unwrap().is_some() {
+        if writer.save(book_at(&replayed)).unwrap().is_some() {
             overdue_free += 1;
         }
     }
@@ -383,17 +411,6 @@ fn an_overdue_snapshot_is_caught_up_from_the_journal_files_off_the_sequencer() {
     assert_eq!(stats.snapshots_follower.load(Ordering::Relaxed), 0);
     assert_eq!(stats.snapshot_failures.load(Ordering::Relaxed), 0);
     engine.shutdown();
-
-    let (journal, _) = journal::FileJournal::open_read_only(&dir.path().join("journal")).unwrap();
-    let snapshots = SnapshotStore::open_read_only(&dir.path().join("snapshots")).list().unwrap();
     // Two caught up (the sequencer's final one is at the second's position or after it).
-    assert!(snapshots.len() >= 2, "{snapshots:?}");
-    for (position, path) in snapshots {
-        let file = std::fs::read(&path).unwrap();
-        let (_, payload) = journal::snapshot::decode_snapshot(&file).unwrap();
-        let replayed = engine::recover_to(&journal, None, Config::default(), Some(position)).unwrap();
-        assert_eq!(payload[..8], replayed.report.next_sequence.to_le_bytes(), "next sequence at {position}");
-        assert_eq!(payload[8..40], replayed.report.chain_head, "chain head at {position}");
-        assert!(payload[40..] == codec::encode_snapshot(&replayed.book), "the book at {position}");
-    }
+    assert!(check_snapshots_against_a_replay(dir.path()) >= 2);
 }
