@@ -250,6 +250,16 @@ fn after_a_full_disk_the_follower_goes_on_from_the_durable_batches() {
     engine.shutdown();
 }
 
+/// Periodic snapshots every `every` commands by an external writer, every snapshot kept.
+fn external_writer_options(every: u64) -> EngineOptions {
+    EngineOptions {
+        snapshot_every_commands: every,
+        periodic_snapshots: engine::PeriodicSnapshots::External,
+        snapshots_keep: 1_000,
+        ..EngineOptions::default()
+    }
+}
+
 /// A recovered book where it stands, as a snapshot records it.
 fn book_at(recovered: &engine::Recovered) -> BookAt<'_> {
     let report = &recovered.report;
@@ -288,12 +298,7 @@ fn an_external_writer_writes_the_periodic_snapshots_and_the_sequencer_only_overd
     let store_dir = dir.path().join("snapshots");
     let journal = MemoryJournal::new();
     let every = 40u64;
-    let options = EngineOptions {
-        snapshot_every_commands: every,
-        periodic_snapshots: engine::PeriodicSnapshots::External,
-        snapshots_keep: 1_000,
-        ..EngineOptions::default()
-    };
+    let options = external_writer_options(every);
     let engine = start(&journal, &store_dir, options);
     let writer = engine.snapshot_writer().expect("an external writer is handed out");
     let stats = engine.stats();
@@ -381,12 +386,7 @@ fn only_an_engine_told_so_hands_out_a_snapshot_writer() {
 fn an_overdue_snapshot_is_caught_up_from_the_journal_files_off_the_sequencer() {
     let dir = tempfile::tempdir().unwrap();
     let every = 40u64;
-    let options = EngineOptions {
-        snapshot_every_commands: every,
-        periodic_snapshots: engine::PeriodicSnapshots::External,
-        snapshots_keep: 1_000,
-        ..EngineOptions::default()
-    };
+    let options = external_writer_options(every);
     let (engine, _) =
         engine::open_data_dir(dir.path(), Config::default(), Box::new(ManualClock::new(START)), options).unwrap();
     let stats = engine.stats();
