@@ -336,6 +336,11 @@ impl Replica {
         self.chain_head
     }
 
+    /// [`Replica::chain_head`], borrowed (for a `BookAt`).
+    pub(crate) fn chain_head_ref(&self) -> &ChainHead {
+        &self.chain_head
+    }
+
     /// Commands applied since the replica was made (recovery's included).
     pub fn replayed_commands(&self) -> u64 {
         self.replayed_commands

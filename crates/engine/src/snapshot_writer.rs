@@ -52,6 +52,16 @@ pub struct BookAt<'a> {
     pub book: &'a Book,
 }
 
+/// A replica where it stands, as a snapshot records it.
+fn replica_at(replica: &Replica) -> BookAt<'_> {
+    BookAt {
+        position: replica.position(),
+        next_sequence: replica.next_sequence(),
+        chain_head: replica.chain_head_ref(),
+        book: replica.book(),
+    }
+}
+
 /// Who writes an engine's periodic snapshots (`EngineOptions::periodic_snapshots`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PeriodicSnapshots {
@@ -150,10 +160,17 @@ impl SnapshotWriter {
         let spawned = std::thread::Builder::new().name("book-catch-up".to_string()).spawn(move || {
             // Best effort, like the snapshot follower: it only competes more at normal priority.
             let _ = crate::follower::lower_thread_priority(crate::follower::FOLLOWER_NICE);
-            if let Err(error) = writer.catch_up(&history, end, next_sequence, config) {
-                writer.0.stats.snapshot_failures.fetch_add(1, Ordering::Relaxed);
-                // Attempted: the next one is due as if this one had been written.
-                writer.0.stats.snapshot_next_sequence.fetch_max(next_sequence, Ordering::Relaxed);
+            // A failed save counts itself; a failed load or replay is counted here.
+            let saved = match writer.replay_to(&history, end, next_sequence, config) {
+                Ok(replica) => writer.save_as(Writer::CatchUp, replica_at(&replica)).map(|_| ()),
+                Err(error) => {
+                    writer.0.stats.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+                    // Attempted: the next one is due as if this one had been written.
+                    writer.0.stats.snapshot_next_sequence.fetch_max(next_sequence, Ordering::Relaxed);
+                    Err(error)
+                }
+            };
+            if let Err(error) = saved {
                 tracing::warn!(%error, end, "the catch-up snapshot failed; the next interval tries again");
             }
             writer.0.catching_up.store(false, Ordering::Release);
@@ -165,15 +182,16 @@ impl SnapshotWriter {
         Some(true)
     }
 
-    /// The catch-up: the newest snapshot at or before `end`, the journal after it replayed from
-    /// the files up to `end`, and a snapshot of that book written at `end`.
-    fn catch_up(
+    /// The catch-up's book: the newest snapshot at or before `end`, and the journal after it
+    /// replayed from the files up to `end` (where the next sequence number must be
+    /// `next_sequence`).
+    fn replay_to(
         &self,
         history: &History,
         end: Position,
         next_sequence: u64,
         config: Config,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Replica, EngineError> {
         let load = self.0.store.load_at_or_before(end)?;
         let (snapshot_position, from_sequence, chain_head, book) = match load.latest {
             Some((position, bytes)) => {
@@ -219,15 +237,7 @@ impl SnapshotWriter {
                 ),
             }));
         }
-        let chain_head = replica.chain_head();
-        let at = BookAt {
-            position: end,
-            next_sequence: replica.next_sequence(),
-            chain_head: &chain_head,
-            book: replica.book(),
-        };
-        self.save_as(Writer::CatchUp, at)?;
-        Ok(())
+        Ok(replica)
     }
 
     pub(crate) fn store(&self) -> &SnapshotStore {
@@ -249,8 +259,8 @@ impl SnapshotWriter {
         self.0.every_commands > 0 && self.commands_since_snapshot(next_sequence) >= self.0.every_commands
     }
 
-    /// Whether the sequencer should write one itself, at `next_sequence`, because an external
-    /// writer has not ([`SNAPSHOT_OVERDUE_FACTOR`]).
+    /// Whether a snapshot is overdue for a book at `next_sequence`: none was written for
+    /// [`SNAPSHOT_OVERDUE_FACTOR`] intervals.
     pub(crate) fn overdue(&self, next_sequence: u64) -> bool {
         self.0.every_commands > 0
             && self.commands_since_snapshot(next_sequence)
