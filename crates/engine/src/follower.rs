@@ -135,7 +135,7 @@ impl Follower {
                     let commands = batch.commands.len() as u64;
                     self.stats.follower_queue_commands.fetch_sub(commands, Ordering::Relaxed);
                     if self.writer.due(self.next_sequence) {
-                        // A failed save is counted by the writer; the next batch tries again.
+                        // A failed save is counted by the writer; the next interval tries again.
                         let _ = self.save();
                     }
                 }

@@ -163,7 +163,8 @@ pub struct EngineStats {
     pub snapshots: AtomicU64,
     /// Snapshots encoded and written on the sequencer thread: only at shutdown, for an explicit
     /// `snapshot()` while the follower is detached or when there is no follower, and when an
-    /// external writer's are overdue. Each one pauses every command for as long as it takes.
+    /// external writer's are overdue on an engine that does not know its journal's files (no
+    /// catch-up thread). Each one pauses every command for as long as it takes.
     pub snapshots_sequencer: AtomicU64,
     pub snapshot_nanos_total_sequencer: AtomicU64,
     pub snapshot_nanos_max_sequencer: AtomicU64,
@@ -1118,7 +1119,7 @@ impl Sequencer {
                 }
             }
             None => {
-                if !writer.overdue(self.next_sequence) || writer.catching_up() {
+                if !writer.overdue(self.next_sequence) {
                     return;
                 }
                 let position = self.journal.next_position();

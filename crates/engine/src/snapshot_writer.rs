@@ -75,10 +75,23 @@ pub enum PeriodicSnapshots {
     External,
 }
 
+impl PeriodicSnapshots {
+    /// As `serve` chooses: an in-process projector's follower book writes them; without one,
+    /// the snapshot follower.
+    pub fn by_projector_if(projector_in_process: bool) -> PeriodicSnapshots {
+        if projector_in_process {
+            PeriodicSnapshots::External
+        } else {
+            PeriodicSnapshots::Follower
+        }
+    }
+}
+
 /// With [`PeriodicSnapshots::External`], how many snapshot intervals (`snapshot_every_commands`)
-/// may pass without a snapshot before the sequencer writes one itself. Four: an external writer
-/// a few intervals behind (a projector catching up) is left to catch up; one that stopped costs
-/// a sequencer pause per four intervals, and recovery never replays more than five.
+/// may pass without a snapshot before one is written without it (by a catch-up thread, or by the
+/// sequencer on an engine that does not know its journal's files). Four: an external writer a
+/// few intervals behind (a projector catching up) is left to catch up; one that stopped costs a
+/// catch-up per four intervals, and recovery never replays much more than five.
 pub const SNAPSHOT_OVERDUE_FACTOR: u64 = 4;
 
 /// Who wrote a snapshot, for `EngineStats`.
@@ -140,11 +153,6 @@ impl SnapshotWriter {
     /// `open_data_dir` sets it.
     pub fn catch_up_from(&self, history: History) {
         let _ = self.0.history.set(history);
-    }
-
-    /// Whether a catch-up thread is running.
-    pub fn catching_up(&self) -> bool {
-        self.0.catching_up.load(Ordering::Acquire)
     }
 
     /// Starts a catch-up thread that writes a snapshot at durable position `end`, where the

@@ -119,8 +119,9 @@ struct WriterLabels {
     writer: &'static str,
 }
 
-/// The two snapshot writers: the follower (periodic and explicit snapshots) and the sequencer
-/// (the final one at shutdown, or any while the follower is detached).
+/// The snapshot writers: the follower or the in-process projector (periodic snapshots), a
+/// catch-up thread (overdue ones) and the sequencer (the final one at shutdown, explicit ones
+/// without a follower).
 const SNAPSHOT_WRITERS: [&str; 4] = ["catch_up", "follower", "projector", "sequencer"];
 
 /// Engine series that mirror `EngineStats` atomics, brought up to date at each scrape.

@@ -43,9 +43,8 @@ pub struct Progress {
     /// did not hide).
     pub wait_nanos: u64,
     /// Snapshots of the follower book written for the engine ([`ProjectorOptions::snapshots`])
-    /// by this process, and the time they took (part of `decide_nanos`).
+    /// by this process (the engine's `EngineStats` counts their time).
     pub snapshots: u64,
-    pub snapshot_nanos: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -279,7 +278,6 @@ fn snapshot_if_due(writer: &engine::SnapshotWriter, follower: &Follower, progres
         return;
     }
     let checkpoint = follower.checkpoint();
-    let began = Instant::now();
     let at = engine::BookAt {
         position: checkpoint.next_position,
         next_sequence,
@@ -287,10 +285,7 @@ fn snapshot_if_due(writer: &engine::SnapshotWriter, follower: &Follower, progres
         book: follower.book(),
     };
     match writer.save(at) {
-        Ok(Some(_)) => {
-            progress.snapshots += 1;
-            progress.snapshot_nanos += began.elapsed().as_nanos() as u64;
-        }
+        Ok(Some(_)) => progress.snapshots += 1,
         Ok(None) => {}
         Err(error) => tracing::warn!(
             %error,

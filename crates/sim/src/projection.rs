@@ -18,9 +18,9 @@
 //!
 //! In half the runs (drawn from the seed) it also writes the engine's periodic snapshots, as in
 //! `serve` (`engine::PeriodicSnapshots::External`): the engine then runs no snapshot follower,
-//! and every crash recovers from snapshots the projector's follower book wrote (or the
-//! sequencer's overdue ones), checked like any other against the journal replayed from scratch
-//! and the auditor.
+//! and every crash recovers from snapshots the projector's follower book wrote (or overdue
+//! ones a catch-up thread wrote from the journal's files), checked like any other against the
+//! journal replayed from scratch and the auditor.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

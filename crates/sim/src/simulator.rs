@@ -1335,11 +1335,9 @@ impl Simulator {
         let journal: Box<dyn Journal> = Box::new(SimJournal::new(journal, self.switch.clone()));
         let published = Arc::clone(&self.published);
         published.lock().unwrap_or_else(PoisonError::into_inner).clear();
-        let periodic_snapshots = if self.projection.as_ref().is_some_and(SimProjector::writes_snapshots) {
-            engine::PeriodicSnapshots::External
-        } else {
-            engine::PeriodicSnapshots::Follower
-        };
+        let periodic_snapshots = engine::PeriodicSnapshots::by_projector_if(
+            self.projection.as_ref().is_some_and(SimProjector::writes_snapshots),
+        );
         let options = EngineOptions {
             snapshot_every_commands: self.faults.between(50, 600),
             periodic_snapshots,

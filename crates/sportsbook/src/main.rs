@@ -238,8 +238,8 @@ enum Commands {
         snapshots_keep: usize,
         /// A snapshot of the book every this many commands (0: only at shutdown). With the
         /// projector on, its follower book writes them (the engine keeps no second book for
-        /// them); the sequencer writes one itself only when four intervals pass without one.
-        /// Recovery replays the journal from the newest snapshot.
+        /// them); when four intervals pass without one, a catch-up thread writes one from the
+        /// journal's files. Recovery replays the journal from the newest snapshot.
         #[arg(long, default_value_t = engine::EngineOptions::default().snapshot_every_commands)]
         snapshot_every: u64,
         /// Where the gateway keeps rate-limit buckets, login throttles, refresh tokens and

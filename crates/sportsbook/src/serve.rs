@@ -307,11 +307,7 @@ pub fn run(options: ServeOptions) -> anyhow::Result<()> {
         // The in-process projector's follower book is at the journal's position anyway: it
         // writes the periodic snapshots, and the engine keeps no snapshot follower (a third
         // copy of the book). Without a projector, the engine's follower writes them.
-        periodic_snapshots: if options.projector.is_some() {
-            engine::PeriodicSnapshots::External
-        } else {
-            engine::PeriodicSnapshots::Follower
-        },
+        periodic_snapshots: engine::PeriodicSnapshots::by_projector_if(options.projector.is_some()),
         ..EngineOptions::default()
     };
     let (engine, report) = crate::open_engine_with(dir, engine_options)?;

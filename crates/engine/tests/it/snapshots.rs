@@ -290,8 +290,9 @@ fn check_snapshots_against_a_replay(data_dir: &std::path::Path) -> usize {
 /// `PeriodicSnapshots::External`: the engine keeps no follower book and hands out a
 /// `SnapshotWriter`. A snapshot written through it from another book at the same position is
 /// byte for byte the sequencer's; it is refused past the durable position and behind the
-/// newest snapshot; while none is written the sequencer writes one itself every
-/// `SNAPSHOT_OVERDUE_FACTOR` intervals, and not before.
+/// newest snapshot; while none is written the sequencer (this engine on a memory journal knows no
+/// journal files to catch up from) writes one itself every `SNAPSHOT_OVERDUE_FACTOR` intervals,
+/// and not before.
 #[test]
 fn an_external_writer_writes_the_periodic_snapshots_and_the_sequencer_only_overdue_ones() {
     let dir = tempfile::tempdir().unwrap();

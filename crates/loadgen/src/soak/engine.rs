@@ -341,11 +341,7 @@ impl EngineTarget {
             batch_commands_max: options.batch_commands_max,
             on_commit: vec![Box::new(move |committed| hook_commits.committed(committed.position))],
             // As `serve` sets it: the projector's follower book writes the periodic snapshots.
-            periodic_snapshots: if options.store.is_some() {
-                engine::PeriodicSnapshots::External
-            } else {
-                engine::PeriodicSnapshots::Follower
-            },
+            periodic_snapshots: engine::PeriodicSnapshots::by_projector_if(options.store.is_some()),
             ..EngineOptions::default()
         };
         let (engine, report) = engine::open_data_dir(&dir, Config::default(), Box::new(SystemClock), engine_options)
@@ -658,6 +654,7 @@ impl SoakTarget for EngineTarget {
             &stats.snapshot_nanos_max_follower,
             &stats.snapshot_nanos_max_sequencer,
             &stats.snapshot_nanos_max_external,
+            &stats.snapshot_nanos_max_catch_up,
         ]
         .iter()
         .map(|max| max.load(Ordering::Relaxed))
