@@ -100,29 +100,40 @@ fn one_leader_serves_standbys_follow_and_a_stopped_leader_hands_over() {
     let view = runtime.block_on(wait_for_cluster(&client, 1));
     assert_ne!(view.leader.expect("a leader").0.node, lease.node);
 
-    // Every replica, and a book recovered from the journal alone, agree at one position.
+    // Every replica, and a book recovered from the journal alone, agree at one position. On a
+    // loaded machine a lease can still change hands after this (a new leader appends its
+    // marker): then the journal's end moves on, and so does the check.
     let mut journal_options = NatsJournalOptions::new(test.cluster.urls());
     journal_options.replicas = 3;
     let reader = NatsJournal::open(journal_options).expect("open the journal");
-    let end = reader.stream_next_position().expect("the journal's end");
-    let recovered = engine::recover(&reader, None, book::Config::default()).expect("recover from the journal");
-    assert_eq!(recovered.report.position, end);
-    let wallet = recovered.book.wallet(account).expect("the account");
-    assert_eq!(wallet.balance.minor(), expected, "every acknowledged deposit exactly once");
-    recovered.book.ledger().verify().expect("the ledger balances");
-    let journal_digest = codec::digest(&recovered.book);
     let names: Vec<String> = nodes.iter().flatten().map(|node| node.status().node).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
-    for name in &names {
-        loop {
-            let status = runtime.block_on(client.node_status(name)).expect("a status");
-            if status.position == end {
-                assert_eq!(status.digest.as_deref(), Some(journal_digest.as_str()), "{name} differs at {end}");
-                break;
+    'agree: loop {
+        let end = reader.stream_next_position().expect("the journal's end");
+        let recovered = engine::recover(&reader, None, book::Config::default()).expect("recover from the journal");
+        assert_eq!(recovered.report.position, end);
+        let wallet = recovered.book.wallet(account).expect("the account");
+        assert_eq!(wallet.balance.minor(), expected, "every acknowledged deposit exactly once");
+        recovered.book.ledger().verify().expect("the ledger balances");
+        let journal_digest = codec::digest(&recovered.book);
+        for name in &names {
+            loop {
+                let status = runtime.block_on(client.node_status(name)).expect("a status");
+                if status.position == end {
+                    assert_eq!(status.digest.as_deref(), Some(journal_digest.as_str()), "{name} differs at {end}");
+                    break;
+                }
+                if status.position > end {
+                    println!("{name} is at {} past {end}: {:?}", status.position, runtime.block_on(client.cluster()));
+                    assert!(Instant::now() < deadline, "{name} stayed at {} past the journal's {end}", status.position);
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue 'agree;
+                }
+                assert!(Instant::now() < deadline, "{name} stayed at {} of {end}", status.position);
+                std::thread::sleep(Duration::from_millis(50));
             }
-            assert!(Instant::now() < deadline, "{name} stayed at {} of {end}", status.position);
-            std::thread::sleep(Duration::from_millis(50));
         }
+        break;
     }
     // The standby wrote snapshots of its own (every 40 commands) beside the leader's.
     let follower_dir = nodes
