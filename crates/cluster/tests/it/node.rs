@@ -162,7 +162,7 @@ fn a_leader_whose_lease_lapsed_unnoticed_is_fenced_by_the_journal_and_steps_down
     // A long lease: the deposed leader renews (and notices) only after a third of it.
     let options = |name: &str| {
         let mut options = node_options(&test.cluster, dir.path(), name);
-        options.lease = Duration::from_secs(30);
+        options.lease = Duration::from_secs(60);
         options
     };
     let first = BookNode::start(options("book-first")).expect("start a node");
