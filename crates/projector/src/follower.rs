@@ -7,7 +7,7 @@
 //! account the batch touched is compared with the follower book's ledger, so a statement's
 //! `balance_after` can never drift from the book.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use book::{
     AccountId, AccountKind, Ack, AppliedRate, Bet, BetId, BetKind, BetStatus, Book, BookEvent, Command,
@@ -18,159 +18,12 @@ use domain::{Currency, Money};
 use engine::{chain_next, ChainHead, CHAIN_HEAD_GENESIS};
 use journal::Position;
 
+pub use crate::changes::Changes;
 use crate::schema::{
-    updated_table, Merge, Table, Value, ACCOUNTS, ACCOUNT_LIMITS, ALERTS, AUDIT, BETS, BET_HISTORY, BET_LEGS,
-    BET_SETTLEMENTS, CASES, CASE_ACTIONS, CHECKPOINT, DAILY_TOTALS, FIRST_REPLIES, LEG_RESULTS, TRANSFERS, WRITES,
+    Value, ACCOUNTS, ACCOUNT_LIMITS, ALERTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, BET_SETTLEMENTS, CASES, CASE_ACTIONS,
+    CHECKPOINT, DAILY_TOTALS, FIRST_REPLIES, LEG_RESULTS, TRANSFERS,
 };
 use crate::ProjectorError;
-
-/// Rows waiting to be committed, by table, keyed by primary key (an upsert keeps the newest
-/// row of a key; an `Add` table sums).
-/// Pending rows of one table: appended (an append-only table's keys are unique by
-/// construction) or by primary key (an upsert keeps the newest row of a key; an `Add` table
-/// sums).
-#[derive(Debug)]
-enum Rows {
-    Append(Vec<Vec<Value>>),
-    Keyed(BTreeMap<Vec<Value>, Vec<Value>>),
-}
-
-#[derive(Debug)]
-pub struct Changes {
-    tables: Vec<(&'static Table, Rows)>,
-    rows: usize,
-}
-
-impl Default for Changes {
-    fn default() -> Changes {
-        let rows = |table: &Table| match table.merge {
-            Merge::Insert => Rows::Append(Vec::new()),
-            Merge::Upsert | Merge::Add | Merge::Keep | Merge::Update => Rows::Keyed(BTreeMap::new()),
-        };
-        Changes { tables: WRITES.iter().map(|table| (*table, rows(table))).collect(), rows: 0 }
-    }
-}
-
-impl Changes {
-    /// The pending rows of `table` (a table and its partial updates share a name).
-    fn slot(&mut self, table: &Table) -> &mut Rows {
-        let update = table.merge == Merge::Update;
-        let index = WRITES
-            .iter()
-            .position(|candidate| candidate.name == table.name && (candidate.merge == Merge::Update) == update)
-            .expect("a known table");
-        &mut self.tables[index].1
-    }
-
-    /// Adds a row, or replaces the pending row of its key in a keyed table. A partial update
-    /// ([`Merge::Update`]) of a row pending in this commit changes that row instead; a whole
-    /// row replaces a pending partial update of its key.
-    pub fn put(&mut self, table: &Table, row: Vec<Value>) {
-        debug_assert_eq!(row.len(), table.columns.len(), "{}", table.name);
-        match table.merge {
-            Merge::Update => return self.update(table, row),
-            Merge::Upsert => self.drop_updates(table, &row[..table.key]),
-            Merge::Insert | Merge::Add | Merge::Keep => {}
-        }
-        let keep_first = table.merge == Merge::Keep;
-        let added = match self.slot(table) {
-            Rows::Append(rows) => {
-                rows.push(row);
-                true
-            }
-            Rows::Keyed(rows) if keep_first => match rows.entry(row[..table.key].to_vec()) {
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    slot.insert(row);
-                    true
-                }
-                std::collections::btree_map::Entry::Occupied(_) => false,
-            },
-            Rows::Keyed(rows) => rows.insert(row[..table.key].to_vec(), row).is_none(),
-        };
-        if added {
-            self.rows += 1;
-        }
-    }
-
-    fn update(&mut self, update: &Table, row: Vec<Value>) {
-        let table = updated_table(update);
-        if let Rows::Keyed(pending) = self.slot(table) {
-            if let Some(whole) = pending.get_mut(&row[..update.key]) {
-                for (column, value) in update.columns.iter().zip(row).skip(update.key) {
-                    whole[table.index_of(column.name)] = value;
-                }
-                return;
-            }
-        }
-        let Rows::Keyed(updates) = self.slot(update) else { unreachable!("updates are keyed") };
-        if updates.insert(row[..update.key].to_vec(), row).is_none() {
-            self.rows += 1;
-        }
-    }
-
-    /// Forgets the pending partial updates of `key` in `table` (a whole row follows).
-    fn drop_updates(&mut self, table: &Table, key: &[Value]) {
-        for update in WRITES.iter().filter(|update| update.merge == Merge::Update && update.name == table.name) {
-            if let Rows::Keyed(updates) = self.slot(update) {
-                if updates.remove(key).is_some() {
-                    self.rows -= 1;
-                }
-            }
-        }
-    }
-
-    /// Adds a row's integer columns to the pending row of its key.
-    fn add(&mut self, table: &Table, row: Vec<Value>) {
-        let Rows::Keyed(slot) = self.slot(table) else {
-            debug_assert!(false, "{} is not keyed", table.name);
-            return;
-        };
-        let key = row[..table.key].to_vec();
-        match slot.get_mut(&key) {
-            Some(existing) => {
-                for (stored, added) in existing.iter_mut().zip(row).skip(table.key) {
-                    if let (Value::Int(stored), Value::Int(added)) = (stored, added) {
-                        *stored += added;
-                    }
-                }
-            }
-            None => {
-                slot.insert(key, row);
-                self.rows += 1;
-            }
-        }
-    }
-
-    /// Rows pending, counting an upserted key once.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// Each table with its pending rows (keyed tables in key order).
-    pub fn tables(&self) -> impl Iterator<Item = (&'static Table, Vec<&Vec<Value>>)> + '_ {
-        self.tables.iter().map(|(table, rows)| {
-            let rows = match rows {
-                Rows::Append(rows) => rows.iter().collect(),
-                Rows::Keyed(rows) => rows.values().collect(),
-            };
-            (*table, rows)
-        })
-    }
-
-    pub fn clear(&mut self) {
-        for (_, rows) in &mut self.tables {
-            match rows {
-                Rows::Append(rows) => rows.clear(),
-                Rows::Keyed(rows) => rows.clear(),
-            }
-        }
-        self.rows = 0;
-    }
-}
 
 /// Where a store is: the journal position after the last applied batch and the chain head
 /// there.

@@ -18,6 +18,7 @@
 //! The projector sits below the gateway: journal, codec, book and the engine's recovery
 //! helpers (`chain_next`, the snapshot payload) are all it uses.
 
+pub mod changes;
 pub mod follower;
 pub mod postgres;
 pub mod projector;

@@ -167,7 +167,7 @@ fn sql_type(ty: Type) -> &'static str {
 }
 
 /// One column of a chunk as a typed array parameter.
-fn column_array(rows: &[&Vec<Value>], index: usize, ty: Type) -> Box<dyn ToSql + Sync + Send> {
+fn column_array(rows: &[Vec<Value>], index: usize, ty: Type) -> Box<dyn ToSql + Sync + Send> {
     match ty {
         Type::Int => Box::new(rows.iter().map(|row| row[index].int()).collect::<Vec<Option<i64>>>()),
         Type::Text => {
@@ -244,11 +244,12 @@ impl Store for PostgresStore {
                 };
                 let statement = tx.prepare(&sql).await.map_err(error("prepare insert"))?;
                 for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
+                    let chunk: Vec<Vec<Value>> = chunk.iter().map(|row| row.to_values()).collect();
                     let params: Vec<Box<dyn ToSql + Sync + Send>> = table
                         .columns
                         .iter()
                         .enumerate()
-                        .map(|(index, column)| column_array(chunk, index, column.ty))
+                        .map(|(index, column)| column_array(&chunk, index, column.ty))
                         .collect();
                     let params: Vec<&(dyn ToSql + Sync)> =
                         params.iter().map(|param| param.as_ref() as &(dyn ToSql + Sync)).collect();

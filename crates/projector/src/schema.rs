@@ -468,7 +468,8 @@ pub const DAILY_TOTALS: Table = Table {
 /// (`Config::idempotency_window_ms`). Keyed by `idempotency_key_hash(account, key)` (32 hex
 /// digits; the hash covers the account); `body_hash` is the request body's (16 hex digits),
 /// `reply` the book's `Reply` in the codec's format (hex), `outcome` `ok` or the rejection code.
-/// Migration 3. A key is written once (`Merge::Keep`): a second first decision of a key (only
+/// Migration 3; in SQLite the rows are in the order written, the key a unique index, since
+/// migration 9. A key is written once (`Merge::Keep`): a second first decision of a key (only
 /// possible when the book decided it again, e.g. `serve --projector off`) keeps the first.
 pub const FIRST_REPLIES: Table = Table {
     name: "first_replies",
@@ -875,6 +876,28 @@ CREATE INDEX transfers_account ON transfers (account, id) WHERE account IS NOT N
 CREATE VIEW statements AS SELECT account, id AS transfer, position, at, code, status, signed_amount AS amount, bet,
     balance_after, available_after, pending_stakes_after, debt_after
     FROM transfers WHERE account IS NOT NULL;
+",
+    ),
+    (
+        9,
+        "SQLite: first replies appended in order, found by a unique index on their key",
+        // Keyed by a hash, `first_replies` (migration 5 made it one tree by that key) took each
+        // row, reply and all, at a random place: nearly every row of a commit dirtied a page of
+        // its own, written to the WAL and again at the checkpoint. As a rowid table its rows
+        // are appended in the order they are written, and only the unique index on `key_hash`
+        // (about 40 bytes an entry instead of a whole row) takes keys at random: the same
+        // random keys land on a tenth of the pages. Same columns and rows; the conflict target
+        // of the insert (`key_hash`) is that index. PostgreSQL's tables are heaps already.
+        "
+/* sqlite only */ CREATE TABLE first_replies_v9 (
+    key_hash TEXT NOT NULL, account BIGINT, body_hash TEXT NOT NULL, position BIGINT NOT NULL,
+    at BIGINT NOT NULL, outcome TEXT NOT NULL, reply TEXT NOT NULL
+);
+/* sqlite only */ INSERT INTO first_replies_v9 SELECT * FROM first_replies ORDER BY position, key_hash;
+/* sqlite only */ DROP TABLE first_replies;
+/* sqlite only */ ALTER TABLE first_replies_v9 RENAME TO first_replies;
+/* sqlite only */ CREATE UNIQUE INDEX first_replies_key ON first_replies (key_hash);
+/* sqlite only */ CREATE INDEX first_replies_at ON first_replies (at);
 ",
     ),
 ];

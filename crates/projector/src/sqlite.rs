@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use journal::Position;
-use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::types::{ToSqlOutput, ValueRef as SqlValueRef};
 use rusqlite::{params_from_iter, Connection, OptionalExtension, ToSql, TransactionBehavior};
 
-use crate::follower::Changes;
+use crate::changes::{Changes, ValueRef};
 use crate::schema::{self, Merge, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
 use crate::store::{check_previous, conflict_clause, update_assignments, Store};
 use crate::ProjectorError;
@@ -35,14 +35,25 @@ fn error(context: &str) -> impl Fn(rusqlite::Error) -> ProjectorError + '_ {
     move |source| ProjectorError::Store(format!("sqlite: {context}: {source}"))
 }
 
+/// How SQLite holds a value: booleans as 0 and 1.
+fn sql_value(value: ValueRef<'_>) -> SqlValueRef<'_> {
+    match value {
+        ValueRef::Null => SqlValueRef::Null,
+        ValueRef::Bool(value) => SqlValueRef::Integer(i64::from(value)),
+        ValueRef::Int(value) => SqlValueRef::Integer(value),
+        ValueRef::Text(value) => SqlValueRef::Text(value.as_bytes()),
+    }
+}
+
 impl ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Value::Bool(value) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*value))),
-            Value::Int(value) => ToSqlOutput::Borrowed(ValueRef::Integer(*value)),
-            Value::Text(value) => ToSqlOutput::Borrowed(ValueRef::Text(value.as_bytes())),
-        })
+        Ok(ToSqlOutput::Borrowed(sql_value(ValueRef::from(self))))
+    }
+}
+
+impl ToSql for ValueRef<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(sql_value(*self)))
     }
 }
 
@@ -155,7 +166,7 @@ impl Store for SqliteStore {
             };
             let mut statement = tx.prepare_cached(&sql).map_err(error("prepare insert"))?;
             for row in rows {
-                for (index, value) in row.iter().enumerate() {
+                for (index, value) in row.values().enumerate() {
                     statement.raw_bind_parameter(index + 1, value).map_err(error(table.name))?;
                 }
                 let changed = statement.raw_execute().map_err(error(table.name))?;
@@ -164,7 +175,7 @@ impl Store for SqliteStore {
                     return Err(ProjectorError::Store(format!(
                         "sqlite: an update of {} changed {changed} rows, not 1: {:?}",
                         table.name,
-                        &row[..table.key]
+                        &row.to_values()[..table.key]
                     )));
                 }
             }
@@ -206,10 +217,10 @@ impl Store for SqliteStore {
             let mut values = Vec::with_capacity(types.len());
             for (index, ty) in types.iter().enumerate() {
                 let value = match (row.get_ref(index).map_err(error("read"))?, *ty) {
-                    (ValueRef::Null, _) => Value::Null,
-                    (ValueRef::Integer(value), Type::Bool) => Value::Bool(value != 0),
-                    (ValueRef::Integer(value), Type::Int) => Value::Int(value),
-                    (ValueRef::Text(text), Type::Text) => Value::from(String::from_utf8_lossy(text).into_owned()),
+                    (SqlValueRef::Null, _) => Value::Null,
+                    (SqlValueRef::Integer(value), Type::Bool) => Value::Bool(value != 0),
+                    (SqlValueRef::Integer(value), Type::Int) => Value::Int(value),
+                    (SqlValueRef::Text(text), Type::Text) => Value::from(String::from_utf8_lossy(text).into_owned()),
                     (other, _) => {
                         return Err(ProjectorError::Store(format!("sqlite: column {index} of {name} holds {other:?}")))
                     }

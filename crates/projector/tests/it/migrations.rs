@@ -1,9 +1,12 @@
 //! Migrating an existing store: a SQLite store written before the `WITHOUT ROWID` migration
 //! (keyed tables with a rowid), or before migration 6 (integer keys beside a hidden rowid),
 //! opened by this build is rebuilt by it, keeping every row, and the projector resumes on it;
-//! a store before migration 8 gets its `statements` rows folded into `transfers`.
+//! a store before migration 8 gets its `statements` rows folded into `transfers`, and one before
+//! migration 9 its `first_replies` appended in order beside a unique index on the key.
 
-use projector::schema::{self, Backend as SchemaBackend, MIGRATIONS, MIGRATIONS_TABLE, STATEMENTS, TABLES, TRANSFERS};
+use projector::schema::{
+    self, Backend as SchemaBackend, FIRST_REPLIES, MIGRATIONS, MIGRATIONS_TABLE, STATEMENTS, TABLES, TRANSFERS,
+};
 use projector::{digest, SqliteStore, Store};
 use rusqlite::Connection;
 
@@ -237,8 +240,8 @@ fn an_older_sqlite_store_is_rebuilt_without_rowids_keeping_every_row() {
     drop(store);
     {
         let conn = Connection::open(&old_path).expect("open");
-        // (`statements` is a view since migration 8.)
-        for name in WITHOUT_ROWID.into_iter().filter(|name| *name != "statements") {
+        // (`statements` is a view since migration 8; `first_replies` has rowids again since 9.)
+        for name in WITHOUT_ROWID.into_iter().filter(|name| !["statements", "first_replies"].contains(name)) {
             assert!(table_sql(&conn, name).ends_with("WITHOUT ROWID"), "{name}: {}", table_sql(&conn, name));
         }
         let indexes: Vec<String> = conn
@@ -250,6 +253,57 @@ fn an_older_sqlite_store_is_rebuilt_without_rowids_keeping_every_row() {
         }
     }
     // The projector resumes on the migrated store where the copied checkpoint says.
+    let mut resumed = project(finished.dir.path(), Box::new(SqliteStore::open(&old_path).expect("open")), false);
+    assert_eq!(resumed.lag().expect("lag"), 0);
+    assert_eq!(digest(resumed.store()).expect("digest"), expected);
+}
+
+#[test]
+fn a_sqlite_store_before_migration_9_keeps_its_first_replies_in_a_rowid_table_found_by_a_unique_key() {
+    let finished = finished();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let latest_path = scratch.path().join("latest.sqlite3");
+    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
+    let expected = digest(latest.store()).expect("digest");
+    let replies = latest.store().rows(&FIRST_REPLIES).expect("first replies");
+    assert!(replies.len() > 100, "a workload with keyed commands: {}", replies.len());
+    drop(latest);
+    let old_path = scratch.path().join("old.sqlite3");
+    {
+        let conn = older_store(&old_path, 9);
+        assert!(table_sql(&conn, "first_replies").ends_with("WITHOUT ROWID"), "one tree by the key before 9");
+        assert!(copy_rows(&conn, &latest_path).is_empty(), "every table made before 9");
+    }
+    let mut store = SqliteStore::open(&old_path).expect("open and migrate");
+    assert_eq!(store.schema_version().expect("version"), schema::SCHEMA_VERSION);
+    assert_eq!(digest(&mut store).expect("digest"), expected, "every row kept");
+    assert_eq!(store.rows(&FIRST_REPLIES).expect("first replies"), replies);
+    drop(store);
+    {
+        let conn = Connection::open(&old_path).expect("open");
+        assert!(!table_sql(&conn, "first_replies").contains("WITHOUT ROWID"), "{}", table_sql(&conn, "first_replies"));
+        // Rows in the order they were written: by position.
+        let positions: Vec<i64> = conn
+            .prepare("SELECT position FROM first_replies ORDER BY rowid")
+            .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
+            .expect("positions");
+        assert!(positions.windows(2).all(|pair| pair[0] <= pair[1]), "appended in journal order");
+        let unique: i64 = conn
+            .query_row(
+                "SELECT \"unique\" FROM pragma_index_list('first_replies') WHERE name = 'first_replies_key'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("the key's index");
+        assert_eq!(unique, 1, "one reply per key");
+        assert!(index_names(&conn).iter().any(|name| name == "first_replies_at"));
+        // A retry's lookup is one point read in the key's index.
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT reply FROM first_replies WHERE key_hash = ?1 LIMIT 1")
+            .and_then(|mut statement| statement.query_map(["00"], |row| row.get::<_, String>(3))?.collect())
+            .expect("plan");
+        assert!(plan.iter().any(|step| step.contains("USING INDEX first_replies_key")), "{plan:?}");
+    }
     let mut resumed = project(finished.dir.path(), Box::new(SqliteStore::open(&old_path).expect("open")), false);
     assert_eq!(resumed.lag().expect("lag"), 0);
     assert_eq!(digest(resumed.store()).expect("digest"), expected);
