@@ -73,7 +73,7 @@ fn pack_into(values: &[Value], out: &mut Vec<u8>) {
             Value::Bool(true) => out.push(TRUE),
             Value::Int(value) => {
                 out.push(INT);
-                put_varint(out, ((value << 1) ^ (value >> 63)) as u64);
+                put_varint(out, zigzag(*value));
             }
             Value::Text(text) => {
                 out.push(TEXT);
@@ -92,9 +92,27 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
+fn varint_len(value: u64) -> usize {
+    (64 - value.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+/// `values` packed into one allocation of the exact size.
 fn pack(values: &[Value]) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(8 * values.len());
+    let len = values
+        .iter()
+        .map(|value| match value {
+            Value::Null | Value::Bool(_) => 1,
+            Value::Int(value) => 1 + varint_len(zigzag(*value)),
+            Value::Text(text) => 1 + varint_len(text.len() as u64) + text.len(),
+        })
+        .sum();
+    let mut out = Vec::with_capacity(len);
     pack_into(values, &mut out);
+    debug_assert_eq!(out.len(), len);
     out.into_boxed_slice()
 }
 
@@ -102,7 +120,15 @@ fn pack(values: &[Value]) -> Box<[u8]> {
 /// integers as 8 big-endian bytes with the sign bit flipped, texts as their bytes with 0x00
 /// escaped as 0x00 0xFF and ended by 0x00 0x00.
 fn pack_key(values: &[Value]) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(9 * values.len());
+    let len = values
+        .iter()
+        .map(|value| match value {
+            Value::Null | Value::Bool(_) => 1,
+            Value::Int(_) => 9,
+            Value::Text(text) => 3 + text.len() + text.bytes().filter(|byte| *byte == 0).count(),
+        })
+        .sum();
+    let mut out = Vec::with_capacity(len);
     for value in values {
         match value {
             Value::Null => out.push(NULL),
@@ -124,6 +150,7 @@ fn pack_key(values: &[Value]) -> Box<[u8]> {
             }
         }
     }
+    debug_assert_eq!(out.len(), len);
     out.into_boxed_slice()
 }
 
@@ -383,7 +410,7 @@ mod tests {
     fn keyed_rows_merge_as_their_table_says() {
         use crate::schema::{BETS, BET_SETTLEMENTS, DAILY_TOTALS, FIRST_REPLIES};
         let mut changes = Changes::default();
-        let mut total = |day: i64, bets: i64| {
+        let total = |day: i64, bets: i64| {
             let mut row: Vec<Value> = DAILY_TOTALS.columns.iter().map(|_| Value::Int(0)).collect();
             row[0] = Value::Int(day);
             row[1] = Value::constant("EUR");

@@ -3,8 +3,9 @@
 //! checkpoint.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use book::{Book, Config};
@@ -19,7 +20,11 @@ use crate::ProjectorError;
 
 /// Rows a transaction collects before it commits (it also commits when it has read all there
 /// is). Larger transactions write faster; the lag a reader sees grows with them.
-pub const COMMIT_ROWS_DEFAULT: usize = 50_000;
+pub const COMMIT_ROWS_DEFAULT: usize = 200_000;
+
+/// How long a transaction gathers batches at the journal's end before it commits
+/// ([`ProjectorOptions::gather`]) in `serve`, the soak and the projector role.
+pub const GATHER_DEFAULT: Duration = Duration::from_millis(250);
 /// How long `--follow` sleeps when the journal has nothing new.
 pub const FOLLOW_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How often progress is reported during a long catch-up.
@@ -76,6 +81,17 @@ pub struct ProjectorOptions {
     /// between batches once one is due and its position is durable; a failure is logged and
     /// counted by the engine, and the projector goes on.
     pub snapshots: Option<engine::SnapshotWriter>,
+    /// While following the journal's end, how long a transaction keeps gathering batches
+    /// before it commits. It commits sooner once `commit_rows` rows are pending, as soon as a
+    /// reader waits for the models ([`ProjectorOptions::readers_waiting`]), and when the
+    /// projector stops ([`Projector::flush`]). Fewer, larger transactions write far fewer
+    /// pages (SQLite writes each page a transaction dirtied to its WAL, and again at the
+    /// checkpoint; the indexes keyed by account dirty nearly one a row); the price is up to
+    /// this much more lag while nobody reads. Zero (the default): commit what each step read.
+    pub gather: Duration,
+    /// Readers waiting for the models to reach a position (`Published::wait_for` counts
+    /// them): while any waits, a gathering transaction commits at the next step.
+    pub readers_waiting: Option<Arc<AtomicUsize>>,
 }
 
 impl ProjectorOptions {
@@ -90,6 +106,8 @@ impl ProjectorOptions {
             pipeline: true,
             whole_bet_rows: false,
             snapshots: None,
+            gather: Duration::ZERO,
+            readers_waiting: None,
         }
     }
 }
@@ -168,6 +186,8 @@ impl Drop for CommitThread {
 struct InFlight {
     checkpoint: Checkpoint,
     rows: u64,
+    /// Book time of the last batch it holds.
+    book_time: u64,
 }
 
 pub struct Projector {
@@ -192,12 +212,16 @@ pub struct Projector {
     committed: Position,
     /// The chain head at `committed`.
     committed_chain: engine::ChainHead,
+    /// Book time of the last batch before `committed` (0: none).
+    committed_book_time: u64,
     start: Start,
     progress: Progress,
     /// Batches projected by this process (committed or not).
     applied: u64,
     /// Whether the store has a checkpoint (at `committed`).
     stored: bool,
+    /// When the pending transaction got its first row (see [`ProjectorOptions::gather`]).
+    gathering_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Projector {
@@ -405,6 +429,7 @@ impl Projector {
         follower.set_whole_bet_rows(options.whole_bet_rows);
         let position = follower.checkpoint().next_position;
         let committed_chain = follower.checkpoint().chain_head;
+        let follower_time = follower.book().now();
         cursor.seek(position);
         let mut projector = Projector {
             store: Some(store),
@@ -419,10 +444,12 @@ impl Projector {
             options,
             committed: position,
             committed_chain,
+            committed_book_time: follower_time,
             start,
             progress: Progress::default(),
             applied: 0,
             stored: matches!(start, Start::Resumed { .. }),
+            gathering_since: None,
         };
         if !projector.changes.is_empty() {
             projector.commit()?;
@@ -455,6 +482,12 @@ impl Projector {
         self.committed_chain
     }
 
+    /// Book time of the last batch the store holds (0: none yet). The follower book may be
+    /// further on, by the batches of a transaction still gathering or in flight.
+    pub fn committed_book_time(&self) -> u64 {
+        self.committed_book_time
+    }
+
     /// Journal records written beyond [`Projector::position`] (read but uncommitted, and not
     /// yet read): the projector's lag in batches. Reads segment headers, not payloads.
     pub fn lag(&mut self) -> Result<u64, ProjectorError> {
@@ -481,8 +514,9 @@ impl Projector {
     }
 
     /// Records a successful commit up to `checkpoint`.
-    fn committed(&mut self, checkpoint: Checkpoint, rows: u64) {
+    fn committed(&mut self, checkpoint: Checkpoint, rows: u64, book_time: u64) {
         self.stored = true;
+        self.committed_book_time = book_time;
         self.progress.rows += rows;
         self.progress.commits += 1;
         self.committed = checkpoint.next_position;
@@ -508,7 +542,7 @@ impl Projector {
             self.poisoned = Some(error.to_string());
             return Err(error);
         }
-        self.committed(in_flight.checkpoint, in_flight.rows);
+        self.committed(in_flight.checkpoint, in_flight.rows, in_flight.book_time);
         Ok(())
     }
 
@@ -522,7 +556,8 @@ impl Projector {
         result?;
         let rows = self.changes.rows() as u64;
         self.changes.clear();
-        self.committed(*self.follower.checkpoint(), rows);
+        self.gathering_since = None;
+        self.committed(*self.follower.checkpoint(), rows, self.follower.book().now());
         Ok(())
     }
 
@@ -535,7 +570,12 @@ impl Projector {
         }
         let store = self.store.take().expect("the store is home once no commit is in flight");
         let changes = std::mem::replace(&mut self.changes, self.spare.take().unwrap_or_default());
-        let in_flight = InFlight { checkpoint: *self.follower.checkpoint(), rows: changes.rows() as u64 };
+        self.gathering_since = None;
+        let in_flight = InFlight {
+            checkpoint: *self.follower.checkpoint(),
+            rows: changes.rows() as u64,
+            book_time: self.follower.book().now(),
+        };
         let job = CommitJob { store, changes, previous: self.stored.then_some(self.committed) };
         let jobs = self.writer.as_ref().and_then(|writer| writer.jobs.as_ref()).expect("a running writer");
         if let Err(mpsc::SendError(job)) = jobs.send(job) {
@@ -553,7 +593,9 @@ impl Projector {
     /// With [`ProjectorOptions::pipeline`], a transaction that stopped because it was full
     /// (the journal holds more) is committed on the writer thread while the next `step`
     /// decides; [`Projector::position`] then moves when that commit is done. A `step` that
-    /// read to the journal's end commits before it returns.
+    /// read to the journal's end commits before it returns, unless the transaction is still
+    /// gathering ([`ProjectorOptions::gather`]): then a later step commits it, or
+    /// [`Projector::flush`].
     pub fn step(&mut self) -> Result<(u64, bool), ProjectorError> {
         if let Some(error) = self.deferred.take() {
             return Err(error);
@@ -597,10 +639,32 @@ impl Projector {
             self.finish_commit()?;
         } else if self.options.pipeline && polled.stopped {
             self.commit_in_background()?;
+        } else if !polled.stopped && self.gathering() {
+            // At the journal's end with nobody waiting: the transaction gathers more.
+            self.finish_commit()?;
         } else {
             self.commit()?;
         }
         Ok((applied, polled.stopped))
+    }
+
+    /// Whether the pending transaction keeps gathering at the journal's end
+    /// ([`ProjectorOptions::gather`]).
+    fn gathering(&mut self) -> bool {
+        let since = *self.gathering_since.get_or_insert_with(Instant::now);
+        let waiting = self.options.readers_waiting.as_ref().is_some_and(|readers| readers.load(Ordering::Acquire) > 0);
+        !waiting && since.elapsed() < self.options.gather
+    }
+
+    /// Commits what a gathering transaction holds (and waits for a commit in flight): the
+    /// store is then at the position of the last batch read. Called when the projector stops;
+    /// a projector dropped without it loses only work, which the next one does again.
+    pub fn flush(&mut self) -> Result<(), ProjectorError> {
+        if self.changes.is_empty() {
+            self.finish_commit()
+        } else {
+            self.commit()
+        }
     }
 
     /// Applies everything the journal holds now and commits it; returns the batches applied.
@@ -616,6 +680,7 @@ impl Projector {
                 last_report = Instant::now();
             }
             if !more {
+                self.flush()?;
                 return Ok(applied);
             }
         }
@@ -635,6 +700,6 @@ impl Projector {
                 std::thread::sleep(FOLLOW_POLL_INTERVAL);
             }
         }
-        Ok(())
+        self.flush()
     }
 }

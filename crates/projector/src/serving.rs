@@ -10,7 +10,7 @@
 //! sees it also sees the rows.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,9 @@ pub struct Published {
     /// The same position for the engine's journal retention (`EngineHandle::hold_retention`):
     /// segments from it on stay live. 0 until the projector has opened its store.
     hold: Arc<AtomicU64>,
+    /// Readers in [`Published::wait_for`]: a gathering transaction commits for them at once
+    /// (`ProjectorOptions::readers_waiting`).
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Default for Published {
@@ -64,6 +67,7 @@ impl Default for Published {
             state: Mutex::new(ProjectorState::Starting),
             book_time: AtomicU64::new(0),
             hold: Arc::new(AtomicU64::new(0)),
+            waiting: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -117,14 +121,37 @@ impl Published {
     }
 
     /// Waits until the models are at `position` or past it, at most `timeout`; whether they
-    /// are. Cheap when they already are.
+    /// are. Cheap when they already are. Counted in [`Published::readers_waiting`] meanwhile.
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
         if self.position() >= position {
             return true;
         }
+        let _waiting = Waiting::new(&self.waiting);
         let mut receiver = self.position.subscribe();
         let reached = matches!(tokio::time::timeout(timeout, receiver.wait_for(|at| *at >= position)).await, Ok(Ok(_)));
         reached
+    }
+
+    /// How many readers are in [`Published::wait_for`] now, for the projector
+    /// (`ProjectorOptions::readers_waiting`).
+    pub fn readers_waiting(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.waiting)
+    }
+}
+
+/// One reader counted while it waits (also when its future is dropped mid-wait).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -219,14 +246,14 @@ pub fn spawn(
 /// Follows the journal until `stop` is set, publishing each commit.
 fn follow(projector: &mut Projector, stop: &AtomicBool, published: &Published) -> Result<(), ProjectorError> {
     tracing::info!(start = ?projector.start(), "projector following the journal");
-    published.publish(projector.position(), projector.chain_head(), projector.book().now());
+    published.publish(projector.position(), projector.chain_head(), projector.committed_book_time());
     published.set_state(ProjectorState::Running);
     // One transaction at a time, so a stop request is seen promptly even during a long
     // catch-up.
     let mut last_report = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let (_, more) = projector.step()?;
-        published.publish(projector.position(), projector.chain_head(), projector.book().now());
+        published.publish(projector.position(), projector.chain_head(), projector.committed_book_time());
         if more && last_report.elapsed() >= PROGRESS_INTERVAL {
             let progress = projector.progress();
             tracing::info!(position = progress.position, rows = progress.rows, "projector catching up");
@@ -236,6 +263,9 @@ fn follow(projector: &mut Projector, stop: &AtomicBool, published: &Published) -
             std::thread::sleep(FOLLOW_POLL_INTERVAL);
         }
     }
+    // What a gathering transaction holds goes in before the thread ends.
+    projector.flush()?;
+    published.publish(projector.position(), projector.chain_head(), projector.committed_book_time());
     Ok(())
 }
 
@@ -507,4 +537,31 @@ fn last_book_time(store: &mut dyn Store, position: Position) -> Result<u64, Proj
     })?;
     let at = rows.first().and_then(|row| row.get(crate::schema::AUDIT.index_of("at"))).and_then(|value| value.int());
     Ok(at.map_or(0, |at| at as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_is_counted_while_it_waits_for_the_models() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
+        let published = Published::new();
+        let waiting = published.readers_waiting();
+        runtime.block_on(async {
+            assert!(published.wait_for(0, Duration::from_secs(1)).await, "already there: not counted");
+            assert_eq!(waiting.load(Ordering::SeqCst), 0);
+            let reader = published.wait_for(5, Duration::from_secs(10));
+            tokio::pin!(reader);
+            // Not there yet: the reader waits, counted.
+            assert!(tokio::time::timeout(Duration::from_millis(20), &mut reader).await.is_err());
+            assert_eq!(waiting.load(Ordering::SeqCst), 1);
+            published.publish(5, engine::CHAIN_HEAD_GENESIS, 1);
+            assert!(reader.await, "the models reached 5");
+            assert_eq!(waiting.load(Ordering::SeqCst), 0);
+            // A reader that gives up (or whose request is dropped) is no longer counted.
+            assert!(!published.wait_for(6, Duration::from_millis(10)).await);
+            assert_eq!(waiting.load(Ordering::SeqCst), 0);
+        });
+    }
 }

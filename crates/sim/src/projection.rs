@@ -98,7 +98,8 @@ impl SimProjector {
 
     /// Opens (or reopens after a kill) on the store: from the journal's start on an empty
     /// store, else resuming at its checkpoint. Transactions of 1 to 400 rows; half the
-    /// processes are set to die after a few batches.
+    /// processes are set to die after a few batches; half gather at the journal's end
+    /// (`ProjectorOptions::gather`) until full or flushed, so a kill loses more.
     fn open(&mut self, counts: &mut Counts) -> Result<&mut Projector, String> {
         if self.projector.is_none() {
             let store = SqliteStore::open(&self.store_path()).map_err(|error| failed("open its store", error))?;
@@ -106,6 +107,10 @@ impl SimProjector {
             options.config = self.config;
             options.commit_rows = self.rng.between(1, 400) as usize;
             options.snapshots = self.snapshot_writer.clone();
+            if self.rng.chance(1, 2) {
+                options.gather = std::time::Duration::from_secs(3_600);
+                *counts.entry("projector_gathering").or_default() += 1;
+            }
             if self.kills && self.rng.chance(1, 2) {
                 options.crash_after_batches = Some(self.rng.between(1, 300));
             }
@@ -163,10 +168,13 @@ impl SimProjector {
         Ok(())
     }
 
-    /// The store, caught up with the journal.
+    /// The store, caught up with the journal (a gathering transaction flushed, as for a
+    /// reader waiting).
     pub fn store(&mut self, counts: &mut Counts) -> Result<&mut dyn Store, String> {
         self.catch_up(counts)?;
-        Ok(self.open(counts)?.store())
+        let projector = self.open(counts)?;
+        projector.flush().map_err(|error| failed("flush", error))?;
+        Ok(projector.store())
     }
 
     /// Compares the store (caught up) with a rebuild from scratch into a second store, by

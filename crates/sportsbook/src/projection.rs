@@ -187,12 +187,15 @@ pub fn spawn(
         pipeline: true,
         whole_bet_rows: false,
     };
+    let readers_waiting = published.readers_waiting();
     projector::spawn(
         move || {
             let store = open_store(&args).map_err(|error| projector::ProjectorError::Store(format!("{error:#}")))?;
             let options = ProjectorOptions {
                 archive_dir: Some(args.archive_dir.clone()),
                 snapshots: snapshots.clone(),
+                gather: projector::projector::GATHER_DEFAULT,
+                readers_waiting: Some(readers_waiting.clone()),
                 ..ProjectorOptions::new(&args.data_dir)
             };
             Projector::open(store, options, false)

@@ -127,7 +127,7 @@ impl Status {
     fn publish(&self, projector: &Projector) {
         let progress = projector.progress();
         self.position.store(progress.position, Ordering::Relaxed);
-        self.book_time_ms.store(projector.book().now(), Ordering::Relaxed);
+        self.book_time_ms.store(projector.committed_book_time(), Ordering::Relaxed);
         self.stream_end.fetch_max(progress.position, Ordering::Relaxed);
     }
 }
@@ -151,6 +151,7 @@ fn open(args: &NatsProjectorArgs, rebuild: bool) -> Result<Projector, ProjectorE
             eprintln!("projector: replaying the journal to the store's checkpoint: {position} of {checkpoint}")
         }),
         archive_dir: None,
+        gather: projector::projector::GATHER_DEFAULT,
         ..ProjectorOptions::new(Path::new(""))
     };
     Projector::open_source(store, Box::new(source), options, rebuild)
@@ -286,6 +287,9 @@ fn follow(projector: &mut Projector, stop: &AtomicBool, status: &Status) -> Resu
             std::thread::sleep(projector::projector::FOLLOW_POLL_INTERVAL);
         }
     }
+    // What a gathering transaction holds goes in before the projector stops.
+    projector.flush()?;
+    status.publish(projector);
     Ok(())
 }
 

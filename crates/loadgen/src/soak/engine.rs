@@ -228,7 +228,12 @@ impl ProjectorThread {
                 (Box::new(store), true)
             }
         };
-        let options = ProjectorOptions { snapshots, ..ProjectorOptions::new(data_dir) };
+        // As `serve` runs it (no reader waits here).
+        let options = ProjectorOptions {
+            snapshots,
+            gather: projector::projector::GATHER_DEFAULT,
+            ..ProjectorOptions::new(data_dir)
+        };
         let mut projector = Projector::open(store, options, rebuild)
             .map_err(|error| LoadgenError::Setup(format!("opening the projector: {error}")))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -261,6 +266,11 @@ impl ProjectorThread {
                         }
                     }
                 }
+                if let Err(error) = projector.flush() {
+                    eprintln!("soak: the projector's last commit failed: {error}");
+                }
+                thread_position.store(projector.position(), Ordering::Release);
+                thread_rows.store(projector.progress().rows, Ordering::Release);
                 thread_running.store(false, Ordering::Release);
             })
             .map_err(|error| LoadgenError::Setup(format!("starting the projector thread: {error}")))?;

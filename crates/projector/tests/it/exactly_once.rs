@@ -295,3 +295,65 @@ fn sqlite_partial_bet_updates_equal_whole_rows() {
 fn postgres_partial_bet_updates_equal_whole_rows() {
     partial_updates_and_whole_rows(Backend::Postgres, "partial");
 }
+
+/// Steps until the projector has read the whole journal.
+fn step_to_the_end(projector: &mut Projector) {
+    while projector.step().expect("step").1 {}
+}
+
+/// At the journal's end a transaction gathers (`ProjectorOptions::gather`) instead of
+/// committing each step's batches: it commits once a reader waits, once it is old enough, or
+/// when flushed, and then holds everything read, never part of it.
+#[test]
+fn at_the_journals_end_a_transaction_gathers_until_a_reader_waits_it_ages_or_it_is_flushed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let data_dir = finished().dir.path();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let gathering = |gather: Duration| ProjectorOptions {
+        // Never full: only the journal's end ends a transaction here.
+        commit_rows: usize::MAX,
+        gather,
+        readers_waiting: Some(waiting.clone()),
+        ..ProjectorOptions::new(data_dir)
+    };
+    let open = |name: &str, options: ProjectorOptions| {
+        Projector::open(open_store(Backend::Sqlite, scratch.path(), name, true), options, false).expect("open")
+    };
+
+    // A reader waiting makes the gathering transaction commit at the next step.
+    let mut projector = open("reader", gathering(Duration::from_secs(3600)));
+    step_to_the_end(&mut projector);
+    let end = projector.lag().expect("lag");
+    assert!(end > 0 && projector.position() == 0, "nothing committed while gathering");
+    step_to_the_end(&mut projector);
+    assert_eq!(projector.position(), 0, "still gathering with nobody waiting");
+    assert_eq!(projector.committed_book_time(), 0, "the models' book time is that of what they hold");
+    waiting.fetch_add(1, Ordering::SeqCst);
+    step_to_the_end(&mut projector);
+    waiting.fetch_sub(1, Ordering::SeqCst);
+    assert_eq!((projector.position(), projector.lag().expect("lag")), (end, 0), "committed for the reader");
+    assert_eq!(projector.committed_book_time(), projector.book().now());
+    assert_eq!(digest(projector.store()).expect("digest"), reference());
+
+    // An old enough transaction commits by itself.
+    let mut projector = open("aged", gathering(Duration::from_millis(50)));
+    step_to_the_end(&mut projector);
+    std::thread::sleep(Duration::from_millis(60));
+    step_to_the_end(&mut projector);
+    assert_eq!(projector.position(), end, "committed once 50 ms old");
+
+    // A flush commits it (a stopping projector); a catch-up ends with one.
+    let mut projector = open("flushed", gathering(Duration::from_secs(3600)));
+    step_to_the_end(&mut projector);
+    assert_eq!(projector.position(), 0);
+    projector.flush().expect("flush");
+    assert_eq!(projector.position(), end);
+    assert_eq!(digest(projector.store()).expect("digest"), reference());
+    let mut projector = open("caught_up", gathering(Duration::from_secs(3600)));
+    projector.catch_up(&mut |_| {}).expect("catch up");
+    assert_eq!(projector.position(), end);
+}

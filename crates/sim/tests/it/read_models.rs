@@ -37,6 +37,8 @@ fn the_read_models_equal_the_prediction_through_projector_kills_and_a_rebuild() 
         "projector_killed_mid_transaction",
         "projector_killed_with_engine",
         "projector_resumed",
+        // Transactions that gather at the journal's end until full, flushed or killed.
+        "projector_gathering",
         "rebuild_compared",
         // The engine's snapshots written by the projector's follower book, recovered from.
         "snapshots_by_projector",
