@@ -2,12 +2,12 @@
 //!
 //! A transaction holds hundreds of thousands of rows while the projector is behind (larger
 //! transactions write far fewer pages: `docs/benchmarks.md`). As `Vec<Value>` a row cost about
-//! 750 bytes (32 bytes a value, a vector per row and another per key); packed, each row is one
-//! allocation of its values one after another (integers as variable-length numbers, texts
-//! with their length), and a keyed row's key one more, in an encoding whose byte order is the
-//! key's order. The stores bind the values straight from the packed bytes ([`Row::values`]).
+//! 750 bytes (32 bytes a value, a vector per row and another per key, each allocated and freed
+//! on its own); packed, a table's rows lie one after another in one buffer (integers as
+//! variable-length numbers, texts with their length), and a keyed row's key is one allocation,
+//! in an encoding whose byte order is the key's order. The stores bind the values straight
+//! from the packed bytes ([`Row::values`]).
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use crate::schema::{updated_table, Merge, Table, Value, WRITES};
@@ -92,28 +92,8 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-fn varint_len(value: u64) -> usize {
-    (64 - value.leading_zeros() as usize).max(1).div_ceil(7)
-}
-
 fn zigzag(value: i64) -> u64 {
     ((value << 1) ^ (value >> 63)) as u64
-}
-
-/// `values` packed into one allocation of the exact size.
-fn pack(values: &[Value]) -> Box<[u8]> {
-    let len = values
-        .iter()
-        .map(|value| match value {
-            Value::Null | Value::Bool(_) => 1,
-            Value::Int(value) => 1 + varint_len(zigzag(*value)),
-            Value::Text(text) => 1 + varint_len(text.len() as u64) + text.len(),
-        })
-        .sum();
-    let mut out = Vec::with_capacity(len);
-    pack_into(values, &mut out);
-    debug_assert_eq!(out.len(), len);
-    out.into_boxed_slice()
 }
 
 /// A key packed so that byte order is value order (`Value`'s `Ord`: by variant, then value):
@@ -216,13 +196,33 @@ impl<'a> Iterator for Values<'a> {
     }
 }
 
-/// Pending rows of one table: appended (an append-only table's keys are unique by
-/// construction) or by primary key, packed ([`pack_key`]), in key order (an upsert keeps the
-/// newest row of a key; an `Add` table sums).
-#[derive(Debug)]
-enum Rows {
-    Append(Vec<Box<[u8]>>),
-    Keyed(BTreeMap<Box<[u8]>, Box<[u8]>>),
+/// Where a packed row lies in its table's bytes.
+type Span = (usize, usize);
+
+/// Pending rows of one table, packed one after another in `bytes` (no allocation per row):
+/// appended (an append-only table's keys are unique by construction) or by primary key,
+/// packed ([`pack_key`]), in key order (an upsert keeps the newest row of a key; an `Add`
+/// table sums). A row replaced or changed is packed again at the end; the old bytes stay until
+/// the commit.
+#[derive(Debug, Default)]
+struct Rows {
+    bytes: Vec<u8>,
+    /// Append-only tables: the rows in the order put.
+    appended: Vec<Span>,
+    /// Keyed tables: the rows by key.
+    keyed: BTreeMap<Box<[u8]>, Span>,
+}
+
+impl Rows {
+    fn push(&mut self, values: &[Value]) -> Span {
+        let start = self.bytes.len();
+        pack_into(values, &mut self.bytes);
+        (start, self.bytes.len())
+    }
+
+    fn row(&self, (start, end): Span) -> Row<'_> {
+        Row(&self.bytes[start..end])
+    }
 }
 
 /// Rows waiting to be committed, by table.
@@ -234,11 +234,7 @@ pub struct Changes {
 
 impl Default for Changes {
     fn default() -> Changes {
-        let rows = |table: &Table| match table.merge {
-            Merge::Insert => Rows::Append(Vec::new()),
-            Merge::Upsert | Merge::Add | Merge::Keep | Merge::Update => Rows::Keyed(BTreeMap::new()),
-        };
-        Changes { tables: WRITES.iter().map(|table| (*table, rows(table))).collect(), rows: 0 }
+        Changes { tables: WRITES.iter().map(|table| (*table, Rows::default())).collect(), rows: 0 }
     }
 }
 
@@ -263,23 +259,22 @@ impl Changes {
             Merge::Upsert => self.drop_updates(table, &row[..table.key]),
             Merge::Insert | Merge::Add | Merge::Keep => {}
         }
-        let keep_first = table.merge == Merge::Keep;
-        let added = match self.slot(table) {
-            Rows::Append(rows) => {
-                rows.push(pack(&row));
-                true
+        let slot = self.slot(table);
+        let added = if table.merge == Merge::Insert {
+            let span = slot.push(&row);
+            slot.appended.push(span);
+            true
+        } else {
+            let key = pack_key(&row[..table.key]);
+            match slot.keyed.get(&key) {
+                Some(_) if table.merge == Merge::Keep => false,
+                found => {
+                    let added = found.is_none();
+                    let span = slot.push(&row);
+                    slot.keyed.insert(key, span);
+                    added
+                }
             }
-            Rows::Keyed(rows) => match rows.entry(pack_key(&row[..table.key])) {
-                Entry::Vacant(slot) => {
-                    slot.insert(pack(&row));
-                    true
-                }
-                Entry::Occupied(_) if keep_first => false,
-                Entry::Occupied(mut slot) => {
-                    slot.insert(pack(&row));
-                    false
-                }
-            },
         };
         if added {
             self.rows += 1;
@@ -289,18 +284,19 @@ impl Changes {
     fn update(&mut self, update: &Table, row: Vec<Value>) {
         let table = updated_table(update);
         let key = pack_key(&row[..update.key]);
-        if let Rows::Keyed(pending) = self.slot(table) {
-            if let Some(whole) = pending.get_mut(&key) {
-                let mut values = Row(whole).to_values();
-                for (column, value) in update.columns.iter().zip(row).skip(update.key) {
-                    values[table.index_of(column.name)] = value;
-                }
-                *whole = pack(&values);
-                return;
+        let pending = self.slot(table);
+        if let Some(&span) = pending.keyed.get(&key) {
+            let mut values = pending.row(span).to_values();
+            for (column, value) in update.columns.iter().zip(row).skip(update.key) {
+                values[table.index_of(column.name)] = value;
             }
+            let span = pending.push(&values);
+            pending.keyed.insert(key, span);
+            return;
         }
-        let Rows::Keyed(updates) = self.slot(update) else { unreachable!("updates are keyed") };
-        if updates.insert(key, pack(&row)).is_none() {
+        let updates = self.slot(update);
+        let span = updates.push(&row);
+        if updates.keyed.insert(key, span).is_none() {
             self.rows += 1;
         }
     }
@@ -309,35 +305,35 @@ impl Changes {
     fn drop_updates(&mut self, table: &Table, key: &[Value]) {
         let key = pack_key(key);
         for update in WRITES.iter().filter(|update| update.merge == Merge::Update && update.name == table.name) {
-            if let Rows::Keyed(updates) = self.slot(update) {
-                if updates.remove(&key).is_some() {
-                    self.rows -= 1;
-                }
+            if self.slot(update).keyed.remove(&key).is_some() {
+                self.rows -= 1;
             }
         }
     }
 
     /// Adds a row's integer columns to the pending row of its key.
     pub(crate) fn add(&mut self, table: &Table, row: Vec<Value>) {
-        let Rows::Keyed(slot) = self.slot(table) else {
-            debug_assert!(false, "{} is not keyed", table.name);
-            return;
-        };
-        match slot.entry(pack_key(&row[..table.key])) {
-            Entry::Occupied(mut existing) => {
-                let mut values = Row(existing.get()).to_values();
+        debug_assert_eq!(table.merge, Merge::Add, "{} is not summed", table.name);
+        let key = pack_key(&row[..table.key]);
+        let slot = self.slot(table);
+        let values = match slot.keyed.get(&key) {
+            Some(&span) => {
+                let mut values = slot.row(span).to_values();
                 for (stored, added) in values.iter_mut().zip(row).skip(table.key) {
                     if let (Value::Int(stored), Value::Int(added)) = (stored, added) {
                         *stored += added;
                     }
                 }
-                existing.insert(pack(&values));
+                values
             }
-            Entry::Vacant(slot) => {
-                slot.insert(pack(&row));
+            None => {
                 self.rows += 1;
+                row
             }
-        }
+        };
+        let slot = self.slot(table);
+        let span = slot.push(&values);
+        slot.keyed.insert(key, span);
     }
 
     /// Rows pending, counting an upserted key once.
@@ -352,20 +348,21 @@ impl Changes {
     /// Each table with its pending rows (keyed tables in key order).
     pub fn tables(&self) -> impl Iterator<Item = (&'static Table, Vec<Row<'_>>)> + '_ {
         self.tables.iter().map(|(table, rows)| {
-            let rows = match rows {
-                Rows::Append(rows) => rows.iter().map(|row| Row(row)).collect(),
-                Rows::Keyed(rows) => rows.values().map(|row| Row(row)).collect(),
+            let spans: Box<dyn Iterator<Item = &Span>> = if table.merge == Merge::Insert {
+                Box::new(rows.appended.iter())
+            } else {
+                Box::new(rows.keyed.values())
             };
-            (*table, rows)
+            (*table, spans.map(|span| rows.row(*span)).collect())
         })
     }
 
+    /// Empties every table, keeping the room its bytes took for the next transaction.
     pub fn clear(&mut self) {
         for (_, rows) in &mut self.tables {
-            match rows {
-                Rows::Append(rows) => *rows = Vec::new(),
-                Rows::Keyed(rows) => rows.clear(),
-            }
+            rows.bytes.clear();
+            rows.appended.clear();
+            rows.keyed.clear();
         }
         self.rows = 0;
     }
@@ -390,7 +387,8 @@ mod tests {
     #[test]
     fn a_packed_row_reads_back_as_its_values() {
         for row in values() {
-            let packed = pack(&row);
+            let mut packed = Vec::new();
+            pack_into(&row, &mut packed);
             assert_eq!(Row(&packed).to_values(), row);
             assert_eq!(Row(&packed).values().count(), row.len());
         }

@@ -308,3 +308,40 @@ fn a_sqlite_store_before_migration_9_keeps_its_first_replies_in_a_rowid_table_fo
     assert_eq!(resumed.lag().expect("lag"), 0);
     assert_eq!(digest(resumed.store()).expect("digest"), expected);
 }
+
+/// Since migration 10 only settled bets are in `bets_settled_at`, and a settlement window (the
+/// reports', the operator's search) still reads that index, a store migrated from before it
+/// included.
+#[test]
+fn only_settled_bets_are_indexed_by_settlement_time_and_a_window_reads_that_index() {
+    let finished = finished();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let latest_path = scratch.path().join("latest.sqlite3");
+    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
+    let expected = digest(latest.store()).expect("digest");
+    drop(latest);
+    let old_path = scratch.path().join("old.sqlite3");
+    {
+        let conn = older_store(&old_path, 10);
+        assert!(copy_rows(&conn, &latest_path).is_empty(), "every table made before 10");
+    }
+    let mut store = SqliteStore::open(&old_path).expect("open and migrate");
+    assert_eq!(digest(&mut store).expect("digest"), expected, "every row kept");
+    drop(store);
+    for path in [&latest_path, &old_path] {
+        let conn = Connection::open(path).expect("open");
+        let sql: String = conn
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'bets_settled_at'", [], |row| row.get(0))
+            .expect("the index");
+        assert!(sql.ends_with("WHERE settled_at IS NOT NULL"), "{sql}");
+        let (settled, bets): (i64, i64) = conn
+            .query_row("SELECT COUNT(settled_at), COUNT(*) FROM bets", [], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("count");
+        assert!(settled > 0 && settled < bets, "a workload with settled and open bets: {settled} of {bets}");
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT id FROM bets WHERE settled_at >= ?1 AND settled_at < ?2 ORDER BY id")
+            .and_then(|mut statement| statement.query_map((0, i64::MAX), |row| row.get::<_, String>(3))?.collect())
+            .expect("plan");
+        assert!(plan.iter().any(|step| step.contains("INDEX bets_settled_at")), "{plan:?}");
+    }
+}
