@@ -21,7 +21,7 @@ pub enum ValueRef<'a> {
     Text(&'a str),
 }
 
-impl ValueRef<'_> {
+impl<'a> ValueRef<'a> {
     pub fn int(self) -> Option<i64> {
         match self {
             ValueRef::Int(value) => Some(value),
@@ -32,6 +32,13 @@ impl ValueRef<'_> {
     pub fn bool(self) -> Option<bool> {
         match self {
             ValueRef::Bool(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    pub fn text(self) -> Option<&'a str> {
+        match self {
+            ValueRef::Text(value) => Some(value),
             _ => None,
         }
     }
@@ -401,6 +408,31 @@ mod tests {
             for b in &rows {
                 assert_eq!(pack_key(a).cmp(&pack_key(b)), a.cmp(b), "{a:?} against {b:?}");
             }
+        }
+    }
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            // Texts with NULs, multi-byte characters and prefixes of one another.
+            proptest::collection::vec(prop_oneof![Just('\0'), Just('a'), Just('b'), Just('é'), any::<char>()], 0..6)
+                .prop_map(|chars| Value::from(chars.into_iter().collect::<String>())),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_row_reads_back_and_any_keys_sort_as_their_values(
+            a in proptest::collection::vec(any_value(), 0..5),
+            b in proptest::collection::vec(any_value(), 0..5),
+        ) {
+            let mut packed = Vec::new();
+            pack_into(&a, &mut packed);
+            proptest::prop_assert_eq!(Row(&packed).to_values(), a.clone());
+            proptest::prop_assert_eq!(pack_key(&a).cmp(&pack_key(&b)), a.cmp(&b));
         }
     }
 

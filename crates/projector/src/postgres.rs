@@ -8,7 +8,7 @@ use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
-use crate::follower::Changes;
+use crate::changes::{Changes, ValueRef};
 use crate::schema::{self, Merge, Type, Value, MIGRATIONS, MIGRATIONS_TABLE, TABLES};
 use crate::store::{check_previous, conflict_clause, Store, ROWS_PER_STATEMENT_MAX};
 use crate::ProjectorError;
@@ -167,7 +167,7 @@ fn sql_type(ty: Type) -> &'static str {
 }
 
 /// One column of a chunk as a typed array parameter.
-fn column_array(rows: &[Vec<Value>], index: usize, ty: Type) -> Box<dyn ToSql + Sync + Send> {
+fn column_array(rows: &[Vec<ValueRef<'_>>], index: usize, ty: Type) -> Box<dyn ToSql + Sync + Send> {
     match ty {
         Type::Int => Box::new(rows.iter().map(|row| row[index].int()).collect::<Vec<Option<i64>>>()),
         Type::Text => {
@@ -244,7 +244,7 @@ impl Store for PostgresStore {
                 };
                 let statement = tx.prepare(&sql).await.map_err(error("prepare insert"))?;
                 for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
-                    let chunk: Vec<Vec<Value>> = chunk.iter().map(|row| row.to_values()).collect();
+                    let chunk: Vec<Vec<ValueRef<'_>>> = chunk.iter().map(|row| row.values().collect()).collect();
                     let params: Vec<Box<dyn ToSql + Sync + Send>> = table
                         .columns
                         .iter()

@@ -19,7 +19,10 @@ use crate::store::{self, Store};
 use crate::ProjectorError;
 
 /// Rows a transaction collects before it commits (it also commits when it has read all there
-/// is). Larger transactions write faster; the lag a reader sees grows with them.
+/// is and gathered long enough: [`ProjectorOptions::gather`]). Larger transactions write
+/// faster (SQLite: 200,000 rows write a third of the bytes 50,000 do, `docs/benchmarks.md`);
+/// the lag a reader sees while the projector is behind grows with them, and so does memory
+/// (a few hundred bytes a pending row, twice over while one commits and the next gathers).
 pub const COMMIT_ROWS_DEFAULT: usize = 200_000;
 
 /// How long a transaction gathers batches at the journal's end before it commits
