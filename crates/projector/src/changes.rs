@@ -74,20 +74,26 @@ const TEXT: u8 = 4;
 /// (LEB128) and bytes.
 fn pack_into(values: &[Value], out: &mut Vec<u8>) {
     for value in values {
+        out.push(tag(value));
         match value {
-            Value::Null => out.push(NULL),
-            Value::Bool(false) => out.push(FALSE),
-            Value::Bool(true) => out.push(TRUE),
-            Value::Int(value) => {
-                out.push(INT);
-                put_varint(out, zigzag(*value));
-            }
+            Value::Null | Value::Bool(_) => {}
+            Value::Int(value) => put_varint(out, zigzag(*value)),
             Value::Text(text) => {
-                out.push(TEXT);
                 put_varint(out, text.len() as u64);
                 out.extend_from_slice(text.as_bytes());
             }
         }
+    }
+}
+
+/// A value's tag, in the order of `Value`'s variants (so that packed keys sort as values).
+fn tag(value: &Value) -> u8 {
+    match value {
+        Value::Null => NULL,
+        Value::Bool(false) => FALSE,
+        Value::Bool(true) => TRUE,
+        Value::Int(_) => INT,
+        Value::Text(_) => TEXT,
     }
 }
 
@@ -117,16 +123,11 @@ fn pack_key(values: &[Value]) -> Box<[u8]> {
         .sum();
     let mut out = Vec::with_capacity(len);
     for value in values {
+        out.push(tag(value));
         match value {
-            Value::Null => out.push(NULL),
-            Value::Bool(false) => out.push(FALSE),
-            Value::Bool(true) => out.push(TRUE),
-            Value::Int(value) => {
-                out.push(INT);
-                out.extend_from_slice(&((*value as u64) ^ (1 << 63)).to_be_bytes());
-            }
+            Value::Null | Value::Bool(_) => {}
+            Value::Int(value) => out.extend_from_slice(&((*value as u64) ^ (1 << 63)).to_be_bytes()),
             Value::Text(text) => {
-                out.push(TEXT);
                 for &byte in text.as_bytes() {
                     out.push(byte);
                     if byte == 0 {

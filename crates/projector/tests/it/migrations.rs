@@ -8,6 +8,8 @@ use projector::schema::{
     self, Backend as SchemaBackend, FIRST_REPLIES, MIGRATIONS, MIGRATIONS_TABLE, STATEMENTS, TABLES, TRANSFERS,
 };
 use projector::{digest, SqliteStore, Store};
+use std::path::{Path, PathBuf};
+
 use rusqlite::Connection;
 
 use crate::{finished, project};
@@ -79,6 +81,23 @@ fn copy_tables(conn: &Connection, latest_path: &std::path::Path, names: &[&str],
     conn.execute_batch("DETACH DATABASE latest").expect("detach");
 }
 
+/// The shared workload projected into a fresh store of this build, `DIR/latest.sqlite3`, and
+/// the digest of its models.
+fn latest_store(dir: &Path) -> (PathBuf, String) {
+    let path = dir.join("latest.sqlite3");
+    let mut latest = project(finished().dir.path(), Box::new(SqliteStore::open(&path).expect("open")), false);
+    let expected = digest(latest.store()).expect("digest");
+    (path, expected)
+}
+
+/// The projector resumes on the (migrated) store at `path` where its checkpoint says, with
+/// nothing left to do and the models `expected`.
+fn resumes_with(path: &Path, expected: &str) {
+    let mut resumed = project(finished().dir.path(), Box::new(SqliteStore::open(path).expect("open")), false);
+    assert_eq!(resumed.lag().expect("lag"), 0);
+    assert_eq!(digest(resumed.store()).expect("digest"), expected);
+}
+
 /// Opens (and so migrates) an older store, then gives the tables later migrations made the
 /// latest store's rows: they are empty after the migration (this build's projector fills them
 /// from the journal on a `--rebuild`), and the rest of the comparison is about the rows kept.
@@ -90,14 +109,10 @@ fn migrate_then_fill(old_path: &std::path::Path, latest_path: &std::path::Path, 
 
 #[test]
 fn a_store_before_migration_8_gets_its_statements_folded_into_transfers() {
-    let finished = finished();
     let scratch = tempfile::tempdir().expect("tempdir");
-    let latest_path = scratch.path().join("latest.sqlite3");
-    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
-    let expected = digest(latest.store()).expect("digest");
-    let statements = latest.store().rows(&STATEMENTS).expect("statements");
+    let (latest_path, expected) = latest_store(scratch.path());
+    let statements = SqliteStore::open(&latest_path).expect("open").rows(&STATEMENTS).expect("statements");
     assert!(statements.len() > 100, "a workload with statements: {}", statements.len());
-    drop(latest);
     let old_path = scratch.path().join("old.sqlite3");
     {
         let conn = older_store(&old_path, 8);
@@ -129,9 +144,7 @@ fn a_store_before_migration_8_gets_its_statements_folded_into_transfers() {
         assert!(plan.iter().any(|step| step.contains("USING INDEX transfers_account")), "{plan:?}");
         assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:?}");
     }
-    let mut resumed = project(finished.dir.path(), Box::new(SqliteStore::open(&old_path).expect("open")), false);
-    assert_eq!(resumed.lag().expect("lag"), 0);
-    assert_eq!(digest(resumed.store()).expect("digest"), expected);
+    resumes_with(&old_path, &expected);
 }
 
 fn index_names(conn: &Connection) -> Vec<String> {
@@ -142,12 +155,8 @@ fn index_names(conn: &Connection) -> Vec<String> {
 
 #[test]
 fn a_sqlite_store_before_migration_6_gets_integer_rowid_keys_and_an_audit_without_rowid() {
-    let finished = finished();
     let scratch = tempfile::tempdir().expect("tempdir");
-    let latest_path = scratch.path().join("latest.sqlite3");
-    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
-    let expected = digest(latest.store()).expect("digest");
-    drop(latest);
+    let (latest_path, expected) = latest_store(scratch.path());
     let old_path = scratch.path().join("old.sqlite3");
     let later;
     {
@@ -191,19 +200,13 @@ fn a_sqlite_store_before_migration_6_gets_integer_rowid_keys_and_an_audit_withou
             assert!(indexes.iter().any(|name| name == index), "{index} rebuilt: {indexes:?}");
         }
     }
-    let mut resumed = project(finished.dir.path(), Box::new(SqliteStore::open(&old_path).expect("open")), false);
-    assert_eq!(resumed.lag().expect("lag"), 0);
-    assert_eq!(digest(resumed.store()).expect("digest"), expected);
+    resumes_with(&old_path, &expected);
 }
 
 #[test]
 fn an_older_sqlite_store_is_rebuilt_without_rowids_keeping_every_row() {
-    let finished = finished();
     let scratch = tempfile::tempdir().expect("tempdir");
-    let latest_path = scratch.path().join("latest.sqlite3");
-    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
-    let expected = digest(latest.store()).expect("digest");
-    drop(latest);
+    let (latest_path, expected) = latest_store(scratch.path());
 
     // The same rows in a store at the version before that migration, as an older build left it.
     let old_path = scratch.path().join("old.sqlite3");
@@ -253,21 +256,15 @@ fn an_older_sqlite_store_is_rebuilt_without_rowids_keeping_every_row() {
         }
     }
     // The projector resumes on the migrated store where the copied checkpoint says.
-    let mut resumed = project(finished.dir.path(), Box::new(SqliteStore::open(&old_path).expect("open")), false);
-    assert_eq!(resumed.lag().expect("lag"), 0);
-    assert_eq!(digest(resumed.store()).expect("digest"), expected);
+    resumes_with(&old_path, &expected);
 }
 
 #[test]
 fn a_sqlite_store_before_migration_9_keeps_its_first_replies_in_a_rowid_table_found_by_a_unique_key() {
-    let finished = finished();
     let scratch = tempfile::tempdir().expect("tempdir");
-    let latest_path = scratch.path().join("latest.sqlite3");
-    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
-    let expected = digest(latest.store()).expect("digest");
-    let replies = latest.store().rows(&FIRST_REPLIES).expect("first replies");
+    let (latest_path, expected) = latest_store(scratch.path());
+    let replies = SqliteStore::open(&latest_path).expect("open").rows(&FIRST_REPLIES).expect("first replies");
     assert!(replies.len() > 100, "a workload with keyed commands: {}", replies.len());
-    drop(latest);
     let old_path = scratch.path().join("old.sqlite3");
     {
         let conn = older_store(&old_path, 9);
@@ -304,9 +301,7 @@ fn a_sqlite_store_before_migration_9_keeps_its_first_replies_in_a_rowid_table_fo
             .expect("plan");
         assert!(plan.iter().any(|step| step.contains("USING INDEX first_replies_key")), "{plan:?}");
     }
-    let mut resumed = project(finished.dir.path(), Box::new(SqliteStore::open(&old_path).expect("open")), false);
-    assert_eq!(resumed.lag().expect("lag"), 0);
-    assert_eq!(digest(resumed.store()).expect("digest"), expected);
+    resumes_with(&old_path, &expected);
 }
 
 /// Since migration 10 only settled bets are in `bets_settled_at`, and a settlement window (the
@@ -314,12 +309,8 @@ fn a_sqlite_store_before_migration_9_keeps_its_first_replies_in_a_rowid_table_fo
 /// included.
 #[test]
 fn only_settled_bets_are_indexed_by_settlement_time_and_a_window_reads_that_index() {
-    let finished = finished();
     let scratch = tempfile::tempdir().expect("tempdir");
-    let latest_path = scratch.path().join("latest.sqlite3");
-    let mut latest = project(finished.dir.path(), Box::new(SqliteStore::open(&latest_path).expect("open")), false);
-    let expected = digest(latest.store()).expect("digest");
-    drop(latest);
+    let (latest_path, expected) = latest_store(scratch.path());
     let old_path = scratch.path().join("old.sqlite3");
     {
         let conn = older_store(&old_path, 10);
