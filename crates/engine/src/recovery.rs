@@ -172,17 +172,7 @@ pub fn recover_to(
             snapshot_position = Some(position);
         }
     }
-    let mut replica = Replica {
-        book,
-        position: from,
-        next_sequence,
-        chain_head,
-        replayed_batches: 0,
-        replayed_commands: 0,
-        events: Vec::new(),
-        last_batch: LastBatch::default(),
-        scratch: Vec::new(),
-    };
+    let mut replica = Replica::starting_at(book, from, next_sequence, chain_head);
     let mut failure: Option<EngineError> = None;
     let mut reached_end = false;
     let read = journal.read_from(from, &mut |position, payload| {
@@ -259,6 +249,23 @@ pub struct LastBatch {
 }
 
 impl Replica {
+    /// A replica of `book` standing at journal `position` (a snapshot's, or 0 for a new
+    /// book), where the next command's sequence number is `next_sequence` and the chain head
+    /// `chain_head`; nothing replayed yet.
+    pub(crate) fn starting_at(book: Book, position: Position, next_sequence: u64, chain_head: ChainHead) -> Replica {
+        Replica {
+            book,
+            position,
+            next_sequence,
+            chain_head,
+            replayed_batches: 0,
+            replayed_commands: 0,
+            events: Vec::new(),
+            last_batch: LastBatch::default(),
+            scratch: Vec::new(),
+        }
+    }
+
     /// Continues from a recovered book (its report says where it stands).
     pub fn from_recovered(recovered: Recovered) -> Replica {
         let report = recovered.report;

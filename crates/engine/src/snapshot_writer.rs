@@ -35,9 +35,7 @@ use book::{Book, Config};
 use journal::{History, JournalError, Position, SnapshotStore};
 
 use crate::error::EngineError;
-use crate::recovery::{
-    decode_snapshot_payload, save_snapshot_payload, ChainHead, Recovered, RecoveryReport, Replica, CHAIN_HEAD_GENESIS,
-};
+use crate::recovery::{decode_snapshot_payload, save_snapshot_payload, ChainHead, Replica, CHAIN_HEAD_GENESIS};
 use crate::sequencer::EngineStats;
 
 /// A book and where it stands in the journal: what a snapshot records.
@@ -201,25 +199,13 @@ impl SnapshotWriter {
         config: Config,
     ) -> Result<Replica, EngineError> {
         let load = self.0.store.load_at_or_before(end)?;
-        let (snapshot_position, from_sequence, chain_head, book) = match load.latest {
+        let mut replica = match load.latest {
             Some((position, bytes)) => {
-                let (from_sequence, chain_head, book) = decode_snapshot_payload(&bytes)?;
-                (Some(position), from_sequence, chain_head, book)
+                let (sequence, chain_head, book) = decode_snapshot_payload(&bytes)?;
+                Replica::starting_at(book, position, sequence, chain_head)
             }
-            None => (None, 0, CHAIN_HEAD_GENESIS, Book::new(config)),
+            None => Replica::starting_at(Book::new(config), 0, 0, CHAIN_HEAD_GENESIS),
         };
-        let report = RecoveryReport {
-            position: snapshot_position.unwrap_or(0),
-            next_sequence: from_sequence,
-            snapshot_position,
-            replayed_batches: 0,
-            replayed_commands: 0,
-            truncated_bytes: 0,
-            chain_head,
-            skipped_snapshots: 0,
-        };
-        let recovered = Recovered { book, report, skipped_snapshots: Vec::new() };
-        let mut replica = Replica::from_recovered(recovered);
         let mut failure = None;
         let from = replica.position();
         let read = history.read(from, end, &mut |position, payload| match replica.apply_record(position, payload) {

@@ -356,12 +356,12 @@ impl Changes {
     /// Each table with its pending rows (keyed tables in key order).
     pub fn tables(&self) -> impl Iterator<Item = (&'static Table, Vec<Row<'_>>)> + '_ {
         self.tables.iter().map(|(table, rows)| {
-            let spans: Box<dyn Iterator<Item = &Span>> = if table.merge == Merge::Insert {
-                Box::new(rows.appended.iter())
+            let pending = if table.merge == Merge::Insert {
+                rows.appended.iter().map(|span| rows.row(*span)).collect()
             } else {
-                Box::new(rows.keyed.values())
+                rows.keyed.values().map(|span| rows.row(*span)).collect()
             };
-            (*table, spans.map(|span| rows.row(*span)).collect())
+            (*table, pending)
         })
     }
 
