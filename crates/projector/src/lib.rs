@@ -42,7 +42,7 @@ pub use serving::{
 pub use source::NatsSource;
 pub use source::{FileSource, RecordSource};
 pub use sqlite::{SqliteStore, SQLITE_FILE_NAME};
-pub use store::{digest, dump, Store};
+pub use store::{digest, digest_paged, dump, Store, DIGEST_ROWS_PER_PAGE};
 
 use journal::{JournalError, Position};
 

@@ -76,8 +76,12 @@ pub fn checkpoint(store: &mut dyn Store) -> Result<Option<Checkpoint>, Projector
     store.rows(&CHECKPOINT)?.first().map(|row| Checkpoint::from_row(row)).transpose()
 }
 
+/// Rows [`digest`] reads in one select.
+pub const DIGEST_ROWS_PER_PAGE: usize = 10_000;
+
 /// Every row of every table as canonical text, the same for equal models on either backend:
-/// `table|value|value…` per row, in table order and key order.
+/// `table|value|value…` per row, in table order and key order. The whole store in memory: for
+/// tests and small stores ([`digest`] reads a page at a time).
 pub fn dump(store: &mut dyn Store) -> Result<String, ProjectorError> {
     let mut out = String::new();
     for table in TABLES {
@@ -85,20 +89,91 @@ pub fn dump(store: &mut dyn Store) -> Result<String, ProjectorError> {
         // Key order by value, not by a database collation.
         rows.sort_by(|a, b| a[..table.key].cmp(&b[..table.key]));
         for row in rows {
-            out.push_str(table.name);
-            for value in &row {
-                out.push('|');
-                value.write_canonical(&mut out);
-            }
-            out.push('\n');
+            write_canonical_row(table, &row, &mut out);
         }
     }
     Ok(out)
 }
 
-/// SHA-256 of [`dump`], hex.
+/// One line of [`dump`].
+fn write_canonical_row(table: &Table, row: &[Value], out: &mut String) {
+    out.push_str(table.name);
+    for value in row {
+        out.push('|');
+        value.write_canonical(out);
+    }
+    out.push('\n');
+}
+
+/// SHA-256 of [`dump`], hex, without holding the dump: each table is read
+/// [`DIGEST_ROWS_PER_PAGE`] rows at a time, in key order, each page after the last key of the
+/// one before (so its memory is a page, where the dump of a 2 GB store took 4 GB).
 pub fn digest(store: &mut dyn Store) -> Result<String, ProjectorError> {
-    Ok(hex::encode(Sha256::digest(dump(store)?.as_bytes())))
+    digest_paged(store, DIGEST_ROWS_PER_PAGE)
+}
+
+/// [`digest`] with pages of `rows_per_page` rows (at least 1).
+pub fn digest_paged(store: &mut dyn Store, rows_per_page: usize) -> Result<String, ProjectorError> {
+    let rows_per_page = rows_per_page.max(1);
+    let mut hasher = Sha256::new();
+    let mut line = String::new();
+    store.begin_read()?;
+    let mut hash_tables = || -> Result<(), ProjectorError> {
+        for table in TABLES {
+            let types = table.types();
+            let mut after: Option<Vec<Value>> = None;
+            loop {
+                let (sql, params) = page_sql(store, table, after.as_deref(), rows_per_page);
+                let rows = store.select_typed(table.name, &types, &sql, &params)?;
+                for row in &rows {
+                    // The dump orders keys by value; a store whose order differed (a collation)
+                    // would give another digest for the same rows, so it is refused instead.
+                    if after.as_deref().is_some_and(|last| row[..table.key] <= *last) {
+                        return Err(ProjectorError::Store(format!(
+                            "digest: {} returned its rows out of key order at {:?}",
+                            table.name,
+                            &row[..table.key]
+                        )));
+                    }
+                    after = Some(row[..table.key].to_vec());
+                    line.clear();
+                    write_canonical_row(table, row, &mut line);
+                    hasher.update(line.as_bytes());
+                }
+                if rows.len() < rows_per_page {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    };
+    let hashed = hash_tables();
+    let ended = store.end_read();
+    hashed?;
+    ended?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The select of one [`digest_paged`] page: the rows after the key `after` (all from the first
+/// when `None`), in key order, text compared byte by byte as [`Value`] orders it (PostgreSQL's
+/// database collation may not; SQLite's `BINARY` does).
+fn page_sql(store: &dyn Store, table: &Table, after: Option<&[Value]>, rows_per_page: usize) -> (String, Vec<Value>) {
+    let bytewise = |index: usize| {
+        let column = &table.columns[index];
+        match (column.ty, store.kind()) {
+            (Type::Text, "postgres") => format!("{} COLLATE \"C\"", column.name),
+            _ => column.name.to_owned(),
+        }
+    };
+    let key: Vec<String> = (0..table.key).map(bytewise).collect();
+    let mut sql = format!("SELECT {} FROM {}", table.column_list(), table.name);
+    let params = after.map(<[Value]>::to_vec).unwrap_or_default();
+    if !params.is_empty() {
+        let placeholders: Vec<String> = (1..=params.len()).map(|index| store.placeholder(index)).collect();
+        sql.push_str(&format!(" WHERE ({}) > ({})", key.join(", "), placeholders.join(", ")));
+    }
+    sql.push_str(&format!(" ORDER BY {} LIMIT {rows_per_page}", key.join(", ")));
+    (sql, params)
 }
 
 /// The check of [`Store::commit`]: `found` is the checkpoint's position in the transaction.

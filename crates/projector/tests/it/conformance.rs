@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 
 use book::{AccountKind, BetKind, BetStatus, Book, LedgerAccountId, TransferCode, TransferKind, MILLIS_PER_DAY};
 use projector::schema::{
-    Table, Value, ACCOUNTS, ALERTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CASES, CHECKPOINT, DAILY_TOTALS, STATEMENTS,
-    TRANSFERS,
+    Table, Value, ACCOUNTS, ALERTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CASES, CHECKPOINT, DAILY_TOTALS, FIRST_REPLIES,
+    STATEMENTS, TRANSFERS,
 };
-use projector::{dump, Store};
+use projector::{digest_paged, dump, Changes, Checkpoint, Store, DIGEST_ROWS_PER_PAGE};
+use sha2::{Digest, Sha256};
 
-use crate::{finished, open_store, project, Backend};
+use crate::{finished, open_store, project, Backend, POSTGRES_URL};
 
 fn get<'a>(table: &Table, row: &'a [Value], column: &str) -> &'a Value {
     &row[table.index_of(column)]
@@ -603,7 +604,70 @@ fn conformance(backend: Backend, name: &str) -> String {
     check_first_replies(store, &finished.first_replies);
     check_running_totals(store, book);
     check_monitoring(store, book);
+    check_digest(store);
     dump(store).expect("dump")
+}
+
+/// `digest` reads a page of rows at a time; at any page size it is the hash of the whole dump.
+fn check_digest(store: &mut dyn Store) -> String {
+    let whole = hex::encode(Sha256::digest(dump(store).expect("dump").as_bytes()));
+    for rows_per_page in [1, 2, 7, 1_000, DIGEST_ROWS_PER_PAGE] {
+        assert_eq!(digest_paged(store, rows_per_page).expect("digest"), whole, "pages of {rows_per_page} rows");
+    }
+    whole
+}
+
+/// The dump orders text keys byte by byte, and so must the digest's pages, whatever the
+/// database's collation: here PostgreSQL's `first_replies.key_hash` collates as English, which
+/// puts "a" before "B" and ignores "_" at first, and both stores still give the dump's hash.
+#[test]
+fn the_digest_pages_through_text_keys_byte_by_byte_under_any_collation() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let keys = ["B", "a", "a_b", "ab", "Ab", "0", "\u{e9}", "a b", "_"];
+    let mut digests = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let mut store = open_store(backend, scratch.path(), "collation", true);
+        if backend == Backend::Postgres {
+            let schema = format!("it_collation_{}", std::process::id());
+            postgres_execute(&format!(
+                "ALTER TABLE {schema}.first_replies ALTER COLUMN key_hash TYPE TEXT COLLATE \"en-x-icu\""
+            ));
+        }
+        let mut changes = Changes::default();
+        for (position, key) in keys.iter().enumerate() {
+            let row = vec![
+                Value::from(key.to_string()),
+                Value::Null,
+                Value::constant("0"),
+                Value::Int(position as i64),
+                Value::Int(0),
+                Value::constant("ok"),
+                Value::constant("00"),
+            ];
+            assert_eq!(row.len(), FIRST_REPLIES.columns.len());
+            changes.put(&FIRST_REPLIES, row);
+        }
+        let checkpoint =
+            Checkpoint { next_position: 1, chain_head: [0; 32], batches: 1, commands: 1, base_position: 0 };
+        changes.put(&CHECKPOINT, checkpoint.row());
+        store.commit(&changes, None).expect("commit");
+        digests.push(check_digest(store.as_mut()));
+    }
+    assert_eq!(digests[0], digests[1], "SQLite and PostgreSQL");
+}
+
+/// Runs `sql` on the test database (what the store's API does not do: change a collation).
+fn postgres_execute(sql: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(POSTGRES_URL, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|error| panic!("these tests need PostgreSQL at {POSTGRES_URL}: {error}"));
+        let connection = tokio::spawn(connection);
+        client.batch_execute(sql).await.expect(sql);
+        drop(client);
+        let _ = connection.await;
+    });
 }
 
 /// `projector::totals` (what `sportsbook verify` runs): the history summed per ledger account
