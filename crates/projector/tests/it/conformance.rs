@@ -14,7 +14,7 @@ use projector::schema::{
 use projector::{digest_paged, dump, Changes, Checkpoint, Store, DIGEST_ROWS_PER_PAGE};
 use sha2::{Digest, Sha256};
 
-use crate::{finished, open_store, project, Backend, POSTGRES_URL};
+use crate::{finished, open_store, postgres_schema, project, Backend, POSTGRES_URL};
 
 fn get<'a>(table: &Table, row: &'a [Value], column: &str) -> &'a Value {
     &row[table.index_of(column)]
@@ -628,7 +628,7 @@ fn the_digest_pages_through_text_keys_byte_by_byte_under_any_collation() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let mut store = open_store(backend, scratch.path(), "collation", true);
         if backend == Backend::Postgres {
-            let schema = format!("it_collation_{}", std::process::id());
+            let schema = postgres_schema("collation");
             postgres_execute(&format!(
                 "ALTER TABLE {schema}.first_replies ALTER COLUMN key_hash TYPE TEXT COLLATE \"en-x-icu\""
             ));

@@ -29,6 +29,11 @@ pub enum Backend {
     Postgres,
 }
 
+/// The PostgreSQL schema [`open_store`] gives the store `name` in this test process.
+pub fn postgres_schema(name: &str) -> String {
+    format!("it_{name}_{}", std::process::id())
+}
+
 /// A store of `backend` named `name`: a SQLite file in `dir`, or the PostgreSQL schema
 /// `it_<name>_<pid>`. `fresh` empties it first (a PostgreSQL schema left by an earlier run).
 pub fn open_store(backend: Backend, dir: &Path, name: &str, fresh: bool) -> Box<dyn Store> {
@@ -41,7 +46,7 @@ pub fn open_store(backend: Backend, dir: &Path, name: &str, fresh: bool) -> Box<
             Box::new(SqliteStore::open(&path).expect("open the SQLite store"))
         }
         Backend::Postgres => {
-            let schema = format!("it_{name}_{}", std::process::id());
+            let schema = postgres_schema(name);
             if fresh {
                 PostgresStore::drop_schema(POSTGRES_URL, &schema).unwrap_or_else(|error| {
                     panic!(
