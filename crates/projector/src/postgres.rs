@@ -277,6 +277,11 @@ impl Store for PostgresStore {
         format!("${index}")
     }
 
+    /// The database's collation may order text otherwise (`en_US`: "a" before "B").
+    fn bytewise(&self, column: &str) -> String {
+        format!("{column} COLLATE \"C\"")
+    }
+
     fn select_typed(
         &mut self,
         name: &str,

@@ -31,6 +31,12 @@ pub trait Store: Send {
     /// The text of the `index`th (from 1) parameter in this store's SQL (`?1`, `$1`).
     fn placeholder(&self, index: usize) -> String;
 
+    /// The text column `column` as this store's SQL compares it byte by byte, which is how
+    /// [`Value`] orders text (SQLite's default `BINARY` collation does already).
+    fn bytewise(&self, column: &str) -> String {
+        column.to_owned()
+    }
+
     /// Runs a select whose result columns have `types` (`name`: the table, for errors).
     fn select_typed(
         &mut self,
@@ -155,17 +161,16 @@ pub fn digest_paged(store: &mut dyn Store, rows_per_page: usize) -> Result<Strin
 }
 
 /// The select of one [`digest_paged`] page: the rows after the key `after` (all from the first
-/// when `None`), in key order, text compared byte by byte as [`Value`] orders it (PostgreSQL's
-/// database collation may not; SQLite's `BINARY` does).
+/// when `None`), in key order, text compared byte by byte as [`Value`] orders it
+/// ([`Store::bytewise`]).
 fn page_sql(store: &dyn Store, table: &Table, after: Option<&[Value]>, rows_per_page: usize) -> (String, Vec<Value>) {
-    let bytewise = |index: usize| {
-        let column = &table.columns[index];
-        match (column.ty, store.kind()) {
-            (Type::Text, "postgres") => format!("{} COLLATE \"C\"", column.name),
+    let key: Vec<String> = table.columns[..table.key]
+        .iter()
+        .map(|column| match column.ty {
+            Type::Text => store.bytewise(column.name),
             _ => column.name.to_owned(),
-        }
-    };
-    let key: Vec<String> = (0..table.key).map(bytewise).collect();
+        })
+        .collect();
     let mut sql = format!("SELECT {} FROM {}", table.column_list(), table.name);
     let params = after.map(<[Value]>::to_vec).unwrap_or_default();
     if !params.is_empty() {
