@@ -16,7 +16,8 @@ const PLAYERS: u64 = 10_000;
 const LIVE: u64 = 200;
 const PER_MARKET: u64 = 1_000;
 
-type Worst = BTreeMap<&'static str, (Duration, u64)>;
+/// Per command kind: the longest CPU time, the longest wall time, how many, their total wall time.
+type Worst = BTreeMap<&'static str, (Duration, Duration, u64, Duration)>;
 
 /// This thread's time on the CPU so far (Linux `/proc/thread-self/schedstat`, nanoseconds):
 /// the machine may be shared, and a command's wall time then counts other processes' turns.
@@ -30,7 +31,9 @@ fn cpu_nanos() -> u64 {
 fn apply(book: &mut Book, now: u64, command: &Command, worst: &mut Worst) -> book::Reply {
     let mut events = Vec::new();
     let began = cpu_nanos();
+    let wall = std::time::Instant::now();
     let reply = book.apply(now, command, &mut events);
+    let wall = wall.elapsed();
     let took = Duration::from_nanos(cpu_nanos().saturating_sub(began));
     if took > Duration::from_millis(5) {
         let sizes = book.sizes();
@@ -45,7 +48,9 @@ fn apply(book: &mut Book, now: u64, command: &Command, worst: &mut Worst) -> boo
     }
     let entry = worst.entry(command.name()).or_default();
     entry.0 = entry.0.max(took);
-    entry.1 += 1;
+    entry.1 = entry.1.max(wall);
+    entry.2 += 1;
+    entry.3 += wall;
     reply
 }
 
@@ -149,7 +154,8 @@ fn main() {
         }
     }
     println!("{bets} bets, book time {} s, sizes {:?}", (now - 1_795_608_000_000) / 1000, book.sizes());
-    for (name, (took, count)) in worst {
-        println!("  {name:<16} {count:>9} commands, longest {took:.2?}");
+    for (name, (took, wall, count, total)) in worst {
+        let mean = total / u32::try_from(count).unwrap_or(u32::MAX).max(1);
+        println!("  {name:<16} {count:>9} commands, longest {took:.2?} CPU, {wall:.2?} wall, mean {mean:.2?} wall");
     }
 }

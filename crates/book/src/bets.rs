@@ -117,9 +117,10 @@ impl BetStore {
         self.full.get_mut(index)
     }
 
-    /// Whether the bet at `index` is held packed.
+    /// Whether the bet at `index` is held packed. An open bet is answered from `full` alone
+    /// (a lookup by subtraction), never from the larger B-tree of closed ones.
     pub(crate) fn is_packed(&self, index: usize) -> bool {
-        self.packed.contains_key(&index)
+        !self.full.contains(index) && self.packed.contains_key(&index)
     }
 
     /// Stores a new bet under the next index and returns that index.

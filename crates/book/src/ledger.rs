@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use domain::{Currency, Money};
 
 use crate::ids::{AccountId, LedgerAccountId, Timestamp, TransferId};
-use crate::records::Records;
+use crate::records::{IndexSet, Records};
 
 /// The largest total an account may carry (a quarter of `i64::MAX`, some 2.3e18 minor units,
 /// 2,300 times `MONEY_MINOR_MAX`): far beyond any real book, and low enough that balances,
@@ -203,7 +203,7 @@ pub struct Ledger {
     /// restored.
     postings: Vec<Vec<TransferId>>,
     /// Pending transfers not yet posted or voided.
-    open_pending: BTreeSet<TransferId>,
+    open_pending: IndexSet,
     /// House and payment-clearing accounts, one pair per currency, created on first use.
     system: BTreeMap<Currency, (LedgerAccountId, LedgerAccountId)>,
     /// The operator's adjustments account of each currency, created on first use. Derived
@@ -287,11 +287,11 @@ impl Ledger {
     }
 
     pub fn is_open_pending(&self, id: TransferId) -> bool {
-        self.open_pending.contains(&id)
+        self.open_pending.contains(id.index())
     }
 
     pub fn open_pending(&self) -> impl Iterator<Item = TransferId> + '_ {
-        self.open_pending.iter().copied()
+        self.open_pending.iter().map(|index| TransferId(index as u64 + 1))
     }
 
     /// How many pending transfers are open.
@@ -301,9 +301,9 @@ impl Ledger {
 
     fn set_open(&mut self, id: TransferId, open: bool) {
         if open {
-            self.open_pending.insert(id);
+            self.open_pending.insert(id.index());
         } else {
-            self.open_pending.remove(&id);
+            self.open_pending.remove(id.index());
         }
     }
 
@@ -325,7 +325,7 @@ impl Ledger {
             if let TransferKind::PostPending(pending) | TransferKind::VoidPending(pending) = kind {
                 self.forget(pending);
             }
-            if !self.open_pending.contains(&id) {
+            if !self.open_pending.contains(id.index()) {
                 self.forget(id);
             }
         }
@@ -337,7 +337,7 @@ impl Ledger {
     /// transfers, and statements come from the read models; what each did stays in `folded`, so
     /// balances and `verify` are unchanged. A resolution takes the hold it resolved with it.
     pub(crate) fn let_go(&mut self, id: TransferId) {
-        if self.open_pending.contains(&id) {
+        if self.open_pending.contains(id.index()) {
             return;
         }
         let Some(transfer) = self.transfers.get(id.index()) else { return };
@@ -533,7 +533,7 @@ impl Ledger {
             }
             add_effect(&mut rebuilt, transfer)?;
         }
-        if !open.iter().eq(self.open_pending.iter()) {
+        if !open.iter().copied().eq(self.open_pending()) {
             return Err("open pending transfers differ from the log".to_string());
         }
         for (stored, derived) in self.accounts.iter().zip(&rebuilt) {
@@ -652,7 +652,7 @@ impl Ledger {
             transfers: self.transfers.to_vec(),
             transfers_issued: self.transfers.issued(),
             swept: self.swept,
-            open_pending: self.open_pending.iter().copied().collect(),
+            open_pending: self.open_pending().collect(),
             system: self.system_currencies().collect(),
         }
     }
@@ -673,7 +673,7 @@ impl Ledger {
             transfers: Records::default(),
             swept: parts.swept,
             postings: Vec::new(),
-            open_pending: parts.open_pending.into_iter().collect(),
+            open_pending: parts.open_pending.into_iter().map(|id| id.index()).collect(),
             system: parts.system.into_iter().map(|(currency, house, clearing)| (currency, (house, clearing))).collect(),
         };
         for transfer in &parts.transfers {
