@@ -67,8 +67,12 @@ impl<T> Records<T> {
     /// Rebuilds records from the held ones and the count of ids ever issued. `index_of` gives
     /// each record's index (`id - 1`); the caller checks the result (`BookParts::check_structure`).
     pub fn from_parts(issued: u64, items: Vec<T>, index_of: impl Fn(&T) -> usize) -> Records<T> {
-        let issued = issued as usize;
-        let mut items: Vec<(usize, T)> = items.into_iter().map(|item| (index_of(&item), item)).collect();
+        let items = items.into_iter().map(|item| (index_of(&item), item)).collect();
+        Records::from_indexed(issued as usize, items)
+    }
+
+    /// [`Records::from_parts`] from the records with their indexes.
+    fn from_indexed(issued: usize, mut items: Vec<(usize, T)>) -> Records<T> {
         items.sort_by_key(|(index, _)| *index);
         // The ring starts at the lowest held index from which it stays dense enough; records
         // below it go to the B-tree.
@@ -271,14 +275,35 @@ impl IndexSet {
 
     /// Adds `index`; false when it was in the set already.
     pub fn insert(&mut self, index: usize) -> bool {
-        if self.records.contains(index) {
+        let records = &mut self.records;
+        if records.contains(index) {
             return false;
         }
-        while self.records.issued <= index {
-            self.records.recent.push_back(None);
-            self.records.issued += 1;
+        // No id has the last index (`Id::index` of id 0, never issued): nothing to store.
+        debug_assert!(index < usize::MAX, "index of id 0");
+        if index >= records.issued && index < usize::MAX {
+            let gap = index - records.issued;
+            if gap > ring_allowance(records.recent_held + 1) {
+                // Far past the ring's end (the first hold after a long time without one, a
+                // set rebuilt from a long history): the ring restarts at `index`, its few
+                // indexes moving to the B-tree, rather than growing by a slot per index skipped.
+                let base = records.base;
+                for (offset, slot) in records.recent.drain(..).enumerate() {
+                    if let Some(item) = slot {
+                        records.old.insert(base + offset, item);
+                    }
+                }
+                records.recent_held = 0;
+                records.base = index;
+                records.issued = index;
+            }
+            while records.issued <= index {
+                records.recent.push_back(None);
+                records.issued += 1;
+            }
         }
-        self.records.put(index, ());
+        records.insert(index, ());
+        records.tidy();
         true
     }
 
@@ -298,12 +323,13 @@ impl IndexSet {
 }
 
 impl FromIterator<usize> for IndexSet {
+    /// The set of `indexes`, laid out as [`Records::from_parts`] lays out records.
     fn from_iter<I: IntoIterator<Item = usize>>(indexes: I) -> IndexSet {
-        let mut set = IndexSet::default();
-        for index in indexes {
-            set.insert(index);
-        }
-        set
+        let mut items: Vec<(usize, ())> = indexes.into_iter().map(|index| (index, ())).collect();
+        items.sort_unstable_by_key(|(index, ())| *index);
+        items.dedup_by_key(|(index, ())| *index);
+        let issued = items.last().map_or(0, |(index, ())| index.saturating_add(1));
+        IndexSet { records: Records::from_indexed(issued, items) }
     }
 }
 
@@ -475,6 +501,22 @@ mod tests {
             }
             prop_assert!(set.iter().eq(keys.iter().copied().enumerate().filter(|(at, _)| at % 3 != 0).map(|(_, k)| k)));
         }
+    }
+
+    /// Indexes far apart (a hold left open while billions of transfers passed, a set rebuilt
+    /// from a long history) cost a slot each, not a slot per index between them.
+    #[test]
+    fn an_index_set_jumps_over_long_gaps() {
+        let far = 5_000_000_000usize;
+        let mut set: IndexSet = [far + 3, 7, far, far + 1].into_iter().collect();
+        assert!(set.records.recent.len() <= 4, "{} slots", set.records.recent.len());
+        assert!(set.iter().eq([7, far, far + 1, far + 3]));
+        assert!(set.insert(2 * far) && !set.insert(2 * far) && set.insert(2 * far + 2));
+        assert!(set.records.recent.len() <= 3, "{} slots", set.records.recent.len());
+        assert!(set.iter().eq([7, far, far + 1, far + 3, 2 * far, 2 * far + 2]));
+        assert!(set.contains(far + 1) && !set.contains(far + 2) && set.contains(2 * far));
+        assert!(set.remove(7) && !set.remove(7));
+        assert_eq!(set.len(), 5);
     }
 
     /// A record left far behind by the rest moves to the B-tree, and the ring stays as long as
