@@ -1,7 +1,8 @@
 //! The most CPU time a single `Book::apply` of each command kind took, and its longest and mean
 //! wall time, in the soak's shape (10,000 funded players, 200 markets taking bets at once, a
 //! market retired and settled after 1,000 bets, one bet every 50 µs of book time, a 30 s
-//! resettlement window): what one command can cost the sequencer. `cargo run --release -p book --example command_cost -- [BETS]`.
+//! resettlement window): what one command can cost the sequencer.
+//! `cargo run --release -p book --example command_cost -- [BETS]`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
