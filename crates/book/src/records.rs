@@ -261,8 +261,9 @@ impl<T> Records<T> {
 
 /// A set of indexes (`id - 1`) in index order, with lookups by subtraction: [`Records`] of
 /// nothing (a `Box<()>` allocates nothing). Made for dense, mostly recent ids such as the
-/// ledger's open holds: inserting far past the highest index so far costs a slot per index
-/// skipped (until the slots move out, as in `Records`).
+/// ledger's open holds. Unlike `Records`, an index may be inserted past the highest so far:
+/// the slots between are empty, and past a long gap the ring restarts at the new index
+/// instead (its few indexes moving to the B-tree, a move the gap's ids paid for).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IndexSet {
     records: Records<()>,

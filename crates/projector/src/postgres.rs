@@ -98,6 +98,12 @@ impl PostgresStore {
         if !valid_schema(schema) {
             return Err(ProjectorError::Store(format!("postgres: bad schema name `{schema}`")));
         }
+        Self::execute(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    }
+
+    /// Runs `sql` (one or more statements) on a connection of its own to `url`, outside any
+    /// store: what the store's own API does not do (`drop_schema`; tests that change a column).
+    pub fn execute(url: &str, sql: &str) -> Result<(), ProjectorError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -106,10 +112,7 @@ impl PostgresStore {
             let (client, connection) =
                 tokio_postgres::connect(url, NoTls).await.map_err(|source| cannot_connect(url, &source))?;
             let connection = tokio::spawn(connection);
-            client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                .await
-                .map_err(error("drop schema"))?;
+            client.batch_execute(sql).await.map_err(error("statement"))?;
             drop(client);
             let _ = connection.await;
             Ok(())

@@ -11,7 +11,7 @@ use projector::schema::{
     Table, Value, ACCOUNTS, ALERTS, AUDIT, BETS, BET_HISTORY, BET_LEGS, CASES, CHECKPOINT, DAILY_TOTALS, FIRST_REPLIES,
     STATEMENTS, TRANSFERS,
 };
-use projector::{digest_paged, dump, Changes, Checkpoint, Store, DIGEST_ROWS_PER_PAGE};
+use projector::{digest_paged, dump, Changes, Checkpoint, PostgresStore, Store, DIGEST_ROWS_PER_PAGE};
 use sha2::{Digest, Sha256};
 
 use crate::{finished, open_store, postgres_schema, project, Backend, POSTGRES_URL};
@@ -629,9 +629,10 @@ fn the_digest_pages_through_text_keys_byte_by_byte_under_any_collation() {
         let mut store = open_store(backend, scratch.path(), "collation", true);
         if backend == Backend::Postgres {
             let schema = postgres_schema("collation");
-            postgres_execute(&format!(
-                "ALTER TABLE {schema}.first_replies ALTER COLUMN key_hash TYPE TEXT COLLATE \"en-x-icu\""
-            ));
+            let sql =
+                format!("ALTER TABLE {schema}.first_replies ALTER COLUMN key_hash TYPE TEXT COLLATE \"en-x-icu\"");
+            PostgresStore::execute(POSTGRES_URL, &sql)
+                .unwrap_or_else(|error| panic!("these tests need PostgreSQL at {POSTGRES_URL}: {error}"));
         }
         let mut changes = Changes::default();
         for (position, key) in keys.iter().enumerate() {
@@ -654,20 +655,6 @@ fn the_digest_pages_through_text_keys_byte_by_byte_under_any_collation() {
         digests.push(check_digest(store.as_mut()));
     }
     assert_eq!(digests[0], digests[1], "SQLite and PostgreSQL");
-}
-
-/// Runs `sql` on the test database (what the store's API does not do: change a collation).
-fn postgres_execute(sql: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(POSTGRES_URL, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|error| panic!("these tests need PostgreSQL at {POSTGRES_URL}: {error}"));
-        let connection = tokio::spawn(connection);
-        client.batch_execute(sql).await.expect(sql);
-        drop(client);
-        let _ = connection.await;
-    });
 }
 
 /// `projector::totals` (what `sportsbook verify` runs): the history summed per ledger account
