@@ -453,14 +453,20 @@ fn run(options: BookNodeOptions, shared: Arc<Shared>) -> Result<(), ClusterError
         let _runtime = runtime.enter();
         async_nats::jetstream::new(client.clone())
     };
-    let lease = runtime.block_on(Lease::open(
-        &jetstream,
-        &options.lease_bucket,
-        options.lease,
-        options.replicas,
-        &options.node_id,
-    ))?;
-    let registry = runtime.block_on(Registry::open(&jetstream, &options.registry_bucket, options.replicas))?;
+    let opened = retry_until_stopped(&shared, "the lease's bucket", || {
+        runtime.block_on(Lease::open(
+            &jetstream,
+            &options.lease_bucket,
+            options.lease,
+            options.replicas,
+            &options.node_id,
+        ))
+    })?;
+    let Some(lease) = opened else { return Ok(()) };
+    let opened = retry_until_stopped(&shared, "the registry's bucket", || {
+        runtime.block_on(Registry::open(&jetstream, &options.registry_bucket, options.replicas))
+    })?;
+    let Some(registry) = opened else { return Ok(()) };
     let publisher = runtime.spawn(publish_to_registry(registry.clone(), Arc::clone(&shared)));
     let status_subject = protocol::status_subject(&options.subject_prefix, &options.node_id);
     let status_requests = runtime
@@ -474,6 +480,31 @@ fn run(options: BookNodeOptions, shared: Arc<Shared>) -> Result<(), ClusterError
     publisher.abort();
     let _ = node.runtime.block_on(registry.remove(&node.options.node_id));
     result
+}
+
+/// Runs `open` until it succeeds, as [`Node::open_journal`] opens the journal: creating a
+/// replicated bucket waits for its replicas to elect a leader, and on a fresh or busy cluster
+/// that may outlast one attempt (`lease::BUCKET_CREATE_TIMEOUT`) while another node creates
+/// it. A bucket of other options is no passing state: that error ends the node. `None` once
+/// the node is told to stop.
+fn retry_until_stopped<T>(
+    shared: &Shared,
+    what: &str,
+    mut open: impl FnMut() -> Result<T, ClusterError>,
+) -> Result<Option<T>, ClusterError> {
+    loop {
+        if shared.stopping() {
+            return Ok(None);
+        }
+        match open() {
+            Ok(opened) => return Ok(Some(opened)),
+            Err(error @ ClusterError::InvalidOptions(_)) => return Err(error),
+            Err(error) => {
+                warn!(node = %shared.node, %error, "cannot open {what}; trying again");
+                std::thread::sleep(RETRY_PAUSE);
+            }
+        }
+    }
 }
 
 async fn connect(servers: &[String], name: &str) -> Result<Client, ClusterError> {
